@@ -1,0 +1,600 @@
+/* quark-quark-config.c: the quark backend's config (AMD Quark's config model)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * JSON shape (a subset of AMD Quark's config, growing with the kernels):
+ *
+ *   {
+ *     "backend": "quark",
+ *     "global_quant_config": LAYER,
+ *     "layer_type_quant_config": { "Linear": LAYER, ... },
+ *     "layer_quant_config": { "PATTERN": LAYER, ... },
+ *     "exclude": [ "PATTERN", ... ]
+ *   }
+ *   LAYER = { "weight": SPEC|null, "input_tensors": SPEC|null,
+ *             "output_tensors": SPEC|null, "bias": SPEC|null }
+ *   SPEC  = { "dtype", "qscheme", "ch_axis", "group_size", "symmetric",
+ *             "is_dynamic", "round_method", "scale_type" }
+ *
+ * In global_quant_config a null spec means "not quantized"; in the per-type
+ * and per-name levels it means "inherit".
+ */
+#include "quark-quark-config.h"
+
+#include <string.h>
+
+/* The spec keys of AMD Quark's QuantizationSpec this backend reads. Other
+ * QuarkTensorSpec properties (narrow_range) are not Quark keys and are
+ * refused. */
+static const char * const quark_spec_keys[] = {
+  "dtype", "qscheme", "ch_axis", "group_size", "symmetric",
+  "is_dynamic", "round_method", "scale_type", NULL
+};
+
+static const char * const layer_keys[] = {
+  "weight", "input_tensors", "output_tensors", "bias", NULL
+};
+
+static const char * const config_keys[] = {
+  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude", NULL
+};
+
+static const char * const layer_types[] = {
+  "Linear", "Conv1d", "Conv2d", "Conv3d",
+  "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", NULL
+};
+
+/* ---- QuarkQuarkLayerConfig ---------------------------------------------- */
+
+struct _QuarkQuarkLayerConfig
+{
+  GObject parent_instance;
+  QuarkTensorSpec *specs[4];   /* indexed by QuarkRole */
+};
+
+enum {
+  LAYER_PROP_0,
+  LAYER_PROP_WEIGHT,
+  LAYER_PROP_INPUT_TENSORS,
+  LAYER_PROP_OUTPUT_TENSORS,
+  LAYER_PROP_BIAS,
+  LAYER_N_PROPS
+};
+
+/* property id -> role */
+static const QuarkRole layer_prop_role[LAYER_N_PROPS] = {
+  [LAYER_PROP_WEIGHT] = QUARK_ROLE_WEIGHT,
+  [LAYER_PROP_INPUT_TENSORS] = QUARK_ROLE_INPUT,
+  [LAYER_PROP_OUTPUT_TENSORS] = QUARK_ROLE_OUTPUT,
+  [LAYER_PROP_BIAS] = QUARK_ROLE_BIAS,
+};
+
+G_DEFINE_FINAL_TYPE (QuarkQuarkLayerConfig, quark_quark_layer_config, G_TYPE_OBJECT)
+
+static void
+quark_quark_layer_config_dispose (GObject *object)
+{
+  QuarkQuarkLayerConfig *self = QUARK_QUARK_LAYER_CONFIG (object);
+
+  for (guint i = 0; i < G_N_ELEMENTS (self->specs); i++)
+    g_clear_object (&self->specs[i]);
+  G_OBJECT_CLASS (quark_quark_layer_config_parent_class)->dispose (object);
+}
+
+static void
+quark_quark_layer_config_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  QuarkQuarkLayerConfig *self = QUARK_QUARK_LAYER_CONFIG (object);
+
+  if (prop_id > LAYER_PROP_0 && prop_id < LAYER_N_PROPS)
+    g_value_set_object (value, self->specs[layer_prop_role[prop_id]]);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+quark_quark_layer_config_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  QuarkQuarkLayerConfig *self = QUARK_QUARK_LAYER_CONFIG (object);
+
+  if (prop_id > LAYER_PROP_0 && prop_id < LAYER_N_PROPS)
+    g_set_object (&self->specs[layer_prop_role[prop_id]], g_value_get_object (value));
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+quark_quark_layer_config_class_init (QuarkQuarkLayerConfigClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  const GParamFlags flags = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
+
+  object_class->dispose = quark_quark_layer_config_dispose;
+  object_class->get_property = quark_quark_layer_config_get_property;
+  object_class->set_property = quark_quark_layer_config_set_property;
+
+  g_object_class_install_property (object_class, LAYER_PROP_WEIGHT,
+    g_param_spec_object ("weight", "Weight", "Spec of the layer's weight",
+                         QUARK_TYPE_TENSOR_SPEC, flags));
+  g_object_class_install_property (object_class, LAYER_PROP_INPUT_TENSORS,
+    g_param_spec_object ("input-tensors", "Input tensors", "Spec of the layer's input",
+                         QUARK_TYPE_TENSOR_SPEC, flags));
+  g_object_class_install_property (object_class, LAYER_PROP_OUTPUT_TENSORS,
+    g_param_spec_object ("output-tensors", "Output tensors", "Spec of the layer's output",
+                         QUARK_TYPE_TENSOR_SPEC, flags));
+  g_object_class_install_property (object_class, LAYER_PROP_BIAS,
+    g_param_spec_object ("bias", "Bias", "Spec of the layer's bias",
+                         QUARK_TYPE_TENSOR_SPEC, flags));
+}
+
+static void
+quark_quark_layer_config_init (QuarkQuarkLayerConfig *self)
+{
+}
+
+QuarkTensorSpec *
+quark_quark_layer_config_get_spec (QuarkQuarkLayerConfig *self,
+                                   QuarkRole              role)
+{
+  g_return_val_if_fail ((guint) role < G_N_ELEMENTS (self->specs), NULL);
+  return self->specs[role];
+}
+
+static const char *
+role_key (QuarkRole role)
+{
+  return layer_keys[role];
+}
+
+/* ---- QuarkQuarkConfig --------------------------------------------------- */
+
+typedef struct {
+  char *pattern;
+  QuarkQuarkLayerConfig *layer;
+} NamedLayer;
+
+static void
+named_layer_free (gpointer data)
+{
+  NamedLayer *entry = data;
+  g_free (entry->pattern);
+  g_clear_object (&entry->layer);
+  g_free (entry);
+}
+
+struct _QuarkQuarkConfig
+{
+  GObject parent_instance;
+
+  QuarkQuarkLayerConfig *global;
+  GPtrArray *by_type;     /* NamedLayer, key = layer type */
+  GPtrArray *by_name;     /* NamedLayer, key = pattern, in JSON order */
+  GStrv exclude;
+};
+
+static void config_iface_init (QuarkQuantizationConfigInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (QuarkQuarkConfig, quark_quark_config, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (QUARK_TYPE_QUANTIZATION_CONFIG, config_iface_init))
+
+static void
+quark_quark_config_finalize (GObject *object)
+{
+  QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (object);
+
+  g_clear_object (&self->global);
+  g_ptr_array_unref (self->by_type);
+  g_ptr_array_unref (self->by_name);
+  g_strfreev (self->exclude);
+  G_OBJECT_CLASS (quark_quark_config_parent_class)->finalize (object);
+}
+
+static void
+quark_quark_config_class_init (QuarkQuarkConfigClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = quark_quark_config_finalize;
+}
+
+static void
+quark_quark_config_init (QuarkQuarkConfig *self)
+{
+  g_autoptr(QuarkTensorSpec) weight = NULL;
+
+  /* Defaults for a config made without JSON: int8 per-channel symmetric
+   * weights, activations in float. */
+  weight = quark_tensor_spec_new (QUARK_DTYPE_I8, QUARK_QSCHEME_PER_CHANNEL);
+  self->global = g_object_new (QUARK_TYPE_QUARK_LAYER_CONFIG, "weight", weight, NULL);
+  self->by_type = g_ptr_array_new_with_free_func (named_layer_free);
+  self->by_name = g_ptr_array_new_with_free_func (named_layer_free);
+  self->exclude = g_new0 (char *, 1);
+}
+
+/* Loads LAYER at @path: checks layer and spec keys against Quark's, then
+ * builds the object with the strict property loader. */
+static QuarkQuarkLayerConfig *
+load_layer (JsonNode    *node,
+            const char  *path,
+            GError     **error)
+{
+  JsonObject *object;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "%s: expected an object", path);
+      return NULL;
+    }
+  object = json_node_get_object (node);
+  if (!quark_json_check_members (object, path, layer_keys, error))
+    return NULL;
+  for (guint i = 0; layer_keys[i]; i++)
+    {
+      JsonNode *spec = json_object_get_member (object, layer_keys[i]);
+      g_autofree char *spec_path = quark_json_path_join (path, layer_keys[i]);
+
+      if (spec && JSON_NODE_HOLDS_OBJECT (spec) &&
+          !quark_json_check_members (json_node_get_object (spec), spec_path, quark_spec_keys, error))
+        return NULL;
+    }
+  return (QuarkQuarkLayerConfig *) quark_json_new_object (QUARK_TYPE_QUARK_LAYER_CONFIG, node, path, error);
+}
+
+static gboolean
+load_layer_map (JsonObject  *config,
+                const char  *key,
+                gboolean     keys_are_types,
+                GPtrArray   *out,
+                GError     **error)
+{
+  JsonNode *node = json_object_get_member (config, key);
+  g_autoptr(GList) members = NULL;
+  JsonObject *map;
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "%s: expected an object", key);
+      return FALSE;
+    }
+  map = json_node_get_object (node);
+  members = json_object_get_members (map);
+  for (GList *l = members; l; l = l->next)
+    {
+      const char *name = l->data;
+      g_autofree char *path = quark_json_path_join (key, name);
+      g_autoptr(GError) pattern_error = NULL;
+      NamedLayer *entry;
+      QuarkQuarkLayerConfig *layer;
+
+      if (keys_are_types && !g_strv_contains (layer_types, name))
+        {
+          g_autofree char *list = g_strjoinv (", ", (char **) layer_types);
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s: unknown layer type (expected one of: %s)", path, list);
+          return FALSE;
+        }
+      if (!keys_are_types && !quark_pattern_validate (name, &pattern_error))
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s: %s", path, pattern_error->message);
+          return FALSE;
+        }
+      layer = load_layer (json_object_get_member (map, name), path, error);
+      if (layer == NULL)
+        return FALSE;
+      entry = g_new0 (NamedLayer, 1);
+      entry->pattern = g_strdup (name);
+      entry->layer = layer;
+      g_ptr_array_add (out, entry);
+    }
+  return TRUE;
+}
+
+static gboolean
+load_exclude (JsonObject  *config,
+              GStrv       *out,
+              GError     **error)
+{
+  JsonNode *node = json_object_get_member (config, "exclude");
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  JsonArray *array;
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    {
+      *out = g_strv_builder_end (builder);
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "exclude: expected an array of strings");
+      return FALSE;
+    }
+  array = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *element = json_array_get_element (array, i);
+      g_autofree char *path = quark_json_path_index ("exclude", i);
+      g_autoptr(GError) pattern_error = NULL;
+
+      if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                       "%s: expected a string", path);
+          return FALSE;
+        }
+      if (!quark_pattern_validate (json_node_get_string (element), &pattern_error))
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s: %s", path, pattern_error->message);
+          return FALSE;
+        }
+      g_strv_builder_add (builder, json_node_get_string (element));
+    }
+  *out = g_strv_builder_end (builder);
+  return TRUE;
+}
+
+static gboolean
+quark_quark_config_load_json (QuarkQuantizationConfig  *config,
+                              JsonObject               *object,
+                              GError                  **error)
+{
+  QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (config);
+  g_autoptr(QuarkQuarkLayerConfig) global = NULL;
+  g_autoptr(GPtrArray) by_type = g_ptr_array_new_with_free_func (named_layer_free);
+  g_autoptr(GPtrArray) by_name = g_ptr_array_new_with_free_func (named_layer_free);
+  g_auto(GStrv) exclude = NULL;
+  JsonNode *global_node;
+
+  if (!quark_json_check_members (object, NULL, config_keys, error))
+    return FALSE;
+
+  global_node = json_object_get_member (object, "global_quant_config");
+  if (global_node == NULL)
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
+                   "global_quant_config: missing; it gives the default spec of every layer");
+      return FALSE;
+    }
+  global = load_layer (global_node, "global_quant_config", error);
+  if (global == NULL)
+    return FALSE;
+  if (!load_layer_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
+      !load_layer_map (object, "layer_quant_config", FALSE, by_name, error) ||
+      !load_exclude (object, &exclude, error))
+    return FALSE;
+
+  /* everything parsed: replace the config's content at once */
+  g_set_object (&self->global, global);
+  g_ptr_array_unref (self->by_type);
+  self->by_type = g_steal_pointer (&by_type);
+  g_ptr_array_unref (self->by_name);
+  self->by_name = g_steal_pointer (&by_name);
+  g_strfreev (self->exclude);
+  self->exclude = g_steal_pointer (&exclude);
+  return TRUE;
+}
+
+/* A layer dict with AMD Quark's spec keys only, so that the loader reads it
+ * back. */
+static JsonNode *
+serialize_layer (QuarkQuarkLayerConfig *layer)
+{
+  JsonNode *node = quark_json_serialize_properties (G_OBJECT (layer));
+  JsonObject *object = json_node_get_object (node);
+
+  for (guint i = 0; layer_keys[i]; i++)
+    {
+      JsonNode *spec = json_object_get_member (object, layer_keys[i]);
+      g_autoptr(GList) members = NULL;
+
+      if (spec == NULL || !JSON_NODE_HOLDS_OBJECT (spec))
+        continue;
+      members = json_object_get_members (json_node_get_object (spec));
+      for (GList *l = members; l; l = l->next)
+        if (!g_strv_contains (quark_spec_keys, l->data))
+          json_object_remove_member (json_node_get_object (spec), l->data);
+    }
+  return node;
+}
+
+static void
+add_layer_map (JsonObject *object,
+               const char *key,
+               GPtrArray  *entries)
+{
+  JsonObject *map = json_object_new ();
+
+  for (guint i = 0; i < entries->len; i++)
+    {
+      NamedLayer *entry = g_ptr_array_index (entries, i);
+      json_object_set_member (map, entry->pattern, serialize_layer (entry->layer));
+    }
+  json_object_set_object_member (object, key, map);
+}
+
+static JsonNode *
+quark_quark_config_to_json (QuarkQuantizationConfig *config)
+{
+  QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (config);
+  JsonObject *object = json_object_new ();
+  JsonArray *exclude = json_array_new ();
+  JsonNode *node;
+
+  json_object_set_member (object, "global_quant_config", serialize_layer (self->global));
+  add_layer_map (object, "layer_type_quant_config", self->by_type);
+  add_layer_map (object, "layer_quant_config", self->by_name);
+  for (guint i = 0; self->exclude[i]; i++)
+    json_array_add_string_element (exclude, self->exclude[i]);
+  json_object_set_array_member (object, "exclude", exclude);
+
+  node = json_node_init_object (json_node_alloc (), object);
+  json_object_unref (object);
+  return node;
+}
+
+/* What this backend's kernels implement today. */
+static gboolean
+check_supported (QuarkTensorSpec  *spec,
+                 QuarkRole         role,
+                 const char       *path,
+                 GError          **error)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
+
+  if (!quark_dtype_is_integer (dtype) || quark_dtype_get_bits (dtype) > 16)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE,
+                   "%s.dtype: %s is not supported by the quark backend "
+                   "(supported: integers of 2 to 16 bits)", path, quark_dtype_get_name (dtype));
+      return FALSE;
+    }
+  if (role == QUARK_ROLE_BIAS)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s: bias quantization is not supported by the quark backend", path);
+      return FALSE;
+    }
+  if (qscheme != QUARK_QSCHEME_PER_TENSOR &&
+      (qscheme != QUARK_QSCHEME_PER_CHANNEL || role != QUARK_ROLE_WEIGHT))
+    {
+      g_autoptr(GEnumClass) klass = g_type_class_ref (QUARK_TYPE_QSCHEME);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.qscheme: %s is not supported by the quark backend for %s "
+                   "(supported: per_tensor%s)", path, g_enum_get_value (klass, qscheme)->value_nick,
+                   role == QUARK_ROLE_WEIGHT ? "weights" : "activations",
+                   role == QUARK_ROLE_WEIGHT ? ", per_channel" : "");
+      return FALSE;
+    }
+  if (quark_tensor_spec_get_round_method (spec) != QUARK_ROUND_HALF_EVEN)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.round_method: the quark backend rounds half to even", path);
+      return FALSE;
+    }
+  if (quark_tensor_spec_get_scale_type (spec) != QUARK_SCALE_FLOAT)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.scale_type: pof2 scales are not supported by the quark backend", path);
+      return FALSE;
+    }
+  if (role == QUARK_ROLE_WEIGHT && quark_tensor_spec_get_is_dynamic (spec))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_COMBINATION,
+                   "%s.is_dynamic: weights are quantized statically", path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+validate_layer (QuarkQuarkLayerConfig  *layer,
+                const char             *path,
+                GError                **error)
+{
+  for (QuarkRole role = QUARK_ROLE_WEIGHT; role <= QUARK_ROLE_BIAS; role++)
+    {
+      QuarkTensorSpec *spec = layer->specs[role];
+      g_autofree char *spec_path = quark_json_path_join (path, role_key (role));
+
+      if (spec == NULL)
+        continue;
+      if (!quark_tensor_spec_validate (spec, spec_path, error) ||
+          !check_supported (spec, role, spec_path, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+quark_quark_config_validate (QuarkQuantizationConfig  *config,
+                             GError                  **error)
+{
+  QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (config);
+
+  if (!validate_layer (self->global, "global_quant_config", error))
+    return FALSE;
+  for (guint m = 0; m < 2; m++)
+    {
+      GPtrArray *entries = m == 0 ? self->by_type : self->by_name;
+      const char *key = m == 0 ? "layer_type_quant_config" : "layer_quant_config";
+
+      for (guint i = 0; i < entries->len; i++)
+        {
+          NamedLayer *entry = g_ptr_array_index (entries, i);
+          g_autofree char *path = quark_json_path_join (key, entry->pattern);
+          if (!validate_layer (entry->layer, path, error))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+quark_quark_config_is_excluded (QuarkQuantizationConfig *config,
+                                const char              *layer_name)
+{
+  QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (config);
+
+  for (guint i = 0; self->exclude[i]; i++)
+    if (quark_pattern_match (self->exclude[i], layer_name))
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+quark_quark_config_lookup_spec (QuarkQuantizationConfig  *config,
+                                QuarkSpecLevel            level,
+                                const char               *key,
+                                QuarkRole                 role,
+                                QuarkTensorSpec         **spec)
+{
+  QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (config);
+  QuarkTensorSpec *found;
+
+  *spec = NULL;
+  switch (level)
+    {
+    case QUARK_SPEC_LEVEL_GLOBAL:
+      found = self->global->specs[role];
+      *spec = found ? g_object_ref (found) : NULL;
+      return TRUE;
+    case QUARK_SPEC_LEVEL_LAYER_TYPE:
+    case QUARK_SPEC_LEVEL_LAYER_NAME:
+      {
+        GPtrArray *entries = level == QUARK_SPEC_LEVEL_LAYER_TYPE ? self->by_type : self->by_name;
+        for (guint i = 0; i < entries->len; i++)
+          {
+            NamedLayer *entry = g_ptr_array_index (entries, i);
+            gboolean match = level == QUARK_SPEC_LEVEL_LAYER_TYPE
+              ? g_str_equal (entry->pattern, key)
+              : quark_pattern_match (entry->pattern, key);
+            if (!match)
+              continue;
+            /* the first matching entry decides; a null spec there inherits */
+            found = entry->layer->specs[role];
+            if (found == NULL)
+              return FALSE;
+            *spec = g_object_ref (found);
+            return TRUE;
+          }
+      }
+      return FALSE;
+    default:
+      return FALSE;
+    }
+}
+
+static void
+config_iface_init (QuarkQuantizationConfigInterface *iface)
+{
+  iface->load_json = quark_quark_config_load_json;
+  iface->to_json = quark_quark_config_to_json;
+  iface->validate = quark_quark_config_validate;
+  iface->is_excluded = quark_quark_config_is_excluded;
+  iface->lookup_spec = quark_quark_config_lookup_spec;
+}

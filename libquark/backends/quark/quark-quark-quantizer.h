@@ -1,0 +1,22 @@
+/* quark-quark-quantizer.h: the quark backend's quantizer
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <quark.h>
+
+G_BEGIN_DECLS
+
+#define QUARK_TYPE_QUARK_QUANTIZER (quark_quark_quantizer_get_type ())
+G_DECLARE_FINAL_TYPE (QuarkQuarkQuantizer, quark_quark_quantizer, QUARK, QUARK_QUANTIZER, GObject)
+
+/* AMD Quark's integer parameters (numerics reference, section 2). */
+void quark_quark_int_params (float                 min_val,
+                             float                 max_val,
+                             gboolean              symmetric,
+                             int32_t               qmin,
+                             int32_t               qmax,
+                             QuarkKernelIntParams *params);
+
+G_END_DECLS

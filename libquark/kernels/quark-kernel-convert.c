@@ -1,0 +1,139 @@
+/* quark-kernel-convert.c: element conversions to binary32
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-kernels.h"
+
+#include <string.h>
+
+static inline float
+f32_from_bits (uint32_t bits)
+{
+  float f;
+  memcpy (&f, &bits, sizeof f);
+  return f;
+}
+
+/**
+ * quark_kernel_f16_to_f32: (skip)
+ * @bits: an IEEE binary16 bit pattern
+ *
+ * Converts one binary16 value to binary32. The conversion is exact for every
+ * pattern: subnormals become normal binary32 values, infinities stay
+ * infinities, and NaNs keep their sign and payload.
+ *
+ * Returns: the value
+ */
+float
+quark_kernel_f16_to_f32 (uint16_t bits)
+{
+  uint32_t sign = (uint32_t) (bits & 0x8000u) << 16;
+  uint32_t exp = (bits >> 10) & 0x1fu;
+  uint32_t mant = bits & 0x3ffu;
+
+  if (exp == 0)
+    {
+      /* zero or subnormal: mant * 2^-24, exact in binary32 */
+      float v = (float) mant * 0x1p-24f;
+      return sign ? -v : v;
+    }
+  if (exp == 0x1f)
+    return f32_from_bits (sign | 0x7f800000u | (mant << 13));
+  return f32_from_bits (sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+/**
+ * quark_kernel_bf16_to_f32: (skip)
+ * @bits: a bfloat16 bit pattern
+ *
+ * Converts one bfloat16 value to binary32 (exact: bfloat16 is the upper half
+ * of a binary32).
+ *
+ * Returns: the value
+ */
+float
+quark_kernel_bf16_to_f32 (uint16_t bits)
+{
+  return f32_from_bits ((uint32_t) bits << 16);
+}
+
+/**
+ * quark_kernel_convert_to_f32: (skip)
+ * @src_dtype: the element type of @src
+ * @src: @n elements of type @src_dtype
+ * @dst: room for @n floats
+ * @n: the number of elements
+ *
+ * Converts elements to binary32. Float types convert exactly (binary64
+ * rounds to nearest even); integer types convert by value (rounding to
+ * nearest even above 2^24).
+ *
+ * Returns: %false if @src_dtype cannot be converted here (minifloats and
+ *   logical sub-byte types have their own decoders)
+ */
+bool
+quark_kernel_convert_to_f32 (QuarkDType  src_dtype,
+                             const void *src,
+                             float      *dst,
+                             size_t      n)
+{
+  switch (src_dtype)
+    {
+    case QUARK_DTYPE_F32:
+      if (n)
+        memcpy (dst, src, n * sizeof (float));
+      return true;
+    case QUARK_DTYPE_F64:
+      for (size_t i = 0; i < n; i++)
+        dst[i] = (float) ((const double *) src)[i];
+      return true;
+    case QUARK_DTYPE_F16:
+      for (size_t i = 0; i < n; i++)
+        dst[i] = quark_kernel_f16_to_f32 (((const uint16_t *) src)[i]);
+      return true;
+    case QUARK_DTYPE_BF16:
+      for (size_t i = 0; i < n; i++)
+        dst[i] = quark_kernel_bf16_to_f32 (((const uint16_t *) src)[i]);
+      return true;
+#define CONVERT_INT(DT, CT) \
+    case DT: \
+      for (size_t i = 0; i < n; i++) \
+        dst[i] = (float) ((const CT *) src)[i]; \
+      return true;
+    CONVERT_INT (QUARK_DTYPE_I64, int64_t)
+    CONVERT_INT (QUARK_DTYPE_I32, int32_t)
+    CONVERT_INT (QUARK_DTYPE_I16, int16_t)
+    CONVERT_INT (QUARK_DTYPE_I8, int8_t)
+    CONVERT_INT (QUARK_DTYPE_U64, uint64_t)
+    CONVERT_INT (QUARK_DTYPE_U32, uint32_t)
+    CONVERT_INT (QUARK_DTYPE_U16, uint16_t)
+    CONVERT_INT (QUARK_DTYPE_U8, uint8_t)
+    CONVERT_INT (QUARK_DTYPE_BOOL, uint8_t)
+    /* logical sub-byte integers are stored one code per byte */
+    CONVERT_INT (QUARK_DTYPE_INT2, int8_t)
+    CONVERT_INT (QUARK_DTYPE_INT3, int8_t)
+    CONVERT_INT (QUARK_DTYPE_INT4, int8_t)
+    CONVERT_INT (QUARK_DTYPE_INT5, int8_t)
+    CONVERT_INT (QUARK_DTYPE_INT6, int8_t)
+    CONVERT_INT (QUARK_DTYPE_INT7, int8_t)
+    CONVERT_INT (QUARK_DTYPE_UINT2, uint8_t)
+    CONVERT_INT (QUARK_DTYPE_UINT3, uint8_t)
+    CONVERT_INT (QUARK_DTYPE_UINT4, uint8_t)
+    CONVERT_INT (QUARK_DTYPE_UINT5, uint8_t)
+    CONVERT_INT (QUARK_DTYPE_UINT6, uint8_t)
+    CONVERT_INT (QUARK_DTYPE_UINT7, uint8_t)
+#undef CONVERT_INT
+    case QUARK_DTYPE_F8_E4M3:
+    case QUARK_DTYPE_F8_E5M2:
+    case QUARK_DTYPE_F8_E4M3FNUZ:
+    case QUARK_DTYPE_F8_E5M2FNUZ:
+    case QUARK_DTYPE_F8_E8M0:
+    case QUARK_DTYPE_FP4_E2M1:
+    case QUARK_DTYPE_FP6_E2M3:
+    case QUARK_DTYPE_FP6_E3M2:
+    default:
+      return false;
+    }
+}

@@ -1,0 +1,390 @@
+/* quark-kernel-int.c: integer statistics, quantization and dequantization
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Vector path: GCC vector extensions, 8 lanes of binary32. */
+#define QK_LANES 8
+typedef float   qk_v8f __attribute__ ((vector_size (QK_LANES * sizeof (float))));
+typedef int32_t qk_v8i __attribute__ ((vector_size (QK_LANES * sizeof (int32_t))));
+
+/* Adding and subtracting 1.5 * 2^23 rounds a binary32 of magnitude below
+ * 2^22 to an integer, to nearest even, in the default rounding mode. */
+#define QK_ROUND_MAGIC 12582912.0f
+
+static inline qk_v8f
+qk_load (const float *p)
+{
+  qk_v8f v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
+static inline qk_v8f
+qk_splat (float v)
+{
+  qk_v8f r = { v, v, v, v, v, v, v, v };
+  return r;
+}
+
+/* Lane-wise mask ? a : b (GCC's C front end has no vector ?:). */
+static inline qk_v8f
+qk_select (qk_v8i mask, qk_v8f a, qk_v8f b)
+{
+  return (qk_v8f) (((qk_v8i) a & mask) | ((qk_v8i) b & ~mask));
+}
+
+static inline bool
+qk_is_finite (float v)
+{
+  return v - v == 0.0f;
+}
+
+/**
+ * quark_kernel_min_max_f32_scalar: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @min: (out): the smallest element (+infinity when @n is 0)
+ * @max: (out): the largest element (-infinity when @n is 0)
+ *
+ * Scalar reference of quark_kernel_min_max_f32().
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_min_max_f32_scalar (const float *x,
+                                 size_t       n,
+                                 float       *min,
+                                 float       *max)
+{
+  float lo = INFINITY, hi = -INFINITY;
+  bool finite = true;
+
+  for (size_t i = 0; i < n; i++)
+    {
+      float v = x[i];
+      if (!qk_is_finite (v))
+        {
+          finite = false;
+          continue;
+        }
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    }
+  *min = lo;
+  *max = hi;
+  return finite;
+}
+
+/**
+ * quark_kernel_min_max_f32: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @min: (out): the smallest finite element (+infinity when there is none)
+ * @max: (out): the largest finite element (-infinity when there is none)
+ *
+ * Computes the minimum and maximum of the finite elements, and whether all
+ * elements are finite. A selection is exact, so the result does not depend on
+ * the order of evaluation (for -0 and +0 it reports whichever compares first;
+ * both quantize identically).
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_min_max_f32 (const float *x,
+                          size_t       n,
+                          float       *min,
+                          float       *max)
+{
+  size_t i = 0;
+  float lo, hi;
+  bool finite;
+
+  if (n < QK_LANES)
+    return quark_kernel_min_max_f32_scalar (x, n, min, max);
+
+  {
+    qk_v8f vlo = qk_splat (INFINITY), vhi = qk_splat (-INFINITY);
+    qk_v8i bad = { 0 };
+    for (i = 0; i + QK_LANES <= n; i += QK_LANES)
+      {
+        qk_v8f v = qk_load (x + i);
+        qk_v8i ok = (v - v) == 0.0f;     /* -1 where finite */
+        bad |= ~ok;
+        vlo = qk_select (ok & (v < vlo), v, vlo);
+        vhi = qk_select (ok & (v > vhi), v, vhi);
+      }
+    lo = INFINITY;
+    hi = -INFINITY;
+    finite = true;
+    for (int l = 0; l < QK_LANES; l++)
+      {
+        if (bad[l])
+          finite = false;
+        lo = vlo[l] < lo ? vlo[l] : lo;
+        hi = vhi[l] > hi ? vhi[l] : hi;
+      }
+  }
+
+  {
+    float tlo, thi;
+    if (!quark_kernel_min_max_f32_scalar (x + i, n - i, &tlo, &thi))
+      finite = false;
+    lo = tlo < lo ? tlo : lo;
+    hi = thi > hi ? thi : hi;
+  }
+  *min = lo;
+  *max = hi;
+  return finite;
+}
+
+/**
+ * quark_kernel_channel_min_max_f32: (skip)
+ * @x: a tensor viewed as [@outer, @channels, @inner], contiguous
+ * @outer: product of the dimensions before the channel axis
+ * @channels: length of the channel axis
+ * @inner: product of the dimensions after the channel axis
+ * @mins: (out caller-allocates): @channels minima
+ * @maxs: (out caller-allocates): @channels maxima
+ *
+ * Per-channel minimum and maximum of the finite elements along any axis.
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_channel_min_max_f32 (const float *x,
+                                  size_t       outer,
+                                  size_t       channels,
+                                  size_t       inner,
+                                  float       *mins,
+                                  float       *maxs)
+{
+  bool finite = true;
+
+  for (size_t c = 0; c < channels; c++)
+    {
+      mins[c] = INFINITY;
+      maxs[c] = -INFINITY;
+    }
+  for (size_t o = 0; o < outer; o++)
+    for (size_t c = 0; c < channels; c++)
+      {
+        float lo, hi;
+        if (!quark_kernel_min_max_f32 (x + (o * channels + c) * inner, inner, &lo, &hi))
+          finite = false;
+        mins[c] = lo < mins[c] ? lo : mins[c];
+        maxs[c] = hi > maxs[c] ? hi : maxs[c];
+      }
+  return finite;
+}
+
+static inline float
+qk_quantize_one (float x, const QuarkKernelIntParams *p)
+{
+  float t = x * p->inv_scale;
+  t = t + p->zero_point;
+  t = rintf (t);
+  /* written so that a NaN becomes qmin, as in the vector path */
+  if (!(t >= (float) p->qmin))
+    t = (float) p->qmin;
+  if (t > (float) p->qmax)
+    t = (float) p->qmax;
+  return t;
+}
+
+static bool
+qk_store_supported (QuarkDType dt)
+{
+  switch (dt)
+    {
+    case QUARK_DTYPE_I8: case QUARK_DTYPE_U8:
+    case QUARK_DTYPE_I16: case QUARK_DTYPE_U16:
+    case QUARK_DTYPE_I32:
+    case QUARK_DTYPE_INT2: case QUARK_DTYPE_INT3: case QUARK_DTYPE_INT4:
+    case QUARK_DTYPE_INT5: case QUARK_DTYPE_INT6: case QUARK_DTYPE_INT7:
+    case QUARK_DTYPE_UINT2: case QUARK_DTYPE_UINT3: case QUARK_DTYPE_UINT4:
+    case QUARK_DTYPE_UINT5: case QUARK_DTYPE_UINT6: case QUARK_DTYPE_UINT7:
+      return true;
+    default:
+      return false;
+    }
+}
+
+/* Stores one code; codes are already clamped to the range of out_dtype. */
+static inline void
+qk_store (QuarkDType dt, void *out, size_t i, int32_t q)
+{
+  switch (quark_dtype_get_element_size (dt))
+    {
+    case 1:
+      ((uint8_t *) out)[i] = (uint8_t) q;
+      break;
+    case 2:
+      ((uint16_t *) out)[i] = (uint16_t) q;
+      break;
+    default:
+      ((int32_t *) out)[i] = q;
+      break;
+    }
+}
+
+/**
+ * quark_kernel_quantize_int_f32_scalar: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @params: scale, zero point and code range
+ * @out_dtype: the storage type of @out (I8, U8, I16, U16, I32 or a logical
+ *   sub-byte integer type, stored one code per byte)
+ * @out: room for @n codes of @out_dtype
+ *
+ * Scalar reference of quark_kernel_quantize_int_f32().
+ *
+ * Returns: %false if @out_dtype is not an integer storage type
+ */
+bool
+quark_kernel_quantize_int_f32_scalar (const float                *x,
+                                      size_t                      n,
+                                      const QuarkKernelIntParams *params,
+                                      QuarkDType                  out_dtype,
+                                      void                       *out)
+{
+  if (!qk_store_supported (out_dtype))
+    return false;
+  for (size_t i = 0; i < n; i++)
+    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params));
+  return true;
+}
+
+#define QK_DEFINE_VECTOR_QUANTIZE(NAME, CTYPE) \
+static void \
+NAME (const float *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
+{ \
+  const qk_v8f inv = qk_splat (p->inv_scale); \
+  const qk_v8f zp = qk_splat (p->zero_point); \
+  const qk_v8f lo = qk_splat ((float) p->qmin); \
+  const qk_v8f hi = qk_splat ((float) p->qmax); \
+  const qk_v8f magic = qk_splat (QK_ROUND_MAGIC); \
+  size_t i; \
+  for (i = 0; i + QK_LANES <= n; i += QK_LANES) \
+    { \
+      qk_v8f t = qk_load (x + i) * inv; \
+      t = t + zp; \
+      /* clamp first: for integer bounds, clamp-then-round equals \
+       * round-then-clamp, and it keeps |t| below 2^22 for the magic \
+       * rounding; NaN lanes (never passed by callers) become qmin */ \
+      t = qk_select (t > lo, t, lo); \
+      t = qk_select (t < hi, t, hi); \
+      t = (t + magic) - magic; \
+      qk_v8i q = __builtin_convertvector (t, qk_v8i); \
+      for (int l = 0; l < QK_LANES; l++) \
+        out[i + l] = (CTYPE) q[l]; \
+    } \
+  *done = i; \
+}
+
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, uint8_t)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, uint16_t)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, int32_t)
+
+/**
+ * quark_kernel_quantize_int_f32: (skip)
+ * @x: @n floats, all finite
+ * @n: the number of elements
+ * @params: scale, zero point and code range
+ * @out_dtype: the storage type of @out (I8, U8, I16, U16, I32 or a logical
+ *   sub-byte integer type, stored one code per byte)
+ * @out: room for @n codes of @out_dtype
+ *
+ * Affine integer quantization with round half to even and the zero point
+ * added before rounding (the export order of the numerics reference):
+ * q = clamp (rne (fl (fl (x · inv_scale) + z)), qmin, qmax).
+ * The range [qmin, qmax] must lie within 2^22 of zero.
+ *
+ * Returns: %false if @out_dtype is not an integer storage type
+ */
+bool
+quark_kernel_quantize_int_f32 (const float                *x,
+                               size_t                      n,
+                               const QuarkKernelIntParams *params,
+                               QuarkDType                  out_dtype,
+                               void                       *out)
+{
+  size_t done = 0;
+
+  if (!qk_store_supported (out_dtype))
+    return false;
+
+  switch (quark_dtype_get_element_size (out_dtype))
+    {
+    case 1:
+      qk_quantize_vec_u8 (x, n, params, out, &done);
+      break;
+    case 2:
+      qk_quantize_vec_u16 (x, n, params, out, &done);
+      break;
+    default:
+      qk_quantize_vec_i32 (x, n, params, out, &done);
+      break;
+    }
+
+  for (size_t i = done; i < n; i++)
+    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params));
+  return true;
+}
+
+static inline int32_t
+qk_load_code (QuarkDType dt, const void *q, size_t i)
+{
+  switch (dt)
+    {
+    case QUARK_DTYPE_I8:
+    case QUARK_DTYPE_INT2: case QUARK_DTYPE_INT3: case QUARK_DTYPE_INT4:
+    case QUARK_DTYPE_INT5: case QUARK_DTYPE_INT6: case QUARK_DTYPE_INT7:
+      return ((const int8_t *) q)[i];
+    case QUARK_DTYPE_U8:
+    case QUARK_DTYPE_UINT2: case QUARK_DTYPE_UINT3: case QUARK_DTYPE_UINT4:
+    case QUARK_DTYPE_UINT5: case QUARK_DTYPE_UINT6: case QUARK_DTYPE_UINT7:
+      return ((const uint8_t *) q)[i];
+    case QUARK_DTYPE_I16:
+      return ((const int16_t *) q)[i];
+    case QUARK_DTYPE_U16:
+      return ((const uint16_t *) q)[i];
+    default:
+      return ((const int32_t *) q)[i];
+    }
+}
+
+/**
+ * quark_kernel_dequantize_int_f32: (skip)
+ * @q: @n codes of @q_dtype
+ * @q_dtype: the storage type of @q
+ * @n: the number of elements
+ * @scale: the scale s
+ * @zero_point: the zero point z
+ * @out: room for @n floats
+ *
+ * Dequantizes integer codes: x̂ = (q − z) · s, with q − z formed exactly as an
+ * integer and one binary32 multiply.
+ *
+ * Returns: %false if @q_dtype is not an integer storage type
+ */
+bool
+quark_kernel_dequantize_int_f32 (const void *q,
+                                 QuarkDType  q_dtype,
+                                 size_t      n,
+                                 float       scale,
+                                 int32_t     zero_point,
+                                 float      *out)
+{
+  if (!qk_store_supported (q_dtype))
+    return false;
+  for (size_t i = 0; i < n; i++)
+    out[i] = (float) (qk_load_code (q_dtype, q, i) - zero_point) * scale;
+  return true;
+}

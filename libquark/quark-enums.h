@@ -1,0 +1,86 @@
+/* quark-enums.h: enumerations shared by every backend
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(QUARK_INSIDE) && !defined(QUARK_COMPILATION)
+#error "Only <quark/quark.h> can be included directly."
+#endif
+
+#include <glib-object.h>
+
+#include "quark-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * QuarkRole:
+ * @QUARK_ROLE_WEIGHT: a layer's weight
+ * @QUARK_ROLE_INPUT: a layer's input activation
+ * @QUARK_ROLE_OUTPUT: a layer's output activation
+ * @QUARK_ROLE_BIAS: a layer's bias
+ *
+ * The tensor of a layer a #QuarkTensorSpec applies to. The nicks ("weight",
+ * "input", "output", "bias") name roles in configs and tools.
+ */
+typedef enum {
+  QUARK_ROLE_WEIGHT, /*< nick=weight >*/
+  QUARK_ROLE_INPUT,  /*< nick=input >*/
+  QUARK_ROLE_OUTPUT, /*< nick=output >*/
+  QUARK_ROLE_BIAS,   /*< nick=bias >*/
+} QuarkRole;
+
+/**
+ * QuarkQScheme:
+ * @QUARK_QSCHEME_PER_TENSOR: one scale (and zero point) for the whole tensor
+ * @QUARK_QSCHEME_PER_CHANNEL: one per index of the channel axis
+ * @QUARK_QSCHEME_PER_GROUP: one per group of consecutive elements along the
+ *   channel axis
+ * @QUARK_QSCHEME_PER_BLOCK: one per two-dimensional block
+ *
+ * Granularity of the quantization parameters.
+ */
+typedef enum {
+  QUARK_QSCHEME_PER_TENSOR,  /*< nick=per_tensor >*/
+  QUARK_QSCHEME_PER_CHANNEL, /*< nick=per_channel >*/
+  QUARK_QSCHEME_PER_GROUP,   /*< nick=per_group >*/
+  QUARK_QSCHEME_PER_BLOCK,   /*< nick=per_block >*/
+} QuarkQScheme;
+
+/**
+ * QuarkRoundMode:
+ * @QUARK_ROUND_HALF_EVEN: nearest, ties to even (the default everywhere)
+ * @QUARK_ROUND_HALF_UP: floor (v + 0.5)
+ * @QUARK_ROUND_HALF_AWAY: nearest, ties away from zero (C `round()`)
+ * @QUARK_ROUND_FLOOR: toward negative infinity
+ * @QUARK_ROUND_CEIL: toward positive infinity
+ * @QUARK_ROUND_TOWARD_ZERO: toward zero
+ * @QUARK_ROUND_STOCHASTIC: floor plus a seeded Bernoulli draw of the fraction
+ *
+ * How a scaled value becomes an integer code. The table of the numerics
+ * reference (section 1.3) defines each mode exactly.
+ */
+typedef enum {
+  QUARK_ROUND_HALF_EVEN,   /*< nick=half_even >*/
+  QUARK_ROUND_HALF_UP,     /*< nick=half_up >*/
+  QUARK_ROUND_HALF_AWAY,   /*< nick=half_away >*/
+  QUARK_ROUND_FLOOR,       /*< nick=floor >*/
+  QUARK_ROUND_CEIL,        /*< nick=ceil >*/
+  QUARK_ROUND_TOWARD_ZERO, /*< nick=toward_zero >*/
+  QUARK_ROUND_STOCHASTIC,  /*< nick=stochastic >*/
+} QuarkRoundMode;
+
+/**
+ * QuarkScaleType:
+ * @QUARK_SCALE_FLOAT: any positive float scale
+ * @QUARK_SCALE_POW2: scales restricted to powers of two
+ *
+ * What values a scale may take.
+ */
+typedef enum {
+  QUARK_SCALE_FLOAT, /*< nick=float >*/
+  QUARK_SCALE_POW2,  /*< nick=pof2 >*/
+} QuarkScaleType;
+
+G_END_DECLS

@@ -1,0 +1,321 @@
+/* quark-model-quantizer.c: the quantizer interface
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-model-quantizer.h"
+#include "quark-error.h"
+
+/**
+ * QuarkModelQuantizer:
+ *
+ * Applies a [iface@Quark.QuantizationConfig] to a [class@Quark.Model].
+ *
+ * A quantizer is made for one config (its construct-only
+ * [property@Quark.ModelQuantizer:config] property), usually by
+ * [method@Quark.Registry.new_quantizer]. It turns a float model into a
+ * quantized one: for each quantized layer the integer or minifloat codes
+ * and their scales and zero points, named as in AMD Quark checkpoints
+ * (`layer.weight`, `layer.weight_scale`, `layer.weight_zero_point`,
+ * `layer.input_scale`, …); other tensors pass through untouched and
+ * uncopied.
+ *
+ * Long work reports progress through [signal@Quark.ModelQuantizer::progress]
+ * as units done out of a total, and stops with %QUARK_ERROR_CANCELLED when its
+ * #GCancellable is cancelled. The async form runs the work in a thread and
+ * emits the progress signal in the thread-default main context of the
+ * caller, so Python and GJS handlers run on their main loop.
+ *
+ * One quantizer may run on several models at once from several threads.
+ */
+
+enum {
+  SIGNAL_PROGRESS,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+G_DEFINE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, G_TYPE_OBJECT)
+
+static QuarkModel *
+quark_model_quantizer_real_quantize_model (QuarkModelQuantizer  *self,
+                                           QuarkModel           *model,
+                                           QuarkCalibration     *calibration,
+                                           GCancellable         *cancellable,
+                                           GError              **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
+               "%s does not implement quantize_model", G_OBJECT_TYPE_NAME (self));
+  return NULL;
+}
+
+static void
+quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
+{
+  iface->quantize_model = quark_model_quantizer_real_quantize_model;
+
+  /**
+   * QuarkModelQuantizer:config:
+   *
+   * The config this quantizer applies. Implementations override this
+   * construct-only property.
+   */
+  g_object_interface_install_property (iface,
+    g_param_spec_object ("config", "Config", "The config this quantizer applies",
+                         QUARK_TYPE_QUANTIZATION_CONFIG,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * QuarkModelQuantizer::progress:
+   * @self: the quantizer
+   * @done: units of work done
+   * @total: units of work in all
+   * @item: (nullable): what was just done (a tensor name), or %NULL
+   *
+   * Reports progress of quark_model_quantizer_quantize_model(). The units
+   * are the backend's (libquark's backends count elements); @done never
+   * decreases during one run and equals @total at the end.
+   */
+  signals[SIGNAL_PROGRESS] =
+    g_signal_new ("progress",
+                  G_TYPE_FROM_INTERFACE (iface),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 3, G_TYPE_UINT64, G_TYPE_UINT64, G_TYPE_STRING);
+}
+
+/**
+ * quark_model_quantizer_get_config:
+ * @self: a #QuarkModelQuantizer
+ *
+ * Gets the config this quantizer applies.
+ *
+ * Returns: (transfer none): the config
+ */
+QuarkQuantizationConfig *
+quark_model_quantizer_get_config (QuarkModelQuantizer *self)
+{
+  QuarkQuantizationConfig *config = NULL;
+
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+
+  g_object_get (self, "config", &config, NULL);
+  /* the quantizer keeps its own reference for its whole life */
+  if (config)
+    g_object_unref (config);
+  return config;
+}
+
+/**
+ * quark_model_quantizer_quantize_model:
+ * @self: a #QuarkModelQuantizer
+ * @model: the float model
+ * @calibration: (nullable): activation statistics, needed by configs with
+ *   static activation specs
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Quantizes @model according to the quantizer's config. @model is not
+ * modified.
+ *
+ * Returns: (transfer full): the quantized model, or %NULL on error (with
+ *   %QUARK_ERROR_CANCELLED if @cancellable was cancelled)
+ */
+QuarkModel *
+quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
+                                      QuarkModel           *model,
+                                      QuarkCalibration     *calibration,
+                                      GCancellable         *cancellable,
+                                      GError              **error)
+{
+  QuarkModel *result;
+
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (model), NULL);
+  g_return_val_if_fail (calibration == NULL || QUARK_IS_CALIBRATION (calibration), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (g_cancellable_is_cancelled (cancellable))
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+      return NULL;
+    }
+
+  result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model (self, model, calibration,
+                                                                    cancellable, error);
+  g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
+  return result;
+}
+
+/* Async support ---------------------------------------------------------- */
+
+typedef struct {
+  QuarkModel *model;
+  QuarkCalibration *calibration;
+} QuantizeData;
+
+static void
+quantize_data_free (QuantizeData *data)
+{
+  g_clear_object (&data->model);
+  g_clear_object (&data->calibration);
+  g_free (data);
+}
+
+/* The GTask of an async quantization running in the current thread, so that
+ * progress reports can be sent to the caller's main context. */
+static GPrivate current_task;
+
+typedef struct {
+  QuarkModelQuantizer *self;
+  guint64 done;
+  guint64 total;
+  char *item;
+} ProgressData;
+
+static gboolean
+emit_progress_idle (gpointer user_data)
+{
+  ProgressData *data = user_data;
+  g_signal_emit (data->self, signals[SIGNAL_PROGRESS], 0, data->done, data->total, data->item);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+progress_data_free (gpointer user_data)
+{
+  ProgressData *data = user_data;
+  g_object_unref (data->self);
+  g_free (data->item);
+  g_free (data);
+}
+
+/**
+ * quark_model_quantizer_report_progress:
+ * @self: a #QuarkModelQuantizer
+ * @done: units of work done
+ * @total: units of work in all
+ * @item: (nullable): what was just done, such as a tensor name
+ *
+ * Emits [signal@Quark.ModelQuantizer::progress]. Implementations call this;
+ * during quark_model_quantizer_quantize_model_async() the signal is emitted
+ * in the caller's main context instead of the worker thread.
+ */
+void
+quark_model_quantizer_report_progress (QuarkModelQuantizer *self,
+                                       guint64              done,
+                                       guint64              total,
+                                       const char          *item)
+{
+  GTask *task;
+
+  g_return_if_fail (QUARK_IS_MODEL_QUANTIZER (self));
+
+  task = g_private_get (&current_task);
+  if (task != NULL && g_task_get_source_object (task) == (gpointer) self)
+    {
+      ProgressData *data = g_new0 (ProgressData, 1);
+      GSource *source;
+
+      data->self = g_object_ref (self);
+      data->done = done;
+      data->total = total;
+      data->item = g_strdup (item);
+
+      /* Always go through a source: g_main_context_invoke() would run the
+       * handler right here when this worker can acquire the context. */
+      source = g_idle_source_new ();
+      g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      g_source_set_callback (source, emit_progress_idle, data, progress_data_free);
+      g_source_set_static_name (source, "[quark] progress");
+      g_source_attach (source, g_task_get_context (task));
+      g_source_unref (source);
+      return;
+    }
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, done, total, item);
+}
+
+static void
+quantize_thread (GTask        *task,
+                 gpointer      source_object,
+                 gpointer      task_data,
+                 GCancellable *cancellable)
+{
+  QuantizeData *data = task_data;
+  GError *error = NULL;
+  QuarkModel *result;
+
+  g_private_set (&current_task, task);
+  result = quark_model_quantizer_quantize_model (source_object, data->model, data->calibration,
+                                                 cancellable, &error);
+  g_private_set (&current_task, NULL);
+
+  if (result)
+    g_task_return_pointer (task, result, g_object_unref);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * quark_model_quantizer_quantize_model_async:
+ * @self: a #QuarkModelQuantizer
+ * @model: the float model
+ * @calibration: (nullable): activation statistics
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the work is done
+ * @user_data: data for @callback
+ *
+ * Quantizes @model in a worker thread. Progress signals and @callback run in
+ * the thread-default main context of the caller. Finish with
+ * quark_model_quantizer_quantize_model_finish().
+ */
+void
+quark_model_quantizer_quantize_model_async (QuarkModelQuantizer *self,
+                                            QuarkModel          *model,
+                                            QuarkCalibration    *calibration,
+                                            GCancellable        *cancellable,
+                                            GAsyncReadyCallback  callback,
+                                            gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  QuantizeData *data;
+
+  g_return_if_fail (QUARK_IS_MODEL_QUANTIZER (self));
+  g_return_if_fail (QUARK_IS_MODEL (model));
+  g_return_if_fail (calibration == NULL || QUARK_IS_CALIBRATION (calibration));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  data = g_new0 (QuantizeData, 1);
+  data->model = g_object_ref (model);
+  data->calibration = calibration ? g_object_ref (calibration) : NULL;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, quark_model_quantizer_quantize_model_async);
+  g_task_set_task_data (task, data, (GDestroyNotify) quantize_data_free);
+  g_task_run_in_thread (task, quantize_thread);
+}
+
+/**
+ * quark_model_quantizer_quantize_model_finish:
+ * @self: a #QuarkModelQuantizer
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes quark_model_quantizer_quantize_model_async().
+ *
+ * Returns: (transfer full): the quantized model, or %NULL on error
+ */
+QuarkModel *
+quark_model_quantizer_quantize_model_finish (QuarkModelQuantizer  *self,
+                                             GAsyncResult         *result,
+                                             GError              **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+                        quark_model_quantizer_quantize_model_async, NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}

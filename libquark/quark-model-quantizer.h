@@ -1,0 +1,68 @@
+/* quark-model-quantizer.h: the quantizer interface
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(QUARK_INSIDE) && !defined(QUARK_COMPILATION)
+#error "Only <quark/quark.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "quark-calibration.h"
+#include "quark-model.h"
+#include "quark-quantization-config.h"
+
+G_BEGIN_DECLS
+
+#define QUARK_TYPE_MODEL_QUANTIZER (quark_model_quantizer_get_type ())
+
+QUARK_AVAILABLE_IN_1_0
+G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QUANTIZER, GObject)
+
+/**
+ * QuarkModelQuantizerInterface:
+ * @g_iface: the parent interface
+ * @quantize_model: quantizes a model; implementations check @cancellable
+ *   between units of work and call quark_model_quantizer_report_progress()
+ *
+ * The virtual methods of #QuarkModelQuantizer.
+ */
+struct _QuarkModelQuantizerInterface
+{
+  GTypeInterface g_iface;
+
+  QuarkModel * (*quantize_model) (QuarkModelQuantizer  *self,
+                                  QuarkModel           *model,
+                                  QuarkCalibration     *calibration,
+                                  GCancellable         *cancellable,
+                                  GError              **error);
+};
+
+QUARK_AVAILABLE_IN_1_0
+QuarkQuantizationConfig * quark_model_quantizer_get_config           (QuarkModelQuantizer  *self);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_model_quantizer_quantize_model       (QuarkModelQuantizer  *self,
+                                                                      QuarkModel           *model,
+                                                                      QuarkCalibration     *calibration,
+                                                                      GCancellable         *cancellable,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+void                      quark_model_quantizer_quantize_model_async (QuarkModelQuantizer  *self,
+                                                                      QuarkModel           *model,
+                                                                      QuarkCalibration     *calibration,
+                                                                      GCancellable         *cancellable,
+                                                                      GAsyncReadyCallback   callback,
+                                                                      gpointer              user_data);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_model_quantizer_quantize_model_finish (QuarkModelQuantizer *self,
+                                                                      GAsyncResult         *result,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+void                      quark_model_quantizer_report_progress      (QuarkModelQuantizer  *self,
+                                                                      guint64               done,
+                                                                      guint64               total,
+                                                                      const char           *item);
+
+G_END_DECLS

@@ -1,0 +1,495 @@
+/* quark-tensor-spec.c: how one tensor is quantized
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-tensor-spec.h"
+#include "quark-tensor.h"
+#include "quark-enum-types.h"
+#include "quark-error.h"
+#include "quark-json.h"
+
+/**
+ * QuarkTensorSpec:
+ *
+ * The target format of one tensor: element dtype, granularity of the
+ * quantization parameters, channel axis, group size, symmetry, narrow range,
+ * static or dynamic parameters, rounding and the kind of scale.
+ *
+ * Specs are the common language of configs and quantizers:
+ * [method@Quark.QuantizationConfig.get_tensor_spec] answers with one, and
+ * backends build their arithmetic from it. The property names are the JSON
+ * keys of a spec (`dtype`, `qscheme`, `ch_axis`, `group_size`, `symmetric`,
+ * `narrow_range`, `is_dynamic`, `round_method`, `scale_type`); enum values are
+ * written by nick (`"int8"`, `"per_channel"`, `"half_even"`, `"pof2"`).
+ *
+ * Setting a property never fails; call [method@Quark.TensorSpec.validate] to
+ * check a combination. A spec is not locked: treat specs returned by configs
+ * as read-only and copy them ([method@Quark.TensorSpec.copy]) to change them.
+ */
+struct _QuarkTensorSpec
+{
+  GObject parent_instance;
+
+  QuarkDType dtype;
+  QuarkQScheme qscheme;
+  int ch_axis;
+  int group_size;
+  gboolean symmetric;
+  gboolean narrow_range;
+  gboolean is_dynamic;
+  QuarkRoundMode round_method;
+  QuarkScaleType scale_type;
+};
+
+enum {
+  PROP_0,
+  PROP_DTYPE,
+  PROP_QSCHEME,
+  PROP_CH_AXIS,
+  PROP_GROUP_SIZE,
+  PROP_SYMMETRIC,
+  PROP_NARROW_RANGE,
+  PROP_IS_DYNAMIC,
+  PROP_ROUND_METHOD,
+  PROP_SCALE_TYPE,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (QuarkTensorSpec, quark_tensor_spec, G_TYPE_OBJECT)
+
+static void
+quark_tensor_spec_get_property (GObject    *object,
+                                guint       prop_id,
+                                GValue     *value,
+                                GParamSpec *pspec)
+{
+  QuarkTensorSpec *self = QUARK_TENSOR_SPEC (object);
+
+  switch (prop_id)
+    {
+    case PROP_DTYPE: g_value_set_enum (value, self->dtype); break;
+    case PROP_QSCHEME: g_value_set_enum (value, self->qscheme); break;
+    case PROP_CH_AXIS: g_value_set_int (value, self->ch_axis); break;
+    case PROP_GROUP_SIZE: g_value_set_int (value, self->group_size); break;
+    case PROP_SYMMETRIC: g_value_set_boolean (value, self->symmetric); break;
+    case PROP_NARROW_RANGE: g_value_set_boolean (value, self->narrow_range); break;
+    case PROP_IS_DYNAMIC: g_value_set_boolean (value, self->is_dynamic); break;
+    case PROP_ROUND_METHOD: g_value_set_enum (value, self->round_method); break;
+    case PROP_SCALE_TYPE: g_value_set_enum (value, self->scale_type); break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+quark_tensor_spec_set_property (GObject      *object,
+                                guint         prop_id,
+                                const GValue *value,
+                                GParamSpec   *pspec)
+{
+  QuarkTensorSpec *self = QUARK_TENSOR_SPEC (object);
+
+  switch (prop_id)
+    {
+    case PROP_DTYPE: self->dtype = g_value_get_enum (value); break;
+    case PROP_QSCHEME: self->qscheme = g_value_get_enum (value); break;
+    case PROP_CH_AXIS: self->ch_axis = g_value_get_int (value); break;
+    case PROP_GROUP_SIZE: self->group_size = g_value_get_int (value); break;
+    case PROP_SYMMETRIC: self->symmetric = g_value_get_boolean (value); break;
+    case PROP_NARROW_RANGE: self->narrow_range = g_value_get_boolean (value); break;
+    case PROP_IS_DYNAMIC: self->is_dynamic = g_value_get_boolean (value); break;
+    case PROP_ROUND_METHOD: self->round_method = g_value_get_enum (value); break;
+    case PROP_SCALE_TYPE: self->scale_type = g_value_get_enum (value); break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS;
+
+  object_class->get_property = quark_tensor_spec_get_property;
+  object_class->set_property = quark_tensor_spec_set_property;
+
+  /**
+   * QuarkTensorSpec:dtype: (getter get_dtype)
+   *
+   * The quantized element type. Default: int8.
+   */
+  properties[PROP_DTYPE] =
+    g_param_spec_enum ("dtype", "DType", "The quantized element type",
+                       QUARK_TYPE_DTYPE, QUARK_DTYPE_I8, rw);
+  /**
+   * QuarkTensorSpec:qscheme: (getter get_qscheme)
+   *
+   * The granularity of the scales. Default: per_tensor.
+   */
+  properties[PROP_QSCHEME] =
+    g_param_spec_enum ("qscheme", "QScheme", "The granularity of the scales",
+                       QUARK_TYPE_QSCHEME, QUARK_QSCHEME_PER_TENSOR, rw);
+  /**
+   * QuarkTensorSpec:ch-axis: (getter get_ch_axis)
+   *
+   * The channel axis of per_channel specs and the grouped axis of per_group
+   * specs; negative values count from the end. Default: 0 (the output
+   * channel of a Linear weight).
+   */
+  properties[PROP_CH_AXIS] =
+    g_param_spec_int ("ch-axis", "Channel axis", "The channel or grouped axis (negative counts from the end)",
+                      -QUARK_TENSOR_MAX_DIMS, QUARK_TENSOR_MAX_DIMS - 1, 0, rw);
+  /**
+   * QuarkTensorSpec:group-size: (getter get_group_size)
+   *
+   * Elements per group for per_group specs; -1 means the whole axis, 0 means
+   * unset. Default: 0.
+   */
+  properties[PROP_GROUP_SIZE] =
+    g_param_spec_int ("group-size", "Group size", "Elements per group (-1: the whole axis, 0: unset)",
+                      -1, G_MAXINT, 0, rw);
+  /**
+   * QuarkTensorSpec:symmetric: (getter get_symmetric)
+   *
+   * Whether the zero point is 0. Default: %TRUE.
+   */
+  properties[PROP_SYMMETRIC] =
+    g_param_spec_boolean ("symmetric", "Symmetric", "Whether the zero point is 0",
+                          TRUE, rw);
+  /**
+   * QuarkTensorSpec:narrow-range: (getter get_narrow_range)
+   *
+   * Whether integer codes drop the most negative value (signed) or the
+   * largest value (unsigned). Default: %FALSE.
+   */
+  properties[PROP_NARROW_RANGE] =
+    g_param_spec_boolean ("narrow-range", "Narrow range", "Whether integer codes use the narrow range",
+                          FALSE, rw);
+  /**
+   * QuarkTensorSpec:is-dynamic: (getter get_is_dynamic)
+   *
+   * Whether the parameters are computed at run time for each input (no
+   * stored scale). Default: %FALSE.
+   */
+  properties[PROP_IS_DYNAMIC] =
+    g_param_spec_boolean ("is-dynamic", "Dynamic", "Whether the parameters are computed at run time",
+                          FALSE, rw);
+  /**
+   * QuarkTensorSpec:round-method: (getter get_round_method)
+   *
+   * How scaled values become codes. Default: half_even.
+   */
+  properties[PROP_ROUND_METHOD] =
+    g_param_spec_enum ("round-method", "Round method", "How scaled values become codes",
+                       QUARK_TYPE_ROUND_MODE, QUARK_ROUND_HALF_EVEN, rw);
+  /**
+   * QuarkTensorSpec:scale-type: (getter get_scale_type)
+   *
+   * What values scales may take. Default: float.
+   */
+  properties[PROP_SCALE_TYPE] =
+    g_param_spec_enum ("scale-type", "Scale type", "What values scales may take",
+                       QUARK_TYPE_SCALE_TYPE, QUARK_SCALE_FLOAT, rw);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+quark_tensor_spec_init (QuarkTensorSpec *self)
+{
+}
+
+/**
+ * quark_tensor_spec_new:
+ * @dtype: the quantized element type
+ * @qscheme: the granularity of the scales
+ *
+ * Makes a spec with the other properties at their defaults (symmetric, channel
+ * axis 0, round half to even, float scales, static).
+ *
+ * Returns: (transfer full): a new spec
+ */
+QuarkTensorSpec *
+quark_tensor_spec_new (QuarkDType   dtype,
+                       QuarkQScheme qscheme)
+{
+  return g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", dtype, "qscheme", qscheme, NULL);
+}
+
+/**
+ * quark_tensor_spec_copy:
+ * @self: a #QuarkTensorSpec
+ *
+ * Copies a spec.
+ *
+ * Returns: (transfer full): a new spec equal to @self
+ */
+QuarkTensorSpec *
+quark_tensor_spec_copy (QuarkTensorSpec *self)
+{
+  QuarkTensorSpec *copy;
+
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
+
+  copy = g_object_new (QUARK_TYPE_TENSOR_SPEC, NULL);
+  copy->dtype = self->dtype;
+  copy->qscheme = self->qscheme;
+  copy->ch_axis = self->ch_axis;
+  copy->group_size = self->group_size;
+  copy->symmetric = self->symmetric;
+  copy->narrow_range = self->narrow_range;
+  copy->is_dynamic = self->is_dynamic;
+  copy->round_method = self->round_method;
+  copy->scale_type = self->scale_type;
+  return copy;
+}
+
+/**
+ * quark_tensor_spec_equal:
+ * @a: a #QuarkTensorSpec
+ * @b: another #QuarkTensorSpec
+ *
+ * Compares two specs property by property.
+ *
+ * Returns: %TRUE if every property is equal
+ */
+gboolean
+quark_tensor_spec_equal (QuarkTensorSpec *a,
+                         QuarkTensorSpec *b)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (a), FALSE);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (b), FALSE);
+
+  return a->dtype == b->dtype &&
+         a->qscheme == b->qscheme &&
+         a->ch_axis == b->ch_axis &&
+         a->group_size == b->group_size &&
+         a->symmetric == b->symmetric &&
+         a->narrow_range == b->narrow_range &&
+         a->is_dynamic == b->is_dynamic &&
+         a->round_method == b->round_method &&
+         a->scale_type == b->scale_type;
+}
+
+G_GNUC_PRINTF (5, 6)
+static gboolean
+spec_error (GError     **error,
+            int          code,
+            const char  *path,
+            const char  *member,
+            const char  *format,
+            ...)
+{
+  g_autofree char *member_path = quark_json_path_join (path, member);
+  g_autofree char *msg = NULL;
+  va_list args;
+
+  va_start (args, format);
+  msg = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_set_error (error, QUARK_CONFIG_ERROR, code, "%s: %s", member_path, msg);
+  return FALSE;
+}
+
+/**
+ * quark_tensor_spec_validate:
+ * @self: a #QuarkTensorSpec
+ * @path: (nullable): the JSON path of the spec, for messages (for instance
+ *   `global_quant_config.weight`)
+ * @error: return location for a #GError
+ *
+ * Checks that the properties make a meaningful spec, independently of any
+ * backend: the dtype is a quantized type (an integer of at most 32 bits, or
+ * a minifloat), per_group has a group size, narrow range applies only to
+ * integers, a float element type is symmetric and uses half-even rounding.
+ * Backends check afterwards what they support.
+ *
+ * Returns: %TRUE if the spec is valid; %FALSE with a %QUARK_CONFIG_ERROR
+ *   naming the member at fault
+ */
+gboolean
+quark_tensor_spec_validate (QuarkTensorSpec  *self,
+                            const char       *path,
+                            GError          **error)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  switch (self->dtype)
+    {
+    case QUARK_DTYPE_F64: case QUARK_DTYPE_F32: case QUARK_DTYPE_F16:
+    case QUARK_DTYPE_BF16: case QUARK_DTYPE_I64: case QUARK_DTYPE_U64:
+    case QUARK_DTYPE_U32: case QUARK_DTYPE_BOOL: case QUARK_DTYPE_F8_E8M0:
+      return spec_error (error, QUARK_CONFIG_ERROR_INVALID_VALUE, path, "dtype",
+                         "%s is not a quantized element type",
+                         quark_dtype_get_name (self->dtype));
+    default:
+      break;
+    }
+
+  if (self->qscheme == QUARK_QSCHEME_PER_GROUP && self->group_size == 0)
+    return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "group_size",
+                       "qscheme per_group needs a positive group_size (or -1 for the whole axis)");
+
+  if (quark_dtype_is_float (self->dtype))
+    {
+      if (self->narrow_range)
+        return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "narrow_range",
+                           "narrow range applies to integer dtypes, not %s",
+                           quark_dtype_get_name (self->dtype));
+      if (!self->symmetric)
+        return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "symmetric",
+                           "%s quantization is symmetric (no zero point)",
+                           quark_dtype_get_name (self->dtype));
+      if (self->round_method != QUARK_ROUND_HALF_EVEN)
+        return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "round_method",
+                           "%s elements round half to even", quark_dtype_get_name (self->dtype));
+    }
+
+  if (self->narrow_range && quark_dtype_get_bits (self->dtype) < 2)
+    return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "narrow_range",
+                       "narrow range needs at least 2 bits");
+
+  return TRUE;
+}
+
+/**
+ * quark_tensor_spec_get_dtype: (get-property dtype)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: the quantized element type
+ */
+QuarkDType
+quark_tensor_spec_get_dtype (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_DTYPE_I8);
+  return self->dtype;
+}
+
+/**
+ * quark_tensor_spec_get_qscheme: (get-property qscheme)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: the granularity of the scales
+ */
+QuarkQScheme
+quark_tensor_spec_get_qscheme (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_QSCHEME_PER_TENSOR);
+  return self->qscheme;
+}
+
+/**
+ * quark_tensor_spec_get_ch_axis: (get-property ch-axis)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: the channel axis (negative counts from the end)
+ */
+int
+quark_tensor_spec_get_ch_axis (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), 0);
+  return self->ch_axis;
+}
+
+/**
+ * quark_tensor_spec_get_group_size: (get-property group-size)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: the group size (-1: the whole axis, 0: unset)
+ */
+int
+quark_tensor_spec_get_group_size (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), 0);
+  return self->group_size;
+}
+
+/**
+ * quark_tensor_spec_get_symmetric: (get-property symmetric)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: whether the zero point is 0
+ */
+gboolean
+quark_tensor_spec_get_symmetric (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), TRUE);
+  return self->symmetric;
+}
+
+/**
+ * quark_tensor_spec_get_narrow_range: (get-property narrow-range)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: whether integer codes use the narrow range
+ */
+gboolean
+quark_tensor_spec_get_narrow_range (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), FALSE);
+  return self->narrow_range;
+}
+
+/**
+ * quark_tensor_spec_get_is_dynamic: (get-property is-dynamic)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: whether the parameters are computed at run time
+ */
+gboolean
+quark_tensor_spec_get_is_dynamic (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), FALSE);
+  return self->is_dynamic;
+}
+
+/**
+ * quark_tensor_spec_get_round_method: (get-property round-method)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: the rounding mode
+ */
+QuarkRoundMode
+quark_tensor_spec_get_round_method (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_ROUND_HALF_EVEN);
+  return self->round_method;
+}
+
+/**
+ * quark_tensor_spec_get_scale_type: (get-property scale-type)
+ * @self: a #QuarkTensorSpec
+ *
+ * Returns: what values scales may take
+ */
+QuarkScaleType
+quark_tensor_spec_get_scale_type (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_SCALE_FLOAT);
+  return self->scale_type;
+}
+
+/**
+ * quark_tensor_spec_to_string:
+ * @self: a #QuarkTensorSpec
+ *
+ * Formats the spec as compact JSON, for messages and summaries.
+ *
+ * Returns: (transfer full): the JSON text
+ */
+char *
+quark_tensor_spec_to_string (QuarkTensorSpec *self)
+{
+  g_autoptr(JsonNode) node = NULL;
+
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
+
+  node = quark_json_serialize_properties (G_OBJECT (self));
+  return json_to_string (node, FALSE);
+}

@@ -1,0 +1,31 @@
+/* quark.h: libquark, the umbrella header
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Include only this header: #include <quark/quark.h>
+ */
+#pragma once
+
+#define QUARK_INSIDE
+
+#include "quark-version.h"
+#include "quark-version-macros.h"
+
+#include "quark-dtype.h"
+#include "quark-enums.h"
+#include "quark-enum-types.h"
+#include "quark-error.h"
+#include "quark-json.h"
+#include "quark-pattern.h"
+#include "quark-tensor.h"
+#include "quark-tensor-spec.h"
+#include "quark-model.h"
+#include "quark-calibration.h"
+#include "quark-quantization-config.h"
+#include "quark-model-quantizer.h"
+#include "quark-backend.h"
+#include "quark-backend-module.h"
+#include "quark-registry.h"
+#include "kernels/quark-kernels.h"
+
+#undef QUARK_INSIDE

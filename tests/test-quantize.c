@@ -1,0 +1,551 @@
+/* test-quantize.c: the quark backend's integer arithmetic against the
+ * reference vectors of the numerics reference (section 5.2), and the kernels'
+ * vector path against their scalar path
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <quark.h>
+
+#include <math.h>
+#include <string.h>
+
+static guint32
+f32_bits (float f)
+{
+  guint32 u;
+  memcpy (&u, &f, sizeof u);
+  return u;
+}
+
+static float
+f32_from_bits (guint32 u)
+{
+  float f;
+  memcpy (&f, &u, sizeof f);
+  return f;
+}
+
+static QuarkQuantizationConfig *
+config_for (const char *weight_spec)
+{
+  g_autofree char *json = g_strdup_printf ("{\"backend\": \"quark\", \"global_quant_config\": {\"weight\": %s}}",
+                                           weight_spec);
+  g_autoptr(GError) error = NULL;
+  QuarkQuantizationConfig *config;
+
+  config = quark_registry_config_from_string (quark_registry_get_default (), json, -1, &error);
+  g_assert_no_error (error);
+  return config;
+}
+
+static QuarkModel *
+quantize (const char   *weight_spec,
+          const gint64 *shape,
+          guint         n_dims,
+          const float  *values,
+          gsize         n)
+{
+  g_autoptr(QuarkQuantizationConfig) config = config_for (weight_spec);
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkTensor) tensor = NULL;
+  g_autoptr(GError) error = NULL;
+  QuarkModel *out;
+
+  tensor = quark_tensor_new_from_floats ("fc.weight", shape, n_dims, values, n, &error);
+  g_assert_no_error (error);
+  g_assert_true (quark_model_add_tensor (model, tensor, &error));
+  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+  g_assert_no_error (error);
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (out);
+  return out;
+}
+
+static void
+assert_codes (QuarkModel *out, const char *name, QuarkDType dtype, const int *expected, gsize n)
+{
+  QuarkTensor *t = quark_model_get_tensor (out, name);
+  g_autofree float *values = NULL;
+  gsize count;
+
+  g_assert_nonnull (t);
+  g_assert_cmpint (quark_tensor_get_dtype (t), ==, dtype);
+  values = quark_tensor_to_floats (t, &count, NULL);
+  g_assert_cmpuint (count, ==, n);
+  for (gsize i = 0; i < n; i++)
+    if ((int) values[i] != expected[i])
+      g_error ("%s[%" G_GSIZE_FORMAT "] = %d, expected %d", name, i, (int) values[i], expected[i]);
+}
+
+static float
+scalar_f32 (QuarkModel *out, const char *name, guint index)
+{
+  QuarkTensor *t = quark_model_get_tensor (out, name);
+  g_assert_nonnull (t);
+  g_assert_cmpint (quark_tensor_get_dtype (t), ==, QUARK_DTYPE_F32);
+  return ((const float *) quark_tensor_peek_data (t, NULL))[index];
+}
+
+/* Q1: symmetric int8 per tensor, amax 1.27 */
+static const float q1_x[] = { 1.27f, -1.27f, 0.5f, 0.3f, 0.004f, 0.125f, -0.05f, 0.635f };
+
+static void
+test_q1_int8_per_tensor (void)
+{
+  static const int q[] = { 127, -128, 50, 30, 0, 13, -5, 64 };
+  static const float deq[] = { 1.2650197f, -1.2749804f, 0.49803922f, 0.29882354f, 0.0f,
+                               0.1294902f, -0.049803924f, 0.63749021f };
+  const gint64 shape[] = { 2, 4 };
+  g_autoptr(QuarkModel) out = quantize ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}",
+                                        shape, 2, q1_x, 8);
+  QuarkTensor *codes = quark_model_get_tensor (out, "fc.weight");
+  float s = scalar_f32 (out, "fc.weight_scale", 0);
+  float x_hat[8];
+
+  assert_codes (out, "fc.weight", QUARK_DTYPE_I8, q, 8);
+  g_assert_cmphex (f32_bits (s), ==, 0x3C23328F);
+  g_assert_cmpuint (quark_tensor_get_n_dims (quark_model_get_tensor (out, "fc.weight_scale")), ==, 0);
+  assert_codes (out, "fc.weight_zero_point", QUARK_DTYPE_I8, (const int[]) { 0 }, 1);
+
+  g_assert_true (quark_kernel_dequantize_int_f32 (quark_tensor_peek_data (codes, NULL), QUARK_DTYPE_I8,
+                                                  8, s, 0, x_hat));
+  for (guint i = 0; i < 8; i++)
+    g_assert_cmpfloat_with_epsilon (x_hat[i], deq[i], fabsf (deq[i]) * 1e-7f + 1e-12f);
+
+  /* the metadata records the config that made the result */
+  {
+    JsonNode *meta = quark_model_get_metadata (out);
+    g_assert_nonnull (meta);
+    g_assert_cmpstr (json_object_get_string_member (
+                       json_object_get_object_member (json_node_get_object (meta), "quantization_config"),
+                       "backend"), ==, "quark");
+  }
+}
+
+/* Q2: symmetric int4 per tensor, amax 1.27 */
+static void
+test_q2_int4_per_tensor (void)
+{
+  static const int q[] = { 7, -8, 3, 2, 0, 1, 0, 4 };
+  const gint64 shape[] = { 8 , 1 };
+  g_autoptr(QuarkModel) out = quantize ("{\"dtype\": \"int4\", \"qscheme\": \"per_tensor\"}",
+                                        shape, 2, q1_x, 8);
+
+  assert_codes (out, "fc.weight", QUARK_DTYPE_INT4, q, 8);
+  g_assert_cmpfloat (scalar_f32 (out, "fc.weight_scale", 0), ==, 1.27f / 7.5f);
+}
+
+/* Q3: asymmetric uint4 and int4, min -1, max 3 */
+static void
+test_q3_asymmetric (void)
+{
+  static const float x[] = { -1.0f, 3.0f, 0.0f, 0.5f, 1.0f, 2.9f };
+  static const int q_u4[] = { 0, 15, 4, 6, 8, 15 };
+  static const int q_i4[] = { -8, 7, -4, -2, 0, 7 };
+  const gint64 shape[] = { 1, 6 };
+  g_autoptr(QuarkModel) u4 = quantize ("{\"dtype\": \"uint4\", \"qscheme\": \"per_tensor\", \"symmetric\": false}",
+                                       shape, 2, x, 6);
+  g_autoptr(QuarkModel) i4 = quantize ("{\"dtype\": \"int4\", \"qscheme\": \"per_tensor\", \"symmetric\": false}",
+                                       shape, 2, x, 6);
+
+  assert_codes (u4, "fc.weight", QUARK_DTYPE_UINT4, q_u4, 6);
+  g_assert_cmphex (f32_bits (scalar_f32 (u4, "fc.weight_scale", 0)), ==, 0x3E888889);
+  assert_codes (u4, "fc.weight_zero_point", QUARK_DTYPE_UINT4, (const int[]) { 4 }, 1);
+  assert_codes (i4, "fc.weight", QUARK_DTYPE_INT4, q_i4, 6);
+  assert_codes (i4, "fc.weight_zero_point", QUARK_DTYPE_INT4, (const int[]) { -4 }, 1);
+}
+
+/* Per channel on axis 0 and on a non-contiguous axis. */
+static void
+test_per_channel (void)
+{
+  /* rows: Q1's values, then the same values halved */
+  float x[16];
+  static const int q_rows[] = { 127, -128, 50, 30, 0, 13, -5, 64,
+                                127, -128, 50, 30, 0, 13, -5, 64 };
+  const gint64 shape[] = { 2, 8 };
+  const gint64 shape_t[] = { 8, 2 };
+  g_autoptr(QuarkModel) out = NULL;
+  g_autoptr(QuarkModel) out_t = NULL;
+  float xt[16];
+  int q_t[16];
+
+  for (guint i = 0; i < 8; i++)
+    {
+      x[i] = q1_x[i];
+      x[8 + i] = q1_x[i] * 0.5f;
+    }
+  out = quantize ("{\"dtype\": \"int8\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}", shape, 2, x, 16);
+  assert_codes (out, "fc.weight", QUARK_DTYPE_I8, q_rows, 16);
+  g_assert_cmphex (f32_bits (scalar_f32 (out, "fc.weight_scale", 0)), ==, 0x3C23328F);
+  g_assert_cmpfloat (scalar_f32 (out, "fc.weight_scale", 1), ==, (1.27f * 0.5f) / 127.5f);
+  g_assert_cmpint (quark_tensor_get_dim (quark_model_get_tensor (out, "fc.weight_scale"), 0), ==, 2);
+
+  /* the same data transposed, channels on the last axis (ch_axis -1) */
+  for (guint r = 0; r < 2; r++)
+    for (guint c = 0; c < 8; c++)
+      {
+        xt[c * 2 + r] = x[r * 8 + c];
+        q_t[c * 2 + r] = q_rows[r * 8 + c];
+      }
+  out_t = quantize ("{\"dtype\": \"int8\", \"qscheme\": \"per_channel\", \"ch_axis\": -1}", shape_t, 2, xt, 16);
+  assert_codes (out_t, "fc.weight", QUARK_DTYPE_I8, q_t, 16);
+  g_assert_cmpfloat (scalar_f32 (out_t, "fc.weight_scale", 1), ==, (1.27f * 0.5f) / 127.5f);
+}
+
+/* The zero point is added before rounding (Quark's export order, Q6). */
+static void
+test_q6_order (void)
+{
+  const QuarkKernelIntParams p = { .inv_scale = 1.0f, .scale = 1.0f, .zero_point = 65.0f,
+                                   .qmin = 0, .qmax = 255 };
+  const QuarkKernelIntParams p64 = { .inv_scale = 1.0f, .scale = 1.0f, .zero_point = 64.0f,
+                                     .qmin = 0, .qmax = 255 };
+  float x = f32_from_bits (0x3EFFFFFF);
+  guint8 q;
+
+  g_assert_true (quark_kernel_quantize_int_f32 (&x, 1, &p, QUARK_DTYPE_U8, &q));
+  g_assert_cmpuint (q, ==, 66);
+  g_assert_true (quark_kernel_quantize_int_f32 (&x, 1, &p64, QUARK_DTYPE_U8, &q));
+  g_assert_cmpuint (q, ==, 64);
+}
+
+static void
+test_nan_rejected (void)
+{
+  const float x[] = { 1.0f, NAN, 2.0f, 3.0f };
+  const gint64 shape[] = { 2, 2 };
+  g_autoptr(QuarkQuantizationConfig) config = config_for ("{\"dtype\": \"int8\"}");
+  g_autoptr(QuarkModelQuantizer) quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, NULL);
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkTensor) tensor = quark_tensor_new_from_floats ("layer.weight", shape, 2, x, 4, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) out = NULL;
+
+  quark_model_add_tensor (model, tensor, NULL);
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+  g_assert_null (out);
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR);
+  g_assert_nonnull (strstr (error->message, "layer.weight"));
+}
+
+static void
+test_all_zero_and_empty (void)
+{
+  const float zeros[] = { 0, 0, 0, 0 };
+  const gint64 shape[] = { 2, 2 };
+  const gint64 empty_shape[] = { 0, 4 };
+  g_autoptr(QuarkModel) out = quantize ("{\"dtype\": \"int8\"}", shape, 2, zeros, 4);
+  g_autoptr(QuarkModel) out_empty = NULL;
+
+  /* scale floored at the float32 epsilon, codes 0 */
+  g_assert_cmpfloat (scalar_f32 (out, "fc.weight_scale", 0), ==, 0x1p-23f);
+  assert_codes (out, "fc.weight", QUARK_DTYPE_I8, (const int[]) { 0, 0, 0, 0 }, 4);
+
+  out_empty = quantize ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}", empty_shape, 2, zeros, 0);
+  g_assert_cmpuint (quark_tensor_get_n_elements (quark_model_get_tensor (out_empty, "fc.weight")), ==, 0);
+  g_assert_cmpfloat (scalar_f32 (out_empty, "fc.weight_scale", 0), ==, 1.0f);
+}
+
+/* Tensors that are not weights of quantized layers pass through uncopied. */
+static void
+test_passthrough_and_exclude (void)
+{
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkModel) out = NULL;
+  g_autoptr(GError) error = NULL;
+  const float w[] = { 1, -1, 0.5f, 0.25f };
+  const gint64 shape2[] = { 2, 2 };
+  const gint64 shape1[] = { 4 };
+  const char *names[] = { "model.norm.weight", "lm_head.weight", "layers.0.fc.weight", "layers.0.fc.bias" };
+  const gint64 *shapes[] = { shape1, shape2, shape2, shape1 };
+  const guint dims[] = { 1, 2, 2, 1 };
+
+  config = quark_registry_config_from_string (quark_registry_get_default (),
+    "{\"backend\": \"quark\", \"global_quant_config\": {\"weight\": {\"dtype\": \"int8\"}}, \"exclude\": [\"lm_head\"]}",
+    -1, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autoptr(QuarkTensor) t = quark_tensor_new_from_floats (names[i], shapes[i], dims[i], w, 4, &error);
+      g_assert_true (quark_model_add_tensor (model, t, &error));
+    }
+  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  {
+    g_auto(GStrv) out_names = quark_model_get_tensor_names (out);
+    const char *expected[] = { "model.norm.weight", "lm_head.weight", "layers.0.fc.weight",
+                               "layers.0.fc.weight_scale", "layers.0.fc.weight_zero_point",
+                               "layers.0.fc.bias", NULL };
+    g_assert_cmpstrv (out_names, expected);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    if (i != 2)
+      g_assert_true (quark_tensor_get_data (quark_model_get_tensor (out, names[i])) ==
+                     quark_tensor_get_data (quark_model_get_tensor (model, names[i])));
+  g_assert_cmpint (quark_tensor_get_dtype (quark_model_get_tensor (out, "lm_head.weight")), ==, QUARK_DTYPE_F32);
+  /* the input model is unchanged */
+  g_assert_cmpuint (quark_model_get_n_tensors (model), ==, 4);
+}
+
+static void
+test_static_activation (void)
+{
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkModel) out = NULL;
+  g_autoptr(QuarkCalibration) calibration = quark_calibration_new ();
+  g_autoptr(QuarkTensor) w = NULL, batch1 = NULL, batch2 = NULL;
+  g_autoptr(GError) error = NULL;
+  const gint64 shape[] = { 2, 2 };
+  const float wv[] = { 1, -1, 0.5f, 0.25f };
+  const float b1[] = { 1, -2, 0, 0 }, b2[] = { 4, 0.5f, 0, 0 };
+
+  config = quark_registry_config_from_string (quark_registry_get_default (),
+    "{\"backend\": \"quark\", \"global_quant_config\": {\"weight\": {\"dtype\": \"int8\"},"
+    " \"input_tensors\": {\"dtype\": \"uint8\", \"symmetric\": false}}}", -1, &error);
+  g_assert_no_error (error);
+  w = quark_tensor_new_from_floats ("fc.weight", shape, 2, wv, 4, NULL);
+  quark_model_add_tensor (model, w, NULL);
+  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+
+  /* without statistics: an error naming the layer */
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+  g_assert_null (out);
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION);
+  g_assert_nonnull (strstr (error->message, "layer fc:"));
+  g_clear_error (&error);
+
+  batch1 = quark_tensor_new_from_floats ("x", shape, 2, b1, 4, NULL);
+  batch2 = quark_tensor_new_from_floats ("x", shape, 2, b2, 4, NULL);
+  g_assert_true (quark_calibration_observe (calibration, "fc", QUARK_ROLE_INPUT, batch1, &error));
+  g_assert_true (quark_calibration_observe (calibration, "fc", QUARK_ROLE_INPUT, batch2, &error));
+  g_assert_cmpuint (quark_calibration_get_n_batches (calibration, "fc", QUARK_ROLE_INPUT), ==, 2);
+  out = quark_model_quantizer_quantize_model (quantizer, model, calibration, NULL, &error);
+  g_assert_no_error (error);
+  /* running min -2, max 4: s = 6/255, z = 0 - rne(-2/s) = 85 */
+  g_assert_cmpfloat (scalar_f32 (out, "fc.input_scale", 0), ==, 6.0f / 255.0f);
+  assert_codes (out, "fc.input_zero_point", QUARK_DTYPE_U8, (const int[]) { 85 }, 1);
+}
+
+/* ---- vector path against scalar path ----------------------------------- */
+
+static const gsize awkward_sizes[] = { 0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1023, 4099 };
+
+static void
+fill_random (GRand *rand, float *x, gsize n, float step)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      switch (g_rand_int_range (rand, 0, 4))
+        {
+        case 0:   /* exact half steps: ties */
+          x[i] = (float) (g_rand_int_range (rand, -600, 600) * 0.5) * step;
+          break;
+        case 1:   /* far out of range */
+          x[i] = (float) g_rand_double_range (rand, -1e6, 1e6);
+          break;
+        default:
+          x[i] = (float) g_rand_double_range (rand, -300 * step, 300 * step);
+        }
+    }
+}
+
+static void
+test_vector_matches_scalar_quantize (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261126);
+  const QuarkDType dtypes[] = { QUARK_DTYPE_I8, QUARK_DTYPE_U8, QUARK_DTYPE_I16, QUARK_DTYPE_U16,
+                                QUARK_DTYPE_I32, QUARK_DTYPE_INT4, QUARK_DTYPE_UINT2 };
+
+  for (guint d = 0; d < G_N_ELEMENTS (dtypes); d++)
+    for (guint s = 0; s < G_N_ELEMENTS (awkward_sizes); s++)
+      for (guint rep = 0; rep < 4; rep++)
+        {
+          gsize n = awkward_sizes[s];
+          gsize esize = quark_dtype_get_element_size (dtypes[d]);
+          g_autofree float *x = g_new (float, n + 1);
+          g_autofree guint8 *a = g_malloc0 ((n + 1) * esize);
+          g_autofree guint8 *b = g_malloc0 ((n + 1) * esize);
+          QuarkKernelIntParams p;
+          gint64 lo, hi;
+          float step = (float) g_rand_double_range (rand, 1e-4, 2.0);
+
+          if (dtypes[d] == QUARK_DTYPE_I32)
+            lo = -(1 << 20), hi = (1 << 20);   /* the kernel's documented bound is 2^22 */
+          else
+            quark_dtype_get_integer_range (dtypes[d], FALSE, &lo, &hi);
+          p.scale = step;
+          p.inv_scale = 1.0f / step;
+          p.zero_point = quark_dtype_is_signed (dtypes[d]) ? 0.0f : (float) ((lo + hi) / 2);
+          p.qmin = (int32_t) lo;
+          p.qmax = (int32_t) hi;
+          fill_random (rand, x, n, step);
+          g_assert_true (quark_kernel_quantize_int_f32 (x, n, &p, dtypes[d], a));
+          g_assert_true (quark_kernel_quantize_int_f32_scalar (x, n, &p, dtypes[d], b));
+          g_assert_cmpmem (a, n * esize, b, n * esize);
+        }
+}
+
+static void
+test_vector_matches_scalar_min_max (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (7);
+
+  for (guint s = 0; s < G_N_ELEMENTS (awkward_sizes); s++)
+    for (guint rep = 0; rep < 8; rep++)
+      {
+        gsize n = awkward_sizes[s];
+        g_autofree float *x = g_new (float, n + 1);
+        float lo_v, hi_v, lo_s, hi_s;
+        gboolean fin_v, fin_s;
+
+        fill_random (rand, x, n, 0.01f);
+        if (n > 0 && rep % 2 == 1)
+          x[g_rand_int_range (rand, 0, (gint32) n)] = rep % 4 == 1 ? NAN : -INFINITY;
+        fin_v = quark_kernel_min_max_f32 (x, n, &lo_v, &hi_v);
+        fin_s = quark_kernel_min_max_f32_scalar (x, n, &lo_s, &hi_s);
+        g_assert_cmpint (fin_v, ==, fin_s);
+        g_assert_cmphex (f32_bits (lo_v), ==, f32_bits (lo_s));
+        g_assert_cmphex (f32_bits (hi_v), ==, f32_bits (hi_s));
+        if (n > 0 && rep % 2 == 1)
+          g_assert_false (fin_v);
+      }
+}
+
+/* ---- progress, cancellation, async ------------------------------------- */
+
+typedef struct {
+  guint64 last_done;
+  guint64 total;
+  guint count;
+  GThread *thread;
+} Progress;
+
+static void
+on_progress (QuarkModelQuantizer *q, guint64 done, guint64 total, const char *item, gpointer user_data)
+{
+  Progress *p = user_data;
+  g_assert_cmpuint (done, >=, p->last_done);
+  g_assert_cmpuint (done, <=, total);
+  g_assert_nonnull (item);
+  p->last_done = done;
+  p->total = total;
+  p->count++;
+  p->thread = g_thread_self ();
+}
+
+static QuarkModel *
+big_model (guint n_layers)
+{
+  QuarkModel *model = quark_model_new ();
+  const gint64 shape[] = { 64, 64 };
+  g_autofree float *w = g_new (float, 64 * 64);
+
+  for (guint i = 0; i < 64 * 64; i++)
+    w[i] = sinf ((float) i);
+  for (guint l = 0; l < n_layers; l++)
+    {
+      g_autofree char *name = g_strdup_printf ("layers.%u.fc.weight", l);
+      g_autoptr(QuarkTensor) t = quark_tensor_new_from_floats (name, shape, 2, w, 64 * 64, NULL);
+      quark_model_add_tensor (model, t, NULL);
+    }
+  return model;
+}
+
+static void
+on_async_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  QuarkModel **out = user_data;
+  g_autoptr(GError) error = NULL;
+
+  *out = quark_model_quantizer_quantize_model_finish (QUARK_MODEL_QUANTIZER (source), result, &error);
+  g_assert_no_error (error);
+}
+
+static void
+test_async_progress (void)
+{
+  g_autoptr(QuarkQuantizationConfig) config = config_for ("{\"dtype\": \"int8\", \"qscheme\": \"per_channel\"}");
+  g_autoptr(QuarkModelQuantizer) quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, NULL);
+  g_autoptr(QuarkModel) model = big_model (6);
+  g_autoptr(QuarkModel) sync_out = NULL;
+  QuarkModel *async_out = NULL;
+  Progress progress = { 0 };
+
+  g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), &progress);
+  sync_out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, NULL);
+  g_assert_cmpuint (progress.count, ==, 6);
+  g_assert_cmpuint (progress.last_done, ==, 6 * 64 * 64);
+  g_assert_cmpuint (progress.total, ==, 6 * 64 * 64);
+
+  memset (&progress, 0, sizeof progress);
+  quark_model_quantizer_quantize_model_async (quantizer, model, NULL, NULL, on_async_done, &async_out);
+  while (async_out == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  /* progress arrived in this thread, all of it */
+  g_assert_cmpuint (progress.count, ==, 6);
+  g_assert_true (progress.thread == g_thread_self ());
+  g_assert_cmpuint (progress.last_done, ==, progress.total);
+
+  /* the async result equals the sync one */
+  for (guint i = 0; i < quark_model_get_n_tensors (sync_out); i++)
+    {
+      QuarkTensor *a = quark_model_get_tensor_at (sync_out, i);
+      QuarkTensor *b = quark_model_get_tensor (async_out, quark_tensor_get_name (a));
+      g_assert_nonnull (b);
+      g_assert_true (g_bytes_equal (quark_tensor_get_data (a), quark_tensor_get_data (b)));
+    }
+  g_object_unref (async_out);
+}
+
+static void
+cancel_on_progress (QuarkModelQuantizer *q, guint64 done, guint64 total, const char *item, gpointer user_data)
+{
+  g_cancellable_cancel (user_data);
+}
+
+static void
+test_cancel (void)
+{
+  g_autoptr(QuarkQuantizationConfig) config = config_for ("{\"dtype\": \"int8\"}");
+  g_autoptr(QuarkModelQuantizer) quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, NULL);
+  g_autoptr(QuarkModel) model = big_model (4);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) out = NULL;
+
+  g_signal_connect (quantizer, "progress", G_CALLBACK (cancel_on_progress), cancellable);
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, cancellable, &error);
+  g_assert_null (out);
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_CANCELLED);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/quantize/q1-int8-per-tensor", test_q1_int8_per_tensor);
+  g_test_add_func ("/quantize/q2-int4-per-tensor", test_q2_int4_per_tensor);
+  g_test_add_func ("/quantize/q3-asymmetric", test_q3_asymmetric);
+  g_test_add_func ("/quantize/per-channel", test_per_channel);
+  g_test_add_func ("/quantize/q6-zero-point-order", test_q6_order);
+  g_test_add_func ("/quantize/nan-rejected", test_nan_rejected);
+  g_test_add_func ("/quantize/all-zero-and-empty", test_all_zero_and_empty);
+  g_test_add_func ("/quantize/passthrough-and-exclude", test_passthrough_and_exclude);
+  g_test_add_func ("/quantize/static-activation", test_static_activation);
+  g_test_add_func ("/kernels/vector-matches-scalar/quantize", test_vector_matches_scalar_quantize);
+  g_test_add_func ("/kernels/vector-matches-scalar/min-max", test_vector_matches_scalar_min_max);
+  g_test_add_func ("/quantizer/async-progress", test_async_progress);
+  g_test_add_func ("/quantizer/cancel", test_cancel);
+
+  return g_test_run ();
+}
