@@ -58,6 +58,9 @@ G_BEGIN_DECLS
  * available through quark_dtype_to_safetensors() and
  * quark_dtype_from_safetensors().
  *
+ * Bindings name the values after these nicks: `Quark.DType.INT8`,
+ * `Quark.DType.BFLOAT16`, `Quark.DType.FP8_E4M3` in Python, GJS and Vala.
+ *
  * Sub-byte types are *logical*: inside a #QuarkTensor each element occupies
  * one byte holding its code (two's complement for signed integers, the raw
  * bit pattern in the low bits for FP4 and FP6). Packed file layouts are

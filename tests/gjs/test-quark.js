@@ -1,0 +1,97 @@
+// GJS binding test: gi://Quark against the build tree.
+//
+// SPDX-License-Identifier: LGPL-2.1-or-later
+import GLib from 'gi://GLib';
+import Quark from 'gi://Quark?version=1.0';
+import System from 'system';
+
+let failures = 0;
+let count = 0;
+
+function check(name, fn) {
+    count++;
+    try {
+        fn();
+        print(`ok ${count} ${name}`);
+    } catch (e) {
+        failures++;
+        print(`not ok ${count} ${name}`);
+        for (const line of `${e}\n${e.stack ?? ''}`.split('\n'))
+            print(`# ${line}`);
+    }
+}
+
+function assert(cond, what) {
+    if (!cond)
+        throw new Error(`assertion failed: ${what}`);
+}
+
+const registry = Quark.Registry.get_default();
+const Q1 = [1.27, -1.27, 0.5, 0.3, 0.004, 0.125, -0.05, 0.635];
+const Q1_CODES = [127, -128, 50, 30, 0, 13, -5, 64];
+
+print('1..4');
+
+check('quark backend listed with metadata', () => {
+    const names = registry.list_backends().map(b => b.get_name());
+    assert(names.includes('quark'), `backends ${names}`);
+    const quark = registry.lookup_backend('quark');
+    assert(quark.version === Quark.VERSION_S, `version ${quark.version}`);
+    assert(quark.description.includes('AMD Quark'), 'description');
+    assert(quark.supports_dtype(Quark.DType.INT8), 'int8 supported');
+});
+
+check('exact integers and scale', () => {
+    const config = registry.config_from_string(
+        '{"backend": "quark", "global_quant_config": {"weight": {"dtype": "int8", "qscheme": "per_tensor"}}}', -1);
+    const model = Quark.Model.new();
+    model.add_tensor(Quark.Tensor.new_from_floats('fc.weight', [2, 4], Q1));
+    const quantizer = registry.new_quantizer(config);
+    let progressed = 0;
+    quantizer.connect('progress', (q, done, total) => {
+        progressed = done;
+    });
+    const out = quantizer.quantize_model(model, null, null);
+    assert(progressed === 8, `progress ${progressed}`);
+    const bytes = out.get_tensor('fc.weight').get_data().toArray();
+    const codes = Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    assert(JSON.stringify(codes) === JSON.stringify(Q1_CODES), `codes ${codes}`);
+    const scaleBytes = out.get_tensor('fc.weight_scale').get_data().toArray();
+    const bits = new DataView(scaleBytes.buffer, scaleBytes.byteOffset, 4).getUint32(0, true);
+    assert(bits === 0x3C23328F, `scale bits ${bits.toString(16)}`);
+});
+
+check('unknown key error names the key', () => {
+    let caught = null;
+    try {
+        registry.config_from_string(
+            '{"backend": "quark", "global_quant_config": {"weight": {"dtype": "int8", "bits": 8}}}', -1);
+    } catch (e) {
+        caught = e;
+    }
+    assert(caught !== null, 'an error was thrown');
+    assert(caught.matches(Quark.ConfigError, Quark.ConfigError.UNKNOWN_KEY), `domain/code of ${caught}`);
+    assert(caught.message.startsWith('global_quant_config.weight.bits: unknown key'), caught.message);
+});
+
+check('async quantization on the main loop', () => {
+    const config = registry.config_from_string(
+        '{"backend": "quark", "global_quant_config": {"weight": {"dtype": "int8"}}}', -1);
+    const model = Quark.Model.new();
+    model.add_tensor(Quark.Tensor.new_from_floats('a.weight', [2, 4], Q1));
+    model.add_tensor(Quark.Tensor.new_from_floats('b.weight', [2, 4], Q1));
+    const quantizer = registry.new_quantizer(config);
+    const items = [];
+    quantizer.connect('progress', (q, done, total, item) => items.push(item));
+    const loop = GLib.MainLoop.new(null, false);
+    let out = null;
+    quantizer.quantize_model_async(model, null, null, (q, res) => {
+        out = q.quantize_model_finish(res);
+        loop.quit();
+    });
+    loop.run();
+    assert(out !== null && out.get_n_tensors() === 6, 'result');
+    assert(JSON.stringify(items) === '["a.weight","b.weight"]', `items ${items}`);
+});
+
+System.exit(failures ? 1 : 0);

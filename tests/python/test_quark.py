@@ -1,0 +1,224 @@
+# Python binding tests: gi.repository.Quark against the build tree.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import struct
+
+import gi
+gi.require_version('Quark', '1.0')
+gi.require_version('Json', '1.0')
+from gi.repository import GLib, GObject, Json, Quark  # noqa: E402
+
+import pytest  # noqa: E402
+
+Q1_X = [1.27, -1.27, 0.5, 0.3, 0.004, 0.125, -0.05, 0.635]
+Q1_CODES = [127, -128, 50, 30, 0, 13, -5, 64]
+Q1_SCALE_BITS = 0x3C23328F
+
+REGISTRY = Quark.Registry.get_default()
+
+
+def int8s(tensor):
+    data = tensor.get_data().get_data()
+    return list(struct.unpack('%db' % len(data), data))
+
+
+def f32_bits(tensor, index=0):
+    data = tensor.get_data().get_data()
+    return struct.unpack_from('<I', data, 4 * index)[0]
+
+
+def quantize(config_text, tensors, calibration=None):
+    config = REGISTRY.config_from_string(config_text, -1)
+    model = Quark.Model.new()
+    for t in tensors:
+        model.add_tensor(t)
+    quantizer = REGISTRY.new_quantizer(config)
+    return quantizer.quantize_model(model, calibration, None)
+
+
+def test_quark_backend_listed_with_metadata():
+    names = [b.get_name() for b in REGISTRY.list_backends()]
+    assert 'quark' in names
+    quark = REGISTRY.lookup_backend('quark')
+    assert quark.props.version == Quark.VERSION_S
+    assert 'AMD Quark' in quark.props.description
+    assert quark.props.module_path.endswith('libquark-backend-quark.so')
+    assert Quark.DType.INT8 in quark.get_supported_dtypes()
+    assert quark.supports_qscheme(Quark.QScheme.PER_CHANNEL)
+    assert quark.check_available()
+    described = Json.to_string(quark.describe(), False)
+    assert '"name":"quark"' in described
+
+
+def test_q1_exact_integers_and_scale():
+    t = Quark.Tensor.new_from_floats('fc.weight', [2, 4], Q1_X)
+    out = quantize('{"backend": "quark", "global_quant_config": '
+                   '{"weight": {"dtype": "int8", "qscheme": "per_tensor"}}}', [t])
+    w = out.get_tensor('fc.weight')
+    assert w.get_dtype() == Quark.DType.INT8
+    assert list(w.get_shape()) == [2, 4]
+    assert int8s(w) == Q1_CODES
+    assert f32_bits(out.get_tensor('fc.weight_scale')) == Q1_SCALE_BITS
+    assert int8s(out.get_tensor('fc.weight_zero_point')) == [0]
+
+
+def test_tensor_from_glib_bytes_zero_copy_roundtrip():
+    raw = struct.pack('<4e', 1.0, -2.0, 0.5, 65504.0)   # float16
+    t = Quark.Tensor.new('h', Quark.DType.FLOAT16, [4], GLib.Bytes.new(raw))
+    assert t.get_data().get_data() == raw
+    assert t.to_floats() == [1.0, -2.0, 0.5, 65504.0]
+    assert t.props.n_elements == 4
+
+
+def test_tensor_size_mismatch_raises():
+    with pytest.raises(GLib.Error) as info:
+        Quark.Tensor.new('bad', Quark.DType.FLOAT32, [3], GLib.Bytes.new(b'\0' * 8))
+    assert info.value.matches(Quark.Error.quark(), Quark.Error.INVALID_ARGUMENT)
+    assert 'tensor bad' in info.value.message
+
+
+def test_unknown_key_names_the_key():
+    with pytest.raises(GLib.Error) as info:
+        REGISTRY.config_from_string('{"backend": "quark", "global_quant_config": '
+                                    '{"weight": {"dtype": "int8", "bits": 8}}}', -1)
+    e = info.value
+    assert e.matches(Quark.ConfigError.quark(), Quark.ConfigError.UNKNOWN_KEY)
+    assert e.domain == 'quark-config-error-quark'
+    assert e.message.startswith('global_quant_config.weight.bits: unknown key')
+
+
+def test_unknown_backend():
+    with pytest.raises(GLib.Error) as info:
+        REGISTRY.config_from_string('{"backend": "nope"}', -1)
+    assert info.value.matches(Quark.BackendError.quark(), Quark.BackendError.NOT_FOUND)
+
+
+def test_property_setter_does_not_validate_but_validate_does():
+    spec = Quark.TensorSpec.new(Quark.DType.FP8_E4M3, Quark.QScheme.PER_TENSOR)
+    spec.props.narrow_range = True
+    with pytest.raises(GLib.Error) as info:
+        spec.validate('weight')
+    assert info.value.matches(Quark.ConfigError.quark(), Quark.ConfigError.INVALID_COMBINATION)
+
+
+def test_progress_signal_and_async():
+    tensors = [Quark.Tensor.new_from_floats('l%d.weight' % i, [2, 4], Q1_X) for i in range(3)]
+    config = REGISTRY.config_from_string('{"backend": "quark", "global_quant_config": '
+                                         '{"weight": {"dtype": "int8"}}}', -1)
+    model = Quark.Model.new()
+    for t in tensors:
+        model.add_tensor(t)
+    quantizer = REGISTRY.new_quantizer(config)
+    seen = []
+    quantizer.connect('progress', lambda q, done, total, item: seen.append((done, total, item)))
+
+    loop = GLib.MainLoop()
+    result = {}
+
+    def done(q, res):
+        result['model'] = q.quantize_model_finish(res)
+        loop.quit()
+
+    quantizer.quantize_model_async(model, None, None, done)
+    loop.run()
+    assert [s[0] for s in seen] == [8, 16, 24]
+    assert all(s[1] == 24 for s in seen)
+    assert seen[-1][2] == 'l2.weight'
+    assert int8s(result['model'].get_tensor('l1.weight')) == Q1_CODES
+
+
+def test_cancel():
+    t = Quark.Tensor.new_from_floats('fc.weight', [2, 4], Q1_X)
+    config = REGISTRY.config_from_string('{"backend": "quark", "global_quant_config": '
+                                         '{"weight": {"dtype": "int8"}}}', -1)
+    model = Quark.Model.new()
+    model.add_tensor(t)
+    cancellable = Gio_cancellable()
+    cancellable.cancel()
+    with pytest.raises(GLib.Error) as info:
+        REGISTRY.new_quantizer(config).quantize_model(model, None, cancellable)
+    assert info.value.matches(Quark.Error.quark(), Quark.Error.CANCELLED)
+
+
+def Gio_cancellable():
+    gi.require_version('Gio', '2.0')
+    from gi.repository import Gio
+    return Gio.Cancellable()
+
+
+# A backend written in Python, registered at run time -----------------------
+
+class PyRoundConfig(GObject.Object, Quark.QuantizationConfig):
+    """Rounds weights to multiples of 2^-frac_bits, kept as float32."""
+    __gtype_name__ = 'PyRoundConfig'
+    frac_bits = GObject.Property(type=int, default=2, minimum=0, maximum=20)
+
+
+class PyRoundQuantizer(GObject.Object, Quark.ModelQuantizer):
+    __gtype_name__ = 'PyRoundQuantizer'
+    config = GObject.Property(type=Quark.QuantizationConfig,
+                              flags=GObject.ParamFlags.READWRITE | GObject.ParamFlags.CONSTRUCT_ONLY)
+
+    def do_quantize_model(self, model, calibration, cancellable):
+        step = 2.0 ** -self.props.config.props.frac_bits
+        out = Quark.Model.new()
+        n = model.get_n_tensors()
+        for i in range(n):
+            t = model.get_tensor_at(i)
+            values = [round(v / step) * step for v in t.to_floats()]
+            out.add_tensor(Quark.Tensor.new_from_floats(t.get_name(), list(t.get_shape()), values))
+            self.report_progress(i + 1, n, t.get_name())
+        return out
+
+
+def test_python_backend_through_the_registry():
+    backend = Quark.Backend.new('py-round', PyRoundConfig.__gtype__, PyRoundQuantizer.__gtype__)
+    backend.set_description('Rounding backend written in Python')
+    backend.set_version('1.0')
+    REGISTRY.add_backend(backend)
+    assert REGISTRY.lookup_backend('py-round').get_description() == 'Rounding backend written in Python'
+    assert 'py-round' in [b.get_name() for b in REGISTRY.list_backends()]
+
+    # the default strict loader applies to Python properties too
+    with pytest.raises(GLib.Error) as info:
+        REGISTRY.config_from_string('{"backend": "py-round", "frac_bits": 99}', -1)
+    assert info.value.matches(Quark.ConfigError.quark(), Quark.ConfigError.OUT_OF_RANGE)
+    assert info.value.message == 'frac_bits: expected an integer from 0 to 20, got 99'
+
+    config = REGISTRY.config_from_string('{"backend": "py-round", "frac_bits": 1}', -1)
+    assert config.get_backend_name() == 'py-round'
+    assert '"frac_bits" : 1' in config.to_string()
+
+    model = Quark.Model.new()
+    model.add_tensor(Quark.Tensor.new_from_floats('w', [3], [0.3, 0.8, -1.2]))
+    quantizer = REGISTRY.new_quantizer(config)
+    progress = []
+    quantizer.connect('progress', lambda q, d, t, item: progress.append(item))
+    out = quantizer.quantize_model(model, None, None)
+    assert out.get_tensor('w').to_floats() == [0.5, 1.0, -1.0]
+    assert progress == ['w']
+
+    # registering the same name again is refused
+    with pytest.raises(GLib.Error) as info:
+        REGISTRY.add_backend(Quark.Backend.new('py-round', PyRoundConfig.__gtype__,
+                                               PyRoundQuantizer.__gtype__))
+    assert info.value.matches(Quark.BackendError.quark(), Quark.BackendError.DUPLICATE)
+
+
+def test_numpy_and_torch_oracle():
+    np = pytest.importorskip('numpy')
+    torch = pytest.importorskip('torch')
+    rng = np.random.default_rng(1234)
+    w = (rng.standard_normal((16, 37)) * rng.uniform(0.01, 3, (16, 1))).astype(np.float32)
+    t = Quark.Tensor.new('fc.weight', Quark.DType.FLOAT32, list(w.shape), GLib.Bytes.new(w.tobytes()))
+    out = quantize('{"backend": "quark", "global_quant_config": '
+                   '{"weight": {"dtype": "int8", "qscheme": "per_channel", "ch_axis": 0}}}', [t])
+    codes = np.frombuffer(out.get_tensor('fc.weight').get_data().get_data(), dtype=np.int8).reshape(w.shape)
+    scales = np.frombuffer(out.get_tensor('fc.weight_scale').get_data().get_data(), dtype=np.float32)
+    # independent oracle: PyTorch's quantize_per_channel with libquark's scales
+    ref = torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(scales.astype(np.float64)),
+                                     torch.zeros(16, dtype=torch.int64), 0, torch.qint8)
+    assert np.array_equal(ref.int_repr().numpy(), codes)
+    # and the scale rule: amax / 127.5 in float32
+    amax = np.abs(w).max(axis=1)
+    assert np.array_equal(scales, (amax / np.float32(127.5)).astype(np.float32))

@@ -1,0 +1,64 @@
+/* Vala binding test: compiled against the generated quark-1.0 vapi.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+const float[] Q1 = { 1.27f, -1.27f, 0.5f, 0.3f, 0.004f, 0.125f, -0.05f, 0.635f };
+const int8[] Q1_CODES = { 127, -128, 50, 30, 0, 13, -5, 64 };
+
+void test_backend_listed () {
+    var registry = Quark.Registry.get_default ();
+    bool found = false;
+    var backends = registry.list_backends ();
+    for (uint i = 0; i < backends.length; i++) {
+        var backend = backends[i];
+        if (backend.get_name () == "quark") {
+            found = true;
+            assert (backend.version == Quark.VERSION_S);
+            assert (backend.supports_dtype (Quark.DType.INT8));
+        }
+    }
+    assert (found);
+}
+
+void test_exact_integers () {
+    var registry = Quark.Registry.get_default ();
+    try {
+        var config = registry.config_from_string (
+            "{\"backend\": \"quark\", \"global_quant_config\": {\"weight\": {\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}}}", -1);
+        var model = new Quark.Model ();
+        int64[] shape = { 2, 4 };
+        model.add_tensor (new Quark.Tensor.from_floats ("fc.weight", shape, Q1));
+        var quantizer = registry.new_quantizer (config);
+        var out = quantizer.quantize_model (model, null, null);
+        unowned uint8[] codes = out.get_tensor ("fc.weight").get_data ().get_data ();
+        assert (codes.length == 8);
+        for (int i = 0; i < 8; i++)
+            assert ((int8) codes[i] == Q1_CODES[i]);
+        unowned uint8[] scale = out.get_tensor ("fc.weight_scale").get_data ().get_data ();
+        uint32 bits = scale[0] | (scale[1] << 8) | (scale[2] << 16) | ((uint32) scale[3] << 24);
+        assert (bits == 0x3C23328F);
+    } catch (Error e) {
+        error ("unexpected error: %s", e.message);
+    }
+}
+
+void test_unknown_key () {
+    var registry = Quark.Registry.get_default ();
+    try {
+        registry.config_from_string (
+            "{\"backend\": \"quark\", \"global_quant_config\": {\"weight\": {\"dtype\": \"int8\", \"bits\": 8}}}", -1);
+        assert_not_reached ();
+    } catch (Quark.ConfigError.UNKNOWN_KEY e) {
+        assert (e.message.has_prefix ("global_quant_config.weight.bits: unknown key"));
+    } catch (Error e) {
+        error ("wrong error: %s", e.message);
+    }
+}
+
+int main (string[] args) {
+    Test.init (ref args);
+    Test.add_func ("/vala/backend-listed", test_backend_listed);
+    Test.add_func ("/vala/exact-integers", test_exact_integers);
+    Test.add_func ("/vala/unknown-key", test_unknown_key);
+    return Test.run ();
+}
