@@ -289,6 +289,8 @@ quark_backend_module_add_backend (QuarkBackendModule  *self,
  * quark_backend_module_get_path:
  * @self: a #QuarkBackendModule
  *
+ * Gets : the module file.
+ *
  * Returns: (transfer none) (type filename): the module file
  */
 const char *
@@ -301,6 +303,8 @@ quark_backend_module_get_path (QuarkBackendModule *self)
 /**
  * quark_backend_module_is_loaded:
  * @self: a #QuarkBackendModule
+ *
+ * Checks whether the module loaded and registered its backends.
  *
  * Returns: whether the module loaded and registered its backends
  */
@@ -330,6 +334,8 @@ quark_backend_module_get_error (QuarkBackendModule *self)
 /**
  * quark_backend_module_get_abi_version:
  * @self: a #QuarkBackendModule
+ *
+ * Gets the backend ABI the module declared.
  *
  * Returns: the backend ABI the module declared, or 0 if it declared none
  */

@@ -229,6 +229,8 @@ quark_backend_new (const char *name,
  * quark_backend_get_name: (get-property name)
  * @self: a #QuarkBackend
  *
+ * Gets the name.
+ *
  * Returns: (transfer none): the name
  */
 const char *
@@ -241,6 +243,8 @@ quark_backend_get_name (QuarkBackend *self)
 /**
  * quark_backend_get_description: (get-property description)
  * @self: a #QuarkBackend
+ *
+ * Gets the description.
  *
  * Returns: (transfer none) (nullable): the description
  */
@@ -273,6 +277,8 @@ quark_backend_set_description (QuarkBackend *self,
  * quark_backend_get_version: (get-property version)
  * @self: a #QuarkBackend
  *
+ * Gets the version.
+ *
  * Returns: (transfer none) (nullable): the version
  */
 const char *
@@ -304,6 +310,8 @@ quark_backend_set_version (QuarkBackend *self,
  * quark_backend_get_config_type: (get-property config-type)
  * @self: a #QuarkBackend
  *
+ * Gets the config type.
+ *
  * Returns: the config type
  */
 GType
@@ -317,6 +325,8 @@ quark_backend_get_config_type (QuarkBackend *self)
  * quark_backend_get_quantizer_type: (get-property quantizer-type)
  * @self: a #QuarkBackend
  *
+ * Gets the quantizer type.
+ *
  * Returns: the quantizer type
  */
 GType
@@ -329,6 +339,8 @@ quark_backend_get_quantizer_type (QuarkBackend *self)
 /**
  * quark_backend_get_module_path: (get-property module-path)
  * @self: a #QuarkBackend
+ *
+ * Gets the module file.
  *
  * Returns: (transfer none) (nullable) (type filename): the module file, or
  *   %NULL for a backend registered by code
@@ -390,6 +402,8 @@ quark_backend_get_supported_dtypes (QuarkBackend *self,
  * @self: a #QuarkBackend
  * @dtype: a dtype
  *
+ * Checks whether the backend declared @dtype.
+ *
  * Returns: whether the backend declared @dtype
  */
 gboolean
@@ -444,6 +458,8 @@ quark_backend_get_supported_qschemes (QuarkBackend *self,
  * quark_backend_supports_qscheme:
  * @self: a #QuarkBackend
  * @qscheme: a granularity
+ *
+ * Checks whether the backend declared @qscheme.
  *
  * Returns: whether the backend declared @qscheme
  */
@@ -511,6 +527,8 @@ quark_backend_check_available (QuarkBackend  *self,
 /**
  * quark_backend_is_registered:
  * @self: a #QuarkBackend
+ *
+ * Checks whether the backend is in the registry (and so immutable).
  *
  * Returns: whether the backend is in the registry (and so immutable)
  */

@@ -6,6 +6,29 @@
 
 #include "quark-error.h"
 
+/**
+ * quark_error_quark:
+ *
+ * Gets the %QUARK_ERROR error domain.
+ *
+ * Returns: the error domain
+ */
 G_DEFINE_QUARK (quark-error-quark, quark_error)
+
+/**
+ * quark_config_error_quark:
+ *
+ * Gets the %QUARK_CONFIG_ERROR error domain.
+ *
+ * Returns: the error domain
+ */
 G_DEFINE_QUARK (quark-config-error-quark, quark_config_error)
+
+/**
+ * quark_backend_error_quark:
+ *
+ * Gets the %QUARK_BACKEND_ERROR error domain.
+ *
+ * Returns: the error domain
+ */
 G_DEFINE_QUARK (quark-backend-error-quark, quark_backend_error)

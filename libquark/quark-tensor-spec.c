@@ -362,6 +362,8 @@ quark_tensor_spec_validate (QuarkTensorSpec  *self,
  * quark_tensor_spec_get_dtype: (get-property dtype)
  * @self: a #QuarkTensorSpec
  *
+ * Gets the quantized element type.
+ *
  * Returns: the quantized element type
  */
 QuarkDType
@@ -374,6 +376,8 @@ quark_tensor_spec_get_dtype (QuarkTensorSpec *self)
 /**
  * quark_tensor_spec_get_qscheme: (get-property qscheme)
  * @self: a #QuarkTensorSpec
+ *
+ * Gets the granularity of the scales.
  *
  * Returns: the granularity of the scales
  */
@@ -388,6 +392,8 @@ quark_tensor_spec_get_qscheme (QuarkTensorSpec *self)
  * quark_tensor_spec_get_ch_axis: (get-property ch-axis)
  * @self: a #QuarkTensorSpec
  *
+ * Gets the channel axis (negative counts from the end).
+ *
  * Returns: the channel axis (negative counts from the end)
  */
 int
@@ -400,6 +406,8 @@ quark_tensor_spec_get_ch_axis (QuarkTensorSpec *self)
 /**
  * quark_tensor_spec_get_group_size: (get-property group-size)
  * @self: a #QuarkTensorSpec
+ *
+ * Gets the group size (-1: the whole axis.
  *
  * Returns: the group size (-1: the whole axis, 0: unset)
  */
@@ -414,6 +422,8 @@ quark_tensor_spec_get_group_size (QuarkTensorSpec *self)
  * quark_tensor_spec_get_symmetric: (get-property symmetric)
  * @self: a #QuarkTensorSpec
  *
+ * Checks whether the zero point is 0.
+ *
  * Returns: whether the zero point is 0
  */
 gboolean
@@ -426,6 +436,8 @@ quark_tensor_spec_get_symmetric (QuarkTensorSpec *self)
 /**
  * quark_tensor_spec_get_narrow_range: (get-property narrow-range)
  * @self: a #QuarkTensorSpec
+ *
+ * Checks whether integer codes use the narrow range.
  *
  * Returns: whether integer codes use the narrow range
  */
@@ -440,6 +452,8 @@ quark_tensor_spec_get_narrow_range (QuarkTensorSpec *self)
  * quark_tensor_spec_get_is_dynamic: (get-property is-dynamic)
  * @self: a #QuarkTensorSpec
  *
+ * Checks whether the parameters are computed at run time.
+ *
  * Returns: whether the parameters are computed at run time
  */
 gboolean
@@ -453,6 +467,8 @@ quark_tensor_spec_get_is_dynamic (QuarkTensorSpec *self)
  * quark_tensor_spec_get_round_method: (get-property round-method)
  * @self: a #QuarkTensorSpec
  *
+ * Gets the rounding mode.
+ *
  * Returns: the rounding mode
  */
 QuarkRoundMode
@@ -465,6 +481,8 @@ quark_tensor_spec_get_round_method (QuarkTensorSpec *self)
 /**
  * quark_tensor_spec_get_scale_type: (get-property scale-type)
  * @self: a #QuarkTensorSpec
+ *
+ * Gets what values scales may take.
  *
  * Returns: what values scales may take
  */

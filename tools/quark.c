@@ -1,0 +1,474 @@
+/* quark: the libquark command-line tool
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Exit status: 0 on success, 1 on failure, 2 on bad usage.
+ */
+#include <quark/quark.h>
+
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+
+typedef struct {
+  const char *name;
+  const char *summary;
+  int (*run) (int argc, char **argv);
+} Command;
+
+static int cmd_backends (int argc, char **argv);
+static int cmd_demo (int argc, char **argv);
+
+static const Command commands[] = {
+  { "backends", "List the registered backends and module files", cmd_backends },
+  { "demo", "Quantize the built-in example model and print a per-tensor summary", cmd_demo },
+};
+
+static void
+print_json (JsonNode *node)
+{
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autofree char *text = NULL;
+
+  json_generator_set_pretty (generator, TRUE);
+  json_generator_set_indent (generator, 2);
+  json_generator_set_root (generator, node);
+  text = json_generator_to_data (generator, NULL);
+  g_print ("%s\n", text);
+}
+
+/* Parses the options of a subcommand; returns FALSE with the exit status in
+ * *status on --help or bad usage. */
+static gboolean
+parse_options (const char   *command,
+               const char   *parameters,
+               const char   *description,
+               GOptionEntry *entries,
+               int          *argc,
+               char       ***argv,
+               int          *status)
+{
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *full = g_strdup_printf ("%s%s%s", command, parameters ? " " : "", parameters ? parameters : "");
+
+  context = g_option_context_new (full);
+  g_option_context_set_summary (context, description);
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, argc, argv, &error))
+    {
+      g_printerr ("quark %s: %s\n", command, error->message);
+      g_printerr ("Try \"quark %s --help\".\n", command);
+      *status = EXIT_USAGE;
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- backends -------------------------------------------------------------- */
+
+static int
+cmd_backends (int argc, char **argv)
+{
+  gboolean json = FALSE;
+  gboolean modules = FALSE;
+  GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
+    { "modules", 0, 0, G_OPTION_ARG_NONE, &modules, "Also list every module file tried, with its error", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_autoptr(GPtrArray) backends = NULL;
+  g_autoptr(GPtrArray) module_list = NULL;
+  int status = 0;
+
+  if (!parse_options ("backends", NULL,
+                      "Lists the backends of the registry: built-in modules, modules found\n"
+                      "through QUARK_BACKEND_PATH, and the installed backend directory.",
+                      entries, &argc, &argv, &status))
+    return status;
+  if (argc > 1)
+    {
+      g_printerr ("quark backends: unexpected argument \"%s\"\n", argv[1]);
+      return EXIT_USAGE;
+    }
+
+  backends = quark_registry_list_backends (registry);
+  module_list = quark_registry_list_modules (registry);
+
+  if (json)
+    {
+      JsonArray *array = json_array_new ();
+      JsonObject *root = json_object_new ();
+      g_autoptr(JsonNode) node = NULL;
+
+      for (guint i = 0; i < backends->len; i++)
+        json_array_add_element (array, quark_backend_describe (g_ptr_array_index (backends, i)));
+      json_object_set_array_member (root, "backends", array);
+      if (modules)
+        {
+          JsonArray *marray = json_array_new ();
+          for (guint i = 0; i < module_list->len; i++)
+            {
+              QuarkBackendModule *m = g_ptr_array_index (module_list, i);
+              JsonObject *mo = json_object_new ();
+              const GError *error = quark_backend_module_get_error (m);
+              json_object_set_string_member (mo, "path", quark_backend_module_get_path (m));
+              json_object_set_boolean_member (mo, "loaded", quark_backend_module_is_loaded (m));
+              if (error)
+                json_object_set_string_member (mo, "error", error->message);
+              else
+                json_object_set_null_member (mo, "error");
+              json_array_add_object_element (marray, mo);
+            }
+          json_object_set_array_member (root, "modules", marray);
+        }
+      node = json_node_init_object (json_node_alloc (), root);
+      json_object_unref (root);
+      print_json (node);
+      return 0;
+    }
+
+  for (guint i = 0; i < backends->len; i++)
+    {
+      QuarkBackend *b = g_ptr_array_index (backends, i);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GString) dtypes = g_string_new (NULL);
+      guint n;
+      const QuarkDType *list = quark_backend_get_supported_dtypes (b, &n);
+
+      for (guint k = 0; k < n; k++)
+        g_string_append_printf (dtypes, "%s%s", k ? ", " : "", quark_dtype_get_name (list[k]));
+      g_print ("%s %s\n", quark_backend_get_name (b),
+               quark_backend_get_version (b) ? quark_backend_get_version (b) : "");
+      if (quark_backend_get_description (b))
+        g_print ("  %s\n", quark_backend_get_description (b));
+      g_print ("  dtypes: %s\n", dtypes->len ? dtypes->str : "(none declared)");
+      g_print ("  module: %s\n", quark_backend_get_module_path (b) ? quark_backend_get_module_path (b)
+                                                                  : "(registered by code)");
+      if (!quark_backend_check_available (b, &error))
+        g_print ("  UNAVAILABLE: %s\n", error->message);
+    }
+  if (backends->len == 0)
+    g_print ("No backends found. Search path:\n");
+  if (modules || backends->len == 0)
+    {
+      g_auto(GStrv) path = quark_registry_get_search_path (registry);
+      if (backends->len == 0)
+        for (guint i = 0; path[i]; i++)
+          g_print ("  %s\n", path[i]);
+      for (guint i = 0; i < module_list->len; i++)
+        {
+          QuarkBackendModule *m = g_ptr_array_index (module_list, i);
+          const GError *error = quark_backend_module_get_error (m);
+          g_print ("module %s: %s\n", quark_backend_module_get_path (m),
+                   error ? error->message : "loaded");
+        }
+    }
+  return backends->len == 0 ? 1 : 0;
+}
+
+/* ---- demo ------------------------------------------------------------------ */
+
+/* A small Llama-shaped model: embeddings, one decoder layer, a norm and the
+ * LM head, with deterministic weights (a fixed-seed GRand, scaled per row
+ * so that per-channel scales differ). */
+static QuarkModel *
+builtin_model (void)
+{
+  static const struct { const char *name; gint64 rows, cols; } tensors[] = {
+    { "model.embed_tokens.weight", 128, 64 },
+    { "model.layers.0.input_layernorm.weight", 64, 0 },
+    { "model.layers.0.self_attn.q_proj.weight", 64, 64 },
+    { "model.layers.0.self_attn.k_proj.weight", 32, 64 },
+    { "model.layers.0.self_attn.v_proj.weight", 32, 64 },
+    { "model.layers.0.self_attn.o_proj.weight", 64, 64 },
+    { "model.layers.0.mlp.gate_proj.weight", 172, 64 },
+    { "model.layers.0.mlp.up_proj.weight", 172, 64 },
+    { "model.layers.0.mlp.down_proj.weight", 64, 172 },
+    { "model.norm.weight", 64, 0 },
+    { "lm_head.weight", 128, 64 },
+  };
+  QuarkModel *model = quark_model_new ();
+  g_autoptr(GRand) rand = g_rand_new_with_seed (42);
+  g_autoptr(JsonNode) metadata = quark_json_parse (
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 64,"
+    " \"intermediate_size\": 172, \"num_hidden_layers\": 1, \"vocab_size\": 128}", -1, "builtin", NULL);
+
+  for (guint t = 0; t < G_N_ELEMENTS (tensors); t++)
+    {
+      gint64 shape[2] = { tensors[t].rows, tensors[t].cols };
+      guint n_dims = tensors[t].cols ? 2 : 1;
+      gsize n = (gsize) tensors[t].rows * (tensors[t].cols ? (gsize) tensors[t].cols : 1);
+      g_autofree guint16 *bf16 = g_new (guint16, n);
+      g_autoptr(GBytes) bytes = NULL;
+      g_autoptr(QuarkTensor) tensor = NULL;
+
+      for (gsize i = 0; i < n; i++)
+        {
+          /* rough normal values via the sum of uniforms, row-scaled */
+          double row_scale = 0.02 * (1.0 + (double) ((i / MAX (tensors[t].cols, 1)) % 7));
+          double v = (g_rand_double (rand) + g_rand_double (rand) + g_rand_double (rand) - 1.5) * row_scale;
+          float f = n_dims == 1 ? 1.0f + (float) v : (float) v;
+          guint32 bits;
+          memcpy (&bits, &f, 4);
+          bf16[i] = (guint16) ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);   /* round to nearest even */
+        }
+      bytes = g_bytes_new_take (g_steal_pointer (&bf16), n * 2);
+      tensor = quark_tensor_new (tensors[t].name, QUARK_DTYPE_BF16, shape, n_dims, bytes, NULL);
+      quark_model_add_tensor (model, tensor, NULL);
+    }
+  quark_model_set_metadata (model, metadata);
+  return model;
+}
+
+static const char *builtin_config =
+  "{\n"
+  "  \"backend\": \"quark\",\n"
+  "  \"global_quant_config\": {\n"
+  "    \"weight\": {\"dtype\": \"int8\", \"qscheme\": \"per_channel\", \"ch_axis\": 0, \"symmetric\": true}\n"
+  "  },\n"
+  "  \"exclude\": [\"lm_head\", \"model.embed_tokens\"]\n"
+  "}\n";
+
+typedef struct {
+  double mse;
+  double max_abs;
+  double sqnr_db;
+} ErrorStats;
+
+/* Dequantizes NAME with NAME_scale and NAME_zero_point (per tensor or per
+ * channel on axis 0) and compares with the original. */
+static gboolean
+measure (QuarkTensor *original, QuarkModel *out, ErrorStats *stats, GError **error)
+{
+  const char *name = quark_tensor_get_name (original);
+  QuarkTensor *codes = quark_model_get_tensor (out, name);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  QuarkTensor *scale = quark_model_get_tensor (out, scale_name);
+  QuarkTensor *zp = quark_model_get_tensor (out, zp_name);
+  g_autofree float *x = NULL, *zps = NULL, *x_hat = NULL;
+  const float *scales;
+  gsize n, n_zp, channels, inner;
+  double signal = 0, noise = 0;
+
+  x = quark_tensor_to_floats (original, &n, error);
+  if (x == NULL || (zps = quark_tensor_to_floats (zp, &n_zp, error)) == NULL)
+    return FALSE;
+  scales = quark_tensor_peek_data (scale, NULL);
+  channels = quark_tensor_get_n_elements (scale);
+  inner = n / MAX (channels, 1);
+  x_hat = g_new (float, MAX (n, 1));
+  for (gsize c = 0; c < channels; c++)
+    quark_kernel_dequantize_int_f32 ((const guint8 *) quark_tensor_peek_data (codes, NULL) +
+                                     c * inner * quark_dtype_get_element_size (quark_tensor_get_dtype (codes)),
+                                     quark_tensor_get_dtype (codes), inner, scales[c],
+                                     (int32_t) zps[c], x_hat + c * inner);
+  stats->max_abs = 0;
+  for (gsize i = 0; i < n; i++)
+    {
+      double d = (double) x_hat[i] - (double) x[i];
+      signal += (double) x[i] * x[i];
+      noise += d * d;
+      stats->max_abs = MAX (stats->max_abs, fabs (d));
+    }
+  stats->mse = n ? noise / n : 0;
+  stats->sqnr_db = noise > 0 ? 10 * log10 (signal / noise) : INFINITY;
+  return TRUE;
+}
+
+static int
+cmd_demo (int argc, char **argv)
+{
+  char *config_file = NULL;
+  gboolean json = FALSE;
+  gboolean show_config = FALSE;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Quantize with this config instead of the built-in one", "FILE" },
+    { "show-config", 0, 0, G_OPTION_ARG_NONE, &show_config, "Print the built-in config and exit", NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkModel) model = NULL;
+  g_autoptr(QuarkModel) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  int status = 0;
+
+  if (!parse_options ("demo", NULL,
+                      "Builds a small Llama-shaped BF16 model in memory (one decoder layer,\n"
+                      "deterministic weights), quantizes it with the built-in config (int8\n"
+                      "per-channel symmetric weights, AMD Quark semantics; embeddings and\n"
+                      "lm_head left in float) or with --config, and prints, per tensor, the\n"
+                      "output dtype, scales, and the error of the dequantized weights.",
+                      entries, &argc, &argv, &status))
+    return status;
+  if (argc > 1)
+    {
+      g_printerr ("quark demo: unexpected argument \"%s\"\n", argv[1]);
+      return EXIT_USAGE;
+    }
+  if (show_config)
+    {
+      g_print ("%s", builtin_config);
+      return 0;
+    }
+
+  config = config_file ? quark_registry_config_from_file (registry, config_file, &error)
+                       : quark_registry_config_from_string (registry, builtin_config, -1, &error);
+  if (config == NULL)
+    {
+      g_printerr ("quark demo: %s\n", error->message);
+      return 1;
+    }
+  quantizer = quark_registry_new_quantizer (registry, config, &error);
+  if (quantizer == NULL)
+    {
+      g_printerr ("quark demo: %s\n", error->message);
+      return 1;
+    }
+  model = builtin_model ();
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+  if (out == NULL)
+    {
+      g_printerr ("quark demo: %s\n", error->message);
+      return 1;
+    }
+
+  if (!json)
+    {
+      g_print ("Backend %s, built-in model of %u tensors\n\n",
+               quark_quantization_config_get_backend_name (config), quark_model_get_n_tensors (model));
+      g_print ("%-42s %-10s %-9s %-9s %-21s %9s %11s\n", "tensor", "shape", "in", "out",
+               "scale min..max", "SQNR dB", "max |err|");
+    }
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "tensors");
+  json_builder_begin_array (builder);
+
+  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      QuarkTensor *q = quark_model_get_tensor (out, quark_tensor_get_name (t));
+      g_autofree char *shape = quark_tensor_format_shape (t);
+      g_autofree char *scale_name = g_strconcat (quark_tensor_get_name (t), "_scale", NULL);
+      QuarkTensor *scale = quark_model_get_tensor (out, scale_name);
+      gboolean quantized = scale != NULL;
+      ErrorStats stats = { 0 };
+      float smin = INFINITY, smax = -INFINITY;
+
+      if (quantized)
+        {
+          const float *s = quark_tensor_peek_data (scale, NULL);
+          for (guint64 k = 0; k < quark_tensor_get_n_elements (scale); k++)
+            {
+              smin = MIN (smin, s[k]);
+              smax = MAX (smax, s[k]);
+            }
+          if (!measure (t, out, &stats, &error))
+            {
+              g_printerr ("quark demo: %s\n", error->message);
+              return 1;
+            }
+        }
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "name");
+      json_builder_add_string_value (builder, quark_tensor_get_name (t));
+      json_builder_set_member_name (builder, "shape");
+      json_builder_add_string_value (builder, shape);
+      json_builder_set_member_name (builder, "dtype_in");
+      json_builder_add_string_value (builder, quark_dtype_get_name (quark_tensor_get_dtype (t)));
+      json_builder_set_member_name (builder, "dtype_out");
+      json_builder_add_string_value (builder, quark_dtype_get_name (quark_tensor_get_dtype (q)));
+      json_builder_set_member_name (builder, "quantized");
+      json_builder_add_boolean_value (builder, quantized);
+      if (quantized)
+        {
+          json_builder_set_member_name (builder, "scale_min");
+          json_builder_add_double_value (builder, smin);
+          json_builder_set_member_name (builder, "scale_max");
+          json_builder_add_double_value (builder, smax);
+          json_builder_set_member_name (builder, "sqnr_db");
+          json_builder_add_double_value (builder, stats.sqnr_db);
+          json_builder_set_member_name (builder, "max_abs_error");
+          json_builder_add_double_value (builder, stats.max_abs);
+          json_builder_set_member_name (builder, "mse");
+          json_builder_add_double_value (builder, stats.mse);
+        }
+      json_builder_end_object (builder);
+
+      if (json)
+        continue;
+      if (quantized)
+        g_print ("%-42s %-10s %-9s %-9s %.3e..%.3e %9.2f %11.3e\n", quark_tensor_get_name (t), shape,
+                 quark_dtype_get_name (quark_tensor_get_dtype (t)),
+                 quark_dtype_get_name (quark_tensor_get_dtype (q)), smin, smax, stats.sqnr_db, stats.max_abs);
+      else
+        g_print ("%-42s %-10s %-9s %-9s %-21s %9s %11s\n", quark_tensor_get_name (t), shape,
+                 quark_dtype_get_name (quark_tensor_get_dtype (t)),
+                 quark_dtype_get_name (quark_tensor_get_dtype (q)), "(kept in float)", "-", "-");
+    }
+  json_builder_end_array (builder);
+  json_builder_end_object (builder);
+  if (json)
+    {
+      g_autoptr(JsonNode) root = json_builder_get_root (builder);
+      print_json (root);
+    }
+  else
+    g_print ("\n%u tensors in, %u tensors out.\n", quark_model_get_n_tensors (model),
+             quark_model_get_n_tensors (out));
+  g_free (config_file);
+  return 0;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static void
+usage (FILE *stream)
+{
+  fprintf (stream, "Usage:\n  quark COMMAND [OPTION…]\n\nCommands:\n");
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    fprintf (stream, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf (stream, "\nRun \"quark COMMAND --help\" for a command's options.\n"
+                   "Backends are searched in QUARK_BACKEND_PATH (colon-separated), then in\n"
+                   "the installed backend directory.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+
+  if (argc < 2)
+    {
+      usage (stderr);
+      return EXIT_USAGE;
+    }
+  if (g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") || g_str_equal (argv[1], "help"))
+    {
+      usage (stdout);
+      return 0;
+    }
+  if (g_str_equal (argv[1], "--version"))
+    {
+      g_print ("quark %s (libquark API %s, backend ABI %d)\n", QUARK_VERSION_S, QUARK_API_VERSION_S,
+               QUARK_BACKEND_ABI_VERSION);
+      return 0;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_str_equal (argv[1], commands[i].name))
+      return commands[i].run (argc - 1, argv + 1);
+
+  g_printerr ("quark: unknown command \"%s\"\n\n", argv[1]);
+  usage (stderr);
+  return EXIT_USAGE;
+}
