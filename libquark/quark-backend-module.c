@@ -289,7 +289,7 @@ quark_backend_module_add_backend (QuarkBackendModule  *self,
  * quark_backend_module_get_path:
  * @self: a #QuarkBackendModule
  *
- * Gets : the module file.
+ * Gets the module file.
  *
  * Returns: (transfer none) (type filename): the module file
  */

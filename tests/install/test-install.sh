@@ -1,0 +1,44 @@
+#!/bin/sh
+# Installs the build into a staging directory and checks it as a consumer
+# would: pkg-config finds quark-1.0, the ten-line C program from examples/
+# compiles against the installed headers, links, and lists the installed quark
+# backend; the typelib loads from Python.
+#
+# Usage: test-install.sh BUILDDIR SRCDIR
+set -eu
+builddir=$1
+srcdir=$2
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+DESTDIR="$stage" meson install -C "$builddir" --no-rebuild --quiet >/dev/null
+
+pc=$(find "$stage" -name quark-1.0.pc | head -n 1)
+[ -n "$pc" ] || { echo "not ok: quark-1.0.pc was not installed"; exit 1; }
+# the staged prefix stands for the configured one: relocate a copy of the .pc
+mkdir "$stage/pc"
+prefix=$(sed -n 's/^prefix=//p' "$pc")
+sed "s|^prefix=.*|prefix=$stage$prefix|" "$pc" > "$stage/pc/quark-1.0.pc"
+export PKG_CONFIG_PATH="$stage/pc"
+flags=$(pkg-config --cflags --libs quark-1.0)
+backenddir=$(pkg-config --variable=backenddir quark-1.0)
+libdir=$(pkg-config --variable=libdir quark-1.0)
+
+cc "$srcdir/examples/list-backends.c" $flags -o "$stage/list-backends"
+out=$(env -u QUARK_BACKEND_PATH QUARK_BACKEND_SYSTEM_PATH="$backenddir" LD_LIBRARY_PATH="$libdir" \
+      "$stage/list-backends")
+echo "$out"
+echo "$out" | grep -q '^quark: AMD Quark' || { echo "not ok: the installed quark backend is not listed"; exit 1; }
+
+test -f "$(dirname "$(find "$stage" -name quark.h -path '*quark-1.0/quark/*' | head -n 1)")/quark-version.h"
+test -n "$(find "$stage" -name 'quark-1.0.vapi')"
+test -n "$(find "$stage" -name 'Quark-1.0.typelib')"
+typelibdir=$(dirname "$(find "$stage" -name 'Quark-1.0.typelib' | head -n 1)")
+env -u QUARK_BACKEND_PATH QUARK_BACKEND_SYSTEM_PATH="$backenddir" LD_LIBRARY_PATH="$libdir" \
+    GI_TYPELIB_PATH="$typelibdir" /usr/bin/python3 -c "
+import gi
+gi.require_version('Quark', '1.0')
+from gi.repository import Quark
+assert [b.get_name() for b in Quark.Registry.get_default().list_backends()] == ['quark']
+"
+echo "installed library, headers, pkg-config, backend, typelib and vapi work"
