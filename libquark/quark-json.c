@@ -277,11 +277,41 @@ scan_literal (Scanner *s, const char *word)
   return TRUE;
 }
 
+/* After a member or element: a ',' (not followed by @close) continues the
+ * container, @close ends it (*closed = TRUE); anything else is an error. */
+static gboolean
+scan_separator (Scanner    *s,
+                char        close,
+                const char *container,
+                gboolean   *closed)
+{
+  *closed = FALSE;
+  skip_ws (s);
+  if (s->p < s->end && *s->p == ',')
+    {
+      s->p++;
+      skip_ws (s);
+      if (s->p < s->end && *s->p == close)
+        return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "trailing comma in %s", container);
+      return TRUE;
+    }
+  if (s->p < s->end && *s->p == close)
+    {
+      s->p++;
+      *closed = TRUE;
+      return TRUE;
+    }
+  if (s->p >= s->end)
+    return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "unexpected end of input in %s", container);
+  return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "expected ',' or '%c' in %s", close, container);
+}
+
 static gboolean
 scan_object (Scanner *s)
 {
   g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   gsize path_len = s->path->len;
+  gboolean closed;
 
   s->p++; /* { */
   skip_ws (s);
@@ -321,23 +351,10 @@ scan_object (Scanner *s)
         return FALSE;
       g_string_truncate (s->path, path_len);
 
-      skip_ws (s);
-      if (s->p < s->end && *s->p == ',')
-        {
-          s->p++;
-          skip_ws (s);
-          if (s->p < s->end && *s->p == '}')
-            return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "trailing comma in an object");
-          continue;
-        }
-      if (s->p < s->end && *s->p == '}')
-        {
-          s->p++;
-          return TRUE;
-        }
-      return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE,
-                           s->p >= s->end ? "unexpected end of input in an object"
-                                          : "expected ',' or '}' in an object");
+      if (!scan_separator (s, '}', "an object", &closed))
+        return FALSE;
+      if (closed)
+        return TRUE;
     }
 }
 
@@ -346,6 +363,7 @@ scan_array (Scanner *s)
 {
   gsize path_len = s->path->len;
   guint index = 0;
+  gboolean closed;
 
   s->p++; /* [ */
   skip_ws (s);
@@ -361,23 +379,10 @@ scan_array (Scanner *s)
       if (!scan_value (s))
         return FALSE;
       g_string_truncate (s->path, path_len);
-      skip_ws (s);
-      if (s->p < s->end && *s->p == ',')
-        {
-          s->p++;
-          skip_ws (s);
-          if (s->p < s->end && *s->p == ']')
-            return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "trailing comma in an array");
-          continue;
-        }
-      if (s->p < s->end && *s->p == ']')
-        {
-          s->p++;
-          return TRUE;
-        }
-      return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE,
-                           s->p >= s->end ? "unexpected end of input in an array"
-                                          : "expected ',' or ']' in an array");
+      if (!scan_separator (s, ']', "an array", &closed))
+        return FALSE;
+      if (closed)
+        return TRUE;
     }
 }
 
