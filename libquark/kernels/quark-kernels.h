@@ -99,4 +99,87 @@ bool     quark_kernel_dequantize_int_f32        (const void                 *q,
                                                  int32_t                     zero_point,
                                                  float                      *out);
 
+/* Minifloats and IEEE half formats --------------------------------------------- */
+
+/**
+ * QuarkFpSpecials:
+ * @QUARK_FP_SPECIALS_NONE: every code is a finite number (FP4, FP6)
+ * @QUARK_FP_SPECIALS_IEEE: the all-ones exponent holds infinities (mantissa
+ *   0) and NaNs (other mantissas): FP8 E5M2, binary16, bfloat16
+ * @QUARK_FP_SPECIALS_FN: only the all-ones code S.1…1.1…1 is NaN; no
+ *   infinities (OCP FP8 E4M3, "fn")
+ * @QUARK_FP_SPECIALS_FNUZ: the negative-zero code is the single NaN; no
+ *   infinities, no negative zero (AMD FP8 "fnuz")
+ *
+ * Which codes of a float format are not finite numbers.
+ */
+typedef enum {
+  QUARK_FP_SPECIALS_NONE,
+  QUARK_FP_SPECIALS_IEEE,
+  QUARK_FP_SPECIALS_FN,
+  QUARK_FP_SPECIALS_FNUZ,
+} QuarkFpSpecials;
+
+/**
+ * QuarkFpFormat:
+ * @ebits: exponent bits (1 to 8)
+ * @mbits: mantissa bits (0 to 10)
+ * @bias: exponent bias
+ * @specials: which codes are Inf or NaN
+ *
+ * A signed binary floating-point format of at most 16 bits: a sign bit, then
+ * @ebits of biased exponent, then @mbits of mantissa. A zero exponent field
+ * is subnormal: value = ±2^(1 − bias) · mantissa / 2^mbits.
+ */
+typedef struct {
+  uint8_t ebits;
+  uint8_t mbits;
+  int16_t bias;
+  QuarkFpSpecials specials;
+} QuarkFpFormat;
+
+QUARK_AVAILABLE_IN_1_0
+const QuarkFpFormat *quark_fp_format_for_dtype  (QuarkDType            dtype);
+QUARK_AVAILABLE_IN_1_0
+double   quark_fp_format_max                    (const QuarkFpFormat  *format);
+QUARK_AVAILABLE_IN_1_0
+double   quark_fp_format_min_subnormal          (const QuarkFpFormat  *format);
+QUARK_AVAILABLE_IN_1_0
+uint16_t quark_fp_format_nan_code               (const QuarkFpFormat  *format);
+QUARK_AVAILABLE_IN_1_0
+uint16_t quark_kernel_fp_encode                 (const QuarkFpFormat  *format,
+                                                 double                x,
+                                                 bool                  saturate);
+QUARK_AVAILABLE_IN_1_0
+double   quark_kernel_fp_decode                 (const QuarkFpFormat  *format,
+                                                 uint16_t              code);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_fp_quantize_f32           (const QuarkFpFormat  *format,
+                                                 const float          *x,
+                                                 size_t                n,
+                                                 float                 scale,
+                                                 uint8_t              *codes);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_fp_quantize_f32_scalar    (const QuarkFpFormat  *format,
+                                                 const float          *x,
+                                                 size_t                n,
+                                                 float                 scale,
+                                                 uint8_t              *codes);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_fp_dequantize_f32         (const QuarkFpFormat  *format,
+                                                 const uint8_t        *codes,
+                                                 size_t                n,
+                                                 float                 scale,
+                                                 float                *out);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_convert_from_f32          (QuarkDType            dst_dtype,
+                                                 const float          *src,
+                                                 void                 *dst,
+                                                 size_t                n);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_convert_from_f64          (QuarkDType            dst_dtype,
+                                                 const double         *src,
+                                                 void                 *dst,
+                                                 size_t                n);
+
 G_END_DECLS

@@ -1,0 +1,564 @@
+/* quark-kernel-float.c: minifloat and half-precision codecs
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The scalar reference encoder works in double precision: every value of a
+ * binary32 or binary64 input is exact there, the step of the target format is
+ * a power of two, so x / step is exact and rint() rounds it once, to nearest
+ * even. The vector encoder works on binary32 bit patterns and integer lanes;
+ * the test suite checks that the two agree on every code and on random
+ * inputs.
+ */
+#include "config.h"
+
+#include "quark-kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Formats by dtype. */
+static const QuarkFpFormat fmt_f16 = { 5, 10, 15, QUARK_FP_SPECIALS_IEEE };
+static const QuarkFpFormat fmt_bf16 = { 8, 7, 127, QUARK_FP_SPECIALS_IEEE };
+static const QuarkFpFormat fmt_e4m3 = { 4, 3, 7, QUARK_FP_SPECIALS_FN };
+static const QuarkFpFormat fmt_e5m2 = { 5, 2, 15, QUARK_FP_SPECIALS_IEEE };
+static const QuarkFpFormat fmt_e4m3fnuz = { 4, 3, 8, QUARK_FP_SPECIALS_FNUZ };
+static const QuarkFpFormat fmt_e5m2fnuz = { 5, 2, 16, QUARK_FP_SPECIALS_FNUZ };
+static const QuarkFpFormat fmt_fp6_e2m3 = { 2, 3, 1, QUARK_FP_SPECIALS_NONE };
+static const QuarkFpFormat fmt_fp6_e3m2 = { 3, 2, 3, QUARK_FP_SPECIALS_NONE };
+static const QuarkFpFormat fmt_fp4 = { 2, 1, 1, QUARK_FP_SPECIALS_NONE };
+
+/**
+ * quark_fp_format_for_dtype: (skip)
+ * @dtype: a float #QuarkDType
+ *
+ * Gets the format of a float dtype of at most 16 bits.
+ *
+ * Returns: (nullable): the format, or %NULL for other dtypes (binary32,
+ *   binary64, E8M0 and the integers)
+ */
+const QuarkFpFormat *
+quark_fp_format_for_dtype (QuarkDType dtype)
+{
+  switch (dtype)
+    {
+    case QUARK_DTYPE_F16: return &fmt_f16;
+    case QUARK_DTYPE_BF16: return &fmt_bf16;
+    case QUARK_DTYPE_F8_E4M3: return &fmt_e4m3;
+    case QUARK_DTYPE_F8_E5M2: return &fmt_e5m2;
+    case QUARK_DTYPE_F8_E4M3FNUZ: return &fmt_e4m3fnuz;
+    case QUARK_DTYPE_F8_E5M2FNUZ: return &fmt_e5m2fnuz;
+    case QUARK_DTYPE_FP6_E2M3: return &fmt_fp6_e2m3;
+    case QUARK_DTYPE_FP6_E3M2: return &fmt_fp6_e3m2;
+    case QUARK_DTYPE_FP4_E2M1: return &fmt_fp4;
+    default: return NULL;
+    }
+}
+
+static inline unsigned
+exp_all_ones (const QuarkFpFormat *f)
+{
+  return (1u << f->ebits) - 1;
+}
+
+/* Largest finite magnitude code (without the sign). */
+static uint16_t
+max_magnitude_code (const QuarkFpFormat *f)
+{
+  unsigned mmask = (1u << f->mbits) - 1;
+
+  switch (f->specials)
+    {
+    case QUARK_FP_SPECIALS_IEEE:
+      return (uint16_t) (((exp_all_ones (f) - 1) << f->mbits) | mmask);
+    case QUARK_FP_SPECIALS_FN:
+      return (uint16_t) ((exp_all_ones (f) << f->mbits) | (mmask - 1));
+    case QUARK_FP_SPECIALS_FNUZ:
+    case QUARK_FP_SPECIALS_NONE:
+    default:
+      return (uint16_t) ((exp_all_ones (f) << f->mbits) | mmask);
+    }
+}
+
+static double
+magnitude_of (const QuarkFpFormat *f, unsigned mag)
+{
+  unsigned e = mag >> f->mbits;
+  unsigned m = mag & ((1u << f->mbits) - 1);
+
+  if (e == 0)
+    return ldexp ((double) m, 1 - f->bias - f->mbits);
+  return ldexp ((double) ((1u << f->mbits) | m), (int) e - f->bias - f->mbits);
+}
+
+/**
+ * quark_fp_format_max: (skip)
+ * @format: a format
+ *
+ * Returns: the largest finite value (448 for OCP E4M3, 57344 for E5M2, 240 for
+ *   E4M3 FNUZ, 6 for FP4, 7.5 for FP6 E2M3, 28 for FP6 E3M2)
+ */
+double
+quark_fp_format_max (const QuarkFpFormat *format)
+{
+  return magnitude_of (format, max_magnitude_code (format));
+}
+
+/**
+ * quark_fp_format_min_subnormal: (skip)
+ * @format: a format
+ *
+ * Returns: the smallest positive value, 2^(1 − bias − mbits)
+ */
+double
+quark_fp_format_min_subnormal (const QuarkFpFormat *format)
+{
+  return ldexp (1.0, 1 - format->bias - format->mbits);
+}
+
+/**
+ * quark_fp_format_nan_code: (skip)
+ * @format: a format
+ *
+ * Gets the code a positive NaN encodes to, as PyTorch and NumPy write it:
+ * all exponent and mantissa bits set for "fn" formats and 8-bit IEEE-like
+ * formats (0x7F for E5M2), the quiet NaN with only the top mantissa bit for
+ * binary16 and bfloat16 (0x7E00, 0x7FC0), 0x80 for "fnuz" formats. Formats
+ * without NaN encode NaN as their largest finite magnitude.
+ *
+ * Returns: the code
+ */
+uint16_t
+quark_fp_format_nan_code (const QuarkFpFormat *format)
+{
+  switch (format->specials)
+    {
+    case QUARK_FP_SPECIALS_IEEE:
+      if (1 + format->ebits + format->mbits <= 8)
+        return (uint16_t) ((1u << (format->ebits + format->mbits)) - 1);
+      return (uint16_t) ((exp_all_ones (format) << format->mbits) | (1u << (format->mbits - 1)));
+    case QUARK_FP_SPECIALS_FN:
+      return (uint16_t) ((1u << (format->ebits + format->mbits)) - 1);
+    case QUARK_FP_SPECIALS_FNUZ:
+      return (uint16_t) (1u << (format->ebits + format->mbits));
+    case QUARK_FP_SPECIALS_NONE:
+    default:
+      return max_magnitude_code (format);
+    }
+}
+
+/**
+ * quark_kernel_fp_encode: (skip)
+ * @format: the target format
+ * @x: a value
+ * @saturate: whether values beyond the largest finite value clamp to it
+ *
+ * Rounds @x to the nearest value of @format, ties to even, and returns its
+ * code. Subnormals are kept; a value at or below half the smallest
+ * subnormal rounds to zero (exactly half rounds to even, i.e. zero) and keeps
+ * its sign except in "fnuz" formats, which have no negative zero.
+ *
+ * Values whose rounded magnitude exceeds the largest finite value, and
+ * infinities, saturate when @saturate is %true; otherwise they become
+ * infinity where the format has one and NaN elsewhere (formats with neither
+ * saturate). NaN encodes as quark_fp_format_nan_code() with the sign of @x
+ * (without it in "fnuz" formats). These are the rules of PyTorch's float8
+ * casts (non-saturating) and of AMD Quark and OCP MX (saturating).
+ *
+ * Returns: the code, in the low 1 + ebits + mbits bits
+ */
+uint16_t
+quark_kernel_fp_encode (const QuarkFpFormat *format,
+                        double               x,
+                        bool                 saturate)
+{
+  const int emin = 1 - format->bias;
+  const unsigned sign_shift = format->ebits + format->mbits;
+  uint16_t sign = signbit (x) ? (uint16_t) (1u << sign_shift) : 0;
+  double a = fabs (x);
+  double maxv = quark_fp_format_max (format);
+  uint16_t mag;
+
+  if (isnan (x))
+    {
+      if (format->specials == QUARK_FP_SPECIALS_FNUZ)
+        return quark_fp_format_nan_code (format);
+      return sign | quark_fp_format_nan_code (format);
+    }
+
+  if (a == 0.0)
+    mag = 0;
+  else
+    {
+      int e;
+      double r, value;
+
+      if (isinf (a))
+        value = INFINITY;
+      else
+        {
+          frexp (a, &e);            /* a = f * 2^e, f in [0.5, 1) */
+          e -= 1;                   /* floor (log2 a) */
+          if (e < emin)
+            e = emin;
+          r = rint (ldexp (a, format->mbits - e));   /* exact scaling, one rounding */
+          value = ldexp (r, e - format->mbits);
+        }
+
+      if (value > maxv)
+        {
+          if (saturate || format->specials == QUARK_FP_SPECIALS_NONE)
+            mag = max_magnitude_code (format);
+          else if (format->specials == QUARK_FP_SPECIALS_IEEE)
+            mag = (uint16_t) (exp_all_ones (format) << format->mbits);
+          else if (format->specials == QUARK_FP_SPECIALS_FNUZ)
+            return quark_fp_format_nan_code (format);
+          else
+            return sign | quark_fp_format_nan_code (format);
+        }
+      else
+        {
+          int ve = 0;
+          frexp (value, &ve);
+          ve -= 1;
+          if (value == 0.0)
+            mag = 0;
+          else if (ve < emin)
+            mag = (uint16_t) ldexp (value, format->mbits - emin);
+          else
+            mag = (uint16_t) (((unsigned) (ve + format->bias) << format->mbits) |
+                              ((unsigned) ldexp (value, format->mbits - ve) & ((1u << format->mbits) - 1)));
+        }
+    }
+
+  if (mag == 0 && format->specials == QUARK_FP_SPECIALS_FNUZ)
+    sign = 0;   /* no negative zero: that code is NaN */
+  return sign | mag;
+}
+
+/**
+ * quark_kernel_fp_decode: (skip)
+ * @format: the format
+ * @code: a code in the low 1 + ebits + mbits bits
+ *
+ * Decodes a code exactly.
+ *
+ * Returns: the value (infinity or NaN for those codes)
+ */
+double
+quark_kernel_fp_decode (const QuarkFpFormat *format,
+                        uint16_t             code)
+{
+  const unsigned sign_shift = format->ebits + format->mbits;
+  const unsigned mag = code & ((1u << sign_shift) - 1);
+  const bool negative = (code >> sign_shift) & 1;
+  const unsigned mmask = (1u << format->mbits) - 1;
+  double v;
+
+  switch (format->specials)
+    {
+    case QUARK_FP_SPECIALS_IEEE:
+      if ((mag >> format->mbits) == exp_all_ones (format))
+        {
+          v = (mag & mmask) ? NAN : INFINITY;
+          return negative ? -v : v;
+        }
+      break;
+    case QUARK_FP_SPECIALS_FN:
+      if (mag == ((1u << sign_shift) - 1))
+        return negative ? -NAN : NAN;
+      break;
+    case QUARK_FP_SPECIALS_FNUZ:
+      if (negative && mag == 0)
+        return NAN;
+      break;
+    case QUARK_FP_SPECIALS_NONE:
+    default:
+      break;
+    }
+  v = magnitude_of (format, mag);
+  return negative ? -v : v;
+}
+
+/* ---- scaled quantization --------------------------------------------------- */
+
+/**
+ * quark_kernel_fp_quantize_f32_scalar: (skip)
+ * @format: a format of at most 8 bits
+ * @x: @n floats
+ * @n: the number of elements
+ * @scale: the scale s
+ * @codes: room for @n codes
+ *
+ * Scalar reference of quark_kernel_fp_quantize_f32().
+ *
+ * Returns: %false if @format is wider than 8 bits
+ */
+bool
+quark_kernel_fp_quantize_f32_scalar (const QuarkFpFormat *format,
+                                     const float         *x,
+                                     size_t               n,
+                                     float                scale,
+                                     uint8_t             *codes)
+{
+  const float maxv = (float) quark_fp_format_max (format);
+
+  if (1 + format->ebits + format->mbits > 8)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    {
+      float t = x[i] / scale;
+      if (t > maxv)
+        t = maxv;
+      if (t < -maxv)
+        t = -maxv;
+      codes[i] = (uint8_t) quark_kernel_fp_encode (format, t, true);
+    }
+  return true;
+}
+
+#define QK_LANES 8
+typedef float    qk_v8f __attribute__ ((vector_size (QK_LANES * sizeof (float))));
+typedef int32_t  qk_v8i __attribute__ ((vector_size (QK_LANES * sizeof (int32_t))));
+typedef uint32_t qk_v8u __attribute__ ((vector_size (QK_LANES * sizeof (uint32_t))));
+
+#define QK_ROUND_MAGIC 12582912.0f   /* 1.5 * 2^23 */
+
+/* One vector of the saturating encoder: t already divided by the scale. */
+static inline qk_v8i
+encode_lanes (const QuarkFpFormat *f, qk_v8f t, float maxv, int32_t nan_code, int32_t max_mag)
+{
+  const int emin = 1 - f->bias;
+  const int m = f->mbits;
+  const qk_v8f vmax = { maxv, maxv, maxv, maxv, maxv, maxv, maxv, maxv };
+  const qk_v8f magic = { QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC,
+                         QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC };
+  qk_v8u bits, abits;
+  qk_v8i nan_mask, e, scale_bits, ri, mag, sign;
+  qk_v8f a, r;
+
+  memcpy (&bits, &t, sizeof bits);
+  abits = bits & 0x7fffffffu;
+  nan_mask = (qk_v8i) (abits > 0x7f800000u);
+  sign = (qk_v8i) ((bits >> 31) << (f->ebits + f->mbits));
+  memcpy (&a, &abits, sizeof a);
+  /* saturate (infinities included); NaN lanes are replaced at the end */
+  a = (qk_v8f) (((qk_v8i) a & ~(qk_v8i) (a > vmax)) | ((qk_v8i) vmax & (qk_v8i) (a > vmax)));
+  memcpy (&abits, &a, sizeof abits);
+
+  /* floor (log2 a), at least emin; zero and binary32 subnormals give -127 */
+  e = (qk_v8i) (abits >> 23) - 127;
+  {
+    qk_v8i low = (qk_v8i) (e < emin);
+    e = (e & ~low) | (emin & low);
+  }
+  /* a * 2^(m - e) is exact; |a * 2^(m - e)| < 2^(m + 1) */
+  scale_bits = (127 + m - e) << 23;
+  {
+    qk_v8f s;
+    memcpy (&s, &scale_bits, sizeof s);
+    r = (a * s + magic) - magic;
+  }
+  ri = __builtin_convertvector (r, qk_v8i);
+  mag = ((e - emin) << m) + ri;
+  {
+    qk_v8i over = (qk_v8i) (mag > max_mag);   /* never set after the clamp; keeps lanes in range */
+    mag = (mag & ~over) | (max_mag & over);
+  }
+  if (f->specials == QUARK_FP_SPECIALS_FNUZ)
+    sign &= (qk_v8i) (mag != 0);
+  mag |= sign;
+  if (f->specials == QUARK_FP_SPECIALS_FNUZ)
+    return (mag & ~nan_mask) | (nan_code & nan_mask);
+  return (mag & ~nan_mask) | ((nan_code | sign) & nan_mask);
+}
+
+/**
+ * quark_kernel_fp_quantize_f32: (skip)
+ * @format: a format of at most 8 bits
+ * @x: @n floats
+ * @n: the number of elements
+ * @scale: the scale s
+ * @codes: room for @n codes
+ *
+ * Scaled minifloat quantization, saturating, in AMD Quark's order:
+ * code = encode (clamp (fl (x / s), −max, max)), rounding half to even. NaN
+ * encodes as the format's NaN code (formats without one: the largest
+ * magnitude, with the sign).
+ *
+ * Returns: %false if @format is wider than 8 bits
+ */
+bool
+quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
+                              const float         *x,
+                              size_t               n,
+                              float                scale,
+                              uint8_t             *codes)
+{
+  const float maxv = (float) quark_fp_format_max (format);
+  const int32_t nan_code = quark_fp_format_nan_code (format);
+  const int32_t max_mag = max_magnitude_code (format);
+  const qk_v8f vs = { scale, scale, scale, scale, scale, scale, scale, scale };
+  size_t i = 0;
+
+  if (1 + format->ebits + format->mbits > 8)
+    return false;
+  /* the lane encoder needs 2^(m - e) to be a normal binary32 */
+  if (format->bias - format->mbits > 120)
+    return quark_kernel_fp_quantize_f32_scalar (format, x, n, scale, codes);
+
+  for (; i + QK_LANES <= n; i += QK_LANES)
+    {
+      qk_v8f t;
+      qk_v8i c;
+      memcpy (&t, x + i, sizeof t);
+      t = t / vs;
+      c = encode_lanes (format, t, maxv, nan_code, max_mag);
+      for (int l = 0; l < QK_LANES; l++)
+        codes[i + l] = (uint8_t) c[l];
+    }
+  return quark_kernel_fp_quantize_f32_scalar (format, x + i, n - i, scale, codes + i);
+}
+
+/**
+ * quark_kernel_fp_dequantize_f32: (skip)
+ * @format: a format of at most 8 bits
+ * @codes: @n codes
+ * @n: the number of elements
+ * @scale: the scale s
+ * @out: room for @n floats
+ *
+ * Dequantizes minifloat codes: x̂ = decode (code) · s, one binary32 multiply.
+ */
+void
+quark_kernel_fp_dequantize_f32 (const QuarkFpFormat *format,
+                                const uint8_t       *codes,
+                                size_t               n,
+                                float                scale,
+                                float               *out)
+{
+  float table[256];
+  unsigned count = 1u << (1 + format->ebits + format->mbits);
+
+  for (unsigned c = 0; c < count && c < 256; c++)
+    table[c] = (float) quark_kernel_fp_decode (format, (uint16_t) c);
+  for (size_t i = 0; i < n; i++)
+    out[i] = table[codes[i] & (count - 1)] * scale;
+}
+
+/* ---- conversions ------------------------------------------------------------ */
+
+static inline uint16_t
+f32_to_bf16_bits (float f)
+{
+  uint32_t bits;
+  memcpy (&bits, &f, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return (uint16_t) (((bits >> 16) & 0x8000u) | 0x7fc0u);   /* quiet NaN, sign kept */
+  return (uint16_t) ((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+/**
+ * quark_kernel_convert_from_f32: (skip)
+ * @dst_dtype: the element type of @dst
+ * @src: @n floats
+ * @dst: room for @n elements of @dst_dtype
+ * @n: the number of elements
+ *
+ * Converts binary32 values, rounding to nearest even. binary16 and bfloat16
+ * overflow to infinity; float8 formats follow PyTorch's casts (no
+ * saturation: beyond the largest value, infinity for E5M2 and NaN for the
+ * others); NaN becomes the target's quiet NaN with the sign kept (the
+ * payload is dropped). binary64 widens exactly.
+ *
+ * Returns: %false if @dst_dtype is not a float type of at most 64 bits with
+ *   an encoder here
+ */
+bool
+quark_kernel_convert_from_f32 (QuarkDType   dst_dtype,
+                               const float *src,
+                               void        *dst,
+                               size_t       n)
+{
+  const QuarkFpFormat *format;
+
+  switch (dst_dtype)
+    {
+    case QUARK_DTYPE_F32:
+      if (n)
+        memcpy (dst, src, n * sizeof (float));
+      return true;
+    case QUARK_DTYPE_F64:
+      for (size_t i = 0; i < n; i++)
+        ((double *) dst)[i] = src[i];
+      return true;
+    case QUARK_DTYPE_BF16:
+      for (size_t i = 0; i < n; i++)
+        ((uint16_t *) dst)[i] = f32_to_bf16_bits (src[i]);
+      return true;
+    default:
+      break;
+    }
+
+  format = quark_fp_format_for_dtype (dst_dtype);
+  if (format == NULL || dst_dtype == QUARK_DTYPE_FP4_E2M1 ||
+      dst_dtype == QUARK_DTYPE_FP6_E2M3 || dst_dtype == QUARK_DTYPE_FP6_E3M2)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    {
+      uint16_t code = quark_kernel_fp_encode (format, src[i], false);
+      if (format->ebits + format->mbits + 1 > 8)
+        ((uint16_t *) dst)[i] = code;
+      else
+        ((uint8_t *) dst)[i] = (uint8_t) code;
+    }
+  return true;
+}
+
+/**
+ * quark_kernel_convert_from_f64: (skip)
+ * @dst_dtype: the element type of @dst
+ * @src: @n doubles
+ * @dst: room for @n elements of @dst_dtype
+ * @n: the number of elements
+ *
+ * Converts binary64 values with one rounding to nearest even (no double
+ * rounding through binary32), with the rules of
+ * quark_kernel_convert_from_f32().
+ *
+ * Returns: %false if @dst_dtype has no encoder here
+ */
+bool
+quark_kernel_convert_from_f64 (QuarkDType    dst_dtype,
+                               const double *src,
+                               void         *dst,
+                               size_t        n)
+{
+  const QuarkFpFormat *format;
+
+  switch (dst_dtype)
+    {
+    case QUARK_DTYPE_F64:
+      if (n)
+        memcpy (dst, src, n * sizeof (double));
+      return true;
+    case QUARK_DTYPE_F32:
+      for (size_t i = 0; i < n; i++)
+        ((float *) dst)[i] = (float) src[i];
+      return true;
+    default:
+      break;
+    }
+  format = quark_fp_format_for_dtype (dst_dtype);
+  if (format == NULL || dst_dtype == QUARK_DTYPE_FP4_E2M1 ||
+      dst_dtype == QUARK_DTYPE_FP6_E2M3 || dst_dtype == QUARK_DTYPE_FP6_E3M2)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    {
+      uint16_t code = quark_kernel_fp_encode (format, src[i], false);
+      if (format->ebits + format->mbits + 1 > 8)
+        ((uint16_t *) dst)[i] = code;
+      else
+        ((uint8_t *) dst)[i] = (uint8_t) code;
+    }
+  return true;
+}

@@ -1,0 +1,362 @@
+/* test-float.c: minifloat and half-precision codecs, exhaustively and against
+ * the reference vectors of the numerics reference (sections 5.1 V18, 5.2 Q5,
+ * 5.3) and the packing reference
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <quark.h>
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  QuarkDType dtype;
+  double max;
+  double min_subnormal;
+} FormatRow;
+
+static const FormatRow formats[] = {
+  { QUARK_DTYPE_F8_E4M3, 448, 0x1p-9 },
+  { QUARK_DTYPE_F8_E5M2, 57344, 0x1p-16 },
+  { QUARK_DTYPE_F8_E4M3FNUZ, 240, 0x1p-10 },
+  { QUARK_DTYPE_F8_E5M2FNUZ, 57344, 0x1p-17 },
+  { QUARK_DTYPE_FP6_E2M3, 7.5, 0.125 },
+  { QUARK_DTYPE_FP6_E3M2, 28, 0.0625 },
+  { QUARK_DTYPE_FP4_E2M1, 6, 0.5 },
+  { QUARK_DTYPE_F16, 65504, 0x1p-24 },
+  { QUARK_DTYPE_BF16, 0x1.fep127, 0x1p-133 },
+};
+
+/* Every code decodes to a value that encodes back to the same code; NaN codes
+ * decode to NaN; the decoded grid is strictly increasing in magnitude. */
+static void
+test_exhaustive_roundtrip (void)
+{
+  for (guint f = 0; f < G_N_ELEMENTS (formats); f++)
+    {
+      const QuarkFpFormat *fmt = quark_fp_format_for_dtype (formats[f].dtype);
+      guint bits = 1 + fmt->ebits + fmt->mbits;
+      guint count = 1u << bits;
+      guint n_nan = 0;
+      double previous = -1;
+
+      g_assert_cmpfloat (quark_fp_format_max (fmt), ==, formats[f].max);
+      g_assert_cmpfloat (quark_fp_format_min_subnormal (fmt), ==, formats[f].min_subnormal);
+
+      for (guint code = 0; code < count; code++)
+        {
+          double v = quark_kernel_fp_decode (fmt, (guint16) code);
+          guint16 back;
+
+          if (isnan (v))
+            {
+              n_nan++;
+              continue;
+            }
+          back = quark_kernel_fp_encode (fmt, v, FALSE);
+          if (back != code)
+            g_error ("%s: code 0x%x decodes to %a, which encodes to 0x%x",
+                     quark_dtype_get_name (formats[f].dtype), code, v, back);
+          /* positive codes in order are increasing values */
+          if (code < count / 2)
+            {
+              g_assert_cmpfloat (v, >, previous);
+              previous = v;
+            }
+        }
+      switch (fmt->specials)
+        {
+        case QUARK_FP_SPECIALS_FN: g_assert_cmpuint (n_nan, ==, 2); break;
+        case QUARK_FP_SPECIALS_FNUZ: g_assert_cmpuint (n_nan, ==, 1); break;
+        case QUARK_FP_SPECIALS_NONE: g_assert_cmpuint (n_nan, ==, 0); break;
+        case QUARK_FP_SPECIALS_IEEE: g_assert_cmpuint (n_nan, ==, 2 * ((1u << fmt->mbits) - 1)); break;
+        default: g_assert_not_reached ();
+        }
+    }
+}
+
+/* The binary16 decoder of the core agrees with the generic decoder on every
+ * pattern, and bfloat16 with the upper half of binary32. */
+static void
+test_half_decoders_agree (void)
+{
+  const QuarkFpFormat *f16 = quark_fp_format_for_dtype (QUARK_DTYPE_F16);
+  const QuarkFpFormat *bf16 = quark_fp_format_for_dtype (QUARK_DTYPE_BF16);
+
+  for (guint32 code = 0; code < 0x10000; code++)
+    {
+      double a = quark_kernel_fp_decode (f16, (guint16) code);
+      double b = quark_kernel_f16_to_f32 ((guint16) code);
+      double c = quark_kernel_fp_decode (bf16, (guint16) code);
+      double d = quark_kernel_bf16_to_f32 ((guint16) code);
+      g_assert_true ((isnan (a) && isnan (b)) || (a == b && signbit (a) == signbit (b)));
+      g_assert_true ((isnan (c) && isnan (d)) || (c == d && signbit (c) == signbit (d)));
+    }
+}
+
+static guint8
+e4m3 (double x)
+{
+  return (guint8) quark_kernel_fp_encode (quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3), x, FALSE);
+}
+
+static guint8
+e5m2 (double x)
+{
+  return (guint8) quark_kernel_fp_encode (quark_fp_format_for_dtype (QUARK_DTYPE_F8_E5M2), x, FALSE);
+}
+
+/* Section 5.3: PyTorch's float8 casts (non-saturating). */
+static void
+test_torch_cast_vectors (void)
+{
+  g_assert_cmphex (e4m3 (448), ==, 0x7E);
+  g_assert_cmphex (e4m3 (464), ==, 0x7E);
+  g_assert_cmphex (e4m3 (470), ==, 0x7F);
+  g_assert_cmphex (e4m3 (480), ==, 0x7F);
+  g_assert_cmphex (e4m3 (INFINITY), ==, 0x7F);
+  g_assert_cmphex (e4m3 (-0.0), ==, 0x80);
+  g_assert_cmphex (e4m3 (0x1p-10), ==, 0x00);
+  g_assert_cmphex (e4m3 (3 * 0x1p-10), ==, 0x02);
+  g_assert_cmphex (e5m2 (57344), ==, 0x7B);
+  g_assert_cmphex (e5m2 (61440), ==, 0x7C);
+  g_assert_cmphex (e5m2 (65536), ==, 0x7C);
+  g_assert_cmphex (e5m2 (NAN), ==, 0x7F);
+  g_assert_true (isnan (quark_kernel_fp_decode (quark_fp_format_for_dtype (QUARK_DTYPE_F8_E5M2), 0x7F)));
+  g_assert_cmphex (e5m2 (-1e6), ==, 0xFC);
+}
+
+/* Section 5.1 V18: Brevitas' unscaled OCP E4M3, saturating. */
+static void
+test_v18_minifloat (void)
+{
+  const QuarkFpFormat *fmt = quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3);
+  static const double in[] = { 0.3, 1.0625, 1.1875, 17, 19, 0x1p-10, 3 * 0x1p-10, 500 };
+  static const double out[] = { 0.3125, 1.0, 1.25, 16, 20, 0, 0x1p-8, 448 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (in); i++)
+    {
+      double got = quark_kernel_fp_decode (fmt, quark_kernel_fp_encode (fmt, (float) in[i], TRUE));
+      if (got != out[i])
+        g_error ("E4M3 (%g) = %g, expected %g", in[i], got, out[i]);
+    }
+}
+
+/* Section 5.2 Q5: FP8 E4M3 per tensor with AMD Quark's scale amax / 448. */
+static void
+test_q5_fp8_per_tensor (void)
+{
+  const QuarkFpFormat *fmt = quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3);
+  const float x[] = { 1.27f, 0.5f, -0.3f, 0.001f, -1.27f };
+  const guint8 expected[] = { 0x7E, 0x73, 0xED, 0x2B, 0xFE };
+  const float deq[] = { 1.27f, 0.49892855f, -0.29482141f, 0.00097446982f, -1.27f };
+  float s = 1.27f / 448.0f;
+  guint8 codes[5];
+  float back[5];
+
+  g_assert_cmpfloat (s, ==, 0.0028348214f);
+  g_assert_true (quark_kernel_fp_quantize_f32 (fmt, x, 5, s, codes));
+  g_assert_cmpmem (codes, 5, expected, 5);
+  quark_kernel_fp_dequantize_f32 (fmt, codes, 5, s, back);
+  for (guint i = 0; i < 5; i++)
+    g_assert_cmpfloat_with_epsilon (back[i], deq[i], fabsf (deq[i]) * 2e-7f);
+}
+
+static void
+test_fp4_fp6_codes (void)
+{
+  const QuarkFpFormat *fp4 = quark_fp_format_for_dtype (QUARK_DTYPE_FP4_E2M1);
+  const QuarkFpFormat *e2m3 = quark_fp_format_for_dtype (QUARK_DTYPE_FP6_E2M3);
+  const QuarkFpFormat *e3m2 = quark_fp_format_for_dtype (QUARK_DTYPE_FP6_E3M2);
+  static const double fp4_in[] = { 6, -3, 0.5, 1, 4, -0.5, 0, 2 };
+  static const guint16 fp4_codes[] = { 0x7, 0xD, 0x1, 0x2, 0x6, 0x9, 0x0, 0x4 };
+  static const double fp4_table[] = { 0, 0.5, 1, 1.5, 2, 3, 4, 6 };
+
+  for (guint i = 0; i < 8; i++)
+    {
+      g_assert_cmphex (quark_kernel_fp_encode (fp4, fp4_in[i], TRUE), ==, fp4_codes[i]);
+      g_assert_cmpfloat (quark_kernel_fp_decode (fp4, (guint16) i), ==, fp4_table[i]);
+      g_assert_cmpfloat (quark_kernel_fp_decode (fp4, (guint16) (i | 8)), ==, -fp4_table[i]);
+    }
+  g_assert_cmphex (quark_kernel_fp_encode (fp4, -0.1, TRUE), ==, 0x8);   /* −0 keeps its sign */
+  g_assert_cmphex (quark_kernel_fp_encode (fp4, 0.25, TRUE), ==, 0x0);   /* half the smallest: to even */
+  g_assert_cmphex (quark_kernel_fp_encode (fp4, 5.0, TRUE), ==, 0x6);    /* tie 4/6 to even mantissa */
+  g_assert_cmphex (quark_kernel_fp_encode (fp4, 100, TRUE), ==, 0x7);
+
+  g_assert_cmphex (quark_kernel_fp_encode (e2m3, 0.125, TRUE), ==, 0x01);
+  g_assert_cmphex (quark_kernel_fp_encode (e2m3, -1.0, TRUE), ==, 0x28);
+  g_assert_cmphex (quark_kernel_fp_encode (e2m3, 7.5, TRUE), ==, 0x1F);
+  g_assert_cmphex (quark_kernel_fp_encode (e2m3, 3.25, TRUE), ==, 0x15);
+  g_assert_cmphex (quark_kernel_fp_encode (e3m2, 28, TRUE), ==, 0x1F);
+  g_assert_cmphex (quark_kernel_fp_encode (e3m2, 0.0625, TRUE), ==, 0x01);
+  g_assert_cmphex (quark_kernel_fp_encode (e3m2, -0.25, TRUE), ==, 0x24);
+  g_assert_cmphex (quark_kernel_fp_encode (e3m2, 5.0, TRUE), ==, 0x15);
+}
+
+static void
+test_fnuz (void)
+{
+  const QuarkFpFormat *fmt = quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3FNUZ);
+
+  g_assert_cmphex (quark_kernel_fp_encode (fmt, -0.0, FALSE), ==, 0x00);   /* no −0 */
+  g_assert_cmphex (quark_kernel_fp_encode (fmt, NAN, FALSE), ==, 0x80);
+  g_assert_cmphex (quark_kernel_fp_encode (fmt, 240, FALSE), ==, 0x7F);
+  g_assert_cmphex (quark_kernel_fp_encode (fmt, 1000, FALSE), ==, 0x80);   /* overflow: NaN */
+  g_assert_cmphex (quark_kernel_fp_encode (fmt, 1000, TRUE), ==, 0x7F);
+  /* every fn byte but 0x80 and NaN decodes in fnuz to half its fn value */
+  for (guint c = 0; c < 256; c++)
+    {
+      double fn = quark_kernel_fp_decode (quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3), (guint16) c);
+      double fnuz = quark_kernel_fp_decode (fmt, (guint16) c);
+      if (c == 0x80 || isnan (fn))
+        continue;
+      g_assert_cmpfloat (fnuz, ==, fn / 2);
+    }
+}
+
+/* Binary32 to bfloat16 and binary16 against independent formulas. */
+static void
+test_conversions_from_f32 (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (99);
+
+  for (guint i = 0; i < 200000; i++)
+    {
+      guint32 bits = g_rand_int (rand);
+      float f;
+      guint16 bf, h;
+      double bf_value, h_value, exact;
+
+      memcpy (&f, &bits, 4);
+      g_assert_true (quark_kernel_convert_from_f32 (QUARK_DTYPE_BF16, &f, &bf, 1));
+      g_assert_true (quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, &f, &h, 1));
+      if (isnan (f))
+        {
+          g_assert_true (isnan (quark_kernel_bf16_to_f32 (bf)));
+          g_assert_true (isnan (quark_kernel_f16_to_f32 (h)));
+          continue;
+        }
+      exact = f;
+      bf_value = quark_kernel_bf16_to_f32 (bf);
+      h_value = quark_kernel_f16_to_f32 (h);
+      /* nearest: no representable neighbour is closer (checked through the
+       * codes one step up and down), ties to an even code */
+      {
+        const QuarkDType dts[] = { QUARK_DTYPE_BF16, QUARK_DTYPE_F16 };
+        const guint16 codes[] = { bf, h };
+        const double values[] = { bf_value, h_value };
+        for (guint k = 0; k < 2; k++)
+          {
+            const QuarkFpFormat *fmt = quark_fp_format_for_dtype (dts[k]);
+            double d = fabs (values[k] - exact);
+            if (isinf (values[k]))
+              {
+                g_assert_true (fabs (exact) >= quark_fp_format_max (fmt));
+                continue;
+              }
+            for (int step = -1; step <= 1; step += 2)
+              {
+                guint16 other = (guint16) (codes[k] + step);
+                double ov = quark_kernel_fp_decode (fmt, other);
+                if (isnan (ov) || isinf (ov) || ((other ^ codes[k]) & 0x8000))
+                  continue;
+                g_assert_cmpfloat (fabs (ov - exact), >=, d);
+                if (fabs (ov - exact) == d)
+                  g_assert_cmpuint (codes[k] & 1, ==, 0);
+              }
+          }
+      }
+    }
+  /* binary64 rounds once: 1 + 2^-8 + 2^-30 is just above a bf16 tie */
+  {
+    double x = 1.0 + 0x1p-8 + 0x1p-30;
+    guint16 bf;
+    float via_f32 = (float) x;
+    guint16 bf_double_rounded;
+    quark_kernel_convert_from_f64 (QUARK_DTYPE_BF16, &x, &bf, 1);
+    quark_kernel_convert_from_f32 (QUARK_DTYPE_BF16, &via_f32, &bf_double_rounded, 1);
+    g_assert_cmphex (bf, ==, 0x3f81);
+    g_assert_cmphex (bf_double_rounded, ==, 0x3f80);
+  }
+}
+
+/* Vector path against scalar path for every format of at most 8 bits. */
+static void
+test_vector_matches_scalar (void)
+{
+  static const gsize sizes[] = { 0, 1, 7, 8, 9, 31, 33, 1000, 4097 };
+  static const QuarkDType dts[] = { QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2, QUARK_DTYPE_F8_E4M3FNUZ,
+                                    QUARK_DTYPE_F8_E5M2FNUZ, QUARK_DTYPE_FP6_E2M3, QUARK_DTYPE_FP6_E3M2,
+                                    QUARK_DTYPE_FP4_E2M1 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed (5);
+
+  for (guint d = 0; d < G_N_ELEMENTS (dts); d++)
+    {
+      const QuarkFpFormat *fmt = quark_fp_format_for_dtype (dts[d]);
+      double maxv = quark_fp_format_max (fmt);
+
+      for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
+        for (guint rep = 0; rep < 3; rep++)
+          {
+            gsize n = sizes[s];
+            g_autofree float *x = g_new (float, n + 1);
+            g_autofree guint8 *a = g_new0 (guint8, n + 1);
+            g_autofree guint8 *b = g_new0 (guint8, n + 1);
+            float scale = rep == 0 ? 1.0f : (float) g_rand_double_range (rand, 1e-3, 10);
+
+            for (gsize i = 0; i < n; i++)
+              {
+                switch (g_rand_int_range (rand, 0, 6))
+                  {
+                  case 0:  /* a representable value or a midpoint, times the scale */
+                    {
+                      guint16 c = (guint16) g_rand_int_range (rand, 0, 1 << (1 + fmt->ebits + fmt->mbits));
+                      guint16 c2 = (guint16) (c + 1);
+                      double v1 = quark_kernel_fp_decode (fmt, c), v2 = quark_kernel_fp_decode (fmt, c2);
+                      double v = g_rand_boolean (rand) || !isfinite (v2) ? v1 : (v1 + v2) / 2;
+                      x[i] = (float) (isfinite (v) ? v * scale : v);
+                    }
+                    break;
+                  case 1:
+                    x[i] = (float) g_rand_double_range (rand, -2 * maxv, 2 * maxv) * scale;
+                    break;
+                  case 2:
+                    x[i] = (float) (g_rand_double_range (rand, -1, 1) * quark_fp_format_min_subnormal (fmt) * 4);
+                    break;
+                  case 3:
+                    {
+                      const float specials[] = { 0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e30f, -1e-30f };
+                      x[i] = specials[g_rand_int_range (rand, 0, 8)];
+                    }
+                    break;
+                  default:
+                    x[i] = (float) g_rand_double_range (rand, -maxv, maxv) * scale;
+                  }
+              }
+            g_assert_true (quark_kernel_fp_quantize_f32 (fmt, x, n, scale, a));
+            g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, x, n, scale, b));
+            for (gsize i = 0; i < n; i++)
+              if (a[i] != b[i])
+                g_error ("%s: x = %a, scale %a: vector 0x%02x, scalar 0x%02x",
+                         quark_dtype_get_name (dts[d]), x[i], scale, a[i], b[i]);
+          }
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/float/exhaustive-roundtrip", test_exhaustive_roundtrip);
+  g_test_add_func ("/float/half-decoders-agree", test_half_decoders_agree);
+  g_test_add_func ("/float/torch-cast-vectors", test_torch_cast_vectors);
+  g_test_add_func ("/float/v18-minifloat", test_v18_minifloat);
+  g_test_add_func ("/float/q5-fp8-per-tensor", test_q5_fp8_per_tensor);
+  g_test_add_func ("/float/fp4-fp6-codes", test_fp4_fp6_codes);
+  g_test_add_func ("/float/fnuz", test_fnuz);
+  g_test_add_func ("/float/conversions-from-f32", test_conversions_from_f32);
+  g_test_add_func ("/float/vector-matches-scalar", test_vector_matches_scalar);
+
+  return g_test_run ();
+}
