@@ -182,4 +182,136 @@ bool     quark_kernel_convert_from_f64          (QuarkDType            dst_dtype
                                                  void                 *dst,
                                                  size_t                n);
 
+/* OCP microscaling (MX) -------------------------------------------------------- */
+
+/**
+ * QuarkMxScaleMode:
+ * @QUARK_MX_SCALE_FLOOR: X = 2^(floor(log2 amax) − emax), the OCP baseline
+ * @QUARK_MX_SCALE_EVEN: AMD Quark's "even": amax rounded up at the element's
+ *   mantissa width before the floor, so the block maximum rounds instead of
+ *   saturating
+ * @QUARK_MX_SCALE_CEIL: X = 2^(ceil(log2 amax) − emax)
+ *
+ * How the shared exponent of an MX block is chosen.
+ */
+typedef enum {
+  QUARK_MX_SCALE_FLOOR,
+  QUARK_MX_SCALE_EVEN,
+  QUARK_MX_SCALE_CEIL,
+} QuarkMxScaleMode;
+
+/**
+ * QuarkMxParams:
+ * @element: the element type: %QUARK_DTYPE_F8_E4M3, %QUARK_DTYPE_F8_E5M2,
+ *   %QUARK_DTYPE_FP6_E2M3, %QUARK_DTYPE_FP6_E3M2, %QUARK_DTYPE_FP4_E2M1 or
+ *   %QUARK_DTYPE_I8 (MXINT8)
+ * @mode: how the shared exponent is chosen
+ * @block_size: elements per block (32 in OCP MX)
+ * @quark_zero_blocks: store AMD Quark's bytes for all-zero blocks (0x01 in
+ *   "even" mode, 0x68 in "floor" and "ceil" modes) instead of OCP's 0x00
+ *
+ * Parameters of MX quantization.
+ */
+typedef struct {
+  QuarkDType element;
+  QuarkMxScaleMode mode;
+  size_t block_size;
+  bool quark_zero_blocks;
+} QuarkMxParams;
+
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_mx_element_info          (QuarkDType            element,
+                                                int                  *emax,
+                                                int                  *mbits);
+QUARK_AVAILABLE_IN_1_0
+uint8_t  quark_kernel_mx_shared_exponent       (const QuarkMxParams  *params,
+                                                float                 amax);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_mx_quantize_f32          (const QuarkMxParams  *params,
+                                                const float          *x,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                uint8_t              *codes,
+                                                uint8_t              *scales);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_mx_dequantize_f32        (const QuarkMxParams  *params,
+                                                const uint8_t        *codes,
+                                                const uint8_t        *scales,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                float                *out);
+QUARK_AVAILABLE_IN_1_0
+uint8_t  quark_kernel_e8m0_from_f32            (float                 scale);
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_e8m0_to_f32              (uint8_t               byte);
+
+/* Packing ------------------------------------------------------------------------ */
+
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_pack_int4                (const int8_t         *codes,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                bool                  reorder,
+                                                int32_t              *words);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_unpack_int4              (const int32_t        *words,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                bool                  reorder,
+                                                bool                  is_signed,
+                                                int8_t               *codes);
+QUARK_AVAILABLE_IN_1_0
+size_t   quark_kernel_pack_offset_binary       (const int8_t         *codes,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                unsigned              bits,
+                                                bool                  is_signed,
+                                                int32_t              *words);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_unpack_offset_binary     (const int32_t        *words,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                unsigned              bits,
+                                                bool                  is_signed,
+                                                int8_t               *codes);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_pack_fp4                 (const uint8_t        *codes,
+                                                size_t                n,
+                                                uint8_t              *bytes);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_unpack_fp4               (const uint8_t        *bytes,
+                                                size_t                n,
+                                                uint8_t              *codes);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_pack_fp6                 (const uint8_t        *codes,
+                                                size_t                n,
+                                                uint8_t              *bytes);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_unpack_fp6               (const uint8_t        *bytes,
+                                                size_t                n,
+                                                uint8_t              *codes);
+
+/* Error metrics ------------------------------------------------------------------ */
+
+/**
+ * QuarkErrorMetrics:
+ * @mse: mean squared error
+ * @max_abs: largest absolute error
+ * @sqnr_db: signal to quantization noise ratio in decibels,
+ *   10 log10 (Σ x² / Σ (x̂ − x)²); +infinity when the error is zero
+ *
+ * How far a quantize-dequantize result is from the original.
+ */
+typedef struct {
+  double mse;
+  double max_abs;
+  double sqnr_db;
+} QuarkErrorMetrics;
+
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_error_metrics            (const float          *x,
+                                                const float          *x_hat,
+                                                size_t                n,
+                                                QuarkErrorMetrics    *metrics);
+
 G_END_DECLS

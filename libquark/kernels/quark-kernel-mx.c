@@ -1,0 +1,328 @@
+/* quark-kernel-mx.c: OCP microscaling (MX) blocks and E8M0 scales
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/**
+ * quark_kernel_mx_element_info: (skip)
+ * @element: an MX element type
+ * @emax: (out): the exponent of the element's largest normal (8 for E4M3,
+ *   15 for E5M2, 2 for E2M3 and E2M1, 4 for E3M2, 0 for INT8)
+ * @mbits: (out): the element's mantissa bits (3, 2, 3, 1, 2; 8 for INT8, as
+ *   AMD Quark counts it for the "even" mode)
+ *
+ * Returns: %false if @element is not an MX element type
+ */
+bool
+quark_kernel_mx_element_info (QuarkDType element,
+                              int       *emax,
+                              int       *mbits)
+{
+  switch (element)
+    {
+    case QUARK_DTYPE_F8_E4M3: *emax = 8; *mbits = 3; return true;
+    case QUARK_DTYPE_F8_E5M2: *emax = 15; *mbits = 2; return true;
+    case QUARK_DTYPE_FP6_E2M3: *emax = 2; *mbits = 3; return true;
+    case QUARK_DTYPE_FP6_E3M2: *emax = 4; *mbits = 2; return true;
+    case QUARK_DTYPE_FP4_E2M1: *emax = 2; *mbits = 1; return true;
+    case QUARK_DTYPE_I8: *emax = 0; *mbits = 8; return true;
+    default: return false;
+    }
+}
+
+/* floor (log2 a) of a finite positive binary32, exactly */
+static int
+floor_log2 (float a)
+{
+  int e;
+  frexpf (a, &e);
+  return e - 1;
+}
+
+/**
+ * quark_kernel_mx_shared_exponent: (skip)
+ * @params: MX parameters
+ * @amax: the largest magnitude of the block (NaN if the block holds NaN or
+ *   infinity)
+ *
+ * Computes the E8M0 byte of a block: the shared exponent chosen by the mode,
+ * computed exactly from the bits of @amax (no binary32 log2), clamped to
+ * [−127, 127], plus 127. NaN or infinity give 0xFF. An all-zero block gives
+ * 0x00 (2^−127), or AMD Quark's byte when @params asks for it.
+ *
+ * Returns: the E8M0 byte
+ */
+uint8_t
+quark_kernel_mx_shared_exponent (const QuarkMxParams *params,
+                                 float                amax)
+{
+  int emax, mbits, e;
+
+  if (!quark_kernel_mx_element_info (params->element, &emax, &mbits))
+    return 0xFF;
+  if (!isfinite (amax))
+    return 0xFF;
+  if (amax == 0.0f)
+    {
+      if (!params->quark_zero_blocks)
+        return 0x00;
+      /* Quark: "even" quantizes with 2^(-126 - emax) and stores
+       * clamp(rne(log2 max(s, 2^-126))) + 127 = 0x01; "floor"/"ceil" replace
+       * a zero scale with eps = 2^-23, stored as 0x68. */
+      return params->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
+    }
+
+  switch (params->mode)
+    {
+    case QUARK_MX_SCALE_EVEN:
+      {
+        uint32_t u;
+        float rounded;
+        memcpy (&u, &amax, sizeof u);
+        if (mbits < 23)
+          u += 1u << (23 - mbits - 1);
+        u &= 0xFF800000u;
+        memcpy (&rounded, &u, sizeof rounded);
+        e = rounded == 0.0f ? -127 - emax : floor_log2 (rounded) - emax;
+        if (isinf (rounded))
+          e = 128 - emax;
+      }
+      break;
+    case QUARK_MX_SCALE_CEIL:
+      e = floor_log2 (amax);
+      if (ldexpf (1.0f, e) != amax)
+        e += 1;
+      e -= emax;
+      break;
+    case QUARK_MX_SCALE_FLOOR:
+    default:
+      e = floor_log2 (amax) - emax;
+      break;
+    }
+  if (e < -127)
+    e = -127;
+  if (e > 127)
+    e = 127;
+  return (uint8_t) (e + 127);
+}
+
+/**
+ * quark_kernel_e8m0_to_f32: (skip)
+ * @byte: an E8M0 byte
+ *
+ * Returns: 2^(byte − 127), or NaN for 0xFF
+ */
+float
+quark_kernel_e8m0_to_f32 (uint8_t byte)
+{
+  if (byte == 0xFF)
+    return NAN;
+  return ldexpf (1.0f, (int) byte - 127);
+}
+
+/**
+ * quark_kernel_e8m0_from_f32: (skip)
+ * @scale: a scale
+ *
+ * Encodes a scale as E8M0 with PyTorch's float8_e8m0fnu rule: the sign is
+ * ignored, the exponent rounds up when the significand is at least 1.5,
+ * zero gives 0x00, infinity, NaN and exponents beyond 127 give 0xFF. Powers
+ * of two, all that MX stores, encode exactly (2^−127 → 0x00).
+ *
+ * Returns: the byte
+ */
+uint8_t
+quark_kernel_e8m0_from_f32 (float scale)
+{
+  float a = fabsf (scale);
+  int e;
+
+  if (!isfinite (a))
+    return 0xFF;
+  if (a == 0.0f)
+    return 0x00;
+  e = floor_log2 (a);
+  if (ldexpf (a, -e) >= 1.5f)
+    e += 1;
+  if (e + 127 > 254)
+    return 0xFF;
+  if (e + 127 < 0)
+    return 0x00;
+  return (uint8_t) (e + 127);
+}
+
+static void
+mxint8_block (const float *x, size_t n, float X, uint8_t *codes)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      float q = rintf ((x[i] / X) * 64.0f);
+      if (q > 127.0f)
+        q = 127.0f;
+      if (q < -127.0f)
+        q = -127.0f;
+      codes[i] = (uint8_t) (int8_t) q;
+    }
+}
+
+/**
+ * quark_kernel_mx_quantize_f32: (skip)
+ * @params: MX parameters
+ * @x: a tensor viewed as [@n_rows, @row_len], contiguous
+ * @n_rows: the number of rows
+ * @row_len: elements per row; blocks run along rows, the last block of a row
+ *   may be shorter (it behaves as if padded with zeros)
+ * @codes: room for @n_rows × @row_len element codes, one per byte
+ * @scales: room for @n_rows × ceil (@row_len / block_size) E8M0 bytes
+ *
+ * OCP MX quantization: per block, the shared scale X from
+ * quark_kernel_mx_shared_exponent(), then each element V/X converted to the
+ * element type with saturation, rounding half to even (minifloats:
+ * quark_kernel_fp_quantize_f32() with scale X; MXINT8: clamp (rne (V/X · 64),
+ * −127, 127)). A block holding NaN or infinity gets the scale byte 0xFF and
+ * NaN element codes (formats without NaN: the largest magnitude).
+ *
+ * Returns: %false if the element type or block size is not valid
+ */
+bool
+quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
+                              const float         *x,
+                              size_t               n_rows,
+                              size_t               row_len,
+                              uint8_t             *codes,
+                              uint8_t             *scales)
+{
+  const QuarkFpFormat *fmt = NULL;
+  size_t bs = params->block_size;
+  size_t n_blocks;
+  int emax, mbits;
+
+  if (bs == 0 || !quark_kernel_mx_element_info (params->element, &emax, &mbits))
+    return false;
+  if (params->element != QUARK_DTYPE_I8)
+    fmt = quark_fp_format_for_dtype (params->element);
+  n_blocks = (row_len + bs - 1) / bs;
+
+  for (size_t r = 0; r < n_rows; r++)
+    for (size_t b = 0; b < n_blocks; b++)
+      {
+        const float *xb = x + r * row_len + b * bs;
+        uint8_t *cb = codes + r * row_len + b * bs;
+        size_t len = MIN (bs, row_len - b * bs);
+        float amax = 0.0f, X;
+        bool special = false;
+        uint8_t byte;
+
+        for (size_t i = 0; i < len; i++)
+          {
+            float a = fabsf (xb[i]);
+            if (!(a <= 3.4028234663852886e38f))   /* NaN or infinity; fmaxf would drop NaN */
+              special = true;
+            else if (a > amax)
+              amax = a;
+          }
+        byte = special ? 0xFF : quark_kernel_mx_shared_exponent (params, amax);
+        scales[r * n_blocks + b] = byte;
+        if (byte == 0xFF)
+          {
+            uint8_t nan_code = fmt ? (uint8_t) quark_fp_format_nan_code (fmt) : 0x80;
+            memset (cb, nan_code, len);
+            continue;
+          }
+        /* the elements of Quark's zero blocks were made with a tiny scale;
+         * they are zeros whatever the scale */
+        X = amax == 0.0f ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
+        if (fmt)
+          quark_kernel_fp_quantize_f32 (fmt, xb, len, X, cb);
+        else
+          mxint8_block (xb, len, X, cb);
+      }
+  return true;
+}
+
+/**
+ * quark_kernel_mx_dequantize_f32: (skip)
+ * @params: MX parameters
+ * @codes: @n_rows × @row_len element codes
+ * @scales: the E8M0 bytes
+ * @n_rows: the number of rows
+ * @row_len: elements per row
+ * @out: room for @n_rows × @row_len floats
+ *
+ * x̂ = element value · X (MXINT8: q / 64 · X); NaN where the scale byte is
+ * 0xFF.
+ *
+ * Returns: %false if the element type or block size is not valid
+ */
+bool
+quark_kernel_mx_dequantize_f32 (const QuarkMxParams *params,
+                                const uint8_t       *codes,
+                                const uint8_t       *scales,
+                                size_t               n_rows,
+                                size_t               row_len,
+                                float               *out)
+{
+  const QuarkFpFormat *fmt = NULL;
+  size_t bs = params->block_size;
+  size_t n_blocks;
+  int emax, mbits;
+
+  if (bs == 0 || !quark_kernel_mx_element_info (params->element, &emax, &mbits))
+    return false;
+  if (params->element != QUARK_DTYPE_I8)
+    fmt = quark_fp_format_for_dtype (params->element);
+  n_blocks = (row_len + bs - 1) / bs;
+
+  for (size_t r = 0; r < n_rows; r++)
+    for (size_t b = 0; b < n_blocks; b++)
+      {
+        size_t len = MIN (bs, row_len - b * bs);
+        const uint8_t *cb = codes + r * row_len + b * bs;
+        float *ob = out + r * row_len + b * bs;
+        float X = quark_kernel_e8m0_to_f32 (scales[r * n_blocks + b]);
+
+        if (fmt)
+          quark_kernel_fp_dequantize_f32 (fmt, cb, len, X, ob);
+        else
+          for (size_t i = 0; i < len; i++)
+            ob[i] = ((float) (int8_t) cb[i] / 64.0f) * X;
+      }
+  return true;
+}
+
+/**
+ * quark_kernel_error_metrics: (skip)
+ * @x: the original values
+ * @x_hat: the quantize-dequantize values
+ * @n: the number of values
+ * @metrics: (out caller-allocates): the result
+ *
+ * Computes the MSE, the largest absolute error and the SQNR between @x and
+ * @x_hat, accumulating in binary64.
+ */
+void
+quark_kernel_error_metrics (const float       *x,
+                            const float       *x_hat,
+                            size_t             n,
+                            QuarkErrorMetrics *metrics)
+{
+  double signal = 0, noise = 0, max_abs = 0;
+
+  for (size_t i = 0; i < n; i++)
+    {
+      double d = (double) x_hat[i] - (double) x[i];
+      signal += (double) x[i] * (double) x[i];
+      noise += d * d;
+      if (fabs (d) > max_abs)
+        max_abs = fabs (d);
+    }
+  metrics->mse = n ? noise / (double) n : 0.0;
+  metrics->max_abs = max_abs;
+  metrics->sqnr_db = noise > 0 ? 10.0 * log10 (signal / noise) : INFINITY;
+}

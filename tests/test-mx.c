@@ -1,0 +1,350 @@
+/* test-mx.c: OCP MX blocks, E8M0 scales, packing layouts and error metrics
+ * against the worked examples of the numerics reference (4.8, 5.1 V19, 5.2
+ * Q7, 5.3) and the format reference (2.7-2.9, 3.6, 8)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <quark.h>
+
+#include <math.h>
+#include <string.h>
+
+static void
+mx_block (QuarkDType element, QuarkMxScaleMode mode, const float *values, gsize n_values,
+          guint8 *byte, guint8 codes[32], float decoded[32])
+{
+  QuarkMxParams p = { element, mode, 32, FALSE };
+  float x[32] = { 0 };
+
+  memcpy (x, values, n_values * sizeof (float));
+  g_assert_true (quark_kernel_mx_quantize_f32 (&p, x, 1, 32, codes, byte));
+  g_assert_true (quark_kernel_mx_dequantize_f32 (&p, codes, byte, 1, 32, decoded));
+}
+
+/* 4.8 block A: MXFP4 under floor and even. */
+static void
+test_block_a_fp4 (void)
+{
+  const float a[] = { 7.0f, -3.3f, 0.26f, 1.25f, 5.0f, -0.74f, 0.0f, 2.5f };
+  const float floor_dec[] = { 6, -3, 0.5f, 1, 4, -0.5f, 0, 2 };
+  const guint8 floor_codes[] = { 0x7, 0xD, 0x1, 0x2, 0x6, 0x9, 0x0, 0x4 };
+  const float even_dec[] = { 8, -3, 0, 1, 4, -1, 0, 2 };
+  const guint8 even_codes[] = { 0x6, 0xB, 0x0, 0x1, 0x4, 0x9, 0x0, 0x2 };
+  const guint8 floor_packed[] = { 0xD7, 0x21, 0x96, 0x40 };
+  const guint8 even_packed[] = { 0xB6, 0x10, 0x94, 0x20 };
+  guint8 byte, codes[32], packed[16];
+  float dec[32];
+
+  mx_block (QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_FLOOR, a, 8, &byte, codes, dec);
+  g_assert_cmphex (byte, ==, 0x7F);
+  g_assert_cmpmem (codes, 8, floor_codes, 8);
+  for (guint i = 0; i < 8; i++)
+    g_assert_cmpfloat (dec[i], ==, floor_dec[i]);
+  quark_kernel_pack_fp4 (codes, 32, packed);
+  g_assert_cmpmem (packed, 4, floor_packed, 4);
+
+  mx_block (QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_EVEN, a, 8, &byte, codes, dec);
+  g_assert_cmphex (byte, ==, 0x80);
+  g_assert_cmpmem (codes, 8, even_codes, 8);
+  for (guint i = 0; i < 8; i++)
+    g_assert_cmpfloat (dec[i], ==, even_dec[i]);
+  quark_kernel_pack_fp4 (codes, 32, packed);
+  g_assert_cmpmem (packed, 4, even_packed, 4);
+
+  /* amax 6.5 and 6.99: X = 1 in both modes; amax 1.75: 0.5 (even), 0.25 (floor) */
+  {
+    QuarkMxParams pf = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_FLOOR, 32, FALSE };
+    QuarkMxParams pe = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_EVEN, 32, FALSE };
+    g_assert_cmphex (quark_kernel_mx_shared_exponent (&pf, 6.5f), ==, 0x7F);
+    g_assert_cmphex (quark_kernel_mx_shared_exponent (&pe, 6.5f), ==, 0x7F);
+    g_assert_cmphex (quark_kernel_mx_shared_exponent (&pe, 6.99f), ==, 0x7F);
+    g_assert_cmphex (quark_kernel_mx_shared_exponent (&pe, 1.75f), ==, 0x7E);
+    g_assert_cmphex (quark_kernel_mx_shared_exponent (&pf, 1.75f), ==, 0x7D);
+  }
+}
+
+/* 4.8 block B: MXFP8 E4M3. */
+static void
+test_block_b_fp8 (void)
+{
+  const float b[] = { 3.0f, 3.9f, 0.01f, 1e-6f };
+  const guint8 floor_codes[] = { 0x7C, 0x7E, 0x3A, 0x00 };
+  const float floor_dec[] = { 3.0f, 3.5f, 0.009765625f, 0 };
+  const guint8 even_codes[] = { 0x74, 0x78, 0x32, 0x00 };
+  const float even_dec[] = { 3.0f, 4.0f, 0.009765625f, 0 };
+  guint8 byte, codes[32];
+  float dec[32];
+
+  mx_block (QUARK_DTYPE_F8_E4M3, QUARK_MX_SCALE_FLOOR, b, 4, &byte, codes, dec);
+  g_assert_cmphex (byte, ==, 0x78);
+  g_assert_cmpmem (codes, 4, floor_codes, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpfloat (dec[i], ==, floor_dec[i]);
+
+  mx_block (QUARK_DTYPE_F8_E4M3, QUARK_MX_SCALE_EVEN, b, 4, &byte, codes, dec);
+  g_assert_cmphex (byte, ==, 0x79);
+  g_assert_cmpmem (codes, 4, even_codes, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpfloat (dec[i], ==, even_dec[i]);
+}
+
+/* 4.8 block C: MXINT8. */
+static void
+test_block_c_int8 (void)
+{
+  const float c1[] = { 1.5f, -1.0f, 0.3f, 1.995f, -2.0f };
+  const int q1[] = { 48, -32, 10, 64, -64 };
+  const float d1[] = { 1.5f, -1.0f, 0.3125f, 2.0f, -2.0f };
+  const int q2[] = { 96, -64, 19, 127 };
+  const float d2[] = { 1.5f, -1.0f, 0.296875f, 1.984375f };
+  guint8 byte, codes[32];
+  float dec[32];
+
+  mx_block (QUARK_DTYPE_I8, QUARK_MX_SCALE_FLOOR, c1, 5, &byte, codes, dec);
+  g_assert_cmphex (byte, ==, 0x80);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_assert_cmpint ((gint8) codes[i], ==, q1[i]);
+      g_assert_cmpfloat (dec[i], ==, d1[i]);
+    }
+  mx_block (QUARK_DTYPE_I8, QUARK_MX_SCALE_FLOOR, c1, 4, &byte, codes, dec);
+  g_assert_cmphex (byte, ==, 0x7F);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_cmpint ((gint8) codes[i], ==, q2[i]);
+      g_assert_cmpfloat (dec[i], ==, d2[i]);
+    }
+}
+
+/* 5.1 V19 (the OCP parts). */
+static void
+test_v19 (void)
+{
+  const float fp4[] = { 6, 5, 2.5f, 0.25f, 0.75f, -3.1f };
+  const float fp4_dec[] = { 6, 4, 2, 0, 1, -3 };
+  const float mxint8[] = { 1.5f, -1, 0.3f };
+  const float mxint8_dec[] = { 1.5f, -1, 0.296875f };
+  guint8 byte, codes[32];
+  float dec[32];
+
+  mx_block (QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_FLOOR, fp4, 6, &byte, codes, dec);
+  g_assert_cmphex (byte, ==, 0x7F);
+  for (guint i = 0; i < 6; i++)
+    g_assert_cmpfloat (dec[i], ==, fp4_dec[i]);
+  mx_block (QUARK_DTYPE_I8, QUARK_MX_SCALE_FLOOR, mxint8, 3, &byte, codes, dec);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpfloat (dec[i], ==, mxint8_dec[i]);
+}
+
+/* 5.2 Q7 and 4.4: all-zero blocks, NaN and infinity. */
+static void
+test_special_blocks (void)
+{
+  float zeros[32] = { 0 };
+  float with_nan[32] = { 1, 2, NAN };
+  float with_inf[32] = { 1, -INFINITY };
+  guint8 codes[32], byte;
+  QuarkMxParams ocp = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_EVEN, 32, FALSE };
+  QuarkMxParams quark_even = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_EVEN, 32, TRUE };
+  QuarkMxParams quark_floor = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_FLOOR, 32, TRUE };
+  QuarkMxParams fp8 = { QUARK_DTYPE_F8_E4M3, QUARK_MX_SCALE_FLOOR, 32, FALSE };
+  float dec[32];
+
+  quark_kernel_mx_quantize_f32 (&ocp, zeros, 1, 32, codes, &byte);
+  g_assert_cmphex (byte, ==, 0x00);
+  for (guint i = 0; i < 32; i++)
+    g_assert_cmpuint (codes[i], ==, 0);
+  quark_kernel_mx_quantize_f32 (&quark_even, zeros, 1, 32, codes, &byte);
+  g_assert_cmphex (byte, ==, 0x01);
+  quark_kernel_mx_quantize_f32 (&quark_floor, zeros, 1, 32, codes, &byte);
+  g_assert_cmphex (byte, ==, 0x68);
+
+  quark_kernel_mx_quantize_f32 (&fp8, with_nan, 1, 32, codes, &byte);
+  g_assert_cmphex (byte, ==, 0xFF);
+  g_assert_cmphex (codes[0], ==, 0x7F);
+  quark_kernel_mx_dequantize_f32 (&fp8, codes, &byte, 1, 32, dec);
+  g_assert_true (isnan (dec[0]) && isnan (dec[31]));
+  quark_kernel_mx_quantize_f32 (&fp8, with_inf, 1, 32, codes, &byte);
+  g_assert_cmphex (byte, ==, 0xFF);
+}
+
+/* Ragged rows: the last block is shorter and behaves as if zero-padded. */
+static void
+test_ragged_rows (void)
+{
+  QuarkMxParams p = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_FLOOR, 32, FALSE };
+  float x[2 * 40];
+  guint8 codes[2 * 40], scales[2 * 2];
+  float padded[64] = { 0 };
+  guint8 pcodes[64], pscale[2];
+
+  for (guint i = 0; i < G_N_ELEMENTS (x); i++)
+    x[i] = sinf ((float) i) * (float) (i % 9 + 1);
+  g_assert_true (quark_kernel_mx_quantize_f32 (&p, x, 2, 40, codes, scales));
+  /* row 1 alone, padded to 64 with zeros, gives the same codes and scales */
+  memcpy (padded, x + 40, 40 * sizeof (float));
+  g_assert_true (quark_kernel_mx_quantize_f32 (&p, padded, 1, 64, pcodes, pscale));
+  g_assert_cmpmem (codes + 40, 40, pcodes, 40);
+  g_assert_cmpmem (scales + 2, 2, pscale, 2);
+}
+
+/* The shared exponent against an independent rule: exact log2 in binary64
+ * on random magnitudes across the whole binary32 range, and every element
+ * of the block within the element range after scaling (no overflow beyond
+ * saturation in floor mode, none at all in even mode when the maximum
+ * rounds). */
+static void
+test_shared_exponent_exact (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (11);
+  const QuarkDType elements[] = { QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2, QUARK_DTYPE_FP6_E2M3,
+                                  QUARK_DTYPE_FP6_E3M2, QUARK_DTYPE_FP4_E2M1, QUARK_DTYPE_I8 };
+
+  for (guint k = 0; k < G_N_ELEMENTS (elements); k++)
+    for (guint i = 0; i < 20000; i++)
+      {
+        guint32 bits = g_rand_int_range (rand, 0x00800000, 0x7f800000);
+        float amax;
+        int emax, mbits, fl;
+        double mant;
+        QuarkMxParams pf = { elements[k], QUARK_MX_SCALE_FLOOR, 32, FALSE };
+        QuarkMxParams pe = { elements[k], QUARK_MX_SCALE_EVEN, 32, FALSE };
+        QuarkMxParams pc = { elements[k], QUARK_MX_SCALE_CEIL, 32, FALSE };
+        int ef, ee, ec;
+
+        memcpy (&amax, &bits, 4);
+        quark_kernel_mx_element_info (elements[k], &emax, &mbits);
+        mant = frexp ((double) amax, &fl);      /* amax = mant * 2^fl, mant in [0.5, 1) */
+        fl -= 1;
+        mant *= 2;                              /* [1, 2) */
+        ef = fl - emax;
+        ec = (mant == 1.0 ? fl : fl + 1) - emax;
+        /* even: up one binade when the significand rounds up at mbits + 1 bits */
+        ee = (mant >= 2.0 - ldexp (1.0, -(mbits + 1)) ? fl + 1 : fl) - emax;
+        ef = CLAMP (ef, -127, 127);
+        ee = CLAMP (ee, -127, 127);
+        ec = CLAMP (ec, -127, 127);
+        g_assert_cmpint (quark_kernel_mx_shared_exponent (&pf, amax), ==, ef + 127);
+        g_assert_cmpint (quark_kernel_mx_shared_exponent (&pe, amax), ==, ee + 127);
+        g_assert_cmpint (quark_kernel_mx_shared_exponent (&pc, amax), ==, ec + 127);
+      }
+}
+
+static void
+test_e8m0 (void)
+{
+  const float scales[] = { 1, 2, 0x1p-7f, 0x1p-6f, 0x1p-127f, NAN };
+  const guint8 bytes[] = { 0x7F, 0x80, 0x78, 0x79, 0x00, 0xFF };
+
+  for (guint i = 0; i < G_N_ELEMENTS (scales); i++)
+    g_assert_cmphex (quark_kernel_e8m0_from_f32 (scales[i]), ==, bytes[i]);
+  /* PyTorch's float8_e8m0fnu rule */
+  g_assert_cmphex (quark_kernel_e8m0_from_f32 (1.5f), ==, 0x80);
+  g_assert_cmphex (quark_kernel_e8m0_from_f32 (1.49f), ==, 0x7F);
+  g_assert_cmphex (quark_kernel_e8m0_from_f32 (0.0f), ==, 0x00);
+  g_assert_cmphex (quark_kernel_e8m0_from_f32 (-4.0f), ==, 0x81);
+  g_assert_cmphex (quark_kernel_e8m0_from_f32 (INFINITY), ==, 0xFF);
+  g_assert_cmpfloat (quark_kernel_e8m0_to_f32 (0x00), ==, 0x1p-127f);
+  g_assert_true (isnan (quark_kernel_e8m0_to_f32 (0xFF)));
+  /* every byte but 0xFF round-trips */
+  for (guint b = 0; b < 255; b++)
+    g_assert_cmpuint (quark_kernel_e8m0_from_f32 (quark_kernel_e8m0_to_f32 ((guint8) b)), ==, b);
+}
+
+static void
+test_packing_vectors (void)
+{
+  const gint8 int4[] = { -8, -1, 0, 1, 2, 3, 7, -5 };
+  const gint8 uint4[] = { 0, 15, 4, 6, 8, 15, 1, 9 };
+  gint32 word;
+  gint8 back[8];
+  guint8 bytes[4];
+
+  g_assert_true (quark_kernel_pack_int4 (int4, 1, 8, FALSE, &word));
+  g_assert_cmphex ((guint32) word, ==, 0xB73210F8);
+  g_assert_true (quark_kernel_unpack_int4 (&word, 1, 8, FALSE, TRUE, back));
+  g_assert_cmpmem (back, 8, int4, 8);
+  g_assert_true (quark_kernel_pack_int4 (int4, 1, 8, TRUE, &word));
+  g_assert_cmphex ((guint32) word, ==, 0xB31F7208);
+  g_assert_cmpint (word, ==, -1289784824);
+  g_assert_true (quark_kernel_unpack_int4 (&word, 1, 8, TRUE, TRUE, back));
+  g_assert_cmpmem (back, 8, int4, 8);
+  g_assert_true (quark_kernel_pack_int4 (uint4, 1, 8, TRUE, &word));
+  g_assert_cmphex ((guint32) word, ==, 0x9F6F1840);
+  g_assert_true (quark_kernel_unpack_int4 (&word, 1, 8, TRUE, FALSE, back));
+  g_assert_cmpmem (back, 8, uint4, 8);
+  g_assert_false (quark_kernel_pack_int4 (int4, 1, 7, FALSE, &word));
+
+  /* compressed-tensors offset binary */
+  g_assert_cmpuint (quark_kernel_pack_offset_binary (int4, 1, 8, 4, TRUE, &word), ==, 1);
+  g_assert_cmphex ((guint32) word, ==, 0x3FBA9870);
+  g_assert_true (quark_kernel_unpack_offset_binary (&word, 1, 8, 4, TRUE, back));
+  g_assert_cmpmem (back, 8, int4, 8);
+
+  /* FP6 E2M3: codes 01, 28, 1F, 15 -> 01 FA 55 */
+  {
+    const guint8 codes[] = { 0x01, 0x28, 0x1F, 0x15 };
+    const guint8 expected[] = { 0x01, 0xFA, 0x55 };
+    guint8 unpacked[4];
+    g_assert_true (quark_kernel_pack_fp6 (codes, 4, bytes));
+    g_assert_cmpmem (bytes, 3, expected, 3);
+    g_assert_true (quark_kernel_unpack_fp6 (bytes, 4, unpacked));
+    g_assert_cmpmem (unpacked, 4, codes, 4);
+  }
+}
+
+/* Dense offset-binary streams of every width round-trip. */
+static void
+test_offset_binary_roundtrip (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (3);
+
+  for (guint bits = 1; bits <= 8; bits++)
+    for (guint len = 1; len < 70; len += 7)
+      {
+        gint8 codes[3 * 70], back[3 * 70];
+        gint32 words[3 * 20];
+        gsize per_row;
+        for (guint i = 0; i < 3 * len; i++)
+          codes[i] = (gint8) g_rand_int_range (rand, -(1 << (bits - 1)), 1 << (bits - 1));
+        per_row = quark_kernel_pack_offset_binary (codes, 3, len, bits, TRUE, words);
+        g_assert_cmpuint (per_row, ==, (len * bits + 31) / 32);
+        g_assert_true (quark_kernel_unpack_offset_binary (words, 3, len, bits, TRUE, back));
+        g_assert_cmpmem (back, 3 * len, codes, 3 * len);
+      }
+}
+
+static void
+test_error_metrics (void)
+{
+  const float x[] = { 1, -2, 3, 0 };
+  const float y[] = { 1, -2, 3.5f, 0.5f };
+  QuarkErrorMetrics m;
+
+  quark_kernel_error_metrics (x, y, 4, &m);
+  g_assert_cmpfloat (m.mse, ==, 0.125);
+  g_assert_cmpfloat (m.max_abs, ==, 0.5);
+  g_assert_cmpfloat_with_epsilon (m.sqnr_db, 10 * log10 (14 / 0.5), 1e-12);
+  quark_kernel_error_metrics (x, x, 4, &m);
+  g_assert_true (isinf (m.sqnr_db));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/mx/block-a-fp4", test_block_a_fp4);
+  g_test_add_func ("/mx/block-b-fp8", test_block_b_fp8);
+  g_test_add_func ("/mx/block-c-int8", test_block_c_int8);
+  g_test_add_func ("/mx/v19", test_v19);
+  g_test_add_func ("/mx/special-blocks", test_special_blocks);
+  g_test_add_func ("/mx/ragged-rows", test_ragged_rows);
+  g_test_add_func ("/mx/shared-exponent-exact", test_shared_exponent_exact);
+  g_test_add_func ("/mx/e8m0", test_e8m0);
+  g_test_add_func ("/pack/vectors", test_packing_vectors);
+  g_test_add_func ("/pack/offset-binary-roundtrip", test_offset_binary_roundtrip);
+  g_test_add_func ("/metrics/error", test_error_metrics);
+
+  return g_test_run ();
+}
