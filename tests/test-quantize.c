@@ -420,6 +420,96 @@ test_vector_matches_scalar_min_max (void)
       }
 }
 
+/* Table 1.3 of the numerics reference (and Brevitas' V3). */
+static void
+test_rounding_modes (void)
+{
+  static const float in[] = { -2.5f, -1.5f, -0.5f, 0.5f, 1.5f, 2.5f };
+  static const struct { QuarkRoundMode mode; float out[6]; } rows[] = {
+    { QUARK_ROUND_HALF_EVEN, { -2, -2, -0.0f, 0, 2, 2 } },
+    { QUARK_ROUND_HALF_UP, { -2, -1, 0, 1, 2, 3 } },
+    { QUARK_ROUND_HALF_AWAY, { -3, -2, -1, 1, 2, 3 } },
+    { QUARK_ROUND_FLOOR, { -3, -2, -1, 0, 1, 2 } },
+    { QUARK_ROUND_CEIL, { -2, -1, -0.0f, 1, 2, 3 } },
+    { QUARK_ROUND_TOWARD_ZERO, { -2, -1, -0.0f, 0, 1, 2 } },
+  };
+
+  for (guint r = 0; r < G_N_ELEMENTS (rows); r++)
+    for (guint i = 0; i < 6; i++)
+      {
+        float got = quark_kernel_round (in[i], rows[r].mode, 0, 0);
+        g_assert_cmpfloat (got, ==, rows[r].out[i]);
+        g_assert_cmpint (signbit (got) != 0, ==, signbit (rows[r].out[i]) != 0);
+      }
+  /* half_up in binary64: 0.49999997 + 0.5 is not 1 */
+  g_assert_cmpfloat (quark_kernel_round (f32_from_bits (0x3EFFFFFF), QUARK_ROUND_HALF_UP, 0, 0), ==, 0.0f);
+
+  /* the kernels apply every mode, codes as in the table (8-bit signed, s = 1) */
+  for (guint r = 0; r < G_N_ELEMENTS (rows); r++)
+    {
+      QuarkKernelIntParams p = { .inv_scale = 1, .scale = 1, .qmin = -128, .qmax = 127, .round = rows[r].mode };
+      gint8 q[6];
+      g_assert_true (quark_kernel_quantize_int_f32 (in, 6, &p, QUARK_DTYPE_I8, q));
+      for (guint i = 0; i < 6; i++)
+        g_assert_cmpint (q[i], ==, (int) rows[r].out[i]);
+    }
+}
+
+static void
+test_stochastic_rounding (void)
+{
+  gsize n = 100000, ups = 0;
+  g_autofree float *x = g_new (float, n);
+  g_autofree gint8 *a = g_new (gint8, n);
+  g_autofree gint8 *b = g_new (gint8, n);
+  QuarkKernelIntParams p = { .inv_scale = 1, .scale = 1, .qmin = -128, .qmax = 127,
+                             .round = QUARK_ROUND_STOCHASTIC, .seed = 42 };
+
+  for (gsize i = 0; i < n; i++)
+    x[i] = 3.25f;
+  g_assert_true (quark_kernel_quantize_int_f32 (x, n, &p, QUARK_DTYPE_I8, a));
+  /* reproducible: the same seed gives the same codes, also in two pieces */
+  g_assert_true (quark_kernel_quantize_int_f32 (x, n / 2, &p, QUARK_DTYPE_I8, b));
+  p.offset = n / 2;
+  g_assert_true (quark_kernel_quantize_int_f32 (x + n / 2, n - n / 2, &p, QUARK_DTYPE_I8, b + n / 2));
+  g_assert_cmpmem (a, n, b, n);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_assert_true (a[i] == 3 || a[i] == 4);
+      ups += a[i] == 4;
+    }
+  /* P(up) = 0.25; 100000 draws: the count is within 6 standard deviations */
+  g_assert_cmpuint (ups, >, 25000 - 6 * 137);
+  g_assert_cmpuint (ups, <, 25000 + 6 * 137);
+  /* another seed gives other codes */
+  p.seed = 43;
+  p.offset = 0;
+  g_assert_true (quark_kernel_quantize_int_f32 (x, n, &p, QUARK_DTYPE_I8, b));
+  g_assert_true (memcmp (a, b, n) != 0);
+}
+
+/* Section 2.7 (AMD Quark's rounding in the log domain) and V9 (Brevitas'
+ * ceil). */
+static void
+test_pow2_scales (void)
+{
+  static const float sf[] = { 0.023529412f, 0.0099607846f, 0.0078431377f, 0.0070588235f, 0.0023529413f };
+  static const float expected[] = { 0x1p-5f, 0x1p-7f, 0x1p-7f, 0x1p-7f, 0x1p-9f };
+  static const float absmax[] = { 3.0f, 4.0f, 0.3f, 1.27f, 5.0001f };
+  static const float ceil_expected[] = { 0x1p-5f, 0x1p-5f, 0x1p-8f, 0x1p-6f, 0x1p-4f };
+
+  for (guint i = 0; i < G_N_ELEMENTS (sf); i++)
+    g_assert_cmpfloat (quark_kernel_pow2_scale (sf[i], QUARK_POW2_ROUND), ==, expected[i]);
+  for (guint i = 0; i < G_N_ELEMENTS (absmax); i++)
+    g_assert_cmpfloat (quark_kernel_pow2_scale (absmax[i], QUARK_POW2_CEIL) / 128.0f, ==, ceil_expected[i]);
+  g_assert_cmpfloat (quark_kernel_pow2_scale (3.0f, QUARK_POW2_FLOOR) / 128.0f, ==, 0x1p-6f);
+  g_assert_cmpfloat (quark_kernel_pow2_scale (2.9f, QUARK_POW2_ROUND) / 128.0f, ==, 0x1p-5f);
+  g_assert_cmpfloat (quark_kernel_pow2_scale (2.8f, QUARK_POW2_ROUND) / 128.0f, ==, 0x1p-6f);
+  /* exact near powers of two, where binary32 log2 is wrong (1.4 item 7) */
+  g_assert_cmpfloat (quark_kernel_pow2_scale (7.9999995f, QUARK_POW2_FLOOR), ==, 4.0f);
+  g_assert_cmpfloat (quark_kernel_pow2_scale (16.000002f, QUARK_POW2_CEIL), ==, 32.0f);
+}
+
 /* ---- progress, cancellation, async ------------------------------------- */
 
 typedef struct {
@@ -542,6 +632,9 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/all-zero-and-empty", test_all_zero_and_empty);
   g_test_add_func ("/quantize/passthrough-and-exclude", test_passthrough_and_exclude);
   g_test_add_func ("/quantize/static-activation", test_static_activation);
+  g_test_add_func ("/kernels/rounding-modes", test_rounding_modes);
+  g_test_add_func ("/kernels/stochastic-rounding", test_stochastic_rounding);
+  g_test_add_func ("/kernels/pow2-scales", test_pow2_scales);
   g_test_add_func ("/kernels/vector-matches-scalar/quantize", test_vector_matches_scalar_quantize);
   g_test_add_func ("/kernels/vector-matches-scalar/min-max", test_vector_matches_scalar_min_max);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);

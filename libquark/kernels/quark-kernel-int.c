@@ -184,12 +184,113 @@ quark_kernel_channel_min_max_f32 (const float *x,
   return finite;
 }
 
+/* SplitMix64: a counter-based generator, so element i of a seeded stream is
+ * the same whatever piece of the tensor a call quantizes. */
+static inline uint64_t
+qk_mix (uint64_t z)
+{
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/**
+ * quark_kernel_round: (skip)
+ * @v: a scaled value
+ * @mode: the rounding mode
+ * @seed: the seed of %QUARK_ROUND_STOCHASTIC
+ * @index: the element's index in the seeded stream
+ *
+ * Rounds @v to an integer (as a float) with the modes of the numerics
+ * reference, table 1.3. half_up adds 0.5 in binary64 (in binary32,
+ * 0.49999997 + 0.5 would round up to 1). Stochastic rounding returns
+ * floor (v) + 1 with probability v − floor (v), drawn from a counter-based
+ * generator keyed by (@seed, @index), so results are reproducible.
+ *
+ * Returns: the rounded value
+ */
+float
+quark_kernel_round (float          v,
+                    QuarkRoundMode mode,
+                    uint64_t       seed,
+                    uint64_t       index)
+{
+  switch (mode)
+    {
+    case QUARK_ROUND_HALF_UP:
+      return (float) floor ((double) v + 0.5);
+    case QUARK_ROUND_HALF_AWAY:
+      return roundf (v);
+    case QUARK_ROUND_FLOOR:
+      return floorf (v);
+    case QUARK_ROUND_CEIL:
+      return ceilf (v);
+    case QUARK_ROUND_TOWARD_ZERO:
+      return truncf (v);
+    case QUARK_ROUND_STOCHASTIC:
+      {
+        float f = floorf (v);
+        /* 24 random bits: u in [0, 1) exactly representable */
+        float u = (float) (qk_mix (seed ^ qk_mix (index)) >> 40) * 0x1p-24f;
+        return (v - f) > u ? f + 1.0f : f;
+      }
+    case QUARK_ROUND_HALF_EVEN:
+    default:
+      return rintf (v);
+    }
+}
+
+/**
+ * quark_kernel_pow2_scale: (skip)
+ * @scale: a positive finite scale
+ * @rounding: how to pick the power of two
+ *
+ * Restricts a scale to a power of two, deciding exactly from the bits of
+ * @scale (no binary32 log2, whose rounding near powers of two would move
+ * the result, numerics reference 1.4 item 7). %QUARK_POW2_ROUND rounds in
+ * the log domain: up when the significand is at least √2.
+ *
+ * Returns: the power of two (the result is clamped to [2^−126, 2^127])
+ */
+float
+quark_kernel_pow2_scale (float             scale,
+                         QuarkPow2Rounding rounding)
+{
+  int e;
+  double m;
+
+  if (!(scale > 0.0f) || isinf (scale))
+    return scale;
+  m = frexp ((double) scale, &e) * 2.0;   /* scale = m * 2^(e - 1), m in [1, 2) */
+  e -= 1;
+  switch (rounding)
+    {
+    case QUARK_POW2_CEIL:
+      if (m > 1.0)
+        e += 1;
+      break;
+    case QUARK_POW2_ROUND:
+      if (m >= M_SQRT2)   /* no binary32 equals sqrt(2); the double is a safe cut */
+        e += 1;
+      break;
+    case QUARK_POW2_FLOOR:
+    default:
+      break;
+    }
+  if (e < -126)
+    e = -126;
+  if (e > 127)
+    e = 127;
+  return ldexpf (1.0f, e);
+}
+
 static inline float
-qk_quantize_one (float x, const QuarkKernelIntParams *p)
+qk_quantize_one (float x, const QuarkKernelIntParams *p, size_t i)
 {
   float t = x * p->inv_scale;
   t = t + p->zero_point;
-  t = rintf (t);
+  t = p->round == QUARK_ROUND_HALF_EVEN ? rintf (t) : quark_kernel_round (t, p->round, p->seed, p->offset + i);
   /* written so that a NaN becomes qmin, as in the vector path */
   if (!(t >= (float) p->qmin))
     t = (float) p->qmin;
@@ -257,7 +358,7 @@ quark_kernel_quantize_int_f32_scalar (const float                *x,
   if (!qk_store_supported (out_dtype))
     return false;
   for (size_t i = 0; i < n; i++)
-    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params));
+    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params, i));
   return true;
 }
 
@@ -301,10 +402,12 @@ QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, int32_t)
  *   sub-byte integer type, stored one code per byte)
  * @out: room for @n codes of @out_dtype
  *
- * Affine integer quantization with round half to even and the zero point
- * added before rounding (the export order of the numerics reference):
- * q = clamp (rne (fl (fl (x · inv_scale) + z)), qmin, qmax).
- * The range [qmin, qmax] must lie within 2^22 of zero.
+ * Affine integer quantization with the zero point added before rounding (the
+ * export order of the numerics reference):
+ * q = clamp (R (fl (fl (x · inv_scale) + z)), qmin, qmax), R the rounding
+ * mode of @params (quark_kernel_round()). Half to even runs on the vector
+ * path; the other modes on the scalar one. The range [qmin, qmax] must lie
+ * within 2^22 of zero.
  *
  * Returns: %false if @out_dtype is not an integer storage type
  */
@@ -319,6 +422,8 @@ quark_kernel_quantize_int_f32 (const float                *x,
 
   if (!qk_store_supported (out_dtype))
     return false;
+  if (params->round != QUARK_ROUND_HALF_EVEN)
+    return quark_kernel_quantize_int_f32_scalar (x, n, params, out_dtype, out);
 
   switch (quark_dtype_get_element_size (out_dtype))
     {
@@ -334,7 +439,7 @@ quark_kernel_quantize_int_f32 (const float                *x,
     }
 
   for (size_t i = done; i < n; i++)
-    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params));
+    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params, i));
   return true;
 }
 

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 
 #include "../quark-dtype.h"
+#include "../quark-enums.h"
 
 G_BEGIN_DECLS
 
@@ -67,16 +68,23 @@ bool     quark_kernel_channel_min_max_f32       (const float  *x,
  * @zero_point: the zero point z, an integer held in a float
  * @qmin: smallest code
  * @qmax: largest code
+ * @round: the rounding mode (0, the default, is half to even)
+ * @seed: the seed of %QUARK_ROUND_STOCHASTIC
+ * @offset: the index of the first element in the seeded stream, so that a
+ *   tensor quantized in pieces draws the same numbers as in one call
  *
  * Parameters of affine integer quantization with a zero point added before
- * rounding: q = clamp (rne (fl (fl (x * inv_scale) + z)), qmin, qmax).
+ * rounding: q = clamp (R (fl (fl (x * inv_scale) + z)), qmin, qmax).
  */
 typedef struct {
-  float   inv_scale;
-  float   scale;
-  float   zero_point;
-  int32_t qmin;
-  int32_t qmax;
+  float          inv_scale;
+  float          scale;
+  float          zero_point;
+  int32_t        qmin;
+  int32_t        qmax;
+  QuarkRoundMode round;
+  uint64_t       seed;
+  uint64_t       offset;
 } QuarkKernelIntParams;
 
 QUARK_AVAILABLE_IN_1_0
@@ -98,6 +106,30 @@ bool     quark_kernel_dequantize_int_f32        (const void                 *q,
                                                  float                       scale,
                                                  int32_t                     zero_point,
                                                  float                      *out);
+
+/**
+ * QuarkPow2Rounding:
+ * @QUARK_POW2_ROUND: the nearest power of two in the log domain (AMD Quark:
+ *   pos = rne (−log2 s))
+ * @QUARK_POW2_CEIL: the next power of two at or above
+ * @QUARK_POW2_FLOOR: the next power of two at or below
+ *
+ * How a scale is restricted to a power of two.
+ */
+typedef enum {
+  QUARK_POW2_ROUND,
+  QUARK_POW2_CEIL,
+  QUARK_POW2_FLOOR,
+} QuarkPow2Rounding;
+
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_pow2_scale                (float                 scale,
+                                                 QuarkPow2Rounding     rounding);
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_round                     (float                 v,
+                                                 QuarkRoundMode        mode,
+                                                 uint64_t              seed,
+                                                 uint64_t              index);
 
 /* Minifloats and IEEE half formats --------------------------------------------- */
 
