@@ -83,4 +83,33 @@ typedef enum {
   QUARK_SCALE_POW2,  /*< nick=pof2 >*/
 } QuarkScaleType;
 
+/**
+ * QuarkScaleFormat:
+ * @QUARK_SCALE_FORMAT_FLOAT32: binary32 scales
+ * @QUARK_SCALE_FORMAT_E8M0: E8M0 power-of-two scales of OCP MX blocks
+ *
+ * How scales are stored.
+ */
+typedef enum {
+  QUARK_SCALE_FORMAT_FLOAT32, /*< nick=float32 >*/
+  QUARK_SCALE_FORMAT_E8M0,    /*< nick=e8m0 >*/
+} QuarkScaleFormat;
+
+/**
+ * QuarkMxScaleMode:
+ * @QUARK_MX_SCALE_FLOOR: X = 2^(floor(log2 amax) − emax), the OCP baseline
+ * @QUARK_MX_SCALE_EVEN: AMD Quark's "even": amax rounded up at the element's
+ *   mantissa width before the floor, so the block maximum rounds instead of
+ *   saturating
+ * @QUARK_MX_SCALE_CEIL: X = 2^(ceil(log2 amax) − emax)
+ *
+ * How the shared exponent of an MX block is chosen (a spec's
+ * `scale_calculation_mode`).
+ */
+typedef enum {
+  QUARK_MX_SCALE_FLOOR, /*< nick=floor >*/
+  QUARK_MX_SCALE_EVEN,  /*< nick=even >*/
+  QUARK_MX_SCALE_CEIL,  /*< nick=ceil >*/
+} QuarkMxScaleMode;
+
 G_END_DECLS

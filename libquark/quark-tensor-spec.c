@@ -21,8 +21,9 @@
  * [method@Quark.QuantizationConfig.get_tensor_spec] answers with one, and
  * backends build their arithmetic from it. The property names are the JSON
  * keys of a spec (`dtype`, `qscheme`, `ch_axis`, `group_size`, `symmetric`,
- * `narrow_range`, `is_dynamic`, `round_method`, `scale_type`); enum values are
- * written by nick (`"int8"`, `"per_channel"`, `"half_even"`, `"pof2"`).
+ * `narrow_range`, `is_dynamic`, `round_method`, `scale_type`, `scale_format`,
+ * `scale_calculation_mode`); enum values are written by nick (`"int8"`,
+ * `"per_channel"`, `"half_even"`, `"pof2"`, `"e8m0"`, `"even"`).
  *
  * Setting a property never fails; call [method@Quark.TensorSpec.validate] to
  * check a combination. A spec is not locked: treat specs returned by configs
@@ -41,6 +42,8 @@ struct _QuarkTensorSpec
   gboolean is_dynamic;
   QuarkRoundMode round_method;
   QuarkScaleType scale_type;
+  QuarkScaleFormat scale_format;
+  QuarkMxScaleMode scale_calculation_mode;
 };
 
 enum {
@@ -54,6 +57,8 @@ enum {
   PROP_IS_DYNAMIC,
   PROP_ROUND_METHOD,
   PROP_SCALE_TYPE,
+  PROP_SCALE_FORMAT,
+  PROP_SCALE_CALCULATION_MODE,
   N_PROPS
 };
 
@@ -80,6 +85,8 @@ quark_tensor_spec_get_property (GObject    *object,
     case PROP_IS_DYNAMIC: g_value_set_boolean (value, self->is_dynamic); break;
     case PROP_ROUND_METHOD: g_value_set_enum (value, self->round_method); break;
     case PROP_SCALE_TYPE: g_value_set_enum (value, self->scale_type); break;
+    case PROP_SCALE_FORMAT: g_value_set_enum (value, self->scale_format); break;
+    case PROP_SCALE_CALCULATION_MODE: g_value_set_enum (value, self->scale_calculation_mode); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -104,6 +111,8 @@ quark_tensor_spec_set_property (GObject      *object,
     case PROP_IS_DYNAMIC: self->is_dynamic = g_value_get_boolean (value); break;
     case PROP_ROUND_METHOD: self->round_method = g_value_get_enum (value); break;
     case PROP_SCALE_TYPE: self->scale_type = g_value_get_enum (value); break;
+    case PROP_SCALE_FORMAT: self->scale_format = g_value_get_enum (value); break;
+    case PROP_SCALE_CALCULATION_MODE: self->scale_calculation_mode = g_value_get_enum (value); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -196,6 +205,26 @@ quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
     g_param_spec_enum ("scale-type", "Scale type", "What values scales may take",
                        QUARK_TYPE_SCALE_TYPE, QUARK_SCALE_FLOAT, rw);
 
+  /**
+   * QuarkTensorSpec:scale-format: (getter get_scale_format)
+   *
+   * How scales are stored: float32, or E8M0 for OCP MX blocks (per_group
+   * with the block size as group size). Default: float32.
+   */
+  properties[PROP_SCALE_FORMAT] =
+    g_param_spec_enum ("scale-format", "Scale format", "How scales are stored",
+                       QUARK_TYPE_SCALE_FORMAT, QUARK_SCALE_FORMAT_FLOAT32, rw);
+  /**
+   * QuarkTensorSpec:scale-calculation-mode: (getter get_scale_calculation_mode)
+   *
+   * How the shared exponent of an MX block is chosen. Default: even (AMD
+   * Quark's default for its OCP MX specs).
+   */
+  properties[PROP_SCALE_CALCULATION_MODE] =
+    g_param_spec_enum ("scale-calculation-mode", "Scale calculation mode",
+                       "How the shared exponent of an MX block is chosen",
+                       QUARK_TYPE_MX_SCALE_MODE, QUARK_MX_SCALE_EVEN, rw);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -246,6 +275,8 @@ quark_tensor_spec_copy (QuarkTensorSpec *self)
   copy->is_dynamic = self->is_dynamic;
   copy->round_method = self->round_method;
   copy->scale_type = self->scale_type;
+  copy->scale_format = self->scale_format;
+  copy->scale_calculation_mode = self->scale_calculation_mode;
   return copy;
 }
 
@@ -273,7 +304,9 @@ quark_tensor_spec_equal (QuarkTensorSpec *a,
          a->narrow_range == b->narrow_range &&
          a->is_dynamic == b->is_dynamic &&
          a->round_method == b->round_method &&
-         a->scale_type == b->scale_type;
+         a->scale_type == b->scale_type &&
+         a->scale_format == b->scale_format &&
+         a->scale_calculation_mode == b->scale_calculation_mode;
 }
 
 G_GNUC_PRINTF (5, 6)
@@ -349,6 +382,26 @@ quark_tensor_spec_validate (QuarkTensorSpec  *self,
       if (self->round_method != QUARK_ROUND_HALF_EVEN)
         return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "round_method",
                            "%s elements round half to even", quark_dtype_get_name (self->dtype));
+    }
+
+  if (self->scale_format == QUARK_SCALE_FORMAT_E8M0)
+    {
+      switch (self->dtype)
+        {
+        case QUARK_DTYPE_F8_E4M3: case QUARK_DTYPE_F8_E5M2: case QUARK_DTYPE_FP6_E2M3:
+        case QUARK_DTYPE_FP6_E3M2: case QUARK_DTYPE_FP4_E2M1: case QUARK_DTYPE_I8:
+          break;
+        default:
+          return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_format",
+                             "e8m0 (OCP MX) scales take fp8_e4m3, fp8_e5m2, fp6_e2m3, fp6_e3m2, fp4 "
+                             "or int8 elements, not %s", quark_dtype_get_name (self->dtype));
+        }
+      if (self->qscheme != QUARK_QSCHEME_PER_GROUP || self->group_size <= 0)
+        return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "qscheme",
+                           "e8m0 (OCP MX) scales need qscheme per_group with a positive group_size (32)");
+      if (!self->symmetric)
+        return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "symmetric",
+                           "OCP MX blocks are symmetric");
     }
 
   if (self->narrow_range && quark_dtype_get_bits (self->dtype) < 2)
@@ -491,6 +544,36 @@ quark_tensor_spec_get_scale_type (QuarkTensorSpec *self)
 {
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_SCALE_FLOAT);
   return self->scale_type;
+}
+
+/**
+ * quark_tensor_spec_get_scale_format: (get-property scale-format)
+ * @self: a #QuarkTensorSpec
+ *
+ * Gets how scales are stored.
+ *
+ * Returns: the scale format
+ */
+QuarkScaleFormat
+quark_tensor_spec_get_scale_format (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_SCALE_FORMAT_FLOAT32);
+  return self->scale_format;
+}
+
+/**
+ * quark_tensor_spec_get_scale_calculation_mode: (get-property scale-calculation-mode)
+ * @self: a #QuarkTensorSpec
+ *
+ * Gets how MX shared exponents are chosen.
+ *
+ * Returns: the mode
+ */
+QuarkMxScaleMode
+quark_tensor_spec_get_scale_calculation_mode (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_MX_SCALE_EVEN);
+  return self->scale_calculation_mode;
 }
 
 /**

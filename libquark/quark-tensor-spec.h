@@ -51,6 +51,10 @@ QuarkRoundMode    quark_tensor_spec_get_round_method (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkScaleType    quark_tensor_spec_get_scale_type  (QuarkTensorSpec  *self);
 QUARK_AVAILABLE_IN_1_0
+QuarkScaleFormat  quark_tensor_spec_get_scale_format (QuarkTensorSpec *self);
+QUARK_AVAILABLE_IN_1_0
+QuarkMxScaleMode  quark_tensor_spec_get_scale_calculation_mode (QuarkTensorSpec *self);
+QUARK_AVAILABLE_IN_1_0
 char *            quark_tensor_spec_to_string       (QuarkTensorSpec  *self);
 
 G_END_DECLS

@@ -59,6 +59,60 @@ bool     quark_kernel_channel_min_max_f32       (const float  *x,
                                                  float        *mins,
                                                  float        *maxs);
 
+/* Parameter layouts ------------------------------------------------------------ */
+
+/**
+ * QuarkKernelLayout:
+ * @qscheme: the granularity
+ * @n: the number of elements
+ * @n_params: the number of parameter sets (scales)
+ * @outer: per channel: product of the dimensions before the channel axis
+ * @channels: per channel: length of the channel axis
+ * @inner: per channel: product of the dimensions after the channel axis
+ * @rows: per group: product of the dimensions before the last axis
+ * @cols: per group: length of the last axis
+ * @group: per group: elements per group (the last group of a row may be
+ *   shorter)
+ * @param_shape: the shape of the scale tensor: [] per tensor, [C] per
+ *   channel, the tensor's shape with the last dimension replaced by the
+ *   number of groups per group
+ * @param_n_dims: the number of dimensions of @param_shape
+ *
+ * How the elements of a tensor map to sets of quantization parameters.
+ */
+typedef struct {
+  QuarkQScheme qscheme;
+  size_t n;
+  size_t n_params;
+  size_t outer, channels, inner;
+  size_t rows, cols, group;
+  int64_t param_shape[8];
+  unsigned param_n_dims;
+} QuarkKernelLayout;
+
+/**
+ * QuarkKernelChunkFunc:
+ * @offset: the first element of the run
+ * @len: the number of elements
+ * @data: user data
+ *
+ * Called for each contiguous run of the elements of one parameter set.
+ */
+typedef void (*QuarkKernelChunkFunc) (size_t offset, size_t len, void *data);
+
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_layout_init               (QuarkKernelLayout    *layout,
+                                                 const int64_t        *shape,
+                                                 unsigned              n_dims,
+                                                 QuarkQScheme          qscheme,
+                                                 int                   axis,
+                                                 int                   group_size);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_layout_foreach_chunk      (const QuarkKernelLayout *layout,
+                                                 size_t                param,
+                                                 QuarkKernelChunkFunc  func,
+                                                 void                 *data);
+
 /* Integer quantization ------------------------------------------------------ */
 
 /**
@@ -215,22 +269,6 @@ bool     quark_kernel_convert_from_f64          (QuarkDType            dst_dtype
                                                  size_t                n);
 
 /* OCP microscaling (MX) -------------------------------------------------------- */
-
-/**
- * QuarkMxScaleMode:
- * @QUARK_MX_SCALE_FLOOR: X = 2^(floor(log2 amax) − emax), the OCP baseline
- * @QUARK_MX_SCALE_EVEN: AMD Quark's "even": amax rounded up at the element's
- *   mantissa width before the floor, so the block maximum rounds instead of
- *   saturating
- * @QUARK_MX_SCALE_CEIL: X = 2^(ceil(log2 amax) − emax)
- *
- * How the shared exponent of an MX block is chosen.
- */
-typedef enum {
-  QUARK_MX_SCALE_FLOOR,
-  QUARK_MX_SCALE_EVEN,
-  QUARK_MX_SCALE_CEIL,
-} QuarkMxScaleMode;
 
 /**
  * QuarkMxParams:

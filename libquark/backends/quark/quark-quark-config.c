@@ -14,7 +14,8 @@
  *   LAYER = { "weight": SPEC|null, "input_tensors": SPEC|null,
  *             "output_tensors": SPEC|null, "bias": SPEC|null }
  *   SPEC  = { "dtype", "qscheme", "ch_axis", "group_size", "symmetric",
- *             "is_dynamic", "round_method", "scale_type" }
+ *             "is_dynamic", "round_method", "scale_type", "scale_format",
+ *             "scale_calculation_mode" }
  *
  * In global_quant_config a null spec means "not quantized"; in the per-type
  * and per-name levels it means "inherit".
@@ -28,7 +29,8 @@
  * refused. */
 static const char * const quark_spec_keys[] = {
   "dtype", "qscheme", "ch_axis", "group_size", "symmetric",
-  "is_dynamic", "round_method", "scale_type", NULL
+  "is_dynamic", "round_method", "scale_type", "scale_format",
+  "scale_calculation_mode", NULL
 };
 
 static const char * const layer_keys[] = {
@@ -436,7 +438,19 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   return node;
 }
 
-/* What this backend's kernels implement today. */
+static const char *
+qscheme_nick (QuarkQScheme qscheme)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (QUARK_TYPE_QSCHEME);
+  return g_enum_get_value (klass, qscheme)->value_nick;
+}
+
+/* What this backend implements. Integers of 2 to 16 bits: per tensor, per
+ * channel, per group along the last axis, float or power-of-two scales, any
+ * rounding mode. FP8 (OCP and FNUZ): per tensor, per channel, per group, with
+ * float32 scales. FP6 and FP4: per group with float32 scales. OCP MX: e8m0
+ * scales over per-group blocks of fp8, fp6, fp4 or int8 elements. Static
+ * activations: per tensor. */
 static gboolean
 check_supported (QuarkTensorSpec  *spec,
                  QuarkRole         role,
@@ -445,12 +459,19 @@ check_supported (QuarkTensorSpec  *spec,
 {
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
   QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
+  gboolean is_int = quark_dtype_is_integer (dtype) && quark_dtype_get_bits (dtype) <= 16;
+  gboolean is_fp8 = dtype == QUARK_DTYPE_F8_E4M3 || dtype == QUARK_DTYPE_F8_E5M2 ||
+                    dtype == QUARK_DTYPE_F8_E4M3FNUZ || dtype == QUARK_DTYPE_F8_E5M2FNUZ;
+  gboolean is_small_fp = dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 ||
+                         dtype == QUARK_DTYPE_FP6_E3M2;
+  gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
 
-  if (!quark_dtype_is_integer (dtype) || quark_dtype_get_bits (dtype) > 16)
+  if (!is_int && !is_fp8 && !is_small_fp)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE,
-                   "%s.dtype: %s is not supported by the quark backend "
-                   "(supported: integers of 2 to 16 bits)", path, quark_dtype_get_name (dtype));
+                   "%s.dtype: %s is not supported by the quark backend (supported: integers of "
+                   "2 to 16 bits, fp8_e4m3, fp8_e5m2, fp8_e4m3fnuz, fp8_e5m2fnuz, fp6_e2m3, fp6_e3m2, fp4)",
+                   path, quark_dtype_get_name (dtype));
       return FALSE;
     }
   if (role == QUARK_ROLE_BIAS)
@@ -459,33 +480,69 @@ check_supported (QuarkTensorSpec  *spec,
                    "%s: bias quantization is not supported by the quark backend", path);
       return FALSE;
     }
-  if (qscheme != QUARK_QSCHEME_PER_TENSOR &&
-      (qscheme != QUARK_QSCHEME_PER_CHANNEL || role != QUARK_ROLE_WEIGHT))
-    {
-      g_autoptr(GEnumClass) klass = g_type_class_ref (QUARK_TYPE_QSCHEME);
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s.qscheme: %s is not supported by the quark backend for %s "
-                   "(supported: per_tensor%s)", path, g_enum_get_value (klass, qscheme)->value_nick,
-                   role == QUARK_ROLE_WEIGHT ? "weights" : "activations",
-                   role == QUARK_ROLE_WEIGHT ? ", per_channel" : "");
-      return FALSE;
-    }
-  if (quark_tensor_spec_get_round_method (spec) != QUARK_ROUND_HALF_EVEN)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s.round_method: the quark backend rounds half to even", path);
-      return FALSE;
-    }
-  if (quark_tensor_spec_get_scale_type (spec) != QUARK_SCALE_FLOAT)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s.scale_type: pof2 scales are not supported by the quark backend", path);
-      return FALSE;
-    }
   if (role == QUARK_ROLE_WEIGHT && quark_tensor_spec_get_is_dynamic (spec))
     {
       g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_COMBINATION,
                    "%s.is_dynamic: weights are quantized statically", path);
+      return FALSE;
+    }
+  if (role != QUARK_ROLE_WEIGHT && !quark_tensor_spec_get_is_dynamic (spec) &&
+      (qscheme != QUARK_QSCHEME_PER_TENSOR || mx || is_small_fp))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.qscheme: static activations are quantized per_tensor to integers or fp8 "
+                   "by the quark backend, not %s %s", path, qscheme_nick (qscheme),
+                   quark_dtype_get_name (dtype));
+      return FALSE;
+    }
+  if (qscheme == QUARK_QSCHEME_PER_BLOCK)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.qscheme: per_block is not supported by the quark backend "
+                   "(supported: per_tensor, per_channel, per_group)", path);
+      return FALSE;
+    }
+  if (is_small_fp && qscheme != QUARK_QSCHEME_PER_GROUP && role == QUARK_ROLE_WEIGHT)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.qscheme: %s weights are quantized per_group by the quark backend, not %s",
+                   path, quark_dtype_get_name (dtype), qscheme_nick (qscheme));
+      return FALSE;
+    }
+  if (qscheme == QUARK_QSCHEME_PER_GROUP)
+    {
+      int axis = quark_tensor_spec_get_ch_axis (spec);
+      if (axis != -1)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "%s.ch_axis: the quark backend groups along the last axis (-1), not %d",
+                       path, axis);
+          return FALSE;
+        }
+      if (quark_tensor_spec_get_group_size (spec) < 0 && mx)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_COMBINATION,
+                       "%s.group_size: MX blocks need a positive group_size", path);
+          return FALSE;
+        }
+    }
+  if (!is_int && quark_tensor_spec_get_scale_type (spec) != QUARK_SCALE_FLOAT)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.scale_type: pof2 scales apply to integer dtypes in the quark backend "
+                   "(use scale_format e8m0 for MX)", path);
+      return FALSE;
+    }
+  if (mx && quark_tensor_spec_get_scale_type (spec) != QUARK_SCALE_FLOAT)
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_COMBINATION,
+                   "%s.scale_type: e8m0 scales are powers of two already; leave scale_type float", path);
+      return FALSE;
+    }
+  if (mx && quark_tensor_spec_get_round_method (spec) != QUARK_ROUND_HALF_EVEN)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.round_method: MX elements round half to even", path);
       return FALSE;
     }
   return TRUE;

@@ -15,6 +15,8 @@
 
 #define QUARK_EPS 1.1920928955078125e-07f   /* 2^-23 */
 
+
+
 struct _QuarkQuarkQuantizer
 {
   GObject parent_instance;
@@ -158,93 +160,199 @@ store_zero_point (QuarkDType dtype, gpointer buffer, gsize i, int32_t z)
     }
 }
 
-/* Quantizes one weight tensor with an integer spec; adds NAME, NAME_scale
- * and NAME_zero_point to @out. */
+typedef struct {
+  const float *x;
+  float lo, hi;
+  gboolean finite;
+} StatsData;
+
+static void
+stats_chunk (size_t offset, size_t len, void *data)
+{
+  StatsData *s = data;
+  float lo, hi;
+  if (!quark_kernel_min_max_f32 (s->x + offset, len, &lo, &hi))
+    s->finite = FALSE;
+  s->lo = MIN (s->lo, lo);
+  s->hi = MAX (s->hi, hi);
+}
+
+typedef struct {
+  const float *x;
+  QuarkKernelIntParams int_params;
+  const QuarkFpFormat *fmt;
+  float fp_scale;
+  QuarkDType dtype;
+  guint8 *codes;
+  gsize esize;
+} QuantData;
+
+static void
+quantize_int_chunk (size_t offset, size_t len, void *data)
+{
+  QuantData *q = data;
+  q->int_params.offset = offset;
+  quark_kernel_quantize_int_f32 (q->x + offset, len, &q->int_params, q->dtype, q->codes + offset * q->esize);
+}
+
+static void
+quantize_fp_chunk (size_t offset, size_t len, void *data)
+{
+  QuantData *q = data;
+  quark_kernel_fp_quantize_f32 (q->fmt, q->x + offset, len, q->fp_scale, q->codes + offset);
+}
+
+/* AMD Quark's power-of-two integer parameters (numerics reference 2.7). */
+static void
+quark_pow2_int_params (float                 min_val,
+                       float                 max_val,
+                       gboolean              symmetric,
+                       int32_t               qmin,
+                       int32_t               qmax,
+                       QuarkKernelIntParams *p)
+{
+  float lo = fminf (min_val, 0.0f), hi = fmaxf (max_val, 0.0f);
+  float range, sf, z0, scale, rmin;
+
+  if (min_val > max_val)
+    lo = hi = 0.0f;
+  if (symmetric)
+    {
+      float amax = fmaxf (-lo, hi);
+      lo = -amax;
+      hi = amax;
+    }
+  range = hi - lo;
+  sf = range / (float) (qmax - qmin);
+  if (range == 0.0f)
+    sf = 1.0f;
+  z0 = truncf ((float) qmin - lo / sf);
+  scale = quark_kernel_pow2_scale (sf, QUARK_POW2_ROUND);
+  rmin = fminf (((float) qmin - z0) * scale, 0.0f);
+  p->zero_point = rintf ((float) qmin - rmin / scale);
+  if (symmetric && qmin == 0 && p->zero_point == 127.0f)
+    p->zero_point = 128.0f;   /* Quark's symmetric uint8 rule */
+  p->zero_point = fminf (fmaxf (p->zero_point, (float) qmin), (float) qmax);
+  p->scale = scale;
+  p->inv_scale = 1.0f / scale;
+  p->qmin = qmin;
+  p->qmax = qmax;
+}
+
+#define QUARK_EPS 1.1920928955078125e-07f   /* 2^-23 */
+
+/* Quantizes @tensor with @spec; adds NAME (codes), NAME_scale and, for
+ * integers, NAME_zero_point to @out. */
 static gboolean
-quantize_weight (QuarkTensor      *tensor,
-                 QuarkTensorSpec  *spec,
-                 QuarkModel       *out,
-                 GError          **error)
+quantize_tensor_with_spec (QuarkTensor      *tensor,
+                           QuarkTensorSpec  *spec,
+                           QuarkModel       *out,
+                           GError          **error)
 {
   const char *name = quark_tensor_get_name (tensor);
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
   gsize esize = quark_dtype_get_element_size (dtype);
+  gboolean is_int = quark_dtype_is_integer (dtype);
+  gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
   g_autofree float *x = NULL;
   g_autofree char *scale_name = NULL, *zp_name = NULL;
-  gint64 min64, max64;
-  gsize n;
+  g_autofree guint8 *codes = NULL;
+  g_autofree float *scales = NULL;
+  g_autofree guint8 *zps = NULL;
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
-  gsize outer = 1, channels = 1, inner = 1;
-  gboolean per_channel = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL;
-  g_autofree float *mins = NULL, *maxs = NULL;
-  g_autofree float *scales = NULL;
-  g_autofree guint8 *codes = NULL;
-  g_autofree guint8 *zps = NULL;
-  gint64 channel_shape[1];
+  QuarkKernelLayout l;
+  gsize n;
 
   x = quark_tensor_to_floats (tensor, &n, error);
   if (x == NULL)
     return FALSE;
-
-  quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
-
-  if (per_channel)
+  if (!quark_kernel_layout_init (&l, shape, n_dims, quark_tensor_spec_get_qscheme (spec),
+                                 quark_tensor_spec_get_ch_axis (spec), quark_tensor_spec_get_group_size (spec)))
     {
-      int axis = quark_tensor_spec_get_ch_axis (spec);
-      if (axis < 0)
-        axis += (int) n_dims;
-      if (axis < 0 || axis >= (int) n_dims)
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                       "tensor %s: channel axis %d is out of range for %u dimensions",
-                       name, quark_tensor_spec_get_ch_axis (spec), n_dims);
-          return FALSE;
-        }
-      for (int i = 0; i < axis; i++)
-        outer *= shape[i];
-      channels = shape[axis];
-      for (guint i = axis + 1; i < n_dims; i++)
-        inner *= shape[i];
-    }
-  else
-    inner = n;
-
-  mins = g_new (float, MAX (channels, 1));
-  maxs = g_new (float, MAX (channels, 1));
-  if (!quark_kernel_channel_min_max_f32 (x, outer, channels, inner, mins, maxs))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                   "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "tensor %s: shape %s does not fit the spec's axis (ch_axis %d)", name,
+                   quark_tensor_format_shape (tensor), quark_tensor_spec_get_ch_axis (spec));
       return FALSE;
     }
+  codes = g_malloc0 (MAX (n, 1) * esize);
+  scale_name = g_strconcat (name, "_scale", NULL);
+  zp_name = g_strconcat (name, "_zero_point", NULL);
 
-  scales = g_new (float, MAX (channels, 1));
-  zps = g_malloc0 (MAX (channels, 1) * esize);
-  codes = g_malloc (MAX (n, 1) * esize);
-  for (gsize c = 0; c < channels; c++)
+  if (mx)
     {
-      QuarkKernelIntParams p;
+      QuarkMxParams params = { dtype, quark_tensor_spec_get_scale_calculation_mode (spec),
+                               (gsize) quark_tensor_spec_get_group_size (spec), TRUE };
+      g_autofree guint8 *bytes = g_malloc0 (MAX (l.n_params, 1));
+      float lo, hi;
 
-      quark_quark_int_params (mins[c], maxs[c], quark_tensor_spec_get_symmetric (spec),
-                              (int32_t) min64, (int32_t) max64, &p);
-      scales[c] = p.scale;
-      store_zero_point (dtype, zps, c, (int32_t) p.zero_point);
-      for (gsize o = 0; o < outer; o++)
+      if (!quark_kernel_min_max_f32 (x, n, &lo, &hi))
         {
-          gsize offset = (o * channels + c) * inner;
-          quark_kernel_quantize_int_f32 (x + offset, inner, &p, dtype, codes + offset * esize);
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                       "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+          return FALSE;
+        }
+      quark_kernel_mx_quantize_f32 (&params, x, l.rows, l.cols, codes, bytes);
+      return add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) &&
+             add_new_tensor (out, scale_name, QUARK_DTYPE_F8_E8M0, l.param_shape, l.param_n_dims,
+                             g_steal_pointer (&bytes), l.n_params, error);
+    }
+
+  scales = g_new (float, MAX (l.n_params, 1));
+  if (is_int)
+    zps = g_malloc0 (MAX (l.n_params, 1) * esize);
+
+  for (gsize p = 0; p < l.n_params; p++)
+    {
+      StatsData stats = { x, INFINITY, -INFINITY, TRUE };
+      QuantData q = { .x = x, .dtype = dtype, .codes = codes, .esize = esize };
+
+      quark_kernel_layout_foreach_chunk (&l, p, stats_chunk, &stats);
+      if (!stats.finite)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                       "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+          return FALSE;
+        }
+
+      if (is_int)
+        {
+          gint64 min64, max64;
+          quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
+          if (quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2)
+            quark_pow2_int_params (stats.lo, stats.hi, quark_tensor_spec_get_symmetric (spec),
+                                   (int32_t) min64, (int32_t) max64, &q.int_params);
+          else
+            quark_quark_int_params (stats.lo, stats.hi, quark_tensor_spec_get_symmetric (spec),
+                                    (int32_t) min64, (int32_t) max64, &q.int_params);
+          q.int_params.round = quark_tensor_spec_get_round_method (spec);
+          scales[p] = q.int_params.scale;
+          store_zero_point (dtype, zps, p, (int32_t) q.int_params.zero_point);
+          quark_kernel_layout_foreach_chunk (&l, p, quantize_int_chunk, &q);
+        }
+      else
+        {
+          /* FP8/FP6/FP4 with float32 scales: s = amax / max (eps if 0),
+           * codes = encode (clamp (x / s, -max, max)) */
+          float amax = stats.lo > stats.hi ? 0.0f : fmaxf (fabsf (stats.lo), fabsf (stats.hi));
+          q.fmt = quark_fp_format_for_dtype (dtype);
+          q.fp_scale = amax / (float) quark_fp_format_max (q.fmt);
+          if (q.fp_scale == 0.0f)
+            q.fp_scale = QUARK_EPS;
+          scales[p] = q.fp_scale;
+          quark_kernel_layout_foreach_chunk (&l, p, quantize_fp_chunk, &q);
         }
     }
 
-  channel_shape[0] = (gint64) channels;
-  scale_name = g_strconcat (name, "_scale", NULL);
-  zp_name = g_strconcat (name, "_zero_point", NULL);
-  return add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) &&
-         add_new_tensor (out, scale_name, QUARK_DTYPE_F32, channel_shape, per_channel ? 1 : 0,
-                         g_steal_pointer (&scales), channels * sizeof (float), error) &&
-         add_new_tensor (out, zp_name, dtype, channel_shape, per_channel ? 1 : 0,
-                         g_steal_pointer (&zps), channels * esize, error);
+  if (!add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) ||
+      !add_new_tensor (out, scale_name, QUARK_DTYPE_F32, l.param_shape, l.param_n_dims,
+                       g_steal_pointer (&scales), l.n_params * sizeof (float), error))
+    return FALSE;
+  if (is_int &&
+      !add_new_tensor (out, zp_name, dtype, l.param_shape, l.param_n_dims,
+                       g_steal_pointer (&zps), l.n_params * esize, error))
+    return FALSE;
+  return TRUE;
 }
 
 /* Static activation parameters from calibration statistics. */
@@ -277,15 +385,29 @@ add_activation_params (QuarkTensorSpec   *spec,
       return FALSE;
     }
 
-  quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
-  quark_quark_int_params (lo, hi, quark_tensor_spec_get_symmetric (spec),
-                          (int32_t) min64, (int32_t) max64, &p);
+  scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
+  zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
   scale = g_new (float, 1);
+  if (!quark_dtype_is_integer (dtype))
+    {
+      /* fp8: s = amax / max, no zero point */
+      *scale = fmaxf (fabsf (lo), fabsf (hi)) / (float) quark_fp_format_max (quark_fp_format_for_dtype (dtype));
+      if (*scale == 0.0f)
+        *scale = QUARK_EPS;
+      return add_new_tensor (out, scale_name, QUARK_DTYPE_F32, NULL, 0, g_steal_pointer (&scale),
+                             sizeof (float), error);
+    }
+
+  quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
+  if (quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2)
+    quark_pow2_int_params (lo, hi, quark_tensor_spec_get_symmetric (spec),
+                           (int32_t) min64, (int32_t) max64, &p);
+  else
+    quark_quark_int_params (lo, hi, quark_tensor_spec_get_symmetric (spec),
+                            (int32_t) min64, (int32_t) max64, &p);
   *scale = p.scale;
   zp = g_malloc0 (esize);
   store_zero_point (dtype, zp, 0, (int32_t) p.zero_point);
-  scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
-  zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
   return add_new_tensor (out, scale_name, QUARK_DTYPE_F32, NULL, 0, g_steal_pointer (&scale),
                          sizeof (float), error) &&
          add_new_tensor (out, zp_name, dtype, NULL, 0, g_steal_pointer (&zp), esize, error);
@@ -337,7 +459,7 @@ quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
                                                            layer_type_for (tensor), QUARK_ROLE_WEIGHT);
       if (spec != NULL)
         {
-          if (!quantize_weight (tensor, spec, out, error))
+          if (!quantize_tensor_with_spec (tensor, spec, out, error))
             return NULL;
           for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
             {

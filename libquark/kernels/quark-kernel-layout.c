@@ -1,0 +1,115 @@
+/* quark-kernel-layout.c: which elements share quantization parameters
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-kernels.h"
+
+#include <string.h>
+
+/**
+ * quark_kernel_layout_init: (skip)
+ * @layout: (out caller-allocates): the layout
+ * @shape: the tensor's dimensions
+ * @n_dims: the number of dimensions (at most 8)
+ * @qscheme: per tensor, per channel or per group
+ * @axis: the channel axis for per channel (negative counts from the end);
+ *   per group always groups along the last axis
+ * @group_size: elements per group, -1 for the whole last axis
+ *
+ * Describes which elements share a scale.
+ *
+ * Returns: %false if @axis is out of range, a scalar is grouped, or
+ *   @qscheme is per block
+ */
+bool
+quark_kernel_layout_init (QuarkKernelLayout *l,
+                          const int64_t     *shape,
+                          unsigned           n_dims,
+                          QuarkQScheme       qscheme,
+                          int                axis,
+                          int                group_size)
+{
+  memset (l, 0, sizeof *l);
+  l->qscheme = qscheme;
+  l->n = 1;
+  for (unsigned i = 0; i < n_dims; i++)
+    l->n *= (size_t) shape[i];
+  if (n_dims > 8)
+    return false;
+
+  switch (qscheme)
+    {
+    case QUARK_QSCHEME_PER_TENSOR:
+      l->n_params = 1;
+      return true;
+    case QUARK_QSCHEME_PER_CHANNEL:
+      if (axis < 0)
+        axis += (int) n_dims;
+      if (axis < 0 || axis >= (int) n_dims)
+        return false;
+      l->outer = l->inner = 1;
+      for (int i = 0; i < axis; i++)
+        l->outer *= (size_t) shape[i];
+      l->channels = (size_t) shape[axis];
+      for (unsigned i = (unsigned) axis + 1; i < n_dims; i++)
+        l->inner *= (size_t) shape[i];
+      l->n_params = l->channels;
+      l->param_shape[0] = (int64_t) l->channels;
+      l->param_n_dims = 1;
+      return true;
+    case QUARK_QSCHEME_PER_GROUP:
+      if (n_dims == 0 || group_size == 0)
+        return false;
+      l->cols = (size_t) shape[n_dims - 1];
+      l->rows = l->cols ? l->n / l->cols : 0;
+      l->group = group_size < 0 ? (l->cols ? l->cols : 1) : (size_t) group_size;
+      for (unsigned i = 0; i + 1 < n_dims; i++)
+        l->param_shape[i] = shape[i];
+      l->param_shape[n_dims - 1] = (int64_t) ((l->cols + l->group - 1) / l->group);
+      l->param_n_dims = n_dims;
+      l->n_params = l->rows * (size_t) l->param_shape[n_dims - 1];
+      return true;
+    case QUARK_QSCHEME_PER_BLOCK:
+    default:
+      return false;
+    }
+}
+
+/**
+ * quark_kernel_layout_foreach_chunk: (skip)
+ * @layout: a layout
+ * @param: a parameter set, below @layout's n_params
+ * @func: called for each contiguous run of elements of @param
+ * @data: data for @func
+ *
+ * Visits the elements that parameter set @param covers.
+ */
+void
+quark_kernel_layout_foreach_chunk (const QuarkKernelLayout *l,
+                                   size_t                   param,
+                                   QuarkKernelChunkFunc     func,
+                                   void                    *data)
+{
+  switch (l->qscheme)
+    {
+    case QUARK_QSCHEME_PER_CHANNEL:
+      for (size_t o = 0; o < l->outer; o++)
+        func ((o * l->channels + param) * l->inner, l->inner, data);
+      break;
+    case QUARK_QSCHEME_PER_GROUP:
+      {
+        size_t per_row = (l->cols + l->group - 1) / l->group;
+        size_t r = param / per_row, j = param % per_row;
+        size_t start = j * l->group;
+        size_t len = l->cols - start < l->group ? l->cols - start : l->group;
+        func (r * l->cols + start, len, data);
+      }
+      break;
+    case QUARK_QSCHEME_PER_TENSOR:
+    default:
+      func (0, l->n, data);
+      break;
+    }
+}
