@@ -239,7 +239,6 @@ quark_pow2_int_params (float                 min_val,
   p->qmax = qmax;
 }
 
-#define QUARK_EPS 1.1920928955078125e-07f   /* 2^-23 */
 
 /* Quantizes @tensor with @spec; adds NAME (codes), NAME_scale and, for
  * integers, NAME_zero_point to @out. */
