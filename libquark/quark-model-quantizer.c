@@ -51,10 +51,22 @@ quark_model_quantizer_real_quantize_model (QuarkModelQuantizer  *self,
   return NULL;
 }
 
+static QuarkModel *
+quark_model_quantizer_real_quantize_tensor (QuarkModelQuantizer  *self,
+                                            QuarkTensor          *tensor,
+                                            QuarkTensorSpec      *spec,
+                                            GError              **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "%s does not quantize single tensors", G_OBJECT_TYPE_NAME (self));
+  return NULL;
+}
+
 static void
 quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
 {
   iface->quantize_model = quark_model_quantizer_real_quantize_model;
+  iface->quantize_tensor = quark_model_quantizer_real_quantize_tensor;
 
   /**
    * QuarkModelQuantizer:config:
@@ -148,6 +160,41 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
                                                                     cancellable, error);
   g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
   return result;
+}
+
+/**
+ * quark_model_quantizer_quantize_tensor:
+ * @self: a #QuarkModelQuantizer
+ * @tensor: a float tensor
+ * @spec: how to quantize it
+ * @error: return location for a #GError
+ *
+ * Quantizes one tensor with @spec and the backend's semantics, independently
+ * of the quantizer's config, and returns what represents it: the codes
+ * under the tensor's name (one code per byte for sub-byte types), the scales
+ * as `NAME_scale` (float32, or E8M0 bytes for MX specs) and, for integer
+ * dtypes, the zero points as `NAME_zero_point`. This is the helper for
+ * people who need the real integers and scales;
+ * quark_tensor_spec_dequantize() turns them back into floats.
+ *
+ * Returns: (transfer full): a model holding the tensors, or %NULL with
+ *   %QUARK_ERROR_UNSUPPORTED_SCHEME, %QUARK_ERROR_INVALID_TENSOR or a
+ *   %QUARK_CONFIG_ERROR when @spec is not valid
+ */
+QuarkModel *
+quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
+                                       QuarkTensor          *tensor,
+                                       QuarkTensorSpec      *spec,
+                                       GError              **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (tensor), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!quark_tensor_spec_validate (spec, NULL, error))
+    return NULL;
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_tensor (self, tensor, spec, error);
 }
 
 /* Async support ---------------------------------------------------------- */

@@ -26,6 +26,8 @@ G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QU
  * @g_iface: the parent interface
  * @quantize_model: quantizes a model; implementations check @cancellable
  *   between units of work and call quark_model_quantizer_report_progress()
+ * @quantize_tensor: quantizes one tensor with a spec, with the backend's
+ *   semantics; the default reports %QUARK_ERROR_UNSUPPORTED_SCHEME
  *
  * The virtual methods of #QuarkModelQuantizer.
  */
@@ -38,6 +40,10 @@ struct _QuarkModelQuantizerInterface
                                   QuarkCalibration     *calibration,
                                   GCancellable         *cancellable,
                                   GError              **error);
+  QuarkModel * (*quantize_tensor) (QuarkModelQuantizer  *self,
+                                   QuarkTensor          *tensor,
+                                   QuarkTensorSpec      *spec,
+                                   GError              **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -47,6 +53,11 @@ QuarkModel *              quark_model_quantizer_quantize_model       (QuarkModel
                                                                       QuarkModel           *model,
                                                                       QuarkCalibration     *calibration,
                                                                       GCancellable         *cancellable,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_model_quantizer_quantize_tensor      (QuarkModelQuantizer  *self,
+                                                                      QuarkTensor          *tensor,
+                                                                      QuarkTensorSpec      *spec,
                                                                       GError              **error);
 QUARK_AVAILABLE_IN_1_0
 void                      quark_model_quantizer_quantize_model_async (QuarkModelQuantizer  *self,

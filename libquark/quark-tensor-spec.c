@@ -9,6 +9,9 @@
 #include "quark-enum-types.h"
 #include "quark-error.h"
 #include "quark-json.h"
+#include "kernels/quark-kernels.h"
+
+#include <string.h>
 
 /**
  * QuarkTensorSpec:
@@ -574,6 +577,141 @@ quark_tensor_spec_get_scale_calculation_mode (QuarkTensorSpec *self)
 {
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_MX_SCALE_EVEN);
   return self->scale_calculation_mode;
+}
+
+typedef struct {
+  const guint8 *codes;
+  QuarkDType dtype;
+  gsize esize;
+  float scale;
+  int32_t zero_point;
+  const QuarkFpFormat *fmt;
+  float *out;
+} DequantData;
+
+static void
+dequantize_chunk (size_t offset, size_t len, void *data)
+{
+  DequantData *d = data;
+  if (d->fmt)
+    quark_kernel_fp_dequantize_f32 (d->fmt, d->codes + offset, len, d->scale, d->out + offset);
+  else
+    quark_kernel_dequantize_int_f32 (d->codes + offset * d->esize, d->dtype, len, d->scale,
+                                     d->zero_point, d->out + offset);
+}
+
+static gboolean
+check_param_tensor (QuarkTensor *t, const char *what, QuarkTensor *codes,
+                    const QuarkKernelLayout *l, GError **error)
+{
+  if (quark_tensor_get_n_elements (t) != l->n_params)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: %" G_GUINT64_FORMAT " %s values, but tensor %s needs %" G_GSIZE_FORMAT,
+                   quark_tensor_get_name (t), quark_tensor_get_n_elements (t), what,
+                   quark_tensor_get_name (codes), l->n_params);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * quark_tensor_spec_dequantize:
+ * @self: the spec the codes were made with
+ * @codes: the codes (one per byte for sub-byte types)
+ * @scale: the scales: float32 (one per tensor, channel or group), or E8M0
+ *   bytes for MX specs
+ * @zero_point: (nullable): the zero points of integer specs, %NULL for 0
+ * @error: return location for a #GError
+ *
+ * Turns codes back into floats: (q − z) · s for integers, decode (q) · s for
+ * minifloats, decode (q) · 2^(e − 127) per block for MX (MXINT8: q / 64 ·
+ * 2^(e − 127)), each a single binary32 multiply. The result has the name and
+ * shape of @codes.
+ *
+ * Returns: (transfer full): a float32 tensor, or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the tensors do not fit the spec
+ */
+QuarkTensor *
+quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
+                              QuarkTensor      *codes,
+                              QuarkTensor      *scale,
+                              QuarkTensor      *zero_point,
+                              GError          **error)
+{
+  QuarkKernelLayout l;
+  guint n_dims;
+  const gint64 *shape;
+  gsize n, n_scale;
+  g_autofree float *out = NULL;
+  g_autofree float *scales = NULL;
+  g_autofree float *zps = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  gboolean mx;
+
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  shape = quark_tensor_get_shape (codes, &n_dims);
+  n = quark_tensor_get_n_elements (codes);
+  mx = self->scale_format == QUARK_SCALE_FORMAT_E8M0;
+  if (quark_tensor_get_dtype (codes) != self->dtype)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: dtype %s, but the spec's is %s", quark_tensor_get_name (codes),
+                   quark_dtype_get_name (quark_tensor_get_dtype (codes)), quark_dtype_get_name (self->dtype));
+      return NULL;
+    }
+  if (!quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, self->ch_axis, self->group_size))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: its shape does not fit the spec", quark_tensor_get_name (codes));
+      return NULL;
+    }
+  if (!check_param_tensor (scale, "scale", codes, &l, error) ||
+      (zero_point && !check_param_tensor (zero_point, "zero point", codes, &l, error)))
+    return NULL;
+  if (mx ? quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E8M0 &&
+           quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8
+         : !quark_dtype_is_float (quark_tensor_get_dtype (scale)) ||
+           quark_tensor_get_dtype (scale) == QUARK_DTYPE_F8_E8M0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: scales of dtype %s do not fit a %s spec", quark_tensor_get_name (scale),
+                   quark_dtype_get_name (quark_tensor_get_dtype (scale)), mx ? "MX" : "float-scale");
+      return NULL;
+    }
+
+  out = g_new (float, MAX (n, 1));
+  if (mx)
+    {
+      QuarkMxParams params = { self->dtype, self->scale_calculation_mode, l.group, FALSE };
+      quark_kernel_mx_dequantize_f32 (&params, quark_tensor_peek_data (codes, NULL),
+                                      quark_tensor_peek_data (scale, NULL), l.rows, l.cols, out);
+    }
+  else
+    {
+      DequantData d = { quark_tensor_peek_data (codes, NULL), self->dtype,
+                        quark_dtype_get_element_size (self->dtype), 0, 0, NULL, out };
+      if (quark_dtype_is_float (self->dtype))
+        d.fmt = quark_fp_format_for_dtype (self->dtype);
+      scales = quark_tensor_to_floats (scale, &n_scale, error);
+      if (scales == NULL)
+        return NULL;
+      if (zero_point && (zps = quark_tensor_to_floats (zero_point, &n_scale, error)) == NULL)
+        return NULL;
+      for (gsize p = 0; p < l.n_params; p++)
+        {
+          d.scale = scales[p];
+          d.zero_point = zps ? (int32_t) zps[p] : 0;
+          quark_kernel_layout_foreach_chunk (&l, p, dequantize_chunk, &d);
+        }
+    }
+  bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));
+  return quark_tensor_new (quark_tensor_get_name (codes), QUARK_DTYPE_F32, shape, n_dims, bytes, error);
 }
 
 /**

@@ -12,6 +12,7 @@
 
 #include "quark-dtype.h"
 #include "quark-enums.h"
+#include "quark-tensor.h"
 
 G_BEGIN_DECLS
 
@@ -54,6 +55,12 @@ QUARK_AVAILABLE_IN_1_0
 QuarkScaleFormat  quark_tensor_spec_get_scale_format (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkMxScaleMode  quark_tensor_spec_get_scale_calculation_mode (QuarkTensorSpec *self);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor *     quark_tensor_spec_dequantize      (QuarkTensorSpec  *self,
+                                                     QuarkTensor      *codes,
+                                                     QuarkTensor      *scale,
+                                                     QuarkTensor      *zero_point,
+                                                     GError          **error);
 QUARK_AVAILABLE_IN_1_0
 char *            quark_tensor_spec_to_string       (QuarkTensorSpec  *self);
 

@@ -510,6 +510,158 @@ test_pow2_scales (void)
   g_assert_cmpfloat (quark_kernel_pow2_scale (16.000002f, QUARK_POW2_CEIL), ==, 32.0f);
 }
 
+/* ---- single tensors through the quark backend ----------------------------- */
+
+static QuarkModelQuantizer *
+quark_quantizer (void)
+{
+  g_autoptr(QuarkQuantizationConfig) config = config_for ("{\"dtype\": \"int8\"}");
+  g_autoptr(GError) error = NULL;
+  QuarkModelQuantizer *q = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+  g_assert_no_error (error);
+  return q;
+}
+
+static QuarkTensorSpec *
+spec_from_json (const char *json)
+{
+  g_autoptr(JsonNode) node = quark_json_parse (json, -1, "spec", NULL);
+  g_autoptr(GError) error = NULL;
+  QuarkTensorSpec *spec = (QuarkTensorSpec *) quark_json_new_object (QUARK_TYPE_TENSOR_SPEC, node, NULL, &error);
+  g_assert_no_error (error);
+  return spec;
+}
+
+static QuarkModel *
+quantize_one (const char *spec_json, const gint64 *shape, guint n_dims, const float *x, gsize n,
+              QuarkTensor **dequantized)
+{
+  g_autoptr(QuarkModelQuantizer) q = quark_quantizer ();
+  g_autoptr(QuarkTensorSpec) spec = spec_from_json (spec_json);
+  g_autoptr(QuarkTensor) t = quark_tensor_new_from_floats ("w", shape, n_dims, x, n, NULL);
+  g_autoptr(GError) error = NULL;
+  QuarkModel *out = quark_model_quantizer_quantize_tensor (q, t, spec, &error);
+
+  g_assert_no_error (error);
+  if (dequantized)
+    {
+      *dequantized = quark_tensor_spec_dequantize (spec, quark_model_get_tensor (out, "w"),
+                                                   quark_model_get_tensor (out, "w_scale"),
+                                                   quark_model_get_tensor (out, "w_zero_point"), &error);
+      g_assert_no_error (error);
+    }
+  return out;
+}
+
+static void
+test_backend_fp8_q5 (void)
+{
+  const float x[] = { 1.27f, 0.5f, -0.3f, 0.001f, -1.27f };
+  const gint64 shape[] = { 1, 5 };
+  const guint8 expected[] = { 0x7E, 0x73, 0xED, 0x2B, 0xFE };
+  g_autoptr(QuarkTensor) deq = NULL;
+  g_autoptr(QuarkModel) out = quantize_one ("{\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_tensor\"}",
+                                            shape, 2, x, 5, &deq);
+
+  g_assert_cmpmem (quark_tensor_peek_data (quark_model_get_tensor (out, "w"), NULL), 5, expected, 5);
+  g_assert_cmpint (quark_tensor_get_dtype (quark_model_get_tensor (out, "w")), ==, QUARK_DTYPE_F8_E4M3);
+  g_assert_cmpfloat (scalar_f32 (out, "w_scale", 0), ==, 0.0028348214f);
+  g_assert_null (quark_model_get_tensor (out, "w_zero_point"));
+  g_assert_cmpfloat (((const float *) quark_tensor_peek_data (deq, NULL))[0], ==, 1.27f);
+}
+
+static void
+test_backend_mx_block_a (void)
+{
+  float x[2 * 32] = { 7.0f, -3.3f, 0.26f, 1.25f, 5.0f, -0.74f, 0.0f, 2.5f };   /* row 1: all zero */
+  const gint64 shape[] = { 2, 32 };
+  const guint8 even_codes[] = { 0x6, 0xB, 0x0, 0x1, 0x4, 0x9, 0x0, 0x2 };
+  const float even_dec[] = { 8, -3, 0, 1, 4, -1, 0, 2 };
+  g_autoptr(QuarkTensor) deq = NULL;
+  g_autoptr(QuarkModel) out = quantize_one ("{\"dtype\": \"fp4\", \"qscheme\": \"per_group\", \"ch_axis\": -1,"
+                                            " \"group_size\": 32, \"scale_format\": \"e8m0\"}",
+                                            shape, 2, x, 64, &deq);
+  QuarkTensor *scale = quark_model_get_tensor (out, "w_scale");
+  const guint8 *bytes = quark_tensor_peek_data (scale, NULL);
+
+  g_assert_cmpint (quark_tensor_get_dtype (scale), ==, QUARK_DTYPE_F8_E8M0);
+  g_assert_cmpint (quark_tensor_get_dim (scale, 0), ==, 2);
+  g_assert_cmpint (quark_tensor_get_dim (scale, 1), ==, 1);
+  g_assert_cmphex (bytes[0], ==, 0x80);
+  g_assert_cmphex (bytes[1], ==, 0x01);   /* Quark's all-zero block in even mode */
+  g_assert_cmpmem (quark_tensor_peek_data (quark_model_get_tensor (out, "w"), NULL), 8, even_codes, 8);
+  for (guint i = 0; i < 8; i++)
+    g_assert_cmpfloat (((const float *) quark_tensor_peek_data (deq, NULL))[i], ==, even_dec[i]);
+  for (guint i = 32; i < 64; i++)
+    g_assert_cmpfloat (((const float *) quark_tensor_peek_data (deq, NULL))[i], ==, 0.0f);
+}
+
+/* AMD Quark's power-of-two int8 table (numerics reference 2.7). */
+static void
+test_backend_pow2 (void)
+{
+  static const struct { float amax; float scale; int code_of_amax; } rows[] = {
+    { 3.0f, 0x1p-5f, 96 }, { 1.27f, 0x1p-7f, 127 }, { 1.0f, 0x1p-7f, 127 }, { 0.9f, 0x1p-7f, 115 },
+    { 0.3f, 0x1p-9f, 127 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (rows); i++)
+    {
+      const float x[] = { rows[i].amax, -0.5f * rows[i].amax };
+      const gint64 shape[] = { 1, 2 };
+      g_autoptr(QuarkModel) out = quantize_one ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\","
+                                                " \"scale_type\": \"pof2\"}", shape, 2, x, 2, NULL);
+      g_assert_cmpfloat (scalar_f32 (out, "w_scale", 0), ==, rows[i].scale);
+      g_assert_cmpint (((const gint8 *) quark_tensor_peek_data (quark_model_get_tensor (out, "w"), NULL))[0],
+                       ==, rows[i].code_of_amax);
+      assert_codes (out, "w_zero_point", QUARK_DTYPE_I8, (const int[]) { 0 }, 1);
+    }
+}
+
+/* Per group along the last axis, with a ragged last group: each group's
+ * parameters are those of the group alone (Q3's numbers in the second group). */
+static void
+test_backend_int_per_group (void)
+{
+  const float x[] = { 1.27f, -1.27f, 0.5f, 0.3f,   -1.0f, 3.0f, 0.0f, 0.5f,   1.0f, 2.9f };
+  const gint64 shape[] = { 1, 10 };
+  g_autoptr(QuarkTensor) deq = NULL;
+  g_autoptr(QuarkModel) out = quantize_one ("{\"dtype\": \"uint4\", \"qscheme\": \"per_group\", \"ch_axis\": -1,"
+                                            " \"group_size\": 4, \"symmetric\": false}", shape, 2, x, 10, &deq);
+  QuarkTensor *scale = quark_model_get_tensor (out, "w_scale");
+  const float *s = quark_tensor_peek_data (scale, NULL);
+  const float *xh = quark_tensor_peek_data (deq, NULL);
+
+  g_assert_cmpint (quark_tensor_get_dim (scale, 1), ==, 3);
+  g_assert_cmphex (f32_bits (s[1]), ==, 0x3E888889);    /* Q3: 4 / 15 */
+  assert_codes (out, "w_zero_point", QUARK_DTYPE_UINT4, (const int[]) { 8, 4, 0 }, 3);
+  {
+    const guint8 *q = quark_tensor_peek_data (quark_model_get_tensor (out, "w"), NULL);
+    g_assert_cmpuint (q[4], ==, 0);
+    g_assert_cmpuint (q[5], ==, 15);
+    g_assert_cmpuint (q[6], ==, 4);
+    g_assert_cmpuint (q[7], ==, 6);
+  }
+  /* every element within half a step of its group's scale (plus the clip of
+   * +amax, 255 * 2^-24 relative) */
+  for (guint i = 0; i < 10; i++)
+    g_assert_cmpfloat (fabsf (xh[i] - x[i]), <=, s[i / 4] * 0.5f * (1.0f + 1e-5f));
+}
+
+static void
+test_backend_rejects_bad_spec (void)
+{
+  g_autoptr(QuarkModelQuantizer) q = quark_quantizer ();
+  g_autoptr(QuarkTensorSpec) spec = spec_from_json ("{\"dtype\": \"int8\", \"qscheme\": \"per_block\"}");
+  const float x[] = { 1, 2 };
+  const gint64 shape[] = { 2 };
+  g_autoptr(QuarkTensor) t = quark_tensor_new_from_floats ("w", shape, 1, x, 2, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) out = quark_model_quantizer_quantize_tensor (q, t, spec, &error);
+
+  g_assert_null (out);
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME);
+}
+
 /* ---- progress, cancellation, async ------------------------------------- */
 
 typedef struct {
@@ -632,6 +784,11 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/all-zero-and-empty", test_all_zero_and_empty);
   g_test_add_func ("/quantize/passthrough-and-exclude", test_passthrough_and_exclude);
   g_test_add_func ("/quantize/static-activation", test_static_activation);
+  g_test_add_func ("/backend/fp8-q5", test_backend_fp8_q5);
+  g_test_add_func ("/backend/mx-block-a", test_backend_mx_block_a);
+  g_test_add_func ("/backend/pow2", test_backend_pow2);
+  g_test_add_func ("/backend/int-per-group", test_backend_int_per_group);
+  g_test_add_func ("/backend/rejects-bad-spec", test_backend_rejects_bad_spec);
   g_test_add_func ("/kernels/rounding-modes", test_rounding_modes);
   g_test_add_func ("/kernels/stochastic-rounding", test_stochastic_rounding);
   g_test_add_func ("/kernels/pow2-scales", test_pow2_scales);

@@ -451,8 +451,8 @@ qscheme_nick (QuarkQScheme qscheme)
  * float32 scales. FP6 and FP4: per group with float32 scales. OCP MX: e8m0
  * scales over per-group blocks of fp8, fp6, fp4 or int8 elements. Static
  * activations: per tensor. */
-static gboolean
-check_supported (QuarkTensorSpec  *spec,
+gboolean
+quark_quark_check_spec (QuarkTensorSpec  *spec,
                  QuarkRole         role,
                  const char       *path,
                  GError          **error)
@@ -561,7 +561,7 @@ validate_layer (QuarkQuarkLayerConfig  *layer,
       if (spec == NULL)
         continue;
       if (!quark_tensor_spec_validate (spec, spec_path, error) ||
-          !check_supported (spec, role, spec_path, error))
+          !quark_quark_check_spec (spec, role, spec_path, error))
         return FALSE;
     }
   return TRUE;

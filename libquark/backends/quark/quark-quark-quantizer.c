@@ -9,6 +9,7 @@
  * at the float32 epsilon; codes are clamp (rne (x * fl (1 / s) + z)).
  */
 #include "quark-quark-quantizer.h"
+#include "quark-quark-config.h"
 
 #include <math.h>
 #include <string.h>
@@ -491,8 +492,23 @@ quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
   return g_steal_pointer (&out);
 }
 
+static QuarkModel *
+quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
+                                       QuarkTensor          *tensor,
+                                       QuarkTensorSpec      *spec,
+                                       GError              **error)
+{
+  g_autoptr(QuarkModel) out = quark_model_new ();
+
+  if (!quark_quark_check_spec (spec, QUARK_ROLE_WEIGHT, "spec", error) ||
+      !quantize_tensor_with_spec (tensor, spec, out, error))
+    return NULL;
+  return g_steal_pointer (&out);
+}
+
 static void
 quantizer_iface_init (QuarkModelQuantizerInterface *iface)
 {
   iface->quantize_model = quark_quark_quantizer_quantize_model;
+  iface->quantize_tensor = quark_quark_quantizer_quantize_tensor;
 }
