@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "quark-kernels.h"
+#include "quark-kernel-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -316,56 +317,48 @@ quark_kernel_fp_quantize_f32_scalar (const QuarkFpFormat *format,
   return true;
 }
 
-#define QK_LANES 8
-typedef float    qk_v8f __attribute__ ((vector_size (QK_LANES * sizeof (float))));
-typedef int32_t  qk_v8i __attribute__ ((vector_size (QK_LANES * sizeof (int32_t))));
-typedef uint32_t qk_v8u __attribute__ ((vector_size (QK_LANES * sizeof (uint32_t))));
-
-#define QK_ROUND_MAGIC 12582912.0f   /* 1.5 * 2^23 */
-
 /* One vector of the saturating encoder: t already divided by the scale. */
-static inline qk_v8i
-encode_lanes (const QuarkFpFormat *f, qk_v8f t, float maxv, int32_t nan_code, int32_t max_mag)
+QK_INLINE qk_vi
+encode_lanes (const QuarkFpFormat *f, qk_vf t, float maxv, int32_t nan_code, int32_t max_mag)
 {
   const int emin = 1 - f->bias;
   const int m = f->mbits;
-  const qk_v8f vmax = { maxv, maxv, maxv, maxv, maxv, maxv, maxv, maxv };
-  const qk_v8f magic = { QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC,
-                         QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC, QK_ROUND_MAGIC };
-  qk_v8u bits, abits;
-  qk_v8i nan_mask, e, scale_bits, ri, mag, sign;
-  qk_v8f a, r;
+  const qk_vf vmax = qk_splat (maxv);
+  const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
+  qk_vu bits, abits;
+  qk_vi nan_mask, e, scale_bits, ri, mag, sign;
+  qk_vf a, r;
 
   memcpy (&bits, &t, sizeof bits);
   abits = bits & 0x7fffffffu;
-  nan_mask = (qk_v8i) (abits > 0x7f800000u);
-  sign = (qk_v8i) ((bits >> 31) << (f->ebits + f->mbits));
+  nan_mask = (qk_vi) (abits > 0x7f800000u);
+  sign = (qk_vi) ((bits >> 31) << (f->ebits + f->mbits));
   memcpy (&a, &abits, sizeof a);
   /* saturate (infinities included); NaN lanes are replaced at the end */
-  a = (qk_v8f) (((qk_v8i) a & ~(qk_v8i) (a > vmax)) | ((qk_v8i) vmax & (qk_v8i) (a > vmax)));
+  a = (qk_vf) (((qk_vi) a & ~(qk_vi) (a > vmax)) | ((qk_vi) vmax & (qk_vi) (a > vmax)));
   memcpy (&abits, &a, sizeof abits);
 
   /* floor (log2 a), at least emin; zero and binary32 subnormals give -127 */
-  e = (qk_v8i) (abits >> 23) - 127;
+  e = (qk_vi) (abits >> 23) - 127;
   {
-    qk_v8i low = (qk_v8i) (e < emin);
+    qk_vi low = (qk_vi) (e < emin);
     e = (e & ~low) | (emin & low);
   }
   /* a * 2^(m - e) is exact; |a * 2^(m - e)| < 2^(m + 1) */
   scale_bits = (127 + m - e) << 23;
   {
-    qk_v8f s;
+    qk_vf s;
     memcpy (&s, &scale_bits, sizeof s);
     r = (a * s + magic) - magic;
   }
-  ri = __builtin_convertvector (r, qk_v8i);
+  ri = __builtin_convertvector (r, qk_vi);
   mag = ((e - emin) << m) + ri;
   {
-    qk_v8i over = (qk_v8i) (mag > max_mag);   /* never set after the clamp; keeps lanes in range */
+    qk_vi over = (qk_vi) (mag > max_mag);   /* never set after the clamp; keeps lanes in range */
     mag = (mag & ~over) | (max_mag & over);
   }
   if (f->specials == QUARK_FP_SPECIALS_FNUZ)
-    sign &= (qk_v8i) (mag != 0);
+    sign &= (qk_vi) (mag != 0);
   mag |= sign;
   if (f->specials == QUARK_FP_SPECIALS_FNUZ)
     return (mag & ~nan_mask) | (nan_code & nan_mask);
@@ -387,7 +380,7 @@ encode_lanes (const QuarkFpFormat *f, qk_v8f t, float maxv, int32_t nan_code, in
  *
  * Returns: %false if @format is wider than 8 bits
  */
-bool
+QK_MULTIVERSION bool
 quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
                               const float         *x,
                               size_t               n,
@@ -397,7 +390,7 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
   const float maxv = (float) quark_fp_format_max (format);
   const int32_t nan_code = quark_fp_format_nan_code (format);
   const int32_t max_mag = max_magnitude_code (format);
-  const qk_v8f vs = { scale, scale, scale, scale, scale, scale, scale, scale };
+  const qk_vf vs = qk_splat (scale);
   size_t i = 0;
 
   if (1 + format->ebits + format->mbits > 8)
@@ -408,13 +401,15 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
 
   for (; i + QK_LANES <= n; i += QK_LANES)
     {
-      qk_v8f t;
-      qk_v8i c;
+      qk_vf t;
+      qk_vi c;
       memcpy (&t, x + i, sizeof t);
       t = t / vs;
       c = encode_lanes (format, t, maxv, nan_code, max_mag);
-      for (int l = 0; l < QK_LANES; l++)
-        codes[i + l] = (uint8_t) c[l];
+      {
+        qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
+        memcpy (codes + i, &narrow, sizeof narrow);
+      }
     }
   return quark_kernel_fp_quantize_f32_scalar (format, x + i, n - i, scale, codes + i);
 }

@@ -5,39 +5,17 @@
 #include "config.h"
 
 #include "quark-kernels.h"
+#include "quark-kernel-private.h"
 
 #include <math.h>
 #include <string.h>
 
-/* Vector path: GCC vector extensions, 8 lanes of binary32. */
-#define QK_LANES 8
-typedef float   qk_v8f __attribute__ ((vector_size (QK_LANES * sizeof (float))));
-typedef int32_t qk_v8i __attribute__ ((vector_size (QK_LANES * sizeof (int32_t))));
-
-/* Adding and subtracting 1.5 * 2^23 rounds a binary32 of magnitude below
- * 2^22 to an integer, to nearest even, in the default rounding mode. */
-#define QK_ROUND_MAGIC 12582912.0f
-
-static inline qk_v8f
+QK_INLINE qk_vf
 qk_load (const float *p)
 {
-  qk_v8f v;
+  qk_vf v;
   memcpy (&v, p, sizeof v);
   return v;
-}
-
-static inline qk_v8f
-qk_splat (float v)
-{
-  qk_v8f r = { v, v, v, v, v, v, v, v };
-  return r;
-}
-
-/* Lane-wise mask ? a : b (GCC's C front end has no vector ?:). */
-static inline qk_v8f
-qk_select (qk_v8i mask, qk_v8f a, qk_v8f b)
-{
-  return (qk_v8f) (((qk_v8i) a & mask) | ((qk_v8i) b & ~mask));
 }
 
 static inline bool
@@ -96,7 +74,7 @@ quark_kernel_min_max_f32_scalar (const float *x,
  *
  * Returns: %true if every element is finite
  */
-bool
+QK_MULTIVERSION bool
 quark_kernel_min_max_f32 (const float *x,
                           size_t       n,
                           float       *min,
@@ -110,12 +88,12 @@ quark_kernel_min_max_f32 (const float *x,
     return quark_kernel_min_max_f32_scalar (x, n, min, max);
 
   {
-    qk_v8f vlo = qk_splat (INFINITY), vhi = qk_splat (-INFINITY);
-    qk_v8i bad = { 0 };
+    qk_vf vlo = qk_splat (INFINITY), vhi = qk_splat (-INFINITY);
+    qk_vi bad = { 0 };
     for (i = 0; i + QK_LANES <= n; i += QK_LANES)
       {
-        qk_v8f v = qk_load (x + i);
-        qk_v8i ok = (v - v) == 0.0f;     /* -1 where finite */
+        qk_vf v = qk_load (x + i);
+        qk_vi ok = (v - v) == 0.0f;     /* -1 where finite */
         bad |= ~ok;
         vlo = qk_select (ok & (v < vlo), v, vlo);
         vhi = qk_select (ok & (v > vhi), v, vhi);
@@ -362,19 +340,19 @@ quark_kernel_quantize_int_f32_scalar (const float                *x,
   return true;
 }
 
-#define QK_DEFINE_VECTOR_QUANTIZE(NAME, CTYPE) \
-static void \
+#define QK_DEFINE_VECTOR_QUANTIZE(NAME, CTYPE, VTYPE) \
+QK_MULTIVERSION static void \
 NAME (const float *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
 { \
-  const qk_v8f inv = qk_splat (p->inv_scale); \
-  const qk_v8f zp = qk_splat (p->zero_point); \
-  const qk_v8f lo = qk_splat ((float) p->qmin); \
-  const qk_v8f hi = qk_splat ((float) p->qmax); \
-  const qk_v8f magic = qk_splat (QK_ROUND_MAGIC); \
+  const qk_vf inv = qk_splat (p->inv_scale); \
+  const qk_vf zp = qk_splat (p->zero_point); \
+  const qk_vf lo = qk_splat ((float) p->qmin); \
+  const qk_vf hi = qk_splat ((float) p->qmax); \
+  const qk_vf magic = qk_splat (QK_ROUND_MAGIC); \
   size_t i; \
   for (i = 0; i + QK_LANES <= n; i += QK_LANES) \
     { \
-      qk_v8f t = qk_load (x + i) * inv; \
+      qk_vf t = qk_load (x + i) * inv; \
       t = t + zp; \
       /* clamp first: for integer bounds, clamp-then-round equals \
        * round-then-clamp, and it keeps |t| below 2^22 for the magic \
@@ -382,16 +360,19 @@ NAME (const float *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_
       t = qk_select (t > lo, t, lo); \
       t = qk_select (t < hi, t, hi); \
       t = (t + magic) - magic; \
-      qk_v8i q = __builtin_convertvector (t, qk_v8i); \
-      for (int l = 0; l < QK_LANES; l++) \
-        out[i + l] = (CTYPE) q[l]; \
+      qk_vi q = __builtin_convertvector (t, qk_vi); \
+      VTYPE narrow = __builtin_convertvector (q, VTYPE); \
+      memcpy (out + i, &narrow, sizeof narrow); \
     } \
   *done = i; \
 }
 
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, uint8_t)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, uint16_t)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, int32_t)
+
+/* Codes are clamped to the range of the storage type, so the narrowing
+ * conversions keep them exactly (two's complement for signed types). */
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, uint8_t, qk_vu8)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, uint16_t, qk_vu16)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, int32_t, qk_vi)
 
 /**
  * quark_kernel_quantize_int_f32: (skip)

@@ -1,0 +1,179 @@
+/* bench-kernels: throughput of libquark's kernels on BF16 weights, as a
+ * fraction of memcpy bandwidth measured in the same run on one thread.
+ *
+ * Usage: bench-kernels [ROWS COLS [REPEATS]]   (default 4096 4096 5)
+ * Prints one JSON object per line: kernel, seconds (best of REPEATS),
+ * elements per second, bytes moved (input read + output written) per second,
+ * and that rate over memcpy's (bytes read + written per second).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <quark/quark.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+  const guint16 *bf16;
+  gsize rows, cols;
+  float *row;          /* one row of binary32 */
+  guint8 *out;         /* codes */
+  guint8 *packed;
+  float *scales;
+  guint8 *mx_scales;
+} Bench;
+
+static void
+bf16_row (const guint16 *src, float *dst, gsize n)
+{
+  quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, src, dst, n);
+}
+
+static gsize
+run_int8_per_channel (Bench *b)
+{
+  for (gsize r = 0; r < b->rows; r++)
+    {
+      float lo, hi, amax;
+      QuarkKernelIntParams p = { .qmin = -128, .qmax = 127 };
+      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
+      quark_kernel_min_max_f32 (b->row, b->cols, &lo, &hi);
+      amax = fmaxf (-fminf (lo, 0), fmaxf (hi, 0));
+      p.scale = fmaxf (amax / 127.5f, 0x1p-23f);
+      p.inv_scale = 1.0f / p.scale;
+      b->scales[r] = p.scale;
+      quark_kernel_quantize_int_f32 (b->row, b->cols, &p, QUARK_DTYPE_I8, b->out + r * b->cols);
+    }
+  return b->rows * b->cols + b->rows * 4;
+}
+
+static gsize
+run_fp8_per_channel (Bench *b)
+{
+  const QuarkFpFormat *fmt = quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3);
+  for (gsize r = 0; r < b->rows; r++)
+    {
+      float lo, hi, s;
+      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
+      quark_kernel_min_max_f32 (b->row, b->cols, &lo, &hi);
+      s = fmaxf (fabsf (lo), fabsf (hi)) / 448.0f;
+      if (s == 0)
+        s = 0x1p-23f;
+      b->scales[r] = s;
+      quark_kernel_fp_quantize_f32 (fmt, b->row, b->cols, s, b->out + r * b->cols);
+    }
+  return b->rows * b->cols + b->rows * 4;
+}
+
+static gsize
+run_int4_group128 (Bench *b)
+{
+  gsize groups = b->cols / 128;
+  for (gsize r = 0; r < b->rows; r++)
+    {
+      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
+      for (gsize g = 0; g < groups; g++)
+        {
+          float lo, hi, amax;
+          QuarkKernelIntParams p = { .qmin = -8, .qmax = 7 };
+          quark_kernel_min_max_f32 (b->row + g * 128, 128, &lo, &hi);
+          amax = fmaxf (-fminf (lo, 0), fmaxf (hi, 0));
+          p.scale = fmaxf (amax / 7.5f, 0x1p-23f);
+          p.inv_scale = 1.0f / p.scale;
+          b->scales[r * groups + g] = p.scale;
+          quark_kernel_quantize_int_f32 (b->row + g * 128, 128, &p, QUARK_DTYPE_INT4, b->out + g * 128);
+        }
+      quark_kernel_pack_int4 ((const gint8 *) b->out, 1, b->cols, TRUE,
+                              (gint32 *) (b->packed + r * b->cols / 2));
+    }
+  return b->rows * b->cols / 2 + b->rows * groups * 4;
+}
+
+static gsize
+run_mxfp4 (Bench *b)
+{
+  QuarkMxParams p = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_EVEN, 32, TRUE };
+  gsize blocks = (b->cols + 31) / 32;
+  for (gsize r = 0; r < b->rows; r++)
+    {
+      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
+      quark_kernel_mx_quantize_f32 (&p, b->row, 1, b->cols, b->out, b->mx_scales + r * blocks);
+      quark_kernel_pack_fp4 (b->out, b->cols, b->packed + r * b->cols / 2);
+    }
+  return b->rows * b->cols / 2 + b->rows * blocks;
+}
+
+static double
+best_time (gsize (*fn) (Bench *), Bench *b, int repeats, gsize *out_bytes)
+{
+  double best = INFINITY;
+  for (int i = 0; i < repeats; i++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      *out_bytes = fn (b);
+      best = MIN (best, (g_get_monotonic_time () - t0) / 1e6);
+    }
+  return best;
+}
+
+int
+main (int argc, char **argv)
+{
+  gsize rows = argc > 2 ? g_ascii_strtoull (argv[1], NULL, 10) : 4096;
+  gsize cols = argc > 2 ? g_ascii_strtoull (argv[2], NULL, 10) : 4096;
+  int repeats = argc > 3 ? atoi (argv[3]) : 5;
+  gsize n = rows * cols, in_bytes = n * 2;
+  g_autofree guint16 *bf16 = g_new (guint16, n);
+  g_autofree guint8 *copy = g_malloc (in_bytes);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (1);
+  Bench b = { bf16, rows, cols, g_new (float, cols), g_malloc (MAX (n, cols)), g_malloc (n / 2 + 16),
+              g_new (float, rows * (cols / 32 + 1)), g_malloc (rows * (cols / 32 + 1)) };
+  static const struct { const char *name; gsize (*fn) (Bench *); } kernels[] = {
+    { "bf16_to_int8_per_channel", run_int8_per_channel },
+    { "bf16_to_fp8_e4m3_per_channel", run_fp8_per_channel },
+    { "bf16_to_int4_per_group_128_packed", run_int4_group128 },
+    { "bf16_to_mxfp4_packed", run_mxfp4 },
+  };
+  double memcpy_best = INFINITY, memcpy_rate;
+
+  if (cols % 128)
+    {
+      fprintf (stderr, "bench-kernels: COLS must be a multiple of 128\n");
+      return 2;
+    }
+  for (gsize i = 0; i < n; i++)
+    {
+      float f = (float) ((g_rand_double (rand) + g_rand_double (rand) + g_rand_double (rand) - 1.5) * 0.05);
+      guint32 bits;
+      memcpy (&bits, &f, 4);
+      bf16[i] = (guint16) (bits >> 16);
+    }
+
+  for (int i = 0; i < repeats + 2; i++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      memcpy (copy, bf16, in_bytes);
+      memcpy_best = MIN (memcpy_best, (g_get_monotonic_time () - t0) / 1e6);
+    }
+  /* memcpy reads and writes in_bytes */
+  memcpy_rate = 2.0 * in_bytes / memcpy_best;
+  printf ("{\"kernel\": \"memcpy\", \"seconds\": %.6f, \"bytes_per_second\": %.4e, \"elements\": %" G_GSIZE_FORMAT "}\n",
+          memcpy_best, memcpy_rate, n);
+
+  for (guint k = 0; k < G_N_ELEMENTS (kernels); k++)
+    {
+      gsize out_bytes = 0;
+      double t = best_time (kernels[k].fn, &b, repeats, &out_bytes);
+      double rate = (in_bytes + out_bytes) / t;
+      printf ("{\"kernel\": \"%s\", \"seconds\": %.6f, \"elements_per_second\": %.4e, "
+              "\"bytes_per_second\": %.4e, \"fraction_of_memcpy\": %.3f}\n",
+              kernels[k].name, t, n / t, rate, rate / memcpy_rate);
+    }
+  g_free (b.row);
+  g_free (b.out);
+  g_free (b.packed);
+  g_free (b.scales);
+  g_free (b.mx_scales);
+  return 0;
+}

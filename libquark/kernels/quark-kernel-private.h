@@ -1,0 +1,57 @@
+/* quark-kernel-private.h: build helpers shared by the kernel sources
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+/* Hot loops are compiled for several x86-64 levels and picked at load time
+ * (GNU ifunc): the vector extensions then map to AVX-512 or AVX2 registers.
+ * Every clone performs the same IEEE operations in the same order, without
+ * contraction (-ffp-contract=off), so all produce identical bits; the test
+ * suite compares them with the scalar reference on whatever machine runs it. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define QK_MULTIVERSION __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QK_MULTIVERSION
+#endif
+
+#include <stdint.h>
+
+/* Helpers that take or return vectors are always inlined, so that they are
+ * compiled for the target of the clone that uses them (a vector passed
+ * between functions built for different targets would change the ABI). */
+#define QK_INLINE static inline __attribute__ ((always_inline))
+
+/* The vector width of the kernels: 16 binary32 lanes, one AVX-512 register
+ * (two AVX2 registers, four SSE registers). */
+#define QK_LANES 16
+typedef float    qk_vf  __attribute__ ((vector_size (QK_LANES * sizeof (float))));
+typedef int32_t  qk_vi  __attribute__ ((vector_size (QK_LANES * sizeof (int32_t))));
+typedef uint32_t qk_vu  __attribute__ ((vector_size (QK_LANES * sizeof (uint32_t))));
+typedef uint16_t qk_vu16 __attribute__ ((vector_size (QK_LANES * sizeof (uint16_t))));
+typedef uint8_t  qk_vu8 __attribute__ ((vector_size (QK_LANES)));
+
+/* Adding and subtracting 1.5 * 2^23 rounds a binary32 of magnitude below
+ * 2^22 to an integer, to nearest even, in the default rounding mode. */
+#define QK_ROUND_MAGIC 12582912.0f
+
+QK_INLINE qk_vf
+qk_splat (float v)
+{
+  qk_vf zero = { 0 };
+  return zero + v;
+}
+
+QK_INLINE qk_vi
+qk_splat_i (int32_t v)
+{
+  qk_vi zero = { 0 };
+  return zero + v;
+}
+
+/* Lane-wise mask ? a : b (GCC's C front end has no vector ?:). */
+QK_INLINE qk_vf
+qk_select (qk_vi mask, qk_vf a, qk_vf b)
+{
+  return (qk_vf) (((qk_vi) a & mask) | ((qk_vi) b & ~mask));
+}
