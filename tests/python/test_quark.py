@@ -222,3 +222,83 @@ def test_numpy_and_torch_oracle():
     # and the scale rule: amax / 127.5 in float32
     amax = np.abs(w).max(axis=1)
     assert np.array_equal(scales, (amax / np.float32(127.5)).astype(np.float32))
+
+
+# Single tensors with the quark backend against PyTorch's fake quantization ---
+
+def quark_quantizer():
+    config = REGISTRY.config_from_string('{"backend": "quark", "global_quant_config": '
+                                         '{"weight": {"dtype": "int8"}}}', -1)
+    return REGISTRY.new_quantizer(config)
+
+
+def spec(**props):
+    s = Quark.TensorSpec.new(props.pop('dtype'), props.pop('qscheme'))
+    for k, v in props.items():
+        s.set_property(k.replace('_', '-'), v)
+    return s
+
+
+def quantize_and_dequantize(np, w, sp):
+    t = Quark.Tensor.new('w', Quark.DType.FLOAT32, list(w.shape), GLib.Bytes.new(w.tobytes()))
+    out = quark_quantizer().quantize_tensor(t, sp)
+    deq = sp.dequantize(out.get_tensor('w'), out.get_tensor('w_scale'), out.get_tensor('w_zero_point'))
+    x_hat = np.frombuffer(deq.get_data().get_data(), dtype=np.float32).reshape(w.shape)
+    scale = np.frombuffer(out.get_tensor('w_scale').get_data().get_data(), dtype=np.float32)
+    return out, x_hat, scale
+
+
+def test_fake_quantize_matches_torch():
+    np = pytest.importorskip('numpy')
+    torch = pytest.importorskip('torch')
+    rng = np.random.default_rng(7)
+    for shape in [(1, 1), (3, 7), (16, 33), (64, 130)]:
+        w = (rng.standard_normal(shape) * rng.uniform(1e-3, 5, (shape[0], 1))).astype(np.float32)
+        # per channel, symmetric int8 (zero point 0: Quark's export order and
+        # PyTorch's agree exactly)
+        _, x_hat, scale = quantize_and_dequantize(
+            np, w, spec(dtype=Quark.DType.INT8, qscheme=Quark.QScheme.PER_CHANNEL, ch_axis=0))
+        ref = torch.fake_quantize_per_channel_affine(torch.from_numpy(w), torch.from_numpy(scale),
+                                                     torch.zeros(shape[0], dtype=torch.int32), 0, -128, 127)
+        assert np.array_equal(ref.numpy().view(np.uint32), x_hat.view(np.uint32)), shape
+        # per tensor
+        _, x_hat, scale = quantize_and_dequantize(
+            np, w, spec(dtype=Quark.DType.INT8, qscheme=Quark.QScheme.PER_TENSOR))
+        ref = torch.fake_quantize_per_tensor_affine(torch.from_numpy(w), float(scale[0]), 0, -128, 127)
+        assert np.array_equal(ref.numpy(), x_hat), shape
+        # uint8 asymmetric per tensor: equal except where x * inv lands within
+        # one float32 rounding of a half (the zero point is added before
+        # rounding here, after it in PyTorch: numerics reference 1.2)
+        out, x_hat, scale = quantize_and_dequantize(
+            np, w, spec(dtype=Quark.DType.UINT8, qscheme=Quark.QScheme.PER_TENSOR, symmetric=False))
+        z = int(out.get_tensor('w_zero_point').get_data().get_data()[0])
+        ref = torch.fake_quantize_per_tensor_affine(torch.from_numpy(w), float(scale[0]), z, 0, 255).numpy()
+        differ = ref != x_hat
+        t = w * np.float32(1.0 / scale[0])
+        near_tie = np.abs(np.abs(t - np.floor(t)) - 0.5) < 1e-5
+        assert not np.any(differ & ~near_tie), shape
+
+
+def test_int4_per_group_and_mx_from_python():
+    np = pytest.importorskip('numpy')
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 256)).astype(np.float32)
+    out, x_hat, scale = quantize_and_dequantize(
+        np, w, spec(dtype=Quark.DType.INT4, qscheme=Quark.QScheme.PER_GROUP, ch_axis=-1, group_size=128))
+    assert list(out.get_tensor('w_scale').get_shape()) == [8, 2]
+    codes = np.frombuffer(out.get_tensor('w').get_data().get_data(), dtype=np.int8)
+    assert codes.min() >= -8 and codes.max() <= 7
+    steps = np.repeat(scale.reshape(8, 2), 128, axis=1)
+    assert np.all(np.abs(x_hat - w) <= steps * 0.5 * (1 + 2e-5))
+
+    out, x_hat, _ = quantize_and_dequantize(
+        np, w, spec(dtype=Quark.DType.FP4, qscheme=Quark.QScheme.PER_GROUP, ch_axis=-1, group_size=32,
+                    scale_format=Quark.ScaleFormat.E8M0))
+    e8m0 = out.get_tensor('w_scale')
+    assert e8m0.get_dtype() == Quark.DType.E8M0
+    assert list(e8m0.get_shape()) == [8, 8]
+    # every dequantized value is an FP4 value times the block's power of two
+    fp4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], dtype=np.float32)
+    x = np.frombuffer(e8m0.get_data().get_data(), dtype=np.uint8).astype(np.int32) - 127
+    mags = np.abs(x_hat) / np.repeat(np.ldexp(np.float32(1), x).reshape(8, 8), 32, axis=1)
+    assert np.all(np.isin(mags, fp4))
