@@ -112,4 +112,24 @@ typedef enum {
   QUARK_MX_SCALE_CEIL,  /*< nick=ceil >*/
 } QuarkMxScaleMode;
 
+/**
+ * QuarkObserver:
+ * @QUARK_OBSERVER_MIN_MAX: the minimum and maximum
+ * @QUARK_OBSERVER_PERCENTILE: the exact percentile of |x| (the k-th smallest,
+ *   k = floor (0.01 · q · n + 0.5))
+ * @QUARK_OBSERVER_HISTOGRAM_PERCENTILE: a percentile of |x| read from a
+ *   4200-bin histogram that skips zeros (AMD Quark's form)
+ * @QUARK_OBSERVER_MSE: the statistic among 19 candidates below the absolute
+ *   maximum that minimizes the squared quantization error
+ *
+ * Which statistic of a tensor sets its range. The percentile observers use
+ * the spec's #QuarkTensorSpec:percentile.
+ */
+typedef enum {
+  QUARK_OBSERVER_MIN_MAX,              /*< nick=min_max >*/
+  QUARK_OBSERVER_PERCENTILE,           /*< nick=percentile >*/
+  QUARK_OBSERVER_HISTOGRAM_PERCENTILE, /*< nick=histogram_percentile >*/
+  QUARK_OBSERVER_MSE,                  /*< nick=mse >*/
+} QuarkObserver;
+
 G_END_DECLS

@@ -47,6 +47,8 @@ struct _QuarkTensorSpec
   QuarkScaleType scale_type;
   QuarkScaleFormat scale_format;
   QuarkMxScaleMode scale_calculation_mode;
+  QuarkObserver observer;
+  double percentile;
 };
 
 enum {
@@ -62,6 +64,8 @@ enum {
   PROP_SCALE_TYPE,
   PROP_SCALE_FORMAT,
   PROP_SCALE_CALCULATION_MODE,
+  PROP_OBSERVER,
+  PROP_PERCENTILE,
   N_PROPS
 };
 
@@ -90,6 +94,8 @@ quark_tensor_spec_get_property (GObject    *object,
     case PROP_SCALE_TYPE: g_value_set_enum (value, self->scale_type); break;
     case PROP_SCALE_FORMAT: g_value_set_enum (value, self->scale_format); break;
     case PROP_SCALE_CALCULATION_MODE: g_value_set_enum (value, self->scale_calculation_mode); break;
+    case PROP_OBSERVER: g_value_set_enum (value, self->observer); break;
+    case PROP_PERCENTILE: g_value_set_double (value, self->percentile); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -116,6 +122,8 @@ quark_tensor_spec_set_property (GObject      *object,
     case PROP_SCALE_TYPE: self->scale_type = g_value_get_enum (value); break;
     case PROP_SCALE_FORMAT: self->scale_format = g_value_get_enum (value); break;
     case PROP_SCALE_CALCULATION_MODE: self->scale_calculation_mode = g_value_get_enum (value); break;
+    case PROP_OBSERVER: self->observer = g_value_get_enum (value); break;
+    case PROP_PERCENTILE: self->percentile = g_value_get_double (value); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -227,6 +235,23 @@ quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
     g_param_spec_enum ("scale-calculation-mode", "Scale calculation mode",
                        "How the shared exponent of an MX block is chosen",
                        QUARK_TYPE_MX_SCALE_MODE, QUARK_MX_SCALE_EVEN, rw);
+  /**
+   * QuarkTensorSpec:observer: (getter get_observer)
+   *
+   * Which statistic sets the range of a weight. Default: min_max.
+   */
+  properties[PROP_OBSERVER] =
+    g_param_spec_enum ("observer", "Observer", "Which statistic sets the range",
+                       QUARK_TYPE_OBSERVER, QUARK_OBSERVER_MIN_MAX, rw);
+  /**
+   * QuarkTensorSpec:percentile: (getter get_percentile)
+   *
+   * The percentile q of the percentile observers, from 0 to 100. Default:
+   * 99.999.
+   */
+  properties[PROP_PERCENTILE] =
+    g_param_spec_double ("percentile", "Percentile", "The percentile of the percentile observers",
+                         0.0, 100.0, 99.999, rw);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -280,6 +305,8 @@ quark_tensor_spec_copy (QuarkTensorSpec *self)
   copy->scale_type = self->scale_type;
   copy->scale_format = self->scale_format;
   copy->scale_calculation_mode = self->scale_calculation_mode;
+  copy->observer = self->observer;
+  copy->percentile = self->percentile;
   return copy;
 }
 
@@ -309,7 +336,9 @@ quark_tensor_spec_equal (QuarkTensorSpec *a,
          a->round_method == b->round_method &&
          a->scale_type == b->scale_type &&
          a->scale_format == b->scale_format &&
-         a->scale_calculation_mode == b->scale_calculation_mode;
+         a->scale_calculation_mode == b->scale_calculation_mode &&
+         a->observer == b->observer &&
+         a->percentile == b->percentile;
 }
 
 G_GNUC_PRINTF (5, 6)
@@ -712,6 +741,36 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
     }
   bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));
   return quark_tensor_new (quark_tensor_get_name (codes), QUARK_DTYPE_F32, shape, n_dims, bytes, error);
+}
+
+/**
+ * quark_tensor_spec_get_observer: (get-property observer)
+ * @self: a #QuarkTensorSpec
+ *
+ * Gets which statistic sets the range.
+ *
+ * Returns: the observer
+ */
+QuarkObserver
+quark_tensor_spec_get_observer (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_OBSERVER_MIN_MAX);
+  return self->observer;
+}
+
+/**
+ * quark_tensor_spec_get_percentile: (get-property percentile)
+ * @self: a #QuarkTensorSpec
+ *
+ * Gets the percentile of the percentile observers.
+ *
+ * Returns: the percentile, from 0 to 100
+ */
+double
+quark_tensor_spec_get_percentile (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), 99.999);
+  return self->percentile;
 }
 
 /**

@@ -56,6 +56,10 @@ QuarkScaleFormat  quark_tensor_spec_get_scale_format (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkMxScaleMode  quark_tensor_spec_get_scale_calculation_mode (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
+QuarkObserver     quark_tensor_spec_get_observer    (QuarkTensorSpec  *self);
+QUARK_AVAILABLE_IN_1_0
+double            quark_tensor_spec_get_percentile  (QuarkTensorSpec  *self);
+QUARK_AVAILABLE_IN_1_0
 QuarkTensor *     quark_tensor_spec_dequantize      (QuarkTensorSpec  *self,
                                                      QuarkTensor      *codes,
                                                      QuarkTensor      *scale,

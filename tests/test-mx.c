@@ -329,6 +329,46 @@ test_error_metrics (void)
   g_assert_true (isinf (m.sqnr_db));
 }
 
+/* Observers: Brevitas' percentile rule (V10, 3.6) and MSE grid (V15). */
+static void
+test_observers (void)
+{
+  g_autofree float *x = g_new (float, 100000);
+  g_autofree float *scratch = g_new (float, 100000);
+  float lin[1001];
+  float v15[102];
+
+  for (guint i = 0; i < 100000; i++)
+    x[i] = (float) ((i * 7919u) % 100000u + 1) * (i % 2 ? -1.0f : 1.0f);   /* |x| = 1..100000, shuffled */
+  g_assert_cmpfloat (quark_kernel_abs_percentile_f32 (x, 100000, 99.999, scratch), ==, 99999.0f);
+  g_assert_cmpfloat (quark_kernel_abs_percentile_f32 (x, 50000, 99.999, scratch), ==,
+                     quark_kernel_abs_percentile_f32 (x, 50000, 100.0, scratch));
+  for (guint i = 0; i < 1001; i++)
+    lin[i] = -2.0f + 6.0f * (float) i / 1000.0f;
+  g_assert_cmpfloat (quark_kernel_abs_percentile_f32 (lin, 1001, 99.999, scratch), ==, 4.0f);
+  {
+    const float ten[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+    for (guint v = 1; v <= 10; v++)
+      g_assert_cmpfloat (quark_kernel_abs_percentile_f32 (ten, 10, 10.0 * v, scratch), ==, (float) v);
+  }
+
+  for (guint i = 0; i < 101; i++)
+    v15[i] = -1.0f + 2.0f * (float) i / 100.0f;
+  v15[101] = 10.0f;
+  g_assert_cmpfloat (quark_kernel_mse_search_int_f32 (v15, 102, 10.0f, 127.0f, -127, 127, TRUE), ==, 10.0f);
+  g_assert_cmpfloat (quark_kernel_mse_search_int_f32 (v15, 102, 10.0f, 7.0f, -7, 7, TRUE), ==, 8.0f);
+
+  /* histogram form: on 1..1000 with 1000 bins, the 99th percentile is the
+   * upper edge of bin 990 */
+  {
+    float ramp[1000];
+    for (guint i = 0; i < 1000; i++)
+      ramp[i] = (float) (i + 1);
+    g_assert_cmpfloat (quark_kernel_abs_histogram_percentile_f32 (ramp, 1000, 99.0, 1000), ==, 990.0f);
+    g_assert_cmpfloat (quark_kernel_abs_histogram_percentile_f32 (ramp, 1000, 100.0, 1000), ==, 1000.0f);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -345,6 +385,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pack/vectors", test_packing_vectors);
   g_test_add_func ("/pack/offset-binary-roundtrip", test_offset_binary_roundtrip);
   g_test_add_func ("/metrics/error", test_error_metrics);
+  g_test_add_func ("/observers/percentile-and-mse", test_observers);
 
   return g_test_run ();
 }

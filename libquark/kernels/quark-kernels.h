@@ -113,6 +113,27 @@ void     quark_kernel_layout_foreach_chunk      (const QuarkKernelLayout *layout
                                                  QuarkKernelChunkFunc  func,
                                                  void                 *data);
 
+/* Observers ---------------------------------------------------------------------- */
+
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_abs_percentile_f32        (const float          *x,
+                                                 size_t                n,
+                                                 double                percentile,
+                                                 float                *scratch);
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_abs_histogram_percentile_f32 (const float       *x,
+                                                 size_t                n,
+                                                 double                percentile,
+                                                 unsigned              bins);
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_mse_search_int_f32        (const float          *x,
+                                                 size_t                n,
+                                                 float                 init,
+                                                 float                 threshold,
+                                                 int32_t               qmin,
+                                                 int32_t               qmax,
+                                                 bool                  divide);
+
 /* Integer quantization ------------------------------------------------------ */
 
 /**

@@ -302,3 +302,29 @@ def test_int4_per_group_and_mx_from_python():
     x = np.frombuffer(e8m0.get_data().get_data(), dtype=np.uint8).astype(np.int32) - 127
     mags = np.abs(x_hat) / np.repeat(np.ldexp(np.float32(1), x).reshape(8, 8), 32, axis=1)
     assert np.all(np.isin(mags, fp4))
+
+
+def test_observers_from_python():
+    np = pytest.importorskip('numpy')
+    w = np.concatenate([np.linspace(-1, 1, 1001, dtype=np.float32), np.float32([50])]).reshape(1, -1)
+    _, _, minmax_scale = quantize_and_dequantize(
+        np, w, spec(dtype=Quark.DType.INT8, qscheme=Quark.QScheme.PER_TENSOR))
+    assert minmax_scale[0] == np.float32(50) / np.float32(127.5)
+    # k = floor(0.999 * 1002 + 0.5) = 1001: the largest |x| below the outlier
+    _, x_hat, pct_scale = quantize_and_dequantize(
+        np, w, spec(dtype=Quark.DType.INT8, qscheme=Quark.QScheme.PER_TENSOR,
+                    observer=Quark.Observer.PERCENTILE, percentile=99.9))
+    assert pct_scale[0] == np.float32(1) / np.float32(127.5)
+    assert x_hat[0, -1] == np.float32(127) * pct_scale[0]   # the outlier clips
+    # MSE: one of the 19 candidates i * (50 / 20), and no worse than min-max
+    _, x_mse, mse_scale = quantize_and_dequantize(
+        np, w, spec(dtype=Quark.DType.INT8, qscheme=Quark.QScheme.PER_TENSOR, observer=Quark.Observer.MSE))
+    candidates = [np.float32(np.float32(2.5) * np.float32(i)) / np.float32(127.5) for i in range(2, 21)]
+    assert mse_scale[0] in candidates
+    _, x_mm, _ = quantize_and_dequantize(np, w, spec(dtype=Quark.DType.INT8, qscheme=Quark.QScheme.PER_TENSOR))
+    assert ((x_mse - w).astype(np.float64) ** 2).sum() <= ((x_mm - w).astype(np.float64) ** 2).sum()
+    # asymmetric specs refuse percentile observers
+    with pytest.raises(GLib.Error) as info:
+        quantize_and_dequantize(np, w, spec(dtype=Quark.DType.UINT8, qscheme=Quark.QScheme.PER_TENSOR,
+                                            symmetric=False, observer=Quark.Observer.PERCENTILE))
+    assert info.value.matches(Quark.Error.quark(), Quark.Error.UNSUPPORTED_SCHEME)

@@ -539,6 +539,15 @@ quark_quark_check_spec (QuarkTensorSpec  *spec,
                    "%s.scale_type: e8m0 scales are powers of two already; leave scale_type float", path);
       return FALSE;
     }
+  if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX &&
+      (!quark_tensor_spec_get_symmetric (spec) || mx ||
+       (quark_tensor_spec_get_observer (spec) == QUARK_OBSERVER_MSE && !is_int)))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.observer: percentile observers apply to symmetric specs, MSE search to "
+                   "symmetric integer specs, neither to MX blocks", path);
+      return FALSE;
+    }
   if (mx && quark_tensor_spec_get_round_method (spec) != QUARK_ROUND_HALF_EVEN)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,

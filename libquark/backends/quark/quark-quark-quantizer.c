@@ -180,6 +180,62 @@ stats_chunk (size_t offset, size_t len, void *data)
 
 typedef struct {
   const float *x;
+  float *gathered;
+  gsize n;
+} GatherData;
+
+static void
+gather_chunk (size_t offset, size_t len, void *data)
+{
+  GatherData *g = data;
+  memcpy (g->gathered + g->n, g->x + offset, len * sizeof (float));
+  g->n += len;
+}
+
+/* Replaces the min/max range of a symmetric spec with the statistic of
+ * its observer (numerics reference 3.6; the histogram form is libquark's). */
+static void
+apply_observer (QuarkTensorSpec          *spec,
+                const QuarkKernelLayout  *l,
+                gsize                     p,
+                const float              *x,
+                float                    *scratch,
+                float                    *half_span_or_max,
+                int32_t                   qmin,
+                int32_t                   qmax,
+                StatsData                *stats)
+{
+  GatherData g = { x, scratch, 0 };
+  float *sorted;
+  float amax, c;
+
+  if (quark_tensor_spec_get_observer (spec) == QUARK_OBSERVER_MIN_MAX || stats->lo > stats->hi)
+    return;
+  quark_kernel_layout_foreach_chunk (l, p, gather_chunk, &g);
+  amax = fmaxf (-fminf (stats->lo, 0.0f), fmaxf (stats->hi, 0.0f));
+  switch (quark_tensor_spec_get_observer (spec))
+    {
+    case QUARK_OBSERVER_PERCENTILE:
+      sorted = g_new (float, MAX (g.n, 1));
+      c = quark_kernel_abs_percentile_f32 (scratch, g.n, quark_tensor_spec_get_percentile (spec), sorted);
+      g_free (sorted);
+      break;
+    case QUARK_OBSERVER_HISTOGRAM_PERCENTILE:
+      c = quark_kernel_abs_histogram_percentile_f32 (scratch, g.n, quark_tensor_spec_get_percentile (spec), 4200);
+      break;
+    case QUARK_OBSERVER_MSE:
+      c = quark_kernel_mse_search_int_f32 (scratch, g.n, amax, *half_span_or_max, qmin, qmax, FALSE);
+      break;
+    case QUARK_OBSERVER_MIN_MAX:
+    default:
+      return;
+    }
+  stats->lo = -c;
+  stats->hi = c;
+}
+
+typedef struct {
+  const float *x;
   QuarkKernelIntParams int_params;
   const QuarkFpFormat *fmt;
   float fp_scale;
@@ -259,6 +315,7 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   g_autofree guint8 *codes = NULL;
   g_autofree float *scales = NULL;
   g_autofree guint8 *zps = NULL;
+  g_autofree float *scratch = NULL;
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
   QuarkKernelLayout l;
@@ -301,6 +358,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   scales = g_new (float, MAX (l.n_params, 1));
   if (is_int)
     zps = g_malloc0 (MAX (l.n_params, 1) * esize);
+  if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
+    scratch = g_new (float, MAX (n, 1));
 
   for (gsize p = 0; p < l.n_params; p++)
     {
@@ -318,7 +377,10 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
       if (is_int)
         {
           gint64 min64, max64;
+          float half_span;
           quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
+          half_span = (float) (max64 - min64) / 2.0f;
+          apply_observer (spec, &l, p, x, scratch, &half_span, (int32_t) min64, (int32_t) max64, &stats);
           if (quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2)
             quark_pow2_int_params (stats.lo, stats.hi, quark_tensor_spec_get_symmetric (spec),
                                    (int32_t) min64, (int32_t) max64, &q.int_params);
@@ -334,8 +396,11 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
         {
           /* FP8/FP6/FP4 with float32 scales: s = amax / max (eps if 0),
            * codes = encode (clamp (x / s, -max, max)) */
-          float amax = stats.lo > stats.hi ? 0.0f : fmaxf (fabsf (stats.lo), fabsf (stats.hi));
+          float amax, fmax_value;
           q.fmt = quark_fp_format_for_dtype (dtype);
+          fmax_value = (float) quark_fp_format_max (q.fmt);
+          apply_observer (spec, &l, p, x, scratch, &fmax_value, 0, 0, &stats);
+          amax = stats.lo > stats.hi ? 0.0f : fmaxf (fabsf (stats.lo), fabsf (stats.hi));
           q.fp_scale = amax / (float) quark_fp_format_max (q.fmt);
           if (q.fp_scale == 0.0f)
             q.fp_scale = QUARK_EPS;
