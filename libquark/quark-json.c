@@ -897,6 +897,39 @@ load_strv (JsonNode *node, const char *path, GValue *value, GError **error)
   return TRUE;
 }
 
+/* An array of integers within 32 bits, as a GVariant "ai". */
+static gboolean
+load_int_array (JsonNode *node, const char *path, GValue *value, GError **error)
+{
+  g_autoptr(GVariantBuilder) builder = NULL;
+  JsonArray *array;
+
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    return type_error (error, path, "an array of integers", node);
+  builder = g_variant_builder_new (G_VARIANT_TYPE ("ai"));
+  array = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *element = json_array_get_element (array, i);
+      g_autofree char *element_path = quark_json_path_index (path, i);
+      gint64 v;
+
+      if (!is_json_int (element))
+        return type_error (error, element_path, "an integer", element);
+      v = json_node_get_int (element);
+      if (v < G_MININT32 || v > G_MAXINT32)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_OUT_OF_RANGE,
+                       "%s: expected an integer within 32 bits, got %" G_GINT64_FORMAT, element_path, v);
+          return FALSE;
+        }
+      g_variant_builder_add (builder, "i", (gint32) v);
+    }
+  g_value_init (value, G_TYPE_VARIANT);
+  g_value_set_variant (value, g_variant_builder_end (builder));
+  return TRUE;
+}
+
 /* Converts @node to a value for @pspec, checking type and range. */
 static gboolean
 load_value (GParamSpec  *pspec,
@@ -958,13 +991,17 @@ load_value (GParamSpec  *pspec,
     case G_TYPE_BOXED:
       if (t == G_TYPE_STRV)
         return load_strv (node, path, value, error);
-      G_GNUC_FALLTHROUGH;
+      break;
+    case G_TYPE_VARIANT:
+      if (g_variant_type_equal (G_PARAM_SPEC_VARIANT (pspec)->type, G_VARIANT_TYPE ("ai")))
+        return load_int_array (node, path, value, error);
+      break;
     default:
-      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                   "%s: property type %s cannot be read from JSON",
-                   path_or_root (path), g_type_name (t));
-      return FALSE;
+      break;
     }
+  g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+               "%s: property type %s cannot be read from JSON", path_or_root (path), g_type_name (t));
+  return FALSE;
 }
 
 static GParamSpec *
@@ -1081,7 +1118,8 @@ collect_properties (GObjectClass        *klass,
  * `group-size`). Values must have the property's JSON type (booleans for
  * booleans, integers without fraction or exponent for integer properties,
  * numbers for floats, strings for strings and enums (by nick), arrays of
- * strings for string vectors and flags, objects for object-typed properties,
+ * strings for string vectors and flags, arrays of integers for `ai` variant
+ * properties, objects for object-typed properties,
  * which are built recursively with quark_json_new_object()) and lie within the
  * property's range. `null` stands for the property's default value (an
  * object-typed property's default is %NULL).
@@ -1228,6 +1266,11 @@ serialize_value (const GValue *value)
     case G_TYPE_OBJECT:
       node = g_value_get_object (value)
         ? quark_json_serialize_properties (g_value_get_object (value))
+        : json_node_init_null (json_node_alloc ());
+      break;
+    case G_TYPE_VARIANT:
+      node = g_value_get_variant (value)
+        ? json_gvariant_serialize (g_value_get_variant (value))
         : json_node_init_null (json_node_alloc ());
       break;
     case G_TYPE_BOXED:

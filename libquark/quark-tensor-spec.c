@@ -49,6 +49,7 @@ struct _QuarkTensorSpec
   QuarkMxScaleMode scale_calculation_mode;
   QuarkObserver observer;
   double percentile;
+  GVariant *block_size;   /* "ai" or NULL */
 };
 
 enum {
@@ -66,12 +67,20 @@ enum {
   PROP_SCALE_CALCULATION_MODE,
   PROP_OBSERVER,
   PROP_PERCENTILE,
+  PROP_BLOCK_SIZE,
   N_PROPS
 };
 
 static GParamSpec *properties[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (QuarkTensorSpec, quark_tensor_spec, G_TYPE_OBJECT)
+
+static void
+quark_tensor_spec_finalize (GObject *object)
+{
+  g_clear_pointer (&QUARK_TENSOR_SPEC (object)->block_size, g_variant_unref);
+  G_OBJECT_CLASS (quark_tensor_spec_parent_class)->finalize (object);
+}
 
 static void
 quark_tensor_spec_get_property (GObject    *object,
@@ -96,6 +105,7 @@ quark_tensor_spec_get_property (GObject    *object,
     case PROP_SCALE_CALCULATION_MODE: g_value_set_enum (value, self->scale_calculation_mode); break;
     case PROP_OBSERVER: g_value_set_enum (value, self->observer); break;
     case PROP_PERCENTILE: g_value_set_double (value, self->percentile); break;
+    case PROP_BLOCK_SIZE: g_value_set_variant (value, self->block_size); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -124,6 +134,10 @@ quark_tensor_spec_set_property (GObject      *object,
     case PROP_SCALE_CALCULATION_MODE: self->scale_calculation_mode = g_value_get_enum (value); break;
     case PROP_OBSERVER: self->observer = g_value_get_enum (value); break;
     case PROP_PERCENTILE: self->percentile = g_value_get_double (value); break;
+    case PROP_BLOCK_SIZE:
+      g_clear_pointer (&self->block_size, g_variant_unref);
+      self->block_size = g_value_dup_variant (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -135,6 +149,7 @@ quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS;
 
+  object_class->finalize = quark_tensor_spec_finalize;
   object_class->get_property = quark_tensor_spec_get_property;
   object_class->set_property = quark_tensor_spec_set_property;
 
@@ -252,6 +267,16 @@ quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
   properties[PROP_PERCENTILE] =
     g_param_spec_double ("percentile", "Percentile", "The percentile of the percentile observers",
                          0.0, 100.0, 99.999, rw);
+  /**
+   * QuarkTensorSpec:block-size: (getter get_block_size)
+   *
+   * The [rows, columns] of the blocks of per_block specs (JSON
+   * `"block_size": [128, 128]`), over the last two dimensions; %NULL when
+   * unset.
+   */
+  properties[PROP_BLOCK_SIZE] =
+    g_param_spec_variant ("block-size", "Block size", "Rows and columns of per_block blocks",
+                          G_VARIANT_TYPE ("ai"), NULL, rw);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -307,6 +332,7 @@ quark_tensor_spec_copy (QuarkTensorSpec *self)
   copy->scale_calculation_mode = self->scale_calculation_mode;
   copy->observer = self->observer;
   copy->percentile = self->percentile;
+  copy->block_size = self->block_size ? g_variant_ref (self->block_size) : NULL;
   return copy;
 }
 
@@ -338,7 +364,9 @@ quark_tensor_spec_equal (QuarkTensorSpec *a,
          a->scale_format == b->scale_format &&
          a->scale_calculation_mode == b->scale_calculation_mode &&
          a->observer == b->observer &&
-         a->percentile == b->percentile;
+         a->percentile == b->percentile &&
+         ((a->block_size == NULL && b->block_size == NULL) ||
+          (a->block_size && b->block_size && g_variant_equal (a->block_size, b->block_size)));
 }
 
 G_GNUC_PRINTF (5, 6)
@@ -414,6 +442,14 @@ quark_tensor_spec_validate (QuarkTensorSpec  *self,
       if (self->round_method != QUARK_ROUND_HALF_EVEN)
         return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "round_method",
                            "%s elements round half to even", quark_dtype_get_name (self->dtype));
+    }
+
+  if (self->qscheme == QUARK_QSCHEME_PER_BLOCK)
+    {
+      int rows, cols;
+      if (!quark_tensor_spec_get_block_size (self, &rows, &cols))
+        return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "block_size",
+                           "qscheme per_block needs block_size: [rows, columns], both positive");
     }
 
   if (self->scale_format == QUARK_SCALE_FORMAT_E8M0)
@@ -608,6 +644,14 @@ quark_tensor_spec_get_scale_calculation_mode (QuarkTensorSpec *self)
   return self->scale_calculation_mode;
 }
 
+static int
+block_dim (QuarkTensorSpec *self, int which)
+{
+  int rows = 0, cols = 0;
+  quark_tensor_spec_get_block_size (self, &rows, &cols);
+  return which == 0 ? rows : cols;
+}
+
 typedef struct {
   const guint8 *codes;
   QuarkDType dtype;
@@ -694,7 +738,9 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
                    quark_dtype_get_name (quark_tensor_get_dtype (codes)), quark_dtype_get_name (self->dtype));
       return NULL;
     }
-  if (!quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, self->ch_axis, self->group_size))
+  if (!(self->qscheme == QUARK_QSCHEME_PER_BLOCK
+        ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (self, 0), block_dim (self, 1))
+        : quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, self->ch_axis, self->group_size)))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "tensor %s: its shape does not fit the spec", quark_tensor_get_name (codes));
@@ -741,6 +787,38 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
     }
   bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));
   return quark_tensor_new (quark_tensor_get_name (codes), QUARK_DTYPE_F32, shape, n_dims, bytes, error);
+}
+
+/**
+ * quark_tensor_spec_get_block_size:
+ * @self: a #QuarkTensorSpec
+ * @rows: (out) (optional): rows per block
+ * @cols: (out) (optional): columns per block
+ *
+ * Gets the block size of per_block specs.
+ *
+ * Returns: %TRUE if the block size is set to two positive integers
+ */
+gboolean
+quark_tensor_spec_get_block_size (QuarkTensorSpec *self,
+                                  int             *rows,
+                                  int             *cols)
+{
+  gsize n = 0;
+  const gint32 *v;
+
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), FALSE);
+
+  if (self->block_size == NULL)
+    return FALSE;
+  v = g_variant_get_fixed_array (self->block_size, &n, sizeof (gint32));
+  if (n != 2 || v[0] <= 0 || v[1] <= 0)
+    return FALSE;
+  if (rows)
+    *rows = v[0];
+  if (cols)
+    *cols = v[1];
+  return TRUE;
 }
 
 /**

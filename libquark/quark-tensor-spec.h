@@ -56,6 +56,10 @@ QuarkScaleFormat  quark_tensor_spec_get_scale_format (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkMxScaleMode  quark_tensor_spec_get_scale_calculation_mode (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
+gboolean          quark_tensor_spec_get_block_size  (QuarkTensorSpec  *self,
+                                                     int              *rows,
+                                                     int              *cols);
+QUARK_AVAILABLE_IN_1_0
 QuarkObserver     quark_tensor_spec_get_observer    (QuarkTensorSpec  *self);
 QUARK_AVAILABLE_IN_1_0
 double            quark_tensor_spec_get_percentile  (QuarkTensorSpec  *self);

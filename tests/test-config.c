@@ -13,7 +13,7 @@ typedef struct {
 
 static const InvalidCase invalid_cases[] = {
   { "unknown-top-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "algo: unknown key" },
-  { "unknown-spec-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weight.bit_width: unknown key (expected one of: dtype, qscheme, ch_axis, group_size, symmetric, is_dynamic, round_method, scale_type, scale_format, scale_calculation_mode)" },
+  { "unknown-spec-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weight.bit_width: unknown key (expected one of: dtype, qscheme, ch_axis, group_size, block_size, symmetric, is_dynamic, round_method, scale_type, scale_format, scale_calculation_mode)" },
   { "brevitas-key-narrow-range", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weight.narrow_range: unknown key" },
   { "unknown-layer-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weights: unknown key" },
   { "bad-dtype", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.dtype: unknown value \"int9\"" },
@@ -31,7 +31,9 @@ static const InvalidCase invalid_cases[] = {
   { "per-group-no-size", "config", QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.group_size: qscheme per_group needs" },
   { "float-dtype", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.dtype: float32 is not a quantized element type" },
   { "unsupported-dtype", "quark", QUARK_ERROR_UNSUPPORTED_DTYPE, "global_quant_config.weight.dtype: int32 is not supported" },
-  { "unsupported-per-block", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.qscheme: per_block is not supported" },
+  { "unsupported-per-block", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.qscheme: per_block applies to integer and fp8 weights" },
+  { "per-block-no-size", "config", QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.block_size: qscheme per_block needs block_size" },
+  { "block-size-float", "config", QUARK_CONFIG_ERROR_TYPE_MISMATCH, "global_quant_config.weight.block_size[1]: expected an integer, got a number" },
   { "fp4-per-tensor", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.qscheme: fp4 weights are quantized per_group" },
   { "mx-per-tensor", "config", QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.qscheme: e8m0 (OCP MX) scales need qscheme per_group" },
   { "group-axis-0", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.ch_axis: the quark backend groups along the last axis" },

@@ -647,14 +647,53 @@ test_backend_int_per_group (void)
     g_assert_cmpfloat (fabsf (xh[i] - x[i]), <=, s[i / 4] * 0.5f * (1.0f + 1e-5f));
 }
 
+/* Per block: 2-D blocks over [rows, cols], ragged at the ends; each block's
+ * scale is its own amax / 127.5 (int8) or amax / 448 (fp8). */
+static void
+test_backend_per_block (void)
+{
+  float x[5 * 7];
+  const gint64 shape[] = { 5, 7 };
+  const char *specs[] = {
+    "{\"dtype\": \"int8\", \"qscheme\": \"per_block\", \"block_size\": [2, 4]}",
+    "{\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_block\", \"block_size\": [2, 4]}",
+  };
+  const float divisor[] = { 127.5f, 448.0f };
+
+  for (guint i = 0; i < G_N_ELEMENTS (x); i++)
+    x[i] = sinf ((float) i * 1.7f) * (float) (1 + i % 5);
+  for (guint k = 0; k < 2; k++)
+    {
+      g_autoptr(QuarkTensor) deq = NULL;
+      g_autoptr(QuarkModel) out = quantize_one (specs[k], shape, 2, x, 35, &deq);
+      QuarkTensor *scale = quark_model_get_tensor (out, "w_scale");
+      const float *s = quark_tensor_peek_data (scale, NULL);
+
+      g_assert_cmpint (quark_tensor_get_dim (scale, 0), ==, 3);
+      g_assert_cmpint (quark_tensor_get_dim (scale, 1), ==, 2);
+      for (guint bi = 0; bi < 3; bi++)
+        for (guint bj = 0; bj < 2; bj++)
+          {
+            float amax = 0;
+            for (guint r = bi * 2; r < MIN (bi * 2 + 2, 5); r++)
+              for (guint c = bj * 4; c < MIN (bj * 4 + 4, 7); c++)
+                amax = fmaxf (amax, fabsf (x[r * 7 + c]));
+            g_assert_cmpfloat (s[bi * 2 + bj], ==, amax / divisor[k]);
+          }
+      /* the dequantized maximum of each block is within the format's error */
+      g_assert_cmpfloat (fabsf (((const float *) quark_tensor_peek_data (deq, NULL))[0] - x[0]), <=,
+                         fabsf (x[0]) * 0.07f + s[0]);
+    }
+}
+
 static void
 test_backend_rejects_bad_spec (void)
 {
   g_autoptr(QuarkModelQuantizer) q = quark_quantizer ();
-  g_autoptr(QuarkTensorSpec) spec = spec_from_json ("{\"dtype\": \"int8\", \"qscheme\": \"per_block\"}");
-  const float x[] = { 1, 2 };
-  const gint64 shape[] = { 2 };
-  g_autoptr(QuarkTensor) t = quark_tensor_new_from_floats ("w", shape, 1, x, 2, NULL);
+  g_autoptr(QuarkTensorSpec) spec = spec_from_json ("{\"dtype\": \"fp4\", \"qscheme\": \"per_block\", \"block_size\": [2, 2]}");
+  const float x[] = { 1, 2, 3, 4 };
+  const gint64 shape[] = { 2, 2 };
+  g_autoptr(QuarkTensor) t = quark_tensor_new_from_floats ("w", shape, 2, x, 4, NULL);
   g_autoptr(GError) error = NULL;
   g_autoptr(QuarkModel) out = quark_model_quantizer_quantize_tensor (q, t, spec, &error);
 
@@ -788,6 +827,7 @@ main (int argc, char **argv)
   g_test_add_func ("/backend/mx-block-a", test_backend_mx_block_a);
   g_test_add_func ("/backend/pow2", test_backend_pow2);
   g_test_add_func ("/backend/int-per-group", test_backend_int_per_group);
+  g_test_add_func ("/backend/per-block", test_backend_per_block);
   g_test_add_func ("/backend/rejects-bad-spec", test_backend_rejects_bad_spec);
   g_test_add_func ("/kernels/rounding-modes", test_rounding_modes);
   g_test_add_func ("/kernels/stochastic-rounding", test_stochastic_rounding);

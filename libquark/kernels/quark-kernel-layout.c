@@ -78,6 +78,52 @@ quark_kernel_layout_init (QuarkKernelLayout *l,
 }
 
 /**
+ * quark_kernel_layout_init_blocks: (skip)
+ * @layout: (out caller-allocates): the layout
+ * @shape: the tensor's dimensions (at least 2)
+ * @n_dims: the number of dimensions (at most 8)
+ * @block_rows: rows per block
+ * @block_cols: columns per block
+ *
+ * Describes per-block parameters: two-dimensional blocks over the last two
+ * dimensions (ragged at the ends), one set per block of each matrix.
+ *
+ * Returns: %false for fewer than 2 dimensions or a non-positive block size
+ */
+bool
+quark_kernel_layout_init_blocks (QuarkKernelLayout *l,
+                                 const int64_t     *shape,
+                                 unsigned           n_dims,
+                                 int                block_rows,
+                                 int                block_cols)
+{
+  size_t matrices = 1;
+
+  memset (l, 0, sizeof *l);
+  if (n_dims < 2 || n_dims > 8 || block_rows <= 0 || block_cols <= 0)
+    return false;
+  l->qscheme = QUARK_QSCHEME_PER_BLOCK;
+  l->n = 1;
+  for (unsigned i = 0; i < n_dims; i++)
+    l->n *= (size_t) shape[i];
+  for (unsigned i = 0; i + 2 < n_dims; i++)
+    {
+      matrices *= (size_t) shape[i];
+      l->param_shape[i] = shape[i];
+    }
+  l->matrix_rows = (size_t) shape[n_dims - 2];
+  l->cols = (size_t) shape[n_dims - 1];
+  l->block_rows = (size_t) block_rows;
+  l->group = (size_t) block_cols;
+  l->param_shape[n_dims - 2] = (int64_t) ((l->matrix_rows + l->block_rows - 1) / l->block_rows);
+  l->param_shape[n_dims - 1] = (int64_t) ((l->cols + l->group - 1) / l->group);
+  l->param_n_dims = n_dims;
+  l->n_params = matrices * (size_t) l->param_shape[n_dims - 2] * (size_t) l->param_shape[n_dims - 1];
+  l->rows = matrices * l->matrix_rows;
+  return true;
+}
+
+/**
  * quark_kernel_layout_foreach_chunk: (skip)
  * @layout: a layout
  * @param: a parameter set, below @layout's n_params
@@ -105,6 +151,18 @@ quark_kernel_layout_foreach_chunk (const QuarkKernelLayout *l,
         size_t start = j * l->group;
         size_t len = l->cols - start < l->group ? l->cols - start : l->group;
         func (r * l->cols + start, len, data);
+      }
+      break;
+    case QUARK_QSCHEME_PER_BLOCK:
+      {
+        size_t brows = (l->matrix_rows + l->block_rows - 1) / l->block_rows;
+        size_t bcols = (l->cols + l->group - 1) / l->group;
+        size_t m = param / (brows * bcols), bi = (param / bcols) % brows, bj = param % bcols;
+        size_t r0 = bi * l->block_rows, c0 = bj * l->group;
+        size_t r1 = r0 + l->block_rows < l->matrix_rows ? r0 + l->block_rows : l->matrix_rows;
+        size_t len = l->cols - c0 < l->group ? l->cols - c0 : l->group;
+        for (size_t r = r0; r < r1; r++)
+          func ((m * l->matrix_rows + r) * l->cols + c0, len, data);
       }
       break;
     case QUARK_QSCHEME_PER_TENSOR:

@@ -72,10 +72,14 @@ bool     quark_kernel_channel_min_max_f32       (const float  *x,
  * @rows: per group: product of the dimensions before the last axis
  * @cols: per group: length of the last axis
  * @group: per group: elements per group (the last group of a row may be
- *   shorter)
+ *   shorter); per block: columns per block
+ * @block_rows: per block: rows per block (the last blocks may be smaller)
+ * @matrix_rows: per block: rows of each matrix (the second-to-last
+ *   dimension); @cols is its columns
  * @param_shape: the shape of the scale tensor: [] per tensor, [C] per
  *   channel, the tensor's shape with the last dimension replaced by the
- *   number of groups per group
+ *   number of groups per group, and with the last two replaced by the
+ *   number of blocks along each per block
  * @param_n_dims: the number of dimensions of @param_shape
  *
  * How the elements of a tensor map to sets of quantization parameters.
@@ -86,6 +90,7 @@ typedef struct {
   size_t n_params;
   size_t outer, channels, inner;
   size_t rows, cols, group;
+  size_t block_rows, matrix_rows;
   int64_t param_shape[8];
   unsigned param_n_dims;
 } QuarkKernelLayout;
@@ -107,6 +112,12 @@ bool     quark_kernel_layout_init               (QuarkKernelLayout    *layout,
                                                  QuarkQScheme          qscheme,
                                                  int                   axis,
                                                  int                   group_size);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_layout_init_blocks        (QuarkKernelLayout    *layout,
+                                                 const int64_t        *shape,
+                                                 unsigned              n_dims,
+                                                 int                   block_rows,
+                                                 int                   block_cols);
 QUARK_AVAILABLE_IN_1_0
 void     quark_kernel_layout_foreach_chunk      (const QuarkKernelLayout *layout,
                                                  size_t                param,

@@ -13,7 +13,7 @@
  *   }
  *   LAYER = { "weight": SPEC|null, "input_tensors": SPEC|null,
  *             "output_tensors": SPEC|null, "bias": SPEC|null }
- *   SPEC  = { "dtype", "qscheme", "ch_axis", "group_size", "symmetric",
+ *   SPEC  = { "dtype", "qscheme", "ch_axis", "group_size", "block_size", "symmetric",
  *             "is_dynamic", "round_method", "scale_type", "scale_format",
  *             "scale_calculation_mode" }
  *
@@ -28,7 +28,7 @@
  * QuarkTensorSpec properties (narrow_range) are not Quark keys and are
  * refused. */
 static const char * const quark_spec_keys[] = {
-  "dtype", "qscheme", "ch_axis", "group_size", "symmetric",
+  "dtype", "qscheme", "ch_axis", "group_size", "block_size", "symmetric",
   "is_dynamic", "round_method", "scale_type", "scale_format",
   "scale_calculation_mode", NULL
 };
@@ -495,11 +495,10 @@ quark_quark_check_spec (QuarkTensorSpec  *spec,
                    quark_dtype_get_name (dtype));
       return FALSE;
     }
-  if (qscheme == QUARK_QSCHEME_PER_BLOCK)
+  if (qscheme == QUARK_QSCHEME_PER_BLOCK && (mx || is_small_fp || role != QUARK_ROLE_WEIGHT))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s.qscheme: per_block is not supported by the quark backend "
-                   "(supported: per_tensor, per_channel, per_group)", path);
+                   "%s.qscheme: per_block applies to integer and fp8 weights in the quark backend", path);
       return FALSE;
     }
   if (is_small_fp && qscheme != QUARK_QSCHEME_PER_GROUP && role == QUARK_ROLE_WEIGHT)

@@ -297,6 +297,14 @@ quark_pow2_int_params (float                 min_val,
 }
 
 
+static int
+block_dim (QuarkTensorSpec *spec, int which)
+{
+  int rows = 0, cols = 0;
+  quark_tensor_spec_get_block_size (spec, &rows, &cols);
+  return which == 0 ? rows : cols;
+}
+
 /* Quantizes @tensor with @spec; adds NAME (codes), NAME_scale and, for
  * integers, NAME_zero_point to @out. */
 static gboolean
@@ -324,8 +332,10 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   x = quark_tensor_to_floats (tensor, &n, error);
   if (x == NULL)
     return FALSE;
-  if (!quark_kernel_layout_init (&l, shape, n_dims, quark_tensor_spec_get_qscheme (spec),
-                                 quark_tensor_spec_get_ch_axis (spec), quark_tensor_spec_get_group_size (spec)))
+  if (!(quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_BLOCK
+        ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (spec, 0), block_dim (spec, 1))
+        : quark_kernel_layout_init (&l, shape, n_dims, quark_tensor_spec_get_qscheme (spec),
+                                    quark_tensor_spec_get_ch_axis (spec), quark_tensor_spec_get_group_size (spec))))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
                    "tensor %s: shape %s does not fit the spec's axis (ch_axis %d)", name,
