@@ -343,6 +343,44 @@ test_vector_matches_scalar (void)
     }
 }
 
+/* Generic formats (exponent bits, mantissa bits, bias, specials): the maxima
+ * of the numerics reference 3.11 and exhaustive round trips. */
+static void
+test_generic_formats (void)
+{
+  static const struct { QuarkFpFormat fmt; double max; } rows[] = {
+    { { 3, 4, 3, QUARK_FP_SPECIALS_NONE }, 31 },
+    { { 2, 5, 1, QUARK_FP_SPECIALS_NONE }, 7.875 },
+    { { 1, 6, 0, QUARK_FP_SPECIALS_NONE }, 3.96875 },
+    { { 6, 1, 31, QUARK_FP_SPECIALS_NONE }, 6442450944.0 },
+    { { 7, 0, 63, QUARK_FP_SPECIALS_NONE }, 0x1p64 },
+    { { 4, 3, 7, QUARK_FP_SPECIALS_NONE }, 480 },        /* Brevitas' generic E4M3 */
+    { { 5, 2, 15, QUARK_FP_SPECIALS_NONE }, 114688 },    /* Brevitas' generic E5M2 */
+    { { 4, 3, 7, QUARK_FP_SPECIALS_FN }, 448 },
+    { { 5, 2, 15, QUARK_FP_SPECIALS_IEEE }, 57344 },
+  };
+
+  for (guint r = 0; r < G_N_ELEMENTS (rows); r++)
+    {
+      const QuarkFpFormat *fmt = &rows[r].fmt;
+      guint count = 1u << (1 + fmt->ebits + fmt->mbits);
+
+      g_assert_cmpfloat (quark_fp_format_max (fmt), ==, rows[r].max);
+      for (guint code = 0; code < count; code++)
+        {
+          double v = quark_kernel_fp_decode (fmt, (guint16) code);
+          if (!isfinite (v))
+            continue;   /* saturating encoding maps infinities to the maximum */
+          g_assert_cmpuint (quark_kernel_fp_encode (fmt, v, TRUE), ==, code);
+        }
+      /* saturation at the maximum, for finite and infinite inputs */
+      g_assert_cmpfloat (quark_kernel_fp_decode (fmt, quark_kernel_fp_encode (fmt, rows[r].max * 4, TRUE)), ==,
+                         rows[r].max);
+      g_assert_cmpfloat (quark_kernel_fp_decode (fmt, quark_kernel_fp_encode (fmt, -INFINITY, TRUE)), ==,
+                         -rows[r].max);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -357,6 +395,7 @@ main (int argc, char **argv)
   g_test_add_func ("/float/fnuz", test_fnuz);
   g_test_add_func ("/float/conversions-from-f32", test_conversions_from_f32);
   g_test_add_func ("/float/vector-matches-scalar", test_vector_matches_scalar);
+  g_test_add_func ("/float/generic-formats", test_generic_formats);
 
   return g_test_run ();
 }
