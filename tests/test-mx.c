@@ -329,6 +329,46 @@ test_error_metrics (void)
   g_assert_true (isinf (m.sqnr_db));
 }
 
+/* The MX kernel (vector element path) against a scalar composition: per
+ * block, the shared exponent and quark_kernel_fp_quantize_f32_scalar(). */
+static void
+test_mx_vector_matches_scalar (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (17);
+  const QuarkDType elements[] = { QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2, QUARK_DTYPE_FP6_E2M3,
+                                  QUARK_DTYPE_FP6_E3M2, QUARK_DTYPE_FP4_E2M1 };
+  const gsize lens[] = { 1, 31, 32, 33, 64, 100, 256 };
+
+  for (guint e = 0; e < G_N_ELEMENTS (elements); e++)
+    for (guint l = 0; l < G_N_ELEMENTS (lens); l++)
+      for (guint mode = 0; mode < 3; mode++)
+        {
+          gsize len = lens[l], n_blocks = (len + 31) / 32;
+          QuarkMxParams p = { elements[e], (QuarkMxScaleMode) mode, 32, FALSE };
+          const QuarkFpFormat *fmt = quark_fp_format_for_dtype (elements[e]);
+          g_autofree float *x = g_new (float, len);
+          g_autofree guint8 *codes = g_new (guint8, len);
+          g_autofree guint8 *ref = g_new (guint8, len);
+          g_autofree guint8 *bytes = g_new (guint8, n_blocks);
+
+          for (gsize i = 0; i < len; i++)
+            x[i] = (float) (g_rand_double_range (rand, -1, 1) * pow (2, g_rand_int_range (rand, -20, 20)));
+          g_assert_true (quark_kernel_mx_quantize_f32 (&p, x, 1, len, codes, bytes));
+          for (gsize b = 0; b < n_blocks; b++)
+            {
+              gsize blen = MIN (32, len - b * 32);
+              float amax = 0;
+              for (gsize i = 0; i < blen; i++)
+                amax = fmaxf (amax, fabsf (x[b * 32 + i]));
+              g_assert_cmpuint (bytes[b], ==, quark_kernel_mx_shared_exponent (&p, amax));
+              quark_kernel_fp_quantize_f32_scalar (fmt, x + b * 32, blen,
+                                                   amax == 0 ? 1.0f : quark_kernel_e8m0_to_f32 (bytes[b]),
+                                                   ref + b * 32);
+            }
+          g_assert_cmpmem (codes, len, ref, len);
+        }
+}
+
 /* Observers: Brevitas' percentile rule (V10, 3.6) and MSE grid (V15). */
 static void
 test_observers (void)
@@ -382,6 +422,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mx/ragged-rows", test_ragged_rows);
   g_test_add_func ("/mx/shared-exponent-exact", test_shared_exponent_exact);
   g_test_add_func ("/mx/e8m0", test_e8m0);
+  g_test_add_func ("/mx/vector-matches-scalar", test_mx_vector_matches_scalar);
   g_test_add_func ("/pack/vectors", test_packing_vectors);
   g_test_add_func ("/pack/offset-binary-roundtrip", test_offset_binary_roundtrip);
   g_test_add_func ("/metrics/error", test_error_metrics);

@@ -414,6 +414,41 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
   return quark_kernel_fp_quantize_f32_scalar (format, x + i, n - i, scale, codes + i);
 }
 
+QK_MULTIVERSION void
+_quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
+                                  const float         *x,
+                                  size_t               n,
+                                  size_t               block,
+                                  const float         *block_scales,
+                                  uint8_t             *codes)
+{
+  const float maxv = (float) quark_fp_format_max (format);
+  const int32_t nan_code = quark_fp_format_nan_code (format);
+  const int32_t max_mag = max_magnitude_code (format);
+  const bool vector_ok = block % QK_LANES == 0 && format->bias - format->mbits <= 120;
+
+  for (size_t start = 0, b = 0; start < n; start += block, b++)
+    {
+      size_t len = n - start < block ? n - start : block;
+      const qk_vf vs = qk_splat (block_scales[b]);
+      size_t i = 0;
+
+      if (vector_ok)
+        for (; i + QK_LANES <= len; i += QK_LANES)
+          {
+            qk_vf t;
+            qk_vi c;
+            qk_vu8 narrow;
+            memcpy (&t, x + start + i, sizeof t);
+            c = encode_lanes (format, t / vs, maxv, nan_code, max_mag);
+            narrow = __builtin_convertvector (c, qk_vu8);
+            memcpy (codes + start + i, &narrow, sizeof narrow);
+          }
+      quark_kernel_fp_quantize_f32_scalar (format, x + start + i, len - i, block_scales[b],
+                                           codes + start + i);
+    }
+}
+
 /**
  * quark_kernel_fp_dequantize_f32: (skip)
  * @format: a format of at most 8 bits

@@ -5,8 +5,10 @@
 #include "config.h"
 
 #include "quark-kernels.h"
+#include "quark-kernel-private.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /**
@@ -121,9 +123,15 @@ quark_kernel_mx_shared_exponent (const QuarkMxParams *params,
 float
 quark_kernel_e8m0_to_f32 (uint8_t byte)
 {
+  uint32_t bits;
+  float f;
+
   if (byte == 0xFF)
     return NAN;
-  return ldexpf (1.0f, (int) byte - 127);
+  /* 2^(byte - 127): the binary32 exponent field, or the subnormal 2^-127 */
+  bits = byte ? (uint32_t) byte << 23 : 0x00400000u;
+  memcpy (&f, &bits, sizeof f);
+  return f;
 }
 
 /**
@@ -209,40 +217,47 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
     fmt = quark_fp_format_for_dtype (params->element);
   n_blocks = (row_len + bs - 1) / bs;
 
-  for (size_t r = 0; r < n_rows; r++)
-    for (size_t b = 0; b < n_blocks; b++)
-      {
-        const float *xb = x + r * row_len + b * bs;
-        uint8_t *cb = codes + r * row_len + b * bs;
-        size_t len = MIN (bs, row_len - b * bs);
-        float amax = 0.0f, X;
-        bool special = false;
-        uint8_t byte;
+  {
+    float *block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
 
-        for (size_t i = 0; i < len; i++)
+    for (size_t r = 0; r < n_rows; r++)
+      {
+        const float *xr = x + r * row_len;
+        uint8_t *cr = codes + r * row_len;
+        bool any_special = false;
+
+        for (size_t b = 0; b < n_blocks; b++)
           {
-            float a = fabsf (xb[i]);
-            if (!(a <= 3.4028234663852886e38f))   /* NaN or infinity; fmaxf would drop NaN */
-              special = true;
-            else if (a > amax)
-              amax = a;
+            size_t len = MIN (bs, row_len - b * bs);
+            float lo, hi, amax;
+            bool finite = quark_kernel_min_max_f32 (xr + b * bs, len, &lo, &hi);
+            uint8_t byte;
+
+            amax = len ? fmaxf (-lo, hi) : 0.0f;
+            if (amax < 0.0f)
+              amax = 0.0f;
+            byte = finite ? quark_kernel_mx_shared_exponent (params, amax) : 0xFF;
+            scales[r * n_blocks + b] = byte;
+            /* the elements of all-zero blocks are zeros whatever the scale
+             * (Quark's zero-block bytes stand for tiny scales) */
+            block_scales[b] = amax == 0.0f || byte == 0xFF ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
+            any_special |= byte == 0xFF;
           }
-        byte = special ? 0xFF : quark_kernel_mx_shared_exponent (params, amax);
-        scales[r * n_blocks + b] = byte;
-        if (byte == 0xFF)
-          {
-            uint8_t nan_code = fmt ? (uint8_t) quark_fp_format_nan_code (fmt) : 0x80;
-            memset (cb, nan_code, len);
-            continue;
-          }
-        /* the elements of Quark's zero blocks were made with a tiny scale;
-         * they are zeros whatever the scale */
-        X = amax == 0.0f ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
+
         if (fmt)
-          quark_kernel_fp_quantize_f32 (fmt, xb, len, X, cb);
+          _quark_kernel_fp_quantize_blocks (fmt, xr, row_len, bs, block_scales, cr);
         else
-          mxint8_block (xb, len, X, cb);
+          for (size_t b = 0; b < n_blocks; b++)
+            mxint8_block (xr + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
+
+        if (any_special)
+          for (size_t b = 0; b < n_blocks; b++)
+            if (scales[r * n_blocks + b] == 0xFF)
+              memset (cr + b * bs, fmt ? (uint8_t) quark_fp_format_nan_code (fmt) : 0x80,
+                      MIN (bs, row_len - b * bs));
       }
+    free (block_scales);
+  }
   return true;
 }
 

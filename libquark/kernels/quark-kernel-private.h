@@ -55,3 +55,14 @@ qk_select (qk_vi mask, qk_vf a, qk_vf b)
 {
   return (qk_vf) (((qk_vi) a & mask) | ((qk_vi) b & ~mask));
 }
+
+#include "quark-kernels.h"
+
+/* Saturating minifloat quantization of consecutive blocks of @block
+ * elements, block b divided by block_scales[b] (quark-kernel-float.c). */
+void _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
+                                       const float         *x,
+                                       size_t               n,
+                                       size_t               block,
+                                       const float         *block_scales,
+                                       uint8_t             *codes);
