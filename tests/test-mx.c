@@ -293,6 +293,49 @@ test_packing_vectors (void)
   }
 }
 
+/* The vector packers against a plain reference, on lengths that use both the
+ * vector and the tail paths. */
+static void
+test_pack_vector_paths (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (23);
+  static const guint order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
+
+  for (guint reorder = 0; reorder < 2; reorder++)
+    {
+      const gsize row_len = 8 * 37, rows = 3;
+      gint8 codes[8 * 37 * 3], back[8 * 37 * 3];
+      gint32 words[37 * 3];
+
+      for (guint i = 0; i < G_N_ELEMENTS (codes); i++)
+        codes[i] = (gint8) g_rand_int_range (rand, -8, 8);
+      g_assert_true (quark_kernel_pack_int4 (codes, rows, row_len, reorder, words));
+      for (gsize w = 0; w < G_N_ELEMENTS (words); w++)
+        {
+          guint32 expected = 0;
+          for (guint k = 0; k < 8; k++)
+            expected |= ((guint32) codes[8 * w + (reorder ? order[k] : k)] & 0xF) << (4 * k);
+          g_assert_cmphex ((guint32) words[w], ==, expected);
+        }
+      g_assert_true (quark_kernel_unpack_int4 (words, rows, row_len, reorder, TRUE, back));
+      g_assert_cmpmem (back, sizeof back, codes, sizeof codes);
+    }
+
+  for (gsize n = 1; n < 400; n += 37)
+    {
+      g_autofree guint8 *codes = g_new (guint8, n);
+      g_autofree guint8 *bytes = g_new0 (guint8, (n + 1) / 2);
+      g_autofree guint8 *back = g_new (guint8, n);
+      for (gsize i = 0; i < n; i++)
+        codes[i] = (guint8) g_rand_int_range (rand, 0, 16);
+      quark_kernel_pack_fp4 (codes, n, bytes);
+      for (gsize i = 0; i < n; i++)
+        g_assert_cmpuint ((bytes[i / 2] >> (4 * (i % 2))) & 0xF, ==, codes[i]);
+      quark_kernel_unpack_fp4 (bytes, n, back);
+      g_assert_cmpmem (back, n, codes, n);
+    }
+}
+
 /* Dense offset-binary streams of every width round-trip. */
 static void
 test_offset_binary_roundtrip (void)
@@ -425,6 +468,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mx/vector-matches-scalar", test_mx_vector_matches_scalar);
   g_test_add_func ("/pack/vectors", test_packing_vectors);
   g_test_add_func ("/pack/offset-binary-roundtrip", test_offset_binary_roundtrip);
+  g_test_add_func ("/pack/vector-paths", test_pack_vector_paths);
   g_test_add_func ("/metrics/error", test_error_metrics);
   g_test_add_func ("/observers/percentile-and-mse", test_observers);
 

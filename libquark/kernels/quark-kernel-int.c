@@ -98,16 +98,29 @@ quark_kernel_min_max_f32 (const float *x,
         vlo = qk_select (ok & (v < vlo), v, vlo);
         vhi = qk_select (ok & (v > vhi), v, vhi);
       }
-    lo = INFINITY;
-    hi = -INFINITY;
-    finite = true;
-    for (int l = 0; l < QK_LANES; l++)
-      {
-        if (bad[l])
-          finite = false;
-        lo = vlo[l] < lo ? vlo[l] : lo;
-        hi = vhi[l] > hi ? vhi[l] : hi;
-      }
+    /* halve the vectors until one lane is left: exact, as selections are */
+    {
+      const qk_vi hi8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
+      const qk_vi hi4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
+      const qk_vi hi2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
+      const qk_vi hi1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+      qk_vf t;
+      t = __builtin_shuffle (vlo, hi8); vlo = qk_select (t < vlo, t, vlo);
+      t = __builtin_shuffle (vhi, hi8); vhi = qk_select (t > vhi, t, vhi);
+      t = __builtin_shuffle (vlo, hi4); vlo = qk_select (t < vlo, t, vlo);
+      t = __builtin_shuffle (vhi, hi4); vhi = qk_select (t > vhi, t, vhi);
+      t = __builtin_shuffle (vlo, hi2); vlo = qk_select (t < vlo, t, vlo);
+      t = __builtin_shuffle (vhi, hi2); vhi = qk_select (t > vhi, t, vhi);
+      t = __builtin_shuffle (vlo, hi1); vlo = qk_select (t < vlo, t, vlo);
+      t = __builtin_shuffle (vhi, hi1); vhi = qk_select (t > vhi, t, vhi);
+      bad |= __builtin_shuffle (bad, hi8);
+      bad |= __builtin_shuffle (bad, hi4);
+      bad |= __builtin_shuffle (bad, hi2);
+      bad |= __builtin_shuffle (bad, hi1);
+    }
+    lo = vlo[0];
+    hi = vhi[0];
+    finite = bad[0] == 0;
   }
 
   {

@@ -39,11 +39,16 @@ quark_kernel_mx_element_info (QuarkDType element,
 }
 
 /* floor (log2 a) of a finite positive binary32, exactly */
-static int
+static inline int
 floor_log2 (float a)
 {
+  uint32_t bits;
   int e;
-  frexpf (a, &e);
+
+  memcpy (&bits, &a, sizeof bits);
+  if ((bits >> 23) & 0xFF)
+    return (int) ((bits >> 23) & 0xFF) - 127;
+  frexpf (a, &e);   /* subnormal */
   return e - 1;
 }
 
@@ -233,7 +238,7 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
             bool finite = quark_kernel_min_max_f32 (xr + b * bs, len, &lo, &hi);
             uint8_t byte;
 
-            amax = len ? fmaxf (-lo, hi) : 0.0f;
+            amax = -lo > hi ? -lo : hi;
             if (amax < 0.0f)
               amax = 0.0f;
             byte = finite ? quark_kernel_mx_shared_exponent (params, amax) : 0xFF;

@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include "quark-kernels.h"
+#include "quark-kernel-private.h"
 
 #include <string.h>
 
@@ -31,6 +32,41 @@ static const unsigned reorder_order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
  *
  * Returns: %false if @row_len is not a multiple of 8
  */
+typedef uint8_t  qk_v64u8 __attribute__ ((vector_size (64)));
+typedef uint64_t qk_v8u64 __attribute__ ((vector_size (64)));
+typedef uint32_t qk_v8u32 __attribute__ ((vector_size (32)));
+
+/* Eight words at once: bytes reordered within each group of eight, then the
+ * nibbles of each 64-bit lane gathered into its low 32 bits. */
+QK_MULTIVERSION static size_t
+pack_int4_words (const int8_t *codes, size_t n_words, bool reorder, int32_t *words)
+{
+  const qk_v64u8 order = {
+     0,  2,  4,  6,  1,  3,  5,  7,  8, 10, 12, 14,  9, 11, 13, 15,
+    16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31,
+    32, 34, 36, 38, 33, 35, 37, 39, 40, 42, 44, 46, 41, 43, 45, 47,
+    48, 50, 52, 54, 49, 51, 53, 55, 56, 58, 60, 62, 57, 59, 61, 63 };
+  size_t w = 0;
+
+  for (; w + 8 <= n_words; w += 8)
+    {
+      qk_v64u8 b;
+      qk_v8u64 x;
+      qk_v8u32 out;
+      memcpy (&b, codes + 8 * w, sizeof b);
+      if (reorder)
+        b = __builtin_shuffle (b, order);
+      memcpy (&x, &b, sizeof x);
+      x &= 0x0F0F0F0F0F0F0F0Full;
+      x = (x | (x >> 4)) & 0x00FF00FF00FF00FFull;
+      x = (x | (x >> 8)) & 0x0000FFFF0000FFFFull;
+      x = (x | (x >> 16)) & 0x00000000FFFFFFFFull;
+      out = __builtin_convertvector (x, qk_v8u32);
+      memcpy (words + w, &out, sizeof out);
+    }
+  return w;
+}
+
 bool
 quark_kernel_pack_int4 (const int8_t *codes,
                         size_t        n_rows,
@@ -41,7 +77,8 @@ quark_kernel_pack_int4 (const int8_t *codes,
   if (row_len % 8)
     return false;
   for (size_t r = 0; r < n_rows; r++)
-    for (size_t w = 0; w < row_len / 8; w++)
+    for (size_t w = pack_int4_words (codes + r * row_len, row_len / 8, reorder, words + r * (row_len / 8));
+         w < row_len / 8; w++)
       {
         const int8_t *c = codes + r * row_len + w * 8;
         uint32_t word = 0;
@@ -190,12 +227,30 @@ quark_kernel_unpack_offset_binary (const int32_t *words,
  * Two FP4 codes per byte: element 2i in bits 0-3, element 2i + 1 in bits 4-7
  * (an odd last element leaves the high nibble zero).
  */
-void
+QK_MULTIVERSION void
 quark_kernel_pack_fp4 (const uint8_t *codes,
                        size_t         n,
                        uint8_t       *bytes)
 {
-  for (size_t i = 0; i < n / 2; i++)
+  const qk_v64u8 even = {
+     0,  2,  4,  6,  8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+    32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62,
+    64, 66, 68, 70, 72, 74, 76, 78, 80, 82, 84, 86, 88, 90, 92, 94,
+    96, 98, 100, 102, 104, 106, 108, 110, 112, 114, 116, 118, 120, 122, 124, 126 };
+  const qk_v64u8 odd = even + 1;
+  size_t i = 0;
+
+  for (; i + 64 <= n / 2; i += 64)
+    {
+      qk_v64u8 a, b, lo, hi, out;
+      memcpy (&a, codes + 2 * i, sizeof a);
+      memcpy (&b, codes + 2 * i + 64, sizeof b);
+      lo = __builtin_shuffle (a, b, even);
+      hi = __builtin_shuffle (a, b, odd);
+      out = (lo & 0xF) | (hi << 4);
+      memcpy (bytes + i, &out, sizeof out);
+    }
+  for (; i < n / 2; i++)
     bytes[i] = (uint8_t) ((codes[2 * i] & 0xF) | ((codes[2 * i + 1] & 0xF) << 4));
   if (n % 2)
     bytes[n / 2] = codes[n - 1] & 0xF;
