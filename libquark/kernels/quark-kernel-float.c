@@ -430,7 +430,9 @@ _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
   for (size_t start = 0, b = 0; start < n; start += block, b++)
     {
       size_t len = n - start < block ? n - start : block;
-      const qk_vf vs = qk_splat (block_scales[b]);
+      /* X is a power of two, so x * (1 / X) equals x / X in every case
+       * (both are one rounding of the same exact quotient) */
+      const qk_vf vinv = qk_splat (1.0f / block_scales[b]);
       size_t i = 0;
 
       if (vector_ok)
@@ -440,7 +442,7 @@ _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
             qk_vi c;
             qk_vu8 narrow;
             memcpy (&t, x + start + i, sizeof t);
-            c = encode_lanes (format, t / vs, maxv, nan_code, max_mag);
+            c = encode_lanes (format, t * vinv, maxv, nan_code, max_mag);
             narrow = __builtin_convertvector (c, qk_vu8);
             memcpy (codes + start + i, &narrow, sizeof narrow);
           }

@@ -170,6 +170,60 @@ quark_kernel_e8m0_from_f32 (float scale)
   return (uint8_t) (e + 127);
 }
 
+/* Block maxima of |x| along a row; *special set where a block holds NaN or
+ * infinity. */
+QK_MULTIVERSION static void
+block_amax (const float *x, size_t row_len, size_t bs, float *amax, bool *special)
+{
+  size_t n_blocks = (row_len + bs - 1) / bs;
+
+  for (size_t b = 0; b < n_blocks; b++)
+    {
+      const float *xb = x + b * bs;
+      size_t len = row_len - b * bs < bs ? row_len - b * bs : bs;
+      size_t i = 0;
+      float m = 0.0f;
+      bool bad = false;
+
+      if (len % QK_LANES == 0)
+        {
+          const qk_vi abs_mask = qk_splat_i (0x7fffffff);
+          const qk_vi inf_bits = qk_splat_i (0x7f800000);
+          qk_vi vm = { 0 }, vbad = { 0 };
+          for (; i < len; i += QK_LANES)
+            {
+              qk_vi v;
+              memcpy (&v, xb + i, sizeof v);
+              v &= abs_mask;              /* |x| as bits: ordered like the values */
+              vbad |= (qk_vi) (v >= inf_bits);
+              vm = (qk_vi) qk_select ((qk_vi) (v > vm), (qk_vf) v, (qk_vf) vm);
+            }
+          for (int l = 0; l < QK_LANES; l++)
+            {
+              if (vbad[l])
+                bad = true;
+              if (vm[l] > 0)
+                {
+                  float f;
+                  memcpy (&f, &vm[l], sizeof f);
+                  m = f > m ? f : m;
+                }
+            }
+        }
+      else
+        for (; i < len; i++)
+          {
+            float a = fabsf (xb[i]);
+            if (!(a <= 3.4028234663852886e38f))   /* NaN or infinity; fmaxf would drop NaN */
+              bad = true;
+            else if (a > m)
+              m = a;
+          }
+      amax[b] = m;
+      special[b] = bad;
+    }
+}
+
 static void
 mxint8_block (const float *x, size_t n, float X, uint8_t *codes)
 {
@@ -224,6 +278,8 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
 
   {
     float *block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+    float *amaxes = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+    bool *specials = malloc ((n_blocks ? n_blocks : 1) * sizeof (bool));
 
     for (size_t r = 0; r < n_rows; r++)
       {
@@ -231,17 +287,11 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
         uint8_t *cr = codes + r * row_len;
         bool any_special = false;
 
+        block_amax (xr, row_len, bs, amaxes, specials);
         for (size_t b = 0; b < n_blocks; b++)
           {
-            size_t len = MIN (bs, row_len - b * bs);
-            float lo, hi, amax;
-            bool finite = quark_kernel_min_max_f32 (xr + b * bs, len, &lo, &hi);
-            uint8_t byte;
-
-            amax = -lo > hi ? -lo : hi;
-            if (amax < 0.0f)
-              amax = 0.0f;
-            byte = finite ? quark_kernel_mx_shared_exponent (params, amax) : 0xFF;
+            float amax = amaxes[b];
+            uint8_t byte = specials[b] ? 0xFF : quark_kernel_mx_shared_exponent (params, amax);
             scales[r * n_blocks + b] = byte;
             /* the elements of all-zero blocks are zeros whatever the scale
              * (Quark's zero-block bytes stand for tiny scales) */
@@ -262,6 +312,8 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
                       MIN (bs, row_len - b * bs));
       }
     free (block_scales);
+    free (amaxes);
+    free (specials);
   }
   return true;
 }

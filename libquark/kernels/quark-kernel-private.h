@@ -59,7 +59,8 @@ qk_select (qk_vi mask, qk_vf a, qk_vf b)
 #include "quark-kernels.h"
 
 /* Saturating minifloat quantization of consecutive blocks of @block
- * elements, block b divided by block_scales[b] (quark-kernel-float.c). */
+ * elements, block b divided by block_scales[b], which must be powers of two
+ * (quark-kernel-float.c). */
 void _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
                                        const float         *x,
                                        size_t               n,
