@@ -479,6 +479,25 @@ quark_kernel_fp_dequantize_f32 (const QuarkFpFormat *format,
 
 /* ---- conversions ------------------------------------------------------------ */
 
+/* The formats casts convert to (FP4 and FP6 have no cast: they are only
+ * reached through scaled quantization). */
+static const QuarkFpFormat *
+cast_format (QuarkDType dtype)
+{
+  if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
+    return NULL;
+  return quark_fp_format_for_dtype (dtype);
+}
+
+static inline void
+store_cast (const QuarkFpFormat *format, void *dst, size_t i, uint16_t code)
+{
+  if (format->ebits + format->mbits + 1 > 8)
+    ((uint16_t *) dst)[i] = code;
+  else
+    ((uint8_t *) dst)[i] = (uint8_t) code;
+}
+
 static inline uint16_t
 f32_to_bf16_bits (float f)
 {
@@ -531,18 +550,11 @@ quark_kernel_convert_from_f32 (QuarkDType   dst_dtype,
       break;
     }
 
-  format = quark_fp_format_for_dtype (dst_dtype);
-  if (format == NULL || dst_dtype == QUARK_DTYPE_FP4_E2M1 ||
-      dst_dtype == QUARK_DTYPE_FP6_E2M3 || dst_dtype == QUARK_DTYPE_FP6_E3M2)
+  format = cast_format (dst_dtype);
+  if (format == NULL)
     return false;
   for (size_t i = 0; i < n; i++)
-    {
-      uint16_t code = quark_kernel_fp_encode (format, src[i], false);
-      if (format->ebits + format->mbits + 1 > 8)
-        ((uint16_t *) dst)[i] = code;
-      else
-        ((uint8_t *) dst)[i] = (uint8_t) code;
-    }
+    store_cast (format, dst, i, quark_kernel_fp_encode (format, src[i], false));
   return true;
 }
 
@@ -580,17 +592,10 @@ quark_kernel_convert_from_f64 (QuarkDType    dst_dtype,
     default:
       break;
     }
-  format = quark_fp_format_for_dtype (dst_dtype);
-  if (format == NULL || dst_dtype == QUARK_DTYPE_FP4_E2M1 ||
-      dst_dtype == QUARK_DTYPE_FP6_E2M3 || dst_dtype == QUARK_DTYPE_FP6_E3M2)
+  format = cast_format (dst_dtype);
+  if (format == NULL)
     return false;
   for (size_t i = 0; i < n; i++)
-    {
-      uint16_t code = quark_kernel_fp_encode (format, src[i], false);
-      if (format->ebits + format->mbits + 1 > 8)
-        ((uint16_t *) dst)[i] = code;
-      else
-        ((uint8_t *) dst)[i] = (uint8_t) code;
-    }
+    store_cast (format, dst, i, quark_kernel_fp_encode (format, src[i], false));
   return true;
 }

@@ -170,6 +170,18 @@ quark_kernel_e8m0_from_f32 (float scale)
   return (uint8_t) (e + 127);
 }
 
+/* Checks the parameters; *fmt is the element format, NULL for MXINT8. */
+static bool
+mx_element_format (const QuarkMxParams *params, const QuarkFpFormat **fmt)
+{
+  int emax, mbits;
+
+  if (params->block_size == 0 || !quark_kernel_mx_element_info (params->element, &emax, &mbits))
+    return false;
+  *fmt = params->element == QUARK_DTYPE_I8 ? NULL : quark_fp_format_for_dtype (params->element);
+  return true;
+}
+
 /* Block maxima of |x| along a row; *special set where a block holds NaN or
  * infinity. */
 QK_MULTIVERSION static void
@@ -265,16 +277,12 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
                               uint8_t             *codes,
                               uint8_t             *scales)
 {
-  const QuarkFpFormat *fmt = NULL;
+  const QuarkFpFormat *fmt;
   size_t bs = params->block_size;
-  size_t n_blocks;
-  int emax, mbits;
+  size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
 
-  if (bs == 0 || !quark_kernel_mx_element_info (params->element, &emax, &mbits))
+  if (!mx_element_format (params, &fmt))
     return false;
-  if (params->element != QUARK_DTYPE_I8)
-    fmt = quark_fp_format_for_dtype (params->element);
-  n_blocks = (row_len + bs - 1) / bs;
 
   {
     float *block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
@@ -340,16 +348,12 @@ quark_kernel_mx_dequantize_f32 (const QuarkMxParams *params,
                                 size_t               row_len,
                                 float               *out)
 {
-  const QuarkFpFormat *fmt = NULL;
+  const QuarkFpFormat *fmt;
   size_t bs = params->block_size;
-  size_t n_blocks;
-  int emax, mbits;
+  size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
 
-  if (bs == 0 || !quark_kernel_mx_element_info (params->element, &emax, &mbits))
+  if (!mx_element_format (params, &fmt))
     return false;
-  if (params->element != QUARK_DTYPE_I8)
-    fmt = quark_fp_format_for_dtype (params->element);
-  n_blocks = (row_len + bs - 1) / bs;
 
   for (size_t r = 0; r < n_rows; r++)
     for (size_t b = 0; b < n_blocks; b++)
