@@ -374,7 +374,7 @@ test_vector_matches_scalar_quantize (void)
           g_autofree float *x = g_new (float, n + 1);
           g_autofree guint8 *a = g_malloc0 ((n + 1) * esize);
           g_autofree guint8 *b = g_malloc0 ((n + 1) * esize);
-          QuarkKernelIntParams p;
+          QuarkKernelIntParams p = { 0 };
           gint64 lo, hi;
           float step = (float) g_rand_double_range (rand, 1e-4, 2.0);
 

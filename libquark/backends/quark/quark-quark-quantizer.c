@@ -85,6 +85,7 @@ quark_quark_int_params (float                 min_val,
 {
   float scale, zero_point = 0.0f;
 
+  memset (p, 0, sizeof *p);
   p->qmin = qmin;
   p->qmax = qmax;
 
@@ -271,6 +272,7 @@ quark_pow2_int_params (float                 min_val,
   float lo = fminf (min_val, 0.0f), hi = fmaxf (max_val, 0.0f);
   float range, sf, z0, scale, rmin;
 
+  memset (p, 0, sizeof *p);
   if (min_val > max_val)
     lo = hi = 0.0f;
   if (symmetric)
@@ -445,7 +447,7 @@ add_activation_params (QuarkTensorSpec   *spec,
   g_autofree char *scale_name = NULL, *zp_name = NULL;
   g_autofree float *scale = NULL;
   g_autofree guint8 *zp = NULL;
-  QuarkKernelIntParams p;
+  QuarkKernelIntParams p = { 0 };
   gint64 min64, max64;
   float lo, hi;
 
