@@ -37,13 +37,13 @@ run_int8_per_channel (Bench *b)
     {
       float lo, hi, amax;
       QuarkKernelIntParams p = { .qmin = -128, .qmax = 127 };
-      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
-      quark_kernel_min_max_f32 (b->row, b->cols, &lo, &hi);
+      const guint16 *row = b->bf16 + r * b->cols;
+      quark_kernel_min_max_bf16 (row, b->cols, &lo, &hi);
       amax = fmaxf (-fminf (lo, 0), fmaxf (hi, 0));
       p.scale = fmaxf (amax / 127.5f, 0x1p-23f);
       p.inv_scale = 1.0f / p.scale;
       b->scales[r] = p.scale;
-      quark_kernel_quantize_int_f32 (b->row, b->cols, &p, QUARK_DTYPE_I8, b->out + r * b->cols);
+      quark_kernel_quantize_int_bf16 (row, b->cols, &p, QUARK_DTYPE_I8, b->out + r * b->cols);
     }
   return b->rows * b->cols + b->rows * 4;
 }
@@ -72,17 +72,17 @@ run_int4_group128 (Bench *b)
   gsize groups = b->cols / 128;
   for (gsize r = 0; r < b->rows; r++)
     {
-      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
+      const guint16 *row = b->bf16 + r * b->cols;
       for (gsize g = 0; g < groups; g++)
         {
           float lo, hi, amax;
           QuarkKernelIntParams p = { .qmin = -8, .qmax = 7 };
-          quark_kernel_min_max_f32 (b->row + g * 128, 128, &lo, &hi);
+          quark_kernel_min_max_bf16 (row + g * 128, 128, &lo, &hi);
           amax = fmaxf (-fminf (lo, 0), fmaxf (hi, 0));
           p.scale = fmaxf (amax / 7.5f, 0x1p-23f);
           p.inv_scale = 1.0f / p.scale;
           b->scales[r * groups + g] = p.scale;
-          quark_kernel_quantize_int_f32 (b->row + g * 128, 128, &p, QUARK_DTYPE_INT4, b->out + g * 128);
+          quark_kernel_quantize_int_bf16 (row + g * 128, 128, &p, QUARK_DTYPE_INT4, b->out + g * 128);
         }
       quark_kernel_pack_int4 ((const gint8 *) b->out, 1, b->cols, TRUE,
                               (gint32 *) (b->packed + r * b->cols / 2));

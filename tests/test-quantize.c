@@ -701,6 +701,55 @@ test_backend_rejects_bad_spec (void)
   g_assert_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME);
 }
 
+/* The bfloat16 kernels equal widening first and running the binary32
+ * scalar references. */
+static void
+test_bf16_kernels_match_widened (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (31);
+
+  for (guint s = 0; s < G_N_ELEMENTS (awkward_sizes); s++)
+    for (guint rep = 0; rep < 4; rep++)
+      {
+        gsize n = awkward_sizes[s];
+        g_autofree guint16 *h = g_new (guint16, n + 1);
+        g_autofree float *f = g_new (float, n + 1);
+        g_autofree gint8 *a = g_new0 (gint8, n + 1);
+        g_autofree gint8 *b = g_new0 (gint8, n + 1);
+        float lo1, hi1, lo2, hi2;
+        gboolean fin1, fin2;
+        QuarkKernelIntParams p = { .qmin = -128, .qmax = 127 };
+
+        for (gsize i = 0; i < n; i++)
+          {
+            h[i] = (guint16) g_rand_int_range (rand, 0, 65536);
+            if (rep == 3 && i % 7 == 0)
+              h[i] = 0x7fc0;   /* NaN */
+          }
+        g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, f, n));
+        fin1 = quark_kernel_min_max_bf16 (h, n, &lo1, &hi1);
+        fin2 = quark_kernel_min_max_f32_scalar (f, n, &lo2, &hi2);
+        g_assert_cmpint (fin1, ==, fin2);
+        g_assert_cmphex (f32_bits (lo1), ==, f32_bits (lo2));
+        g_assert_cmphex (f32_bits (hi1), ==, f32_bits (hi2));
+        if (rep == 3)
+          continue;
+        /* finite data for quantization */
+        for (gsize i = 0; i < n; i++)
+          if (!isfinite (f[i]))
+            {
+              h[i] = 0x3f80;
+              f[i] = 1.0f;
+            }
+        p.scale = (float) g_rand_double_range (rand, 1e-3, 1e3);
+        p.inv_scale = 1.0f / p.scale;
+        p.zero_point = (float) g_rand_int_range (rand, -3, 4);
+        g_assert_true (quark_kernel_quantize_int_bf16 (h, n, &p, QUARK_DTYPE_I8, a));
+        g_assert_true (quark_kernel_quantize_int_f32_scalar (f, n, &p, QUARK_DTYPE_I8, b));
+        g_assert_cmpmem (a, n, b, n);
+      }
+}
+
 /* ---- progress, cancellation, async ------------------------------------- */
 
 typedef struct {
@@ -834,6 +883,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/pow2-scales", test_pow2_scales);
   g_test_add_func ("/kernels/vector-matches-scalar/quantize", test_vector_matches_scalar_quantize);
   g_test_add_func ("/kernels/vector-matches-scalar/min-max", test_vector_matches_scalar_min_max);
+  g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);
 

@@ -18,6 +18,23 @@ qk_load (const float *p)
   return v;
 }
 
+/* QK_LANES bfloat16 values widened to binary32 (exact) */
+QK_INLINE qk_vf
+qk_load_bf16 (const uint16_t *p)
+{
+  qk_vu16 h;
+  qk_vu w;
+  memcpy (&h, p, sizeof h);
+  w = __builtin_convertvector (h, qk_vu) << 16;
+  return (qk_vf) w;
+}
+
+static inline float
+qk_bf16 (uint16_t h)
+{
+  return quark_kernel_bf16_to_f32 (h);
+}
+
 static inline bool
 qk_is_finite (float v)
 {
@@ -60,6 +77,67 @@ quark_kernel_min_max_f32_scalar (const float *x,
   return finite;
 }
 
+#define QK_DEFINE_MIN_MAX(NAME, ITYPE, LOAD, ELEM) \
+QK_MULTIVERSION static bool \
+NAME (const ITYPE *x, size_t n, float *min, float *max) \
+{ \
+  size_t i = 0; \
+  float lo = INFINITY, hi = -INFINITY; \
+  bool finite = true; \
+  if (n >= QK_LANES) \
+    { \
+      qk_vf vlo = qk_splat (INFINITY), vhi = qk_splat (-INFINITY), t; \
+      qk_vi bad = { 0 }; \
+      const qk_vi hi8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 }; \
+      const qk_vi hi4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 }; \
+      const qk_vi hi2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 }; \
+      const qk_vi hi1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }; \
+      for (; i + QK_LANES <= n; i += QK_LANES) \
+        { \
+          qk_vf v = LOAD (x + i); \
+          qk_vi ok = (v - v) == 0.0f;     /* -1 where finite */ \
+          bad |= ~ok; \
+          vlo = qk_select (ok & (v < vlo), v, vlo); \
+          vhi = qk_select (ok & (v > vhi), v, vhi); \
+        } \
+      /* halve until one lane is left: exact, as selections are */ \
+      t = __builtin_shuffle (vlo, hi8); vlo = qk_select (t < vlo, t, vlo); \
+      t = __builtin_shuffle (vhi, hi8); vhi = qk_select (t > vhi, t, vhi); \
+      t = __builtin_shuffle (vlo, hi4); vlo = qk_select (t < vlo, t, vlo); \
+      t = __builtin_shuffle (vhi, hi4); vhi = qk_select (t > vhi, t, vhi); \
+      t = __builtin_shuffle (vlo, hi2); vlo = qk_select (t < vlo, t, vlo); \
+      t = __builtin_shuffle (vhi, hi2); vhi = qk_select (t > vhi, t, vhi); \
+      t = __builtin_shuffle (vlo, hi1); vlo = qk_select (t < vlo, t, vlo); \
+      t = __builtin_shuffle (vhi, hi1); vhi = qk_select (t > vhi, t, vhi); \
+      bad |= __builtin_shuffle (bad, hi8); \
+      bad |= __builtin_shuffle (bad, hi4); \
+      bad |= __builtin_shuffle (bad, hi2); \
+      bad |= __builtin_shuffle (bad, hi1); \
+      lo = vlo[0]; \
+      hi = vhi[0]; \
+      finite = bad[0] == 0; \
+    } \
+  for (; i < n; i++) \
+    { \
+      float v = ELEM (x[i]); \
+      if (!qk_is_finite (v)) \
+        { \
+          finite = false; \
+          continue; \
+        } \
+      lo = v < lo ? v : lo; \
+      hi = v > hi ? v : hi; \
+    } \
+  *min = lo; \
+  *max = hi; \
+  return finite; \
+}
+
+static inline float qk_identity (float v) { return v; }
+
+QK_DEFINE_MIN_MAX (qk_min_max_f32, float, qk_load, qk_identity)
+QK_DEFINE_MIN_MAX (qk_min_max_bf16, uint16_t, qk_load_bf16, qk_bf16)
+
 /**
  * quark_kernel_min_max_f32: (skip)
  * @x: @n floats
@@ -74,65 +152,34 @@ quark_kernel_min_max_f32_scalar (const float *x,
  *
  * Returns: %true if every element is finite
  */
-QK_MULTIVERSION bool
+bool
 quark_kernel_min_max_f32 (const float *x,
                           size_t       n,
                           float       *min,
                           float       *max)
 {
-  size_t i = 0;
-  float lo, hi;
-  bool finite;
+  return qk_min_max_f32 (x, n, min, max);
+}
 
-  if (n < QK_LANES)
-    return quark_kernel_min_max_f32_scalar (x, n, min, max);
-
-  {
-    qk_vf vlo = qk_splat (INFINITY), vhi = qk_splat (-INFINITY);
-    qk_vi bad = { 0 };
-    for (i = 0; i + QK_LANES <= n; i += QK_LANES)
-      {
-        qk_vf v = qk_load (x + i);
-        qk_vi ok = (v - v) == 0.0f;     /* -1 where finite */
-        bad |= ~ok;
-        vlo = qk_select (ok & (v < vlo), v, vlo);
-        vhi = qk_select (ok & (v > vhi), v, vhi);
-      }
-    /* halve the vectors until one lane is left: exact, as selections are */
-    {
-      const qk_vi hi8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
-      const qk_vi hi4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
-      const qk_vi hi2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
-      const qk_vi hi1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
-      qk_vf t;
-      t = __builtin_shuffle (vlo, hi8); vlo = qk_select (t < vlo, t, vlo);
-      t = __builtin_shuffle (vhi, hi8); vhi = qk_select (t > vhi, t, vhi);
-      t = __builtin_shuffle (vlo, hi4); vlo = qk_select (t < vlo, t, vlo);
-      t = __builtin_shuffle (vhi, hi4); vhi = qk_select (t > vhi, t, vhi);
-      t = __builtin_shuffle (vlo, hi2); vlo = qk_select (t < vlo, t, vlo);
-      t = __builtin_shuffle (vhi, hi2); vhi = qk_select (t > vhi, t, vhi);
-      t = __builtin_shuffle (vlo, hi1); vlo = qk_select (t < vlo, t, vlo);
-      t = __builtin_shuffle (vhi, hi1); vhi = qk_select (t > vhi, t, vhi);
-      bad |= __builtin_shuffle (bad, hi8);
-      bad |= __builtin_shuffle (bad, hi4);
-      bad |= __builtin_shuffle (bad, hi2);
-      bad |= __builtin_shuffle (bad, hi1);
-    }
-    lo = vlo[0];
-    hi = vhi[0];
-    finite = bad[0] == 0;
-  }
-
-  {
-    float tlo, thi;
-    if (!quark_kernel_min_max_f32_scalar (x + i, n - i, &tlo, &thi))
-      finite = false;
-    lo = tlo < lo ? tlo : lo;
-    hi = thi > hi ? thi : hi;
-  }
-  *min = lo;
-  *max = hi;
-  return finite;
+/**
+ * quark_kernel_min_max_bf16: (skip)
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @min: (out): the smallest finite element (+infinity when there is none)
+ * @max: (out): the largest finite element (-infinity when there is none)
+ *
+ * quark_kernel_min_max_f32() on bfloat16 input, widened in registers (the
+ * widening is exact).
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_min_max_bf16 (const uint16_t *x,
+                           size_t          n,
+                           float          *min,
+                           float          *max)
+{
+  return qk_min_max_bf16 (x, n, min, max);
 }
 
 /**
@@ -353,9 +400,9 @@ quark_kernel_quantize_int_f32_scalar (const float                *x,
   return true;
 }
 
-#define QK_DEFINE_VECTOR_QUANTIZE(NAME, CTYPE, VTYPE) \
+#define QK_DEFINE_VECTOR_QUANTIZE(NAME, ITYPE, LOAD, CTYPE, VTYPE) \
 QK_MULTIVERSION static void \
-NAME (const float *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
+NAME (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
 { \
   const qk_vf inv = qk_splat (p->inv_scale); \
   const qk_vf zp = qk_splat (p->zero_point); \
@@ -365,7 +412,7 @@ NAME (const float *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_
   size_t i; \
   for (i = 0; i + QK_LANES <= n; i += QK_LANES) \
     { \
-      qk_vf t = qk_load (x + i) * inv; \
+      qk_vf t = LOAD (x + i) * inv; \
       t = t + zp; \
       /* clamp first: for integer bounds, clamp-then-round equals \
        * round-then-clamp, and it keeps |t| below 2^22 for the magic \
@@ -383,9 +430,12 @@ NAME (const float *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_
 
 /* Codes are clamped to the range of the storage type, so the narrowing
  * conversions keep them exactly (two's complement for signed types). */
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, uint8_t, qk_vu8)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, uint16_t, qk_vu16)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, int32_t, qk_vi)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, float, qk_load, uint8_t, qk_vu8)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, float, qk_load, uint16_t, qk_vu16)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, float, qk_load, int32_t, qk_vi)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u8, uint16_t, qk_load_bf16, uint8_t, qk_vu8)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u16, uint16_t, qk_load_bf16, uint16_t, qk_vu16)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t, qk_vi)
 
 /**
  * quark_kernel_quantize_int_f32: (skip)
@@ -434,6 +484,49 @@ quark_kernel_quantize_int_f32 (const float                *x,
 
   for (size_t i = done; i < n; i++)
     qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params, i));
+  return true;
+}
+
+/**
+ * quark_kernel_quantize_int_bf16: (skip)
+ * @x: @n bfloat16 values, all finite
+ * @n: the number of elements
+ * @params: scale, zero point and code range
+ * @out_dtype: the storage type of @out
+ * @out: room for @n codes of @out_dtype
+ *
+ * quark_kernel_quantize_int_f32() on bfloat16 input, widened in registers,
+ * so no binary32 copy of the tensor is made. The results are those of
+ * widening first (checked by the test suite).
+ *
+ * Returns: %false if @out_dtype is not an integer storage type
+ */
+bool
+quark_kernel_quantize_int_bf16 (const uint16_t             *x,
+                                size_t                      n,
+                                const QuarkKernelIntParams *params,
+                                QuarkDType                  out_dtype,
+                                void                       *out)
+{
+  size_t done = 0;
+
+  if (!qk_store_supported (out_dtype))
+    return false;
+  if (params->round == QUARK_ROUND_HALF_EVEN)
+    switch (quark_dtype_get_element_size (out_dtype))
+      {
+      case 1:
+        qk_quantize_bf16_u8 (x, n, params, out, &done);
+        break;
+      case 2:
+        qk_quantize_bf16_u16 (x, n, params, out, &done);
+        break;
+      default:
+        qk_quantize_bf16_i32 (x, n, params, out, &done);
+        break;
+      }
+  for (size_t i = done; i < n; i++)
+    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (qk_bf16 (x[i]), params, i));
   return true;
 }
 

@@ -52,6 +52,11 @@ bool     quark_kernel_min_max_f32_scalar        (const float  *x,
                                                  float        *min,
                                                  float        *max);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_min_max_bf16              (const uint16_t *x,
+                                                 size_t          n,
+                                                 float          *min,
+                                                 float          *max);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_channel_min_max_f32       (const float  *x,
                                                  size_t        outer,
                                                  size_t        channels,
@@ -181,6 +186,12 @@ bool     quark_kernel_quantize_int_f32          (const float                *x,
                                                  void                       *out);
 QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_quantize_int_f32_scalar   (const float                *x,
+                                                 size_t                      n,
+                                                 const QuarkKernelIntParams *params,
+                                                 QuarkDType                  out_dtype,
+                                                 void                       *out);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_quantize_int_bf16         (const uint16_t             *x,
                                                  size_t                      n,
                                                  const QuarkKernelIntParams *params,
                                                  QuarkDType                  out_dtype,
