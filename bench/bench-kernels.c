@@ -35,11 +35,10 @@ run_int8_per_channel (Bench *b)
 {
   for (gsize r = 0; r < b->rows; r++)
     {
-      float lo, hi, amax;
+      float amax;
       QuarkKernelIntParams p = { .qmin = -128, .qmax = 127 };
       const guint16 *row = b->bf16 + r * b->cols;
-      quark_kernel_min_max_bf16 (row, b->cols, &lo, &hi);
-      amax = fmaxf (-fminf (lo, 0), fmaxf (hi, 0));
+      quark_kernel_abs_max_bf16 (row, b->cols, &amax);
       p.scale = fmaxf (amax / 127.5f, 0x1p-23f);
       p.inv_scale = 1.0f / p.scale;
       b->scales[r] = p.scale;
@@ -54,10 +53,10 @@ run_fp8_per_channel (Bench *b)
   const QuarkFpFormat *fmt = quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3);
   for (gsize r = 0; r < b->rows; r++)
     {
-      float lo, hi, s;
+      float amax, s;
+      quark_kernel_abs_max_bf16 (b->bf16 + r * b->cols, b->cols, &amax);
       bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
-      quark_kernel_min_max_f32 (b->row, b->cols, &lo, &hi);
-      s = fmaxf (fabsf (lo), fabsf (hi)) / 448.0f;
+      s = amax / 448.0f;
       if (s == 0)
         s = 0x1p-23f;
       b->scales[r] = s;
@@ -75,10 +74,9 @@ run_int4_group128 (Bench *b)
       const guint16 *row = b->bf16 + r * b->cols;
       for (gsize g = 0; g < groups; g++)
         {
-          float lo, hi, amax;
+          float amax;
           QuarkKernelIntParams p = { .qmin = -8, .qmax = 7 };
-          quark_kernel_min_max_bf16 (row + g * 128, 128, &lo, &hi);
-          amax = fmaxf (-fminf (lo, 0), fmaxf (hi, 0));
+          quark_kernel_abs_max_bf16 (row + g * 128, 128, &amax);
           p.scale = fmaxf (amax / 7.5f, 0x1p-23f);
           p.inv_scale = 1.0f / p.scale;
           b->scales[r * groups + g] = p.scale;

@@ -732,6 +732,20 @@ test_bf16_kernels_match_widened (void)
         g_assert_cmpint (fin1, ==, fin2);
         g_assert_cmphex (f32_bits (lo1), ==, f32_bits (lo2));
         g_assert_cmphex (f32_bits (hi1), ==, f32_bits (hi2));
+        /* absolute maxima on the bits, binary32 and bfloat16 */
+        {
+          float am_h, am_f;
+          gboolean ok_h = quark_kernel_abs_max_bf16 (h, n, &am_h);
+          gboolean ok_f = quark_kernel_abs_max_f32 (f, n, &am_f);
+          g_assert_cmpint (ok_h, ==, fin2);
+          g_assert_cmpint (ok_f, ==, fin2);
+          if (fin2)
+            {
+              float expected = n ? fmaxf (fabsf (lo2), fabsf (hi2)) : 0.0f;
+              g_assert_cmpfloat (am_h, ==, expected);
+              g_assert_cmpfloat (am_f, ==, expected);
+            }
+        }
         if (rep == 3)
           continue;
         /* finite data for quantization */

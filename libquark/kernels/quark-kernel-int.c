@@ -182,6 +182,105 @@ quark_kernel_min_max_bf16 (const uint16_t *x,
   return qk_min_max_bf16 (x, n, min, max);
 }
 
+typedef uint16_t qk_vh __attribute__ ((vector_size (64)));   /* 32 half-words */
+typedef uint32_t qk_vw __attribute__ ((vector_size (64)));   /* 16 words */
+
+/* The largest |x| as bits: for non-negative binary32 and bfloat16 values the
+ * integer order of the bit patterns is the numeric order, infinity sorts
+ * above every finite value and NaN above infinity. */
+QK_MULTIVERSION static uint16_t
+qk_abs_max_bits_bf16 (const uint16_t *x, size_t n)
+{
+  qk_vh m = { 0 };
+  uint16_t r = 0;
+  size_t i = 0;
+
+  for (; i + 32 <= n; i += 32)
+    {
+      qk_vh v;
+      memcpy (&v, x + i, sizeof v);
+      v &= 0x7fff;
+      m = (qk_vh) (((qk_vh) (v > m) & v) | (~(qk_vh) (v > m) & m));
+    }
+  for (int l = 0; l < 32; l++)
+    r = m[l] > r ? m[l] : r;
+  for (; i < n; i++)
+    {
+      uint16_t a = x[i] & 0x7fff;
+      r = a > r ? a : r;
+    }
+  return r;
+}
+
+QK_MULTIVERSION static uint32_t
+qk_abs_max_bits_f32 (const float *x, size_t n)
+{
+  qk_vw m = { 0 };
+  uint32_t r = 0;
+  size_t i = 0;
+
+  for (; i + 16 <= n; i += 16)
+    {
+      qk_vw v;
+      memcpy (&v, x + i, sizeof v);
+      v &= 0x7fffffffu;
+      m = (qk_vw) (((qk_vw) (v > m) & v) | (~(qk_vw) (v > m) & m));
+    }
+  for (int l = 0; l < 16; l++)
+    r = m[l] > r ? m[l] : r;
+  for (; i < n; i++)
+    {
+      uint32_t a;
+      memcpy (&a, x + i, sizeof a);
+      a &= 0x7fffffffu;
+      r = a > r ? a : r;
+    }
+  return r;
+}
+
+/**
+ * quark_kernel_abs_max_f32: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @amax: (out): the largest |x| (0 when @n is 0); meaningful only when the
+ *   result is %true
+ *
+ * The absolute maximum, the statistic of every symmetric scheme, computed as
+ * an integer maximum over the bit patterns (exact).
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_abs_max_f32 (const float *x,
+                          size_t       n,
+                          float       *amax)
+{
+  uint32_t bits = qk_abs_max_bits_f32 (x, n);
+  memcpy (amax, &bits, sizeof *amax);
+  return bits < 0x7f800000u;
+}
+
+/**
+ * quark_kernel_abs_max_bf16: (skip)
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @amax: (out): the largest |x| (0 when @n is 0); meaningful only when the
+ *   result is %true
+ *
+ * quark_kernel_abs_max_f32() on bfloat16 input, 32 values per 512-bit vector.
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_abs_max_bf16 (const uint16_t *x,
+                           size_t          n,
+                           float          *amax)
+{
+  uint16_t bits = qk_abs_max_bits_bf16 (x, n);
+  *amax = quark_kernel_bf16_to_f32 (bits);
+  return bits < 0x7f80u;
+}
+
 /**
  * quark_kernel_channel_min_max_f32: (skip)
  * @x: a tensor viewed as [@outer, @channels, @inner], contiguous
