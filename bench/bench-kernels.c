@@ -24,12 +24,6 @@ typedef struct {
   guint8 *mx_scales;
 } Bench;
 
-static void
-bf16_row (const guint16 *src, float *dst, gsize n)
-{
-  quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, src, dst, n);
-}
-
 static gsize
 run_int8_per_channel (Bench *b)
 {
@@ -55,12 +49,11 @@ run_fp8_per_channel (Bench *b)
     {
       float amax, s;
       quark_kernel_abs_max_bf16 (b->bf16 + r * b->cols, b->cols, &amax);
-      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
       s = amax / 448.0f;
       if (s == 0)
         s = 0x1p-23f;
       b->scales[r] = s;
-      quark_kernel_fp_quantize_f32 (fmt, b->row, b->cols, s, b->out + r * b->cols);
+      quark_kernel_fp_quantize_bf16 (fmt, b->bf16 + r * b->cols, b->cols, s, b->out + r * b->cols);
     }
   return b->rows * b->cols + b->rows * 4;
 }
@@ -95,8 +88,7 @@ run_mxfp4 (Bench *b)
   gsize blocks = (b->cols + 31) / 32;
   for (gsize r = 0; r < b->rows; r++)
     {
-      bf16_row (b->bf16 + r * b->cols, b->row, b->cols);
-      quark_kernel_mx_quantize_f32 (&p, b->row, 1, b->cols, b->out, b->mx_scales + r * blocks);
+      quark_kernel_mx_quantize_bf16 (&p, b->bf16 + r * b->cols, 1, b->cols, b->out, b->mx_scales + r * blocks);
       quark_kernel_pack_fp4 (b->out, b->cols, b->packed + r * b->cols / 2);
     }
   return b->rows * b->cols / 2 + b->rows * blocks;

@@ -409,6 +409,29 @@ test_mx_vector_matches_scalar (void)
                                                    ref + b * 32);
             }
           g_assert_cmpmem (codes, len, ref, len);
+
+          /* bfloat16 input: the same as widening first */
+          {
+            g_autofree guint16 *h = g_new (guint16, len);
+            g_autofree float *wide = g_new (float, len);
+            g_autofree guint8 *codes_h = g_new (guint8, len), *codes_w = g_new (guint8, len);
+            g_autofree guint8 *bytes_h = g_new (guint8, n_blocks), *bytes_w = g_new (guint8, n_blocks);
+            for (gsize i = 0; i < len; i++)
+              {
+                guint32 bits;
+                memcpy (&bits, &x[i], 4);
+                h[i] = (guint16) (bits >> 16);
+              }
+            quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, wide, len);
+            g_assert_true (quark_kernel_mx_quantize_bf16 (&p, h, 1, len, codes_h, bytes_h));
+            g_assert_true (quark_kernel_mx_quantize_f32 (&p, wide, 1, len, codes_w, bytes_w));
+            g_assert_cmpmem (codes_h, len, codes_w, len);
+            g_assert_cmpmem (bytes_h, n_blocks, bytes_w, n_blocks);
+            /* and the scaled minifloat path on bfloat16 */
+            g_assert_true (quark_kernel_fp_quantize_bf16 (fmt, h, len, 0.37f, codes_h));
+            g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, wide, len, 0.37f, codes_w));
+            g_assert_cmpmem (codes_h, len, codes_w, len);
+          }
         }
 }
 

@@ -451,6 +451,82 @@ _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
     }
 }
 
+QK_MULTIVERSION void
+_quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
+                                       const uint16_t      *x,
+                                       size_t               n,
+                                       size_t               block,
+                                       const float         *block_scales,
+                                       uint8_t             *codes)
+{
+  const float maxv = (float) quark_fp_format_max (format);
+  const int32_t nan_code = quark_fp_format_nan_code (format);
+  const int32_t max_mag = max_magnitude_code (format);
+  const bool vector_ok = block % QK_LANES == 0 && format->bias - format->mbits <= 120;
+
+  for (size_t start = 0, b = 0; start < n; start += block, b++)
+    {
+      size_t len = n - start < block ? n - start : block;
+      const qk_vf vinv = qk_splat (1.0f / block_scales[b]);
+      size_t i = 0;
+
+      if (vector_ok)
+        for (; i + QK_LANES <= len; i += QK_LANES)
+          {
+            qk_vi c = encode_lanes (format, qk_load_bf16 (x + start + i) * vinv, maxv, nan_code, max_mag);
+            qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
+            memcpy (codes + start + i, &narrow, sizeof narrow);
+          }
+      for (; i < len; i++)
+        {
+          float t = quark_kernel_bf16_to_f32 (x[start + i]);
+          quark_kernel_fp_quantize_f32_scalar (format, &t, 1, block_scales[b], codes + start + i);
+        }
+    }
+}
+
+/**
+ * quark_kernel_fp_quantize_bf16: (skip)
+ * @format: a format of at most 8 bits
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @scale: the scale s
+ * @codes: room for @n codes
+ *
+ * quark_kernel_fp_quantize_f32() on bfloat16 input, widened in registers.
+ *
+ * Returns: %false if @format is wider than 8 bits
+ */
+QK_MULTIVERSION bool
+quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
+                               const uint16_t      *x,
+                               size_t               n,
+                               float                scale,
+                               uint8_t             *codes)
+{
+  const float maxv = (float) quark_fp_format_max (format);
+  const int32_t nan_code = quark_fp_format_nan_code (format);
+  const int32_t max_mag = max_magnitude_code (format);
+  const qk_vf vs = qk_splat (scale);
+  size_t i = 0;
+
+  if (1 + format->ebits + format->mbits > 8)
+    return false;
+  if (format->bias - format->mbits <= 120)
+    for (; i + QK_LANES <= n; i += QK_LANES)
+      {
+        qk_vi c = encode_lanes (format, qk_load_bf16 (x + i) / vs, maxv, nan_code, max_mag);
+        qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
+        memcpy (codes + i, &narrow, sizeof narrow);
+      }
+  for (; i < n; i++)
+    {
+      float t = quark_kernel_bf16_to_f32 (x[i]);
+      quark_kernel_fp_quantize_f32_scalar (format, &t, 1, scale, codes + i);
+    }
+  return true;
+}
+
 /**
  * quark_kernel_fp_dequantize_f32: (skip)
  * @format: a format of at most 8 bits

@@ -18,16 +18,6 @@ qk_load (const float *p)
   return v;
 }
 
-/* QK_LANES bfloat16 values widened to binary32 (exact) */
-QK_INLINE qk_vf
-qk_load_bf16 (const uint16_t *p)
-{
-  qk_vu16 h;
-  qk_vu w;
-  memcpy (&h, p, sizeof h);
-  w = __builtin_convertvector (h, qk_vu) << 16;
-  return (qk_vf) w;
-}
 
 static inline float
 qk_bf16 (uint16_t h)
@@ -202,8 +192,27 @@ qk_abs_max_bits_bf16 (const uint16_t *x, size_t n)
       v &= 0x7fff;
       m = (qk_vh) (((qk_vh) (v > m) & v) | (~(qk_vh) (v > m) & m));
     }
-  for (int l = 0; l < 32; l++)
-    r = m[l] > r ? m[l] : r;
+  if (n >= 32)
+    {
+      /* halve to one lane */
+      const qk_vh s16 = { 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+                          16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31 };
+      const qk_vh s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15,
+                         8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
+      const qk_vh s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7,
+                         4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
+      const qk_vh s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                         2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
+      const qk_vh s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+      qk_vh t;
+      t = __builtin_shuffle (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = __builtin_shuffle (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = __builtin_shuffle (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = __builtin_shuffle (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = __builtin_shuffle (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      r = m[0];
+    }
   for (; i < n; i++)
     {
       uint16_t a = x[i] & 0x7fff;
@@ -226,8 +235,19 @@ qk_abs_max_bits_f32 (const float *x, size_t n)
       v &= 0x7fffffffu;
       m = (qk_vw) (((qk_vw) (v > m) & v) | (~(qk_vw) (v > m) & m));
     }
-  for (int l = 0; l < 16; l++)
-    r = m[l] > r ? m[l] : r;
+  if (n >= 16)
+    {
+      const qk_vw s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
+      const qk_vw s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
+      const qk_vw s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
+      const qk_vw s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+      qk_vw t;
+      t = __builtin_shuffle (m, s8); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = __builtin_shuffle (m, s4); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = __builtin_shuffle (m, s2); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = __builtin_shuffle (m, s1); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      r = m[0];
+    }
   for (; i < n; i++)
     {
       uint32_t a;

@@ -327,6 +327,75 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
 }
 
 /**
+ * quark_kernel_mx_quantize_bf16: (skip)
+ * @params: MX parameters
+ * @x: a bfloat16 tensor viewed as [@n_rows, @row_len], contiguous
+ * @n_rows: the number of rows
+ * @row_len: elements per row
+ * @codes: room for @n_rows × @row_len element codes
+ * @scales: room for @n_rows × ceil (@row_len / block_size) E8M0 bytes
+ *
+ * quark_kernel_mx_quantize_f32() on bfloat16 input, widened in registers.
+ *
+ * Returns: %false if the element type or block size is not valid
+ */
+bool
+quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
+                               const uint16_t      *x,
+                               size_t               n_rows,
+                               size_t               row_len,
+                               uint8_t             *codes,
+                               uint8_t             *scales)
+{
+  const QuarkFpFormat *fmt;
+  size_t bs = params->block_size;
+  size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
+  float *block_scales, *row_f32 = NULL;
+
+  if (!mx_element_format (params, &fmt))
+    return false;
+  block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+  if (fmt == NULL)
+    row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
+
+  for (size_t r = 0; r < n_rows; r++)
+    {
+      const uint16_t *xr = x + r * row_len;
+      uint8_t *cr = codes + r * row_len;
+      bool any_special = false;
+
+      for (size_t b = 0; b < n_blocks; b++)
+        {
+          float amax;
+          bool finite = quark_kernel_abs_max_bf16 (xr + b * bs, MIN (bs, row_len - b * bs), &amax);
+          uint8_t byte = finite ? quark_kernel_mx_shared_exponent (params, amax) : 0xFF;
+
+          scales[r * n_blocks + b] = byte;
+          block_scales[b] = amax == 0.0f || byte == 0xFF ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
+          any_special |= byte == 0xFF;
+        }
+
+      if (fmt)
+        _quark_kernel_fp_quantize_blocks_bf16 (fmt, xr, row_len, bs, block_scales, cr);
+      else
+        {
+          quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, xr, row_f32, row_len);
+          for (size_t b = 0; b < n_blocks; b++)
+            mxint8_block (row_f32 + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
+        }
+
+      if (any_special)
+        for (size_t b = 0; b < n_blocks; b++)
+          if (scales[r * n_blocks + b] == 0xFF)
+            memset (cr + b * bs, fmt ? (uint8_t) quark_fp_format_nan_code (fmt) : 0x80,
+                    MIN (bs, row_len - b * bs));
+    }
+  free (block_scales);
+  free (row_f32);
+  return true;
+}
+
+/**
  * quark_kernel_mx_dequantize_f32: (skip)
  * @params: MX parameters
  * @codes: @n_rows × @row_len element codes

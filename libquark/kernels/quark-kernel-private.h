@@ -16,6 +16,7 @@
 #endif
 
 #include <stdint.h>
+#include <string.h>
 
 /* Helpers that take or return vectors are always inlined, so that they are
  * compiled for the target of the clone that uses them (a vector passed
@@ -67,3 +68,21 @@ void _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
                                        size_t               block,
                                        const float         *block_scales,
                                        uint8_t             *codes);
+
+/* The same on bfloat16 input, widened in registers. */
+void _quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
+                                            const uint16_t      *x,
+                                            size_t               n,
+                                            size_t               block,
+                                            const float         *block_scales,
+                                            uint8_t             *codes);
+
+QK_INLINE qk_vf
+qk_load_bf16 (const uint16_t *p)
+{
+  qk_vu16 h;
+  qk_vu w;
+  memcpy (&h, p, sizeof h);
+  w = __builtin_convertvector (h, qk_vu) << 16;
+  return (qk_vf) w;
+}

@@ -303,6 +303,12 @@ bool     quark_kernel_fp_quantize_f32_scalar    (const QuarkFpFormat  *format,
                                                  float                 scale,
                                                  uint8_t              *codes);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_fp_quantize_bf16          (const QuarkFpFormat  *format,
+                                                 const uint16_t       *x,
+                                                 size_t                n,
+                                                 float                 scale,
+                                                 uint8_t              *codes);
+QUARK_AVAILABLE_IN_1_0
 void     quark_kernel_fp_dequantize_f32         (const QuarkFpFormat  *format,
                                                  const uint8_t        *codes,
                                                  size_t                n,
@@ -350,6 +356,13 @@ uint8_t  quark_kernel_mx_shared_exponent       (const QuarkMxParams  *params,
 QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_mx_quantize_f32          (const QuarkMxParams  *params,
                                                 const float          *x,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                uint8_t              *codes,
+                                                uint8_t              *scales);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_mx_quantize_bf16         (const QuarkMxParams  *params,
+                                                const uint16_t       *x,
                                                 size_t                n_rows,
                                                 size_t                row_len,
                                                 uint8_t              *codes,
