@@ -258,6 +258,40 @@ qk_abs_max_bits_f32 (const float *x, size_t n)
   return r;
 }
 
+/* Absolute maxima (as bits) of consecutive blocks of a bfloat16 row, in one
+ * call so that short blocks do not pay a call each. */
+QK_MULTIVERSION void
+_quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
+{
+  size_t b = 0, start = 0;
+
+  if (block == 32)
+    for (; start + 32 <= n; start += 32, b++)
+      {
+        const qk_vh s16 = { 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+                            16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31 };
+        const qk_vh s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15,
+                           8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
+        const qk_vh s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7,
+                           4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
+        const qk_vh s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
+        const qk_vh s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                           1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+        qk_vh m, t;
+        memcpy (&m, x + start, sizeof m);
+        m &= 0x7fff;
+        t = __builtin_shuffle (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = __builtin_shuffle (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = __builtin_shuffle (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = __builtin_shuffle (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = __builtin_shuffle (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        out[b] = m[0];
+      }
+  for (; start < n; start += block, b++)
+    out[b] = qk_abs_max_bits_bf16 (x + start, n - start < block ? n - start : block);
+}
+
 /**
  * quark_kernel_abs_max_f32: (skip)
  * @x: @n floats

@@ -351,10 +351,12 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
   size_t bs = params->block_size;
   size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
   float *block_scales, *row_f32 = NULL;
+  uint16_t *amax_bits;
 
   if (!mx_element_format (params, &fmt))
     return false;
   block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+  amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint16_t));
   if (fmt == NULL)
     row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
 
@@ -364,10 +366,11 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
       uint8_t *cr = codes + r * row_len;
       bool any_special = false;
 
+      _quark_kernel_block_abs_max_bits_bf16 (xr, row_len, bs, amax_bits);
       for (size_t b = 0; b < n_blocks; b++)
         {
-          float amax;
-          bool finite = quark_kernel_abs_max_bf16 (xr + b * bs, MIN (bs, row_len - b * bs), &amax);
+          float amax = quark_kernel_bf16_to_f32 (amax_bits[b]);
+          bool finite = amax_bits[b] < 0x7f80u;
           uint8_t byte = finite ? quark_kernel_mx_shared_exponent (params, amax) : 0xFF;
 
           scales[r * n_blocks + b] = byte;
@@ -391,6 +394,7 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
                     MIN (bs, row_len - b * bs));
     }
   free (block_scales);
+  free (amax_bits);
   free (row_f32);
   return true;
 }

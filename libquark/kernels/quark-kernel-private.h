@@ -86,3 +86,10 @@ qk_load_bf16 (const uint16_t *p)
   w = __builtin_convertvector (h, qk_vu) << 16;
   return (qk_vf) w;
 }
+
+/* Absolute maxima, as bfloat16 bit patterns, of consecutive blocks of a row
+ * (quark-kernel-int.c). */
+void _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x,
+                                            size_t          n,
+                                            size_t          block,
+                                            uint16_t       *out);
