@@ -415,8 +415,7 @@ quark_tensor_spec_validate (QuarkTensorSpec  *self,
 
   switch (self->dtype)
     {
-    case QUARK_DTYPE_F64: case QUARK_DTYPE_F32: case QUARK_DTYPE_F16:
-    case QUARK_DTYPE_BF16: case QUARK_DTYPE_I64: case QUARK_DTYPE_U64:
+    case QUARK_DTYPE_F64: case QUARK_DTYPE_F32: case QUARK_DTYPE_I64: case QUARK_DTYPE_U64:
     case QUARK_DTYPE_U32: case QUARK_DTYPE_BOOL: case QUARK_DTYPE_F8_E8M0:
       return spec_error (error, QUARK_CONFIG_ERROR_INVALID_VALUE, path, "dtype",
                          "%s is not a quantized element type",
@@ -692,12 +691,14 @@ check_param_tensor (QuarkTensor *t, const char *what, QuarkTensor *codes,
  * quark_tensor_spec_dequantize:
  * @self: the spec the codes were made with
  * @codes: the codes (one per byte for sub-byte types)
- * @scale: the scales: float32 (one per tensor, channel or group), or E8M0
- *   bytes for MX specs
+ * @scale: (nullable): the scales: float32 (one per tensor, channel or
+ *   group), or E8M0 bytes for MX specs; %NULL for float16 and bfloat16
+ *   casts, which have none
  * @zero_point: (nullable): the zero points of integer specs, %NULL for 0
  * @error: return location for a #GError
  *
- * Turns codes back into floats: (q − z) · s for integers, decode (q) · s for
+ * Turns codes back into floats: the value itself for float16 and bfloat16
+ * casts, (q − z) · s for integers, decode (q) · s for
  * minifloats, decode (q) · 2^(e − 127) per block for MX (MXINT8: q / 64 ·
  * 2^(e − 127)), each a single binary32 multiply. The result has the name and
  * shape of @codes.
@@ -724,9 +725,37 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
 
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
   g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
-  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (scale == NULL || QUARK_IS_TENSOR (scale), NULL);
   g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (self->dtype == QUARK_DTYPE_F16 || self->dtype == QUARK_DTYPE_BF16)
+    {
+      gsize count;
+      g_autofree float *values = NULL;
+      g_autoptr(GBytes) cast = NULL;
+      guint nd;
+      const gint64 *sh = quark_tensor_get_shape (codes, &nd);
+      if (quark_tensor_get_dtype (codes) != self->dtype)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                       "tensor %s: dtype %s, but the spec's is %s", quark_tensor_get_name (codes),
+                       quark_dtype_get_name (quark_tensor_get_dtype (codes)), quark_dtype_get_name (self->dtype));
+          return NULL;
+        }
+      values = quark_tensor_to_floats (codes, &count, error);
+      if (values == NULL)
+        return NULL;
+      cast = g_bytes_new_take (g_steal_pointer (&values), count * sizeof (float));
+      return quark_tensor_new (quark_tensor_get_name (codes), QUARK_DTYPE_F32, sh, nd, cast, error);
+    }
+  if (scale == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: a %s spec needs scales", quark_tensor_get_name (codes),
+                   quark_dtype_get_name (self->dtype));
+      return NULL;
+    }
 
   shape = quark_tensor_get_shape (codes, &n_dims);
   n = quark_tensor_get_n_elements (codes);

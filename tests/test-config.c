@@ -30,7 +30,7 @@ static const InvalidCase invalid_cases[] = {
   { "missing-global", "config", QUARK_CONFIG_ERROR_MISSING_KEY, "global_quant_config: missing" },
   { "per-group-no-size", "config", QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.group_size: qscheme per_group needs" },
   { "float-dtype", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.dtype: float32 is not a quantized element type" },
-  { "unsupported-dtype", "quark", QUARK_ERROR_UNSUPPORTED_DTYPE, "global_quant_config.weight.dtype: int32 is not supported" },
+  { "unsupported-bias", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.bias: bias quantization is not supported" },
   { "unsupported-per-block", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.qscheme: per_block applies to integer and fp8 weights" },
   { "per-block-no-size", "config", QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.block_size: qscheme per_block needs block_size" },
   { "block-size-float", "config", QUARK_CONFIG_ERROR_TYPE_MISMATCH, "global_quant_config.weight.block_size[1]: expected an integer, got a number" },

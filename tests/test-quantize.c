@@ -686,6 +686,42 @@ test_backend_per_block (void)
     }
 }
 
+/* int32 (scalar path, clamped in binary64) and float16/bfloat16 casts. */
+static void
+test_backend_int32_and_casts (void)
+{
+  const float x[] = { 1.27f, -1.27f, 0.5f, 1e-30f, 1.0f / 3.0f, -0.0f };
+  const gint64 shape[] = { 1, 6 };
+  g_autoptr(QuarkTensor) deq = NULL;
+  g_autoptr(QuarkModel) out = quantize_one ("{\"dtype\": \"int32\", \"qscheme\": \"per_tensor\"}",
+                                            shape, 2, x, 6, &deq);
+  const gint32 *q = quark_tensor_peek_data (quark_model_get_tensor (out, "w"), NULL);
+  float s = scalar_f32 (out, "w_scale", 0);
+
+  /* amax / 2147483647.5 is below Quark's floor of 2^-23 */
+  g_assert_cmpfloat (s, ==, 0x1p-23f);
+  for (guint i = 0; i < 6; i++)
+    {
+      double t = rintf (x[i] * (1.0f / s));
+      gint64 expected = (gint64) CLAMP (t, (double) G_MININT32, (double) G_MAXINT32);
+      g_assert_cmpint (q[i], ==, expected);
+    }
+  g_assert_cmpint (q[0], ==, (gint64) rintf (1.27f * 0x1p23f));
+
+  for (guint k = 0; k < 2; k++)
+    {
+      QuarkDType dt = k ? QUARK_DTYPE_BF16 : QUARK_DTYPE_F16;
+      g_autoptr(QuarkTensor) back = NULL;
+      g_autoptr(QuarkModel) cast = quantize_one (k ? "{\"dtype\": \"bfloat16\"}" : "{\"dtype\": \"float16\"}",
+                                                 shape, 2, x, 6, &back);
+      guint16 expected[6];
+      g_assert_true (quark_kernel_convert_from_f32 (dt, x, expected, 6));
+      g_assert_cmpmem (quark_tensor_peek_data (quark_model_get_tensor (cast, "w"), NULL), 12, expected, 12);
+      g_assert_null (quark_model_get_tensor (cast, "w_scale"));
+      g_assert_cmpfloat (((const float *) quark_tensor_peek_data (back, NULL))[0], ==, k ? 1.2734375f : 1.26953125f);
+    }
+}
+
 static void
 test_backend_rejects_bad_spec (void)
 {
@@ -891,6 +927,7 @@ main (int argc, char **argv)
   g_test_add_func ("/backend/pow2", test_backend_pow2);
   g_test_add_func ("/backend/int-per-group", test_backend_int_per_group);
   g_test_add_func ("/backend/per-block", test_backend_per_block);
+  g_test_add_func ("/backend/int32-and-casts", test_backend_int32_and_casts);
   g_test_add_func ("/backend/rejects-bad-spec", test_backend_rejects_bad_spec);
   g_test_add_func ("/kernels/rounding-modes", test_rounding_modes);
   g_test_add_func ("/kernels/stochastic-rounding", test_stochastic_rounding);

@@ -476,18 +476,28 @@ quark_kernel_pow2_scale (float             scale,
   return ldexpf (1.0f, e);
 }
 
-static inline float
+static inline int32_t
 qk_quantize_one (float x, const QuarkKernelIntParams *p, size_t i)
 {
   float t = x * p->inv_scale;
+  double d;
   t = t + p->zero_point;
   t = p->round == QUARK_ROUND_HALF_EVEN ? rintf (t) : quark_kernel_round (t, p->round, p->seed, p->offset + i);
-  /* written so that a NaN becomes qmin, as in the vector path */
-  if (!(t >= (float) p->qmin))
-    t = (float) p->qmin;
-  if (t > (float) p->qmax)
-    t = (float) p->qmax;
-  return t;
+  /* clamped in binary64, exact for 32-bit bounds; written so that a NaN
+   * becomes qmin, as in the vector path */
+  d = t;
+  if (!(d >= (double) p->qmin))
+    return p->qmin;
+  if (d > (double) p->qmax)
+    return p->qmax;
+  return (int32_t) d;
+}
+
+/* the vector path's magic-number rounding needs codes within 2^22 */
+static inline bool
+qk_vector_range (const QuarkKernelIntParams *p)
+{
+  return p->qmin >= -(1 << 22) && p->qmax <= (1 << 22);
 }
 
 static bool
@@ -549,7 +559,7 @@ quark_kernel_quantize_int_f32_scalar (const float                *x,
   if (!qk_store_supported (out_dtype))
     return false;
   for (size_t i = 0; i < n; i++)
-    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params, i));
+    qk_store (out_dtype, out, i, qk_quantize_one (x[i], params, i));
   return true;
 }
 
@@ -602,9 +612,9 @@ QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t
  * Affine integer quantization with the zero point added before rounding (the
  * export order of the numerics reference):
  * q = clamp (R (fl (fl (x · inv_scale) + z)), qmin, qmax), R the rounding
- * mode of @params (quark_kernel_round()). Half to even runs on the vector
- * path; the other modes on the scalar one. The range [qmin, qmax] must lie
- * within 2^22 of zero.
+ * mode of @params (quark_kernel_round()). Half to even with a range within
+ * 2^22 of zero runs on the vector path; other modes and wider (32-bit)
+ * ranges on the scalar one, which clamps in binary64.
  *
  * Returns: %false if @out_dtype is not an integer storage type
  */
@@ -619,7 +629,7 @@ quark_kernel_quantize_int_f32 (const float                *x,
 
   if (!qk_store_supported (out_dtype))
     return false;
-  if (params->round != QUARK_ROUND_HALF_EVEN)
+  if (params->round != QUARK_ROUND_HALF_EVEN || !qk_vector_range (params))
     return quark_kernel_quantize_int_f32_scalar (x, n, params, out_dtype, out);
 
   switch (quark_dtype_get_element_size (out_dtype))
@@ -636,7 +646,7 @@ quark_kernel_quantize_int_f32 (const float                *x,
     }
 
   for (size_t i = done; i < n; i++)
-    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (x[i], params, i));
+    qk_store (out_dtype, out, i, qk_quantize_one (x[i], params, i));
   return true;
 }
 
@@ -665,7 +675,7 @@ quark_kernel_quantize_int_bf16 (const uint16_t             *x,
 
   if (!qk_store_supported (out_dtype))
     return false;
-  if (params->round == QUARK_ROUND_HALF_EVEN)
+  if (params->round == QUARK_ROUND_HALF_EVEN && qk_vector_range (params))
     switch (quark_dtype_get_element_size (out_dtype))
       {
       case 1:
@@ -679,7 +689,7 @@ quark_kernel_quantize_int_bf16 (const uint16_t             *x,
         break;
       }
   for (size_t i = done; i < n; i++)
-    qk_store (out_dtype, out, i, (int32_t) qk_quantize_one (qk_bf16 (x[i]), params, i));
+    qk_store (out_dtype, out, i, qk_quantize_one (qk_bf16 (x[i]), params, i));
   return true;
 }
 
@@ -730,6 +740,6 @@ quark_kernel_dequantize_int_f32 (const void *q,
   if (!qk_store_supported (q_dtype))
     return false;
   for (size_t i = 0; i < n; i++)
-    out[i] = (float) (qk_load_code (q_dtype, q, i) - zero_point) * scale;
+    out[i] = (float) ((int64_t) qk_load_code (q_dtype, q, i) - zero_point) * scale;
   return true;
 }

@@ -459,21 +459,25 @@ quark_quark_check_spec (QuarkTensorSpec  *spec,
 {
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
   QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
-  gboolean is_int = quark_dtype_is_integer (dtype) && quark_dtype_get_bits (dtype) <= 16;
+  gboolean is_int = quark_dtype_is_integer (dtype) &&
+                    (quark_dtype_get_bits (dtype) <= 16 || dtype == QUARK_DTYPE_I32);
+  gboolean is_cast = dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16;
   gboolean is_fp8 = dtype == QUARK_DTYPE_F8_E4M3 || dtype == QUARK_DTYPE_F8_E5M2 ||
                     dtype == QUARK_DTYPE_F8_E4M3FNUZ || dtype == QUARK_DTYPE_F8_E5M2FNUZ;
   gboolean is_small_fp = dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 ||
                          dtype == QUARK_DTYPE_FP6_E3M2;
   gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
 
-  if (!is_int && !is_fp8 && !is_small_fp)
+  if (!is_int && !is_fp8 && !is_small_fp && !is_cast)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE,
                    "%s.dtype: %s is not supported by the quark backend (supported: integers of "
-                   "2 to 16 bits, fp8_e4m3, fp8_e5m2, fp8_e4m3fnuz, fp8_e5m2fnuz, fp6_e2m3, fp6_e3m2, fp4)",
-                   path, quark_dtype_get_name (dtype));
+                   "2 to 16 bits, int32, fp8_e4m3, fp8_e5m2, fp8_e4m3fnuz, fp8_e5m2fnuz, fp6_e2m3, "
+                   "fp6_e3m2, fp4, and float16/bfloat16 casts)", path, quark_dtype_get_name (dtype));
       return FALSE;
     }
+  if (is_cast)
+    return TRUE;   /* a cast has no scale, granularity or observer */
   if (role == QUARK_ROLE_BIAS)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,

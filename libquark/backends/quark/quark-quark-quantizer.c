@@ -334,6 +334,14 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   x = quark_tensor_to_floats (tensor, &n, error);
   if (x == NULL)
     return FALSE;
+  if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
+    {
+      /* Quark's float16/bfloat16 specs are casts (PlaceholderObserver):
+       * round to nearest even, no scale */
+      guint8 *cast = g_malloc (MAX (n, 1) * 2);
+      quark_kernel_convert_from_f32 (dtype, x, cast, n);
+      return add_new_tensor (out, name, dtype, shape, n_dims, cast, n * 2, error);
+    }
   if (!(quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_BLOCK
         ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (spec, 0), block_dim (spec, 1))
         : quark_kernel_layout_init (&l, shape, n_dims, quark_tensor_spec_get_qscheme (spec),
