@@ -26,6 +26,7 @@
 #include "quark-backend.h"
 #include "quark-backend-module.h"
 #include "quark-registry.h"
+#include "quark-safetensors.h"
 #include "kernels/quark-kernels.h"
 
 #undef QUARK_INSIDE

@@ -1,0 +1,855 @@
+/* quark-safetensors.c: reading and writing safetensors checkpoints
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-safetensors.h"
+#include "quark-error.h"
+#include "quark-json.h"
+#include "kernels/quark-kernels.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+/* ------------------------------------------------------------------------
+ * Reading
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+  const char *name;
+  QuarkDType dtype;
+  gboolean packed_f4;
+  gint64 shape[QUARK_TENSOR_MAX_DIMS];
+  guint n_dims;
+  guint64 begin, end;
+} Entry;
+
+G_GNUC_PRINTF (3, 4)
+static gboolean
+file_error (GError **error, const char *source, const char *format, ...)
+{
+  g_autofree char *msg = NULL;
+  va_list args;
+
+  va_start (args, format);
+  msg = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", source, msg);
+  return FALSE;
+}
+
+static gboolean
+read_uint_array (JsonNode *node, guint max_len, guint64 *out, guint *len)
+{
+  JsonArray *array;
+
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    return FALSE;
+  array = json_node_get_array (node);
+  if (json_array_get_length (array) > max_len)
+    return FALSE;
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *e = json_array_get_element (array, i);
+      if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_INT64 ||
+          json_node_get_int (e) < 0)
+        return FALSE;
+      out[i] = (guint64) json_node_get_int (e);
+    }
+  *len = json_array_get_length (array);
+  return TRUE;
+}
+
+static int
+compare_entries (gconstpointer a, gconstpointer b)
+{
+  const Entry *x = *(const Entry * const *) a, *y = *(const Entry * const *) b;
+  if (x->begin != y->begin)
+    return x->begin < y->begin ? -1 : 1;
+  return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static gboolean
+parse_entry (const char *source, const char *name, JsonNode *node, Entry *e, GError **error)
+{
+  static const char * const keys[] = { "dtype", "shape", "data_offsets", NULL };
+  JsonObject *object;
+  JsonNode *dtype_node;
+  guint64 dims[QUARK_TENSOR_MAX_DIMS + 1], offsets[3];
+  guint n_dims, n_offsets;
+  guint64 count = 1, bits, nbytes;
+  g_autoptr(GError) local_error = NULL;
+
+  e->name = name;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return file_error (error, source, "tensor %s: the header entry is not an object", name);
+  object = json_node_get_object (node);
+  if (!quark_json_check_members (object, name, keys, &local_error))
+    return file_error (error, source, "tensor %s: %s", name, local_error->message);
+  for (guint i = 0; keys[i]; i++)
+    if (!json_object_has_member (object, keys[i]))
+      return file_error (error, source, "tensor %s: the header entry lacks %s", name, keys[i]);
+
+  dtype_node = json_object_get_member (object, "dtype");
+  if (!JSON_NODE_HOLDS_VALUE (dtype_node) || json_node_get_value_type (dtype_node) != G_TYPE_STRING)
+    return file_error (error, source, "tensor %s: dtype is not a string", name);
+  if (!quark_dtype_from_safetensors (json_node_get_string (dtype_node), &e->dtype))
+    return file_error (error, source, "tensor %s: unknown dtype \"%s\"", name, json_node_get_string (dtype_node));
+  if (e->dtype == QUARK_DTYPE_FP6_E2M3 || e->dtype == QUARK_DTYPE_FP6_E3M2)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE,
+                   "%s: tensor %s: reading dtype %s is not supported", source, name,
+                   json_node_get_string (dtype_node));
+      return FALSE;
+    }
+  e->packed_f4 = e->dtype == QUARK_DTYPE_FP4_E2M1;
+
+  if (!read_uint_array (json_object_get_member (object, "shape"), QUARK_TENSOR_MAX_DIMS, dims, &n_dims))
+    return file_error (error, source, "tensor %s: shape is not an array of at most %d non-negative integers",
+                       name, QUARK_TENSOR_MAX_DIMS);
+  if (!read_uint_array (json_object_get_member (object, "data_offsets"), 2, offsets, &n_offsets) ||
+      n_offsets != 2)
+    return file_error (error, source, "tensor %s: data_offsets is not a pair of non-negative integers", name);
+  if (offsets[0] > offsets[1])
+    return file_error (error, source, "tensor %s: data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                       "] end before they begin", name, offsets[0], offsets[1]);
+
+  e->n_dims = n_dims;
+  for (guint i = 0; i < n_dims; i++)
+    {
+      if (dims[i] > G_MAXINT64 || (dims[i] != 0 && count > G_MAXUINT64 / dims[i]))
+        return file_error (error, source, "tensor %s: the number of elements overflows 64 bits", name);
+      count *= dims[i];
+      e->shape[i] = (gint64) dims[i];
+    }
+  bits = quark_dtype_get_bits (e->dtype);
+  if (count > G_MAXUINT64 / bits)
+    return file_error (error, source, "tensor %s: the size in bits overflows 64 bits", name);
+  if ((count * bits) % 8)
+    return file_error (error, source, "tensor %s: %" G_GUINT64_FORMAT " elements of %" G_GUINT64_FORMAT
+                       " bits do not fill whole bytes", name, count, bits);
+  nbytes = count * bits / 8;
+  if (offsets[1] - offsets[0] != nbytes)
+    return file_error (error, source, "tensor %s: shape and dtype need %" G_GUINT64_FORMAT
+                       " bytes, but data_offsets span %" G_GUINT64_FORMAT, name, nbytes, offsets[1] - offsets[0]);
+  e->begin = offsets[0];
+  e->end = offsets[1];
+  return TRUE;
+}
+
+/**
+ * quark_model_new_from_safetensors_bytes:
+ * @contents: the bytes of a safetensors file (a mapped file works without
+ *   copying)
+ * @source: a name for the file in messages
+ * @error: return location for a #GError
+ *
+ * Reads a safetensors file held in memory, with every rule of the format
+ * reference: a header length within the limit and the file, a strict JSON
+ * header whose entries have exactly `dtype`, `shape` and `data_offsets`,
+ * known dtypes, sizes equal to the shape times the element size (with
+ * overflow checks), tensors contiguous from offset 0 with no hole and no
+ * overlap, and a file size equal to what the header describes.
+ *
+ * Tensors reference @contents without copying, except `F4` tensors, which
+ * are unpacked to one FP4 code per byte.
+ *
+ * Returns: (transfer full): the model, or %NULL with %QUARK_ERROR_INVALID_FILE
+ *   (or %QUARK_ERROR_UNSUPPORTED_DTYPE) naming @source and the tensor at fault
+ */
+QuarkModel *
+quark_model_new_from_safetensors_bytes (GBytes      *contents,
+                                        const char  *source,
+                                        GError     **error)
+{
+  g_autoptr(QuarkModel) model = NULL;
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) entries = NULL;
+  g_autofree Entry *storage = NULL;
+  g_autoptr(GList) members = NULL;
+  const guint8 *data;
+  gsize size;
+  guint64 header_len, data_start, expected_end = 0;
+  const char *header;
+  guint n_entries = 0, i;
+
+  g_return_val_if_fail (contents != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (source == NULL)
+    source = "<safetensors>";
+  data = g_bytes_get_data (contents, &size);
+  if (size < 8)
+    {
+      file_error (error, source, "%" G_GSIZE_FORMAT " bytes, too short for a safetensors header length", size);
+      return NULL;
+    }
+  memcpy (&header_len, data, sizeof header_len);
+  header_len = GUINT64_FROM_LE (header_len);
+  if (header_len > QUARK_SAFETENSORS_MAX_HEADER)
+    {
+      file_error (error, source, "header length %" G_GUINT64_FORMAT " exceeds the limit of %d bytes",
+                  header_len, QUARK_SAFETENSORS_MAX_HEADER);
+      return NULL;
+    }
+  if (8 + header_len > size)
+    {
+      file_error (error, source, "header length %" G_GUINT64_FORMAT " goes beyond the end of the file (%"
+                  G_GSIZE_FORMAT " bytes)", header_len, size);
+      return NULL;
+    }
+  header = (const char *) data + 8;
+  {
+    guint64 k = 0;
+    while (k < header_len && header[k] == ' ')
+      k++;
+    if (k == header_len || header[k] != '{')
+      {
+        file_error (error, source, "the header is not a JSON object");
+        return NULL;
+      }
+  }
+  root = quark_json_parse (header, (gssize) header_len, "header", &local_error);
+  if (root == NULL)
+    {
+      file_error (error, source, "%s", local_error->message);
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (root))
+    {
+      file_error (error, source, "the header is not a JSON object");
+      return NULL;
+    }
+
+  members = json_object_get_members (json_node_get_object (root));
+  storage = g_new0 (Entry, MAX (g_list_length (members), 1));
+  entries = g_ptr_array_new ();
+  for (GList *l = members; l; l = l->next)
+    {
+      const char *name = l->data;
+      JsonNode *node = json_object_get_member (json_node_get_object (root), name);
+
+      if (g_str_equal (name, "__metadata__"))
+        {
+          g_autoptr(GList) keys = NULL;
+          if (!JSON_NODE_HOLDS_OBJECT (node))
+            {
+              file_error (error, source, "__metadata__ is not an object");
+              return NULL;
+            }
+          keys = json_object_get_members (json_node_get_object (node));
+          for (GList *k = keys; k; k = k->next)
+            {
+              JsonNode *v = json_object_get_member (json_node_get_object (node), k->data);
+              if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING)
+                {
+                  file_error (error, source, "__metadata__.%s is not a string", (const char *) k->data);
+                  return NULL;
+                }
+            }
+          continue;
+        }
+      if (!parse_entry (source, name, node, &storage[n_entries], error))
+        return NULL;
+      g_ptr_array_add (entries, &storage[n_entries++]);
+    }
+
+  /* contiguity: sorted by offsets, from 0, no hole, no overlap */
+  {
+    g_autoptr(GPtrArray) sorted = g_ptr_array_copy (entries, NULL, NULL);
+    g_ptr_array_sort (sorted, compare_entries);
+    for (i = 0; i < sorted->len; i++)
+      {
+        Entry *e = g_ptr_array_index (sorted, i);
+        if (e->begin > expected_end)
+          {
+            file_error (error, source, "a hole of %" G_GUINT64_FORMAT " bytes precedes tensor %s "
+                        "(data_offsets must be contiguous)", e->begin - expected_end, e->name);
+            return NULL;
+          }
+        if (e->begin < expected_end)
+          {
+            Entry *prev = g_ptr_array_index (sorted, i - 1);
+            file_error (error, source, "tensors %s and %s overlap", prev->name, e->name);
+            return NULL;
+          }
+        expected_end = e->end;
+      }
+  }
+  data_start = 8 + header_len;
+  if (data_start + expected_end != size)
+    {
+      file_error (error, source, "the header describes %" G_GUINT64_FORMAT " bytes, but the file has %"
+                  G_GSIZE_FORMAT, data_start + expected_end, size);
+      return NULL;
+    }
+
+  model = quark_model_new ();
+  for (i = 0; i < entries->len; i++)
+    {
+      Entry *e = g_ptr_array_index (entries, i);
+      g_autoptr(GBytes) slice = g_bytes_new_from_bytes (contents, data_start + e->begin, e->end - e->begin);
+      g_autoptr(QuarkTensor) tensor = NULL;
+
+      if (e->packed_f4)
+        {
+          gsize n = (e->end - e->begin) * 2;
+          guint8 *codes = g_malloc (MAX (n, 1));
+          g_autoptr(GBytes) unpacked = NULL;
+          quark_kernel_unpack_fp4 (g_bytes_get_data (slice, NULL), n, codes);
+          unpacked = g_bytes_new_take (codes, n);
+          tensor = quark_tensor_new (e->name, e->dtype, e->shape, e->n_dims, unpacked, error);
+        }
+      else
+        tensor = quark_tensor_new (e->name, e->dtype, e->shape, e->n_dims, slice, error);
+      if (tensor == NULL)
+        {
+          g_prefix_error (error, "%s: ", source);
+          return NULL;
+        }
+      if (!quark_model_add_tensor (model, tensor, error))
+        return NULL;
+    }
+  return g_steal_pointer (&model);
+}
+
+static QuarkModel *
+load_file (const char *path, const char *display, GError **error)
+{
+  g_autoptr(GMappedFile) mapped = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  mapped = g_mapped_file_new (path, FALSE, &local_error);
+  if (mapped == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
+      return NULL;
+    }
+  bytes = g_mapped_file_get_bytes (mapped);
+  return quark_model_new_from_safetensors_bytes (bytes, display, error);
+}
+
+static gboolean
+is_plain_file_name (const char *name)
+{
+  return *name && strchr (name, '/') == NULL && strcmp (name, ".") != 0 && strcmp (name, "..") != 0;
+}
+
+static QuarkModel *
+load_sharded (const char *dir, const char *index_path, GCancellable *cancellable, GError **error)
+{
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GHashTable) shards = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_object_unref);
+  g_autoptr(GPtrArray) order = g_ptr_array_new ();
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(GList) names = NULL;
+  JsonObject *weight_map;
+  JsonNode *wm;
+  static const char * const keys[] = { "metadata", "weight_map", NULL };
+
+  root = quark_json_parse_file (index_path, &local_error);
+  if (root == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (root) ||
+      !quark_json_check_members (json_node_get_object (root), NULL, keys, &local_error))
+    {
+      file_error (error, index_path, "%s", local_error ? local_error->message : "not a JSON object");
+      return NULL;
+    }
+  wm = json_object_get_member (json_node_get_object (root), "weight_map");
+  if (wm == NULL || !JSON_NODE_HOLDS_OBJECT (wm))
+    {
+      file_error (error, index_path, "weight_map is missing or not an object");
+      return NULL;
+    }
+  weight_map = json_node_get_object (wm);
+  names = json_object_get_members (weight_map);
+
+  /* load every shard once, in order of first mention */
+  for (GList *l = names; l; l = l->next)
+    {
+      JsonNode *v = json_object_get_member (weight_map, l->data);
+      const char *shard;
+      if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING)
+        {
+          file_error (error, index_path, "weight_map.%s is not a file name", (const char *) l->data);
+          return NULL;
+        }
+      shard = json_node_get_string (v);
+      if (!is_plain_file_name (shard))
+        {
+          file_error (error, index_path, "weight_map.%s names \"%s\", which is not a file in the model directory",
+                      (const char *) l->data, shard);
+          return NULL;
+        }
+      if (!g_hash_table_contains (shards, shard))
+        {
+          g_autofree char *shard_path = g_build_filename (dir, shard, NULL);
+          QuarkModel *shard_model;
+
+          if (g_cancellable_set_error_if_cancelled (cancellable, &local_error))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "%s", local_error->message);
+              return NULL;
+            }
+          if (!g_file_test (shard_path, G_FILE_TEST_IS_REGULAR))
+            {
+              file_error (error, index_path, "shard %s (for tensor %s) is missing", shard, (const char *) l->data);
+              return NULL;
+            }
+          shard_model = load_file (shard_path, shard_path, error);
+          if (shard_model == NULL)
+            return NULL;
+          g_hash_table_insert (shards, (gpointer) shard, shard_model);
+          g_ptr_array_add (order, (gpointer) shard);
+        }
+    }
+
+  /* every shard tensor is in the index under that shard, and the reverse */
+  for (guint s = 0; s < order->len; s++)
+    {
+      QuarkModel *shard_model = g_hash_table_lookup (shards, order->pdata[s]);
+      for (guint t = 0; t < quark_model_get_n_tensors (shard_model); t++)
+        {
+          QuarkTensor *tensor = quark_model_get_tensor_at (shard_model, t);
+          JsonNode *v = json_object_get_member (weight_map, quark_tensor_get_name (tensor));
+          if (v == NULL || g_strcmp0 (json_node_get_string (v), order->pdata[s]) != 0)
+            {
+              file_error (error, index_path, "tensor %s is in shard %s but the index does not map it there",
+                          quark_tensor_get_name (tensor), (const char *) order->pdata[s]);
+              return NULL;
+            }
+          if (!quark_model_add_tensor (model, tensor, error))
+            {
+              g_prefix_error (error, "%s: ", index_path);
+              return NULL;
+            }
+        }
+    }
+  for (GList *l = names; l; l = l->next)
+    if (quark_model_get_tensor (model, l->data) == NULL)
+      {
+        file_error (error, index_path, "tensor %s is not in shard %s", (const char *) l->data,
+                    json_node_get_string (json_object_get_member (weight_map, l->data)));
+        return NULL;
+      }
+  return g_steal_pointer (&model);
+}
+
+/**
+ * quark_model_load:
+ * @path: (type filename): a model directory or a `.safetensors` file
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Loads a model without copying its weights: files are memory-mapped and
+ * tensors reference the mapping. A directory holds either
+ * `model.safetensors` or a sharded checkpoint (`model.safetensors.index.json`
+ * and the shards it names); its `config.json`, when present, becomes the
+ * model's metadata. Every file is validated as
+ * quark_model_new_from_safetensors_bytes() describes; the index must name
+ * existing shards in the directory, and map every tensor to the shard that
+ * holds it.
+ *
+ * Returns: (transfer full): the model, or %NULL with %QUARK_ERROR_INVALID_FILE,
+ *   %QUARK_ERROR_IO or %QUARK_ERROR_CANCELLED naming the file at fault
+ */
+QuarkModel *
+quark_model_load (const char    *path,
+                  GCancellable  *cancellable,
+                  GError       **error)
+{
+  g_autoptr(QuarkModel) model = NULL;
+  g_autofree char *index_path = NULL, *single = NULL, *config_path = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      if (!g_file_test (path, G_FILE_TEST_EXISTS))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: no such file or directory", path);
+          return NULL;
+        }
+      return load_file (path, path, error);
+    }
+
+  index_path = g_build_filename (path, "model.safetensors.index.json", NULL);
+  single = g_build_filename (path, "model.safetensors", NULL);
+  if (g_file_test (index_path, G_FILE_TEST_IS_REGULAR))
+    model = load_sharded (path, index_path, cancellable, error);
+  else if (g_file_test (single, G_FILE_TEST_IS_REGULAR))
+    model = load_file (single, single, error);
+  else
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "%s: neither model.safetensors nor model.safetensors.index.json is in this directory", path);
+      return NULL;
+    }
+  if (model == NULL)
+    return NULL;
+
+  config_path = g_build_filename (path, "config.json", NULL);
+  if (g_file_test (config_path, G_FILE_TEST_IS_REGULAR))
+    {
+      g_autoptr(GError) local_error = NULL;
+      g_autoptr(JsonNode) config = quark_json_parse_file (config_path, &local_error);
+      if (config == NULL)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
+          return NULL;
+        }
+      quark_model_set_metadata (model, config);
+    }
+  return g_steal_pointer (&model);
+}
+
+/* ------------------------------------------------------------------------
+ * Writing
+ * ------------------------------------------------------------------------ */
+
+static gsize
+dtype_alignment (QuarkDType dtype)
+{
+  return quark_dtype_get_element_size (dtype);
+}
+
+static int
+compare_for_file (gconstpointer a, gconstpointer b)
+{
+  QuarkTensor *x = *(QuarkTensor * const *) a, *y = *(QuarkTensor * const *) b;
+  gsize ax = dtype_alignment (quark_tensor_get_dtype (x)), ay = dtype_alignment (quark_tensor_get_dtype (y));
+  if (ax != ay)
+    return ax > ay ? -1 : 1;
+  return strcmp (quark_tensor_get_name (x), quark_tensor_get_name (y));
+}
+
+static const char *
+file_dtype (QuarkTensor *t, GError **error)
+{
+  QuarkDType dtype = quark_tensor_get_dtype (t);
+
+  if (dtype == QUARK_DTYPE_F8_E8M0)
+    return "U8";   /* engines read E8M0 scales as bytes */
+  if (quark_dtype_is_sub_byte (dtype) || quark_dtype_to_safetensors (dtype) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE,
+                   "tensor %s: dtype %s has no safetensors form; pack it into bytes or words first",
+                   quark_tensor_get_name (t), quark_dtype_get_name (dtype));
+      return NULL;
+    }
+  return quark_dtype_to_safetensors (dtype);
+}
+
+static gboolean
+write_all (int fd, const void *data, gsize size, const char *path, GError **error)
+{
+  const guint8 *p = data;
+
+  while (size > 0)
+    {
+      gssize n = write (fd, p, MIN (size, (gsize) 1 << 30));
+      if (n < 0)
+        {
+          int saved = errno;
+          if (saved == EINTR)
+            continue;
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: write failed: %s", path, g_strerror (saved));
+          return FALSE;
+        }
+      p += n;
+      size -= (gsize) n;
+    }
+  return TRUE;
+}
+
+/* Writes one safetensors file of @tensors (in file order). */
+static gboolean
+write_shard (const char *path, GPtrArray *tensors, GCancellable *cancellable, GError **error)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonNode) header_node = NULL;
+  g_autoptr(GString) header = NULL;
+  g_autofree char *text = NULL;
+  guint64 offset = 0, len_le;
+  int fd;
+  gboolean ok = TRUE;
+
+  g_ptr_array_sort (tensors, compare_for_file);
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "__metadata__");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "format");
+  json_builder_add_string_value (builder, "pt");
+  json_builder_set_member_name (builder, "quantized_by");
+  json_builder_add_string_value (builder, "libquark " QUARK_VERSION_S);
+  json_builder_end_object (builder);
+  for (guint i = 0; i < tensors->len; i++)
+    {
+      QuarkTensor *t = g_ptr_array_index (tensors, i);
+      const char *dtype = file_dtype (t, error);
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+      gsize size;
+
+      if (dtype == NULL)
+        return FALSE;
+      quark_tensor_peek_data (t, &size);
+      json_builder_set_member_name (builder, quark_tensor_get_name (t));
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "dtype");
+      json_builder_add_string_value (builder, dtype);
+      json_builder_set_member_name (builder, "shape");
+      json_builder_begin_array (builder);
+      for (guint d = 0; d < n_dims; d++)
+        json_builder_add_int_value (builder, shape[d]);
+      json_builder_end_array (builder);
+      json_builder_set_member_name (builder, "data_offsets");
+      json_builder_begin_array (builder);
+      json_builder_add_int_value (builder, (gint64) offset);
+      json_builder_add_int_value (builder, (gint64) (offset + size));
+      json_builder_end_array (builder);
+      json_builder_end_object (builder);
+      offset += size;
+    }
+  json_builder_end_object (builder);
+  header_node = json_builder_get_root (builder);
+  text = json_to_string (header_node, FALSE);
+  header = g_string_new (text);
+  while (header->len % 8)
+    g_string_append_c (header, ' ');   /* the data buffer starts 8-byte aligned */
+
+  fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot create: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  len_le = GUINT64_TO_LE ((guint64) header->len);
+  ok = write_all (fd, &len_le, 8, path, error) && write_all (fd, header->str, header->len, path, error);
+  for (guint i = 0; ok && i < tensors->len; i++)
+    {
+      gsize size;
+      gconstpointer data = quark_tensor_peek_data (g_ptr_array_index (tensors, i), &size);
+      if (g_cancellable_is_cancelled (cancellable))
+        {
+          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+          ok = FALSE;
+          break;
+        }
+      ok = write_all (fd, data, size, path, error);
+    }
+  if (ok && fsync (fd) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: fsync failed: %s", path, g_strerror (saved));
+      ok = FALSE;
+    }
+  if (close (fd) != 0 && ok)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: close failed: %s", path, g_strerror (saved));
+      ok = FALSE;
+    }
+  return ok;
+}
+
+static void
+remove_tree (const char *path)
+{
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  if (dir)
+    while ((name = g_dir_read_name (dir)) != NULL)
+      {
+        g_autofree char *child = g_build_filename (path, name, NULL);
+        if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+          remove_tree (child);
+        else
+          g_unlink (child);
+      }
+  g_rmdir (path);
+}
+
+static gboolean
+write_json_file (const char *path, JsonNode *node, GError **error)
+{
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autoptr(GError) local_error = NULL;
+
+  json_generator_set_pretty (generator, TRUE);
+  json_generator_set_indent (generator, 2);
+  json_generator_set_root (generator, node);
+  if (!json_generator_to_file (generator, path, &local_error))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, local_error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * quark_model_save:
+ * @self: a #QuarkModel
+ * @directory: (type filename): the output directory; it must not exist
+ *   unless @overwrite is set
+ * @max_shard_size: the largest shard in bytes (0 for
+ *   %QUARK_SAFETENSORS_DEFAULT_SHARD_SIZE); a larger tensor gets a shard of
+ *   its own
+ * @overwrite: replace an existing @directory
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Writes the model as a Hugging Face model directory: `model.safetensors`,
+ * or shards `model-0000i-of-0000n.safetensors` with
+ * `model.safetensors.index.json` when the tensors exceed @max_shard_size
+ * (greedy, in model order), and `config.json` from the metadata. Each file
+ * has `__metadata__` `{"format": "pt", "quantized_by": "libquark …"}`,
+ * tensors ordered by descending alignment then name, and its data 8-byte
+ * aligned. E8M0 tensors are written as `U8`; logical sub-byte tensors must
+ * be packed first.
+ *
+ * Everything is written into a temporary directory next to @directory,
+ * which is renamed into place only when complete: an interrupted or failed
+ * save never leaves a directory that looks complete.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO,
+ *   %QUARK_ERROR_UNSUPPORTED_DTYPE or %QUARK_ERROR_CANCELLED
+ */
+gboolean
+quark_model_save (QuarkModel    *self,
+                  const char    *directory,
+                  guint64        max_shard_size,
+                  gboolean       overwrite,
+                  GCancellable  *cancellable,
+                  GError       **error)
+{
+  g_autofree char *parent = NULL, *tmp = NULL;
+  g_autoptr(GPtrArray) shards = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
+  GPtrArray *current = NULL;
+  guint64 current_size = 0, total_size = 0;
+  gboolean ok = TRUE;
+  guint n;
+
+  g_return_val_if_fail (QUARK_IS_MODEL (self), FALSE);
+  g_return_val_if_fail (directory != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (max_shard_size == 0)
+    max_shard_size = QUARK_SAFETENSORS_DEFAULT_SHARD_SIZE;
+  if (g_file_test (directory, G_FILE_TEST_EXISTS) && !overwrite)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)", directory);
+      return FALSE;
+    }
+
+  /* greedy sharding in model order */
+  n = quark_model_get_n_tensors (self);
+  for (guint i = 0; i < n; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (self, i);
+      gsize size;
+      quark_tensor_peek_data (t, &size);
+      if (file_dtype (t, error) == NULL)
+        return FALSE;
+      if (current == NULL || (current->len > 0 && current_size + size > max_shard_size))
+        {
+          current = g_ptr_array_new ();
+          g_ptr_array_add (shards, current);
+          current_size = 0;
+        }
+      g_ptr_array_add (current, t);
+      current_size += size;
+      total_size += size;
+    }
+  if (shards->len == 0)
+    g_ptr_array_add (shards, g_ptr_array_new ());
+
+  parent = g_path_get_dirname (directory);
+  tmp = g_build_filename (parent, ".quark-tmp-XXXXXX", NULL);
+  if (g_mkdtemp (tmp) == NULL)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot create a temporary directory: %s",
+                   parent, g_strerror (saved));
+      return FALSE;
+    }
+
+  {
+    JsonObject *weight_map = json_object_new ();
+    for (guint s = 0; ok && s < shards->len; s++)
+      {
+        GPtrArray *shard = g_ptr_array_index (shards, s);
+        g_autofree char *name = shards->len == 1 ? g_strdup ("model.safetensors")
+                                : g_strdup_printf ("model-%05u-of-%05u.safetensors", s + 1, shards->len);
+        g_autofree char *path = g_build_filename (tmp, name, NULL);
+        for (guint t = 0; t < shard->len; t++)
+          json_object_set_string_member (weight_map, quark_tensor_get_name (g_ptr_array_index (shard, t)), name);
+        ok = write_shard (path, shard, cancellable, error);
+      }
+    if (ok && shards->len > 1)
+      {
+        g_autofree char *index_path = g_build_filename (tmp, "model.safetensors.index.json", NULL);
+        JsonObject *index = json_object_new ();
+        JsonObject *metadata = json_object_new ();
+        JsonNode *node;
+        json_object_set_int_member (metadata, "total_size", (gint64) total_size);
+        json_object_set_object_member (index, "metadata", metadata);
+        json_object_set_object_member (index, "weight_map", json_object_ref (weight_map));
+        node = json_node_init_object (json_node_alloc (), index);
+        ok = write_json_file (index_path, node, error);
+        json_node_unref (node);
+        json_object_unref (index);
+      }
+    json_object_unref (weight_map);
+  }
+  if (ok && quark_model_get_metadata (self) != NULL)
+    {
+      g_autofree char *config_path = g_build_filename (tmp, "config.json", NULL);
+      ok = write_json_file (config_path, quark_model_get_metadata (self), error);
+    }
+
+  /* into place, only when complete */
+  if (ok)
+    {
+      g_autofree char *trash = NULL;
+      if (g_file_test (directory, G_FILE_TEST_EXISTS))
+        {
+          trash = g_build_filename (parent, ".quark-old-XXXXXX", NULL);
+          if (g_mkdtemp (trash) == NULL || g_rmdir (trash) != 0 || g_rename (directory, trash) != 0)
+            {
+              int saved = errno;
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot move the old output aside: %s",
+                           directory, g_strerror (saved));
+              ok = FALSE;
+            }
+        }
+      if (ok && g_rename (tmp, directory) != 0)
+        {
+          int saved = errno;
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot rename the output into place: %s",
+                       directory, g_strerror (saved));
+          ok = FALSE;
+          if (trash)
+            g_rename (trash, directory);
+        }
+      else if (ok && trash)
+        remove_tree (trash);
+    }
+  if (!ok)
+    remove_tree (tmp);
+  return ok;
+}
