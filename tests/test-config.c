@@ -13,7 +13,7 @@ typedef struct {
 
 static const InvalidCase invalid_cases[] = {
   { "unknown-top-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "algo: unknown key" },
-  { "unknown-spec-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weight.bit_width: unknown key (expected one of: dtype, qscheme, ch_axis, group_size, block_size, symmetric, is_dynamic, round_method, scale_type, scale_format, scale_calculation_mode)" },
+  { "unknown-spec-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weight.bit_width: unknown key (expected one of: dtype, qscheme, ch_axis, group_size, block_size, symmetric, is_dynamic, round_method, scale_type, scale_format, scale_calculation_mode, mx_element_dtype, observer_cls" },
   { "brevitas-key-narrow-range", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weight.narrow_range: unknown key" },
   { "unknown-layer-key", "config", QUARK_CONFIG_ERROR_UNKNOWN_KEY, "global_quant_config.weights: unknown key" },
   { "bad-dtype", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.dtype: unknown value \"int9\"" },
@@ -41,7 +41,14 @@ static const InvalidCase invalid_cases[] = {
   { "bad-layer-type", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "layer_type_quant_config.Lienar: unknown layer type" },
   { "bad-regex", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "exclude[0]: invalid regular expression" },
   { "exclude-not-string", "config", QUARK_CONFIG_ERROR_TYPE_MISMATCH, "exclude[1]: expected a string" },
-  { "nested-error-path", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "layer_quant_config[\"*.k_proj\"].weight.round_method: unknown value \"nearest\"" },
+  { "nested-error-path", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "layer_quant_config[\"*.k_proj\"].weight.round_method: expected one of: half_even, round, floor" },
+  { "bad-observer", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.observer_cls: \"KLObserver\" is not supported" },
+  { "mx-without-element", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.mx_element_dtype: dtype mx needs" },
+  { "scale-quant", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.is_scale_quant: two-stage scale quantization" },
+  { "algo-config", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "algo_config: not supported by the quark backend" },
+  { "quant-method", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "quant_method: expected \"quark\"" },
+  { "pack-method", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "export.pack_method: unknown value \"zigzag\"" },
+  { "two-stage", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight: two-stage specs" },
   { "syntax-trailing-comma", "config", QUARK_CONFIG_ERROR_PARSE, ":1:21: trailing comma in an object" },
   { "syntax-comment", "config", QUARK_CONFIG_ERROR_PARSE, ":1:13: comments are not allowed" },
   { "syntax-single-quote", "config", QUARK_CONFIG_ERROR_PARSE, ":1:2: expected a member name in double quotes" },
@@ -135,7 +142,8 @@ load_valid (const char *name)
 static void
 test_valid_roundtrip (void)
 {
-  const char *files[] = { "int8-per-channel.json", "precedence.json", "asymmetric-uint8.json" };
+  const char *files[] = { "int8-per-channel.json", "precedence.json", "asymmetric-uint8.json",
+                          "quark-export-int4-wo-128.json", "quark-mxfp4-legacy-mx.json" };
 
   for (guint i = 0; i < G_N_ELEMENTS (files); i++)
     {

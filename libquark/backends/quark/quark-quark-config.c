@@ -30,6 +30,14 @@
 static const char * const quark_spec_keys[] = {
   "dtype", "qscheme", "ch_axis", "group_size", "block_size", "symmetric",
   "is_dynamic", "round_method", "scale_type", "scale_format",
+  "scale_calculation_mode", "mx_element_dtype", "observer_cls", "is_scale_quant",
+  "enable_buffer_reuse", "max_input_numel", NULL
+};
+
+/* the QuarkTensorSpec properties a Quark spec maps to */
+static const char * const spec_property_keys[] = {
+  "dtype", "qscheme", "ch_axis", "group_size", "block_size", "symmetric",
+  "is_dynamic", "round_method", "scale_type", "scale_format",
   "scale_calculation_mode", NULL
 };
 
@@ -37,8 +45,38 @@ static const char * const layer_keys[] = {
   "weight", "input_tensors", "output_tensors", "bias", NULL
 };
 
+static const char * const layer_json_keys[] = {
+  "weight", "input_tensors", "output_tensors", "bias", "target_device", NULL
+};
+
 static const char * const config_keys[] = {
-  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude", NULL
+  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude",
+  "quant_method", "kv_cache_quant_config", "algo_config", "softmax_quant_spec",
+  "kv_cache_post_rope", "quant_mode", "version", "export", NULL
+};
+
+/* AMD Quark's round_method strings and the kernel modes they select
+ * (numerics reference 1.3: Quark's "round" is half up, its "floor" half
+ * away from zero). */
+static const struct { const char *quark; const char *mode; } round_names[] = {
+  { "half_even", "half_even" }, { "round", "half_up" }, { "floor", "half_away" },
+};
+
+/* Quark observer classes and what they select. */
+static const struct {
+  const char *cls;
+  const char *observer;     /* QuarkObserver nick */
+  gboolean pof2;
+} observer_names[] = {
+  { "PerTensorMinMaxObserver", "min_max", FALSE },
+  { "PerChannelMinMaxObserver", "min_max", FALSE },
+  { "PerGroupMinMaxObserver", "min_max", FALSE },
+  { "PerBlockMXObserver", "min_max", FALSE },
+  { "PlaceholderObserver", "min_max", FALSE },
+  { "PerTensorPercentileObserver", "histogram_percentile", FALSE },
+  { "PerTensorMSEObserver", "mse", FALSE },
+  { "PerTensorPowOf2MinMaxObserver", "min_max", TRUE },
+  { "PerChannelPowOf2MinMaxObserver", "min_max", TRUE },
 };
 
 static const char * const layer_types[] = {
@@ -172,6 +210,8 @@ struct _QuarkQuarkConfig
   GPtrArray *by_type;     /* NamedLayer, key = layer type */
   GPtrArray *by_name;     /* NamedLayer, key = pattern, in JSON order */
   GStrv exclude;
+  gboolean pack_reorder;  /* export.pack_method: reorder (default) or order */
+  GStrv kv_cache_group;   /* export.kv_cache_group */
 };
 
 static void config_iface_init (QuarkQuantizationConfigInterface *iface);
@@ -188,6 +228,7 @@ quark_quark_config_finalize (GObject *object)
   g_ptr_array_unref (self->by_type);
   g_ptr_array_unref (self->by_name);
   g_strfreev (self->exclude);
+  g_strfreev (self->kv_cache_group);
   G_OBJECT_CLASS (quark_quark_config_parent_class)->finalize (object);
 }
 
@@ -209,16 +250,156 @@ quark_quark_config_init (QuarkQuarkConfig *self)
   self->by_type = g_ptr_array_new_with_free_func (named_layer_free);
   self->by_name = g_ptr_array_new_with_free_func (named_layer_free);
   self->exclude = g_new0 (char *, 1);
+  self->pack_reorder = TRUE;
+  self->kv_cache_group = g_new0 (char *, 1);
 }
 
-/* Loads LAYER at @path: checks layer and spec keys against Quark's, then
- * builds the object with the strict property loader. */
+static gboolean
+spec_error (GError **error, int code, const char *path, const char *member, const char *message)
+{
+  g_autofree char *p = quark_json_path_join (path, member);
+  g_set_error (error, QUARK_CONFIG_ERROR, code, "%s: %s", p, message);
+  return FALSE;
+}
+
+static const char *
+string_member (JsonObject *object, const char *member)
+{
+  JsonNode *node = json_object_get_member (object, member);
+  if (node && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    return json_node_get_string (node);
+  return NULL;
+}
+
+/* Translates one of AMD Quark's spec objects into QuarkTensorSpec members:
+ * dtype "mx" with mx_element_dtype becomes the element dtype with e8m0
+ * scales, round_method and observer_cls map to libquark's names, and the
+ * bookkeeping keys are checked and dropped. */
+static JsonNode *
+translate_spec (JsonObject  *quark,
+                const char  *path,
+                GError     **error)
+{
+  g_autoptr(JsonObject) out = json_object_new ();
+  JsonNode *node;
+  const char *dtype, *element, *s;
+
+  if (!quark_json_check_members (quark, path, quark_spec_keys, error))
+    return NULL;
+  for (guint i = 0; spec_property_keys[i]; i++)
+    if ((node = json_object_get_member (quark, spec_property_keys[i])) != NULL)
+      json_object_set_member (out, spec_property_keys[i], json_node_copy (node));
+
+  dtype = string_member (quark, "dtype");
+  element = string_member (quark, "mx_element_dtype");
+  if (dtype && g_str_equal (dtype, "mx"))
+    {
+      static const char * const elements[] = { "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp6_e3m2", "fp4", "int8", NULL };
+      if (element == NULL || !g_strv_contains (elements, element))
+        {
+          spec_error (error, QUARK_CONFIG_ERROR_INVALID_VALUE, path, "mx_element_dtype",
+                      "dtype mx needs mx_element_dtype fp8_e4m3, fp8_e5m2, fp6_e2m3, fp6_e3m2, fp4 or int8");
+          return NULL;
+        }
+      json_object_set_string_member (out, "dtype", element);
+      if (string_member (quark, "scale_format") == NULL)
+        json_object_set_string_member (out, "scale_format", "e8m0");
+    }
+  else if (element != NULL)
+    {
+      spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "mx_element_dtype",
+                  "only dtype mx takes an mx_element_dtype");
+      return NULL;
+    }
+
+  if ((node = json_object_get_member (quark, "round_method")) && !JSON_NODE_HOLDS_NULL (node))
+    {
+      s = string_member (quark, "round_method");
+      json_object_remove_member (out, "round_method");
+      for (guint i = 0; s && i < G_N_ELEMENTS (round_names); i++)
+        if (g_str_equal (s, round_names[i].quark))
+          json_object_set_string_member (out, "round_method", round_names[i].mode);
+      if (!json_object_has_member (out, "round_method"))
+        {
+          spec_error (error, s ? QUARK_CONFIG_ERROR_INVALID_VALUE : QUARK_CONFIG_ERROR_TYPE_MISMATCH, path,
+                      "round_method", "expected one of: half_even, round, floor");
+          return NULL;
+        }
+    }
+
+  if ((s = string_member (quark, "scale_type")) != NULL && g_str_equal (s, "float32"))
+    json_object_set_string_member (out, "scale_type", "float");
+
+  if ((node = json_object_get_member (quark, "observer_cls")) && !JSON_NODE_HOLDS_NULL (node))
+    {
+      gboolean found = FALSE;
+      s = string_member (quark, "observer_cls");
+      for (guint i = 0; s && i < G_N_ELEMENTS (observer_names); i++)
+        if (g_str_equal (s, observer_names[i].cls))
+          {
+            found = TRUE;
+            if (!g_str_equal (observer_names[i].observer, "min_max"))
+              json_object_set_string_member (out, "observer", observer_names[i].observer);
+            if (g_str_equal (observer_names[i].observer, "histogram_percentile"))
+              json_object_set_double_member (out, "percentile", 99.99999999);
+            if (observer_names[i].pof2)
+              json_object_set_string_member (out, "scale_type", "pof2");
+          }
+      if (!found)
+        {
+          g_autoptr(GString) list = g_string_new (NULL);
+          for (guint i = 0; i < G_N_ELEMENTS (observer_names); i++)
+            g_string_append_printf (list, "%s%s", i ? ", " : "", observer_names[i].cls);
+          g_set_error (error, QUARK_CONFIG_ERROR, s ? QUARK_CONFIG_ERROR_INVALID_VALUE : QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                       "%s.observer_cls: %s%s%s is not supported (supported: %s)", path,
+                       s ? "\"" : "", s ? s : "this value", s ? "\"" : "", list->str);
+          return NULL;
+        }
+    }
+
+  if ((node = json_object_get_member (quark, "is_scale_quant")) && !JSON_NODE_HOLDS_NULL (node))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+        {
+          spec_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, "is_scale_quant", "expected true or false");
+          return NULL;
+        }
+      if (json_node_get_boolean (node))
+        {
+          g_autofree char *p = quark_json_path_join (path, "is_scale_quant");
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "%s: two-stage scale quantization is not supported by the quark backend", p);
+          return NULL;
+        }
+    }
+  if ((node = json_object_get_member (quark, "enable_buffer_reuse")) && !JSON_NODE_HOLDS_NULL (node) &&
+      (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN))
+    {
+      spec_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, "enable_buffer_reuse", "expected true or false");
+      return NULL;
+    }
+  if ((node = json_object_get_member (quark, "max_input_numel")) && !JSON_NODE_HOLDS_NULL (node) &&
+      (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64 ||
+       json_node_get_int (node) < 0))
+    {
+      spec_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, "max_input_numel", "expected a non-negative integer");
+      return NULL;
+    }
+  return json_node_init_object (json_node_alloc (), out);
+}
+
+/* Loads LAYER at @path: checks layer and spec keys against Quark's,
+ * translates Quark's spelling, then builds the object with the strict
+ * property loader. */
 static QuarkQuarkLayerConfig *
 load_layer (JsonNode    *node,
             const char  *path,
             GError     **error)
 {
+  g_autoptr(JsonObject) translated = json_object_new ();
+  g_autoptr(JsonNode) translated_node = NULL;
   JsonObject *object;
+  JsonNode *device;
 
   if (!JSON_NODE_HOLDS_OBJECT (node))
     {
@@ -227,18 +408,41 @@ load_layer (JsonNode    *node,
       return NULL;
     }
   object = json_node_get_object (node);
-  if (!quark_json_check_members (object, path, layer_keys, error))
+  if (!quark_json_check_members (object, path, layer_json_keys, error))
     return NULL;
+  device = json_object_get_member (object, "target_device");
+  if (device && !JSON_NODE_HOLDS_NULL (device) &&
+      (!JSON_NODE_HOLDS_VALUE (device) || json_node_get_value_type (device) != G_TYPE_STRING))
+    {
+      spec_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, "target_device", "expected a string or null");
+      return NULL;
+    }
   for (guint i = 0; layer_keys[i]; i++)
     {
       JsonNode *spec = json_object_get_member (object, layer_keys[i]);
       g_autofree char *spec_path = quark_json_path_join (path, layer_keys[i]);
 
-      if (spec && JSON_NODE_HOLDS_OBJECT (spec) &&
-          !quark_json_check_members (json_node_get_object (spec), spec_path, quark_spec_keys, error))
-        return NULL;
+      if (spec == NULL)
+        continue;
+      if (JSON_NODE_HOLDS_OBJECT (spec))
+        {
+          JsonNode *t = translate_spec (json_node_get_object (spec), spec_path, error);
+          if (t == NULL)
+            return NULL;
+          json_object_set_member (translated, layer_keys[i], t);
+        }
+      else if (JSON_NODE_HOLDS_ARRAY (spec))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "%s: two-stage specs (a list of two) are not supported by the quark backend", spec_path);
+          return NULL;
+        }
+      else
+        json_object_set_member (translated, layer_keys[i], json_node_copy (spec));
     }
-  return (QuarkQuarkLayerConfig *) quark_json_new_object (QUARK_TYPE_QUARK_LAYER_CONFIG, node, path, error);
+  translated_node = json_node_init_object (json_node_alloc (), translated);
+  return (QuarkQuarkLayerConfig *) quark_json_new_object (QUARK_TYPE_QUARK_LAYER_CONFIG, translated_node,
+                                                          path, error);
 }
 
 static gboolean
@@ -340,6 +544,122 @@ load_exclude (JsonObject  *config,
 }
 
 static gboolean
+expect_null_or_empty (JsonObject *object, const char *key, GError **error)
+{
+  JsonNode *node = json_object_get_member (object, key);
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node) ||
+      (JSON_NODE_HOLDS_ARRAY (node) && json_array_get_length (json_node_get_array (node)) == 0) ||
+      (JSON_NODE_HOLDS_OBJECT (node) && json_object_get_size (json_node_get_object (node)) == 0))
+    return TRUE;
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "%s: not supported by the quark backend (only null or empty)", key);
+  return FALSE;
+}
+
+/* The keys of Quark's exported quantization_config that are not layer
+ * specs. */
+static gboolean
+load_quark_extras (JsonObject  *object,
+                   gboolean    *pack_reorder,
+                   GStrv       *kv_cache_group,
+                   GError     **error)
+{
+  static const char * const export_keys[] = {
+    "kv_cache_group", "pack_method", "weight_format", "min_kv_scale", "weight_merge_groups", NULL
+  };
+  g_autoptr(GStrvBuilder) kv = g_strv_builder_new ();
+  JsonNode *node;
+  const char *s;
+
+  if ((node = json_object_get_member (object, "quant_method")) &&
+      ((s = string_member (object, "quant_method")) == NULL || !g_str_equal (s, "quark")))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                   "quant_method: expected \"quark\"");
+      return FALSE;
+    }
+  if (!expect_null_or_empty (object, "kv_cache_quant_config", error) ||
+      !expect_null_or_empty (object, "algo_config", error) ||
+      !expect_null_or_empty (object, "softmax_quant_spec", error))
+    return FALSE;
+  if ((node = json_object_get_member (object, "kv_cache_post_rope")) &&
+      (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "kv_cache_post_rope: expected true or false");
+      return FALSE;
+    }
+  for (guint i = 0; i < 2; i++)
+    {
+      const char *key = i ? "version" : "quant_mode";
+      if ((node = json_object_get_member (object, key)) && !JSON_NODE_HOLDS_NULL (node) &&
+          string_member (object, key) == NULL)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected a string", key);
+          return FALSE;
+        }
+    }
+
+  *pack_reorder = TRUE;
+  node = json_object_get_member (object, "export");
+  if (node && !JSON_NODE_HOLDS_NULL (node))
+    {
+      JsonObject *exp;
+      JsonNode *group;
+      if (!JSON_NODE_HOLDS_OBJECT (node))
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "export: expected an object");
+          return FALSE;
+        }
+      exp = json_node_get_object (node);
+      if (!quark_json_check_members (exp, "export", export_keys, error))
+        return FALSE;
+      if ((s = string_member (exp, "pack_method")) != NULL)
+        {
+          if (!g_str_equal (s, "reorder") && !g_str_equal (s, "order"))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                           "export.pack_method: unknown value \"%s\" (expected one of: reorder, order)", s);
+              return FALSE;
+            }
+          *pack_reorder = g_str_equal (s, "reorder");
+        }
+      if ((s = string_member (exp, "weight_format")) != NULL && !g_str_equal (s, "real_quantized"))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "export.weight_format: only real_quantized is supported, not \"%s\"", s);
+          return FALSE;
+        }
+      group = json_object_get_member (exp, "kv_cache_group");
+      if (group && !JSON_NODE_HOLDS_NULL (group))
+        {
+          JsonArray *a;
+          if (!JSON_NODE_HOLDS_ARRAY (group))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                           "export.kv_cache_group: expected a list of patterns");
+              return FALSE;
+            }
+          a = json_node_get_array (group);
+          for (guint i = 0; i < json_array_get_length (a); i++)
+            {
+              JsonNode *e = json_array_get_element (a, i);
+              if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_STRING)
+                {
+                  g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                               "export.kv_cache_group[%u]: expected a string", i);
+                  return FALSE;
+                }
+              g_strv_builder_add (kv, json_node_get_string (e));
+            }
+        }
+    }
+  *kv_cache_group = g_strv_builder_end (kv);
+  return TRUE;
+}
+
+static gboolean
 quark_quark_config_load_json (QuarkQuantizationConfig  *config,
                               JsonObject               *object,
                               GError                  **error)
@@ -349,6 +669,8 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   g_autoptr(GPtrArray) by_type = g_ptr_array_new_with_free_func (named_layer_free);
   g_autoptr(GPtrArray) by_name = g_ptr_array_new_with_free_func (named_layer_free);
   g_auto(GStrv) exclude = NULL;
+  g_auto(GStrv) kv_cache_group = NULL;
+  gboolean pack_reorder = TRUE;
   JsonNode *global_node;
 
   if (!quark_json_check_members (object, NULL, config_keys, error))
@@ -361,6 +683,8 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
                    "global_quant_config: missing; it gives the default spec of every layer");
       return FALSE;
     }
+  if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, error))
+    return FALSE;
   global = load_layer (global_node, "global_quant_config", error);
   if (global == NULL)
     return FALSE;
@@ -377,29 +701,124 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   self->by_name = g_steal_pointer (&by_name);
   g_strfreev (self->exclude);
   self->exclude = g_steal_pointer (&exclude);
+  self->pack_reorder = pack_reorder;
+  g_strfreev (self->kv_cache_group);
+  self->kv_cache_group = g_steal_pointer (&kv_cache_group);
   return TRUE;
 }
 
-/* A layer dict with AMD Quark's spec keys only, so that the loader reads it
- * back. */
+static const char *
+observer_class (QuarkTensorSpec *spec)
+{
+  gboolean pof2 = quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2;
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+
+  if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
+    return "PlaceholderObserver";
+  if (quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0)
+    return "PerBlockMXObserver";
+  switch (quark_tensor_spec_get_observer (spec))
+    {
+    case QUARK_OBSERVER_HISTOGRAM_PERCENTILE:
+    case QUARK_OBSERVER_PERCENTILE:
+      return "PerTensorPercentileObserver";
+    case QUARK_OBSERVER_MSE:
+      return "PerTensorMSEObserver";
+    case QUARK_OBSERVER_MIN_MAX:
+    default:
+      break;
+    }
+  switch (quark_tensor_spec_get_qscheme (spec))
+    {
+    case QUARK_QSCHEME_PER_CHANNEL:
+      return pof2 ? "PerChannelPowOf2MinMaxObserver" : "PerChannelMinMaxObserver";
+    case QUARK_QSCHEME_PER_GROUP:
+      return "PerGroupMinMaxObserver";
+    default:
+      return pof2 ? "PerTensorPowOf2MinMaxObserver" : "PerTensorMinMaxObserver";
+    }
+}
+
+/* One spec in AMD Quark's exported schema (every key, as Quark writes it). */
+static JsonNode *
+serialize_spec (QuarkTensorSpec *spec)
+{
+  JsonObject *o = json_object_new ();
+  g_autoptr(GEnumClass) qschemes = g_type_class_ref (QUARK_TYPE_QSCHEME);
+  g_autoptr(GEnumClass) modes = g_type_class_ref (QUARK_TYPE_MX_SCALE_MODE);
+  gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
+  int group = quark_tensor_spec_get_group_size (spec), rows, cols;
+  const char *round = "half_even";
+  JsonNode *node;
+
+  for (guint i = 0; i < G_N_ELEMENTS (round_names); i++)
+    {
+      g_autoptr(GEnumClass) rm = g_type_class_ref (QUARK_TYPE_ROUND_MODE);
+      if (g_str_equal (g_enum_get_value (rm, quark_tensor_spec_get_round_method (spec))->value_nick,
+                       round_names[i].mode))
+        round = round_names[i].quark;
+    }
+  json_object_set_string_member (o, "dtype", quark_dtype_get_name (quark_tensor_spec_get_dtype (spec)));
+  json_object_set_boolean_member (o, "is_dynamic", quark_tensor_spec_get_is_dynamic (spec));
+  json_object_set_string_member (o, "qscheme",
+                                 g_enum_get_value (qschemes, quark_tensor_spec_get_qscheme (spec))->value_nick);
+  json_object_set_int_member (o, "ch_axis", quark_tensor_spec_get_ch_axis (spec));
+  if (group != 0)
+    json_object_set_int_member (o, "group_size", group);
+  else
+    json_object_set_null_member (o, "group_size");
+  if (quark_tensor_spec_get_block_size (spec, &rows, &cols))
+    {
+      JsonArray *a = json_array_new ();
+      json_array_add_int_element (a, rows);
+      json_array_add_int_element (a, cols);
+      json_object_set_array_member (o, "block_size", a);
+    }
+  else
+    json_object_set_null_member (o, "block_size");
+  json_object_set_boolean_member (o, "symmetric", quark_tensor_spec_get_symmetric (spec));
+  json_object_set_string_member (o, "round_method", round);
+  json_object_set_string_member (o, "scale_type",
+                                 quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2 ? "pof2" : "float");
+  if (mx)
+    {
+      json_object_set_string_member (o, "scale_format", "e8m0");
+      json_object_set_string_member (o, "scale_calculation_mode",
+                                     g_enum_get_value (modes, quark_tensor_spec_get_scale_calculation_mode (spec))->value_nick);
+    }
+  else
+    {
+      json_object_set_null_member (o, "scale_format");
+      json_object_set_null_member (o, "scale_calculation_mode");
+    }
+  json_object_set_null_member (o, "mx_element_dtype");
+  json_object_set_string_member (o, "observer_cls", observer_class (spec));
+  json_object_set_boolean_member (o, "is_scale_quant", FALSE);
+  json_object_set_boolean_member (o, "enable_buffer_reuse", FALSE);
+  json_object_set_int_member (o, "max_input_numel", 4194304);
+  node = json_node_init_object (json_node_alloc (), o);
+  json_object_unref (o);
+  return node;
+}
+
+/* A layer dict in AMD Quark's schema. */
 static JsonNode *
 serialize_layer (QuarkQuarkLayerConfig *layer)
 {
-  JsonNode *node = quark_json_serialize_properties (G_OBJECT (layer));
-  JsonObject *object = json_node_get_object (node);
+  JsonObject *o = json_object_new ();
+  JsonNode *node;
 
-  for (guint i = 0; layer_keys[i]; i++)
+  for (QuarkRole role = QUARK_ROLE_WEIGHT; role <= QUARK_ROLE_BIAS; role++)
     {
-      JsonNode *spec = json_object_get_member (object, layer_keys[i]);
-      g_autoptr(GList) members = NULL;
-
-      if (spec == NULL || !JSON_NODE_HOLDS_OBJECT (spec))
-        continue;
-      members = json_object_get_members (json_node_get_object (spec));
-      for (GList *l = members; l; l = l->next)
-        if (!g_strv_contains (quark_spec_keys, l->data))
-          json_object_remove_member (json_node_get_object (spec), l->data);
+      QuarkTensorSpec *spec = layer->specs[role];
+      if (spec)
+        json_object_set_member (o, layer_keys[role], serialize_spec (spec));
+      else
+        json_object_set_null_member (o, layer_keys[role]);
     }
+  json_object_set_null_member (o, "target_device");
+  node = json_node_init_object (json_node_alloc (), o);
+  json_object_unref (o);
   return node;
 }
 
@@ -424,18 +843,41 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (config);
   JsonObject *object = json_object_new ();
   JsonArray *exclude = json_array_new ();
+  JsonObject *export = json_object_new ();
+  JsonArray *kv = json_array_new ();
   JsonNode *node;
 
+  json_object_set_string_member (object, "quant_method", "quark");
   json_object_set_member (object, "global_quant_config", serialize_layer (self->global));
   add_layer_map (object, "layer_type_quant_config", self->by_type);
   add_layer_map (object, "layer_quant_config", self->by_name);
+  json_object_set_object_member (object, "kv_cache_quant_config", json_object_new ());
   for (guint i = 0; self->exclude[i]; i++)
     json_array_add_string_element (exclude, self->exclude[i]);
   json_object_set_array_member (object, "exclude", exclude);
+  json_object_set_null_member (object, "algo_config");
+  json_object_set_null_member (object, "softmax_quant_spec");
+  json_object_set_boolean_member (object, "kv_cache_post_rope", FALSE);
+  json_object_set_string_member (object, "quant_mode", "eager_mode");
+  json_object_set_string_member (object, "version", "libquark " QUARK_VERSION_S);
+  for (guint i = 0; self->kv_cache_group[i]; i++)
+    json_array_add_string_element (kv, self->kv_cache_group[i]);
+  json_object_set_array_member (export, "kv_cache_group", kv);
+  json_object_set_double_member (export, "min_kv_scale", 0.0);
+  json_object_set_string_member (export, "pack_method", self->pack_reorder ? "reorder" : "order");
+  json_object_set_string_member (export, "weight_format", "real_quantized");
+  json_object_set_null_member (export, "weight_merge_groups");
+  json_object_set_object_member (object, "export", export);
 
   node = json_node_init_object (json_node_alloc (), object);
   json_object_unref (object);
   return node;
+}
+
+gboolean
+quark_quark_config_get_pack_reorder (QuarkQuarkConfig *self)
+{
+  return self->pack_reorder;
 }
 
 static const char *

@@ -17,6 +17,8 @@ G_DECLARE_FINAL_TYPE (QuarkQuarkConfig, quark_quark_config, QUARK, QUARK_CONFIG,
 QuarkTensorSpec *quark_quark_layer_config_get_spec (QuarkQuarkLayerConfig *self,
                                                     QuarkRole              role);
 
+gboolean quark_quark_config_get_pack_reorder (QuarkQuarkConfig *self);
+
 gboolean quark_quark_check_spec (QuarkTensorSpec  *spec,
                                  QuarkRole         role,
                                  const char       *path,
