@@ -15,5 +15,11 @@ for b in data["backends"]:
         out.append("")
     out.append("- dtypes: %s" % (", ".join("`%s`" % d for d in b["dtypes"]) or "none declared"))
     out.append("- granularities: %s" % (", ".join("`%s`" % q for q in b["qschemes"]) or "none declared"))
+    if b.get("presets"):
+        out.append("")
+        out.append("| preset | what it does |")
+        out.append("|---|---|")
+        for p in b["presets"]:
+            out.append("| `%s` | %s |" % (p["name"], p["description"]))
     out.append("")
 open(sys.argv[2], "w").write("\n".join(out))

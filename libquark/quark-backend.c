@@ -7,6 +7,8 @@
 #include "quark-backend-private.h"
 #include "quark-enum-types.h"
 #include "quark-error.h"
+#include "quark-json.h"
+#include "quark-registry.h"
 
 /**
  * QuarkBackend:
@@ -34,6 +36,7 @@ struct _QuarkBackend
   char *module_path;
   GArray *dtypes;     /* QuarkDType */
   GArray *qschemes;   /* QuarkQScheme */
+  GPtrArray *presets;     /* Preset */
   QuarkBackendAvailableFunc available_func;
   gpointer available_data;
   gboolean registered;
@@ -51,6 +54,22 @@ enum {
 };
 
 static GParamSpec *properties[N_PROPS];
+
+typedef struct {
+  char *name;
+  char *description;
+  char *json;
+} Preset;
+
+static void
+preset_free (gpointer data)
+{
+  Preset *p = data;
+  g_free (p->name);
+  g_free (p->description);
+  g_free (p->json);
+  g_free (p);
+}
 
 G_DEFINE_FINAL_TYPE (QuarkBackend, quark_backend, G_TYPE_OBJECT)
 
@@ -77,6 +96,7 @@ quark_backend_finalize (GObject *object)
   g_free (self->module_path);
   g_array_unref (self->dtypes);
   g_array_unref (self->qschemes);
+  g_ptr_array_unref (self->presets);
 
   G_OBJECT_CLASS (quark_backend_parent_class)->finalize (object);
 }
@@ -199,6 +219,7 @@ quark_backend_init (QuarkBackend *self)
 {
   self->dtypes = g_array_new (FALSE, FALSE, sizeof (QuarkDType));
   self->qschemes = g_array_new (FALSE, FALSE, sizeof (QuarkQScheme));
+  self->presets = g_ptr_array_new_with_free_func (preset_free);
 }
 
 /**
@@ -644,12 +665,141 @@ quark_backend_new_quantizer (QuarkBackend             *self,
 }
 
 /**
+ * quark_backend_add_preset:
+ * @self: a #QuarkBackend not yet registered
+ * @name: the preset's name, such as `int4_wo_128`
+ * @description: a one-line description
+ * @json: the config's JSON members (without `"backend"`)
+ *
+ * Declares a named config. The JSON is checked when the preset is used
+ * (the test suite loads every preset of every backend).
+ */
+void
+quark_backend_add_preset (QuarkBackend *self,
+                          const char   *name,
+                          const char   *description,
+                          const char   *json)
+{
+  Preset *p;
+
+  g_return_if_fail (QUARK_IS_BACKEND (self));
+  g_return_if_fail (!self->registered);
+  g_return_if_fail (name != NULL && json != NULL);
+
+  p = g_new0 (Preset, 1);
+  p->name = g_strdup (name);
+  p->description = g_strdup (description);
+  p->json = g_strdup (json);
+  g_ptr_array_add (self->presets, p);
+}
+
+/**
+ * quark_backend_list_presets:
+ * @self: a #QuarkBackend
+ *
+ * Lists the backend's presets in declaration order.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the preset names
+ */
+char **
+quark_backend_list_presets (QuarkBackend *self)
+{
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+
+  g_return_val_if_fail (QUARK_IS_BACKEND (self), NULL);
+  for (guint i = 0; i < self->presets->len; i++)
+    g_strv_builder_add (builder, ((Preset *) g_ptr_array_index (self->presets, i))->name);
+  return g_strv_builder_end (builder);
+}
+
+static Preset *
+find_preset (QuarkBackend *self, const char *name)
+{
+  for (guint i = 0; i < self->presets->len; i++)
+    if (g_str_equal (((Preset *) g_ptr_array_index (self->presets, i))->name, name))
+      return g_ptr_array_index (self->presets, i);
+  return NULL;
+}
+
+/**
+ * quark_backend_get_preset_description:
+ * @self: a #QuarkBackend
+ * @name: a preset name
+ *
+ * Gets a preset's description.
+ *
+ * Returns: (transfer none) (nullable): the description, or %NULL if there is
+ *   no such preset
+ */
+const char *
+quark_backend_get_preset_description (QuarkBackend *self,
+                                      const char   *name)
+{
+  Preset *p;
+
+  g_return_val_if_fail (QUARK_IS_BACKEND (self), NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  p = find_preset (self, name);
+  return p ? p->description : NULL;
+}
+
+/**
+ * quark_backend_new_config_for_preset:
+ * @self: a registered #QuarkBackend
+ * @name: a preset name
+ * @error: return location for a #GError
+ *
+ * Makes the config a preset names, loaded and validated like a config file.
+ *
+ * Returns: (transfer full): a new config, or %NULL with
+ *   %QUARK_CONFIG_ERROR_INVALID_VALUE (no such preset, the message lists the
+ *   backend's presets) or the loading error
+ */
+QuarkQuantizationConfig *
+quark_backend_new_config_for_preset (QuarkBackend  *self,
+                                     const char    *name,
+                                     GError       **error)
+{
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *source = NULL;
+  Preset *p;
+
+  g_return_val_if_fail (QUARK_IS_BACKEND (self), NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  p = find_preset (self, name);
+  if (p == NULL)
+    {
+      g_auto(GStrv) names = quark_backend_list_presets (self);
+      g_autofree char *list = g_strjoinv (", ", names);
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                   "backend %s has no preset \"%s\" (presets: %s)", self->name, name,
+                   *list ? list : "none");
+      return NULL;
+    }
+  source = g_strdup_printf ("preset %s", name);
+  root = quark_json_parse (p->json, -1, source, error);
+  if (root == NULL)
+    return NULL;
+  if (!JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "%s: (root): expected an object", source);
+      return NULL;
+    }
+  json_object_set_string_member (json_node_get_object (root), "backend", self->name);
+  return quark_registry_config_from_json (quark_registry_get_default (), root, source, error);
+}
+
+/**
  * quark_backend_describe:
  * @self: a #QuarkBackend
  *
  * Describes the backend as a JSON object: `name`, `description`, `version`,
  * `module` (the file, or null), `dtypes` and `qschemes` (config names),
- * `available` and, when it is not, `unavailable_reason`. Tools print this
+ * `presets` (names and descriptions), `available` and, when it is not,
+ * `unavailable_reason`. Tools print this
  * (`quark backends --json`) and the documentation is generated from it.
  *
  * Returns: (transfer full): a JSON object node
@@ -696,6 +846,19 @@ quark_backend_describe (QuarkBackend *self)
     {
       GEnumValue *v = g_enum_get_value (qscheme_class, g_array_index (self->qschemes, QuarkQScheme, i));
       json_builder_add_string_value (builder, v ? v->value_nick : "?");
+    }
+  json_builder_end_array (builder);
+  json_builder_set_member_name (builder, "presets");
+  json_builder_begin_array (builder);
+  for (guint i = 0; i < self->presets->len; i++)
+    {
+      Preset *p = g_ptr_array_index (self->presets, i);
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "name");
+      json_builder_add_string_value (builder, p->name);
+      json_builder_set_member_name (builder, "description");
+      json_builder_add_string_value (builder, p->description ? p->description : "");
+      json_builder_end_object (builder);
     }
   json_builder_end_array (builder);
   json_builder_set_member_name (builder, "available");

@@ -94,6 +94,20 @@ QuarkModelQuantizer *     quark_backend_new_quantizer         (QuarkBackend     
                                                                QuarkQuantizationConfig   *config,
                                                                GError                   **error);
 QUARK_AVAILABLE_IN_1_0
+void                      quark_backend_add_preset            (QuarkBackend              *self,
+                                                               const char                *name,
+                                                               const char                *description,
+                                                               const char                *json);
+QUARK_AVAILABLE_IN_1_0
+char **                   quark_backend_list_presets          (QuarkBackend              *self);
+QUARK_AVAILABLE_IN_1_0
+const char *              quark_backend_get_preset_description (QuarkBackend             *self,
+                                                               const char                *name);
+QUARK_AVAILABLE_IN_1_0
+QuarkQuantizationConfig * quark_backend_new_config_for_preset (QuarkBackend              *self,
+                                                               const char                *name,
+                                                               GError                   **error);
+QUARK_AVAILABLE_IN_1_0
 JsonNode *                quark_backend_describe              (QuarkBackend              *self);
 
 G_END_DECLS

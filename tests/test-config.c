@@ -4,6 +4,8 @@
  */
 #include <quark.h>
 
+#include <string.h>
+
 typedef struct {
   const char *file;
   const char *domain;     /* "config", "backend" or "quark" */
@@ -294,6 +296,44 @@ test_spec_validate (void)
   g_assert_false (quark_tensor_spec_equal (spec, copy));
 }
 
+/* Every preset of every backend loads and validates; an unknown name lists
+ * the presets. */
+static void
+test_presets (void)
+{
+  g_autoptr(GPtrArray) backends = quark_registry_list_backends (quark_registry_get_default ());
+  guint total = 0;
+
+  for (guint b = 0; b < backends->len; b++)
+    {
+      QuarkBackend *backend = g_ptr_array_index (backends, b);
+      g_auto(GStrv) names = quark_backend_list_presets (backend);
+      for (guint i = 0; names[i]; i++)
+        {
+          g_autoptr(GError) error = NULL;
+          g_autoptr(QuarkQuantizationConfig) config = quark_backend_new_config_for_preset (backend, names[i], &error);
+          if (config == NULL)
+            g_error ("preset %s of %s: %s", names[i], quark_backend_get_name (backend), error->message);
+          g_assert_nonnull (quark_backend_get_preset_description (backend, names[i]));
+          g_assert_true (quark_quantization_config_is_excluded (config, "lm_head"));
+          total++;
+        }
+    }
+  g_assert_cmpuint (total, >=, 14);
+  {
+    QuarkBackend *quark = quark_registry_lookup_backend (quark_registry_get_default (), "quark");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(QuarkQuantizationConfig) int4 = quark_backend_new_config_for_preset (quark, "int4_wo_128", NULL);
+    g_autoptr(QuarkTensorSpec) spec = quark_quantization_config_get_tensor_spec (int4, "model.layers.0.mlp.up_proj",
+                                                                                  "Linear", QUARK_ROLE_WEIGHT);
+    g_assert_cmpint (quark_tensor_spec_get_dtype (spec), ==, QUARK_DTYPE_INT4);
+    g_assert_cmpint (quark_tensor_spec_get_group_size (spec), ==, 128);
+    g_assert_null (quark_backend_new_config_for_preset (quark, "int3_magic", &error));
+    g_assert_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE);
+    g_assert_nonnull (strstr (error->message, "presets: int8, fp8, ptpc_fp8"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -311,6 +351,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/default", test_default_config);
   g_test_add_func ("/config/string-source", test_string_source);
   g_test_add_func ("/config/spec-validate", test_spec_validate);
+  g_test_add_func ("/config/presets", test_presets);
 
   return g_test_run ();
 }

@@ -58,7 +58,8 @@ test_quark_backend_metadata (void)
   description = quark_backend_describe (quark);
   text = json_to_string (description, FALSE);
   g_assert_nonnull (strstr (text, "\"name\":\"quark\""));
-  g_assert_nonnull (strstr (text, "\"qschemes\":[\"per_tensor\",\"per_channel\"]"));
+  g_assert_nonnull (strstr (text, "\"qschemes\":[\"per_tensor\",\"per_channel\",\"per_group\",\"per_block\"]"));
+  g_assert_nonnull (strstr (text, "{\"name\":\"int4_wo_128\",\"description\":"));
   g_assert_nonnull (strstr (text, "\"available\":true"));
 }
 

@@ -5,6 +5,47 @@
 #include "quark-quark-config.h"
 #include "quark-quark-quantizer.h"
 
+/* AMD Quark's LLM presets (its "templates"): weights of Linear layers,
+ * lm_head left in float. Static activation specs need calibration
+ * statistics. */
+#define W(spec) "\"weight\": " spec
+#define I(spec) "\"input_tensors\": " spec
+#define FP8_TENSOR "{\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_tensor\", \"is_dynamic\": false}"
+#define INT4_GROUP(g) "{\"dtype\": \"int4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": " #g "}"
+#define UINT4_GROUP(g) "{\"dtype\": \"uint4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": " #g ", \"symmetric\": false}"
+#define MX(dt, dyn) "{\"dtype\": \"" dt "\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32, " \
+                    "\"scale_format\": \"e8m0\", \"scale_calculation_mode\": \"even\", \"is_dynamic\": " dyn "}"
+#define PRESET(layer) "{\"global_quant_config\": {" layer "}, \"exclude\": [\"lm_head\"]}"
+
+static const struct { const char *name, *description, *json; } presets[] = {
+  { "int8", "W8A8 int8: per-tensor weights and static per-tensor inputs (needs calibration)",
+    PRESET (W ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}") ", "
+            I ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}")) },
+  { "fp8", "W8A8 FP8 E4M3: per-tensor weights and static per-tensor inputs (needs calibration)",
+    PRESET (W (FP8_TENSOR) ", " I (FP8_TENSOR)) },
+  { "ptpc_fp8", "FP8 E4M3 per-channel weights, dynamic per-token inputs",
+    PRESET (W ("{\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}") ", "
+            I ("{\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_channel\", \"ch_axis\": 1, \"is_dynamic\": true}")) },
+  { "int4_wo_32", "int4 weights only, symmetric, groups of 32", PRESET (W (INT4_GROUP (32))) },
+  { "int4_wo_64", "int4 weights only, symmetric, groups of 64", PRESET (W (INT4_GROUP (64))) },
+  { "int4_wo_128", "int4 weights only, symmetric, groups of 128", PRESET (W (INT4_GROUP (128))) },
+  { "uint4_wo_32", "uint4 weights only, asymmetric, groups of 32", PRESET (W (UINT4_GROUP (32))) },
+  { "uint4_wo_64", "uint4 weights only, asymmetric, groups of 64", PRESET (W (UINT4_GROUP (64))) },
+  { "uint4_wo_128", "uint4 weights only, asymmetric, groups of 128", PRESET (W (UINT4_GROUP (128))) },
+  { "mxfp4", "OCP MXFP4 weights and dynamic MXFP4 inputs", PRESET (W (MX ("fp4", "false")) ", " I (MX ("fp4", "true"))) },
+  { "mxfp6_e2m3", "OCP MXFP6 (E2M3) weights and dynamic inputs",
+    PRESET (W (MX ("fp6_e2m3", "false")) ", " I (MX ("fp6_e2m3", "true"))) },
+  { "mxfp6_e3m2", "OCP MXFP6 (E3M2) weights and dynamic inputs",
+    PRESET (W (MX ("fp6_e3m2", "false")) ", " I (MX ("fp6_e3m2", "true"))) },
+  { "mxfp4_fp8", "OCP MXFP4 weights, static FP8 per-tensor inputs (needs calibration)",
+    PRESET (W (MX ("fp4", "false")) ", " I (FP8_TENSOR)) },
+  { "int4_fp8", "int4 per-group-128 weights, static FP8 per-tensor inputs (needs calibration)",
+    PRESET (W (INT4_GROUP (128)) ", " I (FP8_TENSOR)) },
+  { "mxfp8", "OCP MXFP8 (E4M3) weights and dynamic inputs",
+    PRESET (W (MX ("fp8_e4m3", "false")) ", " I (MX ("fp8_e4m3", "true"))) },
+  { "int8_per_channel_wo", "int8 per-channel symmetric weights only", PRESET (W ("{\"dtype\": \"int8\", \"qscheme\": \"per_channel\"}")) },
+};
+
 QUARK_BACKEND_EXPORT gboolean quark_backend_quark_register (QuarkBackendModule  *module,
                                                             GError             **error);
 
@@ -18,7 +59,9 @@ quark_backend_quark_register (QuarkBackendModule  *module,
     QUARK_DTYPE_INT2, QUARK_DTYPE_INT3, QUARK_DTYPE_INT4, QUARK_DTYPE_INT5,
     QUARK_DTYPE_INT6, QUARK_DTYPE_INT7,
     QUARK_DTYPE_UINT2, QUARK_DTYPE_UINT3, QUARK_DTYPE_UINT4, QUARK_DTYPE_UINT5,
-    QUARK_DTYPE_UINT6, QUARK_DTYPE_UINT7,
+    QUARK_DTYPE_UINT6, QUARK_DTYPE_UINT7, QUARK_DTYPE_I32,
+    QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2, QUARK_DTYPE_F8_E4M3FNUZ, QUARK_DTYPE_F8_E5M2FNUZ,
+    QUARK_DTYPE_FP6_E2M3, QUARK_DTYPE_FP6_E3M2, QUARK_DTYPE_FP4_E2M1, QUARK_DTYPE_F16, QUARK_DTYPE_BF16,
   };
 
   if (!quark_backend_module_check_abi (module, QUARK_BACKEND_ABI_VERSION, error))
@@ -31,5 +74,9 @@ quark_backend_quark_register (QuarkBackendModule  *module,
     quark_backend_add_supported_dtype (backend, dtypes[i]);
   quark_backend_add_supported_qscheme (backend, QUARK_QSCHEME_PER_TENSOR);
   quark_backend_add_supported_qscheme (backend, QUARK_QSCHEME_PER_CHANNEL);
+  quark_backend_add_supported_qscheme (backend, QUARK_QSCHEME_PER_GROUP);
+  quark_backend_add_supported_qscheme (backend, QUARK_QSCHEME_PER_BLOCK);
+  for (guint i = 0; i < G_N_ELEMENTS (presets); i++)
+    quark_backend_add_preset (backend, presets[i].name, presets[i].description, presets[i].json);
   return quark_backend_module_add_backend (module, backend, error);
 }
