@@ -124,17 +124,21 @@ test_q1_int8_per_tensor (void)
   }
 }
 
-/* Q2: symmetric int4 per tensor, amax 1.27 */
+static QuarkModel *quantize_one (const char *spec_json, const gint64 *shape, guint n_dims, const float *x,
+                                  gsize n, QuarkTensor **dequantized);
+
+/* Q2: symmetric int4 per tensor, amax 1.27 (logical codes; checkpoints pack
+ * them) */
 static void
 test_q2_int4_per_tensor (void)
 {
   static const int q[] = { 7, -8, 3, 2, 0, 1, 0, 4 };
   const gint64 shape[] = { 8 , 1 };
-  g_autoptr(QuarkModel) out = quantize ("{\"dtype\": \"int4\", \"qscheme\": \"per_tensor\"}",
-                                        shape, 2, q1_x, 8);
+  g_autoptr(QuarkModel) out = quantize_one ("{\"dtype\": \"int4\", \"qscheme\": \"per_tensor\"}",
+                                            shape, 2, q1_x, 8, NULL);
 
-  assert_codes (out, "fc.weight", QUARK_DTYPE_INT4, q, 8);
-  g_assert_cmpfloat (scalar_f32 (out, "fc.weight_scale", 0), ==, 1.27f / 7.5f);
+  assert_codes (out, "w", QUARK_DTYPE_INT4, q, 8);
+  g_assert_cmpfloat (scalar_f32 (out, "w_scale", 0), ==, 1.27f / 7.5f);
 }
 
 /* Q3: asymmetric uint4 and int4, min -1, max 3 */
@@ -145,16 +149,16 @@ test_q3_asymmetric (void)
   static const int q_u4[] = { 0, 15, 4, 6, 8, 15 };
   static const int q_i4[] = { -8, 7, -4, -2, 0, 7 };
   const gint64 shape[] = { 1, 6 };
-  g_autoptr(QuarkModel) u4 = quantize ("{\"dtype\": \"uint4\", \"qscheme\": \"per_tensor\", \"symmetric\": false}",
-                                       shape, 2, x, 6);
-  g_autoptr(QuarkModel) i4 = quantize ("{\"dtype\": \"int4\", \"qscheme\": \"per_tensor\", \"symmetric\": false}",
-                                       shape, 2, x, 6);
+  g_autoptr(QuarkModel) u4 = quantize_one ("{\"dtype\": \"uint4\", \"qscheme\": \"per_tensor\", \"symmetric\": false}",
+                                           shape, 2, x, 6, NULL);
+  g_autoptr(QuarkModel) i4 = quantize_one ("{\"dtype\": \"int4\", \"qscheme\": \"per_tensor\", \"symmetric\": false}",
+                                           shape, 2, x, 6, NULL);
 
-  assert_codes (u4, "fc.weight", QUARK_DTYPE_UINT4, q_u4, 6);
-  g_assert_cmphex (f32_bits (scalar_f32 (u4, "fc.weight_scale", 0)), ==, 0x3E888889);
-  assert_codes (u4, "fc.weight_zero_point", QUARK_DTYPE_UINT4, (const int[]) { 4 }, 1);
-  assert_codes (i4, "fc.weight", QUARK_DTYPE_INT4, q_i4, 6);
-  assert_codes (i4, "fc.weight_zero_point", QUARK_DTYPE_INT4, (const int[]) { -4 }, 1);
+  assert_codes (u4, "w", QUARK_DTYPE_UINT4, q_u4, 6);
+  g_assert_cmphex (f32_bits (scalar_f32 (u4, "w_scale", 0)), ==, 0x3E888889);
+  assert_codes (u4, "w_zero_point", QUARK_DTYPE_UINT4, (const int[]) { 4 }, 1);
+  assert_codes (i4, "w", QUARK_DTYPE_INT4, q_i4, 6);
+  assert_codes (i4, "w_zero_point", QUARK_DTYPE_INT4, (const int[]) { -4 }, 1);
 }
 
 /* Per channel on axis 0 and on a non-contiguous axis. */

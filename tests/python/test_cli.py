@@ -95,5 +95,5 @@ def test_demo_custom_config(tmp_path):
     data = json.loads(run('demo', '--config', str(cfg), '--json').stdout)
     rows = {t['name']: t for t in data['tensors']}
     assert rows['lm_head.weight']['dtype_out'] == 'uint8'
-    assert rows['model.embed_tokens.weight']['quantized']
+    assert not rows['model.embed_tokens.weight']['quantized']   # embeddings stay in float
     assert rows['model.norm.weight']['dtype_out'] == 'bfloat16'   # 1-D: not a layer weight

@@ -120,11 +120,27 @@ quark_quark_int_params (float                 min_val,
   p->zero_point = zero_point;
 }
 
-/* Maps the trailing ".weight" tensors of quantizable layers to a layer
- * type by rank, as PyTorch's modules shape their weights. */
+/* Embedding tables, which AMD Quark's LLM flow leaves in float. */
+static gboolean
+is_embedding (const char *name)
+{
+  static const char * const markers[] = { "embed", "wte.", "wpe.", "word_embeddings", "position_embeddings",
+                                          "token_type_embeddings", NULL };
+  for (guint i = 0; markers[i]; i++)
+    if (strstr (name, markers[i]))
+      return TRUE;
+  return FALSE;
+}
+
+/* Maps the trailing ".weight" tensors of quantizable layers (Linear and
+ * convolutions) to a layer type by rank, as PyTorch's modules shape their
+ * weights; embeddings, norms (1-D) and other tensors are not layers to
+ * quantize. */
 static const char *
 layer_type_for (QuarkTensor *tensor)
 {
+  if (is_embedding (quark_tensor_get_name (tensor)))
+    return NULL;
   switch (quark_tensor_get_n_dims (tensor))
     {
     case 2: return "Linear";
@@ -298,6 +314,221 @@ quark_pow2_int_params (float                 min_val,
   p->qmax = qmax;
 }
 
+
+/* ---- AMD Quark's checkpoint layout (format reference 2.6-2.10) --------- */
+
+static gboolean add_scale_as_stored (QuarkModel *out, QuarkTensor *scale, GError **error);
+
+static QuarkTensor *
+new_tensor (const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims, gpointer data, gsize size,
+            GError **error)
+{
+  g_autoptr(GBytes) bytes = g_bytes_new_take (data, size);
+  return quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
+}
+
+static gboolean
+add_tensor_owned (QuarkModel *out, QuarkTensor *tensor, GError **error)
+{
+  g_autoptr(QuarkTensor) owned = tensor;
+  return owned != NULL && quark_model_add_tensor (out, owned, error);
+}
+
+/* [rows, cols] int8 codes to [cols, rows] */
+static gint8 *
+transpose_codes (const gint8 *codes, gsize rows, gsize cols)
+{
+  gint8 *t = g_malloc (MAX (rows * cols, 1));
+  for (gsize r = 0; r < rows; r++)
+    for (gsize c = 0; c < cols; c++)
+      t[c * rows + r] = codes[r * cols + c];
+  return t;
+}
+
+static float *
+transpose_floats (const float *x, gsize rows, gsize cols)
+{
+  float *t = g_malloc (MAX (rows * cols, 1) * sizeof (float));
+  for (gsize r = 0; r < rows; r++)
+    for (gsize c = 0; c < cols; c++)
+      t[c * rows + r] = x[r * cols + c];
+  return t;
+}
+
+static gboolean
+need_multiple (const char *name, gsize value, gsize multiple, const char *what, GError **error)
+{
+  if (value % multiple == 0)
+    return TRUE;
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "tensor %s: the %s (%" G_GSIZE_FORMAT ") must be a multiple of %" G_GSIZE_FORMAT
+               " for AMD Quark's packed layout", name, what, value, multiple);
+  return FALSE;
+}
+
+/* int4/uint4: words of eight nibbles; per group the codes and the
+ * parameters are transposed first. */
+static gboolean
+export_int4 (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gboolean reorder,
+             QuarkModel *out, GError **error)
+{
+  QuarkTensor *codes = quark_model_get_tensor (logical, name);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
+  QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
+  const gint8 *q = quark_tensor_peek_data (codes, NULL);
+  gsize rows = n_dims >= 1 ? (gsize) shape[0] : 1;
+  gsize cols = rows ? quark_tensor_get_n_elements (codes) / MAX (rows, 1) : 0;
+  QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
+
+  if (n_dims != 2)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "tensor %s: AMD Quark packs int4 weights of 2 dimensions", name);
+      return FALSE;
+    }
+  if (qscheme == QUARK_QSCHEME_PER_GROUP)
+    {
+      /* q [O, I] -> [I, O] -> [I, O/8]; scale [O, G] -> [G, O]; zp -> [G, O/8] */
+      g_autofree gint8 *qt = NULL, *zt = NULL;
+      g_autofree float *scales = NULL;
+      gsize groups = (gsize) quark_tensor_get_dim (scale, 1), n;
+      gint32 *words, *zwords;
+      gint64 wshape[2] = { (gint64) cols, (gint64) (rows / 8) };
+      gint64 sshape[2] = { (gint64) groups, (gint64) rows };
+      gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };
+      g_autofree float *s = NULL;
+
+      if (!need_multiple (name, rows, 8, "number of output channels", error))
+        return FALSE;
+      qt = transpose_codes (q, rows, cols);
+      words = g_new (gint32, MAX (cols * rows / 8, 1));
+      quark_kernel_pack_int4 (qt, cols, rows, reorder, words);
+      s = quark_tensor_to_floats (scale, &n, error);
+      scales = transpose_floats (s, rows, groups);
+      zt = transpose_codes (quark_tensor_peek_data (zp, NULL), rows, groups);
+      zwords = g_new (gint32, MAX (groups * rows / 8, 1));
+      quark_kernel_pack_int4 (zt, groups, rows, reorder, zwords);
+      return add_tensor_owned (out, new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words, cols * rows / 2, error), error) &&
+             add_tensor_owned (out, new_tensor (scale_name, QUARK_DTYPE_F32, sshape, 2, g_steal_pointer (&scales),
+                                                groups * rows * sizeof (float), error), error) &&
+             add_tensor_owned (out, new_tensor (zp_name, QUARK_DTYPE_I32, zshape, 2, zwords, groups * rows / 2, error),
+                               error);
+    }
+  else
+    {
+      /* per channel / per tensor: q [O, I] -> [O, I/8]; zp [O] -> [O/8] (packed) or a scalar */
+      gint32 *words;
+      gint64 wshape[2] = { (gint64) rows, (gint64) (cols / 8) };
+      if (!need_multiple (name, cols, 8, "number of input features", error))
+        return FALSE;
+      words = g_new (gint32, MAX (rows * cols / 8, 1));
+      quark_kernel_pack_int4 (q, rows, cols, reorder, words);
+      if (!add_tensor_owned (out, new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words, rows * cols / 2, error), error) ||
+          !quark_model_add_tensor (out, scale, error))
+        return FALSE;
+      if (qscheme == QUARK_QSCHEME_PER_CHANNEL)
+        {
+          gint64 zshape[1] = { (gint64) (rows / 8) };
+          gint32 *zwords;
+          if (!need_multiple (name, rows, 8, "number of output channels", error))
+            return FALSE;
+          zwords = g_new (gint32, MAX (rows / 8, 1));
+          quark_kernel_pack_int4 (quark_tensor_peek_data (zp, NULL), 1, rows, reorder, zwords);
+          return add_tensor_owned (out, new_tensor (zp_name, QUARK_DTYPE_I32, zshape, 1, zwords, rows / 2, error), error);
+        }
+      {
+        gint32 *z = g_new (gint32, 1);
+        *z = ((const gint8 *) quark_tensor_peek_data (zp, NULL))[0];
+        return add_tensor_owned (out, new_tensor (zp_name, QUARK_DTYPE_I32, NULL, 0, z, 4, error), error);
+      }
+    }
+}
+
+/* FP4 two per byte, FP6 four per three bytes, along the last axis. */
+static gboolean
+export_small_float (QuarkModel *logical, const char *name, QuarkDType dtype, QuarkModel *out, GError **error)
+{
+  QuarkTensor *codes = quark_model_get_tensor (logical, name);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
+  gint64 pshape[QUARK_TENSOR_MAX_DIMS];
+  gsize n = quark_tensor_get_n_elements (codes), cols = n_dims ? (gsize) shape[n_dims - 1] : 1, size;
+  gboolean fp4 = dtype == QUARK_DTYPE_FP4_E2M1;
+  guint8 *packed;
+
+  if (!need_multiple (name, cols, fp4 ? 2 : 4, "last dimension", error))
+    return FALSE;
+  memcpy (pshape, shape, n_dims * sizeof (gint64));
+  pshape[n_dims - 1] = (gint64) (fp4 ? cols / 2 : cols * 3 / 4);
+  size = fp4 ? n / 2 : n * 3 / 4;
+  packed = g_malloc (MAX (size, 1));
+  if (fp4)
+    quark_kernel_pack_fp4 (quark_tensor_peek_data (codes, NULL), n, packed);
+  else
+    quark_kernel_pack_fp6 (quark_tensor_peek_data (codes, NULL), n, packed);
+  if (!add_tensor_owned (out, new_tensor (name, QUARK_DTYPE_U8, pshape, n_dims, packed, size, error), error))
+    return FALSE;
+  return add_scale_as_stored (out, scale, error);
+}
+
+/* E8M0 scales are stored as bytes. */
+static gboolean
+add_scale_as_stored (QuarkModel *out, QuarkTensor *scale, GError **error)
+{
+  guint n_dims;
+  const gint64 *shape;
+
+  if (quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E8M0)
+    return quark_model_add_tensor (out, scale, error);
+  shape = quark_tensor_get_shape (scale, &n_dims);
+  return add_tensor_owned (out, quark_tensor_new (quark_tensor_get_name (scale), QUARK_DTYPE_U8, shape, n_dims,
+                                                  quark_tensor_get_data (scale), error), error);
+}
+
+/* Turns the logical tensors of one quantized weight into AMD Quark's
+ * checkpoint tensors. */
+static gboolean
+export_weight (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gboolean reorder,
+               QuarkModel *out, GError **error)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  QuarkTensor *codes = quark_model_get_tensor (logical, name);
+  QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
+  QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
+
+  if (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4)
+    return export_int4 (logical, name, spec, reorder, out, error);
+  if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
+    return export_small_float (logical, name, dtype, out, error);
+  if (quark_dtype_is_sub_byte (dtype))
+    {
+      /* bit widths with no packed form: one code per I8/U8 element; the bit
+       * width is in the config */
+      QuarkDType storage = quark_dtype_is_signed (dtype) ? QUARK_DTYPE_I8 : QUARK_DTYPE_U8;
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
+      if (!add_tensor_owned (out, quark_tensor_new (name, storage, shape, n_dims, quark_tensor_get_data (codes), error),
+                             error) ||
+          !quark_model_add_tensor (out, scale, error))
+        return FALSE;
+      shape = quark_tensor_get_shape (zp, &n_dims);
+      return add_tensor_owned (out, quark_tensor_new (zp_name, storage, shape, n_dims, quark_tensor_get_data (zp), error),
+                               error);
+    }
+  if (!quark_model_add_tensor (out, codes, error))
+    return FALSE;
+  if (scale && !add_scale_as_stored (out, scale, error))
+    return FALSE;
+  return zp == NULL || quark_model_add_tensor (out, zp, error);
+}
 
 static int
 block_dim (QuarkTensorSpec *spec, int which)
@@ -544,7 +775,10 @@ quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
                                                            layer_type_for (tensor), QUARK_ROLE_WEIGHT);
       if (spec != NULL)
         {
-          if (!quantize_tensor_with_spec (tensor, spec, out, error))
+          g_autoptr(QuarkModel) logical = quark_model_new ();
+          if (!quantize_tensor_with_spec (tensor, spec, logical, error) ||
+              !export_weight (logical, quark_tensor_get_name (tensor), spec,
+                              quark_quark_config_get_pack_reorder (QUARK_QUARK_CONFIG (self->config)), out, error))
             return NULL;
           for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
             {
