@@ -710,6 +710,10 @@ write_json_file (const char *path, JsonNode *node, GError **error)
  *   %QUARK_SAFETENSORS_DEFAULT_SHARD_SIZE); a larger tensor gets a shard of
  *   its own
  * @overwrite: replace an existing @directory
+ * @copy_from: (nullable) (type filename): a model directory whose other
+ *   files (tokenizer, generation config, …: every regular file but the
+ *   weights, the index and `config.json`) are copied unchanged into the
+ *   output
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
@@ -729,11 +733,46 @@ write_json_file (const char *path, JsonNode *node, GError **error)
  * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO,
  *   %QUARK_ERROR_UNSUPPORTED_DTYPE or %QUARK_ERROR_CANCELLED
  */
+static gboolean
+copy_extra_files (const char *from, const char *to, GError **error)
+{
+  g_autoptr(GDir) dir = NULL;
+  g_autoptr(GError) local_error = NULL;
+  const char *name;
+
+  dir = g_dir_open (from, 0, &local_error);
+  if (dir == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
+      return FALSE;
+    }
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *src = g_build_filename (from, name, NULL);
+      g_autofree char *dst = g_build_filename (to, name, NULL);
+      g_autoptr(GFile) sf = NULL, df = NULL;
+
+      if (g_str_has_suffix (name, ".safetensors") || g_str_equal (name, "model.safetensors.index.json") ||
+          g_str_equal (name, "config.json") || !g_file_test (src, G_FILE_TEST_IS_REGULAR) ||
+          g_file_test (src, G_FILE_TEST_IS_SYMLINK))
+        continue;
+      sf = g_file_new_for_path (src);
+      df = g_file_new_for_path (dst);
+      if (!g_file_copy (sf, df, G_FILE_COPY_NONE, NULL, NULL, NULL, &local_error))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", src, local_error->message);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 gboolean
 quark_model_save (QuarkModel    *self,
                   const char    *directory,
                   guint64        max_shard_size,
                   gboolean       overwrite,
+                  const char    *copy_from,
                   GCancellable  *cancellable,
                   GError       **error)
 {
@@ -821,6 +860,9 @@ quark_model_save (QuarkModel    *self,
       g_autofree char *config_path = g_build_filename (tmp, "config.json", NULL);
       ok = write_json_file (config_path, quark_model_get_metadata (self), error);
     }
+
+  if (ok && copy_from != NULL)
+    ok = copy_extra_files (copy_from, tmp, error);
 
   /* into place, only when complete */
   if (ok)

@@ -43,6 +43,7 @@ gboolean     quark_model_save                       (QuarkModel    *self,
                                                      const char    *directory,
                                                      guint64        max_shard_size,
                                                      gboolean       overwrite,
+                                                     const char    *copy_from,
                                                      GCancellable  *cancellable,
                                                      GError       **error);
 

@@ -230,7 +230,7 @@ test_roundtrip (void)
   g_autoptr(GError) error = NULL;
   g_autofree char *index_path = NULL, *index_text = NULL, *shard1 = NULL;
 
-  g_assert_true (quark_model_save (model, single, 0, FALSE, NULL, &error));
+  g_assert_true (quark_model_save (model, single, 0, FALSE, NULL, NULL, &error));
   g_assert_no_error (error);
   back = quark_model_load (single, NULL, &error);
   g_assert_no_error (error);
@@ -239,14 +239,14 @@ test_roundtrip (void)
   g_assert_cmpuint (count_entries (single), ==, 2);   /* model.safetensors, config.json */
 
   /* an existing output is never overwritten unless asked */
-  g_assert_false (quark_model_save (model, single, 0, FALSE, NULL, &error));
+  g_assert_false (quark_model_save (model, single, 0, FALSE, NULL, NULL, &error));
   g_assert_error (error, QUARK_ERROR, QUARK_ERROR_IO);
   g_assert_nonnull (strstr (error->message, "already exists"));
   g_clear_error (&error);
-  g_assert_true (quark_model_save (model, single, 0, TRUE, NULL, &error));
+  g_assert_true (quark_model_save (model, single, 0, TRUE, NULL, NULL, &error));
 
   /* 40-byte shards: 60 bytes of F32 alone, then 14 + 15 bytes together */
-  g_assert_true (quark_model_save (model, sharded, 40, FALSE, NULL, &error));
+  g_assert_true (quark_model_save (model, sharded, 40, FALSE, NULL, NULL, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (count_entries (sharded), ==, 4);
   index_path = g_build_filename (sharded, "model.safetensors.index.json", NULL);
@@ -278,7 +278,7 @@ test_roundtrip (void)
     g_autoptr(QuarkTensor) t = quark_tensor_new ("w", QUARK_DTYPE_INT4, s, 1, b, NULL);
     g_autofree char *out = g_build_filename (tmp, "int4", NULL);
     quark_model_add_tensor (m, t, NULL);
-    g_assert_false (quark_model_save (m, out, 0, FALSE, NULL, &error));
+    g_assert_false (quark_model_save (m, out, 0, FALSE, NULL, NULL, &error));
     g_assert_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE);
     g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
     g_clear_error (&error);
@@ -300,7 +300,7 @@ test_cancelled_save_leaves_nothing (void)
   g_autoptr(GError) error = NULL;
 
   g_cancellable_cancel (cancellable);
-  g_assert_false (quark_model_save (model, out, 0, FALSE, cancellable, &error));
+  g_assert_false (quark_model_save (model, out, 0, FALSE, NULL, cancellable, &error));
   g_assert_error (error, QUARK_ERROR, QUARK_ERROR_CANCELLED);
   g_assert_cmpuint (count_entries (tmp), ==, 0);
   g_rmdir (tmp);

@@ -58,7 +58,7 @@ def test_libquark_output_follows_the_format(tmp_path):
     for name, a in arrays.items():
         model.add_tensor(Quark.Tensor.new(name, kinds[a.dtype], list(a.shape), GLib.Bytes.new(a.tobytes())))
     out = tmp_path / 'out'
-    model.save(str(out), 0, False, None)
+    model.save(str(out), 0, False, None, None)
     raw, n, header = parse(out / 'model.safetensors')
     assert n % 8 == 0                                   # data 8-byte aligned
     assert header['__metadata__']['format'] == 'pt'
