@@ -7,6 +7,7 @@
 #include <quark/quark.h>
 
 #include <locale.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,8 +22,14 @@ typedef struct {
 
 static int cmd_backends (int argc, char **argv);
 static int cmd_demo (int argc, char **argv);
+static int cmd_quantize (int argc, char **argv);
+static int cmd_presets (int argc, char **argv);
+static int cmd_inspect (int argc, char **argv);
 
 static const Command commands[] = {
+  { "quantize", "Quantize a model directory or .safetensors file into a checkpoint", cmd_quantize },
+  { "inspect", "List a checkpoint's tensors and its quantization config", cmd_inspect },
+  { "presets", "List the backends' named configs", cmd_presets },
   { "backends", "List the registered backends and module files", cmd_backends },
   { "demo", "Quantize the built-in example model and print a per-tensor summary", cmd_demo },
 };
@@ -427,6 +434,360 @@ cmd_demo (int argc, char **argv)
     g_print ("\n%u tensors in, %u tensors out.\n", quark_model_get_n_tensors (model),
              quark_model_get_n_tensors (out));
   g_free (config_file);
+  return 0;
+}
+
+/* ---- presets ---------------------------------------------------------------- */
+
+static int
+cmd_presets (int argc, char **argv)
+{
+  gboolean json = FALSE;
+  char *backend_name = NULL;
+  GOptionEntry entries[] = {
+    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "Only this backend's presets", "NAME" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  g_autoptr(GPtrArray) backends = NULL;
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  int status = 0;
+
+  if (!parse_options ("presets", NULL, "Lists the named configs of every backend (or of --backend).",
+                      entries, &argc, &argv, &status))
+    return status;
+  if (argc > 1)
+    {
+      g_printerr ("quark presets: unexpected argument \"%s\"\n", argv[1]);
+      return EXIT_USAGE;
+    }
+  backends = quark_registry_list_backends (quark_registry_get_default ());
+  if (backend_name && quark_registry_lookup_backend (quark_registry_get_default (), backend_name) == NULL)
+    {
+      g_autoptr(GError) error = NULL;
+      quark_registry_get_backend (quark_registry_get_default (), backend_name, &error);
+      g_printerr ("quark presets: %s\n", error->message);
+      return 1;
+    }
+  json_builder_begin_array (builder);
+  for (guint b = 0; b < backends->len; b++)
+    {
+      QuarkBackend *backend = g_ptr_array_index (backends, b);
+      g_auto(GStrv) names = quark_backend_list_presets (backend);
+      if (backend_name && !g_str_equal (backend_name, quark_backend_get_name (backend)))
+        continue;
+      for (guint i = 0; names[i]; i++)
+        {
+          const char *description = quark_backend_get_preset_description (backend, names[i]);
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "backend");
+          json_builder_add_string_value (builder, quark_backend_get_name (backend));
+          json_builder_set_member_name (builder, "name");
+          json_builder_add_string_value (builder, names[i]);
+          json_builder_set_member_name (builder, "description");
+          json_builder_add_string_value (builder, description ? description : "");
+          json_builder_end_object (builder);
+          if (!json)
+            g_print ("%-22s %-10s %s\n", names[i], quark_backend_get_name (backend), description ? description : "");
+        }
+    }
+  json_builder_end_array (builder);
+  if (json)
+    {
+      g_autoptr(JsonNode) root = json_builder_get_root (builder);
+      print_json (root);
+    }
+  g_free (backend_name);
+  return 0;
+}
+
+/* ---- quantize --------------------------------------------------------------- */
+
+static gboolean
+parse_size (const char *text, guint64 *out)
+{
+  char *end;
+  guint64 v = g_ascii_strtoull (text, &end, 10);
+  static const struct { const char *suffix; guint64 factor; } units[] = {
+    { "", 1 }, { "B", 1 }, { "KB", 1000 }, { "MB", 1000000 }, { "GB", 1000000000 },
+    { "KiB", 1024 }, { "MiB", 1048576 }, { "GiB", 1073741824 },
+  };
+
+  if (end == text)
+    return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (units); i++)
+    if (g_ascii_strcasecmp (end, units[i].suffix) == 0 && v <= G_MAXUINT64 / units[i].factor)
+      {
+        *out = v * units[i].factor;
+        return *out > 0;
+      }
+  return FALSE;
+}
+
+typedef struct {
+  gboolean tty;
+  gint64 start;
+  guint64 last_done;
+} ProgressState;
+
+static void
+on_progress (QuarkModelQuantizer *q, guint64 done, guint64 total, const char *item, gpointer user_data)
+{
+  ProgressState *p = user_data;
+  double elapsed = (g_get_monotonic_time () - p->start) / 1e6;
+  double rate = elapsed > 0 ? done / elapsed : 0;
+  double left = rate > 0 ? (total - done) / rate : 0;
+  int width = 30, filled = total ? (int) (width * done / total) : width;
+
+  p->last_done = done;
+  if (!p->tty)
+    return;
+  g_printerr ("\r[%.*s%*s] %5.1f%%  %.2f M elements/s  %3.0fs left  %-40.40s",
+              filled, "##############################", width - filled, "",
+              total ? 100.0 * done / total : 100.0, rate / 1e6, left, item ? item : "");
+  if (done == total)
+    g_printerr ("\n");
+}
+
+static QuarkQuantizationConfig *
+load_config (const char *config_file, const char *preset, const char *backend_name, char **excludes,
+             GError **error)
+{
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(JsonNode) root = NULL;
+  JsonObject *object;
+  JsonArray *exclude;
+  JsonNode *node;
+
+  if (config_file)
+    {
+      root = quark_json_parse_file (config_file, error);
+      if (root == NULL)
+        return NULL;
+      if (JSON_NODE_HOLDS_OBJECT (root) && backend_name &&
+          !json_object_has_member (json_node_get_object (root), "backend"))
+        json_object_set_string_member (json_node_get_object (root), "backend", backend_name);
+      config = quark_registry_config_from_json (registry, root, config_file, error);
+    }
+  else
+    {
+      QuarkBackend *backend = quark_registry_get_backend (registry, backend_name, error);
+      if (backend == NULL)
+        return NULL;
+      config = quark_backend_new_config_for_preset (backend, preset, error);
+    }
+  if (config == NULL || excludes == NULL || excludes[0] == NULL)
+    return g_steal_pointer (&config);
+
+  /* --exclude: add patterns to the config's "exclude" list and reload */
+  g_clear_pointer (&root, json_node_unref);
+  root = quark_quantization_config_to_json (config);
+  object = json_node_get_object (root);
+  node = json_object_get_member (object, "exclude");
+  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
+    {
+      json_object_set_array_member (object, "exclude", json_array_new ());
+      node = json_object_get_member (object, "exclude");
+    }
+  exclude = json_node_get_array (node);
+  for (guint i = 0; excludes[i]; i++)
+    json_array_add_string_element (exclude, excludes[i]);
+  return quark_registry_config_from_json (registry, root, "--exclude", error);
+}
+
+static int
+cmd_quantize (int argc, char **argv)
+{
+  char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
+  char **excludes = NULL;
+  gboolean force = FALSE, json = FALSE;
+  GOptionEntry entries[] = {
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory", "OUT" },
+    { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
+    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
+    { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },
+    { "max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_text, "Largest output file, such as 5GB or 500MiB (default 5GB)", "SIZE" },
+    { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output directory", NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkModel) model = NULL, out = NULL;
+  guint64 max_shard = 0;
+  ProgressState progress = { 0 };
+  int status = 0;
+  const char *model_path;
+  g_autofree char *copy_from = NULL;
+
+  if (!parse_options ("quantize", "MODEL",
+                      "Quantizes MODEL (a Hugging Face model directory, or one .safetensors file)\n"
+                      "with --preset or --config and writes the checkpoint to OUT, with\n"
+                      "config.json's quantization_config and the directory's other files.\n"
+                      "OUT is written under a temporary name and renamed when complete; an\n"
+                      "existing OUT is replaced only with --force. MODEL is never modified.",
+                      entries, &argc, &argv, &status))
+    return status;
+  if (argc != 2 || output == NULL || (preset == NULL) == (config_file == NULL))
+    {
+      g_printerr ("quark quantize: give one MODEL, -o OUT, and either --preset or --config\n"
+                  "Try \"quark quantize --help\".\n");
+      return EXIT_USAGE;
+    }
+  if (shard_text && !parse_size (shard_text, &max_shard))
+    {
+      g_printerr ("quark quantize: --max-shard-size: \"%s\" is not a size (such as 5GB or 500MiB)\n", shard_text);
+      return EXIT_USAGE;
+    }
+  model_path = argv[1];
+  if (backend_name == NULL)
+    backend_name = g_strdup ("quark");
+
+  config = load_config (config_file, preset, backend_name, excludes, &error);
+  if (config == NULL)
+    goto fail;
+  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+  if (quantizer == NULL)
+    goto fail;
+  model = quark_model_load (model_path, NULL, &error);
+  if (model == NULL)
+    goto fail;
+
+  progress.tty = isatty (fileno (stderr)) && !json;
+  progress.start = g_get_monotonic_time ();
+  g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), &progress);
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+  if (out == NULL)
+    goto fail;
+  if (g_file_test (model_path, G_FILE_TEST_IS_DIR))
+    copy_from = g_strdup (model_path);
+  if (!quark_model_save (out, output, max_shard, force, copy_from, NULL, &error))
+    goto fail;
+
+  if (json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      g_autoptr(JsonNode) root = NULL;
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "output");
+      json_builder_add_string_value (b, output);
+      json_builder_set_member_name (b, "tensors_in");
+      json_builder_add_int_value (b, quark_model_get_n_tensors (model));
+      json_builder_set_member_name (b, "tensors_out");
+      json_builder_add_int_value (b, quark_model_get_n_tensors (out));
+      json_builder_set_member_name (b, "seconds");
+      json_builder_add_double_value (b, (g_get_monotonic_time () - progress.start) / 1e6);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      print_json (root);
+    }
+  else
+    g_print ("Wrote %s: %u tensors from %u in %.1f s\n", output, quark_model_get_n_tensors (out),
+             quark_model_get_n_tensors (model), (g_get_monotonic_time () - progress.start) / 1e6);
+  goto done;
+
+fail:
+  if (progress.tty && progress.last_done)
+    g_printerr ("\n");
+  g_printerr ("quark quantize: %s\n", error->message);
+  status = 1;
+done:
+  g_free (output);
+  g_free (preset);
+  g_free (config_file);
+  g_free (backend_name);
+  g_free (shard_text);
+  g_strfreev (excludes);
+  return status;
+}
+
+/* ---- inspect ---------------------------------------------------------------- */
+
+static int
+cmd_inspect (int argc, char **argv)
+{
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) model = NULL;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  JsonNode *metadata, *qc = NULL;
+  int status = 0;
+
+  if (!parse_options ("inspect", "PATH", "Lists the tensors of a checkpoint (a directory or a .safetensors file)\n"
+                      "and the quantization_config of its config.json.", entries, &argc, &argv, &status))
+    return status;
+  if (argc != 2)
+    {
+      g_printerr ("quark inspect: give one PATH\nTry \"quark inspect --help\".\n");
+      return EXIT_USAGE;
+    }
+  model = quark_model_load (argv[1], NULL, &error);
+  if (model == NULL)
+    {
+      g_printerr ("quark inspect: %s\n", error->message);
+      return 1;
+    }
+  metadata = quark_model_get_metadata (model);
+  if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
+    qc = json_object_get_member (json_node_get_object (metadata), "quantization_config");
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "tensors");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      g_autofree char *shape = quark_tensor_format_shape (t);
+      gsize size;
+      guint n_dims;
+      const gint64 *dims = quark_tensor_get_shape (t, &n_dims);
+      quark_tensor_peek_data (t, &size);
+      if (!json)
+        g_print ("%-60s %-9s %-16s %12" G_GSIZE_FORMAT "\n", quark_tensor_get_name (t),
+                 quark_dtype_to_safetensors (quark_tensor_get_dtype (t)) ? quark_dtype_to_safetensors (quark_tensor_get_dtype (t))
+                                                                         : quark_dtype_get_name (quark_tensor_get_dtype (t)),
+                 shape, size);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, quark_tensor_get_name (t));
+      json_builder_set_member_name (b, "dtype");
+      json_builder_add_string_value (b, quark_dtype_to_safetensors (quark_tensor_get_dtype (t)));
+      json_builder_set_member_name (b, "shape");
+      json_builder_begin_array (b);
+      for (guint d = 0; d < n_dims; d++)
+        json_builder_add_int_value (b, dims[d]);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "bytes");
+      json_builder_add_int_value (b, (gint64) size);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "quantization_config");
+  if (qc)
+    json_builder_add_value (b, json_node_copy (qc));
+  else
+    json_builder_add_null_value (b);
+  json_builder_end_object (b);
+
+  if (json)
+    {
+      g_autoptr(JsonNode) root = json_builder_get_root (b);
+      print_json (root);
+    }
+  else if (qc)
+    {
+      g_print ("\nquantization_config:\n");
+      print_json (qc);
+    }
+  else
+    g_print ("\nNo quantization_config.\n");
   return 0;
 }
 

@@ -1,0 +1,260 @@
+# `quark quantize` on generated Llama-shaped checkpoints: the output's names,
+# dtypes and shapes per scheme (format reference 2.6), config.json's
+# quantization_config, untouched files, dequantized weights within the
+# format's error (decoded here independently, with numpy), bad inputs.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import json
+import os
+import struct
+import subprocess
+
+import pytest
+
+np = pytest.importorskip('numpy')
+
+QUARK = os.environ['QUARK_TOOL']
+H, F, V, L = 256, 512, 320, 2       # hidden, intermediate, vocab, layers
+
+
+def to_bf16(a):
+    return (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def from_bf16(h):
+    return (h.astype(np.uint32) << 16).view(np.float32)
+
+
+def write_safetensors(path, tensors):
+    header, blobs, offset = {'__metadata__': {'format': 'pt'}}, [], 0
+    for name, (dtype, array) in tensors.items():
+        data = array.tobytes()
+        header[name] = {'dtype': dtype, 'shape': list(array.shape), 'data_offsets': [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header).encode()
+    text += b' ' * (-len(text) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(text)) + text + b''.join(blobs))
+
+
+def read_safetensors(path):
+    raw = open(path, 'rb').read()
+    n = struct.unpack('<Q', raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    kinds = {'BF16': np.uint16, 'F32': np.float32, 'I8': np.int8, 'U8': np.uint8, 'I32': np.int32,
+             'F8_E4M3': np.uint8, 'F16': np.float16}
+    out = {}
+    for k, v in header.items():
+        if k == '__metadata__':
+            continue
+        b, e = v['data_offsets']
+        out[k] = (v['dtype'], np.frombuffer(raw[8 + n + b:8 + n + e], kinds[v['dtype']]).reshape(v['shape']))
+    return out
+
+
+def read_checkpoint(d):
+    tensors = {}
+    for name in sorted(os.listdir(d)):
+        if name.endswith('.safetensors'):
+            tensors.update(read_safetensors(os.path.join(d, name)))
+    return tensors
+
+
+@pytest.fixture(scope='module')
+def llama(tmp_path_factory):
+    d = tmp_path_factory.mktemp('llama')
+    rng = np.random.default_rng(42)
+    shapes = {'model.embed_tokens.weight': (V, H), 'model.norm.weight': (H,), 'lm_head.weight': (V, H)}
+    for i in range(L):
+        p = 'model.layers.%d.' % i
+        shapes.update({p + 'input_layernorm.weight': (H,), p + 'post_attention_layernorm.weight': (H,),
+                       p + 'self_attn.q_proj.weight': (H, H), p + 'self_attn.k_proj.weight': (H // 2, H),
+                       p + 'self_attn.v_proj.weight': (H // 2, H), p + 'self_attn.o_proj.weight': (H, H),
+                       p + 'mlp.gate_proj.weight': (F, H), p + 'mlp.up_proj.weight': (F, H),
+                       p + 'mlp.down_proj.weight': (H, F)})
+    arrays = {k: to_bf16(rng.standard_normal(s) * 0.02 * rng.uniform(0.5, 2, (s[0],) + (1,) * (len(s) - 1)))
+              for k, s in shapes.items()}
+    names = list(shapes)
+    half = len(names) // 2
+    shard_names = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']
+    write_safetensors(d / shard_names[0], {k: ('BF16', arrays[k]) for k in names[:half]})
+    write_safetensors(d / shard_names[1], {k: ('BF16', arrays[k]) for k in names[half:]})
+    (d / 'model.safetensors.index.json').write_text(json.dumps({
+        'metadata': {'total_size': sum(a.nbytes for a in arrays.values())},
+        'weight_map': {k: shard_names[0] if i < half else shard_names[1] for i, k in enumerate(names)}}))
+    (d / 'config.json').write_text(json.dumps({'architectures': ['LlamaForCausalLM'], 'model_type': 'llama',
+                                              'hidden_size': H, 'intermediate_size': F, 'vocab_size': V,
+                                              'num_hidden_layers': L, 'torch_dtype': 'bfloat16'}))
+    (d / 'tokenizer.json').write_text('{"version": "1.0", "model": {"type": "BPE"}}')
+    (d / 'generation_config.json').write_text('{"do_sample": false}')
+    return d, {k: from_bf16(a) for k, a in arrays.items()}
+
+
+def quantize(src, out, *args):
+    return subprocess.run([QUARK, 'quantize', str(src), '-o', str(out), *args],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+LINEAR = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj',
+          'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']
+
+
+def unpack_int4(words, reorder=True, signed=True):
+    order = [0, 2, 4, 6, 1, 3, 5, 7] if reorder else list(range(8))
+    w = words.astype(np.uint32)
+    nib = np.stack([(w >> (4 * k)) & 0xF for k in range(8)], axis=-1).astype(np.int8)
+    if signed:
+        nib = np.where(nib >= 8, nib - 16, nib).astype(np.int8)
+    out = np.empty_like(nib)
+    out[..., order] = nib
+    return out.reshape(words.shape[:-1] + (words.shape[-1] * 8,))
+
+
+def check_common(src, out, originals):
+    cfg = json.loads((out / 'config.json').read_text())
+    qc = cfg['quantization_config']
+    assert qc['quant_method'] == 'quark'
+    assert isinstance(qc['export']['kv_cache_group'], list)
+    assert qc['export']['weight_format'] == 'real_quantized'
+    assert 'lm_head' in qc['exclude']
+    assert cfg['hidden_size'] == H                   # other keys preserved
+    for f in ('tokenizer.json', 'generation_config.json'):
+        assert (out / f).read_bytes() == (src / f).read_bytes()
+    t = read_checkpoint(out)
+    # left in float, byte for byte
+    for k in ('model.embed_tokens.weight', 'model.norm.weight', 'lm_head.weight',
+              'model.layers.0.input_layernorm.weight'):
+        assert t[k][0] == 'BF16' and np.array_equal(from_bf16(t[k][1]), originals[k])
+    return t, qc
+
+
+def test_int4_wo_128(llama, tmp_path):
+    src, originals = llama
+    out = tmp_path / 'int4'
+    r = quantize(src, out, '--preset', 'int4_wo_128')
+    assert r.returncode == 0, r.stderr
+    t, qc = check_common(src, out, originals)
+    assert qc['global_quant_config']['weight']['dtype'] == 'int4'
+    assert qc['export']['pack_method'] == 'reorder'
+    for i in range(L):
+        for m in LINEAR:
+            name = 'model.layers.%d.%s' % (i, m)
+            o, n_in = originals[name + '.weight'].shape
+            dt, w = t[name + '.weight']
+            assert (dt, w.shape) == ('I32', (n_in, o // 8))
+            assert t[name + '.weight_scale'][1].shape == (n_in // 128, o)
+            assert t[name + '.weight_zero_point'][0] == 'I32'
+            assert t[name + '.weight_zero_point'][1].shape == (n_in // 128, o // 8)
+            assert not np.any(t[name + '.weight_zero_point'][1])
+            # decode independently: unpack, transpose back, scale per group
+            q = unpack_int4(w).T                                    # [O, I]
+            s = t[name + '.weight_scale'][1].T                      # [O, G]
+            x_hat = q.astype(np.float32) * np.repeat(s, 128, axis=1)
+            x = originals[name + '.weight']
+            assert q.min() >= -8 and q.max() <= 7
+            assert np.all(np.abs(x_hat - x) <= np.repeat(s, 128, axis=1) * 0.5 * (1 + 1e-5))
+
+
+def test_uint4_order_and_mxfp4_and_ptpc(llama, tmp_path):
+    src, originals = llama
+    name = 'model.layers.1.mlp.down_proj'
+    x = originals[name + '.weight']
+    o, n_in = x.shape
+
+    out = tmp_path / 'mxfp4'
+    r = quantize(src, out, '--preset', 'mxfp4')
+    assert r.returncode == 0, r.stderr
+    t, qc = check_common(src, out, originals)
+    assert qc['global_quant_config']['weight']['scale_format'] == 'e8m0'
+    assert t[name + '.weight'][0] == 'U8' and t[name + '.weight'][1].shape == (o, n_in // 2)
+    assert t[name + '.weight_scale'][0] == 'U8' and t[name + '.weight_scale'][1].shape == (o, n_in // 32)
+    assert name + '.weight_zero_point' not in t
+    fp4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+    b = t[name + '.weight'][1]
+    codes = np.stack([b & 0xF, b >> 4], axis=-1).reshape(o, n_in)
+    scale = np.ldexp(np.float32(1), t[name + '.weight_scale'][1].astype(np.int32) - 127)
+    x_hat = fp4[codes] * np.repeat(scale, 32, axis=1)
+    rel = np.abs(x_hat - x).max() / np.abs(x).max()
+    assert rel < 0.25                                   # FP4: a few steps of 2^-1 relative
+
+    out = tmp_path / 'ptpc'
+    r = quantize(src, out, '--preset', 'ptpc_fp8', '--json')
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary['output'] == str(out)
+    t, _ = check_common(src, out, originals)
+    assert t[name + '.weight'][0] == 'F8_E4M3' and t[name + '.weight'][1].shape == (o, n_in)
+    assert t[name + '.weight_scale'][1].shape == (o,)
+    assert name + '.input_scale' not in t             # dynamic: nothing stored
+
+    cfg = tmp_path / 'uint4.json'
+    cfg.write_text(json.dumps({'backend': 'quark', 'global_quant_config': {'weight': {
+        'dtype': 'uint4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 64, 'symmetric': False}},
+        'exclude': ['lm_head'], 'export': {'pack_method': 'order'}}))
+    out = tmp_path / 'uint4'
+    r = quantize(src, out, '--config', str(cfg), '--exclude', 'model.layers.0.*')
+    assert r.returncode == 0, r.stderr
+    t, qc = check_common(src, out, originals)
+    assert qc['export']['pack_method'] == 'order'
+    assert t['model.layers.0.mlp.up_proj.weight'][0] == 'BF16'      # --exclude
+    q = unpack_int4(t[name + '.weight'][1], reorder=False, signed=False).T
+    z = unpack_int4(t[name + '.weight_zero_point'][1], reorder=False, signed=False).T
+    s = t[name + '.weight_scale'][1].T
+    x_hat = (q.astype(np.float32) - np.repeat(z, 64, axis=1)) * np.repeat(s, 64, axis=1)
+    assert np.all(np.abs(x_hat - x) <= np.repeat(s, 64, axis=1) * 0.5 * (1 + 1e-5))
+
+
+def test_static_presets_need_calibration(llama, tmp_path):
+    src, _ = llama
+    for preset in ('int8', 'fp8'):
+        out = tmp_path / preset
+        r = quantize(src, out, '--preset', preset)
+        assert r.returncode == 1
+        assert 'calibration' in r.stderr and 'layer model.layers.0.' in r.stderr
+        assert not out.exists()
+
+
+def test_usage_and_failures(llama, tmp_path):
+    src, _ = llama
+    assert quantize(src, tmp_path / 'x').returncode == 2                     # no preset or config
+    assert quantize(src, tmp_path / 'x', '--preset', 'mxfp4', '--config', 'c.json').returncode == 2
+    r = quantize(src, tmp_path / 'x', '--preset', 'nope')
+    assert r.returncode == 1 and 'no preset "nope"' in r.stderr
+    out = tmp_path / 'exists'
+    out.mkdir()
+    r = quantize(src, out, '--preset', 'int4_wo_128')
+    assert r.returncode == 1 and 'already exists' in r.stderr
+    assert quantize(src, out, '--preset', 'int4_wo_128', '--force').returncode == 0
+    # a malformed shard: truncated
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    for f in os.listdir(src):
+        (bad / f).write_bytes((src / f).read_bytes())
+    shard = bad / 'model-00002-of-00002.safetensors'
+    shard.write_bytes(shard.read_bytes()[:-3])
+    before = {f: (bad / f).read_bytes() for f in os.listdir(bad)}
+    r = quantize(bad, tmp_path / 'bad-out', '--preset', 'int4_wo_128')
+    assert r.returncode == 1
+    assert 'model-00002-of-00002.safetensors' in r.stderr
+    assert not (tmp_path / 'bad-out').exists()
+    assert {f: (bad / f).read_bytes() for f in os.listdir(bad)} == before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith('.quark-tmp')]
+
+
+def test_inspect_and_presets(llama, tmp_path):
+    src, _ = llama
+    out = tmp_path / 'q'
+    assert quantize(src, out, '--preset', 'int4_wo_64').returncode == 0
+    r = subprocess.run([QUARK, 'inspect', str(out), '--json'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data['quantization_config']['global_quant_config']['weight']['group_size'] == 64
+    names = {t['name']: t for t in data['tensors']}
+    assert names['model.layers.0.mlp.up_proj.weight']['dtype'] == 'I32'
+    r = subprocess.run([QUARK, 'presets', '--json'], capture_output=True, text=True)
+    presets = {p['name'] for p in json.loads(r.stdout)}
+    assert {'int8', 'fp8', 'ptpc_fp8', 'int4_wo_128', 'uint4_wo_32', 'mxfp4', 'mxfp6_e2m3', 'mxfp6_e3m2',
+            'mxfp4_fp8', 'int4_fp8'} <= presets
+    r = subprocess.run([QUARK, 'inspect', str(tmp_path / 'missing')], capture_output=True, text=True)
+    assert r.returncode == 1 and 'missing' in r.stderr
