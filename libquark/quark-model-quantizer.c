@@ -62,9 +62,20 @@ quark_model_quantizer_real_quantize_tensor (QuarkModelQuantizer  *self,
   return NULL;
 }
 
+static QuarkModel *
+quark_model_quantizer_real_dequantize_model (QuarkModelQuantizer  *self,
+                                             QuarkModel           *quantized,
+                                             GError              **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "%s does not read checkpoints back", G_OBJECT_TYPE_NAME (self));
+  return NULL;
+}
+
 static void
 quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
 {
+  iface->dequantize_model = quark_model_quantizer_real_dequantize_model;
   iface->quantize_model = quark_model_quantizer_real_quantize_model;
   iface->quantize_tensor = quark_model_quantizer_real_quantize_tensor;
 
@@ -195,6 +206,34 @@ quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
   if (!quark_tensor_spec_validate (spec, NULL, error))
     return NULL;
   return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_tensor (self, tensor, spec, error);
+}
+
+/**
+ * quark_model_quantizer_dequantize_model:
+ * @self: a #QuarkModelQuantizer
+ * @quantized: a checkpoint made with this quantizer's config (by
+ *   quark_model_quantizer_quantize_model() or by the tool the backend
+ *   mirrors)
+ * @error: return location for a #GError
+ *
+ * Reads a quantized checkpoint back: every quantized weight becomes a
+ * float32 tensor of its original name and shape, its scale and zero-point
+ * tensors are dropped, other tensors pass through. This is what
+ * `quark verify` compares with the original model.
+ *
+ * Returns: (transfer full): the dequantized model, or %NULL with
+ *   %QUARK_ERROR_INVALID_FILE naming the tensor whose layout does not fit
+ *   the config
+ */
+QuarkModel *
+quark_model_quantizer_dequantize_model (QuarkModelQuantizer  *self,
+                                        QuarkModel           *quantized,
+                                        GError              **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (quantized), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->dequantize_model (self, quantized, error);
 }
 
 /* Async support ---------------------------------------------------------- */

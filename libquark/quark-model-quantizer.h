@@ -28,6 +28,8 @@ G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QU
  *   between units of work and call quark_model_quantizer_report_progress()
  * @quantize_tensor: quantizes one tensor with a spec, with the backend's
  *   semantics; the default reports %QUARK_ERROR_UNSUPPORTED_SCHEME
+ * @dequantize_model: reads a checkpoint this quantizer's config produced back
+ *   into float tensors; the default reports %QUARK_ERROR_UNSUPPORTED_SCHEME
  *
  * The virtual methods of #QuarkModelQuantizer.
  */
@@ -44,6 +46,9 @@ struct _QuarkModelQuantizerInterface
                                    QuarkTensor          *tensor,
                                    QuarkTensorSpec      *spec,
                                    GError              **error);
+  QuarkModel * (*dequantize_model) (QuarkModelQuantizer *self,
+                                    QuarkModel          *quantized,
+                                    GError             **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -58,6 +63,10 @@ QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_model_quantizer_quantize_tensor      (QuarkModelQuantizer  *self,
                                                                       QuarkTensor          *tensor,
                                                                       QuarkTensorSpec      *spec,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_model_quantizer_dequantize_model     (QuarkModelQuantizer  *self,
+                                                                      QuarkModel           *quantized,
                                                                       GError              **error);
 QUARK_AVAILABLE_IN_1_0
 void                      quark_model_quantizer_quantize_model_async (QuarkModelQuantizer  *self,

@@ -25,10 +25,12 @@ static int cmd_demo (int argc, char **argv);
 static int cmd_quantize (int argc, char **argv);
 static int cmd_presets (int argc, char **argv);
 static int cmd_inspect (int argc, char **argv);
+static int cmd_verify (int argc, char **argv);
 
 static const Command commands[] = {
   { "quantize", "Quantize a model directory or .safetensors file into a checkpoint", cmd_quantize },
   { "inspect", "List a checkpoint's tensors and its quantization config", cmd_inspect },
+  { "verify", "Compare a quantized checkpoint with its original, layer by layer", cmd_verify },
   { "presets", "List the backends' named configs", cmd_presets },
   { "backends", "List the registered backends and module files", cmd_backends },
   { "demo", "Quantize the built-in example model and print a per-tensor summary", cmd_demo },
@@ -789,6 +791,139 @@ cmd_inspect (int argc, char **argv)
   else
     g_print ("\nNo quantization_config.\n");
   return 0;
+}
+
+/* ---- verify ----------------------------------------------------------------- */
+
+static int
+cmd_verify (int argc, char **argv)
+{
+  double threshold = 10.0;
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {
+    { "threshold", 't', 0, G_OPTION_ARG_DOUBLE, &threshold, "Fail when a layer's SQNR is below this (default 10 dB)", "DB" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) original = NULL, quantized = NULL, restored = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(JsonNode) qc = NULL;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  JsonNode *metadata, *node;
+  guint n_checked = 0, n_below = 0;
+  double worst = INFINITY;
+  int status = 0;
+
+  if (!parse_options ("verify", "ORIGINAL QUANTIZED",
+                      "Reads QUANTIZED back with the quantization_config of its config.json and\n"
+                      "compares every quantized weight with ORIGINAL: SQNR, largest absolute\n"
+                      "error and MSE per layer. Exits 1 when a layer is below --threshold.",
+                      entries, &argc, &argv, &status))
+    return status;
+  if (argc != 3)
+    {
+      g_printerr ("quark verify: give ORIGINAL and QUANTIZED\nTry \"quark verify --help\".\n");
+      return EXIT_USAGE;
+    }
+  original = quark_model_load (argv[1], NULL, &error);
+  if (original == NULL || (quantized = quark_model_load (argv[2], NULL, &error)) == NULL)
+    goto fail;
+  metadata = quark_model_get_metadata (quantized);
+  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
+         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (&error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "%s: config.json has no quantization_config", argv[2]);
+      goto fail;
+    }
+  qc = json_node_copy (node);
+  if (!json_object_has_member (json_node_get_object (qc), "backend"))
+    {
+      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
+      /* AMD Quark's own checkpoints name their format, not a backend */
+      if (g_str_equal (method, "quark"))
+        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
+    }
+  config = quark_registry_config_from_json (quark_registry_get_default (), qc, "quantization_config", &error);
+  if (config == NULL ||
+      (quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error)) == NULL ||
+      (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, &error)) == NULL)
+    goto fail;
+
+  if (!json)
+    g_print ("%-56s %9s %12s %12s\n", "tensor", "SQNR dB", "max |err|", "MSE");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "tensors");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < quark_model_get_n_tensors (original); i++)
+    {
+      QuarkTensor *x = quark_model_get_tensor_at (original, i);
+      QuarkTensor *y = quark_model_get_tensor (restored, quark_tensor_get_name (x));
+      g_autofree float *a = NULL, *c = NULL;
+      gsize na, nc;
+      QuarkErrorMetrics m;
+      gboolean below;
+
+      if (y == NULL)
+        {
+          g_set_error (&error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: tensor %s of the original is missing",
+                       argv[2], quark_tensor_get_name (x));
+          goto fail;
+        }
+      if (g_bytes_equal (quark_tensor_get_data (x), quark_tensor_get_data (y)) &&
+          quark_tensor_get_dtype (x) == quark_tensor_get_dtype (y))
+        continue;   /* left in float */
+      if ((a = quark_tensor_to_floats (x, &na, &error)) == NULL || (c = quark_tensor_to_floats (y, &nc, &error)) == NULL)
+        goto fail;
+      if (na != nc)
+        {
+          g_set_error (&error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: tensor %s has %" G_GSIZE_FORMAT
+                       " elements, the original %" G_GSIZE_FORMAT, argv[2], quark_tensor_get_name (x), nc, na);
+          goto fail;
+        }
+      quark_kernel_error_metrics (a, c, na, &m);
+      below = m.sqnr_db < threshold;
+      n_checked++;
+      n_below += below;
+      worst = MIN (worst, m.sqnr_db);
+      if (!json)
+        g_print ("%-56s %9.2f %12.4e %12.4e%s\n", quark_tensor_get_name (x), m.sqnr_db, m.max_abs, m.mse,
+                 below ? "  BELOW THRESHOLD" : "");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, quark_tensor_get_name (x));
+      json_builder_set_member_name (b, "sqnr_db");
+      json_builder_add_double_value (b, isinf (m.sqnr_db) ? 1e300 : m.sqnr_db);
+      json_builder_set_member_name (b, "max_abs_error");
+      json_builder_add_double_value (b, m.max_abs);
+      json_builder_set_member_name (b, "mse");
+      json_builder_add_double_value (b, m.mse);
+      json_builder_set_member_name (b, "below_threshold");
+      json_builder_add_boolean_value (b, below);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "threshold_db");
+  json_builder_add_double_value (b, threshold);
+  json_builder_set_member_name (b, "below_threshold");
+  json_builder_add_int_value (b, n_below);
+  json_builder_end_object (b);
+  if (json)
+    {
+      g_autoptr(JsonNode) root = json_builder_get_root (b);
+      print_json (root);
+    }
+  else
+    g_print ("\n%u quantized tensors, lowest SQNR %.2f dB, %u below %.1f dB\n", n_checked,
+             n_checked ? worst : 0.0, n_below, threshold);
+  return n_below ? 1 : 0;
+
+fail:
+  g_printerr ("quark verify: %s\n", error->message);
+  return 1;
 }
 
 /* ---- main ------------------------------------------------------------------ */

@@ -258,3 +258,35 @@ def test_inspect_and_presets(llama, tmp_path):
             'mxfp4_fp8', 'int4_fp8'} <= presets
     r = subprocess.run([QUARK, 'inspect', str(tmp_path / 'missing')], capture_output=True, text=True)
     assert r.returncode == 1 and 'missing' in r.stderr
+
+
+@pytest.mark.parametrize('preset', ['int4_wo_32', 'int4_wo_64', 'int4_wo_128', 'uint4_wo_128', 'mxfp4',
+                                    'mxfp6_e2m3', 'mxfp6_e3m2', 'mxfp8', 'ptpc_fp8', 'int8_per_channel_wo'])
+def test_every_weight_preset_verifies(llama, tmp_path, preset):
+    src, originals = llama
+    out = tmp_path / preset
+    r = quantize(src, out, '--preset', preset)
+    assert r.returncode == 0, r.stderr
+    t, _ = check_common(src, out, originals)
+    name = 'model.layers.0.mlp.down_proj'
+    o, n_in = originals[name + '.weight'].shape
+    expected = {
+        'int4_wo_32': ('I32', (n_in, o // 8)), 'int4_wo_64': ('I32', (n_in, o // 8)),
+        'int4_wo_128': ('I32', (n_in, o // 8)), 'uint4_wo_128': ('I32', (n_in, o // 8)),
+        'mxfp4': ('U8', (o, n_in // 2)), 'mxfp6_e2m3': ('U8', (o, n_in * 3 // 4)),
+        'mxfp6_e3m2': ('U8', (o, n_in * 3 // 4)), 'mxfp8': ('F8_E4M3', (o, n_in)),
+        'ptpc_fp8': ('F8_E4M3', (o, n_in)), 'int8_per_channel_wo': ('I8', (o, n_in)),
+    }[preset]
+    assert (t[name + '.weight'][0], t[name + '.weight'][1].shape) == expected
+    # read back through libquark and compared with the original
+    r = subprocess.run([QUARK, 'verify', str(src), str(out), '--json'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+    report = json.loads(r.stdout)
+    assert len(report['tensors']) == L * len(LINEAR)
+    floor_db = {'int4_wo_32': 18, 'int4_wo_64': 17, 'int4_wo_128': 17, 'uint4_wo_128': 17, 'mxfp4': 13,
+                'mxfp6_e2m3': 20, 'mxfp6_e3m2': 17, 'mxfp8': 25, 'ptpc_fp8': 25, 'int8_per_channel_wo': 38}[preset]
+    for row in report['tensors']:
+        assert row['sqnr_db'] > floor_db, row
+    # a threshold above every layer fails the command
+    r = subprocess.run([QUARK, 'verify', str(src), str(out), '--threshold', '200'], capture_output=True, text=True)
+    assert r.returncode == 1

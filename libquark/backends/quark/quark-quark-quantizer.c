@@ -825,9 +825,245 @@ quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
   return g_steal_pointer (&out);
 }
 
+/* ---- reading Quark checkpoints back ---------------------------------------- */
+
+static gboolean
+layout_error (GError **error, const char *name, const char *what)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+               "tensor %s: %s does not fit the quantization config", name, what);
+  return FALSE;
+}
+
+static QuarkTensor *
+logical_int4 (const char *name, QuarkTensor *packed, QuarkDType dtype, gboolean reorder,
+              gboolean transpose, GError **error)
+{
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (packed, &n_dims);
+  gsize rows = n_dims == 2 ? (gsize) shape[0] : 1;
+  gsize cols = (n_dims >= 1 ? (gsize) shape[n_dims - 1] : 1) * 8;
+  g_autofree gint8 *codes = NULL;
+  gint8 *out;
+  gint64 lshape[2];
+
+  if (quark_tensor_get_dtype (packed) != QUARK_DTYPE_I32 || n_dims > 2)
+    {
+      layout_error (error, name, "the packed int4 layout");
+      return NULL;
+    }
+  codes = g_malloc (MAX (rows * cols, 1));
+  quark_kernel_unpack_int4 (quark_tensor_peek_data (packed, NULL), rows, cols, reorder,
+                            quark_dtype_is_signed (dtype), codes);
+  if (n_dims < 2)
+    {
+      lshape[0] = (gint64) cols;
+      return new_tensor (name, dtype, lshape, 1, g_steal_pointer (&codes), cols, error);
+    }
+  if (!transpose)
+    {
+      lshape[0] = (gint64) rows;
+      lshape[1] = (gint64) cols;
+      return new_tensor (name, dtype, lshape, 2, g_steal_pointer (&codes), rows * cols, error);
+    }
+  out = transpose_codes (codes, rows, cols);
+  lshape[0] = (gint64) cols;
+  lshape[1] = (gint64) rows;
+  return new_tensor (name, dtype, lshape, 2, out, rows * cols, error);
+}
+
+static QuarkTensor *
+transposed_floats (const char *name, QuarkTensor *t, GError **error)
+{
+  gsize n;
+  g_autofree float *x = quark_tensor_to_floats (t, &n, error);
+  gint64 shape[2];
+
+  if (x == NULL)
+    return NULL;
+  if (quark_tensor_get_n_dims (t) != 2)
+    {
+      layout_error (error, name, "the scale layout");
+      return NULL;
+    }
+  shape[0] = quark_tensor_get_dim (t, 1);
+  shape[1] = quark_tensor_get_dim (t, 0);
+  return new_tensor (name, QUARK_DTYPE_F32, shape, 2, transpose_floats (x, (gsize) shape[1], (gsize) shape[0]),
+                     n * sizeof (float), error);
+}
+
+static QuarkTensor *
+retyped (QuarkTensor *t, QuarkDType dtype, GError **error)
+{
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+  return quark_tensor_new (quark_tensor_get_name (t), dtype, shape, n_dims, quark_tensor_get_data (t), error);
+}
+
+/* One stored weight back to float. */
+static QuarkTensor *
+dequantize_weight (QuarkModel *quantized, const char *name, QuarkTensorSpec *spec, gboolean reorder, GError **error)
+{
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  QuarkTensor *stored = quark_model_get_tensor (quantized, name);
+  QuarkTensor *stored_scale = quark_model_get_tensor (quantized, scale_name);
+  QuarkTensor *stored_zp = quark_model_get_tensor (quantized, zp_name);
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
+  g_autoptr(QuarkTensor) codes = NULL, scale = NULL, zp = NULL;
+  g_autoptr(GError) local_error = NULL;
+  QuarkTensor *result;
+
+  if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
+    return quark_tensor_spec_dequantize (spec, stored, NULL, NULL, error);
+  if (stored_scale == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: %s is missing", name, scale_name);
+      return NULL;
+    }
+
+  if (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4)
+    {
+      gboolean group = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP;
+      if (stored_zp == NULL)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: %s is missing", name, zp_name);
+          return NULL;
+        }
+      codes = logical_int4 (name, stored, dtype, reorder, group, error);
+      if (codes == NULL)
+        return NULL;
+      scale = group ? transposed_floats (scale_name, stored_scale, error) : g_object_ref (stored_scale);
+      if (scale == NULL)
+        return NULL;
+      if (quark_tensor_get_n_dims (stored_zp) == 0)
+        {
+          gint8 *z = g_malloc (1);
+          *z = (gint8) ((const gint32 *) quark_tensor_peek_data (stored_zp, NULL))[0];
+          zp = new_tensor (zp_name, dtype, NULL, 0, z, 1, error);
+        }
+      else
+        zp = logical_int4 (zp_name, stored_zp, dtype, reorder, group, error);
+      if (zp == NULL)
+        return NULL;
+    }
+  else if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
+    {
+      gboolean fp4 = dtype == QUARK_DTYPE_FP4_E2M1;
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (stored, &n_dims);
+      gint64 lshape[QUARK_TENSOR_MAX_DIMS];
+      gsize size, n;
+      guint8 *unpacked;
+
+      if (quark_tensor_get_dtype (stored) != QUARK_DTYPE_U8 || n_dims == 0 || (!fp4 && shape[n_dims - 1] % 3))
+        {
+          layout_error (error, name, "the packed FP4/FP6 layout");
+          return NULL;
+        }
+      quark_tensor_peek_data (stored, &size);
+      memcpy (lshape, shape, n_dims * sizeof (gint64));
+      lshape[n_dims - 1] = fp4 ? shape[n_dims - 1] * 2 : shape[n_dims - 1] / 3 * 4;
+      n = fp4 ? size * 2 : size / 3 * 4;
+      unpacked = g_malloc (MAX (n, 1));
+      if (fp4)
+        quark_kernel_unpack_fp4 (quark_tensor_peek_data (stored, NULL), n, unpacked);
+      else
+        quark_kernel_unpack_fp6 (quark_tensor_peek_data (stored, NULL), n, unpacked);
+      codes = new_tensor (name, dtype, lshape, n_dims, unpacked, n, error);
+      if (codes == NULL)
+        return NULL;
+      scale = mx ? retyped (stored_scale, QUARK_DTYPE_F8_E8M0, error) : g_object_ref (stored_scale);
+      if (scale == NULL)
+        return NULL;
+    }
+  else
+    {
+      codes = quark_dtype_is_sub_byte (dtype) ? retyped (stored, dtype, error) : g_object_ref (stored);
+      if (codes == NULL)
+        return NULL;
+      scale = mx ? retyped (stored_scale, QUARK_DTYPE_F8_E8M0, error) : g_object_ref (stored_scale);
+      if (scale == NULL)
+        return NULL;
+      if (stored_zp)
+        {
+          zp = quark_dtype_is_sub_byte (dtype) ? retyped (stored_zp, dtype, error) : g_object_ref (stored_zp);
+          if (zp == NULL)
+            return NULL;
+        }
+    }
+
+  result = quark_tensor_spec_dequantize (spec, codes, scale, zp, &local_error);
+  if (result == NULL)
+    g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
+  return result;
+}
+
+static gboolean
+is_parameter_of (const char *tensor_name, QuarkModel *quantized)
+{
+  static const char * const suffixes[] = { "_scale", "_zero_point", NULL };
+  for (guint i = 0; suffixes[i]; i++)
+    if (g_str_has_suffix (tensor_name, suffixes[i]))
+      {
+        g_autofree char *base = g_strndup (tensor_name, strlen (tensor_name) - strlen (suffixes[i]));
+        if (g_str_has_suffix (base, ".weight") && quark_model_get_tensor (quantized, base))
+          return TRUE;
+        if (g_str_has_suffix (base, ".input") || g_str_has_suffix (base, ".output"))
+          return TRUE;
+      }
+  return FALSE;
+}
+
+static QuarkModel *
+quark_quark_quantizer_dequantize_model (QuarkModelQuantizer  *quantizer,
+                                        QuarkModel           *quantized,
+                                        GError              **error)
+{
+  QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
+  gboolean reorder = quark_quark_config_get_pack_reorder (QUARK_QUARK_CONFIG (self->config));
+  g_autoptr(QuarkModel) out = quark_model_new ();
+
+  for (guint i = 0; i < quark_model_get_n_tensors (quantized); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (quantized, i);
+      const char *name = quark_tensor_get_name (t);
+      g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+      g_autoptr(QuarkTensorSpec) spec = NULL;
+
+      if (is_parameter_of (name, quantized))
+        continue;
+      if (g_str_has_suffix (name, ".weight") && quark_tensor_get_n_dims (t) >= 2 && !is_embedding (name) &&
+          (quark_model_get_tensor (quantized, scale_name) != NULL ||
+           quark_tensor_get_dtype (t) == QUARK_DTYPE_F16 || quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16))
+        {
+          g_autofree char *layer = g_strndup (name, strlen (name) - strlen (".weight"));
+          const char *type = quark_tensor_get_n_dims (t) == 2 ? "Linear" : quark_tensor_get_n_dims (t) == 4 ? "Conv2d"
+                             : quark_tensor_get_n_dims (t) == 3 ? "Conv1d" : "Conv3d";
+          spec = quark_quantization_config_get_tensor_spec (self->config, layer, type, QUARK_ROLE_WEIGHT);
+          /* float weights that the config leaves alone pass through */
+          if (spec && (quark_model_get_tensor (quantized, scale_name) != NULL ||
+                       quark_tensor_get_dtype (t) == quark_tensor_spec_get_dtype (spec)))
+            {
+              g_autoptr(QuarkTensor) x = dequantize_weight (quantized, name, spec,
+                                                            reorder, error);
+              if (x == NULL || !quark_model_add_tensor (out, x, error))
+                return NULL;
+              continue;
+            }
+        }
+      if (!quark_model_add_tensor (out, t, error))
+        return NULL;
+    }
+  quark_model_set_metadata (out, quark_model_get_metadata (quantized));
+  return g_steal_pointer (&out);
+}
+
 static void
 quantizer_iface_init (QuarkModelQuantizerInterface *iface)
 {
+  iface->dequantize_model = quark_quark_quantizer_dequantize_model;
   iface->quantize_model = quark_quark_quantizer_quantize_model;
   iface->quantize_tensor = quark_quark_quantizer_quantize_tensor;
 }
