@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-safetensors.h"
+#include "quark-checkpoint-writer.h"
 #include "quark-error.h"
 #include "quark-json.h"
 #include "kernels/quark-kernels.h"
@@ -519,188 +520,6 @@ quark_model_load (const char    *path,
  * Writing
  * ------------------------------------------------------------------------ */
 
-static gsize
-dtype_alignment (QuarkDType dtype)
-{
-  return quark_dtype_get_element_size (dtype);
-}
-
-static int
-compare_for_file (gconstpointer a, gconstpointer b)
-{
-  QuarkTensor *x = *(QuarkTensor * const *) a, *y = *(QuarkTensor * const *) b;
-  gsize ax = dtype_alignment (quark_tensor_get_dtype (x)), ay = dtype_alignment (quark_tensor_get_dtype (y));
-  if (ax != ay)
-    return ax > ay ? -1 : 1;
-  return strcmp (quark_tensor_get_name (x), quark_tensor_get_name (y));
-}
-
-static const char *
-file_dtype (QuarkTensor *t, GError **error)
-{
-  QuarkDType dtype = quark_tensor_get_dtype (t);
-
-  if (dtype == QUARK_DTYPE_F8_E8M0)
-    return "U8";   /* engines read E8M0 scales as bytes */
-  if (quark_dtype_is_sub_byte (dtype) || quark_dtype_to_safetensors (dtype) == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE,
-                   "tensor %s: dtype %s has no safetensors form; pack it into bytes or words first",
-                   quark_tensor_get_name (t), quark_dtype_get_name (dtype));
-      return NULL;
-    }
-  return quark_dtype_to_safetensors (dtype);
-}
-
-static gboolean
-write_all (int fd, const void *data, gsize size, const char *path, GError **error)
-{
-  const guint8 *p = data;
-
-  while (size > 0)
-    {
-      gssize n = write (fd, p, MIN (size, (gsize) 1 << 30));
-      if (n < 0)
-        {
-          int saved = errno;
-          if (saved == EINTR)
-            continue;
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: write failed: %s", path, g_strerror (saved));
-          return FALSE;
-        }
-      p += n;
-      size -= (gsize) n;
-    }
-  return TRUE;
-}
-
-/* Writes one safetensors file of @tensors (in file order). */
-static gboolean
-write_shard (const char *path, GPtrArray *tensors, GCancellable *cancellable, GError **error)
-{
-  g_autoptr(JsonBuilder) builder = json_builder_new ();
-  g_autoptr(JsonNode) header_node = NULL;
-  g_autoptr(GString) header = NULL;
-  g_autofree char *text = NULL;
-  guint64 offset = 0, len_le;
-  int fd;
-  gboolean ok = TRUE;
-
-  g_ptr_array_sort (tensors, compare_for_file);
-  json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "__metadata__");
-  json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "format");
-  json_builder_add_string_value (builder, "pt");
-  json_builder_set_member_name (builder, "quantized_by");
-  json_builder_add_string_value (builder, "libquark " QUARK_VERSION_S);
-  json_builder_end_object (builder);
-  for (guint i = 0; i < tensors->len; i++)
-    {
-      QuarkTensor *t = g_ptr_array_index (tensors, i);
-      const char *dtype = file_dtype (t, error);
-      guint n_dims;
-      const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
-      gsize size;
-
-      if (dtype == NULL)
-        return FALSE;
-      quark_tensor_peek_data (t, &size);
-      json_builder_set_member_name (builder, quark_tensor_get_name (t));
-      json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "dtype");
-      json_builder_add_string_value (builder, dtype);
-      json_builder_set_member_name (builder, "shape");
-      json_builder_begin_array (builder);
-      for (guint d = 0; d < n_dims; d++)
-        json_builder_add_int_value (builder, shape[d]);
-      json_builder_end_array (builder);
-      json_builder_set_member_name (builder, "data_offsets");
-      json_builder_begin_array (builder);
-      json_builder_add_int_value (builder, (gint64) offset);
-      json_builder_add_int_value (builder, (gint64) (offset + size));
-      json_builder_end_array (builder);
-      json_builder_end_object (builder);
-      offset += size;
-    }
-  json_builder_end_object (builder);
-  header_node = json_builder_get_root (builder);
-  text = json_to_string (header_node, FALSE);
-  header = g_string_new (text);
-  while (header->len % 8)
-    g_string_append_c (header, ' ');   /* the data buffer starts 8-byte aligned */
-
-  fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0)
-    {
-      int saved = errno;
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot create: %s", path, g_strerror (saved));
-      return FALSE;
-    }
-  len_le = GUINT64_TO_LE ((guint64) header->len);
-  ok = write_all (fd, &len_le, 8, path, error) && write_all (fd, header->str, header->len, path, error);
-  for (guint i = 0; ok && i < tensors->len; i++)
-    {
-      gsize size;
-      gconstpointer data = quark_tensor_peek_data (g_ptr_array_index (tensors, i), &size);
-      if (g_cancellable_is_cancelled (cancellable))
-        {
-          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
-          ok = FALSE;
-          break;
-        }
-      ok = write_all (fd, data, size, path, error);
-    }
-  if (ok && fsync (fd) != 0)
-    {
-      int saved = errno;
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: fsync failed: %s", path, g_strerror (saved));
-      ok = FALSE;
-    }
-  if (close (fd) != 0 && ok)
-    {
-      int saved = errno;
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: close failed: %s", path, g_strerror (saved));
-      ok = FALSE;
-    }
-  return ok;
-}
-
-static void
-remove_tree (const char *path)
-{
-  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  if (dir)
-    while ((name = g_dir_read_name (dir)) != NULL)
-      {
-        g_autofree char *child = g_build_filename (path, name, NULL);
-        if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-          remove_tree (child);
-        else
-          g_unlink (child);
-      }
-  g_rmdir (path);
-}
-
-static gboolean
-write_json_file (const char *path, JsonNode *node, GError **error)
-{
-  g_autoptr(JsonGenerator) generator = json_generator_new ();
-  g_autoptr(GError) local_error = NULL;
-
-  json_generator_set_pretty (generator, TRUE);
-  json_generator_set_indent (generator, 2);
-  json_generator_set_root (generator, node);
-  if (!json_generator_to_file (generator, path, &local_error))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, local_error->message);
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /**
  * quark_model_save:
  * @self: a #QuarkModel
@@ -717,56 +536,17 @@ write_json_file (const char *path, JsonNode *node, GError **error)
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
- * Writes the model as a Hugging Face model directory: `model.safetensors`,
- * or shards `model-0000i-of-0000n.safetensors` with
- * `model.safetensors.index.json` when the tensors exceed @max_shard_size
- * (greedy, in model order), and `config.json` from the metadata. Each file
- * has `__metadata__` `{"format": "pt", "quantized_by": "libquark …"}`,
- * tensors ordered by descending alignment then name, and its data 8-byte
- * aligned. E8M0 tensors are written as `U8`; logical sub-byte tensors must
- * be packed first.
- *
- * Everything is written into a temporary directory next to @directory,
- * which is renamed into place only when complete: an interrupted or failed
- * save never leaves a directory that looks complete.
+ * Writes the model as a Hugging Face model directory with a
+ * #QuarkCheckpointWriter: `model.safetensors`, or shards
+ * `model-0000i-of-0000n.safetensors` with `model.safetensors.index.json`
+ * when the tensors exceed @max_shard_size (greedy, in model order), and
+ * `config.json` from the metadata. See #QuarkCheckpointWriter for the layout
+ * and for the guarantee that a failed save leaves nothing that looks
+ * complete.
  *
  * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO,
  *   %QUARK_ERROR_UNSUPPORTED_DTYPE or %QUARK_ERROR_CANCELLED
  */
-static gboolean
-copy_extra_files (const char *from, const char *to, GError **error)
-{
-  g_autoptr(GDir) dir = NULL;
-  g_autoptr(GError) local_error = NULL;
-  const char *name;
-
-  dir = g_dir_open (from, 0, &local_error);
-  if (dir == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
-      return FALSE;
-    }
-  while ((name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *src = g_build_filename (from, name, NULL);
-      g_autofree char *dst = g_build_filename (to, name, NULL);
-      g_autoptr(GFile) sf = NULL, df = NULL;
-
-      if (g_str_has_suffix (name, ".safetensors") || g_str_equal (name, "model.safetensors.index.json") ||
-          g_str_equal (name, "config.json") || !g_file_test (src, G_FILE_TEST_IS_REGULAR) ||
-          g_file_test (src, G_FILE_TEST_IS_SYMLINK))
-        continue;
-      sf = g_file_new_for_path (src);
-      df = g_file_new_for_path (dst);
-      if (!g_file_copy (sf, df, G_FILE_COPY_NONE, NULL, NULL, NULL, &local_error))
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", src, local_error->message);
-          return FALSE;
-        }
-    }
-  return TRUE;
-}
-
 gboolean
 quark_model_save (QuarkModel    *self,
                   const char    *directory,
@@ -776,122 +556,30 @@ quark_model_save (QuarkModel    *self,
                   GCancellable  *cancellable,
                   GError       **error)
 {
-  g_autofree char *parent = NULL, *tmp = NULL;
-  g_autoptr(GPtrArray) shards = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
-  GPtrArray *current = NULL;
-  guint64 current_size = 0, total_size = 0;
-  gboolean ok = TRUE;
-  guint n;
+  g_autoptr(QuarkCheckpointWriter) writer = NULL;
 
   g_return_val_if_fail (QUARK_IS_MODEL (self), FALSE);
   g_return_val_if_fail (directory != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (max_shard_size == 0)
-    max_shard_size = QUARK_SAFETENSORS_DEFAULT_SHARD_SIZE;
-  if (g_file_test (directory, G_FILE_TEST_EXISTS) && !overwrite)
+  writer = quark_checkpoint_writer_new (directory, max_shard_size, overwrite, error);
+  if (writer == NULL)
+    return FALSE;
+  for (guint i = 0; i < quark_model_get_n_tensors (self); i++)
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)", directory);
-      return FALSE;
-    }
-
-  /* greedy sharding in model order */
-  n = quark_model_get_n_tensors (self);
-  for (guint i = 0; i < n; i++)
-    {
-      QuarkTensor *t = quark_model_get_tensor_at (self, i);
-      gsize size;
-      quark_tensor_peek_data (t, &size);
-      if (file_dtype (t, error) == NULL)
-        return FALSE;
-      if (current == NULL || (current->len > 0 && current_size + size > max_shard_size))
+      if (g_cancellable_is_cancelled (cancellable))
         {
-          current = g_ptr_array_new ();
-          g_ptr_array_add (shards, current);
-          current_size = 0;
+          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+          quark_checkpoint_writer_abort (writer);
+          return FALSE;
         }
-      g_ptr_array_add (current, t);
-      current_size += size;
-      total_size += size;
-    }
-  if (shards->len == 0)
-    g_ptr_array_add (shards, g_ptr_array_new ());
-
-  parent = g_path_get_dirname (directory);
-  tmp = g_build_filename (parent, ".quark-tmp-XXXXXX", NULL);
-  if (g_mkdtemp (tmp) == NULL)
-    {
-      int saved = errno;
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot create a temporary directory: %s",
-                   parent, g_strerror (saved));
-      return FALSE;
-    }
-
-  {
-    JsonObject *weight_map = json_object_new ();
-    for (guint s = 0; ok && s < shards->len; s++)
-      {
-        GPtrArray *shard = g_ptr_array_index (shards, s);
-        g_autofree char *name = shards->len == 1 ? g_strdup ("model.safetensors")
-                                : g_strdup_printf ("model-%05u-of-%05u.safetensors", s + 1, shards->len);
-        g_autofree char *path = g_build_filename (tmp, name, NULL);
-        for (guint t = 0; t < shard->len; t++)
-          json_object_set_string_member (weight_map, quark_tensor_get_name (g_ptr_array_index (shard, t)), name);
-        ok = write_shard (path, shard, cancellable, error);
-      }
-    if (ok && shards->len > 1)
-      {
-        g_autofree char *index_path = g_build_filename (tmp, "model.safetensors.index.json", NULL);
-        JsonObject *index = json_object_new ();
-        JsonObject *metadata = json_object_new ();
-        JsonNode *node;
-        json_object_set_int_member (metadata, "total_size", (gint64) total_size);
-        json_object_set_object_member (index, "metadata", metadata);
-        json_object_set_object_member (index, "weight_map", json_object_ref (weight_map));
-        node = json_node_init_object (json_node_alloc (), index);
-        ok = write_json_file (index_path, node, error);
-        json_node_unref (node);
-        json_object_unref (index);
-      }
-    json_object_unref (weight_map);
-  }
-  if (ok && quark_model_get_metadata (self) != NULL)
-    {
-      g_autofree char *config_path = g_build_filename (tmp, "config.json", NULL);
-      ok = write_json_file (config_path, quark_model_get_metadata (self), error);
-    }
-
-  if (ok && copy_from != NULL)
-    ok = copy_extra_files (copy_from, tmp, error);
-
-  /* into place, only when complete */
-  if (ok)
-    {
-      g_autofree char *trash = NULL;
-      if (g_file_test (directory, G_FILE_TEST_EXISTS))
+      if (!quark_checkpoint_writer_add (writer, quark_model_get_tensor_at (self, i), error))
         {
-          trash = g_build_filename (parent, ".quark-old-XXXXXX", NULL);
-          if (g_mkdtemp (trash) == NULL || g_rmdir (trash) != 0 || g_rename (directory, trash) != 0)
-            {
-              int saved = errno;
-              g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot move the old output aside: %s",
-                           directory, g_strerror (saved));
-              ok = FALSE;
-            }
+          quark_checkpoint_writer_abort (writer);
+          return FALSE;
         }
-      if (ok && g_rename (tmp, directory) != 0)
-        {
-          int saved = errno;
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot rename the output into place: %s",
-                       directory, g_strerror (saved));
-          ok = FALSE;
-          if (trash)
-            g_rename (trash, directory);
-        }
-      else if (ok && trash)
-        remove_tree (trash);
     }
-  if (!ok)
-    remove_tree (tmp);
-  return ok;
+  quark_checkpoint_writer_set_metadata (writer, quark_model_get_metadata (self));
+  quark_checkpoint_writer_set_copy_from (writer, copy_from);
+  return quark_checkpoint_writer_finish (writer, cancellable, error);
 }

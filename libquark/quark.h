@@ -27,6 +27,7 @@
 #include "quark-backend-module.h"
 #include "quark-registry.h"
 #include "quark-safetensors.h"
+#include "quark-checkpoint-writer.h"
 #include "kernels/quark-kernels.h"
 
 #undef QUARK_INSIDE

@@ -1,0 +1,675 @@
+/* quark-checkpoint-writer.c: streaming safetensors checkpoints
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#define _GNU_SOURCE 1   /* copy_file_range */
+#include "config.h"
+
+#include "quark-checkpoint-writer.h"
+#include "quark-error.h"
+#include "quark-safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+/**
+ * QuarkCheckpointWriter:
+ *
+ * Writes a Hugging Face model directory tensor by tensor, so a quantizer can
+ * hand each tensor over as soon as it is made and never hold the model.
+ *
+ * Each tensor's bytes go to disk immediately. A shard is finished when the
+ * next tensor would make it larger than the shard limit: its header is
+ * computed then, and the data is placed after it by the kernel
+ * (copy_file_range) without passing through memory again. In each file the
+ * tensors are grouped by descending element size, so every tensor is
+ * naturally aligned in an 8-byte aligned data buffer; `__metadata__` holds
+ * `"format": "pt"` and `"quantized_by": "libquark …"`. E8M0 tensors are
+ * written as `U8`; logical sub-byte tensors must be packed first.
+ *
+ * Everything is written in a temporary directory next to the output, which
+ * quark_checkpoint_writer_finish() renames into place when complete: a
+ * failed, aborted or killed run never leaves an output that looks complete,
+ * and an existing output is replaced only when asked.
+ */
+
+#define N_CLASSES 4   /* element sizes 8, 4, 2, 1 */
+
+typedef struct {
+  char *name;
+  const char *dtype;
+  gint64 shape[QUARK_TENSOR_MAX_DIMS];
+  guint n_dims;
+  guint64 size;
+  guint klass;
+} Entry;
+
+typedef struct {
+  GPtrArray *entries;         /* Entry, in arrival order */
+  int fd[N_CLASSES];
+  char *data_path[N_CLASSES];
+  guint64 class_size[N_CLASSES];
+  guint64 size;
+  char *part_path;            /* the finished shard, before its final name */
+} Shard;
+
+struct _QuarkCheckpointWriter
+{
+  GObject parent_instance;
+
+  char *directory;
+  char *parent;
+  char *tmp;
+  char *copy_from;
+  guint64 max_shard;
+  gboolean overwrite;
+  JsonNode *metadata;
+  GPtrArray *shards;          /* Shard */
+  guint64 total_size;
+  gboolean done;
+};
+
+G_DEFINE_FINAL_TYPE (QuarkCheckpointWriter, quark_checkpoint_writer, G_TYPE_OBJECT)
+
+static void
+entry_free (gpointer data)
+{
+  Entry *e = data;
+  g_free (e->name);
+  g_free (e);
+}
+
+static void
+shard_free (gpointer data)
+{
+  Shard *s = data;
+  for (guint c = 0; c < N_CLASSES; c++)
+    {
+      if (s->fd[c] >= 0)
+        close (s->fd[c]);
+      g_free (s->data_path[c]);
+    }
+  g_ptr_array_unref (s->entries);
+  g_free (s->part_path);
+  g_free (s);
+}
+
+static void
+remove_tree (const char *path)
+{
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  if (dir)
+    while ((name = g_dir_read_name (dir)) != NULL)
+      {
+        g_autofree char *child = g_build_filename (path, name, NULL);
+        if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+          remove_tree (child);
+        else
+          g_unlink (child);
+      }
+  g_rmdir (path);
+}
+
+static void
+quark_checkpoint_writer_finalize (GObject *object)
+{
+  QuarkCheckpointWriter *self = QUARK_CHECKPOINT_WRITER (object);
+
+  quark_checkpoint_writer_abort (self);
+  g_free (self->directory);
+  g_free (self->parent);
+  g_free (self->tmp);
+  g_free (self->copy_from);
+  g_clear_pointer (&self->metadata, json_node_unref);
+  g_ptr_array_unref (self->shards);
+
+  G_OBJECT_CLASS (quark_checkpoint_writer_parent_class)->finalize (object);
+}
+
+static void
+quark_checkpoint_writer_class_init (QuarkCheckpointWriterClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = quark_checkpoint_writer_finalize;
+}
+
+static void
+quark_checkpoint_writer_init (QuarkCheckpointWriter *self)
+{
+  self->shards = g_ptr_array_new_with_free_func (shard_free);
+}
+
+static gboolean
+io_error (GError **error, const char *path, const char *what, int saved)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s: %s", path, what, g_strerror (saved));
+  return FALSE;
+}
+
+/**
+ * quark_checkpoint_writer_new:
+ * @directory: (type filename): the output directory; it must not exist
+ *   unless @overwrite is set
+ * @max_shard_size: the largest shard in bytes (0 for
+ *   %QUARK_SAFETENSORS_DEFAULT_SHARD_SIZE); a larger tensor gets a shard of
+ *   its own
+ * @overwrite: replace an existing @directory when finishing
+ * @error: return location for a #GError
+ *
+ * Starts a checkpoint: creates the temporary directory next to @directory.
+ *
+ * Returns: (transfer full): a writer, or %NULL with %QUARK_ERROR_IO
+ */
+QuarkCheckpointWriter *
+quark_checkpoint_writer_new (const char  *directory,
+                             guint64      max_shard_size,
+                             gboolean     overwrite,
+                             GError     **error)
+{
+  g_autoptr(QuarkCheckpointWriter) self = NULL;
+
+  g_return_val_if_fail (directory != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (g_file_test (directory, G_FILE_TEST_EXISTS) && !overwrite)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)", directory);
+      return NULL;
+    }
+  self = g_object_new (QUARK_TYPE_CHECKPOINT_WRITER, NULL);
+  self->directory = g_strdup (directory);
+  self->parent = g_path_get_dirname (directory);
+  self->max_shard = max_shard_size ? max_shard_size : QUARK_SAFETENSORS_DEFAULT_SHARD_SIZE;
+  self->overwrite = overwrite;
+  self->tmp = g_build_filename (self->parent, ".quark-tmp-XXXXXX", NULL);
+  if (g_mkdtemp (self->tmp) == NULL)
+    {
+      int saved = errno;
+      g_clear_pointer (&self->tmp, g_free);
+      io_error (error, self->parent, "cannot create a temporary directory", saved);
+      return NULL;
+    }
+  return g_steal_pointer (&self);
+}
+
+static guint
+size_class (QuarkDType dtype)
+{
+  switch (quark_dtype_get_element_size (dtype))
+    {
+    case 8: return 0;
+    case 4: return 1;
+    case 2: return 2;
+    default: return 3;
+    }
+}
+
+static const char *
+file_dtype (QuarkTensor *t, GError **error)
+{
+  QuarkDType dtype = quark_tensor_get_dtype (t);
+
+  if (dtype == QUARK_DTYPE_F8_E8M0)
+    return "U8";   /* engines read E8M0 scales as bytes */
+  if (quark_dtype_is_sub_byte (dtype) || quark_dtype_to_safetensors (dtype) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE,
+                   "tensor %s: dtype %s has no safetensors form; pack it into bytes or words first",
+                   quark_tensor_get_name (t), quark_dtype_get_name (dtype));
+      return NULL;
+    }
+  return quark_dtype_to_safetensors (dtype);
+}
+
+static gboolean
+write_all (int fd, const void *data, gsize size, const char *path, GError **error)
+{
+  const guint8 *p = data;
+
+  while (size > 0)
+    {
+      gssize n = write (fd, p, MIN (size, (gsize) 1 << 30));
+      if (n < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return io_error (error, path, "write failed", errno);
+        }
+      p += n;
+      size -= (gsize) n;
+    }
+  return TRUE;
+}
+
+/* Appends the contents of @from to @to_fd, in the kernel when it can. */
+static gboolean
+append_file (int to_fd, const char *to_path, int from_fd, const char *from_path, guint64 size, GError **error)
+{
+  off_t in_off = 0;
+
+  while ((guint64) in_off < size)
+    {
+      gssize n = copy_file_range (from_fd, &in_off, to_fd, NULL, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 30), 0);
+      if (n > 0)
+        continue;
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
+        {
+          /* no kernel copy here: through a buffer */
+          g_autofree guint8 *buffer = g_malloc (1 << 20);
+          while ((guint64) in_off < size)
+            {
+              gssize r = pread (from_fd, buffer, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 20), in_off);
+              if (r <= 0)
+                return io_error (error, from_path, "read failed", r < 0 ? errno : EIO);
+              if (!write_all (to_fd, buffer, (gsize) r, to_path, error))
+                return FALSE;
+              in_off += r;
+            }
+          return TRUE;
+        }
+      return io_error (error, to_path, "copy failed", n < 0 ? errno : EIO);
+    }
+  return TRUE;
+}
+
+/* Writes the header and moves the data behind it. */
+static gboolean
+close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr(GString) header = NULL;
+  guint64 class_offset[N_CLASSES], offset = 0, len_le;
+  int fd;
+  gboolean ok;
+
+  for (guint c = 0; c < N_CLASSES; c++)
+    {
+      class_offset[c] = offset;
+      offset += s->class_size[c];
+    }
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "__metadata__");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "format");
+  json_builder_add_string_value (builder, "pt");
+  json_builder_set_member_name (builder, "quantized_by");
+  json_builder_add_string_value (builder, "libquark " QUARK_VERSION_S);
+  json_builder_end_object (builder);
+  for (guint c = 0; c < N_CLASSES; c++)
+    for (guint i = 0; i < s->entries->len; i++)
+      {
+        Entry *e = g_ptr_array_index (s->entries, i);
+        if (e->klass != c)
+          continue;
+        json_builder_set_member_name (builder, e->name);
+        json_builder_begin_object (builder);
+        json_builder_set_member_name (builder, "dtype");
+        json_builder_add_string_value (builder, e->dtype);
+        json_builder_set_member_name (builder, "shape");
+        json_builder_begin_array (builder);
+        for (guint d = 0; d < e->n_dims; d++)
+          json_builder_add_int_value (builder, e->shape[d]);
+        json_builder_end_array (builder);
+        json_builder_set_member_name (builder, "data_offsets");
+        json_builder_begin_array (builder);
+        json_builder_add_int_value (builder, (gint64) class_offset[c]);
+        json_builder_add_int_value (builder, (gint64) (class_offset[c] + e->size));
+        json_builder_end_array (builder);
+        json_builder_end_object (builder);
+        class_offset[c] += e->size;
+      }
+  json_builder_end_object (builder);
+  root = json_builder_get_root (builder);
+  text = json_to_string (root, FALSE);
+  header = g_string_new (text);
+  while (header->len % 8)
+    g_string_append_c (header, ' ');   /* the data buffer starts 8-byte aligned */
+
+  s->part_path = g_strdup_printf ("%s/shard-%05u.part", self->tmp, index + 1);
+  fd = g_open (s->part_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return io_error (error, s->part_path, "cannot create", errno);
+  len_le = GUINT64_TO_LE ((guint64) header->len);
+  ok = write_all (fd, &len_le, 8, s->part_path, error) &&
+       write_all (fd, header->str, header->len, s->part_path, error);
+  for (guint c = 0; ok && c < N_CLASSES; c++)
+    if (s->fd[c] >= 0)
+      {
+        ok = append_file (fd, s->part_path, s->fd[c], s->data_path[c], s->class_size[c], error);
+        close (s->fd[c]);
+        s->fd[c] = -1;
+        g_unlink (s->data_path[c]);
+      }
+  if (ok && fsync (fd) != 0)
+    ok = io_error (error, s->part_path, "fsync failed", errno);
+  if (close (fd) != 0 && ok)
+    ok = io_error (error, s->part_path, "close failed", errno);
+  return ok;
+}
+
+static Shard *
+current_shard (QuarkCheckpointWriter *self)
+{
+  return self->shards->len ? g_ptr_array_index (self->shards, self->shards->len - 1) : NULL;
+}
+
+static Shard *
+new_shard (QuarkCheckpointWriter *self)
+{
+  Shard *s = g_new0 (Shard, 1);
+  s->entries = g_ptr_array_new_with_free_func (entry_free);
+  for (guint c = 0; c < N_CLASSES; c++)
+    s->fd[c] = -1;
+  g_ptr_array_add (self->shards, s);
+  return s;
+}
+
+/**
+ * quark_checkpoint_writer_add:
+ * @self: a #QuarkCheckpointWriter
+ * @tensor: the next tensor
+ * @error: return location for a #GError
+ *
+ * Writes a tensor's bytes now. Names must be unique.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO or
+ *   %QUARK_ERROR_UNSUPPORTED_DTYPE (the writer is then unusable: abort it)
+ */
+gboolean
+quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
+                             QuarkTensor            *tensor,
+                             GError                **error)
+{
+  Shard *s;
+  Entry *e;
+  const char *dtype;
+  const gint64 *shape;
+  gconstpointer data;
+  gsize size;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_TENSOR (tensor), FALSE);
+  g_return_val_if_fail (!self->done && self->tmp != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  dtype = file_dtype (tensor, error);
+  if (dtype == NULL)
+    return FALSE;
+  data = quark_tensor_peek_data (tensor, &size);
+
+  s = current_shard (self);
+  if (s == NULL || (s->size > 0 && s->size + size > self->max_shard))
+    {
+      if (s && !close_shard (self, s, self->shards->len - 1, error))
+        return FALSE;
+      s = new_shard (self);
+    }
+
+  e = g_new0 (Entry, 1);
+  e->name = g_strdup (quark_tensor_get_name (tensor));
+  e->dtype = dtype;
+  shape = quark_tensor_get_shape (tensor, &e->n_dims);
+  memcpy (e->shape, shape, e->n_dims * sizeof (gint64));
+  e->size = size;
+  e->klass = size_class (quark_tensor_get_dtype (tensor));
+  if (s->fd[e->klass] < 0)
+    {
+      s->data_path[e->klass] = g_strdup_printf ("%s/shard-%05u-%u.data", self->tmp, self->shards->len, e->klass);
+      s->fd[e->klass] = g_open (s->data_path[e->klass], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (s->fd[e->klass] < 0)
+        {
+          entry_free (e);
+          return io_error (error, s->data_path[e->klass], "cannot create", errno);
+        }
+    }
+  if (!write_all (s->fd[e->klass], data, size, s->data_path[e->klass], error))
+    {
+      entry_free (e);
+      return FALSE;
+    }
+  g_ptr_array_add (s->entries, e);
+  s->class_size[e->klass] += size;
+  s->size += size;
+  self->total_size += size;
+  return TRUE;
+}
+
+/**
+ * quark_checkpoint_writer_set_metadata:
+ * @self: a #QuarkCheckpointWriter
+ * @metadata: (nullable): the content of `config.json`
+ *
+ * Sets what `config.json` holds (nothing is written for %NULL).
+ */
+void
+quark_checkpoint_writer_set_metadata (QuarkCheckpointWriter *self,
+                                      JsonNode              *metadata)
+{
+  g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
+  g_clear_pointer (&self->metadata, json_node_unref);
+  if (metadata)
+    self->metadata = json_node_copy (metadata);
+}
+
+/**
+ * quark_checkpoint_writer_set_copy_from:
+ * @self: a #QuarkCheckpointWriter
+ * @model_directory: (nullable) (type filename): a model directory
+ *
+ * Names a directory whose other files (every regular file but the weights,
+ * the index and `config.json`: tokenizer, generation config, …) are copied
+ * unchanged into the output when it is finished.
+ */
+void
+quark_checkpoint_writer_set_copy_from (QuarkCheckpointWriter *self,
+                                       const char            *model_directory)
+{
+  g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
+  g_free (self->copy_from);
+  self->copy_from = g_strdup (model_directory);
+}
+
+/**
+ * quark_checkpoint_writer_get_bytes_written:
+ * @self: a #QuarkCheckpointWriter
+ *
+ * Gets how much tensor data was written so far.
+ *
+ * Returns: the bytes of tensor data written so far
+ */
+guint64
+quark_checkpoint_writer_get_bytes_written (QuarkCheckpointWriter *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), 0);
+  return self->total_size;
+}
+
+static gboolean
+copy_extra_files (const char *from, const char *to, GError **error)
+{
+  g_autoptr(GDir) dir = NULL;
+  g_autoptr(GError) local_error = NULL;
+  const char *name;
+
+  dir = g_dir_open (from, 0, &local_error);
+  if (dir == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
+      return FALSE;
+    }
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *src = g_build_filename (from, name, NULL);
+      g_autofree char *dst = g_build_filename (to, name, NULL);
+      g_autoptr(GFile) sf = NULL, df = NULL;
+
+      if (g_str_has_suffix (name, ".safetensors") || g_str_equal (name, "model.safetensors.index.json") ||
+          g_str_equal (name, "config.json") || !g_file_test (src, G_FILE_TEST_IS_REGULAR) ||
+          g_file_test (src, G_FILE_TEST_IS_SYMLINK))
+        continue;
+      sf = g_file_new_for_path (src);
+      df = g_file_new_for_path (dst);
+      if (!g_file_copy (sf, df, G_FILE_COPY_NONE, NULL, NULL, NULL, &local_error))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", src, local_error->message);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+write_json_file (const char *path, JsonNode *node, GError **error)
+{
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autoptr(GError) local_error = NULL;
+
+  json_generator_set_pretty (generator, TRUE);
+  json_generator_set_indent (generator, 2);
+  json_generator_set_root (generator, node);
+  if (!json_generator_to_file (generator, path, &local_error))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, local_error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * quark_checkpoint_writer_finish:
+ * @self: a #QuarkCheckpointWriter
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Finishes the last shard, names the shards (`model.safetensors`, or
+ * `model-0000i-of-0000n.safetensors` with `model.safetensors.index.json`),
+ * writes `config.json` and the copied files, and renames the directory into
+ * place. On failure the temporary directory is removed.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO or
+ *   %QUARK_ERROR_CANCELLED
+ */
+gboolean
+quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
+                                GCancellable           *cancellable,
+                                GError                **error)
+{
+  g_autoptr(JsonObject) weight_map = json_object_new ();
+  gboolean ok = TRUE;
+  guint n;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), FALSE);
+  g_return_val_if_fail (!self->done && self->tmp != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (self->shards->len == 0)
+    new_shard (self);
+  ok = close_shard (self, current_shard (self), self->shards->len - 1, error);
+  n = self->shards->len;
+  for (guint i = 0; ok && i < n; i++)
+    {
+      Shard *s = g_ptr_array_index (self->shards, i);
+      g_autofree char *name = n == 1 ? g_strdup ("model.safetensors")
+                              : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, n);
+      g_autofree char *path = g_build_filename (self->tmp, name, NULL);
+      for (guint e = 0; e < s->entries->len; e++)
+        json_object_set_string_member (weight_map, ((Entry *) g_ptr_array_index (s->entries, e))->name, name);
+      if (g_rename (s->part_path, path) != 0)
+        ok = io_error (error, path, "cannot rename", errno);
+    }
+  if (ok && n > 1)
+    {
+      g_autofree char *index_path = g_build_filename (self->tmp, "model.safetensors.index.json", NULL);
+      JsonObject *index = json_object_new ();
+      JsonObject *metadata = json_object_new ();
+      JsonNode *node;
+      json_object_set_int_member (metadata, "total_size", (gint64) self->total_size);
+      json_object_set_object_member (index, "metadata", metadata);
+      json_object_set_object_member (index, "weight_map", json_object_ref (weight_map));
+      node = json_node_init_object (json_node_alloc (), index);
+      ok = write_json_file (index_path, node, error);
+      json_node_unref (node);
+      json_object_unref (index);
+    }
+  if (ok && self->metadata)
+    {
+      g_autofree char *config_path = g_build_filename (self->tmp, "config.json", NULL);
+      ok = write_json_file (config_path, self->metadata, error);
+    }
+  if (ok && self->copy_from)
+    ok = copy_extra_files (self->copy_from, self->tmp, error);
+  if (ok && g_cancellable_is_cancelled (cancellable))
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+      ok = FALSE;
+    }
+
+  /* into place, only when complete */
+  if (ok)
+    {
+      g_autofree char *trash = NULL;
+      if (g_file_test (self->directory, G_FILE_TEST_EXISTS))
+        {
+          if (!self->overwrite)
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)",
+                           self->directory);
+              ok = FALSE;
+            }
+          else
+            {
+              trash = g_build_filename (self->parent, ".quark-old-XXXXXX", NULL);
+              if (g_mkdtemp (trash) == NULL || g_rmdir (trash) != 0 || g_rename (self->directory, trash) != 0)
+                {
+                  ok = io_error (error, self->directory, "cannot move the old output aside", errno);
+                  g_clear_pointer (&trash, g_free);
+                }
+            }
+        }
+      if (ok && g_rename (self->tmp, self->directory) != 0)
+        {
+          ok = io_error (error, self->directory, "cannot rename the output into place", errno);
+          if (trash)
+            g_rename (trash, self->directory);
+        }
+      else if (ok)
+        {
+          g_clear_pointer (&self->tmp, g_free);
+          if (trash)
+            remove_tree (trash);
+        }
+    }
+  self->done = TRUE;
+  if (!ok)
+    quark_checkpoint_writer_abort (self);
+  return ok;
+}
+
+/**
+ * quark_checkpoint_writer_abort:
+ * @self: a #QuarkCheckpointWriter
+ *
+ * Gives up: removes everything written so far. Dropping an unfinished
+ * writer does the same.
+ */
+void
+quark_checkpoint_writer_abort (QuarkCheckpointWriter *self)
+{
+  g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
+
+  self->done = TRUE;
+  g_ptr_array_set_size (self->shards, 0);   /* closes the data files */
+  if (self->tmp)
+    {
+      remove_tree (self->tmp);
+      g_clear_pointer (&self->tmp, g_free);
+    }
+}
