@@ -72,9 +72,29 @@ quark_model_quantizer_real_dequantize_model (QuarkModelQuantizer  *self,
   return NULL;
 }
 
+static gboolean
+quark_model_quantizer_real_quantize_model_to_writer (QuarkModelQuantizer    *self,
+                                                     QuarkModel             *model,
+                                                     QuarkCalibration       *calibration,
+                                                     QuarkCheckpointWriter  *writer,
+                                                     GCancellable           *cancellable,
+                                                     GError                **error)
+{
+  g_autoptr(QuarkModel) out = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model (self, model, calibration,
+                                                                                      cancellable, error);
+  if (out == NULL)
+    return FALSE;
+  for (guint i = 0; i < quark_model_get_n_tensors (out); i++)
+    if (!quark_checkpoint_writer_add (writer, quark_model_get_tensor_at (out, i), error))
+      return FALSE;
+  quark_checkpoint_writer_set_metadata (writer, quark_model_get_metadata (out));
+  return TRUE;
+}
+
 static void
 quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
 {
+  iface->quantize_model_to_writer = quark_model_quantizer_real_quantize_model_to_writer;
   iface->dequantize_model = quark_model_quantizer_real_dequantize_model;
   iface->quantize_model = quark_model_quantizer_real_quantize_model;
   iface->quantize_tensor = quark_model_quantizer_real_quantize_tensor;
@@ -206,6 +226,46 @@ quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
   if (!quark_tensor_spec_validate (spec, NULL, error))
     return NULL;
   return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_tensor (self, tensor, spec, error);
+}
+
+/**
+ * quark_model_quantizer_quantize_model_to_writer:
+ * @self: a #QuarkModelQuantizer
+ * @model: the float model
+ * @calibration: (nullable): activation statistics
+ * @writer: where the output goes; the caller finishes it (or aborts it on
+ *   error)
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Quantizes @model like quark_model_quantizer_quantize_model(), but hands
+ * each output tensor to @writer as soon as it is made and sets the
+ * writer's metadata, so that backends that stream hold one tensor at a
+ * time rather than the model.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
+                                                QuarkModel             *model,
+                                                QuarkCalibration       *calibration,
+                                                QuarkCheckpointWriter  *writer,
+                                                GCancellable           *cancellable,
+                                                GError                **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (model), FALSE);
+  g_return_val_if_fail (calibration == NULL || QUARK_IS_CALIBRATION (calibration), FALSE);
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (writer), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (g_cancellable_is_cancelled (cancellable))
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+      return FALSE;
+    }
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
+                                                                            cancellable, error);
 }
 
 /**

@@ -11,6 +11,7 @@
 #include <gio/gio.h>
 
 #include "quark-calibration.h"
+#include "quark-checkpoint-writer.h"
 #include "quark-model.h"
 #include "quark-quantization-config.h"
 
@@ -30,6 +31,9 @@ G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QU
  *   semantics; the default reports %QUARK_ERROR_UNSUPPORTED_SCHEME
  * @dequantize_model: reads a checkpoint this quantizer's config produced back
  *   into float tensors; the default reports %QUARK_ERROR_UNSUPPORTED_SCHEME
+ * @quantize_model_to_writer: quantizes a model and hands each output tensor
+ *   to a #QuarkCheckpointWriter as soon as it is made; the default runs
+ *   @quantize_model and then writes its result
  *
  * The virtual methods of #QuarkModelQuantizer.
  */
@@ -49,6 +53,12 @@ struct _QuarkModelQuantizerInterface
   QuarkModel * (*dequantize_model) (QuarkModelQuantizer *self,
                                     QuarkModel          *quantized,
                                     GError             **error);
+  gboolean     (*quantize_model_to_writer) (QuarkModelQuantizer    *self,
+                                            QuarkModel             *model,
+                                            QuarkCalibration       *calibration,
+                                            QuarkCheckpointWriter  *writer,
+                                            GCancellable           *cancellable,
+                                            GError                **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -64,6 +74,13 @@ QuarkModel *              quark_model_quantizer_quantize_tensor      (QuarkModel
                                                                       QuarkTensor          *tensor,
                                                                       QuarkTensorSpec      *spec,
                                                                       GError              **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean                  quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer   *self,
+                                                                      QuarkModel            *model,
+                                                                      QuarkCalibration      *calibration,
+                                                                      QuarkCheckpointWriter *writer,
+                                                                      GCancellable          *cancellable,
+                                                                      GError               **error);
 QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_model_quantizer_dequantize_model     (QuarkModelQuantizer  *self,
                                                                       QuarkModel           *quantized,

@@ -6,6 +6,7 @@
 
 #include "quark-safetensors.h"
 #include "quark-checkpoint-writer.h"
+#include "quark-tensor-private.h"
 #include "quark-error.h"
 #include "quark-json.h"
 #include "kernels/quark-kernels.h"
@@ -332,8 +333,20 @@ load_file (const char *path, const char *display, GError **error)
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
       return NULL;
     }
+  QuarkModel *model;
+
   bytes = g_mapped_file_get_bytes (mapped);
-  return quark_model_new_from_safetensors_bytes (bytes, display, error);
+  model = quark_model_new_from_safetensors_bytes (bytes, display, error);
+  /* tensors that reference the mapping (not unpacked copies) */
+  for (guint i = 0; model && i < quark_model_get_n_tensors (model); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      const guint8 *p = quark_tensor_peek_data (t, NULL);
+      const guint8 *base = g_bytes_get_data (bytes, NULL);
+      if (p >= base && p < base + g_bytes_get_size (bytes))
+        _quark_tensor_set_mapped (t);
+    }
+  return model;
 }
 
 static gboolean

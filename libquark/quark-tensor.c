@@ -8,6 +8,10 @@
 #include "quark-enum-types.h"
 #include "quark-error.h"
 #include "kernels/quark-kernels.h"
+#include "quark-tensor-private.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 /**
  * QuarkTensor:
@@ -33,6 +37,7 @@ struct _QuarkTensor
   gint64 shape[QUARK_TENSOR_MAX_DIMS];
   guint64 n_elements;
   GBytes *data;
+  gboolean mapped;   /* data lies in a read-only file mapping */
 };
 
 enum {
@@ -458,6 +463,45 @@ quark_tensor_to_floats (QuarkTensor *self,
     }
   *n_values = self->n_elements;
   return g_steal_pointer (&values);
+}
+
+void
+_quark_tensor_set_mapped (QuarkTensor *self)
+{
+  self->mapped = TRUE;
+}
+
+/**
+ * quark_tensor_release_mapped_pages:
+ * @self: a #QuarkTensor
+ *
+ * Tells the kernel that the tensor's data will not be read again soon, for
+ * tensors read from a file mapping (quark_model_load()): their whole pages
+ * leave the process's resident memory and are read from the file again if
+ * needed. The data stays valid. Tensors whose data is in ordinary memory are
+ * not affected. Quantizers call this after each weight so that the resident
+ * memory of a run is bounded by the tensors in flight, not the model.
+ */
+void
+quark_tensor_release_mapped_pages (QuarkTensor *self)
+{
+  gsize size, page;
+  guintptr start, end;
+  const guint8 *data;
+
+  g_return_if_fail (QUARK_IS_TENSOR (self));
+
+  if (!self->mapped)
+    return;
+  data = g_bytes_get_data (self->data, &size);
+  page = (gsize) sysconf (_SC_PAGESIZE);
+  start = ((guintptr) data + page - 1) & ~(guintptr) (page - 1);
+  end = ((guintptr) data + size) & ~(guintptr) (page - 1);
+  /* whole pages inside the tensor only: neighbours keep theirs. On a
+   * read-only private file mapping MADV_DONTNEED drops pages that are read
+   * back from the file on the next access. */
+  if (end > start)
+    madvise ((void *) start, end - start, MADV_DONTNEED);
 }
 
 /**

@@ -64,6 +64,8 @@ float *        quark_tensor_to_floats         (QuarkTensor   *self,
                                                gsize         *n_values,
                                                GError       **error);
 QUARK_AVAILABLE_IN_1_0
+void           quark_tensor_release_mapped_pages (QuarkTensor *self);
+QUARK_AVAILABLE_IN_1_0
 char *         quark_tensor_format_shape      (QuarkTensor   *self);
 
 G_END_DECLS

@@ -618,7 +618,8 @@ cmd_quantize (int argc, char **argv)
   g_autoptr(GError) error = NULL;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
-  g_autoptr(QuarkModel) model = NULL, out = NULL;
+  g_autoptr(QuarkModel) model = NULL;
+  g_autoptr(QuarkCheckpointWriter) writer = NULL;
   guint64 max_shard = 0;
   ProgressState progress = { 0 };
   int status = 0;
@@ -658,15 +659,19 @@ cmd_quantize (int argc, char **argv)
   if (model == NULL)
     goto fail;
 
+  /* streamed: each output tensor goes to disk as it is made */
+  writer = quark_checkpoint_writer_new (output, max_shard, force, &error);
+  if (writer == NULL)
+    goto fail;
   progress.tty = isatty (fileno (stderr)) && !json;
   progress.start = g_get_monotonic_time ();
   g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), &progress);
-  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
-  if (out == NULL)
+  if (!quark_model_quantizer_quantize_model_to_writer (quantizer, model, NULL, writer, NULL, &error))
     goto fail;
   if (g_file_test (model_path, G_FILE_TEST_IS_DIR))
     copy_from = g_strdup (model_path);
-  if (!quark_model_save (out, output, max_shard, force, copy_from, NULL, &error))
+  quark_checkpoint_writer_set_copy_from (writer, copy_from);
+  if (!quark_checkpoint_writer_finish (writer, NULL, &error))
     goto fail;
 
   if (json)
@@ -678,8 +683,8 @@ cmd_quantize (int argc, char **argv)
       json_builder_add_string_value (b, output);
       json_builder_set_member_name (b, "tensors_in");
       json_builder_add_int_value (b, quark_model_get_n_tensors (model));
-      json_builder_set_member_name (b, "tensors_out");
-      json_builder_add_int_value (b, quark_model_get_n_tensors (out));
+      json_builder_set_member_name (b, "bytes_out");
+      json_builder_add_int_value (b, (gint64) quark_checkpoint_writer_get_bytes_written (writer));
       json_builder_set_member_name (b, "seconds");
       json_builder_add_double_value (b, (g_get_monotonic_time () - progress.start) / 1e6);
       json_builder_end_object (b);
@@ -687,11 +692,14 @@ cmd_quantize (int argc, char **argv)
       print_json (root);
     }
   else
-    g_print ("Wrote %s: %u tensors from %u in %.1f s\n", output, quark_model_get_n_tensors (out),
-             quark_model_get_n_tensors (model), (g_get_monotonic_time () - progress.start) / 1e6);
+    g_print ("Wrote %s: %.1f MB of tensors from %u in %.1f s\n", output,
+             quark_checkpoint_writer_get_bytes_written (writer) / 1e6, quark_model_get_n_tensors (model),
+             (g_get_monotonic_time () - progress.start) / 1e6);
   goto done;
 
 fail:
+  if (writer)
+    quark_checkpoint_writer_abort (writer);
   if (progress.tty && progress.last_done)
     g_printerr ("\n");
   g_printerr ("quark quantize: %s\n", error->message);

@@ -739,20 +739,24 @@ weight_layer_name (QuarkTensor *tensor)
   return g_strndup (name, strlen (name) - strlen (".weight"));
 }
 
-static QuarkModel *
-quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
-                                      QuarkModel           *model,
-                                      QuarkCalibration     *calibration,
-                                      GCancellable         *cancellable,
-                                      GError              **error)
+/* The shared loop: each input tensor becomes its output tensors in a small
+ * per-tensor model, which goes to @out or to @writer at once. */
+static gboolean
+run_quantization (QuarkModelQuantizer    *quantizer,
+                  QuarkModel             *model,
+                  QuarkCalibration       *calibration,
+                  GCancellable           *cancellable,
+                  QuarkModel             *out,
+                  QuarkCheckpointWriter  *writer,
+                  JsonNode              **metadata_out,
+                  GError                **error)
 {
   QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
-  g_autoptr(QuarkModel) out = quark_model_new ();
+  gboolean reorder = quark_quark_config_get_pack_reorder (QUARK_QUARK_CONFIG (self->config));
   guint n_tensors = quark_model_get_n_tensors (model);
   guint64 total = 0, done = 0;
   JsonNode *metadata;
-  JsonObject *meta_object;
-  g_autoptr(JsonNode) meta = NULL;
+  JsonNode *meta;
 
   /* progress counts the elements of every tensor */
   for (guint i = 0; i < n_tensors; i++)
@@ -763,11 +767,12 @@ quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
       QuarkTensor *tensor = quark_model_get_tensor_at (model, i);
       g_autofree char *layer = weight_layer_name (tensor);
       g_autoptr(QuarkTensorSpec) spec = NULL;
+      g_autoptr(QuarkModel) chunk = quark_model_new ();
 
       if (g_cancellable_is_cancelled (cancellable))
         {
           g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
-          return NULL;
+          return FALSE;
         }
 
       if (layer != NULL)
@@ -777,21 +782,30 @@ quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
         {
           g_autoptr(QuarkModel) logical = quark_model_new ();
           if (!quantize_tensor_with_spec (tensor, spec, logical, error) ||
-              !export_weight (logical, quark_tensor_get_name (tensor), spec,
-                              quark_quark_config_get_pack_reorder (QUARK_QUARK_CONFIG (self->config)), out, error))
-            return NULL;
+              !export_weight (logical, quark_tensor_get_name (tensor), spec, reorder, chunk, error))
+            return FALSE;
           for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
             {
               g_autoptr(QuarkTensorSpec) act = NULL;
               act = quark_quantization_config_get_tensor_spec (self->config, layer,
                                                                 layer_type_for (tensor), role);
-              if (act && !add_activation_params (act, layer, role, calibration, out, error))
-                return NULL;
+              if (act && !add_activation_params (act, layer, role, calibration, chunk, error))
+                return FALSE;
             }
+          /* the input is done with: let the kernel drop its mapped pages */
+          quark_tensor_release_mapped_pages (tensor);
         }
-      else if (quark_model_get_tensor (out, quark_tensor_get_name (tensor)) == NULL &&
-               !quark_model_add_tensor (out, tensor, error))
-        return NULL;
+      else if (!quark_model_add_tensor (chunk, tensor, error))
+        return FALSE;
+
+      for (guint k = 0; k < quark_model_get_n_tensors (chunk); k++)
+        {
+          QuarkTensor *t = quark_model_get_tensor_at (chunk, k);
+          if (writer ? !quark_checkpoint_writer_add (writer, t, error)
+                     : (quark_model_get_tensor (out, quark_tensor_get_name (t)) == NULL &&
+                        !quark_model_add_tensor (out, t, error)))
+            return FALSE;
+        }
 
       done += quark_tensor_get_n_elements (tensor);
       quark_model_quantizer_report_progress (quantizer, done, total, quark_tensor_get_name (tensor));
@@ -803,12 +817,42 @@ quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
     meta = json_node_copy (metadata);
   else
     meta = json_node_init_object (json_node_alloc (), json_object_new ());
-  meta_object = json_node_get_object (meta);
-  json_object_set_member (meta_object, "quantization_config",
+  json_object_set_member (json_node_get_object (meta), "quantization_config",
                           quark_quantization_config_to_json (self->config));
-  quark_model_set_metadata (out, meta);
+  *metadata_out = meta;
+  return TRUE;
+}
 
+static QuarkModel *
+quark_quark_quantizer_quantize_model (QuarkModelQuantizer  *quantizer,
+                                      QuarkModel           *model,
+                                      QuarkCalibration     *calibration,
+                                      GCancellable         *cancellable,
+                                      GError              **error)
+{
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autoptr(JsonNode) meta = NULL;
+
+  if (!run_quantization (quantizer, model, calibration, cancellable, out, NULL, &meta, error))
+    return NULL;
+  quark_model_set_metadata (out, meta);
   return g_steal_pointer (&out);
+}
+
+static gboolean
+quark_quark_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *quantizer,
+                                                QuarkModel             *model,
+                                                QuarkCalibration       *calibration,
+                                                QuarkCheckpointWriter  *writer,
+                                                GCancellable           *cancellable,
+                                                GError                **error)
+{
+  g_autoptr(JsonNode) meta = NULL;
+
+  if (!run_quantization (quantizer, model, calibration, cancellable, NULL, writer, &meta, error))
+    return FALSE;
+  quark_checkpoint_writer_set_metadata (writer, meta);
+  return TRUE;
 }
 
 static QuarkModel *
@@ -1064,6 +1108,7 @@ static void
 quantizer_iface_init (QuarkModelQuantizerInterface *iface)
 {
   iface->dequantize_model = quark_quark_quantizer_dequantize_model;
+  iface->quantize_model_to_writer = quark_quark_quantizer_quantize_model_to_writer;
   iface->quantize_model = quark_quark_quantizer_quantize_model;
   iface->quantize_tensor = quark_quark_quantizer_quantize_tensor;
 }
