@@ -2,7 +2,7 @@
 # Quantizes a generated checkpoint of BF16 weights (2 GiB by default) with
 # `quark quantize` to fp8 per channel (ptpc_fp8) and to int4_wo_128, and
 # prints the wall time as a ratio to `cp -r` of the same directory measured
-# in the same run (warm page cache), and the peak resident memory of each
+# in the same run (warm page cache), on 2 threads, and the peak resident memory of each
 # run against the size of the largest tensor.
 #
 # Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [GIB]
@@ -81,7 +81,7 @@ with tempfile.TemporaryDirectory(dir=os.environ.get('TMPDIR', '/tmp')) as tmp:
     print('cp -r: %.2f s' % cp)
     for preset in ('ptpc_fp8', 'int4_wo_128'):
         out = os.path.join(tmp, preset)
-        t, rss = timed([quark, 'quantize', src, '-o', out, '--preset', preset])
+        t, rss = timed([quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', '2'])
         print('%-12s %7.2f s  %5.2fx cp   peak RSS %7.0f MiB = %5.1fx the largest tensor'
               % (preset, t, t / cp, rss / 2 ** 20, rss / largest))
         shutil.rmtree(out)

@@ -604,8 +604,10 @@ cmd_quantize (int argc, char **argv)
   char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
   char **excludes = NULL;
   gboolean force = FALSE, json = FALSE;
+  int threads = 1;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory", "OUT" },
+    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize this many tensors in parallel (default 1)", "N" },
     { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
@@ -640,6 +642,11 @@ cmd_quantize (int argc, char **argv)
                   "Try \"quark quantize --help\".\n");
       return EXIT_USAGE;
     }
+  if (threads < 1 || threads > 256)
+    {
+      g_printerr ("quark quantize: --threads takes a number from 1 to 256\n");
+      return EXIT_USAGE;
+    }
   if (shard_text && !parse_size (shard_text, &max_shard))
     {
       g_printerr ("quark quantize: --max-shard-size: \"%s\" is not a size (such as 5GB or 500MiB)\n", shard_text);
@@ -655,6 +662,18 @@ cmd_quantize (int argc, char **argv)
   quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
   if (quantizer == NULL)
     goto fail;
+  if (threads > 1)
+    {
+      /* backends that parallelize expose a "threads" property */
+      if (g_object_class_find_property (G_OBJECT_GET_CLASS (quantizer), "threads") == NULL)
+        {
+          g_set_error (&error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "backend %s does not quantize in parallel (--threads)",
+                       quark_quantization_config_get_backend_name (config));
+          goto fail;
+        }
+      g_object_set (quantizer, "threads", (guint) threads, NULL);
+    }
   model = quark_model_load (model_path, NULL, &error);
   if (model == NULL)
     goto fail;

@@ -290,3 +290,17 @@ def test_every_weight_preset_verifies(llama, tmp_path, preset):
     # a threshold above every layer fails the command
     r = subprocess.run([QUARK, 'verify', str(src), str(out), '--threshold', '200'], capture_output=True, text=True)
     assert r.returncode == 1
+
+
+def test_threads_give_identical_checkpoints(llama, tmp_path):
+    src, _ = llama
+    one, two = tmp_path / 'one', tmp_path / 'two'
+    assert quantize(src, one, '--preset', 'int4_wo_128').returncode == 0
+    r = quantize(src, two, '--preset', 'int4_wo_128', '--threads', '2', '--max-shard-size', '300KB')
+    assert r.returncode == 0, r.stderr
+    a, b = read_checkpoint(one), read_checkpoint(two)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k][0] == b[k][0] and np.array_equal(a[k][1], b[k][1]), k
+    assert (two / 'model.safetensors.index.json').exists()      # sharded at 300 KB
+    assert quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--threads', '0').returncode == 2

@@ -22,11 +22,13 @@ struct _QuarkQuarkQuantizer
 {
   GObject parent_instance;
   QuarkQuantizationConfig *config;
+  guint threads;
 };
 
 enum {
   PROP_0,
   PROP_CONFIG,
+  PROP_THREADS,
 };
 
 static void quantizer_iface_init (QuarkModelQuantizerInterface *iface);
@@ -46,6 +48,8 @@ quark_quark_quantizer_get_property (GObject *object, guint prop_id, GValue *valu
 {
   if (prop_id == PROP_CONFIG)
     g_value_set_object (value, QUARK_QUARK_QUANTIZER (object)->config);
+  else if (prop_id == PROP_THREADS)
+    g_value_set_uint (value, QUARK_QUARK_QUANTIZER (object)->threads);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -55,6 +59,8 @@ quark_quark_quantizer_set_property (GObject *object, guint prop_id, const GValue
 {
   if (prop_id == PROP_CONFIG)
     QUARK_QUARK_QUANTIZER (object)->config = g_value_dup_object (value);
+  else if (prop_id == PROP_THREADS)
+    QUARK_QUARK_QUANTIZER (object)->threads = g_value_get_uint (value);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -68,11 +74,16 @@ quark_quark_quantizer_class_init (QuarkQuarkQuantizerClass *klass)
   object_class->get_property = quark_quark_quantizer_get_property;
   object_class->set_property = quark_quark_quantizer_set_property;
   g_object_class_override_property (object_class, PROP_CONFIG, "config");
+  /* worker threads quantizing tensors in parallel (outputs keep model order) */
+  g_object_class_install_property (object_class, PROP_THREADS,
+    g_param_spec_uint ("threads", "Threads", "Tensors quantized in parallel", 1, 256, 1,
+                       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
 }
 
 static void
 quark_quark_quantizer_init (QuarkQuarkQuantizer *self)
 {
+  self->threads = 1;
 }
 
 void
@@ -739,8 +750,70 @@ weight_layer_name (QuarkTensor *tensor)
   return g_strndup (name, strlen (name) - strlen (".weight"));
 }
 
+/* One input tensor to its output tensors, in @chunk. Runs in worker
+ * threads: it reads the config and the model, both shared read-only. */
+static gboolean
+process_tensor (QuarkQuarkQuantizer  *self,
+                QuarkTensor          *tensor,
+                QuarkCalibration     *calibration,
+                gboolean              reorder,
+                QuarkModel           *chunk,
+                GError              **error)
+{
+  g_autofree char *layer = weight_layer_name (tensor);
+  g_autoptr(QuarkTensorSpec) spec = NULL;
+
+  if (layer != NULL)
+    spec = quark_quantization_config_get_tensor_spec (self->config, layer,
+                                                       layer_type_for (tensor), QUARK_ROLE_WEIGHT);
+  if (spec == NULL)
+    return quark_model_add_tensor (chunk, tensor, error);
+  {
+    g_autoptr(QuarkModel) logical = quark_model_new ();
+    if (!quantize_tensor_with_spec (tensor, spec, logical, error) ||
+        !export_weight (logical, quark_tensor_get_name (tensor), spec, reorder, chunk, error))
+      return FALSE;
+  }
+  for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
+    {
+      g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer,
+                                                                                 layer_type_for (tensor), role);
+      if (act && !add_activation_params (act, layer, role, calibration, chunk, error))
+        return FALSE;
+    }
+  /* the input is done with: let the kernel drop its mapped pages */
+  quark_tensor_release_mapped_pages (tensor);
+  return TRUE;
+}
+
+typedef struct {
+  QuarkQuarkQuantizer *self;
+  QuarkTensor *tensor;
+  QuarkCalibration *calibration;
+  gboolean reorder;
+  QuarkModel *chunk;
+  GError *error;
+  gboolean finished;
+  GMutex *lock;
+  GCond *cond;
+} Job;
+
+static void
+run_job (gpointer data, gpointer user_data)
+{
+  Job *job = data;
+  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->reorder, job->chunk, &job->error);
+
+  g_assert (ok == (job->error == NULL));
+  g_mutex_lock (job->lock);
+  job->finished = TRUE;
+  g_cond_broadcast (job->cond);
+  g_mutex_unlock (job->lock);
+}
+
 /* The shared loop: each input tensor becomes its output tensors in a small
- * per-tensor model, which goes to @out or to @writer at once. */
+ * per-tensor model, which goes to @out or to @writer at once, in model
+ * order. With several threads, up to twice as many tensors are in flight. */
 static gboolean
 run_quantization (QuarkModelQuantizer    *quantizer,
                   QuarkModel             *model,
@@ -754,62 +827,92 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
   gboolean reorder = quark_quark_config_get_pack_reorder (QUARK_QUARK_CONFIG (self->config));
   guint n_tensors = quark_model_get_n_tensors (model);
+  guint window = self->threads > 1 ? 2 * self->threads : 1;
   guint64 total = 0, done = 0;
-  JsonNode *metadata;
-  JsonNode *meta;
+  g_autofree Job *jobs = g_new0 (Job, MAX (n_tensors, 1));
+  GThreadPool *pool = NULL;
+  GMutex lock;
+  GCond cond;
+  guint submitted = 0, emitted = 0;
+  gboolean ok = TRUE;
+  JsonNode *metadata, *meta;
+
+  g_mutex_init (&lock);
+  g_cond_init (&cond);
+  if (self->threads > 1)
+    pool = g_thread_pool_new (run_job, NULL, (int) self->threads, FALSE, NULL);
 
   /* progress counts the elements of every tensor */
   for (guint i = 0; i < n_tensors; i++)
     total += quark_tensor_get_n_elements (quark_model_get_tensor_at (model, i));
 
-  for (guint i = 0; i < n_tensors; i++)
+  while (ok && emitted < n_tensors)
     {
-      QuarkTensor *tensor = quark_model_get_tensor_at (model, i);
-      g_autofree char *layer = weight_layer_name (tensor);
-      g_autoptr(QuarkTensorSpec) spec = NULL;
-      g_autoptr(QuarkModel) chunk = quark_model_new ();
+      Job *job;
 
+      /* keep the window full */
+      while (submitted < n_tensors && submitted < emitted + window)
+        {
+          Job *j = &jobs[submitted++];
+          j->self = self;
+          j->tensor = quark_model_get_tensor_at (model, submitted - 1);
+          j->calibration = calibration;
+          j->reorder = reorder;
+          j->chunk = quark_model_new ();
+          j->lock = &lock;
+          j->cond = &cond;
+          if (pool)
+            g_thread_pool_push (pool, j, NULL);
+          else
+            run_job (j, NULL);
+        }
+
+      job = &jobs[emitted];
+      g_mutex_lock (&lock);
+      while (!job->finished)
+        g_cond_wait (&cond, &lock);
+      g_mutex_unlock (&lock);
+
+      if (job->error)
+        {
+          g_propagate_error (error, g_steal_pointer (&job->error));
+          ok = FALSE;
+          break;
+        }
       if (g_cancellable_is_cancelled (cancellable))
         {
           g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
-          return FALSE;
+          ok = FALSE;
+          break;
         }
-
-      if (layer != NULL)
-        spec = quark_quantization_config_get_tensor_spec (self->config, layer,
-                                                           layer_type_for (tensor), QUARK_ROLE_WEIGHT);
-      if (spec != NULL)
+      for (guint k = 0; ok && k < quark_model_get_n_tensors (job->chunk); k++)
         {
-          g_autoptr(QuarkModel) logical = quark_model_new ();
-          if (!quantize_tensor_with_spec (tensor, spec, logical, error) ||
-              !export_weight (logical, quark_tensor_get_name (tensor), spec, reorder, chunk, error))
-            return FALSE;
-          for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
-            {
-              g_autoptr(QuarkTensorSpec) act = NULL;
-              act = quark_quantization_config_get_tensor_spec (self->config, layer,
-                                                                layer_type_for (tensor), role);
-              if (act && !add_activation_params (act, layer, role, calibration, chunk, error))
-                return FALSE;
-            }
-          /* the input is done with: let the kernel drop its mapped pages */
-          quark_tensor_release_mapped_pages (tensor);
-        }
-      else if (!quark_model_add_tensor (chunk, tensor, error))
-        return FALSE;
-
-      for (guint k = 0; k < quark_model_get_n_tensors (chunk); k++)
-        {
-          QuarkTensor *t = quark_model_get_tensor_at (chunk, k);
+          QuarkTensor *t = quark_model_get_tensor_at (job->chunk, k);
           if (writer ? !quark_checkpoint_writer_add (writer, t, error)
                      : (quark_model_get_tensor (out, quark_tensor_get_name (t)) == NULL &&
                         !quark_model_add_tensor (out, t, error)))
-            return FALSE;
+            ok = FALSE;
         }
-
-      done += quark_tensor_get_n_elements (tensor);
-      quark_model_quantizer_report_progress (quantizer, done, total, quark_tensor_get_name (tensor));
+      g_clear_object (&job->chunk);
+      if (!ok)
+        break;
+      emitted++;
+      done += quark_tensor_get_n_elements (job->tensor);
+      quark_model_quantizer_report_progress (quantizer, done, total, quark_tensor_get_name (job->tensor));
     }
+
+  /* wait for the tensors still in flight, keep nothing of them */
+  if (pool)
+    g_thread_pool_free (pool, FALSE, TRUE);
+  for (guint i = 0; i < submitted; i++)
+    {
+      g_clear_object (&jobs[i].chunk);
+      g_clear_error (&jobs[i].error);
+    }
+  g_mutex_clear (&lock);
+  g_cond_clear (&cond);
+  if (!ok)
+    return FALSE;
 
   /* metadata: the model's, with the config that produced the result */
   metadata = quark_model_get_metadata (model);
