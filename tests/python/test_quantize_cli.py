@@ -304,3 +304,24 @@ def test_threads_give_identical_checkpoints(llama, tmp_path):
         assert a[k][0] == b[k][0] and np.array_equal(a[k][1], b[k][1]), k
     assert (two / 'model.safetensors.index.json').exists()      # sharded at 300 KB
     assert quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--threads', '0').returncode == 2
+
+
+def test_killed_run_leaves_no_complete_output(tmp_path):
+    import signal
+    import time
+    src = tmp_path / 'big'
+    src.mkdir()
+    block = to_bf16(np.random.default_rng(9).standard_normal((2048, 2048)) * 0.02)
+    write_safetensors(src / 'model.safetensors',
+                      {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', block) for i in range(12)})
+    out = tmp_path / 'out'
+    p = subprocess.Popen([QUARK, 'quantize', str(src), '-o', str(out), '--preset', 'int4_wo_128'],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(n.startswith('.quark-tmp') for n in os.listdir(tmp_path)):
+        time.sleep(0.001)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not out.exists()                       # nothing that looks like an output
+    leftovers = [n for n in os.listdir(tmp_path) if n not in ('big',)]
+    assert all(n.startswith('.quark-tmp') for n in leftovers)
