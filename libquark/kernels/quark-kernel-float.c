@@ -414,76 +414,54 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
   return quark_kernel_fp_quantize_f32_scalar (format, x + i, n - i, scale, codes + i);
 }
 
-QK_MULTIVERSION void
-_quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
-                                  const float         *x,
-                                  size_t               n,
-                                  size_t               block,
-                                  const float         *block_scales,
-                                  uint8_t             *codes)
+QK_INLINE qk_vf
+qk_load_f32 (const float *p)
 {
-  const float maxv = (float) quark_fp_format_max (format);
-  const int32_t nan_code = quark_fp_format_nan_code (format);
-  const int32_t max_mag = max_magnitude_code (format);
-  const bool vector_ok = block % QK_LANES == 0 && format->bias - format->mbits <= 120;
-
-  for (size_t start = 0, b = 0; start < n; start += block, b++)
-    {
-      size_t len = n - start < block ? n - start : block;
-      /* X is a power of two, so x * (1 / X) equals x / X in every case
-       * (both are one rounding of the same exact quotient) */
-      const qk_vf vinv = qk_splat (1.0f / block_scales[b]);
-      size_t i = 0;
-
-      if (vector_ok)
-        for (; i + QK_LANES <= len; i += QK_LANES)
-          {
-            qk_vf t;
-            qk_vi c;
-            qk_vu8 narrow;
-            memcpy (&t, x + start + i, sizeof t);
-            c = encode_lanes (format, t * vinv, maxv, nan_code, max_mag);
-            narrow = __builtin_convertvector (c, qk_vu8);
-            memcpy (codes + start + i, &narrow, sizeof narrow);
-          }
-      quark_kernel_fp_quantize_f32_scalar (format, x + start + i, len - i, block_scales[b],
-                                           codes + start + i);
-    }
+  qk_vf v;
+  memcpy (&v, p, sizeof v);
+  return v;
 }
 
-QK_MULTIVERSION void
-_quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
-                                       const uint16_t      *x,
-                                       size_t               n,
-                                       size_t               block,
-                                       const float         *block_scales,
-                                       uint8_t             *codes)
+static inline float
+qk_widen_f32 (float v)
 {
-  const float maxv = (float) quark_fp_format_max (format);
-  const int32_t nan_code = quark_fp_format_nan_code (format);
-  const int32_t max_mag = max_magnitude_code (format);
-  const bool vector_ok = block % QK_LANES == 0 && format->bias - format->mbits <= 120;
-
-  for (size_t start = 0, b = 0; start < n; start += block, b++)
-    {
-      size_t len = n - start < block ? n - start : block;
-      const qk_vf vinv = qk_splat (1.0f / block_scales[b]);
-      size_t i = 0;
-
-      if (vector_ok)
-        for (; i + QK_LANES <= len; i += QK_LANES)
-          {
-            qk_vi c = encode_lanes (format, qk_load_bf16 (x + start + i) * vinv, maxv, nan_code, max_mag);
-            qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
-            memcpy (codes + start + i, &narrow, sizeof narrow);
-          }
-      for (; i < len; i++)
-        {
-          float t = quark_kernel_bf16_to_f32 (x[start + i]);
-          quark_kernel_fp_quantize_f32_scalar (format, &t, 1, block_scales[b], codes + start + i);
-        }
-    }
+  return v;
 }
+
+/* Blocks of a row, block b divided by block_scales[b], a power of two: then
+ * x * (1 / X) equals x / X in every case (both are one rounding of the same
+ * exact quotient), so the vector path multiplies. */
+#define QK_DEFINE_FP_BLOCKS(NAME, ITYPE, LOAD, WIDEN) \
+QK_MULTIVERSION void \
+NAME (const QuarkFpFormat *format, const ITYPE *x, size_t n, size_t block, \
+      const float *block_scales, uint8_t *codes) \
+{ \
+  const float maxv = (float) quark_fp_format_max (format); \
+  const int32_t nan_code = quark_fp_format_nan_code (format); \
+  const int32_t max_mag = max_magnitude_code (format); \
+  const bool vector_ok = block % QK_LANES == 0 && format->bias - format->mbits <= 120; \
+  for (size_t start = 0, b = 0; start < n; start += block, b++) \
+    { \
+      size_t len = n - start < block ? n - start : block; \
+      const qk_vf vinv = qk_splat (1.0f / block_scales[b]); \
+      size_t i = 0; \
+      if (vector_ok) \
+        for (; i + QK_LANES <= len; i += QK_LANES) \
+          { \
+            qk_vi c = encode_lanes (format, LOAD (x + start + i) * vinv, maxv, nan_code, max_mag); \
+            qk_vu8 narrow = __builtin_convertvector (c, qk_vu8); \
+            memcpy (codes + start + i, &narrow, sizeof narrow); \
+          } \
+      for (; i < len; i++) \
+        { \
+          float t = WIDEN (x[start + i]); \
+          quark_kernel_fp_quantize_f32_scalar (format, &t, 1, block_scales[b], codes + start + i); \
+        } \
+    } \
+}
+
+QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks, float, qk_load_f32, qk_widen_f32)
+QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks_bf16, uint16_t, qk_load_bf16, quark_kernel_bf16_to_f32)
 
 /**
  * quark_kernel_fp_quantize_bf16: (skip)

@@ -250,6 +250,37 @@ mxint8_block (const float *x, size_t n, float X, uint8_t *codes)
     }
 }
 
+/* E8M0 bytes of a row's blocks from their maxima, and the scales the
+ * elements are divided by (all-zero blocks use 1: their elements are zeros
+ * whatever the scale, and Quark's zero-block bytes stand for tiny scales).
+ * Returns whether a block holds NaN or infinity. */
+static bool
+mx_row_scales (const QuarkMxParams *params, const float *amax, const bool *special, size_t n_blocks,
+               uint8_t *bytes, float *block_scales)
+{
+  bool any_special = false;
+
+  for (size_t b = 0; b < n_blocks; b++)
+    {
+      uint8_t byte = special[b] ? 0xFF : quark_kernel_mx_shared_exponent (params, amax[b]);
+      bytes[b] = byte;
+      block_scales[b] = amax[b] == 0.0f || byte == 0xFF ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
+      any_special |= byte == 0xFF;
+    }
+  return any_special;
+}
+
+/* Blocks with scale 0xFF get NaN element codes (MXINT8, and formats
+ * without NaN: see quark_fp_format_nan_code()). */
+static void
+mx_mark_special_blocks (const QuarkFpFormat *fmt, const uint8_t *bytes, size_t n_blocks, size_t bs,
+                        size_t row_len, uint8_t *codes)
+{
+  for (size_t b = 0; b < n_blocks; b++)
+    if (bytes[b] == 0xFF)
+      memset (codes + b * bs, fmt ? (uint8_t) quark_fp_format_nan_code (fmt) : 0x80, MIN (bs, row_len - b * bs));
+}
+
 /**
  * quark_kernel_mx_quantize_f32: (skip)
  * @params: MX parameters
@@ -296,28 +327,14 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
         bool any_special = false;
 
         block_amax (xr, row_len, bs, amaxes, specials);
-        for (size_t b = 0; b < n_blocks; b++)
-          {
-            float amax = amaxes[b];
-            uint8_t byte = specials[b] ? 0xFF : quark_kernel_mx_shared_exponent (params, amax);
-            scales[r * n_blocks + b] = byte;
-            /* the elements of all-zero blocks are zeros whatever the scale
-             * (Quark's zero-block bytes stand for tiny scales) */
-            block_scales[b] = amax == 0.0f || byte == 0xFF ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
-            any_special |= byte == 0xFF;
-          }
-
+        any_special = mx_row_scales (params, amaxes, specials, n_blocks, scales + r * n_blocks, block_scales);
         if (fmt)
           _quark_kernel_fp_quantize_blocks (fmt, xr, row_len, bs, block_scales, cr);
         else
           for (size_t b = 0; b < n_blocks; b++)
             mxint8_block (xr + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
-
         if (any_special)
-          for (size_t b = 0; b < n_blocks; b++)
-            if (scales[r * n_blocks + b] == 0xFF)
-              memset (cr + b * bs, fmt ? (uint8_t) quark_fp_format_nan_code (fmt) : 0x80,
-                      MIN (bs, row_len - b * bs));
+          mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
       }
     free (block_scales);
     free (amaxes);
@@ -350,12 +367,15 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
   const QuarkFpFormat *fmt;
   size_t bs = params->block_size;
   size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
-  float *block_scales, *row_f32 = NULL;
+  float *block_scales, *amaxes, *row_f32 = NULL;
+  bool *specials;
   uint16_t *amax_bits;
 
   if (!mx_element_format (params, &fmt))
     return false;
   block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+  amaxes = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+  specials = malloc ((n_blocks ? n_blocks : 1) * sizeof (bool));
   amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint16_t));
   if (fmt == NULL)
     row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
@@ -369,15 +389,10 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
       _quark_kernel_block_abs_max_bits_bf16 (xr, row_len, bs, amax_bits);
       for (size_t b = 0; b < n_blocks; b++)
         {
-          float amax = quark_kernel_bf16_to_f32 (amax_bits[b]);
-          bool finite = amax_bits[b] < 0x7f80u;
-          uint8_t byte = finite ? quark_kernel_mx_shared_exponent (params, amax) : 0xFF;
-
-          scales[r * n_blocks + b] = byte;
-          block_scales[b] = amax == 0.0f || byte == 0xFF ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
-          any_special |= byte == 0xFF;
+          amaxes[b] = quark_kernel_bf16_to_f32 (amax_bits[b]);
+          specials[b] = amax_bits[b] >= 0x7f80u;
         }
-
+      any_special = mx_row_scales (params, amaxes, specials, n_blocks, scales + r * n_blocks, block_scales);
       if (fmt)
         _quark_kernel_fp_quantize_blocks_bf16 (fmt, xr, row_len, bs, block_scales, cr);
       else
@@ -386,14 +401,12 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
           for (size_t b = 0; b < n_blocks; b++)
             mxint8_block (row_f32 + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
         }
-
       if (any_special)
-        for (size_t b = 0; b < n_blocks; b++)
-          if (scales[r * n_blocks + b] == 0xFF)
-            memset (cr + b * bs, fmt ? (uint8_t) quark_fp_format_nan_code (fmt) : 0x80,
-                    MIN (bs, row_len - b * bs));
+        mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
     }
   free (block_scales);
+  free (amaxes);
+  free (specials);
   free (amax_bits);
   free (row_f32);
   return true;
