@@ -7,6 +7,8 @@
 
 #include <string.h>
 #include <glib/gstdio.h>
+#include <stdio.h>
+#include <unistd.h>
 
 /* Builds a file: 8-byte little-endian header length, header, data. */
 static GBytes *
@@ -306,6 +308,44 @@ test_cancelled_save_leaves_nothing (void)
   g_rmdir (tmp);
 }
 
+/* A file over 4 GiB (sparse: no disk is used): 64-bit offsets all the way. */
+static void
+test_large_file (void)
+{
+  g_autofree char *tmp = g_dir_make_tmp ("quark-st-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (tmp, "big.safetensors", NULL);
+  const guint64 big = G_GUINT64_CONSTANT (4500000003);
+  g_autofree char *header = g_strdup_printf ("{\"big\":{\"dtype\":\"U8\",\"shape\":[%" G_GUINT64_FORMAT
+                                             "],\"data_offsets\":[0,%" G_GUINT64_FORMAT "]}}", big, big);
+  g_autoptr(GString) padded = g_string_new (header);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) model = NULL;
+  guint64 n_le;
+  FILE *f;
+  const guint8 *data;
+  gsize size;
+
+  while (padded->len % 8)
+    g_string_append_c (padded, ' ');
+  n_le = GUINT64_TO_LE ((guint64) padded->len);
+  f = fopen (path, "wb");
+  g_assert_nonnull (f);
+  g_assert_cmpuint (fwrite (&n_le, 8, 1, f), ==, 1);
+  g_assert_cmpuint (fwrite (padded->str, padded->len, 1, f), ==, 1);
+  fclose (f);
+  g_assert_cmpint (truncate (path, (off_t) (8 + padded->len + big)), ==, 0);
+
+  model = quark_model_load (path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (quark_tensor_get_n_elements (quark_model_get_tensor (model, "big")), ==, big);
+  data = quark_tensor_peek_data (quark_model_get_tensor (model, "big"), &size);
+  g_assert_cmpuint (size, ==, big);
+  g_assert_cmpuint (data[size - 1], ==, 0);   /* the last byte, past 4 GiB */
+  g_clear_object (&model);
+  g_unlink (path);
+  g_rmdir (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -321,6 +361,7 @@ main (int argc, char **argv)
   g_test_add_func ("/safetensors/valid-edge-cases", test_valid_edge_cases);
   g_test_add_func ("/safetensors/roundtrip", test_roundtrip);
   g_test_add_func ("/safetensors/cancelled-save-leaves-nothing", test_cancelled_save_leaves_nothing);
+  g_test_add_func ("/safetensors/large-file", test_large_file);
 
   return g_test_run ();
 }

@@ -530,6 +530,8 @@ typedef struct {
   gboolean tty;
   gint64 start;
   guint64 last_done;
+  guint tensors_done;
+  guint n_tensors;
 } ProgressState;
 
 static void
@@ -542,11 +544,13 @@ on_progress (QuarkModelQuantizer *q, guint64 done, guint64 total, const char *it
   int width = 30, filled = total ? (int) (width * done / total) : width;
 
   p->last_done = done;
+  p->tensors_done++;
   if (!p->tty)
     return;
-  g_printerr ("\r[%.*s%*s] %5.1f%%  %.2f M elements/s  %3.0fs left  %-40.40s",
+  g_printerr ("\r[%.*s%*s] %5.1f%%  %u/%u tensors  %.2f/%.2f G elements  %.0f M/s  %3.0fs left  %-32.32s",
               filled, "##############################", width - filled, "",
-              total ? 100.0 * done / total : 100.0, rate / 1e6, left, item ? item : "");
+              total ? 100.0 * done / total : 100.0, p->tensors_done, p->n_tensors, done / 1e9, total / 1e9,
+              rate / 1e6, left, item ? item : "");
   if (done == total)
     g_printerr ("\n");
 }
@@ -683,6 +687,7 @@ cmd_quantize (int argc, char **argv)
   if (writer == NULL)
     goto fail;
   progress.tty = isatty (fileno (stderr)) && !json;
+  progress.n_tensors = quark_model_get_n_tensors (model);
   progress.start = g_get_monotonic_time ();
   g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), &progress);
   if (!quark_model_quantizer_quantize_model_to_writer (quantizer, model, NULL, writer, NULL, &error))

@@ -325,3 +325,57 @@ def test_killed_run_leaves_no_complete_output(tmp_path):
     assert not out.exists()                       # nothing that looks like an output
     leftovers = [n for n in os.listdir(tmp_path) if n not in ('big',)]
     assert all(n.startswith('.quark-tmp') for n in leftovers)
+
+
+@pytest.mark.parametrize('case', ['truncated', 'header-beyond', 'overlap', 'unknown-dtype', 'not-json', 'missing-shard'])
+def test_malformed_inputs_exit_1_naming_the_file(tmp_path, case):
+    d = tmp_path / 'm'
+    d.mkdir()
+    path = d / 'model.safetensors'
+    w = np.zeros((4, 8), np.uint16)
+    write_safetensors(path, {'a.weight': ('BF16', w), 'b.weight': ('BF16', w)})
+    raw = path.read_bytes()
+    n = struct.unpack('<Q', raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    if case == 'truncated':
+        path.write_bytes(raw[:-1])
+    elif case == 'header-beyond':
+        path.write_bytes(struct.pack('<Q', len(raw)) + raw[8:])
+    elif case in ('overlap', 'unknown-dtype', 'not-json'):
+        if case == 'overlap':
+            header['b.weight']['data_offsets'] = [32, 96]
+        elif case == 'unknown-dtype':
+            header['a.weight']['dtype'] = 'B16'
+        text = json.dumps(header).encode() if case != 'not-json' else b'{"a.weight": [1, 2'
+        text += b' ' * (n - len(text))
+        path.write_bytes(raw[:8] + text[:n] + raw[8 + n:])
+    else:
+        path.unlink()
+        (d / 'model.safetensors.index.json').write_text(json.dumps(
+            {'weight_map': {'a.weight': 'model-00001-of-00001.safetensors'}}))
+    before = {f: (d / f).read_bytes() for f in os.listdir(d)}
+    r = quantize(d, tmp_path / 'out', '--preset', 'int4_wo_128')
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith('quark quantize: ')
+    assert str(d) in r.stderr
+    assert not (tmp_path / 'out').exists()
+    assert {f: (d / f).read_bytes() for f in os.listdir(d)} == before
+
+
+def test_fp8_and_int8_per_tensor_layouts_and_input_untouched(llama, tmp_path):
+    src, originals = llama
+    import hashlib
+    digest = {f: hashlib.sha256((src / f).read_bytes()).hexdigest() for f in os.listdir(src)}
+    name = 'model.layers.1.self_attn.o_proj'
+    for dtype, file_dtype in (('fp8_e4m3', 'F8_E4M3'), ('int8', 'I8')):
+        cfg = tmp_path / (dtype + '.json')
+        cfg.write_text(json.dumps({'backend': 'quark', 'global_quant_config': {
+            'weight': {'dtype': dtype, 'qscheme': 'per_tensor'}}, 'exclude': ['lm_head']}))
+        out = tmp_path / dtype
+        r = quantize(src, out, '--config', str(cfg))
+        assert r.returncode == 0, r.stderr
+        t, _ = check_common(src, out, originals)
+        assert t[name + '.weight'][0] == file_dtype
+        assert t[name + '.weight_scale'][1].shape == ()
+        assert (name + '.weight_zero_point' in t) == (dtype == 'int8')
+    assert {f: hashlib.sha256((src / f).read_bytes()).hexdigest() for f in os.listdir(src)} == digest
