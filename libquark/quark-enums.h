@@ -87,12 +87,15 @@ typedef enum {
  * QuarkScaleFormat:
  * @QUARK_SCALE_FORMAT_FLOAT32: binary32 scales
  * @QUARK_SCALE_FORMAT_E8M0: E8M0 power-of-two scales of OCP MX blocks
+ * @QUARK_SCALE_FORMAT_E5M3: unsigned E5M3 minifloat scales (bias 15, largest
+ *   114688), as AMD Quark's FP4 spec with group scales stores them
  *
  * How scales are stored.
  */
 typedef enum {
   QUARK_SCALE_FORMAT_FLOAT32, /*< nick=float32 >*/
   QUARK_SCALE_FORMAT_E8M0,    /*< nick=e8m0 >*/
+  QUARK_SCALE_FORMAT_E5M3,    /*< nick=e5m3 >*/
 } QuarkScaleFormat;
 
 /**

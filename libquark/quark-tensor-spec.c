@@ -451,6 +451,13 @@ quark_tensor_spec_validate (QuarkTensorSpec  *self,
                            "qscheme per_block needs block_size: [rows, columns], both positive");
     }
 
+  if (self->scale_format == QUARK_SCALE_FORMAT_E5M3 &&
+      (self->qscheme != QUARK_QSCHEME_PER_GROUP || self->group_size <= 0 ||
+       (self->dtype != QUARK_DTYPE_FP4_E2M1 && self->dtype != QUARK_DTYPE_FP6_E2M3 &&
+        self->dtype != QUARK_DTYPE_FP6_E3M2)))
+    return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_format",
+                       "e5m3 scales go with per_group fp4 or fp6 elements and a positive group_size");
+
   if (self->scale_format == QUARK_SCALE_FORMAT_E8M0)
     {
       switch (self->dtype)
@@ -778,10 +785,12 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
   if (!check_param_tensor (scale, "scale", codes, &l, error) ||
       (zero_point && !check_param_tensor (zero_point, "zero point", codes, &l, error)))
     return NULL;
-  if (mx ? quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E8M0 &&
-           quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8
-         : !quark_dtype_is_float (quark_tensor_get_dtype (scale)) ||
-           quark_tensor_get_dtype (scale) == QUARK_DTYPE_F8_E8M0)
+  if (self->scale_format == QUARK_SCALE_FORMAT_E5M3
+        ? quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8
+        : mx ? quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E8M0 &&
+               quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8
+             : !quark_dtype_is_float (quark_tensor_get_dtype (scale)) ||
+               quark_tensor_get_dtype (scale) == QUARK_DTYPE_F8_E8M0)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "tensor %s: scales of dtype %s do not fit a %s spec", quark_tensor_get_name (scale),
@@ -802,7 +811,15 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
                         quark_dtype_get_element_size (self->dtype), 0, 0, NULL, out };
       if (quark_dtype_is_float (self->dtype))
         d.fmt = quark_fp_format_for_dtype (self->dtype);
-      scales = quark_tensor_to_floats (scale, &n_scale, error);
+      if (self->scale_format == QUARK_SCALE_FORMAT_E5M3)
+        {
+          const guint8 *codes_e5m3 = quark_tensor_peek_data (scale, &n_scale);
+          scales = g_new (float, MAX (n_scale, 1));
+          for (gsize k = 0; k < n_scale; k++)
+            scales[k] = quark_kernel_e5m3_to_f32 (codes_e5m3[k]);
+        }
+      else
+        scales = quark_tensor_to_floats (scale, &n_scale, error);
       if (scales == NULL)
         return NULL;
       if (zero_point && (zps = quark_tensor_to_floats (zero_point, &n_scale, error)) == NULL)

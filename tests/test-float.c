@@ -381,6 +381,37 @@ test_generic_formats (void)
     }
 }
 
+/* Unsigned E5M3 scales against the formula, exhaustively: every code
+ * decodes to (1 + m/8) 2^(e-15) (or m/8 2^-14 when e is 0), re-encodes to
+ * itself, the midpoints between neighbours round to the even code, and
+ * values beyond 114688 saturate. */
+static double
+e5m3_oracle (guint code)
+{
+  guint e = code >> 3, m = code & 7;
+  return e == 0 ? ldexp (m / 8.0, -14) : ldexp (1.0 + m / 8.0, (int) e - 15);
+}
+
+static void
+test_e5m3_scales (void)
+{
+  for (guint c = 0; c < 255; c++)
+    {
+      g_assert_cmpfloat ((double) quark_kernel_e5m3_to_f32 ((guint8) c), ==, e5m3_oracle (c));
+      g_assert_cmphex (quark_kernel_e5m3_from_f32 ((float) e5m3_oracle (c)), ==, c);
+      if (c + 1 < 255)
+        {
+          float mid = (float) ((e5m3_oracle (c) + e5m3_oracle (c + 1)) / 2);
+          g_assert_cmphex (quark_kernel_e5m3_from_f32 (mid), ==, (c & 1) ? c + 1 : c);
+        }
+    }
+  g_assert_true (isnan (quark_kernel_e5m3_to_f32 (0xFF)));
+  g_assert_cmpfloat (quark_kernel_e5m3_to_f32 (0xFE), ==, 114688.0f);
+  g_assert_cmphex (quark_kernel_e5m3_from_f32 (1e9f), ==, 0xFE);
+  g_assert_cmphex (quark_kernel_e5m3_from_f32 (0x1p-19f), ==, 0x00);
+  g_assert_cmphex (quark_kernel_e5m3_from_f32 (-1.0f), ==, 0x78);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -396,6 +427,7 @@ main (int argc, char **argv)
   g_test_add_func ("/float/conversions-from-f32", test_conversions_from_f32);
   g_test_add_func ("/float/vector-matches-scalar", test_vector_matches_scalar);
   g_test_add_func ("/float/generic-formats", test_generic_formats);
+  g_test_add_func ("/float/e5m3-scales", test_e5m3_scales);
 
   return g_test_run ();
 }

@@ -600,6 +600,40 @@ test_backend_mx_block_a (void)
     g_assert_cmpfloat (((const float *) quark_tensor_peek_data (deq, NULL))[i], ==, 0.0f);
 }
 
+/* FP4 per group with unsigned E5M3 group scales: amax 7 gives 7/6, which
+ * E5M3 rounds to 1.125 (code 0x79); elements are quantized with the decoded
+ * scale. An all-zero group gets the smallest nonzero scale, never zero. */
+static void
+test_backend_fp4_e5m3 (void)
+{
+  float x[2 * 32] = { 7.0f, -3.3f, 0.26f, 1.25f, 5.0f, -0.74f, 0.0f, 2.5f };   /* row 1: all zero */
+  const gint64 shape[] = { 2, 32 };
+  const guint8 codes[] = { 0x7, 0xD, 0x0, 0x2, 0x6, 0x9, 0x0, 0x4 };
+  const float dec[] = { 6.75f, -3.375f, 0, 1.125f, 4.5f, -0.5625f, 0, 2.25f };
+  g_autoptr(QuarkTensor) deq = NULL;
+  g_autoptr(QuarkModel) out = quantize_one ("{\"dtype\": \"fp4\", \"qscheme\": \"per_group\", \"ch_axis\": -1,"
+                                            " \"group_size\": 32, \"scale_format\": \"e5m3\"}",
+                                            shape, 2, x, 64, &deq);
+  QuarkTensor *scale = quark_model_get_tensor (out, "w_scale");
+  const guint8 *bytes = quark_tensor_peek_data (scale, NULL);
+  g_autoptr(QuarkTensorSpec) bad = spec_from_json ("{\"dtype\": \"int8\", \"scale_format\": \"e5m3\"}");
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (quark_tensor_get_dtype (scale), ==, QUARK_DTYPE_U8);
+  g_assert_cmpint (quark_tensor_get_n_elements (scale), ==, 2);
+  g_assert_cmphex (bytes[0], ==, 0x79);
+  g_assert_cmphex (bytes[1], ==, 0x01);
+  g_assert_cmpmem (quark_tensor_peek_data (quark_model_get_tensor (out, "w"), NULL), 8, codes, 8);
+  for (guint i = 0; i < 8; i++)
+    g_assert_cmpfloat (((const float *) quark_tensor_peek_data (deq, NULL))[i], ==, dec[i]);
+  for (guint i = 32; i < 64; i++)
+    g_assert_cmpfloat (((const float *) quark_tensor_peek_data (deq, NULL))[i], ==, 0.0f);
+
+  g_assert_false (quark_tensor_spec_validate (bad, "weight", &error));
+  g_assert_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_COMBINATION);
+  g_assert_nonnull (strstr (error->message, "weight.scale_format"));
+}
+
 /* AMD Quark's power-of-two int8 table (numerics reference 2.7). */
 static void
 test_backend_pow2 (void)
@@ -928,6 +962,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/static-activation", test_static_activation);
   g_test_add_func ("/backend/fp8-q5", test_backend_fp8_q5);
   g_test_add_func ("/backend/mx-block-a", test_backend_mx_block_a);
+  g_test_add_func ("/backend/fp4-e5m3", test_backend_fp4_e5m3);
   g_test_add_func ("/backend/pow2", test_backend_pow2);
   g_test_add_func ("/backend/int-per-group", test_backend_int_per_group);
   g_test_add_func ("/backend/per-block", test_backend_per_block);

@@ -653,3 +653,36 @@ quark_kernel_convert_from_f64 (QuarkDType    dst_dtype,
     store_cast (format, dst, i, quark_kernel_fp_encode (format, src[i], false));
   return true;
 }
+
+/* Unsigned E5M3 is the magnitude of a signed "fn" format with 5 exponent
+ * bits, 3 mantissa bits and bias 15: the same grid and the same reserved
+ * all-ones code, without the sign bit. */
+static const QuarkFpFormat fmt_e5m3_magnitude = { 5, 3, 15, QUARK_FP_SPECIALS_FN };
+
+/**
+ * quark_kernel_e5m3_from_f32: (skip)
+ * @scale: a non-negative scale
+ *
+ * Encodes a scale as unsigned E5M3 (bias 15, subnormals down to 2^-17,
+ * largest 114688, code 0xFF reserved), rounding to nearest even and
+ * saturating. Negative inputs encode their magnitude; NaN gives 0xFF.
+ *
+ * Returns: the code
+ */
+uint8_t
+quark_kernel_e5m3_from_f32 (float scale)
+{
+  return (uint8_t) (quark_kernel_fp_encode (&fmt_e5m3_magnitude, fabsf (scale), true) & 0xFF);
+}
+
+/**
+ * quark_kernel_e5m3_to_f32: (skip)
+ * @code: an unsigned E5M3 code
+ *
+ * Returns: the value (NaN for 0xFF)
+ */
+float
+quark_kernel_e5m3_to_f32 (uint8_t code)
+{
+  return (float) quark_kernel_fp_decode (&fmt_e5m3_magnitude, code);
+}

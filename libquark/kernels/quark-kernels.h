@@ -375,6 +375,10 @@ bool     quark_kernel_mx_dequantize_f32        (const QuarkMxParams  *params,
                                                 size_t                row_len,
                                                 float                *out);
 QUARK_AVAILABLE_IN_1_0
+uint8_t  quark_kernel_e5m3_from_f32            (float                 scale);
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_e5m3_to_f32              (uint8_t               code);
+QUARK_AVAILABLE_IN_1_0
 uint8_t  quark_kernel_e8m0_from_f32            (float                 scale);
 QUARK_AVAILABLE_IN_1_0
 float    quark_kernel_e8m0_to_f32              (uint8_t               byte);

@@ -292,6 +292,42 @@ def test_every_weight_preset_verifies(llama, tmp_path, preset):
     assert r.returncode == 1
 
 
+def test_fp4_with_e5m3_group_scales(llama, tmp_path):
+    """FP4 per group of 16 with unsigned E5M3 scales: U8 codes in the
+    checkpoint, decoded here from the formula, within half an FP4 step of
+    the original; the config carries scale_format e5m3; verify reads it."""
+    src, originals = llama
+    cfg = tmp_path / 'fp4e5m3.json'
+    cfg.write_text(json.dumps({'backend': 'quark', 'global_quant_config': {'weight': {
+        'dtype': 'fp4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 16, 'scale_format': 'e5m3'}},
+        'exclude': ['lm_head']}))
+    out = tmp_path / 'fp4e5m3'
+    r = quantize(src, out, '--config', str(cfg))
+    assert r.returncode == 0, r.stderr
+    t, qc = check_common(src, out, originals)
+    assert qc['global_quant_config']['weight']['scale_format'] == 'e5m3'
+    name = 'model.layers.1.mlp.down_proj'
+    x = originals[name + '.weight']
+    o, n_in = x.shape
+    assert t[name + '.weight_scale'][0] == 'U8' and t[name + '.weight_scale'][1].shape == (o, n_in // 16)
+    c = t[name + '.weight_scale'][1].astype(np.int32)
+    e, m = c >> 3, (c & 7).astype(np.float64)
+    scale = np.where(e == 0, np.ldexp(m / 8, -14), np.ldexp(1 + m / 8, e - 15)).astype(np.float32)
+    assert np.all(c != 0xFF)
+    fp4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+    b = t[name + '.weight'][1]
+    codes = np.stack([b & 0xF, b >> 4], axis=-1).reshape(o, n_in)
+    s = np.repeat(scale, 16, axis=1)
+    x_hat = fp4[codes] * s
+    # E5M3 rounds the scale by at most 1/16 relative; the top element may clamp at 6
+    # and the grid step is at most 2 scale units
+    assert np.all(np.abs(x_hat - x) <= np.maximum(s * 1.0, np.abs(x) / 15) * (1 + 1e-5))
+    r = subprocess.run([QUARK, 'verify', str(src), str(out), '--json'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+    for row in json.loads(r.stdout)['tensors']:
+        assert row['sqnr_db'] > 13, row
+
+
 def test_threads_give_identical_checkpoints(llama, tmp_path):
     src, _ = llama
     one, two = tmp_path / 'one', tmp_path / 'two'

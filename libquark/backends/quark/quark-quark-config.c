@@ -788,7 +788,10 @@ serialize_spec (QuarkTensorSpec *spec)
     }
   else
     {
-      json_object_set_null_member (o, "scale_format");
+      if (quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E5M3)
+        json_object_set_string_member (o, "scale_format", "e5m3");
+      else
+        json_object_set_null_member (o, "scale_format");
       json_object_set_null_member (o, "scale_calculation_mode");
     }
   json_object_set_null_member (o, "mx_element_dtype");

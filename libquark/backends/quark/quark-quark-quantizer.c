@@ -562,6 +562,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   gsize esize = quark_dtype_get_element_size (dtype);
   gboolean is_int = quark_dtype_is_integer (dtype);
   gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
+  gboolean e5m3 = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E5M3;
+  g_autofree guint8 *e5m3_codes = NULL;
   g_autofree float *x = NULL;
   g_autofree char *scale_name = NULL, *zp_name = NULL;
   g_autofree guint8 *codes = NULL;
@@ -618,6 +620,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
     }
 
   scales = g_new (float, MAX (l.n_params, 1));
+  if (e5m3)
+    e5m3_codes = g_malloc0 (MAX (l.n_params, 1));
   if (is_int)
     zps = g_malloc0 (MAX (l.n_params, 1) * esize);
   if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
@@ -666,14 +670,27 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
           q.fp_scale = amax / (float) quark_fp_format_max (q.fmt);
           if (q.fp_scale == 0.0f)
             q.fp_scale = QUARK_EPS;
+          if (e5m3)
+            {
+              /* the scale itself is stored as an unsigned E5M3 code (round
+               * to nearest even, saturating); the elements are quantized
+               * with the decoded scale, never with a zero one */
+              guint8 c = quark_kernel_e5m3_from_f32 (q.fp_scale);
+              if (c == 0)
+                c = 1;
+              e5m3_codes[p] = c;
+              q.fp_scale = quark_kernel_e5m3_to_f32 (c);
+            }
           scales[p] = q.fp_scale;
           quark_kernel_layout_foreach_chunk (&l, p, quantize_fp_chunk, &q);
         }
     }
 
   if (!add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) ||
-      !add_new_tensor (out, scale_name, QUARK_DTYPE_F32, l.param_shape, l.param_n_dims,
-                       g_steal_pointer (&scales), l.n_params * sizeof (float), error))
+      !(e5m3 ? add_new_tensor (out, scale_name, QUARK_DTYPE_U8, l.param_shape, l.param_n_dims,
+                               g_steal_pointer (&e5m3_codes), l.n_params, error)
+             : add_new_tensor (out, scale_name, QUARK_DTYPE_F32, l.param_shape, l.param_n_dims,
+                               g_steal_pointer (&scales), l.n_params * sizeof (float), error)))
     return FALSE;
   if (is_int &&
       !add_new_tensor (out, zp_name, dtype, l.param_shape, l.param_n_dims,
