@@ -113,14 +113,14 @@ quark_quark_int_params (float                 min_val,
       if (symmetric)
         {
           float amax = fmaxf (-lo, hi);
-          float half_span = (float) (qmax - qmin) / 2.0f;
+          float half_span = (float) ((gint64) qmax - qmin) / 2.0f;
           scale = fmaxf (amax / half_span, QUARK_EPS);
         }
       else
         {
           float span = hi - lo;
           float z;
-          scale = fmaxf (span / (float) (qmax - qmin), QUARK_EPS);
+          scale = fmaxf (span / (float) ((gint64) qmax - qmin), QUARK_EPS);
           z = (float) qmin - rintf (lo / scale);
           zero_point = fminf (fmaxf (z, (float) qmin), (float) qmax);
         }
@@ -309,7 +309,7 @@ quark_pow2_int_params (float                 min_val,
       hi = amax;
     }
   range = hi - lo;
-  sf = range / (float) (qmax - qmin);
+  sf = range / (float) ((gint64) qmax - qmin);
   if (range == 0.0f)
     sf = 1.0f;
   z0 = truncf ((float) qmin - lo / sf);
