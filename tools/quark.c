@@ -293,7 +293,7 @@ measure (QuarkTensor *original, QuarkModel *out, ErrorStats *stats, GError **err
 static int
 cmd_demo (int argc, char **argv)
 {
-  char *config_file = NULL;
+  g_autofree char *config_file = NULL;
   gboolean json = FALSE;
   gboolean show_config = FALSE;
   GOptionEntry entries[] = {
@@ -435,7 +435,6 @@ cmd_demo (int argc, char **argv)
   else
     g_print ("\n%u tensors in, %u tensors out.\n", quark_model_get_n_tensors (model),
              quark_model_get_n_tensors (out));
-  g_free (config_file);
   return 0;
 }
 
@@ -445,7 +444,7 @@ static int
 cmd_presets (int argc, char **argv)
 {
   gboolean json = FALSE;
-  char *backend_name = NULL;
+  g_autofree char *backend_name = NULL;
   GOptionEntry entries[] = {
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "Only this backend's presets", "NAME" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
@@ -499,7 +498,6 @@ cmd_presets (int argc, char **argv)
       g_autoptr(JsonNode) root = json_builder_get_root (builder);
       print_json (root);
     }
-  g_free (backend_name);
   return 0;
 }
 
@@ -605,8 +603,8 @@ load_config (const char *config_file, const char *preset, const char *backend_na
 static int
 cmd_quantize (int argc, char **argv)
 {
-  char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
-  char **excludes = NULL;
+  g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
+  g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE;
   int threads = 1;
   GOptionEntry entries[] = {
@@ -729,12 +727,6 @@ fail:
   g_printerr ("quark quantize: %s\n", error->message);
   status = 1;
 done:
-  g_free (output);
-  g_free (preset);
-  g_free (config_file);
-  g_free (backend_name);
-  g_free (shard_text);
-  g_strfreev (excludes);
   return status;
 }
 
