@@ -936,7 +936,11 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
     meta = json_node_copy (metadata);
   else
-    meta = json_node_init_object (json_node_alloc (), json_object_new ());
+    {
+      JsonObject *empty = json_object_new ();
+      meta = json_node_init_object (json_node_alloc (), empty);   /* takes its own reference */
+      json_object_unref (empty);
+    }
   json_object_set_member (json_node_get_object (meta), "quantization_config",
                           quark_quantization_config_to_json (self->config));
   *metadata_out = meta;
