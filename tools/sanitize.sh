@@ -18,6 +18,8 @@ fi
 ninja -C "$dir"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# GSlice's magazines would hide leaked JSON nodes and objects from LeakSanitizer
+export G_SLICE=always-malloc
 meson test -C "$dir" --no-rebuild --print-errorlogs \
   --suite core --suite config --suite numerics --suite files --suite backends
 G_TEST_SRCDIR="$PWD/tests" QUARK_TOOL="$PWD/$dir/tools/quark" \
