@@ -91,18 +91,18 @@ NAME (const ITYPE *x, size_t n, float *min, float *max) \
           vhi = qk_select (ok & (v > vhi), v, vhi); \
         } \
       /* halve until one lane is left: exact, as selections are */ \
-      t = __builtin_shuffle (vlo, hi8); vlo = qk_select (t < vlo, t, vlo); \
-      t = __builtin_shuffle (vhi, hi8); vhi = qk_select (t > vhi, t, vhi); \
-      t = __builtin_shuffle (vlo, hi4); vlo = qk_select (t < vlo, t, vlo); \
-      t = __builtin_shuffle (vhi, hi4); vhi = qk_select (t > vhi, t, vhi); \
-      t = __builtin_shuffle (vlo, hi2); vlo = qk_select (t < vlo, t, vlo); \
-      t = __builtin_shuffle (vhi, hi2); vhi = qk_select (t > vhi, t, vhi); \
-      t = __builtin_shuffle (vlo, hi1); vlo = qk_select (t < vlo, t, vlo); \
-      t = __builtin_shuffle (vhi, hi1); vhi = qk_select (t > vhi, t, vhi); \
-      bad |= __builtin_shuffle (bad, hi8); \
-      bad |= __builtin_shuffle (bad, hi4); \
-      bad |= __builtin_shuffle (bad, hi2); \
-      bad |= __builtin_shuffle (bad, hi1); \
+      t = QK_SHUFFLE (vlo, hi8); vlo = qk_select (t < vlo, t, vlo); \
+      t = QK_SHUFFLE (vhi, hi8); vhi = qk_select (t > vhi, t, vhi); \
+      t = QK_SHUFFLE (vlo, hi4); vlo = qk_select (t < vlo, t, vlo); \
+      t = QK_SHUFFLE (vhi, hi4); vhi = qk_select (t > vhi, t, vhi); \
+      t = QK_SHUFFLE (vlo, hi2); vlo = qk_select (t < vlo, t, vlo); \
+      t = QK_SHUFFLE (vhi, hi2); vhi = qk_select (t > vhi, t, vhi); \
+      t = QK_SHUFFLE (vlo, hi1); vlo = qk_select (t < vlo, t, vlo); \
+      t = QK_SHUFFLE (vhi, hi1); vhi = qk_select (t > vhi, t, vhi); \
+      bad |= QK_SHUFFLE (bad, hi8); \
+      bad |= QK_SHUFFLE (bad, hi4); \
+      bad |= QK_SHUFFLE (bad, hi2); \
+      bad |= QK_SHUFFLE (bad, hi1); \
       lo = vlo[0]; \
       hi = vhi[0]; \
       finite = bad[0] == 0; \
@@ -206,11 +206,11 @@ qk_abs_max_bits_bf16 (const uint16_t *x, size_t n)
       const qk_vh s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
       qk_vh t;
-      t = __builtin_shuffle (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = __builtin_shuffle (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = __builtin_shuffle (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = __builtin_shuffle (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = __builtin_shuffle (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = QK_SHUFFLE (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = QK_SHUFFLE (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = QK_SHUFFLE (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = QK_SHUFFLE (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = QK_SHUFFLE (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
       r = m[0];
     }
   for (; i < n; i++)
@@ -242,10 +242,10 @@ qk_abs_max_bits_f32 (const float *x, size_t n)
       const qk_vw s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
       const qk_vw s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
       qk_vw t;
-      t = __builtin_shuffle (m, s8); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
-      t = __builtin_shuffle (m, s4); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
-      t = __builtin_shuffle (m, s2); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
-      t = __builtin_shuffle (m, s1); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = QK_SHUFFLE (m, s8); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = QK_SHUFFLE (m, s4); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = QK_SHUFFLE (m, s2); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = QK_SHUFFLE (m, s1); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
       r = m[0];
     }
   for (; i < n; i++)
@@ -281,11 +281,11 @@ _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x, size_t n, size_t block
         qk_vh m, t;
         memcpy (&m, x + start, sizeof m);
         m &= 0x7fff;
-        t = __builtin_shuffle (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = __builtin_shuffle (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = __builtin_shuffle (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = __builtin_shuffle (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = __builtin_shuffle (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = QK_SHUFFLE (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = QK_SHUFFLE (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = QK_SHUFFLE (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = QK_SHUFFLE (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = QK_SHUFFLE (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
         out[b] = m[0];
       }
   for (; start < n; start += block, b++)

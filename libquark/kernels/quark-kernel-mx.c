@@ -216,8 +216,9 @@ block_amax (const float *x, size_t row_len, size_t bs, float *amax, bool *specia
                 bad = true;
               if (vm[l] > 0)
                 {
+                  int32_t bits = vm[l];
                   float f;
-                  memcpy (&f, &vm[l], sizeof f);
+                  memcpy (&f, &bits, sizeof f);
                   m = f > m ? f : m;
                 }
             }

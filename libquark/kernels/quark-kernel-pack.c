@@ -55,7 +55,7 @@ pack_int4_words (const int8_t *codes, size_t n_words, bool reorder, int32_t *wor
       qk_v8u32 out;
       memcpy (&b, codes + 8 * w, sizeof b);
       if (reorder)
-        b = __builtin_shuffle (b, order);
+        b = QK_SHUFFLE (b, order);
       memcpy (&x, &b, sizeof x);
       x &= 0x0F0F0F0F0F0F0F0Full;
       x = (x | (x >> 4)) & 0x00FF00FF00FF00FFull;
@@ -245,8 +245,8 @@ quark_kernel_pack_fp4 (const uint8_t *codes,
       qk_v64u8 a, b, lo, hi, out;
       memcpy (&a, codes + 2 * i, sizeof a);
       memcpy (&b, codes + 2 * i + 64, sizeof b);
-      lo = __builtin_shuffle (a, b, even);
-      hi = __builtin_shuffle (a, b, odd);
+      lo = QK_SHUFFLE2 (a, b, even);
+      hi = QK_SHUFFLE2 (a, b, odd);
       out = (lo & 0xF) | (hi << 4);
       memcpy (bytes + i, &out, sizeof out);
     }
