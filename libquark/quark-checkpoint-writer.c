@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "quark-checkpoint-writer.h"
+#include "quark-json.h"
 #include "quark-error.h"
 #include "quark-safetensors.h"
 
@@ -328,7 +329,7 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
       }
   json_builder_end_object (builder);
   root = json_builder_get_root (builder);
-  text = json_to_string (root, FALSE);
+  text = quark_json_to_string (root, FALSE);
   header = g_string_new (text);
   while (header->len % 8)
     g_string_append_c (header, ' ');   /* the data buffer starts 8-byte aligned */
@@ -529,13 +530,11 @@ copy_extra_files (const char *from, const char *to, GError **error)
 static gboolean
 write_json_file (const char *path, JsonNode *node, GError **error)
 {
-  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autofree char *text = quark_json_to_string (node, TRUE);
+  g_autofree char *contents = g_strconcat (text, "\n", NULL);
   g_autoptr(GError) local_error = NULL;
 
-  json_generator_set_pretty (generator, TRUE);
-  json_generator_set_indent (generator, 2);
-  json_generator_set_root (generator, node);
-  if (!json_generator_to_file (generator, path, &local_error))
+  if (!g_file_set_contents (path, contents, -1, &local_error))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, local_error->message);
       return FALSE;

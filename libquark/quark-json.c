@@ -509,6 +509,158 @@ quark_json_parse (const char  *data,
   return json_parser_steal_root (parser);
 }
 
+/* The shortest "%.Ng" form that reads back as the same double, always
+ * with a '.' or an exponent so that it stays a double, and always valid
+ * JSON (json-glib's generator writes 2e20 as "2e+20.0"). */
+static void
+append_double (GString *out, double v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  if (!isfinite (v))
+    {
+      /* JSON has no spelling for these; our parser never produces them */
+      g_string_append (out, "null");
+      return;
+    }
+  for (int digits = 15; digits <= 17; digits++)
+    {
+      g_ascii_formatd (buf, sizeof buf, digits == 15 ? "%.15g" : digits == 16 ? "%.16g" : "%.17g", v);
+      if (g_ascii_strtod (buf, NULL) == v)
+        break;
+    }
+  g_string_append (out, buf);
+  if (strpbrk (buf, ".eE") == NULL)
+    g_string_append (out, ".0");
+}
+
+static void
+append_string (GString *out, const char *s)
+{
+  g_string_append_c (out, '"');
+  for (const guchar *p = (const guchar *) s; *p; p++)
+    switch (*p)
+      {
+      case '"': g_string_append (out, "\\\""); break;
+      case '\\': g_string_append (out, "\\\\"); break;
+      case '\b': g_string_append (out, "\\b"); break;
+      case '\f': g_string_append (out, "\\f"); break;
+      case '\n': g_string_append (out, "\\n"); break;
+      case '\r': g_string_append (out, "\\r"); break;
+      case '\t': g_string_append (out, "\\t"); break;
+      default:
+        if (*p < 0x20)
+          g_string_append_printf (out, "\\u%04x", *p);
+        else
+          g_string_append_c (out, (char) *p);
+      }
+  g_string_append_c (out, '"');
+}
+
+static void
+append_newline (GString *out, gboolean pretty, guint depth)
+{
+  if (!pretty)
+    return;
+  g_string_append_c (out, '\n');
+  for (guint i = 0; i < depth; i++)
+    g_string_append (out, "  ");
+}
+
+static void
+append_node (GString *out, JsonNode *node, gboolean pretty, guint depth)
+{
+  switch (JSON_NODE_TYPE (node))
+    {
+    case JSON_NODE_OBJECT:
+      {
+        JsonObject *object = json_node_get_object (node);
+        g_autoptr(GList) members = json_object_get_members (object);
+        g_string_append_c (out, '{');
+        for (GList *l = members; l; l = l->next)
+          {
+            append_newline (out, pretty, depth + 1);
+            append_string (out, l->data);
+            g_string_append (out, pretty ? " : " : ":");   /* json-glib's spacing */
+            append_node (out, json_object_get_member (object, l->data), pretty, depth + 1);
+            if (l->next)
+              g_string_append_c (out, ',');
+          }
+        if (members)
+          append_newline (out, pretty, depth);
+        g_string_append_c (out, '}');
+        break;
+      }
+    case JSON_NODE_ARRAY:
+      {
+        JsonArray *array = json_node_get_array (node);
+        guint n = json_array_get_length (array);
+        g_string_append_c (out, '[');
+        for (guint i = 0; i < n; i++)
+          {
+            append_newline (out, pretty, depth + 1);
+            append_node (out, json_array_get_element (array, i), pretty, depth + 1);
+            if (i + 1 < n)
+              g_string_append_c (out, ',');
+          }
+        if (n)
+          append_newline (out, pretty, depth);
+        g_string_append_c (out, ']');
+        break;
+      }
+    case JSON_NODE_NULL:
+      g_string_append (out, "null");
+      break;
+    case JSON_NODE_VALUE:
+      switch (json_node_get_value_type (node))
+        {
+        case G_TYPE_INT64:
+          g_string_append_printf (out, "%" G_GINT64_FORMAT, json_node_get_int (node));
+          break;
+        case G_TYPE_DOUBLE:
+          append_double (out, json_node_get_double (node));
+          break;
+        case G_TYPE_BOOLEAN:
+          g_string_append (out, json_node_get_boolean (node) ? "true" : "false");
+          break;
+        case G_TYPE_STRING:
+          append_string (out, json_node_get_string (node));
+          break;
+        default:
+          g_string_append (out, "null");
+          break;
+        }
+      break;
+    default:
+      g_string_append (out, "null");
+      break;
+    }
+}
+
+/**
+ * quark_json_to_string:
+ * @node: a JSON node
+ * @pretty: whether to indent (two spaces per level, one member per line)
+ *
+ * Writes @node as RFC 8259 JSON that quark_json_parse() reads back to an
+ * equal node: members in their order, integers as integers, doubles in the
+ * shortest form that reads back exactly (always with a fraction or an
+ * exponent), strings escaped, UTF-8 kept as is.
+ *
+ * Returns: (transfer full): the JSON text
+ */
+char *
+quark_json_to_string (JsonNode *node,
+                      gboolean  pretty)
+{
+  GString *out = g_string_new (NULL);
+
+  g_return_val_if_fail (node != NULL, NULL);
+
+  append_node (out, node, pretty, 0);
+  return g_string_free (out, FALSE);
+}
+
 /**
  * quark_json_parse_file:
  * @filename: (type filename): a file containing JSON

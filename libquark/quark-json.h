@@ -27,6 +27,9 @@ JsonNode *  quark_json_parse                 (const char          *data,
                                               const char          *source,
                                               GError             **error);
 QUARK_AVAILABLE_IN_1_0
+char *      quark_json_to_string             (JsonNode            *node,
+                                              gboolean             pretty);
+QUARK_AVAILABLE_IN_1_0
 JsonNode *  quark_json_parse_file            (const char          *filename,
                                               GError             **error);
 QUARK_AVAILABLE_IN_1_0

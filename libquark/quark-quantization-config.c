@@ -283,16 +283,11 @@ char *
 quark_quantization_config_to_string (QuarkQuantizationConfig *self)
 {
   g_autoptr(JsonNode) node = NULL;
-  g_autoptr(JsonGenerator) generator = NULL;
 
   g_return_val_if_fail (QUARK_IS_QUANTIZATION_CONFIG (self), NULL);
 
   node = quark_quantization_config_to_json (self);
-  generator = json_generator_new ();
-  json_generator_set_pretty (generator, TRUE);
-  json_generator_set_indent (generator, 2);
-  json_generator_set_root (generator, node);
-  return json_generator_to_data (generator, NULL);
+  return quark_json_to_string (node, TRUE);
 }
 
 /**

@@ -913,5 +913,5 @@ quark_tensor_spec_to_string (QuarkTensorSpec *self)
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
 
   node = quark_json_serialize_properties (G_OBJECT (self));
-  return json_to_string (node, FALSE);
+  return quark_json_to_string (node, FALSE);
 }

@@ -334,6 +334,39 @@ test_presets (void)
   }
 }
 
+/* quark_json_to_string writes what quark_json_parse reads back equal,
+ * including the doubles json-glib's generator spells as invalid JSON
+ * ("2e+20.0", found by the json fuzz target). */
+static void
+test_json_writer_roundtrip (void)
+{
+  const char *inputs[] = {
+    "2E20", "[1e300, -0.0, 0.1, 5e-324, 1.7976931348623157e308, 3.0, 12345678901234567]",
+    "{\"a\\u00e9\\n\\\"\\u0001\": [true, false, null, {}], \"b\": -9223372036854775808, \"c\": \"\\ud83d\\ude00\"}",
+    "{\"nested\": {\"x\": [[], [1, [2.5]]]}}",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (inputs); i++)
+    for (int pretty = 0; pretty <= 1; pretty++)
+      {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(JsonNode) node = quark_json_parse (inputs[i], -1, "input", &error);
+        g_autofree char *text = NULL;
+        g_autoptr(JsonNode) again = NULL;
+
+        g_assert_no_error (error);
+        text = quark_json_to_string (node, pretty);
+        again = quark_json_parse (text, -1, "written", &error);
+        g_assert_no_error (error);
+        g_assert_true (json_node_equal (node, again));
+      }
+  {
+    g_autoptr(JsonNode) node = quark_json_parse ("[2E20, 7, 0.5]", -1, "input", NULL);
+    g_autofree char *text = quark_json_to_string (node, FALSE);
+    g_assert_cmpstr (text, ==, "[2e+20,7,0.5]");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -352,6 +385,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/string-source", test_string_source);
   g_test_add_func ("/config/spec-validate", test_spec_validate);
   g_test_add_func ("/config/presets", test_presets);
+  g_test_add_func ("/config/json-writer-roundtrip", test_json_writer_roundtrip);
 
   return g_test_run ();
 }

@@ -39,13 +39,8 @@ static const Command commands[] = {
 static void
 print_json (JsonNode *node)
 {
-  g_autoptr(JsonGenerator) generator = json_generator_new ();
-  g_autofree char *text = NULL;
+  g_autofree char *text = quark_json_to_string (node, TRUE);
 
-  json_generator_set_pretty (generator, TRUE);
-  json_generator_set_indent (generator, 2);
-  json_generator_set_root (generator, node);
-  text = json_generator_to_data (generator, NULL);
   g_print ("%s\n", text);
 }
 
