@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+# Regenerates the seed corpora of the fuzz targets under fuzz/corpus/.
+#
+#   /usr/bin/python3 fuzz/make-corpus.py build
+#
+# safetensors: small valid files of each dtype and a few malformed ones;
+# json and config: the test configs (valid and invalid) and every preset;
+# checkpoint: a tiny model quantized with each quark preset by the built
+# `quark` tool (presets with static activations skipped), prefixed with the preset's index (the target's first byte).
+# Needs numpy; runs the tool from BUILDDIR.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import glob
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'build'))
+CORPUS = os.path.join(ROOT, 'fuzz', 'corpus')
+ENV = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(BUILD, 'libquark', 'backends', 'quark'),
+           QUARK_BACKEND_SYSTEM_PATH='')
+QUARK = os.path.join(BUILD, 'tools', 'quark')
+# the order of quark_backend_list_presets() for the quark backend
+PRESETS = ['int8', 'fp8', 'ptpc_fp8', 'int4_wo_32', 'int4_wo_64', 'int4_wo_128', 'uint4_wo_32',
+           'uint4_wo_64', 'uint4_wo_128', 'mxfp4', 'mxfp6_e2m3', 'mxfp6_e3m2', 'mxfp4_fp8', 'int4_fp8',
+           'mxfp8', 'int8_per_channel_wo']
+
+
+def safetensors(tensors, metadata=None):
+    header, blobs, offset = {}, [], 0
+    if metadata is not None:
+        header['__metadata__'] = metadata
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {'dtype': dtype, 'shape': shape, 'data_offsets': [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header).encode()
+    text += b' ' * (-len(text) % 8)
+    return struct.pack('<Q', len(text)) + text + b''.join(blobs)
+
+
+def put(target, name, data):
+    os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
+    with open(os.path.join(CORPUS, target, name), 'wb') as f:
+        f.write(data)
+
+
+def main():
+    shutil.rmtree(CORPUS, ignore_errors=True)
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((4, 8)).astype(np.float32)
+    bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)
+    valid = safetensors({'a': ('F32', [4, 8], w.tobytes()), 'b': ('BF16', [4, 8], bf16.tobytes()),
+                         'c': ('I8', [3], b'\x01\x02\x03'), 'd': ('F8_E4M3', [2, 2], b'\x7e\x00\x38\xfe'),
+                         'e': ('I32', [], struct.pack('<i', 5)), 'f': ('U8', [0], b''),
+                         'g': ('F16', [2], b'\x00\x3c\x00\xc0'), 'h': ('F64', [1], struct.pack('<d', 1.5))},
+                        {'format': 'pt'})
+    put('safetensors', 'valid-all-dtypes', valid)
+    put('safetensors', 'valid-empty', safetensors({}))
+    put('safetensors', 'truncated', valid[:len(valid) - 5])
+    put('safetensors', 'header-beyond', struct.pack('<Q', 1 << 40) + b'{}')
+    put('safetensors', 'overlap', safetensors({'a': ('U8', [4], b'abcd')}).replace(b'[0, 4]', b'[0, 9]'))
+    put('safetensors', 'unknown-dtype', safetensors({'a': ('Q7', [1], b'a')}))
+    put('safetensors', 'short', b'\x02\x00')
+
+    for path in sorted(glob.glob(os.path.join(ROOT, 'tests', 'data', 'valid', '*.json')) +
+                       glob.glob(os.path.join(ROOT, 'tests', 'data', 'invalid', '*.json'))):
+        data = open(path, 'rb').read()
+        kind = os.path.basename(os.path.dirname(path))
+        put('json', kind + '-' + os.path.basename(path), data)
+        put('config', kind + '-' + os.path.basename(path), data)
+    put('json', 'deep', b'[' * 70 + b']' * 70)
+    put('json', 'numbers', b'[0, -0, 1e308, 1e309, -9223372036854775808, 9223372036854775808, 0.1e-400]')
+    put('json', 'regress-double-2e20', b'2E20')      # json-glib wrote it back as "2e+20.0"
+    put('json', 'escapes', b'{"a\\u00e9\\ud83d\\ude00": "\\n\\t\\"", "b": [true, false, null]}')
+
+    presets = json.loads(subprocess.run([QUARK, 'presets', '--backend', 'quark', '--json'], env=ENV,
+                                        check=True, capture_output=True).stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, 'model')
+        os.makedirs(model)
+        big = rng.standard_normal((32, 64)).astype(np.float32) * 0.05
+        hb = (big.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+        with open(os.path.join(model, 'model.safetensors'), 'wb') as f:
+            f.write(safetensors({'model.layers.0.mlp.down_proj.weight': ('BF16', [32, 64], hb),
+                                 'model.layers.0.self_attn.q_proj.weight': ('BF16', [32, 64], hb)},
+                                {'format': 'pt'}))
+        for index, preset in enumerate(PRESETS):
+            out = os.path.join(tmp, preset)
+            r = subprocess.run([QUARK, 'quantize', model, '-o', out, '--preset', preset], env=ENV,
+                               capture_output=True)
+            if r.returncode != 0:
+                continue        # static activation presets need calibration statistics
+            data = open(os.path.join(out, 'model.safetensors'), 'rb').read()
+            put('checkpoint', preset, bytes([index]) + data)
+            cfg = json.load(open(os.path.join(out, 'config.json')))['quantization_config']
+            put('config', 'preset-' + preset + '.json', json.dumps(cfg).encode())
+    print('corpus written to', CORPUS, '(%d presets listed by quark presets)' % len(presets))
+
+
+main()
