@@ -21,7 +21,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # GSlice's magazines would hide leaked JSON nodes and objects from LeakSanitizer
 export G_SLICE=always-malloc
 meson test -C "$dir" --no-rebuild --print-errorlogs \
-  --suite core --suite config --suite numerics --suite files --suite backends
+  --suite core --suite config --suite numerics --suite files --suite backends --suite fuzzing
 G_TEST_SRCDIR="$PWD/tests" QUARK_TOOL="$PWD/$dir/tools/quark" \
 QUARK_BACKEND_SYSTEM_PATH= QUARK_BACKEND_PATH="$PWD/$dir/libquark/backends/quark" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider \
