@@ -7,13 +7,13 @@
 # json and config: the test configs (valid and invalid) and every preset;
 # checkpoint: a tiny model quantized with each quark preset by the built
 # `quark` tool (presets with static activations skipped), prefixed with the preset's index (the target's first byte).
-# Needs numpy; runs the tool from BUILDDIR.
+# Inputs the fuzzers found that add coverage (libFuzzer -merge=1) are kept
+# alongside, named by their SHA-1. Needs numpy; runs the tool from BUILDDIR.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import glob
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -53,7 +53,12 @@ def put(target, name, data):
 
 
 def main():
-    shutil.rmtree(CORPUS, ignore_errors=True)
+    # named seeds are rewritten; inputs the fuzzers found (named by their
+    # SHA-1, 40 hex digits) are kept
+    for path in glob.glob(os.path.join(CORPUS, '*', '*')):
+        name = os.path.basename(path)
+        if not (len(name) == 40 and all(c in '0123456789abcdef' for c in name)):
+            os.unlink(path)
     rng = np.random.default_rng(7)
     w = rng.standard_normal((4, 8)).astype(np.float32)
     bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)
