@@ -141,13 +141,22 @@ QuarkRegistry *
 quark_registry_get_default (void)
 {
   static QuarkRegistry *default_registry;
+  QuarkRegistry *registry = g_atomic_pointer_get (&default_registry);
 
-  if (g_once_init_enter (&default_registry))
+  /* Publish with a compare-and-exchange rather than g_once_init_*, whose
+   * release half lives inside GLib where ThreadSanitizer cannot see it.
+   * Constructing is cheap (modules load on the first query), so a thread
+   * that loses the race drops its copy. */
+  if (registry == NULL)
     {
-      QuarkRegistry *registry = g_object_new (QUARK_TYPE_REGISTRY, NULL);
-      g_once_init_leave (&default_registry, registry);
+      registry = g_object_new (QUARK_TYPE_REGISTRY, NULL);
+      if (!g_atomic_pointer_compare_and_exchange (&default_registry, NULL, registry))
+        {
+          g_object_unref (registry);
+          registry = g_atomic_pointer_get (&default_registry);
+        }
     }
-  return default_registry;
+  return registry;
 }
 
 /* Called with the lock held. */

@@ -9,7 +9,10 @@
  * Every clone performs the same IEEE operations in the same order, without
  * contraction (-ffp-contract=off), so all produce identical bits; the test
  * suite compares them with the scalar reference on whatever machine runs it. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
+/* (not under ThreadSanitizer: its runtime is not up yet when the dynamic
+ * linker runs the clones' IFUNC resolvers, which then crash) */
 #define QK_MULTIVERSION __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QK_MULTIVERSION
