@@ -1,0 +1,178 @@
+/* test-threads.c: the registry, configs and quantizers used from several
+ * threads at once
+ *
+ * Four threads start together on a registry nobody has queried yet (so
+ * module loading races too), then each, many times: lists and looks up
+ * backends, loads a config from JSON, validates and serialises it, builds a
+ * quantizer and quantizes a model; all of them also quantize with one
+ * shared config and one shared quantizer. Every result must equal the one
+ * computed before on a single thread, byte for byte. Run it under
+ * ThreadSanitizer with tools/sanitize.sh --thread.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <quark.h>
+
+#include <string.h>
+
+#define N_THREADS 4
+#define N_ROUNDS 25
+
+static const char *config_json =
+  "{\"backend\": \"quark\", \"global_quant_config\": {\"weight\": "
+  "{\"dtype\": \"int4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32}},"
+  " \"layer_quant_config\": {\"*.down_proj\": {\"weight\": {\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}}}}";
+
+typedef struct {
+  gint go;               /* an atomic barrier: GLib's GMutex and GCond use
+                          * futexes ThreadSanitizer cannot see */
+  QuarkModel *model;
+  QuarkQuantizationConfig *shared_config;
+  QuarkModelQuantizer *shared_quantizer;
+  GBytes *expected;      /* concatenation of every output tensor's bytes */
+  char *expected_json;
+  gint failures;
+} Shared;
+
+static QuarkModel *
+make_model (void)
+{
+  QuarkModel *model = quark_model_new ();
+  const char *names[] = { "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight" };
+
+  for (guint t = 0; t < G_N_ELEMENTS (names); t++)
+    {
+      gint64 shape[2] = { 64, 128 };
+      g_autofree float *x = g_new (float, 64 * 128);
+      g_autoptr(QuarkTensor) tensor = NULL;
+      guint32 state = 12345u + t;
+      for (guint i = 0; i < 64 * 128; i++)
+        {
+          state = state * 1664525u + 1013904223u;
+          x[i] = ((float) (state >> 8) / 16777216.0f - 0.5f) * 0.1f;
+        }
+      tensor = quark_tensor_new_from_floats (names[t], shape, 2, x, 64 * 128, NULL);
+      g_assert_true (quark_model_add_tensor (model, tensor, NULL));
+    }
+  return model;
+}
+
+static GBytes *
+flatten (QuarkModel *out)
+{
+  GByteArray *all = g_byte_array_new ();
+  for (guint i = 0; i < quark_model_get_n_tensors (out); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (out, i);
+      gsize n;
+      const guint8 *p = quark_tensor_peek_data (t, &n);
+      g_byte_array_append (all, (const guint8 *) quark_tensor_get_name (t), strlen (quark_tensor_get_name (t)));
+      g_byte_array_append (all, p, n);
+    }
+  return g_byte_array_free_to_bytes (all);
+}
+
+static gboolean
+quantize_and_check (Shared *s, QuarkModelQuantizer *quantizer)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) out = quark_model_quantizer_quantize_model (quantizer, s->model, NULL, NULL, &error);
+  g_autoptr(GBytes) bytes = NULL;
+
+  if (out == NULL)
+    return FALSE;
+  bytes = flatten (out);
+  return g_bytes_equal (bytes, s->expected);
+}
+
+static gpointer
+worker (gpointer data)
+{
+  Shared *s = data;
+  QuarkRegistry *registry;
+
+  /* before the barrier: races the main thread's first query, which loads
+   * the backend modules */
+  if (quark_registry_lookup_backend (quark_registry_get_default (), "quark") == NULL)
+    g_atomic_int_inc (&s->failures);
+
+  while (!g_atomic_int_get (&s->go))
+    g_thread_yield ();
+
+  registry = quark_registry_get_default ();
+  for (guint round = 0; round < N_ROUNDS; round++)
+    {
+      g_autoptr(GPtrArray) backends = quark_registry_list_backends (registry);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(QuarkQuantizationConfig) config = NULL;
+      g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+      g_autofree char *text = NULL;
+      gboolean ok = backends->len >= 1 && quark_registry_lookup_backend (registry, "quark") != NULL;
+
+      config = quark_registry_config_from_string (registry, config_json, -1, &error);
+      ok = ok && config != NULL && quark_quantization_config_validate (config, NULL);
+      if (ok)
+        {
+          text = quark_quantization_config_to_string (config);
+          ok = g_strcmp0 (text, s->expected_json) == 0;
+          quantizer = quark_registry_new_quantizer (registry, config, NULL);
+          ok = ok && quantizer != NULL && quantize_and_check (s, quantizer);
+        }
+      /* the shared objects, used by every thread at once */
+      if (ok)
+        {
+          g_autofree char *shared_text = quark_quantization_config_to_string (s->shared_config);
+          ok = g_strcmp0 (shared_text, s->expected_json) == 0 &&
+               quantize_and_check (s, s->shared_quantizer);
+        }
+      if (!ok)
+        g_atomic_int_inc (&s->failures);
+    }
+  return NULL;
+}
+
+static void
+test_concurrent_use (void)
+{
+  Shared s = { 0 };
+  GThread *threads[N_THREADS];
+  g_autoptr(QuarkModelQuantizer) reference = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModel) out = NULL;
+  g_autoptr(GError) error = NULL;
+
+  s.model = make_model ();
+
+  /* start the threads first, so that they race on the registry's first query */
+  for (guint i = 0; i < N_THREADS; i++)
+    threads[i] = g_thread_new ("quark-test", worker, &s);
+
+  config = quark_registry_config_from_string (quark_registry_get_default (), config_json, -1, &error);
+  g_assert_no_error (error);
+  reference = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+  g_assert_no_error (error);
+  out = quark_model_quantizer_quantize_model (reference, s.model, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (quark_model_get_n_tensors (out), ==, 5);   /* int4 codes+scale+zp, fp8 codes+scale */
+  s.expected = flatten (out);
+  s.expected_json = quark_quantization_config_to_string (config);
+  s.shared_config = config;
+  s.shared_quantizer = reference;
+
+  g_atomic_int_set (&s.go, TRUE);
+  for (guint i = 0; i < N_THREADS; i++)
+    g_thread_join (threads[i]);
+
+  g_assert_cmpint (s.failures, ==, 0);
+  g_bytes_unref (s.expected);
+  g_free (s.expected_json);
+  g_object_unref (s.model);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/threads/concurrent-use", test_concurrent_use);
+  return g_test_run ();
+}
