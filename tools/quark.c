@@ -498,6 +498,52 @@ cmd_presets (int argc, char **argv)
 
 /* ---- quantize --------------------------------------------------------------- */
 
+/* The real path of @path, or of its parent joined with its base name when
+ * @path does not exist yet. */
+static char *
+resolve_path (const char *path)
+{
+  g_autofree char *parent = NULL, *base = NULL, *real_parent = NULL;
+  char *real = realpath (path, NULL);
+
+  if (real)
+    return real;
+  parent = g_path_get_dirname (path);
+  base = g_path_get_basename (path);
+  real_parent = realpath (parent, NULL);
+  return g_build_filename (real_parent ? real_parent : parent, base, NULL);
+}
+
+static gboolean
+path_is_within (const char *inner, const char *outer)
+{
+  g_autofree char *prefix = g_str_has_suffix (outer, "/") ? g_strdup (outer) : g_strconcat (outer, "/", NULL);
+  return g_str_equal (inner, outer) || g_str_has_prefix (inner, prefix);
+}
+
+/* OUT may be neither MODEL, nor inside it (the input is never modified), nor
+ * around it (--force would delete the input with the old output). */
+static gboolean
+check_output_apart (const char *model_path, const char *output, GError **error)
+{
+  g_autofree char *model = resolve_path (model_path);
+  g_autofree char *out = resolve_path (output);
+
+  if (path_is_within (out, model))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: the output is inside the input %s, which is never modified", output, model_path);
+      return FALSE;
+    }
+  if (path_is_within (model, out))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: the output would contain the input %s; choose another directory", output, model_path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_size (const char *text, guint64 *out)
 {
@@ -652,6 +698,8 @@ cmd_quantize (int argc, char **argv)
   model_path = argv[1];
   if (backend_name == NULL)
     backend_name = g_strdup ("quark");
+  if (!check_output_apart (model_path, output, &error))
+    goto fail;
 
   config = load_config (config_file, preset, backend_name, excludes, &error);
   if (config == NULL)

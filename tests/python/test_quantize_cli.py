@@ -328,6 +328,28 @@ def test_fp4_with_e5m3_group_scales(llama, tmp_path):
         assert row['sqnr_db'] > 13, row
 
 
+def test_output_inside_or_around_the_input_is_refused(llama, tmp_path):
+    """OUT inside MODEL would modify the input; OUT around MODEL with --force
+    would delete it. Both exit 1 naming OUT, and nothing is touched."""
+    import shutil
+    src, _ = llama
+    model = tmp_path / 'model'
+    shutil.copytree(src, model)
+    before = sorted((p.name, p.stat().st_size) for p in model.iterdir())
+
+    r = quantize(model, model / 'out', '--preset', 'ptpc_fp8')
+    assert r.returncode == 1
+    assert str(model / 'out') in r.stderr and 'inside the input' in r.stderr
+    r = quantize(model, tmp_path, '--preset', 'ptpc_fp8', '--force')
+    assert r.returncode == 1
+    assert 'would contain the input' in r.stderr
+    r = quantize(model, model, '--preset', 'ptpc_fp8', '--force')
+    assert r.returncode == 1
+
+    assert sorted((p.name, p.stat().st_size) for p in model.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model']
+
+
 def test_threads_give_identical_checkpoints(llama, tmp_path):
     src, _ = llama
     one, two = tmp_path / 'one', tmp_path / 'two'
