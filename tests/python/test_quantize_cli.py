@@ -330,7 +330,8 @@ def test_fp4_with_e5m3_group_scales(llama, tmp_path):
 
 def test_output_inside_or_around_the_input_is_refused(llama, tmp_path):
     """OUT inside MODEL would modify the input; OUT around MODEL with --force
-    would delete it. Both exit 1 naming OUT, and nothing is touched."""
+    would delete it; an OUT that cannot be created fails. Each exits 1 naming
+    the path, and nothing is touched."""
     import shutil
     src, _ = llama
     model = tmp_path / 'model'
@@ -346,8 +347,15 @@ def test_output_inside_or_around_the_input_is_refused(llama, tmp_path):
     r = quantize(model, model, '--preset', 'ptpc_fp8', '--force')
     assert r.returncode == 1
 
+    # an output that cannot be created (its parent is a file: this holds
+    # even for root, unlike permission bits)
+    (tmp_path / 'plain').write_text('x')
+    r = quantize(model, tmp_path / 'plain' / 'out', '--preset', 'ptpc_fp8')
+    assert r.returncode == 1
+    assert str(tmp_path / 'plain') in r.stderr and 'Not a directory' in r.stderr
+
     assert sorted((p.name, p.stat().st_size) for p in model.iterdir()) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['model']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model', 'plain']
 
 
 def test_threads_give_identical_checkpoints(llama, tmp_path):
