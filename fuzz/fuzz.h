@@ -29,14 +29,3 @@ fuzz_set_up (void)
   g_setenv ("QUARK_BACKEND_SYSTEM_PATH", "", TRUE);
   g_log_set_always_fatal (G_LOG_LEVEL_CRITICAL | G_LOG_FATAL_MASK);
 }
-
-/* A copy of the input with a terminating NUL, for text parsers. */
-static inline char *
-fuzz_text (const uint8_t *data, size_t size)
-{
-  char *text = g_malloc (size + 1);
-  if (size)
-    memcpy (text, data, size);
-  text[size] = '\0';
-  return text;
-}

@@ -69,6 +69,13 @@ parse_options (const char   *command,
       *status = EXIT_USAGE;
       return FALSE;
     }
+  /* a command without parameters takes no positional arguments */
+  if (parameters == NULL && *argc > 1)
+    {
+      g_printerr ("quark %s: unexpected argument \"%s\"\n", command, (*argv)[1]);
+      *status = EXIT_USAGE;
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -94,11 +101,6 @@ cmd_backends (int argc, char **argv)
                       "through QUARK_BACKEND_PATH, and the installed backend directory.",
                       entries, &argc, &argv, &status))
     return status;
-  if (argc > 1)
-    {
-      g_printerr ("quark backends: unexpected argument \"%s\"\n", argv[1]);
-      return EXIT_USAGE;
-    }
 
   backends = quark_registry_list_backends (registry);
   module_list = quark_registry_list_modules (registry);
@@ -314,11 +316,6 @@ cmd_demo (int argc, char **argv)
                       "output dtype, scales, and the error of the dequantized weights.",
                       entries, &argc, &argv, &status))
     return status;
-  if (argc > 1)
-    {
-      g_printerr ("quark demo: unexpected argument \"%s\"\n", argv[1]);
-      return EXIT_USAGE;
-    }
   if (show_config)
     {
       g_print ("%s", builtin_config);
@@ -452,11 +449,6 @@ cmd_presets (int argc, char **argv)
   if (!parse_options ("presets", NULL, "Lists the named configs of every backend (or of --backend).",
                       entries, &argc, &argv, &status))
     return status;
-  if (argc > 1)
-    {
-      g_printerr ("quark presets: unexpected argument \"%s\"\n", argv[1]);
-      return EXIT_USAGE;
-    }
   backends = quark_registry_list_backends (quark_registry_get_default ());
   if (backend_name && quark_registry_lookup_backend (quark_registry_get_default (), backend_name) == NULL)
     {
