@@ -728,7 +728,8 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
   g_autofree float *scales = NULL;
   g_autofree float *zps = NULL;
   g_autoptr(GBytes) bytes = NULL;
-  gboolean mx;
+  gboolean mx, scale_fits;
+  QuarkDType scale_dtype;
 
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
   g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
@@ -785,16 +786,26 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
   if (!check_param_tensor (scale, "scale", codes, &l, error) ||
       (zero_point && !check_param_tensor (zero_point, "zero point", codes, &l, error)))
     return NULL;
-  if (self->scale_format == QUARK_SCALE_FORMAT_E5M3
-        ? quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8
-        : mx ? quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E8M0 &&
-               quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8
-             : !quark_dtype_is_float (quark_tensor_get_dtype (scale)) ||
-               quark_tensor_get_dtype (scale) == QUARK_DTYPE_F8_E8M0)
+  scale_dtype = quark_tensor_get_dtype (scale);
+  switch (self->scale_format)
+    {
+    case QUARK_SCALE_FORMAT_E8M0:    /* E8M0, or its bytes as stored */
+      scale_fits = scale_dtype == QUARK_DTYPE_F8_E8M0 || scale_dtype == QUARK_DTYPE_U8;
+      break;
+    case QUARK_SCALE_FORMAT_E5M3:    /* E5M3 codes are stored as bytes */
+      scale_fits = scale_dtype == QUARK_DTYPE_U8;
+      break;
+    case QUARK_SCALE_FORMAT_FLOAT32:
+    default:
+      scale_fits = quark_dtype_is_float (scale_dtype) && scale_dtype != QUARK_DTYPE_F8_E8M0;
+      break;
+    }
+  if (!scale_fits)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "tensor %s: scales of dtype %s do not fit a %s spec", quark_tensor_get_name (scale),
-                   quark_dtype_get_name (quark_tensor_get_dtype (scale)), mx ? "MX" : "float-scale");
+                   quark_dtype_get_name (scale_dtype),
+                   mx ? "MX" : self->scale_format == QUARK_SCALE_FORMAT_E5M3 ? "E5M3-scale" : "float-scale");
       return NULL;
     }
 
