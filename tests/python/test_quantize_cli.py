@@ -13,8 +13,11 @@ import pytest
 
 np = pytest.importorskip('numpy')
 
+from safetensors_writer import write_safetensors  # noqa: E402
+
 QUARK = os.environ['QUARK_TOOL']
 H, F, V, L = 256, 512, 320, 2       # hidden, intermediate, vocab, layers
+PT = {'format': 'pt'}               # the __metadata__ torch writes
 
 
 def to_bf16(a):
@@ -23,19 +26,6 @@ def to_bf16(a):
 
 def from_bf16(h):
     return (h.astype(np.uint32) << 16).view(np.float32)
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {'__metadata__': {'format': 'pt'}}, [], 0
-    for name, (dtype, array) in tensors.items():
-        data = array.tobytes()
-        header[name] = {'dtype': dtype, 'shape': list(array.shape), 'data_offsets': [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header).encode()
-    text += b' ' * (-len(text) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(text)) + text + b''.join(blobs))
 
 
 def read_safetensors(path):
@@ -78,8 +68,8 @@ def llama(tmp_path_factory):
     names = list(shapes)
     half = len(names) // 2
     shard_names = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']
-    write_safetensors(d / shard_names[0], {k: ('BF16', arrays[k]) for k in names[:half]})
-    write_safetensors(d / shard_names[1], {k: ('BF16', arrays[k]) for k in names[half:]})
+    write_safetensors(d / shard_names[0], {k: ('BF16', arrays[k]) for k in names[:half]}, PT)
+    write_safetensors(d / shard_names[1], {k: ('BF16', arrays[k]) for k in names[half:]}, PT)
     (d / 'model.safetensors.index.json').write_text(json.dumps({
         'metadata': {'total_size': sum(a.nbytes for a in arrays.values())},
         'weight_map': {k: shard_names[0] if i < half else shard_names[1] for i, k in enumerate(names)}}))
@@ -379,7 +369,7 @@ def test_killed_run_leaves_no_complete_output(tmp_path):
     src.mkdir()
     block = to_bf16(np.random.default_rng(9).standard_normal((2048, 2048)) * 0.02)
     write_safetensors(src / 'model.safetensors',
-                      {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', block) for i in range(12)})
+                      {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', block) for i in range(12)}, PT)
     out = tmp_path / 'out'
     p = subprocess.Popen([QUARK, 'quantize', str(src), '-o', str(out), '--preset', 'int4_wo_128'],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -399,7 +389,7 @@ def test_malformed_inputs_exit_1_naming_the_file(tmp_path, case):
     d.mkdir()
     path = d / 'model.safetensors'
     w = np.zeros((4, 8), np.uint16)
-    write_safetensors(path, {'a.weight': ('BF16', w), 'b.weight': ('BF16', w)})
+    write_safetensors(path, {'a.weight': ('BF16', w), 'b.weight': ('BF16', w)}, PT)
     raw = path.read_bytes()
     n = struct.unpack('<Q', raw[:8])[0]
     header = json.loads(raw[8:8 + n])
@@ -412,7 +402,7 @@ def test_malformed_inputs_exit_1_naming_the_file(tmp_path, case):
             header['b.weight']['data_offsets'] = [32, 96]
         elif case == 'unknown-dtype':
             header['a.weight']['dtype'] = 'B16'
-        text = json.dumps(header).encode() if case != 'not-json' else b'{"a.weight": [1, 2'
+        text = json.dumps(header, separators=(',', ':')).encode() if case != 'not-json' else b'{"a.weight": [1, 2'
         text += b' ' * (n - len(text))
         path.write_bytes(raw[:8] + text[:n] + raw[8 + n:])
     else:

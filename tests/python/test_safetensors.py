@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 
 np = pytest.importorskip('numpy')
 
+from safetensors_writer import write_safetensors  # noqa: E402
+
 DTYPES = {'F32': np.float32, 'F16': np.float16, 'I8': np.int8, 'U8': np.uint8, 'I32': np.int32,
           'F64': np.float64, 'I64': np.int64, 'U16': np.uint16, 'I16': np.int16}
 
@@ -26,22 +28,7 @@ def parse(path):
     return raw, n, header
 
 
-def write(path, tensors, metadata=None):
-    """A reference writer, as the format reference describes it."""
-    header = {}
-    if metadata is not None:
-        header['__metadata__'] = metadata
-    offset = 0
-    blobs = []
-    for name, (dtype, array) in tensors.items():
-        data = array.tobytes()
-        header[name] = {'dtype': dtype, 'shape': list(array.shape), 'data_offsets': [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header, separators=(',', ':')).encode()
-    text += b' ' * (-len(text) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(text)) + text + b''.join(blobs))
+write = write_safetensors   # the reference writer, shared with test_quantize_cli.py
 
 
 def test_libquark_output_follows_the_format(tmp_path):
