@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <glib/gstdio.h>
 
 /**
@@ -70,6 +71,7 @@ struct _QuarkCheckpointWriter
   JsonNode *metadata;
   GPtrArray *shards;          /* Shard */
   guint64 total_size;
+  guint64 space_left;         /* QUARK_DEBUG_WRITE_LIMIT, else G_MAXUINT64 */
   gboolean done;
 };
 
@@ -141,7 +143,11 @@ quark_checkpoint_writer_class_init (QuarkCheckpointWriterClass *klass)
 static void
 quark_checkpoint_writer_init (QuarkCheckpointWriter *self)
 {
+  const char *limit = g_getenv ("QUARK_DEBUG_WRITE_LIMIT");
+
   self->shards = g_ptr_array_new_with_free_func (shard_free);
+  /* A testing hook: the disk is full after this many bytes. */
+  self->space_left = limit && *limit ? g_ascii_strtoull (limit, NULL, 10) : G_MAXUINT64;
 }
 
 static gboolean
@@ -226,11 +232,20 @@ file_dtype (QuarkTensor *t, GError **error)
   return quark_dtype_to_safetensors (dtype);
 }
 
+/* Every byte the writer puts on disk goes through here (the kernel copy of
+ * append_file() is only used when no write limit is set). */
 static gboolean
-write_all (int fd, const void *data, gsize size, const char *path, GError **error)
+write_all (QuarkCheckpointWriter *self, int fd, const void *data, gsize size, const char *path, GError **error)
 {
   const guint8 *p = data;
+  gboolean full = FALSE;
 
+  if (self->space_left != G_MAXUINT64)
+    {
+      full = size > self->space_left;
+      size = MIN (size, self->space_left);
+      self->space_left -= size;
+    }
   while (size > 0)
     {
       gssize n = write (fd, p, MIN (size, (gsize) 1 << 30));
@@ -243,18 +258,20 @@ write_all (int fd, const void *data, gsize size, const char *path, GError **erro
       p += n;
       size -= (gsize) n;
     }
-  return TRUE;
+  return full ? io_error (error, path, "write failed", ENOSPC) : TRUE;
 }
 
 /* Appends the contents of @from to @to_fd, in the kernel when it can. */
 static gboolean
-append_file (int to_fd, const char *to_path, int from_fd, const char *from_path, guint64 size, GError **error)
+append_file (QuarkCheckpointWriter *self, int to_fd, const char *to_path, int from_fd, const char *from_path,
+             guint64 size, GError **error)
 {
   off_t in_off = 0;
 
   while ((guint64) in_off < size)
     {
-      gssize n = copy_file_range (from_fd, &in_off, to_fd, NULL, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 30), 0);
+      gssize n = self->space_left != G_MAXUINT64 ? (errno = ENOSYS, -1)
+                 : copy_file_range (from_fd, &in_off, to_fd, NULL, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 30), 0);
       if (n > 0)
         continue;
       if (n < 0 && errno == EINTR)
@@ -268,7 +285,7 @@ append_file (int to_fd, const char *to_path, int from_fd, const char *from_path,
               gssize r = pread (from_fd, buffer, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 20), in_off);
               if (r <= 0)
                 return io_error (error, from_path, "read failed", r < 0 ? errno : EIO);
-              if (!write_all (to_fd, buffer, (gsize) r, to_path, error))
+              if (!write_all (self, to_fd, buffer, (gsize) r, to_path, error))
                 return FALSE;
               in_off += r;
             }
@@ -339,12 +356,12 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
   if (fd < 0)
     return io_error (error, s->part_path, "cannot create", errno);
   len_le = GUINT64_TO_LE ((guint64) header->len);
-  ok = write_all (fd, &len_le, 8, s->part_path, error) &&
-       write_all (fd, header->str, header->len, s->part_path, error);
+  ok = write_all (self, fd, &len_le, 8, s->part_path, error) &&
+       write_all (self, fd, header->str, header->len, s->part_path, error);
   for (guint c = 0; ok && c < N_CLASSES; c++)
     if (s->fd[c] >= 0)
       {
-        ok = append_file (fd, s->part_path, s->fd[c], s->data_path[c], s->class_size[c], error);
+        ok = append_file (self, fd, s->part_path, s->fd[c], s->data_path[c], s->class_size[c], error);
         close (s->fd[c]);
         s->fd[c] = -1;
         g_unlink (s->data_path[c]);
@@ -371,6 +388,17 @@ new_shard (QuarkCheckpointWriter *self)
     s->fd[c] = -1;
   g_ptr_array_add (self->shards, s);
   return s;
+}
+
+/* Write errors name a file in the temporary directory; say which output
+ * it was for. */
+static gboolean
+name_output (QuarkCheckpointWriter *self, GError **error)
+{
+  if (error && *error && g_error_matches (*error, QUARK_ERROR, QUARK_ERROR_IO) &&
+      !g_str_has_prefix ((*error)->message, self->directory))
+    g_prefix_error (error, "%s: ", self->directory);
+  return FALSE;
 }
 
 /**
@@ -410,7 +438,7 @@ quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
   if (s == NULL || (s->size > 0 && s->size + size > self->max_shard))
     {
       if (s && !close_shard (self, s, self->shards->len - 1, error))
-        return FALSE;
+        return name_output (self, error);
       s = new_shard (self);
     }
 
@@ -427,14 +455,15 @@ quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
       s->fd[e->klass] = g_open (s->data_path[e->klass], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
       if (s->fd[e->klass] < 0)
         {
+          io_error (error, s->data_path[e->klass], "cannot create", errno);
           entry_free (e);
-          return io_error (error, s->data_path[e->klass], "cannot create", errno);
+          return name_output (self, error);
         }
     }
-  if (!write_all (s->fd[e->klass], data, size, s->data_path[e->klass], error))
+  if (!write_all (self, s->fd[e->klass], data, size, s->data_path[e->klass], error))
     {
       entry_free (e);
-      return FALSE;
+      return name_output (self, error);
     }
   g_ptr_array_add (s->entries, e);
   s->class_size[e->klass] += size;
@@ -493,14 +522,45 @@ quark_checkpoint_writer_get_bytes_written (QuarkCheckpointWriter *self)
   return self->total_size;
 }
 
+/* Copies @from_path to a new file @to_path through append_file(). */
 static gboolean
-copy_extra_files (const char *from, const char *to, GError **error)
+copy_file (QuarkCheckpointWriter *self, const char *from_path, const char *to_path, GError **error)
+{
+  struct stat st;
+  int from_fd, to_fd;
+  gboolean ok;
+
+  from_fd = g_open (from_path, O_RDONLY | O_CLOEXEC, 0);
+  if (from_fd < 0)
+    return io_error (error, from_path, "cannot open", errno);
+  if (fstat (from_fd, &st) != 0)
+    {
+      int saved = errno;
+      close (from_fd);
+      return io_error (error, from_path, "cannot read", saved);
+    }
+  to_fd = g_open (to_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (to_fd < 0)
+    {
+      int saved = errno;
+      close (from_fd);
+      return io_error (error, to_path, "cannot create", saved);
+    }
+  ok = append_file (self, to_fd, to_path, from_fd, from_path, (guint64) st.st_size, error);
+  close (from_fd);
+  if (close (to_fd) != 0 && ok)
+    ok = io_error (error, to_path, "close failed", errno);
+  return ok;
+}
+
+static gboolean
+copy_extra_files (QuarkCheckpointWriter *self, GError **error)
 {
   g_autoptr(GDir) dir = NULL;
   g_autoptr(GError) local_error = NULL;
   const char *name;
 
-  dir = g_dir_open (from, 0, &local_error);
+  dir = g_dir_open (self->copy_from, 0, &local_error);
   if (dir == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
@@ -508,38 +568,36 @@ copy_extra_files (const char *from, const char *to, GError **error)
     }
   while ((name = g_dir_read_name (dir)) != NULL)
     {
-      g_autofree char *src = g_build_filename (from, name, NULL);
-      g_autofree char *dst = g_build_filename (to, name, NULL);
-      g_autoptr(GFile) sf = NULL, df = NULL;
+      g_autofree char *src = g_build_filename (self->copy_from, name, NULL);
+      g_autofree char *dst = g_build_filename (self->tmp, name, NULL);
 
       if (g_str_has_suffix (name, ".safetensors") || g_str_equal (name, "model.safetensors.index.json") ||
           g_str_equal (name, "config.json") || !g_file_test (src, G_FILE_TEST_IS_REGULAR) ||
           g_file_test (src, G_FILE_TEST_IS_SYMLINK))
         continue;
-      sf = g_file_new_for_path (src);
-      df = g_file_new_for_path (dst);
-      if (!g_file_copy (sf, df, G_FILE_COPY_NONE, NULL, NULL, NULL, &local_error))
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", src, local_error->message);
-          return FALSE;
-        }
+      if (!copy_file (self, src, dst, error))
+        return FALSE;
     }
   return TRUE;
 }
 
 static gboolean
-write_json_file (const char *path, JsonNode *node, GError **error)
+write_json_file (QuarkCheckpointWriter *self, const char *path, JsonNode *node, GError **error)
 {
   g_autofree char *text = quark_json_to_string (node, TRUE);
   g_autofree char *contents = g_strconcat (text, "\n", NULL);
-  g_autoptr(GError) local_error = NULL;
+  int fd;
+  gboolean ok;
 
-  if (!g_file_set_contents (path, contents, -1, &local_error))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, local_error->message);
-      return FALSE;
-    }
-  return TRUE;
+  fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return io_error (error, path, "cannot create", errno);
+  ok = write_all (self, fd, contents, strlen (contents), path, error);
+  if (ok && fsync (fd) != 0)
+    ok = io_error (error, path, "fsync failed", errno);
+  if (close (fd) != 0 && ok)
+    ok = io_error (error, path, "close failed", errno);
+  return ok;
 }
 
 /**
@@ -594,17 +652,17 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
       json_object_set_object_member (index, "metadata", metadata);
       json_object_set_object_member (index, "weight_map", json_object_ref (weight_map));
       node = json_node_init_object (json_node_alloc (), index);
-      ok = write_json_file (index_path, node, error);
+      ok = write_json_file (self, index_path, node, error);
       json_node_unref (node);
       json_object_unref (index);
     }
   if (ok && self->metadata)
     {
       g_autofree char *config_path = g_build_filename (self->tmp, "config.json", NULL);
-      ok = write_json_file (config_path, self->metadata, error);
+      ok = write_json_file (self, config_path, self->metadata, error);
     }
   if (ok && self->copy_from)
-    ok = copy_extra_files (self->copy_from, self->tmp, error);
+    ok = copy_extra_files (self, error);
   if (ok && g_cancellable_is_cancelled (cancellable))
     {
       g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
@@ -648,7 +706,10 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
     }
   self->done = TRUE;
   if (!ok)
-    quark_checkpoint_writer_abort (self);
+    {
+      name_output (self, error);
+      quark_checkpoint_writer_abort (self);
+    }
   return ok;
 }
 

@@ -23,12 +23,14 @@ struct _QuarkQuarkQuantizer
   GObject parent_instance;
   QuarkQuantizationConfig *config;
   guint threads;
+  gboolean allow_nonfinite;
 };
 
 enum {
   PROP_0,
   PROP_CONFIG,
   PROP_THREADS,
+  PROP_ALLOW_NONFINITE,
 };
 
 static void quantizer_iface_init (QuarkModelQuantizerInterface *iface);
@@ -50,6 +52,8 @@ quark_quark_quantizer_get_property (GObject *object, guint prop_id, GValue *valu
     g_value_set_object (value, QUARK_QUARK_QUANTIZER (object)->config);
   else if (prop_id == PROP_THREADS)
     g_value_set_uint (value, QUARK_QUARK_QUANTIZER (object)->threads);
+  else if (prop_id == PROP_ALLOW_NONFINITE)
+    g_value_set_boolean (value, QUARK_QUARK_QUANTIZER (object)->allow_nonfinite);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -61,6 +65,8 @@ quark_quark_quantizer_set_property (GObject *object, guint prop_id, const GValue
     QUARK_QUARK_QUANTIZER (object)->config = g_value_dup_object (value);
   else if (prop_id == PROP_THREADS)
     QUARK_QUARK_QUANTIZER (object)->threads = g_value_get_uint (value);
+  else if (prop_id == PROP_ALLOW_NONFINITE)
+    QUARK_QUARK_QUANTIZER (object)->allow_nonfinite = g_value_get_boolean (value);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -78,6 +84,13 @@ quark_quark_quantizer_class_init (QuarkQuarkQuantizerClass *klass)
   g_object_class_install_property (object_class, PROP_THREADS,
     g_param_spec_uint ("threads", "Threads", "Tensors quantized in parallel", 1, 256, 1,
                        G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+  /* NaN and infinities in weights: an error naming the tensor unless set;
+   * when set, NaN quantizes as 0 and +-inf as the tensor's largest finite
+   * magnitude (so they saturate), and the statistics see finite values only */
+  g_object_class_install_property (object_class, PROP_ALLOW_NONFINITE,
+    g_param_spec_boolean ("allow-nonfinite", "Allow non-finite",
+                          "Quantize NaN as 0 and infinities as the largest finite magnitude instead of failing",
+                          FALSE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
 }
 
 static void
@@ -373,7 +386,7 @@ need_multiple (const char *name, gsize value, gsize multiple, const char *what, 
     return TRUE;
   g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
                "tensor %s: the %s (%" G_GSIZE_FORMAT ") must be a multiple of %" G_GSIZE_FORMAT
-               " for AMD Quark's packed layout", name, what, value, multiple);
+               " for AMD Quark's checkpoint layout", name, what, value, multiple);
   return FALSE;
 }
 
@@ -515,6 +528,24 @@ export_weight (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gbo
   QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
   QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
 
+  /* numerics.md: a ragged last group quantizes, but checkpoints hold whole
+   * groups only (engine loaders assume them); MX blocks are zero-padded */
+  if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP &&
+      quark_tensor_spec_get_group_size (spec) > 0 &&
+      quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E8M0)
+    {
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
+      int axis = quark_tensor_spec_get_ch_axis (spec);
+      if (n_dims > 0)
+        {
+          axis = axis < 0 ? axis + (int) n_dims : axis;
+          if (axis >= 0 && axis < (int) n_dims &&
+              !need_multiple (name, (gsize) shape[axis], (gsize) quark_tensor_spec_get_group_size (spec),
+                              "grouped dimension", error))
+            return FALSE;
+        }
+    }
   if (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4)
     return export_int4 (logical, name, spec, reorder, out, error);
   if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
@@ -551,9 +582,27 @@ block_dim (QuarkTensorSpec *spec, int which)
 
 /* Quantizes @tensor with @spec; adds NAME (codes), NAME_scale and, for
  * integers, NAME_zero_point to @out. */
+/* The allow-nonfinite policy: NaN becomes 0, +-inf the largest finite
+ * magnitude of @x with its sign. */
+static void
+replace_nonfinite (float *x, gsize n)
+{
+  float amax = 0.0f;
+
+  for (gsize i = 0; i < n; i++)
+    if (isfinite (x[i]))
+      amax = fmaxf (amax, fabsf (x[i]));
+  for (gsize i = 0; i < n; i++)
+    if (isnan (x[i]))
+      x[i] = 0.0f;
+    else if (isinf (x[i]))
+      x[i] = copysignf (amax, x[i]);
+}
+
 static gboolean
 quantize_tensor_with_spec (QuarkTensor      *tensor,
                            QuarkTensorSpec  *spec,
+                           gboolean          allow_nonfinite,
                            QuarkModel       *out,
                            GError          **error)
 {
@@ -586,6 +635,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
       quark_kernel_convert_from_f32 (dtype, x, cast, n);
       return add_new_tensor (out, name, dtype, shape, n_dims, cast, n * 2, error);
     }
+  if (allow_nonfinite)
+    replace_nonfinite (x, n);
   if (!(quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_BLOCK
         ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (spec, 0), block_dim (spec, 1))
         : quark_kernel_layout_init (&l, shape, n_dims, quark_tensor_spec_get_qscheme (spec),
@@ -610,7 +661,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
       if (!quark_kernel_min_max_f32 (x, n, &lo, &hi))
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                       "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+                       "tensor %s: holds NaN or infinity, which cannot be quantized "
+                       "(the allow-nonfinite option saturates them instead)", name);
           return FALSE;
         }
       quark_kernel_mx_quantize_f32 (&params, x, l.rows, l.cols, codes, bytes);
@@ -636,7 +688,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
       if (!stats.finite)
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                       "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+                       "tensor %s: holds NaN or infinity, which cannot be quantized "
+                       "(the allow-nonfinite option saturates them instead)", name);
           return FALSE;
         }
 
@@ -787,7 +840,7 @@ process_tensor (QuarkQuarkQuantizer  *self,
     return quark_model_add_tensor (chunk, tensor, error);
   {
     g_autoptr(QuarkModel) logical = quark_model_new ();
-    if (!quantize_tensor_with_spec (tensor, spec, logical, error) ||
+    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, logical, error) ||
         !export_weight (logical, quark_tensor_get_name (tensor), spec, reorder, chunk, error))
       return FALSE;
   }
@@ -988,7 +1041,7 @@ quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
   g_autoptr(QuarkModel) out = quark_model_new ();
 
   if (!quark_quark_check_spec (spec, QUARK_ROLE_WEIGHT, "spec", error) ||
-      !quantize_tensor_with_spec (tensor, spec, out, error))
+      !quantize_tensor_with_spec (tensor, spec, QUARK_QUARK_QUANTIZER (quantizer)->allow_nonfinite, out, error))
     return NULL;
   return g_steal_pointer (&out);
 }
