@@ -6,7 +6,9 @@
  */
 #include <quark/quark.h>
 
+#include <glib-unix.h>
 #include <locale.h>
+#include <signal.h>
 #include <unistd.h>
 #include <math.h>
 #include <stdio.h>
@@ -44,6 +46,33 @@ print_json (JsonNode *node)
   g_print ("%s\n", text);
 }
 
+/* A failed command: the message on stderr and, with --json, the error's
+ * stable domain and code on stdout for scripts. Returns the exit status. */
+static int
+report_failure (const char *command, const GError *error, gboolean json)
+{
+  g_printerr ("quark %s: %s\n", command, error->message);
+  if (json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      g_autoptr(JsonNode) root = NULL;
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "error");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "domain");
+      json_builder_add_string_value (b, g_quark_to_string (error->domain));
+      json_builder_set_member_name (b, "code");
+      json_builder_add_int_value (b, error->code);
+      json_builder_set_member_name (b, "message");
+      json_builder_add_string_value (b, error->message);
+      json_builder_end_object (b);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      print_json (root);
+    }
+  return 1;
+}
+
 /* Parses the options of a subcommand; returns FALSE with the exit status in
  * *status on --help or bad usage. */
 static gboolean
@@ -57,9 +86,11 @@ parse_options (const char   *command,
 {
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *full = g_strdup_printf ("%s%s%s", command, parameters ? " " : "", parameters ? parameters : "");
+  g_autofree char *prgname = g_strdup_printf ("quark %s", command);
 
-  context = g_option_context_new (full);
+  /* usage reads "quark COMMAND [OPTION…] PARAMETERS" */
+  g_set_prgname (prgname);
+  context = g_option_context_new (parameters);
   g_option_context_set_summary (context, description);
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, argc, argv, &error))
@@ -633,12 +664,72 @@ load_config (const char *config_file, const char *preset, const char *backend_na
   return quark_registry_config_from_json (registry, root, "--exclude", error);
 }
 
+/* The quantization runs in a worker thread while the main thread waits in a
+ * main loop for SIGINT or SIGTERM, which cancel it: the writer then removes
+ * what it wrote and the command fails like any other error. */
+typedef struct {
+  QuarkModelQuantizer *quantizer;
+  QuarkModel *model;
+  QuarkCheckpointWriter *writer;
+  const char *copy_from;
+  GCancellable *cancellable;
+  GMainLoop *loop;
+  gboolean ok;
+  GError *error;
+} QuantizeJob;
+
+static gboolean
+quit_loop (gpointer user_data)
+{
+  g_main_loop_quit (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+quantize_job_run (gpointer user_data)
+{
+  QuantizeJob *job = user_data;
+
+  job->ok = quark_model_quantizer_quantize_model_to_writer (job->quantizer, job->model, NULL, job->writer,
+                                                             job->cancellable, &job->error);
+  if (job->ok)
+    {
+      quark_checkpoint_writer_set_copy_from (job->writer, job->copy_from);
+      job->ok = quark_checkpoint_writer_finish (job->writer, job->cancellable, &job->error);
+    }
+  g_idle_add (quit_loop, job->loop);
+  return NULL;
+}
+
+static gboolean
+on_stop_signal (gpointer user_data)
+{
+  g_cancellable_cancel (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Sets a quantizer option the backend may lack, such as "threads". */
+static gboolean
+set_backend_option (QuarkModelQuantizer *quantizer, const char *property, const GValue *value,
+                    const char *option, GError **error)
+{
+  if (g_object_class_find_property (G_OBJECT_GET_CLASS (quantizer), property) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "backend %s does not support %s",
+                   quark_quantization_config_get_backend_name (quark_model_quantizer_get_config (quantizer)),
+                   option);
+      return FALSE;
+    }
+  g_object_set_property (G_OBJECT (quantizer), property, value);
+  return TRUE;
+}
+
 static int
 cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
   g_auto(GStrv) excludes = NULL;
-  gboolean force = FALSE, json = FALSE;
+  gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE;
   int threads = 1;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory", "OUT" },
@@ -649,10 +740,15 @@ cmd_quantize (int argc, char **argv)
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },
     { "max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_text, "Largest output file, such as 5GB or 500MiB (default 5GB)", "SIZE" },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output directory", NULL },
+    { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GMainLoop) loop = NULL;
+  QuantizeJob job = { 0 };
+  guint sigint_id = 0, sigterm_id = 0;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
   g_autoptr(QuarkModel) model = NULL;
@@ -668,7 +764,8 @@ cmd_quantize (int argc, char **argv)
                       "with --preset or --config and writes the checkpoint to OUT, with\n"
                       "config.json's quantization_config and the directory's other files.\n"
                       "OUT is written under a temporary name and renamed when complete; an\n"
-                      "existing OUT is replaced only with --force. MODEL is never modified.",
+                      "existing OUT is replaced only with --force; an interrupted run (Ctrl-C)\n"
+                      "removes what it wrote. MODEL is never modified.",
                       entries, &argc, &argv, &status))
     return status;
   if (argc != 2 || output == NULL || (preset == NULL) == (config_file == NULL))
@@ -692,6 +789,9 @@ cmd_quantize (int argc, char **argv)
     backend_name = g_strdup ("quark");
   if (!check_output_apart (model_path, output, &error))
     goto fail;
+  /* before anything is written: an interrupted run cleans up */
+  sigint_id = g_unix_signal_add (SIGINT, on_stop_signal, cancellable);
+  sigterm_id = g_unix_signal_add (SIGTERM, on_stop_signal, cancellable);
 
   config = load_config (config_file, preset, backend_name, excludes, &error);
   if (config == NULL)
@@ -701,15 +801,19 @@ cmd_quantize (int argc, char **argv)
     goto fail;
   if (threads > 1)
     {
-      /* backends that parallelize expose a "threads" property */
-      if (g_object_class_find_property (G_OBJECT_GET_CLASS (quantizer), "threads") == NULL)
-        {
-          g_set_error (&error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                       "backend %s does not quantize in parallel (--threads)",
-                       quark_quantization_config_get_backend_name (config));
-          goto fail;
-        }
-      g_object_set (quantizer, "threads", (guint) threads, NULL);
+      g_auto(GValue) value = G_VALUE_INIT;
+      g_value_init (&value, G_TYPE_UINT);
+      g_value_set_uint (&value, (guint) threads);
+      if (!set_backend_option (quantizer, "threads", &value, "--threads", &error))
+        goto fail;
+    }
+  if (allow_nonfinite)
+    {
+      g_auto(GValue) value = G_VALUE_INIT;
+      g_value_init (&value, G_TYPE_BOOLEAN);
+      g_value_set_boolean (&value, TRUE);
+      if (!set_backend_option (quantizer, "allow-nonfinite", &value, "--allow-nonfinite", &error))
+        goto fail;
     }
   model = quark_model_load (model_path, NULL, &error);
   if (model == NULL)
@@ -723,13 +827,20 @@ cmd_quantize (int argc, char **argv)
   progress.n_tensors = quark_model_get_n_tensors (model);
   progress.start = g_get_monotonic_time ();
   g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), &progress);
-  if (!quark_model_quantizer_quantize_model_to_writer (quantizer, model, NULL, writer, NULL, &error))
-    goto fail;
   if (g_file_test (model_path, G_FILE_TEST_IS_DIR))
     copy_from = g_strdup (model_path);
-  quark_checkpoint_writer_set_copy_from (writer, copy_from);
-  if (!quark_checkpoint_writer_finish (writer, NULL, &error))
-    goto fail;
+  loop = g_main_loop_new (NULL, FALSE);
+  job = (QuantizeJob) { quantizer, model, writer, copy_from, cancellable, loop, FALSE, NULL };
+  {
+    GThread *thread = g_thread_new ("quantize", quantize_job_run, &job);
+    g_main_loop_run (loop);
+    g_thread_join (thread);
+  }
+  if (!job.ok)
+    {
+      g_propagate_error (&error, job.error);
+      goto fail;
+    }
 
   if (json)
     {
@@ -759,9 +870,14 @@ fail:
     quark_checkpoint_writer_abort (writer);
   if (progress.tty && progress.last_done)
     g_printerr ("\n");
-  g_printerr ("quark quantize: %s\n", error->message);
-  status = 1;
+  if (g_error_matches (error, QUARK_ERROR, QUARK_ERROR_CANCELLED))
+    g_prefix_error (&error, "interrupted, %s was not written: ", output);
+  status = report_failure ("quantize", error, json);
 done:
+  if (sigint_id)
+    g_source_remove (sigint_id);
+  if (sigterm_id)
+    g_source_remove (sigterm_id);
   return status;
 }
 
@@ -791,10 +907,7 @@ cmd_inspect (int argc, char **argv)
     }
   model = quark_model_load (argv[1], NULL, &error);
   if (model == NULL)
-    {
-      g_printerr ("quark inspect: %s\n", error->message);
-      return 1;
-    }
+    return report_failure ("inspect", error, json);
   metadata = quark_model_get_metadata (model);
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
     qc = json_object_get_member (json_node_get_object (metadata), "quantization_config");
@@ -981,8 +1094,7 @@ cmd_verify (int argc, char **argv)
   return n_below ? 1 : 0;
 
 fail:
-  g_printerr ("quark verify: %s\n", error->message);
-  return 1;
+  return report_failure ("verify", error, json);
 }
 
 /* ---- main ------------------------------------------------------------------ */
