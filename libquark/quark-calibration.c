@@ -7,6 +7,7 @@
 #include "quark-calibration.h"
 #include "quark-enum-types.h"
 #include "quark-error.h"
+#include "quark-json.h"
 #include "kernels/quark-kernels.h"
 
 #include <math.h>
@@ -14,69 +15,204 @@
 /**
  * QuarkCalibration:
  *
- * Running statistics of activations, fed batch after batch by the runtime
- * that executes the model, and read by quantizers to fix static activation
- * scales.
+ * A calibration session: running statistics of activations, fed batch after
+ * batch by the runtime that executes the model, and read by quantizers to
+ * fix static activation scales.
  *
  * libquark does not run models: a PyTorch forward hook, or an inference
  * engine in C, passes each layer's input or output to
- * [method@Quark.Calibration.observe]. Only running statistics are kept, so
- * memory does not grow with the number of batches. This version keeps the
- * running minimum and maximum (min of mins, max of maxes) per layer and role.
+ * [method@Quark.Calibration.observe] (from Python, a numpy array will do).
+ * Only running statistics are kept, so memory does not depend on the number
+ * of batches: per layer and role about 33 KiB, plus two floats per channel
+ * for per-channel specs.
+ *
+ * For each layer and role the session keeps:
+ *
+ * - the running minimum and maximum (min of mins, max of maxes);
+ * - the exponential moving average of each batch's minimum and maximum
+ *   (averaging constant 0.01, as PyTorch's MovingAverageMinMaxObserver);
+ * - a histogram of 2048 bins for positive and negative values over a range
+ *   that doubles as needed (bins merge pairwise, so the histogram does not
+ *   depend on batch order or size), read by the histogram percentile, MSE
+ *   and KL observers;
+ * - the running mean of each batch's exact percentiles (|x| at q, and the
+ *   signed interval at 100 − q and q), Brevitas's calibration statistic;
+ *   a session made for a config computes these only for layers whose spec
+ *   uses the percentile observer, because they sort each batch;
+ * - per-channel minimum and maximum along the spec's `ch_axis`, for
+ *   per-channel static specs (a session made for a config only).
+ *
+ * [method@Quark.Calibration.compute_range] turns the statistics into the
+ * range a spec's observer selects; quantizers take it from there. Statistics
+ * can be saved with [method@Quark.Calibration.save] and loaded back, so
+ * calibration and quantization can run in different processes.
  *
  * All methods may be called from several threads at once.
  */
 
+#define PERCENTILE_DEFAULT 99.999   /* Brevitas's activation presets */
+#define EMA_CONSTANT 0.01f
+
 typedef struct {
-  float min;
-  float max;
+  char *layer;
+  QuarkRole role;
   guint64 n_batches;
-} Stats;
+  guint64 n_values;
+  float min, max;
+  float ema_min, ema_max;
+  double pct_q;                /* 0: per-batch percentiles not collected */
+  guint64 pct_batches;
+  float pct_abs, pct_lo, pct_hi;
+  QuarkKernelHist *hist;
+  int ch_axis;                 /* -1: no per-channel statistics */
+  gsize n_channels;
+  float *ch_min, *ch_max;
+} Entry;
 
 struct _QuarkCalibration
 {
   GObject parent_instance;
 
+  QuarkQuantizationConfig *config;
+  QuarkModel *model;
   GMutex lock;
-  GHashTable *stats;   /* "role/layer" -> Stats */
+  GHashTable *entries;   /* "role/layer" -> Entry */
 };
 
+enum {
+  PROP_0,
+  PROP_CONFIG,
+  PROP_MODEL,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
 G_DEFINE_FINAL_TYPE (QuarkCalibration, quark_calibration, G_TYPE_OBJECT)
+
+static void
+entry_free (gpointer data)
+{
+  Entry *e = data;
+  g_free (e->layer);
+  g_free (e->hist);
+  g_free (e->ch_min);
+  g_free (e->ch_max);
+  g_free (e);
+}
+
+static Entry *
+entry_new (const char *layer, QuarkRole role)
+{
+  Entry *e = g_new0 (Entry, 1);
+  e->layer = g_strdup (layer);
+  e->role = role;
+  e->min = e->ema_min = INFINITY;
+  e->max = e->ema_max = -INFINITY;
+  e->hist = g_new (QuarkKernelHist, 1);
+  quark_kernel_hist_init (e->hist);
+  e->ch_axis = -1;
+  return e;
+}
 
 static void
 quark_calibration_finalize (GObject *object)
 {
   QuarkCalibration *self = QUARK_CALIBRATION (object);
 
-  g_hash_table_unref (self->stats);
+  g_hash_table_unref (self->entries);
   g_mutex_clear (&self->lock);
+  g_clear_object (&self->config);
+  g_clear_object (&self->model);
 
   G_OBJECT_CLASS (quark_calibration_parent_class)->finalize (object);
 }
 
 static void
+quark_calibration_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  QuarkCalibration *self = QUARK_CALIBRATION (object);
+
+  switch (prop_id)
+    {
+    case PROP_CONFIG: g_value_set_object (value, self->config); break;
+    case PROP_MODEL: g_value_set_object (value, self->model); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+quark_calibration_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  QuarkCalibration *self = QUARK_CALIBRATION (object);
+
+  switch (prop_id)
+    {
+    case PROP_CONFIG: self->config = g_value_dup_object (value); break;
+    case PROP_MODEL: self->model = g_value_dup_object (value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 quark_calibration_class_init (QuarkCalibrationClass *klass)
 {
-  G_OBJECT_CLASS (klass)->finalize = quark_calibration_finalize;
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = quark_calibration_finalize;
+  object_class->get_property = quark_calibration_get_property;
+  object_class->set_property = quark_calibration_set_property;
+
+  /**
+   * QuarkCalibration:config:
+   *
+   * The config whose static activation specs this session calibrates: it
+   * decides per layer whether per-batch percentiles and per-channel
+   * statistics are collected, and at which percentile.
+   */
+  properties[PROP_CONFIG] =
+    g_param_spec_object ("config", "Config", "The config being calibrated for",
+                         QUARK_TYPE_QUANTIZATION_CONFIG,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /**
+   * QuarkCalibration:model:
+   *
+   * The model being calibrated; its weights' shapes give the layer types
+   * that `layer_type_quant_config` entries match.
+   */
+  properties[PROP_MODEL] =
+    g_param_spec_object ("model", "Model", "The model being calibrated",
+                         QUARK_TYPE_MODEL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
 static void
 quark_calibration_init (QuarkCalibration *self)
 {
   g_mutex_init (&self->lock);
-  self->stats = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->entries = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, entry_free);
 }
 
 static char *
-stats_key (const char *layer_name, QuarkRole role)
+entry_key (const char *layer_name, QuarkRole role)
 {
   return g_strdup_printf ("%d/%s", (int) role, layer_name);
+}
+
+static const char *
+role_nick (QuarkRole role)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (QUARK_TYPE_ROLE);
+  GEnumValue *v = g_enum_get_value (klass, role);
+  return v ? v->value_nick : "?";   /* nicks are static strings */
 }
 
 /**
  * quark_calibration_new:
  *
- * Makes an empty set of statistics.
+ * Makes an empty session that is not tied to a config: it keeps every
+ * statistic except per-channel ones, and per-batch percentiles at 99.999.
  *
  * Returns: (transfer full): a new calibration
  */
@@ -87,18 +223,254 @@ quark_calibration_new (void)
 }
 
 /**
+ * quark_calibration_new_for_config:
+ * @config: the config to calibrate for
+ * @model: (nullable): the model, for layer types
+ *
+ * Makes a calibration session for @config: per layer, it collects what the
+ * layer's static input and output specs need.
+ *
+ * Returns: (transfer full): a new calibration
+ */
+QuarkCalibration *
+quark_calibration_new_for_config (QuarkQuantizationConfig *config,
+                                  QuarkModel              *model)
+{
+  g_return_val_if_fail (QUARK_IS_QUANTIZATION_CONFIG (config), NULL);
+  g_return_val_if_fail (model == NULL || QUARK_IS_MODEL (model), NULL);
+
+  return g_object_new (QUARK_TYPE_CALIBRATION, "config", config, "model", model, NULL);
+}
+
+/* The spec @config gives a layer's @role, or NULL. */
+static QuarkTensorSpec *
+lookup_spec (QuarkCalibration *self, const char *layer_name, QuarkRole role)
+{
+  g_autofree char *weight = NULL;
+  const char *layer_type = NULL;
+
+  if (self->config == NULL)
+    return NULL;
+  if (self->model)
+    {
+      QuarkTensor *w;
+      weight = g_strconcat (layer_name, ".weight", NULL);
+      w = quark_model_get_tensor (self->model, weight);
+      if (w)
+        layer_type = quark_tensor_guess_layer_type (w);
+    }
+  return quark_quantization_config_get_tensor_spec (self->config, layer_name, layer_type, role);
+}
+
+/* What one batch contributes, computed outside the lock. */
+typedef struct {
+  float min, max;
+  float pct_abs, pct_lo, pct_hi;
+  float *ch_min, *ch_max;
+  gsize n_channels;
+} Batch;
+
+/**
+ * quark_calibration_observe_floats:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer's full name, such as `model.layers.0.mlp.down_proj`
+ * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
+ * @values: (array length=n_values): the batch, row-major
+ * @n_values: the number of values
+ * @shape: (array length=n_dims) (nullable): the batch's shape (needed for
+ *   per-channel statistics; %NULL means one dimension)
+ * @n_dims: the number of dimensions
+ * @error: return location for a #GError
+ *
+ * Adds one batch of float32 values to the statistics of a layer's input or
+ * output.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_TENSOR if the
+ *   batch holds NaN or infinity or does not have the channels of earlier
+ *   batches, or %QUARK_ERROR_INVALID_ARGUMENT for another role or a shape
+ *   that does not match @n_values
+ */
+gboolean
+quark_calibration_observe_floats (QuarkCalibration  *self,
+                                  const char        *layer_name,
+                                  QuarkRole          role,
+                                  const float       *values,
+                                  gsize              n_values,
+                                  const gint64      *shape,
+                                  guint              n_dims,
+                                  GError           **error)
+{
+  g_autoptr(QuarkTensorSpec) spec = NULL;
+  g_autofree char *key = NULL;
+  double pct_q = 0;
+  int axis = -1;
+  Batch b = { INFINITY, -INFINITY, 0, 0, 0, NULL, NULL, 0 };
+  gsize outer = 1, inner = 1;
+  guint64 count = 1;
+  Entry *e;
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (layer_name != NULL, FALSE);
+  g_return_val_if_fail (values != NULL || n_values == 0, FALSE);
+  g_return_val_if_fail (shape != NULL || n_dims == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (role != QUARK_ROLE_INPUT && role != QUARK_ROLE_OUTPUT)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "layer %s: only inputs and outputs are calibrated, not the %s", layer_name, role_nick (role));
+      return FALSE;
+    }
+  for (guint d = 0; d < n_dims; d++)
+    count = shape[d] < 0 ? 0 : count * (guint64) shape[d];
+  if (shape != NULL && count != n_values)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "layer %s: the %s batch's shape holds %" G_GUINT64_FORMAT " values, not %" G_GSIZE_FORMAT,
+                   layer_name, role_nick (role), count, n_values);
+      return FALSE;
+    }
+  if (!quark_kernel_min_max_f32 (values, n_values, &b.min, &b.max))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "layer %s: the %s batch holds NaN or infinity", layer_name, role_nick (role));
+      return FALSE;
+    }
+
+  /* what this layer's spec needs */
+  spec = lookup_spec (self, layer_name, role);
+  if (self->config == NULL)
+    pct_q = PERCENTILE_DEFAULT;
+  else if (spec && !quark_tensor_spec_get_is_dynamic (spec))
+    {
+      if (quark_tensor_spec_get_observer (spec) == QUARK_OBSERVER_PERCENTILE)
+        pct_q = quark_tensor_spec_get_percentile (spec);
+      if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL)
+        {
+          axis = quark_tensor_spec_get_ch_axis (spec);
+          if (axis < 0)
+            axis += (int) MAX (n_dims, 1);
+          if (axis < 0 || axis >= (int) n_dims)
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                           "layer %s: the %s spec is per channel along axis %d, but the batch has %u dimensions",
+                           layer_name, role_nick (role), quark_tensor_spec_get_ch_axis (spec), n_dims);
+              return FALSE;
+            }
+        }
+    }
+
+  if (pct_q > 0 && n_values > 0)
+    {
+      g_autofree float *scratch = g_new (float, n_values);
+      b.pct_abs = quark_kernel_abs_percentile_f32 (values, n_values, pct_q, scratch);
+      quark_kernel_percentile_interval_f32 (values, n_values, 100.0 - pct_q, pct_q, scratch, &b.pct_lo, &b.pct_hi);
+    }
+  if (axis >= 0)
+    {
+      for (int d = 0; d < axis; d++)
+        outer *= (gsize) shape[d];
+      for (guint d = (guint) axis + 1; d < n_dims; d++)
+        inner *= (gsize) shape[d];
+      b.n_channels = (gsize) shape[axis];
+      b.ch_min = g_new (float, MAX (b.n_channels, 1));
+      b.ch_max = g_new (float, MAX (b.n_channels, 1));
+      quark_kernel_channel_min_max_f32 (values, outer, b.n_channels, inner, b.ch_min, b.ch_max);
+    }
+
+  key = entry_key (layer_name, role);
+  g_mutex_lock (&self->lock);
+  e = g_hash_table_lookup (self->entries, key);
+  if (e == NULL)
+    {
+      e = entry_new (layer_name, role);
+      e->pct_q = pct_q;
+      e->ch_axis = axis;
+      e->n_channels = b.n_channels;
+      if (axis >= 0)
+        {
+          e->ch_min = g_memdup2 (b.ch_min, MAX (b.n_channels, 1) * sizeof (float));
+          e->ch_max = g_memdup2 (b.ch_max, MAX (b.n_channels, 1) * sizeof (float));
+        }
+      g_hash_table_insert (self->entries, g_steal_pointer (&key), e);
+    }
+  else if (axis >= 0)
+    {
+      if (e->ch_axis != axis || e->n_channels != b.n_channels)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                       "layer %s: the %s batch has %" G_GSIZE_FORMAT " channels along axis %d, earlier batches %"
+                       G_GSIZE_FORMAT, layer_name, role_nick (role), b.n_channels, axis, e->n_channels);
+          ok = FALSE;
+        }
+      else
+        for (gsize c = 0; c < b.n_channels; c++)
+          {
+            e->ch_min[c] = fminf (e->ch_min[c], b.ch_min[c]);
+            e->ch_max[c] = fmaxf (e->ch_max[c], b.ch_max[c]);
+          }
+    }
+  if (ok)
+    {
+      if (n_values > 0)
+        {
+          if (e->n_values == 0)
+            {
+              e->ema_min = b.min;
+              e->ema_max = b.max;
+            }
+          else
+            {
+              e->ema_min = e->ema_min + EMA_CONSTANT * (b.min - e->ema_min);
+              e->ema_max = e->ema_max + EMA_CONSTANT * (b.max - e->ema_max);
+            }
+          e->min = fminf (e->min, b.min);
+          e->max = fmaxf (e->max, b.max);
+          if (e->pct_q > 0)
+            {
+              /* Brevitas's true running mean: c batches folded in so far */
+              guint64 c = e->pct_batches;
+              if (c == 0)
+                {
+                  e->pct_abs = b.pct_abs;
+                  e->pct_lo = b.pct_lo;
+                  e->pct_hi = b.pct_hi;
+                }
+              else
+                {
+                  float f = (float) ((double) c / (double) (c + 1));
+                  float d = (float) (c + 1);
+                  e->pct_abs = e->pct_abs * f + b.pct_abs / d;
+                  e->pct_lo = e->pct_lo * f + b.pct_lo / d;
+                  e->pct_hi = e->pct_hi * f + b.pct_hi / d;
+                }
+              e->pct_batches++;
+            }
+          quark_kernel_hist_add (e->hist, values, n_values);
+        }
+      e->n_batches++;
+      e->n_values += n_values;
+    }
+  g_mutex_unlock (&self->lock);
+  g_free (b.ch_min);
+  g_free (b.ch_max);
+  return ok;
+}
+
+/**
  * quark_calibration_observe:
  * @self: a #QuarkCalibration
  * @layer_name: the layer's full name
  * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
- * @activation: one batch of the activation (a float tensor)
+ * @activation: one batch of the activation (a float tensor of any float
+ *   dtype)
  * @error: return location for a #GError
  *
- * Adds one batch to the statistics of a layer's input or output.
+ * Adds one batch to the statistics of a layer's input or output. See
+ * quark_calibration_observe_floats().
  *
- * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_TENSOR if the
- *   batch holds NaN or infinity, or %QUARK_ERROR_UNSUPPORTED_DTYPE if it does
- *   not convert to float
+ * Returns: %TRUE on success; %FALSE with a #QuarkError
  */
 gboolean
 quark_calibration_observe (QuarkCalibration  *self,
@@ -108,10 +480,9 @@ quark_calibration_observe (QuarkCalibration  *self,
                            GError           **error)
 {
   g_autofree float *values = NULL;
-  g_autofree char *key = NULL;
+  const gint64 *shape;
+  guint n_dims;
   gsize n;
-  float lo, hi;
-  Stats *stats;
 
   g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
   g_return_val_if_fail (layer_name != NULL, FALSE);
@@ -121,29 +492,16 @@ quark_calibration_observe (QuarkCalibration  *self,
   values = quark_tensor_to_floats (activation, &n, error);
   if (values == NULL)
     return FALSE;
-  if (!quark_kernel_min_max_f32 (values, n, &lo, &hi))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                   "tensor %s: activation of layer %s holds NaN or infinity",
-                   quark_tensor_get_name (activation), layer_name);
-      return FALSE;
-    }
+  shape = quark_tensor_get_shape (activation, &n_dims);
+  return quark_calibration_observe_floats (self, layer_name, role, values, n, n_dims ? shape : NULL, n_dims, error);
+}
 
-  key = stats_key (layer_name, role);
-  g_mutex_lock (&self->lock);
-  stats = g_hash_table_lookup (self->stats, key);
-  if (stats == NULL)
-    {
-      stats = g_new0 (Stats, 1);
-      stats->min = INFINITY;
-      stats->max = -INFINITY;
-      g_hash_table_insert (self->stats, g_steal_pointer (&key), stats);
-    }
-  stats->min = MIN (stats->min, lo);
-  stats->max = MAX (stats->max, hi);
-  stats->n_batches++;
-  g_mutex_unlock (&self->lock);
-  return TRUE;
+/* Looks an entry up; call with the lock held. */
+static Entry *
+find_entry (QuarkCalibration *self, const char *layer_name, QuarkRole role)
+{
+  g_autofree char *key = entry_key (layer_name, role);
+  return g_hash_table_lookup (self->entries, key);
 }
 
 /**
@@ -156,7 +514,7 @@ quark_calibration_observe (QuarkCalibration  *self,
  *
  * Reads the running minimum and maximum of a layer's input or output.
  *
- * Returns: %TRUE if at least one batch was observed for @layer_name and @role
+ * Returns: %TRUE if at least one value was observed for @layer_name and @role
  */
 gboolean
 quark_calibration_get_min_max (QuarkCalibration *self,
@@ -165,21 +523,19 @@ quark_calibration_get_min_max (QuarkCalibration *self,
                                float            *min,
                                float            *max)
 {
-  g_autofree char *key = NULL;
-  Stats *stats;
+  Entry *e;
   gboolean found;
 
   g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
   g_return_val_if_fail (layer_name != NULL, FALSE);
 
-  key = stats_key (layer_name, role);
   g_mutex_lock (&self->lock);
-  stats = g_hash_table_lookup (self->stats, key);
-  found = stats != NULL;
+  e = find_entry (self, layer_name, role);
+  found = e != NULL && e->n_values > 0;
   if (min)
-    *min = found ? stats->min : INFINITY;
+    *min = found ? e->min : INFINITY;
   if (max)
-    *max = found ? stats->max : -INFINITY;
+    *max = found ? e->max : -INFINITY;
   g_mutex_unlock (&self->lock);
   return found;
 }
@@ -199,17 +555,756 @@ quark_calibration_get_n_batches (QuarkCalibration *self,
                                  const char       *layer_name,
                                  QuarkRole         role)
 {
-  g_autofree char *key = NULL;
-  Stats *stats;
+  Entry *e;
   guint64 n;
 
   g_return_val_if_fail (QUARK_IS_CALIBRATION (self), 0);
   g_return_val_if_fail (layer_name != NULL, 0);
 
-  key = stats_key (layer_name, role);
   g_mutex_lock (&self->lock);
-  stats = g_hash_table_lookup (self->stats, key);
-  n = stats ? stats->n_batches : 0;
+  e = find_entry (self, layer_name, role);
+  n = e ? e->n_batches : 0;
   g_mutex_unlock (&self->lock);
   return n;
+}
+
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(char * const *) a, *(char * const *) b);
+}
+
+/**
+ * quark_calibration_list_layers:
+ * @self: a #QuarkCalibration
+ * @role: the role
+ *
+ * Lists the layers with statistics for @role, sorted.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the layer names
+ */
+char **
+quark_calibration_list_layers (QuarkCalibration *self,
+                               QuarkRole         role)
+{
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer value;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  g_hash_table_iter_init (&iter, self->entries);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (((Entry *) value)->role == role)
+      g_ptr_array_add (names, g_strdup (((Entry *) value)->layer));
+  g_mutex_unlock (&self->lock);
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_free (g_steal_pointer (&names), FALSE);
+}
+
+/**
+ * quark_calibration_get_channel_min_max:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer's full name
+ * @role: the role
+ * @axis: (out) (optional): the channel axis
+ * @mins: (out) (array length=n_channels) (transfer full) (optional): the
+ *   per-channel minima
+ * @maxs: (out) (array length=n_channels) (transfer full) (optional): the
+ *   per-channel maxima
+ * @n_channels: (out): the number of channels
+ *
+ * Reads the per-channel statistics, which a session made for a config
+ * collects for per-channel static specs.
+ *
+ * Returns: %TRUE if there are per-channel statistics for @layer_name and
+ *   @role
+ */
+gboolean
+quark_calibration_get_channel_min_max (QuarkCalibration  *self,
+                                       const char        *layer_name,
+                                       QuarkRole          role,
+                                       int               *axis,
+                                       float            **mins,
+                                       float            **maxs,
+                                       gsize             *n_channels)
+{
+  Entry *e;
+  gboolean found;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (layer_name != NULL, FALSE);
+  g_return_val_if_fail (n_channels != NULL, FALSE);
+
+  g_mutex_lock (&self->lock);
+  e = find_entry (self, layer_name, role);
+  found = e != NULL && e->ch_axis >= 0 && e->n_values > 0;
+  *n_channels = found ? e->n_channels : 0;
+  if (axis)
+    *axis = found ? e->ch_axis : -1;
+  if (mins)
+    *mins = found ? g_memdup2 (e->ch_min, MAX (e->n_channels, 1) * sizeof (float)) : NULL;
+  if (maxs)
+    *maxs = found ? g_memdup2 (e->ch_max, MAX (e->n_channels, 1) * sizeof (float)) : NULL;
+  g_mutex_unlock (&self->lock);
+  return found;
+}
+
+/* The codes a spec quantizes to, for the range searches. */
+static gboolean
+spec_grid (QuarkTensorSpec *spec, QuarkKernelGrid *grid)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+
+  memset (grid, 0, sizeof *grid);
+  grid->symmetric = quark_tensor_spec_get_symmetric (spec);
+  if (quark_dtype_is_integer (dtype))
+    {
+      gint64 lo, hi;
+      quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &lo, &hi);
+      grid->qmin = (int32_t) lo;
+      grid->qmax = (int32_t) hi;
+      return TRUE;
+    }
+  grid->fp = quark_fp_format_for_dtype (dtype);
+  return grid->fp != NULL;
+}
+
+/**
+ * quark_calibration_compute_range:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer's full name
+ * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
+ * @spec: the static spec to calibrate
+ * @min: (out): the low end of the range
+ * @max: (out): the high end of the range
+ * @error: return location for a #GError
+ *
+ * Selects the range of a layer's input or output as @spec's observer
+ * defines it (see #QuarkObserver): the running min/max, their moving
+ * average, the running mean of the per-batch exact percentiles, a histogram
+ * percentile, or the histogram searches for the smallest squared error
+ * (MSE) or divergence (KL). Symmetric specs get a range symmetric about
+ * zero for the percentile, MSE and KL observers. Turning the range into a
+ * scale and zero point is the quantizer's business.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_NEEDS_CALIBRATION
+ *   naming the layer when nothing was observed for it, or
+ *   %QUARK_ERROR_UNSUPPORTED_SCHEME when the statistics the observer needs
+ *   were not collected or it does not apply to @spec
+ */
+gboolean
+quark_calibration_compute_range (QuarkCalibration  *self,
+                                 const char        *layer_name,
+                                 QuarkRole          role,
+                                 QuarkTensorSpec   *spec,
+                                 float             *min,
+                                 float             *max,
+                                 GError           **error)
+{
+  QuarkObserver observer;
+  QuarkKernelGrid grid;
+  gboolean symmetric, ok = TRUE;
+  double lo = 0, hi = 0;
+  Entry *e;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (layer_name != NULL, FALSE);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), FALSE);
+  g_return_val_if_fail (min != NULL && max != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  observer = quark_tensor_spec_get_observer (spec);
+  symmetric = quark_tensor_spec_get_symmetric (spec);
+  g_mutex_lock (&self->lock);
+  e = find_entry (self, layer_name, role);
+  if (e == NULL || e->n_values == 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: no %s activations were observed to calibrate its static spec",
+                   layer_name, role_nick (role));
+      ok = FALSE;
+      goto out;
+    }
+  lo = e->min;
+  hi = e->max;
+  switch (observer)
+    {
+    case QUARK_OBSERVER_MIN_MAX:
+      break;
+    case QUARK_OBSERVER_MOVING_AVERAGE_MIN_MAX:
+      lo = e->ema_min;
+      hi = e->ema_max;
+      break;
+    case QUARK_OBSERVER_PERCENTILE:
+      if (e->pct_q != quark_tensor_spec_get_percentile (spec))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "layer %s: the %s spec's percentile observer needs per-batch percentiles at %g, "
+                       "but the statistics hold %s", layer_name, role_nick (role),
+                       quark_tensor_spec_get_percentile (spec),
+                       e->pct_q > 0 ? "another percentile" : "none (calibrate with a session for this config)");
+          ok = FALSE;
+          goto out;
+        }
+      if (symmetric)
+        lo = -(hi = e->pct_abs);
+      else
+        {
+          lo = e->pct_lo;
+          hi = e->pct_hi;
+        }
+      break;
+    case QUARK_OBSERVER_HISTOGRAM_PERCENTILE:
+      if (symmetric)
+        lo = -(hi = quark_kernel_hist_abs_percentile (e->hist, quark_tensor_spec_get_percentile (spec)));
+      else
+        quark_kernel_hist_interval (e->hist, quark_tensor_spec_get_percentile (spec), &lo, &hi);
+      break;
+    case QUARK_OBSERVER_MSE:
+      if (!spec_grid (spec, &grid))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "layer %s: the MSE observer does not apply to %s", layer_name,
+                       quark_dtype_get_name (quark_tensor_spec_get_dtype (spec)));
+          ok = FALSE;
+          goto out;
+        }
+      quark_kernel_hist_mse_range (e->hist, &grid, &lo, &hi);
+      break;
+    case QUARK_OBSERVER_KL:
+      {
+        double t;
+        unsigned levels;
+        if (!spec_grid (spec, &grid) || grid.fp != NULL)
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                         "layer %s: the KL observer needs an integer spec, not %s", layer_name,
+                         quark_dtype_get_name (quark_tensor_spec_get_dtype (spec)));
+            ok = FALSE;
+            goto out;
+          }
+        /* one-sided data on an unsigned grid uses every level */
+        levels = (!symmetric && e->min >= 0) ? (unsigned) (grid.qmax - grid.qmin + 1)
+                                             : (unsigned) ((grid.qmax - grid.qmin + 1) / 2);
+        t = quark_kernel_hist_kl_threshold (e->hist, levels);
+        if (symmetric)
+          {
+            lo = -t;
+            hi = t;
+          }
+        else
+          {
+            lo = fmax (e->min, -t);
+            hi = fmin (e->max, t);
+          }
+      }
+      break;
+    default:
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "layer %s: observer %d does not calibrate activations", layer_name, (int) observer);
+      ok = FALSE;
+      goto out;
+    }
+out:
+  g_mutex_unlock (&self->lock);
+  if (ok)
+    {
+      *min = (float) lo;
+      *max = (float) hi;
+    }
+  return ok;
+}
+
+/* ---- saving and loading ----------------------------------------------------- */
+
+#define FORMAT_NAME "libquark-calibration"
+#define FORMAT_VERSION 1
+
+static void
+add_counts (JsonBuilder *b, const char *name, const guint64 *counts)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_begin_array (b);
+  for (guint i = 0; i < QUARK_KERNEL_HIST_BINS; i++)
+    json_builder_add_int_value (b, (gint64) counts[i]);
+  json_builder_end_array (b);
+}
+
+static void
+add_floats (JsonBuilder *b, const char *name, const float *v, gsize n)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_begin_array (b);
+  for (gsize i = 0; i < n; i++)
+    json_builder_add_double_value (b, v[i]);
+  json_builder_end_array (b);
+}
+
+static void
+add_float (JsonBuilder *b, const char *name, float v)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+static gint
+compare_entries (gconstpointer a, gconstpointer b)
+{
+  const Entry *x = *(Entry * const *) a, *y = *(Entry * const *) b;
+  int c = g_strcmp0 (x->layer, y->layer);
+  return c ? c : (int) x->role - (int) y->role;
+}
+
+/**
+ * quark_calibration_save:
+ * @self: a #QuarkCalibration
+ * @filename: (type filename): where to write
+ * @error: return location for a #GError
+ *
+ * Writes the statistics as JSON (format `libquark-calibration`, version 1;
+ * docs/calibration.md describes it). The file is written under a temporary
+ * name and renamed, so it is either complete or absent.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO
+ */
+gboolean
+quark_calibration_save (QuarkCalibration  *self,
+                        const char        *filename,
+                        GError           **error)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GPtrArray) sorted = g_ptr_array_new ();
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *text = NULL;
+  GHashTableIter iter;
+  gpointer value;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (filename != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, FORMAT_NAME);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, FORMAT_VERSION);
+  json_builder_set_member_name (b, "entries");
+  json_builder_begin_array (b);
+
+  g_mutex_lock (&self->lock);
+  g_hash_table_iter_init (&iter, self->entries);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    g_ptr_array_add (sorted, value);
+  g_ptr_array_sort (sorted, compare_entries);
+  for (guint i = 0; i < sorted->len; i++)
+    {
+      Entry *e = g_ptr_array_index (sorted, i);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "layer");
+      json_builder_add_string_value (b, e->layer);
+      json_builder_set_member_name (b, "role");
+      json_builder_add_string_value (b, role_nick (e->role));
+      json_builder_set_member_name (b, "batches");
+      json_builder_add_int_value (b, (gint64) e->n_batches);
+      json_builder_set_member_name (b, "values");
+      json_builder_add_int_value (b, (gint64) e->n_values);
+      add_float (b, "min", e->min);
+      add_float (b, "max", e->max);
+      add_float (b, "moving_average_min", e->ema_min);
+      add_float (b, "moving_average_max", e->ema_max);
+      if (e->pct_q > 0)
+        {
+          json_builder_set_member_name (b, "batch_percentile");
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "q");
+          json_builder_add_double_value (b, e->pct_q);
+          json_builder_set_member_name (b, "batches");
+          json_builder_add_int_value (b, (gint64) e->pct_batches);
+          add_float (b, "abs", e->pct_abs);
+          add_float (b, "low", e->pct_lo);
+          add_float (b, "high", e->pct_hi);
+          json_builder_end_object (b);
+        }
+      json_builder_set_member_name (b, "histogram");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "range_exp");
+      if (e->hist->range_exp == INT32_MIN)
+        json_builder_add_null_value (b);
+      else
+        json_builder_add_int_value (b, e->hist->range_exp);
+      json_builder_set_member_name (b, "zeros");
+      json_builder_add_int_value (b, (gint64) e->hist->zeros);
+      add_counts (b, "positive", e->hist->pos);
+      add_counts (b, "negative", e->hist->neg);
+      json_builder_end_object (b);
+      if (e->ch_axis >= 0)
+        {
+          json_builder_set_member_name (b, "channels");
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "axis");
+          json_builder_add_int_value (b, e->ch_axis);
+          add_floats (b, "min", e->ch_min, e->n_channels);
+          add_floats (b, "max", e->ch_max, e->n_channels);
+          json_builder_end_object (b);
+        }
+      json_builder_end_object (b);
+    }
+  g_mutex_unlock (&self->lock);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  text = quark_json_to_string (root, FALSE);
+  if (!g_file_set_contents (filename, text, -1, &local_error))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Strict readers: each error names the JSON path. */
+
+static gboolean
+bad (GError **error, const char *path, const char *what)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", path, what);
+  return FALSE;
+}
+
+static gboolean
+read_int (JsonObject *o, const char *path, const char *name, gint64 min, gint64 max, gboolean nullable,
+          gboolean *is_null, gint64 *out, GError **error)
+{
+  g_autofree char *p = quark_json_path_join (path, name);
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL)
+    return bad (error, p, "missing");
+  if (nullable && JSON_NODE_HOLDS_NULL (n))
+    {
+      *is_null = TRUE;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
+    return bad (error, p, "expected an integer");
+  *out = json_node_get_int (n);
+  if (*out < min || *out > max)
+    return bad (error, p, "out of range");
+  if (is_null)
+    *is_null = FALSE;
+  return TRUE;
+}
+
+static gboolean
+read_float_node (JsonNode *n, const char *p, gboolean nullable, float null_value, float *out, GError **error)
+{
+  double v;
+
+  if (nullable && JSON_NODE_HOLDS_NULL (n))
+    {
+      *out = null_value;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (n) ||
+      (json_node_get_value_type (n) != G_TYPE_DOUBLE && json_node_get_value_type (n) != G_TYPE_INT64))
+    return bad (error, p, "expected a number");
+  v = json_node_get_value_type (n) == G_TYPE_DOUBLE ? json_node_get_double (n) : (double) json_node_get_int (n);
+  if (!isfinite ((float) v))
+    return bad (error, p, "out of the range of float32");
+  *out = (float) v;
+  return TRUE;
+}
+
+static gboolean
+read_float (JsonObject *o, const char *path, const char *name, gboolean nullable, float null_value,
+            float *out, GError **error)
+{
+  g_autofree char *p = quark_json_path_join (path, name);
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL)
+    return bad (error, p, "missing");
+  return read_float_node (n, p, nullable, null_value, out, error);
+}
+
+static JsonArray *
+read_array (JsonObject *o, const char *path, const char *name, guint length, GError **error)
+{
+  g_autofree char *p = quark_json_path_join (path, name);
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n))
+    {
+      bad (error, p, n == NULL ? "missing" : "expected a list");
+      return NULL;
+    }
+  if (length && json_array_get_length (json_node_get_array (n)) != length)
+    {
+      g_autofree char *what = g_strdup_printf ("expected %u elements", length);
+      bad (error, p, what);
+      return NULL;
+    }
+  return json_node_get_array (n);
+}
+
+static JsonObject *
+read_object (JsonNode *n, const char *p, GError **error)
+{
+  if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n))
+    {
+      bad (error, p, n == NULL ? "missing" : "expected an object");
+      return NULL;
+    }
+  return json_node_get_object (n);
+}
+
+static gboolean
+read_counts (JsonObject *o, const char *path, const char *name, guint64 *counts, GError **error)
+{
+  g_autofree char *p = quark_json_path_join (path, name);
+  JsonArray *a = read_array (o, path, name, QUARK_KERNEL_HIST_BINS, error);
+
+  if (a == NULL)
+    return FALSE;
+  for (guint i = 0; i < QUARK_KERNEL_HIST_BINS; i++)
+    {
+      JsonNode *n = json_array_get_element (a, i);
+      if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) < 0)
+        {
+          g_autofree char *pi = quark_json_path_index (p, i);
+          return bad (error, pi, "expected a count");
+        }
+      counts[i] = (guint64) json_node_get_int (n);
+    }
+  return TRUE;
+}
+
+static gboolean
+read_float_list (JsonArray *a, const char *p, float *out, GError **error)
+{
+  for (guint i = 0; i < json_array_get_length (a); i++)
+    {
+      g_autofree char *pi = quark_json_path_index (p, i);
+      if (!read_float_node (json_array_get_element (a, i), pi, FALSE, 0, &out[i], error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static Entry *
+read_entry (JsonNode *node, const char *path, GError **error)
+{
+  static const char * const members[] = {
+    "layer", "role", "batches", "values", "min", "max", "moving_average_min", "moving_average_max",
+    "batch_percentile", "histogram", "channels", NULL
+  };
+  static const char * const pct_members[] = { "q", "batches", "abs", "low", "high", NULL };
+  static const char * const hist_members[] = { "range_exp", "zeros", "positive", "negative", NULL };
+  static const char * const ch_members[] = { "axis", "min", "max", NULL };
+  JsonObject *o = read_object (node, path, error), *sub;
+  JsonNode *n;
+  const char *layer, *role_name;
+  GEnumValue *role;
+  gint64 v;
+  gboolean is_null;
+  Entry *e;
+
+  if (o == NULL || !quark_json_check_members (o, path, members, error))
+    return NULL;
+  n = json_object_get_member (o, "layer");
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    {
+      g_autofree char *p = quark_json_path_join (path, "layer");
+      bad (error, p, "expected a string");
+      return NULL;
+    }
+  layer = json_node_get_string (n);
+  n = json_object_get_member (o, "role");
+  role_name = n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING
+              ? json_node_get_string (n) : NULL;
+  {
+    g_autoptr(GEnumClass) klass = g_type_class_ref (QUARK_TYPE_ROLE);
+    role = role_name ? g_enum_get_value_by_nick (klass, role_name) : NULL;
+  }
+  if (role == NULL || (role->value != QUARK_ROLE_INPUT && role->value != QUARK_ROLE_OUTPUT))
+    {
+      g_autofree char *p = quark_json_path_join (path, "role");
+      bad (error, p, "expected \"input\" or \"output\"");
+      return NULL;
+    }
+  e = entry_new (layer, role->value);
+  if (!read_int (o, path, "batches", 0, G_MAXINT64, FALSE, NULL, &v, error))
+    goto fail;
+  e->n_batches = (guint64) v;
+  if (!read_int (o, path, "values", 0, G_MAXINT64, FALSE, NULL, &v, error))
+    goto fail;
+  e->n_values = (guint64) v;
+  if (!read_float (o, path, "min", TRUE, INFINITY, &e->min, error) ||
+      !read_float (o, path, "max", TRUE, -INFINITY, &e->max, error) ||
+      !read_float (o, path, "moving_average_min", TRUE, INFINITY, &e->ema_min, error) ||
+      !read_float (o, path, "moving_average_max", TRUE, -INFINITY, &e->ema_max, error))
+    goto fail;
+  if (e->n_values > 0 && !(e->min <= e->max))
+    {
+      bad (error, path, "min is above max");
+      goto fail;
+    }
+
+  if ((n = json_object_get_member (o, "batch_percentile")))
+    {
+      g_autofree char *p = quark_json_path_join (path, "batch_percentile");
+      float q;
+      if (!(sub = read_object (n, p, error)) || !quark_json_check_members (sub, p, pct_members, error) ||
+          !read_float (sub, p, "q", FALSE, 0, &q, error) ||
+          !read_int (sub, p, "batches", 0, G_MAXINT64, FALSE, NULL, &v, error) ||
+          !read_float (sub, p, "abs", FALSE, 0, &e->pct_abs, error) ||
+          !read_float (sub, p, "low", FALSE, 0, &e->pct_lo, error) ||
+          !read_float (sub, p, "high", FALSE, 0, &e->pct_hi, error))
+        goto fail;
+      if (!(q > 0 && q <= 100))
+        {
+          g_autofree char *pq = quark_json_path_join (p, "q");
+          bad (error, pq, "expected a percentile in (0, 100]");
+          goto fail;
+        }
+      /* q is written from a double: read it back at full precision */
+      e->pct_q = json_node_get_value_type (json_object_get_member (sub, "q")) == G_TYPE_DOUBLE
+                 ? json_object_get_double_member (sub, "q") : q;
+      e->pct_batches = (guint64) v;
+    }
+
+  {
+    g_autofree char *p = quark_json_path_join (path, "histogram");
+    if (!(sub = read_object (json_object_get_member (o, "histogram"), p, error)) ||
+        !quark_json_check_members (sub, p, hist_members, error) ||
+        !read_int (sub, p, "range_exp", -300, 300, TRUE, &is_null, &v, error))
+      goto fail;
+    e->hist->range_exp = is_null ? INT32_MIN : (int32_t) v;
+    if (!read_int (sub, p, "zeros", 0, G_MAXINT64, FALSE, NULL, &v, error))
+      goto fail;
+    e->hist->zeros = (guint64) v;
+    if (!read_counts (sub, p, "positive", e->hist->pos, error) ||
+        !read_counts (sub, p, "negative", e->hist->neg, error))
+      goto fail;
+  }
+
+  if ((n = json_object_get_member (o, "channels")))
+    {
+      g_autofree char *p = quark_json_path_join (path, "channels");
+      g_autofree char *pmin = quark_json_path_join (p, "min");
+      g_autofree char *pmax = quark_json_path_join (p, "max");
+      JsonArray *mins, *maxs;
+      if (!(sub = read_object (n, p, error)) || !quark_json_check_members (sub, p, ch_members, error) ||
+          !read_int (sub, p, "axis", 0, 63, FALSE, NULL, &v, error) ||
+          !(mins = read_array (sub, p, "min", 0, error)))
+        goto fail;
+      e->ch_axis = (int) v;
+      e->n_channels = json_array_get_length (mins);
+      if (!(maxs = read_array (sub, p, "max", (guint) e->n_channels, error)))
+        goto fail;
+      if (e->n_channels == 0)
+        {
+          bad (error, pmin, "expected at least one channel");
+          goto fail;
+        }
+      e->ch_min = g_new (float, e->n_channels);
+      e->ch_max = g_new (float, e->n_channels);
+      if (!read_float_list (mins, pmin, e->ch_min, error) || !read_float_list (maxs, pmax, e->ch_max, error))
+        goto fail;
+    }
+  return e;
+
+fail:
+  entry_free (e);
+  return NULL;
+}
+
+/**
+ * quark_calibration_load:
+ * @filename: (type filename): a file written by quark_calibration_save()
+ * @error: return location for a #GError
+ *
+ * Reads saved statistics. The result is not tied to a config; observing
+ * more batches adds to what was loaded.
+ *
+ * Returns: (transfer full): the statistics, or %NULL with
+ *   %QUARK_ERROR_INVALID_FILE naming the file and the JSON path at fault
+ *   (or %QUARK_ERROR_IO if it cannot be read)
+ */
+QuarkCalibration *
+quark_calibration_load (const char  *filename,
+                        GError     **error)
+{
+  static const char * const members[] = { "format", "version", "entries", NULL };
+  g_autoptr(QuarkCalibration) self = NULL;
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GError) local_error = NULL;
+  JsonObject *o;
+  JsonArray *entries;
+  JsonNode *n;
+  gint64 version;
+
+  g_return_val_if_fail (filename != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  root = quark_json_parse_file (filename, &local_error);
+  if (root == NULL)
+    {
+      /* QUARK_ERROR_IO stays; a parse error becomes an invalid file */
+      if (g_error_matches (local_error, QUARK_ERROR, QUARK_ERROR_IO))
+        g_propagate_error (error, g_steal_pointer (&local_error));
+      else
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
+      return NULL;
+    }
+  self = quark_calibration_new ();
+  if (!(o = read_object (root, "(root)", &local_error)) ||
+      !quark_json_check_members (o, "", members, &local_error))
+    goto fail;
+  n = json_object_get_member (o, "format");
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING ||
+      g_strcmp0 (json_node_get_string (n), FORMAT_NAME) != 0)
+    {
+      bad (&local_error, "format", "expected \"" FORMAT_NAME "\" (this is not a libquark statistics file)");
+      goto fail;
+    }
+  if (!read_int (o, "", "version", G_MININT64, G_MAXINT64, FALSE, NULL, &version, &local_error))
+    goto fail;
+  if (version != FORMAT_VERSION)
+    {
+      g_autofree char *what = g_strdup_printf ("version %" G_GINT64_FORMAT " is not supported (this libquark reads %d)",
+                                               version, FORMAT_VERSION);
+      bad (&local_error, "version", what);
+      goto fail;
+    }
+  if (!(entries = read_array (o, "", "entries", 0, &local_error)))
+    goto fail;
+  for (guint i = 0; i < json_array_get_length (entries); i++)
+    {
+      g_autofree char *p = quark_json_path_index ("entries", i);
+      g_autofree char *key = NULL;
+      Entry *e = read_entry (json_array_get_element (entries, i), p, &local_error);
+      if (e == NULL)
+        goto fail;
+      key = entry_key (e->layer, e->role);
+      if (g_hash_table_contains (self->entries, key))
+        {
+          entry_free (e);
+          bad (&local_error, p, "a second entry for the same layer and role");
+          goto fail;
+        }
+      g_hash_table_insert (self->entries, g_steal_pointer (&key), e);
+    }
+  return g_steal_pointer (&self);
+
+fail:
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", filename, local_error->message);
+  return NULL;
 }

@@ -11,7 +11,10 @@
 #include <glib-object.h>
 
 #include "quark-enums.h"
+#include "quark-model.h"
+#include "quark-quantization-config.h"
 #include "quark-tensor.h"
+#include "quark-tensor-spec.h"
 
 G_BEGIN_DECLS
 
@@ -21,22 +24,60 @@ QUARK_AVAILABLE_IN_1_0
 G_DECLARE_FINAL_TYPE (QuarkCalibration, quark_calibration, QUARK, CALIBRATION, GObject)
 
 QUARK_AVAILABLE_IN_1_0
-QuarkCalibration * quark_calibration_new          (void);
+QuarkCalibration * quark_calibration_new            (void);
 QUARK_AVAILABLE_IN_1_0
-gboolean           quark_calibration_observe      (QuarkCalibration  *self,
-                                                   const char        *layer_name,
-                                                   QuarkRole          role,
-                                                   QuarkTensor       *activation,
-                                                   GError           **error);
+QuarkCalibration * quark_calibration_new_for_config (QuarkQuantizationConfig *config,
+                                                     QuarkModel              *model);
 QUARK_AVAILABLE_IN_1_0
-gboolean           quark_calibration_get_min_max  (QuarkCalibration  *self,
-                                                   const char        *layer_name,
-                                                   QuarkRole          role,
-                                                   float             *min,
-                                                   float             *max);
+QuarkCalibration * quark_calibration_load           (const char        *filename,
+                                                     GError           **error);
 QUARK_AVAILABLE_IN_1_0
-guint64            quark_calibration_get_n_batches (QuarkCalibration *self,
-                                                   const char        *layer_name,
-                                                   QuarkRole          role);
+gboolean           quark_calibration_save           (QuarkCalibration  *self,
+                                                     const char        *filename,
+                                                     GError           **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_observe        (QuarkCalibration  *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role,
+                                                     QuarkTensor       *activation,
+                                                     GError           **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_observe_floats (QuarkCalibration  *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role,
+                                                     const float       *values,
+                                                     gsize              n_values,
+                                                     const gint64      *shape,
+                                                     guint              n_dims,
+                                                     GError           **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_get_min_max    (QuarkCalibration  *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role,
+                                                     float             *min,
+                                                     float             *max);
+QUARK_AVAILABLE_IN_1_0
+guint64            quark_calibration_get_n_batches  (QuarkCalibration  *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role);
+QUARK_AVAILABLE_IN_1_0
+char **            quark_calibration_list_layers    (QuarkCalibration  *self,
+                                                     QuarkRole          role);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_compute_range  (QuarkCalibration  *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role,
+                                                     QuarkTensorSpec   *spec,
+                                                     float             *min,
+                                                     float             *max,
+                                                     GError           **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_get_channel_min_max (QuarkCalibration  *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role,
+                                                     int               *axis,
+                                                     float            **mins,
+                                                     float            **maxs,
+                                                     gsize             *n_channels);
 
 G_END_DECLS

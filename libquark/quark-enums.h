@@ -123,7 +123,15 @@ typedef enum {
  * @QUARK_OBSERVER_HISTOGRAM_PERCENTILE: a percentile of |x| read from a
  *   4200-bin histogram that skips zeros (AMD Quark's form)
  * @QUARK_OBSERVER_MSE: the statistic among 19 candidates below the absolute
- *   maximum that minimizes the squared quantization error
+ *   maximum that minimizes the squared quantization error (weights); for
+ *   activations, the range among 2048 shrinkings of the observed one that
+ *   minimizes the expected squared error over the calibration histogram
+ * @QUARK_OBSERVER_MOVING_AVERAGE_MIN_MAX: activations only: the exponential
+ *   moving average of each batch's minimum and maximum (averaging constant
+ *   0.01, the first batch taken as is)
+ * @QUARK_OBSERVER_KL: activations only: the threshold that minimizes the
+ *   Kullback-Leibler divergence between the calibration histogram of |x|
+ *   and its quantized form (entropy calibration); integer specs only
  *
  * Which statistic of a tensor sets its range. The percentile observers use
  * the spec's #QuarkTensorSpec:percentile.
@@ -133,6 +141,8 @@ typedef enum {
   QUARK_OBSERVER_PERCENTILE,           /*< nick=percentile >*/
   QUARK_OBSERVER_HISTOGRAM_PERCENTILE, /*< nick=histogram_percentile >*/
   QUARK_OBSERVER_MSE,                  /*< nick=mse >*/
+  QUARK_OBSERVER_MOVING_AVERAGE_MIN_MAX, /*< nick=moving_average_min_max >*/
+  QUARK_OBSERVER_KL,                   /*< nick=kl >*/
 } QuarkObserver;
 
 G_END_DECLS

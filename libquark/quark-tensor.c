@@ -335,6 +335,25 @@ quark_tensor_get_n_dims (QuarkTensor *self)
 }
 
 /**
+ * quark_tensor_guess_layer_type:
+ * @self: a layer's weight
+ *
+ * Names the PyTorch module a weight of this shape belongs to, as configs'
+ * `layer_type_quant_config` name layer types: `Linear` for 2 dimensions,
+ * `Conv1d`, `Conv2d` and `Conv3d` for 3, 4 and 5.
+ *
+ * Returns: (nullable): the layer type, or %NULL for other shapes
+ */
+const char *
+quark_tensor_guess_layer_type (QuarkTensor *self)
+{
+  static const char * const types[] = { NULL, NULL, "Linear", "Conv1d", "Conv2d", "Conv3d" };
+
+  g_return_val_if_fail (QUARK_IS_TENSOR (self), NULL);
+  return self->n_dims < G_N_ELEMENTS (types) ? types[self->n_dims] : NULL;
+}
+
+/**
  * quark_tensor_get_shape:
  * @self: a #QuarkTensor
  * @n_dims: (out) (optional): the number of dimensions

@@ -67,5 +67,7 @@ QUARK_AVAILABLE_IN_1_0
 void           quark_tensor_release_mapped_pages (QuarkTensor *self);
 QUARK_AVAILABLE_IN_1_0
 char *         quark_tensor_format_shape      (QuarkTensor   *self);
+QUARK_AVAILABLE_IN_1_0
+const char *   quark_tensor_guess_layer_type  (QuarkTensor   *self);
 
 G_END_DECLS

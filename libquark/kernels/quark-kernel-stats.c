@@ -180,3 +180,39 @@ quark_kernel_mse_search_int_f32 (const float *x,
     }
   return best;
 }
+
+/**
+ * quark_kernel_percentile_interval_f32: (skip)
+ * @x: @n floats, all finite
+ * @n: the number of elements (at least 1)
+ * @low_percentile: q_lo in [0, 100]
+ * @high_percentile: q_hi in [0, 100]
+ * @scratch: room for @n floats
+ * @low: (out): the k_lo-th smallest x, k_lo = ceil (0.01 · q_lo · n)
+ * @high: (out): the k_hi-th smallest x, k_hi = floor (0.01 · q_hi · n + 0.5)
+ *
+ * Brevitas' PercentileInterval ends (signed values; both indices 1-based,
+ * computed in binary64 and clamped to [1, n]).
+ */
+void
+quark_kernel_percentile_interval_f32 (const float *x,
+                                      size_t       n,
+                                      double       low_percentile,
+                                      double       high_percentile,
+                                      float       *scratch,
+                                      float       *low,
+                                      float       *high)
+{
+  double klo = ceil (0.01 * low_percentile * (double) n);
+  double khi = floor (0.01 * high_percentile * (double) n + 0.5);
+
+  if (n == 0)
+    {
+      *low = *high = 0.0f;
+      return;
+    }
+  memcpy (scratch, x, n * sizeof *x);
+  qsort (scratch, n, sizeof *scratch, compare_floats);
+  *low = scratch[(klo < 1 ? 1 : klo > (double) n ? n : (size_t) klo) - 1];
+  *high = scratch[(khi < 1 ? 1 : khi > (double) n ? n : (size_t) khi) - 1];
+}

@@ -158,6 +158,15 @@ float    quark_kernel_mse_search_int_f32        (const float          *x,
                                                  int32_t               qmax,
                                                  bool                  divide);
 
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_percentile_interval_f32   (const float          *x,
+                                                 size_t                n,
+                                                 double                low_percentile,
+                                                 double                high_percentile,
+                                                 float                *scratch,
+                                                 float                *low,
+                                                 float                *high);
+
 /* Integer quantization ------------------------------------------------------ */
 
 /**
@@ -451,5 +460,71 @@ void     quark_kernel_error_metrics            (const float          *x,
                                                 const float          *x_hat,
                                                 size_t                n,
                                                 QuarkErrorMetrics    *metrics);
+
+/* Streaming histograms (activation calibration) --------------------------------- */
+
+#define QUARK_KERNEL_HIST_BITS 11
+#define QUARK_KERNEL_HIST_BINS (1u << QUARK_KERNEL_HIST_BITS)
+
+/**
+ * QuarkKernelHist: (skip)
+ * @range_exp: R = 2^range_exp bounds every |x| seen (INT32_MIN: none yet)
+ * @zeros: how many exact zeros were seen
+ * @pos: counts of positive values in bins of width R / bins over (0, R)
+ * @neg: counts of negative values by |x|, the same bins
+ *
+ * A histogram that widens by merging bins, so its contents do not depend
+ * on the order or the split of the batches.
+ */
+typedef struct {
+  int32_t  range_exp;
+  uint64_t zeros;
+  uint64_t pos[QUARK_KERNEL_HIST_BINS];
+  uint64_t neg[QUARK_KERNEL_HIST_BINS];
+} QuarkKernelHist;
+
+/**
+ * QuarkKernelGrid: (skip)
+ * @qmin: smallest integer code
+ * @qmax: largest integer code
+ * @symmetric: whether the range is symmetric about zero
+ * @fp: (nullable): the minifloat format, or %NULL for integers
+ *
+ * The codes a range is quantized to, for range searches.
+ */
+typedef struct {
+  int32_t qmin;
+  int32_t qmax;
+  bool    symmetric;
+  const QuarkFpFormat *fp;
+} QuarkKernelGrid;
+
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_hist_init                 (QuarkKernelHist       *h);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_hist_add                  (QuarkKernelHist       *h,
+                                                 const float           *x,
+                                                 size_t                 n);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_hist_merge                (QuarkKernelHist       *h,
+                                                 const QuarkKernelHist *other);
+QUARK_AVAILABLE_IN_1_0
+double   quark_kernel_hist_bin_width            (const QuarkKernelHist *h);
+QUARK_AVAILABLE_IN_1_0
+double   quark_kernel_hist_abs_percentile       (const QuarkKernelHist *h,
+                                                 double                 percentile);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_hist_interval             (const QuarkKernelHist *h,
+                                                 double                 percentile,
+                                                 double                *lo,
+                                                 double                *hi);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_hist_mse_range            (const QuarkKernelHist *h,
+                                                 const QuarkKernelGrid *grid,
+                                                 double                *lo,
+                                                 double                *hi);
+QUARK_AVAILABLE_IN_1_0
+double   quark_kernel_hist_kl_threshold         (const QuarkKernelHist *h,
+                                                 unsigned               levels);
 
 G_END_DECLS

@@ -77,6 +77,9 @@ static const struct {
   { "PerTensorMSEObserver", "mse", FALSE },
   { "PerTensorPowOf2MinMaxObserver", "min_max", TRUE },
   { "PerChannelPowOf2MinMaxObserver", "min_max", TRUE },
+  /* libquark's activation observers (AMD Quark has no classes for them) */
+  { "PerTensorMovingAverageMinMaxObserver", "moving_average_min_max", FALSE },
+  { "PerTensorEntropyObserver", "kl", FALSE },
 };
 
 static const char * const layer_types[] = {
@@ -724,6 +727,10 @@ observer_class (QuarkTensorSpec *spec)
       return "PerTensorPercentileObserver";
     case QUARK_OBSERVER_MSE:
       return "PerTensorMSEObserver";
+    case QUARK_OBSERVER_MOVING_AVERAGE_MIN_MAX:
+      return "PerTensorMovingAverageMinMaxObserver";
+    case QUARK_OBSERVER_KL:
+      return "PerTensorEntropyObserver";
     case QUARK_OBSERVER_MIN_MAX:
     default:
       break;
@@ -936,12 +943,26 @@ quark_quark_check_spec (QuarkTensorSpec  *spec,
       return FALSE;
     }
   if (role != QUARK_ROLE_WEIGHT && !quark_tensor_spec_get_is_dynamic (spec) &&
-      (qscheme != QUARK_QSCHEME_PER_TENSOR || mx || is_small_fp))
+      ((qscheme != QUARK_QSCHEME_PER_TENSOR && qscheme != QUARK_QSCHEME_PER_CHANNEL) || mx || is_small_fp))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s.qscheme: static activations are quantized per_tensor to integers or fp8 "
-                   "by the quark backend, not %s %s", path, qscheme_nick (qscheme),
+                   "%s.qscheme: static activations are quantized per_tensor or per_channel to integers "
+                   "or fp8 by the quark backend, not %s %s", path, qscheme_nick (qscheme),
                    quark_dtype_get_name (dtype));
+      return FALSE;
+    }
+  if (role != QUARK_ROLE_WEIGHT && !quark_tensor_spec_get_is_dynamic (spec) &&
+      qscheme == QUARK_QSCHEME_PER_CHANNEL && quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.observer_cls: per-channel static activations are calibrated with min/max", path);
+      return FALSE;
+    }
+  if (role == QUARK_ROLE_WEIGHT && (quark_tensor_spec_get_observer (spec) == QUARK_OBSERVER_MOVING_AVERAGE_MIN_MAX ||
+                                    quark_tensor_spec_get_observer (spec) == QUARK_OBSERVER_KL))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.observer_cls: %s calibrates activations, not weights", path, observer_class (spec));
       return FALSE;
     }
   if (qscheme == QUARK_QSCHEME_PER_BLOCK && (mx || is_small_fp || role != QUARK_ROLE_WEIGHT))

@@ -165,14 +165,7 @@ layer_type_for (QuarkTensor *tensor)
 {
   if (is_embedding (quark_tensor_get_name (tensor)))
     return NULL;
-  switch (quark_tensor_get_n_dims (tensor))
-    {
-    case 2: return "Linear";
-    case 3: return "Conv1d";
-    case 4: return "Conv2d";
-    case 5: return "Conv3d";
-    default: return NULL;
-    }
+  return quark_tensor_guess_layer_type (tensor);
 }
 
 static gboolean
@@ -752,7 +745,35 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   return TRUE;
 }
 
-/* Static activation parameters from calibration statistics. */
+/* One static (scale, zero point) from a calibrated range. */
+static void
+activation_params (QuarkTensorSpec *spec, float lo, float hi, float *scale, gint32 *zero_point)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  QuarkKernelIntParams p = { 0 };
+  gint64 min64, max64;
+
+  *zero_point = 0;
+  if (!quark_dtype_is_integer (dtype))
+    {
+      /* fp8: s = amax / max, no zero point */
+      *scale = fmaxf (fabsf (lo), fabsf (hi)) / (float) quark_fp_format_max (quark_fp_format_for_dtype (dtype));
+      if (*scale == 0.0f)
+        *scale = QUARK_EPS;
+      return;
+    }
+  quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
+  if (quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2)
+    quark_pow2_int_params (lo, hi, quark_tensor_spec_get_symmetric (spec), (int32_t) min64, (int32_t) max64, &p);
+  else
+    quark_quark_int_params (lo, hi, quark_tensor_spec_get_symmetric (spec), (int32_t) min64, (int32_t) max64, &p);
+  *scale = p.scale;
+  *zero_point = (gint32) p.zero_point;
+}
+
+/* Static activation parameters from calibration statistics: LAYER.input_scale
+ * (and _zero_point for integers), or output_. Per tensor they are scalars;
+ * per channel, one per channel. */
 static gboolean
 add_activation_params (QuarkTensorSpec   *spec,
                        const char        *layer,
@@ -765,49 +786,58 @@ add_activation_params (QuarkTensorSpec   *spec,
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
   gsize esize = quark_dtype_get_element_size (dtype);
   g_autofree char *scale_name = NULL, *zp_name = NULL;
-  g_autofree float *scale = NULL;
-  g_autofree guint8 *zp = NULL;
-  QuarkKernelIntParams p = { 0 };
-  gint64 min64, max64;
-  float lo, hi;
+  g_autofree float *scales = NULL, *mins = NULL, *maxs = NULL;
+  g_autofree guint8 *zps = NULL;
+  gsize n = 1;
+  gint64 shape[1];
+  guint n_dims = 0;
 
   if (quark_tensor_spec_get_is_dynamic (spec))
     return TRUE;   /* computed at run time; nothing stored */
 
-  if (calibration == NULL || !quark_calibration_get_min_max (calibration, layer, role, &lo, &hi))
+  if (calibration == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
                    "layer %s: the %s spec is static and needs calibration statistics, "
-                   "but none were observed for it", layer, prefix);
+                   "but none were given", layer, prefix);
       return FALSE;
     }
-
-  scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
-  zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
-  scale = g_new (float, 1);
-  if (!quark_dtype_is_integer (dtype))
+  if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL)
     {
-      /* fp8: s = amax / max, no zero point */
-      *scale = fmaxf (fabsf (lo), fabsf (hi)) / (float) quark_fp_format_max (quark_fp_format_for_dtype (dtype));
-      if (*scale == 0.0f)
-        *scale = QUARK_EPS;
-      return add_new_tensor (out, scale_name, QUARK_DTYPE_F32, NULL, 0, g_steal_pointer (&scale),
-                             sizeof (float), error);
+      if (!quark_calibration_get_channel_min_max (calibration, layer, role, NULL, &mins, &maxs, &n))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                       "layer %s: the %s spec is static per channel and needs per-channel calibration "
+                       "statistics (calibrate with a session made for this config)", layer, prefix);
+          return FALSE;
+        }
+      shape[0] = (gint64) n;
+      n_dims = 1;
+    }
+  else
+    {
+      mins = g_new (float, 1);
+      maxs = g_new (float, 1);
+      if (!quark_calibration_compute_range (calibration, layer, role, spec, mins, maxs, error))
+        return FALSE;
     }
 
-  quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
-  if (quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2)
-    quark_pow2_int_params (lo, hi, quark_tensor_spec_get_symmetric (spec),
-                           (int32_t) min64, (int32_t) max64, &p);
-  else
-    quark_quark_int_params (lo, hi, quark_tensor_spec_get_symmetric (spec),
-                            (int32_t) min64, (int32_t) max64, &p);
-  *scale = p.scale;
-  zp = g_malloc0 (esize);
-  store_zero_point (dtype, zp, 0, (int32_t) p.zero_point);
-  return add_new_tensor (out, scale_name, QUARK_DTYPE_F32, NULL, 0, g_steal_pointer (&scale),
-                         sizeof (float), error) &&
-         add_new_tensor (out, zp_name, dtype, NULL, 0, g_steal_pointer (&zp), esize, error);
+  scales = g_new (float, n);
+  zps = g_malloc0 (n * esize);
+  for (gsize c = 0; c < n; c++)
+    {
+      gint32 zp;
+      activation_params (spec, mins[c], maxs[c], &scales[c], &zp);
+      if (quark_dtype_is_integer (dtype))
+        store_zero_point (dtype, zps, c, zp);
+    }
+  scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
+  zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
+  if (!add_new_tensor (out, scale_name, QUARK_DTYPE_F32, shape, n_dims, g_steal_pointer (&scales),
+                       n * sizeof (float), error))
+    return FALSE;
+  return !quark_dtype_is_integer (dtype) ||
+         add_new_tensor (out, zp_name, dtype, shape, n_dims, g_steal_pointer (&zps), n * esize, error);
 }
 
 static char *
