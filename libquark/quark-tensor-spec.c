@@ -846,6 +846,117 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
   return quark_tensor_new (quark_tensor_get_name (codes), QUARK_DTYPE_F32, shape, n_dims, bytes, error);
 }
 
+/* Quantizes a chunk into the codes buffer of @d, then dequantizes it. */
+typedef struct {
+  const float *x;
+  guint8 *codes;
+  QuarkKernelIntParams ip;
+  DequantData d;
+} FakeData;
+
+static void
+fake_quantize_chunk (size_t offset, size_t len, void *data)
+{
+  FakeData *f = data;
+  if (f->d.fmt)
+    quark_kernel_fp_quantize_f32 (f->d.fmt, f->x + offset, len, f->d.scale, f->codes + offset);
+  else
+    {
+      f->ip.offset = offset;
+      quark_kernel_quantize_int_f32 (f->x + offset, len, &f->ip, f->d.dtype, f->codes + offset * f->d.esize);
+    }
+  dequantize_chunk (offset, len, &f->d);
+}
+
+/**
+ * quark_tensor_spec_fake_quantize:
+ * @self: an integer or minifloat spec with float scales
+ * @x: the values (any float dtype)
+ * @scale: the scales: one, or one per channel or group of @self
+ * @zero_point: (nullable): the zero points of integer specs, %NULL for 0
+ * @error: return location for a #GError
+ *
+ * Quantizes @x with given parameters and dequantizes it again, as a static
+ * activation quantizer does at inference: integers
+ * q = clamp (R (x · fl (1/s) + z), qmin, qmax) with the spec's rounding,
+ * minifloats q = encode (clamp (x / s, ±max)), then the same dequantization
+ * as quark_tensor_spec_dequantize(). Runtimes that evaluate a quantized
+ * model in float use it for the activations.
+ *
+ * Returns: (transfer full): a float32 tensor shaped like @x, or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the tensors do not fit the spec or
+ *   %QUARK_ERROR_UNSUPPORTED_SCHEME for MX and E5M3-scale specs
+ */
+QuarkTensor *
+quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
+                                 QuarkTensor      *x,
+                                 QuarkTensor      *scale,
+                                 QuarkTensor      *zero_point,
+                                 GError          **error)
+{
+  g_autofree float *values = NULL, *scales = NULL, *zps = NULL, *out = NULL;
+  g_autofree guint8 *codes = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  const gint64 *shape;
+  guint n_dims;
+  gsize n, n_scale;
+  QuarkKernelLayout l;
+  gint64 qmin = 0, qmax = 0;
+  FakeData f = { 0 };
+
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (x), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (self->scale_format != QUARK_SCALE_FORMAT_FLOAT32 ||
+      !(quark_dtype_is_integer (self->dtype) || quark_fp_format_for_dtype (self->dtype) != NULL) ||
+      self->dtype == QUARK_DTYPE_F16 || self->dtype == QUARK_DTYPE_BF16)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "tensor %s: fake quantization with given scales needs an integer or minifloat spec "
+                   "with float scales, not %s", quark_tensor_get_name (x), quark_dtype_get_name (self->dtype));
+      return NULL;
+    }
+  shape = quark_tensor_get_shape (x, &n_dims);
+  if (!quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, self->ch_axis, self->group_size))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: its shape does not fit the spec", quark_tensor_get_name (x));
+      return NULL;
+    }
+  if (!check_param_tensor (scale, "scale", x, &l, error) ||
+      (zero_point && !check_param_tensor (zero_point, "zero point", x, &l, error)))
+    return NULL;
+  values = quark_tensor_to_floats (x, &n, error);
+  if (values == NULL || (scales = quark_tensor_to_floats (scale, &n_scale, error)) == NULL ||
+      (zero_point && (zps = quark_tensor_to_floats (zero_point, &n_scale, error)) == NULL))
+    return NULL;
+
+  f.x = values;
+  f.d.dtype = self->dtype;
+  f.d.fmt = quark_dtype_is_integer (self->dtype) ? NULL : quark_fp_format_for_dtype (self->dtype);
+  f.d.esize = f.d.fmt ? 1 : quark_dtype_get_element_size (self->dtype);
+  codes = g_malloc0 (MAX (n, 1) * f.d.esize);
+  out = g_new (float, MAX (n, 1));
+  f.codes = codes;
+  f.d.codes = codes;
+  f.d.out = out;
+  if (!f.d.fmt)
+    quark_dtype_get_integer_range (self->dtype, self->narrow_range, &qmin, &qmax);
+  for (gsize p = 0; p < l.n_params; p++)
+    {
+      f.d.scale = scales[p];
+      f.d.zero_point = zps ? (int32_t) zps[p] : 0;
+      f.ip = (QuarkKernelIntParams) { 1.0f / scales[p], scales[p], zps ? zps[p] : 0.0f, (int32_t) qmin,
+                                      (int32_t) qmax, self->round_method, 0, 0 };
+      quark_kernel_layout_foreach_chunk (&l, p, fake_quantize_chunk, &f);
+    }
+  bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));
+  return quark_tensor_new (quark_tensor_get_name (x), QUARK_DTYPE_F32, shape, n_dims, bytes, error);
+}
+
 /**
  * quark_tensor_spec_get_block_size:
  * @self: a #QuarkTensorSpec

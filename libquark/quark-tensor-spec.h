@@ -70,6 +70,12 @@ QuarkTensor *     quark_tensor_spec_dequantize      (QuarkTensorSpec  *self,
                                                      QuarkTensor      *zero_point,
                                                      GError          **error);
 QUARK_AVAILABLE_IN_1_0
+QuarkTensor *     quark_tensor_spec_fake_quantize   (QuarkTensorSpec  *self,
+                                                     QuarkTensor      *x,
+                                                     QuarkTensor      *scale,
+                                                     QuarkTensor      *zero_point,
+                                                     GError          **error);
+QUARK_AVAILABLE_IN_1_0
 char *            quark_tensor_spec_to_string       (QuarkTensorSpec  *self);
 
 G_END_DECLS

@@ -671,6 +671,7 @@ typedef struct {
   QuarkModelQuantizer *quantizer;
   QuarkModel *model;
   QuarkCheckpointWriter *writer;
+  QuarkCalibration *calibration;
   const char *copy_from;
   GCancellable *cancellable;
   GMainLoop *loop;
@@ -690,7 +691,7 @@ quantize_job_run (gpointer user_data)
 {
   QuantizeJob *job = user_data;
 
-  job->ok = quark_model_quantizer_quantize_model_to_writer (job->quantizer, job->model, NULL, job->writer,
+  job->ok = quark_model_quantizer_quantize_model_to_writer (job->quantizer, job->model, job->calibration, job->writer,
                                                              job->cancellable, &job->error);
   if (job->ok)
     {
@@ -728,6 +729,8 @@ static int
 cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
+  g_autofree char *stats_file = NULL;
+  g_autoptr(QuarkCalibration) calibration = NULL;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE;
   int threads = 1;
@@ -737,6 +740,7 @@ cmd_quantize (int argc, char **argv)
     { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
+    { "calibration", 0, 0, G_OPTION_ARG_FILENAME, &stats_file, "Static activation scales from this statistics file (saved by a calibration session)", "FILE" },
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },
     { "max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_text, "Largest output file, such as 5GB or 500MiB (default 5GB)", "SIZE" },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output directory", NULL },
@@ -818,6 +822,8 @@ cmd_quantize (int argc, char **argv)
   model = quark_model_load (model_path, NULL, &error);
   if (model == NULL)
     goto fail;
+  if (stats_file && (calibration = quark_calibration_load (stats_file, &error)) == NULL)
+    goto fail;
 
   /* streamed: each output tensor goes to disk as it is made */
   writer = quark_checkpoint_writer_new (output, max_shard, force, &error);
@@ -830,7 +836,7 @@ cmd_quantize (int argc, char **argv)
   if (g_file_test (model_path, G_FILE_TEST_IS_DIR))
     copy_from = g_strdup (model_path);
   loop = g_main_loop_new (NULL, FALSE);
-  job = (QuantizeJob) { quantizer, model, writer, copy_from, cancellable, loop, FALSE, NULL };
+  job = (QuantizeJob) { quantizer, model, writer, calibration, copy_from, cancellable, loop, FALSE, NULL };
   {
     GThread *thread = g_thread_new ("quantize", quantize_job_run, &job);
     g_main_loop_run (loop);

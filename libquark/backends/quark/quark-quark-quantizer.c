@@ -539,7 +539,9 @@ export_weight (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gbo
             return FALSE;
         }
     }
-  if (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4)
+  /* AMD Quark's int4 layout is for 2-D weights; convolution weights take
+   * the unpacked form below, one code per byte */
+  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && quark_tensor_get_n_dims (codes) == 2)
     return export_int4 (logical, name, spec, reorder, out, error);
   if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
     return export_small_float (logical, name, dtype, out, error);
@@ -799,7 +801,7 @@ add_activation_params (QuarkTensorSpec   *spec,
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
                    "layer %s: the %s spec is static and needs calibration statistics, "
-                   "but none were given", layer, prefix);
+                   "but none were given (quark quantize --calibration FILE)", layer, prefix);
       return FALSE;
     }
   if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL)
@@ -1174,7 +1176,7 @@ dequantize_weight (QuarkModel *quantized, const char *name, QuarkTensorSpec *spe
       return NULL;
     }
 
-  if (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4)
+  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && quark_tensor_get_dtype (stored) == QUARK_DTYPE_I32)
     {
       gboolean group = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP;
       if (stored_zp == NULL)
