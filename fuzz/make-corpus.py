@@ -5,6 +5,7 @@
 #
 # safetensors: small valid files of each dtype and a few malformed ones;
 # json and config: the test configs (valid and invalid) and every preset;
+# calibration: statistics files, valid and broken;
 # checkpoint: a tiny model quantized with each quark preset by the built
 # `quark` tool (presets with static activations skipped), prefixed with the preset's index (the target's first byte).
 # Inputs the fuzzers found that add coverage (libFuzzer -merge=1) are kept
@@ -52,6 +53,33 @@ def put(target, name, data):
         f.write(data)
 
 
+def calibration_seeds():
+    """Statistics files as quark_calibration_save() writes them, and a few
+    broken ones."""
+    def hist(rng, exp):
+        return {'range_exp': exp, 'zeros': int(rng.integers(0, 50)),
+                'positive': [int(v) for v in rng.poisson(3, 2048) * (np.arange(2048) < 700)],
+                'negative': [int(v) for v in rng.poisson(1, 2048) * (np.arange(2048) < 300)]}
+    rng = np.random.default_rng(11)
+    entry = {'layer': 'fc1', 'role': 'input', 'batches': 3, 'values': 3000, 'min': -1.5, 'max': 3.25,
+             'moving_average_min': -1.4, 'moving_average_max': 3.0,
+             'batch_percentile': {'q': 99.999, 'batches': 3, 'abs': 3.1, 'low': -1.2, 'high': 3.1},
+             'histogram': hist(rng, 2)}
+    out = dict(entry, role='output', layer='k_proj', histogram=hist(rng, -3))
+    del out['batch_percentile']
+    chan = dict(entry, layer='conv1', channels={'axis': 1, 'min': [-1.0, 0.0, -0.25], 'max': [1.0, 2.0, 0.5]})
+    empty = {'layer': 'e', 'role': 'input', 'batches': 1, 'values': 0, 'min': None, 'max': None,
+             'moving_average_min': None, 'moving_average_max': None,
+             'histogram': {'range_exp': None, 'zeros': 0, 'positive': [0] * 2048, 'negative': [0] * 2048}}
+    doc = {'format': 'libquark-calibration', 'version': 1, 'entries': [entry, out, chan, empty]}
+    text = json.dumps(doc, separators=(',', ':')).encode()
+    put('calibration', 'valid', text)
+    put('calibration', 'valid-top-range', json.dumps(dict(doc, entries=[dict(entry, histogram=hist(rng, 128))])).encode())
+    put('calibration', 'bad-version', text.replace(b'"version":1', b'"version":2'))
+    put('calibration', 'short-histogram', text.replace(b'"positive":[', b'"positive":[1,', 1))
+    put('calibration', 'duplicate-entry', json.dumps(dict(doc, entries=[entry, entry])).encode())
+
+
 def main():
     # named seeds are rewritten; inputs the fuzzers found (named by their
     # SHA-1, 40 hex digits) are kept
@@ -59,6 +87,7 @@ def main():
         name = os.path.basename(path)
         if not (len(name) == 40 and all(c in '0123456789abcdef' for c in name)):
             os.unlink(path)
+    calibration_seeds()
     rng = np.random.default_rng(7)
     w = rng.standard_normal((4, 8)).astype(np.float32)
     bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)
@@ -91,11 +120,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, 'model')
         os.makedirs(model)
-        big = rng.standard_normal((32, 64)).astype(np.float32) * 0.05
+        big = rng.standard_normal((32, 128)).astype(np.float32) * 0.05
         hb = (big.view(np.uint32) >> 16).astype(np.uint16).tobytes()
         with open(os.path.join(model, 'model.safetensors'), 'wb') as f:
-            f.write(safetensors({'model.layers.0.mlp.down_proj.weight': ('BF16', [32, 64], hb),
-                                 'model.layers.0.self_attn.q_proj.weight': ('BF16', [32, 64], hb)},
+            f.write(safetensors({'model.layers.0.mlp.down_proj.weight': ('BF16', [32, 128], hb),
+                                 'model.layers.0.self_attn.q_proj.weight': ('BF16', [32, 128], hb)},
                                 {'format': 'pt'}))
         for index, preset in enumerate(PRESETS):
             out = os.path.join(tmp, preset)

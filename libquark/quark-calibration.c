@@ -812,8 +812,9 @@ out:
   g_mutex_unlock (&self->lock);
   if (ok)
     {
-      *min = (float) lo;
-      *max = (float) hi;
+      /* a histogram's top bin may reach 2^128, just above FLT_MAX */
+      *min = (float) CLAMP (lo, -G_MAXFLOAT, G_MAXFLOAT);
+      *max = (float) CLAMP (hi, -G_MAXFLOAT, G_MAXFLOAT);
     }
   return ok;
 }
@@ -1184,7 +1185,8 @@ read_entry (JsonNode *node, const char *path, GError **error)
     g_autofree char *p = quark_json_path_join (path, "histogram");
     if (!(sub = read_object (json_object_get_member (o, "histogram"), p, error)) ||
         !quark_json_check_members (sub, p, hist_members, error) ||
-        !read_int (sub, p, "range_exp", -300, 300, TRUE, &is_null, &v, error))
+        /* float32 data needs 2^-148 .. 2^128 */
+        !read_int (sub, p, "range_exp", -148, 128, TRUE, &is_null, &v, error))
       goto fail;
     e->hist->range_exp = is_null ? INT32_MIN : (int32_t) v;
     if (!read_int (sub, p, "zeros", 0, G_MAXINT64, FALSE, NULL, &v, error))
@@ -1226,45 +1228,18 @@ fail:
   return NULL;
 }
 
-/**
- * quark_calibration_load:
- * @filename: (type filename): a file written by quark_calibration_save()
- * @error: return location for a #GError
- *
- * Reads saved statistics. The result is not tied to a config; observing
- * more batches adds to what was loaded.
- *
- * Returns: (transfer full): the statistics, or %NULL with
- *   %QUARK_ERROR_INVALID_FILE naming the file and the JSON path at fault
- *   (or %QUARK_ERROR_IO if it cannot be read)
- */
-QuarkCalibration *
-quark_calibration_load (const char  *filename,
-                        GError     **error)
+/* Reads a parsed statistics file; errors are prefixed with @source. */
+static QuarkCalibration *
+load_from_node (JsonNode *root, const char *source, GError **error)
 {
   static const char * const members[] = { "format", "version", "entries", NULL };
-  g_autoptr(QuarkCalibration) self = NULL;
-  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(QuarkCalibration) self = quark_calibration_new ();
   g_autoptr(GError) local_error = NULL;
   JsonObject *o;
   JsonArray *entries;
   JsonNode *n;
   gint64 version;
 
-  g_return_val_if_fail (filename != NULL, NULL);
-  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
-
-  root = quark_json_parse_file (filename, &local_error);
-  if (root == NULL)
-    {
-      /* QUARK_ERROR_IO stays; a parse error becomes an invalid file */
-      if (g_error_matches (local_error, QUARK_ERROR, QUARK_ERROR_IO))
-        g_propagate_error (error, g_steal_pointer (&local_error));
-      else
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
-      return NULL;
-    }
-  self = quark_calibration_new ();
   if (!(o = read_object (root, "(root)", &local_error)) ||
       !quark_json_check_members (o, "", members, &local_error))
     goto fail;
@@ -1305,6 +1280,86 @@ quark_calibration_load (const char  *filename,
   return g_steal_pointer (&self);
 
 fail:
-  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", filename, local_error->message);
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", source, local_error->message);
   return NULL;
+}
+
+/* A parse error becomes QUARK_ERROR_INVALID_FILE; QUARK_ERROR_IO stays. */
+static void
+parse_failed (GError *local_error, GError **error)
+{
+  if (g_error_matches (local_error, QUARK_ERROR, QUARK_ERROR_IO))
+    g_propagate_error (error, local_error);
+  else
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
+      g_error_free (local_error);
+    }
+}
+
+/**
+ * quark_calibration_load:
+ * @filename: (type filename): a file written by quark_calibration_save()
+ * @error: return location for a #GError
+ *
+ * Reads saved statistics. The result is not tied to a config; observing
+ * more batches adds to what was loaded.
+ *
+ * Returns: (transfer full): the statistics, or %NULL with
+ *   %QUARK_ERROR_INVALID_FILE naming the file and the JSON path at fault
+ *   (or %QUARK_ERROR_IO if it cannot be read)
+ */
+QuarkCalibration *
+quark_calibration_load (const char  *filename,
+                        GError     **error)
+{
+  g_autoptr(JsonNode) root = NULL;
+  GError *local_error = NULL;
+
+  g_return_val_if_fail (filename != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  root = quark_json_parse_file (filename, &local_error);
+  if (root == NULL)
+    {
+      parse_failed (local_error, error);
+      return NULL;
+    }
+  return load_from_node (root, filename, error);
+}
+
+/**
+ * quark_calibration_load_from_bytes:
+ * @bytes: the contents of a statistics file
+ * @source: (nullable): a name for error messages, such as a file or URL
+ * @error: return location for a #GError
+ *
+ * Like quark_calibration_load(), from memory.
+ *
+ * Returns: (transfer full): the statistics, or %NULL with
+ *   %QUARK_ERROR_INVALID_FILE naming @source and the JSON path at fault
+ */
+QuarkCalibration *
+quark_calibration_load_from_bytes (GBytes      *bytes,
+                                   const char  *source,
+                                   GError     **error)
+{
+  g_autoptr(JsonNode) root = NULL;
+  GError *local_error = NULL;
+  gsize size;
+  const char *data;
+
+  g_return_val_if_fail (bytes != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (source == NULL)
+    source = "statistics";
+  data = g_bytes_get_data (bytes, &size);
+  root = quark_json_parse (data ? data : "", (gssize) size, source, &local_error);
+  if (root == NULL)
+    {
+      parse_failed (local_error, error);
+      return NULL;
+    }
+  return load_from_node (root, source, error);
 }

@@ -32,6 +32,10 @@ QUARK_AVAILABLE_IN_1_0
 QuarkCalibration * quark_calibration_load           (const char        *filename,
                                                      GError           **error);
 QUARK_AVAILABLE_IN_1_0
+QuarkCalibration * quark_calibration_load_from_bytes (GBytes           *bytes,
+                                                     const char        *source,
+                                                     GError           **error);
+QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_save           (QuarkCalibration  *self,
                                                      const char        *filename,
                                                      GError           **error);

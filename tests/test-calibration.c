@@ -394,6 +394,23 @@ test_static_scales_through_the_backend (void)
   g_assert_cmpfloat (((const float *) quark_tensor_peek_data (quark_model_get_tensor (out, "attn.k_proj.output_scale"), NULL))[0],
                      ==, 7.0f / 448.0f);
   g_assert_null (quark_model_get_tensor (out, "attn.k_proj.output_zero_point"));
+
+  /* export.min_kv_scale bounds the scales of the kv_cache_group layers */
+  {
+    g_autoptr(QuarkQuantizationConfig) kv = config_from (
+      "{\"backend\": \"quark\", \"global_quant_config\": {\"weight\": {\"dtype\": \"int8\"}},"
+      " \"layer_quant_config\": {\"*k_proj\": {\"weight\": {\"dtype\": \"int8\"},"
+      "   \"output_tensors\": {\"dtype\": \"fp8_e4m3\"}}},"
+      " \"export\": {\"kv_cache_group\": [\"*k_proj\"], \"min_kv_scale\": 0.5}}");
+    g_autoptr(QuarkModelQuantizer) q = quark_registry_new_quantizer (quark_registry_get_default (), kv, NULL);
+    g_autoptr(QuarkModel) o = quark_model_quantizer_quantize_model (q, model, c, NULL, &error);
+    g_autoptr(JsonNode) json = quark_quantization_config_to_json (kv);
+    g_assert_no_error (error);
+    g_assert_cmpfloat (((const float *) quark_tensor_peek_data (quark_model_get_tensor (o, "attn.k_proj.output_scale"), NULL))[0],
+                       ==, 0.5f);
+    g_assert_cmpfloat (json_object_get_double_member (json_object_get_object_member (json_node_get_object (json), "export"),
+                                                      "min_kv_scale"), ==, 0.5);
+  }
 }
 
 /* ---- statistics files --------------------------------------------------------------------- */

@@ -15,6 +15,8 @@ import pytest
 np = pytest.importorskip('numpy')
 torch = pytest.importorskip('torch')
 
+torch.set_num_threads(1)     # no thread contention with the tests meson runs alongside
+
 import gi  # noqa: E402
 gi.require_version('Quark', '1.0')
 from gi.repository import GLib, Quark  # noqa: E402
@@ -158,7 +160,7 @@ def digits():
 
 
 def test_digits_end_to_end(digits, tmp_path):
-    torch.set_num_threads(2)
+
     results = digits.run(str(tmp_path), log=lambda *a: None)
     by = {(r['model'], r['scheme']): r for r in results}
     for kind in ('digits-mlp', 'digits-cnn'):

@@ -215,6 +215,7 @@ struct _QuarkQuarkConfig
   GStrv exclude;
   gboolean pack_reorder;  /* export.pack_method: reorder (default) or order */
   GStrv kv_cache_group;   /* export.kv_cache_group */
+  double min_kv_scale;    /* export.min_kv_scale */
 };
 
 static void config_iface_init (QuarkQuantizationConfigInterface *iface);
@@ -566,6 +567,7 @@ static gboolean
 load_quark_extras (JsonObject  *object,
                    gboolean    *pack_reorder,
                    GStrv       *kv_cache_group,
+                   double      *min_kv_scale,
                    GError     **error)
 {
   static const char * const export_keys[] = {
@@ -634,6 +636,25 @@ load_quark_extras (JsonObject  *object,
                        "export.weight_format: only real_quantized is supported, not \"%s\"", s);
           return FALSE;
         }
+      group = json_object_get_member (exp, "min_kv_scale");
+      if (group && !JSON_NODE_HOLDS_NULL (group))
+        {
+          if (!JSON_NODE_HOLDS_VALUE (group) || (json_node_get_value_type (group) != G_TYPE_DOUBLE &&
+                                                 json_node_get_value_type (group) != G_TYPE_INT64))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                           "export.min_kv_scale: expected a number");
+              return FALSE;
+            }
+          *min_kv_scale = json_node_get_value_type (group) == G_TYPE_DOUBLE ? json_node_get_double (group)
+                                                                           : (double) json_node_get_int (group);
+          if (!(*min_kv_scale >= 0 && *min_kv_scale <= G_MAXFLOAT))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_OUT_OF_RANGE,
+                           "export.min_kv_scale: expected a number from 0 to %g", (double) G_MAXFLOAT);
+              return FALSE;
+            }
+        }
       group = json_object_get_member (exp, "kv_cache_group");
       if (group && !JSON_NODE_HOLDS_NULL (group))
         {
@@ -674,6 +695,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   g_auto(GStrv) exclude = NULL;
   g_auto(GStrv) kv_cache_group = NULL;
   gboolean pack_reorder = TRUE;
+  double min_kv_scale = 0.0;
   JsonNode *global_node;
 
   if (!quark_json_check_members (object, NULL, config_keys, error))
@@ -686,7 +708,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
                    "global_quant_config: missing; it gives the default spec of every layer");
       return FALSE;
     }
-  if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, error))
+  if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, &min_kv_scale, error))
     return FALSE;
   global = load_layer (global_node, "global_quant_config", error);
   if (global == NULL)
@@ -707,6 +729,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   self->pack_reorder = pack_reorder;
   g_strfreev (self->kv_cache_group);
   self->kv_cache_group = g_steal_pointer (&kv_cache_group);
+  self->min_kv_scale = min_kv_scale;
   return TRUE;
 }
 
@@ -873,7 +896,7 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   for (guint i = 0; self->kv_cache_group[i]; i++)
     json_array_add_string_element (kv, self->kv_cache_group[i]);
   json_object_set_array_member (export, "kv_cache_group", kv);
-  json_object_set_double_member (export, "min_kv_scale", 0.0);
+  json_object_set_double_member (export, "min_kv_scale", self->min_kv_scale);
   json_object_set_string_member (export, "pack_method", self->pack_reorder ? "reorder" : "order");
   json_object_set_string_member (export, "weight_format", "real_quantized");
   json_object_set_null_member (export, "weight_merge_groups");
@@ -882,6 +905,18 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   node = json_node_init_object (json_node_alloc (), object);
   json_object_unref (object);
   return node;
+}
+
+/* The smallest KV-cache scale for @layer's output: export.min_kv_scale when
+ * the layer matches export.kv_cache_group, else 0. */
+float
+quark_quark_config_get_min_kv_scale (QuarkQuarkConfig *self,
+                                     const char       *layer)
+{
+  for (guint i = 0; self->kv_cache_group[i]; i++)
+    if (quark_pattern_match (self->kv_cache_group[i], layer))
+      return (float) self->min_kv_scale;
+  return 0.0f;
 }
 
 gboolean

@@ -18,6 +18,7 @@ QuarkTensorSpec *quark_quark_layer_config_get_spec (QuarkQuarkLayerConfig *self,
                                                     QuarkRole              role);
 
 gboolean quark_quark_config_get_pack_reorder (QuarkQuarkConfig *self);
+float    quark_quark_config_get_min_kv_scale (QuarkQuarkConfig *self, const char *layer);
 
 gboolean quark_quark_check_spec (QuarkTensorSpec  *spec,
                                  QuarkRole         role,

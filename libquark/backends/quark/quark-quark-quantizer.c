@@ -781,6 +781,7 @@ add_activation_params (QuarkTensorSpec   *spec,
                        const char        *layer,
                        QuarkRole          role,
                        QuarkCalibration  *calibration,
+                       float              min_scale,
                        QuarkModel        *out,
                        GError           **error)
 {
@@ -830,6 +831,7 @@ add_activation_params (QuarkTensorSpec   *spec,
     {
       gint32 zp;
       activation_params (spec, mins[c], maxs[c], &scales[c], &zp);
+      scales[c] = fmaxf (scales[c], min_scale);   /* export.min_kv_scale */
       if (quark_dtype_is_integer (dtype))
         store_zero_point (dtype, zps, c, zp);
     }
@@ -880,7 +882,9 @@ process_tensor (QuarkQuarkQuantizer  *self,
     {
       g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer,
                                                                                  layer_type_for (tensor), role);
-      if (act && !add_activation_params (act, layer, role, calibration, chunk, error))
+      float min_scale = role == QUARK_ROLE_OUTPUT
+        ? quark_quark_config_get_min_kv_scale (QUARK_QUARK_CONFIG (self->config), layer) : 0.0f;
+      if (act && !add_activation_params (act, layer, role, calibration, min_scale, chunk, error))
         return FALSE;
     }
   /* the input is done with: let the kernel drop its mapped pages */
