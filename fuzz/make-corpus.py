@@ -63,7 +63,8 @@ def calibration_seeds():
     rng = np.random.default_rng(11)
     entry = {'layer': 'fc1', 'role': 'input', 'batches': 3, 'values': 3000, 'min': -1.5, 'max': 3.25,
              'moving_average_min': -1.4, 'moving_average_max': 3.0,
-             'batch_percentile': {'q': 99.999, 'batches': 3, 'abs': 3.1, 'low': -1.2, 'high': 3.1},
+             'batch_percentile': {'q': 99.999, 'batches': 3, 'abs': 3.1, 'low': -1.2, 'high': 3.1,
+                                  'span': 4.3, 'negative_low': -1.2},
              'histogram': hist(rng, 2)}
     out = dict(entry, role='output', layer='k_proj', histogram=hist(rng, -3))
     del out['batch_percentile']
@@ -139,4 +140,5 @@ def main():
     print('corpus written to', CORPUS, '(%d presets listed by quark presets)' % len(presets))
 
 
-main()
+if __name__ == '__main__':
+    main()

@@ -63,6 +63,7 @@ typedef struct {
   double pct_q;                /* 0: per-batch percentiles not collected */
   guint64 pct_batches;
   float pct_abs, pct_lo, pct_hi;
+  float pct_span, pct_neg;     /* high - min (low, 0), and min (low, 0) */
   QuarkKernelHist *hist;
   int ch_axis;                 /* -1: no per-channel statistics */
   gsize n_channels;
@@ -265,7 +266,7 @@ lookup_spec (QuarkCalibration *self, const char *layer_name, QuarkRole role)
 /* What one batch contributes, computed outside the lock. */
 typedef struct {
   float min, max;
-  float pct_abs, pct_lo, pct_hi;
+  float pct_abs, pct_lo, pct_hi, pct_span, pct_neg;
   float *ch_min, *ch_max;
   gsize n_channels;
 } Batch;
@@ -304,7 +305,7 @@ quark_calibration_observe_floats (QuarkCalibration  *self,
   g_autofree char *key = NULL;
   double pct_q = 0;
   int axis = -1;
-  Batch b = { INFINITY, -INFINITY, 0, 0, 0, NULL, NULL, 0 };
+  Batch b = { INFINITY, -INFINITY, 0, 0, 0, 0, 0, NULL, NULL, 0 };
   gsize outer = 1, inner = 1;
   guint64 count = 1;
   Entry *e;
@@ -366,6 +367,9 @@ quark_calibration_observe_floats (QuarkCalibration  *self,
       g_autofree float *scratch = g_new (float, n_values);
       b.pct_abs = quark_kernel_abs_percentile_f32 (values, n_values, pct_q, scratch);
       quark_kernel_percentile_interval_f32 (values, n_values, 100.0 - pct_q, pct_q, scratch, &b.pct_lo, &b.pct_hi);
+      /* Brevitas's PercentileInterval and NegativePercentileOrZero */
+      b.pct_neg = fminf (b.pct_lo, 0.0f);
+      b.pct_span = b.pct_hi - b.pct_neg;
     }
   if (axis >= 0)
     {
@@ -436,6 +440,8 @@ quark_calibration_observe_floats (QuarkCalibration  *self,
                   e->pct_abs = b.pct_abs;
                   e->pct_lo = b.pct_lo;
                   e->pct_hi = b.pct_hi;
+                  e->pct_span = b.pct_span;
+                  e->pct_neg = b.pct_neg;
                 }
               else
                 {
@@ -444,6 +450,8 @@ quark_calibration_observe_floats (QuarkCalibration  *self,
                   e->pct_abs = e->pct_abs * f + b.pct_abs / d;
                   e->pct_lo = e->pct_lo * f + b.pct_lo / d;
                   e->pct_hi = e->pct_hi * f + b.pct_hi / d;
+                  e->pct_span = e->pct_span * f + b.pct_span / d;
+                  e->pct_neg = e->pct_neg * f + b.pct_neg / d;
                 }
               e->pct_batches++;
             }
@@ -648,6 +656,64 @@ quark_calibration_get_channel_min_max (QuarkCalibration  *self,
     *mins = found ? g_memdup2 (e->ch_min, MAX (e->n_channels, 1) * sizeof (float)) : NULL;
   if (maxs)
     *maxs = found ? g_memdup2 (e->ch_max, MAX (e->n_channels, 1) * sizeof (float)) : NULL;
+  g_mutex_unlock (&self->lock);
+  return found;
+}
+
+/**
+ * quark_calibration_get_batch_percentiles:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer's full name
+ * @role: the role
+ * @percentile: (out) (optional): q, the percentile they were taken at
+ * @abs_percentile: (out) (optional): the mean of each batch's q-th
+ *   percentile of |x|
+ * @low: (out) (optional): the mean of each batch's (100 − q)-th percentile
+ * @high: (out) (optional): the mean of each batch's q-th percentile
+ * @span: (out) (optional): the mean of each batch's high − min (low, 0)
+ *   (Brevitas's PercentileInterval)
+ * @negative_low: (out) (optional): the mean of each batch's min (low, 0)
+ *   (Brevitas's NegativePercentileOrZero)
+ *
+ * Reads the running means of the per-batch exact percentiles, in
+ * Brevitas's float32 arithmetic (numerics.md §3.4). A session made for a
+ * config collects them for specs with the percentile observer; a session
+ * without a config always, at 99.999.
+ *
+ * Returns: %TRUE if they were collected for @layer_name and @role
+ */
+gboolean
+quark_calibration_get_batch_percentiles (QuarkCalibration *self,
+                                         const char       *layer_name,
+                                         QuarkRole         role,
+                                         double           *percentile,
+                                         float            *abs_percentile,
+                                         float            *low,
+                                         float            *high,
+                                         float            *span,
+                                         float            *negative_low)
+{
+  Entry *e;
+  gboolean found;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (layer_name != NULL, FALSE);
+
+  g_mutex_lock (&self->lock);
+  e = find_entry (self, layer_name, role);
+  found = e != NULL && e->pct_q > 0 && e->pct_batches > 0;
+  if (percentile)
+    *percentile = found ? e->pct_q : 0;
+  if (abs_percentile)
+    *abs_percentile = found ? e->pct_abs : 0;
+  if (low)
+    *low = found ? e->pct_lo : 0;
+  if (high)
+    *high = found ? e->pct_hi : 0;
+  if (span)
+    *span = found ? e->pct_span : 0;
+  if (negative_low)
+    *negative_low = found ? e->pct_neg : 0;
   g_mutex_unlock (&self->lock);
   return found;
 }
@@ -931,6 +997,8 @@ quark_calibration_save (QuarkCalibration  *self,
           add_float (b, "abs", e->pct_abs);
           add_float (b, "low", e->pct_lo);
           add_float (b, "high", e->pct_hi);
+          add_float (b, "span", e->pct_span);
+          add_float (b, "negative_low", e->pct_neg);
           json_builder_end_object (b);
         }
       json_builder_set_member_name (b, "histogram");
@@ -1106,7 +1174,7 @@ read_entry (JsonNode *node, const char *path, GError **error)
     "layer", "role", "batches", "values", "min", "max", "moving_average_min", "moving_average_max",
     "batch_percentile", "histogram", "channels", NULL
   };
-  static const char * const pct_members[] = { "q", "batches", "abs", "low", "high", NULL };
+  static const char * const pct_members[] = { "q", "batches", "abs", "low", "high", "span", "negative_low", NULL };
   static const char * const hist_members[] = { "range_exp", "zeros", "positive", "negative", NULL };
   static const char * const ch_members[] = { "axis", "min", "max", NULL };
   JsonObject *o = read_object (node, path, error), *sub;
@@ -1167,7 +1235,9 @@ read_entry (JsonNode *node, const char *path, GError **error)
           !read_int (sub, p, "batches", 0, G_MAXINT64, FALSE, NULL, &v, error) ||
           !read_float (sub, p, "abs", FALSE, 0, &e->pct_abs, error) ||
           !read_float (sub, p, "low", FALSE, 0, &e->pct_lo, error) ||
-          !read_float (sub, p, "high", FALSE, 0, &e->pct_hi, error))
+          !read_float (sub, p, "high", FALSE, 0, &e->pct_hi, error) ||
+          !read_float (sub, p, "span", FALSE, 0, &e->pct_span, error) ||
+          !read_float (sub, p, "negative_low", FALSE, 0, &e->pct_neg, error))
         goto fail;
       if (!(q > 0 && q <= 100))
         {

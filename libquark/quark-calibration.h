@@ -76,6 +76,16 @@ gboolean           quark_calibration_compute_range  (QuarkCalibration  *self,
                                                      float             *max,
                                                      GError           **error);
 QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_get_batch_percentiles (QuarkCalibration *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role,
+                                                     double            *percentile,
+                                                     float             *abs_percentile,
+                                                     float             *low,
+                                                     float             *high,
+                                                     float             *span,
+                                                     float             *negative_low);
+QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_get_channel_min_max (QuarkCalibration  *self,
                                                      const char        *layer_name,
                                                      QuarkRole          role,

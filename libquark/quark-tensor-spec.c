@@ -950,7 +950,7 @@ quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
       f.d.scale = scales[p];
       f.d.zero_point = zps ? (int32_t) zps[p] : 0;
       f.ip = (QuarkKernelIntParams) { 1.0f / scales[p], scales[p], zps ? zps[p] : 0.0f, (int32_t) qmin,
-                                      (int32_t) qmax, self->round_method, 0, 0 };
+                                      (int32_t) qmax, self->round_method, 0, 0, FALSE };
       quark_kernel_layout_foreach_chunk (&l, p, fake_quantize_chunk, &f);
     }
   bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));

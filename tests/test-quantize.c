@@ -391,6 +391,7 @@ test_vector_matches_scalar_quantize (void)
           p.zero_point = quark_dtype_is_signed (dtypes[d]) ? 0.0f : (float) ((lo + hi) / 2);
           p.qmin = (int32_t) lo;
           p.qmax = (int32_t) hi;
+          p.divide = rep % 2 == 1;          /* Brevitas's fl (x / s) on odd rounds */
           fill_random (rand, x, n, step);
           g_assert_true (quark_kernel_quantize_int_f32 (x, n, &p, dtypes[d], a));
           g_assert_true (quark_kernel_quantize_int_f32_scalar (x, n, &p, dtypes[d], b));

@@ -479,7 +479,7 @@ quark_kernel_pow2_scale (float             scale,
 static inline int32_t
 qk_quantize_one (float x, const QuarkKernelIntParams *p, size_t i)
 {
-  float t = x * p->inv_scale;
+  float t = p->divide ? x / p->scale : x * p->inv_scale;
   double d;
   t = t + p->zero_point;
   t = p->round == QUARK_ROUND_HALF_EVEN ? rintf (t) : quark_kernel_round (t, p->round, p->seed, p->offset + i);
@@ -568,6 +568,7 @@ QK_MULTIVERSION static void \
 NAME (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
 { \
   const qk_vf inv = qk_splat (p->inv_scale); \
+  const qk_vf sc = qk_splat (p->scale); \
   const qk_vf zp = qk_splat (p->zero_point); \
   const qk_vf lo = qk_splat ((float) p->qmin); \
   const qk_vf hi = qk_splat ((float) p->qmax); \
@@ -575,7 +576,7 @@ NAME (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_
   size_t i; \
   for (i = 0; i + QK_LANES <= n; i += QK_LANES) \
     { \
-      qk_vf t = LOAD (x + i) * inv; \
+      qk_vf t = p->divide ? LOAD (x + i) / sc : LOAD (x + i) * inv; \
       t = t + zp; \
       /* clamp first: for integer bounds, clamp-then-round equals \
        * round-then-clamp, and it keeps |t| below 2^22 for the magic \

@@ -180,9 +180,12 @@ void     quark_kernel_percentile_interval_f32   (const float          *x,
  * @seed: the seed of %QUARK_ROUND_STOCHASTIC
  * @offset: the index of the first element in the seeded stream, so that a
  *   tensor quantized in pieces draws the same numbers as in one call
+ * @divide: divide by @scale instead of multiplying by @inv_scale (Brevitas's
+ *   order, fl (x / s))
  *
  * Parameters of affine integer quantization with a zero point added before
- * rounding: q = clamp (R (fl (fl (x * inv_scale) + z)), qmin, qmax).
+ * rounding: q = clamp (R (fl (fl (x * inv_scale) + z)), qmin, qmax), or
+ * with @divide, q = clamp (R (fl (fl (x / scale) + z)), qmin, qmax).
  */
 typedef struct {
   float          inv_scale;
@@ -193,6 +196,7 @@ typedef struct {
   QuarkRoundMode round;
   uint64_t       seed;
   uint64_t       offset;
+  bool           divide;
 } QuarkKernelIntParams;
 
 QUARK_AVAILABLE_IN_1_0
