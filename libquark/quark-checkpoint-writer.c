@@ -473,6 +473,62 @@ quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
 }
 
 /**
+ * quark_checkpoint_writer_add_file:
+ * @self: a #QuarkCheckpointWriter
+ * @name: (type filename): a file name without directories, such as
+ *   `integers.json`
+ * @contents: the file's bytes
+ * @error: return location for a #GError
+ *
+ * Writes another file into the checkpoint, such as a description next to
+ * the tensors. Names the writer uses itself (`*.safetensors`,
+ * `model.safetensors.index.json`, `config.json`) are refused.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_ARGUMENT or
+ *   %QUARK_ERROR_IO
+ */
+gboolean
+quark_checkpoint_writer_add_file (QuarkCheckpointWriter  *self,
+                                  const char             *name,
+                                  GBytes                 *contents,
+                                  GError                **error)
+{
+  g_autofree char *path = NULL;
+  gconstpointer data;
+  gsize size;
+  int fd;
+  gboolean ok;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), FALSE);
+  g_return_val_if_fail (name != NULL && contents != NULL, FALSE);
+  g_return_val_if_fail (!self->done && self->tmp != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (*name == '\0' || *name == '.' || strchr (name, '/') || g_str_has_suffix (name, ".safetensors") ||
+      g_str_equal (name, "model.safetensors.index.json") || g_str_equal (name, "config.json") ||
+      g_str_has_prefix (name, "shard-"))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: not a name the checkpoint writer can add a file under", name);
+      return FALSE;
+    }
+  path = g_build_filename (self->tmp, name, NULL);
+  fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    {
+      io_error (error, path, "cannot create", errno);
+      return name_output (self, error);
+    }
+  data = g_bytes_get_data (contents, &size);
+  ok = write_all (self, fd, data, size, path, error);
+  if (ok && fsync (fd) != 0)
+    ok = io_error (error, path, "fsync failed", errno);
+  if (close (fd) != 0 && ok)
+    ok = io_error (error, path, "close failed", errno);
+  return ok || name_output (self, error);
+}
+
+/**
  * quark_checkpoint_writer_set_metadata:
  * @self: a #QuarkCheckpointWriter
  * @metadata: (nullable): the content of `config.json`

@@ -30,6 +30,11 @@ gboolean                quark_checkpoint_writer_add          (QuarkCheckpointWri
                                                               QuarkTensor            *tensor,
                                                               GError                **error);
 QUARK_AVAILABLE_IN_1_0
+gboolean                quark_checkpoint_writer_add_file     (QuarkCheckpointWriter  *self,
+                                                              const char             *name,
+                                                              GBytes                 *contents,
+                                                              GError                **error);
+QUARK_AVAILABLE_IN_1_0
 void                    quark_checkpoint_writer_set_metadata (QuarkCheckpointWriter  *self,
                                                               JsonNode               *metadata);
 QUARK_AVAILABLE_IN_1_0

@@ -6,6 +6,7 @@
 
 #include "quark-json.h"
 #include "quark-error.h"
+#include "quark-pattern.h"
 
 #include <math.h>
 #include <string.h>
@@ -688,6 +689,68 @@ quark_json_parse_file (const char  *filename,
       return NULL;
     }
   return quark_json_parse (contents, length, filename, error);
+}
+
+/**
+ * quark_json_read_patterns:
+ * @object: a JSON object
+ * @key: the member holding a list of layer patterns, such as `exclude`
+ * @out: (out) (transfer full): the patterns (empty when the member is
+ *   absent or null)
+ * @error: return location for a #GError
+ *
+ * Reads a list of layer-name patterns (quark_pattern_match()), checking
+ * each one.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_CONFIG_ERROR_TYPE_MISMATCH
+ *   or %QUARK_CONFIG_ERROR_INVALID_VALUE naming the element at fault
+ */
+gboolean
+quark_json_read_patterns (JsonObject  *object,
+                          const char  *key,
+                          GStrv       *out,
+                          GError     **error)
+{
+  JsonNode *node = json_object_get_member (object, key);
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  JsonArray *array;
+
+  g_return_val_if_fail (object != NULL && key != NULL && out != NULL, FALSE);
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    {
+      *out = g_strv_builder_end (builder);
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "%s: expected an array of strings", key);
+      return FALSE;
+    }
+  array = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *element = json_array_get_element (array, i);
+      g_autofree char *path = quark_json_path_index (key, i);
+      g_autoptr(GError) pattern_error = NULL;
+
+      if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                       "%s: expected a string", path);
+          return FALSE;
+        }
+      if (!quark_pattern_validate (json_node_get_string (element), &pattern_error))
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s: %s", path, pattern_error->message);
+          return FALSE;
+        }
+      g_strv_builder_add (builder, json_node_get_string (element));
+    }
+  *out = g_strv_builder_end (builder);
+  return TRUE;
 }
 
 /* ------------------------------------------------------------------------

@@ -39,6 +39,11 @@ QUARK_AVAILABLE_IN_1_0
 char *      quark_json_path_index            (const char          *path,
                                               guint                index);
 QUARK_AVAILABLE_IN_1_0
+gboolean    quark_json_read_patterns         (JsonObject          *object,
+                                              const char          *key,
+                                              GStrv               *out,
+                                              GError             **error);
+QUARK_AVAILABLE_IN_1_0
 gboolean    quark_json_check_members         (JsonObject          *object,
                                               const char          *path,
                                               const char * const  *allowed,

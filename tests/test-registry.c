@@ -32,9 +32,10 @@ test_backends_listed (void)
 
   for (guint i = 0; i < backends->len; i++)
     g_string_append_printf (names, "%s ", quark_backend_get_name (g_ptr_array_index (backends, i)));
-  /* quark from the first directory; test-good and test-unavailable from the
-   * second, in file order; the broken ones nowhere */
-  g_assert_cmpstr (names->str, ==, "quark test-good test-unavailable ");
+  /* quark and brevitas from the first two directories (QUARK_BACKEND_PATH
+   * order); test-good and test-unavailable from the third, in file order;
+   * the broken ones nowhere */
+  g_assert_cmpstr (names->str, ==, "quark brevitas test-good test-unavailable ");
 }
 
 static void

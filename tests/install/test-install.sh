@@ -29,6 +29,7 @@ out=$(env -u QUARK_BACKEND_PATH QUARK_BACKEND_SYSTEM_PATH="$backenddir" LD_LIBRA
       "$stage/list-backends")
 echo "$out"
 echo "$out" | grep -q '^quark: AMD Quark' || { echo "not ok: the installed quark backend is not listed"; exit 1; }
+echo "$out" | grep -q '^brevitas: Brevitas' || { echo "not ok: the installed brevitas backend is not listed"; exit 1; }
 
 test -f "$(dirname "$(find "$stage" -name quark.h -path '*quark-1.0/quark/*' | head -n 1)")/quark-version.h"
 test -n "$(find "$stage" -name 'quark-1.0.vapi')"
@@ -39,6 +40,8 @@ env -u QUARK_BACKEND_PATH QUARK_BACKEND_SYSTEM_PATH="$backenddir" LD_LIBRARY_PAT
 import gi
 gi.require_version('Quark', '1.0')
 from gi.repository import Quark
-assert [b.get_name() for b in Quark.Registry.get_default().list_backends()] == ['quark']
+assert sorted(b.get_name() for b in Quark.Registry.get_default().list_backends()) == ['brevitas', 'quark']
 "
-echo "installed library, headers, pkg-config, backend, typelib and vapi work"
+# the PyGObject override is installed where PyGObject looks for it
+test -n "$(find "$stage" -path '*gi/overrides/Quark.py')" || { echo "not ok: gi/overrides/Quark.py was not installed"; exit 1; }
+echo "installed library, headers, pkg-config, backends, typelib, overrides and vapi work"

@@ -503,51 +503,6 @@ load_layer_map (JsonObject  *config,
 }
 
 static gboolean
-load_exclude (JsonObject  *config,
-              GStrv       *out,
-              GError     **error)
-{
-  JsonNode *node = json_object_get_member (config, "exclude");
-  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
-  JsonArray *array;
-
-  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
-    {
-      *out = g_strv_builder_end (builder);
-      return TRUE;
-    }
-  if (!JSON_NODE_HOLDS_ARRAY (node))
-    {
-      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                   "exclude: expected an array of strings");
-      return FALSE;
-    }
-  array = json_node_get_array (node);
-  for (guint i = 0; i < json_array_get_length (array); i++)
-    {
-      JsonNode *element = json_array_get_element (array, i);
-      g_autofree char *path = quark_json_path_index ("exclude", i);
-      g_autoptr(GError) pattern_error = NULL;
-
-      if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
-        {
-          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                       "%s: expected a string", path);
-          return FALSE;
-        }
-      if (!quark_pattern_validate (json_node_get_string (element), &pattern_error))
-        {
-          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
-                       "%s: %s", path, pattern_error->message);
-          return FALSE;
-        }
-      g_strv_builder_add (builder, json_node_get_string (element));
-    }
-  *out = g_strv_builder_end (builder);
-  return TRUE;
-}
-
-static gboolean
 expect_null_or_empty (JsonObject *object, const char *key, GError **error)
 {
   JsonNode *node = json_object_get_member (object, key);
@@ -715,7 +670,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
     return FALSE;
   if (!load_layer_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
       !load_layer_map (object, "layer_quant_config", FALSE, by_name, error) ||
-      !load_exclude (object, &exclude, error))
+      !quark_json_read_patterns (object, "exclude", &exclude, error))
     return FALSE;
 
   /* everything parsed: replace the config's content at once */

@@ -1,0 +1,346 @@
+/* quark-brevitas-config.c: the brevitas backend's config
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "quark-brevitas-config.h"
+
+/*
+ * {
+ *   "backend": "brevitas",
+ *   "global_quant_config": LAYER,
+ *   "layer_type_quant_config": { "Linear": LAYER, ... },
+ *   "layer_quant_config": { "PATTERN": LAYER, ... },
+ *   "exclude": [ "PATTERN", ... ]
+ * }
+ * LAYER = { "weight": SPEC|null, "input_tensors": SPEC|null,
+ *           "output_tensors": SPEC|null, "bias": BIAS|null }
+ * SPEC  = { "preset": "Int8WeightPerChannelFloat" } and/or the fields of
+ *         quark-brevitas-spec.c; BIAS = { "bit_width": 8|16|24|32 }
+ *
+ * As in AMD Quark's config model, a null spec in a layer entry inherits
+ * from the next level; in the global config it means "not quantized".
+ */
+
+static const char * const config_keys[] = {
+  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude", NULL
+};
+static const char * const layer_keys[] = { "weight", "input_tensors", "output_tensors", "bias", NULL };
+static const QuarkRole layer_roles[] = { QUARK_ROLE_WEIGHT, QUARK_ROLE_INPUT, QUARK_ROLE_OUTPUT, QUARK_ROLE_BIAS };
+static const char * const layer_types[] = { "Linear", "Conv1d", "Conv2d", "Conv3d", NULL };
+
+#define N_ROLES 4
+
+typedef struct {
+  QuarkTensorSpec *specs[N_ROLES];   /* indexed by QuarkRole; NULL: inherit */
+} Layer;
+
+typedef struct {
+  char *pattern;
+  Layer layer;
+} Named;
+
+struct _QuarkBrevitasConfig
+{
+  GObject parent_instance;
+
+  Layer global;
+  GPtrArray *by_type;   /* Named */
+  GPtrArray *by_name;   /* Named */
+  GStrv exclude;
+};
+
+static void config_iface_init (QuarkQuantizationConfigInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (QuarkBrevitasConfig, quark_brevitas_config, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (QUARK_TYPE_QUANTIZATION_CONFIG, config_iface_init))
+
+static void
+layer_clear (Layer *layer)
+{
+  for (guint r = 0; r < N_ROLES; r++)
+    g_clear_object (&layer->specs[r]);
+}
+
+static void
+named_free (gpointer data)
+{
+  Named *n = data;
+  g_free (n->pattern);
+  layer_clear (&n->layer);
+  g_free (n);
+}
+
+static void
+quark_brevitas_config_finalize (GObject *object)
+{
+  QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (object);
+
+  layer_clear (&self->global);
+  g_ptr_array_unref (self->by_type);
+  g_ptr_array_unref (self->by_name);
+  g_strfreev (self->exclude);
+  G_OBJECT_CLASS (quark_brevitas_config_parent_class)->finalize (object);
+}
+
+static void
+quark_brevitas_config_class_init (QuarkBrevitasConfigClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = quark_brevitas_config_finalize;
+}
+
+static void
+quark_brevitas_config_init (QuarkBrevitasConfig *self)
+{
+  self->by_type = g_ptr_array_new_with_free_func (named_free);
+  self->by_name = g_ptr_array_new_with_free_func (named_free);
+  self->exclude = g_new0 (char *, 1);
+}
+
+static gboolean
+load_layer (JsonNode *node, const char *path, Layer *out, GError **error)
+{
+  JsonObject *o;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected an object", path);
+      return FALSE;
+    }
+  o = json_node_get_object (node);
+  if (!quark_json_check_members (o, path, layer_keys, error))
+    return FALSE;
+  for (guint i = 0; layer_keys[i]; i++)
+    {
+      JsonNode *spec = json_object_get_member (o, layer_keys[i]);
+      g_autofree char *spec_path = quark_json_path_join (path, layer_keys[i]);
+      BvSpec *bv;
+
+      if (spec == NULL || JSON_NODE_HOLDS_NULL (spec))
+        continue;
+      bv = bv_spec_from_json (spec, layer_roles[i], spec_path, error);
+      if (bv == NULL)
+        return FALSE;
+      out->specs[layer_roles[i]] = bv->tspec;
+    }
+  return TRUE;
+}
+
+static gboolean
+load_map (JsonObject *config, const char *key, gboolean types, GPtrArray *out, GError **error)
+{
+  JsonNode *node = json_object_get_member (config, key);
+  g_autoptr(GList) members = NULL;
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected an object", key);
+      return FALSE;
+    }
+  members = json_object_get_members (json_node_get_object (node));
+  for (GList *l = members; l; l = l->next)
+    {
+      g_autofree char *path = quark_json_path_join (key, l->data);
+      g_autoptr(GError) pattern_error = NULL;
+      Named *entry;
+
+      if (types ? !g_strv_contains (layer_types, l->data) : !quark_pattern_validate (l->data, &pattern_error))
+        {
+          g_autofree char *list = g_strjoinv (", ", (char **) layer_types);
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE, "%s: %s%s%s", path,
+                       types ? "unknown layer type (expected one of: " : pattern_error->message,
+                       types ? list : "", types ? ")" : "");
+          return FALSE;
+        }
+      entry = g_new0 (Named, 1);
+      entry->pattern = g_strdup (l->data);
+      g_ptr_array_add (out, entry);
+      if (!load_layer (json_object_get_member (json_node_get_object (node), l->data), path, &entry->layer, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *object, GError **error)
+{
+  QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (config);
+  g_autoptr(GPtrArray) by_type = g_ptr_array_new_with_free_func (named_free);
+  g_autoptr(GPtrArray) by_name = g_ptr_array_new_with_free_func (named_free);
+  g_auto(GStrv) exclude = NULL;
+  Layer global = { { NULL } };
+  JsonNode *node;
+
+  if (!quark_json_check_members (object, NULL, config_keys, error))
+    return FALSE;
+  node = json_object_get_member (object, "global_quant_config");
+  if (node == NULL)
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
+                   "global_quant_config: missing; it gives the default quantizers of every layer");
+      return FALSE;
+    }
+  if (!load_layer (node, "global_quant_config", &global, error) ||
+      !load_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
+      !load_map (object, "layer_quant_config", FALSE, by_name, error) ||
+      !quark_json_read_patterns (object, "exclude", &exclude, error))
+    {
+      layer_clear (&global);
+      return FALSE;
+    }
+  layer_clear (&self->global);
+  self->global = global;
+  g_ptr_array_unref (self->by_type);
+  self->by_type = g_steal_pointer (&by_type);
+  g_ptr_array_unref (self->by_name);
+  self->by_name = g_steal_pointer (&by_name);
+  g_strfreev (self->exclude);
+  self->exclude = g_steal_pointer (&exclude);
+  return TRUE;
+}
+
+static JsonNode *
+layer_to_json (const Layer *layer)
+{
+  JsonObject *o = json_object_new ();
+
+  for (guint i = 0; layer_keys[i]; i++)
+    {
+      QuarkTensorSpec *t = layer->specs[layer_roles[i]];
+      json_object_set_member (o, layer_keys[i], t ? bv_spec_to_json (bv_spec_from_tensor_spec (t))
+                                                  : json_node_new (JSON_NODE_NULL));
+    }
+  return json_node_init_object (json_node_alloc (), o);
+}
+
+static JsonNode *
+map_to_json (GPtrArray *map)
+{
+  JsonObject *o = json_object_new ();
+
+  for (guint i = 0; i < map->len; i++)
+    {
+      Named *n = g_ptr_array_index (map, i);
+      json_object_set_member (o, n->pattern, layer_to_json (&n->layer));
+    }
+  return json_node_init_object (json_node_alloc (), o);
+}
+
+static JsonNode *
+quark_brevitas_config_to_json (QuarkQuantizationConfig *config)
+{
+  QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (config);
+  JsonObject *o = json_object_new ();
+  JsonArray *exclude = json_array_new ();
+
+  json_object_set_member (o, "global_quant_config", layer_to_json (&self->global));
+  json_object_set_member (o, "layer_type_quant_config", map_to_json (self->by_type));
+  json_object_set_member (o, "layer_quant_config", map_to_json (self->by_name));
+  for (guint i = 0; self->exclude[i]; i++)
+    json_array_add_string_element (exclude, self->exclude[i]);
+  json_object_set_array_member (o, "exclude", exclude);
+  return json_node_init_object (json_node_alloc (), o);
+}
+
+/* Checks that hold across the roles of a layer entry. */
+static gboolean
+validate_layer (const Layer *layer, const char *path, GError **error)
+{
+  QuarkTensorSpec *w = layer->specs[QUARK_ROLE_WEIGHT];
+
+  if (layer->specs[QUARK_ROLE_BIAS] && w &&
+      quark_tensor_spec_get_qscheme (w) == QUARK_QSCHEME_PER_GROUP)
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_COMBINATION,
+                   "%s.bias: a quantized bias needs per-tensor or per-channel weight scales", path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+quark_brevitas_config_validate (QuarkQuantizationConfig *config, GError **error)
+{
+  QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (config);
+
+  if (!validate_layer (&self->global, "global_quant_config", error))
+    return FALSE;
+  for (guint m = 0; m < 2; m++)
+    {
+      GPtrArray *map = m ? self->by_name : self->by_type;
+      for (guint i = 0; i < map->len; i++)
+        {
+          Named *n = g_ptr_array_index (map, i);
+          g_autofree char *path = quark_json_path_join (m ? "layer_quant_config" : "layer_type_quant_config",
+                                                        n->pattern);
+          if (!validate_layer (&n->layer, path, error))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+quark_brevitas_config_is_excluded (QuarkQuantizationConfig *config, const char *layer_name)
+{
+  QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (config);
+
+  for (guint i = 0; self->exclude[i]; i++)
+    if (quark_pattern_match (self->exclude[i], layer_name))
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+quark_brevitas_config_lookup_spec (QuarkQuantizationConfig *config, QuarkSpecLevel level, const char *key,
+                                   QuarkRole role, QuarkTensorSpec **spec)
+{
+  QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (config);
+  GPtrArray *map;
+
+  *spec = NULL;
+  if (level == QUARK_SPEC_LEVEL_GLOBAL)
+    {
+      *spec = self->global.specs[role] ? g_object_ref (self->global.specs[role]) : NULL;
+      return TRUE;
+    }
+  map = level == QUARK_SPEC_LEVEL_LAYER_TYPE ? self->by_type : self->by_name;
+  for (guint i = 0; i < map->len; i++)
+    {
+      Named *n = g_ptr_array_index (map, i);
+      if (level == QUARK_SPEC_LEVEL_LAYER_TYPE ? !g_str_equal (n->pattern, key) : !quark_pattern_match (n->pattern, key))
+        continue;
+      /* the first matching entry decides; a null spec there inherits */
+      if (n->layer.specs[role] == NULL)
+        return FALSE;
+      *spec = g_object_ref (n->layer.specs[role]);
+      return TRUE;
+    }
+  return FALSE;
+}
+
+BvSpec *
+quark_brevitas_config_get_bv_spec (QuarkBrevitasConfig *config, const char *layer, const char *layer_type,
+                                   QuarkRole role, QuarkTensorSpec **tspec)
+{
+  QuarkTensorSpec *t = quark_quantization_config_get_tensor_spec (QUARK_QUANTIZATION_CONFIG (config), layer,
+                                                                  layer_type, role);
+  BvSpec *bv = bv_spec_from_tensor_spec (t);
+
+  if (tspec)
+    *tspec = t;
+  else
+    g_clear_object (&t);   /* the config keeps its own reference */
+  return bv;
+}
+
+static void
+config_iface_init (QuarkQuantizationConfigInterface *iface)
+{
+  iface->load_json = quark_brevitas_config_load_json;
+  iface->to_json = quark_brevitas_config_to_json;
+  iface->validate = quark_brevitas_config_validate;
+  iface->is_excluded = quark_brevitas_config_is_excluded;
+  iface->lookup_spec = quark_brevitas_config_lookup_spec;
+}

@@ -1,0 +1,25 @@
+/* quark-brevitas-config.h: the brevitas backend's config (AMD Quark's
+ * Brevitas extension: layer specs of Brevitas quantizers)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <quark.h>
+
+#include "quark-brevitas-spec.h"
+
+G_BEGIN_DECLS
+
+#define QUARK_TYPE_BREVITAS_CONFIG (quark_brevitas_config_get_type ())
+G_DECLARE_FINAL_TYPE (QuarkBrevitasConfig, quark_brevitas_config, QUARK, BREVITAS_CONFIG, GObject)
+
+/* The quantizer @config gives a layer's @role, or NULL: the core's
+ * precedence (exclude, names, types, global) over this config's levels. */
+BvSpec * quark_brevitas_config_get_bv_spec (QuarkBrevitasConfig *config,
+                                            const char          *layer,
+                                            const char          *layer_type,
+                                            QuarkRole            role,
+                                            QuarkTensorSpec    **tspec);
+
+G_END_DECLS

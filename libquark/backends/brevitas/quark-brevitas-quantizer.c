@@ -1,0 +1,715 @@
+/* quark-brevitas-quantizer.c: Brevitas's quantizers over a model, and the
+ * two exports (AMD Quark's checkpoint layout, and an integer dump)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "quark-brevitas-quantizer.h"
+#include "quark-brevitas-config.h"
+
+#include <math.h>
+#include <string.h>
+
+/**
+ * QuarkBrevitasQuantizer:
+ *
+ * Applies a brevitas config: each layer's weight through its Brevitas
+ * quantizer (statistics recomputed from the weight), static input and
+ * output scales from calibration statistics with Brevitas's calibration
+ * semantics (the running mean of per-batch percentiles, numerics.md §3.4),
+ * and biases quantized with the input scale times the weight scale.
+ *
+ * #QuarkBrevitasQuantizer:export-format selects the result's layout:
+ * "quark" (AMD Quark's checkpoint names; integer codes one per I8, U8, I16
+ * or I32 element, FP4/FP6 codes packed as Quark packs them, bit widths in
+ * `quantization_config`) or "integers" (every code unpacked, every zero
+ * point written, and an `integers.json` that documents each layer's
+ * arithmetic for C and FPGA implementations).
+ */
+
+struct _QuarkBrevitasQuantizer
+{
+  GObject parent_instance;
+  QuarkQuantizationConfig *config;
+  char *export_format;
+};
+
+enum {
+  PROP_0,
+  PROP_CONFIG,
+  PROP_EXPORT_FORMAT,
+};
+
+static void quantizer_iface_init (QuarkModelQuantizerInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (QuarkBrevitasQuantizer, quark_brevitas_quantizer, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (QUARK_TYPE_MODEL_QUANTIZER, quantizer_iface_init))
+
+static void
+quark_brevitas_quantizer_finalize (GObject *object)
+{
+  QuarkBrevitasQuantizer *self = QUARK_BREVITAS_QUANTIZER (object);
+  g_clear_object (&self->config);
+  g_free (self->export_format);
+  G_OBJECT_CLASS (quark_brevitas_quantizer_parent_class)->finalize (object);
+}
+
+static void
+quark_brevitas_quantizer_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  QuarkBrevitasQuantizer *self = QUARK_BREVITAS_QUANTIZER (object);
+
+  if (prop_id == PROP_CONFIG)
+    g_value_set_object (value, self->config);
+  else if (prop_id == PROP_EXPORT_FORMAT)
+    g_value_set_string (value, self->export_format);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+quark_brevitas_quantizer_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  QuarkBrevitasQuantizer *self = QUARK_BREVITAS_QUANTIZER (object);
+
+  if (prop_id == PROP_CONFIG)
+    self->config = g_value_dup_object (value);
+  else if (prop_id == PROP_EXPORT_FORMAT)
+    {
+      g_free (self->export_format);
+      self->export_format = g_value_dup_string (value);
+    }
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+quark_brevitas_quantizer_class_init (QuarkBrevitasQuantizerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = quark_brevitas_quantizer_finalize;
+  object_class->get_property = quark_brevitas_quantizer_get_property;
+  object_class->set_property = quark_brevitas_quantizer_set_property;
+  g_object_class_override_property (object_class, PROP_CONFIG, "config");
+  g_object_class_install_property (object_class, PROP_EXPORT_FORMAT,
+    g_param_spec_string ("export-format", "Export format",
+                         "\"quark\" (AMD Quark's checkpoint layout) or \"integers\" (an integer dump)", "quark",
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS));
+}
+
+static void
+quark_brevitas_quantizer_init (QuarkBrevitasQuantizer *self)
+{
+}
+
+/* ---- tensors ------------------------------------------------------------------ */
+
+static gboolean
+add_bytes (QuarkModel *out, const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims,
+           gpointer data, gsize size, GError **error)
+{
+  g_autoptr(GBytes) bytes = g_bytes_new_take (data, size);
+  g_autoptr(QuarkTensor) t = quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
+  return t != NULL && quark_model_add_tensor (out, t, error);
+}
+
+static gboolean
+add_floats (QuarkModel *out, const char *name, const float *v, gsize n, const gint64 *shape, guint n_dims,
+            GError **error)
+{
+  return add_bytes (out, name, QUARK_DTYPE_F32, shape, n_dims, g_memdup2 (v, MAX (n, 1) * sizeof (float)),
+                    n * sizeof (float), error);
+}
+
+/* The element type integer codes are stored in. */
+static QuarkDType
+int_storage (int bits, gboolean is_signed)
+{
+  if (bits <= 8)
+    return is_signed ? QUARK_DTYPE_I8 : QUARK_DTYPE_U8;
+  if (bits <= 16)
+    return is_signed ? QUARK_DTYPE_I16 : QUARK_DTYPE_U16;
+  return QUARK_DTYPE_I32;
+}
+
+static gboolean
+add_ints (QuarkModel *out, const char *name, QuarkDType dtype, const gint32 *v, gsize n, const gint64 *shape,
+          guint n_dims, GError **error)
+{
+  gsize esize = quark_dtype_get_element_size (dtype);
+  guint8 *data = g_malloc0 (MAX (n, 1) * esize);
+
+  for (gsize i = 0; i < n; i++)
+    switch (esize)
+      {
+      case 1: data[i] = (guint8) v[i]; break;
+      case 2: ((guint16 *) data)[i] = (guint16) v[i]; break;
+      default: ((gint32 *) data)[i] = v[i]; break;
+      }
+  return add_bytes (out, name, dtype, shape, n_dims, data, n * esize, error);
+}
+
+/* Weight codes in the export's layout. Returns the storage name. */
+static gboolean
+add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, const gint64 *shape,
+           guint n_dims, gboolean pack, const char **storage, GError **error)
+{
+  gboolean fp = bv->kind == BV_FLOAT || bv->kind == BV_MX_FLOAT;
+  gint64 packed_shape[QUARK_TENSOR_MAX_DIMS];
+  gsize last = n_dims ? (gsize) shape[n_dims - 1] : 1;
+  QuarkDType dtype;
+
+  if (!fp)
+    {
+      dtype = int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed);
+      *storage = quark_dtype_get_name (dtype);
+      return add_ints (out, name, dtype, r->codes, r->n, shape, n_dims, error);
+    }
+  memcpy (packed_shape, shape, n_dims * sizeof (gint64));
+  if (pack && bv->bits == 4 && n_dims && last % 2 == 0)
+    {
+      /* FP4: two codes per byte, the even element in the low nibble */
+      g_autofree guint8 *codes = g_new (guint8, MAX (r->n, 1));
+      guint8 *bytes = g_malloc0 (MAX (r->n / 2, 1));
+      for (gsize i = 0; i < r->n; i++)
+        codes[i] = (guint8) r->codes[i];
+      quark_kernel_pack_fp4 (codes, r->n, bytes);
+      packed_shape[n_dims - 1] = (gint64) last / 2;
+      *storage = "fp4 packed two per byte";
+      return add_bytes (out, name, QUARK_DTYPE_U8, packed_shape, n_dims, bytes, r->n / 2, error);
+    }
+  if (pack && bv->bits == 6 && n_dims && last % 4 == 0)
+    {
+      /* FP6: four codes per three bytes */
+      g_autofree guint8 *codes = g_new (guint8, MAX (r->n, 1));
+      guint8 *bytes = g_malloc0 (MAX (r->n / 4 * 3, 1));
+      for (gsize i = 0; i < r->n; i++)
+        codes[i] = (guint8) r->codes[i];
+      quark_kernel_pack_fp6 (codes, r->n, bytes);
+      packed_shape[n_dims - 1] = (gint64) last / 4 * 3;
+      *storage = "fp6 packed four per three bytes";
+      return add_bytes (out, name, QUARK_DTYPE_U8, packed_shape, n_dims, bytes, r->n / 4 * 3, error);
+    }
+  dtype = bv->family == BV_FP_OCP && bv->ebits == 4 && bv->mbits == 3 ? QUARK_DTYPE_F8_E4M3
+        : bv->family == BV_FP_OCP && bv->ebits == 5 && bv->mbits == 2 ? QUARK_DTYPE_F8_E5M2 : QUARK_DTYPE_U8;
+  *storage = dtype == QUARK_DTYPE_U8 ? "one format code per byte" : quark_dtype_get_name (dtype);
+  return add_ints (out, name, dtype, r->codes, r->n, shape, n_dims, error);
+}
+
+/* ---- descriptions (the Quark config's bit widths, and integers.json) ------- */
+
+static const char *
+granularity_name (QuarkQScheme q)
+{
+  return q == QUARK_QSCHEME_PER_CHANNEL ? "per_channel" : q == QUARK_QSCHEME_PER_GROUP ? "per_group" : "per_tensor";
+}
+
+static JsonObject *
+describe (const BvSpec *bv, const char *tensor, const char *scale, const char *zero_point, const char *storage)
+{
+  JsonObject *o = json_object_new ();
+  gint32 qmin = 0, qmax = 0;
+
+  json_object_set_string_member (o, "quantizer", bv_spec_describe (bv));
+  json_object_set_member (o, "spec", bv_spec_to_json (bv));
+  if (tensor)
+    json_object_set_string_member (o, "tensor", tensor);
+  if (storage)
+    json_object_set_string_member (o, "storage", storage);
+  json_object_set_int_member (o, "bit_width", bv->bits);
+  if (bv->kind == BV_FLOAT || bv->kind == BV_MX_FLOAT)
+    {
+      QuarkFpFormat f = bv_fp_format (bv);
+      json_object_set_int_member (o, "exponent_bit_width", bv->ebits);
+      json_object_set_int_member (o, "mantissa_bit_width", bv->mbits);
+      json_object_set_int_member (o, "exponent_bias", f.bias);
+      json_object_set_double_member (o, "max", bv_fp_max (bv));
+    }
+  else
+    {
+      bv_int_range (bv, &qmin, &qmax);
+      json_object_set_boolean_member (o, "signed", bv->is_signed);
+      json_object_set_boolean_member (o, "narrow_range", bv->narrow);
+      json_object_set_int_member (o, "qmin", qmin);
+      json_object_set_int_member (o, "qmax", qmax);
+    }
+  json_object_set_string_member (o, "granularity", bv->kind == BV_MX_FLOAT || bv->kind == BV_MX_INT
+                                 ? "mx_block" : granularity_name (bv->qscheme));
+  if (bv->qscheme == QUARK_QSCHEME_PER_GROUP)
+    json_object_set_int_member (o, "group_size", bv->group_size);
+  if (scale)
+    json_object_set_string_member (o, "scale", scale);
+  if (zero_point)
+    json_object_set_string_member (o, "zero_point", zero_point);
+  json_object_set_boolean_member (o, "scale_is_power_of_two", bv->pof2);
+  return o;
+}
+
+/* ---- activations and biases ------------------------------------------------------ */
+
+/* Static activation scale and zero point from calibration (§3.4): the
+ * running mean of the per-batch statistic through the weight-path
+ * formula. */
+static gboolean
+activation_params (const BvSpec *bv, const char *layer, QuarkRole role, QuarkCalibration *calibration,
+                   float *scale, gint32 *zero_point, GError **error)
+{
+  const char *what = role == QUARK_ROLE_INPUT ? "input" : "output";
+  double q = 0;
+  float abs_pct, span, neg;
+  gint32 qmin, qmax;
+
+  if (calibration == NULL ||
+      !quark_calibration_get_batch_percentiles (calibration, layer, role, &q, &abs_pct, NULL, NULL, &span, &neg))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: the %s quantizer %s is calibrated, but there are no per-batch statistics for it "
+                   "(calibrate with a session made for this config)", layer, what, bv_spec_describe (bv));
+      return FALSE;
+    }
+  if (q != bv->percentile)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: the %s statistics were taken at percentile %g, the quantizer needs %g",
+                   layer, what, q, bv->percentile);
+      return FALSE;
+    }
+  *zero_point = 0;
+  if (bv->kind == BV_INT && !bv->symmetric)
+    {
+      /* PercentileInterval scale, NegativePercentileOrZero zero point */
+      bv_int_range (bv, &qmin, &qmax);
+      *scale = bv_scale_from_stat (bv, span, bv_threshold (bv));
+      *zero_point = (gint32) fminf (fmaxf (rintf (-neg / *scale + (float) qmin), (float) qmin), (float) qmax);
+      return TRUE;
+    }
+  *scale = bv_scale_from_stat (bv, abs_pct, bv_threshold (bv));
+  return TRUE;
+}
+
+typedef struct {
+  const char *layer;
+  const char *layer_type;
+  QuarkTensor *weight;
+  const BvSpec *w;
+  BvResult rw;
+  float input_scale;
+  gboolean has_input_scale;
+  int input_bits;
+  JsonObject *info;     /* the layer's description */
+} Layer;
+
+static gboolean
+quantize_bias (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkModel *out, gboolean dump,
+               GError **error)
+{
+  g_autofree char *name = g_strconcat (L->layer, ".bias", NULL);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  BvSpec *bv = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), L->layer, L->layer_type,
+                                                  QUARK_ROLE_BIAS, NULL);
+  QuarkTensor *bias = quark_model_get_tensor (model, name);
+  g_autofree float *b = NULL, *scales = NULL;
+  g_auto(BvResult) r = { 0 };
+  guint n_dims;
+  const gint64 *shape;
+  gsize n;
+
+  if (bv == NULL || bias == NULL)
+    return TRUE;
+  if (!L->has_input_scale)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "layer %s: an integer bias (%s) needs the input's scale, but the layer has no static "
+                   "integer input quantizer", L->layer, bv_spec_describe (bv));
+      return FALSE;
+    }
+  b = quark_tensor_to_floats (bias, &n, error);
+  if (b == NULL)
+    return FALSE;
+  shape = quark_tensor_get_shape (bias, &n_dims);
+  if (L->rw.n_params != 1 && L->rw.n_params != n)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "layer %s: the bias has %" G_GSIZE_FORMAT " values but the weight %" G_GSIZE_FORMAT " scales",
+                   L->layer, n, L->rw.n_params);
+      return FALSE;
+    }
+  /* IntBias: s = input scale · weight scale, signed, not narrow, z = 0 */
+  scales = g_new (float, MAX (L->rw.n_params, 1));
+  for (gsize c = 0; c < L->rw.n_params; c++)
+    scales[c] = L->input_scale * L->rw.scales[c];
+  if (!bv_quantize_with_scales (bv, b, shape, n_dims, scales, NULL, L->rw.n_params, &r))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR, "tensor %s: its shape does not fit its scales", name);
+      return FALSE;
+    }
+  if (!add_ints (out, name, dump ? QUARK_DTYPE_I32 : int_storage (bv->bits, TRUE), r.codes, n, shape, n_dims,
+                 error) ||
+      !add_floats (out, scale_name, scales, L->rw.n_params, shape, L->rw.n_params == 1 ? 0 : n_dims, error))
+    return FALSE;
+  {
+    JsonObject *d = describe (bv, name, scale_name, NULL, dump ? "int32" : quark_dtype_get_name (int_storage (bv->bits, TRUE)));
+    json_object_set_string_member (d, "scale_is", "input_scale * weight_scale");
+    json_object_set_object_member (L->info, "bias", d);
+  }
+  if (L->w->kind == BV_INT && L->input_bits > 0)
+    {
+      /* §3.9: accumulator width, then one more bit with an integer bias */
+      gint64 fan_in = (gint64) (quark_tensor_get_n_elements (L->weight) / (guint64) MAX (quark_tensor_get_dim (L->weight, 0), 1));
+      double acc = ceil (log2 ((pow (2, L->input_bits) - 1) * (pow (2, L->w->bits) - 1) * (double) fan_in));
+      json_object_set_int_member (L->info, "accumulator_bit_width", (gint64) MAX (acc, bv->bits) + 1);
+    }
+  return TRUE;
+}
+
+static gboolean
+quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkCalibration *calibration,
+                QuarkModel *out, gboolean dump, GError **error)
+{
+  const char *name = quark_tensor_get_name (L->weight);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autofree float *x = NULL;
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (L->weight, &n_dims);
+  gboolean write_zp;
+  const char *storage = NULL;
+  gsize n;
+
+  x = quark_tensor_to_floats (L->weight, &n, error);
+  if (x == NULL)
+    return FALSE;
+  for (gsize i = 0; i < n; i++)
+    if (!isfinite (x[i]))
+      {
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                     "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+        return FALSE;
+      }
+  if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error))
+    return FALSE;
+  write_zp = dump ? L->w->kind == BV_INT : !L->w->symmetric;
+  if (!add_codes (out, name, L->w, &L->rw, shape, n_dims, !dump, &storage, error) ||
+      !add_floats (out, scale_name, L->rw.scales, L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error) ||
+      (write_zp && !add_ints (out, zp_name, int_storage (L->w->bits, L->w->is_signed), L->rw.zero_points,
+                              L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error)))
+    return FALSE;
+  json_object_set_string_member (L->info, "type", L->layer_type);
+  json_object_set_object_member (L->info, "weight", describe (L->w, name, scale_name, write_zp ? zp_name : NULL, storage));
+
+  for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
+    {
+      const char *what = role == QUARK_ROLE_INPUT ? "input" : "output";
+      BvSpec *a = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), L->layer, L->layer_type,
+                                                     role, NULL);
+      g_autofree char *as = g_strdup_printf ("%s.%s_scale", L->layer, what);
+      g_autofree char *az = g_strdup_printf ("%s.%s_zero_point", L->layer, what);
+      float s;
+      gint32 z;
+      gboolean azp;
+
+      if (a == NULL)
+        continue;
+      if (a->dynamic)
+        {
+          json_object_set_object_member (L->info, what, describe (a, NULL, NULL, NULL, NULL));
+          json_object_set_boolean_member (json_object_get_object_member (L->info, what), "dynamic", TRUE);
+          continue;
+        }
+      if (!activation_params (a, L->layer, role, calibration, &s, &z, error))
+        return FALSE;
+      azp = a->kind == BV_INT && (dump || !a->symmetric);
+      if (!add_floats (out, as, &s, 1, NULL, 0, error) ||
+          (azp && !add_ints (out, az, int_storage (a->bits, a->is_signed), &z, 1, NULL, 0, error)))
+        return FALSE;
+      json_object_set_object_member (L->info, what, describe (a, NULL, as, azp ? az : NULL, NULL));
+      if (role == QUARK_ROLE_INPUT && a->kind == BV_INT)
+        {
+          L->input_scale = s;
+          L->has_input_scale = TRUE;
+          L->input_bits = a->bits;
+        }
+    }
+  return quantize_bias (self, L, model, out, dump, error);
+}
+
+/* ---- the model ---------------------------------------------------------------------- */
+
+static const char *
+weight_layer (QuarkTensor *t, char **layer)
+{
+  const char *name = quark_tensor_get_name (t);
+  const char *type = quark_tensor_guess_layer_type (t);
+
+  *layer = NULL;
+  if (type == NULL || !g_str_has_suffix (name, ".weight") || strstr (name, "embed") != NULL)
+    return NULL;
+  *layer = g_strndup (name, strlen (name) - strlen (".weight"));
+  return type;
+}
+
+/* The Quark dtype whose container holds a described tensor's codes. */
+static const char *
+container_dtype (JsonObject *d)
+{
+  const char *storage = json_object_has_member (d, "storage") ? json_object_get_string_member (d, "storage") : NULL;
+  gint64 bits = json_object_get_int_member (d, "bit_width");
+
+  if (storage && strchr (storage, ' ') == NULL)
+    return storage;
+  if (json_object_has_member (d, "exponent_bit_width"))
+    return bits == 4 ? "fp4" : bits == 6 ? (json_object_get_int_member (d, "exponent_bit_width") == 2 ? "fp6_e2m3"
+                                                                                                    : "fp6_e3m2")
+                              : json_object_get_int_member (d, "exponent_bit_width") == 5 ? "fp8_e5m2" : "fp8_e4m3";
+  return quark_dtype_get_name (int_storage ((int) bits, json_object_get_boolean_member (d, "signed")));
+}
+
+static JsonNode *
+quark_layout_config (QuarkBrevitasQuantizer *self, JsonObject *layers)
+{
+  /* AMD Quark's schema, with the layers' container dtypes, and what
+   * Brevitas did (bit widths, quantizers) in a member of its own */
+  static const char * const keys[] = { "weight", "input", "output", "bias" };
+  static const char * const quark_keys[] = { "weight", "input_tensors", "output_tensors", "bias" };
+  JsonObject *qc = json_object_new ();
+  JsonObject *global = json_object_new ();
+  JsonObject *by_name = json_object_new ();
+  JsonObject *export = json_object_new ();
+  JsonObject *brevitas = json_object_new ();
+  g_autoptr(GList) members = json_object_get_members (layers);
+
+  for (GList *l = members; l; l = l->next)
+    {
+      JsonObject *info = json_object_get_object_member (layers, l->data);
+      JsonObject *entry = json_object_new ();
+      for (guint k = 0; k < G_N_ELEMENTS (keys); k++)
+        {
+          JsonObject *d = json_object_has_member (info, keys[k]) ? json_object_get_object_member (info, keys[k]) : NULL;
+          JsonObject *spec;
+          if (d == NULL)
+            {
+              json_object_set_null_member (entry, quark_keys[k]);
+              continue;
+            }
+          spec = json_object_new ();
+          json_object_set_string_member (spec, "dtype", container_dtype (d));
+          json_object_set_string_member (spec, "qscheme", g_str_equal (json_object_get_string_member (d, "granularity"),
+                                                                       "mx_block")
+                                                          ? "per_group" : json_object_get_string_member (d, "granularity"));
+          json_object_set_boolean_member (spec, "symmetric", !json_object_has_member (d, "zero_point"));
+          json_object_set_boolean_member (spec, "is_dynamic", json_object_has_member (d, "dynamic"));
+          json_object_set_string_member (spec, "round_method", "half_even");
+          json_object_set_string_member (spec, "scale_type", "float");
+          json_object_set_object_member (entry, quark_keys[k], spec);
+        }
+      json_object_set_object_member (by_name, l->data, entry);
+    }
+  json_object_set_string_member (qc, "quant_method", "quark");
+  json_object_set_null_member (global, "weight");
+  json_object_set_null_member (global, "input_tensors");
+  json_object_set_null_member (global, "output_tensors");
+  json_object_set_null_member (global, "bias");
+  json_object_set_object_member (qc, "global_quant_config", global);
+  json_object_set_object_member (qc, "layer_type_quant_config", json_object_new ());
+  json_object_set_object_member (qc, "layer_quant_config", by_name);
+  json_object_set_array_member (qc, "exclude", json_array_new ());
+  json_object_set_array_member (export, "kv_cache_group", json_array_new ());
+  json_object_set_string_member (export, "pack_method", "reorder");
+  json_object_set_string_member (export, "weight_format", "real_quantized");
+  json_object_set_object_member (qc, "export", export);
+  json_object_set_member (brevitas, "config", quark_quantization_config_to_json (self->config));
+  json_object_set_object_member (brevitas, "layers", json_object_ref (layers));
+  json_object_set_object_member (qc, "brevitas", brevitas);
+  return json_node_init_object (json_node_alloc (), qc);
+}
+
+static JsonNode *
+integers_description (QuarkBrevitasQuantizer *self, JsonObject *layers)
+{
+  JsonObject *o = json_object_new ();
+  JsonObject *arith = json_object_new ();
+
+  json_object_set_string_member (o, "format", "libquark-integers");
+  json_object_set_int_member (o, "version", 1);
+  json_object_set_string_member (o, "quant_method", "brevitas");
+  json_object_set_string_member (o, "file", "integers.json");
+  json_object_set_string_member (arith, "dequantize", "x = (q - z) * s, in float32; z is 0 when no zero point is given");
+  json_object_set_string_member (arith, "quantize_activation",
+                                 "q = clamp(round_half_even(x / s + z), qmin, qmax), x / s a float32 division");
+  json_object_set_string_member (arith, "linear",
+                                 "acc[o] = sum_k (q_w[o,k] - z_w) * (q_x[k] - z_x) + q_b[o]; "
+                                 "y[o] = acc[o] * s_x * s_w[o] (s_w per output channel or per tensor)");
+  json_object_set_string_member (arith, "minifloat",
+                                 "codes are sign, exponent, mantissa bits of the format; value = decode(code) * s");
+  json_object_set_string_member (arith, "scale_shapes",
+                                 "per_tensor: []; per_channel: [out_channels]; per_group: [rows, groups]; "
+                                 "mx_block: [rows, blocks of group_size along the last axis]");
+  json_object_set_object_member (o, "arithmetic", arith);
+  json_object_set_member (o, "config", quark_quantization_config_to_json (self->config));
+  json_object_set_object_member (o, "layers", json_object_ref (layers));
+  return json_node_init_object (json_node_alloc (), o);
+}
+
+static void
+layer_clear (Layer *L)
+{
+  bv_result_clear (&L->rw);
+}
+
+static QuarkModel *
+run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibration, GCancellable *cancellable,
+     JsonNode **sidecar, GError **error)
+{
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autoptr(GHashTable) quantized_biases = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(JsonObject) layers = json_object_new ();
+  gboolean dump = g_strcmp0 (self->export_format, "integers") == 0;
+  guint n = quark_model_get_n_tensors (model);
+  JsonNode *metadata = quark_model_get_metadata (model), *qc;
+  JsonNode *meta;
+
+  if (!dump && g_strcmp0 (self->export_format, "quark") != 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "export-format: \"%s\" is not one of: quark, integers", self->export_format);
+      return NULL;
+    }
+  /* biases quantized with their layer (they may come before the weight) */
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *layer = NULL;
+      const char *type = weight_layer (quark_model_get_tensor_at (model, i), &layer);
+      if (type &&
+          quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_WEIGHT, NULL) &&
+          quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_BIAS, NULL))
+        g_hash_table_add (quantized_biases, g_strconcat (layer, ".bias", NULL));
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      g_autofree char *layer = NULL;
+      const char *type = weight_layer (t, &layer);
+      Layer L = { 0 };
+      gboolean ok;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        {
+          g_clear_error (error);
+          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+          return NULL;
+        }
+      quark_model_quantizer_report_progress (QUARK_MODEL_QUANTIZER (self), i + 1, n, quark_tensor_get_name (t));
+      if (g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
+        continue;
+      if (type)
+        L.w = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type,
+                                                 QUARK_ROLE_WEIGHT, NULL);
+      if (L.w == NULL)
+        {
+          if (!quark_model_add_tensor (out, t, error))
+            return NULL;
+          continue;
+        }
+      L.layer = layer;
+      L.layer_type = type;
+      L.weight = t;
+      L.info = json_object_new ();
+      ok = quantize_layer (self, &L, model, calibration, out, dump, error);
+      if (ok)
+        json_object_set_object_member (layers, layer, json_object_ref (L.info));
+      json_object_unref (L.info);
+      layer_clear (&L);
+      if (!ok)
+        return NULL;
+    }
+
+  meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? json_node_copy (metadata)
+                                                        : json_node_init_object (json_node_alloc (), json_object_new ());
+  qc = dump ? integers_description (self, layers) : quark_layout_config (self, layers);
+  if (sidecar)
+    *sidecar = dump ? json_node_copy (qc) : NULL;
+  json_object_set_member (json_node_get_object (meta), "quantization_config", qc);
+  quark_model_set_metadata (out, meta);
+  json_node_unref (meta);
+  return g_steal_pointer (&out);
+}
+
+static QuarkModel *
+quark_brevitas_quantizer_quantize_model (QuarkModelQuantizer *quantizer, QuarkModel *model,
+                                         QuarkCalibration *calibration, GCancellable *cancellable, GError **error)
+{
+  return run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable, NULL, error);
+}
+
+static gboolean
+quark_brevitas_quantizer_quantize_model_to_writer (QuarkModelQuantizer *quantizer, QuarkModel *model,
+                                                   QuarkCalibration *calibration, QuarkCheckpointWriter *writer,
+                                                   GCancellable *cancellable, GError **error)
+{
+  g_autoptr(JsonNode) sidecar = NULL;
+  g_autoptr(QuarkModel) out = run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable,
+                                   &sidecar, error);
+
+  if (out == NULL)
+    return FALSE;
+  for (guint i = 0; i < quark_model_get_n_tensors (out); i++)
+    if (!quark_checkpoint_writer_add (writer, quark_model_get_tensor_at (out, i), error))
+      return FALSE;
+  quark_checkpoint_writer_set_metadata (writer, quark_model_get_metadata (out));
+  if (sidecar)
+    {
+      g_autofree char *text = quark_json_to_string (sidecar, TRUE);
+      g_autoptr(GBytes) bytes = g_bytes_new_take (g_strconcat (text, "\n", NULL), strlen (text) + 1);
+      if (!quark_checkpoint_writer_add_file (writer, "integers.json", bytes, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* One weight-like tensor through the quantizer a spec from this backend's
+ * config carries: NAME (codes, unpacked), NAME_scale, NAME_zero_point. */
+static QuarkModel *
+quark_brevitas_quantizer_quantize_tensor (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
+                                          QuarkTensorSpec *spec, GError **error)
+{
+  BvSpec *bv = bv_spec_from_tensor_spec (spec);
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autofree char *scale_name = NULL, *zp_name = NULL;
+  g_autofree float *x = NULL;
+  g_auto(BvResult) r = { 0 };
+  const char *name = quark_tensor_get_name (tensor);
+  const char *storage;
+  const gint64 *shape;
+  guint n_dims;
+  gsize n;
+
+  if (bv == NULL || bv->kind == BV_BIAS || bv->role != QUARK_ROLE_WEIGHT)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "tensor %s: the brevitas backend quantizes single tensors with weight specs from its own "
+                   "configs (get_tensor_spec)", name);
+      return NULL;
+    }
+  x = quark_tensor_to_floats (tensor, &n, error);
+  if (x == NULL)
+    return NULL;
+  shape = quark_tensor_get_shape (tensor, &n_dims);
+  scale_name = g_strconcat (name, "_scale", NULL);
+  zp_name = g_strconcat (name, "_zero_point", NULL);
+  if (!bv_quantize_weight (bv, x, shape, n_dims, name, &r, error) ||
+      !add_codes (out, name, bv, &r, shape, n_dims, FALSE, &storage, error) ||
+      !add_floats (out, scale_name, r.scales, r.n_params, r.param_shape, r.param_n_dims, error) ||
+      (bv->kind == BV_INT &&
+       !add_ints (out, zp_name, int_storage (bv->bits, bv->is_signed), r.zero_points, r.n_params, r.param_shape,
+                  r.param_n_dims, error)))
+    return NULL;
+  return g_steal_pointer (&out);
+}
+
+static void
+quantizer_iface_init (QuarkModelQuantizerInterface *iface)
+{
+  iface->quantize_model = quark_brevitas_quantizer_quantize_model;
+  iface->quantize_model_to_writer = quark_brevitas_quantizer_quantize_model_to_writer;
+  iface->quantize_tensor = quark_brevitas_quantizer_quantize_tensor;
+}

@@ -1,0 +1,551 @@
+/* quark-brevitas-spec.c: Brevitas quantizer presets and their JSON form
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "quark-brevitas-spec.h"
+
+#include <string.h>
+
+#define SPEC_KEY "quark-brevitas-spec"
+#define ACT QUARK_ROLE_INPUT   /* activation presets serve inputs and outputs */
+
+/* Brevitas's presets (numerics.md §3.10) with their defaults. */
+typedef struct {
+  const char *name;
+  QuarkRole role;
+  BvKind kind;
+  int bits;
+  gboolean is_signed, narrow, symmetric;
+  QuarkQScheme qscheme;
+  int group_size;
+  gboolean pof2;
+  QuarkPow2Rounding rounding;
+  gboolean mse, dynamic;
+  int ebits, mbits;
+  BvFpFamily family;
+  double percentile;
+} BvPreset;
+
+#define T QUARK_QSCHEME_PER_TENSOR
+#define C QUARK_QSCHEME_PER_CHANNEL
+#define G QUARK_QSCHEME_PER_GROUP
+#define W QUARK_ROLE_WEIGHT
+#define B QUARK_ROLE_BIAS
+#define CEIL QUARK_POW2_CEIL
+#define FLOOR QUARK_POW2_FLOOR
+
+static const BvPreset presets[] = {
+  /* weights: statistics of the tensor, recomputed */
+  { "Int8WeightPerTensorFloat", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8WeightPerChannelFloat", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8WeightPerTensorFloatMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8WeightPerChannelFloatMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "ShiftedUint8WeightPerTensorFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "ShiftedUint8WeightPerChannelFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, C, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8WeightPerTensorFixedPoint", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8WeightPerChannelFixedPoint", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "IntWeightSymmetricGroupQuant", W, BV_INT, 4, TRUE, TRUE, TRUE, G, 128, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "ShiftedUint8WeightGroupQuantFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, G, 128, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Fp8e4m3OCPWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
+  { "Fp8e4m3OCPWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
+  { "Fp8e5m2OCPWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100 },
+  { "Fp8e5m2OCPWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100 },
+  { "Fp8e4m3FNUZWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100 },
+  { "Fp8e4m3FNUZWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100 },
+  { "Fp8e5m2FNUZWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100 },
+  { "Fp8e5m2FNUZWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100 },
+  { "MXFloat8e4m3Weight", W, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
+  { "MXFloat4e2m1Weight", W, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 2, 1, BV_FP_OCP, 100 },
+  { "MXInt8Weight", W, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  /* activations: calibrated, per tensor */
+  { "Int8ActPerTensorFloat", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
+  { "Uint8ActPerTensorFloat", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
+  { "ShiftedUint8ActPerTensorFloat", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
+  { "Int8ActPerTensorFixedPoint", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
+  { "Uint8ActPerTensorFixedPoint", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
+  { "ShiftedUint8ActPerTensorFixedPoint", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
+  { "Fp8e4m3OCPActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
+  { "Fp8e5m2OCPActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100 },
+  { "Fp8e4m3FNUZActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100 },
+  { "Fp8e5m2FNUZActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100 },
+  { "MXFloat8e4m3Act", ACT, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 4, 3, BV_FP_OCP, 100 },
+  { "MXFloat4e2m1Act", ACT, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 2, 1, BV_FP_OCP, 100 },
+  { "MXInt8Act", ACT, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 0, 0, BV_FP_OCP, 100 },
+  /* biases: s = input scale · weight scale */
+  { "Int8Bias", B, BV_BIAS, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int16Bias", B, BV_BIAS, 16, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int24Bias", B, BV_BIAS, 24, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int32Bias", B, BV_BIAS, 32, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+};
+
+#undef T
+#undef C
+#undef G
+#undef W
+#undef B
+
+static const char * const spec_keys[] = {
+  "preset", "quant_type", "bit_width", "signed", "narrow_range", "symmetric", "qscheme", "group_size",
+  "scale_type", "pof2_rounding", "param_type", "exponent_bit_width", "mantissa_bit_width", "float_format",
+  "percentile", NULL
+};
+static const char * const bias_keys[] = { "preset", "bit_width", NULL };
+
+static const char * const kind_names[] = { "int", "float", "mx_float", "mx_int", "int" };
+static const char * const family_names[] = { "ocp", "fnuz", "generic" };
+static const char * const rounding_names[] = { "round", "ceil", "floor" };   /* QuarkPow2Rounding order */
+
+static const BvPreset *
+find_preset (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (presets); i++)
+    if (g_str_equal (presets[i].name, name))
+      return &presets[i];
+  return NULL;
+}
+
+gboolean
+bv_preset_exists (const char *name)
+{
+  return find_preset (name) != NULL;
+}
+
+static gboolean
+role_fits (QuarkRole preset_role, QuarkRole role)
+{
+  if (preset_role == ACT)
+    return role == QUARK_ROLE_INPUT || role == QUARK_ROLE_OUTPUT;
+  return preset_role == role;
+}
+
+static gboolean
+config_error (GError **error, int code, const char *path, const char *key, const char *what)
+{
+  g_set_error (error, QUARK_CONFIG_ERROR, code, "%s.%s: %s", path, key, what);
+  return FALSE;
+}
+
+static gboolean
+get_int (JsonObject *o, const char *path, const char *key, int lo, int hi, int *out, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  gint64 v;
+
+  if (n == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
+    return config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, key, "expected an integer");
+  v = json_node_get_int (n);
+  if (v < lo || v > hi)
+    {
+      g_autofree char *what = g_strdup_printf ("expected an integer from %d to %d, got %" G_GINT64_FORMAT, lo, hi, v);
+      return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, key, what);
+    }
+  *out = (int) v;
+  return TRUE;
+}
+
+static gboolean
+get_bool (JsonObject *o, const char *path, const char *key, gboolean *out, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+
+  if (n == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+    return config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, key, "expected true or false");
+  *out = json_node_get_boolean (n);
+  return TRUE;
+}
+
+/* A string member that must be one of @names; *out is its index. */
+static gboolean
+get_choice (JsonObject *o, const char *path, const char *key, const char * const *names, guint n_names,
+            int *out, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  g_autoptr(GString) list = g_string_new (NULL);
+  const char *s;
+
+  if (n == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, key, "expected a string");
+  s = json_node_get_string (n);
+  for (guint i = 0; i < n_names; i++)
+    {
+      if (g_str_equal (s, names[i]))
+        {
+          *out = (int) i;
+          return TRUE;
+        }
+      g_string_append_printf (list, "%s%s", i ? ", " : "", names[i]);
+    }
+  {
+    g_autofree char *what = g_strdup_printf ("unknown value \"%s\" (expected one of: %s)", s, list->str);
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_VALUE, path, key, what);
+  }
+}
+
+static QuarkDType
+int_dtype (int bits, gboolean is_signed)
+{
+  static const QuarkDType s[] = { 0, 0, QUARK_DTYPE_INT2, QUARK_DTYPE_INT3, QUARK_DTYPE_INT4, QUARK_DTYPE_INT5,
+                                  QUARK_DTYPE_INT6, QUARK_DTYPE_INT7, QUARK_DTYPE_I8 };
+  static const QuarkDType u[] = { 0, 0, QUARK_DTYPE_UINT2, QUARK_DTYPE_UINT3, QUARK_DTYPE_UINT4, QUARK_DTYPE_UINT5,
+                                  QUARK_DTYPE_UINT6, QUARK_DTYPE_UINT7, QUARK_DTYPE_U8 };
+  if (bits <= 8)
+    return is_signed ? s[bits] : u[bits];
+  if (bits <= 16)
+    return is_signed ? QUARK_DTYPE_I16 : QUARK_DTYPE_U16;
+  return QUARK_DTYPE_I32;
+}
+
+static QuarkDType
+float_dtype (const BvSpec *spec)
+{
+  if (spec->ebits == 4 && spec->mbits == 3)
+    return spec->family == BV_FP_FNUZ ? QUARK_DTYPE_F8_E4M3FNUZ : QUARK_DTYPE_F8_E4M3;
+  if (spec->ebits == 5 && spec->mbits == 2)
+    return spec->family == BV_FP_FNUZ ? QUARK_DTYPE_F8_E5M2FNUZ : QUARK_DTYPE_F8_E5M2;
+  if (spec->ebits == 3 && spec->mbits == 2)
+    return QUARK_DTYPE_FP6_E3M2;
+  if (spec->ebits == 2 && spec->mbits == 3)
+    return QUARK_DTYPE_FP6_E2M3;
+  if (spec->ebits == 2 && spec->mbits == 1)
+    return QUARK_DTYPE_FP4_E2M1;
+  return QUARK_DTYPE_U8;   /* a generic minifloat: its codes in bytes */
+}
+
+/* The generic description quantizer-agnostic code reads (calibration
+ * sessions, tools); the BvSpec rides along as object data. */
+static void
+attach_tensor_spec (BvSpec *spec)
+{
+  QuarkDType dtype = spec->kind == BV_INT || spec->kind == BV_BIAS || spec->kind == BV_MX_INT
+                     ? int_dtype (spec->bits, spec->is_signed) : float_dtype (spec);
+  gboolean act = spec->role == QUARK_ROLE_INPUT || spec->role == QUARK_ROLE_OUTPUT;
+  QuarkTensorSpec *t = g_object_new (QUARK_TYPE_TENSOR_SPEC,
+                                     "dtype", dtype,
+                                     "qscheme", spec->qscheme,
+                                     "ch_axis", spec->qscheme == QUARK_QSCHEME_PER_GROUP ? -1 : 0,
+                                     "group_size", spec->qscheme == QUARK_QSCHEME_PER_GROUP ? spec->group_size : 0,
+                                     "symmetric", spec->symmetric,
+                                     "narrow_range", spec->narrow,
+                                     "is_dynamic", spec->dynamic,
+                                     "scale_type", spec->pof2 ? QUARK_SCALE_POW2 : QUARK_SCALE_FLOAT,
+                                     "observer", act ? QUARK_OBSERVER_PERCENTILE
+                                                     : spec->mse ? QUARK_OBSERVER_MSE : QUARK_OBSERVER_MIN_MAX,
+                                     "percentile", spec->percentile,
+                                     NULL);
+  if (spec->kind == BV_MX_FLOAT || spec->kind == BV_MX_INT)
+    g_object_set (t, "scale_format", QUARK_SCALE_FORMAT_E8M0, NULL);
+  spec->tspec = t;
+  g_object_set_data_full (G_OBJECT (t), SPEC_KEY, spec, (GDestroyNotify) bv_spec_free);
+}
+
+BvSpec *
+bv_spec_from_tensor_spec (QuarkTensorSpec *tspec)
+{
+  return tspec ? g_object_get_data (G_OBJECT (tspec), SPEC_KEY) : NULL;
+}
+
+void
+bv_spec_free (BvSpec *spec)
+{
+  if (spec == NULL)
+    return;
+  g_free (spec->preset);
+  g_free (spec);
+}
+
+static gboolean
+check_spec (const BvSpec *s, const char *path, GError **error)
+{
+  gboolean act = s->role == QUARK_ROLE_INPUT || s->role == QUARK_ROLE_OUTPUT;
+
+  if (s->kind == BV_BIAS)
+    {
+      if (s->bits != 8 && s->bits != 16 && s->bits != 24 && s->bits != 32)
+        return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "bit_width",
+                             "a bias is quantized to 8, 16, 24 or 32 bits");
+      return TRUE;
+    }
+  if (s->kind == BV_INT && (s->bits < 2 || s->bits > 16))
+    return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "bit_width",
+                         "integers take 2 to 16 bits in the brevitas backend");
+  if (s->kind == BV_MX_INT && s->bits != 8)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "bit_width", "MX integers have 8 bits");
+  if (!s->symmetric && s->is_signed)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "signed",
+                         "an asymmetric (shifted) quantizer is unsigned");
+  if (s->kind != BV_INT && !s->symmetric)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "symmetric",
+                         "float and MX quantizers are symmetric");
+  if (s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT)
+    {
+      gboolean ocp = (s->ebits == 4 && s->mbits == 3) || (s->ebits == 5 && s->mbits == 2) ||
+                     (s->ebits == 3 && s->mbits == 2) || (s->ebits == 2 && s->mbits == 3) ||
+                     (s->ebits == 2 && s->mbits == 1);
+      if (s->ebits < 1 || s->ebits > 5 || s->mbits < 0 || s->mbits > 6 || 1 + s->ebits + s->mbits > 8)
+        return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "exponent_bit_width",
+                             "minifloats take 1 to 5 exponent bits and at most 8 bits in all");
+      if ((s->family == BV_FP_OCP || s->kind == BV_MX_FLOAT) && !ocp)
+        return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "float_format",
+                             "the OCP formats are E4M3, E5M2, E3M2, E2M3 and E2M1 (use \"generic\" for others)");
+      if (s->family == BV_FP_FNUZ && !((s->ebits == 4 && s->mbits == 3) || (s->ebits == 5 && s->mbits == 2)))
+        return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "float_format",
+                             "the FNUZ formats are E4M3 and E5M2");
+    }
+  if (s->mse && (s->kind != BV_INT || !s->symmetric || act))
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
+                         "the MSE search applies to symmetric integer weights");
+  if (s->mse && s->pof2)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
+                         "the MSE search takes float scales in the brevitas backend");
+  if (s->pof2 && !s->symmetric && !act)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_type",
+                         "power-of-two weights are symmetric (Brevitas's FixedPoint presets)");
+  if (s->qscheme == QUARK_QSCHEME_PER_GROUP && s->group_size <= 0)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "group_size",
+                         "per_group needs a positive group_size");
+  if (act && !s->dynamic && s->qscheme != QUARK_QSCHEME_PER_TENSOR)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "qscheme",
+                         "calibrated activations are quantized per_tensor (Brevitas's layer inputs)");
+  if ((s->kind == BV_MX_FLOAT || s->kind == BV_MX_INT) && s->qscheme != QUARK_QSCHEME_PER_GROUP)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "qscheme", "MX is per_group");
+  if (act && !(s->percentile > 0 && s->percentile <= 100))
+    return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "percentile",
+                         "expected a percentile in (0, 100]");
+  return TRUE;
+}
+
+/**
+ * bv_spec_from_json:
+ * @node: a spec: {"preset": NAME} and/or explicit fields
+ * @role: what it quantizes
+ * @path: its JSON path, for errors
+ * @error: return location for a #GError
+ *
+ * Reads one spec strictly. A preset gives every default; the fields given
+ * next to it override them. Without a preset the defaults are Brevitas's
+ * for the role: 8-bit signed integers, narrow weights per tensor, or
+ * activations calibrated at the 99.999th percentile.
+ *
+ * Returns: (transfer none): the spec, owned by its tensor spec (spec->tspec),
+ *   or %NULL with a %QUARK_CONFIG_ERROR naming the JSON path
+ */
+BvSpec *
+bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **error)
+{
+  static const char * const qschemes[] = { "per_tensor", "per_channel", "per_group" };
+  static const QuarkQScheme qscheme_values[] = { QUARK_QSCHEME_PER_TENSOR, QUARK_QSCHEME_PER_CHANNEL,
+                                                 QUARK_QSCHEME_PER_GROUP };
+  static const char * const scale_types[] = { "float", "pof2" };
+  static const char * const param_types[] = { "stats", "mse" };
+  g_autoptr(GString) list = NULL;
+  JsonObject *o;
+  JsonNode *n;
+  BvSpec *s;
+  gboolean act = role == QUARK_ROLE_INPUT || role == QUARK_ROLE_OUTPUT;
+  int v;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected an object or null", path);
+      return NULL;
+    }
+  o = json_node_get_object (node);
+  if (!quark_json_check_members (o, path, role == QUARK_ROLE_BIAS ? bias_keys : spec_keys, error))
+    return NULL;
+
+  s = g_new0 (BvSpec, 1);
+  s->role = role;
+  /* the role's defaults */
+  s->kind = role == QUARK_ROLE_BIAS ? BV_BIAS : BV_INT;
+  s->bits = role == QUARK_ROLE_BIAS ? 32 : 8;
+  s->is_signed = TRUE;
+  s->narrow = role == QUARK_ROLE_WEIGHT;
+  s->symmetric = TRUE;
+  s->qscheme = QUARK_QSCHEME_PER_TENSOR;
+  s->pof2_rounding = QUARK_POW2_CEIL;
+  s->percentile = act ? 99.999 : 100;
+  s->family = BV_FP_OCP;
+
+  if ((n = json_object_get_member (o, "preset")))
+    {
+      const BvPreset *p = NULL;
+      if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+        p = find_preset (json_node_get_string (n));
+      if (p == NULL || !role_fits (p->role, role))
+        {
+          list = g_string_new (NULL);
+          for (guint i = 0; i < G_N_ELEMENTS (presets); i++)
+            if (role_fits (presets[i].role, role))
+              g_string_append_printf (list, "%s%s", list->len ? ", " : "", presets[i].name);
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s.preset: %s%s%s is not a Brevitas %s preset (expected one of: %s)", path,
+                       p || JSON_NODE_HOLDS_VALUE (n) ? "\"" : "",
+                       JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING
+                       ? json_node_get_string (n) : "this value",
+                       p || JSON_NODE_HOLDS_VALUE (n) ? "\"" : "",
+                       role == QUARK_ROLE_WEIGHT ? "weight" : role == QUARK_ROLE_BIAS ? "bias" : "activation",
+                       list->str);
+          bv_spec_free (s);
+          return NULL;
+        }
+      s->preset = g_strdup (p->name);
+      s->kind = p->kind;
+      s->bits = p->bits;
+      s->is_signed = p->is_signed;
+      s->narrow = p->narrow;
+      s->symmetric = p->symmetric;
+      s->qscheme = p->qscheme;
+      s->group_size = p->group_size;
+      s->pof2 = p->pof2;
+      s->pof2_rounding = p->rounding;
+      s->mse = p->mse;
+      s->dynamic = p->dynamic;
+      s->ebits = p->ebits;
+      s->mbits = p->mbits;
+      s->family = p->family;
+      s->percentile = p->percentile;
+    }
+
+  if (role == QUARK_ROLE_BIAS)
+    {
+      if (!get_int (o, path, "bit_width", 8, 32, &s->bits, error) || !check_spec (s, path, error))
+        goto fail;
+      attach_tensor_spec (s);
+      return s;
+    }
+
+  v = s->kind == BV_BIAS ? 0 : (int) s->kind;
+  if (!get_choice (o, path, "quant_type", kind_names, 4, &v, error))
+    goto fail;
+  if (json_object_has_member (o, "quant_type") && v != (int) s->kind)
+    {
+      s->kind = (BvKind) v;
+      if (s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT)
+        {
+          /* a float quantizer starts as OCP E4M3, scaled by the maximum */
+          s->ebits = 4;
+          s->mbits = 3;
+          s->narrow = FALSE;
+          if (act)
+            s->percentile = 100;
+        }
+      if (s->kind == BV_MX_FLOAT || s->kind == BV_MX_INT)
+        {
+          s->qscheme = QUARK_QSCHEME_PER_GROUP;
+          s->group_size = 32;
+          s->pof2 = TRUE;
+          s->pof2_rounding = QUARK_POW2_FLOOR;
+          s->narrow = FALSE;
+          s->dynamic = act;
+        }
+    }
+  if (!get_int (o, path, "bit_width", 1, 32, &s->bits, error) ||
+      !get_bool (o, path, "signed", &s->is_signed, error) ||
+      !get_bool (o, path, "narrow_range", &s->narrow, error))
+    goto fail;
+  if (json_object_has_member (o, "symmetric"))
+    {
+      gboolean sym = s->symmetric;
+      if (!get_bool (o, path, "symmetric", &sym, error))
+        goto fail;
+      /* Quark's extension: asymmetric integers are the Shifted presets
+       * (unsigned, a zero point); symmetric ones signed unless told */
+      if (sym != s->symmetric && !json_object_has_member (o, "signed"))
+        s->is_signed = sym;
+      if (!sym)
+        s->narrow = FALSE;
+      s->symmetric = sym;
+    }
+  v = s->qscheme == QUARK_QSCHEME_PER_CHANNEL ? 1 : s->qscheme == QUARK_QSCHEME_PER_GROUP ? 2 : 0;
+  if (!get_choice (o, path, "qscheme", qschemes, 3, &v, error))
+    goto fail;
+  s->qscheme = qscheme_values[v];
+  if (!get_int (o, path, "group_size", 1, G_MAXINT, &s->group_size, error))
+    goto fail;
+  v = s->pof2;
+  if (!get_choice (o, path, "scale_type", scale_types, 2, &v, error))
+    goto fail;
+  s->pof2 = v;
+  v = (int) s->pof2_rounding;
+  if (!get_choice (o, path, "pof2_rounding", rounding_names, 3, &v, error))
+    goto fail;
+  s->pof2_rounding = (QuarkPow2Rounding) v;
+  v = s->mse;
+  if (!get_choice (o, path, "param_type", param_types, 2, &v, error))
+    goto fail;
+  s->mse = v;
+  if (!get_int (o, path, "exponent_bit_width", 0, 8, &s->ebits, error) ||
+      !get_int (o, path, "mantissa_bit_width", 0, 8, &s->mbits, error))
+    goto fail;
+  v = (int) s->family;
+  if (!get_choice (o, path, "float_format", family_names, 3, &v, error))
+    goto fail;
+  s->family = (BvFpFamily) v;
+  if ((n = json_object_get_member (o, "percentile")))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (n) || (json_node_get_value_type (n) != G_TYPE_DOUBLE &&
+                                         json_node_get_value_type (n) != G_TYPE_INT64))
+        {
+          config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, "percentile", "expected a number");
+          goto fail;
+        }
+      s->percentile = json_node_get_value_type (n) == G_TYPE_DOUBLE ? json_node_get_double (n)
+                                                                    : (double) json_node_get_int (n);
+    }
+  if (s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT)
+    s->bits = 1 + s->ebits + s->mbits;
+  if (!check_spec (s, path, error))
+    goto fail;
+  attach_tensor_spec (s);
+  return s;
+
+fail:
+  bv_spec_free (s);
+  return NULL;
+}
+
+JsonNode *
+bv_spec_to_json (const BvSpec *s)
+{
+  JsonObject *o = json_object_new ();
+
+  if (s->preset)
+    json_object_set_string_member (o, "preset", s->preset);
+  json_object_set_int_member (o, "bit_width", s->bits);
+  if (s->kind != BV_BIAS)
+    {
+      json_object_set_string_member (o, "quant_type", kind_names[s->kind]);
+      json_object_set_boolean_member (o, "signed", s->is_signed);
+      json_object_set_boolean_member (o, "narrow_range", s->narrow);
+      json_object_set_boolean_member (o, "symmetric", s->symmetric);
+      json_object_set_string_member (o, "qscheme", s->qscheme == QUARK_QSCHEME_PER_CHANNEL ? "per_channel"
+                                                   : s->qscheme == QUARK_QSCHEME_PER_GROUP ? "per_group" : "per_tensor");
+      if (s->qscheme == QUARK_QSCHEME_PER_GROUP)
+        json_object_set_int_member (o, "group_size", s->group_size);
+      json_object_set_string_member (o, "scale_type", s->pof2 ? "pof2" : "float");
+      if (s->pof2)
+        json_object_set_string_member (o, "pof2_rounding", rounding_names[s->pof2_rounding]);
+      json_object_set_string_member (o, "param_type", s->mse ? "mse" : "stats");
+      if (s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT)
+        {
+          json_object_set_int_member (o, "exponent_bit_width", s->ebits);
+          json_object_set_int_member (o, "mantissa_bit_width", s->mbits);
+          json_object_set_string_member (o, "float_format", family_names[s->family]);
+        }
+      if (s->role == QUARK_ROLE_INPUT || s->role == QUARK_ROLE_OUTPUT)
+        json_object_set_double_member (o, "percentile", s->percentile);
+    }
+  return json_node_init_object (json_node_alloc (), o);
+}
+
+const char *
+bv_spec_describe (const BvSpec *s)
+{
+  return s->preset ? s->preset : kind_names[s->kind];
+}

@@ -1,0 +1,106 @@
+/* quark-brevitas-spec.h: one Brevitas quantizer (a preset with overrides),
+ * and its arithmetic
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <quark.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  BV_INT,         /* IntQuant / RescalingIntQuant */
+  BV_FLOAT,       /* FloatQuant (minifloats) */
+  BV_MX_FLOAT,    /* OCP MX with minifloat elements, Brevitas's scales */
+  BV_MX_INT,      /* MXInt8 with Brevitas's PowerOfTwoIntScaling */
+  BV_BIAS,        /* IntBias: s = input scale · weight scale */
+} BvKind;
+
+typedef enum {
+  BV_FP_OCP,      /* OCP FP8/FP6/FP4: E4M3 "fn", E5M2 with Inf */
+  BV_FP_FNUZ,     /* AMD FNUZ: bias 2^(e-1) */
+  BV_FP_GENERIC,  /* every code a number (Brevitas's quant/experimental/float.py) */
+} BvFpFamily;
+
+/* A Brevitas quantizer. Weights are scaled from statistics of the tensor
+ * (recomputed), activations from calibration statistics. */
+typedef struct {
+  char *preset;              /* the preset it started from, or NULL */
+  QuarkRole role;
+  BvKind kind;
+  int bits;                  /* integers, bias */
+  gboolean is_signed;
+  gboolean narrow;
+  gboolean symmetric;        /* FALSE: shifted, an unsigned grid with a zero point */
+  QuarkQScheme qscheme;      /* per tensor, channel or group */
+  int group_size;
+  gboolean pof2;             /* restrict the scale to a power of two */
+  QuarkPow2Rounding pof2_rounding;
+  gboolean mse;              /* param_type "mse": the MSE grid search */
+  gboolean dynamic;          /* MX activations: scales per call, nothing stored */
+  int ebits, mbits;          /* minifloats and MX elements */
+  BvFpFamily family;
+  double percentile;         /* activations: q of the per-batch statistic (100: the maximum) */
+  QuarkTensorSpec *tspec;    /* the generic description; carries this struct */
+} BvSpec;
+
+BvSpec *         bv_spec_from_json      (JsonNode     *node,
+                                         QuarkRole     role,
+                                         const char   *path,
+                                         GError      **error);
+JsonNode *       bv_spec_to_json        (const BvSpec *spec);
+void             bv_spec_free           (BvSpec       *spec);
+BvSpec *         bv_spec_from_tensor_spec (QuarkTensorSpec *tspec);
+gboolean         bv_preset_exists       (const char   *name);
+const char *     bv_spec_describe       (const BvSpec *spec);
+
+/* ---- arithmetic (numerics.md §3) ---------------------------------------- */
+
+float            bv_threshold           (const BvSpec *spec);
+void             bv_int_range           (const BvSpec *spec,
+                                         gint32       *qmin,
+                                         gint32       *qmax);
+float            bv_scale_from_stat     (const BvSpec *spec,
+                                         float         stat,
+                                         float         threshold);
+QuarkFpFormat    bv_fp_format           (const BvSpec *spec);
+float            bv_fp_max              (const BvSpec *spec);
+float            bv_float_quantize_one  (float         x,
+                                         float         scale,
+                                         const QuarkFpFormat *format,
+                                         float         max);
+
+/* The result of quantizing one tensor: codes (one per element, as int32
+ * for integers, as format codes for minifloats), the dequantized values,
+ * one scale (and zero point) per parameter set. */
+typedef struct {
+  gsize n;
+  gint32 *codes;
+  float *dequantized;
+  gsize n_params;
+  float *scales;
+  gint32 *zero_points;
+  gint64 param_shape[8];
+  guint param_n_dims;
+} BvResult;
+
+void             bv_result_clear        (BvResult     *r);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (BvResult, bv_result_clear)
+gboolean         bv_quantize_weight     (const BvSpec *spec,
+                                         const float  *x,
+                                         const gint64 *shape,
+                                         guint         n_dims,
+                                         const char   *name,
+                                         BvResult     *r,
+                                         GError      **error);
+gboolean         bv_quantize_with_scales (const BvSpec *spec,
+                                         const float  *x,
+                                         const gint64 *shape,
+                                         guint         n_dims,
+                                         const float  *scales,
+                                         const gint32 *zero_points,
+                                         gsize         n_params,
+                                         BvResult     *r);
+
+G_END_DECLS
