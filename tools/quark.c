@@ -729,7 +729,7 @@ static int
 cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
-  g_autofree char *stats_file = NULL;
+  g_autofree char *stats_file = NULL, *export_format = NULL;
   g_autoptr(QuarkCalibration) calibration = NULL;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE;
@@ -744,6 +744,7 @@ cmd_quantize (int argc, char **argv)
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },
     { "max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_text, "Largest output file, such as 5GB or 500MiB (default 5GB)", "SIZE" },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output directory", NULL },
+    { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The backend's output layout (brevitas: quark or integers)", "FORMAT" },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
@@ -809,6 +810,14 @@ cmd_quantize (int argc, char **argv)
       g_value_init (&value, G_TYPE_UINT);
       g_value_set_uint (&value, (guint) threads);
       if (!set_backend_option (quantizer, "threads", &value, "--threads", &error))
+        goto fail;
+    }
+  if (export_format)
+    {
+      g_auto(GValue) value = G_VALUE_INIT;
+      g_value_init (&value, G_TYPE_STRING);
+      g_value_set_string (&value, export_format);
+      if (!set_backend_option (quantizer, "export-format", &value, "--export-format", &error))
         goto fail;
     }
   if (allow_nonfinite)

@@ -458,7 +458,7 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
        * (unsigned, a zero point); symmetric ones signed unless told */
       if (sym != s->symmetric && !json_object_has_member (o, "signed"))
         s->is_signed = sym;
-      if (!sym)
+      if (!sym && !json_object_has_member (o, "narrow_range"))
         s->narrow = FALSE;
       s->symmetric = sym;
     }

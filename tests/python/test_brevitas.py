@@ -1,0 +1,146 @@
+# The brevitas backend from the command line and from Python: selected by
+# --backend and by a config's "backend", listed with its presets, weights
+# checked against an independent numpy implementation of Brevitas's rules,
+# both exports (Quark layout, integer dump), activation scales from a
+# saved calibration session.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import json
+import os
+import subprocess
+
+import pytest
+
+np = pytest.importorskip('numpy')
+
+import gi  # noqa: E402
+gi.require_version('Quark', '1.0')
+from gi.repository import Quark  # noqa: E402
+
+from test_quantize_cli import llama, read_checkpoint, quantize, LINEAR, L  # noqa: E402,F401
+
+QUARK = os.environ['QUARK_TOOL']
+REGISTRY = Quark.Registry.get_default()
+
+
+def brevitas_int8_per_channel(w):
+    """Int8WeightPerChannelFloat in numpy float32: s = max|w| / 127 per row,
+    q = clip(rint(w / s), -127, 127) (true division, half to even)."""
+    w = w.astype(np.float32)
+    s = (np.maximum(np.abs(w).max(axis=1), np.float32(1e-10)) / np.float32(127)).astype(np.float32)
+    q = np.clip(np.rint(w / s[:, None]), -127, 127).astype(np.int8)
+    return q, s
+
+
+def test_listed_with_presets():
+    r = subprocess.run([QUARK, 'backends', '--json'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    names = [b['name'] for b in json.loads(r.stdout)['backends']]
+    assert names == ['quark', 'brevitas']
+    r = subprocess.run([QUARK, 'presets', '--backend', 'brevitas', '--json'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    presets = [p['name'] for p in json.loads(r.stdout)]
+    assert {p['backend'] for p in json.loads(r.stdout)} == {'brevitas'}
+    assert {'w8a8', 'int8_weight_per_channel', 'int4_weight_g128', 'mxfp4'} <= set(presets)
+
+
+def test_found_only_through_the_backend_path(tmp_path):
+    env = dict(os.environ, QUARK_BACKEND_PATH=os.environ['QUARK_BACKEND_PATH'].split(':')[0])
+    r = subprocess.run([QUARK, 'backends', '--json'], capture_output=True, text=True, env=env)
+    assert [b['name'] for b in json.loads(r.stdout)['backends']] == ['quark']
+
+
+def test_selected_both_ways_and_exact(llama, tmp_path):
+    src, originals = llama
+    by_flag, by_config = tmp_path / 'flag', tmp_path / 'config'
+    r = quantize(src, by_flag, '--backend', 'brevitas', '--preset', 'int8_weight_per_channel')
+    assert r.returncode == 0, r.stderr
+    cfg = tmp_path / 'b.json'
+    cfg.write_text(json.dumps({'backend': 'brevitas', 'exclude': ['lm_head'], 'global_quant_config': {
+        'weight': {'preset': 'Int8WeightPerChannelFloat'}}}))
+    r = quantize(src, by_config, '--config', str(cfg))
+    assert r.returncode == 0, r.stderr
+    a, b = read_checkpoint(by_flag), read_checkpoint(by_config)
+    assert a.keys() == b.keys()
+    for i in range(L):
+        for m in LINEAR:
+            name = 'model.layers.%d.%s.weight' % (i, m)
+            q, s = brevitas_int8_per_channel(originals[name])
+            assert a[name][0] == 'I8' and np.array_equal(a[name][1], q), name
+            assert a[name + '_scale'][0] == 'F32'
+            assert np.array_equal(a[name + '_scale'][1].view(np.uint32), s.view(np.uint32)), name
+            assert np.array_equal(b[name][1], q)
+            assert name + '_zero_point' not in a              # symmetric: no zero point in Quark's layout
+    qc = json.loads((by_flag / 'config.json').read_text())['quantization_config']
+    assert qc['quant_method'] == 'quark'
+    layer = qc['brevitas']['layers']['model.layers.0.mlp.up_proj']['weight']
+    assert (layer['bit_width'], layer['narrow_range'], layer['qmin'], layer['qmax']) == (8, True, -127, 127)
+    assert qc['layer_quant_config']['model.layers.0.mlp.up_proj']['weight']['dtype'] == 'int8'
+
+
+def test_integer_dump_with_sidecar(llama, tmp_path):
+    src, originals = llama
+    out = tmp_path / 'ints'
+    r = quantize(src, out, '--backend', 'brevitas', '--preset', 'int4_weight_g128', '--export-format', 'integers')
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / 'integers.json').read_text())
+    assert doc['format'] == 'libquark-integers'
+    assert doc == json.loads((out / 'config.json').read_text())['quantization_config']
+    t = read_checkpoint(out)
+    name = 'model.layers.1.mlp.down_proj'
+    info = doc['layers'][name]['weight']
+    assert (info['bit_width'], info['qmin'], info['qmax'], info['granularity'], info['group_size']) == \
+        (4, -7, 7, 'per_group', 128)
+    q = t[info['tensor']][1]
+    s = t[info['scale']][1]
+    z = t[info['zero_point']][1]
+    assert q.dtype == np.int8 and q.min() >= -7 and q.max() <= 7
+    assert (z == 0).all()
+    # reproduce the weights from the dump as a C implementation would
+    w = originals[name + '.weight']
+    deq = (q.reshape(q.shape[0], -1, 128).astype(np.float32) * s[:, :, None]).reshape(q.shape)
+    assert np.abs(deq - w).max() <= (np.abs(w).reshape(w.shape[0], -1, 128).max(axis=2) / 7 / 2 + 1e-6).max()
+    r = quantize(src, tmp_path / 'bad', '--backend', 'brevitas', '--preset', 'int4_weight_g128',
+                 '--export-format', 'bytes')
+    assert r.returncode == 1 and 'export-format' in r.stderr
+    r = quantize(src, tmp_path / 'bad', '--preset', 'int4_wo_128', '--export-format', 'integers')
+    assert r.returncode == 1 and 'does not support --export-format' in r.stderr
+
+
+def test_calibrated_w8a8_with_int_bias(tmp_path):
+    """Int8ActPerTensorFloat scales from a saved session (the running mean of
+    the per-batch abs percentile), Int32Bias codes from input x weight
+    scale."""
+    rng = np.random.default_rng(3)
+    src = tmp_path / 'model'
+    w = (rng.standard_normal((16, 32)) * 0.1).astype(np.float32)
+    bias = (rng.standard_normal(16) * 0.05).astype(np.float32)
+    writer = Quark.CheckpointWriter.new(str(src), 0, False)
+    writer.add(Quark.tensor_from_array('fc.weight', w))
+    writer.add(Quark.tensor_from_array('fc.bias', bias))
+    writer.finish(None)
+    model = Quark.Model.load(str(src), None)
+    config = REGISTRY.get_backend('brevitas').new_config_for_preset('w8a8')
+    session = Quark.Calibration.new_for_config(config, model)
+    stats = []
+    for b in range(4):
+        x = (rng.standard_normal((8, 32)) * (b + 1)).astype(np.float32)
+        session.observe('fc', Quark.Role.INPUT, x)
+        stats.append(np.abs(x).max())       # N = 256 <= 50000: the 99.999th percentile is the maximum
+    session.save(str(tmp_path / 'stats.json'))
+    out = tmp_path / 'out'
+    r = subprocess.run([QUARK, 'quantize', str(src), '-o', str(out), '--backend', 'brevitas', '--preset', 'w8a8',
+                        '--calibration', str(tmp_path / 'stats.json')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    t = read_checkpoint(out)
+    # Brevitas's running mean in float32: buffer * (c / (c + 1)) + stat / (c + 1)
+    mean = np.float32(stats[0])
+    for c, s in enumerate(stats[1:], start=1):
+        mean = np.float32(mean * np.float32(c / (c + 1))) + np.float32(np.float32(s) / np.float32(c + 1))
+    s_in = np.float32(mean / np.float32(128))
+    assert t['fc.input_scale'][1].item() == s_in
+    q_w, s_w = brevitas_int8_per_channel(w)
+    s_b = (s_in * s_w).astype(np.float32)
+    assert np.array_equal(t['fc.bias_scale'][1], s_b)
+    assert t['fc.bias'][0] == 'I32'
+    assert np.array_equal(t['fc.bias'][1], np.rint(bias / s_b).astype(np.int32))
