@@ -5,7 +5,8 @@
 #
 # safetensors: small valid files of each dtype and a few malformed ones;
 # json and config: the test configs (valid and invalid) and every preset;
-# calibration: statistics files, valid and broken;
+# calibration: statistics files, valid and broken; config also every
+# brevitas preset's config;
 # checkpoint: a tiny model quantized with each quark preset by the built
 # `quark` tool (presets with static activations skipped), prefixed with the preset's index (the target's first byte).
 # Inputs the fuzzers found that add coverage (libFuzzer -merge=1) are kept
@@ -25,8 +26,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'build'))
 CORPUS = os.path.join(ROOT, 'fuzz', 'corpus')
-ENV = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(BUILD, 'libquark', 'backends', 'quark'),
-           QUARK_BACKEND_SYSTEM_PATH='')
+ENV = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(BUILD, 'libquark', 'backends', 'quark') + ':' +
+           os.path.join(BUILD, 'libquark', 'backends', 'brevitas'), QUARK_BACKEND_SYSTEM_PATH='')
 QUARK = os.path.join(BUILD, 'tools', 'quark')
 # the order of quark_backend_list_presets() for the quark backend
 PRESETS = ['int8', 'fp8', 'ptpc_fp8', 'int4_wo_32', 'int4_wo_64', 'int4_wo_128', 'uint4_wo_32',
@@ -81,6 +82,20 @@ def calibration_seeds():
     put('calibration', 'duplicate-entry', json.dumps(dict(doc, entries=[entry, entry])).encode())
 
 
+def preset_config_seeds():
+    """Every brevitas preset's config, as the backend writes it (through the
+    Python binding of the build)."""
+    code = ('import gi, sys\n'
+            'gi.require_version("Quark", "1.0")\n'
+            'from gi.repository import Quark\n'
+            'b = Quark.Registry.get_default().get_backend("brevitas")\n'
+            'for p in b.list_presets():\n'
+            '    open(sys.argv[1] + "/brevitas-preset-" + p + ".json", "w").write(b.new_config_for_preset(p).to_string())\n')
+    env = dict(ENV, GI_TYPELIB_PATH=os.path.join(BUILD, 'libquark'), LD_LIBRARY_PATH=os.path.join(BUILD, 'libquark'))
+    os.makedirs(os.path.join(CORPUS, 'config'), exist_ok=True)
+    subprocess.run(['/usr/bin/python3', '-c', code, os.path.join(CORPUS, 'config')], env=env, check=True)
+
+
 def main():
     # named seeds are rewritten; inputs the fuzzers found (named by their
     # SHA-1, 40 hex digits) are kept
@@ -89,6 +104,7 @@ def main():
         if not (len(name) == 40 and all(c in '0123456789abcdef' for c in name)):
             os.unlink(path)
     calibration_seeds()
+    preset_config_seeds()
     rng = np.random.default_rng(7)
     w = rng.standard_normal((4, 8)).astype(np.float32)
     bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)

@@ -17,7 +17,7 @@ import gi  # noqa: E402
 gi.require_version('Quark', '1.0')
 from gi.repository import Quark  # noqa: E402
 
-from test_quantize_cli import llama, read_checkpoint, quantize, LINEAR, L  # noqa: E402,F401
+from test_quantize_cli import llama, read_checkpoint, quantize, unpack_int4, LINEAR, L  # noqa: E402,F401
 
 QUARK = os.environ['QUARK_TOOL']
 REGISTRY = Quark.Registry.get_default()
@@ -76,6 +76,30 @@ def test_selected_both_ways_and_exact(llama, tmp_path):
     layer = qc['brevitas']['layers']['model.layers.0.mlp.up_proj']['weight']
     assert (layer['bit_width'], layer['narrow_range'], layer['qmin'], layer['qmax']) == (8, True, -127, 127)
     assert qc['layer_quant_config']['model.layers.0.mlp.up_proj']['weight']['dtype'] == 'int8'
+
+
+def test_int4_groups_in_quarks_packed_layout(llama, tmp_path):
+    """IntWeightSymmetricGroupQuant (T = 7, narrow) packed as AMD Quark packs
+    int4 per group: codes [in, out/8] words in the AWQ order, scales [G, out]."""
+    src, originals = llama
+    out = tmp_path / 'int4'
+    r = quantize(src, out, '--backend', 'brevitas', '--preset', 'int4_weight_g128')
+    assert r.returncode == 0, r.stderr
+    t = read_checkpoint(out)
+    for name in ('model.layers.0.mlp.up_proj', 'model.layers.1.self_attn.k_proj'):
+        w = originals[name + '.weight']
+        o, i = w.shape
+        g = w.reshape(o, i // 128, 128)
+        s = (np.maximum(np.abs(g).max(axis=2), np.float32(1e-10)) / np.float32(7)).astype(np.float32)
+        q = np.clip(np.rint(g / s[:, :, None]), -7, 7).astype(np.int8).reshape(o, i)
+        assert t[name + '.weight'][0] == 'I32' and t[name + '.weight'][1].shape == (i, o // 8)
+        assert np.array_equal(unpack_int4(t[name + '.weight'][1]).T, q), name
+        assert np.array_equal(t[name + '.weight_scale'][1], s.T)
+        assert not unpack_int4(t[name + '.weight_zero_point'][1]).any()
+    qc = json.loads((out / 'config.json').read_text())['quantization_config']
+    spec = qc['layer_quant_config']['model.layers.0.mlp.up_proj']['weight']
+    assert (spec['dtype'], spec['qscheme'], spec['symmetric'], spec['ch_axis'], spec['group_size']) == \
+        ('int4', 'per_group', True, -1, 128)
 
 
 def test_integer_dump_with_sidecar(llama, tmp_path):

@@ -211,7 +211,7 @@ layer_to_json (const Layer *layer)
       json_object_set_member (o, layer_keys[i], t ? bv_spec_to_json (bv_spec_from_tensor_spec (t))
                                                   : json_node_new (JSON_NODE_NULL));
     }
-  return json_node_init_object (json_node_alloc (), o);
+  return bv_node_take (o);
 }
 
 static JsonNode *
@@ -224,7 +224,7 @@ map_to_json (GPtrArray *map)
       Named *n = g_ptr_array_index (map, i);
       json_object_set_member (o, n->pattern, layer_to_json (&n->layer));
     }
-  return json_node_init_object (json_node_alloc (), o);
+  return bv_node_take (o);
 }
 
 static JsonNode *
@@ -240,7 +240,7 @@ quark_brevitas_config_to_json (QuarkQuantizationConfig *config)
   for (guint i = 0; self->exclude[i]; i++)
     json_array_add_string_element (exclude, self->exclude[i]);
   json_object_set_array_member (o, "exclude", exclude);
-  return json_node_init_object (json_node_alloc (), o);
+  return bv_node_take (o);
 }
 
 /* Checks that hold across the roles of a layer entry. */

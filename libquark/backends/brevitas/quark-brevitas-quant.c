@@ -84,6 +84,8 @@ bv_fp_format (const BvSpec *s)
 {
   QuarkFpFormat f = { (uint8_t) s->ebits, (uint8_t) s->mbits, 0, QUARK_FP_SPECIALS_NONE };
 
+  if (s->ebits < 1)
+    return f;   /* not a minifloat */
   switch (s->family)
     {
     case BV_FP_FNUZ:

@@ -196,6 +196,74 @@ add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *
   return add_ints (out, name, dtype, r->codes, r->n, shape, n_dims, error);
 }
 
+/* AMD Quark's int4 layout (formats.md §2.6): eight codes per int32 word in
+ * the AWQ order; per group the codes and parameters are transposed first
+ * ([O, I] -> [I, O/8], scales [G, O], zero points [G, O/8]); per channel
+ * [O, I/8] with zero points [O/8]; per tensor a scalar zero point. Returns
+ * FALSE with *handled unset when the shape has no packed form. */
+static gboolean
+add_int4_quark (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, const gint64 *shape,
+                gboolean *handled, GError **error)
+{
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  gsize rows = (gsize) shape[0], cols = (gsize) shape[1];
+  g_autofree gint8 *q = g_new (gint8, MAX (r->n, 1));
+  g_autofree gint8 *z = g_new (gint8, MAX (r->n_params, 1));
+  gboolean group = bv->qscheme == QUARK_QSCHEME_PER_GROUP;
+
+  *handled = FALSE;
+  if (group ? rows % 8 || cols % (gsize) bv->group_size : cols % 8 || (bv->qscheme == QUARK_QSCHEME_PER_CHANNEL && rows % 8))
+    return TRUE;
+  *handled = TRUE;
+  for (gsize i = 0; i < r->n; i++)
+    q[i] = (gint8) r->codes[i];
+  for (gsize i = 0; i < r->n_params; i++)
+    z[i] = (gint8) r->zero_points[i];
+  if (group)
+    {
+      gsize groups = cols / (gsize) bv->group_size;
+      g_autofree gint8 *qt = g_new (gint8, MAX (r->n, 1));
+      g_autofree gint8 *zt = g_new (gint8, MAX (r->n_params, 1));
+      float *st = g_new (float, MAX (r->n_params, 1));
+      gint32 *words = g_new (gint32, MAX (r->n / 8, 1)), *zwords = g_new (gint32, MAX (r->n_params / 8, 1));
+      const gint64 wshape[] = { (gint64) cols, (gint64) rows / 8 };
+      const gint64 sshape[] = { (gint64) groups, (gint64) rows };
+      const gint64 zshape[] = { (gint64) groups, (gint64) rows / 8 };
+      for (gsize o = 0; o < rows; o++)
+        {
+          for (gsize i = 0; i < cols; i++)
+            qt[i * rows + o] = q[o * cols + i];
+          for (gsize g = 0; g < groups; g++)
+            {
+              st[g * rows + o] = r->scales[o * groups + g];
+              zt[g * rows + o] = z[o * groups + g];
+            }
+        }
+      quark_kernel_pack_int4 (qt, cols, rows, TRUE, words);
+      quark_kernel_pack_int4 (zt, groups, rows, TRUE, zwords);
+      return add_bytes (out, name, QUARK_DTYPE_I32, wshape, 2, words, r->n / 2, error) &&
+             add_bytes (out, scale_name, QUARK_DTYPE_F32, sshape, 2, st, r->n_params * sizeof (float), error) &&
+             add_bytes (out, zp_name, QUARK_DTYPE_I32, zshape, 2, zwords, r->n_params / 2, error);
+    }
+  {
+    gint32 *words = g_new (gint32, MAX (r->n / 8, 1));
+    const gint64 wshape[] = { (gint64) rows, (gint64) cols / 8 };
+    quark_kernel_pack_int4 (q, rows, cols, TRUE, words);
+    if (!add_bytes (out, name, QUARK_DTYPE_I32, wshape, 2, words, r->n / 2, error) ||
+        !add_floats (out, scale_name, r->scales, r->n_params, r->param_shape, r->param_n_dims, error))
+      return FALSE;
+    if (bv->qscheme == QUARK_QSCHEME_PER_CHANNEL)
+      {
+        gint32 *zwords = g_new (gint32, MAX (rows / 8, 1));
+        const gint64 zshape[] = { (gint64) rows / 8 };
+        quark_kernel_pack_int4 (z, 1, rows, TRUE, zwords);
+        return add_bytes (out, zp_name, QUARK_DTYPE_I32, zshape, 1, zwords, rows / 2, error);
+      }
+    return add_ints (out, zp_name, QUARK_DTYPE_I32, r->zero_points, 1, NULL, 0, error);
+  }
+}
+
 /* ---- descriptions (the Quark config's bit widths, and integers.json) ------- */
 
 static const char *
@@ -389,6 +457,21 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error))
     return FALSE;
   write_zp = dump ? L->w->kind == BV_INT : !L->w->symmetric;
+  if (!dump && L->w->kind == BV_INT && L->w->bits == 4 && n_dims == 2)
+    {
+      gboolean handled;
+      if (!add_int4_quark (out, name, L->w, &L->rw, shape, &handled, error))
+        return FALSE;
+      if (handled)
+        {
+          JsonObject *d = describe (L->w, name, scale_name, zp_name, L->w->is_signed ? "int4" : "uint4");
+          json_object_set_string_member (d, "packing", "eight codes per int32 word, AWQ order 0,2,4,6,1,3,5,7; "
+                                                       "per group transposed to [in, out/8]");
+          json_object_set_string_member (L->info, "type", L->layer_type);
+          json_object_set_object_member (L->info, "weight", d);
+          goto activations;
+        }
+    }
   if (!add_codes (out, name, L->w, &L->rw, shape, n_dims, !dump, &storage, error) ||
       !add_floats (out, scale_name, L->rw.scales, L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error) ||
       (write_zp && !add_ints (out, zp_name, int_storage (L->w->bits, L->w->is_signed), L->rw.zero_points,
@@ -397,6 +480,7 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   json_object_set_string_member (L->info, "type", L->layer_type);
   json_object_set_object_member (L->info, "weight", describe (L->w, name, scale_name, write_zp ? zp_name : NULL, storage));
 
+activations:
   for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
     {
       const char *what = role == QUARK_ROLE_INPUT ? "input" : "output";
@@ -496,7 +580,18 @@ quark_layout_config (QuarkBrevitasQuantizer *self, JsonObject *layers)
           json_object_set_string_member (spec, "qscheme", g_str_equal (json_object_get_string_member (d, "granularity"),
                                                                        "mx_block")
                                                           ? "per_group" : json_object_get_string_member (d, "granularity"));
-          json_object_set_boolean_member (spec, "symmetric", !json_object_has_member (d, "zero_point"));
+          {
+            JsonObject *bs = json_object_get_object_member (d, "spec");
+            json_object_set_boolean_member (spec, "symmetric", !json_object_has_member (bs, "symmetric") ||
+                                                               json_object_get_boolean_member (bs, "symmetric"));
+          }
+          if (json_object_has_member (d, "group_size"))
+            {
+              json_object_set_int_member (spec, "ch_axis", -1);
+              json_object_set_int_member (spec, "group_size", json_object_get_int_member (d, "group_size"));
+            }
+          else if (g_str_equal (json_object_get_string_member (d, "granularity"), "per_channel"))
+            json_object_set_int_member (spec, "ch_axis", 0);
           json_object_set_boolean_member (spec, "is_dynamic", json_object_has_member (d, "dynamic"));
           json_object_set_string_member (spec, "round_method", "half_even");
           json_object_set_string_member (spec, "scale_type", "float");
@@ -520,7 +615,7 @@ quark_layout_config (QuarkBrevitasQuantizer *self, JsonObject *layers)
   json_object_set_member (brevitas, "config", quark_quantization_config_to_json (self->config));
   json_object_set_object_member (brevitas, "layers", json_object_ref (layers));
   json_object_set_object_member (qc, "brevitas", brevitas);
-  return json_node_init_object (json_node_alloc (), qc);
+  return bv_node_take (qc);
 }
 
 static JsonNode *
@@ -547,7 +642,7 @@ integers_description (QuarkBrevitasQuantizer *self, JsonObject *layers)
   json_object_set_object_member (o, "arithmetic", arith);
   json_object_set_member (o, "config", quark_quantization_config_to_json (self->config));
   json_object_set_object_member (o, "layers", json_object_ref (layers));
-  return json_node_init_object (json_node_alloc (), o);
+  return bv_node_take (o);
 }
 
 static void
@@ -624,7 +719,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
     }
 
   meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? json_node_copy (metadata)
-                                                        : json_node_init_object (json_node_alloc (), json_object_new ());
+                                                        : bv_node_take (json_object_new ());
   qc = dump ? integers_description (self, layers) : quark_layout_config (self, layers);
   if (sidecar)
     *sidecar = dump ? json_node_copy (qc) : NULL;

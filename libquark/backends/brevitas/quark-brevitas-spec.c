@@ -541,7 +541,7 @@ bv_spec_to_json (const BvSpec *s)
       if (s->role == QUARK_ROLE_INPUT || s->role == QUARK_ROLE_OUTPUT)
         json_object_set_double_member (o, "percentile", s->percentile);
     }
-  return json_node_init_object (json_node_alloc (), o);
+  return bv_node_take (o);
 }
 
 const char *

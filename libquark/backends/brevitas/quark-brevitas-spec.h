@@ -45,6 +45,16 @@ typedef struct {
   QuarkTensorSpec *tspec;    /* the generic description; carries this struct */
 } BvSpec;
 
+/* A node holding @object, taking the caller's reference (json-glib's
+ * json_node_init_object() takes a reference of its own). */
+static inline JsonNode *
+bv_node_take (JsonObject *object)
+{
+  JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+  json_node_take_object (node, object);
+  return node;
+}
+
 BvSpec *         bv_spec_from_json      (JsonNode     *node,
                                          QuarkRole     role,
                                          const char   *path,
