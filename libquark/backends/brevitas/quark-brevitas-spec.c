@@ -314,7 +314,7 @@ check_spec (const BvSpec *s, const char *path, GError **error)
                          "calibrated activations are quantized per_tensor (Brevitas's layer inputs)");
   if ((s->kind == BV_MX_FLOAT || s->kind == BV_MX_INT) && s->qscheme != QUARK_QSCHEME_PER_GROUP)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "qscheme", "MX is per_group");
-  if (act && !(s->percentile > 0 && s->percentile <= 100))
+  if (!(s->percentile > 0 && s->percentile <= 100))
     return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "percentile",
                          "expected a percentile in (0, 100]");
   return TRUE;
