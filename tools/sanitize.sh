@@ -42,4 +42,5 @@ meson test -C "$dir" --no-rebuild --print-errorlogs \
 G_TEST_SRCDIR="$PWD/tests" QUARK_TOOL="$PWD/$dir/tools/quark" \
 QUARK_BACKEND_SYSTEM_PATH= QUARK_BACKEND_PATH="$PWD/$dir/libquark/backends/quark:$PWD/$dir/libquark/backends/brevitas" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-    tests/python/test_cli.py tests/python/test_quantize_cli.py tests/python/test_bad_inputs.py
+    tests/python/test_cli.py tests/python/test_quantize_cli.py tests/python/test_bad_inputs.py \
+    tests/python/test_brevitas.py

@@ -30,7 +30,7 @@ const registry = Quark.Registry.get_default();
 const Q1 = [1.27, -1.27, 0.5, 0.3, 0.004, 0.125, -0.05, 0.635];
 const Q1_CODES = [127, -128, 50, 30, 0, 13, -5, 64];
 
-print('1..4');
+print('1..6');
 
 check('quark backend listed with metadata', () => {
     const names = registry.list_backends().map(b => b.get_name());
@@ -92,6 +92,32 @@ check('async quantization on the main loop', () => {
     loop.run();
     assert(out !== null && out.get_n_tensors() === 6, 'result');
     assert(JSON.stringify(items) === '["a.weight","b.weight"]', `items ${items}`);
+});
+
+check('calibration session from JS arrays', () => {
+    const session = Quark.Calibration.new();
+    session.observe_floats('fc', Quark.Role.INPUT, [1, -2], [2]);
+    session.observe_floats('fc', Quark.Role.INPUT, [4, 0.5], [2]);
+    const spec = Quark.TensorSpec.new(Quark.DType.INT8, Quark.QScheme.PER_TENSOR);
+    spec.observer = Quark.Observer.PERCENTILE;
+    spec.percentile = 99.999;
+    // Brevitas's running mean of the per-batch statistics 2 and 4
+    const [ok, lo, hi] = session.compute_range('fc', Quark.Role.INPUT, spec);
+    assert(ok && lo === -3 && hi === 3, `range ${lo} ${hi}`);
+    assert(JSON.stringify(session.list_layers(Quark.Role.INPUT)) === '["fc"]', 'layers');
+});
+
+check('the brevitas backend from JS', () => {
+    const config = registry.config_from_string(
+        '{"backend": "brevitas", "global_quant_config": {"weight": {"preset": "Int8WeightPerTensorFloat"}}}', -1);
+    const model = Quark.Model.new();
+    model.add_tensor(Quark.Tensor.new_from_floats('fc.weight', [2, 4],
+        [0.5, -1.27, 0.3, 0.004, 0.25, 0.1, -0.05, 0.125]));
+    const out = registry.new_quantizer(config).quantize_model(model, null, null);
+    const bytes = out.get_tensor('fc.weight').get_data().toArray();
+    const codes = Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    // numerics.md V5: 0.125 / s = 12.5 exactly in float32, so 12
+    assert(JSON.stringify(codes) === '[50,-127,30,0,25,10,-5,12]', `codes ${codes}`);
 });
 
 System.exit(failures ? 1 : 0);

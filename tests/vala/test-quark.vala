@@ -5,6 +5,29 @@
 const float[] Q1 = { 1.27f, -1.27f, 0.5f, 0.3f, 0.004f, 0.125f, -0.05f, 0.635f };
 const int8[] Q1_CODES = { 127, -128, 50, 30, 0, 13, -5, 64 };
 
+void test_calibration () {
+    var session = new Quark.Calibration ();
+    float[] b1 = { 1.0f, -2.0f };
+    float[] b2 = { 4.0f, 0.5f };
+    int64[] shape = { 2 };
+    try {
+        session.observe_floats ("fc", Quark.Role.INPUT, b1, shape);
+        session.observe_floats ("fc", Quark.Role.INPUT, b2, shape);
+        var spec = new Quark.TensorSpec (Quark.DType.INT8, Quark.QScheme.PER_TENSOR);
+        float lo, hi;
+        session.compute_range ("fc", Quark.Role.INPUT, spec, out lo, out hi);
+        /* min/max by default */
+        assert (lo == -2.0f && hi == 4.0f);
+        var path = Path.build_filename (Environment.get_tmp_dir (), "quark-vala-%s.json".printf (Uuid.string_random ()));
+        session.save (path);
+        var loaded = Quark.Calibration.load (path);
+        assert (loaded.get_n_batches ("fc", Quark.Role.INPUT) == 2);
+        FileUtils.unlink (path);
+    } catch (Error e) {
+        error ("%s", e.message);
+    }
+}
+
 void test_backend_listed () {
     var registry = Quark.Registry.get_default ();
     bool found = false;
@@ -60,5 +83,6 @@ int main (string[] args) {
     Test.add_func ("/vala/backend-listed", test_backend_listed);
     Test.add_func ("/vala/exact-integers", test_exact_integers);
     Test.add_func ("/vala/unknown-key", test_unknown_key);
+    Test.add_func ("/vala/calibration", test_calibration);
     return Test.run ();
 }
