@@ -1026,8 +1026,12 @@ cmd_verify (int argc, char **argv)
                    "%s: config.json has no quantization_config", argv[2]);
       goto fail;
     }
+  /* a checkpoint a libquark backend wrote in another backend's format
+   * records the config that made it */
+  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
+    node = json_object_get_member (json_node_get_object (node), "libquark_config");
   qc = json_node_copy (node);
-  if (!json_object_has_member (json_node_get_object (qc), "backend"))
+  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
     {
       const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
       /* AMD Quark's own checkpoints name their format, not a backend */

@@ -85,6 +85,27 @@ def test_selected_both_ways_and_exact(llama, tmp_path):
     assert qc['layer_quant_config']['model.layers.0.mlp.up_proj']['weight']['dtype'] == 'int8'
 
 
+def verify(src, out):
+    """quark verify's per-tensor SQNR (it reads the export back through the
+    config recorded in it)."""
+    r = subprocess.run([QUARK, 'verify', str(src), str(out), '--json'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return {t['name']: t['sqnr_db'] for t in json.loads(r.stdout)['tensors']}
+
+
+@pytest.mark.parametrize('preset,export,floor', [
+    ('int8_weight_per_channel', 'quark', 38), ('int8_fixed_point', 'integers', 33), ('int4_weight_g128', 'integers', 17),
+    ('mxfp4', 'quark', 17), ('mxfp8', 'integers', 28), ('mxint8', 'quark', 12)])
+def test_exports_read_back(llama, tmp_path, preset, export, floor):
+    src, _ = llama
+    out = tmp_path / 'out'
+    r = quantize(src, out, '--backend', 'brevitas', '--preset', preset, '--export-format', export)
+    assert r.returncode == 0, r.stderr
+    sqnr = verify(src, out)
+    assert len(sqnr) == L * len(LINEAR)
+    assert min(sqnr.values()) > floor, sqnr
+
+
 def test_int4_groups_in_quarks_packed_layout(llama, tmp_path):
     """IntWeightSymmetricGroupQuant (T = 7, narrow) packed as AMD Quark packs
     int4 per group: codes [in, out/8] words in the AWQ order, scales [G, out]."""
@@ -107,6 +128,8 @@ def test_int4_groups_in_quarks_packed_layout(llama, tmp_path):
     spec = qc['layer_quant_config']['model.layers.0.mlp.up_proj']['weight']
     assert (spec['dtype'], spec['qscheme'], spec['symmetric'], spec['ch_axis'], spec['group_size']) == \
         ('int4', 'per_group', True, -1, 128)
+    assert qc['libquark_config']['backend'] == 'brevitas'
+    assert min(verify(src, out).values()) > 17
 
 
 def test_integer_dump_with_sidecar(llama, tmp_path):

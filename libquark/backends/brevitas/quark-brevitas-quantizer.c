@@ -612,9 +612,10 @@ quark_layout_config (QuarkBrevitasQuantizer *self, JsonObject *layers)
   json_object_set_string_member (export, "pack_method", "reorder");
   json_object_set_string_member (export, "weight_format", "real_quantized");
   json_object_set_object_member (qc, "export", export);
-  json_object_set_member (brevitas, "config", quark_quantization_config_to_json (self->config));
   json_object_set_object_member (brevitas, "layers", json_object_ref (layers));
   json_object_set_object_member (qc, "brevitas", brevitas);
+  /* the libquark config that made the checkpoint, to read it back */
+  json_object_set_member (qc, "libquark_config", quark_quantization_config_to_json (self->config));
   return bv_node_take (qc);
 }
 
@@ -640,7 +641,7 @@ integers_description (QuarkBrevitasQuantizer *self, JsonObject *layers)
                                  "per_tensor: []; per_channel: [out_channels]; per_group: [rows, groups]; "
                                  "mx_block: [rows, blocks of group_size along the last axis]");
   json_object_set_object_member (o, "arithmetic", arith);
-  json_object_set_member (o, "config", quark_quantization_config_to_json (self->config));
+  json_object_set_member (o, "libquark_config", quark_quantization_config_to_json (self->config));
   json_object_set_object_member (o, "layers", json_object_ref (layers));
   return bv_node_take (o);
 }
@@ -801,10 +802,258 @@ quark_brevitas_quantizer_quantize_tensor (QuarkModelQuantizer *quantizer, QuarkT
   return g_steal_pointer (&out);
 }
 
+/* ---- reading the exports back ------------------------------------------------ */
+
+static gboolean
+read_error (GError **error, const char *name, const char *what)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: %s", name, what);
+  return FALSE;
+}
+
+static gint32 *
+tensor_ints (QuarkTensor *t, gsize *n)
+{
+  gsize count = (gsize) quark_tensor_get_n_elements (t);
+  gint32 *v = g_new (gint32, MAX (count, 1));
+  const guint8 *d = quark_tensor_peek_data (t, NULL);
+
+  for (gsize i = 0; i < count; i++)
+    switch (quark_tensor_get_dtype (t))
+      {
+      case QUARK_DTYPE_I8: v[i] = ((const gint8 *) d)[i]; break;
+      case QUARK_DTYPE_I16: v[i] = ((const gint16 *) d)[i]; break;
+      case QUARK_DTYPE_U16: v[i] = ((const guint16 *) d)[i]; break;
+      case QUARK_DTYPE_I32: v[i] = ((const gint32 *) d)[i]; break;
+      default: v[i] = d[i]; break;
+      }
+  *n = count;
+  return v;
+}
+
+/* The codes of one weight in its logical [O, ...] order, one int32 per
+ * element, with scales and zero points in the layout's parameter order. */
+static gboolean
+read_weight (const BvSpec *bv, QuarkModel *quantized, gboolean dump, const char *name, gint64 *shape,
+             guint *n_dims, BvResult *r, GError **error)
+{
+  QuarkTensor *codes = quark_model_get_tensor (quantized, name);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  QuarkTensor *scale = quark_model_get_tensor (quantized, scale_name);
+  QuarkTensor *zp = quark_model_get_tensor (quantized, zp_name);
+  const gint64 *stored = quark_tensor_get_shape (codes, n_dims);
+  g_autofree float *s = NULL;
+  gsize n_s;
+
+  if (scale == NULL)
+    return read_error (error, name, "its _scale tensor is missing");
+  memcpy (shape, stored, *n_dims * sizeof (gint64));
+  s = quark_tensor_to_floats (scale, &n_s, error);
+  if (s == NULL)
+    return FALSE;
+  if (bv->kind == BV_INT && bv->bits == 4 && quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32 && *n_dims == 2)
+    {
+      /* AMD Quark's int4 words */
+      gboolean group = bv->qscheme == QUARK_QSCHEME_PER_GROUP;
+      gsize o = group ? (gsize) quark_tensor_get_dim (scale, 1) : (gsize) stored[0];
+      gsize i = group ? (gsize) stored[0] : (gsize) stored[1] * 8;
+      g_autofree gint8 *q8 = g_new (gint8, MAX (o * i, 1));
+      if (group ? (gsize) stored[1] * 8 != o : FALSE)
+        return read_error (error, name, "its int4 words do not fit its scales");
+      shape[0] = (gint64) o;
+      shape[1] = (gint64) i;
+      r->n = o * i;
+      r->codes = g_new (gint32, MAX (r->n, 1));
+      r->n_params = n_s;
+      r->scales = g_new (float, MAX (n_s, 1));
+      r->zero_points = g_new0 (gint32, MAX (n_s, 1));
+      if (group)
+        {
+          gsize groups = n_s / MAX (o, 1);
+          quark_kernel_unpack_int4 (quark_tensor_peek_data (codes, NULL), i, o, TRUE, bv->is_signed, q8);
+          for (gsize a = 0; a < o; a++)
+            for (gsize b = 0; b < i; b++)
+              r->codes[a * i + b] = q8[b * o + a];
+          for (gsize a = 0; a < o; a++)
+            for (gsize g = 0; g < groups; g++)
+              r->scales[a * groups + g] = s[g * o + a];
+          if (zp && quark_tensor_get_n_elements (zp) * 8 == n_s)
+            {
+              g_autofree gint8 *z8 = g_new (gint8, MAX (n_s, 1));
+              quark_kernel_unpack_int4 (quark_tensor_peek_data (zp, NULL), groups, o, TRUE, bv->is_signed, z8);
+              for (gsize a = 0; a < o; a++)
+                for (gsize g = 0; g < groups; g++)
+                  r->zero_points[a * groups + g] = z8[g * o + a];
+            }
+        }
+      else
+        {
+          quark_kernel_unpack_int4 (quark_tensor_peek_data (codes, NULL), o, i, TRUE, bv->is_signed, q8);
+          for (gsize k = 0; k < r->n; k++)
+            r->codes[k] = q8[k];
+          memcpy (r->scales, s, n_s * sizeof (float));
+          /* symmetric int4 zero points are 0 */
+        }
+      return TRUE;
+    }
+  if (!dump && (bv->kind == BV_FLOAT || bv->kind == BV_MX_FLOAT) && (bv->bits == 4 || bv->bits == 6) &&
+      quark_tensor_get_dtype (codes) == QUARK_DTYPE_U8 && *n_dims > 0 &&
+      (bv->bits == 4 ? shape[*n_dims - 1] % 2 == 0 : shape[*n_dims - 1] % 4 == 0) &&
+      quark_tensor_get_n_elements (codes) < (guint64) n_s * (guint64) MAX (bv->group_size, 1))
+    {
+      /* FP4 / FP6 packed: the logical last dimension is larger */
+      gsize packed = (gsize) quark_tensor_get_n_elements (codes);
+      gsize n = bv->bits == 4 ? packed * 2 : packed / 3 * 4;
+      g_autofree guint8 *c8 = g_new (guint8, MAX (n, 1));
+      gsize need = 1;
+      for (guint d = 0; d + 1 < *n_dims; d++)
+        need *= (gsize) shape[d];
+      if (bv->bits == 4)
+        quark_kernel_unpack_fp4 (quark_tensor_peek_data (codes, NULL), n, c8);
+      else
+        quark_kernel_unpack_fp6 (quark_tensor_peek_data (codes, NULL), n, c8);
+      shape[*n_dims - 1] = (gint64) (n / MAX (need, 1));
+      r->n = n;
+      r->codes = g_new (gint32, MAX (n, 1));
+      for (gsize k = 0; k < n; k++)
+        r->codes[k] = c8[k];
+    }
+  else
+    r->codes = tensor_ints (codes, &r->n);
+  r->n_params = n_s;
+  r->scales = g_steal_pointer (&s);
+  if (zp)
+    {
+      gsize n_z;
+      r->zero_points = tensor_ints (zp, &n_z);
+      if (n_z != r->n_params)
+        return read_error (error, zp_name, "does not have one zero point per scale");
+    }
+  else
+    r->zero_points = g_new0 (gint32, MAX (r->n_params, 1));
+  return TRUE;
+}
+
+typedef struct {
+  const BvSpec *bv;
+  const BvResult *r;
+  QuarkFpFormat fmt;
+  float *out;
+  gsize p;
+} Restore;
+
+static void
+restore_chunk (size_t offset, size_t len, void *data)
+{
+  Restore *d = data;
+  float s = d->r->scales[d->p];
+  gint32 z = d->r->zero_points[d->p];
+
+  for (gsize i = offset; i < offset + len; i++)
+    d->out[i] = d->bv->kind == BV_FLOAT || d->bv->kind == BV_MX_FLOAT
+                ? (float) quark_kernel_fp_decode (&d->fmt, (uint16_t) d->r->codes[i]) * s
+                : (float) (d->r->codes[i] - z) * s;
+}
+
+/* The weights (and integer biases) of a brevitas export in float32, every
+ * other tensor as it is: what quark verify compares with the original. */
+static QuarkModel *
+quark_brevitas_quantizer_dequantize_model (QuarkModelQuantizer *quantizer, QuarkModel *quantized, GError **error)
+{
+  QuarkBrevitasQuantizer *self = QUARK_BREVITAS_QUANTIZER (quantizer);
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  JsonNode *meta = quark_model_get_metadata (quantized);
+  JsonObject *qc = meta && JSON_NODE_HOLDS_OBJECT (meta) &&
+                   json_object_has_member (json_node_get_object (meta), "quantization_config") &&
+                   JSON_NODE_HOLDS_OBJECT (json_object_get_member (json_node_get_object (meta), "quantization_config"))
+                   ? json_object_get_object_member (json_node_get_object (meta), "quantization_config") : NULL;
+  /* the integer dump keeps every code unpacked */
+  gboolean dump = qc && g_strcmp0 (json_object_get_string_member_with_default (qc, "format", ""),
+                                   "libquark-integers") == 0;
+
+  for (guint t = 0; t < quark_model_get_n_tensors (quantized); t++)
+    {
+      QuarkTensor *x = quark_model_get_tensor_at (quantized, t);
+      const char *name = quark_tensor_get_name (x);
+      g_autofree char *layer = NULL;
+      const char *type = NULL;
+      const BvSpec *bv = NULL;
+      g_auto(BvResult) r = { 0 };
+      gint64 shape[QUARK_TENSOR_MAX_DIMS];
+      guint n_dims;
+      QuarkKernelLayout l;
+      g_autofree float *values = NULL;
+
+      if (g_str_has_suffix (name, ".weight") && quark_tensor_get_n_dims (x) >= 2 && strstr (name, "embed") == NULL)
+        {
+          layer = g_strndup (name, strlen (name) - strlen (".weight"));
+          type = quark_tensor_guess_layer_type (x);
+          bv = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type,
+                                                  QUARK_ROLE_WEIGHT, NULL);
+        }
+      else if (g_str_has_suffix (name, ".bias") && quark_dtype_is_integer (quark_tensor_get_dtype (x)))
+        {
+          g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+          QuarkTensor *scale = quark_model_get_tensor (quantized, scale_name);
+          g_autofree float *s = NULL;
+          gsize n_s = 0;
+          if (scale == NULL || (s = quark_tensor_to_floats (scale, &n_s, error)) == NULL)
+            {
+              if (scale == NULL)
+                read_error (error, name, "an integer bias without its _scale tensor");
+              return NULL;
+            }
+          r.codes = tensor_ints (x, &r.n);
+          if (n_s != 1 && n_s != r.n)
+            {
+              read_error (error, name, "its scales do not fit it");
+              return NULL;
+            }
+          values = g_new (float, MAX (r.n, 1));
+          for (gsize i = 0; i < r.n; i++)
+            values[i] = (float) r.codes[i] * s[n_s == 1 ? 0 : i];
+          if (!add_bytes (out, name, QUARK_DTYPE_F32, quark_tensor_get_shape (x, NULL), quark_tensor_get_n_dims (x),
+                          g_steal_pointer (&values), r.n * sizeof (float), error))
+            return NULL;
+          continue;
+        }
+      if (bv == NULL)
+        {
+          /* parameters of quantized tensors are not tensors of the model */
+          if (!g_str_has_suffix (name, "_scale") && !g_str_has_suffix (name, "_zero_point") &&
+              !quark_model_add_tensor (out, x, error))
+            return NULL;
+          continue;
+        }
+      if (!read_weight (bv, quantized, dump, name, shape, &n_dims, &r, error))
+        return NULL;
+      if (!quark_kernel_layout_init (&l, shape, n_dims, bv->qscheme,
+                                     bv->qscheme == QUARK_QSCHEME_PER_GROUP ? -1 : 0, bv->group_size) ||
+          l.n_params != r.n_params || l.n != r.n)
+        {
+          read_error (error, name, "its codes and scales do not fit its quantizer");
+          return NULL;
+        }
+      values = g_new (float, MAX (r.n, 1));
+      for (gsize p = 0; p < l.n_params; p++)
+        {
+          Restore d = { bv, &r, bv_fp_format (bv), values, p };
+          quark_kernel_layout_foreach_chunk (&l, p, restore_chunk, &d);
+        }
+      if (!add_bytes (out, name, QUARK_DTYPE_F32, shape, n_dims, g_steal_pointer (&values), r.n * sizeof (float),
+                      error))
+        return NULL;
+    }
+  quark_model_set_metadata (out, quark_model_get_metadata (quantized));
+  return g_steal_pointer (&out);
+}
+
 static void
 quantizer_iface_init (QuarkModelQuantizerInterface *iface)
 {
   iface->quantize_model = quark_brevitas_quantizer_quantize_model;
   iface->quantize_model_to_writer = quark_brevitas_quantizer_quantize_model_to_writer;
   iface->quantize_tensor = quark_brevitas_quantizer_quantize_tensor;
+  iface->dequantize_model = quark_brevitas_quantizer_dequantize_model;
 }
