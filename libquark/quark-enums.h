@@ -57,6 +57,8 @@ typedef enum {
  * @QUARK_ROUND_CEIL: toward positive infinity
  * @QUARK_ROUND_TOWARD_ZERO: toward zero
  * @QUARK_ROUND_STOCHASTIC: floor plus a seeded Bernoulli draw of the fraction
+ * @QUARK_ROUND_DPU: nearest, ties to even, except that negative exact halves
+ *   go toward +∞ (Brevitas's DPU mode)
  *
  * How a scaled value becomes an integer code. The table of the numerics
  * reference (section 1.3) defines each mode exactly.
@@ -69,6 +71,7 @@ typedef enum {
   QUARK_ROUND_CEIL,        /*< nick=ceil >*/
   QUARK_ROUND_TOWARD_ZERO, /*< nick=toward_zero >*/
   QUARK_ROUND_STOCHASTIC,  /*< nick=stochastic >*/
+  QUARK_ROUND_DPU,         /*< nick=dpu >*/
 } QuarkRoundMode;
 
 /**

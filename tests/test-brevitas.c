@@ -142,6 +142,7 @@ test_v2_v4_integer_core (void)
     { QUARK_ROUND_FLOOR, { -3, -2, -1, 0, 1, 2 } },
     { QUARK_ROUND_CEIL, { -2, -1, 0, 1, 2, 3 } },
     { QUARK_ROUND_TOWARD_ZERO, { -2, -1, 0, 0, 1, 2 } },
+    { QUARK_ROUND_DPU, { -2, -1, 0, 0, 2, 2 } },
   };
   const int v2_q[] = { 4, -5, 7, -7 }, v4_q[] = { 0, 0, 10, 10, 11, 255, 255, 255 };
   const float v4_deq[] = { -1, -1, 0, 0, 0.1f, 24.5f, 24.5f, 24.5f };
@@ -192,6 +193,13 @@ test_v5_v8_int_weights (void)
   g_assert_cmpfloat (q.scales[0], ==, 1.28f / 3.0f);
   quantize_weight ("{\"preset\": \"Int8WeightPerTensorFloat\", \"bit_width\": 2}", w3, 1, 3, &q);
   assert_codes (&q, (const int[]) { 1, -1, 0 }, 3);
+  /* the A2Q-style toward-zero rounding: 0.3 / (1.28 / 3) = 0.703 -> 0 */
+  {
+    const float w4[] = { 1.28f, -1.28f, 0.3f, -0.64f };
+    quantize_weight ("{\"preset\": \"Int8WeightPerTensorFloat\", \"bit_width\": 3, \"rounding\": \"round_to_zero\"}",
+                     w4, 1, 4, &q);
+    assert_codes (&q, (const int[]) { 3, -3, 0, -1 }, 4);
+  }
   /* V8: not narrow, T = 128 */
   quantize_weight ("{\"preset\": \"Int8WeightPerTensorFloat\", \"narrow_range\": false}", w3, 1, 3, &q);
   assert_codes (&q, (const int[]) { 127, -128, 64 }, 3);

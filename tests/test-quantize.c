@@ -437,6 +437,7 @@ test_rounding_modes (void)
     { QUARK_ROUND_FLOOR, { -3, -2, -1, 0, 1, 2 } },
     { QUARK_ROUND_CEIL, { -2, -1, -0.0f, 1, 2, 3 } },
     { QUARK_ROUND_TOWARD_ZERO, { -2, -1, -0.0f, 0, 1, 2 } },
+    { QUARK_ROUND_DPU, { -2, -1, -0.0f, 0, 2, 2 } },
   };
 
   for (guint r = 0; r < G_N_ELEMENTS (rows); r++)

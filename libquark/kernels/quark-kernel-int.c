@@ -426,6 +426,9 @@ quark_kernel_round (float          v,
         float u = (float) (qk_mix (seed ^ qk_mix (index)) >> 40) * 0x1p-24f;
         return (v - f) > u ? f + 1.0f : f;
       }
+    case QUARK_ROUND_DPU:
+      /* an exact half below zero goes up: -1.5 -> -1, -0.5 -> -0 */
+      return v < 0.0f && v - floorf (v) == 0.5f ? ceilf (v) : rintf (v);
     case QUARK_ROUND_HALF_EVEN:
     default:
       return rintf (v);

@@ -291,7 +291,7 @@ apply_params (const BvSpec *spec, const float *x, const QuarkKernelLayout *l, gs
       a.ip.scale = scale;
       a.ip.inv_scale = 1.0f / scale;
       a.ip.zero_point = (float) zero_point;
-      a.ip.round = QUARK_ROUND_HALF_EVEN;
+      a.ip.round = spec->rounding;
       a.ip.divide = TRUE;
     }
   r->scales[p] = scale;

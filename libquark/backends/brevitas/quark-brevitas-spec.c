@@ -87,13 +87,17 @@ static const BvPreset presets[] = {
 static const char * const spec_keys[] = {
   "preset", "quant_type", "bit_width", "signed", "narrow_range", "symmetric", "qscheme", "group_size",
   "scale_type", "pof2_rounding", "param_type", "exponent_bit_width", "mantissa_bit_width", "float_format",
-  "percentile", NULL
+  "percentile", "rounding", NULL
 };
 static const char * const bias_keys[] = { "preset", "bit_width", NULL };
 
 static const char * const kind_names[] = { "int", "float", "mx_float", "mx_int", "int" };
 static const char * const family_names[] = { "ocp", "fnuz", "generic" };
 static const char * const rounding_names[] = { "round", "ceil", "floor" };   /* QuarkPow2Rounding order */
+/* Brevitas's FloatToIntImplType names for integer rounding */
+static const char * const int_rounding_names[] = { "round", "floor", "ceil", "round_to_zero", "dpu" };
+static const QuarkRoundMode int_rounding_modes[] = { QUARK_ROUND_HALF_EVEN, QUARK_ROUND_FLOOR, QUARK_ROUND_CEIL,
+                                                     QUARK_ROUND_TOWARD_ZERO, QUARK_ROUND_DPU };
 
 static const BvPreset *
 find_preset (const char *name)
@@ -300,6 +304,9 @@ check_spec (const BvSpec *s, const char *path, GError **error)
   if (s->mse && (s->kind != BV_INT || !s->symmetric || act))
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
                          "the MSE search applies to symmetric integer weights");
+  if (s->rounding != QUARK_ROUND_HALF_EVEN && (s->kind != BV_INT || s->mse))
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "rounding",
+                         "other roundings apply to integer quantizers with statistics scaling");
   if (s->mse && s->pof2)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
                          "the MSE search takes float scales in the brevitas backend");
@@ -480,6 +487,13 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
   if (!get_choice (o, path, "param_type", param_types, 2, &v, error))
     goto fail;
   s->mse = v;
+  v = 0;
+  for (guint i = 0; i < G_N_ELEMENTS (int_rounding_modes); i++)
+    if (int_rounding_modes[i] == s->rounding)
+      v = (int) i;
+  if (!get_choice (o, path, "rounding", int_rounding_names, G_N_ELEMENTS (int_rounding_names), &v, error))
+    goto fail;
+  s->rounding = int_rounding_modes[v];
   if (!get_int (o, path, "exponent_bit_width", 0, 8, &s->ebits, error) ||
       !get_int (o, path, "mantissa_bit_width", 0, 8, &s->mbits, error))
     goto fail;
@@ -532,6 +546,9 @@ bv_spec_to_json (const BvSpec *s)
       if (s->pof2)
         json_object_set_string_member (o, "pof2_rounding", rounding_names[s->pof2_rounding]);
       json_object_set_string_member (o, "param_type", s->mse ? "mse" : "stats");
+      for (guint i = 0; i < G_N_ELEMENTS (int_rounding_modes); i++)
+        if (int_rounding_modes[i] == s->rounding && s->rounding != QUARK_ROUND_HALF_EVEN)
+          json_object_set_string_member (o, "rounding", int_rounding_names[i]);
       if (s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT)
         {
           json_object_set_int_member (o, "exponent_bit_width", s->ebits);

@@ -39,6 +39,7 @@ typedef struct {
   QuarkPow2Rounding pof2_rounding;
   gboolean mse;              /* param_type "mse": the MSE grid search */
   gboolean dynamic;          /* MX activations: scales per call, nothing stored */
+  QuarkRoundMode rounding;   /* float_to_int_impl_type of integer quantizers */
   int ebits, mbits;          /* minifloats and MX elements */
   BvFpFamily family;
   double percentile;         /* activations: q of the per-batch statistic (100: the maximum) */
