@@ -184,6 +184,11 @@ cmd_backends (int argc, char **argv)
       if (quark_backend_get_description (b))
         g_print ("  %s\n", quark_backend_get_description (b));
       g_print ("  dtypes: %s\n", dtypes->len ? dtypes->str : "(none declared)");
+      {
+        g_auto(GStrv) presets = quark_backend_list_presets (b);
+        g_autofree char *joined = g_strjoinv (", ", presets);
+        g_print ("  presets: %s\n", presets[0] ? joined : "(none)");
+      }
       g_print ("  module: %s\n", quark_backend_get_module_path (b) ? quark_backend_get_module_path (b)
                                                                   : "(registered by code)");
       if (!quark_backend_check_available (b, &error))

@@ -44,6 +44,9 @@ def test_listed_with_presets():
     assert r.returncode == 0, r.stderr
     names = [b['name'] for b in json.loads(r.stdout)['backends']]
     assert names == ['quark', 'brevitas']
+    text = subprocess.run([QUARK, 'backends'], capture_output=True, text=True).stdout
+    block = text[text.index('brevitas '):]
+    assert 'presets: int8_weight_per_tensor, int8_weight_per_channel' in block and 'w8a8' in block
     r = subprocess.run([QUARK, 'presets', '--backend', 'brevitas', '--json'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     presets = [p['name'] for p in json.loads(r.stdout)]
