@@ -143,6 +143,12 @@ SCHEMES = [
      'fp8 e4m3 per-tensor weights, fp8 static per-tensor inputs'),
     # FP4 packs two codes per byte along the last axis, which is 3 for the
     # convolutions: they stay in float (a null layer spec would inherit)
+    # the same hooks feed the brevitas backend: Brevitas's W8A8 with an
+    # integer bias (input scale x weight scale)
+    ('brevitas-w8a8', {'backend': 'brevitas', 'global_quant_config': {
+        'weight': {'preset': 'Int8WeightPerChannelFloat'}, 'input_tensors': {'preset': 'Int8ActPerTensorFloat'},
+        'bias': {'preset': 'Int32Bias'}}},
+     'Brevitas Int8WeightPerChannelFloat, Int8ActPerTensorFloat, Int32Bias'),
     ('w4-mxfp4', config({'dtype': 'fp4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 32,
                          'scale_format': 'e8m0', 'scale_calculation_mode': 'even'}, exclude=['conv1', 'conv2']),
      'OCP MXFP4 weights (convolutions in float)'),
@@ -207,7 +213,7 @@ def run(workdir, epochs=40, seed=0, log=print):
         model = Quark.Model.load(ckpt, None)
         results.append({'model': net.kind, 'scheme': 'float', 'accuracy': base, 'delta': 0.0,
                         'description': 'float32'})
-        log('%-11s %-12s %6.2f %%' % (net.kind, 'float', base))
+        log('%-11s %-14s %6.2f %%' % (net.kind, 'float', base))
         for name, text, description in ((s[0], json.dumps(s[1]), s[2]) for s in SCHEMES):
             cfg = REGISTRY.config_from_string(text, -1)
             session = calibrate(net, model, cfg, calibration_batches)
@@ -218,7 +224,7 @@ def run(workdir, epochs=40, seed=0, log=print):
             acc = accuracy(quantized_copy(net, model, cfg, quantized), xte, yte)
             results.append({'model': net.kind, 'scheme': name, 'accuracy': acc, 'delta': acc - base,
                             'description': description, 'config': text, 'stats': stats, 'checkpoint': ckpt})
-            log('%-11s %-12s %6.2f %%  (%+.2f)  %s' % (net.kind, name, acc, acc - base, description))
+            log('%-11s %-14s %6.2f %%  (%+.2f)  %s' % (net.kind, name, acc, acc - base, description))
     return results
 
 

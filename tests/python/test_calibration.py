@@ -166,6 +166,7 @@ def test_digits_end_to_end(digits, tmp_path):
     for kind in ('digits-mlp', 'digits-cnn'):
         assert by[(kind, 'float')]['accuracy'] > 90
         assert abs(by[(kind, 'w8a8-int8')]['delta']) <= 1.0, by[(kind, 'w8a8-int8')]
+        assert abs(by[(kind, 'brevitas-w8a8')]['delta']) <= 1.0, by[(kind, 'brevitas-w8a8')]
         assert abs(by[(kind, 'w4-int4-g32')]['delta']) <= 3.0, by[(kind, 'w4-int4-g32')]
         for scheme in ('w8-int8', 'w8a8-fp8', 'w4-mxfp4'):
             assert abs(by[(kind, scheme)]['delta']) <= 3.0, by[(kind, scheme)]
