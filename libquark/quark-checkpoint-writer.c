@@ -9,6 +9,7 @@
 #include "quark-json.h"
 #include "quark-error.h"
 #include "quark-safetensors.h"
+#include "quark-model.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -469,6 +470,32 @@ quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
   s->class_size[e->klass] += size;
   s->size += size;
   self->total_size += size;
+  return TRUE;
+}
+
+/**
+ * quark_checkpoint_writer_add_model:
+ * @self: a #QuarkCheckpointWriter
+ * @model: a model held in memory
+ * @error: return location for a #GError
+ *
+ * Writes every tensor of @model, in order, and takes its metadata as the
+ * checkpoint's `config.json`.
+ *
+ * Returns: %TRUE on success; %FALSE as quark_checkpoint_writer_add()
+ */
+gboolean
+quark_checkpoint_writer_add_model (QuarkCheckpointWriter  *self,
+                                   QuarkModel             *model,
+                                   GError                **error)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (model), FALSE);
+
+  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+    if (!quark_checkpoint_writer_add (self, quark_model_get_tensor_at (model, i), error))
+      return FALSE;
+  quark_checkpoint_writer_set_metadata (self, quark_model_get_metadata (model));
   return TRUE;
 }
 

@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "quark-tensor.h"
+#include "quark-model.h"
 
 G_BEGIN_DECLS
 
@@ -28,6 +29,10 @@ QuarkCheckpointWriter * quark_checkpoint_writer_new          (const char        
 QUARK_AVAILABLE_IN_1_0
 gboolean                quark_checkpoint_writer_add          (QuarkCheckpointWriter  *self,
                                                               QuarkTensor            *tensor,
+                                                              GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean                quark_checkpoint_writer_add_model    (QuarkCheckpointWriter  *self,
+                                                              QuarkModel             *model,
                                                               GError                **error);
 QUARK_AVAILABLE_IN_1_0
 gboolean                quark_checkpoint_writer_add_file     (QuarkCheckpointWriter  *self,

@@ -82,13 +82,7 @@ quark_model_quantizer_real_quantize_model_to_writer (QuarkModelQuantizer    *sel
 {
   g_autoptr(QuarkModel) out = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model (self, model, calibration,
                                                                                       cancellable, error);
-  if (out == NULL)
-    return FALSE;
-  for (guint i = 0; i < quark_model_get_n_tensors (out); i++)
-    if (!quark_checkpoint_writer_add (writer, quark_model_get_tensor_at (out, i), error))
-      return FALSE;
-  quark_checkpoint_writer_set_metadata (writer, quark_model_get_metadata (out));
-  return TRUE;
+  return out != NULL && quark_checkpoint_writer_add_model (writer, out, error);
 }
 
 static void

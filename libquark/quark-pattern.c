@@ -98,3 +98,24 @@ quark_pattern_match (const char *pattern,
   len = strlen (pattern);
   return strncmp (pattern, name, len) == 0 && (name[len] == '\0' || name[len] == '.');
 }
+
+/**
+ * quark_pattern_match_any:
+ * @patterns: (array zero-terminated=1): layer name patterns
+ * @name: a layer's full name
+ *
+ * Whether any of @patterns matches @name, as an `exclude` list does.
+ *
+ * Returns: %TRUE if one of @patterns matches @name
+ */
+gboolean
+quark_pattern_match_any (const char * const *patterns,
+                         const char         *name)
+{
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  for (guint i = 0; patterns && patterns[i]; i++)
+    if (quark_pattern_match (patterns[i], name))
+      return TRUE;
+  return FALSE;
+}

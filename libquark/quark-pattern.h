@@ -20,5 +20,8 @@ gboolean quark_pattern_validate (const char  *pattern,
 QUARK_AVAILABLE_IN_1_0
 gboolean quark_pattern_match    (const char  *pattern,
                                  const char  *name);
+QUARK_AVAILABLE_IN_1_0
+gboolean quark_pattern_match_any (const char * const *patterns,
+                                  const char         *name);
 
 G_END_DECLS

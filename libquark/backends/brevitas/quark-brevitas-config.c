@@ -284,12 +284,7 @@ quark_brevitas_config_validate (QuarkQuantizationConfig *config, GError **error)
 static gboolean
 quark_brevitas_config_is_excluded (QuarkQuantizationConfig *config, const char *layer_name)
 {
-  QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (config);
-
-  for (guint i = 0; self->exclude[i]; i++)
-    if (quark_pattern_match (self->exclude[i], layer_name))
-      return TRUE;
-  return FALSE;
+  return quark_pattern_match_any ((const char * const *) QUARK_BREVITAS_CONFIG (config)->exclude, layer_name);
 }
 
 static gboolean

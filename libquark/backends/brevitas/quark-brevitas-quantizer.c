@@ -746,12 +746,8 @@ quark_brevitas_quantizer_quantize_model_to_writer (QuarkModelQuantizer *quantize
   g_autoptr(QuarkModel) out = run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable,
                                    &sidecar, error);
 
-  if (out == NULL)
+  if (out == NULL || !quark_checkpoint_writer_add_model (writer, out, error))
     return FALSE;
-  for (guint i = 0; i < quark_model_get_n_tensors (out); i++)
-    if (!quark_checkpoint_writer_add (writer, quark_model_get_tensor_at (out, i), error))
-      return FALSE;
-  quark_checkpoint_writer_set_metadata (writer, quark_model_get_metadata (out));
   if (sidecar)
     {
       g_autofree char *text = quark_json_to_string (sidecar, TRUE);
@@ -859,7 +855,7 @@ read_weight (const BvSpec *bv, QuarkModel *quantized, gboolean dump, const char 
       gsize o = group ? (gsize) quark_tensor_get_dim (scale, 1) : (gsize) stored[0];
       gsize i = group ? (gsize) stored[0] : (gsize) stored[1] * 8;
       g_autofree gint8 *q8 = g_new (gint8, MAX (o * i, 1));
-      if (group ? (gsize) stored[1] * 8 != o : FALSE)
+      if (group && (gsize) stored[1] * 8 != o)
         return read_error (error, name, "its int4 words do not fit its scales");
       shape[0] = (gint64) o;
       shape[1] = (gint64) i;
@@ -985,13 +981,9 @@ quark_brevitas_quantizer_dequantize_model (QuarkModelQuantizer *quantizer, Quark
       QuarkKernelLayout l;
       g_autofree float *values = NULL;
 
-      if (g_str_has_suffix (name, ".weight") && quark_tensor_get_n_dims (x) >= 2 && strstr (name, "embed") == NULL)
-        {
-          layer = g_strndup (name, strlen (name) - strlen (".weight"));
-          type = quark_tensor_guess_layer_type (x);
-          bv = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type,
-                                                  QUARK_ROLE_WEIGHT, NULL);
-        }
+      if ((type = weight_layer (x, &layer)) != NULL)
+        bv = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type,
+                                                QUARK_ROLE_WEIGHT, NULL);
       else if (g_str_has_suffix (name, ".bias") && quark_dtype_is_integer (quark_tensor_get_dtype (x)))
         {
           g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);

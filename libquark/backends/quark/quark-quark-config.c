@@ -868,10 +868,8 @@ float
 quark_quark_config_get_min_kv_scale (QuarkQuarkConfig *self,
                                      const char       *layer)
 {
-  for (guint i = 0; self->kv_cache_group[i]; i++)
-    if (quark_pattern_match (self->kv_cache_group[i], layer))
-      return (float) self->min_kv_scale;
-  return 0.0f;
+  return quark_pattern_match_any ((const char * const *) self->kv_cache_group, layer) ? (float) self->min_kv_scale
+                                                                                       : 0.0f;
 }
 
 gboolean
@@ -1063,12 +1061,7 @@ static gboolean
 quark_quark_config_is_excluded (QuarkQuantizationConfig *config,
                                 const char              *layer_name)
 {
-  QuarkQuarkConfig *self = QUARK_QUARK_CONFIG (config);
-
-  for (guint i = 0; self->exclude[i]; i++)
-    if (quark_pattern_match (self->exclude[i], layer_name))
-      return TRUE;
-  return FALSE;
+  return quark_pattern_match_any ((const char * const *) QUARK_QUARK_CONFIG (config)->exclude, layer_name);
 }
 
 static gboolean
