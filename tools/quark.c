@@ -714,20 +714,16 @@ on_stop_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-/* Sets a quantizer option the backend may lack, such as "threads". */
+/* Whether the backend has a quantizer option, such as "threads"; an error
+ * naming the command-line @option otherwise. */
 static gboolean
-set_backend_option (QuarkModelQuantizer *quantizer, const char *property, const GValue *value,
-                    const char *option, GError **error)
+backend_has_option (QuarkModelQuantizer *quantizer, const char *property, const char *option, GError **error)
 {
-  if (g_object_class_find_property (G_OBJECT_GET_CLASS (quantizer), property) == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "backend %s does not support %s",
-                   quark_quantization_config_get_backend_name (quark_model_quantizer_get_config (quantizer)),
-                   option);
-      return FALSE;
-    }
-  g_object_set_property (G_OBJECT (quantizer), property, value);
-  return TRUE;
+  if (g_object_class_find_property (G_OBJECT_GET_CLASS (quantizer), property) != NULL)
+    return TRUE;
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "backend %s does not support %s",
+               quark_quantization_config_get_backend_name (quark_model_quantizer_get_config (quantizer)), option);
+  return FALSE;
 }
 
 static int
@@ -811,27 +807,21 @@ cmd_quantize (int argc, char **argv)
     goto fail;
   if (threads > 1)
     {
-      g_auto(GValue) value = G_VALUE_INIT;
-      g_value_init (&value, G_TYPE_UINT);
-      g_value_set_uint (&value, (guint) threads);
-      if (!set_backend_option (quantizer, "threads", &value, "--threads", &error))
+      if (!backend_has_option (quantizer, "threads", "--threads", &error))
         goto fail;
+      g_object_set (quantizer, "threads", (guint) threads, NULL);
     }
   if (export_format)
     {
-      g_auto(GValue) value = G_VALUE_INIT;
-      g_value_init (&value, G_TYPE_STRING);
-      g_value_set_string (&value, export_format);
-      if (!set_backend_option (quantizer, "export-format", &value, "--export-format", &error))
+      if (!backend_has_option (quantizer, "export-format", "--export-format", &error))
         goto fail;
+      g_object_set (quantizer, "export-format", export_format, NULL);
     }
   if (allow_nonfinite)
     {
-      g_auto(GValue) value = G_VALUE_INIT;
-      g_value_init (&value, G_TYPE_BOOLEAN);
-      g_value_set_boolean (&value, TRUE);
-      if (!set_backend_option (quantizer, "allow-nonfinite", &value, "--allow-nonfinite", &error))
+      if (!backend_has_option (quantizer, "allow-nonfinite", "--allow-nonfinite", &error))
         goto fail;
+      g_object_set (quantizer, "allow-nonfinite", TRUE, NULL);
     }
   model = quark_model_load (model_path, NULL, &error);
   if (model == NULL)
