@@ -393,6 +393,9 @@ test_vector_matches_scalar_quantize (void)
           p.qmax = (int32_t) hi;
           p.divide = rep % 2 == 1;          /* Brevitas's fl (x / s) on odd rounds */
           fill_random (rand, x, n, step);
+          if (rep == 2)   /* NaN lanes: qmin on both paths */
+            for (gsize i = 0; i < n; i += 5)
+              x[i] = i % 2 ? NAN : -NAN;
           g_assert_true (quark_kernel_quantize_int_f32 (x, n, &p, dtypes[d], a));
           g_assert_true (quark_kernel_quantize_int_f32_scalar (x, n, &p, dtypes[d], b));
           g_assert_cmpmem (a, n * esize, b, n * esize);
@@ -837,6 +840,32 @@ test_bf16_kernels_match_widened (void)
         g_assert_true (quark_kernel_quantize_int_bf16 (h, n, &p, QUARK_DTYPE_I8, a));
         g_assert_true (quark_kernel_quantize_int_f32_scalar (f, n, &p, QUARK_DTYPE_I8, b));
         g_assert_cmpmem (a, n, b, n);
+        /* every storage width, with and without a zero point, multiplying
+         * and dividing (the 8- and 16-bit bfloat16 paths take even and odd
+         * elements apart) */
+        {
+          const QuarkDType dts[] = { QUARK_DTYPE_I8, QUARK_DTYPE_U8, QUARK_DTYPE_I16,
+                                     QUARK_DTYPE_U16, QUARK_DTYPE_I32, QUARK_DTYPE_INT4 };
+          for (guint d = 0; d < G_N_ELEMENTS (dts); d++)
+            for (guint v = 0; v < 4; v++)
+              {
+                gsize es = quark_dtype_get_element_size (dts[d]);
+                g_autofree guint8 *qa = g_malloc0 ((n + 1) * es);
+                g_autofree guint8 *qb = g_malloc0 ((n + 1) * es);
+                gint64 lo, hi;
+                QuarkKernelIntParams q = p;
+                quark_dtype_get_integer_range (dts[d], FALSE, &lo, &hi);
+                if (dts[d] == QUARK_DTYPE_I32)
+                  lo = -(1 << 20), hi = 1 << 20;
+                q.qmin = (int32_t) lo;
+                q.qmax = (int32_t) hi;
+                q.zero_point = v % 2 ? (float) ((lo + hi) / 2 + g_rand_int_range (rand, -2, 3)) : 0.0f;
+                q.divide = v >= 2;
+                g_assert_true (quark_kernel_quantize_int_bf16 (h, n, &q, dts[d], qa));
+                g_assert_true (quark_kernel_quantize_int_f32_scalar (f, n, &q, dts[d], qb));
+                g_assert_cmpmem (qa, n * es, qb, n * es);
+              }
+        }
       }
 }
 

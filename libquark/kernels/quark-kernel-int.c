@@ -172,8 +172,6 @@ quark_kernel_min_max_bf16 (const uint16_t *x,
   return qk_min_max_bf16 (x, n, min, max);
 }
 
-typedef uint16_t qk_vh __attribute__ ((vector_size (64)));   /* 32 half-words */
-typedef uint32_t qk_vw __attribute__ ((vector_size (64)));   /* 16 words */
 
 /* The largest |x| as bits: for non-negative binary32 and bfloat16 values the
  * integer order of the bit patterns is the numeric order, infinity sorts
@@ -190,7 +188,7 @@ qk_abs_max_bits_bf16 (const uint16_t *x, size_t n)
       qk_vh v;
       memcpy (&v, x + i, sizeof v);
       v &= 0x7fff;
-      m = (qk_vh) (((qk_vh) (v > m) & v) | (~(qk_vh) (v > m) & m));
+      m = qk_max_h (v, m);
     }
   if (n >= 32)
     {
@@ -206,11 +204,11 @@ qk_abs_max_bits_bf16 (const uint16_t *x, size_t n)
       const qk_vh s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
       qk_vh t;
-      t = QK_SHUFFLE (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = QK_SHUFFLE (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = QK_SHUFFLE (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = QK_SHUFFLE (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-      t = QK_SHUFFLE (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+      t = QK_SHUFFLE (m, s16); m = qk_max_h (t, m);
+      t = QK_SHUFFLE (m, s8); m = qk_max_h (t, m);
+      t = QK_SHUFFLE (m, s4); m = qk_max_h (t, m);
+      t = QK_SHUFFLE (m, s2); m = qk_max_h (t, m);
+      t = QK_SHUFFLE (m, s1); m = qk_max_h (t, m);
       r = m[0];
     }
   for (; i < n; i++)
@@ -233,7 +231,7 @@ qk_abs_max_bits_f32 (const float *x, size_t n)
       qk_vw v;
       memcpy (&v, x + i, sizeof v);
       v &= 0x7fffffffu;
-      m = (qk_vw) (((qk_vw) (v > m) & v) | (~(qk_vw) (v > m) & m));
+      m = qk_max_w (v, m);
     }
   if (n >= 16)
     {
@@ -242,10 +240,10 @@ qk_abs_max_bits_f32 (const float *x, size_t n)
       const qk_vw s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
       const qk_vw s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
       qk_vw t;
-      t = QK_SHUFFLE (m, s8); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
-      t = QK_SHUFFLE (m, s4); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
-      t = QK_SHUFFLE (m, s2); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
-      t = QK_SHUFFLE (m, s1); m = (qk_vw) (((qk_vw) (t > m) & t) | (~(qk_vw) (t > m) & m));
+      t = QK_SHUFFLE (m, s8); m = qk_max_w (t, m);
+      t = QK_SHUFFLE (m, s4); m = qk_max_w (t, m);
+      t = QK_SHUFFLE (m, s2); m = qk_max_w (t, m);
+      t = QK_SHUFFLE (m, s1); m = qk_max_w (t, m);
       r = m[0];
     }
   for (; i < n; i++)
@@ -281,11 +279,11 @@ _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x, size_t n, size_t block
         qk_vh m, t;
         memcpy (&m, x + start, sizeof m);
         m &= 0x7fff;
-        t = QK_SHUFFLE (m, s16); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = QK_SHUFFLE (m, s8); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = QK_SHUFFLE (m, s4); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = QK_SHUFFLE (m, s2); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
-        t = QK_SHUFFLE (m, s1); m = (qk_vh) (((qk_vh) (t > m) & t) | (~(qk_vh) (t > m) & m));
+        t = QK_SHUFFLE (m, s16); m = qk_max_h (t, m);
+        t = QK_SHUFFLE (m, s8); m = qk_max_h (t, m);
+        t = QK_SHUFFLE (m, s4); m = qk_max_h (t, m);
+        t = QK_SHUFFLE (m, s2); m = qk_max_h (t, m);
+        t = QK_SHUFFLE (m, s1); m = qk_max_h (t, m);
         out[b] = m[0];
       }
   for (; start < n; start += block, b++)
@@ -566,43 +564,104 @@ quark_kernel_quantize_int_f32_scalar (const float                *x,
   return true;
 }
 
-#define QK_DEFINE_VECTOR_QUANTIZE(NAME, ITYPE, LOAD, CTYPE, VTYPE) \
+/* The bits of t + 1.5 * 2^23 for t clamped to [qmin, qmax] (|t| <= 2^22):
+ * 0x4B400000 + R(t), R rounding to nearest even. The low 22 bits of the
+ * constant are zero, so the low byte (half-word) of these bits is the
+ * 8-bit (16-bit) two's complement code, and subtracting the constant gives
+ * the 32-bit one. The clamp is a max then a min: a NaN lane becomes qmin,
+ * as in the scalar path. */
+#define QK_MAGIC_BITS 0x4B400000
+
+/* The parameters as vectors, read once: the loops store through character
+ * pointers, which may alias *p, so reading p in the loop would reload it. */
+typedef struct {
+  qk_vf mul, zp, lo, hi;
+  bool divide, add_zp;
+} QkIntLanes;
+
+QK_INLINE QkIntLanes
+qk_int_lanes_init (const QuarkKernelIntParams *p, bool add_zp)
+{
+  QkIntLanes l = { qk_splat (p->divide ? p->scale : p->inv_scale), qk_splat (p->zero_point),
+                   qk_splat ((float) p->qmin), qk_splat ((float) p->qmax), p->divide, add_zp };
+  return l;
+}
+
+QK_INLINE qk_vi
+qk_int_lanes (qk_vf x, QkIntLanes l)
+{
+  qk_vf t = l.divide ? x / l.mul : x * l.mul;
+  /* t + 0 would only turn -0 into +0, which rounds the same */
+  if (l.add_zp)
+    t = t + l.zp;
+  t = qk_min (qk_max (t, l.lo), l.hi);
+  return (qk_vi) (t + QK_ROUND_MAGIC);
+}
+
+/* The loops are compiled twice, with and without the zero point. */
+#define QK_DEFINE_ZP_DISPATCH(NAME, ITYPE, CTYPE) \
 QK_MULTIVERSION static void \
 NAME (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
 { \
-  const qk_vf inv = qk_splat (p->inv_scale); \
-  const qk_vf sc = qk_splat (p->scale); \
-  const qk_vf zp = qk_splat (p->zero_point); \
-  const qk_vf lo = qk_splat ((float) p->qmin); \
-  const qk_vf hi = qk_splat ((float) p->qmax); \
-  const qk_vf magic = qk_splat (QK_ROUND_MAGIC); \
+  *done = p->zero_point != 0.0f ? NAME##_loop (x, n, p, out, true) : NAME##_loop (x, n, p, out, false); \
+}
+
+#define QK_DEFINE_VECTOR_QUANTIZE(NAME, ITYPE, LOAD, CTYPE, VTYPE, BIAS) \
+QK_INLINE size_t \
+NAME##_loop (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, bool add_zp) \
+{ \
+  const QkIntLanes l = qk_int_lanes_init (p, add_zp); \
   size_t i; \
   for (i = 0; i + QK_LANES <= n; i += QK_LANES) \
     { \
-      qk_vf t = p->divide ? LOAD (x + i) / sc : LOAD (x + i) * inv; \
-      t = t + zp; \
-      /* clamp first: for integer bounds, clamp-then-round equals \
-       * round-then-clamp, and it keeps |t| below 2^22 for the magic \
-       * rounding; NaN lanes (never passed by callers) become qmin */ \
-      t = qk_select (t > lo, t, lo); \
-      t = qk_select (t < hi, t, hi); \
-      t = (t + magic) - magic; \
-      qk_vi q = __builtin_convertvector (t, qk_vi); \
-      VTYPE narrow = __builtin_convertvector (q, VTYPE); \
+      VTYPE narrow = __builtin_convertvector (qk_int_lanes (LOAD (x + i), l) - (BIAS), VTYPE); \
       memcpy (out + i, &narrow, sizeof narrow); \
     } \
-  *done = i; \
-}
-
+  return i; \
+} \
+QK_DEFINE_ZP_DISPATCH (NAME, ITYPE, CTYPE)
 
 /* Codes are clamped to the range of the storage type, so the narrowing
- * conversions keep them exactly (two's complement for signed types). */
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, float, qk_load, uint8_t, qk_vu8)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, float, qk_load, uint16_t, qk_vu16)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, float, qk_load, int32_t, qk_vi)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u8, uint16_t, qk_load_bf16, uint8_t, qk_vu8)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u16, uint16_t, qk_load_bf16, uint16_t, qk_vu16)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t, qk_vi)
+ * conversions keep them exactly (two's complement for signed types); the
+ * 8- and 16-bit ones take the low bits of the magic-number sum directly. */
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, float, qk_load, uint8_t, qk_vu8, 0)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, float, qk_load, uint16_t, qk_vu16, 0)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, float, qk_load, int32_t, qk_vi, QK_MAGIC_BITS)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t, qk_vi, QK_MAGIC_BITS)
+
+/* bfloat16 to 8- and 16-bit codes, 32 values per step: a 512-bit load holds
+ * them as 16 words, element 2k in the low half of word k (little endian), so
+ * shifting and masking widens the even and the odd elements without a
+ * permutation, and the two code vectors interleave back by shifting and
+ * or-ing before one narrowing. */
+#define QK_DEFINE_BF16_PAIRS(NAME, CTYPE, CBITS, VTYPE) \
+QK_INLINE size_t \
+NAME##_loop (const uint16_t *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, bool add_zp) \
+{ \
+  const qk_vw mask = (qk_vw) { 0 } + ((1u << CBITS) - 1); \
+  const QkIntLanes l = qk_int_lanes_init (p, add_zp); \
+  size_t i; \
+  for (i = 0; i + 2 * QK_LANES <= n; i += 2 * QK_LANES) \
+    { \
+      qk_vw w, even, odd; \
+      VTYPE narrow; \
+      memcpy (&w, x + i, sizeof w); \
+      even = (qk_vw) qk_int_lanes ((qk_vf) (w << 16), l); \
+      odd = (qk_vw) qk_int_lanes ((qk_vf) (w & 0xffff0000u), l); \
+      narrow = __builtin_convertvector ((even & mask) | (odd << CBITS), VTYPE); \
+      memcpy (out + i, &narrow, sizeof narrow); \
+    } \
+  return i; \
+} \
+QK_DEFINE_ZP_DISPATCH (NAME, uint16_t, CTYPE)
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u8, uint8_t, 8, qk_vu16)
+QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u16, uint16_t, 16, qk_vw)
+#else
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u8, uint16_t, qk_load_bf16, uint8_t, qk_vu8, 0)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u16, uint16_t, qk_load_bf16, uint16_t, qk_vu16, 0)
+#endif
 
 /**
  * quark_kernel_quantize_int_f32: (skip)

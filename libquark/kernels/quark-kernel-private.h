@@ -60,6 +60,31 @@ qk_select (qk_vi mask, qk_vf a, qk_vf b)
   return (qk_vf) (((qk_vi) a & mask) | ((qk_vi) b & ~mask));
 }
 
+/* 32 half-words and 16 words in one 512-bit vector. */
+typedef uint16_t qk_vh __attribute__ ((vector_size (64)));
+typedef uint32_t qk_vw __attribute__ ((vector_size (64)));
+
+/* Lane-wise maximum and minimum. GCC's C front end has no vector ?: and does
+ * not turn the mask-select idiom into a max, but it does turn these lane
+ * loops into one instruction (vmaxps, vpmaxsd, vpmaxuw, ...). The float
+ * forms are exactly a > b ? a : b (a < b ? a : b): when a lane of @a is NaN
+ * they give @b, which is also what vmaxps/vminps do. */
+#define QK_DEFINE_LANEWISE(NAME, VTYPE, OP) \
+QK_INLINE VTYPE \
+NAME (VTYPE a, VTYPE b) \
+{ \
+  VTYPE r; \
+  for (unsigned j = 0; j < sizeof (VTYPE) / sizeof (a[0]); j++) \
+    r[j] = a[j] OP b[j] ? a[j] : b[j]; \
+  return r; \
+}
+QK_DEFINE_LANEWISE (qk_max, qk_vf, >)
+QK_DEFINE_LANEWISE (qk_min, qk_vf, <)
+QK_DEFINE_LANEWISE (qk_max_i, qk_vi, >)
+QK_DEFINE_LANEWISE (qk_min_i, qk_vi, <)
+QK_DEFINE_LANEWISE (qk_max_h, qk_vh, >)
+QK_DEFINE_LANEWISE (qk_max_w, qk_vw, >)
+
 /* QK_SHUFFLE (v, mask) and QK_SHUFFLE2 (a, b, mask) are GCC's
  * __builtin_shuffle. Clang has no __builtin_shuffle with a mask vector, so
  * for the clang builds (libFuzzer) they are a lane loop with the same
