@@ -62,21 +62,16 @@ static gsize
 run_int4_group128 (Bench *b)
 {
   gsize groups = b->cols / 128;
+  QuarkKernelIntParams p = { .qmin = -8, .qmax = 7 };
   for (gsize r = 0; r < b->rows; r++)
     {
       const guint16 *row = b->bf16 + r * b->cols;
+      float *scales = b->scales + r * groups;
+      quark_kernel_group_abs_max_bf16 (row, b->cols, 128, scales);
       for (gsize g = 0; g < groups; g++)
-        {
-          float amax;
-          QuarkKernelIntParams p = { .qmin = -8, .qmax = 7 };
-          quark_kernel_abs_max_bf16 (row + g * 128, 128, &amax);
-          p.scale = fmaxf (amax / 7.5f, 0x1p-23f);
-          p.inv_scale = 1.0f / p.scale;
-          b->scales[r * groups + g] = p.scale;
-          quark_kernel_quantize_int_bf16 (row + g * 128, 128, &p, QUARK_DTYPE_INT4, b->out + g * 128);
-        }
-      quark_kernel_pack_int4 ((const gint8 *) b->out, 1, b->cols, TRUE,
-                              (gint32 *) (b->packed + r * b->cols / 2));
+        scales[g] = fmaxf (scales[g] / 7.5f, 0x1p-23f);
+      quark_kernel_quantize_pack_int4_groups_bf16 (row, b->cols, 128, &p, scales, NULL, QUARK_DTYPE_INT4, TRUE,
+                                                   (gint32 *) (b->packed + r * b->cols / 2));
     }
   return b->rows * b->cols / 2 + b->rows * groups * 4;
 }

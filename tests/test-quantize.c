@@ -869,6 +869,121 @@ test_bf16_kernels_match_widened (void)
       }
 }
 
+/* Row-of-groups kernels against one call per group on the scalar path. */
+static void
+test_group_kernels (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261127);
+  const gsize sizes[] = { 0, 8, 24, 128, 200, 256, 1024, 4104 };
+  const gsize group_sizes[] = { 1, 7, 8, 12, 32, 40, 64, 128, 100 };
+  const QuarkDType dts[] = { QUARK_DTYPE_I8, QUARK_DTYPE_INT4, QUARK_DTYPE_UINT4, QUARK_DTYPE_U8, QUARK_DTYPE_I16 };
+
+  for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
+    for (guint gs = 0; gs < G_N_ELEMENTS (group_sizes); gs++)
+      for (guint rep = 0; rep < 3; rep++)
+        {
+          gsize n = sizes[s], group = group_sizes[gs], groups = (n + group - 1) / group;
+          g_autofree guint16 *h = g_new (guint16, n + 1);
+          g_autofree float *f = g_new (float, n + 1);
+          g_autofree float *am_h = g_new (float, groups + 1);
+          g_autofree float *am_f = g_new (float, groups + 1);
+          g_autofree float *scales = g_new (float, groups + 1);
+          g_autofree float *zps = g_new (float, groups + 1);
+
+          for (gsize i = 0; i < n; i++)
+            {
+              float v = (float) g_rand_double_range (rand, -2.0, 2.0) * (float) (1 + i % 5);
+              guint32 bits;
+              memcpy (&bits, &v, 4);
+              h[i] = (guint16) (bits >> 16);
+            }
+          if (rep == 2 && n > 3)
+            h[n / 2] = 0x7f80;   /* +inf: not finite */
+          g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, f, n));
+          /* per-group absolute maxima */
+          {
+            gboolean ok_h = quark_kernel_group_abs_max_bf16 (h, n, group, am_h);
+            gboolean ok_f = quark_kernel_group_abs_max_f32 (f, n, group, am_f);
+            gboolean all_finite = TRUE;
+            for (gsize g = 0; g < groups; g++)
+              {
+                float expected;
+                gsize len = MIN (group, n - g * group);
+                all_finite &= quark_kernel_abs_max_f32 (f + g * group, len, &expected);
+                g_assert_cmphex (f32_bits (am_h[g]), ==, f32_bits (expected));
+                g_assert_cmphex (f32_bits (am_f[g]), ==, f32_bits (expected));
+              }
+            g_assert_cmpint (ok_h, ==, all_finite);
+            g_assert_cmpint (ok_f, ==, all_finite);
+            if (!all_finite)
+              continue;
+          }
+          for (guint d = 0; d < G_N_ELEMENTS (dts); d++)
+            for (guint v = 0; v < 3; v++)
+              {
+                gsize es = quark_dtype_get_element_size (dts[d]);
+                g_autofree guint8 *a = g_malloc0 ((n + 1) * es);
+                g_autofree guint8 *b = g_malloc0 ((n + 1) * es);
+                g_autofree guint8 *c = g_malloc0 ((n + 1) * es);
+                QuarkKernelIntParams p = { 0 };
+                gint64 lo, hi;
+                gboolean with_zp = quark_dtype_is_signed (dts[d]) ? v == 1 : TRUE;
+
+                quark_dtype_get_integer_range (dts[d], FALSE, &lo, &hi);
+                p.qmin = (int32_t) lo;
+                p.qmax = (int32_t) hi;
+                p.divide = v == 1;
+                p.round = v == 2 ? QUARK_ROUND_STOCHASTIC : QUARK_ROUND_HALF_EVEN;
+                p.seed = 7;
+                p.offset = 1000;
+                for (gsize g = 0; g < groups; g++)
+                  {
+                    scales[g] = fmaxf (am_f[g] / (float) (hi - lo) * 2.0f, 1e-6f);
+                    zps[g] = with_zp ? (float) ((lo + hi + 1) / 2 + g_rand_int_range (rand, -1, 2)) : 0.0f;
+                  }
+                g_assert_true (quark_kernel_quantize_int_groups_bf16 (h, n, group, &p, scales,
+                                                                      with_zp ? zps : NULL, dts[d], a));
+                g_assert_true (quark_kernel_quantize_int_groups_f32 (f, n, group, &p, scales,
+                                                                     with_zp ? zps : NULL, dts[d], c));
+                for (gsize g = 0; g < groups; g++)
+                  {
+                    QuarkKernelIntParams q = p;
+                    gsize start = g * group;
+                    q.scale = scales[g];
+                    q.inv_scale = 1.0f / scales[g];
+                    q.zero_point = with_zp ? zps[g] : 0.0f;
+                    q.offset = p.offset + start;
+                    g_assert_true (quark_kernel_quantize_int_f32_scalar (f + start, MIN (group, n - start), &q,
+                                                                         dts[d], b + start * es));
+                  }
+                g_assert_cmpmem (a, n * es, b, n * es);
+                g_assert_cmpmem (c, n * es, b, n * es);
+                /* quantized and packed in one pass, both nibble orders */
+                if (es == 1 && (dts[d] == QUARK_DTYPE_INT4 || dts[d] == QUARK_DTYPE_UINT4))
+                  for (int reorder = 0; reorder < 2; reorder++)
+                    {
+                      g_autofree gint32 *w1 = g_new0 (gint32, n / 8 + 1);
+                      g_autofree gint32 *w2 = g_new0 (gint32, n / 8 + 1);
+                      g_assert_true (quark_kernel_pack_int4 ((const gint8 *) b, 1, n, reorder, w1));
+                      g_assert_true (quark_kernel_quantize_pack_int4_groups_bf16 (h, n, group, &p, scales,
+                                                                                  with_zp ? zps : NULL, dts[d],
+                                                                                  reorder, w2));
+                      g_assert_cmpmem (w1, n / 2, w2, n / 2);
+                    }
+              }
+        }
+  /* what the packed form refuses */
+  {
+    guint16 h[9] = { 0 };
+    float sc = 1.0f;
+    gint32 w[2];
+    QuarkKernelIntParams p = { .qmin = -8, .qmax = 7 };
+    g_assert_false (quark_kernel_quantize_pack_int4_groups_bf16 (h, 9, 8, &p, &sc, NULL, QUARK_DTYPE_INT4, FALSE, w));
+    g_assert_false (quark_kernel_quantize_pack_int4_groups_bf16 (h, 8, 8, &p, &sc, NULL, QUARK_DTYPE_I8, FALSE, w));
+    g_assert_false (quark_kernel_quantize_pack_int4_groups_bf16 (h, 8, 0, &p, &sc, NULL, QUARK_DTYPE_INT4, FALSE, w));
+  }
+}
+
 /* ---- progress, cancellation, async ------------------------------------- */
 
 typedef struct {
@@ -1005,6 +1120,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/vector-matches-scalar/quantize", test_vector_matches_scalar_quantize);
   g_test_add_func ("/kernels/vector-matches-scalar/min-max", test_vector_matches_scalar_min_max);
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
+  g_test_add_func ("/kernels/groups", test_group_kernels);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);
 

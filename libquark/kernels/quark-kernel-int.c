@@ -8,6 +8,7 @@
 #include "quark-kernel-private.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 QK_INLINE qk_vf
@@ -173,122 +174,157 @@ quark_kernel_min_max_bf16 (const uint16_t *x,
 }
 
 
+/* Horizontal maxima of a vector: halve until one lane is left. */
+QK_INLINE uint16_t
+qk_hmax_h (qk_vh m)
+{
+  const qk_vh s16 = { 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+                      16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31 };
+  const qk_vh s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15,
+                     8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
+  const qk_vh s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7,
+                     4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
+  const qk_vh s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                     2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
+  const qk_vh s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+  m = qk_max_h (QK_SHUFFLE (m, s16), m);
+  m = qk_max_h (QK_SHUFFLE (m, s8), m);
+  m = qk_max_h (QK_SHUFFLE (m, s4), m);
+  m = qk_max_h (QK_SHUFFLE (m, s2), m);
+  m = qk_max_h (QK_SHUFFLE (m, s1), m);
+  return m[0];
+}
+
+QK_INLINE uint32_t
+qk_hmax_w (qk_vw m)
+{
+  const qk_vw s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
+  const qk_vw s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
+  const qk_vw s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
+  const qk_vw s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+  m = qk_max_w (QK_SHUFFLE (m, s8), m);
+  m = qk_max_w (QK_SHUFFLE (m, s4), m);
+  m = qk_max_w (QK_SHUFFLE (m, s2), m);
+  m = qk_max_w (QK_SHUFFLE (m, s1), m);
+  return m[0];
+}
+
 /* The largest |x| as bits: for non-negative binary32 and bfloat16 values the
  * integer order of the bit patterns is the numeric order, infinity sorts
- * above every finite value and NaN above infinity. */
-QK_MULTIVERSION static uint16_t
-qk_abs_max_bits_bf16 (const uint16_t *x, size_t n)
-{
-  qk_vh m = { 0 };
-  uint16_t r = 0;
-  size_t i = 0;
-
-  for (; i + 32 <= n; i += 32)
-    {
-      qk_vh v;
-      memcpy (&v, x + i, sizeof v);
-      v &= 0x7fff;
-      m = qk_max_h (v, m);
-    }
-  if (n >= 32)
-    {
-      /* halve to one lane */
-      const qk_vh s16 = { 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
-                          16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31 };
-      const qk_vh s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15,
-                         8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
-      const qk_vh s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7,
-                         4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
-      const qk_vh s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
-                         2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
-      const qk_vh s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
-      qk_vh t;
-      t = QK_SHUFFLE (m, s16); m = qk_max_h (t, m);
-      t = QK_SHUFFLE (m, s8); m = qk_max_h (t, m);
-      t = QK_SHUFFLE (m, s4); m = qk_max_h (t, m);
-      t = QK_SHUFFLE (m, s2); m = qk_max_h (t, m);
-      t = QK_SHUFFLE (m, s1); m = qk_max_h (t, m);
-      r = m[0];
-    }
-  for (; i < n; i++)
-    {
-      uint16_t a = x[i] & 0x7fff;
-      r = a > r ? a : r;
-    }
-  return r;
+ * above every finite value and NaN above infinity. UTYPE/VTYPE: the bits,
+ * alone and as a vector; MASK clears the sign. */
+#define QK_DEFINE_ABS_MAX_BITS(NAME, ITYPE, UTYPE, VTYPE, MASK, VMAX, HMAX) \
+QK_INLINE UTYPE \
+NAME##_inline (const ITYPE *x, size_t n) \
+{ \
+  const size_t lanes = sizeof (VTYPE) / sizeof (UTYPE); \
+  UTYPE r = 0; \
+  size_t i = 0; \
+  if (n >= lanes) \
+    { \
+      VTYPE m = { 0 }; \
+      for (; i + lanes <= n; i += lanes) \
+        { \
+          VTYPE v; \
+          memcpy (&v, x + i, sizeof v); \
+          m = VMAX (v & (MASK), m); \
+        } \
+      r = HMAX (m); \
+    } \
+  for (; i < n; i++) \
+    { \
+      UTYPE a; \
+      memcpy (&a, x + i, sizeof a); \
+      a &= (MASK); \
+      r = a > r ? a : r; \
+    } \
+  return r; \
+} \
+QK_MULTIVERSION static UTYPE \
+NAME (const ITYPE *x, size_t n) \
+{ \
+  return NAME##_inline (x, n); \
+} \
+/* Absolute maxima (as bits) of consecutive blocks of a row, in one call \
+ * so that short blocks do not pay a call each; the last block may be \
+ * shorter. */ \
+QK_MULTIVERSION static void \
+NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
+{ \
+  for (size_t start = 0, b = 0; start < n; start += block, b++) \
+    out[b] = NAME##_inline (x + start, n - start < block ? n - start : block); \
 }
 
-QK_MULTIVERSION static uint32_t
-qk_abs_max_bits_f32 (const float *x, size_t n)
-{
-  qk_vw m = { 0 };
-  uint32_t r = 0;
-  size_t i = 0;
+QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_bf16, uint16_t, uint16_t, qk_vh, 0x7fff, qk_max_h, qk_hmax_h)
+QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_f32, float, uint32_t, qk_vw, 0x7fffffffu, qk_max_w, qk_hmax_w)
 
-  for (; i + 16 <= n; i += 16)
-    {
-      qk_vw v;
-      memcpy (&v, x + i, sizeof v);
-      v &= 0x7fffffffu;
-      m = qk_max_w (v, m);
-    }
-  if (n >= 16)
-    {
-      const qk_vw s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
-      const qk_vw s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
-      const qk_vw s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
-      const qk_vw s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
-      qk_vw t;
-      t = QK_SHUFFLE (m, s8); m = qk_max_w (t, m);
-      t = QK_SHUFFLE (m, s4); m = qk_max_w (t, m);
-      t = QK_SHUFFLE (m, s2); m = qk_max_w (t, m);
-      t = QK_SHUFFLE (m, s1); m = qk_max_w (t, m);
-      r = m[0];
-    }
-  for (; i < n; i++)
-    {
-      uint32_t a;
-      memcpy (&a, x + i, sizeof a);
-      a &= 0x7fffffffu;
-      r = a > r ? a : r;
-    }
-  return r;
-}
-
-/* Absolute maxima (as bits) of consecutive blocks of a bfloat16 row, in one
- * call so that short blocks do not pay a call each. */
-QK_MULTIVERSION void
+void
 _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
 {
-  size_t b = 0, start = 0;
-
-  if (block == 32)
-    for (; start + 32 <= n; start += 32, b++)
-      {
-        const qk_vh s16 = { 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
-                            16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31 };
-        const qk_vh s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15,
-                           8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 };
-        const qk_vh s4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7,
-                           4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 };
-        const qk_vh s2 = { 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
-                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3 };
-        const qk_vh s1 = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                           1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
-        qk_vh m, t;
-        memcpy (&m, x + start, sizeof m);
-        m &= 0x7fff;
-        t = QK_SHUFFLE (m, s16); m = qk_max_h (t, m);
-        t = QK_SHUFFLE (m, s8); m = qk_max_h (t, m);
-        t = QK_SHUFFLE (m, s4); m = qk_max_h (t, m);
-        t = QK_SHUFFLE (m, s2); m = qk_max_h (t, m);
-        t = QK_SHUFFLE (m, s1); m = qk_max_h (t, m);
-        out[b] = m[0];
-      }
-  for (; start < n; start += block, b++)
-    out[b] = qk_abs_max_bits_bf16 (x + start, n - start < block ? n - start : block);
+  qk_abs_max_bits_bf16_blocks (x, n, block, out);
 }
+
+/* The group maxima go through a buffer of 256 groups on the stack; bits at
+ * or above INF are infinity or NaN. */
+#define QK_DEFINE_GROUP_ABS_MAX(NAME, ITYPE, UTYPE, BLOCKS, INF, TO_F32) \
+bool \
+NAME (const ITYPE *x, size_t n, size_t group, float *amax) \
+{ \
+  UTYPE bits[256]; \
+  bool finite = true; \
+  if (group == 0) \
+    return n == 0; \
+  for (size_t start = 0; start < n; start += 256 * group, amax += 256) \
+    { \
+      size_t len = n - start < 256 * group ? n - start : 256 * group; \
+      BLOCKS (x + start, len, group, bits); \
+      for (size_t g = 0; g < (len + group - 1) / group; g++) \
+        { \
+          finite &= bits[g] < (INF); \
+          amax[g] = TO_F32 (bits[g]); \
+        } \
+    } \
+  return finite; \
+}
+
+static inline float
+qk_f32_from_bits (uint32_t bits)
+{
+  float f;
+  memcpy (&f, &bits, sizeof f);
+  return f;
+}
+
+/**
+ * quark_kernel_group_abs_max_f32: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @group: elements per group (the last group may be shorter)
+ * @amax: (out caller-allocates): ⌈@n / @group⌉ absolute maxima, 0 for an
+ *   empty group; meaningful only when the result is %true
+ *
+ * quark_kernel_abs_max_f32() of each group of a row, in one call (the
+ * statistic of per-group and MX schemes).
+ *
+ * Returns: %true if every element is finite
+ */
+QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_f32, float, uint32_t, qk_abs_max_bits_f32_blocks,
+                         0x7f800000u, qk_f32_from_bits)
+
+/**
+ * quark_kernel_group_abs_max_bf16: (skip)
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @group: elements per group (the last group may be shorter)
+ * @amax: (out caller-allocates): ⌈@n / @group⌉ absolute maxima
+ *
+ * quark_kernel_group_abs_max_f32() on bfloat16 input.
+ *
+ * Returns: %true if every element is finite
+ */
+QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_bf16, uint16_t, uint16_t, qk_abs_max_bits_bf16_blocks,
+                         0x7f80u, quark_kernel_bf16_to_f32)
 
 /**
  * quark_kernel_abs_max_f32: (skip)
@@ -755,6 +791,229 @@ quark_kernel_quantize_int_bf16 (const uint16_t             *x,
     qk_store (out_dtype, out, i, qk_quantize_one (qk_bf16 (x[i]), params, i));
   return true;
 }
+
+/* The parameters of group g: its scale (the inverse as 1.0f / scale), its
+ * zero point, and its place in the stochastic stream. */
+static inline QuarkKernelIntParams
+qk_group_params (const QuarkKernelIntParams *p, const float *scales, const float *zero_points,
+                 size_t g, size_t start)
+{
+  QuarkKernelIntParams q = *p;
+  q.scale = scales[g];
+  q.inv_scale = 1.0f / scales[g];
+  if (zero_points)
+    q.zero_point = zero_points[g];
+  q.offset = p->offset + start;
+  return q;
+}
+
+/* One-byte codes of a whole row of groups in one call (int8 and the
+ * sub-byte types): the loops inline here, so a group of 128 costs no call. */
+#define QK_DEFINE_GROUPS_U8(NAME, ITYPE, LOOP, WIDEN) \
+QK_MULTIVERSION static void \
+NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *p, \
+      const float *scales, const float *zero_points, uint8_t *out) \
+{ \
+  for (size_t start = 0, g = 0; start < n; start += group, g++) \
+    { \
+      size_t len = n - start < group ? n - start : group; \
+      QuarkKernelIntParams q = qk_group_params (p, scales, zero_points, g, start); \
+      size_t i = q.zero_point != 0.0f ? LOOP (x + start, len, &q, out + start, true) \
+                                      : LOOP (x + start, len, &q, out + start, false); \
+      for (; i < len; i++) \
+        out[start + i] = (uint8_t) qk_quantize_one (WIDEN (x[start + i]), &q, i); \
+    } \
+}
+
+QK_DEFINE_GROUPS_U8 (qk_quantize_groups_u8, float, qk_quantize_vec_u8_loop, qk_identity)
+QK_DEFINE_GROUPS_U8 (qk_quantize_groups_bf16_u8, uint16_t, qk_quantize_bf16_u8_loop, qk_bf16)
+
+#define QK_DEFINE_QUANTIZE_GROUPS(NAME, ITYPE, U8_GROUPS, PER_CALL) \
+bool \
+NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *params, \
+      const float *scales, const float *zero_points, QuarkDType out_dtype, void *out) \
+{ \
+  size_t esize = quark_dtype_get_element_size (out_dtype); \
+  if (!qk_store_supported (out_dtype) || group == 0) \
+    return false; \
+  if (esize == 1 && params->round == QUARK_ROUND_HALF_EVEN && qk_vector_range (params)) \
+    { \
+      U8_GROUPS (x, n, group, params, scales, zero_points, out); \
+      return true; \
+    } \
+  for (size_t start = 0, g = 0; start < n; start += group, g++) \
+    { \
+      QuarkKernelIntParams q = qk_group_params (params, scales, zero_points, g, start); \
+      PER_CALL (x + start, n - start < group ? n - start : group, &q, out_dtype, (uint8_t *) out + start * esize); \
+    } \
+  return true; \
+}
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* int4/uint4 codes of 32 bfloat16 values straight into four packed words:
+ * the even and odd lanes give, per word lane k, the byte e | o << 4 of
+ * elements 2k and 2k + 1 (the natural nibble order once narrowed); the
+ * AutoAWQ interleave (even elements in nibbles 0-3, odd ones in 4-7) is a
+ * nibble unzip of each word. */
+typedef uint32_t qk_vw4 __attribute__ ((vector_size (16)));
+
+QK_INLINE size_t
+qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QuarkKernelIntParams *p,
+                                   bool reorder, int32_t *words, bool add_zp)
+{
+  const QkIntLanes l = qk_int_lanes_init (p, add_zp);
+  size_t i;
+  for (i = 0; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
+    {
+      qk_vw w, even, odd;
+      qk_vw4 packed;
+      memcpy (&w, x + i, sizeof w);
+      even = (qk_vw) qk_int_lanes ((qk_vf) (w << 16), l);
+      odd = (qk_vw) qk_int_lanes ((qk_vf) (w & 0xffff0000u), l);
+      {
+        qk_vu8 bytes = __builtin_convertvector ((even & 0xfu) | (odd << 4), qk_vu8);
+        memcpy (&packed, &bytes, sizeof packed);
+      }
+      if (reorder)
+        {
+          /* e0 o0 e1 o1 | e2 o2 e3 o3 -> e0 e1 o0 o1 | e2 e3 o2 o3 -> e0 e1 e2 e3 o0 o1 o2 o3 */
+          packed = (packed & 0xf00ff00fu) | ((packed & 0x0f000f00u) >> 4) | ((packed & 0x00f000f0u) << 4);
+          packed = (packed & 0xff0000ffu) | ((packed & 0x0000ff00u) << 8) | ((packed & 0x00ff0000u) >> 8);
+        }
+      memcpy (words + i / 8, &packed, sizeof packed);
+    }
+  return i;
+}
+
+QK_MULTIVERSION static void
+qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
+                                     const QuarkKernelIntParams *p, const float *scales,
+                                     const float *zero_points, QuarkDType dtype, bool reorder,
+                                     int32_t *words)
+{
+  for (size_t start = 0, g = 0; start < n; start += group, g++)
+    {
+      size_t len = n - start < group ? n - start : group;
+      QuarkKernelIntParams q = qk_group_params (p, scales, zero_points, g, start);
+      size_t i = q.zero_point != 0.0f
+        ? qk_quantize_bf16_int4_packed_loop (x + start, len, &q, reorder, words + start / 8, true)
+        : qk_quantize_bf16_int4_packed_loop (x + start, len, &q, reorder, words + start / 8, false);
+      /* the rest of the group (a multiple of 8): codes, then packed */
+      for (size_t rest = i; rest < len; rest += 32)
+        {
+          int8_t codes[32];
+          size_t m = len - rest < 32 ? len - rest : 32;
+          q.offset = p->offset + start + rest;
+          quark_kernel_quantize_int_bf16 (x + start + rest, m, &q, dtype, codes);
+          quark_kernel_pack_int4 (codes, 1, m, reorder, words + (start + rest) / 8);
+        }
+    }
+}
+#endif
+
+/**
+ * quark_kernel_quantize_pack_int4_groups_bf16: (skip)
+ * @x: @n bfloat16 values, all finite
+ * @n: the number of elements, a multiple of 8
+ * @group: elements per group (the last group may be shorter)
+ * @params: code range, rounding, seed, offset and order
+ * @scales: one scale per group
+ * @zero_points: (nullable): one zero point per group, or %NULL
+ * @dtype: %QUARK_DTYPE_INT4 or %QUARK_DTYPE_UINT4
+ * @reorder: pack with the AutoAWQ interleave, as quark_kernel_pack_int4()
+ * @words: room for @n / 8 words
+ *
+ * quark_kernel_quantize_int_groups_bf16() followed by
+ * quark_kernel_pack_int4() on one row, in one pass without the
+ * intermediate codes when groups are multiples of 8 elements.
+ *
+ * Returns: %false if @n is not a multiple of 8, @group is 0 or @dtype is
+ *   not a 4-bit integer type
+ */
+bool
+quark_kernel_quantize_pack_int4_groups_bf16 (const uint16_t             *x,
+                                             size_t                      n,
+                                             size_t                      group,
+                                             const QuarkKernelIntParams *params,
+                                             const float                *scales,
+                                             const float                *zero_points,
+                                             QuarkDType                  dtype,
+                                             bool                        reorder,
+                                             int32_t                    *words)
+{
+  if (n % 8 || group == 0 || (dtype != QUARK_DTYPE_INT4 && dtype != QUARK_DTYPE_UINT4))
+    return false;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (group % 8 == 0)
+    {
+      /* qk_int_lanes is half to even within ±2^22; others: the scalar loop */
+      if (params->round == QUARK_ROUND_HALF_EVEN)
+        qk_quantize_groups_bf16_int4_packed (x, n, group, params, scales, zero_points, dtype, reorder, words);
+      else
+        for (size_t start = 0, g = 0; start < n; start += group, g++)
+          for (size_t rest = 0; rest < group && start + rest < n; rest += 32)
+            {
+              int8_t codes[32];
+              size_t m = group - rest < n - start - rest ? group - rest : n - start - rest;
+              m = m < 32 ? m : 32;
+              QuarkKernelIntParams q = qk_group_params (params, scales, zero_points, g, start + rest);
+              quark_kernel_quantize_int_bf16 (x + start + rest, m, &q, dtype, codes);
+              quark_kernel_pack_int4 (codes, 1, m, reorder, words + (start + rest) / 8);
+            }
+      return true;
+    }
+#endif
+  {
+    int8_t *codes = malloc (n);
+    if (!codes)
+      return false;
+    quark_kernel_quantize_int_groups_bf16 (x, n, group, params, scales, zero_points, dtype, codes);
+    quark_kernel_pack_int4 (codes, 1, n, reorder, words);
+    free (codes);
+  }
+  return true;
+}
+
+/**
+ * quark_kernel_quantize_int_groups_f32: (skip)
+ * @x: @n floats, all finite
+ * @n: the number of elements
+ * @group: elements per group (the last group may be shorter)
+ * @params: code range, rounding, seed, offset and order (the scale and zero
+ *   point fields are ignored)
+ * @scales: one scale per group
+ * @zero_points: (nullable): one zero point per group, or %NULL for
+ *   @params's zero point in every group
+ * @out_dtype: the storage type of @out
+ * @out: room for @n codes of @out_dtype
+ *
+ * Per-group integer quantization of a row in one call: group g is
+ * quantized as by quark_kernel_quantize_int_f32() with scale scales[g],
+ * inverse 1.0f / scales[g] and zero point zero_points[g], its elements
+ * keeping their index in the row for stochastic rounding.
+ *
+ * Returns: %false if @out_dtype is not an integer storage type or @group is 0
+ */
+QK_DEFINE_QUANTIZE_GROUPS (quark_kernel_quantize_int_groups_f32, float, qk_quantize_groups_u8,
+                           quark_kernel_quantize_int_f32)
+
+/**
+ * quark_kernel_quantize_int_groups_bf16: (skip)
+ * @x: @n bfloat16 values, all finite
+ * @n: the number of elements
+ * @group: elements per group (the last group may be shorter)
+ * @params: code range, rounding, seed, offset and order
+ * @scales: one scale per group
+ * @zero_points: (nullable): one zero point per group, or %NULL
+ * @out_dtype: the storage type of @out
+ * @out: room for @n codes of @out_dtype
+ *
+ * quark_kernel_quantize_int_groups_f32() on bfloat16 input.
+ *
+ * Returns: %false if @out_dtype is not an integer storage type or @group is 0
+ */
+QK_DEFINE_QUANTIZE_GROUPS (quark_kernel_quantize_int_groups_bf16, uint16_t, qk_quantize_groups_bf16_u8,
+                           quark_kernel_quantize_int_bf16)
 
 static inline int32_t
 qk_load_code (QuarkDType dt, const void *q, size_t i)

@@ -65,6 +65,16 @@ bool     quark_kernel_abs_max_bf16              (const uint16_t *x,
                                                  size_t          n,
                                                  float          *amax);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_group_abs_max_f32         (const float    *x,
+                                                 size_t          n,
+                                                 size_t          group,
+                                                 float          *amax);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_group_abs_max_bf16        (const uint16_t *x,
+                                                 size_t          n,
+                                                 size_t          group,
+                                                 float          *amax);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_channel_min_max_f32       (const float  *x,
                                                  size_t        outer,
                                                  size_t        channels,
@@ -217,6 +227,34 @@ bool     quark_kernel_quantize_int_bf16         (const uint16_t             *x,
                                                  const QuarkKernelIntParams *params,
                                                  QuarkDType                  out_dtype,
                                                  void                       *out);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_quantize_int_groups_f32   (const float                *x,
+                                                 size_t                      n,
+                                                 size_t                      group,
+                                                 const QuarkKernelIntParams *params,
+                                                 const float                *scales,
+                                                 const float                *zero_points,
+                                                 QuarkDType                  out_dtype,
+                                                 void                       *out);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_quantize_int_groups_bf16  (const uint16_t             *x,
+                                                 size_t                      n,
+                                                 size_t                      group,
+                                                 const QuarkKernelIntParams *params,
+                                                 const float                *scales,
+                                                 const float                *zero_points,
+                                                 QuarkDType                  out_dtype,
+                                                 void                       *out);
+QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_quantize_pack_int4_groups_bf16 (const uint16_t             *x,
+                                                      size_t                      n,
+                                                      size_t                      group,
+                                                      const QuarkKernelIntParams *params,
+                                                      const float                *scales,
+                                                      const float                *zero_points,
+                                                      QuarkDType                  dtype,
+                                                      bool                        reorder,
+                                                      int32_t                    *words);
 QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_dequantize_int_f32        (const void                 *q,
                                                  QuarkDType                  q_dtype,
