@@ -288,12 +288,41 @@ test_vector_matches_scalar (void)
   static const QuarkDType dts[] = { QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2, QUARK_DTYPE_F8_E4M3FNUZ,
                                     QUARK_DTYPE_F8_E5M2FNUZ, QUARK_DTYPE_FP6_E2M3, QUARK_DTYPE_FP6_E3M2,
                                     QUARK_DTYPE_FP4_E2M1 };
+  /* generic formats too: E3M4, E4M3 with IEEE specials, E6M1 "fn", E2M1
+   * with bias 0 */
+  static const QuarkFpFormat generic[] = { { 3, 4, 3, QUARK_FP_SPECIALS_NONE },
+                                           { 4, 3, 7, QUARK_FP_SPECIALS_IEEE },
+                                           { 6, 1, 31, QUARK_FP_SPECIALS_FN },
+                                           { 2, 1, 0, QUARK_FP_SPECIALS_NONE } };
   g_autoptr(GRand) rand = g_rand_new_with_seed (5);
 
-  for (guint d = 0; d < G_N_ELEMENTS (dts); d++)
+  for (guint d = 0; d < G_N_ELEMENTS (dts) + G_N_ELEMENTS (generic); d++)
     {
-      const QuarkFpFormat *fmt = quark_fp_format_for_dtype (dts[d]);
+      const QuarkFpFormat *fmt = d < G_N_ELEMENTS (dts) ? quark_fp_format_for_dtype (dts[d])
+                                                       : &generic[d - G_N_ELEMENTS (dts)];
+      const char *name = d < G_N_ELEMENTS (dts) ? quark_dtype_get_name (dts[d]) : "generic";
       double maxv = quark_fp_format_max (fmt);
+
+      /* every bfloat16 pattern, unscaled and scaled */
+      {
+        g_autofree guint16 *h = g_new (guint16, 65536);
+        g_autofree float *w = g_new (float, 65536);
+        g_autofree guint8 *a = g_new0 (guint8, 65536);
+        g_autofree guint8 *b = g_new0 (guint8, 65536);
+        for (guint i = 0; i < 65536; i++)
+          h[i] = (guint16) i;
+        g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, 65536));
+        for (guint k = 0; k < 2; k++)
+          {
+            float scale = k ? 0.3f : 1.0f;
+            g_assert_true (quark_kernel_fp_quantize_bf16 (fmt, h, 65536, scale, a));
+            g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, w, 65536, scale, b));
+            for (guint i = 0; i < 65536; i++)
+              if (a[i] != b[i])
+                g_error ("%s (e%dm%d bias %d): bf16 0x%04x, scale %g: vector 0x%02x, scalar 0x%02x",
+                         name, fmt->ebits, fmt->mbits, fmt->bias, i, scale, a[i], b[i]);
+          }
+      }
 
       for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
         for (guint rep = 0; rep < 3; rep++)
@@ -338,7 +367,7 @@ test_vector_matches_scalar (void)
             for (gsize i = 0; i < n; i++)
               if (a[i] != b[i])
                 g_error ("%s: x = %a, scale %a: vector 0x%02x, scalar 0x%02x",
-                         quark_dtype_get_name (dts[d]), x[i], scale, a[i], b[i]);
+                         name, x[i], scale, a[i], b[i]);
           }
     }
 }

@@ -317,52 +317,114 @@ quark_kernel_fp_quantize_f32_scalar (const QuarkFpFormat *format,
   return true;
 }
 
-/* One vector of the saturating encoder: t already divided by the scale. */
-QK_INLINE qk_vi
-encode_lanes (const QuarkFpFormat *f, qk_vf t, float maxv, int32_t nan_code, int32_t max_mag)
+/* The saturating lane encoder, its constants computed once per call (the
+ * loops store through character pointers, so constants read from *format
+ * inside them would be reloaded on every step):
+ * - |t| is clamped to the largest finite value (infinities included);
+ * - at or above the smallest normal 2^emin, rounding to m mantissa bits is
+ *   integer arithmetic on the binary32 bits (add half an ulp minus one plus
+ *   the lowest kept bit, shift): a carry moves into the exponent as it
+ *   should, and the clamp keeps the result at or below the largest code;
+ * - below it, adding C = 2^(emin − m + 23), whose ulp is the subnormal step,
+ *   rounds to nearest even in the FPU and leaves the step count in the low
+ *   bits (2^m steps being the smallest normal's code);
+ * - NaN lanes take the NaN code, with the sign except in "fnuz" formats,
+ *   which also have no negative zero. */
+typedef struct {
+  qk_vf vmax, min_normal, sub_magic;
+  int32_t shift, round_half, rebias, sign_shift, nan_code;
+  bool fnuz;
+} QkFpLanes;
+
+static bool
+qk_fp_lanes_ok (const QuarkFpFormat *f)
 {
-  const int emin = 1 - f->bias;
-  const int m = f->mbits;
-  const qk_vf vmax = qk_splat (maxv);
-  const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
-  qk_vu bits, abits;
-  qk_vi nan_mask, e, scale_bits, ri, mag, sign;
-  qk_vf a, r;
+  int emin = 1 - f->bias, m = f->mbits;
+  double maxv = quark_fp_format_max (f);
+  return 1 + f->ebits + m <= 8 && m >= 1 && m <= 22 && emin >= -126 &&
+         emin - m + 23 <= 127 && maxv <= 3.4028234663852886e38;
+}
 
-  memcpy (&bits, &t, sizeof bits);
-  abits = bits & 0x7fffffffu;
-  nan_mask = (qk_vi) (abits > 0x7f800000u);
-  sign = (qk_vi) ((bits >> 31) << (f->ebits + f->mbits));
-  memcpy (&a, &abits, sizeof a);
-  /* saturate (infinities included); NaN lanes are replaced at the end */
-  a = (qk_vf) (((qk_vi) a & ~(qk_vi) (a > vmax)) | ((qk_vi) vmax & (qk_vi) (a > vmax)));
-  memcpy (&abits, &a, sizeof abits);
+QK_INLINE QkFpLanes
+qk_fp_lanes_init (const QuarkFpFormat *f)
+{
+  const int emin = 1 - f->bias, m = f->mbits;
+  QkFpLanes l;
+  l.vmax = qk_splat ((float) quark_fp_format_max (f));
+  l.min_normal = qk_splat (ldexpf (1.0f, emin));
+  l.sub_magic = qk_splat (ldexpf (1.0f, emin - m + 23));
+  l.shift = 23 - m;
+  l.round_half = (1 << (22 - m)) - 1;
+  l.rebias = (127 - f->bias) << m;
+  l.sign_shift = 31 - (f->ebits + m);
+  l.nan_code = quark_fp_format_nan_code (f);
+  l.fnuz = f->specials == QUARK_FP_SPECIALS_FNUZ;
+  return l;
+}
 
-  /* floor (log2 a), at least emin; zero and binary32 subnormals give -127 */
-  e = (qk_vi) (abits >> 23) - 127;
-  {
-    qk_vi low = (qk_vi) (e < emin);
-    e = (e & ~low) | (emin & low);
-  }
-  /* a * 2^(m - e) is exact; |a * 2^(m - e)| < 2^(m + 1) */
-  scale_bits = (127 + m - e) << 23;
-  {
-    qk_vf s;
-    memcpy (&s, &scale_bits, sizeof s);
-    r = (a * s + magic) - magic;
-  }
-  ri = __builtin_convertvector (r, qk_vi);
-  mag = ((e - emin) << m) + ri;
-  {
-    qk_vi over = (qk_vi) (mag > max_mag);   /* never set after the clamp; keeps lanes in range */
-    mag = (mag & ~over) | (max_mag & over);
-  }
-  if (f->specials == QUARK_FP_SPECIALS_FNUZ)
-    sign &= (qk_vi) (mag != 0);
+QK_INLINE qk_vi
+encode_lanes (const QkFpLanes *l, qk_vf t)
+{
+  qk_vi bits = (qk_vi) t;
+  qk_vi abits = bits & 0x7fffffff;
+  qk_vi nan_mask = abits > 0x7f800000;
+  qk_vi sign = (qk_vi) ((qk_vu) bits >> 31 << (31 - l->sign_shift));
+  qk_vf a = qk_min ((qk_vf) abits, l->vmax);
+  qk_vi ab = (qk_vi) a;
+  qk_vi normal = ((ab + l->round_half + ((ab >> l->shift) & 1)) >> l->shift) - l->rebias;
+  qk_vi sub = (qk_vi) (a + l->sub_magic) - (qk_vi) l->sub_magic;
+  qk_vi is_sub = a < l->min_normal;
+  qk_vi mag = (sub & is_sub) | (normal & ~is_sub);
+
+  if (l->fnuz)
+    {
+      sign &= mag != 0;
+      return ((mag | sign) & ~nan_mask) | (l->nan_code & nan_mask);
+    }
   mag |= sign;
-  if (f->specials == QUARK_FP_SPECIALS_FNUZ)
-    return (mag & ~nan_mask) | (nan_code & nan_mask);
-  return (mag & ~nan_mask) | ((nan_code | sign) & nan_mask);
+  return (mag & ~nan_mask) | ((l->nan_code | sign) & nan_mask);
+}
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* 32 bfloat16 values from one 512-bit load: the even elements are the low
+ * halves of its 16 words, the odd ones the high halves (widening is a shift
+ * or a mask); their codes interleave back as the two bytes of 16 half-words. */
+#define QK_PAIRS 1
+QK_INLINE qk_vf
+qk_even_bf16 (qk_vw w)
+{
+  return (qk_vf) (w << 16);
+}
+
+QK_INLINE qk_vf
+qk_odd_bf16 (qk_vw w)
+{
+  return (qk_vf) (w & 0xffff0000u);
+}
+
+QK_INLINE void
+qk_store_pair_codes (const QkFpLanes *l, qk_vf even, qk_vf odd, uint8_t *codes)
+{
+  qk_vw ce = (qk_vw) encode_lanes (l, even), co = (qk_vw) encode_lanes (l, odd);
+  qk_vu16 narrow = __builtin_convertvector ((ce & 0xffu) | (co << 8), qk_vu16);
+  memcpy (codes, &narrow, sizeof narrow);
+}
+#else
+#define QK_PAIRS 0
+#endif
+
+/* 1 / X for a power of two X, exactly, without a division: the exponent
+ * field mirrored around 127 (a subnormal X takes the division). */
+static inline float
+qk_pow2_inverse (float X)
+{
+  uint32_t bits;
+  memcpy (&bits, &X, sizeof bits);
+  if (bits < 0x00800000u || bits >= 0x7f800000u)
+    return 1.0f / X;
+  bits = (254u << 23) - bits;
+  memcpy (&X, &bits, sizeof X);
+  return X;
 }
 
 /**
@@ -387,17 +449,15 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
                               float                scale,
                               uint8_t             *codes)
 {
-  const float maxv = (float) quark_fp_format_max (format);
-  const int32_t nan_code = quark_fp_format_nan_code (format);
-  const int32_t max_mag = max_magnitude_code (format);
   const qk_vf vs = qk_splat (scale);
+  QkFpLanes l;
   size_t i = 0;
 
   if (1 + format->ebits + format->mbits > 8)
     return false;
-  /* the lane encoder needs 2^(m - e) to be a normal binary32 */
-  if (format->bias - format->mbits > 120)
+  if (!qk_fp_lanes_ok (format))
     return quark_kernel_fp_quantize_f32_scalar (format, x, n, scale, codes);
+  l = qk_fp_lanes_init (format);
 
   for (; i + QK_LANES <= n; i += QK_LANES)
     {
@@ -405,7 +465,7 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
       qk_vi c;
       memcpy (&t, x + i, sizeof t);
       t = t / vs;
-      c = encode_lanes (format, t, maxv, nan_code, max_mag);
+      c = encode_lanes (&l, t);
       {
         qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
         memcpy (codes + i, &narrow, sizeof narrow);
@@ -430,25 +490,32 @@ qk_widen_f32 (float v)
 
 /* Blocks of a row, block b divided by block_scales[b], a power of two: then
  * x * (1 / X) equals x / X in every case (both are one rounding of the same
- * exact quotient), so the vector path multiplies. */
-#define QK_DEFINE_FP_BLOCKS(NAME, ITYPE, LOAD, WIDEN) \
+ * exact quotient), so the vector path multiplies. PAIRS: whether bfloat16
+ * blocks of a multiple of 32 take 32 elements per step. */
+#define QK_DEFINE_FP_BLOCKS(NAME, ITYPE, LOAD, WIDEN, PAIRS) \
 QK_MULTIVERSION void \
 NAME (const QuarkFpFormat *format, const ITYPE *x, size_t n, size_t block, \
       const float *block_scales, uint8_t *codes) \
 { \
-  const float maxv = (float) quark_fp_format_max (format); \
-  const int32_t nan_code = quark_fp_format_nan_code (format); \
-  const int32_t max_mag = max_magnitude_code (format); \
-  const bool vector_ok = block % QK_LANES == 0 && format->bias - format->mbits <= 120; \
+  const bool vector_ok = block % QK_LANES == 0 && qk_fp_lanes_ok (format); \
+  const bool pairs_ok = (PAIRS) && block % (2 * QK_LANES) == 0 && vector_ok; \
+  const QkFpLanes l = qk_fp_lanes_init (format); \
   for (size_t start = 0, b = 0; start < n; start += block, b++) \
     { \
       size_t len = n - start < block ? n - start : block; \
-      const qk_vf vinv = qk_splat (1.0f / block_scales[b]); \
+      const qk_vf vinv = qk_splat (qk_pow2_inverse (block_scales[b])); \
       size_t i = 0; \
+      if (pairs_ok) \
+        for (; i + 2 * QK_LANES <= len; i += 2 * QK_LANES) \
+          { \
+            qk_vw w; \
+            memcpy (&w, x + start + i, sizeof w); \
+            QK_STORE_PAIR (&l, w, vinv, codes + start + i); \
+          } \
       if (vector_ok) \
         for (; i + QK_LANES <= len; i += QK_LANES) \
           { \
-            qk_vi c = encode_lanes (format, LOAD (x + start + i) * vinv, maxv, nan_code, max_mag); \
+            qk_vi c = encode_lanes (&l, LOAD (x + start + i) * vinv); \
             qk_vu8 narrow = __builtin_convertvector (c, qk_vu8); \
             memcpy (codes + start + i, &narrow, sizeof narrow); \
           } \
@@ -460,8 +527,14 @@ NAME (const QuarkFpFormat *format, const ITYPE *x, size_t n, size_t block, \
     } \
 }
 
-QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks, float, qk_load_f32, qk_widen_f32)
-QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks_bf16, uint16_t, qk_load_bf16, quark_kernel_bf16_to_f32)
+#if QK_PAIRS
+#define QK_STORE_PAIR(l, w, vinv, out) qk_store_pair_codes (l, qk_even_bf16 (w) * (vinv), qk_odd_bf16 (w) * (vinv), out)
+#else
+#define QK_STORE_PAIR(l, w, vinv, out) ((void) 0)
+#endif
+
+QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks, float, qk_load_f32, qk_widen_f32, 0)
+QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks_bf16, uint16_t, qk_load_bf16, quark_kernel_bf16_to_f32, QK_PAIRS)
 
 /**
  * quark_kernel_fp_quantize_bf16: (skip)
@@ -482,21 +555,29 @@ quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
                                float                scale,
                                uint8_t             *codes)
 {
-  const float maxv = (float) quark_fp_format_max (format);
-  const int32_t nan_code = quark_fp_format_nan_code (format);
-  const int32_t max_mag = max_magnitude_code (format);
   const qk_vf vs = qk_splat (scale);
   size_t i = 0;
 
   if (1 + format->ebits + format->mbits > 8)
     return false;
-  if (format->bias - format->mbits <= 120)
-    for (; i + QK_LANES <= n; i += QK_LANES)
-      {
-        qk_vi c = encode_lanes (format, qk_load_bf16 (x + i) / vs, maxv, nan_code, max_mag);
-        qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
-        memcpy (codes + i, &narrow, sizeof narrow);
-      }
+  if (qk_fp_lanes_ok (format))
+    {
+      const QkFpLanes l = qk_fp_lanes_init (format);
+#if QK_PAIRS
+      for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
+        {
+          qk_vw w;
+          memcpy (&w, x + i, sizeof w);
+          qk_store_pair_codes (&l, qk_even_bf16 (w) / vs, qk_odd_bf16 (w) / vs, codes + i);
+        }
+#endif
+      for (; i + QK_LANES <= n; i += QK_LANES)
+        {
+          qk_vi c = encode_lanes (&l, qk_load_bf16 (x + i) / vs);
+          qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
+          memcpy (codes + i, &narrow, sizeof narrow);
+        }
+    }
   for (; i < n; i++)
     {
       float t = quark_kernel_bf16_to_f32 (x[i]);

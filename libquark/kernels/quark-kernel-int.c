@@ -252,17 +252,84 @@ NAME (const ITYPE *x, size_t n) \
 QK_MULTIVERSION static void \
 NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
 { \
-  for (size_t start = 0, b = 0; start < n; start += block, b++) \
+  size_t b = FAST_BLOCKS (x, n, block, out); \
+  for (size_t start = b * block; start < n; start += block, b++) \
     out[b] = NAME##_inline (x + start, n - start < block ? n - start : block); \
 }
 
+typedef uint64_t qk_vq __attribute__ ((vector_size (64)));
+
+/* Maxima of sixteen blocks of 32 bfloat16 values, one vector each, reduced
+ * together: each step takes the low and the high half of every block's
+ * lanes from two vectors and keeps their maximum, halving the lanes per
+ * block (16, 8, 4, 2, then 1) while keeping the blocks in order. */
+QK_INLINE size_t
+qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
+{
+  const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
+  const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
+  const qk_vq lo3 = { 0, 2, 4, 6, 8, 10, 12, 14 }, hi3 = { 1, 3, 5, 7, 9, 11, 13, 15 };
+  const qk_vw lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
+  const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
+  size_t b = 0;
+
+  if (block != 32)
+    return 0;
+  for (; (b + 16) * 32 <= n; b += 16)
+    {
+      qk_vh v[16];
+      qk_vw m;
+      qk_vu16 narrow;
+      _Pragma ("GCC unroll 16")
+      for (int k = 0; k < 16; k++)
+        {
+          memcpy (&v[k], x + (b + k) * 32, sizeof v[k]);
+          v[k] &= 0x7fff;
+        }
+#define QK_HALVE(A, B, LO, HI, T) \
+      qk_max_h ((qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
+      _Pragma ("GCC unroll 16")
+      for (int k = 0; k < 8; k++)
+        v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo1, hi1, qk_vq);
+      _Pragma ("GCC unroll 16")
+      for (int k = 0; k < 4; k++)
+        v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_vq);
+      _Pragma ("GCC unroll 16")
+      for (int k = 0; k < 2; k++)
+        v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_vq);
+      v[0] = QK_HALVE (v[0], v[1], lo4, hi4, qk_vw);
+#undef QK_HALVE
+      m = qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
+      narrow = __builtin_convertvector (m, qk_vu16);
+      memcpy (out + b, &narrow, sizeof narrow);
+    }
+  return b;
+}
+
+static inline size_t
+qk_no_fast_blocks (const float *x, size_t n, size_t block, uint32_t *out)
+{
+  (void) x, (void) n, (void) block, (void) out;
+  return 0;
+}
+
+#define FAST_BLOCKS qk_abs_max_bits_bf16_by16
 QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_bf16, uint16_t, uint16_t, qk_vh, 0x7fff, qk_max_h, qk_hmax_h)
+#undef FAST_BLOCKS
+#define FAST_BLOCKS qk_no_fast_blocks
 QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_f32, float, uint32_t, qk_vw, 0x7fffffffu, qk_max_w, qk_hmax_w)
+#undef FAST_BLOCKS
 
 void
 _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
 {
   qk_abs_max_bits_bf16_blocks (x, n, block, out);
+}
+
+void
+_quark_kernel_block_abs_max_bits_f32 (const float *x, size_t n, size_t block, uint32_t *out)
+{
+  qk_abs_max_bits_f32_blocks (x, n, block, out);
 }
 
 /* The group maxima go through a buffer of 256 groups on the stack; bits at

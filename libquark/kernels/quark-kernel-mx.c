@@ -52,6 +52,71 @@ floor_log2 (float a)
   return e - 1;
 }
 
+/* The scale rule of an MX configuration, looked up once per call. */
+typedef struct {
+  QuarkMxScaleMode mode;
+  int emax, mbits;
+  bool quark_zero_blocks;
+} MxRule;
+
+static inline bool
+mx_rule_init (const QuarkMxParams *params, MxRule *rule)
+{
+  rule->mode = params->mode;
+  rule->quark_zero_blocks = params->quark_zero_blocks;
+  return quark_kernel_mx_element_info (params->element, &rule->emax, &rule->mbits);
+}
+
+static inline uint8_t
+mx_rule_byte (const MxRule *rule, float amax)
+{
+  int e;
+
+  if (!(amax <= 3.4028234663852886e38f))   /* NaN or infinity */
+    return 0xFF;
+  if (amax == 0.0f)
+    {
+      if (!rule->quark_zero_blocks)
+        return 0x00;
+      /* Quark: "even" quantizes with 2^(-126 - emax) and stores
+       * clamp(rne(log2 max(s, 2^-126))) + 127 = 0x01; "floor"/"ceil" replace
+       * a zero scale with eps = 2^-23, stored as 0x68. */
+      return rule->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
+    }
+
+  switch (rule->mode)
+    {
+    case QUARK_MX_SCALE_EVEN:
+      {
+        /* round the significand to mbits (half up, carrying into the
+         * exponent), then take the exponent field E: E − 127 is floor (log2)
+         * of the rounded value, and also gives −127 for a value that rounds
+         * to a zero field and 128 for one that reaches infinity */
+        uint32_t u;
+        memcpy (&u, &amax, sizeof u);
+        if (rule->mbits < 23)
+          u += 1u << (23 - rule->mbits - 1);
+        e = (int) (u >> 23) - 127 - rule->emax;
+      }
+      break;
+    case QUARK_MX_SCALE_CEIL:
+      e = floor_log2 (amax);
+      if (ldexpf (1.0f, e) != amax)
+        e += 1;
+      e -= rule->emax;
+      break;
+    case QUARK_MX_SCALE_FLOOR:
+    default:
+      e = floor_log2 (amax) - rule->emax;
+      break;
+    }
+  if (e < -127)
+    e = -127;
+  if (e > 127)
+    e = 127;
+  return (uint8_t) (e + 127);
+}
+
 /**
  * quark_kernel_mx_shared_exponent: (skip)
  * @params: MX parameters
@@ -69,54 +134,22 @@ uint8_t
 quark_kernel_mx_shared_exponent (const QuarkMxParams *params,
                                  float                amax)
 {
-  int emax, mbits, e;
+  MxRule rule;
 
-  if (!quark_kernel_mx_element_info (params->element, &emax, &mbits))
+  if (!mx_rule_init (params, &rule))
     return 0xFF;
-  if (!isfinite (amax))
-    return 0xFF;
-  if (amax == 0.0f)
-    {
-      if (!params->quark_zero_blocks)
-        return 0x00;
-      /* Quark: "even" quantizes with 2^(-126 - emax) and stores
-       * clamp(rne(log2 max(s, 2^-126))) + 127 = 0x01; "floor"/"ceil" replace
-       * a zero scale with eps = 2^-23, stored as 0x68. */
-      return params->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
-    }
+  return mx_rule_byte (&rule, amax);
+}
 
-  switch (params->mode)
-    {
-    case QUARK_MX_SCALE_EVEN:
-      {
-        uint32_t u;
-        float rounded;
-        memcpy (&u, &amax, sizeof u);
-        if (mbits < 23)
-          u += 1u << (23 - mbits - 1);
-        u &= 0xFF800000u;
-        memcpy (&rounded, &u, sizeof rounded);
-        e = rounded == 0.0f ? -127 - emax : floor_log2 (rounded) - emax;
-        if (isinf (rounded))
-          e = 128 - emax;
-      }
-      break;
-    case QUARK_MX_SCALE_CEIL:
-      e = floor_log2 (amax);
-      if (ldexpf (1.0f, e) != amax)
-        e += 1;
-      e -= emax;
-      break;
-    case QUARK_MX_SCALE_FLOOR:
-    default:
-      e = floor_log2 (amax) - emax;
-      break;
-    }
-  if (e < -127)
-    e = -127;
-  if (e > 127)
-    e = 127;
-  return (uint8_t) (e + 127);
+/* 2^(byte − 127) for a byte other than 0xFF: the binary32 exponent field,
+ * or the subnormal 2^−127 */
+static inline float
+e8m0_value (uint8_t byte)
+{
+  uint32_t bits = byte ? (uint32_t) byte << 23 : 0x00400000u;
+  float f;
+  memcpy (&f, &bits, sizeof f);
+  return f;
 }
 
 /**
@@ -128,15 +161,7 @@ quark_kernel_mx_shared_exponent (const QuarkMxParams *params,
 float
 quark_kernel_e8m0_to_f32 (uint8_t byte)
 {
-  uint32_t bits;
-  float f;
-
-  if (byte == 0xFF)
-    return NAN;
-  /* 2^(byte - 127): the binary32 exponent field, or the subnormal 2^-127 */
-  bits = byte ? (uint32_t) byte << 23 : 0x00400000u;
-  memcpy (&f, &bits, sizeof f);
-  return f;
+  return byte == 0xFF ? NAN : e8m0_value (byte);
 }
 
 /**
@@ -182,61 +207,6 @@ mx_element_format (const QuarkMxParams *params, const QuarkFpFormat **fmt)
   return true;
 }
 
-/* Block maxima of |x| along a row; *special set where a block holds NaN or
- * infinity. */
-QK_MULTIVERSION static void
-block_amax (const float *x, size_t row_len, size_t bs, float *amax, bool *special)
-{
-  size_t n_blocks = (row_len + bs - 1) / bs;
-
-  for (size_t b = 0; b < n_blocks; b++)
-    {
-      const float *xb = x + b * bs;
-      size_t len = row_len - b * bs < bs ? row_len - b * bs : bs;
-      size_t i = 0;
-      float m = 0.0f;
-      bool bad = false;
-
-      if (len % QK_LANES == 0)
-        {
-          const qk_vi abs_mask = qk_splat_i (0x7fffffff);
-          const qk_vi inf_bits = qk_splat_i (0x7f800000);
-          qk_vi vm = { 0 }, vbad = { 0 };
-          for (; i < len; i += QK_LANES)
-            {
-              qk_vi v;
-              memcpy (&v, xb + i, sizeof v);
-              v &= abs_mask;              /* |x| as bits: ordered like the values */
-              vbad |= (qk_vi) (v >= inf_bits);
-              vm = (qk_vi) qk_select ((qk_vi) (v > vm), (qk_vf) v, (qk_vf) vm);
-            }
-          for (int l = 0; l < QK_LANES; l++)
-            {
-              if (vbad[l])
-                bad = true;
-              if (vm[l] > 0)
-                {
-                  int32_t bits = vm[l];
-                  float f;
-                  memcpy (&f, &bits, sizeof f);
-                  m = f > m ? f : m;
-                }
-            }
-        }
-      else
-        for (; i < len; i++)
-          {
-            float a = fabsf (xb[i]);
-            if (!(a <= 3.4028234663852886e38f))   /* NaN or infinity; fmaxf would drop NaN */
-              bad = true;
-            else if (a > m)
-              m = a;
-          }
-      amax[b] = m;
-      special[b] = bad;
-    }
-}
-
 static void
 mxint8_block (const float *x, size_t n, float X, uint8_t *codes)
 {
@@ -251,21 +221,25 @@ mxint8_block (const float *x, size_t n, float X, uint8_t *codes)
     }
 }
 
-/* E8M0 bytes of a row's blocks from their maxima, and the scales the
- * elements are divided by (all-zero blocks use 1: their elements are zeros
- * whatever the scale, and Quark's zero-block bytes stand for tiny scales).
- * Returns whether a block holds NaN or infinity. */
+/* E8M0 bytes of a row's blocks from their maxima (binary32 bits: infinity
+ * and NaN at and above 0x7f800000), and the scales the elements are divided
+ * by (all-zero blocks use 1: their elements are zeros whatever the scale,
+ * and Quark's zero-block bytes stand for tiny scales). Returns whether a
+ * block holds NaN or infinity. */
 static bool
-mx_row_scales (const QuarkMxParams *params, const float *amax, const bool *special, size_t n_blocks,
+mx_row_scales (const MxRule *rule, const uint32_t *amax_bits, size_t n_blocks,
                uint8_t *bytes, float *block_scales)
 {
   bool any_special = false;
 
   for (size_t b = 0; b < n_blocks; b++)
     {
-      uint8_t byte = special[b] ? 0xFF : quark_kernel_mx_shared_exponent (params, amax[b]);
+      float amax;
+      uint8_t byte;
+      memcpy (&amax, amax_bits + b, sizeof amax);
+      byte = mx_rule_byte (rule, amax);
       bytes[b] = byte;
-      block_scales[b] = amax[b] == 0.0f || byte == 0xFF ? 1.0f : quark_kernel_e8m0_to_f32 (byte);
+      block_scales[b] = amax_bits[b] == 0 || byte == 0xFF ? 1.0f : e8m0_value (byte);
       any_special |= byte == 0xFF;
     }
   return any_special;
@@ -312,14 +286,14 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
   const QuarkFpFormat *fmt;
   size_t bs = params->block_size;
   size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
+  MxRule rule;
 
   if (!mx_element_format (params, &fmt))
     return false;
-
+  mx_rule_init (params, &rule);
   {
     float *block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
-    float *amaxes = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
-    bool *specials = malloc ((n_blocks ? n_blocks : 1) * sizeof (bool));
+    uint32_t *amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint32_t));
 
     for (size_t r = 0; r < n_rows; r++)
       {
@@ -327,8 +301,8 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
         uint8_t *cr = codes + r * row_len;
         bool any_special = false;
 
-        block_amax (xr, row_len, bs, amaxes, specials);
-        any_special = mx_row_scales (params, amaxes, specials, n_blocks, scales + r * n_blocks, block_scales);
+        _quark_kernel_block_abs_max_bits_f32 (xr, row_len, bs, amax_bits);
+        any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales);
         if (fmt)
           _quark_kernel_fp_quantize_blocks (fmt, xr, row_len, bs, block_scales, cr);
         else
@@ -338,8 +312,7 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
           mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
       }
     free (block_scales);
-    free (amaxes);
-    free (specials);
+    free (amax_bits);
   }
   return true;
 }
@@ -368,16 +341,17 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
   const QuarkFpFormat *fmt;
   size_t bs = params->block_size;
   size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
-  float *block_scales, *amaxes, *row_f32 = NULL;
-  bool *specials;
-  uint16_t *amax_bits;
+  float *block_scales, *row_f32 = NULL;
+  uint32_t *amax_bits;
+  uint16_t *amax_bf16;
+  MxRule rule;
 
   if (!mx_element_format (params, &fmt))
     return false;
+  mx_rule_init (params, &rule);
   block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
-  amaxes = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
-  specials = malloc ((n_blocks ? n_blocks : 1) * sizeof (bool));
-  amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint16_t));
+  amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint32_t));
+  amax_bf16 = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint16_t));
   if (fmt == NULL)
     row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
 
@@ -387,13 +361,10 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
       uint8_t *cr = codes + r * row_len;
       bool any_special = false;
 
-      _quark_kernel_block_abs_max_bits_bf16 (xr, row_len, bs, amax_bits);
+      _quark_kernel_block_abs_max_bits_bf16 (xr, row_len, bs, amax_bf16);
       for (size_t b = 0; b < n_blocks; b++)
-        {
-          amaxes[b] = quark_kernel_bf16_to_f32 (amax_bits[b]);
-          specials[b] = amax_bits[b] >= 0x7f80u;
-        }
-      any_special = mx_row_scales (params, amaxes, specials, n_blocks, scales + r * n_blocks, block_scales);
+        amax_bits[b] = (uint32_t) amax_bf16[b] << 16;
+      any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales);
       if (fmt)
         _quark_kernel_fp_quantize_blocks_bf16 (fmt, xr, row_len, bs, block_scales, cr);
       else
@@ -406,9 +377,8 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
         mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
     }
   free (block_scales);
-  free (amaxes);
-  free (specials);
   free (amax_bits);
+  free (amax_bf16);
   free (row_f32);
   return true;
 }

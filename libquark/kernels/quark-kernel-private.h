@@ -143,3 +143,9 @@ void _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x,
                                             size_t          n,
                                             size_t          block,
                                             uint16_t       *out);
+
+/* The same on binary32 input. */
+void _quark_kernel_block_abs_max_bits_f32 (const float *x,
+                                           size_t       n,
+                                           size_t       block,
+                                           uint32_t    *out);
