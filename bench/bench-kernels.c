@@ -81,11 +81,7 @@ run_mxfp4 (Bench *b)
 {
   QuarkMxParams p = { QUARK_DTYPE_FP4_E2M1, QUARK_MX_SCALE_EVEN, 32, TRUE };
   gsize blocks = (b->cols + 31) / 32;
-  for (gsize r = 0; r < b->rows; r++)
-    {
-      quark_kernel_mx_quantize_bf16 (&p, b->bf16 + r * b->cols, 1, b->cols, b->out, b->mx_scales + r * blocks);
-      quark_kernel_pack_fp4 (b->out, b->cols, b->packed + r * b->cols / 2);
-    }
+  quark_kernel_mx_quantize_packed_bf16 (&p, b->bf16, b->rows, b->cols, b->packed, b->mx_scales);
   return b->rows * b->cols / 2 + b->rows * blocks;
 }
 

@@ -435,6 +435,99 @@ test_mx_vector_matches_scalar (void)
         }
 }
 
+/* Whole bfloat16 tensors through the row paths (16 blocks at a time for
+ * maxima and scales, 32-element blocks, FP4 packed as it is encoded),
+ * against a per-block composition of public scalar pieces: every element
+ * type, mode and zero-block rule, with all-zero, tiny, NaN and infinite
+ * blocks, several rows, rows that are and are not whole blocks. */
+static void
+test_mx_rows_match_blocks (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (1127);
+  const QuarkDType elements[] = { QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2, QUARK_DTYPE_FP6_E2M3,
+                                  QUARK_DTYPE_FP6_E3M2, QUARK_DTYPE_FP4_E2M1, QUARK_DTYPE_I8 };
+  const gsize lens[] = { 512, 544, 1056, 1000, 64 };
+
+  for (guint e = 0; e < G_N_ELEMENTS (elements); e++)
+    for (guint l = 0; l < G_N_ELEMENTS (lens); l++)
+      for (guint mode = 0; mode < 3; mode++)
+        for (guint qz = 0; qz < 2; qz++)
+          {
+            const gsize rows = 3, len = lens[l], n_blocks = (len + 31) / 32, n = rows * len;
+            QuarkMxParams p = { elements[e], (QuarkMxScaleMode) mode, 32, qz };
+            const QuarkFpFormat *fmt = quark_fp_format_for_dtype (elements[e]);
+            gboolean fp4 = elements[e] == QUARK_DTYPE_FP4_E2M1;
+            gboolean fp6 = elements[e] == QUARK_DTYPE_FP6_E2M3 || elements[e] == QUARK_DTYPE_FP6_E3M2;
+            gsize packed_row = fp4 ? (len + 1) / 2 : fp6 ? len / 4 * 3 : len;
+            g_autofree guint16 *h = g_new (guint16, n);
+            g_autofree float *w = g_new (float, n);
+            g_autofree guint8 *codes = g_new (guint8, n), *ref = g_new (guint8, n);
+            g_autofree guint8 *bytes = g_new (guint8, rows * n_blocks), *bytes2 = g_new (guint8, rows * n_blocks);
+            g_autofree guint8 *packed = g_new0 (guint8, rows * packed_row + 1);
+            g_autofree guint8 *packed_ref = g_new0 (guint8, rows * packed_row + 1);
+
+            for (gsize i = 0; i < n; i++)
+              {
+                gsize block = i / 32;
+                float v = (float) (g_rand_double_range (rand, -1, 1) * pow (2, g_rand_int_range (rand, -30, 30)));
+                guint32 bits;
+                if (block % 7 == 3)
+                  v = 0.0f;                                    /* an all-zero block */
+                else if (block % 11 == 5)
+                  v *= 0x1p-110f;                              /* maxima near and below 2^-126 */
+                memcpy (&bits, &v, 4);
+                h[i] = (guint16) (bits >> 16);
+              }
+            if (l == 0 && mode == 0)
+              {
+                h[40] = 0x7fc0;   /* NaN in block 1 */
+                h[100] = 0xff80;  /* -inf in block 3 */
+              }
+            quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, n);
+            g_assert_true (quark_kernel_mx_quantize_bf16 (&p, h, rows, len, codes, bytes));
+            /* the reference: one row of one block at a time on binary32 */
+            for (gsize r = 0; r < rows; r++)
+              for (gsize b = 0; b < n_blocks; b++)
+                {
+                  gsize start = r * len + b * 32, blen = MIN (32, len - b * 32);
+                  g_assert_true (quark_kernel_mx_quantize_f32 (&p, w + start, 1, blen, ref + start, bytes2 + r * n_blocks + b));
+                  if (fmt && bytes2[r * n_blocks + b] != 0xFF)
+                    {
+                      /* and that block by the scalar minifloat encoder */
+                      g_autofree guint8 *one = g_new (guint8, blen);
+                      float amax = 0;
+                      for (gsize i = 0; i < blen; i++)
+                        amax = fmaxf (amax, fabsf (w[start + i]));
+                      g_assert_cmpuint (bytes2[r * n_blocks + b], ==, quark_kernel_mx_shared_exponent (&p, amax));
+                      quark_kernel_fp_quantize_f32_scalar (fmt, w + start, blen,
+                                                           amax == 0 ? 1.0f : quark_kernel_e8m0_to_f32 (bytes2[r * n_blocks + b]),
+                                                           one);
+                      g_assert_cmpmem (one, blen, ref + start, blen);
+                    }
+                }
+            g_assert_cmpmem (bytes, rows * n_blocks, bytes2, rows * n_blocks);
+            g_assert_cmpmem (codes, n, ref, n);
+            /* packed as checkpoints store it */
+            if (fp6 && len % 4)
+              {
+                g_assert_false (quark_kernel_mx_quantize_packed_bf16 (&p, h, rows, len, packed, bytes));
+                continue;
+              }
+            g_assert_true (quark_kernel_mx_quantize_packed_bf16 (&p, h, rows, len, packed, bytes));
+            g_assert_cmpmem (bytes, rows * n_blocks, bytes2, rows * n_blocks);
+            for (gsize r = 0; r < rows; r++)
+              {
+                if (fp4)
+                  quark_kernel_pack_fp4 (ref + r * len, len, packed_ref + r * packed_row);
+                else if (fp6)
+                  g_assert_true (quark_kernel_pack_fp6 (ref + r * len, len, packed_ref + r * packed_row));
+                else
+                  memcpy (packed_ref + r * packed_row, ref + r * len, len);
+              }
+            g_assert_cmpmem (packed, rows * packed_row, packed_ref, rows * packed_row);
+          }
+}
+
 /* Observers: Brevitas' percentile rule (V10, 3.6) and MSE grid (V15). */
 static void
 test_observers (void)
@@ -489,6 +582,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mx/shared-exponent-exact", test_shared_exponent_exact);
   g_test_add_func ("/mx/e8m0", test_e8m0);
   g_test_add_func ("/mx/vector-matches-scalar", test_mx_vector_matches_scalar);
+  g_test_add_func ("/mx/rows-match-blocks", test_mx_rows_match_blocks);
   g_test_add_func ("/pack/vectors", test_packing_vectors);
   g_test_add_func ("/pack/offset-binary-roundtrip", test_offset_binary_roundtrip);
   g_test_add_func ("/pack/vector-paths", test_pack_vector_paths);

@@ -332,7 +332,7 @@ quark_kernel_fp_quantize_f32_scalar (const QuarkFpFormat *format,
  *   which also have no negative zero. */
 typedef struct {
   qk_vf vmax, min_normal, sub_magic;
-  int32_t shift, round_half, rebias, sign_shift, nan_code;
+  int32_t shift, normal_add, sign_shift, sign_bit, nan_code;
   bool fnuz;
 } QkFpLanes;
 
@@ -354,9 +354,11 @@ qk_fp_lanes_init (const QuarkFpFormat *f)
   l.min_normal = qk_splat (ldexpf (1.0f, emin));
   l.sub_magic = qk_splat (ldexpf (1.0f, emin - m + 23));
   l.shift = 23 - m;
-  l.round_half = (1 << (22 - m)) - 1;
-  l.rebias = (127 - f->bias) << m;
+  /* half an ulp minus one, and the exponent moved from bias 127 to the
+   * format's bias, in one constant */
+  l.normal_add = ((1 << (22 - m)) - 1) + (int32_t) ((uint32_t) (f->bias - 127) << 23);
   l.sign_shift = 31 - (f->ebits + m);
+  l.sign_bit = 1 << (f->ebits + m);
   l.nan_code = quark_fp_format_nan_code (f);
   l.fnuz = f->specials == QUARK_FP_SPECIALS_FNUZ;
   return l;
@@ -368,10 +370,11 @@ encode_lanes (const QkFpLanes *l, qk_vf t)
   qk_vi bits = (qk_vi) t;
   qk_vi abits = bits & 0x7fffffff;
   qk_vi nan_mask = abits > 0x7f800000;
-  qk_vi sign = (qk_vi) ((qk_vu) bits >> 31 << (31 - l->sign_shift));
+  qk_vi sign = (qk_vi) ((qk_vu) bits >> l->sign_shift) & l->sign_bit;
+  /* a NaN lane becomes the largest value here, and the NaN code below */
   qk_vf a = qk_min ((qk_vf) abits, l->vmax);
   qk_vi ab = (qk_vi) a;
-  qk_vi normal = ((ab + l->round_half + ((ab >> l->shift) & 1)) >> l->shift) - l->rebias;
+  qk_vi normal = (ab + l->normal_add + ((ab >> l->shift) & 1)) >> l->shift;
   qk_vi sub = (qk_vi) (a + l->sub_magic) - (qk_vi) l->sub_magic;
   qk_vi is_sub = a < l->min_normal;
   qk_vi mag = (sub & is_sub) | (normal & ~is_sub);
@@ -381,8 +384,8 @@ encode_lanes (const QkFpLanes *l, qk_vf t)
       sign &= mag != 0;
       return ((mag | sign) & ~nan_mask) | (l->nan_code & nan_mask);
     }
-  mag |= sign;
-  return (mag & ~nan_mask) | ((l->nan_code | sign) & nan_mask);
+  mag = (mag & ~nan_mask) | (l->nan_code & nan_mask);
+  return mag | sign;
 }
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -535,6 +538,46 @@ NAME (const QuarkFpFormat *format, const ITYPE *x, size_t n, size_t block, \
 
 QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks, float, qk_load_f32, qk_widen_f32, 0)
 QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks_bf16, uint16_t, qk_load_bf16, quark_kernel_bf16_to_f32, QK_PAIRS)
+
+/* MX rows: consecutive blocks of 32 bfloat16 values, block b multiplied by
+ * inv_scales[b] (the exact inverse of a power of two), one load and two
+ * encodes per block, the codes one per byte or, with @pack4, two per byte
+ * (element 2k in the low nibble, as quark_kernel_pack_fp4()). Returns
+ * false, doing nothing, where the lane encoder or the pairs do not apply. */
+QK_MULTIVERSION bool
+_quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n_blocks,
+                                         const float *inv_scales, bool pack4, uint8_t *out)
+{
+#if QK_PAIRS
+  QkFpLanes l;
+
+  if (!qk_fp_lanes_ok (format))
+    return false;
+  l = qk_fp_lanes_init (format);
+  for (size_t b = 0; b < n_blocks; b++)
+    {
+      qk_vw w, ce, co;
+      const qk_vf inv = qk_splat (inv_scales[b]);
+      memcpy (&w, x + 32 * b, sizeof w);
+      ce = (qk_vw) encode_lanes (&l, qk_even_bf16 (w) * inv);
+      co = (qk_vw) encode_lanes (&l, qk_odd_bf16 (w) * inv);
+      if (pack4)
+        {
+          qk_vu8 bytes = __builtin_convertvector ((ce & 0xfu) | (co << 4), qk_vu8);
+          memcpy (out + 16 * b, &bytes, sizeof bytes);
+        }
+      else
+        {
+          qk_vu16 halves = __builtin_convertvector ((ce & 0xffu) | (co << 8), qk_vu16);
+          memcpy (out + 32 * b, &halves, sizeof halves);
+        }
+    }
+  return true;
+#else
+  (void) format, (void) x, (void) n_blocks, (void) inv_scales, (void) pack4, (void) out;
+  return false;
+#endif
+}
 
 /**
  * quark_kernel_fp_quantize_bf16: (skip)

@@ -226,20 +226,97 @@ mxint8_block (const float *x, size_t n, float X, uint8_t *codes)
  * by (all-zero blocks use 1: their elements are zeros whatever the scale,
  * and Quark's zero-block bytes stand for tiny scales). Returns whether a
  * block holds NaN or infinity. */
+/* The rule of 16 blocks at once, for maxima of normal or zero binary32 bits
+ * (the scalar rule takes the others): E8M0 bytes, the scales, their exact
+ * inverses (2^(127 − byte); byte 0, 2^−127, gives 2^127), 1 for both where
+ * the block is all zeros or special. Same results as mx_rule_byte(): with
+ * E the exponent field of the (for "even", rounded) maximum, the exponent is
+ * E − 127 (+1 for "ceil" unless a power of two) − emax, clamped. */
+QK_INLINE bool
+mx_rule_vector_ok (const MxRule *rule)
+{
+  /* a subnormal maximum gives E = 0, hence −127 − emax (+1 for "ceil"),
+   * which clamps to −127 as the exact rule does, except for "ceil" with
+   * emax 0 (MXINT8) */
+  return rule->mbits < 23 && rule->emax < 64 &&
+         (rule->mode == QUARK_MX_SCALE_CEIL ? rule->emax >= 1 : rule->emax >= 0);
+}
+
+QK_MULTIVERSION static size_t
+mx_row_scales_by16 (const MxRule *rule, const uint32_t *amax_bits, size_t n_blocks,
+                    uint8_t *bytes, float *block_scales, float *inv_scales, qk_vi *special_acc)
+{
+  const int32_t zero_byte = !rule->quark_zero_blocks ? 0x00 : rule->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
+  const int32_t round = rule->mode == QUARK_MX_SCALE_EVEN ? 1 << (22 - rule->mbits) : 0;
+  const bool ceil_mode = rule->mode == QUARK_MX_SCALE_CEIL;
+  qk_vi acc = { 0 };
+  size_t b = 0;
+
+  /* No vector comparisons here: GCC lowers generic vectors for the default
+   * target before it makes the clones, and for it a 16-lane comparison
+   * becomes scalar code in every clone. Masks come from sign bits instead:
+   * (v - 1) >> 31 is -1 exactly where v (non-negative) is 0. */
+  for (; b + QK_LANES <= n_blocks; b += QK_LANES)
+    {
+      const qk_vi unit_bits = qk_splat_i (0x3f800000);
+      qk_vi u, e, byte, scale_bits, inv_bits, zero, special;
+      memcpy (&u, amax_bits + b, sizeof u);
+      e = ((u + round) >> 23) - 127 - rule->emax;
+      if (ceil_mode)
+        e -= -(u & 0x007fffff) >> 31;                          /* +1 unless a power of two */
+      e = qk_select_i ((e + 127) >> 31, qk_splat_i (-127), e);  /* e < -127 */
+      e = qk_select_i ((127 - e) >> 31, qk_splat_i (127), e);   /* e > 127 */
+      byte = e + 127;
+      scale_bits = qk_select_i ((byte - 1) >> 31, qk_splat_i (0x00400000), byte << 23);
+      inv_bits = (254 - byte) << 23;
+      zero = (u - 1) >> 31;
+      special = (0x7f7fffff - u) >> 31;                        /* infinity or NaN */
+      byte = qk_select_i (zero, qk_splat_i (zero_byte), byte);
+      byte |= special & 0xff;
+      scale_bits = qk_select_i (zero | special, unit_bits, scale_bits);
+      inv_bits = qk_select_i (zero | special, unit_bits, inv_bits);
+      acc |= special;
+      for (int k = 0; k < QK_LANES; k++)
+        bytes[b + k] = (uint8_t) byte[k];
+      memcpy (block_scales + b, &scale_bits, sizeof scale_bits);
+      if (inv_scales)
+        memcpy (inv_scales + b, &inv_bits, sizeof inv_bits);
+    }
+  *special_acc = acc;
+  return b;
+}
+
 static bool
 mx_row_scales (const MxRule *rule, const uint32_t *amax_bits, size_t n_blocks,
-               uint8_t *bytes, float *block_scales)
+               uint8_t *bytes, float *block_scales, float *inv_scales)
 {
   bool any_special = false;
+  size_t b = 0;
 
-  for (size_t b = 0; b < n_blocks; b++)
+  if (mx_rule_vector_ok (rule))
+    {
+      qk_vi acc;
+      b = mx_row_scales_by16 (rule, amax_bits, n_blocks, bytes, block_scales, inv_scales, &acc);
+      for (int k = 0; k < QK_LANES; k++)
+        any_special |= acc[k] != 0;
+    }
+  for (; b < n_blocks; b++)
     {
       float amax;
       uint8_t byte;
+      bool unit;
       memcpy (&amax, amax_bits + b, sizeof amax);
       byte = mx_rule_byte (rule, amax);
       bytes[b] = byte;
-      block_scales[b] = amax_bits[b] == 0 || byte == 0xFF ? 1.0f : e8m0_value (byte);
+      unit = amax_bits[b] == 0 || byte == 0xFF;
+      block_scales[b] = unit ? 1.0f : e8m0_value (byte);
+      if (inv_scales)
+        {
+          uint32_t bits = (254u - byte) << 23;
+          memcpy (inv_scales + b, &bits, sizeof bits);
+          if (unit)
+            inv_scales[b] = 1.0f;
+        }
       any_special |= byte == 0xFF;
     }
   return any_special;
@@ -302,7 +379,7 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
         bool any_special = false;
 
         _quark_kernel_block_abs_max_bits_f32 (xr, row_len, bs, amax_bits);
-        any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales);
+        any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales, NULL);
         if (fmt)
           _quark_kernel_fp_quantize_blocks (fmt, xr, row_len, bs, block_scales, cr);
         else
@@ -314,6 +391,88 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
     free (block_scales);
     free (amax_bits);
   }
+  return true;
+}
+
+/* The body of quark_kernel_mx_quantize_bf16() and of its packed form:
+ * with @packed, each row's codes go out in the checkpoint layout (FP4 two
+ * per byte, FP6 four per three bytes, the others one per byte). */
+static bool
+mx_quantize_bf16_rows (const QuarkMxParams *params, const uint16_t *x, size_t n_rows, size_t row_len,
+                       bool packed, uint8_t *out, uint8_t *scales)
+{
+  const QuarkFpFormat *fmt;
+  const bool fp4 = params->element == QUARK_DTYPE_FP4_E2M1;
+  const bool fp6 = params->element == QUARK_DTYPE_FP6_E2M3 || params->element == QUARK_DTYPE_FP6_E3M2;
+  size_t bs = params->block_size;
+  size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
+  size_t out_row = !packed ? row_len : fp4 ? (row_len + 1) / 2 : fp6 ? row_len / 4 * 3 : row_len;
+  float *block_scales, *inv_scales, *row_f32 = NULL;
+  uint32_t *amax_bits;
+  uint16_t *amax_bf16;
+  uint8_t *row_codes = NULL;
+  MxRule rule;
+
+  if (!mx_element_format (params, &fmt))
+    return false;
+  if (packed && fp6 && row_len % 4)
+    return false;
+  mx_rule_init (params, &rule);
+  block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+  inv_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+  amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint32_t));
+  amax_bf16 = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint16_t));
+  if (packed)
+    row_codes = malloc (row_len ? row_len : 1);
+  if (fmt == NULL)
+    row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
+
+  for (size_t r = 0; r < n_rows; r++)
+    {
+      const uint16_t *xr = x + r * row_len;
+      uint8_t *cr = packed ? row_codes : out + r * row_len;
+      size_t whole = fmt && bs == 32 ? row_len / 32 : 0, done = 0;
+      bool any_special, fused;
+
+      _quark_kernel_block_abs_max_bits_bf16 (xr, row_len, bs, amax_bf16);
+      for (size_t b = 0; b < n_blocks; b++)
+        amax_bits[b] = (uint32_t) amax_bf16[b] << 16;
+      any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales, inv_scales);
+      /* FP4 rows of whole blocks without NaN or infinity are packed as
+       * they are encoded */
+      fused = packed && fp4 && whole == n_blocks && !any_special;
+      if (whole && _quark_kernel_fp_quantize_blocks32_bf16 (fmt, xr, whole, inv_scales, fused,
+                                                            fused ? out + r * out_row : cr))
+        done = whole * 32;
+      else
+        fused = false;
+      if (fmt)
+        _quark_kernel_fp_quantize_blocks_bf16 (fmt, xr + done, row_len - done, bs, block_scales + done / bs,
+                                               cr + done);
+      else
+        {
+          quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, xr, row_f32, row_len);
+          for (size_t b = 0; b < n_blocks; b++)
+            mxint8_block (row_f32 + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
+        }
+      if (any_special)
+        mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
+      if (packed && !fused)
+        {
+          if (fp4)
+            quark_kernel_pack_fp4 (cr, row_len, out + r * out_row);
+          else if (fp6)
+            quark_kernel_pack_fp6 (cr, row_len, out + r * out_row);
+          else
+            memcpy (out + r * out_row, cr, row_len);
+        }
+    }
+  free (block_scales);
+  free (inv_scales);
+  free (amax_bits);
+  free (amax_bf16);
+  free (row_codes);
+  free (row_f32);
   return true;
 }
 
@@ -338,49 +497,36 @@ quark_kernel_mx_quantize_bf16 (const QuarkMxParams *params,
                                uint8_t             *codes,
                                uint8_t             *scales)
 {
-  const QuarkFpFormat *fmt;
-  size_t bs = params->block_size;
-  size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
-  float *block_scales, *row_f32 = NULL;
-  uint32_t *amax_bits;
-  uint16_t *amax_bf16;
-  MxRule rule;
+  return mx_quantize_bf16_rows (params, x, n_rows, row_len, false, codes, scales);
+}
 
-  if (!mx_element_format (params, &fmt))
-    return false;
-  mx_rule_init (params, &rule);
-  block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
-  amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint32_t));
-  amax_bf16 = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint16_t));
-  if (fmt == NULL)
-    row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
-
-  for (size_t r = 0; r < n_rows; r++)
-    {
-      const uint16_t *xr = x + r * row_len;
-      uint8_t *cr = codes + r * row_len;
-      bool any_special = false;
-
-      _quark_kernel_block_abs_max_bits_bf16 (xr, row_len, bs, amax_bf16);
-      for (size_t b = 0; b < n_blocks; b++)
-        amax_bits[b] = (uint32_t) amax_bf16[b] << 16;
-      any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales);
-      if (fmt)
-        _quark_kernel_fp_quantize_blocks_bf16 (fmt, xr, row_len, bs, block_scales, cr);
-      else
-        {
-          quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, xr, row_f32, row_len);
-          for (size_t b = 0; b < n_blocks; b++)
-            mxint8_block (row_f32 + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
-        }
-      if (any_special)
-        mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
-    }
-  free (block_scales);
-  free (amax_bits);
-  free (amax_bf16);
-  free (row_f32);
-  return true;
+/**
+ * quark_kernel_mx_quantize_packed_bf16: (skip)
+ * @params: MX parameters
+ * @x: a bfloat16 tensor viewed as [@n_rows, @row_len], contiguous
+ * @n_rows: the number of rows
+ * @row_len: elements per row (a multiple of 4 for FP6 elements)
+ * @packed: room for the packed rows: @n_rows × ⌈@row_len / 2⌉ bytes for
+ *   FP4, @n_rows × @row_len × 3 / 4 for FP6, @n_rows × @row_len otherwise
+ * @scales: room for @n_rows × ceil (@row_len / block_size) E8M0 bytes
+ *
+ * quark_kernel_mx_quantize_bf16() with each row's codes packed as
+ * checkpoints store them (quark_kernel_pack_fp4(), quark_kernel_pack_fp6()):
+ * the same bytes as quantizing then packing, and for FP4 in blocks of 32
+ * without the intermediate codes.
+ *
+ * Returns: %false if the element type or block size is not valid, or FP6
+ *   rows are not a multiple of 4 long
+ */
+bool
+quark_kernel_mx_quantize_packed_bf16 (const QuarkMxParams *params,
+                                      const uint16_t      *x,
+                                      size_t               n_rows,
+                                      size_t               row_len,
+                                      uint8_t             *packed,
+                                      uint8_t             *scales)
+{
+  return mx_quantize_bf16_rows (params, x, n_rows, row_len, true, packed, scales);
 }
 
 /**

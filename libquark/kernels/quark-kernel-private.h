@@ -85,6 +85,12 @@ QK_DEFINE_LANEWISE (qk_min_i, qk_vi, <)
 QK_DEFINE_LANEWISE (qk_max_h, qk_vh, >)
 QK_DEFINE_LANEWISE (qk_max_w, qk_vw, >)
 
+QK_INLINE qk_vi
+qk_select_i (qk_vi mask, qk_vi a, qk_vi b)
+{
+  return (a & mask) | (b & ~mask);
+}
+
 /* QK_SHUFFLE (v, mask) and QK_SHUFFLE2 (a, b, mask) are GCC's
  * __builtin_shuffle. Clang has no __builtin_shuffle with a mask vector, so
  * for the clang builds (libFuzzer) they are a lane loop with the same
@@ -126,6 +132,14 @@ void _quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
                                             size_t               block,
                                             const float         *block_scales,
                                             uint8_t             *codes);
+
+/* MX rows of whole blocks of 32 bfloat16 values (quark-kernel-float.c). */
+bool _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format,
+                                              const uint16_t      *x,
+                                              size_t               n_blocks,
+                                              const float         *inv_scales,
+                                              bool                 pack4,
+                                              uint8_t             *out);
 
 QK_INLINE qk_vf
 qk_load_bf16 (const uint16_t *p)

@@ -419,6 +419,13 @@ bool     quark_kernel_mx_quantize_bf16         (const QuarkMxParams  *params,
                                                 uint8_t              *codes,
                                                 uint8_t              *scales);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_mx_quantize_packed_bf16  (const QuarkMxParams  *params,
+                                                const uint16_t       *x,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                uint8_t              *packed,
+                                                uint8_t              *scales);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_mx_dequantize_f32        (const QuarkMxParams  *params,
                                                 const uint8_t        *codes,
                                                 const uint8_t        *scales,
