@@ -1,10 +1,11 @@
 /* bench-kernels: throughput of libquark's kernels on BF16 weights, as a
  * fraction of memcpy bandwidth measured in the same run on one thread.
  *
- * Usage: bench-kernels [ROWS COLS [REPEATS]]   (default 4096 4096 5)
+ * Usage: bench-kernels [ROWS COLS [REPEATS]]   (default 4096 4096 15)
  * Prints one JSON object per line: kernel, seconds (best of REPEATS),
  * elements per second, bytes moved (input read + output written) per second,
- * and that rate over memcpy's (bytes read + written per second).
+ * and that rate over memcpy's (bytes read + written per second), memcpy
+ * timed in rounds alternating with the kernel's; then memcpy's best.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -103,7 +104,7 @@ main (int argc, char **argv)
 {
   gsize rows = argc > 2 ? g_ascii_strtoull (argv[1], NULL, 10) : 4096;
   gsize cols = argc > 2 ? g_ascii_strtoull (argv[2], NULL, 10) : 4096;
-  int repeats = argc > 3 ? atoi (argv[3]) : 5;
+  int repeats = argc > 3 ? atoi (argv[3]) : 15;
   gsize n = rows * cols, in_bytes = n * 2;
   g_autofree guint16 *bf16 = g_new (guint16, n);
   g_autofree guint8 *copy = g_malloc (in_bytes);
@@ -131,28 +132,32 @@ main (int argc, char **argv)
       bf16[i] = (guint16) (bits >> 16);
     }
 
-  /* the baseline gets more tries than the kernels: its best is the
-   * machine's bandwidth, which a noisy neighbour only lowers */
-  for (int i = 0; i < 4 * repeats + 4; i++)
+  /* Each kernel is timed in rounds alternating with memcpy, and compared
+   * with the best memcpy of its own rounds: on a shared machine the load
+   * drifts, and a ratio of times measured apart would drift with it. */
+  for (guint k = 0; k < G_N_ELEMENTS (kernels); k++)
     {
-      gint64 t0 = g_get_monotonic_time ();
-      memcpy (copy, bf16, in_bytes);
-      memcpy_best = MIN (memcpy_best, (g_get_monotonic_time () - t0) / 1e6);
+      gsize out_bytes = 0;
+      double t = INFINITY, m = INFINITY, rate, m_rate;
+      for (int i = 0; i < repeats; i++)
+        {
+          gint64 t0 = g_get_monotonic_time ();
+          memcpy (copy, bf16, in_bytes);
+          m = MIN (m, (g_get_monotonic_time () - t0) / 1e6);
+          t = MIN (t, best_time (kernels[k].fn, &b, 1, &out_bytes));
+        }
+      memcpy_best = MIN (memcpy_best, m);
+      /* memcpy reads and writes in_bytes */
+      m_rate = 2.0 * in_bytes / m;
+      rate = (in_bytes + out_bytes) / t;
+      printf ("{\"kernel\": \"%s\", \"seconds\": %.6f, \"elements_per_second\": %.4e, "
+              "\"bytes_per_second\": %.4e, \"memcpy_seconds\": %.6f, \"fraction_of_memcpy\": %.3f}\n",
+              kernels[k].name, t, n / t, rate, m, rate / m_rate);
     }
-  /* memcpy reads and writes in_bytes */
   memcpy_rate = 2.0 * in_bytes / memcpy_best;
   printf ("{\"kernel\": \"memcpy\", \"seconds\": %.6f, \"bytes_per_second\": %.4e, \"elements\": %" G_GSIZE_FORMAT "}\n",
           memcpy_best, memcpy_rate, n);
 
-  for (guint k = 0; k < G_N_ELEMENTS (kernels); k++)
-    {
-      gsize out_bytes = 0;
-      double t = best_time (kernels[k].fn, &b, repeats, &out_bytes);
-      double rate = (in_bytes + out_bytes) / t;
-      printf ("{\"kernel\": \"%s\", \"seconds\": %.6f, \"elements_per_second\": %.4e, "
-              "\"bytes_per_second\": %.4e, \"fraction_of_memcpy\": %.3f}\n",
-              kernels[k].name, t, n / t, rate, rate / memcpy_rate);
-    }
   g_free (b.row);
   g_free (b.out);
   g_free (b.packed);

@@ -14,7 +14,7 @@ builddir = sys.argv[1] if len(sys.argv) > 1 else 'build'
 rows = int(sys.argv[2]) if len(sys.argv) > 2 else 4096
 cols = int(sys.argv[3]) if len(sys.argv) > 3 else 4096
 
-out = subprocess.run([os.path.join(builddir, 'bench', 'bench-kernels'), str(rows), str(cols), '5'],
+out = subprocess.run([os.path.join(builddir, 'bench', 'bench-kernels'), str(rows), str(cols), '15'],
                      check=True, capture_output=True, text=True).stdout
 results = [json.loads(line) for line in out.splitlines()]
 
@@ -36,15 +36,16 @@ try:
 except ImportError:
     pass
 
-print('%-36s %10s %14s %12s %10s' % ('kernel', 'ms', 'elements/s', 'of memcpy', 'vs torch'))
-for r in results:
+print('%-36s %10s %14s %12s %12s %10s' % ('kernel', 'ms', 'elements/s', 'memcpy ms', 'of memcpy', 'vs torch'))
+for r in sorted(results, key=lambda r: r['kernel'] != 'memcpy'):
     if r['kernel'] == 'memcpy':
-        print('%-36s %10.3f %14s %12s %10s' % ('memcpy (%d MiB)' % (rows * cols * 2 >> 20),
-                                              r['seconds'] * 1e3, '', '1.000', ''))
+        print('%-36s %10.3f %14s %12s %12s %10s' % ('memcpy (%d MiB, best)' % (rows * cols * 2 >> 20),
+                                                    r['seconds'] * 1e3, '', '', '1.000', ''))
         continue
     vs = '%.1fx' % (torch_seconds / r['seconds']) if torch_seconds else 'n/a'
-    print('%-36s %10.3f %14.3e %12.3f %10s' % (r['kernel'], r['seconds'] * 1e3,
-                                              r['elements_per_second'], r['fraction_of_memcpy'], vs))
+    print('%-36s %10.3f %14.3e %12.3f %12.3f %10s' % (r['kernel'], r['seconds'] * 1e3, r['elements_per_second'],
+                                                      r['memcpy_seconds'] * 1e3, r['fraction_of_memcpy'], vs))
 if torch_seconds:
     print('%-36s %10.3f   (bf16 -> float, amax, quantize_per_channel qint8; 1 thread)'
           % ('torch.quantize_per_channel', torch_seconds * 1e3))
+print('(each kernel against memcpy timed in rounds alternating with it; one thread; best of 15)')

@@ -926,29 +926,51 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *params
  * nibble unzip of each word. */
 typedef uint32_t qk_vw4 __attribute__ ((vector_size (16)));
 
+/* The byte e | o << 4 of each element pair of 32 values (natural order). */
+QK_INLINE qk_vu8
+qk_int4_pair_bytes (const uint16_t *x, QkIntLanes l)
+{
+  qk_vw w, even, odd;
+  memcpy (&w, x, sizeof w);
+  even = (qk_vw) qk_int_lanes ((qk_vf) (w << 16), l);
+  odd = (qk_vw) qk_int_lanes ((qk_vf) (w & 0xffff0000u), l);
+  return __builtin_convertvector (((even & 0xfu) | (odd << 4)) & 0xffu, qk_vu8);
+}
+
+/* e0 o0 e1 o1 | e2 o2 e3 o3 -> e0 e1 o0 o1 | e2 e3 o2 o3 -> e0 e1 e2 e3 o0 o1 o2 o3 */
+#define QK_UNZIP_NIBBLES(v) \
+  do { \
+    (v) = ((v) & 0xf00ff00fu) | (((v) & 0x0f000f00u) >> 4) | (((v) & 0x00f000f0u) << 4); \
+    (v) = ((v) & 0xff0000ffu) | (((v) & 0x0000ff00u) << 8) | (((v) & 0x00ff0000u) >> 8); \
+  } while (0)
+
 QK_INLINE size_t
 qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QuarkKernelIntParams *p,
                                    bool reorder, int32_t *words, bool add_zp)
 {
   const QkIntLanes l = qk_int_lanes_init (p, add_zp);
-  size_t i;
-  for (i = 0; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
+  size_t i = 0;
+
+  /* 128 values per step: the interleave then works on 16 words at once */
+  for (; i + 8 * QK_LANES <= n; i += 8 * QK_LANES)
     {
-      qk_vw w, even, odd;
-      qk_vw4 packed;
-      memcpy (&w, x + i, sizeof w);
-      even = (qk_vw) qk_int_lanes ((qk_vf) (w << 16), l);
-      odd = (qk_vw) qk_int_lanes ((qk_vf) (w & 0xffff0000u), l);
-      {
-        qk_vu8 bytes = __builtin_convertvector ((even & 0xfu) | (odd << 4), qk_vu8);
-        memcpy (&packed, &bytes, sizeof packed);
-      }
+      qk_vu8 part[4];
+      qk_vw packed;
+      _Pragma ("GCC unroll 4")
+      for (int k = 0; k < 4; k++)
+        part[k] = qk_int4_pair_bytes (x + i + 32 * k, l);
+      memcpy (&packed, part, sizeof packed);
       if (reorder)
-        {
-          /* e0 o0 e1 o1 | e2 o2 e3 o3 -> e0 e1 o0 o1 | e2 e3 o2 o3 -> e0 e1 e2 e3 o0 o1 o2 o3 */
-          packed = (packed & 0xf00ff00fu) | ((packed & 0x0f000f00u) >> 4) | ((packed & 0x00f000f0u) << 4);
-          packed = (packed & 0xff0000ffu) | ((packed & 0x0000ff00u) << 8) | ((packed & 0x00ff0000u) >> 8);
-        }
+        QK_UNZIP_NIBBLES (packed);
+      memcpy (words + i / 8, &packed, sizeof packed);
+    }
+  for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
+    {
+      qk_vu8 bytes = qk_int4_pair_bytes (x + i, l);
+      qk_vw4 packed;
+      memcpy (&packed, &bytes, sizeof packed);
+      if (reorder)
+        QK_UNZIP_NIBBLES (packed);
       memcpy (words + i / 8, &packed, sizeof packed);
     }
   return i;
