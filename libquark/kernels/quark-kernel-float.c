@@ -364,13 +364,14 @@ qk_fp_lanes_init (const QuarkFpFormat *f)
   return l;
 }
 
+/* @finite: the caller knows there is no NaN (MX blocks holding one are
+ * overwritten afterwards), so the NaN lanes need no code of their own. */
 QK_INLINE qk_vi
-encode_lanes (const QkFpLanes *l, qk_vf t)
+encode_lanes_as (const QkFpLanes *l, qk_vf t, bool finite)
 {
   qk_vi bits = (qk_vi) t;
   qk_vi abits = bits & 0x7fffffff;
   qk_vi nan_mask = abits > 0x7f800000;
-  qk_vi sign = (qk_vi) ((qk_vu) bits >> l->sign_shift) & l->sign_bit;
   /* a NaN lane becomes the largest value here, and the NaN code below */
   qk_vf a = qk_min ((qk_vf) abits, l->vmax);
   qk_vi ab = (qk_vi) a;
@@ -381,11 +382,21 @@ encode_lanes (const QkFpLanes *l, qk_vf t)
 
   if (l->fnuz)
     {
-      sign &= mag != 0;
+      qk_vi sign = (qk_vi) ((qk_vu) bits >> l->sign_shift) & l->sign_bit & (mag != 0);
+      if (finite)
+        return mag | sign;
       return ((mag | sign) & ~nan_mask) | (l->nan_code & nan_mask);
     }
-  mag = (mag & ~nan_mask) | (l->nan_code & nan_mask);
-  return mag | sign;
+  if (!finite)
+    mag = (mag & ~nan_mask) | (l->nan_code & nan_mask);
+  /* the sign last, so that the mask and the or make one instruction */
+  return mag | ((qk_vi) ((qk_vu) bits >> l->sign_shift) & l->sign_bit);
+}
+
+QK_INLINE qk_vi
+encode_lanes (const QkFpLanes *l, qk_vf t)
+{
+  return encode_lanes_as (l, t, false);
 }
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -542,7 +553,8 @@ QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks_bf16, uint16_t, qk_load_bf
 /* MX rows: consecutive blocks of 32 bfloat16 values, block b multiplied by
  * inv_scales[b] (the exact inverse of a power of two), one load and two
  * encodes per block, the codes one per byte or, with @pack4, two per byte
- * (element 2k in the low nibble, as quark_kernel_pack_fp4()). Returns
+ * (element 2k in the low nibble, as quark_kernel_pack_fp4()). NaN lanes get
+ * no NaN code: the caller overwrites blocks holding NaN or infinity. Returns
  * false, doing nothing, where the lane encoder or the pairs do not apply. */
 QK_MULTIVERSION bool
 _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n_blocks,
@@ -559,8 +571,8 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
       qk_vw w, ce, co;
       const qk_vf inv = qk_splat (inv_scales[b]);
       memcpy (&w, x + 32 * b, sizeof w);
-      ce = (qk_vw) encode_lanes (&l, qk_even_bf16 (w) * inv);
-      co = (qk_vw) encode_lanes (&l, qk_odd_bf16 (w) * inv);
+      ce = (qk_vw) encode_lanes_as (&l, qk_even_bf16 (w) * inv, true);
+      co = (qk_vw) encode_lanes_as (&l, qk_odd_bf16 (w) * inv, true);
       if (pack4)
         {
           qk_vu8 bytes = __builtin_convertvector ((ce & 0xfu) | (co << 4), qk_vu8);
