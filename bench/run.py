@@ -36,16 +36,20 @@ try:
 except ImportError:
     pass
 
-print('%-36s %10s %14s %12s %12s %10s' % ('kernel', 'ms', 'elements/s', 'memcpy ms', 'of memcpy', 'vs torch'))
-for r in sorted(results, key=lambda r: r['kernel'] != 'memcpy'):
+memcpy_best = next(r for r in results if r['kernel'] == 'memcpy')
+best_rate = memcpy_best['bytes_per_second']
+print('%-36s %9s %12s %10s %10s %10s %9s' % ('kernel', 'ms', 'elements/s', 'memcpy ms', 'of best', 'of rounds', 'vs torch'))
+print('%-36s %9.3f %12s %10s %10s %10s %9s' % ('memcpy (%d MiB, best of run)' % (rows * cols * 2 >> 20),
+                                              memcpy_best['seconds'] * 1e3, '', '', '1.000', '', ''))
+for r in results:
     if r['kernel'] == 'memcpy':
-        print('%-36s %10.3f %14s %12s %12s %10s' % ('memcpy (%d MiB, best)' % (rows * cols * 2 >> 20),
-                                                    r['seconds'] * 1e3, '', '', '1.000', ''))
         continue
     vs = '%.1fx' % (torch_seconds / r['seconds']) if torch_seconds else 'n/a'
-    print('%-36s %10.3f %14.3e %12.3f %12.3f %10s' % (r['kernel'], r['seconds'] * 1e3, r['elements_per_second'],
-                                                      r['memcpy_seconds'] * 1e3, r['fraction_of_memcpy'], vs))
+    print('%-36s %9.3f %12.3e %10.3f %10.3f %10.3f %9s' % (r['kernel'], r['seconds'] * 1e3, r['elements_per_second'],
+                                                          r['memcpy_seconds'] * 1e3, r['bytes_per_second'] / best_rate,
+                                                          r['fraction_of_memcpy'], vs))
 if torch_seconds:
-    print('%-36s %10.3f   (bf16 -> float, amax, quantize_per_channel qint8; 1 thread)'
+    print('%-36s %9.3f   (bf16 -> float, amax, quantize_per_channel qint8; 1 thread)'
           % ('torch.quantize_per_channel', torch_seconds * 1e3))
-print('(each kernel against memcpy timed in rounds alternating with it; one thread; best of 15)')
+print('bytes moved (read + written) per second over memcpy\'s: "of best" against the best memcpy of the\n'
+      'run, "of rounds" against memcpy timed in rounds alternating with the kernel; one thread; best of 15')

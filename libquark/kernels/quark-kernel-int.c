@@ -926,15 +926,22 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *params
  * nibble unzip of each word. */
 typedef uint32_t qk_vw4 __attribute__ ((vector_size (16)));
 
-/* The byte e | o << 4 of each element pair of 32 values (natural order). */
-QK_INLINE qk_vu8
-qk_int4_pair_bytes (const uint16_t *x, QkIntLanes l)
+/* The byte e | o << 4 of each element pair of 32 values (natural order),
+ * in the low byte of 16 words. */
+QK_INLINE qk_vw
+qk_int4_pair_words (const uint16_t *x, QkIntLanes l)
 {
   qk_vw w, even, odd;
   memcpy (&w, x, sizeof w);
   even = (qk_vw) qk_int_lanes ((qk_vf) (w << 16), l);
   odd = (qk_vw) qk_int_lanes ((qk_vf) (w & 0xffff0000u), l);
-  return __builtin_convertvector (((even & 0xfu) | (odd << 4)) & 0xffu, qk_vu8);
+  return ((even & 0xfu) | (odd << 4)) & 0xffu;
+}
+
+QK_INLINE qk_vu8
+qk_int4_pair_bytes (const uint16_t *x, QkIntLanes l)
+{
+  return __builtin_convertvector (qk_int4_pair_words (x, l), qk_vu8);
 }
 
 /* e0 o0 e1 o1 | e2 o2 e3 o3 -> e0 e1 o0 o1 | e2 e3 o2 o3 -> e0 e1 e2 e3 o0 o1 o2 o3 */
@@ -954,12 +961,21 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QuarkKerne
   /* 128 values per step: the interleave then works on 16 words at once */
   for (; i + 8 * QK_LANES <= n; i += 8 * QK_LANES)
     {
-      qk_vu8 part[4];
-      qk_vw packed;
-      _Pragma ("GCC unroll 4")
-      for (int k = 0; k < 4; k++)
-        part[k] = qk_int4_pair_bytes (x + i + 32 * k, l);
-      memcpy (&packed, part, sizeof packed);
+      /* byte k of word j: the pair byte j of part k; a byte transpose in
+       * each 128-bit lane makes word 4g + k the packed word g of part k,
+       * and a word transpose puts it at 4k + g */
+      const qk_v64u8 bytes_t = {
+         0,  4,  8, 12,  1,  5,  9, 13,  2,  6, 10, 14,  3,  7, 11, 15,
+        16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31,
+        32, 36, 40, 44, 33, 37, 41, 45, 34, 38, 42, 46, 35, 39, 43, 47,
+        48, 52, 56, 60, 49, 53, 57, 61, 50, 54, 58, 62, 51, 55, 59, 63 };
+      const qk_vw words_t = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15 };
+      qk_vw packed = qk_int4_pair_words (x + i, l)
+                     | qk_int4_pair_words (x + i + 32, l) << 8
+                     | qk_int4_pair_words (x + i + 64, l) << 16
+                     | qk_int4_pair_words (x + i + 96, l) << 24;
+      packed = (qk_vw) QK_SHUFFLE ((qk_v64u8) packed, bytes_t);
+      packed = QK_SHUFFLE (packed, words_t);
       if (reorder)
         QK_UNZIP_NIBBLES (packed);
       memcpy (words + i / 8, &packed, sizeof packed);

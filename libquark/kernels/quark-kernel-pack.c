@@ -32,7 +32,6 @@ static const unsigned reorder_order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
  *
  * Returns: %false if @row_len is not a multiple of 8
  */
-typedef uint8_t  qk_v64u8 __attribute__ ((vector_size (64)));
 typedef uint64_t qk_v8u64 __attribute__ ((vector_size (64)));
 typedef uint32_t qk_v8u32 __attribute__ ((vector_size (32)));
 

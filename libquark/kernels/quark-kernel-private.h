@@ -63,6 +63,7 @@ qk_select (qk_vi mask, qk_vf a, qk_vf b)
 /* 32 half-words and 16 words in one 512-bit vector. */
 typedef uint16_t qk_vh __attribute__ ((vector_size (64)));
 typedef uint32_t qk_vw __attribute__ ((vector_size (64)));
+typedef uint8_t  qk_v64u8 __attribute__ ((vector_size (64)));
 
 /* Lane-wise maximum and minimum. GCC's C front end has no vector ?: and does
  * not turn the mask-select idiom into a max, but it does turn these lane
