@@ -8,7 +8,14 @@
  * (GNU ifunc): the vector extensions then map to AVX-512 or AVX2 registers.
  * Every clone performs the same IEEE operations in the same order, without
  * contraction (-ffp-contract=off), so all produce identical bits; the test
- * suite compares them with the scalar reference on whatever machine runs it. */
+ * suite compares them with the scalar reference on whatever machine runs it.
+ *
+ * GCC 12 lowers generic vectors for the default target before making the
+ * clones: a 16-lane comparison whose result is used as a value (or-ed,
+ * added, narrowed) becomes lane-by-lane code in every clone. Use comparisons
+ * only inside selections (qk_select, qk_select_i), masks from sign bits,
+ * qk_max/qk_min for maxima, and mask values before narrowing them; then
+ * check the .arch_x86_64_v4 clone's disassembly. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
     !defined(__SANITIZE_THREAD__)
 /* (not under ThreadSanitizer: its runtime is not up yet when the dynamic
