@@ -706,16 +706,16 @@ qk_int_lanes (qk_vf x, QkIntLanes l)
 QK_MULTIVERSION static void \
 NAME (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
 { \
-  *done = p->zero_point != 0.0f ? NAME##_loop (x, n, p, out, true) : NAME##_loop (x, n, p, out, false); \
+  *done = p->zero_point != 0.0f ? NAME##_loop (x, n, qk_int_lanes_init (p, true), out) \
+                                : NAME##_loop (x, n, qk_int_lanes_init (p, false), out); \
 }
 
 /* MASK keeps the bits the narrowing keeps: written out, it also makes GCC
  * narrow with one instruction (vpmovdb) instead of lane by lane. */
 #define QK_DEFINE_VECTOR_QUANTIZE(NAME, ITYPE, LOAD, CTYPE, VTYPE, BIAS, MASK) \
 QK_INLINE size_t \
-NAME##_loop (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, bool add_zp) \
+NAME##_loop (const ITYPE *x, size_t n, const QkIntLanes l, CTYPE *out) \
 { \
-  const QkIntLanes l = qk_int_lanes_init (p, add_zp); \
   size_t i; \
   for (i = 0; i + QK_LANES <= n; i += QK_LANES) \
     { \
@@ -741,10 +741,9 @@ QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t
  * or-ing before one narrowing. */
 #define QK_DEFINE_BF16_PAIRS(NAME, CTYPE, CBITS, VTYPE) \
 QK_INLINE size_t \
-NAME##_loop (const uint16_t *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, bool add_zp) \
+NAME##_loop (const uint16_t *x, size_t n, const QkIntLanes l, CTYPE *out) \
 { \
   const qk_vw mask = (qk_vw) { 0 } + ((1u << CBITS) - 1); \
-  const QkIntLanes l = qk_int_lanes_init (p, add_zp); \
   size_t i; \
   for (i = 0; i + 2 * QK_LANES <= n; i += 2 * QK_LANES) \
     { \
@@ -876,6 +875,62 @@ qk_group_params (const QuarkKernelIntParams *p, const float *scales, const float
   return q;
 }
 
+/* The multiplier of each of @n groups: the scale when dividing, otherwise
+ * 1.0f / scale, 16 divisions at a time (the same correctly rounded
+ * quotients as one at a time). */
+QK_INLINE void
+qk_group_multipliers (const float *scales, size_t n, bool divide, float *mul)
+{
+  size_t g = 0;
+
+  if (!divide)
+    for (; g + QK_LANES <= n; g += QK_LANES)
+      {
+        qk_vf s;
+        memcpy (&s, scales + g, sizeof s);
+        s = qk_splat (1.0f) / s;
+        memcpy (mul + g, &s, sizeof s);
+      }
+  for (; g < n; g++)
+    mul[g] = divide ? scales[g] : 1.0f / scales[g];
+}
+
+QK_INLINE QkIntLanes
+qk_lanes_with_zp (QkIntLanes l, bool add_zp)
+{
+  l.add_zp = add_zp;
+  return l;
+}
+
+/* Runs BODY for each group of a row with G (its index), START, LEN and L,
+ * its lanes (multiplier and zero point set); the multipliers are computed
+ * 64 groups at a time. BODY calls a loop as
+ * L.add_zp ? LOOP (..., qk_lanes_with_zp (L, true)) : LOOP (..., qk_lanes_with_zp (L, false))
+ * so that each loop is compiled with and without the addition. */
+#define QK_GROUP_CHUNK 64
+#define QK_FOR_EACH_GROUP(X_N, GROUP, P, SCALES, ZPS, G, START, LEN, L, BODY) \
+  do { \
+    const QkIntLanes qk_base_ = qk_int_lanes_init ((P), false); \
+    const size_t qk_groups_ = ((X_N) + (GROUP) - 1) / (GROUP); \
+    float qk_mul_[QK_GROUP_CHUNK]; \
+    for (size_t qk_g0_ = 0; qk_g0_ < qk_groups_; qk_g0_ += QK_GROUP_CHUNK) \
+      { \
+        size_t qk_ng_ = qk_groups_ - qk_g0_ < QK_GROUP_CHUNK ? qk_groups_ - qk_g0_ : QK_GROUP_CHUNK; \
+        qk_group_multipliers ((SCALES) + qk_g0_, qk_ng_, (P)->divide, qk_mul_); \
+        for (size_t qk_k_ = 0; qk_k_ < qk_ng_; qk_k_++) \
+          { \
+            const size_t G = qk_g0_ + qk_k_, START = G * (GROUP); \
+            const size_t LEN = (X_N) - START < (GROUP) ? (X_N) - START : (GROUP); \
+            const float qk_zp_ = (ZPS) ? (ZPS)[G] : (P)->zero_point; \
+            QkIntLanes L = qk_base_; \
+            L.mul = qk_splat (qk_mul_[qk_k_]); \
+            L.zp = qk_splat (qk_zp_); \
+            L.add_zp = qk_zp_ != 0.0f; \
+            BODY \
+          } \
+      } \
+  } while (0)
+
 /* One-byte codes of a whole row of groups in one call (int8 and the
  * sub-byte types): the loops inline here, so a group of 128 costs no call. */
 #define QK_DEFINE_GROUPS_U8(NAME, ITYPE, LOOP, WIDEN) \
@@ -883,15 +938,16 @@ QK_MULTIVERSION static void \
 NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *p, \
       const float *scales, const float *zero_points, uint8_t *out) \
 { \
-  for (size_t start = 0, g = 0; start < n; start += group, g++) \
-    { \
-      size_t len = n - start < group ? n - start : group; \
-      QuarkKernelIntParams q = qk_group_params (p, scales, zero_points, g, start); \
-      size_t i = q.zero_point != 0.0f ? LOOP (x + start, len, &q, out + start, true) \
-                                      : LOOP (x + start, len, &q, out + start, false); \
-      for (; i < len; i++) \
-        out[start + i] = (uint8_t) qk_quantize_one (WIDEN (x[start + i]), &q, i); \
-    } \
+  QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, { \
+    size_t i = l.add_zp ? LOOP (x + start, len, qk_lanes_with_zp (l, true), out + start) \
+                        : LOOP (x + start, len, qk_lanes_with_zp (l, false), out + start); \
+    if (i < len) \
+      { \
+        QuarkKernelIntParams q = qk_group_params (p, scales, zero_points, g, start); \
+        for (; i < len; i++) \
+          out[start + i] = (uint8_t) qk_quantize_one (WIDEN (x[start + i]), &q, i); \
+      } \
+  }); \
 }
 
 QK_DEFINE_GROUPS_U8 (qk_quantize_groups_u8, float, qk_quantize_vec_u8_loop, qk_identity)
@@ -952,10 +1008,9 @@ qk_int4_pair_bytes (const uint16_t *x, QkIntLanes l)
   } while (0)
 
 QK_INLINE size_t
-qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QuarkKernelIntParams *p,
-                                   bool reorder, int32_t *words, bool add_zp)
+qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes l,
+                                   bool reorder, int32_t *words)
 {
-  const QkIntLanes l = qk_int_lanes_init (p, add_zp);
   size_t i = 0;
 
   /* 128 values per step: the interleave then works on 16 words at once */
@@ -998,23 +1053,20 @@ qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
                                      const float *zero_points, QuarkDType dtype, bool reorder,
                                      int32_t *words)
 {
-  for (size_t start = 0, g = 0; start < n; start += group, g++)
-    {
-      size_t len = n - start < group ? n - start : group;
-      QuarkKernelIntParams q = qk_group_params (p, scales, zero_points, g, start);
-      size_t i = q.zero_point != 0.0f
-        ? qk_quantize_bf16_int4_packed_loop (x + start, len, &q, reorder, words + start / 8, true)
-        : qk_quantize_bf16_int4_packed_loop (x + start, len, &q, reorder, words + start / 8, false);
-      /* the rest of the group (a multiple of 8): codes, then packed */
-      for (size_t rest = i; rest < len; rest += 32)
-        {
-          int8_t codes[32];
-          size_t m = len - rest < 32 ? len - rest : 32;
-          q.offset = p->offset + start + rest;
-          quark_kernel_quantize_int_bf16 (x + start + rest, m, &q, dtype, codes);
-          quark_kernel_pack_int4 (codes, 1, m, reorder, words + (start + rest) / 8);
-        }
-    }
+  QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, {
+    size_t i = l.add_zp
+      ? qk_quantize_bf16_int4_packed_loop (x + start, len, qk_lanes_with_zp (l, true), reorder, words + start / 8)
+      : qk_quantize_bf16_int4_packed_loop (x + start, len, qk_lanes_with_zp (l, false), reorder, words + start / 8);
+    /* the rest of the group (a multiple of 8): codes, then packed */
+    for (size_t rest = i; rest < len; rest += 32)
+      {
+        int8_t codes[32];
+        size_t m = len - rest < 32 ? len - rest : 32;
+        QuarkKernelIntParams q = qk_group_params (p, scales, zero_points, g, start + rest);
+        quark_kernel_quantize_int_bf16 (x + start + rest, m, &q, dtype, codes);
+        quark_kernel_pack_int4 (codes, 1, m, reorder, words + (start + rest) / 8);
+      }
+  });
 }
 #endif
 
