@@ -17,9 +17,11 @@
  * qk_max/qk_min for maxima, and mask values before narrowing them; then
  * check the .arch_x86_64_v4 clone's disassembly. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
-    !defined(__SANITIZE_THREAD__)
+    !defined(__SANITIZE_THREAD__) && !defined(QK_NO_MULTIVERSION)
 /* (not under ThreadSanitizer: its runtime is not up yet when the dynamic
- * linker runs the clones' IFUNC resolvers, which then crash) */
+ * linker runs the clones' IFUNC resolvers, which then crash; and not with
+ * -DQK_NO_MULTIVERSION, which tools/check-targets.sh uses to test the
+ * code each clone gets, one -march at a time) */
 #define QK_MULTIVERSION __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QK_MULTIVERSION

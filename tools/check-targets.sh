@@ -1,0 +1,32 @@
+#!/bin/sh
+# tools/check-targets.sh [DIR]
+#
+# The kernels' hot loops are compiled for x86-64-v4, x86-64-v3 and the
+# baseline and picked at load time (target_clones), so a test run only ever
+# exercises the clone the machine picks. This builds the library once per
+# lower target, the whole of it compiled with -march=TARGET and the clones
+# turned off (-DQK_NO_MULTIVERSION), into DIR-TARGET (default
+# build-target-TARGET), and runs the numerics and backends suites there: the
+# vector paths against their scalar references and the reference vectors,
+# for the code each clone gets. x86-64-v3 is tested only where the CPU has
+# AVX2. Run tools/setup.sh first.
+set -eu
+cd "$(dirname "$0")/.."
+prefix=${1:-build-target}
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "check-targets: not an x86-64 machine, nothing to do"
+  exit 0
+fi
+targets=x86-64
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw bmi2 /proc/cpuinfo; then
+  targets="$targets x86-64-v3"
+fi
+for t in $targets; do
+  dir=$prefix-$t
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" -Dc_args="-DQK_NO_MULTIVERSION -march=$t" \
+      -Dintrospection=disabled -Dvapi=disabled -Ddocs=disabled
+  fi
+  ninja -C "$dir"
+  meson test -C "$dir" --no-rebuild --print-errorlogs --suite numerics --suite backends
+done
