@@ -8,8 +8,10 @@
 # turned off (-DQK_NO_MULTIVERSION), into DIR-TARGET (default
 # build-target-TARGET), and runs the numerics and backends suites there: the
 # vector paths against their scalar references and the reference vectors,
-# for the code each clone gets. x86-64-v3 is tested only where the CPU has
-# AVX2. Run tools/setup.sh first.
+# as each target compiles them (the clones are those targets; GCC lowers a
+# clone's generic vectors slightly differently, the C semantics are the
+# same). x86-64-v3 is tested only where the CPU has AVX2. Run
+# tools/setup.sh first.
 set -eu
 cd "$(dirname "$0")/.."
 prefix=${1:-build-target}
