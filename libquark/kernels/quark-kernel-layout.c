@@ -171,3 +171,42 @@ quark_kernel_layout_foreach_chunk (const QuarkKernelLayout *l,
       break;
     }
 }
+
+typedef struct {
+  const float *x;
+  float *out;
+  size_t n;
+} Gather;
+
+static void
+gather_chunk (size_t offset, size_t len, void *data)
+{
+  Gather *g = data;
+  memcpy (g->out + g->n, g->x + offset, len * sizeof (float));
+  g->n += len;
+}
+
+/**
+ * quark_kernel_layout_gather_f32: (skip)
+ * @layout: a layout
+ * @param: a parameter set, below @layout's n_params
+ * @x: the tensor @layout describes
+ * @out: room for the elements of @param
+ *
+ * Copies the elements that parameter set @param covers into @out, in the
+ * order quark_kernel_layout_foreach_chunk() visits them (what the observers
+ * that need a contiguous buffer, percentile and MSE, work on).
+ *
+ * Returns: the number of elements copied
+ */
+size_t
+quark_kernel_layout_gather_f32 (const QuarkKernelLayout *layout,
+                                size_t                   param,
+                                const float             *x,
+                                float                   *out)
+{
+  Gather g = { x, out, 0 };
+
+  quark_kernel_layout_foreach_chunk (layout, param, gather_chunk, &g);
+  return g.n;
+}

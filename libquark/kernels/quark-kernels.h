@@ -146,6 +146,11 @@ void     quark_kernel_layout_foreach_chunk      (const QuarkKernelLayout *layout
                                                  size_t                param,
                                                  QuarkKernelChunkFunc  func,
                                                  void                 *data);
+QUARK_AVAILABLE_IN_1_0
+size_t   quark_kernel_layout_gather_f32         (const QuarkKernelLayout *layout,
+                                                 size_t                param,
+                                                 const float          *x,
+                                                 float                *out);
 
 /* Observers ---------------------------------------------------------------------- */
 

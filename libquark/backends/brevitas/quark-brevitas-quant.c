@@ -149,20 +149,6 @@ bv_result_clear (BvResult *r)
 /* ---- per parameter set -------------------------------------------------- */
 
 typedef struct {
-  const float *x;
-  float *buf;
-  gsize n;
-} Gather;
-
-static void
-gather_chunk (size_t offset, size_t len, void *data)
-{
-  Gather *g = data;
-  memcpy (g->buf + g->n, g->x + offset, len * sizeof (float));
-  g->n += len;
-}
-
-typedef struct {
   const BvSpec *spec;
   const float *x;
   BvResult *r;
@@ -324,14 +310,13 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
   buf = g_new (float, MAX (n, 1));
   for (gsize p = 0; p < l.n_params; p++)
     {
-      Gather g = { x, buf, 0 };
+      gsize n_p = quark_kernel_layout_gather_f32 (&l, p, x, buf);
       float scale;
       gint32 zero_point;
       gboolean padded;
 
-      quark_kernel_layout_foreach_chunk (&l, p, gather_chunk, &g);
-      padded = spec->qscheme == QUARK_QSCHEME_PER_GROUP && g.n < (gsize) spec->group_size;
-      weight_params (spec, buf, g.n, padded, threshold, &scale, &zero_point);
+      padded = spec->qscheme == QUARK_QSCHEME_PER_GROUP && n_p < (gsize) spec->group_size;
+      weight_params (spec, buf, n_p, padded, threshold, &scale, &zero_point);
       apply_params (spec, x, &l, p, scale, zero_point, r);
     }
   return TRUE;

@@ -212,20 +212,6 @@ stats_chunk (size_t offset, size_t len, void *data)
   s->hi = MAX (s->hi, hi);
 }
 
-typedef struct {
-  const float *x;
-  float *gathered;
-  gsize n;
-} GatherData;
-
-static void
-gather_chunk (size_t offset, size_t len, void *data)
-{
-  GatherData *g = data;
-  memcpy (g->gathered + g->n, g->x + offset, len * sizeof (float));
-  g->n += len;
-}
-
 /* Replaces the min/max range of a symmetric spec with the statistic of
  * its observer (numerics reference 3.6; the histogram form is libquark's). */
 static void
@@ -239,26 +225,26 @@ apply_observer (QuarkTensorSpec          *spec,
                 int32_t                   qmax,
                 StatsData                *stats)
 {
-  GatherData g = { x, scratch, 0 };
+  gsize n;
   float *sorted;
   float amax, c;
 
   if (quark_tensor_spec_get_observer (spec) == QUARK_OBSERVER_MIN_MAX || stats->lo > stats->hi)
     return;
-  quark_kernel_layout_foreach_chunk (l, p, gather_chunk, &g);
+  n = quark_kernel_layout_gather_f32 (l, p, x, scratch);
   amax = fmaxf (-fminf (stats->lo, 0.0f), fmaxf (stats->hi, 0.0f));
   switch (quark_tensor_spec_get_observer (spec))
     {
     case QUARK_OBSERVER_PERCENTILE:
-      sorted = g_new (float, MAX (g.n, 1));
-      c = quark_kernel_abs_percentile_f32 (scratch, g.n, quark_tensor_spec_get_percentile (spec), sorted);
+      sorted = g_new (float, MAX (n, 1));
+      c = quark_kernel_abs_percentile_f32 (scratch, n, quark_tensor_spec_get_percentile (spec), sorted);
       g_free (sorted);
       break;
     case QUARK_OBSERVER_HISTOGRAM_PERCENTILE:
-      c = quark_kernel_abs_histogram_percentile_f32 (scratch, g.n, quark_tensor_spec_get_percentile (spec), 4200);
+      c = quark_kernel_abs_histogram_percentile_f32 (scratch, n, quark_tensor_spec_get_percentile (spec), 4200);
       break;
     case QUARK_OBSERVER_MSE:
-      c = quark_kernel_mse_search_int_f32 (scratch, g.n, amax, *half_span_or_max, qmin, qmax, FALSE);
+      c = quark_kernel_mse_search_int_f32 (scratch, n, amax, *half_span_or_max, qmin, qmax, FALSE);
       break;
     case QUARK_OBSERVER_MIN_MAX:
     default:
