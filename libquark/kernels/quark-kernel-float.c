@@ -427,20 +427,6 @@ qk_store_pair_codes (const QkFpLanes *l, qk_vf even, qk_vf odd, uint8_t *codes)
 #define QK_PAIRS 0
 #endif
 
-/* 1 / X for a power of two X, exactly, without a division: the exponent
- * field mirrored around 127 (a subnormal X takes the division). */
-static inline float
-qk_pow2_inverse (float X)
-{
-  uint32_t bits;
-  memcpy (&bits, &X, sizeof bits);
-  if (bits < 0x00800000u || bits >= 0x7f800000u)
-    return 1.0f / X;
-  bits = (254u << 23) - bits;
-  memcpy (&X, &bits, sizeof X);
-  return X;
-}
-
 /**
  * quark_kernel_fp_quantize_f32: (skip)
  * @format: a format of at most 8 bits
@@ -488,28 +474,15 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
   return quark_kernel_fp_quantize_f32_scalar (format, x + i, n - i, scale, codes + i);
 }
 
-QK_INLINE qk_vf
-qk_load_f32 (const float *p)
-{
-  qk_vf v;
-  memcpy (&v, p, sizeof v);
-  return v;
-}
-
-static inline float
-qk_widen_f32 (float v)
-{
-  return v;
-}
-
 /* Blocks of a row, block b divided by block_scales[b], a power of two: then
  * x * (1 / X) equals x / X in every case (both are one rounding of the same
- * exact quotient), so the vector path multiplies. PAIRS: whether bfloat16
- * blocks of a multiple of 32 take 32 elements per step. */
+ * exact quotient), so the vector path multiplies by inv_scales[b], its
+ * exact inverse. PAIRS: whether bfloat16 blocks of a multiple of 32 take 32
+ * elements per step. */
 #define QK_DEFINE_FP_BLOCKS(NAME, ITYPE, LOAD, WIDEN, PAIRS) \
 QK_MULTIVERSION void \
 NAME (const QuarkFpFormat *format, const ITYPE *x, size_t n, size_t block, \
-      const float *block_scales, uint8_t *codes) \
+      const float *block_scales, const float *inv_scales, uint8_t *codes) \
 { \
   const bool vector_ok = block % QK_LANES == 0 && qk_fp_lanes_ok (format); \
   const bool pairs_ok = (PAIRS) && block % (2 * QK_LANES) == 0 && vector_ok; \
@@ -517,7 +490,7 @@ NAME (const QuarkFpFormat *format, const ITYPE *x, size_t n, size_t block, \
   for (size_t start = 0, b = 0; start < n; start += block, b++) \
     { \
       size_t len = n - start < block ? n - start : block; \
-      const qk_vf vinv = qk_splat (qk_pow2_inverse (block_scales[b])); \
+      const qk_vf vinv = qk_splat (inv_scales[b]); \
       size_t i = 0; \
       if (pairs_ok) \
         for (; i + 2 * QK_LANES <= len; i += 2 * QK_LANES) \

@@ -11,14 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-QK_INLINE qk_vf
-qk_load (const float *p)
-{
-  qk_vf v;
-  memcpy (&v, p, sizeof v);
-  return v;
-}
-
 
 static inline float
 qk_bf16 (uint16_t h)
@@ -124,9 +116,7 @@ NAME (const ITYPE *x, size_t n, float *min, float *max) \
   return finite; \
 }
 
-static inline float qk_identity (float v) { return v; }
-
-QK_DEFINE_MIN_MAX (qk_min_max_f32, float, qk_load, qk_identity)
+QK_DEFINE_MIN_MAX (qk_min_max_f32, float, qk_load_f32, qk_widen_f32)
 QK_DEFINE_MIN_MAX (qk_min_max_bf16, uint16_t, qk_load_bf16, qk_bf16)
 
 /**
@@ -729,9 +719,9 @@ QK_DEFINE_ZP_DISPATCH (NAME, ITYPE, CTYPE)
 /* Codes are clamped to the range of the storage type, so the narrowing
  * conversions keep them exactly (two's complement for signed types); the
  * 8- and 16-bit ones take the low bits of the magic-number sum directly. */
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, float, qk_load, uint8_t, qk_vu8, 0, 0xff)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, float, qk_load, uint16_t, qk_vu16, 0, 0xffff)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, float, qk_load, int32_t, qk_vi, QK_MAGIC_BITS, -1)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u8, float, qk_load_f32, uint8_t, qk_vu8, 0, 0xff)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, float, qk_load_f32, uint16_t, qk_vu16, 0, 0xffff)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, float, qk_load_f32, int32_t, qk_vi, QK_MAGIC_BITS, -1)
 QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t, qk_vi, QK_MAGIC_BITS, -1)
 
 /* bfloat16 to 8- and 16-bit codes, 32 values per step: a 512-bit load holds
@@ -950,7 +940,7 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *p, \
   }); \
 }
 
-QK_DEFINE_GROUPS_U8 (qk_quantize_groups_u8, float, qk_quantize_vec_u8_loop, qk_identity)
+QK_DEFINE_GROUPS_U8 (qk_quantize_groups_u8, float, qk_quantize_vec_u8_loop, qk_widen_f32)
 QK_DEFINE_GROUPS_U8 (qk_quantize_groups_bf16_u8, uint16_t, qk_quantize_bf16_u8_loop, qk_bf16)
 
 #define QK_DEFINE_QUANTIZE_GROUPS(NAME, ITYPE, U8_GROUPS, PER_CALL) \

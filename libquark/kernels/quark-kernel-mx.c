@@ -221,11 +221,6 @@ mxint8_block (const float *x, size_t n, float X, uint8_t *codes)
     }
 }
 
-/* E8M0 bytes of a row's blocks from their maxima (binary32 bits: infinity
- * and NaN at and above 0x7f800000), and the scales the elements are divided
- * by (all-zero blocks use 1: their elements are zeros whatever the scale,
- * and Quark's zero-block bytes stand for tiny scales). Returns whether a
- * block holds NaN or infinity. */
 /* The rule of 16 blocks at once, for maxima of normal or zero binary32 bits
  * (the scalar rule takes the others): E8M0 bytes, the scales, their exact
  * inverses (2^(127 − byte); byte 0, 2^−127, gives 2^127), 1 for both where
@@ -279,13 +274,18 @@ mx_row_scales_by16 (const MxRule *rule, const uint32_t *amax_bits, size_t n_bloc
       for (int k = 0; k < QK_LANES; k++)
         bytes[b + k] = (uint8_t) byte[k];
       memcpy (block_scales + b, &scale_bits, sizeof scale_bits);
-      if (inv_scales)
-        memcpy (inv_scales + b, &inv_bits, sizeof inv_bits);
+      memcpy (inv_scales + b, &inv_bits, sizeof inv_bits);
     }
   *special_acc = acc;
   return b;
 }
 
+/* E8M0 bytes of a row's blocks from their maxima (binary32 bits: infinity
+ * and NaN at and above 0x7f800000), the scales the elements are divided by
+ * and their exact inverses, which the vector paths multiply by (all-zero
+ * blocks use 1: their elements are zeros whatever the scale, and Quark's
+ * zero-block bytes stand for tiny scales). Returns whether a block holds
+ * NaN or infinity. */
 static bool
 mx_row_scales (const MxRule *rule, const uint32_t *amax_bits, size_t n_blocks,
                uint8_t *bytes, float *block_scales, float *inv_scales)
@@ -310,13 +310,13 @@ mx_row_scales (const MxRule *rule, const uint32_t *amax_bits, size_t n_blocks,
       bytes[b] = byte;
       unit = amax_bits[b] == 0 || byte == 0xFF;
       block_scales[b] = unit ? 1.0f : e8m0_value (byte);
-      if (inv_scales)
-        {
-          uint32_t bits = (254u - byte) << 23;
-          memcpy (inv_scales + b, &bits, sizeof bits);
-          if (unit)
-            inv_scales[b] = 1.0f;
-        }
+      {
+        /* 2^(127 - byte), exactly; byte 0 (2^-127) gives 2^127 */
+        uint32_t bits = (254u - byte) << 23;
+        memcpy (inv_scales + b, &bits, sizeof bits);
+        if (unit)
+          inv_scales[b] = 1.0f;
+      }
       any_special |= byte == 0xFF;
     }
   return any_special;
@@ -370,6 +370,7 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
   mx_rule_init (params, &rule);
   {
     float *block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
+    float *inv_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
     uint32_t *amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint32_t));
 
     for (size_t r = 0; r < n_rows; r++)
@@ -379,9 +380,9 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
         bool any_special = false;
 
         _quark_kernel_block_abs_max_bits_f32 (xr, row_len, bs, amax_bits);
-        any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales, NULL);
+        any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales, inv_scales);
         if (fmt)
-          _quark_kernel_fp_quantize_blocks (fmt, xr, row_len, bs, block_scales, cr);
+          _quark_kernel_fp_quantize_blocks (fmt, xr, row_len, bs, block_scales, inv_scales, cr);
         else
           for (size_t b = 0; b < n_blocks; b++)
             mxint8_block (xr + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
@@ -389,6 +390,7 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
           mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
       }
     free (block_scales);
+    free (inv_scales);
     free (amax_bits);
   }
   return true;
@@ -448,7 +450,7 @@ mx_quantize_bf16_rows (const QuarkMxParams *params, const uint16_t *x, size_t n_
         fused = false;
       if (fmt)
         _quark_kernel_fp_quantize_blocks_bf16 (fmt, xr + done, row_len - done, bs, block_scales + done / bs,
-                                               cr + done);
+                                               inv_scales + done / bs, cr + done);
       else
         {
           quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, xr, row_f32, row_len);

@@ -126,13 +126,14 @@ qk_select_i (qk_vi mask, qk_vi a, qk_vi b)
 #include "quark-kernels.h"
 
 /* Saturating minifloat quantization of consecutive blocks of @block
- * elements, block b divided by block_scales[b], which must be powers of two
- * (quark-kernel-float.c). */
+ * elements, block b divided by block_scales[b], which must be powers of two,
+ * inv_scales[b] their exact inverses (quark-kernel-float.c). */
 void _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
                                        const float         *x,
                                        size_t               n,
                                        size_t               block,
                                        const float         *block_scales,
+                                       const float         *inv_scales,
                                        uint8_t             *codes);
 
 /* The same on bfloat16 input, widened in registers. */
@@ -141,6 +142,7 @@ void _quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
                                             size_t               n,
                                             size_t               block,
                                             const float         *block_scales,
+                                            const float         *inv_scales,
                                             uint8_t             *codes);
 
 /* MX rows of whole blocks of 32 bfloat16 values (quark-kernel-float.c). */
@@ -150,6 +152,22 @@ bool _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format,
                                               const float         *inv_scales,
                                               bool                 pack4,
                                               uint8_t             *out);
+
+/* Loads of 16 binary32 values, from binary32 or (widened) bfloat16 input,
+ * and the one-element widenings of the scalar tails. */
+QK_INLINE qk_vf
+qk_load_f32 (const float *p)
+{
+  qk_vf v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
+static inline float
+qk_widen_f32 (float v)
+{
+  return v;
+}
 
 QK_INLINE qk_vf
 qk_load_bf16 (const uint16_t *p)
