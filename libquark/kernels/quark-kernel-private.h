@@ -76,7 +76,7 @@ typedef uint8_t  qk_v64u8 __attribute__ ((vector_size (64)));
 
 /* Lane-wise maximum and minimum. GCC's C front end has no vector ?: and does
  * not turn the mask-select idiom into a max, but it does turn these lane
- * loops into one instruction (vmaxps, vpmaxsd, vpmaxuw, ...). The float
+ * loops into one instruction (vmaxps, vpmaxuw, vpmaxud). The float
  * forms are exactly a > b ? a : b (a < b ? a : b): when a lane of @a is NaN
  * they give @b, which is also what vmaxps/vminps do. */
 #define QK_DEFINE_LANEWISE(NAME, VTYPE, OP) \
@@ -90,8 +90,6 @@ NAME (VTYPE a, VTYPE b) \
 }
 QK_DEFINE_LANEWISE (qk_max, qk_vf, >)
 QK_DEFINE_LANEWISE (qk_min, qk_vf, <)
-QK_DEFINE_LANEWISE (qk_max_i, qk_vi, >)
-QK_DEFINE_LANEWISE (qk_min_i, qk_vi, <)
 QK_DEFINE_LANEWISE (qk_max_h, qk_vh, >)
 QK_DEFINE_LANEWISE (qk_max_w, qk_vw, >)
 
