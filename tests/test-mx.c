@@ -528,6 +528,78 @@ test_mx_rows_match_blocks (void)
           }
 }
 
+/* MXFP4 on bfloat16 takes its codes from a table indexed by the bits of
+ * each element and the block's scale byte. Every bfloat16 magnitude up to a
+ * block's maximum, with both signs, in blocks whose maxima give every kind
+ * of scale byte (below 3, where the table does not apply, through 254),
+ * in every mode, packed and not, against the scalar encoder block by
+ * block. */
+static void
+test_mxfp4_every_bf16 (void)
+{
+  const guint16 exps[] = { 0, 1, 2, 3, 4, 5, 6, 7, 30, 100, 124, 125, 126, 127, 128, 129,
+                           130, 131, 132, 133, 200, 250, 253, 254 };
+  const guint16 mants[] = { 0x00, 0x35, 0x7f };
+  const QuarkFpFormat *fmt = quark_fp_format_for_dtype (QUARK_DTYPE_FP4_E2M1);
+  g_autoptr(GArray) h = g_array_new (FALSE, FALSE, sizeof (guint16));
+
+  for (guint e = 0; e < G_N_ELEMENTS (exps); e++)
+    for (guint m = 0; m < G_N_ELEMENTS (mants); m++)
+      {
+        guint16 amax = (guint16) ((exps[e] << 7) | mants[m]);
+        for (guint32 v = 0; v <= amax; v++)
+          for (guint sign = 0; sign < 2; sign++)
+            {
+              guint16 bits = (guint16) (v | (sign << 15));
+              if (h->len % 32 == 0)
+                {
+                  guint16 first = (guint16) (amax | ((h->len / 32) % 2 << 15));
+                  g_array_append_val (h, first);
+                }
+              g_array_append_val (h, bits);
+            }
+        while (h->len % 32)   /* end this maximum's blocks with zeros */
+          {
+            guint16 zero = 0;
+            g_array_append_val (h, zero);
+          }
+      }
+
+  for (guint mode = 0; mode < 3; mode++)
+    {
+      const gsize n = h->len, n_blocks = n / 32;
+      QuarkMxParams p = { QUARK_DTYPE_FP4_E2M1, (QuarkMxScaleMode) mode, 32, FALSE };
+      const guint16 *x = (const guint16 *) h->data;
+      g_autofree float *w = g_new (float, n);
+      g_autofree guint8 *codes = g_new (guint8, n), *ref = g_new (guint8, n);
+      g_autofree guint8 *bytes = g_new (guint8, n_blocks), *bytes_p = g_new (guint8, n_blocks);
+      g_autofree guint8 *packed = g_new (guint8, n / 2), *packed_ref = g_new (guint8, n / 2);
+      gsize table_blocks = 0;
+
+      quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, x, w, n);
+      g_assert_true (quark_kernel_mx_quantize_bf16 (&p, x, 1, n, codes, bytes));
+      g_assert_true (quark_kernel_mx_quantize_packed_bf16 (&p, x, 1, n, packed, bytes_p));
+      for (gsize b = 0; b < n_blocks; b++)
+        {
+          float amax = 0;
+          for (gsize i = 0; i < 32; i++)
+            amax = fmaxf (amax, fabsf (w[b * 32 + i]));
+          g_assert_cmpuint (bytes[b], ==, quark_kernel_mx_shared_exponent (&p, amax));
+          g_assert_cmpuint (bytes_p[b], ==, bytes[b]);
+          table_blocks += bytes[b] >= 3;
+          quark_kernel_fp_quantize_f32_scalar (fmt, w + b * 32, 32,
+                                               amax == 0 ? 1.0f : quark_kernel_e8m0_to_f32 (bytes[b]),
+                                               ref + b * 32);
+        }
+      g_assert_cmpmem (codes, n, ref, n);
+      quark_kernel_pack_fp4 (ref, n, packed_ref);
+      g_assert_cmpmem (packed, n / 2, packed_ref, n / 2);
+      /* both kinds of block were there */
+      g_assert_cmpuint (table_blocks, >, n_blocks / 2);
+      g_assert_cmpuint (table_blocks, <, n_blocks);
+    }
+}
+
 /* Observers: Brevitas' percentile rule (V10, 3.6) and MSE grid (V15). */
 static void
 test_observers (void)
@@ -582,6 +654,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mx/shared-exponent-exact", test_shared_exponent_exact);
   g_test_add_func ("/mx/e8m0", test_e8m0);
   g_test_add_func ("/mx/vector-matches-scalar", test_mx_vector_matches_scalar);
+  g_test_add_func ("/mx/mxfp4-every-bf16", test_mxfp4_every_bf16);
   g_test_add_func ("/mx/rows-match-blocks", test_mx_rows_match_blocks);
   g_test_add_func ("/pack/vectors", test_packing_vectors);
   g_test_add_func ("/pack/offset-binary-roundtrip", test_offset_binary_roundtrip);

@@ -523,15 +523,135 @@ NAME (const QuarkFpFormat *format, const ITYPE *x, size_t n, size_t block, \
 QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks, float, qk_load_f32, qk_widen_f32, 0)
 QK_DEFINE_FP_BLOCKS (_quark_kernel_fp_quantize_blocks_bf16, uint16_t, qk_load_bf16, quark_kernel_bf16_to_f32, QK_PAIRS)
 
+/* The codes of t, a bfloat16 bit pattern, by the scalar reference. */
+static uint8_t
+fp_code_of_bf16 (const QuarkFpFormat *format, uint16_t t_bits)
+{
+  float t = quark_kernel_bf16_to_f32 (t_bits);
+  uint8_t code;
+  quark_kernel_fp_quantize_f32_scalar (format, &t, 1, 1.0f, &code);
+  return code;
+}
+
+/* Entry (E − 124) · 8 + m · 2 + s, for t of exponent field E (124 to 131),
+ * two leading mantissa bits m and s = whether any of the five others is
+ * set, is the code of every such t. The table is built with the scalar
+ * reference, from the smallest and the largest t of each entry, and
+ * accepted only if they agree, if every t below 2^−3 gives entry 0 and
+ * every t from 2^5 up entry 63 (the encoding is monotone, so the ends of
+ * each range decide), and if a negative t gives its magnitude's code with
+ * the sign bit. FP4 E2M1, whose ties all fall on quarters of a binade,
+ * passes; formats with more mantissa bits do not. */
+static bool
+fp_table4_build (const QuarkFpFormat *format, uint16_t table[64])
+{
+  const unsigned sign_bit = 1u << (format->ebits + format->mbits);
+
+  if (1 + format->ebits + format->mbits > 8 || format->specials == QUARK_FP_SPECIALS_FNUZ)
+    return false;
+  for (unsigned idx = 0; idx < 64; idx++)
+    {
+      uint16_t base = (uint16_t) (((124 + (idx >> 3)) << 7) | (((idx >> 1) & 3) << 5));
+      uint16_t lo = base | (idx & 1), hi = base | (idx & 1 ? 0x1f : 0);
+      uint8_t code = fp_code_of_bf16 (format, lo);
+      if (fp_code_of_bf16 (format, hi) != code ||
+          fp_code_of_bf16 (format, lo | 0x8000) != (code | sign_bit) ||
+          fp_code_of_bf16 (format, hi | 0x8000) != (code | sign_bit))
+        return false;
+      table[idx] = code;
+    }
+  return fp_code_of_bf16 (format, 0x0000) == table[0] && fp_code_of_bf16 (format, 0x3dff) == table[0] &&
+         fp_code_of_bf16 (format, 0x8000) == (table[0] | sign_bit) &&
+         fp_code_of_bf16 (format, 0x4200) == table[63] && fp_code_of_bf16 (format, 0x7f7f) == table[63];
+}
+
+/* Building a table takes a few hundred scalar encodings, so each thread
+ * keeps the last format's. */
+bool
+_quark_kernel_fp_table4_init (const QuarkFpFormat *format, uint16_t table[64])
+{
+  static __thread struct {
+    QuarkFpFormat format;
+    bool built, ok;
+    uint16_t table[64];
+  } last;
+
+  if (!last.built || memcmp (&last.format, format, sizeof *format) != 0)
+    {
+      last.format = *format;
+      last.ok = fp_table4_build (format, last.table);
+      last.built = true;
+    }
+  memcpy (table, last.table, sizeof last.table);
+  return last.ok;
+}
+
+/* (through 32-bit lanes: GCC 12 builds a 16-bit splat of a variable one
+ * lane at a time) */
+QK_INLINE qk_vh
+qk_splat_h (uint16_t v)
+{
+  const uint32_t w = v * 0x10001u;
+  return (qk_vh) (qk_vw) { w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w };
+}
+
+/* Table encoding of MX blocks of 32 bfloat16 values (see
+ * _quark_kernel_fp_table4_init()): a block of E8M0 byte B = d + 127 >= 3 is
+ * encoded from its bits alone. For a normal v, t = v / 2^d has the exponent
+ * field of v minus d and the same mantissa, so the entry of v is its field
+ * and two leading mantissa bits (v >> 5) less K = 4 (B − 3), clamped to
+ * 0..31 (below: t under 2^−3, code 0; above: t from 2^5, saturated), times
+ * two, plus the sticky bit. A subnormal v has v >> 5 <= 3 <= K + 3 and
+ * t < 2^−126 · 2^124, code 0, which the clamp gives (that is what B >= 3
+ * ensures). Returns the number of blocks done: it stops at the first block
+ * of a smaller byte. */
+QK_MULTIVERSION static size_t
+qk_blocks32_table4_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n_blocks,
+                         const uint8_t *scale_bytes, const uint16_t *table4, bool pack4, uint8_t *out)
+{
+  const int sign_shift = 15 - (format->ebits + format->mbits);
+  const uint16_t sign_bit = (uint16_t) (1u << (format->ebits + format->mbits));
+  const qk_vh one = qk_splat_h (1);
+  qk_vh tlo, thi;
+  size_t b = 0;
+
+  memcpy (&tlo, table4, sizeof tlo);
+  memcpy (&thi, table4 + 32, sizeof thi);
+  for (; b < n_blocks && scale_bytes[b] >= 3; b++)
+    {
+      const qk_vh k = qk_splat_h ((uint16_t) (4 * (scale_bytes[b] - 3)));
+      qk_vh v, e, idx;
+      qk_vw c;
+      memcpy (&v, x + 32 * b, sizeof v);
+      e = qk_min_h (qk_max_h ((v >> 5) & 0x3ff, k), k + 31) - k;
+      idx = (e << 1) | qk_min_h (v & 0x1f, one);
+      c = (qk_vw) (QK_SHUFFLE2 (tlo, thi, idx) | ((v >> sign_shift) & sign_bit));
+      if (pack4)
+        {
+          /* element 2j's code in the low half-word, 2j + 1's in the high */
+          qk_vu8 bytes = __builtin_convertvector ((c | (c >> 12)) & 0xffu, qk_vu8);
+          memcpy (out + 16 * b, &bytes, sizeof bytes);
+        }
+      else
+        {
+          qk_v32u8 codes = __builtin_convertvector ((qk_vh) c & 0xff, qk_v32u8);
+          memcpy (out + 32 * b, &codes, sizeof codes);
+        }
+    }
+  return b;
+}
+
 /* MX rows: consecutive blocks of 32 bfloat16 values, block b multiplied by
  * inv_scales[b] (the exact inverse of a power of two), one load and two
  * encodes per block, the codes one per byte or, with @pack4, two per byte
  * (element 2k in the low nibble, as quark_kernel_pack_fp4()). NaN lanes get
  * no NaN code: the caller overwrites blocks holding NaN or infinity. Returns
- * false, doing nothing, where the lane encoder or the pairs do not apply. */
+ * false, doing nothing, where the lane encoder or the pairs do not apply.
+ * With @table4, qk_blocks32_table4_bf16() takes the blocks it can. */
 QK_MULTIVERSION bool
 _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n_blocks,
-                                         const float *inv_scales, bool pack4, uint8_t *out)
+                                         const uint8_t *scale_bytes, const float *inv_scales,
+                                         const uint16_t *table4, bool pack4, uint8_t *out)
 {
 #if QK_PAIRS
   QkFpLanes l;
@@ -541,8 +661,16 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
   l = qk_fp_lanes_init (format);
   for (size_t b = 0; b < n_blocks; b++)
     {
+      qk_vf inv;
       qk_vw w, ce, co;
-      const qk_vf inv = qk_splat (inv_scales[b]);
+      if (table4)
+        {
+          b += qk_blocks32_table4_bf16 (format, x + 32 * b, n_blocks - b, scale_bytes + b, table4, pack4,
+                                        out + (pack4 ? 16 : 32) * b);
+          if (b == n_blocks)
+            break;
+        }
+      inv = qk_splat (inv_scales[b]);
       memcpy (&w, x + 32 * b, sizeof w);
       ce = (qk_vw) encode_lanes_as (&l, qk_even_bf16 (w) * inv, true);
       co = (qk_vw) encode_lanes_as (&l, qk_odd_bf16 (w) * inv, true);
@@ -559,7 +687,8 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
     }
   return true;
 #else
-  (void) format, (void) x, (void) n_blocks, (void) inv_scales, (void) pack4, (void) out;
+  (void) format, (void) x, (void) n_blocks, (void) scale_bytes, (void) inv_scales, (void) table4;
+  (void) pack4, (void) out;
   return false;
 #endif
 }

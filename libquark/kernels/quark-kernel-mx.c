@@ -413,6 +413,8 @@ mx_quantize_bf16_rows (const QuarkMxParams *params, const uint16_t *x, size_t n_
   uint32_t *amax_bits;
   uint16_t *amax_bf16;
   uint8_t *row_codes = NULL;
+  uint16_t table4[64];
+  bool use_table4;
   MxRule rule;
 
   if (!mx_element_format (params, &fmt))
@@ -420,6 +422,7 @@ mx_quantize_bf16_rows (const QuarkMxParams *params, const uint16_t *x, size_t n_
   if (packed && fp6 && row_len % 4)
     return false;
   mx_rule_init (params, &rule);
+  use_table4 = fmt && bs == 32 && _quark_kernel_fp_table4_init (fmt, table4);
   block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
   inv_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
   amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint32_t));
@@ -443,7 +446,8 @@ mx_quantize_bf16_rows (const QuarkMxParams *params, const uint16_t *x, size_t n_
       /* FP4 rows of whole blocks without NaN or infinity are packed as
        * they are encoded */
       fused = packed && fp4 && whole == n_blocks && !any_special;
-      if (whole && _quark_kernel_fp_quantize_blocks32_bf16 (fmt, xr, whole, inv_scales, fused,
+      if (whole && _quark_kernel_fp_quantize_blocks32_bf16 (fmt, xr, whole, scales + r * n_blocks, inv_scales,
+                                                            use_table4 ? table4 : NULL, fused,
                                                             fused ? out + r * out_row : cr))
         done = whole * 32;
       else

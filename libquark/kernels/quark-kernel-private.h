@@ -73,6 +73,7 @@ qk_select (qk_vi mask, qk_vf a, qk_vf b)
 typedef uint16_t qk_vh __attribute__ ((vector_size (64)));
 typedef uint32_t qk_vw __attribute__ ((vector_size (64)));
 typedef uint8_t  qk_v64u8 __attribute__ ((vector_size (64)));
+typedef uint8_t  qk_v32u8 __attribute__ ((vector_size (32)));
 
 /* Lane-wise maximum and minimum. GCC's C front end has no vector ?: and does
  * not turn the mask-select idiom into a max, but it does turn these lane
@@ -91,6 +92,7 @@ NAME (VTYPE a, VTYPE b) \
 QK_DEFINE_LANEWISE (qk_max, qk_vf, >)
 QK_DEFINE_LANEWISE (qk_min, qk_vf, <)
 QK_DEFINE_LANEWISE (qk_max_h, qk_vh, >)
+QK_DEFINE_LANEWISE (qk_min_h, qk_vh, <)
 QK_DEFINE_LANEWISE (qk_max_w, qk_vw, >)
 
 QK_INLINE qk_vi
@@ -143,11 +145,22 @@ void _quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
                                             const float         *inv_scales,
                                             uint8_t             *codes);
 
-/* MX rows of whole blocks of 32 bfloat16 values (quark-kernel-float.c). */
+/* The magnitude codes of a format whose rounding of t = v / 2^d, v a
+ * bfloat16, depends only on t's exponent (2^-3 to 2^4), its two leading
+ * mantissa bits and whether any other is set (FP4 E2M1), 64 entries; false
+ * for other formats (quark-kernel-float.c). */
+bool _quark_kernel_fp_table4_init (const QuarkFpFormat *format,
+                                   uint16_t             table[64]);
+
+/* MX rows of whole blocks of 32 bfloat16 values (quark-kernel-float.c);
+ * with @table4 (from _quark_kernel_fp_table4_init(), or NULL), blocks whose
+ * E8M0 byte is at least 3 are encoded by table lookup. */
 bool _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format,
                                               const uint16_t      *x,
                                               size_t               n_blocks,
+                                              const uint8_t       *scale_bytes,
                                               const float         *inv_scales,
+                                              const uint16_t      *table4,
                                               bool                 pack4,
                                               uint8_t             *out);
 
