@@ -280,27 +280,36 @@ test_conversions_from_f32 (void)
   }
 }
 
+/* Every named format of at most 8 bits, and generic ones: E3M4, E4M3 with
+ * IEEE specials, E6M1 "fn", E2M1 with bias 0. */
+static const QuarkDType minifloat_dtypes[] = { QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2,
+                                               QUARK_DTYPE_F8_E4M3FNUZ, QUARK_DTYPE_F8_E5M2FNUZ,
+                                               QUARK_DTYPE_FP6_E2M3, QUARK_DTYPE_FP6_E3M2,
+                                               QUARK_DTYPE_FP4_E2M1 };
+static const QuarkFpFormat generic_formats[] = { { 3, 4, 3, QUARK_FP_SPECIALS_NONE },
+                                                 { 4, 3, 7, QUARK_FP_SPECIALS_IEEE },
+                                                 { 6, 1, 31, QUARK_FP_SPECIALS_FN },
+                                                 { 2, 1, 0, QUARK_FP_SPECIALS_NONE } };
+#define N_MINIFLOATS (G_N_ELEMENTS (minifloat_dtypes) + G_N_ELEMENTS (generic_formats))
+
+static const QuarkFpFormat *
+minifloat_format (guint d)
+{
+  return d < G_N_ELEMENTS (minifloat_dtypes) ? quark_fp_format_for_dtype (minifloat_dtypes[d])
+                                             : &generic_formats[d - G_N_ELEMENTS (minifloat_dtypes)];
+}
+
 /* Vector path against scalar path for every format of at most 8 bits. */
 static void
 test_vector_matches_scalar (void)
 {
   static const gsize sizes[] = { 0, 1, 7, 8, 9, 31, 33, 1000, 4097 };
-  static const QuarkDType dts[] = { QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2, QUARK_DTYPE_F8_E4M3FNUZ,
-                                    QUARK_DTYPE_F8_E5M2FNUZ, QUARK_DTYPE_FP6_E2M3, QUARK_DTYPE_FP6_E3M2,
-                                    QUARK_DTYPE_FP4_E2M1 };
-  /* generic formats too: E3M4, E4M3 with IEEE specials, E6M1 "fn", E2M1
-   * with bias 0 */
-  static const QuarkFpFormat generic[] = { { 3, 4, 3, QUARK_FP_SPECIALS_NONE },
-                                           { 4, 3, 7, QUARK_FP_SPECIALS_IEEE },
-                                           { 6, 1, 31, QUARK_FP_SPECIALS_FN },
-                                           { 2, 1, 0, QUARK_FP_SPECIALS_NONE } };
   g_autoptr(GRand) rand = g_rand_new_with_seed (5);
 
-  for (guint d = 0; d < G_N_ELEMENTS (dts) + G_N_ELEMENTS (generic); d++)
+  for (guint d = 0; d < N_MINIFLOATS; d++)
     {
-      const QuarkFpFormat *fmt = d < G_N_ELEMENTS (dts) ? quark_fp_format_for_dtype (dts[d])
-                                                       : &generic[d - G_N_ELEMENTS (dts)];
-      const char *name = d < G_N_ELEMENTS (dts) ? quark_dtype_get_name (dts[d]) : "generic";
+      const QuarkFpFormat *fmt = minifloat_format (d);
+      const char *name = d < G_N_ELEMENTS (minifloat_dtypes) ? quark_dtype_get_name (minifloat_dtypes[d]) : "generic";
       double maxv = quark_fp_format_max (fmt);
 
       /* every bfloat16 pattern, unscaled and scaled */
@@ -441,6 +450,71 @@ test_e5m3_scales (void)
   g_assert_cmphex (quark_kernel_e5m3_from_f32 (-1.0f), ==, 0x78);
 }
 
+/* bfloat16 rows of 256 and more go through a table of the 128 quotients
+ * 1.f / s (formats of 1 to 3 mantissa bits, scales in [2^-100, 2^100]),
+ * chunks with a lane outside its reach through the lane encoder. Every
+ * bfloat16 pattern, shuffled so that chunks mix zeros, subnormal elements
+ * and results, infinities, NaN and normal lanes, at scales drawn over the
+ * whole range (and at its ends, just beyond them, at powers of two and
+ * three times powers of two, where quotients fall on ties), against the
+ * scalar reference. */
+static void
+test_bf16_table_path (void)
+{
+  const float fixed[] = { 1.0f, 0x1p-100f, 0x1p100f, 0x1.fffffep-101f, 0x1.000002p100f, 0x1p-7f, 3 * 0x1p-9f,
+                          0.1f / 448.0f, 1.0f / 3.0f };
+  g_autoptr(GRand) rand = g_rand_new_with_seed (2718);
+  g_autofree guint16 *h = g_new (guint16, 65536);
+  g_autofree float *w = g_new (float, 65536);
+  g_autofree guint8 *a = g_new (guint8, 65536);
+  g_autofree guint8 *b = g_new (guint8, 65536);
+  guint8 c[1000];
+
+  for (guint d = 0; d < N_MINIFLOATS; d++)
+    {
+      const QuarkFpFormat *fmt = minifloat_format (d);
+      for (guint k = 0; k < G_N_ELEMENTS (fixed) + 8; k++)
+        {
+          float scale = k < G_N_ELEMENTS (fixed) ? fixed[k]
+                                                 : (float) ldexp (g_rand_double_range (rand, 1, 2),
+                                                                  g_rand_int_range (rand, -110, 110));
+          for (guint order = 0; order < 3; order++)
+            {
+              /* 0: every pattern in order (long runs of one exponent);
+               * 1: shuffled; 2: only zeros and elements whose quotient is a
+               * normal of the format or beyond, shuffled (chunks the table
+               * finishes) */
+              gsize n = 0;
+              for (guint i = 0; i < 65536; i++)
+                {
+                  float v = quark_kernel_bf16_to_f32 ((guint16) i);
+                  if (order < 2 || (i & 0x7fff) == 0 ||
+                      (isfinite (v) && fabsf (v) >= 0x1p-126f &&
+                       fabsf (v) / scale >= 1.001 * ldexp (1, 1 - fmt->bias)))
+                    h[n++] = (guint16) i;
+                }
+              for (gsize i = order ? n - 1 : 0; i > 0; i--)   /* Fisher-Yates */
+                {
+                  gsize j = (gsize) g_rand_int_range (rand, 0, (gint32) i + 1);
+                  guint16 t = h[i];
+                  h[i] = h[j];
+                  h[j] = t;
+                }
+              g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, n));
+              /* whole, and from an odd offset (a tail after the chunks) */
+              g_assert_true (quark_kernel_fp_quantize_bf16 (fmt, h, n, scale, a));
+              g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, w, n, scale, b));
+              g_assert_true (quark_kernel_fp_quantize_bf16 (fmt, h + 1, MIN (n - 1, 1000), scale, c));
+              g_assert_cmpmem (c, MIN (n - 1, 1000), b + 1, MIN (n - 1, 1000));
+              for (gsize i = 0; i < n; i++)
+                if (a[i] != b[i])
+                  g_error ("e%dm%d bias %d: bf16 0x%04x, scale %a: vector 0x%02x, scalar 0x%02x",
+                           fmt->ebits, fmt->mbits, fmt->bias, h[i], scale, a[i], b[i]);
+            }
+        }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -455,6 +529,7 @@ main (int argc, char **argv)
   g_test_add_func ("/float/fnuz", test_fnuz);
   g_test_add_func ("/float/conversions-from-f32", test_conversions_from_f32);
   g_test_add_func ("/float/vector-matches-scalar", test_vector_matches_scalar);
+  g_test_add_func ("/float/bf16-table-path", test_bf16_table_path);
   g_test_add_func ("/float/generic-formats", test_generic_formats);
   g_test_add_func ("/float/e5m3-scales", test_e5m3_scales);
 

@@ -693,6 +693,119 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
 #endif
 }
 
+/* ---- bfloat16 through a mantissa table -------------------------------------
+ *
+ * For a normal bfloat16 x = 1.f · 2^(E − 127) (f its 7 mantissa bits) and a
+ * quotient that stays normal, fl (x / s) = fl (1.f / s) · 2^(E − 127): the
+ * scaling by a power of two is exact. Rounding the quotient to the format's
+ * m mantissa bits (as if its exponent were unbounded) is therefore the
+ * rounding of fl (1.f / s), shifted: code = T[f] + (E << m), where T[f] is
+ * fl (1.f / s) rounded to nearest even on its bits, rebased. One division
+ * per f (128 per call) builds T; each element then costs a table lookup
+ * (two vpermi2w of 64 entries, picked by bit 6 of f) and an add, 32 per
+ * 512-bit vector. The result, clamped to the largest finite code (the
+ * quantizer saturates), is the lane encoder's code whenever it is at least
+ * 2^m, a normal code of the format. Lanes where it is not (results in the
+ * format's subnormal range or below), and subnormal, infinite or NaN
+ * elements, flag their chunk of 256 values, which the lane encoder redoes.
+ * Zeros take code 0, their sign as the lane encoder gives it (none in
+ * "fnuz" formats). For mantissas of 1 to 3 bits and scales in
+ * [2^−100, 2^100] (quotients of 1.f always normal). */
+typedef int16_t qk_vs16 __attribute__ ((vector_size (64)));
+
+QK_DEFINE_LANEWISE (qk_min_s16, qk_vs16, <)
+
+typedef struct {
+  qk_vh t0, t1, t2, t3;      /* T[f] for f = 0..63, 64..127 */
+  int16_t cmax, normal_min;  /* the largest finite code; 2^m */
+  int shift, sign_shift;     /* 7 − m; 15 − (ebits + mbits) */
+  uint16_t sign_bit;
+  bool fnuz;
+} QkFpTable;
+
+#define QK_TABLE_CHUNK 256
+
+QK_INLINE bool
+qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
+{
+  const int m = f->mbits, sh = 23 - m;
+  int16_t tab[128];
+
+  if (!(scale >= 0x1p-100f && scale <= 0x1p100f) || m < 1 || m > 3 || f->bias < -1000 || f->bias > 1000)
+    return false;
+  /* 1.f / s for the 128 values of f, rounded to m bits on the binary32 bits
+   * (a carry moves into the exponent), rebased so that adding E << m gives
+   * the code: (E_q + E − 127 − 127 + bias) << m plus the kept bits */
+  for (int k = 0; k < 128; k += QK_LANES)
+    {
+      qk_vi q, r;
+      qk_vf one_f;
+      for (int j = 0; j < QK_LANES; j++)
+        one_f[j] = 1.0f + (float) (k + j) / 128.0f;
+      q = (qk_vi) (one_f / qk_splat (scale));
+      r = ((q + ((1 << (sh - 1)) - 1) + ((q >> sh) & 1)) >> sh) - ((254 - f->bias) << m);
+      for (int j = 0; j < QK_LANES; j++)
+        tab[k + j] = (int16_t) r[j];
+    }
+  memcpy (&t->t0, tab, sizeof t->t0);
+  memcpy (&t->t1, tab + 32, sizeof t->t1);
+  memcpy (&t->t2, tab + 64, sizeof t->t2);
+  memcpy (&t->t3, tab + 96, sizeof t->t3);
+  t->cmax = (int16_t) (quark_kernel_fp_encode (f, quark_fp_format_max (f), true) & ((1u << (f->ebits + m)) - 1));
+  t->normal_min = (int16_t) (1 << m);
+  t->shift = 7 - m;
+  t->sign_shift = 15 - (f->ebits + m);
+  t->sign_bit = (uint16_t) (1u << (f->ebits + m));
+  t->fnuz = f->specials == QUARK_FP_SPECIALS_FNUZ;
+  return true;
+}
+
+/* One chunk of QK_TABLE_CHUNK values; false if a lane needs the lane
+ * encoder (the codes written are then to be redone). @fnuz is a constant
+ * at each call, so that each loop is compiled without the test. */
+QK_INLINE bool
+qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, uint8_t *codes, const bool fnuz)
+{
+  const qk_vs16 cmax = (qk_vs16) qk_splat_h ((uint16_t) t->cmax);
+  qk_vs16 low = { 0 };          /* sign bits: a code below 2^m (not a zero) */
+  qk_vh nz_min = qk_splat_h (0xffff), mag_max = { 0 };
+  qk_vw any;
+  uint32_t bits = 0;
+
+  for (int i = 0; i < QK_TABLE_CHUNK; i += 32)
+    {
+      qk_vh v, lo, hi, zero, signs, mag, nz;
+      qk_vs16 code;
+      memcpy (&v, x + i, sizeof v);
+      lo = QK_SHUFFLE2 (t->t0, t->t1, v);          /* indices taken modulo 64 */
+      hi = QK_SHUFFLE2 (t->t2, t->t3, v);
+      {
+        const qk_vh pick = (qk_vh) ((qk_vs16) (v << 9) >> 15);   /* bit 6 of f */
+        code = (qk_vs16) ((hi & pick) | (lo & ~pick)) + (qk_vs16) ((v & 0x7f80) >> t->shift);
+      }
+      code = qk_min_s16 (code, cmax);
+      mag = v & 0x7fff;
+      nz = mag - 1;                                /* 0xffff only for a zero */
+      zero = (qk_vh) ((qk_vs16) nz >> 15);
+      low |= (code - t->normal_min) & ~(qk_vs16) zero;
+      nz_min = qk_min_h (nz_min, nz);
+      mag_max = qk_max_h (mag_max, mag);
+      signs = (v >> t->sign_shift) & t->sign_bit;
+      if (fnuz)
+        signs &= ~zero;
+      {
+        qk_v32u8 out = __builtin_convertvector (((qk_vh) code & ~zero) | signs, qk_v32u8);
+        memcpy (codes + i, &out, sizeof out);
+      }
+    }
+  /* any code below 2^m, subnormal element (nz below 0x7f, unsigned: a
+   * lane that saw only zeros keeps 0xffff) or NaN */
+  any = (qk_vw) (((qk_vh) low | ((nz_min - 0x7f) & ~nz_min) | (0x7f80 - mag_max)) & 0x8000);
+  for (int k = 0; k < QK_LANES; k++)
+    bits |= any[k];
+  return bits == 0;
+}
+
 /**
  * quark_kernel_fp_quantize_bf16: (skip)
  * @format: a format of at most 8 bits
@@ -701,7 +814,11 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
  * @scale: the scale s
  * @codes: room for @n codes
  *
- * quark_kernel_fp_quantize_f32() on bfloat16 input, widened in registers.
+ * quark_kernel_fp_quantize_f32() on bfloat16 input, the same codes. From
+ * 256 elements on, for formats of 1 to 3 mantissa bits and scales in
+ * [2^−100, 2^100], the codes come from a table of the 128 quotients 1.f / s
+ * (one division per mantissa instead of one per element); elsewhere the
+ * elements are widened in registers.
  *
  * Returns: %false if @format is wider than 8 bits
  */
@@ -721,6 +838,17 @@ quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
     {
       const QkFpLanes l = qk_fp_lanes_init (format);
 #if QK_PAIRS
+      QkFpTable t;
+      if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t))
+        for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
+          if (!(t.fnuz ? qk_fp_table_chunk (&t, x + i, codes + i, true)
+                       : qk_fp_table_chunk (&t, x + i, codes + i, false)))
+            for (size_t j = i; j < i + QK_TABLE_CHUNK; j += 2 * QK_LANES)
+              {
+                qk_vw w;
+                memcpy (&w, x + j, sizeof w);
+                qk_store_pair_codes (&l, qk_even_bf16 (w) / vs, qk_odd_bf16 (w) / vs, codes + j);
+              }
       for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
         {
           qk_vw w;
