@@ -874,8 +874,8 @@ static void
 test_group_kernels (void)
 {
   g_autoptr(GRand) rand = g_rand_new_with_seed (20261127);
-  const gsize sizes[] = { 0, 8, 24, 128, 200, 256, 1024, 4104 };
-  const gsize group_sizes[] = { 1, 7, 8, 12, 32, 40, 64, 128, 100 };
+  const gsize sizes[] = { 0, 8, 24, 128, 200, 256, 1024, 4104, 8704 };
+  const gsize group_sizes[] = { 1, 7, 8, 12, 32, 40, 64, 128, 100, 256, 512 };
   const QuarkDType dts[] = { QUARK_DTYPE_I8, QUARK_DTYPE_INT4, QUARK_DTYPE_UINT4, QUARK_DTYPE_U8, QUARK_DTYPE_I16 };
 
   for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)

@@ -249,7 +249,8 @@ NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
 
 typedef uint64_t qk_vq __attribute__ ((vector_size (64)));
 
-/* Maxima of sixteen blocks of 32 bfloat16 values, one vector each, reduced
+/* Maxima of sixteen blocks of 32 r bfloat16 values (MX blocks, groups of
+ * 128), one vector each once its r vectors are folded by maxima, reduced
  * together: each step takes the low and the high half of every block's
  * lanes from two vectors and keeps their maximum, halving the lanes per
  * block (16, 8, 4, 2, then 1) while keeping the blocks in order. */
@@ -263,9 +264,9 @@ qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *
   const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
   size_t b = 0;
 
-  if (block != 32)
+  if (block % 32 || block > 512)
     return 0;
-  for (; (b + 16) * 32 <= n; b += 16)
+  for (; (b + 16) * block <= n; b += 16)
     {
       qk_vh v[16];
       qk_vw m;
@@ -273,8 +274,14 @@ qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *
       _Pragma ("GCC unroll 16")
       for (int k = 0; k < 16; k++)
         {
-          memcpy (&v[k], x + (b + k) * 32, sizeof v[k]);
+          memcpy (&v[k], x + (b + k) * block, sizeof v[k]);
           v[k] &= 0x7fff;
+          for (size_t r = 32; r < block; r += 32)
+            {
+              qk_vh u;
+              memcpy (&u, x + (b + k) * block + r, sizeof u);
+              v[k] = qk_max_h (v[k], u & 0x7fff);
+            }
         }
 #define QK_HALVE(A, B, LO, HI, T) \
       qk_max_h ((qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
@@ -990,12 +997,44 @@ qk_int4_pair_bytes (const uint16_t *x, QkIntLanes l)
   return __builtin_convertvector (qk_int4_pair_words (x, l), qk_vu8);
 }
 
-/* e0 o0 e1 o1 | e2 o2 e3 o3 -> e0 e1 o0 o1 | e2 e3 o2 o3 -> e0 e1 e2 e3 o0 o1 o2 o3 */
+/* e0 o0 e1 o1 | e2 o2 e3 o3 -> e0 e1 o0 o1 | e2 e3 o2 o3 -> e0 e1 e2 e3 o0 o1 o2 o3:
+ * two delta swaps (nibbles 1 and 2 of each half, then bytes 1 and 2), each
+ * a shift, an xor-and, a shift and an xor of three */
+#define QK_DELTA_SWAP(v, mask, shift) \
+  do { \
+    __typeof__ (v) qk_t_ = ((v) ^ ((v) >> (shift))) & (mask); \
+    (v) ^= qk_t_ ^ (qk_t_ << (shift)); \
+  } while (0)
 #define QK_UNZIP_NIBBLES(v) \
   do { \
-    (v) = ((v) & 0xf00ff00fu) | (((v) & 0x0f000f00u) >> 4) | (((v) & 0x00f000f0u) << 4); \
-    (v) = ((v) & 0xff0000ffu) | (((v) & 0x0000ff00u) << 8) | (((v) & 0x00ff0000u) >> 8); \
+    QK_DELTA_SWAP (v, 0x00f000f0u, 4); \
+    QK_DELTA_SWAP (v, 0x0000ff00u, 8); \
   } while (0)
+
+/* 128 values into 16 packed words: the interleave works on 16 words at
+ * once */
+QK_INLINE void
+qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, int32_t *words)
+{
+  /* byte k of word j: the pair byte j of part k; a byte transpose in each
+   * 128-bit lane makes word 4g + k the packed word g of part k, and a word
+   * transpose puts it at 4k + g */
+  const qk_v64u8 bytes_t = {
+     0,  4,  8, 12,  1,  5,  9, 13,  2,  6, 10, 14,  3,  7, 11, 15,
+    16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31,
+    32, 36, 40, 44, 33, 37, 41, 45, 34, 38, 42, 46, 35, 39, 43, 47,
+    48, 52, 56, 60, 49, 53, 57, 61, 50, 54, 58, 62, 51, 55, 59, 63 };
+  const qk_vw words_t = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15 };
+  qk_vw packed = qk_int4_pair_words (x, l)
+                 | qk_int4_pair_words (x + 32, l) << 8
+                 | qk_int4_pair_words (x + 64, l) << 16
+                 | qk_int4_pair_words (x + 96, l) << 24;
+  packed = (qk_vw) QK_SHUFFLE ((qk_v64u8) packed, bytes_t);
+  packed = QK_SHUFFLE (packed, words_t);
+  if (reorder)
+    QK_UNZIP_NIBBLES (packed);
+  memcpy (words, &packed, sizeof packed);
+}
 
 QK_INLINE size_t
 qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes l,
@@ -1003,28 +1042,8 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes
 {
   size_t i = 0;
 
-  /* 128 values per step: the interleave then works on 16 words at once */
   for (; i + 8 * QK_LANES <= n; i += 8 * QK_LANES)
-    {
-      /* byte k of word j: the pair byte j of part k; a byte transpose in
-       * each 128-bit lane makes word 4g + k the packed word g of part k,
-       * and a word transpose puts it at 4k + g */
-      const qk_v64u8 bytes_t = {
-         0,  4,  8, 12,  1,  5,  9, 13,  2,  6, 10, 14,  3,  7, 11, 15,
-        16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31,
-        32, 36, 40, 44, 33, 37, 41, 45, 34, 38, 42, 46, 35, 39, 43, 47,
-        48, 52, 56, 60, 49, 53, 57, 61, 50, 54, 58, 62, 51, 55, 59, 63 };
-      const qk_vw words_t = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15 };
-      qk_vw packed = qk_int4_pair_words (x + i, l)
-                     | qk_int4_pair_words (x + i + 32, l) << 8
-                     | qk_int4_pair_words (x + i + 64, l) << 16
-                     | qk_int4_pair_words (x + i + 96, l) << 24;
-      packed = (qk_vw) QK_SHUFFLE ((qk_v64u8) packed, bytes_t);
-      packed = QK_SHUFFLE (packed, words_t);
-      if (reorder)
-        QK_UNZIP_NIBBLES (packed);
-      memcpy (words + i / 8, &packed, sizeof packed);
-    }
+    qk_int4_pack128 (x + i, l, reorder, words + i / 8);
   for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
     {
       qk_vu8 bytes = qk_int4_pair_bytes (x + i, l);
@@ -1037,12 +1056,62 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes
   return i;
 }
 
+/* Rows of whole groups of a multiple of 128 values: one loop over the
+ * groups, compiled for each choice (divide or multiply, zero points or not,
+ * AutoAWQ order or not) so that none is tested inside it; a zero point of
+ * 0 added is harmless (it only turns −0 into +0). */
+QK_INLINE void
+qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelIntParams *p,
+                   const float *scales, const float *zero_points, const bool divide, const bool add_zp,
+                   const bool reorder, int32_t *words)
+{
+  QkIntLanes l = qk_int_lanes_init (p, add_zp);
+  float mul[QK_GROUP_CHUNK];
+
+  l.divide = divide;
+  for (size_t g0 = 0; g0 * group < n; g0 += QK_GROUP_CHUNK)
+    {
+      size_t ng = n / group - g0 < QK_GROUP_CHUNK ? n / group - g0 : QK_GROUP_CHUNK;
+      qk_group_multipliers (scales + g0, ng, divide, mul);
+      for (size_t k = 0; k < ng; k++)
+        {
+          const size_t start = (g0 + k) * group;
+          l.mul = qk_splat (mul[k]);
+          if (add_zp)
+            l.zp = qk_splat (zero_points ? zero_points[g0 + k] : p->zero_point);
+          for (size_t i = 0; i < group; i += 8 * QK_LANES)
+            qk_int4_pack128 (x + start + i, l, reorder, words + (start + i) / 8);
+        }
+    }
+}
+
 QK_MULTIVERSION static void
 qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
                                      const QuarkKernelIntParams *p, const float *scales,
                                      const float *zero_points, QuarkDType dtype, bool reorder,
                                      int32_t *words)
 {
+  if (group % (8 * QK_LANES) == 0 && n % group == 0)
+    {
+      const bool zp = zero_points || p->zero_point != 0.0f;
+#define QK_INT4_ROWS(D, Z, R) qk_int4_groups128 (x, n, group, p, scales, zero_points, D, Z, R, words)
+      if (p->divide)
+        {
+          if (zp)
+            reorder ? QK_INT4_ROWS (true, true, true) : QK_INT4_ROWS (true, true, false);
+          else
+            reorder ? QK_INT4_ROWS (true, false, true) : QK_INT4_ROWS (true, false, false);
+        }
+      else
+        {
+          if (zp)
+            reorder ? QK_INT4_ROWS (false, true, true) : QK_INT4_ROWS (false, true, false);
+          else
+            reorder ? QK_INT4_ROWS (false, false, true) : QK_INT4_ROWS (false, false, false);
+        }
+#undef QK_INT4_ROWS
+      return;
+    }
   QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, {
     size_t i = l.add_zp
       ? qk_quantize_bf16_int4_packed_loop (x + start, len, qk_lanes_with_zp (l, true), reorder, words + start / 8)
