@@ -255,7 +255,7 @@ typedef uint64_t qk_vq __attribute__ ((vector_size (64)));
  * lanes from two vectors and keeps their maximum, halving the lanes per
  * block (16, 8, 4, 2, then 1) while keeping the blocks in order. */
 QK_INLINE size_t
-qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
+qk_abs_max_bits_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *out)
 {
   const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
   const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
@@ -301,6 +301,20 @@ qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *
       memcpy (out + b, &narrow, sizeof narrow);
     }
   return b;
+}
+
+/* (with the common block sizes known to the compiler, which then unrolls
+ * the folds) */
+QK_INLINE size_t
+qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
+{
+  switch (block)
+    {
+    case 32: return qk_abs_max_bits_bf16_by16_as (x, n, 32, out);
+    case 64: return qk_abs_max_bits_bf16_by16_as (x, n, 64, out);
+    case 128: return qk_abs_max_bits_bf16_by16_as (x, n, 128, out);
+    default: return qk_abs_max_bits_bf16_by16_as (x, n, block, out);
+    }
 }
 
 static inline size_t
@@ -360,6 +374,12 @@ qk_f32_from_bits (uint32_t bits)
   return f;
 }
 
+static inline float
+qk_f32_from_bf16_bits (uint16_t bits)
+{
+  return qk_f32_from_bits ((uint32_t) bits << 16);
+}
+
 /**
  * quark_kernel_group_abs_max_f32: (skip)
  * @x: @n floats
@@ -388,7 +408,7 @@ QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_f32, float, uint32_t, qk_abs
  * Returns: %true if every element is finite
  */
 QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_bf16, uint16_t, uint16_t, qk_abs_max_bits_bf16_blocks,
-                         0x7f80u, quark_kernel_bf16_to_f32)
+                         0x7f80u, qk_f32_from_bf16_bits)
 
 /**
  * quark_kernel_abs_max_f32: (skip)
@@ -676,6 +696,7 @@ quark_kernel_quantize_int_f32_scalar (const float                *x,
  * pointers, which may alias *p, so reading p in the loop would reload it. */
 typedef struct {
   qk_vf mul, zp, lo, hi;
+  qk_vi lo_bits, hi_bits;
   bool divide, add_zp;
 } QkIntLanes;
 
@@ -683,7 +704,9 @@ QK_INLINE QkIntLanes
 qk_int_lanes_init (const QuarkKernelIntParams *p, bool add_zp)
 {
   QkIntLanes l = { qk_splat (p->divide ? p->scale : p->inv_scale), qk_splat (p->zero_point),
-                   qk_splat ((float) p->qmin), qk_splat ((float) p->qmax), p->divide, add_zp };
+                   qk_splat ((float) p->qmin), qk_splat ((float) p->qmax),
+                   qk_splat_i (QK_MAGIC_BITS + p->qmin), qk_splat_i (QK_MAGIC_BITS + p->qmax),
+                   p->divide, add_zp };
   return l;
 }
 
@@ -696,6 +719,27 @@ qk_int_lanes (qk_vf x, QkIntLanes l)
     t = t + l.zp;
   t = qk_min (qk_max (t, l.lo), l.hi);
   return (qk_vi) (t + QK_ROUND_MAGIC);
+}
+
+QK_DEFINE_LANEWISE (qk_max_i, qk_vi, >)
+QK_DEFINE_LANEWISE (qk_min_i, qk_vi, <)
+
+/* qk_int_lanes() for finite x (the row-of-groups kernels), the clamps on
+ * the bits after the addition, as integer operations: the bits of
+ * t + 1.5 * 2^23 grow with t while the sum stays positive (as signed
+ * integers, and from there on the bits of negative sums are negative), the
+ * sum is exact in the magic's binade, leaves it upwards past t = 2^22 and
+ * downwards below t = -2^22, beyond [qmin, qmax] either way, and rounding
+ * commutes with clamping to integers; infinite t lands at a bound too.
+ * (AMD Zen 4 runs 512-bit float operations on half as many pipes as
+ * integer ones.) */
+QK_INLINE qk_vi
+qk_int_lanes_finite (qk_vf x, QkIntLanes l)
+{
+  qk_vf t = l.divide ? x / l.mul : x * l.mul;
+  if (l.add_zp)
+    t = t + l.zp;
+  return qk_min_i (qk_max_i ((qk_vi) (t + QK_ROUND_MAGIC), l.lo_bits), l.hi_bits);
 }
 
 /* The loops are compiled twice, with and without the zero point. */
@@ -986,8 +1030,8 @@ qk_int4_pair_words (const uint16_t *x, QkIntLanes l)
 {
   qk_vw w, even, odd;
   memcpy (&w, x, sizeof w);
-  even = (qk_vw) qk_int_lanes ((qk_vf) (w << 16), l);
-  odd = (qk_vw) qk_int_lanes ((qk_vf) (w & 0xffff0000u), l);
+  even = (qk_vw) qk_int_lanes_finite ((qk_vf) (w << 16), l);
+  odd = (qk_vw) qk_int_lanes_finite ((qk_vf) (w & 0xffff0000u), l);
   return ((even & 0xfu) | (odd << 4)) & 0xffu;
 }
 
