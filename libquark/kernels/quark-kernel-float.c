@@ -655,15 +655,23 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
 {
 #if QK_PAIRS
   QkFpLanes l;
+  size_t b = 0;
 
+  /* (the lane encoder's constants only when a block needs it) */
+  if (table4)
+    {
+      b = qk_blocks32_table4_bf16 (format, x, n_blocks, scale_bytes, table4, pack4, out);
+      if (b == n_blocks)
+        return true;
+    }
   if (!qk_fp_lanes_ok (format))
     return false;
   l = qk_fp_lanes_init (format);
-  for (size_t b = 0; b < n_blocks; b++)
+  for (; b < n_blocks; b++)
     {
       qk_vf inv;
       qk_vw w, ce, co;
-      if (table4)
+      if (table4 && scale_bytes[b] >= 3)
         {
           b += qk_blocks32_table4_bf16 (format, x + 32 * b, n_blocks - b, scale_bytes + b, table4, pack4,
                                         out + (pack4 ? 16 : 32) * b);
