@@ -1018,45 +1018,28 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *params
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 /* int4/uint4 codes of 32 bfloat16 values straight into four packed words:
  * the even and odd lanes give, per word lane k, the byte e | o << 4 of
- * elements 2k and 2k + 1 (the natural nibble order once narrowed); the
- * AutoAWQ interleave (even elements in nibbles 0-3, odd ones in 4-7) is a
- * nibble unzip of each word. */
-typedef uint32_t qk_vw4 __attribute__ ((vector_size (16)));
-
-/* The byte e | o << 4 of each element pair of 32 values (natural order),
- * in the low byte of 16 words. */
+ * elements 2k and 2k + 1 (the natural nibble order once narrowed). The
+ * AutoAWQ order (elements 0, 2, 4, 6 in nibbles 0-3, 1, 3, 5, 7 in 4-7) is
+ * the natural order of the elements so permuted: quantization is element
+ * by element (to nearest even here), so one permutation of the 32 input
+ * half-words (vpermw) does it, at the start rather than on every word. */
+/* The byte e | o << 4 of each element pair of 32 values, in the low byte of
+ * 16 words. */
 QK_INLINE qk_vw
-qk_int4_pair_words (const uint16_t *x, QkIntLanes l)
+qk_int4_pair_words (const uint16_t *x, QkIntLanes l, bool reorder)
 {
+  const qk_vh awq = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15,
+                      16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31 };
   qk_vw w, even, odd;
   memcpy (&w, x, sizeof w);
+  if (reorder)
+    w = (qk_vw) QK_SHUFFLE ((qk_vh) w, awq);
   even = (qk_vw) qk_int_lanes_finite ((qk_vf) (w << 16), l);
   odd = (qk_vw) qk_int_lanes_finite ((qk_vf) (w & 0xffff0000u), l);
   return ((even & 0xfu) | (odd << 4)) & 0xffu;
 }
 
-QK_INLINE qk_vu8
-qk_int4_pair_bytes (const uint16_t *x, QkIntLanes l)
-{
-  return __builtin_convertvector (qk_int4_pair_words (x, l), qk_vu8);
-}
-
-/* e0 o0 e1 o1 | e2 o2 e3 o3 -> e0 e1 o0 o1 | e2 e3 o2 o3 -> e0 e1 e2 e3 o0 o1 o2 o3:
- * two delta swaps (nibbles 1 and 2 of each half, then bytes 1 and 2), each
- * a shift, an xor-and, a shift and an xor of three */
-#define QK_DELTA_SWAP(v, mask, shift) \
-  do { \
-    __typeof__ (v) qk_t_ = ((v) ^ ((v) >> (shift))) & (mask); \
-    (v) ^= qk_t_ ^ (qk_t_ << (shift)); \
-  } while (0)
-#define QK_UNZIP_NIBBLES(v) \
-  do { \
-    QK_DELTA_SWAP (v, 0x00f000f0u, 4); \
-    QK_DELTA_SWAP (v, 0x0000ff00u, 8); \
-  } while (0)
-
-/* 128 values into 16 packed words: the interleave works on 16 words at
- * once */
+/* 128 values into 16 packed words, which the interleave handles together */
 QK_INLINE void
 qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, int32_t *words)
 {
@@ -1069,14 +1052,12 @@ qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, int32_t *w
     32, 36, 40, 44, 33, 37, 41, 45, 34, 38, 42, 46, 35, 39, 43, 47,
     48, 52, 56, 60, 49, 53, 57, 61, 50, 54, 58, 62, 51, 55, 59, 63 };
   const qk_vw words_t = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15 };
-  qk_vw packed = qk_int4_pair_words (x, l)
-                 | qk_int4_pair_words (x + 32, l) << 8
-                 | qk_int4_pair_words (x + 64, l) << 16
-                 | qk_int4_pair_words (x + 96, l) << 24;
+  qk_vw packed = qk_int4_pair_words (x, l, reorder)
+                 | qk_int4_pair_words (x + 32, l, reorder) << 8
+                 | qk_int4_pair_words (x + 64, l, reorder) << 16
+                 | qk_int4_pair_words (x + 96, l, reorder) << 24;
   packed = (qk_vw) QK_SHUFFLE ((qk_v64u8) packed, bytes_t);
   packed = QK_SHUFFLE (packed, words_t);
-  if (reorder)
-    QK_UNZIP_NIBBLES (packed);
   memcpy (words, &packed, sizeof packed);
 }
 
@@ -1090,12 +1071,8 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes
     qk_int4_pack128 (x + i, l, reorder, words + i / 8);
   for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
     {
-      qk_vu8 bytes = qk_int4_pair_bytes (x + i, l);
-      qk_vw4 packed;
-      memcpy (&packed, &bytes, sizeof packed);
-      if (reorder)
-        QK_UNZIP_NIBBLES (packed);
-      memcpy (words + i / 8, &packed, sizeof packed);
+      qk_vu8 bytes = __builtin_convertvector (qk_int4_pair_words (x + i, l, reorder), qk_vu8);
+      memcpy (words + i / 8, &bytes, sizeof bytes);
     }
   return i;
 }
