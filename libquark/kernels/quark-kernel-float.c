@@ -565,25 +565,42 @@ fp_table4_build (const QuarkFpFormat *format, uint16_t table[64])
          fp_code_of_bf16 (format, 0x4200) == table[63] && fp_code_of_bf16 (format, 0x7f7f) == table[63];
 }
 
-/* Building a table takes a few hundred scalar encodings, so each thread
- * keeps the last format's. */
+/* What the fast paths derive from a format with the scalar encoder (the
+ * largest finite code, the MX FP4 table: a few to a few hundred encodings,
+ * more than a row costs), kept per thread for the last format seen. */
+typedef struct {
+  QuarkFpFormat format;
+  bool set;
+  int16_t max_code;
+  int table4_state;          /* 0: not built; 1: built; -1: not valid */
+  uint16_t table4[64];
+} QkFormatCache;
+
+static QkFormatCache *
+qk_format_cache (const QuarkFpFormat *f)
+{
+  static __thread QkFormatCache c;
+
+  if (!c.set || memcmp (&c.format, f, sizeof *f) != 0)
+    {
+      c.format = *f;
+      c.set = true;
+      c.max_code = (int16_t) (quark_kernel_fp_encode (f, quark_fp_format_max (f), true) &
+                              ((1u << (f->ebits + f->mbits)) - 1));
+      c.table4_state = 0;
+    }
+  return &c;
+}
+
 bool
 _quark_kernel_fp_table4_init (const QuarkFpFormat *format, uint16_t table[64])
 {
-  static __thread struct {
-    QuarkFpFormat format;
-    bool built, ok;
-    uint16_t table[64];
-  } last;
+  QkFormatCache *c = qk_format_cache (format);
 
-  if (!last.built || memcmp (&last.format, format, sizeof *format) != 0)
-    {
-      last.format = *format;
-      last.ok = fp_table4_build (format, last.table);
-      last.built = true;
-    }
-  memcpy (table, last.table, sizeof last.table);
-  return last.ok;
+  if (c->table4_state == 0)
+    c->table4_state = fp_table4_build (format, c->table4) ? 1 : -1;
+  memcpy (table, c->table4, sizeof c->table4);
+  return c->table4_state > 0;
 }
 
 /* (through 32-bit lanes: GCC 12 builds a 16-bit splat of a variable one
@@ -759,7 +776,7 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
   memcpy (&t->t1, tab + 32, sizeof t->t1);
   memcpy (&t->t2, tab + 64, sizeof t->t2);
   memcpy (&t->t3, tab + 96, sizeof t->t3);
-  t->cmax = (int16_t) (quark_kernel_fp_encode (f, quark_fp_format_max (f), true) & ((1u << (f->ebits + m)) - 1));
+  t->cmax = qk_format_cache (f)->max_code;
   t->normal_min = (int16_t) (1 << m);
   t->shift = 7 - m;
   t->sign_shift = 15 - (f->ebits + m);
@@ -830,43 +847,28 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, uint8_t *codes, const 
  *
  * Returns: %false if @format is wider than 8 bits
  */
-QK_MULTIVERSION bool
-quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
-                               const uint16_t      *x,
-                               size_t               n,
-                               float                scale,
-                               uint8_t             *codes)
+/* A span of bfloat16 values through the lane encoder, @l (NULL: formats it
+ * does not cover) set up by the caller, the rest by the scalar path. */
+QK_INLINE void
+qk_fp_bf16_span (const QuarkFpFormat *format, const QkFpLanes *l, const uint16_t *x, size_t n, float scale,
+                 uint8_t *codes)
 {
   const qk_vf vs = qk_splat (scale);
   size_t i = 0;
 
-  if (1 + format->ebits + format->mbits > 8)
-    return false;
-  if (qk_fp_lanes_ok (format))
+  if (l)
     {
-      const QkFpLanes l = qk_fp_lanes_init (format);
 #if QK_PAIRS
-      QkFpTable t;
-      if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t))
-        for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
-          if (!(t.fnuz ? qk_fp_table_chunk (&t, x + i, codes + i, true)
-                       : qk_fp_table_chunk (&t, x + i, codes + i, false)))
-            for (size_t j = i; j < i + QK_TABLE_CHUNK; j += 2 * QK_LANES)
-              {
-                qk_vw w;
-                memcpy (&w, x + j, sizeof w);
-                qk_store_pair_codes (&l, qk_even_bf16 (w) / vs, qk_odd_bf16 (w) / vs, codes + j);
-              }
       for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
         {
           qk_vw w;
           memcpy (&w, x + i, sizeof w);
-          qk_store_pair_codes (&l, qk_even_bf16 (w) / vs, qk_odd_bf16 (w) / vs, codes + i);
+          qk_store_pair_codes (l, qk_even_bf16 (w) / vs, qk_odd_bf16 (w) / vs, codes + i);
         }
 #endif
       for (; i + QK_LANES <= n; i += QK_LANES)
         {
-          qk_vi c = encode_lanes (&l, qk_load_bf16 (x + i) / vs);
+          qk_vi c = encode_lanes (l, qk_load_bf16 (x + i) / vs);
           qk_vu8 narrow = __builtin_convertvector (c, qk_vu8);
           memcpy (codes + i, &narrow, sizeof narrow);
         }
@@ -876,6 +878,51 @@ quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
       float t = quark_kernel_bf16_to_f32 (x[i]);
       quark_kernel_fp_quantize_f32_scalar (format, &t, 1, scale, codes + i);
     }
+}
+
+/* The lane encoder's constants, set up on first use (a row that the table
+ * takes whole needs none). */
+typedef struct {
+  QkFpLanes l;
+  int state;   /* 0: not yet; 1: set up; -1: the format is not covered */
+} QkLazyLanes;
+
+QK_INLINE const QkFpLanes *
+qk_lazy_lanes (const QuarkFpFormat *format, QkLazyLanes *lazy)
+{
+  if (lazy->state == 0)
+    {
+      lazy->state = qk_fp_lanes_ok (format) ? 1 : -1;
+      if (lazy->state > 0)
+        lazy->l = qk_fp_lanes_init (format);
+    }
+  return lazy->state > 0 ? &lazy->l : NULL;
+}
+
+QK_MULTIVERSION bool
+quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
+                               const uint16_t      *x,
+                               size_t               n,
+                               float                scale,
+                               uint8_t             *codes)
+{
+  QkLazyLanes lazy = { .state = 0 };
+  size_t i = 0;
+
+  if (1 + format->ebits + format->mbits > 8)
+    return false;
+#if QK_PAIRS
+  {
+    QkFpTable t;
+    if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t))
+      for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
+        if (!(t.fnuz ? qk_fp_table_chunk (&t, x + i, codes + i, true)
+                     : qk_fp_table_chunk (&t, x + i, codes + i, false)))
+          qk_fp_bf16_span (format, qk_lazy_lanes (format, &lazy), x + i, QK_TABLE_CHUNK, scale, codes + i);
+  }
+#endif
+  if (i < n)
+    qk_fp_bf16_span (format, qk_lazy_lanes (format, &lazy), x + i, n - i, scale, codes + i);
   return true;
 }
 
