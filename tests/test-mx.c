@@ -435,11 +435,81 @@ test_mx_vector_matches_scalar (void)
         }
 }
 
+/* A bfloat16 tensor of @rows rows of @len through the row paths, codes,
+ * bytes and the packed form, against a per-block composition of public
+ * scalar pieces (each block alone on binary32, and by the scalar minifloat
+ * encoder). */
+static void
+check_rows_against_blocks (const QuarkMxParams *p, const guint16 *h, gsize rows, gsize len)
+{
+  const gsize n_blocks = (len + 31) / 32, n = rows * len;
+  const QuarkFpFormat *fmt = quark_fp_format_for_dtype (p->element);
+  gboolean fp4 = p->element == QUARK_DTYPE_FP4_E2M1;
+  gboolean fp6 = p->element == QUARK_DTYPE_FP6_E2M3 || p->element == QUARK_DTYPE_FP6_E3M2;
+  gsize packed_row = fp4 ? (len + 1) / 2 : fp6 ? len / 4 * 3 : len;
+  g_autofree float *w = g_new (float, n);
+  g_autofree guint8 *codes = g_new (guint8, n), *ref = g_new (guint8, n);
+  g_autofree guint8 *bytes = g_new (guint8, rows * n_blocks), *bytes2 = g_new (guint8, rows * n_blocks);
+  g_autofree guint8 *packed = g_new0 (guint8, rows * packed_row + 1);
+  g_autofree guint8 *packed_ref = g_new0 (guint8, rows * packed_row + 1);
+
+  quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, n);
+  g_assert_true (quark_kernel_mx_quantize_bf16 (p, h, rows, len, codes, bytes));
+  /* the reference: one row of one block at a time on binary32 */
+  for (gsize r = 0; r < rows; r++)
+    for (gsize b = 0; b < n_blocks; b++)
+      {
+        gsize start = r * len + b * 32, blen = MIN (32, len - b * 32);
+        g_assert_true (quark_kernel_mx_quantize_f32 (p, w + start, 1, blen, ref + start, bytes2 + r * n_blocks + b));
+        if (fmt && bytes2[r * n_blocks + b] != 0xFF)
+          {
+            /* and that block by the scalar minifloat encoder */
+            g_autofree guint8 *one = g_new (guint8, blen);
+            float amax = 0;
+            for (gsize i = 0; i < blen; i++)
+              amax = fmaxf (amax, fabsf (w[start + i]));
+            g_assert_cmpuint (bytes2[r * n_blocks + b], ==, quark_kernel_mx_shared_exponent (p, amax));
+            quark_kernel_fp_quantize_f32_scalar (fmt, w + start, blen,
+                                                 amax == 0 ? 1.0f : quark_kernel_e8m0_to_f32 (bytes2[r * n_blocks + b]),
+                                                 one);
+            g_assert_cmpmem (one, blen, ref + start, blen);
+          }
+      }
+  g_assert_cmpmem (bytes, rows * n_blocks, bytes2, rows * n_blocks);
+  g_assert_cmpmem (codes, n, ref, n);
+  /* packed as checkpoints store it */
+  if (fp6 && len % 4)
+    {
+      g_assert_false (quark_kernel_mx_quantize_packed_bf16 (p, h, rows, len, packed, bytes));
+      return;
+    }
+  g_assert_true (quark_kernel_mx_quantize_packed_bf16 (p, h, rows, len, packed, bytes));
+  g_assert_cmpmem (bytes, rows * n_blocks, bytes2, rows * n_blocks);
+  for (gsize r = 0; r < rows; r++)
+    {
+      if (fp4)
+        quark_kernel_pack_fp4 (ref + r * len, len, packed_ref + r * packed_row);
+      else if (fp6)
+        g_assert_true (quark_kernel_pack_fp6 (ref + r * len, len, packed_ref + r * packed_row));
+      else
+        memcpy (packed_ref + r * packed_row, ref + r * len, len);
+    }
+  g_assert_cmpmem (packed, rows * packed_row, packed_ref, rows * packed_row);
+}
+
+static guint16
+bf16_of (float v)
+{
+  guint32 bits;
+  memcpy (&bits, &v, 4);
+  return (guint16) (bits >> 16);
+}
+
 /* Whole bfloat16 tensors through the row paths (16 blocks at a time for
- * maxima and scales, 32-element blocks, FP4 packed as it is encoded),
- * against a per-block composition of public scalar pieces: every element
- * type, mode and zero-block rule, with all-zero, tiny, NaN and infinite
- * blocks, several rows, rows that are and are not whole blocks. */
+ * maxima and scales, 32-element blocks, FP4 packed as it is encoded):
+ * every element type, mode and zero-block rule, with all-zero, tiny, NaN
+ * and infinite blocks, several rows, rows that are and are not whole
+ * blocks. */
 static void
 test_mx_rows_match_blocks (void)
 {
@@ -453,78 +523,66 @@ test_mx_rows_match_blocks (void)
       for (guint mode = 0; mode < 3; mode++)
         for (guint qz = 0; qz < 2; qz++)
           {
-            const gsize rows = 3, len = lens[l], n_blocks = (len + 31) / 32, n = rows * len;
+            const gsize rows = 3, len = lens[l], n = rows * len;
             QuarkMxParams p = { elements[e], (QuarkMxScaleMode) mode, 32, qz };
-            const QuarkFpFormat *fmt = quark_fp_format_for_dtype (elements[e]);
-            gboolean fp4 = elements[e] == QUARK_DTYPE_FP4_E2M1;
-            gboolean fp6 = elements[e] == QUARK_DTYPE_FP6_E2M3 || elements[e] == QUARK_DTYPE_FP6_E3M2;
-            gsize packed_row = fp4 ? (len + 1) / 2 : fp6 ? len / 4 * 3 : len;
             g_autofree guint16 *h = g_new (guint16, n);
-            g_autofree float *w = g_new (float, n);
-            g_autofree guint8 *codes = g_new (guint8, n), *ref = g_new (guint8, n);
-            g_autofree guint8 *bytes = g_new (guint8, rows * n_blocks), *bytes2 = g_new (guint8, rows * n_blocks);
-            g_autofree guint8 *packed = g_new0 (guint8, rows * packed_row + 1);
-            g_autofree guint8 *packed_ref = g_new0 (guint8, rows * packed_row + 1);
 
             for (gsize i = 0; i < n; i++)
               {
                 gsize block = i / 32;
                 float v = (float) (g_rand_double_range (rand, -1, 1) * pow (2, g_rand_int_range (rand, -30, 30)));
-                guint32 bits;
                 if (block % 7 == 3)
                   v = 0.0f;                                    /* an all-zero block */
                 else if (block % 11 == 5)
                   v *= 0x1p-110f;                              /* maxima near and below 2^-126 */
-                memcpy (&bits, &v, 4);
-                h[i] = (guint16) (bits >> 16);
+                h[i] = bf16_of (v);
               }
             if (l == 0 && mode == 0)
               {
                 h[40] = 0x7fc0;   /* NaN in block 1 */
                 h[100] = 0xff80;  /* -inf in block 3 */
               }
-            quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, n);
-            g_assert_true (quark_kernel_mx_quantize_bf16 (&p, h, rows, len, codes, bytes));
-            /* the reference: one row of one block at a time on binary32 */
-            for (gsize r = 0; r < rows; r++)
-              for (gsize b = 0; b < n_blocks; b++)
-                {
-                  gsize start = r * len + b * 32, blen = MIN (32, len - b * 32);
-                  g_assert_true (quark_kernel_mx_quantize_f32 (&p, w + start, 1, blen, ref + start, bytes2 + r * n_blocks + b));
-                  if (fmt && bytes2[r * n_blocks + b] != 0xFF)
-                    {
-                      /* and that block by the scalar minifloat encoder */
-                      g_autofree guint8 *one = g_new (guint8, blen);
-                      float amax = 0;
-                      for (gsize i = 0; i < blen; i++)
-                        amax = fmaxf (amax, fabsf (w[start + i]));
-                      g_assert_cmpuint (bytes2[r * n_blocks + b], ==, quark_kernel_mx_shared_exponent (&p, amax));
-                      quark_kernel_fp_quantize_f32_scalar (fmt, w + start, blen,
-                                                           amax == 0 ? 1.0f : quark_kernel_e8m0_to_f32 (bytes2[r * n_blocks + b]),
-                                                           one);
-                      g_assert_cmpmem (one, blen, ref + start, blen);
-                    }
-                }
-            g_assert_cmpmem (bytes, rows * n_blocks, bytes2, rows * n_blocks);
-            g_assert_cmpmem (codes, n, ref, n);
-            /* packed as checkpoints store it */
-            if (fp6 && len % 4)
+            check_rows_against_blocks (&p, h, rows, len);
+          }
+}
+
+/* MX FP4 rows go 512 values at a time through the table; a chunk holding a
+ * block it does not take (NaN, infinity, a maximum below 2^-124, an
+ * all-zero block whose byte is below 3) goes through the general path, and
+ * the chunks after it through the table again. Rows of 4 chunks and a tail
+ * with such a block in one chunk each, in every position. */
+static void
+test_mxfp4_chunk_transitions (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (512);
+  const gsize rows = 2, len = 4 * 512 + 40, n = rows * len;
+  g_autofree guint16 *h = g_new (guint16, n);
+
+  for (guint kind = 0; kind < 4; kind++)
+    for (guint chunk = 0; chunk < 5; chunk++)
+      for (guint mode = 0; mode < 3; mode++)
+        for (guint qz = 0; qz < 2; qz++)
+          {
+            QuarkMxParams p = { QUARK_DTYPE_FP4_E2M1, (QuarkMxScaleMode) mode, 32, qz };
+            gsize at = len + chunk * 512 + 7 * 32 + 5;   /* row 1, block 7 of the chunk */
+            for (gsize i = 0; i < n; i++)
+              h[i] = bf16_of ((float) (g_rand_double_range (rand, -1, 1) * pow (2, g_rand_int_range (rand, -8, 8))));
+            if (at >= n)
+              at = n - 3;   /* the tail */
+            switch (kind)
               {
-                g_assert_false (quark_kernel_mx_quantize_packed_bf16 (&p, h, rows, len, packed, bytes));
-                continue;
+              case 0: h[at] = 0x7fc1; break;                     /* NaN */
+              case 1: h[at] = 0xff80; break;                     /* -inf */
+              case 2:                                            /* a tiny block */
+                for (gsize i = at / 32 * 32; i < MIN (at / 32 * 32 + 32, n); i++)
+                  h[i] = bf16_of ((float) g_rand_double_range (rand, -1, 1) * 0x1p-126f);
+                break;
+              default:                                           /* an all-zero block */
+                for (gsize i = at / 32 * 32; i < MIN (at / 32 * 32 + 32, n); i++)
+                  h[i] = (guint16) (i % 2 ? 0x8000 : 0x0000);
+                break;
               }
-            g_assert_true (quark_kernel_mx_quantize_packed_bf16 (&p, h, rows, len, packed, bytes));
-            g_assert_cmpmem (bytes, rows * n_blocks, bytes2, rows * n_blocks);
-            for (gsize r = 0; r < rows; r++)
-              {
-                if (fp4)
-                  quark_kernel_pack_fp4 (ref + r * len, len, packed_ref + r * packed_row);
-                else if (fp6)
-                  g_assert_true (quark_kernel_pack_fp6 (ref + r * len, len, packed_ref + r * packed_row));
-                else
-                  memcpy (packed_ref + r * packed_row, ref + r * len, len);
-              }
-            g_assert_cmpmem (packed, rows * packed_row, packed_ref, rows * packed_row);
+            check_rows_against_blocks (&p, h, rows, len);
           }
 }
 
@@ -656,6 +714,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mx/vector-matches-scalar", test_mx_vector_matches_scalar);
   g_test_add_func ("/mx/mxfp4-every-bf16", test_mxfp4_every_bf16);
   g_test_add_func ("/mx/rows-match-blocks", test_mx_rows_match_blocks);
+  g_test_add_func ("/mx/fp4-chunk-transitions", test_mxfp4_chunk_transitions);
   g_test_add_func ("/pack/vectors", test_packing_vectors);
   g_test_add_func ("/pack/offset-binary-roundtrip", test_offset_binary_roundtrip);
   g_test_add_func ("/pack/vector-paths", test_pack_vector_paths);

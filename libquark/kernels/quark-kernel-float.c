@@ -603,58 +603,19 @@ _quark_kernel_fp_table4_init (const QuarkFpFormat *format, uint16_t table[64])
   return c->table4_state > 0;
 }
 
-/* (through 32-bit lanes: GCC 12 builds a 16-bit splat of a variable one
- * lane at a time) */
-QK_INLINE qk_vh
-qk_splat_h (uint16_t v)
-{
-  const uint32_t w = v * 0x10001u;
-  return (qk_vh) (qk_vw) { w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w };
-}
 
-/* Table encoding of MX blocks of 32 bfloat16 values (see
- * _quark_kernel_fp_table4_init()): a block of E8M0 byte B = d + 127 >= 3 is
- * encoded from its bits alone. For a normal v, t = v / 2^d has the exponent
- * field of v minus d and the same mantissa, so the entry of v is its field
- * and two leading mantissa bits (v >> 5) less K = 4 (B − 3), clamped to
- * 0..31 (below: t under 2^−3, code 0; above: t from 2^5, saturated), times
- * two, plus the sticky bit. A subnormal v has v >> 5 <= 3 <= K + 3 and
- * t < 2^−126 · 2^124, code 0, which the clamp gives (that is what B >= 3
- * ensures). Returns the number of blocks done: it stops at the first block
- * of a smaller byte. */
+/* Consecutive MX blocks of 32 bfloat16 values by table, up to the first
+ * of an E8M0 byte below 3; returns the number done. */
 QK_MULTIVERSION static size_t
 qk_blocks32_table4_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n_blocks,
                          const uint8_t *scale_bytes, const uint16_t *table4, bool pack4, uint8_t *out)
 {
-  const int sign_shift = 15 - (format->ebits + format->mbits);
-  const uint16_t sign_bit = (uint16_t) (1u << (format->ebits + format->mbits));
-  const qk_vh one = qk_splat_h (1);
-  qk_vh tlo, thi;
+  const QkTable4 t = qk_table4_load (format, table4);
   size_t b = 0;
 
-  memcpy (&tlo, table4, sizeof tlo);
-  memcpy (&thi, table4 + 32, sizeof thi);
   for (; b < n_blocks && scale_bytes[b] >= 3; b++)
-    {
-      const qk_vh k = qk_splat_h ((uint16_t) (4 * (scale_bytes[b] - 3)));
-      qk_vh v, e, idx;
-      qk_vw c;
-      memcpy (&v, x + 32 * b, sizeof v);
-      e = qk_min_h (qk_max_h ((v >> 5) & 0x3ff, k), k + 31) - k;
-      idx = (e << 1) | qk_min_h (v & 0x1f, one);
-      c = (qk_vw) (QK_SHUFFLE2 (tlo, thi, idx) | ((v >> sign_shift) & sign_bit));
-      if (pack4)
-        {
-          /* element 2j's code in the low half-word, 2j + 1's in the high */
-          qk_vu8 bytes = __builtin_convertvector ((c | (c >> 12)) & 0xffu, qk_vu8);
-          memcpy (out + 16 * b, &bytes, sizeof bytes);
-        }
-      else
-        {
-          qk_v32u8 codes = __builtin_convertvector ((qk_vh) c & 0xff, qk_v32u8);
-          memcpy (out + 32 * b, &codes, sizeof codes);
-        }
-    }
+    qk_table4_block (&t, x + 32 * b, qk_splat_h ((uint16_t) (4 * (scale_bytes[b] - 3))), pack4,
+                     out + (pack4 ? 16 : 32) * b);
   return b;
 }
 

@@ -247,57 +247,16 @@ NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
     out[b] = NAME##_inline (x + start, n - start < block ? n - start : block); \
 }
 
-typedef uint64_t qk_vq __attribute__ ((vector_size (64)));
-
-/* Maxima of sixteen blocks of 32 r bfloat16 values (MX blocks, groups of
- * 128), one vector each once its r vectors are folded by maxima, reduced
- * together: each step takes the low and the high half of every block's
- * lanes from two vectors and keeps their maximum, halving the lanes per
- * block (16, 8, 4, 2, then 1) while keeping the blocks in order. */
 QK_INLINE size_t
 qk_abs_max_bits_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *out)
 {
-  const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
-  const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
-  const qk_vq lo3 = { 0, 2, 4, 6, 8, 10, 12, 14 }, hi3 = { 1, 3, 5, 7, 9, 11, 13, 15 };
-  const qk_vw lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
-  const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
   size_t b = 0;
 
   if (block % 32 || block > 512)
     return 0;
   for (; (b + 16) * block <= n; b += 16)
     {
-      qk_vh v[16];
-      qk_vw m;
-      qk_vu16 narrow;
-      _Pragma ("GCC unroll 16")
-      for (int k = 0; k < 16; k++)
-        {
-          memcpy (&v[k], x + (b + k) * block, sizeof v[k]);
-          v[k] &= 0x7fff;
-          for (size_t r = 32; r < block; r += 32)
-            {
-              qk_vh u;
-              memcpy (&u, x + (b + k) * block + r, sizeof u);
-              v[k] = qk_max_h (v[k], u & 0x7fff);
-            }
-        }
-#define QK_HALVE(A, B, LO, HI, T) \
-      qk_max_h ((qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
-      _Pragma ("GCC unroll 16")
-      for (int k = 0; k < 8; k++)
-        v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo1, hi1, qk_vq);
-      _Pragma ("GCC unroll 16")
-      for (int k = 0; k < 4; k++)
-        v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_vq);
-      _Pragma ("GCC unroll 16")
-      for (int k = 0; k < 2; k++)
-        v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_vq);
-      v[0] = QK_HALVE (v[0], v[1], lo4, hi4, qk_vw);
-#undef QK_HALVE
-      m = qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
-      narrow = __builtin_convertvector (m, qk_vu16);
+      qk_vu16 narrow = __builtin_convertvector (qk_bf16_maxima16 (x + b * block, block), qk_vu16);
       memcpy (out + b, &narrow, sizeof narrow);
     }
   return b;

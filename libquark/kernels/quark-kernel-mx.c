@@ -237,35 +237,48 @@ mx_rule_vector_ok (const MxRule *rule)
          (rule->mode == QUARK_MX_SCALE_CEIL ? rule->emax >= 1 : rule->emax >= 0);
 }
 
+/* The exponent bytes of 16 maxima u (binary32 bits), clamped, before the
+ * zero and special blocks: *zero and *special (all ones) mark those.
+ * No vector comparisons here: GCC lowers generic vectors for the default
+ * target before it makes the clones, and for it a 16-lane comparison
+ * becomes scalar code in every clone. Masks come from sign bits instead:
+ * (v - 1) >> 31 is -1 exactly where v (non-negative) is 0. */
+QK_INLINE qk_vi
+mx_rule_lanes (const MxRule *rule, qk_vi u, qk_vi *zero, qk_vi *special)
+{
+  const int32_t round = rule->mode == QUARK_MX_SCALE_EVEN ? 1 << (22 - rule->mbits) : 0;
+  qk_vi e = ((u + round) >> 23) - 127 - rule->emax;
+  if (rule->mode == QUARK_MX_SCALE_CEIL)
+    e -= -(u & 0x007fffff) >> 31;                          /* +1 unless a power of two */
+  e = qk_select_i ((e + 127) >> 31, qk_splat_i (-127), e);  /* e < -127 */
+  e = qk_select_i ((127 - e) >> 31, qk_splat_i (127), e);   /* e > 127 */
+  *zero = (u - 1) >> 31;
+  *special = (0x7f7fffff - u) >> 31;                       /* infinity or NaN */
+  return e + 127;
+}
+
+QK_INLINE int32_t
+mx_zero_byte (const MxRule *rule)
+{
+  return !rule->quark_zero_blocks ? 0x00 : rule->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
+}
+
 QK_MULTIVERSION static size_t
 mx_row_scales_by16 (const MxRule *rule, const uint32_t *amax_bits, size_t n_blocks,
                     uint8_t *bytes, float *block_scales, float *inv_scales, qk_vi *special_acc)
 {
-  const int32_t zero_byte = !rule->quark_zero_blocks ? 0x00 : rule->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
-  const int32_t round = rule->mode == QUARK_MX_SCALE_EVEN ? 1 << (22 - rule->mbits) : 0;
-  const bool ceil_mode = rule->mode == QUARK_MX_SCALE_CEIL;
+  const int32_t zero_byte = mx_zero_byte (rule);
   qk_vi acc = { 0 };
   size_t b = 0;
 
-  /* No vector comparisons here: GCC lowers generic vectors for the default
-   * target before it makes the clones, and for it a 16-lane comparison
-   * becomes scalar code in every clone. Masks come from sign bits instead:
-   * (v - 1) >> 31 is -1 exactly where v (non-negative) is 0. */
   for (; b + QK_LANES <= n_blocks; b += QK_LANES)
     {
       const qk_vi unit_bits = qk_splat_i (0x3f800000);
-      qk_vi u, e, byte, scale_bits, inv_bits, zero, special;
+      qk_vi u, byte, scale_bits, inv_bits, zero, special;
       memcpy (&u, amax_bits + b, sizeof u);
-      e = ((u + round) >> 23) - 127 - rule->emax;
-      if (ceil_mode)
-        e -= -(u & 0x007fffff) >> 31;                          /* +1 unless a power of two */
-      e = qk_select_i ((e + 127) >> 31, qk_splat_i (-127), e);  /* e < -127 */
-      e = qk_select_i ((127 - e) >> 31, qk_splat_i (127), e);   /* e > 127 */
-      byte = e + 127;
+      byte = mx_rule_lanes (rule, u, &zero, &special);
       scale_bits = qk_select_i ((byte - 1) >> 31, qk_splat_i (0x00400000), byte << 23);
       inv_bits = (254 - byte) << 23;
-      zero = (u - 1) >> 31;
-      special = (0x7f7fffff - u) >> 31;                        /* infinity or NaN */
       byte = qk_select_i (zero, qk_splat_i (zero_byte), byte);
       byte |= special & 0xff;
       scale_bits = qk_select_i (zero | special, unit_bits, scale_bits);
@@ -396,89 +409,174 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
   return true;
 }
 
+/* MX FP4 through the table, 16 blocks of 32 (512 values) at a time in one
+ * pass: their maxima, E8M0 bytes and codes. Stops before the first chunk
+ * holding a block the table does not take (a byte below 3, NaN or
+ * infinity); returns the number of chunks done. */
+QK_MULTIVERSION static size_t
+mx_table4_chunks (const MxRule *rule, const QuarkFpFormat *fmt, const uint16_t *table4, const uint16_t *x,
+                  size_t n_chunks, bool pack4, uint8_t *out, uint8_t *bytes)
+{
+  const QkTable4 t = qk_table4_load (fmt, table4);
+  const int32_t zero_byte = mx_zero_byte (rule);
+  size_t c = 0;
+
+  for (; c < n_chunks; c++)
+    {
+      const uint16_t *xc = x + 512 * c;
+      qk_vi u = (qk_vi) (qk_bf16_maxima16 (xc, 32) << 16), zero, special, byte, bad;
+      uint16_t k[QK_LANES];
+      uint32_t any = 0;
+
+      byte = mx_rule_lanes (rule, u, &zero, &special);
+      byte = qk_select_i (zero, qk_splat_i (zero_byte), byte);
+      bad = special | ((byte - 3) >> 31);
+      for (int j = 0; j < QK_LANES; j++)
+        any |= (uint32_t) bad[j];
+      if (any)
+        break;
+      {
+        qk_vu8 narrow = __builtin_convertvector (byte & 0xff, qk_vu8);
+        qk_vu16 kv = __builtin_convertvector ((4 * (byte - 3)) & 0xffff, qk_vu16);
+        memcpy (bytes + 16 * c, &narrow, sizeof narrow);
+        memcpy (k, &kv, sizeof k);
+      }
+      for (int j = 0; j < QK_LANES; j++)
+        qk_table4_block (&t, xc + 32 * j, qk_splat_h (k[j]), pack4, out + (pack4 ? 16 : 32) * (16 * c + j));
+    }
+  return c;
+}
+
+/* What quark_kernel_mx_quantize_bf16() and its packed form set up once per
+ * call: the element format and scale rule, the table, scratch for a row. */
+typedef struct {
+  const QuarkFpFormat *fmt;
+  MxRule rule;
+  size_t bs;
+  bool packed, fp4, fp6, use_table4;
+  uint16_t table4[64];
+  float *block_scales, *inv_scales, *row_f32;
+  uint32_t *amax_bits;
+  uint16_t *amax_bf16;
+  uint8_t *codes;
+} MxBf16Call;
+
+/* The output offset of element @i of a row, packed or not */
+static size_t
+mx_out_offset (const MxBf16Call *call, size_t i)
+{
+  return !call->packed ? i : call->fp4 ? i / 2 : call->fp6 ? i / 4 * 3 : i;
+}
+
+/* @len values of a row from a block boundary (the row's end may cut the
+ * last block): maxima, bytes, the vector or table encoders, blocks with NaN
+ * or infinity marked, packing. */
+static void
+mx_bf16_span (MxBf16Call *call, const uint16_t *x, size_t len, uint8_t *bytes, uint8_t *out)
+{
+  const QuarkFpFormat *fmt = call->fmt;
+  const size_t bs = call->bs, n_blocks = (len + bs - 1) / bs;
+  const size_t whole = fmt && bs == 32 ? len / 32 : 0;
+  uint8_t *cr = call->packed ? call->codes : out;
+  size_t done = 0;
+  bool any_special, fused;
+
+  _quark_kernel_block_abs_max_bits_bf16 (x, len, bs, call->amax_bf16);
+  for (size_t b = 0; b < n_blocks; b++)
+    call->amax_bits[b] = (uint32_t) call->amax_bf16[b] << 16;
+  any_special = mx_row_scales (&call->rule, call->amax_bits, n_blocks, bytes, call->block_scales,
+                               call->inv_scales);
+  /* FP4 spans of whole blocks without NaN or infinity are packed as they
+   * are encoded */
+  fused = call->packed && call->fp4 && whole == n_blocks && !any_special;
+  if (whole && _quark_kernel_fp_quantize_blocks32_bf16 (fmt, x, whole, bytes, call->inv_scales,
+                                                        call->use_table4 ? call->table4 : NULL, fused,
+                                                        fused ? out : cr))
+    done = whole * 32;
+  else
+    fused = false;
+  if (fmt)
+    _quark_kernel_fp_quantize_blocks_bf16 (fmt, x + done, len - done, bs, call->block_scales + done / bs,
+                                           call->inv_scales + done / bs, cr + done);
+  else
+    {
+      quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, x, call->row_f32, len);
+      for (size_t b = 0; b < n_blocks; b++)
+        mxint8_block (call->row_f32 + b * bs, MIN (bs, len - b * bs), call->block_scales[b], cr + b * bs);
+    }
+  if (any_special)
+    mx_mark_special_blocks (fmt, bytes, n_blocks, bs, len, cr);
+  if (call->packed && !fused)
+    {
+      if (call->fp4)
+        quark_kernel_pack_fp4 (cr, len, out);
+      else if (call->fp6)
+        quark_kernel_pack_fp6 (cr, len, out);
+      else
+        memcpy (out, cr, len);
+    }
+}
+
 /* The body of quark_kernel_mx_quantize_bf16() and of its packed form:
  * with @packed, each row's codes go out in the checkpoint layout (FP4 two
- * per byte, FP6 four per three bytes, the others one per byte). */
+ * per byte, FP6 four per three bytes, the others one per byte). MX FP4 rows
+ * go 512 values at a time through mx_table4_chunks(), the chunks it does
+ * not take and the rest of the row through mx_bf16_span(). */
 static bool
 mx_quantize_bf16_rows (const QuarkMxParams *params, const uint16_t *x, size_t n_rows, size_t row_len,
                        bool packed, uint8_t *out, uint8_t *scales)
 {
-  const QuarkFpFormat *fmt;
-  const bool fp4 = params->element == QUARK_DTYPE_FP4_E2M1;
-  const bool fp6 = params->element == QUARK_DTYPE_FP6_E2M3 || params->element == QUARK_DTYPE_FP6_E3M2;
-  size_t bs = params->block_size;
-  size_t n_blocks = bs ? (row_len + bs - 1) / bs : 0;
-  size_t out_row = !packed ? row_len : fp4 ? (row_len + 1) / 2 : fp6 ? row_len / 4 * 3 : row_len;
-  float *block_scales, *inv_scales, *row_f32 = NULL;
-  uint32_t *amax_bits;
-  uint16_t *amax_bf16;
-  uint8_t *row_codes = NULL;
-  uint16_t table4[64];
-  bool use_table4;
-  MxRule rule;
+  MxBf16Call call = { 0 };
+  size_t n_blocks, out_row, rowbuf;
 
-  if (!mx_element_format (params, &fmt))
+  if (!mx_element_format (params, &call.fmt))
     return false;
-  if (packed && fp6 && row_len % 4)
+  call.bs = params->block_size;
+  call.packed = packed;
+  call.fp4 = params->element == QUARK_DTYPE_FP4_E2M1;
+  call.fp6 = params->element == QUARK_DTYPE_FP6_E2M3 || params->element == QUARK_DTYPE_FP6_E3M2;
+  if (packed && call.fp6 && row_len % 4)
     return false;
-  mx_rule_init (params, &rule);
-  use_table4 = fmt && bs == 32 && _quark_kernel_fp_table4_init (fmt, table4);
-  block_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
-  inv_scales = malloc ((n_blocks ? n_blocks : 1) * sizeof (float));
-  amax_bits = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint32_t));
-  amax_bf16 = malloc ((n_blocks ? n_blocks : 1) * sizeof (uint16_t));
+  mx_rule_init (params, &call.rule);
+  call.use_table4 = call.fmt && call.bs == 32 && _quark_kernel_fp_table4_init (call.fmt, call.table4);
+  n_blocks = (row_len + call.bs - 1) / call.bs;
+  out_row = mx_out_offset (&call, row_len + (call.fp4 && packed ? 1 : 0));
+  rowbuf = n_blocks ? n_blocks : 1;
+  call.block_scales = malloc (rowbuf * sizeof (float));
+  call.inv_scales = malloc (rowbuf * sizeof (float));
+  call.amax_bits = malloc (rowbuf * sizeof (uint32_t));
+  call.amax_bf16 = malloc (rowbuf * sizeof (uint16_t));
   if (packed)
-    row_codes = malloc (row_len ? row_len : 1);
-  if (fmt == NULL)
-    row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
+    call.codes = malloc (row_len ? row_len : 1);
+  if (call.fmt == NULL)
+    call.row_f32 = malloc ((row_len ? row_len : 1) * sizeof (float));
 
   for (size_t r = 0; r < n_rows; r++)
     {
       const uint16_t *xr = x + r * row_len;
-      uint8_t *cr = packed ? row_codes : out + r * row_len;
-      size_t whole = fmt && bs == 32 ? row_len / 32 : 0, done = 0;
-      bool any_special, fused;
+      uint8_t *or = out + r * out_row, *br = scales + r * n_blocks;
+      const size_t n_chunks = call.use_table4 ? row_len / 512 : 0;
+      size_t c = 0;
 
-      _quark_kernel_block_abs_max_bits_bf16 (xr, row_len, bs, amax_bf16);
-      for (size_t b = 0; b < n_blocks; b++)
-        amax_bits[b] = (uint32_t) amax_bf16[b] << 16;
-      any_special = mx_row_scales (&rule, amax_bits, n_blocks, scales + r * n_blocks, block_scales, inv_scales);
-      /* FP4 rows of whole blocks without NaN or infinity are packed as
-       * they are encoded */
-      fused = packed && fp4 && whole == n_blocks && !any_special;
-      if (whole && _quark_kernel_fp_quantize_blocks32_bf16 (fmt, xr, whole, scales + r * n_blocks, inv_scales,
-                                                            use_table4 ? table4 : NULL, fused,
-                                                            fused ? out + r * out_row : cr))
-        done = whole * 32;
-      else
-        fused = false;
-      if (fmt)
-        _quark_kernel_fp_quantize_blocks_bf16 (fmt, xr + done, row_len - done, bs, block_scales + done / bs,
-                                               inv_scales + done / bs, cr + done);
-      else
+      while (c < n_chunks)
         {
-          quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, xr, row_f32, row_len);
-          for (size_t b = 0; b < n_blocks; b++)
-            mxint8_block (row_f32 + b * bs, MIN (bs, row_len - b * bs), block_scales[b], cr + b * bs);
+          c += mx_table4_chunks (&call.rule, call.fmt, call.table4, xr + 512 * c, n_chunks - c, packed,
+                                 or + mx_out_offset (&call, 512 * c), br + 16 * c);
+          if (c < n_chunks)
+            {
+              mx_bf16_span (&call, xr + 512 * c, 512, br + 16 * c, or + mx_out_offset (&call, 512 * c));
+              c++;
+            }
         }
-      if (any_special)
-        mx_mark_special_blocks (fmt, scales + r * n_blocks, n_blocks, bs, row_len, cr);
-      if (packed && !fused)
-        {
-          if (fp4)
-            quark_kernel_pack_fp4 (cr, row_len, out + r * out_row);
-          else if (fp6)
-            quark_kernel_pack_fp6 (cr, row_len, out + r * out_row);
-          else
-            memcpy (out + r * out_row, cr, row_len);
-        }
+      if (512 * c < row_len)
+        mx_bf16_span (&call, xr + 512 * c, row_len - 512 * c, br + 16 * c, or + mx_out_offset (&call, 512 * c));
     }
-  free (block_scales);
-  free (inv_scales);
-  free (amax_bits);
-  free (amax_bf16);
-  free (row_codes);
-  free (row_f32);
+  free (call.block_scales);
+  free (call.inv_scales);
+  free (call.amax_bits);
+  free (call.amax_bf16);
+  free (call.codes);
+  free (call.row_f32);
   return true;
 }
 

@@ -125,6 +125,112 @@ qk_select_i (qk_vi mask, qk_vi a, qk_vi b)
 
 #include "quark-kernels.h"
 
+/* The absolute maxima (bfloat16 bits, in the low half of each word) of 16
+ * consecutive blocks of @block = 32 r values (MX blocks, groups of 128),
+ * one vector each once its r vectors are folded by maxima, reduced
+ * together: each step takes the low and the high half of every block's
+ * lanes from two vectors and keeps their maximum, halving the lanes per
+ * block (16, 8, 4, 2, then 1) while keeping the blocks in order. */
+typedef uint64_t qk_vq __attribute__ ((vector_size (64)));
+
+QK_INLINE qk_vw
+qk_bf16_maxima16 (const uint16_t *x, size_t block)
+{
+  const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
+  const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
+  const qk_vq lo3 = { 0, 2, 4, 6, 8, 10, 12, 14 }, hi3 = { 1, 3, 5, 7, 9, 11, 13, 15 };
+  const qk_vw lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
+  const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
+  qk_vh v[16];
+
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 16; k++)
+    {
+      memcpy (&v[k], x + k * block, sizeof v[k]);
+      v[k] &= 0x7fff;
+      for (size_t r = 32; r < block; r += 32)
+        {
+          qk_vh u;
+          memcpy (&u, x + k * block + r, sizeof u);
+          v[k] = qk_max_h (v[k], u & 0x7fff);
+        }
+    }
+#define QK_HALVE(A, B, LO, HI, T) \
+  qk_max_h ((qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 8; k++)
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo1, hi1, qk_vq);
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 4; k++)
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_vq);
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 2; k++)
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_vq);
+  v[0] = QK_HALVE (v[0], v[1], lo4, hi4, qk_vw);
+#undef QK_HALVE
+  return qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
+}
+
+
+/* (through 32-bit lanes: GCC 12 builds a 16-bit splat of a variable one
+ * lane at a time) */
+QK_INLINE qk_vh
+qk_splat_h (uint16_t v)
+{
+  const uint32_t w = v * 0x10001u;
+  return (qk_vh) (qk_vw) { w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w };
+}
+
+/* MX FP4 by table (_quark_kernel_fp_table4_init()): a block of E8M0 byte
+ * B = d + 127 >= 3 is encoded from its bits alone. For a normal v,
+ * t = v / 2^d has the exponent field of v minus d and the same mantissa,
+ * so the entry of v is its field and two leading mantissa bits (v >> 5)
+ * less K = 4 (B − 3), clamped to 0..31 (below: t under 2^−3, code 0;
+ * above: t from 2^5, saturated), times two, plus the sticky bit. A
+ * subnormal v has v >> 5 <= 3 <= K + 3 and t < 2^−126 · 2^124, code 0,
+ * which the clamp gives (that is what B >= 3 ensures). 32 elements per
+ * vpermi2w. */
+typedef struct {
+  qk_vh lo, hi;           /* the 64 entries */
+  int sign_shift;         /* 15 − (ebits + mbits) */
+  uint16_t sign_bit;
+} QkTable4;
+
+QK_INLINE QkTable4
+qk_table4_load (const QuarkFpFormat *format, const uint16_t *table4)
+{
+  QkTable4 t;
+  memcpy (&t.lo, table4, sizeof t.lo);
+  memcpy (&t.hi, table4 + 32, sizeof t.hi);
+  t.sign_shift = 15 - (format->ebits + format->mbits);
+  t.sign_bit = (uint16_t) (1u << (format->ebits + format->mbits));
+  return t;
+}
+
+/* One block of 32 values, @k = K in every lane; the codes one per byte or,
+ * with @pack4, two per byte (element 2j in the low nibble). */
+QK_INLINE void
+qk_table4_block (const QkTable4 *t, const uint16_t *x, qk_vh k, bool pack4, uint8_t *out)
+{
+  qk_vh v, e, idx;
+  qk_vw c;
+  memcpy (&v, x, sizeof v);
+  e = qk_min_h (qk_max_h ((v >> 5) & 0x3ff, k), k + 31) - k;
+  idx = (e << 1) | qk_min_h (v & 0x1f, qk_splat_h (1));
+  c = (qk_vw) (QK_SHUFFLE2 (t->lo, t->hi, idx) | ((v >> t->sign_shift) & t->sign_bit));
+  if (pack4)
+    {
+      /* element 2j's code in the low half-word, 2j + 1's in the high */
+      qk_vu8 bytes = __builtin_convertvector ((c | (c >> 12)) & 0xffu, qk_vu8);
+      memcpy (out, &bytes, sizeof bytes);
+    }
+  else
+    {
+      qk_v32u8 codes = __builtin_convertvector ((qk_vh) c & 0xff, qk_v32u8);
+      memcpy (out, &codes, sizeof codes);
+    }
+}
+
 /* Saturating minifloat quantization of consecutive blocks of @block
  * elements, block b divided by block_scales[b], which must be powers of two,
  * inv_scales[b] their exact inverses (quark-kernel-float.c). */
