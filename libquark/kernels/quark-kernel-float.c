@@ -721,7 +721,9 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
     return false;
   /* 1.f / s for the 128 values of f, rounded to m bits on the binary32 bits
    * (a carry moves into the exponent), rebased so that adding E << m gives
-   * the code: (E_q + E − 127 − 127 + bias) << m plus the kept bits */
+   * the code: (E_q + E − 127 − 127 + bias) << m plus the kept bits; less
+   * f's leading m bits, which the element's magnitude shifted by 7 − m
+   * brings with E << m */
   for (int k = 0; k < 128; k += QK_LANES)
     {
       qk_vi q, r;
@@ -731,7 +733,7 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
       q = (qk_vi) (one_f / qk_splat (scale));
       r = ((q + ((1 << (sh - 1)) - 1) + ((q >> sh) & 1)) >> sh) - ((254 - f->bias) << m);
       for (int j = 0; j < QK_LANES; j++)
-        tab[k + j] = (int16_t) r[j];
+        tab[k + j] = (int16_t) (r[j] - ((k + j) >> (7 - m)));
     }
   memcpy (&t->t0, tab, sizeof t->t0);
   memcpy (&t->t1, tab + 32, sizeof t->t1);
@@ -765,12 +767,12 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, uint8_t *codes, const 
       memcpy (&v, x + i, sizeof v);
       lo = QK_SHUFFLE2 (t->t0, t->t1, v);          /* indices taken modulo 64 */
       hi = QK_SHUFFLE2 (t->t2, t->t3, v);
+      mag = v & 0x7fff;
       {
         const qk_vh pick = (qk_vh) ((qk_vs16) (v << 9) >> 15);   /* bit 6 of f */
-        code = (qk_vs16) ((hi & pick) | (lo & ~pick)) + (qk_vs16) ((v & 0x7f80) >> t->shift);
+        code = (qk_vs16) ((hi & pick) | (lo & ~pick)) + (qk_vs16) (mag >> t->shift);
       }
       code = qk_min_s16 (code, cmax);
-      mag = v & 0x7fff;
       nz = mag - 1;                                /* 0xffff only for a zero */
       zero = (qk_vh) ((qk_vs16) nz >> 15);
       low |= (code - t->normal_min) & ~(qk_vs16) zero;
