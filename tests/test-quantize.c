@@ -869,6 +869,87 @@ test_bf16_kernels_match_widened (void)
       }
 }
 
+/* The quantizer hands bfloat16 weights to the kernels as they are: every
+ * output tensor equals that of the same values widened to float32, for
+ * each kind of spec (integers per tensor, channel, group and block, with
+ * and without zero points and power-of-two scales, FP8 per tensor and
+ * channel, OCP MX FP4, FP6 and INT8), on rows long enough for the vector
+ * and table paths, with zeros, tiny and negative values. */
+static void
+test_bf16_weights_as_f32 (void)
+{
+  static const char *specs[] = {
+    "{\"dtype\": \"int8\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}",
+    "{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}",
+    "{\"dtype\": \"uint8\", \"qscheme\": \"per_channel\", \"ch_axis\": 0, \"symmetric\": false}",
+    "{\"dtype\": \"int8\", \"qscheme\": \"per_channel\", \"ch_axis\": 0, \"scale_type\": \"pof2\"}",
+    "{\"dtype\": \"int4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 128}",
+    "{\"dtype\": \"uint4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32, \"symmetric\": false}",
+    "{\"dtype\": \"int8\", \"qscheme\": \"per_block\", \"block_size\": [4, 64]}",
+    "{\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_tensor\"}",
+    "{\"dtype\": \"fp8_e4m3\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}",
+    "{\"dtype\": \"fp8_e5m2\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}",
+    "{\"dtype\": \"fp4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32, \"scale_format\": \"e8m0\"}",
+    "{\"dtype\": \"fp6_e2m3\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32, \"scale_format\": \"e8m0\"}",
+    "{\"dtype\": \"int8\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32, \"scale_format\": \"e8m0\"}",
+  };
+  const gint64 shape[2] = { 8, 1152 };
+  const gsize n = 8 * 1152;
+  g_autoptr(GRand) rand = g_rand_new_with_seed (1606);
+  g_autofree guint16 *h = g_new (guint16, n);
+  g_autofree float *w = g_new (float, n);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      float v = (float) (g_rand_double_range (rand, -1, 1) * pow (2, g_rand_int_range (rand, -12, 2)));
+      if (i % 97 == 0)
+        v = 0.0f;
+      else if (i % 89 == 0)
+        v = -0.0f;
+      h[i] = (guint16) (f32_bits (v) >> 16);
+    }
+  g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, n));
+
+  for (guint k = 0; k < G_N_ELEMENTS (specs); k++)
+    {
+      g_autoptr(QuarkQuantizationConfig) config = config_for (specs[k]);
+      g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+      g_autoptr(QuarkModel) in_h = quark_model_new (), in_w = quark_model_new ();
+      g_autoptr(QuarkModel) out_h = NULL, out_w = NULL;
+      g_autoptr(QuarkTensor) th = NULL, tw = NULL;
+      g_autoptr(GBytes) bytes = g_bytes_new (h, n * 2);
+      g_autoptr(GError) error = NULL;
+      g_auto(GStrv) names = NULL;
+
+      th = quark_tensor_new ("fc.weight", QUARK_DTYPE_BF16, shape, 2, bytes, &error);
+      g_assert_no_error (error);
+      tw = quark_tensor_new_from_floats ("fc.weight", shape, 2, w, n, &error);
+      g_assert_no_error (error);
+      g_assert_true (quark_model_add_tensor (in_h, th, &error));
+      g_assert_true (quark_model_add_tensor (in_w, tw, &error));
+      quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+      g_assert_no_error (error);
+      out_h = quark_model_quantizer_quantize_model (quantizer, in_h, NULL, NULL, &error);
+      g_assert_no_error (error);
+      out_w = quark_model_quantizer_quantize_model (quantizer, in_w, NULL, NULL, &error);
+      g_assert_no_error (error);
+      names = quark_model_get_tensor_names (out_w);
+      g_assert_cmpuint (g_strv_length (names), >=, 2);
+      for (guint i = 0; names[i]; i++)
+        {
+          QuarkTensor *a = quark_model_get_tensor (out_h, names[i]), *b = quark_model_get_tensor (out_w, names[i]);
+          gsize size_a, size_b;
+          gconstpointer da, db;
+          g_test_message ("%s: %s", specs[k], names[i]);
+          g_assert_nonnull (a);
+          g_assert_cmpint (quark_tensor_get_dtype (a), ==, quark_tensor_get_dtype (b));
+          da = quark_tensor_peek_data (a, &size_a);
+          db = quark_tensor_peek_data (b, &size_b);
+          g_assert_cmpmem (da, size_a, db, size_b);
+        }
+    }
+}
+
 /* Row-of-groups kernels against one call per group on the scalar path. */
 static void
 test_group_kernels (void)
@@ -1121,6 +1202,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/vector-matches-scalar/min-max", test_vector_matches_scalar_min_max);
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/kernels/groups", test_group_kernels);
+  g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);
 

@@ -256,6 +256,7 @@ apply_observer (QuarkTensorSpec          *spec,
 
 typedef struct {
   const float *x;
+  const guint16 *xb;   /* the same values as bfloat16, when the tensor is */
   QuarkKernelIntParams int_params;
   const QuarkFpFormat *fmt;
   float fp_scale;
@@ -269,14 +270,20 @@ quantize_int_chunk (size_t offset, size_t len, void *data)
 {
   QuantData *q = data;
   q->int_params.offset = offset;
-  quark_kernel_quantize_int_f32 (q->x + offset, len, &q->int_params, q->dtype, q->codes + offset * q->esize);
+  if (q->xb)
+    quark_kernel_quantize_int_bf16 (q->xb + offset, len, &q->int_params, q->dtype, q->codes + offset * q->esize);
+  else
+    quark_kernel_quantize_int_f32 (q->x + offset, len, &q->int_params, q->dtype, q->codes + offset * q->esize);
 }
 
 static void
 quantize_fp_chunk (size_t offset, size_t len, void *data)
 {
   QuantData *q = data;
-  quark_kernel_fp_quantize_f32 (q->fmt, q->x + offset, len, q->fp_scale, q->codes + offset);
+  if (q->xb)
+    quark_kernel_fp_quantize_bf16 (q->fmt, q->xb + offset, len, q->fp_scale, q->codes + offset);
+  else
+    quark_kernel_fp_quantize_f32 (q->fmt, q->x + offset, len, q->fp_scale, q->codes + offset);
 }
 
 /* AMD Quark's power-of-two integer parameters (numerics reference 2.7). */
@@ -603,11 +610,16 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
   QuarkKernelLayout l;
+  const guint16 *xb = NULL;
   gsize n;
 
   x = quark_tensor_to_floats (tensor, &n, error);
   if (x == NULL)
     return FALSE;
+  /* bfloat16 weights go to the kernels as they are (the same codes as
+   * widened, faster); the allow-nonfinite policy works on the copy */
+  if (quark_tensor_get_dtype (tensor) == QUARK_DTYPE_BF16 && !allow_nonfinite && G_BYTE_ORDER == G_LITTLE_ENDIAN)
+    xb = quark_tensor_peek_data (tensor, NULL);
   if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
     {
       /* Quark's float16/bfloat16 specs are casts (PlaceholderObserver):
@@ -646,7 +658,10 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
                        "(the allow-nonfinite option saturates them instead)", name);
           return FALSE;
         }
-      quark_kernel_mx_quantize_f32 (&params, x, l.rows, l.cols, codes, bytes);
+      if (xb)
+        quark_kernel_mx_quantize_bf16 (&params, xb, l.rows, l.cols, codes, bytes);
+      else
+        quark_kernel_mx_quantize_f32 (&params, x, l.rows, l.cols, codes, bytes);
       return add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) &&
              add_new_tensor (out, scale_name, QUARK_DTYPE_F8_E8M0, l.param_shape, l.param_n_dims,
                              g_steal_pointer (&bytes), l.n_params, error);
@@ -663,7 +678,7 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   for (gsize p = 0; p < l.n_params; p++)
     {
       StatsData stats = { x, INFINITY, -INFINITY, TRUE };
-      QuantData q = { .x = x, .dtype = dtype, .codes = codes, .esize = esize };
+      QuantData q = { .x = x, .xb = xb, .dtype = dtype, .codes = codes, .esize = esize };
 
       quark_kernel_layout_foreach_chunk (&l, p, stats_chunk, &stats);
       if (!stats.finite)
