@@ -726,14 +726,14 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
    * brings with E << m */
   for (int k = 0; k < 128; k += QK_LANES)
     {
+      const qk_vi iota = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+      const qk_vi f_bits = iota + k;
       qk_vi q, r;
-      qk_vf one_f;
-      for (int j = 0; j < QK_LANES; j++)
-        one_f[j] = 1.0f + (float) (k + j) / 128.0f;
-      q = (qk_vi) (one_f / qk_splat (scale));
-      r = ((q + ((1 << (sh - 1)) - 1) + ((q >> sh) & 1)) >> sh) - ((254 - f->bias) << m);
-      for (int j = 0; j < QK_LANES; j++)
-        tab[k + j] = (int16_t) (r[j] - ((k + j) >> (7 - m)));
+      qk_vu16 narrow;
+      q = (qk_vi) ((qk_vf) (0x3f800000 | (f_bits << 16)) / qk_splat (scale));   /* 1.f / s */
+      r = ((q + ((1 << (sh - 1)) - 1) + ((q >> sh) & 1)) >> sh) - ((254 - f->bias) << m) - (f_bits >> (7 - m));
+      narrow = __builtin_convertvector (r & 0xffff, qk_vu16);
+      memcpy (tab + k, &narrow, sizeof narrow);
     }
   memcpy (&t->t0, tab, sizeof t->t0);
   memcpy (&t->t1, tab + 32, sizeof t->t1);
@@ -748,11 +748,11 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
   return true;
 }
 
-/* One chunk of QK_TABLE_CHUNK values; false if a lane needs the lane
- * encoder (the codes written are then to be redone). @fnuz is a constant
- * at each call, so that each loop is compiled without the test. */
+/* @n values (a multiple of 32); false if a lane needs the lane encoder
+ * (the codes written are then to be redone). @fnuz is a constant at each
+ * call, so that each loop is compiled without the test. */
 QK_INLINE bool
-qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, uint8_t *codes, const bool fnuz)
+qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *codes, const bool fnuz)
 {
   const qk_vs16 cmax = (qk_vs16) qk_splat_h ((uint16_t) t->cmax);
   qk_vs16 low = { 0 };          /* sign bits: a code below 2^m (not a zero) */
@@ -760,7 +760,7 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, uint8_t *codes, const 
   qk_vw any;
   uint32_t bits = 0;
 
-  for (int i = 0; i < QK_TABLE_CHUNK; i += 32)
+  for (size_t i = 0; i < n; i += 32)
     {
       qk_vh v, lo, hi, zero, signs, mag, nz;
       qk_vs16 code;
@@ -877,11 +877,17 @@ quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
 #if QK_PAIRS
   {
     QkFpTable t;
+#define QK_TABLE_PART(X, N, CODES) \
+    (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false))
     if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t))
       for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
-        if (!(t.fnuz ? qk_fp_table_chunk (&t, x + i, codes + i, true)
-                     : qk_fp_table_chunk (&t, x + i, codes + i, false)))
-          qk_fp_bf16_span (format, qk_lazy_lanes (format, &lazy), x + i, QK_TABLE_CHUNK, scale, codes + i);
+        if (!QK_TABLE_PART (x + i, QK_TABLE_CHUNK, codes + i))
+          /* the 32 values of the lane that needs the lane encoder (a
+           * subnormal result, mostly: about one weight in 10^4) */
+          for (size_t j = i; j < i + QK_TABLE_CHUNK; j += 32)
+            if (!QK_TABLE_PART (x + j, 32, codes + j))
+              qk_fp_bf16_span (format, qk_lazy_lanes (format, &lazy), x + j, 32, scale, codes + j);
+#undef QK_TABLE_PART
   }
 #endif
   if (i < n)
