@@ -691,19 +691,24 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
  * (two vpermi2w of 64 entries, picked by bit 6 of f) and an add, 32 per
  * 512-bit vector. The result, clamped to the largest finite code (the
  * quantizer saturates), is the lane encoder's code whenever it is at least
- * 2^m, a normal code of the format. Lanes where it is not (results in the
- * format's subnormal range or below), and subnormal, infinite or NaN
- * elements, flag their chunk of 256 values, which the lane encoder redoes.
- * Zeros take code 0, their sign as the lane encoder gives it (none in
- * "fnuz" formats). For mantissas of 1 to 3 bits and scales in
+ * 2^m, a normal code of the format. The code grows with |x|, so that holds
+ * exactly from a magnitude M0 on, found once per call from the table;
+ * chunks of 256 values holding a nonzero element below M0 (a result in the
+ * format's subnormal range or below, or a subnormal element) or a NaN are
+ * redone, 32 values at a time where needed, by the lane encoder. Zeros
+ * take code 0 (the table's code for them, T[0], is negative: it is checked,
+ * and the codes are clamped at 0), their sign as the lane encoder gives it
+ * (none in "fnuz" formats). For mantissas of 1 to 3 bits and scales in
  * [2^−100, 2^100] (quotients of 1.f always normal). */
 typedef int16_t qk_vs16 __attribute__ ((vector_size (64)));
 
 QK_DEFINE_LANEWISE (qk_min_s16, qk_vs16, <)
+QK_DEFINE_LANEWISE (qk_max_s16, qk_vs16, >)
 
 typedef struct {
   qk_vh t0, t1, t2, t3;      /* T[f] for f = 0..63, 64..127 */
-  int16_t cmax, normal_min;  /* the largest finite code; 2^m */
+  int16_t cmax;              /* the largest finite code */
+  uint16_t m0;               /* the smallest magnitude with a normal code */
   int shift, sign_shift;     /* 7 − m; 15 − (ebits + mbits) */
   uint16_t sign_bit;
   bool fnuz;
@@ -715,7 +720,8 @@ QK_INLINE bool
 qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
 {
   const int m = f->mbits, sh = 23 - m;
-  int16_t tab[128];
+  int16_t tab[128], full[128];
+  int e1, lo, hi;
 
   if (!(scale >= 0x1p-100f && scale <= 0x1p100f) || m < 1 || m > 3 || f->bias < -1000 || f->bias > 1000)
     return false;
@@ -731,16 +737,37 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
       qk_vi q, r;
       qk_vu16 narrow;
       q = (qk_vi) ((qk_vf) (0x3f800000 | (f_bits << 16)) / qk_splat (scale));   /* 1.f / s */
-      r = ((q + ((1 << (sh - 1)) - 1) + ((q >> sh) & 1)) >> sh) - ((254 - f->bias) << m) - (f_bits >> (7 - m));
+      r = ((q + ((1 << (sh - 1)) - 1) + ((q >> sh) & 1)) >> sh) - ((254 - f->bias) << m);
       narrow = __builtin_convertvector (r & 0xffff, qk_vu16);
+      memcpy (full + k, &narrow, sizeof narrow);
+      narrow = __builtin_convertvector ((r - (f_bits >> (7 - m))) & 0xffff, qk_vu16);
       memcpy (tab + k, &narrow, sizeof narrow);
     }
+  /* zeros must come out negative (then clamped to code 0) */
+  if (full[0] >= 0)
+    return false;
+  /* M0: T[f] + (E << m) grows with f and E, and T[127] − T[0] <= 2^m (the
+   * quotients lie within a factor of two), so the smallest exponent E1 at
+   * which T[127] reaches 2^m, then the smallest f there, give it */
+  e1 = (1 << m) - full[127];
+  e1 = e1 <= 0 ? 1 : (e1 + (1 << m) - 1) >> m;
+  if (e1 > 254)
+    return false;
+  lo = 0, hi = 127;
+  while (lo < hi)
+    {
+      int mid = (lo + hi) / 2;
+      if (full[mid] + (e1 << m) >= (1 << m))
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+  t->m0 = (uint16_t) ((e1 << 7) | lo);
   memcpy (&t->t0, tab, sizeof t->t0);
   memcpy (&t->t1, tab + 32, sizeof t->t1);
   memcpy (&t->t2, tab + 64, sizeof t->t2);
   memcpy (&t->t3, tab + 96, sizeof t->t3);
   t->cmax = qk_format_cache (f)->max_code;
-  t->normal_min = (int16_t) (1 << m);
   t->shift = 7 - m;
   t->sign_shift = 15 - (f->ebits + m);
   t->sign_bit = (uint16_t) (1u << (f->ebits + m));
@@ -754,15 +781,14 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
 QK_INLINE bool
 qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *codes, const bool fnuz)
 {
-  const qk_vs16 cmax = (qk_vs16) qk_splat_h ((uint16_t) t->cmax);
-  qk_vs16 low = { 0 };          /* sign bits: a code below 2^m (not a zero) */
+  const qk_vs16 cmax = (qk_vs16) qk_splat_h ((uint16_t) t->cmax), zero16 = { 0 };
   qk_vh nz_min = qk_splat_h (0xffff), mag_max = { 0 };
   qk_vw any;
   uint32_t bits = 0;
 
   for (size_t i = 0; i < n; i += 32)
     {
-      qk_vh v, lo, hi, zero, signs, mag, nz;
+      qk_vh v, lo, hi, signs, mag, nz;
       qk_vs16 code;
       memcpy (&v, x + i, sizeof v);
       lo = QK_SHUFFLE2 (t->t0, t->t1, v);          /* indices taken modulo 64 */
@@ -772,23 +798,21 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
         const qk_vh pick = (qk_vh) ((qk_vs16) (v << 9) >> 15);   /* bit 6 of f */
         code = (qk_vs16) ((hi & pick) | (lo & ~pick)) + (qk_vs16) (mag >> t->shift);
       }
-      code = qk_min_s16 (code, cmax);
+      code = qk_max_s16 (qk_min_s16 (code, cmax), zero16);
       nz = mag - 1;                                /* 0xffff only for a zero */
-      zero = (qk_vh) ((qk_vs16) nz >> 15);
-      low |= (code - t->normal_min) & ~(qk_vs16) zero;
       nz_min = qk_min_h (nz_min, nz);
       mag_max = qk_max_h (mag_max, mag);
       signs = (v >> t->sign_shift) & t->sign_bit;
       if (fnuz)
-        signs &= ~zero;
+        signs &= ~(qk_vh) ((qk_vs16) nz >> 15);
       {
-        qk_v32u8 out = __builtin_convertvector (((qk_vh) code & ~zero) | signs, qk_v32u8);
+        qk_v32u8 out = __builtin_convertvector ((qk_vh) code | signs, qk_v32u8);
         memcpy (codes + i, &out, sizeof out);
       }
     }
-  /* any code below 2^m, subnormal element (nz below 0x7f, unsigned: a
-   * lane that saw only zeros keeps 0xffff) or NaN */
-  any = (qk_vw) (((qk_vh) low | ((nz_min - 0x7f) & ~nz_min) | (0x7f80 - mag_max)) & 0x8000);
+  /* any nonzero magnitude below M0 (nz below M0 − 1, unsigned: a lane that
+   * saw only zeros keeps 0xffff) or NaN */
+  any = (qk_vw) ((((nz_min - (uint16_t) (t->m0 - 1)) & ~nz_min) | (0x7f80 - mag_max)) & 0x8000);
   for (int k = 0; k < QK_LANES; k++)
     bits |= any[k];
   return bits == 0;
