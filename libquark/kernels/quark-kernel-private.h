@@ -185,11 +185,12 @@ qk_splat_h (uint16_t v)
  * B = d + 127 >= 3 is encoded from its bits alone. For a normal v,
  * t = v / 2^d has the exponent field of v minus d and the same mantissa,
  * so the entry of v is its field and two leading mantissa bits (v >> 5)
- * less K = 4 (B − 3), clamped to 0..31 (below: t under 2^−3, code 0;
- * above: t from 2^5, saturated), times two, plus the sticky bit. A
- * subnormal v has v >> 5 <= 3 <= K + 3 and t < 2^−126 · 2^124, code 0,
- * which the clamp gives (that is what B >= 3 ensures). 32 elements per
- * vpermi2w. */
+ * less K = 4 (B − 3), clamped at 0 (below: t under 2^−3, code 0), times
+ * two, plus the sticky bit. It stays below 32 when B is the scale rule's
+ * byte for the block (every mode takes d >= floor (log2 max |v|) − 2, so
+ * t < 2^3 and the field less d is at most 129 = 124 + 5). A subnormal v
+ * has v >> 5 <= 3 <= K + 3 and t < 2^−126 · 2^124, code 0, which the clamp
+ * gives (that is what B >= 3 ensures). 32 elements per vpermi2w. */
 typedef struct {
   qk_vh lo, hi;           /* the 64 entries */
   int sign_shift;         /* 15 − (ebits + mbits) */
@@ -207,15 +208,16 @@ qk_table4_load (const QuarkFpFormat *format, const uint16_t *table4)
   return t;
 }
 
-/* One block of 32 values, @k = K in every lane; the codes one per byte or,
- * with @pack4, two per byte (element 2j in the low nibble). */
+/* One block of 32 values, @k = K in every lane (B the scale rule's byte for
+ * it); the codes one per byte or, with @pack4, two per byte (element 2j in
+ * the low nibble). */
 QK_INLINE void
 qk_table4_block (const QkTable4 *t, const uint16_t *x, qk_vh k, bool pack4, uint8_t *out)
 {
   qk_vh v, e, idx;
   qk_vw c;
   memcpy (&v, x, sizeof v);
-  e = qk_min_h (qk_max_h ((v >> 5) & 0x3ff, k), k + 31) - k;
+  e = qk_max_h ((v >> 5) & 0x3ff, k) - k;
   idx = (e << 1) | qk_min_h (v & 0x1f, qk_splat_h (1));
   c = (qk_vw) (QK_SHUFFLE2 (t->lo, t->hi, idx) | ((v >> t->sign_shift) & t->sign_bit));
   if (pack4)
