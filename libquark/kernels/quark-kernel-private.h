@@ -105,15 +105,16 @@ qk_select_i (qk_vi mask, qk_vi a, qk_vi b)
  * __builtin_shuffle. Clang has no __builtin_shuffle with a mask vector, so
  * for the clang builds (libFuzzer) they are a lane loop with the same
  * result: lane i takes element mask[i] modulo the lane count (of a, then b,
- * for the two-operand form). */
+ * for the two-operand form). (The result's type is the operand's without
+ * a const qualifier: `+ 0` drops it.) */
 #if defined(__clang__)
 #define QK_SHUFFLE(v, mask) \
-  ({ __typeof__ (v) qk_r_; const int qk_n_ = (int) (sizeof (qk_r_) / sizeof (qk_r_[0])); \
+  ({ __typeof__ ((v) + 0) qk_r_; const int qk_n_ = (int) (sizeof (qk_r_) / sizeof (qk_r_[0])); \
      for (int qk_i_ = 0; qk_i_ < qk_n_; qk_i_++) \
        qk_r_[qk_i_] = (v)[(mask)[qk_i_] & (qk_n_ - 1)]; \
      qk_r_; })
 #define QK_SHUFFLE2(a, b, mask) \
-  ({ __typeof__ (a) qk_r_; const int qk_n_ = (int) (sizeof (qk_r_) / sizeof (qk_r_[0])); \
+  ({ __typeof__ ((a) + 0) qk_r_; const int qk_n_ = (int) (sizeof (qk_r_) / sizeof (qk_r_[0])); \
      for (int qk_i_ = 0; qk_i_ < qk_n_; qk_i_++) \
        { int qk_k_ = (int) ((mask)[qk_i_] & (2 * qk_n_ - 1)); \
          qk_r_[qk_i_] = qk_k_ < qk_n_ ? (a)[qk_k_] : (b)[qk_k_ - qk_n_]; } \
