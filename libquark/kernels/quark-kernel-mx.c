@@ -554,22 +554,22 @@ mx_quantize_bf16_rows (const QuarkMxParams *params, const uint16_t *x, size_t n_
   for (size_t r = 0; r < n_rows; r++)
     {
       const uint16_t *xr = x + r * row_len;
-      uint8_t *or = out + r * out_row, *br = scales + r * n_blocks;
+      uint8_t *orow = out + r * out_row, *br = scales + r * n_blocks;
       const size_t n_chunks = call.use_table4 ? row_len / 512 : 0;
       size_t c = 0;
 
       while (c < n_chunks)
         {
           c += mx_table4_chunks (&call.rule, call.fmt, call.table4, xr + 512 * c, n_chunks - c, packed,
-                                 or + mx_out_offset (&call, 512 * c), br + 16 * c);
+                                 orow + mx_out_offset (&call, 512 * c), br + 16 * c);
           if (c < n_chunks)
             {
-              mx_bf16_span (&call, xr + 512 * c, 512, br + 16 * c, or + mx_out_offset (&call, 512 * c));
+              mx_bf16_span (&call, xr + 512 * c, 512, br + 16 * c, orow + mx_out_offset (&call, 512 * c));
               c++;
             }
         }
       if (512 * c < row_len)
-        mx_bf16_span (&call, xr + 512 * c, row_len - 512 * c, br + 16 * c, or + mx_out_offset (&call, 512 * c));
+        mx_bf16_span (&call, xr + 512 * c, row_len - 512 * c, br + 16 * c, orow + mx_out_offset (&call, 512 * c));
     }
   free (call.block_scales);
   free (call.inv_scales);

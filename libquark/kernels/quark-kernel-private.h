@@ -172,7 +172,6 @@ qk_bf16_maxima16 (const uint16_t *x, size_t block)
   return qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
 }
 
-
 /* (through 32-bit lanes: GCC 12 builds a 16-bit splat of a variable one
  * lane at a time) */
 QK_INLINE qk_vh
