@@ -413,36 +413,50 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
  * pass: their maxima, E8M0 bytes and codes. Stops before the first chunk
  * holding a block the table does not take (a byte below 3, NaN or
  * infinity); returns the number of chunks done. */
+/* The E8M0 bytes of the 16 blocks at @x, and the table's K of each; false
+ * if one of them is not for the table. */
+QK_INLINE bool
+mx_table4_chunk_bytes (const MxRule *rule, int32_t zero_byte, const uint16_t *x, qk_vu8 *bytes, uint16_t k[16])
+{
+  qk_vi u = (qk_vi) (qk_bf16_maxima16 (x, 32) << 16), zero, special, byte, bad;
+  qk_vu16 kv;
+  uint32_t any = 0;
+
+  byte = mx_rule_lanes (rule, u, &zero, &special);
+  byte = qk_select_i (zero, qk_splat_i (zero_byte), byte);
+  bad = special | ((byte - 3) >> 31);
+  for (int j = 0; j < QK_LANES; j++)
+    any |= (uint32_t) bad[j];
+  *bytes = __builtin_convertvector (byte & 0xff, qk_vu8);
+  kv = __builtin_convertvector ((4 * (byte - 3)) & 0xffff, qk_vu16);
+  memcpy (k, &kv, sizeof kv);
+  return any == 0;
+}
+
 QK_MULTIVERSION static size_t
 mx_table4_chunks (const MxRule *rule, const QuarkFpFormat *fmt, const uint16_t *table4, const uint16_t *x,
                   size_t n_chunks, bool pack4, uint8_t *out, uint8_t *bytes)
 {
   const QkTable4 t = qk_table4_load (fmt, table4);
   const int32_t zero_byte = mx_zero_byte (rule);
+  uint16_t k[2][QK_LANES];
+  qk_vu8 b[2];
   size_t c = 0;
 
+  /* one chunk ahead: the maxima and bytes of chunk c + 1 are independent of
+   * the codes of chunk c, so the processor overlaps them */
+  if (n_chunks == 0 || !mx_table4_chunk_bytes (rule, zero_byte, x, &b[0], k[0]))
+    return 0;
   for (; c < n_chunks; c++)
     {
+      const bool next = c + 1 < n_chunks &&
+                        mx_table4_chunk_bytes (rule, zero_byte, x + 512 * (c + 1), &b[(c + 1) & 1], k[(c + 1) & 1]);
       const uint16_t *xc = x + 512 * c;
-      qk_vi u = (qk_vi) (qk_bf16_maxima16 (xc, 32) << 16), zero, special, byte, bad;
-      uint16_t k[QK_LANES];
-      uint32_t any = 0;
-
-      byte = mx_rule_lanes (rule, u, &zero, &special);
-      byte = qk_select_i (zero, qk_splat_i (zero_byte), byte);
-      bad = special | ((byte - 3) >> 31);
+      memcpy (bytes + 16 * c, &b[c & 1], sizeof b[0]);
       for (int j = 0; j < QK_LANES; j++)
-        any |= (uint32_t) bad[j];
-      if (any)
-        break;
-      {
-        qk_vu8 narrow = __builtin_convertvector (byte & 0xff, qk_vu8);
-        qk_vu16 kv = __builtin_convertvector ((4 * (byte - 3)) & 0xffff, qk_vu16);
-        memcpy (bytes + 16 * c, &narrow, sizeof narrow);
-        memcpy (k, &kv, sizeof k);
-      }
-      for (int j = 0; j < QK_LANES; j++)
-        qk_table4_block (&t, xc + 32 * j, qk_splat_h (k[j]), pack4, out + (pack4 ? 16 : 32) * (16 * c + j));
+        qk_table4_block (&t, xc + 32 * j, qk_splat_h (k[c & 1][j]), pack4, out + (pack4 ? 16 : 32) * (16 * c + j));
+      if (!next)
+        return c + 1;
     }
   return c;
 }
