@@ -977,13 +977,12 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *params
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 /* int4/uint4 codes of 32 bfloat16 values straight into four packed words:
  * the even and odd lanes give, per word lane k, the byte e | o << 4 of
- * elements 2k and 2k + 1 (the natural nibble order once narrowed). The
- * AutoAWQ order (elements 0, 2, 4, 6 in nibbles 0-3, 1, 3, 5, 7 in 4-7) is
- * the natural order of the elements so permuted: quantization is element
- * by element (to nearest even here), so one permutation of the 32 input
- * half-words (vpermw) does it, at the start rather than on every word. */
-/* The byte e | o << 4 of each element pair of 32 values, in the low byte of
- * 16 words. */
+ * elements 2k and 2k + 1 (the natural nibble order once narrowed), in the
+ * low byte of 16 words. The AutoAWQ order (elements 0, 2, 4, 6 in nibbles
+ * 0-3, 1, 3, 5, 7 in 4-7) is the natural order of the elements so
+ * permuted: quantization is element by element (to nearest even here), so
+ * one permutation of the 32 input half-words (vpermw) does it, at the
+ * start rather than on every word. */
 QK_INLINE qk_vw
 qk_int4_pair_words (const uint16_t *x, QkIntLanes l, bool reorder)
 {
@@ -1036,8 +1035,8 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes
   return i;
 }
 
-/* Rows of whole groups of a multiple of 128 values: one loop over the
- * groups, compiled for each choice (divide or multiply, zero points or not,
+/* Rows of whole groups of a multiple of 128 values: the group loop
+ * compiled for each choice (divide or multiply, zero points or not,
  * AutoAWQ order or not) so that none is tested inside it; a zero point of
  * 0 added is harmless (it only turns −0 into +0). */
 QK_INLINE void
@@ -1045,24 +1044,14 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
                    const float *scales, const float *zero_points, const bool divide, const bool add_zp,
                    const bool reorder, int32_t *words)
 {
-  QkIntLanes l = qk_int_lanes_init (p, add_zp);
-  float mul[QK_GROUP_CHUNK];
-
-  l.divide = divide;
-  for (size_t g0 = 0; g0 * group < n; g0 += QK_GROUP_CHUNK)
-    {
-      size_t ng = n / group - g0 < QK_GROUP_CHUNK ? n / group - g0 : QK_GROUP_CHUNK;
-      qk_group_multipliers (scales + g0, ng, divide, mul);
-      for (size_t k = 0; k < ng; k++)
-        {
-          const size_t start = (g0 + k) * group;
-          l.mul = qk_splat (mul[k]);
-          if (add_zp)
-            l.zp = qk_splat (zero_points ? zero_points[g0 + k] : p->zero_point);
-          for (size_t i = 0; i < group; i += 8 * QK_LANES)
-            qk_int4_pack128 (x + start + i, l, reorder, words + (start + i) / 8);
-        }
-    }
+  QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, {
+    QkIntLanes lc = l;
+    (void) g;
+    lc.divide = divide;
+    lc.add_zp = add_zp;
+    for (size_t i = 0; i < len; i += 8 * QK_LANES)
+      qk_int4_pack128 (x + start + i, lc, reorder, words + (start + i) / 8);
+  });
 }
 
 QK_MULTIVERSION static void
