@@ -237,14 +237,21 @@ mx_rule_vector_ok (const MxRule *rule)
          (rule->mode == QUARK_MX_SCALE_CEIL ? rule->emax >= 1 : rule->emax >= 0);
 }
 
-/* The exponent bytes of 16 maxima u (binary32 bits), clamped, before the
- * zero and special blocks: *zero and *special (all ones) mark those.
+QK_INLINE int32_t
+mx_zero_byte (const MxRule *rule)
+{
+  return !rule->quark_zero_blocks ? 0x00 : rule->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
+}
+
+/* The E8M0 bytes of 16 maxima u (binary32 bits), @zero_byte from
+ * mx_zero_byte() for all-zero blocks, 0xFF for infinity and NaN; *zero and
+ * *special (all ones) mark those blocks.
  * No vector comparisons here: GCC lowers generic vectors for the default
  * target before it makes the clones, and for it a 16-lane comparison
  * becomes scalar code in every clone. Masks come from sign bits instead:
  * (v - 1) >> 31 is -1 exactly where v (non-negative) is 0. */
 QK_INLINE qk_vi
-mx_rule_lanes (const MxRule *rule, qk_vi u, qk_vi *zero, qk_vi *special)
+mx_rule_lanes (const MxRule *rule, int32_t zero_byte, qk_vi u, qk_vi *zero, qk_vi *special)
 {
   const int32_t round = rule->mode == QUARK_MX_SCALE_EVEN ? 1 << (22 - rule->mbits) : 0;
   qk_vi e = ((u + round) >> 23) - 127 - rule->emax;
@@ -254,15 +261,11 @@ mx_rule_lanes (const MxRule *rule, qk_vi u, qk_vi *zero, qk_vi *special)
   e = qk_select_i ((127 - e) >> 31, qk_splat_i (127), e);   /* e > 127 */
   *zero = (u - 1) >> 31;
   *special = (0x7f7fffff - u) >> 31;                       /* infinity or NaN */
-  return e + 127;
+  return qk_select_i (*zero, qk_splat_i (zero_byte), e + 127) | (*special & 0xff);
 }
 
-QK_INLINE int32_t
-mx_zero_byte (const MxRule *rule)
-{
-  return !rule->quark_zero_blocks ? 0x00 : rule->mode == QUARK_MX_SCALE_EVEN ? 0x01 : 0x68;
-}
-
+/* (the scales and inverses of zero and special blocks are 1, whatever the
+ * byte) */
 QK_MULTIVERSION static size_t
 mx_row_scales_by16 (const MxRule *rule, const uint32_t *amax_bits, size_t n_blocks,
                     uint8_t *bytes, float *block_scales, float *inv_scales, qk_vi *special_acc)
@@ -276,13 +279,10 @@ mx_row_scales_by16 (const MxRule *rule, const uint32_t *amax_bits, size_t n_bloc
       const qk_vi unit_bits = qk_splat_i (0x3f800000);
       qk_vi u, byte, scale_bits, inv_bits, zero, special;
       memcpy (&u, amax_bits + b, sizeof u);
-      byte = mx_rule_lanes (rule, u, &zero, &special);
-      scale_bits = qk_select_i ((byte - 1) >> 31, qk_splat_i (0x00400000), byte << 23);
-      inv_bits = (254 - byte) << 23;
-      byte = qk_select_i (zero, qk_splat_i (zero_byte), byte);
-      byte |= special & 0xff;
-      scale_bits = qk_select_i (zero | special, unit_bits, scale_bits);
-      inv_bits = qk_select_i (zero | special, unit_bits, inv_bits);
+      byte = mx_rule_lanes (rule, zero_byte, u, &zero, &special);
+      scale_bits = qk_select_i (zero | special, unit_bits,
+                                qk_select_i ((byte - 1) >> 31, qk_splat_i (0x00400000), byte << 23));
+      inv_bits = qk_select_i (zero | special, unit_bits, (254 - byte) << 23);
       acc |= special;
       for (int k = 0; k < QK_LANES; k++)
         bytes[b + k] = (uint8_t) byte[k];
@@ -409,10 +409,6 @@ quark_kernel_mx_quantize_f32 (const QuarkMxParams *params,
   return true;
 }
 
-/* MX FP4 through the table, 16 blocks of 32 (512 values) at a time in one
- * pass: their maxima, E8M0 bytes and codes. Stops before the first chunk
- * holding a block the table does not take (a byte below 3, NaN or
- * infinity); returns the number of chunks done. */
 /* The E8M0 bytes of the 16 blocks at @x, and the table's K of each; false
  * if one of them is not for the table. */
 QK_INLINE bool
@@ -422,8 +418,7 @@ mx_table4_chunk_bytes (const MxRule *rule, int32_t zero_byte, const uint16_t *x,
   qk_vu16 kv;
   uint32_t any = 0;
 
-  byte = mx_rule_lanes (rule, u, &zero, &special);
-  byte = qk_select_i (zero, qk_splat_i (zero_byte), byte);
+  byte = mx_rule_lanes (rule, zero_byte, u, &zero, &special);
   bad = special | ((byte - 3) >> 31);
   for (int j = 0; j < QK_LANES; j++)
     any |= (uint32_t) bad[j];
@@ -433,6 +428,10 @@ mx_table4_chunk_bytes (const MxRule *rule, int32_t zero_byte, const uint16_t *x,
   return any == 0;
 }
 
+/* MX FP4 through the table, 16 blocks of 32 (512 values) at a time in one
+ * pass: their maxima, E8M0 bytes and codes. Stops before the first chunk
+ * holding a block the table does not take (a byte below 3, NaN or
+ * infinity); returns the number of chunks done. */
 QK_MULTIVERSION static size_t
 mx_table4_chunks (const MxRule *rule, const QuarkFpFormat *fmt, const uint16_t *table4, const uint16_t *x,
                   size_t n_chunks, bool pack4, uint8_t *out, uint8_t *bytes)
