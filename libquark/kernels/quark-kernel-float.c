@@ -603,6 +603,24 @@ _quark_kernel_fp_table4_init (const QuarkFpFormat *format, uint16_t table[64])
   return c->table4_state > 0;
 }
 
+/* The lane encoder's constants, set up on first use (rows the tables take
+ * whole need none). */
+typedef struct {
+  QkFpLanes l;
+  int state;   /* 0: not yet; 1: set up; -1: the format is not covered */
+} QkLazyLanes;
+
+QK_INLINE const QkFpLanes *
+qk_lazy_lanes (const QuarkFpFormat *format, QkLazyLanes *lazy)
+{
+  if (lazy->state == 0)
+    {
+      lazy->state = qk_fp_lanes_ok (format) ? 1 : -1;
+      if (lazy->state > 0)
+        lazy->l = qk_fp_lanes_init (format);
+    }
+  return lazy->state > 0 ? &lazy->l : NULL;
+}
 
 /* Consecutive MX blocks of 32 bfloat16 values by table, up to the first
  * of an E8M0 byte below 3; returns the number done. */
@@ -623,30 +641,21 @@ qk_blocks32_table4_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t 
  * inv_scales[b] (the exact inverse of a power of two), one load and two
  * encodes per block, the codes one per byte or, with @pack4, two per byte
  * (element 2k in the low nibble, as quark_kernel_pack_fp4()). NaN lanes get
- * no NaN code: the caller overwrites blocks holding NaN or infinity. Returns
- * false, doing nothing, where the lane encoder or the pairs do not apply.
- * With @table4, qk_blocks32_table4_bf16() takes the blocks it can. */
+ * no NaN code: the caller overwrites blocks holding NaN or infinity. With
+ * @table4, qk_blocks32_table4_bf16() takes the blocks it can. Returns false
+ * where the lane encoder or the pairs do not apply (the blocks the table
+ * took are then written, the others not). */
 QK_MULTIVERSION bool
 _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n_blocks,
                                          const uint8_t *scale_bytes, const float *inv_scales,
                                          const uint16_t *table4, bool pack4, uint8_t *out)
 {
 #if QK_PAIRS
-  QkFpLanes l;
-  size_t b = 0;
+  QkLazyLanes lazy = { .state = 0 };
 
-  /* (the lane encoder's constants only when a block needs it) */
-  if (table4)
+  for (size_t b = 0; b < n_blocks; b++)
     {
-      b = qk_blocks32_table4_bf16 (format, x, n_blocks, scale_bytes, table4, pack4, out);
-      if (b == n_blocks)
-        return true;
-    }
-  if (!qk_fp_lanes_ok (format))
-    return false;
-  l = qk_fp_lanes_init (format);
-  for (; b < n_blocks; b++)
-    {
+      const QkFpLanes *l;
       qk_vf inv;
       qk_vw w, ce, co;
       if (table4 && scale_bytes[b] >= 3)
@@ -656,10 +665,12 @@ _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format, const uint
           if (b == n_blocks)
             break;
         }
+      if (!(l = qk_lazy_lanes (format, &lazy)))
+        return false;
       inv = qk_splat (inv_scales[b]);
       memcpy (&w, x + 32 * b, sizeof w);
-      ce = (qk_vw) encode_lanes_as (&l, qk_even_bf16 (w) * inv, true);
-      co = (qk_vw) encode_lanes_as (&l, qk_odd_bf16 (w) * inv, true);
+      ce = (qk_vw) encode_lanes_as (l, qk_even_bf16 (w) * inv, true);
+      co = (qk_vw) encode_lanes_as (l, qk_odd_bf16 (w) * inv, true);
       if (pack4)
         {
           qk_vu8 bytes = __builtin_convertvector ((ce & 0xfu) | (co << 4), qk_vu8);
@@ -818,22 +829,6 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
   return bits == 0;
 }
 
-/**
- * quark_kernel_fp_quantize_bf16: (skip)
- * @format: a format of at most 8 bits
- * @x: @n bfloat16 values
- * @n: the number of elements
- * @scale: the scale s
- * @codes: room for @n codes
- *
- * quark_kernel_fp_quantize_f32() on bfloat16 input, the same codes. From
- * 256 elements on, for formats of 1 to 3 mantissa bits and scales in
- * [2^−100, 2^100], the codes come from a table of the 128 quotients 1.f / s
- * (one division per mantissa instead of one per element); elsewhere the
- * elements are widened in registers.
- *
- * Returns: %false if @format is wider than 8 bits
- */
 /* A span of bfloat16 values through the lane encoder, @l (NULL: formats it
  * does not cover) set up by the caller, the rest by the scalar path. */
 QK_INLINE void
@@ -867,25 +862,22 @@ qk_fp_bf16_span (const QuarkFpFormat *format, const QkFpLanes *l, const uint16_t
     }
 }
 
-/* The lane encoder's constants, set up on first use (a row that the table
- * takes whole needs none). */
-typedef struct {
-  QkFpLanes l;
-  int state;   /* 0: not yet; 1: set up; -1: the format is not covered */
-} QkLazyLanes;
-
-QK_INLINE const QkFpLanes *
-qk_lazy_lanes (const QuarkFpFormat *format, QkLazyLanes *lazy)
-{
-  if (lazy->state == 0)
-    {
-      lazy->state = qk_fp_lanes_ok (format) ? 1 : -1;
-      if (lazy->state > 0)
-        lazy->l = qk_fp_lanes_init (format);
-    }
-  return lazy->state > 0 ? &lazy->l : NULL;
-}
-
+/**
+ * quark_kernel_fp_quantize_bf16: (skip)
+ * @format: a format of at most 8 bits
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @scale: the scale s
+ * @codes: room for @n codes
+ *
+ * quark_kernel_fp_quantize_f32() on bfloat16 input, the same codes. From
+ * 256 elements on, for formats of 1 to 3 mantissa bits and scales in
+ * [2^−100, 2^100], the codes come from a table of the 128 quotients 1.f / s
+ * (one division per mantissa instead of one per element); elsewhere the
+ * elements are widened in registers.
+ *
+ * Returns: %false if @format is wider than 8 bits
+ */
 QK_MULTIVERSION bool
 quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
                                const uint16_t      *x,
