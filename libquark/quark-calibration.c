@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include "quark-input-file-private.h"
+
 #include "quark-calibration.h"
 #include "quark-enum-types.h"
 #include "quark-error.h"
@@ -1389,7 +1391,8 @@ quark_calibration_load (const char  *filename,
   g_return_val_if_fail (filename != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  root = quark_json_parse_file (filename, &local_error);
+  root = _quark_input_read_json (filename, QUARK_INPUT_MAX_CALIBRATION_SIZE, "calibration statistics",
+                                 &local_error);
   if (root == NULL)
     {
       parse_failed (local_error, error);

@@ -2,19 +2,23 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#define _GNU_SOURCE 1   /* copy_file_range */
+#define _GNU_SOURCE 1   /* copy_file_range, renameat2 */
 #include "config.h"
 
 #include "quark-checkpoint-writer.h"
+#include "quark-input-file-private.h"
 #include "quark-json.h"
 #include "quark-error.h"
 #include "quark-safetensors.h"
 #include "quark-model.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <glib/gstdio.h>
 
@@ -34,9 +38,20 @@
  * written as `U8`; logical sub-byte tensors must be packed first.
  *
  * Everything is written in a temporary directory next to the output, which
- * quark_checkpoint_writer_finish() renames into place when complete: a
- * failed, aborted or killed run never leaves an output that looks complete,
- * and an existing output is replaced only when asked.
+ * quark_checkpoint_writer_finish() checks (every shard reads back, every
+ * name once) and renames into place when complete: a failed, aborted or
+ * killed run never leaves an output that looks complete, and an existing
+ * output is replaced only when asked.
+ *
+ * The temporary directory, `.quark-tmp-XXXXXX` beside the output, holds a
+ * `lock` file naming the output, locked (flock) for as long as the writer
+ * lives, and the checkpoint in `out/`. A writer for the same output finds
+ * the temporary directories whose lock nobody holds — left by a run that
+ * was killed — and removes them; it never touches any other. An existing
+ * output is replaced by exchanging it atomically with `out/` (renameat2),
+ * then removed inside the temporary directory: a symbolic link is replaced
+ * as a link, never followed, and a regular file as a whole. Nothing is ever
+ * removed through a symbolic link.
  */
 
 #define N_CLASSES 4   /* element sizes 8, 4, 2, 1 */
@@ -65,7 +80,11 @@ struct _QuarkCheckpointWriter
 
   char *directory;
   char *parent;
-  char *tmp;
+  char *work;                 /* .quark-tmp-XXXXXX: lock and out/ */
+  char *tmp;                  /* work/out, the checkpoint being written */
+  int lock_fd;
+  GHashTable *names;          /* tensor name -> what it was made from */
+  GPtrArray *skipped;         /* "name: why", files not copied */
   char *copy_from;
   guint64 max_shard;
   gboolean overwrite;
@@ -101,22 +120,111 @@ shard_free (gpointer data)
   g_free (s);
 }
 
+/* Removes @name in @dirfd and, for a directory, everything below it,
+ * never following a symbolic link: a link is removed, not what it names. */
 static void
-remove_tree (const char *path)
+remove_at (int parent_fd, const char *name)
 {
-  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
+  struct stat st;
 
-  if (dir)
-    while ((name = g_dir_read_name (dir)) != NULL)
-      {
-        g_autofree char *child = g_build_filename (path, name, NULL);
-        if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-          remove_tree (child);
-        else
-          g_unlink (child);
-      }
-  g_rmdir (path);
+  if (fstatat (parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return;
+  if (S_ISDIR (st.st_mode))
+    {
+      int fd = openat (parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      DIR *dir = fd >= 0 ? fdopendir (fd) : NULL;
+
+      if (dir)
+        {
+          /* entries removed while reading may hide others: read again */
+          for (guint pass = 0; pass < 4; pass++)
+            {
+              struct dirent *e;
+              guint seen = 0;
+              rewinddir (dir);
+              while ((e = readdir (dir)) != NULL)
+                if (strcmp (e->d_name, ".") != 0 && strcmp (e->d_name, "..") != 0)
+                  {
+                    remove_at (dirfd (dir), e->d_name);
+                    seen++;
+                  }
+              if (seen == 0)
+                break;
+            }
+          closedir (dir);
+        }
+      else if (fd >= 0)
+        close (fd);
+      unlinkat (parent_fd, name, AT_REMOVEDIR);
+    }
+  else
+    unlinkat (parent_fd, name, 0);
+}
+
+static void
+remove_path (const char *path)
+{
+  g_autofree char *parent = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  int fd = open (parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd < 0)
+    return;
+  remove_at (fd, base);
+  close (fd);
+}
+
+#define TMP_PREFIX ".quark-tmp-"
+#define MARKER_HEAD "libquark temporary output\noutput="
+
+/* Removes the temporary directories that writers for @output_name left in
+ * @parent when they were killed: those with a lock file that names the
+ * same output and that nobody holds. Others are left alone. */
+static void
+remove_stale_temporaries (const char *parent, const char *output_name)
+{
+  g_autofree char *expected = g_strconcat (MARKER_HEAD, output_name, "\n", NULL);
+  gsize expected_len = strlen (expected);
+  int pfd = open (parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int scan_fd = pfd >= 0 ? dup (pfd) : -1;
+  DIR *dir = scan_fd >= 0 ? fdopendir (scan_fd) : NULL;
+  g_autoptr(GPtrArray) stale = g_ptr_array_new_with_free_func (g_free);
+  struct dirent *e;
+
+  if (dir == NULL)
+    {
+      if (scan_fd >= 0)
+        close (scan_fd);
+      if (pfd >= 0)
+        close (pfd);
+      return;
+    }
+  while ((e = readdir (dir)) != NULL)
+    if (g_str_has_prefix (e->d_name, TMP_PREFIX))
+      g_ptr_array_add (stale, g_strdup (e->d_name));
+  closedir (dir);
+
+  for (guint i = 0; i < stale->len; i++)
+    {
+      const char *name = g_ptr_array_index (stale, i);
+      g_autofree char *lock = g_strconcat (name, "/lock", NULL);
+      char marker[4096];
+      struct stat st;
+      gssize n;
+      int fd;
+
+      if (fstatat (pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR (st.st_mode))
+        continue;
+      fd = openat (pfd, lock, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0)
+        continue;
+      n = fstat (fd, &st) == 0 && S_ISREG (st.st_mode) ? read (fd, marker, sizeof marker) : -1;
+      if (n >= (gssize) expected_len && memcmp (marker, expected, expected_len) == 0 &&
+          flock (fd, LOCK_EX | LOCK_NB) == 0)
+        remove_at (pfd, name);   /* while holding the lock */
+      close (fd);
+    }
+  close (pfd);
 }
 
 static void
@@ -127,7 +235,10 @@ quark_checkpoint_writer_finalize (GObject *object)
   quark_checkpoint_writer_abort (self);
   g_free (self->directory);
   g_free (self->parent);
+  g_free (self->work);
   g_free (self->tmp);
+  g_hash_table_unref (self->names);
+  g_ptr_array_unref (self->skipped);
   g_free (self->copy_from);
   g_clear_pointer (&self->metadata, json_node_unref);
   g_ptr_array_unref (self->shards);
@@ -147,6 +258,9 @@ quark_checkpoint_writer_init (QuarkCheckpointWriter *self)
   const char *limit = g_getenv ("QUARK_DEBUG_WRITE_LIMIT");
 
   self->shards = g_ptr_array_new_with_free_func (shard_free);
+  self->names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->skipped = g_ptr_array_new_with_free_func (g_free);
+  self->lock_fd = -1;
   /* A testing hook: the disk is full after this many bytes. */
   self->space_left = limit && *limit ? g_ascii_strtoull (limit, NULL, 10) : G_MAXUINT64;
 }
@@ -168,9 +282,14 @@ io_error (GError **error, const char *path, const char *what, int saved)
  * @overwrite: replace an existing @directory when finishing
  * @error: return location for a #GError
  *
- * Starts a checkpoint: creates the temporary directory next to @directory.
+ * Starts a checkpoint: removes what killed writers for the same
+ * @directory left (see #QuarkCheckpointWriter) and creates the temporary
+ * directory next to @directory. The output directory gets the mode
+ * `mkdir` would give it (0777 less the umask).
  *
- * Returns: (transfer full): a writer, or %NULL with %QUARK_ERROR_IO
+ * Returns: (transfer full): a writer, or %NULL with %QUARK_ERROR_IO, or
+ *   %QUARK_ERROR_INVALID_ARGUMENT for a @directory that cannot be an output
+ *   (such as `.` or `/`)
  */
 QuarkCheckpointWriter *
 quark_checkpoint_writer_new (const char  *directory,
@@ -179,26 +298,65 @@ quark_checkpoint_writer_new (const char  *directory,
                              GError     **error)
 {
   g_autoptr(QuarkCheckpointWriter) self = NULL;
+  g_autofree char *path = NULL, *base = NULL, *lock_path = NULL, *marker = NULL;
+  struct stat st;
+  gsize len;
 
   g_return_val_if_fail (directory != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (g_file_test (directory, G_FILE_TEST_EXISTS) && !overwrite)
+  /* "out/" names out */
+  path = g_strdup (directory);
+  len = strlen (path);
+  while (len > 1 && path[len - 1] == '/')
+    path[--len] = '\0';
+  base = g_path_get_basename (path);
+  if (*path == '\0' || g_str_equal (base, ".") || g_str_equal (base, "..") || g_str_equal (base, "/"))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: not a path an output directory can be written to", directory);
+      return NULL;
+    }
+  if (lstat (path, &st) == 0 && !overwrite)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)", directory);
       return NULL;
     }
   self = g_object_new (QUARK_TYPE_CHECKPOINT_WRITER, NULL);
-  self->directory = g_strdup (directory);
-  self->parent = g_path_get_dirname (directory);
+  self->directory = g_steal_pointer (&path);
+  self->parent = g_path_get_dirname (self->directory);
   self->max_shard = max_shard_size ? max_shard_size : QUARK_SAFETENSORS_DEFAULT_SHARD_SIZE;
   self->overwrite = overwrite;
-  self->tmp = g_build_filename (self->parent, ".quark-tmp-XXXXXX", NULL);
-  if (g_mkdtemp (self->tmp) == NULL)
+
+  remove_stale_temporaries (self->parent, base);
+  self->work = g_build_filename (self->parent, TMP_PREFIX "XXXXXX", NULL);
+  if (g_mkdtemp (self->work) == NULL)
+    {
+      int saved = errno;
+      g_clear_pointer (&self->work, g_free);
+      io_error (error, self->parent, "cannot create a temporary directory", saved);
+      return NULL;
+    }
+  /* the lock first, held while this writer lives, then what it marks */
+  lock_path = g_build_filename (self->work, "lock", NULL);
+  self->lock_fd = g_open (lock_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (self->lock_fd < 0 || flock (self->lock_fd, LOCK_EX | LOCK_NB) != 0)
+    {
+      io_error (error, lock_path, "cannot create the lock", errno);
+      return NULL;
+    }
+  marker = g_strdup_printf (MARKER_HEAD "%s\npid=%d\n", base, (int) getpid ());
+  if (write (self->lock_fd, marker, strlen (marker)) != (gssize) strlen (marker))
+    {
+      io_error (error, lock_path, "cannot write the lock", errno);
+      return NULL;
+    }
+  self->tmp = g_build_filename (self->work, "out", NULL);
+  if (g_mkdir (self->tmp, 0777) != 0)
     {
       int saved = errno;
       g_clear_pointer (&self->tmp, g_free);
-      io_error (error, self->parent, "cannot create a temporary directory", saved);
+      io_error (error, self->work, "cannot create a temporary directory", saved);
       return NULL;
     }
   return g_steal_pointer (&self);
@@ -408,19 +566,47 @@ name_output (QuarkCheckpointWriter *self, GError **error)
  * @tensor: the next tensor
  * @error: return location for a #GError
  *
- * Writes a tensor's bytes now. Names must be unique.
+ * Writes a tensor's bytes now, like quark_checkpoint_writer_add_with_origin()
+ * without an origin.
  *
- * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO or
- *   %QUARK_ERROR_UNSUPPORTED_DTYPE (the writer is then unusable: abort it)
+ * Returns: %TRUE on success; %FALSE as
+ *   quark_checkpoint_writer_add_with_origin()
  */
 gboolean
 quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
                              QuarkTensor            *tensor,
                              GError                **error)
 {
+  return quark_checkpoint_writer_add_with_origin (self, tensor, NULL, error);
+}
+
+/**
+ * quark_checkpoint_writer_add_with_origin:
+ * @self: a #QuarkCheckpointWriter
+ * @tensor: the next tensor
+ * @origin: (nullable): what @tensor was made from, such as the name of the
+ *   input tensor it quantizes, for messages
+ * @error: return location for a #GError
+ *
+ * Writes a tensor's bytes now. Names are unique: a second tensor of a name
+ * already written is refused with an error naming both origins (a backend
+ * whose generated names collide with its input's, such as an input that
+ * already holds `W_scale` beside `W`, never writes a checkpoint with one
+ * header entry and two tensors' data).
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_ARGUMENT for
+ *   a duplicate name, %QUARK_ERROR_IO or %QUARK_ERROR_UNSUPPORTED_DTYPE (the
+ *   writer is then unusable: abort it)
+ */
+gboolean
+quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
+                                         QuarkTensor            *tensor,
+                                         const char             *origin,
+                                         GError                **error)
+{
   Shard *s;
   Entry *e;
-  const char *dtype;
+  const char *dtype, *name, *first;
   const gint64 *shape;
   gconstpointer data;
   gsize size;
@@ -430,6 +616,15 @@ quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
   g_return_val_if_fail (!self->done && self->tmp != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
+  name = quark_tensor_get_name (tensor);
+  first = g_hash_table_lookup (self->names, name);
+  if (first != NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: tensor %s would be written twice: made from %s and from %s", self->directory, name,
+                   *first ? first : "an earlier tensor", origin ? origin : "a later tensor");
+      return FALSE;
+    }
   dtype = file_dtype (tensor, error);
   if (dtype == NULL)
     return FALSE;
@@ -467,6 +662,7 @@ quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
       return name_output (self, error);
     }
   g_ptr_array_add (s->entries, e);
+  g_hash_table_insert (self->names, g_strdup (name), g_strdup (origin ? origin : ""));
   s->class_size[e->klass] += size;
   s->size += size;
   self->total_size += size;
@@ -605,7 +801,35 @@ quark_checkpoint_writer_get_bytes_written (QuarkCheckpointWriter *self)
   return self->total_size;
 }
 
-/* Copies @from_path to a new file @to_path through append_file(). */
+/**
+ * quark_checkpoint_writer_get_skipped_files:
+ * @self: a #QuarkCheckpointWriter
+ *
+ * Lists the entries of the set_copy_from() directory that
+ * quark_checkpoint_writer_finish() did not copy because they are not
+ * regular files (directories, FIFOs, devices, broken links), each as
+ * `name: what it is`. The weights, the index and `config.json` are not
+ * listed: the writer writes its own.
+ *
+ * Returns: (transfer full): the entries, possibly none
+ */
+char **
+quark_checkpoint_writer_get_skipped_files (QuarkCheckpointWriter *self)
+{
+  GStrvBuilder *builder;
+  char **result;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), NULL);
+  builder = g_strv_builder_new ();
+  for (guint i = 0; i < self->skipped->len; i++)
+    g_strv_builder_add (builder, g_ptr_array_index (self->skipped, i));
+  result = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  return result;
+}
+
+/* Copies the content of @from_path (a regular file, or a link to one) to a
+ * new file @to_path through append_file(). */
 static gboolean
 copy_file (QuarkCheckpointWriter *self, const char *from_path, const char *to_path, GError **error)
 {
@@ -613,16 +837,10 @@ copy_file (QuarkCheckpointWriter *self, const char *from_path, const char *to_pa
   int from_fd, to_fd;
   gboolean ok;
 
-  from_fd = g_open (from_path, O_RDONLY | O_CLOEXEC, 0);
+  from_fd = _quark_input_open (from_path, &st, error);
   if (from_fd < 0)
-    return io_error (error, from_path, "cannot open", errno);
-  if (fstat (from_fd, &st) != 0)
-    {
-      int saved = errno;
-      close (from_fd);
-      return io_error (error, from_path, "cannot read", saved);
-    }
-  to_fd = g_open (to_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    return FALSE;
+  to_fd = g_open (to_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (to_fd < 0)
     {
       int saved = errno;
@@ -636,11 +854,15 @@ copy_file (QuarkCheckpointWriter *self, const char *from_path, const char *to_pa
   return ok;
 }
 
+/* Every other file of the input directory, as regular files: the target of
+ * a symbolic link (as in Hugging Face cache snapshots, where every file is
+ * a link to a blob) is copied as content, never as a link. */
 static gboolean
 copy_extra_files (QuarkCheckpointWriter *self, GError **error)
 {
   g_autoptr(GDir) dir = NULL;
   g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
   const char *name;
 
   dir = g_dir_open (self->copy_from, 0, &local_error);
@@ -650,14 +872,26 @@ copy_extra_files (QuarkCheckpointWriter *self, GError **error)
       return FALSE;
     }
   while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, (GCompareFunc) g_strcmp0);
+  g_ptr_array_set_size (self->skipped, 0);
+  for (guint i = 0; i < names->len; i++)
     {
-      g_autofree char *src = g_build_filename (self->copy_from, name, NULL);
-      g_autofree char *dst = g_build_filename (self->tmp, name, NULL);
+      g_autofree char *src = NULL, *dst = NULL;
+      const char *kind;
 
+      name = *(const char **) &g_ptr_array_index (names, i);
       if (g_str_has_suffix (name, ".safetensors") || g_str_equal (name, "model.safetensors.index.json") ||
-          g_str_equal (name, "config.json") || !g_file_test (src, G_FILE_TEST_IS_REGULAR) ||
-          g_file_test (src, G_FILE_TEST_IS_SYMLINK))
+          g_str_equal (name, "config.json"))
         continue;
+      src = g_build_filename (self->copy_from, name, NULL);
+      dst = g_build_filename (self->tmp, name, NULL);
+      if (!_quark_input_is_regular (src, &kind))
+        {
+          g_ptr_array_add (self->skipped, g_strdup_printf ("%s: %s", name,
+                                                            g_str_equal (kind, "missing") ? "a broken link" : kind));
+          continue;
+        }
       if (!copy_file (self, src, dst, error))
         return FALSE;
     }
@@ -683,6 +917,112 @@ write_json_file (QuarkCheckpointWriter *self, const char *path, JsonNode *node, 
   return ok;
 }
 
+/* The writer's own invariants, checked on what is on disk before it is
+ * committed: every shard reads back under the reader's rules (a strict
+ * header, unique names, tensors contiguous from 0, sizes equal to shape
+ * times element size, the file size the header describes), and every
+ * tensor added is in exactly one shard. */
+static gboolean
+verify_output (QuarkCheckpointWriter *self, GError **error)
+{
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  guint n = self->shards->len;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *name = n == 1 ? g_strdup ("model.safetensors")
+                              : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, n);
+      g_autofree char *path = g_build_filename (self->tmp, name, NULL);
+      g_autoptr(QuarkInputFile) file = NULL;
+      g_autoptr(GBytes) bytes = NULL;
+      g_autoptr(QuarkModel) shard = NULL;
+      g_autoptr(GError) local_error = NULL;
+      Shard *s = g_ptr_array_index (self->shards, i);
+
+      file = _quark_input_file_map (path, &bytes, &local_error);
+      if (file != NULL)
+        shard = quark_model_new_from_safetensors_bytes (bytes, name, &local_error);
+      if (shard == NULL)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
+                       "%s: the checkpoint written does not read back, so it was not committed: %s",
+                       self->directory, local_error->message);
+          return FALSE;
+        }
+      if (quark_model_get_n_tensors (shard) != s->entries->len)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
+                       "%s: %s holds %u tensors, but %u were written to it; not committed", self->directory, name,
+                       quark_model_get_n_tensors (shard), s->entries->len);
+          return FALSE;
+        }
+      for (guint t = 0; t < quark_model_get_n_tensors (shard); t++)
+        {
+          const char *tensor = quark_tensor_get_name (quark_model_get_tensor_at (shard, t));
+          if (!g_hash_table_add (seen, g_strdup (tensor)) || !g_hash_table_contains (self->names, tensor))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
+                           "%s: tensor %s is in the checkpoint %s; not committed", self->directory, tensor,
+                           g_hash_table_contains (self->names, tensor) ? "twice" : "but was never written");
+              return FALSE;
+            }
+        }
+    }
+  if (g_hash_table_size (seen) != g_hash_table_size (self->names))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: %u tensors were written, %u are in the checkpoint; "
+                   "not committed", self->directory, g_hash_table_size (self->names), g_hash_table_size (seen));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Moves the finished checkpoint to its name. An existing output (only with
+ * overwrite) is exchanged with it atomically, so that the old one ends in
+ * the temporary directory, removed with it; a link is exchanged as a link. */
+static gboolean
+commit (QuarkCheckpointWriter *self, GError **error)
+{
+  struct stat st;
+  gboolean exists = lstat (self->directory, &st) == 0;
+
+  if (exists && !self->overwrite)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)",
+                   self->directory);
+      return FALSE;
+    }
+  if (renameat2 (AT_FDCWD, self->tmp, AT_FDCWD, self->directory, exists ? RENAME_EXCHANGE : RENAME_NOREPLACE) == 0)
+    return TRUE;
+  if (errno == EEXIST)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (it appeared while this ran)",
+                   self->directory);
+      return FALSE;
+    }
+  if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+    return io_error (error, self->directory, "cannot rename the output into place", errno);
+
+  /* a file system without exchange: the old output aside into the
+   * temporary directory, then the new one in */
+  if (exists)
+    {
+      g_autofree char *old = g_build_filename (self->work, "old", NULL);
+      if (g_rename (self->directory, old) != 0)
+        return io_error (error, self->directory, "cannot move the old output aside", errno);
+      if (g_rename (self->tmp, self->directory) != 0)
+        {
+          int saved = errno;
+          g_rename (old, self->directory);
+          return io_error (error, self->directory, "cannot rename the output into place", saved);
+        }
+      return TRUE;
+    }
+  if (g_rename (self->tmp, self->directory) != 0)
+    return io_error (error, self->directory, "cannot rename the output into place", errno);
+  return TRUE;
+}
+
 /**
  * quark_checkpoint_writer_finish:
  * @self: a #QuarkCheckpointWriter
@@ -691,11 +1031,15 @@ write_json_file (QuarkCheckpointWriter *self, const char *path, JsonNode *node, 
  *
  * Finishes the last shard, names the shards (`model.safetensors`, or
  * `model-0000i-of-0000n.safetensors` with `model.safetensors.index.json`),
- * writes `config.json` and the copied files, and renames the directory into
- * place. On failure the temporary directory is removed.
+ * writes `config.json` and the copied files, checks that every shard reads
+ * back with every tensor written exactly once, and renames the directory
+ * into place (replacing an existing output when the writer was made to
+ * overwrite). On failure the temporary directory is removed and nothing is
+ * left at the output's name that was not there before.
  *
- * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO or
- *   %QUARK_ERROR_CANCELLED
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO,
+ *   %QUARK_ERROR_CANCELLED, or %QUARK_ERROR_FAILED when the written
+ *   checkpoint breaks the writer's own invariants
  */
 gboolean
 quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
@@ -746,6 +1090,8 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
     }
   if (ok && self->copy_from)
     ok = copy_extra_files (self, error);
+  if (ok)
+    ok = verify_output (self, error);
   if (ok && g_cancellable_is_cancelled (cancellable))
     {
       g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
@@ -753,46 +1099,19 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
     }
 
   /* into place, only when complete */
-  if (ok)
+  if (ok && (ok = commit (self, error)))
     {
-      g_autofree char *trash = NULL;
-      if (g_file_test (self->directory, G_FILE_TEST_EXISTS))
+      int fd = open (self->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd >= 0)
         {
-          if (!self->overwrite)
-            {
-              g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)",
-                           self->directory);
-              ok = FALSE;
-            }
-          else
-            {
-              trash = g_build_filename (self->parent, ".quark-old-XXXXXX", NULL);
-              if (g_mkdtemp (trash) == NULL || g_rmdir (trash) != 0 || g_rename (self->directory, trash) != 0)
-                {
-                  ok = io_error (error, self->directory, "cannot move the old output aside", errno);
-                  g_clear_pointer (&trash, g_free);
-                }
-            }
-        }
-      if (ok && g_rename (self->tmp, self->directory) != 0)
-        {
-          ok = io_error (error, self->directory, "cannot rename the output into place", errno);
-          if (trash)
-            g_rename (trash, self->directory);
-        }
-      else if (ok)
-        {
-          g_clear_pointer (&self->tmp, g_free);
-          if (trash)
-            remove_tree (trash);
+          fsync (fd);   /* the rename itself, durable */
+          close (fd);
         }
     }
   self->done = TRUE;
   if (!ok)
-    {
-      name_output (self, error);
-      quark_checkpoint_writer_abort (self);
-    }
+    name_output (self, error);
+  quark_checkpoint_writer_abort (self);   /* the temporary directory, and the old output in it */
   return ok;
 }
 
@@ -810,9 +1129,15 @@ quark_checkpoint_writer_abort (QuarkCheckpointWriter *self)
 
   self->done = TRUE;
   g_ptr_array_set_size (self->shards, 0);   /* closes the data files */
-  if (self->tmp)
+  g_clear_pointer (&self->tmp, g_free);
+  if (self->work)
     {
-      remove_tree (self->tmp);
-      g_clear_pointer (&self->tmp, g_free);
+      remove_path (self->work);
+      g_clear_pointer (&self->work, g_free);
+    }
+  if (self->lock_fd >= 0)
+    {
+      close (self->lock_fd);
+      self->lock_fd = -1;
     }
 }

@@ -31,6 +31,11 @@ gboolean                quark_checkpoint_writer_add          (QuarkCheckpointWri
                                                               QuarkTensor            *tensor,
                                                               GError                **error);
 QUARK_AVAILABLE_IN_1_0
+gboolean                quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter *self,
+                                                              QuarkTensor            *tensor,
+                                                              const char             *origin,
+                                                              GError                **error);
+QUARK_AVAILABLE_IN_1_0
 gboolean                quark_checkpoint_writer_add_model    (QuarkCheckpointWriter  *self,
                                                               QuarkModel             *model,
                                                               GError                **error);
@@ -45,6 +50,8 @@ void                    quark_checkpoint_writer_set_metadata (QuarkCheckpointWri
 QUARK_AVAILABLE_IN_1_0
 void                    quark_checkpoint_writer_set_copy_from (QuarkCheckpointWriter *self,
                                                               const char             *model_directory);
+QUARK_AVAILABLE_IN_1_0
+char **                 quark_checkpoint_writer_get_skipped_files (QuarkCheckpointWriter *self);
 QUARK_AVAILABLE_IN_1_0
 guint64                 quark_checkpoint_writer_get_bytes_written (QuarkCheckpointWriter *self);
 QUARK_AVAILABLE_IN_1_0

@@ -125,6 +125,25 @@ quark_dtype_is_float (QuarkDType dtype)
 }
 
 /**
+ * quark_dtype_is_quantizable:
+ * @dtype: a #QuarkDType
+ *
+ * Whether tensors of this type are quantized from: %QUARK_DTYPE_F64,
+ * %QUARK_DTYPE_F32, %QUARK_DTYPE_F16 and %QUARK_DTYPE_BF16. Quantizers copy
+ * tensors of every other type (integers, booleans, FP8 and narrower)
+ * unchanged.
+ *
+ * Returns: %TRUE for the wide floating-point types
+ */
+gboolean
+quark_dtype_is_quantizable (QuarkDType dtype)
+{
+  g_return_val_if_fail (dtype_valid (dtype), FALSE);
+  return dtype == QUARK_DTYPE_F64 || dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_F16 ||
+         dtype == QUARK_DTYPE_BF16;
+}
+
+/**
  * quark_dtype_is_integer:
  * @dtype: a #QuarkDType
  *

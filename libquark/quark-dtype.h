@@ -119,6 +119,8 @@ gboolean      quark_dtype_is_signed             (QuarkDType   dtype);
 QUARK_AVAILABLE_IN_1_0
 gboolean      quark_dtype_is_float              (QuarkDType   dtype);
 QUARK_AVAILABLE_IN_1_0
+gboolean      quark_dtype_is_quantizable        (QuarkDType   dtype);
+QUARK_AVAILABLE_IN_1_0
 gboolean      quark_dtype_is_integer            (QuarkDType   dtype);
 QUARK_AVAILABLE_IN_1_0
 gboolean      quark_dtype_is_sub_byte           (QuarkDType   dtype);

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-json.h"
+#include "quark-input-file-private.h"
 #include "quark-error.h"
 #include "quark-pattern.h"
 
@@ -668,7 +669,10 @@ quark_json_to_string (JsonNode *node,
  * @error: return location for a #GError
  *
  * Reads @filename and parses it with quark_json_parse(); error messages start
- * with the file name. A file that cannot be read gives %QUARK_ERROR_IO.
+ * with the file name. Only a regular file of at most 16 MiB is read: a
+ * file that is missing, cannot be read or is not a regular file (a FIFO, a
+ * device, a directory) gives %QUARK_ERROR_IO, a larger one
+ * %QUARK_ERROR_INVALID_FILE.
  *
  * Returns: (transfer full): the root node, or %NULL on error
  */
@@ -676,19 +680,10 @@ JsonNode *
 quark_json_parse_file (const char  *filename,
                        GError     **error)
 {
-  g_autofree char *contents = NULL;
-  g_autoptr(GError) local_error = NULL;
-  gsize length;
-
   g_return_val_if_fail (filename != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (!g_file_get_contents (filename, &contents, &length, &local_error))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
-      return NULL;
-    }
-  return quark_json_parse (contents, length, filename, error);
+  return _quark_input_read_json (filename, QUARK_INPUT_MAX_CONFIG_SIZE, "a JSON config", error);
 }
 
 /**

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-model-quantizer.h"
+#include "quark-model-private.h"
 #include "quark-error.h"
 
 /**
@@ -123,6 +124,22 @@ quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
                   G_TYPE_NONE, 3, G_TYPE_UINT64, G_TYPE_UINT64, G_TYPE_STRING);
 }
 
+/* What every quantization checks of its input before and after the
+ * backend's work: no codes quantized again, no output computed from files
+ * that changed meanwhile. */
+static gboolean
+check_not_quantized (QuarkModel *model, GError **error)
+{
+  g_autofree char *reason = NULL;
+
+  if (!quark_model_is_quantized (model, &reason))
+    return TRUE;
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+               "the model is already quantized (%s); dequantize it first "
+               "(quark_model_quantizer_dequantize_model(), or quark quantize --requantize)", reason);
+  return FALSE;
+}
+
 /**
  * quark_model_quantizer_get_config:
  * @self: a #QuarkModelQuantizer
@@ -155,7 +172,10 @@ quark_model_quantizer_get_config (QuarkModelQuantizer *self)
  * @error: return location for a #GError
  *
  * Quantizes @model according to the quantizer's config. @model is not
- * modified.
+ * modified. A model that is already quantized (quark_model_is_quantized())
+ * is refused with %QUARK_ERROR_INVALID_ARGUMENT, and the quantization fails
+ * with %QUARK_ERROR_IO when a file @model was loaded from changed while it
+ * ran (quark_model_check_sources()).
  *
  * Returns: (transfer full): the quantized model, or %NULL on error (with
  *   %QUARK_ERROR_CANCELLED if @cancellable was cancelled)
@@ -181,9 +201,13 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
       return NULL;
     }
 
+  if (!check_not_quantized (model, error))
+    return NULL;
   result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model (self, model, calibration,
                                                                     cancellable, error);
   g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
+  if (result && !quark_model_check_sources (model, error))
+    g_clear_object (&result);
   return result;
 }
 
@@ -235,7 +259,8 @@ quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
  * Quantizes @model like quark_model_quantizer_quantize_model(), but hands
  * each output tensor to @writer as soon as it is made and sets the
  * writer's metadata, so that backends that stream hold one tensor at a
- * time rather than the model.
+ * time rather than the model. The same checks of @model apply: on failure
+ * the caller aborts @writer, so nothing is committed.
  *
  * Returns: %TRUE on success
  */
@@ -258,8 +283,11 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
       g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
       return FALSE;
     }
+  if (!check_not_quantized (model, error))
+    return FALSE;
   return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
-                                                                            cancellable, error);
+                                                                            cancellable, error) &&
+         quark_model_check_sources (model, error);
 }
 
 /**
@@ -273,7 +301,9 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
  * Reads a quantized checkpoint back: every quantized weight becomes a
  * float32 tensor of its original name and shape, its scale and zero-point
  * tensors are dropped, other tensors pass through. This is what
- * `quark verify` compares with the original model.
+ * `quark verify` compares with the original model. The result's metadata is
+ * @quantized's without its `quantization_config`, so it can be quantized
+ * again.
  *
  * Returns: (transfer full): the dequantized model, or %NULL with
  *   %QUARK_ERROR_INVALID_FILE naming the tensor whose layout does not fit
@@ -284,10 +314,26 @@ quark_model_quantizer_dequantize_model (QuarkModelQuantizer  *self,
                                         QuarkModel           *quantized,
                                         GError              **error)
 {
+  QuarkModel *result;
+  JsonNode *metadata;
+
   g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
   g_return_val_if_fail (QUARK_IS_MODEL (quantized), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
-  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->dequantize_model (self, quantized, error);
+
+  result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->dequantize_model (self, quantized, error);
+  if (result == NULL)
+    return NULL;
+  metadata = quark_model_get_metadata (result);
+  if (metadata && JSON_NODE_HOLDS_OBJECT (metadata) &&
+      json_object_has_member (json_node_get_object (metadata), "quantization_config"))
+    {
+      g_autoptr(JsonNode) plain = json_node_copy (metadata);
+      json_object_remove_member (json_node_get_object (plain), "quantization_config");
+      quark_model_set_metadata (result, plain);
+    }
+  _quark_model_copy_sources (result, quantized);
+  return result;
 }
 
 /* Async support ---------------------------------------------------------- */

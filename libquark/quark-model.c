@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-model.h"
+#include "quark-model-private.h"
 #include "quark-error.h"
 
 /**
@@ -26,6 +27,7 @@ struct _QuarkModel
   GPtrArray *tensors;       /* QuarkTensor, in order */
   GHashTable *by_name;      /* name (owned by the tensor) -> QuarkTensor */
   JsonNode *metadata;
+  GPtrArray *sources;       /* QuarkInputFile the tensors were read from */
 };
 
 enum {
@@ -81,6 +83,7 @@ quark_model_finalize (GObject *object)
   g_hash_table_unref (self->by_name);
   g_ptr_array_unref (self->tensors);
   g_clear_pointer (&self->metadata, json_node_unref);
+  g_ptr_array_unref (self->sources);
 
   G_OBJECT_CLASS (quark_model_parent_class)->finalize (object);
 }
@@ -160,6 +163,7 @@ quark_model_init (QuarkModel *self)
 {
   self->tensors = g_ptr_array_new_with_free_func (g_object_unref);
   self->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  self->sources = g_ptr_array_new_with_free_func ((GDestroyNotify) _quark_input_file_unref);
 }
 
 /**
@@ -321,4 +325,124 @@ quark_model_set_metadata (QuarkModel *self,
   if (metadata)
     self->metadata = json_node_copy (metadata);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_METADATA]);
+}
+
+void
+_quark_model_add_source (QuarkModel     *self,
+                         QuarkInputFile *file)
+{
+  g_ptr_array_add (self->sources, _quark_input_file_ref (file));
+}
+
+void
+_quark_model_copy_sources (QuarkModel *self,
+                           QuarkModel *from)
+{
+  for (guint i = 0; i < from->sources->len; i++)
+    _quark_model_add_source (self, g_ptr_array_index (from->sources, i));
+}
+
+/**
+ * quark_model_check_sources:
+ * @self: a #QuarkModel
+ * @error: return location for a #GError
+ *
+ * Checks that the files @self was loaded from (quark_model_load()) are
+ * still as they were when they were opened: same file, same size, same
+ * modification time, and none of them shrank while its tensors were read.
+ * Quantizers call this before they report success, so that no output is
+ * computed from two versions of an input; a model made in memory has no
+ * files and always passes.
+ *
+ * Returns: %TRUE when every file is unchanged; %FALSE with %QUARK_ERROR_IO
+ *   naming the file that changed
+ */
+gboolean
+quark_model_check_sources (QuarkModel  *self,
+                           GError     **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  for (guint i = 0; i < self->sources->len; i++)
+    if (!_quark_input_file_check (g_ptr_array_index (self->sources, i), error))
+      return FALSE;
+  return TRUE;
+}
+
+/* A tensor name P.weight (or P.qweight, P.weight_packed) with P's scale
+ * beside it: the names of AMD Quark, compressed-tensors, AutoAWQ and FP8
+ * block checkpoints. */
+static const char *
+quantized_weight_scale (QuarkModel *self, QuarkTensor *t)
+{
+  static const struct { const char *weight, *scale; } pairs[] = {
+    { ".weight", ".weight_scale" }, { ".weight", ".weight_scale_inv" },
+    { ".weight_packed", ".weight_scale" }, { ".qweight", ".scales" },
+  };
+  const char *name = quark_tensor_get_name (t);
+  QuarkDType dtype = quark_tensor_get_dtype (t);
+
+  if (quark_dtype_is_quantizable (dtype) || dtype == QUARK_DTYPE_BOOL)
+    return NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (pairs); i++)
+    if (g_str_has_suffix (name, pairs[i].weight))
+      {
+        g_autofree char *prefix = g_strndup (name, strlen (name) - strlen (pairs[i].weight));
+        g_autofree char *scale = g_strconcat (prefix, pairs[i].scale, NULL);
+        QuarkTensor *s = quark_model_get_tensor (self, scale);
+        if (s != NULL)
+          return quark_tensor_get_name (s);
+      }
+  return NULL;
+}
+
+/**
+ * quark_model_is_quantized:
+ * @self: a #QuarkModel
+ * @reason: (out) (optional) (nullable) (transfer full): why, in words, or
+ *   %NULL
+ *
+ * Tells whether @self is already a quantized checkpoint: its metadata has a
+ * `quantization_config`, or it holds integer or FP8 weights with their
+ * scales beside them (`P.weight` with `P.weight_scale` or
+ * `P.weight_scale_inv`, `P.weight_packed` with `P.weight_scale`,
+ * `P.qweight` with `P.scales`). Quantizers refuse such models: quantizing
+ * codes again as if they were weights would be meaningless. Dequantize it
+ * first (quark_model_quantizer_dequantize_model()).
+ *
+ * Returns: %TRUE when @self is quantized
+ */
+gboolean
+quark_model_is_quantized (QuarkModel  *self,
+                          char       **reason)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL (self), FALSE);
+
+  if (reason)
+    *reason = NULL;
+  if (self->metadata && JSON_NODE_HOLDS_OBJECT (self->metadata) &&
+      json_object_has_member (json_node_get_object (self->metadata), "quantization_config"))
+    {
+      JsonNode *qc = json_object_get_member (json_node_get_object (self->metadata), "quantization_config");
+      const char *method = qc && JSON_NODE_HOLDS_OBJECT (qc)
+        ? json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", NULL) : NULL;
+      if (reason)
+        *reason = method ? g_strdup_printf ("its config.json has a quantization_config (quant_method \"%s\")", method)
+                         : g_strdup ("its config.json has a quantization_config");
+      return TRUE;
+    }
+  for (guint i = 0; i < self->tensors->len; i++)
+    {
+      QuarkTensor *t = g_ptr_array_index (self->tensors, i);
+      const char *scale = quantized_weight_scale (self, t);
+      if (scale)
+        {
+          if (reason)
+            *reason = g_strdup_printf ("tensor %s holds %s codes with scales in %s", quark_tensor_get_name (t),
+                                       quark_dtype_get_name (quark_tensor_get_dtype (t)), scale);
+          return TRUE;
+        }
+    }
+  return FALSE;
 }

@@ -41,5 +41,11 @@ JsonNode *    quark_model_get_metadata      (QuarkModel   *self);
 QUARK_AVAILABLE_IN_1_0
 void          quark_model_set_metadata      (QuarkModel   *self,
                                              JsonNode     *metadata);
+QUARK_AVAILABLE_IN_1_0
+gboolean      quark_model_check_sources     (QuarkModel   *self,
+                                             GError      **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean      quark_model_is_quantized      (QuarkModel   *self,
+                                             char        **reason);
 
 G_END_DECLS

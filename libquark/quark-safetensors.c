@@ -7,6 +7,8 @@
 #include "quark-safetensors.h"
 #include "quark-checkpoint-writer.h"
 #include "quark-tensor-private.h"
+#include "quark-model-private.h"
+#include "quark-input-file-private.h"
 #include "quark-error.h"
 #include "quark-json.h"
 #include "kernels/quark-kernels.h"
@@ -323,30 +325,47 @@ quark_model_new_from_safetensors_bytes (GBytes      *contents,
 static QuarkModel *
 load_file (const char *path, const char *display, GError **error)
 {
-  g_autoptr(GMappedFile) mapped = NULL;
+  g_autoptr(QuarkInputFile) file = NULL;
   g_autoptr(GBytes) bytes = NULL;
-  g_autoptr(GError) local_error = NULL;
-
-  mapped = g_mapped_file_new (path, FALSE, &local_error);
-  if (mapped == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
-      return NULL;
-    }
   QuarkModel *model;
 
-  bytes = g_mapped_file_get_bytes (mapped);
+  file = _quark_input_file_map (path, &bytes, error);
+  if (file == NULL)
+    return NULL;
   model = quark_model_new_from_safetensors_bytes (bytes, display, error);
+  if (model == NULL)
+    return NULL;
   /* tensors that reference the mapping (not unpacked copies) */
-  for (guint i = 0; model && i < quark_model_get_n_tensors (model); i++)
+  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
     {
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
       const guint8 *p = quark_tensor_peek_data (t, NULL);
       const guint8 *base = g_bytes_get_data (bytes, NULL);
-      if (p >= base && p < base + g_bytes_get_size (bytes))
+      if (base && p >= base && p < base + g_bytes_get_size (bytes))
         _quark_tensor_set_mapped (t);
     }
+  _quark_model_add_source (model, file);
+  /* the header was read from the mapping */
+  if (!_quark_input_file_check (file, error))
+    {
+      g_object_unref (model);
+      return NULL;
+    }
   return model;
+}
+
+/* A JSON file of the model directory, read within its size limit. */
+static JsonNode *
+read_json (const char *path, gsize limit, const char *what, GError **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  JsonNode *root = _quark_input_read_json (path, limit, what, &local_error);
+
+  if (root == NULL && local_error->domain != QUARK_ERROR)
+    g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
+  else if (root == NULL)
+    g_propagate_error (error, g_steal_pointer (&local_error));
+  return root;
 }
 
 static gboolean
@@ -368,12 +387,9 @@ load_sharded (const char *dir, const char *index_path, GCancellable *cancellable
   JsonNode *wm;
   static const char * const keys[] = { "metadata", "weight_map", NULL };
 
-  root = quark_json_parse_file (index_path, &local_error);
+  root = read_json (index_path, QUARK_INPUT_MAX_INDEX_SIZE, "a shard index", error);
   if (root == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
-      return NULL;
-    }
+    return NULL;
   if (!JSON_NODE_HOLDS_OBJECT (root) ||
       !quark_json_check_members (json_node_get_object (root), NULL, keys, &local_error))
     {
@@ -388,6 +404,11 @@ load_sharded (const char *dir, const char *index_path, GCancellable *cancellable
     }
   weight_map = json_node_get_object (wm);
   names = json_object_get_members (weight_map);
+  if (names == NULL)
+    {
+      file_error (error, index_path, "weight_map is empty: the index names no tensor");
+      return NULL;
+    }
 
   /* load every shard once, in order of first mention */
   for (GList *l = names; l; l = l->next)
@@ -416,9 +437,15 @@ load_sharded (const char *dir, const char *index_path, GCancellable *cancellable
               g_set_error (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "%s", local_error->message);
               return NULL;
             }
-          if (!g_file_test (shard_path, G_FILE_TEST_IS_REGULAR))
+          const char *kind;
+
+          if (!_quark_input_is_regular (shard_path, &kind))
             {
-              file_error (error, index_path, "shard %s (for tensor %s) is missing", shard, (const char *) l->data);
+              if (g_str_equal (kind, "missing"))
+                file_error (error, index_path, "shard %s (for tensor %s) is missing", shard, (const char *) l->data);
+              else
+                file_error (error, index_path, "shard %s (for tensor %s) is %s, not a regular file", shard,
+                            (const char *) l->data, kind);
               return NULL;
             }
           shard_model = load_file (shard_path, shard_path, error);
@@ -426,6 +453,7 @@ load_sharded (const char *dir, const char *index_path, GCancellable *cancellable
             return NULL;
           g_hash_table_insert (shards, (gpointer) shard, shard_model);
           g_ptr_array_add (order, (gpointer) shard);
+          _quark_model_copy_sources (model, shard_model);
         }
     }
 
@@ -473,7 +501,14 @@ load_sharded (const char *dir, const char *index_path, GCancellable *cancellable
  * model's metadata. Every file is validated as
  * quark_model_new_from_safetensors_bytes() describes; the index must name
  * existing shards in the directory, and map every tensor to the shard that
- * holds it.
+ * holds it, and may not be empty; `config.json` must be a JSON object.
+ *
+ * Only regular files are read (symbolic links to them are followed): a
+ * FIFO, a device or a directory where a file is expected is an error, so
+ * nothing blocks. `config.json` may be at most 16 MiB and the index 64 MiB.
+ * The mappings are guarded: a file that shrinks while its tensors are read
+ * does not crash the process, and quark_model_check_sources() reports it
+ * and any other change of the files.
  *
  * Returns: (transfer full): the model, or %NULL with %QUARK_ERROR_INVALID_FILE,
  *   %QUARK_ERROR_IO or %QUARK_ERROR_CANCELLED naming the file at fault
@@ -490,20 +525,13 @@ quark_model_load (const char    *path,
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (!g_file_test (path, G_FILE_TEST_IS_DIR))
-    {
-      if (!g_file_test (path, G_FILE_TEST_EXISTS))
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: no such file or directory", path);
-          return NULL;
-        }
-      return load_file (path, path, error);
-    }
+    return load_file (path, path, error);   /* refuses what is not a regular file */
 
   index_path = g_build_filename (path, "model.safetensors.index.json", NULL);
   single = g_build_filename (path, "model.safetensors", NULL);
-  if (g_file_test (index_path, G_FILE_TEST_IS_REGULAR))
+  if (g_file_test (index_path, G_FILE_TEST_EXISTS))
     model = load_sharded (path, index_path, cancellable, error);
-  else if (g_file_test (single, G_FILE_TEST_IS_REGULAR))
+  else if (g_file_test (single, G_FILE_TEST_EXISTS))
     model = load_file (single, single, error);
   else
     {
@@ -515,13 +543,14 @@ quark_model_load (const char    *path,
     return NULL;
 
   config_path = g_build_filename (path, "config.json", NULL);
-  if (g_file_test (config_path, G_FILE_TEST_IS_REGULAR))
+  if (g_file_test (config_path, G_FILE_TEST_EXISTS))
     {
-      g_autoptr(GError) local_error = NULL;
-      g_autoptr(JsonNode) config = quark_json_parse_file (config_path, &local_error);
+      g_autoptr(JsonNode) config = read_json (config_path, QUARK_INPUT_MAX_CONFIG_SIZE, "a model config", error);
       if (config == NULL)
+        return NULL;
+      if (!JSON_NODE_HOLDS_OBJECT (config))
         {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
+          file_error (error, config_path, "a model config must be a JSON object");
           return NULL;
         }
       quark_model_set_metadata (model, config);

@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <math.h>
+
 #include "quark-tensor.h"
 #include "quark-enum-types.h"
 #include "quark-error.h"
@@ -440,6 +442,14 @@ quark_tensor_peek_data (QuarkTensor *self,
   return g_bytes_get_data (self->data, size);
 }
 
+static double
+load_f64 (const guint8 *p)
+{
+  double v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
 /**
  * quark_tensor_to_floats:
  * @self: a #QuarkTensor
@@ -448,10 +458,12 @@ quark_tensor_peek_data (QuarkTensor *self,
  *
  * Converts the elements to binary32: float types exactly (float64 rounded to
  * nearest even), integer types by value. Minifloat codes are not decoded
- * here.
+ * here. A finite float64 value beyond binary32's range is an error rather
+ * than an infinity.
  *
  * Returns: (array length=n_values) (transfer full) (nullable): the values, or
- *   %NULL with %QUARK_ERROR_UNSUPPORTED_DTYPE
+ *   %NULL with %QUARK_ERROR_UNSUPPORTED_DTYPE, or %QUARK_ERROR_INVALID_TENSOR
+ *   naming the first float64 value that overflows binary32
  */
 float *
 quark_tensor_to_floats (QuarkTensor *self,
@@ -479,6 +491,19 @@ quark_tensor_to_floats (QuarkTensor *self,
                    "tensor %s: dtype %s does not convert to float32 by value",
                    self->name, quark_dtype_get_name (self->dtype));
       return NULL;
+    }
+  if (self->dtype == QUARK_DTYPE_F64)
+    {
+      const guint8 *d = g_bytes_get_data (self->data, NULL);
+      for (gsize i = 0; i < self->n_elements; i++)
+        if (isinf (values[i]) && isfinite (load_f64 (d + 8 * i)))
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                         "tensor %s: element %" G_GSIZE_FORMAT " (%g) is finite but beyond float32's range "
+                         "(largest %g), in which it is quantized", self->name, i,
+                         load_f64 (d + 8 * i), (double) G_MAXFLOAT);
+            return NULL;
+          }
     }
   *n_values = self->n_elements;
   return g_steal_pointer (&values);

@@ -1,0 +1,19 @@
+/* quark-model-private.h
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "quark-model.h"
+#include "quark-input-file-private.h"
+
+G_BEGIN_DECLS
+
+/* Records a file the model's tensors were read from, for
+ * quark_model_check_sources(). */
+void _quark_model_add_source   (QuarkModel     *self,
+                                QuarkInputFile *file);
+void _quark_model_copy_sources (QuarkModel     *self,
+                                QuarkModel     *from);
+
+G_END_DECLS
