@@ -669,49 +669,32 @@ load_config (const char *config_file, const char *preset, const char *backend_na
   return quark_registry_config_from_json (registry, root, "--exclude", error);
 }
 
-/* The quantization runs in a worker thread while the main thread waits in a
- * main loop for SIGINT or SIGTERM, which cancel it: the writer then removes
- * what it wrote and the command fails like any other error. */
-typedef struct {
-  QuarkModelQuantizer *quantizer;
-  QuarkModel *model;
-  QuarkCheckpointWriter *writer;
-  QuarkCalibration *calibration;
-  const char *copy_from;
-  GCancellable *cancellable;
-  GMainLoop *loop;
-  gboolean ok;
-  GError *error;
-} QuantizeJob;
-
-static gboolean
-quit_loop (gpointer user_data)
+/* The config a quantized checkpoint records in its config.json (AMD
+ * Quark's own checkpoints name their format, not a backend; libquark's in
+ * another backend's format keep the config that made them). */
+static QuarkQuantizationConfig *
+checkpoint_config (QuarkModel *quantized, const char *path, GError **error)
 {
-  g_main_loop_quit (user_data);
-  return G_SOURCE_REMOVE;
-}
+  JsonNode *metadata = quark_model_get_metadata (quantized), *node;
+  g_autoptr(JsonNode) qc = NULL;
 
-static gpointer
-quantize_job_run (gpointer user_data)
-{
-  QuantizeJob *job = user_data;
-
-  job->ok = quark_model_quantizer_quantize_model_to_writer (job->quantizer, job->model, job->calibration, job->writer,
-                                                             job->cancellable, &job->error);
-  if (job->ok)
+  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
+         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
     {
-      quark_checkpoint_writer_set_copy_from (job->writer, job->copy_from);
-      job->ok = quark_checkpoint_writer_finish (job->writer, job->cancellable, &job->error);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: config.json has no quantization_config", path);
+      return NULL;
     }
-  g_idle_add (quit_loop, job->loop);
-  return NULL;
-}
-
-static gboolean
-on_stop_signal (gpointer user_data)
-{
-  g_cancellable_cancel (user_data);
-  return G_SOURCE_CONTINUE;
+  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
+    node = json_object_get_member (json_node_get_object (node), "libquark_config");
+  qc = json_node_copy (node);
+  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
+    {
+      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
+      if (g_str_equal (method, "quark"))
+        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
+    }
+  return quark_registry_config_from_json (quark_registry_get_default (), qc, "quantization_config", error);
 }
 
 /* Whether the backend has a quantizer option, such as "threads"; an error
@@ -726,14 +709,171 @@ backend_has_option (QuarkModelQuantizer *quantizer, const char *property, const 
   return FALSE;
 }
 
+/* Everything `quark quantize` does after parsing its options runs in a
+ * worker thread, loading included, while the main thread waits in a main
+ * loop for SIGINT or SIGTERM: they cancel the work at any stage (a second
+ * one stops at once), the writer then removes what it wrote and the
+ * command fails like any other error. */
+typedef struct {
+  /* options */
+  const char *model_path, *output, *config_file, *preset, *backend_name, *stats_file, *export_format;
+  char **excludes;
+  guint64 max_shard;
+  gboolean force, allow_nonfinite, requantize, json;
+  int threads;
+  /* state */
+  GCancellable *cancellable;
+  GMainLoop *loop;
+  ProgressState *progress;
+  QuarkModel *model;
+  QuarkCheckpointWriter *writer;
+  GPtrArray *non_float;       /* "name dtype" of tensors copied unchanged for their type */
+  char **skipped;
+  gboolean ok;
+  GError *error;
+} QuantizeJob;
+
+static gboolean
+quit_loop (gpointer user_data)
+{
+  g_main_loop_quit (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+cancelled (QuantizeJob *job, GError **error)
+{
+  if (!g_cancellable_is_cancelled (job->cancellable))
+    return FALSE;
+  g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+  return TRUE;
+}
+
+static gboolean
+quantize_job_steps (QuantizeJob *job, GError **error)
+{
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkCalibration) calibration = NULL;
+  g_autofree char *reason = NULL;
+
+  config = load_config (job->config_file, job->preset, job->backend_name, job->excludes, error);
+  if (config == NULL)
+    return FALSE;
+  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error);
+  if (quantizer == NULL)
+    return FALSE;
+  if (job->threads > 1)
+    {
+      if (!backend_has_option (quantizer, "threads", "--threads", error))
+        return FALSE;
+      g_object_set (quantizer, "threads", (guint) job->threads, NULL);
+    }
+  if (job->export_format)
+    {
+      if (!backend_has_option (quantizer, "export-format", "--export-format", error))
+        return FALSE;
+      g_object_set (quantizer, "export-format", job->export_format, NULL);
+    }
+  if (job->allow_nonfinite)
+    {
+      if (!backend_has_option (quantizer, "allow-nonfinite", "--allow-nonfinite", error))
+        return FALSE;
+      g_object_set (quantizer, "allow-nonfinite", TRUE, NULL);
+    }
+  if (cancelled (job, error))
+    return FALSE;
+  job->model = quark_model_load (job->model_path, job->cancellable, error);
+  if (job->model == NULL || cancelled (job, error))
+    return FALSE;
+  if (quark_model_is_quantized (job->model, &reason))
+    {
+      g_autoptr(QuarkQuantizationConfig) old_config = NULL;
+      g_autoptr(QuarkModelQuantizer) old = NULL;
+      QuarkModel *restored;
+
+      if (!job->requantize)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                       "%s is already quantized (%s); --requantize dequantizes it and quantizes the result",
+                       job->model_path, reason);
+          return FALSE;
+        }
+      old_config = checkpoint_config (job->model, job->model_path, error);
+      if (old_config == NULL ||
+          (old = quark_registry_new_quantizer (quark_registry_get_default (), old_config, error)) == NULL ||
+          (restored = quark_model_quantizer_dequantize_model (old, job->model, error)) == NULL)
+        {
+          g_prefix_error (error, "--requantize: ");
+          return FALSE;
+        }
+      g_object_unref (job->model);
+      job->model = restored;
+    }
+  for (guint i = 0; i < quark_model_get_n_tensors (job->model); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (job->model, i);
+      if (!quark_dtype_is_quantizable (quark_tensor_get_dtype (t)))
+        g_ptr_array_add (job->non_float, g_strdup_printf ("%s %s", quark_tensor_get_name (t),
+                                                          quark_dtype_get_name (quark_tensor_get_dtype (t))));
+    }
+  if (job->stats_file && (calibration = quark_calibration_load (job->stats_file, error)) == NULL)
+    return FALSE;
+  if (cancelled (job, error))
+    return FALSE;
+
+  /* streamed: each output tensor goes to disk as it is made */
+  job->writer = quark_checkpoint_writer_new (job->output, job->max_shard, job->force, error);
+  if (job->writer == NULL)
+    return FALSE;
+  job->progress->n_tensors = quark_model_get_n_tensors (job->model);
+  g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), job->progress);
+  if (!quark_model_quantizer_quantize_model_to_writer (quantizer, job->model, calibration, job->writer,
+                                                       job->cancellable, error))
+    return FALSE;
+  if (g_file_test (job->model_path, G_FILE_TEST_IS_DIR))
+    quark_checkpoint_writer_set_copy_from (job->writer, job->model_path);
+  if (!quark_checkpoint_writer_finish (job->writer, job->cancellable, error))
+    return FALSE;
+  job->skipped = quark_checkpoint_writer_get_skipped_files (job->writer);
+  return TRUE;
+}
+
+static gpointer
+quantize_job_run (gpointer user_data)
+{
+  QuantizeJob *job = user_data;
+
+  job->ok = quantize_job_steps (job, &job->error);
+  if (!job->ok && job->writer)
+    quark_checkpoint_writer_abort (job->writer);
+  g_idle_add (quit_loop, job->loop);
+  return NULL;
+}
+
+static gboolean
+on_stop_signal (gpointer user_data)
+{
+  GCancellable *cancellable = user_data;
+
+  if (g_cancellable_is_cancelled (cancellable))
+    {
+      /* a second Ctrl-C: at once; the temporary directory left behind is
+       * recognised as stale and removed by the next run to this output */
+      g_printerr ("\nquark quantize: stopped\n");
+      _exit (130);
+    }
+  g_cancellable_cancel (cancellable);
+  return G_SOURCE_CONTINUE;
+}
+
 static int
 cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
   g_autofree char *stats_file = NULL, *export_format = NULL;
-  g_autoptr(QuarkCalibration) calibration = NULL;
   g_auto(GStrv) excludes = NULL;
-  gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE;
+  gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE;
   int threads = 1;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory", "OUT" },
@@ -744,7 +884,8 @@ cmd_quantize (int argc, char **argv)
     { "calibration", 0, 0, G_OPTION_ARG_FILENAME, &stats_file, "Static activation scales from this statistics file (saved by a calibration session)", "FILE" },
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },
     { "max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_text, "Largest output file, such as 5GB or 500MiB (default 5GB)", "SIZE" },
-    { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output directory", NULL },
+    { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output (a directory, a file or a link: the link itself, never what it points to)", NULL },
+    { "requantize", 0, 0, G_OPTION_ARG_NONE, &requantize, "MODEL is already quantized: dequantize it with its quantization_config, then quantize the result", NULL },
     { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The backend's output layout (brevitas: quark or integers)", "FORMAT" },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
@@ -753,94 +894,60 @@ cmd_quantize (int argc, char **argv)
   g_autoptr(GError) error = NULL;
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(GMainLoop) loop = NULL;
+  g_autoptr(GPtrArray) non_float = g_ptr_array_new_with_free_func (g_free);
   QuantizeJob job = { 0 };
-  guint sigint_id = 0, sigterm_id = 0;
-  g_autoptr(QuarkQuantizationConfig) config = NULL;
-  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
-  g_autoptr(QuarkModel) model = NULL;
-  g_autoptr(QuarkCheckpointWriter) writer = NULL;
+  guint sigint_id, sigterm_id;
   guint64 max_shard = 0;
   ProgressState progress = { 0 };
   int status = 0;
-  const char *model_path;
-  g_autofree char *copy_from = NULL;
 
+  /* first of all: Ctrl-C works from here on, during loading too */
+  sigint_id = g_unix_signal_add (SIGINT, on_stop_signal, cancellable);
+  sigterm_id = g_unix_signal_add (SIGTERM, on_stop_signal, cancellable);
   if (!parse_options ("quantize", "MODEL",
                       "Quantizes MODEL (a Hugging Face model directory, or one .safetensors file)\n"
                       "with --preset or --config and writes the checkpoint to OUT, with\n"
-                      "config.json's quantization_config and the directory's other files.\n"
-                      "OUT is written under a temporary name and renamed when complete; an\n"
-                      "existing OUT is replaced only with --force; an interrupted run (Ctrl-C)\n"
-                      "removes what it wrote. MODEL is never modified.",
+                      "config.json's quantization_config and the directory's other files\n"
+                      "(symbolic links are copied as the files they name).\n"
+                      "Floating-point weights are quantized; integer, boolean and FP8 tensors\n"
+                      "are copied unchanged. OUT is written under a temporary name and renamed\n"
+                      "when complete; an existing OUT is replaced only with --force; an\n"
+                      "interrupted run (Ctrl-C) removes what it wrote. MODEL is never modified.\n"
+                      "docs/guarantees.md lists every promise about inputs and outputs.",
                       entries, &argc, &argv, &status))
-    return status;
+    goto done;
   if (argc != 2 || output == NULL || (preset == NULL) == (config_file == NULL))
     {
       g_printerr ("quark quantize: give one MODEL, -o OUT, and either --preset or --config\n"
                   "Try \"quark quantize --help\".\n");
-      return EXIT_USAGE;
+      status = EXIT_USAGE;
+      goto done;
     }
   if (threads < 1 || threads > 256)
     {
       g_printerr ("quark quantize: --threads takes a number from 1 to 256\n");
-      return EXIT_USAGE;
+      status = EXIT_USAGE;
+      goto done;
     }
   if (shard_text && !parse_size (shard_text, &max_shard))
     {
       g_printerr ("quark quantize: --max-shard-size: \"%s\" is not a size (such as 5GB or 500MiB)\n", shard_text);
-      return EXIT_USAGE;
+      status = EXIT_USAGE;
+      goto done;
     }
-  model_path = argv[1];
-  if (backend_name == NULL)
-    backend_name = g_strdup ("quark");
-  if (!check_output_apart (model_path, output, &error))
-    goto fail;
-  /* before anything is written: an interrupted run cleans up */
-  sigint_id = g_unix_signal_add (SIGINT, on_stop_signal, cancellable);
-  sigterm_id = g_unix_signal_add (SIGTERM, on_stop_signal, cancellable);
-
-  config = load_config (config_file, preset, backend_name, excludes, &error);
-  if (config == NULL)
-    goto fail;
-  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
-  if (quantizer == NULL)
-    goto fail;
-  if (threads > 1)
-    {
-      if (!backend_has_option (quantizer, "threads", "--threads", &error))
-        goto fail;
-      g_object_set (quantizer, "threads", (guint) threads, NULL);
-    }
-  if (export_format)
-    {
-      if (!backend_has_option (quantizer, "export-format", "--export-format", &error))
-        goto fail;
-      g_object_set (quantizer, "export-format", export_format, NULL);
-    }
-  if (allow_nonfinite)
-    {
-      if (!backend_has_option (quantizer, "allow-nonfinite", "--allow-nonfinite", &error))
-        goto fail;
-      g_object_set (quantizer, "allow-nonfinite", TRUE, NULL);
-    }
-  model = quark_model_load (model_path, NULL, &error);
-  if (model == NULL)
-    goto fail;
-  if (stats_file && (calibration = quark_calibration_load (stats_file, &error)) == NULL)
+  if (!check_output_apart (argv[1], output, &error))
     goto fail;
 
-  /* streamed: each output tensor goes to disk as it is made */
-  writer = quark_checkpoint_writer_new (output, max_shard, force, &error);
-  if (writer == NULL)
-    goto fail;
   progress.tty = isatty (fileno (stderr)) && !json;
-  progress.n_tensors = quark_model_get_n_tensors (model);
   progress.start = g_get_monotonic_time ();
-  g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), &progress);
-  if (g_file_test (model_path, G_FILE_TEST_IS_DIR))
-    copy_from = g_strdup (model_path);
   loop = g_main_loop_new (NULL, FALSE);
-  job = (QuantizeJob) { quantizer, model, writer, calibration, copy_from, cancellable, loop, FALSE, NULL };
+  job = (QuantizeJob) {
+    .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
+    .backend_name = backend_name ? backend_name : "quark", .stats_file = stats_file,
+    .export_format = export_format, .excludes = excludes, .max_shard = max_shard, .force = force,
+    .allow_nonfinite = allow_nonfinite, .requantize = requantize, .json = json, .threads = threads,
+    .cancellable = cancellable, .loop = loop, .progress = &progress, .non_float = non_float,
+  };
   {
     GThread *thread = g_thread_new ("quantize", quantize_job_run, &job);
     g_main_loop_run (loop);
@@ -852,6 +959,8 @@ cmd_quantize (int argc, char **argv)
       goto fail;
     }
 
+  for (guint i = 0; job.skipped && job.skipped[i]; i++)
+    g_printerr ("quark quantize: not copied (not a regular file): %s\n", job.skipped[i]);
   if (json)
     {
       g_autoptr(JsonBuilder) b = json_builder_new ();
@@ -860,34 +969,56 @@ cmd_quantize (int argc, char **argv)
       json_builder_set_member_name (b, "output");
       json_builder_add_string_value (b, output);
       json_builder_set_member_name (b, "tensors_in");
-      json_builder_add_int_value (b, quark_model_get_n_tensors (model));
+      json_builder_add_int_value (b, quark_model_get_n_tensors (job.model));
       json_builder_set_member_name (b, "bytes_out");
-      json_builder_add_int_value (b, (gint64) quark_checkpoint_writer_get_bytes_written (writer));
+      json_builder_add_int_value (b, (gint64) quark_checkpoint_writer_get_bytes_written (job.writer));
       json_builder_set_member_name (b, "seconds");
       json_builder_add_double_value (b, (g_get_monotonic_time () - progress.start) / 1e6);
+      /* copied unchanged because they are not floating point */
+      json_builder_set_member_name (b, "non_float_tensors");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < non_float->len; i++)
+        {
+          g_auto(GStrv) parts = g_strsplit (g_ptr_array_index (non_float, i), " ", 2);
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "name");
+          json_builder_add_string_value (b, parts[0]);
+          json_builder_set_member_name (b, "dtype");
+          json_builder_add_string_value (b, parts[1]);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "skipped_files");
+      json_builder_begin_array (b);
+      for (guint i = 0; job.skipped && job.skipped[i]; i++)
+        json_builder_add_string_value (b, job.skipped[i]);
+      json_builder_end_array (b);
       json_builder_end_object (b);
       root = json_builder_get_root (b);
       print_json (root);
     }
   else
-    g_print ("Wrote %s: %.1f MB of tensors from %u in %.1f s\n", output,
-             quark_checkpoint_writer_get_bytes_written (writer) / 1e6, quark_model_get_n_tensors (model),
-             (g_get_monotonic_time () - progress.start) / 1e6);
+    {
+      g_print ("Wrote %s: %.1f MB of tensors from %u in %.1f s\n", output,
+               quark_checkpoint_writer_get_bytes_written (job.writer) / 1e6, quark_model_get_n_tensors (job.model),
+               (g_get_monotonic_time () - progress.start) / 1e6);
+      if (non_float->len)
+        g_print ("%u tensors are not floating point and were copied unchanged\n", non_float->len);
+    }
   goto done;
 
 fail:
-  if (writer)
-    quark_checkpoint_writer_abort (writer);
   if (progress.tty && progress.last_done)
     g_printerr ("\n");
   if (g_error_matches (error, QUARK_ERROR, QUARK_ERROR_CANCELLED))
     g_prefix_error (&error, "interrupted, %s was not written: ", output);
   status = report_failure ("quantize", error, json);
 done:
-  if (sigint_id)
-    g_source_remove (sigint_id);
-  if (sigterm_id)
-    g_source_remove (sigterm_id);
+  g_source_remove (sigint_id);
+  g_source_remove (sigterm_id);
+  g_clear_object (&job.model);
+  g_clear_object (&job.writer);
+  g_strfreev (job.skipped);
   return status;
 }
 
@@ -991,9 +1122,7 @@ cmd_verify (int argc, char **argv)
   g_autoptr(QuarkModel) original = NULL, quantized = NULL, restored = NULL;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
-  g_autoptr(JsonNode) qc = NULL;
   g_autoptr(JsonBuilder) b = json_builder_new ();
-  JsonNode *metadata, *node;
   guint n_checked = 0, n_below = 0;
   double worst = INFINITY;
   int status = 0;
@@ -1012,28 +1141,7 @@ cmd_verify (int argc, char **argv)
   original = quark_model_load (argv[1], NULL, &error);
   if (original == NULL || (quantized = quark_model_load (argv[2], NULL, &error)) == NULL)
     goto fail;
-  metadata = quark_model_get_metadata (quantized);
-  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
-         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
-  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
-    {
-      g_set_error (&error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
-                   "%s: config.json has no quantization_config", argv[2]);
-      goto fail;
-    }
-  /* a checkpoint a libquark backend wrote in another backend's format
-   * records the config that made it */
-  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
-    node = json_object_get_member (json_node_get_object (node), "libquark_config");
-  qc = json_node_copy (node);
-  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
-    {
-      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
-      /* AMD Quark's own checkpoints name their format, not a backend */
-      if (g_str_equal (method, "quark"))
-        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
-    }
-  config = quark_registry_config_from_json (quark_registry_get_default (), qc, "quantization_config", &error);
+  config = checkpoint_config (quantized, argv[2], &error);
   if (config == NULL ||
       (quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error)) == NULL ||
       (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, &error)) == NULL)

@@ -646,6 +646,19 @@ integers_description (QuarkBrevitasQuantizer *self, JsonObject *layers)
   return bv_node_take (o);
 }
 
+/* A weight to quantize: floating point only; integers, booleans and FP8
+ * pass through unchanged. */
+static const char *
+quantizable_weight_layer (QuarkTensor *t, char **layer)
+{
+  if (!quark_dtype_is_quantizable (quark_tensor_get_dtype (t)))
+    {
+      *layer = NULL;
+      return NULL;
+    }
+  return weight_layer (t, layer);
+}
+
 static void
 layer_clear (Layer *L)
 {
@@ -674,7 +687,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
   for (guint i = 0; i < n; i++)
     {
       g_autofree char *layer = NULL;
-      const char *type = weight_layer (quark_model_get_tensor_at (model, i), &layer);
+      const char *type = quantizable_weight_layer (quark_model_get_tensor_at (model, i), &layer);
       if (type &&
           quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_WEIGHT, NULL) &&
           quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_BIAS, NULL))
@@ -684,7 +697,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
     {
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
       g_autofree char *layer = NULL;
-      const char *type = weight_layer (t, &layer);
+      const char *type = quantizable_weight_layer (t, &layer);
       Layer L = { 0 };
       gboolean ok;
 

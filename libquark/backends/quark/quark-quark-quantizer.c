@@ -376,8 +376,68 @@ need_multiple (const char *name, gsize value, gsize multiple, const char *what, 
   return FALSE;
 }
 
+static int block_dim (QuarkTensorSpec *spec, int which);
+
+/* Whether @tensor's shape fits @spec and AMD Quark's checkpoint layout for
+ * it: the spec's axis, whole groups, the multiples of 8 of packed int4 and
+ * the multiples of 2 and 4 of packed FP4 and FP6. The model loop checks
+ * every tensor before it quantizes any, so that a layout that cannot be
+ * exported fails at once rather than after the work. */
+static gboolean
+check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, GError **error)
+{
+  const char *name = quark_tensor_get_name (tensor);
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
+  gsize rows = n_dims >= 1 ? (gsize) shape[0] : 1;
+  gsize cols = n_dims >= 1 && rows ? quark_tensor_get_n_elements (tensor) / rows : 0;
+  QuarkKernelLayout l;
+
+  if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
+    return TRUE;   /* casts */
+  if (!(qscheme == QUARK_QSCHEME_PER_BLOCK
+        ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (spec, 0), block_dim (spec, 1))
+        : quark_kernel_layout_init (&l, shape, n_dims, qscheme, quark_tensor_spec_get_ch_axis (spec),
+                                    quark_tensor_spec_get_group_size (spec))))
+    {
+      g_autofree char *text = quark_tensor_format_shape (tensor);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "tensor %s: shape %s does not fit the spec's axis (ch_axis %d)", name, text,
+                   quark_tensor_spec_get_ch_axis (spec));
+      return FALSE;
+    }
+  /* numerics.md: a ragged last group quantizes, but checkpoints hold whole
+   * groups only (engine loaders assume them); MX blocks are zero-padded */
+  if (qscheme == QUARK_QSCHEME_PER_GROUP && quark_tensor_spec_get_group_size (spec) > 0 &&
+      quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E8M0 && n_dims > 0)
+    {
+      int axis = quark_tensor_spec_get_ch_axis (spec);
+      axis = axis < 0 ? axis + (int) n_dims : axis;
+      if (axis >= 0 && axis < (int) n_dims &&
+          !need_multiple (name, (gsize) shape[axis], (gsize) quark_tensor_spec_get_group_size (spec),
+                          "grouped dimension", error))
+        return FALSE;
+    }
+  /* AMD Quark's int4 layout is for 2-D weights (others: one code a byte) */
+  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2)
+    {
+      if (qscheme != QUARK_QSCHEME_PER_GROUP && !need_multiple (name, cols, 8, "number of input features", error))
+        return FALSE;
+      if ((qscheme == QUARK_QSCHEME_PER_GROUP || qscheme == QUARK_QSCHEME_PER_CHANNEL) &&
+          !need_multiple (name, rows, 8, "number of output channels", error))
+        return FALSE;
+    }
+  if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
+    return need_multiple (name, n_dims ? (gsize) shape[n_dims - 1] : 1, dtype == QUARK_DTYPE_FP4_E2M1 ? 2 : 4,
+                          "last dimension", error);
+  return TRUE;
+}
+
 /* int4/uint4: words of eight nibbles; per group the codes and the
- * parameters are transposed first. */
+ * parameters are transposed first (check_export_layout() has checked the
+ * multiples of 8). */
 static gboolean
 export_int4 (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gboolean reorder,
              QuarkModel *out, GError **error)
@@ -412,8 +472,6 @@ export_int4 (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gbool
       gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };
       g_autofree float *s = NULL;
 
-      if (!need_multiple (name, rows, 8, "number of output channels", error))
-        return FALSE;
       qt = transpose_codes (q, rows, cols);
       words = g_new (gint32, MAX (cols * rows / 8, 1));
       quark_kernel_pack_int4 (qt, cols, rows, reorder, words);
@@ -433,8 +491,6 @@ export_int4 (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gbool
       /* per channel / per tensor: q [O, I] -> [O, I/8]; zp [O] -> [O/8] (packed) or a scalar */
       gint32 *words;
       gint64 wshape[2] = { (gint64) rows, (gint64) (cols / 8) };
-      if (!need_multiple (name, cols, 8, "number of input features", error))
-        return FALSE;
       words = g_new (gint32, MAX (rows * cols / 8, 1));
       quark_kernel_pack_int4 (q, rows, cols, reorder, words);
       if (!add_tensor_owned (out, new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words, rows * cols / 2, error), error) ||
@@ -444,8 +500,6 @@ export_int4 (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gbool
         {
           gint64 zshape[1] = { (gint64) (rows / 8) };
           gint32 *zwords;
-          if (!need_multiple (name, rows, 8, "number of output channels", error))
-            return FALSE;
           zwords = g_new (gint32, MAX (rows / 8, 1));
           quark_kernel_pack_int4 (quark_tensor_peek_data (zp, NULL), 1, rows, reorder, zwords);
           return add_tensor_owned (out, new_tensor (zp_name, QUARK_DTYPE_I32, zshape, 1, zwords, rows / 2, error), error);
@@ -472,8 +526,6 @@ export_small_float (QuarkModel *logical, const char *name, QuarkDType dtype, Qua
   gboolean fp4 = dtype == QUARK_DTYPE_FP4_E2M1;
   guint8 *packed;
 
-  if (!need_multiple (name, cols, fp4 ? 2 : 4, "last dimension", error))
-    return FALSE;
   memcpy (pshape, shape, n_dims * sizeof (gint64));
   pshape[n_dims - 1] = (gint64) (fp4 ? cols / 2 : cols * 3 / 4);
   size = fp4 ? n / 2 : n * 3 / 4;
@@ -514,24 +566,6 @@ export_weight (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gbo
   QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
   QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
 
-  /* numerics.md: a ragged last group quantizes, but checkpoints hold whole
-   * groups only (engine loaders assume them); MX blocks are zero-padded */
-  if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP &&
-      quark_tensor_spec_get_group_size (spec) > 0 &&
-      quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E8M0)
-    {
-      guint n_dims;
-      const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
-      int axis = quark_tensor_spec_get_ch_axis (spec);
-      if (n_dims > 0)
-        {
-          axis = axis < 0 ? axis + (int) n_dims : axis;
-          if (axis >= 0 && axis < (int) n_dims &&
-              !need_multiple (name, (gsize) shape[axis], (gsize) quark_tensor_spec_get_group_size (spec),
-                              "grouped dimension", error))
-            return FALSE;
-        }
-    }
   /* AMD Quark's int4 layout is for 2-D weights; convolution weights take
    * the unpacked form below, one code per byte */
   if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && quark_tensor_get_n_dims (codes) == 2)
@@ -845,14 +879,59 @@ add_activation_params (QuarkTensorSpec   *spec,
          add_new_tensor (out, zp_name, dtype, shape, n_dims, g_steal_pointer (&zps), n * esize, error);
 }
 
+/* The layer of a weight to quantize: floating-point tensors only, others
+ * (integers, booleans, FP8) are copied unchanged. */
 static char *
 weight_layer_name (QuarkTensor *tensor)
 {
   const char *name = quark_tensor_get_name (tensor);
 
-  if (!g_str_has_suffix (name, ".weight") || layer_type_for (tensor) == NULL)
+  if (!g_str_has_suffix (name, ".weight") || layer_type_for (tensor) == NULL ||
+      !quark_dtype_is_quantizable (quark_tensor_get_dtype (tensor)))
     return NULL;
   return g_strndup (name, strlen (name) - strlen (".weight"));
+}
+
+/* Fails when a name the quantized @tensor is written under (its scale and
+ * zero point, its layer's activation parameters) is also an input tensor. */
+static gboolean
+check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor *tensor, const char *layer,
+                       QuarkTensorSpec *spec, QuarkCalibration *calibration, GError **error)
+{
+  static const char * const roles[] = { NULL, "input", "output" };
+  const char *name = quark_tensor_get_name (tensor);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+
+  g_ptr_array_add (names, g_strconcat (name, "_scale", NULL));
+  if (quark_dtype_is_integer (quark_tensor_spec_get_dtype (spec)))
+    g_ptr_array_add (names, g_strconcat (name, "_zero_point", NULL));
+  for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
+    {
+      g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer,
+                                                                                 layer_type_for (tensor), role);
+      if (act == NULL || quark_tensor_spec_get_is_dynamic (act))
+        continue;
+      if (calibration == NULL)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                       "layer %s: the %s spec is static and needs calibration statistics, "
+                       "but none were given (quark quantize --calibration FILE)", layer, roles[role]);
+          return FALSE;
+        }
+      g_ptr_array_add (names, g_strdup_printf ("%s.%s_scale", layer, roles[role]));
+      if (quark_dtype_is_integer (quark_tensor_spec_get_dtype (act)))
+        g_ptr_array_add (names, g_strdup_printf ("%s.%s_zero_point", layer, roles[role]));
+    }
+  for (guint i = 0; i < names->len; i++)
+    if (quark_model_get_tensor (model, g_ptr_array_index (names, i)) != NULL)
+      {
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                     "tensor %s: the quantized %s would be written under that name, which input tensor %s "
+                     "already has", (const char *) g_ptr_array_index (names, i), name,
+                     (const char *) g_ptr_array_index (names, i));
+        return FALSE;
+      }
+  return TRUE;
 }
 
 /* One input tensor to its output tensors, in @chunk. Runs in worker
@@ -944,6 +1023,20 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   gboolean ok = TRUE;
   JsonNode *metadata, *meta;
 
+  /* before any work: every spec fits its tensor's shape and the output
+   * layout, and no generated name is taken */
+  for (guint i = 0; i < n_tensors; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      g_autofree char *layer = weight_layer_name (t);
+      g_autoptr(QuarkTensorSpec) spec = layer ? quark_quantization_config_get_tensor_spec (
+                                                  self->config, layer, layer_type_for (t), QUARK_ROLE_WEIGHT)
+                                              : NULL;
+      if (spec && (!check_export_layout (t, spec, error) ||
+                   !check_generated_names (self, model, t, layer, spec, calibration, error)))
+        return FALSE;
+    }
+
   g_mutex_init (&lock);
   g_cond_init (&cond);
   if (self->threads > 1)
@@ -995,9 +1088,8 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       for (guint k = 0; ok && k < quark_model_get_n_tensors (job->chunk); k++)
         {
           QuarkTensor *t = quark_model_get_tensor_at (job->chunk, k);
-          if (writer ? !quark_checkpoint_writer_add (writer, t, error)
-                     : (quark_model_get_tensor (out, quark_tensor_get_name (t)) == NULL &&
-                        !quark_model_add_tensor (out, t, error)))
+          if (writer ? !quark_checkpoint_writer_add_with_origin (writer, t, quark_tensor_get_name (job->tensor), error)
+                     : !quark_model_add_tensor (out, t, error))
             ok = FALSE;
         }
       g_clear_object (&job->chunk);
