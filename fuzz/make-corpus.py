@@ -8,7 +8,10 @@
 # calibration: statistics files, valid and broken; config also every
 # brevitas preset's config;
 # checkpoint: a tiny model quantized with each quark preset by the built
-# `quark` tool (presets with static activations skipped), prefixed with the preset's index (the target's first byte).
+# `quark` tool (presets with static activations skipped), prefixed with the preset's index (the target's first byte);
+# roundtrip: small float models (every float dtype, ragged and 1-row
+# shapes, non-finite values, integer tensors) prefixed with a preset index
+# and an options byte.
 # Inputs the fuzzers found that add coverage (libFuzzer -merge=1) are kept
 # alongside, named by their SHA-1. Needs numpy; runs the tool from BUILDDIR.
 #
@@ -96,6 +99,33 @@ def preset_config_seeds():
     subprocess.run(['/usr/bin/python3', '-c', code, os.path.join(CORPUS, 'config')], env=env, check=True)
 
 
+def roundtrip_seeds(rng):
+    def bf16(a):
+        return (np.asarray(a, np.float32).view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    w = (rng.standard_normal((16, 128)) * 0.02).astype(np.float32)
+    odd = (rng.standard_normal((3, 40)) * 0.02).astype(np.float32)
+    nonfinite = w.copy()
+    nonfinite[1, 2], nonfinite[3, 4] = np.nan, np.inf
+    models = {
+        'bf16': {'model.layers.0.mlp.up_proj.weight': ('BF16', [16, 128], bf16(w)),
+                 'model.norm.weight': ('BF16', [128], bf16(np.ones(128)))},
+        'f32-f16-f64': {'model.layers.0.self_attn.q_proj.weight': ('F32', [16, 128], w.tobytes()),
+                        'model.layers.0.self_attn.k_proj.weight': ('F16', [16, 128], w.astype(np.float16).tobytes()),
+                        'model.layers.0.self_attn.v_proj.weight': ('F64', [16, 128], w.astype(np.float64).tobytes())},
+        'ragged': {'model.layers.0.mlp.down_proj.weight': ('F32', [3, 40], odd.tobytes()),
+                   'model.layers.1.mlp.down_proj.weight': ('BF16', [1, 128], bf16(w[:1]))},
+        'nonfinite': {'model.layers.0.mlp.up_proj.weight': ('F32', [16, 128], nonfinite.tobytes())},
+        'integers': {'model.layers.0.mlp.up_proj.weight': ('I8', [16, 128], np.ones((16, 128), np.int8).tobytes()),
+                     'model.layers.0.mlp.up_proj.weight_scale': ('F32', [16, 1], np.ones(16, np.float32).tobytes()),
+                     'model.position_ids': ('I64', [1, 4], np.arange(4, dtype=np.int64).tobytes())},
+        'conv': {'model.conv.weight': ('F32', [8, 2, 3, 3], (rng.standard_normal(144) * 0.1).astype(np.float32).tobytes())},
+    }
+    for name, tensors in models.items():
+        data = safetensors(tensors, {'format': 'pt'})
+        for index, options in [(0, 0), (5, 0), (9, 1), (15, 2), (11, 4), (3, 8), (14, 7)]:
+            put('roundtrip', '%s-%s-%d' % (name, PRESETS[index], options), bytes([index, options]) + data)
+
+
 def main():
     # named seeds are rewritten; inputs the fuzzers found (named by their
     # SHA-1, 40 hex digits) are kept
@@ -106,6 +136,7 @@ def main():
     calibration_seeds()
     preset_config_seeds()
     rng = np.random.default_rng(7)
+    roundtrip_seeds(np.random.default_rng(11))
     w = rng.standard_normal((4, 8)).astype(np.float32)
     bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)
     valid = safetensors({'a': ('F32', [4, 8], w.tobytes()), 'b': ('BF16', [4, 8], bf16.tobytes()),

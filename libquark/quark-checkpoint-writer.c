@@ -854,6 +854,12 @@ copy_file (QuarkCheckpointWriter *self, const char *from_path, const char *to_pa
   return ok;
 }
 
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
 /* Every other file of the input directory, as regular files: the target of
  * a symbolic link (as in Hugging Face cache snapshots, where every file is
  * a link to a blob) is copied as content, never as a link. */
@@ -873,14 +879,14 @@ copy_extra_files (QuarkCheckpointWriter *self, GError **error)
     }
   while ((name = g_dir_read_name (dir)) != NULL)
     g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (names, compare_names);
   g_ptr_array_set_size (self->skipped, 0);
   for (guint i = 0; i < names->len; i++)
     {
       g_autofree char *src = NULL, *dst = NULL;
       const char *kind;
 
-      name = *(const char **) &g_ptr_array_index (names, i);
+      name = g_ptr_array_index (names, i);
       if (g_str_has_suffix (name, ".safetensors") || g_str_equal (name, "model.safetensors.index.json") ||
           g_str_equal (name, "config.json"))
         continue;

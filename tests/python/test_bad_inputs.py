@@ -26,7 +26,7 @@ PT = {'format': 'pt'}
 W = 'model.layers.0.mlp.up_proj.weight'
 
 # QuarkError codes (quark-error.h; stable)
-INVALID_ARGUMENT, INVALID_FILE, UNSUPPORTED_SCHEME, INVALID_TENSOR, IO, CANCELLED = 1, 2, 4, 5, 7, 8
+INVALID_ARGUMENT, INVALID_FILE, UNSUPPORTED_SCHEME, INVALID_TENSOR, NEEDS_CALIBRATION, IO, CANCELLED = 1, 2, 4, 5, 6, 7, 8
 QUARK_ERROR = 'quark-error-quark'
 
 
@@ -156,7 +156,8 @@ def read_out(out):
     raw = (out / 'model.safetensors').read_bytes()
     n = struct.unpack('<Q', raw[:8])[0]
     header = json.loads(raw[8:8 + n])
-    kinds = {'I8': np.int8, 'U8': np.uint8, 'F32': np.float32, 'BF16': np.uint16, 'I32': np.int32}
+    kinds = {'I8': np.int8, 'U8': np.uint8, 'F32': np.float32, 'BF16': np.uint16, 'I32': np.int32, 'I64': np.int64,
+             'BOOL': np.bool_}
     t = {}
     for k, v in header.items():
         if k != '__metadata__':
@@ -165,7 +166,7 @@ def read_out(out):
     return t
 
 
-def check_saturated(out):
+def check_saturated(out, info):
     t = read_out(out)
     codes, scale = t[W], t[W + '_scale']
     assert np.isfinite(scale).all() and (scale > 0).all()
@@ -175,24 +176,256 @@ def check_saturated(out):
     assert codes[3, 6] == 127 and codes[3, 7] == -128
 
 
-def check_all_zero(out):
+def check_all_zero(out, info):
     t = read_out(out)
     assert (t[W] == 0).all()
     assert np.isfinite(t[W + '_scale']).all() and (t[W + '_scale'] > 0).all()
 
 
-def check_all_zero_mx(out):
+def check_all_zero_mx(out, info):
     t = read_out(out)
     assert (t[W] == 0).all()                                    # FP4 +0 codes, two per byte
     assert t[W + '_scale'].dtype == np.uint8 and t[W + '_scale'].shape == (16, 4)
 
 
-def check_zero_element_and_scalar(out):
+def check_zero_element_and_scalar(out, info):
     t = read_out(out)
     assert t[W].shape == (0, 128) and t['model.layers.0.mlp.down_proj.weight'].shape == (16, 0)
     assert t['model.norm.weight'].shape == (0,)
     g = 'model.layers.0.mlp.gate_proj.weight'
     assert t[g].shape == () and int(t[g]) == int(bf16(np.float32(0.5)))   # a scalar is not a weight matrix
+
+
+# ---- round two (issue: nothing lost): outputs that are links or files, names
+# ---- that collide, inputs that are not regular files, too large, or shared
+
+def precious_dir(tmp):
+    (tmp / 'precious').mkdir()
+    (tmp / 'precious' / 'thesis.txt').write_text('work')
+
+
+def force_onto_symlink(m, out):
+    valid(m, out)
+    precious_dir(out.parent)
+    out.symlink_to('precious')
+    return {'force': True}
+
+
+def force_onto_dangling_symlink(m, out):
+    valid(m, out)
+    out.symlink_to('nowhere')
+    return {'force': True}
+
+
+def force_onto_file(m, out):
+    valid(m, out)
+    out.write_text('an old file')
+    return {'force': True}
+
+
+def force_onto_directory(m, out):
+    valid(m, out)
+    out.mkdir()
+    (out / 'model.safetensors').write_bytes(b'old')
+    (out / 'stale-extra.json').write_text('{}')
+    return {'force': True}
+
+
+def check_replaced(out, info):
+    tmp = out.parent
+    assert out.is_dir() and not out.is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ['config.json', 'model.safetensors']
+    if (tmp / 'precious').exists():
+        assert (tmp / 'precious' / 'thesis.txt').read_text() == 'work'
+        assert sorted(p.name for p in (tmp / 'precious').iterdir()) == ['thesis.txt']
+    assert not [n for n in os.listdir(tmp) if n.startswith('.quark-')], os.listdir(tmp)
+
+
+def float_scale_collides(m, out):
+    write_safetensors(m / 'model.safetensors', {W: ('BF16', weights()),
+                                                W + '_scale': ('F32', np.ones((16, 1), np.float32))}, PT)
+
+
+def float_input_scale_collides(m, out):
+    write_safetensors(m / 'model.safetensors', {
+        'model.layers.0.mlp.up_proj.input_scale': ('F32', np.ones((), np.float32)), W: ('BF16', weights())}, PT)
+
+
+def integer_weights_with_scales(m, out):
+    write_safetensors(m / 'model.safetensors', {W: ('I8', np.ones((16, 128), np.int8)),
+                                                W + '_scale': ('F32', np.ones((16, 1), np.float32))}, PT)
+
+
+def own_output(m, out):
+    """libquark's own int8 checkpoint as the input."""
+    src = out.parent / 'float-model'
+    src.mkdir()
+    valid(src, out)
+    (src / 'config.json').write_text('{"model_type": "llama"}')
+    subprocess.run([QUARK, 'quantize', str(src), '-o', str(out.parent / 'q1'), '--preset', 'int8_per_channel_wo'],
+                   check=True, capture_output=True)
+    for f in (out.parent / 'q1').iterdir():
+        (m / f.name).write_bytes(f.read_bytes())
+
+
+def check_requantized(out, info):
+    t = read_out(out)
+    assert t[W].dtype == np.int32 and t[W].shape == (128, 2)          # int4 g128, packed
+    config = json.loads((out / 'config.json').read_text())
+    assert config['model_type'] == 'llama'
+    assert config['quantization_config']['global_quant_config']['weight']['dtype'] == 'int4'
+
+
+def fifo_model(m, out):
+    os.rmdir(m)
+    os.mkfifo(m)
+
+
+def fifo_model_file(m, out):
+    os.mkfifo(m / 'model.safetensors')
+
+
+def fifo_config_json(m, out):
+    valid(m, out)
+    os.mkfifo(m / 'config.json')
+
+
+def fifo_shard(m, out):
+    write_safetensors(m / 'model-00001-of-00002.safetensors', {W: ('BF16', weights())}, PT)
+    os.mkfifo(m / 'model-00002-of-00002.safetensors')
+    (m / 'model.safetensors.index.json').write_text(json.dumps({'weight_map': {
+        W: 'model-00001-of-00002.safetensors',
+        'model.layers.1.mlp.up_proj.weight': 'model-00002-of-00002.safetensors'}}))
+
+
+def directory_shard(m, out):
+    fifo_shard(m, out)
+    os.unlink(m / 'model-00002-of-00002.safetensors')
+    (m / 'model-00002-of-00002.safetensors').mkdir()
+
+
+def fifo_option(option):
+    def build(m, out):
+        valid(m, out)
+        os.mkfifo(out.parent / 'pipe')
+        return {'args': [option, str(out.parent / 'pipe')]}
+    return build
+
+
+def device_calibration(m, out):
+    valid(m, out)
+    return {'args': ['--calibration', '/dev/zero']}
+
+
+def sparse(path, size):
+    with open(path, 'wb') as f:
+        f.truncate(size)
+
+
+def huge_config_json(m, out):
+    valid(m, out)
+    (m / 'config.json').write_text('{"pad": "' + 'x' * (17 << 20) + '"}')
+
+
+def huge_index(m, out):
+    valid(m, out)
+    os.unlink(m / 'model.safetensors')
+    sparse(m / 'model.safetensors.index.json', (64 << 20) + 1)
+
+
+def huge_option(option, size):
+    def build(m, out):
+        valid(m, out)
+        sparse(out.parent / 'big.json', size)
+        return {'args': [option, str(out.parent / 'big.json')]}
+    return build
+
+
+def empty_weight_map(m, out):
+    (m / 'model.safetensors.index.json').write_text('{"metadata": {}, "weight_map": {}}')
+
+
+def config_json_is(text):
+    def build(m, out):
+        valid(m, out)
+        (m / 'config.json').write_text(text)
+    return build
+
+
+def hf_cache_snapshot(m, out):
+    """As in ~/.cache/huggingface/hub/models--*/snapshots/*: every file a
+    link to a blob; plus a directory, a broken link and a FIFO."""
+    blobs = out.parent / 'blobs'
+    blobs.mkdir()
+    valid(blobs, out)
+    os.rename(blobs / 'model.safetensors', blobs / 'a1')
+    (blobs / 'b2').write_text('{"model_type": "llama"}')
+    (blobs / 'c3').write_text('{"version": "1.0", "model": {}}')
+    (blobs / 'd4').write_text('{"bos_token_id": 1}')
+    for name, blob in [('model.safetensors', 'a1'), ('config.json', 'b2'), ('tokenizer.json', 'c3'),
+                       ('generation_config.json', 'd4')]:
+        (m / name).symlink_to(os.path.relpath(blobs / blob, m))
+    (m / 'original').mkdir()
+    (m / 'broken.json').symlink_to('../blobs/missing')
+    os.mkfifo(m / 'pipe')
+
+
+def check_hf_snapshot(out, info):
+    assert sorted(p.name for p in out.iterdir()) == ['config.json', 'generation_config.json', 'model.safetensors',
+                                                     'tokenizer.json']
+    for name, text in [('tokenizer.json', '{"version": "1.0", "model": {}}'),
+                       ('generation_config.json', '{"bos_token_id": 1}')]:
+        assert not (out / name).is_symlink() and (out / name).read_text() == text
+    if info is not None:
+        assert info['skipped_files'] == ['broken.json: a broken link', 'original: a directory', 'pipe: a FIFO']
+
+
+def non_float_tensors(m, out):
+    write_safetensors(m / 'model.safetensors', {
+        W: ('BF16', weights()),
+        'model.layers.0.mlp.down_proj.weight': ('I8', np.arange(16 * 128, dtype=np.int64).reshape(16, 128).astype(np.int8)),
+        'model.layers.0.mlp.gate_proj.weight': ('U8', np.full((16, 128), 7, np.uint8)),
+        'model.layers.0.attn.mask.weight': ('BOOL', np.eye(16, 128, dtype=bool)),
+        'model.position_ids': ('I64', np.arange(64, dtype=np.int64).reshape(1, 64))}, PT)
+
+
+def check_non_float(out, info):
+    t = read_out(out)
+    assert t[W].dtype == np.int8 and (W + '_scale') in t
+    raw = (out / 'model.safetensors').read_bytes()
+    n = struct.unpack('<Q', raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    for name, dtype in [('model.layers.0.mlp.down_proj.weight', 'I8'), ('model.layers.0.mlp.gate_proj.weight', 'U8'),
+                        ('model.layers.0.attn.mask.weight', 'BOOL'), ('model.position_ids', 'I64')]:
+        assert header[name]['dtype'] == dtype and name + '_scale' not in header
+    assert (t['model.layers.0.mlp.gate_proj.weight'] == 7).all()
+    if info is not None:
+        assert sorted(x['name'] for x in info['non_float_tensors']) == sorted(
+            ['model.layers.0.mlp.down_proj.weight', 'model.layers.0.mlp.gate_proj.weight',
+             'model.layers.0.attn.mask.weight', 'model.position_ids'])
+
+
+def unexportable_last(m, out):
+    """Valid tensors first, the one whose layout cannot be exported last."""
+    tensors = {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', weights(64, 1024, i)) for i in range(4)}
+    tensors['model.layers.9.mlp.up_proj.weight'] = ('BF16', weights(1, 1024))
+    write_safetensors(m / 'model.safetensors', tensors, PT)
+
+
+def f64_beyond_float32(m, out):
+    w = np.random.default_rng(3).standard_normal((16, 128)) * 0.02
+    w[2, 3] = 1e300
+    write_safetensors(m / 'model.safetensors', {W: ('F64', w)}, PT)
+
+
+def trailing_slash(m, out):
+    valid(m, out)
+    return {'out_arg': str(out) + '/'}
+
+
+def check_plain_output(out, info):
+    assert sorted(p.name for p in out.iterdir()) == ['config.json', 'model.safetensors']
+    assert not [n for n in os.listdir(out.parent) if n.startswith('.quark-')]
 
 
 # id, build, preset, extra args, expected: (domain, code, text the message names) or a check
@@ -223,18 +456,77 @@ ROWS = [
      (QUARK_ERROR, INVALID_ARGUMENT, 'quantized')),
     ('disk-full', disk_full, 'int8_per_channel_wo', [], (QUARK_ERROR, IO, 'No space left on device')),
     ('interrupted', large, 'int4_wo_128', [], (QUARK_ERROR, CANCELLED, 'interrupted')),
+    ('force-onto-symlink', force_onto_symlink, 'int8_per_channel_wo', [], check_replaced),
+    ('force-onto-dangling-symlink', force_onto_dangling_symlink, 'int8_per_channel_wo', [], check_replaced),
+    ('force-onto-file', force_onto_file, 'int8_per_channel_wo', [], check_replaced),
+    ('force-onto-directory', force_onto_directory, 'int8_per_channel_wo', [], check_replaced),
+    ('output-trailing-slash', trailing_slash, 'int8_per_channel_wo', [], check_plain_output),
+    ('generated-scale-name-taken', float_scale_collides, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_ARGUMENT, W + '_scale')),
+    ('generated-input-scale-name-taken', float_input_scale_collides, 'int8', [],
+     (QUARK_ERROR, INVALID_ARGUMENT, 'model.layers.0.mlp.up_proj.input_scale')),
+    ('integer-weights-with-scales', integer_weights_with_scales, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_ARGUMENT, 'already quantized')),
+    ('own-output-again', own_output, 'int8_per_channel_wo', [], (QUARK_ERROR, INVALID_ARGUMENT, 'already quantized')),
+    ('own-output-requantized', own_output, 'int4_wo_128', ['--requantize'], check_requantized),
+    ('fifo-as-model', fifo_model, 'int8_per_channel_wo', [], (QUARK_ERROR, IO, 'FIFO')),
+    ('fifo-as-model-file', fifo_model_file, 'int8_per_channel_wo', [], (QUARK_ERROR, IO, 'FIFO')),
+    ('fifo-as-config-json', fifo_config_json, 'int8_per_channel_wo', [], (QUARK_ERROR, IO, 'FIFO')),
+    ('fifo-as-shard', fifo_shard, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'model-00002-of-00002.safetensors (for tensor model.layers.1.mlp.up_proj.weight) '
+                                 'is a FIFO, not a regular file')),
+    ('directory-as-shard', directory_shard, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'is a directory, not a regular file')),
+    ('fifo-as-config-option', fifo_option('--config'), 'int8_per_channel_wo', [], (QUARK_ERROR, IO, 'FIFO')),
+    ('fifo-as-calibration', fifo_option('--calibration'), 'int8', [], (QUARK_ERROR, IO, 'FIFO')),
+    ('device-as-calibration', device_calibration, 'int8', [],
+     (QUARK_ERROR, IO, '/dev/zero: is a character device, not a regular file')),
+    ('config-json-over-limit', huge_config_json, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'limit of 16777216 bytes for a model config')),
+    ('index-over-limit', huge_index, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'limit of 67108864 bytes for a shard index')),
+    ('config-option-over-limit', huge_option('--config', (16 << 20) + 1), 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'limit of 16777216 bytes')),
+    ('calibration-over-limit', huge_option('--calibration', (256 << 20) + 1), 'int8', [],
+     (QUARK_ERROR, INVALID_FILE, 'limit of 268435456 bytes for calibration statistics')),
+    ('index-empty-weight-map', empty_weight_map, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'weight_map is empty')),
+    ('config-json-an-array', config_json_is('[1]'), 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'config.json: a model config must be a JSON object')),
+    ('config-json-a-string', config_json_is('"llama"'), 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_FILE, 'config.json: a model config must be a JSON object')),
+    ('hf-cache-snapshot', hf_cache_snapshot, 'int8_per_channel_wo', [], check_hf_snapshot),
+    ('non-float-tensors-copied', non_float_tensors, 'int8_per_channel_wo', [], check_non_float),
+    ('unexportable-layout', unexportable_last, 'int4_wo_128', [],
+     (QUARK_ERROR, UNSUPPORTED_SCHEME, 'model.layers.9.mlp.up_proj.weight: the number of output channels (1)')),
+    ('f64-beyond-float32', f64_beyond_float32, 'int8_per_channel_wo', [],
+     (QUARK_ERROR, INVALID_TENSOR, 'element 259 (1e+300) is finite but beyond float32')),
 ]
 
 
 def snapshot(d):
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob('*')) if p.is_file()}
+    """Every entry below d: file contents, link targets, other types."""
+    if not d.is_dir() or d.is_symlink():
+        return {'.': os.lstat(d).st_mode}
+    result = {}
+    for p in sorted(d.rglob('*')):
+        key = p.relative_to(d).as_posix()
+        if p.is_symlink():
+            result[key] = ('link', os.readlink(p))
+        elif p.is_file():
+            result[key] = p.read_bytes()
+        else:
+            result[key] = ('type', os.lstat(p).st_mode)
+    return result
 
 
-def run_cli(model, out, preset, args, env, interrupt):
-    cmd = [QUARK, 'quantize', str(model), '-o', str(out), '--preset', preset, '--json', *args]
+def run_cli(model, out, preset, args, env, interrupt, out_arg=None):
+    chosen = [] if '--config' in args else ['--preset', preset]
+    cmd = [QUARK, 'quantize', str(model), '-o', out_arg or str(out), *chosen, '--json', *args]
     full_env = dict(os.environ, **env)
     if not interrupt:
-        r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, stdin=subprocess.DEVNULL)
+        # nothing may block: a FIFO anywhere is refused, not waited on
+        r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, stdin=subprocess.DEVNULL, timeout=60)
         return r.returncode, r.stdout, r.stderr
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
     deadline = time.time() + 30
@@ -260,21 +552,22 @@ def test_bad_input_cli(tmp_path, row):
     name, build, preset, args, expected = row
     model, out, options, before_dir = prepare(tmp_path, build)
     before_model = snapshot(model)
+    args = args + options.get('args', []) + (['--force'] if options.get('force') else [])
 
     status, stdout, stderr = run_cli(model, out, preset, args, options.get('env', {}),
-                                     options.get('interrupt', False))
+                                     options.get('interrupt', False), options.get('out_arg'))
 
     assert snapshot(model) == before_model, 'the input was modified'
     if callable(expected):
         assert status == 0, stderr
-        expected(out)
+        expected(out, json.loads(stdout))
         return
     domain, code, needle = expected
     assert status == 1, stderr
     assert stderr.startswith('quark quantize: ')
     error = json.loads(stdout)['error']
     assert (error['domain'], error['code']) == (domain, code), error
-    assert needle.format(file=model / 'model.safetensors') in error['message']
+    assert needle.format(file=model / 'model.safetensors') in error['message'], error['message']
     assert error['message'] in stderr
     # nothing that looks like an output; no temporary left behind
     assert not out.exists()
@@ -293,7 +586,10 @@ def quark_module():
         return None
 
 
-LIBRARY_ROWS = [r for r in ROWS if r[0] not in ('output-inside-input',)]   # a CLI policy
+# CLI policies and CLI options; the library has its own tests of these below
+CLI_ONLY = ('output-inside-input', 'fifo-as-config-option', 'fifo-as-calibration', 'device-as-calibration',
+            'config-option-over-limit', 'calibration-over-limit', 'own-output-requantized', 'output-trailing-slash')
+LIBRARY_ROWS = [r for r in ROWS if r[0] not in CLI_ONLY]
 
 
 @pytest.mark.parametrize('row', LIBRARY_ROWS, ids=[r[0] for r in LIBRARY_ROWS])
@@ -310,17 +606,20 @@ def test_bad_input_library(tmp_path, monkeypatch, row):
 
     registry = Quark.Registry.get_default()
     cancellable = Gio.Cancellable()
+    progress = []
     try:
         model = Quark.Model.load(str(model_dir), None)
         config = registry.get_backend('quark').new_config_for_preset(preset)
         quantizer = registry.new_quantizer(config)
         if '--allow-nonfinite' in args:
             quantizer.props.allow_nonfinite = True
+        quantizer.connect('progress', lambda q, done, total, item: progress.append(item))
         if options.get('interrupt'):
             quantizer.connect('progress', lambda q, done, total, item: cancellable.cancel())
-        writer = Quark.CheckpointWriter.new(str(out), 0, False)
+        writer = Quark.CheckpointWriter.new(str(out), 0, options.get('force', False))
         try:
             quantizer.quantize_model_to_writer(model, None, writer, cancellable)
+            writer.set_copy_from(str(model_dir))
             writer.finish(cancellable)
         except GLib.Error:
             writer.abort()
@@ -331,10 +630,12 @@ def test_bad_input_library(tmp_path, monkeypatch, row):
         assert e.matches(Quark.Error.quark(), code), (e.domain, e.code, e.message)
         assert e.domain == domain
         if name != 'interrupted':
-            assert needle.format(file=model_dir / 'model.safetensors') in e.message
+            assert needle.format(file=model_dir / 'model.safetensors') in e.message, e.message
+        if e.domain == QUARK_ERROR and code in (INVALID_ARGUMENT, UNSUPPORTED_SCHEME, NEEDS_CALIBRATION):
+            assert progress == [], 'checked only after work had been done'
     else:
         assert callable(expected), 'expected an error'
-        expected(out)
+        expected(out, None)
     assert snapshot(model_dir) == before
     if not callable(expected):
         assert not out.exists()
@@ -385,3 +686,180 @@ def test_disk_full_at_every_stage(tmp_path, monkeypatch):
         assert not out.exists()
     attempt(tmp_path / 'room', 2 * total)
     assert sorted(os.listdir(tmp_path)) == ['model', 'reference', 'room']
+
+
+# ---- inputs that change, runs that are killed, writers that race ------------
+
+def library_quantize(Quark, model_dir, out, preset='int8_per_channel_wo', before_quantize=None, force=False):
+    registry = Quark.Registry.get_default()
+    model = Quark.Model.load(str(model_dir), None)
+    if before_quantize:
+        before_quantize()
+    quantizer = registry.new_quantizer(registry.get_backend('quark').new_config_for_preset(preset))
+    writer = Quark.CheckpointWriter.new(str(out), 0, force)
+    try:
+        quantizer.quantize_model_to_writer(model, None, writer, None)
+        writer.finish(None)
+    except Exception:
+        writer.abort()
+        raise
+
+
+@pytest.mark.parametrize('change', ['shrink', 'touch', 'replace'])
+def test_input_changed_under_library(tmp_path, change):
+    """The input is mapped, then shrinks (reads past its new end would be
+    SIGBUS), is modified in place or replaced: the quantization fails with
+    QUARK_ERROR_IO naming the file and writes nothing."""
+    Quark = quark_module()
+    if Quark is None:
+        pytest.skip('no Quark typelib (a build without introspection)')
+    from gi.repository import GLib
+    model = tmp_path / 'model'
+    model.mkdir()
+    large(model, None)
+    path = model / 'model.safetensors'
+
+    def act():
+        if change == 'shrink':
+            os.truncate(path, 1 << 20)
+        elif change == 'touch':
+            st = os.stat(path)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+        else:
+            # the same bytes, a new file renamed over the old one
+            (model / 'new').write_bytes(path.read_bytes())
+            os.rename(model / 'new', path)
+
+    with pytest.raises(GLib.Error) as info:
+        library_quantize(Quark, model, tmp_path / 'out', 'int4_wo_128', before_quantize=act)
+    assert info.value.matches(Quark.Error.quark(), IO), info.value.message
+    assert str(path) in info.value.message
+    assert {'shrink': 'shrank', 'touch': 'modified', 'replace': 'replaced'}[change] in info.value.message
+    assert sorted(os.listdir(tmp_path)) == ['model']
+
+
+def test_input_shrinks_during_cli_run(tmp_path):
+    """`truncate -s` on the input while quark quantize reads it: exit 1 with
+    QUARK_ERROR_IO naming the file, no crash, nothing left."""
+    model = tmp_path / 'model'
+    model.mkdir()
+    large(model, None)
+    out = tmp_path / 'out'
+    p = subprocess.Popen([QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int4_wo_128', '--json'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(n.startswith('.quark-tmp') for n in os.listdir(tmp_path)):
+        time.sleep(0.001)
+    os.truncate(model / 'model.safetensors', 100 << 10)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 1, stderr
+    error = json.loads(stdout)['error']
+    assert (error['domain'], error['code']) == (QUARK_ERROR, IO)
+    assert str(model / 'model.safetensors') in error['message']
+    assert sorted(os.listdir(tmp_path)) == ['model']
+
+
+def test_killed_runs_leave_nothing_the_next_run_keeps(tmp_path):
+    """SIGKILLed runs leave their temporary directories; the next run to
+    the same output removes them, and only them: temporaries of another
+    output, of a live writer, or not marked as libquark's stay."""
+    model = tmp_path / 'model'
+    model.mkdir()
+    large(model, None)
+    out = tmp_path / 'out'
+
+    def temporaries():
+        return {n for n in os.listdir(tmp_path) if n.startswith('.quark-tmp')}
+
+    for _ in range(3):
+        before = temporaries()
+        p = subprocess.Popen([QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int4_wo_128'],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline and not (temporaries() - before):
+            time.sleep(0.001)
+        p.kill()
+        p.wait()
+        # each run removed the one the run before it left
+        assert len(temporaries()) == 1 and temporaries() != before
+    # another output's stale temporary, and a directory that only looks like one
+    other = tmp_path / '.quark-tmp-OTHER1'
+    other.mkdir()
+    (other / 'lock').write_text('libquark temporary output\noutput=other\npid=1\n')
+    unmarked = tmp_path / '.quark-tmp-PLAIN1'
+    unmarked.mkdir()
+    (unmarked / 'keep.txt').write_text('not ours')
+    r = subprocess.run([QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int8_per_channel_wo'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ['.quark-tmp-OTHER1', '.quark-tmp-PLAIN1', 'model', 'out']
+    assert (unmarked / 'keep.txt').read_text() == 'not ours'
+
+
+def test_live_writer_temporary_is_kept(tmp_path):
+    """A writer that is alive holds its lock: another writer for the same
+    output does not remove its temporary directory."""
+    Quark = quark_module()
+    if Quark is None:
+        pytest.skip('no Quark typelib (a build without introspection)')
+    first = Quark.CheckpointWriter.new(str(tmp_path / 'out'), 0, False)
+    mine = [n for n in os.listdir(tmp_path) if n.startswith('.quark-tmp')]
+    second = Quark.CheckpointWriter.new(str(tmp_path / 'out'), 0, False)
+    assert set(mine) <= set(os.listdir(tmp_path))
+    second.abort()
+    first.abort()
+    assert os.listdir(tmp_path) == []
+
+
+def test_concurrent_force_writers(tmp_path):
+    """Four runs replace the same output at once: each exits 0 or fails
+    cleanly, the output is one complete checkpoint, nothing else is left."""
+    model = tmp_path / 'model'
+    model.mkdir()
+    write_safetensors(model / 'model.safetensors',
+                      {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', weights(256, 512, i)) for i in range(8)}, PT)
+    out = tmp_path / 'out'
+    procs = [subprocess.Popen([QUARK, 'quantize', str(model), '-o', str(out), '--preset', preset, '--force'],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for preset in ['int8_per_channel_wo', 'int4_wo_128', 'int8_per_channel_wo', 'mxfp4']]
+    codes = [p.wait(timeout=120) for p in procs]
+    assert set(codes) <= {0, 1} and 0 in codes
+    assert sorted(os.listdir(tmp_path)) == ['model', 'out']
+    t = read_out(out)
+    weights_out = [n for n in t if n.endswith('.weight')]
+    assert len(weights_out) == 8 and all(n + '_scale' in t for n in weights_out)
+    assert len(t) in (16, 24)                       # MX FP4, or integers with zero points
+
+
+@pytest.mark.parametrize('mask,mode', [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_output_mode_follows_umask(tmp_path, mask, mode):
+    model = tmp_path / 'model'
+    model.mkdir()
+    valid(model, None)
+    r = subprocess.run([QUARK, 'quantize', str(model), '-o', str(tmp_path / 'out'), '--preset', 'int8_per_channel_wo'],
+                       capture_output=True, text=True, preexec_fn=lambda: os.umask(mask))
+    assert r.returncode == 0, r.stderr
+    assert os.stat(tmp_path / 'out').st_mode & 0o777 == mode
+
+
+def test_requantize_through_library(tmp_path):
+    """What --requantize does, with the library: dequantize with the
+    checkpoint's own config (the result has no quantization_config left),
+    then quantize."""
+    Quark = quark_module()
+    if Quark is None:
+        pytest.skip('no Quark typelib (a build without introspection)')
+    out = tmp_path / 'out'
+    model = tmp_path / 'model'
+    model.mkdir()
+    own_output(model, out)
+    registry = Quark.Registry.get_default()
+    quantized = Quark.Model.load(str(model), None)
+    assert quantized.is_quantized()[0]
+    config = registry.get_backend('quark').new_config_for_preset('int8_per_channel_wo')
+    restored = registry.new_quantizer(config).dequantize_model(quantized)
+    assert not restored.is_quantized()[0]
+    assert 'quantization_config' not in json.loads(Quark.json_to_string(restored.props.metadata, False))
+    library_quantize_model = registry.new_quantizer(registry.get_backend('quark').new_config_for_preset('int4_wo_128'))
+    result = library_quantize_model.quantize_model(restored, None, None)
+    assert result.get_tensor(W).get_dtype() == Quark.DType.INT32

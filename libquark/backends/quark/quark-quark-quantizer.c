@@ -900,6 +900,7 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
 {
   static const char * const roles[] = { NULL, "input", "output" };
   const char *name = quark_tensor_get_name (tensor);
+  const char *needs_calibration = NULL;
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
 
   g_ptr_array_add (names, g_strconcat (name, "_scale", NULL));
@@ -911,13 +912,8 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
                                                                                  layer_type_for (tensor), role);
       if (act == NULL || quark_tensor_spec_get_is_dynamic (act))
         continue;
-      if (calibration == NULL)
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
-                       "layer %s: the %s spec is static and needs calibration statistics, "
-                       "but none were given (quark quantize --calibration FILE)", layer, roles[role]);
-          return FALSE;
-        }
+      if (needs_calibration == NULL)
+        needs_calibration = roles[role];
       g_ptr_array_add (names, g_strdup_printf ("%s.%s_scale", layer, roles[role]));
       if (quark_dtype_is_integer (quark_tensor_spec_get_dtype (act)))
         g_ptr_array_add (names, g_strdup_printf ("%s.%s_zero_point", layer, roles[role]));
@@ -931,6 +927,13 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
                      (const char *) g_ptr_array_index (names, i));
         return FALSE;
       }
+  if (needs_calibration && calibration == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: the %s spec is static and needs calibration statistics, "
+                   "but none were given (quark quantize --calibration FILE)", layer, needs_calibration);
+      return FALSE;
+    }
   return TRUE;
 }
 
