@@ -346,6 +346,49 @@ test_large_file (void)
   g_rmdir (tmp);
 }
 
+/* A mapped file that shrinks: reading past its new end gives zeros, not
+ * SIGBUS, and quark_model_check_sources() reports it. */
+static void
+test_shrinking_file (void)
+{
+  g_autofree char *tmp = g_dir_make_tmp ("quark-st-XXXXXX", NULL);
+  g_autofree char *dir = g_build_filename (tmp, "m", NULL);
+  g_autofree char *file = g_build_filename (dir, "model.safetensors", NULL);
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkModel) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree float *w = g_new (float, 65536);
+  const gint64 shape[] = { 256, 256 };
+  g_autoptr(QuarkTensor) t = NULL;
+  const float *data;
+  gsize size;
+  double sum = 0;
+
+  for (guint i = 0; i < 65536; i++)
+    w[i] = 1.0f + (float) (i % 7);
+  t = quark_tensor_new_from_floats ("w", shape, 2, w, 65536, NULL);
+  quark_model_add_tensor (model, t, NULL);
+  g_assert_true (quark_model_save (model, dir, 0, FALSE, NULL, NULL, &error));
+  g_assert_no_error (error);
+  loaded = quark_model_load (dir, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (quark_model_check_sources (loaded, &error));
+
+  g_assert_cmpint (truncate (file, 16), ==, 0);
+  data = quark_tensor_peek_data (quark_model_get_tensor (loaded, "w"), &size);
+  for (gsize k = 0; k < size / 4; k++)
+    sum += data[k];   /* past the end: zeros */
+  g_assert_cmpfloat (sum, ==, 0.0);
+  g_assert_false (quark_model_check_sources (loaded, &error));
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "shrank"));
+  g_assert_nonnull (strstr (error->message, file));
+  g_clear_object (&loaded);
+  g_unlink (file);
+  g_rmdir (dir);
+  g_rmdir (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -362,6 +405,7 @@ main (int argc, char **argv)
   g_test_add_func ("/safetensors/roundtrip", test_roundtrip);
   g_test_add_func ("/safetensors/cancelled-save-leaves-nothing", test_cancelled_save_leaves_nothing);
   g_test_add_func ("/safetensors/large-file", test_large_file);
+  g_test_add_func ("/safetensors/shrinking-file", test_shrinking_file);
 
   return g_test_run ();
 }

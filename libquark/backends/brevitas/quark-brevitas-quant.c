@@ -203,6 +203,13 @@ init_layout (const BvSpec *spec, const gint64 *shape, guint n_dims, const char *
   return TRUE;
 }
 
+gboolean
+bv_check_layout (const BvSpec *spec, const gint64 *shape, guint n_dims, const char *name, GError **error)
+{
+  QuarkKernelLayout l;
+  return init_layout (spec, shape, n_dims, name, &l, error);
+}
+
 static void
 result_alloc (BvResult *r, gsize n, const QuarkKernelLayout *l)
 {

@@ -683,14 +683,35 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
                    "export-format: \"%s\" is not one of: quark, integers", self->export_format);
       return NULL;
     }
-  /* biases quantized with their layer (they may come before the weight) */
+  /* before any work: every weight fits its quantizer's layout and static
+   * activation quantizers have statistics; biases are quantized with their
+   * layer (they may come before the weight) */
   for (guint i = 0; i < n; i++)
     {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      QuarkBrevitasConfig *config = QUARK_BREVITAS_CONFIG (self->config);
       g_autofree char *layer = NULL;
-      const char *type = quantizable_weight_layer (quark_model_get_tensor_at (model, i), &layer);
-      if (type &&
-          quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_WEIGHT, NULL) &&
-          quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_BIAS, NULL))
+      const char *type = quantizable_weight_layer (t, &layer);
+      const BvSpec *w = type ? quark_brevitas_config_get_bv_spec (config, layer, type, QUARK_ROLE_WEIGHT, NULL) : NULL;
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+
+      if (w == NULL)
+        continue;
+      if (!bv_check_layout (w, shape, n_dims, quark_tensor_get_name (t), error))
+        return NULL;
+      for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
+        {
+          const BvSpec *a = quark_brevitas_config_get_bv_spec (config, layer, type, role, NULL);
+          if (a && !a->dynamic && calibration == NULL)
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                           "layer %s: the %s quantizer %s is calibrated, but no calibration statistics were given",
+                           layer, role == QUARK_ROLE_INPUT ? "input" : "output", bv_spec_describe (a));
+              return NULL;
+            }
+        }
+      if (quark_brevitas_config_get_bv_spec (config, layer, type, QUARK_ROLE_BIAS, NULL))
         g_hash_table_add (quantized_biases, g_strconcat (layer, ".bias", NULL));
     }
   for (guint i = 0; i < n; i++)

@@ -98,6 +98,13 @@ typedef struct {
 
 void             bv_result_clear        (BvResult     *r);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (BvResult, bv_result_clear)
+/* Whether a weight of this shape fits @spec's layout (checked for every
+ * weight before any is quantized). */
+gboolean         bv_check_layout        (const BvSpec *spec,
+                                         const gint64 *shape,
+                                         guint         n_dims,
+                                         const char   *name,
+                                         GError      **error);
 gboolean         bv_quantize_weight     (const BvSpec *spec,
                                          const float  *x,
                                          const gint64 *shape,
