@@ -1360,7 +1360,7 @@ fail:
 static void
 parse_failed (GError *local_error, GError **error)
 {
-  if (g_error_matches (local_error, QUARK_ERROR, QUARK_ERROR_IO))
+  if (local_error->domain == QUARK_ERROR)   /* IO, not found, size limit */
     g_propagate_error (error, local_error);
   else
     {

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "quark-checkpoint-writer.h"
+#include "quark-checkpoint-writer-private.h"
 #include "quark-input-file-private.h"
 #include "quark-json.h"
 #include "quark-error.h"
@@ -287,7 +288,8 @@ io_error (GError **error, const char *path, const char *what, int saved)
  * directory next to @directory. The output directory gets the mode
  * `mkdir` would give it (0777 less the umask).
  *
- * Returns: (transfer full): a writer, or %NULL with %QUARK_ERROR_IO, or
+ * Returns: (transfer full): a writer, or %NULL with %QUARK_ERROR_EXISTS
+ *   when @directory exists and @overwrite is not set, %QUARK_ERROR_IO, or
  *   %QUARK_ERROR_INVALID_ARGUMENT for a @directory that cannot be an output
  *   (such as `.` or `/`)
  */
@@ -319,7 +321,7 @@ quark_checkpoint_writer_new (const char  *directory,
     }
   if (lstat (path, &st) == 0 && !overwrite)
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)", directory);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s: already exists (overwrite it explicitly)", directory);
       return NULL;
     }
   self = g_object_new (QUARK_TYPE_CHECKPOINT_WRITER, NULL);
@@ -768,6 +770,12 @@ quark_checkpoint_writer_set_metadata (QuarkCheckpointWriter *self,
     self->metadata = json_node_copy (metadata);
 }
 
+gboolean
+_quark_checkpoint_writer_has_metadata (QuarkCheckpointWriter *self)
+{
+  return self->metadata != NULL;
+}
+
 /**
  * quark_checkpoint_writer_set_copy_from:
  * @self: a #QuarkCheckpointWriter
@@ -994,7 +1002,7 @@ commit (QuarkCheckpointWriter *self, GError **error)
 
   if (exists && !self->overwrite)
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (overwrite it explicitly)",
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s: already exists (overwrite it explicitly)",
                    self->directory);
       return FALSE;
     }
@@ -1002,7 +1010,7 @@ commit (QuarkCheckpointWriter *self, GError **error)
     return TRUE;
   if (errno == EEXIST)
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: already exists (it appeared while this ran)",
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s: already exists (it appeared while this ran)",
                    self->directory);
       return FALSE;
     }
@@ -1044,7 +1052,7 @@ commit (QuarkCheckpointWriter *self, GError **error)
  * left at the output's name that was not there before.
  *
  * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO,
- *   %QUARK_ERROR_CANCELLED, or %QUARK_ERROR_FAILED when the written
+ *   %QUARK_ERROR_EXISTS, %G_IO_ERROR_CANCELLED, or %QUARK_ERROR_FAILED when the written
  *   checkpoint breaks the writer's own invariants
  */
 gboolean
@@ -1100,7 +1108,7 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
     ok = verify_output (self, error);
   if (ok && g_cancellable_is_cancelled (cancellable))
     {
-      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
       ok = FALSE;
     }
 

@@ -38,9 +38,16 @@ G_BEGIN_DECLS
  * @QUARK_ERROR_NEEDS_CALIBRATION: a static activation spec has no calibration
  *   statistics
  * @QUARK_ERROR_IO: reading or writing failed
- * @QUARK_ERROR_CANCELLED: the operation was cancelled
+ * @QUARK_ERROR_CANCELLED: not used since 1.0: cancelled operations fail with
+ *   %G_IO_ERROR_CANCELLED, in the synchronous and the asynchronous forms
+ *   alike, as GIO's do
+ * @QUARK_ERROR_NOT_FOUND: an input file or directory does not exist
+ * @QUARK_ERROR_EXISTS: the output exists and was not to be replaced
  *
- * Error codes of the %QUARK_ERROR domain. Codes are stable.
+ * Error codes of the %QUARK_ERROR domain. Codes are stable. Like
+ * %G_IO_ERROR_NOT_FOUND and %G_IO_ERROR_EXISTS, a missing input and an
+ * existing output have codes of their own, apart from other
+ * %QUARK_ERROR_IO failures.
  */
 typedef enum {
   QUARK_ERROR_FAILED,
@@ -52,6 +59,8 @@ typedef enum {
   QUARK_ERROR_NEEDS_CALIBRATION,
   QUARK_ERROR_IO,
   QUARK_ERROR_CANCELLED,
+  QUARK_ERROR_NOT_FOUND,
+  QUARK_ERROR_EXISTS,
 } QuarkError;
 
 /**

@@ -76,8 +76,8 @@ _quark_input_open (const char *path, struct stat *st, GError **error)
   if (fd < 0)
     {
       int saved = errno;
-      if (saved == ENOENT)
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: no such file or directory", path);
+      if (saved == ENOENT || saved == ENOTDIR)
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND, "%s: no such file or directory", path);
       else
         g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot open: %s", path, g_strerror (saved));
       return -1;

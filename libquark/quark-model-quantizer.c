@@ -6,6 +6,7 @@
 
 #include "quark-model-quantizer.h"
 #include "quark-model-private.h"
+#include "quark-checkpoint-writer-private.h"
 #include "quark-error.h"
 
 /**
@@ -23,7 +24,7 @@
  * uncopied.
  *
  * Long work reports progress through [signal@Quark.ModelQuantizer::progress]
- * as units done out of a total, and stops with %QUARK_ERROR_CANCELLED when its
+ * as units done out of a total, and stops with %G_IO_ERROR_CANCELLED when its
  * #GCancellable is cancelled. The async form runs the work in a thread and
  * emits the progress signal in the thread-default main context of the
  * caller, so Python and GJS handlers run on their main loop.
@@ -140,6 +141,27 @@ check_not_quantized (QuarkModel *model, GError **error)
   return FALSE;
 }
 
+/* What a checkpoint's config.json holds unless the backend says otherwise:
+ * the input model's metadata with the config that quantized it. */
+static JsonNode *
+default_metadata (QuarkModelQuantizer *self, QuarkModel *model)
+{
+  JsonNode *metadata = quark_model_get_metadata (model), *result;
+
+  if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
+    result = json_node_copy (metadata);
+  else
+    {
+      JsonObject *empty = json_object_new ();
+      result = json_node_init_object (json_node_alloc (), empty);
+      json_object_unref (empty);
+    }
+  if (!json_object_has_member (json_node_get_object (result), "quantization_config"))
+    json_object_set_member (json_node_get_object (result), "quantization_config",
+                            quark_quantization_config_to_json (quark_model_quantizer_get_config (self)));
+  return result;
+}
+
 /**
  * quark_model_quantizer_get_config:
  * @self: a #QuarkModelQuantizer
@@ -175,10 +197,11 @@ quark_model_quantizer_get_config (QuarkModelQuantizer *self)
  * modified. A model that is already quantized (quark_model_is_quantized())
  * is refused with %QUARK_ERROR_INVALID_ARGUMENT, and the quantization fails
  * with %QUARK_ERROR_IO when a file @model was loaded from changed while it
- * ran (quark_model_check_sources()).
+ * ran (quark_model_check_sources()). A result without metadata gets
+ * @model's, with a `quantization_config` from the config.
  *
  * Returns: (transfer full): the quantized model, or %NULL on error (with
- *   %QUARK_ERROR_CANCELLED if @cancellable was cancelled)
+ *   %G_IO_ERROR_CANCELLED if @cancellable was cancelled)
  */
 QuarkModel *
 quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
@@ -197,7 +220,7 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
 
   if (g_cancellable_is_cancelled (cancellable))
     {
-      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
       return NULL;
     }
 
@@ -208,6 +231,11 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
   g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
   if (result && !quark_model_check_sources (model, error))
     g_clear_object (&result);
+  if (result && quark_model_get_metadata (result) == NULL)
+    {
+      g_autoptr(JsonNode) metadata = default_metadata (self, model);
+      quark_model_set_metadata (result, metadata);
+    }
   return result;
 }
 
@@ -262,6 +290,11 @@ quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
  * time rather than the model. The same checks of @model apply: on failure
  * the caller aborts @writer, so nothing is committed.
  *
+ * A backend that sets no metadata gets the default: @model's `config.json`
+ * with a `quantization_config` from the config's
+ * quark_quantization_config_to_json(), so that every checkpoint can be
+ * read back by `quark verify`.
+ *
  * Returns: %TRUE on success
  */
 gboolean
@@ -280,14 +313,21 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
 
   if (g_cancellable_is_cancelled (cancellable))
     {
-      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
       return FALSE;
     }
   if (!check_not_quantized (model, error))
     return FALSE;
-  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
-                                                                            cancellable, error) &&
-         quark_model_check_sources (model, error);
+  if (!QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
+                                                                          cancellable, error) ||
+      !quark_model_check_sources (model, error))
+    return FALSE;
+  if (!_quark_checkpoint_writer_has_metadata (writer))
+    {
+      g_autoptr(JsonNode) metadata = default_metadata (self, model);
+      quark_checkpoint_writer_set_metadata (writer, metadata);
+    }
+  return TRUE;
 }
 
 /**

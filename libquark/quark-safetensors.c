@@ -432,12 +432,10 @@ load_sharded (const char *dir, const char *index_path, GCancellable *cancellable
           g_autofree char *shard_path = g_build_filename (dir, shard, NULL);
           QuarkModel *shard_model;
 
-          if (g_cancellable_set_error_if_cancelled (cancellable, &local_error))
-            {
-              g_set_error (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "%s", local_error->message);
-              return NULL;
-            }
           const char *kind;
+
+          if (g_cancellable_set_error_if_cancelled (cancellable, error))
+            return NULL;
 
           if (!_quark_input_is_regular (shard_path, &kind))
             {
@@ -511,7 +509,7 @@ load_sharded (const char *dir, const char *index_path, GCancellable *cancellable
  * and any other change of the files.
  *
  * Returns: (transfer full): the model, or %NULL with %QUARK_ERROR_INVALID_FILE,
- *   %QUARK_ERROR_IO or %QUARK_ERROR_CANCELLED naming the file at fault
+ *   %QUARK_ERROR_IO or %G_IO_ERROR_CANCELLED naming the file at fault
  */
 QuarkModel *
 quark_model_load (const char    *path,
@@ -587,7 +585,7 @@ quark_model_load (const char    *path,
  * complete.
  *
  * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO,
- *   %QUARK_ERROR_UNSUPPORTED_DTYPE or %QUARK_ERROR_CANCELLED
+ *   %QUARK_ERROR_UNSUPPORTED_DTYPE or %G_IO_ERROR_CANCELLED
  */
 gboolean
 quark_model_save (QuarkModel    *self,
@@ -611,7 +609,7 @@ quark_model_save (QuarkModel    *self,
     {
       if (g_cancellable_is_cancelled (cancellable))
         {
-          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
           quark_checkpoint_writer_abort (writer);
           return FALSE;
         }

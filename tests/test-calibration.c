@@ -536,7 +536,7 @@ test_load_errors (void)
       g_unlink (path);
     }
   g_assert_null (quark_calibration_load ("/nonexistent/stats.json", &error));
-  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_IO);
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND);
   g_unlink (good);
   g_rmdir (dir);
 }

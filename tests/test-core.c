@@ -257,6 +257,8 @@ test_error_domains (void)
   g_assert_cmpstr (g_quark_to_string (QUARK_BACKEND_ERROR), ==, "quark-backend-error-quark");
   /* codes are stable: pin a few */
   g_assert_cmpint (QUARK_ERROR_CANCELLED, ==, 8);
+  g_assert_cmpint (QUARK_ERROR_NOT_FOUND, ==, 9);
+  g_assert_cmpint (QUARK_ERROR_EXISTS, ==, 10);
   g_assert_cmpint (QUARK_CONFIG_ERROR_UNKNOWN_KEY, ==, 1);
   g_assert_cmpint (QUARK_BACKEND_ERROR_ABI_MISMATCH, ==, 3);
   g_assert_true (G_TYPE_IS_ENUM (QUARK_TYPE_ERROR));

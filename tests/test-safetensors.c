@@ -242,7 +242,7 @@ test_roundtrip (void)
 
   /* an existing output is never overwritten unless asked */
   g_assert_false (quark_model_save (model, single, 0, FALSE, NULL, NULL, &error));
-  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_IO);
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS);
   g_assert_nonnull (strstr (error->message, "already exists"));
   g_clear_error (&error);
   g_assert_true (quark_model_save (model, single, 0, TRUE, NULL, NULL, &error));
@@ -303,7 +303,7 @@ test_cancelled_save_leaves_nothing (void)
 
   g_cancellable_cancel (cancellable);
   g_assert_false (quark_model_save (model, out, 0, FALSE, NULL, cancellable, &error));
-  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_CANCELLED);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_cmpuint (count_entries (tmp), ==, 0);
   g_rmdir (tmp);
 }

@@ -46,8 +46,34 @@ print_json (JsonNode *node)
   g_print ("%s\n", text);
 }
 
+/* An error's domain and code by name, for scripts to branch on:
+ * "quark-error" and "not-found", "g-io-error" and "cancelled". */
+static void
+error_names (const GError *error, char **domain, const char **code)
+{
+  static const struct { GQuark (*domain) (void); GType (*type) (void); } enums[] = {
+    { quark_error_quark, quark_error_get_type },
+    { quark_config_error_quark, quark_config_error_get_type },
+    { quark_backend_error_quark, quark_backend_error_get_type },
+    { g_io_error_quark, g_io_error_enum_get_type },
+  };
+  const char *name = g_quark_to_string (error->domain);
+
+  *domain = g_str_has_suffix (name, "-quark") ? g_strndup (name, strlen (name) - strlen ("-quark")) : g_strdup (name);
+  *code = NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (enums); i++)
+    if (error->domain == enums[i].domain ())
+      {
+        GEnumClass *klass = g_type_class_ref (enums[i].type ());
+        GEnumValue *value = g_enum_get_value (klass, error->code);
+        *code = value ? value->value_nick : NULL;
+        g_type_class_unref (klass);   /* enum classes stay alive once made */
+      }
+}
+
 /* A failed command: the message on stderr and, with --json, the error's
- * stable domain and code on stdout for scripts. Returns the exit status. */
+ * stable domain and code by name on stdout for scripts. Returns the exit
+ * status. */
 static int
 report_failure (const char *command, const GError *error, gboolean json)
 {
@@ -56,13 +82,20 @@ report_failure (const char *command, const GError *error, gboolean json)
     {
       g_autoptr(JsonBuilder) b = json_builder_new ();
       g_autoptr(JsonNode) root = NULL;
+      g_autofree char *domain = NULL;
+      const char *code;
+
+      error_names (error, &domain, &code);
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "error");
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "domain");
-      json_builder_add_string_value (b, g_quark_to_string (error->domain));
+      json_builder_add_string_value (b, domain);
       json_builder_set_member_name (b, "code");
-      json_builder_add_int_value (b, error->code);
+      if (code)
+        json_builder_add_string_value (b, code);
+      else
+        json_builder_add_int_value (b, error->code);
       json_builder_set_member_name (b, "message");
       json_builder_add_string_value (b, error->message);
       json_builder_end_object (b);
@@ -745,7 +778,7 @@ cancelled (QuantizeJob *job, GError **error)
 {
   if (!g_cancellable_is_cancelled (job->cancellable))
     return FALSE;
-  g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+  g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
   return TRUE;
 }
 
@@ -1010,8 +1043,14 @@ cmd_quantize (int argc, char **argv)
 fail:
   if (progress.tty && progress.last_done)
     g_printerr ("\n");
-  if (g_error_matches (error, QUARK_ERROR, QUARK_ERROR_CANCELLED))
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     g_prefix_error (&error, "interrupted, %s was not written: ", output);
+  else if (g_error_matches (error, QUARK_ERROR, QUARK_ERROR_EXISTS))
+    {
+      g_autofree char *message = g_strdup_printf ("%s: already exists; --force replaces it", output);
+      g_free (error->message);
+      error->message = g_steal_pointer (&message);
+    }
   status = report_failure ("quantize", error, json);
 done:
   g_source_remove (sigint_id);

@@ -25,9 +25,12 @@ QUARK = os.environ['QUARK_TOOL']
 PT = {'format': 'pt'}
 W = 'model.layers.0.mlp.up_proj.weight'
 
-# QuarkError codes (quark-error.h; stable)
-INVALID_ARGUMENT, INVALID_FILE, UNSUPPORTED_SCHEME, INVALID_TENSOR, NEEDS_CALIBRATION, IO, CANCELLED = 1, 2, 4, 5, 6, 7, 8
-QUARK_ERROR = 'quark-error-quark'
+# Error domains and codes as `--json` names them (quark-error.h; stable);
+# cancellation is GIO's
+QUARK_ERROR, GIO_ERROR = 'quark-error', 'g-io-error'
+INVALID_ARGUMENT, INVALID_FILE, UNSUPPORTED_SCHEME, INVALID_TENSOR, NEEDS_CALIBRATION, IO, CANCELLED = (
+    'invalid-argument', 'invalid-file', 'unsupported-scheme', 'invalid-tensor', 'needs-calibration', 'io', 'cancelled')
+NOT_FOUND, EXISTS = 'not-found', 'exists'
 
 
 def bf16(a):
@@ -455,7 +458,10 @@ ROWS = [
     ('output-inside-input', output_inside_input, 'int8_per_channel_wo', [],
      (QUARK_ERROR, INVALID_ARGUMENT, 'quantized')),
     ('disk-full', disk_full, 'int8_per_channel_wo', [], (QUARK_ERROR, IO, 'No space left on device')),
-    ('interrupted', large, 'int4_wo_128', [], (QUARK_ERROR, CANCELLED, 'interrupted')),
+    ('interrupted', large, 'int4_wo_128', [], (GIO_ERROR, CANCELLED, 'interrupted')),
+    ('model-missing', lambda m, out: os.rmdir(m), 'int8_per_channel_wo', [], (QUARK_ERROR, NOT_FOUND, 'model')),
+    ('output-exists', lambda m, out: valid(m, out) or out.mkdir(), 'int8_per_channel_wo', [],
+     (QUARK_ERROR, EXISTS, 'already exists')),
     ('force-onto-symlink', force_onto_symlink, 'int8_per_channel_wo', [], check_replaced),
     ('force-onto-dangling-symlink', force_onto_dangling_symlink, 'int8_per_channel_wo', [], check_replaced),
     ('force-onto-file', force_onto_file, 'int8_per_channel_wo', [], check_replaced),
@@ -506,6 +512,8 @@ ROWS = [
 
 def snapshot(d):
     """Every entry below d: file contents, link targets, other types."""
+    if not os.path.lexists(d):
+        return None
     if not d.is_dir() or d.is_symlink():
         return {'.': os.lstat(d).st_mode}
     result = {}
@@ -552,6 +560,7 @@ def test_bad_input_cli(tmp_path, row):
     name, build, preset, args, expected = row
     model, out, options, before_dir = prepare(tmp_path, build)
     before_model = snapshot(model)
+    before_out = snapshot(out)
     args = args + options.get('args', []) + (['--force'] if options.get('force') else [])
 
     status, stdout, stderr = run_cli(model, out, preset, args, options.get('env', {}),
@@ -569,12 +578,20 @@ def test_bad_input_cli(tmp_path, row):
     assert (error['domain'], error['code']) == (domain, code), error
     assert needle.format(file=model / 'model.safetensors') in error['message'], error['message']
     assert error['message'] in stderr
-    # nothing that looks like an output; no temporary left behind
-    assert not out.exists()
+    # nothing that looks like an output (what was there is untouched); no
+    # temporary left behind
+    assert snapshot(out) == before_out
     assert sorted(os.listdir(tmp_path)) == before_dir
 
 
 # ---- the same rows through the library ---------------------------------------
+
+def library_error(Quark, domain, code):
+    """The GLib domain and code of an error named as --json names it."""
+    from gi.repository import Gio
+    enum = {QUARK_ERROR: Quark.Error, GIO_ERROR: Gio.IOErrorEnum}[domain]
+    return enum.quark() if hasattr(enum, 'quark') else Gio.io_error_quark(), int(getattr(enum, code.upper().replace('-', '_')))
+
 
 def quark_module():
     try:
@@ -603,6 +620,7 @@ def test_bad_input_library(tmp_path, monkeypatch, row):
     for k, v in options.get('env', {}).items():
         monkeypatch.setenv(k, v)
     before = snapshot(model_dir)
+    before_out = snapshot(out)
 
     registry = Quark.Registry.get_default()
     cancellable = Gio.Cancellable()
@@ -627,18 +645,17 @@ def test_bad_input_library(tmp_path, monkeypatch, row):
     except GLib.Error as e:
         assert not callable(expected), e.message
         domain, code, needle = expected
-        assert e.matches(Quark.Error.quark(), code), (e.domain, e.code, e.message)
-        assert e.domain == domain
+        assert e.matches(*library_error(Quark, domain, code)), (e.domain, e.code, e.message)
         if name != 'interrupted':
             assert needle.format(file=model_dir / 'model.safetensors') in e.message, e.message
-        if e.domain == QUARK_ERROR and code in (INVALID_ARGUMENT, UNSUPPORTED_SCHEME, NEEDS_CALIBRATION):
+        if domain == QUARK_ERROR and code in (INVALID_ARGUMENT, UNSUPPORTED_SCHEME, NEEDS_CALIBRATION):
             assert progress == [], 'checked only after work had been done'
     else:
         assert callable(expected), 'expected an error'
         expected(out, None)
     assert snapshot(model_dir) == before
     if not callable(expected):
-        assert not out.exists()
+        assert snapshot(out) == before_out
         assert sorted(os.listdir(tmp_path)) == before_dir
 
 
@@ -681,7 +698,7 @@ def test_disk_full_at_every_stage(tmp_path, monkeypatch):
         out = tmp_path / ('out-%d' % limit)
         with pytest.raises(GLib.Error) as info:
             attempt(out, limit)
-        assert info.value.matches(Quark.Error.quark(), IO), info.value.message
+        assert info.value.matches(*library_error(Quark, QUARK_ERROR, IO)), info.value.message
         assert 'No space left on device' in info.value.message and str(out) in info.value.message
         assert not out.exists()
     attempt(tmp_path / 'room', 2 * total)
@@ -732,7 +749,7 @@ def test_input_changed_under_library(tmp_path, change):
 
     with pytest.raises(GLib.Error) as info:
         library_quantize(Quark, model, tmp_path / 'out', 'int4_wo_128', before_quantize=act)
-    assert info.value.matches(Quark.Error.quark(), IO), info.value.message
+    assert info.value.matches(*library_error(Quark, QUARK_ERROR, IO)), info.value.message
     assert str(path) in info.value.message
     assert {'shrink': 'shrank', 'touch': 'modified', 'replace': 'replaced'}[change] in info.value.message
     assert sorted(os.listdir(tmp_path)) == ['model']

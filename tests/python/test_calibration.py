@@ -140,12 +140,12 @@ def test_statistics_file_through_the_cli(tmp_path):
     r = subprocess.run([QUARK, 'quantize', str(src), '-o', str(tmp_path / 'x'), '--preset', 'int8', '--json'],
                        capture_output=True, text=True)
     assert r.returncode == 1 and '--calibration' in r.stderr
-    assert json.loads(r.stdout)['error']['code'] == int(Quark.Error.NEEDS_CALIBRATION)
+    assert json.loads(r.stdout)['error']['code'] == 'needs-calibration'
     stats.write_text(stats.read_text().replace('"batches"', '"batchez"', 1))
     r = subprocess.run([QUARK, 'quantize', str(src), '-o', str(tmp_path / 'x'), '--preset', 'int8',
                         '--calibration', str(stats), '--json'], capture_output=True, text=True)
     assert r.returncode == 1 and str(stats) in r.stderr and 'batchez' in r.stderr
-    assert json.loads(r.stdout)['error']['code'] == int(Quark.Error.INVALID_FILE)
+    assert json.loads(r.stdout)['error']['code'] == 'invalid-file'
     assert not (tmp_path / 'x').exists()
 
 

@@ -723,11 +723,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       gboolean ok;
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
-        {
-          g_clear_error (error);
-          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
-          return NULL;
-        }
+        return NULL;
       quark_model_quantizer_report_progress (QUARK_MODEL_QUANTIZER (self), i + 1, n, quark_tensor_get_name (t));
       if (g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
         continue;

@@ -1084,7 +1084,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
         }
       if (g_cancellable_is_cancelled (cancellable))
         {
-          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_CANCELLED, "Operation was cancelled");
+          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
           ok = FALSE;
           break;
         }
