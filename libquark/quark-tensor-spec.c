@@ -38,7 +38,7 @@ struct _QuarkTensorSpec
 
   QuarkDType dtype;
   QuarkQScheme qscheme;
-  int ch_axis;
+  int ch_axis;             /* CH_AXIS_UNSET until set */
   int group_size;
   gboolean symmetric;
   gboolean narrow_range;
@@ -51,6 +51,19 @@ struct _QuarkTensorSpec
   double percentile;
   GVariant *block_size;   /* "ai" or NULL */
 };
+
+#define CH_AXIS_UNSET G_MININT
+
+/* An unset axis is the output channel (0) for per_channel specs and the
+ * input features (-1) for per_group ones, the axis the backends group
+ * along. */
+static int
+effective_ch_axis (QuarkTensorSpec *self)
+{
+  if (self->ch_axis != CH_AXIS_UNSET)
+    return self->ch_axis;
+  return self->qscheme == QUARK_QSCHEME_PER_GROUP ? -1 : 0;
+}
 
 enum {
   PROP_0,
@@ -94,7 +107,7 @@ quark_tensor_spec_get_property (GObject    *object,
     {
     case PROP_DTYPE: g_value_set_enum (value, self->dtype); break;
     case PROP_QSCHEME: g_value_set_enum (value, self->qscheme); break;
-    case PROP_CH_AXIS: g_value_set_int (value, self->ch_axis); break;
+    case PROP_CH_AXIS: g_value_set_int (value, effective_ch_axis (self)); break;
     case PROP_GROUP_SIZE: g_value_set_int (value, self->group_size); break;
     case PROP_SYMMETRIC: g_value_set_boolean (value, self->symmetric); break;
     case PROP_NARROW_RANGE: g_value_set_boolean (value, self->narrow_range); break;
@@ -174,11 +187,13 @@ quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
    *
    * The channel axis of per_channel specs and the grouped axis of per_group
    * specs; negative values count from the end. Default: 0 (the output
-   * channel of a Linear weight).
+   * channel of a Linear weight) for per_channel specs, -1 (the input
+   * features, along which both built-in backends group) for per_group
+   * specs, unless set.
    */
   properties[PROP_CH_AXIS] =
     g_param_spec_int ("ch-axis", "Channel axis", "The channel or grouped axis (negative counts from the end)",
-                      -QUARK_TENSOR_MAX_DIMS, QUARK_TENSOR_MAX_DIMS - 1, 0, rw);
+                      -QUARK_TENSOR_MAX_DIMS, QUARK_TENSOR_MAX_DIMS - 1, 0, rw & ~G_PARAM_CONSTRUCT);
   /**
    * QuarkTensorSpec:group-size: (getter get_group_size)
    *
@@ -284,6 +299,7 @@ quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
 static void
 quark_tensor_spec_init (QuarkTensorSpec *self)
 {
+  self->ch_axis = CH_AXIS_UNSET;
 }
 
 /**
@@ -354,7 +370,7 @@ quark_tensor_spec_equal (QuarkTensorSpec *a,
 
   return a->dtype == b->dtype &&
          a->qscheme == b->qscheme &&
-         a->ch_axis == b->ch_axis &&
+         effective_ch_axis (a) == effective_ch_axis (b) &&
          a->group_size == b->group_size &&
          a->symmetric == b->symmetric &&
          a->narrow_range == b->narrow_range &&
@@ -527,7 +543,7 @@ int
 quark_tensor_spec_get_ch_axis (QuarkTensorSpec *self)
 {
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), 0);
-  return self->ch_axis;
+  return effective_ch_axis (self);
 }
 
 /**
@@ -777,7 +793,7 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
     }
   if (!(self->qscheme == QUARK_QSCHEME_PER_BLOCK
         ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (self, 0), block_dim (self, 1))
-        : quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, self->ch_axis, self->group_size)))
+        : quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, effective_ch_axis (self), self->group_size)))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "tensor %s: its shape does not fit the spec", quark_tensor_get_name (codes));
@@ -920,7 +936,7 @@ quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
       return NULL;
     }
   shape = quark_tensor_get_shape (x, &n_dims);
-  if (!quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, self->ch_axis, self->group_size))
+  if (!quark_kernel_layout_init (&l, shape, n_dims, self->qscheme, effective_ch_axis (self), self->group_size))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "tensor %s: its shape does not fit the spec", quark_tensor_get_name (x));

@@ -42,6 +42,18 @@ gi.require_version('Quark', '1.0')
 from gi.repository import Quark
 assert sorted(b.get_name() for b in Quark.Registry.get_default().list_backends()) == ['brevitas', 'quark']
 "
-# the PyGObject override is installed where PyGObject looks for it
-test -n "$(find "$stage" -path '*gi/overrides/Quark.py')" || { echo "not ok: gi/overrides/Quark.py was not installed"; exit 1; }
+# the PyGObject override is installed where the configured interpreter
+# looks for modules (under the prefix), so that the numpy helpers are there
+override=$(find "$stage" -path '*gi/overrides/Quark.py' | head -n 1)
+test -n "$override" || { echo "not ok: gi/overrides/Quark.py was not installed"; exit 1; }
+site=$(dirname "$(dirname "$(dirname "${override#"$stage"}")")")
+/usr/bin/python3 -E -s -c "import sys; assert '$site' in sys.path, ('$site', sys.path)" ||
+  { echo "not ok: the override went to $site, which /usr/bin/python3 does not search"; exit 1; }
+env -u QUARK_BACKEND_PATH QUARK_BACKEND_SYSTEM_PATH="$backenddir" LD_LIBRARY_PATH="$libdir" \
+    GI_TYPELIB_PATH="$typelibdir" PYTHONPATH="$stage$site" /usr/bin/python3 -c "
+import gi
+gi.require_version('Quark', '1.0')
+from gi.repository import Quark
+assert hasattr(Quark, 'tensor_from_array'), 'the override did not load'
+"
 echo "installed library, headers, pkg-config, backends, typelib, overrides and vapi work"

@@ -329,3 +329,30 @@ def test_observers_from_python():
         quantize_and_dequantize(np, w, spec(dtype=Quark.DType.UINT8, qscheme=Quark.QScheme.PER_TENSOR,
                                             symmetric=False, observer=Quark.Observer.PERCENTILE))
     assert info.value.matches(Quark.Error.quark(), Quark.Error.UNSUPPORTED_SCHEME)
+
+
+def test_python_habits():
+    """What Python users expect: numpy interop on tensors, observe() usable
+    as a hook body, config_from_string without a length, one copy."""
+    np = pytest.importorskip('numpy')
+    config = REGISTRY.config_from_string('{"backend": "quark", "global_quant_config": '
+                                         '{"weight": {"dtype": "int4", "qscheme": "per_group", "group_size": 4}}}')
+    w = np.linspace(-1, 1, 32, dtype=np.float32).reshape(4, 8)
+    t = Quark.tensor_from_array('fc.weight', w)
+    assert t.shape == (4, 8) and t.dtype == Quark.DType.FLOAT32
+    assert repr(t) == '<Quark.Tensor fc.weight [4, 8] float32>'
+    assert (np.asarray(t) == w).all()
+    model = Quark.Model.new()
+    model.add_tensor(t)
+    session = Quark.Calibration.new_for_config(config, model)
+    assert session.observe('fc', Quark.Role.INPUT, np.ones((2, 8), np.float32)) is None
+    # int4 codes, one per byte, come out as int8 (signed) values
+    spec = config.get_tensor_spec('fc', 'Linear', Quark.Role.WEIGHT)
+    out = REGISTRY.new_quantizer(config).quantize_tensor(t, spec)
+    codes = out.get_tensor('fc.weight').to_numpy()
+    assert codes.dtype == np.int8 and codes.shape == (4, 8) and codes.min() >= -8 and codes.max() <= 7
+    # tensor_from_array copies the data once: the tensor's bytes are not the array's
+    a = np.arange(1 << 20, dtype=np.float32)
+    t = Quark.tensor_from_array('big', a)
+    a[0] = 42
+    assert np.asarray(t)[0] == 0
