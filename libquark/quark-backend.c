@@ -59,6 +59,7 @@ typedef struct {
   char *name;
   char *description;
   char *json;
+  GPtrArray *aliases;   /* other names of the preset, such as a tool's own */
 } Preset;
 
 static void
@@ -68,6 +69,7 @@ preset_free (gpointer data)
   g_free (p->name);
   g_free (p->description);
   g_free (p->json);
+  g_ptr_array_unref (p->aliases);
   g_free (p);
 }
 
@@ -690,7 +692,65 @@ quark_backend_add_preset (QuarkBackend *self,
   p->name = g_strdup (name);
   p->description = g_strdup (description);
   p->json = g_strdup (json);
+  p->aliases = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (self->presets, p);
+}
+
+/**
+ * quark_backend_add_preset_alias:
+ * @self: a #QuarkBackend that is not registered yet
+ * @alias: another name, such as the name another tool gives the scheme
+ *   (AMD Quark's former `w_fp8_a_fp8` for `fp8`)
+ * @name: a preset added with quark_backend_add_preset()
+ *
+ * Lets @alias name the preset @name wherever a preset name is taken.
+ * Aliases are not listed by quark_backend_list_presets();
+ * quark_backend_list_preset_aliases() gives them.
+ */
+void
+quark_backend_add_preset_alias (QuarkBackend *self,
+                                const char   *alias,
+                                const char   *name)
+{
+  Preset *p = NULL;
+
+  g_return_if_fail (QUARK_IS_BACKEND (self));
+  g_return_if_fail (!self->registered);
+  g_return_if_fail (alias != NULL && name != NULL);
+
+  for (guint i = 0; i < self->presets->len && p == NULL; i++)
+    if (g_str_equal (((Preset *) g_ptr_array_index (self->presets, i))->name, name))
+      p = g_ptr_array_index (self->presets, i);
+  g_return_if_fail (p != NULL);
+  g_ptr_array_add (p->aliases, g_strdup (alias));
+}
+
+/**
+ * quark_backend_list_preset_aliases:
+ * @self: a #QuarkBackend
+ * @name: a preset name
+ *
+ * Lists the other names of a preset.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the aliases, possibly
+ *   none
+ */
+char **
+quark_backend_list_preset_aliases (QuarkBackend *self,
+                                   const char   *name)
+{
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+
+  g_return_val_if_fail (QUARK_IS_BACKEND (self), NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  for (guint i = 0; i < self->presets->len; i++)
+    {
+      Preset *p = g_ptr_array_index (self->presets, i);
+      if (g_str_equal (p->name, name))
+        for (guint k = 0; k < p->aliases->len; k++)
+          g_strv_builder_add (builder, g_ptr_array_index (p->aliases, k));
+    }
+  return g_strv_builder_end (builder);
 }
 
 /**
@@ -712,13 +772,39 @@ quark_backend_list_presets (QuarkBackend *self)
   return g_strv_builder_end (builder);
 }
 
+/* A preset by its name or one of its aliases. */
 static Preset *
 find_preset (QuarkBackend *self, const char *name)
 {
   for (guint i = 0; i < self->presets->len; i++)
     if (g_str_equal (((Preset *) g_ptr_array_index (self->presets, i))->name, name))
       return g_ptr_array_index (self->presets, i);
+  for (guint i = 0; i < self->presets->len; i++)
+    {
+      Preset *p = g_ptr_array_index (self->presets, i);
+      for (guint k = 0; k < p->aliases->len; k++)
+        if (g_str_equal (g_ptr_array_index (p->aliases, k), name))
+          return p;
+    }
   return NULL;
+}
+
+/**
+ * quark_backend_has_preset:
+ * @self: a #QuarkBackend
+ * @name: a preset name or alias
+ *
+ * Whether @name names one of the backend's presets.
+ *
+ * Returns: %TRUE if it does
+ */
+gboolean
+quark_backend_has_preset (QuarkBackend *self,
+                          const char   *name)
+{
+  g_return_val_if_fail (QUARK_IS_BACKEND (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  return find_preset (self, name) != NULL;
 }
 
 /**
@@ -746,7 +832,7 @@ quark_backend_get_preset_description (QuarkBackend *self,
 /**
  * quark_backend_new_config_for_preset:
  * @self: a registered #QuarkBackend
- * @name: a preset name
+ * @name: a preset name or alias
  * @error: return location for a #GError
  *
  * Makes the config a preset names, loaded and validated like a config file.
@@ -778,7 +864,7 @@ quark_backend_new_config_for_preset (QuarkBackend  *self,
                    *list ? list : "none");
       return NULL;
     }
-  source = g_strdup_printf ("preset %s", name);
+  source = g_strdup_printf ("preset %s", p->name);
   root = quark_json_parse (p->json, -1, source, error);
   if (root == NULL)
     return NULL;

@@ -99,7 +99,17 @@ void                      quark_backend_add_preset            (QuarkBackend     
                                                                const char                *description,
                                                                const char                *json);
 QUARK_AVAILABLE_IN_1_0
+void                      quark_backend_add_preset_alias      (QuarkBackend              *self,
+                                                               const char                *alias,
+                                                               const char                *name);
+QUARK_AVAILABLE_IN_1_0
 char **                   quark_backend_list_presets          (QuarkBackend              *self);
+QUARK_AVAILABLE_IN_1_0
+char **                   quark_backend_list_preset_aliases   (QuarkBackend              *self,
+                                                               const char                *name);
+QUARK_AVAILABLE_IN_1_0
+gboolean                  quark_backend_has_preset            (QuarkBackend              *self,
+                                                               const char                *name);
 QUARK_AVAILABLE_IN_1_0
 const char *              quark_backend_get_preset_description (QuarkBackend             *self,
                                                                const char                *name);

@@ -652,6 +652,116 @@ quark_registry_config_from_file (QuarkRegistry  *self,
   return quark_registry_config_from_json (self, root, filename, error);
 }
 
+/* Edit distance, for "did you mean". */
+static guint
+edit_distance (const char *a, const char *b)
+{
+  gsize la = strlen (a), lb = strlen (b);
+  g_autofree guint *row = g_new (guint, lb + 1);
+
+  for (gsize j = 0; j <= lb; j++)
+    row[j] = (guint) j;
+  for (gsize i = 1; i <= la; i++)
+    {
+      guint diagonal = row[0];
+      row[0] = (guint) i;
+      for (gsize j = 1; j <= lb; j++)
+        {
+          guint above = row[j];
+          guint cost = g_ascii_tolower (a[i - 1]) == g_ascii_tolower (b[j - 1]) ? 0 : 1;
+          row[j] = MIN (MIN (row[j] + 1, row[j - 1] + 1), diagonal + cost);
+          diagonal = above;
+        }
+    }
+  return row[lb];
+}
+
+/**
+ * quark_registry_config_for_preset:
+ * @self: a #QuarkRegistry
+ * @backend_name: (nullable): the backend whose preset it is, or %NULL for
+ *   whichever backend has a preset of that name (`quark` first)
+ * @name: a preset name or alias (quark_backend_add_preset_alias())
+ * @error: return location for a #GError
+ *
+ * Makes the config a preset names, in one call. When no such preset
+ * exists, the error says what the user may have meant: the preset of that
+ * name of another backend (`w8a8` is brevitas's), or the closest names
+ * (`int4_wo128`: did you mean `int4_wo_128`?).
+ *
+ * Returns: (transfer full): a new config, or %NULL with a
+ *   %QUARK_BACKEND_ERROR for an unknown backend, or
+ *   %QUARK_CONFIG_ERROR_INVALID_VALUE for an unknown preset
+ */
+QuarkQuantizationConfig *
+quark_registry_config_for_preset (QuarkRegistry  *self,
+                                  const char     *backend_name,
+                                  const char     *name,
+                                  GError        **error)
+{
+  g_autoptr(GPtrArray) backends = NULL;
+  g_autoptr(GString) hint = g_string_new (NULL);
+  QuarkBackend *backend = NULL, *owner = NULL;
+  guint best = G_MAXUINT;
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (backend_name && (backend = quark_registry_get_backend (self, backend_name, error)) == NULL)
+    return NULL;
+  if (backend && quark_backend_has_preset (backend, name))
+    return quark_backend_new_config_for_preset (backend, name, error);
+  backends = quark_registry_list_backends (self);
+  if (backend == NULL && (owner = quark_registry_lookup_backend (self, "quark")) != NULL &&
+      quark_backend_has_preset (owner, name))
+    return quark_backend_new_config_for_preset (owner, name, error);
+  owner = NULL;
+  for (guint i = 0; i < backends->len && owner == NULL; i++)
+    if (quark_backend_has_preset (g_ptr_array_index (backends, i), name))
+      owner = g_ptr_array_index (backends, i);
+  if (owner && backend == NULL)
+    return quark_backend_new_config_for_preset (owner, name, error);
+  if (owner)
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                   "\"%s\" is a preset of the %s backend, not of %s (choose that backend: --backend %s)", name,
+                   quark_backend_get_name (owner), backend_name, quark_backend_get_name (owner));
+      return NULL;
+    }
+
+  /* the closest names of the backend asked for, or of every backend */
+  for (guint pass = 0; pass < 2; pass++)
+    for (guint i = 0; i < backends->len; i++)
+      {
+        QuarkBackend *b = g_ptr_array_index (backends, i);
+        g_auto(GStrv) names = NULL;
+        if (backend && b != backend)
+          continue;
+        names = quark_backend_list_presets (b);
+        for (guint k = 0; names[k]; k++)
+          {
+            guint d = edit_distance (name, names[k]);
+            if (pass == 0)
+              best = MIN (best, d);
+            else if (d == best && d <= MAX (2u, (guint) strlen (name) / 3))
+              g_string_append_printf (hint, "%s\"%s\"%s%s", hint->len ? " or " : "", names[k],
+                                      backend || g_str_equal (quark_backend_get_name (b), "quark") ? "" : " of ",
+                                      backend || g_str_equal (quark_backend_get_name (b), "quark")
+                                      ? "" : quark_backend_get_name (b));
+          }
+      }
+  if (backend)
+    g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                 "backend %s has no preset \"%s\"%s%s%s (quark presets lists them)", backend_name, name,
+                 hint->len ? "; did you mean " : "", hint->str, hint->len ? "?" : "");
+  else
+    g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                 "no backend has a preset \"%s\"%s%s%s (quark presets lists them)", name,
+                 hint->len ? "; did you mean " : "", hint->str, hint->len ? "?" : "");
+  return NULL;
+}
+
 /**
  * quark_registry_new_quantizer:
  * @self: a #QuarkRegistry

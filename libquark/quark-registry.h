@@ -62,6 +62,11 @@ QuarkQuantizationConfig * quark_registry_config_from_file    (QuarkRegistry     
                                                               const char               *filename,
                                                               GError                  **error);
 QUARK_AVAILABLE_IN_1_0
+QuarkQuantizationConfig * quark_registry_config_for_preset   (QuarkRegistry            *self,
+                                                              const char               *backend_name,
+                                                              const char               *name,
+                                                              GError                  **error);
+QUARK_AVAILABLE_IN_1_0
 QuarkModelQuantizer *     quark_registry_new_quantizer       (QuarkRegistry            *self,
                                                               QuarkQuantizationConfig  *config,
                                                               GError                  **error);

@@ -145,6 +145,25 @@ parse_entry (const char *source, const char *name, JsonNode *node, Entry *e, GEr
   return TRUE;
 }
 
+/* What a file that is not safetensors probably is, from its first bytes. */
+static const char *
+other_format (const guint8 *data, gsize size)
+{
+  gsize i = 0;
+
+  if (size >= 4 && memcmp (data, "PK\003\004", 4) == 0)
+    return "a zip archive (PyTorch's torch.save format, as in pytorch_model.bin), which libquark does not read";
+  if (size >= 2 && data[0] == 0x80 && data[1] >= 2 && data[1] <= 5)
+    return "a Python pickle (an old PyTorch checkpoint), which libquark does not read";
+  if (size >= 4 && memcmp (data, "GGUF", 4) == 0)
+    return "a GGUF file";
+  while (i < size && i < 64 && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t'))
+    i++;
+  if (i < size && (data[i] == '{' || data[i] == '['))
+    return "JSON text";
+  return NULL;
+}
+
 /**
  * quark_model_new_from_safetensors_bytes:
  * @contents: the bytes of a safetensors file (a mapped file works without
@@ -195,16 +214,18 @@ quark_model_new_from_safetensors_bytes (GBytes      *contents,
     }
   memcpy (&header_len, data, sizeof header_len);
   header_len = GUINT64_FROM_LE (header_len);
-  if (header_len > QUARK_SAFETENSORS_MAX_HEADER)
+  if (header_len > QUARK_SAFETENSORS_MAX_HEADER || 8 + header_len > size)
     {
-      file_error (error, source, "header length %" G_GUINT64_FORMAT " exceeds the limit of %d bytes",
-                  header_len, QUARK_SAFETENSORS_MAX_HEADER);
-      return NULL;
-    }
-  if (8 + header_len > size)
-    {
-      file_error (error, source, "header length %" G_GUINT64_FORMAT " goes beyond the end of the file (%"
-                  G_GSIZE_FORMAT " bytes)", header_len, size);
+      const char *kind = other_format (data, size);
+      if (kind)
+        file_error (error, source, "not a safetensors file: it looks like %s", kind);
+      else if (header_len > QUARK_SAFETENSORS_MAX_HEADER)
+        file_error (error, source, "not a safetensors file: its first 8 bytes give a header length of %"
+                    G_GUINT64_FORMAT " bytes, beyond the format's limit of %d", header_len,
+                    QUARK_SAFETENSORS_MAX_HEADER);
+      else
+        file_error (error, source, "header length %" G_GUINT64_FORMAT " goes beyond the end of the file (%"
+                    G_GSIZE_FORMAT " bytes): truncated, or not a safetensors file", header_len, size);
       return NULL;
     }
   header = (const char *) data + 8;
@@ -533,6 +554,21 @@ quark_model_load (const char    *path,
     model = load_file (single, single, error);
   else
     {
+      static const char * const pickled[] = { "pytorch_model.bin", "pytorch_model.bin.index.json",
+                                              "consolidated.00.pth", "model.pt", "model.pth", NULL };
+      for (guint i = 0; pickled[i]; i++)
+        {
+          g_autofree char *p = g_build_filename (path, pickled[i], NULL);
+          if (g_file_test (p, G_FILE_TEST_EXISTS))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                           "%s: has %s, a pickled PyTorch checkpoint, and no safetensors: libquark does not read "
+                           "pickles, since loading one can run arbitrary code; convert it to safetensors first "
+                           "(for example with transformers: save_pretrained (..., safe_serialization=True))",
+                           path, pickled[i]);
+              return NULL;
+            }
+        }
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
                    "%s: neither model.safetensors nor model.safetensors.index.json is in this directory", path);
       return NULL;

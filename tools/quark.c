@@ -671,18 +671,12 @@ load_config (const char *config_file, const char *preset, const char *backend_na
       root = quark_json_parse_file (config_file, error);
       if (root == NULL)
         return NULL;
-      if (JSON_NODE_HOLDS_OBJECT (root) && backend_name &&
-          !json_object_has_member (json_node_get_object (root), "backend"))
-        json_object_set_string_member (json_node_get_object (root), "backend", backend_name);
+      if (JSON_NODE_HOLDS_OBJECT (root) && !json_object_has_member (json_node_get_object (root), "backend"))
+        json_object_set_string_member (json_node_get_object (root), "backend", backend_name ? backend_name : "quark");
       config = quark_registry_config_from_json (registry, root, config_file, error);
     }
   else
-    {
-      QuarkBackend *backend = quark_registry_get_backend (registry, backend_name, error);
-      if (backend == NULL)
-        return NULL;
-      config = quark_backend_new_config_for_preset (backend, preset, error);
-    }
+    config = quark_registry_config_for_preset (registry, backend_name, preset, error);
   if (config == NULL || excludes == NULL || excludes[0] == NULL)
     return g_steal_pointer (&config);
 
@@ -740,6 +734,51 @@ backend_has_option (QuarkModelQuantizer *quantizer, const char *property, const 
   g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "backend %s does not support %s",
                quark_quantization_config_get_backend_name (quark_model_quantizer_get_config (quantizer)), option);
   return FALSE;
+}
+
+/* A model named as on the Hugging Face hub (`org/name`) that is not a path
+ * here: its snapshot in the local cache ($HF_HUB_CACHE, $HF_HOME/hub or
+ * ~/.cache/huggingface/hub), the one refs/main names or the only one. */
+static char *
+cached_snapshot (const char *model)
+{
+  g_auto(GStrv) parts = g_strsplit (model, "/", -1);
+  g_autofree char *hub = NULL, *repo = NULL, *ref = NULL, *snapshots = NULL;
+  const char *env;
+
+  if (g_file_test (model, G_FILE_TEST_EXISTS) || g_strv_length (parts) != 2 || !*parts[0] || !*parts[1] ||
+      g_str_has_prefix (model, ".") || strchr (model, ' '))
+    return NULL;
+  if ((env = g_getenv ("HF_HUB_CACHE")) && *env)
+    hub = g_strdup (env);
+  else if ((env = g_getenv ("HF_HOME")) && *env)
+    hub = g_build_filename (env, "hub", NULL);
+  else
+    hub = g_build_filename (g_get_home_dir (), ".cache", "huggingface", "hub", NULL);
+  repo = g_strdup_printf ("%s/models--%s--%s", hub, parts[0], parts[1]);
+  snapshots = g_build_filename (repo, "snapshots", NULL);
+  {
+    g_autofree char *ref_path = g_build_filename (repo, "refs", "main", NULL);
+    if (g_file_get_contents (ref_path, &ref, NULL, NULL))
+      {
+        g_autofree char *dir = g_build_filename (snapshots, g_strstrip (ref), NULL);
+        if (g_file_test (dir, G_FILE_TEST_IS_DIR))
+          return g_steal_pointer (&dir);
+      }
+  }
+  {
+    g_autoptr(GDir) dir = g_dir_open (snapshots, 0, NULL);
+    const char *name, *only = NULL;
+    guint n = 0;
+    while (dir && (name = g_dir_read_name (dir)) != NULL)
+      {
+        only = name;
+        n++;
+      }
+    if (n == 1)
+      return g_build_filename (snapshots, only, NULL);
+  }
+  return NULL;
 }
 
 /* Everything `quark quantize` does after parsing its options runs in a
@@ -932,6 +971,7 @@ cmd_quantize (int argc, char **argv)
   guint sigint_id, sigterm_id;
   guint64 max_shard = 0;
   ProgressState progress = { 0 };
+  g_autofree char *snapshot = NULL;
   int status = 0;
 
   /* first of all: Ctrl-C works from here on, during loading too */
@@ -949,13 +989,20 @@ cmd_quantize (int argc, char **argv)
                       "docs/guarantees.md lists every promise about inputs and outputs.",
                       entries, &argc, &argv, &status))
     goto done;
-  if (argc != 2 || output == NULL || (preset == NULL) == (config_file == NULL))
-    {
-      g_printerr ("quark quantize: give one MODEL, -o OUT, and either --preset or --config\n"
-                  "Try \"quark quantize --help\".\n");
-      status = EXIT_USAGE;
-      goto done;
-    }
+  {
+    const char *usage_error = argc < 2 ? "MODEL is missing: the model directory or .safetensors file to quantize"
+                              : argc > 2 ? "give one MODEL"
+                              : output == NULL ? "-o OUT is missing: the directory to write the checkpoint to"
+                              : preset == NULL && config_file == NULL
+                                ? "choose how to quantize: --preset NAME (\"quark presets\" lists them) or --config FILE"
+                              : preset && config_file ? "--preset and --config both given: choose one" : NULL;
+    if (usage_error)
+      {
+        g_printerr ("quark quantize: %s\nTry \"quark quantize --help\".\n", usage_error);
+        status = EXIT_USAGE;
+        goto done;
+      }
+  }
   if (threads < 1 || threads > 256)
     {
       g_printerr ("quark quantize: --threads takes a number from 1 to 256\n");
@@ -968,6 +1015,13 @@ cmd_quantize (int argc, char **argv)
       status = EXIT_USAGE;
       goto done;
     }
+  snapshot = cached_snapshot (argv[1]);
+  if (snapshot)
+    {
+      if (!json)
+        g_printerr ("quark quantize: %s: the cached snapshot %s\n", argv[1], snapshot);
+      argv[1] = snapshot;
+    }
   if (!check_output_apart (argv[1], output, &error))
     goto fail;
 
@@ -976,7 +1030,7 @@ cmd_quantize (int argc, char **argv)
   loop = g_main_loop_new (NULL, FALSE);
   job = (QuantizeJob) {
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
-    .backend_name = backend_name ? backend_name : "quark", .stats_file = stats_file,
+    .backend_name = backend_name, .stats_file = stats_file,
     .export_format = export_format, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .json = json, .threads = threads,
     .cancellable = cancellable, .loop = loop, .progress = &progress, .non_float = non_float,

@@ -210,7 +210,7 @@ def test_usage_and_failures(llama, tmp_path):
     assert quantize(src, tmp_path / 'x').returncode == 2                     # no preset or config
     assert quantize(src, tmp_path / 'x', '--preset', 'mxfp4', '--config', 'c.json').returncode == 2
     r = quantize(src, tmp_path / 'x', '--preset', 'nope')
-    assert r.returncode == 1 and 'no preset "nope"' in r.stderr
+    assert r.returncode == 1 and 'no backend has a preset "nope"' in r.stderr
     out = tmp_path / 'exists'
     out.mkdir()
     r = quantize(src, out, '--preset', 'int4_wo_128')
@@ -435,3 +435,73 @@ def test_fp8_and_int8_per_tensor_layouts_and_input_untouched(llama, tmp_path):
         assert t[name + '.weight_scale'][1].shape == ()
         assert (name + '.weight_zero_point' in t) == (dtype == 'int8')
     assert {f: hashlib.sha256((src / f).read_bytes()).hexdigest() for f in os.listdir(src)} == digest
+
+
+def test_guidance(llama, tmp_path):
+    """Messages that say what to do: the missing argument by name, the
+    closest preset names, the backend a preset belongs to, AMD Quark's
+    scheme names as aliases, --force named, files that are not safetensors
+    and pickled checkpoints recognised."""
+    src, _ = llama
+    r = subprocess.run([QUARK, 'quantize', str(src), '--preset', 'int8'], capture_output=True, text=True)
+    assert r.returncode == 2 and '-o OUT is missing' in r.stderr
+    r = subprocess.run([QUARK, 'quantize', '-o', str(tmp_path / 'x'), '--preset', 'int8'], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and 'MODEL is missing' in r.stderr
+    r = quantize(src, tmp_path / 'x')
+    assert r.returncode == 2 and '--preset NAME' in r.stderr and '--config FILE' in r.stderr
+    r = quantize(src, tmp_path / 'x', '--preset', 'int4_wo128')
+    assert r.returncode == 1 and 'did you mean "int4_wo_128"?' in r.stderr
+    r = quantize(src, tmp_path / 'x', '--preset', 'w8a8', '--backend', 'quark')
+    assert r.returncode == 1 and 'is a preset of the brevitas backend' in r.stderr and '--backend brevitas' in r.stderr
+    # AMD Quark's former scheme names name the same configs
+    for alias, preset in [('w_int4_per_group_sym', 'int4_wo_128'), ('w_mxfp4_a_mxfp4', 'mxfp4')]:
+        a, b = tmp_path / alias, tmp_path / (alias + '-preset')
+        assert quantize(src, a, '--preset', alias).returncode == 0
+        assert quantize(src, b, '--preset', preset).returncode == 0
+        assert (a / 'model.safetensors').read_bytes() == (b / 'model.safetensors').read_bytes()
+    out = tmp_path / 'exists'
+    out.mkdir()
+    r = quantize(src, out, '--preset', 'int4_wo_128', '--json')
+    assert r.returncode == 1 and '--force replaces it' in r.stderr
+    assert json.loads(r.stdout)['error'] == {'domain': 'quark-error', 'code': 'exists',
+                                             'message': '%s: already exists; --force replaces it' % out}
+    # not safetensors
+    bad = tmp_path / 'zip'
+    bad.mkdir()
+    (bad / 'model.safetensors').write_bytes(b'PK\x03\x04' + bytes(60))
+    r = quantize(bad, tmp_path / 'y', '--preset', 'int8_per_channel_wo')
+    assert r.returncode == 1 and 'not a safetensors file: it looks like a zip archive' in r.stderr
+    pickled = tmp_path / 'pickled'
+    pickled.mkdir()
+    (pickled / 'pytorch_model.bin').write_bytes(b'PK\x03\x04')
+    (pickled / 'config.json').write_text('{}')
+    r = quantize(pickled, tmp_path / 'y', '--preset', 'int8_per_channel_wo')
+    assert r.returncode == 1 and 'pytorch_model.bin, a pickled PyTorch checkpoint' in r.stderr
+    assert 'safe_serialization=True' in r.stderr
+
+
+def test_model_id_from_the_hugging_face_cache(llama, tmp_path):
+    """`org/name` that is not a path here is the snapshot refs/main names in
+    the local cache ($HF_HOME/hub); nothing is downloaded."""
+    src, _ = llama
+    repo = tmp_path / 'hf' / 'hub' / 'models--acme--tiny-llama'
+    snap = repo / 'snapshots' / '0123abcd'
+    snap.mkdir(parents=True)
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('0123abcd\n')
+    blobs = repo / 'blobs'
+    blobs.mkdir()
+    for f in os.listdir(src):
+        (blobs / f).write_bytes((src / f).read_bytes())
+        (snap / f).symlink_to(os.path.relpath(blobs / f, snap))
+    env = dict(os.environ, HF_HOME=str(tmp_path / 'hf'))
+    r = subprocess.run([QUARK, 'quantize', 'acme/tiny-llama', '-o', str(tmp_path / 'out'), '--preset',
+                        'int8_per_channel_wo'], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert str(snap) in r.stderr
+    assert (tmp_path / 'out' / 'model-00001-of-00002.safetensors').exists() or \
+        (tmp_path / 'out' / 'model.safetensors').exists()
+    r = subprocess.run([QUARK, 'quantize', 'acme/absent', '-o', str(tmp_path / 'out2'), '--preset',
+                        'int8_per_channel_wo', '--json'], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 1 and json.loads(r.stdout)['error']['code'] == 'not-found'

@@ -46,6 +46,17 @@ static const struct { const char *name, *description, *json; } presets[] = {
   { "int8_per_channel_wo", "int8 per-channel symmetric weights only", PRESET (W ("{\"dtype\": \"int8\", \"qscheme\": \"per_channel\"}")) },
 };
 
+static const struct { const char *alias, *preset; } aliases[] = {
+  { "w_int4_per_group_sym", "int4_wo_128" },
+  { "w_uint4_per_group_asym", "uint4_wo_128" },
+  { "w_int8_a_int8_per_tensor_sym", "int8" },
+  { "w_fp8_a_fp8", "fp8" },
+  { "w_mxfp4_a_mxfp4", "mxfp4" },
+  { "w_mxfp4_a_fp8", "mxfp4_fp8" },
+  { "w_mxfp6_e3m2_a_mxfp6_e3m2", "mxfp6_e3m2" },
+  { "w_mxfp6_e2m3_a_mxfp6_e2m3", "mxfp6_e2m3" },
+};
+
 QUARK_BACKEND_EXPORT gboolean quark_backend_quark_register (QuarkBackendModule  *module,
                                                             GError             **error);
 
@@ -78,5 +89,10 @@ quark_backend_quark_register (QuarkBackendModule  *module,
   quark_backend_add_supported_qscheme (backend, QUARK_QSCHEME_PER_BLOCK);
   for (guint i = 0; i < G_N_ELEMENTS (presets); i++)
     quark_backend_add_preset (backend, presets[i].name, presets[i].description, presets[i].json);
+  /* AMD Quark's scheme names before its 0.11 renamed them (the release
+   * notes of 0.11 list the renames; the group size of the per-group ones
+   * was 128 by default) */
+  for (guint i = 0; i < G_N_ELEMENTS (aliases); i++)
+    quark_backend_add_preset_alias (backend, aliases[i].alias, aliases[i].preset);
   return quark_backend_module_add_backend (module, backend, error);
 }
