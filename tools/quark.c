@@ -10,6 +10,8 @@
 #include <locale.h>
 #include <signal.h>
 #include <unistd.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -634,6 +636,23 @@ typedef struct {
   guint n_tensors;
 } ProgressState;
 
+/* The terminal's width (stderr's), or $COLUMNS, or 80. */
+static int
+terminal_width (void)
+{
+  struct winsize ws;
+  const char *columns = g_getenv ("COLUMNS");
+
+  if (ioctl (fileno (stderr), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    return ws.ws_col;
+  if (columns && atoi (columns) > 0)
+    return atoi (columns);
+  return 80;
+}
+
+/* One line that fits the terminal: a bar, the percentage, tensors done,
+ * the rate and the time left, and as much of the tensor's name as there is
+ * room for, shortened from the left (the end of a name says the most). */
 static void
 on_progress (QuarkModelQuantizer *q, guint64 done, guint64 total, const char *item, gpointer user_data)
 {
@@ -641,16 +660,39 @@ on_progress (QuarkModelQuantizer *q, guint64 done, guint64 total, const char *it
   double elapsed = (g_get_monotonic_time () - p->start) / 1e6;
   double rate = elapsed > 0 ? done / elapsed : 0;
   double left = rate > 0 ? (total - done) / rate : 0;
-  int width = 30, filled = total ? (int) (width * done / total) : width;
+  int columns = MAX (terminal_width () - 1, 20), bar = columns >= 100 ? 30 : columns >= 60 ? 20 : 10, filled, room;
+  g_autofree char *stats = NULL;
+  g_autoptr(GString) line = g_string_new (NULL);
+  const char *name = item ? item : "";
+  gsize name_len = strlen (name);
 
   p->last_done = done;
   p->tensors_done++;
   if (!p->tty)
     return;
-  g_printerr ("\r[%.*s%*s] %5.1f%%  %u/%u tensors  %.2f/%.2f G elements  %.0f M/s  %3.0fs left  %-32.32s",
-              filled, "##############################", width - filled, "",
-              total ? 100.0 * done / total : 100.0, p->tensors_done, p->n_tensors, done / 1e9, total / 1e9,
-              rate / 1e6, left, item ? item : "");
+  filled = total ? (int) (bar * done / total) : bar;
+  stats = g_strdup_printf (" %3.0f%% %u/%u tensors %.0f M elements/s %.0fs left ", total ? 100.0 * done / total : 100.0,
+                           p->tensors_done, p->n_tensors, rate / 1e6, left);
+  g_string_append_c (line, '[');
+  for (int i = 0; i < bar; i++)
+    g_string_append_c (line, i < filled ? '#' : ' ');
+  g_string_append_c (line, ']');
+  if ((int) (line->len + strlen (stats)) <= columns)
+    g_string_append (line, stats);
+  room = columns - (int) line->len;
+  if (room > 3 && name_len > 0)
+    {
+      if ((int) name_len <= room)
+        g_string_append (line, name);
+      else
+        {
+          g_string_append (line, "...");
+          g_string_append (line, name + name_len - (gsize) (room - 3));
+        }
+    }
+  while ((int) line->len < columns)
+    g_string_append_c (line, ' ');
+  g_printerr ("\r%s", line->str);
   if (done == total)
     g_printerr ("\n");
 }
