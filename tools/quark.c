@@ -503,51 +503,126 @@ cmd_demo (int argc, char **argv)
 
 /* ---- presets ---------------------------------------------------------------- */
 
+/* Prints @text indented by @indent, wrapped at word boundaries to fit
+ * @width columns; the first line continues after @first columns. */
+static void
+print_wrapped (const char *text, int first, int indent, int width)
+{
+  g_auto(GStrv) words = g_strsplit (text, " ", -1);
+  int column = first;
+
+  for (guint i = 0; words[i]; i++)
+    {
+      int len = (int) g_utf8_strlen (words[i], -1);
+      if (column > indent && column + 1 + len > width)
+        {
+          g_print ("\n%*s", indent, "");
+          column = indent;
+        }
+      else if (i > 0)
+        {
+          g_print (" ");
+          column++;
+        }
+      g_print ("%s", words[i]);
+      column += len;
+    }
+  g_print ("\n");
+}
+
 static int
 cmd_presets (int argc, char **argv)
 {
   gboolean json = FALSE;
-  g_autofree char *backend_name = NULL;
+  g_autofree char *backend_name = NULL, *show = NULL;
   GOptionEntry entries[] = {
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "Only this backend's presets", "NAME" },
+    { "show", 's', 0, G_OPTION_ARG_STRING, &show, "Print one preset's full config as JSON (a starting point for --config)", "NAME" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
     G_OPTION_ENTRY_NULL
   };
+  QuarkRegistry *registry = quark_registry_get_default ();
   g_autoptr(GPtrArray) backends = NULL;
+  g_autoptr(GPtrArray) order = g_ptr_array_new ();
   g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(GError) error = NULL;
   int status = 0;
 
-  if (!parse_options ("presets", NULL, "Lists the named configs of every backend (or of --backend).",
+  if (!parse_options ("presets", NULL,
+                      "Lists the named configs of every backend (or of --backend), the default\n"
+                      "backend (quark) first; --show prints one of them in full.",
                       entries, &argc, &argv, &status))
     return status;
-  backends = quark_registry_list_backends (quark_registry_get_default ());
-  if (backend_name && quark_registry_lookup_backend (quark_registry_get_default (), backend_name) == NULL)
+  if (backend_name && quark_registry_get_backend (registry, backend_name, &error) == NULL)
+    return report_failure ("presets", error, json);
+  if (show)
     {
-      g_autoptr(GError) error = NULL;
-      quark_registry_get_backend (quark_registry_get_default (), backend_name, &error);
-      g_printerr ("quark presets: %s\n", error->message);
-      return 1;
+      g_autoptr(QuarkQuantizationConfig) config = quark_registry_config_for_preset (registry, backend_name, show,
+                                                                                     &error);
+      g_autoptr(JsonNode) node = NULL;
+      if (config == NULL)
+        return report_failure ("presets", error, json);
+      node = quark_quantization_config_to_json (config);
+      print_json (node);
+      return 0;
     }
-  json_builder_begin_array (builder);
+
+  /* the default backend first, then the others in registry order */
+  backends = quark_registry_list_backends (registry);
   for (guint b = 0; b < backends->len; b++)
+    if (g_str_equal (quark_backend_get_name (g_ptr_array_index (backends, b)), "quark"))
+      g_ptr_array_add (order, g_ptr_array_index (backends, b));
+  for (guint b = 0; b < backends->len; b++)
+    if (!g_str_equal (quark_backend_get_name (g_ptr_array_index (backends, b)), "quark"))
+      g_ptr_array_add (order, g_ptr_array_index (backends, b));
+
+  json_builder_begin_array (builder);
+  for (guint b = 0; b < order->len; b++)
     {
-      QuarkBackend *backend = g_ptr_array_index (backends, b);
+      QuarkBackend *backend = g_ptr_array_index (order, b);
+      const char *bname = quark_backend_get_name (backend);
       g_auto(GStrv) names = quark_backend_list_presets (backend);
-      if (backend_name && !g_str_equal (backend_name, quark_backend_get_name (backend)))
+      if (backend_name && !g_str_equal (backend_name, bname))
         continue;
+      if (!json && names[0])
+        {
+          if (g_str_equal (bname, "quark"))
+            g_print ("%s%s (the default backend)\n", b ? "\n" : "", bname);
+          else
+            g_print ("%s%s (--backend %s)\n", b ? "\n" : "", bname, bname);
+        }
       for (guint i = 0; names[i]; i++)
         {
           const char *description = quark_backend_get_preset_description (backend, names[i]);
+          g_auto(GStrv) aliases = quark_backend_list_preset_aliases (backend, names[i]);
           json_builder_begin_object (builder);
           json_builder_set_member_name (builder, "backend");
-          json_builder_add_string_value (builder, quark_backend_get_name (backend));
+          json_builder_add_string_value (builder, bname);
           json_builder_set_member_name (builder, "name");
           json_builder_add_string_value (builder, names[i]);
           json_builder_set_member_name (builder, "description");
           json_builder_add_string_value (builder, description ? description : "");
+          json_builder_set_member_name (builder, "aliases");
+          json_builder_begin_array (builder);
+          for (guint k = 0; aliases[k]; k++)
+            json_builder_add_string_value (builder, aliases[k]);
+          json_builder_end_array (builder);
           json_builder_end_object (builder);
-          if (!json)
-            g_print ("%-22s %-10s %s\n", names[i], quark_backend_get_name (backend), description ? description : "");
+          if (json)
+            continue;
+          /* "  name                  description", wrapped within 80 columns */
+          if (strlen (names[i]) > 22)
+            g_print ("  %s\n%25s", names[i], "");
+          else
+            g_print ("  %-22s ", names[i]);
+          print_wrapped (description ? description : "", 25, 25, 80);
+          if (aliases[0])
+            {
+              g_autofree char *joined = g_strjoinv (", ", aliases);
+              g_autofree char *also = g_strconcat ("(also: ", joined, ")", NULL);
+              g_print ("%25s", "");
+              print_wrapped (also, 25, 25, 80);
+            }
         }
     }
   json_builder_end_array (builder);
@@ -556,6 +631,8 @@ cmd_presets (int argc, char **argv)
       g_autoptr(JsonNode) root = json_builder_get_root (builder);
       print_json (root);
     }
+  else if (!backend_name)
+    g_print ("\nquark presets --show NAME prints a preset's config in full.\n");
   return 0;
 }
 

@@ -505,3 +505,25 @@ def test_model_id_from_the_hugging_face_cache(llama, tmp_path):
     r = subprocess.run([QUARK, 'quantize', 'acme/absent', '-o', str(tmp_path / 'out2'), '--preset',
                         'int8_per_channel_wo', '--json'], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 1 and json.loads(r.stdout)['error']['code'] == 'not-found'
+
+
+def test_presets_listing_and_show(tmp_path):
+    """The listing fits 80 columns, the default backend first, aliases
+    shown; --show prints a config that --config takes back."""
+    r = subprocess.run([QUARK, 'presets'], capture_output=True, text=True)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert all(len(line) <= 80 and line == line.rstrip() for line in lines)
+    assert lines[0] == 'quark (the default backend)'
+    assert 'brevitas (--backend brevitas)' in lines
+    assert lines.index('brevitas (--backend brevitas)') > max(i for i, l in enumerate(lines) if 'int4_wo_128' in l)
+    assert any('(also: w_fp8_a_fp8)' in line for line in lines)
+    listed = json.loads(subprocess.run([QUARK, 'presets', '--json'], capture_output=True, text=True).stdout)
+    assert [p['aliases'] for p in listed if p['name'] == 'int4_wo_128'] == [['w_int4_per_group_sym']]
+    r = subprocess.run([QUARK, 'presets', '--show', 'int4_wo_128'], capture_output=True, text=True)
+    assert r.returncode == 0
+    config = json.loads(r.stdout)
+    assert config['backend'] == 'quark'
+    assert config['global_quant_config']['weight']['group_size'] == 128
+    r = subprocess.run([QUARK, 'presets', '--show', 'int4_wo128', '--json'], capture_output=True, text=True)
+    assert r.returncode == 1 and 'did you mean "int4_wo_128"' in json.loads(r.stdout)['error']['message']
