@@ -9,7 +9,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include <quark/quark.h>
+#include <quark/quark-kernels.h>
 
 #include <math.h>
 #include <stdio.h>

@@ -28,6 +28,5 @@
 #include "quark-registry.h"
 #include "quark-safetensors.h"
 #include "quark-checkpoint-writer.h"
-#include "kernels/quark-kernels.h"
 
 #undef QUARK_INSIDE

@@ -3,7 +3,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include <quark.h>
+#include <quark/quark-kernels.h>
 
 #include <glib/gstdio.h>
 #include <math.h>

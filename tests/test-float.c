@@ -4,7 +4,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include <quark.h>
+#include <quark/quark-kernels.h>
 
 #include <math.h>
 #include <string.h>

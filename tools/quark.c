@@ -4,7 +4,7 @@
  *
  * Exit status: 0 on success, 1 on failure, 2 on bad usage.
  */
-#include <quark/quark.h>
+#include <quark/quark-kernels.h>
 
 #include <glib-unix.h>
 #include <locale.h>

@@ -442,12 +442,8 @@ qk_store_pair_codes (const QkFpLanes *l, qk_vf even, qk_vf odd, uint8_t *codes)
  *
  * Returns: %false if @format is wider than 8 bits
  */
-QK_MULTIVERSION bool
-quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
-                              const float         *x,
-                              size_t               n,
-                              float                scale,
-                              uint8_t             *codes)
+QK_MULTIVERSION static bool
+fp_quantize_f32 (const QuarkFpFormat *format, const float *x, size_t n, float scale, uint8_t *codes)
 {
   const qk_vf vs = qk_splat (scale);
   QkFpLanes l;
@@ -472,6 +468,18 @@ quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
       }
     }
   return quark_kernel_fp_quantize_f32_scalar (format, x + i, n - i, scale, codes + i);
+}
+
+/* The public kernel calls the clones of a static function: the IFUNC
+ * resolver of an exported clone would be exported too. */
+bool
+quark_kernel_fp_quantize_f32 (const QuarkFpFormat *format,
+                              const float         *x,
+                              size_t               n,
+                              float                scale,
+                              uint8_t             *codes)
+{
+  return fp_quantize_f32 (format, x, n, scale, codes);
 }
 
 /* Blocks of a row, block b divided by block_scales[b], a power of two: then
@@ -878,12 +886,8 @@ qk_fp_bf16_span (const QuarkFpFormat *format, const QkFpLanes *l, const uint16_t
  *
  * Returns: %false if @format is wider than 8 bits
  */
-QK_MULTIVERSION bool
-quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
-                               const uint16_t      *x,
-                               size_t               n,
-                               float                scale,
-                               uint8_t             *codes)
+QK_MULTIVERSION static bool
+fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, float scale, uint8_t *codes)
 {
   QkLazyLanes lazy = { .state = 0 };
   size_t i = 0;
@@ -909,6 +913,16 @@ quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
   if (i < n)
     qk_fp_bf16_span (format, qk_lazy_lanes (format, &lazy), x + i, n - i, scale, codes + i);
   return true;
+}
+
+bool
+quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
+                               const uint16_t      *x,
+                               size_t               n,
+                               float                scale,
+                               uint8_t             *codes)
+{
+  return fp_quantize_bf16 (format, x, n, scale, codes);
 }
 
 /**

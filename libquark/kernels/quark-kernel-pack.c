@@ -226,10 +226,8 @@ quark_kernel_unpack_offset_binary (const int32_t *words,
  * Two FP4 codes per byte: element 2i in bits 0-3, element 2i + 1 in bits 4-7
  * (an odd last element leaves the high nibble zero).
  */
-QK_MULTIVERSION void
-quark_kernel_pack_fp4 (const uint8_t *codes,
-                       size_t         n,
-                       uint8_t       *bytes)
+QK_MULTIVERSION static void
+pack_fp4 (const uint8_t *codes, size_t n, uint8_t *bytes)
 {
   const qk_v64u8 even = {
      0,  2,  4,  6,  8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
@@ -253,6 +251,14 @@ quark_kernel_pack_fp4 (const uint8_t *codes,
     bytes[i] = (uint8_t) ((codes[2 * i] & 0xF) | ((codes[2 * i + 1] & 0xF) << 4));
   if (n % 2)
     bytes[n / 2] = codes[n - 1] & 0xF;
+}
+
+void
+quark_kernel_pack_fp4 (const uint8_t *codes,
+                       size_t         n,
+                       uint8_t       *bytes)
+{
+  pack_fp4 (codes, n, bytes);
 }
 
 /**

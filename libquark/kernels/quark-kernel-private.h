@@ -30,6 +30,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Functions the kernel files share and nothing else sees: hidden even
+ * where target_clones would export them (its IFUNC symbols ignore
+ * -fvisibility=hidden). */
+#define QK_PRIVATE __attribute__ ((visibility ("hidden")))
+
 /* Helpers that take or return vectors are always inlined, so that they are
  * compiled for the target of the clone that uses them (a vector passed
  * between functions built for different targets would change the ABI). */
@@ -236,7 +241,7 @@ qk_table4_block (const QkTable4 *t, const uint16_t *x, qk_vh k, bool pack4, uint
 /* Saturating minifloat quantization of consecutive blocks of @block
  * elements, block b divided by block_scales[b], which must be powers of two,
  * inv_scales[b] their exact inverses (quark-kernel-float.c). */
-void _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
+QK_PRIVATE void _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
                                        const float         *x,
                                        size_t               n,
                                        size_t               block,
@@ -245,7 +250,7 @@ void _quark_kernel_fp_quantize_blocks (const QuarkFpFormat *format,
                                        uint8_t             *codes);
 
 /* The same on bfloat16 input, widened in registers. */
-void _quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
+QK_PRIVATE void _quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
                                             const uint16_t      *x,
                                             size_t               n,
                                             size_t               block,
@@ -257,13 +262,13 @@ void _quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
  * bfloat16, depends only on t's exponent (2^-3 to 2^4), its two leading
  * mantissa bits and whether any other is set (FP4 E2M1), 64 entries; false
  * for other formats (quark-kernel-float.c). */
-bool _quark_kernel_fp_table4_init (const QuarkFpFormat *format,
+QK_PRIVATE bool _quark_kernel_fp_table4_init (const QuarkFpFormat *format,
                                    uint16_t             table[64]);
 
 /* MX rows of whole blocks of 32 bfloat16 values (quark-kernel-float.c);
  * with @table4 (from _quark_kernel_fp_table4_init(), or NULL), blocks whose
  * E8M0 byte is at least 3 are encoded by table lookup. */
-bool _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format,
+QK_PRIVATE bool _quark_kernel_fp_quantize_blocks32_bf16 (const QuarkFpFormat *format,
                                               const uint16_t      *x,
                                               size_t               n_blocks,
                                               const uint8_t       *scale_bytes,
@@ -300,13 +305,13 @@ qk_load_bf16 (const uint16_t *p)
 
 /* Absolute maxima, as bfloat16 bit patterns, of consecutive blocks of a row
  * (quark-kernel-int.c). */
-void _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x,
+QK_PRIVATE void _quark_kernel_block_abs_max_bits_bf16 (const uint16_t *x,
                                             size_t          n,
                                             size_t          block,
                                             uint16_t       *out);
 
 /* The same on binary32 input. */
-void _quark_kernel_block_abs_max_bits_f32 (const float *x,
+QK_PRIVATE void _quark_kernel_block_abs_max_bits_f32 (const float *x,
                                            size_t       n,
                                            size_t       block,
                                            uint32_t    *out);

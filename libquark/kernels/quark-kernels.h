@@ -15,7 +15,7 @@
 #pragma once
 
 #if !defined(QUARK_INSIDE) && !defined(QUARK_COMPILATION)
-#error "Only <quark/quark.h> can be included directly."
+#error "Only <quark/quark-kernels.h> can be included directly."
 #endif
 
 #include <stddef.h>

@@ -32,6 +32,17 @@ echo "$out" | grep -q '^quark: AMD Quark' || { echo "not ok: the installed quark
 echo "$out" | grep -q '^brevitas: Brevitas' || { echo "not ok: the installed brevitas backend is not listed"; exit 1; }
 
 test -f "$(dirname "$(find "$stage" -name quark.h -path '*quark-1.0/quark/*' | head -n 1)")/quark-version.h"
+# the kernel API: its own header, not in the umbrella one
+printf '#include <quark/quark-kernels.h>\nint main (void) { return quark_kernel_f16_to_f32 (0x3c00) == 1.0f ? 0 : 1; }\n' \
+  > "$stage/kernel.c"
+cc "$stage/kernel.c" $flags -o "$stage/kernel" && LD_LIBRARY_PATH="$libdir" "$stage/kernel" ||
+  { echo "not ok: a program of the kernel API does not build or run"; exit 1; }
+! grep -q kernels "$(find "$stage" -name quark.h -path '*quark-1.0/quark/*' | head -n 1)" ||
+  { echo "not ok: the umbrella header includes the kernels"; exit 1; }
+# the library exports its API and nothing else (no resolvers, no _private)
+lib=$(find "$stage" -name 'libquark-1.0.so.0*' -type f | head -n 1)
+others=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^quark_' || true)
+[ -z "$others" ] || { echo "not ok: exported beyond the API: $others"; exit 1; }
 test -n "$(find "$stage" -name 'quark-1.0.vapi')"
 test -n "$(find "$stage" -name 'Quark-1.0.typelib')"
 typelibdir=$(dirname "$(find "$stage" -name 'Quark-1.0.typelib' | head -n 1)")

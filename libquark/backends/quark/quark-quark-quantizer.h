@@ -4,7 +4,7 @@
  */
 #pragma once
 
-#include <quark.h>
+#include <quark/quark-kernels.h>
 
 G_BEGIN_DECLS
 
