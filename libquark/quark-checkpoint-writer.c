@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,11 +45,13 @@
  * killed run never leaves an output that looks complete, and an existing
  * output is replaced only when asked.
  *
- * The temporary directory, `.quark-tmp-XXXXXX` beside the output, holds a
- * `lock` file naming the output, locked (flock) for as long as the writer
+ * The temporary directory, `.quark-tmp-PID-XXXXXX` beside the output, holds
+ * a `lock` file naming the output, locked (flock) for as long as the writer
  * lives, and the checkpoint in `out/`. A writer for the same output finds
  * the temporary directories whose lock nobody holds — left by a run that
- * was killed — and removes them; it never touches any other. An existing
+ * was killed — and removes them; it never touches any other (but for those
+ * without a lock yet whose process PID is gone: killed while setting up,
+ * before writing anything). An existing
  * output is replaced by exchanging it atomically with `out/` (renameat2),
  * then removed inside the temporary directory: a symbolic link is replaced
  * as a link, never followed, and a regular file as a whole. Nothing is ever
@@ -178,9 +181,27 @@ remove_path (const char *path)
 #define TMP_PREFIX ".quark-tmp-"
 #define MARKER_HEAD "libquark temporary output\noutput="
 
+/* Whether the process that made a temporary directory named
+ * .quark-tmp-PID-XXXXXX is gone (a process of that number that exists, or
+ * a name without one, counts as alive). */
+static gboolean
+maker_is_gone (const char *name)
+{
+  const char *p = name + strlen (TMP_PREFIX);
+  char *end;
+  guint64 pid = g_ascii_strtoull (p, &end, 10);
+
+  if (end == p || *end != '-' || pid == 0 || pid > G_MAXINT)
+    return FALSE;
+  return kill ((pid_t) pid, 0) != 0 && errno == ESRCH;
+}
+
 /* Removes the temporary directories that writers for @output_name left in
- * @parent when they were killed: those with a lock file that names the
- * same output and that nobody holds. Others are left alone. */
+ * @parent when they were killed: those whose lock file names the same
+ * output and that nobody holds. A directory whose lock file is missing or
+ * empty (its writer was killed while it set itself up, before it wrote
+ * anything) is removed when the process named in its name is gone. Others
+ * are left alone. */
 static void
 remove_stale_temporaries (const char *parent, const char *output_name)
 {
@@ -211,19 +232,26 @@ remove_stale_temporaries (const char *parent, const char *output_name)
       g_autofree char *lock = g_strconcat (name, "/lock", NULL);
       char marker[4096];
       struct stat st;
-      gssize n;
+      gssize n = 0;
       int fd;
 
       if (fstatat (pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR (st.st_mode))
         continue;
       fd = openat (pfd, lock, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-      if (fd < 0)
-        continue;
-      n = fstat (fd, &st) == 0 && S_ISREG (st.st_mode) ? read (fd, marker, sizeof marker) : -1;
-      if (n >= (gssize) expected_len && memcmp (marker, expected, expected_len) == 0 &&
-          flock (fd, LOCK_EX | LOCK_NB) == 0)
-        remove_at (pfd, name);   /* while holding the lock */
-      close (fd);
+      if (fd >= 0)
+        n = fstat (fd, &st) == 0 && S_ISREG (st.st_mode) ? read (fd, marker, sizeof marker) : -1;
+      if (fd >= 0 && n >= (gssize) expected_len && memcmp (marker, expected, expected_len) == 0)
+        {
+          if (flock (fd, LOCK_EX | LOCK_NB) == 0)
+            remove_at (pfd, name);   /* while holding the lock */
+        }
+      else if ((fd < 0 && errno == ENOENT) || n == 0)
+        {
+          if (maker_is_gone (name))
+            remove_at (pfd, name);
+        }
+      if (fd >= 0)
+        close (fd);
     }
   close (pfd);
 }
@@ -331,7 +359,10 @@ quark_checkpoint_writer_new (const char  *directory,
   self->overwrite = overwrite;
 
   remove_stale_temporaries (self->parent, base);
-  self->work = g_build_filename (self->parent, TMP_PREFIX "XXXXXX", NULL);
+  {
+    g_autofree char *name = g_strdup_printf (TMP_PREFIX "%d-XXXXXX", (int) getpid ());
+    self->work = g_build_filename (self->parent, name, NULL);
+  }
   if (g_mkdtemp (self->work) == NULL)
     {
       int saved = errno;
@@ -767,7 +798,7 @@ quark_checkpoint_writer_set_metadata (QuarkCheckpointWriter *self,
   g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
   g_clear_pointer (&self->metadata, json_node_unref);
   if (metadata)
-    self->metadata = json_node_copy (metadata);
+    self->metadata = quark_json_copy (metadata);
 }
 
 gboolean

@@ -664,6 +664,47 @@ quark_json_to_string (JsonNode *node,
 }
 
 /**
+ * quark_json_copy:
+ * @node: a JSON node
+ *
+ * Copies @node and everything in it. json_node_copy() shares the objects
+ * and arrays of the node it copies, so that changing a member of the copy
+ * changes the original; metadata a quantizer extends (a model's
+ * `config.json` gaining `quantization_config`) is copied with this
+ * instead.
+ *
+ * Returns: (transfer full): an independent copy of @node
+ */
+JsonNode *
+quark_json_copy (JsonNode *node)
+{
+  JsonNode *copy;
+
+  g_return_val_if_fail (node != NULL, NULL);
+
+  if (JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObject *from = json_node_get_object (node), *to = json_object_new ();
+      g_autoptr(GList) members = json_object_get_members (from);
+      for (GList *l = members; l; l = l->next)
+        json_object_set_member (to, l->data, quark_json_copy (json_object_get_member (from, l->data)));
+      copy = json_node_init_object (json_node_alloc (), to);
+      json_object_unref (to);
+      return copy;
+    }
+  if (JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *from = json_node_get_array (node), *to = json_array_sized_new (json_array_get_length (from));
+      for (guint i = 0; i < json_array_get_length (from); i++)
+        json_array_add_element (to, quark_json_copy (json_array_get_element (from, i)));
+      copy = json_node_init_array (json_node_alloc (), to);
+      json_array_unref (to);
+      return copy;
+    }
+  return json_node_copy (node);   /* values and null hold nothing shared */
+}
+
+/**
  * quark_json_parse_file:
  * @filename: (type filename): a file containing JSON
  * @error: return location for a #GError

@@ -30,6 +30,8 @@ QUARK_AVAILABLE_IN_1_0
 char *      quark_json_to_string             (JsonNode            *node,
                                               gboolean             pretty);
 QUARK_AVAILABLE_IN_1_0
+JsonNode *  quark_json_copy                  (JsonNode            *node);
+QUARK_AVAILABLE_IN_1_0
 JsonNode *  quark_json_parse_file            (const char          *filename,
                                               GError             **error);
 QUARK_AVAILABLE_IN_1_0

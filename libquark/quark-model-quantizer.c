@@ -8,6 +8,7 @@
 #include "quark-model-private.h"
 #include "quark-checkpoint-writer-private.h"
 #include "quark-error.h"
+#include "quark-json.h"
 
 /**
  * QuarkModelQuantizer:
@@ -149,7 +150,7 @@ default_metadata (QuarkModelQuantizer *self, QuarkModel *model)
   JsonNode *metadata = quark_model_get_metadata (model), *result;
 
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
-    result = json_node_copy (metadata);
+    result = quark_json_copy (metadata);
   else
     {
       JsonObject *empty = json_object_new ();
@@ -368,7 +369,7 @@ quark_model_quantizer_dequantize_model (QuarkModelQuantizer  *self,
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata) &&
       json_object_has_member (json_node_get_object (metadata), "quantization_config"))
     {
-      g_autoptr(JsonNode) plain = json_node_copy (metadata);
+      g_autoptr(JsonNode) plain = quark_json_copy (metadata);
       json_object_remove_member (json_node_get_object (plain), "quantization_config");
       quark_model_set_metadata (result, plain);
     }

@@ -7,6 +7,7 @@
 #include "quark-model.h"
 #include "quark-model-private.h"
 #include "quark-error.h"
+#include "quark-json.h"
 
 /**
  * QuarkModel:
@@ -323,7 +324,7 @@ quark_model_set_metadata (QuarkModel *self,
 
   g_clear_pointer (&self->metadata, json_node_unref);
   if (metadata)
-    self->metadata = json_node_copy (metadata);
+    self->metadata = quark_json_copy (metadata);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_METADATA]);
 }
 

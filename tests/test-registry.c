@@ -8,6 +8,7 @@
 #include <quark.h>
 
 #include <string.h>
+#include <glib/gstdio.h>
 
 static QuarkBackendModule *
 find_module (const char *file)
@@ -237,6 +238,112 @@ test_entry_names (void)
   g_assert_nonnull (strstr (error->message, "neither quark_test_noentry_register nor quark_backend_module_register"));
 }
 
+/* A backend that sets no metadata gets the input's config.json with its
+ * config's quantization_config, in memory and on disk. */
+static void
+test_default_metadata (void)
+{
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = quark_registry_config_from_string (
+    registry, "{\"backend\": \"test-good\", \"bit_width\": 8}", -1, &error);
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkModel) out = NULL, back = NULL;
+  g_autoptr(QuarkCheckpointWriter) writer = NULL;
+  g_autoptr(JsonNode) meta = quark_json_parse ("{\"model_type\": \"llama\"}", -1, NULL, NULL);
+  g_autofree char *tmp = g_dir_make_tmp ("quark-registry-XXXXXX", NULL);
+  g_autofree char *dir = g_build_filename (tmp, "out", NULL);
+  const float w[4] = { 1, 2, 3, 4 };
+  const gint64 shape[2] = { 2, 2 };
+  g_autoptr(QuarkTensor) t = quark_tensor_new_from_floats ("fc.weight", shape, 2, w, 4, NULL);
+  JsonObject *o, *qc;
+
+  g_assert_no_error (error);
+  quark_model_add_tensor (model, t, NULL);
+  quark_model_set_metadata (model, meta);
+  quantizer = quark_registry_new_quantizer (registry, config, &error);
+  g_assert_no_error (error);
+  out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+  g_assert_no_error (error);
+  o = json_node_get_object (quark_model_get_metadata (out));
+  g_assert_cmpstr (json_object_get_string_member (o, "model_type"), ==, "llama");
+  qc = json_object_get_object_member (o, "quantization_config");
+  g_assert_cmpstr (json_object_get_string_member (qc, "backend"), ==, "test-good");
+  g_assert_cmpint (json_object_get_int_member (qc, "bit_width"), ==, 8);
+
+  writer = quark_checkpoint_writer_new (dir, 0, FALSE, &error);
+  g_assert_no_error (error);
+  quark_model_quantizer_quantize_model_to_writer (quantizer, model, NULL, writer, NULL, &error);
+  g_assert_no_error (error);
+  quark_checkpoint_writer_finish (writer, NULL, &error);
+  g_assert_no_error (error);
+  back = quark_model_load (dir, NULL, &error);
+  g_assert_no_error (error);
+  o = json_node_get_object (quark_model_get_metadata (back));
+  g_assert_cmpstr (json_object_get_string_member (json_object_get_object_member (o, "quantization_config"), "backend"),
+                   ==, "test-good");
+  g_clear_object (&back);
+  {
+    g_autofree char *f1 = g_build_filename (dir, "model.safetensors", NULL);
+    g_autofree char *f2 = g_build_filename (dir, "config.json", NULL);
+    g_unlink (f1);
+    g_unlink (f2);
+    g_rmdir (dir);
+    g_rmdir (tmp);
+  }
+}
+
+/* Presets in one call, by name or alias, with suggestions when unknown. */
+static void
+test_config_for_preset (void)
+{
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkQuantizationConfig) a = quark_registry_config_for_preset (registry, NULL, "fp8", &error);
+  g_autoptr(QuarkQuantizationConfig) b = quark_registry_config_for_preset (registry, "quark", "w_fp8_a_fp8", &error);
+  g_autoptr(QuarkQuantizationConfig) c = NULL;
+  g_autoptr(JsonNode) ja = NULL, jb = NULL;
+  g_auto(GStrv) aliases = NULL;
+
+  g_assert_no_error (error);
+  ja = quark_quantization_config_to_json (a);
+  jb = quark_quantization_config_to_json (b);
+  g_assert_true (json_node_equal (ja, jb));
+  aliases = quark_backend_list_preset_aliases (quark_registry_lookup_backend (registry, "quark"), "fp8");
+  g_assert_cmpstrv (aliases, ((const char * const[]) { "w_fp8_a_fp8", NULL }));
+
+  c = quark_registry_config_for_preset (registry, NULL, "w8a8", &error);   /* brevitas's */
+  g_assert_no_error (error);
+  g_assert_cmpstr (quark_quantization_config_get_backend_name (c), ==, "brevitas");
+
+  g_assert_null (quark_registry_config_for_preset (registry, NULL, "int4_wo128", &error));
+  g_assert_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_nonnull (strstr (error->message, "did you mean \"int4_wo_128\"?"));
+  g_clear_error (&error);
+  g_assert_null (quark_registry_config_for_preset (registry, "quark", "w8a8", &error));
+  g_assert_nonnull (strstr (error->message, "is a preset of the brevitas backend"));
+  g_clear_error (&error);
+  g_assert_null (quark_registry_config_for_preset (registry, "nosuch", "int8", &error));
+  g_assert_error (error, QUARK_BACKEND_ERROR, QUARK_BACKEND_ERROR_NOT_FOUND);
+}
+
+/* A per_group spec groups along the last axis unless told otherwise. */
+static void
+test_per_group_default_axis (void)
+{
+  g_autoptr(QuarkTensorSpec) group = quark_tensor_spec_new (QUARK_DTYPE_INT4, QUARK_QSCHEME_PER_GROUP);
+  g_autoptr(QuarkTensorSpec) channel = quark_tensor_spec_new (QUARK_DTYPE_I8, QUARK_QSCHEME_PER_CHANNEL);
+  g_autoptr(QuarkTensorSpec) copy = NULL;
+
+  g_assert_cmpint (quark_tensor_spec_get_ch_axis (group), ==, -1);
+  g_assert_cmpint (quark_tensor_spec_get_ch_axis (channel), ==, 0);
+  g_object_set (group, "ch-axis", 0, NULL);
+  g_assert_cmpint (quark_tensor_spec_get_ch_axis (group), ==, 0);
+  copy = quark_tensor_spec_copy (group);
+  g_assert_cmpint (quark_tensor_spec_get_ch_axis (copy), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -261,6 +368,9 @@ main (int argc, char **argv)
   g_test_add_func ("/registry/runtime-registration", test_runtime_registration);
   g_test_add_func ("/registry/search-path", test_search_path);
   g_test_add_func ("/registry/entry-names", test_entry_names);
+  g_test_add_func ("/registry/default-metadata", test_default_metadata);
+  g_test_add_func ("/registry/config-for-preset", test_config_for_preset);
+  g_test_add_func ("/registry/per-group-default-axis", test_per_group_default_axis);
 
   return g_test_run ();
 }

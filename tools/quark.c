@@ -833,7 +833,7 @@ checkpoint_config (QuarkModel *quantized, const char *path, GError **error)
     }
   if (json_object_has_member (json_node_get_object (node), "libquark_config"))
     node = json_object_get_member (json_node_get_object (node), "libquark_config");
-  qc = json_node_copy (node);
+  qc = quark_json_copy (node);
   if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
     {
       const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");

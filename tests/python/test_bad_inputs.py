@@ -806,10 +806,17 @@ def test_killed_runs_leave_nothing_the_next_run_keeps(tmp_path):
     unmarked = tmp_path / '.quark-tmp-PLAIN1'
     unmarked.mkdir()
     (unmarked / 'keep.txt').write_text('not ours')
+    # killed while setting up (no lock yet): removed once its process is
+    # gone, kept while it lives
+    gone = subprocess.Popen(['true'])
+    gone.wait()
+    (tmp_path / ('.quark-tmp-%d-SETUP1' % gone.pid)).mkdir()
+    (tmp_path / ('.quark-tmp-%d-SETUP2' % os.getpid())).mkdir()
     r = subprocess.run([QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int8_per_channel_wo'],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(tmp_path)) == ['.quark-tmp-OTHER1', '.quark-tmp-PLAIN1', 'model', 'out']
+    assert sorted(os.listdir(tmp_path)) == sorted(['.quark-tmp-OTHER1', '.quark-tmp-PLAIN1', 'model', 'out',
+                                                   '.quark-tmp-%d-SETUP2' % os.getpid()])
     assert (unmarked / 'keep.txt').read_text() == 'not ours'
 
 

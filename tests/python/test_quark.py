@@ -356,3 +356,17 @@ def test_python_habits():
     t = Quark.tensor_from_array('big', a)
     a[0] = 42
     assert np.asarray(t)[0] == 0
+
+
+def test_quantizing_twice_leaves_the_model_as_it_was():
+    """Quantizers write a quantization_config into their output's metadata,
+    never into the input's: the same model quantizes again."""
+    np = pytest.importorskip('numpy')
+    model = Quark.Model.new()
+    model.add_tensor(Quark.tensor_from_array('fc.weight', np.ones((8, 64), np.float32)))
+    model.props.metadata = Quark.json_parse('{"model_type": "llama"}', -1, None)
+    for preset in ('int8_per_channel_wo', 'int4_wo_32', 'mxfp4'):
+        out = REGISTRY.new_quantizer(REGISTRY.config_for_preset(None, preset)).quantize_model(model, None, None)
+        assert 'quantization_config' in Quark.json_to_string(out.props.metadata, False)
+        assert Quark.json_to_string(model.props.metadata, False) == '{"model_type":"llama"}'
+        assert not model.is_quantized()[0]

@@ -749,7 +749,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
         return NULL;
     }
 
-  meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? json_node_copy (metadata)
+  meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? quark_json_copy (metadata)
                                                         : bv_node_take (json_object_new ());
   qc = dump ? integers_description (self, layers) : quark_layout_config (self, layers);
   if (sidecar)

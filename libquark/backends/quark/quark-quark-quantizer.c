@@ -1119,7 +1119,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   /* metadata: the model's, with the config that produced the result */
   metadata = quark_model_get_metadata (model);
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
-    meta = json_node_copy (metadata);
+    meta = quark_json_copy (metadata);
   else
     {
       JsonObject *empty = json_object_new ();
