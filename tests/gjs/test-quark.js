@@ -2,6 +2,7 @@
 //
 // SPDX-License-Identifier: LGPL-2.1-or-later
 import GLib from 'gi://GLib';
+import Gio from 'gi://Gio';
 import Quark from 'gi://Quark?version=1.0';
 import System from 'system';
 
@@ -30,7 +31,7 @@ const registry = Quark.Registry.get_default();
 const Q1 = [1.27, -1.27, 0.5, 0.3, 0.004, 0.125, -0.05, 0.635];
 const Q1_CODES = [127, -128, 50, 30, 0, 13, -5, 64];
 
-print('1..6');
+print('1..9');
 
 check('quark backend listed with metadata', () => {
     const names = registry.list_backends().map(b => b.get_name());
@@ -118,6 +119,44 @@ check('the brevitas backend from JS', () => {
     const codes = Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length));
     // numerics.md V5: 0.125 / s = 12.5 exactly in float32, so 12
     assert(JSON.stringify(codes) === '[50,-127,30,0,25,10,-5,12]', `codes ${codes}`);
+});
+
+check('cancellation is Gio.IOErrorEnum.CANCELLED, as in GIO', () => {
+    const quantizer = registry.new_quantizer(registry.config_for_preset(null, 'int8_per_channel_wo'));
+    const model = Quark.Model.new();
+    model.add_tensor(Quark.Tensor.new_from_floats('fc.weight', [2, 4], Q1));
+    const cancellable = new Gio.Cancellable();
+    cancellable.cancel();
+    let caught = null;
+    try {
+        quantizer.quantize_model(model, null, cancellable);
+    } catch (e) {
+        caught = e;
+    }
+    assert(caught !== null && caught.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED), `${caught}`);
+});
+
+check('presets in one call, aliases and suggestions', () => {
+    const config = registry.config_for_preset(null, 'w_fp8_a_fp8');
+    assert(config.get_backend_name() === 'quark', 'an AMD Quark scheme name is an alias');
+    let caught = null;
+    try {
+        registry.config_for_preset('quark', 'int4_wo128');
+    } catch (e) {
+        caught = e;
+    }
+    assert(caught !== null && caught.matches(Quark.ConfigError, Quark.ConfigError.INVALID_VALUE), `${caught}`);
+    assert(caught.message.includes('did you mean "int4_wo_128"?'), caught.message);
+});
+
+check('a missing model is Quark.Error.NOT_FOUND', () => {
+    let caught = null;
+    try {
+        Quark.Model.load('/nonexistent/model', null);
+    } catch (e) {
+        caught = e;
+    }
+    assert(caught !== null && caught.matches(Quark.Error, Quark.Error.NOT_FOUND), `${caught}`);
 });
 
 System.exit(failures ? 1 : 0);

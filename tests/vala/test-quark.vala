@@ -78,11 +78,48 @@ void test_unknown_key () {
     }
 }
 
+void test_preset_and_errors () {
+    var registry = Quark.Registry.get_default ();
+    try {
+        var config = registry.config_for_preset (null, "w_int4_per_group_sym");
+        assert (config.get_backend_name () == "quark");
+    } catch (Error e) {
+        error ("%s", e.message);
+    }
+    try {
+        registry.config_for_preset ("quark", "int4_wo128");
+        assert_not_reached ();
+    } catch (Error e) {
+        assert (e is Quark.ConfigError.INVALID_VALUE);
+        assert ("did you mean \"int4_wo_128\"?" in e.message);
+    }
+    try {
+        Quark.Model.load ("/nonexistent/model", null);
+        assert_not_reached ();
+    } catch (Error e) {
+        assert (e is Quark.Error.NOT_FOUND);
+    }
+    var model = new Quark.Model ();
+    float[] w = { 1.0f, 2.0f, 3.0f, 4.0f };
+    int64[] shape = { 2, 2 };
+    var cancellable = new Cancellable ();
+    cancellable.cancel ();
+    try {
+        model.add_tensor (new Quark.Tensor.from_floats ("fc.weight", shape, w));
+        var quantizer = registry.new_quantizer (registry.config_for_preset (null, "int8_per_channel_wo"));
+        quantizer.quantize_model (model, null, cancellable);
+        assert_not_reached ();
+    } catch (Error e) {
+        assert (e is IOError.CANCELLED);
+    }
+}
+
 int main (string[] args) {
     Test.init (ref args);
     Test.add_func ("/vala/backend-listed", test_backend_listed);
     Test.add_func ("/vala/exact-integers", test_exact_integers);
     Test.add_func ("/vala/unknown-key", test_unknown_key);
     Test.add_func ("/vala/calibration", test_calibration);
+    Test.add_func ("/vala/preset-and-errors", test_preset_and_errors);
     return Test.run ();
 }
