@@ -13,7 +13,11 @@
 # same). x86-64-v3 is tested only where the CPU has AVX2. Then the same with
 # clang, where it is installed: clang has no __builtin_shuffle with a mask
 # vector, so the kernels' shuffles are lane loops there (the libFuzzer
-# builds use clang). Run tools/setup.sh first.
+# builds use clang). Then the build types other than the default
+# (debugoptimized): release (-O3) and plain (no -O flag); in each, every
+# kernel clone must keep its vector form (tools/check-vector.py inspects the
+# generated code), and the release build runs the numerics suite. Run
+# tools/setup.sh first.
 set -eu
 cd "$(dirname "$0")/.."
 prefix=${1:-build-target}
@@ -33,6 +37,17 @@ for t in $targets; do
   fi
   ninja -C "$dir"
   meson test -C "$dir" --no-rebuild --print-errorlogs --suite numerics --suite backends
+done
+for buildtype in release plain; do
+  dir=$prefix-$buildtype
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" --buildtype "$buildtype" -Dintrospection=disabled -Dvapi=disabled -Ddocs=disabled
+  fi
+  ninja -C "$dir"
+  /usr/bin/python3 tools/check-vector.py "$dir/libquark/libquark-1.0.so.0.1.0"
+  if [ "$buildtype" = release ]; then
+    meson test -C "$dir" --no-rebuild --print-errorlogs --suite numerics --suite backends
+  fi
 done
 if command -v clang >/dev/null 2>&1; then
   dir=$prefix-clang

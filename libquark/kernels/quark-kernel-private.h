@@ -16,6 +16,14 @@
  * only inside selections (qk_select, qk_select_i), masks from sign bits,
  * qk_max/qk_min for maxima, and mask values before narrowing them; then
  * check the .arch_x86_64_v4 clone's disassembly. */
+/* The kernels are compiled at -O2 whatever the build type: GCC 12 at -O3
+ * turns the lane-wise helpers below into one scalar operation per lane
+ * (5-10 times slower), and at -O0 leaves them as loops.
+ * tools/check-targets.sh checks that a release build keeps the speed. */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(QK_KEEP_OPTIMIZE)
+#pragma GCC optimize ("O2", "fp-contract=off", "no-math-errno")
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
     !defined(__SANITIZE_THREAD__) && !defined(QK_NO_MULTIVERSION)
 /* (not under ThreadSanitizer: its runtime is not up yet when the dynamic
