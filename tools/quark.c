@@ -8,6 +8,7 @@
 
 #include <glib-unix.h>
 #include <locale.h>
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -1448,6 +1449,11 @@ int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
+  /* Tensors' buffers are tens to hundreds of megabytes, allocated and freed
+   * once per tensor: from the heap, where they are reused, rather than
+   * mapped afresh each time (which costs a page fault per 4 KiB). */
+  mallopt (M_MMAP_THRESHOLD, 1 << 30);
+  mallopt (M_TRIM_THRESHOLD, 1 << 30);
 
   if (argc < 2)
     {

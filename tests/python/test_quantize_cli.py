@@ -527,3 +527,27 @@ def test_presets_listing_and_show(tmp_path):
     assert config['global_quant_config']['weight']['group_size'] == 128
     r = subprocess.run([QUARK, 'presets', '--show', 'int4_wo128', '--json'], capture_output=True, text=True)
     assert r.returncode == 1 and 'did you mean "int4_wo_128"' in json.loads(r.stdout)['error']['message']
+
+
+@pytest.mark.parametrize('rows,cols', [(24, 64), (40, 96), (8, 32)])
+def test_int4_per_group_ragged_tiles(tmp_path, rows, cols):
+    """Shapes whose transposed layout is not whole tiles of 16 (the export
+    transposes the codes in 16 x 16 tiles, then the edges): decoded
+    independently, the words give codes within half a step of the input."""
+    rng = np.random.default_rng(rows * cols)
+    w = (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+    src = tmp_path / 'm'
+    src.mkdir()
+    write_safetensors(src / 'model.safetensors', {'model.layers.0.mlp.up_proj.weight': ('F32', w)}, PT)
+    (tmp_path / 'c.json').write_text(json.dumps({
+        'backend': 'quark', 'global_quant_config': {'weight': {
+            'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 32, 'symmetric': True}}}))
+    out = tmp_path / 'o'
+    r = quantize(src, out, '--config', str(tmp_path / 'c.json'))
+    assert r.returncode == 0, r.stderr
+    t = read_checkpoint(out)
+    q = unpack_int4(t['model.layers.0.mlp.up_proj.weight'][1]).T            # [O, I]
+    s = t['model.layers.0.mlp.up_proj.weight_scale'][1].T                   # [O, G]
+    step = np.repeat(s, 32, axis=1)
+    assert q.shape == (rows, cols)
+    assert np.all(np.abs(q * step - w) <= step * 0.5 * (1 + 1e-5))

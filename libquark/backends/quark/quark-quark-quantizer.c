@@ -199,6 +199,7 @@ typedef struct {
   const float *x;
   float lo, hi;
   gboolean finite;
+  const guint16 *xb;   /* the tensor's bfloat16 values, read in place when set */
 } StatsData;
 
 static void
@@ -206,7 +207,8 @@ stats_chunk (size_t offset, size_t len, void *data)
 {
   StatsData *s = data;
   float lo, hi;
-  if (!quark_kernel_min_max_f32 (s->x + offset, len, &lo, &hi))
+  if (!(s->xb ? quark_kernel_min_max_bf16 (s->xb + offset, len, &lo, &hi)
+              : quark_kernel_min_max_f32 (s->x + offset, len, &lo, &hi)))
     s->finite = FALSE;
   s->lo = MIN (s->lo, lo);
   s->hi = MAX (s->hi, hi);
@@ -349,7 +351,26 @@ static gint8 *
 transpose_codes (const gint8 *codes, gsize rows, gsize cols)
 {
   gint8 *t = g_malloc (MAX (rows * cols, 1));
-  for (gsize r = 0; r < rows; r++)
+  gsize r0 = 0, c0;
+
+  /* in tiles of 16 x 16 with constant bounds (unrolled, kept in cache),
+   * then the edges */
+  for (; r0 + 16 <= rows; r0 += 16)
+    {
+      for (c0 = 0; c0 + 16 <= cols; c0 += 16)
+        {
+          gint8 tile[16][16];
+          for (gsize r = 0; r < 16; r++)
+            memcpy (tile[r], codes + (r0 + r) * cols + c0, 16);
+          for (gsize c = 0; c < 16; c++)
+            for (gsize r = 0; r < 16; r++)
+              t[(c0 + c) * rows + r0 + r] = tile[r][c];
+        }
+      for (gsize r = r0; r < r0 + 16; r++)
+        for (gsize c = c0; c < cols; c++)
+          t[c * rows + r] = codes[r * cols + c];
+    }
+  for (gsize r = r0; r < rows; r++)
     for (gsize c = 0; c < cols; c++)
       t[c * rows + r] = codes[r * cols + c];
   return t;
@@ -647,13 +668,20 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   const guint16 *xb = NULL;
   gsize n;
 
-  x = quark_tensor_to_floats (tensor, &n, error);
-  if (x == NULL)
-    return FALSE;
   /* bfloat16 weights go to the kernels as they are (the same codes as
-   * widened, faster); the allow-nonfinite policy works on the copy */
+   * widened, faster; the widening is exact); with the min/max observer no
+   * binary32 copy of the tensor is made at all. The allow-nonfinite
+   * policy, the other observers and the casts work on a copy. */
+  n = (gsize) quark_tensor_get_n_elements (tensor);
   if (quark_tensor_get_dtype (tensor) == QUARK_DTYPE_BF16 && !allow_nonfinite && G_BYTE_ORDER == G_LITTLE_ENDIAN)
     xb = quark_tensor_peek_data (tensor, NULL);
+  if (xb == NULL || dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16 ||
+      quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
+    {
+      x = quark_tensor_to_floats (tensor, &n, error);
+      if (x == NULL)
+        return FALSE;
+    }
   if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
     {
       /* Quark's float16/bfloat16 specs are casts (PlaceholderObserver):
@@ -685,7 +713,7 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
       g_autofree guint8 *bytes = g_malloc0 (MAX (l.n_params, 1));
       float lo, hi;
 
-      if (!quark_kernel_min_max_f32 (x, n, &lo, &hi))
+      if (!(xb ? quark_kernel_min_max_bf16 (xb, n, &lo, &hi) : quark_kernel_min_max_f32 (x, n, &lo, &hi)))
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
                        "tensor %s: holds NaN or infinity, which cannot be quantized "
@@ -711,7 +739,7 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
 
   for (gsize p = 0; p < l.n_params; p++)
     {
-      StatsData stats = { x, INFINITY, -INFINITY, TRUE };
+      StatsData stats = { x, INFINITY, -INFINITY, TRUE, x ? NULL : xb };
       QuantData q = { .x = x, .xb = xb, .dtype = dtype, .codes = codes, .esize = esize };
 
       quark_kernel_layout_foreach_chunk (&l, p, stats_chunk, &stats);
