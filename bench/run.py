@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-# Runs bench-kernels and torch.quantize_per_channel on the same BF16 input
-# shape, one thread each, and prints a table with both ratios: the kernel's
-# bytes moved per second over memcpy's, and its speed over torch's.
+# Runs bench-kernels and, for each kernel, the equivalent torch pipeline on
+# the same BF16 input shape, one thread each, and prints a table with both
+# ratios: the kernel's bytes moved per second over memcpy's, and its speed
+# over torch's (int8: torch.quantize_per_channel; int4 per group: the same
+# arithmetic in tensor operations; FP8 and MXFP4: none where torch has no
+# such type, and the table says so).
 #
 # Usage: /usr/bin/python3 bench/run.py BUILDDIR [ROWS COLS]
 import json
@@ -18,21 +21,51 @@ out = subprocess.run([os.path.join(builddir, 'bench', 'bench-kernels'), str(rows
                      check=True, capture_output=True, text=True).stdout
 results = [json.loads(line) for line in out.splitlines()]
 
-torch_seconds = None
+# Each kernel against the equivalent torch pipeline on the same input, one
+# thread, best of 5; a format torch has no type for is said so, never
+# divided by another format's time.
+torch_seconds = {}
+torch_missing = {}
 try:
     import torch
     torch.set_num_threads(1)
     torch.manual_seed(1)
     w = (torch.rand(rows, cols) + torch.rand(rows, cols) + torch.rand(rows, cols) - 1.5) * 0.05
     w = w.to(torch.bfloat16)
-    best = float('inf')
-    for _ in range(5):
-        t0 = time.perf_counter()
+
+    def best_of(fn):
+        best = float('inf')
+        for _ in range(5):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    def int8_per_channel():
         f = w.float()
         scales = f.abs().amax(dim=1).double() / 127.5
-        q = torch.quantize_per_channel(f, scales, torch.zeros(rows, dtype=torch.int64), 0, torch.qint8)
-        best = min(best, time.perf_counter() - t0)
-    torch_seconds = best
+        torch.quantize_per_channel(f, scales, torch.zeros(rows, dtype=torch.int64), 0, torch.qint8)
+
+    def int4_groups_packed():
+        # torch has no int4 type: the same arithmetic in tensor operations,
+        # scales per group of 128, codes clamped to [-8, 7], eight to a word
+        f = w.float().view(rows, cols // 128, 128)
+        s = f.abs().amax(dim=2, keepdim=True) / 7.5
+        q = torch.clamp(torch.round(f / s), -8, 7).to(torch.int32).view(rows, cols // 8, 8) & 0xF
+        shifts = torch.arange(0, 32, 4, dtype=torch.int32)
+        (q << shifts).sum(dim=2, dtype=torch.int32)
+
+    torch_seconds['bf16_to_int8_per_channel'] = best_of(int8_per_channel)
+    torch_seconds['bf16_to_int4_per_group_128_packed'] = best_of(int4_groups_packed)
+    has_fp8 = hasattr(torch, 'float8_e4m3fn')
+    torch_missing['bf16_to_fp8_e4m3_per_channel'] = None if has_fp8 else 'no FP8 (torch %s)' % torch.__version__
+    torch_missing['bf16_to_mxfp4_packed'] = 'no MXFP4 (torch %s)' % torch.__version__
+    if has_fp8:
+        def fp8_per_channel():
+            f = w.float()
+            s = f.abs().amax(dim=1, keepdim=True) / 448.0
+            (f / s).to(torch.float8_e4m3fn)
+        torch_seconds['bf16_to_fp8_e4m3_per_channel'] = best_of(fp8_per_channel)
 except ImportError:
     pass
 
@@ -44,12 +77,12 @@ print('%-36s %9.3f %12s %10s %10s %10s %9s' % ('memcpy (%d MiB, best of run)' % 
 for r in results:
     if r['kernel'] == 'memcpy':
         continue
-    vs = '%.1fx' % (torch_seconds / r['seconds']) if torch_seconds else 'n/a'
+    vs = '%.1fx' % (torch_seconds[r['kernel']] / r['seconds']) if r['kernel'] in torch_seconds \
+        else torch_missing.get(r['kernel']) or 'n/a'
     print('%-36s %9.3f %12.3e %10.3f %10.3f %10.3f %9s' % (r['kernel'], r['seconds'] * 1e3, r['elements_per_second'],
                                                           r['memcpy_seconds'] * 1e3, r['bytes_per_second'] / best_rate,
                                                           r['fraction_of_memcpy'], vs))
-if torch_seconds:
-    print('%-36s %9.3f   (bf16 -> float, amax, quantize_per_channel qint8; 1 thread)'
-          % ('torch.quantize_per_channel', torch_seconds * 1e3))
+for kernel, seconds in torch_seconds.items():
+    print('%-36s %9.3f   torch pipeline for %s (1 thread)' % ('torch', seconds * 1e3, kernel))
 print('bytes moved (read + written) per second over memcpy\'s: "of best" against the best memcpy of the\n'
       'run, "of rounds" against memcpy timed in rounds alternating with the kernel; one thread; best of 15')
