@@ -962,6 +962,13 @@ write_json_file (QuarkCheckpointWriter *self, const char *path, JsonNode *node, 
   return ok;
 }
 
+/* The file name of shard @i of @n. */
+static char *
+shard_file_name (guint i, guint n)
+{
+  return n == 1 ? g_strdup ("model.safetensors") : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, n);
+}
+
 /* The writer's own invariants, checked on what is on disk before it is
  * committed: every shard reads back under the reader's rules (a strict
  * header, unique names, tensors contiguous from 0, sizes equal to shape
@@ -975,8 +982,7 @@ verify_output (QuarkCheckpointWriter *self, GError **error)
 
   for (guint i = 0; i < n; i++)
     {
-      g_autofree char *name = n == 1 ? g_strdup ("model.safetensors")
-                              : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, n);
+      g_autofree char *name = shard_file_name (i, n);
       g_autofree char *path = g_build_filename (self->tmp, name, NULL);
       g_autoptr(QuarkInputFile) file = NULL;
       g_autoptr(GBytes) bytes = NULL;
@@ -1106,8 +1112,7 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
   for (guint i = 0; ok && i < n; i++)
     {
       Shard *s = g_ptr_array_index (self->shards, i);
-      g_autofree char *name = n == 1 ? g_strdup ("model.safetensors")
-                              : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, n);
+      g_autofree char *name = shard_file_name (i, n);
       g_autofree char *path = g_build_filename (self->tmp, name, NULL);
       for (guint e = 0; e < s->entries->len; e++)
         json_object_set_string_member (weight_map, ((Entry *) g_ptr_array_index (s->entries, e))->name, name);

@@ -399,6 +399,26 @@ need_multiple (const char *name, gsize value, gsize multiple, const char *what, 
 
 static int block_dim (QuarkTensorSpec *spec, int which);
 
+/* The parameter layout @spec gives @tensor, or an error naming both. */
+static gboolean
+spec_layout_init (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkKernelLayout *l, GError **error)
+{
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
+  g_autofree char *text = NULL;
+
+  if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_BLOCK
+      ? quark_kernel_layout_init_blocks (l, shape, n_dims, block_dim (spec, 0), block_dim (spec, 1))
+      : quark_kernel_layout_init (l, shape, n_dims, quark_tensor_spec_get_qscheme (spec),
+                                  quark_tensor_spec_get_ch_axis (spec), quark_tensor_spec_get_group_size (spec)))
+    return TRUE;
+  text = quark_tensor_format_shape (tensor);
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "tensor %s: shape %s does not fit the spec's axis (ch_axis %d)", quark_tensor_get_name (tensor), text,
+               quark_tensor_spec_get_ch_axis (spec));
+  return FALSE;
+}
+
 /* Whether @tensor's shape fits @spec and AMD Quark's checkpoint layout for
  * it: the spec's axis, whole groups, the multiples of 8 of packed int4 and
  * the multiples of 2 and 4 of packed FP4 and FP6. The model loop checks
@@ -418,17 +438,8 @@ check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, GError **error)
 
   if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
     return TRUE;   /* casts */
-  if (!(qscheme == QUARK_QSCHEME_PER_BLOCK
-        ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (spec, 0), block_dim (spec, 1))
-        : quark_kernel_layout_init (&l, shape, n_dims, qscheme, quark_tensor_spec_get_ch_axis (spec),
-                                    quark_tensor_spec_get_group_size (spec))))
-    {
-      g_autofree char *text = quark_tensor_format_shape (tensor);
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "tensor %s: shape %s does not fit the spec's axis (ch_axis %d)", name, text,
-                   quark_tensor_spec_get_ch_axis (spec));
-      return FALSE;
-    }
+  if (!spec_layout_init (tensor, spec, &l, error))
+    return FALSE;
   /* numerics.md: a ragged last group quantizes, but checkpoints hold whole
    * groups only (engine loaders assume them); MX blocks are zero-padded */
   if (qscheme == QUARK_QSCHEME_PER_GROUP && quark_tensor_spec_get_group_size (spec) > 0 &&
@@ -692,16 +703,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
     }
   if (allow_nonfinite)
     replace_nonfinite (x, n);
-  if (!(quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_BLOCK
-        ? quark_kernel_layout_init_blocks (&l, shape, n_dims, block_dim (spec, 0), block_dim (spec, 1))
-        : quark_kernel_layout_init (&l, shape, n_dims, quark_tensor_spec_get_qscheme (spec),
-                                    quark_tensor_spec_get_ch_axis (spec), quark_tensor_spec_get_group_size (spec))))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "tensor %s: shape %s does not fit the spec's axis (ch_axis %d)", name,
-                   quark_tensor_format_shape (tensor), quark_tensor_spec_get_ch_axis (spec));
-      return FALSE;
-    }
+  if (!spec_layout_init (tensor, spec, &l, error))
+    return FALSE;
   codes = g_malloc0 (MAX (n, 1) * esize);
   scale_name = g_strconcat (name, "_scale", NULL);
   zp_name = g_strconcat (name, "_zero_point", NULL);
@@ -810,6 +813,15 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   return TRUE;
 }
 
+static gboolean
+no_calibration_error (GError **error, const char *layer, const char *role)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+               "layer %s: the %s spec is static and needs calibration statistics, "
+               "but none were given (quark quantize --calibration FILE)", layer, role);
+  return FALSE;
+}
+
 /* One static (scale, zero point) from a calibrated range. */
 static void
 activation_params (QuarkTensorSpec *spec, float lo, float hi, float *scale, gint32 *zero_point)
@@ -862,12 +874,7 @@ add_activation_params (QuarkTensorSpec   *spec,
     return TRUE;   /* computed at run time; nothing stored */
 
   if (calibration == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
-                   "layer %s: the %s spec is static and needs calibration statistics, "
-                   "but none were given (quark quantize --calibration FILE)", layer, prefix);
-      return FALSE;
-    }
+    return no_calibration_error (error, layer, prefix);
   if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL)
     {
       if (!quark_calibration_get_channel_min_max (calibration, layer, role, NULL, &mins, &maxs, &n))
@@ -956,12 +963,7 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
         return FALSE;
       }
   if (needs_calibration && calibration == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
-                   "layer %s: the %s spec is static and needs calibration statistics, "
-                   "but none were given (quark quantize --calibration FILE)", layer, needs_calibration);
-      return FALSE;
-    }
+    return no_calibration_error (error, layer, needs_calibration);
   return TRUE;
 }
 
