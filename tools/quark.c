@@ -911,7 +911,7 @@ typedef struct {
   const char *model_path, *output, *config_file, *preset, *backend_name, *stats_file, *export_format;
   char **excludes;
   guint64 max_shard;
-  gboolean force, allow_nonfinite, requantize, json;
+  gboolean force, allow_nonfinite, requantize;
   int threads;
   /* state */
   GCancellable *cancellable;
@@ -1152,7 +1152,7 @@ cmd_quantize (int argc, char **argv)
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
     .export_format = export_format, .excludes = excludes, .max_shard = max_shard, .force = force,
-    .allow_nonfinite = allow_nonfinite, .requantize = requantize, .json = json, .threads = threads,
+    .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,
     .cancellable = cancellable, .loop = loop, .progress = &progress, .non_float = non_float,
   };
   {
