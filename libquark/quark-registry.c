@@ -9,6 +9,7 @@
 #include "quark-backend-private.h"
 #include "quark-error.h"
 #include "quark-json.h"
+#include "formats/quark-format-private.h"
 
 #include <gmodule.h>
 #include <string.h>
@@ -49,6 +50,7 @@ struct _QuarkRegistry
   GPtrArray *modules;     /* QuarkBackendModule, in load order */
   GPtrArray *backends;    /* QuarkBackend, in registration order */
   GHashTable *by_name;    /* name -> QuarkBackend */
+  GArray *formats;        /* GType of QuarkCheckpointFormat, in registration order */
 };
 
 G_DEFINE_FINAL_TYPE (QuarkRegistry, quark_registry, G_TYPE_OBJECT)
@@ -62,6 +64,7 @@ quark_registry_finalize (GObject *object)
   g_ptr_array_unref (self->modules);
   g_ptr_array_unref (self->backends);
   g_hash_table_unref (self->by_name);
+  g_array_unref (self->formats);
   g_rec_mutex_clear (&self->lock);
 
   G_OBJECT_CLASS (quark_registry_parent_class)->finalize (object);
@@ -128,6 +131,10 @@ quark_registry_init (QuarkRegistry *self)
   self->backends = g_ptr_array_new_with_free_func (g_object_unref);
   self->by_name = g_hash_table_new (g_str_hash, g_str_equal);
   self->search_path = compute_search_path ();
+  self->formats = g_array_new (FALSE, FALSE, sizeof (GType));
+  /* the built-in checkpoint formats */
+  quark_registry_add_format (self, _quark_format_quark_get_type (), NULL);
+  quark_registry_add_format (self, _quark_format_compressed_tensors_get_type (), NULL);
 }
 
 /**
@@ -793,4 +800,147 @@ quark_registry_new_quantizer (QuarkRegistry            *self,
       return NULL;
     }
   return quark_backend_new_quantizer (backend, config, error);
+}
+
+/* ---- checkpoint formats ---------------------------------------------------- */
+
+static const char *
+format_type_name (GType type)
+{
+  g_autoptr(GTypeClass) klass = g_type_class_ref (type);
+  return QUARK_CHECKPOINT_FORMAT_CLASS (klass)->name;   /* static: classes are never freed */
+}
+
+/**
+ * quark_registry_add_format:
+ * @self: a registry
+ * @type: a non-abstract subtype of #QuarkCheckpointFormat whose class sets
+ *   its name
+ * @error: return location for a #GError
+ *
+ * Registers a checkpoint format. The built-in formats (`quark`,
+ * `compressed-tensors`) are registered with every registry; backend modules
+ * and applications can add their own.
+ *
+ * Returns: %TRUE on success; %QUARK_ERROR_EXISTS when a format of that name
+ *   is registered, %QUARK_ERROR_INVALID_ARGUMENT for a type that is not a
+ *   usable format
+ */
+gboolean
+quark_registry_add_format (QuarkRegistry *self, GType type, GError **error)
+{
+  const char *name;
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!g_type_is_a (type, QUARK_TYPE_CHECKPOINT_FORMAT) || G_TYPE_IS_ABSTRACT (type) ||
+      (name = format_type_name (type)) == NULL || *name == '\0')
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "type %s is not a checkpoint format with a name", g_type_name (type));
+      return FALSE;
+    }
+  g_rec_mutex_lock (&self->lock);
+  for (guint i = 0; i < self->formats->len; i++)
+    if (g_str_equal (format_type_name (g_array_index (self->formats, GType, i)), name))
+      {
+        g_rec_mutex_unlock (&self->lock);
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "checkpoint format %s is already registered", name);
+        return FALSE;
+      }
+  g_array_append_val (self->formats, type);
+  g_rec_mutex_unlock (&self->lock);
+  return TRUE;
+}
+
+/**
+ * quark_registry_list_formats:
+ * @self: a registry
+ *
+ * Lists the checkpoint formats `--export-format` accepts.
+ *
+ * Returns: (transfer full): the names of the registered checkpoint
+ *   formats, in registration order
+ */
+char **
+quark_registry_list_formats (QuarkRegistry *self)
+{
+  GPtrArray *names = g_ptr_array_new ();
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  ensure_loaded (self);
+  g_rec_mutex_lock (&self->lock);
+  for (guint i = 0; i < self->formats->len; i++)
+    g_ptr_array_add (names, g_strdup (format_type_name (g_array_index (self->formats, GType, i))));
+  g_rec_mutex_unlock (&self->lock);
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_free (names, FALSE);
+}
+
+/**
+ * quark_registry_new_format:
+ * @self: a registry
+ * @name: a format name, as `quark formats` lists them
+ * @error: return location for a #GError
+ *
+ * Creates a format instance for one export.
+ *
+ * Returns: (transfer full): the format, or %NULL with %QUARK_ERROR_NOT_FOUND
+ *   (the message lists the registered names)
+ */
+QuarkCheckpointFormat *
+quark_registry_new_format (QuarkRegistry *self, const char *name, GError **error)
+{
+  g_auto(GStrv) names = NULL;
+  g_autofree char *list = NULL;
+  GType found = G_TYPE_INVALID;
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  ensure_loaded (self);
+  g_rec_mutex_lock (&self->lock);
+  for (guint i = 0; i < self->formats->len; i++)
+    if (g_str_equal (format_type_name (g_array_index (self->formats, GType, i)), name))
+      found = g_array_index (self->formats, GType, i);
+  g_rec_mutex_unlock (&self->lock);
+  if (found != G_TYPE_INVALID)
+    return g_object_new (found, NULL);
+  names = quark_registry_list_formats (self);
+  list = g_strjoinv (", ", names);
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND, "unknown checkpoint format \"%s\" (known: %s)", name, list);
+  return NULL;
+}
+
+/**
+ * quark_registry_format_for_checkpoint:
+ * @self: a registry
+ * @quantization_config: (nullable): a checkpoint's `quantization_config`
+ *
+ * Finds the format a checkpoint is written in, from its config.
+ *
+ * Returns: (transfer full) (nullable): an instance of the first registered
+ *   format that recognizes the config, or %NULL
+ */
+QuarkCheckpointFormat *
+quark_registry_format_for_checkpoint (QuarkRegistry *self, JsonNode *quantization_config)
+{
+  g_autoptr(GArray) types = NULL;
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  if (quantization_config == NULL || !JSON_NODE_HOLDS_OBJECT (quantization_config))
+    return NULL;
+  ensure_loaded (self);
+  g_rec_mutex_lock (&self->lock);
+  types = g_array_copy (self->formats);
+  g_rec_mutex_unlock (&self->lock);
+  for (guint i = 0; i < types->len; i++)
+    {
+      g_autoptr(QuarkCheckpointFormat) format = g_object_new (g_array_index (types, GType, i), NULL);
+      if (quark_checkpoint_format_recognizes (format, quantization_config))
+        return g_steal_pointer (&format);
+    }
+  return NULL;
 }

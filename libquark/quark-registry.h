@@ -13,6 +13,7 @@
 
 #include "quark-backend.h"
 #include "quark-backend-module.h"
+#include "quark-checkpoint-format.h"
 
 G_BEGIN_DECLS
 
@@ -70,5 +71,19 @@ QUARK_AVAILABLE_IN_1_0
 QuarkModelQuantizer *     quark_registry_new_quantizer       (QuarkRegistry            *self,
                                                               QuarkQuantizationConfig  *config,
                                                               GError                  **error);
+
+QUARK_AVAILABLE_IN_1_0
+gboolean                  quark_registry_add_format          (QuarkRegistry            *self,
+                                                              GType                     type,
+                                                              GError                  **error);
+QUARK_AVAILABLE_IN_1_0
+char **                   quark_registry_list_formats        (QuarkRegistry            *self);
+QUARK_AVAILABLE_IN_1_0
+QuarkCheckpointFormat *   quark_registry_new_format          (QuarkRegistry            *self,
+                                                              const char               *name,
+                                                              GError                  **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkCheckpointFormat *   quark_registry_format_for_checkpoint (QuarkRegistry          *self,
+                                                              JsonNode                 *quantization_config);
 
 G_END_DECLS

@@ -28,5 +28,6 @@
 #include "quark-registry.h"
 #include "quark-safetensors.h"
 #include "quark-checkpoint-writer.h"
+#include "quark-checkpoint-format.h"
 
 #undef QUARK_INSIDE

@@ -4,6 +4,8 @@
  *
  * Exit status: 0 on success, 1 on failure, 2 on bad usage.
  */
+#include "quark-tool.h"
+
 #include <quark/quark-kernels.h>
 
 #include <glib-unix.h>
@@ -17,7 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define EXIT_USAGE 2
 
 typedef struct {
   const char *name;
@@ -38,10 +39,11 @@ static const Command commands[] = {
   { "verify", "Compare a quantized checkpoint with its original, layer by layer", cmd_verify },
   { "presets", "List the backends' named configs", cmd_presets },
   { "backends", "List the registered backends and module files", cmd_backends },
+  { "formats", "List the checkpoint formats --export-format writes", cmd_formats },
   { "demo", "Quantize the built-in example model and print a per-tensor summary", cmd_demo },
 };
 
-static void
+void
 print_json (JsonNode *node)
 {
   g_autofree char *text = quark_json_to_string (node, TRUE);
@@ -77,7 +79,7 @@ error_names (const GError *error, char **domain, const char **code)
 /* A failed command: the message on stderr and, with --json, the error's
  * stable domain and code by name on stdout for scripts. Returns the exit
  * status. */
-static int
+int
 report_failure (const char *command, const GError *error, gboolean json)
 {
   g_printerr ("quark %s: %s\n", command, error->message);
@@ -111,7 +113,7 @@ report_failure (const char *command, const GError *error, gboolean json)
 
 /* Parses the options of a subcommand; returns FALSE with the exit status in
  * *status on --help or bad usage. */
-static gboolean
+gboolean
 parse_options (const char   *command,
                const char   *parameters,
                const char   *description,
@@ -816,34 +818,6 @@ load_config (const char *config_file, const char *preset, const char *backend_na
   return quark_registry_config_from_json (registry, root, "--exclude", error);
 }
 
-/* The config a quantized checkpoint records in its config.json (AMD
- * Quark's own checkpoints name their format, not a backend; libquark's in
- * another backend's format keep the config that made them). */
-static QuarkQuantizationConfig *
-checkpoint_config (QuarkModel *quantized, const char *path, GError **error)
-{
-  JsonNode *metadata = quark_model_get_metadata (quantized), *node;
-  g_autoptr(JsonNode) qc = NULL;
-
-  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
-         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
-  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: config.json has no quantization_config", path);
-      return NULL;
-    }
-  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
-    node = json_object_get_member (json_node_get_object (node), "libquark_config");
-  qc = quark_json_copy (node);
-  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
-    {
-      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
-      if (g_str_equal (method, "quark"))
-        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
-    }
-  return quark_registry_config_from_json (quark_registry_get_default (), qc, "quantization_config", error);
-}
-
 /* Whether the backend has a quantizer option, such as "threads"; an error
  * naming the command-line @option otherwise. */
 static gboolean
@@ -980,8 +954,6 @@ quantize_job_steps (QuantizeJob *job, GError **error)
     return FALSE;
   if (quark_model_is_quantized (job->model, &reason))
     {
-      g_autoptr(QuarkQuantizationConfig) old_config = NULL;
-      g_autoptr(QuarkModelQuantizer) old = NULL;
       QuarkModel *restored;
 
       if (!job->requantize)
@@ -991,10 +963,7 @@ quantize_job_steps (QuantizeJob *job, GError **error)
                        job->model_path, reason);
           return FALSE;
         }
-      old_config = checkpoint_config (job->model, job->model_path, error);
-      if (old_config == NULL ||
-          (old = quark_registry_new_quantizer (quark_registry_get_default (), old_config, error)) == NULL ||
-          (restored = quark_model_quantizer_dequantize_model (old, job->model, error)) == NULL)
+      if ((restored = tool_dequantize_checkpoint (job->model, job->model_path, error)) == NULL)
         {
           g_prefix_error (error, "--requantize: ");
           return FALSE;
@@ -1078,7 +1047,7 @@ cmd_quantize (int argc, char **argv)
     { "max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_text, "Largest output file, such as 5GB or 500MiB (default 5GB)", "SIZE" },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output (a directory, a file or a link: the link itself, never what it points to)", NULL },
     { "requantize", 0, 0, G_OPTION_ARG_NONE, &requantize, "MODEL is already quantized: dequantize it with its quantization_config, then quantize the result", NULL },
-    { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The backend's output layout (brevitas: quark or integers)", "FORMAT" },
+    { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The checkpoint format (quark formats lists them; default quark; the brevitas backend writes quark or integers)", "FORMAT" },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
@@ -1249,6 +1218,7 @@ cmd_inspect (int argc, char **argv)
   g_autoptr(QuarkModel) model = NULL;
   g_autoptr(JsonBuilder) b = json_builder_new ();
   JsonNode *metadata, *qc = NULL;
+  g_autofree char *format_name = NULL;
   int status = 0;
 
   if (!parse_options ("inspect", "PATH", "Lists the tensors of a checkpoint (a directory or a .safetensors file)\n"
@@ -1265,6 +1235,7 @@ cmd_inspect (int argc, char **argv)
   metadata = quark_model_get_metadata (model);
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
     qc = json_object_get_member (json_node_get_object (metadata), "quantization_config");
+  format_name = tool_checkpoint_format_name (model);
 
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "tensors");
@@ -1302,6 +1273,12 @@ cmd_inspect (int argc, char **argv)
     json_builder_add_value (b, json_node_copy (qc));
   else
     json_builder_add_null_value (b);
+  /* the checkpoint format, by the registered format that recognizes it */
+  json_builder_set_member_name (b, "format");
+  if (format_name)
+    json_builder_add_string_value (b, format_name);
+  else
+    json_builder_add_null_value (b);
   json_builder_end_object (b);
 
   if (json)
@@ -1311,7 +1288,8 @@ cmd_inspect (int argc, char **argv)
     }
   else if (qc)
     {
-      g_print ("\nquantization_config:\n");
+      g_print ("\nformat: %s\n", format_name ? format_name : "(not a registered format)");
+      g_print ("quantization_config:\n");
       print_json (qc);
     }
   else
@@ -1333,8 +1311,6 @@ cmd_verify (int argc, char **argv)
   };
   g_autoptr(GError) error = NULL;
   g_autoptr(QuarkModel) original = NULL, quantized = NULL, restored = NULL;
-  g_autoptr(QuarkQuantizationConfig) config = NULL;
-  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
   g_autoptr(JsonBuilder) b = json_builder_new ();
   guint n_checked = 0, n_below = 0;
   double worst = INFINITY;
@@ -1354,10 +1330,7 @@ cmd_verify (int argc, char **argv)
   original = quark_model_load (argv[1], NULL, &error);
   if (original == NULL || (quantized = quark_model_load (argv[2], NULL, &error)) == NULL)
     goto fail;
-  config = checkpoint_config (quantized, argv[2], &error);
-  if (config == NULL ||
-      (quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error)) == NULL ||
-      (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, &error)) == NULL)
+  if ((restored = tool_dequantize_checkpoint (quantized, argv[2], &error)) == NULL)
     goto fail;
 
   if (!json)

@@ -33,7 +33,7 @@ def read_safetensors(path):
     n = struct.unpack('<Q', raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     kinds = {'BF16': np.uint16, 'F32': np.float32, 'I8': np.int8, 'U8': np.uint8, 'I32': np.int32,
-             'F8_E4M3': np.uint8, 'F16': np.float16}
+             'F8_E4M3': np.uint8, 'F16': np.float16, 'I64': np.int64}
     out = {}
     for k, v in header.items():
         if k == '__metadata__':
@@ -51,10 +51,8 @@ def read_checkpoint(d):
     return tensors
 
 
-@pytest.fixture(scope='module')
-def llama(tmp_path_factory):
-    d = tmp_path_factory.mktemp('llama')
-    rng = np.random.default_rng(42)
+def llama_shapes(H, F, V, L):
+    """Tensor name -> shape of a Llama-shaped checkpoint."""
     shapes = {'model.embed_tokens.weight': (V, H), 'model.norm.weight': (H,), 'lm_head.weight': (V, H)}
     for i in range(L):
         p = 'model.layers.%d.' % i
@@ -63,6 +61,14 @@ def llama(tmp_path_factory):
                        p + 'self_attn.v_proj.weight': (H // 2, H), p + 'self_attn.o_proj.weight': (H, H),
                        p + 'mlp.gate_proj.weight': (F, H), p + 'mlp.up_proj.weight': (F, H),
                        p + 'mlp.down_proj.weight': (H, F)})
+    return shapes
+
+
+@pytest.fixture(scope='module')
+def llama(tmp_path_factory):
+    d = tmp_path_factory.mktemp('llama')
+    rng = np.random.default_rng(42)
+    shapes = llama_shapes(H, F, V, L)
     arrays = {k: to_bf16(rng.standard_normal(s) * 0.02 * rng.uniform(0.5, 2, (s[0],) + (1,) * (len(s) - 1)))
               for k, s in shapes.items()}
     names = list(shapes)

@@ -196,72 +196,49 @@ add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *
   return add_ints (out, name, dtype, r->codes, r->n, shape, n_dims, error);
 }
 
-/* AMD Quark's int4 layout (formats.md §2.6): eight codes per int32 word in
- * the AWQ order; per group the codes and parameters are transposed first
- * ([O, I] -> [I, O/8], scales [G, O], zero points [G, O/8]); per channel
- * [O, I/8] with zero points [O/8]; per tensor a scalar zero point. Returns
- * FALSE with *handled unset when the shape has no packed form. */
+/* AMD Quark's int4 layout, written by the registry's quark checkpoint
+ * format from the logical codes, scales and zero points (the format packs
+ * eight codes per int32 word in the AWQ order, transposing per group).
+ * Returns TRUE with *handled unset when the shape has no packed form (the
+ * caller then stores one code per byte). */
 static gboolean
 add_int4_quark (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, const gint64 *shape,
                 gboolean *handled, GError **error)
 {
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autofree char *layer = g_str_has_suffix (name, ".weight") ? g_strndup (name, strlen (name) - strlen (".weight"))
+                                                               : g_strdup (name);
   gsize rows = (gsize) shape[0], cols = (gsize) shape[1];
-  g_autofree gint8 *q = g_new (gint8, MAX (r->n, 1));
-  g_autofree gint8 *z = g_new (gint8, MAX (r->n_params, 1));
   gboolean group = bv->qscheme == QUARK_QSCHEME_PER_GROUP;
+  QuarkDType dtype = bv->is_signed ? QUARK_DTYPE_INT4 : QUARK_DTYPE_UINT4;
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+  g_autoptr(QuarkTensorSpec) spec = NULL;
+  g_autoptr(QuarkModel) logical = quark_model_new ();
+  gint8 *q, *z;
 
   *handled = FALSE;
   if (group ? rows % 8 || cols % (gsize) bv->group_size : cols % 8 || (bv->qscheme == QUARK_QSCHEME_PER_CHANNEL && rows % 8))
     return TRUE;
   *handled = TRUE;
+  format = quark_registry_new_format (quark_registry_get_default (), "quark", error);
+  if (format == NULL)
+    return FALSE;
+  q = g_new (gint8, MAX (r->n, 1));
+  z = g_new (gint8, MAX (r->n_params, 1));
   for (gsize i = 0; i < r->n; i++)
     q[i] = (gint8) r->codes[i];
   for (gsize i = 0; i < r->n_params; i++)
     z[i] = (gint8) r->zero_points[i];
-  if (group)
+  spec = quark_tensor_spec_new (dtype, bv->qscheme);
+  if (!add_bytes (logical, zp_name, dtype, r->param_shape, r->param_n_dims, z, r->n_params, error))
     {
-      gsize groups = cols / (gsize) bv->group_size;
-      g_autofree gint8 *qt = g_new (gint8, MAX (r->n, 1));
-      g_autofree gint8 *zt = g_new (gint8, MAX (r->n_params, 1));
-      float *st = g_new (float, MAX (r->n_params, 1));
-      gint32 *words = g_new (gint32, MAX (r->n / 8, 1)), *zwords = g_new (gint32, MAX (r->n_params / 8, 1));
-      const gint64 wshape[] = { (gint64) cols, (gint64) rows / 8 };
-      const gint64 sshape[] = { (gint64) groups, (gint64) rows };
-      const gint64 zshape[] = { (gint64) groups, (gint64) rows / 8 };
-      for (gsize o = 0; o < rows; o++)
-        {
-          for (gsize i = 0; i < cols; i++)
-            qt[i * rows + o] = q[o * cols + i];
-          for (gsize g = 0; g < groups; g++)
-            {
-              st[g * rows + o] = r->scales[o * groups + g];
-              zt[g * rows + o] = z[o * groups + g];
-            }
-        }
-      quark_kernel_pack_int4 (qt, cols, rows, TRUE, words);
-      quark_kernel_pack_int4 (zt, groups, rows, TRUE, zwords);
-      return add_bytes (out, name, QUARK_DTYPE_I32, wshape, 2, words, r->n / 2, error) &&
-             add_bytes (out, scale_name, QUARK_DTYPE_F32, sshape, 2, st, r->n_params * sizeof (float), error) &&
-             add_bytes (out, zp_name, QUARK_DTYPE_I32, zshape, 2, zwords, r->n_params / 2, error);
-    }
-  {
-    gint32 *words = g_new (gint32, MAX (r->n / 8, 1));
-    const gint64 wshape[] = { (gint64) rows, (gint64) cols / 8 };
-    quark_kernel_pack_int4 (q, rows, cols, TRUE, words);
-    if (!add_bytes (out, name, QUARK_DTYPE_I32, wshape, 2, words, r->n / 2, error) ||
-        !add_floats (out, scale_name, r->scales, r->n_params, r->param_shape, r->param_n_dims, error))
+      g_free (q);
       return FALSE;
-    if (bv->qscheme == QUARK_QSCHEME_PER_CHANNEL)
-      {
-        gint32 *zwords = g_new (gint32, MAX (rows / 8, 1));
-        const gint64 zshape[] = { (gint64) rows / 8 };
-        quark_kernel_pack_int4 (z, 1, rows, TRUE, zwords);
-        return add_bytes (out, zp_name, QUARK_DTYPE_I32, zshape, 1, zwords, rows / 2, error);
-      }
-    return add_ints (out, zp_name, QUARK_DTYPE_I32, r->zero_points, 1, NULL, 0, error);
-  }
+    }
+  return add_bytes (logical, name, dtype, shape, 2, q, r->n, error) &&
+         add_floats (logical, scale_name, r->scales, r->n_params, r->param_shape, r->param_n_dims, error) &&
+         quark_checkpoint_format_export_weight (format, layer, "Linear", name, spec, logical, out, error);
 }
 
 /* ---- descriptions (the Quark config's bit widths, and integers.json) ------- */

@@ -24,6 +24,7 @@ struct _QuarkQuarkQuantizer
   QuarkQuantizationConfig *config;
   guint threads;
   gboolean allow_nonfinite;
+  char *export_format;
 };
 
 enum {
@@ -31,6 +32,7 @@ enum {
   PROP_CONFIG,
   PROP_THREADS,
   PROP_ALLOW_NONFINITE,
+  PROP_EXPORT_FORMAT,
 };
 
 static void quantizer_iface_init (QuarkModelQuantizerInterface *iface);
@@ -42,6 +44,7 @@ static void
 quark_quark_quantizer_dispose (GObject *object)
 {
   g_clear_object (&QUARK_QUARK_QUANTIZER (object)->config);
+  g_clear_pointer (&QUARK_QUARK_QUANTIZER (object)->export_format, g_free);
   G_OBJECT_CLASS (quark_quark_quantizer_parent_class)->dispose (object);
 }
 
@@ -54,6 +57,8 @@ quark_quark_quantizer_get_property (GObject *object, guint prop_id, GValue *valu
     g_value_set_uint (value, QUARK_QUARK_QUANTIZER (object)->threads);
   else if (prop_id == PROP_ALLOW_NONFINITE)
     g_value_set_boolean (value, QUARK_QUARK_QUANTIZER (object)->allow_nonfinite);
+  else if (prop_id == PROP_EXPORT_FORMAT)
+    g_value_set_string (value, QUARK_QUARK_QUANTIZER (object)->export_format);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -67,6 +72,12 @@ quark_quark_quantizer_set_property (GObject *object, guint prop_id, const GValue
     QUARK_QUARK_QUANTIZER (object)->threads = g_value_get_uint (value);
   else if (prop_id == PROP_ALLOW_NONFINITE)
     QUARK_QUARK_QUANTIZER (object)->allow_nonfinite = g_value_get_boolean (value);
+  else if (prop_id == PROP_EXPORT_FORMAT)
+    {
+      g_free (QUARK_QUARK_QUANTIZER (object)->export_format);
+      QUARK_QUARK_QUANTIZER (object)->export_format = g_strdup (g_value_get_string (value) ? g_value_get_string (value)
+                                                                                             : "quark");
+    }
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -91,12 +102,19 @@ quark_quark_quantizer_class_init (QuarkQuarkQuantizerClass *klass)
     g_param_spec_boolean ("allow-nonfinite", "Allow non-finite",
                           "Quantize NaN as 0 and infinities as the largest finite magnitude instead of failing",
                           FALSE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+  /* the checkpoint format of quantize_model() and quantize_model_to_writer():
+   * any format of the registry (quark formats) */
+  g_object_class_install_property (object_class, PROP_EXPORT_FORMAT,
+    g_param_spec_string ("export-format", "Export format",
+                         "The checkpoint format results are written in (a name from the registry's formats)",
+                         "quark", G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
 }
 
 static void
 quark_quark_quantizer_init (QuarkQuarkQuantizer *self)
 {
   self->threads = 1;
+  self->export_format = g_strdup ("quark");
 }
 
 void
@@ -327,76 +345,6 @@ quark_pow2_int_params (float                 min_val,
 }
 
 
-/* ---- AMD Quark's checkpoint layout (format reference 2.6-2.10) --------- */
-
-static gboolean add_scale_as_stored (QuarkModel *out, QuarkTensor *scale, GError **error);
-
-static QuarkTensor *
-new_tensor (const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims, gpointer data, gsize size,
-            GError **error)
-{
-  g_autoptr(GBytes) bytes = g_bytes_new_take (data, size);
-  return quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
-}
-
-static gboolean
-add_tensor_owned (QuarkModel *out, QuarkTensor *tensor, GError **error)
-{
-  g_autoptr(QuarkTensor) owned = tensor;
-  return owned != NULL && quark_model_add_tensor (out, owned, error);
-}
-
-/* [rows, cols] int8 codes to [cols, rows] */
-static gint8 *
-transpose_codes (const gint8 *codes, gsize rows, gsize cols)
-{
-  gint8 *t = g_malloc (MAX (rows * cols, 1));
-  gsize r0 = 0, c0;
-
-  /* in tiles of 16 x 16 with constant bounds (unrolled, kept in cache),
-   * then the edges */
-  for (; r0 + 16 <= rows; r0 += 16)
-    {
-      for (c0 = 0; c0 + 16 <= cols; c0 += 16)
-        {
-          gint8 tile[16][16];
-          for (gsize r = 0; r < 16; r++)
-            memcpy (tile[r], codes + (r0 + r) * cols + c0, 16);
-          for (gsize c = 0; c < 16; c++)
-            for (gsize r = 0; r < 16; r++)
-              t[(c0 + c) * rows + r0 + r] = tile[r][c];
-        }
-      for (gsize r = r0; r < r0 + 16; r++)
-        for (gsize c = c0; c < cols; c++)
-          t[c * rows + r] = codes[r * cols + c];
-    }
-  for (gsize r = r0; r < rows; r++)
-    for (gsize c = 0; c < cols; c++)
-      t[c * rows + r] = codes[r * cols + c];
-  return t;
-}
-
-static float *
-transpose_floats (const float *x, gsize rows, gsize cols)
-{
-  float *t = g_malloc (MAX (rows * cols, 1) * sizeof (float));
-  for (gsize r = 0; r < rows; r++)
-    for (gsize c = 0; c < cols; c++)
-      t[c * rows + r] = x[r * cols + c];
-  return t;
-}
-
-static gboolean
-need_multiple (const char *name, gsize value, gsize multiple, const char *what, GError **error)
-{
-  if (value % multiple == 0)
-    return TRUE;
-  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-               "tensor %s: the %s (%" G_GSIZE_FORMAT ") must be a multiple of %" G_GSIZE_FORMAT
-               " for AMD Quark's checkpoint layout", name, what, value, multiple);
-  return FALSE;
-}
-
 static int block_dim (QuarkTensorSpec *spec, int which);
 
 /* The parameter layout @spec gives @tensor, or an error naming both. */
@@ -419,21 +367,20 @@ spec_layout_init (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkKernelLayout 
   return FALSE;
 }
 
-/* Whether @tensor's shape fits @spec and AMD Quark's checkpoint layout for
- * it: the spec's axis, whole groups, the multiples of 8 of packed int4 and
- * the multiples of 2 and 4 of packed FP4 and FP6. The model loop checks
- * every tensor before it quantizes any, so that a layout that cannot be
- * exported fails at once rather than after the work. */
+/* Whether @tensor's shape fits @spec and the checkpoint format's layout for
+ * it: the spec's axis, whole groups, then the format's own rules (AMD
+ * Quark's: multiples of 8 of packed int4, of 2 and 4 of packed FP4 and
+ * FP6). The model loop checks every tensor before it quantizes any, so that
+ * a layout that cannot be exported fails at once rather than after the
+ * work. */
 static gboolean
-check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, GError **error)
+check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkCheckpointFormat *format, GError **error)
 {
   const char *name = quark_tensor_get_name (tensor);
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
   QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
-  gsize rows = n_dims >= 1 ? (gsize) shape[0] : 1;
-  gsize cols = n_dims >= 1 && rows ? quark_tensor_get_n_elements (tensor) / rows : 0;
   QuarkKernelLayout l;
 
   if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
@@ -446,184 +393,17 @@ check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, GError **error)
       quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E8M0 && n_dims > 0)
     {
       int axis = quark_tensor_spec_get_ch_axis (spec);
+      gsize group = (gsize) quark_tensor_spec_get_group_size (spec);
       axis = axis < 0 ? axis + (int) n_dims : axis;
-      if (axis >= 0 && axis < (int) n_dims &&
-          !need_multiple (name, (gsize) shape[axis], (gsize) quark_tensor_spec_get_group_size (spec),
-                          "grouped dimension", error))
-        return FALSE;
-    }
-  /* AMD Quark's int4 layout is for 2-D weights (others: one code a byte) */
-  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2)
-    {
-      if (qscheme != QUARK_QSCHEME_PER_GROUP && !need_multiple (name, cols, 8, "number of input features", error))
-        return FALSE;
-      if ((qscheme == QUARK_QSCHEME_PER_GROUP || qscheme == QUARK_QSCHEME_PER_CHANNEL) &&
-          !need_multiple (name, rows, 8, "number of output channels", error))
-        return FALSE;
-    }
-  if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
-    return need_multiple (name, n_dims ? (gsize) shape[n_dims - 1] : 1, dtype == QUARK_DTYPE_FP4_E2M1 ? 2 : 4,
-                          "last dimension", error);
-  return TRUE;
-}
-
-/* int4/uint4: words of eight nibbles; per group the codes and the
- * parameters are transposed first (check_export_layout() has checked the
- * multiples of 8). */
-static gboolean
-export_int4 (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gboolean reorder,
-             QuarkModel *out, GError **error)
-{
-  QuarkTensor *codes = quark_model_get_tensor (logical, name);
-  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
-  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
-  QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
-  QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
-  guint n_dims;
-  const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
-  const gint8 *q = quark_tensor_peek_data (codes, NULL);
-  gsize rows = n_dims >= 1 ? (gsize) shape[0] : 1;
-  gsize cols = rows ? quark_tensor_get_n_elements (codes) / MAX (rows, 1) : 0;
-  QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
-
-  if (n_dims != 2)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "tensor %s: AMD Quark packs int4 weights of 2 dimensions", name);
-      return FALSE;
-    }
-  if (qscheme == QUARK_QSCHEME_PER_GROUP)
-    {
-      /* q [O, I] -> [I, O] -> [I, O/8]; scale [O, G] -> [G, O]; zp -> [G, O/8] */
-      g_autofree gint8 *qt = NULL, *zt = NULL;
-      g_autofree float *scales = NULL;
-      gsize groups = (gsize) quark_tensor_get_dim (scale, 1), n;
-      gint32 *words, *zwords;
-      gint64 wshape[2] = { (gint64) cols, (gint64) (rows / 8) };
-      gint64 sshape[2] = { (gint64) groups, (gint64) rows };
-      gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };
-      g_autofree float *s = NULL;
-
-      qt = transpose_codes (q, rows, cols);
-      words = g_new (gint32, MAX (cols * rows / 8, 1));
-      quark_kernel_pack_int4 (qt, cols, rows, reorder, words);
-      s = quark_tensor_to_floats (scale, &n, error);
-      scales = transpose_floats (s, rows, groups);
-      zt = transpose_codes (quark_tensor_peek_data (zp, NULL), rows, groups);
-      zwords = g_new (gint32, MAX (groups * rows / 8, 1));
-      quark_kernel_pack_int4 (zt, groups, rows, reorder, zwords);
-      return add_tensor_owned (out, new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words, cols * rows / 2, error), error) &&
-             add_tensor_owned (out, new_tensor (scale_name, QUARK_DTYPE_F32, sshape, 2, g_steal_pointer (&scales),
-                                                groups * rows * sizeof (float), error), error) &&
-             add_tensor_owned (out, new_tensor (zp_name, QUARK_DTYPE_I32, zshape, 2, zwords, groups * rows / 2, error),
-                               error);
-    }
-  else
-    {
-      /* per channel / per tensor: q [O, I] -> [O, I/8]; zp [O] -> [O/8] (packed) or a scalar */
-      gint32 *words;
-      gint64 wshape[2] = { (gint64) rows, (gint64) (cols / 8) };
-      words = g_new (gint32, MAX (rows * cols / 8, 1));
-      quark_kernel_pack_int4 (q, rows, cols, reorder, words);
-      if (!add_tensor_owned (out, new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words, rows * cols / 2, error), error) ||
-          !quark_model_add_tensor (out, scale, error))
-        return FALSE;
-      if (qscheme == QUARK_QSCHEME_PER_CHANNEL)
+      if (axis >= 0 && axis < (int) n_dims && (gsize) shape[axis] % group != 0)
         {
-          gint64 zshape[1] = { (gint64) (rows / 8) };
-          gint32 *zwords;
-          zwords = g_new (gint32, MAX (rows / 8, 1));
-          quark_kernel_pack_int4 (quark_tensor_peek_data (zp, NULL), 1, rows, reorder, zwords);
-          return add_tensor_owned (out, new_tensor (zp_name, QUARK_DTYPE_I32, zshape, 1, zwords, rows / 2, error), error);
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "tensor %s: the grouped dimension (%" G_GINT64_FORMAT ") must be a multiple of %"
+                       G_GSIZE_FORMAT " for a checkpoint (whole groups only)", name, shape[axis], group);
+          return FALSE;
         }
-      {
-        gint32 *z = g_new (gint32, 1);
-        *z = ((const gint8 *) quark_tensor_peek_data (zp, NULL))[0];
-        return add_tensor_owned (out, new_tensor (zp_name, QUARK_DTYPE_I32, NULL, 0, z, 4, error), error);
-      }
     }
-}
-
-/* FP4 two per byte, FP6 four per three bytes, along the last axis. */
-static gboolean
-export_small_float (QuarkModel *logical, const char *name, QuarkDType dtype, QuarkModel *out, GError **error)
-{
-  QuarkTensor *codes = quark_model_get_tensor (logical, name);
-  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
-  QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
-  guint n_dims;
-  const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
-  gint64 pshape[QUARK_TENSOR_MAX_DIMS];
-  gsize n = quark_tensor_get_n_elements (codes), cols = n_dims ? (gsize) shape[n_dims - 1] : 1, size;
-  gboolean fp4 = dtype == QUARK_DTYPE_FP4_E2M1;
-  guint8 *packed;
-
-  memcpy (pshape, shape, n_dims * sizeof (gint64));
-  pshape[n_dims - 1] = (gint64) (fp4 ? cols / 2 : cols * 3 / 4);
-  size = fp4 ? n / 2 : n * 3 / 4;
-  packed = g_malloc (MAX (size, 1));
-  if (fp4)
-    quark_kernel_pack_fp4 (quark_tensor_peek_data (codes, NULL), n, packed);
-  else
-    quark_kernel_pack_fp6 (quark_tensor_peek_data (codes, NULL), n, packed);
-  if (!add_tensor_owned (out, new_tensor (name, QUARK_DTYPE_U8, pshape, n_dims, packed, size, error), error))
-    return FALSE;
-  return add_scale_as_stored (out, scale, error);
-}
-
-/* E8M0 scales are stored as bytes. */
-static gboolean
-add_scale_as_stored (QuarkModel *out, QuarkTensor *scale, GError **error)
-{
-  guint n_dims;
-  const gint64 *shape;
-
-  if (quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E8M0)
-    return quark_model_add_tensor (out, scale, error);
-  shape = quark_tensor_get_shape (scale, &n_dims);
-  return add_tensor_owned (out, quark_tensor_new (quark_tensor_get_name (scale), QUARK_DTYPE_U8, shape, n_dims,
-                                                  quark_tensor_get_data (scale), error), error);
-}
-
-/* Turns the logical tensors of one quantized weight into AMD Quark's
- * checkpoint tensors. */
-static gboolean
-export_weight (QuarkModel *logical, const char *name, QuarkTensorSpec *spec, gboolean reorder,
-               QuarkModel *out, GError **error)
-{
-  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
-  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
-  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
-  QuarkTensor *codes = quark_model_get_tensor (logical, name);
-  QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
-  QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
-
-  /* AMD Quark's int4 layout is for 2-D weights; convolution weights take
-   * the unpacked form below, one code per byte */
-  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && quark_tensor_get_n_dims (codes) == 2)
-    return export_int4 (logical, name, spec, reorder, out, error);
-  if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
-    return export_small_float (logical, name, dtype, out, error);
-  if (quark_dtype_is_sub_byte (dtype))
-    {
-      /* bit widths with no packed form: one code per I8/U8 element; the bit
-       * width is in the config */
-      QuarkDType storage = quark_dtype_is_signed (dtype) ? QUARK_DTYPE_I8 : QUARK_DTYPE_U8;
-      guint n_dims;
-      const gint64 *shape = quark_tensor_get_shape (codes, &n_dims);
-      if (!add_tensor_owned (out, quark_tensor_new (name, storage, shape, n_dims, quark_tensor_get_data (codes), error),
-                             error) ||
-          !quark_model_add_tensor (out, scale, error))
-        return FALSE;
-      shape = quark_tensor_get_shape (zp, &n_dims);
-      return add_tensor_owned (out, quark_tensor_new (zp_name, storage, shape, n_dims, quark_tensor_get_data (zp), error),
-                               error);
-    }
-  if (!quark_model_add_tensor (out, codes, error))
-    return FALSE;
-  if (scale && !add_scale_as_stored (out, scale, error))
-    return FALSE;
-  return zp == NULL || quark_model_add_tensor (out, zp, error);
+  return quark_checkpoint_format_check_weight (format, name, shape, n_dims, spec, error);
 }
 
 static int
@@ -653,10 +433,46 @@ replace_nonfinite (float *x, gsize n)
       x[i] = copysignf (amax, x[i]);
 }
 
+/* @s rounded to @dtype (bfloat16 or float16: nearest, ties to even), as a
+ * checkpoint format stores it; 0 when it does not fit. */
+static float
+round_scale (float s, QuarkDType dtype)
+{
+  guint16 bits;
+
+  if (dtype != QUARK_DTYPE_BF16 && dtype != QUARK_DTYPE_F16)
+    return s;
+  quark_kernel_convert_from_f32 (dtype, &s, &bits, 1);
+  s = dtype == QUARK_DTYPE_BF16 ? quark_kernel_bf16_to_f32 (bits) : quark_kernel_f16_to_f32 (bits);
+  return isfinite (s) ? s : 0.0f;
+}
+
+/* @n scales, exact in @dtype, as that dtype's bytes */
+static gpointer
+narrow_scales (const float *scales, gsize n, QuarkDType dtype)
+{
+  guint16 *bits = g_new (guint16, MAX (n, 1));
+  quark_kernel_convert_from_f32 (dtype, scales, bits, n);
+  return bits;
+}
+
+static gboolean
+scale_error (GError **error, const char *name, float s, QuarkDType dtype)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+               "tensor %s: the scale %g does not fit the checkpoint format's scale dtype %s", name, (double) s,
+               quark_dtype_get_name (dtype));
+  return FALSE;
+}
+
+/* Quantizes @tensor with @spec into NAME (codes), NAME_scale and, for
+ * integers, NAME_zero_point in @out. Float scales are rounded to
+ * @scale_dtype before the codes are computed with them, and stored in it. */
 static gboolean
 quantize_tensor_with_spec (QuarkTensor      *tensor,
                            QuarkTensorSpec  *spec,
                            gboolean          allow_nonfinite,
+                           QuarkDType        scale_dtype,
                            QuarkModel       *out,
                            GError          **error)
 {
@@ -768,6 +584,14 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
             quark_quark_int_params (stats.lo, stats.hi, quark_tensor_spec_get_symmetric (spec),
                                     (int32_t) min64, (int32_t) max64, &q.int_params);
           q.int_params.round = quark_tensor_spec_get_round_method (spec);
+          if (scale_dtype != QUARK_DTYPE_F32)
+            {
+              float r = round_scale (q.int_params.scale, scale_dtype);
+              if (r <= 0.0f)
+                return scale_error (error, name, q.int_params.scale, scale_dtype);
+              q.int_params.scale = r;
+              q.int_params.inv_scale = 1.0f / r;
+            }
           scales[p] = q.int_params.scale;
           store_zero_point (dtype, zps, p, (int32_t) q.int_params.zero_point);
           quark_kernel_layout_foreach_chunk (&l, p, quantize_int_chunk, &q);
@@ -795,6 +619,13 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
               e5m3_codes[p] = c;
               q.fp_scale = quark_kernel_e5m3_to_f32 (c);
             }
+          else if (scale_dtype != QUARK_DTYPE_F32)
+            {
+              float r = round_scale (q.fp_scale, scale_dtype);
+              if (r <= 0.0f)
+                return scale_error (error, name, q.fp_scale, scale_dtype);
+              q.fp_scale = r;
+            }
           scales[p] = q.fp_scale;
           quark_kernel_layout_foreach_chunk (&l, p, quantize_fp_chunk, &q);
         }
@@ -803,6 +634,9 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   if (!add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) ||
       !(e5m3 ? add_new_tensor (out, scale_name, QUARK_DTYPE_U8, l.param_shape, l.param_n_dims,
                                g_steal_pointer (&e5m3_codes), l.n_params, error)
+             : scale_dtype != QUARK_DTYPE_F32
+             ? add_new_tensor (out, scale_name, scale_dtype, l.param_shape, l.param_n_dims,
+                               narrow_scales (scales, l.n_params, scale_dtype), l.n_params * 2, error)
              : add_new_tensor (out, scale_name, QUARK_DTYPE_F32, l.param_shape, l.param_n_dims,
                                g_steal_pointer (&scales), l.n_params * sizeof (float), error)))
     return FALSE;
@@ -970,34 +804,47 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
 /* One input tensor to its output tensors, in @chunk. Runs in worker
  * threads: it reads the config and the model, both shared read-only. */
 static gboolean
-process_tensor (QuarkQuarkQuantizer  *self,
-                QuarkTensor          *tensor,
-                QuarkCalibration     *calibration,
-                gboolean              reorder,
-                QuarkModel           *chunk,
-                GError              **error)
+process_tensor (QuarkQuarkQuantizer    *self,
+                QuarkTensor            *tensor,
+                QuarkCalibration       *calibration,
+                QuarkCheckpointFormat  *format,
+                QuarkModel             *chunk,
+                GError                **error)
 {
   g_autofree char *layer = weight_layer_name (tensor);
   g_autoptr(QuarkTensorSpec) spec = NULL;
+  const char *type = layer_type_for (tensor);
 
   if (layer != NULL)
-    spec = quark_quantization_config_get_tensor_spec (self->config, layer,
-                                                       layer_type_for (tensor), QUARK_ROLE_WEIGHT);
+    spec = quark_quantization_config_get_tensor_spec (self->config, layer, type, QUARK_ROLE_WEIGHT);
   if (spec == NULL)
     return quark_model_add_tensor (chunk, tensor, error);
   {
     g_autoptr(QuarkModel) logical = quark_model_new ();
-    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, logical, error) ||
-        !export_weight (logical, quark_tensor_get_name (tensor), spec, reorder, chunk, error))
+    QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
+                                                                      quark_tensor_get_dtype (tensor));
+    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, logical, error) ||
+        !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
+                                                chunk, error))
       return FALSE;
   }
   for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
     {
-      g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer,
-                                                                                 layer_type_for (tensor), role);
+      g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer, type, role);
       float min_scale = role == QUARK_ROLE_OUTPUT
         ? quark_quark_config_get_min_kv_scale (QUARK_QUARK_CONFIG (self->config), layer) : 0.0f;
-      if (act && !add_activation_params (act, layer, role, calibration, min_scale, chunk, error))
+      g_autoptr(QuarkModel) params = NULL;
+      const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
+      g_autofree char *scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
+      g_autofree char *zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
+
+      if (act == NULL || quark_tensor_spec_get_is_dynamic (act))
+        continue;   /* dynamic: computed at run time, nothing stored */
+      params = quark_model_new ();
+      if (!add_activation_params (act, layer, role, calibration, min_scale, params, error) ||
+          !quark_checkpoint_format_export_activation (format, layer, role, act,
+                                                      quark_model_get_tensor (params, scale_name),
+                                                      quark_model_get_tensor (params, zp_name), chunk, error))
         return FALSE;
     }
   /* the input is done with: let the kernel drop its mapped pages */
@@ -1009,7 +856,7 @@ typedef struct {
   QuarkQuarkQuantizer *self;
   QuarkTensor *tensor;
   QuarkCalibration *calibration;
-  gboolean reorder;
+  QuarkCheckpointFormat *format;
   QuarkModel *chunk;
   GError *error;
   gboolean finished;
@@ -1021,7 +868,7 @@ static void
 run_job (gpointer data, gpointer user_data)
 {
   Job *job = data;
-  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->reorder, job->chunk, &job->error);
+  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->format, job->chunk, &job->error);
 
   g_assert (ok == (job->error == NULL));
   g_mutex_lock (job->lock);
@@ -1044,7 +891,9 @@ run_quantization (QuarkModelQuantizer    *quantizer,
                   GError                **error)
 {
   QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
-  gboolean reorder = quark_quark_config_get_pack_reorder (QUARK_QUARK_CONFIG (self->config));
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+  g_autoptr(JsonNode) backend_config = NULL;
+  JsonNode *qc;
   guint n_tensors = quark_model_get_n_tensors (model);
   guint window = self->threads > 1 ? 2 * self->threads : 1;
   guint64 total = 0, done = 0;
@@ -1056,19 +905,39 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   gboolean ok = TRUE;
   JsonNode *metadata, *meta;
 
-  /* before any work: every spec fits its tensor's shape and the output
-   * layout, and no generated name is taken */
+  /* the checkpoint format, told the backend's config in AMD Quark's schema */
+  format = quark_registry_new_format (quark_registry_get_default (), self->export_format, error);
+  if (format == NULL)
+    return FALSE;
+  backend_config = quark_quantization_config_to_json (self->config);
+  quark_checkpoint_format_set_backend_config (format, backend_config);
+
+  /* before any work: the format knows every layer, every spec fits its
+   * tensor's shape and the output layout, and no generated name is taken */
   for (guint i = 0; i < n_tensors; i++)
     {
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
       g_autofree char *layer = weight_layer_name (t);
+      const char *type = layer_type_for (t);
       g_autoptr(QuarkTensorSpec) spec = layer ? quark_quantization_config_get_tensor_spec (
-                                                  self->config, layer, layer_type_for (t), QUARK_ROLE_WEIGHT)
+                                                  self->config, layer, type, QUARK_ROLE_WEIGHT)
                                               : NULL;
-      if (spec && (!check_export_layout (t, spec, error) ||
-                   !check_generated_names (self, model, t, layer, spec, calibration, error)))
+      if (layer == NULL)
+        continue;
+      quark_checkpoint_format_note_layer (format, layer, type, QUARK_ROLE_WEIGHT, spec);
+      if (spec == NULL)
+        continue;
+      for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
+        {
+          g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer, type, role);
+          quark_checkpoint_format_note_layer (format, layer, type, role, act);
+        }
+      if (!check_export_layout (t, spec, format, error) ||
+          !check_generated_names (self, model, t, layer, spec, calibration, error))
         return FALSE;
     }
+  if (!quark_checkpoint_format_prepare (format, error))
+    return FALSE;
 
   g_mutex_init (&lock);
   g_cond_init (&cond);
@@ -1090,7 +959,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
           j->self = self;
           j->tensor = quark_model_get_tensor_at (model, submitted - 1);
           j->calibration = calibration;
-          j->reorder = reorder;
+          j->format = format;
           j->chunk = quark_model_new ();
           j->lock = &lock;
           j->cond = &cond;
@@ -1156,8 +1025,13 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       meta = json_node_init_object (json_node_alloc (), empty);   /* takes its own reference */
       json_object_unref (empty);
     }
-  json_object_set_member (json_node_get_object (meta), "quantization_config",
-                          quark_quantization_config_to_json (self->config));
+  qc = quark_checkpoint_format_build_quantization_config (format, error);
+  if (qc == NULL)
+    {
+      json_node_unref (meta);
+      return FALSE;
+    }
+  json_object_set_member (json_node_get_object (meta), "quantization_config", qc);
   *metadata_out = meta;
   return TRUE;
 }
@@ -1203,181 +1077,31 @@ quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
   g_autoptr(QuarkModel) out = quark_model_new ();
 
   if (!quark_quark_check_spec (spec, QUARK_ROLE_WEIGHT, "spec", error) ||
-      !quantize_tensor_with_spec (tensor, spec, QUARK_QUARK_QUANTIZER (quantizer)->allow_nonfinite, out, error))
+      !quantize_tensor_with_spec (tensor, spec, QUARK_QUARK_QUANTIZER (quantizer)->allow_nonfinite,
+                                  QUARK_DTYPE_F32, out, error))
     return NULL;
   return g_steal_pointer (&out);
 }
 
-/* ---- reading Quark checkpoints back ---------------------------------------- */
+/* ---- reading checkpoints back ---------------------------------------------- */
 
-static gboolean
-layout_error (GError **error, const char *name, const char *what)
-{
-  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
-               "tensor %s: %s does not fit the quantization config", name, what);
-  return FALSE;
-}
-
+/* One stored weight back to float: the format's logical tensors, then the
+ * spec's dequantization. */
 static QuarkTensor *
-logical_int4 (const char *name, QuarkTensor *packed, QuarkDType dtype, gboolean reorder,
-              gboolean transpose, GError **error)
-{
-  guint n_dims;
-  const gint64 *shape = quark_tensor_get_shape (packed, &n_dims);
-  gsize rows = n_dims == 2 ? (gsize) shape[0] : 1;
-  gsize cols = (n_dims >= 1 ? (gsize) shape[n_dims - 1] : 1) * 8;
-  g_autofree gint8 *codes = NULL;
-  gint8 *out;
-  gint64 lshape[2];
-
-  if (quark_tensor_get_dtype (packed) != QUARK_DTYPE_I32 || n_dims > 2)
-    {
-      layout_error (error, name, "the packed int4 layout");
-      return NULL;
-    }
-  codes = g_malloc (MAX (rows * cols, 1));
-  quark_kernel_unpack_int4 (quark_tensor_peek_data (packed, NULL), rows, cols, reorder,
-                            quark_dtype_is_signed (dtype), codes);
-  if (n_dims < 2)
-    {
-      lshape[0] = (gint64) cols;
-      return new_tensor (name, dtype, lshape, 1, g_steal_pointer (&codes), cols, error);
-    }
-  if (!transpose)
-    {
-      lshape[0] = (gint64) rows;
-      lshape[1] = (gint64) cols;
-      return new_tensor (name, dtype, lshape, 2, g_steal_pointer (&codes), rows * cols, error);
-    }
-  out = transpose_codes (codes, rows, cols);
-  lshape[0] = (gint64) cols;
-  lshape[1] = (gint64) rows;
-  return new_tensor (name, dtype, lshape, 2, out, rows * cols, error);
-}
-
-static QuarkTensor *
-transposed_floats (const char *name, QuarkTensor *t, GError **error)
-{
-  gsize n;
-  g_autofree float *x = quark_tensor_to_floats (t, &n, error);
-  gint64 shape[2];
-
-  if (x == NULL)
-    return NULL;
-  if (quark_tensor_get_n_dims (t) != 2)
-    {
-      layout_error (error, name, "the scale layout");
-      return NULL;
-    }
-  shape[0] = quark_tensor_get_dim (t, 1);
-  shape[1] = quark_tensor_get_dim (t, 0);
-  return new_tensor (name, QUARK_DTYPE_F32, shape, 2, transpose_floats (x, (gsize) shape[1], (gsize) shape[0]),
-                     n * sizeof (float), error);
-}
-
-static QuarkTensor *
-retyped (QuarkTensor *t, QuarkDType dtype, GError **error)
-{
-  guint n_dims;
-  const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
-  return quark_tensor_new (quark_tensor_get_name (t), dtype, shape, n_dims, quark_tensor_get_data (t), error);
-}
-
-/* One stored weight back to float. */
-static QuarkTensor *
-dequantize_weight (QuarkModel *quantized, const char *name, QuarkTensorSpec *spec, gboolean reorder, GError **error)
+dequantize_weight (QuarkCheckpointFormat *format, QuarkModel *quantized, const char *name, QuarkTensorSpec *spec,
+                   GError **error)
 {
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
-  QuarkTensor *stored = quark_model_get_tensor (quantized, name);
-  QuarkTensor *stored_scale = quark_model_get_tensor (quantized, scale_name);
-  QuarkTensor *stored_zp = quark_model_get_tensor (quantized, zp_name);
-  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
-  gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
-  g_autoptr(QuarkTensor) codes = NULL, scale = NULL, zp = NULL;
+  g_autoptr(QuarkModel) logical = quark_model_new ();
   g_autoptr(GError) local_error = NULL;
   QuarkTensor *result;
 
-  if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
-    return quark_tensor_spec_dequantize (spec, stored, NULL, NULL, error);
-  if (stored_scale == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: %s is missing", name, scale_name);
-      return NULL;
-    }
-
-  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && quark_tensor_get_dtype (stored) == QUARK_DTYPE_I32)
-    {
-      gboolean group = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP;
-      if (stored_zp == NULL)
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: %s is missing", name, zp_name);
-          return NULL;
-        }
-      codes = logical_int4 (name, stored, dtype, reorder, group, error);
-      if (codes == NULL)
-        return NULL;
-      scale = group ? transposed_floats (scale_name, stored_scale, error) : g_object_ref (stored_scale);
-      if (scale == NULL)
-        return NULL;
-      if (quark_tensor_get_n_dims (stored_zp) == 0)
-        {
-          gint8 *z = g_malloc (1);
-          *z = (gint8) ((const gint32 *) quark_tensor_peek_data (stored_zp, NULL))[0];
-          zp = new_tensor (zp_name, dtype, NULL, 0, z, 1, error);
-        }
-      else
-        zp = logical_int4 (zp_name, stored_zp, dtype, reorder, group, error);
-      if (zp == NULL)
-        return NULL;
-    }
-  else if (dtype == QUARK_DTYPE_FP4_E2M1 || dtype == QUARK_DTYPE_FP6_E2M3 || dtype == QUARK_DTYPE_FP6_E3M2)
-    {
-      gboolean fp4 = dtype == QUARK_DTYPE_FP4_E2M1;
-      guint n_dims;
-      const gint64 *shape = quark_tensor_get_shape (stored, &n_dims);
-      gint64 lshape[QUARK_TENSOR_MAX_DIMS];
-      gsize size, n;
-      guint8 *unpacked;
-
-      if (quark_tensor_get_dtype (stored) != QUARK_DTYPE_U8 || n_dims == 0 || (!fp4 && shape[n_dims - 1] % 3))
-        {
-          layout_error (error, name, "the packed FP4/FP6 layout");
-          return NULL;
-        }
-      quark_tensor_peek_data (stored, &size);
-      memcpy (lshape, shape, n_dims * sizeof (gint64));
-      lshape[n_dims - 1] = fp4 ? shape[n_dims - 1] * 2 : shape[n_dims - 1] / 3 * 4;
-      n = fp4 ? size * 2 : size / 3 * 4;
-      unpacked = g_malloc (MAX (n, 1));
-      if (fp4)
-        quark_kernel_unpack_fp4 (quark_tensor_peek_data (stored, NULL), n, unpacked);
-      else
-        quark_kernel_unpack_fp6 (quark_tensor_peek_data (stored, NULL), n, unpacked);
-      codes = new_tensor (name, dtype, lshape, n_dims, unpacked, n, error);
-      if (codes == NULL)
-        return NULL;
-      scale = mx ? retyped (stored_scale, QUARK_DTYPE_F8_E8M0, error) : g_object_ref (stored_scale);
-      if (scale == NULL)
-        return NULL;
-    }
-  else
-    {
-      codes = quark_dtype_is_sub_byte (dtype) ? retyped (stored, dtype, error) : g_object_ref (stored);
-      if (codes == NULL)
-        return NULL;
-      scale = mx ? retyped (stored_scale, QUARK_DTYPE_F8_E8M0, error) : g_object_ref (stored_scale);
-      if (scale == NULL)
-        return NULL;
-      if (stored_zp)
-        {
-          zp = quark_dtype_is_sub_byte (dtype) ? retyped (stored_zp, dtype, error) : g_object_ref (stored_zp);
-          if (zp == NULL)
-            return NULL;
-        }
-    }
-
-  result = quark_tensor_spec_dequantize (spec, codes, scale, zp, &local_error);
+  if (!quark_checkpoint_format_import_weight (format, quantized, name, spec, logical, error))
+    return NULL;
+  result = quark_tensor_spec_dequantize (spec, quark_model_get_tensor (logical, name),
+                                         quark_model_get_tensor (logical, scale_name),
+                                         quark_model_get_tensor (logical, zp_name), &local_error);
   if (result == NULL)
     g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
   return result;
@@ -1405,8 +1129,16 @@ quark_quark_quantizer_dequantize_model (QuarkModelQuantizer  *quantizer,
                                         GError              **error)
 {
   QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
-  gboolean reorder = quark_quark_config_get_pack_reorder (QUARK_QUARK_CONFIG (self->config));
   g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+  g_autoptr(JsonNode) backend_config = NULL;
+
+  /* AMD Quark's layout, with the config's export options (pack_method) */
+  format = quark_registry_new_format (quark_registry_get_default (), "quark", error);
+  if (format == NULL)
+    return NULL;
+  backend_config = quark_quantization_config_to_json (self->config);
+  quark_checkpoint_format_set_backend_config (format, backend_config);
 
   for (guint i = 0; i < quark_model_get_n_tensors (quantized); i++)
     {
@@ -1429,8 +1161,7 @@ quark_quark_quantizer_dequantize_model (QuarkModelQuantizer  *quantizer,
           if (spec && (quark_model_get_tensor (quantized, scale_name) != NULL ||
                        quark_tensor_get_dtype (t) == quark_tensor_spec_get_dtype (spec)))
             {
-              g_autoptr(QuarkTensor) x = dequantize_weight (quantized, name, spec,
-                                                            reorder, error);
+              g_autoptr(QuarkTensor) x = dequantize_weight (format, quantized, name, spec, error);
               if (x == NULL || !quark_model_add_tensor (out, x, error))
                 return NULL;
               continue;

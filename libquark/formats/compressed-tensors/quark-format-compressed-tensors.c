@@ -1,0 +1,1097 @@
+/* quark-format-compressed-tensors.c: the compressed-tensors layout
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "../quark-format-private.h"
+#include "quark-json.h"
+#include "kernels/quark-kernels.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The layout llm-compressor writes and vLLM's compressed_tensors path (and
+ * transformers with the compressed-tensors package) reads. The facts it
+ * follows, from the compressed-tensors package and vLLM's loader:
+ *
+ * - `quantization_config`: `quant_method` "compressed-tensors", `format`
+ *   (one for the whole model), `quantization_status` "compressed",
+ *   `config_groups` (`group_N`: `targets`, `weights`, `input_activations`,
+ *   `output_activations`, each a QuantizationArgs object: `num_bits`,
+ *   `type` int/float, `symmetric`, `group_size`, `strategy`
+ *   tensor/channel/group/block/token, `block_structure`, `dynamic`,
+ *   `actorder`, `observer`, `observer_kwargs`), `ignore` (layer names left
+ *   in float), `kv_cache_scheme`.
+ * - integer codes are signed, in [-2^(b-1), 2^(b-1) - 1], for symmetric and
+ *   asymmetric schemes alike (zero points too); x = (q - z) * s.
+ * - `pack-quantized` (weights without activation quantization, 2 to 8
+ *   bits): LAYER.weight_packed int32 [O, ceil(I / (32 / b))], value j of a
+ *   word at bits b*j, each stored as q + 2^(b-1); LAYER.weight_shape int64
+ *   [2]; LAYER.weight_scale in the model's dtype (vLLM allocates it as
+ *   params_dtype), [O, I / group] per group, [O, 1] per channel;
+ *   LAYER.weight_zero_point for asymmetric group and channel schemes,
+ *   packed the same way along the output dimension: int32
+ *   [ceil(O / (32 / b)), groups].
+ * - `int-quantized` (W8A8 int8): LAYER.weight int8 [O, I], weight_scale
+ *   float32 [O, 1] per channel or [1] per tensor; LAYER.input_scale float32
+ *   [1] and, for asymmetric inputs, LAYER.input_zero_point int8 [1].
+ * - `float-quantized` (FP8 E4M3): LAYER.weight float8_e4m3fn [O, I],
+ *   weight_scale float32 [O, 1], [1], or one per block
+ *   [ceil(O / br), ceil(I / bc)]; input_scale float32 [1].
+ */
+
+struct _QuarkFormatCompressedTensors
+{
+  QuarkCheckpointFormat parent_instance;
+  const char *format;   /* the model's `format`, set by prepare() */
+};
+
+G_DECLARE_FINAL_TYPE (QuarkFormatCompressedTensors, _quark_format_compressed_tensors, QUARK,
+                      FORMAT_COMPRESSED_TENSORS, QuarkCheckpointFormat)
+G_DEFINE_FINAL_TYPE (QuarkFormatCompressedTensors, _quark_format_compressed_tensors, QUARK_TYPE_CHECKPOINT_FORMAT)
+
+#define FORMAT_NAME "compressed-tensors"
+#define PACK_QUANTIZED "pack-quantized"
+#define INT_QUANTIZED "int-quantized"
+#define FLOAT_QUANTIZED "float-quantized"
+
+/* One QuantizationArgs. */
+typedef struct {
+  gboolean is_float;
+  guint num_bits;
+  gboolean symmetric;
+  const char *strategy;
+  int group_size;        /* > 0 for "group" */
+  int block[2];          /* for "block" */
+  gboolean dynamic;
+  gint32 code_offset;    /* added to libquark's codes and zero points: -2^(b-1) for unsigned dtypes */
+} CtArgs;
+
+static gboolean
+unsupported (GError **error, const char *what, const char *name, const char *detail)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s %s: %s cannot be written in %s",
+               what, name, detail, FORMAT_NAME);
+  return FALSE;
+}
+
+/* The args of a spec; @what and @name name the tensor or layer in errors. */
+static gboolean
+ct_args_from_spec (QuarkTensorSpec *spec, QuarkRole role, const char *what, const char *name, CtArgs *a,
+                   GError **error)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
+  g_autofree char *text = quark_tensor_spec_to_string (spec);
+  int ch_axis = quark_tensor_spec_get_ch_axis (spec);
+
+  memset (a, 0, sizeof *a);
+  if (quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_FLOAT32)
+    return unsupported (error, what, name, "a spec with MX or E5M3 scales");
+  if (dtype == QUARK_DTYPE_F8_E4M3)
+    {
+      a->is_float = TRUE;
+      a->num_bits = 8;
+      a->symmetric = TRUE;
+    }
+  else if (quark_dtype_is_integer (dtype) && quark_dtype_get_bits (dtype) >= 2 && quark_dtype_get_bits (dtype) <= 8)
+    {
+      a->num_bits = quark_dtype_get_bits (dtype);
+      a->symmetric = quark_tensor_spec_get_symmetric (spec);
+      a->code_offset = quark_dtype_is_signed (dtype) ? 0 : -(1 << (a->num_bits - 1));
+    }
+  else
+    {
+      g_autofree char *detail = g_strdup_printf ("%s (integers of 2 to 8 bits and fp8_e4m3 are written)",
+                                                 quark_dtype_get_name (dtype));
+      return unsupported (error, what, name, detail);
+    }
+  a->dynamic = quark_tensor_spec_get_is_dynamic (spec);
+  if (role == QUARK_ROLE_WEIGHT && a->dynamic)
+    return unsupported (error, what, name, "a dynamic weight spec");
+
+  switch (qscheme)
+    {
+    case QUARK_QSCHEME_PER_TENSOR:
+      a->strategy = "tensor";
+      break;
+    case QUARK_QSCHEME_PER_CHANNEL:
+      if (role == QUARK_ROLE_WEIGHT && ch_axis == 0)
+        a->strategy = "channel";
+      else if (role != QUARK_ROLE_WEIGHT && a->dynamic)
+        a->strategy = "token";   /* per row of the activation, computed at run time */
+      else
+        {
+          g_autofree char *detail = g_strdup_printf ("the spec %s (weights per channel along axis 0, "
+                                                     "activations per token dynamically)", text);
+          return unsupported (error, what, name, detail);
+        }
+      break;
+    case QUARK_QSCHEME_PER_GROUP:
+      if (role != QUARK_ROLE_WEIGHT || (ch_axis != -1 && ch_axis != 1) || quark_tensor_spec_get_group_size (spec) <= 0)
+        {
+          g_autofree char *detail = g_strdup_printf ("the spec %s (weight groups run along the input "
+                                                     "dimension, ch_axis -1)", text);
+          return unsupported (error, what, name, detail);
+        }
+      a->strategy = "group";
+      a->group_size = quark_tensor_spec_get_group_size (spec);
+      break;
+    case QUARK_QSCHEME_PER_BLOCK:
+      if (role != QUARK_ROLE_WEIGHT)
+        return unsupported (error, what, name, "a per-block activation spec");
+      a->strategy = "block";
+      quark_tensor_spec_get_block_size (spec, &a->block[0], &a->block[1]);
+      break;
+    default:
+      return unsupported (error, what, name, text);
+    }
+  if (role != QUARK_ROLE_WEIGHT && !a->dynamic && g_strcmp0 (a->strategy, "tensor") != 0)
+    return unsupported (error, what, name, "a static activation spec that is not per tensor");
+  return TRUE;
+}
+
+static JsonNode *
+ct_args_to_json (const CtArgs *a)
+{
+  JsonObject *o = json_object_new ();
+  JsonNode *node;
+
+  json_object_set_int_member (o, "num_bits", a->num_bits);
+  json_object_set_string_member (o, "type", a->is_float ? "float" : "int");
+  json_object_set_boolean_member (o, "symmetric", a->symmetric);
+  if (a->group_size > 0)
+    json_object_set_int_member (o, "group_size", a->group_size);
+  else
+    json_object_set_null_member (o, "group_size");
+  json_object_set_string_member (o, "strategy", a->strategy);
+  if (g_str_equal (a->strategy, "block"))
+    {
+      JsonArray *b = json_array_new ();
+      json_array_add_int_element (b, a->block[0]);
+      json_array_add_int_element (b, a->block[1]);
+      json_object_set_array_member (o, "block_structure", b);
+    }
+  else
+    json_object_set_null_member (o, "block_structure");
+  json_object_set_boolean_member (o, "dynamic", a->dynamic);
+  json_object_set_null_member (o, "actorder");
+  if (a->dynamic)
+    json_object_set_null_member (o, "observer");
+  else
+    json_object_set_string_member (o, "observer", "minmax");
+  json_object_set_object_member (o, "observer_kwargs", json_object_new ());
+  node = json_node_alloc ();
+  json_node_init_object (node, o);
+  json_object_unref (o);
+  return node;
+}
+
+/* The `format` a layer needs, or NULL with @error. */
+static const char *
+layer_format (const CtArgs *w, const CtArgs *in, const char *layer, GError **error)
+{
+  if (in == NULL)
+    return w->is_float ? FLOAT_QUANTIZED : PACK_QUANTIZED;
+  if (w->is_float != in->is_float)
+    {
+      unsupported (error, "layer", layer, "mixing integer and float weights and activations");
+      return NULL;
+    }
+  if (w->is_float)
+    return FLOAT_QUANTIZED;
+  if (w->num_bits != 8 || in->num_bits != 8)
+    {
+      unsupported (error, "layer", layer, "integer activation quantization with weights or activations "
+                   "of other than 8 bits");
+      return NULL;
+    }
+  return INT_QUANTIZED;
+}
+
+static gboolean
+ct_prepare (QuarkCheckpointFormat *format, GError **error)
+{
+  QuarkFormatCompressedTensors *self = (QuarkFormatCompressedTensors *) format;
+  g_auto(GStrv) layers = quark_checkpoint_format_get_layers (format);
+  const char *first_layer = NULL;
+
+  self->format = NULL;
+  for (guint i = 0; layers[i]; i++)
+    {
+      g_autoptr(QuarkTensorSpec) w = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_WEIGHT);
+      g_autoptr(QuarkTensorSpec) in = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_INPUT);
+      g_autoptr(QuarkTensorSpec) out = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_OUTPUT);
+      CtArgs wa, ia;
+      const char *f;
+
+      if (w == NULL)
+        continue;
+      if (out != NULL)
+        return unsupported (error, "layer", layers[i], "output (KV-cache) quantization");
+      if (!ct_args_from_spec (w, QUARK_ROLE_WEIGHT, "layer", layers[i], &wa, error) ||
+          (in && !ct_args_from_spec (in, QUARK_ROLE_INPUT, "layer", layers[i], &ia, error)))
+        return FALSE;
+      if ((f = layer_format (&wa, in ? &ia : NULL, layers[i], error)) == NULL)
+        return FALSE;
+      if (self->format && !g_str_equal (self->format, f))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "layer %s needs the %s format and layer %s the %s format; %s writes one format per model "
+                       "(export the model with one kind of scheme, or use the quark format)",
+                       first_layer, self->format, layers[i], f, FORMAT_NAME);
+          return FALSE;
+        }
+      self->format = f;
+      first_layer = layers[i];
+    }
+  return TRUE;
+}
+
+static gboolean
+ct_check_weight (QuarkCheckpointFormat *self, const char *name, const gint64 *shape, guint n_dims,
+                 QuarkTensorSpec *spec, GError **error)
+{
+  CtArgs a;
+
+  if (!ct_args_from_spec (spec, QUARK_ROLE_WEIGHT, "tensor", name, &a, error))
+    return FALSE;
+  if (n_dims != 2)
+    return unsupported (error, "tensor", name, "a weight that is not 2-D");
+  return TRUE;
+}
+
+static QuarkDType
+ct_get_scale_dtype (QuarkCheckpointFormat *format, const char *layer, QuarkTensorSpec *spec, QuarkDType weight_dtype)
+{
+  g_autoptr(QuarkTensorSpec) in = quark_checkpoint_format_get_layer_spec (format, layer, QUARK_ROLE_INPUT);
+
+  /* vLLM's WNA16 scheme allocates weight_scale in the model's dtype, its
+   * W8A8 and FP8 schemes in float32 */
+  if (in == NULL && quark_dtype_is_integer (quark_tensor_spec_get_dtype (spec)) &&
+      (weight_dtype == QUARK_DTYPE_BF16 || weight_dtype == QUARK_DTYPE_F16))
+    return weight_dtype;
+  return QUARK_DTYPE_F32;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+/* b-bit signed codes, @n per row of @rows, packed along the row: value j of
+ * word w holds element w * (32 / b) + j at bits b * j, as q + 2^(b-1). */
+static guint32 *
+pack_rows (const gint8 *codes, gsize rows, gsize n, guint bits, gint32 offset, gsize *words_per_row)
+{
+  guint per_word = 32 / bits;
+  gsize wpr = (n + per_word - 1) / per_word;
+  guint32 *words = g_new0 (guint32, MAX (rows * wpr, 1));
+  guint32 mask = bits == 32 ? 0xffffffffu : (1u << bits) - 1;
+
+  for (gsize r = 0; r < rows; r++)
+    for (gsize k = 0; k < n; k++)
+      {
+        gint32 q = (gint32) codes[r * n + k] + offset + (1 << (bits - 1));
+        words[r * wpr + k / per_word] |= ((guint32) q & mask) << (bits * (k % per_word));
+      }
+  *words_per_row = wpr;
+  return words;
+}
+
+/* The logical scales as stored: in @dtype, with @shape. */
+static gboolean
+add_scales (QuarkModel *out, const char *name, QuarkTensor *scale, QuarkDType dtype, const gint64 *shape,
+            guint n_dims, GError **error)
+{
+  gsize n;
+  g_autofree float *s = quark_tensor_to_floats (scale, &n, error);
+  gsize size = n * quark_dtype_get_element_size (dtype);
+  gpointer data;
+
+  if (s == NULL)
+    return FALSE;
+  data = g_malloc (MAX (size, 1));
+  if (dtype == QUARK_DTYPE_F32)
+    memcpy (data, s, size);
+  else
+    quark_kernel_convert_from_f32 (dtype, s, data, n);   /* exact: the backend rounded them already */
+  return _quark_format_add_owned (out, _quark_format_new_tensor (name, dtype, shape, n_dims, data, size, error), error);
+}
+
+/* The logical codes (or zero points) of an integer tensor as signed int8,
+ * shifted by the args' offset. */
+static gint8 *
+signed_codes (QuarkTensor *t, const CtArgs *a, gsize *n_out, GError **error)
+{
+  gsize n;
+  g_autofree float *v = quark_tensor_to_floats (t, &n, error);
+  gint8 *q;
+
+  if (v == NULL)
+    return NULL;
+  q = g_malloc (MAX (n, 1));
+  for (gsize i = 0; i < n; i++)
+    q[i] = (gint8) ((gint32) v[i] + a->code_offset);
+  *n_out = n;
+  return q;
+}
+
+static char *
+layer_of (const char *name)
+{
+  return g_str_has_suffix (name, ".weight") ? g_strndup (name, strlen (name) - strlen (".weight")) : g_strdup (name);
+}
+
+static gboolean
+ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
+                  QuarkModel *out, GError **error)
+{
+  QuarkFormatCompressedTensors *self = (QuarkFormatCompressedTensors *) format;
+  g_autofree char *layer = layer_of (name);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autofree char *out_scale = g_strconcat (layer, ".weight_scale", NULL);
+  g_autofree char *out_zp = g_strconcat (layer, ".weight_zero_point", NULL);
+  QuarkTensor *codes = quark_model_get_tensor (logical, name);
+  QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
+  QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
+  const gint64 *shape = quark_tensor_get_shape (codes, NULL);
+  gsize rows, cols, n_params;
+  gint64 sshape[2];
+  guint s_dims;
+  QuarkDType scale_dtype;
+  CtArgs a;
+
+  if (!ct_args_from_spec (spec, QUARK_ROLE_WEIGHT, "tensor", name, &a, error))
+    return FALSE;
+  if (quark_tensor_get_n_dims (codes) != 2 || scale == NULL)
+    return unsupported (error, "tensor", name, "a weight that is not 2-D");
+  if (self->format == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: the %s format was not prepared (quark_checkpoint_format_prepare)", name, FORMAT_NAME);
+      return FALSE;
+    }
+  rows = (gsize) shape[0];
+  cols = (gsize) shape[1];
+  n_params = quark_tensor_get_n_elements (scale);
+  /* pack-quantized keeps the scales in the dtype the backend rounded them
+   * to (get_scale_dtype), the others in float32 */
+  scale_dtype = quark_tensor_get_dtype (scale);
+  if (scale_dtype != QUARK_DTYPE_BF16 && scale_dtype != QUARK_DTYPE_F16)
+    scale_dtype = QUARK_DTYPE_F32;
+
+  /* scale shapes: [1] per tensor, [O, 1] per channel, [O, G] per group,
+   * [ceil(O/br), ceil(I/bc)] per block */
+  if (g_str_equal (a.strategy, "tensor"))
+    {
+      sshape[0] = 1;
+      s_dims = 1;
+    }
+  else if (g_str_equal (a.strategy, "channel"))
+    {
+      sshape[0] = (gint64) rows;
+      sshape[1] = 1;
+      s_dims = 2;
+    }
+  else if (g_str_equal (a.strategy, "group"))
+    {
+      sshape[0] = (gint64) rows;
+      sshape[1] = (gint64) (n_params / MAX (rows, 1));
+      s_dims = 2;
+    }
+  else
+    {
+      sshape[0] = (gint64) ((rows + (gsize) a.block[0] - 1) / (gsize) a.block[0]);
+      sshape[1] = (gint64) ((cols + (gsize) a.block[1] - 1) / (gsize) a.block[1]);
+      s_dims = 2;
+    }
+  if ((gsize) (sshape[0] * (s_dims == 2 ? sshape[1] : 1)) != n_params)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: %" G_GSIZE_FORMAT " scales do not fit the %s strategy", name, n_params, a.strategy);
+      return FALSE;
+    }
+
+  if (a.is_float)
+    {
+      /* float-quantized: the FP8 codes as they are */
+      return quark_model_add_tensor (out, codes, error) &&
+             add_scales (out, out_scale, scale, QUARK_DTYPE_F32, sshape, s_dims, error);
+    }
+  else
+    {
+      gsize n, nz = 0;
+      g_autofree gint8 *q = signed_codes (codes, &a, &n, error);
+      g_autofree gint8 *z = NULL;
+
+      if (q == NULL)
+        return FALSE;
+      if (zp && (z = signed_codes (zp, &a, &nz, error)) == NULL)
+        return FALSE;
+      if (a.symmetric)
+        for (gsize i = 0; i < nz; i++)
+          if (z[i] != 0)
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                           "tensor %s: a symmetric spec with a non-zero zero point (%d) cannot be written in %s",
+                           name, (int) z[i] - a.code_offset, FORMAT_NAME);
+              return FALSE;
+            }
+
+      if (g_str_equal (self->format, PACK_QUANTIZED))
+        {
+          gsize wpr;
+          guint32 *words = pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
+          gint64 wshape[2] = { (gint64) rows, (gint64) wpr };
+          gint64 *dims = g_new (gint64, 2);
+          gint64 dshape[1] = { 2 };
+          g_autofree char *packed_name = g_strconcat (layer, ".weight_packed", NULL);
+          g_autofree char *shape_name = g_strconcat (layer, ".weight_shape", NULL);
+
+          dims[0] = (gint64) rows;
+          dims[1] = (gint64) cols;
+          if (!_quark_format_add_owned (out, _quark_format_new_tensor (packed_name, QUARK_DTYPE_I32, wshape, 2, words,
+                                                                       rows * wpr * 4, error), error) ||
+              !_quark_format_add_owned (out, _quark_format_new_tensor (shape_name, QUARK_DTYPE_I64, dshape, 1, dims,
+                                                                       2 * sizeof (gint64), error), error) ||
+              !add_scales (out, out_scale, scale, scale_dtype, sshape, s_dims, error))
+            return FALSE;
+          if (a.symmetric || z == NULL)
+            return TRUE;
+          if (g_str_equal (a.strategy, "tensor"))
+            {
+              gint64 one[1] = { 1 };
+              gint8 *zb = g_memdup2 (z, 1);
+              return _quark_format_add_owned (out, _quark_format_new_tensor (out_zp, QUARK_DTYPE_I8, one, 1, zb, 1,
+                                                                             error), error);
+            }
+          {
+            /* zero points [O, G] packed along O: transpose, pack rows of O, transpose back */
+            gsize groups = (gsize) sshape[1], zwpr;
+            g_autofree gint8 *zt = _quark_format_transpose_codes (z, rows, groups);
+            g_autofree guint32 *zw = pack_rows (zt, groups, rows, a.num_bits, 0, &zwpr);
+            guint32 *zpacked = g_new (guint32, MAX (zwpr * groups, 1));
+            gint64 zshape[2] = { (gint64) zwpr, (gint64) groups };
+            for (gsize g = 0; g < groups; g++)
+              for (gsize w = 0; w < zwpr; w++)
+                zpacked[w * groups + g] = zw[g * zwpr + w];
+            return _quark_format_add_owned (out, _quark_format_new_tensor (out_zp, QUARK_DTYPE_I32, zshape, 2, zpacked,
+                                                                           zwpr * groups * 4, error), error);
+          }
+        }
+      /* int-quantized: int8 codes of the weight's shape */
+      {
+        g_autofree char *wname = g_strconcat (layer, ".weight", NULL);
+        if (!_quark_format_add_owned (out, _quark_format_new_tensor (wname, QUARK_DTYPE_I8, shape, 2,
+                                                                     g_steal_pointer (&q), n, error), error) ||
+            !add_scales (out, out_scale, scale, QUARK_DTYPE_F32, sshape, s_dims, error))
+          return FALSE;
+        if (a.symmetric || z == NULL)
+          return TRUE;
+        return _quark_format_add_owned (out, _quark_format_new_tensor (out_zp, QUARK_DTYPE_I8, sshape, s_dims,
+                                                                       g_steal_pointer (&z), nz, error), error);
+      }
+    }
+}
+
+static gboolean
+ct_export_activation (QuarkCheckpointFormat *self, const char *layer, QuarkRole role, QuarkTensorSpec *spec,
+                      QuarkTensor *scale, QuarkTensor *zero_point, QuarkModel *out, GError **error)
+{
+  g_autofree char *scale_name = g_strconcat (layer, ".input_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (layer, ".input_zero_point", NULL);
+  gint64 one[1] = { 1 };
+  CtArgs a;
+
+  if (role != QUARK_ROLE_INPUT)
+    return unsupported (error, "layer", layer, "output (KV-cache) quantization");
+  if (!ct_args_from_spec (spec, role, "layer", layer, &a, error))
+    return FALSE;
+  if (quark_tensor_get_n_elements (scale) != 1)
+    return unsupported (error, "layer", layer, "more than one static input scale");
+  if (!add_scales (out, scale_name, scale, QUARK_DTYPE_F32, one, 1, error))
+    return FALSE;
+  if (zero_point && !a.is_float && !a.symmetric)
+    {
+      gsize n;
+      gint8 *z = signed_codes (zero_point, &a, &n, error);
+      return z && _quark_format_add_owned (out, _quark_format_new_tensor (zp_name, QUARK_DTYPE_I8, one, 1, z, 1, error),
+                                           error);
+    }
+  return TRUE;
+}
+
+static JsonNode *
+ct_build_quantization_config (QuarkCheckpointFormat *format, GError **error)
+{
+  QuarkFormatCompressedTensors *self = (QuarkFormatCompressedTensors *) format;
+  g_auto(GStrv) layers = quark_checkpoint_format_get_layers (format);
+  g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func (g_free);      /* group key, in order */
+  g_autoptr(GPtrArray) members = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
+  g_autoptr(GPtrArray) schemes = g_ptr_array_new_with_free_func ((GDestroyNotify) json_node_unref);
+  JsonObject *qc = json_object_new (), *groups = json_object_new ();
+  JsonArray *ignore = json_array_new ();
+  gboolean all_linear = TRUE;
+  JsonNode *node;
+
+  for (guint i = 0; layers[i]; i++)
+    {
+      g_autoptr(QuarkTensorSpec) w = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_WEIGHT);
+      g_autoptr(QuarkTensorSpec) in = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_INPUT);
+      const char *type = quark_checkpoint_format_get_layer_type (format, layers[i]);
+      JsonObject *scheme;
+      JsonNode *scheme_node;
+      g_autofree char *key = NULL;
+      CtArgs wa, ia;
+      guint g;
+
+      if (w == NULL)
+        {
+          if (g_strcmp0 (type, "Linear") == 0)
+            json_array_add_string_element (ignore, layers[i]);
+          continue;
+        }
+      if (!ct_args_from_spec (w, QUARK_ROLE_WEIGHT, "layer", layers[i], &wa, error) ||
+          (in && !ct_args_from_spec (in, QUARK_ROLE_INPUT, "layer", layers[i], &ia, error)))
+        goto fail;
+      if (g_strcmp0 (type, "Linear") != 0)
+        all_linear = FALSE;
+      scheme = json_object_new ();
+      json_object_set_member (scheme, "weights", ct_args_to_json (&wa));
+      json_object_set_member (scheme, "input_activations", in ? ct_args_to_json (&ia) : json_node_new (JSON_NODE_NULL));
+      json_object_set_null_member (scheme, "output_activations");
+      scheme_node = json_node_alloc ();
+      json_node_init_object (scheme_node, scheme);
+      json_object_unref (scheme);
+      key = quark_json_to_string (scheme_node, FALSE);
+      for (g = 0; g < keys->len; g++)
+        if (g_str_equal (g_ptr_array_index (keys, g), key))
+          break;
+      if (g == keys->len)
+        {
+          g_ptr_array_add (keys, g_steal_pointer (&key));
+          g_ptr_array_add (members, g_ptr_array_new ());
+          g_ptr_array_add (schemes, scheme_node);
+        }
+      else
+        json_node_unref (scheme_node);
+      g_ptr_array_add (g_ptr_array_index (members, g), layers[i]);
+    }
+
+  for (guint g = 0; g < keys->len; g++)
+    {
+      JsonObject *scheme = json_object_ref (json_node_get_object (g_ptr_array_index (schemes, g)));
+      JsonArray *targets = json_array_new ();
+      GPtrArray *m = g_ptr_array_index (members, g);
+      g_autofree char *group_name = g_strdup_printf ("group_%u", g);
+      JsonObject *ordered = json_object_new ();
+
+      /* one scheme for every quantized Linear layer: target the type (as
+       * llm-compressor does); otherwise the layers by name */
+      if (keys->len == 1 && all_linear)
+        json_array_add_string_element (targets, "Linear");
+      else
+        for (guint k = 0; k < m->len; k++)
+          json_array_add_string_element (targets, g_ptr_array_index (m, k));
+      json_object_set_array_member (ordered, "targets", targets);
+      json_object_set_member (ordered, "weights", json_object_dup_member (scheme, "weights"));
+      json_object_set_member (ordered, "input_activations", json_object_dup_member (scheme, "input_activations"));
+      json_object_set_member (ordered, "output_activations", json_object_dup_member (scheme, "output_activations"));
+      json_object_set_object_member (groups, group_name, ordered);
+      json_object_unref (scheme);
+    }
+
+  json_object_set_string_member (qc, "quant_method", "compressed-tensors");
+  json_object_set_string_member (qc, "format", self->format ? self->format : PACK_QUANTIZED);
+  json_object_set_string_member (qc, "quantization_status", "compressed");
+  json_object_set_object_member (qc, "config_groups", groups);
+  json_object_set_array_member (qc, "ignore", ignore);
+  json_object_set_null_member (qc, "kv_cache_scheme");
+  json_object_set_null_member (qc, "global_compression_ratio");
+  node = json_node_alloc ();
+  json_node_init_object (node, qc);
+  json_object_unref (qc);
+  return node;
+
+fail:
+  json_object_unref (groups);
+  json_array_unref (ignore);
+  json_object_unref (qc);
+  return NULL;
+}
+
+static gboolean
+ct_recognizes (QuarkCheckpointFormat *self, JsonNode *qc)
+{
+  return g_strcmp0 (json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", ""),
+                    "compressed-tensors") == 0;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static gboolean
+bad_config (GError **error, const char *path, const char *what)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "quantization_config.%s: %s", path, what);
+  return FALSE;
+}
+
+/* QuantizationArgs from JSON, as compressed-tensors validates them (the
+ * strategy inferred from group_size when absent). */
+static gboolean
+ct_args_from_json (JsonNode *node, const char *path, CtArgs *a, GError **error)
+{
+  JsonObject *o;
+  const char *type, *strategy;
+  JsonNode *gs;
+
+  memset (a, 0, sizeof *a);
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    return bad_config (error, path, "expected an object");
+  o = json_node_get_object (node);
+  a->num_bits = (guint) json_object_get_int_member_with_default (o, "num_bits", 8);
+  type = json_object_get_string_member_with_default (o, "type", "int");
+  a->is_float = g_ascii_strcasecmp (type, "float") == 0;
+  if (!a->is_float && g_ascii_strcasecmp (type, "int") != 0)
+    return bad_config (error, path, "type is neither int nor float");
+  if (a->is_float ? a->num_bits != 8 : (a->num_bits < 2 || a->num_bits > 8))
+    return bad_config (error, path, "num_bits is not one libquark reads (int: 2 to 8, float: 8)");
+  a->symmetric = json_object_get_boolean_member_with_default (o, "symmetric", TRUE);
+  gs = json_object_get_member (o, "group_size");
+  a->group_size = gs && JSON_NODE_HOLDS_VALUE (gs) ? (int) json_node_get_int (gs) : 0;
+  strategy = json_object_has_member (o, "strategy") && JSON_NODE_HOLDS_VALUE (json_object_get_member (o, "strategy"))
+             ? json_object_get_string_member (o, "strategy") : NULL;
+  if (strategy == NULL)
+    strategy = a->group_size > 0 ? "group" : a->group_size == -1 ? "channel" : "tensor";
+  if (g_str_equal (strategy, "tensor") || g_str_equal (strategy, "channel") || g_str_equal (strategy, "group") ||
+      g_str_equal (strategy, "block") || g_str_equal (strategy, "token"))
+    a->strategy = g_intern_string (strategy);
+  else
+    return bad_config (error, path, "strategy is not one of tensor, channel, group, block, token");
+  if (g_str_equal (strategy, "group") && a->group_size <= 0)
+    return bad_config (error, path, "strategy group needs a positive group_size");
+  if (g_str_equal (strategy, "block"))
+    {
+      JsonNode *bs = json_object_get_member (o, "block_structure");
+      if (bs && JSON_NODE_HOLDS_ARRAY (bs) && json_array_get_length (json_node_get_array (bs)) == 2)
+        {
+          a->block[0] = (int) json_array_get_int_element (json_node_get_array (bs), 0);
+          a->block[1] = (int) json_array_get_int_element (json_node_get_array (bs), 1);
+        }
+      else if (bs && JSON_NODE_HOLDS_VALUE (bs) && json_node_get_value_type (bs) == G_TYPE_STRING)
+        {
+          if (sscanf (json_node_get_string (bs), "%dx%d", &a->block[0], &a->block[1]) != 2)
+            a->block[0] = 0;
+        }
+      if (a->block[0] <= 0 || a->block[1] <= 0)
+        return bad_config (error, path, "strategy block needs a block_structure of two positive sizes");
+    }
+  return TRUE;
+}
+
+/* Whether @layer matches a config group's target: its name, "re:REGEX" on
+ * its name, or the type "Linear". */
+static gboolean
+target_matches (const char *target, const char *layer, gboolean is_linear)
+{
+  if (g_str_has_prefix (target, "re:"))
+    return g_regex_match_simple (target + 3, layer, 0, 0);
+  if (g_str_equal (target, "Linear"))
+    return is_linear;
+  return g_str_equal (target, layer);
+}
+
+static gboolean
+in_list (JsonArray *list, const char *layer)
+{
+  for (guint i = 0; list && i < json_array_get_length (list); i++)
+    {
+      JsonNode *n = json_array_get_element (list, i);
+      if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING &&
+          target_matches (json_node_get_string (n), layer, FALSE))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* The logical dtype of b-bit signed codes. */
+static QuarkDType
+signed_dtype (guint bits)
+{
+  static const QuarkDType by_bits[] = { 0, 0, QUARK_DTYPE_INT2, QUARK_DTYPE_INT3, QUARK_DTYPE_INT4, QUARK_DTYPE_INT5,
+                                        QUARK_DTYPE_INT6, QUARK_DTYPE_INT7, QUARK_DTYPE_I8 };
+  return by_bits[bits];
+}
+
+static gint8 *
+unpack_rows (const guint32 *words, gsize rows, gsize wpr, gsize n, guint bits)
+{
+  guint per_word = 32 / bits;
+  guint32 mask = (1u << bits) - 1;
+  gint8 *q = g_malloc (MAX (rows * n, 1));
+
+  for (gsize r = 0; r < rows; r++)
+    for (gsize k = 0; k < n; k++)
+      q[r * n + k] = (gint8) ((gint32) ((words[r * wpr + k / per_word] >> (bits * (k % per_word))) & mask) -
+                              (1 << (bits - 1)));
+  return q;
+}
+
+static gboolean
+need_tensor (QuarkModel *m, const char *name, QuarkDType dtype, QuarkTensor **t, GError **error)
+{
+  *t = quark_model_get_tensor (m, name);
+  if (*t == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s is missing", name);
+      return FALSE;
+    }
+  if (dtype != QUARK_DTYPE_F64 && quark_tensor_get_dtype (*t) != dtype)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: dtype %s, expected %s", name,
+                   quark_dtype_get_name (quark_tensor_get_dtype (*t)), quark_dtype_get_name (dtype));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* One stored layer back to float32 through the spec the args describe. */
+static QuarkTensor *
+dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char *format, GError **error)
+{
+  g_autofree char *wname = g_strconcat (layer, ".weight", NULL);
+  g_autofree char *pname = g_strconcat (layer, ".weight_packed", NULL);
+  g_autofree char *shname = g_strconcat (layer, ".weight_shape", NULL);
+  g_autofree char *sname = g_strconcat (layer, ".weight_scale", NULL);
+  g_autofree char *zname = g_strconcat (layer, ".weight_zero_point", NULL);
+  g_autofree char *gname = g_strconcat (layer, ".weight_g_idx", NULL);
+  QuarkTensor *scale, *zp_t, *t;
+  g_autoptr(QuarkTensor) codes = NULL, zp = NULL, scale32 = NULL;
+  g_autoptr(QuarkTensorSpec) spec = NULL;
+  QuarkDType dtype = a->is_float ? QUARK_DTYPE_F8_E4M3 : signed_dtype (a->num_bits);
+  gsize rows, cols, n_scale;
+  g_autofree float *s = NULL;
+  QuarkTensor *result;
+
+  if (quark_model_get_tensor (m, gname))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "tensor %s: activation-ordered groups (weight_g_idx) are not read yet", gname);
+      return NULL;
+    }
+  if (!need_tensor (m, sname, QUARK_DTYPE_F64, &scale, error))
+    return NULL;
+  if (quark_model_get_tensor (m, pname))
+    {
+      const gint64 *shape;
+      guint n_dims;
+      gint64 dims[2], lshape[2];
+      if (a->is_float || !need_tensor (m, pname, QUARK_DTYPE_I32, &t, error) ||
+          !need_tensor (m, shname, QUARK_DTYPE_F64, &zp_t, error))
+        {
+          if (a->is_float)
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: packed, but the scheme is float",
+                         pname);
+          return NULL;
+        }
+      {
+        gsize nd;
+        g_autofree float *d = quark_tensor_to_floats (zp_t, &nd, error);
+        if (d == NULL)
+          return NULL;
+        if (nd != 2 || d[0] < 0 || d[1] < 0)
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: expected two dimensions", shname);
+            return NULL;
+          }
+        dims[0] = (gint64) d[0];
+        dims[1] = (gint64) d[1];
+      }
+      shape = quark_tensor_get_shape (t, &n_dims);
+      rows = (gsize) dims[0];
+      cols = (gsize) dims[1];
+      if (n_dims != 2 || (gsize) shape[0] != rows ||
+          (gsize) shape[1] != (cols + 32 / a->num_bits - 1) / (32 / a->num_bits))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: its shape does not fit weight_shape",
+                       pname);
+          return NULL;
+        }
+      lshape[0] = (gint64) rows;
+      lshape[1] = (gint64) cols;
+      codes = _quark_format_new_tensor (wname, dtype, lshape, 2,
+                                        unpack_rows (quark_tensor_peek_data (t, NULL), rows, (gsize) shape[1], cols,
+                                                     a->num_bits), rows * cols, error);
+      if (codes == NULL)
+        return NULL;
+    }
+  else
+    {
+      const gint64 *shape;
+      if (!need_tensor (m, wname, a->is_float ? QUARK_DTYPE_F8_E4M3 : QUARK_DTYPE_I8, &t, error))
+        return NULL;
+      if (quark_tensor_get_n_dims (t) != 2)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: expected 2 dimensions", wname);
+          return NULL;
+        }
+      shape = quark_tensor_get_shape (t, NULL);
+      rows = (gsize) shape[0];
+      cols = (gsize) shape[1];
+      /* int8 storage of narrower codes: the logical dtype over the same bytes */
+      codes = quark_tensor_new (wname, dtype, shape, 2, quark_tensor_get_data (t), error);
+      if (codes == NULL)
+        return NULL;
+    }
+  (void) format;
+
+  /* the spec */
+  if (g_str_equal (a->strategy, "tensor"))
+    spec = quark_tensor_spec_new (dtype, QUARK_QSCHEME_PER_TENSOR);
+  else if (g_str_equal (a->strategy, "channel"))
+    {
+      spec = quark_tensor_spec_new (dtype, QUARK_QSCHEME_PER_CHANNEL);
+      g_object_set (spec, "ch-axis", 0, NULL);
+    }
+  else if (g_str_equal (a->strategy, "group"))
+    {
+      spec = quark_tensor_spec_new (dtype, QUARK_QSCHEME_PER_GROUP);
+      g_object_set (spec, "ch-axis", -1, "group-size", a->group_size, NULL);
+    }
+  else if (g_str_equal (a->strategy, "block"))
+    {
+      spec = quark_tensor_spec_new (dtype, QUARK_QSCHEME_PER_BLOCK);
+      gint32 block[2] = { a->block[0], a->block[1] };
+      g_object_set (spec, "block-size", g_variant_new_fixed_array (G_VARIANT_TYPE_INT32, block, 2, sizeof (gint32)),
+                    NULL);
+    }
+  else
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "layer %s: weights with strategy %s", layer,
+                   a->strategy);
+      return NULL;
+    }
+  g_object_set (spec, "symmetric", a->symmetric, NULL);
+
+  /* scales as float32, zero points as signed codes */
+  if ((s = quark_tensor_to_floats (scale, &n_scale, error)) == NULL)
+    return NULL;
+  {
+    gint64 n1[1] = { (gint64) n_scale };
+    scale32 = quark_tensor_new_from_floats (sname, n1, 1, s, n_scale, error);
+    if (scale32 == NULL)
+      return NULL;
+  }
+  if (!a->symmetric && !a->is_float && (zp_t = quark_model_get_tensor (m, zname)) != NULL)
+    {
+      gint64 n1[1] = { (gint64) n_scale };
+      if (quark_tensor_get_dtype (zp_t) == QUARK_DTYPE_I32 && !g_str_equal (a->strategy, "tensor") &&
+          g_str_equal (format, PACK_QUANTIZED))
+        {
+          /* packed along the output dimension: [ceil(O / pf), G] */
+          gsize groups = n_scale / MAX (rows, 1), zwpr = quark_tensor_get_n_elements (zp_t) / MAX (groups, 1);
+          const guint32 *zw = quark_tensor_peek_data (zp_t, NULL);
+          g_autofree guint32 *zwt = g_new (guint32, MAX (zwpr * groups, 1));
+          g_autofree gint8 *zt = NULL;
+          if (zwpr * groups != quark_tensor_get_n_elements (zp_t) || zwpr != (rows + 32 / a->num_bits - 1) / (32 / a->num_bits))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: its shape does not fit the scales",
+                           zname);
+              return NULL;
+            }
+          for (gsize w = 0; w < zwpr; w++)
+            for (gsize g = 0; g < groups; g++)
+              zwt[g * zwpr + w] = zw[w * groups + g];
+          zt = unpack_rows (zwt, groups, zwpr, rows, a->num_bits);
+          zp = _quark_format_new_tensor (zname, dtype, n1, 1, _quark_format_transpose_codes (zt, groups, rows), n_scale,
+                                         error);
+        }
+      else if (quark_tensor_get_n_elements (zp_t) == n_scale &&
+               (quark_tensor_get_dtype (zp_t) == QUARK_DTYPE_I8 || quark_tensor_get_dtype (zp_t) == QUARK_DTYPE_I32))
+        {
+          gsize nz;
+          g_autofree float *zf = quark_tensor_to_floats (zp_t, &nz, error);
+          gint8 *zb = g_malloc (MAX (nz, 1));
+          if (zf == NULL)
+            {
+              g_free (zb);
+              return NULL;
+            }
+          for (gsize i = 0; i < nz; i++)
+            zb[i] = (gint8) zf[i];
+          zp = _quark_format_new_tensor (zname, dtype, n1, 1, zb, nz, error);
+        }
+      else
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: its layout does not fit the scales",
+                       zname);
+          return NULL;
+        }
+      if (zp == NULL)
+        return NULL;
+    }
+  else if (!a->symmetric && !a->is_float)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s is missing (the scheme is asymmetric)",
+                   zname);
+      return NULL;
+    }
+
+  result = quark_tensor_spec_dequantize (spec, codes, scale32, zp, error);
+  if (result)
+    {
+      /* under the weight's own name */
+      QuarkTensor *renamed = _quark_format_renamed (result, wname, error);
+      g_object_unref (result);
+      result = renamed;
+    }
+  return result;
+}
+
+static gboolean
+is_parameter_name (const char *name)
+{
+  static const char * const suffixes[] = { ".weight_packed", ".weight_shape", ".weight_scale", ".weight_zero_point",
+                                            ".weight_g_idx", ".input_scale", ".input_zero_point", ".output_scale",
+                                            ".output_zero_point", ".k_scale", ".v_scale", NULL };
+  for (guint i = 0; suffixes[i]; i++)
+    if (g_str_has_suffix (name, suffixes[i]))
+      return TRUE;
+  return FALSE;
+}
+
+static QuarkModel *
+ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError **error)
+{
+  JsonNode *metadata = quark_model_get_metadata (checkpoint), *qcn;
+  JsonObject *qc, *groups;
+  JsonArray *ignore = NULL;
+  const char *format;
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autoptr(GHashTable) done = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GList) group_names = NULL;
+
+  qcn = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
+        ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
+  if (qcn == NULL || !JSON_NODE_HOLDS_OBJECT (qcn))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "config.json has no quantization_config");
+      return NULL;
+    }
+  qc = json_node_get_object (qcn);
+  format = json_object_get_string_member_with_default (qc, "format", PACK_QUANTIZED);
+  if (!g_str_equal (format, PACK_QUANTIZED) && !g_str_equal (format, INT_QUANTIZED) &&
+      !g_str_equal (format, FLOAT_QUANTIZED) && !g_str_equal (format, "naive-quantized"))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "quantization_config.format: \"%s\" is not read (pack-quantized, int-quantized, float-quantized "
+                   "and naive-quantized are)", format);
+      return NULL;
+    }
+  if (!json_object_has_member (qc, "config_groups") ||
+      !JSON_NODE_HOLDS_OBJECT (json_object_get_member (qc, "config_groups")))
+    {
+      bad_config (error, "config_groups", "expected an object");
+      return NULL;
+    }
+  groups = json_object_get_object_member (qc, "config_groups");
+  if (json_object_has_member (qc, "ignore") && JSON_NODE_HOLDS_ARRAY (json_object_get_member (qc, "ignore")))
+    ignore = json_object_get_array_member (qc, "ignore");
+  group_names = json_object_get_members (groups);
+
+  for (guint i = 0; i < quark_model_get_n_tensors (checkpoint); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (checkpoint, i);
+      const char *name = quark_tensor_get_name (t);
+      g_autofree char *layer = NULL;
+      const char *suffix = g_str_has_suffix (name, ".weight_packed") ? ".weight_packed"
+                           : g_str_has_suffix (name, ".weight") ? ".weight" : NULL;
+      gboolean quantized = FALSE;
+
+      if (suffix)
+        {
+          g_autofree char *sname = NULL;
+          layer = g_strndup (name, strlen (name) - strlen (suffix));
+          sname = g_strconcat (layer, ".weight_scale", NULL);
+          quantized = quark_model_get_tensor (checkpoint, sname) != NULL;
+        }
+      if (quantized && !in_list (ignore, layer))
+        {
+          gboolean is_linear = quark_tensor_get_n_dims (t) == 2;
+          CtArgs a;
+          g_autoptr(QuarkTensor) x = NULL;
+          gboolean matched = FALSE;
+
+          for (GList *l = group_names; l && !matched; l = l->next)
+            {
+              JsonNode *gn = json_object_get_member (groups, l->data);
+              JsonObject *g;
+              JsonArray *targets;
+              g_autofree char *path = g_strdup_printf ("config_groups.%s", (const char *) l->data);
+              if (!JSON_NODE_HOLDS_OBJECT (gn))
+                {
+                  bad_config (error, path, "expected an object");
+                  return NULL;
+                }
+              g = json_node_get_object (gn);
+              if (!json_object_has_member (g, "targets") || !JSON_NODE_HOLDS_ARRAY (json_object_get_member (g, "targets")))
+                {
+                  g_autofree char *tp = g_strconcat (path, ".targets", NULL);
+                  bad_config (error, tp, "expected a list");
+                  return NULL;
+                }
+              targets = json_object_get_array_member (g, "targets");
+              for (guint k = 0; k < json_array_get_length (targets) && !matched; k++)
+                {
+                  JsonNode *tn = json_array_get_element (targets, k);
+                  if (JSON_NODE_HOLDS_VALUE (tn) && json_node_get_value_type (tn) == G_TYPE_STRING)
+                    matched = target_matches (json_node_get_string (tn), layer, is_linear);
+                }
+              if (matched)
+                {
+                  g_autofree char *wp = g_strconcat (path, ".weights", NULL);
+                  if (!ct_args_from_json (json_object_get_member (g, "weights"), wp, &a, error))
+                    return NULL;
+                }
+            }
+          if (!matched)
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                           "layer %s has quantized weights but no config group targets it", layer);
+              return NULL;
+            }
+          if ((x = dequantize_layer (checkpoint, layer, &a, format, error)) == NULL ||
+              !quark_model_add_tensor (out, x, error))
+            return NULL;
+          continue;
+        }
+      if (is_parameter_name (name))
+        continue;
+      if (!quark_model_add_tensor (out, t, error))
+        return NULL;
+    }
+  quark_model_set_metadata (out, metadata);
+  return g_steal_pointer (&out);
+}
+
+static void
+_quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *klass)
+{
+  QuarkCheckpointFormatClass *format_class = QUARK_CHECKPOINT_FORMAT_CLASS (klass);
+
+  format_class->name = "compressed-tensors";
+  format_class->description = "llm-compressor's layout (vLLM's compressed_tensors path, transformers)";
+  format_class->prepare = ct_prepare;
+  format_class->check_weight = ct_check_weight;
+  format_class->get_scale_dtype = ct_get_scale_dtype;
+  format_class->write_weight = ct_export_weight;
+  format_class->write_activation = ct_export_activation;
+  format_class->build_quantization_config = ct_build_quantization_config;
+  format_class->recognizes = ct_recognizes;
+  format_class->dequantize_model = ct_dequantize_model;
+}
+
+static void
+_quark_format_compressed_tensors_init (QuarkFormatCompressedTensors *self)
+{
+}

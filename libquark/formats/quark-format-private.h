@@ -1,0 +1,31 @@
+/* quark-format-private.h: what the built-in checkpoint formats share
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "quark-checkpoint-format.h"
+#include "quark-error.h"
+#include "quark-dtype.h"
+
+G_BEGIN_DECLS
+
+/* the built-in formats, registered by the registry */
+GType         _quark_format_quark_get_type              (void);
+GType         _quark_format_compressed_tensors_get_type (void);
+
+/* a tensor over @data (taken, @size bytes) */
+QuarkTensor * _quark_format_new_tensor  (const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims,
+                                         gpointer data, gsize size, GError **error);
+/* adds @tensor (taken; NULL fails) to @out */
+gboolean      _quark_format_add_owned   (QuarkModel *out, QuarkTensor *tensor, GError **error);
+/* @t under another name (shares its data) */
+QuarkTensor * _quark_format_renamed     (QuarkTensor *t, const char *name, GError **error);
+/* [rows, cols] bytes to [cols, rows] */
+gint8 *       _quark_format_transpose_codes  (const gint8 *codes, gsize rows, gsize cols);
+/* [rows, cols] floats to [cols, rows] */
+float *       _quark_format_transpose_floats (const float *x, gsize rows, gsize cols);
+gboolean      _quark_format_need_multiple (const char *format, const char *name, gsize value, gsize multiple,
+                                           const char *what, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,83 @@
+/* quark-format-util.c: what the built-in checkpoint formats share
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-format-private.h"
+
+#include <string.h>
+
+QuarkTensor *
+_quark_format_new_tensor (const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims, gpointer data,
+                          gsize size, GError **error)
+{
+  g_autoptr(GBytes) bytes = g_bytes_new_take (data, size);
+  return quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
+}
+
+gboolean
+_quark_format_add_owned (QuarkModel *out, QuarkTensor *tensor, GError **error)
+{
+  g_autoptr(QuarkTensor) owned = tensor;
+  return owned != NULL && quark_model_add_tensor (out, owned, error);
+}
+
+QuarkTensor *
+_quark_format_renamed (QuarkTensor *t, const char *name, GError **error)
+{
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+  return quark_tensor_new (name, quark_tensor_get_dtype (t), shape, n_dims, quark_tensor_get_data (t), error);
+}
+
+gint8 *
+_quark_format_transpose_codes (const gint8 *codes, gsize rows, gsize cols)
+{
+  gint8 *t = g_malloc (MAX (rows * cols, 1));
+  gsize r0 = 0, c0;
+
+  /* in tiles of 16 x 16 with constant bounds (unrolled, kept in cache),
+   * then the edges */
+  for (; r0 + 16 <= rows; r0 += 16)
+    {
+      for (c0 = 0; c0 + 16 <= cols; c0 += 16)
+        {
+          gint8 tile[16][16];
+          for (gsize r = 0; r < 16; r++)
+            memcpy (tile[r], codes + (r0 + r) * cols + c0, 16);
+          for (gsize c = 0; c < 16; c++)
+            for (gsize r = 0; r < 16; r++)
+              t[(c0 + c) * rows + r0 + r] = tile[r][c];
+        }
+      for (gsize r = r0; r < r0 + 16; r++)
+        for (gsize c = c0; c < cols; c++)
+          t[c * rows + r] = codes[r * cols + c];
+    }
+  for (gsize r = r0; r < rows; r++)
+    for (gsize c = 0; c < cols; c++)
+      t[c * rows + r] = codes[r * cols + c];
+  return t;
+}
+
+float *
+_quark_format_transpose_floats (const float *x, gsize rows, gsize cols)
+{
+  float *t = g_malloc (MAX (rows * cols, 1) * sizeof (float));
+  for (gsize r = 0; r < rows; r++)
+    for (gsize c = 0; c < cols; c++)
+      t[c * rows + r] = x[r * cols + c];
+  return t;
+}
+
+gboolean
+_quark_format_need_multiple (const char *format, const char *name, gsize value, gsize multiple, const char *what,
+                             GError **error)
+{
+  if (value % multiple == 0)
+    return TRUE;
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "tensor %s: the %s (%" G_GSIZE_FORMAT ") must be a multiple of %" G_GSIZE_FORMAT " for %s",
+               name, what, value, multiple, format);
+  return FALSE;
+}

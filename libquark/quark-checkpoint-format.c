@@ -1,0 +1,581 @@
+/* quark-checkpoint-format.c: checkpoint formats
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-checkpoint-format.h"
+#include "quark-error.h"
+#include "quark-json.h"
+
+#include <string.h>
+
+/**
+ * QuarkCheckpointFormat:
+ *
+ * A checkpoint format: how a quantized model is laid out on disk for the
+ * engine that loads it (AMD Quark's layout, compressed-tensors, …).
+ *
+ * Formats are independent of a backend's numerics: a backend computes
+ * codes, scales and zero points (the logical tensors
+ * [method@Quark.ModelQuantizer.quantize_tensor] returns) and hands each
+ * quantized weight and each layer's static activation parameters to a format
+ * instance, which adds the tensors of its layout to the output and, at the
+ * end, writes the `quantization_config` that describes them. Formats are
+ * registered by name in the registry beside backends
+ * ([method@Quark.Registry.list_formats]); a backend's `export-format`
+ * property selects one.
+ *
+ * An instance serves one export: it records every layer it was given (the
+ * layer type and the spec of each role), which
+ * [method@Quark.CheckpointFormat.build_quantization_config] reads. Export
+ * methods may be called from several threads at once.
+ */
+
+typedef struct {
+  char *type;
+  QuarkTensorSpec *spec[QUARK_ROLE_BIAS + 1];
+} LayerRecord;
+
+typedef struct {
+  GMutex lock;
+  GHashTable *layers;   /* layer name -> LayerRecord */
+  JsonNode *backend_config;
+} QuarkCheckpointFormatPrivate;
+
+G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (QuarkCheckpointFormat, quark_checkpoint_format, G_TYPE_OBJECT)
+
+static void
+layer_record_free (gpointer data)
+{
+  LayerRecord *r = data;
+
+  g_free (r->type);
+  for (guint i = 0; i < G_N_ELEMENTS (r->spec); i++)
+    g_clear_object (&r->spec[i]);
+  g_free (r);
+}
+
+static void
+quark_checkpoint_format_finalize (GObject *object)
+{
+  QuarkCheckpointFormatPrivate *priv =
+    quark_checkpoint_format_get_instance_private (QUARK_CHECKPOINT_FORMAT (object));
+
+  g_hash_table_unref (priv->layers);
+  g_clear_pointer (&priv->backend_config, json_node_unref);
+  g_mutex_clear (&priv->lock);
+  G_OBJECT_CLASS (quark_checkpoint_format_parent_class)->finalize (object);
+}
+
+static gboolean
+default_check_weight (QuarkCheckpointFormat *self, const char *name, const gint64 *shape, guint n_dims,
+                      QuarkTensorSpec *spec, GError **error)
+{
+  return TRUE;
+}
+
+static gboolean
+default_prepare (QuarkCheckpointFormat *self, GError **error)
+{
+  return TRUE;
+}
+
+static QuarkDType
+default_get_scale_dtype (QuarkCheckpointFormat *self, const char *layer, QuarkTensorSpec *spec,
+                         QuarkDType weight_dtype)
+{
+  return QUARK_DTYPE_F32;
+}
+
+static QuarkTensor *
+renamed (QuarkTensor *t, const char *name, GError **error)
+{
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+  GBytes *data = quark_tensor_get_data (t);
+
+  return quark_tensor_new (name, quark_tensor_get_dtype (t), shape, n_dims, data, error);
+}
+
+static gboolean
+default_export_activation (QuarkCheckpointFormat *self, const char *layer, QuarkRole role, QuarkTensorSpec *spec,
+                           QuarkTensor *scale, QuarkTensor *zero_point, QuarkModel *out, GError **error)
+{
+  const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
+  g_autofree char *scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
+  g_autofree char *zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
+  g_autoptr(QuarkTensor) s = renamed (scale, scale_name, error);
+
+  if (s == NULL || !quark_model_add_tensor (out, s, error))
+    return FALSE;
+  if (zero_point)
+    {
+      g_autoptr(QuarkTensor) z = renamed (zero_point, zp_name, error);
+      return z && quark_model_add_tensor (out, z, error);
+    }
+  return TRUE;
+}
+
+static gboolean
+default_recognizes (QuarkCheckpointFormat *self, JsonNode *quantization_config)
+{
+  return FALSE;
+}
+
+static void
+quark_checkpoint_format_class_init (QuarkCheckpointFormatClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = quark_checkpoint_format_finalize;
+  klass->check_weight = default_check_weight;
+  klass->prepare = default_prepare;
+  klass->get_scale_dtype = default_get_scale_dtype;
+  klass->write_activation = default_export_activation;
+  klass->recognizes = default_recognizes;
+}
+
+static void
+quark_checkpoint_format_init (QuarkCheckpointFormat *self)
+{
+  QuarkCheckpointFormatPrivate *priv = quark_checkpoint_format_get_instance_private (self);
+
+  g_mutex_init (&priv->lock);
+  priv->layers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, layer_record_free);
+}
+
+/**
+ * quark_checkpoint_format_get_name:
+ * @self: a format
+ *
+ * Gets the name the format is registered under.
+ *
+ * Returns: the format's registered name
+ */
+const char *
+quark_checkpoint_format_get_name (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->name;
+}
+
+/**
+ * quark_checkpoint_format_get_description:
+ * @self: a format
+ *
+ * Gets the one-line description `quark formats` prints.
+ *
+ * Returns: one line describing the format
+ */
+const char *
+quark_checkpoint_format_get_description (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->description;
+}
+
+/**
+ * quark_checkpoint_format_check_weight:
+ * @self: a format
+ * @name: the weight's tensor name
+ * @shape: (array length=n_dims): its shape
+ * @n_dims: its number of dimensions
+ * @spec: the spec it is to be quantized with
+ * @error: return location for a #GError
+ *
+ * Checks, before any work, that the format can write this weight with this
+ * spec; the error names the tensor.
+ *
+ * Returns: %TRUE if it can
+ */
+gboolean
+quark_checkpoint_format_check_weight (QuarkCheckpointFormat *self, const char *name, const gint64 *shape,
+                                      guint n_dims, QuarkTensorSpec *spec, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (name != NULL && spec != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->check_weight (self, name, shape, n_dims, spec, error);
+}
+
+/**
+ * quark_checkpoint_format_prepare:
+ * @self: a format
+ * @error: return location for a #GError
+ *
+ * Called by a backend once it has noted every layer
+ * ([method@Quark.CheckpointFormat.note_layer]) and before it quantizes
+ * anything: fails when the layers together cannot be written in this
+ * format, naming a layer.
+ *
+ * Returns: %TRUE if they can
+ */
+gboolean
+quark_checkpoint_format_prepare (QuarkCheckpointFormat *self, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->prepare (self, error);
+}
+
+/**
+ * quark_checkpoint_format_get_scale_dtype:
+ * @self: a format
+ * @layer: the layer the weight belongs to
+ * @spec: the weight's spec
+ * @weight_dtype: the dtype of the float weight being quantized
+ *
+ * The dtype the weight scales of @layer are stored in (the dtype the
+ * loader of the format allocates for them). A backend rounds each scale to
+ * this dtype before it computes codes with it, so the stored scale is
+ * exactly the one the codes were made with.
+ *
+ * Returns: %QUARK_DTYPE_F32, %QUARK_DTYPE_BF16 or %QUARK_DTYPE_F16
+ */
+QuarkDType
+quark_checkpoint_format_get_scale_dtype (QuarkCheckpointFormat *self, const char *layer, QuarkTensorSpec *spec,
+                                         QuarkDType weight_dtype)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), QUARK_DTYPE_F32);
+  g_return_val_if_fail (layer != NULL && spec != NULL, QUARK_DTYPE_F32);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->get_scale_dtype (self, layer, spec, weight_dtype);
+}
+
+/**
+ * quark_checkpoint_format_note_layer:
+ * @self: a format
+ * @layer: the layer name
+ * @layer_type: (nullable): its type ("Linear", "Conv2d", …)
+ * @role: the role @spec is for
+ * @spec: (nullable): the spec, or %NULL when the role is not quantized
+ *
+ * Records a layer's spec for the final `quantization_config`. The export
+ * methods call it; backends call it for dynamic activation specs, which
+ * have no stored parameters.
+ */
+void
+quark_checkpoint_format_note_layer (QuarkCheckpointFormat *self, const char *layer, const char *layer_type,
+                                    QuarkRole role, QuarkTensorSpec *spec)
+{
+  QuarkCheckpointFormatPrivate *priv;
+  LayerRecord *r;
+
+  g_return_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self));
+  g_return_if_fail (layer != NULL && role <= QUARK_ROLE_BIAS);
+  priv = quark_checkpoint_format_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  r = g_hash_table_lookup (priv->layers, layer);
+  if (r == NULL)
+    {
+      r = g_new0 (LayerRecord, 1);
+      g_hash_table_insert (priv->layers, g_strdup (layer), r);
+    }
+  if (layer_type && r->type == NULL)
+    r->type = g_strdup (layer_type);
+  g_clear_object (&r->spec[role]);
+  r->spec[role] = spec ? quark_tensor_spec_copy (spec) : NULL;
+  g_mutex_unlock (&priv->lock);
+}
+
+/**
+ * quark_checkpoint_format_export_weight:
+ * @self: a format
+ * @layer: the layer the weight belongs to
+ * @layer_type: (nullable): the layer's type ("Linear", "Conv2d", …)
+ * @name: the weight's tensor name
+ * @spec: the spec it was quantized with
+ * @logical: NAME (codes), NAME_scale and NAME_zero_point, as
+ *   [method@Quark.ModelQuantizer.quantize_tensor] returns them
+ * @out: the model the format's tensors are added to
+ * @error: return location for a #GError
+ *
+ * Writes one quantized weight in the format's layout, and records the layer.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+quark_checkpoint_format_export_weight (QuarkCheckpointFormat *self, const char *layer, const char *layer_type,
+                                       const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
+                                       QuarkModel *out, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (layer != NULL && name != NULL && spec != NULL, FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (logical) && QUARK_IS_MODEL (out), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (quark_model_get_tensor (logical, name) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "tensor %s: no codes to export", name);
+      return FALSE;
+    }
+  quark_checkpoint_format_note_layer (self, layer, layer_type, QUARK_ROLE_WEIGHT, spec);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->write_weight (self, name, spec, logical, out, error);
+}
+
+/**
+ * quark_checkpoint_format_export_activation:
+ * @self: a format
+ * @layer: the layer
+ * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
+ * @spec: the activation spec
+ * @scale: the float32 scale (a scalar, or one per channel)
+ * @zero_point: (nullable): the zero point, for integer specs
+ * @out: the model the format's tensors are added to
+ * @error: return location for a #GError
+ *
+ * Writes a layer's static activation parameters, and records the spec.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+quark_checkpoint_format_export_activation (QuarkCheckpointFormat *self, const char *layer, QuarkRole role,
+                                           QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
+                                           QuarkModel *out, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (layer != NULL && spec != NULL && QUARK_IS_TENSOR (scale), FALSE);
+  g_return_val_if_fail (role == QUARK_ROLE_INPUT || role == QUARK_ROLE_OUTPUT, FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (out), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  quark_checkpoint_format_note_layer (self, layer, NULL, role, spec);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->write_activation (self, layer, role, spec, scale, zero_point,
+                                                                      out, error);
+}
+
+/**
+ * quark_checkpoint_format_set_backend_config:
+ * @self: a format
+ * @backend_config: (nullable): the backend's description of its config
+ *
+ * Gives the format the backend's own description of the export: for
+ * AMD Quark's layout, the `quantization_config` in AMD Quark's schema
+ * (`quant_method` "quark", with its `export` options such as
+ * `pack_method`). Set it before exporting weights. The node is copied.
+ */
+void
+quark_checkpoint_format_set_backend_config (QuarkCheckpointFormat *self, JsonNode *backend_config)
+{
+  QuarkCheckpointFormatPrivate *priv;
+
+  g_return_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self));
+  priv = quark_checkpoint_format_get_instance_private (self);
+  g_clear_pointer (&priv->backend_config, json_node_unref);
+  priv->backend_config = backend_config ? quark_json_copy (backend_config) : NULL;
+}
+
+/**
+ * quark_checkpoint_format_get_backend_config:
+ * @self: a format
+ *
+ * Gets the backend's description of the export.
+ *
+ * Returns: (transfer none) (nullable): the backend's description, as set
+ */
+JsonNode *
+quark_checkpoint_format_get_backend_config (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  return ((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->backend_config;
+}
+
+/**
+ * quark_checkpoint_format_build_quantization_config:
+ * @self: a format
+ * @error: return location for a #GError
+ *
+ * Describes the export for the output's `config.json`, once every weight
+ * is exported.
+ *
+ * Returns: (transfer full): the `quantization_config` object for the
+ *   output's `config.json`, or %NULL with @error set
+ */
+JsonNode *
+quark_checkpoint_format_build_quantization_config (QuarkCheckpointFormat *self, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->build_quantization_config (self, error);
+}
+
+/**
+ * quark_checkpoint_format_recognizes:
+ * @self: a format
+ * @quantization_config: a checkpoint's `quantization_config`
+ *
+ * Tells whether a checkpoint is in this format (`quark inspect` names the
+ * format with it).
+ *
+ * Returns: whether a checkpoint described so is in this format
+ */
+gboolean
+quark_checkpoint_format_recognizes (QuarkCheckpointFormat *self, JsonNode *quantization_config)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  if (quantization_config == NULL || !JSON_NODE_HOLDS_OBJECT (quantization_config))
+    return FALSE;
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->recognizes (self, quantization_config);
+}
+
+/**
+ * quark_checkpoint_format_import_weight:
+ * @self: a format
+ * @checkpoint: a checkpoint in this format
+ * @name: a quantized weight's name
+ * @spec: the spec it was quantized with
+ * @logical: the model NAME (codes), NAME_scale and NAME_zero_point are added to
+ * @error: return location for a #GError
+ *
+ * The inverse of [method@Quark.CheckpointFormat.export_weight].
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+quark_checkpoint_format_import_weight (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *name,
+                                       QuarkTensorSpec *spec, QuarkModel *logical, GError **error)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (checkpoint) && QUARK_IS_MODEL (logical), FALSE);
+  g_return_val_if_fail (name != NULL && spec != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  if (klass->read_weight == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "the %s checkpoint format cannot be read weight by weight", klass->name);
+      return FALSE;
+    }
+  return klass->read_weight (self, checkpoint, name, spec, logical, error);
+}
+
+/**
+ * quark_checkpoint_format_can_dequantize:
+ * @self: a format
+ *
+ * Tells whether the format reads its checkpoints back on its own.
+ *
+ * Returns: whether [method@Quark.CheckpointFormat.dequantize_model] works
+ *   without a backend (the format's config describes every tensor)
+ */
+gboolean
+quark_checkpoint_format_can_dequantize (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->dequantize_model != NULL;
+}
+
+/**
+ * quark_checkpoint_format_dequantize_model:
+ * @self: a format
+ * @checkpoint: a checkpoint in this format (with its `config.json` metadata)
+ * @error: return location for a #GError
+ *
+ * Reads every quantized weight back to float32; other tensors pass through.
+ *
+ * Returns: (transfer full): the dequantized model, or %NULL with @error set
+ */
+QuarkModel *
+quark_checkpoint_format_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError **error)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  if (klass->dequantize_model == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "the %s checkpoint format is read back by the backend its config names", klass->name);
+      return NULL;
+    }
+  return klass->dequantize_model (self, checkpoint, error);
+}
+
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/**
+ * quark_checkpoint_format_get_layers:
+ * @self: a format
+ *
+ * Lists the layers noted so far (quantized or left in float).
+ *
+ * Returns: (transfer full): the layers recorded so far, sorted by name
+ */
+char **
+quark_checkpoint_format_get_layers (QuarkCheckpointFormat *self)
+{
+  QuarkCheckpointFormatPrivate *priv;
+  GPtrArray *names = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer key;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  priv = quark_checkpoint_format_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  g_hash_table_iter_init (&iter, priv->layers);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    g_ptr_array_add (names, g_strdup (key));
+  g_mutex_unlock (&priv->lock);
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_free (names, FALSE);
+}
+
+/**
+ * quark_checkpoint_format_get_layer_type:
+ * @self: a format
+ * @layer: a recorded layer
+ *
+ * Gets the type a layer was noted with.
+ *
+ * Returns: (nullable): its type, as the backend gave it
+ */
+const char *
+quark_checkpoint_format_get_layer_type (QuarkCheckpointFormat *self, const char *layer)
+{
+  QuarkCheckpointFormatPrivate *priv;
+  LayerRecord *r;
+  const char *type;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  priv = quark_checkpoint_format_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  r = g_hash_table_lookup (priv->layers, layer);
+  type = r ? r->type : NULL;   /* never freed while the instance lives */
+  g_mutex_unlock (&priv->lock);
+  return type;
+}
+
+/**
+ * quark_checkpoint_format_get_layer_spec:
+ * @self: a format
+ * @layer: a recorded layer
+ * @role: the role
+ *
+ * Gets the spec a layer's role was noted with.
+ *
+ * Returns: (transfer full) (nullable): the spec of @role in @layer
+ */
+QuarkTensorSpec *
+quark_checkpoint_format_get_layer_spec (QuarkCheckpointFormat *self, const char *layer, QuarkRole role)
+{
+  QuarkCheckpointFormatPrivate *priv;
+  LayerRecord *r;
+  QuarkTensorSpec *spec = NULL;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  g_return_val_if_fail (role <= QUARK_ROLE_BIAS, NULL);
+  priv = quark_checkpoint_format_get_instance_private (self);
+  g_mutex_lock (&priv->lock);
+  r = g_hash_table_lookup (priv->layers, layer);
+  if (r && r->spec[role])
+    spec = quark_tensor_spec_copy (r->spec[role]);
+  g_mutex_unlock (&priv->lock);
+  return spec;
+}

@@ -1,0 +1,193 @@
+/* quark-checkpoint-format.h: checkpoint formats, the layouts a quantized
+ * model is written in
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(QUARK_INSIDE) && !defined(QUARK_COMPILATION)
+#error "Only <quark/quark.h> can be included directly."
+#endif
+
+#include <glib-object.h>
+#include <json-glib/json-glib.h>
+
+#include "quark-enums.h"
+#include "quark-model.h"
+#include "quark-tensor.h"
+#include "quark-tensor-spec.h"
+
+G_BEGIN_DECLS
+
+#define QUARK_TYPE_CHECKPOINT_FORMAT (quark_checkpoint_format_get_type ())
+
+QUARK_AVAILABLE_IN_1_0
+G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK, CHECKPOINT_FORMAT, GObject)
+
+/**
+ * QuarkCheckpointFormatClass:
+ * @parent_class: the parent class
+ * @name: the format's registered name (`--export-format NAME`), set in
+ *   `class_init`
+ * @description: one line for `quark formats`, set in `class_init`
+ * @check_weight: fails when a weight of this shape cannot be written with
+ *   this spec (called before any work). Default: every weight fits.
+ * @prepare: called once every layer is noted
+ *   ([method@Quark.CheckpointFormat.note_layer]) and before any weight is
+ *   exported: fails when the layers together cannot be written (the error
+ *   names a layer). Default: they can.
+ * @get_scale_dtype: the dtype the format stores the weight scales of @layer
+ *   in, given the dtype of the float weight. The backend rounds each scale to it
+ *   before computing codes, so the stored scale is the one the codes were
+ *   made with. Default: %QUARK_DTYPE_F32.
+ * @write_weight: writes one quantized weight: @logical holds NAME (codes,
+ *   one per element, in the spec's dtype), NAME_scale and, for integers,
+ *   NAME_zero_point, as [method@Quark.ModelQuantizer.quantize_tensor]
+ *   returns them; the format adds its own tensors to @out. Required.
+ * @write_activation: writes a layer's static activation parameters (a
+ *   float32 scale tensor, and for integers a zero-point tensor). Default:
+ *   LAYER.input_scale / LAYER.input_zero_point (output_ for outputs) as given.
+ * @build_quantization_config: the `quantization_config` object of the
+ *   output's `config.json`, from the layers exported so far
+ *   ([method@Quark.CheckpointFormat.get_layers]) and the backend's own
+ *   description ([method@Quark.CheckpointFormat.get_backend_config]).
+ *   Required.
+ * @recognizes: whether a checkpoint with this `quantization_config` is in
+ *   this format. Default: no.
+ * @read_weight: the inverse of @write_weight: the logical tensors of
+ *   weight @name of @checkpoint, for a backend to dequantize. Optional.
+ * @dequantize_model: reads a checkpoint of this format back to float with
+ *   the format's own, self-describing config (no backend involved).
+ *   Optional: formats whose config names a backend leave it unset.
+ *
+ * The class of a checkpoint format.
+ */
+struct _QuarkCheckpointFormatClass
+{
+  GObjectClass parent_class;
+
+  const char *name;
+  const char *description;
+
+  gboolean     (*check_weight)       (QuarkCheckpointFormat  *self,
+                                      const char             *name,
+                                      const gint64           *shape,
+                                      guint                   n_dims,
+                                      QuarkTensorSpec        *spec,
+                                      GError                **error);
+  gboolean     (*prepare)            (QuarkCheckpointFormat  *self,
+                                      GError                **error);
+  QuarkDType   (*get_scale_dtype)    (QuarkCheckpointFormat  *self,
+                                      const char             *layer,
+                                      QuarkTensorSpec        *spec,
+                                      QuarkDType              weight_dtype);
+  gboolean     (*write_weight)      (QuarkCheckpointFormat  *self,
+                                      const char             *name,
+                                      QuarkTensorSpec        *spec,
+                                      QuarkModel             *logical,
+                                      QuarkModel             *out,
+                                      GError                **error);
+  gboolean     (*write_activation)  (QuarkCheckpointFormat  *self,
+                                      const char             *layer,
+                                      QuarkRole               role,
+                                      QuarkTensorSpec        *spec,
+                                      QuarkTensor            *scale,
+                                      QuarkTensor            *zero_point,
+                                      QuarkModel             *out,
+                                      GError                **error);
+  JsonNode *   (*build_quantization_config) (QuarkCheckpointFormat *self,
+                                      GError                **error);
+  gboolean     (*recognizes)         (QuarkCheckpointFormat  *self,
+                                      JsonNode               *quantization_config);
+  gboolean     (*read_weight)      (QuarkCheckpointFormat  *self,
+                                      QuarkModel             *checkpoint,
+                                      const char             *name,
+                                      QuarkTensorSpec        *spec,
+                                      QuarkModel             *logical,
+                                      GError                **error);
+  QuarkModel * (*dequantize_model)   (QuarkCheckpointFormat  *self,
+                                      QuarkModel             *checkpoint,
+                                      GError                **error);
+
+  /*< private >*/
+  gpointer padding[12];
+};
+
+QUARK_AVAILABLE_IN_1_0
+const char *      quark_checkpoint_format_get_name        (QuarkCheckpointFormat  *self);
+QUARK_AVAILABLE_IN_1_0
+const char *      quark_checkpoint_format_get_description (QuarkCheckpointFormat  *self);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_check_weight    (QuarkCheckpointFormat  *self,
+                                                           const char             *name,
+                                                           const gint64           *shape,
+                                                           guint                   n_dims,
+                                                           QuarkTensorSpec        *spec,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_prepare         (QuarkCheckpointFormat  *self,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkDType        quark_checkpoint_format_get_scale_dtype (QuarkCheckpointFormat  *self,
+                                                           const char             *layer,
+                                                           QuarkTensorSpec        *spec,
+                                                           QuarkDType              weight_dtype);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_export_weight   (QuarkCheckpointFormat  *self,
+                                                           const char             *layer,
+                                                           const char             *layer_type,
+                                                           const char             *name,
+                                                           QuarkTensorSpec        *spec,
+                                                           QuarkModel             *logical,
+                                                           QuarkModel             *out,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_export_activation (QuarkCheckpointFormat *self,
+                                                           const char             *layer,
+                                                           QuarkRole               role,
+                                                           QuarkTensorSpec        *spec,
+                                                           QuarkTensor            *scale,
+                                                           QuarkTensor            *zero_point,
+                                                           QuarkModel             *out,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+void              quark_checkpoint_format_note_layer      (QuarkCheckpointFormat  *self,
+                                                           const char             *layer,
+                                                           const char             *layer_type,
+                                                           QuarkRole               role,
+                                                           QuarkTensorSpec        *spec);
+QUARK_AVAILABLE_IN_1_0
+void              quark_checkpoint_format_set_backend_config (QuarkCheckpointFormat *self,
+                                                           JsonNode               *backend_config);
+QUARK_AVAILABLE_IN_1_0
+JsonNode *        quark_checkpoint_format_get_backend_config (QuarkCheckpointFormat *self);
+QUARK_AVAILABLE_IN_1_0
+JsonNode *        quark_checkpoint_format_build_quantization_config (QuarkCheckpointFormat *self,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_recognizes      (QuarkCheckpointFormat  *self,
+                                                           JsonNode               *quantization_config);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_import_weight   (QuarkCheckpointFormat  *self,
+                                                           QuarkModel             *checkpoint,
+                                                           const char             *name,
+                                                           QuarkTensorSpec        *spec,
+                                                           QuarkModel             *logical,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_can_dequantize  (QuarkCheckpointFormat  *self);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *      quark_checkpoint_format_dequantize_model (QuarkCheckpointFormat *self,
+                                                           QuarkModel             *checkpoint,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+char **           quark_checkpoint_format_get_layers      (QuarkCheckpointFormat  *self);
+QUARK_AVAILABLE_IN_1_0
+const char *      quark_checkpoint_format_get_layer_type  (QuarkCheckpointFormat  *self,
+                                                           const char             *layer);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensorSpec * quark_checkpoint_format_get_layer_spec  (QuarkCheckpointFormat  *self,
+                                                           const char             *layer,
+                                                           QuarkRole               role);
+
+G_END_DECLS

@@ -1,0 +1,442 @@
+# Checkpoint formats (`--export-format`): what each engine's loader expects,
+# written here as data beside the loader file it comes from, checked on a
+# generated Llama-shaped checkpoint (float32 and bfloat16) and on the small
+# real Llama in ../shared/models/docs-llama when it is there. Packed tensors
+# are decoded here with numpy, independently of libquark's reader; the read
+# back through libquark (`quark verify`) must give the same floats, and for
+# float32 models the same floats as the default (quark) export.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import json
+import os
+import subprocess
+
+import pytest
+
+np = pytest.importorskip('numpy')
+
+from safetensors_writer import write_safetensors  # noqa: E402
+from test_quantize_cli import read_checkpoint, to_bf16, from_bf16, llama_shapes, LINEAR  # noqa: E402
+
+QUARK = os.environ['QUARK_TOOL']
+H, F, V, L = 256, 512, 320, 2
+DOCS_LLAMA = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared', 'models', 'docs-llama')
+
+# ---- what the loaders expect ------------------------------------------------
+#
+# compressed-tensors, src/compressed_tensors/quantization/quant_args.py: the
+# QuantizationArgs keys, and strategy inferred from group_size when absent.
+ARGS_KEYS = {'num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'block_structure', 'dynamic',
+             'actorder', 'observer', 'observer_kwargs'}
+# compressed-tensors, src/compressed_tensors/quantization/quant_config.py:
+# the top-level keys; quantization_status "compressed" for packed weights.
+CONFIG_KEYS = {'quant_method', 'format', 'quantization_status', 'config_groups', 'ignore', 'kv_cache_scheme',
+               'global_compression_ratio'}
+# vLLM, vllm/model_executor/layers/quantization/compressed_tensors/schemes/
+# (per scheme: the parameter names create_weights registers, their dtypes
+# and shapes; O = output features, I = input features, G = groups):
+#   compressed_tensors_wNa16.py: weight_packed int32 [O, I/pack], weight_scale
+#     params_dtype [O, I/group] (channel: [O, 1]), weight_shape int64 [2];
+#     pack factor 32 // num_bits; num_bits 4 or 8.
+#   compressed_tensors_w8a8_int8.py: weight int8 [O, I], weight_scale float32
+#     [O, 1] (channel) or one per tensor, input_scale float32 [1] when static,
+#     input_zero_point int8 [1] for asymmetric inputs.
+#   compressed_tensors_w8a8_fp8.py: weight float8_e4m3fn [O, I], weight_scale
+#     float32 [O, 1] or one per tensor (block: [ceil(O/bo), ceil(I/bi)]),
+#     input_scale float32 when static.
+# compressed-tensors, src/compressed_tensors/compressors/quantized_compressors/
+# pack_quantized.py: values stored as q + 2^(b-1), element i of a word at bits
+# b*i along the input dimension; asymmetric group/channel zero points packed
+# the same way along the output dimension, [ceil(O/pack), G].
+CASES = {
+    # name: (how to quantize, format, scheme vLLM picks, weight args, input args or None)
+    'w4a16_g128': (['--preset', 'int4_wo_128'], 'pack-quantized', 'CompressedTensorsWNA16',
+                   dict(num_bits=4, type='int', symmetric=True, strategy='group', group_size=128), None),
+    'w4a16_g64': (['--preset', 'int4_wo_64'], 'pack-quantized', 'CompressedTensorsWNA16',
+                  dict(num_bits=4, type='int', symmetric=True, strategy='group', group_size=64), None),
+    'w4a16_g32': (['--preset', 'int4_wo_32'], 'pack-quantized', 'CompressedTensorsWNA16',
+                  dict(num_bits=4, type='int', symmetric=True, strategy='group', group_size=32), None),
+    'w4a16_g128_asym': (['--preset', 'uint4_wo_128'], 'pack-quantized', 'CompressedTensorsWNA16',
+                        dict(num_bits=4, type='int', symmetric=False, strategy='group', group_size=128), None),
+    'w8a16_channel': (['--preset', 'int8_per_channel_wo'], 'pack-quantized', 'CompressedTensorsWNA16',
+                      dict(num_bits=8, type='int', symmetric=True, strategy='channel', group_size=None), None),
+    'w8a16_g64_asym': ({'weight': {'dtype': 'uint8', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 64,
+                                   'symmetric': False}},
+                       'pack-quantized', 'CompressedTensorsWNA16',
+                       dict(num_bits=8, type='int', symmetric=False, strategy='group', group_size=64), None),
+    'w4a16_channel_asym': ({'weight': {'dtype': 'uint4', 'qscheme': 'per_channel', 'ch_axis': 0,
+                                       'symmetric': False}},
+                           'pack-quantized', 'CompressedTensorsWNA16',
+                           dict(num_bits=4, type='int', symmetric=False, strategy='channel', group_size=None), None),
+    'w8a8_int8_static': (['--preset', 'int8'], 'int-quantized', 'CompressedTensorsW8A8Int8',
+                         dict(num_bits=8, type='int', symmetric=True, strategy='tensor'),
+                         dict(num_bits=8, type='int', symmetric=True, strategy='tensor', dynamic=False)),
+    'w8a8_int8_dynamic_token': ({'weight': {'dtype': 'int8', 'qscheme': 'per_channel', 'ch_axis': 0},
+                                 'input_tensors': {'dtype': 'int8', 'qscheme': 'per_channel', 'ch_axis': 1,
+                                                   'is_dynamic': True}},
+                                'int-quantized', 'CompressedTensorsW8A8Int8',
+                                dict(num_bits=8, type='int', symmetric=True, strategy='channel'),
+                                dict(num_bits=8, type='int', symmetric=True, strategy='token', dynamic=True)),
+    'w8a8_fp8_tensor': (['--preset', 'fp8'], 'float-quantized', 'CompressedTensorsW8A8Fp8',
+                        dict(num_bits=8, type='float', symmetric=True, strategy='tensor'),
+                        dict(num_bits=8, type='float', symmetric=True, strategy='tensor', dynamic=False)),
+    'w8a8_fp8_channel_token': (['--preset', 'ptpc_fp8'], 'float-quantized', 'CompressedTensorsW8A8Fp8',
+                               dict(num_bits=8, type='float', symmetric=True, strategy='channel'),
+                               dict(num_bits=8, type='float', symmetric=True, strategy='token', dynamic=True)),
+    'fp8_block_128': ({'weight': {'dtype': 'fp8_e4m3', 'qscheme': 'per_block', 'block_size': [128, 128]},
+                       'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1,
+                                         'is_dynamic': True}},
+                      'float-quantized', 'CompressedTensorsW8A8Fp8 (block)',
+                      dict(num_bits=8, type='float', symmetric=True, strategy='block', block_structure=[128, 128]),
+                      dict(num_bits=8, type='float', symmetric=True, strategy='token', dynamic=True)),
+}
+
+
+def vllm_scheme(fmt, w, a):
+    """The scheme vLLM's CompressedTensorsConfig._get_scheme_from_parts picks
+    (vllm/model_executor/layers/quantization/compressed_tensors/
+    compressed_tensors.py), restated as data-driven predicates."""
+    activation_formats = {'naive-quantized', 'int-quantized', 'float-quantized'}
+    if a is None and w['strategy'] in ('channel', 'group') and not w['dynamic'] and fmt == 'pack-quantized' \
+            and w['num_bits'] in (4, 8):
+        return 'CompressedTensorsWNA16'     # (asymmetric: the zero-point variant of later vLLM)
+    if fmt in activation_formats and a is not None:
+        if w['type'] == a['type'] == 'float' and w['symmetric'] and not w['dynamic']:
+            if w['strategy'] in ('tensor', 'channel') and (a['dynamic'] or
+                                                        (a['symmetric'] and a['strategy'] == 'tensor')):
+                return 'CompressedTensorsW8A8Fp8'
+            if w['strategy'] == 'block' and a['dynamic']:
+                return 'CompressedTensorsW8A8Fp8 (block)'
+        if w['num_bits'] == a['num_bits'] == 8 and w['strategy'] in ('tensor', 'channel') and w['symmetric']:
+            if a['strategy'] == 'tensor' and not a['dynamic']:
+                return 'CompressedTensorsW8A8Int8'
+            if a['strategy'] == 'token' and a['dynamic']:
+                return 'CompressedTensorsW8A8Int8'
+    return None
+
+
+# ---- the model and how to quantize it --------------------------------------
+
+def make_llama(d, dtype, rng):
+    shapes = llama_shapes(H, F, V, L)
+    floats = {k: (rng.standard_normal(s) * 0.02 * rng.uniform(0.5, 2, (s[0],) + (1,) * (len(s) - 1)))
+              .astype(np.float32) for k, s in shapes.items()}
+    if dtype == 'BF16':
+        stored = {k: ('BF16', to_bf16(a)) for k, a in floats.items()}
+        floats = {k: from_bf16(a[1]) for k, a in stored.items()}
+    else:
+        stored = {k: ('F32', a) for k, a in floats.items()}
+    d.mkdir()
+    write_safetensors(d / 'model.safetensors', stored, {'format': 'pt'})
+    (d / 'config.json').write_text(json.dumps({
+        'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_size': H, 'intermediate_size': F,
+        'vocab_size': V, 'num_hidden_layers': L, 'torch_dtype': 'bfloat16' if dtype == 'BF16' else 'float32'}))
+    return floats
+
+
+@pytest.fixture(scope='module', params=['F32', 'BF16'])
+def model(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp('llama') / request.param
+    floats = make_llama(d, request.param, np.random.default_rng(7))
+    return d, floats, request.param
+
+
+def calibration_file(src, config_path, tmp_path):
+    """Static input scales: a calibration session of the config, fed random
+    activations per layer (as torch hooks would)."""
+    import gi
+    gi.require_version('Quark', '1.0')
+    from gi.repository import Quark
+    registry = Quark.Registry.get_default()
+    config = registry.config_from_file(str(config_path))
+    m = Quark.Model.load(str(src), None)
+    session = Quark.Calibration.new_for_config(config, m)
+    rng = np.random.default_rng(1)
+    for i in range(L):
+        for layer in LINEAR:
+            width = F if layer == 'mlp.down_proj' else H
+            session.observe('model.layers.%d.%s' % (i, layer), Quark.Role.INPUT,
+                            (rng.standard_normal((4, width)) * 0.5).astype(np.float32))
+    path = tmp_path / 'stats.json'
+    session.save(str(path))
+    return path
+
+
+def config_args(how, tmp_path, src):
+    """CLI arguments for a case: a preset, or a config for every Linear layer
+    but lm_head (written to a file)."""
+    if isinstance(how, list):
+        preset = how[1]
+        text = subprocess.run([QUARK, 'presets', '--show', preset], capture_output=True, text=True, check=True).stdout
+        path = tmp_path / 'config.json'
+        path.write_text(text)
+        return how, path
+    config = {'backend': 'quark', 'quant_method': 'quark', 'exclude': ['lm_head'],
+              'global_quant_config': {'weight': how['weight'], 'input_tensors': how.get('input_tensors')}}
+    path = tmp_path / 'config.json'
+    path.write_text(json.dumps(config))
+    return ['--config', str(path)], path
+
+
+def quantize(src, out, *args):
+    return subprocess.run([QUARK, 'quantize', str(src), '-o', str(out), *args],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def export(src, tmp_path, case, fmt='compressed-tensors', name='out'):
+    how = CASES[case][0]
+    args, config_path = config_args(how, tmp_path, src)
+    cfg = json.loads(config_path.read_text())
+    inputs = cfg['global_quant_config'].get('input_tensors')
+    if inputs and not inputs.get('is_dynamic'):
+        args = args + ['--calibration', str(calibration_file(src, config_path, tmp_path))]
+    out = tmp_path / name
+    r = quantize(src, out, *args, '--export-format', fmt)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+# ---- an independent decoder --------------------------------------------------
+
+def unpack_rows(words, bits, n):
+    """int32 words [R, W] -> signed codes [R, n] (pack_quantized.py's layout)."""
+    per = 32 // bits
+    w = words.view(np.uint32)
+    out = np.empty((w.shape[0], w.shape[1] * per), np.int32)
+    for j in range(per):
+        out[:, j::per] = (w >> (bits * j)) & ((1 << bits) - 1)
+    return out[:, :n] - (1 << (bits - 1))
+
+
+def as_float(t):
+    kind, a = t
+    if kind == 'BF16':
+        return from_bf16(a)
+    if kind == 'F8_E4M3':
+        return decode_e4m3(a)
+    return a.astype(np.float32)
+
+
+def decode_e4m3(b):
+    b = b.astype(np.int32)
+    s = np.where(b & 0x80, -1.0, 1.0)
+    e = (b >> 3) & 0xF
+    m = b & 7
+    v = np.where(e == 0, m / 8.0 * 2.0 ** -6, (1 + m / 8.0) * 2.0 ** (e - 7))
+    v = np.where((e == 15) & (m == 7), np.nan, v)
+    return (s * v).astype(np.float32)
+
+
+def decode_layer(t, layer, fmt, w, shape):
+    """The float32 weights of one layer, from the stored tensors only."""
+    O, I = shape
+    scale = as_float(t[layer + '.weight_scale'])
+    if fmt == 'pack-quantized':
+        assert t[layer + '.weight_shape'][1].tolist() == [O, I]
+        q = unpack_rows(t[layer + '.weight_packed'][1], w['num_bits'], I).astype(np.float32)
+    else:
+        q = as_float(t[layer + '.weight'])
+    z = np.zeros_like(scale)
+    if not w['symmetric']:
+        zt = t[layer + '.weight_zero_point'][1]
+        if fmt == 'pack-quantized' and w['strategy'] != 'tensor':
+            z = unpack_rows(np.ascontiguousarray(zt.T), w['num_bits'], O).T.astype(np.float32)
+        else:
+            z = zt.astype(np.float32).reshape(scale.shape)
+    if w['strategy'] == 'group':
+        g = w['group_size']
+        s = np.repeat(scale, g, axis=1)
+        zz = np.repeat(z, g, axis=1)
+    elif w['strategy'] == 'block':
+        bo, bi = w['block_structure']
+        s = np.repeat(np.repeat(scale, bo, axis=0), bi, axis=1)[:O, :I]
+        zz = 0
+    elif w['strategy'] == 'channel':
+        s, zz = scale.reshape(O, 1), z.reshape(O, 1)
+    else:
+        s, zz = scale.reshape(()), z.reshape(())
+    return ((q - zz) * s).astype(np.float32)
+
+
+def verify_floats(original, quantized, tmp_path):
+    """libquark's read-back of QUANTIZED, via `quark verify --json`."""
+    r = subprocess.run([QUARK, 'verify', str(original), str(quantized), '--json', '--threshold', '0'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def dequantized(path):
+    """libquark's read-back as arrays (Python API)."""
+    import gi
+    gi.require_version('Quark', '1.0')
+    from gi.repository import Quark
+    m = Quark.Model.load(str(path), None)
+    qc = json.loads((path / 'config.json').read_text())['quantization_config']
+    registry = Quark.Registry.get_default()
+    fmt = registry.format_for_checkpoint(_json_node(qc))
+    if fmt is not None and fmt.can_dequantize():
+        out = fmt.dequantize_model(m)
+    else:
+        config = registry.config_from_string(json.dumps(dict(qc, backend='quark')))
+        out = registry.new_quantizer(config).dequantize_model(m)
+    return {out.get_tensor_at(i).get_name(): np.asarray(out.get_tensor_at(i).to_numpy())
+            for i in range(out.get_n_tensors())}
+
+
+def _json_node(obj):
+    import gi
+    gi.require_version('Json', '1.0')
+    from gi.repository import Json
+    return Json.from_string(json.dumps(obj))
+
+
+# ---- the tests ---------------------------------------------------------------
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_compressed_tensors_layout(model, tmp_path, case):
+    src, floats, dtype = model
+    how, fmt, scheme, w_expected, a_expected = CASES[case]
+    out = export(src, tmp_path, case)
+    qc = json.loads((out / 'config.json').read_text())['quantization_config']
+
+    # the config, as compressed-tensors validates it and vLLM reads it
+    assert set(qc) == CONFIG_KEYS
+    assert (qc['quant_method'], qc['format'], qc['quantization_status']) == ('compressed-tensors', fmt, 'compressed')
+    assert qc['ignore'] == ['lm_head']
+    (group,) = qc['config_groups'].values()
+    assert group['targets'] == ['Linear'] and group['output_activations'] is None
+    w = group['weights']
+    assert set(w) == ARGS_KEYS
+    assert {k: w[k] for k in w_expected} == w_expected
+    a = group['input_activations']
+    if a_expected is None:
+        assert a is None
+    else:
+        assert set(a) == ARGS_KEYS and {k: a[k] for k in a_expected} == a_expected
+    assert vllm_scheme(qc['format'], w, a) == scheme
+
+    # the tensors, as the scheme's create_weights allocates them
+    t = read_checkpoint(out)
+    scale_dtype = ('BF16' if dtype == 'BF16' else 'F32') if fmt == 'pack-quantized' else 'F32'
+    for i in range(L):
+        for name in LINEAR:
+            layer = 'model.layers.%d.%s' % (i, name)
+            O, I = floats[layer + '.weight'].shape
+            if fmt == 'pack-quantized':
+                pack = 32 // w['num_bits']
+                assert t[layer + '.weight_packed'][0] == 'I32'
+                assert t[layer + '.weight_packed'][1].shape == (O, -(-I // pack))
+                assert t[layer + '.weight_shape'][0] == 'I64'
+                assert layer + '.weight' not in t
+            else:
+                assert t[layer + '.weight'][0] == ('F8_E4M3' if w['type'] == 'float' else 'I8')
+                assert t[layer + '.weight'][1].shape == (O, I)
+            assert t[layer + '.weight_scale'][0] == scale_dtype
+            expected_scale = {'group': (O, I // (w['group_size'] or 1)), 'channel': (O, 1), 'tensor': (1,),
+                              'block': (-(-O // 128), -(-I // 128))}[w['strategy']]
+            assert t[layer + '.weight_scale'][1].shape == expected_scale
+            if w['symmetric']:
+                assert layer + '.weight_zero_point' not in t
+            else:
+                zp = t[layer + '.weight_zero_point']
+                assert zp[0] == 'I32' and zp[1].shape == (-(-O // (32 // w['num_bits'])), expected_scale[1])
+            if a_expected and not a_expected['dynamic']:
+                assert t[layer + '.input_scale'][0] == 'F32' and t[layer + '.input_scale'][1].shape == (1,)
+            else:
+                assert layer + '.input_scale' not in t
+            # decoded independently: within half a step of the original
+            x = floats[layer + '.weight']
+            y = decode_layer(t, layer, fmt, w, (O, I))
+            assert np.isfinite(y).all()
+            assert np.sqrt(np.mean((x - y) ** 2)) < np.sqrt(np.mean(x ** 2)) * (0.2 if w['num_bits'] == 4 else 0.05)
+    assert t['lm_head.weight'][0] == dtype and t['model.embed_tokens.weight'][0] == dtype
+
+    # libquark reads it back to the same floats as the independent decoder
+    back = dequantized(out)
+    for i in range(L):
+        for name in LINEAR:
+            layer = 'model.layers.%d.%s' % (i, name)
+            O, I = floats[layer + '.weight'].shape
+            assert np.array_equal(back[layer + '.weight'], decode_layer(t, layer, fmt, w, (O, I))), layer
+    report = verify_floats(src, out, tmp_path)
+    assert len(report['tensors']) == L * len(LINEAR)
+
+
+@pytest.mark.parametrize('case', ['w4a16_g128', 'w4a16_g128_asym', 'w8a16_channel', 'w8a8_int8_static',
+                                  'w8a8_fp8_channel_token', 'fp8_block_128'])
+def test_round_trip_equals_the_quark_export(tmp_path, case):
+    """float32 models (scales stored as float32 in both formats): every
+    export reads back to the default export's floats, bit for bit."""
+    src = tmp_path / 'model'
+    make_llama(src, 'F32', np.random.default_rng(11))
+    ct = export(src, tmp_path, case, 'compressed-tensors', 'ct')
+    qk = export(src, tmp_path, case, 'quark', 'qk')
+    a, b = dequantized(ct), dequantized(qk)
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+def test_bf16_scales_are_the_ones_the_codes_were_made_with(tmp_path):
+    """WNA16 keeps scales in the model dtype (vLLM allocates them so): the
+    backend rounds each scale to bfloat16 before it computes the codes, so
+    the stored scale dequantizes exactly what was quantized."""
+    src = tmp_path / 'model'
+    floats = make_llama(src, 'BF16', np.random.default_rng(5))
+    out = export(src, tmp_path, 'w4a16_g128')
+    t = read_checkpoint(out)
+    layer = 'model.layers.0.mlp.up_proj'
+    q = unpack_rows(t[layer + '.weight_packed'][1], 4, H).astype(np.float32)
+    s = from_bf16(t[layer + '.weight_scale'][1])
+    x = floats[layer + '.weight']
+    # AMD Quark's symmetric int4 rule with the bfloat16-rounded scale
+    expected = np.clip(np.rint(x.reshape(F, -1, 128) * (np.float32(1) / s[:, :, None])), -8, 7).reshape(F, H)
+    assert np.array_equal(q, expected)
+
+
+def test_refusals_name_the_layer(model, tmp_path):
+    src, floats, dtype = model
+    # MX scales and KV-cache outputs have no compressed-tensors form here
+    r = quantize(src, tmp_path / 'mx', '--preset', 'mxfp4', '--export-format', 'compressed-tensors')
+    assert r.returncode == 1 and 'compressed-tensors' in r.stderr and 'model.layers.0.' in r.stderr
+    assert not (tmp_path / 'mx').exists()
+    r = quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--export-format', 'gguf-like')
+    assert r.returncode == 1 and 'unknown checkpoint format "gguf-like"' in r.stderr
+    assert 'compressed-tensors' in r.stderr and not (tmp_path / 'x').exists()
+    # two formats in one model: named, both layers
+    config = {'backend': 'quark', 'quant_method': 'quark', 'exclude': ['lm_head'],
+              'global_quant_config': {'weight': {'dtype': 'int4', 'qscheme': 'per_group', 'ch_axis': -1,
+                                                 'group_size': 128}},
+              'layer_quant_config': {'*down_proj': {'weight': {'dtype': 'fp8_e4m3', 'qscheme': 'per_tensor'}}}}
+    (tmp_path / 'mixed.json').write_text(json.dumps(config))
+    r = quantize(src, tmp_path / 'm', '--config', str(tmp_path / 'mixed.json'), '--export-format',
+                 'compressed-tensors')
+    assert r.returncode == 1 and 'one format per model' in r.stderr and 'down_proj' in r.stderr
+
+
+def test_formats_listing_and_inspect(model, tmp_path):
+    src, floats, dtype = model
+    r = subprocess.run([QUARK, 'formats', '--json'], capture_output=True, text=True)
+    assert r.returncode == 0
+    listed = {f['name']: f for f in json.loads(r.stdout)}
+    assert set(listed) >= {'quark', 'compressed-tensors'}
+    assert listed['compressed-tensors']['reads_back_without_backend']
+    out = export(src, tmp_path, 'w4a16_g64')
+    r = subprocess.run([QUARK, 'inspect', str(out), '--json'], capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)['format'] == 'compressed-tensors'
+    qk = export(src, tmp_path, 'w4a16_g64', 'quark', 'qk')
+    r = subprocess.run([QUARK, 'inspect', str(qk), '--json'], capture_output=True, text=True)
+    assert json.loads(r.stdout)['format'] == 'quark'
+
+
+@pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
+@pytest.mark.parametrize('case', ['w4a16_g128', 'w8a16_channel', 'w8a8_fp8_channel_token'])
+def test_docs_llama(tmp_path, case):
+    """The small real Llama (bfloat16, tied-free lm_head left in float)."""
+    out = export(DOCS_LLAMA, tmp_path, case)
+    qc = json.loads((out / 'config.json').read_text())['quantization_config']
+    assert qc['format'] == CASES[case][1] and qc['ignore'] == ['lm_head']
+    report = verify_floats(DOCS_LLAMA, out, tmp_path)
+    assert len(report['tensors']) == 6 * 7
+    assert min(x['sqnr_db'] for x in report['tensors']) > (15 if 'w4' in case else 25)

@@ -1,0 +1,122 @@
+/* quark-formats.c: `quark formats`, and reading any checkpoint format back
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "quark-tool.h"
+
+#include <string.h>
+
+static JsonNode *
+quantization_config_of (QuarkModel *model)
+{
+  JsonNode *metadata = quark_model_get_metadata (model), *node;
+
+  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
+         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
+  return node && JSON_NODE_HOLDS_OBJECT (node) ? node : NULL;
+}
+
+/* The config a quantized checkpoint records in its config.json (AMD
+ * Quark's own checkpoints name their format, not a backend; libquark's in
+ * another backend's format keep the config that made them). */
+static QuarkQuantizationConfig *
+checkpoint_config (QuarkModel *quantized, const char *path, GError **error)
+{
+  JsonNode *node = quantization_config_of (quantized);
+  g_autoptr(JsonNode) qc = NULL;
+
+  if (node == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: config.json has no quantization_config", path);
+      return NULL;
+    }
+  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
+    node = json_object_get_member (json_node_get_object (node), "libquark_config");
+  qc = quark_json_copy (node);
+  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
+    {
+      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
+      if (g_str_equal (method, "quark"))
+        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
+    }
+  return quark_registry_config_from_json (quark_registry_get_default (), qc, "quantization_config", error);
+}
+
+/* A quantized checkpoint back to float: by its format when the format
+ * describes every tensor itself (compressed-tensors), else by the backend
+ * its config names. */
+QuarkModel *
+tool_dequantize_checkpoint (QuarkModel *quantized, const char *path, GError **error)
+{
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+
+  format = quark_registry_format_for_checkpoint (quark_registry_get_default (), quantization_config_of (quantized));
+  if (format && quark_checkpoint_format_can_dequantize (format))
+    {
+      QuarkModel *restored = quark_checkpoint_format_dequantize_model (format, quantized, error);
+      if (restored == NULL)
+        g_prefix_error (error, "%s: ", path);
+      return restored;
+    }
+  config = checkpoint_config (quantized, path, error);
+  if (config == NULL || (quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)
+    return NULL;
+  return quark_model_quantizer_dequantize_model (quantizer, quantized, error);
+}
+
+/* The registered format a checkpoint is in, or NULL. */
+char *
+tool_checkpoint_format_name (QuarkModel *model)
+{
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+
+  format = quark_registry_format_for_checkpoint (quark_registry_get_default (), quantization_config_of (model));
+  return format ? g_strdup (quark_checkpoint_format_get_name (format)) : NULL;
+}
+
+int
+cmd_formats (int argc, char **argv)
+{
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_auto(GStrv) names = NULL;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  int status = 0;
+
+  if (!parse_options ("formats", NULL,
+                      "Lists the checkpoint formats quark quantize --export-format writes. A\n"
+                      "format is independent of the backend's numerics: the quark backend writes\n"
+                      "every one of them.",
+                      entries, &argc, &argv, &status))
+    return status;
+  names = quark_registry_list_formats (registry);
+  json_builder_begin_array (b);
+  for (guint i = 0; names[i]; i++)
+    {
+      g_autoptr(QuarkCheckpointFormat) format = quark_registry_new_format (registry, names[i], NULL);
+      const char *description = format ? quark_checkpoint_format_get_description (format) : "";
+      if (!json)
+        g_print ("%-20s %s\n", names[i], description);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, names[i]);
+      json_builder_set_member_name (b, "description");
+      json_builder_add_string_value (b, description);
+      json_builder_set_member_name (b, "reads_back_without_backend");
+      json_builder_add_boolean_value (b, format && quark_checkpoint_format_can_dequantize (format));
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  if (json)
+    {
+      g_autoptr(JsonNode) root = json_builder_get_root (b);
+      print_json (root);
+    }
+  return 0;
+}

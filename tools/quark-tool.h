@@ -1,0 +1,20 @@
+/* quark-tool.h: what the quark tool's commands share
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <quark/quark.h>
+
+/* exit status of bad usage (0 success, 1 failure) */
+#define EXIT_USAGE 2
+
+void         print_json          (JsonNode *node);
+int          report_failure      (const char *command, const GError *error, gboolean json);
+gboolean     parse_options       (const char *command, const char *parameters, const char *description,
+                                  GOptionEntry *entries, int *argc, char ***argv, int *status);
+
+/* quark-formats.c */
+int          cmd_formats         (int argc, char **argv);
+QuarkModel * tool_dequantize_checkpoint (QuarkModel *quantized, const char *path, GError **error);
+char *       tool_checkpoint_format_name (QuarkModel *model);
