@@ -120,7 +120,11 @@ default_export_activation (QuarkCheckpointFormat *self, const char *layer, Quark
 static gboolean
 default_recognizes (QuarkCheckpointFormat *self, JsonNode *quantization_config)
 {
-  return FALSE;
+  const char *method = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->quant_method;
+  JsonNode *node = json_object_get_member (json_node_get_object (quantization_config), "quant_method");
+
+  return method && node && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING &&
+         g_str_equal (json_node_get_string (node), method);
 }
 
 static void

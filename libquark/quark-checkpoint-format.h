@@ -30,6 +30,9 @@ G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK,
  * @name: the format's registered name (`--export-format NAME`), set in
  *   `class_init`
  * @description: one line for `quark formats`, set in `class_init`
+ * @quant_method: the `quant_method` of the `quantization_config` of this
+ *   format's checkpoints, which the default @recognizes looks for (%NULL:
+ *   none)
  * @check_weight: fails when a weight of this shape cannot be written with
  *   this spec (called before any work). Default: every weight fits.
  * @prepare: called once every layer is noted
@@ -53,7 +56,7 @@ G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK,
  *   description ([method@Quark.CheckpointFormat.get_backend_config]).
  *   Required.
  * @recognizes: whether a checkpoint with this `quantization_config` is in
- *   this format. Default: no.
+ *   this format. Default: its `quant_method` is @quant_method.
  * @read_weight: the inverse of @write_weight: the logical tensors of
  *   weight @name of @checkpoint, for a backend to dequantize. Optional.
  * @dequantize_model: reads a checkpoint of this format back to float with
@@ -68,6 +71,7 @@ struct _QuarkCheckpointFormatClass
 
   const char *name;
   const char *description;
+  const char *quant_method;
 
   gboolean     (*check_weight)       (QuarkCheckpointFormat  *self,
                                       const char             *name,
@@ -110,7 +114,7 @@ struct _QuarkCheckpointFormatClass
                                       GError                **error);
 
   /*< private >*/
-  gpointer padding[12];
+  gpointer padding[11];
 };
 
 QUARK_AVAILABLE_IN_1_0

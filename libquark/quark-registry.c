@@ -135,6 +135,8 @@ quark_registry_init (QuarkRegistry *self)
   /* the built-in checkpoint formats */
   quark_registry_add_format (self, _quark_format_quark_get_type (), NULL);
   quark_registry_add_format (self, _quark_format_compressed_tensors_get_type (), NULL);
+  quark_registry_add_format (self, _quark_format_awq_get_type (), NULL);
+  quark_registry_add_format (self, _quark_format_fp8_get_type (), NULL);
 }
 
 /**
@@ -819,7 +821,7 @@ format_type_name (GType type)
  * @error: return location for a #GError
  *
  * Registers a checkpoint format. The built-in formats (`quark`,
- * `compressed-tensors`) are registered with every registry; backend modules
+ * `compressed-tensors`, `awq`, `fp8`) are registered with every registry; backend modules
  * and applications can add their own.
  *
  * Returns: %TRUE on success; %QUARK_ERROR_EXISTS when a format of that name

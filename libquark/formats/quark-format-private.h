@@ -13,6 +13,8 @@ G_BEGIN_DECLS
 /* the built-in formats, registered by the registry */
 GType         _quark_format_quark_get_type              (void);
 GType         _quark_format_compressed_tensors_get_type (void);
+GType         _quark_format_awq_get_type                (void);
+GType         _quark_format_fp8_get_type                (void);
 
 /* a tensor over @data (taken, @size bytes) */
 QuarkTensor * _quark_format_new_tensor  (const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims,
@@ -27,5 +29,19 @@ gint8 *       _quark_format_transpose_codes  (const gint8 *codes, gsize rows, gs
 float *       _quark_format_transpose_floats (const float *x, gsize rows, gsize cols);
 gboolean      _quark_format_need_multiple (const char *format, const char *name, gsize value, gsize multiple,
                                            const char *what, GError **error);
+
+/* LAYER of LAYER.weight (a copy of @weight_name without the suffix) */
+char *        _quark_format_layer_of (const char *weight_name);
+/* the layers of type Linear noted without a weight spec (left in float) */
+JsonArray *   _quark_format_unquantized_linears (QuarkCheckpointFormat *format);
+/* a node holding @object (taken) */
+JsonNode *    _quark_format_take_object (JsonObject *object);
+/* QUARK_ERROR_UNSUPPORTED_SCHEME: "WHAT NAME: DETAIL cannot be written in the FORMAT format" */
+gboolean      _quark_format_unsupported (GError **error, const char *format, const char *what, const char *name,
+                                         const char *detail);
+
+/* the checkpoint's quantization_config object (transfer none), or NULL with
+ * QUARK_ERROR_INVALID_FILE */
+JsonObject *  _quark_format_quantization_config (QuarkModel *checkpoint, GError **error);
 
 G_END_DECLS

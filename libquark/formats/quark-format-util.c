@@ -81,3 +81,58 @@ _quark_format_need_multiple (const char *format, const char *name, gsize value, 
                name, what, value, multiple, format);
   return FALSE;
 }
+
+char *
+_quark_format_layer_of (const char *weight_name)
+{
+  return g_str_has_suffix (weight_name, ".weight")
+         ? g_strndup (weight_name, strlen (weight_name) - strlen (".weight")) : g_strdup (weight_name);
+}
+
+JsonArray *
+_quark_format_unquantized_linears (QuarkCheckpointFormat *format)
+{
+  g_auto(GStrv) layers = quark_checkpoint_format_get_layers (format);
+  JsonArray *list = json_array_new ();
+
+  for (guint i = 0; layers[i]; i++)
+    {
+      g_autoptr(QuarkTensorSpec) w = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_WEIGHT);
+      if (w == NULL && g_strcmp0 (quark_checkpoint_format_get_layer_type (format, layers[i]), "Linear") == 0)
+        json_array_add_string_element (list, layers[i]);
+    }
+  return list;
+}
+
+JsonNode *
+_quark_format_take_object (JsonObject *object)
+{
+  JsonNode *node = json_node_alloc ();
+  json_node_init_object (node, object);
+  json_object_unref (object);
+  return node;
+}
+
+gboolean
+_quark_format_unsupported (GError **error, const char *format, const char *what, const char *name,
+                           const char *detail)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s %s: %s cannot be written in the %s format",
+               what, name, detail, format);
+  return FALSE;
+}
+
+JsonObject *
+_quark_format_quantization_config (QuarkModel *checkpoint, GError **error)
+{
+  JsonNode *metadata = quark_model_get_metadata (checkpoint), *node;
+
+  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
+         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "config.json has no quantization_config object");
+      return NULL;
+    }
+  return json_node_get_object (node);
+}

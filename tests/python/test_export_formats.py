@@ -440,3 +440,115 @@ def test_docs_llama(tmp_path, case):
     report = verify_floats(DOCS_LLAMA, out, tmp_path)
     assert len(report['tensors']) == 6 * 7
     assert min(x['sqnr_db'] for x in report['tensors']) > (15 if 'w4' in case else 25)
+
+
+# ---- AutoAWQ's GEMM layout ----------------------------------------------------
+#
+# vLLM, vllm/model_executor/layers/quantization/awq.py: AWQConfig.from_config
+# reads "w_bit"/"bits", "q_group_size"/"group_size", "zero_point"; 4 bits
+# only; create_weights: qweight int32 [I, O/8], qzeros int32 [I/group, O/8],
+# scales params_dtype [I/group, O] (the awq path runs in float16).
+# AutoAWQ, awq/modules/linear/gemm.py (WQLinear_GEMM.from_linear): unsigned
+# codes round(w / s + z), transposed, element order_map[i] of each eight in
+# nibble i, order_map = [0, 2, 4, 6, 1, 3, 5, 7]; scales float16.
+AWQ_KEYS = {'quant_method', 'version', 'bits', 'group_size', 'zero_point', 'modules_to_not_convert'}
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def awq_unpack(words):
+    """int32 [R, C] -> unsigned nibbles [R, 8C], AutoAWQ's order undone."""
+    w = words.view(np.uint32)
+    out = np.empty((w.shape[0], w.shape[1] * 8), np.int32)
+    for i in range(8):
+        out[:, AWQ_ORDER[i]::8] = (w >> (4 * i)) & 0xF
+    return out
+
+
+@pytest.mark.parametrize('preset,group', [('uint4_wo_128', 128), ('int4_wo_64', 64), ('int4_wo_32', 32)])
+def test_awq_layout(model, tmp_path, preset, group):
+    src, floats, dtype = model
+    out = tmp_path / 'awq'
+    r = quantize(src, out, '--preset', preset, '--export-format', 'awq')
+    assert r.returncode == 0, r.stderr
+    qc = json.loads((out / 'config.json').read_text())['quantization_config']
+    assert set(qc) == AWQ_KEYS
+    assert (qc['quant_method'], qc['version'], qc['bits'], qc['group_size'], qc['zero_point']) == \
+        ('awq', 'gemm', 4, group, True)
+    assert qc['modules_to_not_convert'] == ['lm_head']
+    t = read_checkpoint(out)
+    back = dequantized(out)
+    for i in range(L):
+        for name in LINEAR:
+            layer = 'model.layers.%d.%s' % (i, name)
+            O, I = floats[layer + '.weight'].shape
+            assert (t[layer + '.qweight'][0], t[layer + '.qweight'][1].shape) == ('I32', (I, O // 8))
+            assert (t[layer + '.qzeros'][0], t[layer + '.qzeros'][1].shape) == ('I32', (I // group, O // 8))
+            assert (t[layer + '.scales'][0], t[layer + '.scales'][1].shape) == ('F16', (I // group, O))
+            assert layer + '.weight' not in t
+            q = awq_unpack(t[layer + '.qweight'][1]).T.astype(np.float32)            # [O, I]
+            z = awq_unpack(t[layer + '.qzeros'][1]).T.astype(np.float32)             # [O, G]
+            s = t[layer + '.scales'][1].astype(np.float32).T                         # [O, G]
+            assert q.min() >= 0 and q.max() <= 15
+            if preset.startswith('int4'):
+                assert (z == 8).all()        # symmetric: the zero point of unsigned codes
+            y = ((q - np.repeat(z, group, axis=1)) * np.repeat(s, group, axis=1)).astype(np.float32)
+            x = floats[layer + '.weight']
+            assert np.sqrt(np.mean((x - y) ** 2)) < np.sqrt(np.mean(x ** 2)) * 0.2
+            assert np.array_equal(back[layer + '.weight'], y), layer
+
+
+# ---- FP8 checkpoints with quant_method "fp8" ---------------------------------
+#
+# vLLM, vllm/model_executor/layers/quantization/fp8.py: Fp8Config reads
+# "activation_scheme", "ignored_layers", "weight_block_size"; with blocks the
+# weight scale is registered as weight_scale_inv ("intentional for
+# deepseekv3"), float32 [ceil(O/bo), ceil(I/bi)]; without, weight_scale and,
+# for activation_scheme "static", input_scale. transformers'
+# FineGrainedFP8Config: quant_method "fp8", activation_scheme "dynamic",
+# weight_block_size, modules_to_not_convert.
+FP8_KEYS = {'quant_method', 'fmt', 'activation_scheme', 'weight_block_size', 'ignored_layers',
+            'modules_to_not_convert'}
+
+
+@pytest.mark.parametrize('case,scheme,block', [('fp8_block_128', 'dynamic', [128, 128]),
+                                               ('w8a8_fp8_tensor', 'static', None)])
+def test_fp8_layout_and_round_trip(model, tmp_path, case, scheme, block):
+    src, floats, dtype = model
+    out = export(src, tmp_path, case, 'fp8', 'fp8')
+    qc = json.loads((out / 'config.json').read_text())['quantization_config']
+    assert set(qc) == FP8_KEYS
+    assert (qc['quant_method'], qc['fmt'], qc['activation_scheme'], qc['weight_block_size']) == \
+        ('fp8', 'e4m3', scheme, block)
+    assert qc['ignored_layers'] == qc['modules_to_not_convert'] == ['lm_head']
+    t = read_checkpoint(out)
+    back = dequantized(out)
+    for i in range(L):
+        for name in LINEAR:
+            layer = 'model.layers.%d.%s' % (i, name)
+            O, I = floats[layer + '.weight'].shape
+            assert (t[layer + '.weight'][0], t[layer + '.weight'][1].shape) == ('F8_E4M3', (O, I))
+            if block:
+                s = t[layer + '.weight_scale_inv']
+                assert (s[0], s[1].shape) == ('F32', (-(-O // 128), -(-I // 128)))
+                y = decode_e4m3(t[layer + '.weight'][1]) * np.repeat(np.repeat(s[1], 128, 0), 128, 1)[:O, :I]
+                assert layer + '.input_scale' not in t
+            else:
+                s = t[layer + '.weight_scale']
+                assert (s[0], s[1].shape) == ('F32', (1,))
+                y = decode_e4m3(t[layer + '.weight'][1]) * s[1][0]
+                assert (t[layer + '.input_scale'][0], t[layer + '.input_scale'][1].shape) == ('F32', (1,))
+            assert np.array_equal(back[layer + '.weight'], y.astype(np.float32)), layer
+    # the same floats as the default export (float32 scales in both)
+    qk = export(src, tmp_path, case, 'quark', 'qk')
+    ref = dequantized(qk)
+    for k in back:
+        assert np.array_equal(back[k], ref[k]), k
+
+
+def test_awq_and_fp8_refusals(model, tmp_path):
+    src, floats, dtype = model
+    r = quantize(src, tmp_path / 'a', '--preset', 'int8_per_channel_wo', '--export-format', 'awq')
+    assert r.returncode == 1 and 'awq format' in r.stderr and 'model.layers.0.' in r.stderr
+    r = quantize(src, tmp_path / 'b', '--preset', 'int4_wo_128', '--export-format', 'fp8')
+    assert r.returncode == 1 and 'fp8 format' in r.stderr
+    assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()

@@ -71,9 +71,7 @@ typedef struct {
 static gboolean
 unsupported (GError **error, const char *what, const char *name, const char *detail)
 {
-  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s %s: %s cannot be written in %s",
-               what, name, detail, FORMAT_NAME);
-  return FALSE;
+  return _quark_format_unsupported (error, FORMAT_NAME, what, name, detail);
 }
 
 /* The args of a spec; @what and @name name the tensor or layer in errors. */
@@ -335,18 +333,12 @@ signed_codes (QuarkTensor *t, const CtArgs *a, gsize *n_out, GError **error)
   return q;
 }
 
-static char *
-layer_of (const char *name)
-{
-  return g_str_has_suffix (name, ".weight") ? g_strndup (name, strlen (name) - strlen (".weight")) : g_strdup (name);
-}
-
 static gboolean
 ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
                   QuarkModel *out, GError **error)
 {
   QuarkFormatCompressedTensors *self = (QuarkFormatCompressedTensors *) format;
-  g_autofree char *layer = layer_of (name);
+  g_autofree char *layer = _quark_format_layer_of (name);
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
   g_autofree char *out_scale = g_strconcat (layer, ".weight_scale", NULL);
@@ -530,7 +522,7 @@ ct_build_quantization_config (QuarkCheckpointFormat *format, GError **error)
   g_autoptr(GPtrArray) members = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
   g_autoptr(GPtrArray) schemes = g_ptr_array_new_with_free_func ((GDestroyNotify) json_node_unref);
   JsonObject *qc = json_object_new (), *groups = json_object_new ();
-  JsonArray *ignore = json_array_new ();
+  JsonArray *ignore = _quark_format_unquantized_linears (format);
   gboolean all_linear = TRUE;
   JsonNode *node;
 
@@ -546,11 +538,7 @@ ct_build_quantization_config (QuarkCheckpointFormat *format, GError **error)
       guint g;
 
       if (w == NULL)
-        {
-          if (g_strcmp0 (type, "Linear") == 0)
-            json_array_add_string_element (ignore, layers[i]);
-          continue;
-        }
+        continue;   /* in the ignore list when a Linear layer */
       if (!ct_args_from_spec (w, QUARK_ROLE_WEIGHT, "layer", layers[i], &wa, error) ||
           (in && !ct_args_from_spec (in, QUARK_ROLE_INPUT, "layer", layers[i], &ia, error)))
         goto fail;
@@ -618,13 +606,6 @@ fail:
   json_array_unref (ignore);
   json_object_unref (qc);
   return NULL;
-}
-
-static gboolean
-ct_recognizes (QuarkCheckpointFormat *self, JsonNode *qc)
-{
-  return g_strcmp0 (json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", ""),
-                    "compressed-tensors") == 0;
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -963,22 +944,14 @@ is_parameter_name (const char *name)
 static QuarkModel *
 ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError **error)
 {
-  JsonNode *metadata = quark_model_get_metadata (checkpoint), *qcn;
-  JsonObject *qc, *groups;
+  JsonObject *qc = _quark_format_quantization_config (checkpoint, error), *groups;
   JsonArray *ignore = NULL;
   const char *format;
   g_autoptr(QuarkModel) out = quark_model_new ();
-  g_autoptr(GHashTable) done = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr(GList) group_names = NULL;
 
-  qcn = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
-        ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
-  if (qcn == NULL || !JSON_NODE_HOLDS_OBJECT (qcn))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "config.json has no quantization_config");
-      return NULL;
-    }
-  qc = json_node_get_object (qcn);
+  if (qc == NULL)
+    return NULL;
   format = json_object_get_string_member_with_default (qc, "format", PACK_QUANTIZED);
   if (!g_str_equal (format, PACK_QUANTIZED) && !g_str_equal (format, INT_QUANTIZED) &&
       !g_str_equal (format, FLOAT_QUANTIZED) && !g_str_equal (format, "naive-quantized"))
@@ -1070,7 +1043,7 @@ ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError
       if (!quark_model_add_tensor (out, t, error))
         return NULL;
     }
-  quark_model_set_metadata (out, metadata);
+  quark_model_set_metadata (out, quark_model_get_metadata (checkpoint));
   return g_steal_pointer (&out);
 }
 
@@ -1087,7 +1060,7 @@ _quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *
   format_class->write_weight = ct_export_weight;
   format_class->write_activation = ct_export_activation;
   format_class->build_quantization_config = ct_build_quantization_config;
-  format_class->recognizes = ct_recognizes;
+  format_class->quant_method = "compressed-tensors";
   format_class->dequantize_model = ct_dequantize_model;
 }
 

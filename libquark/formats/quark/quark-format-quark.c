@@ -241,13 +241,6 @@ quark_format_build_quantization_config (QuarkCheckpointFormat *self, GError **er
   return quark_json_copy (config);
 }
 
-static gboolean
-quark_format_recognizes (QuarkCheckpointFormat *self, JsonNode *qc)
-{
-  return g_strcmp0 (json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", ""),
-                    "quark") == 0;
-}
-
 /* ---- reading ------------------------------------------------------------- */
 
 static gboolean
@@ -425,7 +418,7 @@ _quark_format_quark_class_init (QuarkFormatQuarkClass *klass)
   format_class->check_weight = quark_format_check_weight;
   format_class->write_weight = quark_format_export_weight;
   format_class->build_quantization_config = quark_format_build_quantization_config;
-  format_class->recognizes = quark_format_recognizes;
+  format_class->quant_method = "quark";
   format_class->read_weight = quark_format_import_weight;
 }
 
