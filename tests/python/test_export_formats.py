@@ -552,3 +552,109 @@ def test_awq_and_fp8_refusals(model, tmp_path):
     r = quantize(src, tmp_path / 'b', '--preset', 'int4_wo_128', '--export-format', 'fp8')
     assert r.returncode == 1 and 'fp8 format' in r.stderr
     assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
+
+
+# ---- AMD Quark's layout, as vLLM's Quark path reads it -----------------------
+#
+# vLLM, vllm/model_executor/layers/quantization/quark/quark.py
+# (QuarkConfig._get_scheme_from_config): a layer config with output_tensors
+# or bias quantized has no scheme; _is_fp8_w8a8: fp8_e4m3 weights and inputs,
+# static weights per_tensor or per_channel, inputs dynamic or per_tensor;
+# _is_static_tensor_w8a8: int8 weights (per_tensor/per_channel, symmetric)
+# and static per_tensor int8 inputs; _is_ocp_mx: per_group 32, e8m0 scales,
+# fp4/fp6 weights and inputs. Later vLLM adds:
+#   schemes/quark_w4a16_int4.py (QuarkW4A16Int4): int4/uint4 per_group
+#     weights, no input quantization, a positive group_size and a boolean
+#     symmetric (utils.parse_w4a16_int4_weight_config); weight int32 [I, O/8],
+#     weight_scale [I/group, O], weight_zero_point int32 [I/group, O/8];
+#   schemes/quark_w8a8_mxfp8.py (QuarkW8A8Mxfp8): "Quark exports MXFP8 as
+#     fp8_e4m3 / per_block with block_size=[R, 32] and an e8m0 scale"; weight
+#     float8_e4m3fn [O, I], weight_scale e8m0 [O, I/32], dynamic MXFP8 inputs;
+#   schemes/quark_w4a8_mxfp4_fp8.py: MXFP4 weights with FP8 per-tensor inputs.
+def vllm_quark_scheme(layer):
+    w, a = layer.get('weight'), layer.get('input_tensors')
+    if layer.get('output_tensors') or layer.get('bias') or w is None:
+        return None
+    if a is None:
+        if w['dtype'] in ('int4', 'uint4') and w['qscheme'] == 'per_group' and \
+                isinstance(w['group_size'], int) and w['group_size'] > 0 and isinstance(w['symmetric'], bool):
+            return 'QuarkW4A16Int4'
+        return None
+    if w['dtype'] == a['dtype'] == 'fp8_e4m3' and not w['is_dynamic'] and \
+            w['qscheme'] in ('per_tensor', 'per_channel') and (a['is_dynamic'] or a['qscheme'] == 'per_tensor'):
+        return 'QuarkW8A8Fp8'
+    if w['dtype'] == a['dtype'] == 'int8' and w['qscheme'] in ('per_tensor', 'per_channel') and \
+            a['qscheme'] == 'per_tensor' and not w['is_dynamic'] and not a['is_dynamic'] and w['symmetric'] is True:
+        return 'QuarkW8A8Int8'
+    if w['qscheme'] == a['qscheme'] == 'per_group' and w['group_size'] == a['group_size'] == 32 and \
+            w['scale_format'] == a['scale_format'] == 'e8m0' and \
+            w['dtype'] in ('fp4', 'fp6_e3m2', 'fp6_e2m3') and a['dtype'] in ('fp4', 'fp6_e3m2', 'fp6_e2m3'):
+        return 'QuarkOCP_MX'
+    if w['dtype'] == 'fp8_e4m3' and w['qscheme'] == 'per_block' and w['block_size'][1] == 32 and \
+            w['scale_format'] == 'e8m0' and a['dtype'] == 'fp8_e4m3' and a['is_dynamic'] and \
+            a['scale_format'] == 'e8m0':
+        return 'QuarkW8A8Mxfp8'
+    if w['dtype'] == 'fp4' and w['scale_format'] == 'e8m0' and a['dtype'] == 'fp8_e4m3' and \
+            a['qscheme'] == 'per_tensor':
+        return 'QuarkW4A8MXFp4Fp8'
+    return None
+
+
+# preset -> the vLLM scheme that loads its default export (None: none at
+# present; docs/formats.md names the export format to use instead)
+QUARK_PRESET_SCHEMES = {
+    'int8': 'QuarkW8A8Int8', 'fp8': 'QuarkW8A8Fp8', 'ptpc_fp8': 'QuarkW8A8Fp8',
+    'int4_wo_32': 'QuarkW4A16Int4', 'int4_wo_64': 'QuarkW4A16Int4', 'int4_wo_128': 'QuarkW4A16Int4',
+    'uint4_wo_32': 'QuarkW4A16Int4', 'uint4_wo_64': 'QuarkW4A16Int4', 'uint4_wo_128': 'QuarkW4A16Int4',
+    'mxfp4': 'QuarkOCP_MX', 'mxfp6_e2m3': 'QuarkOCP_MX', 'mxfp6_e3m2': 'QuarkOCP_MX',
+    'mxfp4_fp8': 'QuarkW4A8MXFp4Fp8', 'mxfp8': 'QuarkW8A8Mxfp8',
+    'int8_per_channel_wo': None, 'int4_fp8': None,
+}
+
+
+def test_every_quark_preset_names_its_vllm_scheme(tmp_path):
+    src = tmp_path / 'model'
+    floats = make_llama(src, 'BF16', np.random.default_rng(3))
+    listed = subprocess.run([QUARK, 'presets', '--backend', 'quark', '--json'], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert {p['name'] for p in json.loads(listed.stdout)} == set(QUARK_PRESET_SCHEMES)
+    for preset, scheme in sorted(QUARK_PRESET_SCHEMES.items()):
+        args, config_path = config_args(['--preset', preset], tmp_path, src)
+        cfg = json.loads(config_path.read_text())
+        inputs = cfg['global_quant_config'].get('input_tensors')
+        if inputs and not inputs.get('is_dynamic'):
+            args = args + ['--calibration', str(calibration_file(src, config_path, tmp_path))]
+        out = tmp_path / ('q-' + preset)
+        r = quantize(src, out, *args)
+        assert r.returncode == 0, (preset, r.stderr)
+        qc = json.loads((out / 'config.json').read_text())['quantization_config']
+        assert qc['quant_method'] == 'quark' and qc['export']['pack_method'] in ('reorder', 'order')
+        assert qc['layer_quant_config'] == {} and qc['exclude'] == ['lm_head']
+        assert vllm_quark_scheme(qc['global_quant_config']) == scheme, preset
+        t = read_checkpoint(out)
+        layer = 'model.layers.0.mlp.down_proj'
+        O, I = floats[layer + '.weight'].shape
+        if scheme == 'QuarkW4A16Int4':
+            g = qc['global_quant_config']['weight']['group_size']
+            assert (t[layer + '.weight'][0], t[layer + '.weight'][1].shape) == ('I32', (I, O // 8))
+            assert t[layer + '.weight_scale'][1].shape == (I // g, O)
+            assert (t[layer + '.weight_zero_point'][0], t[layer + '.weight_zero_point'][1].shape) == \
+                ('I32', (I // g, O // 8))
+        elif scheme == 'QuarkW8A8Mxfp8':
+            assert (t[layer + '.weight'][0], t[layer + '.weight'][1].shape) == ('F8_E4M3', (O, I))
+            assert (t[layer + '.weight_scale'][0], t[layer + '.weight_scale'][1].shape) == ('U8', (O, I // 32))
+    # the MXFP8 spelling reads back as the same quantization
+    r = subprocess.run([QUARK, 'verify', str(src), str(tmp_path / 'q-mxfp8'), '--json'], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and min(x['sqnr_db'] for x in json.loads(r.stdout)['tensors']) > 25
+
+
+def test_the_formats_page_lists_the_registry():
+    """docs/formats.md's table has one row per registered format (the
+    registry is the source of truth)."""
+    r = subprocess.run([QUARK, 'formats', '--json'], capture_output=True, text=True)
+    registered = {f['name'] for f in json.loads(r.stdout)}
+    page = open(os.path.join(os.path.dirname(__file__), '..', '..', 'docs', 'formats.md')).read()
+    rows = {line.split('`')[1] for line in page.splitlines()
+            if line.startswith('| `') and '`quant_method`' not in line and line.count('|') == 5}
+    assert rows == registered

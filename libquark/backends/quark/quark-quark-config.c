@@ -316,6 +316,25 @@ translate_spec (JsonObject  *quark,
       return NULL;
     }
 
+  /* AMD Quark spells MX weights (MXFP8) as per_block with block_size
+   * [1, N] and e8m0 scales: one scale per N consecutive elements of a row,
+   * which is per_group N along the last axis */
+  if (g_strcmp0 (string_member (out, "scale_format"), "e8m0") == 0 &&
+      g_strcmp0 (string_member (out, "qscheme"), "per_block") == 0 &&
+      (node = json_object_get_member (out, "block_size")) && JSON_NODE_HOLDS_ARRAY (node) &&
+      json_array_get_length (json_node_get_array (node)) == 2 &&
+      JSON_NODE_HOLDS_VALUE (json_array_get_element (json_node_get_array (node), 0)) &&
+      json_array_get_int_element (json_node_get_array (node), 0) == 1 &&
+      JSON_NODE_HOLDS_VALUE (json_array_get_element (json_node_get_array (node), 1)) &&
+      json_node_get_value_type (json_array_get_element (json_node_get_array (node), 1)) == G_TYPE_INT64)
+    {
+      gint64 n = json_array_get_int_element (json_node_get_array (node), 1);
+      json_object_set_string_member (out, "qscheme", "per_group");
+      json_object_set_int_member (out, "ch_axis", -1);
+      json_object_set_int_member (out, "group_size", n);
+      json_object_remove_member (out, "block_size");
+    }
+
   if ((node = json_object_get_member (quark, "round_method")) && !JSON_NODE_HOLDS_NULL (node))
     {
       s = string_member (quark, "round_method");
@@ -724,9 +743,13 @@ observer_class (QuarkTensorSpec *spec)
     }
 }
 
-/* One spec in AMD Quark's exported schema (every key, as Quark writes it). */
+/* One spec in AMD Quark's exported schema (every key, as Quark writes it).
+ * MXFP8 weights are spelled as AMD Quark spells them: fp8_e4m3 per_block
+ * with block_size [1, 32] and e8m0 scales (the layout is the same as per
+ * group along the last axis; vLLM's QuarkW8A8Mxfp8 scheme,
+ * quark/schemes/quark_w8a8_mxfp8.py, expects this spelling). */
 static JsonNode *
-serialize_spec (QuarkTensorSpec *spec)
+serialize_spec (QuarkTensorSpec *spec, QuarkRole role)
 {
   JsonObject *o = json_object_new ();
   g_autoptr(GEnumClass) qschemes = g_type_class_ref (QUARK_TYPE_QSCHEME);
@@ -745,14 +768,30 @@ serialize_spec (QuarkTensorSpec *spec)
     }
   json_object_set_string_member (o, "dtype", quark_dtype_get_name (quark_tensor_spec_get_dtype (spec)));
   json_object_set_boolean_member (o, "is_dynamic", quark_tensor_spec_get_is_dynamic (spec));
-  json_object_set_string_member (o, "qscheme",
-                                 g_enum_get_value (qschemes, quark_tensor_spec_get_qscheme (spec))->value_nick);
-  json_object_set_int_member (o, "ch_axis", quark_tensor_spec_get_ch_axis (spec));
-  if (group != 0)
-    json_object_set_int_member (o, "group_size", group);
+  if (mx && role == QUARK_ROLE_WEIGHT && quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_F8_E4M3 &&
+      quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && group > 0)
+    {
+      JsonArray *a = json_array_new ();
+      json_object_set_string_member (o, "qscheme", "per_block");
+      json_object_set_int_member (o, "ch_axis", -1);
+      json_object_set_null_member (o, "group_size");
+      json_array_add_int_element (a, 1);
+      json_array_add_int_element (a, group);
+      json_object_set_array_member (o, "block_size", a);
+    }
   else
-    json_object_set_null_member (o, "group_size");
-  if (quark_tensor_spec_get_block_size (spec, &rows, &cols))
+    {
+      json_object_set_string_member (o, "qscheme",
+                                     g_enum_get_value (qschemes, quark_tensor_spec_get_qscheme (spec))->value_nick);
+      json_object_set_int_member (o, "ch_axis", quark_tensor_spec_get_ch_axis (spec));
+      if (group != 0)
+        json_object_set_int_member (o, "group_size", group);
+      else
+        json_object_set_null_member (o, "group_size");
+    }
+  if (json_object_has_member (o, "block_size"))
+    ;   /* MXFP8 weights above */
+  else if (quark_tensor_spec_get_block_size (spec, &rows, &cols))
     {
       JsonArray *a = json_array_new ();
       json_array_add_int_element (a, rows);
@@ -800,7 +839,7 @@ serialize_layer (QuarkQuarkLayerConfig *layer)
     {
       QuarkTensorSpec *spec = layer->specs[role];
       if (spec)
-        json_object_set_member (o, layer_keys[role], serialize_spec (spec));
+        json_object_set_member (o, layer_keys[role], serialize_spec (spec, role));
       else
         json_object_set_null_member (o, layer_keys[role]);
     }
