@@ -658,3 +658,50 @@ def test_the_formats_page_lists_the_registry():
     rows = {line.split('`')[1] for line in page.splitlines()
             if line.startswith('| `') and '`quant_method`' not in line and line.count('|') == 5}
     assert rows == registered
+
+
+@pytest.mark.parametrize('preset,fmt', [('int4_weight_g128', 'pack-quantized'),
+                                        ('int8_weight_per_channel', 'pack-quantized'),
+                                        ('int8_weight_per_tensor', 'pack-quantized')])
+def test_brevitas_reaches_the_formats(tmp_path, preset, fmt):
+    """The brevitas backend's codes and scales through the same formats:
+    read back, the compressed-tensors export gives the floats of its own
+    (quark-layout) export, bit for bit (float32 model: float32 scales)."""
+    src = tmp_path / 'model'
+    make_llama(src, 'F32', np.random.default_rng(9))
+    ct, qk = tmp_path / 'ct', tmp_path / 'qk'
+    r = quantize(src, ct, '--backend', 'brevitas', '--preset', preset, '--export-format', 'compressed-tensors')
+    assert r.returncode == 0, r.stderr
+    r = quantize(src, qk, '--backend', 'brevitas', '--preset', preset)
+    assert r.returncode == 0, r.stderr
+    qc = json.loads((ct / 'config.json').read_text())['quantization_config']
+    assert qc['quant_method'] == 'compressed-tensors' and qc['format'] == fmt
+    a, b = dequantized(ct), dequantized_brevitas(qk)
+    for i in range(L):
+        for name in LINEAR:
+            k = 'model.layers.%d.%s.weight' % (i, name)
+            assert np.array_equal(a[k], b[k]), k
+
+
+def dequantized_brevitas(path):
+    import gi
+    gi.require_version('Quark', '1.0')
+    from gi.repository import Quark
+    m = Quark.Model.load(str(path), None)
+    qc = json.loads((path / 'config.json').read_text())['quantization_config']
+    registry = Quark.Registry.get_default()
+    config = registry.config_from_string(json.dumps(qc['libquark_config']))
+    out = registry.new_quantizer(config).dequantize_model(m)
+    return {out.get_tensor_at(i).get_name(): np.asarray(out.get_tensor_at(i).to_numpy())
+            for i in range(out.get_n_tensors())}
+
+
+def test_brevitas_refuses_what_a_format_cannot_hold(model, tmp_path):
+    src, floats, dtype = model
+    # bfloat16 scales for WNA16 (BF16 model), float16 for awq: Brevitas keeps float32
+    r = quantize(src, tmp_path / 'a', '--backend', 'brevitas', '--preset', 'int4_weight_g128', '--export-format', 'awq')
+    assert r.returncode == 1 and 'float32 scales' in r.stderr and 'model.layers.0.' in r.stderr
+    r = quantize(src, tmp_path / 'b', '--backend', 'brevitas', '--preset', 'mxfp4', '--export-format',
+                 'compressed-tensors')
+    assert r.returncode == 1 and 'compressed-tensors' in r.stderr
+    assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()

@@ -342,6 +342,7 @@ typedef struct {
   gboolean has_input_scale;
   int input_bits;
   JsonObject *info;     /* the layer's description */
+  QuarkCheckpointFormat *format;   /* a registry format other than quark's layout, or NULL */
 } Layer;
 
 static gboolean
@@ -407,6 +408,79 @@ quantize_bias (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkM
   return TRUE;
 }
 
+/* Brevitas's integer or minifloat codes (or zero points) as one element of
+ * @dtype each, the logical form a checkpoint format takes */
+static gboolean
+add_logical (QuarkModel *out, const char *name, QuarkDType dtype, const gint32 *v, gsize n, const gint64 *shape,
+             guint n_dims, GError **error)
+{
+  gsize esize = quark_dtype_get_element_size (dtype);
+  guint8 *data = g_malloc0 (MAX (n, 1) * esize);
+
+  for (gsize i = 0; i < n; i++)
+    if (esize == 1)
+      data[i] = (guint8) v[i];
+    else if (esize == 2)
+      ((guint16 *) data)[i] = (guint16) v[i];
+    else
+      ((gint32 *) data)[i] = v[i];
+  return add_bytes (out, name, dtype, shape, n_dims, data, n * esize, error);
+}
+
+/* A layer through a registry format (compressed-tensors, awq, fp8, …): the
+ * weight's codes, scales and zero points as logical tensors, then the
+ * static activation parameters. */
+static gboolean
+export_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibration, QuarkModel *out,
+              GError **error)
+{
+  const char *name = quark_tensor_get_name (L->weight);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autoptr(QuarkTensorSpec) spec = quark_quantization_config_get_tensor_spec (self->config, L->layer, L->layer_type,
+                                                                               QUARK_ROLE_WEIGHT);
+  g_autoptr(QuarkModel) logical = quark_model_new ();
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (L->weight, &n_dims);
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+
+  if (!add_logical (logical, name, dtype, L->rw.codes, L->rw.n, shape, n_dims, error) ||
+      !add_floats (logical, scale_name, L->rw.scales, L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error) ||
+      (quark_dtype_is_integer (dtype) &&
+       !add_logical (logical, zp_name, dtype, L->rw.zero_points, L->rw.n_params, L->rw.param_shape,
+                     L->rw.param_n_dims, error)) ||
+      !quark_checkpoint_format_export_weight (L->format, L->layer, L->layer_type, name, spec, logical, out, error))
+    return FALSE;
+  for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
+    {
+      BvSpec *a = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), L->layer, L->layer_type,
+                                                     role, NULL);
+      g_autoptr(QuarkTensorSpec) aspec = NULL;
+      g_autoptr(QuarkTensor) st = NULL, zt = NULL;
+      float s;
+      gint32 z;
+
+      if (a == NULL || a->dynamic)
+        continue;
+      aspec = quark_quantization_config_get_tensor_spec (self->config, L->layer, L->layer_type, role);
+      if (!activation_params (a, L->layer, role, calibration, &s, &z, error))
+        return FALSE;
+      st = quark_tensor_new_from_floats ("scale", NULL, 0, &s, 1, error);
+      if (st == NULL)
+        return FALSE;
+      if (a->kind == BV_INT)
+        {
+          g_autoptr(QuarkModel) zm = quark_model_new ();
+          if (!add_logical (zm, "zero_point", quark_tensor_spec_get_dtype (aspec), &z, 1, NULL, 0, error))
+            return FALSE;
+          zt = g_object_ref (quark_model_get_tensor (zm, "zero_point"));
+        }
+      if (!quark_checkpoint_format_export_activation (L->format, L->layer, role, aspec, st, zt, out, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkCalibration *calibration,
                 QuarkModel *out, gboolean dump, GError **error)
@@ -433,6 +507,8 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
       }
   if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error))
     return FALSE;
+  if (L->format)
+    return export_layer (self, L, calibration, out, error);
   write_zp = dump ? L->w->kind == BV_INT : !L->w->symmetric;
   if (!dump && L->w->kind == BV_INT && L->w->bits == 4 && n_dims == 2)
     {
@@ -650,15 +726,22 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
   g_autoptr(GHashTable) quantized_biases = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr(JsonObject) layers = json_object_new ();
   gboolean dump = g_strcmp0 (self->export_format, "integers") == 0;
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
   guint n = quark_model_get_n_tensors (model);
   JsonNode *metadata = quark_model_get_metadata (model), *qc;
   JsonNode *meta;
 
+  /* AMD Quark's layout and the integer dump are this backend's own (they
+   * describe Brevitas's quantizers); every other registry format takes the
+   * logical tensors */
   if (!dump && g_strcmp0 (self->export_format, "quark") != 0)
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "export-format: \"%s\" is not one of: quark, integers", self->export_format);
-      return NULL;
+      format = quark_registry_new_format (quark_registry_get_default (), self->export_format, error);
+      if (format == NULL)
+        {
+          g_prefix_error (error, "export-format: ");
+          return NULL;
+        }
     }
   /* before any work: every weight fits its quantizer's layout and static
    * activation quantizers have statistics; biases are quantized with their
@@ -673,6 +756,27 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       guint n_dims;
       const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
 
+      if (format && type)
+        {
+          /* the format learns every layer, quantized or left in float */
+          g_autoptr(QuarkTensorSpec) ws = w ? quark_quantization_config_get_tensor_spec (self->config, layer, type,
+                                                                                         QUARK_ROLE_WEIGHT) : NULL;
+          quark_checkpoint_format_note_layer (format, layer, type, QUARK_ROLE_WEIGHT, ws);
+          for (QuarkRole role = QUARK_ROLE_INPUT; ws && role <= QUARK_ROLE_OUTPUT; role++)
+            {
+              g_autoptr(QuarkTensorSpec) as = quark_quantization_config_get_tensor_spec (self->config, layer, type, role);
+              quark_checkpoint_format_note_layer (format, layer, type, role, as);
+            }
+          if (ws && quark_brevitas_config_get_bv_spec (config, layer, type, QUARK_ROLE_BIAS, NULL))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                           "layer %s: quantized biases cannot be written in the %s format (use the quark format "
+                           "or integers)", layer, self->export_format);
+              return NULL;
+            }
+          if (ws && !quark_checkpoint_format_check_weight (format, quark_tensor_get_name (t), shape, n_dims, ws, error))
+            return NULL;
+        }
       if (w == NULL)
         continue;
       if (!bv_check_layout (w, shape, n_dims, quark_tensor_get_name (t), error))
@@ -690,6 +794,28 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
         }
       if (quark_brevitas_config_get_bv_spec (config, layer, type, QUARK_ROLE_BIAS, NULL))
         g_hash_table_add (quantized_biases, g_strconcat (layer, ".bias", NULL));
+    }
+  if (format && !quark_checkpoint_format_prepare (format, error))
+    return NULL;
+  /* Brevitas's scales are its own float32 values: a format that stores
+   * them narrower would change what the codes dequantize to */
+  for (guint i = 0; format && i < n; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      g_autofree char *layer = NULL;
+      const char *type = quantizable_weight_layer (t, &layer);
+      g_autoptr(QuarkTensorSpec) ws = type ? quark_quantization_config_get_tensor_spec (self->config, layer, type,
+                                                                                        QUARK_ROLE_WEIGHT) : NULL;
+      QuarkDType sd;
+
+      if (ws == NULL ||
+          (sd = quark_checkpoint_format_get_scale_dtype (format, layer, ws, quark_tensor_get_dtype (t))) == QUARK_DTYPE_F32)
+        continue;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "layer %s: the %s format stores these scales as %s, but the brevitas backend keeps Brevitas's "
+                   "float32 scales (use a float32 model, the quark format, or the quark backend)",
+                   layer, self->export_format, quark_dtype_get_name (sd));
+      return NULL;
     }
   for (guint i = 0; i < n; i++)
     {
@@ -716,6 +842,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       L.layer = layer;
       L.layer_type = type;
       L.weight = t;
+      L.format = format;
       L.info = json_object_new ();
       ok = quantize_layer (self, &L, model, calibration, out, dump, error);
       if (ok)
@@ -728,7 +855,17 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
 
   meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? quark_json_copy (metadata)
                                                         : bv_node_take (json_object_new ());
-  qc = dump ? integers_description (self, layers) : quark_layout_config (self, layers);
+  if (format)
+    {
+      qc = quark_checkpoint_format_build_quantization_config (format, error);
+      if (qc == NULL)
+        {
+          json_node_unref (meta);
+          return NULL;
+        }
+    }
+  else
+    qc = dump ? integers_description (self, layers) : quark_layout_config (self, layers);
   if (sidecar)
     *sidecar = dump ? json_node_copy (qc) : NULL;
   json_object_set_member (json_node_get_object (meta), "quantization_config", qc);
