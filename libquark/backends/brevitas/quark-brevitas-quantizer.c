@@ -408,25 +408,6 @@ quantize_bias (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkM
   return TRUE;
 }
 
-/* Brevitas's integer or minifloat codes (or zero points) as one element of
- * @dtype each, the logical form a checkpoint format takes */
-static gboolean
-add_logical (QuarkModel *out, const char *name, QuarkDType dtype, const gint32 *v, gsize n, const gint64 *shape,
-             guint n_dims, GError **error)
-{
-  gsize esize = quark_dtype_get_element_size (dtype);
-  guint8 *data = g_malloc0 (MAX (n, 1) * esize);
-
-  for (gsize i = 0; i < n; i++)
-    if (esize == 1)
-      data[i] = (guint8) v[i];
-    else if (esize == 2)
-      ((guint16 *) data)[i] = (guint16) v[i];
-    else
-      ((gint32 *) data)[i] = v[i];
-  return add_bytes (out, name, dtype, shape, n_dims, data, n * esize, error);
-}
-
 /* A layer through a registry format (compressed-tensors, awq, fp8, …): the
  * weight's codes, scales and zero points as logical tensors, then the
  * static activation parameters. */
@@ -444,10 +425,10 @@ export_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibrat
   const gint64 *shape = quark_tensor_get_shape (L->weight, &n_dims);
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
 
-  if (!add_logical (logical, name, dtype, L->rw.codes, L->rw.n, shape, n_dims, error) ||
+  if (!add_ints (logical, name, dtype, L->rw.codes, L->rw.n, shape, n_dims, error) ||
       !add_floats (logical, scale_name, L->rw.scales, L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error) ||
       (quark_dtype_is_integer (dtype) &&
-       !add_logical (logical, zp_name, dtype, L->rw.zero_points, L->rw.n_params, L->rw.param_shape,
+       !add_ints (logical, zp_name, dtype, L->rw.zero_points, L->rw.n_params, L->rw.param_shape,
                      L->rw.param_n_dims, error)) ||
       !quark_checkpoint_format_export_weight (L->format, L->layer, L->layer_type, name, spec, logical, out, error))
     return FALSE;
@@ -471,7 +452,7 @@ export_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibrat
       if (a->kind == BV_INT)
         {
           g_autoptr(QuarkModel) zm = quark_model_new ();
-          if (!add_logical (zm, "zero_point", quark_tensor_spec_get_dtype (aspec), &z, 1, NULL, 0, error))
+          if (!add_ints (zm, "zero_point", quark_tensor_spec_get_dtype (aspec), &z, 1, NULL, 0, error))
             return FALSE;
           zt = g_object_ref (quark_model_get_tensor (zm, "zero_point"));
         }
