@@ -705,3 +705,62 @@ def test_brevitas_refuses_what_a_format_cannot_hold(model, tmp_path):
                  'compressed-tensors')
     assert r.returncode == 1 and 'compressed-tensors' in r.stderr
     assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
+
+
+def test_kv_cache_scales(tmp_path):
+    """A static FP8 per-tensor KV cache (the outputs of k_proj and v_proj):
+    AMD Quark's layout names them LAYER.output_scale with kv_cache_group;
+    compressed-tensors writes the same names and a kv_cache_scheme (vLLM's
+    get_cache_scale maps `.k_proj.output_scale` to `.attn.k_scale` in both
+    paths: quark/quark.py, compressed_tensors/compressed_tensors.py;
+    CompressedTensorsKVCacheMethod accepts type float, 8 bits, strategy
+    tensor, symmetric)."""
+    import gi
+    gi.require_version('Quark', '1.0')
+    from gi.repository import Quark
+    src = tmp_path / 'model'
+    make_llama(src, 'BF16', np.random.default_rng(4))
+    fp8 = {'dtype': 'fp8_e4m3', 'qscheme': 'per_tensor', 'is_dynamic': False}
+    layer = {'weight': fp8, 'input_tensors': fp8}
+    kv = dict(layer, output_tensors=fp8)
+    config = {'backend': 'quark', 'quant_method': 'quark', 'exclude': ['lm_head'], 'global_quant_config': layer,
+              'layer_quant_config': {'*k_proj': kv, '*v_proj': kv},
+              'export': {'kv_cache_group': ['*k_proj', '*v_proj']}}
+    path = tmp_path / 'kv.json'
+    path.write_text(json.dumps(config))
+    registry = Quark.Registry.get_default()
+    session = Quark.Calibration.new_for_config(registry.config_from_file(str(path)), Quark.Model.load(str(src), None))
+    rng = np.random.default_rng(2)
+    for i in range(L):
+        for name in LINEAR:
+            width = F if name == 'mlp.down_proj' else H
+            session.observe('model.layers.%d.%s' % (i, name), Quark.Role.INPUT,
+                            (rng.standard_normal((4, width)) * 0.5).astype(np.float32))
+        for name in ('self_attn.k_proj', 'self_attn.v_proj'):
+            session.observe('model.layers.%d.%s' % (i, name), Quark.Role.OUTPUT,
+                            (rng.standard_normal((4, H // 2)) * 3).astype(np.float32))
+    session.save(str(tmp_path / 'stats.json'))
+    outs = {}
+    for fmt in ('quark', 'compressed-tensors'):
+        out = tmp_path / fmt
+        r = quantize(src, out, '--config', str(path), '--calibration', str(tmp_path / 'stats.json'),
+                     '--export-format', fmt)
+        assert r.returncode == 0, r.stderr
+        outs[fmt] = (json.loads((out / 'config.json').read_text())['quantization_config'], read_checkpoint(out))
+    qc, t = outs['quark']
+    assert qc['export']['kv_cache_group'] == ['*k_proj', '*v_proj']
+    qc2, t2 = outs['compressed-tensors']
+    assert {k: qc2['kv_cache_scheme'][k] for k in ('type', 'num_bits', 'strategy', 'symmetric', 'dynamic')} == \
+        {'type': 'float', 'num_bits': 8, 'strategy': 'tensor', 'symmetric': True, 'dynamic': False}
+    for i in range(L):
+        for name in ('k_proj', 'v_proj'):
+            key = 'model.layers.%d.self_attn.%s.output_scale' % (i, name)
+            assert t2[key][0] == 'F32' and t2[key][1].shape == (1,)
+            assert np.array_equal(t2[key][1].reshape(()), t[key][1].reshape(()))   # the same calibrated scale
+        assert 'model.layers.%d.self_attn.q_proj.output_scale' % i not in t2
+    # outputs of other layers have no compressed-tensors form
+    bad = dict(config, layer_quant_config={'*o_proj': kv})
+    path.write_text(json.dumps(bad))
+    r = quantize(src, tmp_path / 'bad', '--config', str(path), '--calibration', str(tmp_path / 'stats.json'),
+                 '--export-format', 'compressed-tensors')
+    assert r.returncode == 1 and 'o_proj' in r.stderr and 'KV cache' in r.stderr

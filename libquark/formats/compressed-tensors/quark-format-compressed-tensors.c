@@ -39,12 +39,19 @@
  * - `float-quantized` (FP8 E4M3): LAYER.weight float8_e4m3fn [O, I],
  *   weight_scale float32 [O, 1], [1], or one per block
  *   [ceil(O / br), ceil(I / bc)]; input_scale float32 [1].
+ * - the KV cache: static FP8 per-tensor outputs of the k_proj and v_proj
+ *   layers, LAYER.output_scale float32 [1] (vLLM's get_cache_scale maps
+ *   them to attn.k_scale and attn.v_scale), described by `kv_cache_scheme`
+ *   (type float, 8 bits, strategy tensor, symmetric: what vLLM's
+ *   CompressedTensorsKVCacheMethod accepts).
  */
 
 struct _QuarkFormatCompressedTensors
 {
   QuarkCheckpointFormat parent_instance;
-  const char *format;   /* the model's `format`, set by prepare() */
+  const char *format;        /* the model's `format`, set by prepare() */
+  QuarkTensorSpec *kv_spec;  /* the KV-cache spec (k_proj/v_proj outputs), set by prepare() */
+  char *kv_layer;            /* the layer it came from, for errors */
 };
 
 G_DECLARE_FINAL_TYPE (QuarkFormatCompressedTensors, _quark_format_compressed_tensors, QUARK,
@@ -208,6 +215,32 @@ layer_format (const CtArgs *w, const CtArgs *in, const char *layer, GError **err
   return INT_QUANTIZED;
 }
 
+/* An output spec: the KV cache, static FP8 per tensor on k_proj and v_proj
+ * (one spec for all of them), or an error naming the layer. */
+static gboolean
+kv_output (QuarkFormatCompressedTensors *self, const char *layer, QuarkTensorSpec *out, GError **error)
+{
+  if (!(g_str_has_suffix (layer, "k_proj") || g_str_has_suffix (layer, "v_proj")) ||
+      quark_tensor_spec_get_dtype (out) != QUARK_DTYPE_F8_E4M3 ||
+      quark_tensor_spec_get_qscheme (out) != QUARK_QSCHEME_PER_TENSOR || quark_tensor_spec_get_is_dynamic (out) ||
+      !quark_tensor_spec_get_symmetric (out) || quark_tensor_spec_get_scale_format (out) != QUARK_SCALE_FORMAT_FLOAT32)
+    return unsupported (error, "layer", layer, "output quantization other than a static FP8 per-tensor KV cache "
+                        "(the outputs of k_proj and v_proj)");
+  if (self->kv_spec && !quark_tensor_spec_equal (self->kv_spec, out))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "layers %s and %s quantize the KV cache differently; %s has one kv_cache_scheme per model",
+                   self->kv_layer, layer, FORMAT_NAME);
+      return FALSE;
+    }
+  if (self->kv_spec == NULL)
+    {
+      self->kv_spec = g_object_ref (out);
+      self->kv_layer = g_strdup (layer);
+    }
+  return TRUE;
+}
+
 static gboolean
 ct_prepare (QuarkCheckpointFormat *format, GError **error)
 {
@@ -216,6 +249,8 @@ ct_prepare (QuarkCheckpointFormat *format, GError **error)
   const char *first_layer = NULL;
 
   self->format = NULL;
+  g_clear_object (&self->kv_spec);
+  g_clear_pointer (&self->kv_layer, g_free);
   for (guint i = 0; layers[i]; i++)
     {
       g_autoptr(QuarkTensorSpec) w = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_WEIGHT);
@@ -226,8 +261,8 @@ ct_prepare (QuarkCheckpointFormat *format, GError **error)
 
       if (w == NULL)
         continue;
-      if (out != NULL)
-        return unsupported (error, "layer", layers[i], "output (KV-cache) quantization");
+      if (out != NULL && !kv_output (self, layers[i], out, error))
+        return FALSE;
       if (!ct_args_from_spec (w, QUARK_ROLE_WEIGHT, "layer", layers[i], &wa, error) ||
           (in && !ct_args_from_spec (in, QUARK_ROLE_INPUT, "layer", layers[i], &ia, error)))
         return FALSE;
@@ -495,8 +530,14 @@ ct_export_activation (QuarkCheckpointFormat *self, const char *layer, QuarkRole 
   gint64 one[1] = { 1 };
   CtArgs a;
 
-  if (role != QUARK_ROLE_INPUT)
-    return unsupported (error, "layer", layer, "output (KV-cache) quantization");
+  if (role == QUARK_ROLE_OUTPUT)
+    {
+      /* the KV cache (prepare() checked the spec) */
+      g_autofree char *kv_name = g_strconcat (layer, ".output_scale", NULL);
+      if (((QuarkFormatCompressedTensors *) self)->kv_spec == NULL || quark_tensor_get_n_elements (scale) != 1)
+        return unsupported (error, "layer", layer, "this output spec");
+      return add_scales (out, kv_name, scale, QUARK_DTYPE_F32, one, 1, error);
+    }
   if (!ct_args_from_spec (spec, role, "layer", layer, &a, error))
     return FALSE;
   if (quark_tensor_get_n_elements (scale) != 1)
@@ -594,7 +635,18 @@ ct_build_quantization_config (QuarkCheckpointFormat *format, GError **error)
   json_object_set_string_member (qc, "quantization_status", "compressed");
   json_object_set_object_member (qc, "config_groups", groups);
   json_object_set_array_member (qc, "ignore", ignore);
-  json_object_set_null_member (qc, "kv_cache_scheme");
+  if (self->kv_spec)
+    {
+      CtArgs kv;
+      if (!ct_args_from_spec (self->kv_spec, QUARK_ROLE_OUTPUT, "layer", self->kv_layer, &kv, error))
+        {
+          json_object_unref (qc);
+          return NULL;
+        }
+      json_object_set_member (qc, "kv_cache_scheme", ct_args_to_json (&kv));
+    }
+  else
+    json_object_set_null_member (qc, "kv_cache_scheme");
   json_object_set_null_member (qc, "global_compression_ratio");
   node = json_node_alloc ();
   json_node_init_object (node, qc);
@@ -1048,10 +1100,21 @@ ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError
 }
 
 static void
+ct_finalize (GObject *object)
+{
+  QuarkFormatCompressedTensors *self = (QuarkFormatCompressedTensors *) object;
+
+  g_clear_object (&self->kv_spec);
+  g_free (self->kv_layer);
+  G_OBJECT_CLASS (_quark_format_compressed_tensors_parent_class)->finalize (object);
+}
+
+static void
 _quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *klass)
 {
   QuarkCheckpointFormatClass *format_class = QUARK_CHECKPOINT_FORMAT_CLASS (klass);
 
+  G_OBJECT_CLASS (klass)->finalize = ct_finalize;
   format_class->name = "compressed-tensors";
   format_class->description = "llm-compressor's layout (vLLM's compressed_tensors path, transformers)";
   format_class->prepare = ct_prepare;
