@@ -151,15 +151,20 @@ def calibration_file(src, config_path, tmp_path):
     config = registry.config_from_file(str(config_path))
     m = Quark.Model.load(str(src), None)
     session = Quark.Calibration.new_for_config(config, m)
-    rng = np.random.default_rng(1)
+    observe_inputs(session, np.random.default_rng(1))
+    path = tmp_path / 'stats.json'
+    session.save(str(path))
+    return path
+
+
+def observe_inputs(session, rng):
+    """Random inputs for every Linear layer of the generated model."""
+    from gi.repository import Quark
     for i in range(L):
         for layer in LINEAR:
             width = F if layer == 'mlp.down_proj' else H
             session.observe('model.layers.%d.%s' % (i, layer), Quark.Role.INPUT,
                             (rng.standard_normal((4, width)) * 0.5).astype(np.float32))
-    path = tmp_path / 'stats.json'
-    session.save(str(path))
-    return path
 
 
 def config_args(how, tmp_path, src):
@@ -731,11 +736,8 @@ def test_kv_cache_scales(tmp_path):
     registry = Quark.Registry.get_default()
     session = Quark.Calibration.new_for_config(registry.config_from_file(str(path)), Quark.Model.load(str(src), None))
     rng = np.random.default_rng(2)
+    observe_inputs(session, rng)
     for i in range(L):
-        for name in LINEAR:
-            width = F if name == 'mlp.down_proj' else H
-            session.observe('model.layers.%d.%s' % (i, name), Quark.Role.INPUT,
-                            (rng.standard_normal((4, width)) * 0.5).astype(np.float32))
         for name in ('self_attn.k_proj', 'self_attn.v_proj'):
             session.observe('model.layers.%d.%s' % (i, name), Quark.Role.OUTPUT,
                             (rng.standard_normal((4, H // 2)) * 3).astype(np.float32))
