@@ -504,6 +504,151 @@ compare_names (gconstpointer a, gconstpointer b)
 }
 
 /**
+ * quark_checkpoint_format_writes_files:
+ * @self: a format
+ *
+ * Tells whether the format writes whole models to one file with numerics of
+ * its own ([method@Quark.CheckpointFormat.write_model], GGUF) instead of
+ * taking a backend's tensors.
+ *
+ * Returns: %TRUE for such a format
+ */
+gboolean
+quark_checkpoint_format_writes_files (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->write_model != NULL;
+}
+
+/**
+ * quark_checkpoint_format_list_schemes:
+ * @self: a format
+ *
+ * Lists the schemes [method@Quark.CheckpointFormat.write_model] takes.
+ *
+ * Returns: (transfer full): the scheme names (empty for formats that take
+ *   a backend's tensors)
+ */
+char **
+quark_checkpoint_format_list_schemes (QuarkCheckpointFormat *self)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  return klass->list_schemes ? klass->list_schemes (self) : g_new0 (char *, 1);
+}
+
+/**
+ * quark_checkpoint_format_describe_scheme:
+ * @self: a format
+ * @scheme: a scheme name
+ *
+ * Describes a scheme in one line.
+ *
+ * Returns: (transfer full) (nullable): the description, or %NULL
+ */
+char *
+quark_checkpoint_format_describe_scheme (QuarkCheckpointFormat *self, const char *scheme)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  g_return_val_if_fail (scheme != NULL, NULL);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  return klass->describe_scheme ? klass->describe_scheme (self, scheme) : NULL;
+}
+
+/**
+ * quark_checkpoint_format_write_model:
+ * @self: a format that writes files
+ * @model: a float model (with its `config.json` metadata)
+ * @scheme: one of [method@Quark.CheckpointFormat.list_schemes]
+ * @path: the file to write
+ * @overwrite: whether an existing file at @path is replaced
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Quantizes and writes @model to one file with the format's own numerics.
+ * The file appears complete or not at all.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+quark_checkpoint_format_write_model (QuarkCheckpointFormat *self, QuarkModel *model, const char *scheme,
+                                     const char *path, gboolean overwrite, GCancellable *cancellable,
+                                     GError **error)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (model) && scheme != NULL && path != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  if (klass->write_model == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "the %s format takes a backend's tensors; it does not write models on its own", klass->name);
+      return FALSE;
+    }
+  return klass->write_model (self, model, scheme, path, overwrite, cancellable, error);
+}
+
+/**
+ * quark_checkpoint_format_read_file:
+ * @self: a format that writes files
+ * @path: a file of this format
+ * @dequantize: whether to dequantize the tensors to float32
+ * @error: return location for a #GError
+ *
+ * Reads a single-file checkpoint: its tensors under the model's original
+ * names (dequantized when @dequantize is set, else as stored, under the
+ * file's own names) and its metadata as the model's metadata.
+ *
+ * Returns: (transfer full): the model, or %NULL with @error set
+ */
+QuarkModel *
+quark_checkpoint_format_read_file (QuarkCheckpointFormat *self, const char *path, gboolean dequantize,
+                                   GError **error)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  if (klass->read_file == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "the %s format has no single-file reader",
+                   klass->name);
+      return NULL;
+    }
+  return klass->read_file (self, path, dequantize, error);
+}
+
+/**
+ * quark_checkpoint_format_sniff:
+ * @self: a format
+ * @head: (array length=length): the first bytes of a file
+ * @length: how many
+ *
+ * Tells whether a file is in this format by its first bytes (as image
+ * loaders do), for single-file formats.
+ *
+ * Returns: %TRUE if it is
+ */
+gboolean
+quark_checkpoint_format_sniff (QuarkCheckpointFormat *self, const guint8 *head, gsize length)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (head != NULL || length == 0, FALSE);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  return klass->sniff != NULL && klass->sniff (self, head, length);
+}
+
+/**
  * quark_checkpoint_format_get_layers:
  * @self: a format
  *

@@ -9,7 +9,7 @@
 #error "Only <quark/quark.h> can be included directly."
 #endif
 
-#include <glib-object.h>
+#include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
 #include "quark-enums.h"
@@ -62,6 +62,17 @@ G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK,
  * @dequantize_model: reads a checkpoint of this format back to float with
  *   the format's own, self-describing config (no backend involved).
  *   Optional: formats whose config names a backend leave it unset.
+ * @list_schemes: the schemes of a format that quantizes with numerics of
+ *   its own (write_model), such as GGUF's types. Optional.
+ * @describe_scheme: one line about a scheme (bits per weight, …). Optional.
+ * @write_model: writes a float model to one file at @path with @scheme,
+ *   quantizing with the format's own numerics (no backend). Optional: set
+ *   by single-file formats such as GGUF.
+ * @read_file: reads a single-file checkpoint of this format: its tensors
+ *   under the model's original names, dequantized to float32 when
+ *   @dequantize is set, else as stored. Optional.
+ * @sniff: whether a file that starts with @head is of this format (its
+ *   magic bytes). Optional.
  *
  * The class of a checkpoint format.
  */
@@ -112,9 +123,26 @@ struct _QuarkCheckpointFormatClass
   QuarkModel * (*dequantize_model)   (QuarkCheckpointFormat  *self,
                                       QuarkModel             *checkpoint,
                                       GError                **error);
+  char **      (*list_schemes)       (QuarkCheckpointFormat  *self);
+  char *       (*describe_scheme)    (QuarkCheckpointFormat  *self,
+                                      const char             *scheme);
+  gboolean     (*write_model)        (QuarkCheckpointFormat  *self,
+                                      QuarkModel             *model,
+                                      const char             *scheme,
+                                      const char             *path,
+                                      gboolean                overwrite,
+                                      GCancellable           *cancellable,
+                                      GError                **error);
+  QuarkModel * (*read_file)          (QuarkCheckpointFormat  *self,
+                                      const char             *path,
+                                      gboolean                dequantize,
+                                      GError                **error);
+  gboolean     (*sniff)              (QuarkCheckpointFormat  *self,
+                                      const guint8           *head,
+                                      gsize                   length);
 
   /*< private >*/
-  gpointer padding[11];
+  gpointer padding[6];
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -184,6 +212,30 @@ QUARK_AVAILABLE_IN_1_0
 QuarkModel *      quark_checkpoint_format_dequantize_model (QuarkCheckpointFormat *self,
                                                            QuarkModel             *checkpoint,
                                                            GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_writes_files    (QuarkCheckpointFormat  *self);
+QUARK_AVAILABLE_IN_1_0
+char **           quark_checkpoint_format_list_schemes    (QuarkCheckpointFormat  *self);
+QUARK_AVAILABLE_IN_1_0
+char *            quark_checkpoint_format_describe_scheme (QuarkCheckpointFormat  *self,
+                                                           const char             *scheme);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_write_model     (QuarkCheckpointFormat  *self,
+                                                           QuarkModel             *model,
+                                                           const char             *scheme,
+                                                           const char             *path,
+                                                           gboolean                overwrite,
+                                                           GCancellable           *cancellable,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *      quark_checkpoint_format_read_file       (QuarkCheckpointFormat  *self,
+                                                           const char             *path,
+                                                           gboolean                dequantize,
+                                                           GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_sniff           (QuarkCheckpointFormat  *self,
+                                                           const guint8           *head,
+                                                           gsize                   length);
 QUARK_AVAILABLE_IN_1_0
 char **           quark_checkpoint_format_get_layers      (QuarkCheckpointFormat  *self);
 QUARK_AVAILABLE_IN_1_0

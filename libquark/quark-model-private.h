@@ -16,4 +16,8 @@ void _quark_model_add_source   (QuarkModel     *self,
 void _quark_model_copy_sources (QuarkModel     *self,
                                 QuarkModel     *from);
 
+/* The directory of the first file the model was read from (its
+ * tokenizer.json and other files are there), or NULL. */
+char *_quark_model_get_directory (QuarkModel *self);
+
 G_END_DECLS

@@ -447,3 +447,12 @@ quark_model_is_quantized (QuarkModel  *self,
     }
   return FALSE;
 }
+
+char *
+_quark_model_get_directory (QuarkModel *self)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL (self), NULL);
+  if (self->sources->len == 0)
+    return NULL;
+  return g_path_get_dirname (_quark_input_file_get_path (g_ptr_array_index (self->sources, 0)));
+}

@@ -13,6 +13,9 @@
 
 #include <gmodule.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
 #ifdef HAVE_GETAUXVAL
 #include <sys/auxv.h>
 #endif
@@ -137,6 +140,7 @@ quark_registry_init (QuarkRegistry *self)
   quark_registry_add_format (self, _quark_format_compressed_tensors_get_type (), NULL);
   quark_registry_add_format (self, _quark_format_awq_get_type (), NULL);
   quark_registry_add_format (self, _quark_format_fp8_get_type (), NULL);
+  quark_registry_add_format (self, _quark_format_gguf_get_type (), NULL);
 }
 
 /**
@@ -821,7 +825,7 @@ format_type_name (GType type)
  * @error: return location for a #GError
  *
  * Registers a checkpoint format. The built-in formats (`quark`,
- * `compressed-tensors`, `awq`, `fp8`) are registered with every registry; backend modules
+ * `compressed-tensors`, `awq`, `fp8`, `gguf`) are registered with every registry; backend modules
  * and applications can add their own.
  *
  * Returns: %TRUE on success; %QUARK_ERROR_EXISTS when a format of that name
@@ -942,6 +946,48 @@ quark_registry_format_for_checkpoint (QuarkRegistry *self, JsonNode *quantizatio
     {
       g_autoptr(QuarkCheckpointFormat) format = g_object_new (g_array_index (types, GType, i), NULL);
       if (quark_checkpoint_format_recognizes (format, quantization_config))
+        return g_steal_pointer (&format);
+    }
+  return NULL;
+}
+
+/**
+ * quark_registry_format_for_file:
+ * @self: a registry
+ * @path: a file
+ *
+ * Finds the single-file format of @path by its first bytes.
+ *
+ * Returns: (transfer full) (nullable): an instance of the format, or %NULL
+ *   (not a regular file, unreadable, or no format recognizes it)
+ */
+QuarkCheckpointFormat *
+quark_registry_format_for_file (QuarkRegistry *self, const char *path)
+{
+  g_autoptr(GArray) types = NULL;
+  guint8 head[64];
+  gssize n;
+  int fd;
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  g_return_val_if_fail (path != NULL, NULL);
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return NULL;
+  fd = g_open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
+  if (fd < 0)
+    return NULL;
+  n = read (fd, head, sizeof head);
+  close (fd);
+  if (n <= 0)
+    return NULL;
+  ensure_loaded (self);
+  g_rec_mutex_lock (&self->lock);
+  types = g_array_copy (self->formats);
+  g_rec_mutex_unlock (&self->lock);
+  for (guint i = 0; i < types->len; i++)
+    {
+      g_autoptr(QuarkCheckpointFormat) format = g_object_new (g_array_index (types, GType, i), NULL);
+      if (quark_checkpoint_format_sniff (format, head, (gsize) n))
         return g_steal_pointer (&format);
     }
   return NULL;

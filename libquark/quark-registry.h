@@ -86,4 +86,8 @@ QUARK_AVAILABLE_IN_1_0
 QuarkCheckpointFormat *   quark_registry_format_for_checkpoint (QuarkRegistry          *self,
                                                               JsonNode                 *quantization_config);
 
+QUARK_AVAILABLE_IN_1_0
+QuarkCheckpointFormat *   quark_registry_format_for_file     (QuarkRegistry            *self,
+                                                              const char               *path);
+
 G_END_DECLS

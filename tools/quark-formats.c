@@ -120,3 +120,48 @@ cmd_formats (int argc, char **argv)
     }
   return 0;
 }
+
+/* `quark presets --export-format FORMAT`: the schemes (types) of a format
+ * that quantizes with numerics of its own */
+int
+tool_list_format_schemes (const char *format_name, gboolean json)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkCheckpointFormat) format = quark_registry_new_format (quark_registry_get_default (), format_name,
+                                                                       &error);
+  g_auto(GStrv) schemes = NULL;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+
+  if (format == NULL)
+    return report_failure ("presets", error, json);
+  schemes = quark_checkpoint_format_list_schemes (format);
+  if (schemes[0] == NULL)
+    {
+      g_set_error (&error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "the %s format writes the backends' presets (quark presets lists them); it has no types of its own",
+                   format_name);
+      return report_failure ("presets", error, json);
+    }
+  if (!json)
+    g_print ("%s (quark quantize MODEL -o OUT --export-format %s --type TYPE)\n", format_name, format_name);
+  json_builder_begin_array (b);
+  for (guint i = 0; schemes[i]; i++)
+    {
+      g_autofree char *about = quark_checkpoint_format_describe_scheme (format, schemes[i]);
+      if (!json)
+        g_print ("  %-8s %s\n", schemes[i], about ? about : "");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, schemes[i]);
+      json_builder_set_member_name (b, "description");
+      json_builder_add_string_value (b, about ? about : "");
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  if (json)
+    {
+      g_autoptr(JsonNode) root = json_builder_get_root (b);
+      print_json (root);
+    }
+  return 0;
+}

@@ -18,3 +18,4 @@ gboolean     parse_options       (const char *command, const char *parameters, c
 int          cmd_formats         (int argc, char **argv);
 QuarkModel * tool_dequantize_checkpoint (QuarkModel *quantized, const char *path, GError **error);
 char *       tool_checkpoint_format_name (QuarkModel *model);
+int          tool_list_format_schemes (const char *format_name, gboolean json);

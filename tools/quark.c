@@ -9,6 +9,7 @@
 #include <quark/quark-kernels.h>
 
 #include <glib-unix.h>
+#include <glib/gstdio.h>
 #include <locale.h>
 #include <malloc.h>
 #include <signal.h>
@@ -537,9 +538,10 @@ static int
 cmd_presets (int argc, char **argv)
 {
   gboolean json = FALSE;
-  g_autofree char *backend_name = NULL, *show = NULL;
+  g_autofree char *backend_name = NULL, *show = NULL, *export_format = NULL;
   GOptionEntry entries[] = {
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "Only this backend's presets", "NAME" },
+    { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The types of a format with numerics of its own (gguf)", "FORMAT" },
     { "show", 's', 0, G_OPTION_ARG_STRING, &show, "Print one preset's full config as JSON (a starting point for --config)", "NAME" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
     G_OPTION_ENTRY_NULL
@@ -556,6 +558,8 @@ cmd_presets (int argc, char **argv)
                       "backend (quark) first; --show prints one of them in full.",
                       entries, &argc, &argv, &status))
     return status;
+  if (export_format)
+    return tool_list_format_schemes (export_format, json);
   if (backend_name && quark_registry_get_backend (registry, backend_name, &error) == NULL)
     return report_failure ("presets", error, json);
   if (show)
@@ -883,6 +887,7 @@ cached_snapshot (const char *model)
 typedef struct {
   /* options */
   const char *model_path, *output, *config_file, *preset, *backend_name, *stats_file, *export_format;
+  const char *file_type;      /* --type: the scheme of a single-file format (GGUF) */
   char **excludes;
   guint64 max_shard;
   gboolean force, allow_nonfinite, requantize;
@@ -893,6 +898,7 @@ typedef struct {
   ProgressState *progress;
   QuarkModel *model;
   QuarkCheckpointWriter *writer;
+  guint64 file_bytes;         /* the size of a single-file output */
   GPtrArray *non_float;       /* "name dtype" of tensors copied unchanged for their type */
   char **skipped;
   gboolean ok;
@@ -915,14 +921,69 @@ cancelled (QuantizeJob *job, GError **error)
   return TRUE;
 }
 
+/* Loads MODEL; an already quantized one is refused, or with --requantize
+ * dequantized with its own config. */
+static gboolean
+load_model (QuantizeJob *job, GError **error)
+{
+  g_autofree char *reason = NULL;
+
+  job->model = quark_model_load (job->model_path, job->cancellable, error);
+  if (job->model == NULL || cancelled (job, error))
+    return FALSE;
+  if (quark_model_is_quantized (job->model, &reason))
+    {
+      QuarkModel *restored;
+
+      if (!job->requantize)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                       "%s is already quantized (%s); --requantize dequantizes it and quantizes the result",
+                       job->model_path, reason);
+          return FALSE;
+        }
+      if ((restored = tool_dequantize_checkpoint (job->model, job->model_path, error)) == NULL)
+        {
+          g_prefix_error (error, "--requantize: ");
+          return FALSE;
+        }
+      g_object_unref (job->model);
+      job->model = restored;
+    }
+  return TRUE;
+}
+
+/* A format that writes whole models to one file with numerics of its own
+ * (GGUF): no backend, no preset; --type picks the scheme. */
+static gboolean
+quantize_to_file (QuantizeJob *job, QuarkCheckpointFormat *format, GError **error)
+{
+  GStatBuf st;
+
+  if (!load_model (job, error))
+    return FALSE;
+  if (!quark_checkpoint_format_write_model (format, job->model, job->file_type, job->output, job->force,
+                                            job->cancellable, error))
+    return FALSE;
+  if (g_stat (job->output, &st) == 0)
+    job->file_bytes = (guint64) st.st_size;
+  return TRUE;
+}
+
 static gboolean
 quantize_job_steps (QuantizeJob *job, GError **error)
 {
   g_autoptr(QuarkQuantizationConfig) config = NULL;
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
   g_autoptr(QuarkCalibration) calibration = NULL;
-  g_autofree char *reason = NULL;
 
+  if (job->export_format)
+    {
+      g_autoptr(QuarkCheckpointFormat) format = quark_registry_new_format (quark_registry_get_default (),
+                                                                           job->export_format, NULL);
+      if (format && quark_checkpoint_format_writes_files (format))
+        return quantize_to_file (job, format, error);
+    }
   config = load_config (job->config_file, job->preset, job->backend_name, job->excludes, error);
   if (config == NULL)
     return FALSE;
@@ -947,30 +1008,8 @@ quantize_job_steps (QuantizeJob *job, GError **error)
         return FALSE;
       g_object_set (quantizer, "allow-nonfinite", TRUE, NULL);
     }
-  if (cancelled (job, error))
+  if (cancelled (job, error) || !load_model (job, error))
     return FALSE;
-  job->model = quark_model_load (job->model_path, job->cancellable, error);
-  if (job->model == NULL || cancelled (job, error))
-    return FALSE;
-  if (quark_model_is_quantized (job->model, &reason))
-    {
-      QuarkModel *restored;
-
-      if (!job->requantize)
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                       "%s is already quantized (%s); --requantize dequantizes it and quantizes the result",
-                       job->model_path, reason);
-          return FALSE;
-        }
-      if ((restored = tool_dequantize_checkpoint (job->model, job->model_path, error)) == NULL)
-        {
-          g_prefix_error (error, "--requantize: ");
-          return FALSE;
-        }
-      g_object_unref (job->model);
-      job->model = restored;
-    }
   for (guint i = 0; i < quark_model_get_n_tensors (job->model); i++)
     {
       QuarkTensor *t = quark_model_get_tensor_at (job->model, i);
@@ -1032,12 +1071,12 @@ static int
 cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
-  g_autofree char *stats_file = NULL, *export_format = NULL;
+  g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE;
   int threads = 1;
   GOptionEntry entries[] = {
-    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory", "OUT" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory (with --export-format gguf: this file)", "OUT" },
     { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize this many tensors in parallel (default 1)", "N" },
     { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
@@ -1048,6 +1087,7 @@ cmd_quantize (int argc, char **argv)
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output (a directory, a file or a link: the link itself, never what it points to)", NULL },
     { "requantize", 0, 0, G_OPTION_ARG_NONE, &requantize, "MODEL is already quantized: dequantize it with its quantization_config, then quantize the result", NULL },
     { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The checkpoint format (quark formats lists them; default quark; the brevitas backend writes quark or integers)", "FORMAT" },
+    { "type", 't', 0, G_OPTION_ARG_STRING, &file_type, "With --export-format gguf: the llama.cpp type, such as Q4_0 or Q8_0 (quark presets --export-format gguf lists them)", "TYPE" },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
@@ -1079,10 +1119,19 @@ cmd_quantize (int argc, char **argv)
                       entries, &argc, &argv, &status))
     goto done;
   {
+    g_autoptr(QuarkCheckpointFormat) format = export_format ? quark_registry_new_format (quark_registry_get_default (),
+                                                                                          export_format, NULL) : NULL;
+    gboolean to_file = format && quark_checkpoint_format_writes_files (format);
     const char *usage_error = argc < 2 ? "MODEL is missing: the model directory or .safetensors file to quantize"
                               : argc > 2 ? "give one MODEL"
-                              : output == NULL ? "-o OUT is missing: the directory to write the checkpoint to"
-                              : preset == NULL && config_file == NULL
+                              : output == NULL ? "-o OUT is missing: where to write the checkpoint"
+                              : to_file && file_type == NULL
+                                ? "--type is missing: the type of every weight (\"quark presets --export-format gguf\" lists them)"
+                              : to_file && (preset || config_file || stats_file || backend_name)
+                                ? "--export-format gguf quantizes with llama.cpp's types (--type), not with a backend's "
+                                  "--preset, --config, --calibration or --backend"
+                              : !to_file && file_type ? "--type applies to --export-format gguf only"
+                              : !to_file && preset == NULL && config_file == NULL
                                 ? "choose how to quantize: --preset NAME (\"quark presets\" lists them) or --config FILE"
                               : preset && config_file ? "--preset and --config both given: choose one" : NULL;
     if (usage_error)
@@ -1120,7 +1169,7 @@ cmd_quantize (int argc, char **argv)
   job = (QuantizeJob) {
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
-    .export_format = export_format, .excludes = excludes, .max_shard = max_shard, .force = force,
+    .export_format = export_format, .file_type = file_type, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,
     .cancellable = cancellable, .loop = loop, .progress = &progress, .non_float = non_float,
   };
@@ -1147,7 +1196,8 @@ cmd_quantize (int argc, char **argv)
       json_builder_set_member_name (b, "tensors_in");
       json_builder_add_int_value (b, quark_model_get_n_tensors (job.model));
       json_builder_set_member_name (b, "bytes_out");
-      json_builder_add_int_value (b, (gint64) quark_checkpoint_writer_get_bytes_written (job.writer));
+      json_builder_add_int_value (b, job.writer ? (gint64) quark_checkpoint_writer_get_bytes_written (job.writer)
+                                                : (gint64) job.file_bytes);
       json_builder_set_member_name (b, "seconds");
       json_builder_add_double_value (b, (g_get_monotonic_time () - progress.start) / 1e6);
       /* copied unchanged because they are not floating point */
@@ -1176,8 +1226,8 @@ cmd_quantize (int argc, char **argv)
   else
     {
       g_print ("Wrote %s: %.1f MB of tensors from %u in %.1f s\n", output,
-               quark_checkpoint_writer_get_bytes_written (job.writer) / 1e6, quark_model_get_n_tensors (job.model),
-               (g_get_monotonic_time () - progress.start) / 1e6);
+               (job.writer ? quark_checkpoint_writer_get_bytes_written (job.writer) : job.file_bytes) / 1e6,
+               quark_model_get_n_tensors (job.model), (g_get_monotonic_time () - progress.start) / 1e6);
       if (non_float->len)
         g_print ("%u tensors are not floating point and were copied unchanged\n", non_float->len);
     }
@@ -1229,13 +1279,22 @@ cmd_inspect (int argc, char **argv)
       g_printerr ("quark inspect: give one PATH\nTry \"quark inspect --help\".\n");
       return EXIT_USAGE;
     }
-  model = quark_model_load (argv[1], NULL, &error);
+  {
+    /* a single-file format (GGUF): its tensors as stored */
+    g_autoptr(QuarkCheckpointFormat) file_format = quark_registry_format_for_file (quark_registry_get_default (),
+                                                                                   argv[1]);
+    model = file_format ? quark_checkpoint_format_read_file (file_format, argv[1], FALSE, &error)
+                        : quark_model_load (argv[1], NULL, &error);
+    if (file_format)
+      format_name = g_strdup (quark_checkpoint_format_get_name (file_format));
+  }
   if (model == NULL)
     return report_failure ("inspect", error, json);
   metadata = quark_model_get_metadata (model);
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
     qc = json_object_get_member (json_node_get_object (metadata), "quantization_config");
-  format_name = tool_checkpoint_format_name (model);
+  if (format_name == NULL)
+    format_name = tool_checkpoint_format_name (model);
 
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "tensors");
@@ -1273,6 +1332,11 @@ cmd_inspect (int argc, char **argv)
     json_builder_add_value (b, json_node_copy (qc));
   else
     json_builder_add_null_value (b);
+  if (metadata && JSON_NODE_HOLDS_OBJECT (metadata) && json_object_has_member (json_node_get_object (metadata), "gguf"))
+    {
+      json_builder_set_member_name (b, "gguf");
+      json_builder_add_value (b, json_node_copy (json_object_get_member (json_node_get_object (metadata), "gguf")));
+    }
   /* the checkpoint format, by the registered format that recognizes it */
   json_builder_set_member_name (b, "format");
   if (format_name)
@@ -1291,6 +1355,13 @@ cmd_inspect (int argc, char **argv)
       g_print ("\nformat: %s\n", format_name ? format_name : "(not a registered format)");
       g_print ("quantization_config:\n");
       print_json (qc);
+    }
+  else if (metadata && JSON_NODE_HOLDS_OBJECT (metadata) &&
+           json_object_has_member (json_node_get_object (metadata), "gguf"))
+    {
+      /* a GGUF file: its key-values (long arrays as their length) */
+      g_print ("\nformat: %s\nkey-values:\n", format_name ? format_name : "gguf");
+      print_json (json_object_get_member (json_node_get_object (metadata), "gguf"));
     }
   else
     g_print ("\nNo quantization_config.\n");
@@ -1328,10 +1399,21 @@ cmd_verify (int argc, char **argv)
       return EXIT_USAGE;
     }
   original = quark_model_load (argv[1], NULL, &error);
-  if (original == NULL || (quantized = quark_model_load (argv[2], NULL, &error)) == NULL)
+  if (original == NULL)
     goto fail;
-  if ((restored = tool_dequantize_checkpoint (quantized, argv[2], &error)) == NULL)
-    goto fail;
+  {
+    /* a single-file format (GGUF) reads back to the original's names */
+    g_autoptr(QuarkCheckpointFormat) file_format = quark_registry_format_for_file (quark_registry_get_default (),
+                                                                                   argv[2]);
+    if (file_format)
+      {
+        if ((restored = quark_checkpoint_format_read_file (file_format, argv[2], TRUE, &error)) == NULL)
+          goto fail;
+      }
+    else if ((quantized = quark_model_load (argv[2], NULL, &error)) == NULL ||
+             (restored = tool_dequantize_checkpoint (quantized, argv[2], &error)) == NULL)
+      goto fail;
+  }
 
   if (!json)
     g_print ("%-56s %9s %12s %12s\n", "tensor", "SQNR dB", "max |err|", "MSE");

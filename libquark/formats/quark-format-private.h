@@ -15,6 +15,7 @@ GType         _quark_format_quark_get_type              (void);
 GType         _quark_format_compressed_tensors_get_type (void);
 GType         _quark_format_awq_get_type                (void);
 GType         _quark_format_fp8_get_type                (void);
+GType         _quark_format_gguf_get_type               (void);
 
 /* a tensor over @data (taken, @size bytes) */
 QuarkTensor * _quark_format_new_tensor  (const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims,

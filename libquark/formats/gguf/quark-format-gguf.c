@@ -1,0 +1,1273 @@
+/* quark-format-gguf.c: GGUF, the file format of llama.cpp
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#define _GNU_SOURCE 1   /* renameat2 */
+#include "config.h"
+
+#include "../quark-format-private.h"
+#include "quark-gguf-quants.h"
+#include "quark-json.h"
+#include "quark-model-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* GGUF version 3 (the specification is docs/gguf.md of the ggml
+ * repository; constants from llama.cpp's gguf-py/gguf/constants.py):
+ *
+ *   "GGUF" (u32 0x46554747 little-endian), version u32 = 3,
+ *   tensor count u64, key-value count u64,
+ *   key-values: key (u64 length + UTF-8), value type u32, value
+ *     (strings: u64 length + bytes; arrays: element type u32, count u64,
+ *     elements),
+ *   tensor infos: name, n_dims u32, ne[n_dims] u64 (ne[0] the row length,
+ *     the last dimension of the PyTorch shape), ggml type u32, offset u64
+ *     (from the start of the data, a multiple of the alignment),
+ *   padding to general.alignment (32 by default), then the data.
+ *
+ * A Hugging Face Llama-family checkpoint becomes what llama.cpp's
+ * convert_hf_to_gguf.py writes: tensor names (token_embd, blk.N.attn_q, …,
+ * output_norm, output), the rows of attn_q and attn_k permuted for the llama
+ * architecture (LlamaModel.permute: per head, the two halves of the rotary
+ * dimensions interleaved), 1-D tensors and norms in F32, the hyperparameters
+ * under ARCH.*, and the tokenizer from tokenizer.json. Every 2-D weight is
+ * then stored in the chosen type, as llama-quantize --pure does; the bytes
+ * are llama.cpp's reference quantizers' (quark-gguf-quants.c). */
+
+struct _QuarkFormatGguf
+{
+  QuarkCheckpointFormat parent_instance;
+};
+
+G_DECLARE_FINAL_TYPE (QuarkFormatGguf, _quark_format_gguf, QUARK, FORMAT_GGUF, QuarkCheckpointFormat)
+G_DEFINE_FINAL_TYPE (QuarkFormatGguf, _quark_format_gguf, QUARK_TYPE_CHECKPOINT_FORMAT)
+
+#define GGUF_MAGIC 0x46554747u
+#define GGUF_VERSION 3
+#define GGUF_ALIGNMENT 32
+#define GGUF_QUANTIZATION_VERSION 2
+
+enum {
+  GGUF_UINT8 = 0, GGUF_INT8 = 1, GGUF_UINT16 = 2, GGUF_INT16 = 3, GGUF_UINT32 = 4, GGUF_INT32 = 5,
+  GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9, GGUF_UINT64 = 10, GGUF_INT64 = 11,
+  GGUF_FLOAT64 = 12,
+};
+
+/* tokenizer.ggml.token_type values (gguf-py's TokenType) */
+enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINED = 4, TOKEN_UNUSED = 5,
+       TOKEN_BYTE = 6 };
+
+static gboolean
+gguf_error (GError **error, const char *path, const char *what)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", path, what);
+  return FALSE;
+}
+
+/* ---- writing key-values ------------------------------------------------- */
+
+static void
+put_u32 (GByteArray *b, guint32 v)
+{
+  guint32 le = GUINT32_TO_LE (v);
+  g_byte_array_append (b, (const guint8 *) &le, 4);
+}
+
+static void
+put_u64 (GByteArray *b, guint64 v)
+{
+  guint64 le = GUINT64_TO_LE (v);
+  g_byte_array_append (b, (const guint8 *) &le, 8);
+}
+
+static void
+put_f32 (GByteArray *b, float v)
+{
+  guint32 bits;
+  memcpy (&bits, &v, 4);
+  put_u32 (b, bits);
+}
+
+static void
+put_str (GByteArray *b, const char *s)
+{
+  put_u64 (b, strlen (s));
+  g_byte_array_append (b, (const guint8 *) s, strlen (s));
+}
+
+typedef struct {
+  GByteArray *bytes;
+  guint64 count;
+} Kv;
+
+static void
+kv_key (Kv *kv, const char *key, guint32 type)
+{
+  put_str (kv->bytes, key);
+  put_u32 (kv->bytes, type);
+  kv->count++;
+}
+
+static void
+kv_u32 (Kv *kv, const char *key, guint32 v)
+{
+  kv_key (kv, key, GGUF_UINT32);
+  put_u32 (kv->bytes, v);
+}
+
+static void
+kv_f32 (Kv *kv, const char *key, float v)
+{
+  kv_key (kv, key, GGUF_FLOAT32);
+  put_f32 (kv->bytes, v);
+}
+
+static void
+kv_bool (Kv *kv, const char *key, gboolean v)
+{
+  kv_key (kv, key, GGUF_BOOL);
+  g_byte_array_append (kv->bytes, (const guint8 *) (v ? "\1" : "\0"), 1);
+}
+
+static void
+kv_str (Kv *kv, const char *key, const char *v)
+{
+  kv_key (kv, key, GGUF_STRING);
+  put_str (kv->bytes, v);
+}
+
+static void
+kv_strv (Kv *kv, const char *key, GPtrArray *v)
+{
+  kv_key (kv, key, GGUF_ARRAY);
+  put_u32 (kv->bytes, GGUF_STRING);
+  put_u64 (kv->bytes, v->len);
+  for (guint i = 0; i < v->len; i++)
+    put_str (kv->bytes, g_ptr_array_index (v, i));
+}
+
+static void
+kv_i32v (Kv *kv, const char *key, const gint32 *v, gsize n)
+{
+  kv_key (kv, key, GGUF_ARRAY);
+  put_u32 (kv->bytes, GGUF_INT32);
+  put_u64 (kv->bytes, n);
+  for (gsize i = 0; i < n; i++)
+    put_u32 (kv->bytes, (guint32) v[i]);
+}
+
+/* ---- the Llama family: hyperparameters and tensor names ------------------- */
+
+typedef struct {
+  const char *arch;        /* llama, qwen2 */
+  gboolean permute_qk;     /* llama's rotary row order */
+  gint64 n_head, n_head_kv, n_embd, n_layer;
+} Arch;
+
+static gboolean
+int_member (JsonObject *o, const char *key, gint64 *out)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
+    return FALSE;
+  *out = json_node_get_int (n);
+  return TRUE;
+}
+
+static gboolean
+num_member (JsonObject *o, const char *key, double *out)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
+      (json_node_get_value_type (n) != G_TYPE_INT64 && json_node_get_value_type (n) != G_TYPE_DOUBLE))
+    return FALSE;
+  *out = json_node_get_value_type (n) == G_TYPE_INT64 ? (double) json_node_get_int (n) : json_node_get_double (n);
+  return TRUE;
+}
+
+/* config.json of the model (its metadata) */
+static JsonObject *
+hf_config (QuarkModel *model, GError **error)
+{
+  JsonNode *m = quark_model_get_metadata (model);
+  if (m == NULL || !JSON_NODE_HOLDS_OBJECT (m) ||
+      !json_object_has_member (json_node_get_object (m), "model_type"))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "GGUF needs the model's config.json (model_type, hidden_size, …), which this model lacks");
+      return NULL;
+    }
+  return json_node_get_object (m);
+}
+
+static gboolean
+arch_for (JsonObject *cfg, Arch *a, GError **error)
+{
+  const char *type = json_object_get_string_member_with_default (cfg, "model_type", "");
+
+  memset (a, 0, sizeof *a);
+  if (g_str_equal (type, "llama") || g_str_equal (type, "mistral"))
+    {
+      a->arch = "llama";
+      a->permute_qk = TRUE;
+    }
+  else if (g_str_equal (type, "qwen2"))
+    a->arch = "qwen2";
+  else
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "config.json: model_type \"%s\" has no GGUF conversion here (llama, mistral and qwen2 have)", type);
+      return FALSE;
+    }
+  if (!int_member (cfg, "num_attention_heads", &a->n_head) || !int_member (cfg, "hidden_size", &a->n_embd) ||
+      !int_member (cfg, "num_hidden_layers", &a->n_layer) || a->n_head <= 0 || a->n_embd <= 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "config.json: num_attention_heads, hidden_size and num_hidden_layers are needed for GGUF");
+      return FALSE;
+    }
+  if (!int_member (cfg, "num_key_value_heads", &a->n_head_kv))
+    a->n_head_kv = a->n_head;
+  return TRUE;
+}
+
+/* The GGUF name of a Hugging Face tensor, or NULL when the converter drops it.
+ * *heads is the head count of a permuted attn_q/attn_k, else 0. */
+static char *
+gguf_name (const Arch *a, const char *hf, gint64 *heads)
+{
+  static const struct { const char *hf, *gguf; } layer_map[] = {
+    { "input_layernorm.weight", "attn_norm.weight" },
+    { "post_attention_layernorm.weight", "ffn_norm.weight" },
+    { "self_attn.q_proj.weight", "attn_q.weight" },
+    { "self_attn.k_proj.weight", "attn_k.weight" },
+    { "self_attn.v_proj.weight", "attn_v.weight" },
+    { "self_attn.o_proj.weight", "attn_output.weight" },
+    { "self_attn.q_proj.bias", "attn_q.bias" },
+    { "self_attn.k_proj.bias", "attn_k.bias" },
+    { "self_attn.v_proj.bias", "attn_v.bias" },
+    { "mlp.gate_proj.weight", "ffn_gate.weight" },
+    { "mlp.up_proj.weight", "ffn_up.weight" },
+    { "mlp.down_proj.weight", "ffn_down.weight" },
+  };
+  guint64 block;
+  char *end;
+
+  *heads = 0;
+  if (g_str_equal (hf, "model.embed_tokens.weight"))
+    return g_strdup ("token_embd.weight");
+  if (g_str_equal (hf, "model.norm.weight"))
+    return g_strdup ("output_norm.weight");
+  if (g_str_equal (hf, "lm_head.weight"))
+    return g_strdup ("output.weight");
+  if (!g_str_has_prefix (hf, "model.layers."))
+    return NULL;
+  block = g_ascii_strtoull (hf + strlen ("model.layers."), &end, 10);
+  if (end == hf + strlen ("model.layers.") || *end != '.')
+    return NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (layer_map); i++)
+    if (g_str_equal (end + 1, layer_map[i].hf))
+      {
+        if (a->permute_qk && g_str_has_prefix (layer_map[i].gguf, "attn_q."))
+          *heads = a->n_head;
+        else if (a->permute_qk && g_str_has_prefix (layer_map[i].gguf, "attn_k."))
+          *heads = a->n_head_kv;
+        return g_strdup_printf ("blk.%" G_GUINT64_FORMAT ".%s", block, layer_map[i].gguf);
+      }
+  return NULL;
+}
+
+/* llama's rotary permutation of the rows of [rows, cols]: row
+ * h*(2*half) + i*2 + j of the output is row h*(2*half) + j*half + i of the
+ * input (reshape (heads, 2, half, cols), swap the middle axes) */
+static void
+permute_rows (const float *in, float *out, gsize rows, gsize cols, gint64 heads, gboolean inverse)
+{
+  gsize half = rows / (gsize) heads / 2;
+
+  for (gsize h = 0; h < (gsize) heads; h++)
+    for (gsize j = 0; j < 2; j++)
+      for (gsize i = 0; i < half; i++)
+        {
+          gsize src = h * 2 * half + j * half + i, dst = h * 2 * half + i * 2 + j;
+          if (inverse)
+            memcpy ((float *) out + src * cols, in + dst * cols, cols * sizeof (float));
+          else
+            memcpy ((float *) out + dst * cols, in + src * cols, cols * sizeof (float));
+        }
+}
+
+/* ---- the tokenizer --------------------------------------------------------- */
+
+/* a token or special token name of tokenizer_config.json (a string or an
+ * object with "content") */
+static const char *
+special_name (JsonObject *tc, const char *key)
+{
+  JsonNode *n = tc ? json_object_get_member (tc, key) : NULL;
+  if (n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+    return json_node_get_string (n);
+  if (n && JSON_NODE_HOLDS_OBJECT (n))
+    return json_object_get_string_member_with_default (json_node_get_object (n), "content", NULL);
+  return NULL;
+}
+
+/* llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer.json: from
+ * the split pattern (convert_hf_to_gguf.py identifies it by hashing the
+ * tokens of a test text; the patterns below are those tokenizers'). */
+static const char *
+pre_tokenizer_name (JsonObject *tok)
+{
+  static const struct { const char *needle, *name; } patterns[] = {
+    /* Llama 3 */
+    { "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}", "llama-bpe" },
+    /* Qwen2 */
+    { "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+", "qwen2" },
+  };
+  JsonNode *pre = json_object_get_member (tok, "pre_tokenizer");
+  g_autofree char *text = NULL;
+  JsonObject *o;
+
+  if (pre == NULL || !JSON_NODE_HOLDS_OBJECT (pre))
+    return NULL;
+  o = json_node_get_object (pre);
+  /* GPT-2: ByteLevel with its own regex */
+  if (g_strcmp0 (json_object_get_string_member_with_default (o, "type", ""), "ByteLevel") == 0 &&
+      json_object_get_boolean_member_with_default (o, "use_regex", TRUE))
+    return "gpt-2";
+  text = quark_json_to_string (pre, FALSE);
+  for (guint i = 0; i < G_N_ELEMENTS (patterns); i++)
+    {
+      g_autofree char *escaped = g_strescape (patterns[i].needle, NULL);
+      if (strstr (text, patterns[i].needle) || strstr (text, escaped))
+        return patterns[i].name;
+    }
+  return NULL;
+}
+
+/* tokenizer_config.json as Hugging Face writes it: json-glib's own parser,
+ * which takes integers beyond 64 bits (model_max_length is often 1e30) */
+static JsonNode *
+read_lenient_json (const char *path, const char *what, GError **error)
+{
+  gsize length;
+  g_autofree char *text = _quark_input_read (path, 16 << 20, what, &length, error);
+  g_autoptr(JsonParser) parser = NULL;
+  g_autoptr(GError) local = NULL;
+
+  if (text == NULL)
+    return NULL;
+  parser = json_parser_new_immutable ();
+  if (!json_parser_load_from_data (parser, text, (gssize) length, &local))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", path, local->message);
+      return NULL;
+    }
+  return json_node_copy (json_parser_get_root (parser));
+}
+
+static gboolean
+add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
+{
+  g_autofree char *tok_path = g_build_filename (dir, "tokenizer.json", NULL);
+  g_autofree char *tc_path = g_build_filename (dir, "tokenizer_config.json", NULL);
+  g_autoptr(JsonNode) tok_node = NULL, tc_node = NULL;
+  JsonObject *tok, *modelo, *vocab, *tc = NULL;
+  JsonArray *merges, *added;
+  g_autoptr(GPtrArray) tokens = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) merge_strings = g_ptr_array_new_with_free_func (g_free);
+  g_autofree gint32 *types = NULL;
+  g_autoptr(GHashTable) special = g_hash_table_new (g_str_hash, g_str_equal);
+  const char *pre;
+  static const struct { const char *config, *key; } specials[] = {
+    { "bos_token", "tokenizer.ggml.bos_token_id" },
+    { "eos_token", "tokenizer.ggml.eos_token_id" },
+    { "unk_token", "tokenizer.ggml.unknown_token_id" },
+    { "pad_token", "tokenizer.ggml.padding_token_id" },
+  };
+
+  if ((tok_node = _quark_input_read_json (tok_path, 64 << 20, "tokenizer.json", error)) == NULL)
+    return FALSE;
+  if (g_file_test (tc_path, G_FILE_TEST_EXISTS))
+    {
+      if ((tc_node = read_lenient_json (tc_path, "tokenizer_config.json", error)) == NULL)
+        return FALSE;
+      if (JSON_NODE_HOLDS_OBJECT (tc_node))
+        tc = json_node_get_object (tc_node);
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (tok_node) ||
+      !json_object_has_member (json_node_get_object (tok_node), "model") ||
+      !JSON_NODE_HOLDS_OBJECT (json_object_get_member (json_node_get_object (tok_node), "model")))
+    return gguf_error (error, tok_path, "expected an object with a \"model\" object");
+  tok = json_node_get_object (tok_node);
+  modelo = json_object_get_object_member (tok, "model");
+  if (g_strcmp0 (json_object_get_string_member_with_default (modelo, "type", ""), "BPE") != 0 ||
+      json_object_get_boolean_member_with_default (modelo, "byte_fallback", FALSE))
+    return gguf_error (error, tok_path, "only byte-level BPE tokenizers (GPT-2 style, tokenizer.ggml.model gpt2) "
+                                        "are converted here; SentencePiece-style BPE with byte fallback is not yet");
+  if ((pre = pre_tokenizer_name (tok)) == NULL)
+    return gguf_error (error, tok_path, "the pre-tokenizer is not one llama.cpp knows by name here "
+                                        "(GPT-2's ByteLevel regex, Llama 3's or Qwen2's split pattern)");
+  if (!json_object_has_member (modelo, "vocab") || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (modelo, "vocab")))
+    return gguf_error (error, tok_path, "model.vocab: expected an object");
+  vocab = json_object_get_object_member (modelo, "vocab");
+
+  /* tokens by id; ids without a token are padding, as convert_hf_to_gguf.py writes them */
+  g_ptr_array_set_size (tokens, (guint) vocab_size);
+  types = g_new0 (gint32, MAX (vocab_size, 1));
+  {
+    g_autoptr(GList) members = json_object_get_members (vocab);
+    for (GList *l = members; l; l = l->next)
+      {
+        JsonNode *idn = json_object_get_member (vocab, l->data);
+        gint64 id = JSON_NODE_HOLDS_VALUE (idn) && json_node_get_value_type (idn) == G_TYPE_INT64
+                    ? json_node_get_int (idn) : -1;
+        if (id < 0 || id >= vocab_size)
+          return gguf_error (error, tok_path, "model.vocab: an id outside the config's vocab_size");
+        g_free (g_ptr_array_index (tokens, id));
+        tokens->pdata[id] = g_strdup (l->data);
+        types[id] = TOKEN_NORMAL;
+      }
+  }
+  added = json_object_has_member (tok, "added_tokens") && JSON_NODE_HOLDS_ARRAY (json_object_get_member (tok, "added_tokens"))
+          ? json_object_get_array_member (tok, "added_tokens") : NULL;
+  for (guint i = 0; added && i < json_array_get_length (added); i++)
+    {
+      JsonNode *n = json_array_get_element (added, i);
+      JsonObject *t;
+      gint64 id;
+      const char *content;
+      if (!JSON_NODE_HOLDS_OBJECT (n))
+        continue;
+      t = json_node_get_object (n);
+      id = json_object_get_int_member_with_default (t, "id", -1);
+      content = json_object_get_string_member_with_default (t, "content", NULL);
+      if (content == NULL || id < 0 || id >= vocab_size)
+        return gguf_error (error, tok_path, "added_tokens: an entry without content or with an id outside vocab_size");
+      g_free (g_ptr_array_index (tokens, id));
+      tokens->pdata[id] = g_strdup (content);
+      types[id] = json_object_get_boolean_member_with_default (t, "special", FALSE) ? TOKEN_CONTROL
+                                                                                     : TOKEN_USER_DEFINED;
+      g_hash_table_insert (special, (gpointer) json_object_get_string_member (t, "content"), GINT_TO_POINTER (id + 1));
+    }
+  for (gint64 i = 0; i < vocab_size; i++)
+    if (g_ptr_array_index (tokens, i) == NULL)
+      {
+        tokens->pdata[i] = g_strdup_printf ("[PAD%" G_GINT64_FORMAT "]", i);
+        types[i] = TOKEN_UNUSED;
+      }
+
+  /* merges: "a b" strings (pairs of the newer tokenizer.json joined by a
+   * space, spaces inside a part written as U+0120 + 256, as gguf-py does) */
+  merges = json_object_has_member (modelo, "merges") && JSON_NODE_HOLDS_ARRAY (json_object_get_member (modelo, "merges"))
+           ? json_object_get_array_member (modelo, "merges") : NULL;
+  for (guint i = 0; merges && i < json_array_get_length (merges); i++)
+    {
+      JsonNode *n = json_array_get_element (merges, i);
+      if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+        g_ptr_array_add (merge_strings, g_strdup (json_node_get_string (n)));
+      else if (JSON_NODE_HOLDS_ARRAY (n) && json_array_get_length (json_node_get_array (n)) == 2)
+        {
+          GString *s = g_string_new (NULL);
+          for (guint k = 0; k < 2; k++)
+            {
+              const char *part = json_array_get_string_element (json_node_get_array (n), k);
+              if (part == NULL)
+                {
+                  g_string_free (s, TRUE);
+                  return gguf_error (error, tok_path, "model.merges: expected pairs of strings");
+                }
+              if (k)
+                g_string_append_c (s, ' ');
+              for (const char *c = part; *c; c++)
+                if (*c == ' ')
+                  g_string_append_unichar (s, ' ' + 256);
+                else
+                  g_string_append_c (s, *c);
+            }
+          g_ptr_array_add (merge_strings, g_string_free (s, FALSE));
+        }
+      else
+        return gguf_error (error, tok_path, "model.merges: expected strings or pairs of strings");
+    }
+
+  kv_str (kv, "tokenizer.ggml.model", "gpt2");
+  kv_str (kv, "tokenizer.ggml.pre", pre);
+  kv_strv (kv, "tokenizer.ggml.tokens", tokens);
+  kv_i32v (kv, "tokenizer.ggml.token_type", types, (gsize) vocab_size);
+  kv_strv (kv, "tokenizer.ggml.merges", merge_strings);
+  for (guint i = 0; i < G_N_ELEMENTS (specials); i++)
+    {
+      const char *name = special_name (tc, specials[i].config);
+      gpointer id = name ? g_hash_table_lookup (special, name) : NULL;
+      if (name && id == NULL && json_object_has_member (vocab, name))
+        id = GINT_TO_POINTER (json_object_get_int_member (vocab, name) + 1);
+      if (id)
+        kv_u32 (kv, specials[i].key, (guint32) (GPOINTER_TO_INT (id) - 1));
+    }
+  if (tc && json_object_has_member (tc, "add_bos_token"))
+    kv_bool (kv, "tokenizer.ggml.add_bos_token", json_object_get_boolean_member (tc, "add_bos_token"));
+  if (tc && json_object_has_member (tc, "add_eos_token"))
+    kv_bool (kv, "tokenizer.ggml.add_eos_token", json_object_get_boolean_member (tc, "add_eos_token"));
+  if (tc && json_object_has_member (tc, "chat_template") &&
+      json_node_get_value_type (json_object_get_member (tc, "chat_template")) == G_TYPE_STRING)
+    kv_str (kv, "tokenizer.chat_template", json_object_get_string_member (tc, "chat_template"));
+  return TRUE;
+}
+
+/* ---- writing the file ------------------------------------------------------ */
+
+typedef struct {
+  char *name;
+  QuarkTensor *tensor;      /* the Hugging Face tensor */
+  gint64 heads;             /* rotary permutation, 0: none */
+  QuarkGgmlType type;
+  guint n_dims;
+  guint64 ne[4];
+  guint64 offset;
+  gsize size;
+} Out;
+
+static void
+out_clear (gpointer data)
+{
+  Out *o = data;
+  g_free (o->name);
+}
+
+static gboolean
+write_all (int fd, const void *data, gsize size, const char *path, GError **error)
+{
+  const guint8 *p = data;
+  while (size > 0)
+    {
+      ssize_t n = write (fd, p, size);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          int saved = errno;
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+          return FALSE;
+        }
+      p += n;
+      size -= (gsize) n;
+    }
+  return TRUE;
+}
+
+static gboolean
+pad (int fd, guint64 *pos, const char *path, GError **error)
+{
+  static const guint8 zeros[GGUF_ALIGNMENT] = { 0 };
+  gsize n = (GGUF_ALIGNMENT - *pos % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
+  *pos += n;
+  return write_all (fd, zeros, n, path, error);
+}
+
+static char **
+gguf_list_schemes (QuarkCheckpointFormat *self)
+{
+  const QuarkGgmlTypeInfo *t = _quark_ggml_types ();
+  GPtrArray *names = g_ptr_array_new ();
+
+  for (guint i = 0; t[i].name; i++)
+    g_ptr_array_add (names, g_strdup (t[i].name));
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_free (names, FALSE);
+}
+
+static char *
+gguf_describe_scheme (QuarkCheckpointFormat *self, const char *scheme)
+{
+  const QuarkGgmlTypeInfo *t = _quark_ggml_type_from_name (scheme);
+  if (t == NULL)
+    return NULL;
+  return g_strdup_printf ("%.2f bits per weight: %s", 8.0 * t->bytes / t->block,
+                          t->block == 1 ? "unquantized" : "llama.cpp's reference quantizer, blocks of 32");
+}
+
+static gboolean
+gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *scheme, const char *path,
+                  gboolean overwrite, GCancellable *cancellable, GError **error)
+{
+  const QuarkGgmlTypeInfo *info = _quark_ggml_type_from_name (scheme);
+  JsonObject *cfg;
+  Arch a;
+  Kv kv = { g_byte_array_new (), 0 };
+  g_autoptr(GByteArray) kvb = kv.bytes;
+  g_autoptr(GByteArray) head = g_byte_array_new ();
+  g_autoptr(GArray) outs = g_array_new (FALSE, TRUE, sizeof (Out));
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *tmp = NULL;
+  g_autofree char *source = _quark_model_get_directory (model);
+  gint64 vocab_size = 0, v;
+  guint64 data_pos = 0, pos;
+  double d;
+  int fd = -1;
+  gboolean ok = FALSE;
+
+  g_array_set_clear_func (outs, out_clear);
+  if (info == NULL)
+    {
+      g_auto(GStrv) names = gguf_list_schemes (format);
+      g_autofree char *list = g_strjoinv (", ", names);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND, "GGUF type \"%s\" is not written here (types: %s)",
+                   scheme, list);
+      return FALSE;
+    }
+  if ((cfg = hf_config (model, error)) == NULL || !arch_for (cfg, &a, error))
+    return FALSE;
+  if (!int_member (cfg, "vocab_size", &vocab_size) || vocab_size <= 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "config.json: vocab_size is needed for GGUF");
+      return FALSE;
+    }
+  if (source == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "GGUF needs the model's directory (for tokenizer.json); this model was not loaded from one");
+      return FALSE;
+    }
+
+  /* the tensors, in the model's order, with their GGUF names and types */
+  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      Out o = { 0 };
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+
+      o.name = gguf_name (&a, quark_tensor_get_name (t), &o.heads);
+      if (o.name == NULL)
+        {
+          if (g_str_has_suffix (quark_tensor_get_name (t), "rotary_emb.inv_freq"))
+            continue;
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "tensor %s has no GGUF name in the %s architecture", quark_tensor_get_name (t), a.arch);
+          return FALSE;
+        }
+      if (!quark_dtype_is_quantizable (quark_tensor_get_dtype (t)) || n_dims == 0 || n_dims > 2)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "tensor %s: GGUF conversion takes 1-D and 2-D float tensors", quark_tensor_get_name (t));
+          g_free (o.name);
+          return FALSE;
+        }
+      o.tensor = t;
+      o.n_dims = n_dims;
+      for (guint k = 0; k < n_dims; k++)
+        o.ne[k] = (guint64) shape[n_dims - 1 - k];
+      if (o.heads && (shape[0] % (2 * o.heads) != 0))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: %" G_GINT64_FORMAT
+                       " rows do not split into %" G_GINT64_FORMAT " heads of rotary pairs", quark_tensor_get_name (t),
+                       shape[0], o.heads);
+          g_free (o.name);
+          return FALSE;
+        }
+      /* convert_hf_to_gguf.py: 1-D tensors and norms in F32; every 2-D
+       * weight in the chosen type (llama-quantize --pure), F16 where a row
+       * is not a whole number of blocks */
+      if (n_dims == 1 || g_str_has_suffix (o.name, "_norm.weight") || !g_str_has_suffix (o.name, ".weight"))
+        o.type = QUARK_GGML_F32;
+      else if (o.ne[0] % info->block != 0)
+        o.type = QUARK_GGML_F16;
+      else
+        o.type = info->type;
+      o.size = _quark_ggml_row_size (o.type, o.ne[0]) * (n_dims == 2 ? o.ne[1] : 1);
+      o.offset = data_pos;
+      data_pos += o.size + (GGUF_ALIGNMENT - o.size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
+      g_array_append_val (outs, o);
+    }
+
+  /* key-values: general.*, the architecture's hyperparameters, the tokenizer */
+  kv_str (&kv, "general.architecture", a.arch);
+  kv_str (&kv, "general.type", "model");
+  {
+    g_autofree char *name = g_path_get_basename (source);
+    kv_str (&kv, "general.name", name);
+  }
+  {
+    g_autofree char *k = NULL;
+#define ARCH_KEY(suffix) (g_free (k), k = g_strconcat (a.arch, suffix, NULL))
+    kv_u32 (&kv, ARCH_KEY (".block_count"), (guint32) a.n_layer);
+    if (int_member (cfg, "max_position_embeddings", &v))
+      kv_u32 (&kv, ARCH_KEY (".context_length"), (guint32) v);
+    kv_u32 (&kv, ARCH_KEY (".embedding_length"), (guint32) a.n_embd);
+    if (int_member (cfg, "intermediate_size", &v))
+      kv_u32 (&kv, ARCH_KEY (".feed_forward_length"), (guint32) v);
+    kv_u32 (&kv, ARCH_KEY (".attention.head_count"), (guint32) a.n_head);
+    kv_u32 (&kv, ARCH_KEY (".attention.head_count_kv"), (guint32) a.n_head_kv);
+    /* RoPE base: rope_theta, or rope_parameters.rope_theta in newer configs */
+    if (num_member (cfg, "rope_theta", &d) ||
+        (json_object_has_member (cfg, "rope_parameters") &&
+         JSON_NODE_HOLDS_OBJECT (json_object_get_member (cfg, "rope_parameters")) &&
+         num_member (json_object_get_object_member (cfg, "rope_parameters"), "rope_theta", &d)))
+      kv_f32 (&kv, ARCH_KEY (".rope.freq_base"), (float) d);
+    if (num_member (cfg, "rms_norm_eps", &d))
+      kv_f32 (&kv, ARCH_KEY (".attention.layer_norm_rms_epsilon"), (float) d);
+    if (int_member (cfg, "head_dim", &v))
+      {
+        kv_u32 (&kv, ARCH_KEY (".attention.key_length"), (guint32) v);
+        kv_u32 (&kv, ARCH_KEY (".attention.value_length"), (guint32) v);
+      }
+    kv_u32 (&kv, "general.file_type", info->file_type);
+    if (g_str_equal (a.arch, "llama"))
+      {
+        kv_u32 (&kv, ARCH_KEY (".vocab_size"), (guint32) vocab_size);
+        if (!int_member (cfg, "head_dim", &v))
+          v = a.n_embd / a.n_head;
+        kv_u32 (&kv, ARCH_KEY (".rope.dimension_count"), (guint32) v);
+      }
+#undef ARCH_KEY
+  }
+  {
+    JsonNode *rs = json_object_get_member (cfg, "rope_scaling");
+    if (rs && !JSON_NODE_HOLDS_NULL (rs))
+      {
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                     "config.json: rope_scaling is not converted to GGUF yet");
+        return FALSE;
+      }
+  }
+  if (!add_tokenizer (&kv, source, vocab_size, error))
+    return FALSE;
+  /* llama-quantize writes it for every type */
+  kv_u32 (&kv, "general.quantization_version", GGUF_QUANTIZATION_VERSION);
+
+  /* header and tensor infos */
+  put_u32 (head, GGUF_MAGIC);
+  put_u32 (head, GGUF_VERSION);
+  put_u64 (head, outs->len);
+  put_u64 (head, kv.count);
+  g_byte_array_append (head, kv.bytes->data, kv.bytes->len);
+  for (guint i = 0; i < outs->len; i++)
+    {
+      Out *o = &g_array_index (outs, Out, i);
+      put_str (head, o->name);
+      put_u32 (head, o->n_dims);
+      for (guint k = 0; k < o->n_dims; k++)
+        put_u64 (head, o->ne[k]);
+      put_u32 (head, o->type);
+      put_u64 (head, o->offset);
+    }
+
+  /* the file: a temporary beside the output, renamed when complete */
+  tmp = g_strdup_printf ("%s/.%s.quark-tmp-XXXXXX", dir, base);
+  fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0666 & ~0);
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot create a file beside it: %s", path,
+                   g_strerror (saved));
+      return FALSE;
+    }
+  {
+    /* the mode a new file gets (umask), not mkstemp's 0600 */
+    mode_t mask = umask (0);
+    umask (mask);
+    fchmod (fd, 0666 & ~mask);
+  }
+  pos = head->len;
+  if (!write_all (fd, head->data, head->len, path, error) || !pad (fd, &pos, path, error))
+    goto out;
+  for (guint i = 0; i < outs->len; i++)
+    {
+      Out *o = &g_array_index (outs, Out, i);
+      gsize n;
+      g_autofree float *x = NULL;
+      g_autofree guint8 *bytes = NULL;
+      gsize rows = o->n_dims == 2 ? o->ne[1] : 1;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        goto out;
+      if ((x = quark_tensor_to_floats (o->tensor, &n, error)) == NULL)
+        goto out;
+      if (o->heads)
+        {
+          float *p = g_new (float, MAX (n, 1));
+          permute_rows (x, p, rows, o->ne[0], o->heads, FALSE);
+          g_free (x);
+          x = p;
+        }
+      bytes = g_malloc (MAX (o->size, 1));
+      for (gsize r = 0; r < rows; r++)
+        _quark_ggml_quantize_row (o->type, x + r * o->ne[0], o->ne[0],
+                                  bytes + r * _quark_ggml_row_size (o->type, o->ne[0]));
+      pos += o->size;
+      if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
+        goto out;
+    }
+  if (fsync (fd) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      goto out;
+    }
+  if (close (fd) != 0)
+    {
+      int saved = errno;
+      fd = -1;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      goto out;
+    }
+  fd = -1;
+  if ((overwrite ? rename (tmp, path) : renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE)) != 0)
+    {
+      int saved = errno;
+      if (saved == EEXIST)
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s exists (--force replaces it)", path);
+      else
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      goto out;
+    }
+  g_clear_pointer (&tmp, g_free);
+  ok = TRUE;
+
+out:
+  if (fd >= 0)
+    close (fd);
+  if (tmp)
+    g_unlink (tmp);
+  return ok;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+typedef struct {
+  const guint8 *p, *end;
+  const char *path;
+  GError **error;
+  gboolean failed;
+} Reader;
+
+static gboolean
+need (Reader *r, gsize n)
+{
+  if (r->failed)
+    return FALSE;
+  if ((gsize) (r->end - r->p) < n)
+    {
+      r->failed = TRUE;
+      gguf_error (r->error, r->path, "truncated GGUF file");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static guint32
+get_u32 (Reader *r)
+{
+  guint32 v = 0;
+  if (need (r, 4))
+    {
+      memcpy (&v, r->p, 4);
+      r->p += 4;
+    }
+  return GUINT32_FROM_LE (v);
+}
+
+static guint64
+get_u64 (Reader *r)
+{
+  guint64 v = 0;
+  if (need (r, 8))
+    {
+      memcpy (&v, r->p, 8);
+      r->p += 8;
+    }
+  return GUINT64_FROM_LE (v);
+}
+
+static char *
+get_str (Reader *r)
+{
+  guint64 n = get_u64 (r);
+  char *s;
+  if (r->failed || n > (guint64) (r->end - r->p) || n > G_MAXINT32)
+    {
+      if (!r->failed)
+        {
+          r->failed = TRUE;
+          gguf_error (r->error, r->path, "a string runs past the end of the file");
+        }
+      return NULL;
+    }
+  s = g_strndup ((const char *) r->p, n);
+  r->p += n;
+  return s;
+}
+
+static gsize
+value_size (guint32 type)
+{
+  switch (type)
+    {
+    case GGUF_UINT8: case GGUF_INT8: case GGUF_BOOL: return 1;
+    case GGUF_UINT16: case GGUF_INT16: return 2;
+    case GGUF_UINT32: case GGUF_INT32: case GGUF_FLOAT32: return 4;
+    case GGUF_UINT64: case GGUF_INT64: case GGUF_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+/* one value as JSON (arrays of more than 64 elements as their length) */
+static JsonNode *
+get_value (Reader *r, guint32 type, int depth)
+{
+  JsonNode *node = json_node_new (JSON_NODE_VALUE);
+
+  switch (type)
+    {
+    case GGUF_STRING:
+      {
+        g_autofree char *s = get_str (r);
+        json_node_set_string (node, s ? s : "");
+        return node;
+      }
+    case GGUF_ARRAY:
+      {
+        guint32 et = get_u32 (r);
+        guint64 n = get_u64 (r);
+        JsonArray *a = json_array_new ();
+        if (depth > 2 || (et != GGUF_STRING && et != GGUF_ARRAY && value_size (et) == 0))
+          {
+            r->failed = TRUE;
+            gguf_error (r->error, r->path, "an array of an unknown type");
+          }
+        for (guint64 i = 0; i < n && !r->failed; i++)
+          {
+            JsonNode *e = get_value (r, et, depth + 1);
+            if (n <= 64)
+              json_array_add_element (a, e);
+            else
+              json_node_unref (e);
+          }
+        json_node_unref (node);
+        if (n > 64)
+          {
+            JsonObject *summary = json_object_new ();
+            json_array_unref (a);
+            json_object_set_int_member (summary, "array_length", (gint64) n);
+            return _quark_format_take_object (summary);
+          }
+        node = json_node_new (JSON_NODE_ARRAY);
+        json_node_take_array (node, a);
+        return node;
+      }
+    default:
+      break;
+    }
+  if (!need (r, value_size (type)) || value_size (type) == 0)
+    {
+      if (!r->failed)
+        {
+          r->failed = TRUE;
+          gguf_error (r->error, r->path, "a value of an unknown type");
+        }
+      json_node_set_int (node, 0);
+      return node;
+    }
+  switch (type)
+    {
+    case GGUF_UINT8: json_node_set_int (node, r->p[0]); break;
+    case GGUF_INT8: json_node_set_int (node, (gint8) r->p[0]); break;
+    case GGUF_BOOL: json_node_set_boolean (node, r->p[0] != 0); break;
+    case GGUF_UINT16: json_node_set_int (node, r->p[0] | (r->p[1] << 8)); break;
+    case GGUF_INT16: json_node_set_int (node, (gint16) (r->p[0] | (r->p[1] << 8))); break;
+    case GGUF_UINT32: { guint32 v; memcpy (&v, r->p, 4); json_node_set_int (node, GUINT32_FROM_LE (v)); } break;
+    case GGUF_INT32: { guint32 v; memcpy (&v, r->p, 4); json_node_set_int (node, (gint32) GUINT32_FROM_LE (v)); } break;
+    case GGUF_FLOAT32: { float f; memcpy (&f, r->p, 4); json_node_set_double (node, f); } break;
+    case GGUF_UINT64: { guint64 v; memcpy (&v, r->p, 8); json_node_set_int (node, (gint64) GUINT64_FROM_LE (v)); } break;
+    case GGUF_INT64: { guint64 v; memcpy (&v, r->p, 8); json_node_set_int (node, (gint64) GUINT64_FROM_LE (v)); } break;
+    case GGUF_FLOAT64: { double f; memcpy (&f, r->p, 8); json_node_set_double (node, f); } break;
+    default: break;
+    }
+  r->p += value_size (type);
+  return node;
+}
+
+/* The Hugging Face name of a GGUF tensor of the llama family, or NULL. */
+static char *
+hf_name (const char *gguf, gboolean permute, gint64 n_head, gint64 n_head_kv, gint64 *heads)
+{
+  static const struct { const char *gguf, *hf; } layer_map[] = {
+    { "attn_norm.weight", "input_layernorm.weight" }, { "ffn_norm.weight", "post_attention_layernorm.weight" },
+    { "attn_q.weight", "self_attn.q_proj.weight" }, { "attn_k.weight", "self_attn.k_proj.weight" },
+    { "attn_v.weight", "self_attn.v_proj.weight" }, { "attn_output.weight", "self_attn.o_proj.weight" },
+    { "attn_q.bias", "self_attn.q_proj.bias" }, { "attn_k.bias", "self_attn.k_proj.bias" },
+    { "attn_v.bias", "self_attn.v_proj.bias" }, { "ffn_gate.weight", "mlp.gate_proj.weight" },
+    { "ffn_up.weight", "mlp.up_proj.weight" }, { "ffn_down.weight", "mlp.down_proj.weight" },
+  };
+  guint64 block;
+  char *end;
+
+  *heads = 0;
+  if (g_str_equal (gguf, "token_embd.weight"))
+    return g_strdup ("model.embed_tokens.weight");
+  if (g_str_equal (gguf, "output_norm.weight"))
+    return g_strdup ("model.norm.weight");
+  if (g_str_equal (gguf, "output.weight"))
+    return g_strdup ("lm_head.weight");
+  if (!g_str_has_prefix (gguf, "blk."))
+    return NULL;
+  block = g_ascii_strtoull (gguf + 4, &end, 10);
+  if (end == gguf + 4 || *end != '.')
+    return NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (layer_map); i++)
+    if (g_str_equal (end + 1, layer_map[i].gguf))
+      {
+        if (permute && g_str_has_prefix (layer_map[i].gguf, "attn_q."))
+          *heads = n_head;
+        else if (permute && g_str_has_prefix (layer_map[i].gguf, "attn_k."))
+          *heads = n_head_kv;
+        return g_strdup_printf ("model.layers.%" G_GUINT64_FORMAT ".%s", block, layer_map[i].hf);
+      }
+  return NULL;
+}
+
+static QuarkModel *
+gguf_read_file (QuarkCheckpointFormat *self, const char *path, gboolean dequantize, GError **error)
+{
+  g_autoptr(GMappedFile) mapped = g_mapped_file_new (path, FALSE, error);
+  g_autoptr(QuarkModel) model = NULL;
+  g_autoptr(JsonObject) meta = json_object_new ();
+  g_autoptr(GArray) infos = NULL;
+  Reader r;
+  guint64 n_tensors, n_kv, data_start, alignment = GGUF_ALIGNMENT;
+  const char *arch = NULL;
+  gint64 n_head = 0, n_head_kv = 0;
+  typedef struct { char *name; guint n_dims; guint64 ne[4]; guint32 type; guint64 offset; } Info;
+
+  if (mapped == NULL)
+    {
+      g_prefix_error (error, "%s: ", path);
+      return NULL;
+    }
+  r.p = (const guint8 *) g_mapped_file_get_contents (mapped);
+  r.end = r.p + g_mapped_file_get_length (mapped);
+  r.path = path;
+  r.error = error;
+  r.failed = FALSE;
+  if (get_u32 (&r) != GGUF_MAGIC)
+    {
+      if (!r.failed)
+        gguf_error (error, path, "not a GGUF file (no \"GGUF\" magic)");
+      return NULL;
+    }
+  if (get_u32 (&r) != GGUF_VERSION && !r.failed)
+    {
+      gguf_error (error, path, "only GGUF version 3 is read");
+      return NULL;
+    }
+  n_tensors = get_u64 (&r);
+  n_kv = get_u64 (&r);
+  if (r.failed)
+    return NULL;
+  if (n_tensors > (guint64) (r.end - r.p) || n_kv > (guint64) (r.end - r.p))
+    {
+      gguf_error (error, path, "tensor or key-value count larger than the file");
+      return NULL;
+    }
+  for (guint64 i = 0; i < n_kv && !r.failed; i++)
+    {
+      g_autofree char *key = get_str (&r);
+      guint32 type = get_u32 (&r);
+      JsonNode *v = r.failed ? NULL : get_value (&r, type, 0);
+      if (v == NULL || r.failed)
+        {
+          if (v)
+            json_node_unref (v);
+          break;
+        }
+      json_object_set_member (meta, key, v);
+    }
+  if (r.failed)
+    return NULL;
+  arch = json_object_get_string_member_with_default (meta, "general.architecture", "");
+  {
+    g_autofree char *kh = g_strconcat (arch, ".attention.head_count", NULL);
+    g_autofree char *kkv = g_strconcat (arch, ".attention.head_count_kv", NULL);
+    n_head = json_object_get_int_member_with_default (meta, kh, 0);
+    n_head_kv = json_object_get_int_member_with_default (meta, kkv, n_head);
+  }
+  alignment = (guint64) json_object_get_int_member_with_default (meta, "general.alignment", GGUF_ALIGNMENT);
+  if (alignment == 0 || alignment % 8 != 0)
+    {
+      gguf_error (error, path, "general.alignment is not a positive multiple of 8");
+      return NULL;
+    }
+  infos = g_array_new (FALSE, TRUE, sizeof (Info));
+  for (guint64 i = 0; i < n_tensors && !r.failed; i++)
+    {
+      Info info = { 0 };
+      info.name = get_str (&r);
+      info.n_dims = get_u32 (&r);
+      if (info.n_dims == 0 || info.n_dims > 4)
+        {
+          g_free (info.name);
+          if (!r.failed)
+            gguf_error (error, path, "a tensor of 0 or more than 4 dimensions");
+          r.failed = TRUE;
+          break;
+        }
+      for (guint k = 0; k < info.n_dims; k++)
+        info.ne[k] = get_u64 (&r);
+      info.type = get_u32 (&r);
+      info.offset = get_u64 (&r);
+      g_array_append_val (infos, info);
+    }
+  if (r.failed)
+    {
+      for (guint i = 0; i < infos->len; i++)
+        g_free (g_array_index (infos, Info, i).name);
+      return NULL;
+    }
+  data_start = (guint64) (r.p - (const guint8 *) g_mapped_file_get_contents (mapped));
+  data_start += (alignment - data_start % alignment) % alignment;
+
+  model = quark_model_new ();
+  for (guint i = 0; i < infos->len; i++)
+    {
+      Info *info = &g_array_index (infos, Info, i);
+      const QuarkGgmlTypeInfo *ti = _quark_ggml_type_lookup (info->type);
+      guint64 n = 1, rows, size;
+      gint64 shape[4];
+      const guint8 *data;
+      g_autofree char *name = NULL;
+      gint64 heads = 0;
+      g_autoptr(QuarkTensor) t = NULL;
+      gboolean bad = FALSE;
+
+      for (guint k = 0; k < info->n_dims; k++)
+        {
+          if (info->ne[k] > G_MAXINT32 || (info->ne[k] && n > G_MAXUINT64 / info->ne[k]))
+            bad = TRUE;
+          else
+            n *= info->ne[k];
+          shape[info->n_dims - 1 - k] = (gint64) info->ne[k];
+        }
+      if (ti == NULL || bad || info->ne[0] % ti->block != 0)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: tensor %s: %s", path, info->name,
+                       ti == NULL ? "a ggml type this library does not read" : "a shape that does not fit its type");
+          break;
+        }
+      rows = n / info->ne[0];
+      size = _quark_ggml_row_size (info->type, info->ne[0]) * rows;
+      if (info->offset % alignment != 0 || data_start + info->offset > (guint64) (r.end - (const guint8 *)
+                                                                                  g_mapped_file_get_contents (mapped)) ||
+          size > (guint64) (r.end - (const guint8 *) g_mapped_file_get_contents (mapped)) - data_start - info->offset)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: tensor %s runs past the end of the file",
+                       path, info->name);
+          break;
+        }
+      data = (const guint8 *) g_mapped_file_get_contents (mapped) + data_start + info->offset;
+      if (!dequantize)
+        {
+          /* as stored: the bytes, under the GGUF name, typed when the type is a plain one */
+          QuarkDType dt = info->type == QUARK_GGML_F32 ? QUARK_DTYPE_F32 : info->type == QUARK_GGML_F16 ? QUARK_DTYPE_F16
+                          : info->type == QUARK_GGML_BF16 ? QUARK_DTYPE_BF16 : QUARK_DTYPE_U8;
+          gint64 bshape[1] = { (gint64) size };
+          g_autoptr(GBytes) bytes = g_bytes_new (data, size);
+          t = dt == QUARK_DTYPE_U8 ? quark_tensor_new (info->name, dt, bshape, 1, bytes, error)
+                                   : quark_tensor_new (info->name, dt, shape, info->n_dims, bytes, error);
+        }
+      else
+        {
+          float *x = g_new (float, MAX (n, 1));
+          name = hf_name (info->name, g_str_equal (arch, "llama"), n_head, n_head_kv, &heads);
+          for (guint64 row = 0; row < rows; row++)
+            _quark_ggml_dequantize_row (info->type, data + row * _quark_ggml_row_size (info->type, info->ne[0]),
+                                        info->ne[0], x + row * info->ne[0]);
+          if (heads > 0 && info->n_dims == 2 && rows % (guint64) (2 * heads) == 0)
+            {
+              float *p = g_new (float, MAX (n, 1));
+              permute_rows (x, p, rows, info->ne[0], heads, TRUE);
+              g_free (x);
+              x = p;
+            }
+          t = _quark_format_new_tensor (name ? name : info->name, QUARK_DTYPE_F32, shape, info->n_dims, x,
+                                        n * sizeof (float), error);
+        }
+      if (t == NULL || !quark_model_add_tensor (model, t, error))
+        break;
+    }
+  for (guint i = 0; i < infos->len; i++)
+    g_free (g_array_index (infos, Info, i).name);
+  if (error && *error)
+    return NULL;
+  {
+    JsonObject *md = json_object_new ();
+    json_object_set_object_member (md, "gguf", json_object_ref (meta));
+    json_object_set_int_member (md, "gguf_tensor_count", (gint64) n_tensors);
+    {
+      g_autoptr(JsonNode) node = _quark_format_take_object (md);
+      quark_model_set_metadata (model, node);
+    }
+  }
+  return g_steal_pointer (&model);
+}
+
+static JsonNode *
+gguf_build_quantization_config (QuarkCheckpointFormat *self, GError **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+               "GGUF files are written whole (quark_checkpoint_format_write_model), not from a backend's tensors");
+  return NULL;
+}
+
+static gboolean
+gguf_write_weight (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
+                   QuarkModel *out, GError **error)
+{
+  return gguf_build_quantization_config (self, error) != NULL;
+}
+
+static gboolean
+gguf_check_weight (QuarkCheckpointFormat *self, const char *name, const gint64 *shape, guint n_dims,
+                   QuarkTensorSpec *spec, GError **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+               "tensor %s: GGUF quantizes with llama.cpp's numerics, not a backend's: use quark quantize "
+               "--export-format gguf --type TYPE (no preset or config)", name);
+  return FALSE;
+}
+
+static gboolean
+gguf_sniff (QuarkCheckpointFormat *self, const guint8 *head, gsize length)
+{
+  return length >= 4 && memcmp (head, "GGUF", 4) == 0;
+}
+
+static void
+_quark_format_gguf_class_init (QuarkFormatGgufClass *klass)
+{
+  QuarkCheckpointFormatClass *format_class = QUARK_CHECKPOINT_FORMAT_CLASS (klass);
+
+  format_class->name = "gguf";
+  format_class->description = "GGUF for llama.cpp (one file; llama.cpp's own types and numerics)";
+  format_class->check_weight = gguf_check_weight;
+  format_class->write_weight = gguf_write_weight;
+  format_class->build_quantization_config = gguf_build_quantization_config;
+  format_class->list_schemes = gguf_list_schemes;
+  format_class->describe_scheme = gguf_describe_scheme;
+  format_class->write_model = gguf_write_model;
+  format_class->read_file = gguf_read_file;
+  format_class->sniff = gguf_sniff;
+}
+
+static void
+_quark_format_gguf_init (QuarkFormatGguf *self)
+{
+}

@@ -1,0 +1,46 @@
+/* quark-gguf-quants.h: llama.cpp's block types, as GGUF stores them
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* ggml_type values (the GGUF tensor-info type field) */
+typedef enum {
+  QUARK_GGML_F32 = 0,
+  QUARK_GGML_F16 = 1,
+  QUARK_GGML_Q4_0 = 2,
+  QUARK_GGML_Q4_1 = 3,
+  QUARK_GGML_Q5_0 = 6,
+  QUARK_GGML_Q5_1 = 7,
+  QUARK_GGML_Q8_0 = 8,
+  QUARK_GGML_BF16 = 30,
+} QuarkGgmlType;
+
+typedef struct {
+  QuarkGgmlType type;
+  const char *name;        /* llama.cpp's name: "Q4_0" */
+  guint block;             /* elements per block */
+  guint bytes;             /* bytes per block */
+  guint file_type;         /* llama_ftype of a model mostly of this type */
+} QuarkGgmlTypeInfo;
+
+/* the types this library writes and reads, in llama.cpp's order; NULL-named end */
+const QuarkGgmlTypeInfo *_quark_ggml_types (void);
+const QuarkGgmlTypeInfo *_quark_ggml_type_lookup (QuarkGgmlType type);
+const QuarkGgmlTypeInfo *_quark_ggml_type_from_name (const char *name);
+
+/* bytes of @n elements (a multiple of the block) */
+gsize    _quark_ggml_row_size (QuarkGgmlType type, gsize n);
+
+/* @n floats (a multiple of the block) to blocks: llama.cpp's reference
+ * quantizers (quantize_row_*_ref), the same float operations in the same
+ * order, so the bytes are llama.cpp's */
+void     _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *out);
+/* blocks back to floats (llama.cpp's dequantize_row_*) */
+void     _quark_ggml_dequantize_row (QuarkGgmlType type, const guint8 *in, gsize n, float *y);
+
+G_END_DECLS

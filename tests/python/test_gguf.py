@@ -1,0 +1,293 @@
+# GGUF (`quark quantize --export-format gguf --type TYPE`): the blocks equal
+# llama.cpp's (llama-quantize --pure, as committed hashes from
+# tests/data/gguf/make-reference.py, and live when a build of the llama.cpp
+# oracle is at $QUARK_LLAMA_CPP_BIN), the file is read here by a GGUF
+# parser of the test's own, decoded with numpy, the conversion follows
+# convert_hf_to_gguf.py, and llama.cpp itself loads and runs the result.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+np = pytest.importorskip('numpy')
+
+from test_quantize_cli import read_safetensors, from_bf16  # noqa: E402
+
+QUARK = os.environ['QUARK_TOOL']
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = os.path.join(HERE, '..', 'data', 'gguf', 'tiny-llama')
+REFERENCE = os.path.join(HERE, '..', 'data', 'gguf', 'llama-quantize-pure.json')
+ORACLE = os.path.join(HERE, '..', '..', '..', 'shared', 'oracles', 'llama.cpp')
+DOCS_LLAMA = os.path.join(HERE, '..', '..', '..', 'shared', 'models', 'docs-llama')
+LLAMA_BIN = os.environ.get('QUARK_LLAMA_CPP_BIN', '')
+
+# gguf-py/gguf/constants.py: GGMLQuantizationType and the block sizes
+GGML = {0: ('F32', 1, 4), 1: ('F16', 1, 2), 2: ('Q4_0', 32, 18), 3: ('Q4_1', 32, 20), 6: ('Q5_0', 32, 22),
+        7: ('Q5_1', 32, 24), 8: ('Q8_0', 32, 34), 30: ('BF16', 1, 2)}
+TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1']
+
+
+def quantize(src, out, *args):
+    return subprocess.run([QUARK, 'quantize', str(src), '-o', str(out), *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+
+
+def read_gguf(path):
+    """A GGUF v3 reader of the test's own (docs/gguf.md of ggml): returns
+    the key-values and {name: (type name, shape as PyTorch orders it, bytes)}."""
+    raw = open(path, 'rb').read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        v = struct.unpack_from('<' + fmt, raw, pos)
+        pos += struct.calcsize('<' + fmt)
+        return v[0]
+
+    def string():
+        nonlocal pos
+        n = take('Q')
+        s = raw[pos:pos + n].decode('utf-8')
+        pos += n
+        return s
+
+    scalar = {0: 'B', 1: 'b', 2: 'H', 3: 'h', 4: 'I', 5: 'i', 6: 'f', 7: '?', 10: 'Q', 11: 'q', 12: 'd'}
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take('I'), take('Q')
+            return [value(et) for _ in range(n)]
+        return take(scalar[t])
+
+    assert raw[:4] == b'GGUF'
+    pos = 4
+    assert take('I') == 3
+    n_tensors, n_kv = take('Q'), take('Q')
+    kv = {}
+    for _ in range(n_kv):
+        key = string()
+        kv[key] = value(take('I'))
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        nd = take('I')
+        ne = [take('Q') for _ in range(nd)]
+        infos.append((name, ne, take('I'), take('Q')))
+    align = kv.get('general.alignment', 32)
+    data = (pos + align - 1) // align * align
+    tensors = {}
+    for name, ne, t, off in infos:
+        tname, block, size = GGML[t]
+        n = int(np.prod(ne))
+        assert off % align == 0
+        tensors[name] = (tname, tuple(reversed(ne)), raw[data + off:data + off + n // block * size])
+    return kv, tensors
+
+
+def decode(tname, raw, shape):
+    """Blocks to floats, as ggml's dequantize_row_* (numpy)."""
+    if tname == 'F32':
+        return np.frombuffer(raw, np.float32).reshape(shape)
+    if tname == 'F16':
+        return np.frombuffer(raw, np.float16).astype(np.float32).reshape(shape)
+    if tname == 'BF16':
+        return from_bf16(np.frombuffer(raw, np.uint16)).reshape(shape)
+    size = {'Q4_0': 18, 'Q4_1': 20, 'Q5_0': 22, 'Q5_1': 24, 'Q8_0': 34}[tname]
+    b = np.frombuffer(raw, np.uint8).reshape(-1, size)
+    d = b[:, 0:2].copy().view(np.float16).astype(np.float32)
+    if tname == 'Q8_0':
+        q = b[:, 2:].view(np.int8).astype(np.float32)
+        return (q * d).reshape(shape)
+    one = tname in ('Q4_1', 'Q5_1')
+    m = b[:, 2:4].copy().view(np.float16).astype(np.float32) if one else 0
+    start = 4 if one else 2
+    if tname.startswith('Q5'):
+        qh = b[:, start:start + 4].copy().view('<u4')[:, 0]
+        qs = b[:, start + 4:]
+        hi = ((qh[:, None] >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int32) << 4
+    else:
+        qs = b[:, start:]
+        hi = 0
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int32) + hi
+    if one:
+        return (q.astype(np.float32) * d + m).reshape(shape)
+    return ((q - (16 if tname == 'Q5_0' else 8)).astype(np.float32) * d).reshape(shape)
+
+
+def permute(w, heads):
+    """convert_hf_to_gguf.py's LlamaModel.permute."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+@pytest.fixture(scope='module')
+def originals():
+    return {k: from_bf16(v[1]) if v[0] == 'BF16' else v[1]
+            for k, v in read_safetensors(os.path.join(TINY, 'model.safetensors')).items()}
+
+
+@pytest.mark.parametrize('gtype', TYPES)
+def test_blocks_equal_llama_quantize(tmp_path, originals, gtype):
+    out = tmp_path / 'm.gguf'
+    r = quantize(TINY, out, '--export-format', 'gguf', '--type', gtype)
+    assert r.returncode == 0, r.stderr
+    kv, tensors = read_gguf(out)
+    ref = json.load(open(REFERENCE))['types'].get(gtype)
+    if ref is not None:
+        assert set(ref) == set(tensors)
+        for name, (tname, digest) in ref.items():
+            assert tensors[name][0] == tname, name
+            assert hashlib.sha256(tensors[name][2]).hexdigest() == digest, name
+    # every block decodes, here, to within the type's error of the original
+    cfg = json.load(open(os.path.join(TINY, 'config.json')))
+    nh, nkv = cfg['num_attention_heads'], cfg['num_key_value_heads']
+    for hf, gg, heads in [('model.layers.0.self_attn.q_proj.weight', 'blk.0.attn_q.weight', nh),
+                          ('model.layers.0.self_attn.k_proj.weight', 'blk.0.attn_k.weight', nkv),
+                          ('model.layers.0.mlp.down_proj.weight', 'blk.0.ffn_down.weight', 0),
+                          ('lm_head.weight', 'output.weight', 0), ('model.embed_tokens.weight', 'token_embd.weight', 0)]:
+        x = permute(originals[hf], heads) if heads else originals[hf]
+        tname, shape, raw = tensors[gg]
+        assert tname == gtype and shape == x.shape
+        y = decode(tname, raw, shape)
+        tol = {'F32': 0, 'F16': 1e-3, 'BF16': 0, 'Q8_0': 0.02, 'Q4_0': 0.2, 'Q4_1': 0.2, 'Q5_0': 0.1,
+               'Q5_1': 0.1}[gtype]
+        err = np.sqrt(np.mean((x - y) ** 2)) / np.sqrt(np.mean(x ** 2))
+        assert err <= tol, (gg, err)
+    # norms stay F32 (convert_hf_to_gguf.py: 1-D tensors and *_norm.weight)
+    assert tensors['blk.0.attn_norm.weight'][0] == 'F32' and tensors['output_norm.weight'][0] == 'F32'
+    assert kv['general.file_type'] == {'F32': 0, 'F16': 1, 'Q4_0': 2, 'Q4_1': 3, 'Q8_0': 7, 'Q5_0': 8, 'Q5_1': 9,
+                                       'BF16': 32}[gtype]
+
+
+def test_metadata_follows_convert_hf_to_gguf(tmp_path):
+    """The keys llama.cpp's loader reads for the llama architecture
+    (convert_hf_to_gguf.py: TextModel and LlamaModel.set_gguf_parameters,
+    _set_vocab_gpt2; gguf-py/gguf/constants.py: Keys, TokenType)."""
+    out = tmp_path / 'm.gguf'
+    assert quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q8_0').returncode == 0
+    kv, tensors = read_gguf(out)
+    cfg = json.load(open(os.path.join(TINY, 'config.json')))
+    expected = {
+        'general.architecture': 'llama', 'general.quantization_version': 2,
+        'llama.block_count': cfg['num_hidden_layers'], 'llama.context_length': cfg['max_position_embeddings'],
+        'llama.embedding_length': cfg['hidden_size'], 'llama.feed_forward_length': cfg['intermediate_size'],
+        'llama.attention.head_count': cfg['num_attention_heads'],
+        'llama.attention.head_count_kv': cfg['num_key_value_heads'], 'llama.vocab_size': cfg['vocab_size'],
+        'llama.rope.dimension_count': cfg['hidden_size'] // cfg['num_attention_heads'],
+        'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.pre': 'gpt-2',
+        'tokenizer.ggml.bos_token_id': 256, 'tokenizer.ggml.eos_token_id': 257,
+        'tokenizer.ggml.unknown_token_id': 258,
+    }
+    for k, v in expected.items():
+        assert kv[k] == v, k
+    assert kv['llama.rope.freq_base'] == np.float32(cfg['rope_theta'])
+    assert kv['llama.attention.layer_norm_rms_epsilon'] == np.float32(cfg['rms_norm_eps'])
+    tok = json.load(open(os.path.join(TINY, 'tokenizer.json'), encoding='utf-8'))
+    by_id = {i: t for t, i in tok['model']['vocab'].items()}
+    assert kv['tokenizer.ggml.tokens'] == [by_id[i] for i in range(cfg['vocab_size'])]
+    # NORMAL 1, CONTROL 3 (special added tokens)
+    assert kv['tokenizer.ggml.token_type'] == [3 if 256 <= i < 259 else 1 for i in range(cfg['vocab_size'])]
+    assert kv['tokenizer.ggml.merges'] == [' '.join(m) for m in tok['model']['merges']]
+    assert set(tensors) == {'token_embd.weight', 'output_norm.weight', 'output.weight', 'blk.0.attn_norm.weight',
+                            'blk.0.ffn_norm.weight', 'blk.0.attn_q.weight', 'blk.0.attn_k.weight',
+                            'blk.0.attn_v.weight', 'blk.0.attn_output.weight', 'blk.0.ffn_gate.weight',
+                            'blk.0.ffn_up.weight', 'blk.0.ffn_down.weight'}
+
+
+def test_reads_back_and_verifies(tmp_path, originals):
+    out = tmp_path / 'm.gguf'
+    assert quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q4_0').returncode == 0
+    r = subprocess.run([QUARK, 'verify', TINY, str(out), '--json'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = {t['name']: t['sqnr_db'] for t in json.loads(r.stdout)['tensors']}
+    # q and k come back un-permuted, under their Hugging Face names
+    assert report['model.layers.0.self_attn.q_proj.weight'] > 15
+    assert report['model.layers.0.self_attn.k_proj.weight'] > 15
+    r = subprocess.run([QUARK, 'inspect', str(out), '--json'], capture_output=True, text=True)
+    info = json.loads(r.stdout)
+    assert r.returncode == 0 and info['format'] == 'gguf' and info['gguf']['general.architecture'] == 'llama'
+
+
+def test_refusals_leave_nothing(tmp_path):
+    out = tmp_path / 'm.gguf'
+    r = quantize(TINY, out, '--export-format', 'gguf')
+    assert r.returncode == 2 and '--type' in r.stderr
+    r = quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q4_0', '--preset', 'int8')
+    assert r.returncode == 2 and 'llama.cpp' in r.stderr
+    r = quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q3_X')
+    assert r.returncode == 1 and 'Q3_X' in r.stderr and 'Q4_0' in r.stderr
+    assert not out.exists() and os.listdir(tmp_path) == []
+    out.write_bytes(b'precious')
+    r = quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q4_0')
+    assert r.returncode == 1 and 'exists' in r.stderr and out.read_bytes() == b'precious'
+    r = quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q4_0', '--force')
+    assert r.returncode == 0 and out.read_bytes()[:4] == b'GGUF'
+    assert sorted(os.listdir(tmp_path)) == ['m.gguf']
+    # a model type without a conversion, named
+    bad = tmp_path / 'gpt2'
+    shutil.copytree(TINY, bad)
+    cfg = json.load(open(bad / 'config.json'))
+    cfg['model_type'] = 'gpt2'
+    (bad / 'config.json').write_text(json.dumps(cfg))
+    r = quantize(bad, tmp_path / 'x.gguf', '--export-format', 'gguf', '--type', 'Q4_0')
+    assert r.returncode == 1 and 'gpt2' in r.stderr and not (tmp_path / 'x.gguf').exists()
+
+
+def test_presets_list_the_types():
+    r = subprocess.run([QUARK, 'presets', '--export-format', 'gguf'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for t in TYPES:
+        assert t in r.stdout
+    assert '4.50 bits per weight' in r.stdout      # Q4_0: 18 bytes per 32
+
+
+def llama_bin(name):
+    path = os.path.join(LLAMA_BIN, name)
+    if not LLAMA_BIN or not os.access(path, os.X_OK):
+        pytest.skip('no llama.cpp build ($QUARK_LLAMA_CPP_BIN; ../shared/oracles/README.md says how to build one)')
+    return path
+
+
+@pytest.mark.parametrize('gtype', ['Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'F16', 'BF16'])
+def test_live_llama_quantize(tmp_path, gtype):
+    """Against the oracle itself: llama-quantize --pure on libquark's F32
+    conversion gives byte for byte the file libquark writes directly."""
+    quantizer = llama_bin('llama-quantize')
+    f32, ours, theirs = tmp_path / 'f32.gguf', tmp_path / 'ours.gguf', tmp_path / 'theirs.gguf'
+    assert quantize(TINY, f32, '--export-format', 'gguf', '--type', 'F32').returncode == 0
+    assert quantize(TINY, ours, '--export-format', 'gguf', '--type', gtype).returncode == 0
+    subprocess.run([quantizer, '--pure', str(f32), str(theirs), gtype], check=True, capture_output=True)
+    kv_a, a = read_gguf(ours)
+    kv_b, b = read_gguf(theirs)
+    assert set(a) == set(b)
+    for name in a:
+        assert a[name][0] == b[name][0] and a[name][2] == b[name][2], name
+    assert set(kv_a) == set(kv_b)
+
+
+@pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
+def test_llama_cpp_runs_the_real_model(tmp_path):
+    """llama.cpp loads libquark's GGUF of a real trained Llama and its
+    perplexity is that of the float model, within what Q8_0/Q4_0 lose."""
+    perplexity = llama_bin('llama-perplexity')
+    text = tmp_path / 'dev.txt'
+    text.write_bytes(open(os.path.join(DOCS_LLAMA, 'data', 'dev.txt'), 'rb').read()[:40000])
+    ppl = {}
+    for gtype in ('F32', 'Q8_0', 'Q4_0'):
+        out = tmp_path / (gtype + '.gguf')
+        assert quantize(DOCS_LLAMA, out, '--export-format', 'gguf', '--type', gtype).returncode == 0
+        r = subprocess.run([perplexity, '-m', str(out), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        line = [x for x in (r.stdout + r.stderr).splitlines() if 'Final estimate: PPL' in x][0]
+        ppl[gtype] = float(line.split('=')[1].split('+/-')[0])
+    assert 5 < ppl['F32'] < 40            # a trained model, not noise (the vocabulary is 8192)
+    assert abs(ppl['Q8_0'] - ppl['F32']) < 0.01 * ppl['F32']
+    assert ppl['F32'] <= ppl['Q4_0'] < 1.1 * ppl['F32']
