@@ -18,6 +18,7 @@ import pytest
 np = pytest.importorskip('numpy')
 
 from test_quantize_cli import read_safetensors, from_bf16  # noqa: E402
+from gguf_fixture import write_kquant_model  # noqa: E402
 
 QUARK = os.environ['QUARK_TOOL']
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,8 +30,15 @@ LLAMA_BIN = os.environ.get('QUARK_LLAMA_CPP_BIN', '')
 
 # gguf-py/gguf/constants.py: GGMLQuantizationType and the block sizes
 GGML = {0: ('F32', 1, 4), 1: ('F16', 1, 2), 2: ('Q4_0', 32, 18), 3: ('Q4_1', 32, 20), 6: ('Q5_0', 32, 22),
-        7: ('Q5_1', 32, 24), 8: ('Q8_0', 32, 34), 30: ('BF16', 1, 2)}
-TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1']
+        7: ('Q5_1', 32, 24), 8: ('Q8_0', 32, 34), 10: ('Q2_K', 256, 84), 11: ('Q3_K', 256, 110),
+        12: ('Q4_K', 256, 144), 13: ('Q5_K', 256, 176), 14: ('Q6_K', 256, 210), 30: ('BF16', 1, 2)}
+KQUANTS = ['Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K']
+TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1'] + KQUANTS
+# llama-quantize's names (llama.cpp's tools/quantize): Q3_K is Q3_K_M, … (with --pure, one type)
+LLAMA_NAME = {'Q3_K': 'Q3_K_M', 'Q4_K': 'Q4_K_M', 'Q5_K': 'Q5_K_M'}
+# general.file_type (llama_ftype)
+FILE_TYPE = {'F32': 0, 'F16': 1, 'Q4_0': 2, 'Q4_1': 3, 'Q8_0': 7, 'Q5_0': 8, 'Q5_1': 9, 'Q2_K': 10, 'Q3_K': 12,
+             'Q4_K': 15, 'Q5_K': 17, 'Q6_K': 18, 'BF16': 32}
 
 
 def quantize(src, out, *args):
@@ -92,8 +100,57 @@ def read_gguf(path):
     return kv, tensors
 
 
+def half(b, at):
+    return b[:, at:at + 2].copy().view(np.float16).astype(np.float32)
+
+
+def decode_k(tname, raw, shape):
+    """The k-quants to floats (ggml's dequantize_row_*_K, in numpy), per
+    super-block of 256."""
+    size = GGML[[k for k, v in GGML.items() if v[0] == tname][0]][2]
+    b = np.frombuffer(raw, np.uint8).reshape(-1, size)
+    e = np.arange(256)
+    if tname == 'Q6_K':
+        ql, qh, sc, d = b[:, :128].astype(np.int32), b[:, 128:192].astype(np.int32), \
+            b[:, 192:208].view(np.int8).astype(np.float32), half(b, 208)
+        n, r = e // 128, e % 128
+        k, l = r // 32, r % 32
+        low = np.where(k < 2, ql[:, n * 64 + l + 32 * (k % 2)] & 15, ql[:, n * 64 + l + 32 * (k % 2)] >> 4)
+        q = (low | (((qh[:, n * 32 + l] >> (2 * k)) & 3) << 4)) - 32
+        y = (d * sc[:, n * 8 + l // 16 + 2 * k]) * q
+    elif tname in ('Q4_K', 'Q5_K'):
+        d, dmin, s12 = half(b, 0), half(b, 2), b[:, 4:16].astype(np.int32)
+        j = np.arange(8)
+        sc = np.where(j < 4, s12[:, j % 4] & 63, (s12[:, (j % 4) + 8] & 15) | ((s12[:, j % 4] >> 6) << 4))
+        mn = np.where(j < 4, s12[:, (j % 4) + 4] & 63, (s12[:, (j % 4) + 8] >> 4) | ((s12[:, (j % 4) + 4] >> 6) << 4))
+        chunk, r = e // 64, e % 64
+        ql = b[:, 48:176] if tname == 'Q5_K' else b[:, 16:144]
+        q = np.where(r < 32, ql[:, chunk * 32 + r % 32] & 15, ql[:, chunk * 32 + r % 32] >> 4).astype(np.int32)
+        if tname == 'Q5_K':
+            qh = b[:, 16:48].astype(np.int32)
+            q = q + 16 * ((qh[:, r % 32] >> (2 * chunk + (r >= 32))) & 1)
+        sub = 2 * chunk + (r >= 32)
+        y = (d * sc[:, sub]) * q - dmin * mn[:, sub]
+    elif tname == 'Q2_K':
+        sc, qs, d, dmin = b[:, :16].astype(np.int32), b[:, 16:80].astype(np.int32), half(b, 80), half(b, 82)
+        n, r = e // 128, e % 128
+        q = (qs[:, n * 32 + r % 32] >> (2 * (r // 32))) & 3
+        y = (d * (sc[:, e // 16] & 15)) * q - dmin * (sc[:, e // 16] >> 4)
+    else:   # Q3_K
+        hm, qs, s12, d = b[:, :32].astype(np.int32), b[:, 32:96].astype(np.int32), b[:, 96:108].astype(np.int32), \
+            half(b, 108)
+        j = np.arange(16)
+        s = np.where(j < 8, s12[:, j % 8] & 15, s12[:, j % 8] >> 4) | (((s12[:, 8 + j % 4] >> (2 * (j // 4))) & 3) << 4)
+        n, r = e // 128, e % 128
+        q = ((qs[:, n * 32 + r % 32] >> (2 * (r // 32))) & 3) - np.where(hm[:, e % 32] & (1 << (e // 32)), 0, 4)
+        y = (d * (s[:, e // 16] - 32)) * q
+    return y.astype(np.float32).reshape(shape)
+
+
 def decode(tname, raw, shape):
     """Blocks to floats, as ggml's dequantize_row_* (numpy)."""
+    if tname in KQUANTS:
+        return decode_k(tname, raw, shape)
     if tname == 'F32':
         return np.frombuffer(raw, np.float32).reshape(shape)
     if tname == 'F16':
@@ -133,10 +190,21 @@ def originals():
             for k, v in read_safetensors(os.path.join(TINY, 'model.safetensors')).items()}
 
 
+@pytest.fixture(scope='module')
+def kquant_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp('kquant') / 'model'
+    write_kquant_model(str(d))
+    return str(d), {k: from_bf16(v[1]) if v[0] == 'BF16' else v[1]
+                    for k, v in read_safetensors(os.path.join(d, 'model.safetensors')).items()}
+
+
 @pytest.mark.parametrize('gtype', TYPES)
-def test_blocks_equal_llama_quantize(tmp_path, originals, gtype):
+def test_blocks_equal_llama_quantize(tmp_path, originals, kquant_model, gtype):
+    src = TINY
+    if gtype in KQUANTS:
+        src, originals = kquant_model
     out = tmp_path / 'm.gguf'
-    r = quantize(TINY, out, '--export-format', 'gguf', '--type', gtype)
+    r = quantize(src, out, '--export-format', 'gguf', '--type', gtype)
     assert r.returncode == 0, r.stderr
     kv, tensors = read_gguf(out)
     ref = json.load(open(REFERENCE))['types'].get(gtype)
@@ -146,7 +214,7 @@ def test_blocks_equal_llama_quantize(tmp_path, originals, gtype):
             assert tensors[name][0] == tname, name
             assert hashlib.sha256(tensors[name][2]).hexdigest() == digest, name
     # every block decodes, here, to within the type's error of the original
-    cfg = json.load(open(os.path.join(TINY, 'config.json')))
+    cfg = json.load(open(os.path.join(src, 'config.json')))
     nh, nkv = cfg['num_attention_heads'], cfg['num_key_value_heads']
     for hf, gg, heads in [('model.layers.0.self_attn.q_proj.weight', 'blk.0.attn_q.weight', nh),
                           ('model.layers.0.self_attn.k_proj.weight', 'blk.0.attn_k.weight', nkv),
@@ -157,13 +225,12 @@ def test_blocks_equal_llama_quantize(tmp_path, originals, gtype):
         assert tname == gtype and shape == x.shape
         y = decode(tname, raw, shape)
         tol = {'F32': 0, 'F16': 1e-3, 'BF16': 0, 'Q8_0': 0.02, 'Q4_0': 0.2, 'Q4_1': 0.2, 'Q5_0': 0.1,
-               'Q5_1': 0.1}[gtype]
+               'Q5_1': 0.1, 'Q2_K': 0.6, 'Q3_K': 0.35, 'Q4_K': 0.2, 'Q5_K': 0.1, 'Q6_K': 0.05}[gtype]
         err = np.sqrt(np.mean((x - y) ** 2)) / np.sqrt(np.mean(x ** 2))
         assert err <= tol, (gg, err)
     # norms stay F32 (convert_hf_to_gguf.py: 1-D tensors and *_norm.weight)
     assert tensors['blk.0.attn_norm.weight'][0] == 'F32' and tensors['output_norm.weight'][0] == 'F32'
-    assert kv['general.file_type'] == {'F32': 0, 'F16': 1, 'Q4_0': 2, 'Q4_1': 3, 'Q8_0': 7, 'Q5_0': 8, 'Q5_1': 9,
-                                       'BF16': 32}[gtype]
+    assert kv['general.file_type'] == FILE_TYPE[gtype]
 
 
 def test_metadata_follows_convert_hf_to_gguf(tmp_path):
@@ -255,21 +322,23 @@ def llama_bin(name):
     return path
 
 
-@pytest.mark.parametrize('gtype', ['Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'F16', 'BF16'])
-def test_live_llama_quantize(tmp_path, gtype):
+@pytest.mark.parametrize('gtype', [t for t in TYPES if t != 'F32'])
+def test_live_llama_quantize(tmp_path, kquant_model, gtype):
     """Against the oracle itself: llama-quantize --pure on libquark's F32
     conversion gives byte for byte the file libquark writes directly."""
     quantizer = llama_bin('llama-quantize')
+    src = kquant_model[0] if gtype in KQUANTS else TINY
     f32, ours, theirs = tmp_path / 'f32.gguf', tmp_path / 'ours.gguf', tmp_path / 'theirs.gguf'
-    assert quantize(TINY, f32, '--export-format', 'gguf', '--type', 'F32').returncode == 0
-    assert quantize(TINY, ours, '--export-format', 'gguf', '--type', gtype).returncode == 0
-    subprocess.run([quantizer, '--pure', str(f32), str(theirs), gtype], check=True, capture_output=True)
+    assert quantize(src, f32, '--export-format', 'gguf', '--type', 'F32').returncode == 0
+    assert quantize(src, ours, '--export-format', 'gguf', '--type', gtype).returncode == 0
+    subprocess.run([quantizer, '--pure', str(f32), str(theirs), LLAMA_NAME.get(gtype, gtype)], check=True,
+                   capture_output=True)
     kv_a, a = read_gguf(ours)
     kv_b, b = read_gguf(theirs)
     assert set(a) == set(b)
     for name in a:
         assert a[name][0] == b[name][0] and a[name][2] == b[name][2], name
-    assert set(kv_a) == set(kv_b)
+    assert set(kv_a) == set(kv_b) and kv_a['general.file_type'] == kv_b['general.file_type']
 
 
 @pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
@@ -280,7 +349,7 @@ def test_llama_cpp_runs_the_real_model(tmp_path):
     text = tmp_path / 'dev.txt'
     text.write_bytes(open(os.path.join(DOCS_LLAMA, 'data', 'dev.txt'), 'rb').read()[:40000])
     ppl = {}
-    for gtype in ('F32', 'Q8_0', 'Q4_0'):
+    for gtype in ('F32', 'Q8_0', 'Q4_0', 'Q4_K'):
         out = tmp_path / (gtype + '.gguf')
         assert quantize(DOCS_LLAMA, out, '--export-format', 'gguf', '--type', gtype).returncode == 0
         r = subprocess.run([perplexity, '-m', str(out), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
@@ -291,3 +360,4 @@ def test_llama_cpp_runs_the_real_model(tmp_path):
     assert 5 < ppl['F32'] < 40            # a trained model, not noise (the vocabulary is 8192)
     assert abs(ppl['Q8_0'] - ppl['F32']) < 0.01 * ppl['F32']
     assert ppl['F32'] <= ppl['Q4_0'] < 1.1 * ppl['F32']
+    assert ppl['F32'] <= ppl['Q4_K'] < ppl['Q4_0']      # the k-quant search beats round-to-nearest

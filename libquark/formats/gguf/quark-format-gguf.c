@@ -591,7 +591,9 @@ gguf_describe_scheme (QuarkCheckpointFormat *self, const char *scheme)
   if (t == NULL)
     return NULL;
   return g_strdup_printf ("%.2f bits per weight: %s", 8.0 * t->bytes / t->block,
-                          t->block == 1 ? "unquantized" : "llama.cpp's reference quantizer, blocks of 32");
+                          t->block == 1 ? "unquantized"
+                          : t->block == 32 ? "llama.cpp's reference quantizer, blocks of 32"
+                          : "llama.cpp's k-quant search, super-blocks of 256");
 }
 
 static gboolean
@@ -680,7 +682,15 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       if (n_dims == 1 || g_str_has_suffix (o.name, "_norm.weight") || !g_str_has_suffix (o.name, ".weight"))
         o.type = QUARK_GGML_F32;
       else if (o.ne[0] % info->block != 0)
-        o.type = QUARK_GGML_F16;
+        {
+          /* llama.cpp's fallbacks for rows that are not whole super-blocks
+           * (llama-quant.cpp), then F16 (Q2_K and Q3_K fall back to IQ4_NL
+           * there, which is not written here) */
+          QuarkGgmlType fb = info->type == QUARK_GGML_Q4_K ? QUARK_GGML_Q5_0
+                             : info->type == QUARK_GGML_Q5_K ? QUARK_GGML_Q5_1
+                             : info->type == QUARK_GGML_Q6_K ? QUARK_GGML_Q8_0 : QUARK_GGML_F16;
+          o.type = o.ne[0] % _quark_ggml_type_lookup (fb)->block == 0 ? fb : QUARK_GGML_F16;
+        }
       else
         o.type = info->type;
       o.size = _quark_ggml_row_size (o.type, o.ne[0]) * (n_dims == 2 ? o.ne[1] : 1);

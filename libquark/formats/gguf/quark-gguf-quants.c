@@ -40,6 +40,14 @@ static const QuarkGgmlTypeInfo types[] = {
   { QUARK_GGML_Q4_1, "Q4_1", 32, 20, 3 },
   { QUARK_GGML_Q5_0, "Q5_0", 32, 22, 8 },
   { QUARK_GGML_Q5_1, "Q5_1", 32, 24, 9 },
+  /* the k-quants, in super-blocks of 256; the file type is that of
+   * llama-quantize's name for the type (Q3_K is Q3_K_M, Q4_K Q4_K_M, Q5_K
+   * Q5_K_M) */
+  { QUARK_GGML_Q2_K, "Q2_K", 256, 84, 10 },
+  { QUARK_GGML_Q3_K, "Q3_K", 256, 110, 12 },
+  { QUARK_GGML_Q4_K, "Q4_K", 256, 144, 15 },
+  { QUARK_GGML_Q5_K, "Q5_K", 256, 176, 17 },
+  { QUARK_GGML_Q6_K, "Q6_K", 256, 210, 18 },
   { 0, NULL, 0, 0, 0 },
 };
 
@@ -208,6 +216,611 @@ q8_0 (const float *x, guint8 *y)
     y[2 + j] = (guint8) (gint8) roundf (x[j] * id);
 }
 
+
+/* ---- the k-quants (super-blocks of 256) ---------------------------------- */
+
+#define QK_K 256
+#define GROUP_MAX_EPS 1e-15f
+
+/* round to nearest, ties to even, for |x| < 2^22 (ggml's nearest_int) */
+static inline int
+nearest_int (float fval)
+{
+  float val = fval + 12582912.f;
+  int i;
+  memcpy (&i, &val, sizeof (int));
+  return (i & 0x007fffff) - 0x00400000;
+}
+
+/* ggml's make_qx_quants: a signed scale for n values in [-nmax, nmax), with
+ * a search of 18 nearby scales weighted by x^2 (rmse_type 1) */
+static float
+make_qx_quants (int n, int nmax, const float *x, gint8 *L, int rmse_type)
+{
+  float max = 0, amax = 0, iscale, sumlx = 0, suml2 = 0, scale, best;
+
+  for (int i = 0; i < n; ++i)
+    {
+      float ax = fabsf (x[i]);
+      if (ax > amax)
+        {
+          amax = ax;
+          max = x[i];
+        }
+    }
+  if (amax < GROUP_MAX_EPS)
+    {
+      for (int i = 0; i < n; ++i)
+        L[i] = 0;
+      return 0.f;
+    }
+  iscale = -nmax / max;
+  for (int i = 0; i < n; ++i)
+    {
+      int l = nearest_int (iscale * x[i]);
+      float w;
+      l = MAX (-nmax, MIN (nmax - 1, l));
+      L[i] = (gint8) (l + nmax);
+      w = rmse_type == 1 ? x[i] * x[i] : 1;
+      sumlx += w * x[i] * l;
+      suml2 += w * l * l;
+    }
+  scale = suml2 ? sumlx / suml2 : 0.0f;
+  best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is)
+    {
+      if (is == 0)
+        continue;
+      iscale = -(nmax + 0.1f * is) / max;
+      sumlx = suml2 = 0;
+      for (int i = 0; i < n; ++i)
+        {
+          int l = nearest_int (iscale * x[i]);
+          float w;
+          l = MAX (-nmax, MIN (nmax - 1, l));
+          w = rmse_type == 1 ? x[i] * x[i] : 1;
+          sumlx += w * x[i] * l;
+          suml2 += w * l * l;
+        }
+      if (suml2 > 0 && sumlx * sumlx > best * suml2)
+        {
+          for (int i = 0; i < n; ++i)
+            {
+              int l = nearest_int (iscale * x[i]);
+              L[i] = (gint8) (nmax + MAX (-nmax, MIN (nmax - 1, l)));
+            }
+          scale = sumlx / suml2;
+          best = scale * sumlx;
+        }
+    }
+  return scale;
+}
+
+/* ggml's make_q3_quants with do_rmse: signed codes refined five rounds */
+static float
+make_q3_quants (int n, int nmax, const float *x, gint8 *L)
+{
+  float max = 0, amax = 0, iscale, sumlx = 0, suml2 = 0;
+
+  for (int i = 0; i < n; ++i)
+    {
+      float ax = fabsf (x[i]);
+      if (ax > amax)
+        {
+          amax = ax;
+          max = x[i];
+        }
+    }
+  if (amax < GROUP_MAX_EPS)
+    {
+      for (int i = 0; i < n; ++i)
+        L[i] = 0;
+      return 0.f;
+    }
+  iscale = -nmax / max;
+  for (int i = 0; i < n; ++i)
+    {
+      int l = nearest_int (iscale * x[i]);
+      float w = x[i] * x[i];
+      l = MAX (-nmax, MIN (nmax - 1, l));
+      L[i] = (gint8) l;
+      sumlx += w * x[i] * l;
+      suml2 += w * l * l;
+    }
+  for (int itry = 0; itry < 5; ++itry)
+    {
+      int n_changed = 0;
+      for (int i = 0; i < n; ++i)
+        {
+          float w = x[i] * x[i];
+          float slx = sumlx - w * x[i] * L[i];
+          if (slx > 0)
+            {
+              float sl2 = suml2 - w * L[i] * L[i];
+              int new_l = nearest_int (x[i] * sl2 / slx);
+              new_l = MAX (-nmax, MIN (nmax - 1, new_l));
+              if (new_l != L[i])
+                {
+                  slx += w * x[i] * new_l;
+                  sl2 += w * new_l * new_l;
+                  if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2)
+                    {
+                      L[i] = (gint8) new_l;
+                      sumlx = slx;
+                      suml2 = sl2;
+                      ++n_changed;
+                    }
+                }
+            }
+        }
+      if (!n_changed)
+        break;
+    }
+  for (int i = 0; i < n; ++i)
+    L[i] = (gint8) (L[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* ggml's make_qkx2_quants: an unsigned scale and a minimum for n values in
+ * [0, nmax], searched over nstep + 1 scales, weighted errors */
+static float
+make_qkx2_quants (int n, int nmax, const float *x, const float *weights, guint8 *L, float *the_min, guint8 *Laux,
+                  float rmin, float rdelta, int nstep, gboolean use_mad)
+{
+  float min = x[0], max = x[0], sum_w = weights[0], sum_x = sum_w * x[0], iscale, scale, best_error = 0;
+
+  for (int i = 1; i < n; ++i)
+    {
+      float w;
+      if (x[i] < min)
+        min = x[i];
+      if (x[i] > max)
+        max = x[i];
+      w = weights[i];
+      sum_w += w;
+      sum_x += w * x[i];
+    }
+  if (min > 0)
+    min = 0;
+  if (max == min)
+    {
+      for (int i = 0; i < n; ++i)
+        L[i] = 0;
+      *the_min = -min;
+      return 0.f;
+    }
+  iscale = nmax / (max - min);
+  scale = 1 / iscale;
+  for (int i = 0; i < n; ++i)
+    {
+      int l = nearest_int (iscale * (x[i] - min));
+      float diff;
+      L[i] = (guint8) MAX (0, MIN (nmax, l));
+      diff = scale * L[i] + min - x[i];
+      diff = use_mad ? fabsf (diff) : diff * diff;
+      best_error += weights[i] * diff;
+    }
+  if (nstep < 1)
+    {
+      *the_min = -min;
+      return scale;
+    }
+  for (int is = 0; is <= nstep; ++is)
+    {
+      float sum_l = 0, sum_l2 = 0, sum_xl = 0, D;
+      iscale = (rmin + rdelta * is + nmax) / (max - min);
+      for (int i = 0; i < n; ++i)
+        {
+          int l = nearest_int (iscale * (x[i] - min));
+          float w;
+          l = MAX (0, MIN (nmax, l));
+          Laux[i] = (guint8) l;
+          w = weights[i];
+          sum_l += w * l;
+          sum_l2 += w * l * l;
+          sum_xl += w * l * x[i];
+        }
+      D = sum_w * sum_l2 - sum_l * sum_l;
+      if (D > 0)
+        {
+          float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+          float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+          float cur_error = 0;
+          if (this_min > 0)
+            {
+              this_min = 0;
+              this_scale = sum_xl / sum_l2;
+            }
+          for (int i = 0; i < n; ++i)
+            {
+              float diff = this_scale * Laux[i] + this_min - x[i];
+              diff = use_mad ? fabsf (diff) : diff * diff;
+              cur_error += weights[i] * diff;
+            }
+          if (cur_error < best_error)
+            {
+              for (int i = 0; i < n; ++i)
+                L[i] = Laux[i];
+              best_error = cur_error;
+              scale = this_scale;
+              min = this_min;
+            }
+        }
+    }
+  *the_min = -min;
+  return scale;
+}
+
+static void
+get_scale_min_k4 (int j, const guint8 *q, guint8 *d, guint8 *m)
+{
+  if (j < 4)
+    {
+      *d = q[j] & 63;
+      *m = q[j + 4] & 63;
+    }
+  else
+    {
+      *d = (guint8) ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+      *m = (guint8) ((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+/* block_q2_K: scales[16], qs[64], d, dmin */
+static void
+q2_k (const float *x, guint8 *y)
+{
+  guint8 L[QK_K], Laux[16], *scales = y, *qs = y + 16;
+  float weights[16], mins[QK_K / 16], sc[QK_K / 16], max_scale = 0, max_min = 0;
+  const float q4scale = 15.f;
+
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      for (int l = 0; l < 16; ++l)
+        weights[l] = fabsf (x[16 * j + l]);
+      sc[j] = make_qkx2_quants (16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, TRUE);
+      if (sc[j] > max_scale)
+        max_scale = sc[j];
+      if (mins[j] > max_min)
+        max_min = mins[j];
+    }
+  if (max_scale > 0)
+    {
+      float iscale = q4scale / max_scale;
+      for (int j = 0; j < QK_K / 16; ++j)
+        scales[j] = (guint8) nearest_int (iscale * sc[j]);
+      put_half (y + 80, max_scale / q4scale);
+    }
+  else
+    {
+      memset (scales, 0, 16);
+      put_half (y + 80, 0.f);
+    }
+  if (max_min > 0)
+    {
+      float iscale = q4scale / max_min;
+      for (int j = 0; j < QK_K / 16; ++j)
+        scales[j] |= (guint8) (nearest_int (iscale * mins[j]) << 4);
+      put_half (y + 82, max_min / q4scale);
+    }
+  else
+    put_half (y + 82, 0.f);
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      const float d = get_half (y + 80) * (scales[j] & 0xF);
+      float dm;
+      if (!d)
+        continue;
+      dm = get_half (y + 82) * (scales[j] >> 4);
+      for (int ii = 0; ii < 16; ++ii)
+        {
+          int l = nearest_int ((x[16 * j + ii] + dm) / d);
+          L[16 * j + ii] = (guint8) MAX (0, MIN (3, l));
+        }
+    }
+  for (int j = 0; j < QK_K; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = (guint8) (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* block_q3_K: hmask[32], qs[64], scales[12], d */
+static void
+q3_k (const float *x, guint8 *y)
+{
+  gint8 L[QK_K];
+  float sc[QK_K / 16], max_scale = 0, amax = 0;
+  guint8 *hmask = y, *qs = y + 32, *scales = y + 96;
+  int m = 0;
+  guint8 hm = 1;
+
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      float scale;
+      sc[j] = make_q3_quants (16, 4, x + 16 * j, L + 16 * j);
+      scale = fabsf (sc[j]);
+      if (scale > amax)
+        {
+          amax = scale;
+          max_scale = sc[j];
+        }
+    }
+  memset (scales, 0, 12);
+  if (max_scale)
+    {
+      float iscale = -32.f / max_scale;
+      for (int j = 0; j < QK_K / 16; ++j)
+        {
+          gint8 l = (gint8) nearest_int (iscale * sc[j]);
+          l = (gint8) (MAX (-32, MIN (31, l)) + 32);
+          if (j < 8)
+            scales[j] = l & 0xF;
+          else
+            scales[j - 8] |= (guint8) ((l & 0xF) << 4);
+          l >>= 4;
+          scales[j % 4 + 8] |= (guint8) (l << (2 * (j / 4)));
+        }
+      put_half (y + 108, 1 / iscale);
+    }
+  else
+    put_half (y + 108, 0.f);
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      gint8 s = (gint8) (j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4);
+      float d;
+      s = (gint8) ((s | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+      d = get_half (y + 108) * s;
+      if (!d)
+        continue;
+      for (int ii = 0; ii < 16; ++ii)
+        {
+          int l = nearest_int (x[16 * j + ii] / d);
+          L[16 * j + ii] = (gint8) (MAX (-4, MIN (3, l)) + 4);
+        }
+    }
+  memset (hmask, 0, QK_K / 8);
+  for (int j = 0; j < QK_K; ++j)
+    {
+      if (L[j] > 3)
+        {
+          hmask[m] |= hm;
+          L[j] -= 4;
+        }
+      if (++m == QK_K / 8)
+        {
+          m = 0;
+          hm <<= 1;
+        }
+    }
+  for (int j = 0; j < QK_K; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = (guint8) (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* block_q4_K and block_q5_K: d, dmin, scales[12], (qh[32],) qs[128] */
+static void
+q45_k (const float *x, guint8 *y, gboolean five)
+{
+  guint8 L[QK_K], Laux[32], *scales = y + 4;
+  float weights[32], mins[QK_K / 32], sc[QK_K / 32], max_scale = 0, max_min = 0, inv_scale, inv_min;
+  int nmax = five ? 31 : 15;
+
+  for (int j = 0; j < QK_K / 32; ++j)
+    {
+      float sum_x2 = 0, av_x;
+      for (int l = 0; l < 32; ++l)
+        sum_x2 += x[32 * j + l] * x[32 * j + l];
+      av_x = sqrtf (sum_x2 / 32);
+      for (int l = 0; l < 32; ++l)
+        weights[l] = av_x + fabsf (x[32 * j + l]);
+      sc[j] = make_qkx2_quants (32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+                                five ? -0.5f : -1.f, 0.1f, five ? 15 : 20, FALSE);
+      if (sc[j] > max_scale)
+        max_scale = sc[j];
+      if (mins[j] > max_min)
+        max_min = mins[j];
+    }
+  inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  for (int j = 0; j < QK_K / 32; ++j)
+    {
+      guint8 ls = (guint8) nearest_int (inv_scale * sc[j]);
+      guint8 lm = (guint8) nearest_int (inv_min * mins[j]);
+      ls = MIN (63, ls);
+      lm = MIN (63, lm);
+      if (j < 4)
+        {
+          scales[j] = ls;
+          scales[j + 4] = lm;
+        }
+      else
+        {
+          scales[j + 4] = (guint8) ((ls & 0xF) | ((lm & 0xF) << 4));
+          scales[j - 4] |= (guint8) ((ls >> 4) << 6);
+          scales[j - 0] |= (guint8) ((lm >> 4) << 6);
+        }
+    }
+  put_half (y, max_scale / 63.f);
+  put_half (y + 2, max_min / 63.f);
+  for (int j = 0; j < QK_K / 32; ++j)
+    {
+      guint8 s, m;
+      float d, dm;
+      get_scale_min_k4 (j, scales, &s, &m);
+      d = get_half (y) * s;
+      if (!d)
+        continue;
+      dm = get_half (y + 2) * m;
+      for (int ii = 0; ii < 32; ++ii)
+        {
+          int l = nearest_int ((x[32 * j + ii] + dm) / d);
+          L[32 * j + ii] = (guint8) MAX (0, MIN (nmax, l));
+        }
+    }
+  if (!five)
+    {
+      guint8 *q = y + 16;
+      for (int j = 0; j < QK_K; j += 64)
+        {
+          for (int l = 0; l < 32; ++l)
+            q[l] = (guint8) (L[j + l] | (L[j + l + 32] << 4));
+          q += 32;
+        }
+    }
+  else
+    {
+      guint8 *qh = y + 16, *ql = y + 48, m1 = 1, m2 = 2;
+      memset (qh, 0, QK_K / 8);
+      for (int n = 0; n < QK_K; n += 64)
+        {
+          for (int j = 0; j < 32; ++j)
+            {
+              int l1 = L[n + j], l2 = L[n + j + 32];
+              if (l1 > 15)
+                {
+                  l1 -= 16;
+                  qh[j] |= m1;
+                }
+              if (l2 > 15)
+                {
+                  l2 -= 16;
+                  qh[j] |= m2;
+                }
+              ql[j] = (guint8) (l1 | (l2 << 4));
+            }
+          m1 <<= 2;
+          m2 <<= 2;
+          ql += 32;
+        }
+    }
+}
+
+/* block_q6_K: ql[128], qh[64], scales[16] (int8), d */
+static void
+q6_k (const float *x, guint8 *y)
+{
+  gint8 L[QK_K];
+  float sc[QK_K / 16], max_scale = 0, max_abs_scale = 0, iscale;
+  guint8 *ql = y, *qh = y + 128;
+  gint8 *scales = (gint8 *) (y + 192);
+
+  for (int ib = 0; ib < QK_K / 16; ++ib)
+    {
+      float abs_scale;
+      sc[ib] = make_qx_quants (16, 32, x + 16 * ib, L + 16 * ib, 1);
+      abs_scale = fabsf (sc[ib]);
+      if (abs_scale > max_abs_scale)
+        {
+          max_abs_scale = abs_scale;
+          max_scale = sc[ib];
+        }
+    }
+  if (max_abs_scale < GROUP_MAX_EPS)
+    {
+      memset (y, 0, 210);
+      put_half (y + 208, 0.f);
+      return;
+    }
+  iscale = -128.f / max_scale;
+  put_half (y + 208, 1 / iscale);
+  for (int ib = 0; ib < QK_K / 16; ++ib)
+    scales[ib] = (gint8) MIN (127, nearest_int (iscale * sc[ib]));
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      float d = get_half (y + 208) * scales[j];
+      if (!d)
+        continue;
+      for (int ii = 0; ii < 16; ++ii)
+        {
+          int l = nearest_int (x[16 * j + ii] / d);
+          L[16 * j + ii] = (gint8) (MAX (-32, MIN (31, l)) + 32);
+        }
+    }
+  for (int j = 0; j < QK_K; j += 128)
+    {
+      for (int l = 0; l < 32; ++l)
+        {
+          const guint8 q1 = L[j + l + 0] & 0xF, q2 = L[j + l + 32] & 0xF;
+          const guint8 q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+          ql[l + 0] = (guint8) (q1 | (q3 << 4));
+          ql[l + 32] = (guint8) (q2 | (q4 << 4));
+          qh[l] = (guint8) ((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                            ((L[j + l + 96] >> 4) << 6));
+        }
+      ql += 64;
+      qh += 32;
+    }
+}
+
+/* the k-quants back to floats, as ggml's dequantize_row_*_K */
+static void
+dequantize_k (QuarkGgmlType type, const guint8 *p, float *y)
+{
+  switch (type)
+    {
+    case QUARK_GGML_Q2_K:
+      {
+        const float d = get_half (p + 80), min = get_half (p + 82);
+        for (int e = 0; e < QK_K; e++)
+          {
+            int n = e / 128, r = e % 128;
+            guint8 s = p[e / 16];
+            float dl = d * (s & 0xF), ml = min * (s >> 4);
+            y[e] = dl * ((gint8) ((p[16 + n * 32 + r % 32] >> (2 * (r / 32))) & 3)) - ml;
+          }
+      }
+      break;
+    case QUARK_GGML_Q3_K:
+      {
+        const float d_all = get_half (p + 108);
+        const guint8 *hm = p, *qs = p + 32, *sc = p + 96;
+        for (int e = 0; e < QK_K; e++)
+          {
+            int j = e / 16, n = e / 128, r = e % 128;
+            int s = (j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4) | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
+            float dl = d_all * (s - 32);
+            int q = (qs[n * 32 + r % 32] >> (2 * (r / 32))) & 3;
+            y[e] = dl * ((gint8) q - ((hm[e % 32] & (1 << (e / 32))) ? 0 : 4));
+          }
+      }
+      break;
+    case QUARK_GGML_Q4_K:
+    case QUARK_GGML_Q5_K:
+      {
+        gboolean five = type == QUARK_GGML_Q5_K;
+        const float d = get_half (p), min = get_half (p + 2);
+        const guint8 *qh = p + 16, *ql = p + (five ? 48 : 16);
+        for (int e = 0; e < QK_K; e++)
+          {
+            int chunk = e / 64, r = e % 64, is = 2 * chunk + r / 32, l = r % 32;
+            guint8 s, m;
+            int q;
+            get_scale_min_k4 (is, p + 4, &s, &m);
+            q = r < 32 ? ql[chunk * 32 + l] & 0xF : ql[chunk * 32 + l] >> 4;
+            if (five && (qh[l] & ((r < 32 ? 1 : 2) << (2 * chunk))))
+              q += 16;
+            y[e] = d * s * q - min * m;
+          }
+      }
+      break;
+    case QUARK_GGML_Q6_K:
+      {
+        const float d = get_half (p + 208);
+        const guint8 *ql = p, *qh = p + 128;
+        const gint8 *sc = (const gint8 *) (p + 192);
+        for (int e = 0; e < QK_K; e++)
+          {
+            int n = e / 128, r = e % 128, k = r / 32, l = r % 32, is = n * 8 + l / 16 + 2 * k;
+            int low = (k == 0 || k == 1) ? ql[n * 64 + l + 32 * k] & 0xF : ql[n * 64 + l + 32 * (k - 2)] >> 4;
+            int q = (gint8) ((low | (((qh[n * 32 + l] >> (2 * k)) & 3) << 4))) - 32;
+            y[e] = d * sc[is] * q;
+          }
+      }
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+}
+
 void
 _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *out)
 {
@@ -221,6 +834,21 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *o
       return;
     case QUARK_GGML_BF16:
       quark_kernel_convert_from_f32 (QUARK_DTYPE_BF16, x, out, n);
+      return;
+    case QUARK_GGML_Q2_K: case QUARK_GGML_Q3_K: case QUARK_GGML_Q4_K: case QUARK_GGML_Q5_K: case QUARK_GGML_Q6_K:
+      for (gsize b = 0; b < n / QK_K; b++)
+        {
+          const float *xb = x + QK_K * b;
+          guint8 *yb = out + _quark_ggml_row_size (type, QK_K) * b;
+          switch (type)
+            {
+            case QUARK_GGML_Q2_K: q2_k (xb, yb); break;
+            case QUARK_GGML_Q3_K: q3_k (xb, yb); break;
+            case QUARK_GGML_Q4_K: q45_k (xb, yb, FALSE); break;
+            case QUARK_GGML_Q5_K: q45_k (xb, yb, TRUE); break;
+            default: q6_k (xb, yb); break;
+            }
+        }
       return;
     default:
       break;
@@ -242,6 +870,10 @@ _quark_ggml_dequantize_row (QuarkGgmlType type, const guint8 *in, gsize n, float
 {
   switch (type)
     {
+    case QUARK_GGML_Q2_K: case QUARK_GGML_Q3_K: case QUARK_GGML_Q4_K: case QUARK_GGML_Q5_K: case QUARK_GGML_Q6_K:
+      for (gsize b = 0; b < n / QK_K; b++)
+        dequantize_k (type, in + _quark_ggml_row_size (type, QK_K) * b, y + QK_K * b);
+      return;
     case QUARK_GGML_F32:
       memcpy (y, in, n * 4);
       return;

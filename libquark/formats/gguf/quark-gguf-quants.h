@@ -17,6 +17,11 @@ typedef enum {
   QUARK_GGML_Q5_0 = 6,
   QUARK_GGML_Q5_1 = 7,
   QUARK_GGML_Q8_0 = 8,
+  QUARK_GGML_Q2_K = 10,
+  QUARK_GGML_Q3_K = 11,
+  QUARK_GGML_Q4_K = 12,
+  QUARK_GGML_Q5_K = 13,
+  QUARK_GGML_Q6_K = 14,
   QUARK_GGML_BF16 = 30,
 } QuarkGgmlType;
 

@@ -22,17 +22,29 @@ sys.path.insert(0, os.path.join(oracle, 'gguf-py'))
 import gguf  # noqa: E402
 import numpy as np  # noqa: E402
 
-TYPES = ['Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'F16', 'BF16']
+sys.path.insert(0, os.path.join(here, '..', '..', 'python'))
+from gguf_fixture import write_kquant_model  # noqa: E402
+
+# libquark's type -> (the model, llama-quantize's name for the type)
+TYPES = {'Q8_0': ('tiny', 'Q8_0'), 'Q4_0': ('tiny', 'Q4_0'), 'Q4_1': ('tiny', 'Q4_1'), 'Q5_0': ('tiny', 'Q5_0'),
+         'Q5_1': ('tiny', 'Q5_1'), 'F16': ('tiny', 'F16'), 'BF16': ('tiny', 'BF16'),
+         'Q2_K': ('kquant', 'Q2_K'), 'Q3_K': ('kquant', 'Q3_K_M'), 'Q4_K': ('kquant', 'Q4_K_M'),
+         'Q5_K': ('kquant', 'Q5_K_M'), 'Q6_K': ('kquant', 'Q6_K')}
 tool, bindir = os.environ['QUARK_TOOL'], os.environ['QUARK_LLAMA_CPP_BIN']
-out = {'source': 'llama.cpp 10e97801 (2025-11-18), llama-quantize --pure, from the F32 GGUF of tiny-llama',
+out = {'source': 'llama.cpp 10e97801 (2025-11-18), llama-quantize --pure, from the F32 GGUF of tiny-llama '
+                 '(legacy types) or of gguf_fixture.write_kquant_model (k-quants)',
        'types': {}}
 with tempfile.TemporaryDirectory() as tmp:
-    f32 = os.path.join(tmp, 'f32.gguf')
-    subprocess.run([tool, 'quantize', os.path.join(here, 'tiny-llama'), '-o', f32, '--export-format', 'gguf',
-                    '--type', 'F32'], check=True)
-    for t in TYPES:
+    models = {'tiny': os.path.join(here, 'tiny-llama'), 'kquant': os.path.join(tmp, 'kquant')}
+    write_kquant_model(models['kquant'])
+    f32 = {}
+    for m, path in models.items():
+        f32[m] = os.path.join(tmp, m + '-f32.gguf')
+        subprocess.run([tool, 'quantize', path, '-o', f32[m], '--export-format', 'gguf', '--type', 'F32'],
+                       check=True)
+    for t, (m, name) in TYPES.items():
         q = os.path.join(tmp, t + '.gguf')
-        subprocess.run([os.path.join(bindir, 'llama-quantize'), '--pure', f32, q, t], check=True,
+        subprocess.run([os.path.join(bindir, 'llama-quantize'), '--pure', f32[m], q, name], check=True,
                        capture_output=True)
         r = gguf.GGUFReader(q)
         out['types'][t] = {x.name: [x.tensor_type.name,
