@@ -97,9 +97,10 @@ get_half (const guint8 *p)
   return quark_kernel_f16_to_f32 ((guint16) (p[0] | (p[1] << 8)));
 }
 
-/* the element of largest magnitude (the first of equals) */
+/* the element of largest magnitude (the first of equals), and the
+ * magnitude in *amax_out when given */
 static float
-signed_max (const float *x, guint n)
+signed_max_abs (const float *x, guint n, float *amax_out)
 {
   float amax = 0.0f, max = 0.0f;
   for (guint j = 0; j < n; j++)
@@ -108,7 +109,15 @@ signed_max (const float *x, guint n)
         amax = fabsf (x[j]);
         max = x[j];
       }
+  if (amax_out)
+    *amax_out = amax;
   return max;
+}
+
+static float
+signed_max (const float *x, guint n)
+{
+  return signed_max_abs (x, n, NULL);
 }
 
 static void
@@ -239,15 +248,7 @@ make_qx_quants (int n, int nmax, const float *x, gint8 *L, int rmse_type)
 {
   float max = 0, amax = 0, iscale, sumlx = 0, suml2 = 0, scale, best;
 
-  for (int i = 0; i < n; ++i)
-    {
-      float ax = fabsf (x[i]);
-      if (ax > amax)
-        {
-          amax = ax;
-          max = x[i];
-        }
-    }
+  max = signed_max_abs (x, (guint) n, &amax);
   if (amax < GROUP_MAX_EPS)
     {
       for (int i = 0; i < n; ++i)
@@ -302,15 +303,7 @@ make_q3_quants (int n, int nmax, const float *x, gint8 *L)
 {
   float max = 0, amax = 0, iscale, sumlx = 0, suml2 = 0;
 
-  for (int i = 0; i < n; ++i)
-    {
-      float ax = fabsf (x[i]);
-      if (ax > amax)
-        {
-          amax = ax;
-          max = x[i];
-        }
-    }
+  max = signed_max_abs (x, (guint) n, &amax);
   if (amax < GROUP_MAX_EPS)
     {
       for (int i = 0; i < n; ++i)
