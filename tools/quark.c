@@ -1071,9 +1071,9 @@ static int
 cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
-  g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL;
+  g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL, *pure_type = NULL;
   g_auto(GStrv) excludes = NULL;
-  gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE;
+  gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
   int threads = 1;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory (with --export-format gguf: this file)", "OUT" },
@@ -1088,6 +1088,7 @@ cmd_quantize (int argc, char **argv)
     { "requantize", 0, 0, G_OPTION_ARG_NONE, &requantize, "MODEL is already quantized: dequantize it with its quantization_config, then quantize the result", NULL },
     { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The checkpoint format (quark formats lists them; default quark; the brevitas backend writes quark or integers)", "FORMAT" },
     { "type", 't', 0, G_OPTION_ARG_STRING, &file_type, "With --export-format gguf: the llama.cpp type, such as Q4_0 or Q8_0 (quark presets --export-format gguf lists them)", "TYPE" },
+    { "pure", 0, 0, G_OPTION_ARG_NONE, &pure, "With --export-format gguf: every 2-D weight in --type, without llama-quantize's per-tensor choices (llama-quantize --pure)", NULL },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
@@ -1130,7 +1131,7 @@ cmd_quantize (int argc, char **argv)
                               : to_file && (preset || config_file || stats_file || backend_name)
                                 ? "--export-format gguf quantizes with llama.cpp's types (--type), not with a backend's "
                                   "--preset, --config, --calibration or --backend"
-                              : !to_file && file_type ? "--type applies to --export-format gguf only"
+                              : !to_file && (file_type || pure) ? "--type and --pure apply to --export-format gguf only"
                               : !to_file && preset == NULL && config_file == NULL
                                 ? "choose how to quantize: --preset NAME (\"quark presets\" lists them) or --config FILE"
                               : preset && config_file ? "--preset and --config both given: choose one" : NULL;
@@ -1163,13 +1164,17 @@ cmd_quantize (int argc, char **argv)
   if (!check_output_apart (argv[1], output, &error))
     goto fail;
 
+  if (pure && file_type)
+    pure_type = g_strconcat (file_type, ":pure", NULL);
+  else if (file_type)
+    pure_type = g_strdup (file_type);
   progress.tty = isatty (fileno (stderr)) && !json;
   progress.start = g_get_monotonic_time ();
   loop = g_main_loop_new (NULL, FALSE);
   job = (QuantizeJob) {
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
-    .export_format = export_format, .file_type = file_type, .excludes = excludes, .max_shard = max_shard, .force = force,
+    .export_format = export_format, .file_type = pure_type, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,
     .cancellable = cancellable, .loop = loop, .progress = &progress, .non_float = non_float,
   };

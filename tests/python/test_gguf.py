@@ -23,7 +23,7 @@ from gguf_fixture import write_kquant_model  # noqa: E402
 QUARK = os.environ['QUARK_TOOL']
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, '..', 'data', 'gguf', 'tiny-llama')
-REFERENCE = os.path.join(HERE, '..', 'data', 'gguf', 'llama-quantize-pure.json')
+REFERENCE = os.path.join(HERE, '..', 'data', 'gguf', 'llama-quantize.json')
 ORACLE = os.path.join(HERE, '..', '..', '..', 'shared', 'oracles', 'llama.cpp')
 DOCS_LLAMA = os.path.join(HERE, '..', '..', '..', 'shared', 'models', 'docs-llama')
 LLAMA_BIN = os.environ.get('QUARK_LLAMA_CPP_BIN', '')
@@ -33,12 +33,12 @@ GGML = {0: ('F32', 1, 4), 1: ('F16', 1, 2), 2: ('Q4_0', 32, 18), 3: ('Q4_1', 32,
         7: ('Q5_1', 32, 24), 8: ('Q8_0', 32, 34), 10: ('Q2_K', 256, 84), 11: ('Q3_K', 256, 110),
         12: ('Q4_K', 256, 144), 13: ('Q5_K', 256, 176), 14: ('Q6_K', 256, 210), 30: ('BF16', 1, 2)}
 KQUANTS = ['Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K']
-TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1'] + KQUANTS
-# llama-quantize's names (llama.cpp's tools/quantize): Q3_K is Q3_K_M, … (with --pure, one type)
-LLAMA_NAME = {'Q3_K': 'Q3_K_M', 'Q4_K': 'Q4_K_M', 'Q5_K': 'Q5_K_M'}
-# general.file_type (llama_ftype)
-FILE_TYPE = {'F32': 0, 'F16': 1, 'Q4_0': 2, 'Q4_1': 3, 'Q8_0': 7, 'Q5_0': 8, 'Q5_1': 9, 'Q2_K': 10, 'Q3_K': 12,
-             'Q4_K': 15, 'Q5_K': 17, 'Q6_K': 18, 'BF16': 32}
+# llama-quantize's file types (llama.h's llama_ftype: general.file_type)
+FILE_TYPE = {'F32': 0, 'F16': 1, 'Q4_0': 2, 'Q4_1': 3, 'Q8_0': 7, 'Q5_0': 8, 'Q5_1': 9, 'Q2_K': 10, 'Q3_K_S': 11,
+             'Q3_K_M': 12, 'Q3_K_L': 13, 'Q4_K_S': 14, 'Q4_K_M': 15, 'Q5_K_S': 16, 'Q5_K_M': 17, 'Q6_K': 18,
+             'BF16': 32}
+SCHEMES = list(FILE_TYPE)
+LEGACY = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1']
 
 
 def quantize(src, out, *args):
@@ -198,16 +198,21 @@ def kquant_model(tmp_path_factory):
                     for k, v in read_safetensors(os.path.join(d, 'model.safetensors')).items()}
 
 
-@pytest.mark.parametrize('gtype', TYPES)
-def test_blocks_equal_llama_quantize(tmp_path, originals, kquant_model, gtype):
+@pytest.mark.parametrize('pure', [False, True])
+@pytest.mark.parametrize('scheme', SCHEMES)
+def test_blocks_equal_llama_quantize(tmp_path, originals, kquant_model, scheme, pure):
+    """Every tensor's type and bytes as llama-quantize's (with its per-tensor
+    choices, and with --pure) on the same float32 GGUF."""
     src = TINY
-    if gtype in KQUANTS:
+    if scheme not in LEGACY:
         src, originals = kquant_model
     out = tmp_path / 'm.gguf'
-    r = quantize(src, out, '--export-format', 'gguf', '--type', gtype)
+    r = quantize(src, out, '--export-format', 'gguf', '--type', scheme, *(['--pure'] if pure else []))
     assert r.returncode == 0, r.stderr
     kv, tensors = read_gguf(out)
-    ref = json.load(open(REFERENCE))['types'].get(gtype)
+    ref = json.load(open(REFERENCE))['types'].get(scheme + (':pure' if pure else ''))
+    assert ref is not None or scheme == 'F32'
+    gtype = tensors['blk.0.ffn_gate.weight'][0]
     if ref is not None:
         assert set(ref) == set(tensors)
         for name, (tname, digest) in ref.items():
@@ -222,15 +227,18 @@ def test_blocks_equal_llama_quantize(tmp_path, originals, kquant_model, gtype):
                           ('lm_head.weight', 'output.weight', 0), ('model.embed_tokens.weight', 'token_embd.weight', 0)]:
         x = permute(originals[hf], heads) if heads else originals[hf]
         tname, shape, raw = tensors[gg]
-        assert tname == gtype and shape == x.shape
+        assert shape == x.shape
         y = decode(tname, raw, shape)
         tol = {'F32': 0, 'F16': 1e-3, 'BF16': 0, 'Q8_0': 0.02, 'Q4_0': 0.2, 'Q4_1': 0.2, 'Q5_0': 0.1,
-               'Q5_1': 0.1, 'Q2_K': 0.6, 'Q3_K': 0.35, 'Q4_K': 0.2, 'Q5_K': 0.1, 'Q6_K': 0.05}[gtype]
+               'Q5_1': 0.1, 'Q2_K': 0.6, 'Q3_K': 0.35, 'Q4_K': 0.2, 'Q5_K': 0.1, 'Q6_K': 0.05}[tname]
         err = np.sqrt(np.mean((x - y) ** 2)) / np.sqrt(np.mean(x ** 2))
         assert err <= tol, (gg, err)
     # norms stay F32 (convert_hf_to_gguf.py: 1-D tensors and *_norm.weight)
     assert tensors['blk.0.attn_norm.weight'][0] == 'F32' and tensors['output_norm.weight'][0] == 'F32'
-    assert kv['general.file_type'] == FILE_TYPE[gtype]
+    assert kv['general.file_type'] == FILE_TYPE[scheme]
+    # llama-quantize's choices: output Q6_K where rows are whole super-blocks, Q8_0 else (Q8_0 stays)
+    if not pure and scheme not in ('F32', 'F16', 'BF16', 'Q8_0'):
+        assert tensors['output.weight'][0] == ('Q6_K' if src != TINY else 'Q8_0')
 
 
 def test_metadata_follows_convert_hf_to_gguf(tmp_path):
@@ -308,11 +316,12 @@ def test_refusals_leave_nothing(tmp_path):
 
 
 def test_presets_list_the_types():
-    r = subprocess.run([QUARK, 'presets', '--export-format', 'gguf'], capture_output=True, text=True)
+    r = subprocess.run([QUARK, 'presets', '--export-format', 'gguf', '--json'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    for t in TYPES:
-        assert t in r.stdout
-    assert '4.50 bits per weight' in r.stdout      # Q4_0: 18 bytes per 32
+    listed = {p['name']: p['description'] for p in json.loads(r.stdout)}
+    assert set(listed) == set(SCHEMES)
+    assert listed['Q4_0'].startswith('Q4_0, 4.50 bits per weight')      # 18 bytes per 32
+    assert listed['Q4_K_M'].startswith('Q4_K, 4.50 bits per weight')     # 144 bytes per 256
 
 
 def llama_bin(name):
@@ -322,16 +331,18 @@ def llama_bin(name):
     return path
 
 
-@pytest.mark.parametrize('gtype', [t for t in TYPES if t != 'F32'])
-def test_live_llama_quantize(tmp_path, kquant_model, gtype):
-    """Against the oracle itself: llama-quantize --pure on libquark's F32
+@pytest.mark.parametrize('pure', [False, True])
+@pytest.mark.parametrize('scheme', [s for s in SCHEMES if s != 'F32'])
+def test_live_llama_quantize(tmp_path, kquant_model, scheme, pure):
+    """Against the oracle itself: llama-quantize on libquark's F32
     conversion gives byte for byte the file libquark writes directly."""
     quantizer = llama_bin('llama-quantize')
-    src = kquant_model[0] if gtype in KQUANTS else TINY
+    src = TINY if scheme in LEGACY else kquant_model[0]
     f32, ours, theirs = tmp_path / 'f32.gguf', tmp_path / 'ours.gguf', tmp_path / 'theirs.gguf'
     assert quantize(src, f32, '--export-format', 'gguf', '--type', 'F32').returncode == 0
-    assert quantize(src, ours, '--export-format', 'gguf', '--type', gtype).returncode == 0
-    subprocess.run([quantizer, '--pure', str(f32), str(theirs), LLAMA_NAME.get(gtype, gtype)], check=True,
+    assert quantize(src, ours, '--export-format', 'gguf', '--type', scheme,
+                    *(['--pure'] if pure else [])).returncode == 0
+    subprocess.run([quantizer, *(['--pure'] if pure else []), str(f32), str(theirs), scheme], check=True,
                    capture_output=True)
     kv_a, a = read_gguf(ours)
     kv_b, b = read_gguf(theirs)
@@ -349,7 +360,7 @@ def test_llama_cpp_runs_the_real_model(tmp_path):
     text = tmp_path / 'dev.txt'
     text.write_bytes(open(os.path.join(DOCS_LLAMA, 'data', 'dev.txt'), 'rb').read()[:40000])
     ppl = {}
-    for gtype in ('F32', 'Q8_0', 'Q4_0', 'Q4_K'):
+    for gtype in ('F32', 'Q8_0', 'Q4_0', 'Q4_K_M'):
         out = tmp_path / (gtype + '.gguf')
         assert quantize(DOCS_LLAMA, out, '--export-format', 'gguf', '--type', gtype).returncode == 0
         r = subprocess.run([perplexity, '-m', str(out), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
@@ -360,4 +371,4 @@ def test_llama_cpp_runs_the_real_model(tmp_path):
     assert 5 < ppl['F32'] < 40            # a trained model, not noise (the vocabulary is 8192)
     assert abs(ppl['Q8_0'] - ppl['F32']) < 0.01 * ppl['F32']
     assert ppl['F32'] <= ppl['Q4_0'] < 1.1 * ppl['F32']
-    assert ppl['F32'] <= ppl['Q4_K'] < ppl['Q4_0']      # the k-quant search beats round-to-nearest
+    assert ppl['F32'] <= ppl['Q4_K_M'] < ppl['Q4_0']      # the k-quant search beats round-to-nearest

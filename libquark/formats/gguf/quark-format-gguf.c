@@ -7,6 +7,7 @@
 
 #include "../quark-format-private.h"
 #include "quark-gguf-quants.h"
+#include "quark-gguf-mix.h"
 #include "quark-json.h"
 #include "quark-model-private.h"
 
@@ -575,7 +576,7 @@ pad (int fd, guint64 *pos, const char *path, GError **error)
 static char **
 gguf_list_schemes (QuarkCheckpointFormat *self)
 {
-  const QuarkGgmlTypeInfo *t = _quark_ggml_types ();
+  const QuarkGgufScheme *t = _quark_gguf_schemes ();
   GPtrArray *names = g_ptr_array_new ();
 
   for (guint i = 0; t[i].name; i++)
@@ -584,23 +585,41 @@ gguf_list_schemes (QuarkCheckpointFormat *self)
   return (char **) g_ptr_array_free (names, FALSE);
 }
 
+/* "NAME" (llama-quantize's choices) or "NAME:pure" (llama-quantize --pure) */
+static const QuarkGgufScheme *
+parse_scheme (const char *scheme, gboolean *pure)
+{
+  g_auto(GStrv) parts = g_strsplit (scheme, ":", 2);
+
+  *pure = parts[1] != NULL && g_str_equal (parts[1], "pure");
+  if (parts[1] != NULL && !*pure)
+    return NULL;
+  return _quark_gguf_scheme_lookup (parts[0]);
+}
+
 static char *
 gguf_describe_scheme (QuarkCheckpointFormat *self, const char *scheme)
 {
-  const QuarkGgmlTypeInfo *t = _quark_ggml_type_from_name (scheme);
+  gboolean pure;
+  const QuarkGgufScheme *s = parse_scheme (scheme, &pure);
+  const QuarkGgmlTypeInfo *t = s ? _quark_ggml_type_lookup (s->type) : NULL;
+
   if (t == NULL)
     return NULL;
-  return g_strdup_printf ("%.2f bits per weight: %s", 8.0 * t->bytes / t->block,
-                          t->block == 1 ? "unquantized"
-                          : t->block == 32 ? "llama.cpp's reference quantizer, blocks of 32"
-                          : "llama.cpp's k-quant search, super-blocks of 256");
+  return g_strdup_printf ("%s, %.2f bits per weight%s", t->name, 8.0 * t->bytes / t->block,
+                          t->block == 1 || s->type == QUARK_GGML_Q8_0 ? ""
+                          : pure ? ", every 2-D weight (pure)"
+                          : ", with llama-quantize's per-tensor choices (output Q6_K; the mixes more bits in "
+                            "attn_v, ffn_down, attn_output)");
 }
 
 static gboolean
 gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *scheme, const char *path,
                   gboolean overwrite, GCancellable *cancellable, GError **error)
 {
-  const QuarkGgmlTypeInfo *info = _quark_ggml_type_from_name (scheme);
+  gboolean pure = FALSE;
+  const QuarkGgufScheme *info = parse_scheme (scheme, &pure);
+  QuarkGgufMix mix = { 0 };
   JsonObject *cfg;
   Arch a;
   Kv kv = { g_byte_array_new (), 0 };
@@ -622,7 +641,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
     {
       g_auto(GStrv) names = gguf_list_schemes (format);
       g_autofree char *list = g_strjoinv (", ", names);
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND, "GGUF type \"%s\" is not written here (types: %s)",
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND,
+                   "GGUF type \"%s\" is not written here (types: %s; NAME:pure for one type everywhere)",
                    scheme, list);
       return FALSE;
     }
@@ -638,6 +658,23 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "GGUF needs the model's directory (for tokenizer.json); this model was not loaded from one");
       return FALSE;
+    }
+
+  /* what llama-quantize's choices depend on: the heads, the layers, how
+   * many attn_v there are, whether there is an output tensor */
+  mix.scheme = info;
+  mix.pure = pure;
+  mix.n_gqa = (int) (a.n_head / MAX (a.n_head_kv, 1));
+  mix.n_layer = (int) a.n_layer;
+  mix.is_70b = g_str_equal (a.arch, "llama") && a.n_layer == 80 && a.n_head != a.n_head_kv;
+  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+    {
+      gint64 heads;
+      g_autofree char *name = gguf_name (&a, quark_tensor_get_name (quark_model_get_tensor_at (model, i)), &heads);
+      if (name && strstr (name, "attn_v.weight"))
+        mix.n_attention_wv++;
+      else if (name && g_str_equal (name, "output.weight"))
+        mix.has_output = TRUE;
     }
 
   /* the tensors, in the model's order, with their GGUF names and types */
@@ -676,23 +713,12 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           g_free (o.name);
           return FALSE;
         }
-      /* convert_hf_to_gguf.py: 1-D tensors and norms in F32; every 2-D
-       * weight in the chosen type (llama-quantize --pure), F16 where a row
-       * is not a whole number of blocks */
+      /* convert_hf_to_gguf.py: 1-D tensors and norms in F32; 2-D weights as
+       * llama-quantize decides (quark-gguf-mix.c) */
       if (n_dims == 1 || g_str_has_suffix (o.name, "_norm.weight") || !g_str_has_suffix (o.name, ".weight"))
         o.type = QUARK_GGML_F32;
-      else if (o.ne[0] % info->block != 0)
-        {
-          /* llama.cpp's fallbacks for rows that are not whole super-blocks
-           * (llama-quant.cpp), then F16 (Q2_K and Q3_K fall back to IQ4_NL
-           * there, which is not written here) */
-          QuarkGgmlType fb = info->type == QUARK_GGML_Q4_K ? QUARK_GGML_Q5_0
-                             : info->type == QUARK_GGML_Q5_K ? QUARK_GGML_Q5_1
-                             : info->type == QUARK_GGML_Q6_K ? QUARK_GGML_Q8_0 : QUARK_GGML_F16;
-          o.type = o.ne[0] % _quark_ggml_type_lookup (fb)->block == 0 ? fb : QUARK_GGML_F16;
-        }
       else
-        o.type = info->type;
+        o.type = _quark_gguf_mix_type (&mix, o.name, o.ne[0]);
       o.size = _quark_ggml_row_size (o.type, o.ne[0]) * (n_dims == 2 ? o.ne[1] : 1);
       o.offset = data_pos;
       data_pos += o.size + (GGUF_ALIGNMENT - o.size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
