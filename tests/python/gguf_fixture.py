@@ -34,9 +34,8 @@ def lcg_bf16(n, seed, exponents=(116, 124)):
     return bits
 
 
-def write_kquant_model(d):
-    """Writes the model (and tiny-llama's tokenizer) to directory d."""
-    os.makedirs(d, exist_ok=True)
+def llama_shapes(H, F, V, L, NH, NKV):
+    """Tensor name -> shape of a Llama with grouped-query attention."""
     shapes = {'model.embed_tokens.weight': (V, H), 'model.norm.weight': (H,), 'lm_head.weight': (V, H)}
     for i in range(L):
         p = 'model.layers.%d.' % i
@@ -45,6 +44,13 @@ def write_kquant_model(d):
                        p + 'self_attn.v_proj.weight': (H // NH * NKV, H), p + 'self_attn.o_proj.weight': (H, H),
                        p + 'mlp.gate_proj.weight': (F, H), p + 'mlp.up_proj.weight': (F, H),
                        p + 'mlp.down_proj.weight': (H, F)})
+    return shapes
+
+
+def write_kquant_model(d):
+    """Writes the model (and tiny-llama's tokenizer) to directory d."""
+    os.makedirs(d, exist_ok=True)
+    shapes = llama_shapes(H, F, V, L, NH, NKV)
     tensors = {}
     for k, (name, shape) in enumerate(sorted(shapes.items())):
         n = int(np.prod(shape))

@@ -12,6 +12,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'python'))
 from safetensors_writer import write_safetensors  # noqa: E402
+from gguf_fixture import llama_shapes  # noqa: E402
 
 H, F, V, L, NH, NKV = 64, 128, 264, 1, 4, 2
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tiny-llama')
@@ -23,14 +24,7 @@ def bf16(a):
     return (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
 
 
-shapes = {'model.embed_tokens.weight': (V, H), 'model.norm.weight': (H,), 'lm_head.weight': (V, H)}
-for i in range(L):
-    p = 'model.layers.%d.' % i
-    shapes.update({p + 'input_layernorm.weight': (H,), p + 'post_attention_layernorm.weight': (H,),
-                   p + 'self_attn.q_proj.weight': (H, H), p + 'self_attn.k_proj.weight': (H // NH * NKV, H),
-                   p + 'self_attn.v_proj.weight': (H // NH * NKV, H), p + 'self_attn.o_proj.weight': (H, H),
-                   p + 'mlp.gate_proj.weight': (F, H), p + 'mlp.up_proj.weight': (F, H),
-                   p + 'mlp.down_proj.weight': (H, F)})
+shapes = llama_shapes(H, F, V, L, NH, NKV)
 tensors = {}
 for name, shape in shapes.items():
     if len(shape) == 1:
