@@ -31,14 +31,18 @@ LLAMA_BIN = os.environ.get('QUARK_LLAMA_CPP_BIN', '')
 # gguf-py/gguf/constants.py: GGMLQuantizationType and the block sizes
 GGML = {0: ('F32', 1, 4), 1: ('F16', 1, 2), 2: ('Q4_0', 32, 18), 3: ('Q4_1', 32, 20), 6: ('Q5_0', 32, 22),
         7: ('Q5_1', 32, 24), 8: ('Q8_0', 32, 34), 10: ('Q2_K', 256, 84), 11: ('Q3_K', 256, 110),
-        12: ('Q4_K', 256, 144), 13: ('Q5_K', 256, 176), 14: ('Q6_K', 256, 210), 30: ('BF16', 1, 2)}
+        12: ('Q4_K', 256, 144), 13: ('Q5_K', 256, 176), 14: ('Q6_K', 256, 210), 20: ('IQ4_NL', 32, 18),
+        30: ('BF16', 1, 2), 39: ('MXFP4', 32, 17)}
 KQUANTS = ['Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K']
 # llama-quantize's file types (llama.h's llama_ftype: general.file_type)
 FILE_TYPE = {'F32': 0, 'F16': 1, 'Q4_0': 2, 'Q4_1': 3, 'Q8_0': 7, 'Q5_0': 8, 'Q5_1': 9, 'Q2_K': 10, 'Q3_K_S': 11,
              'Q3_K_M': 12, 'Q3_K_L': 13, 'Q4_K_S': 14, 'Q4_K_M': 15, 'Q5_K_S': 16, 'Q5_K_M': 17, 'Q6_K': 18,
-             'BF16': 32}
+             'BF16': 32, 'IQ4_NL': 25, 'MXFP4_MOE': 38}
 SCHEMES = list(FILE_TYPE)
-LEGACY = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1']
+LEGACY = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'IQ4_NL', 'MXFP4_MOE']
+# ggml-common.h: kvalues_iq4nl, kvalues_mxfp4 (E2M1 doubled)
+KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
+KVALUES_MXFP4 = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], np.float32)
 
 
 def quantize(src, out, *args):
@@ -157,8 +161,16 @@ def decode(tname, raw, shape):
         return np.frombuffer(raw, np.float16).astype(np.float32).reshape(shape)
     if tname == 'BF16':
         return from_bf16(np.frombuffer(raw, np.uint16)).reshape(shape)
-    size = {'Q4_0': 18, 'Q4_1': 20, 'Q5_0': 22, 'Q5_1': 24, 'Q8_0': 34}[tname]
+    size = {'Q4_0': 18, 'Q4_1': 20, 'Q5_0': 22, 'Q5_1': 24, 'Q8_0': 34, 'IQ4_NL': 18, 'MXFP4': 17}[tname]
     b = np.frombuffer(raw, np.uint8).reshape(-1, size)
+    if tname in ('IQ4_NL', 'MXFP4'):
+        qs = b[:, 2:] if tname == 'IQ4_NL' else b[:, 1:]
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=1)
+        if tname == 'IQ4_NL':
+            return (half(b, 0) * KVALUES_IQ4NL[q]).reshape(shape)
+        # E8M0 halved: 2^(e - 128)
+        scale = np.ldexp(np.float32(1), b[:, :1].astype(np.int32) - 128).astype(np.float32)
+        return (KVALUES_MXFP4[q] * scale).reshape(shape)
     d = b[:, 0:2].copy().view(np.float16).astype(np.float32)
     if tname == 'Q8_0':
         q = b[:, 2:].view(np.int8).astype(np.float32)
@@ -230,15 +242,18 @@ def test_blocks_equal_llama_quantize(tmp_path, originals, kquant_model, scheme, 
         assert shape == x.shape
         y = decode(tname, raw, shape)
         tol = {'F32': 0, 'F16': 1e-3, 'BF16': 0, 'Q8_0': 0.02, 'Q4_0': 0.2, 'Q4_1': 0.2, 'Q5_0': 0.1,
-               'Q5_1': 0.1, 'Q2_K': 0.6, 'Q3_K': 0.35, 'Q4_K': 0.2, 'Q5_K': 0.1, 'Q6_K': 0.05}[tname]
+               'Q5_1': 0.1, 'Q2_K': 0.6, 'Q3_K': 0.35, 'Q4_K': 0.2, 'Q5_K': 0.1, 'Q6_K': 0.05, 'IQ4_NL': 0.2,
+               'MXFP4': 0.3}[tname]
         err = np.sqrt(np.mean((x - y) ** 2)) / np.sqrt(np.mean(x ** 2))
         assert err <= tol, (gg, err)
     # norms stay F32 (convert_hf_to_gguf.py: 1-D tensors and *_norm.weight)
     assert tensors['blk.0.attn_norm.weight'][0] == 'F32' and tensors['output_norm.weight'][0] == 'F32'
     assert kv['general.file_type'] == FILE_TYPE[scheme]
     # llama-quantize's choices: output Q6_K where rows are whole super-blocks, Q8_0 else (Q8_0 stays)
-    if not pure and scheme not in ('F32', 'F16', 'BF16', 'Q8_0'):
+    if not pure and scheme not in ('F32', 'F16', 'BF16', 'Q8_0', 'MXFP4_MOE'):
         assert tensors['output.weight'][0] == ('Q6_K' if src != TINY else 'Q8_0')
+    if scheme == 'MXFP4_MOE':      # MXFP4 for experts only: Q8_0 in a dense model, MXFP4 with --pure
+        assert tensors['blk.0.attn_q.weight'][0] == ('MXFP4' if pure else 'Q8_0')
 
 
 def test_metadata_follows_convert_hf_to_gguf(tmp_path):

@@ -10,7 +10,11 @@
  * that run over the tensors in file order (use_more_bits: the first and
  * last eighth of the layers and every third one between); then a type
  * whose block does not divide the rows falls back (Q4_K → Q5_0,
- * Q5_K → Q5_1, Q6_K → Q8_0, then F16).
+ * Q5_K → Q5_1, Q6_K → Q8_0, Q2_K and Q3_K → IQ4_NL, then F16). IQ4_NL
+ * gives attn_v Q5_K with 4 or more query heads per key/value head and the
+ * first eighth of ffn_down Q5_K; MXFP4_MOE is MXFP4 for expert tensors
+ * and Q8_0 for the rest (so Q8_0 throughout a dense model, MXFP4
+ * everywhere with --pure).
  */
 #include "config.h"
 
@@ -36,6 +40,8 @@ static const QuarkGgufScheme schemes[] = {
   { "Q5_K_S", QUARK_GGML_Q5_K, 16 },
   { "Q5_K_M", QUARK_GGML_Q5_K, 17 },
   { "Q6_K", QUARK_GGML_Q6_K, 18 },
+  { "IQ4_NL", QUARK_GGML_IQ4_NL, 25 },
+  { "MXFP4_MOE", QUARK_GGML_MXFP4, 38 },
   { NULL, 0, 0 },
 };
 
@@ -86,11 +92,13 @@ _quark_gguf_mix_type (QuarkGgufMix *mix, const char *name, guint64 ne0)
     }
   else if (g_str_equal (name, "output.weight") || (!mix->has_output && g_str_equal (name, "token_embd.weight")))
     {
-      if (ne0 % info->block != 0)
+      if (is (mix, "MXFP4_MOE") || ne0 % info->block != 0)
         t = QUARK_GGML_Q8_0;
       else if (t != QUARK_GGML_Q8_0)
         t = QUARK_GGML_Q6_K;
     }
+  else if (is (mix, "MXFP4_MOE"))
+    t = QUARK_GGML_Q8_0;   /* MXFP4 for expert tensors, which dense models have none of */
   else if (strstr (name, "attn_v.weight"))
     {
       if (is (mix, "Q2_K"))
@@ -98,6 +106,8 @@ _quark_gguf_mix_type (QuarkGgufMix *mix, const char *name, guint64 ne0)
       else if (is (mix, "Q3_K_M"))
         t = mix->i_attention_wv < 2 ? QUARK_GGML_Q5_K : QUARK_GGML_Q4_K;
       else if (is (mix, "Q3_K_L"))
+        t = QUARK_GGML_Q5_K;
+      else if (is (mix, "IQ4_NL") && mix->n_gqa >= 4)
         t = QUARK_GGML_Q5_K;
       else if ((is (mix, "Q4_K_M") || is (mix, "Q5_K_M")) && use_more_bits (mix->i_attention_wv, mix->n_attention_wv))
         t = QUARK_GGML_Q6_K;
@@ -121,6 +131,8 @@ _quark_gguf_mix_type (QuarkGgufMix *mix, const char *name, guint64 ne0)
           if (use_more_bits (i_layer, n_layer))
             t = QUARK_GGML_Q6_K;
         }
+      else if (is (mix, "IQ4_NL") && i_layer < n_layer / 8)
+        t = QUARK_GGML_Q5_K;   /* without an importance matrix */
       else if (is (mix, "Q5_K_M") && use_more_bits (i_layer, n_layer))
         t = QUARK_GGML_Q6_K;
       else if (is (mix, "Q4_K_S") && i_layer < n_layer / 8)
@@ -143,7 +155,8 @@ _quark_gguf_mix_type (QuarkGgufMix *mix, const char *name, guint64 ne0)
     {
       QuarkGgmlType fb = t == QUARK_GGML_Q4_K ? QUARK_GGML_Q5_0
                          : t == QUARK_GGML_Q5_K ? QUARK_GGML_Q5_1
-                         : t == QUARK_GGML_Q6_K ? QUARK_GGML_Q8_0 : QUARK_GGML_F16;
+                         : t == QUARK_GGML_Q6_K ? QUARK_GGML_Q8_0
+                         : t == QUARK_GGML_Q2_K || t == QUARK_GGML_Q3_K ? QUARK_GGML_IQ4_NL : QUARK_GGML_F16;
       t = ne0 % _quark_ggml_type_lookup (fb)->block == 0 ? fb : QUARK_GGML_F16;
     }
   return t;

@@ -15,6 +15,11 @@
  *         as Q4_0 and bit 4 of element j at bit j of a 32-bit qh;
  *   Q5_1: d = (max − min) / 31, q = (uint8) ((x − min)·id + 0.5);
  *   Q8_0: d = amax / 127, q = roundf (x·id) (ties away from zero);
+ *   IQ4_NL: a scale searched over 15 candidates for the non-uniform grid
+ *         of 16 values (kvalues_iq4nl), weighted by x², codes the nearest
+ *         grid values (quantize_iq4_nl, what llama-quantize calls);
+ *   MXFP4: e = floor (log2 amax) − 2 + 127 (E8M0), the nearest of the 16
+ *         FP4 (E2M1) values times 2^(e−128) (the first of equals);
  *
  * fp16 conversion rounds to nearest, ties to even, as ggml's. Products and
  * sums are single binary32 operations (this file is compiled without
@@ -48,6 +53,8 @@ static const QuarkGgmlTypeInfo types[] = {
   { QUARK_GGML_Q4_K, "Q4_K", 256, 144, 15 },
   { QUARK_GGML_Q5_K, "Q5_K", 256, 176, 17 },
   { QUARK_GGML_Q6_K, "Q6_K", 256, 210, 18 },
+  { QUARK_GGML_IQ4_NL, "IQ4_NL", 32, 18, 25 },
+  { QUARK_GGML_MXFP4, "MXFP4", 32, 17, 38 },
   { 0, NULL, 0, 0, 0 },
 };
 
@@ -814,6 +821,133 @@ dequantize_k (QuarkGgmlType type, const guint8 *p, float *y)
     }
 }
 
+
+/* ---- IQ4_NL and MXFP4 (blocks of 32) ------------------------------------- */
+
+static const gint8 kvalues_iq4nl[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+static const gint8 kvalues_mxfp4[16] = { 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12 };
+
+/* the index of the grid value nearest x (ggml's best_index_int8) */
+static int
+best_index_int8 (int n, const gint8 *val, float x)
+{
+  int ml = 0, mu = n - 1;
+
+  if (x <= val[0])
+    return 0;
+  if (x >= val[n - 1])
+    return n - 1;
+  while (mu - ml > 1)
+    {
+      int mav = (ml + mu) / 2;
+      if (x < val[mav])
+        mu = mav;
+      else
+        ml = mav;
+    }
+  return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+}
+
+/* quantize_row_iq4_nl_impl for one block of 32, no importance, ntry 7 */
+static void
+iq4_nl (const float *x, guint8 *y)
+{
+  const int ntry = 7;
+  guint8 L[32];
+  float weight[32], amax = 0, max, d, id, sumqx = 0, sumq2 = 0, best, scale;
+
+  memset (y + 2, 0, 16);
+  for (int j = 0; j < 32; ++j)
+    weight[j] = x[j] * x[j];
+  max = signed_max_abs (x, 32, &amax);
+  if (amax < GROUP_MAX_EPS)
+    scale = 0;
+  else
+    {
+      d = -max / kvalues_iq4nl[0];
+      id = 1 / d;
+      for (int j = 0; j < 32; ++j)
+        {
+          float al = id * x[j];
+          int l = best_index_int8 (16, kvalues_iq4nl, al);
+          float q = kvalues_iq4nl[l], w = weight[j];
+          L[j] = (guint8) l;
+          sumqx += w * q * x[j];
+          sumq2 += w * q * q;
+        }
+      d = sumqx / sumq2;
+      best = d * sumqx;
+      for (int itry = -ntry; itry <= ntry; ++itry)
+        {
+          id = (itry + kvalues_iq4nl[0]) / max;
+          sumqx = sumq2 = 0;
+          for (int j = 0; j < 32; ++j)
+            {
+              float al = id * x[j];
+              int l = best_index_int8 (16, kvalues_iq4nl, al);
+              float q = kvalues_iq4nl[l], w = weight[j];
+              sumqx += w * q * x[j];
+              sumq2 += w * q * q;
+            }
+          if (sumq2 > 0 && sumqx * sumqx > best * sumq2)
+            {
+              d = sumqx / sumq2;
+              best = d * sumqx;
+            }
+        }
+      scale = d;
+    }
+  put_half (y, scale);
+  id = scale ? 1 / scale : 0;
+  for (int j = 0; j < 32; ++j)
+    L[j] = (guint8) best_index_int8 (16, kvalues_iq4nl, id * x[j]);
+  for (int j = 0; j < 16; ++j)
+    y[2 + j] = (guint8) (L[j] | (L[16 + j] << 4));
+}
+
+/* 2^(e - 128): half the E8M0 value (ggml_e8m0_to_fp32_half) */
+static float
+e8m0_half (guint8 e)
+{
+  guint32 bits = e < 2 ? 0x00200000u << e : (guint32) (e - 1) << 23;
+  float f;
+  memcpy (&f, &bits, sizeof f);
+  return f;
+}
+
+static int
+best_index_mxfp4 (float x, float e)
+{
+  int best_index = 0;
+  float best_err = fabsf (kvalues_mxfp4[0] * e - x);
+  for (int i = 1; i < 16; i++)
+    {
+      float err = fabsf (kvalues_mxfp4[i] * e - x);
+      if (err < best_err)
+        {
+          best_index = i;
+          best_err = err;
+        }
+    }
+  return best_index;
+}
+
+static void
+mxfp4 (const float *x, guint8 *y)
+{
+  float amax = 0.0f, d;
+  guint8 e;
+
+  for (int j = 0; j < 32; j++)
+    if (amax < fabsf (x[j]))
+      amax = fabsf (x[j]);
+  e = amax > 0.0f ? (guint8) (floorf (log2f (amax)) - 2 + 127) : 0;
+  d = e8m0_half (e);
+  y[0] = e;
+  for (int j = 0; j < 16; ++j)
+    y[1 + j] = (guint8) (best_index_mxfp4 (x[j], d) | (best_index_mxfp4 (x[16 + j], d) << 4));
+}
+
 void
 _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *out)
 {
@@ -854,6 +988,8 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *o
       case QUARK_GGML_Q5_0: q5_0 (x + 32 * b, out + 22 * b); break;
       case QUARK_GGML_Q5_1: q5_1 (x + 32 * b, out + 24 * b); break;
       case QUARK_GGML_Q8_0: q8_0 (x + 32 * b, out + 34 * b); break;
+      case QUARK_GGML_IQ4_NL: iq4_nl (x + 32 * b, out + 18 * b); break;
+      case QUARK_GGML_MXFP4: mxfp4 (x + 32 * b, out + 17 * b); break;
       default: g_assert_not_reached ();
       }
 }
@@ -883,9 +1019,23 @@ _quark_ggml_dequantize_row (QuarkGgmlType type, const guint8 *in, gsize n, float
     {
       const guint8 *p = in + b * _quark_ggml_row_size (type, 32);
       float *o = y + 32 * b;
-      const float d = get_half (p);
+      const float d = type == QUARK_GGML_MXFP4 ? e8m0_half (p[0]) : get_half (p);
       switch (type)
         {
+        case QUARK_GGML_IQ4_NL:
+          for (guint j = 0; j < 16; j++)
+            {
+              o[j] = d * kvalues_iq4nl[p[2 + j] & 0x0f];
+              o[j + 16] = d * kvalues_iq4nl[p[2 + j] >> 4];
+            }
+          break;
+        case QUARK_GGML_MXFP4:
+          for (guint j = 0; j < 16; j++)
+            {
+              o[j] = kvalues_mxfp4[p[1 + j] & 0x0f] * d;
+              o[j + 16] = kvalues_mxfp4[p[1 + j] >> 4] * d;
+            }
+          break;
         case QUARK_GGML_Q4_0:
           for (guint j = 0; j < 16; j++)
             {

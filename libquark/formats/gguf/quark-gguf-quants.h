@@ -22,7 +22,9 @@ typedef enum {
   QUARK_GGML_Q4_K = 12,
   QUARK_GGML_Q5_K = 13,
   QUARK_GGML_Q6_K = 14,
+  QUARK_GGML_IQ4_NL = 20,
   QUARK_GGML_BF16 = 30,
+  QUARK_GGML_MXFP4 = 39,
 } QuarkGgmlType;
 
 typedef struct {

@@ -30,7 +30,8 @@ from gguf_fixture import write_kquant_model  # noqa: E402
 # of 256 and four layers)
 SCHEMES = {'Q8_0': 'tiny', 'Q4_0': 'tiny', 'Q4_1': 'tiny', 'Q5_0': 'tiny', 'Q5_1': 'tiny', 'F16': 'tiny',
            'BF16': 'tiny', 'Q2_K': 'kquant', 'Q3_K_S': 'kquant', 'Q3_K_M': 'kquant', 'Q3_K_L': 'kquant',
-           'Q4_K_S': 'kquant', 'Q4_K_M': 'kquant', 'Q5_K_S': 'kquant', 'Q5_K_M': 'kquant', 'Q6_K': 'kquant'}
+           'Q4_K_S': 'kquant', 'Q4_K_M': 'kquant', 'Q5_K_S': 'kquant', 'Q5_K_M': 'kquant', 'Q6_K': 'kquant',
+           'IQ4_NL': 'tiny', 'MXFP4_MOE': 'tiny'}
 tool, bindir = os.environ['QUARK_TOOL'], os.environ['QUARK_LLAMA_CPP_BIN']
 out = {'source': 'llama.cpp 10e97801 (2025-11-18), llama-quantize (NAME) and llama-quantize --pure (NAME:pure), from the F32 GGUF of tiny-llama '
                  '(legacy types) or of gguf_fixture.write_kquant_model (k-quants)',
