@@ -387,3 +387,63 @@ def test_llama_cpp_runs_the_real_model(tmp_path):
     assert abs(ppl['Q8_0'] - ppl['F32']) < 0.01 * ppl['F32']
     assert ppl['F32'] <= ppl['Q4_0'] < 1.1 * ppl['F32']
     assert ppl['F32'] <= ppl['Q4_K_M'] < ppl['Q4_0']      # the k-quant search beats round-to-nearest
+
+
+def test_qwen2_and_tied_embeddings(tmp_path, originals):
+    """qwen2 (convert_hf_to_gguf.py's Qwen2Model): no rotary permutation,
+    attention biases as F32, no llama-only keys; a model without lm_head
+    (tied embeddings) has no output tensor, and llama-quantize's output rule
+    applies to token_embd instead."""
+    src = tmp_path / 'qwen2'
+    shutil.copytree(TINY, src)
+    cfg = json.load(open(src / 'config.json'))
+    cfg['model_type'] = 'qwen2'
+    cfg['tie_word_embeddings'] = True
+    (src / 'config.json').write_text(json.dumps(cfg))
+    tensors = read_safetensors(src / 'model.safetensors')
+    del tensors['lm_head.weight']
+    rng = np.random.default_rng(0)
+    for p in ('q', 'k', 'v'):
+        rows = tensors['model.layers.0.self_attn.%s_proj.weight' % p][1].shape[0]
+        tensors['model.layers.0.self_attn.%s_proj.bias' % p] = ('F32', rng.standard_normal(rows).astype(np.float32))
+    from safetensors_writer import write_safetensors
+    write_safetensors(src / 'model.safetensors', tensors, {'format': 'pt'})
+    out = tmp_path / 'q.gguf'
+    r = quantize(src, out, '--export-format', 'gguf', '--type', 'F32')
+    assert r.returncode == 0, r.stderr
+    kv, t = read_gguf(out)
+    assert kv['general.architecture'] == 'qwen2' and kv['qwen2.block_count'] == 1
+    assert 'qwen2.vocab_size' not in kv and 'qwen2.rope.dimension_count' not in kv
+    assert np.array_equal(decode(*t['blk.0.attn_q.weight'][:1], t['blk.0.attn_q.weight'][2], t['blk.0.attn_q.weight'][1]),
+                          originals['model.layers.0.self_attn.q_proj.weight'])
+    for p in ('q', 'k', 'v'):
+        name, shape, raw = t['blk.0.attn_%s.bias' % p]
+        assert name == 'F32'
+        assert np.array_equal(np.frombuffer(raw, np.float32), tensors['model.layers.0.self_attn.%s_proj.bias' % p][1])
+    assert 'output.weight' not in t
+    r = quantize(src, tmp_path / 'q8.gguf', '--export-format', 'gguf', '--type', 'Q4_0')
+    assert r.returncode == 0, r.stderr
+    kv, t = read_gguf(tmp_path / 'q8.gguf')
+    assert t['token_embd.weight'][0] == 'Q8_0'      # the output rule (rows of 64: Q8_0, not Q6_K)
+    assert t['blk.0.attn_q.weight'][0] == 'Q4_0'
+
+
+@pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
+def test_llama_cpp_tokenizes_as_the_tokenizers_library(tmp_path):
+    """llama.cpp's own tokenizer, reading libquark's GGUF, gives the ids the
+    `tokenizers` library gave for the held-out documents (data/dev_tokens.npy:
+    BOS, the document's ids, EOS per document)."""
+    tokenize = llama_bin('llama-tokenize')
+    out = tmp_path / 'm.gguf'
+    assert quantize(DOCS_LLAMA, out, '--export-format', 'gguf', '--type', 'Q8_0').returncode == 0
+    docs = open(os.path.join(DOCS_LLAMA, 'data', 'dev.txt'), encoding='utf-8').read().split('\n\n<|document|>\n\n')
+    toks = np.load(os.path.join(DOCS_LLAMA, 'data', 'dev_tokens.npy'))
+    ends = np.where(toks == 1)[0]
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    for k in (0, 1, 2, 40, 88):
+        (tmp_path / 'doc.txt').write_text(docs[k], encoding='utf-8')
+        r = subprocess.run([tokenize, '-m', str(out), '-f', str(tmp_path / 'doc.txt'), '--ids', '--no-bos',
+                            '--log-disable'], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-1000:]
+        ids = [int(x) for x in r.stdout.strip().splitlines()[-1].strip('[]').split(',') if x.strip()]
+        assert ids == list(toks[starts[k] + 1:ends[k]]), k
