@@ -1,7 +1,8 @@
 # A Llama-shaped model for the GGUF k-quant tests, made from integers only
 # (splitmix64 gives bfloat16 bit patterns), so that it is the same on every
 # machine and numpy version: rows of 256, one super-block of the k-quants,
-# and four layers, so that llama-quantize's per-layer choices differ.
+# and twelve layers, so that llama-quantize's per-layer choices differ and
+# its numeric order of the blocks (blk.2 before blk.10) matters.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import json
@@ -12,7 +13,7 @@ import numpy as np
 
 from safetensors_writer import write_safetensors
 
-H, F, V, NH, NKV, L = 256, 256, 264, 4, 2, 4
+H, F, V, NH, NKV, L = 256, 256, 264, 4, 2, 12
 TINY = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'data', 'gguf', 'tiny-llama')
 
 

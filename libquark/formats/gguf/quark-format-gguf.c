@@ -573,6 +573,69 @@ pad (int fd, guint64 *pos, const char *path, GError **error)
   return write_all (fd, zeros, n, path, error);
 }
 
+static int
+block_of (const char *name)
+{
+  int block = -1;
+  if (g_str_has_prefix (name, "blk."))
+    block = (int) g_ascii_strtoll (name + 4, NULL, 10);
+  return block;
+}
+
+static int
+compare_tensor_names (gconstpointer a, gconstpointer b)
+{
+  const Out *x = a, *y = b;
+  int bx = block_of (x->name), by = block_of (y->name);
+  if (bx != by)
+    return bx < by ? -1 : 1;
+  return strcmp (x->name, y->name);
+}
+
+/* Rows are independent: large tensors are quantized by one thread per
+ * processor (up to 8), each on a run of rows; the bytes do not depend on
+ * the split. */
+typedef struct {
+  QuarkGgmlType type;
+  const float *x;
+  gsize first, last, cols;
+  guint8 *out;
+} RowRun;
+
+static gpointer
+quantize_run (gpointer data)
+{
+  RowRun *run = data;
+  gsize row_size = _quark_ggml_row_size (run->type, run->cols);
+
+  for (gsize r = run->first; r < run->last; r++)
+    _quark_ggml_quantize_row (run->type, run->x + r * run->cols, run->cols, run->out + r * row_size);
+  return NULL;
+}
+
+static void
+quantize_rows (QuarkGgmlType type, const float *x, gsize rows, gsize cols, guint8 *out)
+{
+  guint n = MIN (MIN ((guint) g_get_num_processors (), 8u), (guint) MAX (rows, 1));
+  RowRun runs[8];
+  GThread *threads[8] = { NULL };
+
+  if (rows * cols < (1u << 16))
+    n = 1;
+  for (guint i = 0; i < n; i++)
+    {
+      runs[i] = (RowRun) { type, x, rows * i / n, rows * (i + 1) / n, cols, out };
+      if (i > 0)
+        threads[i] = g_thread_try_new ("quark-gguf", quantize_run, &runs[i], NULL);
+      if (i > 0 && threads[i] == NULL)
+        quantize_run (&runs[i]);   /* no thread: this one does the run */
+    }
+  quantize_run (&runs[0]);
+  for (guint i = 1; i < n; i++)
+    if (threads[i])
+      g_thread_join (threads[i]);
+}
+
 static char **
 gguf_list_schemes (QuarkCheckpointFormat *self)
 {
@@ -713,16 +776,25 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           g_free (o.name);
           return FALSE;
         }
-      /* convert_hf_to_gguf.py: 1-D tensors and norms in F32; 2-D weights as
-       * llama-quantize decides (quark-gguf-mix.c) */
-      if (n_dims == 1 || g_str_has_suffix (o.name, "_norm.weight") || !g_str_has_suffix (o.name, ".weight"))
-        o.type = QUARK_GGML_F32;
-      else
-        o.type = _quark_gguf_mix_type (&mix, o.name, o.ne[0]);
-      o.size = _quark_ggml_row_size (o.type, o.ne[0]) * (n_dims == 2 ? o.ne[1] : 1);
-      o.offset = data_pos;
-      data_pos += o.size + (GGUF_ALIGNMENT - o.size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
       g_array_append_val (outs, o);
+    }
+
+  /* llama-quantize's order (its loader's weight_name_comparer: the tensors
+   * outside the blocks first, then block by block in numeric order, by name
+   * within each), in which its per-tensor choices count the layers; then
+   * the types: 1-D tensors and norms in F32 (convert_hf_to_gguf.py), 2-D
+   * weights as llama-quantize decides (quark-gguf-mix.c) */
+  g_array_sort (outs, compare_tensor_names);
+  for (guint i = 0; i < outs->len; i++)
+    {
+      Out *o = &g_array_index (outs, Out, i);
+      if (o->n_dims == 1 || g_str_has_suffix (o->name, "_norm.weight") || !g_str_has_suffix (o->name, ".weight"))
+        o->type = QUARK_GGML_F32;
+      else
+        o->type = _quark_gguf_mix_type (&mix, o->name, o->ne[0]);
+      o->size = _quark_ggml_row_size (o->type, o->ne[0]) * (o->n_dims == 2 ? o->ne[1] : 1);
+      o->offset = data_pos;
+      data_pos += o->size + (GGUF_ALIGNMENT - o->size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
     }
 
   /* key-values: general.*, the architecture's hyperparameters, the tokenizer */
@@ -756,7 +828,6 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
         kv_u32 (&kv, ARCH_KEY (".attention.key_length"), (guint32) v);
         kv_u32 (&kv, ARCH_KEY (".attention.value_length"), (guint32) v);
       }
-    kv_u32 (&kv, "general.file_type", info->file_type);
     if (g_str_equal (a.arch, "llama"))
       {
         kv_u32 (&kv, ARCH_KEY (".vocab_size"), (guint32) vocab_size);
@@ -777,8 +848,11 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   }
   if (!add_tokenizer (&kv, source, vocab_size, error))
     return FALSE;
-  /* llama-quantize writes it for every type */
+  /* last, in llama-quantize's order (it copies the input's key-values, then
+   * sets these two, the file type removed and appended), so that the whole
+   * file, not only its tensors, equals llama-quantize's */
   kv_u32 (&kv, "general.quantization_version", GGUF_QUANTIZATION_VERSION);
+  kv_u32 (&kv, "general.file_type", info->file_type);
 
   /* header and tensor infos */
   put_u32 (head, GGUF_MAGIC);
@@ -836,9 +910,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           x = p;
         }
       bytes = g_malloc (MAX (o->size, 1));
-      for (gsize r = 0; r < rows; r++)
-        _quark_ggml_quantize_row (o->type, x + r * o->ne[0], o->ne[0],
-                                  bytes + r * _quark_ggml_row_size (o->type, o->ne[0]));
+      quantize_rows (o->type, x, rows, o->ne[0], bytes);
       pos += o->size;
       if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
         goto out;

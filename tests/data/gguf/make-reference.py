@@ -27,7 +27,7 @@ from gguf_fixture import write_kquant_model  # noqa: E402
 
 # llama-quantize's file types, and the model each is checked on (the legacy
 # types on tiny-llama, rows of 64; the k-quants on the generated model, rows
-# of 256 and four layers)
+# of 256 and twelve layers)
 SCHEMES = {'Q8_0': 'tiny', 'Q4_0': 'tiny', 'Q4_1': 'tiny', 'Q5_0': 'tiny', 'Q5_1': 'tiny', 'F16': 'tiny',
            'BF16': 'tiny', 'Q2_K': 'kquant', 'Q3_K_S': 'kquant', 'Q3_K_M': 'kquant', 'Q3_K_L': 'kquant',
            'Q4_K_S': 'kquant', 'Q4_K_M': 'kquant', 'Q5_K_S': 'kquant', 'Q5_K_M': 'kquant', 'Q6_K': 'kquant',
@@ -50,7 +50,16 @@ with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([os.path.join(bindir, 'llama-quantize')] + (['--pure'] if pure else []) + [f32[m], q, t],
                            check=True, capture_output=True)
             r = gguf.GGUFReader(q)
-            out['types'][t + (':pure' if pure else '')] = {
-                x.name: [x.tensor_type.name, hashlib.sha256(np.asarray(x.data).view(np.uint8).tobytes()).hexdigest()]
-                for x in r.tensors}
+            if m == 'tiny':
+                out['types'][t + (':pure' if pure else '')] = {
+                    x.name: [x.tensor_type.name,
+                             hashlib.sha256(np.asarray(x.data).view(np.uint8).tobytes()).hexdigest()]
+                    for x in r.tensors}
+            else:
+                # 111 tensors: their order and types, and one digest of all their bytes
+                h = hashlib.sha256()
+                for x in r.tensors:
+                    h.update(np.asarray(x.data).view(np.uint8).tobytes())
+                out['types'][t + (':pure' if pure else '')] = {
+                    'order': [[x.name, x.tensor_type.name] for x in r.tensors], 'digest': h.hexdigest()}
 json.dump(out, open(os.path.join(here, 'llama-quantize.json'), 'w'), indent=1, sort_keys=True)
