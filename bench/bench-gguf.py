@@ -13,7 +13,6 @@
 # Usage: /usr/bin/python3 bench/bench-gguf.py BUILDDIR MODEL LLAMA_CPP_BIN [TYPE ...]
 import hashlib
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,13 +27,15 @@ RUNS = 3
 
 
 def timed(cmd):
+    """Best wall time of RUNS runs, and the peak resident memory (KiB) of
+    the command itself (GNU time's %M)."""
     best, peak = float('inf'), 0
     for _ in range(RUNS):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        r = subprocess.run(['/usr/bin/time', '-f', 'PEAK %M'] + cmd, check=True, capture_output=True, text=True,
+                           env=env)
         best = min(best, time.perf_counter() - t0)
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+        peak = max(peak, int([x for x in r.stderr.splitlines() if x.startswith('PEAK ')][-1].split()[1]))
     return best, peak
 
 
