@@ -45,4 +45,7 @@ gboolean      _quark_format_unsupported (GError **error, const char *format, con
  * QUARK_ERROR_INVALID_FILE */
 JsonObject *  _quark_format_quantization_config (QuarkModel *checkpoint, GError **error);
 
+/* q/k/v and gate/up (which engines fuse) share one scheme, or an error */
+gboolean      _quark_format_check_fused (QuarkCheckpointFormat *format, const char *format_name, GError **error);
+
 G_END_DECLS

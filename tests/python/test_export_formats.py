@@ -766,3 +766,24 @@ def test_kv_cache_scales(tmp_path):
     r = quantize(src, tmp_path / 'bad', '--config', str(path), '--calibration', str(tmp_path / 'stats.json'),
                  '--export-format', 'compressed-tensors')
     assert r.returncode == 1 and 'o_proj' in r.stderr and 'KV cache' in r.stderr
+
+
+@pytest.mark.parametrize('fmt', ['compressed-tensors', 'awq'])
+def test_fused_layers_share_a_scheme(model, tmp_path, fmt):
+    """vLLM fuses q/k/v and gate/up and refuses shards of different schemes
+    (quark/utils.py, compressed_tensors/utils.py: 'vLLM requires all to use
+    the same scheme'): such a config is refused for the engine formats,
+    naming both layers; AMD Quark's own layout still takes it."""
+    src, floats, dtype = model
+    config = {'backend': 'quark', 'quant_method': 'quark', 'exclude': ['lm_head'],
+              'global_quant_config': {'weight': {'dtype': 'int4', 'qscheme': 'per_group', 'ch_axis': -1,
+                                                 'group_size': 128}},
+              'layer_quant_config': {'*k_proj': {'weight': {'dtype': 'uint4', 'qscheme': 'per_group', 'ch_axis': -1,
+                                                            'group_size': 128, 'symmetric': False}}}}
+    path = tmp_path / 'split.json'
+    path.write_text(json.dumps(config))
+    r = quantize(src, tmp_path / 'out', '--config', str(path), '--export-format', fmt)
+    assert r.returncode == 1 and 'k_proj' in r.stderr and 'one scheme' in r.stderr
+    assert not (tmp_path / 'out').exists()
+    r = quantize(src, tmp_path / 'quark', '--config', str(path))
+    assert r.returncode == 0, r.stderr

@@ -87,7 +87,7 @@ awq_prepare (QuarkCheckpointFormat *format, GError **error)
       self->group_size = g;
       first = layers[i];
     }
-  return TRUE;
+  return _quark_format_check_fused (format, FORMAT_NAME, error);
 }
 
 static gboolean

@@ -279,7 +279,7 @@ ct_prepare (QuarkCheckpointFormat *format, GError **error)
       self->format = f;
       first_layer = layers[i];
     }
-  return TRUE;
+  return _quark_format_check_fused (format, FORMAT_NAME, error);
 }
 
 static gboolean

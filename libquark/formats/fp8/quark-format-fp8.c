@@ -101,7 +101,7 @@ fp8_prepare (QuarkCheckpointFormat *format, GError **error)
       seen = TRUE;
       first = layers[i];
     }
-  return TRUE;
+  return _quark_format_check_fused (format, FORMAT_NAME, error);
 }
 
 static gboolean
