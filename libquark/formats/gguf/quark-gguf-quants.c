@@ -89,13 +89,66 @@ _quark_ggml_row_size (QuarkGgmlType type, gsize n)
   return t ? n / t->block * t->bytes : 0;
 }
 
+/* binary32 to binary16, nearest with ties to even (overflow to infinity,
+ * NaN to a quiet NaN), by bits: the same results as ggml's conversion and
+ * the F16 kernel, without their generic encoder's cost per block */
+static guint16
+f32_to_f16 (float f)
+{
+  guint32 x, sign, mant;
+  int exp;
+
+  memcpy (&x, &f, 4);
+  sign = (x >> 16) & 0x8000;
+  exp = (int) ((x >> 23) & 0xff);
+  mant = x & 0x7fffff;
+  if (exp == 0xff)
+    return (guint16) (sign | 0x7c00 | (mant ? 0x200 : 0));
+  exp = exp - 127 + 15;
+  if (exp >= 0x1f)
+    return (guint16) (sign | 0x7c00);
+  if (exp <= 0)
+    {
+      /* subnormal (or zero): shift the full mantissa, round to even */
+      guint32 m, shift, half, rest, q;
+      if (exp < -10)
+        return (guint16) sign;
+      m = mant | 0x800000;
+      shift = (guint32) (14 - exp);
+      q = m >> shift;
+      rest = m & ((1u << shift) - 1);
+      half = 1u << (shift - 1);
+      if (rest > half || (rest == half && (q & 1)))
+        q++;
+      return (guint16) (sign | q);
+    }
+  {
+    guint32 h = ((guint32) exp << 10) | (mant >> 13), rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+      h++;   /* a carry into the exponent is the right rounding, up to infinity */
+    return (guint16) (sign | h);
+  }
+}
+
 static void
 put_half (guint8 *p, float v)
 {
-  guint16 h;
-  quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, &v, &h, 1);
+  guint16 h = f32_to_f16 (v);
   p[0] = (guint8) (h & 0xff);
   p[1] = (guint8) (h >> 8);
+}
+
+/* roundf (halves away from zero) for |v| < 2^23, inline */
+static inline int
+round_away (float v)
+{
+  int t = (int) v;
+  float r = v - (float) t;
+  if (r >= 0.5f)
+    t++;
+  else if (r <= -0.5f)
+    t--;
+  return t;
 }
 
 static float
@@ -229,7 +282,7 @@ q8_0 (const float *x, guint8 *y)
   id = d ? 1.0f / d : 0.0f;
   put_half (y, d);
   for (guint j = 0; j < 32; j++)
-    y[2 + j] = (guint8) (gint8) roundf (x[j] * id);
+    y[2 + j] = (guint8) (gint8) round_away (x[j] * id);   /* |x·id| <= 127: roundf */
 }
 
 
@@ -957,7 +1010,8 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *o
       memcpy (out, x, n * 4);
       return;
     case QUARK_GGML_F16:
-      quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, x, out, n);
+      for (gsize i = 0; i < n; i++)
+        put_half (out + 2 * i, x[i]);
       return;
     case QUARK_GGML_BF16:
       quark_kernel_convert_from_f32 (QUARK_DTYPE_BF16, x, out, n);
