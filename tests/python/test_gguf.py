@@ -452,3 +452,73 @@ def test_llama_cpp_tokenizes_as_the_tokenizers_library(tmp_path):
         assert r.returncode == 0, r.stderr[-1000:]
         ids = [int(x) for x in r.stdout.strip().splitlines()[-1].strip('[]').split(',') if x.strip()]
         assert ids == list(toks[starts[k] + 1:ends[k]]), k
+
+
+def sentencepiece_style_model(d):
+    """tiny-llama's weights with a SentencePiece-style tokenizer.json of its
+    own (Llama 2's kind: BPE with byte fallback, ▁ for spaces, a Sequence
+    decoder, <s> prepended by the post-processor): 3 specials, 256 byte
+    tokens, 5 pieces and one merge, 264 in all."""
+    shutil.copytree(TINY, d)
+    vocab = {'<unk>': 0, '<s>': 1, '</s>': 2}
+    vocab.update({'<0x%02X>' % b: 3 + b for b in range(256)})
+    for piece in ('▁', 't', 'h', 'e', '▁t'):
+        vocab[piece] = len(vocab)
+    tok = {
+        'version': '1.0', 'truncation': None, 'padding': None,
+        'added_tokens': [{'id': i, 'content': s, 'single_word': False, 'lstrip': False, 'rstrip': False,
+                          'normalized': False, 'special': True} for s, i in list(vocab.items())[:3]],
+        'normalizer': {'type': 'Sequence', 'normalizers': [{'type': 'Prepend', 'prepend': '▁'},
+                                                           {'type': 'Replace', 'pattern': {'String': ' '},
+                                                            'content': '▁'}]},
+        'pre_tokenizer': None,
+        'post_processor': {'type': 'TemplateProcessing',
+                           'single': [{'SpecialToken': {'id': '<s>', 'type_id': 0}},
+                                      {'Sequence': {'id': 'A', 'type_id': 0}}],
+                           'pair': [], 'special_tokens': {'<s>': {'id': '<s>', 'ids': [1], 'tokens': ['<s>']}}},
+        'decoder': {'type': 'Sequence', 'decoders': [{'type': 'Replace', 'pattern': {'String': '▁'}, 'content': ' '},
+                                                      {'type': 'ByteFallback'}, {'type': 'Fuse'},
+                                                      {'type': 'Strip', 'content': ' ', 'start': 1, 'stop': 0}]},
+        'model': {'type': 'BPE', 'dropout': None, 'unk_token': '<unk>', 'continuing_subword_prefix': None,
+                  'end_of_word_suffix': None, 'fuse_unk': True, 'byte_fallback': True, 'ignore_merges': False,
+                  'vocab': vocab, 'merges': [['▁', 't']]},
+    }
+    (d / 'tokenizer.json').write_text(json.dumps(tok, ensure_ascii=False), encoding='utf-8')
+    (d / 'tokenizer_config.json').write_text(json.dumps({'bos_token': '<s>', 'eos_token': '</s>',
+                                                         'unk_token': '<unk>'}))
+    return vocab
+
+
+def test_sentencepiece_style_tokenizer(tmp_path):
+    """convert_hf_to_gguf.py's _set_vocab_llama_hf (gguf-py's LlamaHfVocab):
+    tokenizer.ggml.model llama, pre-tokenizer default, every score -1000,
+    <0xXX> BYTE (6), specials CONTROL (3), the rest NORMAL (1); BOS added
+    because the post-processor's template starts with <s> (gguf-py's
+    SpecialVocab)."""
+    vocab = sentencepiece_style_model(tmp_path / 'sp')
+    out = tmp_path / 'sp.gguf'
+    r = quantize(tmp_path / 'sp', out, '--export-format', 'gguf', '--type', 'Q8_0')
+    assert r.returncode == 0, r.stderr
+    kv, _ = read_gguf(out)
+    by_id = sorted(vocab, key=vocab.get)
+    assert (kv['tokenizer.ggml.model'], kv['tokenizer.ggml.pre']) == ('llama', 'default')
+    assert kv['tokenizer.ggml.tokens'] == by_id
+    assert kv['tokenizer.ggml.scores'] == [-1000.0] * len(vocab)
+    assert kv['tokenizer.ggml.token_type'] == [3] * 3 + [6] * 256 + [1] * 5
+    assert (kv['tokenizer.ggml.bos_token_id'], kv['tokenizer.ggml.eos_token_id'],
+            kv['tokenizer.ggml.unknown_token_id']) == (1, 2, 0)
+    assert kv['tokenizer.ggml.add_bos_token'] is True and kv['tokenizer.ggml.add_eos_token'] is False
+    assert 'tokenizer.ggml.merges' not in kv
+    # llama.cpp's own tokenizer reads it: BOS, then pieces and byte tokens
+    # that spell the text back
+    if LLAMA_BIN and os.access(os.path.join(LLAMA_BIN, 'llama-tokenize'), os.X_OK):
+        r = subprocess.run([os.path.join(LLAMA_BIN, 'llama-tokenize'), '-m', str(out), '-p', 'tt ét', '--ids',
+                            '--log-disable'], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-1000:]
+        ids = [int(x) for x in r.stdout.strip().splitlines()[-1].strip('[]').split(',') if x.strip()]
+        assert ids[0] == 1
+        raw = b''
+        for i in ids[1:]:
+            piece = by_id[i]
+            raw += bytes([int(piece[3:5], 16)]) if piece.startswith('<0x') else piece.replace('▁', ' ').encode()
+        assert raw.decode('utf-8').lstrip(' ') == 'tt ét'

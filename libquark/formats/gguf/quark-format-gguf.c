@@ -374,6 +374,171 @@ read_lenient_json (const char *path, const char *what, GError **error)
   return json_node_copy (json_parser_get_root (parser));
 }
 
+/* The special token ids of tokenizer_config.json, and whether BOS and EOS
+ * are added (tokenizer_config.json's add_*_token, else the post-processor's
+ * template, as gguf-py's SpecialVocab reads them), and the chat template. */
+static void
+add_specials (Kv *kv, JsonObject *tok, JsonObject *tc, JsonObject *vocab, GHashTable *added)
+{
+  static const struct { const char *config, *key; } specials[] = {
+    { "bos_token", "tokenizer.ggml.bos_token_id" },
+    { "eos_token", "tokenizer.ggml.eos_token_id" },
+    { "unk_token", "tokenizer.ggml.unknown_token_id" },
+    { "pad_token", "tokenizer.ggml.padding_token_id" },
+  };
+  JsonNode *pp = json_object_get_member (tok, "post_processor");
+  gint add_bos = -1, add_eos = -1;
+
+  for (guint i = 0; i < G_N_ELEMENTS (specials); i++)
+    {
+      const char *name = special_name (tc, specials[i].config);
+      gpointer id = name ? g_hash_table_lookup (added, name) : NULL;
+      if (name && id == NULL && json_object_has_member (vocab, name))
+        id = GINT_TO_POINTER (json_object_get_int_member (vocab, name) + 1);
+      if (id)
+        kv_u32 (kv, specials[i].key, (guint32) (GPOINTER_TO_INT (id) - 1));
+    }
+  if (pp && JSON_NODE_HOLDS_OBJECT (pp) &&
+      g_strcmp0 (json_object_get_string_member_with_default (json_node_get_object (pp), "type", ""),
+                 "TemplateProcessing") == 0)
+    {
+      /* single: [ {SpecialToken: {id: BOS}}, {Sequence: A}, ({SpecialToken: EOS}) ] */
+      JsonNode *single = json_object_get_member (json_node_get_object (pp), "single");
+      JsonArray *a = single && JSON_NODE_HOLDS_ARRAY (single) ? json_node_get_array (single) : NULL;
+      guint n = a ? json_array_get_length (a) : 0;
+      if (n > 1)
+        {
+          for (guint end = 0; end < 2; end++)
+            {
+              JsonNode *e = json_array_get_element (a, end ? n - 1 : 0);
+              JsonNode *st = JSON_NODE_HOLDS_OBJECT (e) ? json_object_get_member (json_node_get_object (e),
+                                                                                   "SpecialToken") : NULL;
+              const char *id = st && JSON_NODE_HOLDS_OBJECT (st)
+                               ? json_object_get_string_member_with_default (json_node_get_object (st), "id", NULL)
+                               : NULL;
+              const char *want = special_name (tc, end ? "eos_token" : "bos_token");
+              if (end)
+                add_eos = id != NULL && g_strcmp0 (id, want) == 0;
+              else
+                add_bos = id != NULL && g_strcmp0 (id, want) == 0;
+            }
+        }
+    }
+  if (tc && json_object_has_member (tc, "add_bos_token"))
+    add_bos = json_object_get_boolean_member (tc, "add_bos_token");
+  if (tc && json_object_has_member (tc, "add_eos_token"))
+    add_eos = json_object_get_boolean_member (tc, "add_eos_token");
+  if (add_bos >= 0)
+    kv_bool (kv, "tokenizer.ggml.add_bos_token", add_bos);
+  if (add_eos >= 0)
+    kv_bool (kv, "tokenizer.ggml.add_eos_token", add_eos);
+  if (tc && json_object_has_member (tc, "chat_template") &&
+      json_node_get_value_type (json_object_get_member (tc, "chat_template")) == G_TYPE_STRING)
+    kv_str (kv, "tokenizer.chat_template", json_object_get_string_member (tc, "chat_template"));
+}
+
+static void
+kv_f32v (Kv *kv, const char *key, const float *v, gsize n)
+{
+  kv_key (kv, key, GGUF_ARRAY);
+  put_u32 (kv->bytes, GGUF_FLOAT32);
+  put_u64 (kv->bytes, n);
+  for (gsize i = 0; i < n; i++)
+    put_f32 (kv->bytes, v[i]);
+}
+
+/* The SentencePiece-style (llama) tokenizer model as convert_hf_to_gguf.py's
+ * _set_vocab_llama_hf writes it from tokenizer.json (gguf-py's LlamaHfVocab):
+ * the base vocabulary in id order, then the added tokens beyond it; every
+ * score -1000; <0xXX> tokens BYTE, special tokens CONTROL, other added
+ * tokens USER_DEFINED, the rest NORMAL; tokenizer.ggml.model "llama" with
+ * the pre-tokenizer "default". */
+static gboolean
+add_llama_tokenizer (Kv *kv, JsonObject *tok, JsonObject *tc, const char *tok_path, gint64 vocab_size,
+                     GError **error)
+{
+  JsonObject *modelo = json_object_get_object_member (tok, "model"), *vocab;
+  JsonArray *added = json_object_has_member (tok, "added_tokens") &&
+                     JSON_NODE_HOLDS_ARRAY (json_object_get_member (tok, "added_tokens"))
+                     ? json_object_get_array_member (tok, "added_tokens") : NULL;
+  g_autoptr(GPtrArray) tokens = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GHashTable) special = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr(GHashTable) special_ids = g_hash_table_new (NULL, NULL);
+  g_autoptr(GHashTable) added_ids = g_hash_table_new (NULL, NULL);
+  g_autofree gint32 *types = NULL;
+  g_autofree float *scores = NULL;
+  guint base;
+  gint64 total;
+
+  if (!json_object_has_member (modelo, "vocab") || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (modelo, "vocab")))
+    return gguf_error (error, tok_path, "model.vocab: expected an object");
+  vocab = json_object_get_object_member (modelo, "vocab");
+  base = json_object_get_size (vocab);
+  g_ptr_array_set_size (tokens, base);
+  {
+    g_autoptr(GList) members = json_object_get_members (vocab);
+    for (GList *l = members; l; l = l->next)
+      {
+        JsonNode *idn = json_object_get_member (vocab, l->data);
+        gint64 id = JSON_NODE_HOLDS_VALUE (idn) && json_node_get_value_type (idn) == G_TYPE_INT64
+                    ? json_node_get_int (idn) : -1;
+        if (id < 0 || id >= base || g_ptr_array_index (tokens, id) != NULL)
+          return gguf_error (error, tok_path, "model.vocab: ids are not 0 to the vocabulary's size, each once");
+        tokens->pdata[id] = g_strdup (l->data);
+      }
+  }
+  /* added tokens: the specials (by id), and those beyond the base vocabulary */
+  for (guint i = 0; added && i < json_array_get_length (added); i++)
+    {
+      JsonNode *n = json_array_get_element (added, i);
+      JsonObject *t = JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+      gint64 id = t ? json_object_get_int_member_with_default (t, "id", -1) : -1;
+      const char *content = t ? json_object_get_string_member_with_default (t, "content", NULL) : NULL;
+      if (content == NULL || id < 0)
+        return gguf_error (error, tok_path, "added_tokens: an entry without content or id");
+      if (json_object_get_boolean_member_with_default (t, "special", FALSE))
+        g_hash_table_add (special_ids, GINT_TO_POINTER ((gint) id + 1));
+      g_hash_table_insert (special, (gpointer) json_object_get_string_member (t, "content"),
+                           GINT_TO_POINTER ((gint) id + 1));
+      if (id >= base)
+        g_hash_table_insert (added_ids, GINT_TO_POINTER ((gint) id + 1), (gpointer) content);
+    }
+  total = base + g_hash_table_size (added_ids);
+  for (gint64 id = base; id < total; id++)
+    {
+      const char *content = g_hash_table_lookup (added_ids, GINT_TO_POINTER ((gint) id + 1));
+      if (content == NULL)
+        return gguf_error (error, tok_path, "added_tokens: the ids beyond the vocabulary are not consecutive");
+      g_ptr_array_add (tokens, g_strdup (content));
+    }
+  if (total != vocab_size)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "%s: %" G_GINT64_FORMAT " tokens, but config.json's vocab_size is %" G_GINT64_FORMAT
+                   " (llama.cpp needs as many tokens as embedding rows)", tok_path, total, vocab_size);
+      return FALSE;
+    }
+  types = g_new (gint32, MAX (total, 1));
+  scores = g_new (float, MAX (total, 1));
+  for (gint64 id = 0; id < total; id++)
+    {
+      const char *text = g_ptr_array_index (tokens, id);
+      gboolean is_byte = strlen (text) == 6 && g_str_has_prefix (text, "<0x") && text[5] == '>' &&
+                         g_ascii_isxdigit (text[3]) && g_ascii_isxdigit (text[4]);
+      scores[id] = -1000.0f;
+      types[id] = is_byte ? TOKEN_BYTE
+                  : g_hash_table_contains (special_ids, GINT_TO_POINTER ((gint) id + 1)) ? TOKEN_CONTROL
+                  : id >= base ? TOKEN_USER_DEFINED : TOKEN_NORMAL;
+    }
+  kv_str (kv, "tokenizer.ggml.model", "llama");
+  kv_str (kv, "tokenizer.ggml.pre", "default");
+  kv_strv (kv, "tokenizer.ggml.tokens", tokens);
+  kv_f32v (kv, "tokenizer.ggml.scores", scores, (gsize) total);
+  kv_i32v (kv, "tokenizer.ggml.token_type", types, (gsize) total);
+  add_specials (kv, tok, tc, vocab, special);
+  return TRUE;
+}
+
 static gboolean
 add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
 {
@@ -387,12 +552,6 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
   g_autofree gint32 *types = NULL;
   g_autoptr(GHashTable) special = g_hash_table_new (g_str_hash, g_str_equal);
   const char *pre;
-  static const struct { const char *config, *key; } specials[] = {
-    { "bos_token", "tokenizer.ggml.bos_token_id" },
-    { "eos_token", "tokenizer.ggml.eos_token_id" },
-    { "unk_token", "tokenizer.ggml.unknown_token_id" },
-    { "pad_token", "tokenizer.ggml.padding_token_id" },
-  };
 
   if ((tok_node = _quark_input_read_json (tok_path, 64 << 20, "tokenizer.json", error)) == NULL)
     return FALSE;
@@ -409,10 +568,21 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
     return gguf_error (error, tok_path, "expected an object with a \"model\" object");
   tok = json_node_get_object (tok_node);
   modelo = json_object_get_object_member (tok, "model");
-  if (g_strcmp0 (json_object_get_string_member_with_default (modelo, "type", ""), "BPE") != 0 ||
-      json_object_get_boolean_member_with_default (modelo, "byte_fallback", FALSE))
-    return gguf_error (error, tok_path, "only byte-level BPE tokenizers (GPT-2 style, tokenizer.ggml.model gpt2) "
-                                        "are converted here; SentencePiece-style BPE with byte fallback is not yet");
+  if (g_strcmp0 (json_object_get_string_member_with_default (modelo, "type", ""), "BPE") != 0)
+    return gguf_error (error, tok_path, "only BPE tokenizers are converted here (byte-level as gpt2, SentencePiece-"
+                                        "style with byte fallback as llama)");
+  /* gguf-py's LlamaHfVocab: BPE with byte fallback and a Sequence decoder
+   * (Llama 2, Mistral) is the llama tokenizer model */
+  if (json_object_get_boolean_member_with_default (modelo, "byte_fallback", FALSE))
+    {
+      JsonNode *dec = json_object_get_member (tok, "decoder");
+      if (dec == NULL || !JSON_NODE_HOLDS_OBJECT (dec) ||
+          g_strcmp0 (json_object_get_string_member_with_default (json_node_get_object (dec), "type", ""),
+                     "Sequence") != 0)
+        return gguf_error (error, tok_path, "a BPE tokenizer with byte fallback but no Sequence decoder is neither "
+                                            "the GPT-2 nor the Llama (SentencePiece-style) kind");
+      return add_llama_tokenizer (kv, tok, tc, tok_path, vocab_size, error);
+    }
   if ((pre = pre_tokenizer_name (tok)) == NULL)
     return gguf_error (error, tok_path, "the pre-tokenizer is not one llama.cpp knows by name here "
                                         "(GPT-2's ByteLevel regex, Llama 3's or Qwen2's split pattern)");
@@ -504,22 +674,7 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
   kv_strv (kv, "tokenizer.ggml.tokens", tokens);
   kv_i32v (kv, "tokenizer.ggml.token_type", types, (gsize) vocab_size);
   kv_strv (kv, "tokenizer.ggml.merges", merge_strings);
-  for (guint i = 0; i < G_N_ELEMENTS (specials); i++)
-    {
-      const char *name = special_name (tc, specials[i].config);
-      gpointer id = name ? g_hash_table_lookup (special, name) : NULL;
-      if (name && id == NULL && json_object_has_member (vocab, name))
-        id = GINT_TO_POINTER (json_object_get_int_member (vocab, name) + 1);
-      if (id)
-        kv_u32 (kv, specials[i].key, (guint32) (GPOINTER_TO_INT (id) - 1));
-    }
-  if (tc && json_object_has_member (tc, "add_bos_token"))
-    kv_bool (kv, "tokenizer.ggml.add_bos_token", json_object_get_boolean_member (tc, "add_bos_token"));
-  if (tc && json_object_has_member (tc, "add_eos_token"))
-    kv_bool (kv, "tokenizer.ggml.add_eos_token", json_object_get_boolean_member (tc, "add_eos_token"));
-  if (tc && json_object_has_member (tc, "chat_template") &&
-      json_node_get_value_type (json_object_get_member (tc, "chat_template")) == G_TYPE_STRING)
-    kv_str (kv, "tokenizer.chat_template", json_object_get_string_member (tc, "chat_template"));
+  add_specials (kv, tok, tc, vocab, special);
   return TRUE;
 }
 
