@@ -154,14 +154,25 @@ kv_strv (Kv *kv, const char *key, GPtrArray *v)
     put_str (kv->bytes, g_ptr_array_index (v, i));
 }
 
+/* an array of 32-bit elements (int32 or float32, @v in host order) */
+static void
+kv_array32 (Kv *kv, const char *key, guint32 type, const void *v, gsize n)
+{
+  kv_key (kv, key, GGUF_ARRAY);
+  put_u32 (kv->bytes, type);
+  put_u64 (kv->bytes, n);
+  for (gsize i = 0; i < n; i++)
+    {
+      guint32 bits;
+      memcpy (&bits, (const guint8 *) v + 4 * i, 4);
+      put_u32 (kv->bytes, bits);
+    }
+}
+
 static void
 kv_i32v (Kv *kv, const char *key, const gint32 *v, gsize n)
 {
-  kv_key (kv, key, GGUF_ARRAY);
-  put_u32 (kv->bytes, GGUF_INT32);
-  put_u64 (kv->bytes, n);
-  for (gsize i = 0; i < n; i++)
-    put_u32 (kv->bytes, (guint32) v[i]);
+  kv_array32 (kv, key, GGUF_INT32, v, n);
 }
 
 /* ---- the Llama family: hyperparameters and tensor names ------------------- */
@@ -440,11 +451,7 @@ add_specials (Kv *kv, JsonObject *tok, JsonObject *tc, JsonObject *vocab, GHashT
 static void
 kv_f32v (Kv *kv, const char *key, const float *v, gsize n)
 {
-  kv_key (kv, key, GGUF_ARRAY);
-  put_u32 (kv->bytes, GGUF_FLOAT32);
-  put_u64 (kv->bytes, n);
-  for (gsize i = 0; i < n; i++)
-    put_f32 (kv->bytes, v[i]);
+  kv_array32 (kv, key, GGUF_FLOAT32, v, n);
 }
 
 /* The SentencePiece-style (llama) tokenizer model as convert_hf_to_gguf.py's
