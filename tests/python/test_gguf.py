@@ -522,3 +522,33 @@ def test_sentencepiece_style_tokenizer(tmp_path):
             piece = by_id[i]
             raw += bytes([int(piece[3:5], 16)]) if piece.startswith('<0x') else piece.replace('▁', ' ').encode()
         assert raw.decode('utf-8').lstrip(' ') == 'tt ét'
+
+
+def test_python_api(tmp_path, originals):
+    """The formats from Python (GObject introspection): list them, write a
+    GGUF with a format's own numerics, find a file's format by its bytes,
+    read it back under the Hugging Face names."""
+    import gi
+    gi.require_version('Quark', '1.0')
+    from gi.repository import Quark
+    registry = Quark.Registry.get_default()
+    assert {'quark', 'compressed-tensors', 'awq', 'fp8', 'gguf'} <= set(registry.list_formats())
+    gguf = registry.new_format('gguf')
+    assert gguf.writes_files() and 'Q4_K_M' in gguf.list_schemes()
+    assert gguf.describe_scheme('Q4_0').startswith('Q4_0, 4.50 bits per weight')
+    model = Quark.Model.load(TINY, None)
+    out = tmp_path / 'm.gguf'
+    assert gguf.write_model(model, 'Q8_0', str(out), False, None)
+    with pytest.raises(gi.repository.GLib.Error) as e:
+        gguf.write_model(model, 'Q8_0', str(out), False, None)       # exists: not replaced
+    assert e.value.matches(Quark.error_quark(), Quark.Error.EXISTS)
+    found = registry.format_for_file(str(out))
+    assert found is not None and found.get_name() == 'gguf'
+    assert registry.format_for_file(os.path.join(TINY, 'config.json')) is None
+    back = found.read_file(str(out), True)
+    w = np.asarray(back.get_tensor('model.layers.0.self_attn.k_proj.weight').to_numpy())
+    x = originals['model.layers.0.self_attn.k_proj.weight']
+    assert w.shape == x.shape and np.abs(w - x).max() <= np.abs(x).max() / 127 + 1e-6
+    with pytest.raises(gi.repository.GLib.Error) as e:
+        registry.new_format('nope')
+    assert e.value.matches(Quark.error_quark(), Quark.Error.NOT_FOUND)
