@@ -552,3 +552,26 @@ def test_python_api(tmp_path, originals):
     with pytest.raises(gi.repository.GLib.Error) as e:
         registry.new_format('nope')
     assert e.value.matches(Quark.error_quark(), Quark.Error.NOT_FOUND)
+
+
+def test_damaged_files_are_errors(tmp_path):
+    """Truncated or corrupted GGUF files: quark inspect and quark verify
+    fail with an error naming the file (exit 1), never crash or hang."""
+    good = tmp_path / 'good.gguf'
+    assert quantize(TINY, good, '--export-format', 'gguf', '--type', 'Q4_0').returncode == 0
+    raw = good.read_bytes()
+    rng = np.random.default_rng(5)
+    cases = [raw[:n] for n in (3, 8, 24, 100, 1000, len(raw) // 2, len(raw) - 1)]
+    for _ in range(40):
+        b = bytearray(raw)
+        for pos in rng.integers(4, 4096, size=rng.integers(1, 4)):
+            b[pos] = rng.integers(0, 256)
+        cases.append(bytes(b))
+    bad = tmp_path / 'bad.gguf'
+    for k, data in enumerate(cases):
+        bad.write_bytes(data)
+        for cmd in (['inspect', str(bad)], ['verify', TINY, str(bad)]):
+            r = subprocess.run([QUARK, *cmd], capture_output=True, text=True, timeout=60)
+            assert r.returncode in (0, 1), (k, cmd, r.returncode, r.stderr[-500:])
+            if r.returncode == 1:
+                assert 'bad.gguf' in r.stderr or 'tensor' in r.stderr, (k, r.stderr)

@@ -1158,8 +1158,11 @@ get_u64 (Reader *r)
   return GUINT64_FROM_LE (v);
 }
 
+/* a string: keys and tensor names must be UTF-8 without NUL (an error
+ * otherwise); values (tokens of some vocabularies are raw bytes) have
+ * invalid sequences replaced by U+FFFD */
 static char *
-get_str (Reader *r)
+get_str_checked (Reader *r, gboolean strict)
 {
   guint64 n = get_u64 (r);
   char *s;
@@ -1172,9 +1175,27 @@ get_str (Reader *r)
         }
       return NULL;
     }
+  if (!g_utf8_validate_len ((const char *) r->p, n, NULL) || memchr (r->p, 0, n) != NULL)
+    {
+      if (strict)
+        {
+          r->failed = TRUE;
+          gguf_error (r->error, r->path, "a key or tensor name is not UTF-8");
+          return NULL;
+        }
+      s = g_utf8_make_valid ((const char *) r->p, (gssize) n);
+      r->p += n;
+      return s;
+    }
   s = g_strndup ((const char *) r->p, n);
   r->p += n;
   return s;
+}
+
+static char *
+get_str (Reader *r)
+{
+  return get_str_checked (r, TRUE);
 }
 
 static gsize
@@ -1200,7 +1221,7 @@ get_value (Reader *r, guint32 type, int depth)
     {
     case GGUF_STRING:
       {
-        g_autofree char *s = get_str (r);
+        g_autofree char *s = get_str_checked (r, FALSE);
         json_node_set_string (node, s ? s : "");
         return node;
       }
