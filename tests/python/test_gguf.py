@@ -567,6 +567,11 @@ def test_damaged_files_are_errors(tmp_path):
         for pos in rng.integers(4, 4096, size=rng.integers(1, 4)):
             b[pos] = rng.integers(0, 256)
         cases.append(bytes(b))
+    # a tensor with no elements (ne[0] = 0) is read, not divided by
+    def gstr(x):
+        return struct.pack('<Q', len(x)) + x.encode()
+    empty = b'GGUF' + struct.pack('<IQQ', 3, 1, 0) + gstr('t.weight') + struct.pack('<IQQIQ', 2, 0, 4, 0, 0)
+    cases.append(empty + b'\0' * ((32 - len(empty) % 32) % 32))
     bad = tmp_path / 'bad.gguf'
     for k, data in enumerate(cases):
         bad.write_bytes(data)

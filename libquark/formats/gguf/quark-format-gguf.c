@@ -1453,7 +1453,7 @@ gguf_read_file (QuarkCheckpointFormat *self, const char *path, gboolean dequanti
                        ti == NULL ? "a ggml type this library does not read" : "a shape that does not fit its type");
           break;
         }
-      rows = n / info->ne[0];
+      rows = info->ne[0] ? n / info->ne[0] : 0;   /* an empty tensor has no rows */
       size = _quark_ggml_row_size (info->type, info->ne[0]) * rows;
       if (info->offset % alignment != 0 || data_start + info->offset > (guint64) (r.end - (const guint8 *)
                                                                                   g_mapped_file_get_contents (mapped)) ||
