@@ -247,6 +247,13 @@ arch_for (JsonObject *cfg, Arch *a, GError **error)
     }
   if (!int_member (cfg, "num_key_value_heads", &a->n_head_kv))
     a->n_head_kv = a->n_head;
+  if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0 || a->n_layer < 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "config.json: num_key_value_heads must divide num_attention_heads, and num_hidden_layers be "
+                   "non-negative");
+      return FALSE;
+    }
   return TRUE;
 }
 
