@@ -43,4 +43,4 @@ G_TEST_SRCDIR="$PWD/tests" QUARK_TOOL="$PWD/$dir/tools/quark" \
 QUARK_BACKEND_SYSTEM_PATH= QUARK_BACKEND_PATH="$PWD/$dir/libquark/backends/quark:$PWD/$dir/libquark/backends/brevitas" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider \
     tests/python/test_cli.py tests/python/test_quantize_cli.py tests/python/test_bad_inputs.py \
-    tests/python/test_brevitas.py
+    tests/python/test_brevitas.py tests/python/test_export_formats.py tests/python/test_gguf.py

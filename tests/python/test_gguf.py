@@ -528,9 +528,12 @@ def test_python_api(tmp_path, originals):
     """The formats from Python (GObject introspection): list them, write a
     GGUF with a format's own numerics, find a file's format by its bytes,
     read it back under the Hugging Face names."""
-    import gi
-    gi.require_version('Quark', '1.0')
-    from gi.repository import Quark
+    try:
+        import gi
+        gi.require_version('Quark', '1.0')
+        from gi.repository import Quark
+    except (ImportError, ValueError) as e:
+        pytest.skip('no Quark typelib: %s' % e)
     registry = Quark.Registry.get_default()
     assert {'quark', 'compressed-tensors', 'awq', 'fp8', 'gguf'} <= set(registry.list_formats())
     gguf = registry.new_format('gguf')
