@@ -920,6 +920,19 @@ quark_registry_new_format (QuarkRegistry *self, const char *name, GError **error
   return NULL;
 }
 
+/* The registered format types, copied so formats run without the lock */
+static GArray *
+format_types (QuarkRegistry *self)
+{
+  GArray *types;
+
+  ensure_loaded (self);
+  g_rec_mutex_lock (&self->lock);
+  types = g_array_copy (self->formats);
+  g_rec_mutex_unlock (&self->lock);
+  return types;
+}
+
 /**
  * quark_registry_format_for_checkpoint:
  * @self: a registry
@@ -938,10 +951,7 @@ quark_registry_format_for_checkpoint (QuarkRegistry *self, JsonNode *quantizatio
   g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
   if (quantization_config == NULL || !JSON_NODE_HOLDS_OBJECT (quantization_config))
     return NULL;
-  ensure_loaded (self);
-  g_rec_mutex_lock (&self->lock);
-  types = g_array_copy (self->formats);
-  g_rec_mutex_unlock (&self->lock);
+  types = format_types (self);
   for (guint i = 0; i < types->len; i++)
     {
       g_autoptr(QuarkCheckpointFormat) format = g_object_new (g_array_index (types, GType, i), NULL);
@@ -980,10 +990,7 @@ quark_registry_format_for_file (QuarkRegistry *self, const char *path)
   close (fd);
   if (n <= 0)
     return NULL;
-  ensure_loaded (self);
-  g_rec_mutex_lock (&self->lock);
-  types = g_array_copy (self->formats);
-  g_rec_mutex_unlock (&self->lock);
+  types = format_types (self);
   for (guint i = 0; i < types->len; i++)
     {
       g_autoptr(QuarkCheckpointFormat) format = g_object_new (g_array_index (types, GType, i), NULL);
