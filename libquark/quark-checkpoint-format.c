@@ -253,8 +253,8 @@ quark_checkpoint_format_get_scale_dtype (QuarkCheckpointFormat *self, const char
  * @spec: (nullable): the spec, or %NULL when the role is not quantized
  *
  * Records a layer's spec for the final `quantization_config`. The export
- * methods call it; backends call it for dynamic activation specs, which
- * have no stored parameters.
+ * methods call it; backends note every layer before any work, through
+ * [method@Quark.CheckpointFormat.note_config_layer].
  */
 void
 quark_checkpoint_format_note_layer (QuarkCheckpointFormat *self, const char *layer, const char *layer_type,
@@ -278,6 +278,41 @@ quark_checkpoint_format_note_layer (QuarkCheckpointFormat *self, const char *lay
   g_clear_object (&r->spec[role]);
   r->spec[role] = spec ? quark_tensor_spec_copy (spec) : NULL;
   g_mutex_unlock (&priv->lock);
+}
+
+/**
+ * quark_checkpoint_format_note_config_layer:
+ * @self: a format
+ * @config: the backend's configuration
+ * @layer: the layer name
+ * @layer_type: (nullable): its type ("Linear", "Conv2d", …)
+ *
+ * Notes what @config gives @layer ([method@Quark.CheckpointFormat.note_layer]):
+ * its weight spec and, when the weight is quantized, its input and output
+ * specs, dynamic ones included (they have no stored parameters, yet belong
+ * in the `quantization_config`). A backend calls it for every layer,
+ * quantized or left in float, before [method@Quark.CheckpointFormat.prepare].
+ *
+ * Returns: (transfer full) (nullable): the weight's spec, or %NULL when
+ *   @config leaves the layer in float
+ */
+QuarkTensorSpec *
+quark_checkpoint_format_note_config_layer (QuarkCheckpointFormat *self, QuarkQuantizationConfig *config,
+                                           const char *layer, const char *layer_type)
+{
+  QuarkTensorSpec *weight;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  g_return_val_if_fail (QUARK_IS_QUANTIZATION_CONFIG (config), NULL);
+  g_return_val_if_fail (layer != NULL, NULL);
+  weight = quark_quantization_config_get_tensor_spec (config, layer, layer_type, QUARK_ROLE_WEIGHT);
+  quark_checkpoint_format_note_layer (self, layer, layer_type, QUARK_ROLE_WEIGHT, weight);
+  for (QuarkRole role = QUARK_ROLE_INPUT; weight && role <= QUARK_ROLE_OUTPUT; role++)
+    {
+      g_autoptr(QuarkTensorSpec) spec = quark_quantization_config_get_tensor_spec (config, layer, layer_type, role);
+      quark_checkpoint_format_note_layer (self, layer, layer_type, role, spec);
+    }
+  return weight;
 }
 
 /**

@@ -14,6 +14,7 @@
 
 #include "quark-enums.h"
 #include "quark-model.h"
+#include "quark-quantization-config.h"
 #include "quark-tensor.h"
 #include "quark-tensor-spec.h"
 
@@ -188,6 +189,11 @@ void              quark_checkpoint_format_note_layer      (QuarkCheckpointFormat
                                                            const char             *layer_type,
                                                            QuarkRole               role,
                                                            QuarkTensorSpec        *spec);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensorSpec * quark_checkpoint_format_note_config_layer (QuarkCheckpointFormat *self,
+                                                           QuarkQuantizationConfig *config,
+                                                           const char             *layer,
+                                                           const char             *layer_type);
 QUARK_AVAILABLE_IN_1_0
 void              quark_checkpoint_format_set_backend_config (QuarkCheckpointFormat *self,
                                                            JsonNode               *backend_config);

@@ -740,14 +740,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       if (format && type)
         {
           /* the format learns every layer, quantized or left in float */
-          g_autoptr(QuarkTensorSpec) ws = w ? quark_quantization_config_get_tensor_spec (self->config, layer, type,
-                                                                                         QUARK_ROLE_WEIGHT) : NULL;
-          quark_checkpoint_format_note_layer (format, layer, type, QUARK_ROLE_WEIGHT, ws);
-          for (QuarkRole role = QUARK_ROLE_INPUT; ws && role <= QUARK_ROLE_OUTPUT; role++)
-            {
-              g_autoptr(QuarkTensorSpec) as = quark_quantization_config_get_tensor_spec (self->config, layer, type, role);
-              quark_checkpoint_format_note_layer (format, layer, type, role, as);
-            }
+          g_autoptr(QuarkTensorSpec) ws = quark_checkpoint_format_note_config_layer (format, self->config, layer, type);
           if (ws && quark_brevitas_config_get_bv_spec (config, layer, type, QUARK_ROLE_BIAS, NULL))
             {
               g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,

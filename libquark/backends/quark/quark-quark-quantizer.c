@@ -918,20 +918,13 @@ run_quantization (QuarkModelQuantizer    *quantizer,
     {
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
       g_autofree char *layer = weight_layer_name (t);
-      const char *type = layer_type_for (t);
-      g_autoptr(QuarkTensorSpec) spec = layer ? quark_quantization_config_get_tensor_spec (
-                                                  self->config, layer, type, QUARK_ROLE_WEIGHT)
-                                              : NULL;
+      g_autoptr(QuarkTensorSpec) spec = NULL;
+
       if (layer == NULL)
         continue;
-      quark_checkpoint_format_note_layer (format, layer, type, QUARK_ROLE_WEIGHT, spec);
+      spec = quark_checkpoint_format_note_config_layer (format, self->config, layer, layer_type_for (t));
       if (spec == NULL)
         continue;
-      for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
-        {
-          g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer, type, role);
-          quark_checkpoint_format_note_layer (format, layer, type, role, act);
-        }
       if (!check_export_layout (t, spec, format, error) ||
           !check_generated_names (self, model, t, layer, spec, calibration, error))
         return FALSE;
