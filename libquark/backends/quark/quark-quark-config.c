@@ -756,6 +756,7 @@ serialize_spec (QuarkTensorSpec *spec, QuarkRole role)
   g_autoptr(GEnumClass) modes = g_type_class_ref (QUARK_TYPE_MX_SCALE_MODE);
   gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
   int group = quark_tensor_spec_get_group_size (spec), rows, cols;
+  gboolean mx_block, blocked;
   const char *round = "half_even";
   JsonNode *node;
 
@@ -766,32 +767,26 @@ serialize_spec (QuarkTensorSpec *spec, QuarkRole role)
                        round_names[i].mode))
         round = round_names[i].quark;
     }
+  /* MXFP8 weights: per_block [1, group] */
+  mx_block = mx && role == QUARK_ROLE_WEIGHT && quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_F8_E4M3 &&
+             quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && group > 0;
+  if (mx_block)
+    {
+      rows = 1;
+      cols = group;
+    }
+  blocked = mx_block || quark_tensor_spec_get_block_size (spec, &rows, &cols);
   json_object_set_string_member (o, "dtype", quark_dtype_get_name (quark_tensor_spec_get_dtype (spec)));
   json_object_set_boolean_member (o, "is_dynamic", quark_tensor_spec_get_is_dynamic (spec));
-  if (mx && role == QUARK_ROLE_WEIGHT && quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_F8_E4M3 &&
-      quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && group > 0)
-    {
-      JsonArray *a = json_array_new ();
-      json_object_set_string_member (o, "qscheme", "per_block");
-      json_object_set_int_member (o, "ch_axis", -1);
-      json_object_set_null_member (o, "group_size");
-      json_array_add_int_element (a, 1);
-      json_array_add_int_element (a, group);
-      json_object_set_array_member (o, "block_size", a);
-    }
+  json_object_set_string_member (o, "qscheme",
+                                 mx_block ? "per_block"
+                                          : g_enum_get_value (qschemes, quark_tensor_spec_get_qscheme (spec))->value_nick);
+  json_object_set_int_member (o, "ch_axis", mx_block ? -1 : quark_tensor_spec_get_ch_axis (spec));
+  if (group != 0 && !mx_block)
+    json_object_set_int_member (o, "group_size", group);
   else
-    {
-      json_object_set_string_member (o, "qscheme",
-                                     g_enum_get_value (qschemes, quark_tensor_spec_get_qscheme (spec))->value_nick);
-      json_object_set_int_member (o, "ch_axis", quark_tensor_spec_get_ch_axis (spec));
-      if (group != 0)
-        json_object_set_int_member (o, "group_size", group);
-      else
-        json_object_set_null_member (o, "group_size");
-    }
-  if (json_object_has_member (o, "block_size"))
-    ;   /* MXFP8 weights above */
-  else if (quark_tensor_spec_get_block_size (spec, &rows, &cols))
+    json_object_set_null_member (o, "group_size");
+  if (blocked)
     {
       JsonArray *a = json_array_new ();
       json_array_add_int_element (a, rows);

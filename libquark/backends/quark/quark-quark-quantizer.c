@@ -433,18 +433,28 @@ replace_nonfinite (float *x, gsize n)
       x[i] = copysignf (amax, x[i]);
 }
 
-/* @s rounded to @dtype (bfloat16 or float16: nearest, ties to even), as a
- * checkpoint format stores it; 0 when it does not fit. */
-static float
-round_scale (float s, QuarkDType dtype)
+/* Rounds *@s to @dtype (bfloat16 or float16: nearest, ties to even), as a
+ * checkpoint format stores it; fails, naming tensor @name, when the rounded
+ * scale is not a positive finite number. */
+static gboolean
+round_scale (float *s, QuarkDType dtype, const char *name, GError **error)
 {
   guint16 bits;
+  float r;
 
   if (dtype != QUARK_DTYPE_BF16 && dtype != QUARK_DTYPE_F16)
-    return s;
-  quark_kernel_convert_from_f32 (dtype, &s, &bits, 1);
-  s = dtype == QUARK_DTYPE_BF16 ? quark_kernel_bf16_to_f32 (bits) : quark_kernel_f16_to_f32 (bits);
-  return isfinite (s) ? s : 0.0f;
+    return TRUE;
+  quark_kernel_convert_from_f32 (dtype, s, &bits, 1);
+  r = dtype == QUARK_DTYPE_BF16 ? quark_kernel_bf16_to_f32 (bits) : quark_kernel_f16_to_f32 (bits);
+  if (!isfinite (r) || r <= 0.0f)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "tensor %s: the scale %g does not fit the checkpoint format's scale dtype %s", name, (double) *s,
+                   quark_dtype_get_name (dtype));
+      return FALSE;
+    }
+  *s = r;
+  return TRUE;
 }
 
 /* @n scales, exact in @dtype, as that dtype's bytes */
@@ -454,15 +464,6 @@ narrow_scales (const float *scales, gsize n, QuarkDType dtype)
   guint16 *bits = g_new (guint16, MAX (n, 1));
   quark_kernel_convert_from_f32 (dtype, scales, bits, n);
   return bits;
-}
-
-static gboolean
-scale_error (GError **error, const char *name, float s, QuarkDType dtype)
-{
-  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-               "tensor %s: the scale %g does not fit the checkpoint format's scale dtype %s", name, (double) s,
-               quark_dtype_get_name (dtype));
-  return FALSE;
 }
 
 /* Quantizes @tensor with @spec into NAME (codes), NAME_scale and, for
@@ -586,11 +587,9 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
           q.int_params.round = quark_tensor_spec_get_round_method (spec);
           if (scale_dtype != QUARK_DTYPE_F32)
             {
-              float r = round_scale (q.int_params.scale, scale_dtype);
-              if (r <= 0.0f)
-                return scale_error (error, name, q.int_params.scale, scale_dtype);
-              q.int_params.scale = r;
-              q.int_params.inv_scale = 1.0f / r;
+              if (!round_scale (&q.int_params.scale, scale_dtype, name, error))
+                return FALSE;
+              q.int_params.inv_scale = 1.0f / q.int_params.scale;
             }
           scales[p] = q.int_params.scale;
           store_zero_point (dtype, zps, p, (int32_t) q.int_params.zero_point);
@@ -619,13 +618,8 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
               e5m3_codes[p] = c;
               q.fp_scale = quark_kernel_e5m3_to_f32 (c);
             }
-          else if (scale_dtype != QUARK_DTYPE_F32)
-            {
-              float r = round_scale (q.fp_scale, scale_dtype);
-              if (r <= 0.0f)
-                return scale_error (error, name, q.fp_scale, scale_dtype);
-              q.fp_scale = r;
-            }
+          else if (!round_scale (&q.fp_scale, scale_dtype, name, error))
+            return FALSE;
           scales[p] = q.fp_scale;
           quark_kernel_layout_foreach_chunk (&l, p, quantize_fp_chunk, &q);
         }
