@@ -888,6 +888,7 @@ typedef struct {
   /* options */
   const char *model_path, *output, *config_file, *preset, *backend_name, *stats_file, *export_format;
   const char *file_type;      /* --type: the scheme of a single-file format (GGUF) */
+  QuarkCheckpointFormat *file_format;   /* --export-format, when it writes single files; or NULL */
   char **excludes;
   guint64 max_shard;
   gboolean force, allow_nonfinite, requantize;
@@ -956,13 +957,13 @@ load_model (QuantizeJob *job, GError **error)
 /* A format that writes whole models to one file with numerics of its own
  * (GGUF): no backend, no preset; --type picks the scheme. */
 static gboolean
-quantize_to_file (QuantizeJob *job, QuarkCheckpointFormat *format, GError **error)
+quantize_to_file (QuantizeJob *job, GError **error)
 {
   GStatBuf st;
 
   if (!load_model (job, error))
     return FALSE;
-  if (!quark_checkpoint_format_write_model (format, job->model, job->file_type, job->output, job->force,
+  if (!quark_checkpoint_format_write_model (job->file_format, job->model, job->file_type, job->output, job->force,
                                             job->cancellable, error))
     return FALSE;
   if (g_stat (job->output, &st) == 0)
@@ -977,13 +978,8 @@ quantize_job_steps (QuantizeJob *job, GError **error)
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
   g_autoptr(QuarkCalibration) calibration = NULL;
 
-  if (job->export_format)
-    {
-      g_autoptr(QuarkCheckpointFormat) format = quark_registry_new_format (quark_registry_get_default (),
-                                                                           job->export_format, NULL);
-      if (format && quark_checkpoint_format_writes_files (format))
-        return quantize_to_file (job, format, error);
-    }
+  if (job->file_format)
+    return quantize_to_file (job, error);
   config = load_config (job->config_file, job->preset, job->backend_name, job->excludes, error);
   if (config == NULL)
     return FALSE;
@@ -1102,6 +1098,7 @@ cmd_quantize (int argc, char **argv)
   guint64 max_shard = 0;
   ProgressState progress = { 0 };
   g_autofree char *snapshot = NULL;
+  g_autoptr(QuarkCheckpointFormat) file_format = NULL;
   int status = 0;
 
   /* first of all: Ctrl-C works from here on, during loading too */
@@ -1119,10 +1116,15 @@ cmd_quantize (int argc, char **argv)
                       "docs/guarantees.md lists every promise about inputs and outputs.",
                       entries, &argc, &argv, &status))
     goto done;
+  if (export_format)
+    {
+      /* an unknown name fails later, in the backend, with the known ones */
+      file_format = quark_registry_new_format (quark_registry_get_default (), export_format, NULL);
+      if (file_format && !quark_checkpoint_format_writes_files (file_format))
+        g_clear_object (&file_format);
+    }
   {
-    g_autoptr(QuarkCheckpointFormat) format = export_format ? quark_registry_new_format (quark_registry_get_default (),
-                                                                                          export_format, NULL) : NULL;
-    gboolean to_file = format && quark_checkpoint_format_writes_files (format);
+    gboolean to_file = file_format != NULL;
     const char *usage_error = argc < 2 ? "MODEL is missing: the model directory or .safetensors file to quantize"
                               : argc > 2 ? "give one MODEL"
                               : output == NULL ? "-o OUT is missing: where to write the checkpoint"
@@ -1174,7 +1176,8 @@ cmd_quantize (int argc, char **argv)
   job = (QuantizeJob) {
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
-    .export_format = export_format, .file_type = pure_type, .excludes = excludes, .max_shard = max_shard, .force = force,
+    .export_format = export_format, .file_type = pure_type,
+    .file_format = file_format, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,
     .cancellable = cancellable, .loop = loop, .progress = &progress, .non_float = non_float,
   };
