@@ -7,6 +7,7 @@
 #include "quark-checkpoint-format.h"
 #include "quark-error.h"
 #include "quark-json.h"
+#include "formats/quark-format-private.h"
 
 #include <string.h>
 
@@ -88,16 +89,6 @@ default_get_scale_dtype (QuarkCheckpointFormat *self, const char *layer, QuarkTe
   return QUARK_DTYPE_F32;
 }
 
-static QuarkTensor *
-renamed (QuarkTensor *t, const char *name, GError **error)
-{
-  guint n_dims;
-  const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
-  GBytes *data = quark_tensor_get_data (t);
-
-  return quark_tensor_new (name, quark_tensor_get_dtype (t), shape, n_dims, data, error);
-}
-
 static gboolean
 default_export_activation (QuarkCheckpointFormat *self, const char *layer, QuarkRole role, QuarkTensorSpec *spec,
                            QuarkTensor *scale, QuarkTensor *zero_point, QuarkModel *out, GError **error)
@@ -105,13 +96,13 @@ default_export_activation (QuarkCheckpointFormat *self, const char *layer, Quark
   const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
   g_autofree char *scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
   g_autofree char *zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
-  g_autoptr(QuarkTensor) s = renamed (scale, scale_name, error);
+  g_autoptr(QuarkTensor) s = _quark_format_renamed (scale, scale_name, error);
 
   if (s == NULL || !quark_model_add_tensor (out, s, error))
     return FALSE;
   if (zero_point)
     {
-      g_autoptr(QuarkTensor) z = renamed (zero_point, zp_name, error);
+      g_autoptr(QuarkTensor) z = _quark_format_renamed (zero_point, zp_name, error);
       return z && quark_model_add_tensor (out, z, error);
     }
   return TRUE;
