@@ -30,12 +30,16 @@
  * Writes a Hugging Face model directory tensor by tensor, so a quantizer can
  * hand each tensor over as soon as it is made and never hold the model.
  *
- * Each tensor's bytes go to disk immediately. A shard is finished when the
- * next tensor would make it larger than the shard limit: its header is
- * computed then, and the data is placed after it by the kernel
- * (copy_file_range) without passing through memory again. In each file the
- * tensors are grouped by descending element size, so every tensor is
- * naturally aligned in an 8-byte aligned data buffer; `__metadata__` holds
+ * Each tensor's bytes go to disk immediately, written once. Large tensors
+ * whose size is a multiple of 8 bytes (the bulk of any model) go straight
+ * into the shard's file, behind room kept for the header; the others are
+ * grouped by descending element size in side files. A shard is finished
+ * when the next tensor would make it larger than the shard limit: its header
+ * is computed then and written into the room kept for it (padded with
+ * spaces, as the safetensors format allows; should it not fit, the data is
+ * moved once), and the side files are appended. Every tensor is thus
+ * naturally aligned in a page-aligned (or, without large tensors, 8-byte
+ * aligned) data buffer; `__metadata__` holds
  * `"format": "pt"` and `"quantized_by": "libquark …"`. E8M0 tensors are
  * written as `U8`; logical sub-byte tensors must be packed first.
  *
@@ -59,6 +63,15 @@
  */
 
 #define N_CLASSES 4   /* element sizes 8, 4, 2, 1 */
+#define DIRECT N_CLASSES   /* the class of tensors written into the shard file itself */
+
+/* Tensors of at least this many bytes (and a multiple of 8) are written
+ * straight into the shard file; the room kept for its header is the
+ * expected header size (_quark_checkpoint_writer_expect_tensors()) or
+ * DEFAULT_HEADER_ROOM, rounded up to pages. */
+#define DIRECT_MIN_SIZE     (1u << 20)
+#define DEFAULT_HEADER_ROOM (128u * 1024)
+#define PAGE_ROUND(n)       (((n) + 4095) & ~(guint64) 4095)
 
 typedef struct {
   char *name;
@@ -67,6 +80,7 @@ typedef struct {
   guint n_dims;
   guint64 size;
   guint klass;
+  guint64 offset;             /* in the shard file's data, for DIRECT */
 } Entry;
 
 typedef struct {
@@ -75,7 +89,10 @@ typedef struct {
   char *data_path[N_CLASSES];
   guint64 class_size[N_CLASSES];
   guint64 size;
-  char *part_path;            /* the finished shard, before its final name */
+  int main_fd;                /* the shard file, once a DIRECT tensor came */
+  guint64 room;               /* where its data starts (header room) */
+  guint64 direct_size;        /* DIRECT bytes written from room on */
+  char *part_path;            /* the shard file, before its final name */
 } Shard;
 
 struct _QuarkCheckpointWriter
@@ -96,6 +113,7 @@ struct _QuarkCheckpointWriter
   GPtrArray *shards;          /* Shard */
   guint64 total_size;
   guint64 space_left;         /* QUARK_DEBUG_WRITE_LIMIT, else G_MAXUINT64 */
+  guint64 header_hint;        /* expected header bytes of one shard, or 0 */
   gboolean done;
 };
 
@@ -119,6 +137,8 @@ shard_free (gpointer data)
         close (s->fd[c]);
       g_free (s->data_path[c]);
     }
+  if (s->main_fd >= 0)
+    close (s->main_fd);
   g_ptr_array_unref (s->entries);
   g_free (s->part_path);
   g_free (s);
@@ -425,9 +445,11 @@ file_dtype (QuarkTensor *t, GError **error)
 }
 
 /* Every byte the writer puts on disk goes through here (the kernel copy of
- * append_file() is only used when no write limit is set). */
+ * append_file() is only used when no write limit is set): at the file
+ * position, or at @offset when it is not -1. */
 static gboolean
-write_all (QuarkCheckpointWriter *self, int fd, const void *data, gsize size, const char *path, GError **error)
+write_at (QuarkCheckpointWriter *self, int fd, const void *data, gsize size, gint64 offset, const char *path,
+          GError **error)
 {
   const guint8 *p = data;
   gboolean full = FALSE;
@@ -440,7 +462,8 @@ write_all (QuarkCheckpointWriter *self, int fd, const void *data, gsize size, co
     }
   while (size > 0)
     {
-      gssize n = write (fd, p, MIN (size, (gsize) 1 << 30));
+      gsize len = MIN (size, (gsize) 1 << 30);
+      gssize n = offset < 0 ? write (fd, p, len) : pwrite (fd, p, len, (off_t) offset);
       if (n < 0)
         {
           if (errno == EINTR)
@@ -449,8 +472,39 @@ write_all (QuarkCheckpointWriter *self, int fd, const void *data, gsize size, co
         }
       p += n;
       size -= (gsize) n;
+      if (offset >= 0)
+        offset += n;
     }
   return full ? io_error (error, path, "write failed", ENOSPC) : TRUE;
+}
+
+static gboolean
+write_all (QuarkCheckpointWriter *self, int fd, const void *data, gsize size, const char *path, GError **error)
+{
+  return write_at (self, fd, data, size, -1, path, error);
+}
+
+/* Moves @size bytes of @fd from @from to the later offset @to, from the
+ * end backwards so that nothing is overwritten before it is read. */
+static gboolean
+move_up (QuarkCheckpointWriter *self, int fd, guint64 from, guint64 to, guint64 size, const char *path,
+         GError **error)
+{
+  g_autofree guint8 *buffer = g_malloc (4 << 20);
+
+  while (size > 0)
+    {
+      gsize len = (gsize) MIN (size, (guint64) 4 << 20);
+      gssize r;
+
+      size -= len;
+      r = pread (fd, buffer, len, (off_t) (from + size));
+      if (r != (gssize) len)
+        return io_error (error, path, "read failed", r < 0 ? errno : EIO);
+      if (!write_at (self, fd, buffer, len, (gint64) (to + size), path, error))
+        return FALSE;
+    }
+  return TRUE;
 }
 
 /* Appends the contents of @from to @to_fd, in the kernel when it can. */
@@ -488,7 +542,9 @@ append_file (QuarkCheckpointWriter *self, int to_fd, const char *to_path, int fr
   return TRUE;
 }
 
-/* Writes the header and moves the data behind it. */
+/* Writes the header into the room kept for it (or in front of the side
+ * files' data, when no tensor went into the shard file directly) and
+ * appends the side files. */
 static gboolean
 close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
 {
@@ -496,7 +552,7 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
   g_autoptr(JsonNode) root = NULL;
   g_autofree char *text = NULL;
   g_autoptr(GString) header = NULL;
-  guint64 class_offset[N_CLASSES], offset = 0, len_le;
+  guint64 class_offset[N_CLASSES], offset = s->direct_size, len_le, room;
   int fd;
   gboolean ok;
 
@@ -513,11 +569,12 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
   json_builder_set_member_name (builder, "quantized_by");
   json_builder_add_string_value (builder, "libquark " QUARK_VERSION_S);
   json_builder_end_object (builder);
-  for (guint c = 0; c < N_CLASSES; c++)
+  for (guint c = 0; c <= N_CLASSES; c++)
     for (guint i = 0; i < s->entries->len; i++)
       {
         Entry *e = g_ptr_array_index (s->entries, i);
-        if (e->klass != c)
+        guint64 start = e->klass == DIRECT ? e->offset : class_offset[e->klass];
+        if (e->klass != (c == 0 ? DIRECT : c - 1))
           continue;
         json_builder_set_member_name (builder, e->name);
         json_builder_begin_object (builder);
@@ -530,26 +587,54 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
         json_builder_end_array (builder);
         json_builder_set_member_name (builder, "data_offsets");
         json_builder_begin_array (builder);
-        json_builder_add_int_value (builder, (gint64) class_offset[c]);
-        json_builder_add_int_value (builder, (gint64) (class_offset[c] + e->size));
+        json_builder_add_int_value (builder, (gint64) start);
+        json_builder_add_int_value (builder, (gint64) (start + e->size));
         json_builder_end_array (builder);
         json_builder_end_object (builder);
-        class_offset[c] += e->size;
+        if (e->klass != DIRECT)
+          class_offset[e->klass] += e->size;
       }
   json_builder_end_object (builder);
   root = json_builder_get_root (builder);
   text = quark_json_to_string (root, FALSE);
   header = g_string_new (text);
-  while (header->len % 8)
+  while ((8 + header->len) % 8)
     g_string_append_c (header, ' ');   /* the data buffer starts 8-byte aligned */
 
-  s->part_path = g_strdup_printf ("%s/shard-%05u.part", self->tmp, index + 1);
-  fd = g_open (s->part_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return io_error (error, s->part_path, "cannot create", errno);
-  len_le = GUINT64_TO_LE ((guint64) header->len);
-  ok = write_all (self, fd, &len_le, 8, s->part_path, error) &&
-       write_all (self, fd, header->str, header->len, s->part_path, error);
+  if (s->main_fd >= 0)
+    {
+      /* the header goes into its room, padded to fill it; a header larger
+       * than the room moves the data up once, to the next page */
+      fd = s->main_fd;
+      s->main_fd = -1;
+      room = s->room;
+      if (8 + header->len > room)
+        {
+          room = PAGE_ROUND (8 + header->len);
+          if (!move_up (self, fd, s->room, room, s->direct_size, s->part_path, error))
+            {
+              close (fd);
+              return FALSE;
+            }
+        }
+      while (8 + header->len < room)
+        g_string_append_c (header, ' ');
+      len_le = GUINT64_TO_LE ((guint64) header->len);
+      ok = write_at (self, fd, &len_le, 8, 0, s->part_path, error) &&
+           write_at (self, fd, header->str, header->len, 8, s->part_path, error);
+      if (ok && lseek (fd, (off_t) (room + s->direct_size), SEEK_SET) < 0)
+        ok = io_error (error, s->part_path, "seek failed", errno);
+    }
+  else
+    {
+      s->part_path = g_strdup_printf ("%s/shard-%05u.part", self->tmp, index + 1);
+      fd = g_open (s->part_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0)
+        return io_error (error, s->part_path, "cannot create", errno);
+      len_le = GUINT64_TO_LE ((guint64) header->len);
+      ok = write_all (self, fd, &len_le, 8, s->part_path, error) &&
+           write_all (self, fd, header->str, header->len, s->part_path, error);
+    }
   for (guint c = 0; ok && c < N_CLASSES; c++)
     if (s->fd[c] >= 0)
       {
@@ -578,6 +663,7 @@ new_shard (QuarkCheckpointWriter *self)
   s->entries = g_ptr_array_new_with_free_func (entry_free);
   for (guint c = 0; c < N_CLASSES; c++)
     s->fd[c] = -1;
+  s->main_fd = -1;
   g_ptr_array_add (self->shards, s);
   return s;
 }
@@ -591,6 +677,40 @@ name_output (QuarkCheckpointWriter *self, GError **error)
       !g_str_has_prefix ((*error)->message, self->directory))
     g_prefix_error (error, "%s: ", self->directory);
   return FALSE;
+}
+
+/* A tensor into the shard file, behind the header room (made with the
+ * first such tensor). */
+static gboolean
+write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, gconstpointer data, GError **error)
+{
+  if (s->main_fd < 0)
+    {
+      s->part_path = g_strdup_printf ("%s/shard-%05u.part", self->tmp, self->shards->len);
+      s->main_fd = g_open (s->part_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (s->main_fd < 0)
+        return io_error (error, s->part_path, "cannot create", errno);
+      s->room = PAGE_ROUND (self->header_hint ? self->header_hint : DEFAULT_HEADER_ROOM);
+    }
+  e->offset = s->direct_size;
+  if (!write_at (self, s->main_fd, data, e->size, (gint64) (s->room + e->offset), s->part_path, error))
+    return FALSE;
+  s->direct_size += e->size;
+  return TRUE;
+}
+
+/* A tensor into the side file of its class. */
+static gboolean
+write_side (QuarkCheckpointWriter *self, Shard *s, Entry *e, gconstpointer data, GError **error)
+{
+  if (s->fd[e->klass] < 0)
+    {
+      s->data_path[e->klass] = g_strdup_printf ("%s/shard-%05u-%u.data", self->tmp, self->shards->len, e->klass);
+      s->fd[e->klass] = g_open (s->data_path[e->klass], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (s->fd[e->klass] < 0)
+        return io_error (error, s->data_path[e->klass], "cannot create", errno);
+    }
+  return write_all (self, s->fd[e->klass], data, e->size, s->data_path[e->klass], error);
 }
 
 /**
@@ -677,26 +797,16 @@ quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
   shape = quark_tensor_get_shape (tensor, &e->n_dims);
   memcpy (e->shape, shape, e->n_dims * sizeof (gint64));
   e->size = size;
-  e->klass = size_class (quark_tensor_get_dtype (tensor));
-  if (s->fd[e->klass] < 0)
-    {
-      s->data_path[e->klass] = g_strdup_printf ("%s/shard-%05u-%u.data", self->tmp, self->shards->len, e->klass);
-      s->fd[e->klass] = g_open (s->data_path[e->klass], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (s->fd[e->klass] < 0)
-        {
-          io_error (error, s->data_path[e->klass], "cannot create", errno);
-          entry_free (e);
-          return name_output (self, error);
-        }
-    }
-  if (!write_all (self, s->fd[e->klass], data, size, s->data_path[e->klass], error))
+  e->klass = size >= DIRECT_MIN_SIZE && size % 8 == 0 ? DIRECT : size_class (quark_tensor_get_dtype (tensor));
+  if (!(e->klass == DIRECT ? write_direct (self, s, e, data, error) : write_side (self, s, e, data, error)))
     {
       entry_free (e);
       return name_output (self, error);
     }
   g_ptr_array_add (s->entries, e);
   g_hash_table_insert (self->names, g_strdup (name), g_strdup (origin ? origin : ""));
-  s->class_size[e->klass] += size;
+  if (e->klass != DIRECT)
+    s->class_size[e->klass] += size;
   s->size += size;
   self->total_size += size;
   return TRUE;
@@ -805,6 +915,16 @@ gboolean
 _quark_checkpoint_writer_has_metadata (QuarkCheckpointWriter *self)
 {
   return self->metadata != NULL;
+}
+
+void
+_quark_checkpoint_writer_expect_tensors (QuarkCheckpointWriter *self,
+                                         guint                  n_tensors,
+                                         gsize                  name_bytes)
+{
+  /* an entry: "NAME":{"dtype":"XX","shape":[A,B,C,D],"data_offsets":[O,P]},
+   * at most about 140 bytes beside the name */
+  self->header_hint = 512 + (guint64) n_tensors * 160 + name_bytes;
 }
 
 /**

@@ -306,6 +306,8 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
                                                 GCancellable           *cancellable,
                                                 GError                **error)
 {
+  gboolean ok;
+
   g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), FALSE);
   g_return_val_if_fail (QUARK_IS_MODEL (model), FALSE);
   g_return_val_if_fail (calibration == NULL || QUARK_IS_CALIBRATION (calibration), FALSE);
@@ -319,9 +321,19 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
     }
   if (!check_not_quantized (model, error))
     return FALSE;
-  if (!QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
-                                                                          cancellable, error) ||
-      !quark_model_check_sources (model, error))
+  {
+    /* each input tensor becomes at most five (codes, scale, zero point,
+     * and an activation's scale and zero point, or a format's shape and
+     * g_idx) under names about 20 bytes longer than its own */
+    gsize name_bytes = 0;
+    guint n = quark_model_get_n_tensors (model);
+    for (guint i = 0; i < n; i++)
+      name_bytes += 5 * (strlen (quark_tensor_get_name (quark_model_get_tensor_at (model, i))) + 24);
+    _quark_checkpoint_writer_expect_tensors (writer, 5 * n, name_bytes);
+  }
+  ok = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
+                                                                         cancellable, error);
+  if (!ok || !quark_model_check_sources (model, error))
     return FALSE;
   if (!_quark_checkpoint_writer_has_metadata (writer))
     {

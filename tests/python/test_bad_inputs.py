@@ -659,11 +659,13 @@ def test_bad_input_library(tmp_path, monkeypatch, row):
         assert sorted(os.listdir(tmp_path)) == before_dir
 
 
-def test_disk_full_at_every_stage(tmp_path, monkeypatch):
+@pytest.mark.parametrize('rows', [16, 1024])
+def test_disk_full_at_every_stage(tmp_path, monkeypatch, rows):
     """The disk fills up while writing tensor data, a shard header, the
     index, config.json or a copied file: every limit below the checkpoint's
     size fails with QUARK_ERROR_IO naming the output and leaves nothing;
-    the exact size succeeds."""
+    the exact size succeeds. With 1024 rows the codes are 1 MiB tensors,
+    which the writer puts straight into the shard behind its header room."""
     Quark = quark_module()
     if Quark is None:
         pytest.skip('no Quark typelib (a build without introspection)')
@@ -671,7 +673,8 @@ def test_disk_full_at_every_stage(tmp_path, monkeypatch):
     model_dir = tmp_path / 'model'
     model_dir.mkdir()
     write_safetensors(model_dir / 'model.safetensors',
-                      {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', weights(16, 128, i)) for i in range(3)}, PT)
+                      {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', weights(rows, 1024 if rows > 16 else 128, i))
+                       for i in range(3)}, PT)
     (model_dir / 'config.json').write_text('{"model_type": "llama"}')
     (model_dir / 'tokenizer.json').write_text('{"version": "1.0"}')
     registry = Quark.Registry.get_default()

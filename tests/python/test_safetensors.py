@@ -104,3 +104,86 @@ def test_truncated_file_is_an_error_and_untouched(tmp_path):
     assert info.value.matches(Quark.Error.quark(), Quark.Error.INVALID_FILE)
     assert str(path) in info.value.message
     assert path.read_bytes() == before
+
+
+def check_file(path, arrays):
+    """Every tensor of a libquark shard: contiguous from 0, naturally aligned
+    in the file, equal to what was written; returns the header length."""
+    raw, n, header = parse(path)
+    assert (8 + n) % 8 == 0
+    names = [k for k in header if k != '__metadata__']
+    end = 0
+    for k in sorted(names, key=lambda k: header[k]['data_offsets'][0]):
+        b, e = header[k]['data_offsets']
+        assert b == end, k
+        end = e
+        a = arrays[k]
+        assert (8 + n + b) % a.dtype.itemsize == 0, k
+        got = np.frombuffer(raw[8 + n + b:8 + n + e], dtype=a.dtype).reshape(header[k]['shape'])
+        assert np.array_equal(got, a), k
+    assert 8 + n + end == len(raw)
+    return n, names
+
+
+def save(model_arrays, out, max_shard=0):
+    kinds = {np.dtype(np.float32): Quark.DType.FLOAT32, np.dtype(np.int8): Quark.DType.INT8,
+             np.dtype(np.float16): Quark.DType.FLOAT16, np.dtype(np.uint8): Quark.DType.UINT8}
+    model = Quark.Model.new()
+    for name, a in model_arrays.items():
+        model.add_tensor(Quark.Tensor.new(name, kinds[a.dtype], list(a.shape), GLib.Bytes.new(a.tobytes())))
+    model.save(str(out), max_shard, False, None, None)
+
+
+def test_large_tensors_are_written_once_behind_the_header(tmp_path):
+    # tensors of 1 MiB or more whose size is a multiple of 8 go straight into
+    # the shard behind room kept for the header, which is padded with spaces
+    # (the safetensors format allows it) so that their data starts on a page;
+    # the others follow, grouped by element size
+    rng = np.random.default_rng(1)
+    arrays = {
+        'big.f32': rng.standard_normal((512, 1024)).astype(np.float32),
+        'odd.f16': rng.standard_normal(3).astype(np.float16),
+        'big.i8': rng.integers(-128, 128, (1024, 1024)).astype(np.int8),
+        'small.f32': rng.standard_normal(5).astype(np.float32),
+        'big.f16': rng.standard_normal((1024, 513)).astype(np.float16),
+        'tail.u8': rng.integers(0, 255, 7).astype(np.uint8),
+    }
+    save(arrays, tmp_path / 'out')
+    path = tmp_path / 'out' / 'model.safetensors'
+    n, names = check_file(path, arrays)
+    assert (8 + n) % 4096 == 0
+    raw, _, header = parse(path)
+    text = raw[8:8 + n].decode()
+    assert text.rstrip(' ').endswith('}') and len(text) - len(text.rstrip(' ')) > 1000   # padding
+    assert json.loads(text.rstrip(' ')) == header
+    assert sorted(names) == sorted(arrays)
+    # the large ones first, in the order they came
+    first = sorted(names, key=lambda k: header[k]['data_offsets'][0])[:3]
+    assert first == ['big.f32', 'big.i8', 'big.f16']
+
+
+def test_a_header_larger_than_its_room_moves_the_data(tmp_path):
+    # without a hint the room is 128 KiB; 1500 long names need more: the data
+    # already written is moved up once, and the file is as if it had fitted
+    rng = np.random.default_rng(2)
+    arrays = {'big': rng.integers(-128, 128, (1024, 2048)).astype(np.int8)}
+    for i in range(1500):
+        arrays['model.layers.%04d.a_rather_long_name_for_a_small_tensor.with.more.words.in.it' % i] = \
+            rng.standard_normal(2).astype(np.float32)
+    save(arrays, tmp_path / 'out')
+    n, names = check_file(tmp_path / 'out' / 'model.safetensors', arrays)
+    assert n + 8 > 128 * 1024 and (8 + n) % 4096 == 0
+    assert len(names) == len(arrays)
+
+
+def test_every_shard_keeps_its_own_header_room(tmp_path):
+    rng = np.random.default_rng(3)
+    arrays = {'t%d' % i: rng.integers(-128, 128, (1024, 1024 + 8 * i)).astype(np.int8) for i in range(5)}
+    arrays['s'] = rng.standard_normal(3).astype(np.float32)
+    save(arrays, tmp_path / 'out', max_shard=2 * 1024 * 1024 + 4096)
+    seen = []
+    files = sorted(p for p in os.listdir(tmp_path / 'out') if p.endswith('.safetensors'))
+    assert len(files) >= 3
+    for f in files:
+        seen += check_file(tmp_path / 'out' / f, arrays)[1]
+    assert sorted(seen) == sorted(arrays)
