@@ -321,6 +321,28 @@ test_pack_vector_paths (void)
       g_assert_cmpmem (back, sizeof back, codes, sizeof codes);
     }
 
+  /* along columns: the same words as packing the rows of the transpose,
+   * on shapes with whole 128 x 64 tiles, partial ones and column tails */
+  {
+    static const gsize shapes[][2] = { { 8, 1 }, { 8, 64 }, { 136, 200 }, { 256, 128 }, { 24, 77 } };
+    for (guint reorder = 0; reorder < 2; reorder++)
+      for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+        {
+          gsize rows = shapes[s][0], cols = shapes[s][1];
+          g_autofree gint8 *codes = g_new (gint8, rows * cols), *t = g_new (gint8, rows * cols);
+          g_autofree gint32 *words = g_new (gint32, rows * cols / 8), *expected = g_new (gint32, rows * cols / 8);
+          for (gsize i = 0; i < rows * cols; i++)
+            codes[i] = (gint8) g_rand_int_range (rand, -8, 8);
+          for (gsize r = 0; r < rows; r++)
+            for (gsize c = 0; c < cols; c++)
+              t[c * rows + r] = codes[r * cols + c];
+          g_assert_true (quark_kernel_pack_int4 (t, cols, rows, reorder, expected));
+          g_assert_true (quark_kernel_pack_int4_columns (codes, rows, cols, reorder, words));
+          g_assert_cmpmem (words, rows * cols / 2, expected, rows * cols / 2);
+        }
+    g_assert_false (quark_kernel_pack_int4_columns (NULL, 12, 4, FALSE, NULL));
+  }
+
   for (gsize n = 1; n < 400; n += 37)
     {
       g_autofree guint8 *codes = g_new (guint8, n);

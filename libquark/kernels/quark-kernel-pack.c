@@ -88,6 +88,119 @@ quark_kernel_pack_int4 (const int8_t *codes,
   return true;
 }
 
+/* The transposed int4 layout in tiles of 128 rows and 16 columns: the
+ * sixteen words of a row group (eight rows) for sixteen columns are one
+ * vector, four byte vectors of nibble pairs widened; sixteen such vectors
+ * (128 rows) are transposed in registers (four rounds of swapping
+ * off-diagonal blocks), and each result is a column's sixteen consecutive
+ * words: one 64-byte store per column. */
+static const qk_vu qk_swap_lo[4] = {
+  { 0, 16,  2, 18,  4, 20,  6, 22,  8, 24, 10, 26, 12, 28, 14, 30 },
+  { 0,  1, 16, 17,  4,  5, 20, 21,  8,  9, 24, 25, 12, 13, 28, 29 },
+  { 0,  1,  2,  3, 16, 17, 18, 19,  8,  9, 10, 11, 24, 25, 26, 27 },
+  { 0,  1,  2,  3,  4,  5,  6,  7, 16, 17, 18, 19, 20, 21, 22, 23 } };
+static const qk_vu qk_swap_hi[4] = {
+  {  1, 17,  3, 19,  5, 21,  7, 23,  9, 25, 11, 27, 13, 29, 15, 31 },
+  {  2,  3, 18, 19,  6,  7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31 },
+  {  4,  5,  6,  7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31 },
+  {  8,  9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 } };
+
+/* byte 4i + k of a column word vector is byte i of nibble pair k */
+static const qk_v64u8 qk_gather_pairs = {
+   0, 16, 32, 48,  1, 17, 33, 49,  2, 18, 34, 50,  3, 19, 35, 51,
+   4, 20, 36, 52,  5, 21, 37, 53,  6, 22, 38, 54,  7, 23, 39, 55,
+   8, 24, 40, 56,  9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
+  12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63 };
+
+/* The words of row group w (eight rows) for columns [c0, c0 + 16): the
+ * even rows' low nibbles and the odd rows' high nibbles side by side as
+ * four 16-byte pairs, then gathered into words. */
+QK_INLINE qk_vu
+column_words (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reorder)
+{
+  uint8_t even[64], odd[64];
+  qk_v64u8 e, o, pairs;
+  qk_vu x;
+
+  for (unsigned k = 0; k < 4; k++)
+    {
+      memcpy (even + 16 * k, codes + (8 * w + (reorder ? reorder_order[2 * k] : 2 * k)) * row_len + c0, 16);
+      memcpy (odd + 16 * k, codes + (8 * w + (reorder ? reorder_order[2 * k + 1] : 2 * k + 1)) * row_len + c0, 16);
+    }
+  memcpy (&e, even, sizeof e);
+  memcpy (&o, odd, sizeof o);
+  pairs = (e & 0x0F) | (qk_v64u8) (o << 4);
+  pairs = QK_SHUFFLE (pairs, qk_gather_pairs);
+  memcpy (&x, &pairs, sizeof x);
+  return x;
+}
+
+QK_MULTIVERSION static void
+pack_columns_tile (const int8_t *codes, size_t row_len, size_t n_words, size_t w0, size_t c0, bool reorder,
+                   int32_t *words)
+{
+  qk_vu x[16];
+
+  for (unsigned j = 0; j < 16; j++)
+    x[j] = column_words (codes, row_len, w0 + j, c0, reorder);
+  for (unsigned r = 0; r < 4; r++)
+    {
+      unsigned d = 1u << r;
+      for (unsigned i = 0; i < 16; i++)
+        if (!(i & d))
+          {
+            qk_vu a = x[i], b = x[i + d];
+            x[i] = QK_SHUFFLE2 (a, b, qk_swap_lo[r]);
+            x[i + d] = QK_SHUFFLE2 (a, b, qk_swap_hi[r]);
+          }
+    }
+  for (unsigned i = 0; i < 16; i++)
+    memcpy (words + (c0 + i) * n_words + w0, &x[i], sizeof x[i]);
+}
+
+/**
+ * quark_kernel_pack_int4_columns: (skip)
+ * @codes: [@n_rows, @row_len] int4 or uint4 codes, one per byte
+ * @n_rows: the number of rows, a multiple of 8
+ * @row_len: codes per row
+ * @reorder: use the AutoAWQ interleave, as quark_kernel_pack_int4()
+ * @words: room for @row_len × @n_rows / 8 words
+ *
+ * Packs 4-bit codes eight to an int32 along columns, into the transposed
+ * layout [@row_len, @n_rows / 8]: word (c, w) holds codes (8w + k, c) in
+ * the nibble order of quark_kernel_pack_int4(). The same words as
+ * transposing @codes and packing the rows of the transpose, in one pass
+ * (AMD Quark's and AutoAWQ's per-group int4 layouts).
+ *
+ * Returns: %false if @n_rows is not a multiple of 8
+ */
+bool
+quark_kernel_pack_int4_columns (const int8_t *codes,
+                                size_t        n_rows,
+                                size_t        row_len,
+                                bool          reorder,
+                                int32_t      *words)
+{
+  size_t n_words = n_rows / 8, full;
+
+  if (n_rows % 8)
+    return false;
+  /* whole tiles of 128 rows by 16 columns, then the edges word by word */
+  full = n_words >= 16 ? row_len - row_len % 16 : 0;
+  for (size_t w0 = 0; w0 + 16 <= n_words; w0 += 16)
+    for (size_t c0 = 0; c0 < full; c0 += 16)
+      pack_columns_tile (codes, row_len, n_words, w0, c0, reorder, words);
+  for (size_t c = 0; c < row_len; c++)
+    for (size_t w = c < full ? n_words - n_words % 16 : 0; w < n_words; w++)
+      {
+        uint32_t word = 0;
+        for (unsigned k = 0; k < 8; k++)
+          word |= ((uint32_t) codes[(8 * w + (reorder ? reorder_order[k] : k)) * row_len + c] & 0xFu) << (4 * k);
+        words[c * n_words + w] = (int32_t) word;
+      }
+  return true;
+}
+
 /**
  * quark_kernel_unpack_int4: (skip)
  * @words: packed words

@@ -455,6 +455,12 @@ bool     quark_kernel_pack_int4                (const int8_t         *codes,
                                                 bool                  reorder,
                                                 int32_t              *words);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_pack_int4_columns        (const int8_t         *codes,
+                                                size_t                n_rows,
+                                                size_t                row_len,
+                                                bool                  reorder,
+                                                int32_t              *words);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_unpack_int4              (const int32_t        *words,
                                                 size_t                n_rows,
                                                 size_t                row_len,

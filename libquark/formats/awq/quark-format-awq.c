@@ -115,7 +115,7 @@ pack_transposed (QuarkTensor *t, gsize rows, gsize cols, gint32 offset, GError *
 {
   gsize n;
   g_autofree float *v = quark_tensor_to_floats (t, &n, error);
-  g_autofree gint8 *u = NULL, *ut = NULL;
+  g_autofree gint8 *u = NULL;
   gint32 *words;
 
   if (v == NULL)
@@ -123,9 +123,8 @@ pack_transposed (QuarkTensor *t, gsize rows, gsize cols, gint32 offset, GError *
   u = g_malloc (MAX (n, 1));
   for (gsize i = 0; i < n; i++)
     u[i] = (gint8) ((gint32) v[i] + offset);
-  ut = _quark_format_transpose_codes (u, rows, cols);
   words = g_new (gint32, MAX (n / 8, 1));
-  quark_kernel_pack_int4 (ut, cols, rows, TRUE, words);
+  quark_kernel_pack_int4_columns (u, rows, cols, TRUE, words);
   return words;
 }
 

@@ -110,7 +110,6 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
   if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP)
     {
       /* q [O, I] -> [I, O] -> [I, O/8]; scale [O, G] -> [G, O]; zp -> [G, O/8] */
-      g_autofree gint8 *qt = NULL, *zt = NULL;
       g_autofree float *s = NULL;
       gsize groups = (gsize) quark_tensor_get_dim (scale, 1), n;
       gint32 *words, *zwords;
@@ -118,15 +117,13 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
       gint64 sshape[2] = { (gint64) groups, (gint64) rows };
       gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };
 
-      qt = _quark_format_transpose_codes (q, rows, cols);
-      words = g_new (gint32, MAX (cols * rows / 8, 1));
-      quark_kernel_pack_int4 (qt, cols, rows, reorder, words);
       s = quark_tensor_to_floats (scale, &n, error);
       if (s == NULL)
         return FALSE;
-      zt = _quark_format_transpose_codes (quark_tensor_peek_data (zp, NULL), rows, groups);
+      words = g_new (gint32, MAX (cols * rows / 8, 1));
+      quark_kernel_pack_int4_columns (q, rows, cols, reorder, words);
       zwords = g_new (gint32, MAX (groups * rows / 8, 1));
-      quark_kernel_pack_int4 (zt, groups, rows, reorder, zwords);
+      quark_kernel_pack_int4_columns (quark_tensor_peek_data (zp, NULL), rows, groups, reorder, zwords);
       return _quark_format_add_owned (out, _quark_format_new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words,
                                                                      cols * rows / 2, error), error) &&
              _quark_format_add_owned (out, _quark_format_new_tensor (scale_name, QUARK_DTYPE_F32, sshape, 2,
