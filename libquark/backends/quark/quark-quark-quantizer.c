@@ -10,11 +10,11 @@
  */
 #include "quark-quark-quantizer.h"
 #include "quark-quark-config.h"
+#include "quark-quark-rows.h"
 
 #include <math.h>
 #include <string.h>
 
-#define QUARK_EPS 1.1920928955078125e-07f   /* 2^-23 */
 
 
 
@@ -200,17 +200,6 @@ add_new_tensor (QuarkModel     *out,
   g_autoptr(QuarkTensor) tensor = quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
 
   return tensor != NULL && quark_model_add_tensor (out, tensor, error);
-}
-
-static void
-store_zero_point (QuarkDType dtype, gpointer buffer, gsize i, int32_t z)
-{
-  switch (quark_dtype_get_element_size (dtype))
-    {
-    case 1: ((guint8 *) buffer)[i] = (guint8) z; break;
-    case 2: ((guint16 *) buffer)[i] = (guint16) z; break;
-    default: ((gint32 *) buffer)[i] = z; break;
-    }
 }
 
 typedef struct {
@@ -433,30 +422,6 @@ replace_nonfinite (float *x, gsize n)
       x[i] = copysignf (amax, x[i]);
 }
 
-/* Rounds *@s to @dtype (bfloat16 or float16: nearest, ties to even), as a
- * checkpoint format stores it; fails, naming tensor @name, when the rounded
- * scale is not a positive finite number. */
-static gboolean
-round_scale (float *s, QuarkDType dtype, const char *name, GError **error)
-{
-  guint16 bits;
-  float r;
-
-  if (dtype != QUARK_DTYPE_BF16 && dtype != QUARK_DTYPE_F16)
-    return TRUE;
-  quark_kernel_convert_from_f32 (dtype, s, &bits, 1);
-  r = dtype == QUARK_DTYPE_BF16 ? quark_kernel_bf16_to_f32 (bits) : quark_kernel_f16_to_f32 (bits);
-  if (!isfinite (r) || r <= 0.0f)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                   "tensor %s: the scale %g does not fit the checkpoint format's scale dtype %s", name, (double) *s,
-                   quark_dtype_get_name (dtype));
-      return FALSE;
-    }
-  *s = r;
-  return TRUE;
-}
-
 /* @n scales, exact in @dtype, as that dtype's bytes */
 static gpointer
 narrow_scales (const float *scales, gsize n, QuarkDType dtype)
@@ -470,12 +435,13 @@ narrow_scales (const float *scales, gsize n, QuarkDType dtype)
  * integers, NAME_zero_point in @out. Float scales are rounded to
  * @scale_dtype before the codes are computed with them, and stored in it. */
 static gboolean
-quantize_tensor_with_spec (QuarkTensor      *tensor,
-                           QuarkTensorSpec  *spec,
-                           gboolean          allow_nonfinite,
-                           QuarkDType        scale_dtype,
-                           QuarkModel       *out,
-                           GError          **error)
+quantize_tensor_with_spec (QuarkTensor        *tensor,
+                           QuarkTensorSpec    *spec,
+                           gboolean            allow_nonfinite,
+                           QuarkDType          scale_dtype,
+                           QuarkQuarkWorkers  *workers,
+                           QuarkModel         *out,
+                           GError            **error)
 {
   const char *name = quark_tensor_get_name (tensor);
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
@@ -494,35 +460,45 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
   QuarkKernelLayout l;
   const guint16 *xb = NULL;
+  gboolean rows;
   gsize n;
 
-  /* bfloat16 weights go to the kernels as they are (the same codes as
-   * widened, faster; the widening is exact); with the min/max observer no
-   * binary32 copy of the tensor is made at all. The allow-nonfinite
-   * policy, the other observers and the casts work on a copy. */
+  /* the common schemes take the row path (quark-quark-rows.c), straight
+   * from the tensor's data. Otherwise bfloat16 weights go to the kernels
+   * as they are (the same codes as widened, faster; the widening is exact);
+   * with the min/max observer no binary32 copy of the tensor is made at
+   * all. The allow-nonfinite policy, the other observers and the casts
+   * work on a copy. */
   n = (gsize) quark_tensor_get_n_elements (tensor);
-  if (quark_tensor_get_dtype (tensor) == QUARK_DTYPE_BF16 && !allow_nonfinite && G_BYTE_ORDER == G_LITTLE_ENDIAN)
-    xb = quark_tensor_peek_data (tensor, NULL);
-  if (xb == NULL || dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16 ||
-      quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
-    {
-      x = quark_tensor_to_floats (tensor, &n, error);
-      if (x == NULL)
-        return FALSE;
-    }
   if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
     {
       /* Quark's float16/bfloat16 specs are casts (PlaceholderObserver):
        * round to nearest even, no scale */
-      guint8 *cast = g_malloc (MAX (n, 1) * 2);
+      guint8 *cast;
+      x = quark_tensor_to_floats (tensor, &n, error);
+      if (x == NULL)
+        return FALSE;
+      cast = g_malloc (MAX (n, 1) * 2);
       quark_kernel_convert_from_f32 (dtype, x, cast, n);
       return add_new_tensor (out, name, dtype, shape, n_dims, cast, n * 2, error);
     }
-  if (allow_nonfinite)
-    replace_nonfinite (x, n);
   if (!spec_layout_init (tensor, spec, &l, error))
     return FALSE;
-  codes = g_malloc0 (MAX (n, 1) * esize);
+  rows = quark_quark_rows_apply (tensor, spec, allow_nonfinite, &l);
+  if (!rows)
+    {
+      if (quark_tensor_get_dtype (tensor) == QUARK_DTYPE_BF16 && !allow_nonfinite && G_BYTE_ORDER == G_LITTLE_ENDIAN)
+        xb = quark_tensor_peek_data (tensor, NULL);
+      if (xb == NULL || quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
+        {
+          x = quark_tensor_to_floats (tensor, &n, error);
+          if (x == NULL)
+            return FALSE;
+        }
+      if (allow_nonfinite)
+        replace_nonfinite (x, n);
+    }
+  codes = rows ? g_malloc (MAX (n, 1) * esize) : g_malloc0 (MAX (n, 1) * esize);
   scale_name = g_strconcat (name, "_scale", NULL);
   zp_name = g_strconcat (name, "_zero_point", NULL);
 
@@ -533,14 +509,19 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
       g_autofree guint8 *bytes = g_malloc0 (MAX (l.n_params, 1));
       float lo, hi;
 
-      if (!(xb ? quark_kernel_min_max_bf16 (xb, n, &lo, &hi) : quark_kernel_min_max_f32 (x, n, &lo, &hi)))
+      if (rows)
+        {
+          if (!quark_quark_rows_quantize (tensor, spec, &l, QUARK_DTYPE_F32, workers, codes, NULL, NULL, bytes, error))
+            return FALSE;
+        }
+      else if (!(xb ? quark_kernel_min_max_bf16 (xb, n, &lo, &hi) : quark_kernel_min_max_f32 (x, n, &lo, &hi)))
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
                        "tensor %s: holds NaN or infinity, which cannot be quantized "
                        "(the allow-nonfinite option saturates them instead)", name);
           return FALSE;
         }
-      if (xb)
+      else if (xb)
         quark_kernel_mx_quantize_bf16 (&params, xb, l.rows, l.cols, codes, bytes);
       else
         quark_kernel_mx_quantize_f32 (&params, x, l.rows, l.cols, codes, bytes);
@@ -557,7 +538,9 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
   if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
     scratch = g_new (float, MAX (n, 1));
 
-  for (gsize p = 0; p < l.n_params; p++)
+  if (rows && !quark_quark_rows_quantize (tensor, spec, &l, scale_dtype, workers, codes, scales, zps, NULL, error))
+    return FALSE;
+  for (gsize p = 0; !rows && p < l.n_params; p++)
     {
       StatsData stats = { x, INFINITY, -INFINITY, TRUE, x ? NULL : xb };
       QuantData q = { .x = x, .xb = xb, .dtype = dtype, .codes = codes, .esize = esize };
@@ -587,12 +570,12 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
           q.int_params.round = quark_tensor_spec_get_round_method (spec);
           if (scale_dtype != QUARK_DTYPE_F32)
             {
-              if (!round_scale (&q.int_params.scale, scale_dtype, name, error))
+              if (!quark_quark_round_scale (&q.int_params.scale, scale_dtype, name, error))
                 return FALSE;
               q.int_params.inv_scale = 1.0f / q.int_params.scale;
             }
           scales[p] = q.int_params.scale;
-          store_zero_point (dtype, zps, p, (int32_t) q.int_params.zero_point);
+          quark_quark_store_zero_point (dtype, zps, p, (int32_t) q.int_params.zero_point);
           quark_kernel_layout_foreach_chunk (&l, p, quantize_int_chunk, &q);
         }
       else
@@ -618,7 +601,7 @@ quantize_tensor_with_spec (QuarkTensor      *tensor,
               e5m3_codes[p] = c;
               q.fp_scale = quark_kernel_e5m3_to_f32 (c);
             }
-          else if (!round_scale (&q.fp_scale, scale_dtype, name, error))
+          else if (!quark_quark_round_scale (&q.fp_scale, scale_dtype, name, error))
             return FALSE;
           scales[p] = q.fp_scale;
           quark_kernel_layout_foreach_chunk (&l, p, quantize_fp_chunk, &q);
@@ -731,7 +714,7 @@ add_activation_params (QuarkTensorSpec   *spec,
       activation_params (spec, mins[c], maxs[c], &scales[c], &zp);
       scales[c] = fmaxf (scales[c], min_scale);   /* export.min_kv_scale */
       if (quark_dtype_is_integer (dtype))
-        store_zero_point (dtype, zps, c, zp);
+        quark_quark_store_zero_point (dtype, zps, c, zp);
     }
   scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
   zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
@@ -802,6 +785,7 @@ process_tensor (QuarkQuarkQuantizer    *self,
                 QuarkTensor            *tensor,
                 QuarkCalibration       *calibration,
                 QuarkCheckpointFormat  *format,
+                QuarkQuarkWorkers      *workers,
                 QuarkModel             *chunk,
                 GError                **error)
 {
@@ -817,7 +801,7 @@ process_tensor (QuarkQuarkQuantizer    *self,
     g_autoptr(QuarkModel) logical = quark_model_new ();
     QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
                                                                       quark_tensor_get_dtype (tensor));
-    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, logical, error) ||
+    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, workers, logical, error) ||
         !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
                                                 chunk, error))
       return FALSE;
@@ -851,6 +835,7 @@ typedef struct {
   QuarkTensor *tensor;
   QuarkCalibration *calibration;
   QuarkCheckpointFormat *format;
+  QuarkQuarkWorkers *workers;
   QuarkModel *chunk;
   GError *error;
   gboolean finished;
@@ -862,7 +847,8 @@ static void
 run_job (gpointer data, gpointer user_data)
 {
   Job *job = data;
-  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->format, job->chunk, &job->error);
+  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->format, job->workers, job->chunk,
+                                &job->error);
 
   g_assert (ok == (job->error == NULL));
   g_mutex_lock (job->lock);
@@ -873,7 +859,11 @@ run_job (gpointer data, gpointer user_data)
 
 /* The shared loop: each input tensor becomes its output tensors in a small
  * per-tensor model, which goes to @out or to @writer at once, in model
- * order. With several threads, up to twice as many tensors are in flight. */
+ * order. With several threads: when every weight takes the row path, one
+ * tensor is quantized at a time with its rows split between the threads
+ * while the previous one is written (the output of two tensors in memory);
+ * otherwise whole tensors are quantized in parallel, up to twice as many
+ * in flight as there are threads. */
 static gboolean
 run_quantization (QuarkModelQuantizer    *quantizer,
                   QuarkModel             *model,
@@ -890,6 +880,8 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   JsonNode *qc;
   guint n_tensors = quark_model_get_n_tensors (model);
   guint window = self->threads > 1 ? 2 * self->threads : 1;
+  gboolean all_rows = TRUE;
+  g_autoptr(QuarkQuarkWorkers) workers = NULL;
   guint64 total = 0, done = 0;
   g_autofree Job *jobs = g_new0 (Job, MAX (n_tensors, 1));
   GThreadPool *pool = NULL;
@@ -922,13 +914,27 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       if (!check_export_layout (t, spec, format, error) ||
           !check_generated_names (self, model, t, layer, spec, calibration, error))
         return FALSE;
+      if (all_rows)
+        {
+          QuarkKernelLayout l;
+          QuarkDType d = quark_tensor_spec_get_dtype (spec);
+          all_rows = d == QUARK_DTYPE_F16 || d == QUARK_DTYPE_BF16 ||
+                     (spec_layout_init (t, spec, &l, NULL) &&
+                      quark_quark_rows_apply (t, spec, self->allow_nonfinite, &l));
+        }
     }
   if (!quark_checkpoint_format_prepare (format, error))
     return FALSE;
 
   g_mutex_init (&lock);
   g_cond_init (&cond);
-  if (self->threads > 1)
+  if (self->threads > 1 && all_rows)
+    {
+      workers = quark_quark_workers_new (self->threads);
+      window = 2;
+      pool = g_thread_pool_new (run_job, NULL, 1, FALSE, NULL);
+    }
+  else if (self->threads > 1)
     pool = g_thread_pool_new (run_job, NULL, (int) self->threads, FALSE, NULL);
 
   /* progress counts the elements of every tensor */
@@ -947,6 +953,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
           j->tensor = quark_model_get_tensor_at (model, submitted - 1);
           j->calibration = calibration;
           j->format = format;
+          j->workers = workers;
           j->chunk = quark_model_new ();
           j->lock = &lock;
           j->cond = &cond;
@@ -1061,11 +1068,12 @@ quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
                                        QuarkTensorSpec      *spec,
                                        GError              **error)
 {
+  QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
   g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autoptr(QuarkQuarkWorkers) workers = self->threads > 1 ? quark_quark_workers_new (self->threads) : NULL;
 
   if (!quark_quark_check_spec (spec, QUARK_ROLE_WEIGHT, "spec", error) ||
-      !quantize_tensor_with_spec (tensor, spec, QUARK_QUARK_QUANTIZER (quantizer)->allow_nonfinite,
-                                  QUARK_DTYPE_F32, out, error))
+      !quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, QUARK_DTYPE_F32, workers, out, error))
     return NULL;
   return g_steal_pointer (&out);
 }

@@ -1,0 +1,508 @@
+/* quark-quark-rows.c: the quark backend's row path
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The common schemes (integer and float codes per tensor, per output
+ * channel and per group along the rows, MX blocks) with the min/max
+ * observer are quantized here straight from the input tensor's data:
+ * bfloat16 and float32 rows go to the row kernels as they are (float16 rows
+ * are widened one row at a time), the statistics, the parameters and the
+ * codes of a row are made in one visit while it is in cache, and no copy
+ * of the tensor is made. The rows are split between worker threads; the
+ * result does not depend on the split (stochastic rounding is seeded by
+ * element index). The numerics are those of the general path
+ * (quark-quark-quantizer.c), which takes everything else.
+ */
+#include "quark-quark-rows.h"
+#include "quark-quark-quantizer.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- workers ---------------------------------------------------------------- */
+
+typedef void (*RangeFunc) (gsize first, gsize last, gpointer data);
+
+struct _QuarkQuarkWorkers
+{
+  GThreadPool *pool;   /* n - 1 threads: the caller runs one part itself */
+  guint n;
+};
+
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  guint pending;
+} Batch;
+
+typedef struct {
+  RangeFunc func;
+  gpointer data;
+  gsize first, last;
+  Batch *batch;
+} Part;
+
+static void
+run_part (gpointer data, gpointer user_data)
+{
+  Part *part = data;
+
+  part->func (part->first, part->last, part->data);
+  g_mutex_lock (&part->batch->lock);
+  if (--part->batch->pending == 0)
+    g_cond_signal (&part->batch->cond);
+  g_mutex_unlock (&part->batch->lock);
+}
+
+QuarkQuarkWorkers *
+quark_quark_workers_new (guint n_threads)
+{
+  QuarkQuarkWorkers *w = g_new0 (QuarkQuarkWorkers, 1);
+
+  w->n = MAX (n_threads, 1);
+  if (w->n > 1)
+    w->pool = g_thread_pool_new (run_part, NULL, (int) w->n - 1, FALSE, NULL);
+  return w;
+}
+
+void
+quark_quark_workers_free (QuarkQuarkWorkers *workers)
+{
+  if (workers == NULL)
+    return;
+  if (workers->pool)
+    g_thread_pool_free (workers->pool, FALSE, TRUE);
+  g_free (workers);
+}
+
+/* Calls @func on contiguous parts of [0, @n_units), in parallel when there
+ * are workers and each part would hold at least 64 Ki elements. */
+static void
+run_ranges (QuarkQuarkWorkers *w, gsize n_units, gsize unit_len, RangeFunc func, gpointer data)
+{
+  guint parts = w ? w->n : 1;
+  Part part[64];
+  Batch batch;
+
+  parts = (guint) MIN ((gsize) MIN (parts, G_N_ELEMENTS (part)), MAX (n_units * unit_len / 65536, 1));
+  parts = (guint) MIN ((gsize) parts, MAX (n_units, 1));
+  if (parts <= 1)
+    {
+      func (0, n_units, data);
+      return;
+    }
+  g_mutex_init (&batch.lock);
+  g_cond_init (&batch.cond);
+  batch.pending = parts - 1;
+  for (guint i = 0; i < parts; i++)
+    {
+      part[i] = (Part) { func, data, n_units * i / parts, n_units * (i + 1) / parts, &batch };
+      if (i > 0)
+        g_thread_pool_push (w->pool, &part[i], NULL);
+    }
+  func (part[0].first, part[0].last, data);
+  g_mutex_lock (&batch.lock);
+  while (batch.pending > 0)
+    g_cond_wait (&batch.cond, &batch.lock);
+  g_mutex_unlock (&batch.lock);
+  g_mutex_clear (&batch.lock);
+  g_cond_clear (&batch.cond);
+}
+
+/* ---- shared with the general path ------------------------------------------ */
+
+gboolean
+quark_quark_round_scale (float *s, QuarkDType dtype, const char *name, GError **error)
+{
+  guint16 bits;
+  float r;
+
+  if (dtype != QUARK_DTYPE_BF16 && dtype != QUARK_DTYPE_F16)
+    return TRUE;
+  quark_kernel_convert_from_f32 (dtype, s, &bits, 1);
+  r = dtype == QUARK_DTYPE_BF16 ? quark_kernel_bf16_to_f32 (bits) : quark_kernel_f16_to_f32 (bits);
+  if (!isfinite (r) || r <= 0.0f)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "tensor %s: the scale %g does not fit the checkpoint format's scale dtype %s", name, (double) *s,
+                   quark_dtype_get_name (dtype));
+      return FALSE;
+    }
+  *s = r;
+  return TRUE;
+}
+
+void
+quark_quark_store_zero_point (QuarkDType dtype, gpointer buffer, gsize i, int32_t z)
+{
+  switch (quark_dtype_get_element_size (dtype))
+    {
+    case 1: ((guint8 *) buffer)[i] = (guint8) z; break;
+    case 2: ((guint16 *) buffer)[i] = (guint16) z; break;
+    default: ((gint32 *) buffer)[i] = z; break;
+    }
+}
+
+/* ---- the row path ----------------------------------------------------------- */
+
+gboolean
+quark_quark_rows_apply (QuarkTensor             *tensor,
+                        QuarkTensorSpec         *spec,
+                        gboolean                 allow_nonfinite,
+                        const QuarkKernelLayout *l)
+{
+  QuarkDType in = quark_tensor_get_dtype (tensor), dtype = quark_tensor_spec_get_dtype (spec);
+  QuarkQScheme qs = quark_tensor_spec_get_qscheme (spec);
+  QuarkScaleFormat sf = quark_tensor_spec_get_scale_format (spec);
+
+  if (G_BYTE_ORDER != G_LITTLE_ENDIAN || allow_nonfinite ||
+      (in != QUARK_DTYPE_BF16 && in != QUARK_DTYPE_F16 && in != QUARK_DTYPE_F32) ||
+      dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16 || l->n == 0)
+    return FALSE;
+  if (sf == QUARK_SCALE_FORMAT_E8M0)
+    return in == QUARK_DTYPE_BF16 && qs == QUARK_QSCHEME_PER_GROUP && l->rows * l->cols == l->n;
+  if (sf == QUARK_SCALE_FORMAT_E5M3 || quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX ||
+      quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2 ||
+      (quark_dtype_get_element_size (dtype) != 1 && !quark_dtype_is_integer (dtype)))
+    return FALSE;
+  if (!quark_dtype_is_integer (dtype) && quark_fp_format_for_dtype (dtype) == NULL)
+    return FALSE;
+  switch (qs)
+    {
+    case QUARK_QSCHEME_PER_TENSOR:
+      return TRUE;
+    case QUARK_QSCHEME_PER_CHANNEL:
+      return l->outer == 1;
+    case QUARK_QSCHEME_PER_GROUP:
+      return l->group > 0 && l->rows * l->cols == l->n;
+    default:
+      return FALSE;
+    }
+}
+
+typedef struct {
+  QuarkTensorSpec *spec;
+  const char *name;
+  const guint8 *data;
+  QuarkDType in;
+  QuarkDType dtype;
+  gsize esize;
+  gboolean is_int, symmetric;
+  int32_t qmin, qmax;
+  QuarkRoundMode round;
+  const QuarkFpFormat *fmt;
+  float fmax;
+  QuarkDType scale_dtype;
+  QuarkMxParams mx;
+  /* units of unit_len elements, groups of group elements along each */
+  gsize unit_len, group, groups;
+  /* per tensor: the range, then the parameters, between the two passes */
+  float lo, hi;
+  QuarkKernelIntParams tensor_ip;
+  float tensor_fp_scale;
+  guint8 *codes;
+  float *scales;
+  gpointer zps;
+  guint8 *scale_bytes;
+  /* the first failure */
+  GMutex lock;
+  gboolean nonfinite;
+  GError *error;
+} Rows;
+
+static void
+fail (Rows *r, GError *error, gboolean nonfinite)
+{
+  g_mutex_lock (&r->lock);
+  if (nonfinite)
+    r->nonfinite = TRUE;
+  if (error && r->error == NULL)
+    r->error = error;
+  else if (error)
+    g_error_free (error);
+  g_mutex_unlock (&r->lock);
+}
+
+/* Elements [first, first + n) as float32: in place for float32 input, else
+ * widened into @buffer. */
+static const float *
+floats_at (Rows *r, gsize first, gsize n, float *buffer)
+{
+  if (r->in == QUARK_DTYPE_F32)
+    return (const float *) r->data + first;
+  quark_kernel_convert_to_f32 (r->in, r->data + first * 2, buffer, n);
+  return buffer;
+}
+
+static const guint16 *
+bf16_at (Rows *r, gsize first)
+{
+  return r->in == QUARK_DTYPE_BF16 ? (const guint16 *) r->data + first : NULL;
+}
+
+/* The parameters of one range (per group or channel) into *@ip, its
+ * scale and zero point stored at @p. */
+static gboolean
+make_params (Rows *r, gsize p, float lo, float hi, QuarkKernelIntParams *ip, float *fp_scale, GError **error)
+{
+  if (r->is_int)
+    {
+      quark_quark_int_params (lo, hi, r->symmetric, r->qmin, r->qmax, ip);
+      ip->round = r->round;
+      if (r->scale_dtype != QUARK_DTYPE_F32)
+        {
+          if (!quark_quark_round_scale (&ip->scale, r->scale_dtype, r->name, error))
+            return FALSE;
+          ip->inv_scale = 1.0f / ip->scale;
+        }
+      r->scales[p] = ip->scale;
+      quark_quark_store_zero_point (r->dtype, r->zps, p, (int32_t) ip->zero_point);
+    }
+  else
+    {
+      float amax = fmaxf (fabsf (lo), fabsf (hi));
+      *fp_scale = amax / r->fmax;
+      if (*fp_scale == 0.0f)
+        *fp_scale = QUARK_EPS;
+      if (!quark_quark_round_scale (fp_scale, r->scale_dtype, r->name, error))
+        return FALSE;
+      r->scales[p] = *fp_scale;
+    }
+  return TRUE;
+}
+
+/* Units (rows or channels) [first, last): statistics per group, the
+ * parameters, the codes. */
+static void
+units_func (gsize first, gsize last, gpointer data)
+{
+  Rows *r = data;
+  g_autofree float *lo = g_new (float, r->groups), *hi = g_new (float, r->groups);
+  g_autofree float *zp = g_new (float, r->groups), *sc = g_new (float, r->groups);
+  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, r->unit_len) : NULL;
+
+  for (gsize u = first; u < last; u++)
+    {
+      gsize start = u * r->unit_len;
+      const guint16 *xb = bf16_at (r, start);
+      const float *x = xb ? NULL : floats_at (r, start, r->unit_len, buffer);
+      gboolean finite = TRUE;
+      QuarkKernelIntParams ip;
+      GError *error = NULL;
+
+      /* statistics: absolute maxima when symmetric, else min and max */
+      if (r->symmetric || !r->is_int)
+        {
+          finite = xb ? quark_kernel_group_abs_max_bf16 (xb, r->unit_len, r->group, hi)
+                      : quark_kernel_group_abs_max_f32 (x, r->unit_len, r->group, hi);
+          for (gsize g = 0; g < r->groups; g++)
+            lo[g] = -hi[g];
+        }
+      else
+        for (gsize g = 0; g < r->groups && finite; g++)
+          {
+            gsize len = MIN (r->group, r->unit_len - g * r->group);
+            finite = xb ? quark_kernel_min_max_bf16 (xb + g * r->group, len, &lo[g], &hi[g])
+                        : quark_kernel_min_max_f32 (x + g * r->group, len, &lo[g], &hi[g]);
+          }
+      if (!finite)
+        {
+          fail (r, NULL, TRUE);
+          return;
+        }
+
+      for (gsize g = 0; g < r->groups; g++)
+        {
+          float fp_scale = 0.0f;
+          if (!make_params (r, u * r->groups + g, lo[g], hi[g], &ip, &fp_scale, &error))
+            {
+              fail (r, error, FALSE);
+              return;
+            }
+          sc[g] = r->is_int ? ip.scale : fp_scale;
+          zp[g] = ip.zero_point;
+          if (!r->is_int)
+            {
+              gsize len = MIN (r->group, r->unit_len - g * r->group), at = start + g * r->group;
+              if (xb)
+                quark_kernel_fp_quantize_bf16 (r->fmt, xb + g * r->group, len, fp_scale, r->codes + at);
+              else
+                quark_kernel_fp_quantize_f32 (r->fmt, x + g * r->group, len, fp_scale, r->codes + at);
+            }
+        }
+      if (r->is_int)
+        {
+          ip.offset = start;
+          if (xb)
+            quark_kernel_quantize_int_groups_bf16 (xb, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
+                                                   r->dtype, r->codes + start * r->esize);
+          else
+            quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
+                                                  r->dtype, r->codes + start * r->esize);
+        }
+    }
+}
+
+/* Per tensor, first pass: the range of elements [first, last) (in blocks of
+ * 64 Ki). */
+#define BLOCK 65536
+
+static void
+range_func (gsize first, gsize last, gpointer data)
+{
+  Rows *r = data;
+  gsize n = r->unit_len;
+  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
+  float lo = INFINITY, hi = -INFINITY;
+
+  for (gsize b = first; b < last; b++)
+    {
+      gsize start = b * BLOCK, len = MIN ((gsize) BLOCK, n - start);
+      const guint16 *xb = bf16_at (r, start);
+      float l, h;
+      if (!(xb ? quark_kernel_min_max_bf16 (xb, len, &l, &h)
+               : quark_kernel_min_max_f32 (floats_at (r, start, len, buffer), len, &l, &h)))
+        {
+          fail (r, NULL, TRUE);
+          return;
+        }
+      lo = fminf (lo, l);
+      hi = fmaxf (hi, h);
+    }
+  g_mutex_lock (&r->lock);
+  r->lo = fminf (r->lo, lo);
+  r->hi = fmaxf (r->hi, hi);
+  g_mutex_unlock (&r->lock);
+}
+
+/* Per tensor, second pass: the codes of blocks [first, last). */
+static void
+codes_func (gsize first, gsize last, gpointer data)
+{
+  Rows *r = data;
+  gsize n = r->unit_len;
+  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
+  QuarkKernelIntParams ip = r->tensor_ip;
+
+  for (gsize b = first; b < last; b++)
+    {
+      gsize start = b * BLOCK, len = MIN ((gsize) BLOCK, n - start);
+      const guint16 *xb = bf16_at (r, start);
+      const float *x = xb ? NULL : floats_at (r, start, len, buffer);
+      if (r->is_int)
+        {
+          ip.offset = start;
+          if (xb)
+            quark_kernel_quantize_int_bf16 (xb, len, &ip, r->dtype, r->codes + start * r->esize);
+          else
+            quark_kernel_quantize_int_f32 (x, len, &ip, r->dtype, r->codes + start * r->esize);
+        }
+      else if (xb)
+        quark_kernel_fp_quantize_bf16 (r->fmt, xb, len, r->tensor_fp_scale, r->codes + start);
+      else
+        quark_kernel_fp_quantize_f32 (r->fmt, x, len, r->tensor_fp_scale, r->codes + start);
+    }
+}
+
+/* MX: rows [first, last), after a finiteness check of their own. */
+static void
+mx_func (gsize first, gsize last, gpointer data)
+{
+  Rows *r = data;
+  const guint16 *xb = bf16_at (r, first * r->unit_len);
+  float lo, hi;
+
+  if (!quark_kernel_min_max_bf16 (xb, (last - first) * r->unit_len, &lo, &hi))
+    {
+      fail (r, NULL, TRUE);
+      return;
+    }
+  quark_kernel_mx_quantize_bf16 (&r->mx, xb, last - first, r->unit_len, r->codes + first * r->unit_len,
+                                 r->scale_bytes + first * r->groups);
+}
+
+gboolean
+quark_quark_rows_quantize (QuarkTensor             *tensor,
+                           QuarkTensorSpec         *spec,
+                           const QuarkKernelLayout *l,
+                           QuarkDType               scale_dtype,
+                           QuarkQuarkWorkers       *workers,
+                           guint8                  *codes,
+                           float                   *scales,
+                           gpointer                 zps,
+                           guint8                  *scale_bytes,
+                           GError                 **error)
+{
+  Rows r = { 0 };
+  gboolean ok;
+
+  r.spec = spec;
+  r.name = quark_tensor_get_name (tensor);
+  r.data = quark_tensor_peek_data (tensor, NULL);
+  r.in = quark_tensor_get_dtype (tensor);
+  r.dtype = quark_tensor_spec_get_dtype (spec);
+  r.esize = quark_dtype_get_element_size (r.dtype);
+  r.is_int = quark_dtype_is_integer (r.dtype);
+  r.symmetric = quark_tensor_spec_get_symmetric (spec);
+  r.round = quark_tensor_spec_get_round_method (spec);
+  r.scale_dtype = scale_dtype;
+  r.codes = codes;
+  r.scales = scales;
+  r.zps = zps;
+  r.scale_bytes = scale_bytes;
+  r.lo = INFINITY;
+  r.hi = -INFINITY;
+  g_mutex_init (&r.lock);
+  if (r.is_int)
+    {
+      gint64 min64, max64;
+      quark_dtype_get_integer_range (r.dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
+      r.qmin = (int32_t) min64;
+      r.qmax = (int32_t) max64;
+    }
+  else if (quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E8M0)
+    {
+      r.fmt = quark_fp_format_for_dtype (r.dtype);
+      r.fmax = (float) quark_fp_format_max (r.fmt);
+    }
+
+  if (quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0)
+    {
+      r.mx = (QuarkMxParams) { r.dtype, quark_tensor_spec_get_scale_calculation_mode (spec), l->group, TRUE };
+      r.unit_len = l->cols;
+      r.groups = (l->cols + l->group - 1) / l->group;
+      run_ranges (workers, l->rows, l->cols, mx_func, &r);
+    }
+  else if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR)
+    {
+      gsize blocks = (l->n + BLOCK - 1) / BLOCK;
+      r.unit_len = l->n;
+      run_ranges (workers, blocks, BLOCK, range_func, &r);
+      if (!r.nonfinite && r.error == NULL)
+        {
+          GError *local = NULL;
+          if (!make_params (&r, 0, r.lo, r.hi, &r.tensor_ip, &r.tensor_fp_scale, &local))
+            fail (&r, local, FALSE);
+          else
+            run_ranges (workers, blocks, BLOCK, codes_func, &r);
+        }
+    }
+  else
+    {
+      gsize units = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? l->channels : l->rows;
+      r.unit_len = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? l->inner : l->cols;
+      r.group = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? r.unit_len : l->group;
+      r.groups = (r.unit_len + r.group - 1) / r.group;
+      run_ranges (workers, units, r.unit_len, units_func, &r);
+    }
+
+  ok = !r.nonfinite && r.error == NULL;
+  if (r.error)
+    g_propagate_error (error, r.error);
+  else if (r.nonfinite)
+    g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                 "tensor %s: holds NaN or infinity, which cannot be quantized "
+                 "(the allow-nonfinite option saturates them instead)", r.name);
+  g_mutex_clear (&r.lock);
+  return ok;
+}
