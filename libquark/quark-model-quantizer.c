@@ -6,6 +6,7 @@
 
 #include "quark-model-quantizer.h"
 #include "quark-model-private.h"
+#include "quark-buffer.h"
 #include "quark-checkpoint-writer-private.h"
 #include "quark-error.h"
 #include "quark-json.h"
@@ -229,6 +230,7 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
     return NULL;
   result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model (self, model, calibration,
                                                                     cancellable, error);
+  quark_buffer_trim ();   /* the intermediate buffers the result does not hold */
   g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
   if (result && !quark_model_check_sources (model, error))
     g_clear_object (&result);
@@ -333,6 +335,7 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
   }
   ok = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
                                                                          cancellable, error);
+  quark_buffer_trim ();   /* every output tensor is written: the pool's buffers are idle */
   if (!ok || !quark_model_check_sources (model, error))
     return FALSE;
   if (!_quark_checkpoint_writer_has_metadata (writer))

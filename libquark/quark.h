@@ -17,6 +17,7 @@
 #include "quark-error.h"
 #include "quark-json.h"
 #include "quark-pattern.h"
+#include "quark-buffer.h"
 #include "quark-tensor.h"
 #include "quark-tensor-spec.h"
 #include "quark-model.h"

@@ -323,6 +323,66 @@ test_json_strict (void)
   }
 }
 
+/* Tensor buffers: a megabyte or more comes from the pool and is handed out
+ * again once given back (directly or by the last reference of its GBytes);
+ * less is plain g_malloc() memory; any g_malloc() memory may be given back. */
+static gpointer
+buffer_churn (gpointer data)
+{
+  for (guint i = 0; i < 200; i++)
+    {
+      gsize size = ((gsize) 1 << 20) + 4096 * (i % 7);
+      guint8 *p = quark_buffer_alloc (size);
+      p[0] = (guint8) i;
+      p[size - 1] = (guint8) i;
+      g_assert_cmpuint (p[0], ==, p[size - 1]);
+      if (i % 2)
+        quark_buffer_free (p);
+      else
+        g_bytes_unref (quark_buffer_to_bytes (p, size));
+    }
+  return data;
+}
+
+static void
+test_buffer_pool (void)
+{
+  gsize big = 3u << 20;
+  guint8 *a = quark_buffer_alloc (big), *b, *small;
+  GBytes *bytes;
+  GThread *threads[4];
+
+  g_assert_cmpuint (GPOINTER_TO_SIZE (a) % (2u << 20), ==, 0);
+  memset (a, 7, big);
+  quark_buffer_free (a);
+  b = quark_buffer_alloc (big - 1000);           /* about the same size: the same buffer */
+  g_assert_true (b == a);
+  bytes = quark_buffer_to_bytes (b, big - 1000);
+  g_assert_cmpuint (g_bytes_get_size (bytes), ==, big - 1000);
+  g_bytes_unref (bytes);                         /* back to the pool */
+  a = quark_buffer_alloc (big);
+  g_assert_true (a == b);
+  b = quark_buffer_alloc (big);                  /* the first is in use: another one */
+  g_assert_true (b != a);
+  quark_buffer_free (a);
+  quark_buffer_free (b);
+  a = quark_buffer_alloc (big / 2);              /* under half the idle ones: a new buffer */
+  g_assert_true (a != b && GPOINTER_TO_SIZE (a) % (2u << 20) == 0);
+  quark_buffer_free (a);
+
+  small = quark_buffer_alloc (100);
+  small[99] = 1;
+  quark_buffer_free (small);
+  g_bytes_unref (quark_buffer_to_bytes (g_malloc (64), 64));   /* g_malloc() memory */
+  quark_buffer_free (NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    threads[i] = g_thread_new ("churn", buffer_churn, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (threads); i++)
+    g_thread_join (threads[i]);
+  quark_buffer_trim ();
+}
+
 int
 main (int argc, char **argv)
 {
@@ -332,6 +392,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/dtype/integer-ranges", test_integer_ranges);
   g_test_add_func ("/core/dtype/half-conversions-exhaustive", test_half_conversions_exhaustive);
   g_test_add_func ("/core/tensor/basics", test_tensor);
+  g_test_add_func ("/core/tensor/buffer-pool", test_buffer_pool);
   g_test_add_func ("/core/tensor/zero-copy-and-floats", test_tensor_zero_copy_and_floats);
   g_test_add_func ("/core/model", test_model);
   g_test_add_func ("/core/error-domains", test_error_domains);

@@ -6,6 +6,7 @@
 
 #include "quark-checkpoint-format.h"
 #include "quark-error.h"
+#include "quark-buffer.h"
 #include "quark-dtype.h"
 
 G_BEGIN_DECLS

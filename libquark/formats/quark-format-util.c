@@ -12,7 +12,7 @@ QuarkTensor *
 _quark_format_new_tensor (const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims, gpointer data,
                           gsize size, GError **error)
 {
-  g_autoptr(GBytes) bytes = g_bytes_new_take (data, size);
+  g_autoptr(GBytes) bytes = quark_buffer_to_bytes (data, size);
   return quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
 }
 

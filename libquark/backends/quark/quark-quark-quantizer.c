@@ -196,7 +196,7 @@ add_new_tensor (QuarkModel     *out,
                 gsize           size,
                 GError        **error)
 {
-  g_autoptr(GBytes) bytes = g_bytes_new_take (data, size);
+  g_autoptr(GBytes) bytes = quark_buffer_to_bytes (data, size);
   g_autoptr(QuarkTensor) tensor = quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
 
   return tensor != NULL && quark_model_add_tensor (out, tensor, error);
@@ -422,6 +422,14 @@ replace_nonfinite (float *x, gsize n)
       x[i] = copysignf (amax, x[i]);
 }
 
+/* Gives back a buffer of quark_buffer_alloc() (or g_malloc()) left in a
+ * variable when it goes out of scope. */
+static void
+buffer_cleanup (guint8 **buffer)
+{
+  quark_buffer_free (*buffer);
+}
+
 /* @n scales, exact in @dtype, as that dtype's bytes */
 static gpointer
 narrow_scales (const float *scales, gsize n, QuarkDType dtype)
@@ -452,7 +460,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   g_autofree guint8 *e5m3_codes = NULL;
   g_autofree float *x = NULL;
   g_autofree char *scale_name = NULL, *zp_name = NULL;
-  g_autofree guint8 *codes = NULL;
+  guint8 *codes __attribute__ ((cleanup (buffer_cleanup))) = NULL;
   g_autofree float *scales = NULL;
   g_autofree guint8 *zps = NULL;
   g_autofree float *scratch = NULL;
@@ -498,7 +506,10 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
       if (allow_nonfinite)
         replace_nonfinite (x, n);
     }
-  codes = rows ? g_malloc (MAX (n, 1) * esize) : g_malloc0 (MAX (n, 1) * esize);
+  if (rows)
+    codes = quark_buffer_alloc (n * esize);   /* every code is written */
+  else
+    codes = g_malloc0 (MAX (n, 1) * esize);
   scale_name = g_strconcat (name, "_scale", NULL);
   zp_name = g_strconcat (name, "_zero_point", NULL);
 

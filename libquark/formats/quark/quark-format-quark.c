@@ -120,7 +120,7 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
       s = quark_tensor_to_floats (scale, &n, error);
       if (s == NULL)
         return FALSE;
-      words = g_new (gint32, MAX (cols * rows / 8, 1));
+      words = quark_buffer_alloc (cols * rows / 2);
       quark_kernel_pack_int4_columns (q, rows, cols, reorder, words);
       zwords = g_new (gint32, MAX (groups * rows / 8, 1));
       quark_kernel_pack_int4_columns (quark_tensor_peek_data (zp, NULL), rows, groups, reorder, zwords);
@@ -137,7 +137,7 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
       /* per channel / per tensor: q [O, I] -> [O, I/8]; zp [O] -> [O/8] (packed) or a scalar */
       gint32 *words;
       gint64 wshape[2] = { (gint64) rows, (gint64) (cols / 8) };
-      words = g_new (gint32, MAX (rows * cols / 8, 1));
+      words = quark_buffer_alloc (rows * cols / 2);
       quark_kernel_pack_int4 (q, rows, cols, reorder, words);
       if (!_quark_format_add_owned (out, _quark_format_new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words,
                                                                    rows * cols / 2, error), error) ||

@@ -1,0 +1,163 @@
+/* quark-buffer.c: reusable buffers for tensor data
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-buffer.h"
+
+#include <stdlib.h>
+#include <sys/mman.h>
+
+/**
+ * SECTION:quark-buffer
+ *
+ * Tensor data of a megabyte or more, as backends and checkpoint formats make
+ * it tensor after tensor, comes from a pool: a buffer given back is kept
+ * and handed out again for the next tensor of about its size, so that a
+ * model's worth of output costs the page faults of the few buffers in use
+ * at a time rather than those of every tensor. Pool buffers are aligned to
+ * 2 MiB and advised for transparent huge pages (where the system allows
+ * them, a fault maps 2 MiB instead of 4 KiB). Smaller sizes are plain
+ * g_malloc() memory. The pool is shared by all threads.
+ */
+
+#define POOL_MIN   ((gsize) 1 << 20)   /* smaller buffers are g_malloc()'s */
+#define HUGE_PAGE  ((gsize) 2 << 20)
+#define MAX_IDLE   8                   /* buffers kept for reuse */
+
+typedef struct {
+  gpointer data;
+  gsize capacity;
+} Idle;
+
+static GMutex pool_lock;
+static GHashTable *pool_live;          /* buffer -> capacity, of pool buffers handed out */
+static Idle pool_idle[MAX_IDLE];
+static guint pool_n_idle;
+
+/**
+ * quark_buffer_alloc: (skip)
+ * @size: bytes
+ *
+ * Allocates @size bytes of uninitialised memory for tensor data: from the
+ * pool for a megabyte or more, else with g_malloc(). Give it back with
+ * quark_buffer_free(), or hand it to quark_buffer_to_bytes().
+ *
+ * Returns: (transfer full): the buffer (never %NULL; aborts on exhaustion
+ *   as g_malloc() does)
+ */
+gpointer
+quark_buffer_alloc (gsize size)
+{
+  gpointer data = NULL;
+  gsize capacity;
+  int best = -1;
+
+  if (size < POOL_MIN)
+    return g_malloc (MAX (size, 1));
+
+  g_mutex_lock (&pool_lock);
+  /* the smallest idle buffer that holds @size without wasting half of it */
+  for (guint i = 0; i < pool_n_idle; i++)
+    if (pool_idle[i].capacity >= size && pool_idle[i].capacity / 2 <= size &&
+        (best < 0 || pool_idle[i].capacity < pool_idle[best].capacity))
+      best = (int) i;
+  if (best >= 0)
+    {
+      data = pool_idle[best].data;
+      capacity = pool_idle[best].capacity;
+      pool_idle[best] = pool_idle[--pool_n_idle];
+    }
+  else
+    {
+      capacity = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+      if (posix_memalign (&data, HUGE_PAGE, capacity) != 0)
+        g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
+#ifdef MADV_HUGEPAGE
+      madvise (data, capacity, MADV_HUGEPAGE);
+#endif
+    }
+  if (pool_live == NULL)
+    pool_live = g_hash_table_new (NULL, NULL);
+  g_hash_table_insert (pool_live, data, GSIZE_TO_POINTER (capacity));
+  g_mutex_unlock (&pool_lock);
+  return data;
+}
+
+/**
+ * quark_buffer_free: (skip)
+ * @buffer: (nullable): a buffer from quark_buffer_alloc(), or any memory
+ *   from g_malloc()
+ *
+ * Gives @buffer back: a pool buffer is kept for reuse (up to eight; beyond
+ * that the largest is released), anything else is freed with g_free().
+ */
+void
+quark_buffer_free (gpointer buffer)
+{
+  gpointer capacity;
+
+  if (buffer == NULL)
+    return;
+  g_mutex_lock (&pool_lock);
+  if (pool_live == NULL || !g_hash_table_steal_extended (pool_live, buffer, NULL, &capacity))
+    {
+      g_mutex_unlock (&pool_lock);
+      g_free (buffer);
+      return;
+    }
+  if (pool_n_idle == MAX_IDLE)
+    {
+      guint largest = 0;
+      for (guint i = 1; i < pool_n_idle; i++)
+        if (pool_idle[i].capacity > pool_idle[largest].capacity)
+          largest = i;
+      if (pool_idle[largest].capacity > GPOINTER_TO_SIZE (capacity))
+        {
+          free (pool_idle[largest].data);
+          pool_idle[largest] = (Idle) { buffer, GPOINTER_TO_SIZE (capacity) };
+        }
+      else
+        free (buffer);
+    }
+  else
+    pool_idle[pool_n_idle++] = (Idle) { buffer, GPOINTER_TO_SIZE (capacity) };
+  g_mutex_unlock (&pool_lock);
+}
+
+/**
+ * quark_buffer_to_bytes: (skip)
+ * @buffer: (transfer full): a buffer from quark_buffer_alloc(), or any
+ *   memory from g_malloc()
+ * @size: the bytes of @buffer the result holds
+ *
+ * Makes a #GBytes that owns @buffer and gives it back with
+ * quark_buffer_free() when the last reference goes (a tensor made over it
+ * returns it to the pool when it is finalized).
+ *
+ * Returns: (transfer full): the bytes
+ */
+GBytes *
+quark_buffer_to_bytes (gpointer buffer,
+                       gsize    size)
+{
+  g_return_val_if_fail (buffer != NULL || size == 0, NULL);
+  return g_bytes_new_with_free_func (buffer, size, quark_buffer_free, buffer);
+}
+
+/**
+ * quark_buffer_trim:
+ *
+ * Releases the pool's idle buffers to the system. libquark calls it when a
+ * model quantization ends; buffers in use are not affected.
+ */
+void
+quark_buffer_trim (void)
+{
+  g_mutex_lock (&pool_lock);
+  for (guint i = 0; i < pool_n_idle; i++)
+    free (pool_idle[i].data);
+  pool_n_idle = 0;
+  g_mutex_unlock (&pool_lock);
+}
