@@ -317,9 +317,10 @@ pack_rows (const gint8 *codes, gsize rows, gsize n, guint bits, gint32 offset, g
 {
   guint per_word = 32 / bits;
   gsize wpr = (n + per_word - 1) / per_word;
-  guint32 *words = g_new0 (guint32, MAX (rows * wpr, 1));
+  guint32 *words = quark_buffer_alloc (MAX (rows * wpr, 1) * sizeof (guint32));
   guint32 mask = bits == 32 ? 0xffffffffu : (1u << bits) - 1;
 
+  memset (words, 0, MAX (rows * wpr, 1) * sizeof (guint32));
   for (gsize r = 0; r < rows; r++)
     for (gsize k = 0; k < n; k++)
       {
@@ -496,12 +497,13 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
             /* zero points [O, G] packed along O: transpose, pack rows of O, transpose back */
             gsize groups = (gsize) sshape[1], zwpr;
             g_autofree gint8 *zt = _quark_format_transpose_codes (z, rows, groups);
-            g_autofree guint32 *zw = pack_rows (zt, groups, rows, a.num_bits, 0, &zwpr);
+            guint32 *zw = pack_rows (zt, groups, rows, a.num_bits, 0, &zwpr);
             guint32 *zpacked = g_new (guint32, MAX (zwpr * groups, 1));
             gint64 zshape[2] = { (gint64) zwpr, (gint64) groups };
             for (gsize g = 0; g < groups; g++)
               for (gsize w = 0; w < zwpr; w++)
                 zpacked[w * groups + g] = zw[g * zwpr + w];
+            quark_buffer_free (zw);   /* pack_rows() buffers are the pool's */
             return _quark_format_add_owned (out, _quark_format_new_tensor (out_zp, QUARK_DTYPE_I32, zshape, 2, zpacked,
                                                                            zwpr * groups * 4, error), error);
           }

@@ -174,7 +174,7 @@ export_small_float (QuarkTensor *codes, QuarkTensor *scale, QuarkDType dtype, Qu
   memcpy (pshape, shape, n_dims * sizeof (gint64));
   pshape[n_dims - 1] = (gint64) (fp4 ? cols / 2 : cols * 3 / 4);
   size = fp4 ? n / 2 : n * 3 / 4;
-  packed = g_malloc (MAX (size, 1));
+  packed = quark_buffer_alloc (size);
   if (fp4)
     quark_kernel_pack_fp4 (quark_tensor_peek_data (codes, NULL), n, packed);
   else
