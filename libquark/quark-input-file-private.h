@@ -55,6 +55,15 @@ QuarkInputFile *_quark_input_file_ref    (QuarkInputFile  *self);
 void            _quark_input_file_unref  (QuarkInputFile  *self);
 const char     *_quark_input_file_get_path (QuarkInputFile *self);
 
+/* Reads @size bytes at @offset of a mapped file with pread(), leaving the
+ * mapping untouched; fails with QUARK_ERROR_IO (a read error, or a file
+ * that shrank). */
+gboolean        _quark_input_file_read   (QuarkInputFile  *self,
+                                          guint64          offset,
+                                          gpointer         buffer,
+                                          gsize            size,
+                                          GError         **error);
+
 /* Fails with QUARK_ERROR_IO when the file shrank under its mapping or its
  * size, modification time or identity differ from when it was opened. */
 gboolean        _quark_input_file_check  (QuarkInputFile  *self,

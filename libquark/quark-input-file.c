@@ -233,6 +233,7 @@ struct _QuarkInputFile
   struct timespec mtime;
   int slot;                  /* the guard slot while mapped, else -1 */
   gboolean damaged;          /* kept when the mapping is gone */
+  int fd;                    /* open while mapped, for _quark_input_file_read(), or -1 */
 };
 
 QuarkInputFile *
@@ -247,6 +248,8 @@ _quark_input_file_unref (QuarkInputFile *self)
 {
   if (self && g_atomic_int_dec_and_test (&self->ref_count))
     {
+      if (self->fd >= 0)
+        close (self->fd);
       g_free (self->path);
       g_free (self);
     }
@@ -309,6 +312,7 @@ _quark_input_file_map (const char *path, GBytes **contents, GError **error)
   self->size = st.st_size;
   self->mtime = st.st_mtim;
   self->slot = -1;
+  self->fd = -1;
   if (st.st_size == 0)
     {
       close (fd);
@@ -335,14 +339,15 @@ _quark_input_file_map (const char *path, GBytes **contents, GError **error)
       return NULL;
     }
   address = mmap (NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  close (fd);
   if (address == MAP_FAILED)
     {
       int saved = errno;
+      close (fd);
       __atomic_store_n (&guard_slots[slot].used, 0, __ATOMIC_RELEASE);
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot map: %s", path, g_strerror (saved));
       return NULL;
     }
+  self->fd = fd;   /* kept for reads that leave the mapping alone */
   guard_slots[slot].damaged = 0;
   guard_slots[slot].length = ((size_t) st.st_size + page_size - 1) & ~(page_size - 1);
   __atomic_store_n (&guard_slots[slot].base, (uintptr_t) address, __ATOMIC_RELEASE);
@@ -354,6 +359,34 @@ _quark_input_file_map (const char *path, GBytes **contents, GError **error)
   m->length = (size_t) st.st_size;
   *contents = g_bytes_new_with_free_func (address, (gsize) st.st_size, mapping_free, m);
   return g_steal_pointer (&self);
+}
+
+gboolean
+_quark_input_file_read (QuarkInputFile *self, guint64 offset, gpointer buffer, gsize size, GError **error)
+{
+  guint8 *p = buffer;
+
+  while (size > 0)
+    {
+      gssize n = pread (self->fd, p, MIN (size, (gsize) 1 << 30), (off_t) offset);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          int saved = errno;
+          if (n < 0)
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: read failed: %s", self->path, g_strerror (saved));
+          else
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO,
+                         "%s: the file shrank while it was being read (from %" G_GUINT64_FORMAT " bytes)",
+                         self->path, (guint64) self->size);
+          return FALSE;
+        }
+      p += n;
+      offset += (guint64) n;
+      size -= (gsize) n;
+    }
+  return TRUE;
 }
 
 gboolean

@@ -363,7 +363,7 @@ load_file (const char *path, const char *display, GError **error)
       const guint8 *p = quark_tensor_peek_data (t, NULL);
       const guint8 *base = g_bytes_get_data (bytes, NULL);
       if (base && p >= base && p < base + g_bytes_get_size (bytes))
-        _quark_tensor_set_mapped (t);
+        _quark_tensor_set_mapped (t, file, (guint64) (p - base));
     }
   _quark_model_add_source (model, file);
   /* the header was read from the mapping */

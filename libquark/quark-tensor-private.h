@@ -8,7 +8,10 @@
 
 G_BEGIN_DECLS
 
-/* Marks a tensor whose data lies in a read-only private file mapping. */
-void _quark_tensor_set_mapped (QuarkTensor *self);
+#include "quark-input-file-private.h"
+
+/* Marks a tensor whose data lies in a read-only private mapping of @file,
+ * at @offset of the file. */
+void _quark_tensor_set_mapped (QuarkTensor *self, QuarkInputFile *file, guint64 offset);
 
 G_END_DECLS

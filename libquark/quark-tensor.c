@@ -40,6 +40,8 @@ struct _QuarkTensor
   guint64 n_elements;
   GBytes *data;
   gboolean mapped;   /* data lies in a read-only file mapping */
+  QuarkInputFile *file;   /* that file, for quark_tensor_read_data() */
+  guint64 file_offset;
 };
 
 enum {
@@ -63,6 +65,7 @@ quark_tensor_finalize (GObject *object)
 
   g_free (self->name);
   g_clear_pointer (&self->data, g_bytes_unref);
+  g_clear_pointer (&self->file, _quark_input_file_unref);
 
   G_OBJECT_CLASS (quark_tensor_parent_class)->finalize (object);
 }
@@ -510,9 +513,68 @@ quark_tensor_to_floats (QuarkTensor *self,
 }
 
 void
-_quark_tensor_set_mapped (QuarkTensor *self)
+_quark_tensor_set_mapped (QuarkTensor *self, QuarkInputFile *file, guint64 offset)
 {
   self->mapped = TRUE;
+  self->file = _quark_input_file_ref (file);
+  self->file_offset = offset;
+}
+
+/**
+ * quark_tensor_is_mapped:
+ * @self: a #QuarkTensor
+ *
+ * Whether the tensor's data lies in a read-only mapping of a file (a tensor
+ * of quark_model_load()). Reading such data through the mapping costs a
+ * page fault per few pages and keeps the pages resident until
+ * quark_tensor_release_mapped_pages(); quark_tensor_read_data() reads it
+ * from the file instead.
+ *
+ * Returns: %TRUE for a tensor over a file mapping
+ */
+gboolean
+quark_tensor_is_mapped (QuarkTensor *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR (self), FALSE);
+  return self->file != NULL;
+}
+
+/**
+ * quark_tensor_read_data: (skip)
+ * @self: a #QuarkTensor
+ * @offset: the first byte of the tensor's data to copy
+ * @buffer: room for @size bytes
+ * @size: the number of bytes
+ * @error: return location for a #GError
+ *
+ * Copies bytes [@offset, @offset + @size) of the tensor's data into
+ * @buffer: with pread() from the file for a tensor over a file mapping
+ * (quark_tensor_is_mapped()), so that no page of the mapping is touched,
+ * else from memory. Quantizers read large tensors this way, a block of rows
+ * at a time into a buffer they reuse.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO when the file
+ *   cannot be read or shrank
+ */
+gboolean
+quark_tensor_read_data (QuarkTensor  *self,
+                        guint64       offset,
+                        gpointer      buffer,
+                        gsize         size,
+                        GError      **error)
+{
+  gsize total;
+
+  g_return_val_if_fail (QUARK_IS_TENSOR (self), FALSE);
+  total = g_bytes_get_size (self->data);
+  g_return_val_if_fail (offset <= total && size <= total - offset, FALSE);
+  g_return_val_if_fail (buffer != NULL || size == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (self->file != NULL)
+    return _quark_input_file_read (self->file, self->file_offset + offset, buffer, size, error);
+  memcpy (buffer, (const guint8 *) g_bytes_get_data (self->data, NULL) + offset, size);
+  return TRUE;
 }
 
 /**

@@ -66,6 +66,14 @@ float *        quark_tensor_to_floats         (QuarkTensor   *self,
 QUARK_AVAILABLE_IN_1_0
 void           quark_tensor_release_mapped_pages (QuarkTensor *self);
 QUARK_AVAILABLE_IN_1_0
+gboolean       quark_tensor_is_mapped         (QuarkTensor   *self);
+QUARK_AVAILABLE_IN_1_0
+gboolean       quark_tensor_read_data         (QuarkTensor   *self,
+                                               guint64        offset,
+                                               gpointer       buffer,
+                                               gsize          size,
+                                               GError       **error);
+QUARK_AVAILABLE_IN_1_0
 char *         quark_tensor_format_shape      (QuarkTensor   *self);
 QUARK_AVAILABLE_IN_1_0
 const char *   quark_tensor_guess_layer_type  (QuarkTensor   *self);

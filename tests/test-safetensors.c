@@ -389,6 +389,57 @@ test_shrinking_file (void)
   g_rmdir (tmp);
 }
 
+/* quark_tensor_read_data(): a loaded tensor is read from its file without
+ * touching the mapping, the bytes of the mapping's view; an in-memory one
+ * from memory; a file that shrank is an IO error naming it. */
+static void
+test_read_data (void)
+{
+  g_autofree char *tmp = g_dir_make_tmp ("quark-st-XXXXXX", NULL);
+  g_autofree char *dir = g_build_filename (tmp, "m", NULL);
+  g_autofree char *file = g_build_filename (dir, "model.safetensors", NULL);
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkModel) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree float *w = g_new (float, 4096), *got = g_new (float, 4096);
+  const gint64 shape[] = { 64, 64 }, small_shape[] = { 3 };
+  const float three[] = { 1, 2, 3 };
+  g_autoptr(QuarkTensor) t = NULL, u = NULL;
+  QuarkTensor *lt;
+
+  for (guint i = 0; i < 4096; i++)
+    w[i] = (float) i * 0.5f;
+  t = quark_tensor_new_from_floats ("w", shape, 2, w, 4096, NULL);
+  u = quark_tensor_new_from_floats ("a.first", small_shape, 1, three, 3, NULL);   /* w is not at offset 0 */
+  quark_model_add_tensor (model, u, NULL);
+  quark_model_add_tensor (model, t, NULL);
+  g_assert_false (quark_tensor_is_mapped (t));
+  g_assert_true (quark_tensor_read_data (t, 400, got, 400, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (got, 400, (const guint8 *) w + 400, 400);
+  g_assert_true (quark_model_save (model, dir, 0, FALSE, NULL, NULL, &error));
+  g_assert_no_error (error);
+  loaded = quark_model_load (dir, NULL, &error);
+  g_assert_no_error (error);
+  lt = quark_model_get_tensor (loaded, "w");
+  g_assert_true (quark_tensor_is_mapped (lt));
+  g_assert_true (quark_tensor_read_data (lt, 0, got, 4096 * sizeof (float), &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (got, 4096 * sizeof (float), w, 4096 * sizeof (float));
+  g_assert_true (quark_tensor_read_data (lt, 4092, got, 8, &error));
+  g_assert_cmpmem (got, 8, (const guint8 *) w + 4092, 8);
+
+  g_assert_cmpint (truncate (file, 200), ==, 0);
+  g_assert_false (quark_tensor_read_data (lt, 0, got, 4096 * sizeof (float), &error));
+  g_assert_error (error, QUARK_ERROR, QUARK_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "shrank"));
+  g_assert_nonnull (strstr (error->message, file));
+  g_clear_object (&loaded);
+  g_unlink (file);
+  g_rmdir (dir);
+  g_rmdir (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -406,6 +457,7 @@ main (int argc, char **argv)
   g_test_add_func ("/safetensors/cancelled-save-leaves-nothing", test_cancelled_save_leaves_nothing);
   g_test_add_func ("/safetensors/large-file", test_large_file);
   g_test_add_func ("/safetensors/shrinking-file", test_shrinking_file);
+  g_test_add_func ("/safetensors/read-data", test_read_data);
 
   return g_test_run ();
 }

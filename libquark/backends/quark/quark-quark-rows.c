@@ -4,11 +4,14 @@
  *
  * The common schemes (integer and float codes per tensor, per output
  * channel and per group along the rows, MX blocks) with the min/max
- * observer are quantized here straight from the input tensor's data:
- * bfloat16 and float32 rows go to the row kernels as they are (float16 rows
- * are widened one row at a time), the statistics, the parameters and the
- * codes of a row are made in one visit while it is in cache, and no copy
- * of the tensor is made. The rows are split between worker threads; the
+ * observer are quantized here straight from the input tensor's data: a
+ * tensor over a file mapping is read from the file a block of rows (about
+ * 1 MiB) at a time into a buffer of the thread's (no page of the mapping is
+ * touched: no page faults, no resident file pages), one in memory is read
+ * in place. bfloat16 and float32 rows go to the row kernels as they are
+ * (float16 rows are widened one row at a time), the statistics, the
+ * parameters and the codes of a row are made in one visit while it is in
+ * cache, and no copy of the tensor is made. The rows are split between worker threads; the
  * result does not depend on the split (stochastic rounding is seeded by
  * element index). The numerics are those of the general path
  * (quark-quark-quantizer.c), which takes everything else.
@@ -180,11 +183,15 @@ quark_quark_rows_apply (QuarkTensor             *tensor,
     }
 }
 
+#define CHUNK ((gsize) 1 << 20)   /* bytes of input read at a time */
+
 typedef struct {
   QuarkTensorSpec *spec;
+  QuarkTensor *tensor;
   const char *name;
-  const guint8 *data;
+  const guint8 *data;        /* the input in memory, or NULL: read from its file */
   QuarkDType in;
+  gsize in_size;
   QuarkDType dtype;
   gsize esize;
   gboolean is_int, symmetric;
@@ -223,21 +230,47 @@ fail (Rows *r, GError *error, gboolean nonfinite)
   g_mutex_unlock (&r->lock);
 }
 
-/* Elements [first, first + n) as float32: in place for float32 input, else
- * widened into @buffer. */
+/* Elements [first, first + n) of the input: in memory, or read into
+ * @chunk (room for n elements); NULL after a failed read (recorded). */
+static const guint8 *
+input_at (Rows *r, gsize first, gsize n, guint8 *chunk)
+{
+  GError *error = NULL;
+
+  if (r->data)
+    return r->data + first * r->in_size;
+  if (!quark_tensor_read_data (r->tensor, (guint64) first * r->in_size, chunk, n * r->in_size, &error))
+    {
+      fail (r, error, FALSE);
+      return NULL;
+    }
+  return chunk;
+}
+
+/* Input elements at @p: bfloat16 as they are (or NULL), else as float32:
+ * in place, or float16 widened into @buffer. */
+static const guint16 *
+as_bf16 (Rows *r, const guint8 *p)
+{
+  return r->in == QUARK_DTYPE_BF16 ? (const guint16 *) p : NULL;
+}
+
 static const float *
-floats_at (Rows *r, gsize first, gsize n, float *buffer)
+as_f32 (Rows *r, const guint8 *p, gsize n, float *buffer)
 {
   if (r->in == QUARK_DTYPE_F32)
-    return (const float *) r->data + first;
-  quark_kernel_convert_to_f32 (r->in, r->data + first * 2, buffer, n);
+    return (const float *) p;
+  quark_kernel_convert_to_f32 (r->in, p, buffer, n);
   return buffer;
 }
 
-static const guint16 *
-bf16_at (Rows *r, gsize first)
+/* How many units of @unit_len elements to read at a time, and a chunk for
+ * them (NULL when the input is in memory). */
+static guint8 *
+new_chunk (Rows *r, gsize unit_len, gsize *per_read)
 {
-  return r->in == QUARK_DTYPE_BF16 ? (const guint16 *) r->data + first : NULL;
+  *per_read = MAX (CHUNK / MAX (unit_len * r->in_size, 1), 1);
+  return r->data ? NULL : g_malloc (*per_read * unit_len * r->in_size);
 }
 
 /* The parameters of one range (per group or channel) into *@ip, its
@@ -280,65 +313,76 @@ units_func (gsize first, gsize last, gpointer data)
   g_autofree float *lo = g_new (float, r->groups), *hi = g_new (float, r->groups);
   g_autofree float *zp = g_new (float, r->groups), *sc = g_new (float, r->groups);
   g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, r->unit_len) : NULL;
+  gsize per_read;
+  g_autofree guint8 *chunk = new_chunk (r, r->unit_len, &per_read);
 
-  for (gsize u = first; u < last; u++)
+  for (gsize u0 = first; u0 < last; u0 += per_read)
     {
-      gsize start = u * r->unit_len;
-      const guint16 *xb = bf16_at (r, start);
-      const float *x = xb ? NULL : floats_at (r, start, r->unit_len, buffer);
-      gboolean finite = TRUE;
-      QuarkKernelIntParams ip;
-      GError *error = NULL;
+      gsize nu = MIN (per_read, last - u0);
+      const guint8 *base = input_at (r, u0 * r->unit_len, nu * r->unit_len, chunk);
 
-      /* statistics: absolute maxima when symmetric, else min and max */
-      if (r->symmetric || !r->is_int)
+      if (base == NULL)
+        return;
+      for (gsize u = u0; u < u0 + nu; u++)
         {
-          finite = xb ? quark_kernel_group_abs_max_bf16 (xb, r->unit_len, r->group, hi)
-                      : quark_kernel_group_abs_max_f32 (x, r->unit_len, r->group, hi);
-          for (gsize g = 0; g < r->groups; g++)
-            lo[g] = -hi[g];
-        }
-      else
-        for (gsize g = 0; g < r->groups && finite; g++)
-          {
-            gsize len = MIN (r->group, r->unit_len - g * r->group);
-            finite = xb ? quark_kernel_min_max_bf16 (xb + g * r->group, len, &lo[g], &hi[g])
-                        : quark_kernel_min_max_f32 (x + g * r->group, len, &lo[g], &hi[g]);
-          }
-      if (!finite)
-        {
-          fail (r, NULL, TRUE);
-          return;
-        }
+          gsize start = u * r->unit_len;
+          const guint8 *row = base + (u - u0) * r->unit_len * r->in_size;
+          const guint16 *xb = as_bf16 (r, row);
+          const float *x = xb ? NULL : as_f32 (r, row, r->unit_len, buffer);
+          gboolean finite = TRUE;
+          QuarkKernelIntParams ip;
+          GError *error = NULL;
 
-      for (gsize g = 0; g < r->groups; g++)
-        {
-          float fp_scale = 0.0f;
-          if (!make_params (r, u * r->groups + g, lo[g], hi[g], &ip, &fp_scale, &error))
+          /* statistics: absolute maxima when symmetric, else min and max */
+          if (r->symmetric || !r->is_int)
             {
-              fail (r, error, FALSE);
+              finite = xb ? quark_kernel_group_abs_max_bf16 (xb, r->unit_len, r->group, hi)
+                          : quark_kernel_group_abs_max_f32 (x, r->unit_len, r->group, hi);
+              for (gsize g = 0; g < r->groups; g++)
+                lo[g] = -hi[g];
+            }
+          else
+            for (gsize g = 0; g < r->groups && finite; g++)
+              {
+                gsize len = MIN (r->group, r->unit_len - g * r->group);
+                finite = xb ? quark_kernel_min_max_bf16 (xb + g * r->group, len, &lo[g], &hi[g])
+                            : quark_kernel_min_max_f32 (x + g * r->group, len, &lo[g], &hi[g]);
+              }
+          if (!finite)
+            {
+              fail (r, NULL, TRUE);
               return;
             }
-          sc[g] = r->is_int ? ip.scale : fp_scale;
-          zp[g] = ip.zero_point;
-          if (!r->is_int)
+
+          for (gsize g = 0; g < r->groups; g++)
             {
-              gsize len = MIN (r->group, r->unit_len - g * r->group), at = start + g * r->group;
-              if (xb)
-                quark_kernel_fp_quantize_bf16 (r->fmt, xb + g * r->group, len, fp_scale, r->codes + at);
-              else
-                quark_kernel_fp_quantize_f32 (r->fmt, x + g * r->group, len, fp_scale, r->codes + at);
+              float fp_scale = 0.0f;
+              if (!make_params (r, u * r->groups + g, lo[g], hi[g], &ip, &fp_scale, &error))
+                {
+                  fail (r, error, FALSE);
+                  return;
+                }
+              sc[g] = r->is_int ? ip.scale : fp_scale;
+              zp[g] = ip.zero_point;
+              if (!r->is_int)
+                {
+                  gsize len = MIN (r->group, r->unit_len - g * r->group), at = start + g * r->group;
+                  if (xb)
+                    quark_kernel_fp_quantize_bf16 (r->fmt, xb + g * r->group, len, fp_scale, r->codes + at);
+                  else
+                    quark_kernel_fp_quantize_f32 (r->fmt, x + g * r->group, len, fp_scale, r->codes + at);
+                }
             }
-        }
-      if (r->is_int)
-        {
-          ip.offset = start;
-          if (xb)
-            quark_kernel_quantize_int_groups_bf16 (xb, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
-                                                   r->dtype, r->codes + start * r->esize);
-          else
-            quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
-                                                  r->dtype, r->codes + start * r->esize);
+          if (r->is_int)
+            {
+              ip.offset = start;
+              if (xb)
+                quark_kernel_quantize_int_groups_bf16 (xb, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
+                                                       r->dtype, r->codes + start * r->esize);
+              else
+                quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
+                                                      r->dtype, r->codes + start * r->esize);
+            }
         }
     }
 }
@@ -353,15 +397,21 @@ range_func (gsize first, gsize last, gpointer data)
   Rows *r = data;
   gsize n = r->unit_len;
   g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
+  g_autofree guint8 *chunk = r->data ? NULL : g_malloc (BLOCK * r->in_size);
   float lo = INFINITY, hi = -INFINITY;
 
   for (gsize b = first; b < last; b++)
     {
       gsize start = b * BLOCK, len = MIN ((gsize) BLOCK, n - start);
-      const guint16 *xb = bf16_at (r, start);
+      const guint8 *p = input_at (r, start, len, chunk);
+      const guint16 *xb;
       float l, h;
+
+      if (p == NULL)
+        return;
+      xb = as_bf16 (r, p);
       if (!(xb ? quark_kernel_min_max_bf16 (xb, len, &l, &h)
-               : quark_kernel_min_max_f32 (floats_at (r, start, len, buffer), len, &l, &h)))
+               : quark_kernel_min_max_f32 (as_f32 (r, p, len, buffer), len, &l, &h)))
         {
           fail (r, NULL, TRUE);
           return;
@@ -382,13 +432,20 @@ codes_func (gsize first, gsize last, gpointer data)
   Rows *r = data;
   gsize n = r->unit_len;
   g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
+  g_autofree guint8 *chunk = r->data ? NULL : g_malloc (BLOCK * r->in_size);
   QuarkKernelIntParams ip = r->tensor_ip;
 
   for (gsize b = first; b < last; b++)
     {
       gsize start = b * BLOCK, len = MIN ((gsize) BLOCK, n - start);
-      const guint16 *xb = bf16_at (r, start);
-      const float *x = xb ? NULL : floats_at (r, start, len, buffer);
+      const guint8 *p = input_at (r, start, len, chunk);
+      const guint16 *xb;
+      const float *x;
+
+      if (p == NULL)
+        return;
+      xb = as_bf16 (r, p);
+      x = xb ? NULL : as_f32 (r, p, len, buffer);
       if (r->is_int)
         {
           ip.offset = start;
@@ -404,21 +461,30 @@ codes_func (gsize first, gsize last, gpointer data)
     }
 }
 
-/* MX: rows [first, last), after a finiteness check of their own. */
+/* MX: rows [first, last), each block of them checked for finiteness. */
 static void
 mx_func (gsize first, gsize last, gpointer data)
 {
   Rows *r = data;
-  const guint16 *xb = bf16_at (r, first * r->unit_len);
-  float lo, hi;
+  gsize per_read;
+  g_autofree guint8 *chunk = new_chunk (r, r->unit_len, &per_read);
 
-  if (!quark_kernel_min_max_bf16 (xb, (last - first) * r->unit_len, &lo, &hi))
+  for (gsize r0 = first; r0 < last; r0 += per_read)
     {
-      fail (r, NULL, TRUE);
-      return;
+      gsize nr = MIN (per_read, last - r0);
+      const guint8 *p = input_at (r, r0 * r->unit_len, nr * r->unit_len, chunk);
+      float lo, hi;
+
+      if (p == NULL)
+        return;
+      if (!quark_kernel_min_max_bf16 ((const guint16 *) p, nr * r->unit_len, &lo, &hi))
+        {
+          fail (r, NULL, TRUE);
+          return;
+        }
+      quark_kernel_mx_quantize_bf16 (&r->mx, (const guint16 *) p, nr, r->unit_len, r->codes + r0 * r->unit_len,
+                                     r->scale_bytes + r0 * r->groups);
     }
-  quark_kernel_mx_quantize_bf16 (&r->mx, xb, last - first, r->unit_len, r->codes + first * r->unit_len,
-                                 r->scale_bytes + first * r->groups);
 }
 
 gboolean
@@ -437,9 +503,11 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
   gboolean ok;
 
   r.spec = spec;
+  r.tensor = tensor;
   r.name = quark_tensor_get_name (tensor);
-  r.data = quark_tensor_peek_data (tensor, NULL);
+  r.data = quark_tensor_is_mapped (tensor) ? NULL : quark_tensor_peek_data (tensor, NULL);
   r.in = quark_tensor_get_dtype (tensor);
+  r.in_size = quark_dtype_get_element_size (r.in);
   r.dtype = quark_tensor_spec_get_dtype (spec);
   r.esize = quark_dtype_get_element_size (r.dtype);
   r.is_int = quark_dtype_is_integer (r.dtype);
