@@ -42,6 +42,7 @@ typedef struct {
   GMutex lock;
   GHashTable *layers;   /* layer name -> LayerRecord */
   JsonNode *backend_config;
+  guint threads;
 } QuarkCheckpointFormatPrivate;
 
 G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (QuarkCheckpointFormat, quark_checkpoint_format, G_TYPE_OBJECT)
@@ -391,6 +392,44 @@ quark_checkpoint_format_set_backend_config (QuarkCheckpointFormat *self, JsonNod
   priv = quark_checkpoint_format_get_instance_private (self);
   g_clear_pointer (&priv->backend_config, json_node_unref);
   priv->backend_config = backend_config ? quark_json_copy (backend_config) : NULL;
+}
+
+/**
+ * quark_checkpoint_format_set_threads:
+ * @self: a format
+ * @n_threads: threads for the format's own numerics, or 0 for one per
+ *   processor (at most 8)
+ *
+ * Sets how many threads a format that quantizes whole models itself (GGUF,
+ * quark_checkpoint_format_write_model()) splits its rows between; the
+ * result does not depend on it. Formats that take a backend's codes ignore
+ * it (the backend's quantizer has its own).
+ */
+void
+quark_checkpoint_format_set_threads (QuarkCheckpointFormat *self,
+                                     guint                  n_threads)
+{
+  g_return_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self));
+  ((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->threads = n_threads;
+}
+
+/**
+ * quark_checkpoint_format_get_threads:
+ * @self: a format
+ *
+ * Gets the threads of quark_checkpoint_format_set_threads(), resolved: one
+ * per processor (at most 8) when it was 0.
+ *
+ * Returns: the number of threads, at least 1
+ */
+guint
+quark_checkpoint_format_get_threads (QuarkCheckpointFormat *self)
+{
+  guint n;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), 1);
+  n = ((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->threads;
+  return n ? n : MIN (MAX ((guint) g_get_num_processors (), 1u), 8u);
 }
 
 /**

@@ -200,6 +200,11 @@ void              quark_checkpoint_format_set_backend_config (QuarkCheckpointFor
 QUARK_AVAILABLE_IN_1_0
 JsonNode *        quark_checkpoint_format_get_backend_config (QuarkCheckpointFormat *self);
 QUARK_AVAILABLE_IN_1_0
+void              quark_checkpoint_format_set_threads (QuarkCheckpointFormat *self,
+                                                     guint                  n_threads);
+QUARK_AVAILABLE_IN_1_0
+guint             quark_checkpoint_format_get_threads (QuarkCheckpointFormat *self);
+QUARK_AVAILABLE_IN_1_0
 JsonNode *        quark_checkpoint_format_build_quantization_config (QuarkCheckpointFormat *self,
                                                            GError                **error);
 QUARK_AVAILABLE_IN_1_0

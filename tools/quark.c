@@ -963,6 +963,8 @@ quantize_to_file (QuantizeJob *job, GError **error)
 
   if (!load_model (job, error))
     return FALSE;
+  if (job->threads > 0)
+    quark_checkpoint_format_set_threads (job->file_format, (guint) job->threads);
   if (!quark_checkpoint_format_write_model (job->file_format, job->model, job->file_type, job->output, job->force,
                                             job->cancellable, error))
     return FALSE;
@@ -1070,10 +1072,10 @@ cmd_quantize (int argc, char **argv)
   g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL, *pure_type = NULL;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
-  int threads = 1;
+  int threads = -1;   /* not given */
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory (with --export-format gguf: this file)", "OUT" },
-    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize this many tensors in parallel (default 1)", "N" },
+    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default 1; with --export-format gguf, one per processor)", "N" },
     { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
@@ -1144,7 +1146,7 @@ cmd_quantize (int argc, char **argv)
         goto done;
       }
   }
-  if (threads < 1 || threads > 256)
+  if (threads != -1 && (threads < 1 || threads > 256))
     {
       g_printerr ("quark quantize: --threads takes a number from 1 to 256\n");
       status = EXIT_USAGE;

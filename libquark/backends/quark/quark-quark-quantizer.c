@@ -942,8 +942,8 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   if (self->threads > 1 && all_rows)
     {
       workers = quark_quark_workers_new (self->threads);
-      window = 2;
-      pool = g_thread_pool_new (run_job, NULL, 1, FALSE, NULL);
+      window = self->threads + 1;
+      pool = g_thread_pool_new (run_job, NULL, (int) self->threads, FALSE, NULL);
     }
   else if (self->threads > 1)
     pool = g_thread_pool_new (run_job, NULL, (int) self->threads, FALSE, NULL);

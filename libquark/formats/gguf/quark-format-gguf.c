@@ -761,9 +761,9 @@ compare_tensor_names (gconstpointer a, gconstpointer b)
   return strcmp (x->name, y->name);
 }
 
-/* Rows are independent: large tensors are quantized by one thread per
- * processor (up to 8), each on a run of rows; the bytes do not depend on
- * the split. */
+/* Rows are independent: large tensors are quantized by the format's threads
+ * (quark_checkpoint_format_get_threads(): by default one per processor, up
+ * to 8), each on a run of rows; the bytes do not depend on the split. */
 typedef struct {
   QuarkGgmlType type;
   const float *x;
@@ -783,11 +783,11 @@ quantize_run (gpointer data)
 }
 
 static void
-quantize_rows (QuarkGgmlType type, const float *x, gsize rows, gsize cols, guint8 *out)
+quantize_rows (QuarkGgmlType type, const float *x, gsize rows, gsize cols, guint n_threads, guint8 *out)
 {
-  guint n = MIN (MIN ((guint) g_get_num_processors (), 8u), (guint) MAX (rows, 1));
-  RowRun runs[8];
-  GThread *threads[8] = { NULL };
+  guint n = MIN (MIN (n_threads, 64u), (guint) MAX (rows, 1));
+  RowRun runs[64];
+  GThread *threads[64] = { NULL };
 
   if (rows * cols < (1u << 16))
     n = 1;
@@ -1079,7 +1079,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           x = p;
         }
       bytes = g_malloc (MAX (o->size, 1));
-      quantize_rows (o->type, x, rows, o->ne[0], bytes);
+      quantize_rows (o->type, x, rows, o->ne[0], quark_checkpoint_format_get_threads (format), bytes);
       pos += o->size;
       if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
         goto out;
