@@ -108,9 +108,9 @@ def test_row_path_equals_general_path(shape, in_dtype):
 
 def test_row_path_refuses_nonfinite_on_every_thread():
     w = weights((300, 512), 5)
-    for row in (0, 150, 299):
+    for row, value in ((0, np.nan), (150, np.inf), (299, -np.inf), (77, np.nan)):
         bad = w.copy()
-        bad[row, 7] = np.nan
-        for s in (SPECS[0], SPECS[2], SPECS[7], SPECS[20]):
+        bad[row, 7 + row] = value
+        for s in (SPECS[0], SPECS[1], SPECS[2], SPECS[7], SPECS[9], SPECS[14], SPECS[20], SPECS[21], SPECS[22]):
             with pytest.raises(GLib.Error, match='tensor w: holds NaN or infinity'):
                 quantizer(3, False).quantize_tensor(tensor(bad, D.BFLOAT16), s)

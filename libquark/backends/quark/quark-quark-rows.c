@@ -196,6 +196,7 @@ typedef struct {
   gsize esize;
   gboolean is_int, symmetric;
   int32_t qmin, qmax;
+  float half_span;           /* (qmax - qmin) / 2, as quark_quark_int_params() */
   QuarkRoundMode round;
   const QuarkFpFormat *fmt;
   float fmax;
@@ -354,6 +355,20 @@ units_func (gsize first, gsize last, gpointer data)
               return;
             }
 
+          if (r->is_int && r->symmetric && r->scale_dtype == QUARK_DTYPE_F32)
+            {
+              /* quark_quark_int_params() of a symmetric range, for a whole
+               * row of groups in one loop: s = max (amax / half span, eps),
+               * zero points 0 */
+              gsize p0 = u * r->groups;
+              quark_quark_int_params (0.0f, 0.0f, TRUE, r->qmin, r->qmax, &ip);
+              ip.round = r->round;
+              for (gsize g = 0; g < r->groups; g++)
+                sc[g] = fmaxf (hi[g] / r->half_span, QUARK_EPS);
+              memcpy (r->scales + p0, sc, r->groups * sizeof (float));
+              memset ((guint8 *) r->zps + p0 * r->esize, 0, r->groups * r->esize);
+            }
+          else
           for (gsize g = 0; g < r->groups; g++)
             {
               float fp_scale = 0.0f;
@@ -410,8 +425,22 @@ range_func (gsize first, gsize last, gpointer data)
       if (p == NULL)
         return;
       xb = as_bf16 (r, p);
-      if (!(xb ? quark_kernel_min_max_bf16 (xb, len, &l, &h)
-               : quark_kernel_min_max_f32 (as_f32 (r, p, len, buffer), len, &l, &h)))
+      if (r->symmetric || !r->is_int)
+        {
+          /* the absolute maximum is all a symmetric scale needs (faster) */
+          float amax;
+          gboolean finite = xb ? quark_kernel_abs_max_bf16 (xb, len, &amax)
+                               : quark_kernel_abs_max_f32 (as_f32 (r, p, len, buffer), len, &amax);
+          l = -amax;
+          h = amax;
+          if (!finite)
+            {
+              fail (r, NULL, TRUE);
+              return;
+            }
+        }
+      else if (!(xb ? quark_kernel_min_max_bf16 (xb, len, &l, &h)
+                    : quark_kernel_min_max_f32 (as_f32 (r, p, len, buffer), len, &l, &h)))
         {
           fail (r, NULL, TRUE);
           return;
@@ -461,7 +490,7 @@ codes_func (gsize first, gsize last, gpointer data)
     }
 }
 
-/* MX: rows [first, last), each block of them checked for finiteness. */
+/* MX: rows [first, last), refused when they hold NaN or infinity. */
 static void
 mx_func (gsize first, gsize last, gpointer data)
 {
@@ -477,13 +506,17 @@ mx_func (gsize first, gsize last, gpointer data)
 
       if (p == NULL)
         return;
-      if (!quark_kernel_min_max_bf16 ((const guint16 *) p, nr * r->unit_len, &lo, &hi))
+      quark_kernel_mx_quantize_bf16 (&r->mx, (const guint16 *) p, nr, r->unit_len, r->codes + r0 * r->unit_len,
+                                     r->scale_bytes + r0 * r->groups);
+      /* a block holding NaN or infinity gets the scale byte 0xFF; only
+       * then is the input scanned (finite blocks may not reach 0xFF, but
+       * the scan decides) */
+      if (memchr (r->scale_bytes + r0 * r->groups, 0xFF, nr * r->groups) &&
+          !quark_kernel_min_max_bf16 ((const guint16 *) p, nr * r->unit_len, &lo, &hi))
         {
           fail (r, NULL, TRUE);
           return;
         }
-      quark_kernel_mx_quantize_bf16 (&r->mx, (const guint16 *) p, nr, r->unit_len, r->codes + r0 * r->unit_len,
-                                     r->scale_bytes + r0 * r->groups);
     }
 }
 
@@ -527,6 +560,7 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
       quark_dtype_get_integer_range (r.dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
       r.qmin = (int32_t) min64;
       r.qmax = (int32_t) max64;
+      r.half_span = (float) (max64 - min64) / 2.0f;
     }
   else if (quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E8M0)
     {

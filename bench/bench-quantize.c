@@ -1,0 +1,139 @@
+/* bench-quantize: the quark backend's quantize call, as the library API, the
+ * CLI and every binding run it (quark_model_quantizer_quantize_tensor() on a
+ * BF16 tensor in memory: the row path, codes in tensor buffers), on a tensor
+ * larger than the last-level cache, against memcpy of the same bytes in the
+ * same run.
+ *
+ * Usage: bench-quantize [ROWS COLS [REPEATS]]   (default 8192 8192 7: 128 MiB)
+ * Prints one JSON object per line: scheme, threads, buffers ("reused": the
+ * tensor buffer pool is warm, as from the second tensor of a model on;
+ * "fresh": the pool is emptied before each call, so every output page is
+ * faulted in), seconds (median of REPEATS rounds, each round timing memcpy
+ * and then the call), the bytes moved (input read + codes and scales
+ * written) per second, and that rate over memcpy's (bytes read + written
+ * per second) per thread.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <quark/quark.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+compare_doubles (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static QuarkTensorSpec *
+spec_for (const char *scheme)
+{
+  QuarkTensorSpec *s;
+
+  if (g_str_equal (scheme, "int8_per_channel"))
+    return g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_I8, "qscheme", QUARK_QSCHEME_PER_CHANNEL,
+                         "ch-axis", 0, NULL);
+  if (g_str_equal (scheme, "fp8_per_channel"))
+    return g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_F8_E4M3, "qscheme",
+                         QUARK_QSCHEME_PER_CHANNEL, "ch-axis", 0, NULL);
+  if (g_str_equal (scheme, "int4_per_group_128"))
+    return g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_INT4, "qscheme", QUARK_QSCHEME_PER_GROUP,
+                         "ch-axis", -1, "group-size", 128, NULL);
+  s = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_FP4_E2M1, "qscheme", QUARK_QSCHEME_PER_GROUP,
+                    "ch-axis", -1, "group-size", 32, "scale-format", QUARK_SCALE_FORMAT_E8M0, NULL);
+  return s;
+}
+
+int
+main (int argc, char **argv)
+{
+  static const char * const schemes[] = { "int8_per_channel", "fp8_per_channel", "int4_per_group_128", "mxfp4" };
+  gsize rows = argc > 2 ? strtoul (argv[1], NULL, 10) : 8192, cols = argc > 2 ? strtoul (argv[2], NULL, 10) : 8192;
+  guint repeats = argc > 3 ? (guint) strtoul (argv[3], NULL, 10) : 7;
+  gsize n = rows * cols, bytes = n * 2;
+  g_autofree guint16 *x = g_new (guint16, n);
+  g_autofree guint8 *copy = g_malloc (bytes);
+  g_autoptr(GBytes) data = NULL;
+  g_autoptr(QuarkTensor) tensor = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  const gint64 shape[2] = { (gint64) rows, (gint64) cols };
+  GRand *rand = g_rand_new_with_seed (1);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      float v = (float) (g_rand_double (rand) + g_rand_double (rand) + g_rand_double (rand) - 1.5) * 0.05f;
+      guint32 bits;
+      memcpy (&bits, &v, 4);
+      x[i] = (guint16) (bits >> 16);
+    }
+  g_rand_free (rand);
+  memset (copy, 1, bytes);
+  data = g_bytes_new_static (x, bytes);
+  tensor = quark_tensor_new ("w", QUARK_DTYPE_BF16, shape, 2, data, &error);
+  g_assert_no_error (error);
+  config = quark_registry_config_from_string (quark_registry_get_default (),
+                                              "{\"backend\": \"quark\", \"global_quant_config\": "
+                                              "{\"weight\": {\"dtype\": \"int8\"}}}", -1, &error);
+  if (config == NULL)
+    {
+      fprintf (stderr, "bench-quantize: %s (set QUARK_BACKEND_PATH to the build's backends)\n", error->message);
+      return 1;
+    }
+
+  for (guint si = 0; si < G_N_ELEMENTS (schemes); si++)
+    for (guint threads = 1; threads <= 2; threads++)
+      for (guint fresh = 0; fresh < 2; fresh++)
+        {
+          g_autoptr(QuarkTensorSpec) spec = spec_for (schemes[si]);
+          g_autoptr(QuarkModelQuantizer) quantizer = quark_registry_new_quantizer (quark_registry_get_default (),
+                                                                                   config, &error);
+          g_autofree double *t_call = g_new (double, repeats), *t_copy = g_new (double, repeats);
+          gsize out_bytes = 0;
+          double call, mem;
+
+          g_assert_no_error (error);
+          g_object_set (quantizer, "threads", threads, NULL);
+          for (guint r = 0; r <= repeats; r++)
+            {
+              g_autoptr(QuarkModel) out = NULL;
+              gint64 t0, t1, t2;
+
+              if (fresh)
+                quark_buffer_trim ();
+              t0 = g_get_monotonic_time ();
+              memcpy (copy, x, bytes);
+              t1 = g_get_monotonic_time ();
+              out = quark_model_quantizer_quantize_tensor (quantizer, tensor, spec, &error);
+              t2 = g_get_monotonic_time ();
+              g_assert_no_error (error);
+              out_bytes = 0;
+              for (guint k = 0; k < quark_model_get_n_tensors (out); k++)
+                {
+                  gsize size;
+                  quark_tensor_peek_data (quark_model_get_tensor_at (out, k), &size);
+                  out_bytes += size;
+                }
+              if (r > 0)   /* the first round warms up */
+                {
+                  t_copy[r - 1] = (double) (t1 - t0) / 1e6;
+                  t_call[r - 1] = (double) (t2 - t1) / 1e6;
+                }
+            }
+          qsort (t_call, repeats, sizeof (double), compare_doubles);
+          qsort (t_copy, repeats, sizeof (double), compare_doubles);
+          call = t_call[repeats / 2];
+          mem = t_copy[repeats / 2];
+          printf ("{\"scheme\": \"%s\", \"threads\": %u, \"buffers\": \"%s\", \"seconds\": %.6f, "
+                  "\"memcpy_seconds\": %.6f, \"bytes_per_second\": %.4g, \"of_memcpy_per_thread\": %.3f}\n",
+                  schemes[si], threads, fresh ? "fresh" : "reused", call, mem,
+                  (double) (bytes + out_bytes) / call,
+                  ((double) (bytes + out_bytes) / call) / ((double) (2 * bytes) / mem) / threads);
+          fflush (stdout);
+        }
+  quark_buffer_trim ();
+  return 0;
+}
