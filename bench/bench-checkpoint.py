@@ -1,15 +1,28 @@
 #!/usr/bin/env python3
-# Quantizes a generated checkpoint of BF16 weights (2 GiB by default) with
-# `quark quantize` to fp8 per channel (ptpc_fp8) and to int4_wo_128, and
-# prints the wall time as a ratio to `cp -r` of the same directory measured
-# in the same run (warm page cache), on 2 threads, and the peak resident memory of each
-# run against the size of the largest tensor.
+# What users run, against a copy: `quark quantize` of a generated Llama-shaped
+# checkpoint of BF16 weights (TinyLlama's shapes: hidden 2048, MLP 5632, four
+# KV heads of 64; as many layers as make --gib, 2 by default) to int8 per
+# channel, FP8 per channel, MXFP4 and int4 per group of 128, timed against
+# `cp -r` of the same directory and, where a llama.cpp build is given,
+# against `llama-quantize` from a BF16 GGUF of the same weights (Q8_0, Q4_0,
+# MXFP4), all on the same threads, in the same run, with the page cache warm.
+# The commands run in rounds, each round alternating all of them (a shared
+# machine's load drifts), and the table gives medians with the range, the
+# median as a ratio to cp's, minor page faults and peak resident memory (of
+# the command itself: getrusage of the child). Then the speedup of 2 threads
+# over 1 on compute-bound work (int4 g128, GGUF Q4_K_M).
 #
-# Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [GIB]
+# The checkpoint lives in --dir: by default /dev/shm when it has room (a
+# copy then costs memory bandwidth only, the quantity compared), else
+# $TMPDIR; it says which.
+#
+# Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--gib G] [--runs N]
+#            [--threads T] [--dir DIR] [--llama-bin DIR]
+import argparse
 import json
 import os
-import resource
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -18,17 +31,36 @@ import time
 
 import numpy as np
 
-builddir = sys.argv[1] if len(sys.argv) > 1 else 'build'
-gib = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
-quark = os.path.join(builddir, 'tools', 'quark')
-env = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(builddir, 'libquark', 'backends', 'quark'))
+ap = argparse.ArgumentParser()
+ap.add_argument('builddir', nargs='?', default='build')
+ap.add_argument('--gib', type=float, default=2.0)
+ap.add_argument('--runs', type=int, default=5)
+ap.add_argument('--threads', type=int, default=2)
+ap.add_argument('--dir', default=None)
+ap.add_argument('--llama-bin', default=os.environ.get('QUARK_LLAMA_CPP_BIN', ''))
+args = ap.parse_args()
 
-H, F = 4096, 11008
-per_layer = 4 * H * H + 3 * H * F          # q, k, v, o and the MLP, in elements
-layers = max(1, int(gib * 2 ** 30 / 2 / per_layer))
+here = os.path.dirname(os.path.abspath(__file__))
+quark = os.path.join(args.builddir, 'tools', 'quark')
+env = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(args.builddir, 'libquark', 'backends', 'quark'),
+           QUARK_BACKEND_SYSTEM_PATH='')
+tokenizer_dir = os.path.join(here, '..', '..', 'shared', 'models', 'docs-llama')
+
+H, F, KV, VOCAB = 2048, 5632, 256, 8192
+per_layer = 2 * H * H + 2 * KV * H + 3 * H * F
+layers = max(1, int((args.gib * 2 ** 30 / 2 - 2 * VOCAB * H) / per_layer))
 
 
-def write_shard(path, tensors):
+def write_checkpoint(path):
+    tensors = [('model.embed_tokens.weight', (VOCAB, H))]
+    for i in range(layers):
+        p = 'model.layers.%d.' % i
+        tensors += [(p + 'input_layernorm.weight', (H,)), (p + 'post_attention_layernorm.weight', (H,)),
+                    (p + 'self_attn.q_proj.weight', (H, H)), (p + 'self_attn.k_proj.weight', (KV, H)),
+                    (p + 'self_attn.v_proj.weight', (KV, H)), (p + 'self_attn.o_proj.weight', (H, H)),
+                    (p + 'mlp.gate_proj.weight', (F, H)), (p + 'mlp.up_proj.weight', (F, H)),
+                    (p + 'mlp.down_proj.weight', (H, F))]
+    tensors += [('model.norm.weight', (H,)), ('lm_head.weight', (VOCAB, H))]
     header, offset = {'__metadata__': {'format': 'pt'}}, 0
     for name, shape in tensors:
         size = int(np.prod(shape)) * 2
@@ -37,9 +69,9 @@ def write_shard(path, tensors):
     text = json.dumps(header).encode()
     text += b' ' * (-len(text) % 8)
     rng = np.random.default_rng(0)
-    block = (rng.standard_normal(1 << 22).astype(np.float32) * 0.02).view(np.uint32) >> 16
-    block = block.astype(np.uint16).tobytes()
-    with open(path, 'wb') as f:
+    block = ((rng.standard_normal(1 << 22).astype(np.float32) * 0.02).view(np.uint32) >> 16).astype(np.uint16)
+    block = block.tobytes()
+    with open(os.path.join(path, 'model.safetensors'), 'wb') as f:
         f.write(struct.pack('<Q', len(text)) + text)
         for name, shape in tensors:
             left = int(np.prod(shape)) * 2
@@ -47,41 +79,115 @@ def write_shard(path, tensors):
                 chunk = block[:min(left, len(block))]
                 f.write(chunk)
                 left -= len(chunk)
+    config = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_size': H,
+              'intermediate_size': F, 'num_attention_heads': H // 64, 'num_key_value_heads': KV // 64,
+              'num_hidden_layers': layers, 'vocab_size': VOCAB, 'max_position_embeddings': 2048,
+              'rms_norm_eps': 1e-5, 'rope_theta': 10000.0, 'tie_word_embeddings': False,
+              'hidden_act': 'silu', 'torch_dtype': 'bfloat16', 'bos_token_id': 0, 'eos_token_id': 1}
+    with open(os.path.join(path, 'config.json'), 'w') as f:
+        json.dump(config, f)
+    for name in ('tokenizer.json', 'tokenizer_config.json'):   # for the GGUF conversion only
+        if os.path.exists(os.path.join(tokenizer_dir, name)):
+            shutil.copy(os.path.join(tokenizer_dir, name), path)
+    return max(int(np.prod(s)) * 2 for _, s in tensors)
 
 
-def timed(cmd):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run(cmd, out):
+    """Wall seconds, minor page faults and peak RSS (bytes) of one run."""
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    elif os.path.exists(out):
+        os.unlink(out)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.exit('%s failed: %s' % (cmd, r.stderr))
-    return elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    err = p.stderr.read().decode(errors='replace')
+    p.stderr.close()
+    if status != 0:
+        sys.exit('%s failed: %s' % (' '.join(cmd), err[-2000:]))
+    return elapsed, usage.ru_minflt, usage.ru_maxrss * 1024
 
 
-with tempfile.TemporaryDirectory(dir=os.environ.get('TMPDIR', '/tmp')) as tmp:
+def rounds(commands):
+    """{label: [(seconds, faults, rss)...]}, the commands alternating."""
+    results = {label: [] for label, _, _ in commands}
+    for _ in range(args.runs):
+        for label, cmd, out in commands:
+            results[label].append(run(cmd, out))
+    return results
+
+
+def free_space(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+size_needed = 3.5 * args.gib * 2 ** 30
+where = args.dir or ('/dev/shm' if os.path.isdir('/dev/shm') and free_space('/dev/shm') > size_needed
+                     else tempfile.gettempdir())
+with tempfile.TemporaryDirectory(dir=where) as tmp:
     src = os.path.join(tmp, 'model')
     os.mkdir(src)
-    tensors = []
-    for i in range(layers):
-        p = 'model.layers.%d.' % i
-        tensors += [(p + 'self_attn.q_proj.weight', (H, H)), (p + 'self_attn.k_proj.weight', (H, H)),
-                    (p + 'self_attn.v_proj.weight', (H, H)), (p + 'self_attn.o_proj.weight', (H, H)),
-                    (p + 'mlp.gate_proj.weight', (F, H)), (p + 'mlp.up_proj.weight', (F, H)),
-                    (p + 'mlp.down_proj.weight', (H, F))]
-    write_shard(os.path.join(src, 'model.safetensors'), tensors)
-    with open(os.path.join(src, 'config.json'), 'w') as f:
-        json.dump({'model_type': 'llama', 'hidden_size': H}, f)
+    largest = write_checkpoint(src)
     size = os.path.getsize(os.path.join(src, 'model.safetensors'))
-    largest = H * F * 2
+    subprocess.run(['cat', os.path.join(src, 'model.safetensors')], stdout=subprocess.DEVNULL, check=True)
+    out = os.path.join(tmp, 'out')
+    j = str(args.threads)
+    commands = [('cp -r', ['cp', '-r', src, out], out)]
+    for preset, what in (('int8_per_channel_wo', 'int8'), ('ptpc_fp8', 'fp8'), ('mxfp4', 'mxfp4'),
+                         ('int4_wo_128', 'int4 g128')):
+        commands.append(('quark ' + what, [quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', j],
+                         out))
+    llama_quantize = os.path.join(args.llama_bin, 'llama-quantize') if args.llama_bin else ''
+    have_llama = llama_quantize and os.access(llama_quantize, os.X_OK) and \
+        os.path.exists(os.path.join(src, 'tokenizer.json'))
+    if have_llama:
+        bf16 = os.path.join(tmp, 'bf16.gguf')
+        subprocess.run([quark, 'quantize', src, '-o', bf16, '--export-format', 'gguf', '--type', 'BF16'], env=env,
+                       check=True, capture_output=True)
+        outg = os.path.join(tmp, 'out.gguf')
+        for t in ('Q8_0', 'Q4_0', 'MXFP4_MOE'):
+            commands.append(('llama-quantize ' + t, [llama_quantize, bf16, outg, t, j], outg))
 
-    subprocess.run(['cat', os.path.join(src, 'model.safetensors')], stdout=subprocess.DEVNULL)  # warm the cache
-    cp = min(timed(['cp', '-r', src, os.path.join(tmp, 'copy%d' % i)])[0] for i in range(3))
-    print('checkpoint: %.2f GiB of BF16 weights, %d tensors, largest %.0f MiB' % (size / 2 ** 30, len(tensors), largest / 2 ** 20))
-    print('cp -r: %.2f s' % cp)
-    for preset in ('ptpc_fp8', 'int4_wo_128'):
-        out = os.path.join(tmp, preset)
-        t, rss = timed([quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', '2'])
-        print('%-12s %7.2f s  %5.2fx cp   peak RSS %7.0f MiB = %5.1fx the largest tensor'
-              % (preset, t, t / cp, rss / 2 ** 20, rss / largest))
-        shutil.rmtree(out)
+    print('checkpoint: %.2f GiB of BF16 weights in %s (%d layers of TinyLlama shapes), largest tensor %.0f MiB; '
+          '%d threads, %d rounds' % (size / 2 ** 30, where, layers, largest / 2 ** 20, args.threads, args.runs))
+    if not have_llama:
+        print('llama-quantize: not compared (give --llama-bin DIR of a llama.cpp build, and ../shared for the '
+              'tokenizer its GGUF needs)')
+    results = rounds(commands)
+    cp_time = statistics.median(r[0] for r in results['cp -r'])
+    cp_faults = statistics.median(r[1] for r in results['cp -r'])
+    rss_target = 2 * largest + 64 * 2 ** 20
+    print('%-26s %8s %15s %8s %12s %9s %10s' % ('command', 'median s', 'range', 'x cp', 'page faults', 'x cp',
+                                                  'peak MiB'))
+    for label, rs in results.items():
+        t = [r[0] for r in rs]
+        faults = statistics.median(r[1] for r in rs)
+        rss = max(r[2] for r in rs)
+        print('%-26s %8.2f %7.2f-%-7.2f %8.2f %12.0f %9.1f %10.0f%s'
+              % (label, statistics.median(t), min(t), max(t), statistics.median(t) / cp_time, faults,
+                 faults / max(cp_faults, 1), rss / 2 ** 20,
+                 '' if not label.startswith('quark') else
+                 ('  (<= 2 x largest + 64 MiB)' if rss <= rss_target else '  (> 2 x largest + 64 MiB)')))
+
+    # threads: 1 against --threads on compute-bound work
+    scaling = [('int4 g128 -j1', [quark, 'quantize', src, '-o', out, '--preset', 'int4_wo_128', '--threads', '1'],
+                out),
+               ('int4 g128 -j%s' % j, [quark, 'quantize', src, '-o', out, '--preset', 'int4_wo_128', '--threads', j],
+                out)]
+    if os.path.exists(os.path.join(src, 'tokenizer.json')):
+        outg = os.path.join(tmp, 'scale.gguf')
+        for n in ('1', j):
+            scaling.append(('gguf Q4_K_M -j%s' % n, [quark, 'quantize', src, '-o', outg, '--export-format', 'gguf',
+                                                      '--type', 'Q4_K_M', '--threads', n], outg))
+    results = rounds(scaling)
+    print('%-26s %8s %15s' % ('threads', 'median s', 'range'))
+    medians = {}
+    for label, rs in results.items():
+        t = [r[0] for r in rs]
+        medians[label] = statistics.median(t)
+        print('%-26s %8.2f %7.2f-%-7.2f' % (label, medians[label], min(t), max(t)))
+    for work in ('int4 g128', 'gguf Q4_K_M'):
+        if work + ' -j1' in medians:
+            print('%s: -j%s is %.2fx -j1' % (work, j, medians[work + ' -j1'] / medians['%s -j%s' % (work, j)]))

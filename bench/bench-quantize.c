@@ -4,7 +4,7 @@
  * larger than the last-level cache, against memcpy of the same bytes in the
  * same run.
  *
- * Usage: bench-quantize [ROWS COLS [REPEATS]]   (default 8192 8192 7: 128 MiB)
+ * Usage: bench-quantize [ROWS COLS [REPEATS [SCHEME]]]   (default 8192 8192 7: 128 MiB; every scheme)
  * Prints one JSON object per line: scheme, threads, buffers ("reused": the
  * tensor buffer pool is warm, as from the second tensor of a model on;
  * "fresh": the pool is emptied before each call, so every output page is
@@ -85,7 +85,7 @@ main (int argc, char **argv)
     }
 
   for (guint si = 0; si < G_N_ELEMENTS (schemes); si++)
-    for (guint threads = 1; threads <= 2; threads++)
+    for (guint threads = 1; threads <= 2 && (argc <= 4 || g_str_equal (argv[4], schemes[si])); threads++)
       for (guint fresh = 0; fresh < 2; fresh++)
         {
           g_autoptr(QuarkTensorSpec) spec = spec_for (schemes[si]);

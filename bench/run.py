@@ -4,7 +4,13 @@
 # ratios: the kernel's bytes moved per second over memcpy's, and its speed
 # over torch's (int8: torch.quantize_per_channel; int4 per group: the same
 # arithmetic in tensor operations; FP8 and MXFP4: none where torch has no
-# such type, and the table says so).
+# such type, and the table says so). Then the same for the backend's
+# quantize call, as the library API, the CLI and the bindings run it
+# (bench-quantize: quark_model_quantizer_quantize_tensor() on 1 and 2
+# threads, tensor buffers reused and fresh), and the call from Python
+# (gi.repository.Quark, the tensor made from the bytes) against torch.
+# The default shape, 8192 x 8192 BF16 (128 MiB), is larger than the
+# last-level cache.
 #
 # Usage: /usr/bin/python3 bench/run.py BUILDDIR [ROWS COLS]
 import json
@@ -14,8 +20,8 @@ import sys
 import time
 
 builddir = sys.argv[1] if len(sys.argv) > 1 else 'build'
-rows = int(sys.argv[2]) if len(sys.argv) > 2 else 4096
-cols = int(sys.argv[3]) if len(sys.argv) > 3 else 4096
+rows = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
+cols = int(sys.argv[3]) if len(sys.argv) > 3 else 8192
 
 out = subprocess.run([os.path.join(builddir, 'bench', 'bench-kernels'), str(rows), str(cols), '15'],
                      check=True, capture_output=True, text=True).stdout
@@ -86,3 +92,62 @@ for kernel, seconds in torch_seconds.items():
     print('%-36s %9.3f   torch pipeline for %s (1 thread)' % ('torch', seconds * 1e3, kernel))
 print('bytes moved (read + written) per second over memcpy\'s: "of best" against the best memcpy of the\n'
       'run, "of rounds" against memcpy timed in rounds alternating with the kernel; one thread; best of 15')
+
+# ---- the backend's quantize call --------------------------------------------
+env = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(builddir, 'libquark', 'backends', 'quark'),
+           QUARK_BACKEND_SYSTEM_PATH='', GI_TYPELIB_PATH=os.path.join(builddir, 'libquark'),
+           LD_LIBRARY_PATH=os.path.join(builddir, 'libquark'))
+out = subprocess.run([os.path.join(builddir, 'bench', 'bench-quantize'), str(rows), str(cols), '7'],
+                     check=True, capture_output=True, text=True, env=env).stdout
+calls = [json.loads(line) for line in out.splitlines()]
+torch_for = {'int8_per_channel': 'bf16_to_int8_per_channel', 'int4_per_group_128': 'bf16_to_int4_per_group_128_packed',
+             'fp8_per_channel': 'bf16_to_fp8_e4m3_per_channel', 'mxfp4': 'bf16_to_mxfp4_packed'}
+print()
+print('%-22s %7s %7s %9s %10s %12s %9s' % ('quantize call', 'threads', 'buffers', 'ms', 'memcpy ms', 'of memcpy/thr',
+                                          'vs torch'))
+for c in calls:
+    k = torch_for[c['scheme']]
+    vs = '%.1fx' % (torch_seconds[k] / c['seconds']) if k in torch_seconds and c['threads'] == 1 \
+        else (torch_missing.get(k) or 'n/a') if c['threads'] == 1 else ''
+    print('%-22s %7d %7s %9.3f %10.3f %12.3f %9s' % (c['scheme'], c['threads'], c['buffers'], c['seconds'] * 1e3,
+                                                    c['memcpy_seconds'] * 1e3, c['of_memcpy_per_thread'], vs))
+print('bytes moved (input read + codes and scales written) per second over memcpy\'s (read + written), per\n'
+      'thread; median of 7 rounds, each timing memcpy then the call; torch on 1 thread, best of 5')
+
+# ---- from Python -------------------------------------------------------------
+PY = r"""
+import sys, time
+import numpy as np
+import gi
+gi.require_version('Quark', '1.0')
+from gi.repository import GLib, Quark
+rows, cols = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(1)
+w = ((rng.random((rows, cols)) + rng.random((rows, cols)) + rng.random((rows, cols)) - 1.5) * 0.05).astype(np.float32)
+bf16 = (w.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+config = Quark.Registry.get_default().config_from_string(
+    '{"backend": "quark", "global_quant_config": {"weight": {"dtype": "int8"}}}', -1)
+q = Quark.Registry.get_default().new_quantizer(config)
+spec = Quark.TensorSpec.new(Quark.DType.INT8, Quark.QScheme.PER_CHANNEL)
+best = {'with the bytes copied': float('inf'), 'tensor already made': float('inf')}
+t = Quark.Tensor.new('w', Quark.DType.BFLOAT16, [rows, cols], GLib.Bytes.new(bf16))
+for _ in range(5):
+    t0 = time.perf_counter()
+    t2 = Quark.Tensor.new('w', Quark.DType.BFLOAT16, [rows, cols], GLib.Bytes.new(bf16))
+    q.quantize_tensor(t2, spec)
+    best['with the bytes copied'] = min(best['with the bytes copied'], time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    q.quantize_tensor(t, spec)
+    best['tensor already made'] = min(best['tensor already made'], time.perf_counter() - t0)
+for k, v in best.items():
+    print('%s %.6f' % (k, v))
+"""
+r = subprocess.run(['/usr/bin/python3', '-c', PY, str(rows), str(cols)], env=env, capture_output=True, text=True)
+if r.returncode == 0 and 'bf16_to_int8_per_channel' in torch_seconds:
+    print()
+    for line in r.stdout.splitlines():
+        what, seconds = line.rsplit(' ', 1)
+        print('python int8 per channel, %-22s %9.3f ms  %.1fx torch (1 thread)'
+              % (what, float(seconds) * 1e3, torch_seconds['bf16_to_int8_per_channel'] / float(seconds)))
+else:
+    print('python: not measured (%s)' % (r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'no torch'))
