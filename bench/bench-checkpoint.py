@@ -9,8 +9,9 @@
 # The commands run in rounds, each round alternating all of them (a shared
 # machine's load drifts), and the table gives medians with the range, the
 # median as a ratio to cp's, minor page faults and peak resident memory (of
-# the command itself: getrusage of the child). Then the speedup of 2 threads
-# over 1 on compute-bound work (int4 g128, GGUF Q4_K_M).
+# the command itself, by GNU time: /usr/bin/time, Debian's time package). Then the speedup of 2 threads
+# over 1 on int4 g128 and on compute-bound work (GGUF Q4_K_M), in at most 3
+# rounds.
 #
 # The checkpoint lives in --dir: by default /dev/shm when it has room (a
 # copy then costs memory bandwidth only, the quantity compared), else
@@ -93,26 +94,28 @@ def write_checkpoint(path):
 
 
 def run(cmd, out):
-    """Wall seconds, minor page faults and peak RSS (bytes) of one run."""
+    """Wall seconds, minor page faults and peak RSS (bytes) of one run. The
+    faults and the peak are GNU time's (%R, %M), measured from a small
+    process: a child of this Python would count Python's own resident
+    memory in its peak (exec folds the parent's into it)."""
     if os.path.isdir(out):
         shutil.rmtree(out)
     elif os.path.exists(out):
         os.unlink(out)
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
+    r = subprocess.run(['/usr/bin/time', '-f', 'QUARK-BENCH %R %M'] + cmd, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors='replace')
-    p.stderr.close()
-    if status != 0:
-        sys.exit('%s failed: %s' % (' '.join(cmd), err[-2000:]))
-    return elapsed, usage.ru_minflt, usage.ru_maxrss * 1024
+    if r.returncode != 0:
+        sys.exit('%s failed: %s' % (' '.join(cmd), r.stderr[-2000:]))
+    faults, peak_kib = [x for x in r.stderr.splitlines() if x.startswith('QUARK-BENCH ')][-1].split()[1:]
+    return elapsed, int(faults), int(peak_kib) * 1024
 
 
-def rounds(commands):
+def rounds(commands, n):
     """{label: [(seconds, faults, rss)...]}, the commands alternating."""
     results = {label: [] for label, _, _ in commands}
-    for _ in range(args.runs):
+    for _ in range(n):
         for label, cmd, out in commands:
             results[label].append(run(cmd, out))
     return results
@@ -155,7 +158,7 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
     if not have_llama:
         print('llama-quantize: not compared (give --llama-bin DIR of a llama.cpp build, and ../shared for the '
               'tokenizer its GGUF needs)')
-    results = rounds(commands)
+    results = rounds(commands, args.runs)
     cp_time = statistics.median(r[0] for r in results['cp -r'])
     cp_faults = statistics.median(r[1] for r in results['cp -r'])
     rss_target = 2 * largest + 64 * 2 ** 20
@@ -181,7 +184,7 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
         for n in ('1', j):
             scaling.append(('gguf Q4_K_M -j%s' % n, [quark, 'quantize', src, '-o', outg, '--export-format', 'gguf',
                                                       '--type', 'Q4_K_M', '--threads', n], outg))
-    results = rounds(scaling)
+    results = rounds(scaling, min(args.runs, 3))   # GGUF Q4_K_M is long
     print('%-26s %8s %15s' % ('threads', 'median s', 'range'))
     medians = {}
     for label, rs in results.items():

@@ -8,6 +8,7 @@
 #include "quark-checkpoint-writer.h"
 #include "quark-checkpoint-writer-private.h"
 #include "quark-input-file-private.h"
+#include "quark-tensor-private.h"
 #include "quark-json.h"
 #include "quark-error.h"
 #include "quark-safetensors.h"
@@ -679,10 +680,44 @@ name_output (QuarkCheckpointWriter *self, GError **error)
   return FALSE;
 }
 
+/* A tensor's bytes to @fd at @offset (or at the file position when -1):
+ * for a tensor over a file mapping, copied from that file by the kernel
+ * (copy_file_range: no page of the mapping is touched), else written from
+ * memory. */
+static gboolean
+write_tensor (QuarkCheckpointWriter *self, int fd, QuarkTensor *tensor, gconstpointer data, gsize size,
+              gint64 offset, const char *path, GError **error)
+{
+  guint64 source_offset;
+  QuarkInputFile *source = _quark_tensor_get_file (tensor, &source_offset);
+  int in_fd = source ? _quark_input_file_get_fd (source) : -1;
+  loff_t in_off = (loff_t) source_offset, out_off = offset;
+  gsize done = 0;
+
+  while (in_fd >= 0 && self->space_left == G_MAXUINT64 && done < size)
+    {
+      gssize n = copy_file_range (in_fd, &in_off, fd, offset >= 0 ? &out_off : NULL,
+                                  MIN (size - done, (gsize) 1 << 30), 0);
+      if (n > 0)
+        {
+          done += (gsize) n;
+          continue;
+        }
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n == 0 || errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)
+        break;   /* the rest through memory */
+      return io_error (error, path, "copy failed", errno);
+    }
+  return write_at (self, fd, (const guint8 *) data + done, size - done, offset >= 0 ? offset + (gint64) done : -1,
+                   path, error);
+}
+
 /* A tensor into the shard file, behind the header room (made with the
  * first such tensor). */
 static gboolean
-write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, gconstpointer data, GError **error)
+write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, QuarkTensor *tensor, gconstpointer data,
+              GError **error)
 {
   if (s->main_fd < 0)
     {
@@ -693,7 +728,7 @@ write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, gconstpointer dat
       s->room = PAGE_ROUND (self->header_hint ? self->header_hint : DEFAULT_HEADER_ROOM);
     }
   e->offset = s->direct_size;
-  if (!write_at (self, s->main_fd, data, e->size, (gint64) (s->room + e->offset), s->part_path, error))
+  if (!write_tensor (self, s->main_fd, tensor, data, e->size, (gint64) (s->room + e->offset), s->part_path, error))
     return FALSE;
   s->direct_size += e->size;
   return TRUE;
@@ -701,7 +736,8 @@ write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, gconstpointer dat
 
 /* A tensor into the side file of its class. */
 static gboolean
-write_side (QuarkCheckpointWriter *self, Shard *s, Entry *e, gconstpointer data, GError **error)
+write_side (QuarkCheckpointWriter *self, Shard *s, Entry *e, QuarkTensor *tensor, gconstpointer data,
+            GError **error)
 {
   if (s->fd[e->klass] < 0)
     {
@@ -710,7 +746,7 @@ write_side (QuarkCheckpointWriter *self, Shard *s, Entry *e, gconstpointer data,
       if (s->fd[e->klass] < 0)
         return io_error (error, s->data_path[e->klass], "cannot create", errno);
     }
-  return write_all (self, s->fd[e->klass], data, e->size, s->data_path[e->klass], error);
+  return write_tensor (self, s->fd[e->klass], tensor, data, e->size, -1, s->data_path[e->klass], error);
 }
 
 /**
@@ -798,7 +834,8 @@ quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
   memcpy (e->shape, shape, e->n_dims * sizeof (gint64));
   e->size = size;
   e->klass = size >= DIRECT_MIN_SIZE && size % 8 == 0 ? DIRECT : size_class (quark_tensor_get_dtype (tensor));
-  if (!(e->klass == DIRECT ? write_direct (self, s, e, data, error) : write_side (self, s, e, data, error)))
+  if (!(e->klass == DIRECT ? write_direct (self, s, e, tensor, data, error)
+                           : write_side (self, s, e, tensor, data, error)))
     {
       entry_free (e);
       return name_output (self, error);

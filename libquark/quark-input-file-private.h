@@ -64,6 +64,10 @@ gboolean        _quark_input_file_read   (QuarkInputFile  *self,
                                           gsize            size,
                                           GError         **error);
 
+/* The descriptor _quark_input_file_read() reads with (-1 for an empty
+ * file). */
+int             _quark_input_file_get_fd (QuarkInputFile  *self);
+
 /* Fails with QUARK_ERROR_IO when the file shrank under its mapping or its
  * size, modification time or identity differ from when it was opened. */
 gboolean        _quark_input_file_check  (QuarkInputFile  *self,

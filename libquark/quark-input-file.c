@@ -389,6 +389,12 @@ _quark_input_file_read (QuarkInputFile *self, guint64 offset, gpointer buffer, g
   return TRUE;
 }
 
+int
+_quark_input_file_get_fd (QuarkInputFile *self)
+{
+  return self->fd;
+}
+
 gboolean
 _quark_input_file_check (QuarkInputFile *self, GError **error)
 {

@@ -14,4 +14,7 @@ G_BEGIN_DECLS
  * at @offset of the file. */
 void _quark_tensor_set_mapped (QuarkTensor *self, QuarkInputFile *file, guint64 offset);
 
+/* The file a mapped tensor's data lies in and its offset there, or NULL. */
+QuarkInputFile *_quark_tensor_get_file (QuarkTensor *self, guint64 *offset);
+
 G_END_DECLS

@@ -520,6 +520,13 @@ _quark_tensor_set_mapped (QuarkTensor *self, QuarkInputFile *file, guint64 offse
   self->file_offset = offset;
 }
 
+QuarkInputFile *
+_quark_tensor_get_file (QuarkTensor *self, guint64 *offset)
+{
+  *offset = self->file_offset;
+  return self->file;
+}
+
 /**
  * quark_tensor_is_mapped:
  * @self: a #QuarkTensor

@@ -187,3 +187,17 @@ def test_every_shard_keeps_its_own_header_room(tmp_path):
     for f in files:
         seen += check_file(tmp_path / 'out' / f, arrays)[1]
     assert sorted(seen) == sorted(arrays)
+
+
+def test_tensors_of_a_loaded_file_are_copied_from_it(tmp_path):
+    # a tensor over a file mapping is written by copying from its file
+    # (copy_file_range, the mapping untouched): the bytes are the same
+    rng = np.random.default_rng(4)
+    arrays = {'big': rng.standard_normal((1024, 512)).astype(np.float32),
+              'small': rng.standard_normal(7).astype(np.float16),
+              'mid': rng.integers(-128, 128, (1 << 20) + 8).astype(np.int8)}
+    save(arrays, tmp_path / 'a')
+    model = Quark.Model.load(str(tmp_path / 'a'), None)
+    assert all(model.get_tensor(k).is_mapped() for k in arrays)
+    model.save(str(tmp_path / 'b'), 0, False, None, None)
+    check_file(tmp_path / 'b' / 'model.safetensors', arrays)
