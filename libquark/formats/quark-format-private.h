@@ -27,6 +27,9 @@ gboolean      _quark_format_add_owned   (QuarkModel *out, QuarkTensor *tensor, G
 QuarkTensor * _quark_format_renamed     (QuarkTensor *t, const char *name, GError **error);
 /* [rows, cols] bytes to [cols, rows] */
 gint8 *       _quark_format_transpose_codes  (const gint8 *codes, gsize rows, gsize cols);
+/* A logical integer tensor's codes (or zero points) plus @offset, one int8
+ * each (g_free() it). */
+gint8 *       _quark_format_codes_as_int8    (QuarkTensor *t, gint32 offset, gsize *n, GError **error);
 /* [rows, cols] floats to [cols, rows] */
 float *       _quark_format_transpose_floats (const float *x, gsize rows, gsize cols);
 gboolean      _quark_format_need_multiple (const char *format, const char *name, gsize value, gsize multiple,

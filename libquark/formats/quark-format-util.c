@@ -60,6 +60,38 @@ _quark_format_transpose_codes (const gint8 *codes, gsize rows, gsize cols)
   return t;
 }
 
+gint8 *
+_quark_format_codes_as_int8 (QuarkTensor *t, gint32 offset, gsize *n, GError **error)
+{
+  QuarkDType dtype = quark_tensor_get_dtype (t);
+  gint8 *q;
+
+  *n = (gsize) quark_tensor_get_n_elements (t);
+  if (quark_dtype_is_integer (dtype) && quark_dtype_get_element_size (dtype) == 1)
+    {
+      /* one byte per code: signed types as int8, unsigned as uint8 */
+      const guint8 *b = quark_tensor_peek_data (t, NULL);
+      gboolean is_signed = quark_dtype_is_signed (dtype);
+      q = g_malloc (MAX (*n, 1));
+      if (is_signed)
+        for (gsize i = 0; i < *n; i++)
+          q[i] = (gint8) ((gint32) (gint8) b[i] + offset);
+      else
+        for (gsize i = 0; i < *n; i++)
+          q[i] = (gint8) ((gint32) b[i] + offset);
+      return q;
+    }
+  {
+    g_autofree float *v = quark_tensor_to_floats (t, n, error);
+    if (v == NULL)
+      return NULL;
+    q = g_malloc (MAX (*n, 1));
+    for (gsize i = 0; i < *n; i++)
+      q[i] = (gint8) ((gint32) v[i] + offset);
+    return q;
+  }
+}
+
 float *
 _quark_format_transpose_floats (const float *x, gsize rows, gsize cols)
 {

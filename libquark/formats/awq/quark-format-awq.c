@@ -114,17 +114,14 @@ static gint32 *
 pack_transposed (QuarkTensor *t, gsize rows, gsize cols, gint32 offset, GError **error)
 {
   gsize n;
-  g_autofree float *v = quark_tensor_to_floats (t, &n, error);
-  g_autofree gint8 *u = NULL;
+  gint8 *u = _quark_format_codes_as_int8 (t, offset, &n, error);
   gint32 *words;
 
-  if (v == NULL)
+  if (u == NULL)
     return NULL;
-  u = g_malloc (MAX (n, 1));
-  for (gsize i = 0; i < n; i++)
-    u[i] = (gint8) ((gint32) v[i] + offset);
-  words = g_new (gint32, MAX (n / 8, 1));
+  words = quark_buffer_alloc (n / 2);
   quark_kernel_pack_int4_columns (u, rows, cols, TRUE, words);
+  g_free (u);
   return words;
 }
 
@@ -160,7 +157,7 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     return FALSE;
   if ((z = pack_transposed (zp, rows, groups, offset, error)) == NULL)
     {
-      g_free (w);
+      quark_buffer_free (w);
       return FALSE;
     }
   st = _quark_format_transpose_floats (s, rows, groups);

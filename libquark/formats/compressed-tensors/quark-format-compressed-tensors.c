@@ -320,6 +320,23 @@ pack_rows (const gint8 *codes, gsize rows, gsize n, guint bits, gint32 offset, g
   guint32 *words = quark_buffer_alloc (MAX (rows * wpr, 1) * sizeof (guint32));
   guint32 mask = bits == 32 ? 0xffffffffu : (1u << bits) - 1;
 
+  if (bits == 4 && n % 8 == 0)
+    {
+      /* q + 8 in four bits is q's two's-complement nibble with its top bit
+       * flipped: AMD Quark's natural int4 words, xor 0x88888888 */
+      gint8 *shifted = g_malloc (MAX (n, 1));
+      for (gsize r = 0; r < rows; r++)
+        {
+          for (gsize k = 0; k < n; k++)
+            shifted[k] = (gint8) (codes[r * n + k] + offset);
+          quark_kernel_pack_int4 (shifted, 1, n, FALSE, (gint32 *) words + r * wpr);
+          for (gsize w = 0; w < wpr; w++)
+            words[r * wpr + w] ^= 0x88888888u;
+        }
+      g_free (shifted);
+      *words_per_row = wpr;
+      return words;
+    }
   memset (words, 0, MAX (rows * wpr, 1) * sizeof (guint32));
   for (gsize r = 0; r < rows; r++)
     for (gsize k = 0; k < n; k++)
@@ -356,17 +373,7 @@ add_scales (QuarkModel *out, const char *name, QuarkTensor *scale, QuarkDType dt
 static gint8 *
 signed_codes (QuarkTensor *t, const CtArgs *a, gsize *n_out, GError **error)
 {
-  gsize n;
-  g_autofree float *v = quark_tensor_to_floats (t, &n, error);
-  gint8 *q;
-
-  if (v == NULL)
-    return NULL;
-  q = g_malloc (MAX (n, 1));
-  for (gsize i = 0; i < n; i++)
-    q[i] = (gint8) ((gint32) v[i] + a->code_offset);
-  *n_out = n;
-  return q;
+  return _quark_format_codes_as_int8 (t, a->code_offset, n_out, error);
 }
 
 static gboolean
