@@ -6,6 +6,7 @@
 
 #include "quark-buffer.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -31,7 +32,10 @@ typedef struct {
   gsize capacity;
 } Idle;
 
-static GMutex pool_lock;
+/* a pthread mutex, not a GMutex: the pool is shared by every thread of the
+ * process, and ThreadSanitizer sees pthread locks (GMutex's futexes it does
+ * not) */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *pool_live;          /* buffer -> capacity, of pool buffers handed out */
 static Idle pool_idle[MAX_IDLE];
 static guint pool_n_idle;
@@ -57,7 +61,7 @@ quark_buffer_alloc (gsize size)
   if (size < POOL_MIN)
     return g_malloc (MAX (size, 1));
 
-  g_mutex_lock (&pool_lock);
+  pthread_mutex_lock (&pool_lock);
   /* the smallest idle buffer that holds @size without wasting half of it */
   for (guint i = 0; i < pool_n_idle; i++)
     if (pool_idle[i].capacity >= size && pool_idle[i].capacity / 2 <= size &&
@@ -81,7 +85,7 @@ quark_buffer_alloc (gsize size)
   if (pool_live == NULL)
     pool_live = g_hash_table_new (NULL, NULL);
   g_hash_table_insert (pool_live, data, GSIZE_TO_POINTER (capacity));
-  g_mutex_unlock (&pool_lock);
+  pthread_mutex_unlock (&pool_lock);
   return data;
 }
 
@@ -100,10 +104,10 @@ quark_buffer_free (gpointer buffer)
 
   if (buffer == NULL)
     return;
-  g_mutex_lock (&pool_lock);
+  pthread_mutex_lock (&pool_lock);
   if (pool_live == NULL || !g_hash_table_steal_extended (pool_live, buffer, NULL, &capacity))
     {
-      g_mutex_unlock (&pool_lock);
+      pthread_mutex_unlock (&pool_lock);
       g_free (buffer);
       return;
     }
@@ -123,7 +127,7 @@ quark_buffer_free (gpointer buffer)
     }
   else
     pool_idle[pool_n_idle++] = (Idle) { buffer, GPOINTER_TO_SIZE (capacity) };
-  g_mutex_unlock (&pool_lock);
+  pthread_mutex_unlock (&pool_lock);
 }
 
 /**
@@ -155,9 +159,9 @@ quark_buffer_to_bytes (gpointer buffer,
 void
 quark_buffer_trim (void)
 {
-  g_mutex_lock (&pool_lock);
+  pthread_mutex_lock (&pool_lock);
   for (guint i = 0; i < pool_n_idle; i++)
     free (pool_idle[i].data);
   pool_n_idle = 0;
-  g_mutex_unlock (&pool_lock);
+  pthread_mutex_unlock (&pool_lock);
 }

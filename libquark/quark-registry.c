@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <pthread.h>
+
 #include "quark-registry-private.h"
 #include "quark-backend-module-private.h"
 #include "quark-backend-private.h"
@@ -154,20 +156,23 @@ QuarkRegistry *
 quark_registry_get_default (void)
 {
   static QuarkRegistry *default_registry;
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
   QuarkRegistry *registry = g_atomic_pointer_get (&default_registry);
 
-  /* Publish with a compare-and-exchange rather than g_once_init_*, whose
-   * release half lives inside GLib where ThreadSanitizer cannot see it.
-   * Constructing is cheap (modules load on the first query), so a thread
-   * that loses the race drops its copy. */
+  /* Made once, under a pthread mutex rather than g_once_init_*() or GMutex,
+   * whose synchronisation lives inside GLib where ThreadSanitizer cannot
+   * see it: a thread that finds the registry being made waits for it, so
+   * that its class (initialised by the first thread) is seen complete. */
   if (registry == NULL)
     {
-      registry = g_object_new (QUARK_TYPE_REGISTRY, NULL);
-      if (!g_atomic_pointer_compare_and_exchange (&default_registry, NULL, registry))
+      pthread_mutex_lock (&lock);
+      registry = g_atomic_pointer_get (&default_registry);
+      if (registry == NULL)
         {
-          g_object_unref (registry);
-          registry = g_atomic_pointer_get (&default_registry);
+          registry = g_object_new (QUARK_TYPE_REGISTRY, NULL);
+          g_atomic_pointer_set (&default_registry, registry);
         }
+      pthread_mutex_unlock (&lock);
     }
   return registry;
 }
