@@ -17,10 +17,12 @@
  * it tensor after tensor, comes from a pool: a buffer given back is kept
  * and handed out again for the next tensor of about its size, so that a
  * model's worth of output costs the page faults of the few buffers in use
- * at a time rather than those of every tensor. Pool buffers are aligned to
- * 2 MiB and advised for transparent huge pages (where the system allows
- * them, a fault maps 2 MiB instead of 4 KiB). Smaller sizes are plain
- * g_malloc() memory. The pool is shared by all threads.
+ * at a time rather than those of every tensor. Pool buffers are mapped
+ * memory of their own (so that releasing one gives it back to the system,
+ * whatever the C heap's state), aligned to 2 MiB and advised for
+ * transparent huge pages (where the system allows them, a fault maps 2 MiB
+ * instead of 4 KiB). Smaller sizes are plain g_malloc() memory. The pool is
+ * shared by all threads.
  */
 
 #define POOL_MIN   ((gsize) 1 << 20)   /* smaller buffers are g_malloc()'s */
@@ -39,6 +41,29 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *pool_live;          /* buffer -> capacity, of pool buffers handed out */
 static Idle pool_idle[MAX_IDLE];
 static guint pool_n_idle;
+
+/* @capacity bytes (a multiple of HUGE_PAGE) of anonymous memory aligned to
+ * HUGE_PAGE: a larger mapping with the excess cut off at both ends. */
+static gpointer
+map_buffer (gsize capacity)
+{
+  guint8 *p = mmap (NULL, capacity + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  guint8 *aligned;
+  gsize head;
+
+  if (p == MAP_FAILED)
+    g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
+  aligned = (guint8 *) (((guintptr) p + HUGE_PAGE - 1) & ~(guintptr) (HUGE_PAGE - 1));
+  head = (gsize) (aligned - p);
+  if (head > 0)
+    munmap (p, head);
+  if (HUGE_PAGE - head > 0)
+    munmap (aligned + capacity, HUGE_PAGE - head);
+#ifdef MADV_HUGEPAGE
+  madvise (aligned, capacity, MADV_HUGEPAGE);
+#endif
+  return aligned;
+}
 
 /**
  * quark_buffer_alloc: (skip)
@@ -76,11 +101,7 @@ quark_buffer_alloc (gsize size)
   else
     {
       capacity = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-      if (posix_memalign (&data, HUGE_PAGE, capacity) != 0)
-        g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
-#ifdef MADV_HUGEPAGE
-      madvise (data, capacity, MADV_HUGEPAGE);
-#endif
+      data = map_buffer (capacity);
     }
   if (pool_live == NULL)
     pool_live = g_hash_table_new (NULL, NULL);
@@ -119,11 +140,11 @@ quark_buffer_free (gpointer buffer)
           largest = i;
       if (pool_idle[largest].capacity > GPOINTER_TO_SIZE (capacity))
         {
-          free (pool_idle[largest].data);
+          munmap (pool_idle[largest].data, pool_idle[largest].capacity);
           pool_idle[largest] = (Idle) { buffer, GPOINTER_TO_SIZE (capacity) };
         }
       else
-        free (buffer);
+        munmap (buffer, GPOINTER_TO_SIZE (capacity));
     }
   else
     pool_idle[pool_n_idle++] = (Idle) { buffer, GPOINTER_TO_SIZE (capacity) };
@@ -161,7 +182,7 @@ quark_buffer_trim (void)
 {
   pthread_mutex_lock (&pool_lock);
   for (guint i = 0; i < pool_n_idle; i++)
-    free (pool_idle[i].data);
+    munmap (pool_idle[i].data, pool_idle[i].capacity);
   pool_n_idle = 0;
   pthread_mutex_unlock (&pool_lock);
 }

@@ -265,13 +265,30 @@ as_f32 (Rows *r, const guint8 *p, gsize n, float *buffer)
   return buffer;
 }
 
-/* How many units of @unit_len elements to read at a time, and a chunk for
- * them (NULL when the input is in memory). */
+/* A read buffer of at least @bytes from the tensor buffer pool (at least
+ * 1 MiB, so that it is a pool buffer, reused from tensor to tensor rather
+ * than faulted in again), or NULL when the input is in memory. */
+static guint8 *
+read_buffer (Rows *r, gsize bytes)
+{
+  return r->data ? NULL : quark_buffer_alloc (MAX (bytes, CHUNK));
+}
+
+static void
+read_buffer_free (guint8 **buffer)
+{
+  quark_buffer_free (*buffer);
+}
+
+#define READ_BUFFER __attribute__ ((cleanup (read_buffer_free)))
+
+/* How many units of @unit_len elements to read at a time, and a buffer for
+ * them. */
 static guint8 *
 new_chunk (Rows *r, gsize unit_len, gsize *per_read)
 {
   *per_read = MAX (CHUNK / MAX (unit_len * r->in_size, 1), 1);
-  return r->data ? NULL : g_malloc (*per_read * unit_len * r->in_size);
+  return read_buffer (r, *per_read * unit_len * r->in_size);
 }
 
 /* The parameters of one range (per group or channel) into *@ip, its
@@ -315,7 +332,7 @@ units_func (gsize first, gsize last, gpointer data)
   g_autofree float *zp = g_new (float, r->groups), *sc = g_new (float, r->groups);
   g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, r->unit_len) : NULL;
   gsize per_read;
-  g_autofree guint8 *chunk = new_chunk (r, r->unit_len, &per_read);
+  guint8 *chunk READ_BUFFER = new_chunk (r, r->unit_len, &per_read);
 
   for (gsize u0 = first; u0 < last; u0 += per_read)
     {
@@ -412,7 +429,7 @@ range_func (gsize first, gsize last, gpointer data)
   Rows *r = data;
   gsize n = r->unit_len;
   g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
-  g_autofree guint8 *chunk = r->data ? NULL : g_malloc (BLOCK * r->in_size);
+  guint8 *chunk READ_BUFFER = read_buffer (r, BLOCK * r->in_size);
   float lo = INFINITY, hi = -INFINITY;
 
   for (gsize b = first; b < last; b++)
@@ -461,7 +478,7 @@ codes_func (gsize first, gsize last, gpointer data)
   Rows *r = data;
   gsize n = r->unit_len;
   g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
-  g_autofree guint8 *chunk = r->data ? NULL : g_malloc (BLOCK * r->in_size);
+  guint8 *chunk READ_BUFFER = read_buffer (r, BLOCK * r->in_size);
   QuarkKernelIntParams ip = r->tensor_ip;
 
   for (gsize b = first; b < last; b++)
@@ -496,7 +513,7 @@ mx_func (gsize first, gsize last, gpointer data)
 {
   Rows *r = data;
   gsize per_read;
-  g_autofree guint8 *chunk = new_chunk (r, r->unit_len, &per_read);
+  guint8 *chunk READ_BUFFER = new_chunk (r, r->unit_len, &per_read);
 
   for (gsize r0 = first; r0 < last; r0 += per_read)
     {
