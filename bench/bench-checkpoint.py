@@ -15,7 +15,10 @@
 #
 # The checkpoint lives in --dir: by default /dev/shm when it has room (a
 # copy then costs memory bandwidth only, the quantity compared), else
-# $TMPDIR; it says which.
+# $TMPDIR; it says which. cp -r runs twice in each round and the second
+# copy is timed: on the development machine (a virtual machine) the first
+# copy after other work often takes several times longer, the page cache
+# waiting for fresh pages, which would flatter every ratio.
 #
 # Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--gib G] [--runs N]
 #            [--threads T] [--dir DIR] [--llama-bin DIR]
@@ -117,6 +120,8 @@ def rounds(commands, n):
     results = {label: [] for label, _, _ in commands}
     for _ in range(n):
         for label, cmd, out in commands:
+            if label == 'cp -r':
+                run(cmd, out)   # a first copy after other work is often slowed down (see above)
             results[label].append(run(cmd, out))
     return results
 
