@@ -583,3 +583,20 @@ def test_damaged_files_are_errors(tmp_path):
             assert r.returncode in (0, 1), (k, cmd, r.returncode, r.stderr[-500:])
             if r.returncode == 1:
                 assert 'bad.gguf' in r.stderr or 'tensor' in r.stderr, (k, r.stderr)
+
+
+@pytest.mark.parametrize('scheme', ['Q4_K_M', 'Q8_0'])
+def test_threads_do_not_change_the_bytes(tmp_path, kquant_model, scheme):
+    """--threads splits each tensor's rows between that many threads
+    (quark_checkpoint_format_set_threads()); the file is the same whatever
+    the split, and the same as without --threads (one per processor)."""
+    src, _ = kquant_model
+    files = []
+    for threads in (None, '1', '3'):
+        out = tmp_path / ('m-%s.gguf' % threads)
+        r = quantize(src, out, '--export-format', 'gguf', '--type', scheme, *(['--threads', threads] if threads else []))
+        assert r.returncode == 0, r.stderr
+        files.append(out.read_bytes())
+    assert files[0] == files[1] == files[2]
+    r = quantize(src, tmp_path / 'x.gguf', '--export-format', 'gguf', '--type', scheme, '--threads', '0')
+    assert r.returncode == 2 and '--threads' in r.stderr and not (tmp_path / 'x.gguf').exists()
