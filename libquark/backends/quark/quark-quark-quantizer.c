@@ -91,9 +91,10 @@ quark_quark_quantizer_class_init (QuarkQuarkQuantizerClass *klass)
   object_class->get_property = quark_quark_quantizer_get_property;
   object_class->set_property = quark_quark_quantizer_set_property;
   g_object_class_override_property (object_class, PROP_CONFIG, "config");
-  /* worker threads quantizing tensors in parallel (outputs keep model order) */
+  /* worker threads: tensors, and on the row path the rows of each, quantized
+   * in parallel (outputs keep model order; docs/performance.md) */
   g_object_class_install_property (object_class, PROP_THREADS,
-    g_param_spec_uint ("threads", "Threads", "Tensors quantized in parallel", 1, 256, 1,
+    g_param_spec_uint ("threads", "Threads", "Threads quantizing tensors and their rows in parallel", 1, 256, 1,
                        G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
   /* NaN and infinities in weights: an error naming the tensor unless set;
    * when set, NaN quantizes as 0 and +-inf as the tensor's largest finite
