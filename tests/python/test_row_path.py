@@ -106,11 +106,12 @@ def test_row_path_equals_general_path(shape, in_dtype):
                 assert got[name] == expected[name], (i, name, threads)
 
 
-def test_row_path_refuses_nonfinite_on_every_thread():
+@pytest.mark.parametrize('in_dtype', [D.FLOAT32, D.FLOAT16, D.BFLOAT16])
+def test_row_path_refuses_nonfinite_on_every_thread(in_dtype):
     w = weights((300, 512), 5)
     for row, value in ((0, np.nan), (150, np.inf), (299, -np.inf), (77, np.nan)):
         bad = w.copy()
         bad[row, 7 + row] = value
         for s in (SPECS[0], SPECS[1], SPECS[2], SPECS[7], SPECS[9], SPECS[14], SPECS[20], SPECS[21], SPECS[22]):
             with pytest.raises(GLib.Error, match='tensor w: holds NaN or infinity'):
-                quantizer(3, False).quantize_tensor(tensor(bad, D.BFLOAT16), s)
+                quantizer(3, False).quantize_tensor(tensor(bad, in_dtype), s)

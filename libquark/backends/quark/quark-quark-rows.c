@@ -163,7 +163,7 @@ quark_quark_rows_apply (QuarkTensor             *tensor,
       dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16 || l->n == 0)
     return FALSE;
   if (sf == QUARK_SCALE_FORMAT_E8M0)
-    return in == QUARK_DTYPE_BF16 && qs == QUARK_QSCHEME_PER_GROUP && l->rows * l->cols == l->n;
+    return qs == QUARK_QSCHEME_PER_GROUP && l->rows * l->cols == l->n;
   if (sf == QUARK_SCALE_FORMAT_E5M3 || quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX ||
       quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2 ||
       (quark_dtype_get_element_size (dtype) != 1 && !quark_dtype_is_integer (dtype)))
@@ -514,22 +514,29 @@ mx_func (gsize first, gsize last, gpointer data)
   Rows *r = data;
   gsize per_read;
   guint8 *chunk READ_BUFFER = new_chunk (r, r->unit_len, &per_read);
+  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, per_read * r->unit_len) : NULL;
 
   for (gsize r0 = first; r0 < last; r0 += per_read)
     {
-      gsize nr = MIN (per_read, last - r0);
-      const guint8 *p = input_at (r, r0 * r->unit_len, nr * r->unit_len, chunk);
+      gsize nr = MIN (per_read, last - r0), n = nr * r->unit_len;
+      const guint8 *p = input_at (r, r0 * r->unit_len, n, chunk);
+      guint8 *codes = r->codes + r0 * r->unit_len, *scales = r->scale_bytes + r0 * r->groups;
+      const guint16 *xb;
+      const float *x = NULL;
       float lo, hi;
 
       if (p == NULL)
         return;
-      quark_kernel_mx_quantize_bf16 (&r->mx, (const guint16 *) p, nr, r->unit_len, r->codes + r0 * r->unit_len,
-                                     r->scale_bytes + r0 * r->groups);
+      xb = as_bf16 (r, p);
+      if (xb)
+        quark_kernel_mx_quantize_bf16 (&r->mx, xb, nr, r->unit_len, codes, scales);
+      else
+        quark_kernel_mx_quantize_f32 (&r->mx, x = as_f32 (r, p, n, buffer), nr, r->unit_len, codes, scales);
       /* a block holding NaN or infinity gets the scale byte 0xFF; only
        * then is the input scanned (finite blocks may not reach 0xFF, but
        * the scan decides) */
-      if (memchr (r->scale_bytes + r0 * r->groups, 0xFF, nr * r->groups) &&
-          !quark_kernel_min_max_bf16 ((const guint16 *) p, nr * r->unit_len, &lo, &hi))
+      if (memchr (scales, 0xFF, nr * r->groups) &&
+          !(xb ? quark_kernel_min_max_bf16 (xb, n, &lo, &hi) : quark_kernel_min_max_f32 (x, n, &lo, &hi)))
         {
           fail (r, NULL, TRUE);
           return;
