@@ -508,37 +508,71 @@ move_up (QuarkCheckpointWriter *self, int fd, guint64 from, guint64 to, guint64 
   return TRUE;
 }
 
+/* Copies @size bytes of @in_fd from @in_off to @out_fd (at @out_off, or
+ * at its position when -1) in the kernel (copy_file_range), not under a
+ * write limit (whose accounting is write_at()'s). Returns the bytes copied:
+ * all, or fewer when the kernel cannot copy between these files (*@fallback
+ * set: the caller copies the rest through memory) or @in_fd ended
+ * (*@fallback unset); -1 with @error, naming @path, on a failure. */
+static gssize
+kernel_copy (QuarkCheckpointWriter *self, int in_fd, guint64 in_off, int out_fd, gint64 out_off, guint64 size,
+             const char *path, gboolean *fallback, GError **error)
+{
+  loff_t in = (loff_t) in_off, out = (loff_t) out_off;
+  guint64 done = 0;
+
+  *fallback = TRUE;
+  if (self->space_left != G_MAXUINT64)
+    return 0;
+  while (done < size)
+    {
+      gssize n = copy_file_range (in_fd, &in, out_fd, out_off >= 0 ? &out : NULL,
+                                  (size_t) MIN (size - done, (guint64) 1 << 30), 0);
+      if (n > 0)
+        {
+          done += (guint64) n;
+          continue;
+        }
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n == 0)
+        *fallback = FALSE;
+      else if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+        {
+          io_error (error, path, "copy failed", errno);
+          return -1;
+        }
+      break;
+    }
+  return (gssize) done;
+}
+
 /* Appends the contents of @from to @to_fd, in the kernel when it can. */
 static gboolean
 append_file (QuarkCheckpointWriter *self, int to_fd, const char *to_path, int from_fd, const char *from_path,
              guint64 size, GError **error)
 {
-  off_t in_off = 0;
+  gboolean fallback;
+  gssize copied = kernel_copy (self, from_fd, 0, to_fd, -1, size, to_path, &fallback, error);
+  off_t in_off = copied;
+  g_autofree guint8 *buffer = NULL;
 
+  if (copied < 0)
+    return FALSE;
+  if ((guint64) copied == size)
+    return TRUE;
+  if (!fallback)
+    return io_error (error, to_path, "copy failed", EIO);
+  /* no kernel copy here: through a buffer */
+  buffer = g_malloc (1 << 20);
   while ((guint64) in_off < size)
     {
-      gssize n = self->space_left != G_MAXUINT64 ? (errno = ENOSYS, -1)
-                 : copy_file_range (from_fd, &in_off, to_fd, NULL, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 30), 0);
-      if (n > 0)
-        continue;
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
-        {
-          /* no kernel copy here: through a buffer */
-          g_autofree guint8 *buffer = g_malloc (1 << 20);
-          while ((guint64) in_off < size)
-            {
-              gssize r = pread (from_fd, buffer, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 20), in_off);
-              if (r <= 0)
-                return io_error (error, from_path, "read failed", r < 0 ? errno : EIO);
-              if (!write_all (self, to_fd, buffer, (gsize) r, to_path, error))
-                return FALSE;
-              in_off += r;
-            }
-          return TRUE;
-        }
-      return io_error (error, to_path, "copy failed", n < 0 ? errno : EIO);
+      gssize r = pread (from_fd, buffer, (size_t) MIN (size - (guint64) in_off, (guint64) 1 << 20), in_off);
+      if (r <= 0)
+        return io_error (error, from_path, "read failed", r < 0 ? errno : EIO);
+      if (!write_all (self, to_fd, buffer, (gsize) r, to_path, error))
+        return FALSE;
+      in_off += r;
     }
   return TRUE;
 }
@@ -691,24 +725,13 @@ write_tensor (QuarkCheckpointWriter *self, int fd, QuarkTensor *tensor, gconstpo
   guint64 source_offset;
   QuarkInputFile *source = _quark_tensor_get_file (tensor, &source_offset);
   int in_fd = source ? _quark_input_file_get_fd (source) : -1;
-  loff_t in_off = (loff_t) source_offset, out_off = offset;
-  gsize done = 0;
+  gboolean fallback;
+  gssize copied = in_fd >= 0 ? kernel_copy (self, in_fd, source_offset, fd, offset, size, path, &fallback, error) : 0;
+  gsize done = (gsize) MAX (copied, 0);
 
-  while (in_fd >= 0 && self->space_left == G_MAXUINT64 && done < size)
-    {
-      gssize n = copy_file_range (in_fd, &in_off, fd, offset >= 0 ? &out_off : NULL,
-                                  MIN (size - done, (gsize) 1 << 30), 0);
-      if (n > 0)
-        {
-          done += (gsize) n;
-          continue;
-        }
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n == 0 || errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)
-        break;   /* the rest through memory */
-      return io_error (error, path, "copy failed", errno);
-    }
+  if (copied < 0)
+    return FALSE;
+  /* the rest (all of it, for a tensor in memory) from memory */
   return write_at (self, fd, (const guint8 *) data + done, size - done, offset >= 0 ? offset + (gint64) done : -1,
                    path, error);
 }
