@@ -362,20 +362,22 @@ spec_layout_init (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkKernelLayout 
  * Quark's: multiples of 8 of packed int4, of 2 and 4 of packed FP4 and
  * FP6). The model loop checks every tensor before it quantizes any, so that
  * a layout that cannot be exported fails at once rather than after the
- * work. */
+ * work. Sets *@casts for the float16/bfloat16 casts (no layout), else the
+ * parameter layout *@l. */
 static gboolean
-check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkCheckpointFormat *format, GError **error)
+check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkCheckpointFormat *format, gboolean *casts,
+                     QuarkKernelLayout *l, GError **error)
 {
   const char *name = quark_tensor_get_name (tensor);
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
   QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
-  QuarkKernelLayout l;
 
-  if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
-    return TRUE;   /* casts */
-  if (!spec_layout_init (tensor, spec, &l, error))
+  *casts = dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16;
+  if (*casts)
+    return TRUE;
+  if (!spec_layout_init (tensor, spec, l, error))
     return FALSE;
   /* numerics.md: a ragged last group quantizes, but checkpoints hold whole
    * groups only (engine loaders assume them); MX blocks are zero-padded */
@@ -528,9 +530,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
         }
       else if (!(xb ? quark_kernel_min_max_bf16 (xb, n, &lo, &hi) : quark_kernel_min_max_f32 (x, n, &lo, &hi)))
         {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                       "tensor %s: holds NaN or infinity, which cannot be quantized "
-                       "(the allow-nonfinite option saturates them instead)", name);
+          quark_quark_nonfinite_error (error, name);
           return FALSE;
         }
       else if (xb)
@@ -560,9 +560,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
       quark_kernel_layout_foreach_chunk (&l, p, stats_chunk, &stats);
       if (!stats.finite)
         {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                       "tensor %s: holds NaN or infinity, which cannot be quantized "
-                       "(the allow-nonfinite option saturates them instead)", name);
+          quark_quark_nonfinite_error (error, name);
           return FALSE;
         }
 
@@ -917,23 +915,18 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
       g_autofree char *layer = weight_layer_name (t);
       g_autoptr(QuarkTensorSpec) spec = NULL;
+      QuarkKernelLayout l;
+      gboolean casts;
 
       if (layer == NULL)
         continue;
       spec = quark_checkpoint_format_note_config_layer (format, self->config, layer, layer_type_for (t));
       if (spec == NULL)
         continue;
-      if (!check_export_layout (t, spec, format, error) ||
+      if (!check_export_layout (t, spec, format, &casts, &l, error) ||
           !check_generated_names (self, model, t, layer, spec, calibration, error))
         return FALSE;
-      if (all_rows)
-        {
-          QuarkKernelLayout l;
-          QuarkDType d = quark_tensor_spec_get_dtype (spec);
-          all_rows = d == QUARK_DTYPE_F16 || d == QUARK_DTYPE_BF16 ||
-                     (spec_layout_init (t, spec, &l, NULL) &&
-                      quark_quark_rows_apply (t, spec, self->allow_nonfinite, &l));
-        }
+      all_rows = all_rows && (casts || quark_quark_rows_apply (t, spec, self->allow_nonfinite, &l));
     }
   if (!quark_checkpoint_format_prepare (format, error))
     return FALSE;

@@ -136,6 +136,14 @@ quark_quark_round_scale (float *s, QuarkDType dtype, const char *name, GError **
 }
 
 void
+quark_quark_nonfinite_error (GError **error, const char *name)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+               "tensor %s: holds NaN or infinity, which cannot be quantized "
+               "(the allow-nonfinite option saturates them instead)", name);
+}
+
+void
 quark_quark_store_zero_point (QuarkDType dtype, gpointer buffer, gsize i, int32_t z)
 {
   switch (quark_dtype_get_element_size (dtype))
@@ -186,7 +194,6 @@ quark_quark_rows_apply (QuarkTensor             *tensor,
 #define CHUNK ((gsize) 1 << 20)   /* bytes of input read at a time */
 
 typedef struct {
-  QuarkTensorSpec *spec;
   QuarkTensor *tensor;
   const char *name;
   const guint8 *data;        /* the input in memory, or NULL: read from its file */
@@ -231,64 +238,63 @@ fail (Rows *r, GError *error, gboolean nonfinite)
   g_mutex_unlock (&r->lock);
 }
 
-/* Elements [first, first + n) of the input: in memory, or read into
- * @chunk (room for n elements); NULL after a failed read (recorded). */
-static const guint8 *
-input_at (Rows *r, gsize first, gsize n, guint8 *chunk)
-{
-  GError *error = NULL;
+/* What a thread reads the input with: a buffer from the tensor buffer pool
+ * when the input is a file (at least 1 MiB, so that it is a pool buffer,
+ * reused from tensor to tensor rather than faulted in again), and one for
+ * float16 input widened to float32; each for @capacity elements. */
+typedef struct {
+  guint8 *chunk;
+  float *widened;
+} Reader;
 
-  if (r->data)
-    return r->data + first * r->in_size;
-  if (!quark_tensor_read_data (r->tensor, (guint64) first * r->in_size, chunk, n * r->in_size, &error))
-    {
-      fail (r, error, FALSE);
-      return NULL;
-    }
-  return chunk;
-}
-
-/* Input elements at @p: bfloat16 as they are (or NULL), else as float32:
- * in place, or float16 widened into @buffer. */
-static const guint16 *
-as_bf16 (Rows *r, const guint8 *p)
+static void
+reader_init (Reader *rd, Rows *r, gsize capacity)
 {
-  return r->in == QUARK_DTYPE_BF16 ? (const guint16 *) p : NULL;
-}
-
-static const float *
-as_f32 (Rows *r, const guint8 *p, gsize n, float *buffer)
-{
-  if (r->in == QUARK_DTYPE_F32)
-    return (const float *) p;
-  quark_kernel_convert_to_f32 (r->in, p, buffer, n);
-  return buffer;
-}
-
-/* A read buffer of at least @bytes from the tensor buffer pool (at least
- * 1 MiB, so that it is a pool buffer, reused from tensor to tensor rather
- * than faulted in again), or NULL when the input is in memory. */
-static guint8 *
-read_buffer (Rows *r, gsize bytes)
-{
-  return r->data ? NULL : quark_buffer_alloc (MAX (bytes, CHUNK));
+  rd->chunk = r->data ? NULL : quark_buffer_alloc (MAX (capacity * r->in_size, CHUNK));
+  rd->widened = r->in == QUARK_DTYPE_F16 ? g_new (float, MAX (capacity, 1)) : NULL;
 }
 
 static void
-read_buffer_free (guint8 **buffer)
+reader_clear (Reader *rd)
 {
-  quark_buffer_free (*buffer);
+  quark_buffer_free (rd->chunk);
+  g_free (rd->widened);
 }
 
-#define READ_BUFFER __attribute__ ((cleanup (read_buffer_free)))
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Reader, reader_clear)
 
-/* How many units of @unit_len elements to read at a time, and a buffer for
- * them. */
-static guint8 *
-new_chunk (Rows *r, gsize unit_len, gsize *per_read)
+/* Elements [first, first + n) of the input (n at most the reader's
+ * capacity) as the kernels take them: bfloat16 as they are in *@xb, else
+ * float32 in *@x (in place, or float16 widened); read from the file or in
+ * memory. FALSE after a failed read (recorded). */
+static gboolean
+read_values (Rows *r, Reader *rd, gsize first, gsize n, const guint16 **xb, const float **x)
 {
-  *per_read = MAX (CHUNK / MAX (unit_len * r->in_size, 1), 1);
-  return read_buffer (r, *per_read * unit_len * r->in_size);
+  const guint8 *p = r->data ? r->data + first * r->in_size : rd->chunk;
+  GError *error = NULL;
+
+  if (r->data == NULL &&
+      !quark_tensor_read_data (r->tensor, (guint64) first * r->in_size, rd->chunk, n * r->in_size, &error))
+    {
+      fail (r, error, FALSE);
+      return FALSE;
+    }
+  *xb = r->in == QUARK_DTYPE_BF16 ? (const guint16 *) p : NULL;
+  *x = r->in == QUARK_DTYPE_F32 ? (const float *) p : NULL;
+  if (r->in == QUARK_DTYPE_F16)
+    {
+      quark_kernel_convert_to_f32 (r->in, p, rd->widened, n);
+      *x = rd->widened;
+    }
+  return TRUE;
+}
+
+/* How many units of @unit_len elements to read at a time: about CHUNK
+ * bytes, at least one. */
+static gsize
+units_per_read (Rows *r, gsize unit_len)
+{
+  return MAX (CHUNK / MAX (unit_len * r->in_size, 1), 1);
 }
 
 /* The parameters of one range (per group or channel) into *@ip, its
@@ -322,6 +328,42 @@ make_params (Rows *r, gsize p, float lo, float hi, QuarkKernelIntParams *ip, flo
   return TRUE;
 }
 
+/* The parameters of the groups of unit @u from their ranges @lo, @hi:
+ * scales into @sc and the scale tensor, zero points into @zp and the zero
+ * point tensor, the code range and rounding into *@ip. FALSE after a
+ * failure (recorded). */
+static gboolean
+row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float *zp, QuarkKernelIntParams *ip)
+{
+  gsize p0 = u * r->groups;
+
+  if (r->is_int && r->symmetric && r->scale_dtype == QUARK_DTYPE_F32)
+    {
+      /* quark_quark_int_params() of a symmetric range, for a whole row of
+       * groups in one loop: s = max (amax / half span, eps), zero points 0 */
+      quark_quark_int_params (0.0f, 0.0f, TRUE, r->qmin, r->qmax, ip);
+      ip->round = r->round;
+      for (gsize g = 0; g < r->groups; g++)
+        sc[g] = fmaxf (hi[g] / r->half_span, QUARK_EPS);
+      memcpy (r->scales + p0, sc, r->groups * sizeof (float));
+      memset ((guint8 *) r->zps + p0 * r->esize, 0, r->groups * r->esize);
+      return TRUE;
+    }
+  for (gsize g = 0; g < r->groups; g++)
+    {
+      GError *error = NULL;
+      float fp_scale = 0.0f;
+      if (!make_params (r, p0 + g, lo[g], hi[g], ip, &fp_scale, &error))
+        {
+          fail (r, error, FALSE);
+          return FALSE;
+        }
+      sc[g] = r->is_int ? ip->scale : fp_scale;
+      zp[g] = ip->zero_point;
+    }
+  return TRUE;
+}
+
 /* Units (rows or channels) [first, last): statistics per group, the
  * parameters, the codes. */
 static void
@@ -330,26 +372,25 @@ units_func (gsize first, gsize last, gpointer data)
   Rows *r = data;
   g_autofree float *lo = g_new (float, r->groups), *hi = g_new (float, r->groups);
   g_autofree float *zp = g_new (float, r->groups), *sc = g_new (float, r->groups);
-  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, r->unit_len) : NULL;
-  gsize per_read;
-  guint8 *chunk READ_BUFFER = new_chunk (r, r->unit_len, &per_read);
+  gsize per_read = units_per_read (r, r->unit_len);
+  g_auto (Reader) rd;
 
+  reader_init (&rd, r, per_read * r->unit_len);
   for (gsize u0 = first; u0 < last; u0 += per_read)
     {
       gsize nu = MIN (per_read, last - u0);
-      const guint8 *base = input_at (r, u0 * r->unit_len, nu * r->unit_len, chunk);
+      const guint16 *xb0;
+      const float *x0;
 
-      if (base == NULL)
+      if (!read_values (r, &rd, u0 * r->unit_len, nu * r->unit_len, &xb0, &x0))
         return;
       for (gsize u = u0; u < u0 + nu; u++)
         {
           gsize start = u * r->unit_len;
-          const guint8 *row = base + (u - u0) * r->unit_len * r->in_size;
-          const guint16 *xb = as_bf16 (r, row);
-          const float *x = xb ? NULL : as_f32 (r, row, r->unit_len, buffer);
+          const guint16 *xb = xb0 ? xb0 + (u - u0) * r->unit_len : NULL;
+          const float *x = xb0 ? NULL : x0 + (u - u0) * r->unit_len;
           gboolean finite = TRUE;
           QuarkKernelIntParams ip;
-          GError *error = NULL;
 
           /* statistics: absolute maxima when symmetric, else min and max */
           if (r->symmetric || !r->is_int)
@@ -372,39 +413,8 @@ units_func (gsize first, gsize last, gpointer data)
               return;
             }
 
-          if (r->is_int && r->symmetric && r->scale_dtype == QUARK_DTYPE_F32)
-            {
-              /* quark_quark_int_params() of a symmetric range, for a whole
-               * row of groups in one loop: s = max (amax / half span, eps),
-               * zero points 0 */
-              gsize p0 = u * r->groups;
-              quark_quark_int_params (0.0f, 0.0f, TRUE, r->qmin, r->qmax, &ip);
-              ip.round = r->round;
-              for (gsize g = 0; g < r->groups; g++)
-                sc[g] = fmaxf (hi[g] / r->half_span, QUARK_EPS);
-              memcpy (r->scales + p0, sc, r->groups * sizeof (float));
-              memset ((guint8 *) r->zps + p0 * r->esize, 0, r->groups * r->esize);
-            }
-          else
-          for (gsize g = 0; g < r->groups; g++)
-            {
-              float fp_scale = 0.0f;
-              if (!make_params (r, u * r->groups + g, lo[g], hi[g], &ip, &fp_scale, &error))
-                {
-                  fail (r, error, FALSE);
-                  return;
-                }
-              sc[g] = r->is_int ? ip.scale : fp_scale;
-              zp[g] = ip.zero_point;
-              if (!r->is_int)
-                {
-                  gsize len = MIN (r->group, r->unit_len - g * r->group), at = start + g * r->group;
-                  if (xb)
-                    quark_kernel_fp_quantize_bf16 (r->fmt, xb + g * r->group, len, fp_scale, r->codes + at);
-                  else
-                    quark_kernel_fp_quantize_f32 (r->fmt, x + g * r->group, len, fp_scale, r->codes + at);
-                }
-            }
+          if (!row_params (r, u, lo, hi, sc, zp, &ip))
+            return;
           if (r->is_int)
             {
               ip.offset = start;
@@ -415,6 +425,15 @@ units_func (gsize first, gsize last, gpointer data)
                 quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
                                                       r->dtype, r->codes + start * r->esize);
             }
+          else
+            for (gsize g = 0; g < r->groups; g++)
+              {
+                gsize len = MIN (r->group, r->unit_len - g * r->group), at = start + g * r->group;
+                if (xb)
+                  quark_kernel_fp_quantize_bf16 (r->fmt, xb + g * r->group, len, sc[g], r->codes + at);
+                else
+                  quark_kernel_fp_quantize_f32 (r->fmt, x + g * r->group, len, sc[g], r->codes + at);
+              }
         }
     }
 }
@@ -428,26 +447,24 @@ range_func (gsize first, gsize last, gpointer data)
 {
   Rows *r = data;
   gsize n = r->unit_len;
-  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
-  guint8 *chunk READ_BUFFER = read_buffer (r, BLOCK * r->in_size);
+  g_auto (Reader) rd;
   float lo = INFINITY, hi = -INFINITY;
 
+  reader_init (&rd, r, BLOCK);
   for (gsize b = first; b < last; b++)
     {
       gsize start = b * BLOCK, len = MIN ((gsize) BLOCK, n - start);
-      const guint8 *p = input_at (r, start, len, chunk);
       const guint16 *xb;
+      const float *x;
       float l, h;
 
-      if (p == NULL)
+      if (!read_values (r, &rd, start, len, &xb, &x))
         return;
-      xb = as_bf16 (r, p);
       if (r->symmetric || !r->is_int)
         {
           /* the absolute maximum is all a symmetric scale needs (faster) */
           float amax;
-          gboolean finite = xb ? quark_kernel_abs_max_bf16 (xb, len, &amax)
-                               : quark_kernel_abs_max_f32 (as_f32 (r, p, len, buffer), len, &amax);
+          gboolean finite = xb ? quark_kernel_abs_max_bf16 (xb, len, &amax) : quark_kernel_abs_max_f32 (x, len, &amax);
           l = -amax;
           h = amax;
           if (!finite)
@@ -456,8 +473,7 @@ range_func (gsize first, gsize last, gpointer data)
               return;
             }
         }
-      else if (!(xb ? quark_kernel_min_max_bf16 (xb, len, &l, &h)
-                    : quark_kernel_min_max_f32 (as_f32 (r, p, len, buffer), len, &l, &h)))
+      else if (!(xb ? quark_kernel_min_max_bf16 (xb, len, &l, &h) : quark_kernel_min_max_f32 (x, len, &l, &h)))
         {
           fail (r, NULL, TRUE);
           return;
@@ -477,21 +493,18 @@ codes_func (gsize first, gsize last, gpointer data)
 {
   Rows *r = data;
   gsize n = r->unit_len;
-  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, BLOCK) : NULL;
-  guint8 *chunk READ_BUFFER = read_buffer (r, BLOCK * r->in_size);
+  g_auto (Reader) rd;
   QuarkKernelIntParams ip = r->tensor_ip;
 
+  reader_init (&rd, r, BLOCK);
   for (gsize b = first; b < last; b++)
     {
       gsize start = b * BLOCK, len = MIN ((gsize) BLOCK, n - start);
-      const guint8 *p = input_at (r, start, len, chunk);
       const guint16 *xb;
       const float *x;
 
-      if (p == NULL)
+      if (!read_values (r, &rd, start, len, &xb, &x))
         return;
-      xb = as_bf16 (r, p);
-      x = xb ? NULL : as_f32 (r, p, len, buffer);
       if (r->is_int)
         {
           ip.offset = start;
@@ -512,26 +525,24 @@ static void
 mx_func (gsize first, gsize last, gpointer data)
 {
   Rows *r = data;
-  gsize per_read;
-  guint8 *chunk READ_BUFFER = new_chunk (r, r->unit_len, &per_read);
-  g_autofree float *buffer = r->in == QUARK_DTYPE_F16 ? g_new (float, per_read * r->unit_len) : NULL;
+  gsize per_read = units_per_read (r, r->unit_len);
+  g_auto (Reader) rd;
 
+  reader_init (&rd, r, per_read * r->unit_len);
   for (gsize r0 = first; r0 < last; r0 += per_read)
     {
       gsize nr = MIN (per_read, last - r0), n = nr * r->unit_len;
-      const guint8 *p = input_at (r, r0 * r->unit_len, n, chunk);
       guint8 *codes = r->codes + r0 * r->unit_len, *scales = r->scale_bytes + r0 * r->groups;
       const guint16 *xb;
-      const float *x = NULL;
+      const float *x;
       float lo, hi;
 
-      if (p == NULL)
+      if (!read_values (r, &rd, r0 * r->unit_len, n, &xb, &x))
         return;
-      xb = as_bf16 (r, p);
       if (xb)
         quark_kernel_mx_quantize_bf16 (&r->mx, xb, nr, r->unit_len, codes, scales);
       else
-        quark_kernel_mx_quantize_f32 (&r->mx, x = as_f32 (r, p, n, buffer), nr, r->unit_len, codes, scales);
+        quark_kernel_mx_quantize_f32 (&r->mx, x, nr, r->unit_len, codes, scales);
       /* a block holding NaN or infinity gets the scale byte 0xFF; only
        * then is the input scanned (finite blocks may not reach 0xFF, but
        * the scan decides) */
@@ -559,7 +570,6 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
   Rows r = { 0 };
   gboolean ok;
 
-  r.spec = spec;
   r.tensor = tensor;
   r.name = quark_tensor_get_name (tensor);
   r.data = quark_tensor_is_mapped (tensor) ? NULL : quark_tensor_peek_data (tensor, NULL);
@@ -626,9 +636,7 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
   if (r.error)
     g_propagate_error (error, r.error);
   else if (r.nonfinite)
-    g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                 "tensor %s: holds NaN or infinity, which cannot be quantized "
-                 "(the allow-nonfinite option saturates them instead)", r.name);
+    quark_quark_nonfinite_error (error, r.name);
   g_mutex_clear (&r.lock);
   return ok;
 }

@@ -22,6 +22,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (QuarkQuarkWorkers, quark_quark_workers_free)
  * fails naming tensor @name. */
 gboolean quark_quark_round_scale (float *s, QuarkDType dtype, const char *name, GError **error);
 
+/* The error for a weight holding NaN or infinity, naming tensor @name. */
+void quark_quark_nonfinite_error (GError **error, const char *name);
+
 /* Stores zero point @z as element @i of a buffer of @dtype's storage. */
 void quark_quark_store_zero_point (QuarkDType dtype, gpointer buffer, gsize i, int32_t z);
 
