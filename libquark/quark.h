@@ -30,5 +30,6 @@
 #include "quark-safetensors.h"
 #include "quark-checkpoint-writer.h"
 #include "quark-checkpoint-format.h"
+#include "runtime/quark-tokenizer.h"
 
 #undef QUARK_INSIDE
