@@ -1004,3 +1004,69 @@ quark_registry_format_for_file (QuarkRegistry *self, const char *path)
     }
   return NULL;
 }
+
+static JsonNode *
+quantization_config_of (QuarkModel *model)
+{
+  JsonNode *metadata = quark_model_get_metadata (model), *node;
+
+  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
+         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
+  return node && JSON_NODE_HOLDS_OBJECT (node) ? node : NULL;
+}
+
+/**
+ * quark_registry_dequantize_checkpoint:
+ * @self: a #QuarkRegistry
+ * @checkpoint: a quantized checkpoint, as [func@Quark.Model.load] reads it
+ *   (its metadata holds `config.json`)
+ * @error: return location for a #GError
+ *
+ * Reads a quantized checkpoint back to float: by its format when the format
+ * describes every tensor itself (compressed-tensors, AWQ, FP8 blocks), else
+ * with the backend that the checkpoint's `quantization_config` names
+ * (AMD Quark's own checkpoints name their format, `quant_method: "quark"`,
+ * which the quark backend reads; libquark's checkpoints in another
+ * backend's format keep the config that made them as `libquark_config`).
+ *
+ * Fails with %QUARK_ERROR_INVALID_FILE when the checkpoint has no
+ * `quantization_config`.
+ *
+ * Returns: (transfer full): the float model, or %NULL with @error set
+ */
+QuarkModel *
+quark_registry_dequantize_checkpoint (QuarkRegistry *self, QuarkModel *checkpoint, GError **error)
+{
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(JsonNode) qc = NULL;
+  JsonNode *node;
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  node = quantization_config_of (checkpoint);
+  format = quark_registry_format_for_checkpoint (self, node);
+  if (format && quark_checkpoint_format_can_dequantize (format))
+    return quark_checkpoint_format_dequantize_model (format, checkpoint, error);
+  if (node == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "config.json has no quantization_config");
+      return NULL;
+    }
+  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
+    node = json_object_get_member (json_node_get_object (node), "libquark_config");
+  qc = quark_json_copy (node);
+  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
+    {
+      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
+      if (g_str_equal (method, "quark"))
+        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
+    }
+  if ((config = quark_registry_config_from_json (self, qc, "quantization_config", error)) == NULL ||
+      (quantizer = quark_registry_new_quantizer (self, config, error)) == NULL)
+    return NULL;
+  return quark_model_quantizer_dequantize_model (quantizer, checkpoint, error);
+}

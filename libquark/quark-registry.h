@@ -89,5 +89,9 @@ QuarkCheckpointFormat *   quark_registry_format_for_checkpoint (QuarkRegistry   
 QUARK_AVAILABLE_IN_1_0
 QuarkCheckpointFormat *   quark_registry_format_for_file     (QuarkRegistry            *self,
                                                               const char               *path);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_registry_dequantize_checkpoint (QuarkRegistry          *self,
+                                                              QuarkModel               *checkpoint,
+                                                              GError                  **error);
 
 G_END_DECLS

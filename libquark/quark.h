@@ -31,5 +31,6 @@
 #include "quark-checkpoint-writer.h"
 #include "quark-checkpoint-format.h"
 #include "runtime/quark-tokenizer.h"
+#include "runtime/quark-executor.h"
 
 #undef QUARK_INSIDE

@@ -16,54 +16,16 @@ quantization_config_of (QuarkModel *model)
   return node && JSON_NODE_HOLDS_OBJECT (node) ? node : NULL;
 }
 
-/* The config a quantized checkpoint records in its config.json (AMD
- * Quark's own checkpoints name their format, not a backend; libquark's in
- * another backend's format keep the config that made them). */
-static QuarkQuantizationConfig *
-checkpoint_config (QuarkModel *quantized, const char *path, GError **error)
-{
-  JsonNode *node = quantization_config_of (quantized);
-  g_autoptr(JsonNode) qc = NULL;
-
-  if (node == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: config.json has no quantization_config", path);
-      return NULL;
-    }
-  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
-    node = json_object_get_member (json_node_get_object (node), "libquark_config");
-  qc = quark_json_copy (node);
-  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
-    {
-      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
-      if (g_str_equal (method, "quark"))
-        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
-    }
-  return quark_registry_config_from_json (quark_registry_get_default (), qc, "quantization_config", error);
-}
-
-/* A quantized checkpoint back to float: by its format when the format
- * describes every tensor itself (compressed-tensors), else by the backend
- * its config names. */
+/* A quantized checkpoint back to float (the registry picks the format or
+ * the backend), errors prefixed with its path */
 QuarkModel *
 tool_dequantize_checkpoint (QuarkModel *quantized, const char *path, GError **error)
 {
-  g_autoptr(QuarkCheckpointFormat) format = NULL;
-  g_autoptr(QuarkQuantizationConfig) config = NULL;
-  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  QuarkModel *restored = quark_registry_dequantize_checkpoint (quark_registry_get_default (), quantized, error);
 
-  format = quark_registry_format_for_checkpoint (quark_registry_get_default (), quantization_config_of (quantized));
-  if (format && quark_checkpoint_format_can_dequantize (format))
-    {
-      QuarkModel *restored = quark_checkpoint_format_dequantize_model (format, quantized, error);
-      if (restored == NULL)
-        g_prefix_error (error, "%s: ", path);
-      return restored;
-    }
-  config = checkpoint_config (quantized, path, error);
-  if (config == NULL || (quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)
-    return NULL;
-  return quark_model_quantizer_dequantize_model (quantizer, quantized, error);
+  if (restored == NULL)
+    g_prefix_error (error, "%s: ", path);
+  return restored;
 }
 
 /* The registered format a checkpoint is in, or NULL. */

@@ -19,3 +19,9 @@ int          cmd_formats         (int argc, char **argv);
 QuarkModel * tool_dequantize_checkpoint (QuarkModel *quantized, const char *path, GError **error);
 char *       tool_checkpoint_format_name (QuarkModel *model);
 int          tool_list_format_schemes (const char *format_name, gboolean json);
+
+/* quark-eval.c */
+int          cmd_eval            (int argc, char **argv);
+guint32 *    tool_tokenize_file  (QuarkTokenizer *tokenizer, const char *path, const char *separator, gsize *n_ids,
+                                  GError **error);
+QuarkTokenizer * tool_model_tokenizer (const char *model, const char *tokenizer, GError **error);

@@ -38,6 +38,7 @@ static const Command commands[] = {
   { "quantize", "Quantize a model directory or .safetensors file into a checkpoint", cmd_quantize },
   { "inspect", "List a checkpoint's tensors and its quantization config", cmd_inspect },
   { "verify", "Compare a quantized checkpoint with its original, layer by layer", cmd_verify },
+  { "eval", "Perplexity of a model on a text (and KL divergence against another), natively", cmd_eval },
   { "presets", "List the backends' named configs", cmd_presets },
   { "backends", "List the registered backends and module files", cmd_backends },
   { "formats", "List the checkpoint formats --export-format writes", cmd_formats },

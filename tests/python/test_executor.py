@@ -1,0 +1,305 @@
+# Quark.Executor against an independent torch forward pass (llama_torch.py)
+# on small random models of each supported shape (llama, tied embeddings and
+# llama3 RoPE scaling, qwen2 biases, mistral's sliding window; F32, F16 and
+# BF16 weights), and against transformers' logits for docs-llama in
+# ../shared when it is there. Also `quark eval` and the calibration feed.
+import json
+import math
+import os
+import subprocess
+
+import gi
+import numpy as np
+import pytest
+
+gi.require_version('Quark', '1.0')
+from gi.repository import GLib, Quark  # noqa: E402
+
+torch = pytest.importorskip('torch')
+from llama_torch import LlamaTorch, load  # noqa: E402
+from safetensors_writer import write_safetensors  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOCS_LLAMA = os.path.join(HERE, '..', '..', '..', 'shared', 'models', 'docs-llama')
+QUARK = os.environ.get('QUARK_TOOL', 'quark')
+
+BASE = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_size': 32, 'num_hidden_layers': 2,
+        'num_attention_heads': 4, 'num_key_value_heads': 2, 'head_dim': 8, 'intermediate_size': 48,
+        'vocab_size': 40, 'max_position_embeddings': 64, 'rms_norm_eps': 1e-5, 'rope_theta': 10000.0,
+        'tie_word_embeddings': False}
+
+VARIANTS = {
+    'llama': {},
+    'llama3-tied': {'tie_word_embeddings': True, 'rope_theta': 500000.0,
+                    'rope_scaling': {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0,
+                                     'high_freq_factor': 4.0, 'original_max_position_embeddings': 16}},
+    'qwen2': {'model_type': 'qwen2', 'num_key_value_heads': 4, 'rms_norm_eps': 1e-6},
+    'mistral': {'model_type': 'mistral', 'sliding_window': 5},
+}
+
+
+def make_model(directory, variant='llama', dtype='F32', seed=0, scale=1.0):
+    config = dict(BASE, **VARIANTS[variant])
+    rng = np.random.default_rng(seed)
+    H, F, V = config['hidden_size'], config['intermediate_size'], config['vocab_size']
+    q, kv = config['num_attention_heads'] * 8, config['num_key_value_heads'] * 8
+    shapes = {'model.embed_tokens.weight': (V, H)}
+    for i in range(config['num_hidden_layers']):
+        p = 'model.layers.%d.' % i
+        shapes.update({p + 'input_layernorm.weight': (H,), p + 'self_attn.q_proj.weight': (q, H),
+                       p + 'self_attn.k_proj.weight': (kv, H), p + 'self_attn.v_proj.weight': (kv, H),
+                       p + 'self_attn.o_proj.weight': (H, q), p + 'post_attention_layernorm.weight': (H,),
+                       p + 'mlp.gate_proj.weight': (F, H), p + 'mlp.up_proj.weight': (F, H),
+                       p + 'mlp.down_proj.weight': (H, F)})
+        if config['model_type'] == 'qwen2':
+            shapes.update({p + 'self_attn.q_proj.bias': (q,), p + 'self_attn.k_proj.bias': (kv,),
+                           p + 'self_attn.v_proj.bias': (kv,)})
+    shapes['model.norm.weight'] = (H,)
+    if not config['tie_word_embeddings']:
+        shapes['lm_head.weight'] = (V, H)
+    tensors = {}
+    for name, shape in shapes.items():
+        if name.endswith('norm.weight'):
+            a = 1.0 + 0.1 * rng.standard_normal(shape)
+        else:
+            a = scale * rng.standard_normal(shape) / math.sqrt(shape[-1])
+        a = a.astype(np.float32)
+        if dtype == 'F32':
+            tensors[name] = ('F32', a)
+        elif dtype == 'F16':
+            tensors[name] = ('F16', a.astype(np.float16))
+        else:
+            tensors[name] = ('BF16', (a.view(np.uint32) >> 16).astype(np.uint16))
+    os.makedirs(directory, exist_ok=True)
+    write_safetensors(os.path.join(directory, 'model.safetensors'), tensors)
+    with open(os.path.join(directory, 'config.json'), 'w') as f:
+        json.dump(config, f)
+    return directory
+
+
+def logits_of(executor, ids):
+    t = executor.forward(ids, None)
+    return np.frombuffer(t.get_data().get_data(), dtype=np.float32).reshape(len(ids), -1)
+
+
+def ids_for(n, vocab=40, seed=1):
+    return [int(i) for i in np.random.default_rng(seed).integers(0, vocab, n)]
+
+
+@pytest.mark.parametrize('dtype', ['F32', 'F16', 'BF16'])
+@pytest.mark.parametrize('variant', sorted(VARIANTS))
+def test_logits_match_torch(tmp_path, variant, dtype):
+    d = make_model(str(tmp_path / 'm'), variant, dtype)
+    executor = Quark.Executor.new_from_path(d)
+    config, weights = load(d)
+    ids = ids_for(24)
+    got = logits_of(executor, ids)
+    want = LlamaTorch(config, weights).logits(ids).numpy()
+    assert got.shape == (24, 40)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert executor.get_vocab_size() == 40 and executor.get_max_context() == 64
+
+
+def test_sliding_window_matters(tmp_path):
+    # the same weights as llama with a window of 5: different logits past
+    # position 5, the same before
+    a = logits_of(Quark.Executor.new_from_path(make_model(str(tmp_path / 'a'), 'llama')), ids_for(12))
+    b = logits_of(Quark.Executor.new_from_path(make_model(str(tmp_path / 'b'), 'mistral')), ids_for(12))
+    assert np.abs(a[:5] - b[:5]).max() < 1e-5
+    assert np.abs(a[6:] - b[6:]).max() > 1e-3
+
+
+@pytest.mark.parametrize('ctx,stride', [(16, 16), (16, 8), (16, 5), (64, 0)])
+def test_perplexity_matches_torch(tmp_path, ctx, stride):
+    d = make_model(str(tmp_path / 'm'), 'llama', 'BF16', scale=3.0)
+    executor = Quark.Executor.new_from_path(d)
+    ids = ids_for(61)
+    ok, ppl, ref_ppl, kl, n = executor.evaluate(None, ids, ctx, stride, None)
+    want, want_n = LlamaTorch(*load(d)).perplexity(ids, ctx, stride or ctx)
+    assert ok and n == want_n
+    assert abs(ppl / want - 1) < 1e-5
+    assert ref_ppl == 0 and kl == 0
+    if stride in (0, ctx):
+        # windows that do not overlap score ctx - 1 predictions each
+        assert n == sum(min(ctx, 61 - s) - 1 for s in range(0, 61, ctx))
+
+
+def test_compare_kl(tmp_path):
+    a = Quark.Executor.new_from_path(make_model(str(tmp_path / 'a'), 'llama', seed=0))
+    b_dir = make_model(str(tmp_path / 'b'), 'llama', seed=0)
+    # perturb one weight of b
+    config, weights = load(b_dir)
+    w = {k: ('F32', v.numpy()) for k, v in weights.items()}
+    w['model.layers.1.mlp.down_proj.weight'] = ('F32', w['model.layers.1.mlp.down_proj.weight'][1] * 1.5)
+    write_safetensors(os.path.join(b_dir, 'model.safetensors'), w)
+    b = Quark.Executor.new_from_path(b_dir)
+    ids = ids_for(40)
+    ok, ppl, ref_ppl, kl, n = a.evaluate(a, ids, 20, 20, None)
+    assert abs(ppl - ref_ppl) < 1e-9 and abs(kl) < 1e-9
+    ok, ppl, ref_ppl, kl, n = b.evaluate(a, ids, 20, 20, None)
+    # KL(a || b) computed independently from torch's log-softmax
+    ta, tb = LlamaTorch(*load(str(tmp_path / 'a'))), LlamaTorch(*load(b_dir))
+    want = 0.0
+    for s in (0, 20):
+        la = torch.log_softmax(ta.logits(ids[s:s + 20]).double(), -1)[:-1]
+        lb = torch.log_softmax(tb.logits(ids[s:s + 20]).double(), -1)[:-1]
+        want += (la.exp() * (la - lb)).sum().item()
+    assert n == 38
+    assert kl > 0 and abs(kl / (want / n) - 1) < 1e-4
+
+
+def test_calibration_sees_linear_inputs(tmp_path):
+    d = make_model(str(tmp_path / 'm'), 'qwen2')
+    executor = Quark.Executor.new_from_path(d)
+    calibration = Quark.Calibration.new()
+    ids = ids_for(30)
+    progress = []
+    executor.connect('progress', lambda e, done, total: progress.append((done, total)))
+    assert executor.calibrate(calibration, ids, 16, None)
+    assert progress == [(16, 30), (30, 30)]
+    seen = {}
+
+    def hook(name, x):
+        lo, hi = seen.get(name, (math.inf, -math.inf))
+        seen[name] = (min(lo, x.min().item()), max(hi, x.max().item()))
+    model = LlamaTorch(*load(d), hooks=hook)
+    model.logits(ids[:16])
+    model.logits(ids[16:])
+    layers = calibration.list_layers(Quark.Role.INPUT)
+    assert sorted(layers) == sorted(seen) and len(layers) == 2 * 7 + 1     # every linear layer
+    for name, (lo, hi) in seen.items():
+        ok, got_lo, got_hi = calibration.get_min_max(name, Quark.Role.INPUT)
+        assert ok and abs(got_lo - lo) <= 1e-5 * max(1, abs(lo)) and abs(got_hi - hi) <= 1e-5 * max(1, abs(hi))
+        assert calibration.get_n_batches(name, Quark.Role.INPUT) == 2
+
+
+def test_errors(tmp_path):
+    d = make_model(str(tmp_path / 'm'))
+    executor = Quark.Executor.new_from_path(d)
+    with pytest.raises(GLib.Error) as e:
+        executor.forward([0, 40], None)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and '40' in e.value.message
+    with pytest.raises(GLib.Error) as e:
+        executor.forward(list(range(40)) * 2, None)
+    assert 'max_position_embeddings' in e.value.message
+    with pytest.raises(GLib.Error):
+        executor.evaluate(None, [1], 16, 16, None)
+    cancellable = Quark.__dict__.get('Cancellable') or __import__('gi.repository.Gio', fromlist=['Gio']).Cancellable()
+    cancellable.cancel()
+    with pytest.raises(GLib.Error) as e:
+        executor.forward([1, 2, 3], cancellable)
+    assert e.value.matches(GLib.quark_from_string('g-io-error-quark'), 19)   # G_IO_ERROR_CANCELLED
+
+    with open(os.path.join(d, 'config.json')) as f:
+        config = json.load(f)
+    for change, message, code in [({'model_type': 'gpt2'}, 'gpt2', Quark.Error.UNSUPPORTED_SCHEME),
+                                  ({'intermediate_size': 50}, 'mlp.gate_proj.weight', Quark.Error.INVALID_FILE),
+                                  ({'num_hidden_layers': 3}, 'model.layers.2.', Quark.Error.INVALID_FILE),
+                                  ({'rope_scaling': {'rope_type': 'yarn', 'factor': 4.0}}, 'yarn',
+                                   Quark.Error.UNSUPPORTED_SCHEME),
+                                  ({'hidden_size': None}, 'hidden_size', Quark.Error.INVALID_FILE)]:
+        with open(os.path.join(d, 'config.json'), 'w') as f:
+            json.dump({k: v for k, v in dict(config, **change).items() if v is not None}, f)
+        with pytest.raises(GLib.Error) as e:
+            Quark.Executor.new_from_path(d)
+        assert e.value.matches(Quark.error_quark(), code), e.value.message
+        assert message in e.value.message and d in e.value.message
+
+
+# ---- quark eval -------------------------------------------------------------
+
+def byte_tokenizer(directory):
+    """A byte-level tokenizer of 40 ids: BOS 0, EOS 1, and the bytes of
+    'a'..'z', ' ', '.', ... as ids 2 up."""
+    chars = "abcdefghijklmnopqrstuvwxyz .,\n'ABCDEFG"
+    vocab = {'<s>': 0, '</s>': 1}
+    for i, c in enumerate(chars):
+        vocab['Ċ' if c == '\n' else 'Ġ' if c == ' ' else c] = i + 2
+    tokenizer = {'added_tokens': [{'id': 0, 'content': '<s>', 'special': True},
+                                  {'id': 1, 'content': '</s>', 'special': True}],
+                 'normalizer': None,
+                 'pre_tokenizer': {'type': 'ByteLevel', 'add_prefix_space': False, 'use_regex': True},
+                 'model': {'type': 'BPE', 'vocab': vocab, 'merges': []}}
+    with open(os.path.join(directory, 'tokenizer.json'), 'w', encoding='utf-8') as f:
+        json.dump(tokenizer, f, ensure_ascii=False)
+    with open(os.path.join(directory, 'tokenizer_config.json'), 'w') as f:
+        json.dump({'bos_token': '<s>', 'eos_token': '</s>'}, f)
+
+
+def run(*args, check=True):
+    p = subprocess.run([QUARK] + [str(a) for a in args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_eval_cli(tmp_path):
+    d = make_model(str(tmp_path / 'm'), 'llama', 'BF16', scale=2.0)
+    byte_tokenizer(d)
+    text = tmp_path / 'text.txt'
+    text.write_text('the quick brown fox.\nA cab.\n\n==\n\nfaded bed, bad egg.\n' * 3)
+    p = run('eval', d, '--text', text, '--ctx', 16, '--json')
+    result = json.loads(p.stdout)
+    tok = Quark.Tokenizer.new_from_file(d)
+    ids = [0] + list(tok.encode(text.read_text(), -1, False))
+    want, n = LlamaTorch(*load(d)).perplexity(ids, 16)
+    assert result['tokens'] == len(ids) and result['predictions'] == n
+    assert abs(result['perplexity'] / want - 1) < 1e-5
+    # documents: BOS + text + EOS each
+    p = run('eval', d, '--text', text, '--ctx', 16, '--document-separator', '\n\n==\n\n', '--json')
+    docs = text.read_text().split('\n\n==\n\n')
+    assert json.loads(p.stdout)['tokens'] == sum(len(tok.encode(x, -1, False)) + 2 for x in docs)
+    # plain output
+    p = run('eval', d, '--text', text, '--ctx', 16, '--stride', 8)
+    assert p.stdout.startswith('perplexity ') and 'stride 8' in p.stdout
+
+    # against a quantized copy: the tokenizer travels with the checkpoint
+    q = tmp_path / 'q'
+    run('quantize', d, '-o', q, '--preset', 'int8_per_channel_wo')
+    p = run('eval', '--compare', d, q, '--text', text, '--ctx', 16, '--json')
+    r = json.loads(p.stdout)
+    assert abs(r['reference_perplexity'] / want - 1) < 1e-5
+    assert r['perplexity'] != r['reference_perplexity'] and 0 < r['kl_divergence'] < 0.05
+    assert abs(r['perplexity_change'] - (r['perplexity'] / r['reference_perplexity'] - 1)) < 1e-12
+
+
+def test_eval_cli_errors(tmp_path):
+    d = make_model(str(tmp_path / 'm'))
+    byte_tokenizer(d)
+    text = tmp_path / 't.txt'
+    text.write_text('abc abc abc')
+    assert run('eval', d, check=False).returncode == 2                       # no --text
+    assert run('eval', d, '--text', text, '--ctx', 1, check=False).returncode == 2
+    assert run('eval', d, '--text', text, '--ctx', 8, '--stride', 9, check=False).returncode == 2
+    p = run('eval', d, '--text', text, '--ctx', 65, check=False)
+    assert p.returncode == 1 and 'context' in p.stderr
+    p = run('eval', d, '--text', tmp_path / 'missing.txt', check=False)
+    assert p.returncode == 1 and 'missing.txt' in p.stderr
+    bad = tmp_path / 'bad.txt'
+    bad.write_bytes(b'abc \xff\xfe')
+    p = run('eval', d, '--text', bad, check=False)
+    assert p.returncode == 1 and 'UTF-8' in p.stderr and 'bad.txt' in p.stderr
+    os.remove(os.path.join(d, 'tokenizer.json'))
+    p = run('eval', d, '--text', text, check=False)
+    assert p.returncode == 1 and 'tokenizer.json' in p.stderr
+
+
+# ---- docs-llama -------------------------------------------------------------
+
+@pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
+def test_docs_llama_reference_logits_and_perplexity():
+    executor = Quark.Executor.new_from_path(DOCS_LLAMA)
+    ref = np.load(os.path.join(DOCS_LLAMA, 'data', 'reference_logits.npz'))
+    ids = [int(i) for i in ref['input_ids'][0]]
+    got = logits_of(executor, ids)
+    want = ref['logits'][0]
+    # transformers' float32 logits: to 1e-4 of their scale (2e-5 absolute
+    # is what a float32 implementation reaches)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert np.abs(got - want).max() < 5e-5
+    # perplexity of 12 windows of 512 dev tokens, against the torch forward
+    dev = [int(i) for i in np.load(os.path.join(DOCS_LLAMA, 'data', 'dev_tokens.npy'))[:12 * 512]]
+    ok, ppl, _, _, n = executor.evaluate(None, dev, 512, 512, None)
+    want_ppl, want_n = LlamaTorch(*load(DOCS_LLAMA)).perplexity(dev, 512)
+    assert n == want_n == 12 * 511
+    assert abs(ppl / want_ppl - 1) < 1e-5

@@ -1,0 +1,227 @@
+/* quark-eval.c: `quark eval`, perplexity and KL divergence with the native
+ * executor; and the tokenizing of text files that --calibration-text shares
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "quark-tool.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The ids of a text file: each document (the whole file, or the pieces
+ * between @separator) as BOS + ids + EOS, BOS and EOS where the tokenizer
+ * has them (the whole file without a separator: BOS + ids). */
+guint32 *
+tool_tokenize_file (QuarkTokenizer *tokenizer, const char *path, const char *separator, gsize *n_ids, GError **error)
+{
+  g_autofree char *text = NULL;
+  gsize length;
+  g_autoptr(GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_auto(GStrv) documents = NULL;
+  gint bos = quark_tokenizer_get_bos_id (tokenizer), eos = quark_tokenizer_get_eos_id (tokenizer);
+
+  if (!g_file_get_contents (path, &text, &length, error))
+    return NULL;
+  if (separator && separator[0])
+    documents = g_strsplit (text, separator, -1);
+  else
+    documents = g_strdupv ((char *[]) { text, NULL });
+  for (guint i = 0; documents[i]; i++)
+    {
+      g_autoptr(GError) local_error = NULL;
+      gsize n = 0;
+      g_autofree guint32 *doc = quark_tokenizer_encode (tokenizer, documents[i], -1, FALSE, &n, &local_error);
+
+      if (doc == NULL)
+        {
+          g_set_error (error, local_error->domain, local_error->code, "%s: %s", path, local_error->message);
+          return NULL;
+        }
+      if (bos >= 0)
+        {
+          guint32 id = (guint32) bos;
+          g_array_append_val (ids, id);
+        }
+      g_array_append_vals (ids, doc, n);
+      if (eos >= 0 && separator && separator[0])
+        {
+          guint32 id = (guint32) eos;
+          g_array_append_val (ids, id);
+        }
+    }
+  *n_ids = ids->len;
+  return (guint32 *) g_array_free (g_steal_pointer (&ids), FALSE);
+}
+
+/* The tokenizer of a model (its directory, or the directory of its
+ * .safetensors file), unless --tokenizer names one */
+QuarkTokenizer *
+tool_model_tokenizer (const char *model, const char *tokenizer, GError **error)
+{
+  g_autofree char *dir = NULL;
+
+  if (tokenizer)
+    return quark_tokenizer_new_from_file (tokenizer, error);
+  dir = g_file_test (model, G_FILE_TEST_IS_DIR) ? g_strdup (model) : g_path_get_dirname (model);
+  return quark_tokenizer_new_from_file (dir, error);
+}
+
+typedef struct {
+  gboolean tty;
+  gint64 start;
+  const char *label;
+} EvalProgress;
+
+static void
+on_eval_progress (QuarkExecutor *executor, guint64 done, guint64 total, gpointer user_data)
+{
+  EvalProgress *p = user_data;
+  double elapsed = (g_get_monotonic_time () - p->start) / 1e6;
+  double rate = elapsed > 0 ? done / elapsed : 0;
+  int bar = 30, filled = total ? (int) (bar * done / total) : bar;
+  g_autoptr(GString) line = g_string_new ("[");
+
+  if (!p->tty)
+    return;
+  for (int i = 0; i < bar; i++)
+    g_string_append_c (line, i < filled ? '#' : ' ');
+  g_string_append_printf (line, "] %3.0f%% %s %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " tokens %.0f tokens/s %.0fs left ",
+                          total ? 100.0 * done / total : 100.0, p->label, done, total, rate,
+                          rate > 0 ? (total - done) / rate : 0.0);
+  g_printerr ("\r%s", line->str);
+  if (done == total)
+    g_printerr ("\n");
+}
+
+static QuarkExecutor *
+load_executor (const char *path, EvalProgress *progress, GError **error)
+{
+  QuarkExecutor *executor = quark_executor_new_from_path (path, error);
+
+  if (executor)
+    g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), progress);
+  return executor;
+}
+
+int
+cmd_eval (int argc, char **argv)
+{
+  g_autofree char *text = NULL, *tokenizer_path = NULL, *separator = NULL;
+  gboolean json = FALSE, compare = FALSE;
+  int context = 512, stride = 0, status = 0;
+  GOptionEntry entries[] = {
+    { "text", 't', 0, G_OPTION_ARG_FILENAME, &text, "The text to score (UTF-8)", "FILE" },
+    { "ctx", 'c', 0, G_OPTION_ARG_INT, &context, "Window length in tokens (default 512)", "N" },
+    { "stride", 's', 0, G_OPTION_ARG_INT, &stride, "Start a window every N tokens (default: the window length, no overlap)", "N" },
+    { "compare", 0, 0, G_OPTION_ARG_NONE, &compare, "Two models, FLOAT and QUANTIZED: both perplexities, the difference and the KL divergence", NULL },
+    { "tokenizer", 0, 0, G_OPTION_ARG_FILENAME, &tokenizer_path, "tokenizer.json to use (default: the one beside MODEL)", "FILE" },
+    { "document-separator", 0, 0, G_OPTION_ARG_STRING, &separator, "Split the text into documents at this string; each becomes BOS + text + EOS", "STRING" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkTokenizer) tokenizer = NULL;
+  g_autoptr(QuarkExecutor) model = NULL, reference = NULL;
+  g_autofree guint32 *ids = NULL;
+  gsize n_ids = 0;
+  double ppl = 0, ref_ppl = 0, kl = 0;
+  guint64 scored = 0;
+  EvalProgress progress = { isatty (fileno (stderr)) && !json, 0, "" };
+  const char *model_path;
+
+  if (!parse_options ("eval", "MODEL | --compare FLOAT QUANTIZED",
+                      "Runs a Llama-family model (llama, mistral, qwen2) natively on a text and\n"
+                      "prints its perplexity: windows of --ctx tokens, each scoring the next-token\n"
+                      "predictions no earlier window scored. MODEL is a float or quantized\n"
+                      "checkpoint that quark reads; quantized weights are dequantized. With\n"
+                      "--compare, both models run on the same windows and the mean KL divergence\n"
+                      "KL(FLOAT || QUANTIZED) per token is printed too.\n\n"
+                      "The text is tokenized with MODEL's tokenizer.json, as one document (BOS +\n"
+                      "text) or as documents split at --document-separator (BOS + text + EOS each).",
+                      entries, &argc, &argv, &status))
+    return status;
+  if (argc != (compare ? 3 : 2) || text == NULL)
+    {
+      g_printerr ("quark eval: %s\nTry \"quark eval --help\".\n",
+                  text == NULL ? "--text FILE is required" : compare ? "--compare takes two models, FLOAT and QUANTIZED"
+                                                                     : "expected one MODEL");
+      return EXIT_USAGE;
+    }
+  if (context < 2 || stride < 0 || stride > context)
+    {
+      g_printerr ("quark eval: --ctx must be at least 2 and --stride between 1 and --ctx\n");
+      return EXIT_USAGE;
+    }
+  model_path = compare ? argv[2] : argv[1];
+  if ((tokenizer = tool_model_tokenizer (argv[1], tokenizer_path, &error)) == NULL ||
+      (ids = tool_tokenize_file (tokenizer, text, separator, &n_ids, &error)) == NULL)
+    return report_failure ("eval", error, json);
+  if ((model = load_executor (model_path, &progress, &error)) == NULL ||
+      (compare && (reference = load_executor (argv[1], &progress, &error)) == NULL))
+    return report_failure ("eval", error, json);
+  if (n_ids < 2)
+    {
+      g_set_error (&error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %" G_GSIZE_FORMAT " tokens: nothing to score",
+                   text, n_ids);
+      return report_failure ("eval", error, json);
+    }
+  if ((guint) context > quark_executor_get_max_context (model))
+    {
+      g_set_error (&error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "--ctx %d is longer than %s's context (%u)", context,
+                   model_path, quark_executor_get_max_context (model));
+      return report_failure ("eval", error, json);
+    }
+  progress.start = g_get_monotonic_time ();
+  progress.label = compare ? "(2 models)" : "";
+  if (!quark_executor_evaluate (model, reference, ids, n_ids, (guint) context, (guint) stride, NULL, &ppl, &ref_ppl,
+                                &kl, &scored, &error))
+    return report_failure ("eval", error, json);
+
+  if (json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      g_autoptr(JsonNode) root = NULL;
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "model");
+      json_builder_add_string_value (b, model_path);
+      json_builder_set_member_name (b, "perplexity");
+      json_builder_add_double_value (b, ppl);
+      if (compare)
+        {
+          json_builder_set_member_name (b, "reference");
+          json_builder_add_string_value (b, argv[1]);
+          json_builder_set_member_name (b, "reference_perplexity");
+          json_builder_add_double_value (b, ref_ppl);
+          json_builder_set_member_name (b, "perplexity_change");
+          json_builder_add_double_value (b, ppl / ref_ppl - 1.0);
+          json_builder_set_member_name (b, "kl_divergence");
+          json_builder_add_double_value (b, kl);
+        }
+      json_builder_set_member_name (b, "tokens");
+      json_builder_add_int_value (b, (gint64) n_ids);
+      json_builder_set_member_name (b, "predictions");
+      json_builder_add_int_value (b, (gint64) scored);
+      json_builder_set_member_name (b, "context");
+      json_builder_add_int_value (b, context);
+      json_builder_set_member_name (b, "stride");
+      json_builder_add_int_value (b, stride ? stride : context);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      print_json (root);
+      return 0;
+    }
+  if (compare)
+    {
+      g_print ("%-12s %s\n%-12s %.4f\n", "float", argv[1], "perplexity", ref_ppl);
+      g_print ("%-12s %s\n%-12s %.4f\n", "quantized", model_path, "perplexity", ppl);
+      g_print ("%-12s %+.4f (%+.2f %%)\n", "difference", ppl - ref_ppl, 100.0 * (ppl / ref_ppl - 1.0));
+      g_print ("%-12s %.6f nats per token\n", "KL", kl);
+    }
+  else
+    g_print ("perplexity %.4f\n", ppl);
+  g_print ("%" G_GUINT64_FORMAT " predictions scored over %" G_GSIZE_FORMAT " tokens (windows of %d, stride %d)\n",
+           scored, n_ids, context, stride ? stride : context);
+  return 0;
+}
