@@ -225,3 +225,42 @@ cmd_eval (int argc, char **argv)
            scored, n_ids, context, stride ? stride : context);
   return 0;
 }
+
+/* `quark quantize --calibration-text`: a session for @config fed with
+ * every linear layer's inputs while the executor runs @model on the first
+ * @max_tokens tokens of the text, in windows of 512 (or the model's
+ * context when shorter) */
+QuarkCalibration *
+tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuantizationConfig *config,
+                          const char *text_file, guint max_tokens, gboolean tty, GCancellable *cancellable,
+                          GError **error)
+{
+  g_autoptr(QuarkTokenizer) tokenizer = NULL;
+  g_autoptr(QuarkExecutor) executor = NULL;
+  g_autoptr(QuarkCalibration) calibration = NULL;
+  g_autofree guint32 *ids = NULL;
+  gsize n_ids = 0;
+  EvalProgress progress = { tty, g_get_monotonic_time (), "calibration" };
+
+  if ((tokenizer = tool_model_tokenizer (model_path, NULL, error)) == NULL ||
+      (ids = tool_tokenize_file (tokenizer, text_file, NULL, &n_ids, error)) == NULL)
+    return NULL;
+  if ((executor = quark_executor_new (model, error)) == NULL)
+    {
+      g_prefix_error (error, "--calibration-text: %s: ", model_path);
+      return NULL;
+    }
+  if (n_ids < 2)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %" G_GSIZE_FORMAT " tokens: too little to calibrate with",
+                   text_file, n_ids);
+      return NULL;
+    }
+  n_ids = MIN (n_ids, (gsize) max_tokens);
+  calibration = quark_calibration_new_for_config (config, model);
+  g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), &progress);
+  if (!quark_executor_calibrate (executor, calibration, ids, n_ids, MIN (512, quark_executor_get_max_context (executor)),
+                                 cancellable, error))
+    return NULL;
+  return g_steal_pointer (&calibration);
+}

@@ -25,3 +25,7 @@ int          cmd_eval            (int argc, char **argv);
 guint32 *    tool_tokenize_file  (QuarkTokenizer *tokenizer, const char *path, const char *separator, gsize *n_ids,
                                   GError **error);
 QuarkTokenizer * tool_model_tokenizer (const char *model, const char *tokenizer, GError **error);
+QuarkCalibration * tool_calibrate_from_text (QuarkModel *model, const char *model_path,
+                                             QuarkQuantizationConfig *config, const char *text_file,
+                                             guint max_tokens, gboolean tty, GCancellable *cancellable,
+                                             GError **error);

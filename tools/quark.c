@@ -888,6 +888,8 @@ cached_snapshot (const char *model)
 typedef struct {
   /* options */
   const char *model_path, *output, *config_file, *preset, *backend_name, *stats_file, *export_format;
+  const char *calibration_text;   /* --calibration-text */
+  int calibration_tokens;
   const char *file_type;      /* --type: the scheme of a single-file format (GGUF) */
   QuarkCheckpointFormat *file_format;   /* --export-format, when it writes single files; or NULL */
   char **excludes;
@@ -1018,6 +1020,11 @@ quantize_job_steps (QuantizeJob *job, GError **error)
     }
   if (job->stats_file && (calibration = quark_calibration_load (job->stats_file, error)) == NULL)
     return FALSE;
+  if (job->calibration_text &&
+      (calibration = tool_calibrate_from_text (job->model, job->model_path, config, job->calibration_text,
+                                               (guint) job->calibration_tokens, job->progress->tty,
+                                               job->cancellable, error)) == NULL)
+    return FALSE;
   if (cancelled (job, error))
     return FALSE;
 
@@ -1071,6 +1078,8 @@ cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
   g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL, *pure_type = NULL;
+  g_autofree char *calibration_text = NULL;
+  int calibration_tokens = 16384;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
   int threads = -1;   /* not given */
@@ -1081,6 +1090,8 @@ cmd_quantize (int argc, char **argv)
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
     { "calibration", 0, 0, G_OPTION_ARG_FILENAME, &stats_file, "Static activation scales from this statistics file (saved by a calibration session)", "FILE" },
+    { "calibration-text", 0, 0, G_OPTION_ARG_FILENAME, &calibration_text, "Calibrate static activation scales by running MODEL (Llama family) natively on this text", "FILE" },
+    { "calibration-tokens", 0, 0, G_OPTION_ARG_INT, &calibration_tokens, "Run at most this many tokens of --calibration-text, in windows of 512 (default 16384)", "N" },
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },
     { "max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_text, "Largest output file, such as 5GB or 500MiB (default 5GB)", "SIZE" },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output (a directory, a file or a link: the link itself, never what it points to)", NULL },
@@ -1133,9 +1144,11 @@ cmd_quantize (int argc, char **argv)
                               : output == NULL ? "-o OUT is missing: where to write the checkpoint"
                               : to_file && file_type == NULL
                                 ? "--type is missing: the type of every weight (\"quark presets --export-format gguf\" lists them)"
-                              : to_file && (preset || config_file || stats_file || backend_name)
+                              : to_file && (preset || config_file || stats_file || backend_name || calibration_text)
                                 ? "--export-format gguf quantizes with llama.cpp's types (--type), not with a backend's "
-                                  "--preset, --config, --calibration or --backend"
+                                  "--preset, --config, --calibration, --calibration-text or --backend"
+                              : stats_file && calibration_text ? "--calibration and --calibration-text both given: choose one"
+                              : calibration_tokens < 2 ? "--calibration-tokens must be at least 2"
                               : !to_file && (file_type || pure) ? "--type and --pure apply to --export-format gguf only"
                               : !to_file && preset == NULL && config_file == NULL
                                 ? "choose how to quantize: --preset NAME (\"quark presets\" lists them) or --config FILE"
@@ -1179,6 +1192,7 @@ cmd_quantize (int argc, char **argv)
   job = (QuantizeJob) {
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
+    .calibration_text = calibration_text, .calibration_tokens = calibration_tokens,
     .export_format = export_format, .file_type = pure_type,
     .file_format = file_format, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,
