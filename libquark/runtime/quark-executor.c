@@ -11,6 +11,7 @@
 #include "quark-safetensors.h"
 #include "quark-tensor.h"
 #include "kernels/quark-kernels.h"
+#include "quark-parallel-private.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -52,6 +53,9 @@
 enum { SIGNAL_PROGRESS, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
+enum { PROP_0, PROP_THREADS, N_PROPS };
+static GParamSpec *properties[N_PROPS];
+
 typedef struct {
   QuarkTensor *input_norm, *post_norm;
   QuarkTensor *q, *k, *v, *o, *q_bias, *k_bias, *v_bias;
@@ -73,6 +77,7 @@ struct _QuarkExecutor
 
   float *weights;               /* one layer's weights, widened */
   gsize weights_size;
+  QuarkParallel *pool;
 };
 
 G_DEFINE_FINAL_TYPE (QuarkExecutor, quark_executor, G_TYPE_OBJECT)
@@ -87,14 +92,60 @@ quark_executor_finalize (GObject *object)
   g_free (self->layers);
   g_free (self->inv_freq);
   g_free (self->weights);
+  g_clear_pointer (&self->pool, _quark_parallel_free);
   g_clear_object (&self->model);
   G_OBJECT_CLASS (quark_executor_parent_class)->finalize (object);
 }
 
 static void
+quark_executor_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  QuarkExecutor *self = QUARK_EXECUTOR (object);
+
+  switch (prop_id)
+    {
+    case PROP_THREADS:
+      g_value_set_uint (value, quark_executor_get_threads (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+quark_executor_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  QuarkExecutor *self = QUARK_EXECUTOR (object);
+
+  switch (prop_id)
+    {
+    case PROP_THREADS:
+      quark_executor_set_threads (self, g_value_get_uint (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 quark_executor_class_init (QuarkExecutorClass *klass)
 {
-  G_OBJECT_CLASS (klass)->finalize = quark_executor_finalize;
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = quark_executor_finalize;
+  object_class->get_property = quark_executor_get_property;
+  object_class->set_property = quark_executor_set_property;
+
+  /**
+   * QuarkExecutor:threads:
+   *
+   * How many threads run the model (matrix products split by output
+   * features, attention by heads, the rest by tokens). 0 when set means
+   * one per processor, the default.
+   */
+  properties[PROP_THREADS] = g_param_spec_uint ("threads", NULL, NULL, 0, 1024, 0,
+                                                G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
    * QuarkExecutor::progress:
@@ -113,6 +164,45 @@ quark_executor_class_init (QuarkExecutorClass *klass)
 static void
 quark_executor_init (QuarkExecutor *self)
 {
+  self->pool = _quark_parallel_new (g_get_num_processors ());
+}
+
+/**
+ * quark_executor_set_threads:
+ * @self: a #QuarkExecutor
+ * @n_threads: how many threads run the model; 0 for one per processor
+ *
+ * Sets [property@Quark.Executor:threads]. While the executor runs,
+ * OpenBLAS is single-threaded (each of the executor's threads calls it);
+ * its own setting is restored afterwards.
+ */
+void
+quark_executor_set_threads (QuarkExecutor *self, guint n_threads)
+{
+  g_return_if_fail (QUARK_IS_EXECUTOR (self));
+
+  if (n_threads == 0)
+    n_threads = g_get_num_processors ();
+  if (n_threads == _quark_parallel_get_threads (self->pool))
+    return;
+  _quark_parallel_free (self->pool);
+  self->pool = _quark_parallel_new (n_threads);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_THREADS]);
+}
+
+/**
+ * quark_executor_get_threads:
+ * @self: a #QuarkExecutor
+ *
+ * How many threads run the model.
+ *
+ * Returns: the number of threads
+ */
+guint
+quark_executor_get_threads (QuarkExecutor *self)
+{
+  g_return_val_if_fail (QUARK_IS_EXECUTOR (self), 1);
+  return _quark_parallel_get_threads (self->pool);
 }
 
 /* ------------------------------------------------------------------ */
@@ -402,6 +492,8 @@ quark_executor_new_from_path (const char *path, GError **error)
  * quark_executor_get_model:
  * @self: a #QuarkExecutor
  *
+ * The model the executor runs (the dequantized one for a quantized checkpoint).
+ *
  * Returns: (transfer none): the float model the executor runs
  */
 QuarkModel *
@@ -414,6 +506,8 @@ quark_executor_get_model (QuarkExecutor *self)
 /**
  * quark_executor_get_vocab_size:
  * @self: a #QuarkExecutor
+ *
+ * The vocabulary size of the model.
  *
  * Returns: the number of logits per token (`vocab_size`)
  */
@@ -428,6 +522,8 @@ quark_executor_get_vocab_size (QuarkExecutor *self)
  * quark_executor_get_max_context:
  * @self: a #QuarkExecutor
  *
+ * The model's context length.
+ *
  * Returns: the longest window the model was made for
  *   (`max_position_embeddings`)
  */
@@ -441,70 +537,140 @@ quark_executor_get_max_context (QuarkExecutor *self)
 /* ------------------------------------------------------------------ */
 /* The forward pass                                                    */
 
-static void
-widen (QuarkTensor *t, gsize offset, gsize n, float *out)
-{
-  QuarkDType dtype = quark_tensor_get_dtype (t);
-  const guint8 *data = quark_tensor_peek_data (t, NULL);
+/* Every step splits its work over the executor's threads: the output
+ * features of a matrix product (each thread one sgemm on its block of W's
+ * rows, OpenBLAS itself single-threaded meanwhile), the heads of
+ * attention, the tokens of norms, rotations and activations, the elements
+ * of a weight being widened. */
 
-  quark_kernel_convert_to_f32 (dtype, data + offset * quark_dtype_get_element_size (dtype), out, n);
+#define FEATURE_BLOCK 16        /* output features are split in blocks of this many */
+
+typedef struct {
+  QuarkTensor *tensor;
+  gsize offset;
+  float *out;
+} WidenJob;
+
+static void
+widen_range (gpointer data, gsize begin, gsize end, guint worker)
+{
+  WidenJob *j = data;
+  QuarkDType dtype = quark_tensor_get_dtype (j->tensor);
+  const guint8 *src = quark_tensor_peek_data (j->tensor, NULL);
+
+  quark_kernel_convert_to_f32 (dtype, src + (j->offset + begin) * quark_dtype_get_element_size (dtype), j->out + begin,
+                               end - begin);
+}
+
+/* elements [offset, offset + n) of @t as float32 into @out */
+static void
+widen (QuarkExecutor *self, QuarkTensor *t, gsize offset, gsize n, float *out)
+{
+  WidenJob job = { t, offset, out };
+
+  if (n < 65536)
+    widen_range (&job, 0, n, 0);
+  else
+    _quark_parallel_run (self->pool, n, widen_range, &job);
 }
 
 static float *
-widen_all (QuarkTensor *t, float *out)
+widen_all (QuarkExecutor *self, QuarkTensor *t, float *out)
 {
-  widen (t, 0, quark_tensor_get_n_elements (t), out);
+  widen (self, t, 0, quark_tensor_get_n_elements (t), out);
   return out;
 }
 
+typedef struct {
+  const float *x, *w;
+  float *out;
+  guint dim;
+  float eps;
+} NormJob;
+
 static void
-rms_norm (const float *x, const float *w, guint rows, guint dim, double eps, float *out)
+rms_norm_range (gpointer data, gsize begin, gsize end, guint worker)
 {
-  for (guint r = 0; r < rows; r++)
+  NormJob *j = data;
+
+  for (gsize r = begin; r < end; r++)
     {
-      const float *xr = x + (gsize) r * dim;
-      float *o = out + (gsize) r * dim;
+      const float *xr = j->x + r * j->dim;
+      float *o = j->out + r * j->dim;
       float sum = 0.0f, scale;
-      for (guint i = 0; i < dim; i++)
+      for (guint i = 0; i < j->dim; i++)
         sum += xr[i] * xr[i];
-      scale = 1.0f / sqrtf (sum / (float) dim + (float) eps);
-      for (guint i = 0; i < dim; i++)
-        o[i] = w[i] * (xr[i] * scale);
+      scale = 1.0f / sqrtf (sum / (float) j->dim + j->eps);
+      for (guint i = 0; i < j->dim; i++)
+        o[i] = j->w[i] * (xr[i] * scale);
     }
+}
+
+static void
+rms_norm (QuarkExecutor *self, const float *x, const float *w, guint rows, guint dim, float *out)
+{
+  NormJob job = { x, w, out, dim, (float) self->eps };
+  _quark_parallel_run (self->pool, rows, rms_norm_range, &job);
+}
+
+typedef struct {
+  const float *x, *w, *bias;
+  float *out;
+  guint tokens, k, n;
+  guint ldc;                    /* the row length of out */
+} LinearJob;
+
+static void
+linear_range (gpointer data, gsize begin, gsize end, guint worker)
+{
+  LinearJob *j = data;
+  gsize first = begin * FEATURE_BLOCK, last = MIN (end * FEATURE_BLOCK, (gsize) j->n);
+
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) j->tokens, (int) (last - first), (int) j->k, 1.0f, j->x,
+               (int) j->k, j->w + first * j->k, (int) j->k, 0.0f, j->out + first, (int) j->ldc);
+  if (j->bias)
+    for (guint t = 0; t < j->tokens; t++)
+      for (gsize i = first; i < last; i++)
+        j->out[(gsize) t * j->ldc + i] += j->bias[i];
 }
 
 /* out[T, n] = x[T, k] · W[n, k]ᵀ (+ bias) */
 static void
-linear (const float *x, guint tokens, guint k, const float *w, guint n, const float *bias, float *out)
+linear (QuarkExecutor *self, const float *x, guint tokens, guint k, const float *w, guint n, const float *bias,
+        float *out)
 {
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) tokens, (int) n, (int) k, 1.0f, x, (int) k, w, (int) k,
-               0.0f, out, (int) n);
-  if (bias)
-    for (guint t = 0; t < tokens; t++)
-      for (guint i = 0; i < n; i++)
-        out[(gsize) t * n + i] += bias[i];
+  LinearJob job = { x, w, bias, out, tokens, k, n, n };
+  _quark_parallel_run (self->pool, (n + FEATURE_BLOCK - 1) / FEATURE_BLOCK, linear_range, &job);
 }
 
-/* rotates each head's halves by the position's angles (transformers'
- * rotate_half convention) */
-static void
-rope (QuarkExecutor *self, float *x, guint tokens, guint heads, guint position0)
-{
-  guint half = self->head_dim / 2;
-  g_autofree float *cosv = g_new (float, half), *sinv = g_new (float, half);
+typedef struct {
+  QuarkExecutor *self;
+  float *x;
+  guint heads;
+  guint tokens;                 /* per sequence: a row's position is row % tokens */
+} RopeJob;
 
-  for (guint t = 0; t < tokens; t++)
+/* rotates each head's halves by the position's angles (transformers'
+ * rotate_half convention); positions are token indices */
+static void
+rope_range (gpointer data, gsize begin, gsize end, guint worker)
+{
+  RopeJob *j = data;
+  guint hd = j->self->head_dim, half = hd / 2;
+  float cosv[half], sinv[half];
+
+  for (gsize t = begin; t < end; t++)
     {
-      float pos = (float) (position0 + t);
+      float pos = (float) (t % j->tokens);
       for (guint i = 0; i < half; i++)
         {
-          float angle = pos * self->inv_freq[i];
+          float angle = pos * j->self->inv_freq[i];
           cosv[i] = cosf (angle);
           sinv[i] = sinf (angle);
         }
-      for (guint h = 0; h < heads; h++)
+      for (guint h = 0; h < j->heads; h++)
         {
-          float *v = x + ((gsize) t * heads + h) * self->head_dim;
+          float *v = j->x + (t * j->heads + h) * hd;
           for (guint i = 0; i < half; i++)
             {
               float a = v[i], b = v[i + half];
@@ -515,40 +681,93 @@ rope (QuarkExecutor *self, float *x, guint tokens, guint heads, guint position0)
     }
 }
 
-typedef void (*ObserveFunc) (const char *layer, const float *x, guint tokens, guint dim, gpointer data);
-
-/* Scaled dot-product attention with a causal mask: out[T, heads·hd] */
 static void
-attention (QuarkExecutor *self, const float *q, const float *k, const float *v, guint tokens, float *scores,
-           float *out)
+rope (QuarkExecutor *self, float *x, guint rows, guint tokens, guint heads)
 {
-  guint hd = self->head_dim, qdim = self->n_heads * hd, kvdim = self->n_kv_heads * hd;
+  RopeJob job = { self, x, heads, tokens };
+  _quark_parallel_run (self->pool, rows, rope_range, &job);
+}
+
+typedef struct {
+  QuarkExecutor *self;
+  const float *q, *k, *v;
+  float *scores;                /* tokens² per thread */
+  float *out;
+  guint tokens;
+} AttentionJob;
+
+/* Scaled dot-product attention with a causal mask for items [begin, end):
+ * item = sequence · heads + head */
+static void
+attention_range (gpointer data, gsize begin, gsize end, guint worker)
+{
+  AttentionJob *j = data;
+  QuarkExecutor *self = j->self;
+  guint hd = self->head_dim, qdim = self->n_heads * hd, kvdim = self->n_kv_heads * hd, T = j->tokens;
   guint group = self->n_heads / self->n_kv_heads;
   float scale = 1.0f / sqrtf ((float) hd);
+  float *scores = j->scores + (gsize) worker * T * T;
 
-  for (guint h = 0; h < self->n_heads; h++)
+  for (gsize item = begin; item < end; item++)
     {
-      guint g = h / group;
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) tokens, (int) tokens, (int) hd, scale,
-                   q + (gsize) h * hd, (int) qdim, k + (gsize) g * hd, (int) kvdim, 0.0f, scores, (int) tokens);
-      for (guint i = 0; i < tokens; i++)
+      gsize seq = item / self->n_heads, h = item % self->n_heads, g = h / group;
+      const float *q = j->q + seq * T * qdim, *k = j->k + seq * T * kvdim, *v = j->v + seq * T * kvdim;
+      float *out = j->out + seq * T * qdim;
+
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) T, (int) hd, scale, q + h * hd, (int) qdim,
+                   k + g * hd, (int) kvdim, 0.0f, scores, (int) T);
+      for (guint i = 0; i < T; i++)
         {
-          float *row = scores + (gsize) i * tokens, max = -INFINITY, sum = 0.0f;
+          float *row = scores + (gsize) i * T, max = -INFINITY, sum = 0.0f;
           guint first = self->sliding_window && i + 1 > self->sliding_window ? i + 1 - self->sliding_window : 0;
-          for (guint j = first; j <= i; j++)
-            max = MAX (max, row[j]);
-          for (guint j = 0; j < tokens; j++)
+          for (guint c = first; c <= i; c++)
+            max = MAX (max, row[c]);
+          for (guint c = 0; c < T; c++)
             {
-              row[j] = j >= first && j <= i ? expf (row[j] - max) : 0.0f;
-              sum += row[j];
+              row[c] = c >= first && c <= i ? expf (row[c] - max) : 0.0f;
+              sum += row[c];
             }
-          for (guint j = first; j <= i; j++)
-            row[j] /= sum;
+          for (guint c = first; c <= i; c++)
+            row[c] /= sum;
         }
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) tokens, (int) hd, (int) tokens, 1.0f, scores,
-                   (int) tokens, v + (gsize) g * hd, (int) kvdim, 0.0f, out + (gsize) h * hd, (int) qdim);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) T, (int) hd, (int) T, 1.0f, scores, (int) T,
+                   v + g * hd, (int) kvdim, 0.0f, out + h * hd, (int) qdim);
     }
 }
+
+typedef struct {
+  float *a;
+  const float *b;
+} PairJob;
+
+static void
+add_range (gpointer data, gsize begin, gsize end, guint worker)
+{
+  PairJob *j = data;
+  for (gsize i = begin; i < end; i++)
+    j->a[i] += j->b[i];
+}
+
+/* gate = silu(gate) · up */
+static void
+swiglu_range (gpointer data, gsize begin, gsize end, guint worker)
+{
+  PairJob *j = data;
+  for (gsize i = begin; i < end; i++)
+    {
+      float g = j->a[i];
+      j->a[i] = g / (1.0f + expf (-g)) * j->b[i];
+    }
+}
+
+static void
+elementwise (QuarkExecutor *self, QuarkRangeFunc func, float *a, const float *b, gsize n)
+{
+  PairJob job = { a, b };
+  _quark_parallel_run (self->pool, n, func, &job);
+}
+
+typedef void (*ObserveFunc) (const char *layer, const float *x, guint tokens, guint dim, gpointer data);
 
 /* Passes a linear layer's input to @observe, when there is one */
 static void
@@ -563,40 +782,65 @@ observe_input_of (ObserveFunc observe, gpointer data, const char *prefix, const 
   observe (name, x, tokens, dim, data);
 }
 
-/* The hidden states after the final norm, [tokens, hidden]; @observe sees
- * every linear layer's input */
-static float *
-hidden_states (QuarkExecutor *self, const guint32 *ids, guint tokens, ObserveFunc observe, gpointer observe_data,
-               GCancellable *cancellable, GError **error)
+/* OpenBLAS runs single-threaded while the executor's own threads each
+ * call it; its setting is restored when the scope ends */
+typedef struct {
+  int saved;
+} BlasScope;
+
+static BlasScope
+blas_scope_enter (void)
 {
+  BlasScope scope = { openblas_get_num_threads () };
+  openblas_set_num_threads (1);
+  return scope;
+}
+
+static void
+blas_scope_leave (BlasScope *scope)
+{
+  openblas_set_num_threads (scope->saved);
+}
+
+#define BLAS_SCOPE G_GNUC_UNUSED __attribute__ ((cleanup (blas_scope_leave))) BlasScope blas_scope = blas_scope_enter ()
+
+/* The hidden states after the final norm, [n_seqs · tokens, hidden], of
+ * @n_seqs sequences of @tokens ids each, run side by side (each weight is
+ * widened once for all of them, and the matrix products are taller);
+ * @observe sees every linear layer's input */
+static float *
+hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint tokens, ObserveFunc observe,
+               gpointer observe_data, GCancellable *cancellable, GError **error)
+{
+  guint rows = n_seqs * tokens;
   guint H = self->hidden, F = self->intermediate, hd = self->head_dim;
-  guint qdim = self->n_heads * hd, kvdim = self->n_kv_heads * hd;
-  g_autofree float *x = g_try_new (float, (gsize) tokens * H);
-  g_autofree float *h = g_try_new (float, (gsize) tokens * H);
-  g_autofree float *q = g_try_new (float, (gsize) tokens * qdim);
-  g_autofree float *k = g_try_new (float, (gsize) tokens * kvdim);
-  g_autofree float *v = g_try_new (float, (gsize) tokens * kvdim);
-  g_autofree float *att = g_try_new (float, (gsize) tokens * qdim);
-  g_autofree float *scores = g_try_new (float, (gsize) tokens * tokens);
-  g_autofree float *gate = g_try_new (float, (gsize) tokens * F);
-  g_autofree float *up = g_try_new (float, (gsize) tokens * F);
+  guint qdim = self->n_heads * hd, kvdim = self->n_kv_heads * hd, threads = _quark_parallel_get_threads (self->pool);
+  g_autofree float *x = g_try_new (float, (gsize) rows * H);
+  g_autofree float *h = g_try_new (float, (gsize) rows * H);
+  g_autofree float *q = g_try_new (float, (gsize) rows * qdim);
+  g_autofree float *k = g_try_new (float, (gsize) rows * kvdim);
+  g_autofree float *v = g_try_new (float, (gsize) rows * kvdim);
+  g_autofree float *att = g_try_new (float, (gsize) rows * qdim);
+  g_autofree float *scores = g_try_new (float, (gsize) threads * tokens * tokens);
+  g_autofree float *gate = g_try_new (float, (gsize) rows * F);
+  g_autofree float *up = g_try_new (float, (gsize) rows * F);
   g_autofree float *norm = g_new (float, H);
   g_autofree float *bias = g_new (float, qdim + 2 * kvdim);
 
   if (!x || !h || !q || !k || !v || !att || !scores || !gate || !up)
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the activations of %u tokens", tokens);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the activations of %u tokens", rows);
       return NULL;
     }
-  for (guint t = 0; t < tokens; t++)
+  for (guint t = 0; t < rows; t++)
     {
       if (ids[t] >= self->vocab)
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                       "token id %u (at %u) is outside the vocabulary of %u", ids[t], t, self->vocab);
+                       "token id %u (at %u) is outside the vocabulary of %u", ids[t], t % tokens, self->vocab);
           return NULL;
         }
-      widen (self->embed, (gsize) ids[t] * H, H, x + (gsize) t * H);
+      widen (self, self->embed, (gsize) ids[t] * H, H, x + (gsize) t * H);
     }
 
   for (guint l = 0; l < self->n_layers; l++)
@@ -604,57 +848,52 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint tokens, ObserveFun
       Layer *L = &self->layers[l];
       float *wq = self->weights, *wk = wq + (gsize) qdim * H, *wv = wk + (gsize) kvdim * H, *wo = wv + (gsize) kvdim * H;
       float *wg = self->weights, *wu = wg + (gsize) F * H, *wd = wu + (gsize) F * H;
+      AttentionJob attention = { self, q, k, v, scores, att, tokens };
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         return NULL;
       /* attention */
-      rms_norm (x, widen_all (L->input_norm, norm), tokens, H, self->eps, h);
-      widen_all (L->q, wq);
-      widen_all (L->k, wk);
-      widen_all (L->v, wv);
-      widen_all (L->o, wo);
+      rms_norm (self, x, widen_all (self, L->input_norm, norm), rows, H, h);
+      widen_all (self, L->q, wq);
+      widen_all (self, L->k, wk);
+      widen_all (self, L->v, wv);
+      widen_all (self, L->o, wo);
       if (L->q_bias)
-        widen_all (L->q_bias, bias);
+        widen_all (self, L->q_bias, bias);
       if (L->k_bias)
-        widen_all (L->k_bias, bias + qdim);
+        widen_all (self, L->k_bias, bias + qdim);
       if (L->v_bias)
-        widen_all (L->v_bias, bias + qdim + kvdim);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.q_proj", h, tokens, H);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.k_proj", h, tokens, H);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.v_proj", h, tokens, H);
-      linear (h, tokens, H, wq, qdim, L->q_bias ? bias : NULL, q);
-      linear (h, tokens, H, wk, kvdim, L->k_bias ? bias + qdim : NULL, k);
-      linear (h, tokens, H, wv, kvdim, L->v_bias ? bias + qdim + kvdim : NULL, v);
-      rope (self, q, tokens, self->n_heads, 0);
-      rope (self, k, tokens, self->n_kv_heads, 0);
-      attention (self, q, k, v, tokens, scores, att);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.o_proj", att, tokens, qdim);
-      linear (att, tokens, qdim, wo, H, NULL, h);
-      for (gsize i = 0; i < (gsize) tokens * H; i++)
-        x[i] += h[i];
+        widen_all (self, L->v_bias, bias + qdim + kvdim);
+      observe_input_of (observe, observe_data, L->prefix, "self_attn.q_proj", h, rows, H);
+      observe_input_of (observe, observe_data, L->prefix, "self_attn.k_proj", h, rows, H);
+      observe_input_of (observe, observe_data, L->prefix, "self_attn.v_proj", h, rows, H);
+      linear (self, h, rows, H, wq, qdim, L->q_bias ? bias : NULL, q);
+      linear (self, h, rows, H, wk, kvdim, L->k_bias ? bias + qdim : NULL, k);
+      linear (self, h, rows, H, wv, kvdim, L->v_bias ? bias + qdim + kvdim : NULL, v);
+      rope (self, q, rows, tokens, self->n_heads);
+      rope (self, k, rows, tokens, self->n_kv_heads);
+      _quark_parallel_run (self->pool, (gsize) n_seqs * self->n_heads, attention_range, &attention);
+      observe_input_of (observe, observe_data, L->prefix, "self_attn.o_proj", att, rows, qdim);
+      linear (self, att, rows, qdim, wo, H, NULL, h);
+      elementwise (self, add_range, x, h, (gsize) rows * H);
 
       /* SwiGLU */
-      rms_norm (x, widen_all (L->post_norm, norm), tokens, H, self->eps, h);
-      widen_all (L->gate, wg);
-      widen_all (L->up, wu);
-      widen_all (L->down, wd);
-      observe_input_of (observe, observe_data, L->prefix, "mlp.gate_proj", h, tokens, H);
-      observe_input_of (observe, observe_data, L->prefix, "mlp.up_proj", h, tokens, H);
-      linear (h, tokens, H, wg, F, NULL, gate);
-      linear (h, tokens, H, wu, F, NULL, up);
-      for (gsize i = 0; i < (gsize) tokens * F; i++)
-        {
-          float g = gate[i];
-          gate[i] = g / (1.0f + expf (-g)) * up[i];
-        }
-      observe_input_of (observe, observe_data, L->prefix, "mlp.down_proj", gate, tokens, F);
-      linear (gate, tokens, F, wd, H, NULL, h);
-      for (gsize i = 0; i < (gsize) tokens * H; i++)
-        x[i] += h[i];
+      rms_norm (self, x, widen_all (self, L->post_norm, norm), rows, H, h);
+      widen_all (self, L->gate, wg);
+      widen_all (self, L->up, wu);
+      widen_all (self, L->down, wd);
+      observe_input_of (observe, observe_data, L->prefix, "mlp.gate_proj", h, rows, H);
+      observe_input_of (observe, observe_data, L->prefix, "mlp.up_proj", h, rows, H);
+      linear (self, h, rows, H, wg, F, NULL, gate);
+      linear (self, h, rows, H, wu, F, NULL, up);
+      elementwise (self, swiglu_range, gate, up, (gsize) rows * F);
+      observe_input_of (observe, observe_data, L->prefix, "mlp.down_proj", gate, rows, F);
+      linear (self, gate, rows, F, wd, H, NULL, h);
+      elementwise (self, add_range, x, h, (gsize) rows * H);
     }
-  rms_norm (x, widen_all (self->norm, norm), tokens, H, self->eps, h);
+  rms_norm (self, x, widen_all (self, self->norm, norm), rows, H, h);
   if (observe)
-    observe ("lm_head", h, tokens, H, observe_data);
+    observe ("lm_head", h, rows, H, observe_data);
   return g_steal_pointer (&h);
 }
 
@@ -666,9 +905,11 @@ head_logits (QuarkExecutor *self, const float *h, guint tokens, float *logits)
   for (guint r = 0; r < self->vocab; r += HEAD_ROWS)
     {
       guint rows = MIN (HEAD_ROWS, self->vocab - r);
-      widen (self->head, (gsize) r * self->hidden, (gsize) rows * self->hidden, self->weights);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) tokens, (int) rows, (int) self->hidden, 1.0f, h,
-                   (int) self->hidden, self->weights, (int) self->hidden, 0.0f, logits + r, (int) self->vocab);
+      /* the block's logits land at column r of rows that are vocab long */
+      LinearJob job = { h, self->weights, NULL, logits + r, tokens, self->hidden, rows, self->vocab };
+
+      widen (self, self->head, (gsize) r * self->hidden, (gsize) rows * self->hidden, self->weights);
+      _quark_parallel_run (self->pool, (rows + FEATURE_BLOCK - 1) / FEATURE_BLOCK, linear_range, &job);
     }
 }
 
@@ -710,8 +951,10 @@ quark_executor_forward (QuarkExecutor *self, const guint32 *ids, gsize n_ids, GC
   g_return_val_if_fail (ids != NULL || n_ids == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  BLAS_SCOPE;
+
   if (!check_window (self, n_ids, error) ||
-      (h = hidden_states (self, ids, (guint) n_ids, NULL, NULL, cancellable, error)) == NULL)
+      (h = hidden_states (self, ids, 1, (guint) n_ids, NULL, NULL, cancellable, error)) == NULL)
     return NULL;
   logits = g_try_new (float, n_ids * self->vocab);
   if (logits == NULL)
@@ -726,7 +969,31 @@ quark_executor_forward (QuarkExecutor *self, const guint32 *ids, gsize n_ids, GC
                            g_bytes_new_take (logits, n_ids * self->vocab * sizeof (float)), error);
 }
 
-/* log-softmax of one row: fills @logp, returns nothing */
+#define MAX_BATCH 8
+#define BATCH_BYTES (64 << 20)
+
+/* How many windows evaluate() runs side by side: their activations within
+ * 64 MiB or one layer's widened weights, whichever is more, and at most 8 */
+static guint
+windows_per_batch (QuarkExecutor *self, guint tokens)
+{
+  gsize per_window = (gsize) tokens * (3 * self->hidden + 2 * self->n_heads * self->head_dim +
+                                       2 * self->n_kv_heads * self->head_dim + 2 * self->intermediate) * sizeof (float);
+  gsize budget = MAX ((gsize) BATCH_BYTES, self->weights_size * sizeof (float));
+
+  return (guint) CLAMP (budget / per_window, 1, MAX_BATCH);
+}
+
+/* Scores predictions: each thread its tokens, its own sums */
+typedef struct {
+  const float *logits, *ref_logits;   /* [n, V] */
+  const guint32 *targets;             /* [n] */
+  guint V;
+  double *logp;                       /* 2 · V per thread */
+  double (*sums)[3];                  /* per thread: nll, reference nll, KL */
+} ScoreJob;
+
+/* log-softmax of one row into @logp, in float64 */
 static void
 log_softmax (const float *logits, guint n, double *logp)
 {
@@ -739,6 +1006,27 @@ log_softmax (const float *logits, guint n, double *logp)
   lse = max + log (sum);
   for (guint i = 0; i < n; i++)
     logp[i] = (double) logits[i] - lse;
+}
+
+static void
+score_range (gpointer data, gsize begin, gsize end, guint worker)
+{
+  ScoreJob *j = data;
+  double *logp = j->logp + (gsize) worker * 2 * j->V, *ref_logp = logp + j->V;
+  double *sums = j->sums[worker];
+
+  for (gsize i = begin; i < end; i++)
+    {
+      log_softmax (j->logits + i * j->V, j->V, logp);
+      sums[0] -= logp[j->targets[i]];
+      if (j->ref_logits)
+        {
+          log_softmax (j->ref_logits + i * j->V, j->V, ref_logp);
+          sums[1] -= ref_logp[j->targets[i]];
+          for (guint c = 0; c < j->V; c++)
+            sums[2] += exp (ref_logp[c]) * (ref_logp[c] - logp[c]);
+        }
+    }
 }
 
 /**
@@ -781,13 +1069,19 @@ quark_executor_evaluate (QuarkExecutor *self, QuarkExecutor *reference, const gu
   guint64 scored = 0, scored_to = 0;
   guint V;
   g_autofree float *logits = NULL, *ref_logits = NULL;
-  g_autofree double *logp = NULL, *ref_logp = NULL;
+  g_autofree double *logp = NULL;
+  g_autofree double (*sums)[3] = NULL;
+  g_autofree guint32 *batch_ids = NULL;
+  ScoreJob score = { 0 };
+  guint threads, batch_max;
 
   g_return_val_if_fail (QUARK_IS_EXECUTOR (self), FALSE);
   g_return_val_if_fail (reference == NULL || QUARK_IS_EXECUTOR (reference), FALSE);
   g_return_val_if_fail (ids != NULL || n_ids == 0, FALSE);
   g_return_val_if_fail (perplexity != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  BLAS_SCOPE;
 
   V = self->vocab;
   if (stride == 0)
@@ -816,49 +1110,64 @@ quark_executor_evaluate (QuarkExecutor *self, QuarkExecutor *reference, const gu
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%" G_GSIZE_FORMAT " tokens score nothing", n_ids);
       return FALSE;
     }
+  threads = quark_executor_get_threads (self);
   logits = g_new (float, (gsize) HEAD_TOKENS * V);
-  logp = g_new (double, V);
   if (reference)
-    {
-      ref_logits = g_new (float, (gsize) HEAD_TOKENS * V);
-      ref_logp = g_new (double, V);
-    }
+    ref_logits = g_new (float, (gsize) HEAD_TOKENS * V);
+  score.logp = logp = g_new (double, (gsize) 2 * V * threads);
+  score.sums = sums = g_malloc0 (sizeof (double[3]) * threads);
+  score.V = V;
 
-  for (gsize start = 0;; start += stride)
+  batch_max = windows_per_batch (self, context);
+  batch_ids = g_new (guint32, (gsize) batch_max * context);
+  for (gsize start = 0; start < n_ids;)
     {
-      guint tokens = (guint) MIN ((gsize) context, n_ids - start);
+      guint tokens = (guint) MIN ((gsize) context, n_ids - start), n_batch = 0;
+      gsize starts[MAX_BATCH];
       g_autofree float *h = NULL, *ref_h = NULL;
-      guint first = scored_to > start ? (guint) (scored_to - start) : 1;   /* first position whose token is scored */
 
-      if ((h = hidden_states (self, ids + start, tokens, NULL, NULL, cancellable, error)) == NULL ||
-          (reference && (ref_h = hidden_states (reference, ids + start, tokens, NULL, NULL, cancellable, error)) == NULL))
-        return FALSE;
-      /* predictions at positions first − 1 … tokens − 2 */
-      for (guint p0 = first - 1; p0 + 1 < tokens; p0 += HEAD_TOKENS)
+      /* windows of the same length side by side */
+      do
         {
-          guint n = MIN (HEAD_TOKENS, tokens - 1 - p0);
-          head_logits (self, h + (gsize) p0 * self->hidden, n, logits);
-          if (reference)
-            head_logits (reference, ref_h + (gsize) p0 * reference->hidden, n, ref_logits);
-          for (guint i = 0; i < n; i++)
-            {
-              guint32 target = ids[start + p0 + i + 1];
-              log_softmax (logits + (gsize) i * V, V, logp);
-              nll -= logp[target];
-              if (reference)
-                {
-                  log_softmax (ref_logits + (gsize) i * V, V, ref_logp);
-                  ref_nll -= ref_logp[target];
-                  for (guint j = 0; j < V; j++)
-                    kl += exp (ref_logp[j]) * (ref_logp[j] - logp[j]);
-                }
-              scored++;
-            }
+          starts[n_batch] = start;
+          memcpy (batch_ids + (gsize) n_batch * tokens, ids + start, tokens * sizeof (guint32));
+          n_batch++;
+          start = start + tokens >= n_ids ? n_ids : start + stride;
         }
-      scored_to = start + tokens;
+      while (n_batch < batch_max && start < n_ids && n_ids - start >= tokens);
+
+      if ((h = hidden_states (self, batch_ids, n_batch, tokens, NULL, NULL, cancellable, error)) == NULL ||
+          (reference && (ref_h = hidden_states (reference, batch_ids, n_batch, tokens, NULL, NULL, cancellable,
+                                                error)) == NULL))
+        return FALSE;
+      for (guint w = 0; w < n_batch; w++)
+        {
+          const float *hw = h + (gsize) w * tokens * self->hidden;
+          const float *ref_hw = reference ? ref_h + (gsize) w * tokens * reference->hidden : NULL;
+          guint first = scored_to > starts[w] ? (guint) (scored_to - starts[w]) : 1;   /* first position whose token is scored */
+
+          /* predictions at positions first − 1 … tokens − 2 */
+          for (guint p0 = first - 1; p0 + 1 < tokens; p0 += HEAD_TOKENS)
+            {
+              guint n = MIN (HEAD_TOKENS, tokens - 1 - p0);
+              head_logits (self, hw + (gsize) p0 * self->hidden, n, logits);
+              if (reference)
+                head_logits (reference, ref_hw + (gsize) p0 * reference->hidden, n, ref_logits);
+              score.logits = logits;
+              score.ref_logits = ref_logits;
+              score.targets = ids + starts[w] + p0 + 1;
+              _quark_parallel_run (self->pool, n, score_range, &score);
+              scored += n;
+            }
+          scored_to = starts[w] + tokens;
+        }
       g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, (guint64) scored_to, (guint64) n_ids);
-      if (start + tokens >= n_ids)
-        break;
+    }
+  for (guint t = 0; t < threads; t++)
+    {
+      nll += sums[t][0];
+      ref_nll += sums[t][1];
+      kl += sums[t][2];
     }
   *perplexity = exp (nll / (double) scored);
   if (reference_perplexity)
@@ -916,12 +1225,14 @@ quark_executor_calibrate (QuarkExecutor *self, QuarkCalibration *calibration, co
   g_return_val_if_fail (ids != NULL || n_ids == 0, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
+  BLAS_SCOPE;
+
   if (!check_window (self, context, error))
     return FALSE;
   for (gsize start = 0; start < n_ids; start += context)
     {
       guint tokens = (guint) MIN ((gsize) context, n_ids - start);
-      g_autofree float *h = hidden_states (self, ids + start, tokens, observe_input, &data, cancellable, error);
+      g_autofree float *h = hidden_states (self, ids + start, 1, tokens, observe_input, &data, cancellable, error);
 
       if (h == NULL)
         {

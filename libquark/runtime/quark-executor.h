@@ -28,6 +28,11 @@ QUARK_AVAILABLE_IN_1_0
 QuarkExecutor * quark_executor_new_from_path     (const char       *path,
                                                   GError          **error);
 QUARK_AVAILABLE_IN_1_0
+void            quark_executor_set_threads       (QuarkExecutor    *self,
+                                                  guint             n_threads);
+QUARK_AVAILABLE_IN_1_0
+guint           quark_executor_get_threads       (QuarkExecutor    *self);
+QUARK_AVAILABLE_IN_1_0
 QuarkModel *    quark_executor_get_model         (QuarkExecutor    *self);
 QUARK_AVAILABLE_IN_1_0
 guint           quark_executor_get_vocab_size    (QuarkExecutor    *self);

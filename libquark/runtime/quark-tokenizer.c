@@ -1381,6 +1381,8 @@ quark_tokenizer_decode (QuarkTokenizer *self, const guint32 *ids, gsize n_ids, g
  * quark_tokenizer_get_vocab_size:
  * @self: a #QuarkTokenizer
  *
+ * The size of the id space.
+ *
  * Returns: the number of ids (the largest id plus one, added tokens
  *   included)
  */
@@ -1395,6 +1397,8 @@ quark_tokenizer_get_vocab_size (QuarkTokenizer *self)
  * quark_tokenizer_get_bos_id:
  * @self: a #QuarkTokenizer
  *
+ * The beginning-of-sequence token.
+ *
  * Returns: the id of the beginning-of-sequence token, or -1 when the
  *   tokenizer has none
  */
@@ -1408,6 +1412,8 @@ quark_tokenizer_get_bos_id (QuarkTokenizer *self)
 /**
  * quark_tokenizer_get_eos_id:
  * @self: a #QuarkTokenizer
+ *
+ * The end-of-sequence token.
  *
  * Returns: the id of the end-of-sequence token, or -1 when the tokenizer
  *   has none
@@ -1424,6 +1430,8 @@ quark_tokenizer_get_eos_id (QuarkTokenizer *self)
  * @self: a #QuarkTokenizer
  * @token: a token as the vocabulary spells it
  *
+ * Looks a token up in the vocabulary.
+ *
  * Returns: the token's id, or -1 when it is not in the vocabulary
  */
 gint
@@ -1439,6 +1447,8 @@ quark_tokenizer_token_to_id (QuarkTokenizer *self, const char *token)
  * @self: a #QuarkTokenizer
  * @id: a token id
  *
+ * The vocabulary's spelling of an id.
+ *
  * Returns: (nullable): the token as the vocabulary spells it, or %NULL
  *   for an unused id
  */
@@ -1452,6 +1462,8 @@ quark_tokenizer_id_to_token (QuarkTokenizer *self, guint32 id)
 /**
  * quark_tokenizer_get_model_kind:
  * @self: a #QuarkTokenizer
+ *
+ * Which family of BPE the tokenizer is.
  *
  * Returns: `"byte-level-bpe"` or `"bpe"` (SentencePiece-style)
  */
