@@ -95,12 +95,15 @@ on_eval_progress (QuarkExecutor *executor, guint64 done, guint64 total, gpointer
 }
 
 static QuarkExecutor *
-load_executor (const char *path, EvalProgress *progress, GError **error)
+load_executor (const char *path, guint threads, EvalProgress *progress, GError **error)
 {
   QuarkExecutor *executor = quark_executor_new_from_path (path, error);
 
   if (executor)
-    g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), progress);
+    {
+      quark_executor_set_threads (executor, threads);
+      g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), progress);
+    }
   return executor;
 }
 
@@ -109,7 +112,7 @@ cmd_eval (int argc, char **argv)
 {
   g_autofree char *text = NULL, *tokenizer_path = NULL, *separator = NULL;
   gboolean json = FALSE, compare = FALSE;
-  int context = 512, stride = 0, status = 0;
+  int context = 512, stride = 0, status = 0, threads = 0;
   GOptionEntry entries[] = {
     { "text", 't', 0, G_OPTION_ARG_FILENAME, &text, "The text to score (UTF-8)", "FILE" },
     { "ctx", 'c', 0, G_OPTION_ARG_INT, &context, "Window length in tokens (default 512)", "N" },
@@ -117,6 +120,7 @@ cmd_eval (int argc, char **argv)
     { "compare", 0, 0, G_OPTION_ARG_NONE, &compare, "Two models, FLOAT and QUANTIZED: both perplexities, the difference and the KL divergence", NULL },
     { "tokenizer", 0, 0, G_OPTION_ARG_FILENAME, &tokenizer_path, "tokenizer.json to use (default: the one beside MODEL)", "FILE" },
     { "document-separator", 0, 0, G_OPTION_ARG_STRING, &separator, "Split the text into documents at this string; each becomes BOS + text + EOS", "STRING" },
+    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Run with this many threads (default: one per processor)", "N" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
     G_OPTION_ENTRY_NULL
   };
@@ -148,17 +152,17 @@ cmd_eval (int argc, char **argv)
                                                                      : "expected one MODEL");
       return EXIT_USAGE;
     }
-  if (context < 2 || stride < 0 || stride > context)
+  if (context < 2 || stride < 0 || stride > context || threads < 0 || threads > 1024)
     {
-      g_printerr ("quark eval: --ctx must be at least 2 and --stride between 1 and --ctx\n");
+      g_printerr ("quark eval: --ctx must be at least 2, --stride between 1 and --ctx, --threads from 1 to 1024\n");
       return EXIT_USAGE;
     }
   model_path = compare ? argv[2] : argv[1];
   if ((tokenizer = tool_model_tokenizer (argv[1], tokenizer_path, &error)) == NULL ||
       (ids = tool_tokenize_file (tokenizer, text, separator, &n_ids, &error)) == NULL)
     return report_failure ("eval", error, json);
-  if ((model = load_executor (model_path, &progress, &error)) == NULL ||
-      (compare && (reference = load_executor (argv[1], &progress, &error)) == NULL))
+  if ((model = load_executor (model_path, (guint) threads, &progress, &error)) == NULL ||
+      (compare && (reference = load_executor (argv[1], (guint) threads, &progress, &error)) == NULL))
     return report_failure ("eval", error, json);
   if (n_ids < 2)
     {
@@ -207,6 +211,8 @@ cmd_eval (int argc, char **argv)
       json_builder_add_int_value (b, context);
       json_builder_set_member_name (b, "stride");
       json_builder_add_int_value (b, stride ? stride : context);
+      json_builder_set_member_name (b, "threads");
+      json_builder_add_int_value (b, quark_executor_get_threads (model));
       json_builder_end_object (b);
       root = json_builder_get_root (b);
       print_json (root);
