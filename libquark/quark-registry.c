@@ -1005,6 +1005,7 @@ quark_registry_format_for_file (QuarkRegistry *self, const char *path)
   return NULL;
 }
 
+
 static JsonNode *
 quantization_config_of (QuarkModel *model)
 {
@@ -1013,6 +1014,50 @@ quantization_config_of (QuarkModel *model)
   node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
          ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
   return node && JSON_NODE_HOLDS_OBJECT (node) ? node : NULL;
+}
+
+/**
+ * quark_registry_config_for_checkpoint:
+ * @self: a #QuarkRegistry
+ * @checkpoint: a quantized checkpoint, as [func@Quark.Model.load] reads it
+ * @error: return location for a #GError
+ *
+ * The backend config that a quantized checkpoint records: its
+ * `quantization_config` (AMD Quark's own checkpoints, `quant_method:
+ * "quark"`, are read by the quark backend), or the `libquark_config` that
+ * libquark keeps there when it writes another backend's format.
+ *
+ * Fails with %QUARK_ERROR_INVALID_FILE when the checkpoint has no
+ * `quantization_config`, and as [method@Quark.Registry.config_from_json]
+ * when no backend reads it.
+ *
+ * Returns: (transfer full): the config, or %NULL with @error set
+ */
+QuarkQuantizationConfig *
+quark_registry_config_for_checkpoint (QuarkRegistry *self, QuarkModel *checkpoint, GError **error)
+{
+  g_autoptr(JsonNode) qc = NULL;
+  JsonNode *node;
+
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if ((node = quantization_config_of (checkpoint)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "config.json has no quantization_config");
+      return NULL;
+    }
+  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
+    node = json_object_get_member (json_node_get_object (node), "libquark_config");
+  qc = quark_json_copy (node);
+  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
+    {
+      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
+      if (g_str_equal (method, "quark"))
+        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
+    }
+  return quark_registry_config_from_json (self, qc, "quantization_config", error);
 }
 
 /**
@@ -1040,32 +1085,15 @@ quark_registry_dequantize_checkpoint (QuarkRegistry *self, QuarkModel *checkpoin
   g_autoptr(QuarkCheckpointFormat) format = NULL;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
-  g_autoptr(JsonNode) qc = NULL;
-  JsonNode *node;
 
   g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
   g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  node = quantization_config_of (checkpoint);
-  format = quark_registry_format_for_checkpoint (self, node);
+  format = quark_registry_format_for_checkpoint (self, quantization_config_of (checkpoint));
   if (format && quark_checkpoint_format_can_dequantize (format))
     return quark_checkpoint_format_dequantize_model (format, checkpoint, error);
-  if (node == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "config.json has no quantization_config");
-      return NULL;
-    }
-  if (json_object_has_member (json_node_get_object (node), "libquark_config"))
-    node = json_object_get_member (json_node_get_object (node), "libquark_config");
-  qc = quark_json_copy (node);
-  if (JSON_NODE_HOLDS_OBJECT (qc) && !json_object_has_member (json_node_get_object (qc), "backend"))
-    {
-      const char *method = json_object_get_string_member_with_default (json_node_get_object (qc), "quant_method", "");
-      if (g_str_equal (method, "quark"))
-        json_object_set_string_member (json_node_get_object (qc), "backend", "quark");
-    }
-  if ((config = quark_registry_config_from_json (self, qc, "quantization_config", error)) == NULL ||
+  if ((config = quark_registry_config_for_checkpoint (self, checkpoint, error)) == NULL ||
       (quantizer = quark_registry_new_quantizer (self, config, error)) == NULL)
     return NULL;
   return quark_model_quantizer_dequantize_model (quantizer, checkpoint, error);

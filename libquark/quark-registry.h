@@ -90,6 +90,10 @@ QUARK_AVAILABLE_IN_1_0
 QuarkCheckpointFormat *   quark_registry_format_for_file     (QuarkRegistry            *self,
                                                               const char               *path);
 QUARK_AVAILABLE_IN_1_0
+QuarkQuantizationConfig * quark_registry_config_for_checkpoint (QuarkRegistry          *self,
+                                                              QuarkModel               *checkpoint,
+                                                              GError                  **error);
+QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_registry_dequantize_checkpoint (QuarkRegistry          *self,
                                                               QuarkModel               *checkpoint,
                                                               GError                  **error);

@@ -95,13 +95,14 @@ on_eval_progress (QuarkExecutor *executor, guint64 done, guint64 total, gpointer
 }
 
 static QuarkExecutor *
-load_executor (const char *path, guint threads, EvalProgress *progress, GError **error)
+load_executor (const char *path, guint threads, gboolean float_inputs, EvalProgress *progress, GError **error)
 {
   QuarkExecutor *executor = quark_executor_new_from_path (path, error);
 
   if (executor)
     {
       quark_executor_set_threads (executor, threads);
+      g_object_set (executor, "quantize-inputs", !float_inputs, NULL);
       g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), progress);
     }
   return executor;
@@ -111,7 +112,7 @@ int
 cmd_eval (int argc, char **argv)
 {
   g_autofree char *text = NULL, *tokenizer_path = NULL, *separator = NULL;
-  gboolean json = FALSE, compare = FALSE;
+  gboolean json = FALSE, compare = FALSE, float_inputs = FALSE;
   int context = 512, stride = 0, status = 0, threads = 0;
   GOptionEntry entries[] = {
     { "text", 't', 0, G_OPTION_ARG_FILENAME, &text, "The text to score (UTF-8)", "FILE" },
@@ -120,6 +121,7 @@ cmd_eval (int argc, char **argv)
     { "compare", 0, 0, G_OPTION_ARG_NONE, &compare, "Two models, FLOAT and QUANTIZED: both perplexities, the difference and the KL divergence", NULL },
     { "tokenizer", 0, 0, G_OPTION_ARG_FILENAME, &tokenizer_path, "tokenizer.json to use (default: the one beside MODEL)", "FILE" },
     { "document-separator", 0, 0, G_OPTION_ARG_STRING, &separator, "Split the text into documents at this string; each becomes BOS + text + EOS", "STRING" },
+    { "float-inputs", 0, 0, G_OPTION_ARG_NONE, &float_inputs, "Leave the inputs of linear layers in float even where the checkpoint quantizes them (needed for dynamic input specs): the effect of the weights alone", NULL },
     { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Run with this many threads (default: one per processor)", "N" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
     G_OPTION_ENTRY_NULL
@@ -133,6 +135,8 @@ cmd_eval (int argc, char **argv)
   guint64 scored = 0;
   EvalProgress progress = { isatty (fileno (stderr)) && !json, 0, "" };
   const char *model_path;
+  g_auto(GStrv) quantized_inputs = NULL;
+  guint n_quantized_inputs;
 
   if (!parse_options ("eval", "MODEL | --compare FLOAT QUANTIZED",
                       "Runs a Llama-family model (llama, mistral, qwen2) natively on a text and\n"
@@ -161,8 +165,8 @@ cmd_eval (int argc, char **argv)
   if ((tokenizer = tool_model_tokenizer (argv[1], tokenizer_path, &error)) == NULL ||
       (ids = tool_tokenize_file (tokenizer, text, separator, &n_ids, &error)) == NULL)
     return report_failure ("eval", error, json);
-  if ((model = load_executor (model_path, (guint) threads, &progress, &error)) == NULL ||
-      (compare && (reference = load_executor (argv[1], (guint) threads, &progress, &error)) == NULL))
+  if ((model = load_executor (model_path, (guint) threads, float_inputs, &progress, &error)) == NULL ||
+      (compare && (reference = load_executor (argv[1], (guint) threads, float_inputs, &progress, &error)) == NULL))
     return report_failure ("eval", error, json);
   if (n_ids < 2)
     {
@@ -181,6 +185,8 @@ cmd_eval (int argc, char **argv)
   if (!quark_executor_evaluate (model, reference, ids, n_ids, (guint) context, (guint) stride, NULL, &ppl, &ref_ppl,
                                 &kl, &scored, &error))
     return report_failure ("eval", error, json);
+  quantized_inputs = quark_executor_get_quantized_inputs (model);
+  n_quantized_inputs = float_inputs ? 0 : g_strv_length (quantized_inputs);
 
   if (json)
     {
@@ -211,6 +217,8 @@ cmd_eval (int argc, char **argv)
       json_builder_add_int_value (b, context);
       json_builder_set_member_name (b, "stride");
       json_builder_add_int_value (b, stride ? stride : context);
+      json_builder_set_member_name (b, "quantized_inputs");
+      json_builder_add_int_value (b, n_quantized_inputs);
       json_builder_set_member_name (b, "threads");
       json_builder_add_int_value (b, quark_executor_get_threads (model));
       json_builder_end_object (b);
@@ -229,6 +237,10 @@ cmd_eval (int argc, char **argv)
     g_print ("perplexity %.4f\n", ppl);
   g_print ("%" G_GUINT64_FORMAT " predictions scored over %" G_GSIZE_FORMAT " tokens (windows of %d, stride %d)\n",
            scored, n_ids, context, stride ? stride : context);
+  if (n_quantized_inputs > 0)
+    g_print ("inputs of %u linear layers quantized as the checkpoint's config says\n", n_quantized_inputs);
+  else if (quantized_inputs[0] != NULL)
+    g_print ("inputs in float (--float-inputs): the effect of the weights alone\n");
   return 0;
 }
 

@@ -53,13 +53,28 @@
 enum { SIGNAL_PROGRESS, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
-enum { PROP_0, PROP_THREADS, N_PROPS };
+enum { PROP_0, PROP_THREADS, PROP_QUANTIZE_INPUTS, N_PROPS };
 static GParamSpec *properties[N_PROPS];
+
+/* The linear layers of a decoder layer, in the order of Layer.act */
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, N_LINEAR };
+static const char * const linear_names[N_LINEAR] = {
+  "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+};
+
+/* How a quantized checkpoint quantizes a linear layer's input */
+typedef struct {
+  char *layer;
+  QuarkTensorSpec *spec;
+  QuarkTensor *scale, *zero_point;      /* static specs */
+} InputQuant;
 
 typedef struct {
   QuarkTensor *input_norm, *post_norm;
   QuarkTensor *q, *k, *v, *o, *q_bias, *k_bias, *v_bias;
   QuarkTensor *gate, *up, *down;
+  InputQuant *act[N_LINEAR];    /* NULL: the input stays float */
   char *prefix;                 /* model.layers.N */
 } Layer;
 
@@ -78,6 +93,11 @@ struct _QuarkExecutor
   float *weights;               /* one layer's weights, widened */
   gsize weights_size;
   QuarkParallel *pool;
+
+  GPtrArray *inputs;            /* InputQuant, owned */
+  InputQuant *head_act;
+  const char *dynamic_input;    /* a layer whose input spec is dynamic, or NULL */
+  gboolean quantize_inputs;
 };
 
 G_DEFINE_FINAL_TYPE (QuarkExecutor, quark_executor, G_TYPE_OBJECT)
@@ -89,6 +109,7 @@ quark_executor_finalize (GObject *object)
 
   for (guint i = 0; self->layers && i < self->n_layers; i++)
     g_free (self->layers[i].prefix);
+  g_clear_pointer (&self->inputs, g_ptr_array_unref);
   g_free (self->layers);
   g_free (self->inv_freq);
   g_free (self->weights);
@@ -107,6 +128,9 @@ quark_executor_get_property (GObject *object, guint prop_id, GValue *value, GPar
     case PROP_THREADS:
       g_value_set_uint (value, quark_executor_get_threads (self));
       break;
+    case PROP_QUANTIZE_INPUTS:
+      g_value_set_boolean (value, self->quantize_inputs);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -121,6 +145,13 @@ quark_executor_set_property (GObject *object, guint prop_id, const GValue *value
     {
     case PROP_THREADS:
       quark_executor_set_threads (self, g_value_get_uint (value));
+      break;
+    case PROP_QUANTIZE_INPUTS:
+      if (self->quantize_inputs != g_value_get_boolean (value))
+        {
+          self->quantize_inputs = g_value_get_boolean (value);
+          g_object_notify_by_pspec (object, pspec);
+        }
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -145,6 +176,19 @@ quark_executor_class_init (QuarkExecutorClass *klass)
    */
   properties[PROP_THREADS] = g_param_spec_uint ("threads", NULL, NULL, 0, 1024, 0,
                                                 G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * QuarkExecutor:quantize-inputs:
+   *
+   * Whether the inputs of linear layers are quantized as the checkpoint's
+   * config says (static specs: quantized and dequantized again with the
+   * stored scales, by [method@Quark.TensorSpec.fake_quantize]), TRUE by
+   * default. Running a checkpoint whose config has dynamic input specs
+   * fails unless this is FALSE, which runs every input in float: the
+   * effect of the weights alone.
+   */
+  properties[PROP_QUANTIZE_INPUTS] = g_param_spec_boolean ("quantize-inputs", NULL, NULL, TRUE,
+                                                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                           G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -162,9 +206,23 @@ quark_executor_class_init (QuarkExecutorClass *klass)
 }
 
 static void
+input_quant_free (gpointer data)
+{
+  InputQuant *a = data;
+
+  g_free (a->layer);
+  g_clear_object (&a->spec);
+  g_clear_object (&a->scale);
+  g_clear_object (&a->zero_point);
+  g_free (a);
+}
+
+static void
 quark_executor_init (QuarkExecutor *self)
 {
   self->pool = _quark_parallel_new (g_get_num_processors ());
+  self->quantize_inputs = TRUE;
+  self->inputs = g_ptr_array_new_with_free_func (input_quant_free);
 }
 
 /**
@@ -423,6 +481,70 @@ setup (QuarkExecutor *self, GError **error)
   return TRUE;
 }
 
+/* The input spec of @layer in @config, and its stored parameters */
+static gboolean
+read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkModel *checkpoint, const char *layer,
+                  InputQuant **out, GError **error)
+{
+  g_autoptr(QuarkTensorSpec) spec = quark_quantization_config_get_tensor_spec (config, layer, "Linear", QUARK_ROLE_INPUT);
+  g_autofree char *scale_name = NULL, *zp_name = NULL;
+  InputQuant *a;
+
+  *out = NULL;
+  if (spec == NULL)
+    return TRUE;
+  a = g_new0 (InputQuant, 1);
+  a->layer = g_strdup (layer);
+  a->spec = g_object_ref (spec);
+  g_ptr_array_add (self->inputs, a);
+  *out = a;
+  if (quark_tensor_spec_get_is_dynamic (spec))
+    {
+      if (self->dynamic_input == NULL)
+        self->dynamic_input = a->layer;
+      return TRUE;
+    }
+  scale_name = g_strdup_printf ("%s.input_scale", layer);
+  zp_name = g_strdup_printf ("%s.input_zero_point", layer);
+  if ((a->scale = quark_model_get_tensor (checkpoint, scale_name)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "the config quantizes the input of %s statically, "
+                   "but the checkpoint has no %s", layer, scale_name);
+      return FALSE;
+    }
+  g_object_ref (a->scale);
+  if ((a->zero_point = quark_model_get_tensor (checkpoint, zp_name)) != NULL)
+    g_object_ref (a->zero_point);
+  return TRUE;
+}
+
+/* The input specs of a checkpoint that a backend reads back (formats that
+ * describe every tensor themselves carry none that the executor applies) */
+static gboolean
+read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
+{
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  JsonNode *metadata = quark_model_get_metadata (checkpoint);
+  JsonNode *qc = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
+                 ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
+
+  format = quark_registry_format_for_checkpoint (registry, qc);
+  if (format && quark_checkpoint_format_can_dequantize (format))
+    return TRUE;
+  if ((config = quark_registry_config_for_checkpoint (registry, checkpoint, error)) == NULL)
+    return FALSE;
+  for (guint i = 0; i < self->n_layers; i++)
+    for (guint j = 0; j < N_LINEAR; j++)
+      {
+        g_autofree char *layer = g_strdup_printf ("%s.%s", self->layers[i].prefix, linear_names[j]);
+        if (!read_input_quant (self, config, checkpoint, layer, &self->layers[i].act[j], error))
+          return FALSE;
+      }
+  return read_input_quant (self, config, checkpoint, "lm_head", &self->head_act, error);
+}
+
 /**
  * quark_executor_new:
  * @model: a Llama-family model with its `config.json` as metadata, float
@@ -457,7 +579,7 @@ quark_executor_new (QuarkModel *model, GError **error)
     }
   else
     self->model = g_object_ref (model);
-  if (!setup (self, error))
+  if (!setup (self, error) || (model != self->model && !read_input_quants (self, model, error)))
     return NULL;
   return g_steal_pointer (&self);
 }
@@ -501,6 +623,34 @@ quark_executor_get_model (QuarkExecutor *self)
 {
   g_return_val_if_fail (QUARK_IS_EXECUTOR (self), NULL);
   return self->model;
+}
+
+/**
+ * quark_executor_get_quantized_inputs:
+ * @self: a #QuarkExecutor
+ *
+ * The linear layers whose inputs the checkpoint quantizes (and the
+ * executor too, unless [property@Quark.Executor:quantize-inputs] is FALSE):
+ * empty for a float model, and for checkpoints in formats that are read
+ * back without a backend config (compressed-tensors, AWQ, FP8 blocks),
+ * whose inputs run in float.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the layer names
+ */
+char **
+quark_executor_get_quantized_inputs (QuarkExecutor *self)
+{
+  GStrvBuilder *builder;
+  char **names;
+
+  g_return_val_if_fail (QUARK_IS_EXECUTOR (self), NULL);
+
+  builder = g_strv_builder_new ();
+  for (guint i = 0; i < self->inputs->len; i++)
+    g_strv_builder_add (builder, ((InputQuant *) g_ptr_array_index (self->inputs, i))->layer);
+  names = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  return names;
 }
 
 /**
@@ -804,6 +954,28 @@ blas_scope_leave (BlasScope *scope)
 
 #define BLAS_SCOPE G_GNUC_UNUSED __attribute__ ((cleanup (blas_scope_leave))) BlasScope blas_scope = blas_scope_enter ()
 
+/* The input of a linear layer: @x itself, or @x quantized and dequantized
+ * again into @buffer as the checkpoint's static input spec says */
+static const float *
+layer_input (QuarkExecutor *self, InputQuant *a, const float *x, guint rows, guint dim, float *buffer, GError **error)
+{
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(QuarkTensor) in = NULL, out = NULL;
+  gint64 shape[2] = { rows, dim };
+
+  if (a == NULL || !self->quantize_inputs)
+    return x;
+  bytes = g_bytes_new_static (x, (gsize) rows * dim * sizeof (float));
+  if ((in = quark_tensor_new (a->layer, QUARK_DTYPE_F32, shape, 2, bytes, error)) == NULL ||
+      (out = quark_tensor_spec_fake_quantize (a->spec, in, a->scale, a->zero_point, error)) == NULL)
+    {
+      g_prefix_error (error, "%s: quantizing the input: ", a->layer);
+      return NULL;
+    }
+  memcpy (buffer, quark_tensor_peek_data (out, NULL), (gsize) rows * dim * sizeof (float));
+  return buffer;
+}
+
 /* The hidden states after the final norm, [n_seqs · tokens, hidden], of
  * @n_seqs sequences of @tokens ids each, run side by side (each weight is
  * widened once for all of them, and the matrix products are taller);
@@ -826,8 +998,19 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
   g_autofree float *up = g_try_new (float, (gsize) rows * F);
   g_autofree float *norm = g_new (float, H);
   g_autofree float *bias = g_new (float, qdim + 2 * kvdim);
+  g_autofree float *inbuf = self->inputs->len > 0 && self->quantize_inputs
+                            ? g_try_new (float, (gsize) rows * MAX (MAX (H, qdim), F)) : NULL;
+  const float *in;
 
-  if (!x || !h || !q || !k || !v || !att || !scores || !gate || !up)
+  if (self->quantize_inputs && self->dynamic_input)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s: the checkpoint quantizes its input dynamically, which the executor does not evaluate; "
+                   "run with quantize-inputs FALSE (quark eval --float-inputs) for the effect of the weights alone",
+                   self->dynamic_input);
+      return NULL;
+    }
+  if (!x || !h || !q || !k || !v || !att || !scores || !gate || !up || (self->inputs->len > 0 && self->quantize_inputs && !inbuf))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the activations of %u tokens", rows);
       return NULL;
@@ -867,14 +1050,22 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
       observe_input_of (observe, observe_data, L->prefix, "self_attn.q_proj", h, rows, H);
       observe_input_of (observe, observe_data, L->prefix, "self_attn.k_proj", h, rows, H);
       observe_input_of (observe, observe_data, L->prefix, "self_attn.v_proj", h, rows, H);
-      linear (self, h, rows, H, wq, qdim, L->q_bias ? bias : NULL, q);
-      linear (self, h, rows, H, wk, kvdim, L->k_bias ? bias + qdim : NULL, k);
-      linear (self, h, rows, H, wv, kvdim, L->v_bias ? bias + qdim + kvdim : NULL, v);
+      if ((in = layer_input (self, L->act[LIN_Q], h, rows, H, inbuf, error)) == NULL)
+        return NULL;
+      linear (self, in, rows, H, wq, qdim, L->q_bias ? bias : NULL, q);
+      if ((in = layer_input (self, L->act[LIN_K], h, rows, H, inbuf, error)) == NULL)
+        return NULL;
+      linear (self, in, rows, H, wk, kvdim, L->k_bias ? bias + qdim : NULL, k);
+      if ((in = layer_input (self, L->act[LIN_V], h, rows, H, inbuf, error)) == NULL)
+        return NULL;
+      linear (self, in, rows, H, wv, kvdim, L->v_bias ? bias + qdim + kvdim : NULL, v);
       rope (self, q, rows, tokens, self->n_heads);
       rope (self, k, rows, tokens, self->n_kv_heads);
       _quark_parallel_run (self->pool, (gsize) n_seqs * self->n_heads, attention_range, &attention);
       observe_input_of (observe, observe_data, L->prefix, "self_attn.o_proj", att, rows, qdim);
-      linear (self, att, rows, qdim, wo, H, NULL, h);
+      if ((in = layer_input (self, L->act[LIN_O], att, rows, qdim, inbuf, error)) == NULL)
+        return NULL;
+      linear (self, in, rows, qdim, wo, H, NULL, h);
       elementwise (self, add_range, x, h, (gsize) rows * H);
 
       /* SwiGLU */
@@ -884,16 +1075,27 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
       widen_all (self, L->down, wd);
       observe_input_of (observe, observe_data, L->prefix, "mlp.gate_proj", h, rows, H);
       observe_input_of (observe, observe_data, L->prefix, "mlp.up_proj", h, rows, H);
-      linear (self, h, rows, H, wg, F, NULL, gate);
-      linear (self, h, rows, H, wu, F, NULL, up);
+      if ((in = layer_input (self, L->act[LIN_GATE], h, rows, H, inbuf, error)) == NULL)
+        return NULL;
+      linear (self, in, rows, H, wg, F, NULL, gate);
+      if ((in = layer_input (self, L->act[LIN_UP], h, rows, H, inbuf, error)) == NULL)
+        return NULL;
+      linear (self, in, rows, H, wu, F, NULL, up);
       elementwise (self, swiglu_range, gate, up, (gsize) rows * F);
       observe_input_of (observe, observe_data, L->prefix, "mlp.down_proj", gate, rows, F);
-      linear (self, gate, rows, F, wd, H, NULL, h);
+      if ((in = layer_input (self, L->act[LIN_DOWN], gate, rows, F, inbuf, error)) == NULL)
+        return NULL;
+      linear (self, in, rows, F, wd, H, NULL, h);
       elementwise (self, add_range, x, h, (gsize) rows * H);
     }
   rms_norm (self, x, widen_all (self, self->norm, norm), rows, H, h);
   if (observe)
     observe ("lm_head", h, rows, H, observe_data);
+  /* the head's input, quantized once for every block of its rows */
+  if ((in = layer_input (self, self->head_act, h, rows, H, inbuf, error)) == NULL)
+    return NULL;
+  if (in != h)
+    memcpy (h, in, (gsize) rows * H * sizeof (float));
   return g_steal_pointer (&h);
 }
 
@@ -944,6 +1146,7 @@ quark_executor_forward (QuarkExecutor *self, const guint32 *ids, gsize n_ids, GC
                         GError **error)
 {
   g_autofree float *h = NULL;
+  g_autoptr(GBytes) bytes = NULL;
   float *logits;
   gint64 shape[2];
 
@@ -965,8 +1168,8 @@ quark_executor_forward (QuarkExecutor *self, const guint32 *ids, gsize n_ids, GC
   head_logits (self, h, (guint) n_ids, logits);
   shape[0] = (gint64) n_ids;
   shape[1] = self->vocab;
-  return quark_tensor_new ("logits", QUARK_DTYPE_F32, shape, 2,
-                           g_bytes_new_take (logits, n_ids * self->vocab * sizeof (float)), error);
+  bytes = g_bytes_new_take (logits, n_ids * self->vocab * sizeof (float));
+  return quark_tensor_new ("logits", QUARK_DTYPE_F32, shape, 2, bytes, error);
 }
 
 #define MAX_BATCH 8

@@ -351,3 +351,63 @@ def test_calibration_text_usage(tmp_path):
     p = run('quantize', d, '-o', tmp_path / 'q', '--preset', 'int8', '--calibration-text', tmp_path / 'none.txt',
             check=False)
     assert p.returncode == 1 and 'none.txt' in p.stderr and not os.path.exists(tmp_path / 'q')
+
+
+def test_static_input_quantization_matches_torch(tmp_path):
+    # W8A8 int8: the executor runs the dequantized weights and fake-quantizes
+    # every linear layer's input with its stored scale; torch does the same
+    # from the definition (symmetric int8, q = clamp(round_half_even(x ·
+    # fl(1/s)), -128, 127), x' = q · s) on the same dequantized weights
+    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
+    byte_tokenizer(d)
+    text = tmp_path / 'calib.txt'
+    text.write_text('a bad cafe faced a big dog.\n' * 4)
+    q = str(tmp_path / 'q')
+    run('quantize', d, '-o', q, '--preset', 'int8', '--calibration-text', text)
+    executor = Quark.Executor.new_from_path(q)
+    inputs = executor.get_quantized_inputs()
+    assert len(inputs) == 14 and 'lm_head' not in inputs         # AMD Quark's int8 leaves lm_head in float
+    checkpoint = Quark.Model.load(q, None)
+    scales = {n: float(np.frombuffer(checkpoint.get_tensor(n + '.input_scale').get_data().get_data(),
+                                     dtype=np.float32)[0]) for n in inputs}
+    restored = executor.get_model()
+    weights = {n: torch.from_numpy(np.frombuffer(restored.get_tensor(n).get_data().get_data(), dtype=np.float32)
+                                   .reshape(list(restored.get_tensor(n).get_shape())).copy())
+               for n in restored.get_tensor_names()}
+    with open(os.path.join(d, 'config.json')) as f:
+        config = json.load(f)
+
+    class FakeQuant(LlamaTorch):
+        def _linear(self, name, x):
+            if name in scales:
+                s = torch.tensor(scales[name], dtype=torch.float32)
+                x = torch.clamp(torch.round(x * (1 / s)), -128, 127) * s
+            return super()._linear(name, x)
+    ids = ids_for(30)
+    want = FakeQuant(config, weights).logits(ids).numpy()
+    got = logits_of(executor, ids)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    # in float the inputs differ: a different result
+    executor.set_property('quantize-inputs', False)
+    assert np.abs(logits_of(executor, ids) - want).max() > 1e-3
+    assert LlamaTorch(config, weights).logits(ids).numpy() == pytest.approx(logits_of(executor, ids), abs=1e-4)
+
+
+def test_dynamic_inputs_need_float_inputs(tmp_path):
+    d = make_model(str(tmp_path / 'm'))
+    byte_tokenizer(d)
+    q = str(tmp_path / 'q')
+    run('quantize', d, '-o', q, '--preset', 'ptpc_fp8')
+    executor = Quark.Executor.new_from_path(q)
+    with pytest.raises(GLib.Error) as e:
+        executor.forward([1, 2, 3], None)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME)
+    assert 'dynamically' in e.value.message and 'q_proj' in e.value.message
+    executor.props.quantize_inputs = False
+    assert logits_of(executor, [1, 2, 3]).shape == (3, 40)
+    text = tmp_path / 't.txt'
+    text.write_text('abc abc abc abc')
+    p = run('eval', q, '--text', text, '--ctx', 8, check=False)
+    assert p.returncode == 1 and '--float-inputs' in p.stderr
+    p = run('eval', q, '--text', text, '--ctx', 8, '--float-inputs')
+    assert 'inputs in float' in p.stdout
