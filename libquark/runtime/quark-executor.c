@@ -98,6 +98,7 @@ struct _QuarkExecutor
   InputQuant *head_act;
   const char *dynamic_input;    /* a layer whose input spec is dynamic, or NULL */
   gboolean quantize_inputs;
+  GMainContext *progress_context;       /* during an async run: where progress is emitted */
 };
 
 G_DEFINE_FINAL_TYPE (QuarkExecutor, quark_executor, G_TYPE_OBJECT)
@@ -1115,6 +1116,52 @@ head_logits (QuarkExecutor *self, const float *h, guint tokens, float *logits)
     }
 }
 
+typedef struct {
+  QuarkExecutor *self;
+  guint64 done, total;
+} ProgressData;
+
+static gboolean
+emit_progress_idle (gpointer user_data)
+{
+  ProgressData *data = user_data;
+  g_signal_emit (data->self, signals[SIGNAL_PROGRESS], 0, data->done, data->total);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+progress_data_free (gpointer user_data)
+{
+  ProgressData *data = user_data;
+  g_object_unref (data->self);
+  g_free (data);
+}
+
+/* ::progress, in the caller's thread; during an async run, in the main
+ * context of the caller of the _async function */
+static void
+emit_progress (QuarkExecutor *self, guint64 done, guint64 total)
+{
+  ProgressData *data;
+  GSource *source;
+
+  if (self->progress_context == NULL)
+    {
+      g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, done, total);
+      return;
+    }
+  data = g_new0 (ProgressData, 1);
+  data->self = g_object_ref (self);
+  data->done = done;
+  data->total = total;
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, emit_progress_idle, data, progress_data_free);
+  g_source_set_static_name (source, "[quark] executor progress");
+  g_source_attach (source, self->progress_context);
+  g_source_unref (source);
+}
+
 static gboolean
 check_window (QuarkExecutor *self, gsize n_ids, GError **error)
 {
@@ -1364,7 +1411,7 @@ quark_executor_evaluate (QuarkExecutor *self, QuarkExecutor *reference, const gu
             }
           scored_to = starts[w] + tokens;
         }
-      g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, (guint64) scored_to, (guint64) n_ids);
+      emit_progress (self, (guint64) scored_to, (guint64) n_ids);
     }
   for (guint t = 0; t < threads; t++)
     {
@@ -1447,7 +1494,206 @@ quark_executor_calibrate (QuarkExecutor *self, QuarkCalibration *calibration, co
           g_propagate_error (error, data.error);
           return FALSE;
         }
-      g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, (guint64) (start + tokens), (guint64) n_ids);
+      emit_progress (self, (guint64) (start + tokens), (guint64) n_ids);
     }
   return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Asynchronous runs                                                   */
+
+typedef struct {
+  QuarkExecutor *reference;
+  QuarkCalibration *calibration;
+  guint32 *ids;
+  gsize n_ids;
+  guint context, stride;
+} RunData;
+
+typedef struct {
+  double perplexity, reference_perplexity, kl_divergence;
+  guint64 n_scored;
+} EvalResult;
+
+static void
+run_data_free (gpointer user_data)
+{
+  RunData *data = user_data;
+
+  g_clear_object (&data->reference);
+  g_clear_object (&data->calibration);
+  g_free (data->ids);
+  g_free (data);
+}
+
+static void
+run_thread (GTask *task, gpointer source_object, gpointer task_data, GCancellable *cancellable)
+{
+  QuarkExecutor *self = source_object;
+  RunData *data = task_data;
+  GError *error = NULL;
+
+  self->progress_context = g_task_get_context (task);
+  if (data->calibration)
+    {
+      gboolean ok = quark_executor_calibrate (self, data->calibration, data->ids, data->n_ids, data->context,
+                                              cancellable, &error);
+      self->progress_context = NULL;
+      if (ok)
+        g_task_return_boolean (task, TRUE);
+      else
+        g_task_return_error (task, error);
+      return;
+    }
+  {
+    EvalResult *result = g_new0 (EvalResult, 1);
+    gboolean ok = quark_executor_evaluate (self, data->reference, data->ids, data->n_ids, data->context, data->stride,
+                                           cancellable, &result->perplexity, &result->reference_perplexity,
+                                           &result->kl_divergence, &result->n_scored, &error);
+    self->progress_context = NULL;
+    if (ok)
+      g_task_return_pointer (task, result, g_free);
+    else
+      {
+        g_free (result);
+        g_task_return_error (task, error);
+      }
+  }
+}
+
+static void
+run_async (QuarkExecutor *self, RunData *data, gpointer source_tag, GCancellable *cancellable,
+           GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_task_data (task, data, run_data_free);
+  g_task_run_in_thread (task, run_thread);
+}
+
+/**
+ * quark_executor_evaluate_async:
+ * @self: a #QuarkExecutor
+ * @reference: (nullable): a second executor to compare with
+ * @ids: (array length=n_ids): the token ids of the text (copied)
+ * @n_ids: the number of ids
+ * @context: the window length
+ * @stride: how far each window starts after the previous one (0: @context)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the evaluation is done
+ * @user_data: data for @callback
+ *
+ * Runs [method@Quark.Executor.evaluate] in a worker thread;
+ * [signal@Quark.Executor::progress] is emitted in the thread-default main
+ * context of the caller. Neither executor may be used otherwise until
+ * @callback runs.
+ */
+void
+quark_executor_evaluate_async (QuarkExecutor *self, QuarkExecutor *reference, const guint32 *ids, gsize n_ids,
+                               guint context, guint stride, GCancellable *cancellable, GAsyncReadyCallback callback,
+                               gpointer user_data)
+{
+  RunData *data;
+
+  g_return_if_fail (QUARK_IS_EXECUTOR (self));
+  g_return_if_fail (reference == NULL || QUARK_IS_EXECUTOR (reference));
+  g_return_if_fail (ids != NULL || n_ids == 0);
+
+  data = g_new0 (RunData, 1);
+  data->reference = reference ? g_object_ref (reference) : NULL;
+  data->ids = g_memdup2 (ids, n_ids * sizeof (guint32));
+  data->n_ids = n_ids;
+  data->context = context;
+  data->stride = stride;
+  run_async (self, data, quark_executor_evaluate_async, cancellable, callback, user_data);
+}
+
+/**
+ * quark_executor_evaluate_finish:
+ * @self: a #QuarkExecutor
+ * @result: the #GAsyncResult given to the callback
+ * @perplexity: (out): the perplexity of @self
+ * @reference_perplexity: (out) (optional): the reference's, or 0
+ * @kl_divergence: (out) (optional): the mean KL(reference ‖ self), or 0
+ * @n_scored: (out) (optional): the number of predictions scored
+ * @error: return location for a #GError
+ *
+ * Finishes quark_executor_evaluate_async().
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
+ */
+gboolean
+quark_executor_evaluate_finish (QuarkExecutor *self, GAsyncResult *result, double *perplexity,
+                                double *reference_perplexity, double *kl_divergence, guint64 *n_scored,
+                                GError **error)
+{
+  g_autofree EvalResult *r = NULL;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == quark_executor_evaluate_async, FALSE);
+  g_return_val_if_fail (perplexity != NULL, FALSE);
+
+  if ((r = g_task_propagate_pointer (G_TASK (result), error)) == NULL)
+    return FALSE;
+  *perplexity = r->perplexity;
+  if (reference_perplexity)
+    *reference_perplexity = r->reference_perplexity;
+  if (kl_divergence)
+    *kl_divergence = r->kl_divergence;
+  if (n_scored)
+    *n_scored = r->n_scored;
+  return TRUE;
+}
+
+/**
+ * quark_executor_calibrate_async:
+ * @self: a #QuarkExecutor
+ * @calibration: the session to feed
+ * @ids: (array length=n_ids): the token ids (copied)
+ * @n_ids: the number of ids
+ * @context: the window length
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the run is done
+ * @user_data: data for @callback
+ *
+ * Runs [method@Quark.Executor.calibrate] in a worker thread;
+ * [signal@Quark.Executor::progress] is emitted in the thread-default main
+ * context of the caller.
+ */
+void
+quark_executor_calibrate_async (QuarkExecutor *self, QuarkCalibration *calibration, const guint32 *ids, gsize n_ids,
+                                guint context, GCancellable *cancellable, GAsyncReadyCallback callback,
+                                gpointer user_data)
+{
+  RunData *data;
+
+  g_return_if_fail (QUARK_IS_EXECUTOR (self));
+  g_return_if_fail (QUARK_IS_CALIBRATION (calibration));
+  g_return_if_fail (ids != NULL || n_ids == 0);
+
+  data = g_new0 (RunData, 1);
+  data->calibration = g_object_ref (calibration);
+  data->ids = g_memdup2 (ids, n_ids * sizeof (guint32));
+  data->n_ids = n_ids;
+  data->context = context;
+  run_async (self, data, quark_executor_calibrate_async, cancellable, callback, user_data);
+}
+
+/**
+ * quark_executor_calibrate_finish:
+ * @self: a #QuarkExecutor
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes quark_executor_calibrate_async().
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
+ */
+gboolean
+quark_executor_calibrate_finish (QuarkExecutor *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == quark_executor_calibrate_async, FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
 }

@@ -67,5 +67,36 @@ gboolean        quark_executor_calibrate         (QuarkExecutor    *self,
                                                   guint             context,
                                                   GCancellable     *cancellable,
                                                   GError          **error);
+QUARK_AVAILABLE_IN_1_0
+void            quark_executor_evaluate_async    (QuarkExecutor    *self,
+                                                  QuarkExecutor    *reference,
+                                                  const guint32    *ids,
+                                                  gsize             n_ids,
+                                                  guint             context,
+                                                  guint             stride,
+                                                  GCancellable     *cancellable,
+                                                  GAsyncReadyCallback callback,
+                                                  gpointer          user_data);
+QUARK_AVAILABLE_IN_1_0
+gboolean        quark_executor_evaluate_finish   (QuarkExecutor    *self,
+                                                  GAsyncResult     *result,
+                                                  double           *perplexity,
+                                                  double           *reference_perplexity,
+                                                  double           *kl_divergence,
+                                                  guint64          *n_scored,
+                                                  GError          **error);
+QUARK_AVAILABLE_IN_1_0
+void            quark_executor_calibrate_async   (QuarkExecutor    *self,
+                                                  QuarkCalibration *calibration,
+                                                  const guint32    *ids,
+                                                  gsize             n_ids,
+                                                  guint             context,
+                                                  GCancellable     *cancellable,
+                                                  GAsyncReadyCallback callback,
+                                                  gpointer          user_data);
+QUARK_AVAILABLE_IN_1_0
+gboolean        quark_executor_calibrate_finish  (QuarkExecutor    *self,
+                                                  GAsyncResult     *result,
+                                                  GError          **error);
 
 G_END_DECLS

@@ -31,7 +31,7 @@ const registry = Quark.Registry.get_default();
 const Q1 = [1.27, -1.27, 0.5, 0.3, 0.004, 0.125, -0.05, 0.635];
 const Q1_CODES = [127, -128, 50, 30, 0, 13, -5, 64];
 
-print('1..9');
+print('1..11');
 
 check('quark backend listed with metadata', () => {
     const names = registry.list_backends().map(b => b.get_name());
@@ -157,6 +157,38 @@ check('a missing model is Quark.Error.NOT_FOUND', () => {
         caught = e;
     }
     assert(caught !== null && caught.matches(Quark.Error, Quark.Error.NOT_FOUND), `${caught}`);
+});
+
+const TINY_LLAMA = GLib.getenv('G_TEST_SRCDIR') + '/data/runtime/tiny-llama';
+
+check('the tokenizer of a model, both ways', () => {
+    const tokenizer = Quark.Tokenizer.new_from_file(TINY_LLAMA);
+    const ids = tokenizer.encode('a bad cab', -1, false);
+    // bytes a=2, space=Ġ=28, b=3, d=5, c=4 (tokens 2 up are a-z, then space)
+    assert(JSON.stringify(Array.from(ids)) === JSON.stringify([2, 28, 3, 2, 5, 28, 4, 2, 3]), `ids ${ids}`);
+    assert(tokenizer.decode(ids, false) === 'a bad cab', 'decode');
+    assert(tokenizer.get_bos_id() === 0 && tokenizer.get_eos_id() === 1, 'bos/eos');
+});
+
+check('perplexity on the main loop, with progress, equals the blocking call', () => {
+    const executor = Quark.Executor.new_from_path(TINY_LLAMA);
+    const ids = [];
+    for (let i = 0; i < 100; i++)
+        ids.push((i * 7) % 40);
+    const [ok, ppl, , , n] = executor.evaluate(null, ids, 32, 32, null);
+    assert(ok && n === 96, `scored ${n}`);
+    const seen = [];
+    executor.connect('progress', (e, done, total) => seen.push([done, total]));
+    const loop = GLib.MainLoop.new(null, false);
+    let result = null;
+    executor.evaluate_async(null, ids, 32, 32, null, (e, res) => {
+        result = e.evaluate_finish(res);
+        loop.quit();
+    });
+    loop.run();
+    assert(result[0] && result[1] === ppl && result[4] === 96, `async ${result}`);
+    assert(seen.length > 0 && seen[seen.length - 1][0] === 100 && seen[seen.length - 1][1] === 100,
+        `progress ${JSON.stringify(seen)}`);
 });
 
 System.exit(failures ? 1 : 0);

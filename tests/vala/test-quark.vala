@@ -114,6 +114,44 @@ void test_preset_and_errors () {
     }
 }
 
+/* The native runtime: a tokenizer and a model from tests/data/runtime,
+ * perplexity asynchronously on a main loop */
+void test_runtime () {
+    var dir = Path.build_filename (Environment.get_variable ("G_TEST_SRCDIR"), "data", "runtime", "tiny-llama");
+    try {
+        var tokenizer = new Quark.Tokenizer.from_file (dir);
+        uint32[] ids = tokenizer.encode ("a bad cab", -1, false);
+        assert (ids.length == 9 && ids[0] == 2 && ids[1] == 28);
+        assert (tokenizer.decode (ids, false) == "a bad cab");
+
+        var executor = new Quark.Executor.from_path (dir);
+        uint32[] text = new uint32[100];
+        for (int i = 0; i < 100; i++)
+            text[i] = (uint32) ((i * 7) % 40);
+        double ppl;
+        uint64 n;
+        executor.evaluate (null, text, 32, 32, null, out ppl, null, null, out n);
+        assert (n == 96 && ppl > 1.0);
+
+        var loop = new MainLoop ();
+        double async_ppl = 0;
+        uint64 last = 0;
+        executor.progress.connect ((done, total) => { last = done; });
+        executor.evaluate_async.begin (null, text, 32, 32, null, (obj, res) => {
+            try {
+                executor.evaluate_async.end (res, out async_ppl, null, null, null);
+            } catch (Error e) {
+                error ("%s", e.message);
+            }
+            loop.quit ();
+        });
+        loop.run ();
+        assert (async_ppl == ppl && last == 100);
+    } catch (Error e) {
+        error ("%s", e.message);
+    }
+}
+
 int main (string[] args) {
     Test.init (ref args);
     Test.add_func ("/vala/backend-listed", test_backend_listed);
@@ -121,5 +159,6 @@ int main (string[] args) {
     Test.add_func ("/vala/unknown-key", test_unknown_key);
     Test.add_func ("/vala/calibration", test_calibration);
     Test.add_func ("/vala/preset-and-errors", test_preset_and_errors);
+    Test.add_func ("/vala/runtime", test_runtime);
     return Test.run ();
 }
