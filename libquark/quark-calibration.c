@@ -5,6 +5,9 @@
 #include "config.h"
 
 #include "quark-input-file-private.h"
+#include "quark-model-private.h"
+#include "quark-moments-private.h"
+#include "quark-safetensors.h"
 
 #include "quark-calibration.h"
 #include "quark-enum-types.h"
@@ -70,6 +73,7 @@ typedef struct {
   int ch_axis;                 /* -1: no per-channel statistics */
   gsize n_channels;
   float *ch_min, *ch_max;
+  QuarkMoments *moments;       /* inputs, when the session collects them */
 } Entry;
 
 struct _QuarkCalibration
@@ -80,12 +84,14 @@ struct _QuarkCalibration
   QuarkModel *model;
   GMutex lock;
   GHashTable *entries;   /* "role/layer" -> Entry */
+  gboolean second_moments;
 };
 
 enum {
   PROP_0,
   PROP_CONFIG,
   PROP_MODEL,
+  PROP_SECOND_MOMENTS,
   N_PROPS
 };
 
@@ -101,6 +107,7 @@ entry_free (gpointer data)
   g_free (e->hist);
   g_free (e->ch_min);
   g_free (e->ch_max);
+  _quark_moments_free (e->moments);
   g_free (e);
 }
 
@@ -140,6 +147,7 @@ quark_calibration_get_property (GObject *object, guint prop_id, GValue *value, G
     {
     case PROP_CONFIG: g_value_set_object (value, self->config); break;
     case PROP_MODEL: g_value_set_object (value, self->model); break;
+    case PROP_SECOND_MOMENTS: g_value_set_boolean (value, quark_calibration_get_second_moments_enabled (self)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -153,6 +161,7 @@ quark_calibration_set_property (GObject *object, guint prop_id, const GValue *va
     {
     case PROP_CONFIG: self->config = g_value_dup_object (value); break;
     case PROP_MODEL: self->model = g_value_dup_object (value); break;
+    case PROP_SECOND_MOMENTS: quark_calibration_set_second_moments_enabled (self, g_value_get_boolean (value)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -187,6 +196,19 @@ quark_calibration_class_init (QuarkCalibrationClass *klass)
     g_param_spec_object ("model", "Model", "The model being calibrated",
                          QUARK_TYPE_MODEL,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /**
+   * QuarkCalibration:second-moments:
+   *
+   * Whether the session also learns the second moments of every layer's
+   * input: the Gram matrix H = Σ x xᵀ over the tokens x (rows of the
+   * batch's last dimension) in float64, the token count, and per feature
+   * Σx, Σx² and max |x|, which GPTQ, AWQ and SmoothQuant read. A layer with
+   * n input features takes n² · 8 bytes (a 4096-wide input 128 MiB, a
+   * 14336-wide down_proj 1.5 GiB). FALSE by default.
+   */
+  properties[PROP_SECOND_MOMENTS] =
+    g_param_spec_boolean ("second-moments", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -461,6 +483,27 @@ quark_calibration_observe_floats (QuarkCalibration  *self,
         }
       e->n_batches++;
       e->n_values += n_values;
+    }
+  if (ok && self->second_moments && role == QUARK_ROLE_INPUT && n_values > 0)
+    {
+      gsize features = n_dims > 0 ? (gsize) shape[n_dims - 1] : n_values;
+      if (e->moments == NULL)
+        {
+          if ((e->moments = _quark_moments_new (features, error)) == NULL)
+            {
+              g_prefix_error (error, "layer %s: ", layer_name);
+              ok = FALSE;
+            }
+        }
+      else if (e->moments->n_features != features)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                       "layer %s: the input batch has %" G_GSIZE_FORMAT " features in its last dimension, earlier "
+                       "batches %" G_GSIZE_FORMAT, layer_name, features, e->moments->n_features);
+          ok = FALSE;
+        }
+      if (ok)
+        _quark_moments_add (e->moments, values, n_values / features);
     }
   g_mutex_unlock (&self->lock);
   g_free (b.ch_min);
@@ -942,6 +985,17 @@ compare_entries (gconstpointer a, gconstpointer b)
  *
  * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_IO
  */
+/* The second moments' file beside the statistics file: NAME.json ->
+ * NAME.moments.safetensors */
+static char *
+moments_file_name (const char *filename)
+{
+  g_autofree char *base = g_path_get_basename (filename);
+  if (g_str_has_suffix (base, ".json"))
+    base[strlen (base) - 5] = '\0';
+  return g_strconcat (base, ".moments.safetensors", NULL);
+}
+
 gboolean
 quark_calibration_save (QuarkCalibration  *self,
                         const char        *filename,
@@ -952,6 +1006,7 @@ quark_calibration_save (QuarkCalibration  *self,
   g_autoptr(GPtrArray) sorted = g_ptr_array_new ();
   g_autoptr(GError) local_error = NULL;
   g_autofree char *text = NULL;
+  g_autoptr(QuarkModel) moments = NULL;
   GHashTableIter iter;
   gpointer value;
 
@@ -1027,8 +1082,33 @@ quark_calibration_save (QuarkCalibration  *self,
         }
       json_builder_end_object (b);
     }
+  for (guint i = 0; i < sorted->len; i++)
+    {
+      Entry *e = g_ptr_array_index (sorted, i);
+      if (e->moments == NULL)
+        continue;
+      if (moments == NULL)
+        moments = quark_model_new ();
+      _quark_moments_to_model (e->moments, e->layer, moments);
+    }
   g_mutex_unlock (&self->lock);
   json_builder_end_array (b);
+  if (moments)
+    {
+      /* the second moments go beside, in binary: written first, so that a
+       * statistics file never names a sidecar that is not complete */
+      g_autofree char *dir = g_path_get_dirname (filename);
+      g_autofree char *name = moments_file_name (filename);
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+
+      if (!_quark_model_write_safetensors_file (moments, path, error))
+        return FALSE;
+      json_builder_set_member_name (b, "second_moments");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "file");
+      json_builder_add_string_value (b, name);
+      json_builder_end_object (b);
+    }
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   text = quark_json_to_string (root, FALSE);
@@ -1037,6 +1117,186 @@ quark_calibration_save (QuarkCalibration  *self,
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
       return FALSE;
     }
+  return TRUE;
+}
+
+/**
+ * quark_calibration_set_second_moments_enabled:
+ * @self: a #QuarkCalibration
+ * @enabled: whether to learn second moments from now on
+ *
+ * Sets [property@Quark.Calibration:second-moments].
+ */
+void
+quark_calibration_set_second_moments_enabled (QuarkCalibration *self, gboolean enabled)
+{
+  g_return_if_fail (QUARK_IS_CALIBRATION (self));
+
+  g_mutex_lock (&self->lock);
+  enabled = !!enabled;
+  if (self->second_moments == enabled)
+    {
+      g_mutex_unlock (&self->lock);
+      return;
+    }
+  self->second_moments = enabled;
+  g_mutex_unlock (&self->lock);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SECOND_MOMENTS]);
+}
+
+/**
+ * quark_calibration_get_second_moments_enabled:
+ * @self: a #QuarkCalibration
+ *
+ * Whether the session learns second moments.
+ *
+ * Returns: [property@Quark.Calibration:second-moments]
+ */
+gboolean
+quark_calibration_get_second_moments_enabled (QuarkCalibration *self)
+{
+  gboolean enabled;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_mutex_lock (&self->lock);
+  enabled = self->second_moments;
+  g_mutex_unlock (&self->lock);
+  return enabled;
+}
+
+static QuarkTensor *
+vector_tensor (const char *name, QuarkDType dtype, gconstpointer data, gsize n, gsize element)
+{
+  gint64 shape[1] = { (gint64) n };
+  g_autoptr(GBytes) bytes = g_bytes_new (data, n * element);
+  return quark_tensor_new (name, dtype, shape, 1, bytes, NULL);
+}
+
+/**
+ * quark_calibration_get_second_moments:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer whose input is asked for
+ * @n_tokens: (out) (optional): the number of tokens (rows) seen
+ * @mean: (out) (optional) (transfer full): per feature, Σx / tokens (float64)
+ * @mean_square: (out) (optional) (transfer full): per feature, Σx² / tokens
+ *   (float64)
+ * @abs_max: (out) (optional) (transfer full): per feature, max |x| (float32)
+ * @error: return location for a #GError
+ *
+ * The second moments of a layer's input, learned while
+ * [property@Quark.Calibration:second-moments] was set.
+ *
+ * Returns: (transfer full): the Gram matrix Σ x xᵀ, a symmetric float64
+ *   tensor [features, features], or %NULL with %QUARK_ERROR_INVALID_ARGUMENT
+ *   when the session has none for @layer_name
+ */
+QuarkTensor *
+quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_name, guint64 *n_tokens,
+                                      QuarkTensor **mean, QuarkTensor **mean_square, QuarkTensor **abs_max,
+                                      GError **error)
+{
+  g_autofree char *key = NULL;
+  QuarkTensor *gram;
+  Entry *e;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), NULL);
+  g_return_val_if_fail (layer_name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  key = entry_key (layer_name, QUARK_ROLE_INPUT);
+  g_mutex_lock (&self->lock);
+  e = g_hash_table_lookup (self->entries, key);
+  if (e == NULL || e->moments == NULL || e->moments->n_tokens == 0)
+    {
+      g_mutex_unlock (&self->lock);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "layer %s: the session has no second moments of its input (they are learned while "
+                   "second-moments is set)", layer_name);
+      return NULL;
+    }
+  gram = _quark_moments_gram (e->moments, layer_name);
+  if (n_tokens)
+    *n_tokens = e->moments->n_tokens;
+  if (mean || mean_square)
+    {
+      gsize n = e->moments->n_features;
+      g_autofree double *m = g_new (double, n), *sq = g_new (double, n);
+      for (gsize c = 0; c < n; c++)
+        {
+          m[c] = e->moments->sum[c] / (double) e->moments->n_tokens;
+          sq[c] = e->moments->sum_sq[c] / (double) e->moments->n_tokens;
+        }
+      if (mean)
+        *mean = vector_tensor ("mean", QUARK_DTYPE_F64, m, n, sizeof (double));
+      if (mean_square)
+        *mean_square = vector_tensor ("mean_square", QUARK_DTYPE_F64, sq, n, sizeof (double));
+    }
+  if (abs_max)
+    *abs_max = vector_tensor ("abs_max", QUARK_DTYPE_F32, e->moments->abs_max, e->moments->n_features, sizeof (float));
+  g_mutex_unlock (&self->lock);
+  return gram;
+}
+
+/**
+ * quark_calibration_merge_second_moments:
+ * @self: a #QuarkCalibration
+ * @other: another session, such as one saved by another process
+ * @error: return location for a #GError
+ *
+ * Adds the second moments of every layer input of @other to those of
+ * @self, as if @self had seen @other's batches too: Gram matrices, token
+ * counts and sums add, maxima take the larger. Layers @self has not seen
+ * are added. Other statistics are not merged.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_TENSOR when a
+ *   layer's input has different widths in the two (@self is then unchanged)
+ */
+gboolean
+quark_calibration_merge_second_moments (QuarkCalibration *self, QuarkCalibration *other, GError **error)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (other), FALSE);
+  g_return_val_if_fail (self != other, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  g_mutex_lock (&self->lock);
+  g_mutex_lock (&other->lock);
+  g_hash_table_iter_init (&iter, other->entries);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      Entry *from = value, *into = g_hash_table_lookup (self->entries, key);
+      if (from->moments && into && into->moments && into->moments->n_features != from->moments->n_features)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                       "layer %s: its input has %" G_GSIZE_FORMAT " features here and %" G_GSIZE_FORMAT " in the "
+                       "other session", from->layer, into->moments->n_features, from->moments->n_features);
+          g_mutex_unlock (&other->lock);
+          g_mutex_unlock (&self->lock);
+          return FALSE;
+        }
+    }
+  g_hash_table_iter_init (&iter, other->entries);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      Entry *from = value, *into;
+      if (from->moments == NULL)
+        continue;
+      if ((into = g_hash_table_lookup (self->entries, key)) == NULL)
+        {
+          into = entry_new (from->layer, from->role);
+          g_hash_table_insert (self->entries, g_strdup (key), into);
+        }
+      if (into->moments == NULL)
+        into->moments = _quark_moments_new (from->moments->n_features, NULL);
+      if (into->moments)
+        _quark_moments_merge (into->moments, from->moments);
+    }
+  self->second_moments = self->second_moments || other->second_moments;
+  g_mutex_unlock (&other->lock);
+  g_mutex_unlock (&self->lock);
   return TRUE;
 }
 
@@ -1301,10 +1561,62 @@ fail:
 }
 
 /* Reads a parsed statistics file; errors are prefixed with @source. */
-static QuarkCalibration *
-load_from_node (JsonNode *root, const char *source, GError **error)
+/* The second moments named by the statistics file's "second_moments"
+ * member, from the file beside it */
+static gboolean
+load_moments (QuarkCalibration *self, JsonNode *node, const char *source, const char *directory, GError **error)
 {
-  static const char * const members[] = { "format", "version", "entries", NULL };
+  static const char * const members[] = { "file", NULL };
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(QuarkModel) model = NULL;
+  g_autofree char *path = NULL;
+  JsonObject *o;
+  JsonNode *file;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (!(o = read_object (node, "second_moments", &local_error)) ||
+      !quark_json_check_members (o, "second_moments", members, &local_error))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", source, local_error->message);
+      return FALSE;
+    }
+  file = json_object_get_member (o, "file");
+  if (file == NULL || json_node_get_value_type (file) != G_TYPE_STRING ||
+      strchr (json_node_get_string (file), '/') != NULL || json_node_get_string (file)[0] == '.')
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "%s: second_moments.file: expected the name of a file in the same directory", source);
+      return FALSE;
+    }
+  if (directory == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: the second moments are in %s beside the statistics file: load the file by its name",
+                   source, json_node_get_string (file));
+      return FALSE;
+    }
+  path = g_build_filename (directory, json_node_get_string (file), NULL);
+  if ((model = quark_model_load (path, NULL, error)) == NULL)
+    return FALSE;
+  g_hash_table_iter_init (&iter, self->entries);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Entry *e = value;
+      g_autofree char *sum = g_strdup_printf ("%s.sum", e->layer);
+      if (e->role != QUARK_ROLE_INPUT || quark_model_get_tensor (model, sum) == NULL)
+        continue;
+      if ((e->moments = _quark_moments_from_model (model, e->layer, path, error)) == NULL)
+        return FALSE;
+    }
+  self->second_moments = TRUE;
+  return TRUE;
+}
+
+static QuarkCalibration *
+load_from_node (JsonNode *root, const char *source, const char *directory, GError **error)
+{
+  static const char * const members[] = { "format", "version", "entries", "second_moments", NULL };
   g_autoptr(QuarkCalibration) self = quark_calibration_new ();
   g_autoptr(GError) local_error = NULL;
   JsonObject *o;
@@ -1349,6 +1661,9 @@ load_from_node (JsonNode *root, const char *source, GError **error)
         }
       g_hash_table_insert (self->entries, g_steal_pointer (&key), e);
     }
+  if ((n = json_object_get_member (o, "second_moments")) != NULL &&
+      !load_moments (self, n, source, directory, error))
+    return NULL;
   return g_steal_pointer (&self);
 
 fail:
@@ -1398,7 +1713,10 @@ quark_calibration_load (const char  *filename,
       parse_failed (local_error, error);
       return NULL;
     }
-  return load_from_node (root, filename, error);
+  {
+    g_autofree char *directory = g_path_get_dirname (filename);
+    return load_from_node (root, filename, directory, error);
+  }
 }
 
 /**
@@ -1434,5 +1752,5 @@ quark_calibration_load_from_bytes (GBytes      *bytes,
       parse_failed (local_error, error);
       return NULL;
     }
-  return load_from_node (root, source, error);
+  return load_from_node (root, source, NULL, error);
 }

@@ -94,4 +94,22 @@ gboolean           quark_calibration_get_channel_min_max (QuarkCalibration  *sel
                                                      float            **maxs,
                                                      gsize             *n_channels);
 
+QUARK_AVAILABLE_IN_1_0
+void               quark_calibration_set_second_moments_enabled (QuarkCalibration *self,
+                                                                 gboolean          enabled);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_get_second_moments_enabled (QuarkCalibration *self);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor *      quark_calibration_get_second_moments (QuarkCalibration  *self,
+                                                         const char        *layer_name,
+                                                         guint64           *n_tokens,
+                                                         QuarkTensor      **mean,
+                                                         QuarkTensor      **mean_square,
+                                                         QuarkTensor      **abs_max,
+                                                         GError           **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_merge_second_moments (QuarkCalibration *self,
+                                                           QuarkCalibration *other,
+                                                           GError          **error);
+
 G_END_DECLS

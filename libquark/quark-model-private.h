@@ -20,4 +20,10 @@ void _quark_model_copy_sources (QuarkModel     *self,
  * tokenizer.json and other files are there), or NULL. */
 char *_quark_model_get_directory (QuarkModel *self);
 
+/* Writes @self as one .safetensors file at @path (under a temporary name,
+ * renamed when complete); tensors in their own dtypes, in model order. */
+gboolean _quark_model_write_safetensors_file (QuarkModel  *self,
+                                              const char  *path,
+                                              GError     **error);
+
 G_END_DECLS

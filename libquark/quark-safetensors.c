@@ -659,3 +659,101 @@ quark_model_save (QuarkModel    *self,
   quark_checkpoint_writer_set_copy_from (writer, copy_from);
   return quark_checkpoint_writer_finish (writer, cancellable, error);
 }
+
+static gboolean
+write_all (int fd, const void *data, gsize size, const char *path, GError **error)
+{
+  const guint8 *p = data;
+
+  while (size > 0)
+    {
+      gssize n = write (fd, p, MIN (size, (gsize) 1 << 30));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          int saved = errno;
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (n < 0 ? saved : ENOSPC));
+          return FALSE;
+        }
+      p += n;
+      size -= (gsize) n;
+    }
+  return TRUE;
+}
+
+gboolean
+_quark_model_write_safetensors_file (QuarkModel *self, const char *path, GError **error)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *header = NULL, *tmp = NULL;
+  guint64 offset = 0, length;
+  guint n = quark_model_get_n_tensors (self);
+  gsize header_len, padded;
+  int fd;
+  gboolean ok = TRUE;
+
+  json_builder_begin_object (b);
+  for (guint i = 0; i < n; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (self, i);
+      gsize size;
+
+      quark_tensor_peek_data (t, &size);
+      json_builder_set_member_name (b, quark_tensor_get_name (t));
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "dtype");
+      json_builder_add_string_value (b, quark_dtype_to_safetensors (quark_tensor_get_dtype (t)));
+      json_builder_set_member_name (b, "shape");
+      json_builder_begin_array (b);
+      for (guint d = 0; d < quark_tensor_get_n_dims (t); d++)
+        json_builder_add_int_value (b, quark_tensor_get_dim (t, d));
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "data_offsets");
+      json_builder_begin_array (b);
+      json_builder_add_int_value (b, (gint64) offset);
+      json_builder_add_int_value (b, (gint64) (offset + size));
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+      offset += size;
+    }
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  header = quark_json_to_string (root, FALSE);
+  header_len = strlen (header);
+  padded = (header_len + 7) / 8 * 8;
+
+  tmp = g_strdup_printf ("%s.tmp-XXXXXX", path);
+  if ((fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0644)) < 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  length = GUINT64_TO_LE ((guint64) padded);
+  ok = write_all (fd, &length, 8, path, error) && write_all (fd, header, header_len, path, error) &&
+       write_all (fd, "        ", padded - header_len, path, error);
+  for (guint i = 0; ok && i < n; i++)
+    {
+      gsize size;
+      gconstpointer data = quark_tensor_peek_data (quark_model_get_tensor_at (self, i), &size);
+      ok = write_all (fd, data, size, path, error);
+    }
+  if (ok && fsync (fd) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      ok = FALSE;
+    }
+  close (fd);
+  if (ok && g_rename (tmp, path) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      ok = FALSE;
+    }
+  if (!ok)
+    g_unlink (tmp);
+  return ok;
+}

@@ -1,0 +1,47 @@
+/* quark-moments-private.h: second moments of a layer's input
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "quark-model.h"
+
+G_BEGIN_DECLS
+
+/* Σ x xᵀ over every token x (a row of features) seen, in float64, with the
+ * token count and per-feature Σx, Σx² and max |x|: what GPTQ (the Hessian
+ * 2 · H / n), AWQ (the output error of a scaled weight, exactly) and
+ * SmoothQuant (the per-channel maxima) read. */
+typedef struct {
+  gsize n_features;
+  guint64 n_tokens;
+  double *gram;                 /* n_features², the upper triangle (j ≥ i) accumulated */
+  double *sum, *sum_sq;
+  float *abs_max;
+} QuarkMoments;
+
+QuarkMoments * _quark_moments_new      (gsize            n_features,
+                                        GError         **error);
+void           _quark_moments_free     (QuarkMoments    *m);
+/* Adds @n_tokens rows of @n_features floats */
+void           _quark_moments_add      (QuarkMoments    *m,
+                                        const float     *x,
+                                        gsize            n_tokens);
+void           _quark_moments_merge    (QuarkMoments    *into,
+                                        const QuarkMoments *from);
+/* The full symmetric Gram matrix, as a float64 tensor [n, n] */
+QuarkTensor *  _quark_moments_gram     (const QuarkMoments *m,
+                                        const char      *name);
+/* Into @model as LAYER.gram (upper triangle as accumulated), LAYER.sum,
+ * LAYER.sum_sq (F64), LAYER.abs_max (F32), LAYER.tokens (I64 [1]) */
+void           _quark_moments_to_model (const QuarkMoments *m,
+                                        const char      *layer,
+                                        QuarkModel      *model);
+QuarkMoments * _quark_moments_from_model (QuarkModel    *model,
+                                        const char      *layer,
+                                        const char      *source,
+                                        GError         **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (QuarkMoments, _quark_moments_free)
+
+G_END_DECLS
