@@ -32,5 +32,6 @@
 #include "quark-checkpoint-format.h"
 #include "runtime/quark-tokenizer.h"
 #include "runtime/quark-executor.h"
+#include "algorithms/gptq/quark-gptq.h"
 
 #undef QUARK_INSIDE

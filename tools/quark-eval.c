@@ -276,6 +276,14 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
     }
   n_ids = MIN (n_ids, (gsize) max_tokens);
   calibration = quark_calibration_new_for_config (config, model);
+  {
+    /* algorithms (algo_config) read second moments */
+    g_autoptr(JsonNode) json = quark_quantization_config_to_json (config);
+    JsonNode *algos = JSON_NODE_HOLDS_OBJECT (json)
+                      ? json_object_get_member (json_node_get_object (json), "algo_config") : NULL;
+    if (algos && JSON_NODE_HOLDS_ARRAY (algos) && json_array_get_length (json_node_get_array (algos)) > 0)
+      quark_calibration_set_second_moments_enabled (calibration, TRUE);
+  }
   g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), &progress);
   if (!quark_executor_calibrate (executor, calibration, ids, n_ids, MIN (512, quark_executor_get_max_context (executor)),
                                  cancellable, error))

@@ -784,7 +784,7 @@ on_progress (QuarkModelQuantizer *q, guint64 done, guint64 total, const char *it
 
 static QuarkQuantizationConfig *
 load_config (const char *config_file, const char *preset, const char *backend_name, char **excludes,
-             GError **error)
+             const char *algorithms, GError **error)
 {
   QuarkRegistry *registry = quark_registry_get_default ();
   g_autoptr(QuarkQuantizationConfig) config = NULL;
@@ -804,10 +804,11 @@ load_config (const char *config_file, const char *preset, const char *backend_na
     }
   else
     config = quark_registry_config_for_preset (registry, backend_name, preset, error);
-  if (config == NULL || excludes == NULL || excludes[0] == NULL)
+  if (config == NULL || ((excludes == NULL || excludes[0] == NULL) && algorithms == NULL))
     return g_steal_pointer (&config);
 
-  /* --exclude: add patterns to the config's "exclude" list and reload */
+  /* --exclude: add patterns to the config's "exclude" list; --algorithm:
+   * the config's algo_config, in AMD Quark's schema; and reload */
   g_clear_pointer (&root, json_node_unref);
   root = quark_quantization_config_to_json (config);
   object = json_node_get_object (root);
@@ -818,9 +819,21 @@ load_config (const char *config_file, const char *preset, const char *backend_na
       node = json_object_get_member (object, "exclude");
     }
   exclude = json_node_get_array (node);
-  for (guint i = 0; excludes[i]; i++)
+  for (guint i = 0; excludes && excludes[i]; i++)
     json_array_add_string_element (exclude, excludes[i]);
-  return quark_registry_config_from_json (registry, root, "--exclude", error);
+  if (algorithms)
+    {
+      g_auto(GStrv) names = g_strsplit (algorithms, ",", -1);
+      JsonArray *list = json_array_new ();
+      for (guint i = 0; names[i]; i++)
+        {
+          JsonObject *algo = json_object_new ();
+          json_object_set_string_member (algo, "name", g_strstrip (names[i]));
+          json_array_add_object_element (list, algo);
+        }
+      json_object_set_array_member (object, "algo_config", list);
+    }
+  return quark_registry_config_from_json (registry, root, algorithms ? "--algorithm" : "--exclude", error);
 }
 
 /* Whether the backend has a quantizer option, such as "threads"; an error
@@ -889,6 +902,7 @@ typedef struct {
   /* options */
   const char *model_path, *output, *config_file, *preset, *backend_name, *stats_file, *export_format;
   const char *calibration_text;   /* --calibration-text */
+  const char *algorithms;         /* --algorithm */
   int calibration_tokens;
   const char *file_type;      /* --type: the scheme of a single-file format (GGUF) */
   QuarkCheckpointFormat *file_format;   /* --export-format, when it writes single files; or NULL */
@@ -985,7 +999,7 @@ quantize_job_steps (QuantizeJob *job, GError **error)
 
   if (job->file_format)
     return quantize_to_file (job, error);
-  config = load_config (job->config_file, job->preset, job->backend_name, job->excludes, error);
+  config = load_config (job->config_file, job->preset, job->backend_name, job->excludes, job->algorithms, error);
   if (config == NULL)
     return FALSE;
   quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error);
@@ -1078,7 +1092,7 @@ cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
   g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL, *pure_type = NULL;
-  g_autofree char *calibration_text = NULL;
+  g_autofree char *calibration_text = NULL, *algorithms = NULL;
   int calibration_tokens = 16384;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
@@ -1090,6 +1104,7 @@ cmd_quantize (int argc, char **argv)
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
     { "calibration", 0, 0, G_OPTION_ARG_FILENAME, &stats_file, "Static activation scales from this statistics file (saved by a calibration session)", "FILE" },
+    { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &algorithms, "Improve on round-to-nearest with these algorithms, comma-separated (gptq); they need second moments: --calibration-text, or --calibration with a file that has them", "NAMES" },
     { "calibration-text", 0, 0, G_OPTION_ARG_FILENAME, &calibration_text, "Calibrate static activation scales by running MODEL (Llama family) natively on this text", "FILE" },
     { "calibration-tokens", 0, 0, G_OPTION_ARG_INT, &calibration_tokens, "Run at most this many tokens of --calibration-text, in windows of 512 (default 16384)", "N" },
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },
@@ -1144,9 +1159,10 @@ cmd_quantize (int argc, char **argv)
                               : output == NULL ? "-o OUT is missing: where to write the checkpoint"
                               : to_file && file_type == NULL
                                 ? "--type is missing: the type of every weight (\"quark presets --export-format gguf\" lists them)"
-                              : to_file && (preset || config_file || stats_file || backend_name || calibration_text)
+                              : to_file && (preset || config_file || stats_file || backend_name || calibration_text ||
+                                            algorithms)
                                 ? "--export-format gguf quantizes with llama.cpp's types (--type), not with a backend's "
-                                  "--preset, --config, --calibration, --calibration-text or --backend"
+                                  "--preset, --config, --calibration, --calibration-text, --algorithm or --backend"
                               : stats_file && calibration_text ? "--calibration and --calibration-text both given: choose one"
                               : calibration_tokens < 2 ? "--calibration-tokens must be at least 2"
                               : !to_file && (file_type || pure) ? "--type and --pure apply to --export-format gguf only"
@@ -1192,7 +1208,7 @@ cmd_quantize (int argc, char **argv)
   job = (QuantizeJob) {
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
-    .calibration_text = calibration_text, .calibration_tokens = calibration_tokens,
+    .calibration_text = calibration_text, .calibration_tokens = calibration_tokens, .algorithms = algorithms,
     .export_format = export_format, .file_type = pure_type,
     .file_format = file_format, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,

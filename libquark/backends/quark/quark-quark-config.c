@@ -216,6 +216,7 @@ struct _QuarkQuarkConfig
   gboolean pack_reorder;  /* export.pack_method: reorder (default) or order */
   GStrv kv_cache_group;   /* export.kv_cache_group */
   double min_kv_scale;    /* export.min_kv_scale */
+  QuarkQuarkGptq gptq;    /* algo_config's "gptq" entry */
 };
 
 static void config_iface_init (QuarkQuantizationConfigInterface *iface);
@@ -535,6 +536,122 @@ expect_null_or_empty (JsonObject *object, const char *key, GError **error)
   return FALSE;
 }
 
+/* algo_config: AMD Quark's list of algorithm configs, each named by
+ * "name". GPTQ is implemented (GPTQConfig's fields); names of AMD Quark's
+ * other algorithms are refused as not implemented, unknown ones as
+ * unknown. */
+static gboolean
+load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, GError **error)
+{
+  static const char * const gptq_keys[] = {
+    "name", "damp_percent", "block_size", "desc_act", "static_groups", "true_sequential", "inside_layer_modules",
+    "model_decoder_layers", "bits", "group_size", NULL
+  };
+  static const char * const known[] = { "awq", "smooth", "smoothquant", "rotation", "quarot", "autosmoothquant",
+                                        "qronos", "spinquant", "bias_correction", NULL };
+  JsonNode *node = json_object_get_member (object, "algo_config");
+  JsonArray *list;
+
+  *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE };
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (JSON_NODE_HOLDS_OBJECT (node))
+    {
+      /* one config rather than a list */
+      list = json_array_new ();
+      json_array_add_element (list, json_node_copy (node));
+    }
+  else if (JSON_NODE_HOLDS_ARRAY (node))
+    list = json_array_ref (json_node_get_array (node));
+  else
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "algo_config: expected a list of algorithm configs");
+      return FALSE;
+    }
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      g_autofree char *path = quark_json_path_index ("algo_config", i);
+      JsonNode *item = json_array_get_element (list, i);
+      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
+      const char *name = o ? string_member (o, "name") : NULL;
+      JsonNode *v;
+
+      if (name == NULL)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
+                       "%s: expected an object with a \"name\"", path);
+          json_array_unref (list);
+          return FALSE;
+        }
+      if (!g_str_equal (name, "gptq"))
+        {
+          if (g_strv_contains (known, name))
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                         "%s.name: the %s algorithm is not implemented in the quark backend yet (gptq is)", path, name);
+          else
+            g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                         "%s.name: unknown algorithm \"%s\" (the quark backend implements gptq)", path, name);
+          json_array_unref (list);
+          return FALSE;
+        }
+      if (!quark_json_check_members (o, path, gptq_keys, error))
+        {
+          json_array_unref (list);
+          return FALSE;
+        }
+      gptq->enabled = TRUE;
+      if ((v = json_object_get_member (o, "damp_percent")) && !JSON_NODE_HOLDS_NULL (v))
+        {
+          if (!JSON_NODE_HOLDS_VALUE (v) || (json_node_get_value_type (v) != G_TYPE_DOUBLE &&
+                                             json_node_get_value_type (v) != G_TYPE_INT64) ||
+              !(json_node_get_double (v) >= 0.0 && json_node_get_double (v) <= 1.0))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                           "%s.damp_percent: expected a number from 0 to 1", path);
+              json_array_unref (list);
+              return FALSE;
+            }
+          gptq->damp_percent = json_node_get_double (v);
+        }
+      if ((v = json_object_get_member (o, "block_size")) && !JSON_NODE_HOLDS_NULL (v))
+        {
+          if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_INT64 ||
+              json_node_get_int (v) < 1 || json_node_get_int (v) > 65536)
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                           "%s.block_size: expected an integer from 1 to 65536", path);
+              json_array_unref (list);
+              return FALSE;
+            }
+          gptq->block_size = (guint) json_node_get_int (v);
+        }
+      for (guint k = 0; k < 2; k++)
+        {
+          const char *key = k ? "static_groups" : "desc_act";
+          if ((v = json_object_get_member (o, key)) && !JSON_NODE_HOLDS_NULL (v) &&
+              (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_BOOLEAN))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                           "%s.%s: expected true or false", path, key);
+              json_array_unref (list);
+              return FALSE;
+            }
+        }
+      gptq->desc_act = json_object_get_boolean_member_with_default (o, "desc_act", TRUE);
+      if (!json_object_get_boolean_member_with_default (o, "static_groups", TRUE))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "%s.static_groups: only true is supported (group scales from the original weights, which "
+                       "AMD Quark's export requires too)", path);
+          json_array_unref (list);
+          return FALSE;
+        }
+    }
+  json_array_unref (list);
+  return TRUE;
+}
+
 /* The keys of Quark's exported quantization_config that are not layer
  * specs. */
 static gboolean
@@ -559,7 +676,6 @@ load_quark_extras (JsonObject  *object,
       return FALSE;
     }
   if (!expect_null_or_empty (object, "kv_cache_quant_config", error) ||
-      !expect_null_or_empty (object, "algo_config", error) ||
       !expect_null_or_empty (object, "softmax_quant_spec", error))
     return FALSE;
   if ((node = json_object_get_member (object, "kv_cache_post_rope")) &&
@@ -670,6 +786,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   g_auto(GStrv) kv_cache_group = NULL;
   gboolean pack_reorder = TRUE;
   double min_kv_scale = 0.0;
+  QuarkQuarkGptq gptq;
   JsonNode *global_node;
 
   if (!quark_json_check_members (object, NULL, config_keys, error))
@@ -682,7 +799,8 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
                    "global_quant_config: missing; it gives the default spec of every layer");
       return FALSE;
     }
-  if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, &min_kv_scale, error))
+  if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, &min_kv_scale, error) ||
+      !load_algo_config (object, &gptq, error))
     return FALSE;
   global = load_layer (global_node, "global_quant_config", error);
   if (global == NULL)
@@ -704,7 +822,14 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   g_strfreev (self->kv_cache_group);
   self->kv_cache_group = g_steal_pointer (&kv_cache_group);
   self->min_kv_scale = min_kv_scale;
+  self->gptq = gptq;
   return TRUE;
+}
+
+const QuarkQuarkGptq *
+quark_quark_config_get_gptq (QuarkQuarkConfig *self)
+{
+  return self->gptq.enabled ? &self->gptq : NULL;
 }
 
 static const char *
@@ -877,7 +1002,20 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   for (guint i = 0; self->exclude[i]; i++)
     json_array_add_string_element (exclude, self->exclude[i]);
   json_object_set_array_member (object, "exclude", exclude);
-  json_object_set_null_member (object, "algo_config");
+  if (self->gptq.enabled)
+    {
+      JsonArray *algos = json_array_new ();
+      JsonObject *g = json_object_new ();
+      json_object_set_string_member (g, "name", "gptq");
+      json_object_set_double_member (g, "damp_percent", self->gptq.damp_percent);
+      json_object_set_int_member (g, "block_size", self->gptq.block_size);
+      json_object_set_boolean_member (g, "desc_act", self->gptq.desc_act);
+      json_object_set_boolean_member (g, "static_groups", TRUE);
+      json_array_add_object_element (algos, g);
+      json_object_set_array_member (object, "algo_config", algos);
+    }
+  else
+    json_object_set_null_member (object, "algo_config");
   json_object_set_null_member (object, "softmax_quant_spec");
   json_object_set_boolean_member (object, "kv_cache_post_rope", FALSE);
   json_object_set_string_member (object, "quant_mode", "eager_mode");

@@ -17,7 +17,16 @@ G_DECLARE_FINAL_TYPE (QuarkQuarkConfig, quark_quark_config, QUARK, QUARK_CONFIG,
 QuarkTensorSpec *quark_quark_layer_config_get_spec (QuarkQuarkLayerConfig *self,
                                                     QuarkRole              role);
 
+/* algo_config's GPTQ entry */
+typedef struct {
+  gboolean enabled;
+  double damp_percent;
+  guint block_size;
+  gboolean desc_act;
+} QuarkQuarkGptq;
+
 gboolean quark_quark_config_get_pack_reorder (QuarkQuarkConfig *self);
+const QuarkQuarkGptq *quark_quark_config_get_gptq (QuarkQuarkConfig *self);
 float    quark_quark_config_get_min_kv_scale (QuarkQuarkConfig *self, const char *layer);
 
 gboolean quark_quark_check_spec (QuarkTensorSpec  *spec,

@@ -788,6 +788,51 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
   return TRUE;
 }
 
+/* algo_config's GPTQ: the round-to-nearest codes in *@logical replaced by
+ * GPTQ's, from the second moments of the layer's input; the scales and zero
+ * points stay. Nothing to do without a GPTQ entry or for weights that are
+ * not integer matrices. */
+static gboolean
+apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, QuarkTensorSpec *spec,
+            QuarkCalibration *calibration, QuarkModel **logical, GError **error)
+{
+  const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
+  const char *name = quark_tensor_get_name (tensor);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL), *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autoptr(QuarkTensor) gram = NULL, codes = NULL;
+  g_autoptr(QuarkModel) replaced = NULL;
+  QuarkTensor *zp;
+
+  if (gptq == NULL || !quark_dtype_is_integer (quark_tensor_spec_get_dtype (spec)) ||
+      quark_tensor_get_n_dims (tensor) != 2)
+    return TRUE;
+  if (calibration == NULL ||
+      (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: GPTQ needs the second moments of its input (quark quantize --calibration-text, or a "
+                   "calibration session with second-moments set)", layer);
+      return FALSE;
+    }
+  zp = quark_model_get_tensor (*logical, zp_name);
+  codes = quark_gptq_quantize (tensor, spec, quark_model_get_tensor (*logical, name),
+                               quark_model_get_tensor (*logical, scale_name),
+                               zp && quark_tensor_spec_get_symmetric (spec) ? NULL : zp, gram, gptq->damp_percent,
+                               gptq->block_size, gptq->desc_act, error);
+  if (codes == NULL)
+    return FALSE;
+  replaced = quark_model_new ();
+  for (guint i = 0; i < quark_model_get_n_tensors (*logical); i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (*logical, i);
+      if (!quark_model_add_tensor (replaced, g_str_equal (quark_tensor_get_name (t), name) ? codes : t, error))
+        return FALSE;
+    }
+  g_object_unref (*logical);
+  *logical = g_steal_pointer (&replaced);
+  return TRUE;
+}
+
 /* One input tensor to its output tensors, in @chunk. Runs in worker
  * threads: it reads the config and the model, both shared read-only. */
 static gboolean
@@ -812,6 +857,7 @@ process_tensor (QuarkQuarkQuantizer    *self,
     QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
                                                                       quark_tensor_get_dtype (tensor));
     if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, workers, logical, error) ||
+        !apply_gptq (self, tensor, layer, spec, calibration, &logical, error) ||
         !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
                                                 chunk, error))
       return FALSE;

@@ -1,0 +1,349 @@
+/* quark-gptq.c: GPTQ, error-compensating weight quantization
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "quark-gptq.h"
+#include "quark-error.h"
+#include "kernels/quark-kernels.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <string.h>
+
+/* The parameter layout of a weight [rows, cols]: one scale per (row,
+ * group of columns); per tensor and per channel are groups as wide as a
+ * row */
+typedef struct {
+  gsize rows, cols, group, n_groups;
+  gboolean per_row;             /* scales differ between rows */
+  float *scales, *zero_points;  /* [rows or 1][n_groups] */
+} Params;
+
+static gboolean
+read_params (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point, Params *p,
+             GError **error)
+{
+  QuarkQScheme scheme = quark_tensor_spec_get_qscheme (spec);
+  guint64 n_scales = quark_tensor_get_n_elements (scale);
+  gsize count;
+
+  p->rows = (gsize) quark_tensor_get_dim (weight, 0);
+  p->cols = (gsize) quark_tensor_get_dim (weight, 1);
+  if (scheme == QUARK_QSCHEME_PER_TENSOR && n_scales == 1)
+    {
+      p->group = p->cols;
+      p->per_row = FALSE;
+    }
+  else if (scheme == QUARK_QSCHEME_PER_CHANNEL && quark_tensor_spec_get_ch_axis (spec) == 0 && n_scales == p->rows)
+    {
+      p->group = p->cols;
+      p->per_row = TRUE;
+    }
+  else if (scheme == QUARK_QSCHEME_PER_GROUP && quark_tensor_spec_get_group_size (spec) > 0 &&
+           (quark_tensor_spec_get_ch_axis (spec) == 1 || quark_tensor_spec_get_ch_axis (spec) == -1) &&
+           n_scales == p->rows * ((p->cols + (gsize) quark_tensor_spec_get_group_size (spec) - 1) /
+                                  (gsize) quark_tensor_spec_get_group_size (spec)))
+    {
+      p->group = (gsize) quark_tensor_spec_get_group_size (spec);
+      p->per_row = TRUE;
+    }
+  else
+    {
+      g_autofree char *s = quark_tensor_spec_to_string (spec);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s: GPTQ takes integer weights per tensor, per output channel or per group of input columns, "
+                   "not %s", quark_tensor_get_name (weight), s);
+      return FALSE;
+    }
+  p->n_groups = (p->cols + p->group - 1) / p->group;
+  p->scales = quark_tensor_to_floats (scale, &count, error);
+  if (p->scales == NULL)
+    return FALSE;
+  if (zero_point)
+    {
+      if (quark_tensor_get_n_elements (zero_point) != n_scales)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %" G_GUINT64_FORMAT " zero points for %"
+                       G_GUINT64_FORMAT " scales", quark_tensor_get_name (weight),
+                       quark_tensor_get_n_elements (zero_point), n_scales);
+          return FALSE;
+        }
+      if ((p->zero_points = quark_tensor_to_floats (zero_point, &count, error)) == NULL)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* H⁻¹'s upper Cholesky factor U (H⁻¹ = Uᵀ U) of a damped, permuted H, in
+ * place */
+static gboolean
+inverse_cholesky (double *h, gsize n, const char *name, GError **error)
+{
+  lapack_int info;
+
+  if ((info = LAPACKE_dpotrf (LAPACK_ROW_MAJOR, 'L', (lapack_int) n, h, (lapack_int) n)) != 0 ||
+      (info = LAPACKE_dpotri (LAPACK_ROW_MAJOR, 'L', (lapack_int) n, h, (lapack_int) n)) != 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "%s: the damped Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
+                   name, (int) info);
+      return FALSE;
+    }
+  for (gsize i = 0; i < n; i++)
+    for (gsize j = i + 1; j < n; j++)
+      h[i * n + j] = h[j * n + i];
+  if ((info = LAPACKE_dpotrf (LAPACK_ROW_MAJOR, 'U', (lapack_int) n, h, (lapack_int) n)) != 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "%s: the inverse Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
+                   name, (int) info);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+typedef struct {
+  double d;
+  gsize i;
+} DiagIndex;
+
+static int
+compare_desc (gconstpointer a, gconstpointer b)
+{
+  const DiagIndex *x = a, *y = b;
+  if (x->d != y->d)
+    return x->d > y->d ? -1 : 1;
+  return x->i < y->i ? -1 : x->i > y->i;   /* stable */
+}
+
+/**
+ * quark_gptq_quantize:
+ * @weight: a float weight [out_features, in_features]
+ * @spec: its integer spec (per tensor, per channel along axis 0, or per
+ *   group along the input features)
+ * @codes: the codes round-to-nearest gave @weight with @scale and
+ *   @zero_point (their dtype is kept)
+ * @scale: the scales (any float dtype), computed from @weight as it is
+ * @zero_point: (nullable): the zero points, %NULL for 0
+ * @gram: the Gram matrix Σ x xᵀ of the layer's input, float64
+ *   [in_features, in_features], as
+ *   [method@Quark.Calibration.get_second_moments] gives it
+ * @damp_percent: the damping added to the diagonal, as a fraction of its
+ *   mean (AMD Quark's default 0.01)
+ * @block_size: columns updated together (AMD Quark's default 128)
+ * @desc_act: process columns in descending order of the Hessian's diagonal
+ * @error: return location for a #GError
+ *
+ * Quantizes @weight column by column, each column's rounding error spread
+ * over the columns not yet quantized so as to minimize the layer's output
+ * error on the calibration inputs (GPTQ: Frantar et al., 2022). The scales
+ * and zero points stay those given, computed from the original weight
+ * ("static groups", which AMD Quark's export requires): only the codes
+ * change, so the result is written as round-to-nearest's is, without a
+ * column order. With @desc_act the columns are visited in descending order
+ * of H's diagonal.
+ *
+ * The Hessian is H = @gram (its scale does not matter); input features
+ * that were never non-zero (H[i][i] = 0) get H[i][i] = 1 and weight 0; the
+ * damping adds @damp_percent · mean(diag H) to the diagonal; the upper
+ * Cholesky factor U of H⁻¹ is computed with LAPACK in float64. Column j is
+ * quantized with the backend kernel and the same parameters as
+ * round-to-nearest, its error e = (w − dequant(q)) / U[j][j] is subtracted
+ * from the following columns of its block as e · U[j][k], and each block's
+ * errors from the later columns by one matrix product. With H the identity
+ * and no damping, the result is round-to-nearest's codes exactly.
+ *
+ * Returns: (transfer full): the new codes, a tensor like @codes, or %NULL
+ *   with %QUARK_ERROR_UNSUPPORTED_SCHEME for another spec,
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the tensors do not fit each other,
+ *   %QUARK_ERROR_INVALID_TENSOR when H is not positive definite
+ */
+QuarkTensor *
+quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
+                     QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size,
+                     gboolean desc_act, GError **error)
+{
+  const char *name;
+  QuarkDType dtype;
+  Params p = { 0 };
+  gsize m, n, esize;
+  gint64 qmin, qmax;
+  QuarkKernelIntParams ip = { 0 };
+  g_autofree float *wf = NULL;
+  g_autofree double *w = NULL, *h = NULL, *err = NULL, *colbuf = NULL;
+  g_autofree float *col = NULL, *col_scales = NULL, *col_zps = NULL;
+  g_autofree gsize *perm = NULL;
+  g_autofree guint8 *out = NULL, *qcol = NULL;
+  const double *g;
+  double damp = 0.0;
+  gsize count;
+  QuarkTensor *result = NULL;
+
+  g_return_val_if_fail (QUARK_IS_TENSOR (weight), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  name = quark_tensor_get_name (weight);
+  dtype = quark_tensor_spec_get_dtype (spec);
+  if (!quark_dtype_is_integer (dtype) || quark_tensor_spec_get_round_method (spec) == QUARK_ROUND_STOCHASTIC)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s: GPTQ takes integer specs with deterministic rounding", name);
+      return NULL;
+    }
+  if (quark_tensor_get_n_dims (weight) != 2 || quark_tensor_get_n_dims (codes) != 2 ||
+      quark_tensor_get_dim (codes, 0) != quark_tensor_get_dim (weight, 0) ||
+      quark_tensor_get_dim (codes, 1) != quark_tensor_get_dim (weight, 1) || quark_tensor_get_dtype (codes) != dtype)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: GPTQ needs a 2-D weight and codes of the same shape in the spec's dtype", name);
+      return NULL;
+    }
+  m = (gsize) quark_tensor_get_dim (weight, 0);
+  n = (gsize) quark_tensor_get_dim (weight, 1);
+  if (quark_tensor_get_dtype (gram) != QUARK_DTYPE_F64 || quark_tensor_get_n_dims (gram) != 2 ||
+      quark_tensor_get_dim (gram, 0) != (gint64) n || quark_tensor_get_dim (gram, 1) != (gint64) n)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: the Gram matrix must be float64 [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT "] (the layer's "
+                   "input features)", name, n, n);
+      return NULL;
+    }
+  if (!(damp_percent >= 0.0 && damp_percent < 1e6) || block_size == 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: damp_percent must be at least 0 and block_size at least 1", name);
+      return NULL;
+    }
+  if (!read_params (weight, spec, scale, zero_point, &p, error))
+    goto out;
+  quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &qmin, &qmax);
+  ip.qmin = (int32_t) qmin;
+  ip.qmax = (int32_t) qmax;
+  ip.round = quark_tensor_spec_get_round_method (spec);
+  esize = quark_dtype_get_element_size (dtype);
+
+  if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL)
+    goto out;
+  w = g_new (double, m * n);
+  h = g_try_new (double, n * n);
+  if (h == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
+      goto out;
+    }
+  g = quark_tensor_peek_data (gram, NULL);
+  memcpy (h, g, n * n * sizeof (double));
+  perm = g_new (gsize, n);
+  {
+    g_autofree DiagIndex *order = g_new (DiagIndex, n);
+    for (gsize i = 0; i < n; i++)
+      {
+        order[i].i = i;
+        order[i].d = h[i * n + i];
+        if (!isfinite (order[i].d))
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR, "%s: the Gram matrix is not finite", name);
+            goto out;
+          }
+      }
+    if (desc_act)
+      qsort (order, n, sizeof *order, compare_desc);
+    for (gsize i = 0; i < n; i++)
+      perm[i] = order[i].i;
+  }
+  /* permuted copies: W[:, i] = W0[:, perm[i]], H[i][j] = H0[perm[i]][perm[j]] */
+  {
+    g_autofree double *hp = g_new (double, n * n);
+    for (gsize i = 0; i < n; i++)
+      for (gsize j = 0; j < n; j++)
+        hp[i * n + j] = h[perm[i] * n + perm[j]];
+    memcpy (h, hp, n * n * sizeof (double));
+  }
+  for (gsize r = 0; r < m; r++)
+    for (gsize i = 0; i < n; i++)
+      w[r * n + i] = wf[r * n + perm[i]];
+  for (gsize i = 0; i < n; i++)
+    if (h[i * n + i] == 0.0)
+      {
+        h[i * n + i] = 1.0;
+        for (gsize r = 0; r < m; r++)
+          w[r * n + i] = 0.0;
+      }
+  for (gsize i = 0; i < n; i++)
+    damp += h[i * n + i];
+  damp = damp_percent * damp / (double) n;
+  for (gsize i = 0; i < n; i++)
+    h[i * n + i] += damp;
+  if (!inverse_cholesky (h, n, name, error))
+    goto out;
+
+  out = g_malloc (m * n * esize);
+  err = g_new (double, m * block_size);
+  col = g_new (float, m);
+  colbuf = g_new (double, m);
+  col_scales = g_new (float, m);
+  col_zps = g_new (float, m);
+  qcol = g_malloc (m * esize);
+  for (gsize b0 = 0; b0 < n; b0 += block_size)
+    {
+      gsize b1 = MIN (n, b0 + block_size), bw = b1 - b0;
+
+      for (gsize j = b0; j < b1; j++)
+        {
+          gsize orig = perm[j], grp = orig / p.group;
+          double d = h[j * n + j];
+
+          for (gsize r = 0; r < m; r++)
+            {
+              gsize at = (p.per_row ? r * p.n_groups : 0) + grp;
+              col[r] = (float) w[r * n + j];
+              col_scales[r] = p.scales[at];
+              col_zps[r] = p.zero_points ? p.zero_points[at] : 0.0f;
+            }
+          quark_kernel_quantize_int_groups_f32 (col, m, 1, &ip, col_scales, p.zero_points ? col_zps : NULL, dtype,
+                                                qcol);
+          for (gsize r = 0; r < m; r++)
+            {
+              double q;
+              memcpy (out + (r * n + orig) * esize, qcol + r * esize, esize);
+              switch (esize)
+                {
+                case 1: q = quark_dtype_is_signed (dtype) ? (double) ((gint8 *) qcol)[r] : (double) qcol[r]; break;
+                case 2: q = quark_dtype_is_signed (dtype) ? (double) ((gint16 *) qcol)[r] : (double) ((guint16 *) qcol)[r]; break;
+                default: q = quark_dtype_is_signed (dtype) ? (double) ((gint32 *) qcol)[r] : (double) ((guint32 *) qcol)[r]; break;
+                }
+              /* dequantized as the backend does: (q − z) · s in float32 */
+              colbuf[r] = (w[r * n + j] - (double) (((float) q - col_zps[r]) * col_scales[r])) / d;
+            }
+          for (gsize r = 0; r < m; r++)
+            {
+              double e = colbuf[r];
+              err[r * bw + (j - b0)] = e;
+              for (gsize k = j + 1; k < b1; k++)
+                w[r * n + k] -= e * h[j * n + k];
+            }
+        }
+      if (b1 < n)
+        /* W[:, b1:] −= Err · U[b0:b1, b1:] */
+        cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) m, (int) (n - b1), (int) bw, -1.0, err, (int) bw,
+                     h + b0 * n + b1, (int) n, 1.0, w + b1, (int) n);
+    }
+  {
+    gint64 shape[2] = { (gint64) m, (gint64) n };
+    g_autoptr(GBytes) bytes = g_bytes_new_take (g_steal_pointer (&out), m * n * esize);
+    result = quark_tensor_new (quark_tensor_get_name (codes), dtype, shape, 2, bytes, error);
+  }
+
+out:
+  g_free (p.scales);
+  g_free (p.zero_points);
+  return result;
+}

@@ -1,0 +1,196 @@
+# Quark.gptq_quantize: GPTQ on the codes, scales and zero points that the
+# quark backend's round-to-nearest gives a weight.
+#
+# Checked: with H = I and no damping the codes are round-to-nearest's
+# exactly; against a plain numpy implementation of the algorithm (written
+# here from the paper's description, column by column in float64, no
+# blocking) the codes agree; the layer's output error on the calibration
+# inputs is lower than round-to-nearest's; errors are named.
+import gi
+import numpy as np
+import pytest
+
+gi.require_version('Quark', '1.0')
+from gi.repository import GLib, Quark  # noqa: E402
+
+REGISTRY = Quark.Registry.get_default()
+QUANTIZER = REGISTRY.new_quantizer(REGISTRY.config_from_string(
+    '{"backend": "quark", "global_quant_config": {"weight": {"dtype": "int8"}}}', -1))
+
+
+def spec(dtype, qscheme, **props):
+    s = Quark.TensorSpec.new(dtype, qscheme)
+    for k, v in props.items():
+        s.set_property(k.replace('_', '-'), v)
+    return s
+
+
+SPECS = {
+    'int4_g32': lambda: spec(Quark.DType.INT4, Quark.QScheme.PER_GROUP, group_size=32, ch_axis=-1),
+    'uint4_g32_asym': lambda: spec(Quark.DType.UINT4, Quark.QScheme.PER_GROUP, group_size=32, ch_axis=-1,
+                                   symmetric=False),
+    'int8_channel': lambda: spec(Quark.DType.INT8, Quark.QScheme.PER_CHANNEL, ch_axis=0),
+    'int3_g16': lambda: spec(Quark.DType.INT3, Quark.QScheme.PER_GROUP, group_size=16, ch_axis=-1),
+    'int4_tensor': lambda: spec(Quark.DType.INT4, Quark.QScheme.PER_TENSOR),
+}
+
+
+def tensor(name, a, dtype=Quark.DType.FLOAT32):
+    return Quark.Tensor.new(name, dtype, list(a.shape), GLib.Bytes.new(np.ascontiguousarray(a).tobytes()))
+
+
+def array(t, dtype):
+    return np.frombuffer(t.get_data().get_data(), dtype=dtype).reshape(list(t.get_shape()))
+
+
+def rtn(w, sp):
+    out = QUANTIZER.quantize_tensor(tensor('w', w), sp)
+    return out.get_tensor('w'), out.get_tensor('w_scale'), out.get_tensor('w_zero_point')
+
+
+def code_dtype(sp):
+    return np.int8 if sp.get_dtype() in (Quark.DType.INT4, Quark.DType.INT3, Quark.DType.INT8) else np.uint8
+
+
+def gptq(w, sp, gram, damp=0.01, block=128, desc_act=True):
+    codes, scale, zp = rtn(w, sp)
+    g = tensor('gram', gram.astype(np.float64), Quark.DType.FLOAT64)
+    new = Quark.gptq_quantize(tensor('w', w), sp, codes, scale, zp, g, damp, block, desc_act)
+    return codes, scale, zp, new
+
+
+def dequant(sp, codes, scale, zp):
+    return array(sp.dequantize(codes, scale, zp), np.float32)
+
+
+def problem(seed=0, m=48, n=96, tokens=400):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((m, n)) * 0.5).astype(np.float32)
+    # correlated inputs with a few strong channels, as activations are
+    x = rng.standard_normal((tokens, n)) @ (np.eye(n) + 0.3 * rng.standard_normal((n, n)))
+    x[:, rng.choice(n, 4, replace=False)] *= 8
+    return w, x.astype(np.float32)
+
+
+@pytest.mark.parametrize('name', sorted(SPECS))
+@pytest.mark.parametrize('desc_act', [False, True])
+def test_identity_hessian_is_round_to_nearest(name, desc_act):
+    sp = SPECS[name]()
+    w, _ = problem(1)
+    codes, _, _, new = gptq(w, sp, np.eye(w.shape[1]), damp=0.0, block=32, desc_act=desc_act)
+    assert array(new, code_dtype(sp)).tobytes() == array(codes, code_dtype(sp)).tobytes()
+
+
+def reference_gptq(w, gram, qcol, damp, desc_act):
+    """GPTQ from the definition: columns in order (by descending H_ii with
+    desc_act), each quantized, its error divided by U_jj and subtracted from
+    every later column through row j of U, the upper Cholesky factor of H^-1."""
+    m, n = w.shape
+    h = gram.astype(np.float64).copy()
+    w = w.astype(np.float64).copy()
+    perm = np.argsort(-np.diag(h), kind='stable') if desc_act else np.arange(n)
+    h = h[np.ix_(perm, perm)]
+    w = w[:, perm]
+    h[np.diag_indices(n)] += damp * np.mean(np.diag(h))
+    u = np.linalg.cholesky(np.linalg.inv(h)).T
+    codes = np.zeros((m, n), dtype=np.int64)
+    for j in range(n):
+        q, dq = qcol(w[:, j].astype(np.float32), perm[j])
+        codes[:, perm[j]] = q
+        e = (w[:, j] - dq) / u[j, j]
+        w[:, j + 1:] -= np.outer(e, u[j, j + 1:])
+    return codes
+
+
+@pytest.mark.parametrize('name', ['int4_g32', 'uint4_g32_asym', 'int8_channel', 'int3_g16'])
+def test_matches_reference_and_lowers_output_error(name):
+    sp = SPECS[name]()
+    w, x = problem(2)
+    gram = x.astype(np.float64).T @ x.astype(np.float64)
+    codes, scale, zp, new = gptq(w, sp, gram, damp=0.01, block=32, desc_act=True)
+    s = array(scale, np.float32).reshape(w.shape[0], -1)
+    z = array(zp, code_dtype(sp) if zp.get_dtype() != Quark.DType.FLOAT32 else np.float32).reshape(w.shape[0], -1) \
+        if zp is not None else np.zeros_like(s)
+    group = w.shape[1] // s.shape[1]
+    lo, hi = {Quark.DType.INT4: (-8, 7), Quark.DType.UINT4: (0, 15), Quark.DType.INT8: (-128, 127),
+              Quark.DType.INT3: (-4, 3)}[sp.get_dtype()]
+
+    def qcol(col, orig):
+        sc = s[:, orig // group]
+        zz = z[:, orig // group].astype(np.float32)
+        q = np.clip(np.rint(col * (np.float32(1) / sc) + zz), lo, hi)
+        return q, ((q.astype(np.float32) - zz) * sc).astype(np.float64)
+    want = reference_gptq(w, gram, qcol, 0.01, True)
+    got = array(new, code_dtype(sp)).astype(np.int64)
+    # blocked and column-wise float64 sums differ in the last bits: a code
+    # at an exact rounding boundary may differ, nothing more
+    assert np.mean(got == want) > 0.999 and np.abs(got - want).max() <= 1
+    err_rtn = np.linalg.norm(x @ (w - dequant(sp, codes, scale, zp)).T)
+    err_gptq = np.linalg.norm(x @ (w - dequant(sp, new, scale, zp)).T)
+    assert err_gptq < 0.8 * err_rtn
+
+
+def test_dead_inputs_and_errors():
+    sp = SPECS['int4_g32']()
+    w, x = problem(3, n=64)
+    x[:, 5] = 0                      # an input never seen non-zero
+    gram = x.astype(np.float64).T @ x
+    codes, scale, zp, new = gptq(w, sp, gram)
+    assert array(new, np.int8)[:, 5].tolist() == [0] * w.shape[0]
+    with pytest.raises(GLib.Error) as e:
+        gptq(w, sp, np.eye(63))
+    assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'Gram' in e.value.message
+    with pytest.raises(GLib.Error) as e:
+        gptq(w, sp, -np.eye(64), damp=0.0)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_TENSOR) and 'damp_percent' in e.value.message
+    fp8 = spec(Quark.DType.FP8_E4M3, Quark.QScheme.PER_CHANNEL, ch_axis=0)
+    with pytest.raises(GLib.Error) as e:
+        gptq(w, fp8, np.eye(64))
+    assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME)
+
+
+def test_cli_algorithm_gptq(tmp_path):
+    import json
+    import os
+    import subprocess
+    from test_executor import byte_tokenizer, make_model
+    quark = os.environ.get('QUARK_TOOL', 'quark')
+    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
+    byte_tokenizer(d)
+    text = tmp_path / 'calib.txt'
+    text.write_text('a bad cafe faced a big dog. ' * 20)
+    cfg = tmp_path / 'int4_g16.json'      # the tiny model's widths are multiples of 16
+    cfg.write_text(json.dumps({'global_quant_config': {'weight': {
+        'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}},
+        'exclude': ['lm_head']}))
+
+    def run(*args):
+        return subprocess.run([quark] + [str(a) for a in args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+    # GPTQ needs second moments: without calibration, an error and no output
+    p = run('quantize', d, '-o', tmp_path / 'none', '--config', cfg, '--algorithm', 'gptq')
+    assert p.returncode == 1 and 'second moments' in p.stderr and not os.path.exists(tmp_path / 'none')
+    p = run('quantize', d, '-o', tmp_path / 'awq', '--config', cfg, '--algorithm', 'awq')
+    assert p.returncode == 1 and 'not implemented' in p.stderr
+    p = run('quantize', d, '-o', tmp_path / 'g', '--config', cfg, '--algorithm', 'gptq',
+            '--calibration-text', text)
+    assert p.returncode == 0, p.stderr
+    p = run('quantize', d, '-o', tmp_path / 'r', '--config', cfg)
+    assert p.returncode == 0, p.stderr
+    with open(tmp_path / 'g' / 'config.json') as f:
+        algos = json.load(f)['quantization_config']['algo_config']
+    assert algos == [{'name': 'gptq', 'damp_percent': 0.01, 'block_size': 128, 'desc_act': True,
+                      'static_groups': True}]
+    g, r = Quark.Model.load(str(tmp_path / 'g'), None), Quark.Model.load(str(tmp_path / 'r'), None)
+    changed = 0
+    for name in r.get_tensor_names():
+        a, b = g.get_tensor(name), r.get_tensor(name)
+        assert a.get_dtype() == b.get_dtype() and list(a.get_shape()) == list(b.get_shape())
+        if name.endswith('_scale'):
+            assert a.get_data().get_data() == b.get_data().get_data()      # static groups: RTN's scales
+        elif a.get_data().get_data() != b.get_data().get_data():
+            changed += 1
+    assert changed >= 10                                                      # the codes of the linear layers
+    # the result reads back and runs
+    p = run('eval', '--compare', d, tmp_path / 'g', '--text', text, '--ctx', 32, '--json')
+    assert p.returncode == 0, p.stderr
