@@ -7,6 +7,7 @@
 #include "quark-gptq.h"
 #include "quark-error.h"
 #include "kernels/quark-kernels.h"
+#include "runtime/quark-parallel-private.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -77,31 +78,39 @@ read_params (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *scale, Qua
   return TRUE;
 }
 
-/* H⁻¹'s upper Cholesky factor U (H⁻¹ = Uᵀ U) of a damped, permuted H, in
- * place */
+/* H⁻¹'s upper Cholesky factor U (H⁻¹ = Uᵀ U) of the damped, permuted H,
+ * without forming H⁻¹: with J the order reversal and J H J = L Lᵀ,
+ * U = J L⁻¹ J is upper triangular and Uᵀ U = J L⁻ᵀ L⁻¹ J = H⁻¹. One
+ * Cholesky factorization and one triangular inverse (⅔ n³ operations), in
+ * float64. LAPACK is called column-major on row-major buffers: the
+ * column-major upper factor of a symmetric matrix is its row-major lower
+ * one. @h is consumed; U goes to @u in float32. */
 static gboolean
-inverse_cholesky (double *h, gsize n, const char *name, GError **error)
+inverse_cholesky (double *h, gsize n, float *u, const char *name, GError **error)
 {
+  g_autofree double *rev = g_try_new (double, n * n);
   lapack_int info;
 
-  if ((info = LAPACKE_dpotrf (LAPACK_ROW_MAJOR, 'L', (lapack_int) n, h, (lapack_int) n)) != 0 ||
-      (info = LAPACKE_dpotri (LAPACK_ROW_MAJOR, 'L', (lapack_int) n, h, (lapack_int) n)) != 0)
+  if (rev == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
+      return FALSE;
+    }
+  for (gsize i = 0; i < n; i++)
+    for (gsize j = 0; j <= i; j++)
+      rev[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)];
+  if ((info = LAPACKE_dpotrf (LAPACK_COL_MAJOR, 'U', (lapack_int) n, rev, (lapack_int) n)) != 0 ||
+      (info = LAPACKE_dtrtri (LAPACK_COL_MAJOR, 'U', 'N', (lapack_int) n, rev, (lapack_int) n)) != 0)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
                    "%s: the damped Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
                    name, (int) info);
       return FALSE;
     }
+  /* rev's row-major lower triangle is L⁻¹; U[i][j] = L⁻¹[n−1−i][n−1−j] */
   for (gsize i = 0; i < n; i++)
-    for (gsize j = i + 1; j < n; j++)
-      h[i * n + j] = h[j * n + i];
-  if ((info = LAPACKE_dpotrf (LAPACK_ROW_MAJOR, 'U', (lapack_int) n, h, (lapack_int) n)) != 0)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                   "%s: the inverse Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
-                   name, (int) info);
-      return FALSE;
-    }
+    for (gsize j = i; j < n; j++)
+      u[i * n + j] = (float) rev[(n - 1 - i) * n + (n - 1 - j)];
   return TRUE;
 }
 
@@ -117,6 +126,78 @@ compare_desc (gconstpointer a, gconstpointer b)
   if (x->d != y->d)
     return x->d > y->d ? -1 : 1;
   return x->i < y->i ? -1 : x->i > y->i;   /* stable */
+}
+
+/* The column loop for rows [begin, end) of the (permuted) weight: rows are
+ * independent given U, so each thread takes a share of them */
+typedef struct {
+  const Params *p;
+  const gsize *perm;
+  const float *u;               /* U, n × n, upper triangle used */
+  float *w;                     /* the permuted weight, m × n, updated */
+  guint8 *out;                  /* codes, m × n, original column order */
+  gsize m, n, block, esize;
+  QuarkDType dtype;
+  const QuarkKernelIntParams *ip;
+} ColumnJob;
+
+static double
+code_value (const guint8 *q, gsize r, gsize esize, gboolean is_signed)
+{
+  switch (esize)
+    {
+    case 1: return is_signed ? (double) ((const gint8 *) q)[r] : (double) q[r];
+    case 2: return is_signed ? (double) ((const gint16 *) q)[r] : (double) ((const guint16 *) q)[r];
+    default: return is_signed ? (double) ((const gint32 *) q)[r] : (double) ((const guint32 *) q)[r];
+    }
+}
+
+static void
+column_rows (gpointer data, gsize begin, gsize end, guint worker)
+{
+  ColumnJob *j = data;
+  const Params *p = j->p;
+  gsize mr = end - begin, n = j->n, esize = j->esize;
+  gboolean is_signed = quark_dtype_is_signed (j->dtype);
+  g_autofree float *col = g_new (float, mr), *sc = g_new (float, mr), *zp = g_new (float, mr);
+  g_autofree float *err = g_new (float, mr * j->block);
+  g_autofree guint8 *q = g_malloc (mr * esize);
+
+  for (gsize b0 = 0; b0 < n; b0 += j->block)
+    {
+      gsize b1 = MIN (n, b0 + j->block), bw = b1 - b0;
+
+      for (gsize c = b0; c < b1; c++)
+        {
+          gsize orig = j->perm[c], grp = orig / p->group;
+          float d = j->u[c * n + c];
+          const float *urow = j->u + c * n;
+
+          for (gsize r = 0; r < mr; r++)
+            {
+              gsize at = (p->per_row ? (begin + r) * p->n_groups : 0) + grp;
+              col[r] = j->w[(begin + r) * n + c];
+              sc[r] = p->scales[at];
+              zp[r] = p->zero_points ? p->zero_points[at] : 0.0f;
+            }
+          quark_kernel_quantize_int_groups_f32 (col, mr, 1, j->ip, sc, p->zero_points ? zp : NULL, j->dtype, q);
+          for (gsize r = 0; r < mr; r++)
+            {
+              float *wr = j->w + (begin + r) * n;
+              /* dequantized as the backend does: (q − z) · s */
+              float e = (col[r] - ((float) code_value (q, r, esize, is_signed) - zp[r]) * sc[r]) / d;
+
+              memcpy (j->out + ((begin + r) * n + orig) * esize, q + r * esize, esize);
+              err[r * bw + (c - b0)] = e;
+              for (gsize k = c + 1; k < b1; k++)
+                wr[k] -= e * urow[k];
+            }
+        }
+      if (b1 < n)
+        /* W[:, b1:] −= Err · U[b0:b1, b1:] */
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) mr, (int) (n - b1), (int) bw, -1.0f, err,
+                     (int) bw, j->u + b0 * n + b1, (int) n, 1.0f, j->w + begin * n + b1, (int) n);
+    }
 }
 
 /**
@@ -173,10 +254,10 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
   gint64 qmin, qmax;
   QuarkKernelIntParams ip = { 0 };
   g_autofree float *wf = NULL;
-  g_autofree double *w = NULL, *h = NULL, *err = NULL, *colbuf = NULL;
-  g_autofree float *col = NULL, *col_scales = NULL, *col_zps = NULL;
+  g_autofree double *w = NULL, *h = NULL;
+  g_autofree float *u = NULL;
   g_autofree gsize *perm = NULL;
-  g_autofree guint8 *out = NULL, *qcol = NULL;
+  g_autofree guint8 *out = NULL;
   const double *g;
   double damp = 0.0;
   gsize count;
@@ -282,60 +363,30 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
   damp = damp_percent * damp / (double) n;
   for (gsize i = 0; i < n; i++)
     h[i * n + i] += damp;
-  if (!inverse_cholesky (h, n, name, error))
-    goto out;
+  u = g_try_new (float, n * n);
+  if (u == NULL || !inverse_cholesky (h, n, u, name, error))
+    {
+      if (u == NULL)
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
+      goto out;
+    }
+  g_clear_pointer (&h, g_free);
 
   out = g_malloc (m * n * esize);
-  err = g_new (double, m * block_size);
-  col = g_new (float, m);
-  colbuf = g_new (double, m);
-  col_scales = g_new (float, m);
-  col_zps = g_new (float, m);
-  qcol = g_malloc (m * esize);
-  for (gsize b0 = 0; b0 < n; b0 += block_size)
-    {
-      gsize b1 = MIN (n, b0 + block_size), bw = b1 - b0;
+  {
+    g_autofree float *w32 = g_new (float, m * n);
+    ColumnJob job = { &p, perm, u, w32, out, m, n, block_size, esize, dtype, &ip };
+    QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
+    int blas_threads = openblas_get_num_threads ();
 
-      for (gsize j = b0; j < b1; j++)
-        {
-          gsize orig = perm[j], grp = orig / p.group;
-          double d = h[j * n + j];
-
-          for (gsize r = 0; r < m; r++)
-            {
-              gsize at = (p.per_row ? r * p.n_groups : 0) + grp;
-              col[r] = (float) w[r * n + j];
-              col_scales[r] = p.scales[at];
-              col_zps[r] = p.zero_points ? p.zero_points[at] : 0.0f;
-            }
-          quark_kernel_quantize_int_groups_f32 (col, m, 1, &ip, col_scales, p.zero_points ? col_zps : NULL, dtype,
-                                                qcol);
-          for (gsize r = 0; r < m; r++)
-            {
-              double q;
-              memcpy (out + (r * n + orig) * esize, qcol + r * esize, esize);
-              switch (esize)
-                {
-                case 1: q = quark_dtype_is_signed (dtype) ? (double) ((gint8 *) qcol)[r] : (double) qcol[r]; break;
-                case 2: q = quark_dtype_is_signed (dtype) ? (double) ((gint16 *) qcol)[r] : (double) ((guint16 *) qcol)[r]; break;
-                default: q = quark_dtype_is_signed (dtype) ? (double) ((gint32 *) qcol)[r] : (double) ((guint32 *) qcol)[r]; break;
-                }
-              /* dequantized as the backend does: (q − z) · s in float32 */
-              colbuf[r] = (w[r * n + j] - (double) (((float) q - col_zps[r]) * col_scales[r])) / d;
-            }
-          for (gsize r = 0; r < m; r++)
-            {
-              double e = colbuf[r];
-              err[r * bw + (j - b0)] = e;
-              for (gsize k = j + 1; k < b1; k++)
-                w[r * n + k] -= e * h[j * n + k];
-            }
-        }
-      if (b1 < n)
-        /* W[:, b1:] −= Err · U[b0:b1, b1:] */
-        cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) m, (int) (n - b1), (int) bw, -1.0, err, (int) bw,
-                     h + b0 * n + b1, (int) n, 1.0, w + b1, (int) n);
-    }
+    for (gsize i = 0; i < m * n; i++)
+      w32[i] = (float) w[i];
+    /* each thread one sgemm on its rows, OpenBLAS single-threaded meanwhile */
+    openblas_set_num_threads (1);
+    _quark_parallel_run (pool, m, column_rows, &job);
+    openblas_set_num_threads (blas_threads);
+    _quark_parallel_free (pool);
+  }
   {
     gint64 shape[2] = { (gint64) m, (gint64) n };
     g_autoptr(GBytes) bytes = g_bytes_new_take (g_steal_pointer (&out), m * n * esize);

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+# Perplexity of docs-llama (../shared/models/docs-llama) quantized with
+# round-to-nearest and with each algorithm, all through the `quark` tool
+# and nothing else: `quark quantize --calibration-text` on the model's
+# calibration text (data/calib.txt) and `quark eval` on its held-out text
+# (data/dev.txt, documents as BOS + text + EOS, windows of 512). Prints a
+# Markdown table: perplexity, its change from float, and the share of
+# round-to-nearest's change that each algorithm removes.
+#
+# Usage: /usr/bin/python3 bench/quality-docs-llama.py [BUILDDIR] [--documents N]
+#            [--calibration-tokens N] [--schemes int4_g128,uint4_g128,int4_channel,int3_g128]
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SEPARATOR = '\n\n<|document|>\n\n'
+
+ap = argparse.ArgumentParser()
+ap.add_argument('builddir', nargs='?', default=os.path.join(ROOT, 'build'))
+ap.add_argument('--model', default=os.path.join(ROOT, '..', 'shared', 'models', 'docs-llama'))
+ap.add_argument('--documents', type=int, default=0, help='score only the first N held-out documents (0: all)')
+ap.add_argument('--calibration-tokens', type=int, default=65536)
+ap.add_argument('--schemes', default='int4_g128,uint4_g128,int4_channel,int3_g128')
+ap.add_argument('--algorithms', default='gptq')
+args = ap.parse_args()
+
+QUARK = os.path.join(os.path.abspath(args.builddir), 'tools', 'quark')
+os.environ.setdefault('QUARK_BACKEND_PATH', os.path.join(os.path.abspath(args.builddir), 'libquark', 'backends',
+                                                         'quark'))
+SCHEMES = {
+    'int4_g128': {'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': True},
+    'uint4_g128': {'dtype': 'uint4', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': False},
+    'int4_channel': {'dtype': 'int4', 'qscheme': 'per_channel', 'ch_axis': 0, 'symmetric': True},
+    'int3_g128': {'dtype': 'int3', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': True},
+}
+
+tmp = tempfile.mkdtemp(prefix='quality-')
+text = os.path.join(args.model, 'data', 'dev.txt')
+if args.documents:
+    with open(text, encoding='utf-8') as f:
+        docs = f.read().split(SEPARATOR)[:args.documents]
+    text = os.path.join(tmp, 'dev.txt')
+    with open(text, 'w', encoding='utf-8') as f:
+        f.write(SEPARATOR.join(docs))
+calib = os.path.join(args.model, 'data', 'calib.txt')
+
+
+def run(*cmd):
+    p = subprocess.run([QUARK] + [str(c) for c in cmd], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        sys.exit('quark %s failed:\n%s' % (' '.join(map(str, cmd)), p.stderr))
+    return p.stdout
+
+
+def perplexity(model):
+    return json.loads(run('eval', model, '--text', text, '--document-separator', SEPARATOR, '--json'))
+
+
+base = perplexity(args.model)
+print('docs-llama, %d held-out tokens (%d predictions, windows of 512); calibration: %d tokens of calib.txt' %
+      (base['tokens'], base['predictions'], args.calibration_tokens))
+print()
+print('| scheme | method | perplexity | vs float | gap closed | quantize s |')
+print('|---|---|---|---|---|---|')
+print('| float (BF16) | | %.4f | | | |' % base['perplexity'])
+for scheme in args.schemes.split(','):
+    cfg = os.path.join(tmp, scheme + '.json')
+    with open(cfg, 'w') as f:
+        json.dump({'global_quant_config': {'weight': SCHEMES[scheme]}, 'exclude': ['lm_head']}, f)
+    rtn = None
+    for method in ['rtn'] + args.algorithms.split(','):
+        out = os.path.join(tmp, '%s-%s' % (scheme, method))
+        extra = [] if method == 'rtn' else ['--algorithm', method, '--calibration-text', calib,
+                                            '--calibration-tokens', args.calibration_tokens]
+        t0 = time.perf_counter()
+        run('quantize', args.model, '-o', out, '--config', cfg, *extra)
+        seconds = time.perf_counter() - t0
+        ppl = perplexity(out)['perplexity']
+        change = ppl / base['perplexity'] - 1
+        if method == 'rtn':
+            rtn = change
+        closed = '' if method == 'rtn' or rtn <= 0 else '%.0f %%' % (100 * (1 - change / rtn))
+        print('| %s | %s | %.4f | %+.2f %% | %s | %.1f |' % (scheme, method, ppl, 100 * change, closed, seconds),
+              flush=True)
