@@ -11,7 +11,11 @@
 # `quark` tool (presets with static activations skipped), prefixed with the preset's index (the target's first byte);
 # roundtrip: small float models (every float dtype, ragged and 1-row
 # shapes, non-finite values, integer tensors) prefixed with a preset index
-# and an options byte.
+# and an options byte;
+# tokenizer: small tokenizer.json files of each family (byte-level with
+# GPT-2's pattern and with a Split, SentencePiece-style with normalizers and
+# with Metaspace, added tokens), valid and broken, each followed by a NUL
+# and a text (ASCII, multi-byte, invalid UTF-8).
 # Inputs the fuzzers found that add coverage (libFuzzer -merge=1) are kept
 # alongside, named by their SHA-1. Needs numpy; runs the tool from BUILDDIR.
 #
@@ -126,6 +130,49 @@ def roundtrip_seeds(rng):
             put('roundtrip', '%s-%s-%d' % (name, PRESETS[index], options), bytes([index, options]) + data)
 
 
+def tokenizer_seeds():
+    printable = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars, k = {}, 0
+    for b in range(256):
+        chars[b] = chr(b) if b in printable else chr(256 + k)
+        k += b not in printable
+    vocab = {chars[b]: b for b in range(256)}
+    merges = [['\u0120', 'w'], ['o', 'r'], ['\u0120w', 'or'], ['l', 'd']]
+    for i, (a, b) in enumerate(merges):
+        vocab[a + b] = 256 + i
+    added = [{'id': 260, 'content': '<|end|>', 'special': True, 'lstrip': True, 'rstrip': False,
+              'single_word': False, 'normalized': False}]
+    model = {'type': 'BPE', 'vocab': vocab, 'merges': merges, 'byte_fallback': False, 'ignore_merges': False}
+    byte_level = {'added_tokens': added, 'normalizer': None, 'model': model,
+                  'pre_tokenizer': {'type': 'ByteLevel', 'add_prefix_space': False, 'use_regex': True}}
+    llama3 = dict(byte_level, normalizer={'type': 'NFC'}, pre_tokenizer={'type': 'Sequence', 'pretokenizers': [
+        {'type': 'Split', 'pattern': {'Regex': "(?i:'s|'t)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|\\s+"},
+         'behavior': 'Isolated', 'invert': False},
+        {'type': 'ByteLevel', 'add_prefix_space': False, 'use_regex': False}]}, model=dict(model, ignore_merges=True))
+    sp_vocab = {t: i for i, t in enumerate(['<unk>', '<s>', '</s>'] + ['<0x%02X>' % b for b in range(256)] +
+                                           ['\u2581', 'h', 'e', 'l', 'o', 'll', 'ello'])}
+    sp_model = {'type': 'BPE', 'vocab': sp_vocab, 'merges': ['l l', 'e ll'], 'unk_token': '<unk>',
+                'byte_fallback': True, 'fuse_unk': True}
+    llama2 = {'model': sp_model, 'normalizer': {'type': 'Sequence', 'normalizers': [
+        {'type': 'Prepend', 'prepend': '\u2581'}, {'type': 'Replace', 'pattern': {'String': ' '}, 'content': '\u2581'}]},
+        'post_processor': {'type': 'TemplateProcessing', 'single': [{'SpecialToken': {'id': '<s>'}},
+                                                                    {'Sequence': {'id': 'A'}}]}}
+    mistral = {'model': sp_model, 'pre_tokenizer': {'type': 'Metaspace', 'replacement': '\u2581',
+                                                     'prepend_scheme': 'first', 'split': True}}
+    texts = [b"it's  world\n\nhello world<|end|>d", 'h\u00e9llo \u2211 \U0001f642 wor'.encode(), b'ab\xff\xfe cd', b'']
+    for name, doc in [('byte-level', byte_level), ('llama3', llama3), ('llama2', llama2), ('mistral', mistral)]:
+        for i, text in enumerate(texts):
+            put('tokenizer', '%s-%d' % (name, i), json.dumps(doc).encode() + b'\0' + text)
+    broken = [('unigram', {'model': {'type': 'Unigram', 'vocab': []}}),
+              ('bad-merge', {'model': {'type': 'BPE', 'vocab': {'a': 0}, 'merges': ['a b']}}),
+              ('bad-regex', dict(byte_level, pre_tokenizer={'type': 'Split', 'pattern': {'Regex': '(['},
+                                                            'behavior': 'Isolated'})),
+              ('duplicate-id', {'model': {'type': 'BPE', 'vocab': {'a': 0, 'b': 0}, 'merges': []}})]
+    for name, doc in broken:
+        put('tokenizer', name, json.dumps(doc).encode() + b'\0abc')
+    put('tokenizer', 'not-json', b'{"model": \0abc')
+
+
 def main():
     # named seeds are rewritten; inputs the fuzzers found (named by their
     # SHA-1, 40 hex digits) are kept
@@ -134,6 +181,7 @@ def main():
         if not (len(name) == 40 and all(c in '0123456789abcdef' for c in name)):
             os.unlink(path)
     calibration_seeds()
+    tokenizer_seeds()
     preset_config_seeds()
     rng = np.random.default_rng(7)
     roundtrip_seeds(np.random.default_rng(11))

@@ -716,6 +716,85 @@ read_template (QuarkTokenizer *self, JsonObject *root)
     }
 }
 
+/* The tokenizer of a parsed tokenizer.json (@source names it in errors)
+ * and, when there is one, the text of tokenizer_config.json */
+static QuarkTokenizer *
+load (JsonNode *root, const char *source, const char *config_text, gsize config_length, const char *config_source,
+      GError **error)
+{
+  g_autoptr(QuarkTokenizer) self = NULL;
+  JsonObject *object;
+
+  if (!JSON_NODE_HOLDS_OBJECT (root))
+    {
+      fail (error, source, "$", "expected an object");
+      return NULL;
+    }
+  object = json_node_get_object (root);
+  self = g_object_new (QUARK_TYPE_TOKENIZER, NULL);
+  self->path = g_strdup (source);
+  if (member_object (object, "model") == NULL)
+    {
+      fail (error, source, "model", "expected an object");
+      return NULL;
+    }
+  if (!read_model (self, member_object (object, "model"), source, error) ||
+      !read_added_tokens (self, member_array (object, "added_tokens"), source, error) ||
+      !read_normalizer (self, json_object_get_member (object, "normalizer"), source, "normalizer", error) ||
+      !read_pre_tokenizer (self, json_object_get_member (object, "pre_tokenizer"), source, "pre_tokenizer", error))
+    return NULL;
+  if (!self->byte_level && self->metaspace == NULL)
+    {
+      /* Llama 2's form: Prepend("▁") and Replace(" ", "▁") normalizers */
+      for (guint i = 0; i < self->normalizers->len; i++)
+        {
+          NormStep *s = &g_array_index (self->normalizers, NormStep, i);
+          if (s->kind == NORM_PREPEND)
+            {
+              g_free (self->metaspace);
+              self->metaspace = g_strdup (s->text);
+              self->strip_decoded_space = TRUE;
+            }
+        }
+    }
+  self->kind = g_strdup (self->byte_level ? "byte-level-bpe" : "bpe");
+  read_template (self, object);
+
+  if (config_text != NULL)
+    {
+      /* not the strict parser: Python writes model_max_length as an
+       * integer of 100 bits */
+      g_autoptr(JsonParser) parser = json_parser_new ();
+      g_autoptr(GError) local_error = NULL;
+      JsonNode *config;
+      JsonObject *c;
+
+      if (!json_parser_load_from_data (parser, config_text, (gssize) config_length, &local_error))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", config_source, local_error->message);
+          return NULL;
+        }
+      config = json_parser_get_root (parser);
+      if (config == NULL || !JSON_NODE_HOLDS_OBJECT (config))
+        {
+          fail (error, config_source, "$", "expected an object");
+          return NULL;
+        }
+      c = json_node_get_object (config);
+      if (!special_token_id (self, c, "bos_token", &self->bos_id, config_source, error) ||
+          !special_token_id (self, c, "eos_token", &self->eos_id, config_source, error))
+        return NULL;
+      self->add_bos = member_bool (c, "add_bos_token", self->add_bos);
+      self->add_eos = member_bool (c, "add_eos_token", self->add_eos);
+    }
+  if ((self->add_bos && self->bos_id < 0) || (self->add_eos && self->eos_id < 0))
+    {
+      fail (error, source, "post_processor", "BOS or EOS is to be added but the token is unknown");
+      return NULL;
+    }
+  return g_steal_pointer (&self);
+}
+
 /**
  * quark_tokenizer_new_from_file:
  * @path: a `tokenizer.json`, or a model directory holding one
@@ -734,10 +813,9 @@ read_template (QuarkTokenizer *self, JsonObject *root)
 QuarkTokenizer *
 quark_tokenizer_new_from_file (const char *path, GError **error)
 {
-  g_autoptr(QuarkTokenizer) self = NULL;
-  g_autofree char *file = NULL, *config_file = NULL, *dir = NULL;
+  g_autofree char *file = NULL, *config_file = NULL, *dir = NULL, *config_text = NULL;
   g_autoptr(JsonNode) root = NULL;
-  JsonObject *object;
+  gsize config_length = 0;
 
   g_return_val_if_fail (path != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -750,75 +828,62 @@ quark_tokenizer_new_from_file (const char *path, GError **error)
     }
   if ((root = quark_json_parse_file (file, error)) == NULL)
     return NULL;
-  if (!JSON_NODE_HOLDS_OBJECT (root))
-    {
-      fail (error, file, "$", "expected an object");
-      return NULL;
-    }
-  object = json_node_get_object (root);
-  self = g_object_new (QUARK_TYPE_TOKENIZER, NULL);
-  self->path = g_strdup (file);
-  if (member_object (object, "model") == NULL)
-    {
-      fail (error, file, "model", "expected an object");
-      return NULL;
-    }
-  if (!read_model (self, member_object (object, "model"), file, error) ||
-      !read_added_tokens (self, member_array (object, "added_tokens"), file, error) ||
-      !read_normalizer (self, json_object_get_member (object, "normalizer"), file, "normalizer", error) ||
-      !read_pre_tokenizer (self, json_object_get_member (object, "pre_tokenizer"), file, "pre_tokenizer", error))
-    return NULL;
-  if (!self->byte_level && self->metaspace == NULL)
-    {
-      /* Llama 2's form: Prepend("▁") and Replace(" ", "▁") normalizers */
-      for (guint i = 0; i < self->normalizers->len; i++)
-        {
-          NormStep *s = &g_array_index (self->normalizers, NormStep, i);
-          if (s->kind == NORM_PREPEND)
-            {
-              self->metaspace = g_strdup (s->text);
-              self->strip_decoded_space = TRUE;
-            }
-        }
-    }
-  self->kind = g_strdup (self->byte_level ? "byte-level-bpe" : "bpe");
-  read_template (self, object);
-
   dir = g_path_get_dirname (file);
   config_file = g_build_filename (dir, "tokenizer_config.json", NULL);
   if (g_file_test (config_file, G_FILE_TEST_EXISTS))
     {
-      /* not the strict parser: Python writes model_max_length as an
-       * integer of 100 bits */
-      g_autoptr(JsonParser) parser = json_parser_new ();
       g_autoptr(GError) local_error = NULL;
-      JsonNode *config;
-      JsonObject *c;
-
-      if (!json_parser_load_from_mapped_file (parser, config_file, &local_error))
+      if (!g_file_get_contents (config_file, &config_text, &config_length, &local_error))
         {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s", config_file, local_error->message);
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s", local_error->message);
           return NULL;
         }
-      config = json_parser_get_root (parser);
-      if (config == NULL || !JSON_NODE_HOLDS_OBJECT (config))
-        {
-          fail (error, config_file, "$", "expected an object");
-          return NULL;
-        }
-      c = json_node_get_object (config);
-      if (!special_token_id (self, c, "bos_token", &self->bos_id, config_file, error) ||
-          !special_token_id (self, c, "eos_token", &self->eos_id, config_file, error))
-        return NULL;
-      self->add_bos = member_bool (c, "add_bos_token", self->add_bos);
-      self->add_eos = member_bool (c, "add_eos_token", self->add_eos);
     }
-  if ((self->add_bos && self->bos_id < 0) || (self->add_eos && self->eos_id < 0))
+  return load (root, file, config_text, config_length, config_file, error);
+}
+
+/**
+ * quark_tokenizer_new_from_bytes:
+ * @tokenizer_json: the contents of a `tokenizer.json`
+ * @config_json: (nullable): the contents of its `tokenizer_config.json`
+ * @source: (nullable): a name for error messages
+ * @error: return location for a #GError
+ *
+ * Like [ctor@Quark.Tokenizer.new_from_file], from memory (a #GResource, a
+ * download, an archive).
+ *
+ * Returns: (transfer full): the tokenizer, or %NULL with
+ *   %QUARK_ERROR_INVALID_FILE naming @source and the JSON path
+ */
+QuarkTokenizer *
+quark_tokenizer_new_from_bytes (GBytes *tokenizer_json, GBytes *config_json, const char *source, GError **error)
+{
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *config_source = NULL;
+  const char *data;
+  gsize size, config_size = 0;
+  const char *config_data = NULL;
+
+  g_return_val_if_fail (tokenizer_json != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (source == NULL)
+    source = "tokenizer.json";
+  data = g_bytes_get_data (tokenizer_json, &size);
+  if ((root = quark_json_parse (data ? data : "", (gssize) size, source, &local_error)) == NULL)
     {
-      fail (error, file, "post_processor", "BOS or EOS is to be added but the token is unknown");
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
       return NULL;
     }
-  return g_steal_pointer (&self);
+  if (config_json)
+    {
+      config_data = g_bytes_get_data (config_json, &config_size);
+      if (config_data == NULL)
+        config_data = "";
+    }
+  config_source = g_strdup_printf ("%s (tokenizer_config.json)", source);
+  return load (root, source, config_data, config_size, config_source, error);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1294,6 +1359,8 @@ quark_tokenizer_encode (QuarkTokenizer *self, const char *text, gssize length, g
       g_array_append_val (out, id);
     }
   *n_ids = out->len;
+  if (out->len == 0)
+    return g_new0 (guint32, 1);   /* empty but not NULL: NULL means an error */
   return (guint32 *) g_array_free (g_steal_pointer (&out), FALSE);
 }
 

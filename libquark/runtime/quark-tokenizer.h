@@ -23,6 +23,11 @@ QUARK_AVAILABLE_IN_1_0
 QuarkTokenizer * quark_tokenizer_new_from_file  (const char      *path,
                                                  GError         **error);
 QUARK_AVAILABLE_IN_1_0
+QuarkTokenizer * quark_tokenizer_new_from_bytes (GBytes          *tokenizer_json,
+                                                 GBytes          *config_json,
+                                                 const char      *source,
+                                                 GError         **error);
+QUARK_AVAILABLE_IN_1_0
 guint32 *        quark_tokenizer_encode         (QuarkTokenizer  *self,
                                                  const char      *text,
                                                  gssize           length,

@@ -210,3 +210,18 @@ def test_docs_llama_ids_match_tokenizers_library(name):
     # and back
     first = tok.encode(documents[0], -1, False)
     assert tok.decode(first, False) == documents[0]
+
+
+def test_from_bytes(tmp_path, llama2):
+    # the same tokenizer from memory, its tokenizer_config.json too
+    directory = tmp_path / 'llama2'
+    tok = Quark.Tokenizer.new_from_bytes(GLib.Bytes.new((directory / 'tokenizer.json').read_bytes()),
+                                         GLib.Bytes.new((directory / 'tokenizer_config.json').read_bytes()), 'mem')
+    assert encode(tok, 'hello world', True) == encode(llama2, 'hello world', True) == [1, 271, 274, 262, 266]
+    with pytest.raises(GLib.Error) as e:
+        Quark.Tokenizer.new_from_bytes(GLib.Bytes.new(b'{"model": {"type": "BPE", "vocab": {}, "merges": [1]}}'),
+                                       None, 'mem')
+    assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_FILE) and 'mem: model.merges[0]' in e.value.message
+    with pytest.raises(GLib.Error) as e:
+        Quark.Tokenizer.new_from_bytes(GLib.Bytes.new(b'{"model": '), None, 'mem')
+    assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_FILE)
