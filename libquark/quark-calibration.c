@@ -295,35 +295,16 @@ typedef struct {
   gsize n_channels;
 } Batch;
 
-/**
- * quark_calibration_observe_floats:
- * @self: a #QuarkCalibration
- * @layer_name: the layer's full name, such as `model.layers.0.mlp.down_proj`
- * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
- * @values: (array length=n_values): the batch, row-major
- * @n_values: the number of values
- * @shape: (array length=n_dims) (nullable): the batch's shape (needed for
- *   per-channel statistics; %NULL means one dimension)
- * @n_dims: the number of dimensions
- * @error: return location for a #GError
- *
- * Adds one batch of float32 values to the statistics of a layer's input or
- * output.
- *
- * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_TENSOR if the
- *   batch holds NaN or infinity or does not have the channels of earlier
- *   batches, or %QUARK_ERROR_INVALID_ARGUMENT for another role or a shape
- *   that does not match @n_values
- */
-gboolean
-quark_calibration_observe_floats (QuarkCalibration  *self,
-                                  const char        *layer_name,
-                                  QuarkRole          role,
-                                  const float       *values,
-                                  gsize              n_values,
-                                  const gint64      *shape,
-                                  guint              n_dims,
-                                  GError           **error)
+static gboolean
+observe (QuarkCalibration  *self,
+         const char        *layer_name,
+         QuarkRole          role,
+         const float       *values,
+         gsize              n_values,
+         const gint64      *shape,
+         guint              n_dims,
+         const QuarkMoments *shared,
+         GError           **error)
 {
   g_autoptr(QuarkTensorSpec) spec = NULL;
   g_autofree char *key = NULL;
@@ -502,13 +483,99 @@ quark_calibration_observe_floats (QuarkCalibration  *self,
                        "batches %" G_GSIZE_FORMAT, layer_name, features, e->moments->n_features);
           ok = FALSE;
         }
-      if (ok)
+      if (ok && shared)
+        _quark_moments_merge (e->moments, shared);
+      else if (ok)
         _quark_moments_add (e->moments, values, n_values / features);
     }
   g_mutex_unlock (&self->lock);
   g_free (b.ch_min);
   g_free (b.ch_max);
   return ok;
+}
+
+/**
+ * quark_calibration_observe_floats:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer's full name, such as `model.layers.0.mlp.down_proj`
+ * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
+ * @values: (array length=n_values): the batch, row-major
+ * @n_values: the number of values
+ * @shape: (array length=n_dims) (nullable): the batch's shape (needed for
+ *   per-channel statistics; %NULL means one dimension)
+ * @n_dims: the number of dimensions
+ * @error: return location for a #GError
+ *
+ * Adds one batch of float32 values to the statistics of a layer's input or
+ * output.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_TENSOR if the
+ *   batch holds NaN or infinity or does not have the channels of earlier
+ *   batches, or %QUARK_ERROR_INVALID_ARGUMENT for another role or a shape
+ *   that does not match @n_values
+ */
+gboolean
+quark_calibration_observe_floats (QuarkCalibration  *self,
+                                  const char        *layer_name,
+                                  QuarkRole          role,
+                                  const float       *values,
+                                  gsize              n_values,
+                                  const gint64      *shape,
+                                  guint              n_dims,
+                                  GError           **error)
+{
+  return observe (self, layer_name, role, values, n_values, shape, n_dims, NULL, error);
+}
+
+/**
+ * quark_calibration_observe_floats_shared:
+ * @self: a #QuarkCalibration
+ * @layer_names: (array zero-terminated=1): layers that all take this batch
+ *   as their input or output, such as q_proj, k_proj and v_proj
+ * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
+ * @values: (array length=n_values): the batch, row-major
+ * @n_values: the number of values
+ * @shape: (array length=n_dims) (nullable): the batch's shape
+ * @n_dims: the number of dimensions
+ * @error: return location for a #GError
+ *
+ * Like quark_calibration_observe_floats() for each of @layer_names, with
+ * the batch's second moments computed once for all of them (and outside
+ * the session's lock) when [property@Quark.Calibration:second-moments] is
+ * set. The result is the same as observing the batch for each layer.
+ *
+ * Returns: %TRUE on success; %FALSE with a #QuarkError (layers before the
+ *   one at fault have seen the batch)
+ */
+gboolean
+quark_calibration_observe_floats_shared (QuarkCalibration   *self,
+                                         const char * const *layer_names,
+                                         QuarkRole           role,
+                                         const float        *values,
+                                         gsize               n_values,
+                                         const gint64       *shape,
+                                         guint               n_dims,
+                                         GError            **error)
+{
+  g_autoptr(QuarkMoments) moments = NULL;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (layer_names != NULL, FALSE);
+  g_return_val_if_fail (values != NULL || n_values == 0, FALSE);
+  g_return_val_if_fail (shape != NULL || n_dims == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (layer_names[0] != NULL && layer_names[1] != NULL && quark_calibration_get_second_moments_enabled (self) &&
+      role == QUARK_ROLE_INPUT && n_values > 0)
+    {
+      gsize features = n_dims > 0 ? (gsize) shape[n_dims - 1] : n_values;
+      if (features > 0 && n_values % features == 0 && (moments = _quark_moments_new (features, NULL)) != NULL)
+        _quark_moments_add (moments, values, n_values / features);
+    }
+  for (guint i = 0; layer_names[i]; i++)
+    if (!observe (self, layer_names[i], role, values, n_values, shape, n_dims, moments, error))
+      return FALSE;
+  return TRUE;
 }
 
 /**

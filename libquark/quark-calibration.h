@@ -55,6 +55,15 @@ gboolean           quark_calibration_observe_floats (QuarkCalibration  *self,
                                                      guint              n_dims,
                                                      GError           **error);
 QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_observe_floats_shared (QuarkCalibration   *self,
+                                                            const char * const *layer_names,
+                                                            QuarkRole           role,
+                                                            const float        *values,
+                                                            gsize               n_values,
+                                                            const gint64       *shape,
+                                                            guint               n_dims,
+                                                            GError            **error);
+QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_get_min_max    (QuarkCalibration  *self,
                                                      const char        *layer_name,
                                                      QuarkRole          role,

@@ -918,19 +918,26 @@ elementwise (QuarkExecutor *self, QuarkRangeFunc func, float *a, const float *b,
   _quark_parallel_run (self->pool, n, func, &job);
 }
 
-typedef void (*ObserveFunc) (const char *layer, const float *x, guint tokens, guint dim, gpointer data);
+/* Sees the input @x of the linear layers @layers (NULL-terminated), which
+ * share it */
+typedef void (*ObserveFunc) (const char * const *layers, const float *x, guint tokens, guint dim, gpointer data);
 
-/* Passes a linear layer's input to @observe, when there is one */
+/* Passes an input shared by up to three linear layers of a decoder layer
+ * to @observe, when there is one */
 static void
-observe_input_of (ObserveFunc observe, gpointer data, const char *prefix, const char *layer, const float *x,
-                  guint tokens, guint dim)
+observe_input_of (ObserveFunc observe, gpointer data, const char *prefix, const char *a, const char *b,
+                  const char *c, const float *x, guint tokens, guint dim)
 {
-  g_autofree char *name = NULL;
+  const char *suffixes[] = { a, b, c };
+  char *names[4] = { NULL };
 
   if (observe == NULL)
     return;
-  name = g_strdup_printf ("%s.%s", prefix, layer);
-  observe (name, x, tokens, dim, data);
+  for (guint i = 0; i < 3 && suffixes[i]; i++)
+    names[i] = g_strdup_printf ("%s.%s", prefix, suffixes[i]);
+  observe ((const char * const *) names, x, tokens, dim, data);
+  for (guint i = 0; i < 3; i++)
+    g_free (names[i]);
 }
 
 /* OpenBLAS runs single-threaded while the executor's own threads each
@@ -1048,9 +1055,8 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
         widen_all (self, L->k_bias, bias + qdim);
       if (L->v_bias)
         widen_all (self, L->v_bias, bias + qdim + kvdim);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.q_proj", h, rows, H);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.k_proj", h, rows, H);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.v_proj", h, rows, H);
+      observe_input_of (observe, observe_data, L->prefix, "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                        h, rows, H);
       if ((in = layer_input (self, L->act[LIN_Q], h, rows, H, inbuf, error)) == NULL)
         return NULL;
       linear (self, in, rows, H, wq, qdim, L->q_bias ? bias : NULL, q);
@@ -1063,7 +1069,7 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
       rope (self, q, rows, tokens, self->n_heads);
       rope (self, k, rows, tokens, self->n_kv_heads);
       _quark_parallel_run (self->pool, (gsize) n_seqs * self->n_heads, attention_range, &attention);
-      observe_input_of (observe, observe_data, L->prefix, "self_attn.o_proj", att, rows, qdim);
+      observe_input_of (observe, observe_data, L->prefix, "self_attn.o_proj", NULL, NULL, att, rows, qdim);
       if ((in = layer_input (self, L->act[LIN_O], att, rows, qdim, inbuf, error)) == NULL)
         return NULL;
       linear (self, in, rows, qdim, wo, H, NULL, h);
@@ -1074,8 +1080,7 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
       widen_all (self, L->gate, wg);
       widen_all (self, L->up, wu);
       widen_all (self, L->down, wd);
-      observe_input_of (observe, observe_data, L->prefix, "mlp.gate_proj", h, rows, H);
-      observe_input_of (observe, observe_data, L->prefix, "mlp.up_proj", h, rows, H);
+      observe_input_of (observe, observe_data, L->prefix, "mlp.gate_proj", "mlp.up_proj", NULL, h, rows, H);
       if ((in = layer_input (self, L->act[LIN_GATE], h, rows, H, inbuf, error)) == NULL)
         return NULL;
       linear (self, in, rows, H, wg, F, NULL, gate);
@@ -1083,7 +1088,7 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
         return NULL;
       linear (self, in, rows, H, wu, F, NULL, up);
       elementwise (self, swiglu_range, gate, up, (gsize) rows * F);
-      observe_input_of (observe, observe_data, L->prefix, "mlp.down_proj", gate, rows, F);
+      observe_input_of (observe, observe_data, L->prefix, "mlp.down_proj", NULL, NULL, gate, rows, F);
       if ((in = layer_input (self, L->act[LIN_DOWN], gate, rows, F, inbuf, error)) == NULL)
         return NULL;
       linear (self, in, rows, F, wd, H, NULL, h);
@@ -1091,7 +1096,7 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
     }
   rms_norm (self, x, widen_all (self, self->norm, norm), rows, H, h);
   if (observe)
-    observe ("lm_head", h, rows, H, observe_data);
+    observe ((const char * const[]) { "lm_head", NULL }, h, rows, H, observe_data);
   /* the head's input, quantized once for every block of its rows */
   if ((in = layer_input (self, self->head_act, h, rows, H, inbuf, error)) == NULL)
     return NULL;
@@ -1435,14 +1440,14 @@ typedef struct {
 } CalibrateData;
 
 static void
-observe_input (const char *layer, const float *x, guint tokens, guint dim, gpointer user_data)
+observe_input (const char * const *layers, const float *x, guint tokens, guint dim, gpointer user_data)
 {
   CalibrateData *data = user_data;
   gint64 shape[2] = { tokens, dim };
 
   if (data->error == NULL)
-    quark_calibration_observe_floats (data->calibration, layer, QUARK_ROLE_INPUT, x, (gsize) tokens * dim, shape, 2,
-                                      &data->error);
+    quark_calibration_observe_floats_shared (data->calibration, layers, QUARK_ROLE_INPUT, x, (gsize) tokens * dim,
+                                             shape, 2, &data->error);
 }
 
 /**

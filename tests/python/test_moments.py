@@ -174,3 +174,20 @@ def test_executor_feeds_second_moments(tmp_path):
         assert tokens == 40
         want = (rows.T @ rows).numpy()
         assert np.abs(f64(gram) - want).max() <= 1e-5 * np.abs(want).max(), name
+
+
+def test_shared_batches_equal_separate_ones():
+    # one batch for q, k and v at once: the same statistics as three observes
+    shared, separate = session(), session()
+    for x in batches(5):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        shared.observe_floats_shared(['q', 'k', 'v'], Quark.Role.INPUT, x.ravel().tolist(), list(x.shape))
+        for layer in ('q', 'k', 'v'):
+            observe(separate, layer, x)
+    for layer in ('q', 'k', 'v'):
+        a, b = shared.get_second_moments(layer), separate.get_second_moments(layer)
+        assert a[1] == b[1]
+        assert np.allclose(f64(a[0]), f64(b[0]), rtol=1e-12, atol=1e-12)
+        assert np.array_equal(f64(a[4]), f64(b[4]))
+        assert shared.get_min_max(layer, Quark.Role.INPUT) == separate.get_min_max(layer, Quark.Role.INPUT)
+        assert shared.get_n_batches(layer, Quark.Role.INPUT) == 3
