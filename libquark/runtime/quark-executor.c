@@ -984,18 +984,33 @@ layer_input (QuarkExecutor *self, InputQuant *a, const float *x, guint rows, gui
   return buffer;
 }
 
-/* The hidden states after the final norm, [n_seqs · tokens, hidden], of
- * @n_seqs sequences of @tokens ids each, run side by side (each weight is
- * widened once for all of them, and the matrix products are taller);
- * @observe sees every linear layer's input */
-static float *
-hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint tokens, ObserveFunc observe,
-               gpointer observe_data, GCancellable *cancellable, GError **error)
+/* The token embeddings of @ids into @x [rows, hidden] */
+static gboolean
+embed (QuarkExecutor *self, const guint32 *ids, guint rows, guint tokens, float *x, GError **error)
+{
+  for (guint t = 0; t < rows; t++)
+    {
+      if (ids[t] >= self->vocab)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                       "token id %u (at %u) is outside the vocabulary of %u", ids[t], t % tokens, self->vocab);
+          return FALSE;
+        }
+      widen (self, self->embed, (gsize) ids[t] * self->hidden, self->hidden, x + (gsize) t * self->hidden);
+    }
+  return TRUE;
+}
+
+/* Decoder layers [first, last) on the residual stream @x [n_seqs · tokens,
+ * hidden] of @n_seqs sequences of @tokens each, in place; @observe sees
+ * every linear layer's input */
+static gboolean
+run_layers (QuarkExecutor *self, float *x, guint n_seqs, guint tokens, guint first, guint last, ObserveFunc observe,
+            gpointer observe_data, GCancellable *cancellable, GError **error)
 {
   guint rows = n_seqs * tokens;
   guint H = self->hidden, F = self->intermediate, hd = self->head_dim;
   guint qdim = self->n_heads * hd, kvdim = self->n_kv_heads * hd, threads = _quark_parallel_get_threads (self->pool);
-  g_autofree float *x = g_try_new (float, (gsize) rows * H);
   g_autofree float *h = g_try_new (float, (gsize) rows * H);
   g_autofree float *q = g_try_new (float, (gsize) rows * qdim);
   g_autofree float *k = g_try_new (float, (gsize) rows * kvdim);
@@ -1010,31 +1025,12 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
                             ? g_try_new (float, (gsize) rows * MAX (MAX (H, qdim), F)) : NULL;
   const float *in;
 
-  if (self->quantize_inputs && self->dynamic_input)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s: the checkpoint quantizes its input dynamically, which the executor does not evaluate; "
-                   "run with quantize-inputs FALSE (quark eval --float-inputs) for the effect of the weights alone",
-                   self->dynamic_input);
-      return NULL;
-    }
-  if (!x || !h || !q || !k || !v || !att || !scores || !gate || !up || (self->inputs->len > 0 && self->quantize_inputs && !inbuf))
+  if (!h || !q || !k || !v || !att || !scores || !gate || !up || (self->inputs->len > 0 && self->quantize_inputs && !inbuf))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the activations of %u tokens", rows);
-      return NULL;
+      return FALSE;
     }
-  for (guint t = 0; t < rows; t++)
-    {
-      if (ids[t] >= self->vocab)
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                       "token id %u (at %u) is outside the vocabulary of %u", ids[t], t % tokens, self->vocab);
-          return NULL;
-        }
-      widen (self, self->embed, (gsize) ids[t] * H, H, x + (gsize) t * H);
-    }
-
-  for (guint l = 0; l < self->n_layers; l++)
+  for (guint l = first; l < last; l++)
     {
       Layer *L = &self->layers[l];
       float *wq = self->weights, *wk = wq + (gsize) qdim * H, *wv = wk + (gsize) kvdim * H, *wo = wv + (gsize) kvdim * H;
@@ -1042,7 +1038,7 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
       AttentionJob attention = { self, q, k, v, scores, att, tokens };
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
-        return NULL;
+        return FALSE;
       /* attention */
       rms_norm (self, x, widen_all (self, L->input_norm, norm), rows, H, h);
       widen_all (self, L->q, wq);
@@ -1058,20 +1054,20 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
       observe_input_of (observe, observe_data, L->prefix, "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                         h, rows, H);
       if ((in = layer_input (self, L->act[LIN_Q], h, rows, H, inbuf, error)) == NULL)
-        return NULL;
+        return FALSE;
       linear (self, in, rows, H, wq, qdim, L->q_bias ? bias : NULL, q);
       if ((in = layer_input (self, L->act[LIN_K], h, rows, H, inbuf, error)) == NULL)
-        return NULL;
+        return FALSE;
       linear (self, in, rows, H, wk, kvdim, L->k_bias ? bias + qdim : NULL, k);
       if ((in = layer_input (self, L->act[LIN_V], h, rows, H, inbuf, error)) == NULL)
-        return NULL;
+        return FALSE;
       linear (self, in, rows, H, wv, kvdim, L->v_bias ? bias + qdim + kvdim : NULL, v);
       rope (self, q, rows, tokens, self->n_heads);
       rope (self, k, rows, tokens, self->n_kv_heads);
       _quark_parallel_run (self->pool, (gsize) n_seqs * self->n_heads, attention_range, &attention);
       observe_input_of (observe, observe_data, L->prefix, "self_attn.o_proj", NULL, NULL, att, rows, qdim);
       if ((in = layer_input (self, L->act[LIN_O], att, rows, qdim, inbuf, error)) == NULL)
-        return NULL;
+        return FALSE;
       linear (self, in, rows, qdim, wo, H, NULL, h);
       elementwise (self, add_range, x, h, (gsize) rows * H);
 
@@ -1082,27 +1078,79 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
       widen_all (self, L->down, wd);
       observe_input_of (observe, observe_data, L->prefix, "mlp.gate_proj", "mlp.up_proj", NULL, h, rows, H);
       if ((in = layer_input (self, L->act[LIN_GATE], h, rows, H, inbuf, error)) == NULL)
-        return NULL;
+        return FALSE;
       linear (self, in, rows, H, wg, F, NULL, gate);
       if ((in = layer_input (self, L->act[LIN_UP], h, rows, H, inbuf, error)) == NULL)
-        return NULL;
+        return FALSE;
       linear (self, in, rows, H, wu, F, NULL, up);
       elementwise (self, swiglu_range, gate, up, (gsize) rows * F);
       observe_input_of (observe, observe_data, L->prefix, "mlp.down_proj", NULL, NULL, gate, rows, F);
       if ((in = layer_input (self, L->act[LIN_DOWN], gate, rows, F, inbuf, error)) == NULL)
-        return NULL;
+        return FALSE;
       linear (self, in, rows, F, wd, H, NULL, h);
       elementwise (self, add_range, x, h, (gsize) rows * H);
+    }
+  return TRUE;
+}
+
+/* The final norm of the residual stream @x, the head's input (quantized
+ * as the checkpoint says, once for every block of the head's rows) */
+static float *
+final_norm (QuarkExecutor *self, const float *x, guint rows, ObserveFunc observe, gpointer observe_data,
+            GError **error)
+{
+  guint H = self->hidden;
+  g_autofree float *h = g_try_new (float, (gsize) rows * H);
+  g_autofree float *norm = g_new (float, H);
+  g_autofree float *inbuf = NULL;
+  const float *in;
+
+  if (h == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the activations of %u tokens", rows);
+      return NULL;
     }
   rms_norm (self, x, widen_all (self, self->norm, norm), rows, H, h);
   if (observe)
     observe ((const char * const[]) { "lm_head", NULL }, h, rows, H, observe_data);
-  /* the head's input, quantized once for every block of its rows */
-  if ((in = layer_input (self, self->head_act, h, rows, H, inbuf, error)) == NULL)
-    return NULL;
-  if (in != h)
-    memcpy (h, in, (gsize) rows * H * sizeof (float));
+  if (self->head_act && self->quantize_inputs)
+    {
+      inbuf = g_new (float, (gsize) rows * H);
+      if ((in = layer_input (self, self->head_act, h, rows, H, inbuf, error)) == NULL)
+        return NULL;
+      memcpy (h, in, (gsize) rows * H * sizeof (float));
+    }
   return g_steal_pointer (&h);
+}
+
+/* The hidden states after the final norm, [n_seqs · tokens, hidden], of
+ * @n_seqs sequences of @tokens ids each, run side by side (each weight is
+ * widened once for all of them, and the matrix products are taller);
+ * @observe sees every linear layer's input */
+static float *
+hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint tokens, ObserveFunc observe,
+               gpointer observe_data, GCancellable *cancellable, GError **error)
+{
+  guint rows = n_seqs * tokens;
+  g_autofree float *x = g_try_new (float, (gsize) rows * self->hidden);
+
+  if (self->quantize_inputs && self->dynamic_input)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s: the checkpoint quantizes its input dynamically, which the executor does not evaluate; "
+                   "run with quantize-inputs FALSE (quark eval --float-inputs) for the effect of the weights alone",
+                   self->dynamic_input);
+      return NULL;
+    }
+  if (x == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the activations of %u tokens", rows);
+      return NULL;
+    }
+  if (!embed (self, ids, rows, tokens, x, error) ||
+      !run_layers (self, x, n_seqs, tokens, 0, self->n_layers, observe, observe_data, cancellable, error))
+    return NULL;
+  return final_norm (self, x, rows, observe, observe_data, error);
 }
 
 /* logits[tokens, vocab] of final hidden states, the head widened a block
