@@ -94,6 +94,16 @@ on_eval_progress (QuarkExecutor *executor, guint64 done, guint64 total, gpointer
     g_printerr ("\n");
 }
 
+static void
+on_layer_progress (QuarkExecutor *executor, guint64 done, guint64 total, gpointer user_data)
+{
+  EvalProgress *p = user_data;
+
+  if (p->tty)
+    g_printerr ("\r%s: %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " decoder layers%s", p->label, done, total,
+                done == total ? "\n" : "");
+}
+
 static QuarkExecutor *
 load_executor (const char *path, guint threads, gboolean float_inputs, EvalProgress *progress, GError **error)
 {
@@ -277,12 +287,27 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
   n_ids = MIN (n_ids, (gsize) max_tokens);
   calibration = quark_calibration_new_for_config (config, model);
   {
-    /* algorithms (algo_config) read second moments */
+    /* algorithms (algo_config) read second moments, and GPTQ learns them
+     * layer by layer from the quantized layers before (its sequential
+     * mode) */
     g_autoptr(JsonNode) json = quark_quantization_config_to_json (config);
     JsonNode *algos = JSON_NODE_HOLDS_OBJECT (json)
                       ? json_object_get_member (json_node_get_object (json), "algo_config") : NULL;
     if (algos && JSON_NODE_HOLDS_ARRAY (algos) && json_array_get_length (json_node_get_array (algos)) > 0)
-      quark_calibration_set_second_moments_enabled (calibration, TRUE);
+      {
+        g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+
+        quark_calibration_set_second_moments_enabled (calibration, TRUE);
+        if ((quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)
+          return NULL;
+        progress.label = "calibration, layer by layer";
+        g_signal_connect (executor, "progress", G_CALLBACK (on_layer_progress), &progress);
+        if (!quark_executor_calibrate_sequential (executor, calibration, quantizer, ids, n_ids,
+                                                  MIN (512, quark_executor_get_max_context (executor)), cancellable,
+                                                  error))
+          return NULL;
+        return g_steal_pointer (&calibration);
+      }
   }
   g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), &progress);
   if (!quark_executor_calibrate (executor, calibration, ids, n_ids, MIN (512, quark_executor_get_max_context (executor)),

@@ -99,6 +99,7 @@ struct _QuarkExecutor
   const char *dynamic_input;    /* a layer whose input spec is dynamic, or NULL */
   gboolean quantize_inputs;
   GMainContext *progress_context;       /* during an async run: where progress is emitted */
+  GPtrArray *overrides;         /* weights that replace the model's (calibrate_sequential) */
 };
 
 G_DEFINE_FINAL_TYPE (QuarkExecutor, quark_executor, G_TYPE_OBJECT)
@@ -111,6 +112,7 @@ quark_executor_finalize (GObject *object)
   for (guint i = 0; self->layers && i < self->n_layers; i++)
     g_free (self->layers[i].prefix);
   g_clear_pointer (&self->inputs, g_ptr_array_unref);
+  g_clear_pointer (&self->overrides, g_ptr_array_unref);
   g_free (self->layers);
   g_free (self->inv_freq);
   g_free (self->weights);
@@ -224,6 +226,7 @@ quark_executor_init (QuarkExecutor *self)
   self->pool = _quark_parallel_new (g_get_num_processors ());
   self->quantize_inputs = TRUE;
   self->inputs = g_ptr_array_new_with_free_func (input_quant_free);
+  self->overrides = g_ptr_array_new_with_free_func (g_object_unref);
 }
 
 /**
@@ -1749,4 +1752,160 @@ quark_executor_calibrate_finish (QuarkExecutor *self, GAsyncResult *result, GErr
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == quark_executor_calibrate_async, FALSE);
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sequential calibration                                              */
+
+/* The weight of decoder layer @L's linear @j, which the executor reads */
+static QuarkTensor **
+linear_weight (Layer *L, guint j)
+{
+  QuarkTensor **fields[N_LINEAR] = { &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down };
+  return fields[j];
+}
+
+/* Quantizes decoder layer @L's linear layers with @quantizer and
+ * @calibration, as a whole model would be (so whatever the backend does,
+ * algorithms included, from the statistics just learned), reads them back
+ * to float, and makes the executor run those weights from now on */
+static gboolean
+quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, QuarkCalibration *calibration,
+                GCancellable *cancellable, GError **error)
+{
+  g_autoptr(QuarkModel) part = quark_model_new ();
+  g_autoptr(QuarkModel) quantized = NULL, restored = NULL;
+
+  for (guint j = 0; j < N_LINEAR; j++)
+    if (!quark_model_add_tensor (part, *linear_weight (L, j), error))
+      return FALSE;
+  if ((quantized = quark_model_quantizer_quantize_model (quantizer, part, calibration, cancellable, error)) == NULL ||
+      (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, error)) == NULL)
+    {
+      g_prefix_error (error, "%s: ", L->prefix);
+      return FALSE;
+    }
+  for (guint j = 0; j < N_LINEAR; j++)
+    {
+      QuarkTensor **field = linear_weight (L, j);
+      QuarkTensor *t = quark_model_get_tensor (restored, quark_tensor_get_name (*field));
+      QuarkDType dtype = t ? quark_tensor_get_dtype (t) : QUARK_DTYPE_F32;
+
+      if (t == NULL || (dtype != QUARK_DTYPE_F32 && dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16) ||
+          quark_tensor_get_n_elements (t) != quark_tensor_get_n_elements (*field))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: the quantizer did not give it back in float",
+                       quark_tensor_get_name (*field));
+          return FALSE;
+        }
+      g_ptr_array_add (self->overrides, g_object_ref (t));
+      *field = t;
+    }
+  return TRUE;
+}
+
+/**
+ * quark_executor_calibrate_sequential:
+ * @self: a #QuarkExecutor
+ * @calibration: the session to feed
+ * @quantizer: the quantizer whose config decides how each linear layer is
+ *   quantized
+ * @ids: (array length=n_ids): the token ids of the calibration text
+ * @n_ids: the number of ids
+ * @context: the window length (windows do not overlap)
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Feeds @calibration decoder layer by decoder layer, each layer's inputs
+ * computed with the layers before it already quantized, as GPTQ's
+ * sequential mode (AMD Quark's `true_sequential`) does: the residual
+ * stream of every window is kept; for each decoder layer the inputs of its
+ * linear layers are observed, its weights are quantized with @quantizer
+ * from the statistics just learned (quark_model_quantizer_quantize_model()
+ * on the layer's weights: GPTQ too when the config's `algo_config` has it)
+ * and read back to float, and the layer is run again with them to give the
+ * next layer's input. `lm_head`'s input is observed last.
+ *
+ * Afterwards the executor runs the dequantized weights (an evaluation of
+ * the quantized model can follow at once). The session should have
+ * [property@Quark.Calibration:second-moments] set when the config uses
+ * GPTQ. [signal@Quark.Executor::progress] reports decoder layers done out
+ * of all. Memory: the residual stream of all @n_ids tokens (n_ids × hidden
+ * floats) besides one window's activations.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
+ */
+gboolean
+quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *calibration, QuarkModelQuantizer *quantizer,
+                                     const guint32 *ids, gsize n_ids, guint context, GCancellable *cancellable,
+                                     GError **error)
+{
+  CalibrateData data = { calibration, NULL };
+  g_autofree float *x = NULL, *tmp = NULL;
+  gsize H;
+
+  g_return_val_if_fail (QUARK_IS_EXECUTOR (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (calibration), FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (quantizer), FALSE);
+  g_return_val_if_fail (ids != NULL || n_ids == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  BLAS_SCOPE;
+  H = self->hidden;
+  if (!check_window (self, context, error))
+    return FALSE;
+  if (n_ids == 0)
+    return TRUE;
+  x = g_try_new (float, n_ids * H);
+  tmp = g_try_new (float, (gsize) MIN ((gsize) context, n_ids) * H);
+  if (x == NULL || tmp == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the residual stream of %" G_GSIZE_FORMAT
+                   " tokens", n_ids);
+      return FALSE;
+    }
+  if (!embed (self, ids, (guint) n_ids, (guint) n_ids, x, error))
+    return FALSE;
+  for (guint l = 0; l < self->n_layers; l++)
+    {
+      /* the float layer's inputs, observed on a copy of the stream */
+      for (gsize start = 0; start < n_ids; start += context)
+        {
+          guint tokens = (guint) MIN ((gsize) context, n_ids - start);
+          memcpy (tmp, x + start * H, (gsize) tokens * H * sizeof (float));
+          if (!run_layers (self, tmp, 1, tokens, l, l + 1, observe_input, &data, cancellable, error))
+            {
+              g_clear_error (&data.error);
+              return FALSE;
+            }
+          if (data.error)
+            {
+              g_propagate_error (error, data.error);
+              return FALSE;
+            }
+        }
+      /* then the layer quantized, and the stream through it */
+      if (!quantize_layer (self, &self->layers[l], quantizer, calibration, cancellable, error))
+        return FALSE;
+      for (gsize start = 0; start < n_ids; start += context)
+        {
+          guint tokens = (guint) MIN ((gsize) context, n_ids - start);
+          if (!run_layers (self, x + start * H, 1, tokens, l, l + 1, NULL, NULL, cancellable, error))
+            return FALSE;
+        }
+      emit_progress (self, l + 1, self->n_layers);
+    }
+  for (gsize start = 0; start < n_ids; start += context)
+    {
+      guint tokens = (guint) MIN ((gsize) context, n_ids - start);
+      g_autofree float *h = final_norm (self, x + start * H, tokens, observe_input, &data, error);
+      if (h == NULL)
+        return FALSE;
+      if (data.error)
+        {
+          g_propagate_error (error, data.error);
+          return FALSE;
+        }
+    }
+  return TRUE;
 }

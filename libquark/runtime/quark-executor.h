@@ -13,6 +13,7 @@
 #include "../quark-version-macros.h"
 #include "../quark-model.h"
 #include "../quark-calibration.h"
+#include "../quark-model-quantizer.h"
 
 G_BEGIN_DECLS
 
@@ -62,6 +63,15 @@ gboolean        quark_executor_evaluate          (QuarkExecutor    *self,
 QUARK_AVAILABLE_IN_1_0
 gboolean        quark_executor_calibrate         (QuarkExecutor    *self,
                                                   QuarkCalibration *calibration,
+                                                  const guint32    *ids,
+                                                  gsize             n_ids,
+                                                  guint             context,
+                                                  GCancellable     *cancellable,
+                                                  GError          **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean        quark_executor_calibrate_sequential (QuarkExecutor *self,
+                                                  QuarkCalibration *calibration,
+                                                  QuarkModelQuantizer *quantizer,
                                                   const guint32    *ids,
                                                   gsize             n_ids,
                                                   guint             context,

@@ -1118,9 +1118,9 @@ static void
 push_pair (QuarkTokenizer *self, GArray *heap, const Symbol *symbols, gint pos)
 {
   Candidate c;
-  gint next = symbols[pos].next;
+  gint next;
 
-  if (pos < 0 || next < 0)
+  if (pos < 0 || (next = symbols[pos].next) < 0)
     return;
   c.pos = pos;
   c.left = symbols[pos].id;
