@@ -194,3 +194,53 @@ def test_cli_algorithm_gptq(tmp_path):
     # the result reads back and runs
     p = run('eval', '--compare', d, tmp_path / 'g', '--text', text, '--ctx', 32, '--json')
     assert p.returncode == 0, p.stderr
+
+
+def test_sequential_calibration_matches_the_checkpoint(tmp_path):
+    # quark quantize --algorithm gptq --calibration-text calibrates layer by
+    # layer (each layer's inputs from the quantized layers before it); an
+    # executor that ran calibrate_sequential() on the same tokens runs the
+    # same quantized weights as the checkpoint written
+    import json
+    import os
+    import subprocess
+    from test_executor import byte_tokenizer, ids_for, logits_of, make_model
+    quark = os.environ.get('QUARK_TOOL', 'quark')
+    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
+    byte_tokenizer(d)
+    text = tmp_path / 'calib.txt'
+    text.write_text('a bad cafe faced a big dog. ' * 12)
+    cfg = {'backend': 'quark', 'global_quant_config': {'weight': {
+        'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}},
+        'exclude': ['lm_head'], 'algo_config': [{'name': 'gptq'}]}
+    (tmp_path / 'cfg.json').write_text(json.dumps(cfg))
+    out = tmp_path / 'q'
+    p = subprocess.run([quark, 'quantize', d, '-o', str(out), '--config', str(tmp_path / 'cfg.json'),
+                        '--calibration-text', str(text), '--calibration-tokens', '200'],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+
+    tok = Quark.Tokenizer.new_from_file(d)
+    ids = ([0] + list(tok.encode(text.read_text(), -1, False)))[:200]
+    quantizer = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(cfg), -1))
+    session = Quark.Calibration.new()
+    session.props.second_moments = True
+    executor = Quark.Executor.new_from_path(d)
+    layers_done = []
+    executor.connect('progress', lambda e, done, total: layers_done.append((done, total)))
+    assert executor.calibrate_sequential(session, quantizer, ids, 64, None)
+    assert layers_done == [(1, 2), (2, 2)]
+    probe = ids_for(30)
+    written = Quark.Executor.new_from_path(str(out))
+    assert np.abs(logits_of(executor, probe) - logits_of(written, probe)).max() < 1e-5
+    # layer 0's inputs come from the float embedding either way; layer 1's
+    # from a quantized layer 0
+    plain = Quark.Calibration.new()
+    plain.props.second_moments = True
+    assert Quark.Executor.new_from_path(d).calibrate(plain, ids, 64, None)
+    first = 'model.layers.0.self_attn.q_proj'
+    later = 'model.layers.1.mlp.down_proj'
+    a, b = session.get_second_moments(first)[0], plain.get_second_moments(first)[0]
+    assert np.allclose(array(a, np.float64), array(b, np.float64), rtol=1e-9)
+    a, b = session.get_second_moments(later)[0], plain.get_second_moments(later)[0]
+    assert not np.allclose(array(a, np.float64), array(b, np.float64), rtol=1e-6)
