@@ -40,9 +40,9 @@
  * are widened to float32 one layer at a time into a reused buffer (F32, F16
  * and BF16), and the output head a block of vocabulary rows at a time, so
  * memory is about one layer's weights in float32 plus the activations of
- * one window. A quantized checkpoint is read back to float first with
- * [method@Quark.Registry.dequantize_checkpoint] and then held in float32
- * whole.
+ * one window. A quantized checkpoint is read back to float with
+ * [method@Quark.Registry.dequantize_checkpoint] a decoder layer at a time,
+ * as the layer runs: only one layer is held in float.
  *
  * An executor may be used from one thread at a time.
  */
@@ -100,6 +100,9 @@ struct _QuarkExecutor
   gboolean quantize_inputs;
   GMainContext *progress_context;       /* during an async run: where progress is emitted */
   GPtrArray *overrides;         /* weights that replace the model's (calibrate_sequential) */
+  QuarkModel *checkpoint;       /* a quantized checkpoint, read back a decoder layer at a time */
+  QuarkModel *layer_model;      /* its layer loaded last, in float */
+  guint loaded_layer;           /* which (G_MAXUINT: none) */
 };
 
 G_DEFINE_FINAL_TYPE (QuarkExecutor, quark_executor, G_TYPE_OBJECT)
@@ -113,6 +116,8 @@ quark_executor_finalize (GObject *object)
     g_free (self->layers[i].prefix);
   g_clear_pointer (&self->inputs, g_ptr_array_unref);
   g_clear_pointer (&self->overrides, g_ptr_array_unref);
+  g_clear_object (&self->checkpoint);
+  g_clear_object (&self->layer_model);
   g_free (self->layers);
   g_free (self->inv_freq);
   g_free (self->weights);
@@ -227,6 +232,7 @@ quark_executor_init (QuarkExecutor *self)
   self->quantize_inputs = TRUE;
   self->inputs = g_ptr_array_new_with_free_func (input_quant_free);
   self->overrides = g_ptr_array_new_with_free_func (g_object_unref);
+  self->loaded_layer = G_MAXUINT;
 }
 
 /**
@@ -305,9 +311,9 @@ config_double (JsonObject *config, const char *name, double fallback)
 }
 
 static QuarkTensor *
-find_tensor (QuarkExecutor *self, const char *name, guint rows, guint cols, gboolean optional, GError **error)
+find_tensor_in (QuarkModel *model, const char *name, guint rows, guint cols, gboolean optional, GError **error)
 {
-  QuarkTensor *t = quark_model_get_tensor (self->model, name);
+  QuarkTensor *t = quark_model_get_tensor (model, name);
   QuarkDType dtype;
   guint n_dims;
 
@@ -334,6 +340,12 @@ find_tensor (QuarkExecutor *self, const char *name, guint rows, guint cols, gboo
       return NULL;
     }
   return t;
+}
+
+static QuarkTensor *
+find_tensor (QuarkExecutor *self, const char *name, guint rows, guint cols, gboolean optional, GError **error)
+{
+  return find_tensor_in (self->model, name, rows, cols, optional, error);
 }
 
 /* RoPE frequencies, as transformers computes them in float32, with the
@@ -384,6 +396,68 @@ setup_rope (QuarkExecutor *self, JsonObject *config, GError **error)
   g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
                "config.json: rope_scaling of type %s is not supported (default, llama3)", type);
   return FALSE;
+}
+
+/* Points decoder layer @i's fields at its tensors: the model's own, or, for
+ * a quantized checkpoint, the layer read back to float (one layer is held
+ * at a time, so memory stays about one layer's float weights) */
+static gboolean
+load_layer (QuarkExecutor *self, guint i, GError **error)
+{
+  Layer *l = &self->layers[i];
+  guint qdim = self->n_heads * self->head_dim, kvdim = self->n_kv_heads * self->head_dim;
+  QuarkModel *source = self->model;
+  g_autofree char *n = NULL;
+
+  if (self->checkpoint == NULL && l->q != NULL)
+    return TRUE;                /* a float model's layers are pointed at once */
+  if (self->checkpoint != NULL)
+    {
+      g_autoptr(QuarkModel) part = NULL;
+      g_autofree char *prefix = NULL;
+
+      if (self->loaded_layer == i)
+        return TRUE;
+      prefix = g_strdup_printf ("%s.", l->prefix);
+      part = quark_model_new ();
+      quark_model_set_metadata (part, quark_model_get_metadata (self->checkpoint));
+      for (guint t = 0; t < quark_model_get_n_tensors (self->checkpoint); t++)
+        {
+          QuarkTensor *tensor = quark_model_get_tensor_at (self->checkpoint, t);
+          if (g_str_has_prefix (quark_tensor_get_name (tensor), prefix) && !quark_model_add_tensor (part, tensor, error))
+            return FALSE;
+        }
+      g_clear_object (&self->layer_model);
+      self->loaded_layer = G_MAXUINT;
+      if ((self->layer_model = quark_registry_dequantize_checkpoint (quark_registry_get_default (), part, error)) == NULL)
+        {
+          g_prefix_error (error, "%s: ", l->prefix);
+          return FALSE;
+        }
+      source = self->layer_model;
+    }
+#define T(field, suffix, rows, cols, optional) \
+  g_free (n); \
+  n = g_strdup_printf ("%s.%s", l->prefix, suffix); \
+  l->field = find_tensor_in (source, n, rows, cols, optional, error); \
+  if (l->field == NULL && (!(optional) || (error && *error))) \
+    return FALSE;
+
+  T (input_norm, "input_layernorm.weight", self->hidden, 0, FALSE)
+  T (post_norm, "post_attention_layernorm.weight", self->hidden, 0, FALSE)
+  T (q, "self_attn.q_proj.weight", qdim, self->hidden, FALSE)
+  T (k, "self_attn.k_proj.weight", kvdim, self->hidden, FALSE)
+  T (v, "self_attn.v_proj.weight", kvdim, self->hidden, FALSE)
+  T (o, "self_attn.o_proj.weight", self->hidden, qdim, FALSE)
+  T (q_bias, "self_attn.q_proj.bias", qdim, 0, TRUE)
+  T (k_bias, "self_attn.k_proj.bias", kvdim, 0, TRUE)
+  T (v_bias, "self_attn.v_proj.bias", kvdim, 0, TRUE)
+  T (gate, "mlp.gate_proj.weight", self->intermediate, self->hidden, FALSE)
+  T (up, "mlp.up_proj.weight", self->intermediate, self->hidden, FALSE)
+  T (down, "mlp.down_proj.weight", self->hidden, self->intermediate, FALSE)
+#undef T
+  self->loaded_layer = i;
+  return TRUE;
 }
 
 static gboolean
@@ -447,29 +521,9 @@ setup (QuarkExecutor *self, GError **error)
   self->layers = g_new0 (Layer, self->n_layers);
   for (guint i = 0; i < self->n_layers; i++)
     {
-      Layer *l = &self->layers[i];
-      g_autofree char *n = NULL;
-#define T(field, suffix, rows, cols, optional) \
-      g_free (n); \
-      n = g_strdup_printf ("%s.%s", l->prefix, suffix); \
-      l->field = find_tensor (self, n, rows, cols, optional, error); \
-      if (l->field == NULL && (!(optional) || (error && *error))) \
+      self->layers[i].prefix = g_strdup_printf ("model.layers.%u", i);
+      if (!load_layer (self, i, error))
         return FALSE;
-
-      l->prefix = g_strdup_printf ("model.layers.%u", i);
-      T (input_norm, "input_layernorm.weight", self->hidden, 0, FALSE)
-      T (post_norm, "post_attention_layernorm.weight", self->hidden, 0, FALSE)
-      T (q, "self_attn.q_proj.weight", qdim, self->hidden, FALSE)
-      T (k, "self_attn.k_proj.weight", kvdim, self->hidden, FALSE)
-      T (v, "self_attn.v_proj.weight", kvdim, self->hidden, FALSE)
-      T (o, "self_attn.o_proj.weight", self->hidden, qdim, FALSE)
-      T (q_bias, "self_attn.q_proj.bias", qdim, 0, TRUE)
-      T (k_bias, "self_attn.k_proj.bias", kvdim, 0, TRUE)
-      T (v_bias, "self_attn.v_proj.bias", kvdim, 0, TRUE)
-      T (gate, "mlp.gate_proj.weight", self->intermediate, self->hidden, FALSE)
-      T (up, "mlp.up_proj.weight", self->intermediate, self->hidden, FALSE)
-      T (down, "mlp.down_proj.weight", self->hidden, self->intermediate, FALSE)
-#undef T
     }
   largest = MAX ((gsize) (qdim + 2 * kvdim) * self->hidden + (gsize) self->hidden * qdim,
                  (gsize) 3 * self->intermediate * self->hidden);
@@ -576,14 +630,26 @@ quark_executor_new (QuarkModel *model, GError **error)
   self = g_object_new (QUARK_TYPE_EXECUTOR, NULL);
   if (quark_model_is_quantized (model, NULL))
     {
-      if ((self->model = quark_registry_dequantize_checkpoint (quark_registry_get_default (), model, error)) == NULL)
+      /* the tensors outside the decoder layers read back now (embedding,
+       * final norm, head), the layers one at a time when they run */
+      g_autoptr(QuarkModel) rest = quark_model_new ();
+
+      quark_model_set_metadata (rest, quark_model_get_metadata (model));
+      for (guint t = 0; t < quark_model_get_n_tensors (model); t++)
+        {
+          QuarkTensor *tensor = quark_model_get_tensor_at (model, t);
+          if (!g_str_has_prefix (quark_tensor_get_name (tensor), "model.layers.") &&
+              !quark_model_add_tensor (rest, tensor, error))
+            return NULL;
+        }
+      if ((self->model = quark_registry_dequantize_checkpoint (quark_registry_get_default (), rest, error)) == NULL)
         return NULL;
-      if (quark_model_get_metadata (self->model) == NULL)
-        quark_model_set_metadata (self->model, quark_model_get_metadata (model));
+      quark_model_set_metadata (self->model, quark_model_get_metadata (model));
+      self->checkpoint = g_object_ref (model);
     }
   else
     self->model = g_object_ref (model);
-  if (!setup (self, error) || (model != self->model && !read_input_quants (self, model, error)))
+  if (!setup (self, error) || (self->checkpoint && !read_input_quants (self, model, error)))
     return NULL;
   return g_steal_pointer (&self);
 }
@@ -618,9 +684,11 @@ quark_executor_new_from_path (const char *path, GError **error)
  * quark_executor_get_model:
  * @self: a #QuarkExecutor
  *
- * The model the executor runs (the dequantized one for a quantized checkpoint).
+ * The float model the executor runs: the model it was made for, or, for a
+ * quantized checkpoint, the tensors outside the decoder layers read back to
+ * float (the layers are read back one at a time as they run).
  *
- * Returns: (transfer none): the float model the executor runs
+ * Returns: (transfer none): the model
  */
 QuarkModel *
 quark_executor_get_model (QuarkExecutor *self)
@@ -1040,7 +1108,7 @@ run_layers (QuarkExecutor *self, float *x, guint n_seqs, guint tokens, guint fir
       float *wg = self->weights, *wu = wg + (gsize) F * H, *wd = wu + (gsize) F * H;
       AttentionJob attention = { self, q, k, v, scores, att, tokens };
 
-      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+      if (g_cancellable_set_error_if_cancelled (cancellable, error) || !load_layer (self, l, error))
         return FALSE;
       /* attention */
       rms_norm (self, x, widen_all (self, L->input_norm, norm), rows, H, h);
@@ -1852,6 +1920,12 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
 
   BLAS_SCOPE;
   H = self->hidden;
+  if (self->checkpoint != NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "sequential calibration quantizes a float model; this executor runs a quantized checkpoint");
+      return FALSE;
+    }
   if (!check_window (self, context, error))
     return FALSE;
   if (n_ids == 0)

@@ -370,7 +370,7 @@ def test_static_input_quantization_matches_torch(tmp_path):
     checkpoint = Quark.Model.load(q, None)
     scales = {n: float(np.frombuffer(checkpoint.get_tensor(n + '.input_scale').get_data().get_data(),
                                      dtype=np.float32)[0]) for n in inputs}
-    restored = executor.get_model()
+    restored = Quark.Registry.get_default().dequantize_checkpoint(checkpoint)
     weights = {n: torch.from_numpy(np.frombuffer(restored.get_tensor(n).get_data().get_data(), dtype=np.float32)
                                    .reshape(list(restored.get_tensor(n).get_shape())).copy())
                for n in restored.get_tensor_names()}
@@ -411,3 +411,38 @@ def test_dynamic_inputs_need_float_inputs(tmp_path):
     assert p.returncode == 1 and '--float-inputs' in p.stderr
     p = run('eval', q, '--text', text, '--ctx', 8, '--float-inputs')
     assert 'inputs in float' in p.stdout
+
+
+def dequantized_weights(checkpoint):
+    full = Quark.Registry.get_default().dequantize_checkpoint(checkpoint)
+    out = {}
+    for name in full.get_tensor_names():
+        t = full.get_tensor(name)
+        raw = t.get_data().get_data()
+        if t.get_dtype() == Quark.DType.FLOAT32:
+            a = np.frombuffer(raw, dtype=np.float32)
+        else:                                       # bfloat16 norms, copied as they were
+            a = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+        out[name] = torch.from_numpy(a.copy()).reshape(list(t.get_shape()))
+    return out
+
+
+@pytest.mark.parametrize('fmt', ['quark', 'compressed-tensors', 'awq'])
+def test_quantized_checkpoints_read_back_a_layer_at_a_time(tmp_path, fmt):
+    # the executor reads a quantized checkpoint back one decoder layer at a
+    # time; the logits equal torch's on the whole checkpoint read back at once
+    d = make_model(str(tmp_path / 'm'), 'llama', 'BF16', scale=2.0)
+    cfg = tmp_path / 'int4.json'
+    cfg.write_text(json.dumps({'global_quant_config': {'weight': {
+        'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}},
+        'exclude': ['lm_head']}))
+    out = tmp_path / 'q'
+    run('quantize', d, '-o', out, '--config', cfg, '--export-format', fmt)
+    executor = Quark.Executor.new_from_path(str(out))
+    # the float model it keeps holds no decoder layer
+    assert not any(n.startswith('model.layers.') for n in executor.get_model().get_tensor_names())
+    with open(os.path.join(d, 'config.json')) as f:
+        config = json.load(f)
+    ids = ids_for(20)
+    want = LlamaTorch(config, dequantized_weights(Quark.Model.load(str(out), None))).logits(ids).numpy()
+    assert np.abs(logits_of(executor, ids) - want).max() <= 1e-4 * np.abs(want).max()
