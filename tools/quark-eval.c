@@ -255,13 +255,13 @@ cmd_eval (int argc, char **argv)
 }
 
 /* `quark quantize --calibration-text`: a session for @config fed with
- * every linear layer's inputs while the executor runs @model on the first
- * @max_tokens tokens of the text, in windows of 512 (or the model's
- * context when shorter) */
+ * every linear layer's inputs while the executor runs @model (on @threads
+ * threads, 0 for one per processor) on the first @max_tokens tokens of the
+ * text, in windows of 512 (or the model's context when shorter) */
 QuarkCalibration *
 tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuantizationConfig *config,
-                          const char *text_file, guint max_tokens, gboolean tty, GCancellable *cancellable,
-                          GError **error)
+                          const char *text_file, guint max_tokens, guint threads, gboolean tty,
+                          GCancellable *cancellable, GError **error)
 {
   g_autoptr(QuarkTokenizer) tokenizer = NULL;
   g_autoptr(QuarkExecutor) executor = NULL;
@@ -278,6 +278,7 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
       g_prefix_error (error, "--calibration-text: %s: ", model_path);
       return NULL;
     }
+  quark_executor_set_threads (executor, threads);
   if (n_ids < 2)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %" G_GSIZE_FORMAT " tokens: too little to calibrate with",

@@ -27,5 +27,5 @@ guint32 *    tool_tokenize_file  (QuarkTokenizer *tokenizer, const char *path, c
 QuarkTokenizer * tool_model_tokenizer (const char *model, const char *tokenizer, GError **error);
 QuarkCalibration * tool_calibrate_from_text (QuarkModel *model, const char *model_path,
                                              QuarkQuantizationConfig *config, const char *text_file,
-                                             guint max_tokens, gboolean tty, GCancellable *cancellable,
+                                             guint max_tokens, guint threads, gboolean tty, GCancellable *cancellable,
                                              GError **error);

@@ -1036,7 +1036,8 @@ quantize_job_steps (QuantizeJob *job, GError **error)
     return FALSE;
   if (job->calibration_text &&
       (calibration = tool_calibrate_from_text (job->model, job->model_path, config, job->calibration_text,
-                                               (guint) job->calibration_tokens, job->progress->tty,
+                                               (guint) job->calibration_tokens, job->threads > 0 ? (guint) job->threads : 0,
+                                               job->progress->tty,
                                                job->cancellable, error)) == NULL)
     return FALSE;
   if (cancelled (job, error))
@@ -1099,7 +1100,7 @@ cmd_quantize (int argc, char **argv)
   int threads = -1;   /* not given */
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory (with --export-format gguf: this file)", "OUT" },
-    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default 1; with --export-format gguf, one per processor)", "N" },
+    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default 1; with --export-format gguf, and for --calibration-text's model runs, one per processor)", "N" },
     { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },

@@ -315,7 +315,7 @@ def test_quantize_with_calibration_text(tmp_path):
     text = tmp_path / 'calib.txt'
     text.write_text('a bad cafe faced a big dog.\n' * 4)
     native, hooked = tmp_path / 'native', tmp_path / 'hooked'
-    run('quantize', d, '-o', native, '--preset', 'int8', '--calibration-text', text, '--calibration-tokens', 24)
+    run('quantize', d, '-o', native, '--preset', 'int8', '--calibration-text', text, '--calibration-tokens', 24, '-j', 1)
     tok = Quark.Tokenizer.new_from_file(d)
     ids = ([0] + list(tok.encode(text.read_text(), -1, False)))[:24]
     session = Quark.Calibration.new()
