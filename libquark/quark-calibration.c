@@ -1262,7 +1262,6 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
                                       QuarkTensor **mean, QuarkTensor **mean_square, QuarkTensor **abs_max,
                                       GError **error)
 {
-  g_autofree char *key = NULL;
   QuarkTensor *gram;
   Entry *e;
 
@@ -1270,9 +1269,8 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
   g_return_val_if_fail (layer_name != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  key = entry_key (layer_name, QUARK_ROLE_INPUT);
   g_mutex_lock (&self->lock);
-  e = g_hash_table_lookup (self->entries, key);
+  e = find_entry (self, layer_name, QUARK_ROLE_INPUT);
   if (e == NULL || e->moments == NULL || e->moments->n_tokens == 0)
     {
       g_mutex_unlock (&self->lock);

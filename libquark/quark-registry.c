@@ -1017,6 +1017,28 @@ quantization_config_of (QuarkModel *model)
 }
 
 /**
+ * quark_registry_format_for_model:
+ * @self: a #QuarkRegistry
+ * @checkpoint: a checkpoint, as [func@Quark.Model.load] reads it (its
+ *   metadata holds `config.json`)
+ *
+ * The registered format a loaded checkpoint is in, by the
+ * `quantization_config` of its `config.json`
+ * ([method@Quark.Registry.format_for_checkpoint]).
+ *
+ * Returns: (transfer full) (nullable): a new instance of the format, or
+ *   %NULL for a float model or a format no module registers
+ */
+QuarkCheckpointFormat *
+quark_registry_format_for_model (QuarkRegistry *self, QuarkModel *checkpoint)
+{
+  g_return_val_if_fail (QUARK_IS_REGISTRY (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), NULL);
+
+  return quark_registry_format_for_checkpoint (self, quantization_config_of (checkpoint));
+}
+
+/**
  * quark_registry_config_for_checkpoint:
  * @self: a #QuarkRegistry
  * @checkpoint: a quantized checkpoint, as [func@Quark.Model.load] reads it
@@ -1090,7 +1112,7 @@ quark_registry_dequantize_checkpoint (QuarkRegistry *self, QuarkModel *checkpoin
   g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  format = quark_registry_format_for_checkpoint (self, quantization_config_of (checkpoint));
+  format = quark_registry_format_for_model (self, checkpoint);
   if (format && quark_checkpoint_format_can_dequantize (format))
     return quark_checkpoint_format_dequantize_model (format, checkpoint, error);
   if ((config = quark_registry_config_for_checkpoint (self, checkpoint, error)) == NULL ||

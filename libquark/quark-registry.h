@@ -90,6 +90,9 @@ QUARK_AVAILABLE_IN_1_0
 QuarkCheckpointFormat *   quark_registry_format_for_file     (QuarkRegistry            *self,
                                                               const char               *path);
 QUARK_AVAILABLE_IN_1_0
+QuarkCheckpointFormat *   quark_registry_format_for_model    (QuarkRegistry            *self,
+                                                              QuarkModel               *checkpoint);
+QUARK_AVAILABLE_IN_1_0
 QuarkQuantizationConfig * quark_registry_config_for_checkpoint (QuarkRegistry          *self,
                                                               QuarkModel               *checkpoint,
                                                               GError                  **error);

@@ -6,16 +6,6 @@
 
 #include <string.h>
 
-static JsonNode *
-quantization_config_of (QuarkModel *model)
-{
-  JsonNode *metadata = quark_model_get_metadata (model), *node;
-
-  node = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
-         ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
-  return node && JSON_NODE_HOLDS_OBJECT (node) ? node : NULL;
-}
-
 /* A quantized checkpoint back to float (the registry picks the format or
  * the backend), errors prefixed with its path */
 QuarkModel *
@@ -34,7 +24,7 @@ tool_checkpoint_format_name (QuarkModel *model)
 {
   g_autoptr(QuarkCheckpointFormat) format = NULL;
 
-  format = quark_registry_format_for_checkpoint (quark_registry_get_default (), quantization_config_of (model));
+  format = quark_registry_format_for_model (quark_registry_get_default (), model);
   return format ? g_strdup (quark_checkpoint_format_get_name (format)) : NULL;
 }
 

@@ -398,6 +398,25 @@ setup_rope (QuarkExecutor *self, JsonObject *config, GError **error)
   return FALSE;
 }
 
+/* The tensors of @checkpoint whose names start with @prefix (with @inside
+ * FALSE: the others) read back to float, by the checkpoint's format or
+ * backend */
+static QuarkModel *
+read_back (QuarkModel *checkpoint, const char *prefix, gboolean inside, GError **error)
+{
+  g_autoptr(QuarkModel) part = quark_model_new ();
+
+  quark_model_set_metadata (part, quark_model_get_metadata (checkpoint));
+  for (guint t = 0; t < quark_model_get_n_tensors (checkpoint); t++)
+    {
+      QuarkTensor *tensor = quark_model_get_tensor_at (checkpoint, t);
+      if (g_str_has_prefix (quark_tensor_get_name (tensor), prefix) == inside &&
+          !quark_model_add_tensor (part, tensor, error))
+        return NULL;
+    }
+  return quark_registry_dequantize_checkpoint (quark_registry_get_default (), part, error);
+}
+
 /* Points decoder layer @i's fields at its tensors: the model's own, or, for
  * a quantized checkpoint, the layer read back to float (one layer is held
  * at a time, so memory stays about one layer's float weights) */
@@ -413,23 +432,14 @@ load_layer (QuarkExecutor *self, guint i, GError **error)
     return TRUE;                /* a float model's layers are pointed at once */
   if (self->checkpoint != NULL)
     {
-      g_autoptr(QuarkModel) part = NULL;
       g_autofree char *prefix = NULL;
 
       if (self->loaded_layer == i)
         return TRUE;
       prefix = g_strdup_printf ("%s.", l->prefix);
-      part = quark_model_new ();
-      quark_model_set_metadata (part, quark_model_get_metadata (self->checkpoint));
-      for (guint t = 0; t < quark_model_get_n_tensors (self->checkpoint); t++)
-        {
-          QuarkTensor *tensor = quark_model_get_tensor_at (self->checkpoint, t);
-          if (g_str_has_prefix (quark_tensor_get_name (tensor), prefix) && !quark_model_add_tensor (part, tensor, error))
-            return FALSE;
-        }
       g_clear_object (&self->layer_model);
       self->loaded_layer = G_MAXUINT;
-      if ((self->layer_model = quark_registry_dequantize_checkpoint (quark_registry_get_default (), part, error)) == NULL)
+      if ((self->layer_model = read_back (self->checkpoint, prefix, TRUE, error)) == NULL)
         {
           g_prefix_error (error, "%s: ", l->prefix);
           return FALSE;
@@ -584,11 +594,8 @@ read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
   QuarkRegistry *registry = quark_registry_get_default ();
   g_autoptr(QuarkCheckpointFormat) format = NULL;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
-  JsonNode *metadata = quark_model_get_metadata (checkpoint);
-  JsonNode *qc = metadata && JSON_NODE_HOLDS_OBJECT (metadata)
-                 ? json_object_get_member (json_node_get_object (metadata), "quantization_config") : NULL;
 
-  format = quark_registry_format_for_checkpoint (registry, qc);
+  format = quark_registry_format_for_model (registry, checkpoint);
   if (format && quark_checkpoint_format_can_dequantize (format))
     return TRUE;
   if ((config = quark_registry_config_for_checkpoint (registry, checkpoint, error)) == NULL)
@@ -632,17 +639,7 @@ quark_executor_new (QuarkModel *model, GError **error)
     {
       /* the tensors outside the decoder layers read back now (embedding,
        * final norm, head), the layers one at a time when they run */
-      g_autoptr(QuarkModel) rest = quark_model_new ();
-
-      quark_model_set_metadata (rest, quark_model_get_metadata (model));
-      for (guint t = 0; t < quark_model_get_n_tensors (model); t++)
-        {
-          QuarkTensor *tensor = quark_model_get_tensor_at (model, t);
-          if (!g_str_has_prefix (quark_tensor_get_name (tensor), "model.layers.") &&
-              !quark_model_add_tensor (rest, tensor, error))
-            return NULL;
-        }
-      if ((self->model = quark_registry_dequantize_checkpoint (quark_registry_get_default (), rest, error)) == NULL)
+      if ((self->model = read_back (model, "model.layers.", FALSE, error)) == NULL)
         return NULL;
       quark_model_set_metadata (self->model, quark_model_get_metadata (model));
       self->checkpoint = g_object_ref (model);

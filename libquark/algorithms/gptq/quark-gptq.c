@@ -254,7 +254,8 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
   gint64 qmin, qmax;
   QuarkKernelIntParams ip = { 0 };
   g_autofree float *wf = NULL;
-  g_autofree double *w = NULL, *h = NULL;
+  g_autofree double *h = NULL;
+  g_autofree float *w = NULL;
   g_autofree float *u = NULL;
   g_autofree gsize *perm = NULL;
   g_autofree guint8 *out = NULL;
@@ -313,7 +314,7 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
 
   if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL)
     goto out;
-  w = g_new (double, m * n);
+  w = g_new (float, m * n);
   h = g_try_new (double, n * n);
   if (h == NULL)
     {
@@ -340,7 +341,8 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
     for (gsize i = 0; i < n; i++)
       perm[i] = order[i].i;
   }
-  /* permuted copies: W[:, i] = W0[:, perm[i]], H[i][j] = H0[perm[i]][perm[j]] */
+  /* permuted copies: W[:, i] = W0[:, perm[i]] (float32, updated in place by
+   * the column loop), H[i][j] = H0[perm[i]][perm[j]] */
   {
     g_autofree double *hp = g_new (double, n * n);
     for (gsize i = 0; i < n; i++)
@@ -356,7 +358,7 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
       {
         h[i * n + i] = 1.0;
         for (gsize r = 0; r < m; r++)
-          w[r * n + i] = 0.0;
+          w[r * n + i] = 0.0f;
       }
   for (gsize i = 0; i < n; i++)
     damp += h[i * n + i];
@@ -374,13 +376,10 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
 
   out = g_malloc (m * n * esize);
   {
-    g_autofree float *w32 = g_new (float, m * n);
-    ColumnJob job = { &p, perm, u, w32, out, m, n, block_size, esize, dtype, &ip };
+    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip };
     QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
     int blas_threads = openblas_get_num_threads ();
 
-    for (gsize i = 0; i < m * n; i++)
-      w32[i] = (float) w[i];
     /* each thread one sgemm on its rows, OpenBLAS single-threaded meanwhile */
     openblas_set_num_threads (1);
     _quark_parallel_run (pool, m, column_rows, &job);
