@@ -1239,6 +1239,22 @@ vector_tensor (const char *name, QuarkDType dtype, gconstpointer data, gsize n, 
   return quark_tensor_new (name, dtype, shape, 1, bytes, NULL);
 }
 
+/* The entry of a layer's input that has second moments; the lock held */
+static Entry *
+find_moments (QuarkCalibration *self, const char *layer_name, GError **error)
+{
+  Entry *e = find_entry (self, layer_name, QUARK_ROLE_INPUT);
+
+  if (e == NULL || e->moments == NULL || e->moments->n_tokens == 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "layer %s: the session has no second moments of its input (they are learned while "
+                   "second-moments is set)", layer_name);
+      return NULL;
+    }
+  return e;
+}
+
 /**
  * quark_calibration_get_second_moments:
  * @self: a #QuarkCalibration
@@ -1270,13 +1286,9 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   g_mutex_lock (&self->lock);
-  e = find_entry (self, layer_name, QUARK_ROLE_INPUT);
-  if (e == NULL || e->moments == NULL || e->moments->n_tokens == 0)
+  if ((e = find_moments (self, layer_name, error)) == NULL)
     {
       g_mutex_unlock (&self->lock);
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "layer %s: the session has no second moments of its input (they are learned while "
-                   "second-moments is set)", layer_name);
       return NULL;
     }
   gram = _quark_moments_gram (e->moments, layer_name);
@@ -1300,6 +1312,46 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
     *abs_max = vector_tensor ("abs_max", QUARK_DTYPE_F32, e->moments->abs_max, e->moments->n_features, sizeof (float));
   g_mutex_unlock (&self->lock);
   return gram;
+}
+
+/**
+ * quark_calibration_get_input_mean_abs:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer whose input is asked for
+ * @error: return location for a #GError
+ *
+ * The mean magnitude of each feature of a layer's input, Σ|x| / tokens,
+ * learned with the second moments (AWQ's activation statistic).
+ *
+ * Returns: (transfer full): a float64 tensor [features], or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the session has no second moments
+ *   for @layer_name
+ */
+QuarkTensor *
+quark_calibration_get_input_mean_abs (QuarkCalibration *self, const char *layer_name, GError **error)
+{
+  QuarkTensor *result;
+  g_autofree double *m = NULL;
+  Entry *e;
+  gsize n;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), NULL);
+  g_return_val_if_fail (layer_name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  g_mutex_lock (&self->lock);
+  if ((e = find_moments (self, layer_name, error)) == NULL)
+    {
+      g_mutex_unlock (&self->lock);
+      return NULL;
+    }
+  n = e->moments->n_features;
+  m = g_new (double, n);
+  for (gsize c = 0; c < n; c++)
+    m[c] = e->moments->sum_abs[c] / (double) e->moments->n_tokens;
+  result = vector_tensor ("mean_abs", QUARK_DTYPE_F64, m, n, sizeof (double));
+  g_mutex_unlock (&self->lock);
+  return result;
 }
 
 /**

@@ -117,6 +117,10 @@ QuarkTensor *      quark_calibration_get_second_moments (QuarkCalibration  *self
                                                          QuarkTensor      **abs_max,
                                                          GError           **error);
 QUARK_AVAILABLE_IN_1_0
+QuarkTensor *      quark_calibration_get_input_mean_abs (QuarkCalibration  *self,
+                                                         const char        *layer_name,
+                                                         GError           **error);
+QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_merge_second_moments (QuarkCalibration *self,
                                                            QuarkCalibration *other,
                                                            GError          **error);

@@ -9,14 +9,14 @@
 G_BEGIN_DECLS
 
 /* Σ x xᵀ over every token x (a row of features) seen, in float64, with the
- * token count and per-feature Σx, Σx² and max |x|: what GPTQ (the Hessian
+ * token count and per-feature Σx, Σx², Σ|x| and max |x|: what GPTQ (the Hessian
  * 2 · H / n), AWQ (the output error of a scaled weight, exactly) and
  * SmoothQuant (the per-channel maxima) read. */
 typedef struct {
   gsize n_features;
   guint64 n_tokens;
   double *gram;                 /* n_features², the upper triangle (j ≥ i) accumulated */
-  double *sum, *sum_sq;
+  double *sum, *sum_sq, *sum_abs;
   float *abs_max;
 } QuarkMoments;
 
@@ -33,7 +33,7 @@ void           _quark_moments_merge    (QuarkMoments    *into,
 QuarkTensor *  _quark_moments_gram     (const QuarkMoments *m,
                                         const char      *name);
 /* Into @model as LAYER.gram (upper triangle as accumulated), LAYER.sum,
- * LAYER.sum_sq (F64), LAYER.abs_max (F32), LAYER.tokens (I64 [1]) */
+ * LAYER.sum_sq, LAYER.sum_abs (F64), LAYER.abs_max (F32), LAYER.tokens (I64 [1]) */
 void           _quark_moments_to_model (const QuarkMoments *m,
                                         const char      *layer,
                                         QuarkModel      *model);

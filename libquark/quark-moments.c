@@ -31,6 +31,7 @@ _quark_moments_new (gsize n_features, GError **error)
     }
   m->sum = g_new0 (double, n_features);
   m->sum_sq = g_new0 (double, n_features);
+  m->sum_abs = g_new0 (double, n_features);
   m->abs_max = g_new0 (float, n_features);
   return m;
 }
@@ -43,6 +44,7 @@ _quark_moments_free (QuarkMoments *m)
   g_free (m->gram);
   g_free (m->sum);
   g_free (m->sum_sq);
+  g_free (m->sum_abs);
   g_free (m->abs_max);
   g_free (m);
 }
@@ -63,6 +65,7 @@ _quark_moments_add (QuarkMoments *m, const float *x, gsize n_tokens)
             rows[t * n + c] = v;
             m->sum[c] += v;
             m->sum_sq[c] += v * v;
+            m->sum_abs[c] += fabs (v);
             m->abs_max[c] = fmaxf (m->abs_max[c], fabsf ((float) v));
           }
       /* gram += rowsᵀ · rows, upper triangle */
@@ -83,6 +86,7 @@ _quark_moments_merge (QuarkMoments *into, const QuarkMoments *from)
     {
       into->sum[c] += from->sum[c];
       into->sum_sq[c] += from->sum_sq[c];
+      into->sum_abs[c] += from->sum_abs[c];
       into->abs_max[c] = fmaxf (into->abs_max[c], from->abs_max[c]);
     }
   into->n_tokens += from->n_tokens;
@@ -129,6 +133,7 @@ _quark_moments_to_model (const QuarkMoments *m, const char *layer, QuarkModel *m
   add_tensor (model, layer, "gram", QUARK_DTYPE_F64, square, 2, m->gram, n * n * sizeof (double));
   add_tensor (model, layer, "sum", QUARK_DTYPE_F64, vector, 1, m->sum, n * sizeof (double));
   add_tensor (model, layer, "sum_sq", QUARK_DTYPE_F64, vector, 1, m->sum_sq, n * sizeof (double));
+  add_tensor (model, layer, "sum_abs", QUARK_DTYPE_F64, vector, 1, m->sum_abs, n * sizeof (double));
   add_tensor (model, layer, "abs_max", QUARK_DTYPE_F32, vector, 1, m->abs_max, n * sizeof (float));
   add_tensor (model, layer, "tokens", QUARK_DTYPE_I64, one, 1, &tokens, sizeof tokens);
 }
@@ -155,7 +160,7 @@ _quark_moments_from_model (QuarkModel *model, const char *layer, const char *sou
   g_autofree char *name = g_strdup_printf ("%s.sum", layer);
   QuarkTensor *sum = quark_model_get_tensor (model, name);
   g_autoptr(QuarkMoments) m = NULL;
-  const double *gram, *s, *sq;
+  const double *gram, *s, *sq, *sa;
   const float *amax;
   const gint64 *tokens;
   gsize n;
@@ -171,6 +176,7 @@ _quark_moments_from_model (QuarkModel *model, const char *layer, const char *sou
   if (!(gram = member (model, layer, "gram", QUARK_DTYPE_F64, n * n, source, error)) ||
       !(s = member (model, layer, "sum", QUARK_DTYPE_F64, n, source, error)) ||
       !(sq = member (model, layer, "sum_sq", QUARK_DTYPE_F64, n, source, error)) ||
+      !(sa = member (model, layer, "sum_abs", QUARK_DTYPE_F64, n, source, error)) ||
       !(amax = member (model, layer, "abs_max", QUARK_DTYPE_F32, n, source, error)) ||
       !(tokens = member (model, layer, "tokens", QUARK_DTYPE_I64, 1, source, error)))
     return NULL;
@@ -182,6 +188,7 @@ _quark_moments_from_model (QuarkModel *model, const char *layer, const char *sou
   memcpy (m->gram, gram, n * n * sizeof (double));
   memcpy (m->sum, s, n * sizeof (double));
   memcpy (m->sum_sq, sq, n * sizeof (double));
+  memcpy (m->sum_abs, sa, n * sizeof (double));
   memcpy (m->abs_max, amax, n * sizeof (float));
   m->n_tokens = (guint64) *tokens;
   return g_steal_pointer (&m);
