@@ -27,7 +27,8 @@ ap.add_argument('--model', default=os.path.join(ROOT, '..', 'shared', 'models', 
 ap.add_argument('--documents', type=int, default=0, help='score only the first N held-out documents (0: all)')
 ap.add_argument('--calibration-tokens', type=int, default=65536)
 ap.add_argument('--schemes', default='int4_g128,uint4_g128,int4_channel,int3_g128')
-ap.add_argument('--algorithms', default='gptq')
+ap.add_argument('--algorithms', default='gptq,awq,awq+gptq',
+                help='comma-separated methods; a method combines algorithms with +, and smooth@A sets alpha')
 args = ap.parse_args()
 
 QUARK = os.path.join(os.path.abspath(args.builddir), 'tools', 'quark')
@@ -38,7 +39,22 @@ SCHEMES = {
     'uint4_g128': {'dtype': 'uint4', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': False},
     'int4_channel': {'dtype': 'int4', 'qscheme': 'per_channel', 'ch_axis': 0, 'symmetric': True},
     'int3_g128': {'dtype': 'int3', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': True},
+    'mxfp4': {'dtype': 'fp4', 'qscheme': 'per_group', 'group_size': 32, 'ch_axis': -1, 'symmetric': True,
+              'scale_format': 'e8m0', 'scale_calculation_mode': 'even'},
+    # W8A8: the int8 preset, per-tensor weights and static per-tensor inputs
+    'w8a8_int8': {'dtype': 'int8', 'qscheme': 'per_tensor', 'symmetric': True, 'is_dynamic': False},
 }
+# schemes whose inputs are quantized too (statically, with the same spec)
+WITH_INPUTS = {'w8a8_int8'}
+
+
+def algo_config(method):
+    # 'awq+gptq' -> [{'name': 'awq'}, {'name': 'gptq'}]; 'smooth@0.5' sets alpha
+    out = []
+    for token in method.split('+'):
+        name, _, alpha = token.partition('@')
+        out.append(dict({'name': name}, **({'alpha': float(alpha)} if alpha else {})))
+    return out
 
 tmp = tempfile.mkdtemp(prefix='quality-')
 text = os.path.join(args.model, 'data', 'dev.txt')
@@ -70,14 +86,21 @@ print('| scheme | method | perplexity | vs float | gap closed | quantize s |')
 print('|---|---|---|---|---|---|')
 print('| float (BF16) | | %.4f | | | |' % base['perplexity'])
 for scheme in args.schemes.split(','):
-    cfg = os.path.join(tmp, scheme + '.json')
-    with open(cfg, 'w') as f:
-        json.dump({'global_quant_config': {'weight': SCHEMES[scheme]}, 'exclude': ['lm_head']}, f)
     rtn = None
     for method in ['rtn'] + args.algorithms.split(','):
+        layer = {'weight': SCHEMES[scheme]}
+        if scheme in WITH_INPUTS:
+            layer['input_tensors'] = SCHEMES[scheme]
+        config = {'global_quant_config': layer, 'exclude': ['lm_head']}
+        if method != 'rtn':
+            config['algo_config'] = algo_config(method)
+        cfg = os.path.join(tmp, '%s-%s.json' % (scheme, method))
+        with open(cfg, 'w') as f:
+            json.dump(config, f)
         out = os.path.join(tmp, '%s-%s' % (scheme, method))
-        extra = [] if method == 'rtn' else ['--algorithm', method, '--calibration-text', calib,
-                                            '--calibration-tokens', args.calibration_tokens]
+        # static inputs and algorithms need calibration: the native runtime's
+        extra = [] if method == 'rtn' and scheme not in WITH_INPUTS else [
+            '--calibration-text', calib, '--calibration-tokens', args.calibration_tokens]
         t0 = time.perf_counter()
         run('quantize', args.model, '-o', out, '--config', cfg, *extra)
         seconds = time.perf_counter() - t0

@@ -30,8 +30,11 @@
 #include "quark-safetensors.h"
 #include "quark-checkpoint-writer.h"
 #include "quark-checkpoint-format.h"
+#include "quark-topology.h"
 #include "runtime/quark-tokenizer.h"
 #include "runtime/quark-executor.h"
 #include "algorithms/gptq/quark-gptq.h"
+#include "algorithms/awq/quark-awq.h"
+#include "algorithms/smoothquant/quark-smoothquant.h"
 
 #undef QUARK_INSIDE

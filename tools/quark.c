@@ -1105,7 +1105,7 @@ cmd_quantize (int argc, char **argv)
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
     { "calibration", 0, 0, G_OPTION_ARG_FILENAME, &stats_file, "Static activation scales from this statistics file (saved by a calibration session)", "FILE" },
-    { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &algorithms, "Improve on round-to-nearest with these algorithms, comma-separated (gptq); they need second moments: --calibration-text, or --calibration with a file that has them", "NAMES" },
+    { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &algorithms, "Improve on round-to-nearest with these algorithms, comma-separated (awq, gptq; awq runs first); they need second moments: --calibration-text, or --calibration with a file that has them", "NAMES" },
     { "calibration-text", 0, 0, G_OPTION_ARG_FILENAME, &calibration_text, "Calibrate static activation scales by running MODEL (Llama family) natively on this text", "FILE" },
     { "calibration-tokens", 0, 0, G_OPTION_ARG_INT, &calibration_tokens, "Run at most this many tokens of --calibration-text, in windows of 512 (default 16384)", "N" },
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },

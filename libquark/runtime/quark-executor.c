@@ -1822,27 +1822,34 @@ quark_executor_calibrate_finish (QuarkExecutor *self, GAsyncResult *result, GErr
 /* ------------------------------------------------------------------ */
 /* Sequential calibration                                              */
 
-/* The weight of decoder layer @L's linear @j, which the executor reads */
+/* The tensors of decoder layer @L that a quantizer may change: the linear
+ * layers' weights, and the norms and biases that algorithms such as AWQ
+ * fold scales into */
 static QuarkTensor **
-linear_weight (Layer *L, guint j)
+layer_tensor (Layer *L, guint j)
 {
-  QuarkTensor **fields[N_LINEAR] = { &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down };
-  return fields[j];
+  QuarkTensor **fields[] = { &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down,
+                             &L->input_norm, &L->post_norm, &L->q_bias, &L->k_bias, &L->v_bias };
+  return j < G_N_ELEMENTS (fields) ? fields[j] : NULL;
 }
 
 /* Quantizes decoder layer @L's linear layers with @quantizer and
  * @calibration, as a whole model would be (so whatever the backend does,
  * algorithms included, from the statistics just learned), reads them back
- * to float, and makes the executor run those weights from now on */
+ * to float, and makes the executor run those weights (and the norms and
+ * biases the quantizer gave back changed) from now on */
 static gboolean
 quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, QuarkCalibration *calibration,
                 GCancellable *cancellable, GError **error)
 {
   g_autoptr(QuarkModel) part = quark_model_new ();
   g_autoptr(QuarkModel) quantized = NULL, restored = NULL;
+  QuarkTensor **field;
 
-  for (guint j = 0; j < N_LINEAR; j++)
-    if (!quark_model_add_tensor (part, *linear_weight (L, j), error))
+  /* the model's config.json, for the topology algorithms read */
+  quark_model_set_metadata (part, quark_model_get_metadata (self->model));
+  for (guint j = 0; (field = layer_tensor (L, j)) != NULL; j++)
+    if (*field != NULL && !quark_model_add_tensor (part, *field, error))
       return FALSE;
   if ((quantized = quark_model_quantizer_quantize_model (quantizer, part, calibration, cancellable, error)) == NULL ||
       (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, error)) == NULL)
@@ -1850,12 +1857,13 @@ quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, Q
       g_prefix_error (error, "%s: ", L->prefix);
       return FALSE;
     }
-  for (guint j = 0; j < N_LINEAR; j++)
+  for (guint j = 0; (field = layer_tensor (L, j)) != NULL; j++)
     {
-      QuarkTensor **field = linear_weight (L, j);
-      QuarkTensor *t = quark_model_get_tensor (restored, quark_tensor_get_name (*field));
+      QuarkTensor *t = *field ? quark_model_get_tensor (restored, quark_tensor_get_name (*field)) : NULL;
       QuarkDType dtype = t ? quark_tensor_get_dtype (t) : QUARK_DTYPE_F32;
 
+      if (*field == NULL)
+        continue;
       if (t == NULL || (dtype != QUARK_DTYPE_F32 && dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16) ||
           quark_tensor_get_n_elements (t) != quark_tensor_get_n_elements (*field))
         {
@@ -1863,6 +1871,8 @@ quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, Q
                        quark_tensor_get_name (*field));
           return FALSE;
         }
+      if (t == *field)
+        continue;
       g_ptr_array_add (self->overrides, g_object_ref (t));
       *field = t;
     }
@@ -1887,9 +1897,10 @@ quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, Q
  * stream of every window is kept; for each decoder layer the inputs of its
  * linear layers are observed, its weights are quantized with @quantizer
  * from the statistics just learned (quark_model_quantizer_quantize_model()
- * on the layer's weights: GPTQ too when the config's `algo_config` has it)
- * and read back to float, and the layer is run again with them to give the
- * next layer's input. `lm_head`'s input is observed last.
+ * on the layer's weights, norms and biases: GPTQ and AWQ too when the
+ * config's `algo_config` has them) and read back to float, with whatever
+ * the quantizer changed (AWQ's scales folded into the norms), and the
+ * layer is run again with them to give the next layer's input. `lm_head`'s input is observed last.
  *
  * Afterwards the executor runs the dequantized weights (an evaluation of
  * the quantized model can follow at once). The session should have

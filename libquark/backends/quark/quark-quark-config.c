@@ -22,6 +22,7 @@
  */
 #include "quark-quark-config.h"
 
+#include <math.h>
 #include <string.h>
 
 /* The spec keys of AMD Quark's QuantizationSpec this backend reads. Other
@@ -217,7 +218,16 @@ struct _QuarkQuarkConfig
   GStrv kv_cache_group;   /* export.kv_cache_group */
   double min_kv_scale;    /* export.min_kv_scale */
   QuarkQuarkGptq gptq;    /* algo_config's "gptq" entry */
+  QuarkQuarkScaling scaling;      /* algo_config's "awq" or "smooth" entry */
 };
+
+static void
+scaling_clear (QuarkQuarkScaling *scaling)
+{
+  g_clear_pointer (&scaling->scaling_layers, json_node_unref);
+  g_clear_pointer (&scaling->decoder_layers, g_free);
+  g_clear_pointer (&scaling->name, g_free);
+}
 
 static void config_iface_init (QuarkQuantizationConfigInterface *iface);
 
@@ -234,6 +244,7 @@ quark_quark_config_finalize (GObject *object)
   g_ptr_array_unref (self->by_name);
   g_strfreev (self->exclude);
   g_strfreev (self->kv_cache_group);
+  scaling_clear (&self->scaling);
   G_OBJECT_CLASS (quark_quark_config_parent_class)->finalize (object);
 }
 
@@ -536,23 +547,252 @@ expect_null_or_empty (JsonObject *object, const char *key, GError **error)
   return FALSE;
 }
 
-/* algo_config: AMD Quark's list of algorithm configs, each named by
- * "name". GPTQ is implemented (GPTQConfig's fields); names of AMD Quark's
- * other algorithms are refused as not implemented, unknown ones as
- * unknown. */
+static void
+scaling_group_free (gpointer data)
+{
+  QuarkQuarkScalingGroup *g = data;
+  g_free (g->prev_op);
+  g_strfreev (g->layers);
+  g_free (g->inp);
+  g_free (g);
+}
+
+GPtrArray *
+quark_quark_scaling_groups_parse (JsonNode *node, const char *path, GError **error)
+{
+  static const char * const keys[] = { "prev_op", "layers", "inp", "module2inspect", "has_kwargs", "help", NULL };
+  g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func (scaling_group_free);
+  JsonArray *list;
+
+  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "%s: expected a list of scaling groups", path);
+      return NULL;
+    }
+  list = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      g_autofree char *item_path = quark_json_path_index (path, i);
+      JsonNode *item = json_array_get_element (list, i);
+      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
+      JsonNode *layers = o ? json_object_get_member (o, "layers") : NULL;
+      g_autoptr(GStrvBuilder) names = g_strv_builder_new ();
+      QuarkQuarkScalingGroup *g;
+      const char *prev = o ? string_member (o, "prev_op") : NULL, *inp;
+
+      if (o == NULL || !quark_json_check_members (o, item_path, keys, error))
+        {
+          if (o == NULL)
+            g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected an object",
+                         item_path);
+          return NULL;
+        }
+      if (prev == NULL || layers == NULL || !JSON_NODE_HOLDS_ARRAY (layers) ||
+          json_array_get_length (json_node_get_array (layers)) == 0)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
+                       "%s: expected \"prev_op\" (a name) and \"layers\" (a list of names)", item_path);
+          return NULL;
+        }
+      for (guint k = 0; k < json_array_get_length (json_node_get_array (layers)); k++)
+        {
+          JsonNode *n = json_array_get_element (json_node_get_array (layers), k);
+          if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                           "%s.layers[%u]: expected a layer name", item_path, k);
+              return NULL;
+            }
+          g_strv_builder_add (names, json_node_get_string (n));
+        }
+      g = g_new0 (QuarkQuarkScalingGroup, 1);
+      g->prev_op = g_strdup (prev);
+      g->layers = g_strv_builder_end (names);
+      inp = string_member (o, "inp");
+      g->inp = g_strdup (inp ? inp : g->layers[0]);
+      g_ptr_array_add (groups, g);
+      if (!g_strv_contains ((const char * const *) g->layers, g->inp))
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s.inp: \"%s\" is not one of the group's layers (its input stands for theirs)", item_path,
+                       g->inp);
+          return NULL;
+        }
+    }
+  return g_steal_pointer (&groups);
+}
+
 static gboolean
-load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, GError **error)
+bad_algo (JsonArray *list, GError **error)
+{
+  json_array_unref (list);
+  (void) error;
+  return FALSE;
+}
+
+/* An optional integer member from 1 to @max into *@out */
+static gboolean
+read_count (JsonObject *o, const char *path, const char *key, gint64 max, guint *out, GError **error)
+{
+  JsonNode *v = json_object_get_member (o, key);
+
+  if (v == NULL || JSON_NODE_HOLDS_NULL (v))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_INT64 ||
+      json_node_get_int (v) < 1 || json_node_get_int (v) > max)
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                   "%s.%s: expected an integer from 1 to %" G_GINT64_FORMAT, path, key, max);
+      return FALSE;
+    }
+  *out = (guint) json_node_get_int (v);
+  return TRUE;
+}
+
+static gboolean
+load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error)
 {
   static const char * const gptq_keys[] = {
     "name", "damp_percent", "block_size", "desc_act", "static_groups", "true_sequential", "inside_layer_modules",
     "model_decoder_layers", "bits", "group_size", NULL
   };
-  static const char * const known[] = { "awq", "smooth", "smoothquant", "rotation", "quarot", "autosmoothquant",
-                                        "qronos", "spinquant", "bias_correction", NULL };
+  JsonNode *v;
+
+  if (!quark_json_check_members (o, path, gptq_keys, error))
+    return FALSE;
+  gptq->enabled = TRUE;
+  if ((v = json_object_get_member (o, "damp_percent")) && !JSON_NODE_HOLDS_NULL (v))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (v) || (json_node_get_value_type (v) != G_TYPE_DOUBLE &&
+                                         json_node_get_value_type (v) != G_TYPE_INT64) ||
+          !(json_node_get_double (v) >= 0.0 && json_node_get_double (v) <= 1.0))
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s.damp_percent: expected a number from 0 to 1", path);
+          return FALSE;
+        }
+      gptq->damp_percent = json_node_get_double (v);
+    }
+  if (!read_count (o, path, "block_size", 65536, &gptq->block_size, error))
+    return FALSE;
+  for (guint k = 0; k < 2; k++)
+    {
+      const char *key = k ? "static_groups" : "desc_act";
+      if ((v = json_object_get_member (o, key)) && !JSON_NODE_HOLDS_NULL (v) &&
+          (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_BOOLEAN))
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                       "%s.%s: expected true or false", path, key);
+          return FALSE;
+        }
+    }
+  gptq->desc_act = json_object_get_boolean_member_with_default (o, "desc_act", TRUE);
+  if (!json_object_get_boolean_member_with_default (o, "static_groups", TRUE))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.static_groups: only true is supported (group scales from the original weights, which "
+                   "AMD Quark's export requires too)", path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* An optional number in [@lo, @hi] (@lo excluded when @open_lo) into *@out */
+static gboolean
+read_number (JsonObject *o, const char *path, const char *key, double lo, gboolean open_lo, double hi, double *out,
+             GError **error)
+{
+  JsonNode *v = json_object_get_member (o, key);
+  double x;
+
+  if (v == NULL || JSON_NODE_HOLDS_NULL (v))
+    return TRUE;
+  x = JSON_NODE_HOLDS_VALUE (v) && (json_node_get_value_type (v) == G_TYPE_DOUBLE ||
+                                    json_node_get_value_type (v) == G_TYPE_INT64) ? json_node_get_double (v) : NAN;
+  if (!(x >= lo && x <= hi) || (open_lo && x == lo))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                   "%s.%s: expected a number from %g%s to %g", path, key, lo, open_lo ? " (excluded)" : "", hi);
+      return FALSE;
+    }
+  *out = x;
+  return TRUE;
+}
+
+/* AMD Quark's AWQConfig (with libquark's n_grid and clip) or
+ * SmoothQuantConfig */
+static gboolean
+load_scaling (JsonObject *o, const char *path, const char *name, QuarkQuarkScaling *scaling, GError **error)
+{
+  static const char * const awq_keys[] = {
+    "name", "scaling_layers", "model_decoder_layers", "num_attention_heads", "num_key_value_heads", "n_grid", "clip",
+    NULL
+  };
+  static const char * const smooth_keys[] = {
+    "name", "scaling_layers", "model_decoder_layers", "num_attention_heads", "num_key_value_heads", "alpha",
+    "scale_clamp_min", NULL
+  };
+  gboolean awq = g_str_equal (name, "awq");
+  JsonNode *v;
+
+  if (!quark_json_check_members (o, path, awq ? awq_keys : smooth_keys, error))
+    return FALSE;
+  scaling->enabled = TRUE;
+  scaling->kind = awq ? QUARK_QUARK_SCALING_AWQ : QUARK_QUARK_SCALING_SMOOTHQUANT;
+  scaling->name = g_strdup (name);
+  if ((v = json_object_get_member (o, "scaling_layers")) && !JSON_NODE_HOLDS_NULL (v))
+    {
+      g_autofree char *p = g_strdup_printf ("%s.scaling_layers", path);
+      g_autoptr(GPtrArray) groups = quark_quark_scaling_groups_parse (v, p, error);
+      if (groups == NULL)
+        return FALSE;
+      scaling->scaling_layers = json_node_copy (v);
+    }
+  if ((v = json_object_get_member (o, "model_decoder_layers")) && !JSON_NODE_HOLDS_NULL (v))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING ||
+          *json_node_get_string (v) == '\0')
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                       "%s.model_decoder_layers: expected a name prefix such as \"model.layers\"", path);
+          return FALSE;
+        }
+      scaling->decoder_layers = g_strdup (json_node_get_string (v));
+    }
+  if (!read_count (o, path, "n_grid", 1000, &scaling->n_grid, error) ||
+      !read_number (o, path, "alpha", 0, FALSE, 1, &scaling->alpha, error) ||
+      !read_number (o, path, "scale_clamp_min", 0, TRUE, 1e30, &scaling->clamp_min, error))
+    return FALSE;
+  if ((v = json_object_get_member (o, "clip")) && !JSON_NODE_HOLDS_NULL (v))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_BOOLEAN)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s.clip: expected true or false",
+                       path);
+          return FALSE;
+        }
+      scaling->clip = json_node_get_boolean (v);
+    }
+  return TRUE;
+}
+
+/* algo_config: AMD Quark's list of algorithm configs, each named by
+ * "name". GPTQ, AWQ and SmoothQuant are implemented (GPTQConfig's,
+ * AWQConfig's and SmoothQuantConfig's fields; AWQ or SmoothQuant, not
+ * both); names of AMD Quark's other algorithms are refused as not
+ * implemented, unknown ones as unknown. */
+static gboolean
+load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *scaling, GError **error)
+{
+  static const char * const known[] = { "rotation", "quarot", "autosmoothquant", "qronos", "spinquant",
+                                        "bias_correction", NULL };
+  static const char * const scalings[] = { "awq", "smooth", "smoothquant", NULL };
   JsonNode *node = json_object_get_member (object, "algo_config");
   JsonArray *list;
 
   *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE };
+  *scaling = (QuarkQuarkScaling) { FALSE, QUARK_QUARK_SCALING_AWQ, NULL, NULL, NULL, 20, TRUE, 1.0, 1e-3 };
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
     return TRUE;
   if (JSON_NODE_HOLDS_OBJECT (node))
@@ -575,77 +815,45 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, GError **error)
       JsonNode *item = json_array_get_element (list, i);
       JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
       const char *name = o ? string_member (o, "name") : NULL;
-      JsonNode *v;
 
       if (name == NULL)
         {
           g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
                        "%s: expected an object with a \"name\"", path);
-          json_array_unref (list);
-          return FALSE;
+          scaling_clear (scaling);
+          return bad_algo (list, error);
         }
-      if (!g_str_equal (name, "gptq"))
+      if ((g_str_equal (name, "gptq") && gptq->enabled) ||
+          (g_strv_contains (scalings, name) && scaling->enabled))
+        {
+          if (g_str_equal (name, "gptq") || g_str_equal (name, scaling->name))
+            g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                         "%s.name: %s is listed twice", path, name);
+          else
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                         "%s.name: %s after %s: one scaling algorithm (awq or smooth) per config", path, name,
+                         scaling->name);
+          scaling_clear (scaling);
+          return bad_algo (list, error);
+        }
+      if (g_str_equal (name, "gptq") ? !load_gptq (o, path, gptq, error)
+          : g_strv_contains (scalings, name) ? !load_scaling (o, path, name, scaling, error) : FALSE)
+        {
+          scaling_clear (scaling);
+          return bad_algo (list, error);
+        }
+      if (!g_str_equal (name, "gptq") && !g_strv_contains (scalings, name))
         {
           if (g_strv_contains (known, name))
             g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                         "%s.name: the %s algorithm is not implemented in the quark backend yet (gptq is)", path, name);
+                         "%s.name: the %s algorithm is not implemented in the quark backend yet (gptq, awq and "
+                         "smooth are)", path, name);
           else
             g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
-                         "%s.name: unknown algorithm \"%s\" (the quark backend implements gptq)", path, name);
-          json_array_unref (list);
-          return FALSE;
-        }
-      if (!quark_json_check_members (o, path, gptq_keys, error))
-        {
-          json_array_unref (list);
-          return FALSE;
-        }
-      gptq->enabled = TRUE;
-      if ((v = json_object_get_member (o, "damp_percent")) && !JSON_NODE_HOLDS_NULL (v))
-        {
-          if (!JSON_NODE_HOLDS_VALUE (v) || (json_node_get_value_type (v) != G_TYPE_DOUBLE &&
-                                             json_node_get_value_type (v) != G_TYPE_INT64) ||
-              !(json_node_get_double (v) >= 0.0 && json_node_get_double (v) <= 1.0))
-            {
-              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
-                           "%s.damp_percent: expected a number from 0 to 1", path);
-              json_array_unref (list);
-              return FALSE;
-            }
-          gptq->damp_percent = json_node_get_double (v);
-        }
-      if ((v = json_object_get_member (o, "block_size")) && !JSON_NODE_HOLDS_NULL (v))
-        {
-          if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_INT64 ||
-              json_node_get_int (v) < 1 || json_node_get_int (v) > 65536)
-            {
-              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
-                           "%s.block_size: expected an integer from 1 to 65536", path);
-              json_array_unref (list);
-              return FALSE;
-            }
-          gptq->block_size = (guint) json_node_get_int (v);
-        }
-      for (guint k = 0; k < 2; k++)
-        {
-          const char *key = k ? "static_groups" : "desc_act";
-          if ((v = json_object_get_member (o, key)) && !JSON_NODE_HOLDS_NULL (v) &&
-              (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_BOOLEAN))
-            {
-              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                           "%s.%s: expected true or false", path, key);
-              json_array_unref (list);
-              return FALSE;
-            }
-        }
-      gptq->desc_act = json_object_get_boolean_member_with_default (o, "desc_act", TRUE);
-      if (!json_object_get_boolean_member_with_default (o, "static_groups", TRUE))
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                       "%s.static_groups: only true is supported (group scales from the original weights, which "
-                       "AMD Quark's export requires too)", path);
-          json_array_unref (list);
-          return FALSE;
+                         "%s.name: unknown algorithm \"%s\" (the quark backend implements gptq, awq and smooth)",
+                         path, name);
+          scaling_clear (scaling);
+          return bad_algo (list, error);
         }
     }
   json_array_unref (list);
@@ -787,6 +995,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   gboolean pack_reorder = TRUE;
   double min_kv_scale = 0.0;
   QuarkQuarkGptq gptq;
+  QuarkQuarkScaling scaling = { 0 };
   JsonNode *global_node;
 
   if (!quark_json_check_members (object, NULL, config_keys, error))
@@ -800,15 +1009,17 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
       return FALSE;
     }
   if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, &min_kv_scale, error) ||
-      !load_algo_config (object, &gptq, error))
+      !load_algo_config (object, &gptq, &scaling, error))
     return FALSE;
   global = load_layer (global_node, "global_quant_config", error);
-  if (global == NULL)
-    return FALSE;
-  if (!load_layer_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
+  if (global == NULL ||
+      !load_layer_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
       !load_layer_map (object, "layer_quant_config", FALSE, by_name, error) ||
       !quark_json_read_patterns (object, "exclude", &exclude, error))
-    return FALSE;
+    {
+      scaling_clear (&scaling);
+      return FALSE;
+    }
 
   /* everything parsed: replace the config's content at once */
   g_set_object (&self->global, global);
@@ -823,7 +1034,15 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   self->kv_cache_group = g_steal_pointer (&kv_cache_group);
   self->min_kv_scale = min_kv_scale;
   self->gptq = gptq;
+  scaling_clear (&self->scaling);
+  self->scaling = scaling;
   return TRUE;
+}
+
+const QuarkQuarkScaling *
+quark_quark_config_get_scaling (QuarkQuarkConfig *self)
+{
+  return self->scaling.enabled ? &self->scaling : NULL;
 }
 
 const QuarkQuarkGptq *
@@ -1002,16 +1221,40 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   for (guint i = 0; self->exclude[i]; i++)
     json_array_add_string_element (exclude, self->exclude[i]);
   json_object_set_array_member (object, "exclude", exclude);
-  if (self->gptq.enabled)
+  if (self->gptq.enabled || self->scaling.enabled)
     {
       JsonArray *algos = json_array_new ();
-      JsonObject *g = json_object_new ();
-      json_object_set_string_member (g, "name", "gptq");
-      json_object_set_double_member (g, "damp_percent", self->gptq.damp_percent);
-      json_object_set_int_member (g, "block_size", self->gptq.block_size);
-      json_object_set_boolean_member (g, "desc_act", self->gptq.desc_act);
-      json_object_set_boolean_member (g, "static_groups", TRUE);
-      json_array_add_object_element (algos, g);
+      if (self->scaling.enabled)
+        {
+          const QuarkQuarkScaling *sc = &self->scaling;
+          JsonObject *a = json_object_new ();
+          json_object_set_string_member (a, "name", sc->name);
+          if (sc->scaling_layers)
+            json_object_set_member (a, "scaling_layers", json_node_copy (sc->scaling_layers));
+          if (sc->decoder_layers)
+            json_object_set_string_member (a, "model_decoder_layers", sc->decoder_layers);
+          if (sc->kind == QUARK_QUARK_SCALING_AWQ)
+            {
+              json_object_set_int_member (a, "n_grid", sc->n_grid);
+              json_object_set_boolean_member (a, "clip", sc->clip);
+            }
+          else
+            {
+              json_object_set_double_member (a, "alpha", sc->alpha);
+              json_object_set_double_member (a, "scale_clamp_min", sc->clamp_min);
+            }
+          json_array_add_object_element (algos, a);
+        }
+      if (self->gptq.enabled)
+        {
+          JsonObject *g = json_object_new ();
+          json_object_set_string_member (g, "name", "gptq");
+          json_object_set_double_member (g, "damp_percent", self->gptq.damp_percent);
+          json_object_set_int_member (g, "block_size", self->gptq.block_size);
+          json_object_set_boolean_member (g, "desc_act", self->gptq.desc_act);
+          json_object_set_boolean_member (g, "static_groups", TRUE);
+          json_array_add_object_element (algos, g);
+        }
       json_object_set_array_member (object, "algo_config", algos);
     }
   else

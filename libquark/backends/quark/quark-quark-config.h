@@ -25,7 +25,36 @@ typedef struct {
   gboolean desc_act;
 } QuarkQuarkGptq;
 
+/* algo_config's AWQ or SmoothQuant entry: per-input-channel scales folded
+ * into the layers that produce the input */
+typedef enum {
+  QUARK_QUARK_SCALING_AWQ,
+  QUARK_QUARK_SCALING_SMOOTHQUANT,
+} QuarkQuarkScalingKind;
+
+typedef struct {
+  gboolean enabled;
+  QuarkQuarkScalingKind kind;
+  char *name;                   /* as the config names it: awq, smooth or smoothquant */
+  JsonNode *scaling_layers;     /* a checked list in AMD Quark's schema; NULL: the model's topology */
+  char *decoder_layers;         /* model_decoder_layers; NULL: the topology's */
+  guint n_grid;                 /* AWQ: scale search points (libquark's key; AMD Quark's 20) */
+  gboolean clip;                /* AWQ: the clipping search (libquark's key; AMD Quark always clips) */
+  double alpha, clamp_min;      /* SmoothQuant: migration strength, smallest scale */
+} QuarkQuarkScaling;
+
+/* One scaling group, names relative to a decoder layer */
+typedef struct {
+  char *prev_op;
+  GStrv layers;
+  char *inp;
+} QuarkQuarkScalingGroup;
+
+/* A list in AMD Quark's scaling_layers schema to groups (errors name @path) */
+GPtrArray *quark_quark_scaling_groups_parse (JsonNode *node, const char *path, GError **error);
+
 gboolean quark_quark_config_get_pack_reorder (QuarkQuarkConfig *self);
+const QuarkQuarkScaling *quark_quark_config_get_scaling (QuarkQuarkConfig *self);
 const QuarkQuarkGptq *quark_quark_config_get_gptq (QuarkQuarkConfig *self);
 float    quark_quark_config_get_min_kv_scale (QuarkQuarkConfig *self, const char *layer);
 

@@ -11,6 +11,7 @@
 #include "quark-quark-quantizer.h"
 #include "quark-quark-config.h"
 #include "quark-quark-rows.h"
+#include "quark-quark-scaling.h"
 
 #include <math.h>
 #include <string.h>
@@ -677,6 +678,7 @@ add_activation_params (QuarkTensorSpec   *spec,
                        const char        *layer,
                        QuarkRole          role,
                        QuarkCalibration  *calibration,
+                       const float       *abs_max,
                        float              min_scale,
                        QuarkModel        *out,
                        GError           **error)
@@ -696,7 +698,27 @@ add_activation_params (QuarkTensorSpec   *spec,
 
   if (calibration == NULL)
     return no_calibration_error (error, layer, prefix);
-  if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL)
+  if (abs_max)
+    {
+      /* the input was scaled (AWQ, SmoothQuant): its range after the
+       * scaling, for the specs a symmetric range determines */
+      if (quark_tensor_spec_get_qscheme (spec) != QUARK_QSCHEME_PER_TENSOR ||
+          quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX ||
+          (quark_dtype_is_integer (dtype) && !quark_tensor_spec_get_symmetric (spec)))
+        {
+          g_autofree char *s = quark_tensor_spec_to_string (spec);
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "layer %s: its input is scaled by the config's algorithm, and a static %s spec on a scaled "
+                       "input is not implemented (per-tensor symmetric min-max specs and dynamic specs are)",
+                       layer, s);
+          return FALSE;
+        }
+      mins = g_new (float, 1);
+      maxs = g_new (float, 1);
+      mins[0] = -*abs_max;
+      maxs[0] = *abs_max;
+    }
+  else if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL)
     {
       if (!quark_calibration_get_channel_min_max (calibration, layer, role, NULL, &mins, &maxs, &n))
         {
@@ -794,12 +816,12 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
  * not integer matrices. */
 static gboolean
 apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, QuarkTensorSpec *spec,
-            QuarkCalibration *calibration, QuarkModel **logical, GError **error)
+            QuarkCalibration *calibration, QuarkQuarkScalingPlan *plan, QuarkModel **logical, GError **error)
 {
   const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
   const char *name = quark_tensor_get_name (tensor);
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL), *zp_name = g_strconcat (name, "_zero_point", NULL);
-  g_autoptr(QuarkTensor) gram = NULL, codes = NULL;
+  g_autoptr(QuarkTensor) gram = NULL, scaled_gram = NULL, codes = NULL;
   g_autoptr(QuarkModel) replaced = NULL;
   QuarkTensor *zp;
 
@@ -814,10 +836,13 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
                    "calibration session with second-moments set)", layer);
       return FALSE;
     }
+  /* after AWQ, the layer's input is x / s */
+  scaled_gram = quark_quark_scaling_plan_scale_gram (plan, name, gram);
   zp = quark_model_get_tensor (*logical, zp_name);
   codes = quark_gptq_quantize (tensor, spec, quark_model_get_tensor (*logical, name),
                                quark_model_get_tensor (*logical, scale_name),
-                               zp && quark_tensor_spec_get_symmetric (spec) ? NULL : zp, gram, gptq->damp_percent,
+                               zp && quark_tensor_spec_get_symmetric (spec) ? NULL : zp, scaled_gram,
+                               gptq->damp_percent,
                                gptq->block_size, gptq->desc_act, error);
   if (codes == NULL)
     return FALSE;
@@ -833,21 +858,64 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
   return TRUE;
 }
 
+QuarkTensorSpec *
+quark_quark_quantizer_weight_spec (QuarkQuarkQuantizer *self, QuarkTensor *tensor)
+{
+  g_autofree char *layer = weight_layer_name (tensor);
+  return layer ? quark_quantization_config_get_tensor_spec (self->config, layer, layer_type_for (tensor),
+                                                            QUARK_ROLE_WEIGHT) : NULL;
+}
+
+QuarkTensor *
+quark_quark_quantizer_round_weight (QuarkQuarkQuantizer *self, QuarkTensor *weight, QuarkTensorSpec *spec,
+                                    QuarkDType scale_dtype, GError **error)
+{
+  const char *name = quark_tensor_get_name (weight);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL), *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autoptr(QuarkModel) logical = quark_model_new ();
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  QuarkTensor *codes;
+  gsize n;
+  g_autofree float *values = NULL;
+
+  if (!quantize_tensor_with_spec (weight, spec, self->allow_nonfinite, scale_dtype, NULL, logical, error))
+    return NULL;
+  codes = quark_model_get_tensor (logical, name);
+  if (dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16)
+    return quark_tensor_spec_dequantize (spec, codes, quark_model_get_tensor (logical, scale_name),
+                                         quark_model_get_tensor (logical, zp_name), error);
+  /* a cast: the narrowed tensor is the result */
+  if ((values = quark_tensor_to_floats (codes, &n, error)) == NULL)
+    return NULL;
+  {
+    guint n_dims;
+    const gint64 *shape = quark_tensor_get_shape (weight, &n_dims);
+    return quark_tensor_new_from_floats (name, shape, n_dims, values, n, error);
+  }
+}
+
 /* One input tensor to its output tensors, in @chunk. Runs in worker
  * threads: it reads the config and the model, both shared read-only. */
 static gboolean
 process_tensor (QuarkQuarkQuantizer    *self,
-                QuarkTensor            *tensor,
+                QuarkTensor            *original,
                 QuarkCalibration       *calibration,
+                QuarkQuarkScalingPlan      *plan,
                 QuarkCheckpointFormat  *format,
                 QuarkQuarkWorkers      *workers,
                 QuarkModel             *chunk,
                 GError                **error)
 {
-  g_autofree char *layer = weight_layer_name (tensor);
+  g_autofree char *layer = weight_layer_name (original);
   g_autoptr(QuarkTensorSpec) spec = NULL;
-  const char *type = layer_type_for (tensor);
+  const char *type = layer_type_for (original);
+  /* AWQ's or SmoothQuant's scales (and clips), when planned for this
+   * tensor: the weight is quantized from (and a norm replaced by) the
+   * transformed float32 tensor */
+  g_autoptr(QuarkTensor) tensor = quark_quark_scaling_plan_apply (plan, original, error);
 
+  if (tensor == NULL)
+    return FALSE;
   if (layer != NULL)
     spec = quark_quantization_config_get_tensor_spec (self->config, layer, type, QUARK_ROLE_WEIGHT);
   if (spec == NULL)
@@ -855,9 +923,9 @@ process_tensor (QuarkQuarkQuantizer    *self,
   {
     g_autoptr(QuarkModel) logical = quark_model_new ();
     QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
-                                                                      quark_tensor_get_dtype (tensor));
+                                                                      quark_tensor_get_dtype (original));
     if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, workers, logical, error) ||
-        !apply_gptq (self, tensor, layer, spec, calibration, &logical, error) ||
+        !apply_gptq (self, tensor, layer, spec, calibration, plan, &logical, error) ||
         !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
                                                 chunk, error))
       return FALSE;
@@ -869,20 +937,24 @@ process_tensor (QuarkQuarkQuantizer    *self,
         ? quark_quark_config_get_min_kv_scale (QUARK_QUARK_CONFIG (self->config), layer) : 0.0f;
       g_autoptr(QuarkModel) params = NULL;
       const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
+      float scaled_max;
+      gboolean scaled = role == QUARK_ROLE_INPUT &&
+                        quark_quark_scaling_plan_input_abs_max (plan, layer, calibration, &scaled_max);
       g_autofree char *scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
       g_autofree char *zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
 
       if (act == NULL || quark_tensor_spec_get_is_dynamic (act))
         continue;   /* dynamic: computed at run time, nothing stored */
       params = quark_model_new ();
-      if (!add_activation_params (act, layer, role, calibration, min_scale, params, error) ||
+      if (!add_activation_params (act, layer, role, calibration, scaled ? &scaled_max : NULL, min_scale, params,
+                                  error) ||
           !quark_checkpoint_format_export_activation (format, layer, role, act,
                                                       quark_model_get_tensor (params, scale_name),
                                                       quark_model_get_tensor (params, zp_name), chunk, error))
         return FALSE;
     }
   /* the input is done with: let the kernel drop its mapped pages */
-  quark_tensor_release_mapped_pages (tensor);
+  quark_tensor_release_mapped_pages (original);
   return TRUE;
 }
 
@@ -890,6 +962,7 @@ typedef struct {
   QuarkQuarkQuantizer *self;
   QuarkTensor *tensor;
   QuarkCalibration *calibration;
+  QuarkQuarkScalingPlan *plan;
   QuarkCheckpointFormat *format;
   QuarkQuarkWorkers *workers;
   QuarkModel *chunk;
@@ -903,7 +976,7 @@ static void
 run_job (gpointer data, gpointer user_data)
 {
   Job *job = data;
-  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->format, job->workers, job->chunk,
+  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->plan, job->format, job->workers, job->chunk,
                                 &job->error);
 
   g_assert (ok == (job->error == NULL));
@@ -938,6 +1011,8 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   guint window = self->threads > 1 ? 2 * self->threads : 1;
   gboolean all_rows = TRUE;
   g_autoptr(QuarkQuarkWorkers) workers = NULL;
+  g_autoptr(QuarkQuarkScalingPlan) plan = NULL;
+  const QuarkQuarkScaling *scaling;
   guint64 total = 0, done = 0;
   g_autofree Job *jobs = g_new0 (Job, MAX (n_tensors, 1));
   GThreadPool *pool = NULL;
@@ -977,6 +1052,12 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   if (!quark_checkpoint_format_prepare (format, error))
     return FALSE;
 
+  /* AWQ or SmoothQuant: every scale (and clip) found before any tensor is
+   * written */
+  scaling = quark_quark_config_get_scaling (QUARK_QUARK_CONFIG (self->config));
+  if (scaling != NULL && (plan = quark_quark_scaling_plan_new (self, scaling, model, calibration, format, error)) == NULL)
+    return FALSE;
+
   g_mutex_init (&lock);
   g_cond_init (&cond);
   if (self->threads > 1 && all_rows)
@@ -1003,6 +1084,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
           j->self = self;
           j->tensor = quark_model_get_tensor_at (model, submitted - 1);
           j->calibration = calibration;
+          j->plan = plan;
           j->format = format;
           j->workers = workers;
           j->chunk = quark_model_new ();

@@ -19,4 +19,15 @@ void quark_quark_int_params (float                 min_val,
                              int32_t               qmax,
                              QuarkKernelIntParams *params);
 
+/* The spec of a weight tensor's layer (NULL: not quantized) */
+QuarkTensorSpec *quark_quark_quantizer_weight_spec (QuarkQuarkQuantizer *self,
+                                                    QuarkTensor         *tensor);
+/* @weight quantized with @spec by round-to-nearest and dequantized again:
+ * float32, shaped like @weight */
+QuarkTensor *    quark_quark_quantizer_round_weight (QuarkQuarkQuantizer *self,
+                                                     QuarkTensor         *weight,
+                                                     QuarkTensorSpec     *spec,
+                                                     QuarkDType           scale_dtype,
+                                                     GError             **error);
+
 G_END_DECLS

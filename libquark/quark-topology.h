@@ -1,0 +1,22 @@
+/* quark-topology.h: which layers of a model feed which
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(QUARK_INSIDE) && !defined(QUARK_COMPILATION)
+#error "Only <quark/quark.h> can be included directly."
+#endif
+
+#include <json-glib/json-glib.h>
+
+#include "quark-version-macros.h"
+
+G_BEGIN_DECLS
+
+QUARK_AVAILABLE_IN_1_0
+JsonNode * quark_topology_get_scaling_layers (JsonNode    *model_config,
+                                              char       **decoder_layers,
+                                              GError     **error);
+
+G_END_DECLS
