@@ -89,9 +89,19 @@ quark_model_quantizer_real_quantize_model_to_writer (QuarkModelQuantizer    *sel
   return out != NULL && quark_checkpoint_writer_add_model (writer, out, error);
 }
 
+static QuarkModel *
+quark_model_quantizer_real_prepare_model (QuarkModelQuantizer  *self,
+                                          QuarkModel           *model,
+                                          GCancellable         *cancellable,
+                                          GError              **error)
+{
+  return g_object_ref (model);
+}
+
 static void
 quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
 {
+  iface->prepare_model = quark_model_quantizer_real_prepare_model;
   iface->quantize_model_to_writer = quark_model_quantizer_real_quantize_model_to_writer;
   iface->dequantize_model = quark_model_quantizer_real_dequantize_model;
   iface->quantize_model = quark_model_quantizer_real_quantize_model;
@@ -141,6 +151,18 @@ check_not_quantized (QuarkModel *model, GError **error)
                "the model is already quantized (%s); dequantize it first "
                "(quark_model_quantizer_dequantize_model(), or quark quantize --requantize)", reason);
   return FALSE;
+}
+
+/* Not cancelled, and a float model */
+static gboolean
+check_model_to_quantize (QuarkModel *model, GCancellable *cancellable, GError **error)
+{
+  if (g_cancellable_is_cancelled (cancellable))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
+      return FALSE;
+    }
+  return check_not_quantized (model, error);
 }
 
 /* What a checkpoint's config.json holds unless the backend says otherwise:
@@ -220,13 +242,7 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (g_cancellable_is_cancelled (cancellable))
-    {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Operation was cancelled");
-      return NULL;
-    }
-
-  if (!check_not_quantized (model, error))
+  if (!check_model_to_quantize (model, cancellable, error))
     return NULL;
   result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model (self, model, calibration,
                                                                     cancellable, error);
@@ -239,6 +255,43 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
       g_autoptr(JsonNode) metadata = default_metadata (self, model);
       quark_model_set_metadata (result, metadata);
     }
+  return result;
+}
+
+/**
+ * quark_model_quantizer_prepare_model:
+ * @self: a #QuarkModelQuantizer
+ * @model: a float model
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Applies the transformations of the float model that the config asks for
+ * before calibration and quantization, such as a rotation of the residual
+ * stream (`docs/algorithms.md`). Calibrate the result (its activations
+ * are the ones the quantized model will see) and quantize the result.
+ * Backends without such transformations, and configs that ask for none,
+ * give @model itself.
+ *
+ * Returns: (transfer full): the model to calibrate and quantize, or %NULL
+ *   with @error set
+ */
+QuarkModel *
+quark_model_quantizer_prepare_model (QuarkModelQuantizer  *self,
+                                     QuarkModel           *model,
+                                     GCancellable         *cancellable,
+                                     GError              **error)
+{
+  QuarkModel *result;
+
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (model), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!check_model_to_quantize (model, cancellable, error))
+    return NULL;
+  result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->prepare_model (self, model, cancellable, error);
+  g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
   return result;
 }
 

@@ -34,6 +34,8 @@ G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QU
  * @quantize_model_to_writer: quantizes a model and hands each output tensor
  *   to a #QuarkCheckpointWriter as soon as it is made; the default runs
  *   @quantize_model and then writes its result
+ * @prepare_model: transforms the float model as the config asks before it
+ *   is calibrated (rotation); the default returns the model itself
  *
  * The virtual methods of #QuarkModelQuantizer.
  */
@@ -59,6 +61,10 @@ struct _QuarkModelQuantizerInterface
                                             QuarkCheckpointWriter  *writer,
                                             GCancellable           *cancellable,
                                             GError                **error);
+  QuarkModel * (*prepare_model) (QuarkModelQuantizer  *self,
+                                 QuarkModel           *model,
+                                 GCancellable         *cancellable,
+                                 GError              **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -67,6 +73,11 @@ QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_model_quantizer_quantize_model       (QuarkModelQuantizer  *self,
                                                                       QuarkModel           *model,
                                                                       QuarkCalibration     *calibration,
+                                                                      GCancellable         *cancellable,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_model_quantizer_prepare_model        (QuarkModelQuantizer  *self,
+                                                                      QuarkModel           *model,
                                                                       GCancellable         *cancellable,
                                                                       GError              **error);
 QUARK_AVAILABLE_IN_1_0

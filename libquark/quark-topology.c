@@ -7,6 +7,8 @@
 #include "quark-topology.h"
 #include "quark-error.h"
 
+#include <string.h>
+
 /**
  * SECTION:quark-topology
  * @Title: Topology
@@ -32,6 +34,68 @@ static const char llama_scaling_layers[] =
   "{\"prev_op\": \"mlp.up_proj\", \"layers\": [\"mlp.down_proj\"], \"inp\": \"mlp.down_proj\"}"
   "]";
 
+/* The Llama family's residual stream: what writes it, what reads it
+ * through which norm */
+static const char llama_residual_stream[] =
+  "{\"embedding\": \"model.embed_tokens\", \"decoder_layers\": \"model.layers\","
+  " \"norms\": [{\"norm\": \"input_layernorm\","
+  "              \"readers\": [\"self_attn.q_proj\", \"self_attn.k_proj\", \"self_attn.v_proj\"]},"
+  "             {\"norm\": \"post_attention_layernorm\", \"readers\": [\"mlp.gate_proj\", \"mlp.up_proj\"]}],"
+  " \"writers\": [\"self_attn.o_proj\", \"mlp.down_proj\"],"
+  " \"final_norm\": \"model.norm\", \"head\": \"lm_head\"}";
+
+static const char *
+llama_family_type (JsonNode *model_config, GError **error)
+{
+  static const char * const llama_family[] = { "llama", "mistral", "qwen2", NULL };
+  JsonObject *object;
+  const char *type;
+
+  if (model_config == NULL || !JSON_NODE_HOLDS_OBJECT (model_config) ||
+      (object = json_node_get_object (model_config)) == NULL ||
+      !json_object_has_member (object, "model_type") ||
+      (type = json_object_get_string_member_with_default (object, "model_type", NULL)) == NULL)
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                           "config.json: model_type is missing, so the model's topology is unknown");
+      return NULL;
+    }
+  if (!g_strv_contains (llama_family, type))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "config.json: model_type \"%s\" has no known topology (llama, mistral and qwen2 have)", type);
+      return NULL;
+    }
+  return type;
+}
+
+/**
+ * quark_topology_get_residual_stream:
+ * @model_config: a model's `config.json` content
+ * @error: return location for a #GError
+ *
+ * How the model's residual stream flows, for transformations of the whole
+ * stream such as rotation: an object with `embedding` (the token embedding
+ * that starts it), `decoder_layers` (the prefix of decoder layer N's
+ * names), `norms` (per decoder layer, each norm with the linear layers that
+ * read the stream through it, names relative to the layer), `writers` (the
+ * linear layers that add their output to the stream), `final_norm` and
+ * `head` (the output projection read through it). Known for the
+ * `model_type`s `llama`, `mistral` and `qwen2`.
+ *
+ * Returns: (transfer full): a JSON object, or %NULL with the errors of
+ *   quark_topology_get_scaling_layers()
+ */
+JsonNode *
+quark_topology_get_residual_stream (JsonNode *model_config, GError **error)
+{
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (llama_family_type (model_config, error) == NULL)
+    return NULL;
+  return json_from_string (llama_residual_stream, NULL);
+}
+
 /**
  * quark_topology_get_scaling_layers:
  * @model_config: a model's `config.json` content
@@ -55,29 +119,63 @@ static const char llama_scaling_layers[] =
 JsonNode *
 quark_topology_get_scaling_layers (JsonNode *model_config, char **decoder_layers, GError **error)
 {
-  static const char * const llama_family[] = { "llama", "mistral", "qwen2", NULL };
-  JsonObject *object;
-  const char *type;
-
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (model_config == NULL || !JSON_NODE_HOLDS_OBJECT (model_config) ||
-      (object = json_node_get_object (model_config)) == NULL ||
-      !json_object_has_member (object, "model_type") ||
-      (type = json_object_get_string_member_with_default (object, "model_type", NULL)) == NULL)
-    {
-      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                           "config.json: model_type is missing, so the model's topology is unknown");
-      return NULL;
-    }
-  if (!g_strv_contains (llama_family, type))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "config.json: model_type \"%s\" has no known topology (llama, mistral and qwen2 have); "
-                   "give scaling_layers explicitly", type);
-      return NULL;
-    }
+  if (llama_family_type (model_config, error) == NULL)
+    return NULL;
   if (decoder_layers)
     *decoder_layers = g_strdup ("model.layers");
   return json_from_string (llama_scaling_layers, NULL);
+}
+
+static int
+compare_uint (gconstpointer a, gconstpointer b)
+{
+  guint x = *(const guint *) a, y = *(const guint *) b;
+  return x < y ? -1 : x > y;
+}
+
+/**
+ * quark_topology_get_layer_indices:
+ * @model: a model
+ * @prefix: the name prefix of the decoder layers, such as `model.layers`
+ * @n_indices: (out): the number of indices
+ *
+ * The decoder layers @model has tensors of: every N for which a tensor is
+ * named `PREFIX.N.…`, in increasing order.
+ *
+ * Returns: (array length=n_indices) (transfer full): the indices
+ */
+guint *
+quark_topology_get_layer_indices (QuarkModel *model, const char *prefix, guint *n_indices)
+{
+  g_autofree char *start = NULL;
+  g_autoptr(GHashTable) seen = g_hash_table_new (g_direct_hash, g_direct_equal);
+  GArray *out;
+
+  g_return_val_if_fail (QUARK_IS_MODEL (model), NULL);
+  g_return_val_if_fail (prefix != NULL, NULL);
+  g_return_val_if_fail (n_indices != NULL, NULL);
+
+  start = g_strconcat (prefix, ".", NULL);
+  out = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+    {
+      const char *name = quark_tensor_get_name (quark_model_get_tensor_at (model, i));
+      char *end;
+      guint64 n;
+      guint index;
+
+      if (!g_str_has_prefix (name, start) || !g_ascii_isdigit (name[strlen (start)]))
+        continue;
+      n = g_ascii_strtoull (name + strlen (start), &end, 10);
+      if (*end != '.' || n >= G_MAXUINT || g_hash_table_contains (seen, GUINT_TO_POINTER ((guint) n + 1)))
+        continue;
+      g_hash_table_add (seen, GUINT_TO_POINTER ((guint) n + 1));
+      index = (guint) n;
+      g_array_append_val (out, index);
+    }
+  g_array_sort (out, compare_uint);
+  *n_indices = out->len;
+  return (guint *) g_array_free (out, FALSE);
 }

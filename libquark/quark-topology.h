@@ -11,6 +11,7 @@
 #include <json-glib/json-glib.h>
 
 #include "quark-version-macros.h"
+#include "quark-model.h"
 
 G_BEGIN_DECLS
 
@@ -18,5 +19,14 @@ QUARK_AVAILABLE_IN_1_0
 JsonNode * quark_topology_get_scaling_layers (JsonNode    *model_config,
                                               char       **decoder_layers,
                                               GError     **error);
+
+QUARK_AVAILABLE_IN_1_0
+JsonNode * quark_topology_get_residual_stream (JsonNode  *model_config,
+                                               GError   **error);
+
+QUARK_AVAILABLE_IN_1_0
+guint *    quark_topology_get_layer_indices   (QuarkModel  *model,
+                                               const char  *prefix,
+                                               guint       *n_indices);
 
 G_END_DECLS

@@ -36,5 +36,6 @@
 #include "algorithms/gptq/quark-gptq.h"
 #include "algorithms/awq/quark-awq.h"
 #include "algorithms/smoothquant/quark-smoothquant.h"
+#include "algorithms/rotation/quark-rotation.h"
 
 #undef QUARK_INSIDE

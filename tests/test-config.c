@@ -47,7 +47,7 @@ static const InvalidCase invalid_cases[] = {
   { "bad-observer", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.observer_cls: \"KLObserver\" is not supported" },
   { "mx-without-element", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.mx_element_dtype: dtype mx needs" },
   { "scale-quant", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.is_scale_quant: two-stage scale quantization" },
-  { "algo-config", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "algo_config[0].name: the rotation algorithm is not implemented" },
+  { "algo-config", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "algo_config[0].name: the quarot algorithm is not implemented" },
   { "algo-config-unknown", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "algo_config[0].name: unknown algorithm \"gtpq\"" },
   { "algo-config-dynamic-groups", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "algo_config[0].static_groups: only true" },
   { "quant-method", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "quant_method: expected \"quark\"" },

@@ -1032,6 +1032,22 @@ quantize_job_steps (QuantizeJob *job, GError **error)
         g_ptr_array_add (job->non_float, g_strdup_printf ("%s %s", quark_tensor_get_name (t),
                                                           quark_dtype_get_name (quark_tensor_get_dtype (t))));
     }
+  {
+    /* the config's transformations of the float model (rotation) come
+     * before calibration: the model calibrated and quantized is this one */
+    g_autoptr(QuarkModel) prepared = quark_model_quantizer_prepare_model (quantizer, job->model, job->cancellable,
+                                                                          error);
+    if (prepared == NULL)
+      return FALSE;
+    if (prepared != job->model && job->stats_file)
+      {
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "--calibration %s: the config transforms the "
+                     "model before calibration (rotation), and statistics from a file describe the model before "
+                     "it; use --calibration-text", job->stats_file);
+        return FALSE;
+      }
+    g_set_object (&job->model, prepared);
+  }
   if (job->stats_file && (calibration = quark_calibration_load (job->stats_file, error)) == NULL)
     return FALSE;
   if (job->calibration_text &&
@@ -1105,7 +1121,7 @@ cmd_quantize (int argc, char **argv)
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
     { "calibration", 0, 0, G_OPTION_ARG_FILENAME, &stats_file, "Static activation scales from this statistics file (saved by a calibration session)", "FILE" },
-    { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &algorithms, "Improve on round-to-nearest with these algorithms, comma-separated (awq, gptq; awq runs first); they need second moments: --calibration-text, or --calibration with a file that has them", "NAMES" },
+    { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &algorithms, "Improve on round-to-nearest with these algorithms, comma-separated (rotation, awq or smooth, gptq; they run in that order); all but rotation need second moments: --calibration-text, or --calibration with a file that has them", "NAMES" },
     { "calibration-text", 0, 0, G_OPTION_ARG_FILENAME, &calibration_text, "Calibrate static activation scales by running MODEL (Llama family) natively on this text", "FILE" },
     { "calibration-tokens", 0, 0, G_OPTION_ARG_INT, &calibration_tokens, "Run at most this many tokens of --calibration-text, in windows of 512 (default 16384)", "N" },
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },

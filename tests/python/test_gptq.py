@@ -170,7 +170,7 @@ def test_cli_algorithm_gptq(tmp_path):
     # GPTQ needs second moments: without calibration, an error and no output
     p = run('quantize', d, '-o', tmp_path / 'none', '--config', cfg, '--algorithm', 'gptq')
     assert p.returncode == 1 and 'second moments' in p.stderr and not os.path.exists(tmp_path / 'none')
-    p = run('quantize', d, '-o', tmp_path / 'rot', '--config', cfg, '--algorithm', 'rotation')
+    p = run('quantize', d, '-o', tmp_path / 'qr', '--config', cfg, '--algorithm', 'quarot')
     assert p.returncode == 1 and 'not implemented' in p.stderr
     p = run('quantize', d, '-o', tmp_path / 'g', '--config', cfg, '--algorithm', 'gptq',
             '--calibration-text', text)

@@ -219,6 +219,7 @@ struct _QuarkQuarkConfig
   double min_kv_scale;    /* export.min_kv_scale */
   QuarkQuarkGptq gptq;    /* algo_config's "gptq" entry */
   QuarkQuarkScaling scaling;      /* algo_config's "awq" or "smooth" entry */
+  QuarkQuarkRotation rotation;    /* algo_config's "rotation" entry */
 };
 
 static void
@@ -720,6 +721,54 @@ read_number (JsonObject *o, const char *path, const char *key, double lo, gboole
   return TRUE;
 }
 
+/* AMD Quark's RotationConfig: the model's own topology, a Hadamard matrix
+ * (random signs with "random"; libquark's "seed") */
+static gboolean
+load_rotation (JsonObject *o, const char *path, QuarkQuarkRotation *rotation, GError **error)
+{
+  static const char * const keys[] = { "name", "random", "seed", "model_decoder_layers", "scaling_layers", NULL };
+  JsonNode *v;
+
+  if (!quark_json_check_members (o, path, keys, error))
+    return FALSE;
+  rotation->enabled = TRUE;
+  if ((v = json_object_get_member (o, "scaling_layers")) && !JSON_NODE_HOLDS_NULL (v))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s.scaling_layers: rotation follows the "
+                   "model's own topology (llama, mistral, qwen2); explicit layers are not implemented", path);
+      return FALSE;
+    }
+  if ((v = json_object_get_member (o, "model_decoder_layers")) && !JSON_NODE_HOLDS_NULL (v) &&
+      (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING ||
+       !g_str_equal (json_node_get_string (v), "model.layers")))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s.model_decoder_layers: rotation follows "
+                   "the model's own topology, whose decoder layers are \"model.layers\"", path);
+      return FALSE;
+    }
+  if ((v = json_object_get_member (o, "random")) && !JSON_NODE_HOLDS_NULL (v))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_BOOLEAN)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s.random: expected true or "
+                       "false", path);
+          return FALSE;
+        }
+      rotation->random = json_node_get_boolean (v);
+    }
+  if ((v = json_object_get_member (o, "seed")) && !JSON_NODE_HOLDS_NULL (v))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_INT64 || json_node_get_int (v) < 0)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE, "%s.seed: expected an integer "
+                       "from 0", path);
+          return FALSE;
+        }
+      rotation->seed = (guint64) json_node_get_int (v);
+    }
+  return TRUE;
+}
+
 /* AMD Quark's AWQConfig (with libquark's n_grid and clip) or
  * SmoothQuantConfig */
 static gboolean
@@ -783,16 +832,17 @@ load_scaling (JsonObject *o, const char *path, const char *name, QuarkQuarkScali
  * both); names of AMD Quark's other algorithms are refused as not
  * implemented, unknown ones as unknown. */
 static gboolean
-load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *scaling, GError **error)
+load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *scaling,
+                  QuarkQuarkRotation *rotation, GError **error)
 {
-  static const char * const known[] = { "rotation", "quarot", "autosmoothquant", "qronos", "spinquant",
-                                        "bias_correction", NULL };
+  static const char * const known[] = { "quarot", "autosmoothquant", "qronos", "spinquant", "bias_correction", NULL };
   static const char * const scalings[] = { "awq", "smooth", "smoothquant", NULL };
   JsonNode *node = json_object_get_member (object, "algo_config");
   JsonArray *list;
 
   *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE };
   *scaling = (QuarkQuarkScaling) { FALSE, QUARK_QUARK_SCALING_AWQ, NULL, NULL, NULL, 20, TRUE, 1.0, 1e-3 };
+  *rotation = (QuarkQuarkRotation) { FALSE, FALSE, 0 };
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
     return TRUE;
   if (JSON_NODE_HOLDS_OBJECT (node))
@@ -823,10 +873,10 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
           scaling_clear (scaling);
           return bad_algo (list, error);
         }
-      if ((g_str_equal (name, "gptq") && gptq->enabled) ||
+      if ((g_str_equal (name, "gptq") && gptq->enabled) || (g_str_equal (name, "rotation") && rotation->enabled) ||
           (g_strv_contains (scalings, name) && scaling->enabled))
         {
-          if (g_str_equal (name, "gptq") || g_str_equal (name, scaling->name))
+          if (g_str_equal (name, "gptq") || g_str_equal (name, "rotation") || g_str_equal (name, scaling->name))
             g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
                          "%s.name: %s is listed twice", path, name);
           else
@@ -837,21 +887,22 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
           return bad_algo (list, error);
         }
       if (g_str_equal (name, "gptq") ? !load_gptq (o, path, gptq, error)
+          : g_str_equal (name, "rotation") ? !load_rotation (o, path, rotation, error)
           : g_strv_contains (scalings, name) ? !load_scaling (o, path, name, scaling, error) : FALSE)
         {
           scaling_clear (scaling);
           return bad_algo (list, error);
         }
-      if (!g_str_equal (name, "gptq") && !g_strv_contains (scalings, name))
+      if (!g_str_equal (name, "gptq") && !g_str_equal (name, "rotation") && !g_strv_contains (scalings, name))
         {
           if (g_strv_contains (known, name))
             g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                         "%s.name: the %s algorithm is not implemented in the quark backend yet (gptq, awq and "
-                         "smooth are)", path, name);
+                         "%s.name: the %s algorithm is not implemented in the quark backend yet (rotation, awq, "
+                         "smooth and gptq are)", path, name);
           else
             g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
-                         "%s.name: unknown algorithm \"%s\" (the quark backend implements gptq, awq and smooth)",
-                         path, name);
+                         "%s.name: unknown algorithm \"%s\" (the quark backend implements rotation, awq, smooth "
+                         "and gptq)", path, name);
           scaling_clear (scaling);
           return bad_algo (list, error);
         }
@@ -996,6 +1047,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   double min_kv_scale = 0.0;
   QuarkQuarkGptq gptq;
   QuarkQuarkScaling scaling = { 0 };
+  QuarkQuarkRotation rotation;
   JsonNode *global_node;
 
   if (!quark_json_check_members (object, NULL, config_keys, error))
@@ -1009,7 +1061,7 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
       return FALSE;
     }
   if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, &min_kv_scale, error) ||
-      !load_algo_config (object, &gptq, &scaling, error))
+      !load_algo_config (object, &gptq, &scaling, &rotation, error))
     return FALSE;
   global = load_layer (global_node, "global_quant_config", error);
   if (global == NULL ||
@@ -1036,7 +1088,14 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   self->gptq = gptq;
   scaling_clear (&self->scaling);
   self->scaling = scaling;
+  self->rotation = rotation;
   return TRUE;
+}
+
+const QuarkQuarkRotation *
+quark_quark_config_get_rotation (QuarkQuarkConfig *self)
+{
+  return self->rotation.enabled ? &self->rotation : NULL;
 }
 
 const QuarkQuarkScaling *
@@ -1221,9 +1280,17 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   for (guint i = 0; self->exclude[i]; i++)
     json_array_add_string_element (exclude, self->exclude[i]);
   json_object_set_array_member (object, "exclude", exclude);
-  if (self->gptq.enabled || self->scaling.enabled)
+  if (self->gptq.enabled || self->scaling.enabled || self->rotation.enabled)
     {
       JsonArray *algos = json_array_new ();
+      if (self->rotation.enabled)
+        {
+          JsonObject *a = json_object_new ();
+          json_object_set_string_member (a, "name", "rotation");
+          json_object_set_boolean_member (a, "random", self->rotation.random);
+          json_object_set_int_member (a, "seed", (gint64) self->rotation.seed);
+          json_array_add_object_element (algos, a);
+        }
       if (self->scaling.enabled)
         {
           const QuarkQuarkScaling *sc = &self->scaling;

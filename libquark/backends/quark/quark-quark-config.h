@@ -43,6 +43,16 @@ typedef struct {
   double alpha, clamp_min;      /* SmoothQuant: migration strength, smallest scale */
 } QuarkQuarkScaling;
 
+/* algo_config's rotation entry (AMD Quark's RotationConfig) */
+typedef struct {
+  gboolean enabled;
+  gboolean random;              /* random signs on the Hadamard matrix's rows */
+  guint64 seed;                 /* libquark's key: their seed */
+} QuarkQuarkRotation;
+
+/* The metadata key that marks a model rotated by prepare_model() */
+#define QUARK_QUARK_PREPARED_KEY "libquark_prepared"
+
 /* One scaling group, names relative to a decoder layer */
 typedef struct {
   char *prev_op;
@@ -55,6 +65,7 @@ GPtrArray *quark_quark_scaling_groups_parse (JsonNode *node, const char *path, G
 
 gboolean quark_quark_config_get_pack_reorder (QuarkQuarkConfig *self);
 const QuarkQuarkScaling *quark_quark_config_get_scaling (QuarkQuarkConfig *self);
+const QuarkQuarkRotation *quark_quark_config_get_rotation (QuarkQuarkConfig *self);
 const QuarkQuarkGptq *quark_quark_config_get_gptq (QuarkQuarkConfig *self);
 float    quark_quark_config_get_min_kv_scale (QuarkQuarkConfig *self, const char *layer);
 

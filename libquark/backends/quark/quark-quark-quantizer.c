@@ -1052,6 +1052,18 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   if (!quark_checkpoint_format_prepare (format, error))
     return FALSE;
 
+  /* rotation happened before calibration, in prepare_model() */
+  metadata = quark_model_get_metadata (model);
+  if (quark_quark_config_get_rotation (QUARK_QUARK_CONFIG (self->config)) != NULL &&
+      !(metadata && JSON_NODE_HOLDS_OBJECT (metadata) &&
+        json_object_has_member (json_node_get_object (metadata), QUARK_QUARK_PREPARED_KEY)))
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                           "the config rotates the model, and this model was not rotated: quantize (and calibrate) "
+                           "the model quark_model_quantizer_prepare_model() gives");
+      return FALSE;
+    }
+
   /* AWQ or SmoothQuant: every scale (and clip) found before any tensor is
    * written */
   scaling = quark_quark_config_get_scaling (QUARK_QUARK_CONFIG (self->config));
@@ -1143,9 +1155,11 @@ run_quantization (QuarkModelQuantizer    *quantizer,
     return FALSE;
 
   /* metadata: the model's, with the config that produced the result */
-  metadata = quark_model_get_metadata (model);
   if (metadata && JSON_NODE_HOLDS_OBJECT (metadata))
-    meta = quark_json_copy (metadata);
+    {
+      meta = quark_json_copy (metadata);
+      json_object_remove_member (json_node_get_object (meta), QUARK_QUARK_PREPARED_KEY);
+    }
   else
     {
       JsonObject *empty = json_object_new ();
@@ -1302,9 +1316,62 @@ quark_quark_quantizer_dequantize_model (QuarkModelQuantizer  *quantizer,
   return g_steal_pointer (&out);
 }
 
+/* algo_config's rotation: the residual stream rotated by a Hadamard
+ * matrix of the hidden size, the result marked as rotated */
+static QuarkModel *
+quark_quark_quantizer_prepare_model (QuarkModelQuantizer  *quantizer,
+                                     QuarkModel           *model,
+                                     GCancellable         *cancellable,
+                                     GError              **error)
+{
+  QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
+  const QuarkQuarkRotation *rotation = quark_quark_config_get_rotation (QUARK_QUARK_CONFIG (self->config));
+  JsonNode *metadata = quark_model_get_metadata (model);
+  g_autoptr(JsonNode) stream = NULL, marked = NULL;
+  g_autoptr(QuarkTensor) q = NULL;
+  g_autoptr(QuarkModel) rotated = NULL;
+  g_autofree char *embedding = NULL;
+  QuarkTensor *e;
+
+  if (rotation == NULL)
+    return g_object_ref (model);
+  if (metadata && JSON_NODE_HOLDS_OBJECT (metadata) &&
+      json_object_has_member (json_node_get_object (metadata), QUARK_QUARK_PREPARED_KEY))
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                           "rotation: the model is already rotated");
+      return NULL;
+    }
+  if ((stream = quark_topology_get_residual_stream (metadata, error)) == NULL)
+    {
+      g_prefix_error (error, "rotation: ");
+      return NULL;
+    }
+  embedding = g_strconcat (json_object_get_string_member (json_node_get_object (stream), "embedding"), ".weight",
+                           NULL);
+  e = quark_model_get_tensor (model, embedding);
+  if (e == NULL || quark_tensor_get_n_dims (e) != 2)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "rotation: %s is missing or not a matrix",
+                   embedding);
+      return NULL;
+    }
+  if ((q = quark_rotation_matrix ((guint) quark_tensor_get_dim (e, 1), rotation->random, rotation->seed,
+                                  error)) == NULL ||
+      (rotated = quark_rotation_rotate_model (model, stream, q, error)) == NULL)
+    return NULL;
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return NULL;
+  marked = quark_json_copy (metadata);
+  json_object_set_string_member (json_node_get_object (marked), QUARK_QUARK_PREPARED_KEY, "rotation");
+  quark_model_set_metadata (rotated, marked);
+  return g_steal_pointer (&rotated);
+}
+
 static void
 quantizer_iface_init (QuarkModelQuantizerInterface *iface)
 {
+  iface->prepare_model = quark_quark_quantizer_prepare_model;
   iface->dequantize_model = quark_quark_quantizer_dequantize_model;
   iface->quantize_model_to_writer = quark_quark_quantizer_quantize_model_to_writer;
   iface->quantize_model = quark_quark_quantizer_quantize_model;

@@ -130,31 +130,6 @@ quark_quark_scaling_plan_get_counts (QuarkQuarkScalingPlan *plan, guint *scaled,
   *skipped = plan->skipped;
 }
 
-/* The decoder layer indices present in @model under PREFIX.N. */
-static GArray *
-decoder_indices (QuarkModel *model, const char *prefix)
-{
-  g_autofree char *start = g_strconcat (prefix, ".", NULL);
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (guint));
-  g_autoptr(GHashTable) seen = g_hash_table_new (g_direct_hash, g_direct_equal);
-
-  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
-    {
-      const char *name = quark_tensor_get_name (quark_model_get_tensor_at (model, i));
-      char *end;
-      guint64 n;
-
-      if (!g_str_has_prefix (name, start) || !g_ascii_isdigit (name[strlen (start)]))
-        continue;
-      n = g_ascii_strtoull (name + strlen (start), &end, 10);
-      if (*end != '.' || n > G_MAXUINT || g_hash_table_contains (seen, GUINT_TO_POINTER ((guint) n + 1)))
-        continue;
-      g_hash_table_add (seen, GUINT_TO_POINTER ((guint) n + 1));
-      g_array_append_val (out, n);
-    }
-  return out;
-}
-
 /* The second moments of @layer's input: H, mean |x| and max |x| as asked */
 static gboolean
 moments_of (QuarkQuarkScalingPlan *plan, QuarkCalibration *calibration, const char *layer, QuarkTensor **gram,
@@ -319,7 +294,8 @@ quark_quark_scaling_plan_new (QuarkQuarkQuantizer *quantizer, const QuarkQuarkSc
   g_autoptr(QuarkQuarkScalingPlan) plan = g_new0 (QuarkQuarkScalingPlan, 1);
   g_autoptr(JsonNode) topology = NULL;
   g_autoptr(GPtrArray) groups = NULL;
-  g_autoptr(GArray) indices = NULL;
+  g_autofree guint *indices = NULL;
+  guint n_layers = 0;
   g_autofree char *prefix = NULL;
   RoundData round = { quantizer, format, model };
 
@@ -337,7 +313,7 @@ quark_quark_scaling_plan_new (QuarkQuarkQuantizer *quantizer, const QuarkQuarkSc
       topology = quark_topology_get_scaling_layers (quark_model_get_metadata (model), &prefix, error);
       if (topology == NULL)
         {
-          g_prefix_error (error, "%s: ", plan->algorithm);
+          g_prefix_error (error, "%s (give scaling_layers in its config for other models): ", plan->algorithm);
           return NULL;
         }
     }
@@ -352,18 +328,18 @@ quark_quark_scaling_plan_new (QuarkQuarkQuantizer *quantizer, const QuarkQuarkSc
                                              "scaling_layers", error);
   if (groups == NULL)
     return NULL;
-  indices = decoder_indices (model, prefix);
-  for (guint i = 0; i < indices->len; i++)
+  indices = quark_topology_get_layer_indices (model, prefix, &n_layers);
+  for (guint i = 0; i < n_layers; i++)
     {
-      g_autofree char *base = g_strdup_printf ("%s.%u", prefix, g_array_index (indices, guint, i));
+      g_autofree char *base = g_strdup_printf ("%s.%u", prefix, indices[i]);
       for (guint g = 0; g < groups->len; g++)
         if (!plan_group (plan, scaling, g_ptr_array_index (groups, g), base, model, calibration, &round, error))
           return NULL;
     }
   if (scaling->kind == QUARK_QUARK_SCALING_AWQ && scaling->clip)
-    for (guint i = 0; i < indices->len; i++)
+    for (guint i = 0; i < n_layers; i++)
       {
-        g_autofree char *base = g_strdup_printf ("%s.%u", prefix, g_array_index (indices, guint, i));
+        g_autofree char *base = g_strdup_printf ("%s.%u", prefix, indices[i]);
         g_autoptr(GHashTable) done = g_hash_table_new (g_str_hash, g_str_equal);
         for (guint g = 0; g < groups->len; g++)
           {
