@@ -161,6 +161,8 @@ def calibration_file(src, config_path, tmp_path):
     config = registry.config_from_file(str(config_path))
     m = Quark.Model.load(str(src), None)
     session = Quark.Calibration.new_for_config(config, m)
+    # the algorithms (algo_config) read second moments
+    session.props.second_moments = 'algo_config' in json.loads(config_path.read_text())
     observe_inputs(session, np.random.default_rng(1))
     path = tmp_path / 'stats.json'
     session.save(str(path))
@@ -621,6 +623,9 @@ QUARK_PRESET_SCHEMES = {
     'mxfp4': 'QuarkOCP_MX', 'mxfp6_e2m3': 'QuarkOCP_MX', 'mxfp6_e3m2': 'QuarkOCP_MX',
     'mxfp4_fp8': 'QuarkW4A8MXFp4Fp8', 'mxfp8': 'QuarkW8A8Mxfp8',
     'int8_per_channel_wo': None, 'int4_fp8': None,
+    # the recipes with an algorithm write the scheme of the preset they add it to
+    'int4_wo_128_awq': 'QuarkW4A16Int4', 'uint4_wo_128_awq': 'QuarkW4A16Int4', 'int4_wo_128_gptq': 'QuarkW4A16Int4',
+    'int8_smoothquant': 'QuarkW8A8Int8',
 }
 
 
@@ -634,7 +639,7 @@ def test_every_quark_preset_names_its_vllm_scheme(tmp_path):
         args, config_path = config_args(['--preset', preset], tmp_path, src)
         cfg = json.loads(config_path.read_text())
         inputs = cfg['global_quant_config'].get('input_tensors')
-        if inputs and not inputs.get('is_dynamic'):
+        if (inputs and not inputs.get('is_dynamic')) or cfg.get('algo_config'):
             args = args + ['--calibration', str(calibration_file(src, config_path, tmp_path))]
         out = tmp_path / ('q-' + preset)
         r = quantize(src, out, *args)

@@ -16,6 +16,9 @@
 #define MX(dt, dyn) "{\"dtype\": \"" dt "\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32, " \
                     "\"scale_format\": \"e8m0\", \"scale_calculation_mode\": \"even\", \"is_dynamic\": " dyn "}"
 #define PRESET(layer) "{\"global_quant_config\": {" layer "}, \"exclude\": [\"lm_head\"]}"
+/* AMD Quark's recipes that add an algorithm (its LLM example's --quant_algo) */
+#define PRESET_ALGO(layer, algo) "{\"global_quant_config\": {" layer "}, \"exclude\": [\"lm_head\"], " \
+                                 "\"algo_config\": [" algo "]}"
 
 static const struct { const char *name, *description, *json; } presets[] = {
   { "int8", "W8A8 int8: per-tensor weights and static per-tensor inputs (needs calibration)",
@@ -44,6 +47,16 @@ static const struct { const char *name, *description, *json; } presets[] = {
   { "mxfp8", "OCP MXFP8 (E4M3) weights and dynamic inputs",
     PRESET (W (MX ("fp8_e4m3", "false")) ", " I (MX ("fp8_e4m3", "true"))) },
   { "int8_per_channel_wo", "int8 per-channel symmetric weights only", PRESET (W ("{\"dtype\": \"int8\", \"qscheme\": \"per_channel\"}")) },
+  { "int4_wo_128_awq", "int4_wo_128 with AWQ (needs calibration with second moments)",
+    PRESET_ALGO (W (INT4_GROUP (128)), "{\"name\": \"awq\"}") },
+  { "uint4_wo_128_awq", "uint4_wo_128 with AWQ (needs calibration with second moments)",
+    PRESET_ALGO (W (UINT4_GROUP (128)), "{\"name\": \"awq\"}") },
+  { "int4_wo_128_gptq", "int4_wo_128 with GPTQ (needs calibration with second moments)",
+    PRESET_ALGO (W (INT4_GROUP (128)), "{\"name\": \"gptq\"}") },
+  { "int8_smoothquant", "int8 (W8A8) with SmoothQuant, alpha 0.5 (needs calibration with second moments)",
+    PRESET_ALGO (W ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}") ", "
+                 I ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}"),
+                 "{\"name\": \"smooth\", \"alpha\": 0.5}") },
 };
 
 static const struct { const char *alias, *preset; } aliases[] = {
