@@ -244,3 +244,69 @@ def test_sequential_calibration_matches_the_checkpoint(tmp_path):
     assert np.allclose(array(a, np.float64), array(b, np.float64), rtol=1e-9)
     a, b = session.get_second_moments(later)[0], plain.get_second_moments(later)[0]
     assert not np.allclose(array(a, np.float64), array(b, np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['int4_g32', 'uint4_g32_asym', 'int3_g16'])
+def test_dynamic_groups_match_reference(name):
+    # static_groups false: each group's parameters from its columns as GPTQ
+    # left them when the group's first column comes (columns in order)
+    sp = SPECS[name]()
+    w, x = problem(4)
+    gram = x.astype(np.float64).T @ x.astype(np.float64)
+    codes, scale, zp = rtn(w, sp)
+    lo, hi = {Quark.DType.INT4: (-8, 7), Quark.DType.UINT4: (0, 15), Quark.DType.INT3: (-4, 3)}[sp.get_dtype()]
+    symmetric = sp.get_symmetric()
+    group = sp.get_group_size()
+
+    def params(values):
+        # AMD Quark's min-max parameters (the quark backend's), float32
+        mn, mx = np.float32(min(values.min(), 0)), np.float32(max(values.max(), 0))
+        if symmetric:
+            return max(np.float32(max(-mn, mx) / np.float32((hi - lo) / 2)), np.float32(1.1920929e-07)), \
+                np.float32(0)
+        s = max(np.float32((mx - mn) / np.float32(hi - lo)), np.float32(1.1920929e-07))
+        return s, np.float32(np.clip(lo - np.rint(mn / s), lo, hi))
+
+    def params_cb(values, n_values, _data):
+        return params(np.array(values[:n_values], dtype=np.float32))
+
+    new_codes, new_scale, new_zp = Quark.gptq_quantize_dynamic(
+        tensor('w', w), sp, codes, scale, zp if not symmetric else None,
+        tensor('gram', gram, Quark.DType.FLOAT64), 0.01, 32, params_cb, None)
+
+    # the reference, column by column in float64 with float32 parameters
+    m, n = w.shape
+    h = gram.copy()
+    h[np.diag_indices(n)] += 0.01 * np.mean(np.diag(h))
+    u = np.linalg.cholesky(np.linalg.inv(h)).T
+    ww = w.astype(np.float64).copy()
+    want = np.zeros((m, n), dtype=np.int64)
+    s_want = np.zeros((m, n // group), dtype=np.float32)
+    want_z = np.zeros((m, n // group), dtype=np.float32)
+    for j in range(n):
+        if j % group == 0:
+            for r in range(m):
+                s_want[r, j // group], want_z[r, j // group] = params(ww[r, j:j + group].astype(np.float32))
+        sc, zc = s_want[:, j // group], want_z[:, j // group]
+        q = np.clip(np.rint(ww[:, j].astype(np.float32) * (np.float32(1) / sc) + zc), lo, hi)
+        want[:, j] = q
+        e = (ww[:, j] - (q.astype(np.float32) - zc) * sc) / u[j, j]
+        ww[:, j + 1:] -= np.outer(e, u[j, j + 1:])
+    got = array(new_codes, code_dtype(sp)).astype(np.int64)
+    got_s = array(new_scale, np.float32).reshape(m, -1)
+    # float32 blocked updates against float64 column updates: parameters to
+    # a few ulps, codes equal but at exact rounding boundaries (a code that
+    # flipped there moves the rest of its row's groups: int3's coarse grid
+    # has a few)
+    assert np.mean(np.isclose(got_s, s_want, rtol=1e-5)) > 0.98
+    assert np.mean(got == want) > 0.995 and np.abs(got - want).max() <= 1
+    assert not np.array_equal(got_s, array(scale, np.float32).reshape(m, -1))     # the scales moved
+    if not symmetric:
+        assert new_zp is not None
+    # and the output error is lower than with the static groups
+    static = Quark.gptq_quantize(tensor('w', w), sp, codes, scale, zp if not symmetric else None,
+                                 tensor('gram', gram, Quark.DType.FLOAT64), 0.01, 32, False)
+    err_static = np.linalg.norm(x @ (w - dequant(sp, static, scale, zp)).T)
+    err_dynamic = np.linalg.norm(x @ (w - dequant(sp, new_codes, new_scale, new_zp if not symmetric else zp)).T)
+    assert err_dynamic < 1.05 * err_static
+

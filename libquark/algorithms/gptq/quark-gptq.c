@@ -139,6 +139,8 @@ typedef struct {
   gsize m, n, block, esize;
   QuarkDType dtype;
   const QuarkKernelIntParams *ip;
+  QuarkGptqParamsFunc params_func;      /* dynamic groups: NULL for static ones */
+  gpointer user_data;
 } ColumnJob;
 
 static double
@@ -172,6 +174,19 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
           gsize orig = j->perm[c], grp = orig / p->group;
           float d = j->u[c * n + c];
           const float *urow = j->u + c * n;
+
+          /* dynamic groups (natural order): each group's parameters from
+           * its columns as updated so far, when its first column comes */
+          if (j->params_func && orig % p->group == 0)
+            for (gsize r = 0; r < mr; r++)
+              {
+                gsize at = (begin + r) * p->n_groups + grp;
+                float zero = 0.0f;
+                j->params_func (j->w + (begin + r) * n + c, MIN (p->group, n - c), &p->scales[at], &zero,
+                                j->user_data);
+                if (p->zero_points)
+                  p->zero_points[at] = zero;
+              }
 
           for (gsize r = 0; r < mr; r++)
             {
@@ -242,10 +257,124 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
  *   %QUARK_ERROR_INVALID_ARGUMENT when the tensors do not fit each other,
  *   %QUARK_ERROR_INVALID_TENSOR when H is not positive definite
  */
+static QuarkTensor *
+gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
+          QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size, gboolean desc_act,
+          QuarkGptqParamsFunc params_func, gpointer user_data, QuarkTensor **new_scale,
+          QuarkTensor **new_zero_point, GError **error);
+
 QuarkTensor *
 quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
                      QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size,
                      gboolean desc_act, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR (weight), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return gptq_run (weight, spec, codes, scale, zero_point, gram, damp_percent, block_size, desc_act, NULL, NULL,
+                   NULL, NULL, error);
+}
+
+/* @values as @like's dtype (scales: float dtypes; zero points: integers) */
+static QuarkTensor *
+tensor_like (QuarkTensor *like, const float *values, gsize n, GError **error)
+{
+  QuarkDType dtype = quark_tensor_get_dtype (like);
+  gsize esize = quark_dtype_get_element_size (dtype);
+  g_autofree guint8 *data = g_malloc (MAX (n, 1) * esize);
+  g_autoptr(GBytes) bytes = NULL;
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (like, &n_dims);
+
+  if (quark_dtype_is_integer (dtype))
+    for (gsize i = 0; i < n; i++)
+      {
+        gint64 v = (gint64) values[i];
+        switch (esize)
+          {
+          case 1: data[i] = (guint8) v; break;
+          case 2: ((guint16 *) data)[i] = (guint16) v; break;
+          default: ((guint32 *) data)[i] = (guint32) v; break;
+          }
+      }
+  else if (!quark_kernel_convert_from_f32 (dtype, values, data, n))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE, "%s: GPTQ cannot write %s parameters",
+                   quark_tensor_get_name (like), quark_dtype_get_name (dtype));
+      return NULL;
+    }
+  bytes = g_bytes_new_take (g_steal_pointer (&data), n * esize);
+  return quark_tensor_new (quark_tensor_get_name (like), dtype, shape, n_dims, bytes, error);
+}
+
+/**
+ * quark_gptq_quantize_dynamic:
+ * @weight: a float weight [out_features, in_features]
+ * @spec: its integer spec, per group along the input features (or per
+ *   channel along axis 0, where it is the same as static groups)
+ * @codes: the codes round-to-nearest gave @weight
+ * @scale: the scales round-to-nearest gave it (their dtype and shape are
+ *   kept)
+ * @zero_point: (nullable): its zero points, %NULL for 0
+ * @gram: the Gram matrix of the layer's input, as for quark_gptq_quantize()
+ * @damp_percent: the damping (AMD Quark's default 0.01)
+ * @block_size: columns updated together (AMD Quark's default 128)
+ * @params_func: (scope call) (closure user_data): computes a group's scale
+ *   and zero point from its values
+ * @user_data: data for @params_func
+ * @new_scale: (out) (transfer full): return location for the new scales
+ * @new_zero_point: (out) (optional) (nullable) (transfer full): return
+ *   location for the new zero points (%NULL without @zero_point)
+ * @error: return location for a #GError
+ *
+ * GPTQ with dynamic groups (AMD Quark's `static_groups: false` without
+ * `desc_act`, GPTQ's reference behaviour): the columns are taken in their
+ * order, and when the first column of a group comes, the group's scale and
+ * zero point are computed by @params_func from the group's columns as the
+ * updates so far have left them, so the parameters follow the compensated
+ * weights. The result has the layout of round-to-nearest's (no column
+ * order to store), with new codes, scales and zero points.
+ *
+ * Returns: (transfer full): the new codes, or %NULL with @error set (as
+ *   quark_gptq_quantize(); %QUARK_ERROR_UNSUPPORTED_SCHEME for per-tensor
+ *   specs)
+ */
+QuarkTensor *
+quark_gptq_quantize_dynamic (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
+                             QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size,
+                             QuarkGptqParamsFunc params_func, gpointer user_data, QuarkTensor **new_scale,
+                             QuarkTensor **new_zero_point, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR (weight), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
+  g_return_val_if_fail (params_func != NULL, NULL);
+  g_return_val_if_fail (new_scale != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s: dynamic groups need per-group or "
+                   "per-channel weights", quark_tensor_get_name (weight));
+      return NULL;
+    }
+  return gptq_run (weight, spec, codes, scale, zero_point, gram, damp_percent, block_size, FALSE, params_func,
+                   user_data, new_scale, new_zero_point, error);
+}
+
+static QuarkTensor *
+gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
+          QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size, gboolean desc_act,
+          QuarkGptqParamsFunc params_func, gpointer user_data, QuarkTensor **new_scale,
+          QuarkTensor **new_zero_point, GError **error)
 {
   const char *name;
   QuarkDType dtype;
@@ -263,14 +392,6 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
   double damp = 0.0;
   gsize count;
   QuarkTensor *result = NULL;
-
-  g_return_val_if_fail (QUARK_IS_TENSOR (weight), NULL);
-  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
-  g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
-  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
-  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
-  g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
-  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   name = quark_tensor_get_name (weight);
   dtype = quark_tensor_spec_get_dtype (spec);
@@ -376,7 +497,7 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
 
   out = g_malloc (m * n * esize);
   {
-    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip };
+    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip, params_func, user_data };
     QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
     int blas_threads = openblas_get_num_threads ();
 
@@ -389,7 +510,21 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
   {
     gint64 shape[2] = { (gint64) m, (gint64) n };
     g_autoptr(GBytes) bytes = g_bytes_new_take (g_steal_pointer (&out), m * n * esize);
+    gsize n_params = (p.per_row ? m : 1) * p.n_groups;
     result = quark_tensor_new (quark_tensor_get_name (codes), dtype, shape, 2, bytes, error);
+    if (result && params_func)
+      {
+        /* the parameters the dynamic groups chose */
+        if ((*new_scale = tensor_like (scale, p.scales, n_params, error)) == NULL ||
+            (zero_point && new_zero_point &&
+             (*new_zero_point = tensor_like (zero_point, p.zero_points, n_params, error)) == NULL))
+          {
+            g_clear_object (new_scale);
+            g_clear_object (&result);
+          }
+        else if (new_zero_point && zero_point == NULL)
+          *new_zero_point = NULL;
+      }
   }
 
 out:

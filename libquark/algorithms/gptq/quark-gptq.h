@@ -28,4 +28,39 @@ QuarkTensor * quark_gptq_quantize (QuarkTensor      *weight,
                                    gboolean          desc_act,
                                    GError          **error);
 
+/**
+ * QuarkGptqParamsFunc:
+ * @values: (array length=n_values): one row's values of one group, as GPTQ
+ *   has updated them
+ * @n_values: their number
+ * @scale: (out): return location for the group's scale
+ * @zero_point: (out): return location for its zero point (0 for symmetric
+ *   specs)
+ * @user_data: the data given with the function
+ *
+ * Computes a group's quantization parameters as the backend's
+ * round-to-nearest would from these values. Called from several threads
+ * at once.
+ */
+typedef void (*QuarkGptqParamsFunc) (const float *values,
+                                     gsize        n_values,
+                                     float       *scale,
+                                     float       *zero_point,
+                                     gpointer     user_data);
+
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor * quark_gptq_quantize_dynamic (QuarkTensor          *weight,
+                                           QuarkTensorSpec      *spec,
+                                           QuarkTensor          *codes,
+                                           QuarkTensor          *scale,
+                                           QuarkTensor          *zero_point,
+                                           QuarkTensor          *gram,
+                                           double                damp_percent,
+                                           guint                 block_size,
+                                           QuarkGptqParamsFunc   params_func,
+                                           gpointer              user_data,
+                                           QuarkTensor         **new_scale,
+                                           QuarkTensor         **new_zero_point,
+                                           GError              **error);
+
 G_END_DECLS

@@ -689,11 +689,12 @@ load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error
         }
     }
   gptq->desc_act = json_object_get_boolean_member_with_default (o, "desc_act", TRUE);
-  if (!json_object_get_boolean_member_with_default (o, "static_groups", TRUE))
+  gptq->static_groups = json_object_get_boolean_member_with_default (o, "static_groups", TRUE);
+  if (!gptq->static_groups && gptq->desc_act)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s.static_groups: only true is supported (group scales from the original weights, which "
-                   "AMD Quark's export requires too)", path);
+                   "%s.static_groups: false with desc_act forms the groups in activation order, which needs a "
+                   "column order (g_idx) in the checkpoint; use static_groups true, or desc_act false", path);
       return FALSE;
     }
   return TRUE;
@@ -840,7 +841,7 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
   JsonNode *node = json_object_get_member (object, "algo_config");
   JsonArray *list;
 
-  *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE };
+  *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE, TRUE };
   *scaling = (QuarkQuarkScaling) { FALSE, QUARK_QUARK_SCALING_AWQ, NULL, NULL, NULL, 20, TRUE, 1.0, 1e-3 };
   *rotation = (QuarkQuarkRotation) { FALSE, FALSE, 0 };
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
@@ -1319,7 +1320,7 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
           json_object_set_double_member (g, "damp_percent", self->gptq.damp_percent);
           json_object_set_int_member (g, "block_size", self->gptq.block_size);
           json_object_set_boolean_member (g, "desc_act", self->gptq.desc_act);
-          json_object_set_boolean_member (g, "static_groups", TRUE);
+          json_object_set_boolean_member (g, "static_groups", self->gptq.static_groups);
           json_array_add_object_element (algos, g);
         }
       json_object_set_array_member (object, "algo_config", algos);

@@ -23,6 +23,7 @@ typedef struct {
   double damp_percent;
   guint block_size;
   gboolean desc_act;
+  gboolean static_groups;       /* FALSE: dynamic groups (needs desc_act FALSE) */
 } QuarkQuarkGptq;
 
 /* algo_config's AWQ or SmoothQuant entry: per-input-channel scales folded

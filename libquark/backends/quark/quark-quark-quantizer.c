@@ -810,6 +810,36 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
   return TRUE;
 }
 
+/* Dynamic groups' parameters, as round-to-nearest computes them */
+typedef struct {
+  gboolean symmetric, pow2;
+  int32_t qmin, qmax;
+  QuarkDType scale_dtype;
+} GroupParams;
+
+static void
+group_params (const float *values, gsize n, float *scale, float *zero_point, gpointer user_data)
+{
+  const GroupParams *g = user_data;
+  QuarkKernelIntParams p;
+  float lo = INFINITY, hi = -INFINITY;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      lo = fminf (lo, values[i]);
+      hi = fmaxf (hi, values[i]);
+    }
+  if (g->pow2)
+    quark_pow2_int_params (lo, hi, g->symmetric, g->qmin, g->qmax, &p);
+  else
+    quark_quark_int_params (lo, hi, g->symmetric, g->qmin, g->qmax, &p);
+  /* narrowed to the checkpoint's scale dtype, as round-to-nearest does */
+  if (g->scale_dtype != QUARK_DTYPE_F32)
+    quark_quark_round_scale (&p.scale, g->scale_dtype, "GPTQ", NULL);
+  *scale = p.scale;
+  *zero_point = p.zero_point;
+}
+
 /* algo_config's GPTQ: the round-to-nearest codes in *@logical replaced by
  * GPTQ's, from the second moments of the layer's input; the scales and zero
  * points stay. Nothing to do without a GPTQ entry or for weights that are
@@ -821,7 +851,7 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
   const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
   const char *name = quark_tensor_get_name (tensor);
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL), *zp_name = g_strconcat (name, "_zero_point", NULL);
-  g_autoptr(QuarkTensor) gram = NULL, scaled_gram = NULL, codes = NULL;
+  g_autoptr(QuarkTensor) gram = NULL, scaled_gram = NULL, codes = NULL, new_scale = NULL, new_zp = NULL;
   g_autoptr(QuarkModel) replaced = NULL;
   QuarkTensor *zp;
 
@@ -839,18 +869,38 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
   /* after AWQ, the layer's input is x / s */
   scaled_gram = quark_quark_scaling_plan_scale_gram (plan, name, gram);
   zp = quark_model_get_tensor (*logical, zp_name);
-  codes = quark_gptq_quantize (tensor, spec, quark_model_get_tensor (*logical, name),
-                               quark_model_get_tensor (*logical, scale_name),
-                               zp && quark_tensor_spec_get_symmetric (spec) ? NULL : zp, scaled_gram,
-                               gptq->damp_percent,
-                               gptq->block_size, gptq->desc_act, error);
+  if (zp && quark_tensor_spec_get_symmetric (spec))
+    zp = NULL;
+  if (gptq->static_groups || quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR)
+    codes = quark_gptq_quantize (tensor, spec, quark_model_get_tensor (*logical, name),
+                                 quark_model_get_tensor (*logical, scale_name), zp, scaled_gram,
+                                 gptq->damp_percent, gptq->block_size, gptq->desc_act, error);
+  else
+    {
+      gint64 qmin, qmax;
+      GroupParams g;
+
+      quark_dtype_get_integer_range (quark_tensor_spec_get_dtype (spec), quark_tensor_spec_get_narrow_range (spec),
+                                     &qmin, &qmax);
+      g = (GroupParams) { quark_tensor_spec_get_symmetric (spec),
+                          quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2, (int32_t) qmin, (int32_t) qmax,
+                          quark_tensor_get_dtype (quark_model_get_tensor (*logical, scale_name)) };
+      codes = quark_gptq_quantize_dynamic (tensor, spec, quark_model_get_tensor (*logical, name),
+                                           quark_model_get_tensor (*logical, scale_name), zp, scaled_gram,
+                                           gptq->damp_percent, gptq->block_size, group_params, &g, &new_scale,
+                                           &new_zp, error);
+    }
   if (codes == NULL)
     return FALSE;
   replaced = quark_model_new ();
   for (guint i = 0; i < quark_model_get_n_tensors (*logical); i++)
     {
       QuarkTensor *t = quark_model_get_tensor_at (*logical, i);
-      if (!quark_model_add_tensor (replaced, g_str_equal (quark_tensor_get_name (t), name) ? codes : t, error))
+      const char *tn = quark_tensor_get_name (t);
+      QuarkTensor *with = g_str_equal (tn, name) ? codes
+                          : new_scale && g_str_equal (tn, scale_name) ? new_scale
+                          : new_zp && g_str_equal (tn, zp_name) ? new_zp : t;
+      if (!quark_model_add_tensor (replaced, with, error))
         return FALSE;
     }
   g_object_unref (*logical);
