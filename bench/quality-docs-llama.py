@@ -108,6 +108,6 @@ for scheme in args.schemes.split(','):
         change = ppl / base['perplexity'] - 1
         if method == 'rtn':
             rtn = change
-        closed = '' if method == 'rtn' or rtn <= 0 else '%.0f %%' % (100 * (1 - change / rtn))
+        closed = '' if method == 'rtn' or rtn <= 0 else '%.1f %%' % (100 * (1 - change / rtn))
         print('| %s | %s | %.4f | %+.2f %% | %s | %.1f |' % (scheme, method, ppl, 100 * change, closed, seconds),
               flush=True)

@@ -53,10 +53,10 @@ static const struct { const char *name, *description, *json; } presets[] = {
     PRESET_ALGO (W (UINT4_GROUP (128)), "{\"name\": \"awq\"}") },
   { "int4_wo_128_gptq", "int4_wo_128 with GPTQ (needs calibration with second moments)",
     PRESET_ALGO (W (INT4_GROUP (128)), "{\"name\": \"gptq\"}") },
-  { "int8_smoothquant", "int8 (W8A8) with SmoothQuant, alpha 0.5 (needs calibration with second moments)",
+  { "int8_smoothquant", "int8 (W8A8) with SmoothQuant (needs calibration with second moments)",
     PRESET_ALGO (W ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}") ", "
                  I ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}"),
-                 "{\"name\": \"smooth\", \"alpha\": 0.5}") },
+                 "{\"name\": \"smooth\"}") },
 };
 
 static const struct { const char *alias, *preset; } aliases[] = {
