@@ -143,9 +143,11 @@ def test_dead_inputs_and_errors():
     with pytest.raises(GLib.Error) as e:
         gptq(w, sp, -np.eye(64), damp=0.0)
     assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_TENSOR) and 'damp_percent' in e.value.message
-    fp8 = spec(Quark.DType.FP8_E4M3, Quark.QScheme.PER_CHANNEL, ch_axis=0)
+    f16 = spec(Quark.DType.FLOAT16, Quark.QScheme.PER_TENSOR)          # a cast: nothing to compensate
     with pytest.raises(GLib.Error) as e:
-        gptq(w, fp8, np.eye(64))
+        Quark.gptq_quantize(tensor('w', w), f16, tensor('w', w.astype(np.float16), Quark.DType.FLOAT16),
+                            tensor('s', np.ones(1, np.float32)), None,
+                            tensor('gram', np.eye(64), Quark.DType.FLOAT64), 0.01, 32, False)
     assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME)
 
 
@@ -310,3 +312,77 @@ def test_dynamic_groups_match_reference(name):
     err_dynamic = np.linalg.norm(x @ (w - dequant(sp, new_codes, new_scale, new_zp if not symmetric else zp)).T)
     assert err_dynamic < 1.05 * err_static
 
+
+
+def mx_fp4():
+    s = spec(Quark.DType.FP4, Quark.QScheme.PER_GROUP, group_size=32, ch_axis=-1)
+    s.props.scale_format = Quark.ScaleFormat.E8M0
+    return s
+
+
+FP_SPECS = {
+    'mxfp4': mx_fp4,
+    'fp8_channel': lambda: spec(Quark.DType.FP8_E4M3, Quark.QScheme.PER_CHANNEL, ch_axis=0),
+    'fp6_e2m3_g32': lambda: spec(Quark.DType.FP6_E2M3, Quark.QScheme.PER_GROUP, group_size=32, ch_axis=-1),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FP_SPECS))
+def test_minifloat_and_mx(name):
+    # FP8, FP6 and MXFP4 weights: the codes are the backend's minifloat
+    # rounding of x / s (static scales); with H = I and no damping they are
+    # round-to-nearest's, and with a real Hessian the output error drops
+    sp = FP_SPECS[name]()
+    w, x = problem(5, n=64)
+    codes, scale, zp = rtn(w, sp)
+    new = Quark.gptq_quantize(tensor('w', w), sp, codes, scale, None, tensor('gram', np.eye(64), Quark.DType.FLOAT64),
+                              0.0, 32, False)
+    assert new.get_data().get_data() == codes.get_data().get_data()
+    gram = x.astype(np.float64).T @ x.astype(np.float64)
+    new = Quark.gptq_quantize(tensor('w', w), sp, codes, scale, None, tensor('gram', gram, Quark.DType.FLOAT64),
+                              0.01, 32, True)
+    assert new.get_data().get_data() != codes.get_data().get_data()
+    err_rtn = np.linalg.norm(x @ (w - dequant(sp, codes, scale, None)).T)
+    err_gptq = np.linalg.norm(x @ (w - dequant(sp, new, scale, None)).T)
+    assert err_gptq < 0.9 * err_rtn
+
+
+def test_cli_gptq_mxfp4(tmp_path):
+    # the quark backend runs GPTQ on MXFP4 weights (static E8M0 scales): the
+    # checkpoint has round-to-nearest's scales and other codes, and runs
+    import json
+    import os
+    import subprocess
+    from test_executor import byte_tokenizer, make_model
+    quark = os.environ.get('QUARK_TOOL', 'quark')
+    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
+    byte_tokenizer(d)
+    text = tmp_path / 'calib.txt'
+    text.write_text('a bad cafe faced a big dog. ' * 12)
+    weight = {'dtype': 'fp4', 'qscheme': 'per_group', 'group_size': 32, 'ch_axis': -1, 'scale_format': 'e8m0',
+              'scale_calculation_mode': 'even'}
+    outs = {}
+    for name, algos in (('rtn', None), ('gptq', [{'name': 'gptq'}])):
+        cfg = {'backend': 'quark', 'global_quant_config': {'weight': weight},
+               'exclude': ['lm_head', '*down_proj']}          # down_proj's 48 inputs are not whole blocks of 32
+        args = []
+        if algos:
+            cfg['algo_config'] = algos
+            args = ['--calibration-text', str(text), '--calibration-tokens', '200']
+        (tmp_path / (name + '.json')).write_text(json.dumps(cfg))
+        p = subprocess.run([quark, 'quantize', d, '-o', str(tmp_path / name), '--config',
+                            str(tmp_path / (name + '.json')), '-j', '1'] + args,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        outs[name] = Quark.Model.load(str(tmp_path / name), None)
+    changed = 0
+    for name in outs['rtn'].get_tensor_names():
+        a, b = outs['rtn'].get_tensor(name), outs['gptq'].get_tensor(name)
+        if name.endswith('_scale'):
+            assert a.get_data().get_data() == b.get_data().get_data()
+        elif name.endswith('proj.weight') and a.get_data().get_data() != b.get_data().get_data():
+            changed += 1
+    assert changed >= 8
+    p = subprocess.run([quark, 'eval', '--compare', d, str(tmp_path / 'gptq'), '--text', str(text), '--ctx', '32',
+                        '--float-inputs', '--json'], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr

@@ -55,12 +55,21 @@ read_params (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *scale, Qua
     {
       g_autofree char *s = quark_tensor_spec_to_string (spec);
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s: GPTQ takes integer weights per tensor, per output channel or per group of input columns, "
+                   "%s: GPTQ takes weights per tensor, per output channel or per group of input columns, "
                    "not %s", quark_tensor_get_name (weight), s);
       return FALSE;
     }
   p->n_groups = (p->cols + p->group - 1) / p->group;
-  p->scales = quark_tensor_to_floats (scale, &count, error);
+  if (quark_tensor_get_dtype (scale) == QUARK_DTYPE_F8_E8M0)
+    {
+      /* MX: shared exponents, 2^(b − 127) */
+      const guint8 *b = quark_tensor_peek_data (scale, &count);
+      p->scales = g_new (float, MAX (n_scales, 1));
+      for (gsize i = 0; i < n_scales; i++)
+        p->scales[i] = b[i] == 0xFF ? NAN : ldexpf (1.0f, (int) b[i] - 127);
+    }
+  else
+    p->scales = quark_tensor_to_floats (scale, &count, error);
   if (p->scales == NULL)
     return FALSE;
   if (zero_point)
@@ -139,6 +148,7 @@ typedef struct {
   gsize m, n, block, esize;
   QuarkDType dtype;
   const QuarkKernelIntParams *ip;
+  const QuarkFpFormat *fmt;             /* minifloat codes (FP8, FP6, FP4, MX elements); NULL: integers */
   QuarkGptqParamsFunc params_func;      /* dynamic groups: NULL for static ones */
   gpointer user_data;
 } ColumnJob;
@@ -195,12 +205,19 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
               sc[r] = p->scales[at];
               zp[r] = p->zero_points ? p->zero_points[at] : 0.0f;
             }
-          quark_kernel_quantize_int_groups_f32 (col, mr, 1, j->ip, sc, p->zero_points ? zp : NULL, j->dtype, q);
+          if (j->fmt)
+            /* minifloats as the backend rounds them: x / s, saturated */
+            for (gsize r = 0; r < mr; r++)
+              quark_kernel_fp_quantize_f32_scalar (j->fmt, &col[r], 1, sc[r], q + r);
+          else
+            quark_kernel_quantize_int_groups_f32 (col, mr, 1, j->ip, sc, p->zero_points ? zp : NULL, j->dtype, q);
           for (gsize r = 0; r < mr; r++)
             {
               float *wr = j->w + (begin + r) * n;
-              /* dequantized as the backend does: (q − z) · s */
-              float e = (col[r] - ((float) code_value (q, r, esize, is_signed) - zp[r]) * sc[r]) / d;
+              /* dequantized as the backend does: (q − z) · s, or decode (q) · s */
+              float deq = j->fmt ? (float) quark_kernel_fp_decode (j->fmt, q[r]) * sc[r]
+                                 : ((float) code_value (q, r, esize, is_signed) - zp[r]) * sc[r];
+              float e = (col[r] - deq) / d;
 
               memcpy (j->out + ((begin + r) * n + orig) * esize, q + r * esize, esize);
               err[r * bw + (c - b0)] = e;
@@ -378,6 +395,7 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
 {
   const char *name;
   QuarkDType dtype;
+  const QuarkFpFormat *fmt;
   Params p = { 0 };
   gsize m, n, esize;
   gint64 qmin, qmax;
@@ -395,10 +413,15 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
 
   name = quark_tensor_get_name (weight);
   dtype = quark_tensor_spec_get_dtype (spec);
-  if (!quark_dtype_is_integer (dtype) || quark_tensor_spec_get_round_method (spec) == QUARK_ROUND_STOCHASTIC)
+  fmt = quark_dtype_is_integer (dtype) ? NULL : quark_fp_format_for_dtype (dtype);
+  if ((!quark_dtype_is_integer (dtype) && (fmt == NULL || quark_dtype_get_element_size (dtype) != 1 ||
+                                           params_func != NULL)) ||
+      quark_tensor_spec_get_round_method (spec) == QUARK_ROUND_STOCHASTIC ||
+      quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E5M3)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s: GPTQ takes integer specs with deterministic rounding", name);
+                   "%s: GPTQ takes integer specs with deterministic rounding, and FP8, FP6, FP4 and MX specs with "
+                   "static groups", name);
       return NULL;
     }
   if (quark_tensor_get_n_dims (weight) != 2 || quark_tensor_get_n_dims (codes) != 2 ||
@@ -427,7 +450,10 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
     }
   if (!read_params (weight, spec, scale, zero_point, &p, error))
     goto out;
-  quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &qmin, &qmax);
+  if (fmt == NULL)
+    quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &qmin, &qmax);
+  else
+    qmin = qmax = 0;
   ip.qmin = (int32_t) qmin;
   ip.qmax = (int32_t) qmax;
   ip.round = quark_tensor_spec_get_round_method (spec);
@@ -497,7 +523,7 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
 
   out = g_malloc (m * n * esize);
   {
-    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip, params_func, user_data };
+    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func, user_data };
     QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
     int blas_threads = openblas_get_num_threads ();
 

@@ -854,9 +854,10 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
   g_autoptr(QuarkTensor) gram = NULL, scaled_gram = NULL, codes = NULL, new_scale = NULL, new_zp = NULL;
   g_autoptr(QuarkModel) replaced = NULL;
   QuarkTensor *zp;
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
 
-  if (gptq == NULL || !quark_dtype_is_integer (quark_tensor_spec_get_dtype (spec)) ||
-      quark_tensor_get_n_dims (tensor) != 2)
+  /* casts to float16/bfloat16 have nothing to compensate */
+  if (gptq == NULL || dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16 || quark_tensor_get_n_dims (tensor) != 2)
     return TRUE;
   if (calibration == NULL ||
       (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL)
@@ -871,7 +872,9 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
   zp = quark_model_get_tensor (*logical, zp_name);
   if (zp && quark_tensor_spec_get_symmetric (spec))
     zp = NULL;
-  if (gptq->static_groups || quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR)
+  /* dynamic groups for integer specs; minifloat and MX scales stay static */
+  if (gptq->static_groups || quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR ||
+      !quark_dtype_is_integer (dtype))
     codes = quark_gptq_quantize (tensor, spec, quark_model_get_tensor (*logical, name),
                                  quark_model_get_tensor (*logical, scale_name), zp, scaled_gram,
                                  gptq->damp_percent, gptq->block_size, gptq->desc_act, error);
