@@ -31,7 +31,7 @@ const registry = Quark.Registry.get_default();
 const Q1 = [1.27, -1.27, 0.5, 0.3, 0.004, 0.125, -0.05, 0.635];
 const Q1_CODES = [127, -128, 50, 30, 0, 13, -5, 64];
 
-print('1..11');
+print('1..12');
 
 check('quark backend listed with metadata', () => {
     const names = registry.list_backends().map(b => b.get_name());
@@ -189,6 +189,37 @@ check('perplexity on the main loop, with progress, equals the blocking call', ()
     assert(result[0] && result[1] === ppl && result[4] === 96, `async ${result}`);
     assert(seen.length > 0 && seen[seen.length - 1][0] === 100 && seen[seen.length - 1][1] === 100,
         `progress ${JSON.stringify(seen)}`);
+});
+
+function floatsOf(tensor) {
+    const bytes = tensor.get_data().toArray();
+    return Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4));
+}
+
+check('AWQ searches with a rounding function written in JavaScript', () => {
+    const values = [0.9, -0.2, 0.05, 0.4, -0.7, 0.3, -0.15, 0.6];
+    const w = Quark.Tensor.new_from_floats('w', [2, 4], values);
+    const eye = new Float64Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
+    const gram = Quark.Tensor.new('gram', Quark.DType.FLOAT64, [4, 4], new GLib.Bytes(new Uint8Array(eye.buffer)));
+    const mean = Quark.Tensor.new('mean', Quark.DType.FLOAT64, [4],
+        new GLib.Bytes(new Uint8Array(new Float64Array([2.0, 0.5, 1.0, 4.0]).buffer)));
+    // a grid of quarters, as a backend's rounding would be
+    let calls = 0;
+    const round = t => {
+        calls++;
+        return Quark.Tensor.new_from_floats(t.get_name(), [2, 4], floatsOf(t).map(x => Math.round(x * 4) / 4));
+    };
+    let [scale, ratio] = Quark.awq_search_scale([w], gram, mean, 1, round);
+    assert(ratio === 0 && floatsOf(scale).every(s => s === 1) && calls === 1, `alpha 0: ${floatsOf(scale)}`);
+    [scale, ratio] = Quark.awq_search_scale([w], gram, mean, 4, round);
+    assert(calls === 5 && floatsOf(scale).length === 4, `searched ${calls}`);
+    // with H = I the output error is the squared distance, computed here too
+    const rounded = floatsOf(round(w));
+    const want = values.reduce((acc, x, i) => acc + (x - rounded[i]) ** 2, 0);
+    const got = Quark.awq_output_error(w, Quark.Tensor.new_from_floats('a', [2, 4], rounded), gram);
+    assert(Math.abs(got - want) < 1e-6, `error ${got} against ${want}`);
+    const q = floatsOf(Quark.rotation_matrix(4, false, 0));
+    assert(q.every(x => Math.abs(Math.abs(x) - 0.5) < 1e-7), `hadamard ${q}`);
 });
 
 System.exit(failures ? 1 : 0);

@@ -152,6 +152,48 @@ void test_runtime () {
     }
 }
 
+/* AWQ's search with a rounding delegate written in Vala; α = 0 alone is
+ * the identity, and the output error with H = I is the squared distance */
+void test_awq () {
+    try {
+        float[] values = { 0.9f, -0.2f, 0.05f, 0.4f, -0.7f, 0.3f, -0.15f, 0.6f };
+        int64[] shape = { 2, 4 };
+        var w = new Quark.Tensor.from_floats ("w", shape, values);
+        double[] eye = new double[16];
+        for (int i = 0; i < 4; i++)
+            eye[i * 5] = 1.0;
+        uint8[] eye_bytes = new uint8[16 * sizeof (double)];
+        Memory.copy (eye_bytes, eye, eye_bytes.length);
+        int64[] square = { 4, 4 };
+        var gram = new Quark.Tensor ("gram", Quark.DType.FLOAT64, square, new Bytes (eye_bytes));
+        float[] m = { 2.0f, 0.5f, 1.0f, 4.0f };
+        int64[] four = { 4 };
+        var mean = new Quark.Tensor.from_floats ("mean", four, m);
+        int calls = 0;
+        Quark.AwqRoundFunc round = (t) => {
+            calls++;
+            float[] x = t.to_floats ();
+            for (int i = 0; i < x.length; i++)
+                x[i] = (int) (x[i] * 4 + (x[i] >= 0 ? 0.5f : -0.5f)) / 4.0f;   /* to quarters, ties away */
+            return new Quark.Tensor.from_floats (t.get_name (), shape, x);
+        };
+        Quark.Tensor[] weights = { w };
+        double ratio;
+        var scale = Quark.awq_search_scale (weights, gram, mean, 1, round, out ratio);
+        float[] s = scale.to_floats ();
+        assert (ratio == 0 && s.length == 4 && s[0] == 1 && s[3] == 1 && calls == 1);
+        var rounded = round (w);
+        float[] r = rounded.to_floats ();
+        double want = 0;
+        for (int i = 0; i < 8; i++)
+            want += (values[i] - r[i]) * (values[i] - r[i]);
+        double diff = Quark.awq_output_error (w, rounded, gram) - want;
+        assert (diff < 1e-6 && diff > -1e-6);
+    } catch (Error e) {
+        error ("%s", e.message);
+    }
+}
+
 int main (string[] args) {
     Test.init (ref args);
     Test.add_func ("/vala/backend-listed", test_backend_listed);
@@ -160,5 +202,6 @@ int main (string[] args) {
     Test.add_func ("/vala/calibration", test_calibration);
     Test.add_func ("/vala/preset-and-errors", test_preset_and_errors);
     Test.add_func ("/vala/runtime", test_runtime);
+    Test.add_func ("/vala/awq", test_awq);
     return Test.run ();
 }
