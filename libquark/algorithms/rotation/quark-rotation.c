@@ -142,11 +142,13 @@ values_of (Rotation *r, const char *name, gsize rows, gsize cols, GError **error
   return g_steal_pointer (&v);
 }
 
+/* @name's new values, float32 (taken) */
 static void
 replace (Rotation *r, const char *name, float *values, gsize rows, gsize cols, guint n_dims)
 {
   gint64 shape[2] = { (gint64) rows, (gint64) cols };
-  QuarkTensor *t = quark_tensor_new_from_floats (name, shape, n_dims, values, rows * cols, NULL);
+  g_autoptr(GBytes) bytes = g_bytes_new_take (values, rows * cols * sizeof (float));
+  QuarkTensor *t = quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, bytes, NULL);
   g_hash_table_insert (r->replaced, g_strdup (name), t);
 }
 
@@ -168,7 +170,7 @@ rotate_reader (Rotation *r, const char *name, const float *gamma, GError **error
   out = g_new (float, rows * r->n);
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) r->n, (int) r->n, 1.0f, w, (int) r->n,
                r->q, (int) r->n, 0.0f, out, (int) r->n);
-  replace (r, name, out, rows, r->n, 2);
+  replace (r, name, g_steal_pointer (&out), rows, r->n, 2);
   return TRUE;
 }
 
@@ -192,7 +194,7 @@ rotate_writer (Rotation *r, const char *layer, GError **error)
   out = g_new (float, r->n * cols);
   cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) r->n, (int) cols, (int) r->n, 1.0f, r->q, (int) r->n,
                w, (int) cols, 0.0f, out, (int) cols);
-  replace (r, name, out, r->n, cols, 2);
+  replace (r, name, g_steal_pointer (&out), r->n, cols, 2);
   if (quark_model_get_tensor (r->model, bias_name))
     {
       g_autofree float *b = values_of (r, bias_name, r->n, 1, error);
@@ -202,7 +204,6 @@ rotate_writer (Rotation *r, const char *layer, GError **error)
       rb = g_new (float, r->n);
       cblas_sgemv (CblasRowMajor, CblasTrans, (int) r->n, (int) r->n, 1.0f, r->q, (int) r->n, b, 1, 0.0f, rb, 1);
       replace (r, bias_name, rb, r->n, 1, 1);
-      g_free (rb);
     }
   return TRUE;
 }
@@ -226,7 +227,7 @@ fold_norm (Rotation *r, const char *norm, const char * const *readers, const cha
   ones = g_new (float, r->n);
   for (gsize j = 0; j < r->n; j++)
     ones[j] = 1.0f;
-  replace (r, name, ones, r->n, 1, 1);
+  replace (r, name, g_steal_pointer (&ones), r->n, 1, 1);
   return TRUE;
 }
 
@@ -347,7 +348,6 @@ quark_rotation_rotate_model (QuarkModel *model, JsonNode *residual_stream, Quark
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) vocab, (int) r.n, (int) r.n, 1.0f, e, (int) r.n,
                    q, (int) r.n, 0.0f, rotated, (int) r.n);
       replace (&r, embed_name, rotated, vocab, r.n, 2);
-      g_free (rotated);
     }
     if (!fold_norm (&r, final_norm, readers, "", error))
       return NULL;

@@ -624,14 +624,6 @@ quark_quark_scaling_groups_parse (JsonNode *node, const char *path, GError **err
   return g_steal_pointer (&groups);
 }
 
-static gboolean
-bad_algo (JsonArray *list, GError **error)
-{
-  json_array_unref (list);
-  (void) error;
-  return FALSE;
-}
-
 /* An optional integer member from 1 to @max into *@out */
 static gboolean
 read_count (JsonObject *o, const char *path, const char *key, gint64 max, guint *out, GError **error)
@@ -828,10 +820,11 @@ load_scaling (JsonObject *o, const char *path, const char *name, QuarkQuarkScali
 }
 
 /* algo_config: AMD Quark's list of algorithm configs, each named by
- * "name". GPTQ, AWQ and SmoothQuant are implemented (GPTQConfig's,
- * AWQConfig's and SmoothQuantConfig's fields; AWQ or SmoothQuant, not
- * both); names of AMD Quark's other algorithms are refused as not
- * implemented, unknown ones as unknown. */
+ * "name". Rotation, GPTQ, AWQ and SmoothQuant are implemented (AMD Quark's
+ * RotationConfig's, GPTQConfig's, AWQConfig's and SmoothQuantConfig's
+ * fields; AWQ or SmoothQuant, not both); names of AMD Quark's other
+ * algorithms are refused as not implemented, unknown ones as unknown. On
+ * failure the caller clears *@scaling. */
 static gboolean
 load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *scaling,
                   QuarkQuarkRotation *rotation, GError **error)
@@ -839,7 +832,7 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
   static const char * const known[] = { "quarot", "autosmoothquant", "qronos", "spinquant", "bias_correction", NULL };
   static const char * const scalings[] = { "awq", "smooth", "smoothquant", NULL };
   JsonNode *node = json_object_get_member (object, "algo_config");
-  JsonArray *list;
+  g_autoptr(JsonArray) list = NULL;
 
   *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE, TRUE };
   *scaling = (QuarkQuarkScaling) { FALSE, QUARK_QUARK_SCALING_AWQ, NULL, NULL, NULL, 20, TRUE, 1.0, 1e-3 };
@@ -871,8 +864,7 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
         {
           g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
                        "%s: expected an object with a \"name\"", path);
-          scaling_clear (scaling);
-          return bad_algo (list, error);
+          return FALSE;
         }
       if ((g_str_equal (name, "gptq") && gptq->enabled) || (g_str_equal (name, "rotation") && rotation->enabled) ||
           (g_strv_contains (scalings, name) && scaling->enabled))
@@ -884,15 +876,13 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
             g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
                          "%s.name: %s after %s: one scaling algorithm (awq or smooth) per config", path, name,
                          scaling->name);
-          scaling_clear (scaling);
-          return bad_algo (list, error);
+          return FALSE;
         }
       if (g_str_equal (name, "gptq") ? !load_gptq (o, path, gptq, error)
           : g_str_equal (name, "rotation") ? !load_rotation (o, path, rotation, error)
           : g_strv_contains (scalings, name) ? !load_scaling (o, path, name, scaling, error) : FALSE)
         {
-          scaling_clear (scaling);
-          return bad_algo (list, error);
+          return FALSE;
         }
       if (!g_str_equal (name, "gptq") && !g_str_equal (name, "rotation") && !g_strv_contains (scalings, name))
         {
@@ -904,11 +894,9 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
             g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
                          "%s.name: unknown algorithm \"%s\" (the quark backend implements rotation, awq, smooth "
                          "and gptq)", path, name);
-          scaling_clear (scaling);
-          return bad_algo (list, error);
+          return FALSE;
         }
     }
-  json_array_unref (list);
   return TRUE;
 }
 
@@ -1062,10 +1050,8 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
       return FALSE;
     }
   if (!load_quark_extras (object, &pack_reorder, &kv_cache_group, &min_kv_scale, error) ||
-      !load_algo_config (object, &gptq, &scaling, &rotation, error))
-    return FALSE;
-  global = load_layer (global_node, "global_quant_config", error);
-  if (global == NULL ||
+      !load_algo_config (object, &gptq, &scaling, &rotation, error) ||
+      (global = load_layer (global_node, "global_quant_config", error)) == NULL ||
       !load_layer_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
       !load_layer_map (object, "layer_quant_config", FALSE, by_name, error) ||
       !quark_json_read_patterns (object, "exclude", &exclude, error))

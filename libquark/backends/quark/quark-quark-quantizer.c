@@ -842,8 +842,9 @@ group_params (const float *values, gsize n, float *scale, float *zero_point, gpo
 
 /* algo_config's GPTQ: the round-to-nearest codes in *@logical replaced by
  * GPTQ's, from the second moments of the layer's input; the scales and zero
- * points stay. Nothing to do without a GPTQ entry or for weights that are
- * not integer matrices. */
+ * points stay, but for dynamic groups of integer specs, which replace them
+ * too. Nothing to do without a GPTQ entry, for casts or for weights that
+ * are not matrices. */
 static gboolean
 apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, QuarkTensorSpec *spec,
             QuarkCalibration *calibration, QuarkQuarkScalingPlan *plan, QuarkModel **logical, GError **error)
@@ -883,8 +884,7 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
       gint64 qmin, qmax;
       GroupParams g;
 
-      quark_dtype_get_integer_range (quark_tensor_spec_get_dtype (spec), quark_tensor_spec_get_narrow_range (spec),
-                                     &qmin, &qmax);
+      quark_dtype_get_integer_range (dtype, quark_tensor_spec_get_narrow_range (spec), &qmin, &qmax);
       g = (GroupParams) { quark_tensor_spec_get_symmetric (spec),
                           quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2, (int32_t) qmin, (int32_t) qmax,
                           quark_tensor_get_dtype (quark_model_get_tensor (*logical, scale_name)) };
@@ -953,14 +953,14 @@ static gboolean
 process_tensor (QuarkQuarkQuantizer    *self,
                 QuarkTensor            *original,
                 QuarkCalibration       *calibration,
-                QuarkQuarkScalingPlan      *plan,
+                QuarkQuarkScalingPlan  *plan,
                 QuarkCheckpointFormat  *format,
                 QuarkQuarkWorkers      *workers,
                 QuarkModel             *chunk,
                 GError                **error)
 {
   g_autofree char *layer = weight_layer_name (original);
-  g_autoptr(QuarkTensorSpec) spec = NULL;
+  g_autoptr(QuarkTensorSpec) spec = quark_quark_quantizer_weight_spec (self, original);
   const char *type = layer_type_for (original);
   /* AWQ's or SmoothQuant's scales (and clips), when planned for this
    * tensor: the weight is quantized from (and a norm replaced by) the
@@ -969,8 +969,6 @@ process_tensor (QuarkQuarkQuantizer    *self,
 
   if (tensor == NULL)
     return FALSE;
-  if (layer != NULL)
-    spec = quark_quantization_config_get_tensor_spec (self->config, layer, type, QUARK_ROLE_WEIGHT);
   if (spec == NULL)
     return quark_model_add_tensor (chunk, tensor, error);
   {
@@ -991,13 +989,15 @@ process_tensor (QuarkQuarkQuantizer    *self,
       g_autoptr(QuarkModel) params = NULL;
       const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
       float scaled_max;
-      gboolean scaled = role == QUARK_ROLE_INPUT &&
-                        quark_quark_scaling_plan_input_abs_max (plan, layer, calibration, &scaled_max);
+      gboolean scaled;
       g_autofree char *scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
       g_autofree char *zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
 
       if (act == NULL || quark_tensor_spec_get_is_dynamic (act))
         continue;   /* dynamic: computed at run time, nothing stored */
+      /* a static input scaled by AWQ or SmoothQuant: its range after them */
+      scaled = role == QUARK_ROLE_INPUT && quark_quark_scaling_plan_input_abs_max (plan, layer, calibration,
+                                                                                  &scaled_max);
       params = quark_model_new ();
       if (!add_activation_params (act, layer, role, calibration, scaled ? &scaled_max : NULL, min_scale, params,
                                   error) ||

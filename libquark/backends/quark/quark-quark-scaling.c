@@ -21,7 +21,6 @@ typedef struct {
 
 struct _QuarkQuarkScalingPlan {
   GHashTable *folds;            /* tensor name → Fold */
-  guint scaled, skipped;
   const char *algorithm;        /* for messages */
 };
 
@@ -123,13 +122,6 @@ quark_quark_scaling_plan_apply (QuarkQuarkScalingPlan *plan, QuarkTensor *tensor
   return quark_awq_fold (tensor, f->column_scale, f->row_divisor, f->clip, error);
 }
 
-void
-quark_quark_scaling_plan_get_counts (QuarkQuarkScalingPlan *plan, guint *scaled, guint *skipped)
-{
-  *scaled = plan->scaled;
-  *skipped = plan->skipped;
-}
-
 /* The second moments of @layer's input: H, mean |x| and max |x| as asked */
 static gboolean
 moments_of (QuarkQuarkScalingPlan *plan, QuarkCalibration *calibration, const char *layer, QuarkTensor **gram,
@@ -220,7 +212,6 @@ plan_group (QuarkQuarkScalingPlan *plan, const QuarkQuarkScaling *scaling, const
     {
       /* v_proj → o_proj with grouped-query attention: v has fewer rows than
        * o has columns, and one scale per column cannot be folded */
-      plan->skipped++;
       return TRUE;
     }
   if (scaling->kind == QUARK_QUARK_SCALING_AWQ)
@@ -257,7 +248,6 @@ plan_group (QuarkQuarkScalingPlan *plan, const QuarkQuarkScaling *scaling, const
         }
       f->row_divisor = g_object_ref (scale);
     }
-  plan->scaled++;
   return TRUE;
 }
 

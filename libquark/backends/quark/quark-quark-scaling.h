@@ -40,10 +40,6 @@ gboolean           quark_quark_scaling_plan_input_abs_max (QuarkQuarkScalingPlan
                                                  const char             *layer,
                                                  QuarkCalibration       *calibration,
                                                  float                  *abs_max);
-/* How many groups were scaled and how many skipped for their shapes */
-void               quark_quark_scaling_plan_get_counts (QuarkQuarkScalingPlan   *plan,
-                                                 guint                  *scaled,
-                                                 guint                  *skipped);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QuarkQuarkScalingPlan, quark_quark_scaling_plan_free)
 
