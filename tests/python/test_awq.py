@@ -204,25 +204,20 @@ def test_folds_leave_the_float_model_unchanged(tmp_path):
 
 
 def quantize(tmp_path, d, name, algos, text, tokens=200):
+    from test_executor import quantize_config
     cfg = {'backend': 'quark', 'global_quant_config': {'weight': {
         'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}},
         'exclude': ['lm_head']}
     if algos is not None:
         cfg['algo_config'] = algos
-    (tmp_path / (name + '.json')).write_text(json.dumps(cfg))
-    args = [QUARK, 'quantize', d, '-o', str(tmp_path / name), '--config', str(tmp_path / (name + '.json')), '-j', '1']
-    if text:
-        args += ['--calibration-text', str(text), '--calibration-tokens', str(tokens)]
-    return subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    extra = ['--calibration-text', text, '--calibration-tokens', tokens] if text else []
+    return quantize_config(tmp_path, d, name, cfg, *extra)
 
 
 def test_cli_awq(tmp_path):
     pytest.importorskip('torch')
-    from test_executor import byte_tokenizer, make_model
-    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
-    byte_tokenizer(d)
-    text = tmp_path / 'calib.txt'
-    text.write_text('a bad cafe faced a big dog. ' * 12)
+    from test_executor import calibration_model
+    d, text = calibration_model(tmp_path)
 
     # α = 0 alone and no clipping: round-to-nearest's checkpoint exactly
     p = quantize(tmp_path, d, 'a0', [{'name': 'awq', 'n_grid': 1, 'clip': False}], text)
@@ -274,7 +269,7 @@ def test_awq_lowers_the_output_error(tmp_path):
     # on the calibration inputs (float model, non-sequential session), each
     # AWQ group's summed output error is below round-to-nearest's
     pytest.importorskip('torch')
-    from test_executor import byte_tokenizer, ids_for, make_model
+    from test_executor import ids_for, make_model
     d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
     session = Quark.Calibration.new()
     session.props.second_moments = True

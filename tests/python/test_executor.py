@@ -233,6 +233,24 @@ def run(*args, check=True):
     return p
 
 
+def calibration_model(tmp_path, repeats=12):
+    """The algorithm tests' model: a tiny llama in float32 with a byte
+    tokenizer, and a calibration text of @repeats sentences."""
+    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
+    byte_tokenizer(d)
+    text = tmp_path / 'calib.txt'
+    text.write_text('a bad cafe faced a big dog. ' * repeats)
+    return d, text
+
+
+def quantize_config(tmp_path, model, name, config, *extra):
+    """quark quantize MODEL -o TMP/NAME on one thread, with @config (a
+    dict) written to TMP/NAME.json; the finished process"""
+    path = tmp_path / (name + '.json')
+    path.write_text(json.dumps(config))
+    return run('quantize', model, '-o', tmp_path / name, '--config', path, '-j', 1, *extra, check=False)
+
+
 def test_eval_cli(tmp_path):
     d = make_model(str(tmp_path / 'm'), 'llama', 'BF16', scale=2.0)
     byte_tokenizer(d)

@@ -155,12 +155,9 @@ def test_cli_algorithm_gptq(tmp_path):
     import json
     import os
     import subprocess
-    from test_executor import byte_tokenizer, make_model
+    from test_executor import calibration_model
     quark = os.environ.get('QUARK_TOOL', 'quark')
-    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
-    byte_tokenizer(d)
-    text = tmp_path / 'calib.txt'
-    text.write_text('a bad cafe faced a big dog. ' * 20)
+    d, text = calibration_model(tmp_path, 20)
     cfg = tmp_path / 'int4_g16.json'      # the tiny model's widths are multiples of 16
     cfg.write_text(json.dumps({'global_quant_config': {'weight': {
         'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}},
@@ -206,12 +203,9 @@ def test_sequential_calibration_matches_the_checkpoint(tmp_path):
     import json
     import os
     import subprocess
-    from test_executor import byte_tokenizer, ids_for, logits_of, make_model
+    from test_executor import calibration_model, ids_for, logits_of
     quark = os.environ.get('QUARK_TOOL', 'quark')
-    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
-    byte_tokenizer(d)
-    text = tmp_path / 'calib.txt'
-    text.write_text('a bad cafe faced a big dog. ' * 12)
+    d, text = calibration_model(tmp_path)
     cfg = {'backend': 'quark', 'global_quant_config': {'weight': {
         'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}},
         'exclude': ['lm_head'], 'algo_config': [{'name': 'gptq'}]}
@@ -350,15 +344,11 @@ def test_minifloat_and_mx(name):
 def test_cli_gptq_mxfp4(tmp_path):
     # the quark backend runs GPTQ on MXFP4 weights (static E8M0 scales): the
     # checkpoint has round-to-nearest's scales and other codes, and runs
-    import json
     import os
     import subprocess
-    from test_executor import byte_tokenizer, make_model
+    from test_executor import calibration_model, quantize_config
     quark = os.environ.get('QUARK_TOOL', 'quark')
-    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
-    byte_tokenizer(d)
-    text = tmp_path / 'calib.txt'
-    text.write_text('a bad cafe faced a big dog. ' * 12)
+    d, text = calibration_model(tmp_path)
     weight = {'dtype': 'fp4', 'qscheme': 'per_group', 'group_size': 32, 'ch_axis': -1, 'scale_format': 'e8m0',
               'scale_calculation_mode': 'even'}
     outs = {}
@@ -368,11 +358,8 @@ def test_cli_gptq_mxfp4(tmp_path):
         args = []
         if algos:
             cfg['algo_config'] = algos
-            args = ['--calibration-text', str(text), '--calibration-tokens', '200']
-        (tmp_path / (name + '.json')).write_text(json.dumps(cfg))
-        p = subprocess.run([quark, 'quantize', d, '-o', str(tmp_path / name), '--config',
-                            str(tmp_path / (name + '.json')), '-j', '1'] + args,
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            args = ['--calibration-text', text, '--calibration-tokens', 200]
+        p = quantize_config(tmp_path, d, name, cfg, *args)
         assert p.returncode == 0, p.stderr
         outs[name] = Quark.Model.load(str(tmp_path / name), None)
     changed = 0

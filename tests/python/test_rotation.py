@@ -79,17 +79,11 @@ def config(algos):
 
 def test_cli_and_api(tmp_path):
     pytest.importorskip('torch')
-    from test_executor import byte_tokenizer, make_model
-    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
-    byte_tokenizer(d)
-    text = tmp_path / 'calib.txt'
-    text.write_text('a bad cafe faced a big dog. ' * 12)
+    from test_executor import calibration_model, quantize_config
+    d, text = calibration_model(tmp_path)
 
     def quantize(name, algos, *extra):
-        (tmp_path / (name + '.json')).write_text(json.dumps(config(algos)))
-        return subprocess.run([QUARK, 'quantize', d, '-o', str(tmp_path / name), '--config',
-                               str(tmp_path / (name + '.json')), '-j', '1'] + [str(x) for x in extra],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        return quantize_config(tmp_path, d, name, config(algos), *extra)
 
     # rotation alone needs no calibration
     p = quantize('rot', [{'name': 'rotation', 'random': True}])

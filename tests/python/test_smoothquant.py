@@ -51,11 +51,9 @@ def test_scale_is_amd_quarks_formula(alpha):
 
 
 def quantize(tmp_path, d, name, cfg, text):
-    (tmp_path / (name + '.json')).write_text(json.dumps(cfg))
-    args = [QUARK, 'quantize', d, '-o', str(tmp_path / name), '--config', str(tmp_path / (name + '.json')), '-j', '1']
-    if text:
-        args += ['--calibration-text', str(text), '--calibration-tokens', '200']
-    return subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    from test_executor import quantize_config
+    extra = ['--calibration-text', text, '--calibration-tokens', 200] if text else []
+    return quantize_config(tmp_path, d, name, cfg, *extra)
 
 
 def w8a8(algos, input_spec=None):
@@ -66,11 +64,8 @@ def w8a8(algos, input_spec=None):
 
 def test_w8a8_smoothquant(tmp_path):
     pytest.importorskip('torch')
-    from test_executor import byte_tokenizer, make_model
-    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
-    byte_tokenizer(d)
-    text = tmp_path / 'calib.txt'
-    text.write_text('a bad cafe faced a big dog. ' * 12)
+    from test_executor import calibration_model
+    d, text = calibration_model(tmp_path)
     p = quantize(tmp_path, d, 'sq', w8a8([{'name': 'smooth', 'alpha': 0.5}]), text)
     assert p.returncode == 0, p.stderr
     with open(tmp_path / 'sq' / 'config.json') as f:
