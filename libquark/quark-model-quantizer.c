@@ -98,9 +98,39 @@ quark_model_quantizer_real_prepare_model (QuarkModelQuantizer  *self,
   return g_object_ref (model);
 }
 
+static gboolean
+quark_model_quantizer_real_activation_params (QuarkModelQuantizer  *self,
+                                              QuarkTensorSpec      *spec,
+                                              QuarkCalibration     *calibration,
+                                              const char           *layer_name,
+                                              QuarkRole             role,
+                                              QuarkTensor         **scale,
+                                              QuarkTensor         **zero_point,
+                                              GError              **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "%s does not compute activation scales", G_OBJECT_TYPE_NAME (self));
+  return FALSE;
+}
+
+static QuarkModel *
+quark_model_quantizer_real_quantize_activation (QuarkModelQuantizer  *self,
+                                                QuarkTensor          *tensor,
+                                                QuarkTensorSpec      *spec,
+                                                QuarkTensor          *scale,
+                                                QuarkTensor          *zero_point,
+                                                GError              **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "%s does not quantize activations", G_OBJECT_TYPE_NAME (self));
+  return NULL;
+}
+
 static void
 quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
 {
+  iface->activation_params = quark_model_quantizer_real_activation_params;
+  iface->quantize_activation = quark_model_quantizer_real_quantize_activation;
   iface->prepare_model = quark_model_quantizer_real_prepare_model;
   iface->quantize_model_to_writer = quark_model_quantizer_real_quantize_model_to_writer;
   iface->dequantize_model = quark_model_quantizer_real_dequantize_model;
@@ -328,6 +358,120 @@ quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
   if (!quark_tensor_spec_validate (spec, NULL, error))
     return NULL;
   return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_tensor (self, tensor, spec, error);
+}
+
+/**
+ * quark_model_quantizer_get_activation_params:
+ * @self: a #QuarkModelQuantizer
+ * @spec: a static activation spec (from the config's
+ *   quark_quantization_config_get_tensor_spec() for an input or output)
+ * @calibration: (nullable): the statistics, from a session made for the
+ *   config (quark_calibration_new_for_config()) that observed @layer_name
+ * @layer_name: (nullable): the layer whose statistics to use
+ * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
+ * @scale: (out) (transfer full): the scales, float32 (shape [] per tensor)
+ * @zero_point: (out) (transfer full) (optional) (nullable): the zero points
+ *   of integer specs (int32), %NULL for symmetric minifloats
+ * @error: return location for a #GError
+ *
+ * Computes a static activation quantizer's parameters from calibration
+ * statistics with the backend's semantics, the same numbers
+ * quark_model_quantizer_quantize_model() stores as `input_scale` and
+ * `input_zero_point`. Without @calibration a backend whose semantics define
+ * an uncalibrated quantizer gives its parameters (the brevitas backend:
+ * Brevitas's initial statistic of 1, s = 1/T); others report
+ * %QUARK_ERROR_NEEDS_CALIBRATION.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
+ */
+gboolean
+quark_model_quantizer_get_activation_params (QuarkModelQuantizer  *self,
+                                             QuarkTensorSpec      *spec,
+                                             QuarkCalibration     *calibration,
+                                             const char           *layer_name,
+                                             QuarkRole             role,
+                                             QuarkTensor         **scale,
+                                             QuarkTensor         **zero_point,
+                                             GError              **error)
+{
+  g_autoptr(QuarkTensor) s = NULL, z = NULL;
+
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), FALSE);
+  g_return_val_if_fail (calibration == NULL || QUARK_IS_CALIBRATION (calibration), FALSE);
+  g_return_val_if_fail (calibration == NULL || layer_name != NULL, FALSE);
+  g_return_val_if_fail (role == QUARK_ROLE_INPUT || role == QUARK_ROLE_OUTPUT, FALSE);
+  g_return_val_if_fail (scale != NULL && *scale == NULL, FALSE);
+  g_return_val_if_fail (zero_point == NULL || *zero_point == NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (quark_tensor_spec_get_is_dynamic (spec))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "a dynamic activation spec has no static scales: its scales come from each tensor it quantizes");
+      return FALSE;
+    }
+  if (!QUARK_MODEL_QUANTIZER_GET_IFACE (self)->activation_params (self, spec, calibration, layer_name, role,
+                                                                  &s, &z, error))
+    return FALSE;
+  g_return_val_if_fail (QUARK_IS_TENSOR (s), FALSE);
+  *scale = g_steal_pointer (&s);
+  if (zero_point)
+    *zero_point = g_steal_pointer (&z);
+  return TRUE;
+}
+
+/**
+ * quark_model_quantizer_quantize_activation:
+ * @self: a #QuarkModelQuantizer
+ * @tensor: an activation tensor (any float dtype, any shape; the last
+ *   dimension holds the features)
+ * @spec: an activation spec of this backend
+ * @scale: (nullable): the static scales (from
+ *   quark_model_quantizer_get_activation_params() or a checkpoint), or
+ *   %NULL for a dynamic spec, whose scales come from @tensor
+ * @zero_point: (nullable): the zero points that go with @scale, %NULL for 0
+ * @error: return location for a #GError
+ *
+ * Quantizes an activation with the backend's semantics and returns what
+ * represents it, as quark_model_quantizer_quantize_tensor() does for
+ * weights: the codes under the tensor's name (one per element: int8/uint8,
+ * int16 or int32 for integers, one code per byte for minifloats), the
+ * scales as `NAME_scale` (float32) and, for integer specs, the zero points
+ * as `NAME_zero_point` (int32). Dynamic specs compute their scales from
+ * @tensor: per tensor, per token (each row of the last dimension), per
+ * group of the last dimension, or per MX block, as the spec says. Static
+ * specs use @scale; with %NULL the backend's uncalibrated parameters apply
+ * where it defines them (see quark_model_quantizer_get_activation_params()).
+ *
+ * Returns: (transfer full): a model holding the tensors, or %NULL with
+ *   @error set (%QUARK_ERROR_INVALID_ARGUMENT when the scales do not fit
+ *   the tensor)
+ */
+QuarkModel *
+quark_model_quantizer_quantize_activation (QuarkModelQuantizer  *self,
+                                           QuarkTensor          *tensor,
+                                           QuarkTensorSpec      *spec,
+                                           QuarkTensor          *scale,
+                                           QuarkTensor          *zero_point,
+                                           GError              **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (tensor), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (scale == NULL || QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (quark_tensor_spec_get_is_dynamic (spec) && scale != NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: a dynamic activation spec computes its scales; pass none",
+                   quark_tensor_get_name (tensor));
+      return NULL;
+    }
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_activation (self, tensor, spec, scale, zero_point,
+                                                                      error);
 }
 
 /**

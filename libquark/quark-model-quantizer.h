@@ -36,6 +36,13 @@ G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QU
  *   @quantize_model and then writes its result
  * @prepare_model: transforms the float model as the config asks before it
  *   is calibrated (rotation); the default returns the model itself
+ * @activation_params: the static scales and zero points of an activation
+ *   spec from a calibration session (or, where the backend's semantics
+ *   define one, without calibration); the default reports
+ *   %QUARK_ERROR_UNSUPPORTED_SCHEME.
+ * @quantize_activation: quantizes an activation tensor with an activation
+ *   spec and given or dynamic scales; the default reports
+ *   %QUARK_ERROR_UNSUPPORTED_SCHEME.
  *
  * The virtual methods of #QuarkModelQuantizer.
  */
@@ -65,6 +72,20 @@ struct _QuarkModelQuantizerInterface
                                  QuarkModel           *model,
                                  GCancellable         *cancellable,
                                  GError              **error);
+  gboolean     (*activation_params) (QuarkModelQuantizer  *self,
+                                     QuarkTensorSpec      *spec,
+                                     QuarkCalibration     *calibration,
+                                     const char           *layer_name,
+                                     QuarkRole             role,
+                                     QuarkTensor         **scale,
+                                     QuarkTensor         **zero_point,
+                                     GError              **error);
+  QuarkModel * (*quantize_activation) (QuarkModelQuantizer  *self,
+                                       QuarkTensor          *tensor,
+                                       QuarkTensorSpec      *spec,
+                                       QuarkTensor          *scale,
+                                       QuarkTensor          *zero_point,
+                                       GError              **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -84,6 +105,22 @@ QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_model_quantizer_quantize_tensor      (QuarkModelQuantizer  *self,
                                                                       QuarkTensor          *tensor,
                                                                       QuarkTensorSpec      *spec,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean                  quark_model_quantizer_get_activation_params (QuarkModelQuantizer  *self,
+                                                                      QuarkTensorSpec      *spec,
+                                                                      QuarkCalibration     *calibration,
+                                                                      const char           *layer_name,
+                                                                      QuarkRole             role,
+                                                                      QuarkTensor         **scale,
+                                                                      QuarkTensor         **zero_point,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_model_quantizer_quantize_activation  (QuarkModelQuantizer  *self,
+                                                                      QuarkTensor          *tensor,
+                                                                      QuarkTensorSpec      *spec,
+                                                                      QuarkTensor          *scale,
+                                                                      QuarkTensor          *zero_point,
                                                                       GError              **error);
 QUARK_AVAILABLE_IN_1_0
 gboolean                  quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer   *self,

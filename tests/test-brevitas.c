@@ -576,8 +576,31 @@ test_config_errors (void)
     { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"quant_type\": \"float\", "
       "\"exponent_bit_width\": 3, \"mantissa_bit_width\": 4}}}",
       QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.float_format" },
-    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"param_type\": \"mse\", \"symmetric\": false}}}",
-      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.param_type" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"param_type\": \"mse\", "
+      "\"scaling_stats_op\": \"percentile\"}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.scaling_stats_op" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"input_tensors\": {\"param_type\": \"mse\"}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.input_tensors.param_type" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"quant_type\": \"float\", "
+      "\"float_format\": \"generic\", \"saturating\": false}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.saturating: a non-saturating minifloat needs NaN codes" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"quant_type\": \"float\", "
+      "\"float_format\": \"generic\", \"inf_values\": [\"00\"]}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.inf_values" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"quant_type\": \"float\", "
+      "\"nan_values\": [\"1111\"]}}}",
+      QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.nan_values" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"quant_type\": \"float\", "
+      "\"nan_values\": [\"1x1\"]}}}",
+      QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.nan_values: a mantissa code" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"scale_type\": \"unscaled\"}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.scale_type: only minifloats are unscaled" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"scaling_stats_op\": \"mean_sigma_std\"}}}",
+      QUARK_CONFIG_ERROR_OUT_OF_RANGE, "global_quant_config.weight.sigma" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"scaling_stats_op\": \"min_max\"}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.scaling_stats_op" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"input_tensors\": {\"scaling_stats_op\": \"ave\"}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.input_tensors.scaling_stats_op" },
     { "{\"backend\": \"brevitas\", \"global_quant_config\": {}, \"layer_type_quant_config\": {\"Embedding\": {}}}",
       QUARK_CONFIG_ERROR_INVALID_VALUE, "layer_type_quant_config.Embedding: unknown layer type" },
     /* a Brevitas-only key given to the quark backend */

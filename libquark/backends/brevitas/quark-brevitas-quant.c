@@ -6,6 +6,7 @@
 #include "quark-brevitas-spec.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SCALING_MIN_VAL 1e-10f   /* the presets' scaling_min_val */
@@ -21,7 +22,7 @@ bv_threshold (const BvSpec *s)
     case BV_MX_FLOAT:
       return bv_fp_max (s);
     case BV_MX_INT:
-      return 128.0f;
+      return s->is_signed ? 128.0f : 256.0f;   /* PowerOfTwoIntScaling */
     case BV_INT:
     case BV_BIAS:
     default:
@@ -73,6 +74,14 @@ bv_scale_from_stat (const BvSpec *s, float stat, float threshold)
 {
   float v = fmaxf (fabsf (stat), SCALING_MIN_VAL);
 
+  if (s->restrict_type == BV_RESTRICT_UNSCALED)
+    return 1.0f;
+  if (s->restrict_type == BV_RESTRICT_LOG_FP)
+    {
+      /* stored in log2, applied as 2^v, in float32 as torch.log2 / exp2 */
+      v = fabsf (fmaxf (exp2f (log2f (v)), SCALING_MIN_VAL));
+      return v / fabsf (exp2f (log2f (threshold)));
+    }
   if (!s->pof2)
     return v / threshold;
   v = fmaxf (ldexpf (1.0f, (int) round_log2 (v, s->pof2_rounding)), SCALING_MIN_VAL);
@@ -107,33 +116,123 @@ bv_fp_format (const BvSpec *s)
   return f;
 }
 
-/* F = min (max_float, max_available_float): the largest finite code */
+/* F = min (max_float, max_available_float) (§3.11): the all-ones exponent
+ * counts as normal; the largest code below the smallest NaN/Inf mantissa
+ * code is the largest finite one. */
 float
 bv_fp_max (const BvSpec *s)
 {
-  QuarkFpFormat f = bv_fp_format (s);
-  return (float) quark_fp_format_max (&f);
+  int top = (1 << s->ebits) - 1;
+  double max_mantissa = 2.0 - ldexp (1.0, -s->mbits);
+  double max_float = ldexp (max_mantissa, top - s->exponent_bias);
+  guint64 special = s->inf_codes | s->nan_codes;
+  double available = max_float;
+
+  if (special)
+    {
+      int lowest = 0;
+      while (!(special & ((guint64) 1 << lowest)))
+        lowest++;
+      if (lowest == 0)
+        available = ldexp (max_mantissa, top - 1 - s->exponent_bias);
+      else
+        available = ldexp (1.0 + (double) (lowest - 1) / (double) (1 << s->mbits), top - s->exponent_bias);
+    }
+  return (float) MIN (max_float, available);
+}
+
+/* Whether the spec's minifloat differs from the kernels' format of its
+ * family (an exponent bias or NaN/Inf codes of its own): its codes are
+ * then made by bv_float_encode(). */
+gboolean
+bv_spec_is_custom_float (const BvSpec *s)
+{
+  guint64 inf = 0, nan = 0;
+  int bias;
+
+  if (s->kind != BV_FLOAT && s->kind != BV_MX_FLOAT)
+    return FALSE;
+  bias = s->family == BV_FP_FNUZ ? 1 << (s->ebits - 1) : (1 << (s->ebits - 1)) - 1;
+  if (s->family == BV_FP_OCP && s->ebits == 4 && s->mbits == 3)
+    nan = 1u << 7;
+  if (s->family == BV_FP_OCP && s->ebits == 5 && s->mbits == 2)
+    {
+      inf = 1;
+      nan = 0xe;
+    }
+  return s->exponent_bias != bias || s->inf_codes != inf || s->nan_codes != nan;
+}
+
+/* The code of a value of the spec's format (sign, exponent, mantissa with
+ * its own bias; Inf and NaN as the first of their mantissa codes at the
+ * all-ones exponent). */
+guint16
+bv_float_encode (const BvSpec *s, float v)
+{
+  int top = (1 << s->ebits) - 1;
+  guint16 sign = signbit (v) ? (guint16) (1u << (s->ebits + s->mbits)) : 0;
+  guint64 codes;
+  float a = fabsf (v);
+  int e, lowest = 0;
+
+  if (isnan (v) || isinf (v))
+    {
+      codes = isinf (v) && s->inf_codes ? s->inf_codes : s->nan_codes;
+      if (codes == 0)
+        return sign | (guint16) ((top << s->mbits) | ((1 << s->mbits) - 1));
+      while (!(codes & ((guint64) 1 << lowest)))
+        lowest++;
+      return sign | (guint16) ((top << s->mbits) | lowest);
+    }
+  if (a == 0)
+    return sign;
+  frexpf (a, &e);
+  e -= 1;                                   /* a = 1.f * 2^e */
+  if (e < 1 - s->exponent_bias)             /* subnormal */
+    return sign | (guint16) lrintf (ldexpf (a, s->exponent_bias - 1 + s->mbits));
+  return sign | (guint16) (((e + s->exponent_bias) << s->mbits) |
+                           (lrintf (ldexpf (a, s->mbits - e)) - (1 << s->mbits)));
+}
+
+/* The value of a code of the spec's format. */
+float
+bv_float_decode (const BvSpec *s, guint16 code)
+{
+  int top = (1 << s->ebits) - 1;
+  int m = code & ((1 << s->mbits) - 1);
+  int e = (code >> s->mbits) & top;
+  float sign = (code >> (s->ebits + s->mbits)) & 1 ? -1.0f : 1.0f;
+
+  if (e == top && (s->nan_codes & ((guint64) 1 << m)))
+    return NAN;
+  if (e == top && (s->inf_codes & ((guint64) 1 << m)))
+    return sign * INFINITY;
+  if (e == 0)
+    return sign * ldexpf ((float) m, 1 - s->exponent_bias - s->mbits);
+  return sign * ldexpf ((float) ((1 << s->mbits) + m), e - s->exponent_bias - s->mbits);
 }
 
 /* §3.11 FloatQuant steps 3-5 on v = x / s: the nearest value of the
- * format (half to even, subnormals below the smallest normal), saturated. */
+ * format (half to even, subnormals below the smallest normal), then the
+ * clamp: saturating to ±F, otherwise beyond F to ±Inf where the format
+ * has Inf codes and to NaN where it has not. Inf and NaN become NaN (the
+ * step of an infinite value is infinite). */
 static float
-float_round (float v, const QuarkFpFormat *format, float max)
+float_round (float v, const BvSpec *s, float max)
 {
-  float e = floorf (log2f (fabsf (v) + 0x1p-126f)) - (float) format->mbits;
-  float step;
+  float e, step;
 
-  e = fmaxf (e, (float) (1 - format->bias - format->mbits));
+  if (!isfinite (v))
+    return NAN;
+  e = floorf (log2f (fabsf (v) + 0x1p-126f)) - (float) s->mbits;
+  e = fmaxf (e, (float) (1 - s->exponent_bias - s->mbits));
   step = ldexpf (1.0f, (int) e);
   v = step * rintf (v / step);
-  return fminf (fmaxf (v, -max), max);
-}
-
-/* §3.11 FloatQuant, saturating: the dequantized value. */
-float
-bv_float_quantize_one (float x, float scale, const QuarkFpFormat *format, float max)
-{
-  return float_round (x / scale, format, max) * scale;
+  if (s->saturating)
+    return fminf (fmaxf (v, -max), max);
+  if (fabsf (v) > max)
+    return s->inf_codes ? copysignf (INFINITY, v) : NAN;
+  return v;
 }
 
 void
@@ -157,6 +256,7 @@ typedef struct {
   float fmax;
   float scale;
   gint32 zero_point;
+  gboolean custom;
 } Apply;
 
 static void
@@ -175,9 +275,10 @@ apply_chunk (size_t offset, size_t len, void *data)
     }
   for (gsize i = offset; i < offset + len; i++)
     {
-      float v = float_round (a->x[i] / a->scale, &a->fmt, a->fmax);
+      float v = float_round (a->x[i] / a->scale, a->spec, a->fmax);
       r->dequantized[i] = v * a->scale;
-      r->codes[i] = quark_kernel_fp_encode (&a->fmt, v, TRUE);   /* v is a value of the format */
+      /* v is a value of the format (or Inf/NaN where the format says) */
+      r->codes[i] = a->custom ? bv_float_encode (a->spec, v) : quark_kernel_fp_encode (&a->fmt, v, TRUE);
     }
 }
 
@@ -223,43 +324,190 @@ result_alloc (BvResult *r, gsize n, const QuarkKernelLayout *l)
   r->param_n_dims = l->param_n_dims;
 }
 
-/* The statistic and scale of one parameter set of a weight (§3.3, §3.6-3.8). */
-static void
-weight_params (const BvSpec *spec, const float *v, gsize n, gboolean padded, float threshold,
-               float *scale, gint32 *zero_point)
+static int
+cmp_float (const void *a, const void *b)
 {
-  gint32 qmin, qmax;
+  float x = *(const float *) a, y = *(const float *) b;
+  return x < y ? -1 : x > y;
+}
+
+/* The k-th smallest (1-based, clamped to 1..n) of @n values, sorting @work. */
+static float
+kth (float *work, gsize n, gint64 k)
+{
+  qsort (work, n, sizeof (float), cmp_float);
+  k = CLAMP (k, 1, (gint64) n);
+  return work[k - 1];
+}
+
+/* The statistic of one parameter set (§3.6): @v holds its @n values, a
+ * ragged last group already padded with zeros; @work has room for @n. */
+static float
+weight_stat (const BvSpec *spec, BvStatsOp op, const float *v, gsize n, float *work)
+{
   float amax = 0.0f, mn = INFINITY, mx = -INFINITY;
 
+  if (n == 0)
+    return 0.0f;
   for (gsize i = 0; i < n; i++)
     {
       amax = fmaxf (amax, fabsf (v[i]));
       mn = fminf (mn, v[i]);
       mx = fmaxf (mx, v[i]);
     }
-  if (n == 0 || padded)
+  switch (op)
     {
-      /* the zero padding of a ragged last group is part of its statistics */
-      mn = fminf (mn, 0.0f);
-      mx = fmaxf (mx, 0.0f);
+    case BV_STATS_MIN_MAX:
+      return fabsf (mx - fminf (mn, 0.0f));
+    case BV_STATS_PERCENTILE:
+      for (gsize i = 0; i < n; i++)
+        work[i] = fabsf (v[i]);
+      return kth (work, n, (gint64) floor (0.01 * spec->percentile * (double) n + 0.5));
+    case BV_STATS_PERCENTILE_INTERVAL:
+      {
+        float lo, hi;
+        memcpy (work, v, n * sizeof (float));
+        hi = kth (work, n, (gint64) floor (0.01 * spec->percentile * (double) n + 0.5));
+        lo = kth (work, n, (gint64) ceil (0.01 * spec->low_percentile * (double) n));
+        return fabsf (hi - fminf (lo, 0.0f));
+      }
+    case BV_STATS_AVE:
+    case BV_STATS_MEAN_SIGMA_STD:
+      {
+        double sum = 0, var = 0;
+        float mean;
+        for (gsize i = 0; i < n; i++)
+          sum += fabsf (v[i]);
+        mean = (float) (sum / (double) n);
+        if (op == BV_STATS_AVE)
+          return mean;
+        /* torch.var: unbiased, accumulated in binary64 */
+        for (gsize i = 0; i < n; i++)
+          var += ((double) fabsf (v[i]) - sum / (double) n) * ((double) fabsf (v[i]) - sum / (double) n);
+        var = n > 1 ? var / (double) (n - 1) : NAN;
+        return mean + (float) spec->sigma * sqrtf ((float) var + 1e-8f);
+      }
+    case BV_STATS_MAX:
+    case BV_STATS_DEFAULT:
+    default:
+      return amax;
     }
-  *zero_point = 0;
-  if (spec->kind != BV_INT || spec->symmetric)
+}
+
+/* The zero point of a shifted quantizer from its float zero point
+ * -min (min, 0) (§3.7): clamp (R (zf / s + qmin)), with the quantizer's
+ * own rounding R (Brevitas quantizes the zero point with the integer
+ * quantizer it belongs to: floor, ceil and round_to_zero apply to it). */
+gint32
+bv_shifted_zero_point (const BvSpec *spec, float neg, float scale)
+{
+  gint32 qmin, qmax;
+  float y = -neg / scale;
+
+  bv_int_range (spec, &qmin, &qmax);
+  y = y + (float) qmin;
+  return (gint32) fminf (fmaxf (quark_kernel_round (y, spec->rounding, 0, 0), (float) qmin), (float) qmax);
+}
+
+/* Σ (x − x̂)² of one parameter set quantized with @scale and @zero_point,
+ * each term in binary32 as torch's mse_loss, summed in binary64. */
+static double
+set_loss (const BvSpec *spec, const float *v, gsize n, float scale, gint32 zero_point, float fmax)
+{
+  gint32 qmin = 0, qmax = 0;
+  double loss = 0;
+
+  if (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT)
     {
-      float stat = amax;
-      if (spec->mse)
+      for (gsize i = 0; i < n; i++)
         {
-          bv_int_range (spec, &qmin, &qmax);
-          stat = quark_kernel_mse_search_int_f32 (v, n, amax, threshold, qmin, qmax, TRUE);
+          float d = v[i] - float_round (v[i] / scale, spec, fmax) * scale;
+          loss += (double) (d * d);
         }
-      *scale = bv_scale_from_stat (spec, stat, threshold);
+      return loss;
+    }
+  bv_int_range (spec, &qmin, &qmax);
+  for (gsize i = 0; i < n; i++)
+    {
+      float q = fminf (fmaxf (rintf (v[i] / scale + (float) zero_point), (float) qmin), (float) qmax);
+      float d = v[i] - (q - (float) zero_point) * scale;
+      loss += (double) (d * d);
+    }
+  return loss;
+}
+
+/* The scale and zero point of one parameter set of a weight (§3.3,
+ * §3.6-3.8): the statistic (or Brevitas's MSE grid over candidate
+ * statistics, then for shifted quantizers over candidate zero points)
+ * through the restriction of the scale. */
+static void
+weight_params (const BvSpec *spec, const float *v, gsize n, float threshold, float *work,
+               float *scale, gint32 *zero_point)
+{
+  gboolean shifted = spec->kind == BV_INT || spec->kind == BV_MX_INT ? !spec->symmetric : FALSE;
+  BvStatsOp op = bv_spec_stats_op (spec);
+  float neg = 0.0f, fmax = spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT ? bv_fp_max (spec) : 0.0f;
+
+  for (gsize i = 0; i < n; i++)
+    neg = fminf (neg, v[i]);   /* NegativeMinOrZero */
+  *zero_point = 0;
+  if (!spec->mse)
+    {
+      *scale = bv_scale_from_stat (spec, weight_stat (spec, op, v, n, work), threshold);
+      if (shifted)
+        *zero_point = bv_shifted_zero_point (spec, neg, *scale);
       return;
     }
-  /* ShiftedMinUintQuant: AbsMinMax, NegativeMinOrZero quantized */
-  mn = fminf (mn, 0.0f);
-  *scale = bv_scale_from_stat (spec, fabsf (mx - mn), threshold);
-  bv_int_range (spec, &qmin, &qmax);
-  *zero_point = (gint32) fminf (fmaxf (rintf (-mn / *scale + (float) qmin), (float) qmin), (float) qmax);
+  {
+    /* the grid: candidates fl (fl (init / 20) · i), i = 2 … 20; a
+     * candidate wins only with a strictly smaller loss */
+    float init = weight_stat (spec, shifted ? BV_STATS_MIN_MAX : BV_STATS_MAX, v, n, work);
+    float base = init / 20.0f, best = base, best_neg = neg;
+    double best_loss = INFINITY;
+
+    for (int i = 2; i <= 20; i++)
+      {
+        float c = base * (float) i;
+        float sc = bv_scale_from_stat (spec, c, threshold);
+        double loss = set_loss (spec, v, n, sc, shifted ? bv_shifted_zero_point (spec, neg, sc) : 0, fmax);
+        if (loss < best_loss)
+          {
+            best_loss = loss;
+            best = c;
+          }
+      }
+    *scale = bv_scale_from_stat (spec, best, threshold);
+    if (!shifted)
+      return;
+    /* then the zero point, from NegativeMinOrZero, with the scale found */
+    base = neg / 20.0f;
+    best_neg = base;
+    best_loss = INFINITY;
+    for (int i = 2; i <= 20; i++)
+      {
+        float c = base * (float) i;
+        double loss = set_loss (spec, v, n, *scale, bv_shifted_zero_point (spec, c, *scale), fmax);
+        if (loss < best_loss)
+          {
+            best_loss = loss;
+            best_neg = c;
+          }
+      }
+    *zero_point = bv_shifted_zero_point (spec, best_neg, *scale);
+  }
+}
+
+BvStatsOp
+bv_spec_stats_op (const BvSpec *spec)
+{
+  gboolean act = spec->role == QUARK_ROLE_INPUT || spec->role == QUARK_ROLE_OUTPUT;
+  gboolean shifted = (spec->kind == BV_INT || spec->kind == BV_MX_INT) && !spec->symmetric;
+
+  if (spec->stats_op != BV_STATS_DEFAULT)
+    return spec->stats_op;
+  if (act)
+    return shifted ? BV_STATS_PERCENTILE_INTERVAL : spec->percentile < 100 ? BV_STATS_PERCENTILE : BV_STATS_MAX;
+  return shifted ? BV_STATS_MIN_MAX : BV_STATS_MAX;
 }
 
 static void
@@ -273,6 +521,7 @@ apply_params (const BvSpec *spec, const float *x, const QuarkKernelLayout *l, gs
   a.x = x;
   a.r = r;
   a.fmt = bv_fp_format (spec);
+  a.custom = bv_spec_is_custom_float (spec);
   a.scale = scale;
   a.zero_point = zero_point;
 
@@ -305,25 +554,32 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
                     BvResult *r, GError **error)
 {
   QuarkKernelLayout l;
-  g_autofree float *buf = NULL;
+  g_autofree float *buf = NULL, *work = NULL;
   float threshold = bv_threshold (spec);
-  gsize n = 1;
+  gsize n = 1, room;
 
   for (guint d = 0; d < n_dims; d++)
     n *= (gsize) shape[d];
   if (!init_layout (spec, shape, n_dims, name, &l, error))
     return FALSE;
   result_alloc (r, n, &l);
-  buf = g_new (float, MAX (n, 1));
+  room = MAX (n, 1) + (spec->qscheme == QUARK_QSCHEME_PER_GROUP ? (gsize) spec->group_size : 0);
+  buf = g_new (float, room);
+  work = g_new (float, room);
   for (gsize p = 0; p < l.n_params; p++)
     {
       gsize n_p = quark_kernel_layout_gather_f32 (&l, p, x, buf);
       float scale;
       gint32 zero_point;
-      gboolean padded;
 
-      padded = spec->qscheme == QUARK_QSCHEME_PER_GROUP && n_p < (gsize) spec->group_size;
-      weight_params (spec, buf, n_p, padded, threshold, &scale, &zero_point);
+      /* a ragged last group is zero-padded, and the padding is part of its
+       * statistics (§3.8) */
+      if (spec->qscheme == QUARK_QSCHEME_PER_GROUP && n_p < (gsize) spec->group_size)
+        {
+          memset (buf + n_p, 0, ((gsize) spec->group_size - n_p) * sizeof (float));
+          n_p = (gsize) spec->group_size;
+        }
+      weight_params (spec, buf, n_p, threshold, work, &scale, &zero_point);
       apply_params (spec, x, &l, p, scale, zero_point, r);
     }
   return TRUE;
@@ -350,5 +606,63 @@ bv_quantize_with_scales (const BvSpec *spec, const float *x, const gint64 *shape
   result_alloc (r, n, &l);
   for (gsize p = 0; p < n_params; p++)
     apply_params (spec, x, &l, p, scales[p], zero_points ? zero_points[p] : 0, r);
+  return TRUE;
+}
+
+/**
+ * bv_uncalibrated_params:
+ *
+ * The parameters of a static activation quantizer that has seen no data:
+ * Brevitas's statistic buffer starts at 1.0, so s = 1 / T through the
+ * restriction (1/128 for Int8ActPerTensorFloat, 1/448 for OCP E4M3), zero
+ * point 0; unscaled minifloats have s = 1.
+ */
+void
+bv_uncalibrated_params (const BvSpec *spec, float *scale, gint32 *zero_point)
+{
+  *scale = bv_scale_from_stat (spec, 1.0f, bv_threshold (spec));
+  *zero_point = 0;
+}
+
+/**
+ * bv_quantize_activation:
+ *
+ * An activation through its quantizer: dynamic specs (MX) compute a scale
+ * per group of the last dimension from the values (abs max, zero-padded
+ * ragged groups, as weights); static ones use the one scale and zero point
+ * given. Brevitas's order: y = x / s + z, q = clamp (round (y)).
+ */
+gboolean
+bv_quantize_activation (const BvSpec *spec, const float *x, const gint64 *shape, guint n_dims,
+                        const float *scales, const gint32 *zero_points, gsize n_scales, const char *name,
+                        BvResult *r, GError **error)
+{
+  gsize n = 1;
+
+  for (guint d = 0; d < n_dims; d++)
+    n *= (gsize) shape[d];
+  if (spec->dynamic)
+    {
+      /* the leading dimensions are tokens: a 2-D view [tokens, features] */
+      gint64 view[2] = { 1, n_dims ? shape[n_dims - 1] : 1 };
+      view[0] = view[1] ? (gint64) n / view[1] : 0;
+      if (!bv_quantize_weight (spec, x, view, 2, name, r, error))
+        return FALSE;
+      if (n_dims != 2)
+        {
+          /* scales shaped like the tensor with groups in the last dimension */
+          for (guint d = 0; d + 1 < n_dims; d++)
+            r->param_shape[d] = shape[d];
+          r->param_shape[n_dims ? n_dims - 1 : 0] = (gint64) (r->n_params / (gsize) MAX (view[0], 1));
+          r->param_n_dims = MAX (n_dims, 1);
+        }
+      return TRUE;
+    }
+  if (!bv_quantize_with_scales (spec, x, shape, n_dims, scales, zero_points, n_scales, r))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: %" G_GSIZE_FORMAT " scales do not fit it", name, n_scales);
+      return FALSE;
+    }
   return TRUE;
 }

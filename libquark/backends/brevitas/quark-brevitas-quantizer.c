@@ -304,6 +304,11 @@ activation_params (const BvSpec *bv, const char *layer, QuarkRole role, QuarkCal
   float abs_pct, span, neg;
   gint32 qmin, qmax;
 
+  if (bv->restrict_type == BV_RESTRICT_UNSCALED)
+    {
+      bv_uncalibrated_params (bv, scale, zero_point);
+      return TRUE;
+    }
   if (calibration == NULL ||
       !quark_calibration_get_batch_percentiles (calibration, layer, role, &q, &abs_pct, NULL, NULL, &span, &neg))
     {
@@ -325,7 +330,7 @@ activation_params (const BvSpec *bv, const char *layer, QuarkRole role, QuarkCal
       /* PercentileInterval scale, NegativePercentileOrZero zero point */
       bv_int_range (bv, &qmin, &qmax);
       *scale = bv_scale_from_stat (bv, span, bv_threshold (bv));
-      *zero_point = (gint32) fminf (fmaxf (rintf (-neg / *scale + (float) qmin), (float) qmin), (float) qmax);
+      *zero_point = bv_shifted_zero_point (bv, neg, *scale);
       return TRUE;
     }
   *scale = bv_scale_from_stat (bv, abs_pct, bv_threshold (bv));
@@ -758,7 +763,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
         {
           const BvSpec *a = quark_brevitas_config_get_bv_spec (config, layer, type, role, NULL);
-          if (a && !a->dynamic && calibration == NULL)
+          if (a && !a->dynamic && a->restrict_type != BV_RESTRICT_UNSCALED && calibration == NULL)
             {
               g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
                            "layer %s: the %s quantizer %s is calibrated, but no calibration statistics were given",
@@ -912,6 +917,117 @@ quark_brevitas_quantizer_quantize_tensor (QuarkModelQuantizer *quantizer, QuarkT
       (bv->kind == BV_INT &&
        !add_ints (out, zp_name, int_storage (bv->bits, bv->is_signed), r.zero_points, r.n_params, r.param_shape,
                   r.param_n_dims, error)))
+    return NULL;
+  return g_steal_pointer (&out);
+}
+
+/* ---- activations as an API ---------------------------------------------------- */
+
+static BvSpec *
+activation_spec (QuarkTensorSpec *spec, const char *what, GError **error)
+{
+  BvSpec *bv = bv_spec_from_tensor_spec (spec);
+
+  if (bv == NULL || (bv->role != QUARK_ROLE_INPUT && bv->role != QUARK_ROLE_OUTPUT))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s: the brevitas backend quantizes activations with activation specs from its own configs "
+                   "(get_tensor_spec for an input or output)", what);
+      return NULL;
+    }
+  return bv;
+}
+
+/* Static parameters from the running means of the per-batch statistics
+ * (§3.4), or without calibration Brevitas's uncalibrated quantizer: the
+ * statistic's buffer starts at 1, so s = 1 / T through the restriction. */
+static gboolean
+quark_brevitas_quantizer_activation_params (QuarkModelQuantizer *quantizer, QuarkTensorSpec *spec,
+                                            QuarkCalibration *calibration, const char *layer_name, QuarkRole role,
+                                            QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
+{
+  BvSpec *bv = activation_spec (spec, layer_name ? layer_name : "activation", error);
+  g_autoptr(QuarkModel) zm = quark_model_new ();
+  float s;
+  gint32 z;
+
+  if (bv == NULL)
+    return FALSE;
+  if (calibration == NULL)
+    bv_uncalibrated_params (bv, &s, &z);
+  else if (!activation_params (bv, layer_name, role, calibration, &s, &z, error))
+    return FALSE;
+  *scale = quark_tensor_new_from_floats ("scale", NULL, 0, &s, 1, error);
+  if (*scale == NULL)
+    return FALSE;
+  if (bv->kind == BV_INT)
+    {
+      if (!add_ints (zm, "zero_point", int_storage (bv->bits, bv->is_signed), &z, 1, NULL, 0, error))
+        return FALSE;
+      *zero_point = g_object_ref (quark_model_get_tensor (zm, "zero_point"));
+    }
+  return TRUE;
+}
+
+static QuarkModel *
+quark_brevitas_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
+                                              QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
+                                              GError **error)
+{
+  const char *name = quark_tensor_get_name (tensor);
+  BvSpec *bv = activation_spec (spec, name, error);
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autofree float *x = NULL, *scales = NULL, *zpf = NULL;
+  g_autofree gint32 *zps = NULL;
+  g_auto(BvResult) r = { 0 };
+  const char *storage;
+  const gint64 *shape;
+  guint n_dims;
+  gsize n, n_scales = 0, n_zps = 0;
+  float s0;
+  gint32 z0;
+
+  if (bv == NULL)
+    return NULL;
+  x = quark_tensor_to_floats (tensor, &n, error);
+  if (x == NULL)
+    return NULL;
+  shape = quark_tensor_get_shape (tensor, &n_dims);
+  if (!bv->dynamic)
+    {
+      if (scale == NULL)
+        {
+          /* the uncalibrated quantizer (or the unscaled one) */
+          bv_uncalibrated_params (bv, &s0, &z0);
+          scales = g_memdup2 (&s0, sizeof s0);
+          zps = g_memdup2 (&z0, sizeof z0);
+          n_scales = 1;
+        }
+      else
+        {
+          scales = quark_tensor_to_floats (scale, &n_scales, error);
+          if (scales == NULL || (zero_point && (zpf = quark_tensor_to_floats (zero_point, &n_zps, error)) == NULL))
+            return NULL;
+          if (n_scales != 1 || (zero_point && n_zps != 1))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                           "tensor %s: the %s quantizer takes one scale and zero point per tensor, not %"
+                           G_GSIZE_FORMAT, name, bv_spec_describe (bv), n_scales);
+              return NULL;
+            }
+          zps = g_new0 (gint32, 1);
+          if (zpf)
+            zps[0] = (gint32) zpf[0];
+        }
+    }
+  if (!bv_quantize_activation (bv, x, shape, n_dims, scales, zps, n_scales, name, &r, error) ||
+      !add_codes (out, name, bv, &r, shape, n_dims, FALSE, &storage, error) ||
+      !add_floats (out, scale_name, r.scales, r.n_params, r.param_shape, r.param_n_dims, error) ||
+      ((bv->kind == BV_INT || bv->kind == BV_MX_INT) &&
+       !add_ints (out, zp_name, int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed), r.zero_points,
+                  r.n_params, r.param_shape, r.param_n_dims, error)))
     return NULL;
   return g_steal_pointer (&out);
 }
@@ -1166,4 +1282,6 @@ quantizer_iface_init (QuarkModelQuantizerInterface *iface)
   iface->quantize_model_to_writer = quark_brevitas_quantizer_quantize_model_to_writer;
   iface->quantize_tensor = quark_brevitas_quantizer_quantize_tensor;
   iface->dequantize_model = quark_brevitas_quantizer_dequantize_model;
+  iface->activation_params = quark_brevitas_quantizer_activation_params;
+  iface->quantize_activation = quark_brevitas_quantizer_quantize_activation;
 }

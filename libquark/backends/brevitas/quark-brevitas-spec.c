@@ -4,6 +4,7 @@
  */
 #include "quark-brevitas-spec.h"
 
+#include <math.h>
 #include <string.h>
 
 #define SPEC_KEY "quark-brevitas-spec"
@@ -24,6 +25,7 @@ typedef struct {
   int ebits, mbits;
   BvFpFamily family;
   double percentile;
+  BvRestrict restrict_type;   /* only UNSCALED is read; the others follow pof2 */
 } BvPreset;
 
 #define T QUARK_QSCHEME_PER_TENSOR
@@ -36,46 +38,65 @@ typedef struct {
 
 static const BvPreset presets[] = {
   /* weights: statistics of the tensor, recomputed */
-  { "Int8WeightPerTensorFloat", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int8WeightPerChannelFloat", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int8WeightPerTensorFloatMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int8WeightPerChannelFloatMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "ShiftedUint8WeightPerTensorFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "ShiftedUint8WeightPerChannelFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, C, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int8WeightPerTensorFixedPoint", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int8WeightPerChannelFixedPoint", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "IntWeightSymmetricGroupQuant", W, BV_INT, 4, TRUE, TRUE, TRUE, G, 128, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "ShiftedUint8WeightGroupQuantFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, G, 128, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Fp8e4m3OCPWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
-  { "Fp8e4m3OCPWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
-  { "Fp8e5m2OCPWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100 },
-  { "Fp8e5m2OCPWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100 },
-  { "Fp8e4m3FNUZWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100 },
-  { "Fp8e4m3FNUZWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100 },
-  { "Fp8e5m2FNUZWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100 },
-  { "Fp8e5m2FNUZWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100 },
-  { "MXFloat8e4m3Weight", W, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
-  { "MXFloat4e2m1Weight", W, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 2, 1, BV_FP_OCP, 100 },
-  { "MXInt8Weight", W, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8WeightPerTensorFloat", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8WeightPerChannelFloat", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8WeightPerTensorFloatMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8WeightPerChannelFloatMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedUint8WeightPerTensorFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedUint8WeightPerChannelFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, C, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8WeightPerTensorFixedPoint", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8WeightPerChannelFixedPoint", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "IntWeightSymmetricGroupQuant", W, BV_INT, 4, TRUE, TRUE, TRUE, G, 128, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedUint8WeightGroupQuantFloat", W, BV_INT, 8, FALSE, FALSE, FALSE, G, 128, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e5m2OCPWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e5m2OCPWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3FNUZWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3FNUZWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100, BV_RESTRICT_FP },
+  { "Fp8e5m2FNUZWeightPerTensorFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100, BV_RESTRICT_FP },
+  { "Fp8e5m2FNUZWeightPerChannelFloat", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100, BV_RESTRICT_FP },
+  { "MXFloat8e4m3Weight", W, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "MXFloat4e2m1Weight", W, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 2, 1, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "MXInt8Weight", W, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  /* MSE, shifted MX and unscaled variants */
+  { "ShiftedUint8WeightPerTensorFloatMSE", W, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedUint8WeightPerChannelFloatMSE", W, BV_INT, 8, FALSE, FALSE, FALSE, C, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8WeightPerTensorFixedPointMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, T, 0, TRUE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8WeightPerChannelFixedPointMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, TRUE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPWeightPerTensorFloatMSE", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPWeightPerChannelFloatMSE", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, TRUE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "MXFloat8e4m3WeightMSE", W, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, TRUE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "MXInt8WeightMSE", W, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedMXUInt8Weight", W, BV_MX_INT, 8, FALSE, FALSE, FALSE, G, 32, TRUE, FLOOR, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedMXUInt8WeightMSE", W, BV_MX_INT, 8, FALSE, FALSE, FALSE, G, 32, TRUE, FLOOR, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPWeight", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_UNSCALED },
+  { "Fp8e5m2OCPWeight", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100, BV_RESTRICT_UNSCALED },
+  { "Fp8e4m3Weight", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_GENERIC, 100, BV_RESTRICT_UNSCALED },
+  { "Fp8e5m2Weight", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_GENERIC, 100, BV_RESTRICT_UNSCALED },
+  { "Fp8e4m3OCPAct", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_UNSCALED },
+  { "Fp8e5m2OCPAct", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100, BV_RESTRICT_UNSCALED },
+  { "Fp8e4m3Act", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_GENERIC, 100, BV_RESTRICT_UNSCALED },
+  { "Fp8e5m2Act", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_GENERIC, 100, BV_RESTRICT_UNSCALED },
   /* activations: calibrated, per tensor */
-  { "Int8ActPerTensorFloat", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
-  { "Uint8ActPerTensorFloat", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
-  { "ShiftedUint8ActPerTensorFloat", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
-  { "Int8ActPerTensorFixedPoint", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
-  { "Uint8ActPerTensorFixedPoint", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
-  { "ShiftedUint8ActPerTensorFixedPoint", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999 },
-  { "Fp8e4m3OCPActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100 },
-  { "Fp8e5m2OCPActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100 },
-  { "Fp8e4m3FNUZActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100 },
-  { "Fp8e5m2FNUZActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100 },
-  { "MXFloat8e4m3Act", ACT, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 4, 3, BV_FP_OCP, 100 },
-  { "MXFloat4e2m1Act", ACT, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 2, 1, BV_FP_OCP, 100 },
-  { "MXInt8Act", ACT, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8ActPerTensorFloat", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Uint8ActPerTensorFloat", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "ShiftedUint8ActPerTensorFloat", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Int8ActPerTensorFixedPoint", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Uint8ActPerTensorFixedPoint", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "ShiftedUint8ActPerTensorFixedPoint", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, TRUE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e5m2OCPActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3FNUZActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_FNUZ, 100, BV_RESTRICT_FP },
+  { "Fp8e5m2FNUZActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_FNUZ, 100, BV_RESTRICT_FP },
+  { "MXFloat8e4m3Act", ACT, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "MXFloat4e2m1Act", ACT, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 2, 1, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "MXInt8Act", ACT, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
   /* biases: s = input scale · weight scale */
-  { "Int8Bias", B, BV_BIAS, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int16Bias", B, BV_BIAS, 16, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int24Bias", B, BV_BIAS, 24, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
-  { "Int32Bias", B, BV_BIAS, 32, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100 },
+  { "Int8Bias", B, BV_BIAS, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int16Bias", B, BV_BIAS, 16, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int24Bias", B, BV_BIAS, 24, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int32Bias", B, BV_BIAS, 32, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
 };
 
 #undef T
@@ -87,12 +108,16 @@ static const BvPreset presets[] = {
 static const char * const spec_keys[] = {
   "preset", "quant_type", "bit_width", "signed", "narrow_range", "symmetric", "qscheme", "group_size",
   "scale_type", "pof2_rounding", "param_type", "exponent_bit_width", "mantissa_bit_width", "float_format",
-  "percentile", "rounding", NULL
+  "percentile", "rounding", "scaling_stats_op", "low_percentile", "sigma", "saturating", "exponent_bias",
+  "inf_values", "nan_values", NULL
 };
 static const char * const bias_keys[] = { "preset", "bit_width", NULL };
 
 static const char * const kind_names[] = { "int", "float", "mx_float", "mx_int", "int" };
 static const char * const family_names[] = { "ocp", "fnuz", "generic" };
+static const char * const stats_op_names[] = { "default", "max", "min_max", "percentile", "percentile_interval",
+                                               "ave", "mean_sigma_std" };   /* BvStatsOp order */
+static const char * const restrict_names[] = { "float", "pof2", "log_fp", "unscaled" };   /* BvRestrict order */
 static const char * const rounding_names[] = { "round", "ceil", "floor" };   /* QuarkPow2Rounding order */
 /* Brevitas's FloatToIntImplType names for integer rounding */
 static const char * const int_rounding_names[] = { "round", "floor", "ceil", "round_to_zero", "dpu" };
@@ -159,6 +184,55 @@ get_bool (JsonObject *o, const char *path, const char *key, gboolean *out, GErro
   if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
     return config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, key, "expected true or false");
   *out = json_node_get_boolean (n);
+  return TRUE;
+}
+
+static gboolean
+get_number (JsonObject *o, const char *path, const char *key, double *out, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+
+  if (n == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (n) || (json_node_get_value_type (n) != G_TYPE_DOUBLE &&
+                                     json_node_get_value_type (n) != G_TYPE_INT64))
+    return config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, key, "expected a number");
+  *out = json_node_get_value_type (n) == G_TYPE_DOUBLE ? json_node_get_double (n) : (double) json_node_get_int (n);
+  return TRUE;
+}
+
+/* Brevitas's inf_values / nan_values: mantissa codes at the all-ones
+ * exponent as binary strings ("111"); *out gets bit i set for code i. */
+static gboolean
+get_codes (JsonObject *o, const char *path, const char *key, guint64 *out, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  JsonArray *a;
+
+  if (n == NULL)
+    return TRUE;
+  *out = 0;
+  if (JSON_NODE_HOLDS_NULL (n))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (n))
+    return config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, key,
+                         "expected null or a list of mantissa codes in binary (\"111\")");
+  a = json_node_get_array (n);
+  for (guint i = 0; i < json_array_get_length (a); i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      const char *str = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING
+                        ? json_node_get_string (e) : NULL;
+      guint64 code = 0;
+      gsize len = str ? strlen (str) : 0;
+
+      if (len == 0 || len > 6 || strspn (str, "01") != len)
+        return config_error (error, QUARK_CONFIG_ERROR_INVALID_VALUE, path, key,
+                             "a mantissa code is a string of 1 to 6 binary digits");
+      for (gsize k = 0; k < len; k++)
+        code = code * 2 + (guint64) (str[k] - '0');
+      *out |= (guint64) 1 << code;
+    }
   return TRUE;
 }
 
@@ -283,12 +357,13 @@ check_spec (const BvSpec *s, const char *path, GError **error)
   if (!s->symmetric && s->is_signed)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "signed",
                          "an asymmetric (shifted) quantizer is unsigned");
-  if (s->kind != BV_INT && !s->symmetric)
+  if ((s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT) && !s->symmetric)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "symmetric",
-                         "float and MX quantizers are symmetric");
+                         "float quantizers are symmetric");
   if (s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT)
     {
-      gboolean ocp = (s->ebits == 4 && s->mbits == 3) || (s->ebits == 5 && s->mbits == 2) ||
+      gboolean ocp;
+      ocp = (s->ebits == 4 && s->mbits == 3) || (s->ebits == 5 && s->mbits == 2) ||
                      (s->ebits == 3 && s->mbits == 2) || (s->ebits == 2 && s->mbits == 3) ||
                      (s->ebits == 2 && s->mbits == 1);
       if (s->ebits < 1 || s->ebits > 5 || s->mbits < 0 || s->mbits > 6 || 1 + s->ebits + s->mbits > 8)
@@ -300,19 +375,54 @@ check_spec (const BvSpec *s, const char *path, GError **error)
       if (s->family == BV_FP_FNUZ && !((s->ebits == 4 && s->mbits == 3) || (s->ebits == 5 && s->mbits == 2)))
         return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "float_format",
                              "the FNUZ formats are E4M3 and E5M2");
+      guint64 valid = s->mbits >= 6 ? G_MAXUINT64 : ((guint64) 1 << (1 << s->mbits)) - 1;
+      if (((s->inf_codes | s->nan_codes) & ~valid) != 0)
+        return config_error (error, QUARK_CONFIG_ERROR_INVALID_VALUE, path, s->inf_codes & ~valid ? "inf_values"
+                             : "nan_values", "NaN and Inf codes are mantissa codes no longer than the mantissa");
+      if (s->inf_codes && !s->nan_codes)
+        return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "inf_values",
+                             "a format with Inf codes also has NaN codes (as in Brevitas)");
+      if (s->inf_codes & s->nan_codes)
+        return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "inf_values",
+                             "a code is either Inf or NaN");
+      if (!s->saturating && !s->nan_codes)
+        return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "saturating",
+                             "a non-saturating minifloat needs NaN codes (nan_values) for what it cannot represent");
     }
-  if (s->mse && (s->kind != BV_INT || !s->symmetric || act))
-    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
-                         "the MSE search applies to symmetric integer weights");
-  if (s->rounding != QUARK_ROUND_HALF_EVEN && (s->kind != BV_INT || s->mse))
-    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "rounding",
-                         "other roundings apply to integer quantizers with statistics scaling");
-  if (s->mse && s->pof2)
-    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
-                         "the MSE search takes float scales in the brevitas backend");
-  if (s->pof2 && !s->symmetric && !act)
+  else if (s->restrict_type == BV_RESTRICT_UNSCALED)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_type",
-                         "power-of-two weights are symmetric (Brevitas's FixedPoint presets)");
+                         "only minifloats are unscaled");
+  if ((s->kind == BV_MX_FLOAT || s->kind == BV_MX_INT) && s->restrict_type != BV_RESTRICT_POW2)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_type",
+                         "MX scales are powers of two");
+  if (s->mse && act)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
+                         "the brevitas backend searches MSE scales for weights (activation MSE is not implemented)");
+  if (s->mse && s->restrict_type == BV_RESTRICT_UNSCALED)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
+                         "an unscaled quantizer has no scale to search");
+  if (s->mse && s->stats_op != BV_STATS_DEFAULT)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scaling_stats_op",
+                         "the MSE search starts from the abs max (min-max for shifted quantizers)");
+  if (s->rounding != QUARK_ROUND_HALF_EVEN && s->kind != BV_INT)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "rounding",
+                         "other roundings apply to integer quantizers");
+  if (act && s->stats_op != BV_STATS_DEFAULT && s->stats_op != BV_STATS_PERCENTILE && s->stats_op != BV_STATS_MAX &&
+      !(s->stats_op == BV_STATS_PERCENTILE_INTERVAL && !s->symmetric))
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scaling_stats_op",
+                         "calibrated activations take the percentile (or maximum) of each batch; shifted ones "
+                         "the percentile interval");
+  if (act && fabs (s->low_percentile - (100.0 - s->percentile)) > 0)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "low_percentile",
+                         "calibration sessions take the low percentile at 100 - percentile");
+  if (s->stats_op == BV_STATS_MEAN_SIGMA_STD && !(s->sigma > 0))
+    return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "sigma", "mean_sigma_std needs a positive sigma");
+  if ((s->stats_op == BV_STATS_PERCENTILE_INTERVAL || s->stats_op == BV_STATS_MIN_MAX) && s->symmetric && !act)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scaling_stats_op",
+                         "min_max and percentile_interval are the statistics of shifted (asymmetric) quantizers");
+  if (!(s->low_percentile >= 0 && s->low_percentile < 100))
+    return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "low_percentile",
+                         "expected a percentile in [0, 100)");
   if (s->qscheme == QUARK_QSCHEME_PER_GROUP && s->group_size <= 0)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "group_size",
                          "per_group needs a positive group_size");
@@ -348,7 +458,6 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
   static const char * const qschemes[] = { "per_tensor", "per_channel", "per_group" };
   static const QuarkQScheme qscheme_values[] = { QUARK_QSCHEME_PER_TENSOR, QUARK_QSCHEME_PER_CHANNEL,
                                                  QUARK_QSCHEME_PER_GROUP };
-  static const char * const scale_types[] = { "float", "pof2" };
   static const char * const param_types[] = { "stats", "mse" };
   g_autoptr(GString) list = NULL;
   JsonObject *o;
@@ -378,6 +487,9 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
   s->pof2_rounding = QUARK_POW2_CEIL;
   s->percentile = act ? 99.999 : 100;
   s->family = BV_FP_OCP;
+  s->saturating = TRUE;
+  s->low_percentile = -1;     /* 100 - percentile unless given */
+  s->exponent_bias = G_MININT;   /* the family's unless given */
 
   if ((n = json_object_get_member (o, "preset")))
     {
@@ -417,6 +529,8 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
       s->mbits = p->mbits;
       s->family = p->family;
       s->percentile = p->percentile;
+      s->restrict_type = p->restrict_type == BV_RESTRICT_UNSCALED ? BV_RESTRICT_UNSCALED
+                         : p->pof2 ? BV_RESTRICT_POW2 : BV_RESTRICT_FP;
     }
 
   if (role == QUARK_ROLE_BIAS)
@@ -447,6 +561,7 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
           s->qscheme = QUARK_QSCHEME_PER_GROUP;
           s->group_size = 32;
           s->pof2 = TRUE;
+          s->restrict_type = BV_RESTRICT_POW2;
           s->pof2_rounding = QUARK_POW2_FLOOR;
           s->narrow = FALSE;
           s->dynamic = act;
@@ -475,10 +590,24 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
   s->qscheme = qscheme_values[v];
   if (!get_int (o, path, "group_size", 1, G_MAXINT, &s->group_size, error))
     goto fail;
-  v = s->pof2;
-  if (!get_choice (o, path, "scale_type", scale_types, 2, &v, error))
+  v = (int) s->restrict_type;
+  if (!get_choice (o, path, "scale_type", restrict_names, G_N_ELEMENTS (restrict_names), &v, error))
     goto fail;
-  s->pof2 = v;
+  s->restrict_type = (BvRestrict) v;
+  s->pof2 = s->restrict_type == BV_RESTRICT_POW2;
+  v = (int) s->stats_op;
+  if (!get_choice (o, path, "scaling_stats_op", stats_op_names, G_N_ELEMENTS (stats_op_names), &v, error))
+    goto fail;
+  s->stats_op = (BvStatsOp) v;
+  if (!get_number (o, path, "low_percentile", &s->low_percentile, error) ||
+      !get_number (o, path, "sigma", &s->sigma, error) ||
+      !get_bool (o, path, "saturating", &s->saturating, error) ||
+      !get_int (o, path, "exponent_bias", -64, 64, &s->exponent_bias, error) ||
+      !get_codes (o, path, "inf_values", &s->inf_codes, error) ||
+      !get_codes (o, path, "nan_values", &s->nan_codes, error))
+    goto fail;
+  if (json_object_has_member (o, "sigma") && !json_object_has_member (o, "scaling_stats_op"))
+    s->stats_op = BV_STATS_MEAN_SIGMA_STD;
   v = (int) s->pof2_rounding;
   if (!get_choice (o, path, "pof2_rounding", rounding_names, 3, &v, error))
     goto fail;
@@ -501,19 +630,31 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
   if (!get_choice (o, path, "float_format", family_names, 3, &v, error))
     goto fail;
   s->family = (BvFpFamily) v;
-  if ((n = json_object_get_member (o, "percentile")))
-    {
-      if (!JSON_NODE_HOLDS_VALUE (n) || (json_node_get_value_type (n) != G_TYPE_DOUBLE &&
-                                         json_node_get_value_type (n) != G_TYPE_INT64))
-        {
-          config_error (error, QUARK_CONFIG_ERROR_TYPE_MISMATCH, path, "percentile", "expected a number");
-          goto fail;
-        }
-      s->percentile = json_node_get_value_type (n) == G_TYPE_DOUBLE ? json_node_get_double (n)
-                                                                    : (double) json_node_get_int (n);
-    }
+  if (!get_number (o, path, "percentile", &s->percentile, error))
+    goto fail;
+  /* a weight's percentile is its statistic (AbsPercentile, or the
+   * PercentileInterval of a shifted quantizer) */
+  if (!act && json_object_has_member (o, "percentile") && s->stats_op == BV_STATS_DEFAULT)
+    s->stats_op = s->symmetric ? BV_STATS_PERCENTILE : BV_STATS_PERCENTILE_INTERVAL;
+  if (s->low_percentile < 0)
+    s->low_percentile = 100.0 - s->percentile;
   if (s->kind == BV_FLOAT || s->kind == BV_MX_FLOAT)
-    s->bits = 1 + s->ebits + s->mbits;
+    {
+      s->bits = 1 + s->ebits + s->mbits;
+      /* the family's special codes unless given (OCP E4M3: NaN S.1111.111;
+       * E5M2: Inf S.11111.00, NaN the other three) */
+      if (!json_object_has_member (o, "inf_values") && !json_object_has_member (o, "nan_values") &&
+          s->family == BV_FP_OCP && s->ebits == 4 && s->mbits == 3)
+        s->nan_codes = 1u << 7;
+      if (!json_object_has_member (o, "inf_values") && !json_object_has_member (o, "nan_values") &&
+          s->family == BV_FP_OCP && s->ebits == 5 && s->mbits == 2)
+        {
+          s->inf_codes = 1u << 0;
+          s->nan_codes = (1u << 1) | (1u << 2) | (1u << 3);
+        }
+      if (s->exponent_bias == G_MININT)
+        s->exponent_bias = s->family == BV_FP_FNUZ ? 1 << (s->ebits - 1) : (1 << (s->ebits - 1)) - 1;
+    }
   if (!check_spec (s, path, error))
     goto fail;
   attach_tensor_spec (s);
@@ -542,7 +683,13 @@ bv_spec_to_json (const BvSpec *s)
                                                    : s->qscheme == QUARK_QSCHEME_PER_GROUP ? "per_group" : "per_tensor");
       if (s->qscheme == QUARK_QSCHEME_PER_GROUP)
         json_object_set_int_member (o, "group_size", s->group_size);
-      json_object_set_string_member (o, "scale_type", s->pof2 ? "pof2" : "float");
+      json_object_set_string_member (o, "scale_type", restrict_names[s->restrict_type]);
+      if (s->stats_op != BV_STATS_DEFAULT)
+        json_object_set_string_member (o, "scaling_stats_op", stats_op_names[s->stats_op]);
+      if (s->low_percentile != 100.0 - s->percentile)
+        json_object_set_double_member (o, "low_percentile", s->low_percentile);
+      if (s->stats_op == BV_STATS_MEAN_SIGMA_STD)
+        json_object_set_double_member (o, "sigma", s->sigma);
       if (s->pof2)
         json_object_set_string_member (o, "pof2_rounding", rounding_names[s->pof2_rounding]);
       json_object_set_string_member (o, "param_type", s->mse ? "mse" : "stats");
@@ -554,7 +701,27 @@ bv_spec_to_json (const BvSpec *s)
           json_object_set_int_member (o, "exponent_bit_width", s->ebits);
           json_object_set_int_member (o, "mantissa_bit_width", s->mbits);
           json_object_set_string_member (o, "float_format", family_names[s->family]);
+          json_object_set_int_member (o, "exponent_bias", s->exponent_bias);
+          json_object_set_boolean_member (o, "saturating", s->saturating);
+          for (int k = 0; k < 2; k++)
+            {
+              guint64 codes = k ? s->nan_codes : s->inf_codes;
+              JsonArray *a = json_array_new ();
+              for (int c = 0; c < 64; c++)
+                if (codes & ((guint64) 1 << c))
+                  {
+                    char str[8];
+                    for (int b = 0; b < s->mbits; b++)
+                      str[b] = (char) ('0' + ((c >> (s->mbits - 1 - b)) & 1));
+                    str[s->mbits] = 0;
+                    json_array_add_string_element (a, str);
+                  }
+              json_object_set_array_member (o, k ? "nan_values" : "inf_values", a);
+            }
         }
+      if (s->role == QUARK_ROLE_WEIGHT && s->stats_op != BV_STATS_DEFAULT && s->stats_op != BV_STATS_AVE &&
+          s->stats_op != BV_STATS_MEAN_SIGMA_STD && s->stats_op != BV_STATS_MAX && s->stats_op != BV_STATS_MIN_MAX)
+        json_object_set_double_member (o, "percentile", s->percentile);
       if (s->role == QUARK_ROLE_INPUT || s->role == QUARK_ROLE_OUTPUT)
         json_object_set_double_member (o, "percentile", s->percentile);
     }

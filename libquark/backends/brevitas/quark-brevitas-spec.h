@@ -23,6 +23,25 @@ typedef enum {
   BV_FP_GENERIC,  /* every code a number (Brevitas's quant/experimental/float.py) */
 } BvFpFamily;
 
+/* The statistic a scale is computed from (Brevitas's StatsOp). */
+typedef enum {
+  BV_STATS_DEFAULT,              /* the role's: MAX / MIN_MAX, PERCENTILE / PERCENTILE_INTERVAL */
+  BV_STATS_MAX,                  /* AbsMax */
+  BV_STATS_MIN_MAX,              /* AbsMinMax: |max - min (min, 0)| */
+  BV_STATS_PERCENTILE,           /* AbsPercentile at q */
+  BV_STATS_PERCENTILE_INTERVAL,  /* high q - min (low q, 0) */
+  BV_STATS_AVE,                  /* mean |x| */
+  BV_STATS_MEAN_SIGMA_STD,       /* mean |x| + sigma sqrt (var |x| + 1e-8) */
+} BvStatsOp;
+
+/* How the scale is restricted (Brevitas's RestrictValueType), or none. */
+typedef enum {
+  BV_RESTRICT_FP,
+  BV_RESTRICT_POW2,
+  BV_RESTRICT_LOG_FP,
+  BV_RESTRICT_UNSCALED,          /* minifloats with the scale fixed at 1 */
+} BvRestrict;
+
 /* A Brevitas quantizer. Weights are scaled from statistics of the tensor
  * (recomputed), activations from calibration statistics. */
 typedef struct {
@@ -43,6 +62,13 @@ typedef struct {
   int ebits, mbits;          /* minifloats and MX elements */
   BvFpFamily family;
   double percentile;         /* activations: q of the per-batch statistic (100: the maximum) */
+  BvStatsOp stats_op;        /* resolved by bv_spec_stats_op() */
+  double low_percentile;     /* low q of PERCENTILE_INTERVAL (default 100 - percentile) */
+  double sigma;              /* MEAN_SIGMA_STD */
+  BvRestrict restrict_type;  /* FP, POW2 (== pof2), LOG_FP, unscaled */
+  gboolean saturating;       /* minifloats: clamp to ±max (else Inf or NaN) */
+  int exponent_bias;         /* minifloats */
+  guint64 inf_codes, nan_codes;  /* mantissa codes at the all-ones exponent (bit i: code i) */
   QuarkTensorSpec *tspec;    /* the generic description; carries this struct */
 } BvSpec;
 
@@ -69,6 +95,12 @@ const char *     bv_spec_describe       (const BvSpec *spec);
 /* ---- arithmetic (numerics.md §3) ---------------------------------------- */
 
 float            bv_threshold           (const BvSpec *spec);
+BvStatsOp        bv_spec_stats_op       (const BvSpec *spec);
+gboolean         bv_spec_is_custom_float (const BvSpec *spec);
+guint16          bv_float_encode        (const BvSpec *spec,
+                                         float         v);
+float            bv_float_decode        (const BvSpec *spec,
+                                         guint16       code);
 void             bv_int_range           (const BvSpec *spec,
                                          gint32       *qmin,
                                          gint32       *qmax);
@@ -77,10 +109,6 @@ float            bv_scale_from_stat     (const BvSpec *spec,
                                          float         threshold);
 QuarkFpFormat    bv_fp_format           (const BvSpec *spec);
 float            bv_fp_max              (const BvSpec *spec);
-float            bv_float_quantize_one  (float         x,
-                                         float         scale,
-                                         const QuarkFpFormat *format,
-                                         float         max);
 
 /* The result of quantizing one tensor: codes (one per element, as int32
  * for integers, as format codes for minifloats), the dequantized values,
@@ -112,6 +140,22 @@ gboolean         bv_quantize_weight     (const BvSpec *spec,
                                          const char   *name,
                                          BvResult     *r,
                                          GError      **error);
+gboolean         bv_quantize_activation (const BvSpec *spec,
+                                         const float  *x,
+                                         const gint64 *shape,
+                                         guint         n_dims,
+                                         const float  *scales,
+                                         const gint32 *zero_points,
+                                         gsize         n_scales,
+                                         const char   *name,
+                                         BvResult     *r,
+                                         GError      **error);
+gint32           bv_shifted_zero_point  (const BvSpec *spec,
+                                         float         neg,
+                                         float         scale);
+void             bv_uncalibrated_params (const BvSpec *spec,
+                                         float        *scale,
+                                         gint32       *zero_point);
 gboolean         bv_quantize_with_scales (const BvSpec *spec,
                                          const float  *x,
                                          const gint64 *shape,
