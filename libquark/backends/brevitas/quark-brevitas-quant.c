@@ -117,8 +117,11 @@ bv_fp_format (const BvSpec *s)
 }
 
 /* F = min (max_float, max_available_float) (§3.11): the all-ones exponent
- * counts as normal; the largest code below the smallest NaN/Inf mantissa
- * code is the largest finite one. */
+ * counts as normal; in the OCP family the largest code below the smallest
+ * NaN/Inf mantissa code is the largest finite one. Brevitas's generic and
+ * FNUZ quantizers have no max_available_float: F is max_float whatever
+ * their NaN/Inf codes (which then only name what non-saturating
+ * quantization produces). */
 float
 bv_fp_max (const BvSpec *s)
 {
@@ -128,7 +131,7 @@ bv_fp_max (const BvSpec *s)
   guint64 special = s->inf_codes | s->nan_codes;
   double available = max_float;
 
-  if (special)
+  if (special && s->family == BV_FP_OCP)
     {
       int lowest = 0;
       while (!(special & ((guint64) 1 << lowest)))
@@ -278,7 +281,8 @@ apply_chunk (size_t offset, size_t len, void *data)
       float v = float_round (a->x[i] / a->scale, a->spec, a->fmax);
       r->dequantized[i] = v * a->scale;
       /* v is a value of the format (or Inf/NaN where the format says) */
-      r->codes[i] = a->custom ? bv_float_encode (a->spec, v) : quark_kernel_fp_encode (&a->fmt, v, TRUE);
+      r->codes[i] = a->custom || !a->spec->saturating ? bv_float_encode (a->spec, v)
+                                                      : quark_kernel_fp_encode (&a->fmt, v, TRUE);
     }
 }
 
@@ -505,6 +509,10 @@ bv_spec_stats_op (const BvSpec *spec)
 
   if (spec->stats_op != BV_STATS_DEFAULT)
     return spec->stats_op;
+  if (act && spec->dynamic)
+    /* MX activations take the block's abs max, the LLM examples' dynamic
+     * quantizers the min-max range (symmetric ones too) */
+    return spec->kind == BV_MX_FLOAT || spec->kind == BV_MX_INT ? BV_STATS_MAX : BV_STATS_MIN_MAX;
   if (act)
     return shifted ? BV_STATS_PERCENTILE_INTERVAL : spec->percentile < 100 ? BV_STATS_PERCENTILE : BV_STATS_MAX;
   return shifted ? BV_STATS_MIN_MAX : BV_STATS_MAX;

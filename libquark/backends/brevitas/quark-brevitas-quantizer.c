@@ -914,9 +914,9 @@ quark_brevitas_quantizer_quantize_tensor (QuarkModelQuantizer *quantizer, QuarkT
   if (!bv_quantize_weight (bv, x, shape, n_dims, name, &r, error) ||
       !add_codes (out, name, bv, &r, shape, n_dims, FALSE, &storage, error) ||
       !add_floats (out, scale_name, r.scales, r.n_params, r.param_shape, r.param_n_dims, error) ||
-      (bv->kind == BV_INT &&
-       !add_ints (out, zp_name, int_storage (bv->bits, bv->is_signed), r.zero_points, r.n_params, r.param_shape,
-                  r.param_n_dims, error)))
+      ((bv->kind == BV_INT || bv->kind == BV_MX_INT) &&
+       !add_ints (out, zp_name, int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed), r.zero_points,
+                  r.n_params, r.param_shape, r.param_n_dims, error)))
     return NULL;
   return g_steal_pointer (&out);
 }

@@ -66,10 +66,11 @@ static const BvPreset presets[] = {
   { "Int8WeightPerChannelFixedPointMSE", W, BV_INT, 8, TRUE, TRUE, TRUE, C, 0, TRUE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "Fp8e4m3OCPWeightPerTensorFloatMSE", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "Fp8e4m3OCPWeightPerChannelFloatMSE", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, TRUE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
-  { "MXFloat8e4m3WeightMSE", W, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, TRUE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  /* Brevitas's MXFloat8e4m3WeightMSE lists MXFloat8e4m3Weight before the
+   * MSE mixin, so the weight's abs-max statistics win: no search */
+  { "MXFloat8e4m3WeightMSE", W, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "MXInt8WeightMSE", W, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "ShiftedMXUInt8Weight", W, BV_MX_INT, 8, FALSE, FALSE, FALSE, G, 32, TRUE, FLOOR, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
-  { "ShiftedMXUInt8WeightMSE", W, BV_MX_INT, 8, FALSE, FALSE, FALSE, G, 32, TRUE, FLOOR, TRUE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "Fp8e4m3OCPWeight", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_UNSCALED },
   { "Fp8e5m2OCPWeight", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 5, 2, BV_FP_OCP, 100, BV_RESTRICT_UNSCALED },
   { "Fp8e4m3Weight", W, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 4, 3, BV_FP_GENERIC, 100, BV_RESTRICT_UNSCALED },
@@ -92,6 +93,19 @@ static const BvPreset presets[] = {
   { "MXFloat8e4m3Act", ACT, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "MXFloat4e2m1Act", ACT, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 2, 1, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "MXInt8Act", ACT, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  /* dynamic activations of Brevitas's LLM examples (brevitas_examples/common/generative/quantizers.py):
+   * the min-max range of each call, per tensor, per row (token) or per group of the last dimension */
+  { "Int8DynamicActPerTensorFloat", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8DynamicActPerRowFloat", ACT, BV_INT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8DynamicActPerRowFixedPoint", ACT, BV_INT, 8, TRUE, FALSE, TRUE, C, 0, TRUE, FLOOR, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Int8DynamicActPerGroupFloat", ACT, BV_INT, 8, TRUE, FALSE, TRUE, G, 0, FALSE, CEIL, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedUint8DynamicActPerTensorFloat", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "ShiftedUint8DynamicActPerRowFloat", ACT, BV_INT, 8, FALSE, FALSE, FALSE, C, 0, FALSE, CEIL, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "FP8e4m3OCPDynamicActPerRowFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, FALSE, CEIL, FALSE, TRUE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "FP8e4m3OCPDynamicActPerRowFixedPoint", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, C, 0, TRUE, FLOOR, FALSE, TRUE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPDynamicActPerGroupFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, G, 0, FALSE, CEIL, FALSE, TRUE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3DynamicActPerGroupFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, G, 0, FALSE, CEIL, FALSE, TRUE, 4, 3, BV_FP_GENERIC, 100, BV_RESTRICT_FP },
+  { "Fp8e4m3FNUZDynamicActPerTensorFloat", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, TRUE, 4, 3, BV_FP_FNUZ, 100, BV_RESTRICT_FP },
   /* biases: s = input scale · weight scale */
   { "Int8Bias", B, BV_BIAS, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "Int16Bias", B, BV_BIAS, 16, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, FALSE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
@@ -109,7 +123,7 @@ static const char * const spec_keys[] = {
   "preset", "quant_type", "bit_width", "signed", "narrow_range", "symmetric", "qscheme", "group_size",
   "scale_type", "pof2_rounding", "param_type", "exponent_bit_width", "mantissa_bit_width", "float_format",
   "percentile", "rounding", "scaling_stats_op", "low_percentile", "sigma", "saturating", "exponent_bias",
-  "inf_values", "nan_values", NULL
+  "inf_values", "nan_values", "dynamic", NULL
 };
 static const char * const bias_keys[] = { "preset", "bit_width", NULL };
 
@@ -316,7 +330,7 @@ attach_tensor_spec (BvSpec *spec)
                                                      : spec->mse ? QUARK_OBSERVER_MSE : QUARK_OBSERVER_MIN_MAX,
                                      "percentile", spec->percentile,
                                      NULL);
-  if (spec->kind == BV_MX_FLOAT || spec->kind == BV_MX_INT)
+  if (spec->kind == BV_MX_FLOAT || (spec->kind == BV_MX_INT && spec->is_signed))
     g_object_set (t, "scale_format", QUARK_SCALE_FORMAT_E8M0, NULL);
   spec->tspec = t;
   g_object_set_data_full (G_OBJECT (t), SPEC_KEY, spec, (GDestroyNotify) bv_spec_free);
@@ -407,17 +421,19 @@ check_spec (const BvSpec *s, const char *path, GError **error)
   if (s->rounding != QUARK_ROUND_HALF_EVEN && s->kind != BV_INT)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "rounding",
                          "other roundings apply to integer quantizers");
-  if (act && s->stats_op != BV_STATS_DEFAULT && s->stats_op != BV_STATS_PERCENTILE && s->stats_op != BV_STATS_MAX &&
+  if (act && !s->dynamic && s->stats_op != BV_STATS_DEFAULT && s->stats_op != BV_STATS_PERCENTILE &&
+      s->stats_op != BV_STATS_MAX &&
       !(s->stats_op == BV_STATS_PERCENTILE_INTERVAL && !s->symmetric))
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scaling_stats_op",
                          "calibrated activations take the percentile (or maximum) of each batch; shifted ones "
                          "the percentile interval");
-  if (act && fabs (s->low_percentile - (100.0 - s->percentile)) > 0)
+  if (act && !s->dynamic && fabs (s->low_percentile - (100.0 - s->percentile)) > 0)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "low_percentile",
                          "calibration sessions take the low percentile at 100 - percentile");
   if (s->stats_op == BV_STATS_MEAN_SIGMA_STD && !(s->sigma > 0))
     return config_error (error, QUARK_CONFIG_ERROR_OUT_OF_RANGE, path, "sigma", "mean_sigma_std needs a positive sigma");
-  if ((s->stats_op == BV_STATS_PERCENTILE_INTERVAL || s->stats_op == BV_STATS_MIN_MAX) && s->symmetric && !act)
+  if ((s->stats_op == BV_STATS_PERCENTILE_INTERVAL || s->stats_op == BV_STATS_MIN_MAX) && s->symmetric && !act &&
+      s->kind == BV_INT)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scaling_stats_op",
                          "min_max and percentile_interval are the statistics of shifted (asymmetric) quantizers");
   if (!(s->low_percentile >= 0 && s->low_percentile < 100))
@@ -426,9 +442,16 @@ check_spec (const BvSpec *s, const char *path, GError **error)
   if (s->qscheme == QUARK_QSCHEME_PER_GROUP && s->group_size <= 0)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "group_size",
                          "per_group needs a positive group_size");
+  if (s->dynamic && !act)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "dynamic",
+                         "weights are quantized from their own statistics already (dynamic is for activations)");
+  if (s->dynamic && s->restrict_type == BV_RESTRICT_UNSCALED)
+    return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "dynamic",
+                         "an unscaled quantizer has no scale to compute");
   if (act && !s->dynamic && s->qscheme != QUARK_QSCHEME_PER_TENSOR)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "qscheme",
-                         "calibrated activations are quantized per_tensor (Brevitas's layer inputs)");
+                         "calibrated activations are quantized per_tensor (Brevitas's layer inputs); per_channel "
+                         "(per row) and per_group activations are dynamic");
   if ((s->kind == BV_MX_FLOAT || s->kind == BV_MX_INT) && s->qscheme != QUARK_QSCHEME_PER_GROUP)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "qscheme", "MX is per_group");
   if (!(s->percentile > 0 && s->percentile <= 100))
@@ -602,6 +625,7 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
   if (!get_number (o, path, "low_percentile", &s->low_percentile, error) ||
       !get_number (o, path, "sigma", &s->sigma, error) ||
       !get_bool (o, path, "saturating", &s->saturating, error) ||
+      !get_bool (o, path, "dynamic", &s->dynamic, error) ||
       !get_int (o, path, "exponent_bias", -64, 64, &s->exponent_bias, error) ||
       !get_codes (o, path, "inf_values", &s->inf_codes, error) ||
       !get_codes (o, path, "nan_values", &s->nan_codes, error))
