@@ -75,6 +75,28 @@ typedef enum {
 } QuarkRoundMode;
 
 /**
+ * QuarkQuantOrder:
+ * @QUARK_QUANT_ORDER_QUARK: q = clamp (R (fl (x · fl (1/s)) + z)): the
+ *   reciprocal multiplied, the zero point added before rounding (AMD
+ *   Quark's real quantization, the default)
+ * @QUARK_QUANT_ORDER_BREVITAS: q = clamp (R (fl (x / s) + z)): true
+ *   division, the zero point added before rounding (Brevitas)
+ * @QUARK_QUANT_ORDER_TORCH: q = clamp (R (fl (x · fl (1/s))) + z): the zero
+ *   point added after rounding (PyTorch's `fake_quantize_per_*_affine`,
+ *   AMD Quark's per-channel and per-group fake quantization)
+ *
+ * The float32 order in which an activation is scaled, shifted and rounded
+ * by quark_tensor_spec_fake_quantize(). The three agree in exact
+ * arithmetic; in float32 they differ at values whose scaled form lands
+ * within rounding error of a .5 tie (docs/numerics.md).
+ */
+typedef enum {
+  QUARK_QUANT_ORDER_QUARK,     /*< nick=quark >*/
+  QUARK_QUANT_ORDER_BREVITAS,  /*< nick=brevitas >*/
+  QUARK_QUANT_ORDER_TORCH,     /*< nick=torch >*/
+} QuarkQuantOrder;
+
+/**
  * QuarkScaleType:
  * @QUARK_SCALE_FLOAT: any positive float scale
  * @QUARK_SCALE_POW2: scales restricted to powers of two

@@ -44,6 +44,7 @@ struct _QuarkTensorSpec
   gboolean narrow_range;
   gboolean is_dynamic;
   QuarkRoundMode round_method;
+  QuarkQuantOrder quant_order;
   QuarkScaleType scale_type;
   QuarkScaleFormat scale_format;
   QuarkMxScaleMode scale_calculation_mode;
@@ -81,6 +82,7 @@ enum {
   PROP_OBSERVER,
   PROP_PERCENTILE,
   PROP_BLOCK_SIZE,
+  PROP_QUANT_ORDER,
   N_PROPS
 };
 
@@ -119,6 +121,7 @@ quark_tensor_spec_get_property (GObject    *object,
     case PROP_OBSERVER: g_value_set_enum (value, self->observer); break;
     case PROP_PERCENTILE: g_value_set_double (value, self->percentile); break;
     case PROP_BLOCK_SIZE: g_value_set_variant (value, self->block_size); break;
+    case PROP_QUANT_ORDER: g_value_set_enum (value, self->quant_order); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -147,6 +150,7 @@ quark_tensor_spec_set_property (GObject      *object,
     case PROP_SCALE_CALCULATION_MODE: self->scale_calculation_mode = g_value_get_enum (value); break;
     case PROP_OBSERVER: self->observer = g_value_get_enum (value); break;
     case PROP_PERCENTILE: self->percentile = g_value_get_double (value); break;
+    case PROP_QUANT_ORDER: self->quant_order = g_value_get_enum (value); break;
     case PROP_BLOCK_SIZE:
       g_clear_pointer (&self->block_size, g_variant_unref);
       self->block_size = g_value_dup_variant (value);
@@ -292,6 +296,17 @@ quark_tensor_spec_class_init (QuarkTensorSpecClass *klass)
   properties[PROP_BLOCK_SIZE] =
     g_param_spec_variant ("block-size", "Block size", "Rows and columns of per_block blocks",
                           G_VARIANT_TYPE ("ai"), NULL, rw);
+  /**
+   * QuarkTensorSpec:quant-order: (getter get_quant_order)
+   *
+   * The float32 order of scaling, zero point and rounding in
+   * quark_tensor_spec_fake_quantize(). Default: quark (the brevitas
+   * backend's specs: brevitas). Set %QUARK_QUANT_ORDER_TORCH to reproduce
+   * PyTorch's fake quantization bit for bit.
+   */
+  properties[PROP_QUANT_ORDER] =
+    g_param_spec_enum ("quant-order", "Quantization order", "The float32 order of fake quantization",
+                       QUARK_TYPE_QUANT_ORDER, QUARK_QUANT_ORDER_QUARK, rw);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -343,6 +358,7 @@ quark_tensor_spec_copy (QuarkTensorSpec *self)
   copy->narrow_range = self->narrow_range;
   copy->is_dynamic = self->is_dynamic;
   copy->round_method = self->round_method;
+  copy->quant_order = self->quant_order;
   copy->scale_type = self->scale_type;
   copy->scale_format = self->scale_format;
   copy->scale_calculation_mode = self->scale_calculation_mode;
@@ -376,6 +392,7 @@ quark_tensor_spec_equal (QuarkTensorSpec *a,
          a->narrow_range == b->narrow_range &&
          a->is_dynamic == b->is_dynamic &&
          a->round_method == b->round_method &&
+         a->quant_order == b->quant_order &&
          a->scale_type == b->scale_type &&
          a->scale_format == b->scale_format &&
          a->scale_calculation_mode == b->scale_calculation_mode &&
@@ -604,6 +621,21 @@ quark_tensor_spec_get_is_dynamic (QuarkTensorSpec *self)
 {
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), FALSE);
   return self->is_dynamic;
+}
+
+/**
+ * quark_tensor_spec_get_quant_order: (get-property quant-order)
+ * @self: a #QuarkTensorSpec
+ *
+ * Gets the float32 order of fake quantization.
+ *
+ * Returns: the order
+ */
+QuarkQuantOrder
+quark_tensor_spec_get_quant_order (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), QUARK_QUANT_ORDER_QUARK);
+  return self->quant_order;
 }
 
 /**
@@ -868,6 +900,8 @@ typedef struct {
   guint8 *codes;
   QuarkKernelIntParams ip;
   DequantData d;
+  gint32 *shifted;      /* QUARK_QUANT_ORDER_TORCH: codes minus the zero point */
+  gboolean torch;
 } FakeData;
 
 static void
@@ -876,6 +910,14 @@ fake_quantize_chunk (size_t offset, size_t len, void *data)
   FakeData *f = data;
   if (f->d.fmt)
     quark_kernel_fp_quantize_f32 (f->d.fmt, f->x + offset, len, f->d.scale, f->codes + offset);
+  else if (f->torch)
+    {
+      f->ip.offset = offset;
+      quark_kernel_quantize_int_f32 (f->x + offset, len, &f->ip, QUARK_DTYPE_I32, f->shifted + offset);
+      for (gsize i = offset; i < offset + len; i++)
+        f->d.out[i] = (float) f->shifted[i] * f->d.scale;
+      return;
+    }
   else
     {
       f->ip.offset = offset;
@@ -894,7 +936,9 @@ fake_quantize_chunk (size_t offset, size_t len, void *data)
  *
  * Quantizes @x with given parameters and dequantizes it again, as a static
  * activation quantizer does at inference: integers
- * q = clamp (R (x · fl (1/s) + z), qmin, qmax) with the spec's rounding,
+ * q = clamp (R (x · fl (1/s) + z), qmin, qmax) with the spec's rounding (or
+ * in the order of #QuarkTensorSpec:quant-order: Brevitas's x / s, or
+ * PyTorch's R (x · fl (1/s)) + z),
  * minifloats q = encode (clamp (x / s, ±max)), then the same dequantization
  * as quark_tensor_spec_dequantize(). Runtimes that evaluate a quantized
  * model in float use it for the activations.
@@ -912,6 +956,7 @@ quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
 {
   g_autofree float *values = NULL, *scales = NULL, *zps = NULL, *out = NULL;
   g_autofree guint8 *codes = NULL;
+  g_autofree gint32 *shifted = NULL;
   g_autoptr(GBytes) bytes = NULL;
   const gint64 *shape;
   guint n_dims;
@@ -958,6 +1003,9 @@ quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
   out = g_new (float, MAX (n, 1));
   f.codes = codes;
   f.d.codes = codes;
+  if (self->quant_order == QUARK_QUANT_ORDER_TORCH)
+    shifted = g_new (gint32, MAX (n, 1));
+  f.shifted = shifted;
   f.d.out = out;
   if (!f.d.fmt)
     quark_dtype_get_integer_range (self->dtype, self->narrow_range, &qmin, &qmax);
@@ -966,7 +1014,18 @@ quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
       f.d.scale = scales[p];
       f.d.zero_point = zps ? (int32_t) zps[p] : 0;
       f.ip = (QuarkKernelIntParams) { 1.0f / scales[p], scales[p], zps ? zps[p] : 0.0f, (int32_t) qmin,
-                                      (int32_t) qmax, self->round_method, 0, 0, FALSE };
+                                      (int32_t) qmax, self->round_method, 0, 0,
+                                      self->quant_order == QUARK_QUANT_ORDER_BREVITAS };
+      if (!f.d.fmt && self->quant_order == QUARK_QUANT_ORDER_TORCH)
+        {
+          /* R (x · fl (1/s)) + z clamped to [qmin, qmax] is R (x · fl (1/s))
+           * clamped to [qmin - z, qmax - z], plus z: quantized with zero
+           * point 0 into int32 codes, dequantized as (q + z - z) · s */
+          f.ip.zero_point = 0.0f;
+          f.ip.qmin = (int32_t) (qmin - (gint64) f.d.zero_point);
+          f.ip.qmax = (int32_t) (qmax - (gint64) f.d.zero_point);
+          f.torch = TRUE;
+        }
       quark_kernel_layout_foreach_chunk (&l, p, fake_quantize_chunk, &f);
     }
   bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));

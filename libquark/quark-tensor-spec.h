@@ -50,6 +50,8 @@ gboolean          quark_tensor_spec_get_is_dynamic  (QuarkTensorSpec  *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkRoundMode    quark_tensor_spec_get_round_method (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
+QuarkQuantOrder   quark_tensor_spec_get_quant_order (QuarkTensorSpec *self);
+QUARK_AVAILABLE_IN_1_0
 QuarkScaleType    quark_tensor_spec_get_scale_type  (QuarkTensorSpec  *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkScaleFormat  quark_tensor_spec_get_scale_format (QuarkTensorSpec *self);

@@ -7,7 +7,8 @@
  * quantize_tensor() for weights, or for activations a calibration session
  * made for the config (observing the case's batches),
  * get_activation_params() and quantize_activation() (uncalibrated and
- * dynamic cases without the session). Scales are compared as float32
+ * dynamic cases without the session). Float32 arrays are stored as the
+ * base64 of their little-endian bytes. Scales are compared as float32
  * bits, zero points and integer codes exactly, and the dequantized values
  * as float32 bits: (q - z) * s for integers, the code's value (decoded here
  * from the format the config reports) times s for minifloats.
@@ -25,15 +26,6 @@ static JsonObject *inputs;
 /* Reports a mismatch and ends the case (the other cases still run). */
 #define FAIL(...) G_STMT_START { g_test_message (__VA_ARGS__); g_test_fail (); return; } G_STMT_END
 
-static float
-float_of_hex (const char *hex)
-{
-  guint32 u = (guint32) strtoul (hex, NULL, 16);
-  float f;
-  memcpy (&f, &u, sizeof f);
-  return f;
-}
-
 static guint32
 bits_of (float f)
 {
@@ -42,13 +34,22 @@ bits_of (float f)
   return u;
 }
 
+/* A float32 array: the base64 of its little-endian bytes. */
 static float *
-floats_of (JsonArray *a, gsize *n)
+floats_of (const char *b64, gsize *n)
 {
-  float *v = g_new (float, MAX (json_array_get_length (a), 1));
-  for (guint i = 0; i < json_array_get_length (a); i++)
-    v[i] = float_of_hex (json_array_get_string_element (a, i));
-  *n = json_array_get_length (a);
+  gsize size = 0;
+  g_autofree guchar *bytes = g_base64_decode (b64, &size);
+  float *v = g_new (float, MAX (size / 4, 1));
+
+  g_assert_cmpuint (size % 4, ==, 0);
+  for (gsize i = 0; i < size / 4; i++)
+    {
+      guint32 u = (guint32) bytes[4 * i] | (guint32) bytes[4 * i + 1] << 8 | (guint32) bytes[4 * i + 2] << 16 |
+                  (guint32) bytes[4 * i + 3] << 24;
+      memcpy (&v[i], &u, sizeof u);
+    }
+  *n = size / 4;
   return v;
 }
 
@@ -60,7 +61,7 @@ input_tensor (const char *key, const char *name)
   JsonArray *shape_a = json_object_get_array_member (o, "shape");
   gint64 shape[8];
   gsize n;
-  g_autofree float *x = floats_of (json_object_get_array_member (o, "x"), &n);
+  g_autofree float *x = floats_of (json_object_get_string_member (o, "x"), &n);
   g_autoptr(GError) error = NULL;
   QuarkTensor *t;
 
@@ -215,6 +216,22 @@ run_case (gconstpointer data)
           g_assert_no_error (error);
         }
       out = quark_model_quantizer_quantize_activation (quantizer, x, spec, s, z, &error);
+      g_assert_no_error (error);
+      if (s && ints)
+        {
+          /* the spec's fake quantization follows Brevitas's order too */
+          g_autoptr(QuarkTensor) fq = quark_tensor_spec_fake_quantize (spec, x, s, z, &error);
+          g_autofree float *fqv = NULL, *want = NULL;
+          gsize n_fq, n_want;
+          g_assert_no_error (error);
+          g_assert_cmpint (quark_tensor_spec_get_quant_order (spec), ==, QUARK_QUANT_ORDER_BREVITAS);
+          fqv = quark_tensor_to_floats (fq, &n_fq, &error);
+          want = floats_of (json_object_get_string_member (c, "value"), &n_want);
+          g_assert_cmpuint (n_fq, ==, n_want);
+          for (gsize i = 0; i < n_fq; i++)
+            if (fqv[i] != want[i] && !(isnan (fqv[i]) && isnan (want[i])))
+              FAIL ("fake quantization, value %" G_GSIZE_FORMAT ": %a, Brevitas %a", i, fqv[i], want[i]);
+        }
       if (g_str_equal (mode, "uncalibrated"))
         {
           /* no scale given: the uncalibrated quantizer, the same numbers */
@@ -237,8 +254,8 @@ run_case (gconstpointer data)
   g_assert_nonnull (scale_t);
   scales = quark_tensor_to_floats (scale_t, &n_scales, &error);
   g_assert_no_error (error);
-  expected_scales = floats_of (json_object_get_array_member (c, "scale"), &n_expected_scales);
-  expected_values = floats_of (json_object_get_array_member (c, "value"), &n_expected_values);
+  expected_scales = floats_of (json_object_get_string_member (c, "scale"), &n_expected_scales);
+  expected_values = floats_of (json_object_get_string_member (c, "value"), &n_expected_values);
   if (n_scales != n_expected_scales)
     FAIL ("%" G_GSIZE_FORMAT " scales, Brevitas %" G_GSIZE_FORMAT, n_scales, n_expected_scales);
   for (gsize i = 0; i < n_scales; i++)

@@ -1173,6 +1173,50 @@ test_cancel (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 }
 
+/* The three float32 orders of fake quantization (numerics.md "Where the
+ * zero point goes"): x = 0.49999997 with s = 1, z = 65 rounds to 66 when z
+ * is added first (AMD Quark, Brevitas) and to 65 when it is added after
+ * rounding (PyTorch); x = 8.25 with s = fl(1.1) is an exact tie 7.5 -> 8
+ * under division (Brevitas) but 8.25 * fl(1/s) = 7.4999995 -> 7 under the
+ * reciprocal (AMD Quark, PyTorch). Expected: q - z per order. */
+static void
+test_fake_quantize_orders (void)
+{
+  static const struct { float x, s, z; int expect[3]; } rows[] = {
+    /*                         quark brevitas torch */
+    { 0x1.fffffep-2f, 1.0f, 65.0f, { 1, 1, 0 } },
+    { 8.25f, 1.1f, 0.0f, { 7, 8, 7 } },
+    { -8.25f, 1.1f, 0.0f, { 0, 0, 0 } },       /* below qmin = 0: clamped */
+    { -8.25f, 1.1f, 100.0f, { -8, -8, -7 } },  /* fl (-7.4999995 + 100) = 92.5 -> 92 */
+    /* clamping follows the order too: with z = 250, 10 / 1 -> 260 -> 255 */
+    { 10.0f, 1.0f, 250.0f, { 5, 5, 5 } },
+  };
+  static const QuarkQuantOrder orders[] = { QUARK_QUANT_ORDER_QUARK, QUARK_QUANT_ORDER_BREVITAS,
+                                            QUARK_QUANT_ORDER_TORCH };
+
+  for (guint i = 0; i < G_N_ELEMENTS (rows); i++)
+    for (guint o = 0; o < G_N_ELEMENTS (orders); o++)
+      {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(QuarkTensorSpec) spec = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_U8,
+                                                        "symmetric", FALSE, "quant-order", orders[o], NULL);
+        const gint64 one[] = { 1 };
+        g_autoptr(QuarkTensor) x = quark_tensor_new_from_floats ("x", one, 1, &rows[i].x, 1, NULL);
+        g_autoptr(QuarkTensor) s = quark_tensor_new_from_floats ("s", NULL, 0, &rows[i].s, 1, NULL);
+        g_autoptr(QuarkTensor) z = quark_tensor_new_from_floats ("z", NULL, 0, &rows[i].z, 1, NULL);
+        g_autoptr(QuarkTensor) y = NULL;
+        g_autofree float *v = NULL;
+        gsize n;
+
+        g_assert_cmpint (quark_tensor_spec_get_quant_order (spec), ==, orders[o]);
+        y = quark_tensor_spec_fake_quantize (spec, x, s, z, &error);
+        g_assert_no_error (error);
+        v = quark_tensor_to_floats (y, &n, NULL);
+        if (v[0] != (float) rows[i].expect[o] * rows[i].s)
+          g_error ("row %u, order %u: %g, expected %g", i, o, v[0], (float) rows[i].expect[o] * rows[i].s);
+      }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1183,6 +1227,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/q3-asymmetric", test_q3_asymmetric);
   g_test_add_func ("/quantize/per-channel", test_per_channel);
   g_test_add_func ("/quantize/q6-zero-point-order", test_q6_order);
+  g_test_add_func ("/quantize/fake-quantize-orders", test_fake_quantize_orders);
   g_test_add_func ("/quantize/nan-rejected", test_nan_rejected);
   g_test_add_func ("/quantize/all-zero-and-empty", test_all_zero_and_empty);
   g_test_add_func ("/quantize/passthrough-and-exclude", test_passthrough_and_exclude);

@@ -7,8 +7,8 @@
 # a QuantLinear; for activations a QuantIdentity quantizes it, either
 # uncalibrated (Brevitas's initial statistic), after calibration_mode() over
 # the case's batches, or dynamically (MX). The file records the input, and
-# Brevitas's scales, zero points, integer codes and dequantized values, all
-# float32 values as their bit patterns, so that tests/test-brevitas-vectors.c
+# Brevitas's scales, zero points, integer codes and dequantized values (float32
+# arrays as the base64 of their little-endian bytes), so that tests/test-brevitas-vectors.c
 # compares them exactly without Brevitas.
 #
 # Regenerate (Brevitas at the commit named in the output; it runs on
@@ -20,7 +20,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import json
 import os
-import struct
+import base64
 import sys
 import warnings
 
@@ -48,8 +48,9 @@ BREVITAS_COMMIT = 'b106358c4169d8a9b68cb2a531aa795417d74887'
 
 
 def bits(a):
-    a = np.ascontiguousarray(np.asarray(a, dtype=np.float32)).reshape(-1)
-    return ['%08x' % struct.unpack('<I', struct.pack('<f', float(v)))[0] for v in a]
+    """float32 values, exactly: their little-endian bytes in base64."""
+    a = np.ascontiguousarray(np.asarray(a, dtype='<f4')).reshape(-1)
+    return base64.b64encode(a.tobytes()).decode('ascii')
 
 
 def f32(values):
@@ -75,6 +76,19 @@ def inputs(cols=64):
                    rng.standard_normal(cols) * 1e-41, np.where(np.arange(cols) % 7 == 0, 3e4, 0.01)]).astype(np.float32)
     out.append(('tiny_huge', th))
     return out
+
+
+def large_inputs():
+    """A wider weight: the summation orders of means and MSE losses over
+    1000 elements, and a ragged last group (1000 = 31 * 32 + 8)."""
+    rng = np.random.default_rng(77)
+    x = (rng.standard_normal((4, 1000)) * np.array([[1.0], [0.01], [30.0], [1.0]])).astype(np.float32)
+    x[3] = np.abs(x[3]) * -1   # an all-negative row
+    return [('large', x)]
+
+
+def with_large():
+    return inputs() + large_inputs()
 
 
 def act_inputs():
@@ -251,9 +265,18 @@ def let(quant, desc=None, **kw):
 def define_gap_cases(P):
     # 1. the MSE search beyond symmetric float-scale integers
     for n in ('ShiftedUint8WeightPerTensorFloatMSE', 'ShiftedUint8WeightPerChannelFloatMSE'):
-        W(n, P(n), getattr(bshift, n))
+        W(n, P(n), getattr(bshift, n), x_sets=with_large)
     for n in ('Int8WeightPerTensorFixedPointMSE', 'Int8WeightPerChannelFixedPointMSE'):
-        W(n, P(n), getattr(bfixed, n))
+        W(n, P(n), getattr(bfixed, n), x_sets=with_large)
+    W('Int8WeightPerChannelFloatMSE-large', P('Int8WeightPerChannelFloatMSE'), bint.Int8WeightPerChannelFloatMSE,
+      x_sets=large_inputs)
+    W('MXInt8WeightMSE-large', P('MXInt8WeightMSE'), bmx.MXInt8WeightMSE, x_sets=large_inputs)
+    W('MXFloat4e2m1Weight-large', P('MXFloat4e2m1Weight'),
+      bmx.MXFloat8e4m3Weight.let(bit_width=4, exponent_bit_width=2, mantissa_bit_width=1), kind='float',
+      desc='MXFloat8e4m3Weight(e2m1)', x_sets=large_inputs)
+    q, d = let(bshift.ShiftedUint8WeightGroupQuantFloat, group_size=32, bit_width=4)
+    W('ShiftedUint8WeightGroupQuantFloat-large', dict(P('ShiftedUint8WeightGroupQuantFloat'), group_size=32, bit_width=4),
+      q, desc=d, x_sets=large_inputs)
     for n in ('Fp8e4m3OCPWeightPerTensorFloatMSE', 'Fp8e4m3OCPWeightPerChannelFloatMSE'):
         W(n, P(n), getattr(bocp, n), kind='float')
     W('Fp8e5m2OCPWeightPerChannelFloatMSE', {'preset': 'Fp8e4m3OCPWeightPerChannelFloatMSE', 'exponent_bit_width': 5,
@@ -317,16 +340,16 @@ def define_gap_cases(P):
         W('Int8WeightPerTensorFloat-p%g' % q_hi, dict(P('Int8WeightPerTensorFloat'), percentile=q_hi), q, desc=d)
         q, d = let(bint.Int8WeightPerChannelFloat, scaling_stats_op=StatsOp.PERCENTILE, high_percentile_q=q_hi)
         W('Int8WeightPerChannelFloat-p%g' % q_hi, dict(P('Int8WeightPerChannelFloat'), scaling_stats_op='percentile',
-                                                      percentile=q_hi), q, desc=d)
+                                                      percentile=q_hi), q, desc=d, x_sets=with_large)
     q, d = let(bint.Int8WeightPerTensorFloat, scaling_stats_op=StatsOp.AVE)
-    W('Int8WeightPerTensorFloat-ave', dict(P('Int8WeightPerTensorFloat'), scaling_stats_op='ave'), q, desc=d)
+    W('Int8WeightPerTensorFloat-ave', dict(P('Int8WeightPerTensorFloat'), scaling_stats_op='ave'), q, desc=d, x_sets=with_large)
     q, d = let(bint.Int8WeightPerChannelFloat, scaling_stats_op=StatsOp.AVE)
-    W('Int8WeightPerChannelFloat-ave', dict(P('Int8WeightPerChannelFloat'), scaling_stats_op='ave'), q, desc=d)
+    W('Int8WeightPerChannelFloat-ave', dict(P('Int8WeightPerChannelFloat'), scaling_stats_op='ave'), q, desc=d, x_sets=with_large)
     q, d = let(bint.Int8WeightPerTensorFloat, scaling_stats_op=StatsOp.MEAN_SIGMA_STD, sigma=3.0)
     W('Int8WeightPerTensorFloat-msd', dict(P('Int8WeightPerTensorFloat'), scaling_stats_op='mean_sigma_std', sigma=3.0),
-      q, desc=d)
+      q, desc=d, x_sets=with_large)
     q, d = let(bint.Int8WeightPerChannelFloat, scaling_stats_op=StatsOp.MEAN_SIGMA_STD, sigma=2.0)
-    W('Int8WeightPerChannelFloat-msd', dict(P('Int8WeightPerChannelFloat'), sigma=2.0), q, desc=d)
+    W('Int8WeightPerChannelFloat-msd', dict(P('Int8WeightPerChannelFloat'), sigma=2.0), q, desc=d, x_sets=with_large)
     q, d = let(bshift.ShiftedUint8WeightPerTensorFloat, scaling_stats_op=StatsOp.PERCENTILE_INTERVAL,
                high_percentile_q=95.0, low_percentile_q=10.0)
     W('ShiftedUint8WeightPerTensorFloat-pi', dict(P('ShiftedUint8WeightPerTensorFloat'), percentile=95.0,

@@ -344,6 +344,78 @@ kth (float *work, gsize n, gint64 k)
   return work[k - 1];
 }
 
+/* torch.sum of @n contiguous float32 values in PyTorch's own order (CPU,
+ * 8-lane vectors: aten/src/ATen/native/cpu/SumKernel.cpp, inner sum):
+ * whole vectors go round-robin into four vector accumulators, cascaded
+ * every 16 steps through four levels; leftover vectors join the first
+ * accumulator; the scalar tail is summed first and the eight lanes are
+ * then added to it in order. Brevitas's AbsAve and MeanSigmaStd take
+ * torch.mean = this sum / n, so their statistics match bit for bit. */
+enum { TS_W = 8, TS_ILP = 4, TS_LEVELS = 4 };
+
+/* acc[k] += the k-th of ILP vectors of ILP-row @i */
+static inline void
+torch_sum_row (float acc[TS_ILP][TS_W], const float *x, gsize i)
+{
+  for (int k = 0; k < TS_ILP; k++)
+    for (int l = 0; l < TS_W; l++)
+      acc[k][l] += x[(i * TS_ILP + (gsize) k) * TS_W + (gsize) l];
+}
+
+static float
+torch_sum (const float *x, gsize n)
+{
+  enum { W = TS_W, ILP = TS_ILP, LEVELS = TS_LEVELS };
+  gsize n_vec = n / W, n_ilp = n_vec / ILP, i = 0;
+  float acc[LEVELS][ILP][W] = { { { 0 } } };
+  float total = 0;
+  int power = 4, bits = 0;
+  gsize step, mask;
+
+  /* level_power = max (4, CeilLog2 (n_ilp) / 4) */
+  if (n_ilp > 2)
+    for (gsize v = n_ilp - 1; v; v >>= 1)
+      bits++;
+  else
+    bits = 1;
+  power = MAX (4, bits / LEVELS);
+  step = (gsize) 1 << power;
+  mask = step - 1;
+  while (i + step <= n_ilp)
+    {
+      for (gsize j = 0; j < step; j++, i++)
+        torch_sum_row (acc[0], x, i);
+      for (int j = 1; j < LEVELS; j++)
+        {
+          for (int k = 0; k < ILP; k++)
+            for (int l = 0; l < W; l++)
+              {
+                acc[j][k][l] += acc[j - 1][k][l];
+                acc[j - 1][k][l] = 0;
+              }
+          if ((i & (mask << (j * power))) != 0)
+            break;
+        }
+    }
+  for (; i < n_ilp; i++)
+    torch_sum_row (acc[0], x, i);
+  for (int j = 1; j < LEVELS; j++)
+    for (int k = 0; k < ILP; k++)
+      for (int l = 0; l < W; l++)
+        acc[0][k][l] += acc[j][k][l];
+  for (gsize v = n_ilp * ILP; v < n_vec; v++)
+    for (int l = 0; l < W; l++)
+      acc[0][0][l] += x[v * W + (gsize) l];
+  for (int k = 1; k < ILP; k++)
+    for (int l = 0; l < W; l++)
+      acc[0][0][l] += acc[0][k][l];
+  for (gsize t = n_vec * W; t < n; t++)
+    total += x[t];
+  for (int l = 0; l < W; l++)
+    total += acc[0][0][l];
+  return total;
+}
+
 /* The statistic of one parameter set (§3.6): @v holds its @n values, a
  * ragged last group already padded with zeros; @work has room for @n. */
 static float
@@ -378,16 +450,20 @@ weight_stat (const BvSpec *spec, BvStatsOp op, const float *v, gsize n, float *w
     case BV_STATS_AVE:
     case BV_STATS_MEAN_SIGMA_STD:
       {
-        double sum = 0, var = 0;
+        double mean64 = 0, var = 0;
         float mean;
         for (gsize i = 0; i < n; i++)
-          sum += fabsf (v[i]);
-        mean = (float) (sum / (double) n);
+          {
+            work[i] = fabsf (v[i]);
+            mean64 += work[i];
+          }
+        mean = torch_sum (work, n) / (float) n;
         if (op == BV_STATS_AVE)
           return mean;
         /* torch.var: unbiased, accumulated in binary64 */
+        mean64 /= (double) n;
         for (gsize i = 0; i < n; i++)
-          var += ((double) fabsf (v[i]) - sum / (double) n) * ((double) fabsf (v[i]) - sum / (double) n);
+          var += ((double) work[i] - mean64) * ((double) work[i] - mean64);
         var = n > 1 ? var / (double) (n - 1) : NAN;
         return mean + (float) spec->sigma * sqrtf ((float) var + 1e-8f);
       }

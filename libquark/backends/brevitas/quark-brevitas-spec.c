@@ -329,6 +329,7 @@ attach_tensor_spec (BvSpec *spec)
                                      "observer", act ? QUARK_OBSERVER_PERCENTILE
                                                      : spec->mse ? QUARK_OBSERVER_MSE : QUARK_OBSERVER_MIN_MAX,
                                      "percentile", spec->percentile,
+                                     "quant-order", QUARK_QUANT_ORDER_BREVITAS,
                                      NULL);
   if (spec->kind == BV_MX_FLOAT || (spec->kind == BV_MX_INT && spec->is_signed))
     g_object_set (t, "scale_format", QUARK_SCALE_FORMAT_E8M0, NULL);
