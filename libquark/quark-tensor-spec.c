@@ -926,33 +926,33 @@ fake_quantize_chunk (size_t offset, size_t len, void *data)
   dequantize_chunk (offset, len, &f->d);
 }
 
-/**
- * quark_tensor_spec_fake_quantize:
- * @self: an integer or minifloat spec with float scales
- * @x: the values (any float dtype)
- * @scale: the scales: one, or one per channel or group of @self
- * @zero_point: (nullable): the zero points of integer specs, %NULL for 0
- * @error: return location for a #GError
- *
- * Quantizes @x with given parameters and dequantizes it again, as a static
- * activation quantizer does at inference: integers
- * q = clamp (R (x · fl (1/s) + z), qmin, qmax) with the spec's rounding (or
- * in the order of #QuarkTensorSpec:quant-order: Brevitas's x / s, or
- * PyTorch's R (x · fl (1/s)) + z),
- * minifloats q = encode (clamp (x / s, ±max)), then the same dequantization
- * as quark_tensor_spec_dequantize(). Runtimes that evaluate a quantized
- * model in float use it for the activations.
- *
- * Returns: (transfer full): a float32 tensor shaped like @x, or %NULL with
- *   %QUARK_ERROR_INVALID_ARGUMENT when the tensors do not fit the spec or
- *   %QUARK_ERROR_UNSUPPORTED_SCHEME for MX and E5M3-scale specs
- */
-QuarkTensor *
-quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
-                                 QuarkTensor      *x,
-                                 QuarkTensor      *scale,
-                                 QuarkTensor      *zero_point,
-                                 GError          **error)
+/* QUARK_QUANT_ORDER_TORCH: the codes of a chunk, shifted codes plus the
+ * zero point (within [qmin, qmax] by construction). */
+static void
+torch_codes_chunk (size_t offset, size_t len, void *data)
+{
+  FakeData *f = data;
+  for (gsize i = offset; i < offset + len; i++)
+    {
+      gint32 q = f->shifted[i] + f->d.zero_point;
+      switch (f->d.esize)
+        {
+        case 1: f->codes[i] = (guint8) q; break;
+        case 2: ((guint16 *) f->codes)[i] = (guint16) q; break;
+        default: ((gint32 *) f->codes)[i] = q; break;
+        }
+    }
+}
+
+/* Quantizes @x with given parameters: the codes (@want_codes), or the
+ * codes dequantized again. */
+static QuarkTensor *
+quantize_with_params (QuarkTensorSpec  *self,
+                      QuarkTensor      *x,
+                      QuarkTensor      *scale,
+                      QuarkTensor      *zero_point,
+                      gboolean          want_codes,
+                      GError          **error)
 {
   g_autofree float *values = NULL, *scales = NULL, *zps = NULL, *out = NULL;
   g_autofree guint8 *codes = NULL;
@@ -976,7 +976,7 @@ quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
       self->dtype == QUARK_DTYPE_F16 || self->dtype == QUARK_DTYPE_BF16)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "tensor %s: fake quantization with given scales needs an integer or minifloat spec "
+                   "tensor %s: quantization with given scales needs an integer or minifloat spec "
                    "with float scales, not %s", quark_tensor_get_name (x), quark_dtype_get_name (self->dtype));
       return NULL;
     }
@@ -1027,9 +1027,75 @@ quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
           f.torch = TRUE;
         }
       quark_kernel_layout_foreach_chunk (&l, p, fake_quantize_chunk, &f);
+      if (want_codes && f.torch)
+        quark_kernel_layout_foreach_chunk (&l, p, torch_codes_chunk, &f);
+    }
+  if (want_codes)
+    {
+      bytes = g_bytes_new_take (g_steal_pointer (&codes), n * f.d.esize);
+      return quark_tensor_new (quark_tensor_get_name (x), self->dtype, shape, n_dims, bytes, error);
     }
   bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));
   return quark_tensor_new (quark_tensor_get_name (x), QUARK_DTYPE_F32, shape, n_dims, bytes, error);
+}
+
+/**
+ * quark_tensor_spec_quantize:
+ * @self: an integer or minifloat spec with float scales
+ * @x: the values (any float dtype)
+ * @scale: the scales: one, or one per channel or group of @self
+ * @zero_point: (nullable): the zero points of integer specs, %NULL for 0
+ * @error: return location for a #GError
+ *
+ * Quantizes @x with given parameters, in the order of
+ * #QuarkTensorSpec:quant-order, and returns the codes: the inverse of
+ * quark_tensor_spec_dequantize(), which reads them back. The codes tensor
+ * has the spec's dtype, one code per element (sub-byte types one per
+ * byte). quark_tensor_spec_fake_quantize() is this followed by the
+ * dequantization.
+ *
+ * Returns: (transfer full): the codes, shaped like @x, or %NULL with the
+ *   errors of quark_tensor_spec_fake_quantize()
+ */
+QuarkTensor *
+quark_tensor_spec_quantize (QuarkTensorSpec  *self,
+                            QuarkTensor      *x,
+                            QuarkTensor      *scale,
+                            QuarkTensor      *zero_point,
+                            GError          **error)
+{
+  return quantize_with_params (self, x, scale, zero_point, TRUE, error);
+}
+
+/**
+ * quark_tensor_spec_fake_quantize:
+ * @self: an integer or minifloat spec with float scales
+ * @x: the values (any float dtype)
+ * @scale: the scales: one, or one per channel or group of @self
+ * @zero_point: (nullable): the zero points of integer specs, %NULL for 0
+ * @error: return location for a #GError
+ *
+ * Quantizes @x with given parameters and dequantizes it again, as a static
+ * activation quantizer does at inference: integers
+ * q = clamp (R (x · fl (1/s) + z), qmin, qmax) with the spec's rounding (or
+ * in the order of #QuarkTensorSpec:quant-order: Brevitas's x / s, or
+ * PyTorch's R (x · fl (1/s)) + z),
+ * minifloats q = encode (clamp (x / s, ±max)), then the same dequantization
+ * as quark_tensor_spec_dequantize(). Runtimes that evaluate a quantized
+ * model in float use it for the activations.
+ *
+ * Returns: (transfer full): a float32 tensor shaped like @x, or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the tensors do not fit the spec or
+ *   %QUARK_ERROR_UNSUPPORTED_SCHEME for MX and E5M3-scale specs
+ */
+QuarkTensor *
+quark_tensor_spec_fake_quantize (QuarkTensorSpec  *self,
+                                 QuarkTensor      *x,
+                                 QuarkTensor      *scale,
+                                 QuarkTensor      *zero_point,
+                                 GError          **error)
+{
+  return quantize_with_params (self, x, scale, zero_point, FALSE, error);
 }
 
 /**

@@ -72,6 +72,12 @@ QuarkTensor *     quark_tensor_spec_dequantize      (QuarkTensorSpec  *self,
                                                      QuarkTensor      *zero_point,
                                                      GError          **error);
 QUARK_AVAILABLE_IN_1_0
+QuarkTensor *     quark_tensor_spec_quantize        (QuarkTensorSpec  *self,
+                                                     QuarkTensor      *x,
+                                                     QuarkTensor      *scale,
+                                                     QuarkTensor      *zero_point,
+                                                     GError          **error);
+QUARK_AVAILABLE_IN_1_0
 QuarkTensor *     quark_tensor_spec_fake_quantize   (QuarkTensorSpec  *self,
                                                      QuarkTensor      *x,
                                                      QuarkTensor      *scale,

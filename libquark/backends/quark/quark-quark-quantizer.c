@@ -1278,6 +1278,107 @@ quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
   return g_steal_pointer (&out);
 }
 
+/* ---- activations as an API ------------------------------------------------- */
+
+/* The static parameters of an activation spec: what quantize_model stores
+ * as LAYER.input_scale and _zero_point, from the same calibration
+ * statistics and observers. */
+static gboolean
+quark_quark_quantizer_activation_params (QuarkModelQuantizer *quantizer, QuarkTensorSpec *spec,
+                                         QuarkCalibration *calibration, const char *layer_name, QuarkRole role,
+                                         QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
+{
+  const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
+  g_autoptr(QuarkModel) params = quark_model_new ();
+  g_autofree char *scale_name = NULL, *zp_name = NULL;
+  QuarkTensor *t;
+
+  if (!quark_quark_check_spec (spec, role, "spec", error) ||
+      !add_activation_params (spec, layer_name ? layer_name : "activation", role, calibration, NULL, 0.0f, params,
+                              error))
+    return FALSE;
+  scale_name = g_strdup_printf ("%s.%s_scale", layer_name ? layer_name : "activation", prefix);
+  zp_name = g_strdup_printf ("%s.%s_zero_point", layer_name ? layer_name : "activation", prefix);
+  *scale = g_object_ref (quark_model_get_tensor (params, scale_name));
+  t = quark_model_get_tensor (params, zp_name);
+  *zero_point = t ? g_object_ref (t) : NULL;
+  return TRUE;
+}
+
+/* The same elements under another name or shape (@shape NULL: the same). */
+static QuarkTensor *
+retensor (QuarkTensor *t, const char *name, const gint64 *shape, guint n_dims, GError **error)
+{
+  if (shape == NULL)
+    shape = quark_tensor_get_shape (t, &n_dims);
+  return quark_tensor_new (name ? name : quark_tensor_get_name (t), quark_tensor_get_dtype (t), shape, n_dims,
+                           quark_tensor_get_data (t), error);
+}
+
+/* Activations quantized with AMD Quark's arithmetic: dynamic specs compute
+ * their parameters from the tensor, viewed as [tokens, features] (per
+ * tensor, per token as per_channel, per group of features, MX blocks),
+ * exactly as a weight of that shape; static ones use the given scales. */
+static QuarkModel *
+quark_quark_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
+                                           QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
+                                           GError **error)
+{
+  QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
+  const char *name = quark_tensor_get_name (tensor);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autoptr(QuarkTensor) codes = NULL, s = NULL, z = NULL;
+  guint n_dims = 0;
+  const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
+
+  if (!quark_quark_check_spec (spec, QUARK_ROLE_INPUT, "spec", error))
+    return NULL;
+  if (quark_tensor_spec_get_is_dynamic (spec))
+    {
+      g_autoptr(QuarkTensorSpec) as_weight = quark_tensor_spec_copy (spec);
+      g_autoptr(QuarkModel) q = quark_model_new ();
+      g_autoptr(QuarkTensor) view = NULL;
+      gint64 cols = n_dims ? shape[n_dims - 1] : 1;
+      gint64 view_shape[2] = { cols ? (gint64) quark_tensor_get_n_elements (tensor) / cols : 0, cols };
+
+      /* a weight of shape [tokens, features]: channels are rows */
+      g_object_set (as_weight, "is-dynamic", FALSE, "ch-axis",
+                    quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : -1, NULL);
+      view = retensor (tensor, NULL, view_shape, 2, error);
+      if (view == NULL ||
+          !quantize_tensor_with_spec (view, as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, NULL, q, error))
+        return NULL;
+      codes = retensor (quark_model_get_tensor (q, name), NULL, shape, n_dims, error);
+      if (codes == NULL)
+        return NULL;
+      s = g_object_ref (quark_model_get_tensor (q, scale_name));
+      z = quark_model_get_tensor (q, zp_name) ? g_object_ref (quark_model_get_tensor (q, zp_name)) : NULL;
+    }
+  else
+    {
+      if (scale == NULL)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                       "tensor %s: the spec is static and needs its scales "
+                       "(quark_model_quantizer_get_activation_params)", name);
+          return NULL;
+        }
+      codes = quark_tensor_spec_quantize (spec, tensor, scale, zero_point, error);
+      if (codes == NULL)
+        return NULL;
+      s = retensor (scale, scale_name, NULL, 0, error);
+      z = zero_point ? retensor (zero_point, zp_name, NULL, 0, error) : NULL;
+      if (s == NULL || (zero_point && z == NULL))
+        return NULL;
+    }
+  if (!quark_model_add_tensor (out, codes, error) || !quark_model_add_tensor (out, s, error) ||
+      (z && !quark_model_add_tensor (out, z, error)))
+    return NULL;
+  return g_steal_pointer (&out);
+}
+
 /* ---- reading checkpoints back ---------------------------------------------- */
 
 /* One stored weight back to float: the format's logical tensors, then the
@@ -1429,4 +1530,6 @@ quantizer_iface_init (QuarkModelQuantizerInterface *iface)
   iface->quantize_model_to_writer = quark_quark_quantizer_quantize_model_to_writer;
   iface->quantize_model = quark_quark_quantizer_quantize_model;
   iface->quantize_tensor = quark_quark_quantizer_quantize_tensor;
+  iface->activation_params = quark_quark_quantizer_activation_params;
+  iface->quantize_activation = quark_quark_quantizer_quantize_activation;
 }
