@@ -788,7 +788,7 @@ quark_calibration_get_channel_min_max (QuarkCalibration  *self,
  *   (Brevitas's NegativePercentileOrZero)
  *
  * Reads the running means of the per-batch exact percentiles, in
- * Brevitas's float32 arithmetic (numerics.md §3.4). A session made for a
+ * Brevitas's float32 arithmetic (numerics.md B8). A session made for a
  * config collects them for specs with the percentile observer; a session
  * without a config always, at 99.999.
  *

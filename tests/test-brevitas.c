@@ -1,5 +1,7 @@
-/* test-brevitas.c: the brevitas backend against the Brevitas reference
- * vectors of numerics.md §5.1 (V1-V16, V18-V21), through the public API:
+/* test-brevitas.c: the brevitas backend against hand-derived Brevitas cases
+ * (ranges, thresholds, roundings, power-of-two scales, calibration running
+ * means, biases and accumulator widths; tests/test-brevitas-vectors.c has
+ * the cases real Brevitas computed), through the public API:
  * configs from JSON, quantize_tensor, quantize_model with calibration
  * sessions, and the kernels' division mode
  *
@@ -548,7 +550,7 @@ test_v16_bias (void)
   g_assert_cmpfloat (scalar (out, "fc.bias_scale"), ==, (2.0f / 128.0f) * (1.27f / 127.0f));
   g_assert_cmpint (quark_tensor_get_dtype (codes), ==, QUARK_DTYPE_I32);
   g_assert_cmpint (((const gint32 *) quark_tensor_peek_data (codes, NULL))[0], ==, 790);
-  /* §3.9: a 2-input 8b x 8b linear with an Int32Bias accumulates in 33 bits */
+  /* numerics.md B11: a 2-input 8b x 8b linear with an Int32Bias accumulates in 33 bits */
   layer = json_object_get_object_member (json_object_get_object_member (json_object_get_object_member (
             json_object_get_object_member (json_node_get_object (meta), "quantization_config"), "brevitas"),
             "layers"), "fc");

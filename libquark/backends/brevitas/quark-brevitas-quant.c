@@ -1,5 +1,5 @@
 /* quark-brevitas-quant.c: Brevitas's quantizer arithmetic in float32
- * (numerics.md §3), on libquark's kernels
+ * (numerics.md, "Brevitas semantics"), on libquark's kernels
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -11,7 +11,7 @@
 
 #define SCALING_MIN_VAL 1e-10f   /* the presets' scaling_min_val */
 
-/* T of §3.2: IntScaling for float scales, PowerOfTwoIntScaling for pof2;
+/* T of numerics.md B2: IntScaling for float scales, PowerOfTwoIntScaling for pof2;
  * the format's maximum F for minifloats; 128 for MXInt8. */
 float
 bv_threshold (const BvSpec *s)
@@ -67,7 +67,7 @@ round_log2 (float v, QuarkPow2Rounding r)
     }
 }
 
-/* §3.3: FP s = max (stat, 1e-10) / T; POWER_OF_TWO
+/* numerics.md B3: FP s = max (stat, 1e-10) / T; POWER_OF_TWO
  * s = max (2^R(log2 max (stat, 1e-10)), 1e-10) / 2^R(log2 T). */
 float
 bv_scale_from_stat (const BvSpec *s, float stat, float threshold)
@@ -116,7 +116,7 @@ bv_fp_format (const BvSpec *s)
   return f;
 }
 
-/* F = min (max_float, max_available_float) (§3.11): the all-ones exponent
+/* F = min (max_float, max_available_float) (numerics.md B9): the all-ones exponent
  * counts as normal; in the OCP family the largest code below the smallest
  * NaN/Inf mantissa code is the largest finite one. Brevitas's generic and
  * FNUZ quantizers have no max_available_float: F is max_float whatever
@@ -215,7 +215,7 @@ bv_float_decode (const BvSpec *s, guint16 code)
   return sign * ldexpf ((float) ((1 << s->mbits) + m), e - s->exponent_bias - s->mbits);
 }
 
-/* §3.11 FloatQuant steps 3-5 on v = x / s: the nearest value of the
+/* numerics.md B9, FloatQuant steps 3-5 on v = x / s: the nearest value of the
  * format (half to even, subnormals below the smallest normal), then the
  * clamp: saturating to ±F, otherwise beyond F to ±Inf where the format
  * has Inf codes and to NaN where it has not. Inf and NaN become NaN (the
@@ -416,7 +416,7 @@ torch_sum (const float *x, gsize n)
   return total;
 }
 
-/* The statistic of one parameter set (§3.6): @v holds its @n values, a
+/* The statistic of one parameter set (numerics.md B4): @v holds its @n values, a
  * ragged last group already padded with zeros; @work has room for @n. */
 static float
 weight_stat (const BvSpec *spec, BvStatsOp op, const float *v, gsize n, float *work)
@@ -475,7 +475,7 @@ weight_stat (const BvSpec *spec, BvStatsOp op, const float *v, gsize n, float *w
 }
 
 /* The zero point of a shifted quantizer from its float zero point
- * -min (min, 0) (§3.7): clamp (R (zf / s + qmin)), with the quantizer's
+ * -min (min, 0) (numerics.md B5): clamp (R (zf / s + qmin)), with the quantizer's
  * own rounding R (Brevitas quantizes the zero point with the integer
  * quantizer it belongs to: floor, ceil and round_to_zero apply to it). */
 gint32
@@ -516,8 +516,8 @@ set_loss (const BvSpec *spec, const float *v, gsize n, float scale, gint32 zero_
   return loss;
 }
 
-/* The scale and zero point of one parameter set of a weight (§3.3,
- * §3.6-3.8): the statistic (or Brevitas's MSE grid over candidate
+/* The scale and zero point of one parameter set of a weight (numerics.md
+ * B3-B7): the statistic (or Brevitas's MSE grid over candidate
  * statistics, then for shifted quantizers over candidate zero points)
  * through the restriction of the scale. */
 static void
@@ -657,7 +657,7 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
       gint32 zero_point;
 
       /* a ragged last group is zero-padded, and the padding is part of its
-       * statistics (§3.8) */
+       * statistics (numerics.md B6) */
       if (spec->qscheme == QUARK_QSCHEME_PER_GROUP && n_p < (gsize) spec->group_size)
         {
           memset (buf + n_p, 0, ((gsize) spec->group_size - n_p) * sizeof (float));

@@ -15,7 +15,7 @@
  * Applies a brevitas config: each layer's weight through its Brevitas
  * quantizer (statistics recomputed from the weight), static input and
  * output scales from calibration statistics with Brevitas's calibration
- * semantics (the running mean of per-batch percentiles, numerics.md §3.4),
+ * semantics (the running mean of per-batch percentiles, numerics.md B8),
  * and biases quantized with the input scale times the weight scale.
  *
  * #QuarkBrevitasQuantizer:export-format selects the result's layout:
@@ -292,7 +292,7 @@ describe (const BvSpec *bv, const char *tensor, const char *scale, const char *z
 
 /* ---- activations and biases ------------------------------------------------------ */
 
-/* Static activation scale and zero point from calibration (§3.4): the
+/* Static activation scale and zero point from calibration (numerics.md B8): the
  * running mean of the per-batch statistic through the weight-path
  * formula. */
 static gboolean
@@ -405,7 +405,7 @@ quantize_bias (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkM
   }
   if (L->w->kind == BV_INT && L->input_bits > 0)
     {
-      /* §3.9: accumulator width, then one more bit with an integer bias */
+      /* numerics.md B11: accumulator width, then one more bit with an integer bias */
       gint64 fan_in = (gint64) (quark_tensor_get_n_elements (L->weight) / (guint64) MAX (quark_tensor_get_dim (L->weight, 0), 1));
       double acc = ceil (log2 ((pow (2, L->input_bits) - 1) * (pow (2, L->w->bits) - 1) * (double) fan_in));
       json_object_set_int_member (L->info, "accumulator_bit_width", (gint64) MAX (acc, bv->bits) + 1);
@@ -939,7 +939,7 @@ activation_spec (QuarkTensorSpec *spec, const char *what, GError **error)
 }
 
 /* Static parameters from the running means of the per-batch statistics
- * (§3.4), or without calibration Brevitas's uncalibrated quantizer: the
+ * (numerics.md B8), or without calibration Brevitas's uncalibrated quantizer: the
  * statistic's buffer starts at 1, so s = 1 / T through the restriction. */
 static gboolean
 quark_brevitas_quantizer_activation_params (QuarkModelQuantizer *quantizer, QuarkTensorSpec *spec,

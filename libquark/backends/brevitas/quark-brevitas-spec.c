@@ -10,7 +10,7 @@
 #define SPEC_KEY "quark-brevitas-spec"
 #define ACT QUARK_ROLE_INPUT   /* activation presets serve inputs and outputs */
 
-/* Brevitas's presets (numerics.md §3.10) with their defaults. */
+/* Brevitas's presets (numerics.md B2-B10) with their defaults. */
 typedef struct {
   const char *name;
   QuarkRole role;

@@ -92,7 +92,7 @@ BvSpec *         bv_spec_from_tensor_spec (QuarkTensorSpec *tspec);
 gboolean         bv_preset_exists       (const char   *name);
 const char *     bv_spec_describe       (const BvSpec *spec);
 
-/* ---- arithmetic (numerics.md §3) ---------------------------------------- */
+/* ---- arithmetic (numerics.md, "Brevitas semantics") ---------------------------------------- */
 
 float            bv_threshold           (const BvSpec *spec);
 BvStatsOp        bv_spec_stats_op       (const BvSpec *spec);
