@@ -69,6 +69,9 @@ typedef struct {
   guint64 pct_batches;
   float pct_abs, pct_lo, pct_hi;
   float pct_span, pct_neg;     /* high - min (low, 0), and min (low, 0) */
+  guint64 stat_batches;        /* the config's batch statistic: its running mean */
+  float stat, stat_zp;
+  float stat_zp_last;          /* the last batch's zero-point statistic */
   QuarkKernelHist *hist;
   int ch_axis;                 /* -1: no per-channel statistics */
   gsize n_channels;
@@ -291,6 +294,8 @@ lookup_spec (QuarkCalibration *self, const char *layer_name, QuarkRole role)
 typedef struct {
   float min, max;
   float pct_abs, pct_lo, pct_hi, pct_span, pct_neg;
+  gboolean has_stat;
+  float stat, stat_zp;
   float *ch_min, *ch_max;
   gsize n_channels;
 } Batch;
@@ -310,7 +315,7 @@ observe (QuarkCalibration  *self,
   g_autofree char *key = NULL;
   double pct_q = 0;
   int axis = -1;
-  Batch b = { INFINITY, -INFINITY, 0, 0, 0, 0, 0, NULL, NULL, 0 };
+  Batch b = { INFINITY, -INFINITY, 0, 0, 0, 0, 0, FALSE, 0, 0, NULL, NULL, 0 };
   gsize outer = 1, inner = 1;
   guint64 count = 1;
   Entry *e;
@@ -367,6 +372,19 @@ observe (QuarkCalibration  *self,
         }
     }
 
+  if (spec && self->config && !quark_tensor_spec_get_is_dynamic (spec) && n_values > 0)
+    {
+      /* the zero-point statistic goes in as the previous batch's (NaN for
+       * the first) and comes out as this one's */
+      g_autofree char *k = entry_key (layer_name, role);
+      Entry *prev;
+      g_mutex_lock (&self->lock);
+      prev = g_hash_table_lookup (self->entries, k);
+      b.stat_zp = prev && prev->stat_batches > 0 ? prev->stat_zp_last : NAN;
+      g_mutex_unlock (&self->lock);
+      b.has_stat = quark_quantization_config_batch_statistic (self->config, spec, values, n_values, &b.stat,
+                                                              &b.stat_zp);
+    }
   if (pct_q > 0 && n_values > 0)
     {
       g_autofree float *scratch = g_new (float, n_values);
@@ -459,6 +477,17 @@ observe (QuarkCalibration  *self,
                   e->pct_neg = e->pct_neg * f + b.pct_neg / d;
                 }
               e->pct_batches++;
+            }
+          if (b.has_stat)
+            {
+              /* the same running mean */
+              guint64 c = e->stat_batches;
+              float f = (float) ((double) c / (double) (c + 1));
+              float d = (float) (c + 1);
+              e->stat = c == 0 ? b.stat : e->stat * f + b.stat / d;
+              e->stat_zp = c == 0 ? b.stat_zp : e->stat_zp * f + b.stat_zp / d;
+              e->stat_zp_last = b.stat_zp;
+              e->stat_batches++;
             }
           quark_kernel_hist_add (e->hist, values, n_values);
         }
@@ -768,6 +797,46 @@ quark_calibration_get_channel_min_max (QuarkCalibration  *self,
     *mins = found ? g_memdup2 (e->ch_min, MAX (e->n_channels, 1) * sizeof (float)) : NULL;
   if (maxs)
     *maxs = found ? g_memdup2 (e->ch_max, MAX (e->n_channels, 1) * sizeof (float)) : NULL;
+  g_mutex_unlock (&self->lock);
+  return found;
+}
+
+/**
+ * quark_calibration_get_batch_statistic:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer
+ * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
+ * @statistic: (out) (optional): the running mean of the batches' statistic
+ * @zero_point_statistic: (out) (optional): and of their zero-point statistic
+ *
+ * Reads the running mean (Brevitas's, in float32) of the statistic the
+ * session's config computed from each batch
+ * (quark_quantization_config_batch_statistic()).
+ *
+ * Returns: %TRUE if the session kept one for the layer
+ */
+gboolean
+quark_calibration_get_batch_statistic (QuarkCalibration *self,
+                                       const char       *layer_name,
+                                       QuarkRole         role,
+                                       float            *statistic,
+                                       float            *zero_point_statistic)
+{
+  g_autofree char *key = NULL;
+  Entry *e;
+  gboolean found;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (layer_name != NULL, FALSE);
+
+  key = entry_key (layer_name, role);
+  g_mutex_lock (&self->lock);
+  e = g_hash_table_lookup (self->entries, key);
+  found = e != NULL && e->stat_batches > 0;
+  if (statistic)
+    *statistic = found ? e->stat : 0;
+  if (zero_point_statistic)
+    *zero_point_statistic = found ? e->stat_zp : 0;
   g_mutex_unlock (&self->lock);
   return found;
 }
@@ -1123,6 +1192,17 @@ quark_calibration_save (QuarkCalibration  *self,
           add_float (b, "high", e->pct_hi);
           add_float (b, "span", e->pct_span);
           add_float (b, "negative_low", e->pct_neg);
+          json_builder_end_object (b);
+        }
+      if (e->stat_batches > 0)
+        {
+          json_builder_set_member_name (b, "batch_statistic");
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "batches");
+          json_builder_add_int_value (b, (gint64) e->stat_batches);
+          add_float (b, "value", e->stat);
+          add_float (b, "zero_point", e->stat_zp);
+          add_float (b, "last_zero_point", e->stat_zp_last);
           json_builder_end_object (b);
         }
       json_builder_set_member_name (b, "histogram");
@@ -1551,9 +1631,10 @@ read_entry (JsonNode *node, const char *path, GError **error)
 {
   static const char * const members[] = {
     "layer", "role", "batches", "values", "min", "max", "moving_average_min", "moving_average_max",
-    "batch_percentile", "histogram", "channels", NULL
+    "batch_percentile", "batch_statistic", "histogram", "channels", NULL
   };
   static const char * const pct_members[] = { "q", "batches", "abs", "low", "high", "span", "negative_low", NULL };
+  static const char * const stat_members[] = { "batches", "value", "zero_point", "last_zero_point", NULL };
   static const char * const hist_members[] = { "range_exp", "zeros", "positive", "negative", NULL };
   static const char * const ch_members[] = { "axis", "min", "max", NULL };
   JsonObject *o = read_object (node, path, error), *sub;
@@ -1628,6 +1709,17 @@ read_entry (JsonNode *node, const char *path, GError **error)
       e->pct_q = json_node_get_value_type (json_object_get_member (sub, "q")) == G_TYPE_DOUBLE
                  ? json_object_get_double_member (sub, "q") : q;
       e->pct_batches = (guint64) v;
+    }
+  if ((n = json_object_get_member (o, "batch_statistic")))
+    {
+      g_autofree char *p = quark_json_path_join (path, "batch_statistic");
+      if (!(sub = read_object (n, p, error)) || !quark_json_check_members (sub, p, stat_members, error) ||
+          !read_int (sub, p, "batches", 1, G_MAXINT64, FALSE, NULL, &v, error) ||
+          !read_float (sub, p, "value", FALSE, 0, &e->stat, error) ||
+          !read_float (sub, p, "zero_point", FALSE, 0, &e->stat_zp, error) ||
+          !read_float (sub, p, "last_zero_point", FALSE, 0, &e->stat_zp_last, error))
+        goto fail;
+      e->stat_batches = (guint64) v;
     }
 
   {

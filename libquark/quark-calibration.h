@@ -85,6 +85,12 @@ gboolean           quark_calibration_compute_range  (QuarkCalibration  *self,
                                                      float             *max,
                                                      GError           **error);
 QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_get_batch_statistic (QuarkCalibration *self,
+                                                     const char        *layer_name,
+                                                     QuarkRole          role,
+                                                     float             *statistic,
+                                                     float             *zero_point_statistic);
+QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_get_batch_percentiles (QuarkCalibration *self,
                                                      const char        *layer_name,
                                                      QuarkRole          role,

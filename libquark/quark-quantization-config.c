@@ -11,6 +11,8 @@
 #include "quark-json.h"
 #include "quark-registry.h"
 
+#include <math.h>
+
 /**
  * QuarkQuantizationConfig:
  *
@@ -181,9 +183,21 @@ quark_quantization_config_default_get_tensor_spec (QuarkQuantizationConfig *self
   return NULL;
 }
 
+static gboolean
+quark_quantization_config_real_batch_statistic (QuarkQuantizationConfig *self,
+                                                QuarkTensorSpec         *spec,
+                                                const float             *values,
+                                                gsize                    n_values,
+                                                float                   *statistic,
+                                                float                   *zero_point_statistic)
+{
+  return FALSE;
+}
+
 static void
 quark_quantization_config_default_init (QuarkQuantizationConfigInterface *iface)
 {
+  iface->batch_statistic = quark_quantization_config_real_batch_statistic;
   iface->get_backend_name = quark_quantization_config_default_get_backend_name;
   iface->load_json = quark_quantization_config_default_load_json;
   iface->to_json = quark_quantization_config_default_to_json;
@@ -391,4 +405,48 @@ quark_quantization_config_get_tensor_spec (QuarkQuantizationConfig *self,
   g_return_val_if_fail (QUARK_IS_QUANTIZATION_CONFIG (self), NULL);
   g_return_val_if_fail (layer_name != NULL, NULL);
   return QUARK_QUANTIZATION_CONFIG_GET_IFACE (self)->get_tensor_spec (self, layer_name, layer_type, role);
+}
+
+/**
+ * quark_quantization_config_batch_statistic:
+ * @self: a #QuarkQuantizationConfig
+ * @spec: a static activation spec of this config
+ * @values: (array length=n_values): one calibration batch
+ * @n_values: the number of values
+ * @statistic: (out): the batch's statistic for the scale
+ * @zero_point_statistic: (inout): on input the previous batch's
+ *   zero-point statistic (NaN for the first batch; Brevitas's shifted
+ *   activation search starts from it), on output this batch's (0 where the
+ *   spec has none)
+ *
+ * Computes what @spec's backend takes from each calibration batch beyond
+ * the statistics a session always keeps, such as the brevitas backend's
+ * MSE search over each batch (numerics.md B8). Calibration sessions made
+ * for the config call this for every batch and keep the running mean,
+ * which quark_calibration_get_batch_statistic() reads.
+ *
+ * Returns: %TRUE if the spec defines such a statistic, %FALSE otherwise
+ */
+gboolean
+quark_quantization_config_batch_statistic (QuarkQuantizationConfig *self,
+                                           QuarkTensorSpec         *spec,
+                                           const float             *values,
+                                           gsize                    n_values,
+                                           float                   *statistic,
+                                           float                   *zero_point_statistic)
+{
+  float s = 0, z;
+  gboolean ok;
+
+  g_return_val_if_fail (QUARK_IS_QUANTIZATION_CONFIG (self), FALSE);
+  z = zero_point_statistic ? *zero_point_statistic : NAN;
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), FALSE);
+  g_return_val_if_fail (values != NULL || n_values == 0, FALSE);
+
+  ok = QUARK_QUANTIZATION_CONFIG_GET_IFACE (self)->batch_statistic (self, spec, values, n_values, &s, &z);
+  if (statistic)
+    *statistic = ok ? s : 0;
+  if (zero_point_statistic)
+    *zero_point_statistic = ok ? z : 0;
+  return ok;
 }

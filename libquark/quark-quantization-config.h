@@ -53,6 +53,10 @@ G_DECLARE_INTERFACE (QuarkQuantizationConfig, quark_quantization_config,
  *   the default has no specs
  * @get_tensor_spec: the spec that applies to a layer for a role; the default
  *   applies Quark's precedence over @is_excluded and @lookup_spec
+ * @batch_statistic: a statistic of one calibration batch that a static
+ *   activation spec is computed from, where the backend's semantics define
+ *   one beyond the session's own statistics (Brevitas's per-batch MSE
+ *   search); the default defines none
  *
  * The virtual methods of #QuarkQuantizationConfig. Every one has a working
  * default, so a backend overrides only what it needs; the defaults are
@@ -80,6 +84,12 @@ struct _QuarkQuantizationConfigInterface
                                          const char               *layer_name,
                                          const char               *layer_type,
                                          QuarkRole                 role);
+  gboolean          (*batch_statistic)  (QuarkQuantizationConfig  *self,
+                                         QuarkTensorSpec          *spec,
+                                         const float              *values,
+                                         gsize                     n_values,
+                                         float                    *statistic,
+                                         float                    *zero_point_statistic);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -109,6 +119,13 @@ QuarkTensorSpec * quark_quantization_config_get_tensor_spec  (QuarkQuantizationC
                                                               const char               *layer_name,
                                                               const char               *layer_type,
                                                               QuarkRole                 role);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_quantization_config_batch_statistic  (QuarkQuantizationConfig  *self,
+                                                              QuarkTensorSpec          *spec,
+                                                              const float              *values,
+                                                              gsize                     n_values,
+                                                              float                    *statistic,
+                                                              float                    *zero_point_statistic);
 
 QUARK_AVAILABLE_IN_1_0
 const char *      quark_quantization_config_default_get_backend_name (QuarkQuantizationConfig  *self);

@@ -581,7 +581,8 @@ test_config_errors (void)
     { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"param_type\": \"mse\", "
       "\"scaling_stats_op\": \"percentile\"}}}",
       QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.scaling_stats_op" },
-    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"input_tensors\": {\"param_type\": \"mse\"}}}",
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"input_tensors\": {\"param_type\": \"mse\", "
+      "\"dynamic\": true}}}",
       QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.input_tensors.param_type" },
     { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"quant_type\": \"float\", "
       "\"float_format\": \"generic\", \"saturating\": false}}}",

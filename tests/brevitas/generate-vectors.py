@@ -294,6 +294,19 @@ def define_gap_cases(P):
     W('IntWeightSymmetricGroupQuantMSE', dict(P('IntWeightSymmetricGroupQuant'), group_size=32, param_type='mse'),
       type('IntWeightSymmetricGroupQuantMSE', (bquant_base.MSESymmetricScale, bgen.IntWeightSymmetricGroupQuant), {})
       .let(group_size=32, bit_width=4), desc=d)
+    # activations: the MSE search on every calibration batch
+    for n, mod, kind in (('Int8ActPerTensorFloatMSE', bint, 'int'), ('Uint8ActPerTensorFloatMSE', bint, 'int'),
+                         ('Int8ActPerTensorFixedPointMSE', bfixed, 'int'),
+                         ('Uint8ActPerTensorFixedPointMSE', bfixed, 'int'),
+                         ('ShiftedUint8ActPerTensorFloatMSE', bshift, 'int'),
+                         ('ShiftedUint8ActPerTensorFixedPointMSE', bshift, 'int'),
+                         ('Fp8e4m3OCPActPerTensorFloatMSE', bocp, 'float'),
+                         ('Fp8e5m2OCPActPerTensorFloatMSE', bocp, 'float')):
+        q = getattr(mod, n)
+        if 'Shifted' in n:
+            # Brevitas's MSE zero point needs the dtype and device the layer usually provides
+            q = q.let(dtype=torch.float32, device='cpu')
+        A(n, P(n), q, kind=kind, desc=n)
     # 6. shifted MX
     W('ShiftedMXUInt8Weight', P('ShiftedMXUInt8Weight'), bmx.ShiftedMXUInt8Weight)
 

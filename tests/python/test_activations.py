@@ -175,3 +175,30 @@ def test_a_weight_spec_is_not_an_activation_spec():
         quantizer.quantize_activation(Quark.tensor_from_array('x', np.ones((2, 4), np.float32)),
                                       config.get_tensor_spec('fc', 'Linear', Quark.Role.WEIGHT), None, None)
     assert info.value.matches(Quark.Error.quark(), Quark.Error.UNSUPPORTED_SCHEME)
+
+
+def test_brevitas_activation_mse_survives_a_statistics_file(tmp_path):
+    """Int8ActPerTensorFloatMSE: each batch's MSE-optimal statistic, their
+    running mean in the session, saved and loaded with it."""
+    rng = np.random.default_rng(12)
+    config, quantizer = quantizer_for({'backend': 'brevitas', 'global_quant_config': {
+        'input_tensors': {'preset': 'ShiftedUint8ActPerTensorFloatMSE'}}})
+    spec = config.get_tensor_spec('fc', 'Linear', Quark.Role.INPUT)
+    session = calibrated(config, [act(rng, (4, 32)) + 0.5 for _ in range(3)])
+    found, stat, zp_stat = session.get_batch_statistic('fc', Quark.Role.INPUT)
+    assert found and stat > 0 and zp_stat <= 0
+    path = str(tmp_path / 'stats.json')
+    session.save(path)
+    loaded = Quark.Calibration.load(path)
+    assert loaded.get_batch_statistic('fc', Quark.Role.INPUT) == (True, stat, zp_stat)
+    a = quantizer.get_activation_params(spec, session, 'fc', Quark.Role.INPUT)
+    b = quantizer.get_activation_params(spec, loaded, 'fc', Quark.Role.INPUT)
+    assert a[1].to_numpy().tobytes() == b[1].to_numpy().tobytes() and a[2].to_numpy() == b[2].to_numpy()
+    # a session that did not run the search (made for another config) is refused by name
+    other = calibrated(REGISTRY.config_from_string('{"backend": "brevitas", "global_quant_config": '
+                                                   '{"input_tensors": {"preset": "Uint8ActPerTensorFloat"}}}'),
+                       [act(rng, (4, 32))])
+    with pytest.raises(GLib.Error) as info:
+        quantizer.get_activation_params(spec, other, 'fc', Quark.Role.INPUT)
+    assert info.value.matches(Quark.Error.quark(), Quark.Error.NEEDS_CALIBRATION)
+    assert 'ShiftedUint8ActPerTensorFloatMSE' in info.value.message

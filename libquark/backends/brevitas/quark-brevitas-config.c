@@ -330,9 +330,36 @@ quark_brevitas_config_get_bv_spec (QuarkBrevitasConfig *config, const char *laye
   return bv;
 }
 
+/* Brevitas's activation MSE (numerics.md B8): each calibration batch's
+ * MSE-optimal statistic (and, shifted, zero-point statistic); the session
+ * keeps their running means. While statistics are collected Brevitas
+ * scales the candidates as stat / T with no restriction (a FixedPoint
+ * quantizer searches float scales and rounds only the final mean), and a
+ * shifted quantizer's scale search uses the zero-point statistic the
+ * previous batch's search found (the first batch its own minimum). */
+static gboolean
+quark_brevitas_config_batch_statistic (QuarkQuantizationConfig *config, QuarkTensorSpec *spec, const float *values,
+                                       gsize n_values, float *statistic, float *zero_point_statistic)
+{
+  BvSpec *bv = bv_spec_from_tensor_spec (spec);
+  g_autofree float *work = NULL;
+  BvSpec search;
+
+  if (bv == NULL || !bv->mse || (bv->role != QUARK_ROLE_INPUT && bv->role != QUARK_ROLE_OUTPUT) || bv->dynamic)
+    return FALSE;
+  search = *bv;
+  search.restrict_type = BV_RESTRICT_FP;
+  search.pof2 = FALSE;
+  work = g_new (float, MAX (n_values, 1));
+  bv_mse_search (&search, values, n_values, bv_threshold (bv), work, *zero_point_statistic, statistic,
+                 zero_point_statistic);
+  return TRUE;
+}
+
 static void
 config_iface_init (QuarkQuantizationConfigInterface *iface)
 {
+  iface->batch_statistic = quark_brevitas_config_batch_statistic;
   iface->load_json = quark_brevitas_config_load_json;
   iface->to_json = quark_brevitas_config_to_json;
   iface->validate = quark_brevitas_config_validate;

@@ -526,7 +526,7 @@ weight_params (const BvSpec *spec, const float *v, gsize n, float threshold, flo
 {
   gboolean shifted = spec->kind == BV_INT || spec->kind == BV_MX_INT ? !spec->symmetric : FALSE;
   BvStatsOp op = bv_spec_stats_op (spec);
-  float neg = 0.0f, fmax = spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT ? bv_fp_max (spec) : 0.0f;
+  float neg = 0.0f, best;
 
   for (gsize i = 0; i < n; i++)
     neg = fminf (neg, v[i]);   /* NegativeMinOrZero */
@@ -538,43 +538,69 @@ weight_params (const BvSpec *spec, const float *v, gsize n, float threshold, flo
         *zero_point = bv_shifted_zero_point (spec, neg, *scale);
       return;
     }
-  {
-    /* the grid: candidates fl (fl (init / 20) · i), i = 2 … 20; a
-     * candidate wins only with a strictly smaller loss */
-    float init = weight_stat (spec, shifted ? BV_STATS_MIN_MAX : BV_STATS_MAX, v, n, work);
-    float base = init / 20.0f, best = base, best_neg = neg;
-    double best_loss = INFINITY;
+  bv_mse_search (spec, v, n, threshold, work, NAN, &best, &neg);
+  *scale = bv_scale_from_stat (spec, best, threshold);
+  if (shifted)
+    *zero_point = bv_shifted_zero_point (spec, neg, *scale);
+}
 
-    for (int i = 2; i <= 20; i++)
-      {
-        float c = base * (float) i;
-        float sc = bv_scale_from_stat (spec, c, threshold);
-        double loss = set_loss (spec, v, n, sc, shifted ? bv_shifted_zero_point (spec, neg, sc) : 0, fmax);
-        if (loss < best_loss)
-          {
-            best_loss = loss;
-            best = c;
-          }
-      }
-    *scale = bv_scale_from_stat (spec, best, threshold);
-    if (!shifted)
-      return;
-    /* then the zero point, from NegativeMinOrZero, with the scale found */
-    base = neg / 20.0f;
-    best_neg = base;
-    best_loss = INFINITY;
-    for (int i = 2; i <= 20; i++)
-      {
-        float c = base * (float) i;
-        double loss = set_loss (spec, v, n, *scale, bv_shifted_zero_point (spec, c, *scale), fmax);
-        if (loss < best_loss)
-          {
-            best_loss = loss;
-            best_neg = c;
-          }
-      }
-    *zero_point = bv_shifted_zero_point (spec, best_neg, *scale);
-  }
+/**
+ * bv_mse_search:
+ *
+ * Brevitas's MSE grid (numerics.md B7) over @n values: the statistic
+ * (candidates fl (fl (init / 20) · i), i = 2 … 20, a candidate winning only
+ * with a strictly smaller loss) and, for shifted quantizers, then the
+ * float zero point's statistic min (min, 0) the same way with the scale
+ * found (*neg; 0 for symmetric quantizers). During the scale search a
+ * shifted quantizer's zero point comes from @scale_search_neg, or when it
+ * is NaN from the values' min (min, 0).
+ */
+void
+bv_mse_search (const BvSpec *spec, const float *v, gsize n, float threshold, float *work, float scale_search_neg,
+               float *stat, float *neg)
+{
+  gboolean shifted = (spec->kind == BV_INT || spec->kind == BV_MX_INT) && !spec->symmetric;
+  float fmax = spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT ? bv_fp_max (spec) : 0.0f;
+  float init, base, best, best_neg, scale, low = 0.0f;
+  double best_loss = INFINITY;
+
+  for (gsize i = 0; i < n; i++)
+    low = fminf (low, v[i]);   /* NegativeMinOrZero */
+  init = weight_stat (spec, shifted ? BV_STATS_MIN_MAX : BV_STATS_MAX, v, n, work);
+  base = init / 20.0f;
+  best = base;
+  if (isnan (scale_search_neg))
+    scale_search_neg = low;
+  for (int i = 2; i <= 20; i++)
+    {
+      float c = base * (float) i;
+      float sc = bv_scale_from_stat (spec, c, threshold);
+      double loss = set_loss (spec, v, n, sc, shifted ? bv_shifted_zero_point (spec, scale_search_neg, sc) : 0, fmax);
+      if (loss < best_loss)
+        {
+          best_loss = loss;
+          best = c;
+        }
+    }
+  *stat = best;
+  *neg = 0.0f;
+  if (!shifted)
+    return;
+  scale = bv_scale_from_stat (spec, best, threshold);
+  base = low / 20.0f;
+  best_neg = base;
+  best_loss = INFINITY;
+  for (int i = 2; i <= 20; i++)
+    {
+      float c = base * (float) i;
+      double loss = set_loss (spec, v, n, scale, bv_shifted_zero_point (spec, c, scale), fmax);
+      if (loss < best_loss)
+        {
+          best_loss = loss;
+          best_neg = c;
+        }
+    }
+  *neg = best_neg;
 }
 
 BvStatsOp

@@ -309,6 +309,22 @@ activation_params (const BvSpec *bv, const char *layer, QuarkRole role, QuarkCal
       bv_uncalibrated_params (bv, scale, zero_point);
       return TRUE;
     }
+  if (bv->mse)
+    {
+      /* the running means of each batch's MSE search */
+      float stat, zp_stat;
+      if (calibration == NULL || !quark_calibration_get_batch_statistic (calibration, layer, role, &stat, &zp_stat))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                       "layer %s: the %s quantizer %s searches its scale on calibration batches, but there are no "
+                       "such statistics for it (calibrate with a session made for this config)", layer, what,
+                       bv_spec_describe (bv));
+          return FALSE;
+        }
+      *scale = bv_scale_from_stat (bv, stat, bv_threshold (bv));
+      *zero_point = bv->kind == BV_INT && !bv->symmetric ? bv_shifted_zero_point (bv, zp_stat, *scale) : 0;
+      return TRUE;
+    }
   if (calibration == NULL ||
       !quark_calibration_get_batch_percentiles (calibration, layer, role, &q, &abs_pct, NULL, NULL, &span, &neg))
     {

@@ -93,6 +93,15 @@ static const BvPreset presets[] = {
   { "MXFloat8e4m3Act", ACT, BV_MX_FLOAT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "MXFloat4e2m1Act", ACT, BV_MX_FLOAT, 4, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 2, 1, BV_FP_OCP, 100, BV_RESTRICT_FP },
   { "MXInt8Act", ACT, BV_MX_INT, 8, TRUE, FALSE, TRUE, G, 32, TRUE, FLOOR, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  /* activations with the MSE search on each calibration batch */
+  { "Int8ActPerTensorFloatMSE", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Uint8ActPerTensorFloatMSE", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Int8ActPerTensorFixedPointMSE", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, TRUE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Uint8ActPerTensorFixedPointMSE", ACT, BV_INT, 8, FALSE, FALSE, TRUE, T, 0, TRUE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "ShiftedUint8ActPerTensorFloatMSE", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, FALSE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "ShiftedUint8ActPerTensorFixedPointMSE", ACT, BV_INT, 8, FALSE, FALSE, FALSE, T, 0, TRUE, CEIL, TRUE, FALSE, 0, 0, BV_FP_OCP, 99.999, BV_RESTRICT_FP },
+  { "Fp8e4m3OCPActPerTensorFloatMSE", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 4, 3, BV_FP_OCP, 100, BV_RESTRICT_FP },
+  { "Fp8e5m2OCPActPerTensorFloatMSE", ACT, BV_FLOAT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, TRUE, FALSE, 5, 2, BV_FP_OCP, 100, BV_RESTRICT_FP },
   /* dynamic activations of Brevitas's LLM examples (brevitas_examples/common/generative/quantizers.py):
    * the min-max range of each call, per tensor, per row (token) or per group of the last dimension */
   { "Int8DynamicActPerTensorFloat", ACT, BV_INT, 8, TRUE, FALSE, TRUE, T, 0, FALSE, CEIL, FALSE, TRUE, 0, 0, BV_FP_OCP, 100, BV_RESTRICT_FP },
@@ -410,9 +419,9 @@ check_spec (const BvSpec *s, const char *path, GError **error)
   if ((s->kind == BV_MX_FLOAT || s->kind == BV_MX_INT) && s->restrict_type != BV_RESTRICT_POW2)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_type",
                          "MX scales are powers of two");
-  if (s->mse && act)
+  if (s->mse && act && s->dynamic)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
-                         "the brevitas backend searches MSE scales for weights (activation MSE is not implemented)");
+                         "the MSE search of activations runs on calibration batches (not on dynamic ones)");
   if (s->mse && s->restrict_type == BV_RESTRICT_UNSCALED)
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "param_type",
                          "an unscaled quantizer has no scale to search");

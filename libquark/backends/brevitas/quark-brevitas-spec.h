@@ -150,6 +150,14 @@ gboolean         bv_quantize_activation (const BvSpec *spec,
                                          const char   *name,
                                          BvResult     *r,
                                          GError      **error);
+void             bv_mse_search          (const BvSpec *spec,
+                                         const float  *v,
+                                         gsize         n,
+                                         float         threshold,
+                                         float        *work,
+                                         float         scale_search_neg,
+                                         float        *stat,
+                                         float        *neg);
 gint32           bv_shifted_zero_point  (const BvSpec *spec,
                                          float         neg,
                                          float         scale);
