@@ -11,6 +11,7 @@
 #include "quark-json.h"
 #include "kernels/quark-kernels.h"
 
+#include <math.h>
 #include <string.h>
 
 /**
@@ -902,6 +903,7 @@ typedef struct {
   DequantData d;
   gint32 *shifted;      /* QUARK_QUANT_ORDER_TORCH: codes minus the zero point */
   gboolean torch;
+  gboolean nonfinite_nan;   /* QUARK_QUANT_ORDER_BREVITAS minifloats */
 } FakeData;
 
 static void
@@ -909,7 +911,23 @@ fake_quantize_chunk (size_t offset, size_t len, void *data)
 {
   FakeData *f = data;
   if (f->d.fmt)
-    quark_kernel_fp_quantize_f32 (f->d.fmt, f->x + offset, len, f->d.scale, f->codes + offset);
+    {
+      quark_kernel_fp_quantize_f32 (f->d.fmt, f->x + offset, len, f->d.scale, f->codes + offset);
+      if (f->nonfinite_nan)
+        {
+          /* Brevitas: an infinite input has no finite step, it becomes NaN
+           * (the format's NaN code; formats without one keep the
+           * saturated code and the value is set below) */
+          for (gsize i = offset; i < offset + len; i++)
+            if (!isfinite (f->x[i]))
+              f->codes[i] = (guint8) quark_kernel_fp_encode (f->d.fmt, NAN, FALSE);
+          dequantize_chunk (offset, len, &f->d);
+          for (gsize i = offset; i < offset + len; i++)
+            if (!isfinite (f->x[i]))
+              f->d.out[i] = NAN;
+          return;
+        }
+    }
   else if (f->torch)
     {
       f->ip.offset = offset;
@@ -1006,6 +1024,7 @@ quantize_with_params (QuarkTensorSpec  *self,
   if (self->quant_order == QUARK_QUANT_ORDER_TORCH)
     shifted = g_new (gint32, MAX (n, 1));
   f.shifted = shifted;
+  f.nonfinite_nan = f.d.fmt != NULL && self->quant_order == QUARK_QUANT_ORDER_BREVITAS;
   f.d.out = out;
   if (!f.d.fmt)
     quark_dtype_get_integer_range (self->dtype, self->narrow_range, &qmin, &qmax);
