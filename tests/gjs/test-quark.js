@@ -31,7 +31,7 @@ const registry = Quark.Registry.get_default();
 const Q1 = [1.27, -1.27, 0.5, 0.3, 0.004, 0.125, -0.05, 0.635];
 const Q1_CODES = [127, -128, 50, 30, 0, 13, -5, 64];
 
-print('1..12');
+print('1..13');
 
 check('quark backend listed with metadata', () => {
     const names = registry.list_backends().map(b => b.get_name());
@@ -220,6 +220,35 @@ check('AWQ searches with a rounding function written in JavaScript', () => {
     assert(Math.abs(got - want) < 1e-6, `error ${got} against ${want}`);
     const q = floatsOf(Quark.rotation_matrix(4, false, 0));
     assert(q.every(x => Math.abs(Math.abs(x) - 0.5) < 1e-7), `hadamard ${q}`);
+});
+
+check('activations quantized from JavaScript: Brevitas uncalibrated, AMD Quark per token', () => {
+    let config = registry.config_from_string(
+        '{"backend": "brevitas", "global_quant_config": {"input_tensors": {"preset": "Int8ActPerTensorFloat"}}}', -1);
+    let quantizer = registry.new_quantizer(config);
+    let spec = config.get_tensor_spec('fc', 'Linear', Quark.Role.INPUT);
+    const x = Quark.Tensor.new_from_floats('x', [2, 4], [0.5, -0.25, 1.0, -2.0, 0.0078125, 0.01, 0.99, 0.3]);
+    // uncalibrated: s = 1/128, codes rint (x * 128) clamped to [-128, 127]
+    const [ok, scale, zp] = quantizer.get_activation_params(spec, null, null, Quark.Role.INPUT);
+    assert(ok && floatsOf(scale)[0] === 1 / 128, `scale ${floatsOf(scale)}`);
+    let out = quantizer.quantize_activation(x, spec, scale, zp);
+    const codes = Array.from(new Int8Array(out.get_tensor('x').get_data().toArray()));
+    assert(codes.join() === '64,-32,127,-128,1,1,127,38', `codes ${codes}`);
+    assert(spec.get_quant_order() === Quark.QuantOrder.BREVITAS, 'order');
+
+    config = registry.config_from_string('{"backend": "quark", "global_quant_config": {"input_tensors": ' +
+        '{"dtype": "int8", "qscheme": "per_channel", "ch_axis": 0, "is_dynamic": true}}}', -1);
+    quantizer = registry.new_quantizer(config);
+    spec = config.get_tensor_spec('fc', 'Linear', Quark.Role.INPUT);
+    out = quantizer.quantize_activation(x, spec, null, null);
+    assert(out.get_tensor('x_scale').get_n_elements() === 2, 'one scale per token');
+    let threw = false;
+    try {
+        quantizer.quantize_activation(x, spec, out.get_tensor('x_scale'), null);
+    } catch (e) {
+        threw = e.matches(Quark.Error, Quark.Error.INVALID_ARGUMENT);
+    }
+    assert(threw, 'a dynamic spec refuses given scales');
 });
 
 System.exit(failures ? 1 : 0);
