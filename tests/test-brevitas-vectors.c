@@ -122,6 +122,72 @@ decode (const Format *f, guint code)
   return sign * ldexpf ((float) ((1 << f->m) + m), e - f->bias - f->m);
 }
 
+/* A bias: the weight, the bias and the input quantizer's calibration in
+ * one layer, through quantize_model (s = input scale * weight scale). */
+static void
+run_bias_case (JsonObject *c)
+{
+  g_autoptr(JsonNode) root_node = json_node_new (JSON_NODE_OBJECT);
+  g_autoptr(JsonObject) root = json_object_new ();
+  g_autofree char *json = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+  g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkModel) out = NULL;
+  g_autoptr(QuarkCalibration) cal = NULL;
+  g_autoptr(QuarkTensor) w = input_tensor (json_object_get_string_member (c, "weight"), "fc.weight");
+  g_autoptr(QuarkTensor) b2 = input_tensor (json_object_get_string_member (c, "input"), "fc.bias");
+  g_autoptr(QuarkTensor) b = NULL;
+  g_autofree float *scales = NULL, *expected_scales = NULL, *expected_values = NULL;
+  JsonArray *batches = json_object_get_array_member (c, "calibration");
+  JsonArray *ints = json_object_get_array_member (c, "int");
+  gint64 n_bias = (gint64) quark_tensor_get_n_elements (b2);
+  gsize n_scales, n_expected, n_values;
+  QuarkTensor *codes;
+
+  json_object_set_string_member (root, "backend", "brevitas");
+  json_object_set_member (root, "global_quant_config", json_node_copy (json_object_get_member (c, "spec")));
+  json_node_set_object (root_node, root);
+  json = json_to_string (root_node, FALSE);
+  config = quark_registry_config_from_string (quark_registry_get_default (), json, -1, &error);
+  g_assert_no_error (error);
+  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+  g_assert_no_error (error);
+  b = quark_tensor_new ("fc.bias", quark_tensor_get_dtype (b2), &n_bias, 1, quark_tensor_get_data (b2), &error);
+  g_assert_no_error (error);
+  g_assert_true (quark_model_add_tensor (model, w, NULL) && quark_model_add_tensor (model, b, NULL));
+  cal = quark_calibration_new_for_config (config, model);
+  for (guint i = 0; i < json_array_get_length (batches); i++)
+    {
+      g_autoptr(QuarkTensor) t = input_tensor (json_array_get_string_element (batches, i), "batch");
+      g_assert_true (quark_calibration_observe (cal, "fc", QUARK_ROLE_INPUT, t, &error));
+    }
+  out = quark_model_quantizer_quantize_model (quantizer, model, cal, NULL, &error);
+  g_assert_no_error (error);
+  codes = quark_model_get_tensor (out, "fc.bias");
+  scales = quark_tensor_to_floats (quark_model_get_tensor (out, "fc.bias_scale"), &n_scales, &error);
+  g_assert_no_error (error);
+  expected_scales = floats_of (json_object_get_string_member (c, "scale"), &n_expected);
+  expected_values = floats_of (json_object_get_string_member (c, "value"), &n_values);
+  /* Brevitas's per-tensor bias scale is one value */
+  g_assert_true (n_expected == n_scales || n_expected == 1);
+  for (gsize i = 0; i < n_scales; i++)
+    if (bits_of (scales[i]) != bits_of (expected_scales[n_expected == 1 ? 0 : i]))
+      FAIL ("bias scale %" G_GSIZE_FORMAT ": %a, Brevitas %a", i, scales[i], expected_scales[n_expected == 1 ? 0 : i]);
+  g_assert_cmpuint (quark_tensor_get_n_elements (codes), ==, n_values);
+  for (gsize i = 0; i < n_values; i++)
+    {
+      gint64 q = element (codes, i);
+      float v = (float) q * scales[n_scales == 1 ? 0 : i];
+      if (q != json_array_get_int_element (ints, (guint) i))
+        FAIL ("bias code %" G_GSIZE_FORMAT ": %" G_GINT64_FORMAT ", Brevitas %" G_GINT64_FORMAT, i, q,
+              json_array_get_int_element (ints, (guint) i));
+      if (v != expected_values[i])
+        FAIL ("bias value %" G_GSIZE_FORMAT ": %a, Brevitas %a", i, v, expected_values[i]);
+    }
+}
+
 static void
 run_case (gconstpointer data)
 {
@@ -156,6 +222,11 @@ run_case (gconstpointer data)
   gboolean is_float, signed_zero = TRUE, ocp = FALSE, saturating = TRUE, standard_codes = FALSE;
   Format f = { 0 };
 
+  if (g_str_equal (role, "bias"))
+    {
+      run_bias_case (c);
+      return;
+    }
   json_object_set_member (global, weight ? "weight" : "input_tensors", g_steal_pointer (&spec_node));
   json_object_set_string_member (root, "backend", "brevitas");
   json_object_set_object_member (root, "global_quant_config", json_object_ref (global));

@@ -415,6 +415,24 @@ def define_gap_cases(P):
         q, d = let(getattr(bgen, n), group_dim=-1, group_size=16)
         A(n, dict(P(n), group_size=16), q, kind='float' if 'Fp8' in n else 'int', mode='dynamic', desc=d, x='act3d')
 
+    # generic unscaled activations, generic dynamic groups
+    for n in ('Fp8e4m3Act', 'Fp8e5m2Act'):
+        A(n, P(n), getattr(bfloat, n), kind='float', mode='uncalibrated', x='wide_act')
+    q, d = let(bgen.Fp8e4m3DynamicActPerGroupFloat, group_dim=-1, group_size=16)
+    A('Fp8e4m3DynamicActPerGroupFloat', dict(P('Fp8e4m3DynamicActPerGroupFloat'), group_size=16), q, kind='float',
+      mode='dynamic', desc=d, x='act3d')
+
+    # biases: s = input scale * weight scale, in a layer calibrated on the case's batches
+    for w, a, b in (('Int8WeightPerTensorFloat', 'Int8ActPerTensorFloat', 'Int32Bias'),
+                    ('Int8WeightPerChannelFloat', 'Int8ActPerTensorFloat', 'Int16Bias'),
+                    ('Int8WeightPerChannelFixedPoint', 'Int8ActPerTensorFixedPoint', 'Int8Bias'),
+                    ('Int8WeightPerTensorFloat', 'Uint8ActPerTensorFloat', 'Int24Bias')):
+        mods = {n: m for m in (bint, bfixed) for n in (w, a, b) if hasattr(m, n)}
+        CASES.append(dict(name='%s+%s+%s' % (w, a, b), role='bias', spec={'weight': P(w), 'input_tensors': P(a),
+                                                                         'bias': P(b)},
+                          quant=(getattr(mods[w], w), getattr(mods[a], a), getattr(mods[b], b)), kind='int',
+                          x_sets=None, mode='calibrated', act_kw={}, desc='QuantLinear(%s, %s, %s)' % (w, a, b)))
+
     # 7. infinities and NaN in float activations
     for n, mod in (('Fp8e4m3OCPActPerTensorFloat', bocp), ('Fp8e5m2OCPActPerTensorFloat', bocp),
                    ('Fp8e4m3FNUZActPerTensorFloat', bfnuz)):
@@ -435,8 +453,35 @@ def share(name, x):
     return key
 
 
+def bias_case(c):
+    rng = np.random.default_rng(2024)
+    w = (rng.standard_normal((4, 64)) * 0.1).astype(np.float32)
+    b = (rng.standard_normal((1, 4)) * np.float32(0.05)).astype(np.float32)
+    b[0, 0] = 1e-6
+    calib = batches()
+    wq, aq, bq = c['quant']
+    layer = QuantLinear(64, 4, bias=True, weight_quant=wq, input_quant=aq, bias_quant=bq)
+    layer.weight.data = torch.from_numpy(w.copy())
+    layer.bias.data = torch.from_numpy(b.reshape(-1).copy())
+    with torch.no_grad():
+        layer.train()
+        with calibration_mode(layer):
+            for x in calib:
+                layer(torch.from_numpy(x))
+        layer.eval()
+        xq = layer.input_quant(torch.from_numpy(calib[0]))
+        qt = layer.bias_quant(layer.bias, xq, layer.quant_weight())
+    r = dict(name=c['name'], role='bias', spec=c['spec'], brevitas=c['desc'], mode='calibrated',
+             weight=share('bias_weight', w), input=share('bias', b),
+             calibration=[share('batch%d' % i, x) for i, x in enumerate(calib)])
+    r.update(record(qt, 'int'))
+    return [r]
+
+
 def run_case(c):
     out = []
+    if c['role'] == 'bias':
+        return bias_case(c)
     if c['role'] == 'weight':
         sets = inputs() if c['x_sets'] is None else c['x_sets']()
         for xname, x in sets:
@@ -446,7 +491,8 @@ def run_case(c):
             r.update(record(qt, c['kind']))
             out.append(r)
         return out
-    x = {'act': act_inputs, 'special': special_inputs, 'inf': inf_inputs, 'act3d': act3d_inputs}[c['x_sets']]()
+    x = {'act': act_inputs, 'special': special_inputs, 'inf': inf_inputs, 'act3d': act3d_inputs,
+         'wide_act': lambda: unscaled_inputs()[0][1]}[c['x_sets']]()
     calib = batches() if c['mode'] == 'calibrated' else []
     qt = act_case(c['quant'], x, c['mode'], calib, c['act_kw'])
     xname = c['x_sets']
