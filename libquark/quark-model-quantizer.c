@@ -438,9 +438,10 @@ quark_model_quantizer_get_activation_params (QuarkModelQuantizer  *self,
  * weights: the codes under the tensor's name (one per element: int8/uint8,
  * int16 or int32 for integers, one code per byte for minifloats), the
  * scales as `NAME_scale` (float32) and, for integer specs, the zero points
- * as `NAME_zero_point` (int32). Dynamic specs compute their scales from
- * @tensor: per tensor, per token (each row of the last dimension), per
- * group of the last dimension, or per MX block, as the spec says. Static
+ * as `NAME_zero_point` (integers). Dynamic specs compute their scales from
+ * the tensor itself, per tensor, per token (each row of the last
+ * dimension), per group of the last dimension, or per MX block, as the
+ * spec says. Static
  * specs use @scale; with %NULL the backend's uncalibrated parameters apply
  * where it defines them (see quark_model_quantizer_get_activation_params()).
  *

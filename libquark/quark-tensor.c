@@ -554,8 +554,8 @@ quark_tensor_is_mapped (QuarkTensor *self)
  * @size: the number of bytes
  * @error: return location for a #GError
  *
- * Copies bytes [@offset, @offset + @size) of the tensor's data into
- * @buffer: with pread() from the file for a tensor over a file mapping
+ * Copies bytes [@offset, @offset + @size) of the tensor's data into the
+ * buffer, with pread() from the file for a tensor over a file mapping
  * (quark_tensor_is_mapped()), so that no page of the mapping is touched,
  * else from memory. Quantizers read large tensors this way, a block of rows
  * at a time into a buffer they reuse.
