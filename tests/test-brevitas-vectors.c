@@ -122,14 +122,33 @@ decode (const Format *f, guint code)
   return sign * ldexpf ((float) ((1 << f->m) + m), e - f->bias - f->m);
 }
 
+/* A brevitas config whose global_quant_config is @global (taken), and its
+ * quantizer. */
+static QuarkQuantizationConfig *
+config_for (JsonNode *global, QuarkModelQuantizer **quantizer)
+{
+  g_autoptr(JsonObject) root = json_object_new ();
+  g_autoptr(JsonNode) root_node = json_node_new (JSON_NODE_OBJECT);
+  g_autofree char *json = NULL;
+  g_autoptr(GError) error = NULL;
+  QuarkQuantizationConfig *config;
+
+  json_object_set_string_member (root, "backend", "brevitas");
+  json_object_set_member (root, "global_quant_config", global);
+  json_node_set_object (root_node, root);
+  json = json_to_string (root_node, FALSE);
+  config = quark_registry_config_from_string (quark_registry_get_default (), json, -1, &error);
+  g_assert_no_error (error);
+  *quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
+  g_assert_no_error (error);
+  return config;
+}
+
 /* A bias: the weight, the bias and the input quantizer's calibration in
  * one layer, through quantize_model (s = input scale * weight scale). */
 static void
 run_bias_case (JsonObject *c)
 {
-  g_autoptr(JsonNode) root_node = json_node_new (JSON_NODE_OBJECT);
-  g_autoptr(JsonObject) root = json_object_new ();
-  g_autofree char *json = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
@@ -146,14 +165,7 @@ run_bias_case (JsonObject *c)
   gsize n_scales, n_expected, n_values;
   QuarkTensor *codes;
 
-  json_object_set_string_member (root, "backend", "brevitas");
-  json_object_set_member (root, "global_quant_config", json_node_copy (json_object_get_member (c, "spec")));
-  json_node_set_object (root_node, root);
-  json = json_to_string (root_node, FALSE);
-  config = quark_registry_config_from_string (quark_registry_get_default (), json, -1, &error);
-  g_assert_no_error (error);
-  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
-  g_assert_no_error (error);
+  config = config_for (json_node_copy (json_object_get_member (c, "spec")), &quantizer);
   b = quark_tensor_new ("fc.bias", quark_tensor_get_dtype (b2), &n_bias, 1, quark_tensor_get_data (b2), &error);
   g_assert_no_error (error);
   g_assert_true (quark_model_add_tensor (model, w, NULL) && quark_model_add_tensor (model, b, NULL));
@@ -197,9 +209,7 @@ run_case (gconstpointer data)
   const char *mode = json_object_has_member (c, "mode") ? json_object_get_string_member (c, "mode") : NULL;
   g_autoptr(JsonNode) spec_node = json_node_copy (json_object_get_member (c, "spec"));
   g_autoptr(JsonObject) global = json_object_new ();
-  g_autoptr(JsonObject) root = json_object_new ();
-  g_autoptr(JsonNode) root_node = json_node_new (JSON_NODE_OBJECT);
-  g_autofree char *json = NULL;
+  JsonNode *global_node;
   g_autoptr(GError) error = NULL;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
   g_autoptr(QuarkModelQuantizer) quantizer = NULL;
@@ -228,14 +238,9 @@ run_case (gconstpointer data)
       return;
     }
   json_object_set_member (global, weight ? "weight" : "input_tensors", g_steal_pointer (&spec_node));
-  json_object_set_string_member (root, "backend", "brevitas");
-  json_object_set_object_member (root, "global_quant_config", json_object_ref (global));
-  json_node_set_object (root_node, root);
-  json = json_to_string (root_node, FALSE);
-  config = quark_registry_config_from_string (quark_registry_get_default (), json, -1, &error);
-  g_assert_no_error (error);
-  quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, &error);
-  g_assert_no_error (error);
+  global_node = json_node_new (JSON_NODE_OBJECT);
+  json_node_set_object (global_node, global);
+  config = config_for (global_node, &quantizer);
   spec = quark_quantization_config_get_tensor_spec (config, "fc", "Linear",
                                                     weight ? QUARK_ROLE_WEIGHT : QUARK_ROLE_INPUT);
   g_assert_nonnull (spec);
