@@ -87,6 +87,16 @@ def large_inputs():
     return [('large', x)]
 
 
+def nonfinite_inputs():
+    """Weights holding NaN and infinities: one row each, the others finite."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    x[1, 5] = np.nan
+    x[2, 7] = np.inf
+    x[3, 9] = -np.inf
+    return [('nonfinite', x)]
+
+
 def with_large():
     return inputs() + large_inputs()
 
@@ -432,6 +442,14 @@ def define_gap_cases(P):
                                                                          'bias': P(b)},
                           quant=(getattr(mods[w], w), getattr(mods[a], a), getattr(mods[b], b)), kind='int',
                           x_sets=None, mode='calibrated', act_kw={}, desc='QuantLinear(%s, %s, %s)' % (w, a, b)))
+
+    # NaN and infinities in weights
+    for n, mod, kind in (('Int8WeightPerTensorFloat', bint, 'int'), ('Int8WeightPerChannelFloat', bint, 'int'),
+                         ('ShiftedUint8WeightPerChannelFloat', bshift, 'int'),
+                         ('Int8WeightPerChannelFixedPoint', bfixed, 'int'),
+                         ('Fp8e4m3OCPWeightPerChannelFloat', bocp, 'float'), ('MXInt8Weight', bmx, 'int'),
+                         ('MXFloat8e4m3Weight', bmx, 'float')):
+        W(n + '-nonfinite', P(n), getattr(mod, n), kind=kind, x_sets=nonfinite_inputs)
 
     # 7. infinities and NaN in float activations
     for n, mod in (('Fp8e4m3OCPActPerTensorFloat', bocp), ('Fp8e5m2OCPActPerTensorFloat', bocp),

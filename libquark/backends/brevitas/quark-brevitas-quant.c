@@ -76,6 +76,8 @@ bv_scale_from_stat (const BvSpec *s, float stat, float threshold)
 
   if (s->restrict_type == BV_RESTRICT_UNSCALED)
     return 1.0f;
+  if (!isfinite (stat))
+    return fabsf (stat) / threshold;   /* NaN and Inf propagate, as through torch's clamp and log2 */
   if (s->restrict_type == BV_RESTRICT_LOG_FP)
     {
       /* stored in log2, applied as 2^v, in float32 as torch.log2 / exp2 */
@@ -328,10 +330,13 @@ result_alloc (BvResult *r, gsize n, const QuarkKernelLayout *l)
   r->param_n_dims = l->param_n_dims;
 }
 
+/* ascending, NaN last (torch's sort order) */
 static int
 cmp_float (const void *a, const void *b)
 {
   float x = *(const float *) a, y = *(const float *) b;
+  if (isnan (x) || isnan (y))
+    return isnan (x) - isnan (y);
   return x < y ? -1 : x > y;
 }
 
@@ -427,6 +432,8 @@ weight_stat (const BvSpec *spec, BvStatsOp op, const float *v, gsize n, float *w
     return 0.0f;
   for (gsize i = 0; i < n; i++)
     {
+      if (isnan (v[i]) && op != BV_STATS_PERCENTILE && op != BV_STATS_PERCENTILE_INTERVAL)
+        return NAN;   /* torch's max, min and mean propagate NaN */
       amax = fmaxf (amax, fabsf (v[i]));
       mn = fminf (mn, v[i]);
       mx = fmaxf (mx, v[i]);
