@@ -126,9 +126,28 @@ quark_model_quantizer_real_quantize_activation (QuarkModelQuantizer  *self,
   return NULL;
 }
 
+static QuarkTensor *
+quark_model_quantizer_real_fake_quantize_activation (QuarkModelQuantizer  *self,
+                                                     QuarkTensor          *tensor,
+                                                     QuarkTensorSpec      *spec,
+                                                     QuarkTensor          *scale,
+                                                     QuarkTensor          *zero_point,
+                                                     GError              **error)
+{
+  if (scale == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "tensor %s: %s does not fake-quantize activations without given scales",
+                   quark_tensor_get_name (tensor), G_OBJECT_TYPE_NAME (self));
+      return NULL;
+    }
+  return quark_tensor_spec_fake_quantize (spec, tensor, scale, zero_point, error);
+}
+
 static void
 quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
 {
+  iface->fake_quantize_activation = quark_model_quantizer_real_fake_quantize_activation;
   iface->activation_params = quark_model_quantizer_real_activation_params;
   iface->quantize_activation = quark_model_quantizer_real_quantize_activation;
   iface->prepare_model = quark_model_quantizer_real_prepare_model;
@@ -421,6 +440,20 @@ quark_model_quantizer_get_activation_params (QuarkModelQuantizer  *self,
   return TRUE;
 }
 
+/* A dynamic spec computes its own scales. */
+static gboolean
+check_activation_scale (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkTensor *scale, GError **error)
+{
+  if (quark_tensor_spec_get_is_dynamic (spec) && scale != NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: a dynamic activation spec computes its scales; pass none",
+                   quark_tensor_get_name (tensor));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /**
  * quark_model_quantizer_quantize_activation:
  * @self: a #QuarkModelQuantizer
@@ -464,15 +497,50 @@ quark_model_quantizer_quantize_activation (QuarkModelQuantizer  *self,
   g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (quark_tensor_spec_get_is_dynamic (spec) && scale != NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "tensor %s: a dynamic activation spec computes its scales; pass none",
-                   quark_tensor_get_name (tensor));
-      return NULL;
-    }
+  if (!check_activation_scale (tensor, spec, scale, error))
+    return NULL;
   return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_activation (self, tensor, spec, scale, zero_point,
                                                                       error);
+}
+
+/**
+ * quark_model_quantizer_fake_quantize_activation:
+ * @self: a #QuarkModelQuantizer
+ * @tensor: an activation tensor (any float dtype, any shape; the last
+ *   dimension holds the features)
+ * @spec: an activation spec of this backend
+ * @scale: (nullable): the static scales, or %NULL for a dynamic spec (or
+ *   the backend's uncalibrated parameters)
+ * @zero_point: (nullable): the zero points that go with @scale
+ * @error: return location for a #GError
+ *
+ * Quantizes an activation as quark_model_quantizer_quantize_activation()
+ * does and dequantizes it again: what a runtime evaluating the quantized
+ * model in float feeds a layer. Dynamic specs (per tensor, per token, per
+ * group, MX) compute their scales from the tensor.
+ *
+ * Returns: (transfer full): a float32 tensor shaped like @tensor, or %NULL
+ *   with @error set
+ */
+QuarkTensor *
+quark_model_quantizer_fake_quantize_activation (QuarkModelQuantizer  *self,
+                                                QuarkTensor          *tensor,
+                                                QuarkTensorSpec      *spec,
+                                                QuarkTensor          *scale,
+                                                QuarkTensor          *zero_point,
+                                                GError              **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (tensor), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (scale == NULL || QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!check_activation_scale (tensor, spec, scale, error))
+    return NULL;
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->fake_quantize_activation (self, tensor, spec, scale, zero_point,
+                                                                           error);
 }
 
 /**

@@ -43,6 +43,10 @@ G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QU
  * @quantize_activation: quantizes an activation tensor with an activation
  *   spec and given or dynamic scales; the default reports
  *   %QUARK_ERROR_UNSUPPORTED_SCHEME.
+ * @fake_quantize_activation: quantizes an activation and dequantizes it
+ *   again; the default fake-quantizes static specs with
+ *   quark_tensor_spec_fake_quantize() and reports
+ *   %QUARK_ERROR_UNSUPPORTED_SCHEME for dynamic ones.
  *
  * The virtual methods of #QuarkModelQuantizer.
  */
@@ -86,6 +90,12 @@ struct _QuarkModelQuantizerInterface
                                        QuarkTensor          *scale,
                                        QuarkTensor          *zero_point,
                                        GError              **error);
+  QuarkTensor * (*fake_quantize_activation) (QuarkModelQuantizer  *self,
+                                             QuarkTensor          *tensor,
+                                             QuarkTensorSpec      *spec,
+                                             QuarkTensor          *scale,
+                                             QuarkTensor          *zero_point,
+                                             GError              **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -117,6 +127,13 @@ gboolean                  quark_model_quantizer_get_activation_params (QuarkMode
                                                                       GError              **error);
 QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_model_quantizer_quantize_activation  (QuarkModelQuantizer  *self,
+                                                                      QuarkTensor          *tensor,
+                                                                      QuarkTensorSpec      *spec,
+                                                                      QuarkTensor          *scale,
+                                                                      QuarkTensor          *zero_point,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor *             quark_model_quantizer_fake_quantize_activation (QuarkModelQuantizer  *self,
                                                                       QuarkTensor          *tensor,
                                                                       QuarkTensorSpec      *spec,
                                                                       QuarkTensor          *scale,

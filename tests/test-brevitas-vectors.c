@@ -384,6 +384,23 @@ run_case (gconstpointer data)
         FAIL ("value %" G_GSIZE_FORMAT ": %a, Brevitas %a", i, v, expected_values[i]);
     }
 
+  if (!weight)
+    {
+      /* the backend's fake quantization gives Brevitas's values, dynamic
+       * specs included (integers without the sign of zero) */
+      g_autoptr(QuarkTensor) fq = quark_model_quantizer_fake_quantize_activation (quantizer, x, spec, act_scale,
+                                                                                   act_zp, &error);
+      g_autofree float *fqv = NULL;
+      gsize n_fq;
+      g_assert_no_error (error);
+      fqv = quark_tensor_to_floats (fq, &n_fq, &error);
+      g_assert_cmpuint (n_fq, ==, n_expected_values);
+      for (gsize i = 0; i < n_fq; i++)
+        if (bits_of (fqv[i]) != bits_of (expected_values[i]) && !(isnan (fqv[i]) && isnan (expected_values[i])) &&
+            !(!signed_zero && fqv[i] == 0 && expected_values[i] == 0))
+          FAIL ("fake_quantize_activation, value %" G_GSIZE_FORMAT ": %a, Brevitas %a", i, fqv[i],
+                expected_values[i]);
+    }
   if (act_scale && (ints || (ocp && saturating && standard_codes)))
     {
       /* the spec's fake quantization follows Brevitas's order too

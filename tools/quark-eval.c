@@ -131,7 +131,7 @@ cmd_eval (int argc, char **argv)
     { "compare", 0, 0, G_OPTION_ARG_NONE, &compare, "Two models, FLOAT and QUANTIZED: both perplexities, the difference and the KL divergence", NULL },
     { "tokenizer", 0, 0, G_OPTION_ARG_FILENAME, &tokenizer_path, "tokenizer.json to use (default: the one beside MODEL)", "FILE" },
     { "document-separator", 0, 0, G_OPTION_ARG_STRING, &separator, "Split the text into documents at this string; each becomes BOS + text + EOS", "STRING" },
-    { "float-inputs", 0, 0, G_OPTION_ARG_NONE, &float_inputs, "Leave the inputs of linear layers in float even where the checkpoint quantizes them (needed for dynamic input specs): the effect of the weights alone", NULL },
+    { "float-inputs", 0, 0, G_OPTION_ARG_NONE, &float_inputs, "Leave the inputs of linear layers in float even where the checkpoint quantizes them: the effect of the weights alone", NULL },
     { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Run with this many threads (default: one per processor)", "N" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON for scripts", NULL },
     G_OPTION_ENTRY_NULL

@@ -96,7 +96,7 @@ struct _QuarkExecutor
 
   GPtrArray *inputs;            /* InputQuant, owned */
   InputQuant *head_act;
-  const char *dynamic_input;    /* a layer whose input spec is dynamic, or NULL */
+  QuarkModelQuantizer *quantizer;   /* the checkpoint's backend, for dynamic input specs */
   gboolean quantize_inputs;
   GMainContext *progress_context;       /* during an async run: where progress is emitted */
   GPtrArray *overrides;         /* weights that replace the model's (calibrate_sequential) */
@@ -117,6 +117,7 @@ quark_executor_finalize (GObject *object)
   g_clear_pointer (&self->inputs, g_ptr_array_unref);
   g_clear_pointer (&self->overrides, g_ptr_array_unref);
   g_clear_object (&self->checkpoint);
+  g_clear_object (&self->quantizer);
   g_clear_object (&self->layer_model);
   g_free (self->layers);
   g_free (self->inv_freq);
@@ -188,11 +189,12 @@ quark_executor_class_init (QuarkExecutorClass *klass)
    * QuarkExecutor:quantize-inputs:
    *
    * Whether the inputs of linear layers are quantized as the checkpoint's
-   * config says (static specs: quantized and dequantized again with the
-   * stored scales, by [method@Quark.TensorSpec.fake_quantize]), TRUE by
-   * default. Running a checkpoint whose config has dynamic input specs
-   * fails unless this is FALSE, which runs every input in float: the
-   * effect of the weights alone.
+   * config says, TRUE by default: static specs are quantized and
+   * dequantized again with the stored scales
+   * ([method@Quark.TensorSpec.fake_quantize]), dynamic ones (per tensor, per
+   * token, per group, MX) with scales from each input, by the checkpoint's
+   * backend ([method@Quark.ModelQuantizer.fake_quantize_activation]). FALSE
+   * runs every input in float: the effect of the weights alone.
    */
   properties[PROP_QUANTIZE_INPUTS] = g_param_spec_boolean ("quantize-inputs", NULL, NULL, TRUE,
                                                            G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
@@ -568,8 +570,10 @@ read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkMod
   *out = a;
   if (quark_tensor_spec_get_is_dynamic (spec))
     {
-      if (self->dynamic_input == NULL)
-        self->dynamic_input = a->layer;
+      /* quantized by the backend from each input itself */
+      if (self->quantizer == NULL &&
+          (self->quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)
+        return FALSE;
       return TRUE;
     }
   scale_name = g_strdup_printf ("%s.input_scale", layer);
@@ -1043,7 +1047,9 @@ layer_input (QuarkExecutor *self, InputQuant *a, const float *x, guint rows, gui
     return x;
   bytes = g_bytes_new_static (x, (gsize) rows * dim * sizeof (float));
   if ((in = quark_tensor_new (a->layer, QUARK_DTYPE_F32, shape, 2, bytes, error)) == NULL ||
-      (out = quark_tensor_spec_fake_quantize (a->spec, in, a->scale, a->zero_point, error)) == NULL)
+      (out = quark_tensor_spec_get_is_dynamic (a->spec)
+             ? quark_model_quantizer_fake_quantize_activation (self->quantizer, in, a->spec, NULL, NULL, error)
+             : quark_tensor_spec_fake_quantize (a->spec, in, a->scale, a->zero_point, error)) == NULL)
     {
       g_prefix_error (error, "%s: quantizing the input: ", a->layer);
       return NULL;
@@ -1202,14 +1208,6 @@ hidden_states (QuarkExecutor *self, const guint32 *ids, guint n_seqs, guint toke
   guint rows = n_seqs * tokens;
   g_autofree float *x = g_try_new (float, (gsize) rows * self->hidden);
 
-  if (self->quantize_inputs && self->dynamic_input)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s: the checkpoint quantizes its input dynamically, which the executor does not evaluate; "
-                   "run with quantize-inputs FALSE (quark eval --float-inputs) for the effect of the weights alone",
-                   self->dynamic_input);
-      return NULL;
-    }
   if (x == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the activations of %u tokens", rows);

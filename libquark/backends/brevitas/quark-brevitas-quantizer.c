@@ -985,31 +985,24 @@ quark_brevitas_quantizer_activation_params (QuarkModelQuantizer *quantizer, Quar
   return TRUE;
 }
 
-static QuarkModel *
-quark_brevitas_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
-                                              QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
-                                              GError **error)
+/* An activation through its quantizer into @r: dynamic scales from the
+ * tensor, or the given static ones (the uncalibrated quantizer's without). */
+static gboolean
+quantize_activation_values (QuarkTensor *tensor, BvSpec *bv, QuarkTensor *scale, QuarkTensor *zero_point,
+                            BvResult *r, GError **error)
 {
   const char *name = quark_tensor_get_name (tensor);
-  BvSpec *bv = activation_spec (spec, name, error);
-  g_autoptr(QuarkModel) out = quark_model_new ();
-  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
-  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
   g_autofree float *x = NULL, *scales = NULL, *zpf = NULL;
   g_autofree gint32 *zps = NULL;
-  g_auto(BvResult) r = { 0 };
-  const char *storage;
   const gint64 *shape;
   guint n_dims;
   gsize n, n_scales = 0, n_zps = 0;
   float s0;
   gint32 z0;
 
-  if (bv == NULL)
-    return NULL;
   x = quark_tensor_to_floats (tensor, &n, error);
   if (x == NULL)
-    return NULL;
+    return FALSE;
   shape = quark_tensor_get_shape (tensor, &n_dims);
   if (!bv->dynamic)
     {
@@ -1025,27 +1018,68 @@ quark_brevitas_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, Qu
         {
           scales = quark_tensor_to_floats (scale, &n_scales, error);
           if (scales == NULL || (zero_point && (zpf = quark_tensor_to_floats (zero_point, &n_zps, error)) == NULL))
-            return NULL;
+            return FALSE;
           if (n_scales != 1 || (zero_point && n_zps != 1))
             {
               g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                            "tensor %s: the %s quantizer takes one scale and zero point per tensor, not %"
                            G_GSIZE_FORMAT, name, bv_spec_describe (bv), n_scales);
-              return NULL;
+              return FALSE;
             }
           zps = g_new0 (gint32, 1);
           if (zpf)
             zps[0] = (gint32) zpf[0];
         }
     }
-  if (!bv_quantize_activation (bv, x, shape, n_dims, scales, zps, n_scales, name, &r, error) ||
-      !add_codes (out, name, bv, &r, shape, n_dims, FALSE, &storage, error) ||
+  return bv_quantize_activation (bv, x, shape, n_dims, scales, zps, n_scales, name, r, error);
+}
+
+static QuarkModel *
+quark_brevitas_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
+                                              QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
+                                              GError **error)
+{
+  const char *name = quark_tensor_get_name (tensor);
+  BvSpec *bv = activation_spec (spec, name, error);
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_auto(BvResult) r = { 0 };
+  const char *storage;
+  const gint64 *shape;
+  guint n_dims;
+
+  if (bv == NULL || !quantize_activation_values (tensor, bv, scale, zero_point, &r, error))
+    return NULL;
+  shape = quark_tensor_get_shape (tensor, &n_dims);
+  if (!add_codes (out, name, bv, &r, shape, n_dims, FALSE, &storage, error) ||
       !add_floats (out, scale_name, r.scales, r.n_params, r.param_shape, r.param_n_dims, error) ||
       ((bv->kind == BV_INT || bv->kind == BV_MX_INT) &&
        !add_ints (out, zp_name, int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed), r.zero_points,
                   r.n_params, r.param_shape, r.param_n_dims, error)))
     return NULL;
   return g_steal_pointer (&out);
+}
+
+/* Brevitas's dequantized values themselves, (q - z) · s as Brevitas forms
+ * them (NaN where Brevitas gives NaN). */
+static QuarkTensor *
+quark_brevitas_quantizer_fake_quantize_activation (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
+                                                   QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
+                                                   GError **error)
+{
+  const char *name = quark_tensor_get_name (tensor);
+  BvSpec *bv = activation_spec (spec, name, error);
+  g_auto(BvResult) r = { 0 };
+  g_autoptr(GBytes) bytes = NULL;
+  const gint64 *shape;
+  guint n_dims;
+
+  if (bv == NULL || !quantize_activation_values (tensor, bv, scale, zero_point, &r, error))
+    return NULL;
+  shape = quark_tensor_get_shape (tensor, &n_dims);
+  bytes = g_bytes_new_take (g_steal_pointer (&r.dequantized), r.n * sizeof (float));
+  return quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, bytes, error);
 }
 
 /* ---- reading the exports back ------------------------------------------------ */
@@ -1300,4 +1334,5 @@ quantizer_iface_init (QuarkModelQuantizerInterface *iface)
   iface->dequantize_model = quark_brevitas_quantizer_dequantize_model;
   iface->activation_params = quark_brevitas_quantizer_activation_params;
   iface->quantize_activation = quark_brevitas_quantizer_quantize_activation;
+  iface->fake_quantize_activation = quark_brevitas_quantizer_fake_quantize_activation;
 }

@@ -1315,10 +1315,38 @@ retensor (QuarkTensor *t, const char *name, const gint64 *shape, guint n_dims, G
                            quark_tensor_get_data (t), error);
 }
 
+/* A dynamic activation quantized as a weight [tokens, features] would be
+ * (per_channel means per token): the codes (in that 2-D view), scales and
+ * zero points in @q, the weight spec used in @as_weight. */
+static gboolean
+quantize_dynamic (QuarkQuarkQuantizer *self, QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkModel *q,
+                  QuarkTensorSpec **as_weight, GError **error)
+{
+  guint n_dims = 0;
+  const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
+  gint64 cols = n_dims ? shape[n_dims - 1] : 1;
+  gint64 view_shape[2] = { cols ? (gint64) quark_tensor_get_n_elements (tensor) / cols : 0, cols };
+  g_autoptr(QuarkTensor) view = retensor (tensor, NULL, view_shape, 2, error);
+
+  *as_weight = quark_tensor_spec_copy (spec);
+  g_object_set (*as_weight, "is-dynamic", FALSE, "ch-axis",
+                quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : -1, NULL);
+  return view != NULL &&
+         quantize_tensor_with_spec (view, *as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, NULL, q, error);
+}
+
+static gpointer
+static_scale_missing (const char *name, GError **error)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+               "tensor %s: the spec is static and needs its scales (quark_model_quantizer_get_activation_params)",
+               name);
+  return NULL;
+}
+
 /* Activations quantized with AMD Quark's arithmetic: dynamic specs compute
- * their parameters from the tensor, viewed as [tokens, features] (per
- * tensor, per token as per_channel, per group of features, MX blocks),
- * exactly as a weight of that shape; static ones use the given scales. */
+ * their parameters from the tensor (quantize_dynamic()), static ones use
+ * the given scales. */
 static QuarkModel *
 quark_quark_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
                                            QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
@@ -1337,18 +1365,10 @@ quark_quark_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, Quark
     return NULL;
   if (quark_tensor_spec_get_is_dynamic (spec))
     {
-      g_autoptr(QuarkTensorSpec) as_weight = quark_tensor_spec_copy (spec);
+      g_autoptr(QuarkTensorSpec) as_weight = NULL;
       g_autoptr(QuarkModel) q = quark_model_new ();
-      g_autoptr(QuarkTensor) view = NULL;
-      gint64 cols = n_dims ? shape[n_dims - 1] : 1;
-      gint64 view_shape[2] = { cols ? (gint64) quark_tensor_get_n_elements (tensor) / cols : 0, cols };
 
-      /* a weight of shape [tokens, features]: channels are rows */
-      g_object_set (as_weight, "is-dynamic", FALSE, "ch-axis",
-                    quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : -1, NULL);
-      view = retensor (tensor, NULL, view_shape, 2, error);
-      if (view == NULL ||
-          !quantize_tensor_with_spec (view, as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, NULL, q, error))
+      if (!quantize_dynamic (self, tensor, spec, q, &as_weight, error))
         return NULL;
       codes = retensor (quark_model_get_tensor (q, name), NULL, shape, n_dims, error);
       if (codes == NULL)
@@ -1359,12 +1379,7 @@ quark_quark_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, Quark
   else
     {
       if (scale == NULL)
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
-                       "tensor %s: the spec is static and needs its scales "
-                       "(quark_model_quantizer_get_activation_params)", name);
-          return NULL;
-        }
+        return static_scale_missing (name, error);
       codes = quark_tensor_spec_quantize (spec, tensor, scale, zero_point, error);
       if (codes == NULL)
         return NULL;
@@ -1377,6 +1392,36 @@ quark_quark_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, Quark
       (z && !quark_model_add_tensor (out, z, error)))
     return NULL;
   return g_steal_pointer (&out);
+}
+
+/* The same, dequantized again: dynamic specs through the weight spec of
+ * their [tokens, features] view. */
+static QuarkTensor *
+quark_quark_quantizer_fake_quantize_activation (QuarkModelQuantizer *quantizer, QuarkTensor *tensor,
+                                                QuarkTensorSpec *spec, QuarkTensor *scale, QuarkTensor *zero_point,
+                                                GError **error)
+{
+  QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
+  const char *name = quark_tensor_get_name (tensor);
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autoptr(QuarkTensorSpec) as_weight = NULL;
+  g_autoptr(QuarkModel) q = quark_model_new ();
+  g_autoptr(QuarkTensor) flat = NULL;
+  guint n_dims = 0;
+  const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
+
+  if (!quark_quark_check_spec (spec, QUARK_ROLE_INPUT, "spec", error))
+    return NULL;
+  if (!quark_tensor_spec_get_is_dynamic (spec))
+    return scale ? quark_tensor_spec_fake_quantize (spec, tensor, scale, zero_point, error)
+                 : static_scale_missing (name, error);
+  if (!quantize_dynamic (self, tensor, spec, q, &as_weight, error))
+    return NULL;
+  flat = quark_tensor_spec_dequantize (as_weight, quark_model_get_tensor (q, name),
+                                       quark_model_get_tensor (q, scale_name), quark_model_get_tensor (q, zp_name),
+                                       error);
+  return flat ? retensor (flat, NULL, shape, n_dims, error) : NULL;
 }
 
 /* ---- reading checkpoints back ---------------------------------------------- */
@@ -1532,4 +1577,5 @@ quantizer_iface_init (QuarkModelQuantizerInterface *iface)
   iface->quantize_tensor = quark_quark_quantizer_quantize_tensor;
   iface->activation_params = quark_quark_quantizer_activation_params;
   iface->quantize_activation = quark_quark_quantizer_quantize_activation;
+  iface->fake_quantize_activation = quark_quark_quantizer_fake_quantize_activation;
 }
