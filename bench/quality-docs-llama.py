@@ -28,7 +28,8 @@ ap.add_argument('--documents', type=int, default=0, help='score only the first N
 ap.add_argument('--calibration-tokens', type=int, default=65536)
 ap.add_argument('--schemes', default='int4_g128,uint4_g128,int4_channel,int3_g128')
 ap.add_argument('--algorithms', default='gptq,awq,awq+gptq',
-                help='comma-separated methods; a method combines algorithms with +, and smooth@A sets alpha')
+                help='comma-separated methods; a method combines algorithms with +; smooth@A sets alpha, '
+                     'gptq@D damp_percent')
 args = ap.parse_args()
 
 QUARK = os.path.join(os.path.abspath(args.builddir), 'tools', 'quark')
@@ -49,11 +50,13 @@ WITH_INPUTS = {'w8a8_int8'}
 
 
 def algo_config(method):
-    # 'awq+gptq' -> [{'name': 'awq'}, {'name': 'gptq'}]; 'smooth@0.5' sets alpha
+    # 'awq+gptq' -> [{'name': 'awq'}, {'name': 'gptq'}]; 'smooth@0.5' sets
+    # SmoothQuant's alpha, 'gptq@0.1' GPTQ's damp_percent
     out = []
     for token in method.split('+'):
-        name, _, alpha = token.partition('@')
-        out.append(dict({'name': name}, **({'alpha': float(alpha)} if alpha else {})))
+        name, _, value = token.partition('@')
+        key = 'damp_percent' if name == 'gptq' else 'alpha'
+        out.append(dict({'name': name}, **({key: float(value)} if value else {})))
     return out
 
 tmp = tempfile.mkdtemp(prefix='quality-')
