@@ -194,6 +194,42 @@ void test_awq () {
     }
 }
 
+/* Activations from Vala: MXInt8 blocks, dynamic (Brevitas's scale
+ * 2^(floor(log2 amax) - 7): amax 1.5 gives 2^-7, and -1.5 itself clips to
+ * -128, -1 once dequantized); a static spec's quantization order. */
+void test_activations () {
+    var registry = Quark.Registry.get_default ();
+    try {
+        var config = registry.config_from_string (
+            "{\"backend\": \"brevitas\", \"global_quant_config\": {\"input_tensors\": {\"preset\": \"MXInt8Act\"}}}", -1);
+        var quantizer = registry.new_quantizer (config);
+        var spec = config.get_tensor_spec ("fc", "Linear", Quark.Role.INPUT);
+        float[] values = new float[32];
+        for (int i = 0; i < 32; i++)
+            values[i] = (i % 2 == 0 ? 1 : -1) * (float) i / 31.0f * 1.5f;
+        int64[] shape = { 1, 32 };
+        var x = new Quark.Tensor.from_floats ("x", shape, values);
+        var out = quantizer.quantize_activation (x, spec, null, null);
+        unowned uint8[] codes = out.get_tensor ("x").get_data ().get_data ();
+        assert ((int8) codes[31] == -128);   /* -1.5 / 2^-7 = -192, clamped to the full range */
+        unowned uint8[] scale = out.get_tensor ("x_scale").get_data ().get_data ();
+        uint32 bits = scale[0] | (scale[1] << 8) | (scale[2] << 16) | ((uint32) scale[3] << 24);
+        assert (bits == 0x3C000000);   /* 2^-7 */
+        var fq = quantizer.fake_quantize_activation (x, spec, null, null);
+        unowned uint8[] fqb = fq.get_data ().get_data ();
+        assert (fqb.length == 128);
+        uint32 last = fqb[124] | (fqb[125] << 8) | (fqb[126] << 16) | ((uint32) fqb[127] << 24);
+        assert (last == 0xBF800000);   /* -128 * 2^-7 = -1 */
+
+        config = registry.config_from_string (
+            "{\"backend\": \"brevitas\", \"global_quant_config\": {\"input_tensors\": {\"preset\": \"Int8ActPerTensorFloat\"}}}", -1);
+        spec = config.get_tensor_spec ("fc", "Linear", Quark.Role.INPUT);
+        assert (spec.get_quant_order () == Quark.QuantOrder.BREVITAS);
+    } catch (Error e) {
+        error ("unexpected error: %s", e.message);
+    }
+}
+
 int main (string[] args) {
     Test.init (ref args);
     Test.add_func ("/vala/backend-listed", test_backend_listed);
@@ -203,5 +239,6 @@ int main (string[] args) {
     Test.add_func ("/vala/preset-and-errors", test_preset_and_errors);
     Test.add_func ("/vala/runtime", test_runtime);
     Test.add_func ("/vala/awq", test_awq);
+    Test.add_func ("/vala/activations", test_activations);
     return Test.run ();
 }
