@@ -278,6 +278,30 @@ apply_chunk (size_t offset, size_t len, void *data)
                                        r->dequantized + offset);
       return;
     }
+  if (!a->custom && a->spec->saturating)
+    {
+      /* a format of the kernels: their vector encoder rounds x / s to the
+       * nearest value, ties to even, saturating, which is FloatQuant's
+       * rounding; only Brevitas's NaN for infinite inputs is added */
+      guint8 codes[256];
+      for (gsize done = 0; done < len; done += sizeof codes)
+        {
+          gsize m = MIN (len - done, sizeof codes);
+          const float *x = a->x + offset + done;
+          quark_kernel_fp_quantize_f32 (&a->fmt, x, m, a->scale, codes);
+          for (gsize i = 0; i < m; i++)
+            if (isinf (x[i]))
+              codes[i] = (guint8) quark_kernel_fp_encode (&a->fmt, NAN, FALSE);
+          quark_kernel_fp_dequantize_f32 (&a->fmt, codes, m, a->scale, r->dequantized + offset + done);
+          for (gsize i = 0; i < m; i++)
+            {
+              r->codes[offset + done + i] = codes[i];
+              if (isinf (x[i]))
+                r->dequantized[offset + done + i] = NAN;   /* formats without a NaN code too */
+            }
+        }
+      return;
+    }
   for (gsize i = offset; i < offset + len; i++)
     {
       float v = float_round (a->x[i] / a->scale, a->spec, a->fmax);
