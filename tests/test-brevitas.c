@@ -596,6 +596,9 @@ test_config_errors (void)
     { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"quant_type\": \"float\", "
       "\"nan_values\": [\"1x1\"]}}}",
       QUARK_CONFIG_ERROR_INVALID_VALUE, "global_quant_config.weight.nan_values: a mantissa code" },
+    { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"percentile\": 99, "
+      "\"high_percentile_q\": 98}}}",
+      QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.high_percentile_q: the same field as percentile" },
     { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"scale_type\": \"unscaled\"}}}",
       QUARK_CONFIG_ERROR_INVALID_COMBINATION, "global_quant_config.weight.scale_type: only minifloats are unscaled" },
     { "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": {\"scaling_stats_op\": \"mean_sigma_std\"}}}",
@@ -664,6 +667,35 @@ test_static_activation_needs_calibration (void)
   g_assert_nonnull (strstr (error->message, "layer fc:"));
 }
 
+/* Brevitas's own field names and upper-case enum values are the backend's
+ * fields: the same spec either way. */
+static void
+test_brevitas_names (void)
+{
+  static const char * const pairs[][2] = {
+    { "{\"preset\": \"ShiftedUint8WeightPerTensorFloat\", \"scaling_stats_op\": \"PERCENTILE_INTERVAL\", "
+      "\"high_percentile_q\": 99.0, \"low_percentile_q\": 2.0, \"float_to_int_impl_type\": \"ROUND_TO_ZERO\", "
+      "\"restrict_scaling_type\": \"LOG_FP\", \"scaling_per_output_type\": \"CHANNEL\"}",
+      "{\"preset\": \"ShiftedUint8WeightPerTensorFloat\", \"scaling_stats_op\": \"percentile_interval\", "
+      "\"percentile\": 99.0, \"low_percentile\": 2.0, \"rounding\": \"round_to_zero\", "
+      "\"scale_type\": \"log_fp\", \"qscheme\": \"per_channel\"}" },
+    { "{\"quant_type\": \"float\", \"restrict_scaling_type\": \"POWER_OF_TWO\", \"saturating\": false, "
+      "\"nan_values\": [\"111\"]}",
+      "{\"quant_type\": \"float\", \"scale_type\": \"pof2\", \"saturating\": false, \"nan_values\": [\"111\"]}" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (pairs); i++)
+    {
+      g_autofree char *a = g_strdup_printf ("\"weight\": %s", pairs[i][0]);
+      g_autofree char *b = g_strdup_printf ("\"weight\": %s", pairs[i][1]);
+      g_autoptr(QuarkQuantizationConfig) ca = config (a);
+      g_autoptr(QuarkQuantizationConfig) cb = config (b);
+      g_autofree char *ja = quark_quantization_config_to_string (ca);
+      g_autofree char *jb = quark_quantization_config_to_string (cb);
+      g_assert_cmpstr (ja, ==, jb);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -684,5 +716,6 @@ main (int argc, char **argv)
   g_test_add_func ("/brevitas/config/errors", test_config_errors);
   g_test_add_func ("/brevitas/config/round-trip", test_config_round_trip);
   g_test_add_func ("/brevitas/needs-calibration", test_static_activation_needs_calibration);
+  g_test_add_func ("/brevitas/config/brevitas-names", test_brevitas_names);
   return g_test_run ();
 }

@@ -275,7 +275,7 @@ get_choice (JsonObject *o, const char *path, const char *key, const char * const
   s = json_node_get_string (n);
   for (guint i = 0; i < n_names; i++)
     {
-      if (g_str_equal (s, names[i]))
+      if (g_ascii_strcasecmp (s, names[i]) == 0)   /* Brevitas's enums are upper case */
         {
           *out = (int) i;
           return TRUE;
@@ -286,6 +286,62 @@ get_choice (JsonObject *o, const char *path, const char *key, const char * const
     g_autofree char *what = g_strdup_printf ("unknown value \"%s\" (expected one of: %s)", s, list->str);
     return config_error (error, QUARK_CONFIG_ERROR_INVALID_VALUE, path, key, what);
   }
+}
+
+/* Brevitas's own names for spec fields, as its quantizers' attributes
+ * spell them, with the backend's names they stand for and, where the
+ * values differ, the translation of the values (NULL: the same). */
+static const struct {
+  const char *brevitas, *key;
+  const char * const *values;   /* pairs: Brevitas's value, the backend's */
+} aliases[] = {
+  { "high_percentile_q", "percentile", NULL },
+  { "low_percentile_q", "low_percentile", NULL },
+  { "float_to_int_impl_type", "rounding", NULL },
+  { "restrict_scaling_type", "scale_type",
+    (const char * const []) { "fp", "float", "power_of_two", "pof2", "log_fp", "log_fp", NULL } },
+  { "scaling_per_output_type", "qscheme",
+    (const char * const []) { "tensor", "per_tensor", "channel", "per_channel", "group", "per_group", NULL } },
+};
+
+/* A copy of a spec object with Brevitas's field names replaced by the
+ * backend's (an error when both name the same field). */
+static JsonObject *
+brevitas_names (JsonObject *o, const char *path, GError **error)
+{
+  JsonObject *out = json_object_new ();
+  g_autoptr(GList) members = json_object_get_members (o);
+
+  for (GList *l = members; l; l = l->next)
+    json_object_set_member (out, l->data, json_node_copy (json_object_get_member (o, l->data)));
+  for (guint i = 0; i < G_N_ELEMENTS (aliases); i++)
+    {
+      JsonNode *n = json_object_get_member (o, aliases[i].brevitas);
+      const char *value;
+
+      if (n == NULL)
+        continue;
+      if (json_object_has_member (o, aliases[i].key))
+        {
+          g_autofree char *what = g_strdup_printf ("the same field as %s; give one of them", aliases[i].key);
+          config_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, aliases[i].brevitas, what);
+          json_object_unref (out);
+          return NULL;
+        }
+      n = json_node_copy (n);
+      value = JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n)
+                                                                                        : NULL;
+      for (guint k = 0; value && aliases[i].values && aliases[i].values[k]; k += 2)
+        if (g_ascii_strcasecmp (value, aliases[i].values[k]) == 0)
+          {
+            json_node_unref (n);   /* a parsed node is sealed: a new one */
+            n = json_node_init_string (json_node_alloc (), aliases[i].values[k + 1]);
+            break;
+          }
+      json_object_remove_member (out, aliases[i].brevitas);
+      json_object_set_member (out, aliases[i].key, n);
+    }
+  return out;
 }
 
 static QuarkDType
@@ -493,6 +549,7 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
                                                  QUARK_QSCHEME_PER_GROUP };
   static const char * const param_types[] = { "stats", "mse" };
   g_autoptr(GString) list = NULL;
+  g_autoptr(JsonObject) normalized = NULL;
   JsonObject *o;
   JsonNode *n;
   BvSpec *s;
@@ -504,7 +561,10 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
       g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected an object or null", path);
       return NULL;
     }
-  o = json_node_get_object (node);
+  normalized = brevitas_names (json_node_get_object (node), path, error);
+  if (normalized == NULL)
+    return NULL;
+  o = normalized;
   if (!quark_json_check_members (o, path, role == QUARK_ROLE_BIAS ? bias_keys : spec_keys, error))
     return NULL;
 
