@@ -906,10 +906,14 @@ typedef struct {
   gboolean nonfinite_nan;   /* QUARK_QUANT_ORDER_BREVITAS minifloats */
 } FakeData;
 
+/* Codes of a chunk, and (unless only the codes are wanted: no output
+ * buffer) their values. */
 static void
 fake_quantize_chunk (size_t offset, size_t len, void *data)
 {
   FakeData *f = data;
+  gboolean values = f->d.out != NULL;
+
   if (f->d.fmt)
     {
       quark_kernel_fp_quantize_f32 (f->d.fmt, f->x + offset, len, f->d.scale, f->codes + offset);
@@ -921,10 +925,13 @@ fake_quantize_chunk (size_t offset, size_t len, void *data)
           for (gsize i = offset; i < offset + len; i++)
             if (!isfinite (f->x[i]))
               f->codes[i] = (guint8) quark_kernel_fp_encode (f->d.fmt, NAN, FALSE);
-          dequantize_chunk (offset, len, &f->d);
-          for (gsize i = offset; i < offset + len; i++)
-            if (!isfinite (f->x[i]))
-              f->d.out[i] = NAN;
+          if (values)
+            {
+              dequantize_chunk (offset, len, &f->d);
+              for (gsize i = offset; i < offset + len; i++)
+                if (!isfinite (f->x[i]))
+                  f->d.out[i] = NAN;
+            }
           return;
         }
     }
@@ -932,7 +939,7 @@ fake_quantize_chunk (size_t offset, size_t len, void *data)
     {
       f->ip.offset = offset;
       quark_kernel_quantize_int_f32 (f->x + offset, len, &f->ip, QUARK_DTYPE_I32, f->shifted + offset);
-      for (gsize i = offset; i < offset + len; i++)
+      for (gsize i = offset; values && i < offset + len; i++)
         f->d.out[i] = (float) f->shifted[i] * f->d.scale;
       return;
     }
@@ -941,7 +948,8 @@ fake_quantize_chunk (size_t offset, size_t len, void *data)
       f->ip.offset = offset;
       quark_kernel_quantize_int_f32 (f->x + offset, len, &f->ip, f->d.dtype, f->codes + offset * f->d.esize);
     }
-  dequantize_chunk (offset, len, &f->d);
+  if (values)
+    dequantize_chunk (offset, len, &f->d);
 }
 
 /* QUARK_QUANT_ORDER_TORCH: the codes of a chunk, shifted codes plus the
@@ -982,6 +990,7 @@ quantize_with_params (QuarkTensorSpec  *self,
   QuarkKernelLayout l;
   gint64 qmin = 0, qmax = 0;
   FakeData f = { 0 };
+  const float *in;
 
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), NULL);
   g_return_val_if_fail (QUARK_IS_TENSOR (x), NULL);
@@ -1008,17 +1017,24 @@ quantize_with_params (QuarkTensorSpec  *self,
   if (!check_param_tensor (scale, "scale", x, &l, error) ||
       (zero_point && !check_param_tensor (zero_point, "zero point", x, &l, error)))
     return NULL;
-  values = quark_tensor_to_floats (x, &n, error);
-  if (values == NULL || (scales = quark_tensor_to_floats (scale, &n_scale, error)) == NULL ||
+  /* float32 is read in place; other dtypes widened once */
+  if (quark_tensor_get_dtype (x) == QUARK_DTYPE_F32)
+    {
+      in = quark_tensor_peek_data (x, NULL);
+      n = quark_tensor_get_n_elements (x);
+    }
+  else
+    in = values = quark_tensor_to_floats (x, &n, error);
+  if (in == NULL || (scales = quark_tensor_to_floats (scale, &n_scale, error)) == NULL ||
       (zero_point && (zps = quark_tensor_to_floats (zero_point, &n_scale, error)) == NULL))
     return NULL;
 
-  f.x = values;
+  f.x = in;
   f.d.dtype = self->dtype;
   f.d.fmt = quark_dtype_is_integer (self->dtype) ? NULL : quark_fp_format_for_dtype (self->dtype);
   f.d.esize = f.d.fmt ? 1 : quark_dtype_get_element_size (self->dtype);
-  codes = g_malloc0 (MAX (n, 1) * f.d.esize);
-  out = g_new (float, MAX (n, 1));
+  codes = g_malloc (MAX (n, 1) * f.d.esize);
+  out = want_codes ? NULL : g_new (float, MAX (n, 1));
   f.codes = codes;
   f.d.codes = codes;
   if (self->quant_order == QUARK_QUANT_ORDER_TORCH)

@@ -274,8 +274,9 @@ apply_chunk (size_t offset, size_t len, void *data)
     {
       a->ip.offset = offset;
       quark_kernel_quantize_int_f32 (a->x + offset, len, &a->ip, QUARK_DTYPE_I32, r->codes + offset);
-      quark_kernel_dequantize_int_f32 (r->codes + offset, QUARK_DTYPE_I32, len, a->scale, a->zero_point,
-                                       r->dequantized + offset);
+      if (r->dequantized)
+        quark_kernel_dequantize_int_f32 (r->codes + offset, QUARK_DTYPE_I32, len, a->scale, a->zero_point,
+                                         r->dequantized + offset);
       return;
     }
   if (!a->custom && a->spec->saturating)
@@ -292,11 +293,12 @@ apply_chunk (size_t offset, size_t len, void *data)
           for (gsize i = 0; i < m; i++)
             if (isinf (x[i]))
               codes[i] = (guint8) quark_kernel_fp_encode (&a->fmt, NAN, FALSE);
-          quark_kernel_fp_dequantize_f32 (&a->fmt, codes, m, a->scale, r->dequantized + offset + done);
+          if (r->dequantized)
+            quark_kernel_fp_dequantize_f32 (&a->fmt, codes, m, a->scale, r->dequantized + offset + done);
           for (gsize i = 0; i < m; i++)
             {
               r->codes[offset + done + i] = codes[i];
-              if (isinf (x[i]))
+              if (r->dequantized && isinf (x[i]))
                 r->dequantized[offset + done + i] = NAN;   /* formats without a NaN code too */
             }
         }
@@ -305,7 +307,8 @@ apply_chunk (size_t offset, size_t len, void *data)
   for (gsize i = offset; i < offset + len; i++)
     {
       float v = float_round (a->x[i] / a->scale, a->spec, a->fmax);
-      r->dequantized[i] = v * a->scale;
+      if (r->dequantized)
+        r->dequantized[i] = v * a->scale;
       /* v is a value of the format (or Inf/NaN where the format says) */
       r->codes[i] = a->custom || !a->spec->saturating ? bv_float_encode (a->spec, v)
                                                       : quark_kernel_fp_encode (&a->fmt, v, TRUE);
@@ -346,7 +349,7 @@ result_alloc (BvResult *r, gsize n, const QuarkKernelLayout *l)
 {
   r->n = n;
   r->codes = g_new0 (gint32, MAX (n, 1));
-  r->dequantized = g_new0 (float, MAX (n, 1));
+  r->dequantized = r->want_values ? g_new0 (float, MAX (n, 1)) : NULL;
   r->n_params = l->n_params;
   r->scales = g_new0 (float, MAX (l->n_params, 1));
   r->zero_points = g_new0 (gint32, MAX (l->n_params, 1));

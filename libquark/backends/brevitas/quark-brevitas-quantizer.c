@@ -992,16 +992,22 @@ quantize_activation_values (QuarkTensor *tensor, BvSpec *bv, QuarkTensor *scale,
                             BvResult *r, GError **error)
 {
   const char *name = quark_tensor_get_name (tensor);
-  g_autofree float *x = NULL, *scales = NULL, *zpf = NULL;
+  g_autofree float *copy = NULL, *scales = NULL, *zpf = NULL;
   g_autofree gint32 *zps = NULL;
+  const float *x;
   const gint64 *shape;
   guint n_dims;
   gsize n, n_scales = 0, n_zps = 0;
   float s0;
   gint32 z0;
 
-  x = quark_tensor_to_floats (tensor, &n, error);
-  if (x == NULL)
+  /* float32 is read in place; other dtypes widened once */
+  if (quark_tensor_get_dtype (tensor) == QUARK_DTYPE_F32)
+    {
+      x = quark_tensor_peek_data (tensor, NULL);
+      n = quark_tensor_get_n_elements (tensor);
+    }
+  else if ((x = copy = quark_tensor_to_floats (tensor, &n, error)) == NULL)
     return FALSE;
   shape = quark_tensor_get_shape (tensor, &n_dims);
   if (!bv->dynamic)
@@ -1075,6 +1081,7 @@ quark_brevitas_quantizer_fake_quantize_activation (QuarkModelQuantizer *quantize
   const gint64 *shape;
   guint n_dims;
 
+  r.want_values = TRUE;
   if (bv == NULL || !quantize_activation_values (tensor, bv, scale, zero_point, &r, error))
     return NULL;
   shape = quark_tensor_get_shape (tensor, &n_dims);

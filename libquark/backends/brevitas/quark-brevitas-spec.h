@@ -114,9 +114,10 @@ float            bv_fp_max              (const BvSpec *spec);
  * for integers, as format codes for minifloats), the dequantized values,
  * one scale (and zero point) per parameter set. */
 typedef struct {
+  gboolean want_values;      /* set before quantizing: fill @dequantized too */
   gsize n;
   gint32 *codes;
-  float *dequantized;
+  float *dequantized;        /* NULL unless want_values */
   gsize n_params;
   float *scales;
   gint32 *zero_points;
