@@ -295,6 +295,62 @@ def test_metadata_follows_convert_hf_to_gguf(tmp_path):
                             'blk.0.ffn_up.weight', 'blk.0.ffn_down.weight'}
 
 
+def tiny_with(tmp_path, **config):
+    """The tiny model with config.json members replaced."""
+    d = tmp_path / 'model'
+    shutil.copytree(TINY, d)
+    cfg = json.load(open(d / 'config.json'))
+    cfg.update(config)
+    (d / 'config.json').write_text(json.dumps(cfg))
+    return str(d)
+
+
+def test_rope_scaling(tmp_path):
+    """RoPE scaling as convert_hf_to_gguf.py writes it: llama3 as a
+    rope_freqs tensor of per-pair factors (LlamaModel.generate_extra_tensors,
+    computed here with PyTorch as that code does), linear as two keys
+    (LlamaModel.set_gguf_parameters); other kinds refused, nothing written."""
+    torch = pytest.importorskip('torch')
+    import math
+    rs = {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0, 'high_freq_factor': 4.0}
+    src = tiny_with(tmp_path, rope_scaling=rs, rope_theta=500000.0, original_max_position_embeddings=64)
+    out = tmp_path / 'l3.gguf'
+    r = quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0')
+    assert r.returncode == 0, r.stderr
+    kv, tensors = read_gguf(out)
+    dim = 64 // 4
+    freqs = 1.0 / (500000.0 ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    want = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < 64 / 4.0:
+            want.append(1)
+        elif wavelen > 64 / 1.0:
+            want.append(8.0)
+        else:
+            smooth = (64 / wavelen - 1.0) / (4.0 - 1.0)
+            want.append(1 / ((1 - smooth) / 8.0 + smooth))
+    want = torch.tensor(want, dtype=torch.float32).numpy()
+    kind, shape, data = tensors['rope_freqs.weight']
+    assert kind == 'F32' and list(shape) == [dim // 2]
+    assert np.frombuffer(data, dtype=np.float32).tobytes() == want.tobytes()
+    assert len(set(want.tolist())) > 2          # the three regimes all occur
+    assert 'llama.rope.scaling.type' not in kv
+
+    out = tmp_path / 'lin.gguf'
+    src = tiny_with(tmp_path / 'b', rope_scaling={'type': 'linear', 'factor': 2.0})
+    assert quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0').returncode == 0
+    kv, tensors = read_gguf(out)
+    assert kv['llama.rope.scaling.type'] == 'linear' and kv['llama.rope.scaling.factor'] == 2.0
+    assert 'rope_freqs.weight' not in tensors
+
+    out = tmp_path / 'yarn.gguf'
+    src = tiny_with(tmp_path / 'c', rope_scaling={'rope_type': 'yarn', 'factor': 4.0,
+                                                  'original_max_position_embeddings': 64})
+    r = quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0')
+    assert r.returncode != 0 and 'yarn' in r.stderr and not out.exists()
+
+
 def test_reads_back_and_verifies(tmp_path, originals):
     out = tmp_path / 'm.gguf'
     assert quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q4_0').returncode == 0
@@ -392,6 +448,37 @@ def test_llama_cpp_runs_the_real_model(tmp_path):
     assert abs(ppl['Q8_0'] - ppl['F32']) < 0.01 * ppl['F32']
     assert ppl['F32'] <= ppl['Q4_0'] < 1.1 * ppl['F32']
     assert ppl['F32'] <= ppl['Q4_K_M'] < ppl['Q4_0']      # the k-quant search beats round-to-nearest
+
+
+@pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
+def test_llama_cpp_runs_llama3_rope_scaling(tmp_path):
+    """llama.cpp reads the rope_freqs tensor: docs-llama with Llama 3's RoPE
+    scaling added to its config scores differently from the plain model,
+    and still as a trained model."""
+    perplexity = llama_bin('llama-perplexity')
+    src = tmp_path / 'scaled'
+    src.mkdir()
+    for name in os.listdir(DOCS_LLAMA):
+        if name != 'config.json' and not os.path.isdir(os.path.join(DOCS_LLAMA, name)):
+            os.symlink(os.path.join(os.path.abspath(DOCS_LLAMA), name), src / name)
+    cfg = json.load(open(os.path.join(DOCS_LLAMA, 'config.json')))
+    cfg['rope_scaling'] = {'rope_type': 'llama3', 'factor': 4.0, 'low_freq_factor': 1.0, 'high_freq_factor': 4.0,
+                           'original_max_position_embeddings': 128}
+    cfg['original_max_position_embeddings'] = 128
+    (src / 'config.json').write_text(json.dumps(cfg))
+    text = tmp_path / 'dev.txt'
+    text.write_bytes(open(os.path.join(DOCS_LLAMA, 'data', 'dev.txt'), 'rb').read()[:20000])
+    ppl = {}
+    for name, model in (('plain', DOCS_LLAMA), ('scaled', str(src))):
+        out = tmp_path / (name + '.gguf')
+        r = quantize(model, out, '--export-format', 'gguf', '--type', 'F32')
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([perplexity, '-m', str(out), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        line = [x for x in (r.stdout + r.stderr).splitlines() if 'Final estimate: PPL' in x][0]
+        ppl[name] = float(line.split('=')[1].split('+/-')[0])
+    assert ppl['scaled'] != ppl['plain'] and 5 < ppl['scaled'] < 3 * ppl['plain']
 
 
 def test_qwen2_and_tied_embeddings(tmp_path, originals):

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -692,6 +693,111 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
   return TRUE;
 }
 
+/* rope_scaling's type: rope_type, or the older "type" */
+static const char *
+rope_scaling_type (JsonObject *cfg, JsonObject **rs)
+{
+  JsonNode *n = json_object_get_member (cfg, "rope_scaling");
+  const char *type;
+
+  *rs = NULL;
+  if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n))
+    return NULL;
+  *rs = json_node_get_object (n);
+  type = json_object_get_string_member_with_default (*rs, "rope_type", NULL);
+  return type ? type : json_object_get_string_member_with_default (*rs, "type", NULL);
+}
+
+/* Llama 3's RoPE scaling as convert_hf_to_gguf.py writes it: a tensor of
+ * one factor per rotary pair, computed as its float32 PyTorch code does
+ * (freq_i = 1 / base^(2i / d); wavelengths above the original context over
+ * low_freq_factor are scaled by factor, below it over high_freq_factor not
+ * at all, and in between smoothly). NULL when the model has no such
+ * scaling. */
+static gboolean
+rope_freqs_tensor (JsonObject *cfg, const Arch *a, QuarkTensor **out, GError **error)
+{
+  JsonObject *rs;
+  const char *type = rope_scaling_type (cfg, &rs);
+  double base = 10000.0, factor = 8.0, low = 1.0, high = 4.0, d;
+  gint64 dim, old_ctx = 8192;
+  g_autofree float *factors = NULL;
+  gint64 n;
+
+  *out = NULL;
+  if (type == NULL || g_ascii_strcasecmp (type, "llama3") != 0 || !g_str_equal (a->arch, "llama"))
+    return TRUE;
+  if (num_member (cfg, "rope_theta", &d))
+    base = d;
+  if (!int_member (cfg, "head_dim", &dim))
+    dim = a->n_embd / a->n_head;
+  if (num_member (rs, "factor", &d))
+    factor = d;
+  if (num_member (rs, "low_freq_factor", &d))
+    low = d;
+  if (num_member (rs, "high_freq_factor", &d))
+    high = d;
+  /* the converter reads it from the model's config, not rope_scaling */
+  int_member (cfg, "original_max_position_embeddings", &old_ctx);
+  n = dim / 2;
+  factors = g_new (float, MAX (n, 1));
+  for (gint64 i = 0; i < n; i++)
+    {
+      float freq = 1.0f / powf ((float) base, (float) (2 * i) / (float) dim);
+      float wavelen = (float) (2 * G_PI) / freq;
+      if (wavelen < (float) ((double) old_ctx / high))
+        factors[i] = 1.0f;
+      else if (wavelen > (float) ((double) old_ctx / low))
+        factors[i] = (float) factor;
+      else
+        {
+          float smooth = ((float) old_ctx / wavelen - (float) low) / (float) (high - low);
+          factors[i] = 1.0f / ((1.0f - smooth) / (float) factor + smooth);
+        }
+    }
+  *out = quark_tensor_new_from_floats ("rope_freqs.weight", &n, 1, factors, (gsize) n, error);
+  return *out != NULL;
+}
+
+/* The RoPE scaling key-values convert_hf_to_gguf.py writes: linear for
+ * llama, YaRN for qwen2 (llama3 is a tensor, rope_freqs_tensor()); other
+ * kinds are refused rather than dropped, since llama.cpp would run the
+ * model without them. */
+static gboolean
+add_rope_scaling (Kv *kv, JsonObject *cfg, const Arch *a, GError **error)
+{
+  JsonObject *rs;
+  const char *type = rope_scaling_type (cfg, &rs);
+  g_autofree char *k = NULL;
+  double factor;
+  gint64 orig;
+
+  if (rs == NULL || type == NULL || g_ascii_strcasecmp (type, "default") == 0 ||
+      (g_ascii_strcasecmp (type, "llama3") == 0 && g_str_equal (a->arch, "llama")))
+    return TRUE;
+  if (g_ascii_strcasecmp (type, "linear") == 0 && g_str_equal (a->arch, "llama") && num_member (rs, "factor", &factor))
+    {
+      kv_str (kv, (k = g_strconcat (a->arch, ".rope.scaling.type", NULL)), "linear");
+      g_free (k);
+      kv_f32 (kv, (k = g_strconcat (a->arch, ".rope.scaling.factor", NULL)), (float) factor);
+      return TRUE;
+    }
+  if (g_ascii_strcasecmp (type, "yarn") == 0 && g_str_equal (a->arch, "qwen2") && num_member (rs, "factor", &factor) &&
+      int_member (rs, "original_max_position_embeddings", &orig))
+    {
+      kv_str (kv, (k = g_strconcat (a->arch, ".rope.scaling.type", NULL)), "yarn");
+      g_free (k);
+      kv_f32 (kv, (k = g_strconcat (a->arch, ".rope.scaling.factor", NULL)), (float) factor);
+      g_free (k);
+      kv_u32 (kv, (k = g_strconcat (a->arch, ".rope.scaling.original_context_length", NULL)), (guint32) orig);
+      return TRUE;
+    }
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "config.json: rope_scaling of type %s is not converted to GGUF for the %s architecture (linear and "
+               "llama3 for llama, yarn for qwen2, as convert_hf_to_gguf.py writes them)", type, a->arch);
+  return FALSE;
+}
+
 /* ---- writing the file ------------------------------------------------------ */
 
 typedef struct {
@@ -858,6 +964,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   g_autoptr(GByteArray) kvb = kv.bytes;
   g_autoptr(GByteArray) head = g_byte_array_new ();
   g_autoptr(GArray) outs = g_array_new (FALSE, TRUE, sizeof (Out));
+  g_autoptr(QuarkTensor) rope_freqs = NULL;
   g_autofree char *dir = g_path_get_dirname (path);
   g_autofree char *base = g_path_get_basename (path);
   g_autofree char *tmp = NULL;
@@ -948,6 +1055,20 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       g_array_append_val (outs, o);
     }
 
+  /* rope_freqs (llama3 RoPE scaling) needs the head size before the
+   * key-values are written: computed here */
+  if (!rope_freqs_tensor (cfg, &a, &rope_freqs, error))
+    return FALSE;
+  if (rope_freqs)
+    {
+      Out o = { 0 };
+      o.name = g_strdup ("rope_freqs.weight");
+      o.tensor = rope_freqs;
+      o.n_dims = 1;
+      o.ne[0] = quark_tensor_get_n_elements (rope_freqs);
+      g_array_append_val (outs, o);
+    }
+
   /* llama-quantize's order (its loader's weight_name_comparer: the tensors
    * outside the blocks first, then block by block in numeric order, by name
    * within each), in which its per-tensor choices count the layers; then
@@ -1006,15 +1127,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       }
 #undef ARCH_KEY
   }
-  {
-    JsonNode *rs = json_object_get_member (cfg, "rope_scaling");
-    if (rs && !JSON_NODE_HOLDS_NULL (rs))
-      {
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                     "config.json: rope_scaling is not converted to GGUF yet");
-        return FALSE;
-      }
-  }
+  if (!add_rope_scaling (&kv, cfg, &a, error))
+    return FALSE;
   if (!add_tokenizer (&kv, source, vocab_size, error))
     return FALSE;
   /* last, in llama-quantize's order (it copies the input's key-values, then
