@@ -351,6 +351,73 @@ def test_rope_scaling(tmp_path):
     assert r.returncode != 0 and 'yarn' in r.stderr and not out.exists()
 
 
+def sentencepiece_model(pieces):
+    """A SentencePiece ModelProto with the given (piece, score, type)
+    pieces, written with the protobuf wire format by hand: field 1 of the
+    model, each a message of piece = 1 (string), score = 2 (float),
+    type = 3 (varint); a trainer_spec (field 2) the reader must skip."""
+    def varint(v):
+        out = b''
+        while True:
+            b, v = v & 0x7f, v >> 7
+            out += bytes([b | (0x80 if v else 0)])
+            if not v:
+                return out
+
+    def field(num, wt, payload):
+        return varint(num << 3 | wt) + payload
+
+    def length(b):
+        return varint(len(b)) + b
+    out = field(2, 2, length(field(3, 0, varint(1000))))
+    for piece, score, kind in pieces:
+        msg = field(1, 2, length(piece.encode('utf-8'))) + field(2, 5, struct.pack('<f', score))
+        if kind != 1:
+            msg += field(3, 0, varint(kind))
+        out += field(1, 2, length(msg))
+    return out
+
+
+def test_sentencepiece_tokenizer_model(tmp_path):
+    """tokenizer.model comes first for llama (LlamaModel.set_vocab), as
+    _create_vocab_sentencepiece reads it: the pieces' real scores and
+    types (user-defined pieces count as normal), [PADi] slots up to
+    vocab_size, added_tokens.json user-defined, tokenizer_config.json's
+    added_tokens_decoder control or user-defined, score -1000."""
+    src = tiny_with(tmp_path)
+    pieces = [('<unk>', 0.0, 2), ('<s>', 0.0, 3), ('</s>', 0.0, 3)]
+    pieces += [('<0x%02X>' % b, 0.0, 6) for b in range(256)]
+    pieces += [('\u2581a', -1.5, 1), ('bc', -2.25, 1), ('<user>', 0.0, 4)]
+    with open(os.path.join(src, 'tokenizer.model'), 'wb') as f:
+        f.write(sentencepiece_model(pieces))                       # 262 pieces for 264 slots
+    with open(os.path.join(src, 'added_tokens.json'), 'w') as f:
+        json.dump({'<extra>': 262, '<beyond>': 999}, f)
+    tc = json.load(open(os.path.join(src, 'tokenizer_config.json')))
+    tc['added_tokens_decoder'] = {'263': {'content': '<|im_end|>', 'special': False},
+                                  '261': {'content': '\u2581x', 'special': False}}
+    with open(os.path.join(src, 'tokenizer_config.json'), 'w') as f:
+        json.dump(tc, f)
+    out = tmp_path / 'sp.gguf'
+    r = quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0')
+    assert r.returncode == 0, r.stderr
+    kv, _ = read_gguf(out)
+    assert kv['tokenizer.ggml.model'] == 'llama' and kv['tokenizer.ggml.pre'] == 'default'
+    tokens, scores, types = kv['tokenizer.ggml.tokens'], kv['tokenizer.ggml.scores'], kv['tokenizer.ggml.token_type']
+    assert len(tokens) == len(scores) == len(types) == 264
+    assert tokens[:3] == ['<unk>', '<s>', '</s>'] and types[:3] == [2, 3, 3]
+    assert tokens[3] == '<0x00>' and types[3:259] == [6] * 256
+    assert tokens[259:261] == ['\u2581a', 'bc'] and scores[259:261] == [-1.5, -2.25] and types[259:261] == [1, 1]
+    assert tokens[261] == ' x' and types[261] == 4 and scores[261] == -1000.0      # decoder, not special
+    assert tokens[262] == '<extra>' and types[262] == 4 and scores[262] == -1000.0
+    assert tokens[263] == '<|im_end|>' and types[263] == 3                          # looks special
+    # a damaged model is an error naming the file, and nothing is written
+    with open(os.path.join(src, 'tokenizer.model'), 'wb') as f:
+        f.write(b'\x0a\xff\xff')
+    out = tmp_path / 'bad.gguf'
+    r = quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0')
+    assert r.returncode != 0 and 'tokenizer.model' in r.stderr and not out.exists()
+
+
 def test_reads_back_and_verifies(tmp_path, originals):
     out = tmp_path / 'm.gguf'
     assert quantize(TINY, out, '--export-format', 'gguf', '--type', 'Q4_0').returncode == 0

@@ -554,8 +554,269 @@ add_llama_tokenizer (Kv *kv, JsonObject *tok, JsonObject *tc, const char *tok_pa
   return TRUE;
 }
 
+/* ---- SentencePiece tokenizer.model -------------------------------------------------- */
+
+/* A protobuf varint at *pos (false past the end or beyond 64 bits). */
 static gboolean
-add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
+pb_varint (const guint8 *d, gsize n, gsize *pos, guint64 *v)
+{
+  *v = 0;
+  for (int shift = 0; shift < 64; shift += 7)
+    {
+      guint8 b;
+      if (*pos >= n)
+        return FALSE;
+      b = d[(*pos)++];
+      *v |= (guint64) (b & 0x7f) << shift;
+      if (!(b & 0x80))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* Skips a field of wire type @wt; *len gets a length-delimited field's size. */
+static gboolean
+pb_skip (const guint8 *d, gsize n, gsize *pos, guint wt, guint64 *len)
+{
+  guint64 v;
+  *len = 0;
+  switch (wt)
+    {
+    case 0:
+      return pb_varint (d, n, pos, &v);
+    case 1:
+      return (*pos += 8) <= n;
+    case 2:
+      if (!pb_varint (d, n, pos, len) || *len > n - *pos)
+        return FALSE;
+      *pos += *len;
+      return TRUE;
+    case 5:
+      return (*pos += 4) <= n;
+    default:
+      return FALSE;
+    }
+}
+
+typedef struct {
+  char *piece;
+  float score;
+  int type;           /* SentencePiece's: NORMAL 1, UNKNOWN 2, CONTROL 3, USER_DEFINED 4, UNUSED 5, BYTE 6 */
+} SpPiece;
+
+static void
+sp_piece_clear (gpointer p)
+{
+  g_free (((SpPiece *) p)->piece);
+}
+
+/* The pieces of a SentencePiece ModelProto (field 1, each a message of
+ * piece = 1, score = 2, type = 3); the other fields are skipped. */
+static GArray *
+read_sentencepiece (const char *path, GError **error)
+{
+  gsize n = 0;
+  g_autofree guint8 *d = (guint8 *) _quark_input_read (path, 64 << 20, "tokenizer.model", &n, error);
+  g_autoptr(GArray) pieces = NULL;
+  gsize pos = 0;
+
+  if (d == NULL)
+    return NULL;
+  pieces = g_array_new (FALSE, TRUE, sizeof (SpPiece));
+  g_array_set_clear_func (pieces, sp_piece_clear);
+  while (pos < n)
+    {
+      guint64 tag, len;
+      gsize start;
+      SpPiece p = { NULL, 0.0f, 1 };
+
+      if (!pb_varint (d, n, &pos, &tag))
+        goto bad;
+      start = pos;
+      if (!pb_skip (d, n, &pos, (guint) (tag & 7), &len))
+        goto bad;
+      if ((tag >> 3) != 1 || (tag & 7) != 2)
+        continue;
+      for (gsize q = start + (pos - start - len); q < pos;)
+        {
+          guint64 ftag, flen;
+          gsize fstart;
+          if (!pb_varint (d, pos, &q, &ftag))
+            {
+              g_free (p.piece);
+              goto bad;
+            }
+          fstart = q;
+          if ((ftag >> 3) == 3 && (ftag & 7) == 0)
+            {
+              guint64 t;
+              if (!pb_varint (d, pos, &q, &t))
+                {
+                  g_free (p.piece);
+                  goto bad;
+                }
+              p.type = (int) t;
+              continue;
+            }
+          if (!pb_skip (d, pos, &q, (guint) (ftag & 7), &flen))
+            {
+              g_free (p.piece);
+              goto bad;
+            }
+          if ((ftag >> 3) == 1 && (ftag & 7) == 2)
+            {
+              g_free (p.piece);
+              p.piece = g_strndup ((const char *) d + fstart + (q - fstart - flen), flen);
+            }
+          else if ((ftag >> 3) == 2 && (ftag & 7) == 5)
+            memcpy (&p.score, d + fstart, 4);   /* little-endian float */
+        }
+      if (p.piece == NULL || !g_utf8_validate (p.piece, -1, NULL))
+        {
+          g_free (p.piece);
+          goto bad;
+        }
+      g_array_append_val (pieces, p);
+    }
+  if (pieces->len == 0)
+    goto bad;
+  return g_steal_pointer (&pieces);
+
+bad:
+  gguf_error (error, path, "not a SentencePiece model (ModelProto with pieces)");
+  return NULL;
+}
+
+/* convert_hf_to_gguf.py's does_token_look_special */
+static gboolean
+looks_special (const char *t)
+{
+  gsize n = strlen (t);
+  return g_str_equal (t, "<pad>") || g_str_equal (t, "<mask>") || g_str_equal (t, "<2mass>") ||
+         g_str_equal (t, "[@BOS@]") || (g_str_has_prefix (t, "<|") && g_str_has_suffix (t, "|>") && n >= 4) ||
+         (g_str_has_prefix (t, "<\xef\xbd\x9c") && g_str_has_suffix (t, "\xef\xbd\x9c>") && n >= 8) ||
+         (g_str_has_prefix (t, "<unused") && g_str_has_suffix (t, ">"));
+}
+
+/* The llama tokenizer from tokenizer.model, as convert_hf_to_gguf.py's
+ * _create_vocab_sentencepiece makes it: vocab_size slots of "[PADi]",
+ * score -10000, UNUSED; the model's pieces with their scores and types
+ * (unknown, control, unused, byte; others normal); added_tokens.json as
+ * user-defined and tokenizer_config.json's added_tokens_decoder as control
+ * (special or special-looking) or user-defined (with U+2581 as spaces),
+ * score -1000. The special ids come from tokenizer.json as for its other
+ * kinds. */
+static gboolean
+add_sentencepiece_tokenizer (Kv *kv, const char *dir, JsonObject *tok, JsonObject *tc, gint64 vocab_size,
+                             GError **error)
+{
+  g_autofree char *sp_path = g_build_filename (dir, "tokenizer.model", NULL);
+  g_autofree char *added_path = g_build_filename (dir, "added_tokens.json", NULL);
+  g_autoptr(GArray) pieces = read_sentencepiece (sp_path, error);
+  g_autoptr(GPtrArray) tokens = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GHashTable) special = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autofree gint32 *types = NULL;
+  g_autofree float *scores = NULL;
+  JsonObject *modelo = json_object_get_object_member (tok, "model");
+  JsonObject *vocab = json_object_has_member (modelo, "vocab") &&
+                      JSON_NODE_HOLDS_OBJECT (json_object_get_member (modelo, "vocab"))
+                      ? json_object_get_object_member (modelo, "vocab") : NULL;
+  JsonArray *added = json_object_has_member (tok, "added_tokens") &&
+                     JSON_NODE_HOLDS_ARRAY (json_object_get_member (tok, "added_tokens"))
+                     ? json_object_get_array_member (tok, "added_tokens") : NULL;
+  g_autoptr(JsonObject) empty = json_object_new ();
+
+  if (pieces == NULL)
+    return FALSE;
+  types = g_new (gint32, MAX (vocab_size, 1));
+  scores = g_new (float, MAX (vocab_size, 1));
+  for (gint64 id = 0; id < vocab_size; id++)
+    {
+      g_ptr_array_add (tokens, g_strdup_printf ("[PAD%" G_GINT64_FORMAT "]", id));
+      scores[id] = -10000.0f;
+      types[id] = TOKEN_UNUSED;
+    }
+  for (guint id = 0; id < pieces->len && id < vocab_size; id++)
+    {
+      SpPiece *p = &g_array_index (pieces, SpPiece, id);
+      g_free (tokens->pdata[id]);
+      tokens->pdata[id] = g_strdup (p->piece);
+      scores[id] = p->score;
+      types[id] = p->type == 2 ? TOKEN_UNKNOWN : p->type == 3 ? TOKEN_CONTROL : p->type == 5 ? TOKEN_UNUSED
+                  : p->type == 6 ? TOKEN_BYTE : TOKEN_NORMAL;
+    }
+  if (g_file_test (added_path, G_FILE_TEST_EXISTS))
+    {
+      g_autoptr(JsonNode) node = read_lenient_json (added_path, "added_tokens.json", error);
+      g_autoptr(GList) members = NULL;
+      if (node == NULL)
+        return FALSE;
+      if (!JSON_NODE_HOLDS_OBJECT (node))
+        return gguf_error (error, added_path, "expected an object of tokens and ids");
+      members = json_object_get_members (json_node_get_object (node));
+      for (GList *l = members; l; l = l->next)
+        {
+          JsonNode *idn = json_object_get_member (json_node_get_object (node), l->data);
+          gint64 id = JSON_NODE_HOLDS_VALUE (idn) && json_node_get_value_type (idn) == G_TYPE_INT64
+                      ? json_node_get_int (idn) : -1;
+          if (id < 0 || id >= vocab_size)
+            continue;   /* as the converter: out of range is ignored */
+          g_free (tokens->pdata[id]);
+          tokens->pdata[id] = g_strdup (l->data);
+          scores[id] = -1000.0f;
+          types[id] = TOKEN_USER_DEFINED;
+        }
+    }
+  if (tc && json_object_has_member (tc, "added_tokens_decoder") &&
+      JSON_NODE_HOLDS_OBJECT (json_object_get_member (tc, "added_tokens_decoder")))
+    {
+      JsonObject *dec = json_object_get_object_member (tc, "added_tokens_decoder");
+      g_autoptr(GList) members = json_object_get_members (dec);
+      for (GList *l = members; l; l = l->next)
+        {
+          JsonNode *en = json_object_get_member (dec, l->data);
+          JsonObject *e = JSON_NODE_HOLDS_OBJECT (en) ? json_node_get_object (en) : NULL;
+          const char *content = e ? json_object_get_string_member_with_default (e, "content", NULL) : NULL;
+          char *end = NULL;
+          gint64 id = g_ascii_strtoll (l->data, &end, 10);
+          if (content == NULL || end == l->data || *end || id < 0 || id >= vocab_size)
+            continue;
+          g_free (tokens->pdata[id]);
+          if (json_object_get_boolean_member_with_default (e, "special", FALSE) || looks_special (content))
+            {
+              types[id] = TOKEN_CONTROL;
+              tokens->pdata[id] = g_strdup (content);
+            }
+          else
+            {
+              GString *t = g_string_new (content);
+              g_string_replace (t, "\xe2\x96\x81", " ", 0);   /* U+2581: a user-defined space */
+              types[id] = TOKEN_USER_DEFINED;
+              tokens->pdata[id] = g_string_free (t, FALSE);
+            }
+          scores[id] = -1000.0f;
+        }
+    }
+  for (guint i = 0; added && i < json_array_get_length (added); i++)
+    {
+      JsonNode *n = json_array_get_element (added, i);
+      JsonObject *t = JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+      gint64 id = t ? json_object_get_int_member_with_default (t, "id", -1) : -1;
+      const char *content = t ? json_object_get_string_member_with_default (t, "content", NULL) : NULL;
+      if (content && id >= 0)
+        g_hash_table_insert (special, (gpointer) content, GINT_TO_POINTER ((gint) id + 1));
+    }
+  kv_str (kv, "tokenizer.ggml.model", "llama");
+  kv_str (kv, "tokenizer.ggml.pre", "default");
+  kv_strv (kv, "tokenizer.ggml.tokens", tokens);
+  kv_f32v (kv, "tokenizer.ggml.scores", scores, (gsize) vocab_size);
+  kv_i32v (kv, "tokenizer.ggml.token_type", types, (gsize) vocab_size);
+  add_specials (kv, tok, tc, vocab ? vocab : empty, special);
+  return TRUE;
+}
+
+static gboolean
+add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, gboolean sentencepiece_first, GError **error)
 {
   g_autofree char *tok_path = g_build_filename (dir, "tokenizer.json", NULL);
   g_autofree char *tc_path = g_build_filename (dir, "tokenizer_config.json", NULL);
@@ -583,6 +844,13 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, GError **error)
     return gguf_error (error, tok_path, "expected an object with a \"model\" object");
   tok = json_node_get_object (tok_node);
   modelo = json_object_get_object_member (tok, "model");
+  /* LlamaModel.set_vocab: the SentencePiece model first, when there is one */
+  if (sentencepiece_first)
+    {
+      g_autofree char *sp_path = g_build_filename (dir, "tokenizer.model", NULL);
+      if (g_file_test (sp_path, G_FILE_TEST_IS_REGULAR))
+        return add_sentencepiece_tokenizer (kv, dir, tok, tc, vocab_size, error);
+    }
   if (g_strcmp0 (json_object_get_string_member_with_default (modelo, "type", ""), "BPE") != 0)
     return gguf_error (error, tok_path, "only BPE tokenizers are converted here (byte-level as gpt2, SentencePiece-"
                                         "style with byte fallback as llama)");
@@ -1129,7 +1397,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   }
   if (!add_rope_scaling (&kv, cfg, &a, error))
     return FALSE;
-  if (!add_tokenizer (&kv, source, vocab_size, error))
+  if (!add_tokenizer (&kv, source, vocab_size, g_str_equal (a.arch, "llama"), error))
     return FALSE;
   /* last, in llama-quantize's order (it copies the input's key-values, then
    * sets these two, the file type removed and appended), so that the whole
