@@ -683,6 +683,29 @@ test_brevitas_names (void)
       "\"nan_values\": [\"111\"]}",
       "{\"quant_type\": \"float\", \"scale_type\": \"pof2\", \"saturating\": false, \"nan_values\": [\"111\"]}" },
   };
+  /* every spec the config writes reads back to the same config (dynamic
+   * per-row activations, MSE, statistics, minifloat codes) */
+  static const char * const round_trips[] = {
+    "\"input_tensors\": {\"quant_type\": \"int\", \"dynamic\": true, \"qscheme\": \"per_channel\"}",
+    "\"input_tensors\": {\"preset\": \"Int8ActPerTensorFloatMSE\"}",
+    "\"weight\": {\"preset\": \"ShiftedUint8WeightPerChannelFloat\", \"percentile\": 99.0, \"low_percentile\": 3.0}",
+    "\"weight\": {\"scaling_stats_op\": \"mean_sigma_std\", \"sigma\": 2.5, \"scale_type\": \"log_fp\"}",
+    "\"weight\": {\"quant_type\": \"float\", \"float_format\": \"generic\", \"exponent_bias\": 9, "
+    "\"nan_values\": [\"111\", \"110\"], \"inf_values\": [\"101\"], \"saturating\": false}",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (round_trips); i++)
+    {
+      g_autoptr(QuarkQuantizationConfig) c1 = config (round_trips[i]);
+      g_autofree char *j1 = quark_quantization_config_to_string (c1);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(QuarkQuantizationConfig) c2 = quark_registry_config_from_string (quark_registry_get_default (), j1,
+                                                                                 -1, &error);
+      g_autofree char *j2 = NULL;
+      g_assert_no_error (error);
+      j2 = quark_quantization_config_to_string (c2);
+      g_assert_cmpstr (j1, ==, j2);
+    }
 
   for (guint i = 0; i < G_N_ELEMENTS (pairs); i++)
     {

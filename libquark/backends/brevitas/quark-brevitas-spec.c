@@ -787,6 +787,8 @@ bv_spec_to_json (const BvSpec *s)
       if (s->pof2)
         json_object_set_string_member (o, "pof2_rounding", rounding_names[s->pof2_rounding]);
       json_object_set_string_member (o, "param_type", s->mse ? "mse" : "stats");
+      if (s->dynamic)
+        json_object_set_boolean_member (o, "dynamic", TRUE);
       for (guint i = 0; i < G_N_ELEMENTS (int_rounding_modes); i++)
         if (int_rounding_modes[i] == s->rounding && s->rounding != QUARK_ROUND_HALF_EVEN)
           json_object_set_string_member (o, "rounding", int_rounding_names[i]);
