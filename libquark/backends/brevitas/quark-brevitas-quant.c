@@ -90,6 +90,29 @@ bv_scale_from_stat (const BvSpec *s, float stat, float threshold)
   return v / ldexpf (1.0f, (int) round_log2 (threshold, s->pof2_rounding));
 }
 
+/**
+ * bv_fp_defaults:
+ *
+ * A minifloat family's exponent bias and NaN/Inf mantissa codes (bit i:
+ * code i at the all-ones exponent): bias 2^(e-1) - 1, FNUZ 2^(e-1); OCP
+ * E4M3 has NaN 111, OCP E5M2 Inf 00 and NaN 01, 10, 11, the others none.
+ */
+void
+bv_fp_defaults (BvFpFamily family, int ebits, int mbits, int *bias, guint64 *inf_codes, guint64 *nan_codes)
+{
+  *bias = family == BV_FP_FNUZ ? 1 << (ebits - 1) : (1 << (ebits - 1)) - 1;
+  *inf_codes = *nan_codes = 0;
+  if (family == BV_FP_OCP && ebits == 4 && mbits == 3)
+    *nan_codes = 1u << 7;
+  if (family == BV_FP_OCP && ebits == 5 && mbits == 2)
+    {
+      *inf_codes = 1u << 0;
+      *nan_codes = (1u << 1) | (1u << 2) | (1u << 3);
+    }
+}
+
+/* The kernels' format of the spec's minifloat: its bias, and the special
+ * codes of its family (custom NaN/Inf codes are bv_float_encode()'s). */
 QuarkFpFormat
 bv_fp_format (const BvSpec *s)
 {
@@ -97,24 +120,13 @@ bv_fp_format (const BvSpec *s)
 
   if (s->ebits < 1)
     return f;   /* not a minifloat */
-  switch (s->family)
-    {
-    case BV_FP_FNUZ:
-      f.bias = (int16_t) (1 << (s->ebits - 1));
-      f.specials = QUARK_FP_SPECIALS_FNUZ;
-      break;
-    case BV_FP_GENERIC:
-      f.bias = (int16_t) ((1 << (s->ebits - 1)) - 1);
-      break;
-    case BV_FP_OCP:
-    default:
-      f.bias = (int16_t) ((1 << (s->ebits - 1)) - 1);
-      if (s->ebits == 4 && s->mbits == 3)
-        f.specials = QUARK_FP_SPECIALS_FN;
-      else if (s->ebits == 5 && s->mbits == 2)
-        f.specials = QUARK_FP_SPECIALS_IEEE;
-      break;
-    }
+  f.bias = (int16_t) s->exponent_bias;
+  if (s->family == BV_FP_FNUZ)
+    f.specials = QUARK_FP_SPECIALS_FNUZ;
+  else if (s->family == BV_FP_OCP && s->ebits == 4 && s->mbits == 3)
+    f.specials = QUARK_FP_SPECIALS_FN;
+  else if (s->family == BV_FP_OCP && s->ebits == 5 && s->mbits == 2)
+    f.specials = QUARK_FP_SPECIALS_IEEE;
   return f;
 }
 
@@ -152,19 +164,12 @@ bv_fp_max (const BvSpec *s)
 gboolean
 bv_spec_is_custom_float (const BvSpec *s)
 {
-  guint64 inf = 0, nan = 0;
+  guint64 inf, nan;
   int bias;
 
   if (s->kind != BV_FLOAT && s->kind != BV_MX_FLOAT)
     return FALSE;
-  bias = s->family == BV_FP_FNUZ ? 1 << (s->ebits - 1) : (1 << (s->ebits - 1)) - 1;
-  if (s->family == BV_FP_OCP && s->ebits == 4 && s->mbits == 3)
-    nan = 1u << 7;
-  if (s->family == BV_FP_OCP && s->ebits == 5 && s->mbits == 2)
-    {
-      inf = 1;
-      nan = 0xe;
-    }
+  bv_fp_defaults (s->family, s->ebits, s->mbits, &bias, &inf, &nan);
   return s->exponent_bias != bias || s->inf_codes != inf || s->nan_codes != nan;
 }
 

@@ -897,6 +897,23 @@ quark_brevitas_quantizer_quantize_model_to_writer (QuarkModelQuantizer *quantize
   return TRUE;
 }
 
+/* What quantize_tensor and quantize_activation return: NAME (the codes,
+ * one per element), NAME_scale and, for integers, NAME_zero_point. */
+static gboolean
+add_result (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, const gint64 *shape,
+            guint n_dims, GError **error)
+{
+  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  const char *storage;
+
+  return add_codes (out, name, bv, r, shape, n_dims, FALSE, &storage, error) &&
+         add_floats (out, scale_name, r->scales, r->n_params, r->param_shape, r->param_n_dims, error) &&
+         ((bv->kind != BV_INT && bv->kind != BV_MX_INT) ||
+          add_ints (out, zp_name, int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed),
+                    r->zero_points, r->n_params, r->param_shape, r->param_n_dims, error));
+}
+
 /* One weight-like tensor through the quantizer a spec from this backend's
  * config carries: NAME (codes, unpacked), NAME_scale, NAME_zero_point. */
 static QuarkModel *
@@ -905,11 +922,9 @@ quark_brevitas_quantizer_quantize_tensor (QuarkModelQuantizer *quantizer, QuarkT
 {
   BvSpec *bv = bv_spec_from_tensor_spec (spec);
   g_autoptr(QuarkModel) out = quark_model_new ();
-  g_autofree char *scale_name = NULL, *zp_name = NULL;
   g_autofree float *x = NULL;
   g_auto(BvResult) r = { 0 };
   const char *name = quark_tensor_get_name (tensor);
-  const char *storage;
   const gint64 *shape;
   guint n_dims;
   gsize n;
@@ -925,14 +940,8 @@ quark_brevitas_quantizer_quantize_tensor (QuarkModelQuantizer *quantizer, QuarkT
   if (x == NULL)
     return NULL;
   shape = quark_tensor_get_shape (tensor, &n_dims);
-  scale_name = g_strconcat (name, "_scale", NULL);
-  zp_name = g_strconcat (name, "_zero_point", NULL);
   if (!bv_quantize_weight (bv, x, shape, n_dims, name, &r, error) ||
-      !add_codes (out, name, bv, &r, shape, n_dims, FALSE, &storage, error) ||
-      !add_floats (out, scale_name, r.scales, r.n_params, r.param_shape, r.param_n_dims, error) ||
-      ((bv->kind == BV_INT || bv->kind == BV_MX_INT) &&
-       !add_ints (out, zp_name, int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed), r.zero_points,
-                  r.n_params, r.param_shape, r.param_n_dims, error)))
+      !add_result (out, name, bv, &r, shape, n_dims, error))
     return NULL;
   return g_steal_pointer (&out);
 }
@@ -1048,21 +1057,14 @@ quark_brevitas_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, Qu
   const char *name = quark_tensor_get_name (tensor);
   BvSpec *bv = activation_spec (spec, name, error);
   g_autoptr(QuarkModel) out = quark_model_new ();
-  g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
-  g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
   g_auto(BvResult) r = { 0 };
-  const char *storage;
   const gint64 *shape;
   guint n_dims;
 
   if (bv == NULL || !quantize_activation_values (tensor, bv, scale, zero_point, &r, error))
     return NULL;
   shape = quark_tensor_get_shape (tensor, &n_dims);
-  if (!add_codes (out, name, bv, &r, shape, n_dims, FALSE, &storage, error) ||
-      !add_floats (out, scale_name, r.scales, r.n_params, r.param_shape, r.param_n_dims, error) ||
-      ((bv->kind == BV_INT || bv->kind == BV_MX_INT) &&
-       !add_ints (out, zp_name, int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed), r.zero_points,
-                  r.n_params, r.param_shape, r.param_n_dims, error)))
+  if (!add_result (out, name, bv, &r, shape, n_dims, error))
     return NULL;
   return g_steal_pointer (&out);
 }
@@ -1121,7 +1123,7 @@ tensor_ints (QuarkTensor *t, gsize *n)
 /* The codes of one weight in its logical [O, ...] order, one int32 per
  * element, with scales and zero points in the layout's parameter order. */
 static gboolean
-read_weight (const BvSpec *bv, QuarkModel *quantized, gboolean dump, const char *name, gint64 *shape,
+read_weight (const BvSpec *bv, QuarkModel *quantized, gboolean packed, const char *name, gint64 *shape,
              guint *n_dims, BvResult *r, GError **error)
 {
   QuarkTensor *codes = quark_model_get_tensor (quantized, name);
@@ -1184,14 +1186,12 @@ read_weight (const BvSpec *bv, QuarkModel *quantized, gboolean dump, const char 
         }
       return TRUE;
     }
-  if (!dump && (bv->kind == BV_FLOAT || bv->kind == BV_MX_FLOAT) && (bv->bits == 4 || bv->bits == 6) &&
-      quark_tensor_get_dtype (codes) == QUARK_DTYPE_U8 && *n_dims > 0 &&
-      (bv->bits == 4 ? shape[*n_dims - 1] % 2 == 0 : shape[*n_dims - 1] % 4 == 0) &&
-      quark_tensor_get_n_elements (codes) < (guint64) n_s * (guint64) MAX (bv->group_size, 1))
+  if (packed && (bv->bits == 4 || bv->bits == 6) && quark_tensor_get_dtype (codes) == QUARK_DTYPE_U8 &&
+      *n_dims > 0 && (bv->bits == 4 || shape[*n_dims - 1] % 3 == 0))
     {
       /* FP4 / FP6 packed: the logical last dimension is larger */
-      gsize packed = (gsize) quark_tensor_get_n_elements (codes);
-      gsize n = bv->bits == 4 ? packed * 2 : packed / 3 * 4;
+      gsize stored_n = (gsize) quark_tensor_get_n_elements (codes);
+      gsize n = bv->bits == 4 ? stored_n * 2 : stored_n / 3 * 4;
       g_autofree guint8 *c8 = g_new (guint8, MAX (n, 1));
       gsize need = 1;
       for (guint d = 0; d + 1 < *n_dims; d++)
@@ -1226,6 +1226,7 @@ typedef struct {
   const BvSpec *bv;
   const BvResult *r;
   QuarkFpFormat fmt;
+  gboolean custom;      /* a minifloat of its own: bv_float_decode () */
   float *out;
   gsize p;
 } Restore;
@@ -1238,13 +1239,31 @@ restore_chunk (size_t offset, size_t len, void *data)
   gint32 z = d->r->zero_points[d->p];
 
   for (gsize i = offset; i < offset + len; i++)
-    d->out[i] = d->bv->kind == BV_FLOAT || d->bv->kind == BV_MX_FLOAT
-                ? (float) quark_kernel_fp_decode (&d->fmt, (uint16_t) d->r->codes[i]) * s
-                : (float) (d->r->codes[i] - z) * s;
+    d->out[i] = d->bv->kind != BV_FLOAT && d->bv->kind != BV_MX_FLOAT ? (float) (d->r->codes[i] - z) * s
+                : d->custom ? bv_float_decode (d->bv, (guint16) d->r->codes[i]) * s
+                : (float) quark_kernel_fp_decode (&d->fmt, (uint16_t) d->r->codes[i]) * s;
 }
 
 /* The weights (and integer biases) of a brevitas export in float32, every
  * other tensor as it is: what quark verify compares with the original. */
+/* Whether the export packed a layer's minifloat codes (FP4 two per byte,
+ * FP6 four per three bytes), as its description in the checkpoint's
+ * quantization_config says ("storage"): whether they fit is a property of
+ * the logical shape, which the packed tensor no longer shows. */
+static gboolean
+packed_codes (JsonObject *qc, const char *layer)
+{
+  JsonObject *o = qc;
+  const char * const path[] = { "brevitas", "layers", layer, "weight" };
+
+  for (guint i = 0; o && i < G_N_ELEMENTS (path); i++)
+    {
+      JsonNode *n = json_object_get_member (o, path[i]);
+      o = n && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+    }
+  return o && strstr (json_object_get_string_member_with_default (o, "storage", ""), " packed ") != NULL;
+}
+
 static QuarkModel *
 quark_brevitas_quantizer_dequantize_model (QuarkModelQuantizer *quantizer, QuarkModel *quantized, GError **error)
 {
@@ -1309,7 +1328,7 @@ quark_brevitas_quantizer_dequantize_model (QuarkModelQuantizer *quantizer, Quark
             return NULL;
           continue;
         }
-      if (!read_weight (bv, quantized, dump, name, shape, &n_dims, &r, error))
+      if (!read_weight (bv, quantized, !dump && packed_codes (qc, layer), name, shape, &n_dims, &r, error))
         return NULL;
       if (!quark_kernel_layout_init (&l, shape, n_dims, bv->qscheme,
                                      bv->qscheme == QUARK_QSCHEME_PER_GROUP ? -1 : 0, bv->group_size) ||
@@ -1321,7 +1340,7 @@ quark_brevitas_quantizer_dequantize_model (QuarkModelQuantizer *quantizer, Quark
       values = g_new (float, MAX (r.n, 1));
       for (gsize p = 0; p < l.n_params; p++)
         {
-          Restore d = { bv, &r, bv_fp_format (bv), values, p };
+          Restore d = { bv, &r, bv_fp_format (bv), bv_spec_is_custom_float (bv), values, p };
           quark_kernel_layout_foreach_chunk (&l, p, restore_chunk, &d);
         }
       if (!add_bytes (out, name, QUARK_DTYPE_F32, shape, n_dims, g_steal_pointer (&values), r.n * sizeof (float),

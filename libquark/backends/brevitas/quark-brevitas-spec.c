@@ -737,17 +737,19 @@ bv_spec_from_json (JsonNode *node, QuarkRole role, const char *path, GError **er
       s->bits = 1 + s->ebits + s->mbits;
       /* the family's special codes unless given (OCP E4M3: NaN S.1111.111;
        * E5M2: Inf S.11111.00, NaN the other three) */
-      if (!json_object_has_member (o, "inf_values") && !json_object_has_member (o, "nan_values") &&
-          s->family == BV_FP_OCP && s->ebits == 4 && s->mbits == 3)
-        s->nan_codes = 1u << 7;
-      if (!json_object_has_member (o, "inf_values") && !json_object_has_member (o, "nan_values") &&
-          s->family == BV_FP_OCP && s->ebits == 5 && s->mbits == 2)
+      if (s->ebits >= 1 && s->ebits <= 8)   /* others fail check_spec */
         {
-          s->inf_codes = 1u << 0;
-          s->nan_codes = (1u << 1) | (1u << 2) | (1u << 3);
+          int bias;
+          guint64 inf, nan;
+          bv_fp_defaults (s->family, s->ebits, s->mbits, &bias, &inf, &nan);
+          if (!json_object_has_member (o, "inf_values") && !json_object_has_member (o, "nan_values"))
+            {
+              s->inf_codes = inf;
+              s->nan_codes = nan;
+            }
+          if (s->exponent_bias == G_MININT)
+            s->exponent_bias = bias;
         }
-      if (s->exponent_bias == G_MININT && s->ebits >= 1 && s->ebits <= 8)   /* others fail check_spec */
-        s->exponent_bias = s->family == BV_FP_FNUZ ? 1 << (s->ebits - 1) : (1 << (s->ebits - 1)) - 1;
     }
   if (!check_spec (s, path, error))
     goto fail;

@@ -107,6 +107,12 @@ void             bv_int_range           (const BvSpec *spec,
 float            bv_scale_from_stat     (const BvSpec *spec,
                                          float         stat,
                                          float         threshold);
+void             bv_fp_defaults         (BvFpFamily    family,
+                                         int           ebits,
+                                         int           mbits,
+                                         int          *bias,
+                                         guint64      *inf_codes,
+                                         guint64      *nan_codes);
 QuarkFpFormat    bv_fp_format           (const BvSpec *spec);
 float            bv_fp_max              (const BvSpec *spec);
 
