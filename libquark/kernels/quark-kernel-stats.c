@@ -10,18 +10,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int
-compare_floats (const void *a, const void *b)
+static inline void
+swap_floats (float *a, size_t i, size_t j)
 {
-  float x = *(const float *) a, y = *(const float *) b;
-  return (x > y) - (x < y);
+  float t = a[i];
+  a[i] = a[j];
+  a[j] = t;
 }
 
-/* k-th smallest (0-based) of a[0..n): a full sort, O(n log n), exact. */
+/* k-th smallest (0-based) of a[0..n), exact: a quickselect (median of
+ * three pivots, three-way partition, O(n) expected), which leaves
+ * a[0..k) <= a[k] <= a[k+1..n) */
 static float
 select_kth (float *a, size_t n, size_t k)
 {
-  qsort (a, n, sizeof *a, compare_floats);
+  size_t lo = 0, hi = n;   /* the k-th is in a[lo..hi) */
+
+  while (hi - lo > 1)
+    {
+      size_t mid = lo + (hi - lo) / 2, lt = lo, gt = hi, i = lo;
+      float x = a[lo], y = a[mid], z = a[hi - 1];
+      float pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+
+      /* a[lo..lt) < pivot, a[lt..i) == pivot, a[gt..hi) > pivot */
+      while (i < gt)
+        {
+          if (a[i] < pivot)
+            swap_floats (a, lt++, i++);
+          else if (a[i] > pivot)
+            swap_floats (a, i, --gt);
+          else
+            i++;
+        }
+      if (k < lt)
+        hi = lt;
+      else if (k >= gt)
+        lo = gt;
+      else
+        return pivot;
+    }
   return a[k];
 }
 
@@ -212,7 +239,19 @@ quark_kernel_percentile_interval_f32 (const float *x,
       return;
     }
   memcpy (scratch, x, n * sizeof *x);
-  qsort (scratch, n, sizeof *scratch, compare_floats);
-  *low = scratch[(klo < 1 ? 1 : klo > (double) n ? n : (size_t) klo) - 1];
-  *high = scratch[(khi < 1 ? 1 : khi > (double) n ? n : (size_t) khi) - 1];
+  {
+    size_t ilo = (klo < 1 ? 1 : klo > (double) n ? n : (size_t) klo) - 1;
+    size_t ihi = (khi < 1 ? 1 : khi > (double) n ? n : (size_t) khi) - 1;
+    /* the larger first: the smaller is then among the elements before it */
+    if (ilo <= ihi)
+      {
+        *high = select_kth (scratch, n, ihi);
+        *low = ilo == ihi ? *high : select_kth (scratch, ihi, ilo);
+      }
+    else
+      {
+        *low = select_kth (scratch, n, ilo);
+        *high = select_kth (scratch, ilo, ihi);
+      }
+  }
 }
