@@ -88,6 +88,7 @@ struct _QuarkCalibration
   GMutex lock;
   GHashTable *entries;   /* "role/layer" -> Entry */
   gboolean second_moments;
+  gboolean gram_matrix;  /* second moments with the Gram matrix (the default) */
 };
 
 enum {
@@ -95,6 +96,7 @@ enum {
   PROP_CONFIG,
   PROP_MODEL,
   PROP_SECOND_MOMENTS,
+  PROP_GRAM_MATRIX,
   N_PROPS
 };
 
@@ -151,6 +153,7 @@ quark_calibration_get_property (GObject *object, guint prop_id, GValue *value, G
     case PROP_CONFIG: g_value_set_object (value, self->config); break;
     case PROP_MODEL: g_value_set_object (value, self->model); break;
     case PROP_SECOND_MOMENTS: g_value_set_boolean (value, quark_calibration_get_second_moments_enabled (self)); break;
+    case PROP_GRAM_MATRIX: g_value_set_boolean (value, quark_calibration_get_gram_matrix_enabled (self)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -165,6 +168,7 @@ quark_calibration_set_property (GObject *object, guint prop_id, const GValue *va
     case PROP_CONFIG: self->config = g_value_dup_object (value); break;
     case PROP_MODEL: self->model = g_value_dup_object (value); break;
     case PROP_SECOND_MOMENTS: quark_calibration_set_second_moments_enabled (self, g_value_get_boolean (value)); break;
+    case PROP_GRAM_MATRIX: quark_calibration_set_gram_matrix_enabled (self, g_value_get_boolean (value)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -212,6 +216,18 @@ quark_calibration_class_init (QuarkCalibrationClass *klass)
   properties[PROP_SECOND_MOMENTS] =
     g_param_spec_boolean ("second-moments", NULL, NULL, FALSE,
                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * QuarkCalibration:gram-matrix:
+   *
+   * Whether the second moments a layer input starts learning include the
+   * Gram matrix (TRUE by default). Without it only the token count and the
+   * per-feature Σx, Σx², Σ|x| and max |x| are learned, in memory linear in
+   * the features: what an importance matrix (llama.cpp's imatrix: Σx² and
+   * the token count) and AWQ's activation statistic need, not GPTQ.
+   */
+  properties[PROP_GRAM_MATRIX] =
+    g_param_spec_boolean ("gram-matrix", NULL, NULL, TRUE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -220,6 +236,7 @@ quark_calibration_init (QuarkCalibration *self)
 {
   g_mutex_init (&self->lock);
   self->entries = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, entry_free);
+  self->gram_matrix = TRUE;
 }
 
 static char *
@@ -499,7 +516,8 @@ observe (QuarkCalibration  *self,
       gsize features = n_dims > 0 ? (gsize) shape[n_dims - 1] : n_values;
       if (e->moments == NULL)
         {
-          if ((e->moments = _quark_moments_new (features, error)) == NULL)
+          if ((e->moments = _quark_moments_new (features, shared ? shared->gram != NULL : self->gram_matrix,
+                                                error)) == NULL)
             {
               g_prefix_error (error, "layer %s: ", layer_name);
               ok = FALSE;
@@ -598,7 +616,8 @@ quark_calibration_observe_floats_shared (QuarkCalibration   *self,
       role == QUARK_ROLE_INPUT && n_values > 0)
     {
       gsize features = n_dims > 0 ? (gsize) shape[n_dims - 1] : n_values;
-      if (features > 0 && n_values % features == 0 && (moments = _quark_moments_new (features, NULL)) != NULL)
+      if (features > 0 && n_values % features == 0 &&
+          (moments = _quark_moments_new (features, quark_calibration_get_gram_matrix_enabled (self), NULL)) != NULL)
         _quark_moments_add (moments, values, n_values / features);
     }
   for (guint i = 0; layer_names[i]; i++)
@@ -1311,6 +1330,52 @@ quark_calibration_get_second_moments_enabled (QuarkCalibration *self)
   return enabled;
 }
 
+/**
+ * quark_calibration_set_gram_matrix_enabled:
+ * @self: a #QuarkCalibration
+ * @enabled: whether second moments learned from now on include the Gram
+ *   matrix
+ *
+ * Sets [property@Quark.Calibration:gram-matrix]. Layer inputs that have
+ * started learning keep what they have.
+ */
+void
+quark_calibration_set_gram_matrix_enabled (QuarkCalibration *self, gboolean enabled)
+{
+  g_return_if_fail (QUARK_IS_CALIBRATION (self));
+
+  g_mutex_lock (&self->lock);
+  enabled = !!enabled;
+  if (self->gram_matrix == enabled)
+    {
+      g_mutex_unlock (&self->lock);
+      return;
+    }
+  self->gram_matrix = enabled;
+  g_mutex_unlock (&self->lock);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GRAM_MATRIX]);
+}
+
+/**
+ * quark_calibration_get_gram_matrix_enabled:
+ * @self: a #QuarkCalibration
+ *
+ * Whether second moments learned from now on include the Gram matrix.
+ *
+ * Returns: [property@Quark.Calibration:gram-matrix]
+ */
+gboolean
+quark_calibration_get_gram_matrix_enabled (QuarkCalibration *self)
+{
+  gboolean enabled;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_mutex_lock (&self->lock);
+  enabled = self->gram_matrix;
+  g_mutex_unlock (&self->lock);
+  return enabled;
+}
+
 static QuarkTensor *
 vector_tensor (const char *name, QuarkDType dtype, gconstpointer data, gsize n, gsize element)
 {
@@ -1371,6 +1436,14 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
       g_mutex_unlock (&self->lock);
       return NULL;
     }
+  if (e->moments->gram == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "layer %s: the session learned the per-feature sums of its input, not the Gram matrix "
+                   "(gram-matrix was unset)", layer_name);
+      g_mutex_unlock (&self->lock);
+      return NULL;
+    }
   gram = _quark_moments_gram (e->moments, layer_name);
   if (n_tokens)
     *n_tokens = e->moments->n_tokens;
@@ -1394,21 +1467,9 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
   return gram;
 }
 
-/**
- * quark_calibration_get_input_mean_abs:
- * @self: a #QuarkCalibration
- * @layer_name: the layer whose input is asked for
- * @error: return location for a #GError
- *
- * The mean magnitude of each feature of a layer's input, Σ|x| / tokens,
- * learned with the second moments (AWQ's activation statistic).
- *
- * Returns: (transfer full): a float64 tensor [features], or %NULL with
- *   %QUARK_ERROR_INVALID_ARGUMENT when the session has no second moments
- *   for @layer_name
- */
-QuarkTensor *
-quark_calibration_get_input_mean_abs (QuarkCalibration *self, const char *layer_name, GError **error)
+/* Σx² (@squares) or Σ|x| / tokens of a layer input's second moments */
+static QuarkTensor *
+moments_vector (QuarkCalibration *self, const char *layer_name, gboolean squares, guint64 *n_tokens, GError **error)
 {
   QuarkTensor *result;
   g_autofree double *m = NULL;
@@ -1428,10 +1489,53 @@ quark_calibration_get_input_mean_abs (QuarkCalibration *self, const char *layer_
   n = e->moments->n_features;
   m = g_new (double, n);
   for (gsize c = 0; c < n; c++)
-    m[c] = e->moments->sum_abs[c] / (double) e->moments->n_tokens;
-  result = vector_tensor ("mean_abs", QUARK_DTYPE_F64, m, n, sizeof (double));
+    m[c] = squares ? e->moments->sum_sq[c] : e->moments->sum_abs[c] / (double) e->moments->n_tokens;
+  result = vector_tensor (squares ? "sum_squares" : "mean_abs", QUARK_DTYPE_F64, m, n, sizeof (double));
+  if (n_tokens)
+    *n_tokens = e->moments->n_tokens;
   g_mutex_unlock (&self->lock);
   return result;
+}
+
+/**
+ * quark_calibration_get_input_mean_abs:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer whose input is asked for
+ * @error: return location for a #GError
+ *
+ * The mean magnitude of each feature of a layer's input, Σ|x| / tokens,
+ * learned with the second moments (AWQ's activation statistic).
+ *
+ * Returns: (transfer full): a float64 tensor [features], or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the session has no second moments
+ *   for @layer_name
+ */
+QuarkTensor *
+quark_calibration_get_input_mean_abs (QuarkCalibration *self, const char *layer_name, GError **error)
+{
+  return moments_vector (self, layer_name, FALSE, NULL, error);
+}
+
+/**
+ * quark_calibration_get_input_sum_squares:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer whose input is asked for
+ * @n_tokens: (out) (optional): the number of tokens (rows) seen
+ * @error: return location for a #GError
+ *
+ * Per feature of a layer's input, the sum of squares Σx² over the tokens,
+ * learned with the second moments (with or without the Gram matrix):
+ * llama.cpp's importance-matrix statistic.
+ *
+ * Returns: (transfer full): a float64 tensor [features], or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the session has no second moments
+ *   for @layer_name
+ */
+QuarkTensor *
+quark_calibration_get_input_sum_squares (QuarkCalibration *self, const char *layer_name, guint64 *n_tokens,
+                                         GError **error)
+{
+  return moments_vector (self, layer_name, TRUE, n_tokens, error);
 }
 
 /**
@@ -1487,7 +1591,7 @@ quark_calibration_merge_second_moments (QuarkCalibration *self, QuarkCalibration
           g_hash_table_insert (self->entries, g_strdup (key), into);
         }
       if (into->moments == NULL)
-        into->moments = _quark_moments_new (from->moments->n_features, NULL);
+        into->moments = _quark_moments_new (from->moments->n_features, from->moments->gram != NULL, NULL);
       if (into->moments)
         _quark_moments_merge (into->moments, from->moments);
     }

@@ -115,6 +115,11 @@ void               quark_calibration_set_second_moments_enabled (QuarkCalibratio
 QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_get_second_moments_enabled (QuarkCalibration *self);
 QUARK_AVAILABLE_IN_1_0
+void               quark_calibration_set_gram_matrix_enabled (QuarkCalibration *self,
+                                                              gboolean          enabled);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_get_gram_matrix_enabled (QuarkCalibration *self);
+QUARK_AVAILABLE_IN_1_0
 QuarkTensor *      quark_calibration_get_second_moments (QuarkCalibration  *self,
                                                          const char        *layer_name,
                                                          guint64           *n_tokens,
@@ -126,6 +131,11 @@ QUARK_AVAILABLE_IN_1_0
 QuarkTensor *      quark_calibration_get_input_mean_abs (QuarkCalibration  *self,
                                                          const char        *layer_name,
                                                          GError           **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor *      quark_calibration_get_input_sum_squares (QuarkCalibration  *self,
+                                                            const char        *layer_name,
+                                                            guint64           *n_tokens,
+                                                            GError           **error);
 QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_merge_second_moments (QuarkCalibration *self,
                                                            QuarkCalibration *other,

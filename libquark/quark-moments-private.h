@@ -15,12 +15,14 @@ G_BEGIN_DECLS
 typedef struct {
   gsize n_features;
   guint64 n_tokens;
-  double *gram;                 /* n_features², the upper triangle (j ≥ i) accumulated */
+  double *gram;                 /* n_features², the upper triangle (j ≥ i) accumulated; NULL
+                                 * when only the per-feature sums are learned */
   double *sum, *sum_sq, *sum_abs;
   float *abs_max;
 } QuarkMoments;
 
 QuarkMoments * _quark_moments_new      (gsize            n_features,
+                                        gboolean         gram,
                                         GError         **error);
 void           _quark_moments_free     (QuarkMoments    *m);
 /* Adds @n_tokens rows of @n_features floats */
@@ -32,7 +34,7 @@ void           _quark_moments_merge    (QuarkMoments    *into,
 /* The full symmetric Gram matrix, as a float64 tensor [n, n] */
 QuarkTensor *  _quark_moments_gram     (const QuarkMoments *m,
                                         const char      *name);
-/* Into @model as LAYER.gram (upper triangle as accumulated), LAYER.sum,
+/* Into @model as LAYER.gram (upper triangle as accumulated; when kept), LAYER.sum,
  * LAYER.sum_sq, LAYER.sum_abs (F64), LAYER.abs_max (F32), LAYER.tokens (I64 [1]) */
 void           _quark_moments_to_model (const QuarkMoments *m,
                                         const char      *layer,

@@ -15,13 +15,13 @@
 #define ROWS_AT_ONCE 256        /* tokens widened to float64 per dsyrk */
 
 QuarkMoments *
-_quark_moments_new (gsize n_features, GError **error)
+_quark_moments_new (gsize n_features, gboolean gram, GError **error)
 {
   QuarkMoments *m = g_new0 (QuarkMoments, 1);
 
   m->n_features = n_features;
   if (n_features == 0 || n_features > G_MAXSIZE / sizeof (double) / n_features ||
-      (m->gram = g_try_malloc0 (n_features * n_features * sizeof (double))) == NULL)
+      (gram && (m->gram = g_try_malloc0 (n_features * n_features * sizeof (double))) == NULL))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
                    "the Gram matrix of %" G_GSIZE_FORMAT " features (%.1f GiB of float64) does not fit in memory",
@@ -53,8 +53,24 @@ void
 _quark_moments_add (QuarkMoments *m, const float *x, gsize n_tokens)
 {
   gsize n = m->n_features;
-  g_autofree double *rows = g_new (double, MIN (n_tokens, (gsize) ROWS_AT_ONCE) * n);
+  g_autofree double *rows = NULL;
 
+  if (m->gram == NULL)
+    {
+      /* the per-feature sums only */
+      for (gsize t = 0; t < n_tokens; t++)
+        for (gsize c = 0; c < n; c++)
+          {
+            double v = x[t * n + c];
+            m->sum[c] += v;
+            m->sum_sq[c] += v * v;
+            m->sum_abs[c] += fabs (v);
+            m->abs_max[c] = fmaxf (m->abs_max[c], fabsf ((float) v));
+          }
+      m->n_tokens += n_tokens;
+      return;
+    }
+  rows = g_new (double, MIN (n_tokens, (gsize) ROWS_AT_ONCE) * n);
   for (gsize t0 = 0; t0 < n_tokens; t0 += ROWS_AT_ONCE)
     {
       gsize k = MIN ((gsize) ROWS_AT_ONCE, n_tokens - t0);
@@ -79,9 +95,13 @@ _quark_moments_merge (QuarkMoments *into, const QuarkMoments *from)
 {
   gsize n = into->n_features;
 
-  for (gsize i = 0; i < n; i++)
-    for (gsize j = i; j < n; j++)
-      into->gram[i * n + j] += from->gram[i * n + j];
+  /* a Gram matrix is kept only when both sides have one */
+  if (into->gram && from->gram == NULL)
+    g_clear_pointer (&into->gram, g_free);
+  if (into->gram)
+    for (gsize i = 0; i < n; i++)
+      for (gsize j = i; j < n; j++)
+        into->gram[i * n + j] += from->gram[i * n + j];
   for (gsize c = 0; c < n; c++)
     {
       into->sum[c] += from->sum[c];
@@ -130,7 +150,8 @@ _quark_moments_to_model (const QuarkMoments *m, const char *layer, QuarkModel *m
   gint64 square[2] = { (gint64) n, (gint64) n }, vector[1] = { (gint64) n }, one[1] = { 1 };
   gint64 tokens = (gint64) m->n_tokens;
 
-  add_tensor (model, layer, "gram", QUARK_DTYPE_F64, square, 2, m->gram, n * n * sizeof (double));
+  if (m->gram)
+    add_tensor (model, layer, "gram", QUARK_DTYPE_F64, square, 2, m->gram, n * n * sizeof (double));
   add_tensor (model, layer, "sum", QUARK_DTYPE_F64, vector, 1, m->sum, n * sizeof (double));
   add_tensor (model, layer, "sum_sq", QUARK_DTYPE_F64, vector, 1, m->sum_sq, n * sizeof (double));
   add_tensor (model, layer, "sum_abs", QUARK_DTYPE_F64, vector, 1, m->sum_abs, n * sizeof (double));
@@ -160,9 +181,10 @@ _quark_moments_from_model (QuarkModel *model, const char *layer, const char *sou
   g_autofree char *name = g_strdup_printf ("%s.sum", layer);
   QuarkTensor *sum = quark_model_get_tensor (model, name);
   g_autoptr(QuarkMoments) m = NULL;
-  const double *gram, *s, *sq, *sa;
+  const double *gram = NULL, *s, *sq, *sa;
   const float *amax;
   const gint64 *tokens;
+  gboolean has_gram;
   gsize n;
 
   if (sum == NULL || quark_tensor_get_n_dims (sum) != 1)
@@ -171,9 +193,14 @@ _quark_moments_from_model (QuarkModel *model, const char *layer, const char *sou
       return NULL;
     }
   n = (gsize) quark_tensor_get_dim (sum, 0);
-  if ((m = _quark_moments_new (n, error)) == NULL)
+  {
+    /* LAYER.gram is absent when the session learned the sums only */
+    g_autofree char *gname = g_strdup_printf ("%s.gram", layer);
+    has_gram = quark_model_get_tensor (model, gname) != NULL;
+  }
+  if ((m = _quark_moments_new (n, has_gram, error)) == NULL)
     return NULL;
-  if (!(gram = member (model, layer, "gram", QUARK_DTYPE_F64, n * n, source, error)) ||
+  if ((has_gram && !(gram = member (model, layer, "gram", QUARK_DTYPE_F64, n * n, source, error))) ||
       !(s = member (model, layer, "sum", QUARK_DTYPE_F64, n, source, error)) ||
       !(sq = member (model, layer, "sum_sq", QUARK_DTYPE_F64, n, source, error)) ||
       !(sa = member (model, layer, "sum_abs", QUARK_DTYPE_F64, n, source, error)) ||
@@ -185,7 +212,8 @@ _quark_moments_from_model (QuarkModel *model, const char *layer, const char *sou
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: %s.tokens is negative", source, layer);
       return NULL;
     }
-  memcpy (m->gram, gram, n * n * sizeof (double));
+  if (has_gram)
+    memcpy (m->gram, gram, n * n * sizeof (double));
   memcpy (m->sum, s, n * sizeof (double));
   memcpy (m->sum_sq, sq, n * sizeof (double));
   memcpy (m->sum_abs, sa, n * sizeof (double));

@@ -191,3 +191,44 @@ def test_shared_batches_equal_separate_ones():
         assert np.array_equal(f64(a[4]), f64(b[4]))
         assert shared.get_min_max(layer, Quark.Role.INPUT) == separate.get_min_max(layer, Quark.Role.INPUT)
         assert shared.get_n_batches(layer, Quark.Role.INPUT) == 3
+
+
+def test_without_gram_matrix(tmp_path):
+    """gram-matrix unset: the count and per-feature sums only (memory linear
+    in the features); the sums equal a session's with the Gram matrix; the
+    Gram matrix is asked for in vain; save, load and merge keep it absent."""
+    full, lite = session(), session()
+    assert lite.props.gram_matrix
+    lite.set_gram_matrix_enabled(False)
+    assert not lite.get_gram_matrix_enabled()
+    xs = batches(4)
+    for x in xs:
+        observe(full, 'fc', x)
+        observe(lite, 'fc', x)
+    sums, tokens = lite.get_input_sum_squares('fc')
+    _, rows = expected(xs)
+    assert tokens == 18
+    assert np.allclose(f64(sums), (rows ** 2).sum(0), rtol=1e-12)
+    assert f64(sums).tobytes() == f64(full.get_input_sum_squares('fc')[0]).tobytes()
+    assert f64(lite.get_input_mean_abs('fc')).tobytes() == f64(full.get_input_mean_abs('fc')).tobytes()
+    with pytest.raises(GLib.Error) as e:
+        lite.get_second_moments('fc')
+    assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'Gram' in e.value.message
+    # shared batches (q, k, v) follow the session's setting
+    lite.observe_floats_shared(['q', 'k'], Quark.Role.INPUT, [1.0, 2.0, 3.0, 4.0], [2, 2])
+    assert lite.get_input_sum_squares('k')[1] == 2
+    with pytest.raises(GLib.Error):
+        lite.get_second_moments('q')
+    path = str(tmp_path / 'stats.json')
+    lite.save(path)
+    loaded = Quark.Calibration.load(path)
+    assert f64(loaded.get_input_sum_squares('fc')[0]).tobytes() == f64(sums).tobytes()
+    with pytest.raises(GLib.Error):
+        loaded.get_second_moments('fc')
+    # a merge keeps the Gram matrix only where both sides have one
+    assert full.merge_second_moments(lite)
+    assert full.get_input_sum_squares('fc')[1] == 36
+    with pytest.raises(GLib.Error):
+        full.get_second_moments('fc')
+    with pytest.raises(GLib.Error):
+        full.get_second_moments('q')
