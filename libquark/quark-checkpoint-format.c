@@ -43,6 +43,7 @@ typedef struct {
   GHashTable *layers;   /* layer name -> LayerRecord */
   JsonNode *backend_config;
   guint threads;
+  QuarkModel *importance;     /* per-column importance of weights' inputs, or NULL */
 } QuarkCheckpointFormatPrivate;
 
 G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (QuarkCheckpointFormat, quark_checkpoint_format, G_TYPE_OBJECT)
@@ -66,6 +67,7 @@ quark_checkpoint_format_finalize (GObject *object)
 
   g_hash_table_unref (priv->layers);
   g_clear_pointer (&priv->backend_config, json_node_unref);
+  g_clear_object (&priv->importance);
   g_mutex_clear (&priv->lock);
   G_OBJECT_CLASS (quark_checkpoint_format_parent_class)->finalize (object);
 }
@@ -411,6 +413,46 @@ quark_checkpoint_format_set_threads (QuarkCheckpointFormat *self,
 {
   g_return_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self));
   ((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->threads = n_threads;
+}
+
+/**
+ * quark_checkpoint_format_set_importance:
+ * @self: a format
+ * @importance: (nullable): per weight, the importance of each input column,
+ *   as float32 tensors of the weight's row length named by the weight (the
+ *   model's name or the format's own), such as
+ *   quark_importance_matrix_load() reads; %NULL for none
+ *
+ * Gives a format that quantizes whole models itself the importance of
+ * each weight's input columns (GGUF: llama-quantize's `--imatrix`; its
+ * quantizers then weigh their errors by it). Weights without an entry are
+ * quantized without. Formats that take a backend's codes ignore it.
+ */
+void
+quark_checkpoint_format_set_importance (QuarkCheckpointFormat *self,
+                                        QuarkModel            *importance)
+{
+  QuarkCheckpointFormatPrivate *priv;
+
+  g_return_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self));
+  g_return_if_fail (importance == NULL || QUARK_IS_MODEL (importance));
+  priv = quark_checkpoint_format_get_instance_private (self);
+  g_set_object (&priv->importance, importance);
+}
+
+/**
+ * quark_checkpoint_format_get_importance:
+ * @self: a format
+ *
+ * Gets the importance of quark_checkpoint_format_set_importance().
+ *
+ * Returns: (nullable) (transfer none): the importance, or %NULL
+ */
+QuarkModel *
+quark_checkpoint_format_get_importance (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  return ((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->importance;
 }
 
 /**

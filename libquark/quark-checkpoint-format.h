@@ -205,6 +205,11 @@ void              quark_checkpoint_format_set_threads (QuarkCheckpointFormat *se
 QUARK_AVAILABLE_IN_1_0
 guint             quark_checkpoint_format_get_threads (QuarkCheckpointFormat *self);
 QUARK_AVAILABLE_IN_1_0
+void              quark_checkpoint_format_set_importance (QuarkCheckpointFormat *self,
+                                                        QuarkModel            *importance);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *      quark_checkpoint_format_get_importance (QuarkCheckpointFormat *self);
+QUARK_AVAILABLE_IN_1_0
 JsonNode *        quark_checkpoint_format_build_quantization_config (QuarkCheckpointFormat *self,
                                                            GError                **error);
 QUARK_AVAILABLE_IN_1_0

@@ -37,5 +37,6 @@
 #include "algorithms/awq/quark-awq.h"
 #include "algorithms/smoothquant/quark-smoothquant.h"
 #include "algorithms/rotation/quark-rotation.h"
+#include "formats/gguf/quark-importance-matrix.h"
 
 #undef QUARK_INSIDE

@@ -254,10 +254,19 @@ cmd_eval (int argc, char **argv)
   return 0;
 }
 
+/* the windows calibration runs text in: 512 tokens, or the model's
+ * context when shorter */
+guint
+tool_calibration_window (QuarkExecutor *executor)
+{
+  return MIN (512, quark_executor_get_max_context (executor));
+}
+
 /* `quark quantize --calibration-text`: a session for @config fed with
  * every linear layer's inputs while the executor runs @model (on @threads
  * threads, 0 for one per processor) on the first @max_tokens tokens of the
- * text, in windows of 512 (or the model's context when shorter) */
+ * text, in windows of tool_calibration_window(); without a config, a
+ * session of second moments without Gram matrices (an importance matrix) */
 QuarkCalibration *
 tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuantizationConfig *config,
                           const char *text_file, guint max_tokens, guint threads, gboolean tty,
@@ -286,6 +295,18 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
       return NULL;
     }
   n_ids = MIN (n_ids, (gsize) max_tokens);
+  if (config == NULL)
+    {
+      /* an importance matrix: Σx² per input feature, no Gram matrices */
+      calibration = quark_calibration_new ();
+      quark_calibration_set_second_moments_enabled (calibration, TRUE);
+      quark_calibration_set_gram_matrix_enabled (calibration, FALSE);
+      g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), &progress);
+      if (!quark_executor_calibrate (executor, calibration, ids, n_ids, tool_calibration_window (executor), cancellable,
+                                     error))
+        return NULL;
+      return g_steal_pointer (&calibration);
+    }
   calibration = quark_calibration_new_for_config (config, model);
   {
     /* algorithms (algo_config) read second moments, and GPTQ learns them
@@ -304,15 +325,101 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
         progress.label = "calibration, layer by layer";
         g_signal_connect (executor, "progress", G_CALLBACK (on_layer_progress), &progress);
         if (!quark_executor_calibrate_sequential (executor, calibration, quantizer, ids, n_ids,
-                                                  MIN (512, quark_executor_get_max_context (executor)), cancellable,
-                                                  error))
+                                                  tool_calibration_window (executor), cancellable, error))
           return NULL;
         return g_steal_pointer (&calibration);
       }
   }
   g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), &progress);
-  if (!quark_executor_calibrate (executor, calibration, ids, n_ids, MIN (512, quark_executor_get_max_context (executor)),
-                                 cancellable, error))
+  if (!quark_executor_calibrate (executor, calibration, ids, n_ids, tool_calibration_window (executor), cancellable,
+                                 error))
     return NULL;
   return g_steal_pointer (&calibration);
+}
+
+int
+cmd_imatrix (int argc, char **argv)
+{
+  g_autofree char *text = NULL, *output = NULL;
+  gboolean json = FALSE, force = FALSE;
+  int tokens = 65536, status = 0, threads = 0;
+  GOptionEntry entries[] = {
+    { "text", 't', 0, G_OPTION_ARG_FILENAME, &text, "The calibration text (UTF-8)", "FILE" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the importance matrix to this file (llama.cpp's GGUF imatrix)", "FILE" },
+    { "tokens", 'n', 0, G_OPTION_ARG_INT, &tokens, "Run at most this many tokens of the text, in windows of 512 (default 65536)", "N" },
+    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Run with this many threads (default: one per processor)", "N" },
+    { "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace an existing output file", NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
+    G_OPTION_ENTRY_NULL
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkModel) model = NULL;
+  g_autoptr(QuarkModel) check = NULL;
+  g_autoptr(QuarkCalibration) calibration = NULL;
+  g_autoptr(QuarkExecutor) executor = NULL;
+  g_autofree char *dataset = NULL;
+  guint window;
+
+  if (!parse_options ("imatrix", "MODEL",
+                      "Runs a Llama-family model (llama, mistral, qwen2) natively on a text and\n"
+                      "writes llama.cpp's importance matrix: for every weight of the decoder\n"
+                      "blocks, the sum of x² per input column over the tokens and the token\n"
+                      "count (the GGUF file llama-imatrix writes). Give it to\n"
+                      "quark quantize --export-format gguf --imatrix FILE, or to llama-quantize\n"
+                      "--imatrix FILE. The output appears whole or not at all.",
+                      entries, &argc, &argv, &status))
+    return status;
+  if (argc != 2 || text == NULL || output == NULL)
+    {
+      g_printerr ("quark imatrix: %s\nTry \"quark imatrix --help\".\n",
+                  argc != 2 ? "expected one MODEL" : text == NULL ? "--text FILE is required"
+                                                   : "-o FILE is required: where to write the importance matrix");
+      return EXIT_USAGE;
+    }
+  if (tokens < 2 || threads < 0 || threads > 1024)
+    {
+      g_printerr ("quark imatrix: --tokens must be at least 2, --threads from 1 to 1024\n");
+      return EXIT_USAGE;
+    }
+  if (!force && g_file_test (output, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK))
+    {
+      g_set_error (&error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s exists (--force replaces it)", output);
+      return report_failure ("imatrix", error, json);
+    }
+  if ((model = quark_model_load (argv[1], NULL, &error)) == NULL)
+    return report_failure ("imatrix", error, json);
+  if ((calibration = tool_calibrate_from_text (model, argv[1], NULL, text, (guint) tokens, (guint) threads,
+                                               isatty (fileno (stderr)) && !json, NULL, &error)) == NULL)
+    return report_failure ("imatrix", error, json);
+  /* the window the text ran in, recorded as llama.cpp's chunk size */
+  if ((executor = quark_executor_new (model, &error)) == NULL)
+    return report_failure ("imatrix", error, json);
+  window = tool_calibration_window (executor);
+  dataset = g_path_get_basename (text);
+  if (!quark_importance_matrix_save (calibration, model, output, dataset, window, force, &error) ||
+      (check = quark_importance_matrix_load (output, &error)) == NULL)
+    return report_failure ("imatrix", error, json);
+  if (json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      g_autoptr(JsonNode) root = NULL;
+      JsonObject *md = json_node_get_object (quark_model_get_metadata (check));
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "output");
+      json_builder_add_string_value (b, output);
+      json_builder_set_member_name (b, "entries");
+      json_builder_add_int_value (b, quark_model_get_n_tensors (check));
+      json_builder_set_member_name (b, "chunks");
+      json_builder_add_int_value (b, json_object_get_int_member (md, "chunk_count"));
+      json_builder_set_member_name (b, "chunk_size");
+      json_builder_add_int_value (b, window);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      print_json (root);
+      return 0;
+    }
+  g_print ("%s: %u weights, %" G_GINT64_FORMAT " chunks of %u tokens\n", output, quark_model_get_n_tensors (check),
+           json_object_get_int_member (json_node_get_object (quark_model_get_metadata (check)), "chunk_count"), window);
+  return 0;
 }

@@ -22,6 +22,8 @@ int          tool_list_format_schemes (const char *format_name, gboolean json);
 
 /* quark-eval.c */
 int          cmd_eval            (int argc, char **argv);
+int          cmd_imatrix         (int argc, char **argv);
+guint        tool_calibration_window (QuarkExecutor *executor);
 guint32 *    tool_tokenize_file  (QuarkTokenizer *tokenizer, const char *path, const char *separator, gsize *n_ids,
                                   GError **error);
 QuarkTokenizer * tool_model_tokenizer (const char *model, const char *tokenizer, GError **error);

@@ -39,6 +39,7 @@ static const Command commands[] = {
   { "inspect", "List a checkpoint's tensors and its quantization config", cmd_inspect },
   { "verify", "Compare a quantized checkpoint with its original, layer by layer", cmd_verify },
   { "eval", "Perplexity of a model on a text (and KL divergence against another), natively", cmd_eval },
+  { "imatrix", "llama.cpp's importance matrix of a model on a text, natively", cmd_imatrix },
   { "presets", "List the backends' named configs", cmd_presets },
   { "backends", "List the registered backends and module files", cmd_backends },
   { "formats", "List the checkpoint formats --export-format writes", cmd_formats },
@@ -902,6 +903,7 @@ typedef struct {
   /* options */
   const char *model_path, *output, *config_file, *preset, *backend_name, *stats_file, *export_format;
   const char *calibration_text;   /* --calibration-text */
+  const char *imatrix_file;       /* --imatrix */
   const char *algorithms;         /* --algorithm */
   int calibration_tokens;
   const char *file_type;      /* --type: the scheme of a single-file format (GGUF) */
@@ -982,6 +984,30 @@ quantize_to_file (QuantizeJob *job, GError **error)
     return FALSE;
   if (job->threads > 0)
     quark_checkpoint_format_set_threads (job->file_format, (guint) job->threads);
+  if (job->imatrix_file || job->calibration_text)
+    {
+      /* an importance matrix, from a file or from running the text */
+      g_autoptr(QuarkModel) importance = NULL;
+      if (job->imatrix_file)
+        importance = quark_importance_matrix_load (job->imatrix_file, error);
+      else
+        {
+          g_autoptr(QuarkCalibration) calibration = NULL;
+          g_autoptr(QuarkExecutor) executor = NULL;
+          g_autofree char *dataset = g_path_get_basename (job->calibration_text);
+          if ((calibration = tool_calibrate_from_text (job->model, job->model_path, NULL, job->calibration_text,
+                                                       (guint) job->calibration_tokens,
+                                                       job->threads > 0 ? (guint) job->threads : 0,
+                                                       job->progress->tty, job->cancellable, error)) == NULL ||
+              (executor = quark_executor_new (job->model, error)) == NULL)
+            return FALSE;
+          importance = quark_importance_matrix_new_from_calibration (calibration, job->model, dataset,
+                                                                     tool_calibration_window (executor), error);
+        }
+      if (importance == NULL)
+        return FALSE;
+      quark_checkpoint_format_set_importance (job->file_format, importance);
+    }
   if (!quark_checkpoint_format_write_model (job->file_format, job->model, job->file_type, job->output, job->force,
                                             job->cancellable, error))
     return FALSE;
@@ -1109,7 +1135,7 @@ cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
   g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL, *pure_type = NULL;
-  g_autofree char *calibration_text = NULL, *algorithms = NULL;
+  g_autofree char *calibration_text = NULL, *algorithms = NULL, *imatrix_file = NULL;
   int calibration_tokens = 16384;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
@@ -1130,6 +1156,7 @@ cmd_quantize (int argc, char **argv)
     { "requantize", 0, 0, G_OPTION_ARG_NONE, &requantize, "MODEL is already quantized: dequantize it with its quantization_config, then quantize the result", NULL },
     { "export-format", 0, 0, G_OPTION_ARG_STRING, &export_format, "The checkpoint format (quark formats lists them; default quark; the brevitas backend writes quark or integers)", "FORMAT" },
     { "type", 't', 0, G_OPTION_ARG_STRING, &file_type, "With --export-format gguf: the llama.cpp type, such as Q4_0 or Q8_0 (quark presets --export-format gguf lists them)", "TYPE" },
+    { "imatrix", 0, 0, G_OPTION_ARG_FILENAME, &imatrix_file, "With --export-format gguf: quantize with llama.cpp's importance matrix from this file (llama-imatrix's or quark imatrix's), as llama-quantize --imatrix; --calibration-text computes one instead", "FILE" },
     { "pure", 0, 0, G_OPTION_ARG_NONE, &pure, "With --export-format gguf: every 2-D weight in --type, without llama-quantize's per-tensor choices (llama-quantize --pure)", NULL },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
@@ -1176,10 +1203,12 @@ cmd_quantize (int argc, char **argv)
                               : output == NULL ? "-o OUT is missing: where to write the checkpoint"
                               : to_file && file_type == NULL
                                 ? "--type is missing: the type of every weight (\"quark presets --export-format gguf\" lists them)"
-                              : to_file && (preset || config_file || stats_file || backend_name || calibration_text ||
-                                            algorithms)
+                              : to_file && (preset || config_file || stats_file || backend_name || algorithms)
                                 ? "--export-format gguf quantizes with llama.cpp's types (--type), not with a backend's "
-                                  "--preset, --config, --calibration, --calibration-text, --algorithm or --backend"
+                                  "--preset, --config, --calibration, --algorithm or --backend"
+                              : imatrix_file && calibration_text
+                                ? "--imatrix and --calibration-text both given: choose one"
+                              : !to_file && imatrix_file ? "--imatrix applies to --export-format gguf only"
                               : stats_file && calibration_text ? "--calibration and --calibration-text both given: choose one"
                               : calibration_tokens < 2 ? "--calibration-tokens must be at least 2"
                               : !to_file && (file_type || pure) ? "--type and --pure apply to --export-format gguf only"
@@ -1226,6 +1255,7 @@ cmd_quantize (int argc, char **argv)
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
     .calibration_text = calibration_text, .calibration_tokens = calibration_tokens, .algorithms = algorithms,
+    .imatrix_file = imatrix_file,
     .export_format = export_format, .file_type = pure_type,
     .file_format = file_format, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,

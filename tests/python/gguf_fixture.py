@@ -8,6 +8,7 @@
 import json
 import os
 import shutil
+import struct
 
 import numpy as np
 
@@ -66,3 +67,59 @@ def write_kquant_model(d):
     json.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))
     for f in ('tokenizer.json', 'tokenizer_config.json'):
         shutil.copy(os.path.join(TINY, f), os.path.join(d, f))
+
+
+def imatrix_entries(weights):
+    """An importance matrix for a GGUF's 2-D weights ({GGUF name: (rows,
+    columns)}): every block weight and output.weight (token_embd has none,
+    as llama-imatrix leaves it out), per column a float32 from splitmix64 of
+    the name and column, 2^-6 to 2^6 times 1 + a 7-bit fraction, so the
+    same on every machine. Returns {name: float32 values}."""
+    out = {}
+    for name, shape in sorted(weights.items()):
+        if name == 'token_embd.weight':
+            continue
+        seed = sum(ord(c) * 131 ** i for i, c in enumerate(name)) % (1 << 31)
+        bits = lcg_bf16(shape[-1], seed, (121, 133)) & 0x7FFF       # positive bfloat16 patterns
+        values = (bits.astype(np.uint32) << 16).view(np.float32)
+        values[values == 0] = 1.0
+        out[name] = values
+    return out
+
+
+def gguf_imatrix_bytes(entries, count=512, datasets=('calibration.txt',), chunk_size=512):
+    """llama-imatrix's GGUF file (tools/imatrix/imatrix.cpp save_imatrix) for
+    {name: mean x² per column}: NAME.in_sum2 = values · count (exact: count
+    is a power of two) and NAME.counts, sorted by name, written here by the
+    test's own GGUF writer (docs/gguf.md)."""
+    def s(text):
+        b = text.encode()
+        return struct.pack('<Q', len(b)) + b
+    kv = [s('general.type') + struct.pack('<I', 8) + s('imatrix'),
+          s('imatrix.datasets') + struct.pack('<IIQ', 9, 8, len(datasets)) + b''.join(s(d) for d in datasets),
+          s('imatrix.chunk_count') + struct.pack('<II', 4, 4),
+          s('imatrix.chunk_size') + struct.pack('<II', 4, chunk_size)]
+    tensors = []
+    for name in sorted(entries):
+        tensors.append((name + '.in_sum2', entries[name].astype(np.float32) * np.float32(count)))
+        tensors.append((name + '.counts', np.array([count], np.float32)))
+    head = b'GGUF' + struct.pack('<IQQ', 3, len(tensors), len(kv)) + b''.join(kv)
+    data, offset = b'', 0
+    for name, values in tensors:
+        head += s(name) + struct.pack('<IQQIQ', 2, values.size, 1, 0, offset)
+        blob = values.astype('<f4').tobytes()
+        blob += b'\0' * (-len(blob) % 32)
+        data += blob
+        offset += len(blob)
+    return head + b'\0' * (-len(head) % 32) + data
+
+
+def legacy_imatrix_bytes(entries, ncall=4, dataset='calibration.txt'):
+    """The older format (llama-imatrix --output-format dat): per entry the
+    mean x² times the call count, which llama-quantize divides again."""
+    out = struct.pack('<i', len(entries))
+    for name in sorted(entries):
+        b = name.encode()
+        out += struct.pack('<i', len(b)) + b + struct.pack('<ii', ncall, entries[name].size)
+        out += (entries[name].astype(np.float32) * np.float32(ncall)).astype('<f4').tobytes()
+    return out + struct.pack('<ii', ncall, len(dataset)) + dataset.encode()

@@ -8,6 +8,7 @@
 #include "../quark-format-private.h"
 #include "quark-gguf-quants.h"
 #include "quark-gguf-mix.h"
+#include "quark-gguf-private.h"
 #include "quark-json.h"
 #include "quark-model-private.h"
 
@@ -41,7 +42,9 @@
  * dimensions interleaved), 1-D tensors and norms in F32, the hyperparameters
  * under ARCH.*, and the tokenizer from tokenizer.json. Every 2-D weight is
  * then stored in the chosen type, as llama-quantize --pure does; the bytes
- * are llama.cpp's reference quantizers' (quark-gguf-quants.c). */
+ * are llama.cpp's reference quantizers' (quark-gguf-quants.c), or with an
+ * importance matrix (quark_checkpoint_format_set_importance()) those of
+ * its importance paths, as llama-quantize --imatrix. */
 
 struct _QuarkFormatGguf
 {
@@ -108,6 +111,17 @@ typedef struct {
   GByteArray *bytes;
   guint64 count;
 } Kv;
+
+/* magic, version, the counts and the key-values */
+static void
+put_header (GByteArray *head, guint64 n_tensors, const Kv *kv)
+{
+  put_u32 (head, GGUF_MAGIC);
+  put_u32 (head, GGUF_VERSION);
+  put_u64 (head, n_tensors);
+  put_u64 (head, kv->count);
+  g_byte_array_append (head, kv->bytes->data, kv->bytes->len);
+}
 
 static void
 kv_key (Kv *kv, const char *key, guint32 type)
@@ -1077,6 +1091,7 @@ typedef struct {
   guint64 ne[4];
   guint64 offset;
   gsize size;
+  const float *importance;  /* per column, or NULL */
 } Out;
 
 static void
@@ -1116,6 +1131,65 @@ pad (int fd, guint64 *pos, const char *path, GError **error)
   return write_all (fd, zeros, n, path, error);
 }
 
+/* A temporary file beside @path (*tmp its name), with the mode a new file
+ * gets (umask), not mkstemp's 0600; -1 on error */
+static int
+open_beside (const char *path, char **tmp, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  mode_t mask;
+  int fd;
+
+  *tmp = g_strdup_printf ("%s/.%s.quark-tmp-XXXXXX", dir, base);
+  fd = g_mkstemp_full (*tmp, O_WRONLY | O_CLOEXEC, 0666 & ~0);
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot create a file beside it: %s", path,
+                   g_strerror (saved));
+      g_clear_pointer (tmp, g_free);
+      return -1;
+    }
+  mask = umask (0);
+  umask (mask);
+  fchmod (fd, 0666 & ~mask);
+  return fd;
+}
+
+/* Syncs and closes *fd, then renames *tmp to @path (without replacing it
+ * unless @overwrite); *fd is -1 and *tmp NULL after a success */
+static gboolean
+commit (int *fd, char **tmp, const char *path, gboolean overwrite, GError **error)
+{
+  int saved;
+
+  if (fsync (*fd) != 0)
+    {
+      saved = errno;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  saved = close (*fd) != 0 ? errno : 0;
+  *fd = -1;
+  if (saved)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  if ((overwrite ? rename (*tmp, path) : renameat2 (AT_FDCWD, *tmp, AT_FDCWD, path, RENAME_NOREPLACE)) != 0)
+    {
+      saved = errno;
+      if (saved == EEXIST)
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s exists (--force replaces it)", path);
+      else
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  g_clear_pointer (tmp, g_free);
+  return TRUE;
+}
+
 static int
 block_of (const char *name)
 {
@@ -1140,7 +1214,7 @@ compare_tensor_names (gconstpointer a, gconstpointer b)
  * to 8), each on a run of rows; the bytes do not depend on the split. */
 typedef struct {
   QuarkGgmlType type;
-  const float *x;
+  const float *x, *qw;
   gsize first, last, cols;
   guint8 *out;
 } RowRun;
@@ -1152,12 +1226,13 @@ quantize_run (gpointer data)
   gsize row_size = _quark_ggml_row_size (run->type, run->cols);
 
   for (gsize r = run->first; r < run->last; r++)
-    _quark_ggml_quantize_row (run->type, run->x + r * run->cols, run->cols, run->out + r * row_size);
+    _quark_ggml_quantize_row (run->type, run->x + r * run->cols, run->cols, run->qw, run->out + r * row_size);
   return NULL;
 }
 
 static void
-quantize_rows (QuarkGgmlType type, const float *x, gsize rows, gsize cols, guint n_threads, guint8 *out)
+quantize_rows (QuarkGgmlType type, const float *x, const float *qw, gsize rows, gsize cols, guint n_threads,
+               guint8 *out)
 {
   guint n = MIN (MIN (n_threads, 64u), (guint) MAX (rows, 1));
   RowRun runs[64];
@@ -1167,7 +1242,7 @@ quantize_rows (QuarkGgmlType type, const float *x, gsize rows, gsize cols, guint
     n = 1;
   for (guint i = 0; i < n; i++)
     {
-      runs[i] = (RowRun) { type, x, rows * i / n, rows * (i + 1) / n, cols, out };
+      runs[i] = (RowRun) { type, x, qw, rows * i / n, rows * (i + 1) / n, cols, out };
       if (i > 0)
         threads[i] = g_thread_try_new ("quark-gguf", quantize_run, &runs[i], NULL);
       if (i > 0 && threads[i] == NULL)
@@ -1219,6 +1294,61 @@ gguf_describe_scheme (QuarkCheckpointFormat *self, const char *scheme)
                             "attn_v, ffn_down, attn_output)");
 }
 
+/* The importance of @o's columns: the entry named as GGUF names the tensor
+ * or as the model does; a weight without one is quantized without (as
+ * llama-quantize), an entry of another length is an error (llama-quantize
+ * lets it pass for token_embd only, which it quantizes without) */
+static gboolean
+importance_of (QuarkModel *importance, Out *o, GError **error)
+{
+  QuarkTensor *t = quark_model_get_tensor (importance, o->name);
+
+  if (t == NULL)
+    t = quark_model_get_tensor (importance, quark_tensor_get_name (o->tensor));
+  if (t == NULL)
+    return TRUE;
+  if (quark_tensor_get_dtype (t) == QUARK_DTYPE_F32 && quark_tensor_get_n_elements (t) == o->ne[0])
+    {
+      o->importance = quark_tensor_peek_data (t, NULL);
+      return TRUE;
+    }
+  if (g_str_equal (o->name, "token_embd.weight"))
+    return TRUE;
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+               "importance matrix: the entry for %s has %" G_GSIZE_FORMAT " %s values, the tensor rows of %"
+               G_GUINT64_FORMAT, o->name, quark_tensor_get_n_elements (t),
+               quark_dtype_get_name (quark_tensor_get_dtype (t)), o->ne[0]);
+  return FALSE;
+}
+
+/* What llama-quantize records of an importance matrix (its key-value
+ * overrides, after general.file_type): the file, the first dataset, the
+ * entry count and the chunks; strings cut at 127 bytes as it does */
+static void
+importance_key_values (Kv *kv, QuarkModel *importance)
+{
+  JsonNode *md = quark_model_get_metadata (importance);
+  JsonObject *o = md && JSON_NODE_HOLDS_OBJECT (md) ? json_node_get_object (md) : NULL;
+  const char *file = o ? json_object_get_string_member_with_default (o, "file", NULL) : NULL;
+  JsonNode *ds = o ? json_object_get_member (o, "datasets") : NULL;
+  gint64 chunks = o ? json_object_get_int_member_with_default (o, "chunk_count", 0) : 0;
+
+  if (file)
+    {
+      g_autofree char *cut = g_strndup (file, 127);
+      kv_str (kv, "quantize.imatrix.file", cut);
+    }
+  if (ds && JSON_NODE_HOLDS_ARRAY (ds) && json_array_get_length (json_node_get_array (ds)) > 0 &&
+      JSON_NODE_HOLDS_VALUE (json_array_get_element (json_node_get_array (ds), 0)))
+    {
+      g_autofree char *cut = g_strndup (json_array_get_string_element (json_node_get_array (ds), 0), 127);
+      kv_str (kv, "quantize.imatrix.dataset", cut);
+    }
+  kv_u32 (kv, "quantize.imatrix.entries_count", quark_model_get_n_tensors (importance));
+  if (chunks > 0)
+    kv_u32 (kv, "quantize.imatrix.chunks_count", (guint32) chunks);
+}
+
 static gboolean
 gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *scheme, const char *path,
                   gboolean overwrite, GCancellable *cancellable, GError **error)
@@ -1233,8 +1363,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   g_autoptr(GByteArray) head = g_byte_array_new ();
   g_autoptr(GArray) outs = g_array_new (FALSE, TRUE, sizeof (Out));
   g_autoptr(QuarkTensor) rope_freqs = NULL;
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *base = g_path_get_basename (path);
+  QuarkModel *importance = quark_checkpoint_format_get_importance (format);
   g_autofree char *tmp = NULL;
   g_autofree char *source = _quark_model_get_directory (model);
   gint64 vocab_size = 0, v;
@@ -1274,6 +1403,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   mix.n_gqa = (int) (a.n_head / MAX (a.n_head_kv, 1));
   mix.n_layer = (int) a.n_layer;
   mix.is_70b = g_str_equal (a.arch, "llama") && a.n_layer == 80 && a.n_head != a.n_head_kv;
+  mix.has_imatrix = importance != NULL && quark_model_get_n_tensors (importance) > 0;
   for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
     {
       gint64 heads;
@@ -1350,6 +1480,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
         o->type = QUARK_GGML_F32;
       else
         o->type = _quark_gguf_mix_type (&mix, o->name, o->ne[0]);
+      if (o->type != QUARK_GGML_F32 && mix.has_imatrix && !importance_of (importance, o, error))
+        return FALSE;
       o->size = _quark_ggml_row_size (o->type, o->ne[0]) * (o->n_dims == 2 ? o->ne[1] : 1);
       o->offset = data_pos;
       data_pos += o->size + (GGUF_ALIGNMENT - o->size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
@@ -1404,13 +1536,11 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
    * file, not only its tensors, equals llama-quantize's */
   kv_u32 (&kv, "general.quantization_version", GGUF_QUANTIZATION_VERSION);
   kv_u32 (&kv, "general.file_type", info->file_type);
+  if (mix.has_imatrix)
+    importance_key_values (&kv, importance);
 
   /* header and tensor infos */
-  put_u32 (head, GGUF_MAGIC);
-  put_u32 (head, GGUF_VERSION);
-  put_u64 (head, outs->len);
-  put_u64 (head, kv.count);
-  g_byte_array_append (head, kv.bytes->data, kv.bytes->len);
+  put_header (head, outs->len, &kv);
   for (guint i = 0; i < outs->len; i++)
     {
       Out *o = &g_array_index (outs, Out, i);
@@ -1423,21 +1553,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
     }
 
   /* the file: a temporary beside the output, renamed when complete */
-  tmp = g_strdup_printf ("%s/.%s.quark-tmp-XXXXXX", dir, base);
-  fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0666 & ~0);
-  if (fd < 0)
-    {
-      int saved = errno;
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: cannot create a file beside it: %s", path,
-                   g_strerror (saved));
-      return FALSE;
-    }
-  {
-    /* the mode a new file gets (umask), not mkstemp's 0600 */
-    mode_t mask = umask (0);
-    umask (mask);
-    fchmod (fd, 0666 & ~mask);
-  }
+  if ((fd = open_beside (path, &tmp, error)) < 0)
+    return FALSE;
   pos = head->len;
   if (!write_all (fd, head->data, head->len, path, error) || !pad (fd, &pos, path, error))
     goto out;
@@ -1461,36 +1578,12 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           x = p;
         }
       bytes = g_malloc (MAX (o->size, 1));
-      quantize_rows (o->type, x, rows, o->ne[0], quark_checkpoint_format_get_threads (format), bytes);
+      quantize_rows (o->type, x, o->importance, rows, o->ne[0], quark_checkpoint_format_get_threads (format), bytes);
       pos += o->size;
       if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
         goto out;
     }
-  if (fsync (fd) != 0)
-    {
-      int saved = errno;
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
-      goto out;
-    }
-  if (close (fd) != 0)
-    {
-      int saved = errno;
-      fd = -1;
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
-      goto out;
-    }
-  fd = -1;
-  if ((overwrite ? rename (tmp, path) : renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE)) != 0)
-    {
-      int saved = errno;
-      if (saved == EEXIST)
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s exists (--force replaces it)", path);
-      else
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
-      goto out;
-    }
-  g_clear_pointer (&tmp, g_free);
-  ok = TRUE;
+  ok = commit (&fd, &tmp, path, overwrite, error);
 
 out:
   if (fd >= 0)
@@ -1897,6 +1990,94 @@ gguf_read_file (QuarkCheckpointFormat *self, const char *path, gboolean dequanti
     }
   }
   return g_steal_pointer (&model);
+}
+
+/* ---- what the room's other files use ------------------------------------- */
+
+char *
+_quark_gguf_weight_name (const char *hf_name)
+{
+  const Arch plain = { 0 };   /* names do not depend on the architecture */
+  gint64 heads;
+
+  return gguf_name (&plain, hf_name, &heads);
+}
+
+QuarkModel *
+_quark_gguf_read_raw (const char *path, GError **error)
+{
+  return gguf_read_file (NULL, path, FALSE, error);
+}
+
+gboolean
+_quark_gguf_write_imatrix (const char *path, QuarkModel *tensors, const char * const *datasets, guint32 chunk_count,
+                           guint32 chunk_size, gboolean overwrite, GError **error)
+{
+  Kv kv = { g_byte_array_new (), 0 };
+  g_autoptr(GByteArray) kvb = kv.bytes;
+  g_autoptr(GByteArray) head = g_byte_array_new ();
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  g_autofree char *tmp = NULL;
+  guint n = quark_model_get_n_tensors (tensors);
+  guint64 offset = 0, pos;
+  int fd;
+  gboolean ok = FALSE;
+
+  for (guint i = 0; datasets && datasets[i]; i++)
+    g_ptr_array_add (names, (gpointer) datasets[i]);
+  kv_str (&kv, "general.type", "imatrix");
+  kv_strv (&kv, "imatrix.datasets", names);
+  kv_u32 (&kv, "imatrix.chunk_count", chunk_count);
+  kv_u32 (&kv, "imatrix.chunk_size", chunk_size);
+  put_header (head, n, &kv);
+  for (guint i = 0; i < n; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (tensors, i);
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+      gsize size = quark_tensor_get_n_elements (t) * sizeof (float);
+
+      g_return_val_if_fail (quark_tensor_get_dtype (t) == QUARK_DTYPE_F32 && n_dims >= 1 && n_dims <= 4, FALSE);
+      put_str (head, quark_tensor_get_name (t));
+      put_u32 (head, n_dims);
+      for (guint k = 0; k < n_dims; k++)
+        put_u64 (head, (guint64) shape[n_dims - 1 - k]);
+      put_u32 (head, QUARK_GGML_F32);
+      put_u64 (head, offset);
+      offset += size + (GGUF_ALIGNMENT - size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
+    }
+  if ((fd = open_beside (path, &tmp, error)) < 0)
+    return FALSE;
+  pos = head->len;
+  if (!write_all (fd, head->data, head->len, path, error) || !pad (fd, &pos, path, error))
+    goto out;
+  for (guint i = 0; i < n; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (tensors, i);
+      gsize size = quark_tensor_get_n_elements (t) * sizeof (float);
+      g_autofree float *le = g_memdup2 (quark_tensor_peek_data (t, NULL), size);
+
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+      for (gsize k = 0; k < size / 4; k++)
+        {
+          guint32 bits;
+          memcpy (&bits, le + k, 4);
+          bits = GUINT32_TO_LE (bits);
+          memcpy (le + k, &bits, 4);
+        }
+#endif
+      pos += size;
+      if (!write_all (fd, le, size, path, error) || !pad (fd, &pos, path, error))
+        goto out;
+    }
+  ok = commit (&fd, &tmp, path, overwrite, error);
+
+out:
+  if (fd >= 0)
+    close (fd);
+  if (tmp)
+    g_unlink (tmp);
+  return ok;
 }
 
 static JsonNode *

@@ -12,7 +12,8 @@
  * whose block does not divide the rows falls back (Q4_K → Q5_0,
  * Q5_K → Q5_1, Q6_K → Q8_0, Q2_K and Q3_K → IQ4_NL, then F16). IQ4_NL
  * gives attn_v Q5_K with 4 or more query heads per key/value head and the
- * first eighth of ffn_down Q5_K; MXFP4_MOE is MXFP4 for expert tensors
+ * first eighth of ffn_down Q5_K (without an importance matrix); with one,
+ * Q4_0 and Q5_0 give the first eighth of ffn_down Q4_1 and Q5_1; MXFP4_MOE is MXFP4 for expert tensors
  * and Q8_0 for the rest (so Q8_0 throughout a dense model, MXFP4
  * everywhere with --pure).
  */
@@ -131,12 +132,14 @@ _quark_gguf_mix_type (QuarkGgufMix *mix, const char *name, guint64 ne0)
           if (use_more_bits (i_layer, n_layer))
             t = QUARK_GGML_Q6_K;
         }
-      else if (is (mix, "IQ4_NL") && i_layer < n_layer / 8)
-        t = QUARK_GGML_Q5_K;   /* without an importance matrix */
+      else if (is (mix, "IQ4_NL") && i_layer < n_layer / 8 && !mix->has_imatrix)
+        t = QUARK_GGML_Q5_K;
       else if (is (mix, "Q5_K_M") && use_more_bits (i_layer, n_layer))
         t = QUARK_GGML_Q6_K;
       else if (is (mix, "Q4_K_S") && i_layer < n_layer / 8)
         t = QUARK_GGML_Q5_K;
+      else if ((is (mix, "Q4_0") || is (mix, "Q5_0")) && mix->has_imatrix && i_layer < n_layer / 8)
+        t = is (mix, "Q4_0") ? QUARK_GGML_Q4_1 : QUARK_GGML_Q5_1;   /* llama.cpp's guard for early ffn_down */
       mix->i_ffn_down++;
     }
   else if (strstr (name, "attn_output.weight"))

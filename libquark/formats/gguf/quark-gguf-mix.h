@@ -25,6 +25,7 @@ typedef struct {
   gboolean pure;             /* llama-quantize --pure: the default type everywhere */
   gboolean has_output;       /* an output.weight exists (else token_embd takes its rules) */
   gboolean is_70b;           /* llama.cpp's LLM_TYPE_70B */
+  gboolean has_imatrix;      /* quantized with an importance matrix */
   int n_gqa;                 /* query heads per key/value head */
   int n_layer;
   int n_attention_wv, i_attention_wv, i_ffn_down;

@@ -302,9 +302,10 @@ nearest_int (float fval)
 }
 
 /* ggml's make_qx_quants: a signed scale for n values in [-nmax, nmax), with
- * a search of 18 nearby scales weighted by x^2 (rmse_type 1) */
+ * a search of 18 nearby scales weighted by @qw, or without by x^2
+ * (rmse_type 1) */
 static float
-make_qx_quants (int n, int nmax, const float *x, gint8 *L, int rmse_type)
+make_qx_quants (int n, int nmax, const float *x, gint8 *L, int rmse_type, const float *qw)
 {
   float max = 0, amax = 0, iscale, sumlx = 0, suml2 = 0, scale, best;
 
@@ -322,7 +323,7 @@ make_qx_quants (int n, int nmax, const float *x, gint8 *L, int rmse_type)
       float w;
       l = MAX (-nmax, MIN (nmax - 1, l));
       L[i] = (gint8) (l + nmax);
-      w = rmse_type == 1 ? x[i] * x[i] : 1;
+      w = qw ? qw[i] : rmse_type == 1 ? x[i] * x[i] : 1;
       sumlx += w * x[i] * l;
       suml2 += w * l * l;
     }
@@ -339,7 +340,7 @@ make_qx_quants (int n, int nmax, const float *x, gint8 *L, int rmse_type)
           int l = nearest_int (iscale * x[i]);
           float w;
           l = MAX (-nmax, MIN (nmax - 1, l));
-          w = rmse_type == 1 ? x[i] * x[i] : 1;
+          w = qw ? qw[i] : rmse_type == 1 ? x[i] * x[i] : 1;
           sumlx += w * x[i] * l;
           suml2 += w * l * l;
         }
@@ -504,6 +505,134 @@ make_qkx2_quants (int n, int nmax, const float *x, const float *weights, guint8 
   return scale;
 }
 
+/* ggml's make_qkx3_quants, which the importance paths call with weights:
+ * with weights given it computes what make_qkx2_quants does with rmin
+ * -0.9, rdelta 0.05, 36 steps and squared errors (its flat case max <= min
+ * is max == min here, its nstep < 1 case unreachable) */
+static float
+make_qkx3_quants (int n, int nmax, const float *x, const float *weights, guint8 *L, float *the_min, guint8 *Laux)
+{
+  return make_qkx2_quants (n, nmax, x, weights, L, the_min, Laux, -0.9f, 0.05f, 36, FALSE);
+}
+
+/* ggml's make_qp_quants: an unsigned scale for n non-negative values (the
+ * k-quants' sub-block scales and minima) in [0, nmax], the best of nine
+ * weighted by @qw, then five rounds of refining single codes */
+static float
+make_qp_quants (int n, int nmax, const float *x, guint8 *L, const float *qw)
+{
+  float max = 0, iscale, scale, best_mse = 0, sumlx = 0, suml2 = 0;
+
+  for (int i = 0; i < n; ++i)
+    max = MAX (max, x[i]);
+  if (max < GROUP_MAX_EPS)
+    {
+      for (int i = 0; i < n; ++i)
+        L[i] = 0;
+      return 0.f;
+    }
+  iscale = nmax / max;
+  for (int i = 0; i < n; ++i)
+    L[i] = (guint8) nearest_int (iscale * x[i]);
+  scale = 1 / iscale;
+  for (int i = 0; i < n; ++i)
+    {
+      float diff = x[i] - scale * L[i];
+      best_mse += qw[i] * diff * diff;
+    }
+  for (int is = -4; is <= 4; ++is)
+    {
+      float iscale_is, scale_is, mse = 0;
+      if (is == 0)
+        continue;
+      iscale_is = (0.1f * is + nmax) / max;
+      scale_is = 1 / iscale_is;
+      for (int i = 0; i < n; ++i)
+        {
+          int l = MIN (nmax, nearest_int (iscale_is * x[i]));
+          float diff = x[i] - scale_is * l;
+          mse += qw[i] * diff * diff;
+        }
+      if (mse < best_mse)
+        {
+          best_mse = mse;
+          iscale = iscale_is;
+        }
+    }
+  for (int i = 0; i < n; ++i)
+    {
+      int l = MIN (nmax, nearest_int (iscale * x[i]));
+      L[i] = (guint8) l;
+      sumlx += qw[i] * x[i] * l;
+      suml2 += qw[i] * l * l;
+    }
+  for (int itry = 0; itry < 5; ++itry)
+    {
+      int n_changed = 0;
+      for (int i = 0; i < n; ++i)
+        {
+          float w = qw[i];
+          float slx = sumlx - w * x[i] * L[i];
+          float sl2 = suml2 - w * L[i] * L[i];
+          if (slx > 0 && sl2 > 0)
+            {
+              int new_l = MIN (nmax, nearest_int (x[i] * sl2 / slx));
+              if (new_l != L[i])
+                {
+                  slx += w * x[i] * new_l;
+                  sl2 += w * new_l * new_l;
+                  if (slx * slx * suml2 > sumlx * sumlx * sl2)
+                    {
+                      L[i] = (guint8) new_l;
+                      sumlx = slx;
+                      suml2 = sl2;
+                      ++n_changed;
+                    }
+                }
+            }
+        }
+      if (!n_changed)
+        break;
+    }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* the importance of x's elements to the k-quants and the legacy types:
+ * qw · sqrt (sigma2 + x²) */
+static void
+importance_weights (const float *x, const float *qw, int n, float sigma2, float *weights)
+{
+  for (int l = 0; l < n; ++l)
+    weights[l] = qw[l] * sqrtf (sigma2 + x[l] * x[l]);
+}
+
+static float
+sum_squares (const float *x, gsize n)
+{
+  float s = 0;
+  for (gsize j = 0; j < n; ++j)
+    s += x[j] * x[j];
+  return s;
+}
+
+/* the 6-bit scale and minimum of sub-block j into the 12 bytes of Q4_K and
+ * Q5_K (call in order of j) */
+static void
+put_scale_min_k4 (int j, guint8 ls, guint8 lm, guint8 *q)
+{
+  if (j < 4)
+    {
+      q[j] = ls;
+      q[j + 4] = lm;
+    }
+  else
+    {
+      q[j + 4] = (guint8) ((ls & 0xF) | ((lm & 0xF) << 4));
+      q[j - 4] |= (guint8) ((ls >> 4) << 6);
+      q[j - 0] |= (guint8) ((lm >> 4) << 6);
+    }
+}
+
 static void
 get_scale_min_k4 (int j, const guint8 *q, guint8 *d, guint8 *m)
 {
@@ -519,11 +648,13 @@ get_scale_min_k4 (int j, const guint8 *q, guint8 *d, guint8 *m)
     }
 }
 
+static void q2_k_finish (const float *x, guint8 *y, guint8 *L);
+
 /* block_q2_K: scales[16], qs[64], d, dmin */
 static void
 q2_k (const float *x, guint8 *y)
 {
-  guint8 L[QK_K], Laux[16], *scales = y, *qs = y + 16;
+  guint8 L[QK_K], Laux[16], *scales = y;
   float weights[16], mins[QK_K / 16], sc[QK_K / 16], max_scale = 0, max_min = 0;
   const float q4scale = 15.f;
 
@@ -558,6 +689,43 @@ q2_k (const float *x, guint8 *y)
     }
   else
     put_half (y + 82, 0.f);
+  q2_k_finish (x, y, L);
+}
+
+/* quantize_row_q2_K_impl: with importance, scales and minima of the
+ * sub-blocks searched (make_qkx3_quants) and quantized (make_qp_quants)
+ * with it */
+static void
+q2_k_weighted (const float *x, guint8 *y, const float *qw)
+{
+  guint8 L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
+  float mins[QK_K / 16], sc[QK_K / 16], sw[QK_K / 16], weight[16], dm, mm;
+  const float sigma2 = sum_squares (x, QK_K) / QK_K;
+
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      importance_weights (x + 16 * j, qw + 16 * j, 16, sigma2, weight);
+      sw[j] = 0;
+      for (int l = 0; l < 16; ++l)
+        sw[j] += weight[l];
+      sc[j] = make_qkx3_quants (16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux);
+    }
+  dm = make_qp_quants (QK_K / 16, 15, sc, Ls, sw);
+  mm = make_qp_quants (QK_K / 16, 15, mins, Lm, sw);
+  put_half (y + 80, dm);
+  put_half (y + 82, mm);
+  for (int j = 0; j < QK_K / 16; ++j)
+    y[j] = (guint8) (Ls[j] | (Lm[j] << 4));
+  q2_k_finish (x, y, L);
+}
+
+/* Q2_K's codes again from the stored scales and minima, packed */
+static void
+q2_k_finish (const float *x, guint8 *y, guint8 *L)
+{
+  const guint8 *scales = y;
+  guint8 *qs = y + 16;
+
   for (int j = 0; j < QK_K / 16; ++j)
     {
       const float d = get_half (y + 80) * (scales[j] & 0xF);
@@ -576,15 +744,15 @@ q2_k (const float *x, guint8 *y)
       qs[j / 4 + l] = (guint8) (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
+static void q3_k_finish (const float *x, guint8 *y, gint8 *L);
+
 /* block_q3_K: hmask[32], qs[64], scales[12], d */
 static void
 q3_k (const float *x, guint8 *y)
 {
   gint8 L[QK_K];
   float sc[QK_K / 16], max_scale = 0, amax = 0;
-  guint8 *hmask = y, *qs = y + 32, *scales = y + 96;
-  int m = 0;
-  guint8 hm = 1;
+  guint8 *scales = y + 96;
 
   for (int j = 0; j < QK_K / 16; ++j)
     {
@@ -616,6 +784,53 @@ q3_k (const float *x, guint8 *y)
     }
   else
     put_half (y + 108, 0.f);
+  q3_k_finish (x, y, L);
+}
+
+/* quantize_row_q3_K_impl: with importance, sub-block scales from
+ * make_qx_quants weighted by it, and their 6-bit codes by the sums of
+ * the weights */
+static void
+q3_k_weighted (const float *x, guint8 *y, const float *qw)
+{
+  gint8 L[QK_K], Ls[QK_K / 16];
+  float sc[QK_K / 16], sw[QK_K / 16], weight[16], d_block;
+  guint8 *scales = y + 96;
+  const float sigma2 = 2 * sum_squares (x, QK_K) / QK_K;
+
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      float sumw = 0;
+      importance_weights (x + 16 * j, qw + 16 * j, 16, sigma2, weight);
+      for (int l = 0; l < 16; ++l)
+        sumw += weight[l];
+      sw[j] = sumw;
+      sc[j] = make_qx_quants (16, 4, x + 16 * j, L + 16 * j, 1, weight);
+    }
+  memset (scales, 0, 12);
+  d_block = make_qx_quants (QK_K / 16, 32, sc, Ls, 1, sw);
+  for (int j = 0; j < QK_K / 16; ++j)
+    {
+      int l = Ls[j];
+      if (j < 8)
+        scales[j] = (guint8) (l & 0xF);
+      else
+        scales[j - 8] |= (guint8) ((l & 0xF) << 4);
+      l >>= 4;
+      scales[j % 4 + 8] |= (guint8) (l << (2 * (j / 4)));
+    }
+  put_half (y + 108, d_block);
+  q3_k_finish (x, y, L);
+}
+
+/* Q3_K's codes again from the stored scales, high bits and packing */
+static void
+q3_k_finish (const float *x, guint8 *y, gint8 *L)
+{
+  guint8 *hmask = y, *qs = y + 32, *scales = y + 96;
+  int m = 0;
+  guint8 hm = 1;
+
   for (int j = 0; j < QK_K / 16; ++j)
     {
       gint8 s = (gint8) (j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4);
@@ -649,6 +864,8 @@ q3_k (const float *x, guint8 *y)
       qs[j / 4 + l] = (guint8) (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
+static void q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five);
+
 /* block_q4_K and block_q5_K: d, dmin, scales[12], (qh[32],) qs[128] */
 static void
 q45_k (const float *x, guint8 *y, gboolean five)
@@ -680,20 +897,56 @@ q45_k (const float *x, guint8 *y, gboolean five)
       guint8 lm = (guint8) nearest_int (inv_min * mins[j]);
       ls = MIN (63, ls);
       lm = MIN (63, lm);
-      if (j < 4)
-        {
-          scales[j] = ls;
-          scales[j + 4] = lm;
-        }
-      else
-        {
-          scales[j + 4] = (guint8) ((ls & 0xF) | ((lm & 0xF) << 4));
-          scales[j - 4] |= (guint8) ((ls >> 4) << 6);
-          scales[j - 0] |= (guint8) ((lm >> 4) << 6);
-        }
+      put_scale_min_k4 (j, ls, lm, scales);
     }
   put_half (y, max_scale / 63.f);
   put_half (y + 2, max_min / 63.f);
+  q45_k_finish (x, y, L, five);
+}
+
+/* quantize_row_q4_K_impl and _q5_K_impl: with importance, sub-block scales
+ * and minima from make_qkx3_quants, their 6-bit codes from make_qp_quants */
+static void
+q45_k_weighted (const float *x, guint8 *y, gboolean five, const float *qw)
+{
+  guint8 L[QK_K], Laux[32], Ls[QK_K / 32], Lm[QK_K / 32], *scales = y + 4;
+  float weights[32], mins[QK_K / 32], sc[QK_K / 32], sw[QK_K / 32], d_block, m_block;
+  const int nmax = five ? 31 : 15;
+  const float sigma2 = 2 * sum_squares (x, QK_K) / QK_K;
+
+  for (int j = 0; j < QK_K / 32; ++j)
+    {
+      float sumw = 0;
+      importance_weights (x + 32 * j, qw + 32 * j, 32, sigma2, weights);
+      for (int l = 0; l < 32; ++l)
+        sumw += weights[l];
+      sw[j] = sumw;
+      sc[j] = make_qkx3_quants (32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux);
+    }
+  d_block = make_qp_quants (QK_K / 32, 63, sc, Ls, sw);
+  m_block = make_qp_quants (QK_K / 32, 63, mins, Lm, sw);
+  for (int j = 0; j < QK_K / 32; ++j)
+    {
+      guint8 ls = Ls[j], lm = Lm[j];
+      if (five)
+        {
+          ls = MIN (63, ls);   /* Q5_K only, as llama.cpp */
+          lm = MIN (63, lm);
+        }
+      put_scale_min_k4 (j, ls, lm, scales);
+    }
+  put_half (y, d_block);
+  put_half (y + 2, m_block);
+  q45_k_finish (x, y, L, five);
+}
+
+/* Q4_K's and Q5_K's codes again from the stored scales and minima, packed */
+static void
+q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five)
+{
+  const guint8 *scales = y + 4;
+  const int nmax = five ? 31 : 15;
+
   for (int j = 0; j < QK_K / 32; ++j)
     {
       guint8 s, m;
@@ -747,9 +1000,11 @@ q45_k (const float *x, guint8 *y, gboolean five)
     }
 }
 
-/* block_q6_K: ql[128], qh[64], scales[16] (int8), d */
+/* block_q6_K: ql[128], qh[64], scales[16] (int8), d; with importance
+ * @qw (quantize_row_q6_K_impl) the sub-block scales are searched with it
+ * as the weights */
 static void
-q6_k (const float *x, guint8 *y)
+q6_k (const float *x, guint8 *y, const float *qw)
 {
   gint8 L[QK_K];
   float sc[QK_K / 16], max_scale = 0, max_abs_scale = 0, iscale;
@@ -759,7 +1014,7 @@ q6_k (const float *x, guint8 *y)
   for (int ib = 0; ib < QK_K / 16; ++ib)
     {
       float abs_scale;
-      sc[ib] = make_qx_quants (16, 32, x + 16 * ib, L + 16 * ib, 1);
+      sc[ib] = make_qx_quants (16, 32, x + 16 * ib, L + 16 * ib, 1, qw ? qw + 16 * ib : NULL);
       abs_scale = fabsf (sc[ib]);
       if (abs_scale > max_abs_scale)
         {
@@ -901,17 +1156,26 @@ best_index_int8 (int n, const gint8 *val, float x)
   return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
-/* quantize_row_iq4_nl_impl for one block of 32, no importance, ntry 7 */
+/* quantize_row_iq4_nl_impl for one block of 32, ntry 7: the scale
+ * searched with errors weighted by x², or with importance @qw by
+ * qw · sqrt (sigma2 + x²), sigma2 = 2 Σx² / 32 */
 static void
-iq4_nl (const float *x, guint8 *y)
+iq4_nl (const float *x, guint8 *y, const float *qw)
 {
   const int ntry = 7;
   guint8 L[32];
   float weight[32], amax = 0, max, d, id, sumqx = 0, sumq2 = 0, best, scale;
 
   memset (y + 2, 0, 16);
-  for (int j = 0; j < 32; ++j)
-    weight[j] = x[j] * x[j];
+  if (qw)
+    {
+      float sigma2 = sum_squares (x, 32);
+      sigma2 *= 2.f / 32;
+      importance_weights (x, qw, 32, sigma2, weight);
+    }
+  else
+    for (int j = 0; j < 32; ++j)
+      weight[j] = x[j] * x[j];
   max = signed_max_abs (x, 32, &amax);
   if (amax < GROUP_MAX_EPS)
     scale = 0;
@@ -1001,9 +1265,62 @@ mxfp4 (const float *x, guint8 *y)
     y[1 + j] = (guint8) (best_index_mxfp4 (x[j], d) | (best_index_mxfp4 (x[16 + j], d) << 4));
 }
 
-void
-_quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *out)
+/* quantize_row_q4_0_impl / _q5_0_impl with importance: a signed scale
+ * for [-nmax, nmax) searched by make_qx_quants, weighted by
+ * qw · sqrt (sigma2 + x²) with sigma2 the row's Σx² / n; no rounding of
+ * the codes again after the scale is stored */
+static void
+q4_0_q5_0_weighted (const float *x, guint8 *y, const float *qw, float sigma2, gboolean five)
 {
+  float weight[32], d;
+  gint8 L[32];
+  guint32 qh = 0;
+
+  importance_weights (x, qw, 32, sigma2, weight);
+  d = make_qx_quants (32, five ? 16 : 8, x, L, 1, weight);
+  put_half (y, d);
+  for (guint j = 0; j < 16; j++)
+    {
+      const guint8 q0 = (guint8) L[j], q1 = (guint8) L[j + 16];
+      y[(five ? 6 : 2) + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+      qh |= ((q0 & 0x10u) >> 4) << j;
+      qh |= ((q1 & 0x10u) >> 4) << (j + 16);
+    }
+  if (five)
+    for (guint b = 0; b < 4; b++)
+      y[2 + b] = (guint8) (qh >> (8 * b));
+}
+
+/* quantize_row_q4_1_impl / _q5_1_impl with importance: scale and minimum
+ * from make_qkx3_quants with the same weights */
+static void
+q4_1_q5_1_weighted (const float *x, guint8 *y, const float *qw, float sigma2, gboolean five)
+{
+  float weight[32], d, min;
+  guint8 L[32], Laux[32];
+  guint32 qh = 0;
+
+  importance_weights (x, qw, 32, sigma2, weight);
+  d = make_qkx3_quants (32, five ? 31 : 15, x, weight, L, &min, Laux);
+  put_half (y, d);
+  put_half (y + 2, -min);
+  for (guint j = 0; j < 16; j++)
+    {
+      const guint8 q0 = L[j], q1 = L[j + 16];
+      y[(five ? 8 : 4) + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+      qh |= ((q0 & 0x10u) >> 4) << j;
+      qh |= ((q1 & 0x10u) >> 4) << (j + 16);
+    }
+  if (five)
+    for (guint b = 0; b < 4; b++)
+      y[4 + b] = (guint8) (qh >> (8 * b));
+}
+
+void
+_quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const float *qw, guint8 *out)
+{
+  float sigma2 = 0;
+
   switch (type)
     {
     case QUARK_GGML_F32:
@@ -1019,33 +1336,41 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *o
     case QUARK_GGML_Q2_K: case QUARK_GGML_Q3_K: case QUARK_GGML_Q4_K: case QUARK_GGML_Q5_K: case QUARK_GGML_Q6_K:
       for (gsize b = 0; b < n / QK_K; b++)
         {
-          const float *xb = x + QK_K * b;
+          const float *xb = x + QK_K * b, *wb = qw ? qw + QK_K * b : NULL;
           guint8 *yb = out + _quark_ggml_row_size (type, QK_K) * b;
           switch (type)
             {
-            case QUARK_GGML_Q2_K: q2_k (xb, yb); break;
-            case QUARK_GGML_Q3_K: q3_k (xb, yb); break;
-            case QUARK_GGML_Q4_K: q45_k (xb, yb, FALSE); break;
-            case QUARK_GGML_Q5_K: q45_k (xb, yb, TRUE); break;
-            default: q6_k (xb, yb); break;
+            case QUARK_GGML_Q2_K: wb ? q2_k_weighted (xb, yb, wb) : q2_k (xb, yb); break;
+            case QUARK_GGML_Q3_K: wb ? q3_k_weighted (xb, yb, wb) : q3_k (xb, yb); break;
+            case QUARK_GGML_Q4_K: wb ? q45_k_weighted (xb, yb, FALSE, wb) : q45_k (xb, yb, FALSE); break;
+            case QUARK_GGML_Q5_K: wb ? q45_k_weighted (xb, yb, TRUE, wb) : q45_k (xb, yb, TRUE); break;
+            default: q6_k (xb, yb, wb); break;
             }
         }
       return;
+    case QUARK_GGML_Q4_0: case QUARK_GGML_Q4_1: case QUARK_GGML_Q5_0: case QUARK_GGML_Q5_1:
+      /* the legacy types' importance paths weigh by the whole row's mean square */
+      if (qw)
+        sigma2 = sum_squares (x, n) / (float) n;
+      break;
     default:
       break;
     }
   for (gsize b = 0; b < n / 32; b++)
-    switch (type)
-      {
-      case QUARK_GGML_Q4_0: q4_0 (x + 32 * b, out + 18 * b); break;
-      case QUARK_GGML_Q4_1: q4_1 (x + 32 * b, out + 20 * b); break;
-      case QUARK_GGML_Q5_0: q5_0 (x + 32 * b, out + 22 * b); break;
-      case QUARK_GGML_Q5_1: q5_1 (x + 32 * b, out + 24 * b); break;
-      case QUARK_GGML_Q8_0: q8_0 (x + 32 * b, out + 34 * b); break;
-      case QUARK_GGML_IQ4_NL: iq4_nl (x + 32 * b, out + 18 * b); break;
-      case QUARK_GGML_MXFP4: mxfp4 (x + 32 * b, out + 17 * b); break;
-      default: g_assert_not_reached ();
-      }
+    {
+      const float *xb = x + 32 * b, *wb = qw ? qw + 32 * b : NULL;
+      switch (type)
+        {
+        case QUARK_GGML_Q4_0: wb ? q4_0_q5_0_weighted (xb, out + 18 * b, wb, sigma2, FALSE) : q4_0 (xb, out + 18 * b); break;
+        case QUARK_GGML_Q4_1: wb ? q4_1_q5_1_weighted (xb, out + 20 * b, wb, sigma2, FALSE) : q4_1 (xb, out + 20 * b); break;
+        case QUARK_GGML_Q5_0: wb ? q4_0_q5_0_weighted (xb, out + 22 * b, wb, sigma2, TRUE) : q5_0 (xb, out + 22 * b); break;
+        case QUARK_GGML_Q5_1: wb ? q4_1_q5_1_weighted (xb, out + 24 * b, wb, sigma2, TRUE) : q5_1 (xb, out + 24 * b); break;
+        case QUARK_GGML_Q8_0: q8_0 (xb, out + 34 * b); break;      /* importance unused, as llama.cpp */
+        case QUARK_GGML_IQ4_NL: iq4_nl (xb, out + 18 * b, wb); break;
+        case QUARK_GGML_MXFP4: mxfp4 (xb, out + 17 * b); break;    /* importance unused */
+        default: g_assert_not_reached ();
+        }
+    }
 }
 
 void

@@ -43,10 +43,13 @@ const QuarkGgmlTypeInfo *_quark_ggml_type_from_name (const char *name);
 /* bytes of @n elements (a multiple of the block) */
 gsize    _quark_ggml_row_size (QuarkGgmlType type, gsize n);
 
-/* @n floats (a multiple of the block) to blocks: llama.cpp's reference
- * quantizers (quantize_row_*_ref), the same float operations in the same
- * order, so the bytes are llama.cpp's */
-void     _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, guint8 *out);
+/* a row of @n floats (a multiple of the block) to blocks: llama.cpp's
+ * reference quantizers (quantize_row_*_ref) without an importance matrix;
+ * with one, @qw (@n floats, the row's column importances) the paths of
+ * ggml's quantize_* (quantize_row_*_impl) that llama-quantize --imatrix
+ * takes; the same float operations in the same order, so the bytes are
+ * llama.cpp's */
+void     _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const float *qw, guint8 *out);
 /* blocks back to floats (llama.cpp's dequantize_row_*) */
 void     _quark_ggml_dequantize_row (QuarkGgmlType type, const guint8 *in, gsize n, float *y);
 
