@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 packages="build-essential pkg-config meson ninja-build
 libglib2.0-dev libjson-glib-dev gobject-introspection libgirepository1.0-dev
-libopenblas-dev liblapacke-dev python3-gi python3-pytest python3-numpy python3-torch python3-sklearn gjs valac gi-docgen valgrind clang"
+cmake libopenblas-dev liblapacke-dev python3-gi python3-pytest python3-numpy python3-torch python3-sklearn gjs valac gi-docgen valgrind clang"
 
 missing=""
 for p in $packages; do

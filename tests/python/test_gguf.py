@@ -467,8 +467,13 @@ def test_presets_list_the_types():
 
 
 def llama_bin(name):
+    """A llama.cpp program of the build at $QUARK_LLAMA_CPP_BIN: the test
+    skips without one, or fails in the interop suite
+    (tests/interop/run-interop.sh), which builds it."""
     path = os.path.join(LLAMA_BIN, name)
     if not LLAMA_BIN or not os.access(path, os.X_OK):
+        if os.environ.get('QUARK_REQUIRE_LLAMA_CPP'):
+            pytest.fail('%s is not in the llama.cpp build at %r' % (name, LLAMA_BIN))
         pytest.skip('no llama.cpp build ($QUARK_LLAMA_CPP_BIN; ../shared/oracles/README.md says how to build one)')
     return path
 
@@ -585,6 +590,53 @@ def test_qwen2_and_tied_embeddings(tmp_path, originals):
     kv, t = read_gguf(tmp_path / 'q8.gguf')
     assert t['token_embd.weight'][0] == 'Q8_0'      # the output rule (rows of 64: Q8_0, not Q6_K)
     assert t['blk.0.attn_q.weight'][0] == 'Q4_0'
+
+
+@pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
+def test_llama_cpp_generates_and_scores_as_llama_quantize(tmp_path):
+    """llama-cli loads libquark's GGUF of docs-llama and generates the
+    tokens a greedy PyTorch forward of the float model picks; libquark's
+    Q4_K_M file is llama-quantize's byte for byte, so llama-perplexity
+    gives the same number on both."""
+    torch = pytest.importorskip('torch')
+    import gi
+    gi.require_version('Quark', '1.0')
+    from gi.repository import Quark
+    from llama_torch import LlamaTorch, load
+    cli, perplexity, quantizer = llama_bin('llama-cli'), llama_bin('llama-perplexity'), llama_bin('llama-quantize')
+    f32 = tmp_path / 'f32.gguf'
+    assert quantize(DOCS_LLAMA, f32, '--export-format', 'gguf', '--type', 'F32').returncode == 0
+    prompt, n = 'The history of the city', 12
+    r = subprocess.run([cli, '-m', str(f32), '-p', prompt, '-n', str(n), '-no-cnv', '--temp', '0', '-s', '1',
+                        '-t', '2'], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tok = Quark.Tokenizer.new_from_file(DOCS_LLAMA)
+    # BOS first only where the GGUF says so (docs-llama's tokenizer does not add one)
+    add_bos = read_gguf(f32)[0].get('tokenizer.ggml.add_bos_token', False)
+    ids = ([tok.get_bos_id()] if add_bos else []) + list(tok.encode(prompt, -1, False))
+    model = LlamaTorch(*load(DOCS_LLAMA))
+    new = []
+    for _ in range(n):
+        nxt = int(model.logits(ids + new)[-1].argmax())
+        if nxt == tok.get_eos_id():
+            break
+        new.append(nxt)
+    # llama-cli ends its output with a newline of its own
+    assert len(new) >= 4 and r.stdout.rstrip('\n') == (prompt + tok.decode(new, True)).rstrip('\n'), r.stdout
+    # the same perplexity on libquark's file and on llama-quantize's
+    text = tmp_path / 'dev.txt'
+    text.write_bytes(open(os.path.join(DOCS_LLAMA, 'data', 'dev.txt'), 'rb').read()[:20000])
+    ours, theirs = tmp_path / 'ours.gguf', tmp_path / 'theirs.gguf'
+    assert quantize(DOCS_LLAMA, ours, '--export-format', 'gguf', '--type', 'Q4_K_M').returncode == 0
+    subprocess.run([quantizer, str(f32), str(theirs), 'Q4_K_M'], check=True, capture_output=True)
+    assert ours.read_bytes() == theirs.read_bytes()
+    ppl = []
+    for f in (ours, theirs):
+        r = subprocess.run([perplexity, '-m', str(f), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        ppl.append([x for x in (r.stdout + r.stderr).splitlines() if 'Final estimate: PPL' in x][0])
+    assert ppl[0] == ppl[1]
 
 
 @pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
