@@ -9,6 +9,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -635,8 +636,8 @@ def test_llama_cpp_generates_and_scores_as_llama_quantize(tmp_path):
         r = subprocess.run([perplexity, '-m', str(f), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
-        ppl.append([x for x in (r.stdout + r.stderr).splitlines() if 'Final estimate: PPL' in x][0])
-    assert ppl[0] == ppl[1]
+        ppl.append(re.search(r'Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)', r.stdout + r.stderr).groups())
+    assert ppl[0] == ppl[1] and 5 < float(ppl[0][0]) < 40
 
 
 @pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
