@@ -599,12 +599,12 @@ def test_llama_cpp_generates_and_scores_as_llama_quantize(tmp_path):
     tokens a greedy PyTorch forward of the float model picks; libquark's
     Q4_K_M file is llama-quantize's byte for byte, so llama-perplexity
     gives the same number on both."""
+    cli, perplexity, quantizer = llama_bin('llama-cli'), llama_bin('llama-perplexity'), llama_bin('llama-quantize')
     torch = pytest.importorskip('torch')
     import gi
     gi.require_version('Quark', '1.0')
     from gi.repository import Quark
     from llama_torch import LlamaTorch, load
-    cli, perplexity, quantizer = llama_bin('llama-cli'), llama_bin('llama-perplexity'), llama_bin('llama-quantize')
     f32 = tmp_path / 'f32.gguf'
     assert quantize(DOCS_LLAMA, f32, '--export-format', 'gguf', '--type', 'F32').returncode == 0
     prompt, n = 'The history of the city', 12
@@ -807,3 +807,44 @@ def test_threads_do_not_change_the_bytes(tmp_path, kquant_model, scheme):
     assert files[0] == files[1] == files[2]
     r = quantize(src, tmp_path / 'x.gguf', '--export-format', 'gguf', '--type', scheme, '--threads', '0')
     assert r.returncode == 2 and '--threads' in r.stderr and not (tmp_path / 'x.gguf').exists()
+
+
+@pytest.mark.parametrize('scheme', ['Q2_K', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q4_0', 'Q5_0'])
+def test_vector_searches_equal_the_scalar_reference(tmp_path, kquant_model, scheme):
+    """The k-quants' searches run sixteen sub-blocks at once in vector lanes
+    (quark-gguf-search.c); QUARK_GGUF_SCALAR=1 runs the scalar reference one
+    sub-block at a time: the same file, with and without an importance
+    matrix, on rows of one super-block (padded lanes) and of three."""
+    from gguf_fixture import imatrix_entries, gguf_imatrix_bytes
+    src, originals = kquant_model
+    # rows of 768: three super-blocks, 24 sub-blocks of 32 (a full group of
+    # 16 lanes and a padded one)
+    wide = tmp_path / 'wide'
+    shutil.copytree(src, wide)
+    cfg = json.load(open(wide / 'config.json'))
+    rng = np.random.default_rng(7)
+    from safetensors_writer import write_safetensors
+    tensors = {k: ('F32', v.astype(np.float32)) for k, v in originals.items()}
+    H, F = cfg['hidden_size'], 768
+    for k in list(tensors):
+        shape = {'gate_proj': (F, H), 'up_proj': (F, H), 'down_proj': (H, F)}.get(k.split('.')[-2])
+        if shape:
+            tensors[k] = ('F32', (rng.standard_normal(shape) * 0.02).astype(np.float32))
+    write_safetensors(str(wide / 'model.safetensors'), tensors, {'format': 'pt'})
+    cfg['intermediate_size'] = F
+    json.dump(cfg, open(wide / 'config.json', 'w'))
+    for model in (src, str(wide)):
+        f32, imatrix = tmp_path / 'f32.gguf', tmp_path / 'im.gguf'
+        assert quantize(model, f32, '--export-format', 'gguf', '--type', 'F32', '-f').returncode == 0
+        imatrix.write_bytes(gguf_imatrix_bytes(imatrix_entries(
+            {n: t[1] for n, t in read_gguf(f32)[1].items() if len(t[1]) == 2})))
+        for extra in ([], ['--imatrix', str(imatrix)]):
+            files = []
+            for scalar in ('0', '1'):
+                out = tmp_path / ('m%s.gguf' % scalar)
+                r = subprocess.run([QUARK, 'quantize', model, '-o', str(out), '--export-format', 'gguf', '--type',
+                                    scheme, '-f', *extra], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                   env=dict(os.environ, QUARK_GGUF_SCALAR=scalar))
+                assert r.returncode == 0, r.stderr
+                files.append(out.read_bytes())
+            assert files[0] == files[1], (model, extra)
