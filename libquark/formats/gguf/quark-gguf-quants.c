@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include "quark-gguf-quants.h"
+#include "quark-gguf-quants-private.h"
 #include "kernels/quark-kernels.h"
 
 #include <float.h>
@@ -597,6 +598,65 @@ make_qp_quants (int n, int nmax, const float *x, guint8 *L, const float *qw)
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+/* QUARK_GGUF_SCALAR=1 in the environment: the searches one sub-block at a
+ * time, as the scalar reference, instead of sixteen in vector lanes */
+static gboolean
+use_scalar (void)
+{
+  static int scalar = -1;
+
+  if (g_atomic_int_get (&scalar) < 0)
+    g_atomic_int_set (&scalar, g_strcmp0 (g_getenv ("QUARK_GGUF_SCALAR"), "1") == 0);
+  return g_atomic_int_get (&scalar);
+}
+
+/* make_qx_quants (rmse_type 1) for @count sub-blocks of @n values at
+ * x + j·n, weighted by @qw (laid out as @x) or by x²: sixteen at a time in
+ * vector lanes (quark-gguf-search.c; a last group padded with zeros), the
+ * same bits as one at a time */
+static void
+qx_many (int count, int n, int nmax, const float *x, const float *qw, gint8 *L, float *sc)
+{
+  int j = 0;
+
+  if (use_scalar ())
+    {
+      for (; j < count; j++)
+        sc[j] = make_qx_quants (n, nmax, x + j * n, L + j * n, 1, qw ? qw + j * n : NULL);
+      return;
+    }
+  for (; j + 16 <= count; j += 16)
+    _quark_gguf_qx_x16 (n, nmax, x + j * n, qw ? qw + j * n : NULL, L + j * n, sc + j);
+  if (j < count)
+    {
+      float px[16 * 32] = { 0 }, pw[16 * 32] = { 0 }, psc[16];
+      gint8 pL[16 * 32];
+      memcpy (px, x + j * n, (gsize) (count - j) * n * sizeof (float));
+      if (qw)
+        memcpy (pw, qw + j * n, (gsize) (count - j) * n * sizeof (float));
+      _quark_gguf_qx_x16 (n, nmax, px, qw ? pw : NULL, pL, psc);
+      memcpy (L + j * n, pL, (gsize) (count - j) * n);
+      memcpy (sc + j, psc, (gsize) (count - j) * sizeof (float));
+    }
+}
+
+/* L[i] = offset + clamp (nearest_int ((x[i] (+ m)) / d), lo, hi) for the
+ * @n values of a sub-block: the k-quants' codes from their stored scales */
+static void
+requantize (const float *x, int n, gboolean with_m, float m, float d, int lo, int hi, int offset, guint8 *L)
+{
+  if (!use_scalar ())
+    {
+      _quark_gguf_requantize (x, n, with_m, m, d, lo, hi, offset, L);
+      return;
+    }
+  for (int i = 0; i < n; ++i)
+    {
+      int l = nearest_int (with_m ? (x[i] + m) / d : x[i] / d);
+      L[i] = (guint8) (MAX (lo, MIN (hi, l)) + offset);
+    }
+}
+
 /* the importance of x's elements to the k-quants and the legacy types:
  * qw · sqrt (sigma2 + x²) */
 static void
@@ -650,19 +710,32 @@ get_scale_min_k4 (int j, const guint8 *q, guint8 *d, guint8 *m)
 
 static void q2_k_finish (const float *x, guint8 *y, guint8 *L);
 
-/* block_q2_K: scales[16], qs[64], d, dmin */
+/* block_q2_K: scales[16], qs[64], d, dmin. The sub-blocks' scales sc,
+ * minima and codes L are searched before (kquant_search); here their 4-bit
+ * codes as quantize_row_q2_K_ref makes them, or with importance as
+ * quantize_row_q2_K_impl (make_qp_quants weighted by the sub-blocks'
+ * summed weights sw) */
 static void
-q2_k (const float *x, guint8 *y)
+q2_k (const float *x, guint8 *y, guint8 *L, const float *sc, const float *mins, const float *sw)
 {
-  guint8 L[QK_K], Laux[16], *scales = y;
-  float weights[16], mins[QK_K / 16], sc[QK_K / 16], max_scale = 0, max_min = 0;
+  guint8 *scales = y;
+  float max_scale = 0, max_min = 0;
   const float q4scale = 15.f;
 
+  if (sw)
+    {
+      guint8 Ls[QK_K / 16], Lm[QK_K / 16];
+      float dm = make_qp_quants (QK_K / 16, 15, sc, Ls, sw);
+      float mm = make_qp_quants (QK_K / 16, 15, mins, Lm, sw);
+      put_half (y + 80, dm);
+      put_half (y + 82, mm);
+      for (int j = 0; j < QK_K / 16; ++j)
+        y[j] = (guint8) (Ls[j] | (Lm[j] << 4));
+      q2_k_finish (x, y, L);
+      return;
+    }
   for (int j = 0; j < QK_K / 16; ++j)
     {
-      for (int l = 0; l < 16; ++l)
-        weights[l] = fabsf (x[16 * j + l]);
-      sc[j] = make_qkx2_quants (16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, TRUE);
       if (sc[j] > max_scale)
         max_scale = sc[j];
       if (mins[j] > max_min)
@@ -692,33 +765,6 @@ q2_k (const float *x, guint8 *y)
   q2_k_finish (x, y, L);
 }
 
-/* quantize_row_q2_K_impl: with importance, scales and minima of the
- * sub-blocks searched (make_qkx3_quants) and quantized (make_qp_quants)
- * with it */
-static void
-q2_k_weighted (const float *x, guint8 *y, const float *qw)
-{
-  guint8 L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
-  float mins[QK_K / 16], sc[QK_K / 16], sw[QK_K / 16], weight[16], dm, mm;
-  const float sigma2 = sum_squares (x, QK_K) / QK_K;
-
-  for (int j = 0; j < QK_K / 16; ++j)
-    {
-      importance_weights (x + 16 * j, qw + 16 * j, 16, sigma2, weight);
-      sw[j] = 0;
-      for (int l = 0; l < 16; ++l)
-        sw[j] += weight[l];
-      sc[j] = make_qkx3_quants (16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux);
-    }
-  dm = make_qp_quants (QK_K / 16, 15, sc, Ls, sw);
-  mm = make_qp_quants (QK_K / 16, 15, mins, Lm, sw);
-  put_half (y + 80, dm);
-  put_half (y + 82, mm);
-  for (int j = 0; j < QK_K / 16; ++j)
-    y[j] = (guint8) (Ls[j] | (Lm[j] << 4));
-  q2_k_finish (x, y, L);
-}
-
 /* Q2_K's codes again from the stored scales and minima, packed */
 static void
 q2_k_finish (const float *x, guint8 *y, guint8 *L)
@@ -733,11 +779,7 @@ q2_k_finish (const float *x, guint8 *y, guint8 *L)
       if (!d)
         continue;
       dm = get_half (y + 82) * (scales[j] >> 4);
-      for (int ii = 0; ii < 16; ++ii)
-        {
-          int l = nearest_int ((x[16 * j + ii] + dm) / d);
-          L[16 * j + ii] = (guint8) MAX (0, MIN (3, l));
-        }
+      requantize (x + 16 * j, 16, TRUE, dm, d, 0, 3, 0, L + 16 * j);
     }
   for (int j = 0; j < QK_K; j += 128)
     for (int l = 0; l < 32; ++l)
@@ -754,10 +796,14 @@ q3_k (const float *x, guint8 *y)
   float sc[QK_K / 16], max_scale = 0, amax = 0;
   guint8 *scales = y + 96;
 
+  if (use_scalar ())
+    for (int j = 0; j < QK_K / 16; ++j)
+      sc[j] = make_q3_quants (16, 4, x + 16 * j, L + 16 * j);
+  else
+    _quark_gguf_q3_x16 (16, 4, x, L, sc);
   for (int j = 0; j < QK_K / 16; ++j)
     {
       float scale;
-      sc[j] = make_q3_quants (16, 4, x + 16 * j, L + 16 * j);
       scale = fabsf (sc[j]);
       if (scale > amax)
         {
@@ -794,19 +840,19 @@ static void
 q3_k_weighted (const float *x, guint8 *y, const float *qw)
 {
   gint8 L[QK_K], Ls[QK_K / 16];
-  float sc[QK_K / 16], sw[QK_K / 16], weight[16], d_block;
+  float sc[QK_K / 16], sw[QK_K / 16], weight[QK_K], d_block;
   guint8 *scales = y + 96;
   const float sigma2 = 2 * sum_squares (x, QK_K) / QK_K;
 
+  importance_weights (x, qw, QK_K, sigma2, weight);
   for (int j = 0; j < QK_K / 16; ++j)
     {
       float sumw = 0;
-      importance_weights (x + 16 * j, qw + 16 * j, 16, sigma2, weight);
       for (int l = 0; l < 16; ++l)
-        sumw += weight[l];
+        sumw += weight[16 * j + l];
       sw[j] = sumw;
-      sc[j] = make_qx_quants (16, 4, x + 16 * j, L + 16 * j, 1, weight);
     }
+  qx_many (QK_K / 16, 16, 4, x, weight, L, sc);
   memset (scales, 0, 12);
   d_block = make_qx_quants (QK_K / 16, 32, sc, Ls, 1, sw);
   for (int j = 0; j < QK_K / 16; ++j)
@@ -839,11 +885,7 @@ q3_k_finish (const float *x, guint8 *y, gint8 *L)
       d = get_half (y + 108) * s;
       if (!d)
         continue;
-      for (int ii = 0; ii < 16; ++ii)
-        {
-          int l = nearest_int (x[16 * j + ii] / d);
-          L[16 * j + ii] = (gint8) (MAX (-4, MIN (3, l)) + 4);
-        }
+      requantize (x + 16 * j, 16, FALSE, 0.f, d, -4, 3, 4, (guint8 *) L + 16 * j);
     }
   memset (hmask, 0, QK_K / 8);
   for (int j = 0; j < QK_K; ++j)
@@ -866,24 +908,39 @@ q3_k_finish (const float *x, guint8 *y, gint8 *L)
 
 static void q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five);
 
-/* block_q4_K and block_q5_K: d, dmin, scales[12], (qh[32],) qs[128] */
+/* block_q4_K and block_q5_K: d, dmin, scales[12], (qh[32],) qs[128]. The
+ * sub-blocks' scales sc, minima and codes L are searched before
+ * (kquant_search); here their 6-bit codes as quantize_row_q4_K_ref and
+ * _q5_K_ref make them, or with importance as quantize_row_q4_K_impl and
+ * _q5_K_impl (make_qp_quants weighted by the sub-blocks' summed weights sw) */
 static void
-q45_k (const float *x, guint8 *y, gboolean five)
+q45_k (const float *x, guint8 *y, gboolean five, guint8 *L, const float *sc, const float *mins, const float *sw)
 {
-  guint8 L[QK_K], Laux[32], *scales = y + 4;
-  float weights[32], mins[QK_K / 32], sc[QK_K / 32], max_scale = 0, max_min = 0, inv_scale, inv_min;
-  int nmax = five ? 31 : 15;
+  guint8 *scales = y + 4;
+  float max_scale = 0, max_min = 0, inv_scale, inv_min;
 
+  if (sw)
+    {
+      guint8 Ls[QK_K / 32], Lm[QK_K / 32];
+      float d_block = make_qp_quants (QK_K / 32, 63, sc, Ls, sw);
+      float m_block = make_qp_quants (QK_K / 32, 63, mins, Lm, sw);
+      for (int j = 0; j < QK_K / 32; ++j)
+        {
+          guint8 ls = Ls[j], lm = Lm[j];
+          if (five)
+            {
+              ls = MIN (63, ls);   /* Q5_K only, as llama.cpp */
+              lm = MIN (63, lm);
+            }
+          put_scale_min_k4 (j, ls, lm, scales);
+        }
+      put_half (y, d_block);
+      put_half (y + 2, m_block);
+      q45_k_finish (x, y, L, five);
+      return;
+    }
   for (int j = 0; j < QK_K / 32; ++j)
     {
-      float sum_x2 = 0, av_x;
-      for (int l = 0; l < 32; ++l)
-        sum_x2 += x[32 * j + l] * x[32 * j + l];
-      av_x = sqrtf (sum_x2 / 32);
-      for (int l = 0; l < 32; ++l)
-        weights[l] = av_x + fabsf (x[32 * j + l]);
-      sc[j] = make_qkx2_quants (32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
-                                five ? -0.5f : -1.f, 0.1f, five ? 15 : 20, FALSE);
       if (sc[j] > max_scale)
         max_scale = sc[j];
       if (mins[j] > max_min)
@@ -904,42 +961,6 @@ q45_k (const float *x, guint8 *y, gboolean five)
   q45_k_finish (x, y, L, five);
 }
 
-/* quantize_row_q4_K_impl and _q5_K_impl: with importance, sub-block scales
- * and minima from make_qkx3_quants, their 6-bit codes from make_qp_quants */
-static void
-q45_k_weighted (const float *x, guint8 *y, gboolean five, const float *qw)
-{
-  guint8 L[QK_K], Laux[32], Ls[QK_K / 32], Lm[QK_K / 32], *scales = y + 4;
-  float weights[32], mins[QK_K / 32], sc[QK_K / 32], sw[QK_K / 32], d_block, m_block;
-  const int nmax = five ? 31 : 15;
-  const float sigma2 = 2 * sum_squares (x, QK_K) / QK_K;
-
-  for (int j = 0; j < QK_K / 32; ++j)
-    {
-      float sumw = 0;
-      importance_weights (x + 32 * j, qw + 32 * j, 32, sigma2, weights);
-      for (int l = 0; l < 32; ++l)
-        sumw += weights[l];
-      sw[j] = sumw;
-      sc[j] = make_qkx3_quants (32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux);
-    }
-  d_block = make_qp_quants (QK_K / 32, 63, sc, Ls, sw);
-  m_block = make_qp_quants (QK_K / 32, 63, mins, Lm, sw);
-  for (int j = 0; j < QK_K / 32; ++j)
-    {
-      guint8 ls = Ls[j], lm = Lm[j];
-      if (five)
-        {
-          ls = MIN (63, ls);   /* Q5_K only, as llama.cpp */
-          lm = MIN (63, lm);
-        }
-      put_scale_min_k4 (j, ls, lm, scales);
-    }
-  put_half (y, d_block);
-  put_half (y + 2, m_block);
-  q45_k_finish (x, y, L, five);
-}
-
 /* Q4_K's and Q5_K's codes again from the stored scales and minima, packed */
 static void
 q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five)
@@ -956,11 +977,7 @@ q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five)
       if (!d)
         continue;
       dm = get_half (y + 2) * m;
-      for (int ii = 0; ii < 32; ++ii)
-        {
-          int l = nearest_int ((x[32 * j + ii] + dm) / d);
-          L[32 * j + ii] = (guint8) MAX (0, MIN (nmax, l));
-        }
+      requantize (x + 32 * j, 32, TRUE, dm, d, 0, nmax, 0, L + 32 * j);
     }
   if (!five)
     {
@@ -1011,10 +1028,10 @@ q6_k (const float *x, guint8 *y, const float *qw)
   guint8 *ql = y, *qh = y + 128;
   gint8 *scales = (gint8 *) (y + 192);
 
+  qx_many (QK_K / 16, 16, 32, x, qw, L, sc);
   for (int ib = 0; ib < QK_K / 16; ++ib)
     {
       float abs_scale;
-      sc[ib] = make_qx_quants (16, 32, x + 16 * ib, L + 16 * ib, 1, qw ? qw + 16 * ib : NULL);
       abs_scale = fabsf (sc[ib]);
       if (abs_scale > max_abs_scale)
         {
@@ -1037,11 +1054,7 @@ q6_k (const float *x, guint8 *y, const float *qw)
       float d = get_half (y + 208) * scales[j];
       if (!d)
         continue;
-      for (int ii = 0; ii < 16; ++ii)
-        {
-          int l = nearest_int (x[16 * j + ii] / d);
-          L[16 * j + ii] = (gint8) (MAX (-32, MIN (31, l)) + 32);
-        }
+      requantize (x + 16 * j, 16, FALSE, 0.f, d, -32, 31, 32, (guint8 *) L + 16 * j);
     }
   for (int j = 0; j < QK_K; j += 128)
     {
@@ -1265,30 +1278,36 @@ mxfp4 (const float *x, guint8 *y)
     y[1 + j] = (guint8) (best_index_mxfp4 (x[j], d) | (best_index_mxfp4 (x[16 + j], d) << 4));
 }
 
-/* quantize_row_q4_0_impl / _q5_0_impl with importance: a signed scale
- * for [-nmax, nmax) searched by make_qx_quants, weighted by
- * qw · sqrt (sigma2 + x²) with sigma2 the row's Σx² / n; no rounding of
- * the codes again after the scale is stored */
+/* quantize_row_q4_0_impl / _q5_0_impl with importance, for @nb (<= 16)
+ * blocks of 32: a signed scale for [-nmax, nmax) searched by
+ * make_qx_quants, weighted by qw · sqrt (sigma2 + x²) with sigma2 the
+ * row's Σx² / n; no rounding of the codes again after the scale is
+ * stored */
 static void
-q4_0_q5_0_weighted (const float *x, guint8 *y, const float *qw, float sigma2, gboolean five)
+q4_0_q5_0_weighted (const float *x, guint8 *y, const float *qw, float sigma2, gboolean five, int nb)
 {
-  float weight[32], d;
-  gint8 L[32];
-  guint32 qh = 0;
+  float weight[16 * 32] = { 0 }, d[16];
+  gint8 L[16 * 32];
+  const gsize bytes = five ? 22 : 18;
 
-  importance_weights (x, qw, 32, sigma2, weight);
-  d = make_qx_quants (32, five ? 16 : 8, x, L, 1, weight);
-  put_half (y, d);
-  for (guint j = 0; j < 16; j++)
+  importance_weights (x, qw, 32 * nb, sigma2, weight);
+  qx_many (nb, 32, five ? 16 : 8, x, weight, L, d);
+  for (int b = 0; b < nb; b++)
     {
-      const guint8 q0 = (guint8) L[j], q1 = (guint8) L[j + 16];
-      y[(five ? 6 : 2) + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-      qh |= ((q0 & 0x10u) >> 4) << j;
-      qh |= ((q1 & 0x10u) >> 4) << (j + 16);
+      guint8 *yb = y + bytes * b;
+      guint32 qh = 0;
+      put_half (yb, d[b]);
+      for (guint j = 0; j < 16; j++)
+        {
+          const guint8 q0 = (guint8) L[32 * b + j], q1 = (guint8) L[32 * b + j + 16];
+          yb[(five ? 6 : 2) + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+          qh |= ((q0 & 0x10u) >> 4) << j;
+          qh |= ((q1 & 0x10u) >> 4) << (j + 16);
+        }
+      if (five)
+        for (guint k = 0; k < 4; k++)
+          yb[2 + k] = (guint8) (qh >> (8 * k));
     }
-  if (five)
-    for (guint b = 0; b < 4; b++)
-      y[2 + b] = (guint8) (qh >> (8 * b));
 }
 
 /* quantize_row_q4_1_impl / _q5_1_impl with importance: scale and minimum
@@ -1316,6 +1335,98 @@ q4_1_q5_1_weighted (const float *x, guint8 *y, const float *qw, float sigma2, gb
       y[4 + b] = (guint8) (qh >> (8 * b));
 }
 
+/* make_qkx2_quants for @count sub-blocks of @n values at x + j·n (weights
+ * alike): sixteen at a time in the lanes of vectors (quark-gguf-search.c;
+ * a last group padded with zeros), or one at a time with
+ * QUARK_GGUF_SCALAR=1 in the environment; the same bits either way */
+static void
+qkx2_many (int count, int n, int nmax, const float *x, const float *w, guint8 *L, float *sc, float *mins,
+           float rmin, float rdelta, int nstep, gboolean use_mad)
+{
+  int j = 0;
+
+  if (use_scalar ())
+    {
+      guint8 Laux[32];
+      for (; j < count; j++)
+        sc[j] = make_qkx2_quants (n, nmax, x + j * n, w + j * n, L + j * n, &mins[j], Laux, rmin, rdelta, nstep,
+                                  use_mad);
+      return;
+    }
+  for (; j + 16 <= count; j += 16)
+    _quark_gguf_qkx2_x16 (n, nmax, x + j * n, w + j * n, L + j * n, sc + j, mins + j, rmin, rdelta, nstep, use_mad);
+  if (j < count)
+    {
+      float px[16 * 32] = { 0 }, pw[16 * 32] = { 0 }, psc[16], pmins[16];
+      guint8 pL[16 * 32];
+      memcpy (px, x + j * n, (gsize) (count - j) * n * sizeof (float));
+      memcpy (pw, w + j * n, (gsize) (count - j) * n * sizeof (float));
+      _quark_gguf_qkx2_x16 (n, nmax, px, pw, pL, psc, pmins, rmin, rdelta, nstep, use_mad);
+      memcpy (L + j * n, pL, (gsize) (count - j) * n);
+      memcpy (sc + j, psc, (gsize) (count - j) * sizeof (float));
+      memcpy (mins + j, pmins, (gsize) (count - j) * sizeof (float));
+    }
+}
+
+/* Q2_K, Q4_K and Q5_K for @nb (at most 2) super-blocks: each sub-block's
+ * weights as the reference (Q2_K |x|, Q4_K/Q5_K the sub-block's rms + |x|)
+ * or the importance path (qw · sqrt (sigma2 + x²), sigma2 of the
+ * super-block) compute them, the sub-block searches together, then each
+ * super-block's scales and codes */
+static void
+kquant_blocks (QuarkGgmlType type, const float *x, int nb, const float *qw, guint8 *y)
+{
+  const int sub = type == QUARK_GGML_Q2_K ? 16 : 32, per = QK_K / sub, count = nb * per;
+  const int nmax = type == QUARK_GGML_Q2_K ? 3 : type == QUARK_GGML_Q4_K ? 15 : 31;
+  const gboolean five = type == QUARK_GGML_Q5_K;
+  const gsize bytes = _quark_ggml_row_size (type, QK_K);
+  float w[2 * QK_K], sc[2 * QK_K / 16], mins[2 * QK_K / 16], sw[2 * QK_K / 16];
+  guint8 L[2 * QK_K];
+
+  for (int b = 0; b < nb; b++)
+    {
+      const float *xb = x + QK_K * b;
+      float *wb = w + QK_K * b;
+      if (qw)
+        {
+          /* Q2_K: Σx² / 256; Q4_K, Q5_K: 2 Σx² / 256 */
+          const float sigma2 = (type == QUARK_GGML_Q2_K ? 1 : 2) * sum_squares (xb, QK_K) / QK_K;
+          importance_weights (xb, qw + QK_K * b, QK_K, sigma2, wb);
+          for (int j = 0; j < per; ++j)
+            {
+              float sumw = 0;
+              for (int l = 0; l < sub; ++l)
+                sumw += wb[sub * j + l];
+              sw[per * b + j] = sumw;
+            }
+        }
+      else if (type == QUARK_GGML_Q2_K)
+        for (int l = 0; l < QK_K; ++l)
+          wb[l] = fabsf (xb[l]);
+      else
+        for (int j = 0; j < per; ++j)
+          {
+            float av_x = sqrtf (sum_squares (xb + 32 * j, 32) / 32);
+            for (int l = 0; l < 32; ++l)
+              wb[32 * j + l] = av_x + fabsf (xb[32 * j + l]);
+          }
+    }
+  if (qw)   /* make_qkx3_quants */
+    qkx2_many (count, sub, nmax, x, w, L, sc, mins, -0.9f, 0.05f, 36, FALSE);
+  else if (type == QUARK_GGML_Q2_K)
+    qkx2_many (count, sub, nmax, x, w, L, sc, mins, -0.5f, 0.1f, 15, TRUE);
+  else
+    qkx2_many (count, sub, nmax, x, w, L, sc, mins, five ? -0.5f : -1.f, 0.1f, five ? 15 : 20, FALSE);
+  for (int b = 0; b < nb; b++)
+    {
+      const float *swb = qw ? sw + per * b : NULL;
+      if (type == QUARK_GGML_Q2_K)
+        q2_k (x + QK_K * b, y + bytes * b, L + QK_K * b, sc + per * b, mins + per * b, swb);
+      else
+        q45_k (x + QK_K * b, y + bytes * b, five, L + QK_K * b, sc + per * b, mins + per * b, swb);
+    }
+}
+
 void
 _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const float *qw, guint8 *out)
 {
@@ -1334,17 +1445,29 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       quark_kernel_convert_from_f32 (QUARK_DTYPE_BF16, x, out, n);
       return;
     case QUARK_GGML_Q2_K: case QUARK_GGML_Q3_K: case QUARK_GGML_Q4_K: case QUARK_GGML_Q5_K: case QUARK_GGML_Q6_K:
-      for (gsize b = 0; b < n / QK_K; b++)
+      for (gsize b = 0; b < n / QK_K; b += 2)
         {
           const float *xb = x + QK_K * b, *wb = qw ? qw + QK_K * b : NULL;
           guint8 *yb = out + _quark_ggml_row_size (type, QK_K) * b;
           switch (type)
             {
-            case QUARK_GGML_Q2_K: wb ? q2_k_weighted (xb, yb, wb) : q2_k (xb, yb); break;
-            case QUARK_GGML_Q3_K: wb ? q3_k_weighted (xb, yb, wb) : q3_k (xb, yb); break;
-            case QUARK_GGML_Q4_K: wb ? q45_k_weighted (xb, yb, FALSE, wb) : q45_k (xb, yb, FALSE); break;
-            case QUARK_GGML_Q5_K: wb ? q45_k_weighted (xb, yb, TRUE, wb) : q45_k (xb, yb, TRUE); break;
-            default: q6_k (xb, yb, wb); break;
+            case QUARK_GGML_Q3_K:
+            case QUARK_GGML_Q6_K:
+              for (gsize k = 0; k < 2 && b + k < n / QK_K; k++)
+                {
+                  const float *xk = xb + QK_K * k, *wk = wb ? wb + QK_K * k : NULL;
+                  guint8 *yk = yb + _quark_ggml_row_size (type, QK_K) * k;
+                  if (type == QUARK_GGML_Q6_K)
+                    q6_k (xk, yk, wk);
+                  else if (wk)
+                    q3_k_weighted (xk, yk, wk);
+                  else
+                    q3_k (xk, yk);
+                }
+              break;
+            default:
+              kquant_blocks (type, xb, (int) MIN ((gsize) 2, n / QK_K - b), wb, yb);
+              break;
             }
         }
       return;
@@ -1352,6 +1475,15 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       /* the legacy types' importance paths weigh by the whole row's mean square */
       if (qw)
         sigma2 = sum_squares (x, n) / (float) n;
+      if (qw && (type == QUARK_GGML_Q4_0 || type == QUARK_GGML_Q5_0))
+        {
+          /* 16 blocks at a time: their scale searches run together */
+          const gsize bytes = type == QUARK_GGML_Q5_0 ? 22 : 18;
+          for (gsize b = 0; b < n / 32; b += 16)
+            q4_0_q5_0_weighted (x + 32 * b, out + bytes * b, qw + 32 * b, sigma2, type == QUARK_GGML_Q5_0,
+                                (int) MIN ((gsize) 16, n / 32 - b));
+          return;
+        }
       break;
     default:
       break;
@@ -1361,9 +1493,9 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       const float *xb = x + 32 * b, *wb = qw ? qw + 32 * b : NULL;
       switch (type)
         {
-        case QUARK_GGML_Q4_0: wb ? q4_0_q5_0_weighted (xb, out + 18 * b, wb, sigma2, FALSE) : q4_0 (xb, out + 18 * b); break;
+        case QUARK_GGML_Q4_0: q4_0 (xb, out + 18 * b); break;
         case QUARK_GGML_Q4_1: wb ? q4_1_q5_1_weighted (xb, out + 20 * b, wb, sigma2, FALSE) : q4_1 (xb, out + 20 * b); break;
-        case QUARK_GGML_Q5_0: wb ? q4_0_q5_0_weighted (xb, out + 22 * b, wb, sigma2, TRUE) : q5_0 (xb, out + 22 * b); break;
+        case QUARK_GGML_Q5_0: q5_0 (xb, out + 22 * b); break;
         case QUARK_GGML_Q5_1: wb ? q4_1_q5_1_weighted (xb, out + 24 * b, wb, sigma2, TRUE) : q5_1 (xb, out + 24 * b); break;
         case QUARK_GGML_Q8_0: q8_0 (xb, out + 34 * b); break;      /* importance unused, as llama.cpp */
         case QUARK_GGML_IQ4_NL: iq4_nl (xb, out + 18 * b, wb); break;

@@ -1,0 +1,35 @@
+/* quark-gguf-quants-private.h: the vector form of the k-quants' searches
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* ggml's make_qkx2_quants on 16 sub-blocks of @n (<= 32) values at once:
+ * sub-block j at x + j·n (its weights at weights + j·n, its codes into
+ * L + j·n), its scale into scales[j] and its negated minimum into mins[j];
+ * the bits of the scalar search (quark-gguf-search.c) */
+void _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+                           float *mins, float rmin, float rdelta, int nstep, int use_mad)
+  __attribute__ ((visibility ("hidden")));
+
+/* ggml's make_qx_quants (rmse_type 1) on 16 sub-blocks of @n (<= 32)
+ * values at once, weighted by @qw (laid out as @x) or by x²: codes plus
+ * nmax into L + j·n, scales into scales[j] */
+void _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, float *scales)
+  __attribute__ ((visibility ("hidden")));
+
+/* ggml's make_q3_quants (do_rmse) on 16 sub-blocks of @n (<= 32) values */
+void _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
+  __attribute__ ((visibility ("hidden")));
+
+/* L[i] = offset + clamp (nearest_int ((x[i] (+ m)) / d), lo, hi), @n a
+ * multiple of 16 */
+void _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d, int lo, int hi, int offset,
+                             guint8 *L)
+  __attribute__ ((visibility ("hidden")));
+
+G_END_DECLS

@@ -1,0 +1,311 @@
+/* quark-gguf-search.c: the k-quants' scale searches, sixteen sub-blocks at once
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * ggml's make_qkx2_quants searches, for one sub-block of n values, a scale
+ * and a minimum: a sequence of float operations whose sums run element by
+ * element, so that one sub-block cannot be split across vector lanes
+ * without changing its bits. Sixteen sub-blocks can: each lane of a
+ * 16-lane vector (one AVX-512 register, two AVX2 ones) runs one
+ * sub-block's whole search, the same IEEE operations in the same order as
+ * the scalar code (quark-gguf-quants.c, itself ggml's), with its branches
+ * as selections. The results are those of the scalar search bit for bit;
+ * the llama-quantize digests of the tests check it, and
+ * QUARK_GGUF_SCALAR=1 in the environment takes the scalar path instead
+ * (for comparing the two, and the benchmark's ratio).
+ */
+#include "config.h"
+
+#include "quark-gguf-quants-private.h"
+#include "../../kernels/quark-kernel-private.h"
+
+#include <math.h>
+
+/* ggml's nearest_int, per lane: round to nearest even for |f| < 2^22 */
+QK_INLINE qk_vi
+nearest_int_v (qk_vf f)
+{
+  qk_vf val = f + QK_ROUND_MAGIC;
+  return ((qk_vi) val & 0x007fffff) - 0x00400000;
+}
+
+QK_INLINE qk_vi
+clamp_v (qk_vi l, qk_vi hi)
+{
+  const qk_vi zero = { 0 };
+  l = qk_select_i (l > hi, hi, l);
+  return qk_select_i (l < zero, zero, l);
+}
+
+QK_INLINE qk_vf
+error_of (qk_vf diff, int use_mad)
+{
+  return use_mad ? (qk_vf) ((qk_vi) diff & 0x7fffffff) : diff * diff;
+}
+
+/* make_qkx2_quants for the 16 sub-blocks of @n values at x + j·n (j < 16),
+ * with weights at the same places: codes into L (the same places), the
+ * scales into scales[j] and the minima (negated, as the_min) into
+ * mins[j]; @n at most 32 */
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+                      float *mins, float rmin, float rdelta, int nstep, int use_mad)
+{
+  qk_vf xt[32], wt[32];
+  qk_vi lt[32], laux[32];
+  qk_vf min, max, sum_w, sum_x, iscale, scale, best, min0;
+  const qk_vf zero = { 0 }, infinity = qk_splat (INFINITY);
+  const qk_vi top = qk_splat_i (nmax);
+
+  if (n < 1 || n > 32)
+    return;
+  /* the sub-blocks transposed: lane j of xt[i] is element i of sub-block j */
+  for (int i = 0; i < n; i++)
+    {
+      float cx[QK_LANES], cw[QK_LANES];
+      for (int j = 0; j < QK_LANES; j++)
+        {
+          cx[j] = x[j * n + i];
+          cw[j] = weights[j * n + i];
+        }
+      memcpy (&xt[i], cx, sizeof cx);
+      memcpy (&wt[i], cw, sizeof cw);
+    }
+  min = max = xt[0];
+  sum_w = wt[0];
+  sum_x = sum_w * xt[0];
+  for (int i = 1; i < n; i++)
+    {
+      min = qk_select (xt[i] < min, xt[i], min);
+      max = qk_select (xt[i] > max, xt[i], max);
+      sum_w += wt[i];
+      sum_x += wt[i] * xt[i];
+    }
+  min = qk_select (min > zero, zero, min);
+  min0 = min;   /* flat sub-blocks (max == min) end here in the scalar code */
+  iscale = (float) nmax / (max - min);
+  scale = 1 / iscale;
+  best = zero;
+  for (int i = 0; i < n; i++)
+    {
+      lt[i] = clamp_v (nearest_int_v (iscale * (xt[i] - min)), top);
+      best += wt[i] * error_of (scale * __builtin_convertvector (lt[i], qk_vf) + min - xt[i], use_mad);
+    }
+  for (int is = 0; nstep >= 1 && is <= nstep; is++)
+    {
+      qk_vf sum_l = zero, sum_l2 = zero, sum_xl = zero, d, this_scale, this_min, cur = zero;
+
+      /* (min is the best candidate's so far, as in the scalar code) */
+      iscale = (rmin + rdelta * is + nmax) / (max - min);
+      for (int i = 0; i < n; i++)
+        {
+          qk_vf l;
+          laux[i] = clamp_v (nearest_int_v (iscale * (xt[i] - min)), top);
+          l = __builtin_convertvector (laux[i], qk_vf);
+          sum_l += wt[i] * l;
+          sum_l2 += wt[i] * l * l;
+          sum_xl += wt[i] * l * xt[i];
+        }
+      d = sum_w * sum_l2 - sum_l * sum_l;
+      this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+      this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+      this_scale = qk_select (this_min > zero, sum_xl / sum_l2, this_scale);
+      this_min = qk_select (this_min > zero, zero, this_min);
+      for (int i = 0; i < n; i++)
+        cur += wt[i] * error_of (this_scale * __builtin_convertvector (laux[i], qk_vf) + this_min - xt[i], use_mad);
+      /* the scalar code tries the candidate only where D > 0 */
+      cur = qk_select (d > zero, cur, infinity);
+      for (int i = 0; i < n; i++)
+        lt[i] = qk_select_i (cur < best, laux[i], lt[i]);
+      scale = qk_select (cur < best, this_scale, scale);
+      min = qk_select (cur < best, this_min, min);
+      best = qk_select (cur < best, cur, best);
+    }
+  for (int j = 0; j < QK_LANES; j++)
+    {
+      gboolean flat = max[j] == min0[j];
+      for (int i = 0; i < n; i++)
+        L[j * n + i] = flat ? 0 : (guint8) lt[i][j];
+      scales[j] = flat ? 0.f : scale[j];
+      mins[j] = -(flat ? min0[j] : min[j]);
+    }
+}
+
+/* The start that make_qx_quants and make_q3_quants share, per lane: the
+ * sub-blocks transposed (weights qw, or x²), the element of largest
+ * magnitude (the first of equals), the codes of the scale -nmax / max
+ * clamped to [-nmax, nmax) and their weighted sums Σ w·x·l and Σ w·l² */
+QK_INLINE void
+qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt, qk_vi *lt, qk_vf *amax_out,
+          qk_vf *max_out, qk_vf *sumlx_out, qk_vf *suml2_out)
+{
+  const qk_vf zero = { 0 };
+  const qk_vi lo = qk_splat_i (-nmax), hi = qk_splat_i (nmax - 1);
+  qk_vf amax = zero, max = zero, iscale, sumlx = zero, suml2 = zero;
+
+  for (int i = 0; i < n; i++)
+    {
+      float cx[QK_LANES], cw[QK_LANES];
+      for (int j = 0; j < QK_LANES; j++)
+        {
+          cx[j] = x[j * n + i];
+          cw[j] = qw ? qw[j * n + i] : cx[j] * cx[j];
+        }
+      memcpy (&xt[i], cx, sizeof cx);
+      memcpy (&wt[i], cw, sizeof cw);
+    }
+  for (int i = 0; i < n; i++)
+    {
+      qk_vf ax = (qk_vf) ((qk_vi) xt[i] & 0x7fffffff);
+      max = qk_select (amax < ax, xt[i], max);
+      amax = qk_select (amax < ax, ax, amax);
+    }
+  iscale = (float) -nmax / max;
+  for (int i = 0; i < n; i++)
+    {
+      qk_vi l = nearest_int_v (iscale * xt[i]);
+      qk_vf lf;
+      l = qk_select_i (l > hi, hi, l);
+      lt[i] = l = qk_select_i (l < lo, lo, l);
+      lf = __builtin_convertvector (l, qk_vf);
+      sumlx += wt[i] * xt[i] * lf;
+      suml2 += wt[i] * lf * lf;
+    }
+  *amax_out = amax;
+  *max_out = max;
+  *sumlx_out = sumlx;
+  *suml2_out = suml2;
+}
+
+/* codes plus nmax into L, scales into scales; all-zero sub-blocks
+ * (max |x| < GROUP_MAX_EPS) get codes 0 and scale 0, as the scalar code
+ * returns before any search */
+QK_INLINE void
+qx_store (int n, int nmax, const qk_vi *lt, qk_vf amax, qk_vf scale, gint8 *L, float *scales)
+{
+  for (int j = 0; j < QK_LANES; j++)
+    {
+      gboolean all_zero = amax[j] < 1e-15f;
+      for (int i = 0; i < n; i++)
+        L[j * n + i] = all_zero ? 0 : (gint8) (lt[i][j] + nmax);
+      scales[j] = all_zero ? 0.f : scale[j];
+    }
+}
+
+/* make_qx_quants (rmse_type 1) for the 16 sub-blocks of @n values at
+ * x + j·n (j < 16), weighted by qw at the same places or, without, by x²:
+ * codes (offset by nmax) into L, the scales into scales[j]; @n at most 32 */
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, float *scales)
+{
+  qk_vf xt[32], wt[32];
+  qk_vi lt[32], laux[32];
+  qk_vf amax, max, iscale, sumlx, suml2, scale, best;
+  const qk_vf zero = { 0 }, minus_infinity = qk_splat (-INFINITY);
+  const qk_vi lo = qk_splat_i (-nmax), hi = qk_splat_i (nmax - 1);
+
+  if (n < 1 || n > 32)
+    return;
+  qx_start (n, nmax, x, qw, xt, wt, lt, &amax, &max, &sumlx, &suml2);
+  scale = qk_select (suml2 != zero, sumlx / suml2, zero);
+  best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is)
+    {
+      qk_vf lhs;
+      if (is == 0)
+        continue;
+      iscale = -(nmax + 0.1f * is) / max;
+      sumlx = suml2 = zero;
+      for (int i = 0; i < n; i++)
+        {
+          qk_vi l = nearest_int_v (iscale * xt[i]);
+          qk_vf lf;
+          l = qk_select_i (l > hi, hi, l);
+          laux[i] = l = qk_select_i (l < lo, lo, l);
+          lf = __builtin_convertvector (l, qk_vf);
+          sumlx += wt[i] * xt[i] * lf;
+          suml2 += wt[i] * lf * lf;
+        }
+      /* suml2 > 0 && sumlx² > best · suml2 */
+      lhs = qk_select (suml2 > zero, sumlx * sumlx, minus_infinity);
+      for (int i = 0; i < n; i++)
+        lt[i] = qk_select_i (lhs > best * suml2, laux[i], lt[i]);
+      scale = qk_select (lhs > best * suml2, sumlx / suml2, scale);
+      best = qk_select (lhs > best * suml2, scale * sumlx, best);
+    }
+  qx_store (n, nmax, lt, amax, scale, L, scales);
+}
+
+/* make_q3_quants (with its refinement: do_rmse) for the 16 sub-blocks of
+ * @n values at x + j·n: codes (offset by nmax) into L, scales into
+ * scales[j]; @n at most 32. A lane whose round changed no code stops, as
+ * the scalar loop breaks. */
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
+{
+  qk_vf xt[32], wt[32];
+  qk_vi lt[32];
+  qk_vf amax, max, sumlx, suml2, scale;
+  qk_vi active = qk_splat_i (-1);
+  const qk_vf zero = { 0 }, minus_infinity = qk_splat (-INFINITY);
+  const qk_vi lo = qk_splat_i (-nmax), hi = qk_splat_i (nmax - 1), zero_i = { 0 }, one = qk_splat_i (1);
+
+  if (n < 1 || n > 32)
+    return;
+  qx_start (n, nmax, x, NULL, xt, wt, lt, &amax, &max, &sumlx, &suml2);
+  for (int itry = 0; itry < 5; ++itry)
+    {
+      qk_vi changed = zero_i;
+      for (int i = 0; i < n; i++)
+        {
+          qk_vf lf = __builtin_convertvector (lt[i], qk_vf), slx, sl2, nf, lhs, rhs;
+          qk_vi new_l;
+          slx = sumlx - wt[i] * xt[i] * lf;
+          sl2 = suml2 - wt[i] * lf * lf;
+          new_l = nearest_int_v (xt[i] * sl2 / slx);
+          new_l = qk_select_i (new_l > hi, hi, new_l);
+          new_l = qk_select_i (new_l < lo, lo, new_l);
+          nf = __builtin_convertvector (new_l, qk_vf);
+          /* where slx > 0, the code changes, and then sl2 > 0 and the fit
+           * improves: slx'² · suml2 > sumlx² · sl2' */
+          lhs = qk_select (slx > zero, zero, minus_infinity);
+          slx += wt[i] * xt[i] * nf;
+          sl2 += wt[i] * nf * nf;
+          lhs = qk_select (lhs == zero, slx * slx * suml2, minus_infinity);
+          lhs = qk_select (new_l != lt[i], lhs, minus_infinity);
+          lhs = qk_select (sl2 > zero, lhs, minus_infinity);
+          lhs = qk_select (active, lhs, minus_infinity);
+          rhs = sumlx * sumlx * sl2;
+          lt[i] = qk_select_i (lhs > rhs, new_l, lt[i]);
+          changed += qk_select_i (lhs > rhs, one, zero_i);
+          sumlx = qk_select (lhs > rhs, slx, sumlx);
+          suml2 = qk_select (lhs > rhs, sl2, suml2);
+        }
+      active = qk_select_i (changed > zero_i, active, zero_i);
+    }
+  scale = qk_select (suml2 > zero, sumlx / suml2, zero);
+  qx_store (n, nmax, lt, amax, scale, L, scales);
+}
+
+/* The codes again from a stored scale d (and minimum m, added first when
+ * @with_m): L[i] = offset + clamp (nearest_int ((x[i] + m) / d), lo, hi)
+ * for @n (a multiple of 16) values, as the k-quants' last passes */
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d, int lo, int hi, int offset,
+                        guint8 *L)
+{
+  const qk_vf vd = qk_splat (d), vm = qk_splat (m);
+  const qk_vi vlo = qk_splat_i (lo), vhi = qk_splat_i (hi), voff = qk_splat_i (offset);
+
+  for (int i = 0; i + QK_LANES <= n; i += QK_LANES)
+    {
+      qk_vf v;
+      qk_vi l;
+      memcpy (&v, x + i, sizeof v);
+      l = nearest_int_v ((with_m ? v + vm : v) / vd);
+      l = qk_select_i (l > vhi, vhi, l);
+      l = qk_select_i (l < vlo, vlo, l) + voff;
+      for (int j = 0; j < QK_LANES; j++)
+        L[i + j] = (guint8) l[j];
+    }
+}
