@@ -196,94 +196,108 @@ min_max (const float *x, guint n, float *lo, float *hi)
   *hi = mx;
 }
 
-static void
-q4_0 (const float *x, guint8 *y)
-{
-  const float d = signed_max (x, 32) / -8;
-  const float id = d ? 1.0f / d : 0.0f;
+static float e8m0_half (guint8 e);
+static int best_index_mxfp4 (float x, float e);
 
-  put_half (y, d);
-  for (guint j = 0; j < 16; j++)
+/* The codes of one block of 32 as llama.cpp's reference quantizers make
+ * them (the header says how), with the scale d and (Q4_1, Q5_1) the
+ * minimum m; MXFP4's E8M0 byte as d. _quark_gguf_legacy_codes()
+ * (quark-gguf-search.c) is the same in vector lanes. */
+static void
+legacy_codes (QuarkGgmlType type, const float *x, guint8 *codes, float *d_out, float *m_out)
+{
+  float d = 0, id, mn = 0, mx;
+
+  switch (type)
     {
-      const float x0 = x[j] * id, x1 = x[j + 16] * id;
-      const guint8 q0 = MIN (15, (gint8) (x0 + 8.5f)), q1 = MIN (15, (gint8) (x1 + 8.5f));
-      y[2 + j] = (guint8) (q0 | (q1 << 4));
+    case QUARK_GGML_Q4_0:
+    case QUARK_GGML_Q5_0:
+      {
+        const int top = type == QUARK_GGML_Q4_0 ? 15 : 31;
+        const float offset = type == QUARK_GGML_Q4_0 ? 8.5f : 16.5f;
+        d = signed_max (x, 32) / (type == QUARK_GGML_Q4_0 ? -8 : -16);
+        id = d ? 1.0f / d : 0.0f;
+        for (guint j = 0; j < 32; j++)
+          codes[j] = (guint8) MIN (top, (gint8) (x[j] * id + offset));
+      }
+      break;
+    case QUARK_GGML_Q4_1:
+    case QUARK_GGML_Q5_1:
+      min_max (x, 32, &mn, &mx);
+      d = (mx - mn) / (type == QUARK_GGML_Q4_1 ? (1 << 4) - 1 : (1 << 5) - 1);
+      id = d ? 1.0f / d : 0.0f;
+      for (guint j = 0; j < 32; j++)
+        codes[j] = type == QUARK_GGML_Q4_1 ? (guint8) MIN (15, (gint8) ((x[j] - mn) * id + 0.5f))
+                                           : (guint8) ((x[j] - mn) * id + 0.5f);
+      break;
+    case QUARK_GGML_Q8_0:
+      {
+        float amax = 0.0f;
+        for (guint j = 0; j < 32; j++)
+          amax = MAX (amax, fabsf (x[j]));
+        d = amax / ((1 << 7) - 1);
+        id = d ? 1.0f / d : 0.0f;
+        for (guint j = 0; j < 32; j++)
+          codes[j] = (guint8) (gint8) round_away (x[j] * id);   /* |x·id| <= 127: roundf */
+      }
+      break;
+    default:   /* MXFP4 */
+      {
+        float amax = 0.0f, half;
+        guint8 e;
+        for (int j = 0; j < 32; j++)
+          if (amax < fabsf (x[j]))
+            amax = fabsf (x[j]);
+        e = amax > 0.0f ? (guint8) (floorf (log2f (amax)) - 2 + 127) : 0;
+        half = e8m0_half (e);
+        for (int j = 0; j < 32; ++j)
+          codes[j] = (guint8) best_index_mxfp4 (x[j], half);
+        d = e;
+      }
+      break;
     }
+  *d_out = d;
+  *m_out = mn;
 }
 
+/* A block of the legacy types (or MXFP4) from its codes: the fp16 scale
+ * (and minimum), element j in the low nibble of byte j and j + 16 in the
+ * high one (Q8_0: one byte each), bit 4 of the 5-bit types' element j at
+ * bit j of a 32-bit qh */
 static void
-q4_1 (const float *x, guint8 *y)
+legacy_pack (QuarkGgmlType type, const guint8 *codes, float d, float m, guint8 *y)
 {
-  float mn, mx, d, id;
-
-  min_max (x, 32, &mn, &mx);
-  d = (mx - mn) / ((1 << 4) - 1);
-  id = d ? 1.0f / d : 0.0f;
-  put_half (y, d);
-  put_half (y + 2, mn);
-  for (guint j = 0; j < 16; j++)
-    {
-      const float x0 = (x[j] - mn) * id, x1 = (x[j + 16] - mn) * id;
-      const guint8 q0 = MIN (15, (gint8) (x0 + 0.5f)), q1 = MIN (15, (gint8) (x1 + 0.5f));
-      y[4 + j] = (guint8) (q0 | (q1 << 4));
-    }
-}
-
-static void
-q5_0 (const float *x, guint8 *y)
-{
-  const float d = signed_max (x, 32) / -16;
-  const float id = d ? 1.0f / d : 0.0f;
+  gboolean five = type == QUARK_GGML_Q5_0 || type == QUARK_GGML_Q5_1;
+  gboolean with_min = type == QUARK_GGML_Q4_1 || type == QUARK_GGML_Q5_1;
+  guint8 *qs;
   guint32 qh = 0;
 
+  if (type == QUARK_GGML_MXFP4)
+    {
+      y[0] = (guint8) d;
+      for (int j = 0; j < 16; ++j)
+        y[1 + j] = (guint8) (codes[j] | (codes[16 + j] << 4));
+      return;
+    }
   put_half (y, d);
+  if (type == QUARK_GGML_Q8_0)
+    {
+      memcpy (y + 2, codes, 32);
+      return;
+    }
+  if (with_min)
+    put_half (y + 2, m);
+  qs = y + 2 + (with_min ? 2 : 0) + (five ? 4 : 0);
   for (guint j = 0; j < 16; j++)
     {
-      const float x0 = x[j] * id, x1 = x[j + 16] * id;
-      const guint8 q0 = MIN (31, (gint8) (x0 + 16.5f)), q1 = MIN (31, (gint8) (x1 + 16.5f));
-      y[6 + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+      const guint8 q0 = codes[j], q1 = codes[j + 16];
+      qs[j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
       qh |= ((q0 & 0x10u) >> 4) << j;
       qh |= ((q1 & 0x10u) >> 4) << (j + 16);
     }
-  for (guint b = 0; b < 4; b++)
-    y[2 + b] = (guint8) (qh >> (8 * b));
-}
-
-static void
-q5_1 (const float *x, guint8 *y)
-{
-  float mn, mx, d, id;
-  guint32 qh = 0;
-
-  min_max (x, 32, &mn, &mx);
-  d = (mx - mn) / ((1 << 5) - 1);
-  id = d ? 1.0f / d : 0.0f;
-  put_half (y, d);
-  put_half (y + 2, mn);
-  for (guint j = 0; j < 16; j++)
-    {
-      const float x0 = (x[j] - mn) * id, x1 = (x[j + 16] - mn) * id;
-      const guint8 q0 = (guint8) (x0 + 0.5f), q1 = (guint8) (x1 + 0.5f);
-      y[8 + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-      qh |= ((q0 & 0x10u) >> 4) << j;
-      qh |= ((q1 & 0x10u) >> 4) << (j + 16);
-    }
-  for (guint b = 0; b < 4; b++)
-    y[4 + b] = (guint8) (qh >> (8 * b));
-}
-
-static void
-q8_0 (const float *x, guint8 *y)
-{
-  float amax = 0.0f, d, id;
-
-  for (guint j = 0; j < 32; j++)
-    amax = MAX (amax, fabsf (x[j]));
-  d = amax / ((1 << 7) - 1);
-  id = d ? 1.0f / d : 0.0f;
-  put_half (y, d);
-  for (guint j = 0; j < 32; j++)
-    y[2 + j] = (guint8) (gint8) round_away (x[j] * id);   /* |x·id| <= 127: roundf */
+  if (five)
+    for (guint b = 0; b < 4; b++)
+      y[2 + (with_min ? 2 : 0) + b] = (guint8) (qh >> (8 * b));
 }
 
 
@@ -1262,21 +1276,6 @@ best_index_mxfp4 (float x, float e)
   return best_index;
 }
 
-static void
-mxfp4 (const float *x, guint8 *y)
-{
-  float amax = 0.0f, d;
-  guint8 e;
-
-  for (int j = 0; j < 32; j++)
-    if (amax < fabsf (x[j]))
-      amax = fabsf (x[j]);
-  e = amax > 0.0f ? (guint8) (floorf (log2f (amax)) - 2 + 127) : 0;
-  d = e8m0_half (e);
-  y[0] = e;
-  for (int j = 0; j < 16; ++j)
-    y[1 + j] = (guint8) (best_index_mxfp4 (x[j], d) | (best_index_mxfp4 (x[16 + j], d) << 4));
-}
 
 /* quantize_row_q4_0_impl / _q5_0_impl with importance, for @nb (<= 16)
  * blocks of 32: a signed scale for [-nmax, nmax) searched by
@@ -1293,21 +1292,7 @@ q4_0_q5_0_weighted (const float *x, guint8 *y, const float *qw, float sigma2, gb
   importance_weights (x, qw, 32 * nb, sigma2, weight);
   qx_many (nb, 32, five ? 16 : 8, x, weight, L, d);
   for (int b = 0; b < nb; b++)
-    {
-      guint8 *yb = y + bytes * b;
-      guint32 qh = 0;
-      put_half (yb, d[b]);
-      for (guint j = 0; j < 16; j++)
-        {
-          const guint8 q0 = (guint8) L[32 * b + j], q1 = (guint8) L[32 * b + j + 16];
-          yb[(five ? 6 : 2) + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-          qh |= ((q0 & 0x10u) >> 4) << j;
-          qh |= ((q1 & 0x10u) >> 4) << (j + 16);
-        }
-      if (five)
-        for (guint k = 0; k < 4; k++)
-          yb[2 + k] = (guint8) (qh >> (8 * k));
-    }
+    legacy_pack (five ? QUARK_GGML_Q5_0 : QUARK_GGML_Q4_0, (const guint8 *) L + 32 * b, d[b], 0.f, y + bytes * b);
 }
 
 /* quantize_row_q4_1_impl / _q5_1_impl with importance: scale and minimum
@@ -1317,22 +1302,10 @@ q4_1_q5_1_weighted (const float *x, guint8 *y, const float *qw, float sigma2, gb
 {
   float weight[32], d, min;
   guint8 L[32], Laux[32];
-  guint32 qh = 0;
 
   importance_weights (x, qw, 32, sigma2, weight);
   d = make_qkx3_quants (32, five ? 31 : 15, x, weight, L, &min, Laux);
-  put_half (y, d);
-  put_half (y + 2, -min);
-  for (guint j = 0; j < 16; j++)
-    {
-      const guint8 q0 = L[j], q1 = L[j + 16];
-      y[(five ? 8 : 4) + j] = (guint8) ((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-      qh |= ((q0 & 0x10u) >> 4) << j;
-      qh |= ((q1 & 0x10u) >> 4) << (j + 16);
-    }
-  if (five)
-    for (guint b = 0; b < 4; b++)
-      y[4 + b] = (guint8) (qh >> (8 * b));
+  legacy_pack (five ? QUARK_GGML_Q5_1 : QUARK_GGML_Q4_1, L, d, -min, y);
 }
 
 /* make_qkx2_quants for @count sub-blocks of @n values at x + j·n (weights
@@ -1484,25 +1457,42 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
                                 (int) MIN ((gsize) 16, n / 32 - b));
           return;
         }
+      if (qw)
+        {
+          const gsize bytes = _quark_ggml_row_size (type, 32);
+          for (gsize b = 0; b < n / 32; b++)
+            q4_1_q5_1_weighted (x + 32 * b, out + bytes * b, qw + 32 * b, sigma2, type == QUARK_GGML_Q5_1);
+          return;
+        }
       break;
+    case QUARK_GGML_IQ4_NL:
+      for (gsize b = 0; b < n / 32; b++)
+        iq4_nl (x + 32 * b, out + 18 * b, qw ? qw + 32 * b : NULL);
+      return;
     default:
       break;
     }
-  for (gsize b = 0; b < n / 32; b++)
-    {
-      const float *xb = x + 32 * b, *wb = qw ? qw + 32 * b : NULL;
-      switch (type)
-        {
-        case QUARK_GGML_Q4_0: q4_0 (xb, out + 18 * b); break;
-        case QUARK_GGML_Q4_1: wb ? q4_1_q5_1_weighted (xb, out + 20 * b, wb, sigma2, FALSE) : q4_1 (xb, out + 20 * b); break;
-        case QUARK_GGML_Q5_0: q5_0 (xb, out + 22 * b); break;
-        case QUARK_GGML_Q5_1: wb ? q4_1_q5_1_weighted (xb, out + 24 * b, wb, sigma2, TRUE) : q5_1 (xb, out + 24 * b); break;
-        case QUARK_GGML_Q8_0: q8_0 (xb, out + 34 * b); break;      /* importance unused, as llama.cpp */
-        case QUARK_GGML_IQ4_NL: iq4_nl (xb, out + 18 * b, wb); break;
-        case QUARK_GGML_MXFP4: mxfp4 (xb, out + 17 * b); break;    /* importance unused */
-        default: g_assert_not_reached ();
-        }
-    }
+  /* the reference quantizers of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and MXFP4
+   * (Q8_0 and MXFP4 take no importance, as llama.cpp's): the codes of 64
+   * blocks at a time, in vector lanes unless QUARK_GGUF_SCALAR=1, then
+   * packed */
+  {
+    const gsize bytes = _quark_ggml_row_size (type, 32);
+    guint8 codes[64 * 32];
+    float scales[2 * 64];
+
+    for (gsize b = 0; b < n / 32; b += 64)
+      {
+        gsize nb = MIN ((gsize) 64, n / 32 - b);
+        if (use_scalar ())
+          for (gsize k = 0; k < nb; k++)
+            legacy_codes (type, x + 32 * (b + k), codes + 32 * k, &scales[2 * k], &scales[2 * k + 1]);
+        else
+          _quark_gguf_legacy_codes ((int) type, x + 32 * b, nb, codes, scales);
+        for (gsize k = 0; k < nb; k++)
+          legacy_pack (type, codes + 32 * k, scales[2 * k], scales[2 * k + 1], out + bytes * (b + k));
+      }
+  }
 }
 
 void

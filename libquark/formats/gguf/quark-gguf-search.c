@@ -19,6 +19,7 @@
 #include "quark-gguf-quants-private.h"
 #include "../../kernels/quark-kernel-private.h"
 
+#include <float.h>
 #include <math.h>
 
 /* ggml's nearest_int, per lane: round to nearest even for |f| < 2^22 */
@@ -307,5 +308,136 @@ _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d
       l = qk_select_i (l < vlo, vlo, l) + voff;
       for (int j = 0; j < QK_LANES; j++)
         L[i + j] = (guint8) l[j];
+    }
+}
+
+/* ---- the legacy types and MXFP4: a block of 32 in two vectors -------------- */
+
+static const float mxfp4_values[16] = { 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12 };
+
+/* roundf (halves away from zero) per lane, for |v| < 2^23 */
+QK_INLINE qk_vi
+round_away_v (qk_vf v)
+{
+  const qk_vf half = qk_splat (0.5f), minus_half = qk_splat (-0.5f);
+  const qk_vi one = qk_splat_i (1), zero_i = { 0 };
+  qk_vi t = __builtin_convertvector (v, qk_vi);   /* toward zero */
+  qk_vf r = v - __builtin_convertvector (t, qk_vf);
+  t += qk_select_i (r >= half, one, zero_i);
+  return t - qk_select_i (r <= minus_half, one, zero_i);
+}
+
+/* The codes of @nblocks blocks of 32 (at x + 32·b) as llama.cpp's reference
+ * quantizers make them (quark-gguf-quants.c restates each), into
+ * codes + 32·b, with the block's scale into scales[2·b] and its minimum
+ * (Q4_1, Q5_1) into scales[2·b + 1]; MXFP4's E8M0 exponent byte goes into
+ * scales[2·b]. The scalar reductions (maxima, the first element of largest
+ * magnitude) are exact in any order, the per-element arithmetic is lane
+ * for lane the scalar code's. */
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *codes, float *scales)
+{
+  const qk_vi zero_i = { 0 };
+
+  for (size_t b = 0; b < nblocks; b++)
+    {
+      const float *xb = x + 32 * b;
+      qk_vf v[2];
+      qk_vi q[2];
+      float d = 0, id, m = 0;
+
+      memcpy (&v[0], xb, sizeof v[0]);
+      memcpy (&v[1], xb + 16, sizeof v[1]);
+      switch (type)
+        {
+        case 8:    /* Q8_0: d = amax / 127, roundf (x / d) */
+        case 39:   /* MXFP4 */
+          {
+            qk_vf a = qk_max ((qk_vf) ((qk_vi) v[0] & 0x7fffffff), (qk_vf) ((qk_vi) v[1] & 0x7fffffff));
+            float amax = 0.0f;
+            for (int j = 0; j < QK_LANES; j++)
+              amax = MAX (amax, a[j]);
+            if (type == 8)
+              {
+                d = amax / ((1 << 7) - 1);
+                id = d ? 1.0f / d : 0.0f;
+                for (int k = 0; k < 2; k++)
+                  q[k] = round_away_v (v[k] * id);
+              }
+            else
+              {
+                /* e = floor (log2 amax) - 2 + 127; the nearest of the 16
+                 * E2M1 values times 2^(e - 128), the first of equals */
+                guint8 e = amax > 0.0f ? (guint8) (floorf (log2f (amax)) - 2 + 127) : 0;
+                guint32 bits = e < 2 ? 0x00200000u << e : (guint32) (e - 1) << 23;
+                float half;
+                memcpy (&half, &bits, sizeof half);
+                d = e;
+                for (int k = 0; k < 2; k++)
+                  {
+                    qk_vf best = (qk_vf) ((qk_vi) (mxfp4_values[0] * half - v[k]) & 0x7fffffff);
+                    qk_vi index = zero_i;
+                    for (int i = 1; i < 16; i++)
+                      {
+                        qk_vf err = (qk_vf) ((qk_vi) (mxfp4_values[i] * half - v[k]) & 0x7fffffff);
+                        index = qk_select_i (err < best, qk_splat_i (i), index);
+                        best = qk_select (err < best, err, best);
+                      }
+                    q[k] = index;
+                  }
+              }
+          }
+          break;
+        case 2:    /* Q4_0: d = m / -8, min (15, (int8) (x / d + 8.5)) */
+        case 6:    /* Q5_0: d = m / -16, min (31, (int8) (x / d + 16.5)) */
+          {
+            qk_vf a = qk_max ((qk_vf) ((qk_vi) v[0] & 0x7fffffff), (qk_vf) ((qk_vi) v[1] & 0x7fffffff));
+            float amax = 0.0f, max = 0.0f;
+            const float offset = type == 2 ? 8.5f : 16.5f;
+            const int top = type == 2 ? 15 : 31;
+            for (int j = 0; j < QK_LANES; j++)
+              amax = MAX (amax, a[j]);
+            /* the first element of that magnitude (amax 0: max 0) */
+            for (int j = 0; j < 32 && amax > 0.0f; j++)
+              if (fabsf (xb[j]) == amax)
+                {
+                  max = xb[j];
+                  break;
+                }
+            d = max / (type == 2 ? -8 : -16);
+            id = d ? 1.0f / d : 0.0f;
+            for (int k = 0; k < 2; k++)
+              {
+                q[k] = __builtin_convertvector (v[k] * id + offset, qk_vi);
+                q[k] = qk_select_i (q[k] > qk_splat_i (top), qk_splat_i (top), q[k]);
+              }
+          }
+          break;
+        default:   /* Q4_1 (3), Q5_1 (7): d = (max - min) / 15 (31), codes from the minimum */
+          {
+            qk_vf lo = qk_min (v[0], v[1]), hi = qk_max (v[0], v[1]);
+            float mn = FLT_MAX, mx = -FLT_MAX;
+            for (int j = 0; j < QK_LANES; j++)
+              {
+                mn = MIN (mn, lo[j]);
+                mx = MAX (mx, hi[j]);
+              }
+            d = (mx - mn) / (type == 3 ? 15 : 31);
+            id = d ? 1.0f / d : 0.0f;
+            m = mn;
+            for (int k = 0; k < 2; k++)
+              {
+                q[k] = __builtin_convertvector ((v[k] - mn) * id + 0.5f, qk_vi);
+                if (type == 3)
+                  q[k] = qk_select_i (q[k] > qk_splat_i (15), qk_splat_i (15), q[k]);
+              }
+          }
+          break;
+        }
+      for (int k = 0; k < 2; k++)
+        for (int j = 0; j < QK_LANES; j++)
+          codes[32 * b + 16 * k + j] = (guint8) q[k][j];
+      scales[2 * b] = d;
+      scales[2 * b + 1] = m;
     }
 }
