@@ -13,7 +13,9 @@
 # The whole files are compared byte for byte, so a speed never hides a
 # difference.
 #
-# Usage: /usr/bin/python3 bench/bench-gguf.py BUILDDIR MODEL LLAMA_CPP_BIN [--threads N] [TYPE ...]
+# Usage: /usr/bin/python3 bench/bench-gguf.py BUILDDIR MODEL LLAMA_CPP_BIN [--threads N] [--runs N] [TYPE[:pure] ...]
+# (TYPE:pure: every 2-D weight in TYPE, --pure for both tools; MXFP4_MOE:pure
+# is MXFP4 everywhere)
 import hashlib
 import os
 import subprocess
@@ -24,13 +26,17 @@ import time
 builddir, model, llama_bin = sys.argv[1:4]
 args = sys.argv[4:]
 threads = None
-if args[:1] == ['--threads']:
-    threads, args = args[1], args[2:]
+RUNS = 3
+while args[:1] in (['--threads'], ['--runs']):
+    if args[0] == '--threads':
+        threads = args[1]
+    else:
+        RUNS = int(args[1])
+    args = args[2:]
 types = args or ['Q8_0', 'Q4_0', 'Q4_K_M', 'Q6_K']
 quark = os.path.join(builddir, 'tools', 'quark')
 env = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(builddir, 'libquark', 'backends', 'quark'),
            QUARK_BACKEND_SYSTEM_PATH='')
-RUNS = 3
 
 
 def timed(cmd, extra_env=None):
@@ -58,12 +64,15 @@ with tempfile.TemporaryDirectory() as tmp:
     print('%-8s %10s %10s %8s %10s %8s %10s %10s %s' % ('type', 'quark s', 'llama s', 'ratio', 'scalar s', 'ratio',
                                                         'quark MB', 'llama MB', 'same bytes'))
     jobs = ['-j', threads] if threads else []
-    for t in types:
+    for name in types:
+        t, pure = name.split(':')[0], name.endswith(':pure')
         ours, theirs, scalar = (os.path.join(tmp, x + '.gguf') for x in ('ours', 'theirs', 'scalar'))
-        cmd = [quark, 'quantize', model, '--export-format', 'gguf', '--type', t, '--force', *jobs]
+        cmd = [quark, 'quantize', model, '--export-format', 'gguf', '--type', t, '--force', *jobs,
+               *(['--pure'] if pure else [])]
         qs, qm = timed(cmd + ['-o', ours])
         ss, _ = timed(cmd + ['-o', scalar], {'QUARK_GGUF_SCALAR': '1'})
-        ls, lm = timed([os.path.join(llama_bin, 'llama-quantize'), f32, theirs, t, *([threads] if threads else [])])
+        ls, lm = timed([os.path.join(llama_bin, 'llama-quantize'), *(['--pure'] if pure else []), f32, theirs, t,
+                        *([threads] if threads else [])])
         same = content(ours) == content(theirs) == content(scalar)
-        print('%-8s %10.2f %10.2f %8.2f %10.2f %8.2f %10.0f %10.0f %s' % (t, qs, ls, ls / qs, ss, ss / qs, qm / 1024,
+        print('%-8s %10.2f %10.2f %8.2f %10.2f %8.2f %10.0f %10.0f %s' % (name, qs, ls, ls / qs, ss, ss / qs, qm / 1024,
                                                                         lm / 1024, 'yes' if same else 'NO'))

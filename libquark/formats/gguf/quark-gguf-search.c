@@ -313,7 +313,60 @@ _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d
 
 /* ---- the legacy types and MXFP4: a block of 32 in two vectors -------------- */
 
-static const float mxfp4_values[16] = { 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12 };
+/* MXFP4's code of each lane of @x at scale @half (2^(e-128)): the index of
+ * the E2M1 value (kvalues_mxfp4 = 0 1 2 3 4 6 8 12, then their negatives
+ * from index 8) whose multiple is nearest, the first of equals, as ggml's
+ * scan of all 16 finds it. Of the 16 only the zero and the values of x's
+ * sign can win (an error of the other sign's is |x| + v·h rounded, never
+ * below the zero's |x|, which comes first), and a negative x's errors are
+ * those of |x| against the positive values (negation is exact), so the
+ * eight errors of |x| decide, compared in a tournament that keeps the
+ * lower index unless the higher one's error is strictly smaller: the first
+ * minimum, as the scan. */
+QK_INLINE qk_vi
+mxfp4_index_v (qk_vf x, float half)
+{
+  static const float values[8] = { 0, 1, 2, 3, 4, 6, 8, 12 };
+  const qk_vi zero_i = { 0 };
+  qk_vf ax = (qk_vf) ((qk_vi) x & 0x7fffffff), err[8];
+  qk_vi index[8];
+
+  /* (unrolled: GCC 12 builds a splat of a loop variable lane by lane) */
+  _Pragma ("GCC unroll 8")
+  for (int i = 0; i < 8; i++)
+    {
+      err[i] = (qk_vf) ((qk_vi) (values[i] * half - ax) & 0x7fffffff);
+      index[i] = qk_splat_i (i);
+    }
+  _Pragma ("GCC unroll 3")
+  for (int width = 1; width < 8; width *= 2)
+    _Pragma ("GCC unroll 4")
+    for (int i = 0; i < 8; i += 2 * width)
+      {
+        index[i] = qk_select_i (err[i + width] < err[i], index[i + width], index[i]);
+        err[i] = qk_select (err[i + width] < err[i], err[i + width], err[i]);
+      }
+  /* a negative x (sign bit set) takes the negative value: index + 8, but
+   * the zero stays index 0 */
+  return index[0] + qk_select_i ((qk_vi) x < zero_i, qk_select_i (index[0] > zero_i, qk_splat_i (8), zero_i),
+                                 zero_i);
+}
+
+/* The largest (@max) or smallest lane, by halving: exact in any order */
+QK_INLINE float
+horizontal_extreme (qk_vf v, gboolean max)
+{
+  const qk_vi s8 = { 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7 };
+  const qk_vi s4 = { 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11 };
+  const qk_vi s2 = { 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13 };
+  const qk_vi s1 = { 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14 };
+
+  v = max ? qk_max (v, QK_SHUFFLE (v, s8)) : qk_min (v, QK_SHUFFLE (v, s8));
+  v = max ? qk_max (v, QK_SHUFFLE (v, s4)) : qk_min (v, QK_SHUFFLE (v, s4));
+  v = max ? qk_max (v, QK_SHUFFLE (v, s2)) : qk_min (v, QK_SHUFFLE (v, s2));
+  v = max ? qk_max (v, QK_SHUFFLE (v, s1)) : qk_min (v, QK_SHUFFLE (v, s1));
+  return v[0];
+}
 
 /* roundf (halves away from zero) per lane, for |v| < 2^23 */
 QK_INLINE qk_vi
@@ -337,7 +390,6 @@ round_away_v (qk_vf v)
 QK_MULTIVERSION QK_PRIVATE void
 _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *codes, float *scales)
 {
-  const qk_vi zero_i = { 0 };
 
   for (size_t b = 0; b < nblocks; b++)
     {
@@ -354,9 +406,7 @@ _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *code
         case 39:   /* MXFP4 */
           {
             qk_vf a = qk_max ((qk_vf) ((qk_vi) v[0] & 0x7fffffff), (qk_vf) ((qk_vi) v[1] & 0x7fffffff));
-            float amax = 0.0f;
-            for (int j = 0; j < QK_LANES; j++)
-              amax = MAX (amax, a[j]);
+            float amax = horizontal_extreme (a, TRUE);
             if (type == 8)
               {
                 d = amax / ((1 << 7) - 1);
@@ -374,17 +424,7 @@ _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *code
                 memcpy (&half, &bits, sizeof half);
                 d = e;
                 for (int k = 0; k < 2; k++)
-                  {
-                    qk_vf best = (qk_vf) ((qk_vi) (mxfp4_values[0] * half - v[k]) & 0x7fffffff);
-                    qk_vi index = zero_i;
-                    for (int i = 1; i < 16; i++)
-                      {
-                        qk_vf err = (qk_vf) ((qk_vi) (mxfp4_values[i] * half - v[k]) & 0x7fffffff);
-                        index = qk_select_i (err < best, qk_splat_i (i), index);
-                        best = qk_select (err < best, err, best);
-                      }
-                    q[k] = index;
-                  }
+                  q[k] = mxfp4_index_v (v[k], half);
               }
           }
           break;
@@ -392,11 +432,9 @@ _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *code
         case 6:    /* Q5_0: d = m / -16, min (31, (int8) (x / d + 16.5)) */
           {
             qk_vf a = qk_max ((qk_vf) ((qk_vi) v[0] & 0x7fffffff), (qk_vf) ((qk_vi) v[1] & 0x7fffffff));
-            float amax = 0.0f, max = 0.0f;
+            float amax = horizontal_extreme (a, TRUE), max = 0.0f;
             const float offset = type == 2 ? 8.5f : 16.5f;
             const int top = type == 2 ? 15 : 31;
-            for (int j = 0; j < QK_LANES; j++)
-              amax = MAX (amax, a[j]);
             /* the first element of that magnitude (amax 0: max 0) */
             for (int j = 0; j < 32 && amax > 0.0f; j++)
               if (fabsf (xb[j]) == amax)
@@ -415,13 +453,8 @@ _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *code
           break;
         default:   /* Q4_1 (3), Q5_1 (7): d = (max - min) / 15 (31), codes from the minimum */
           {
-            qk_vf lo = qk_min (v[0], v[1]), hi = qk_max (v[0], v[1]);
-            float mn = FLT_MAX, mx = -FLT_MAX;
-            for (int j = 0; j < QK_LANES; j++)
-              {
-                mn = MIN (mn, lo[j]);
-                mx = MAX (mx, hi[j]);
-              }
+            float mn = horizontal_extreme (qk_min (v[0], v[1]), FALSE);
+            float mx = horizontal_extreme (qk_max (v[0], v[1]), TRUE);
             d = (mx - mn) / (type == 3 ? 15 : 31);
             id = d ? 1.0f / d : 0.0f;
             m = mn;
@@ -435,8 +468,10 @@ _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *code
           break;
         }
       for (int k = 0; k < 2; k++)
-        for (int j = 0; j < QK_LANES; j++)
-          codes[32 * b + 16 * k + j] = (guint8) q[k][j];
+        {
+          qk_vu8 c = __builtin_convertvector (q[k] & 0xff, qk_vu8);
+          memcpy (codes + 32 * b + 16 * k, &c, sizeof c);
+        }
       scales[2 * b] = d;
       scales[2 * b + 1] = m;
     }
