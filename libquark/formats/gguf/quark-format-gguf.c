@@ -9,6 +9,7 @@
 #include "quark-gguf-quants.h"
 #include "quark-gguf-mix.h"
 #include "quark-gguf-private.h"
+#include "kernels/quark-kernels.h"
 #include "quark-json.h"
 #include "quark-model-private.h"
 
@@ -318,11 +319,13 @@ gguf_name (const Arch *a, const char *hf, gint64 *heads)
   return NULL;
 }
 
-/* llama's rotary permutation of the rows of [rows, cols]: row
- * h*(2*half) + i*2 + j of the output is row h*(2*half) + j*half + i of the
- * input (reshape (heads, 2, half, cols), swap the middle axes) */
+/* llama's rotary permutation of the rows of [rows, cols] (reshape (heads,
+ * 2, half, cols), swap the middle axes: output row h*(2*half) + i*2 + j is
+ * input row h*(2*half) + j*half + i), undone: a GGUF tensor's rows back in
+ * the Hugging Face order (the writer reads its input rows in the permuted
+ * order instead, permuted_row ()) */
 static void
-permute_rows (const float *in, float *out, gsize rows, gsize cols, gint64 heads, gboolean inverse)
+unpermute_rows (const float *in, float *out, gsize rows, gsize cols, gint64 heads)
 {
   gsize half = rows / (gsize) heads / 2;
 
@@ -331,10 +334,7 @@ permute_rows (const float *in, float *out, gsize rows, gsize cols, gint64 heads,
       for (gsize i = 0; i < half; i++)
         {
           gsize src = h * 2 * half + j * half + i, dst = h * 2 * half + i * 2 + j;
-          if (inverse)
-            memcpy ((float *) out + src * cols, in + dst * cols, cols * sizeof (float));
-          else
-            memcpy ((float *) out + dst * cols, in + src * cols, cols * sizeof (float));
+          memcpy (out + src * cols, in + dst * cols, cols * sizeof (float));
         }
 }
 
@@ -1211,28 +1211,60 @@ compare_tensor_names (gconstpointer a, gconstpointer b)
 
 /* Rows are independent: large tensors are quantized by the format's threads
  * (quark_checkpoint_format_get_threads(): by default one per processor, up
- * to 8), each on a run of rows; the bytes do not depend on the split. */
+ * to 8), each on a run of rows; the bytes do not depend on the split. Each
+ * row is converted to float32 from the tensor's own elements (BF16, F16,
+ * F32) into a buffer of one row, so no float32 copy of a whole tensor is
+ * made; output row r of a rotary-permuted tensor (@heads > 0) is input row
+ * permuted_row (r). */
 typedef struct {
   QuarkGgmlType type;
-  const float *x, *qw;
-  gsize first, last, cols;
+  const guint8 *src;
+  QuarkDType dtype;
+  gint64 heads;
+  const float *qw;
+  gsize first, last, rows, cols;
   guint8 *out;
 } RowRun;
+
+/* the input row of output row @r under convert_hf_to_gguf.py's permutation */
+static gsize
+permuted_row (gsize r, gsize rows, gint64 heads)
+{
+  gsize half, h, i, j;
+
+  if (heads <= 0)
+    return r;
+  half = rows / (gsize) heads / 2;
+  h = r / (2 * half);
+  i = (r % (2 * half)) / 2;
+  j = r % 2;
+  return h * 2 * half + j * half + i;
+}
 
 static gpointer
 quantize_run (gpointer data)
 {
   RowRun *run = data;
-  gsize row_size = _quark_ggml_row_size (run->type, run->cols);
+  gsize row_size = _quark_ggml_row_size (run->type, run->cols), esize = quark_dtype_get_element_size (run->dtype);
+  g_autofree float *buf = run->dtype == QUARK_DTYPE_F32 ? NULL : g_new (float, MAX (run->cols, 1));
 
   for (gsize r = run->first; r < run->last; r++)
-    _quark_ggml_quantize_row (run->type, run->x + r * run->cols, run->cols, run->qw, run->out + r * row_size);
+    {
+      const guint8 *row = run->src + permuted_row (r, run->rows, run->heads) * run->cols * esize;
+      const float *x = (const float *) row;
+      if (buf)
+        {
+          quark_kernel_convert_to_f32 (run->dtype, row, buf, run->cols);
+          x = buf;
+        }
+      _quark_ggml_quantize_row (run->type, x, run->cols, run->qw, run->out + r * row_size);
+    }
   return NULL;
 }
 
 static void
-quantize_rows (QuarkGgmlType type, const float *x, const float *qw, gsize rows, gsize cols, guint n_threads,
-               guint8 *out)
+quantize_rows (QuarkGgmlType type, const guint8 *src, QuarkDType dtype, gint64 heads, const float *qw, gsize rows,
+               gsize cols, guint n_threads, guint8 *out)
 {
   guint n = MIN (MIN (n_threads, 64u), (guint) MAX (rows, 1));
   RowRun runs[64];
@@ -1242,7 +1274,7 @@ quantize_rows (QuarkGgmlType type, const float *x, const float *qw, gsize rows, 
     n = 1;
   for (guint i = 0; i < n; i++)
     {
-      runs[i] = (RowRun) { type, x, qw, rows * i / n, rows * (i + 1) / n, cols, out };
+      runs[i] = (RowRun) { type, src, dtype, heads, qw, rows * i / n, rows * (i + 1) / n, rows, cols, out };
       if (i > 0)
         threads[i] = g_thread_try_new ("quark-gguf", quantize_run, &runs[i], NULL);
       if (i > 0 && threads[i] == NULL)
@@ -1565,20 +1597,24 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       g_autofree float *x = NULL;
       g_autofree guint8 *bytes = NULL;
       gsize rows = o->n_dims == 2 ? o->ne[1] : 1;
+      QuarkDType dtype = quark_tensor_get_dtype (o->tensor);
+      const guint8 *src;
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         goto out;
-      if ((x = quark_tensor_to_floats (o->tensor, &n, error)) == NULL)
-        goto out;
-      if (o->heads)
+      if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16)
+        src = quark_tensor_peek_data (o->tensor, NULL);   /* rows converted as they are quantized */
+      else
         {
-          float *p = g_new (float, MAX (n, 1));
-          permute_rows (x, p, rows, o->ne[0], o->heads, FALSE);
-          g_free (x);
-          x = p;
+          /* other float types: one float32 copy */
+          if ((x = quark_tensor_to_floats (o->tensor, &n, error)) == NULL)
+            goto out;
+          src = (const guint8 *) x;
+          dtype = QUARK_DTYPE_F32;
         }
       bytes = g_malloc (MAX (o->size, 1));
-      quantize_rows (o->type, x, o->importance, rows, o->ne[0], quark_checkpoint_format_get_threads (format), bytes);
+      quantize_rows (o->type, src, dtype, o->heads, o->importance, rows, o->ne[0],
+                     quark_checkpoint_format_get_threads (format), bytes);
       pos += o->size;
       if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
         goto out;
@@ -1966,7 +2002,7 @@ gguf_read_file (QuarkCheckpointFormat *self, const char *path, gboolean dequanti
           if (heads > 0 && info->n_dims == 2 && rows % (guint64) (2 * heads) == 0)
             {
               float *p = g_new (float, MAX (n, 1));
-              permute_rows (x, p, rows, info->ne[0], heads, TRUE);
+              unpermute_rows (x, p, rows, info->ne[0], heads);
               g_free (x);
               x = p;
             }

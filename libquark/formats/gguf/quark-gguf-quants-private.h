@@ -32,11 +32,11 @@ void _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, fl
                              guint8 *L)
   __attribute__ ((visibility ("hidden")));
 
-/* the codes of @nblocks blocks of 32 as llama.cpp's reference quantizers
- * of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and MXFP4 (@type: the ggml type) make
- * them, 32 bytes per block, the scale (MXFP4: the E8M0 byte) and minimum
- * into scales[2·b] and scales[2·b + 1] */
-void _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *codes, float *scales)
+/* @nblocks blocks of 32 as llama.cpp's reference quantizers of Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0 and MXFP4 (@type: the ggml type) make them, packed into
+ * y but for the scale (MXFP4: the E8M0 byte) and minimum, which go into
+ * scales[2·b] and scales[2·b + 1] */
+void _quark_gguf_legacy_blocks (int type, const float *x, size_t nblocks, guint8 *y, float *scales)
   __attribute__ ((visibility ("hidden")));
 
 G_END_DECLS

@@ -201,8 +201,8 @@ static int best_index_mxfp4 (float x, float e);
 
 /* The codes of one block of 32 as llama.cpp's reference quantizers make
  * them (the header says how), with the scale d and (Q4_1, Q5_1) the
- * minimum m; MXFP4's E8M0 byte as d. _quark_gguf_legacy_codes()
- * (quark-gguf-search.c) is the same in vector lanes. */
+ * minimum m; MXFP4's E8M0 byte as d. _quark_gguf_legacy_blocks()
+ * (quark-gguf-search.c) is the same on vectors, packing included. */
 static void
 legacy_codes (QuarkGgmlType type, const float *x, guint8 *codes, float *d_out, float *m_out)
 {
@@ -1473,9 +1473,9 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       break;
     }
   /* the reference quantizers of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and MXFP4
-   * (Q8_0 and MXFP4 take no importance, as llama.cpp's): the codes of 64
-   * blocks at a time, in vector lanes unless QUARK_GGUF_SCALAR=1, then
-   * packed */
+   * (Q8_0 and MXFP4 take no importance, as llama.cpp's): 64 blocks at a
+   * time on vectors, or with QUARK_GGUF_SCALAR=1 one at a time, the codes
+   * then packed */
   {
     const gsize bytes = _quark_ggml_row_size (type, 32);
     guint8 codes[64 * 32];
@@ -1485,12 +1485,25 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       {
         gsize nb = MIN ((gsize) 64, n / 32 - b);
         if (use_scalar ())
-          for (gsize k = 0; k < nb; k++)
-            legacy_codes (type, x + 32 * (b + k), codes + 32 * k, &scales[2 * k], &scales[2 * k + 1]);
-        else
-          _quark_gguf_legacy_codes ((int) type, x + 32 * b, nb, codes, scales);
+          {
+            for (gsize k = 0; k < nb; k++)
+              {
+                legacy_codes (type, x + 32 * (b + k), codes + 32 * k, &scales[2 * k], &scales[2 * k + 1]);
+                legacy_pack (type, codes + 32 * k, scales[2 * k], scales[2 * k + 1], out + bytes * (b + k));
+              }
+            continue;
+          }
+        _quark_gguf_legacy_blocks ((int) type, x + 32 * b, nb, out + bytes * b, scales);
         for (gsize k = 0; k < nb; k++)
-          legacy_pack (type, codes + 32 * k, scales[2 * k], scales[2 * k + 1], out + bytes * (b + k));
+          {
+            guint8 *y = out + bytes * (b + k);
+            if (type == QUARK_GGML_MXFP4)
+              y[0] = (guint8) scales[2 * k];
+            else
+              put_half (y, scales[2 * k]);
+            if (type == QUARK_GGML_Q4_1 || type == QUARK_GGML_Q5_1)
+              put_half (y + 2, scales[2 * k + 1]);
+          }
       }
   }
 }

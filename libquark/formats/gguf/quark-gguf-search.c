@@ -22,6 +22,21 @@
 #include <float.h>
 #include <math.h>
 
+/* Lane-wise integer minimum and maximum (one vpminsd/vpmaxsd): GCC 12
+ * builds an integer comparison used in a selection lane by lane in the
+ * clones, so clamps go through these */
+QK_DEFINE_LANEWISE (gg_min_i, qk_vi, <)
+QK_DEFINE_LANEWISE (gg_max_i, qk_vi, >)
+
+/* A splat of a variable small integer (|v| < 2^24), through a float splat
+ * and a conversion: GCC 12 builds an integer splat of a variable lane by
+ * lane in the clones (a masked broadcast per lane) */
+QK_INLINE qk_vi
+gg_splat_i (int32_t v)
+{
+  return __builtin_convertvector (qk_splat ((float) v), qk_vi);
+}
+
 /* ggml's nearest_int, per lane: round to nearest even for |f| < 2^22 */
 QK_INLINE qk_vi
 nearest_int_v (qk_vf f)
@@ -34,8 +49,7 @@ QK_INLINE qk_vi
 clamp_v (qk_vi l, qk_vi hi)
 {
   const qk_vi zero = { 0 };
-  l = qk_select_i (l > hi, hi, l);
-  return qk_select_i (l < zero, zero, l);
+  return gg_max_i (gg_min_i (l, hi), zero);
 }
 
 QK_INLINE qk_vf
@@ -56,7 +70,7 @@ _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, gui
   qk_vi lt[32], laux[32];
   qk_vf min, max, sum_w, sum_x, iscale, scale, best, min0;
   const qk_vf zero = { 0 }, infinity = qk_splat (INFINITY);
-  const qk_vi top = qk_splat_i (nmax);
+  const qk_vi top = gg_splat_i (nmax);
 
   if (n < 1 || n > 32)
     return;
@@ -141,7 +155,7 @@ qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt
           qk_vf *max_out, qk_vf *sumlx_out, qk_vf *suml2_out)
 {
   const qk_vf zero = { 0 };
-  const qk_vi lo = qk_splat_i (-nmax), hi = qk_splat_i (nmax - 1);
+  const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1);
   qk_vf amax = zero, max = zero, iscale, sumlx = zero, suml2 = zero;
 
   for (int i = 0; i < n; i++)
@@ -166,8 +180,7 @@ qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt
     {
       qk_vi l = nearest_int_v (iscale * xt[i]);
       qk_vf lf;
-      l = qk_select_i (l > hi, hi, l);
-      lt[i] = l = qk_select_i (l < lo, lo, l);
+      lt[i] = l = gg_max_i (gg_min_i (l, hi), lo);
       lf = __builtin_convertvector (l, qk_vf);
       sumlx += wt[i] * xt[i] * lf;
       suml2 += wt[i] * lf * lf;
@@ -203,7 +216,7 @@ _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, 
   qk_vi lt[32], laux[32];
   qk_vf amax, max, iscale, sumlx, suml2, scale, best;
   const qk_vf zero = { 0 }, minus_infinity = qk_splat (-INFINITY);
-  const qk_vi lo = qk_splat_i (-nmax), hi = qk_splat_i (nmax - 1);
+  const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1);
 
   if (n < 1 || n > 32)
     return;
@@ -221,8 +234,7 @@ _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, 
         {
           qk_vi l = nearest_int_v (iscale * xt[i]);
           qk_vf lf;
-          l = qk_select_i (l > hi, hi, l);
-          laux[i] = l = qk_select_i (l < lo, lo, l);
+          laux[i] = l = gg_max_i (gg_min_i (l, hi), lo);
           lf = __builtin_convertvector (l, qk_vf);
           sumlx += wt[i] * xt[i] * lf;
           suml2 += wt[i] * lf * lf;
@@ -249,7 +261,7 @@ _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
   qk_vf amax, max, sumlx, suml2, scale;
   qk_vi active = qk_splat_i (-1);
   const qk_vf zero = { 0 }, minus_infinity = qk_splat (-INFINITY);
-  const qk_vi lo = qk_splat_i (-nmax), hi = qk_splat_i (nmax - 1), zero_i = { 0 }, one = qk_splat_i (1);
+  const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1), zero_i = { 0 }, one = qk_splat_i (1);
 
   if (n < 1 || n > 32)
     return;
@@ -264,8 +276,7 @@ _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
           slx = sumlx - wt[i] * xt[i] * lf;
           sl2 = suml2 - wt[i] * lf * lf;
           new_l = nearest_int_v (xt[i] * sl2 / slx);
-          new_l = qk_select_i (new_l > hi, hi, new_l);
-          new_l = qk_select_i (new_l < lo, lo, new_l);
+          new_l = gg_max_i (gg_min_i (new_l, hi), lo);
           nf = __builtin_convertvector (new_l, qk_vf);
           /* where slx > 0, the code changes, and then sl2 > 0 and the fit
            * improves: slx'² · suml2 > sumlx² · sl2' */
@@ -282,7 +293,7 @@ _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
           sumlx = qk_select (lhs > rhs, slx, sumlx);
           suml2 = qk_select (lhs > rhs, sl2, suml2);
         }
-      active = qk_select_i (changed > zero_i, active, zero_i);
+      active &= -gg_min_i (changed, one);   /* changed >= 0: 0 stops the lane */
     }
   scale = qk_select (suml2 > zero, sumlx / suml2, zero);
   qx_store (n, nmax, lt, amax, scale, L, scales);
@@ -296,7 +307,7 @@ _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d
                         guint8 *L)
 {
   const qk_vf vd = qk_splat (d), vm = qk_splat (m);
-  const qk_vi vlo = qk_splat_i (lo), vhi = qk_splat_i (hi), voff = qk_splat_i (offset);
+  const qk_vi vlo = gg_splat_i (lo), vhi = gg_splat_i (hi), voff = gg_splat_i (offset);
 
   for (int i = 0; i + QK_LANES <= n; i += QK_LANES)
     {
@@ -304,8 +315,7 @@ _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d
       qk_vi l;
       memcpy (&v, x + i, sizeof v);
       l = nearest_int_v ((with_m ? v + vm : v) / vd);
-      l = qk_select_i (l > vhi, vhi, l);
-      l = qk_select_i (l < vlo, vlo, l) + voff;
+      l = gg_max_i (gg_min_i (l, vhi), vlo) + voff;
       for (int j = 0; j < QK_LANES; j++)
         L[i + j] = (guint8) l[j];
     }
@@ -327,7 +337,6 @@ QK_INLINE qk_vi
 mxfp4_index_v (qk_vf x, float half)
 {
   static const float values[8] = { 0, 1, 2, 3, 4, 6, 8, 12 };
-  const qk_vi zero_i = { 0 };
   qk_vf ax = (qk_vf) ((qk_vi) x & 0x7fffffff), err[8];
   qk_vi index[8];
 
@@ -336,7 +345,7 @@ mxfp4_index_v (qk_vf x, float half)
   for (int i = 0; i < 8; i++)
     {
       err[i] = (qk_vf) ((qk_vi) (values[i] * half - ax) & 0x7fffffff);
-      index[i] = qk_splat_i (i);
+      index[i] = gg_splat_i (i);
     }
   _Pragma ("GCC unroll 3")
   for (int width = 1; width < 8; width *= 2)
@@ -347,9 +356,9 @@ mxfp4_index_v (qk_vf x, float half)
         err[i] = qk_select (err[i + width] < err[i], err[i + width], err[i]);
       }
   /* a negative x (sign bit set) takes the negative value: index + 8, but
-   * the zero stays index 0 */
-  return index[0] + qk_select_i ((qk_vi) x < zero_i, qk_select_i (index[0] > zero_i, qk_splat_i (8), zero_i),
-                                 zero_i);
+   * the zero stays index 0 (masks from sign bits: GCC 12 builds integer
+   * comparisons used as values lane by lane) */
+  return index[0] + (((qk_vi) x >> 31) & (-index[0] >> 31) & 8);
 }
 
 /* The largest (@max) or smallest lane, by halving: exact in any order */
@@ -380,16 +389,17 @@ round_away_v (qk_vf v)
   return t - qk_select_i (r <= minus_half, one, zero_i);
 }
 
-/* The codes of @nblocks blocks of 32 (at x + 32·b) as llama.cpp's reference
- * quantizers make them (quark-gguf-quants.c restates each), into
- * codes + 32·b, with the block's scale into scales[2·b] and its minimum
- * (Q4_1, Q5_1) into scales[2·b + 1]; MXFP4's E8M0 exponent byte goes into
- * scales[2·b]. The scalar reductions (maxima, the first element of largest
- * magnitude) are exact in any order, the per-element arithmetic is lane
- * for lane the scalar code's. */
+/* @nblocks blocks of 32 (at x + 32·b) as llama.cpp's reference quantizers
+ * make them (quark-gguf-quants.c restates each), packed into the blocks at
+ * y, all but the fp16 scale and minimum (and MXFP4's exponent byte), which
+ * go into scales[2·b] and scales[2·b + 1] for the caller to store. The
+ * reductions (maxima, the first element of largest magnitude) are exact in
+ * any order, the per-element arithmetic is lane for lane the scalar
+ * code's. */
 QK_MULTIVERSION QK_PRIVATE void
-_quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *codes, float *scales)
+_quark_gguf_legacy_blocks (int type, const float *x, size_t nblocks, guint8 *y, float *scales)
 {
+  const size_t bytes = type == 8 ? 34 : type == 2 ? 18 : type == 3 ? 20 : type == 6 ? 22 : type == 7 ? 24 : 17;
 
   for (size_t b = 0; b < nblocks; b++)
     {
@@ -435,19 +445,22 @@ _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *code
             float amax = horizontal_extreme (a, TRUE), max = 0.0f;
             const float offset = type == 2 ? 8.5f : 16.5f;
             const int top = type == 2 ? 15 : 31;
-            /* the first element of that magnitude (amax 0: max 0) */
-            for (int j = 0; j < 32 && amax > 0.0f; j++)
-              if (fabsf (xb[j]) == amax)
-                {
-                  max = xb[j];
-                  break;
-                }
+            /* the first element of that magnitude (amax 0: max +0, as
+             * the scalar scan leaves it) */
+            if (amax > 0.0f)
+              {
+                const qk_vf lanes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+                const qk_vf none = qk_splat (99.0f);
+                qk_vf first = qk_min (qk_select ((qk_vf) ((qk_vi) v[0] & 0x7fffffff) == amax, lanes, none),
+                                      qk_select ((qk_vf) ((qk_vi) v[1] & 0x7fffffff) == amax, lanes + 16.0f, none));
+                max = xb[(int) horizontal_extreme (first, FALSE)];
+              }
             d = max / (type == 2 ? -8 : -16);
             id = d ? 1.0f / d : 0.0f;
             for (int k = 0; k < 2; k++)
               {
                 q[k] = __builtin_convertvector (v[k] * id + offset, qk_vi);
-                q[k] = qk_select_i (q[k] > qk_splat_i (top), qk_splat_i (top), q[k]);
+                q[k] = gg_min_i (q[k], gg_splat_i (top));
               }
           }
           break;
@@ -462,16 +475,41 @@ _quark_gguf_legacy_codes (int type, const float *x, size_t nblocks, guint8 *code
               {
                 q[k] = __builtin_convertvector ((v[k] - mn) * id + 0.5f, qk_vi);
                 if (type == 3)
-                  q[k] = qk_select_i (q[k] > qk_splat_i (15), qk_splat_i (15), q[k]);
+                  q[k] = gg_min_i (q[k], qk_splat_i (15));
               }
           }
           break;
         }
-      for (int k = 0; k < 2; k++)
-        {
-          qk_vu8 c = __builtin_convertvector (q[k] & 0xff, qk_vu8);
-          memcpy (codes + 32 * b + 16 * k, &c, sizeof c);
-        }
+      /* packed: Q8_0 a byte per code after the scale; the others element j
+       * in the low nibble of byte j and j + 16 in the high one, after the
+       * scale (MXFP4: the exponent byte), the minimum and the 5-bit types'
+       * qh, whose bit j is bit 4 of element j */
+      {
+        guint8 *yb = y + bytes * b;
+        if (type == 8)
+          for (int k = 0; k < 2; k++)
+            {
+              qk_vu8 c = __builtin_convertvector (q[k] & 0xff, qk_vu8);
+              memcpy (yb + 2 + 16 * k, &c, sizeof c);
+            }
+        else
+          {
+            const gboolean five = type == 6 || type == 7;
+            const int at = type == 39 ? 1 : 2 + (type == 3 || type == 7 ? 2 : 0) + (five ? 4 : 0);
+            qk_vu8 c = __builtin_convertvector ((q[0] & 15) | ((q[1] & 15) << 4), qk_vu8);
+            memcpy (yb + at, &c, sizeof c);
+            if (five)
+              {
+                const qk_vi shift = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+                qk_vi bits = (((q[0] >> 4) & 1) << shift) | (((q[1] >> 4) & 1) << (shift + 16));
+                guint32 qh = 0;
+                for (int j = 0; j < QK_LANES; j++)
+                  qh |= (guint32) bits[j];
+                for (int k = 0; k < 4; k++)
+                  yb[at - 4 + k] = (guint8) (qh >> (8 * k));
+              }
+          }
+      }
       scales[2 * b] = d;
       scales[2 * b + 1] = m;
     }
