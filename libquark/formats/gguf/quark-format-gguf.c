@@ -1397,6 +1397,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   g_autoptr(QuarkTensor) rope_freqs = NULL;
   QuarkModel *importance = quark_checkpoint_format_get_importance (format);
   g_autofree char *tmp = NULL;
+  g_autofree guint8 *bytes = NULL;
+  gsize largest = 0;
   g_autofree char *source = _quark_model_get_directory (model);
   gint64 vocab_size = 0, v;
   guint64 data_pos = 0, pos;
@@ -1590,12 +1592,16 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   pos = head->len;
   if (!write_all (fd, head->data, head->len, path, error) || !pad (fd, &pos, path, error))
     goto out;
+  /* one output buffer, of the largest tensor, for all (its pages are
+   * faulted in once, not once per tensor) */
+  for (guint i = 0; i < outs->len; i++)
+    largest = MAX (largest, g_array_index (outs, Out, i).size);
+  bytes = g_malloc (MAX (largest, 1));
   for (guint i = 0; i < outs->len; i++)
     {
       Out *o = &g_array_index (outs, Out, i);
       gsize n;
       g_autofree float *x = NULL;
-      g_autofree guint8 *bytes = NULL;
       gsize rows = o->n_dims == 2 ? o->ne[1] : 1;
       QuarkDType dtype = quark_tensor_get_dtype (o->tensor);
       const guint8 *src;
@@ -1612,7 +1618,6 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           src = (const guint8 *) x;
           dtype = QUARK_DTYPE_F32;
         }
-      bytes = g_malloc (MAX (o->size, 1));
       quantize_rows (o->type, src, dtype, o->heads, o->importance, rows, o->ne[0],
                      quark_checkpoint_format_get_threads (format), bytes);
       pos += o->size;

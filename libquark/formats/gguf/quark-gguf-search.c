@@ -45,13 +45,6 @@ nearest_int_v (qk_vf f)
   return ((qk_vi) val & 0x007fffff) - 0x00400000;
 }
 
-QK_INLINE qk_vi
-clamp_v (qk_vi l, qk_vi hi)
-{
-  const qk_vi zero = { 0 };
-  return gg_max_i (gg_min_i (l, hi), zero);
-}
-
 QK_INLINE qk_vf
 error_of (qk_vf diff, int use_mad)
 {
@@ -62,15 +55,26 @@ error_of (qk_vf diff, int use_mad)
  * with weights at the same places: codes into L (the same places), the
  * scales into scales[j] and the minima (negated, as the_min) into
  * mins[j]; @n at most 32 */
-QK_MULTIVERSION QK_PRIVATE void
-_quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
-                      float *mins, float rmin, float rdelta, int nstep, int use_mad)
+/* ggml's nearest_int and the clamp to [0, nmax], in float: for |v| < 2^22
+ * (here always: the codes are at most about nmax + 1), (v + 1.5·2^23) −
+ * 1.5·2^23 is v rounded to the nearest integer, ties to even, exactly
+ * nearest_int's integer */
+QK_INLINE qk_vf
+code_of (qk_vf v, qk_vf top)
+{
+  const qk_vf magic = qk_splat (QK_ROUND_MAGIC), zero = { 0 };
+  return qk_min (qk_max ((v + magic) - magic, zero), top);
+}
+
+/* the search, inlined into a copy per (n, use_mad) that the callers use, so
+ * that its loops have constant bounds and no test of use_mad inside */
+QK_INLINE void
+qkx2_x16 (const int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+          float *mins, float rmin, float rdelta, int nstep, const int use_mad)
 {
   qk_vf xt[32], wt[32];
-  qk_vi lt[32], laux[32];
-  qk_vf min, max, sum_w, sum_x, iscale, scale, best, min0;
-  const qk_vf zero = { 0 }, infinity = qk_splat (INFINITY);
-  const qk_vi top = gg_splat_i (nmax);
+  qk_vf min, max, sum_w, sum_x, iscale, scale, best, min0, best_iscale, best_from;
+  const qk_vf zero = { 0 }, infinity = qk_splat (INFINITY), top = qk_splat ((float) nmax);
 
   if (n < 1 || n > 32)
     return;
@@ -102,24 +106,23 @@ _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, gui
   scale = 1 / iscale;
   best = zero;
   for (int i = 0; i < n; i++)
-    {
-      lt[i] = clamp_v (nearest_int_v (iscale * (xt[i] - min)), top);
-      best += wt[i] * error_of (scale * __builtin_convertvector (lt[i], qk_vf) + min - xt[i], use_mad);
-    }
+    best += wt[i] * error_of (scale * code_of (iscale * (xt[i] - min), top) + min - xt[i], use_mad);
+  /* the codes are those of the best candidate's scale and of the minimum it
+   * was computed from: kept as that pair, the codes made again at the end */
+  best_iscale = iscale;
+  best_from = min;
   for (int is = 0; nstep >= 1 && is <= nstep; is++)
     {
-      qk_vf sum_l = zero, sum_l2 = zero, sum_xl = zero, d, this_scale, this_min, cur = zero;
+      qk_vf sum_l = zero, sum_l2 = zero, sum_xl = zero, d, this_scale, this_min, cur = zero, l[32];
 
       /* (min is the best candidate's so far, as in the scalar code) */
       iscale = (rmin + rdelta * is + nmax) / (max - min);
       for (int i = 0; i < n; i++)
         {
-          qk_vf l;
-          laux[i] = clamp_v (nearest_int_v (iscale * (xt[i] - min)), top);
-          l = __builtin_convertvector (laux[i], qk_vf);
-          sum_l += wt[i] * l;
-          sum_l2 += wt[i] * l * l;
-          sum_xl += wt[i] * l * xt[i];
+          l[i] = code_of (iscale * (xt[i] - min), top);
+          sum_l += wt[i] * l[i];
+          sum_l2 += wt[i] * l[i] * l[i];
+          sum_xl += wt[i] * l[i] * xt[i];
         }
       d = sum_w * sum_l2 - sum_l * sum_l;
       this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
@@ -127,23 +130,41 @@ _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, gui
       this_scale = qk_select (this_min > zero, sum_xl / sum_l2, this_scale);
       this_min = qk_select (this_min > zero, zero, this_min);
       for (int i = 0; i < n; i++)
-        cur += wt[i] * error_of (this_scale * __builtin_convertvector (laux[i], qk_vf) + this_min - xt[i], use_mad);
+        cur += wt[i] * error_of (this_scale * l[i] + this_min - xt[i], use_mad);
       /* the scalar code tries the candidate only where D > 0 */
       cur = qk_select (d > zero, cur, infinity);
-      for (int i = 0; i < n; i++)
-        lt[i] = qk_select_i (cur < best, laux[i], lt[i]);
+      best_iscale = qk_select (cur < best, iscale, best_iscale);
+      best_from = qk_select (cur < best, min, best_from);
       scale = qk_select (cur < best, this_scale, scale);
       min = qk_select (cur < best, this_min, min);
       best = qk_select (cur < best, cur, best);
     }
+  for (int i = 0; i < n; i++)
+    {
+      qk_vi c = __builtin_convertvector (code_of (best_iscale * (xt[i] - best_from), top), qk_vi);
+      for (int j = 0; j < QK_LANES; j++)
+        L[j * n + i] = max[j] == min0[j] ? 0 : (guint8) c[j];
+    }
   for (int j = 0; j < QK_LANES; j++)
     {
       gboolean flat = max[j] == min0[j];
-      for (int i = 0; i < n; i++)
-        L[j * n + i] = flat ? 0 : (guint8) lt[i][j];
       scales[j] = flat ? 0.f : scale[j];
       mins[j] = -(flat ? min0[j] : min[j]);
     }
+}
+
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+                      float *mins, float rmin, float rdelta, int nstep, int use_mad)
+{
+  if (n == 32 && !use_mad)        /* Q4_K, Q5_K; Q4_1, Q5_1 with importance */
+    qkx2_x16 (32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+  else if (n == 16 && use_mad)    /* Q2_K */
+    qkx2_x16 (16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
+  else if (n == 16)               /* Q2_K with importance */
+    qkx2_x16 (16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+  else
+    qkx2_x16 (n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
 /* The start that make_qx_quants and make_q3_quants share, per lane: the
