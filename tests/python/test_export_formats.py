@@ -28,6 +28,10 @@ DOCS_LLAMA = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared',
 # QuantizationArgs keys, and strategy inferred from group_size when absent.
 ARGS_KEYS = {'num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'block_structure', 'dynamic',
              'actorder', 'observer', 'observer_kwargs'}
+# compressed-tensors, src/compressed_tensors/quantization/quant_scheme.py: the
+# MXFP4 preset's args add scale_dtype torch.uint8 (zp_dtype, serialized as
+# null for symmetric args by quant_args.py's field_serializer).
+MX_ARGS_KEYS = ARGS_KEYS | {'scale_dtype', 'zp_dtype'}
 # compressed-tensors, src/compressed_tensors/quantization/quant_config.py:
 # the top-level keys; quantization_status "compressed" for packed weights.
 CONFIG_KEYS = {'quant_method', 'format', 'quantization_status', 'config_groups', 'ignore', 'kv_cache_scheme',
@@ -44,6 +48,11 @@ CONFIG_KEYS = {'quant_method', 'format', 'quantization_status', 'config_groups',
 #   compressed_tensors_w8a8_fp8.py: weight float8_e4m3fn [O, I], weight_scale
 #     float32 [O, 1] or one per tensor (block: [ceil(O/bo), ceil(I/bi)]),
 #     input_scale float32 when static.
+#   compressed_tensors_w4a16_mxfp4.py: weight_packed uint8 [O, I/2],
+#     weight_scale uint8 [O, I/32] (E8M0 exponents), no global scale;
+#     compressors/quantized_compressors/fp4_quantized.py: pack_fp4_to_uint8
+#     puts element 2k in the low nibble, codes E2M1 (sign bit 3, magnitude
+#     index 0-7 of 0 0.5 1 1.5 2 3 4 6).
 # compressed-tensors, src/compressed_tensors/compressors/quantized_compressors/
 # pack_quantized.py: values stored as q + 2^(b-1), element i of a word at bits
 # b*i along the input dimension; asymmetric group/channel zero points packed
@@ -83,6 +92,10 @@ CASES = {
     'w8a8_fp8_channel_token': (['--preset', 'ptpc_fp8'], 'float-quantized', 'CompressedTensorsW8A8Fp8',
                                dict(num_bits=8, type='float', symmetric=True, strategy='channel'),
                                dict(num_bits=8, type='float', symmetric=True, strategy='token', dynamic=True)),
+    'mxfp4': (['--preset', 'mxfp4'], 'mxfp4-pack-quantized', 'CompressedTensorsW4A16Mxfp4',
+              dict(num_bits=4, type='float', symmetric=True, strategy='group', group_size=32, scale_dtype='torch.uint8'),
+              dict(num_bits=4, type='float', symmetric=True, strategy='group', group_size=32, dynamic=True,
+                   scale_dtype='torch.uint8')),
     'fp8_block_128': ({'weight': {'dtype': 'fp8_e4m3', 'qscheme': 'per_block', 'block_size': [128, 128]},
                        'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1,
                                          'is_dynamic': True}},
@@ -97,6 +110,10 @@ def vllm_scheme(fmt, w, a):
     (vllm/model_executor/layers/quantization/compressed_tensors/
     compressed_tensors.py), restated as data-driven predicates."""
     activation_formats = {'naive-quantized', 'int-quantized', 'float-quantized'}
+    # _is_mxfp4 (float, 4 bits, group of 32, symmetric), before the others
+    if w['type'] == 'float' and w['num_bits'] == 4 and w['strategy'] == 'group' and w['group_size'] == 32 \
+            and w['symmetric']:
+        return 'CompressedTensorsW4A16Mxfp4'
     if a is None and w['strategy'] in ('channel', 'group') and not w['dynamic'] and fmt == 'pack-quantized' \
             and w['num_bits'] in (4, 8):
         return 'CompressedTensorsWNA16'     # (asymmetric: the zero-point variant of later vLLM)
@@ -248,6 +265,13 @@ def decode_layer(t, layer, fmt, w, shape):
     """The float32 weights of one layer, from the stored tensors only."""
     O, I = shape
     scale = as_float(t[layer + '.weight_scale'])
+    if fmt == 'mxfp4-pack-quantized':
+        b = t[layer + '.weight_packed'][1].astype(np.int32)
+        codes = np.stack([b & 15, b >> 4], axis=-1).reshape(O, I)
+        e2m1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+        e = t[layer + '.weight_scale'][1].astype(np.int32)
+        return (e2m1[codes] * np.repeat(np.ldexp(np.float32(1), e - 127).astype(np.float32), 32, axis=1)) \
+            .astype(np.float32)
     if fmt == 'pack-quantized':
         assert t[layer + '.weight_shape'][1].tolist() == [O, I]
         q = unpack_rows(t[layer + '.weight_packed'][1], w['num_bits'], I).astype(np.float32)
@@ -321,23 +345,28 @@ def test_compressed_tensors_layout(model, tmp_path, case):
     (group,) = qc['config_groups'].values()
     assert group['targets'] == ['Linear'] and group['output_activations'] is None
     w = group['weights']
-    assert set(w) == ARGS_KEYS
+    keys = MX_ARGS_KEYS if fmt == 'mxfp4-pack-quantized' else ARGS_KEYS
+    assert set(w) == keys
     assert {k: w[k] for k in w_expected} == w_expected
     a = group['input_activations']
     if a_expected is None:
         assert a is None
     else:
-        assert set(a) == ARGS_KEYS and {k: a[k] for k in a_expected} == a_expected
+        assert set(a) == keys and {k: a[k] for k in a_expected} == a_expected
     assert vllm_scheme(qc['format'], w, a) == scheme
 
     # the tensors, as the scheme's create_weights allocates them
     t = read_checkpoint(out)
-    scale_dtype = ('BF16' if dtype == 'BF16' else 'F32') if fmt == 'pack-quantized' else 'F32'
+    scale_dtype = ('BF16' if dtype == 'BF16' else 'F32') if fmt == 'pack-quantized' else \
+        'U8' if fmt == 'mxfp4-pack-quantized' else 'F32'
     for i in range(L):
         for name in LINEAR:
             layer = 'model.layers.%d.%s' % (i, name)
             O, I = floats[layer + '.weight'].shape
-            if fmt == 'pack-quantized':
+            if fmt == 'mxfp4-pack-quantized':
+                assert t[layer + '.weight_packed'][0] == 'U8' and t[layer + '.weight_packed'][1].shape == (O, I // 2)
+                assert layer + '.weight' not in t and layer + '.weight_shape' not in t
+            elif fmt == 'pack-quantized':
                 pack = 32 // w['num_bits']
                 assert t[layer + '.weight_packed'][0] == 'I32'
                 assert t[layer + '.weight_packed'][1].shape == (O, -(-I // pack))
@@ -378,7 +407,7 @@ def test_compressed_tensors_layout(model, tmp_path, case):
 
 
 @pytest.mark.parametrize('case', ['w4a16_g128', 'w4a16_g128_asym', 'w8a16_channel', 'w8a8_int8_static',
-                                  'w8a8_fp8_channel_token', 'fp8_block_128'])
+                                  'w8a8_fp8_channel_token', 'fp8_block_128', 'mxfp4'])
 def test_round_trip_equals_the_quark_export(tmp_path, case):
     """float32 models (scales stored as float32 in both formats): every
     export reads back to the default export's floats, bit for bit."""
@@ -411,8 +440,8 @@ def test_bf16_scales_are_the_ones_the_codes_were_made_with(tmp_path):
 
 def test_refusals_name_the_layer(model, tmp_path):
     src, floats, dtype = model
-    # MX scales and KV-cache outputs have no compressed-tensors form here
-    r = quantize(src, tmp_path / 'mx', '--preset', 'mxfp4', '--export-format', 'compressed-tensors')
+    # MX types other than MXFP4 and KV-cache outputs have no compressed-tensors form here
+    r = quantize(src, tmp_path / 'mx', '--preset', 'mxfp6_e2m3', '--export-format', 'compressed-tensors')
     assert r.returncode == 1 and 'compressed-tensors' in r.stderr and 'model.layers.0.' in r.stderr
     assert not (tmp_path / 'mx').exists()
     r = quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--export-format', 'gguf-like')

@@ -36,6 +36,10 @@
  * - `int-quantized` (W8A8 int8): LAYER.weight int8 [O, I], weight_scale
  *   float32 [O, 1] per channel or [1] per tensor; LAYER.input_scale float32
  *   [1] and, for asymmetric inputs, LAYER.input_zero_point int8 [1].
+ * - `mxfp4-pack-quantized` (OCP MXFP4, compressed-tensors' MXFP4 preset):
+ *   LAYER.weight_packed uint8 [O, I/2], element 2k in the low nibble (E2M1
+ *   codes), LAYER.weight_scale uint8 [O, I/32] (E8M0 exponents); args with
+ *   scale_dtype "torch.uint8"; vLLM's CompressedTensorsW4A16Mxfp4.
  * - `float-quantized` (FP8 E4M3): LAYER.weight float8_e4m3fn [O, I],
  *   weight_scale float32 [O, 1], [1], or one per block
  *   [ceil(O / br), ceil(I / bc)]; input_scale float32 [1].
@@ -62,6 +66,7 @@ G_DEFINE_FINAL_TYPE (QuarkFormatCompressedTensors, _quark_format_compressed_tens
 #define PACK_QUANTIZED "pack-quantized"
 #define INT_QUANTIZED "int-quantized"
 #define FLOAT_QUANTIZED "float-quantized"
+#define MXFP4_PACK_QUANTIZED "mxfp4-pack-quantized"
 
 /* One QuantizationArgs. */
 typedef struct {
@@ -73,6 +78,7 @@ typedef struct {
   int block[2];          /* for "block" */
   gboolean dynamic;
   gint32 code_offset;    /* added to libquark's codes and zero points: -2^(b-1) for unsigned dtypes */
+  gboolean mx;           /* OCP MXFP4: FP4 E2M1 per group of 32 with E8M0 scales (scale_dtype uint8) */
 } CtArgs;
 
 static gboolean
@@ -92,8 +98,23 @@ ct_args_from_spec (QuarkTensorSpec *spec, QuarkRole role, const char *what, cons
   int ch_axis = quark_tensor_spec_get_ch_axis (spec);
 
   memset (a, 0, sizeof *a);
+  if (dtype == QUARK_DTYPE_FP4_E2M1 && quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0 &&
+      qscheme == QUARK_QSCHEME_PER_GROUP && quark_tensor_spec_get_group_size (spec) == 32 &&
+      (ch_axis == -1 || (role == QUARK_ROLE_WEIGHT && ch_axis == 1)) &&
+      (role == QUARK_ROLE_WEIGHT) != quark_tensor_spec_get_is_dynamic (spec))
+    {
+      /* OCP MXFP4 (compressed-tensors' MXFP4 preset): static weights,
+       * dynamic inputs, groups of 32 along the last axis */
+      a->mx = a->is_float = a->symmetric = TRUE;
+      a->num_bits = 4;
+      a->strategy = "group";
+      a->group_size = 32;
+      a->dynamic = role != QUARK_ROLE_WEIGHT;
+      return TRUE;
+    }
   if (quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_FLOAT32)
-    return unsupported (error, what, name, "a spec with MX or E5M3 scales");
+    return unsupported (error, what, name, "a spec with MX or E5M3 scales (of MX types only MXFP4, static weights "
+                        "and dynamic inputs in groups of 32, is written)");
   if (dtype == QUARK_DTYPE_F8_E4M3)
     {
       a->is_float = TRUE;
@@ -182,6 +203,13 @@ ct_args_to_json (const CtArgs *a)
     json_object_set_null_member (o, "block_structure");
   json_object_set_boolean_member (o, "dynamic", a->dynamic);
   json_object_set_null_member (o, "actorder");
+  if (a->mx)
+    {
+      /* compressed-tensors' MXFP4 preset: E8M0 scales as uint8 (its
+       * serializer leaves a symmetric scheme's zp_dtype null) */
+      json_object_set_string_member (o, "scale_dtype", "torch.uint8");
+      json_object_set_null_member (o, "zp_dtype");
+    }
   if (a->dynamic)
     json_object_set_null_member (o, "observer");
   else
@@ -197,6 +225,15 @@ ct_args_to_json (const CtArgs *a)
 static const char *
 layer_format (const CtArgs *w, const CtArgs *in, const char *layer, GError **error)
 {
+  if (w->mx || (in && in->mx))
+    {
+      if (!w->mx || (in && !in->mx))
+        {
+          unsupported (error, "layer", layer, "MXFP4 weights or inputs with another scheme on the other side");
+          return NULL;
+        }
+      return MXFP4_PACK_QUANTIZED;
+    }
   if (in == NULL)
     return w->is_float ? FLOAT_QUANTIZED : PACK_QUANTIZED;
   if (w->is_float != in->is_float)
@@ -447,6 +484,24 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
       return FALSE;
     }
 
+  if (a.mx)
+    {
+      /* mxfp4-pack-quantized: LAYER.weight_packed uint8 [O, I/2], element
+       * 2k in the low nibble (the E2M1 code: sign bit 3, magnitude bits
+       * 0-2), LAYER.weight_scale uint8 [O, I/32], the E8M0 exponents */
+      g_autofree char *packed_name = g_strconcat (layer, ".weight_packed", NULL);
+      gint64 pshape[2] = { (gint64) rows, (gint64) (cols / 2) };
+      guint8 *packed;
+
+      if (cols % 32 != 0 || quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E8M0)
+        return unsupported (error, "tensor", name, "MXFP4 rows that are not whole groups of 32");
+      packed = g_malloc (MAX (rows * cols / 2, 1));
+      quark_kernel_pack_fp4 (quark_tensor_peek_data (codes, NULL), rows * cols, packed);
+      return _quark_format_add_owned (out, _quark_format_new_tensor (packed_name, QUARK_DTYPE_U8, pshape, 2, packed,
+                                                                     rows * cols / 2, error), error) &&
+             _quark_format_add_owned (out, quark_tensor_new (out_scale, QUARK_DTYPE_U8, sshape, 2,
+                                                             quark_tensor_get_data (scale), error), error);
+    }
   if (a.is_float)
     {
       /* float-quantized: the FP8 codes as they are */
@@ -696,8 +751,8 @@ ct_args_from_json (JsonNode *node, const char *path, CtArgs *a, GError **error)
   a->is_float = g_ascii_strcasecmp (type, "float") == 0;
   if (!a->is_float && g_ascii_strcasecmp (type, "int") != 0)
     return bad_config (error, path, "type is neither int nor float");
-  if (a->is_float ? a->num_bits != 8 : (a->num_bits < 2 || a->num_bits > 8))
-    return bad_config (error, path, "num_bits is not one libquark reads (int: 2 to 8, float: 8)");
+  if (a->is_float ? a->num_bits != 8 && a->num_bits != 4 : (a->num_bits < 2 || a->num_bits > 8))
+    return bad_config (error, path, "num_bits is not one libquark reads (int: 2 to 8, float: 8, or 4 as MXFP4)");
   a->symmetric = json_object_get_boolean_member_with_default (o, "symmetric", TRUE);
   gs = json_object_get_member (o, "group_size");
   a->group_size = gs && JSON_NODE_HOLDS_VALUE (gs) ? (int) json_node_get_int (gs) : 0;
@@ -712,6 +767,13 @@ ct_args_from_json (JsonNode *node, const char *path, CtArgs *a, GError **error)
     return bad_config (error, path, "strategy is not one of tensor, channel, group, block, token");
   if (g_str_equal (strategy, "group") && a->group_size <= 0)
     return bad_config (error, path, "strategy group needs a positive group_size");
+  if (a->is_float && a->num_bits == 4)
+    {
+      /* MXFP4 (vLLM's _is_mxfp4: float, 4 bits, group 32, symmetric) */
+      if (!g_str_equal (strategy, "group") || a->group_size != 32 || !a->symmetric)
+        return bad_config (error, path, "4-bit floats are read as MXFP4: symmetric, strategy group, group_size 32");
+      a->mx = TRUE;
+    }
   if (g_str_equal (strategy, "block"))
     {
       JsonNode *bs = json_object_get_member (o, "block_structure");
@@ -797,6 +859,49 @@ need_tensor (QuarkModel *m, const char *name, QuarkDType dtype, QuarkTensor **t,
   return TRUE;
 }
 
+/* An mxfp4-pack-quantized layer: weight_packed uint8 [O, I/2] and
+ * weight_scale uint8 [O, I/32] (E8M0) back to float32, as an OCP MXFP4
+ * spec dequantizes them */
+static QuarkTensor *
+dequantize_mxfp4 (QuarkModel *m, const char *layer, QuarkTensor *scale, GError **error)
+{
+  g_autofree char *wname = g_strconcat (layer, ".weight", NULL);
+  g_autofree char *pname = g_strconcat (layer, ".weight_packed", NULL);
+  g_autoptr(QuarkTensor) codes = NULL, scales = NULL, result = NULL;
+  g_autoptr(QuarkTensorSpec) spec = quark_tensor_spec_new (QUARK_DTYPE_FP4_E2M1, QUARK_QSCHEME_PER_GROUP);
+  QuarkTensor *packed;
+  const gint64 *shape, *sshape;
+  gint64 lshape[2];
+  guint n_dims, s_dims;
+  guint8 *unpacked;
+  gsize n;
+
+  if (!need_tensor (m, pname, QUARK_DTYPE_U8, &packed, error))
+    return NULL;
+  shape = quark_tensor_get_shape (packed, &n_dims);
+  sshape = quark_tensor_get_shape (scale, &s_dims);
+  if (n_dims != 2 || s_dims != 2 || quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8 || sshape[0] != shape[0] ||
+      sshape[1] * 16 != shape[1])
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                   "layer %s: MXFP4 expects weight_packed uint8 [O, I/2] and weight_scale uint8 [O, I/32]", layer);
+      return NULL;
+    }
+  lshape[0] = shape[0];
+  lshape[1] = shape[1] * 2;
+  n = (gsize) (lshape[0] * lshape[1]);
+  unpacked = g_malloc (MAX (n, 1));
+  quark_kernel_unpack_fp4 (quark_tensor_peek_data (packed, NULL), n, unpacked);
+  if ((codes = _quark_format_new_tensor (wname, QUARK_DTYPE_FP4_E2M1, lshape, 2, unpacked, n, error)) == NULL ||
+      (scales = quark_tensor_new (quark_tensor_get_name (scale), QUARK_DTYPE_F8_E8M0, sshape, 2,
+                                  quark_tensor_get_data (scale), error)) == NULL)
+    return NULL;
+  g_object_set (spec, "ch-axis", -1, "group-size", 32, "scale-format", QUARK_SCALE_FORMAT_E8M0, NULL);
+  if ((result = quark_tensor_spec_dequantize (spec, codes, scales, NULL, error)) == NULL)
+    return NULL;
+  return _quark_format_renamed (result, wname, error);
+}
+
 /* One stored layer back to float32 through the spec the args describe. */
 static QuarkTensor *
 dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char *format, GError **error)
@@ -823,6 +928,8 @@ dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char 
     }
   if (!need_tensor (m, sname, QUARK_DTYPE_F64, &scale, error))
     return NULL;
+  if (a->mx)
+    return dequantize_mxfp4 (m, layer, scale, error);
   if (quark_model_get_tensor (m, pname))
     {
       const gint64 *shape;
@@ -1015,10 +1122,12 @@ ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError
     return NULL;
   format = json_object_get_string_member_with_default (qc, "format", PACK_QUANTIZED);
   if (!g_str_equal (format, PACK_QUANTIZED) && !g_str_equal (format, INT_QUANTIZED) &&
-      !g_str_equal (format, FLOAT_QUANTIZED) && !g_str_equal (format, "naive-quantized"))
+      !g_str_equal (format, FLOAT_QUANTIZED) && !g_str_equal (format, "naive-quantized") &&
+      !g_str_equal (format, MXFP4_PACK_QUANTIZED))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
-                   "quantization_config.format: \"%s\" is not read (pack-quantized, int-quantized, float-quantized "
+                   "quantization_config.format: \"%s\" is not read (pack-quantized, int-quantized, float-quantized, "
+                   "mxfp4-pack-quantized "
                    "and naive-quantized are)", format);
       return NULL;
     }
