@@ -258,3 +258,40 @@ def test_python_api(tmp_path, models):
     assert quantize(m['src'], cli, '--export-format', 'gguf', '--type', 'IQ4_NL', '--imatrix',
                     str(m['dat'])).returncode == 0
     assert read_gguf(out)[1] == read_gguf(cli)[1]
+
+
+def test_save_from_a_session(tmp_path, models):
+    """quark_importance_matrix_save() from a session fed by hand: Σx² and the
+    token count of each block weight's input under its GGUF name, only for
+    layers the session saw; without a dataset name one empty name is
+    recorded (llama-quantize reads the first unchecked); the file loads back
+    to Σx² / tokens."""
+    import gi
+    gi.require_version('Quark', '1.0')
+    from gi.repository import GLib, Quark
+    m = models['tiny']
+    model = Quark.Model.load(m['src'], None)
+    session = Quark.Calibration.new()
+    session.set_second_moments_enabled(True)
+    session.set_gram_matrix_enabled(False)
+    width = model.get_tensor('model.layers.0.self_attn.q_proj.weight').get_shape()[1]
+    x = np.random.default_rng(3).standard_normal((24, width)).astype(np.float32)
+    session.observe_floats('model.layers.0.self_attn.q_proj', Quark.Role.INPUT, x.ravel().tolist(), [24, width])
+    out = tmp_path / 'im.gguf'
+    assert Quark.importance_matrix_save(session, model, str(out), None, 8, False)
+    kv, tensors = read_gguf(out)
+    assert kv['imatrix.datasets'] == [''] and kv['imatrix.chunk_count'] == 3 and kv['imatrix.chunk_size'] == 8
+    assert sorted(tensors) == ['blk.0.attn_q.weight.counts', 'blk.0.attn_q.weight.in_sum2']
+    sums = np.frombuffer(tensors['blk.0.attn_q.weight.in_sum2'][2], '<f4')
+    assert np.allclose(sums, (x.astype(np.float64) ** 2).sum(0), rtol=1e-6)
+    back = Quark.importance_matrix_load(str(out))
+    got = np.frombuffer(back.get_tensor('blk.0.attn_q.weight').get_data().get_data(), np.float32)
+    assert np.array_equal(got, sums / np.float32(24))
+    # an existing file is kept without overwrite; a session without moments is an error
+    with pytest.raises(GLib.Error) as e:
+        Quark.importance_matrix_save(session, model, str(out), None, 8, False)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.EXISTS)
+    with pytest.raises(GLib.Error) as e:
+        Quark.importance_matrix_save(Quark.Calibration.new(), model, str(tmp_path / 'none.gguf'), 'x', 8, False)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT)
+    assert not (tmp_path / 'none.gguf').exists()

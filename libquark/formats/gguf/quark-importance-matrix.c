@@ -121,7 +121,8 @@ collect_sums (QuarkCalibration *calibration, QuarkModel *model, guint64 *max_tok
  * @model: the model the session ran (a Hugging Face Llama-family model)
  * @path: the file to write (`imatrix.gguf`)
  * @dataset: (nullable): the calibration text's name, recorded in the file
- *   (llama.cpp's `imatrix.datasets`)
+ *   (llama.cpp's `imatrix.datasets`; %NULL records an empty name, since
+ *   llama-quantize reads the first entry without checking that one exists)
  * @chunk_size: tokens per chunk the text was run in (the context, such as
  *   512), recorded with the chunk count tokens / @chunk_size
  * @overwrite: whether an existing @path is replaced
@@ -145,7 +146,8 @@ quark_importance_matrix_save (QuarkCalibration *calibration, QuarkModel *model, 
                               guint chunk_size, gboolean overwrite, GError **error)
 {
   g_autoptr(QuarkModel) sums = NULL;
-  const char *datasets[2] = { dataset, NULL };
+  /* never an empty list: llama-quantize prints the first dataset unchecked */
+  const char *datasets[2] = { dataset ? dataset : "", NULL };
   guint64 max_tokens;
 
   g_return_val_if_fail (QUARK_IS_CALIBRATION (calibration), FALSE);
@@ -159,7 +161,7 @@ quark_importance_matrix_save (QuarkCalibration *calibration, QuarkModel *model, 
       g_prefix_error (error, "%s: ", path);
       return FALSE;
     }
-  return _quark_gguf_write_imatrix (path, sums, dataset ? datasets : NULL, (guint32) (max_tokens / chunk_size),
+  return _quark_gguf_write_imatrix (path, sums, datasets, (guint32) (max_tokens / chunk_size),
                                     chunk_size, overwrite, error);
 }
 
