@@ -809,7 +809,8 @@ def test_threads_do_not_change_the_bytes(tmp_path, kquant_model, scheme):
     assert r.returncode == 2 and '--threads' in r.stderr and not (tmp_path / 'x.gguf').exists()
 
 
-@pytest.mark.parametrize('scheme', ['Q2_K', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0'])
+@pytest.mark.parametrize('scheme', ['Q2_K', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0',
+                                    'IQ4_NL'])
 def test_vector_searches_equal_the_scalar_reference(tmp_path, kquant_model, scheme):
     """The k-quants' searches run sixteen sub-blocks at once in vector lanes,
     the legacy types' blocks in two vectors each (quark-gguf-search.c);

@@ -39,4 +39,9 @@ void _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, fl
 void _quark_gguf_legacy_blocks (int type, const float *x, size_t nblocks, guint8 *y, float *scales)
   __attribute__ ((visibility ("hidden")));
 
+/* quantize_row_iq4_nl_impl (ntry 7) on 16 blocks of 32 at once: scales
+ * (before fp16) into scales[j], codes into L + 32·j */
+void _quark_gguf_iq4nl_x16 (const float *x, const float *w, float *scales, guint8 *L)
+  __attribute__ ((visibility ("hidden")));
+
 G_END_DECLS

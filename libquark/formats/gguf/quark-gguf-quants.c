@@ -1249,6 +1249,39 @@ iq4_nl (const float *x, guint8 *y, const float *qw)
     y[2 + j] = (guint8) (L[j] | (L[16 + j] << 4));
 }
 
+/* IQ4_NL for @nb (<= 16) blocks: their weights as iq4_nl () makes them,
+ * the searches in the lanes of vectors (_quark_gguf_iq4nl_x16 (), a last
+ * group padded with zero blocks), then the blocks stored */
+static void
+iq4_nl_blocks (const float *x, guint8 *y, const float *qw, int nb)
+{
+  float px[16 * 32] = { 0 }, weight[16 * 32] = { 0 }, scales[16];
+  guint8 L[16 * 32];
+
+  memcpy (px, x, (gsize) nb * 32 * sizeof (float));
+  for (int b = 0; b < nb; b++)
+    {
+      const float *xb = x + 32 * b;
+      if (qw)
+        {
+          float sigma2 = sum_squares (xb, 32);
+          sigma2 *= 2.f / 32;
+          importance_weights (xb, qw + 32 * b, 32, sigma2, weight + 32 * b);
+        }
+      else
+        for (int j = 0; j < 32; ++j)
+          weight[32 * b + j] = xb[j] * xb[j];
+    }
+  _quark_gguf_iq4nl_x16 (px, weight, scales, L);
+  for (int b = 0; b < nb; b++)
+    {
+      guint8 *yb = y + 18 * b;
+      put_half (yb, scales[b]);
+      for (int j = 0; j < 16; ++j)
+        yb[2 + j] = (guint8) (L[32 * b + j] | (L[32 * b + 16 + j] << 4));
+    }
+}
+
 /* 2^(e - 128): half the E8M0 value (ggml_e8m0_to_fp32_half) */
 static float
 e8m0_half (guint8 e)
@@ -1466,8 +1499,12 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
         }
       break;
     case QUARK_GGML_IQ4_NL:
-      for (gsize b = 0; b < n / 32; b++)
-        iq4_nl (x + 32 * b, out + 18 * b, qw ? qw + 32 * b : NULL);
+      if (use_scalar ())
+        for (gsize b = 0; b < n / 32; b++)
+          iq4_nl (x + 32 * b, out + 18 * b, qw ? qw + 32 * b : NULL);
+      else
+        for (gsize b = 0; b < n / 32; b += 16)
+          iq4_nl_blocks (x + 32 * b, out + 18 * b, qw ? qw + 32 * b : NULL, (int) MIN ((gsize) 16, n / 32 - b));
       return;
     default:
       break;

@@ -535,3 +535,97 @@ _quark_gguf_legacy_blocks (int type, const float *x, size_t nblocks, guint8 *y, 
       scales[2 * b + 1] = m;
     }
 }
+
+/* ---- IQ4_NL: sixteen blocks of 32 in the lanes ----------------------------- */
+
+static const float iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+
+/* ggml's best_index_int8 over kvalues_iq4nl, per lane: the binary search
+ * ends at mu, the first value above x (the count of values <= x), and
+ * picks mu - 1 only when strictly nearer; x at or beyond an end gives
+ * that end, a NaN x 15 (the search's ml climbs to the top) */
+QK_INLINE qk_vi
+iq4nl_index_v (qk_vf x)
+{
+  const qk_vf values = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+  const qk_vi zero_i = { 0 }, one = qk_splat_i (1), top = qk_splat_i (15);
+  qk_vi c = zero_i, r;
+  qk_vf lo, hi;
+
+  for (int k = 0; k < 16; k++)
+    c += qk_select_i (x >= qk_splat (iq4nl_values[k]), one, zero_i);
+  lo = QK_SHUFFLE (values, (c - 1) & 15);
+  hi = QK_SHUFFLE (values, c & 15);
+  r = qk_select_i (x - lo < hi - x, c - 1, c);
+  r = qk_select_i (x <= qk_splat (iq4nl_values[0]), zero_i, r);
+  r = qk_select_i (x >= qk_splat (iq4nl_values[15]), top, r);
+  return qk_select_i (x != x, top, r);
+}
+
+/* quantize_row_iq4_nl_impl (ntry 7) for the 16 blocks of 32 at x + 32·j,
+ * with their weights at w + 32·j: each block's scale into scales[j] (as
+ * searched, before fp16) and its codes into L + 32·j */
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_iq4nl_x16 (const float *x, const float *w, float *scales, guint8 *L)
+{
+  qk_vf xt[32], wt[32], amax, max, d, id, sumqx, sumq2, best;
+  const qk_vf zero = { 0 };
+
+  for (int i = 0; i < 32; i++)
+    {
+      float cx[QK_LANES], cw[QK_LANES];
+      for (int j = 0; j < QK_LANES; j++)
+        {
+          cx[j] = x[j * 32 + i];
+          cw[j] = w[j * 32 + i];
+        }
+      memcpy (&xt[i], cx, sizeof cx);
+      memcpy (&wt[i], cw, sizeof cw);
+    }
+  amax = max = zero;
+  for (int i = 0; i < 32; i++)
+    {
+      qk_vf ax = (qk_vf) ((qk_vi) xt[i] & 0x7fffffff);
+      max = qk_select (amax < ax, xt[i], max);
+      amax = qk_select (amax < ax, ax, amax);
+    }
+  d = -max / iq4nl_values[0];
+  id = 1 / d;
+  sumqx = sumq2 = zero;
+  for (int i = 0; i < 32; i++)
+    {
+      qk_vf q = QK_SHUFFLE (((qk_vf) { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 }),
+                            iq4nl_index_v (id * xt[i]));
+      sumqx += wt[i] * q * xt[i];
+      sumq2 += wt[i] * q * q;
+    }
+  d = sumqx / sumq2;
+  best = d * sumqx;
+  for (int itry = -7; itry <= 7; ++itry)
+    {
+      qk_vf lhs;
+      id = (float) (itry + (int) iq4nl_values[0]) / max;
+      sumqx = sumq2 = zero;
+      for (int i = 0; i < 32; i++)
+        {
+          qk_vf q = QK_SHUFFLE (((qk_vf) { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 }),
+                                iq4nl_index_v (id * xt[i]));
+          sumqx += wt[i] * q * xt[i];
+          sumq2 += wt[i] * q * q;
+        }
+      /* sumq2 > 0 && sumqx² > best · sumq2 */
+      lhs = qk_select (sumq2 > zero, sumqx * sumqx, qk_splat (-INFINITY));
+      d = qk_select (lhs > best * sumq2, sumqx / sumq2, d);
+      best = qk_select (lhs > best * sumq2, d * sumqx, best);
+    }
+  /* all-zero blocks: scale 0 */
+  d = qk_select (amax < qk_splat (1e-15f), zero, d);
+  id = qk_select (d != zero, 1 / d, zero);
+  for (int i = 0; i < 32; i++)
+    {
+      qk_vi c = iq4nl_index_v (id * xt[i]);
+      for (int j = 0; j < QK_LANES; j++)
+        L[j * 32 + i] = (guint8) c[j];
+    }
+  memcpy (scales, &d, sizeof d);
+}
