@@ -562,6 +562,24 @@ iq4nl_index_v (qk_vf x)
   return qk_select_i (x != x, top, r);
 }
 
+/* the weighted sums of a candidate scale 1/id: Σ w·q·x and Σ w·q² over the
+ * grid values q nearest id·x */
+QK_INLINE void
+iq4nl_sums (const qk_vf *xt, const qk_vf *wt, qk_vf id, qk_vf *sumqx_out, qk_vf *sumq2_out)
+{
+  const qk_vf values = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+  qk_vf sumqx = { 0 }, sumq2 = { 0 };
+
+  for (int i = 0; i < 32; i++)
+    {
+      qk_vf q = QK_SHUFFLE (values, iq4nl_index_v (id * xt[i]));
+      sumqx += wt[i] * q * xt[i];
+      sumq2 += wt[i] * q * q;
+    }
+  *sumqx_out = sumqx;
+  *sumq2_out = sumq2;
+}
+
 /* quantize_row_iq4_nl_impl (ntry 7) for the 16 blocks of 32 at x + 32·j,
  * with their weights at w + 32·j: each block's scale into scales[j] (as
  * searched, before fp16) and its codes into L + 32·j */
@@ -591,28 +609,14 @@ _quark_gguf_iq4nl_x16 (const float *x, const float *w, float *scales, guint8 *L)
     }
   d = -max / iq4nl_values[0];
   id = 1 / d;
-  sumqx = sumq2 = zero;
-  for (int i = 0; i < 32; i++)
-    {
-      qk_vf q = QK_SHUFFLE (((qk_vf) { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 }),
-                            iq4nl_index_v (id * xt[i]));
-      sumqx += wt[i] * q * xt[i];
-      sumq2 += wt[i] * q * q;
-    }
+  iq4nl_sums (xt, wt, id, &sumqx, &sumq2);
   d = sumqx / sumq2;
   best = d * sumqx;
   for (int itry = -7; itry <= 7; ++itry)
     {
       qk_vf lhs;
       id = (float) (itry + (int) iq4nl_values[0]) / max;
-      sumqx = sumq2 = zero;
-      for (int i = 0; i < 32; i++)
-        {
-          qk_vf q = QK_SHUFFLE (((qk_vf) { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 }),
-                                iq4nl_index_v (id * xt[i]));
-          sumqx += wt[i] * q * xt[i];
-          sumq2 += wt[i] * q * q;
-        }
+      iq4nl_sums (xt, wt, id, &sumqx, &sumq2);
       /* sumq2 > 0 && sumqx² > best · sumq2 */
       lhs = qk_select (sumq2 > zero, sumqx * sumqx, qk_splat (-INFINITY));
       d = qk_select (lhs > best * sumq2, sumqx / sumq2, d);
