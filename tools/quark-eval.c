@@ -256,8 +256,8 @@ cmd_eval (int argc, char **argv)
 
 /* the windows calibration runs text in: 512 tokens, or the model's
  * context when shorter */
-guint
-tool_calibration_window (QuarkExecutor *executor)
+static guint
+calibration_window (QuarkExecutor *executor)
 {
   return MIN (512, quark_executor_get_max_context (executor));
 }
@@ -265,18 +265,20 @@ tool_calibration_window (QuarkExecutor *executor)
 /* `quark quantize --calibration-text`: a session for @config fed with
  * every linear layer's inputs while the executor runs @model (on @threads
  * threads, 0 for one per processor) on the first @max_tokens tokens of the
- * text, in windows of tool_calibration_window(); without a config, a
- * session of second moments without Gram matrices (an importance matrix) */
+ * text, in windows of calibration_window () (into *@window_out when
+ * given); without a config, a session of second moments without Gram
+ * matrices (an importance matrix) */
 QuarkCalibration *
 tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuantizationConfig *config,
                           const char *text_file, guint max_tokens, guint threads, gboolean tty,
-                          GCancellable *cancellable, GError **error)
+                          guint *window_out, GCancellable *cancellable, GError **error)
 {
   g_autoptr(QuarkTokenizer) tokenizer = NULL;
   g_autoptr(QuarkExecutor) executor = NULL;
   g_autoptr(QuarkCalibration) calibration = NULL;
   g_autofree guint32 *ids = NULL;
   gsize n_ids = 0;
+  guint window;
   EvalProgress progress = { tty, g_get_monotonic_time (), "calibration" };
 
   if ((tokenizer = tool_model_tokenizer (model_path, NULL, error)) == NULL ||
@@ -295,6 +297,9 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
       return NULL;
     }
   n_ids = MIN (n_ids, (gsize) max_tokens);
+  window = calibration_window (executor);
+  if (window_out)
+    *window_out = window;
   if (config == NULL)
     {
       /* an importance matrix: Σx² per input feature, no Gram matrices */
@@ -302,8 +307,7 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
       quark_calibration_set_second_moments_enabled (calibration, TRUE);
       quark_calibration_set_gram_matrix_enabled (calibration, FALSE);
       g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), &progress);
-      if (!quark_executor_calibrate (executor, calibration, ids, n_ids, tool_calibration_window (executor), cancellable,
-                                     error))
+      if (!quark_executor_calibrate (executor, calibration, ids, n_ids, window, cancellable, error))
         return NULL;
       return g_steal_pointer (&calibration);
     }
@@ -325,14 +329,13 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
         progress.label = "calibration, layer by layer";
         g_signal_connect (executor, "progress", G_CALLBACK (on_layer_progress), &progress);
         if (!quark_executor_calibrate_sequential (executor, calibration, quantizer, ids, n_ids,
-                                                  tool_calibration_window (executor), cancellable, error))
+                                                  window, cancellable, error))
           return NULL;
         return g_steal_pointer (&calibration);
       }
   }
   g_signal_connect (executor, "progress", G_CALLBACK (on_eval_progress), &progress);
-  if (!quark_executor_calibrate (executor, calibration, ids, n_ids, tool_calibration_window (executor), cancellable,
-                                 error))
+  if (!quark_executor_calibrate (executor, calibration, ids, n_ids, window, cancellable, error))
     return NULL;
   return g_steal_pointer (&calibration);
 }
@@ -356,9 +359,8 @@ cmd_imatrix (int argc, char **argv)
   g_autoptr(QuarkModel) model = NULL;
   g_autoptr(QuarkModel) check = NULL;
   g_autoptr(QuarkCalibration) calibration = NULL;
-  g_autoptr(QuarkExecutor) executor = NULL;
   g_autofree char *dataset = NULL;
-  guint window;
+  guint window = 0;
 
   if (!parse_options ("imatrix", "MODEL",
                       "Runs a Llama-family model (llama, mistral, qwen2) natively on a text and\n"
@@ -388,13 +390,10 @@ cmd_imatrix (int argc, char **argv)
     }
   if ((model = quark_model_load (argv[1], NULL, &error)) == NULL)
     return report_failure ("imatrix", error, json);
+  /* the window the text runs in is recorded as llama.cpp's chunk size */
   if ((calibration = tool_calibrate_from_text (model, argv[1], NULL, text, (guint) tokens, (guint) threads,
-                                               isatty (fileno (stderr)) && !json, NULL, &error)) == NULL)
+                                               isatty (fileno (stderr)) && !json, &window, NULL, &error)) == NULL)
     return report_failure ("imatrix", error, json);
-  /* the window the text ran in, recorded as llama.cpp's chunk size */
-  if ((executor = quark_executor_new (model, &error)) == NULL)
-    return report_failure ("imatrix", error, json);
-  window = tool_calibration_window (executor);
   dataset = g_path_get_basename (text);
   if (!quark_importance_matrix_save (calibration, model, output, dataset, window, force, &error) ||
       (check = quark_importance_matrix_load (output, &error)) == NULL)

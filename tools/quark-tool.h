@@ -23,11 +23,10 @@ int          tool_list_format_schemes (const char *format_name, gboolean json);
 /* quark-eval.c */
 int          cmd_eval            (int argc, char **argv);
 int          cmd_imatrix         (int argc, char **argv);
-guint        tool_calibration_window (QuarkExecutor *executor);
 guint32 *    tool_tokenize_file  (QuarkTokenizer *tokenizer, const char *path, const char *separator, gsize *n_ids,
                                   GError **error);
 QuarkTokenizer * tool_model_tokenizer (const char *model, const char *tokenizer, GError **error);
 QuarkCalibration * tool_calibrate_from_text (QuarkModel *model, const char *model_path,
                                              QuarkQuantizationConfig *config, const char *text_file,
-                                             guint max_tokens, guint threads, gboolean tty, GCancellable *cancellable,
-                                             GError **error);
+                                             guint max_tokens, guint threads, gboolean tty, guint *window_out,
+                                             GCancellable *cancellable, GError **error);

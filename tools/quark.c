@@ -993,16 +993,16 @@ quantize_to_file (QuantizeJob *job, GError **error)
       else
         {
           g_autoptr(QuarkCalibration) calibration = NULL;
-          g_autoptr(QuarkExecutor) executor = NULL;
           g_autofree char *dataset = g_path_get_basename (job->calibration_text);
+          guint window = 0;
           if ((calibration = tool_calibrate_from_text (job->model, job->model_path, NULL, job->calibration_text,
                                                        (guint) job->calibration_tokens,
                                                        job->threads > 0 ? (guint) job->threads : 0,
-                                                       job->progress->tty, job->cancellable, error)) == NULL ||
-              (executor = quark_executor_new (job->model, error)) == NULL)
+                                                       job->progress->tty, &window, job->cancellable,
+                                                       error)) == NULL)
             return FALSE;
-          importance = quark_importance_matrix_new_from_calibration (calibration, job->model, dataset,
-                                                                     tool_calibration_window (executor), error);
+          importance = quark_importance_matrix_new_from_calibration (calibration, job->model, dataset, window,
+                                                                     error);
         }
       if (importance == NULL)
         return FALSE;
@@ -1079,7 +1079,7 @@ quantize_job_steps (QuantizeJob *job, GError **error)
   if (job->calibration_text &&
       (calibration = tool_calibrate_from_text (job->model, job->model_path, config, job->calibration_text,
                                                (guint) job->calibration_tokens, job->threads > 0 ? (guint) job->threads : 0,
-                                               job->progress->tty,
+                                               job->progress->tty, NULL,
                                                job->cancellable, error)) == NULL)
     return FALSE;
   if (cancelled (job, error))
