@@ -124,6 +124,18 @@ put_header (GByteArray *head, guint64 n_tensors, const Kv *kv)
   g_byte_array_append (head, kv->bytes->data, kv->bytes->len);
 }
 
+/* a tensor info: name, n_dims, ne (ne[0] the row length), ggml type, offset */
+static void
+put_tensor_info (GByteArray *head, const char *name, guint n_dims, const guint64 *ne, guint32 type, guint64 offset)
+{
+  put_str (head, name);
+  put_u32 (head, n_dims);
+  for (guint k = 0; k < n_dims; k++)
+    put_u64 (head, ne[k]);
+  put_u32 (head, type);
+  put_u64 (head, offset);
+}
+
 static void
 kv_key (Kv *kv, const char *key, guint32 type)
 {
@@ -1122,11 +1134,18 @@ write_all (int fd, const void *data, gsize size, const char *path, GError **erro
   return TRUE;
 }
 
+/* @size rounded up to the alignment */
+static guint64
+aligned (guint64 size)
+{
+  return size + (GGUF_ALIGNMENT - size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
+}
+
 static gboolean
 pad (int fd, guint64 *pos, const char *path, GError **error)
 {
   static const guint8 zeros[GGUF_ALIGNMENT] = { 0 };
-  gsize n = (GGUF_ALIGNMENT - *pos % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
+  gsize n = aligned (*pos) - *pos;
   *pos += n;
   return write_all (fd, zeros, n, path, error);
 }
@@ -1188,6 +1207,17 @@ commit (int *fd, char **tmp, const char *path, gboolean overwrite, GError **erro
     }
   g_clear_pointer (tmp, g_free);
   return TRUE;
+}
+
+/* What commit () did not take over on the way out of a failed write: the
+ * descriptor closed and the temporary removed (-1 and NULL: nothing) */
+static void
+discard_beside (int fd, const char *tmp)
+{
+  if (fd >= 0)
+    close (fd);
+  if (tmp)
+    g_unlink (tmp);
 }
 
 static int
@@ -1518,7 +1548,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
         return FALSE;
       o->size = _quark_ggml_row_size (o->type, o->ne[0]) * (o->n_dims == 2 ? o->ne[1] : 1);
       o->offset = data_pos;
-      data_pos += o->size + (GGUF_ALIGNMENT - o->size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
+      data_pos += aligned (o->size);
     }
 
   /* key-values: general.*, the architecture's hyperparameters, the tokenizer */
@@ -1578,12 +1608,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   for (guint i = 0; i < outs->len; i++)
     {
       Out *o = &g_array_index (outs, Out, i);
-      put_str (head, o->name);
-      put_u32 (head, o->n_dims);
-      for (guint k = 0; k < o->n_dims; k++)
-        put_u64 (head, o->ne[k]);
-      put_u32 (head, o->type);
-      put_u64 (head, o->offset);
+      put_tensor_info (head, o->name, o->n_dims, o->ne, o->type, o->offset);
     }
 
   /* the file: a temporary beside the output, renamed when complete */
@@ -1627,10 +1652,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   ok = commit (&fd, &tmp, path, overwrite, error);
 
 out:
-  if (fd >= 0)
-    close (fd);
-  if (tmp)
-    g_unlink (tmp);
+  discard_beside (fd, tmp);
   return ok;
 }
 
@@ -2078,14 +2100,13 @@ _quark_gguf_write_imatrix (const char *path, QuarkModel *tensors, const char * c
       const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
       gsize size = quark_tensor_get_n_elements (t) * sizeof (float);
 
+      guint64 ne[4];
+
       g_return_val_if_fail (quark_tensor_get_dtype (t) == QUARK_DTYPE_F32 && n_dims >= 1 && n_dims <= 4, FALSE);
-      put_str (head, quark_tensor_get_name (t));
-      put_u32 (head, n_dims);
       for (guint k = 0; k < n_dims; k++)
-        put_u64 (head, (guint64) shape[n_dims - 1 - k]);
-      put_u32 (head, QUARK_GGML_F32);
-      put_u64 (head, offset);
-      offset += size + (GGUF_ALIGNMENT - size % GGUF_ALIGNMENT) % GGUF_ALIGNMENT;
+        ne[k] = (guint64) shape[n_dims - 1 - k];
+      put_tensor_info (head, quark_tensor_get_name (t), n_dims, ne, QUARK_GGML_F32, offset);
+      offset += aligned (size);
     }
   if ((fd = open_beside (path, &tmp, error)) < 0)
     return FALSE;
@@ -2096,17 +2117,15 @@ _quark_gguf_write_imatrix (const char *path, QuarkModel *tensors, const char * c
     {
       QuarkTensor *t = quark_model_get_tensor_at (tensors, i);
       gsize size = quark_tensor_get_n_elements (t) * sizeof (float);
-      g_autofree float *le = g_memdup2 (quark_tensor_peek_data (t, NULL), size);
-
+      const float *le = quark_tensor_peek_data (t, NULL);
 #if G_BYTE_ORDER == G_BIG_ENDIAN
+      /* GGUF is little-endian: a swapped copy */
+      g_autofree guint32 *swapped = g_memdup2 (le, size);
       for (gsize k = 0; k < size / 4; k++)
-        {
-          guint32 bits;
-          memcpy (&bits, le + k, 4);
-          bits = GUINT32_TO_LE (bits);
-          memcpy (le + k, &bits, 4);
-        }
+        swapped[k] = GUINT32_TO_LE (swapped[k]);
+      le = (const float *) swapped;
 #endif
+
       pos += size;
       if (!write_all (fd, le, size, path, error) || !pad (fd, &pos, path, error))
         goto out;
@@ -2114,10 +2133,7 @@ _quark_gguf_write_imatrix (const char *path, QuarkModel *tensors, const char * c
   ok = commit (&fd, &tmp, path, overwrite, error);
 
 out:
-  if (fd >= 0)
-    close (fd);
-  if (tmp)
-    g_unlink (tmp);
+  discard_beside (fd, tmp);
   return ok;
 }
 
