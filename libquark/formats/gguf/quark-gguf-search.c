@@ -167,6 +167,26 @@ _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, gui
     qkx2_x16 (n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
+/* The codes of the scale 1 / iscale, clamped to [lo, hi], and their
+ * weighted sums Σ w·x·l and Σ w·l², per lane */
+QK_INLINE void
+qx_codes (int n, qk_vf iscale, const qk_vf *xt, const qk_vf *wt, qk_vi lo, qk_vi hi, qk_vi *l_out,
+          qk_vf *sumlx_out, qk_vf *suml2_out)
+{
+  qk_vf sumlx = { 0 }, suml2 = { 0 };
+
+  for (int i = 0; i < n; i++)
+    {
+      qk_vi l = gg_max_i (gg_min_i (nearest_int_v (iscale * xt[i]), hi), lo);
+      qk_vf lf = __builtin_convertvector (l, qk_vf);
+      l_out[i] = l;
+      sumlx += wt[i] * xt[i] * lf;
+      suml2 += wt[i] * lf * lf;
+    }
+  *sumlx_out = sumlx;
+  *suml2_out = suml2;
+}
+
 /* The start that make_qx_quants and make_q3_quants share, per lane: the
  * sub-blocks transposed (weights qw, or x²), the element of largest
  * magnitude (the first of equals), the codes of the scale -nmax / max
@@ -177,7 +197,7 @@ qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt
 {
   const qk_vf zero = { 0 };
   const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1);
-  qk_vf amax = zero, max = zero, iscale, sumlx = zero, suml2 = zero;
+  qk_vf amax = zero, max = zero, iscale;
 
   for (int i = 0; i < n; i++)
     {
@@ -197,19 +217,9 @@ qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt
       amax = qk_select (amax < ax, ax, amax);
     }
   iscale = (float) -nmax / max;
-  for (int i = 0; i < n; i++)
-    {
-      qk_vi l = nearest_int_v (iscale * xt[i]);
-      qk_vf lf;
-      lt[i] = l = gg_max_i (gg_min_i (l, hi), lo);
-      lf = __builtin_convertvector (l, qk_vf);
-      sumlx += wt[i] * xt[i] * lf;
-      suml2 += wt[i] * lf * lf;
-    }
+  qx_codes (n, iscale, xt, wt, lo, hi, lt, sumlx_out, suml2_out);
   *amax_out = amax;
   *max_out = max;
-  *sumlx_out = sumlx;
-  *suml2_out = suml2;
 }
 
 /* codes plus nmax into L, scales into scales; all-zero sub-blocks
@@ -250,16 +260,7 @@ _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, 
       if (is == 0)
         continue;
       iscale = -(nmax + 0.1f * is) / max;
-      sumlx = suml2 = zero;
-      for (int i = 0; i < n; i++)
-        {
-          qk_vi l = nearest_int_v (iscale * xt[i]);
-          qk_vf lf;
-          laux[i] = l = gg_max_i (gg_min_i (l, hi), lo);
-          lf = __builtin_convertvector (l, qk_vf);
-          sumlx += wt[i] * xt[i] * lf;
-          suml2 += wt[i] * lf * lf;
-        }
+      qx_codes (n, iscale, xt, wt, lo, hi, laux, &sumlx, &suml2);
       /* suml2 > 0 && sumlx² > best · suml2 */
       lhs = qk_select (suml2 > zero, sumlx * sumlx, minus_infinity);
       for (int i = 0; i < n; i++)
