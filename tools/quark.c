@@ -921,6 +921,8 @@ typedef struct {
   guint64 file_bytes;         /* the size of a single-file output */
   GPtrArray *non_float;       /* "name dtype" of tensors copied unchanged for their type */
   char **skipped;
+  const char *inexact;        /* --inexact */
+  char **report;              /* what GGUF did with weights it could not carry exactly */
   gboolean ok;
   GError *error;
 } QuantizeJob;
@@ -955,6 +957,9 @@ load_model (QuantizeJob *job, GError **error)
     {
       QuarkModel *restored;
 
+      /* GGUF carries the codes over (--type Q4_1 and the like) */
+      if (job->file_format && !job->requantize)
+        return TRUE;
       if (!job->requantize)
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
@@ -970,6 +975,22 @@ load_model (QuantizeJob *job, GError **error)
       g_object_unref (job->model);
       job->model = restored;
     }
+  return TRUE;
+}
+
+/* a string option of a format that has it */
+static gboolean
+set_format_option (QuarkCheckpointFormat *format, const char *property, const char *value, const char *option,
+                   GError **error)
+{
+  GParamSpec *pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (format), property);
+  if (pspec == NULL || pspec->value_type != G_TYPE_STRING)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s does not apply to --export-format %s",
+                   option, quark_checkpoint_format_get_name (format));
+      return FALSE;
+    }
+  g_object_set (format, property, value, NULL);
   return TRUE;
 }
 
@@ -1008,9 +1029,13 @@ quantize_to_file (QuantizeJob *job, GError **error)
         return FALSE;
       quark_checkpoint_format_set_importance (job->file_format, importance);
     }
+  if (job->inexact && !set_format_option (job->file_format, "inexact", job->inexact, "--inexact", error))
+    return FALSE;
   if (!quark_checkpoint_format_write_model (job->file_format, job->model, job->file_type, job->output, job->force,
                                             job->cancellable, error))
     return FALSE;
+  if (g_object_class_find_property (G_OBJECT_GET_CLASS (job->file_format), "report"))
+    g_object_get (job->file_format, "report", &job->report, NULL);
   if (g_stat (job->output, &st) == 0)
     job->file_bytes = (guint64) st.st_size;
   return TRUE;
@@ -1135,7 +1160,7 @@ cmd_quantize (int argc, char **argv)
 {
   g_autofree char *output = NULL, *preset = NULL, *config_file = NULL, *backend_name = NULL, *shard_text = NULL;
   g_autofree char *stats_file = NULL, *export_format = NULL, *file_type = NULL, *pure_type = NULL;
-  g_autofree char *calibration_text = NULL, *algorithms = NULL, *imatrix_file = NULL;
+  g_autofree char *calibration_text = NULL, *algorithms = NULL, *imatrix_file = NULL, *inexact = NULL;
   int calibration_tokens = 16384;
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
@@ -1158,6 +1183,7 @@ cmd_quantize (int argc, char **argv)
     { "type", 't', 0, G_OPTION_ARG_STRING, &file_type, "With --export-format gguf: the llama.cpp type, such as Q4_0 or Q8_0 (quark presets --export-format gguf lists them)", "TYPE" },
     { "imatrix", 0, 0, G_OPTION_ARG_FILENAME, &imatrix_file, "With --export-format gguf: quantize with llama.cpp's importance matrix from this file (llama-imatrix's or quark imatrix's), as llama-quantize --imatrix; --calibration-text computes one instead", "FILE" },
     { "pure", 0, 0, G_OPTION_ARG_NONE, &pure, "With --export-format gguf: every 2-D weight in --type, without llama-quantize's per-tensor choices (llama-quantize --pure)", NULL },
+    { "inexact", 0, 0, G_OPTION_ARG_STRING, &inexact, "With --export-format gguf and an already quantized MODEL (its codes carried into --type Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0): what to do with weights whose scales or minima are not exact in FP16: fail (default), round (as AMD Quark's export; reported), dequantize (those weights in F32)", "MODE" },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
@@ -1212,6 +1238,10 @@ cmd_quantize (int argc, char **argv)
                               : stats_file && calibration_text ? "--calibration and --calibration-text both given: choose one"
                               : calibration_tokens < 2 ? "--calibration-tokens must be at least 2"
                               : !to_file && (file_type || pure) ? "--type and --pure apply to --export-format gguf only"
+                              : !to_file && inexact ? "--inexact applies to --export-format gguf only"
+                              : inexact && !g_str_equal (inexact, "fail") && !g_str_equal (inexact, "round") &&
+                                  !g_str_equal (inexact, "dequantize")
+                                ? "--inexact takes fail, round or dequantize"
                               : !to_file && preset == NULL && config_file == NULL
                                 ? "choose how to quantize: --preset NAME (\"quark presets\" lists them) or --config FILE"
                               : preset && config_file ? "--preset and --config both given: choose one" : NULL;
@@ -1255,7 +1285,7 @@ cmd_quantize (int argc, char **argv)
     .model_path = argv[1], .output = output, .config_file = config_file, .preset = preset,
     .backend_name = backend_name, .stats_file = stats_file,
     .calibration_text = calibration_text, .calibration_tokens = calibration_tokens, .algorithms = algorithms,
-    .imatrix_file = imatrix_file,
+    .imatrix_file = imatrix_file, .inexact = inexact,
     .export_format = export_format, .file_type = pure_type,
     .file_format = file_format, .excludes = excludes, .max_shard = max_shard, .force = force,
     .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,
@@ -1274,6 +1304,8 @@ cmd_quantize (int argc, char **argv)
 
   for (guint i = 0; job.skipped && job.skipped[i]; i++)
     g_printerr ("quark quantize: not copied (not a regular file): %s\n", job.skipped[i]);
+  for (guint i = 0; !json && job.report && job.report[i]; i++)
+    g_printerr ("quark quantize: %s\n", job.report[i]);
   if (json)
     {
       g_autoptr(JsonBuilder) b = json_builder_new ();
@@ -1307,6 +1339,12 @@ cmd_quantize (int argc, char **argv)
       for (guint i = 0; job.skipped && job.skipped[i]; i++)
         json_builder_add_string_value (b, job.skipped[i]);
       json_builder_end_array (b);
+      /* GGUF from a quantized model: the weights not carried over exactly */
+      json_builder_set_member_name (b, "inexact_tensors");
+      json_builder_begin_array (b);
+      for (guint i = 0; job.report && job.report[i]; i++)
+        json_builder_add_string_value (b, job.report[i]);
+      json_builder_end_array (b);
       json_builder_end_object (b);
       root = json_builder_get_root (b);
       print_json (root);
@@ -1339,6 +1377,7 @@ done:
   g_clear_object (&job.model);
   g_clear_object (&job.writer);
   g_strfreev (job.skipped);
+  g_strfreev (job.report);
   return status;
 }
 

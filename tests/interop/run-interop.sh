@@ -40,4 +40,5 @@ export QUARK_REQUIRE_LLAMA_CPP=1
 echo "llama.cpp: $QUARK_LLAMA_CPP_BIN"
 cd "$build"
 exec /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs -k "live or llama_cpp" \
-  "$src/tests/python/test_gguf.py" "$src/tests/python/test_gguf_imatrix.py"
+  "$src/tests/python/test_gguf.py" "$src/tests/python/test_gguf_imatrix.py" \
+  "$src/tests/python/test_gguf_bridge.py"

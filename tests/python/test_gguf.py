@@ -479,6 +479,15 @@ def llama_bin(name):
     return path
 
 
+def llama_perplexity(model, text):
+    """llama-perplexity on a GGUF over a text, 512-token windows: the final
+    estimate and its error, as printed."""
+    r = subprocess.run([llama_bin('llama-perplexity'), '-m', str(model), '-f', str(text), '-c', '512', '-b', '512',
+                        '-t', '2'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return re.search(r'Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)', r.stdout + r.stderr).groups()
+
+
 @pytest.mark.parametrize('pure', [False, True])
 @pytest.mark.parametrize('scheme', [s for s in SCHEMES if s != 'F32'])
 def test_live_llama_quantize(tmp_path, kquant_model, scheme, pure):
@@ -505,18 +514,14 @@ def test_live_llama_quantize(tmp_path, kquant_model, scheme, pure):
 def test_llama_cpp_runs_the_real_model(tmp_path):
     """llama.cpp loads libquark's GGUF of a real trained Llama and its
     perplexity is that of the float model, within what Q8_0/Q4_0 lose."""
-    perplexity = llama_bin('llama-perplexity')
+    llama_bin('llama-perplexity')      # skips early without a build
     text = tmp_path / 'dev.txt'
     text.write_bytes(open(os.path.join(DOCS_LLAMA, 'data', 'dev.txt'), 'rb').read()[:40000])
     ppl = {}
     for gtype in ('F32', 'Q8_0', 'Q4_0', 'Q4_K_M'):
         out = tmp_path / (gtype + '.gguf')
         assert quantize(DOCS_LLAMA, out, '--export-format', 'gguf', '--type', gtype).returncode == 0
-        r = subprocess.run([perplexity, '-m', str(out), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-2000:]
-        line = [x for x in (r.stdout + r.stderr).splitlines() if 'Final estimate: PPL' in x][0]
-        ppl[gtype] = float(line.split('=')[1].split('+/-')[0])
+        ppl[gtype] = float(llama_perplexity(out, text)[0])
     assert 5 < ppl['F32'] < 40            # a trained model, not noise (the vocabulary is 8192)
     assert abs(ppl['Q8_0'] - ppl['F32']) < 0.01 * ppl['F32']
     assert ppl['F32'] <= ppl['Q4_0'] < 1.1 * ppl['F32']
@@ -528,7 +533,7 @@ def test_llama_cpp_runs_llama3_rope_scaling(tmp_path):
     """llama.cpp reads the rope_freqs tensor: docs-llama with Llama 3's RoPE
     scaling added to its config scores differently from the plain model,
     and still as a trained model."""
-    perplexity = llama_bin('llama-perplexity')
+    llama_bin('llama-perplexity')
     src = tmp_path / 'scaled'
     src.mkdir()
     for name in os.listdir(DOCS_LLAMA):
@@ -546,11 +551,7 @@ def test_llama_cpp_runs_llama3_rope_scaling(tmp_path):
         out = tmp_path / (name + '.gguf')
         r = quantize(model, out, '--export-format', 'gguf', '--type', 'F32')
         assert r.returncode == 0, r.stderr
-        r = subprocess.run([perplexity, '-m', str(out), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-2000:]
-        line = [x for x in (r.stdout + r.stderr).splitlines() if 'Final estimate: PPL' in x][0]
-        ppl[name] = float(line.split('=')[1].split('+/-')[0])
+        ppl[name] = float(llama_perplexity(out, text)[0])
     assert ppl['scaled'] != ppl['plain'] and 5 < ppl['scaled'] < 3 * ppl['plain']
 
 
@@ -599,7 +600,7 @@ def test_llama_cpp_generates_and_scores_as_llama_quantize(tmp_path):
     tokens a greedy PyTorch forward of the float model picks; libquark's
     Q4_K_M file is llama-quantize's byte for byte, so llama-perplexity
     gives the same number on both."""
-    cli, perplexity, quantizer = llama_bin('llama-cli'), llama_bin('llama-perplexity'), llama_bin('llama-quantize')
+    cli, quantizer = llama_bin('llama-cli'), llama_bin('llama-quantize')
     torch = pytest.importorskip('torch')
     import gi
     gi.require_version('Quark', '1.0')
@@ -633,10 +634,7 @@ def test_llama_cpp_generates_and_scores_as_llama_quantize(tmp_path):
     assert ours.read_bytes() == theirs.read_bytes()
     ppl = []
     for f in (ours, theirs):
-        r = subprocess.run([perplexity, '-m', str(f), '-f', str(text), '-c', '512', '-b', '512', '-t', '2'],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-2000:]
-        ppl.append(re.search(r'Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)', r.stdout + r.stderr).groups())
+        ppl.append(llama_perplexity(f, text))
     assert ppl[0] == ppl[1] and 5 < float(ppl[0][0]) < 40
 
 

@@ -9,6 +9,7 @@
 #include "quark-gguf-quants.h"
 #include "quark-gguf-mix.h"
 #include "quark-gguf-private.h"
+#include "quark-gguf-bridge.h"
 #include "kernels/quark-kernels.h"
 #include "quark-json.h"
 #include "quark-model-private.h"
@@ -50,7 +51,12 @@
 struct _QuarkFormatGguf
 {
   QuarkCheckpointFormat parent_instance;
+  QuarkGgufInexact inexact;   /* a quantized model's weights that do not carry over */
+  GPtrArray *report;          /* what the last write did with them */
 };
+
+enum { PROP_0, PROP_INEXACT, PROP_REPORT, N_PROPS };
+static GParamSpec *gguf_props[N_PROPS];
 
 G_DECLARE_FINAL_TYPE (QuarkFormatGguf, _quark_format_gguf, QUARK, FORMAT_GGUF, QuarkCheckpointFormat)
 G_DEFINE_FINAL_TYPE (QuarkFormatGguf, _quark_format_gguf, QUARK_TYPE_CHECKPOINT_FORMAT)
@@ -1096,7 +1102,9 @@ add_rope_scaling (Kv *kv, JsonObject *cfg, const Arch *a, GError **error)
 
 typedef struct {
   char *name;
-  QuarkTensor *tensor;      /* the Hugging Face tensor */
+  QuarkTensor *tensor;      /* the Hugging Face tensor (float sources) */
+  int source;               /* a quantized model's: the bridge's source, else -1 */
+  QuarkGgufBridgeKind kind; /* and how it is carried */
   gint64 heads;             /* rotary permutation, 0: none */
   QuarkGgmlType type;
   guint n_dims;
@@ -1411,10 +1419,59 @@ importance_key_values (Kv *kv, QuarkModel *importance)
     kv_u32 (kv, "quantize.imatrix.chunks_count", (guint32) chunks);
 }
 
+/* source @i: a float model's tensor, or what the bridge plans for a
+ * quantized one; its Hugging Face name */
+static const char *
+source_at (QuarkModel *model, QuarkGgufBridge *bridge, guint i, QuarkTensor **tensor, guint *n_dims,
+           const gint64 **shape, QuarkGgufBridgeKind *kind)
+{
+  QuarkTensor *t;
+  const char *name;
+  guint nd;
+  const gint64 *sh;
+
+  if (bridge)
+    {
+      QuarkGgufBridgeKind k = _quark_gguf_bridge_get_source (bridge, i, &name, &t, &nd, &sh);
+      if (kind)
+        *kind = k;
+    }
+  else
+    {
+      t = quark_model_get_tensor_at (model, i);
+      name = quark_tensor_get_name (t);
+      sh = quark_tensor_get_shape (t, &nd);
+      if (kind)
+        *kind = QUARK_GGUF_BRIDGE_FLOAT;
+    }
+  if (tensor)
+    *tensor = t;
+  if (n_dims)
+    *n_dims = nd;
+  if (shape)
+    *shape = sh;
+  return name;
+}
+
+/* a quantized model's 2-D tensors: codes in the type, the float ones as
+ * stored (F16, BF16; other floats and dequantized weights in F32) */
+static QuarkGgmlType
+bridged_type (const Out *o, QuarkGgmlType type)
+{
+  QuarkDType dtype = o->tensor ? quark_tensor_get_dtype (o->tensor) : QUARK_DTYPE_F32;
+
+  if (o->kind == QUARK_GGUF_BRIDGE_CODES)
+    return type;
+  return dtype == QUARK_DTYPE_F16 ? QUARK_GGML_F16 : dtype == QUARK_DTYPE_BF16 ? QUARK_GGML_BF16 : QUARK_GGML_F32;
+}
+
 static gboolean
 gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *scheme, const char *path,
                   gboolean overwrite, GCancellable *cancellable, GError **error)
 {
+  QuarkFormatGguf *self = QUARK_FORMAT_GGUF (format);
+  g_autoptr(QuarkGgufBridge) bridge = NULL;
+  guint n_sources;
   gboolean pure = FALSE;
   const QuarkGgufScheme *info = parse_scheme (scheme, &pure);
   QuarkGgufMix mix = { 0 };
@@ -1460,6 +1517,21 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       return FALSE;
     }
 
+  /* an already quantized model: its codes carried over (quark-gguf-bridge.c) */
+  g_ptr_array_set_size (self->report, 0);
+  if (quark_model_is_quantized (model, NULL))
+    {
+      if (importance)
+        {
+          g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                               "an importance matrix applies when quantizing float weights; this model is "
+                               "already quantized");
+          return FALSE;
+        }
+      if ((bridge = _quark_gguf_bridge_new (model, info->type, self->inexact, self->report, error)) == NULL)
+        return FALSE;
+    }
+
   /* what llama-quantize's choices depend on: the heads, the layers, how
    * many attn_v there are, whether there is an output tensor */
   mix.scheme = info;
@@ -1468,10 +1540,11 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   mix.n_layer = (int) a.n_layer;
   mix.is_70b = g_str_equal (a.arch, "llama") && a.n_layer == 80 && a.n_head != a.n_head_kv;
   mix.has_imatrix = importance != NULL && quark_model_get_n_tensors (importance) > 0;
-  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+  n_sources = bridge ? _quark_gguf_bridge_get_n_sources (bridge) : quark_model_get_n_tensors (model);
+  for (guint i = 0; i < n_sources; i++)
     {
       gint64 heads;
-      g_autofree char *name = gguf_name (&a, quark_tensor_get_name (quark_model_get_tensor_at (model, i)), &heads);
+      g_autofree char *name = gguf_name (&a, source_at (model, bridge, i, NULL, NULL, NULL, NULL), &heads);
       if (name && strstr (name, "attn_v.weight"))
         mix.n_attention_wv++;
       else if (name && g_str_equal (name, "output.weight"))
@@ -1479,26 +1552,28 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
     }
 
   /* the tensors, in the model's order, with their GGUF names and types */
-  for (guint i = 0; i < quark_model_get_n_tensors (model); i++)
+  for (guint i = 0; i < n_sources; i++)
     {
-      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      QuarkTensor *t = NULL;
       Out o = { 0 };
       guint n_dims;
-      const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+      const gint64 *shape;
+      const char *hf = source_at (model, bridge, i, &t, &n_dims, &shape, &o.kind);
 
-      o.name = gguf_name (&a, quark_tensor_get_name (t), &o.heads);
+      o.source = bridge ? (int) i : -1;
+      o.name = gguf_name (&a, hf, &o.heads);
       if (o.name == NULL)
         {
-          if (g_str_has_suffix (quark_tensor_get_name (t), "rotary_emb.inv_freq"))
+          if (g_str_has_suffix (hf, "rotary_emb.inv_freq"))
             continue;
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                       "tensor %s has no GGUF name in the %s architecture", quark_tensor_get_name (t), a.arch);
+                       "tensor %s has no GGUF name in the %s architecture", hf, a.arch);
           return FALSE;
         }
-      if (!quark_dtype_is_quantizable (quark_tensor_get_dtype (t)) || n_dims == 0 || n_dims > 2)
+      if ((t && !quark_dtype_is_quantizable (quark_tensor_get_dtype (t))) || n_dims == 0 || n_dims > 2)
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                       "tensor %s: GGUF conversion takes 1-D and 2-D float tensors", quark_tensor_get_name (t));
+                       "tensor %s: GGUF conversion takes 1-D and 2-D float tensors", hf);
           g_free (o.name);
           return FALSE;
         }
@@ -1509,7 +1584,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       if (o.heads && (shape[0] % (2 * o.heads) != 0))
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: %" G_GINT64_FORMAT
-                       " rows do not split into %" G_GINT64_FORMAT " heads of rotary pairs", quark_tensor_get_name (t),
+                       " rows do not split into %" G_GINT64_FORMAT " heads of rotary pairs", hf,
                        shape[0], o.heads);
           g_free (o.name);
           return FALSE;
@@ -1524,6 +1599,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   if (rope_freqs)
     {
       Out o = { 0 };
+      o.source = -1;
       o.name = g_strdup ("rope_freqs.weight");
       o.tensor = rope_freqs;
       o.n_dims = 1;
@@ -1542,6 +1618,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       Out *o = &g_array_index (outs, Out, i);
       if (o->n_dims == 1 || g_str_has_suffix (o->name, "_norm.weight") || !g_str_has_suffix (o->name, ".weight"))
         o->type = QUARK_GGML_F32;
+      else if (bridge)
+        o->type = bridged_type (o, info->type);
       else
         o->type = _quark_gguf_mix_type (&mix, o->name, o->ne[0]);
       if (o->type != QUARK_GGML_F32 && mix.has_imatrix && !importance_of (importance, o, error))
@@ -1628,17 +1706,36 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       gsize n;
       g_autofree float *x = NULL;
       gsize rows = o->n_dims == 2 ? o->ne[1] : 1;
-      QuarkDType dtype = quark_tensor_get_dtype (o->tensor);
+      QuarkTensor *tensor = o->tensor;
+      QuarkDType dtype = tensor ? quark_tensor_get_dtype (tensor) : QUARK_DTYPE_F32;
       const guint8 *src;
+      g_autoptr(QuarkTensor) dequantized = NULL;
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         goto out;
+      if (o->source >= 0 && o->kind == QUARK_GGUF_BRIDGE_CODES)
+        {
+          /* the checkpoint's codes, in blocks */
+          if (!_quark_gguf_bridge_write_rows (bridge, (guint) o->source, permuted_row, o->heads, bytes, error))
+            goto out;
+          pos += o->size;
+          if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
+            goto out;
+          continue;
+        }
+      if (o->source >= 0 && o->kind == QUARK_GGUF_BRIDGE_DEQUANTIZED)
+        {
+          if ((dequantized = _quark_gguf_bridge_dequantize (bridge, (guint) o->source, error)) == NULL)
+            goto out;
+          tensor = dequantized;
+          dtype = quark_tensor_get_dtype (tensor);
+        }
       if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16)
-        src = quark_tensor_peek_data (o->tensor, NULL);   /* rows converted as they are quantized */
+        src = quark_tensor_peek_data (tensor, NULL);   /* rows converted as they are quantized */
       else
         {
           /* other float types: one float32 copy */
-          if ((x = quark_tensor_to_floats (o->tensor, &n, error)) == NULL)
+          if ((x = quark_tensor_to_floats (tensor, &n, error)) == NULL)
             goto out;
           src = (const guint8 *) x;
           dtype = QUARK_DTYPE_F32;
@@ -2168,10 +2265,91 @@ gguf_sniff (QuarkCheckpointFormat *self, const guint8 *head, gsize length)
   return length >= 4 && memcmp (head, "GGUF", 4) == 0;
 }
 
+static const char * const inexact_names[] = { "fail", "round", "dequantize", NULL };
+
+static void
+gguf_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  QuarkFormatGguf *self = QUARK_FORMAT_GGUF (object);
+
+  switch (prop_id)
+    {
+    case PROP_INEXACT:
+      g_value_set_string (value, inexact_names[self->inexact]);
+      break;
+    case PROP_REPORT:
+      {
+        GStrvBuilder *b = g_strv_builder_new ();
+        for (guint i = 0; i < self->report->len; i++)
+          g_strv_builder_add (b, g_ptr_array_index (self->report, i));
+        g_value_take_boxed (value, g_strv_builder_end (b));
+        g_strv_builder_unref (b);
+      }
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+gguf_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  QuarkFormatGguf *self = QUARK_FORMAT_GGUF (object);
+  const char *name;
+
+  switch (prop_id)
+    {
+    case PROP_INEXACT:
+      name = g_value_get_string (value);
+      for (guint i = 0; inexact_names[i]; i++)
+        if (name && g_str_equal (name, inexact_names[i]))
+          {
+            self->inexact = (QuarkGgufInexact) i;
+            return;
+          }
+      g_warning ("QuarkFormatGguf:inexact: \"%s\" is not one of fail, round, dequantize", name ? name : "(null)");
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+gguf_finalize (GObject *object)
+{
+  QuarkFormatGguf *self = QUARK_FORMAT_GGUF (object);
+
+  g_ptr_array_unref (self->report);
+  G_OBJECT_CLASS (_quark_format_gguf_parent_class)->finalize (object);
+}
+
 static void
 _quark_format_gguf_class_init (QuarkFormatGgufClass *klass)
 {
   QuarkCheckpointFormatClass *format_class = QUARK_CHECKPOINT_FORMAT_CLASS (klass);
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->get_property = gguf_get_property;
+  object_class->set_property = gguf_set_property;
+  object_class->finalize = gguf_finalize;
+
+  /* QuarkFormatGguf:inexact:
+   *
+   * Writing an already quantized model (its codes carried into Q4_0, Q4_1,
+   * Q5_0, Q5_1 or Q8_0 blocks): what to do with a weight whose scales or
+   * minima are not exact in binary16, or whose scheme no block holds:
+   * "fail" (the default; the error names every such tensor), "round" (d
+   * and m rounded to binary16, the codes kept, as AMD Quark's own GGUF
+   * export does) or "dequantize" (that weight in F32, exactly). */
+  gguf_props[PROP_INEXACT] =
+    g_param_spec_string ("inexact", NULL, NULL, "fail", G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  /* QuarkFormatGguf:report:
+   *
+   * After writing an already quantized model: one line per tensor that was
+   * not carried over exactly, and what was done with it. */
+  gguf_props[PROP_REPORT] =
+    g_param_spec_boxed ("report", NULL, NULL, G_TYPE_STRV, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, gguf_props);
 
   format_class->name = "gguf";
   format_class->description = "GGUF for llama.cpp (one file; llama.cpp's own types and numerics)";
@@ -2188,4 +2366,5 @@ _quark_format_gguf_class_init (QuarkFormatGgufClass *klass)
 static void
 _quark_format_gguf_init (QuarkFormatGguf *self)
 {
+  self->report = g_ptr_array_new_with_free_func (g_free);
 }

@@ -300,6 +300,18 @@ legacy_pack (QuarkGgmlType type, const guint8 *codes, float d, float m, guint8 *
       y[2 + (with_min ? 2 : 0) + b] = (guint8) (qh >> (8 * b));
 }
 
+void
+_quark_ggml_pack_block (QuarkGgmlType type, const guint8 *codes, float d, float m, guint8 *out)
+{
+  legacy_pack (type, codes, d, m, out);
+}
+
+guint16
+_quark_ggml_f32_to_f16 (float f)
+{
+  return f32_to_f16 (f);
+}
+
 
 /* ---- the k-quants (super-blocks of 256) ---------------------------------- */
 

@@ -50,6 +50,11 @@ gsize    _quark_ggml_row_size (QuarkGgmlType type, gsize n);
  * takes; the same float operations in the same order, so the bytes are
  * llama.cpp's */
 void     _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const float *qw, guint8 *out);
+/* one block of Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 from its 32 stored codes
+ * (Q8_0: int8 bit patterns), d and m rounded to binary16 */
+void     _quark_ggml_pack_block (QuarkGgmlType type, const guint8 *codes, float d, float m, guint8 *out);
+/* binary32 to binary16 as ggml converts (nearest, ties to even) */
+guint16  _quark_ggml_f32_to_f16 (float f);
 /* blocks back to floats (llama.cpp's dequantize_row_*) */
 void     _quark_ggml_dequantize_row (QuarkGgmlType type, const guint8 *in, gsize n, float *y);
 
