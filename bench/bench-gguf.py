@@ -7,7 +7,8 @@
 #           GGUF: llama.cpp's convert_hf_to_gguf.py is not counted)
 # best of N runs each, both with the machine's threads (or --threads N for
 # both), and the ratio llama / quark (above 1: libquark is faster), plus the
-# peak memory of each; and libquark with its searches one sub-block at a
+# peak memory of each (resident, and anonymous: what the process allocates
+# beyond the mapped input); and libquark with its searches one sub-block at a
 # time (QUARK_GGUF_SCALAR=1: the scalar reference of the vector code), with
 # the ratio scalar / quark.
 # The whole files are compared byte for byte, so a speed never hides a
@@ -39,17 +40,41 @@ env = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(builddir, 'libquark', 'ba
            QUARK_BACKEND_SYSTEM_PATH='')
 
 
+def anon_kib(pid):
+    """The process's anonymous resident memory (RssAnon, KiB): its own
+    allocations, not the pages of files it maps (a mapped input counts in
+    RSS but is the page cache's)."""
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith('RssAnon:'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def timed(cmd, extra_env=None):
-    """Best wall time of RUNS runs, and the peak resident memory (KiB) of
-    the command itself (GNU time's %M)."""
-    best, peak = float('inf'), 0
+    """Best wall time of RUNS runs, the peak resident memory (KiB, the
+    kernel's ru_maxrss of the child) and the peak anonymous memory (RssAnon
+    sampled every 2 ms) of the command itself."""
+    best, peak, anon = float('inf'), 0, 0
     for _ in range(RUNS):
         t0 = time.perf_counter()
-        r = subprocess.run(['/usr/bin/time', '-f', 'PEAK %M'] + cmd, check=True, capture_output=True, text=True,
-                           env=dict(env, **(extra_env or {})))
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env=dict(env, **(extra_env or {})))
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            anon = max(anon, anon_kib(p.pid))
+            time.sleep(0.002)
         best = min(best, time.perf_counter() - t0)
-        peak = max(peak, int([x for x in r.stderr.splitlines() if x.startswith('PEAK ')][-1].split()[1]))
-    return best, peak
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise SystemExit('%s failed: %s' % (' '.join(cmd), p.stderr.read().decode()[-2000:]))
+        peak = max(peak, usage.ru_maxrss)
+    return best, peak, anon
 
 
 def content(path):
@@ -61,18 +86,20 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([quark, 'quantize', model, '-o', f32, '--export-format', 'gguf', '--type', 'F32'], check=True,
                    capture_output=True, env=env)
     print('threads: %s' % (threads or 'the machine\'s'))
-    print('%-8s %10s %10s %8s %10s %8s %10s %10s %s' % ('type', 'quark s', 'llama s', 'ratio', 'scalar s', 'ratio',
-                                                        'quark MB', 'llama MB', 'same bytes'))
+    print('%-8s %9s %9s %7s %9s %7s %9s %9s %9s %9s %s' % ('type', 'quark s', 'llama s', 'ratio', 'scalar s',
+                                                            'ratio', 'quark MB', 'llama MB', 'q anon', 'l anon',
+                                                            'same bytes'))
     jobs = ['-j', threads] if threads else []
     for name in types:
         t, pure = name.split(':')[0], name.endswith(':pure')
         ours, theirs, scalar = (os.path.join(tmp, x + '.gguf') for x in ('ours', 'theirs', 'scalar'))
         cmd = [quark, 'quantize', model, '--export-format', 'gguf', '--type', t, '--force', *jobs,
                *(['--pure'] if pure else [])]
-        qs, qm = timed(cmd + ['-o', ours])
-        ss, _ = timed(cmd + ['-o', scalar], {'QUARK_GGUF_SCALAR': '1'})
-        ls, lm = timed([os.path.join(llama_bin, 'llama-quantize'), *(['--pure'] if pure else []), f32, theirs, t,
+        qs, qm, qa = timed(cmd + ['-o', ours])
+        ss, _, _ = timed(cmd + ['-o', scalar], {'QUARK_GGUF_SCALAR': '1'})
+        ls, lm, la = timed([os.path.join(llama_bin, 'llama-quantize'), *(['--pure'] if pure else []), f32, theirs, t,
                         *([threads] if threads else [])])
         same = content(ours) == content(theirs) == content(scalar)
-        print('%-8s %10.2f %10.2f %8.2f %10.2f %8.2f %10.0f %10.0f %s' % (name, qs, ls, ls / qs, ss, ss / qs, qm / 1024,
-                                                                        lm / 1024, 'yes' if same else 'NO'))
+        print('%-8s %9.2f %9.2f %7.2f %9.2f %7.2f %9.0f %9.0f %9.0f %9.0f %s' % (
+            name, qs, ls, ls / qs, ss, ss / qs, qm / 1024, lm / 1024, qa / 1024, la / 1024,
+            'yes' if same else 'NO'))

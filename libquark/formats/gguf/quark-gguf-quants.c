@@ -900,8 +900,6 @@ static void
 q3_k_finish (const float *x, guint8 *y, gint8 *L)
 {
   guint8 *hmask = y, *qs = y + 32, *scales = y + 96;
-  int m = 0;
-  guint8 hm = 1;
 
   for (int j = 0; j < QK_K / 16; ++j)
     {
@@ -913,19 +911,14 @@ q3_k_finish (const float *x, guint8 *y, gint8 *L)
         continue;
       requantize (x + 16 * j, 16, FALSE, 0.f, d, -4, 3, 4, (guint8 *) L + 16 * j);
     }
+  /* codes 0..7: bit 2 of element j into bit j / 32 of hmask[j % 32] (the
+   * reference's "L > 3: set, subtract 4", without its branch on every
+   * element) */
   memset (hmask, 0, QK_K / 8);
   for (int j = 0; j < QK_K; ++j)
     {
-      if (L[j] > 3)
-        {
-          hmask[m] |= hm;
-          L[j] -= 4;
-        }
-      if (++m == QK_K / 8)
-        {
-          m = 0;
-          hm <<= 1;
-        }
+      hmask[j % (QK_K / 8)] |= (guint8) (((L[j] >> 2) & 1) << (j / (QK_K / 8)));
+      L[j] &= 3;
     }
   for (int j = 0; j < QK_K; j += 128)
     for (int l = 0; l < 32; ++l)

@@ -37,6 +37,16 @@ gg_splat_i (int32_t v)
   return __builtin_convertvector (qk_splat ((float) v), qk_vi);
 }
 
+/* -1 where v > 0, else 0, from the sign of 0 - v (+0 for v = ±0; for finite
+ * a and b, a - b has the sign of the exact difference, +0 when they are
+ * equal, so gg_positive (a - b) is a > b); v must not be NaN */
+QK_INLINE qk_vi
+gg_positive (qk_vf v)
+{
+  const qk_vf zero = { 0 };
+  return (qk_vi) (zero - v) >> 31;
+}
+
 /* ggml's nearest_int, per lane: round to nearest even for |f| < 2^22 */
 QK_INLINE qk_vi
 nearest_int_v (qk_vf f)
@@ -282,7 +292,7 @@ _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
   qk_vi lt[32];
   qk_vf amax, max, sumlx, suml2, scale;
   qk_vi active = qk_splat_i (-1);
-  const qk_vf zero = { 0 }, minus_infinity = qk_splat (-INFINITY);
+  const qk_vf zero = { 0 };
   const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1), zero_i = { 0 }, one = qk_splat_i (1);
 
   if (n < 1 || n > 32)
@@ -293,27 +303,26 @@ _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
       qk_vi changed = zero_i;
       for (int i = 0; i < n; i++)
         {
-          qk_vf lf = __builtin_convertvector (lt[i], qk_vf), slx, sl2, nf, lhs, rhs;
-          qk_vi new_l;
+          qk_vf lf = __builtin_convertvector (lt[i], qk_vf), slx, sl2, nf, nslx, rhs;
+          qk_vi new_l, take;
           slx = sumlx - wt[i] * xt[i] * lf;
           sl2 = suml2 - wt[i] * lf * lf;
           new_l = nearest_int_v (xt[i] * sl2 / slx);
           new_l = gg_max_i (gg_min_i (new_l, hi), lo);
           nf = __builtin_convertvector (new_l, qk_vf);
           /* where slx > 0, the code changes, and then sl2 > 0 and the fit
-           * improves: slx'² · suml2 > sumlx² · sl2' */
-          lhs = qk_select (slx > zero, zero, minus_infinity);
-          slx += wt[i] * xt[i] * nf;
+           * improves: slx'² · suml2 > sumlx² · sl2'. (Masks from signs:
+           * GCC 12 makes these comparisons lane-by-lane code here.) */
+          nslx = slx + wt[i] * xt[i] * nf;
           sl2 += wt[i] * nf * nf;
-          lhs = qk_select (lhs == zero, slx * slx * suml2, minus_infinity);
-          lhs = qk_select (new_l != lt[i], lhs, minus_infinity);
-          lhs = qk_select (sl2 > zero, lhs, minus_infinity);
-          lhs = qk_select (active, lhs, minus_infinity);
+          take = gg_positive (slx) & gg_positive ((nf - lf) * (nf - lf)) & gg_positive (sl2) & active;
+          slx = nslx;
           rhs = sumlx * sumlx * sl2;
-          lt[i] = qk_select_i (lhs > rhs, new_l, lt[i]);
-          changed += qk_select_i (lhs > rhs, one, zero_i);
-          sumlx = qk_select (lhs > rhs, slx, sumlx);
-          suml2 = qk_select (lhs > rhs, sl2, suml2);
+          take &= gg_positive (nslx * nslx * suml2 - rhs);
+          lt[i] = qk_select_i (take, new_l, lt[i]);
+          changed += take & one;
+          sumlx = qk_select (take, slx, sumlx);
+          suml2 = qk_select (take, sl2, suml2);
         }
       active &= -gg_min_i (changed, one);   /* changed >= 0: 0 stops the lane */
     }
