@@ -1014,20 +1014,13 @@ q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five)
       memset (qh, 0, QK_K / 8);
       for (int n = 0; n < QK_K; n += 64)
         {
+          /* codes 0..31: bit 4 into qh (the reference's "> 15: set,
+           * subtract 16", without a branch per element) */
           for (int j = 0; j < 32; ++j)
             {
               int l1 = L[n + j], l2 = L[n + j + 32];
-              if (l1 > 15)
-                {
-                  l1 -= 16;
-                  qh[j] |= m1;
-                }
-              if (l2 > 15)
-                {
-                  l2 -= 16;
-                  qh[j] |= m2;
-                }
-              ql[j] = (guint8) (l1 | (l2 << 4));
+              qh[j] |= (guint8) ((m1 & -((l1 >> 4) & 1)) | (m2 & -((l2 >> 4) & 1)));
+              ql[j] = (guint8) ((l1 & 15) | ((l2 & 15) << 4));
             }
           m1 <<= 2;
           m2 <<= 2;
