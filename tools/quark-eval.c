@@ -145,8 +145,8 @@ cmd_eval (int argc, char **argv)
   guint64 scored = 0;
   EvalProgress progress = { isatty (fileno (stderr)) && !json, 0, "" };
   const char *model_path;
-  g_auto(GStrv) quantized_inputs = NULL;
-  guint n_quantized_inputs;
+  g_auto(GStrv) quantized_inputs = NULL, quantized_outputs = NULL;
+  guint n_quantized_inputs, n_quantized_outputs;
 
   if (!parse_options ("eval", "MODEL | --compare FLOAT QUANTIZED",
                       "Runs a Llama-family model (llama, mistral, qwen2) natively on a text and\n"
@@ -197,6 +197,8 @@ cmd_eval (int argc, char **argv)
     return report_failure ("eval", error, json);
   quantized_inputs = quark_executor_get_quantized_inputs (model);
   n_quantized_inputs = float_inputs ? 0 : g_strv_length (quantized_inputs);
+  quantized_outputs = quark_executor_get_quantized_outputs (model);
+  n_quantized_outputs = float_inputs ? 0 : g_strv_length (quantized_outputs);
 
   if (json)
     {
@@ -229,6 +231,8 @@ cmd_eval (int argc, char **argv)
       json_builder_add_int_value (b, stride ? stride : context);
       json_builder_set_member_name (b, "quantized_inputs");
       json_builder_add_int_value (b, n_quantized_inputs);
+      json_builder_set_member_name (b, "quantized_outputs");
+      json_builder_add_int_value (b, n_quantized_outputs);
       json_builder_set_member_name (b, "threads");
       json_builder_add_int_value (b, quark_executor_get_threads (model));
       json_builder_end_object (b);
@@ -251,6 +255,9 @@ cmd_eval (int argc, char **argv)
     g_print ("inputs of %u linear layers quantized as the checkpoint's config says\n", n_quantized_inputs);
   else if (quantized_inputs[0] != NULL)
     g_print ("inputs in float (--float-inputs): the effect of the weights alone\n");
+  if (n_quantized_outputs > 0)
+    g_print ("outputs of %u linear layers (the KV cache) quantized as the checkpoint's config says\n",
+             n_quantized_outputs);
   return 0;
 }
 

@@ -63,9 +63,11 @@ static const char * const linear_names[N_LINEAR] = {
   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
 };
 
-/* How a quantized checkpoint quantizes a linear layer's input */
+/* How a quantized checkpoint quantizes a linear layer's input (or output:
+ * the KV cache is k_proj's and v_proj's) */
 typedef struct {
   char *layer;
+  QuarkRole role;
   QuarkTensorSpec *spec;
   QuarkTensor *scale, *zero_point;      /* static specs */
 } InputQuant;
@@ -75,6 +77,7 @@ typedef struct {
   QuarkTensor *q, *k, *v, *o, *q_bias, *k_bias, *v_bias;
   QuarkTensor *gate, *up, *down;
   InputQuant *act[N_LINEAR];    /* NULL: the input stays float */
+  InputQuant *out_act[N_LINEAR]; /* NULL: the output stays float */
   char *prefix;                 /* model.layers.N */
 } Layer;
 
@@ -94,7 +97,7 @@ struct _QuarkExecutor
   gsize weights_size;
   QuarkParallel *pool;
 
-  GPtrArray *inputs;            /* InputQuant, owned */
+  GPtrArray *inputs;            /* InputQuant, owned (inputs and outputs) */
   InputQuant *head_act;
   QuarkModelQuantizer *quantizer;   /* the checkpoint's backend, for dynamic input specs */
   gboolean quantize_inputs;
@@ -551,12 +554,14 @@ setup (QuarkExecutor *self, GError **error)
   return TRUE;
 }
 
-/* The input spec of @layer in @config, and its stored parameters */
+/* The input (or output) spec of @layer in @config, and its stored
+ * parameters */
 static gboolean
 read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkModel *checkpoint, const char *layer,
-                  InputQuant **out, GError **error)
+                  QuarkRole role, InputQuant **out, GError **error)
 {
-  g_autoptr(QuarkTensorSpec) spec = quark_quantization_config_get_tensor_spec (config, layer, "Linear", QUARK_ROLE_INPUT);
+  g_autoptr(QuarkTensorSpec) spec = quark_quantization_config_get_tensor_spec (config, layer, "Linear", role);
+  const char *what = role == QUARK_ROLE_OUTPUT ? "output" : "input";
   g_autofree char *scale_name = NULL, *zp_name = NULL;
   InputQuant *a;
 
@@ -565,6 +570,7 @@ read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkMod
     return TRUE;
   a = g_new0 (InputQuant, 1);
   a->layer = g_strdup (layer);
+  a->role = role;
   a->spec = g_object_ref (spec);
   g_ptr_array_add (self->inputs, a);
   *out = a;
@@ -576,17 +582,40 @@ read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkMod
         return FALSE;
       return TRUE;
     }
-  scale_name = g_strdup_printf ("%s.input_scale", layer);
-  zp_name = g_strdup_printf ("%s.input_zero_point", layer);
+  scale_name = g_strdup_printf ("%s.%s_scale", layer, what);
+  zp_name = g_strdup_printf ("%s.%s_zero_point", layer, what);
   if ((a->scale = quark_model_get_tensor (checkpoint, scale_name)) == NULL)
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "the config quantizes the input of %s statically, "
-                   "but the checkpoint has no %s", layer, scale_name);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "the config quantizes the %s of %s statically, "
+                   "but the checkpoint has no %s", what, layer, scale_name);
       return FALSE;
     }
   g_object_ref (a->scale);
   if ((a->zero_point = quark_model_get_tensor (checkpoint, zp_name)) != NULL)
     g_object_ref (a->zero_point);
+  return TRUE;
+}
+
+/* Outputs are quantized (and observed) where the linear layer makes them:
+ * k_proj's before RoPE. A config that quantizes the keys after RoPE (AMD
+ * Quark's kv_cache_post_rope, which its quantization_config records) is
+ * refused rather than calibrated or run at the wrong place. */
+static gboolean
+check_post_rope (QuarkQuantizationConfig *config, GError **error)
+{
+  g_autoptr(JsonNode) json = quark_quantization_config_to_json (config);
+  JsonNode *node;
+
+  if (json && JSON_NODE_HOLDS_OBJECT (json) &&
+      (node = json_object_get_member (json_node_get_object (json), "kv_cache_post_rope")) != NULL &&
+      JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN &&
+      json_node_get_boolean (node))
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                           "kv_cache_post_rope: the KV cache is quantized after RoPE, and the executor quantizes "
+                           "k_proj's output where the layer makes it, before RoPE");
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -608,10 +637,14 @@ read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
     for (guint j = 0; j < N_LINEAR; j++)
       {
         g_autofree char *layer = g_strdup_printf ("%s.%s", self->layers[i].prefix, linear_names[j]);
-        if (!read_input_quant (self, config, checkpoint, layer, &self->layers[i].act[j], error))
+        if (!read_input_quant (self, config, checkpoint, layer, QUARK_ROLE_INPUT, &self->layers[i].act[j], error) ||
+            !read_input_quant (self, config, checkpoint, layer, QUARK_ROLE_OUTPUT, &self->layers[i].out_act[j],
+                               error))
+          return FALSE;
+        if (self->layers[i].out_act[j] && !check_post_rope (config, error))
           return FALSE;
       }
-  return read_input_quant (self, config, checkpoint, "lm_head", &self->head_act, error);
+  return read_input_quant (self, config, checkpoint, "lm_head", QUARK_ROLE_INPUT, &self->head_act, error);
 }
 
 /**
@@ -698,6 +731,24 @@ quark_executor_get_model (QuarkExecutor *self)
   return self->model;
 }
 
+/* the layers whose inputs (or outputs) the executor quantizes */
+static char **
+quantized_layers (QuarkExecutor *self, QuarkRole role)
+{
+  GStrvBuilder *builder = g_strv_builder_new ();
+  char **names;
+
+  for (guint i = 0; i < self->inputs->len; i++)
+    {
+      InputQuant *a = g_ptr_array_index (self->inputs, i);
+      if (a->role == role)
+        g_strv_builder_add (builder, a->layer);
+    }
+  names = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  return names;
+}
+
 /**
  * quark_executor_get_quantized_inputs:
  * @self: a #QuarkExecutor
@@ -713,17 +764,29 @@ quark_executor_get_model (QuarkExecutor *self)
 char **
 quark_executor_get_quantized_inputs (QuarkExecutor *self)
 {
-  GStrvBuilder *builder;
-  char **names;
-
   g_return_val_if_fail (QUARK_IS_EXECUTOR (self), NULL);
 
-  builder = g_strv_builder_new ();
-  for (guint i = 0; i < self->inputs->len; i++)
-    g_strv_builder_add (builder, ((InputQuant *) g_ptr_array_index (self->inputs, i))->layer);
-  names = g_strv_builder_end (builder);
-  g_strv_builder_unref (builder);
-  return names;
+  return quantized_layers (self, QUARK_ROLE_INPUT);
+}
+
+/**
+ * quark_executor_get_quantized_outputs:
+ * @self: a #QuarkExecutor
+ *
+ * The linear layers whose outputs the checkpoint quantizes: the KV cache,
+ * as the outputs of `k_proj` and `v_proj` (AMD Quark's `kv_cache_group`,
+ * `LAYER.output_scale`). The executor quantizes and dequantizes them again
+ * where the layer produces them (before RoPE), unless
+ * [property@Quark.Executor:quantize-inputs] is FALSE.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the layer names
+ */
+char **
+quark_executor_get_quantized_outputs (QuarkExecutor *self)
+{
+  g_return_val_if_fail (QUARK_IS_EXECUTOR (self), NULL);
+
+  return quantized_layers (self, QUARK_ROLE_OUTPUT);
 }
 
 /**
@@ -990,9 +1053,10 @@ elementwise (QuarkExecutor *self, QuarkRangeFunc func, float *a, const float *b,
   _quark_parallel_run (self->pool, n, func, &job);
 }
 
-/* Sees the input @x of the linear layers @layers (NULL-terminated), which
- * share it */
-typedef void (*ObserveFunc) (const char * const *layers, const float *x, guint tokens, guint dim, gpointer data);
+/* Sees the input (or output, by @role) @x of the linear layers @layers
+ * (NULL-terminated), which share it */
+typedef void (*ObserveFunc) (const char * const *layers, QuarkRole role, const float *x, guint tokens, guint dim,
+                             gpointer data);
 
 /* Passes an input shared by up to three linear layers of a decoder layer
  * to @observe, when there is one */
@@ -1007,7 +1071,7 @@ observe_input_of (ObserveFunc observe, gpointer data, const char *prefix, const 
     return;
   for (guint i = 0; i < 3 && suffixes[i]; i++)
     names[i] = g_strdup_printf ("%s.%s", prefix, suffixes[i]);
-  observe ((const char * const *) names, x, tokens, dim, data);
+  observe ((const char * const *) names, QUARK_ROLE_INPUT, x, tokens, dim, data);
   for (guint i = 0; i < 3; i++)
     g_free (names[i]);
 }
@@ -1051,11 +1115,32 @@ layer_input (QuarkExecutor *self, InputQuant *a, const float *x, guint rows, gui
              ? quark_model_quantizer_fake_quantize_activation (self->quantizer, in, a->spec, NULL, NULL, error)
              : quark_tensor_spec_fake_quantize (a->spec, in, a->scale, a->zero_point, error)) == NULL)
     {
-      g_prefix_error (error, "%s: quantizing the input: ", a->layer);
+      g_prefix_error (error, "%s: quantizing the %s: ", a->layer, a->role == QUARK_ROLE_OUTPUT ? "output" : "input");
       return NULL;
     }
   memcpy (buffer, quark_tensor_peek_data (out, NULL), (gsize) rows * dim * sizeof (float));
   return buffer;
+}
+
+/* The output @y [rows, dim] of linear layer @j of @L: seen by @observe,
+ * then quantized and dequantized again in place as the checkpoint says */
+static gboolean
+layer_output (QuarkExecutor *self, Layer *L, guint j, float *y, guint rows, guint dim, ObserveFunc observe,
+              gpointer observe_data, float *buffer, GError **error)
+{
+  const float *q;
+
+  if (observe)
+    {
+      g_autofree char *name = g_strdup_printf ("%s.%s", L->prefix, linear_names[j]);
+      observe ((const char * const[]) { name, NULL }, QUARK_ROLE_OUTPUT, y, rows, dim, observe_data);
+    }
+  if (L->out_act[j] == NULL || !self->quantize_inputs)
+    return TRUE;
+  if ((q = layer_input (self, L->out_act[j], y, rows, dim, buffer, error)) == NULL)
+    return FALSE;
+  memcpy (y, q, (gsize) rows * dim * sizeof (float));
+  return TRUE;
 }
 
 /* The token embeddings of @ids into @x [rows, hidden] */
@@ -1136,6 +1221,10 @@ run_layers (QuarkExecutor *self, float *x, guint n_seqs, guint tokens, guint fir
       if ((in = layer_input (self, L->act[LIN_V], h, rows, H, inbuf, error)) == NULL)
         return FALSE;
       linear (self, in, rows, H, wv, kvdim, L->v_bias ? bias + qdim + kvdim : NULL, v);
+      if (!layer_output (self, L, LIN_Q, q, rows, qdim, observe, observe_data, inbuf, error) ||
+          !layer_output (self, L, LIN_K, k, rows, kvdim, observe, observe_data, inbuf, error) ||
+          !layer_output (self, L, LIN_V, v, rows, kvdim, observe, observe_data, inbuf, error))
+        return FALSE;
       rope (self, q, rows, tokens, self->n_heads);
       rope (self, k, rows, tokens, self->n_kv_heads);
       _quark_parallel_run (self->pool, (gsize) n_seqs * self->n_heads, attention_range, &attention);
@@ -1143,6 +1232,8 @@ run_layers (QuarkExecutor *self, float *x, guint n_seqs, guint tokens, guint fir
       if ((in = layer_input (self, L->act[LIN_O], att, rows, qdim, inbuf, error)) == NULL)
         return FALSE;
       linear (self, in, rows, qdim, wo, H, NULL, h);
+      if (!layer_output (self, L, LIN_O, h, rows, H, observe, observe_data, inbuf, error))
+        return FALSE;
       elementwise (self, add_range, x, h, (gsize) rows * H);
 
       /* SwiGLU */
@@ -1157,11 +1248,16 @@ run_layers (QuarkExecutor *self, float *x, guint n_seqs, guint tokens, guint fir
       if ((in = layer_input (self, L->act[LIN_UP], h, rows, H, inbuf, error)) == NULL)
         return FALSE;
       linear (self, in, rows, H, wu, F, NULL, up);
+      if (!layer_output (self, L, LIN_GATE, gate, rows, F, observe, observe_data, inbuf, error) ||
+          !layer_output (self, L, LIN_UP, up, rows, F, observe, observe_data, inbuf, error))
+        return FALSE;
       elementwise (self, swiglu_range, gate, up, (gsize) rows * F);
       observe_input_of (observe, observe_data, L->prefix, "mlp.down_proj", NULL, NULL, gate, rows, F);
       if ((in = layer_input (self, L->act[LIN_DOWN], gate, rows, F, inbuf, error)) == NULL)
         return FALSE;
       linear (self, in, rows, F, wd, H, NULL, h);
+      if (!layer_output (self, L, LIN_DOWN, h, rows, H, observe, observe_data, inbuf, error))
+        return FALSE;
       elementwise (self, add_range, x, h, (gsize) rows * H);
     }
   return TRUE;
@@ -1186,7 +1282,7 @@ final_norm (QuarkExecutor *self, const float *x, guint rows, ObserveFunc observe
     }
   rms_norm (self, x, widen_all (self, self->norm, norm), rows, H, h);
   if (observe)
-    observe ((const char * const[]) { "lm_head", NULL }, h, rows, H, observe_data);
+    observe ((const char * const[]) { "lm_head", NULL }, QUARK_ROLE_INPUT, h, rows, H, observe_data);
   if (self->head_act && self->quantize_inputs)
     {
       inbuf = g_new (float, (gsize) rows * H);
@@ -1550,17 +1646,57 @@ quark_executor_evaluate (QuarkExecutor *self, QuarkExecutor *reference, const gu
 
 typedef struct {
   QuarkCalibration *calibration;
+  GHashTable *outputs;          /* the layers whose outputs the session's config quantizes statically */
   GError *error;
 } CalibrateData;
 
+/* What a session observes: every linear layer's input, and the outputs
+ * its config quantizes statically (the KV cache: k_proj, v_proj); a session
+ * without a config, inputs only */
+static gboolean
+calibrate_data_init (QuarkExecutor *self, QuarkCalibration *calibration, CalibrateData *data, GError **error)
+{
+  g_autoptr(QuarkQuantizationConfig) config = NULL;
+
+  data->calibration = calibration;
+  data->outputs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  data->error = NULL;
+  g_object_get (calibration, "config", &config, NULL);
+  if (config == NULL)
+    return TRUE;
+  for (guint i = 0; i < self->n_layers; i++)
+    for (guint j = 0; j < N_LINEAR; j++)
+      {
+        char *layer = g_strdup_printf ("%s.%s", self->layers[i].prefix, linear_names[j]);
+        g_autoptr(QuarkTensorSpec) spec = quark_quantization_config_get_tensor_spec (config, layer, "Linear",
+                                                                                     QUARK_ROLE_OUTPUT);
+        if (spec && !quark_tensor_spec_get_is_dynamic (spec))
+          g_hash_table_add (data->outputs, layer);
+        else
+          g_free (layer);
+      }
+  return g_hash_table_size (data->outputs) == 0 || check_post_rope (config, error);
+}
+
 static void
-observe_input (const char * const *layers, const float *x, guint tokens, guint dim, gpointer user_data)
+calibrate_data_clear (CalibrateData *data)
+{
+  g_clear_pointer (&data->outputs, g_hash_table_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CalibrateData, calibrate_data_clear)
+
+static void
+observe_input (const char * const *layers, QuarkRole role, const float *x, guint tokens, guint dim,
+               gpointer user_data)
 {
   CalibrateData *data = user_data;
   gint64 shape[2] = { tokens, dim };
 
+  if (role == QUARK_ROLE_OUTPUT && !g_hash_table_contains (data->outputs, layers[0]))
+    return;
   if (data->error == NULL)
-    quark_calibration_observe_floats_shared (data->calibration, layers, QUARK_ROLE_INPUT, x, (gsize) tokens * dim,
+    quark_calibration_observe_floats_shared (data->calibration, layers, role, x, (gsize) tokens * dim,
                                              shape, 2, &data->error);
 }
 
@@ -1578,7 +1714,10 @@ observe_input (const char * const *layers, const float *x, guint tokens, guint d
  * Runs the model over the text and passes the input of every linear layer
  * (`model.layers.N.self_attn.q_proj` …, `lm_head`) to
  * [method@Quark.Calibration.observe_floats] as a [tokens, features] batch,
- * one batch per layer and window. [signal@Quark.Executor::progress]
+ * one batch per layer and window, and the outputs that the session's config
+ * quantizes statically (the KV cache: `k_proj` and `v_proj`, before RoPE)
+ * as %QUARK_ROLE_OUTPUT batches. A config that quantizes the keys after
+ * RoPE (`kv_cache_post_rope`) fails with %QUARK_ERROR_UNSUPPORTED_SCHEME. [signal@Quark.Executor::progress]
  * reports the tokens run so far.
  *
  * Returns: %TRUE on success, %FALSE with @error set
@@ -1587,7 +1726,7 @@ gboolean
 quark_executor_calibrate (QuarkExecutor *self, QuarkCalibration *calibration, const guint32 *ids, gsize n_ids,
                           guint context, GCancellable *cancellable, GError **error)
 {
-  CalibrateData data = { calibration, NULL };
+  g_auto(CalibrateData) data = { NULL };
 
   g_return_val_if_fail (QUARK_IS_EXECUTOR (self), FALSE);
   g_return_val_if_fail (QUARK_IS_CALIBRATION (calibration), FALSE);
@@ -1595,6 +1734,8 @@ quark_executor_calibrate (QuarkExecutor *self, QuarkCalibration *calibration, co
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   BLAS_SCOPE;
+  if (!calibrate_data_init (self, calibration, &data, error))
+    return FALSE;
 
   if (!check_window (self, context, error))
     return FALSE;
@@ -1914,7 +2055,7 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
                                      const guint32 *ids, gsize n_ids, guint context, GCancellable *cancellable,
                                      GError **error)
 {
-  CalibrateData data = { calibration, NULL };
+  g_auto(CalibrateData) data = { NULL };
   g_autofree float *x = NULL, *tmp = NULL;
   gsize H;
 
@@ -1925,6 +2066,8 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   BLAS_SCOPE;
+  if (!calibrate_data_init (self, calibration, &data, error))
+    return FALSE;
   H = self->hidden;
   if (self->checkpoint != NULL)
     {

@@ -38,6 +38,8 @@ QuarkModel *    quark_executor_get_model         (QuarkExecutor    *self);
 QUARK_AVAILABLE_IN_1_0
 char **         quark_executor_get_quantized_inputs (QuarkExecutor *self);
 QUARK_AVAILABLE_IN_1_0
+char **         quark_executor_get_quantized_outputs (QuarkExecutor *self);
+QUARK_AVAILABLE_IN_1_0
 guint           quark_executor_get_vocab_size    (QuarkExecutor    *self);
 QUARK_AVAILABLE_IN_1_0
 guint           quark_executor_get_max_context   (QuarkExecutor    *self);

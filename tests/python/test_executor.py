@@ -459,6 +459,98 @@ def test_dynamic_inputs_match_torch(tmp_path):
     assert 'inputs in float' in p.stdout
 
 
+KV_FP8 = {'dtype': 'fp8_e4m3', 'qscheme': 'per_tensor', 'is_dynamic': False}
+# W8A8 FP8 with a static FP8 KV cache: AMD Quark's layout gives k_proj and
+# v_proj an output spec (kv_cache_group), stored as LAYER.output_scale
+KV_CONFIG = {'backend': 'quark', 'quant_method': 'quark', 'exclude': ['lm_head'],
+             'global_quant_config': {'weight': KV_FP8, 'input_tensors': KV_FP8},
+             'layer_quant_config': {'*k_proj': {'weight': KV_FP8, 'input_tensors': KV_FP8, 'output_tensors': KV_FP8},
+                                    '*v_proj': {'weight': KV_FP8, 'input_tensors': KV_FP8, 'output_tensors': KV_FP8}},
+             'export': {'kv_cache_group': ['*k_proj', '*v_proj']}}
+
+
+def test_kv_cache_calibrated_and_evaluated(tmp_path):
+    # --calibration-text observes the outputs the config quantizes (k_proj
+    # and v_proj, before RoPE) as well as every input: the same scales as a
+    # torch forward whose hooks feed a saved session. The executor then
+    # fake-quantizes those outputs (x' = fp8 (x / s) * s) where the layer
+    # makes them, as torch does from the definition.
+    d, text = calibration_model(tmp_path)
+    p = quantize_config(tmp_path, d, 'native', KV_CONFIG, '--calibration-text', text, '--calibration-tokens', 24)
+    assert p.returncode == 0, p.stderr
+    tok = Quark.Tokenizer.new_from_file(d)
+    ids = ([0] + list(tok.encode(text.read_text(), -1, False)))[:24]
+    session = Quark.Calibration.new()
+
+    def feed(name, role, x):
+        a = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        session.observe_floats(name, role, a.ravel().tolist(), list(a.shape))
+
+    class Outputs(LlamaTorch):
+        def _linear(self, name, x):
+            y = super()._linear(name, x)
+            if name.endswith(('k_proj', 'v_proj')):
+                feed(name, Quark.Role.OUTPUT, y)
+            return y
+    Outputs(*load(d), hooks=lambda name, x: feed(name, Quark.Role.INPUT, x)).logits(ids)
+    session.save(str(tmp_path / 'stats.json'))
+    p = quantize_config(tmp_path, d, 'hooked', KV_CONFIG, '--calibration', tmp_path / 'stats.json')
+    assert p.returncode == 0, p.stderr
+    a, b = Quark.Model.load(str(tmp_path / 'native'), None), Quark.Model.load(str(tmp_path / 'hooked'), None)
+    names = [n for n in a.get_tensor_names() if n.endswith('.output_scale')]
+    assert sorted(names) == ['model.layers.%d.self_attn.%s.output_scale' % (i, m) for i in range(2)
+                             for m in ('k_proj', 'v_proj')]
+    assert not any(n.endswith('q_proj.output_scale') for n in a.get_tensor_names())
+    for name in names + [n for n in a.get_tensor_names() if n.endswith('.input_scale')]:
+        x = np.frombuffer(a.get_tensor(name).get_data().get_data(), dtype=np.float32)
+        y = np.frombuffer(b.get_tensor(name).get_data().get_data(), dtype=np.float32)
+        assert np.allclose(x, y, rtol=1e-5, atol=0), name
+
+    q = str(tmp_path / 'native')
+    executor = Quark.Executor.new_from_path(q)
+    outputs = list(executor.get_quantized_outputs())
+    assert sorted(outputs) == sorted(n[:-len('.output_scale')] for n in names)
+    assert len(executor.get_quantized_inputs()) == 14
+    scale = {n: np.frombuffer(a.get_tensor(n).get_data().get_data(), dtype=np.float32)[0]
+             for n in a.get_tensor_names() if n.endswith(('.input_scale', '.output_scale'))}
+    weights = dequantized_weights(a)
+    with open(os.path.join(d, 'config.json')) as f:
+        config = json.load(f)
+
+    def fq(x, s):
+        v = x.numpy().astype(np.float32)
+        return torch.from_numpy((fp8_e4m3((v / s).astype(np.float32)) * s).astype(np.float32))
+
+    class KvFp8(LlamaTorch):
+        def _linear(self, name, x):
+            if name + '.input_scale' in scale:
+                x = fq(x, scale[name + '.input_scale'])
+            y = super()._linear(name, x)
+            if name + '.output_scale' in scale:
+                y = fq(y, scale[name + '.output_scale'])
+            return y
+    ids = ids_for(30)
+    want = KvFp8(config, weights).logits(ids).numpy()
+    got = logits_of(executor, ids)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+    class InputsOnly(KvFp8):
+        def _linear(self, name, x):
+            if name + '.input_scale' in scale:
+                x = fq(x, scale[name + '.input_scale'])
+            return LlamaTorch._linear(self, name, x)
+    assert np.abs(got - InputsOnly(config, weights).logits(ids).numpy()).max() > 1e-4 * np.abs(want).max()
+    # quark eval says so
+    p = run('eval', q, '--text', text, '--ctx', 16, '--json')
+    assert json.loads(p.stdout)['quantized_outputs'] == 4
+    assert 'outputs of 4 linear layers (the KV cache)' in run('eval', q, '--text', text, '--ctx', 16).stdout
+    # the KV cache after RoPE is not what the executor does: refused
+    post = dict(KV_CONFIG, kv_cache_post_rope=True)
+    p = quantize_config(tmp_path, d, 'post', post, '--calibration-text', text, '--calibration-tokens', 24)
+    assert p.returncode == 1 and 'kv_cache_post_rope' in p.stderr
+    assert not os.path.exists(tmp_path / 'post')
+
+
 def dequantized_weights(checkpoint):
     full = Quark.Registry.get_default().dequantize_checkpoint(checkpoint)
     out = {}

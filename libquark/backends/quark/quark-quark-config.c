@@ -216,6 +216,7 @@ struct _QuarkQuarkConfig
   GStrv exclude;
   gboolean pack_reorder;  /* export.pack_method: reorder (default) or order */
   GStrv kv_cache_group;   /* export.kv_cache_group */
+  gboolean kv_cache_post_rope;  /* kept as read: the executor refuses to calibrate or run it */
   double min_kv_scale;    /* export.min_kv_scale */
   QuarkQuarkGptq gptq;    /* algo_config's "gptq" entry */
   QuarkQuarkScaling scaling;      /* algo_config's "awq" or "smooth" entry */
@@ -1072,6 +1073,8 @@ quark_quark_config_load_json (QuarkQuantizationConfig  *config,
   g_strfreev (self->kv_cache_group);
   self->kv_cache_group = g_steal_pointer (&kv_cache_group);
   self->min_kv_scale = min_kv_scale;
+  self->kv_cache_post_rope = json_object_has_member (object, "kv_cache_post_rope") &&
+                             json_node_get_boolean (json_object_get_member (object, "kv_cache_post_rope"));
   self->gptq = gptq;
   scaling_clear (&self->scaling);
   self->scaling = scaling;
@@ -1314,7 +1317,7 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
   else
     json_object_set_null_member (object, "algo_config");
   json_object_set_null_member (object, "softmax_quant_spec");
-  json_object_set_boolean_member (object, "kv_cache_post_rope", FALSE);
+  json_object_set_boolean_member (object, "kv_cache_post_rope", self->kv_cache_post_rope);
   json_object_set_string_member (object, "quant_mode", "eager_mode");
   json_object_set_string_member (object, "version", "libquark " QUARK_VERSION_S);
   for (guint i = 0; self->kv_cache_group[i]; i++)
