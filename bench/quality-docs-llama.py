@@ -29,7 +29,7 @@ ap.add_argument('--calibration-tokens', type=int, default=65536)
 ap.add_argument('--schemes', default='int4_g128,uint4_g128,int4_channel,int3_g128')
 ap.add_argument('--algorithms', default='gptq,awq,awq+gptq',
                 help='comma-separated methods; a method combines algorithms with +; smooth@A sets alpha, '
-                     'gptq@D damp_percent')
+                     'gptq@D damp_percent; gptq-act: groups in activation order')
 args = ap.parse_args()
 
 QUARK = os.path.join(os.path.abspath(args.builddir), 'tools', 'quark')
@@ -51,12 +51,15 @@ WITH_INPUTS = {'w8a8_int8'}
 
 def algo_config(method):
     # 'awq+gptq' -> [{'name': 'awq'}, {'name': 'gptq'}]; 'smooth@0.5' sets
-    # SmoothQuant's alpha, 'gptq@0.1' GPTQ's damp_percent
+    # SmoothQuant's alpha, 'gptq@0.1' GPTQ's damp_percent; 'gptq-act' is
+    # GPTQ with its groups in activation order (static_groups false), which
+    # is written in compressed-tensors' layout (weight_g_idx)
     out = []
     for token in method.split('+'):
         name, _, value = token.partition('@')
-        key = 'damp_percent' if name == 'gptq' else 'alpha'
-        out.append(dict({'name': name}, **({key: float(value)} if value else {})))
+        entry = {'name': 'gptq', 'static_groups': False} if name == 'gptq-act' else {'name': name}
+        key = 'damp_percent' if entry['name'] == 'gptq' else 'alpha'
+        out.append(dict(entry, **({key: float(value)} if value else {})))
     return out
 
 tmp = tempfile.mkdtemp(prefix='quality-')
@@ -105,6 +108,8 @@ for scheme in args.schemes.split(','):
         extra = [] if method == 'rtn' and scheme not in WITH_INPUTS else [
             '--calibration-text', calib, '--calibration-tokens', args.calibration_tokens]
         t0 = time.perf_counter()
+        if 'gptq-act' in method:
+            extra += ['--export-format', 'compressed-tensors']
         run('quantize', args.model, '-o', out, '--config', cfg, *extra)
         seconds = time.perf_counter() - t0
         ppl = perplexity(out)['perplexity']

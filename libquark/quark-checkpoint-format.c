@@ -340,6 +340,17 @@ quark_checkpoint_format_export_weight (QuarkCheckpointFormat *self, const char *
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "tensor %s: no codes to export", name);
       return FALSE;
     }
+  if (!QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->stores_column_order)
+    {
+      g_autofree char *g_idx = g_strconcat (name, "_g_idx", NULL);
+      if (quark_model_get_tensor (logical, g_idx))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "tensor %s: its groups are in activation order (%s), which the %s format does not store",
+                       name, g_idx, quark_checkpoint_format_get_name (self));
+          return FALSE;
+        }
+    }
   quark_checkpoint_format_note_layer (self, layer, layer_type, QUARK_ROLE_WEIGHT, spec);
   return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->write_weight (self, name, spec, logical, out, error);
 }
@@ -731,6 +742,25 @@ quark_checkpoint_format_read_file (QuarkCheckpointFormat *self, const char *path
       return NULL;
     }
   return klass->read_file (self, path, dequantize, error);
+}
+
+/**
+ * quark_checkpoint_format_stores_column_order:
+ * @self: a format
+ *
+ * Whether the format stores, for a weight quantized in groups, the group
+ * of each input column (compressed-tensors' `weight_g_idx`), which GPTQ's
+ * groups in activation order need (`desc_act` with `static_groups:
+ * false`). Formats that do not refuse such weights.
+ *
+ * Returns: %TRUE if it does
+ */
+gboolean
+quark_checkpoint_format_stores_column_order (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->stores_column_order;
 }
 
 /**

@@ -47,7 +47,10 @@ G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK,
  * @write_weight: writes one quantized weight: @logical holds NAME (codes,
  *   one per element, in the spec's dtype), NAME_scale and, for integers,
  *   NAME_zero_point, as [method@Quark.ModelQuantizer.quantize_tensor]
- *   returns them; the format adds its own tensors to @out. Required.
+ *   returns them, and NAME_g_idx (int32, the group of each input column)
+ *   for groups in activation order, which only formats with
+ *   @stores_column_order receive; the format adds its own tensors to @out.
+ *   Required.
  * @write_activation: writes a layer's static activation parameters (a
  *   float32 scale tensor, and for integers a zero-point tensor). Default:
  *   LAYER.input_scale / LAYER.input_zero_point (output_ for outputs) as given.
@@ -74,6 +77,9 @@ G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK,
  *   @dequantize is set, else as stored. Optional.
  * @sniff: whether a file that starts with @head is of this format (its
  *   magic bytes). Optional.
+ * @stores_column_order: whether @write_weight takes a weight's column
+ *   groups (NAME_g_idx in the logical tensors: GPTQ's groups in activation
+ *   order), set in `class_init`. Default: %FALSE.
  *
  * The class of a checkpoint format.
  */
@@ -141,9 +147,10 @@ struct _QuarkCheckpointFormatClass
   gboolean     (*sniff)              (QuarkCheckpointFormat  *self,
                                       const guint8           *head,
                                       gsize                   length);
+  gboolean stores_column_order;
 
   /*< private >*/
-  gpointer padding[6];
+  gpointer padding[5];
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -248,6 +255,8 @@ QuarkModel *      quark_checkpoint_format_read_file       (QuarkCheckpointFormat
                                                            const char             *path,
                                                            gboolean                dequantize,
                                                            GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_stores_column_order (QuarkCheckpointFormat *self);
 QUARK_AVAILABLE_IN_1_0
 gboolean          quark_checkpoint_format_sniff           (QuarkCheckpointFormat  *self,
                                                            const guint8           *head,

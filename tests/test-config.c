@@ -49,7 +49,6 @@ static const InvalidCase invalid_cases[] = {
   { "scale-quant", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight.is_scale_quant: two-stage scale quantization" },
   { "algo-config", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "algo_config[0].name: the quarot algorithm is not implemented" },
   { "algo-config-unknown", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "algo_config[0].name: unknown algorithm \"gtpq\"" },
-  { "algo-config-dynamic-groups", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "algo_config[0].static_groups: false with desc_act" },
   { "quant-method", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "quant_method: expected \"quark\"" },
   { "pack-method", "config", QUARK_CONFIG_ERROR_INVALID_VALUE, "export.pack_method: unknown value \"zigzag\"" },
   { "two-stage", "quark", QUARK_ERROR_UNSUPPORTED_SCHEME, "global_quant_config.weight: two-stage specs" },

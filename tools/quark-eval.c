@@ -274,10 +274,12 @@ calibration_window (QuarkExecutor *executor)
  * threads, 0 for one per processor) on the first @max_tokens tokens of the
  * text, in windows of calibration_window () (into *@window_out when
  * given); without a config, a session of second moments without Gram
- * matrices (an importance matrix) */
+ * matrices (an importance matrix). A config with algorithms is calibrated
+ * layer by layer, each layer quantized by @quantizer (the one that will
+ * write the output, so with its export format) or, %NULL, a new one. */
 QuarkCalibration *
 tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuantizationConfig *config,
-                          const char *text_file, guint max_tokens, guint threads, gboolean tty,
+                          QuarkModelQuantizer *final_quantizer, const char *text_file, guint max_tokens, guint threads, gboolean tty,
                           guint *window_out, GCancellable *cancellable, GError **error)
 {
   g_autoptr(QuarkTokenizer) tokenizer = NULL;
@@ -331,7 +333,9 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
         g_autoptr(QuarkModelQuantizer) quantizer = NULL;
 
         quark_calibration_set_second_moments_enabled (calibration, TRUE);
-        if ((quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)
+        if (final_quantizer)
+          quantizer = g_object_ref (final_quantizer);
+        else if ((quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)
           return NULL;
         progress.label = "calibration, layer by layer";
         g_signal_connect (executor, "progress", G_CALLBACK (on_layer_progress), &progress);
@@ -398,7 +402,7 @@ cmd_imatrix (int argc, char **argv)
   if ((model = quark_model_load (argv[1], NULL, &error)) == NULL)
     return report_failure ("imatrix", error, json);
   /* the window the text runs in is recorded as llama.cpp's chunk size */
-  if ((calibration = tool_calibrate_from_text (model, argv[1], NULL, text, (guint) tokens, (guint) threads,
+  if ((calibration = tool_calibrate_from_text (model, argv[1], NULL, NULL, text, (guint) tokens, (guint) threads,
                                                isatty (fileno (stderr)) && !json, &window, NULL, &error)) == NULL)
     return report_failure ("imatrix", error, json);
   dataset = g_path_get_basename (text);

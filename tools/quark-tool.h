@@ -27,6 +27,7 @@ guint32 *    tool_tokenize_file  (QuarkTokenizer *tokenizer, const char *path, c
                                   GError **error);
 QuarkTokenizer * tool_model_tokenizer (const char *model, const char *tokenizer, GError **error);
 QuarkCalibration * tool_calibrate_from_text (QuarkModel *model, const char *model_path,
-                                             QuarkQuantizationConfig *config, const char *text_file,
+                                             QuarkQuantizationConfig *config,
+                                             QuarkModelQuantizer *final_quantizer, const char *text_file,
                                              guint max_tokens, guint threads, gboolean tty, guint *window_out,
                                              GCancellable *cancellable, GError **error);

@@ -1016,7 +1016,7 @@ quantize_to_file (QuantizeJob *job, GError **error)
           g_autoptr(QuarkCalibration) calibration = NULL;
           g_autofree char *dataset = g_path_get_basename (job->calibration_text);
           guint window = 0;
-          if ((calibration = tool_calibrate_from_text (job->model, job->model_path, NULL, job->calibration_text,
+          if ((calibration = tool_calibrate_from_text (job->model, job->model_path, NULL, NULL, job->calibration_text,
                                                        (guint) job->calibration_tokens,
                                                        job->threads > 0 ? (guint) job->threads : 0,
                                                        job->progress->tty, &window, job->cancellable,
@@ -1102,7 +1102,7 @@ quantize_job_steps (QuantizeJob *job, GError **error)
   if (job->stats_file && (calibration = quark_calibration_load (job->stats_file, error)) == NULL)
     return FALSE;
   if (job->calibration_text &&
-      (calibration = tool_calibrate_from_text (job->model, job->model_path, config, job->calibration_text,
+      (calibration = tool_calibrate_from_text (job->model, job->model_path, config, quantizer, job->calibration_text,
                                                (guint) job->calibration_tokens, job->threads > 0 ? (guint) job->threads : 0,
                                                job->progress->tty, NULL,
                                                job->cancellable, error)) == NULL)

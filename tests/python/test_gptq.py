@@ -195,6 +195,67 @@ def test_cli_algorithm_gptq(tmp_path):
     assert p.returncode == 0, p.stderr
 
 
+def test_cli_act_order_groups_to_compressed_tensors(tmp_path):
+    # desc_act with static_groups false: compressed-tensors stores each
+    # column's group as LAYER.weight_g_idx int32 [in_features] with the
+    # weights' actorder "group" (compressed-tensors' QuantizationArgs;
+    # vLLM's compressed_tensors/schemes/compressed_tensors_wNa16.py makes
+    # weight_g_idx int32 [input_size] for actorder "group"); AMD Quark's
+    # layout has no place for it: refused, nothing written
+    import json
+    import os
+    import subprocess
+    from test_executor import calibration_model
+    from test_quantize_cli import read_checkpoint
+    from test_export_formats import unpack_rows
+    quark = os.environ.get('QUARK_TOOL', 'quark')
+    d, text = calibration_model(tmp_path, 20)
+    cfg = tmp_path / 'act.json'
+    cfg.write_text(json.dumps({'global_quant_config': {'weight': {
+        'dtype': 'uint4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': False}},
+        'exclude': ['lm_head'], 'algo_config': [{'name': 'gptq', 'desc_act': True, 'static_groups': False}]}))
+
+    def run(*args):
+        return subprocess.run([quark] + [str(a) for a in args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+    p = run('quantize', d, '-o', tmp_path / 'q', '--config', cfg, '--calibration-text', text)
+    assert p.returncode == 1 and 'g_idx' in p.stderr and 'compressed-tensors' in p.stderr
+    assert not os.path.exists(tmp_path / 'q')
+    out = tmp_path / 'ct'
+    p = run('quantize', d, '-o', out, '--config', cfg, '--calibration-text', text,
+            '--export-format', 'compressed-tensors')
+    assert p.returncode == 0, p.stderr
+    qc = json.loads((out / 'config.json').read_text())['quantization_config']
+    weights = qc['config_groups']['group_0']['weights']
+    assert weights['actorder'] == 'group' and weights['strategy'] == 'group' and weights['group_size'] == 16
+    t = read_checkpoint(out)
+    back = Quark.Registry.get_default().dequantize_checkpoint(Quark.Model.load(str(out), None))
+    n_ordered = 0
+    for i in range(2):
+        for m in ('self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj',
+                  'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'):
+            layer = 'model.layers.%d.%s' % (i, m)
+            kind, gi = t[layer + '.weight_g_idx']
+            O, I = t[layer + '.weight_shape'][1].tolist()
+            assert kind == 'I32' and gi.shape == (I,)
+            # every group holds 16 columns, not all consecutive
+            assert np.array_equal(np.bincount(gi), np.full(I // 16, 16))
+            n_ordered += not np.array_equal(gi, np.arange(I) // 16)
+            # an independent decode: (q - z) * s with column c in group g_idx[c]
+            q = unpack_rows(t[layer + '.weight_packed'][1], 4, I)
+            zp = t[layer + '.weight_zero_point'][1]
+            z = unpack_rows(np.ascontiguousarray(zp.T), 4, O).T
+            s = t[layer + '.weight_scale'][1]
+            s = (s.astype(np.uint32) << 16).view(np.float32) if s.dtype == np.uint16 else s.astype(np.float32)
+            want = ((q - z[:, gi]).astype(np.float32) * s[:, gi]).astype(np.float32)
+            got = array(back.get_tensor(layer + '.weight'), np.float32)
+            assert np.array_equal(got, want), layer
+    assert n_ordered >= 10
+    # it runs
+    p = run('eval', '--compare', d, out, '--text', text, '--ctx', 32, '--json')
+    assert p.returncode == 0, p.stderr
+
+
 def test_sequential_calibration_matches_the_checkpoint(tmp_path):
     # quark quantize --algorithm gptq --calibration-text calibrates layer by
     # layer (each layer's inputs from the quantized layers before it); an
@@ -242,20 +303,14 @@ def test_sequential_calibration_matches_the_checkpoint(tmp_path):
     assert not np.allclose(array(a, np.float64), array(b, np.float64), rtol=1e-6)
 
 
-@pytest.mark.parametrize('name', ['int4_g32', 'uint4_g32_asym', 'int3_g16'])
-def test_dynamic_groups_match_reference(name):
-    # static_groups false: each group's parameters from its columns as GPTQ
-    # left them when the group's first column comes (columns in order)
-    sp = SPECS[name]()
-    w, x = problem(4)
-    gram = x.astype(np.float64).T @ x.astype(np.float64)
-    codes, scale, zp = rtn(w, sp)
+def group_params(sp):
+    """The code range, symmetry and group size of a per-group spec, and AMD
+    Quark's min-max parameters (the quark backend's, float32) of a group's
+    values, as a function and as GPTQ's callback."""
     lo, hi = {Quark.DType.INT4: (-8, 7), Quark.DType.UINT4: (0, 15), Quark.DType.INT3: (-4, 3)}[sp.get_dtype()]
     symmetric = sp.get_symmetric()
-    group = sp.get_group_size()
 
     def params(values):
-        # AMD Quark's min-max parameters (the quark backend's), float32
         mn, mx = np.float32(min(values.min(), 0)), np.float32(max(values.max(), 0))
         if symmetric:
             return max(np.float32(max(-mn, mx) / np.float32((hi - lo) / 2)), np.float32(1.1920929e-07)), \
@@ -265,6 +320,44 @@ def test_dynamic_groups_match_reference(name):
 
     def params_cb(values, n_values, _data):
         return params(np.array(values[:n_values], dtype=np.float32))
+    return lo, hi, symmetric, sp.get_group_size(), params, params_cb
+
+
+def reference_dynamic(w, gram, perm, group, lo, hi, params):
+    """GPTQ with dynamic groups from the definition, columns in the order
+    @perm (float64 updates, float32 parameters): group k is the columns at
+    places kG .. kG + G - 1 of the order, its parameters from them as the
+    updates left them when the first comes. Codes in the columns' own order,
+    and the scales and zero points [rows, groups]."""
+    m, n = w.shape
+    h = gram[np.ix_(perm, perm)].copy()
+    h[np.diag_indices(n)] += 0.01 * np.mean(np.diag(h))
+    u = np.linalg.cholesky(np.linalg.inv(h)).T
+    ww = w.astype(np.float64)[:, perm].copy()
+    codes = np.zeros((m, n), dtype=np.int64)
+    scales = np.zeros((m, n // group), dtype=np.float32)
+    zeros = np.zeros((m, n // group), dtype=np.float32)
+    for j in range(n):
+        if j % group == 0:
+            for r in range(m):
+                scales[r, j // group], zeros[r, j // group] = params(ww[r, j:j + group].astype(np.float32))
+        sc, zc = scales[:, j // group], zeros[:, j // group]
+        q = np.clip(np.rint(ww[:, j].astype(np.float32) * (np.float32(1) / sc) + zc), lo, hi)
+        codes[:, perm[j]] = q
+        e = (ww[:, j] - (q.astype(np.float32) - zc) * sc) / u[j, j]
+        ww[:, j + 1:] -= np.outer(e, u[j, j + 1:])
+    return codes, scales, zeros
+
+
+@pytest.mark.parametrize('name', ['int4_g32', 'uint4_g32_asym', 'int3_g16'])
+def test_dynamic_groups_match_reference(name):
+    # static_groups false: each group's parameters from its columns as GPTQ
+    # left them when the group's first column comes (columns in order)
+    sp = SPECS[name]()
+    w, x = problem(4)
+    gram = x.astype(np.float64).T @ x.astype(np.float64)
+    codes, scale, zp = rtn(w, sp)
+    lo, hi, symmetric, group, params, params_cb = group_params(sp)
 
     new_codes, new_scale, new_zp = Quark.gptq_quantize_dynamic(
         tensor('w', w), sp, codes, scale, zp if not symmetric else None,
@@ -272,22 +365,7 @@ def test_dynamic_groups_match_reference(name):
 
     # the reference, column by column in float64 with float32 parameters
     m, n = w.shape
-    h = gram.copy()
-    h[np.diag_indices(n)] += 0.01 * np.mean(np.diag(h))
-    u = np.linalg.cholesky(np.linalg.inv(h)).T
-    ww = w.astype(np.float64).copy()
-    want = np.zeros((m, n), dtype=np.int64)
-    s_want = np.zeros((m, n // group), dtype=np.float32)
-    want_z = np.zeros((m, n // group), dtype=np.float32)
-    for j in range(n):
-        if j % group == 0:
-            for r in range(m):
-                s_want[r, j // group], want_z[r, j // group] = params(ww[r, j:j + group].astype(np.float32))
-        sc, zc = s_want[:, j // group], want_z[:, j // group]
-        q = np.clip(np.rint(ww[:, j].astype(np.float32) * (np.float32(1) / sc) + zc), lo, hi)
-        want[:, j] = q
-        e = (ww[:, j] - (q.astype(np.float32) - zc) * sc) / u[j, j]
-        ww[:, j + 1:] -= np.outer(e, u[j, j + 1:])
+    want, s_want, _ = reference_dynamic(w, gram, np.arange(n), group, lo, hi, params)
     got = array(new_codes, code_dtype(sp)).astype(np.int64)
     got_s = array(new_scale, np.float32).reshape(m, -1)
     # float32 blocked updates against float64 column updates: parameters to
@@ -306,6 +384,49 @@ def test_dynamic_groups_match_reference(name):
     err_dynamic = np.linalg.norm(x @ (w - dequant(sp, new_codes, new_scale, new_zp if not symmetric else zp)).T)
     assert err_dynamic < 1.05 * err_static
 
+
+
+@pytest.mark.parametrize('name', ['int4_g32', 'uint4_g32_asym'])
+def test_act_order_groups_match_reference(name):
+    # static_groups false with desc_act: columns by descending H_ii, group k
+    # the columns at places kG .. kG + G - 1 of that order, its parameters
+    # from them as GPTQ left them when the first comes; g_idx[c] = place / G
+    sp = SPECS[name]()
+    w, x = problem(5)
+    gram = x.astype(np.float64).T @ x.astype(np.float64)
+    codes, scale, zp = rtn(w, sp)
+    lo, hi, symmetric, group, params, params_cb = group_params(sp)
+
+    new_codes, new_scale, new_zp, g_idx = Quark.gptq_quantize_act_order(
+        tensor('w', w), sp, codes, scale, zp if not symmetric else None,
+        tensor('gram', gram, Quark.DType.FLOAT64), 0.01, 32, params_cb, None)
+
+    m, n = w.shape
+    perm = np.argsort(-np.diag(gram), kind='stable')
+    want, s_want, _ = reference_dynamic(w, gram, perm, group, lo, hi, params)
+    gi = array(g_idx, np.int32)
+    want_gi = np.zeros(n, dtype=np.int32)
+    want_gi[perm] = np.arange(n) // group
+    assert np.array_equal(gi, want_gi)
+    got = array(new_codes, code_dtype(sp)).astype(np.int64)
+    got_s = array(new_scale, np.float32).reshape(m, -1)
+    assert np.mean(np.isclose(got_s, s_want, rtol=1e-5)) > 0.98
+    assert np.mean(got == want) > 0.995 and np.abs(got - want).max() <= 1
+
+    # column c dequantized with group g_idx[c]; a lower output error than
+    # the static groups in the same order
+    z = array(new_zp, np.uint8).astype(np.float32).reshape(m, -1) if not symmetric else np.zeros_like(got_s)
+    deq = (got.astype(np.float32) - z[:, gi]) * got_s[:, gi]
+    static = Quark.gptq_quantize(tensor('w', w), sp, codes, scale, zp if not symmetric else None,
+                                 tensor('gram', gram, Quark.DType.FLOAT64), 0.01, 32, True)
+    err_static = np.linalg.norm(x @ (w - dequant(sp, static, scale, zp)).T)
+    err_act = np.linalg.norm(x @ (w - deq).T)
+    assert err_act < err_static
+    # per-channel specs have no groups to order
+    with pytest.raises(GLib.Error) as e:
+        Quark.gptq_quantize_act_order(tensor('w', w), SPECS['int8_channel'](), *rtn(w, SPECS['int8_channel']())[:2],
+                                      None, tensor('gram', gram, Quark.DType.FLOAT64), 0.01, 32, params_cb, None)
+    assert 'per-group' in str(e.value)
 
 
 def mx_fp4():

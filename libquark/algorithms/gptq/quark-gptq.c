@@ -151,6 +151,7 @@ typedef struct {
   const QuarkFpFormat *fmt;             /* minifloat codes (FP8, FP6, FP4, MX elements); NULL: integers */
   QuarkGptqParamsFunc params_func;      /* dynamic groups: NULL for static ones */
   gpointer user_data;
+  gboolean act_order_groups;            /* dynamic groups of consecutive permuted columns (g_idx) */
 } ColumnJob;
 
 static double
@@ -181,13 +182,15 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
 
       for (gsize c = b0; c < b1; c++)
         {
-          gsize orig = j->perm[c], grp = orig / p->group;
+          gsize orig = j->perm[c], at_col = j->act_order_groups ? c : orig, grp = at_col / p->group;
           float d = j->u[c * n + c];
           const float *urow = j->u + c * n;
 
-          /* dynamic groups (natural order): each group's parameters from
-           * its columns as updated so far, when its first column comes */
-          if (j->params_func && orig % p->group == 0)
+          /* dynamic groups: each group's parameters from its columns as
+           * updated so far, when its first column comes; the groups are
+           * consecutive columns in their own order, or in the permuted
+           * (activation) order, which then needs g_idx */
+          if (j->params_func && at_col % p->group == 0)
             for (gsize r = 0; r < mr; r++)
               {
                 gsize at = (begin + r) * p->n_groups + grp;
@@ -278,7 +281,7 @@ static QuarkTensor *
 gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
           QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size, gboolean desc_act,
           QuarkGptqParamsFunc params_func, gpointer user_data, QuarkTensor **new_scale,
-          QuarkTensor **new_zero_point, GError **error);
+          QuarkTensor **new_zero_point, QuarkTensor **g_idx, GError **error);
 
 QuarkTensor *
 quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
@@ -294,7 +297,7 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return gptq_run (weight, spec, codes, scale, zero_point, gram, damp_percent, block_size, desc_act, NULL, NULL,
-                   NULL, NULL, error);
+                   NULL, NULL, NULL, error);
 }
 
 /* @values as @like's dtype (scales: float dtypes; zero points: integers) */
@@ -384,14 +387,78 @@ quark_gptq_quantize_dynamic (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTe
       return NULL;
     }
   return gptq_run (weight, spec, codes, scale, zero_point, gram, damp_percent, block_size, FALSE, params_func,
-                   user_data, new_scale, new_zero_point, error);
+                   user_data, new_scale, new_zero_point, NULL, error);
+}
+
+/**
+ * quark_gptq_quantize_act_order:
+ * @weight: a float weight [out_features, in_features]
+ * @spec: its integer spec, per group along the input features
+ * @codes: the codes round-to-nearest gave @weight
+ * @scale: the scales round-to-nearest gave it (their dtype and shape are
+ *   kept)
+ * @zero_point: (nullable): its zero points, %NULL for 0
+ * @gram: the Gram matrix of the layer's input, as for quark_gptq_quantize()
+ * @damp_percent: the damping (AMD Quark's default 0.01)
+ * @block_size: columns updated together (AMD Quark's default 128)
+ * @params_func: (scope call) (closure user_data): computes a group's scale
+ *   and zero point from its values
+ * @user_data: data for @params_func
+ * @new_scale: (out) (transfer full): return location for the new scales
+ * @new_zero_point: (out) (optional) (nullable) (transfer full): return
+ *   location for the new zero points (%NULL without @zero_point)
+ * @g_idx: (out) (transfer full): return location for the group of each
+ *   input column, int32 [in_features]
+ * @error: return location for a #GError
+ *
+ * GPTQ with groups in activation order (AMD Quark's `desc_act` with
+ * `static_groups: false`; GPTQ's reference code and llm-compressor's
+ * `actorder: "group"`): the columns are taken in descending order of the
+ * Hessian's diagonal, and group k is the columns at places k·G … k·G + G − 1
+ * of that order (G the group size), its scale and zero point computed by
+ * @params_func from those columns as the updates so far have left them,
+ * when the first of them comes. The codes stay in the columns' own order;
+ * column c belongs to group @g_idx[c], whose parameters are the scales'
+ * column @g_idx[c] (the scales keep round-to-nearest's shape). Formats
+ * that store a column's group (compressed-tensors' `weight_g_idx`) carry
+ * the result; the others cannot.
+ *
+ * Returns: (transfer full): the new codes, or %NULL with @error set (as
+ *   quark_gptq_quantize(); %QUARK_ERROR_UNSUPPORTED_SCHEME for specs that
+ *   are not per group)
+ */
+QuarkTensor *
+quark_gptq_quantize_act_order (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
+                               QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size,
+                               QuarkGptqParamsFunc params_func, gpointer user_data, QuarkTensor **new_scale,
+                               QuarkTensor **new_zero_point, QuarkTensor **g_idx, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR (weight), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
+  g_return_val_if_fail (params_func != NULL, NULL);
+  g_return_val_if_fail (new_scale != NULL, NULL);
+  g_return_val_if_fail (g_idx != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (quark_tensor_spec_get_qscheme (spec) != QUARK_QSCHEME_PER_GROUP)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s: groups in activation order need "
+                   "per-group weights", quark_tensor_get_name (weight));
+      return NULL;
+    }
+  return gptq_run (weight, spec, codes, scale, zero_point, gram, damp_percent, block_size, TRUE, params_func,
+                   user_data, new_scale, new_zero_point, g_idx, error);
 }
 
 static QuarkTensor *
 gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
           QuarkTensor *zero_point, QuarkTensor *gram, double damp_percent, guint block_size, gboolean desc_act,
           QuarkGptqParamsFunc params_func, gpointer user_data, QuarkTensor **new_scale,
-          QuarkTensor **new_zero_point, GError **error)
+          QuarkTensor **new_zero_point, QuarkTensor **g_idx, GError **error)
 {
   const char *name;
   QuarkDType dtype;
@@ -523,7 +590,8 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
 
   out = g_malloc (m * n * esize);
   {
-    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func, user_data };
+    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func, user_data,
+                      params_func != NULL && desc_act };
     QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
     int blas_threads = openblas_get_num_threads ();
 
@@ -550,6 +618,24 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
           }
         else if (new_zero_point && zero_point == NULL)
           *new_zero_point = NULL;
+      }
+    if (result && g_idx)
+      {
+        /* the group of each column: its place in the order, over G */
+        gint32 *gi = g_new (gint32, MAX (n, 1));
+        gint64 len = (gint64) n;
+        g_autoptr(GBytes) gb = NULL;
+        g_autofree char *gname = g_strconcat (quark_tensor_get_name (codes), "_g_idx", NULL);
+        for (gsize c = 0; c < n; c++)
+          gi[perm[c]] = (gint32) (c / p.group);
+        gb = g_bytes_new_take (gi, n * sizeof (gint32));
+        if ((*g_idx = quark_tensor_new (gname, QUARK_DTYPE_I32, &len, 1, gb, error)) == NULL)
+          {
+            g_clear_object (new_scale);
+            if (new_zero_point)
+              g_clear_object (new_zero_point);
+            g_clear_object (&result);
+          }
       }
   }
 

@@ -63,4 +63,20 @@ QuarkTensor * quark_gptq_quantize_dynamic (QuarkTensor          *weight,
                                            QuarkTensor         **new_zero_point,
                                            GError              **error);
 
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor * quark_gptq_quantize_act_order (QuarkTensor          *weight,
+                                             QuarkTensorSpec      *spec,
+                                             QuarkTensor          *codes,
+                                             QuarkTensor          *scale,
+                                             QuarkTensor          *zero_point,
+                                             QuarkTensor          *gram,
+                                             double                damp_percent,
+                                             guint                 block_size,
+                                             QuarkGptqParamsFunc   params_func,
+                                             gpointer              user_data,
+                                             QuarkTensor         **new_scale,
+                                             QuarkTensor         **new_zero_point,
+                                             QuarkTensor         **g_idx,
+                                             GError              **error);
+
 G_END_DECLS

@@ -683,13 +683,9 @@ load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error
     }
   gptq->desc_act = json_object_get_boolean_member_with_default (o, "desc_act", TRUE);
   gptq->static_groups = json_object_get_boolean_member_with_default (o, "static_groups", TRUE);
-  if (!gptq->static_groups && gptq->desc_act)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s.static_groups: false with desc_act forms the groups in activation order, which needs a "
-                   "column order (g_idx) in the checkpoint; use static_groups true, or desc_act false", path);
-      return FALSE;
-    }
+  /* static_groups false with desc_act: groups in activation order, which
+   * only formats that store each column's group carry (checked against the
+   * export format before any work) */
   return TRUE;
 }
 

@@ -852,7 +852,7 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
   const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
   const char *name = quark_tensor_get_name (tensor);
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL), *zp_name = g_strconcat (name, "_zero_point", NULL);
-  g_autoptr(QuarkTensor) gram = NULL, scaled_gram = NULL, codes = NULL, new_scale = NULL, new_zp = NULL;
+  g_autoptr(QuarkTensor) gram = NULL, scaled_gram = NULL, codes = NULL, new_scale = NULL, new_zp = NULL, g_idx = NULL;
   g_autoptr(QuarkModel) replaced = NULL;
   QuarkTensor *zp;
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
@@ -888,10 +888,18 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
       g = (GroupParams) { quark_tensor_spec_get_symmetric (spec),
                           quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2, (int32_t) qmin, (int32_t) qmax,
                           quark_tensor_get_dtype (quark_model_get_tensor (*logical, scale_name)) };
-      codes = quark_gptq_quantize_dynamic (tensor, spec, quark_model_get_tensor (*logical, name),
-                                           quark_model_get_tensor (*logical, scale_name), zp, scaled_gram,
-                                           gptq->damp_percent, gptq->block_size, group_params, &g, &new_scale,
-                                           &new_zp, error);
+      if (gptq->desc_act && quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP)
+        /* groups in activation order: each column's group goes with the
+         * codes as NAME_g_idx */
+        codes = quark_gptq_quantize_act_order (tensor, spec, quark_model_get_tensor (*logical, name),
+                                               quark_model_get_tensor (*logical, scale_name), zp, scaled_gram,
+                                               gptq->damp_percent, gptq->block_size, group_params, &g, &new_scale,
+                                               &new_zp, &g_idx, error);
+      else
+        codes = quark_gptq_quantize_dynamic (tensor, spec, quark_model_get_tensor (*logical, name),
+                                             quark_model_get_tensor (*logical, scale_name), zp, scaled_gram,
+                                             gptq->damp_percent, gptq->block_size, group_params, &g, &new_scale,
+                                             &new_zp, error);
     }
   if (codes == NULL)
     return FALSE;
@@ -906,6 +914,8 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
       if (!quark_model_add_tensor (replaced, with, error))
         return FALSE;
     }
+  if (g_idx && !quark_model_add_tensor (replaced, g_idx, error))
+    return FALSE;
   g_object_unref (*logical);
   *logical = g_steal_pointer (&replaced);
   return TRUE;
@@ -1081,6 +1091,18 @@ run_quantization (QuarkModelQuantizer    *quantizer,
     return FALSE;
   backend_config = quark_quantization_config_to_json (self->config);
   quark_checkpoint_format_set_backend_config (format, backend_config);
+  {
+    const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
+    if (gptq && gptq->desc_act && !gptq->static_groups && !quark_checkpoint_format_stores_column_order (format))
+      {
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                     "algo_config: GPTQ with desc_act and static_groups false forms the groups in activation "
+                     "order, which needs each column's group (g_idx) in the checkpoint; the %s format does not "
+                     "store it (--export-format compressed-tensors does), or use static_groups true",
+                     quark_checkpoint_format_get_name (format));
+        return FALSE;
+      }
+  }
 
   /* before any work: the format knows every layer, every spec fits its
    * tensor's shape and the output layout, and no generated name is taken */
@@ -1473,6 +1495,13 @@ quark_quark_quantizer_dequantize_model (QuarkModelQuantizer  *quantizer,
   g_autoptr(QuarkModel) out = quark_model_new ();
   g_autoptr(QuarkCheckpointFormat) format = NULL;
   g_autoptr(JsonNode) backend_config = NULL;
+
+  /* a format that describes its tensors itself (compressed-tensors, as
+   * this quantizer writes it with export-format set) reads them back */
+  format = quark_registry_format_for_model (quark_registry_get_default (), quantized);
+  if (format && quark_checkpoint_format_can_dequantize (format))
+    return quark_checkpoint_format_dequantize_model (format, quantized, error);
+  g_clear_object (&format);
 
   /* AMD Quark's layout, with the config's export options (pack_method) */
   format = quark_registry_new_format (quark_registry_get_default (), "quark", error);

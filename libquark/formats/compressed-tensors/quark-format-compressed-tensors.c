@@ -56,6 +56,8 @@ struct _QuarkFormatCompressedTensors
   const char *format;        /* the model's `format`, set by prepare() */
   QuarkTensorSpec *kv_spec;  /* the KV-cache spec (k_proj/v_proj outputs), set by prepare() */
   char *kv_layer;            /* the layer it came from, for errors */
+  GHashTable *g_idx_layers;  /* layers written with weight_g_idx (actorder "group") */
+  GMutex lock;               /* for g_idx_layers: weights are written from several threads */
 };
 
 G_DECLARE_FINAL_TYPE (QuarkFormatCompressedTensors, _quark_format_compressed_tensors, QUARK,
@@ -413,6 +415,46 @@ signed_codes (QuarkTensor *t, const CtArgs *a, gsize *n_out, GError **error)
   return _quark_format_codes_as_int8 (t, a->code_offset, n_out, error);
 }
 
+/* every column's group one of @groups, or @code naming @what */
+static gboolean
+check_g_idx (QuarkTensor *g_idx, gsize groups, const char *what, QuarkError code, GError **error)
+{
+  const gint32 *v = quark_tensor_peek_data (g_idx, NULL);
+  gsize cols = (gsize) quark_tensor_get_n_elements (g_idx);
+
+  for (gsize c = 0; c < cols; c++)
+    if (v[c] < 0 || (gsize) v[c] >= groups)
+      {
+        g_set_error (error, QUARK_ERROR, code, "%s: g_idx[%" G_GSIZE_FORMAT "] = %d is not one of its %"
+                     G_GSIZE_FORMAT " groups", what, c, (int) v[c], groups);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+/* GPTQ's groups in activation order: LAYER.weight_g_idx, int32
+ * [in_features], the group of each input column (compressed-tensors'
+ * `actorder: "group"`; vLLM's CompressedTensorsWNA16 registers
+ * weight_g_idx int32 [input_size] when the weights' actorder is "group") */
+static gboolean
+write_g_idx (QuarkFormatCompressedTensors *self, const char *layer, QuarkTensor *g_idx, const CtArgs *a, gsize cols,
+             gsize groups, QuarkModel *out, GError **error)
+{
+  g_autofree char *out_name = g_strconcat (layer, ".weight_g_idx", NULL);
+  gint64 len[1] = { (gint64) cols };
+
+  if (!g_str_equal (a->strategy, "group") || a->is_float || quark_tensor_get_dtype (g_idx) != QUARK_DTYPE_I32 ||
+      (gsize) quark_tensor_get_n_elements (g_idx) != cols)
+    return unsupported (error, "layer", layer, "a column order (g_idx) but for integer weights in groups");
+  if (!check_g_idx (g_idx, groups, layer, QUARK_ERROR_INVALID_ARGUMENT, error))
+    return FALSE;
+  g_mutex_lock (&self->lock);
+  g_hash_table_add (self->g_idx_layers, g_strdup (layer));
+  g_mutex_unlock (&self->lock);
+  return _quark_format_add_owned (out, quark_tensor_new (out_name, QUARK_DTYPE_I32, len, 1,
+                                                         quark_tensor_get_data (g_idx), error), error);
+}
+
 static gboolean
 ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
                   QuarkModel *out, GError **error)
@@ -426,8 +468,11 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   QuarkTensor *codes = quark_model_get_tensor (logical, name);
   QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
   QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
+  g_autofree char *g_idx_name = g_strconcat (name, "_g_idx", NULL);
+  QuarkTensor *g_idx = quark_model_get_tensor (logical, g_idx_name);
   const gint64 *shape = quark_tensor_get_shape (codes, NULL);
-  gsize rows, cols, n_params;
+  gsize n_params = scale ? quark_tensor_get_n_elements (scale) : 0;
+  gsize rows, cols;
   gint64 sshape[2];
   guint s_dims;
   QuarkDType scale_dtype;
@@ -437,6 +482,9 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     return FALSE;
   if (quark_tensor_get_n_dims (codes) != 2 || scale == NULL)
     return unsupported (error, "tensor", name, "a weight that is not 2-D");
+  if (g_idx && !write_g_idx (self, layer, g_idx, &a, (gsize) shape[1], n_params / MAX ((gsize) shape[0], 1), out,
+                             error))
+    return FALSE;
   if (self->format == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
@@ -445,7 +493,6 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     }
   rows = (gsize) shape[0];
   cols = (gsize) shape[1];
-  n_params = quark_tensor_get_n_elements (scale);
   /* pack-quantized keeps the scales in the dtype the backend rounded them
    * to (get_scale_dtype), the others in float32 */
   scale_dtype = quark_tensor_get_dtype (scale);
@@ -651,6 +698,10 @@ ct_build_quantization_config (QuarkCheckpointFormat *format, GError **error)
         all_linear = FALSE;
       scheme = json_object_new ();
       json_object_set_member (scheme, "weights", ct_args_to_json (&wa));
+      g_mutex_lock (&self->lock);
+      if (g_hash_table_contains (self->g_idx_layers, layers[i]))
+        json_object_set_string_member (json_object_get_object_member (scheme, "weights"), "actorder", "group");
+      g_mutex_unlock (&self->lock);
       json_object_set_member (scheme, "input_activations", in ? ct_args_to_json (&ia) : json_node_new (JSON_NODE_NULL));
       json_object_set_null_member (scheme, "output_activations");
       scheme_node = json_node_alloc ();
@@ -902,6 +953,44 @@ dequantize_mxfp4 (QuarkModel *m, const char *layer, QuarkTensor *scale, GError *
   return _quark_format_renamed (result, wname, error);
 }
 
+/* Codes in groups that weight_g_idx assigns: x[r][c] = (q[r][c] −
+ * z[r][g]) · s[r][g] with g = g_idx[c], the integer difference exact and
+ * one binary32 multiply, as quark_tensor_spec_dequantize() does for groups
+ * of consecutive columns */
+static QuarkTensor *
+dequantize_g_idx (QuarkTensor *g_idx, const CtArgs *a, QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp,
+                  gsize rows, gsize cols, const char *wname, GError **error)
+{
+  gsize groups = quark_tensor_get_n_elements (scale) / MAX (rows, 1), n;
+  const float *s = quark_tensor_peek_data (scale, NULL);
+  const gint32 *gi;
+  g_autofree gint8 *q = NULL, *z = NULL;
+  float *x;
+  gint64 shape[2] = { (gint64) rows, (gint64) cols };
+
+  if (!g_str_equal (a->strategy, "group") || quark_tensor_get_dtype (g_idx) != QUARK_DTYPE_I32 ||
+      (gsize) quark_tensor_get_n_elements (g_idx) != cols || groups * rows != quark_tensor_get_n_elements (scale))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s: weight_g_idx must be int32 [%" G_GSIZE_FORMAT
+                   "] beside weights in groups", wname, cols);
+      return NULL;
+    }
+  if (!check_g_idx (g_idx, groups, wname, QUARK_ERROR_INVALID_FILE, error))
+    return NULL;
+  gi = quark_tensor_peek_data (g_idx, NULL);
+  if ((q = _quark_format_codes_as_int8 (codes, 0, &n, error)) == NULL ||
+      (zp && (z = _quark_format_codes_as_int8 (zp, 0, &n, error)) == NULL))
+    return NULL;
+  x = g_new (float, MAX (rows * cols, 1));
+  for (gsize r = 0; r < rows; r++)
+    for (gsize c = 0; c < cols; c++)
+      {
+        gsize at = r * groups + (gsize) gi[c];
+        x[r * cols + c] = (float) ((gint32) q[r * cols + c] - (z ? (gint32) z[at] : 0)) * s[at];
+      }
+  return _quark_format_new_tensor (wname, QUARK_DTYPE_F32, shape, 2, x, rows * cols * sizeof (float), error);
+}
+
 /* One stored layer back to float32 through the spec the args describe. */
 static QuarkTensor *
 dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char *format, GError **error)
@@ -920,12 +1009,6 @@ dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char 
   g_autofree float *s = NULL;
   QuarkTensor *result;
 
-  if (quark_model_get_tensor (m, gname))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
-                   "tensor %s: activation-ordered groups (weight_g_idx) are not read yet", gname);
-      return NULL;
-    }
   if (!need_tensor (m, sname, QUARK_DTYPE_F64, &scale, error))
     return NULL;
   if (a->mx)
@@ -1086,7 +1169,10 @@ dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char 
       return NULL;
     }
 
-  result = quark_tensor_spec_dequantize (spec, codes, scale32, zp, error);
+  if (quark_model_get_tensor (m, gname))
+    result = dequantize_g_idx (quark_model_get_tensor (m, gname), a, codes, scale32, zp, rows, cols, wname, error);
+  else
+    result = quark_tensor_spec_dequantize (spec, codes, scale32, zp, error);
   if (result)
     {
       /* under the weight's own name */
@@ -1224,6 +1310,8 @@ ct_finalize (GObject *object)
 
   g_clear_object (&self->kv_spec);
   g_free (self->kv_layer);
+  g_hash_table_unref (self->g_idx_layers);
+  g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (_quark_format_compressed_tensors_parent_class)->finalize (object);
 }
 
@@ -1243,9 +1331,12 @@ _quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *
   format_class->build_quantization_config = ct_build_quantization_config;
   format_class->quant_method = "compressed-tensors";
   format_class->dequantize_model = ct_dequantize_model;
+  format_class->stores_column_order = TRUE;
 }
 
 static void
 _quark_format_compressed_tensors_init (QuarkFormatCompressedTensors *self)
 {
+  self->g_idx_layers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_init (&self->lock);
 }
