@@ -1005,6 +1005,14 @@ quantize_to_file (QuantizeJob *job, GError **error)
     return FALSE;
   if (job->threads > 0)
     quark_checkpoint_format_set_threads (job->file_format, (guint) job->threads);
+  if ((job->imatrix_file || job->calibration_text) && quark_model_is_quantized (job->model, NULL))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s is already quantized: its codes are carried over as they are, and an importance matrix "
+                   "(%s) applies only when quantizing float weights (--requantize quantizes it afresh)",
+                   job->model_path, job->imatrix_file ? "--imatrix" : "--calibration-text");
+      return FALSE;
+    }
   if (job->imatrix_file || job->calibration_text)
     {
       /* an importance matrix, from a file or from running the text */
