@@ -78,7 +78,14 @@ def timed(cmd, extra_env=None):
 
 
 def content(path):
-    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
+    """The file's digest, read a megabyte at a time: a whole file read into
+    this process would count in the next command's peak resident memory
+    (the kernel carries a process's peak across fork and exec)."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
 
 
 with tempfile.TemporaryDirectory() as tmp:

@@ -1742,6 +1742,10 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
         }
       quantize_rows (o->type, src, dtype, o->heads, o->importance, rows, o->ne[0],
                      quark_checkpoint_format_get_threads (format), bytes);
+      /* done with the input: its mapped pages leave the resident memory, so
+       * that a run holds a tensor or two, not the model */
+      if (tensor)
+        quark_tensor_release_mapped_pages (tensor);
       pos += o->size;
       if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
         goto out;
