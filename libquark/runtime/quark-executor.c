@@ -1098,8 +1098,9 @@ blas_scope_leave (BlasScope *scope)
 
 #define BLAS_SCOPE G_GNUC_UNUSED __attribute__ ((cleanup (blas_scope_leave))) BlasScope blas_scope = blas_scope_enter ()
 
-/* The input of a linear layer: @x itself, or @x quantized and dequantized
- * again into @buffer as the checkpoint's static input spec says */
+/* The input (or, for layer_output(), the output) of a linear layer: @x
+ * itself, or @x quantized and dequantized again into @buffer as the
+ * checkpoint's spec for it says */
 static const float *
 layer_input (QuarkExecutor *self, InputQuant *a, const float *x, guint rows, guint dim, float *buffer, GError **error)
 {

@@ -47,34 +47,6 @@ typedef struct {
   gint64 shape[2];           /* the logical (float) shape */
 } Source;
 
-struct _QuarkGgufBridge
-{
-  QuarkModel *checkpoint;
-  QuarkCheckpointFormat *reader;
-  QuarkGgmlType type;
-  QuarkGgufInexact inexact;
-  GArray *sources;
-};
-
-static void
-source_clear (gpointer data)
-{
-  Source *s = data;
-  g_free (s->name);
-  g_clear_object (&s->spec);
-}
-
-void
-_quark_gguf_bridge_free (QuarkGgufBridge *b)
-{
-  if (b == NULL)
-    return;
-  g_clear_object (&b->checkpoint);
-  g_clear_object (&b->reader);
-  g_array_unref (b->sources);
-  g_free (b);
-}
-
 /* the stored code n of a checkpoint code: n = q + shift; what the block
  * type holds (codes 0 .. 2^bits - 1; Q8_0 signed bytes) */
 typedef struct {
@@ -95,6 +67,34 @@ target_of (QuarkGgmlType type, Target *t)
     case QUARK_GGML_Q8_0: *t = (Target) { 8, FALSE, 0 }; return TRUE;
     default: return FALSE;
     }
+}
+
+struct _QuarkGgufBridge
+{
+  QuarkModel *checkpoint;
+  QuarkCheckpointFormat *reader;
+  QuarkGgmlType type;
+  Target target;             /* the type's code range and parameters */
+  GArray *sources;
+};
+
+static void
+source_clear (gpointer data)
+{
+  Source *s = data;
+  g_free (s->name);
+  g_clear_object (&s->spec);
+}
+
+void
+_quark_gguf_bridge_free (QuarkGgufBridge *b)
+{
+  if (b == NULL)
+    return;
+  g_clear_object (&b->checkpoint);
+  g_clear_object (&b->reader);
+  g_array_unref (b->sources);
+  g_free (b);
 }
 
 /* the smallest code of an integer dtype */
@@ -235,23 +235,33 @@ read_weight (QuarkGgufBridge *b, Source *s, Weight *w, char **why, GError **erro
   return TRUE;
 }
 
-/* the block parameters of group @g (row-major over [rows, groups]) and
- * whether they are exact; codes out of the block's range set *range */
-static void
-group_params (const Target *t, const Weight *w, gsize g, double *d, double *m, gboolean *range)
+/* the 32 codes of group @g (row-major over [rows, groups]) as the block
+ * stores them, into @n; FALSE when one falls outside the block's range */
+static gboolean
+group_codes (const Target *t, const Weight *w, gsize g, gint32 *n)
 {
   gint32 z = w->zero ? w->zero[g] : 0;
   const gint32 *q = w->codes + (g / w->groups) * w->cols + (g % w->groups) * 32;
   gint32 lo = t->bits == 8 ? -128 : 0, hi = t->bits == 8 ? 127 : (1 << t->bits) - 1;
+  gboolean fits = TRUE;
+
+  for (guint j = 0; j < 32; j++)
+    {
+      n[j] = t->with_min ? q[j] - w->qmin : q[j] - z + t->offset;
+      fits = fits && n[j] >= lo && n[j] <= hi;
+    }
+  return fits;
+}
+
+/* the block parameters of group @g: d, and m for the _1 types (exactly, in
+ * float64) */
+static void
+group_params (const Target *t, const Weight *w, gsize g, double *d, double *m)
+{
+  gint32 z = w->zero ? w->zero[g] : 0;
 
   *d = w->scale[g];
   *m = t->with_min ? -(double) w->scale[g] * (double) (z - w->qmin) : 0.0;
-  for (guint j = 0; j < 32; j++)
-    {
-      gint32 n = t->with_min ? q[j] - w->qmin : q[j] - z + t->offset;
-      if (n < lo || n > hi)
-        *range = TRUE;
-    }
 }
 
 /* Checks a weight: *why stays NULL when every group carries over exactly,
@@ -260,14 +270,13 @@ group_params (const Target *t, const Weight *w, gsize g, double *d, double *m, g
 static gboolean
 check_weight (QuarkGgufBridge *b, Source *s, char **why, gboolean *fixable, GError **error)
 {
-  Target t;
+  const Target *t = &b->target;
   Weight w;
   gsize inexact = 0, range = 0, total;
   double moved = 0;
 
   *fixable = FALSE;
   *why = NULL;
-  target_of (b->type, &t);
   if (!read_weight (b, s, &w, why, error))
     {
       weight_clear (&w);
@@ -279,15 +288,15 @@ check_weight (QuarkGgufBridge *b, Source *s, char **why, gboolean *fixable, GErr
   for (gsize g = 0; g < total; g++)
     {
       double d, m;
-      gboolean out_of_range = FALSE;
-      group_params (&t, &w, g, &d, &m, &out_of_range);
-      if (out_of_range)
+      gint32 n[32];
+      group_params (t, &w, g, &d, &m);
+      if (!group_codes (t, &w, g, n))
         range++;
       else if (!f16_exact (d) || !f16_exact (m))
         {
           /* how far a value moves when d and m are rounded: at most
            * |d' - d| times the largest |n - o|, plus |m' - m| */
-          double span = t.with_min ? (1 << t.bits) - 1 : t.bits == 8 ? 128 : t.offset;
+          double span = t->with_min ? (1 << t->bits) - 1 : t->bits == 8 ? 128 : t->offset;
           inexact++;
           moved = MAX (moved, fabs (f16_round (d) - d) * span + fabs (f16_round (m) - m));
         }
@@ -296,13 +305,13 @@ check_weight (QuarkGgufBridge *b, Source *s, char **why, gboolean *fixable, GErr
   if (range)
     *why = g_strdup_printf ("%zu of %zu groups have codes that %s cannot hold (%s)", range, total,
                             _quark_ggml_type_lookup (b->type)->name,
-                            t.with_min ? "the checkpoint's integer type is wider"
+                            t->with_min ? "the checkpoint's integer type is wider"
                                        : "their zero point is not the one the type implies");
   else if (inexact)
     {
       *fixable = TRUE;
       *why = g_strdup_printf ("%zu of %zu groups have a scale%s not exact in FP16 (rounding moves values by up "
-                              "to %.3g)", inexact, total, t.with_min ? " or minimum" : "", moved);
+                              "to %.3g)", inexact, total, t->with_min ? " or minimum" : "", moved);
     }
   return TRUE;
 }
@@ -398,7 +407,7 @@ _quark_gguf_bridge_new (QuarkModel *checkpoint, QuarkGgmlType type, QuarkGgufIne
   b = g_new0 (QuarkGgufBridge, 1);
   b->checkpoint = g_object_ref (checkpoint);
   b->type = type;
-  b->inexact = inexact;
+  b->target = target;
   b->sources = g_array_new (FALSE, TRUE, sizeof (Source));
   g_array_set_clear_func (b->sources, source_clear);
   b->reader = quark_registry_format_for_model (registry, checkpoint);
@@ -538,11 +547,10 @@ _quark_gguf_bridge_write_rows (QuarkGgufBridge *b, guint i, gsize (*row_of) (gsi
 {
   Source *s = &g_array_index (b->sources, Source, i);
   gsize row_size = _quark_ggml_row_size (b->type, (gsize) s->shape[1]);
+  gsize block_size = _quark_ggml_row_size (b->type, 32);
   char *unused = NULL;
-  Target t;
   Weight w;
 
-  target_of (b->type, &t);
   if (!read_weight (b, s, &w, &unused, error))
     {
       if (unused)
@@ -558,16 +566,16 @@ _quark_gguf_bridge_write_rows (QuarkGgufBridge *b, guint i, gsize (*row_of) (gsi
       for (gsize k = 0; k < w.groups; k++)
         {
           gsize g = from * w.groups + k;
-          const gint32 *q = w.codes + from * w.cols + k * 32;
-          gint32 z = w.zero ? w.zero[g] : 0;
-          guint8 n[32];
+          gint32 n[32];
+          guint8 codes[32];
           double d, m;
-          gboolean range = FALSE;
 
-          group_params (&t, &w, g, &d, &m, &range);
+          /* checked in range when the bridge was planned */
+          group_codes (&b->target, &w, g, n);
+          group_params (&b->target, &w, g, &d, &m);
           for (guint j = 0; j < 32; j++)
-            n[j] = (guint8) (t.with_min ? q[j] - w.qmin : q[j] - z + t.offset);
-          _quark_ggml_pack_block (b->type, n, (float) d, (float) m, y + k * _quark_ggml_row_size (b->type, 32));
+            codes[j] = (guint8) n[j];
+          _quark_ggml_pack_block (b->type, codes, (float) d, (float) m, y + k * block_size);
         }
     }
   weight_clear (&w);
