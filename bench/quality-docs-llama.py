@@ -9,6 +9,7 @@
 #
 # Usage: /usr/bin/python3 bench/quality-docs-llama.py [BUILDDIR] [--documents N]
 #            [--calibration-tokens N] [--schemes int4_g128,uint4_g128,int4_channel,int3_g128]
+# (schemes named bv_… use the brevitas backend)
 import argparse
 import json
 import os
@@ -33,8 +34,8 @@ ap.add_argument('--algorithms', default='gptq,awq,awq+gptq',
 args = ap.parse_args()
 
 QUARK = os.path.join(os.path.abspath(args.builddir), 'tools', 'quark')
-os.environ.setdefault('QUARK_BACKEND_PATH', os.path.join(os.path.abspath(args.builddir), 'libquark', 'backends',
-                                                         'quark'))
+os.environ.setdefault('QUARK_BACKEND_PATH', os.pathsep.join(
+    os.path.join(os.path.abspath(args.builddir), 'libquark', 'backends', b) for b in ('quark', 'brevitas')))
 SCHEMES = {
     'int4_g128': {'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': True},
     'uint4_g128': {'dtype': 'uint4', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': False},
@@ -45,6 +46,13 @@ SCHEMES = {
     # W8A8: the int8 preset, per-tensor weights and static per-tensor inputs
     'w8a8_int8': {'dtype': 'int8', 'qscheme': 'per_tensor', 'symmetric': True, 'is_dynamic': False},
 }
+# the brevitas backend's weight quantizers (its methods: gptq, gptq-ao with
+# act_order, bias_correction, as its algo_config names them)
+BREVITAS = {
+    'bv_int4_channel': {'preset': 'Int8WeightPerChannelFloat', 'bit_width': 4},
+    'bv_int4_g128': {'preset': 'IntWeightSymmetricGroupQuant', 'group_size': 128},
+}
+SCHEMES.update(BREVITAS)
 # schemes whose inputs are quantized too (statically, with the same spec)
 WITH_INPUTS = {'w8a8_int8'}
 
@@ -57,7 +65,8 @@ def algo_config(method):
     out = []
     for token in method.split('+'):
         name, _, value = token.partition('@')
-        entry = {'name': 'gptq', 'static_groups': False} if name == 'gptq-act' else {'name': name}
+        entry = {'name': 'gptq', 'static_groups': False} if name == 'gptq-act' else \
+            {'name': 'gptq', 'act_order': True} if name == 'gptq-ao' else {'name': name}
         key = 'damp_percent' if entry['name'] == 'gptq' else 'alpha'
         out.append(dict(entry, **({key: float(value)} if value else {})))
     return out
@@ -98,6 +107,8 @@ for scheme in args.schemes.split(','):
         if scheme in WITH_INPUTS:
             layer['input_tensors'] = SCHEMES[scheme]
         config = {'global_quant_config': layer, 'exclude': ['lm_head']}
+        if scheme in BREVITAS:
+            config['backend'] = 'brevitas'
         if method != 'rtn':
             config['algo_config'] = algo_config(method)
         cfg = os.path.join(tmp, '%s-%s.json' % (scheme, method))

@@ -179,3 +179,56 @@ quark_topology_get_layer_indices (QuarkModel *model, const char *prefix, guint *
   *n_indices = out->len;
   return (guint *) g_array_free (out, FALSE);
 }
+
+/* Whether @layer is one of a decoder layer's attention (or MLP) linears */
+static gboolean
+is_block_linear (const char *layer, const char *block, const char * const *names)
+{
+  const char *at = strstr (layer, block);
+  if (at == NULL)
+    return FALSE;
+  return g_strv_contains (names, at + strlen (block));
+}
+
+/**
+ * quark_topology_declare_biases:
+ * @model_config: a model's `config.json`, changed in place
+ * @layers: (array zero-terminated=1): linear layers that have gained a bias
+ *   (bias correction gives layers without one a bias)
+ *
+ * Declares in @model_config the biases @layers have gained, so that
+ * transformers builds its modules with them and loads them: for `llama`,
+ * `attention_bias` (q, k, v and o projections) and `mlp_bias` (gate, up and
+ * down projections) become true. `qwen2` has its q, k and v biases
+ * already. Other biases cannot be declared (`mistral` has no such keys,
+ * `qwen2` none for o and the MLP, other architectures are not known):
+ * transformers would leave them out, while libquark's runtime runs them.
+ *
+ * Returns: (transfer full): the layers of @layers whose biases the config
+ *   cannot declare, an empty list when all are declared
+ */
+GStrv
+quark_topology_declare_biases (JsonNode *model_config, const char * const *layers)
+{
+  static const char * const attention[] = { "q_proj", "k_proj", "v_proj", "o_proj", NULL };
+  static const char * const qkv[] = { "q_proj", "k_proj", "v_proj", NULL };
+  static const char * const mlp[] = { "gate_proj", "up_proj", "down_proj", NULL };
+  g_autoptr(GStrvBuilder) left = g_strv_builder_new ();
+  JsonObject *object = model_config && JSON_NODE_HOLDS_OBJECT (model_config)
+                       ? json_node_get_object (model_config) : NULL;
+  const char *type = object ? json_object_get_string_member_with_default (object, "model_type", "") : "";
+
+  g_return_val_if_fail (layers != NULL, NULL);
+
+  for (guint i = 0; layers[i]; i++)
+    {
+      const char *layer = layers[i];
+      if (g_str_equal (type, "llama") && is_block_linear (layer, ".self_attn.", attention))
+        json_object_set_boolean_member (object, "attention_bias", TRUE);
+      else if (g_str_equal (type, "llama") && is_block_linear (layer, ".mlp.", mlp))
+        json_object_set_boolean_member (object, "mlp_bias", TRUE);
+      else if (!(g_str_equal (type, "qwen2") && is_block_linear (layer, ".self_attn.", qkv)))
+        g_strv_builder_add (left, layer);
+    }
+  return g_strv_builder_end (left);
+}

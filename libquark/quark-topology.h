@@ -29,4 +29,8 @@ guint *    quark_topology_get_layer_indices   (QuarkModel  *model,
                                                const char  *prefix,
                                                guint       *n_indices);
 
+QUARK_AVAILABLE_IN_1_0
+GStrv      quark_topology_declare_biases      (JsonNode           *model_config,
+                                               const char * const *layers);
+
 G_END_DECLS

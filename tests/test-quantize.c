@@ -1217,6 +1217,107 @@ test_fake_quantize_orders (void)
       }
 }
 
+/* quark_gptq_update_weight() with a rounding of the test's own: to whole
+ * numbers, noting which columns and rows were asked for */
+typedef struct {
+  guint calls[4];
+  gsize rows_seen;
+} RoundLog;
+
+static void
+round_whole (const float *values, gsize n, gsize column, gsize first_row, float *rounded, gpointer data)
+{
+  RoundLog *log = data;
+  g_assert_cmpuint (column, <, 4);
+  log->calls[column]++;
+  log->rows_seen += n;
+  g_assert_cmpuint (first_row + n, <=, 3);
+  for (gsize i = 0; i < n; i++)
+    rounded[i] = rintf (values[i]);
+}
+
+static QuarkTensor *
+gram_of (const double *h, gsize n)
+{
+  gint64 shape[2] = { (gint64) n, (gint64) n };
+  g_autoptr(GBytes) bytes = g_bytes_new (h, n * n * sizeof (double));
+  return quark_tensor_new ("fc", QUARK_DTYPE_F64, shape, 2, bytes, NULL);
+}
+
+static void
+test_gptq_update_weight (void)
+{
+  g_autoptr(GError) error = NULL;
+
+  {
+    /* H the identity, no damping: each column on its own, which is
+     * round-to-nearest, and every column asked for once over all rows */
+    double h[9] = { 1, 0, 0, 0, 1, 0, 0, 0, 1 };
+    float w[9] = { 0.4f, 1.6f, -2.2f, 0.51f, -0.49f, 7.9f, 3.0f, -1.5f, 0.2f };
+    g_autoptr(QuarkTensor) gram = gram_of (h, 3);
+    RoundLog log = { { 0 }, 0 };
+    g_assert_true (quark_gptq_update_weight (w, 3, 3, gram, 0.0, 1, FALSE, round_whole, &log, &error));
+    g_assert_no_error (error);
+    g_assert_cmpfloat (w[0], ==, 0.0f);
+    g_assert_cmpfloat (w[1], ==, 2.0f);
+    g_assert_cmpfloat (w[2], ==, -2.0f);
+    g_assert_cmpfloat (w[3], ==, 1.0f);
+    g_assert_cmpfloat (w[5], ==, 8.0f);
+    g_assert_cmpfloat (w[7], ==, -2.0f);   /* rintf: half to even */
+    g_assert_cmpuint (log.rows_seen, ==, 9);
+  }
+  {
+    /* H = [[1, a], [a, 1]], no damping: U = [[1/√(1−a²), −a/√(1−a²)], [0, 1]],
+     * so column 0's error (w0 − q0) / U00 moves column 1 by a (w0 − q0).
+     * w = [0.45, 0.3], a = 0.5: q0 = 0, w1 = 0.525, q1 = 1 (round-to-nearest: 0) */
+    double h[4] = { 1, 0.5, 0.5, 1 };
+    float w[2] = { 0.45f, 0.3f };
+    g_autoptr(QuarkTensor) gram = gram_of (h, 2);
+    RoundLog log = { { 0 }, 0 };
+    g_assert_true (quark_gptq_update_weight (w, 1, 2, gram, 0.0, 2, FALSE, round_whole, &log, &error));
+    g_assert_cmpfloat (w[0], ==, 0.0f);
+    g_assert_cmpfloat (w[1], ==, 1.0f);
+    /* in descending order of the diagonal column 1 comes first: with
+     * H = [[1, a], [a, 4]] and w = [0.3, 0.45], q1 = 0 and column 0 moves by
+     * a (w1 − q1) = 0.225, to 0.525: q0 = 1. In the columns' own order
+     * column 1 moves by (a / 4)(w0 − q0) = 0.0375 only: both stay 0 */
+    {
+      double h2[4] = { 1, 0.5, 0.5, 4 };
+      float w2[2] = { 0.3f, 0.45f }, w3[2] = { 0.3f, 0.45f };
+      g_autoptr(QuarkTensor) gram2 = gram_of (h2, 2);
+      g_assert_true (quark_gptq_update_weight (w2, 1, 2, gram2, 0.0, 1, TRUE, round_whole, &log, &error));
+      g_assert_cmpfloat (w2[0], ==, 1.0f);
+      g_assert_cmpfloat (w2[1], ==, 0.0f);
+      g_assert_true (quark_gptq_update_weight (w3, 1, 2, gram2, 0.0, 1, FALSE, round_whole, &log, &error));
+      g_assert_cmpfloat (w3[0], ==, 0.0f);
+      g_assert_cmpfloat (w3[1], ==, 0.0f);
+    }
+  }
+  {
+    /* an input feature never non-zero (H[1][1] = 0): its weights become 0
+     * before rounding, and the others are as with the identity */
+    double h[4] = { 1, 0, 0, 0 };
+    float w[2] = { 1.4f, 5.0f };
+    g_autoptr(QuarkTensor) gram = gram_of (h, 2);
+    RoundLog log = { { 0 }, 0 };
+    g_assert_true (quark_gptq_update_weight (w, 1, 2, gram, 0.01, 1, FALSE, round_whole, &log, &error));
+    g_assert_cmpfloat (w[0], ==, 1.0f);
+    g_assert_cmpfloat (w[1], ==, 0.0f);
+  }
+  {
+    /* a Gram matrix of the wrong size, or not positive definite */
+    double h[4] = { 1, 2, 2, 1 };
+    float w[2] = { 0, 0 };
+    g_autoptr(QuarkTensor) gram = gram_of (h, 2);
+    RoundLog log = { { 0 }, 0 };
+    g_assert_false (quark_gptq_update_weight (w, 1, 3, gram, 0.0, 1, FALSE, round_whole, &log, &error));
+    g_assert_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+    g_assert_false (quark_gptq_update_weight (w, 1, 2, gram, 0.0, 1, FALSE, round_whole, &log, &error));
+    g_assert_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1250,6 +1351,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);
+  g_test_add_func ("/algorithms/gptq-update-weight", test_gptq_update_weight);
 
   return g_test_run ();
 }

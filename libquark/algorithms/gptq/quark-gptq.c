@@ -137,6 +137,100 @@ compare_desc (gconstpointer a, gconstpointer b)
   return x->i < y->i ? -1 : x->i > y->i;   /* stable */
 }
 
+/* The Gram matrix fits @n input features, and the damping and block size
+ * are sane */
+static gboolean
+check_run (QuarkTensor *gram, gsize n, double damp_percent, guint block_size, const char *name, GError **error)
+{
+  if (quark_tensor_get_dtype (gram) != QUARK_DTYPE_F64 || quark_tensor_get_n_dims (gram) != 2 ||
+      quark_tensor_get_dim (gram, 0) != (gint64) n || quark_tensor_get_dim (gram, 1) != (gint64) n)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: the Gram matrix must be float64 [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT "] (the layer's "
+                   "input features)", name, n, n);
+      return FALSE;
+    }
+  if (!(damp_percent >= 0.0 && damp_percent < 1e6) || block_size == 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: damp_percent must be at least 0 and block_size at least 1", name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* GPTQ's set-up, shared by every variant: the column order (descending
+ * diagonal of H with @desc_act, else the columns' own), the permuted
+ * float32 weight W[:, i] = W0[:, perm[i]] that the column loop updates,
+ * with input features that were never non-zero (H[i][i] = 0) zeroed and
+ * their H[i][i] set to 1, the damping @damp_percent · mean(diag H) on the
+ * diagonal, and U, the upper Cholesky factor of the damped, permuted H⁻¹ */
+static gboolean
+prepare (const float *wf, gsize m, gsize n, const double *g, double damp_percent, gboolean desc_act,
+         const char *name, gsize **perm_out, float **w_out, float **u_out, GError **error)
+{
+  g_autofree double *h = g_try_new (double, n * n);
+  g_autofree gsize *perm = NULL;
+  g_autofree float *w = NULL, *u = NULL;
+  double damp = 0.0;
+
+  if (h == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
+      return FALSE;
+    }
+  perm = g_new (gsize, MAX (n, 1));
+  {
+    g_autofree DiagIndex *order = g_new (DiagIndex, MAX (n, 1));
+    for (gsize i = 0; i < n; i++)
+      {
+        order[i].i = i;
+        order[i].d = g[i * n + i];
+        if (!isfinite (order[i].d))
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR, "%s: the Gram matrix is not finite", name);
+            return FALSE;
+          }
+      }
+    if (desc_act)
+      qsort (order, n, sizeof *order, compare_desc);
+    for (gsize i = 0; i < n; i++)
+      perm[i] = order[i].i;
+  }
+  /* H[i][j] = H0[perm[i]][perm[j]] */
+  for (gsize i = 0; i < n; i++)
+    for (gsize j = 0; j < n; j++)
+      h[i * n + j] = g[perm[i] * n + perm[j]];
+  w = g_new (float, MAX (m * n, 1));
+  for (gsize r = 0; r < m; r++)
+    for (gsize i = 0; i < n; i++)
+      w[r * n + i] = wf[r * n + perm[i]];
+  for (gsize i = 0; i < n; i++)
+    if (h[i * n + i] == 0.0)
+      {
+        h[i * n + i] = 1.0;
+        for (gsize r = 0; r < m; r++)
+          w[r * n + i] = 0.0f;
+      }
+  for (gsize i = 0; i < n; i++)
+    damp += h[i * n + i];
+  damp = damp_percent * damp / (double) n;
+  for (gsize i = 0; i < n; i++)
+    h[i * n + i] += damp;
+  u = g_try_new (float, MAX (n * n, 1));
+  if (u == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
+      return FALSE;
+    }
+  if (!inverse_cholesky (h, n, u, name, error))
+    return FALSE;
+  *perm_out = g_steal_pointer (&perm);
+  *w_out = g_steal_pointer (&w);
+  *u_out = g_steal_pointer (&u);
+  return TRUE;
+}
+
 /* The column loop for rows [begin, end) of the (permuted) weight: rows are
  * independent given U, so each thread takes a share of them */
 typedef struct {
@@ -152,6 +246,7 @@ typedef struct {
   QuarkGptqParamsFunc params_func;      /* dynamic groups: NULL for static ones */
   gpointer user_data;
   gboolean act_order_groups;            /* dynamic groups of consecutive permuted columns (g_idx) */
+  QuarkGptqRoundFunc round_func;        /* the caller rounds (quark_gptq_update_weight); NULL: codes */
 } ColumnJob;
 
 static double
@@ -201,6 +296,24 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
                   p->zero_points[at] = zero;
               }
 
+          if (j->round_func)
+            {
+              /* the caller's quantizer: the column becomes its rounded
+               * values, and the error goes on as below */
+              for (gsize r = 0; r < mr; r++)
+                col[r] = j->w[(begin + r) * n + c];
+              j->round_func (col, mr, orig, begin, sc, j->user_data);
+              for (gsize r = 0; r < mr; r++)
+                {
+                  float *wr = j->w + (begin + r) * n;
+                  float e = (col[r] - sc[r]) / d;
+                  wr[c] = sc[r];
+                  err[r * bw + (c - b0)] = e;
+                  for (gsize k = c + 1; k < b1; k++)
+                    wr[k] -= e * urow[k];
+                }
+              continue;
+            }
           for (gsize r = 0; r < mr; r++)
             {
               gsize at = (p->per_row ? (begin + r) * p->n_groups : 0) + grp;
@@ -468,13 +581,10 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   gint64 qmin, qmax;
   QuarkKernelIntParams ip = { 0 };
   g_autofree float *wf = NULL;
-  g_autofree double *h = NULL;
   g_autofree float *w = NULL;
   g_autofree float *u = NULL;
   g_autofree gsize *perm = NULL;
   g_autofree guint8 *out = NULL;
-  const double *g;
-  double damp = 0.0;
   gsize count;
   QuarkTensor *result = NULL;
 
@@ -501,20 +611,8 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
     }
   m = (gsize) quark_tensor_get_dim (weight, 0);
   n = (gsize) quark_tensor_get_dim (weight, 1);
-  if (quark_tensor_get_dtype (gram) != QUARK_DTYPE_F64 || quark_tensor_get_n_dims (gram) != 2 ||
-      quark_tensor_get_dim (gram, 0) != (gint64) n || quark_tensor_get_dim (gram, 1) != (gint64) n)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "%s: the Gram matrix must be float64 [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT "] (the layer's "
-                   "input features)", name, n, n);
-      return NULL;
-    }
-  if (!(damp_percent >= 0.0 && damp_percent < 1e6) || block_size == 0)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "%s: damp_percent must be at least 0 and block_size at least 1", name);
-      return NULL;
-    }
+  if (!check_run (gram, n, damp_percent, block_size, name, error))
+    return NULL;
   if (!read_params (weight, spec, scale, zero_point, &p, error))
     goto out;
   if (fmt == NULL)
@@ -526,72 +624,14 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   ip.round = quark_tensor_spec_get_round_method (spec);
   esize = quark_dtype_get_element_size (dtype);
 
-  if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL)
+  if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL ||
+      !prepare (wf, m, n, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &w, &u, error))
     goto out;
-  w = g_new (float, m * n);
-  h = g_try_new (double, n * n);
-  if (h == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
-      goto out;
-    }
-  g = quark_tensor_peek_data (gram, NULL);
-  memcpy (h, g, n * n * sizeof (double));
-  perm = g_new (gsize, n);
-  {
-    g_autofree DiagIndex *order = g_new (DiagIndex, n);
-    for (gsize i = 0; i < n; i++)
-      {
-        order[i].i = i;
-        order[i].d = h[i * n + i];
-        if (!isfinite (order[i].d))
-          {
-            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR, "%s: the Gram matrix is not finite", name);
-            goto out;
-          }
-      }
-    if (desc_act)
-      qsort (order, n, sizeof *order, compare_desc);
-    for (gsize i = 0; i < n; i++)
-      perm[i] = order[i].i;
-  }
-  /* permuted copies: W[:, i] = W0[:, perm[i]] (float32, updated in place by
-   * the column loop), H[i][j] = H0[perm[i]][perm[j]] */
-  {
-    g_autofree double *hp = g_new (double, n * n);
-    for (gsize i = 0; i < n; i++)
-      for (gsize j = 0; j < n; j++)
-        hp[i * n + j] = h[perm[i] * n + perm[j]];
-    memcpy (h, hp, n * n * sizeof (double));
-  }
-  for (gsize r = 0; r < m; r++)
-    for (gsize i = 0; i < n; i++)
-      w[r * n + i] = wf[r * n + perm[i]];
-  for (gsize i = 0; i < n; i++)
-    if (h[i * n + i] == 0.0)
-      {
-        h[i * n + i] = 1.0;
-        for (gsize r = 0; r < m; r++)
-          w[r * n + i] = 0.0f;
-      }
-  for (gsize i = 0; i < n; i++)
-    damp += h[i * n + i];
-  damp = damp_percent * damp / (double) n;
-  for (gsize i = 0; i < n; i++)
-    h[i * n + i] += damp;
-  u = g_try_new (float, n * n);
-  if (u == NULL || !inverse_cholesky (h, n, u, name, error))
-    {
-      if (u == NULL)
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
-      goto out;
-    }
-  g_clear_pointer (&h, g_free);
 
   out = g_malloc (m * n * esize);
   {
     ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func, user_data,
-                      params_func != NULL && desc_act };
+                      params_func != NULL && desc_act, NULL };
     QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
     int blas_threads = openblas_get_num_threads ();
 
@@ -643,4 +683,78 @@ out:
   g_free (p.scales);
   g_free (p.zero_points);
   return result;
+}
+
+/**
+ * quark_gptq_update_weight: (skip)
+ * @weight: a float32 weight, row-major [@rows, @cols], updated in place
+ * @rows: its output features
+ * @cols: its input features
+ * @gram: the Gram matrix of the layer's input, as for quark_gptq_quantize()
+ * @damp_percent: the damping, a fraction of the diagonal's mean
+ * @block_size: columns updated together (at least 1)
+ * @desc_act: take the columns in descending order of H's diagonal
+ * @round_func: (scope call) (closure user_data): rounds part of a column
+ *   the way the caller's quantizer does
+ * @user_data: data for @round_func
+ * @error: return location for a #GError
+ *
+ * GPTQ for a quantizer of the caller's own, with parameters the caller
+ * has fixed beforehand: the column loop of quark_gptq_quantize() (the same
+ * order, dead inputs, damping and factor U), where each column is rounded
+ * by @round_func instead of by a spec. @round_func receives rows
+ * [first_row, first_row + n_values) of a column as the updates so far have
+ * left them and writes the values its quantizer dequantizes them to; it
+ * is called from several threads at once, on disjoint rows.
+ *
+ * On return, every column of @weight holds its rounded values, so that
+ * quantizing @weight again with the same parameters gives the codes GPTQ
+ * chose. A backend with its own numerics (Brevitas's, for instance) gets
+ * GPTQ this way without a spec the kernels know.
+ *
+ * Returns: %TRUE, or %FALSE with @error set as for quark_gptq_quantize()
+ */
+gboolean
+quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gram, double damp_percent,
+                          guint block_size, gboolean desc_act, QuarkGptqRoundFunc round_func, gpointer user_data,
+                          GError **error)
+{
+  g_autofree gsize *perm = NULL;
+  g_autofree float *w = NULL, *u = NULL;
+  Params p = { 0 };
+  QuarkKernelIntParams ip = { 0 };
+  const char *name;
+
+  g_return_val_if_fail (weight != NULL || rows * cols == 0, FALSE);
+  g_return_val_if_fail (QUARK_IS_TENSOR (gram), FALSE);
+  g_return_val_if_fail (round_func != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  name = quark_tensor_get_name (gram);
+  if (!check_run (gram, cols, damp_percent, block_size, name, error))
+    return FALSE;
+  if (rows == 0 || cols == 0)
+    return TRUE;
+  if (!prepare (weight, rows, cols, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &w,
+                &u, error))
+    return FALSE;
+  p.rows = rows;
+  p.cols = cols;
+  p.group = cols;
+  p.n_groups = 1;
+  {
+    ColumnJob job = { &p, perm, u, w, NULL, rows, cols, block_size, sizeof (float), QUARK_DTYPE_F32, &ip, NULL,
+                      NULL, user_data, FALSE, round_func };
+    QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (rows / 64))));
+    int blas_threads = openblas_get_num_threads ();
+
+    openblas_set_num_threads (1);
+    _quark_parallel_run (pool, rows, column_rows, &job);
+    openblas_set_num_threads (blas_threads);
+    _quark_parallel_free (pool);
+  }
+  for (gsize r = 0; r < rows; r++)
+    for (gsize i = 0; i < cols; i++)
+      weight[r * cols + perm[i]] = w[r * cols + i];
+  return TRUE;
 }

@@ -79,4 +79,37 @@ QuarkTensor * quark_gptq_quantize_act_order (QuarkTensor          *weight,
                                              QuarkTensor         **g_idx,
                                              GError              **error);
 
+/**
+ * QuarkGptqRoundFunc:
+ * @values: rows [@first_row, @first_row + @n_values) of one column, as GPTQ
+ *   has updated them
+ * @n_values: their number
+ * @column: the column's index in the weight's own order
+ * @first_row: the row of @values[0]
+ * @rounded: return location for the values the caller's quantizer
+ *   dequantizes @values to, @n_values of them
+ * @user_data: the data given with the function
+ *
+ * Rounds part of a column for quark_gptq_update_weight(). Called from
+ * several threads at once, on disjoint rows.
+ */
+typedef void (*QuarkGptqRoundFunc) (const float *values,
+                                    gsize        n_values,
+                                    gsize        column,
+                                    gsize        first_row,
+                                    float       *rounded,
+                                    gpointer     user_data);
+
+QUARK_AVAILABLE_IN_1_0
+gboolean      quark_gptq_update_weight (float               *weight,
+                                        gsize                rows,
+                                        gsize                cols,
+                                        QuarkTensor         *gram,
+                                        double               damp_percent,
+                                        guint                block_size,
+                                        gboolean             desc_act,
+                                        QuarkGptqRoundFunc   round_func,
+                                        gpointer             user_data,
+                                        GError             **error);
+
 G_END_DECLS

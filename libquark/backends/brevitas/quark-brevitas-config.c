@@ -10,7 +10,10 @@
  *   "global_quant_config": LAYER,
  *   "layer_type_quant_config": { "Linear": LAYER, ... },
  *   "layer_quant_config": { "PATTERN": LAYER, ... },
- *   "exclude": [ "PATTERN", ... ]
+ *   "exclude": [ "PATTERN", ... ],
+ *   "algo_config": [ { "name": "gptq", "act_order": false, "num_blocks": 100,
+ *                      "damp_percent": 0.01 },
+ *                    { "name": "bias_correction" } ]
  * }
  * LAYER = { "weight": SPEC|null, "input_tensors": SPEC|null,
  *           "output_tensors": SPEC|null, "bias": BIAS|null }
@@ -22,7 +25,7 @@
  */
 
 static const char * const config_keys[] = {
-  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude", NULL
+  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude", "algo_config", NULL
 };
 static const char * const layer_keys[] = { "weight", "input_tensors", "output_tensors", "bias", NULL };
 static const QuarkRole layer_roles[] = { QUARK_ROLE_WEIGHT, QUARK_ROLE_INPUT, QUARK_ROLE_OUTPUT, QUARK_ROLE_BIAS };
@@ -47,6 +50,7 @@ struct _QuarkBrevitasConfig
   GPtrArray *by_type;   /* Named */
   GPtrArray *by_name;   /* Named */
   GStrv exclude;
+  BvAlgorithms algorithms;
 };
 
 static void config_iface_init (QuarkQuantizationConfigInterface *iface);
@@ -94,6 +98,7 @@ quark_brevitas_config_init (QuarkBrevitasConfig *self)
   self->by_type = g_ptr_array_new_with_free_func (named_free);
   self->by_name = g_ptr_array_new_with_free_func (named_free);
   self->exclude = g_new0 (char *, 1);
+  self->algorithms = (BvAlgorithms) { FALSE, FALSE, 100, 0.01, FALSE, FALSE };
 }
 
 static gboolean
@@ -162,6 +167,120 @@ load_map (JsonObject *config, const char *key, gboolean types, GPtrArray *out, G
   return TRUE;
 }
 
+/* algo_config: the algorithms of AMD Quark's Brevitas extension that run
+ * after quantization (its algo_config list, applied in order): "gptq"
+ * (GPTQ's act_order, and Brevitas's num_blocks and damping) and
+ * "bias_correction". AMD Quark's class names are accepted too. GPFQ is
+ * refused as not implemented. */
+static gboolean
+read_number (JsonObject *o, const char *path, const char *key, double min, double max, double *out, GError **error)
+{
+  JsonNode *node = json_object_get_member (o, key);
+  GType t;
+
+  if (node == NULL)
+    return TRUE;
+  t = JSON_NODE_HOLDS_VALUE (node) ? json_node_get_value_type (node) : G_TYPE_INVALID;
+  if ((t != G_TYPE_INT64 && t != G_TYPE_DOUBLE) || !(json_node_get_double (node) >= min) ||
+      !(json_node_get_double (node) <= max))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                   "%s.%s: expected a number from %g to %g", path, key, min, max);
+      return FALSE;
+    }
+  *out = json_node_get_double (node);
+  return TRUE;
+}
+
+static gboolean
+load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
+{
+  static const char * const gptq_keys[] = { "name", "act_order", "num_blocks", "damp_percent", NULL };
+  static const char * const bias_keys[] = { "name", NULL };
+  JsonNode *node = json_object_get_member (object, "algo_config");
+  JsonArray *list;
+
+  *algos = (BvAlgorithms) { FALSE, FALSE, 100, 0.01, FALSE, FALSE };
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "algo_config: expected a list of algorithm configs");
+      return FALSE;
+    }
+  list = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      g_autofree char *path = quark_json_path_index ("algo_config", i);
+      JsonNode *item = json_array_get_element (list, i);
+      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
+      JsonNode *name_node = o ? json_object_get_member (o, "name") : NULL;
+      const char *name = name_node && JSON_NODE_HOLDS_VALUE (name_node) &&
+                         json_node_get_value_type (name_node) == G_TYPE_STRING ? json_node_get_string (name_node) : NULL;
+
+      if (name == NULL)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
+                       "%s: expected an object with a \"name\"", path);
+          return FALSE;
+        }
+      if (g_ascii_strcasecmp (name, "gptq") == 0)
+        {
+          JsonNode *ao = json_object_get_member (o, "act_order");
+          double blocks = 100;
+
+          if (algos->gptq)
+            goto twice;
+          if (!quark_json_check_members (o, path, gptq_keys, error) ||
+              !read_number (o, path, "num_blocks", 1, 1 << 30, &blocks, error) ||
+              !read_number (o, path, "damp_percent", 0, 1e6, &algos->damp_percent, error))
+            return FALSE;
+          if (blocks != (guint) blocks)
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                           "%s.num_blocks: expected a whole number", path);
+              return FALSE;
+            }
+          if (ao && (!JSON_NODE_HOLDS_VALUE (ao) || json_node_get_value_type (ao) != G_TYPE_BOOLEAN))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                           "%s.act_order: expected true or false", path);
+              return FALSE;
+            }
+          algos->gptq = TRUE;
+          algos->act_order = ao ? json_node_get_boolean (ao) : FALSE;
+          algos->num_blocks = (guint) blocks;
+        }
+      else if (g_ascii_strcasecmp (name, "bias_correction") == 0 || g_str_equal (name, "BiasCorrection") ||
+               g_str_equal (name, "Bias Correction"))
+        {
+          if (algos->bias_correction)
+            goto twice;
+          if (!quark_json_check_members (o, path, bias_keys, error))
+            return FALSE;
+          algos->bias_correction = TRUE;
+          algos->bias_correction_first = !algos->gptq;
+        }
+      else
+        {
+          gboolean known = g_ascii_strcasecmp (name, "gpfq") == 0 || g_ascii_strcasecmp (name, "gpfa2q") == 0;
+          g_set_error (error, known ? QUARK_ERROR : QUARK_CONFIG_ERROR,
+                       known ? QUARK_ERROR_UNSUPPORTED_SCHEME : QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s.name: %s%s%s (the brevitas backend implements gptq and bias_correction)", path,
+                       known ? "" : "unknown algorithm \"", name,
+                       known ? " is not implemented in the brevitas backend yet" : "\"");
+          return FALSE;
+        }
+      continue;
+twice:
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE, "%s.name: %s is listed twice",
+                   path, name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *object, GError **error)
 {
@@ -170,6 +289,7 @@ quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *ob
   g_autoptr(GPtrArray) by_name = g_ptr_array_new_with_free_func (named_free);
   g_auto(GStrv) exclude = NULL;
   Layer global = { { NULL } };
+  BvAlgorithms algorithms;
   JsonNode *node;
 
   if (!quark_json_check_members (object, NULL, config_keys, error))
@@ -184,7 +304,8 @@ quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *ob
   if (!load_layer (node, "global_quant_config", &global, error) ||
       !load_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
       !load_map (object, "layer_quant_config", FALSE, by_name, error) ||
-      !quark_json_read_patterns (object, "exclude", &exclude, error))
+      !quark_json_read_patterns (object, "exclude", &exclude, error) ||
+      !load_algo_config (object, &algorithms, error))
     {
       layer_clear (&global);
       return FALSE;
@@ -197,6 +318,7 @@ quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *ob
   self->by_name = g_steal_pointer (&by_name);
   g_strfreev (self->exclude);
   self->exclude = g_steal_pointer (&exclude);
+  self->algorithms = algorithms;
   return TRUE;
 }
 
@@ -240,6 +362,33 @@ quark_brevitas_config_to_json (QuarkQuantizationConfig *config)
   for (guint i = 0; self->exclude[i]; i++)
     json_array_add_string_element (exclude, self->exclude[i]);
   json_object_set_array_member (o, "exclude", exclude);
+  if (self->algorithms.gptq || self->algorithms.bias_correction)
+    {
+      const BvAlgorithms *a = &self->algorithms;
+      JsonArray *list = json_array_new ();
+      JsonObject *gptq = NULL, *bias = NULL;
+
+      if (a->gptq)
+        {
+          gptq = json_object_new ();
+          json_object_set_string_member (gptq, "name", "gptq");
+          json_object_set_boolean_member (gptq, "act_order", a->act_order);
+          json_object_set_int_member (gptq, "num_blocks", a->num_blocks);
+          json_object_set_double_member (gptq, "damp_percent", a->damp_percent);
+        }
+      if (a->bias_correction)
+        {
+          bias = json_object_new ();
+          json_object_set_string_member (bias, "name", "bias_correction");
+        }
+      if (bias && a->bias_correction_first)
+        json_array_add_object_element (list, g_steal_pointer (&bias));
+      if (gptq)
+        json_array_add_object_element (list, gptq);
+      if (bias)
+        json_array_add_object_element (list, bias);
+      json_object_set_array_member (o, "algo_config", list);
+    }
   return bv_node_take (o);
 }
 
@@ -365,4 +514,11 @@ config_iface_init (QuarkQuantizationConfigInterface *iface)
   iface->validate = quark_brevitas_config_validate;
   iface->is_excluded = quark_brevitas_config_is_excluded;
   iface->lookup_spec = quark_brevitas_config_lookup_spec;
+}
+
+/* The config's algo_config */
+const BvAlgorithms *
+quark_brevitas_config_get_algorithms (QuarkBrevitasConfig *config)
+{
+  return &config->algorithms;
 }

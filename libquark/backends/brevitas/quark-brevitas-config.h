@@ -11,6 +11,16 @@
 
 G_BEGIN_DECLS
 
+/* algo_config: what runs after a weight is quantized */
+typedef struct {
+  gboolean gptq;
+  gboolean act_order;           /* GPTQ's columns in descending order of H's diagonal */
+  guint num_blocks;             /* Brevitas's: blocks of ceil (in_features / num_blocks) columns */
+  double damp_percent;          /* Brevitas's percdamp */
+  gboolean bias_correction;
+  gboolean bias_correction_first;   /* listed before gptq: it corrects round-to-nearest's error */
+} BvAlgorithms;
+
 #define QUARK_TYPE_BREVITAS_CONFIG (quark_brevitas_config_get_type ())
 G_DECLARE_FINAL_TYPE (QuarkBrevitasConfig, quark_brevitas_config, QUARK, BREVITAS_CONFIG, GObject)
 
@@ -21,5 +31,7 @@ BvSpec * quark_brevitas_config_get_bv_spec (QuarkBrevitasConfig *config,
                                             const char          *layer_type,
                                             QuarkRole            role,
                                             QuarkTensorSpec    **tspec);
+
+const BvAlgorithms * quark_brevitas_config_get_algorithms (QuarkBrevitasConfig *config);
 
 G_END_DECLS

@@ -659,32 +659,44 @@ bv_spec_stats_op (const BvSpec *spec)
   return shifted ? BV_STATS_MIN_MAX : BV_STATS_MAX;
 }
 
+/* The quantizer's constants; the parameters come with apply_set () */
+static void
+apply_init (Apply *a, const BvSpec *spec, const float *x, BvResult *r)
+{
+  memset (a, 0, sizeof *a);
+  a->spec = spec;
+  a->x = x;
+  a->r = r;
+  a->fmt = bv_fp_format (spec);
+  a->custom = bv_spec_is_custom_float (spec);
+  if (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT)
+    a->fmax = bv_fp_max (spec);
+  else
+    {
+      bv_int_range (spec, &a->ip.qmin, &a->ip.qmax);
+      a->ip.round = spec->rounding;
+      a->ip.divide = TRUE;
+    }
+}
+
+static void
+apply_set (Apply *a, float scale, gint32 zero_point)
+{
+  a->scale = scale;
+  a->zero_point = zero_point;
+  a->ip.scale = scale;
+  a->ip.inv_scale = 1.0f / scale;
+  a->ip.zero_point = (float) zero_point;
+}
+
 static void
 apply_params (const BvSpec *spec, const float *x, const QuarkKernelLayout *l, gsize p, float scale,
               gint32 zero_point, BvResult *r)
 {
   Apply a;
 
-  memset (&a, 0, sizeof a);
-  a.spec = spec;
-  a.x = x;
-  a.r = r;
-  a.fmt = bv_fp_format (spec);
-  a.custom = bv_spec_is_custom_float (spec);
-  a.scale = scale;
-  a.zero_point = zero_point;
-
-  if (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT)
-    a.fmax = bv_fp_max (spec);
-  else
-    {
-      bv_int_range (spec, &a.ip.qmin, &a.ip.qmax);
-      a.ip.scale = scale;
-      a.ip.inv_scale = 1.0f / scale;
-      a.ip.zero_point = (float) zero_point;
-      a.ip.round = spec->rounding;
-      a.ip.divide = TRUE;
-    }
+  apply_init (&a, spec, x, r);
+  apply_set (&a, scale, zero_point);
   r->scales[p] = scale;
   r->zero_points[p] = zero_point;
   quark_kernel_layout_foreach_chunk (l, p, apply_chunk, &a);
@@ -732,6 +744,66 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
       apply_params (spec, x, &l, p, scale, zero_point, r);
     }
   return TRUE;
+}
+
+/**
+ * bv_requantize_weight:
+ *
+ * Quantizes @x again with the scales and zero points @r holds (a
+ * weight's, fixed when its quantizer was initialized, as Brevitas's
+ * parameter_from_stats scaling keeps them): new codes (and values), the
+ * same parameters.
+ */
+gboolean
+bv_requantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, guint n_dims, const char *name,
+                      BvResult *r, GError **error)
+{
+  QuarkKernelLayout l;
+
+  if (!init_layout (spec, shape, n_dims, name, &l, error))
+    return FALSE;
+  g_return_val_if_fail (l.n_params == r->n_params && l.n == r->n, FALSE);
+  for (gsize p = 0; p < l.n_params; p++)
+    apply_params (spec, x, &l, p, r->scales[p], r->zero_points[p], r);
+  return TRUE;
+}
+
+/* The parameter set of element [row, col] of a 2-D weight in @r's layout */
+gsize
+bv_param_index (const BvSpec *spec, const BvResult *r, gsize row, gsize col)
+{
+  switch (spec->qscheme)
+    {
+    case QUARK_QSCHEME_PER_CHANNEL: return row;
+    case QUARK_QSCHEME_PER_GROUP: return row * (gsize) r->param_shape[1] + col / (gsize) spec->group_size;
+    default: return 0;
+    }
+}
+
+/**
+ * bv_fake_quantize_each:
+ *
+ * @n values, each through the quantizer with its own scale and zero
+ * point (GPTQ's columns): the values the quantizer dequantizes them to,
+ * computed as bv_quantize_weight() computes them.
+ */
+void
+bv_fake_quantize_each (const BvSpec *spec, const float *x, gsize n, const float *scales, const gint32 *zero_points,
+                       float *out)
+{
+  g_autofree gint32 *codes = g_new (gint32, MAX (n, 1));
+  BvResult r = { 0 };
+  Apply a;
+
+  r.n = n;
+  r.codes = codes;
+  r.dequantized = out;
+  apply_init (&a, spec, x, &r);
+  for (gsize i = 0; i < n; i++)
+    {
+      apply_set (&a, scales[i], zero_points[i]);
+      apply_chunk (i, 1, &a);
+    }
 }
 
 /**

@@ -364,7 +364,210 @@ typedef struct {
   int input_bits;
   JsonObject *info;     /* the layer's description */
   QuarkCheckpointFormat *format;   /* a registry format other than quark's layout, or NULL */
+  float *correction;    /* bias correction: what the bias gains, [out_features], or NULL */
 } Layer;
+
+/* ---- algo_config ---------------------------------------------------------------------- */
+
+/* Whether algo_config changes this layer's weight or bias */
+static gboolean
+has_algorithms (QuarkBrevitasQuantizer *self)
+{
+  const BvAlgorithms *a = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config));
+  return a->gptq || a->bias_correction;
+}
+
+/* Before any work: what the algorithms need of a layer. GPTQ and bias
+ * correction take Linear layers and the second moments of their input;
+ * bias correction from the mean of the input holds only when the input is
+ * not quantized (Brevitas's correction subtracts the quantized layer's
+ * mean output, which with an input quantizer depends on the quantized
+ * inputs, whose mean calibration does not learn) and the output is not
+ * quantized either. */
+static gboolean
+check_algorithms (QuarkBrevitasQuantizer *self, QuarkCalibration *calibration, const char *layer, const char *type,
+                  guint n_dims, GError **error)
+{
+  QuarkBrevitasConfig *config = QUARK_BREVITAS_CONFIG (self->config);
+  const BvAlgorithms *a = quark_brevitas_config_get_algorithms (config);
+  const char *what = a->gptq ? (a->bias_correction ? "gptq and bias_correction" : "gptq") : "bias_correction";
+  g_autoptr(GError) local = NULL;
+  g_autoptr(QuarkTensor) sums = NULL;
+
+  if (!has_algorithms (self))
+    return TRUE;
+  if (!g_str_equal (type, "Linear") || n_dims != 2)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "layer %s: %s in the brevitas backend take Linear layers, not %s (exclude it, or give it a "
+                   "layer_quant_config entry of its own)", layer, what, type);
+      return FALSE;
+    }
+  if (a->bias_correction)
+    for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
+      if (quark_brevitas_config_get_bv_spec (config, layer, type, role, NULL))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "layer %s: bias_correction needs a layer whose %s is not quantized: with a quantized %s the "
+                       "correction depends on statistics of the quantized activations, which calibration does not "
+                       "learn", layer, role == QUARK_ROLE_INPUT ? "input" : "output",
+                       role == QUARK_ROLE_INPUT ? "input" : "output");
+          return FALSE;
+        }
+  /* (the sums of squares say whether the moments are there, without
+   * copying a Gram matrix) */
+  if (calibration == NULL ||
+      (sums = quark_calibration_get_input_sum_squares (calibration, layer, NULL, &local)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: %s need the second moments of its input (quark quantize --calibration-text, or a "
+                   "calibration session with second-moments set)", layer, what);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* GPTQ's rounding of part of a column: each element with the fixed
+ * parameters of its parameter set */
+typedef struct {
+  const BvSpec *spec;
+  const BvResult *r;
+} GptqRound;
+
+static void
+gptq_round (const float *values, gsize n, gsize column, gsize first_row, float *rounded, gpointer data)
+{
+  GptqRound *g = data;
+  g_autofree float *scales = g_new (float, MAX (n, 1));
+  g_autofree gint32 *zero_points = g_new (gint32, MAX (n, 1));
+
+  for (gsize i = 0; i < n; i++)
+    {
+      gsize p = bv_param_index (g->spec, g->r, first_row + i, column);
+      scales[i] = g->r->scales[p];
+      zero_points[i] = g->r->zero_points[p];
+    }
+  bv_fake_quantize_each (g->spec, values, n, scales, zero_points, rounded);
+}
+
+/* Brevitas's bias correction of a weight-only layer: the mean over the
+ * calibration of float output − quantized output, which for y = W x + b
+ * is (W − Ŵ) μ with μ the input's mean */
+static float *
+bias_correction (const float *w, const float *deq, gsize rows, gsize cols, const double *mean)
+{
+  float *c = g_new (float, MAX (rows, 1));
+
+  for (gsize o = 0; o < rows; o++)
+    {
+      double acc = 0.0;
+      for (gsize i = 0; i < cols; i++)
+        acc += ((double) w[o * cols + i] - (double) deq[o * cols + i]) * mean[i];
+      c[o] = (float) acc;
+    }
+  return c;
+}
+
+/* algo_config on a layer whose weight @x has been quantized into L->rw
+ * (with the values, L->rw.want_values): GPTQ updates @x column by column
+ * with the quantizer's parameters fixed, as Brevitas's parameter_from_stats
+ * scaling keeps them (AMD Quark's Brevitas extension initializes its
+ * weight quantizers so), and quantizes it again; bias correction computes
+ * what the bias gains from the weights before GPTQ (listed first) or after
+ * it. */
+static gboolean
+apply_algorithms (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibration, float *x, GError **error)
+{
+  const BvAlgorithms *a = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config));
+  const char *name = quark_tensor_get_name (L->weight);
+  gsize rows = (gsize) quark_tensor_get_dim (L->weight, 0), cols = (gsize) quark_tensor_get_dim (L->weight, 1);
+  g_autoptr(QuarkTensor) gram = NULL, mean = NULL;
+  g_autofree float *w0 = NULL;
+  const double *mu = NULL;
+
+  gram = quark_calibration_get_second_moments (calibration, L->layer, NULL, a->bias_correction ? &mean : NULL,
+                                               NULL, NULL, error);
+  if (gram == NULL)
+    return FALSE;
+  if (a->bias_correction)
+    {
+      mu = quark_tensor_peek_data (mean, NULL);
+      w0 = g_memdup2 (x, rows * cols * sizeof (float));
+      if (a->bias_correction_first || !a->gptq)
+        L->correction = bias_correction (w0, L->rw.dequantized, rows, cols, mu);
+    }
+  if (a->gptq)
+    {
+      GptqRound g = { L->w, &L->rw };
+      guint block = (guint) ((cols + a->num_blocks - 1) / a->num_blocks);
+      gint64 shape[2] = { (gint64) rows, (gint64) cols };
+
+      if (!quark_gptq_update_weight (x, rows, cols, gram, a->damp_percent, MAX (block, 1), a->act_order,
+                                     gptq_round, &g, error) ||
+          !bv_requantize_weight (L->w, x, shape, 2, name, &L->rw, error))
+        {
+          g_prefix_error (error, "layer %s: GPTQ: ", L->layer);
+          return FALSE;
+        }
+      if (a->bias_correction && !a->bias_correction_first)
+        L->correction = bias_correction (w0, L->rw.dequantized, rows, cols, mu);
+    }
+  return TRUE;
+}
+
+/* The bias a corrected layer ends with: the model's bias (if it has one)
+ * plus the correction, in the bias's dtype (float32 for a new bias) */
+static gboolean
+add_corrected_bias (Layer *L, QuarkModel *model, QuarkModel *out, GError **error)
+{
+  g_autofree char *name = g_strconcat (L->layer, ".bias", NULL);
+  QuarkTensor *bias = quark_model_get_tensor (model, name);
+  gsize rows = (gsize) quark_tensor_get_dim (L->weight, 0), n = rows;
+  g_autofree float *b = bias ? quark_tensor_to_floats (bias, &n, error) : g_new0 (float, MAX (rows, 1));
+  g_autoptr(QuarkTensor) t = NULL;
+  gint64 len = (gint64) rows;
+
+  if (b == NULL)
+    return FALSE;
+  if (n != rows)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR, "tensor %s: %" G_GSIZE_FORMAT " values for %"
+                   G_GSIZE_FORMAT " outputs", name, n, rows);
+      return FALSE;
+    }
+  for (gsize o = 0; o < rows; o++)
+    b[o] += L->correction[o];
+  if (bias && quark_tensor_get_dtype (bias) != QUARK_DTYPE_F32)
+    {
+      QuarkDType dtype = quark_tensor_get_dtype (bias);
+      gsize size = rows * quark_dtype_get_element_size (dtype);
+      guint8 *data = g_malloc (MAX (size, 1));
+      g_autoptr(GBytes) bytes = NULL;
+
+      if (!quark_kernel_convert_from_f32 (dtype, b, data, rows))
+        {
+          g_free (data);
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_DTYPE, "tensor %s: cannot write a corrected %s "
+                       "bias", name, quark_dtype_get_name (dtype));
+          return FALSE;
+        }
+      bytes = g_bytes_new_take (data, size);
+      t = quark_tensor_new (name, dtype, &len, 1, bytes, error);
+    }
+  else
+    t = quark_tensor_new_from_floats (name, &len, 1, b, rows, error);
+  if (t == NULL || !quark_model_add_tensor (out, t, error))
+    return FALSE;
+  {
+    JsonObject *d = json_object_new ();
+    json_object_set_string_member (d, "tensor", name);
+    json_object_set_string_member (d, "dtype", quark_dtype_get_name (quark_tensor_get_dtype (t)));
+    json_object_set_string_member (d, "is", "the float bias (0 where the model had none) plus the mean over the "
+                                            "calibration of float output - quantized output");
+    json_object_set_object_member (L->info, "bias_correction", d);
+  }
+  return TRUE;
+}
 
 static gboolean
 quantize_bias (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkModel *out, gboolean dump,
@@ -507,7 +710,10 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
                      "tensor %s: holds NaN or infinity, which cannot be quantized", name);
         return FALSE;
       }
-  if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error))
+  L->rw.want_values = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->bias_correction;
+  if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error) ||
+      (has_algorithms (self) && !apply_algorithms (self, L, calibration, x, error)) ||
+      (L->correction && !add_corrected_bias (L, model, out, error)))
     return FALSE;
   if (L->format)
     return export_layer (self, L, calibration, out, error);
@@ -668,6 +874,14 @@ quark_layout_config (QuarkBrevitasQuantizer *self, JsonObject *layers)
   json_object_set_string_member (export, "weight_format", "real_quantized");
   json_object_set_object_member (qc, "export", export);
   json_object_set_object_member (brevitas, "layers", json_object_ref (layers));
+  {
+    /* the algorithms that ran, in Brevitas's terms (AMD Quark's top-level
+     * algo_config names the quark backend's) */
+    g_autoptr(JsonNode) cfg = quark_quantization_config_to_json (self->config);
+    JsonNode *algos = json_object_get_member (json_node_get_object (cfg), "algo_config");
+    if (algos)
+      json_object_set_member (brevitas, "algo_config", json_node_copy (algos));
+  }
   json_object_set_object_member (qc, "brevitas", brevitas);
   /* the libquark config that made the checkpoint, to read it back */
   json_object_set_member (qc, "libquark_config", quark_quantization_config_to_json (self->config));
@@ -718,6 +932,7 @@ static void
 layer_clear (Layer *L)
 {
   bv_result_clear (&L->rw);
+  g_clear_pointer (&L->correction, g_free);
 }
 
 static QuarkModel *
@@ -726,6 +941,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
 {
   g_autoptr(QuarkModel) out = quark_model_new ();
   g_autoptr(GHashTable) quantized_biases = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GStrvBuilder) corrected = g_strv_builder_new ();
   g_autoptr(JsonObject) layers = json_object_new ();
   gboolean dump = g_strcmp0 (self->export_format, "integers") == 0;
   g_autoptr(QuarkCheckpointFormat) format = NULL;
@@ -774,8 +990,12 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
         }
       if (w == NULL)
         continue;
-      if (!bv_check_layout (w, shape, n_dims, quark_tensor_get_name (t), error))
+      if (!bv_check_layout (w, shape, n_dims, quark_tensor_get_name (t), error) ||
+          !check_algorithms (self, calibration, layer, type, n_dims, error))
         return NULL;
+      /* a corrected bias is written with its layer */
+      if (quark_brevitas_config_get_algorithms (config)->bias_correction)
+        g_hash_table_add (quantized_biases, g_strconcat (layer, ".bias", NULL));
       for (QuarkRole role = QUARK_ROLE_INPUT; role <= QUARK_ROLE_OUTPUT; role++)
         {
           const BvSpec *a = quark_brevitas_config_get_bv_spec (config, layer, type, role, NULL);
@@ -842,6 +1062,8 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       ok = quantize_layer (self, &L, model, calibration, out, dump, error);
       if (ok)
         json_object_set_object_member (layers, layer, json_object_ref (L.info));
+      if (ok && L.correction)
+        g_strv_builder_add (corrected, layer);
       json_object_unref (L.info);
       layer_clear (&L);
       if (!ok)
@@ -850,6 +1072,16 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
 
   meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? quark_json_copy (metadata)
                                                         : bv_node_take (json_object_new ());
+  {
+    /* biases that bias correction added, declared where the architecture
+     * can declare them (transformers' llama: attention_bias, mlp_bias) */
+    g_auto(GStrv) layers_with_bias = g_strv_builder_end (corrected);
+    g_auto(GStrv) left = layers_with_bias[0] ? quark_topology_declare_biases (meta, (const char * const *) layers_with_bias)
+                                             : NULL;
+    if (left && left[0])
+      g_message ("%u layers gained a bias that the model's config.json cannot declare (the first: %s): libquark's "
+                 "runtime runs them, transformers would leave them out", g_strv_length (left), left[0]);
+  }
   if (format)
     {
       qc = quark_checkpoint_format_build_quantization_config (format, error);

@@ -180,4 +180,22 @@ gboolean         bv_quantize_with_scales (const BvSpec *spec,
                                          gsize         n_params,
                                          BvResult     *r);
 
+gboolean         bv_requantize_weight   (const BvSpec *spec,
+                                         const float  *x,
+                                         const gint64 *shape,
+                                         guint         n_dims,
+                                         const char   *name,
+                                         BvResult     *r,
+                                         GError      **error);
+gsize            bv_param_index         (const BvSpec *spec,
+                                         const BvResult *r,
+                                         gsize         row,
+                                         gsize         col);
+void             bv_fake_quantize_each  (const BvSpec *spec,
+                                         const float  *x,
+                                         gsize         n,
+                                         const float  *scales,
+                                         const gint32 *zero_points,
+                                         float        *out);
+
 G_END_DECLS
