@@ -43,6 +43,9 @@ SCHEMES = {
     'int3_g128': {'dtype': 'int3', 'qscheme': 'per_group', 'group_size': 128, 'ch_axis': -1, 'symmetric': True},
     'mxfp4': {'dtype': 'fp4', 'qscheme': 'per_group', 'group_size': 32, 'ch_axis': -1, 'symmetric': True,
               'scale_format': 'e8m0', 'scale_calculation_mode': 'even'},
+    # NVFP4 weights (compressed-tensors' NVFP4A16), written as nvfp4-pack-quantized
+    'nvfp4': {'dtype': 'fp4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True,
+              'scale_format': 'e4m3'},
     # W8A8: the int8 preset, per-tensor weights and static per-tensor inputs
     'w8a8_int8': {'dtype': 'int8', 'qscheme': 'per_tensor', 'symmetric': True, 'is_dynamic': False},
 }
@@ -119,7 +122,7 @@ for scheme in args.schemes.split(','):
         extra = [] if method == 'rtn' and scheme not in WITH_INPUTS else [
             '--calibration-text', calib, '--calibration-tokens', args.calibration_tokens]
         t0 = time.perf_counter()
-        if 'gptq-act' in method:
+        if 'gptq-act' in method or scheme == 'nvfp4':
             extra += ['--export-format', 'compressed-tensors']
         run('quantize', args.model, '-o', out, '--config', cfg, *extra)
         seconds = time.perf_counter() - t0

@@ -114,6 +114,9 @@ typedef enum {
  * @QUARK_SCALE_FORMAT_E8M0: E8M0 power-of-two scales of OCP MX blocks
  * @QUARK_SCALE_FORMAT_E5M3: unsigned E5M3 minifloat scales (bias 15, largest
  *   114688), as AMD Quark's FP4 spec with group scales stores them
+ * @QUARK_SCALE_FORMAT_E4M3: NVFP4's two-level scales: FP8 E4M3 group scales
+ *   over a float32 per-tensor global scale (effective scale = E4M3 value /
+ *   global scale)
  *
  * How scales are stored.
  */
@@ -121,6 +124,7 @@ typedef enum {
   QUARK_SCALE_FORMAT_FLOAT32, /*< nick=float32 >*/
   QUARK_SCALE_FORMAT_E8M0,    /*< nick=e8m0 >*/
   QUARK_SCALE_FORMAT_E5M3,    /*< nick=e5m3 >*/
+  QUARK_SCALE_FORMAT_E4M3,    /*< nick=e4m3 >*/
 } QuarkScaleFormat;
 
 /**

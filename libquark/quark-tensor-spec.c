@@ -485,6 +485,12 @@ quark_tensor_spec_validate (QuarkTensorSpec  *self,
                            "qscheme per_block needs block_size: [rows, columns], both positive");
     }
 
+  if (self->scale_format == QUARK_SCALE_FORMAT_E4M3 &&
+      (self->qscheme != QUARK_QSCHEME_PER_GROUP || self->group_size <= 0 || self->dtype != QUARK_DTYPE_FP4_E2M1 ||
+       !self->symmetric || self->is_dynamic))
+    return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_format",
+                       "e4m3 scales (NVFP4) go with static symmetric per_group fp4 elements and a positive group_size");
+
   if (self->scale_format == QUARK_SCALE_FORMAT_E5M3 &&
       (self->qscheme != QUARK_QSCHEME_PER_GROUP || self->group_size <= 0 ||
        (self->dtype != QUARK_DTYPE_FP4_E2M1 && self->dtype != QUARK_DTYPE_FP6_E2M3 &&
@@ -843,6 +849,9 @@ quark_tensor_spec_dequantize (QuarkTensorSpec  *self,
       break;
     case QUARK_SCALE_FORMAT_E5M3:    /* E5M3 codes are stored as bytes */
       scale_fits = scale_dtype == QUARK_DTYPE_U8;
+      break;
+    case QUARK_SCALE_FORMAT_E4M3:    /* the E4M3 scales (a global scale of 1), or the effective ones */
+      scale_fits = scale_dtype == QUARK_DTYPE_F8_E4M3 || scale_dtype == QUARK_DTYPE_F32;
       break;
     case QUARK_SCALE_FORMAT_FLOAT32:
     default:

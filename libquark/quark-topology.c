@@ -232,3 +232,45 @@ quark_topology_declare_biases (JsonNode *model_config, const char * const *layer
     }
   return g_strv_builder_end (left);
 }
+
+/**
+ * quark_topology_get_fused_layers:
+ * @layer: a linear layer's name
+ *
+ * The layers that serving engines fuse with @layer into one: vLLM's
+ * `packed_modules_mapping` of the Llama family joins `q_proj`, `k_proj` and
+ * `v_proj` (`qkv_proj`) and `gate_proj` and `up_proj` (`gate_up_proj`) of
+ * the same parent. Such layers need one scheme, and formats with
+ * per-tensor parameters that the engine takes once for the fused layer
+ * (NVFP4's global scale) need one value.
+ *
+ * Returns: (transfer full): the names of the fused layers, @layer among
+ *   them in its place, or @layer alone
+ */
+GStrv
+quark_topology_get_fused_layers (const char *layer)
+{
+  static const char * const groups[][4] = {
+    { "q_proj", "k_proj", "v_proj", NULL },
+    { "gate_proj", "up_proj", NULL, NULL },
+  };
+  g_autoptr(GStrvBuilder) out = g_strv_builder_new ();
+  const char *dot;
+
+  g_return_val_if_fail (layer != NULL, NULL);
+
+  dot = strrchr (layer, '.');
+  for (guint g = 0; g < G_N_ELEMENTS (groups); g++)
+    if (g_strv_contains (groups[g], dot ? dot + 1 : layer))
+      {
+        g_autofree char *parent = g_strndup (layer, dot ? (gsize) (dot + 1 - layer) : 0);
+        for (guint k = 0; groups[g][k]; k++)
+          {
+            g_autofree char *name = g_strconcat (parent, groups[g][k], NULL);
+            g_strv_builder_add (out, name);
+          }
+        return g_strv_builder_end (out);
+      }
+  g_strv_builder_add (out, layer);
+  return g_strv_builder_end (out);
+}

@@ -33,4 +33,7 @@ QUARK_AVAILABLE_IN_1_0
 GStrv      quark_topology_declare_biases      (JsonNode           *model_config,
                                                const char * const *layers);
 
+QUARK_AVAILABLE_IN_1_0
+GStrv      quark_topology_get_fused_layers    (const char         *layer);
+
 G_END_DECLS

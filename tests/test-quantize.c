@@ -1318,6 +1318,32 @@ test_gptq_update_weight (void)
   }
 }
 
+/* NVFP4's two-level scales, by hand: global g = 2688 / amax (1 for zeros),
+ * group code E4M3 (g · amax / 6) clamped to 448 and rounded to nearest
+ * even, 0 replaced by 0.125, effective scale E4M3 value / g */
+static void
+test_nvfp4_scales (void)
+{
+  guint8 c = 0;
+
+  g_assert_cmpfloat (quark_kernel_nvfp4_global_scale (0.0f), ==, 1.0f);
+  g_assert_cmpfloat (quark_kernel_nvfp4_global_scale (NAN), ==, 1.0f);
+  g_assert_cmpfloat (quark_kernel_nvfp4_global_scale (2688.0f), ==, 1.0f);
+  g_assert_cmpfloat (quark_kernel_nvfp4_global_scale (6.0f), ==, 448.0f);
+  /* a group of zeros: 0.125 (E4M3 0x20), not a zero scale */
+  g_assert_cmpfloat (quark_kernel_nvfp4_group_scale (0.0f, 1.0f, &c), ==, 0.125f);
+  g_assert_cmpuint (c, ==, 0x20);
+  /* beyond 448: clamped (0x7E); 448 / 448 = 1 */
+  g_assert_cmpfloat (quark_kernel_nvfp4_group_scale (6.0f * 896.0f, 1.0f, &c), ==, 448.0f);
+  g_assert_cmpuint (c, ==, 0x7E);
+  g_assert_cmpfloat (quark_kernel_nvfp4_group_scale (6.0f, 448.0f, &c), ==, 1.0f);
+  g_assert_cmpuint (c, ==, 0x7E);
+  /* 1.0625 lies halfway between 1 (0x38) and 1.125 (0x39): the even code */
+  g_assert_cmpfloat (quark_kernel_nvfp4_group_scale (6.375f, 1.0f, &c), ==, 1.0f);
+  g_assert_cmpuint (c, ==, 0x38);
+  g_assert_cmpfloat (quark_kernel_nvfp4_scale_to_f32 (0x39, 2.0f), ==, 0.5625f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1352,6 +1378,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);
   g_test_add_func ("/algorithms/gptq-update-weight", test_gptq_update_weight);
+  g_test_add_func ("/kernels/nvfp4-scales", test_nvfp4_scales);
 
   return g_test_run ();
 }

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
+#include "quark-topology.h"
 
 #include "quark-format-private.h"
 
@@ -177,42 +178,31 @@ _quark_format_quantization_config (QuarkModel *checkpoint, GError **error)
 gboolean
 _quark_format_check_fused (QuarkCheckpointFormat *format, const char *format_name, GError **error)
 {
-  static const char * const groups[][4] = {
-    { "q_proj", "k_proj", "v_proj", NULL },
-    { "gate_proj", "up_proj", NULL, NULL },
-  };
   g_auto(GStrv) layers = quark_checkpoint_format_get_layers (format);
 
   for (guint i = 0; layers[i]; i++)
-    for (guint g = 0; g < G_N_ELEMENTS (groups); g++)
-      {
-        const char *first = groups[g][0];
-        g_autofree char *parent = NULL;
-        if (!g_str_has_suffix (layers[i], first) || (strlen (layers[i]) > strlen (first) &&
-                                                     layers[i][strlen (layers[i]) - strlen (first) - 1] != '.'))
-          continue;
-        parent = g_strndup (layers[i], strlen (layers[i]) - strlen (first));
-        for (guint k = 1; groups[g][k]; k++)
-          {
-            g_autofree char *other = g_strconcat (parent, groups[g][k], NULL);
-            for (QuarkRole role = QUARK_ROLE_WEIGHT; role <= QUARK_ROLE_OUTPUT; role++)
-              {
-                g_autoptr(QuarkTensorSpec) a = quark_checkpoint_format_get_layer_spec (format, layers[i], role);
-                g_autoptr(QuarkTensorSpec) b = quark_checkpoint_format_get_layer_spec (format, other, role);
-                gboolean known = quark_checkpoint_format_get_layer_type (format, other) != NULL;
-                /* outputs may differ: the KV cache quantizes k_proj and v_proj only */
-                if (!known || role == QUARK_ROLE_OUTPUT)
-                  continue;
-                if ((a == NULL) != (b == NULL) || (a && !quark_tensor_spec_equal (a, b)))
-                  {
-                    g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                                 "layers %s and %s are quantized differently (%s), but engines fuse them into one "
-                                 "layer and need one scheme for both; the %s format cannot hold this",
-                                 layers[i], other, role == QUARK_ROLE_WEIGHT ? "weights" : "inputs", format_name);
-                    return FALSE;
-                  }
-              }
-          }
-      }
+    {
+      g_auto(GStrv) fused = quark_topology_get_fused_layers (layers[i]);
+      for (guint k = 0; fused[k]; k++)
+        {
+          const char *other = fused[k];
+          if (g_str_equal (other, layers[i]) || quark_checkpoint_format_get_layer_type (format, other) == NULL)
+            continue;
+          /* outputs may differ: the KV cache quantizes k_proj and v_proj only */
+          for (QuarkRole role = QUARK_ROLE_WEIGHT; role < QUARK_ROLE_OUTPUT; role++)
+            {
+              g_autoptr(QuarkTensorSpec) a = quark_checkpoint_format_get_layer_spec (format, layers[i], role);
+              g_autoptr(QuarkTensorSpec) b = quark_checkpoint_format_get_layer_spec (format, other, role);
+              if ((a == NULL) != (b == NULL) || (a && !quark_tensor_spec_equal (a, b)))
+                {
+                  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                               "layers %s and %s are quantized differently (%s), but engines fuse them into one "
+                               "layer and need one scheme for both; the %s format cannot hold this",
+                               layers[i], other, role == QUARK_ROLE_WEIGHT ? "weights" : "inputs", format_name);
+                  return FALSE;
+                }
+            }
+        }
+    }
   return TRUE;
 }

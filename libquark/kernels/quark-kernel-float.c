@@ -1096,6 +1096,69 @@ quark_kernel_e5m3_from_f32 (float scale)
 }
 
 /**
+ * quark_kernel_nvfp4_global_scale: (skip)
+ * @amax: the largest magnitude of the tensor (or of the tensors that share
+ *   the global scale)
+ *
+ * NVFP4's per-tensor global scale as compressed-tensors defines it,
+ * g = fl (448 · 6 / amax): the factor that maps the largest group scale
+ * amax / 6 onto E4M3's largest value 448. A tensor of zeros (or one with
+ * no finite maximum) gets 1.
+ *
+ * Returns: g
+ */
+float
+quark_kernel_nvfp4_global_scale (float amax)
+{
+  if (!(amax > 0.0f) || !isfinite (amax))
+    return 1.0f;
+  return 2688.0f / amax;
+}
+
+/**
+ * quark_kernel_nvfp4_group_scale: (skip)
+ * @group_amax: the largest magnitude of one group of elements
+ * @global_scale: the tensor's global scale g
+ * @code: (out): return location for the group scale's E4M3 code
+ *
+ * One NVFP4 group scale, as compressed-tensors computes it: the E4M3 code
+ * of fl (g · fl (amax / 6)) (clamped to 448, rounded to nearest even), with
+ * a zero scale replaced by 0.125; the elements are then x / s with
+ * s = fl (decode (code) / g), which this returns.
+ *
+ * Returns: the effective scale s
+ */
+float
+quark_kernel_nvfp4_group_scale (float group_amax, float global_scale, uint8_t *code)
+{
+  const QuarkFpFormat *e4m3 = quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3);
+  float v = global_scale * (group_amax / 6.0f);
+  uint8_t c;
+
+  if (!(v <= 448.0f))
+    v = 448.0f;
+  c = (uint8_t) quark_kernel_fp_encode (e4m3, v, true);
+  if (quark_kernel_fp_decode (e4m3, c) == 0.0)
+    c = (uint8_t) quark_kernel_fp_encode (e4m3, 0.125, true);
+  *code = c;
+  return quark_kernel_nvfp4_scale_to_f32 (c, global_scale);
+}
+
+/**
+ * quark_kernel_nvfp4_scale_to_f32: (skip)
+ * @code: an NVFP4 group scale's E4M3 code
+ * @global_scale: the tensor's global scale g
+ *
+ * Returns: the group's effective scale fl (decode (@code) / g), by which
+ *   its E2M1 values are multiplied
+ */
+float
+quark_kernel_nvfp4_scale_to_f32 (uint8_t code, float global_scale)
+{
+  return (float) quark_kernel_fp_decode (quark_fp_format_for_dtype (QUARK_DTYPE_F8_E4M3), code) / global_scale;
+}
+
+/**
  * quark_kernel_e5m3_to_f32: (skip)
  * @code: an unsigned E5M3 code
  *

@@ -442,6 +442,15 @@ uint8_t  quark_kernel_e5m3_from_f32            (float                 scale);
 QUARK_AVAILABLE_IN_1_0
 float    quark_kernel_e5m3_to_f32              (uint8_t               code);
 QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_nvfp4_global_scale       (float                 amax);
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_nvfp4_group_scale        (float                 group_amax,
+                                                float                 global_scale,
+                                                uint8_t              *code);
+QUARK_AVAILABLE_IN_1_0
+float    quark_kernel_nvfp4_scale_to_f32       (uint8_t               code,
+                                                float                 global_scale);
+QUARK_AVAILABLE_IN_1_0
 uint8_t  quark_kernel_e8m0_from_f32            (float                 scale);
 QUARK_AVAILABLE_IN_1_0
 float    quark_kernel_e8m0_to_f32              (uint8_t               byte);

@@ -48,6 +48,14 @@ CONFIG_KEYS = {'quant_method', 'format', 'quantization_status', 'config_groups',
 #   compressed_tensors_w8a8_fp8.py: weight float8_e4m3fn [O, I], weight_scale
 #     float32 [O, 1] or one per tensor (block: [ceil(O/bo), ceil(I/bi)]),
 #     input_scale float32 when static.
+#   compressed_tensors_w4a16_nvfp4.py (CompressedTensorsW4A16Fp4): weight_packed
+#     uint8 [O, I/2], weight_scale float8_e4m3fn [O, I/16], weight_global_scale
+#     float32 [one per fused part], of which process_weights_after_loading
+#     keeps the max and inverts it: the parts of a fused layer (q/k/v,
+#     gate/up) must share it. An element is its E2M1 value times
+#     weight_scale / weight_global_scale (compressed-tensors'
+#     quantization/utils/helpers.py: global = 448 * 6 / amax, group scale
+#     E4M3(global * amax_group / 6), 0 replaced by 0.125).
 #   compressed_tensors_w4a16_mxfp4.py: weight_packed uint8 [O, I/2],
 #     weight_scale uint8 [O, I/32] (E8M0 exponents), no global scale;
 #     compressors/quantized_compressors/fp4_quantized.py: pack_fp4_to_uint8
@@ -96,6 +104,11 @@ CASES = {
               dict(num_bits=4, type='float', symmetric=True, strategy='group', group_size=32, scale_dtype='torch.uint8'),
               dict(num_bits=4, type='float', symmetric=True, strategy='group', group_size=32, dynamic=True,
                    scale_dtype='torch.uint8')),
+    'nvfp4_a16': ({'weight': {'dtype': 'fp4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 16,
+                              'symmetric': True, 'scale_format': 'e4m3'}},
+                  'nvfp4-pack-quantized', 'CompressedTensorsW4A16Fp4',
+                  dict(num_bits=4, type='float', symmetric=True, strategy='tensor_group', group_size=16,
+                       dynamic=False, scale_dtype='torch.float8_e4m3fn'), None),
     'fp8_block_128': ({'weight': {'dtype': 'fp8_e4m3', 'qscheme': 'per_block', 'block_size': [128, 128]},
                        'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1,
                                          'is_dynamic': True}},
@@ -110,6 +123,10 @@ def vllm_scheme(fmt, w, a):
     (vllm/model_executor/layers/quantization/compressed_tensors/
     compressed_tensors.py), restated as data-driven predicates."""
     activation_formats = {'naive-quantized', 'int-quantized', 'float-quantized'}
+    # _is_fp4a16_nvfp4 (weights only: float, 4 bits, tensor_group, group of 16, symmetric)
+    if a is None and w['type'] == 'float' and w['num_bits'] == 4 and w['strategy'] == 'tensor_group' \
+            and w['group_size'] == 16 and w['symmetric']:
+        return 'CompressedTensorsW4A16Fp4'
     # _is_mxfp4 (float, 4 bits, group of 32, symmetric), before the others
     if w['type'] == 'float' and w['num_bits'] == 4 and w['strategy'] == 'group' and w['group_size'] == 32 \
             and w['symmetric']:
@@ -265,6 +282,13 @@ def decode_layer(t, layer, fmt, w, shape):
     """The float32 weights of one layer, from the stored tensors only."""
     O, I = shape
     scale = as_float(t[layer + '.weight_scale'])
+    if fmt == 'nvfp4-pack-quantized':
+        b = t[layer + '.weight_packed'][1].astype(np.int32)
+        codes = np.stack([b & 15, b >> 4], axis=-1).reshape(O, I)
+        e2m1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+        g = t[layer + '.weight_global_scale'][1].astype(np.float32)
+        eff = (scale / g).astype(np.float32)          # weight_scale / weight_global_scale, in float32
+        return (e2m1[codes] * np.repeat(eff, 16, axis=1)).astype(np.float32)
     if fmt == 'mxfp4-pack-quantized':
         b = t[layer + '.weight_packed'][1].astype(np.int32)
         codes = np.stack([b & 15, b >> 4], axis=-1).reshape(O, I)
@@ -345,7 +369,7 @@ def test_compressed_tensors_layout(model, tmp_path, case):
     (group,) = qc['config_groups'].values()
     assert group['targets'] == ['Linear'] and group['output_activations'] is None
     w = group['weights']
-    keys = MX_ARGS_KEYS if fmt == 'mxfp4-pack-quantized' else ARGS_KEYS
+    keys = MX_ARGS_KEYS if fmt in ('mxfp4-pack-quantized', 'nvfp4-pack-quantized') else ARGS_KEYS
     assert set(w) == keys
     assert {k: w[k] for k in w_expected} == w_expected
     a = group['input_activations']
@@ -358,14 +382,17 @@ def test_compressed_tensors_layout(model, tmp_path, case):
     # the tensors, as the scheme's create_weights allocates them
     t = read_checkpoint(out)
     scale_dtype = ('BF16' if dtype == 'BF16' else 'F32') if fmt == 'pack-quantized' else \
-        'U8' if fmt == 'mxfp4-pack-quantized' else 'F32'
+        'U8' if fmt == 'mxfp4-pack-quantized' else 'F8_E4M3' if fmt == 'nvfp4-pack-quantized' else 'F32'
     for i in range(L):
         for name in LINEAR:
             layer = 'model.layers.%d.%s' % (i, name)
             O, I = floats[layer + '.weight'].shape
-            if fmt == 'mxfp4-pack-quantized':
+            if fmt in ('mxfp4-pack-quantized', 'nvfp4-pack-quantized'):
                 assert t[layer + '.weight_packed'][0] == 'U8' and t[layer + '.weight_packed'][1].shape == (O, I // 2)
                 assert layer + '.weight' not in t and layer + '.weight_shape' not in t
+                if fmt == 'nvfp4-pack-quantized':
+                    g = t[layer + '.weight_global_scale']
+                    assert g[0] == 'F32' and g[1].shape == (1,)
             elif fmt == 'pack-quantized':
                 pack = 32 // w['num_bits']
                 assert t[layer + '.weight_packed'][0] == 'I32'
@@ -377,6 +404,7 @@ def test_compressed_tensors_layout(model, tmp_path, case):
                 assert t[layer + '.weight'][1].shape == (O, I)
             assert t[layer + '.weight_scale'][0] == scale_dtype
             expected_scale = {'group': (O, I // (w['group_size'] or 1)), 'channel': (O, 1), 'tensor': (1,),
+                              'tensor_group': (O, I // 16),
                               'block': (-(-O // 128), -(-I // 128))}[w['strategy']]
             assert t[layer + '.weight_scale'][1].shape == expected_scale
             if w['symmetric']:
@@ -473,8 +501,96 @@ def test_formats_listing_and_inspect(model, tmp_path):
     assert json.loads(r.stdout)['format'] == 'quark'
 
 
+
+# ---- NVFP4, bit for bit -------------------------------------------------------
+
+def round_to_table(v, table):
+    """Indices of the nearest entries of an ascending table, ties to the
+    even index (E2M1 and E4M3 codes are ordered like their values)."""
+    hi = np.clip(np.searchsorted(table, v), 0, len(table) - 1)
+    lo = np.clip(hi - 1, 0, len(table) - 1)
+    d_lo, d_hi = np.abs(v - table[lo]), np.abs(table[hi] - v)
+    return np.where(d_lo < d_hi, lo, np.where(d_hi < d_lo, hi, np.where(lo % 2 == 0, lo, hi)))
+
+
+def nvfp4_reference(w, amax):
+    """compressed-tensors' NVFP4 in numpy float32 (quantization/utils/
+    helpers.py, lifecycle/forward.py): global g = 448 * 6 / amax; per group
+    of 16, the E4M3 code of g * (amax_group / 6) clamped to 448, 0 replaced
+    by 0.125; elements x / (E4M3 value / g) clamped to 6, to the nearest
+    E2M1 value, ties to even. Returns (packed bytes, scale codes, g)."""
+    O, I = w.shape
+    e4m3 = decode_e4m3(np.arange(127)).astype(np.float32)          # the non-negative codes 0x00-0x7e
+    e2m1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], np.float32)
+    g = np.float32(np.float32(2688) / np.float32(amax))
+    groups = w.reshape(O, I // 16, 16).astype(np.float32)
+    ga = np.abs(groups).max(axis=-1)
+    v = np.minimum((g * (ga / np.float32(6))).astype(np.float32), np.float32(448))
+    code = round_to_table(v, e4m3)
+    code = np.where(e4m3[code] == 0, int(np.nonzero(e4m3 == 0.125)[0][0]), code)
+    eff = (e4m3[code] / g).astype(np.float32)
+    t = np.clip((groups / eff[..., None]).astype(np.float32), -6, 6)
+    q = round_to_table(np.abs(t), e2m1) | np.where(np.signbit(t), 8, 0)
+    q = q.reshape(O, I).astype(np.uint8)
+    return (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8), code.astype(np.uint8), g
+
+
+def test_nvfp4_bit_for_bit(model, tmp_path):
+    """Every byte of an NVFP4 export equals the numpy reference's, with one
+    global scale for the layers vLLM fuses (q/k/v and gate/up share the
+    largest magnitude among them)."""
+    src, floats, dtype = model
+    out = export(src, tmp_path, 'nvfp4_a16')
+    t = read_checkpoint(out)
+    fused = {'self_attn.q_proj': 'qkv', 'self_attn.k_proj': 'qkv', 'self_attn.v_proj': 'qkv',
+             'mlp.gate_proj': 'gate_up', 'mlp.up_proj': 'gate_up'}
+    for i in range(L):
+        prefix = 'model.layers.%d.' % i
+        amax = {}
+        for name in LINEAR:
+            key = fused.get(name, name)
+            amax[key] = max(amax.get(key, 0), float(np.abs(floats[prefix + name + '.weight']).max()))
+        for name in LINEAR:
+            layer = prefix + name
+            packed, codes, g = nvfp4_reference(floats[layer + '.weight'], np.float32(amax[fused.get(name, name)]))
+            assert np.array_equal(t[layer + '.weight_packed'][1], packed), layer
+            assert np.array_equal(t[layer + '.weight_scale'][1].view(np.uint8), codes), layer
+            assert t[layer + '.weight_global_scale'][1].view(np.uint32)[0] == np.float32(g).view(np.uint32), layer
+        for a, b in (('self_attn.q_proj', 'self_attn.v_proj'), ('mlp.gate_proj', 'mlp.up_proj')):
+            assert np.array_equal(t[prefix + a + '.weight_global_scale'][1], t[prefix + b + '.weight_global_scale'][1])
+
+
+def test_nvfp4_refusals(model, tmp_path):
+    src, floats, dtype = model
+    spec = CASES['nvfp4_a16'][0]['weight']
+
+    def attempt(name, config, *extra):
+        path = tmp_path / (name + '.json')
+        path.write_text(json.dumps(dict({'backend': 'quark', 'exclude': ['lm_head']}, **config)))
+        r = quantize(src, tmp_path / name, '--config', str(path), *extra)
+        assert r.returncode == 1 and not (tmp_path / name).exists(), r.stderr
+        return r.stderr
+    # AMD Quark's layout: vLLM's QuarkNVFP4 wants NVFP4 inputs too
+    assert 'compressed-tensors' in attempt('quark', {'global_quant_config': {'weight': spec}})
+    # NVFP4 with quantized inputs is not written (weights only)
+    err = attempt('w4a8', {'global_quant_config': {'weight': spec, 'input_tensors': {
+        'dtype': 'fp8_e4m3', 'qscheme': 'per_tensor', 'is_dynamic': True}}}, '--export-format', 'compressed-tensors')
+    assert 'NVFP4 weights with quantized inputs' in err
+    # e4m3 scales go with fp4 elements in groups
+    err = attempt('int4', {'global_quant_config': {'weight': dict(spec, dtype='int4')}},
+                  '--export-format', 'compressed-tensors')
+    assert 'scale_format' in err
+    # GPTQ with NVFP4 is not implemented
+    config = {'backend': 'quark', 'exclude': ['lm_head'], 'global_quant_config': {'weight': spec},
+              'algo_config': [{'name': 'gptq'}]}
+    (tmp_path / 'gptq.json').write_text(json.dumps(config))
+    stats = calibration_file(src, tmp_path / 'gptq.json', tmp_path)
+    err = attempt('gptq', config, '--export-format', 'compressed-tensors', '--calibration', str(stats))
+    assert 'NVFP4 weights (e4m3 scales) with GPTQ' in err
+
+
 @pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
-@pytest.mark.parametrize('case', ['w4a16_g128', 'w8a16_channel', 'w8a8_fp8_channel_token'])
+@pytest.mark.parametrize('case', ['w4a16_g128', 'w8a16_channel', 'w8a8_fp8_channel_token', 'nvfp4_a16'])
 def test_docs_llama(tmp_path, case):
     """The small real Llama (bfloat16, tied-free lm_head left in float)."""
     out = export(DOCS_LLAMA, tmp_path, case)
@@ -482,7 +598,7 @@ def test_docs_llama(tmp_path, case):
     assert qc['format'] == CASES[case][1] and qc['ignore'] == ['lm_head']
     report = verify_floats(DOCS_LLAMA, out, tmp_path)
     assert len(report['tensors']) == 6 * 7
-    assert min(x['sqnr_db'] for x in report['tensors']) > (15 if 'w4' in case else 25)
+    assert min(x['sqnr_db'] for x in report['tensors']) > (15 if 'w4' in case or 'fp4' in case else 25)
 
 
 # ---- AutoAWQ's GEMM layout ----------------------------------------------------

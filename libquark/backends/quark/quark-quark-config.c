@@ -1198,6 +1198,8 @@ serialize_spec (QuarkTensorSpec *spec, QuarkRole role)
     {
       if (quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E5M3)
         json_object_set_string_member (o, "scale_format", "e5m3");
+      else if (quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3)
+        json_object_set_string_member (o, "scale_format", "e4m3");
       else
         json_object_set_null_member (o, "scale_format");
       json_object_set_null_member (o, "scale_calculation_mode");

@@ -445,12 +445,15 @@ narrow_scales (const float *scales, gsize n, QuarkDType dtype)
 
 /* Quantizes @tensor with @spec into NAME (codes), NAME_scale and, for
  * integers, NAME_zero_point in @out. Float scales are rounded to
- * @scale_dtype before the codes are computed with them, and stored in it. */
+ * @scale_dtype before the codes are computed with them, and stored in it.
+ * NVFP4 specs (E4M3 scales) take @global_scale (or, when it is 0, the
+ * tensor's own) and write it as NAME_global_scale. */
 static gboolean
 quantize_tensor_with_spec (QuarkTensor        *tensor,
                            QuarkTensorSpec    *spec,
                            gboolean            allow_nonfinite,
                            QuarkDType          scale_dtype,
+                           float               global_scale,
                            QuarkQuarkWorkers  *workers,
                            QuarkModel         *out,
                            GError            **error)
@@ -461,6 +464,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   gboolean is_int = quark_dtype_is_integer (dtype);
   gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
   gboolean e5m3 = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E5M3;
+  gboolean nvfp4 = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3;
   g_autofree guint8 *e5m3_codes = NULL;
   g_autofree float *x = NULL;
   g_autofree char *scale_name = NULL, *zp_name = NULL;
@@ -544,8 +548,19 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
     }
 
   scales = g_new (float, MAX (l.n_params, 1));
-  if (e5m3)
-    e5m3_codes = g_malloc0 (MAX (l.n_params, 1));
+  if (e5m3 || nvfp4)
+    e5m3_codes = g_malloc0 (MAX (l.n_params, 1));   /* (the E4M3 codes of NVFP4 too) */
+  if (nvfp4 && global_scale <= 0.0f)
+    {
+      /* the global scale from this tensor alone */
+      float lo, hi;
+      if (!(xb ? quark_kernel_min_max_bf16 (xb, n, &lo, &hi) : quark_kernel_min_max_f32 (x, n, &lo, &hi)))
+        {
+          quark_quark_nonfinite_error (error, name);
+          return FALSE;
+        }
+      global_scale = quark_kernel_nvfp4_global_scale (n ? fmaxf (fabsf (lo), fabsf (hi)) : 0.0f);
+    }
   if (is_int)
     zps = g_malloc0 (MAX (l.n_params, 1) * esize);
   if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
@@ -601,7 +616,11 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
           q.fp_scale = amax / (float) quark_fp_format_max (q.fmt);
           if (q.fp_scale == 0.0f)
             q.fp_scale = QUARK_EPS;
-          if (e5m3)
+          if (nvfp4)
+            /* NVFP4: an E4M3 code of g · amax / 6 per group; the elements
+             * are x / (decode (code) / g) */
+            q.fp_scale = quark_kernel_nvfp4_group_scale (amax, global_scale, &e5m3_codes[p]);
+          else if (e5m3)
             {
               /* the scale itself is stored as an unsigned E5M3 code (round
                * to nearest even, saturating); the elements are quantized
@@ -619,6 +638,17 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
         }
     }
 
+  if (nvfp4)
+    {
+      g_autofree char *global_name = g_strconcat (name, "_global_scale", NULL);
+      float *g = g_new (float, 1);
+      gint64 one = 1;
+      *g = global_scale;
+      return add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) &&
+             add_new_tensor (out, scale_name, QUARK_DTYPE_F8_E4M3, l.param_shape, l.param_n_dims,
+                             g_steal_pointer (&e5m3_codes), l.n_params, error) &&
+             add_new_tensor (out, global_name, QUARK_DTYPE_F32, &one, 1, g, sizeof (float), error);
+    }
   if (!add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) ||
       !(e5m3 ? add_new_tensor (out, scale_name, QUARK_DTYPE_U8, l.param_shape, l.param_n_dims,
                                g_steal_pointer (&e5m3_codes), l.n_params, error)
@@ -941,7 +971,7 @@ quark_quark_quantizer_round_weight (QuarkQuarkQuantizer *self, QuarkTensor *weig
   gsize n;
   g_autofree float *values = NULL;
 
-  if (!quantize_tensor_with_spec (weight, spec, self->allow_nonfinite, scale_dtype, NULL, logical, error))
+  if (!quantize_tensor_with_spec (weight, spec, self->allow_nonfinite, scale_dtype, 0.0f, NULL, logical, error))
     return NULL;
   codes = quark_model_get_tensor (logical, name);
   if (dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16)
@@ -957,6 +987,83 @@ quark_quark_quantizer_round_weight (QuarkQuarkQuantizer *self, QuarkTensor *weig
   }
 }
 
+/* NVFP4's global scales, one per layer with an E4M3-scale weight spec:
+ * g = 448 · 6 / amax over the layer and the layers engines fuse with it
+ * (q, k and v; gate and up) that have the same spec, since vLLM takes one
+ * global scale for the fused layer. Found before any tensor is written; the
+ * algorithms that change weights are refused with such specs. */
+static GHashTable *
+nvfp4_globals (QuarkQuarkQuantizer *self, QuarkModel *model, gboolean scaling, GError **error)
+{
+  g_autoptr(GHashTable) amax = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  GHashTable *globals = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
+  guint n = quark_model_get_n_tensors (model);
+
+  for (guint i = 0; i < n; i++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (model, i);
+      g_autofree char *layer = weight_layer_name (t);
+      g_autoptr(QuarkTensorSpec) spec = layer ? quark_quark_quantizer_weight_spec (self, t) : NULL;
+      g_autofree float *x = NULL;
+      float lo = 0, hi = 0, *v;
+      gsize count;
+
+      if (spec == NULL || quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E4M3)
+        continue;
+      if ((gptq && gptq->enabled) || scaling)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "layer %s: NVFP4 weights (e4m3 scales) with GPTQ, AWQ or SmoothQuant are not implemented",
+                       layer);
+          g_hash_table_unref (globals);
+          return NULL;
+        }
+      if ((x = quark_tensor_to_floats (t, &count, error)) == NULL)
+        {
+          g_hash_table_unref (globals);
+          return NULL;
+        }
+      if (count > 0 && !quark_kernel_min_max_f32 (x, count, &lo, &hi))
+        {
+          quark_quark_nonfinite_error (error, quark_tensor_get_name (t));
+          g_hash_table_unref (globals);
+          return NULL;
+        }
+      quark_tensor_release_mapped_pages (t);
+      v = g_new (float, 1);
+      *v = fmaxf (fabsf (lo), fabsf (hi));
+      g_hash_table_insert (amax, g_strdup (layer), v);
+    }
+  {
+    GHashTableIter it;
+    gpointer key, value;
+    g_hash_table_iter_init (&it, amax);
+    while (g_hash_table_iter_next (&it, &key, &value))
+      {
+        g_auto(GStrv) fused = quark_topology_get_fused_layers (key);
+        float m = *(float *) value, *g = g_new (float, 1);
+        for (guint k = 0; fused[k]; k++)
+          {
+            float *other = g_hash_table_lookup (amax, fused[k]);
+            if (other)
+              m = fmaxf (m, *other);
+          }
+        *g = quark_kernel_nvfp4_global_scale (m);
+        g_hash_table_insert (globals, g_strdup (key), g);
+      }
+  }
+  return globals;
+}
+
+/* A layer's NVFP4 global scale, or 0 */
+static float
+global_scale_of (GHashTable *globals, const char *layer)
+{
+  const float *g = globals && layer ? g_hash_table_lookup (globals, layer) : NULL;
+  return g ? *g : 0.0f;
+}
+
 /* One input tensor to its output tensors, in @chunk. Runs in worker
  * threads: it reads the config and the model, both shared read-only. */
 static gboolean
@@ -964,6 +1071,7 @@ process_tensor (QuarkQuarkQuantizer    *self,
                 QuarkTensor            *original,
                 QuarkCalibration       *calibration,
                 QuarkQuarkScalingPlan  *plan,
+                GHashTable             *globals,
                 QuarkCheckpointFormat  *format,
                 QuarkQuarkWorkers      *workers,
                 QuarkModel             *chunk,
@@ -985,7 +1093,8 @@ process_tensor (QuarkQuarkQuantizer    *self,
     g_autoptr(QuarkModel) logical = quark_model_new ();
     QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
                                                                       quark_tensor_get_dtype (original));
-    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, workers, logical, error) ||
+    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, global_scale_of (globals, layer), workers,
+                                    logical, error) ||
         !apply_gptq (self, tensor, layer, spec, calibration, plan, &logical, error) ||
         !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
                                                 chunk, error))
@@ -1026,6 +1135,7 @@ typedef struct {
   QuarkTensor *tensor;
   QuarkCalibration *calibration;
   QuarkQuarkScalingPlan *plan;
+  GHashTable *globals;
   QuarkCheckpointFormat *format;
   QuarkQuarkWorkers *workers;
   QuarkModel *chunk;
@@ -1039,7 +1149,8 @@ static void
 run_job (gpointer data, gpointer user_data)
 {
   Job *job = data;
-  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->plan, job->format, job->workers, job->chunk,
+  gboolean ok = process_tensor (job->self, job->tensor, job->calibration, job->plan, job->globals, job->format,
+                                job->workers, job->chunk,
                                 &job->error);
 
   g_assert (ok == (job->error == NULL));
@@ -1075,6 +1186,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   gboolean all_rows = TRUE;
   g_autoptr(QuarkQuarkWorkers) workers = NULL;
   g_autoptr(QuarkQuarkScalingPlan) plan = NULL;
+  g_autoptr(GHashTable) globals = NULL;
   const QuarkQuarkScaling *scaling;
   guint64 total = 0, done = 0;
   g_autofree Job *jobs = g_new0 (Job, MAX (n_tensors, 1));
@@ -1144,6 +1256,9 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   scaling = quark_quark_config_get_scaling (QUARK_QUARK_CONFIG (self->config));
   if (scaling != NULL && (plan = quark_quark_scaling_plan_new (self, scaling, model, calibration, format, error)) == NULL)
     return FALSE;
+  /* NVFP4: the global scales, shared by fused layers */
+  if ((globals = nvfp4_globals (self, model, scaling != NULL, error)) == NULL)
+    return FALSE;
 
   g_mutex_init (&lock);
   g_cond_init (&cond);
@@ -1172,6 +1287,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
           j->tensor = quark_model_get_tensor_at (model, submitted - 1);
           j->calibration = calibration;
           j->plan = plan;
+          j->globals = globals;
           j->format = format;
           j->workers = workers;
           j->chunk = quark_model_new ();
@@ -1295,7 +1411,7 @@ quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
   g_autoptr(QuarkQuarkWorkers) workers = self->threads > 1 ? quark_quark_workers_new (self->threads) : NULL;
 
   if (!quark_quark_check_spec (spec, QUARK_ROLE_WEIGHT, "spec", error) ||
-      !quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, QUARK_DTYPE_F32, workers, out, error))
+      !quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, QUARK_DTYPE_F32, 0.0f, workers, out, error))
     return NULL;
   return g_steal_pointer (&out);
 }
@@ -1354,7 +1470,7 @@ quantize_dynamic (QuarkQuarkQuantizer *self, QuarkTensor *tensor, QuarkTensorSpe
   g_object_set (*as_weight, "is-dynamic", FALSE, "ch-axis",
                 quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : -1, NULL);
   return view != NULL &&
-         quantize_tensor_with_spec (view, *as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, NULL, q, error);
+         quantize_tensor_with_spec (view, *as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, 0.0f, NULL, q, error);
 }
 
 static gpointer

@@ -9,6 +9,7 @@
 #include "kernels/quark-kernels.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 /* The layout llm-compressor writes and vLLM's compressed_tensors path (and
@@ -40,6 +41,10 @@
  *   LAYER.weight_packed uint8 [O, I/2], element 2k in the low nibble (E2M1
  *   codes), LAYER.weight_scale uint8 [O, I/32] (E8M0 exponents); args with
  *   scale_dtype "torch.uint8"; vLLM's CompressedTensorsW4A16Mxfp4.
+ * - `nvfp4-pack-quantized` (NVFP4 weights): LAYER.weight_packed uint8
+ *   [O, I/2] as for MXFP4, LAYER.weight_scale float8_e4m3fn [O, I/16],
+ *   LAYER.weight_global_scale float32 [1] (one value for fused layers);
+ *   vLLM's CompressedTensorsW4A16Fp4.
  * - `float-quantized` (FP8 E4M3): LAYER.weight float8_e4m3fn [O, I],
  *   weight_scale float32 [O, 1], [1], or one per block
  *   [ceil(O / br), ceil(I / bc)]; input_scale float32 [1].
@@ -69,6 +74,7 @@ G_DEFINE_FINAL_TYPE (QuarkFormatCompressedTensors, _quark_format_compressed_tens
 #define INT_QUANTIZED "int-quantized"
 #define FLOAT_QUANTIZED "float-quantized"
 #define MXFP4_PACK_QUANTIZED "mxfp4-pack-quantized"
+#define NVFP4_PACK_QUANTIZED "nvfp4-pack-quantized"
 
 /* One QuantizationArgs. */
 typedef struct {
@@ -81,6 +87,8 @@ typedef struct {
   gboolean dynamic;
   gint32 code_offset;    /* added to libquark's codes and zero points: -2^(b-1) for unsigned dtypes */
   gboolean mx;           /* OCP MXFP4: FP4 E2M1 per group of 32 with E8M0 scales (scale_dtype uint8) */
+  gboolean nv;           /* NVFP4: FP4 E2M1 per group of 16 with E4M3 scales over a global scale
+                          * (strategy tensor_group) */
 } CtArgs;
 
 static gboolean
@@ -114,9 +122,19 @@ ct_args_from_spec (QuarkTensorSpec *spec, QuarkRole role, const char *what, cons
       a->dynamic = role != QUARK_ROLE_WEIGHT;
       return TRUE;
     }
+  if (dtype == QUARK_DTYPE_FP4_E2M1 && quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3 &&
+      role == QUARK_ROLE_WEIGHT && quark_tensor_spec_get_group_size (spec) == 16 && (ch_axis == -1 || ch_axis == 1))
+    {
+      /* NVFP4 weights (compressed-tensors' NVFP4A16 preset) */
+      a->nv = a->is_float = a->symmetric = TRUE;
+      a->num_bits = 4;
+      a->strategy = "tensor_group";
+      a->group_size = 16;
+      return TRUE;
+    }
   if (quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_FLOAT32)
-    return unsupported (error, what, name, "a spec with MX or E5M3 scales (of MX types only MXFP4, static weights "
-                        "and dynamic inputs in groups of 32, is written)");
+    return unsupported (error, what, name, "a spec with MX, E5M3 or E4M3 scales (of these, MXFP4 static weights "
+                        "and dynamic inputs in groups of 32, and NVFP4 weights in groups of 16, are written)");
   if (dtype == QUARK_DTYPE_F8_E4M3)
     {
       a->is_float = TRUE;
@@ -212,6 +230,12 @@ ct_args_to_json (const CtArgs *a)
       json_object_set_string_member (o, "scale_dtype", "torch.uint8");
       json_object_set_null_member (o, "zp_dtype");
     }
+  if (a->nv)
+    {
+      /* compressed-tensors' NVFP4A16 preset */
+      json_object_set_string_member (o, "scale_dtype", "torch.float8_e4m3fn");
+      json_object_set_string_member (o, "zp_dtype", "torch.float8_e4m3fn");
+    }
   if (a->dynamic)
     json_object_set_null_member (o, "observer");
   else
@@ -227,6 +251,16 @@ ct_args_to_json (const CtArgs *a)
 static const char *
 layer_format (const CtArgs *w, const CtArgs *in, const char *layer, GError **error)
 {
+  if (w->nv)
+    {
+      if (in)
+        {
+          unsupported (error, "layer", layer, "NVFP4 weights with quantized inputs (NVFP4A16, weights only, is "
+                       "written)");
+          return NULL;
+        }
+      return NVFP4_PACK_QUANTIZED;
+    }
   if (w->mx || (in && in->mx))
     {
       if (!w->mx || (in && !in->mx))
@@ -512,7 +546,7 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
       sshape[1] = 1;
       s_dims = 2;
     }
-  else if (g_str_equal (a.strategy, "group"))
+  else if (g_str_equal (a.strategy, "group") || g_str_equal (a.strategy, "tensor_group"))
     {
       sshape[0] = (gint64) rows;
       sshape[1] = (gint64) (n_params / MAX (rows, 1));
@@ -548,6 +582,32 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
                                                                      rows * cols / 2, error), error) &&
              _quark_format_add_owned (out, quark_tensor_new (out_scale, QUARK_DTYPE_U8, sshape, 2,
                                                              quark_tensor_get_data (scale), error), error);
+    }
+  if (a.nv)
+    {
+      /* nvfp4-pack-quantized: LAYER.weight_packed uint8 [O, I/2] as for
+       * MXFP4, LAYER.weight_scale float8_e4m3fn [O, I/16] (the E4M3 codes),
+       * LAYER.weight_global_scale float32 [1], g: an element is its E2M1
+       * value times weight_scale / g */
+      g_autofree char *packed_name = g_strconcat (layer, ".weight_packed", NULL);
+      g_autofree char *global_name = g_strconcat (name, "_global_scale", NULL);
+      g_autofree char *out_global = g_strconcat (layer, ".weight_global_scale", NULL);
+      QuarkTensor *global = quark_model_get_tensor (logical, global_name);
+      gint64 pshape[2] = { (gint64) rows, (gint64) (cols / 2) }, one = 1;
+      guint8 *packed;
+
+      if (cols % 16 != 0 || quark_tensor_get_dtype (scale) != QUARK_DTYPE_F8_E4M3 || global == NULL ||
+          quark_tensor_get_dtype (global) != QUARK_DTYPE_F32 || quark_tensor_get_n_elements (global) != 1)
+        return unsupported (error, "tensor", name, "NVFP4 rows that are not whole groups of 16, or without E4M3 "
+                            "scales and a float32 global scale");
+      packed = g_malloc (MAX (rows * cols / 2, 1));
+      quark_kernel_pack_fp4 (quark_tensor_peek_data (codes, NULL), rows * cols, packed);
+      return _quark_format_add_owned (out, _quark_format_new_tensor (packed_name, QUARK_DTYPE_U8, pshape, 2, packed,
+                                                                     rows * cols / 2, error), error) &&
+             _quark_format_add_owned (out, quark_tensor_new (out_scale, QUARK_DTYPE_F8_E4M3, sshape, 2,
+                                                             quark_tensor_get_data (scale), error), error) &&
+             _quark_format_add_owned (out, quark_tensor_new (out_global, QUARK_DTYPE_F32, &one, 1,
+                                                             quark_tensor_get_data (global), error), error);
     }
   if (a.is_float)
     {
@@ -803,7 +863,7 @@ ct_args_from_json (JsonNode *node, const char *path, CtArgs *a, GError **error)
   if (!a->is_float && g_ascii_strcasecmp (type, "int") != 0)
     return bad_config (error, path, "type is neither int nor float");
   if (a->is_float ? a->num_bits != 8 && a->num_bits != 4 : (a->num_bits < 2 || a->num_bits > 8))
-    return bad_config (error, path, "num_bits is not one libquark reads (int: 2 to 8, float: 8, or 4 as MXFP4)");
+    return bad_config (error, path, "num_bits is not one libquark reads (int: 2 to 8, float: 8, or 4 as MXFP4 or NVFP4)");
   a->symmetric = json_object_get_boolean_member_with_default (o, "symmetric", TRUE);
   gs = json_object_get_member (o, "group_size");
   a->group_size = gs && JSON_NODE_HOLDS_VALUE (gs) ? (int) json_node_get_int (gs) : 0;
@@ -812,13 +872,20 @@ ct_args_from_json (JsonNode *node, const char *path, CtArgs *a, GError **error)
   if (strategy == NULL)
     strategy = a->group_size > 0 ? "group" : a->group_size == -1 ? "channel" : "tensor";
   if (g_str_equal (strategy, "tensor") || g_str_equal (strategy, "channel") || g_str_equal (strategy, "group") ||
-      g_str_equal (strategy, "block") || g_str_equal (strategy, "token"))
+      g_str_equal (strategy, "block") || g_str_equal (strategy, "token") || g_str_equal (strategy, "tensor_group"))
     a->strategy = g_intern_string (strategy);
   else
-    return bad_config (error, path, "strategy is not one of tensor, channel, group, block, token");
-  if (g_str_equal (strategy, "group") && a->group_size <= 0)
+    return bad_config (error, path, "strategy is not one of tensor, channel, group, block, token, tensor_group");
+  if ((g_str_equal (strategy, "group") || g_str_equal (strategy, "tensor_group")) && a->group_size <= 0)
     return bad_config (error, path, "strategy group needs a positive group_size");
-  if (a->is_float && a->num_bits == 4)
+  if (a->is_float && a->num_bits == 4 && g_str_equal (strategy, "tensor_group"))
+    {
+      /* NVFP4 (vLLM's _is_fp4a16_nvfp4: float, 4 bits, tensor_group, group 16, symmetric) */
+      if (a->group_size != 16 || !a->symmetric)
+        return bad_config (error, path, "4-bit floats in tensor groups are read as NVFP4: symmetric, group_size 16");
+      a->nv = TRUE;
+    }
+  else if (a->is_float && a->num_bits == 4)
     {
       /* MXFP4 (vLLM's _is_mxfp4: float, 4 bits, group 32, symmetric) */
       if (!g_str_equal (strategy, "group") || a->group_size != 32 || !a->symmetric)
@@ -910,32 +977,37 @@ need_tensor (QuarkModel *m, const char *name, QuarkDType dtype, QuarkTensor **t,
   return TRUE;
 }
 
-/* An mxfp4-pack-quantized layer: weight_packed uint8 [O, I/2] and
- * weight_scale uint8 [O, I/32] (E8M0) back to float32, as an OCP MXFP4
- * spec dequantizes them */
+/* An mxfp4-pack-quantized layer (weight_packed uint8 [O, I/2],
+ * weight_scale uint8 [O, I/32], E8M0) or an nvfp4-pack-quantized one
+ * (weight_packed uint8 [O, I/2], weight_scale float8_e4m3fn [O, I/16],
+ * weight_global_scale float32 [1] or one per fused part, all equal) back to
+ * float32, as the OCP MXFP4 or NVFP4 spec dequantizes them */
 static QuarkTensor *
-dequantize_mxfp4 (QuarkModel *m, const char *layer, QuarkTensor *scale, GError **error)
+dequantize_fp4 (QuarkModel *m, const char *layer, gboolean nv, QuarkTensor *scale, GError **error)
 {
   g_autofree char *wname = g_strconcat (layer, ".weight", NULL);
   g_autofree char *pname = g_strconcat (layer, ".weight_packed", NULL);
+  g_autofree char *gname = g_strconcat (layer, ".weight_global_scale", NULL);
   g_autoptr(QuarkTensor) codes = NULL, scales = NULL, result = NULL;
   g_autoptr(QuarkTensorSpec) spec = quark_tensor_spec_new (QUARK_DTYPE_FP4_E2M1, QUARK_QSCHEME_PER_GROUP);
-  QuarkTensor *packed;
+  QuarkTensor *packed, *global = NULL;
   const gint64 *shape, *sshape;
   gint64 lshape[2];
   guint n_dims, s_dims;
   guint8 *unpacked;
-  gsize n;
+  gsize n, group = nv ? 16 : 32;
 
-  if (!need_tensor (m, pname, QUARK_DTYPE_U8, &packed, error))
+  if (!need_tensor (m, pname, QUARK_DTYPE_U8, &packed, error) ||
+      (nv && !need_tensor (m, gname, QUARK_DTYPE_F32, &global, error)))
     return NULL;
   shape = quark_tensor_get_shape (packed, &n_dims);
   sshape = quark_tensor_get_shape (scale, &s_dims);
-  if (n_dims != 2 || s_dims != 2 || quark_tensor_get_dtype (scale) != QUARK_DTYPE_U8 || sshape[0] != shape[0] ||
-      sshape[1] * 16 != shape[1])
+  if (n_dims != 2 || s_dims != 2 || quark_tensor_get_dtype (scale) != (nv ? QUARK_DTYPE_F8_E4M3 : QUARK_DTYPE_U8) ||
+      sshape[0] != shape[0] || sshape[1] * (gint64) (group / 2) != shape[1])
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
-                   "layer %s: MXFP4 expects weight_packed uint8 [O, I/2] and weight_scale uint8 [O, I/32]", layer);
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, nv
+                   ? "layer %s: NVFP4 expects weight_packed uint8 [O, I/2] and weight_scale float8_e4m3fn [O, I/16]"
+                   : "layer %s: MXFP4 expects weight_packed uint8 [O, I/2] and weight_scale uint8 [O, I/32]", layer);
       return NULL;
     }
   lshape[0] = shape[0];
@@ -943,11 +1015,43 @@ dequantize_mxfp4 (QuarkModel *m, const char *layer, QuarkTensor *scale, GError *
   n = (gsize) (lshape[0] * lshape[1]);
   unpacked = g_malloc (MAX (n, 1));
   quark_kernel_unpack_fp4 (quark_tensor_peek_data (packed, NULL), n, unpacked);
-  if ((codes = _quark_format_new_tensor (wname, QUARK_DTYPE_FP4_E2M1, lshape, 2, unpacked, n, error)) == NULL ||
-      (scales = quark_tensor_new (quark_tensor_get_name (scale), QUARK_DTYPE_F8_E8M0, sshape, 2,
-                                  quark_tensor_get_data (scale), error)) == NULL)
+  if ((codes = _quark_format_new_tensor (wname, QUARK_DTYPE_FP4_E2M1, lshape, 2, unpacked, n, error)) == NULL)
     return NULL;
-  g_object_set (spec, "ch-axis", -1, "group-size", 32, "scale-format", QUARK_SCALE_FORMAT_E8M0, NULL);
+  if (nv)
+    {
+      /* the effective scales, fl (E4M3 value / g); vLLM takes one g for a
+       * fused layer, so several must agree */
+      gsize ng, ns = quark_tensor_get_n_elements (scale);
+      const float *g = quark_tensor_peek_data (global, &ng);
+      const guint8 *c = quark_tensor_peek_data (scale, NULL);
+      float *eff;
+      ng /= sizeof (float);
+      for (gsize k = 1; k < ng; k++)
+        if (memcmp (&g[k], &g[0], sizeof (float)) != 0)
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                         "tensor %s: the global scales of the fused parts differ", gname);
+            return NULL;
+          }
+      if (ng == 0 || !(g[0] > 0.0f) || !isfinite (g[0]))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: expected a positive finite global "
+                       "scale", gname);
+          return NULL;
+        }
+      eff = g_new (float, MAX (ns, 1));
+      for (gsize k = 0; k < ns; k++)
+        eff[k] = quark_kernel_nvfp4_scale_to_f32 (c[k], g[0]);
+      scales = _quark_format_new_tensor (quark_tensor_get_name (scale), QUARK_DTYPE_F32, sshape, 2, eff,
+                                         ns * sizeof (float), error);
+    }
+  else
+    scales = quark_tensor_new (quark_tensor_get_name (scale), QUARK_DTYPE_F8_E8M0, sshape, 2,
+                               quark_tensor_get_data (scale), error);
+  if (scales == NULL)
+    return NULL;
+  g_object_set (spec, "ch-axis", -1, "group-size", (int) group, "scale-format",
+                nv ? QUARK_SCALE_FORMAT_E4M3 : QUARK_SCALE_FORMAT_E8M0, NULL);
   if ((result = quark_tensor_spec_dequantize (spec, codes, scales, NULL, error)) == NULL)
     return NULL;
   return _quark_format_renamed (result, wname, error);
@@ -1011,8 +1115,8 @@ dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char 
 
   if (!need_tensor (m, sname, QUARK_DTYPE_F64, &scale, error))
     return NULL;
-  if (a->mx)
-    return dequantize_mxfp4 (m, layer, scale, error);
+  if (a->mx || a->nv)
+    return dequantize_fp4 (m, layer, a->nv, scale, error);
   if (quark_model_get_tensor (m, pname))
     {
       const gint64 *shape;
@@ -1187,8 +1291,9 @@ static gboolean
 is_parameter_name (const char *name)
 {
   static const char * const suffixes[] = { ".weight_packed", ".weight_shape", ".weight_scale", ".weight_zero_point",
-                                            ".weight_g_idx", ".input_scale", ".input_zero_point", ".output_scale",
-                                            ".output_zero_point", ".k_scale", ".v_scale", NULL };
+                                            ".weight_g_idx", ".weight_global_scale", ".input_scale",
+                                            ".input_zero_point", ".output_scale", ".output_zero_point", ".k_scale",
+                                            ".v_scale", NULL };
   for (guint i = 0; suffixes[i]; i++)
     if (g_str_has_suffix (name, suffixes[i]))
       return TRUE;
@@ -1209,12 +1314,11 @@ ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError
   format = json_object_get_string_member_with_default (qc, "format", PACK_QUANTIZED);
   if (!g_str_equal (format, PACK_QUANTIZED) && !g_str_equal (format, INT_QUANTIZED) &&
       !g_str_equal (format, FLOAT_QUANTIZED) && !g_str_equal (format, "naive-quantized") &&
-      !g_str_equal (format, MXFP4_PACK_QUANTIZED))
+      !g_str_equal (format, MXFP4_PACK_QUANTIZED) && !g_str_equal (format, NVFP4_PACK_QUANTIZED))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
                    "quantization_config.format: \"%s\" is not read (pack-quantized, int-quantized, float-quantized, "
-                   "mxfp4-pack-quantized "
-                   "and naive-quantized are)", format);
+                   "mxfp4-pack-quantized, nvfp4-pack-quantized and naive-quantized are)", format);
       return NULL;
     }
   if (!json_object_has_member (qc, "config_groups") ||

@@ -64,6 +64,11 @@ quark_format_check_weight (QuarkCheckpointFormat *self, const char *name, const 
   QuarkQScheme qscheme = quark_tensor_spec_get_qscheme (spec);
   gsize rows = n_dims >= 1 ? (gsize) shape[0] : 1, n = 1, cols;
 
+  if (quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3)
+    return _quark_format_unsupported (error, FORMAT_NAME, "tensor", name,
+                                      "NVFP4 weights (e4m3 scales over a global scale; vLLM's Quark path loads "
+                                      "NVFP4 only with NVFP4 inputs, so --export-format compressed-tensors writes "
+                                      "them)");
   for (guint d = 0; d < n_dims; d++)
     n *= (gsize) shape[d];
   cols = rows ? n / rows : 0;
