@@ -87,42 +87,6 @@ read_params (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *scale, Qua
   return TRUE;
 }
 
-/* H⁻¹'s upper Cholesky factor U (H⁻¹ = Uᵀ U) of the damped, permuted H,
- * without forming H⁻¹: with J the order reversal and J H J = L Lᵀ,
- * U = J L⁻¹ J is upper triangular and Uᵀ U = J L⁻ᵀ L⁻¹ J = H⁻¹. One
- * Cholesky factorization and one triangular inverse (⅔ n³ operations), in
- * float64. LAPACK is called column-major on row-major buffers: the
- * column-major upper factor of a symmetric matrix is its row-major lower
- * one. @h is consumed; U goes to @u in float32. */
-static gboolean
-inverse_cholesky (double *h, gsize n, float *u, const char *name, GError **error)
-{
-  g_autofree double *rev = g_try_new (double, n * n);
-  lapack_int info;
-
-  if (rev == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
-      return FALSE;
-    }
-  for (gsize i = 0; i < n; i++)
-    for (gsize j = 0; j <= i; j++)
-      rev[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)];
-  if ((info = LAPACKE_dpotrf (LAPACK_COL_MAJOR, 'U', (lapack_int) n, rev, (lapack_int) n)) != 0 ||
-      (info = LAPACKE_dtrtri (LAPACK_COL_MAJOR, 'U', 'N', (lapack_int) n, rev, (lapack_int) n)) != 0)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                   "%s: the damped Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
-                   name, (int) info);
-      return FALSE;
-    }
-  /* rev's row-major lower triangle is L⁻¹; U[i][j] = L⁻¹[n−1−i][n−1−j] */
-  for (gsize i = 0; i < n; i++)
-    for (gsize j = i; j < n; j++)
-      u[i * n + j] = (float) rev[(n - 1 - i) * n + (n - 1 - j)];
-  return TRUE;
-}
-
 typedef struct {
   double d;
   gsize i;
@@ -160,26 +124,33 @@ check_run (QuarkTensor *gram, gsize n, double damp_percent, guint block_size, co
 }
 
 /* GPTQ's set-up, shared by every variant: the column order (descending
- * diagonal of H with @desc_act, else the columns' own), the permuted
- * float32 weight W[:, i] = W0[:, perm[i]] that the column loop updates,
- * with input features that were never non-zero (H[i][i] = 0) zeroed and
- * their H[i][i] set to 1, the damping @damp_percent · mean(diag H) on the
- * diagonal, and U, the upper Cholesky factor of the damped, permuted H⁻¹ */
+ * diagonal of H with @desc_act, else the columns' own), the input
+ * features that were never non-zero (H[i][i] = 0: their weights become 0
+ * and their H[i][i] 1), the damping @damp_percent · mean(diag H) on the
+ * diagonal, and U, the upper Cholesky factor of the damped, permuted H⁻¹,
+ * computed without forming H⁻¹: with J the order reversal and
+ * J H J = L Lᵀ, U = J L⁻¹ J is upper triangular and Uᵀ U = J L⁻ᵀ L⁻¹ J = H⁻¹.
+ * One Cholesky factorization and one triangular inverse (⅔ n³ operations)
+ * with LAPACK in float64; the permuted, reversed, damped H is written
+ * straight into LAPACK's buffer (column-major upper = row-major lower), and
+ * U goes out in float32. The weight itself is permuted by the column loop's
+ * threads, each for its rows. */
 static gboolean
-prepare (const float *wf, gsize m, gsize n, const double *g, double damp_percent, gboolean desc_act,
-         const char *name, gsize **perm_out, float **w_out, float **u_out, GError **error)
+prepare (gsize n, const double *g, double damp_percent, gboolean desc_act, const char *name, gsize **perm_out,
+         guint8 **dead_out, float **u_out, GError **error)
 {
-  g_autofree double *h = g_try_new (double, n * n);
-  g_autofree gsize *perm = NULL;
-  g_autofree float *w = NULL, *u = NULL;
+  g_autofree double *rev = g_try_new (double, MAX (n * n, 1));
+  g_autofree gsize *perm = g_new (gsize, MAX (n, 1));
+  g_autofree guint8 *dead = g_new0 (guint8, MAX (n, 1));
+  g_autofree float *u = NULL;
   double damp = 0.0;
+  lapack_int info;
 
-  if (h == NULL)
+  if (rev == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
       return FALSE;
     }
-  perm = g_new (gsize, MAX (n, 1));
   {
     g_autofree DiagIndex *order = g_new (DiagIndex, MAX (n, 1));
     for (gsize i = 0; i < n; i++)
@@ -197,36 +168,46 @@ prepare (const float *wf, gsize m, gsize n, const double *g, double damp_percent
     for (gsize i = 0; i < n; i++)
       perm[i] = order[i].i;
   }
-  /* H[i][j] = H0[perm[i]][perm[j]] */
   for (gsize i = 0; i < n; i++)
-    for (gsize j = 0; j < n; j++)
-      h[i * n + j] = g[perm[i] * n + perm[j]];
-  w = g_new (float, MAX (m * n, 1));
-  for (gsize r = 0; r < m; r++)
-    for (gsize i = 0; i < n; i++)
-      w[r * n + i] = wf[r * n + perm[i]];
-  for (gsize i = 0; i < n; i++)
-    if (h[i * n + i] == 0.0)
-      {
-        h[i * n + i] = 1.0;
-        for (gsize r = 0; r < m; r++)
-          w[r * n + i] = 0.0f;
-      }
-  for (gsize i = 0; i < n; i++)
-    damp += h[i * n + i];
+    {
+      double d = g[perm[i] * n + perm[i]];
+      dead[i] = d == 0.0;
+      damp += dead[i] ? 1.0 : d;
+    }
   damp = damp_percent * damp / (double) n;
+  /* rev[i][j] (j ≤ i) = H[n−1−i][n−1−j], H[a][b] = H0[perm[a]][perm[b]] */
   for (gsize i = 0; i < n; i++)
-    h[i * n + i] += damp;
+    {
+      const double *row = g + perm[n - 1 - i] * n;
+      double *out = rev + i * n;
+      for (gsize j = 0; j < i; j++)
+        out[j] = row[perm[n - 1 - j]];
+      out[i] = (dead[n - 1 - i] ? 1.0 : row[perm[n - 1 - i]]) + damp;
+    }
+  if ((info = LAPACKE_dpotrf (LAPACK_COL_MAJOR, 'U', (lapack_int) n, rev, (lapack_int) n)) != 0 ||
+      (info = LAPACKE_dtrtri (LAPACK_COL_MAJOR, 'U', 'N', (lapack_int) n, rev, (lapack_int) n)) != 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "%s: the damped Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
+                   name, (int) info);
+      return FALSE;
+    }
   u = g_try_new (float, MAX (n * n, 1));
   if (u == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
       return FALSE;
     }
-  if (!inverse_cholesky (h, n, u, name, error))
-    return FALSE;
+  /* rev's row-major lower triangle is L⁻¹; U[i][j] = L⁻¹[n−1−i][n−1−j] */
+  for (gsize i = 0; i < n; i++)
+    {
+      const double *from = rev + (n - 1 - i) * n;
+      float *to = u + i * n;
+      for (gsize j = i; j < n; j++)
+        to[j] = (float) from[n - 1 - j];
+    }
   *perm_out = g_steal_pointer (&perm);
-  *w_out = g_steal_pointer (&w);
+  *dead_out = g_steal_pointer (&dead);
   *u_out = g_steal_pointer (&u);
   return TRUE;
 }
@@ -237,7 +218,9 @@ typedef struct {
   const Params *p;
   const gsize *perm;
   const float *u;               /* U, n × n, upper triangle used */
-  float *w;                     /* the permuted weight, m × n, updated */
+  const float *wf;              /* the weight, m × n, in its own column order */
+  const guint8 *dead;           /* per permuted column: never non-zero in the input, weight 0 */
+  float *w;                     /* the permuted weight, m × n, updated (filled by the threads) */
   guint8 *out;                  /* codes, m × n, original column order */
   gsize m, n, block, esize;
   QuarkDType dtype;
@@ -271,6 +254,14 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
   g_autofree float *err = g_new (float, mr * j->block);
   g_autofree guint8 *q = g_malloc (mr * esize);
 
+  /* this share's rows of the permuted weight: W[:, i] = W0[:, perm[i]] */
+  for (gsize r = begin; r < end; r++)
+    {
+      const float *from = j->wf + r * n;
+      float *to = j->w + r * n;
+      for (gsize i = 0; i < n; i++)
+        to[i] = j->dead[i] ? 0.0f : from[j->perm[i]];
+    }
   for (gsize b0 = 0; b0 < n; b0 += j->block)
     {
       gsize b1 = MIN (n, b0 + j->block), bw = b1 - b0;
@@ -581,9 +572,11 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   gint64 qmin, qmax;
   QuarkKernelIntParams ip = { 0 };
   g_autofree float *wf = NULL;
+  const float *wsrc;
   g_autofree float *w = NULL;
   g_autofree float *u = NULL;
   g_autofree gsize *perm = NULL;
+  g_autofree guint8 *dead = NULL;
   g_autofree guint8 *out = NULL;
   gsize count;
   QuarkTensor *result = NULL;
@@ -624,14 +617,21 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   ip.round = quark_tensor_spec_get_round_method (spec);
   esize = quark_dtype_get_element_size (dtype);
 
-  if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL ||
-      !prepare (wf, m, n, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &w, &u, error))
+  /* float32 weights are read where they are; others are widened once */
+  if (quark_tensor_get_dtype (weight) == QUARK_DTYPE_F32)
+    wsrc = quark_tensor_peek_data (weight, NULL);
+  else if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL)
+    goto out;
+  else
+    wsrc = wf;
+  if (!prepare (n, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &dead, &u, error))
     goto out;
 
   out = g_malloc (m * n * esize);
+  w = g_new (float, MAX (m * n, 1));
   {
-    ColumnJob job = { &p, perm, u, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func, user_data,
-                      params_func != NULL && desc_act, NULL };
+    ColumnJob job = { &p, perm, u, wsrc, dead, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func,
+                      user_data, params_func != NULL && desc_act, NULL };
     QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
     int blas_threads = openblas_get_num_threads ();
 
@@ -720,6 +720,7 @@ quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
                           GError **error)
 {
   g_autofree gsize *perm = NULL;
+  g_autofree guint8 *dead = NULL;
   g_autofree float *w = NULL, *u = NULL;
   Params p = { 0 };
   QuarkKernelIntParams ip = { 0 };
@@ -735,16 +736,16 @@ quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
     return FALSE;
   if (rows == 0 || cols == 0)
     return TRUE;
-  if (!prepare (weight, rows, cols, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &w,
-                &u, error))
+  if (!prepare (cols, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &dead, &u, error))
     return FALSE;
+  w = g_new (float, rows * cols);
   p.rows = rows;
   p.cols = cols;
   p.group = cols;
   p.n_groups = 1;
   {
-    ColumnJob job = { &p, perm, u, w, NULL, rows, cols, block_size, sizeof (float), QUARK_DTYPE_F32, &ip, NULL,
-                      NULL, user_data, FALSE, round_func };
+    ColumnJob job = { &p, perm, u, weight, dead, w, NULL, rows, cols, block_size, sizeof (float), QUARK_DTYPE_F32,
+                      &ip, NULL, NULL, user_data, FALSE, round_func };
     QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (rows / 64))));
     int blas_threads = openblas_get_num_threads ();
 
