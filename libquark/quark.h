@@ -34,6 +34,7 @@
 #include "runtime/quark-tokenizer.h"
 #include "runtime/quark-executor.h"
 #include "algorithms/gptq/quark-gptq.h"
+#include "algorithms/gpfq/quark-gpfq.h"
 #include "algorithms/awq/quark-awq.h"
 #include "algorithms/smoothquant/quark-smoothquant.h"
 #include "algorithms/rotation/quark-rotation.h"

@@ -1318,6 +1318,54 @@ test_gptq_update_weight (void)
   }
 }
 
+/* GPFQ with the test's rounding to whole numbers: column t becomes
+ * w_t + Σ_{s<t} (H[t][s] / H[t][t]) (w_s − q_s), then rounded */
+static void
+test_gpfq_update_weight (void)
+{
+  g_autoptr(GError) error = NULL;
+  {
+    /* the identity: round-to-nearest */
+    double h[4] = { 1, 0, 0, 1 };
+    float w[4] = { 0.4f, 1.6f, -2.6f, 0.49f };
+    g_autoptr(QuarkTensor) gram = gram_of (h, 2);
+    RoundLog log = { { 0 }, 0 };
+    g_assert_true (quark_gpfq_update_weight (w, 2, 2, gram, FALSE, round_whole, &log, &error));
+    g_assert_no_error (error);
+    g_assert_cmpfloat (w[0], ==, 0.0f);
+    g_assert_cmpfloat (w[1], ==, 2.0f);
+    g_assert_cmpfloat (w[2], ==, -3.0f);
+    g_assert_cmpfloat (w[3], ==, 0.0f);
+  }
+  {
+    /* H = [[1, 0.5], [0.5, 2]]: column 1 gains (0.5 / 2)(w0 − q0); with
+     * act_order column 1 (H = 2) comes first and column 0 gains
+     * (0.5 / 1)(w1 − q1) */
+    double h[4] = { 1, 0.5, 0.5, 2 };
+    float w[2] = { 0.45f, 0.4f }, v[2] = { 0.3f, 0.45f };
+    g_autoptr(QuarkTensor) gram = gram_of (h, 2);
+    RoundLog log = { { 0 }, 0 };
+    g_assert_true (quark_gpfq_update_weight (w, 1, 2, gram, FALSE, round_whole, &log, &error));
+    g_assert_cmpfloat (w[0], ==, 0.0f);
+    g_assert_cmpfloat (w[1], ==, 1.0f);      /* 0.4 + 0.25 · 0.45 = 0.5125 */
+    g_assert_true (quark_gpfq_update_weight (v, 1, 2, gram, TRUE, round_whole, &log, &error));
+    g_assert_cmpfloat (v[1], ==, 0.0f);
+    g_assert_cmpfloat (v[0], ==, 1.0f);      /* 0.3 + 0.5 · 0.45 = 0.525 */
+  }
+  {
+    /* a feature never non-zero: its weights become 0 */
+    double h[4] = { 1, 0, 0, 0 };
+    float w[2] = { 1.4f, 5.0f };
+    g_autoptr(QuarkTensor) gram = gram_of (h, 2);
+    RoundLog log = { { 0 }, 0 };
+    g_assert_true (quark_gpfq_update_weight (w, 1, 2, gram, FALSE, round_whole, &log, &error));
+    g_assert_cmpfloat (w[0], ==, 1.0f);
+    g_assert_cmpfloat (w[1], ==, 0.0f);
+    g_assert_false (quark_gpfq_update_weight (w, 1, 3, gram, FALSE, round_whole, &log, &error));
+    g_assert_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT);
+  }
+}
+
 /* NVFP4's two-level scales, by hand: global g = 2688 / amax (1 for zeros),
  * group code E4M3 (g · amax / 6) clamped to 448 and rounded to nearest
  * even, 0 replaced by 0.125, effective scale E4M3 value / g */
@@ -1379,6 +1427,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantizer/cancel", test_cancel);
   g_test_add_func ("/algorithms/gptq-update-weight", test_gptq_update_weight);
   g_test_add_func ("/kernels/nvfp4-scales", test_nvfp4_scales);
+  g_test_add_func ("/algorithms/gpfq-update-weight", test_gpfq_update_weight);
 
   return g_test_run ();
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 # Reference results for the brevitas backend's algo_config, made by real
-# Brevitas: GPTQ (brevitas.graph.gptq.gptq_mode) and bias correction
+# Brevitas: GPTQ (brevitas.graph.gptq.gptq_mode), GPFQ
+# (brevitas.graph.gpfq.gpfq_mode) and bias correction
 # (brevitas.graph.calibrate.bias_correction_mode) on one QuantLinear, set
 # up as AMD Quark's Brevitas extension sets up its layers (weight
 # quantizers with narrow_range and ParameterFromStatsFromParameterScaling,
 # ParameterFromStatsFromParameterZeroPoint when asymmetric; calibration
 # first, one forward pass that initializes the weight quantizers, then the
-# algorithms in list order, GPTQ with use_quant_activations=False).
+# algorithms in list order, GPTQ with use_quant_activations=False, GPFQ
+# with use_quant_activations=True).
 #
 # The file records the layer's weight (and bias), the calibration batches,
 # and what Brevitas ends with: the weight's integer codes (the base64 of
@@ -38,6 +40,7 @@ import torch  # noqa: E402
 from brevitas.core.scaling.standalone import ParameterFromStatsFromParameterScaling  # noqa: E402
 from brevitas.core.zero_point import ParameterFromStatsFromParameterZeroPoint  # noqa: E402
 from brevitas.graph.calibrate import bias_correction_mode, calibration_mode  # noqa: E402
+from brevitas.graph.gpfq import gpfq_mode  # noqa: E402
 from brevitas.graph.gptq import gptq_mode  # noqa: E402
 from brevitas.nn import QuantLinear  # noqa: E402
 import brevitas.quant.experimental.float_quant_ocp as bocp  # noqa: E402
@@ -94,6 +97,15 @@ CASES = [
      amd(bint.Int8WeightPerChannelFloat, bit_width=4), [{'name': 'bias_correction'}], True),
     ('gptq-then-bias-correction', {'preset': 'Int8WeightPerChannelFloat', 'bit_width': 4},
      amd(bint.Int8WeightPerChannelFloat, bit_width=4), [{'name': 'gptq'}, {'name': 'bias_correction'}], False),
+    ('gpfq-int4-channel', {'preset': 'Int8WeightPerChannelFloat', 'bit_width': 4},
+     amd(bint.Int8WeightPerChannelFloat, bit_width=4), [{'name': 'gpfq'}], False),
+    ('gpfq-int4-group32-act-order', {'preset': 'IntWeightSymmetricGroupQuant', 'group_size': 32},
+     amd(bgen.IntWeightSymmetricGroupQuant, bit_width=4, group_size=32), [{'name': 'gpfq', 'act_order': True}],
+     False),
+    ('gpfq-uint4-channel-shifted-then-bias-correction', {'preset': 'ShiftedUint8WeightPerChannelFloat',
+                                                         'bit_width': 4, 'narrow_range': True},
+     amd(bshift.ShiftedUint8WeightPerChannelFloat, symmetric=False, bit_width=4),
+     [{'name': 'gpfq'}, {'name': 'bias_correction'}], True),
     ('bias-correction-then-gptq', {'preset': 'ShiftedUint8WeightPerChannelFloat', 'bit_width': 4,
                                    'narrow_range': True},
      amd(bshift.ShiftedUint8WeightPerChannelFloat, symmetric=False, bit_width=4),
@@ -121,6 +133,13 @@ def run(quant, algos, with_bias, w, bias, x):
             if a['name'] == 'gptq':
                 with gptq_mode(model, act_order=a.get('act_order', False), use_quant_activations=False,
                                num_blocks=a.get('num_blocks', 100)) as g:
+                    for _ in range(g.num_layers):
+                        for b in batches:
+                            g.model(b)
+                        g.update()
+            elif a['name'] == 'gpfq':
+                # AMD Quark's GPFQ: quantized activations on (none here)
+                with gpfq_mode(model, act_order=a.get('act_order', False), use_quant_activations=True) as g:
                     for _ in range(g.num_layers):
                         for b in batches:
                             g.model(b)

@@ -1,5 +1,5 @@
 # The brevitas backend's algo_config against real Brevitas: GPTQ
-# (gptq_mode) and bias correction (bias_correction_mode) on one linear
+# (gptq_mode), GPFQ (gpfq_mode) and bias correction (bias_correction_mode) on one linear
 # layer, set up as AMD Quark's Brevitas extension sets it up. The expected
 # codes, scales, zero points and biases are Brevitas's own, committed in
 # tests/data/brevitas/algorithms.json by tests/brevitas/generate-algorithms.py;
@@ -154,7 +154,7 @@ def test_matches_brevitas(tmp_path, name):
     s, z = t['fc.weight_scale'][1], t.get('fc.weight_zero_point', (None, np.zeros(1)))[1]
     mine, theirs = output_error(dequantize(case, got, s, z)), output_error(dequantize(case, ref, s, z))
     assert abs(mine - theirs) <= 0.01 * theirs, (name, mine, theirs)
-    if any(a['name'] == 'gptq' for a in case['algo_config']):
+    if any(a['name'] in ('gptq', 'gpfq') for a in case['algo_config']):
         rtn_error = output_error(dequantize(case, expected(case, rtn), s, z))
         assert theirs < 0.8 * rtn_error, (name, theirs, rtn_error)      # GPTQ did something
     if 'bias' in want:
@@ -200,7 +200,10 @@ def test_config_round_trip_and_refusals(tmp_path):
     shutil.rmtree(out)
     for algos, extra, calibration, message in [
             ([{'name': 'gptq'}], None, False, 'need the second moments of its input'),
-            ([{'name': 'gpfq'}], None, True, 'gpfq is not implemented in the brevitas backend'),
+            ([{'name': 'GPFA2Q'}], None, True, 'GPFA2Q is not implemented in the brevitas backend'),
+            ([{'name': 'activation_equalization'}], None, True, 'activation_equalization is not implemented'),
+            ([{'name': 'gptq'}, {'name': 'gpfq'}], None, True, 'one of gptq and gpfq per config'),
+            ([{'name': 'gpfq', 'percentage_of_processed_inputs': 0.5}], None, True, 'only 1.0'),
             ([{'name': 'optq'}], None, True, 'unknown algorithm "optq"'),
             ([{'name': 'gptq'}, {'name': 'gptq'}], None, True, 'gptq is listed twice'),
             ([{'name': 'gptq', 'num_blocks': 0}], None, True, 'algo_config[0].num_blocks'),
@@ -223,7 +226,7 @@ def test_committed_results_are_brevitas():
     pytest.importorskip('torch')
     env = dict(os.environ, BREVITAS_JIT='0',
                PYTHONPATH=os.pathsep.join([brevitas, os.path.join(oracles, 'dependencies', 'src')]))
-    sample = ['gptq-uint4-channel-shifted', 'gptq-then-bias-correction']
+    sample = ['gptq-uint4-channel-shifted', 'gptq-then-bias-correction', 'gpfq-int4-channel']
     r = subprocess.run(['/usr/bin/python3', os.path.join(tests, 'brevitas', 'generate-algorithms.py')] + sample,
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-gptq.h"
+#include "quark-gptq-private.h"
 #include "quark-error.h"
 #include "kernels/quark-kernels.h"
 #include "runtime/quark-parallel-private.h"
@@ -123,6 +124,28 @@ check_run (QuarkTensor *gram, gsize n, double damp_percent, guint block_size, co
   return TRUE;
 }
 
+/* The order GPTQ and GPFQ take the columns in: descending H[i][i] with
+ * @desc (ties by index), else their own; FALSE when a diagonal entry is not
+ * finite */
+gboolean
+_quark_gptq_column_order (const double *g, gsize n, gboolean desc, gsize *perm)
+{
+  g_autofree DiagIndex *order = g_new (DiagIndex, MAX (n, 1));
+
+  for (gsize i = 0; i < n; i++)
+    {
+      order[i].i = i;
+      order[i].d = g[i * n + i];
+      if (!isfinite (order[i].d))
+        return FALSE;
+    }
+  if (desc)
+    qsort (order, n, sizeof *order, compare_desc);
+  for (gsize i = 0; i < n; i++)
+    perm[i] = order[i].i;
+  return TRUE;
+}
+
 /* GPTQ's set-up, shared by every variant: the column order (descending
  * diagonal of H with @desc_act, else the columns' own), the input
  * features that were never non-zero (H[i][i] = 0: their weights become 0
@@ -151,23 +174,11 @@ prepare (gsize n, const double *g, double damp_percent, gboolean desc_act, const
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
       return FALSE;
     }
-  {
-    g_autofree DiagIndex *order = g_new (DiagIndex, MAX (n, 1));
-    for (gsize i = 0; i < n; i++)
-      {
-        order[i].i = i;
-        order[i].d = g[i * n + i];
-        if (!isfinite (order[i].d))
-          {
-            g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR, "%s: the Gram matrix is not finite", name);
-            return FALSE;
-          }
-      }
-    if (desc_act)
-      qsort (order, n, sizeof *order, compare_desc);
-    for (gsize i = 0; i < n; i++)
-      perm[i] = order[i].i;
-  }
+  if (!_quark_gptq_column_order (g, n, desc_act, perm))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR, "%s: the Gram matrix is not finite", name);
+      return FALSE;
+    }
   for (gsize i = 0; i < n; i++)
     {
       double d = g[perm[i] * n + perm[i]];

@@ -12,7 +12,7 @@
  *   "layer_quant_config": { "PATTERN": LAYER, ... },
  *   "exclude": [ "PATTERN", ... ],
  *   "algo_config": [ { "name": "gptq", "act_order": false, "num_blocks": 100,
- *                      "damp_percent": 0.01 },
+ *                      "damp_percent": 0.01 } (or { "name": "gpfq", "act_order": false }),
  *                    { "name": "bias_correction" } ]
  * }
  * LAYER = { "weight": SPEC|null, "input_tensors": SPEC|null,
@@ -98,7 +98,7 @@ quark_brevitas_config_init (QuarkBrevitasConfig *self)
   self->by_type = g_ptr_array_new_with_free_func (named_free);
   self->by_name = g_ptr_array_new_with_free_func (named_free);
   self->exclude = g_new0 (char *, 1);
-  self->algorithms = (BvAlgorithms) { FALSE, FALSE, 100, 0.01, FALSE, FALSE };
+  self->algorithms = (BvAlgorithms) { FALSE, FALSE, FALSE, 100, 0.01, FALSE, FALSE };
 }
 
 static gboolean
@@ -170,8 +170,9 @@ load_map (JsonObject *config, const char *key, gboolean types, GPtrArray *out, G
 /* algo_config: the algorithms of AMD Quark's Brevitas extension that run
  * after quantization (its algo_config list, applied in order): "gptq"
  * (GPTQ's act_order, and Brevitas's num_blocks and damping) and
- * "bias_correction". AMD Quark's class names are accepted too. GPFQ is
- * refused as not implemented. */
+ * "gpfq" (act_order; percentage_of_processed_inputs 1 only) and
+ * "bias_correction". AMD Quark's class names are accepted too. GPFA2Q and
+ * activation equalization are refused as not implemented. */
 static gboolean
 read_number (JsonObject *o, const char *path, const char *key, double min, double max, double *out, GError **error)
 {
@@ -197,10 +198,11 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
 {
   static const char * const gptq_keys[] = { "name", "act_order", "num_blocks", "damp_percent", NULL };
   static const char * const bias_keys[] = { "name", NULL };
+  static const char * const gpfq_keys[] = { "name", "act_order", "percentage_of_processed_inputs", NULL };
   JsonNode *node = json_object_get_member (object, "algo_config");
   JsonArray *list;
 
-  *algos = (BvAlgorithms) { FALSE, FALSE, 100, 0.01, FALSE, FALSE };
+  *algos = (BvAlgorithms) { FALSE, FALSE, FALSE, 100, 0.01, FALSE, FALSE };
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
     return TRUE;
   if (!JSON_NODE_HOLDS_ARRAY (node))
@@ -225,13 +227,42 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
                        "%s: expected an object with a \"name\"", path);
           return FALSE;
         }
-      if (g_ascii_strcasecmp (name, "gptq") == 0)
+      if (g_ascii_strcasecmp (name, "gptq") == 0 || g_ascii_strcasecmp (name, "gpfq") == 0)
         {
+          gboolean gpfq = g_ascii_strcasecmp (name, "gpfq") == 0;
           JsonNode *ao = json_object_get_member (o, "act_order");
-          double blocks = 100;
+          double blocks = 100, share = 1.0;
 
-          if (algos->gptq)
+          if (gpfq ? algos->gpfq : algos->gptq)
             goto twice;
+          if (gpfq ? algos->gptq : algos->gpfq)
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                           "%s.name: %s after %s: one of gptq and gpfq per config (both rewrite the weights)", path,
+                           name, gpfq ? "gptq" : "gpfq");
+              return FALSE;
+            }
+          if (gpfq)
+            {
+              if (!quark_json_check_members (o, path, gpfq_keys, error) ||
+                  !read_number (o, path, "percentage_of_processed_inputs", 0, 1, &share, error))
+                return FALSE;
+              if (share != 1.0)
+                {
+                  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                               "%s.percentage_of_processed_inputs: only 1.0 (every input) is implemented", path);
+                  return FALSE;
+                }
+              if (ao && (!JSON_NODE_HOLDS_VALUE (ao) || json_node_get_value_type (ao) != G_TYPE_BOOLEAN))
+                {
+                  g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                               "%s.act_order: expected true or false", path);
+                  return FALSE;
+                }
+              algos->gpfq = TRUE;
+              algos->act_order = ao ? json_node_get_boolean (ao) : FALSE;
+              continue;
+            }
           if (!quark_json_check_members (o, path, gptq_keys, error) ||
               !read_number (o, path, "num_blocks", 1, 1 << 30, &blocks, error) ||
               !read_number (o, path, "damp_percent", 0, 1e6, &algos->damp_percent, error))
@@ -260,14 +291,15 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
           if (!quark_json_check_members (o, path, bias_keys, error))
             return FALSE;
           algos->bias_correction = TRUE;
-          algos->bias_correction_first = !algos->gptq;
+          algos->bias_correction_first = !algos->gptq && !algos->gpfq;
         }
       else
         {
-          gboolean known = g_ascii_strcasecmp (name, "gpfq") == 0 || g_ascii_strcasecmp (name, "gpfa2q") == 0;
+          gboolean known = g_ascii_strcasecmp (name, "gpfa2q") == 0 ||
+                           g_ascii_strcasecmp (name, "activation_equalization") == 0;
           g_set_error (error, known ? QUARK_ERROR : QUARK_CONFIG_ERROR,
                        known ? QUARK_ERROR_UNSUPPORTED_SCHEME : QUARK_CONFIG_ERROR_INVALID_VALUE,
-                       "%s.name: %s%s%s (the brevitas backend implements gptq and bias_correction)", path,
+                       "%s.name: %s%s%s (the brevitas backend implements gptq, gpfq and bias_correction)", path,
                        known ? "" : "unknown algorithm \"", name,
                        known ? " is not implemented in the brevitas backend yet" : "\"");
           return FALSE;
@@ -362,7 +394,7 @@ quark_brevitas_config_to_json (QuarkQuantizationConfig *config)
   for (guint i = 0; self->exclude[i]; i++)
     json_array_add_string_element (exclude, self->exclude[i]);
   json_object_set_array_member (o, "exclude", exclude);
-  if (self->algorithms.gptq || self->algorithms.bias_correction)
+  if (self->algorithms.gptq || self->algorithms.gpfq || self->algorithms.bias_correction)
     {
       const BvAlgorithms *a = &self->algorithms;
       JsonArray *list = json_array_new ();
@@ -375,6 +407,13 @@ quark_brevitas_config_to_json (QuarkQuantizationConfig *config)
           json_object_set_boolean_member (gptq, "act_order", a->act_order);
           json_object_set_int_member (gptq, "num_blocks", a->num_blocks);
           json_object_set_double_member (gptq, "damp_percent", a->damp_percent);
+        }
+      else if (a->gpfq)
+        {
+          gptq = json_object_new ();
+          json_object_set_string_member (gptq, "name", "gpfq");
+          json_object_set_boolean_member (gptq, "act_order", a->act_order);
+          json_object_set_double_member (gptq, "percentage_of_processed_inputs", 1.0);
         }
       if (a->bias_correction)
         {

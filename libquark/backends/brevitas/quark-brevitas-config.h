@@ -14,11 +14,12 @@ G_BEGIN_DECLS
 /* algo_config: what runs after a weight is quantized */
 typedef struct {
   gboolean gptq;
-  gboolean act_order;           /* GPTQ's columns in descending order of H's diagonal */
+  gboolean gpfq;                /* GPFQ instead of GPTQ (one of them); act_order is its own then */
+  gboolean act_order;           /* GPTQ's (GPFQ's) columns in descending order of H's diagonal */
   guint num_blocks;             /* Brevitas's: blocks of ceil (in_features / num_blocks) columns */
   double damp_percent;          /* Brevitas's percdamp */
   gboolean bias_correction;
-  gboolean bias_correction_first;   /* listed before gptq: it corrects round-to-nearest's error */
+  gboolean bias_correction_first;   /* listed before gptq or gpfq: it corrects round-to-nearest's error */
 } BvAlgorithms;
 
 #define QUARK_TYPE_BREVITAS_CONFIG (quark_brevitas_config_get_type ())

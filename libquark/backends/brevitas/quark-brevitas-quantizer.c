@@ -374,7 +374,7 @@ static gboolean
 has_algorithms (QuarkBrevitasQuantizer *self)
 {
   const BvAlgorithms *a = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config));
-  return a->gptq || a->bias_correction;
+  return a->gptq || a->gpfq || a->bias_correction;
 }
 
 /* Before any work: what the algorithms need of a layer. GPTQ and bias
@@ -390,7 +390,9 @@ check_algorithms (QuarkBrevitasQuantizer *self, QuarkCalibration *calibration, c
 {
   QuarkBrevitasConfig *config = QUARK_BREVITAS_CONFIG (self->config);
   const BvAlgorithms *a = quark_brevitas_config_get_algorithms (config);
-  const char *what = a->gptq ? (a->bias_correction ? "gptq and bias_correction" : "gptq") : "bias_correction";
+  const char *rewrite = a->gptq ? "gptq" : a->gpfq ? "gpfq" : NULL;
+  g_autofree char *what = rewrite && a->bias_correction ? g_strconcat (rewrite, " and bias_correction", NULL)
+                                                         : g_strdup (rewrite ? rewrite : "bias_correction");
   g_autoptr(GError) local = NULL;
   g_autoptr(QuarkTensor) sums = NULL;
 
@@ -493,20 +495,21 @@ apply_algorithms (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *cali
     {
       mu = quark_tensor_peek_data (mean, NULL);
       w0 = g_memdup2 (x, rows * cols * sizeof (float));
-      if (a->bias_correction_first || !a->gptq)
+      if (a->bias_correction_first || (!a->gptq && !a->gpfq))
         L->correction = bias_correction (w0, L->rw.dequantized, rows, cols, mu);
     }
-  if (a->gptq)
+  if (a->gptq || a->gpfq)
     {
       GptqRound g = { L->w, &L->rw };
       guint block = (guint) ((cols + a->num_blocks - 1) / a->num_blocks);
       gint64 shape[2] = { (gint64) rows, (gint64) cols };
 
-      if (!quark_gptq_update_weight (x, rows, cols, gram, a->damp_percent, MAX (block, 1), a->act_order,
-                                     gptq_round, &g, error) ||
+      if (!(a->gptq ? quark_gptq_update_weight (x, rows, cols, gram, a->damp_percent, MAX (block, 1), a->act_order,
+                                                gptq_round, &g, error)
+                    : quark_gpfq_update_weight (x, rows, cols, gram, a->act_order, gptq_round, &g, error)) ||
           !bv_requantize_weight (L->w, x, shape, 2, name, &L->rw, error))
         {
-          g_prefix_error (error, "layer %s: GPTQ: ", L->layer);
+          g_prefix_error (error, "layer %s: %s: ", L->layer, a->gptq ? "GPTQ" : "GPFQ");
           return FALSE;
         }
       if (a->bias_correction && !a->bias_correction_first)
