@@ -1718,6 +1718,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           /* the checkpoint's codes, in blocks */
           if (!_quark_gguf_bridge_write_rows (bridge, (guint) o->source, permuted_row, o->heads, bytes, error))
             goto out;
+          _quark_gguf_bridge_release (bridge, (guint) o->source);
           pos += o->size;
           if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
             goto out;
@@ -1746,6 +1747,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
        * that a run holds a tensor or two, not the model */
       if (tensor)
         quark_tensor_release_mapped_pages (tensor);
+      if (bridge && o->source >= 0)
+        _quark_gguf_bridge_release (bridge, (guint) o->source);
       pos += o->size;
       if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
         goto out;

@@ -498,6 +498,8 @@ _quark_gguf_bridge_new (QuarkModel *checkpoint, QuarkGgmlType type, QuarkGgufIne
           }
       }
       g_array_append_val (b->sources, s);
+      /* checked: its pages leave the resident memory until it is written */
+      _quark_gguf_bridge_release (b, b->sources->len - 1);
     }
   if (problems->len)
     {
@@ -580,4 +582,24 @@ _quark_gguf_bridge_write_rows (QuarkGgufBridge *b, guint i, gsize (*row_of) (gsi
     }
   weight_clear (&w);
   return TRUE;
+}
+
+/* Done with source @i: the mapped pages of the checkpoint's tensors that
+ * stored it (NAME, and NAME_… for its scales, zero points and the like)
+ * leave the resident memory, so that a run holds a tensor or two */
+void
+_quark_gguf_bridge_release (QuarkGgufBridge *b, guint i)
+{
+  Source *s = &g_array_index (b->sources, Source, i);
+  gsize len = strlen (s->name);
+
+  if (s->tensor)
+    quark_tensor_release_mapped_pages (s->tensor);
+  for (guint k = 0; k < quark_model_get_n_tensors (b->checkpoint); k++)
+    {
+      QuarkTensor *t = quark_model_get_tensor_at (b->checkpoint, k);
+      const char *name = quark_tensor_get_name (t);
+      if (strncmp (name, s->name, len) == 0 && (name[len] == '\0' || name[len] == '_'))
+        quark_tensor_release_mapped_pages (t);
+    }
 }

@@ -50,6 +50,8 @@ QuarkTensor *       _quark_gguf_bridge_dequantize   (QuarkGgufBridge      *bridg
                                                      GError              **error);
 /* a CODES source's blocks, output row r from input row row_of (r, rows,
  * heads) (the rotary permutation) */
+void                _quark_gguf_bridge_release      (QuarkGgufBridge      *bridge,
+                                                     guint                 source);
 gboolean            _quark_gguf_bridge_write_rows   (QuarkGgufBridge      *bridge,
                                                      guint                 i,
                                                      gsize               (*row_of) (gsize, gsize, gint64),
