@@ -222,21 +222,21 @@ quark_kernel_unpack_int4 (const int32_t *words,
                           bool           is_signed,
                           int8_t        *codes)
 {
+  static const unsigned in_order[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+  const unsigned *pos = reorder ? reorder_order : in_order;
+  /* signed nibbles sign-extended without a branch: (v ^ 8) − 8 */
+  const int sx = is_signed ? 8 : 0;
+  size_t n_words = n_rows * (row_len / 8);
+
   if (row_len % 8)
     return false;
-  for (size_t r = 0; r < n_rows; r++)
-    for (size_t w = 0; w < row_len / 8; w++)
-      {
-        uint32_t word = (uint32_t) words[r * (row_len / 8) + w];
-        int8_t *c = codes + r * row_len + w * 8;
-        for (unsigned k = 0; k < 8; k++)
-          {
-            int v = (int) ((word >> (4 * k)) & 0xFu);
-            if (is_signed && v >= 8)
-              v -= 16;
-            c[reorder ? reorder_order[k] : k] = (int8_t) v;
-          }
-      }
+  for (size_t i = 0; i < n_words; i++)
+    {
+      uint32_t word = (uint32_t) words[i];
+      int8_t *c = codes + i * 8;
+      for (unsigned k = 0; k < 8; k++)
+        c[pos[k]] = (int8_t) ((((int) (word >> (4 * k)) & 0xF) ^ sx) - sx);
+    }
   return true;
 }
 

@@ -243,14 +243,15 @@ group_codes (const Target *t, const Weight *w, gsize g, gint32 *n)
   gint32 z = w->zero ? w->zero[g] : 0;
   const gint32 *q = w->codes + (g / w->groups) * w->cols + (g % w->groups) * 32;
   gint32 lo = t->bits == 8 ? -128 : 0, hi = t->bits == 8 ? 127 : (1 << t->bits) - 1;
-  gboolean fits = TRUE;
+  gint32 shift = t->with_min ? -w->qmin : t->offset - z, out = 0;
 
+  /* branch-free: the range check collects the codes outside [lo, hi] */
   for (guint j = 0; j < 32; j++)
     {
-      n[j] = t->with_min ? q[j] - w->qmin : q[j] - z + t->offset;
-      fits = fits && n[j] >= lo && n[j] <= hi;
+      n[j] = q[j] + shift;
+      out |= (n[j] - lo) | (hi - n[j]);
     }
-  return fits;
+  return out >= 0;
 }
 
 /* the block parameters of group @g: d, and m for the _1 types (exactly, in
