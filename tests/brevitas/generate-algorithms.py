@@ -12,10 +12,10 @@
 #
 # The file records the layer's weight (and bias), the calibration batches,
 # and what Brevitas ends with: the weight's integer codes (the base64 of
-# int8 bytes; for FP8, the values of the format, value / scale), scales and zero points (float32 arrays as the base64 of their
-# little-endian bytes), and
-# the corrected bias. tests/python/test_brevitas_algorithms.py feeds the
-# same batches to a calibration session and compares.
+# int8 bytes; for FP8, the values of the format, value / scale), its scales
+# and zero points (float32 arrays as the base64 of their little-endian
+# bytes), and the corrected bias. tests/python/test_brevitas_algorithms.py
+# feeds the same batches to a calibration session and compares.
 #
 # Regenerate (Brevitas at the commit named in the output; it runs on
 # Debian's torch on the CPU; brevitas.graph.gpxq imports unfoldNd, which
