@@ -7,7 +7,6 @@
 #include "quark-gpfq.h"
 #include "../gptq/quark-gptq-private.h"
 #include "quark-error.h"
-#include "runtime/quark-parallel-private.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -100,14 +99,8 @@ quark_gpfq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
   g_return_val_if_fail (round_func != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (quark_tensor_get_dtype (gram) != QUARK_DTYPE_F64 || quark_tensor_get_n_dims (gram) != 2 ||
-      quark_tensor_get_dim (gram, 0) != (gint64) cols || quark_tensor_get_dim (gram, 1) != (gint64) cols)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "%s: the Gram matrix must be float64 [%" G_GSIZE_FORMAT ", %" G_GSIZE_FORMAT "] (the layer's "
-                   "input features)", quark_tensor_get_name (gram), cols, cols);
-      return FALSE;
-    }
+  if (!_quark_gptq_check_gram (gram, cols, quark_tensor_get_name (gram), error))
+    return FALSE;
   if (rows == 0 || cols == 0)
     return TRUE;
   g = quark_tensor_peek_data (gram, NULL);
@@ -133,13 +126,7 @@ quark_gpfq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
   out = g_new (float, rows * cols);
   {
     GpfqJob job = { weight, perm, l, live, e, out, cols, round_func, user_data };
-    QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (rows / 64))));
-    int blas_threads = openblas_get_num_threads ();
-
-    openblas_set_num_threads (1);
-    _quark_parallel_run (pool, rows, gpfq_rows, &job);
-    openblas_set_num_threads (blas_threads);
-    _quark_parallel_free (pool);
+    _quark_gptq_run_rows (rows, gpfq_rows, &job);
   }
   memcpy (weight, out, rows * cols * sizeof (float));
   return TRUE;

@@ -6,11 +6,22 @@
 
 #include <glib.h>
 
+#include "quark-tensor.h"
+#include "runtime/quark-parallel-private.h"
+
 G_BEGIN_DECLS
 
 gboolean _quark_gptq_column_order (const double *g,
                                    gsize         n,
                                    gboolean      desc,
                                    gsize        *perm);
+
+gboolean _quark_gptq_check_gram   (QuarkTensor  *gram,
+                                   gsize         n,
+                                   const char   *name,
+                                   GError      **error);
+void     _quark_gptq_run_rows     (gsize          n_rows,
+                                   QuarkRangeFunc func,
+                                   gpointer       data);
 
 G_END_DECLS

@@ -102,10 +102,9 @@ compare_desc (gconstpointer a, gconstpointer b)
   return x->i < y->i ? -1 : x->i > y->i;   /* stable */
 }
 
-/* The Gram matrix fits @n input features, and the damping and block size
- * are sane */
-static gboolean
-check_run (QuarkTensor *gram, gsize n, double damp_percent, guint block_size, const char *name, GError **error)
+/* The Gram matrix fits @n input features (GPTQ's and GPFQ's check) */
+gboolean
+_quark_gptq_check_gram (QuarkTensor *gram, gsize n, const char *name, GError **error)
 {
   if (quark_tensor_get_dtype (gram) != QUARK_DTYPE_F64 || quark_tensor_get_n_dims (gram) != 2 ||
       quark_tensor_get_dim (gram, 0) != (gint64) n || quark_tensor_get_dim (gram, 1) != (gint64) n)
@@ -115,6 +114,31 @@ check_run (QuarkTensor *gram, gsize n, double damp_percent, guint block_size, co
                    "input features)", name, n, n);
       return FALSE;
     }
+  return TRUE;
+}
+
+/* Runs @func over @n_rows rows on the processors (a share of rows each,
+ * at least 64), OpenBLAS single-threaded meanwhile: each thread makes its
+ * own BLAS calls on its rows */
+void
+_quark_gptq_run_rows (gsize n_rows, QuarkRangeFunc func, gpointer data)
+{
+  QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (n_rows / 64))));
+  int blas_threads = openblas_get_num_threads ();
+
+  openblas_set_num_threads (1);
+  _quark_parallel_run (pool, n_rows, func, data);
+  openblas_set_num_threads (blas_threads);
+  _quark_parallel_free (pool);
+}
+
+/* The Gram matrix fits @n input features, and the damping and block size
+ * are sane */
+static gboolean
+check_run (QuarkTensor *gram, gsize n, double damp_percent, guint block_size, const char *name, GError **error)
+{
+  if (!_quark_gptq_check_gram (gram, n, name, error))
+    return FALSE;
   if (!(damp_percent >= 0.0 && damp_percent < 1e6) || block_size == 0)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
@@ -254,6 +278,16 @@ code_value (const guint8 *q, gsize r, gsize esize, gboolean is_signed)
     }
 }
 
+/* Column c's error e (already over U's diagonal) kept for the block's
+ * product, and spread over the row's later columns of the block */
+static inline void
+spread_error (float *wr, float *err_slot, float e, const float *urow, gsize c, gsize b1)
+{
+  *err_slot = e;
+  for (gsize k = c + 1; k < b1; k++)
+    wr[k] -= e * urow[k];
+}
+
 static void
 column_rows (gpointer data, gsize begin, gsize end, guint worker)
 {
@@ -308,11 +342,8 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
               for (gsize r = 0; r < mr; r++)
                 {
                   float *wr = j->w + (begin + r) * n;
-                  float e = (col[r] - sc[r]) / d;
                   wr[c] = sc[r];
-                  err[r * bw + (c - b0)] = e;
-                  for (gsize k = c + 1; k < b1; k++)
-                    wr[k] -= e * urow[k];
+                  spread_error (wr, err + r * bw + (c - b0), (col[r] - sc[r]) / d, urow, c, b1);
                 }
               continue;
             }
@@ -331,16 +362,12 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
             quark_kernel_quantize_int_groups_f32 (col, mr, 1, j->ip, sc, p->zero_points ? zp : NULL, j->dtype, q);
           for (gsize r = 0; r < mr; r++)
             {
-              float *wr = j->w + (begin + r) * n;
               /* dequantized as the backend does: (q − z) · s, or decode (q) · s */
               float deq = j->fmt ? (float) quark_kernel_fp_decode (j->fmt, q[r]) * sc[r]
                                  : ((float) code_value (q, r, esize, is_signed) - zp[r]) * sc[r];
-              float e = (col[r] - deq) / d;
 
               memcpy (j->out + ((begin + r) * n + orig) * esize, q + r * esize, esize);
-              err[r * bw + (c - b0)] = e;
-              for (gsize k = c + 1; k < b1; k++)
-                wr[k] -= e * urow[k];
+              spread_error (j->w + (begin + r) * n, err + r * bw + (c - b0), (col[r] - deq) / d, urow, c, b1);
             }
         }
       if (b1 < n)
@@ -643,14 +670,7 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   {
     ColumnJob job = { &p, perm, u, wsrc, dead, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func,
                       user_data, params_func != NULL && desc_act, NULL };
-    QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (m / 64))));
-    int blas_threads = openblas_get_num_threads ();
-
-    /* each thread one sgemm on its rows, OpenBLAS single-threaded meanwhile */
-    openblas_set_num_threads (1);
-    _quark_parallel_run (pool, m, column_rows, &job);
-    openblas_set_num_threads (blas_threads);
-    _quark_parallel_free (pool);
+    _quark_gptq_run_rows (m, column_rows, &job);
   }
   {
     gint64 shape[2] = { (gint64) m, (gint64) n };
@@ -757,13 +777,7 @@ quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
   {
     ColumnJob job = { &p, perm, u, weight, dead, w, NULL, rows, cols, block_size, sizeof (float), QUARK_DTYPE_F32,
                       &ip, NULL, NULL, user_data, FALSE, round_func };
-    QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (rows / 64))));
-    int blas_threads = openblas_get_num_threads ();
-
-    openblas_set_num_threads (1);
-    _quark_parallel_run (pool, rows, column_rows, &job);
-    openblas_set_num_threads (blas_threads);
-    _quark_parallel_free (pool);
+    _quark_gptq_run_rows (rows, column_rows, &job);
   }
   for (gsize r = 0; r < rows; r++)
     for (gsize i = 0; i < cols; i++)
