@@ -484,7 +484,8 @@ apply_algorithms (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *cali
   const char *name = quark_tensor_get_name (L->weight);
   gsize rows = (gsize) quark_tensor_get_dim (L->weight, 0), cols = (gsize) quark_tensor_get_dim (L->weight, 1);
   g_autoptr(QuarkTensor) gram = NULL, mean = NULL;
-  g_autofree float *w0 = NULL;
+  g_autofree float *copy = NULL;
+  const float *w0 = x;          /* the weight before GPTQ or GPFQ rewrite @x */
   const double *mu = NULL;
 
   gram = quark_calibration_get_second_moments (calibration, L->layer, NULL, a->bias_correction ? &mean : NULL,
@@ -494,7 +495,8 @@ apply_algorithms (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *cali
   if (a->bias_correction)
     {
       mu = quark_tensor_peek_data (mean, NULL);
-      w0 = g_memdup2 (x, rows * cols * sizeof (float));
+      if (a->gptq || a->gpfq)
+        w0 = copy = g_memdup2 (x, rows * cols * sizeof (float));
       if (a->bias_correction_first || (!a->gptq && !a->gpfq))
         L->correction = bias_correction (w0, L->rw.dequantized, rows, cols, mu);
     }

@@ -1007,7 +1007,8 @@ nvfp4_globals (QuarkQuarkQuantizer *self, QuarkModel *model, gboolean scaling, G
       g_autoptr(QuarkTensorSpec) spec = layer ? quark_quark_quantizer_weight_spec (self, t) : NULL;
       g_autofree float *x = NULL;
       float lo = 0, hi = 0, *v;
-      gsize count;
+      gsize count = (gsize) quark_tensor_get_n_elements (t);
+      gboolean finite;
 
       if (spec == NULL || quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E4M3)
         continue;
@@ -1019,12 +1020,20 @@ nvfp4_globals (QuarkQuarkQuantizer *self, QuarkModel *model, gboolean scaling, G
           g_hash_table_unref (globals);
           return NULL;
         }
-      if ((x = quark_tensor_to_floats (t, &count, error)) == NULL)
+      /* the range from the data as stored (bfloat16 and float32 without a
+       * copy, as quantize_tensor_with_spec () reads them) */
+      if (quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16 && G_BYTE_ORDER == G_LITTLE_ENDIAN)
+        finite = count == 0 || quark_kernel_min_max_bf16 (quark_tensor_peek_data (t, NULL), count, &lo, &hi);
+      else if (quark_tensor_get_dtype (t) == QUARK_DTYPE_F32)
+        finite = count == 0 || quark_kernel_min_max_f32 (quark_tensor_peek_data (t, NULL), count, &lo, &hi);
+      else if ((x = quark_tensor_to_floats (t, &count, error)) == NULL)
         {
           g_hash_table_unref (globals);
           return NULL;
         }
-      if (count > 0 && !quark_kernel_min_max_f32 (x, count, &lo, &hi))
+      else
+        finite = count == 0 || quark_kernel_min_max_f32 (x, count, &lo, &hi);
+      if (!finite)
         {
           quark_quark_nonfinite_error (error, quark_tensor_get_name (t));
           g_hash_table_unref (globals);
@@ -1093,8 +1102,8 @@ process_tensor (QuarkQuarkQuantizer    *self,
     g_autoptr(QuarkModel) logical = quark_model_new ();
     QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
                                                                       quark_tensor_get_dtype (original));
-    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype, global_scale_of (globals, layer), workers,
-                                    logical, error) ||
+    if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype,
+                                    global_scale_of (globals, layer), workers, logical, error) ||
         !apply_gptq (self, tensor, layer, spec, calibration, plan, &logical, error) ||
         !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
                                                 chunk, error))

@@ -172,7 +172,8 @@ quark_quark_rows_apply (QuarkTensor             *tensor,
     return FALSE;
   if (sf == QUARK_SCALE_FORMAT_E8M0)
     return qs == QUARK_QSCHEME_PER_GROUP && l->rows * l->cols == l->n;
-  if (sf == QUARK_SCALE_FORMAT_E5M3 || sf == QUARK_SCALE_FORMAT_E4M3 || quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX ||
+  if (sf == QUARK_SCALE_FORMAT_E5M3 || sf == QUARK_SCALE_FORMAT_E4M3 ||
+      quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX ||
       quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2 ||
       (quark_dtype_get_element_size (dtype) != 1 && !quark_dtype_is_integer (dtype)))
     return FALSE;
