@@ -99,9 +99,15 @@ default_export_activation (QuarkCheckpointFormat *self, const char *layer, Quark
   const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
   g_autofree char *scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
   g_autofree char *zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
-  g_autoptr(QuarkTensor) s = _quark_format_renamed (scale, scale_name, error);
+  g_autoptr(QuarkTensor) s = NULL;
 
-  if (s == NULL || !quark_model_add_tensor (out, s, error))
+  /* NVFP4 inputs: a static global scale under dynamic group scales, which
+   * only formats that say so (compressed-tensors) describe */
+  if (quark_tensor_spec_get_is_dynamic (spec))
+    return _quark_format_unsupported (error, QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->name, "layer", layer,
+                                      "NVFP4 inputs (a static global scale under dynamic group scales; "
+                                      "--export-format compressed-tensors writes them)");
+  if ((s = _quark_format_renamed (scale, scale_name, error)) == NULL || !quark_model_add_tensor (out, s, error))
     return FALSE;
   if (zero_point)
     {

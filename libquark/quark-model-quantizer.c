@@ -382,13 +382,15 @@ quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
 /**
  * quark_model_quantizer_get_activation_params:
  * @self: a #QuarkModelQuantizer
- * @spec: a static activation spec (from the config's
- *   quark_quantization_config_get_tensor_spec() for an input or output)
+ * @spec: an activation spec with a static scale (from the config's
+ *   quark_quantization_config_get_tensor_spec() for an input or output;
+ *   see quark_tensor_spec_has_static_scale())
  * @calibration: (nullable): the statistics, from a session made for the
  *   config (quark_calibration_new_for_config()) that observed @layer_name
  * @layer_name: (nullable): the layer whose statistics to use
  * @role: %QUARK_ROLE_INPUT or %QUARK_ROLE_OUTPUT
- * @scale: (out) (transfer full): the scales, float32 (shape [] per tensor)
+ * @scale: (out) (transfer full): the scales, float32 (shape [] per tensor;
+ *   for a dynamic NVFP4 spec its global scale, shape [1])
  * @zero_point: (out) (transfer full) (optional) (nullable): the zero points
  *   of integer specs (int32), %NULL for symmetric minifloats
  * @error: return location for a #GError
@@ -396,7 +398,8 @@ quark_model_quantizer_quantize_tensor (QuarkModelQuantizer  *self,
  * Computes a static activation quantizer's parameters from calibration
  * statistics with the backend's semantics, the same numbers
  * quark_model_quantizer_quantize_model() stores as `input_scale` and
- * `input_zero_point`. Without @calibration a backend whose semantics define
+ * `input_zero_point` (`input_global_scale` for a dynamic NVFP4 spec, whose
+ * group scales come from each tensor). Without @calibration a backend whose semantics define
  * an uncalibrated quantizer gives its parameters (the brevitas backend:
  * Brevitas's initial statistic of 1, s = 1/T); others report
  * %QUARK_ERROR_NEEDS_CALIBRATION.
@@ -424,7 +427,7 @@ quark_model_quantizer_get_activation_params (QuarkModelQuantizer  *self,
   g_return_val_if_fail (zero_point == NULL || *zero_point == NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (quark_tensor_spec_get_is_dynamic (spec))
+  if (!quark_tensor_spec_has_static_scale (spec))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "a dynamic activation spec has no static scales: its scales come from each tensor it quantizes");
@@ -440,11 +443,12 @@ quark_model_quantizer_get_activation_params (QuarkModelQuantizer  *self,
   return TRUE;
 }
 
-/* A dynamic spec computes its own scales. */
+/* A dynamic spec computes its own scales (but for NVFP4's static global
+ * scale). */
 static gboolean
 check_activation_scale (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkTensor *scale, GError **error)
 {
-  if (quark_tensor_spec_get_is_dynamic (spec) && scale != NULL)
+  if (!quark_tensor_spec_has_static_scale (spec) && scale != NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                    "tensor %s: a dynamic activation spec computes its scales; pass none",
@@ -462,7 +466,8 @@ check_activation_scale (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkTensor 
  * @spec: an activation spec of this backend
  * @scale: (nullable): the static scales (from
  *   quark_model_quantizer_get_activation_params() or a checkpoint), or
- *   %NULL for a dynamic spec, whose scales come from @tensor
+ *   %NULL for a dynamic spec, whose scales come from @tensor (a dynamic
+ *   NVFP4 spec takes its static global scale here)
  * @zero_point: (nullable): the zero points that go with @scale, %NULL for 0
  * @error: return location for a #GError
  *
@@ -477,6 +482,10 @@ check_activation_scale (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkTensor 
  * spec says. Static
  * specs use @scale; with %NULL the backend's uncalibrated parameters apply
  * where it defines them (see quark_model_quantizer_get_activation_params()).
+ * A dynamic NVFP4 spec (E4M3 scales) computes its group scales from the
+ * tensor under the global scale @scale, and returns the groups' E4M3 codes
+ * as `NAME_scale` and the global scale as `NAME_global_scale`, as weights
+ * have them.
  *
  * Returns: (transfer full): a model holding the tensors, or %NULL with
  *   @error set (%QUARK_ERROR_INVALID_ARGUMENT when the scales do not fit
@@ -510,7 +519,8 @@ quark_model_quantizer_quantize_activation (QuarkModelQuantizer  *self,
  *   dimension holds the features)
  * @spec: an activation spec of this backend
  * @scale: (nullable): the static scales, or %NULL for a dynamic spec (or
- *   the backend's uncalibrated parameters)
+ *   the backend's uncalibrated parameters); a dynamic NVFP4 spec's global
+ *   scale
  * @zero_point: (nullable): the zero points that go with @scale
  * @error: return location for a #GError
  *

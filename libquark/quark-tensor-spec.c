@@ -487,9 +487,9 @@ quark_tensor_spec_validate (QuarkTensorSpec  *self,
 
   if (self->scale_format == QUARK_SCALE_FORMAT_E4M3 &&
       (self->qscheme != QUARK_QSCHEME_PER_GROUP || self->group_size <= 0 || self->dtype != QUARK_DTYPE_FP4_E2M1 ||
-       !self->symmetric || self->is_dynamic))
+       !self->symmetric))
     return spec_error (error, QUARK_CONFIG_ERROR_INVALID_COMBINATION, path, "scale_format",
-                       "e4m3 scales (NVFP4) go with static symmetric per_group fp4 elements and a positive group_size");
+                       "e4m3 scales (NVFP4) go with symmetric per_group fp4 elements and a positive group_size");
 
   if (self->scale_format == QUARK_SCALE_FORMAT_E5M3 &&
       (self->qscheme != QUARK_QSCHEME_PER_GROUP || self->group_size <= 0 ||
@@ -628,6 +628,26 @@ quark_tensor_spec_get_is_dynamic (QuarkTensorSpec *self)
 {
   g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), FALSE);
   return self->is_dynamic;
+}
+
+/**
+ * quark_tensor_spec_has_static_scale:
+ * @self: a #QuarkTensorSpec
+ *
+ * Checks whether quantizing with the spec needs a scale fixed ahead of time
+ * (from calibration, or stored in a checkpoint). Static specs do. Dynamic
+ * specs compute their scales from each tensor, except NVFP4's two-level
+ * scales (%QUARK_SCALE_FORMAT_E4M3): a dynamic NVFP4 spec computes its group
+ * scales from each tensor, under one static per-tensor global scale (what
+ * compressed-tensors calls `dynamic: "local"`).
+ *
+ * Returns: whether the spec takes a static scale
+ */
+gboolean
+quark_tensor_spec_has_static_scale (QuarkTensorSpec *self)
+{
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (self), FALSE);
+  return !self->is_dynamic || self->scale_format == QUARK_SCALE_FORMAT_E4M3;
 }
 
 /**

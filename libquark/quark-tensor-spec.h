@@ -48,6 +48,8 @@ gboolean          quark_tensor_spec_get_narrow_range (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
 gboolean          quark_tensor_spec_get_is_dynamic  (QuarkTensorSpec  *self);
 QUARK_AVAILABLE_IN_1_0
+gboolean          quark_tensor_spec_has_static_scale (QuarkTensorSpec *self);
+QUARK_AVAILABLE_IN_1_0
 QuarkRoundMode    quark_tensor_spec_get_round_method (QuarkTensorSpec *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkQuantOrder   quark_tensor_spec_get_quant_order (QuarkTensorSpec *self);

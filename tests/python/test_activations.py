@@ -202,3 +202,55 @@ def test_brevitas_activation_mse_survives_a_statistics_file(tmp_path):
         quantizer.get_activation_params(spec, other, 'fc', Quark.Role.INPUT)
     assert info.value.matches(Quark.Error.quark(), Quark.Error.NEEDS_CALIBRATION)
     assert 'ShiftedUint8ActPerTensorFloatMSE' in info.value.message
+
+
+def test_quark_dynamic_nvfp4_under_a_static_global_scale():
+    """NVFP4 inputs (compressed-tensors' dynamic "local"): the global scale
+    448 * 6 / amax is static, from calibration; the E4M3 group scales and
+    E2M1 codes come from each tensor, as for a weight under that global
+    scale, bit for bit against the numpy reference of compressed-tensors'
+    arithmetic."""
+    from test_export_formats import nvfp4_codes
+    rng = np.random.default_rng(9)
+    nv = {'dtype': 'fp4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True,
+          'scale_format': 'e4m3'}
+    config, quantizer = quantizer_for({'backend': 'quark', 'global_quant_config': {
+        'weight': nv, 'input_tensors': dict(nv, is_dynamic=True)}})
+    spec = config.get_tensor_spec('fc', 'Linear', Quark.Role.INPUT)
+    assert spec.get_is_dynamic() and spec.has_static_scale()
+    assert not Quark.TensorSpec(dtype=Quark.DType.INT8, is_dynamic=True).has_static_scale()
+    batches = [act(rng, (4, 64)) for _ in range(3)]
+    session = calibrated(config, batches)
+    ok, g, zp = quantizer.get_activation_params(spec, session, 'fc', Quark.Role.INPUT)
+    assert ok and zp is None and list(g.get_shape()) == [1]
+    amax = max(np.abs(b).max() for b in batches)
+    assert g.to_numpy().view(np.uint32)[0] == np.float32(np.float32(2688) / amax).view(np.uint32)
+
+    # (what `quark quantize` writes as input_global_scale: test_export_formats.py)
+
+    # a tensor [batch, tokens, features], larger than the calibrated range
+    x = act(rng, (2, 3, 64), 3.0)
+    gv = g.to_numpy()[0]
+    q, codes, eff = nvfp4_codes(x.reshape(6, 64), gv)
+    out = quantizer.quantize_activation(Quark.tensor_from_array('x', x), spec, g, None)
+    assert list(out.get_tensor('x').get_shape()) == [2, 3, 64]
+    assert out.get_tensor('x').to_numpy().reshape(6, 64).tolist() == q.tolist()
+    assert out.get_tensor('x_scale').get_dtype() == Quark.DType.FP8_E4M3
+    assert out.get_tensor('x_scale').to_numpy().view(np.uint8).reshape(6, 4).tolist() == codes.tolist()
+    assert out.get_tensor('x_global_scale').to_numpy().tobytes() == g.to_numpy().tobytes()
+    e2m1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+    want = (e2m1[q] * np.repeat(eff, 16, axis=1)).astype(np.float32).reshape(2, 3, 64)
+    fake = quantizer.fake_quantize_activation(Quark.tensor_from_array('x', x), spec, g, None).to_numpy()
+    assert fake.tobytes() == want.tobytes()
+
+    # without its global scale, or with one that is not a positive float32
+    with pytest.raises(GLib.Error) as info:
+        quantizer.quantize_activation(Quark.tensor_from_array('x', x), spec, None, None)
+    assert info.value.matches(Quark.Error.quark(), Quark.Error.NEEDS_CALIBRATION)
+    with pytest.raises(GLib.Error) as info:
+        quantizer.fake_quantize_activation(Quark.tensor_from_array('x', x), spec,
+                                           Quark.Tensor.new_from_floats('g', [1], [0.0]), None)
+    assert info.value.matches(Quark.Error.quark(), Quark.Error.INVALID_ARGUMENT)
+    with pytest.raises(GLib.Error) as info:
+        quantizer.get_activation_params(spec, None, None, Quark.Role.INPUT)
+    assert info.value.matches(Quark.Error.quark(), Quark.Error.NEEDS_CALIBRATION)

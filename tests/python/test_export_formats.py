@@ -109,6 +109,18 @@ CASES = {
                   'nvfp4-pack-quantized', 'CompressedTensorsW4A16Fp4',
                   dict(num_bits=4, type='float', symmetric=True, strategy='tensor_group', group_size=16,
                        dynamic=False, scale_dtype='torch.float8_e4m3fn'), None),
+    # compressed-tensors' NVFP4 preset (W4A4): input group scales at run time
+    # under a static calibrated global scale (dynamic "local", observer
+    # static_minmax)
+    'nvfp4': ({'weight': {'dtype': 'fp4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 16,
+                          'symmetric': True, 'scale_format': 'e4m3'},
+               'input_tensors': {'dtype': 'fp4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 16,
+                                 'symmetric': True, 'scale_format': 'e4m3', 'is_dynamic': True}},
+              'nvfp4-pack-quantized', 'CompressedTensorsW4A4Fp4',
+              dict(num_bits=4, type='float', symmetric=True, strategy='tensor_group', group_size=16,
+                   dynamic=False, scale_dtype='torch.float8_e4m3fn'),
+              dict(num_bits=4, type='float', symmetric=True, strategy='tensor_group', group_size=16,
+                   dynamic='local', observer='static_minmax', scale_dtype='torch.float8_e4m3fn')),
     'fp8_block_128': ({'weight': {'dtype': 'fp8_e4m3', 'qscheme': 'per_block', 'block_size': [128, 128]},
                        'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1,
                                          'is_dynamic': True}},
@@ -123,6 +135,11 @@ def vllm_scheme(fmt, w, a):
     (vllm/model_executor/layers/quantization/compressed_tensors/
     compressed_tensors.py), restated as data-driven predicates."""
     activation_formats = {'naive-quantized', 'int-quantized', 'float-quantized'}
+    # _is_fp4a4_nvfp4 (weights and inputs: tensor_group, symmetric, group of
+    # 16, float, 4 bits), checked first
+    if a is not None and all(x['strategy'] == 'tensor_group' and x['symmetric'] and x['group_size'] == 16
+                             and x['type'] == 'float' and x['num_bits'] == 4 for x in (w, a)):
+        return 'CompressedTensorsW4A4Fp4'
     # _is_fp4a16_nvfp4 (weights only: float, 4 bits, tensor_group, group of 16, symmetric)
     if a is None and w['type'] == 'float' and w['num_bits'] == 4 and w['strategy'] == 'tensor_group' \
             and w['group_size'] == 16 and w['symmetric']:
@@ -239,7 +256,8 @@ def export(src, tmp_path, case, fmt='compressed-tensors', name='out'):
     args, config_path = config_args(how, tmp_path, src)
     cfg = json.loads(config_path.read_text())
     inputs = cfg['global_quant_config'].get('input_tensors')
-    if inputs and not inputs.get('is_dynamic'):
+    # static inputs, and NVFP4's static global scale, need calibration
+    if inputs and (not inputs.get('is_dynamic') or inputs.get('scale_format') == 'e4m3'):
         args = args + ['--calibration', str(calibration_file(src, config_path, tmp_path))]
     out = tmp_path / name
     r = quantize(src, out, *args, '--export-format', fmt)
@@ -412,10 +430,17 @@ def test_compressed_tensors_layout(model, tmp_path, case):
             else:
                 zp = t[layer + '.weight_zero_point']
                 assert zp[0] == 'I32' and zp[1].shape == (-(-O // (32 // w['num_bits'])), expected_scale[1])
-            if a_expected and not a_expected['dynamic']:
+            if a_expected and a_expected['dynamic'] is False:
                 assert t[layer + '.input_scale'][0] == 'F32' and t[layer + '.input_scale'][1].shape == (1,)
             else:
                 assert layer + '.input_scale' not in t
+            # compressed_tensors_w4a4_nvfp4.py: input_global_scale float32
+            # [one per fused part]
+            if a_expected and a_expected['dynamic'] == 'local':
+                g = t[layer + '.input_global_scale']
+                assert g[0] == 'F32' and g[1].shape == (1,) and g[1][0] > 0
+            else:
+                assert layer + '.input_global_scale' not in t
             # decoded independently: within half a step of the original
             x = floats[layer + '.weight']
             y = decode_layer(t, layer, fmt, w, (O, I))
@@ -519,10 +544,18 @@ def nvfp4_reference(w, amax):
     of 16, the E4M3 code of g * (amax_group / 6) clamped to 448, 0 replaced
     by 0.125; elements x / (E4M3 value / g) clamped to 6, to the nearest
     E2M1 value, ties to even. Returns (packed bytes, scale codes, g)."""
+    g = np.float32(np.float32(2688) / np.float32(amax))
+    q, code, _ = nvfp4_codes(w, g)
+    return (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8), code, g
+
+
+def nvfp4_codes(w, g):
+    """The same under a given global scale g: (E2M1 codes [O, I], one per
+    byte, sign in bit 3; E4M3 scale codes [O, I/16]; the effective scales
+    E4M3 value / g in float32)."""
     O, I = w.shape
     e4m3 = decode_e4m3(np.arange(127)).astype(np.float32)          # the non-negative codes 0x00-0x7e
     e2m1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], np.float32)
-    g = np.float32(np.float32(2688) / np.float32(amax))
     groups = w.reshape(O, I // 16, 16).astype(np.float32)
     ga = np.abs(groups).max(axis=-1)
     v = np.minimum((g * (ga / np.float32(6))).astype(np.float32), np.float32(448))
@@ -531,8 +564,7 @@ def nvfp4_reference(w, amax):
     eff = (e4m3[code] / g).astype(np.float32)
     t = np.clip((groups / eff[..., None]).astype(np.float32), -6, 6)
     q = round_to_table(np.abs(t), e2m1) | np.where(np.signbit(t), 8, 0)
-    q = q.reshape(O, I).astype(np.uint8)
-    return (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8), code.astype(np.uint8), g
+    return q.reshape(O, I).astype(np.uint8), code.astype(np.uint8), eff
 
 
 def test_nvfp4_bit_for_bit(model, tmp_path):
@@ -560,6 +592,27 @@ def test_nvfp4_bit_for_bit(model, tmp_path):
             assert np.array_equal(t[prefix + a + '.weight_global_scale'][1], t[prefix + b + '.weight_global_scale'][1])
 
 
+def test_nvfp4_inputs_bit_for_bit(model, tmp_path):
+    """W4A4 NVFP4: the weights as for NVFP4A16, and each layer's
+    input_global_scale 448 * 6 / amax of its calibrated input (the largest
+    magnitude over every batch observed, compressed-tensors' static_minmax),
+    in float32, bit for bit."""
+    src, floats, dtype = model
+    out = export(src, tmp_path, 'nvfp4')
+    w4a16 = read_checkpoint(export(src, tmp_path, 'nvfp4_a16', name='a16'))
+    t = read_checkpoint(out)
+    rng = np.random.default_rng(1)            # observe_inputs()'s batches, replayed
+    for i in range(L):
+        for name in LINEAR:
+            layer = 'model.layers.%d.%s' % (i, name)
+            width = F if name == 'mlp.down_proj' else H
+            amax = np.abs((rng.standard_normal((4, width)) * 0.5).astype(np.float32)).max()
+            g = np.float32(np.float32(2688) / np.float32(amax))
+            assert t[layer + '.input_global_scale'][1].view(np.uint32)[0] == g.view(np.uint32), layer
+            for suffix in ('.weight_packed', '.weight_scale', '.weight_global_scale'):
+                assert np.array_equal(t[layer + suffix][1], w4a16[layer + suffix][1]), layer + suffix
+
+
 def test_nvfp4_refusals(model, tmp_path):
     src, floats, dtype = model
     spec = CASES['nvfp4_a16'][0]['weight']
@@ -572,10 +625,31 @@ def test_nvfp4_refusals(model, tmp_path):
         return r.stderr
     # AMD Quark's layout: vLLM's QuarkNVFP4 wants NVFP4 inputs too
     assert 'compressed-tensors' in attempt('quark', {'global_quant_config': {'weight': spec}})
-    # NVFP4 with quantized inputs is not written (weights only)
+    # NVFP4 weights with other inputs, and NVFP4 inputs with other weights,
+    # have no scheme in vLLM
     err = attempt('w4a8', {'global_quant_config': {'weight': spec, 'input_tensors': {
         'dtype': 'fp8_e4m3', 'qscheme': 'per_tensor', 'is_dynamic': True}}}, '--export-format', 'compressed-tensors')
-    assert 'NVFP4 weights with quantized inputs' in err
+    assert 'NVFP4 weights or inputs with another scheme' in err
+    nv_input = CASES['nvfp4'][0]['input_tensors']
+    config = {'global_quant_config': {'weight': {'dtype': 'int8', 'qscheme': 'per_channel', 'ch_axis': 0},
+                                      'input_tensors': nv_input}}
+    (tmp_path / 'w8a4.json').write_text(json.dumps(dict(config, backend='quark')))
+    stats = calibration_file(src, tmp_path / 'w8a4.json', tmp_path)
+    err = attempt('w8a4', config, '--export-format', 'compressed-tensors', '--calibration', str(stats))
+    assert 'NVFP4 weights or inputs with another scheme' in err
+    # the static global scale needs calibration
+    err = attempt('nocal', {'global_quant_config': {'weight': spec, 'input_tensors': nv_input}},
+                  '--export-format', 'compressed-tensors')
+    assert 'calibration' in err
+    # NVFP4 outputs (the KV cache) are not written by the quark backend
+    err = attempt('kv', {'global_quant_config': {'weight': spec, 'output_tensors': nv_input}},
+                  '--export-format', 'compressed-tensors')
+    assert 'not outputs' in err
+    # only compressed-tensors describes NVFP4 inputs
+    config = {'global_quant_config': {'weight': {'dtype': 'int8', 'qscheme': 'per_channel', 'ch_axis': 0},
+                                      'input_tensors': nv_input}}
+    err = attempt('w8a4q', config, '--calibration', str(stats))
+    assert 'NVFP4 inputs' in err and 'compressed-tensors' in err
     # e4m3 scales go with fp4 elements in groups
     err = attempt('int4', {'global_quant_config': {'weight': dict(spec, dtype='int4')}},
                   '--export-format', 'compressed-tensors')
@@ -599,6 +673,25 @@ def test_docs_llama(tmp_path, case):
     report = verify_floats(DOCS_LLAMA, out, tmp_path)
     assert len(report['tensors']) == 6 * 7
     assert min(x['sqnr_db'] for x in report['tensors']) > (15 if 'w4' in case or 'fp4' in case else 25)
+
+
+@pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
+def test_docs_llama_nvfp4_inputs(tmp_path):
+    """W4A4 NVFP4 calibrated by the native runtime on real text: the layers
+    that share an input (q/k/v, gate/up) store one input_global_scale, as
+    vLLM's CompressedTensorsW4A4Fp4 wants for a fused layer."""
+    args, _ = config_args(CASES['nvfp4'][0], tmp_path, DOCS_LLAMA)
+    out = tmp_path / 'out'
+    r = quantize(DOCS_LLAMA, out, *args, '--export-format', 'compressed-tensors', '--calibration-text',
+                 os.path.join(DOCS_LLAMA, 'data', 'calib.txt'), '--calibration-tokens', '1024')
+    assert r.returncode == 0, r.stderr
+    t = read_checkpoint(out)
+    for i in range(6):
+        p = 'model.layers.%d.' % i
+        g = {name: t[p + name + '.input_global_scale'][1].tobytes() for name in LINEAR}
+        assert g['self_attn.q_proj'] == g['self_attn.k_proj'] == g['self_attn.v_proj']
+        assert g['mlp.gate_proj'] == g['mlp.up_proj']
+        assert len(set(g.values())) >= 3         # o_proj and down_proj see other inputs
 
 
 # ---- AutoAWQ's GEMM layout ----------------------------------------------------

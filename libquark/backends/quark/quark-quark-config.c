@@ -1400,6 +1400,13 @@ quark_quark_check_spec (QuarkTensorSpec  *spec,
                    "%s.is_dynamic: weights are quantized statically", path);
       return FALSE;
     }
+  if (role == QUARK_ROLE_OUTPUT && quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s.scale_format: NVFP4 (e4m3 scales) quantizes weights and inputs in the quark backend, "
+                   "not outputs", path);
+      return FALSE;
+    }
   if (role != QUARK_ROLE_WEIGHT && !quark_tensor_spec_get_is_dynamic (spec) &&
       ((qscheme != QUARK_QSCHEME_PER_TENSOR && qscheme != QUARK_QSCHEME_PER_CHANNEL) || mx || is_small_fp))
     {

@@ -723,11 +723,30 @@ add_activation_params (QuarkTensorSpec   *spec,
   gint64 shape[1];
   guint n_dims = 0;
 
-  if (quark_tensor_spec_get_is_dynamic (spec))
+  if (!quark_tensor_spec_has_static_scale (spec))
     return TRUE;   /* computed at run time; nothing stored */
 
   if (calibration == NULL)
     return no_calibration_error (error, layer, prefix);
+  if (quark_tensor_spec_get_is_dynamic (spec))
+    {
+      /* NVFP4 (dynamic group scales): the static global scale
+       * 448 · 6 / amax from the calibrated range (compressed-tensors'
+       * static_minmax observer: the extremes over all batches) */
+      g_autofree char *global_name = g_strdup_printf ("%s.%s_global_scale", layer, prefix);
+      float lo = 0, hi = 0, *g = g_new (float, 1);
+      gint64 one = 1;
+
+      if (abs_max)
+        hi = *abs_max;
+      else if (!quark_calibration_compute_range (calibration, layer, role, spec, &lo, &hi, error))
+        {
+          g_free (g);
+          return FALSE;
+        }
+      *g = quark_kernel_nvfp4_global_scale (fmaxf (fabsf (lo), fabsf (hi)));
+      return add_new_tensor (out, global_name, QUARK_DTYPE_F32, &one, 1, g, sizeof (float), error);
+    }
   if (abs_max)
     {
       /* the input was scaled (AWQ, SmoothQuant): its range after the
@@ -818,11 +837,13 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
     {
       g_autoptr(QuarkTensorSpec) act = quark_quantization_config_get_tensor_spec (self->config, layer,
                                                                                  layer_type_for (tensor), role);
-      if (act == NULL || quark_tensor_spec_get_is_dynamic (act))
+      if (act == NULL || !quark_tensor_spec_has_static_scale (act))
         continue;
       if (needs_calibration == NULL)
         needs_calibration = roles[role];
-      g_ptr_array_add (names, g_strdup_printf ("%s.%s_scale", layer, roles[role]));
+      g_ptr_array_add (names, g_strdup_printf (quark_tensor_spec_get_is_dynamic (act) ? "%s.%s_global_scale"
+                                                                                        : "%s.%s_scale",
+                                               layer, roles[role]));
       if (quark_dtype_is_integer (quark_tensor_spec_get_dtype (act)))
         g_ptr_array_add (names, g_strdup_printf ("%s.%s_zero_point", layer, roles[role]));
     }
@@ -1118,11 +1139,14 @@ process_tensor (QuarkQuarkQuantizer    *self,
       const char *prefix = role == QUARK_ROLE_INPUT ? "input" : "output";
       float scaled_max;
       gboolean scaled;
-      g_autofree char *scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
+      g_autofree char *scale_name = NULL;
       g_autofree char *zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
 
-      if (act == NULL || quark_tensor_spec_get_is_dynamic (act))
+      if (act == NULL || !quark_tensor_spec_has_static_scale (act))
         continue;   /* dynamic: computed at run time, nothing stored */
+      /* (a dynamic NVFP4 spec's static part: its global scale) */
+      scale_name = g_strdup_printf (quark_tensor_spec_get_is_dynamic (act) ? "%s.%s_global_scale" : "%s.%s_scale",
+                                    layer, prefix);
       /* a static input scaled by AWQ or SmoothQuant: its range after them */
       scaled = role == QUARK_ROLE_INPUT && quark_quark_scaling_plan_input_abs_max (plan, layer, calibration,
                                                                                   &scaled_max);
@@ -1444,7 +1468,8 @@ quark_quark_quantizer_activation_params (QuarkModelQuantizer *quantizer, QuarkTe
       !add_activation_params (spec, layer_name ? layer_name : "activation", role, calibration, NULL, 0.0f, params,
                               error))
     return FALSE;
-  scale_name = g_strdup_printf ("%s.%s_scale", layer_name ? layer_name : "activation", prefix);
+  scale_name = g_strdup_printf (quark_tensor_spec_get_is_dynamic (spec) ? "%s.%s_global_scale" : "%s.%s_scale",
+                                layer_name ? layer_name : "activation", prefix);
   zp_name = g_strdup_printf ("%s.%s_zero_point", layer_name ? layer_name : "activation", prefix);
   *scale = g_object_ref (quark_model_get_tensor (params, scale_name));
   t = quark_model_get_tensor (params, zp_name);
@@ -1464,10 +1489,11 @@ retensor (QuarkTensor *t, const char *name, const gint64 *shape, guint n_dims, G
 
 /* A dynamic activation quantized as a weight [tokens, features] would be
  * (per_channel means per token): the codes (in that 2-D view), scales and
- * zero points in @q, the weight spec used in @as_weight. */
+ * zero points in @q, the weight spec used in @as_weight. NVFP4 takes its
+ * static @global_scale. */
 static gboolean
-quantize_dynamic (QuarkQuarkQuantizer *self, QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkModel *q,
-                  QuarkTensorSpec **as_weight, GError **error)
+quantize_dynamic (QuarkQuarkQuantizer *self, QuarkTensor *tensor, QuarkTensorSpec *spec, float global_scale,
+                  QuarkModel *q, QuarkTensorSpec **as_weight, GError **error)
 {
   guint n_dims = 0;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
@@ -1479,7 +1505,40 @@ quantize_dynamic (QuarkQuarkQuantizer *self, QuarkTensor *tensor, QuarkTensorSpe
   g_object_set (*as_weight, "is-dynamic", FALSE, "ch-axis",
                 quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : -1, NULL);
   return view != NULL &&
-         quantize_tensor_with_spec (view, *as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, 0.0f, NULL, q, error);
+         quantize_tensor_with_spec (view, *as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, global_scale, NULL, q,
+                                    error);
+}
+
+/* A dynamic NVFP4 spec's static global scale, from @scale (one positive
+ * finite float32 value); 0 for other dynamic specs. */
+static gboolean
+dynamic_global_scale (QuarkTensorSpec *spec, QuarkTensor *scale, const char *name, float *global_scale,
+                      GError **error)
+{
+  const float *g;
+  gsize size = 0;
+
+  *global_scale = 0.0f;
+  if (!quark_tensor_spec_has_static_scale (spec))
+    return TRUE;
+  if (scale == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "tensor %s: the NVFP4 spec computes its group scales from the tensor, under a static global "
+                   "scale (quark_model_quantizer_get_activation_params)", name);
+      return FALSE;
+    }
+  g = quark_tensor_peek_data (scale, &size);
+  if (quark_tensor_get_dtype (scale) != QUARK_DTYPE_F32 || quark_tensor_get_n_elements (scale) != 1 ||
+      size != sizeof (float) || !(g[0] > 0.0f) || !isfinite (g[0]))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: an NVFP4 global scale is one positive finite float32 value (%s is not)", name,
+                   quark_tensor_get_name (scale));
+      return FALSE;
+    }
+  *global_scale = g[0];
+  return TRUE;
 }
 
 static gpointer
@@ -1514,14 +1573,21 @@ quark_quark_quantizer_quantize_activation (QuarkModelQuantizer *quantizer, Quark
     {
       g_autoptr(QuarkTensorSpec) as_weight = NULL;
       g_autoptr(QuarkModel) q = quark_model_new ();
+      g_autofree char *global_name = g_strconcat (name, "_global_scale", NULL);
+      QuarkTensor *g;
+      float global_scale;
 
-      if (!quantize_dynamic (self, tensor, spec, q, &as_weight, error))
+      if (!dynamic_global_scale (spec, scale, name, &global_scale, error) ||
+          !quantize_dynamic (self, tensor, spec, global_scale, q, &as_weight, error))
         return NULL;
       codes = retensor (quark_model_get_tensor (q, name), NULL, shape, n_dims, error);
       if (codes == NULL)
         return NULL;
       s = g_object_ref (quark_model_get_tensor (q, scale_name));
       z = quark_model_get_tensor (q, zp_name) ? g_object_ref (quark_model_get_tensor (q, zp_name)) : NULL;
+      /* NVFP4: the global scale beside the E4M3 group scales */
+      if ((g = quark_model_get_tensor (q, global_name)) != NULL && !quark_model_add_tensor (out, g, error))
+        return NULL;
     }
   else
     {
@@ -1554,7 +1620,8 @@ quark_quark_quantizer_fake_quantize_activation (QuarkModelQuantizer *quantizer, 
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
   g_autoptr(QuarkTensorSpec) as_weight = NULL;
   g_autoptr(QuarkModel) q = quark_model_new ();
-  g_autoptr(QuarkTensor) flat = NULL;
+  g_autoptr(QuarkTensor) flat = NULL, effective = NULL;
+  float global_scale;
   guint n_dims = 0;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
 
@@ -1563,11 +1630,29 @@ quark_quark_quantizer_fake_quantize_activation (QuarkModelQuantizer *quantizer, 
   if (!quark_tensor_spec_get_is_dynamic (spec))
     return scale ? quark_tensor_spec_fake_quantize (spec, tensor, scale, zero_point, error)
                  : static_scale_missing (name, error);
-  if (!quantize_dynamic (self, tensor, spec, q, &as_weight, error))
+  if (!dynamic_global_scale (spec, scale, name, &global_scale, error) ||
+      !quantize_dynamic (self, tensor, spec, global_scale, q, &as_weight, error))
     return NULL;
+  if (global_scale > 0.0f)
+    {
+      /* NVFP4: the effective scales, E4M3 value / global scale */
+      QuarkTensor *codes = quark_model_get_tensor (q, scale_name);
+      gsize n_scales = quark_tensor_get_n_elements (codes);
+      const guint8 *c = quark_tensor_peek_data (codes, NULL);
+      float *eff = g_new (float, MAX (n_scales, 1));
+      guint nd = 0;
+      const gint64 *sshape = quark_tensor_get_shape (codes, &nd);
+      g_autoptr(GBytes) bytes = NULL;
+
+      for (gsize k = 0; k < n_scales; k++)
+        eff[k] = quark_kernel_nvfp4_scale_to_f32 (c[k], global_scale);
+      bytes = g_bytes_new_take (eff, n_scales * sizeof (float));
+      if ((effective = quark_tensor_new (scale_name, QUARK_DTYPE_F32, sshape, nd, bytes, error)) == NULL)
+        return NULL;
+    }
   flat = quark_tensor_spec_dequantize (as_weight, quark_model_get_tensor (q, name),
-                                       quark_model_get_tensor (q, scale_name), quark_model_get_tensor (q, zp_name),
-                                       error);
+                                       effective ? effective : quark_model_get_tensor (q, scale_name),
+                                       quark_model_get_tensor (q, zp_name), error);
   return flat ? retensor (flat, NULL, shape, n_dims, error) : NULL;
 }
 

@@ -44,7 +44,12 @@
  * - `nvfp4-pack-quantized` (NVFP4 weights): LAYER.weight_packed uint8
  *   [O, I/2] as for MXFP4, LAYER.weight_scale float8_e4m3fn [O, I/16],
  *   LAYER.weight_global_scale float32 [1] (one value for fused layers);
- *   vLLM's CompressedTensorsW4A16Fp4.
+ *   vLLM's CompressedTensorsW4A16Fp4. With NVFP4 inputs (compressed-tensors'
+ *   NVFP4 preset, vLLM's CompressedTensorsW4A4Fp4), input_activations say
+ *   `dynamic: "local"` (group scales computed at run time) and
+ *   LAYER.input_global_scale float32 [1] holds the static global scale
+ *   448 · 6 / amax of the calibrated input (the same for layers that share
+ *   an input).
  * - `float-quantized` (FP8 E4M3): LAYER.weight float8_e4m3fn [O, I],
  *   weight_scale float32 [O, 1], [1], or one per block
  *   [ceil(O / br), ceil(I / bc)]; input_scale float32 [1].
@@ -89,6 +94,8 @@ typedef struct {
   gboolean mx;           /* OCP MXFP4: FP4 E2M1 per group of 32 with E8M0 scales (scale_dtype uint8) */
   gboolean nv;           /* NVFP4: FP4 E2M1 per group of 16 with E4M3 scales over a global scale
                           * (strategy tensor_group) */
+  gboolean local;        /* dynamic "local": group scales at run time under a static global scale
+                          * (NVFP4 inputs) */
 } CtArgs;
 
 static gboolean
@@ -123,18 +130,25 @@ ct_args_from_spec (QuarkTensorSpec *spec, QuarkRole role, const char *what, cons
       return TRUE;
     }
   if (dtype == QUARK_DTYPE_FP4_E2M1 && quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3 &&
-      role == QUARK_ROLE_WEIGHT && quark_tensor_spec_get_group_size (spec) == 16 && (ch_axis == -1 || ch_axis == 1))
+      quark_tensor_spec_get_group_size (spec) == 16 &&
+      (role == QUARK_ROLE_WEIGHT ? ch_axis == -1 || ch_axis == 1
+                                 : role == QUARK_ROLE_INPUT && ch_axis == -1 &&
+                                   quark_tensor_spec_get_is_dynamic (spec)))
     {
-      /* NVFP4 weights (compressed-tensors' NVFP4A16 preset) */
+      /* NVFP4 (compressed-tensors' NVFP4 and NVFP4A16 presets): static
+       * weights; inputs with group scales computed at run time under a
+       * static global scale (dynamic "local") */
       a->nv = a->is_float = a->symmetric = TRUE;
       a->num_bits = 4;
       a->strategy = "tensor_group";
       a->group_size = 16;
+      a->local = role == QUARK_ROLE_INPUT;
       return TRUE;
     }
   if (quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_FLOAT32)
     return unsupported (error, what, name, "a spec with MX, E5M3 or E4M3 scales (of these, MXFP4 static weights "
-                        "and dynamic inputs in groups of 32, and NVFP4 weights in groups of 16, are written)");
+                        "and dynamic inputs in groups of 32, and NVFP4 static weights and dynamic inputs in groups "
+                        "of 16, are written)");
   if (dtype == QUARK_DTYPE_F8_E4M3)
     {
       a->is_float = TRUE;
@@ -221,7 +235,10 @@ ct_args_to_json (const CtArgs *a)
     }
   else
     json_object_set_null_member (o, "block_structure");
-  json_object_set_boolean_member (o, "dynamic", a->dynamic);
+  if (a->local)
+    json_object_set_string_member (o, "dynamic", "local");
+  else
+    json_object_set_boolean_member (o, "dynamic", a->dynamic);
   json_object_set_null_member (o, "actorder");
   if (a->mx)
     {
@@ -232,11 +249,13 @@ ct_args_to_json (const CtArgs *a)
     }
   if (a->nv)
     {
-      /* compressed-tensors' NVFP4A16 preset */
+      /* compressed-tensors' NVFP4 and NVFP4A16 presets */
       json_object_set_string_member (o, "scale_dtype", "torch.float8_e4m3fn");
       json_object_set_string_member (o, "zp_dtype", "torch.float8_e4m3fn");
     }
-  if (a->dynamic)
+  if (a->local)
+    json_object_set_string_member (o, "observer", "static_minmax");   /* the NVFP4 preset's, for the global scale */
+  else if (a->dynamic)
     json_object_set_null_member (o, "observer");
   else
     json_object_set_string_member (o, "observer", "minmax");
@@ -251,12 +270,13 @@ ct_args_to_json (const CtArgs *a)
 static const char *
 layer_format (const CtArgs *w, const CtArgs *in, const char *layer, GError **error)
 {
-  if (w->nv)
+  if (w->nv || (in && in->nv))
     {
-      if (in)
+      /* NVFP4A16, or NVFP4 (W4A4) */
+      if (!w->nv || (in && !in->nv))
         {
-          unsupported (error, "layer", layer, "NVFP4 weights with quantized inputs (NVFP4A16, weights only, is "
-                       "written)");
+          unsupported (error, "layer", layer, "NVFP4 weights or inputs with another scheme on the other side "
+                       "(NVFP4 weights alone, or with NVFP4 inputs, are written)");
           return NULL;
         }
       return NVFP4_PACK_QUANTIZED;
@@ -713,6 +733,12 @@ ct_export_activation (QuarkCheckpointFormat *self, const char *layer, QuarkRole 
     return FALSE;
   if (quark_tensor_get_n_elements (scale) != 1)
     return unsupported (error, "layer", layer, "more than one static input scale");
+  if (a.local)
+    {
+      /* NVFP4 inputs: LAYER.input_global_scale float32 [1], 448 · 6 / amax */
+      g_autofree char *global_name = g_strconcat (layer, ".input_global_scale", NULL);
+      return add_scales (out, global_name, scale, QUARK_DTYPE_F32, one, 1, error);
+    }
   if (!add_scales (out, scale_name, scale, QUARK_DTYPE_F32, one, 1, error))
     return FALSE;
   if (zero_point && !a.is_float && !a.symmetric)
@@ -1291,7 +1317,7 @@ static gboolean
 is_parameter_name (const char *name)
 {
   static const char * const suffixes[] = { ".weight_packed", ".weight_shape", ".weight_scale", ".weight_zero_point",
-                                            ".weight_g_idx", ".weight_global_scale", ".input_scale",
+                                            ".weight_g_idx", ".weight_global_scale", ".input_scale", ".input_global_scale",
                                             ".input_zero_point", ".output_scale", ".output_zero_point", ".k_scale",
                                             ".v_scale", NULL };
   for (guint i = 0; suffixes[i]; i++)

@@ -66,9 +66,10 @@ quark_format_check_weight (QuarkCheckpointFormat *self, const char *name, const 
 
   if (quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3)
     return _quark_format_unsupported (error, FORMAT_NAME, "tensor", name,
-                                      "NVFP4 weights (e4m3 scales over a global scale; vLLM's Quark path loads "
-                                      "NVFP4 only with NVFP4 inputs, so --export-format compressed-tensors writes "
-                                      "them)");
+                                      "NVFP4 weights (e4m3 scales over a global scale; AMD Quark's NVFP4 "
+                                      "layout, weight_scale_2 and input_scale_2, is not written: "
+                                      "--export-format compressed-tensors writes NVFP4 weights alone or with "
+                                      "NVFP4 inputs)");
   for (guint d = 0; d < n_dims; d++)
     n *= (gsize) shape[d];
   cols = rows ? n / rows : 0;
