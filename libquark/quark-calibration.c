@@ -1467,10 +1467,14 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
   return gram;
 }
 
-/* Σx² (@squares) or Σ|x| / tokens of a layer input's second moments */
+typedef enum { SUM_SQUARES, MEAN_ABS, MEAN } MomentsVector;
+
+/* Σx², Σ|x| / tokens or Σx / tokens of a layer input's second moments */
 static QuarkTensor *
-moments_vector (QuarkCalibration *self, const char *layer_name, gboolean squares, guint64 *n_tokens, GError **error)
+moments_vector (QuarkCalibration *self, const char *layer_name, MomentsVector which, guint64 *n_tokens,
+                GError **error)
 {
+  static const char * const names[] = { "sum_squares", "mean_abs", "mean" };
   QuarkTensor *result;
   g_autofree double *m = NULL;
   Entry *e;
@@ -1489,8 +1493,10 @@ moments_vector (QuarkCalibration *self, const char *layer_name, gboolean squares
   n = e->moments->n_features;
   m = g_new (double, n);
   for (gsize c = 0; c < n; c++)
-    m[c] = squares ? e->moments->sum_sq[c] : e->moments->sum_abs[c] / (double) e->moments->n_tokens;
-  result = vector_tensor (squares ? "sum_squares" : "mean_abs", QUARK_DTYPE_F64, m, n, sizeof (double));
+    m[c] = which == SUM_SQUARES ? e->moments->sum_sq[c]
+         : which == MEAN_ABS ? e->moments->sum_abs[c] / (double) e->moments->n_tokens
+         : e->moments->sum[c] / (double) e->moments->n_tokens;
+  result = vector_tensor (names[which], QUARK_DTYPE_F64, m, n, sizeof (double));
   if (n_tokens)
     *n_tokens = e->moments->n_tokens;
   g_mutex_unlock (&self->lock);
@@ -1513,7 +1519,28 @@ moments_vector (QuarkCalibration *self, const char *layer_name, gboolean squares
 QuarkTensor *
 quark_calibration_get_input_mean_abs (QuarkCalibration *self, const char *layer_name, GError **error)
 {
-  return moments_vector (self, layer_name, FALSE, NULL, error);
+  return moments_vector (self, layer_name, MEAN_ABS, NULL, error);
+}
+
+/**
+ * quark_calibration_get_input_mean:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer whose input is asked for
+ * @error: return location for a #GError
+ *
+ * The mean of each feature of a layer's input, Σx / tokens, learned with
+ * the second moments (with or without the Gram matrix): what bias
+ * correction needs, without the copy of a Gram matrix that
+ * quark_calibration_get_second_moments() makes (8 · features² bytes).
+ *
+ * Returns: (transfer full): a float64 tensor [features], or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the session has no second moments
+ *   for @layer_name
+ */
+QuarkTensor *
+quark_calibration_get_input_mean (QuarkCalibration *self, const char *layer_name, GError **error)
+{
+  return moments_vector (self, layer_name, MEAN, NULL, error);
 }
 
 /**
@@ -1535,7 +1562,7 @@ QuarkTensor *
 quark_calibration_get_input_sum_squares (QuarkCalibration *self, const char *layer_name, guint64 *n_tokens,
                                          GError **error)
 {
-  return moments_vector (self, layer_name, TRUE, n_tokens, error);
+  return moments_vector (self, layer_name, SUM_SQUARES, n_tokens, error);
 }
 
 /**

@@ -237,3 +237,35 @@ def test_committed_results_are_brevitas():
     assert [c['name'] for c in fresh['cases']] == sample
     for c in fresh['cases']:
         assert c == CASES[c['name']], c['name']
+
+
+def test_bias_correction_needs_no_gram_matrix(tmp_path):
+    """Bias correction alone reads the input mean only: a session that
+    learned no Gram matrices (gram-matrix unset, memory linear in the
+    features) gives the same bias, bit for bit; GPTQ with it is an error
+    that says why."""
+    Quark = quark_module()
+    case = CASES['bias-correction-int4-channel']
+    full = quantize(tmp_path, case, case['algo_config'])
+    _, _, x = problem()
+    session = Quark.Calibration.new()
+    session.set_second_moments_enabled(True)
+    session.set_gram_matrix_enabled(False)
+    for batch in x:
+        session.observe('fc', Quark.Role.INPUT, np.ascontiguousarray(batch))
+    session.save(str(tmp_path / 'stats-lite.json'))
+
+    def run(algos, out):
+        cfg = tmp_path / (out + '.json')
+        cfg.write_text(json.dumps({'backend': 'brevitas', 'algo_config': algos,
+                                   'global_quant_config': {'weight': case['weight_spec']}}))
+        return subprocess.run([QUARK, 'quantize', str(tmp_path / 'model'), '-o', str(tmp_path / out), '--config',
+                               str(cfg), '--calibration', str(tmp_path / 'stats-lite.json'), '--export-format',
+                               'integers'], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    r = run(case['algo_config'], 'lite')
+    assert r.returncode == 0, r.stderr
+    lite = read_checkpoint(tmp_path / 'lite')
+    for name in ('fc.bias', 'fc.weight', 'fc.weight_scale'):
+        assert lite[name][1].tobytes() == full[name][1].tobytes(), name
+    r = run([{'name': 'gptq'}, {'name': 'bias_correction'}], 'gptq')
+    assert r.returncode == 1 and 'Gram matrix' in r.stderr and not (tmp_path / 'gptq').exists()

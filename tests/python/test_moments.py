@@ -211,6 +211,9 @@ def test_without_gram_matrix(tmp_path):
     assert np.allclose(f64(sums), (rows ** 2).sum(0), rtol=1e-12)
     assert f64(sums).tobytes() == f64(full.get_input_sum_squares('fc')[0]).tobytes()
     assert f64(lite.get_input_mean_abs('fc')).tobytes() == f64(full.get_input_mean_abs('fc')).tobytes()
+    mean = f64(lite.get_input_mean('fc'))
+    assert np.allclose(mean, rows.mean(0), rtol=1e-12, atol=1e-15)
+    assert mean.tobytes() == f64(full.get_input_mean('fc')).tobytes() == f64(full.get_second_moments('fc')[2]).tobytes()
     with pytest.raises(GLib.Error) as e:
         lite.get_second_moments('fc')
     assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'Gram' in e.value.message

@@ -488,12 +488,14 @@ apply_algorithms (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *cali
   const float *w0 = x;          /* the weight before GPTQ or GPFQ rewrite @x */
   const double *mu = NULL;
 
-  gram = quark_calibration_get_second_moments (calibration, L->layer, NULL, a->bias_correction ? &mean : NULL,
-                                               NULL, NULL, error);
-  if (gram == NULL)
+  /* (bias correction alone reads the input mean, not the Gram matrix) */
+  if ((a->gptq || a->gpfq) &&
+      (gram = quark_calibration_get_second_moments (calibration, L->layer, NULL, NULL, NULL, NULL, error)) == NULL)
     return FALSE;
   if (a->bias_correction)
     {
+      if ((mean = quark_calibration_get_input_mean (calibration, L->layer, error)) == NULL)
+        return FALSE;
       mu = quark_tensor_peek_data (mean, NULL);
       if (a->gptq || a->gpfq)
         w0 = copy = g_memdup2 (x, rows * cols * sizeof (float));
