@@ -49,6 +49,8 @@ SCHEMES = {
     # W8A8: the int8 preset, per-tensor weights and static per-tensor inputs
     'w8a8_int8': {'dtype': 'int8', 'qscheme': 'per_tensor', 'symmetric': True, 'is_dynamic': False},
 }
+# W4A4 NVFP4 (compressed-tensors' NVFP4 preset): NVFP4 weights and inputs
+SCHEMES['nvfp4_w4a4'] = SCHEMES['nvfp4']
 # the brevitas backend's weight quantizers (its methods: gptq, gptq-ao with
 # act_order, bias_correction, as its algo_config names them)
 BREVITAS = {
@@ -56,8 +58,9 @@ BREVITAS = {
     'bv_int4_g128': {'preset': 'IntWeightSymmetricGroupQuant', 'group_size': 128},
 }
 SCHEMES.update(BREVITAS)
-# schemes whose inputs are quantized too (statically, with the same spec)
-WITH_INPUTS = {'w8a8_int8'}
+# schemes whose inputs are quantized too, and their input specs (static
+# int8; NVFP4's group scales dynamic under a calibrated global scale)
+WITH_INPUTS = {'w8a8_int8': SCHEMES['w8a8_int8'], 'nvfp4_w4a4': dict(SCHEMES['nvfp4'], is_dynamic=True)}
 
 
 def algo_config(method):
@@ -105,10 +108,10 @@ print('|---|---|---|---|---|---|')
 print('| float (BF16) | | %.4f | | | |' % base['perplexity'])
 for scheme in args.schemes.split(','):
     rtn = None
-    for method in ['rtn'] + args.algorithms.split(','):
+    for method in ['rtn'] + [m for m in args.algorithms.split(',') if m]:
         layer = {'weight': SCHEMES[scheme]}
         if scheme in WITH_INPUTS:
-            layer['input_tensors'] = SCHEMES[scheme]
+            layer['input_tensors'] = WITH_INPUTS[scheme]
         config = {'global_quant_config': layer, 'exclude': ['lm_head']}
         if scheme in BREVITAS:
             config['backend'] = 'brevitas'
@@ -122,7 +125,7 @@ for scheme in args.schemes.split(','):
         extra = [] if method == 'rtn' and scheme not in WITH_INPUTS else [
             '--calibration-text', calib, '--calibration-tokens', args.calibration_tokens]
         t0 = time.perf_counter()
-        if 'gptq-act' in method or scheme == 'nvfp4':
+        if 'gptq-act' in method or scheme.startswith('nvfp4'):
             extra += ['--export-format', 'compressed-tensors']
         run('quantize', args.model, '-o', out, '--config', cfg, *extra)
         seconds = time.perf_counter() - t0

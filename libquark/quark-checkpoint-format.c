@@ -545,6 +545,98 @@ quark_checkpoint_format_recognizes (QuarkCheckpointFormat *self, JsonNode *quant
 }
 
 /**
+ * quark_checkpoint_format_import_activation:
+ * @self: a format
+ * @checkpoint: a checkpoint in this format
+ * @layer: a linear layer's name
+ * @spec: (out) (transfer full) (nullable): how the checkpoint says the
+ *   layer's input is quantized, %NULL when it is not (or when the format
+ *   describes no inputs)
+ * @scale: (out) (transfer full) (nullable): its static scale (for a dynamic
+ *   NVFP4 spec, its global scale), %NULL for a dynamic spec
+ * @zero_point: (out) (transfer full) (nullable): its static zero point,
+ *   %NULL for none
+ * @error: return location for a #GError
+ *
+ * The input quantization of @layer as a checkpoint in a format that
+ * describes every tensor itself (compressed-tensors) states it, for a
+ * runtime that evaluates the checkpoint with its inputs quantized as the
+ * engine that loads it would quantize them
+ * ([method@Quark.CheckpointFormat.fake_quantize_activation]). Formats whose
+ * checkpoints a backend reads back describe none here: the backend's config
+ * says.
+ *
+ * Returns: %TRUE on success (with or without a spec); %FALSE with
+ *   %QUARK_ERROR_INVALID_FILE when the checkpoint's description is broken
+ *   or %QUARK_ERROR_UNSUPPORTED_SCHEME when it states an input
+ *   quantization the format does not run
+ */
+gboolean
+quark_checkpoint_format_import_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer,
+                                           QuarkTensorSpec **spec, QuarkTensor **scale, QuarkTensor **zero_point,
+                                           GError **error)
+{
+  QuarkCheckpointFormatClass *klass;
+  g_autoptr(QuarkTensorSpec) s = NULL;
+  g_autoptr(QuarkTensor) sc = NULL, z = NULL;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), FALSE);
+  g_return_val_if_fail (layer != NULL, FALSE);
+  g_return_val_if_fail (spec != NULL && scale != NULL && zero_point != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  *spec = NULL;
+  *scale = *zero_point = NULL;
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  if (klass->read_activation == NULL)
+    return TRUE;
+  if (!klass->read_activation (self, checkpoint, layer, &s, &sc, &z, error))
+    return FALSE;
+  *spec = g_steal_pointer (&s);
+  *scale = g_steal_pointer (&sc);
+  *zero_point = g_steal_pointer (&z);
+  return TRUE;
+}
+
+/**
+ * quark_checkpoint_format_fake_quantize_activation:
+ * @self: a format
+ * @spec: a spec from [method@Quark.CheckpointFormat.import_activation]
+ * @x: an input [tokens, features] (any float dtype)
+ * @scale: (nullable): the static scale that came with @spec
+ * @zero_point: (nullable): the static zero point that came with @spec
+ * @error: return location for a #GError
+ *
+ * Quantizes @x as the format's engines quantize a layer's input at run time
+ * and dequantizes it again: static specs with their stored parameters,
+ * dynamic ones from @x itself, as the format documents.
+ *
+ * Returns: (transfer full): a float32 tensor shaped like @x, or %NULL with
+ *   @error set
+ */
+QuarkTensor *
+quark_checkpoint_format_fake_quantize_activation (QuarkCheckpointFormat *self, QuarkTensorSpec *spec, QuarkTensor *x,
+                                                  QuarkTensor *scale, QuarkTensor *zero_point, GError **error)
+{
+  QuarkCheckpointFormatClass *klass;
+
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (x), NULL);
+  g_return_val_if_fail (scale == NULL || QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
+  if (klass->fake_quantize_activation == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "the %s checkpoint format describes no input quantization", klass->name);
+      return NULL;
+    }
+  return klass->fake_quantize_activation (self, spec, x, scale, zero_point, error);
+}
+
+/**
  * quark_checkpoint_format_import_weight:
  * @self: a format
  * @checkpoint: a checkpoint in this format

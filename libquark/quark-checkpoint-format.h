@@ -148,9 +148,22 @@ struct _QuarkCheckpointFormatClass
                                       const guint8           *head,
                                       gsize                   length);
   gboolean stores_column_order;
+  gboolean     (*read_activation)    (QuarkCheckpointFormat  *self,
+                                      QuarkModel             *checkpoint,
+                                      const char             *layer,
+                                      QuarkTensorSpec       **spec,
+                                      QuarkTensor           **scale,
+                                      QuarkTensor           **zero_point,
+                                      GError                **error);
+  QuarkTensor * (*fake_quantize_activation) (QuarkCheckpointFormat *self,
+                                      QuarkTensorSpec        *spec,
+                                      QuarkTensor            *x,
+                                      QuarkTensor            *scale,
+                                      QuarkTensor            *zero_point,
+                                      GError                **error);
 
   /*< private >*/
-  gpointer padding[5];
+  gpointer padding[3];
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -222,6 +235,21 @@ JsonNode *        quark_checkpoint_format_build_quantization_config (QuarkCheckp
 QUARK_AVAILABLE_IN_1_0
 gboolean          quark_checkpoint_format_recognizes      (QuarkCheckpointFormat  *self,
                                                            JsonNode               *quantization_config);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_import_activation (QuarkCheckpointFormat  *self,
+                                                             QuarkModel             *checkpoint,
+                                                             const char             *layer,
+                                                             QuarkTensorSpec       **spec,
+                                                             QuarkTensor           **scale,
+                                                             QuarkTensor           **zero_point,
+                                                             GError                **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor *     quark_checkpoint_format_fake_quantize_activation (QuarkCheckpointFormat  *self,
+                                                                    QuarkTensorSpec        *spec,
+                                                                    QuarkTensor            *x,
+                                                                    QuarkTensor            *scale,
+                                                                    QuarkTensor            *zero_point,
+                                                                    GError                **error);
 QUARK_AVAILABLE_IN_1_0
 gboolean          quark_checkpoint_format_import_weight   (QuarkCheckpointFormat  *self,
                                                            QuarkModel             *checkpoint,

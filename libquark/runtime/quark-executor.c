@@ -70,6 +70,7 @@ typedef struct {
   QuarkRole role;
   QuarkTensorSpec *spec;
   QuarkTensor *scale, *zero_point;      /* static specs */
+  QuarkCheckpointFormat *format;        /* the format whose engines' arithmetic applies, or NULL: the backend's */
 } InputQuant;
 
 typedef struct {
@@ -227,6 +228,7 @@ input_quant_free (gpointer data)
   g_clear_object (&a->spec);
   g_clear_object (&a->scale);
   g_clear_object (&a->zero_point);
+  g_clear_object (&a->format);
   g_free (a);
 }
 
@@ -619,8 +621,37 @@ check_post_rope (QuarkQuantizationConfig *config, GError **error)
   return TRUE;
 }
 
-/* The input specs of a checkpoint that a backend reads back (formats that
- * describe every tensor themselves carry none that the executor applies) */
+/* A layer input as a format that describes every tensor itself states it
+ * (quark_checkpoint_format_import_activation()), quantized at run time
+ * with that format's arithmetic */
+static gboolean
+read_format_input_quant (QuarkExecutor *self, QuarkCheckpointFormat *format, QuarkModel *checkpoint,
+                         const char *layer, InputQuant **out, GError **error)
+{
+  g_autoptr(QuarkTensorSpec) spec = NULL;
+  g_autoptr(QuarkTensor) scale = NULL, zero_point = NULL;
+  InputQuant *a;
+
+  *out = NULL;
+  if (!quark_checkpoint_format_import_activation (format, checkpoint, layer, &spec, &scale, &zero_point, error))
+    return FALSE;
+  if (spec == NULL)
+    return TRUE;
+  a = g_new0 (InputQuant, 1);
+  a->layer = g_strdup (layer);
+  a->role = QUARK_ROLE_INPUT;
+  a->spec = g_steal_pointer (&spec);
+  a->scale = g_steal_pointer (&scale);
+  a->zero_point = g_steal_pointer (&zero_point);
+  a->format = g_object_ref (format);
+  g_ptr_array_add (self->inputs, a);
+  *out = a;
+  return TRUE;
+}
+
+/* The input specs of a checkpoint: as its backend's config says, or as a
+ * format that describes every tensor itself states them (inputs only:
+ * such formats' output specs, the KV cache, are not applied) */
 static gboolean
 read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
 {
@@ -630,7 +661,16 @@ read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
 
   format = quark_registry_format_for_model (registry, checkpoint);
   if (format && quark_checkpoint_format_can_dequantize (format))
-    return TRUE;
+    {
+      for (guint i = 0; i < self->n_layers; i++)
+        for (guint j = 0; j < N_LINEAR; j++)
+          {
+            g_autofree char *layer = g_strdup_printf ("%s.%s", self->layers[i].prefix, linear_names[j]);
+            if (!read_format_input_quant (self, format, checkpoint, layer, &self->layers[i].act[j], error))
+              return FALSE;
+          }
+      return read_format_input_quant (self, format, checkpoint, "lm_head", &self->head_act, error);
+    }
   if ((config = quark_registry_config_for_checkpoint (registry, checkpoint, error)) == NULL)
     return FALSE;
   for (guint i = 0; i < self->n_layers; i++)
@@ -755,9 +795,10 @@ quantized_layers (QuarkExecutor *self, QuarkRole role)
  *
  * The linear layers whose inputs the checkpoint quantizes (and the
  * executor too, unless [property@Quark.Executor:quantize-inputs] is FALSE):
- * empty for a float model, and for checkpoints in formats that are read
- * back without a backend config (compressed-tensors, AWQ, FP8 blocks),
- * whose inputs run in float.
+ * empty for a float model and for weight-only checkpoints. Checkpoints read
+ * back by a backend have their inputs quantized as its config says;
+ * compressed-tensors checkpoints as their `input_activations` say
+ * ([method@Quark.CheckpointFormat.import_activation]).
  *
  * Returns: (transfer full) (array zero-terminated=1): the layer names
  */
@@ -1112,7 +1153,10 @@ layer_input (QuarkExecutor *self, InputQuant *a, const float *x, guint rows, gui
     return x;
   bytes = g_bytes_new_static (x, (gsize) rows * dim * sizeof (float));
   if ((in = quark_tensor_new (a->layer, QUARK_DTYPE_F32, shape, 2, bytes, error)) == NULL ||
-      (out = quark_tensor_spec_get_is_dynamic (a->spec)
+      (out = a->format
+             ? quark_checkpoint_format_fake_quantize_activation (a->format, a->spec, in, a->scale, a->zero_point,
+                                                                 error)
+             : quark_tensor_spec_get_is_dynamic (a->spec)
              ? quark_model_quantizer_fake_quantize_activation (self->quantizer, in, a->spec, NULL, NULL, error)
              : quark_tensor_spec_fake_quantize (a->spec, in, a->scale, a->zero_point, error)) == NULL)
     {

@@ -421,6 +421,21 @@ def fp8_e4m3(v):
     return (np.sign(v) * q).astype(np.float32)
 
 
+def check_inputs_as_torch(executor, config, weights, quantize_input):
+    """The executor's logits equal torch's on the same weights with every
+    linear input passed through quantize_input(name, x) first, and differ
+    from them with the executor's inputs in float."""
+    class Fake(LlamaTorch):
+        def _linear(self, name, x):
+            return super()._linear(name, quantize_input(name, x))
+    ids = ids_for(30)
+    want = Fake(config, weights).logits(ids).numpy()
+    assert np.abs(logits_of(executor, ids) - want).max() <= 1e-4 * np.abs(want).max()
+    executor.props.quantize_inputs = False
+    assert np.abs(logits_of(executor, ids) - want).max() > 1e-3
+    executor.props.quantize_inputs = True
+
+
 def test_dynamic_inputs_match_torch(tmp_path):
     # ptpc_fp8: FP8 per-channel weights and dynamic per-token FP8 inputs.
     # The executor quantizes every linear layer's input from its own rows
@@ -437,20 +452,13 @@ def test_dynamic_inputs_match_torch(tmp_path):
     with open(os.path.join(d, 'config.json')) as f:
         config = json.load(f)
 
-    class PerTokenFp8(LlamaTorch):
-        def _linear(self, name, x):
-            if name in inputs:
-                v = x.numpy().astype(np.float32)
-                s = (np.abs(v).max(axis=-1, keepdims=True) / np.float32(448)).astype(np.float32)
-                x = torch.from_numpy((fp8_e4m3((v / s).astype(np.float32)) * s).astype(np.float32))
-            return super()._linear(name, x)
-    ids = ids_for(30)
-    want = PerTokenFp8(config, weights).logits(ids).numpy()
-    got = logits_of(executor, ids)
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    # in float the inputs differ: a different result
-    executor.props.quantize_inputs = False
-    assert np.abs(logits_of(executor, ids) - want).max() > 1e-3
+    def per_token_fp8(name, x):
+        if name not in inputs:
+            return x
+        v = x.numpy().astype(np.float32)
+        s = (np.abs(v).max(axis=-1, keepdims=True) / np.float32(448)).astype(np.float32)
+        return torch.from_numpy((fp8_e4m3((v / s).astype(np.float32)) * s).astype(np.float32))
+    check_inputs_as_torch(executor, config, weights, per_token_fp8)
     text = tmp_path / 't.txt'
     text.write_text('abc abc abc abc')
     p = run('eval', q, '--text', text, '--ctx', 8)
@@ -584,3 +592,76 @@ def test_quantized_checkpoints_read_back_a_layer_at_a_time(tmp_path, fmt):
     ids = ids_for(20)
     want = LlamaTorch(config, dequantized_weights(Quark.Model.load(str(out), None))).logits(ids).numpy()
     assert np.abs(logits_of(executor, ids) - want).max() <= 1e-4 * np.abs(want).max()
+
+
+# ---- compressed-tensors checkpoints: their input_activations applied ---------
+
+@pytest.mark.parametrize('preset', ['int8', 'ptpc_fp8'])
+def test_compressed_tensors_inputs_as_in_quark_layout(tmp_path, preset):
+    # the same quantization in compressed-tensors' layout and in AMD Quark's:
+    # static int8 per tensor (input_scale) and dynamic per-token FP8
+    # (strategy token) run the same inputs, so the logits are the same
+    d, text = calibration_model(tmp_path, repeats=4)
+    executors = {}
+    for fmt in ('quark', 'compressed-tensors'):
+        out = str(tmp_path / fmt)
+        run('quantize', d, '-o', out, '--preset', preset, '--export-format', fmt, '--calibration-text', text)
+        executors[fmt] = Quark.Executor.new_from_path(out)
+    a, b = executors['quark'], executors['compressed-tensors']
+    assert sorted(b.get_quantized_inputs()) == sorted(a.get_quantized_inputs()) and len(a.get_quantized_inputs()) == 14
+    ids = ids_for(30)
+    want = logits_of(a, ids)
+    assert np.array_equal(logits_of(b, ids), want)
+    b.props.quantize_inputs = False
+    assert np.abs(logits_of(b, ids) - want).max() > 1e-4
+
+
+NVFP4 = {'dtype': 'fp4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 16, 'symmetric': True,
+         'scale_format': 'e4m3'}
+
+
+def test_nvfp4_inputs_match_torch(tmp_path):
+    # W4A4 NVFP4 in compressed-tensors' layout: every linear input is
+    # quantized by compressed-tensors' rules under the layer's stored
+    # input_global_scale; torch does the same with the numpy reference of
+    # those rules (test_export_formats.nvfp4_codes) on the same weights
+    from test_export_formats import nvfp4_codes
+    d, text = calibration_model(tmp_path, repeats=4)
+    r = quantize_config(tmp_path, d, 'q', {'backend': 'quark', 'exclude': ['lm_head'], 'global_quant_config': {
+        'weight': NVFP4, 'input_tensors': dict(NVFP4, is_dynamic=True)}},
+        '--export-format', 'compressed-tensors', '--calibration-text', text)
+    assert r.returncode == 0, r.stderr
+    q = str(tmp_path / 'q')
+    executor = Quark.Executor.new_from_path(q)
+    inputs = executor.get_quantized_inputs()
+    assert len(inputs) == 14
+    checkpoint = Quark.Model.load(q, None)
+    g = {n: np.frombuffer(checkpoint.get_tensor(n + '.input_global_scale').get_data().get_data(),
+                          dtype=np.float32)[0] for n in inputs}
+    weights = dequantized_weights(checkpoint)
+    with open(os.path.join(d, 'config.json')) as f:
+        config = json.load(f)
+    e2m1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+
+    def nvfp4_inputs(name, x):
+        if name not in g:
+            return x
+        codes, _, eff = nvfp4_codes(x.numpy().astype(np.float32).reshape(-1, x.shape[-1]), g[name])
+        return torch.from_numpy((e2m1[codes] * np.repeat(eff, 16, axis=1)).astype(np.float32).reshape(x.shape))
+    check_inputs_as_torch(executor, config, weights, nvfp4_inputs)
+
+
+def test_compressed_tensors_inputs_not_run_are_refused(tmp_path):
+    # input_activations the executor does not run are an error naming the
+    # layer, not inputs silently left in float
+    d, text = calibration_model(tmp_path, repeats=4)
+    out = tmp_path / 'ct'
+    run('quantize', d, '-o', out, '--preset', 'ptpc_fp8', '--export-format', 'compressed-tensors')
+    config = json.loads((out / 'config.json').read_text())
+    group = next(iter(config['quantization_config']['config_groups'].values()))
+    group['input_activations']['symmetric'] = False
+    (out / 'config.json').write_text(json.dumps(config))
+    with pytest.raises(GLib.Error) as e:
+        Quark.Executor.new_from_path(str(out))
+    assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME)
+    assert 'model.layers.0.self_attn.q_proj' in e.value.message and 'asymmetric' in e.value.message

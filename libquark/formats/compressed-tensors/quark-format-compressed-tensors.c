@@ -877,7 +877,7 @@ ct_args_from_json (JsonNode *node, const char *path, CtArgs *a, GError **error)
 {
   JsonObject *o;
   const char *type, *strategy;
-  JsonNode *gs;
+  JsonNode *gs, *dyn;
 
   memset (a, 0, sizeof *a);
   if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
@@ -904,6 +904,18 @@ ct_args_from_json (JsonNode *node, const char *path, CtArgs *a, GError **error)
     return bad_config (error, path, "strategy is not one of tensor, channel, group, block, token, tensor_group");
   if ((g_str_equal (strategy, "group") || g_str_equal (strategy, "tensor_group")) && a->group_size <= 0)
     return bad_config (error, path, "strategy group needs a positive group_size");
+  if ((dyn = json_object_get_member (o, "dynamic")) != NULL && !JSON_NODE_HOLDS_NULL (dyn))
+    {
+      /* a boolean, or "local" (group scales at run time under a static
+       * global scale) */
+      if (JSON_NODE_HOLDS_VALUE (dyn) && json_node_get_value_type (dyn) == G_TYPE_BOOLEAN)
+        a->dynamic = json_node_get_boolean (dyn);
+      else if (JSON_NODE_HOLDS_VALUE (dyn) && json_node_get_value_type (dyn) == G_TYPE_STRING &&
+               g_ascii_strcasecmp (json_node_get_string (dyn), "local") == 0)
+        a->dynamic = a->local = TRUE;
+      else
+        return bad_config (error, path, "dynamic is neither a boolean nor \"local\"");
+    }
   if (a->is_float && a->num_bits == 4 && g_str_equal (strategy, "tensor_group"))
     {
       /* NVFP4 (vLLM's _is_fp4a16_nvfp4: float, 4 bits, tensor_group, group 16, symmetric) */
@@ -1313,6 +1325,46 @@ dequantize_layer (QuarkModel *m, const char *layer, const CtArgs *a, const char 
   return result;
 }
 
+/* The config group (of @groups, whose names are @group_names) that targets
+ * @layer, its JSON path in @path; NULL without @error when none does. */
+static JsonObject *
+layer_group (JsonObject *groups, GList *group_names, const char *layer, gboolean is_linear, char **path,
+             GError **error)
+{
+  for (GList *l = group_names; l; l = l->next)
+    {
+      JsonNode *gn = json_object_get_member (groups, l->data);
+      g_autofree char *p = g_strdup_printf ("config_groups.%s", (const char *) l->data);
+      JsonObject *g;
+      JsonArray *targets;
+
+      if (!JSON_NODE_HOLDS_OBJECT (gn))
+        {
+          bad_config (error, p, "expected an object");
+          return NULL;
+        }
+      g = json_node_get_object (gn);
+      if (!json_object_has_member (g, "targets") || !JSON_NODE_HOLDS_ARRAY (json_object_get_member (g, "targets")))
+        {
+          g_autofree char *tp = g_strconcat (p, ".targets", NULL);
+          bad_config (error, tp, "expected a list");
+          return NULL;
+        }
+      targets = json_object_get_array_member (g, "targets");
+      for (guint k = 0; k < json_array_get_length (targets); k++)
+        {
+          JsonNode *tn = json_array_get_element (targets, k);
+          if (JSON_NODE_HOLDS_VALUE (tn) && json_node_get_value_type (tn) == G_TYPE_STRING &&
+              target_matches (json_node_get_string (tn), layer, is_linear))
+            {
+              *path = g_steal_pointer (&p);
+              return g;
+            }
+        }
+    }
+  return NULL;
+}
+
 static gboolean
 is_parameter_name (const char *name)
 {
@@ -1379,46 +1431,22 @@ ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError
           gboolean is_linear = quark_tensor_get_n_dims (t) == 2;
           CtArgs a;
           g_autoptr(QuarkTensor) x = NULL;
-          gboolean matched = FALSE;
+          g_autofree char *path = NULL, *wp = NULL;
+          JsonObject *g;
+          GError *local_error = NULL;
 
-          for (GList *l = group_names; l && !matched; l = l->next)
+          if ((g = layer_group (groups, group_names, layer, is_linear, &path, &local_error)) == NULL)
             {
-              JsonNode *gn = json_object_get_member (groups, l->data);
-              JsonObject *g;
-              JsonArray *targets;
-              g_autofree char *path = g_strdup_printf ("config_groups.%s", (const char *) l->data);
-              if (!JSON_NODE_HOLDS_OBJECT (gn))
-                {
-                  bad_config (error, path, "expected an object");
-                  return NULL;
-                }
-              g = json_node_get_object (gn);
-              if (!json_object_has_member (g, "targets") || !JSON_NODE_HOLDS_ARRAY (json_object_get_member (g, "targets")))
-                {
-                  g_autofree char *tp = g_strconcat (path, ".targets", NULL);
-                  bad_config (error, tp, "expected a list");
-                  return NULL;
-                }
-              targets = json_object_get_array_member (g, "targets");
-              for (guint k = 0; k < json_array_get_length (targets) && !matched; k++)
-                {
-                  JsonNode *tn = json_array_get_element (targets, k);
-                  if (JSON_NODE_HOLDS_VALUE (tn) && json_node_get_value_type (tn) == G_TYPE_STRING)
-                    matched = target_matches (json_node_get_string (tn), layer, is_linear);
-                }
-              if (matched)
-                {
-                  g_autofree char *wp = g_strconcat (path, ".weights", NULL);
-                  if (!ct_args_from_json (json_object_get_member (g, "weights"), wp, &a, error))
-                    return NULL;
-                }
-            }
-          if (!matched)
-            {
-              g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
-                           "layer %s has quantized weights but no config group targets it", layer);
+              if (local_error)
+                g_propagate_error (error, local_error);
+              else
+                g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                             "layer %s has quantized weights but no config group targets it", layer);
               return NULL;
             }
+          wp = g_strconcat (path, ".weights", NULL);
+          if (!ct_args_from_json (json_object_get_member (g, "weights"), wp, &a, error))
+            return NULL;
           if ((x = dequantize_layer (checkpoint, layer, &a, format, error)) == NULL ||
               !quark_model_add_tensor (out, x, error))
             return NULL;
@@ -1431,6 +1459,259 @@ ct_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError
     }
   quark_model_set_metadata (out, quark_model_get_metadata (checkpoint));
   return g_steal_pointer (&out);
+}
+
+/* ---- the inputs, as an engine quantizes them --------------------------------- */
+
+static gboolean
+input_unsupported (GError **error, const char *layer, const char *what)
+{
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+               "layer %s: its input_activations (%s) are not run by libquark (static int8/FP8 per tensor; "
+               "dynamic int8/FP8 per tensor, token or group; MXFP4 and NVFP4 are)", layer, what);
+  return FALSE;
+}
+
+/* A layer's input_activations as a libquark spec: static per tensor
+ * (LAYER.input_scale, input_zero_point), dynamic per tensor, per token
+ * (per_channel along axis 0 of [tokens, features]) or per group, MXFP4
+ * (the OCP rule: the shared exponent floor (log2 amax) - 2), NVFP4 with
+ * LAYER.input_global_scale. */
+static gboolean
+ct_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer, QuarkTensorSpec **spec,
+                    QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
+{
+  JsonObject *qc = _quark_format_quantization_config (checkpoint, error), *groups, *g;
+  JsonArray *ignore = NULL;
+  g_autoptr(GList) group_names = NULL;
+  g_autofree char *path = NULL, *ip = NULL;
+  g_autofree char *scale_name = g_strconcat (layer, ".input_scale", NULL);
+  g_autofree char *zp_name = g_strconcat (layer, ".input_zero_point", NULL);
+  g_autofree char *global_name = g_strconcat (layer, ".input_global_scale", NULL);
+  JsonNode *node;
+  QuarkTensor *t;
+  QuarkDType dtype;
+  CtArgs a;
+
+  if (qc == NULL)
+    return FALSE;
+  if (!json_object_has_member (qc, "config_groups") ||
+      !JSON_NODE_HOLDS_OBJECT (json_object_get_member (qc, "config_groups")))
+    return bad_config (error, "config_groups", "expected an object");
+  groups = json_object_get_object_member (qc, "config_groups");
+  if (json_object_has_member (qc, "ignore") && JSON_NODE_HOLDS_ARRAY (json_object_get_member (qc, "ignore")))
+    ignore = json_object_get_array_member (qc, "ignore");
+  if (in_list (ignore, layer))
+    return TRUE;
+  group_names = json_object_get_members (groups);
+  if ((g = layer_group (groups, group_names, layer, TRUE, &path, error)) == NULL)
+    return error == NULL || *error == NULL;
+  node = json_object_get_member (g, "input_activations");
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  ip = g_strconcat (path, ".input_activations", NULL);
+  if (!ct_args_from_json (node, ip, &a, error))
+    return FALSE;
+
+  if (a.nv)
+    {
+      if (!a.local)
+        return input_unsupported (error, layer, "NVFP4 whose group scales are not dynamic \"local\"");
+      if (!need_tensor (checkpoint, global_name, QUARK_DTYPE_F32, &t, error))
+        return FALSE;
+      *spec = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_FP4_E2M1, "qscheme", QUARK_QSCHEME_PER_GROUP,
+                            "ch-axis", -1, "group-size", 16, "scale-format", QUARK_SCALE_FORMAT_E4M3,
+                            "is-dynamic", TRUE, NULL);
+      *scale = g_object_ref (t);
+      return TRUE;
+    }
+  if (a.mx)
+    {
+      if (!a.dynamic)
+        return input_unsupported (error, layer, "static MXFP4");
+      *spec = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_FP4_E2M1, "qscheme", QUARK_QSCHEME_PER_GROUP,
+                            "ch-axis", -1, "group-size", 32, "scale-format", QUARK_SCALE_FORMAT_E8M0,
+                            "scale-calculation-mode", QUARK_MX_SCALE_FLOOR, "is-dynamic", TRUE, NULL);
+      return TRUE;
+    }
+  if (a.num_bits != 8)
+    return input_unsupported (error, layer, "inputs of other than 8 bits");
+  dtype = a.is_float ? QUARK_DTYPE_F8_E4M3 : a.symmetric ? QUARK_DTYPE_I8 : QUARK_DTYPE_U8;
+  if (a.dynamic)
+    {
+      QuarkQScheme q;
+      if (!a.symmetric)
+        return input_unsupported (error, layer, "dynamic asymmetric");
+      if (g_str_equal (a.strategy, "tensor"))
+        q = QUARK_QSCHEME_PER_TENSOR;
+      else if (g_str_equal (a.strategy, "token"))
+        q = QUARK_QSCHEME_PER_CHANNEL;
+      else if (g_str_equal (a.strategy, "group"))
+        q = QUARK_QSCHEME_PER_GROUP;
+      else
+        return input_unsupported (error, layer, a.strategy);
+      *spec = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", dtype, "qscheme", q,
+                            "ch-axis", q == QUARK_QSCHEME_PER_CHANNEL ? 0 : -1,
+                            "group-size", q == QUARK_QSCHEME_PER_GROUP ? a.group_size : 0, "is-dynamic", TRUE, NULL);
+      return TRUE;
+    }
+  if (!g_str_equal (a.strategy, "tensor"))
+    return input_unsupported (error, layer, "static, not per tensor");
+  if (!need_tensor (checkpoint, scale_name, QUARK_DTYPE_F64, &t, error))
+    return FALSE;
+  if (quark_tensor_get_n_elements (t) != 1)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: one value expected", scale_name);
+      return FALSE;
+    }
+  *scale = g_object_ref (t);
+  if (!a.symmetric)
+    {
+      /* stored signed (int8 codes); libquark's uint8 zero point is 128 more */
+      g_autofree float *zf = NULL;
+      float z;
+      gsize n = 0;
+      if (!need_tensor (checkpoint, zp_name, QUARK_DTYPE_F64, &t, error) ||
+          (zf = quark_tensor_to_floats (t, &n, error)) == NULL)
+        return FALSE;
+      if (n != 1)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: one value expected", zp_name);
+          return FALSE;
+        }
+      z = zf[0] + 128.0f;
+      if ((*zero_point = quark_tensor_new_from_floats (zp_name, NULL, 0, &z, 1, error)) == NULL)
+        return FALSE;
+    }
+  *spec = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", dtype, "qscheme", QUARK_QSCHEME_PER_TENSOR,
+                        "symmetric", a.symmetric, NULL);
+  return TRUE;
+}
+
+/* The largest magnitude of each of @n_params parameter sets of @l */
+typedef struct { const float *x; float amax; } AmaxData;
+
+static void
+amax_chunk (gsize offset, gsize len, gpointer data)
+{
+  AmaxData *d = data;
+  for (gsize k = 0; k < len; k++)
+    d->amax = fmaxf (d->amax, fabsf (d->x[offset + k]));
+}
+
+/* What vLLM's kernels do to a layer's input at run time, in float32: a
+ * static spec with its stored scale; dynamic int8 and FP8 with
+ * s = amax / 127 (448 for FP8) per tensor, token or group; MXFP4 by the OCP
+ * rule; NVFP4's group scales under the stored global scale, as
+ * compressed-tensors defines them (the weights' rules). */
+static QuarkTensor *
+ct_fake_quantize_activation (QuarkCheckpointFormat *self, QuarkTensorSpec *spec, QuarkTensor *x, QuarkTensor *scale,
+                             QuarkTensor *zero_point, GError **error)
+{
+  const char *name = quark_tensor_get_name (x);
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  QuarkScaleFormat sf = quark_tensor_spec_get_scale_format (spec);
+  g_autofree float *owned = NULL, *params = NULL;
+  g_autoptr(QuarkTensorSpec) fixed = NULL;
+  g_autoptr(QuarkTensor) p = NULL;
+  const float *in;
+  gsize n = 0;
+  guint n_dims = 0;
+  const gint64 *shape = quark_tensor_get_shape (x, &n_dims);
+  gsize cols = n_dims ? (gsize) shape[n_dims - 1] : 1, rows;
+  QuarkKernelLayout l;
+  gint64 pshape[2];
+
+  if (!quark_tensor_spec_get_is_dynamic (spec))
+    return quark_tensor_spec_fake_quantize (spec, x, scale, zero_point, error);
+  if (quark_tensor_get_dtype (x) == QUARK_DTYPE_F32)
+    in = quark_tensor_peek_data (x, &n), n /= sizeof (float);
+  else if ((in = owned = quark_tensor_to_floats (x, &n, error)) == NULL)
+    return NULL;
+  rows = cols ? n / cols : 0;
+
+  if (sf == QUARK_SCALE_FORMAT_E8M0)
+    {
+      QuarkMxParams mx = { dtype, quark_tensor_spec_get_scale_calculation_mode (spec),
+                           (size_t) quark_tensor_spec_get_group_size (spec), false };
+      g_autofree guint8 *codes = g_malloc (MAX (n, 1)), *scales = g_malloc (MAX (n / mx.block_size + 1, 1));
+      float *out = g_new (float, MAX (n, 1));
+      if (cols % mx.block_size != 0 ||
+          !quark_kernel_mx_quantize_f32 (&mx, in, rows, cols, codes, scales) ||
+          !quark_kernel_mx_dequantize_f32 (&mx, codes, scales, rows, cols, out))
+        {
+          g_free (out);
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                       "tensor %s: its rows are not whole MX blocks of %zu", name, mx.block_size);
+          return NULL;
+        }
+      return quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, g_bytes_new_take (out, n * sizeof (float)),
+                               error);
+    }
+
+  /* the same spec with float scales computed here */
+  fixed = quark_tensor_spec_copy (spec);
+  g_object_set (fixed, "is-dynamic", FALSE, "scale-format", QUARK_SCALE_FORMAT_FLOAT32, NULL);
+  {
+    gint64 view[2] = { (gint64) rows, (gint64) cols };
+    if (!quark_kernel_layout_init (&l, view, 2, quark_tensor_spec_get_qscheme (spec),
+                                   quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : 1,
+                                   quark_tensor_spec_get_group_size (spec)))
+      {
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "tensor %s: its shape does not fit the spec",
+                     name);
+        return NULL;
+      }
+  }
+  params = g_new (float, MAX (l.n_params, 1));
+  if (sf == QUARK_SCALE_FORMAT_E4M3)
+    {
+      const float *g = scale ? quark_tensor_peek_data (scale, NULL) : NULL;
+      if (g == NULL || quark_tensor_get_dtype (scale) != QUARK_DTYPE_F32 || !(g[0] > 0.0f) || !isfinite (g[0]))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                       "tensor %s: NVFP4 inputs need their global scale (one positive float32)", name);
+          return NULL;
+        }
+      for (gsize k = 0; k < l.n_params; k++)
+        {
+          AmaxData d = { in, 0.0f };
+          guint8 code;
+          quark_kernel_layout_foreach_chunk (&l, k, amax_chunk, &d);
+          params[k] = quark_kernel_nvfp4_group_scale (d.amax, g[0], &code);
+        }
+    }
+  else
+    {
+      float qmax = quark_dtype_is_integer (dtype) ? 127.0f
+                   : (float) quark_fp_format_max (quark_fp_format_for_dtype (dtype));
+      for (gsize k = 0; k < l.n_params; k++)
+        {
+          AmaxData d = { in, 0.0f };
+          quark_kernel_layout_foreach_chunk (&l, k, amax_chunk, &d);
+          params[k] = d.amax > 0.0f ? d.amax / qmax : 1.0f;
+        }
+    }
+  pshape[0] = (gint64) rows;
+  pshape[1] = (gint64) (l.n_params / MAX (rows, 1));
+  p = quark_tensor_new (name, QUARK_DTYPE_F32, pshape,
+                        quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR ? 0
+                        : quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 1 : 2,
+                        g_bytes_new_take (g_steal_pointer (&params), l.n_params * sizeof (float)), error);
+  if (p == NULL)
+    return NULL;
+  {
+    /* in the [rows, cols] view the layout was made for */
+    gint64 view[2] = { (gint64) rows, (gint64) cols };
+    g_autoptr(QuarkTensor) flat = quark_tensor_new (name, QUARK_DTYPE_F32, view, 2,
+                                                    g_bytes_new_static (in, n * sizeof (float)), error);
+    g_autoptr(QuarkTensor) out = flat ? quark_tensor_spec_fake_quantize (fixed, flat, p, NULL, error) : NULL;
+    g_autoptr(QuarkTensor) shaped = NULL;
+    if (out == NULL)
+      return NULL;
+    shaped = quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, quark_tensor_get_data (out), error);
+    return g_steal_pointer (&shaped);
+  }
 }
 
 static void
@@ -1461,6 +1742,8 @@ _quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *
   format_class->build_quantization_config = ct_build_quantization_config;
   format_class->quant_method = "compressed-tensors";
   format_class->dequantize_model = ct_dequantize_model;
+  format_class->read_activation = ct_read_activation;
+  format_class->fake_quantize_activation = ct_fake_quantize_activation;
   format_class->stores_column_order = TRUE;
 }
 
