@@ -38,8 +38,8 @@ VARIANTS = {
 }
 
 
-def make_model(directory, variant='llama', dtype='F32', seed=0, scale=1.0):
-    config = dict(BASE, **VARIANTS[variant])
+def make_model(directory, variant='llama', dtype='F32', seed=0, scale=1.0, **overrides):
+    config = dict(BASE, **VARIANTS[variant], **overrides)
     rng = np.random.default_rng(seed)
     H, F, V = config['hidden_size'], config['intermediate_size'], config['vocab_size']
     q, kv = config['num_attention_heads'] * 8, config['num_key_value_heads'] * 8
@@ -596,16 +596,30 @@ def test_quantized_checkpoints_read_back_a_layer_at_a_time(tmp_path, fmt):
 
 # ---- compressed-tensors checkpoints: their input_activations applied ---------
 
-@pytest.mark.parametrize('preset', ['int8', 'ptpc_fp8'])
-def test_compressed_tensors_inputs_as_in_quark_layout(tmp_path, preset):
+W4A8 = {'backend': 'quark', 'exclude': ['lm_head'], 'global_quant_config': {
+    'weight': {'dtype': 'int4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 128},
+    'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1, 'is_dynamic': True}}}
+
+
+@pytest.mark.parametrize('how', ['int8', 'ptpc_fp8', 'w4a8'])
+def test_compressed_tensors_inputs_as_in_quark_layout(tmp_path, how):
     # the same quantization in compressed-tensors' layout and in AMD Quark's:
     # static int8 per tensor (input_scale) and dynamic per-token FP8
-    # (strategy token) run the same inputs, so the logits are the same
+    # (strategy token; with int4 weights, W4A8) run the same inputs, so the
+    # logits are the same
     d, text = calibration_model(tmp_path, repeats=4)
+    if how == 'w4a8':
+        # (W4A8's groups of 128 need inputs of 128 or more)
+        d = make_model(str(tmp_path / 'wide'), 'llama', 'F32', scale=2.0, hidden_size=128, intermediate_size=256,
+                       num_attention_heads=16, num_key_value_heads=8)
     executors = {}
     for fmt in ('quark', 'compressed-tensors'):
         out = str(tmp_path / fmt)
-        run('quantize', d, '-o', out, '--preset', preset, '--export-format', fmt, '--calibration-text', text)
+        if how == 'w4a8':
+            r = quantize_config(tmp_path, d, fmt, W4A8, '--export-format', fmt)
+            assert r.returncode == 0, r.stderr
+        else:
+            run('quantize', d, '-o', out, '--preset', how, '--export-format', fmt, '--calibration-text', text)
         executors[fmt] = Quark.Executor.new_from_path(out)
     a, b = executors['quark'], executors['compressed-tensors']
     assert sorted(b.get_quantized_inputs()) == sorted(a.get_quantized_inputs()) and len(a.get_quantized_inputs()) == 14

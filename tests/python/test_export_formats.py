@@ -56,6 +56,12 @@ CONFIG_KEYS = {'quant_method', 'format', 'quantization_status', 'config_groups',
 #     weight_scale / weight_global_scale (compressed-tensors'
 #     quantization/utils/helpers.py: global = 448 * 6 / amax, group scale
 #     E4M3(global * amax_group / 6), 0 replaced by 0.125).
+#   compressed_tensors_w4a8_fp8.py (CompressedTensorsW4A8Fp8): weight_packed
+#     int32 [O, I/8], weight_scale params_dtype [O, I/128], weight_shape
+#     int64 [2] (pack-quantized's tensors); group size 128 or a ValueError.
+#   compressed_tensors_w4a4_nvfp4.py (CompressedTensorsW4A4Fp4): the
+#     NVFP4A16 tensors and input_global_scale float32 [one per fused part],
+#     which process_weights_after_loading also keeps the max of and inverts.
 #   compressed_tensors_w4a16_mxfp4.py: weight_packed uint8 [O, I/2],
 #     weight_scale uint8 [O, I/32] (E8M0 exponents), no global scale;
 #     compressors/quantized_compressors/fp4_quantized.py: pack_fp4_to_uint8
@@ -109,6 +115,14 @@ CASES = {
                   'nvfp4-pack-quantized', 'CompressedTensorsW4A16Fp4',
                   dict(num_bits=4, type='float', symmetric=True, strategy='tensor_group', group_size=16,
                        dynamic=False, scale_dtype='torch.float8_e4m3fn'), None),
+    # W4A8: int4 groups of 128 with dynamic per-token FP8 inputs (compressed-
+    # tensors' W4AFP8 preset), the weights packed as pack-quantized's
+    'w4a8_fp8': ({'weight': {'dtype': 'int4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 128},
+                  'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1,
+                                    'is_dynamic': True}},
+                 'pack-quantized', 'CompressedTensorsW4A8Fp8',
+                 dict(num_bits=4, type='int', symmetric=True, strategy='group', group_size=128),
+                 dict(num_bits=8, type='float', symmetric=True, strategy='token', dynamic=True)),
     # compressed-tensors' NVFP4 preset (W4A4): input group scales at run time
     # under a static calibrated global scale (dynamic "local", observer
     # static_minmax)
@@ -144,6 +158,12 @@ def vllm_scheme(fmt, w, a):
     if a is None and w['type'] == 'float' and w['num_bits'] == 4 and w['strategy'] == 'tensor_group' \
             and w['group_size'] == 16 and w['symmetric']:
         return 'CompressedTensorsW4A16Fp4'
+    # _is_fp8_w4a8 (4-bit group weights, static and symmetric; 8-bit dynamic
+    # symmetric per-token inputs) and CompressedTensorsW4A8Fp8's group of 128
+    if a is not None and w['num_bits'] == 4 and w['strategy'] == 'group' and not w['dynamic'] \
+            and w['symmetric'] and a['num_bits'] == 8 and a['strategy'] == 'token' and a['dynamic'] is True \
+            and a['symmetric'] and w['group_size'] == 128:
+        return 'CompressedTensorsW4A8Fp8'
     # _is_mxfp4 (float, 4 bits, group of 32, symmetric), before the others
     if w['type'] == 'float' and w['num_bits'] == 4 and w['strategy'] == 'group' and w['group_size'] == 32 \
             and w['symmetric']:

@@ -266,6 +266,18 @@ ct_args_to_json (const CtArgs *a)
   return node;
 }
 
+/* W4A8 (vLLM's CompressedTensorsW4A8Fp8, compressed_tensors.py's
+ * _is_fp8_w4a8 and the scheme's group size): symmetric int4 weights in
+ * groups of 128, dynamic symmetric FP8 inputs per token; the weights are
+ * packed as pack-quantized's */
+static gboolean
+is_w4a8 (const CtArgs *w, const CtArgs *in)
+{
+  return in != NULL && !w->is_float && w->num_bits == 4 && g_str_equal (w->strategy, "group") &&
+         w->group_size == 128 && w->symmetric && in->is_float && in->num_bits == 8 && in->dynamic &&
+         in->symmetric && g_str_equal (in->strategy, "token");
+}
+
 /* The `format` a layer needs, or NULL with @error. */
 static const char *
 layer_format (const CtArgs *w, const CtArgs *in, const char *layer, GError **error)
@@ -290,11 +302,12 @@ layer_format (const CtArgs *w, const CtArgs *in, const char *layer, GError **err
         }
       return MXFP4_PACK_QUANTIZED;
     }
-  if (in == NULL)
+  if (in == NULL || is_w4a8 (w, in))
     return w->is_float ? FLOAT_QUANTIZED : PACK_QUANTIZED;
   if (w->is_float != in->is_float)
     {
-      unsupported (error, "layer", layer, "mixing integer and float weights and activations");
+      unsupported (error, "layer", layer, "mixing integer and float weights and activations (of these, int4 "
+                   "weights in symmetric groups of 128 with dynamic per-token FP8 inputs, W4A8, are written)");
       return NULL;
     }
   if (w->is_float)
@@ -392,10 +405,14 @@ static QuarkDType
 ct_get_scale_dtype (QuarkCheckpointFormat *format, const char *layer, QuarkTensorSpec *spec, QuarkDType weight_dtype)
 {
   g_autoptr(QuarkTensorSpec) in = quark_checkpoint_format_get_layer_spec (format, layer, QUARK_ROLE_INPUT);
+  CtArgs w, ia;
 
-  /* vLLM's WNA16 scheme allocates weight_scale in the model's dtype, its
-   * W8A8 and FP8 schemes in float32 */
-  if (in == NULL && quark_dtype_is_integer (quark_tensor_spec_get_dtype (spec)) &&
+  /* vLLM's WNA16 and W4A8 schemes allocate weight_scale in the model's
+   * dtype, its W8A8 and FP8 schemes in float32 */
+  if ((in == NULL ||
+       (ct_args_from_spec (spec, QUARK_ROLE_WEIGHT, "layer", layer, &w, NULL) &&
+        ct_args_from_spec (in, QUARK_ROLE_INPUT, "layer", layer, &ia, NULL) && is_w4a8 (&w, &ia))) &&
+      quark_dtype_is_integer (quark_tensor_spec_get_dtype (spec)) &&
       (weight_dtype == QUARK_DTYPE_BF16 || weight_dtype == QUARK_DTYPE_F16))
     return weight_dtype;
   return QUARK_DTYPE_F32;
