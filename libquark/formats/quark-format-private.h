@@ -52,4 +52,7 @@ JsonObject *  _quark_format_quantization_config (QuarkModel *checkpoint, GError 
 /* q/k/v and gate/up (which engines fuse) share one scheme, or an error */
 gboolean      _quark_format_check_fused (QuarkCheckpointFormat *format, const char *format_name, GError **error);
 
+QuarkTensor * _quark_format_fake_quantize_input (QuarkCheckpointFormat *self, QuarkTensorSpec *spec, QuarkTensor *x,
+                                                 QuarkTensor *scale, QuarkTensor *zero_point, GError **error);
+
 G_END_DECLS

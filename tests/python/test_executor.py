@@ -601,19 +601,26 @@ W4A8 = {'backend': 'quark', 'exclude': ['lm_head'], 'global_quant_config': {
     'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1, 'is_dynamic': True}}}
 
 
-@pytest.mark.parametrize('how', ['int8', 'ptpc_fp8', 'w4a8'])
-def test_compressed_tensors_inputs_as_in_quark_layout(tmp_path, how):
-    # the same quantization in compressed-tensors' layout and in AMD Quark's:
-    # static int8 per tensor (input_scale) and dynamic per-token FP8
-    # (strategy token; with int4 weights, W4A8) run the same inputs, so the
-    # logits are the same
+def wide_model(tmp_path):
+    """A tiny llama whose linear inputs are 128 or 256 wide (for groups and
+    blocks of 128)"""
+    return make_model(str(tmp_path / 'wide'), 'llama', 'F32', scale=2.0, hidden_size=128, intermediate_size=256,
+                      num_attention_heads=16, num_key_value_heads=8)
+
+
+@pytest.mark.parametrize('how,layout', [('int8', 'compressed-tensors'), ('ptpc_fp8', 'compressed-tensors'),
+                                        ('w4a8', 'compressed-tensors'), ('fp8', 'fp8')])
+def test_format_inputs_as_in_quark_layout(tmp_path, how, layout):
+    # the same quantization in another layout and in AMD Quark's: static int8
+    # per tensor (compressed-tensors' input_scale), dynamic per-token FP8
+    # (strategy token; with int4 weights, W4A8), static FP8 per tensor
+    # (quant_method fp8, activation_scheme static) run the same inputs, so
+    # the logits are the same
     d, text = calibration_model(tmp_path, repeats=4)
     if how == 'w4a8':
-        # (W4A8's groups of 128 need inputs of 128 or more)
-        d = make_model(str(tmp_path / 'wide'), 'llama', 'F32', scale=2.0, hidden_size=128, intermediate_size=256,
-                       num_attention_heads=16, num_key_value_heads=8)
+        d = wide_model(tmp_path)      # (W4A8's groups of 128)
     executors = {}
-    for fmt in ('quark', 'compressed-tensors'):
+    for fmt in ('quark', layout):
         out = str(tmp_path / fmt)
         if how == 'w4a8':
             r = quantize_config(tmp_path, d, fmt, W4A8, '--export-format', fmt)
@@ -621,13 +628,39 @@ def test_compressed_tensors_inputs_as_in_quark_layout(tmp_path, how):
         else:
             run('quantize', d, '-o', out, '--preset', how, '--export-format', fmt, '--calibration-text', text)
         executors[fmt] = Quark.Executor.new_from_path(out)
-    a, b = executors['quark'], executors['compressed-tensors']
+    a, b = executors['quark'], executors[layout]
     assert sorted(b.get_quantized_inputs()) == sorted(a.get_quantized_inputs()) and len(a.get_quantized_inputs()) == 14
     ids = ids_for(30)
     want = logits_of(a, ids)
     assert np.array_equal(logits_of(b, ids), want)
     b.props.quantize_inputs = False
     assert np.abs(logits_of(b, ids) - want).max() > 1e-4
+
+
+def test_fp8_block_inputs_match_torch(tmp_path):
+    # quant_method fp8 with 128 × 128 weight blocks: vLLM quantizes every
+    # linear input per token group of 128 (per_token_group_quant_fp8), s =
+    # amax / 448 per group; torch does the same on the same weights
+    d = wide_model(tmp_path)
+    fp8 = {'dtype': 'fp8_e4m3', 'qscheme': 'per_block', 'block_size': [128, 128]}
+    r = quantize_config(tmp_path, d, 'q', {'backend': 'quark', 'exclude': ['lm_head'], 'global_quant_config': {
+        'weight': fp8, 'input_tensors': {'dtype': 'fp8_e4m3', 'qscheme': 'per_channel', 'ch_axis': 1,
+                                         'is_dynamic': True}}}, '--export-format', 'fp8')
+    assert r.returncode == 0, r.stderr
+    executor = Quark.Executor.new_from_path(str(tmp_path / 'q'))
+    inputs = executor.get_quantized_inputs()
+    assert len(inputs) == 14
+    with open(os.path.join(d, 'config.json')) as f:
+        config = json.load(f)
+
+    def per_group_fp8(name, x):
+        if name not in inputs:
+            return x
+        v = x.numpy().astype(np.float32).reshape(-1, 128)
+        s = (np.abs(v).max(axis=-1, keepdims=True) / np.float32(448)).astype(np.float32)
+        return torch.from_numpy((fp8_e4m3((v / s).astype(np.float32)) * s).astype(np.float32).reshape(x.shape))
+    check_inputs_as_torch(executor, config, dequantized_weights(Quark.Model.load(str(tmp_path / 'q'), None)),
+                          per_group_fp8)
 
 
 NVFP4 = {'dtype': 'fp4', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 16, 'symmetric': True,

@@ -1605,132 +1605,6 @@ ct_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const c
   return TRUE;
 }
 
-/* The largest magnitude of each of @n_params parameter sets of @l */
-typedef struct { const float *x; float amax; } AmaxData;
-
-static void
-amax_chunk (gsize offset, gsize len, gpointer data)
-{
-  AmaxData *d = data;
-  for (gsize k = 0; k < len; k++)
-    d->amax = fmaxf (d->amax, fabsf (d->x[offset + k]));
-}
-
-/* What vLLM's kernels do to a layer's input at run time, in float32: a
- * static spec with its stored scale; dynamic int8 and FP8 with
- * s = amax / 127 (448 for FP8) per tensor, token or group; MXFP4 by the OCP
- * rule; NVFP4's group scales under the stored global scale, as
- * compressed-tensors defines them (the weights' rules). */
-static QuarkTensor *
-ct_fake_quantize_activation (QuarkCheckpointFormat *self, QuarkTensorSpec *spec, QuarkTensor *x, QuarkTensor *scale,
-                             QuarkTensor *zero_point, GError **error)
-{
-  const char *name = quark_tensor_get_name (x);
-  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
-  QuarkScaleFormat sf = quark_tensor_spec_get_scale_format (spec);
-  g_autofree float *owned = NULL, *params = NULL;
-  g_autoptr(QuarkTensorSpec) fixed = NULL;
-  g_autoptr(QuarkTensor) p = NULL;
-  const float *in;
-  gsize n = 0;
-  guint n_dims = 0;
-  const gint64 *shape = quark_tensor_get_shape (x, &n_dims);
-  gsize cols = n_dims ? (gsize) shape[n_dims - 1] : 1, rows;
-  QuarkKernelLayout l;
-  gint64 pshape[2];
-
-  if (!quark_tensor_spec_get_is_dynamic (spec))
-    return quark_tensor_spec_fake_quantize (spec, x, scale, zero_point, error);
-  if (quark_tensor_get_dtype (x) == QUARK_DTYPE_F32)
-    in = quark_tensor_peek_data (x, &n), n /= sizeof (float);
-  else if ((in = owned = quark_tensor_to_floats (x, &n, error)) == NULL)
-    return NULL;
-  rows = cols ? n / cols : 0;
-
-  if (sf == QUARK_SCALE_FORMAT_E8M0)
-    {
-      QuarkMxParams mx = { dtype, quark_tensor_spec_get_scale_calculation_mode (spec),
-                           (size_t) quark_tensor_spec_get_group_size (spec), false };
-      g_autofree guint8 *codes = g_malloc (MAX (n, 1)), *scales = g_malloc (MAX (n / mx.block_size + 1, 1));
-      float *out = g_new (float, MAX (n, 1));
-      if (cols % mx.block_size != 0 ||
-          !quark_kernel_mx_quantize_f32 (&mx, in, rows, cols, codes, scales) ||
-          !quark_kernel_mx_dequantize_f32 (&mx, codes, scales, rows, cols, out))
-        {
-          g_free (out);
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                       "tensor %s: its rows are not whole MX blocks of %zu", name, mx.block_size);
-          return NULL;
-        }
-      return quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, g_bytes_new_take (out, n * sizeof (float)),
-                               error);
-    }
-
-  /* the same spec with float scales computed here */
-  fixed = quark_tensor_spec_copy (spec);
-  g_object_set (fixed, "is-dynamic", FALSE, "scale-format", QUARK_SCALE_FORMAT_FLOAT32, NULL);
-  {
-    gint64 view[2] = { (gint64) rows, (gint64) cols };
-    if (!quark_kernel_layout_init (&l, view, 2, quark_tensor_spec_get_qscheme (spec),
-                                   quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : 1,
-                                   quark_tensor_spec_get_group_size (spec)))
-      {
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "tensor %s: its shape does not fit the spec",
-                     name);
-        return NULL;
-      }
-  }
-  params = g_new (float, MAX (l.n_params, 1));
-  if (sf == QUARK_SCALE_FORMAT_E4M3)
-    {
-      const float *g = scale ? quark_tensor_peek_data (scale, NULL) : NULL;
-      if (g == NULL || quark_tensor_get_dtype (scale) != QUARK_DTYPE_F32 || !(g[0] > 0.0f) || !isfinite (g[0]))
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                       "tensor %s: NVFP4 inputs need their global scale (one positive float32)", name);
-          return NULL;
-        }
-      for (gsize k = 0; k < l.n_params; k++)
-        {
-          AmaxData d = { in, 0.0f };
-          guint8 code;
-          quark_kernel_layout_foreach_chunk (&l, k, amax_chunk, &d);
-          params[k] = quark_kernel_nvfp4_group_scale (d.amax, g[0], &code);
-        }
-    }
-  else
-    {
-      float qmax = quark_dtype_is_integer (dtype) ? 127.0f
-                   : (float) quark_fp_format_max (quark_fp_format_for_dtype (dtype));
-      for (gsize k = 0; k < l.n_params; k++)
-        {
-          AmaxData d = { in, 0.0f };
-          quark_kernel_layout_foreach_chunk (&l, k, amax_chunk, &d);
-          params[k] = d.amax > 0.0f ? d.amax / qmax : 1.0f;
-        }
-    }
-  pshape[0] = (gint64) rows;
-  pshape[1] = (gint64) (l.n_params / MAX (rows, 1));
-  p = quark_tensor_new (name, QUARK_DTYPE_F32, pshape,
-                        quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR ? 0
-                        : quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 1 : 2,
-                        g_bytes_new_take (g_steal_pointer (&params), l.n_params * sizeof (float)), error);
-  if (p == NULL)
-    return NULL;
-  {
-    /* in the [rows, cols] view the layout was made for */
-    gint64 view[2] = { (gint64) rows, (gint64) cols };
-    g_autoptr(QuarkTensor) flat = quark_tensor_new (name, QUARK_DTYPE_F32, view, 2,
-                                                    g_bytes_new_static (in, n * sizeof (float)), error);
-    g_autoptr(QuarkTensor) out = flat ? quark_tensor_spec_fake_quantize (fixed, flat, p, NULL, error) : NULL;
-    g_autoptr(QuarkTensor) shaped = NULL;
-    if (out == NULL)
-      return NULL;
-    shaped = quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, quark_tensor_get_data (out), error);
-    return g_steal_pointer (&shaped);
-  }
-}
-
 static void
 ct_finalize (GObject *object)
 {
@@ -1760,7 +1634,7 @@ _quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *
   format_class->quant_method = "compressed-tensors";
   format_class->dequantize_model = ct_dequantize_model;
   format_class->read_activation = ct_read_activation;
-  format_class->fake_quantize_activation = ct_fake_quantize_activation;
+  format_class->fake_quantize_activation = _quark_format_fake_quantize_input;
   format_class->stores_column_order = TRUE;
 }
 

@@ -22,7 +22,10 @@
  * - quantization_config: quant_method "fp8", activation_scheme,
  *   weight_block_size (or null), fmt "e4m3", ignored_layers and
  *   modules_to_not_convert (the Linear layers left in float: vLLM reads the
- *   first name, transformers the second). */
+ *   first name, transformers the second).
+ *
+ * Reading back, the inputs are quantized as vLLM's fp8 path does
+ * (fp8_read_activation()). */
 
 struct _QuarkFormatFp8
 {
@@ -191,17 +194,13 @@ fp8_build_quantization_config (QuarkCheckpointFormat *format, GError **error)
 
 /* ---- reading ------------------------------------------------------------- */
 
-static QuarkModel *
-fp8_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError **error)
+/* weight_block_size into @block ({0, 0} when null or absent) */
+static gboolean
+read_block_size (JsonObject *qc, int block[2], GError **error)
 {
-  g_autoptr(QuarkModel) out = quark_model_new ();
-  JsonObject *qc = _quark_format_quantization_config (checkpoint, error);
-  JsonNode *bs;
-  int block[2] = { 0, 0 };
+  JsonNode *bs = json_object_get_member (qc, "weight_block_size");
 
-  if (qc == NULL)
-    return NULL;
-  bs = json_object_get_member (qc, "weight_block_size");
+  block[0] = block[1] = 0;
   if (bs && JSON_NODE_HOLDS_ARRAY (bs))
     {
       JsonArray *a = json_node_get_array (bs);
@@ -210,9 +209,58 @@ fp8_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GErro
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
                        "quantization_config.weight_block_size: expected two positive sizes");
-          return NULL;
+          return FALSE;
         }
     }
+  return TRUE;
+}
+
+/* A layer's input as vLLM's fp8 path (fp8.py) quantizes it: with
+ * activation_scheme "static", per tensor with LAYER.input_scale; else
+ * dynamically, per token group of the block's columns
+ * (per_token_group_quant_fp8) with weight_block_size, per tensor
+ * without. Layers without FP8 weights have none. */
+static gboolean
+fp8_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer, QuarkTensorSpec **spec,
+                     QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
+{
+  JsonObject *qc = _quark_format_quantization_config (checkpoint, error);
+  g_autofree char *wname = g_strconcat (layer, ".weight", NULL);
+  g_autofree char *sname = g_strconcat (layer, ".input_scale", NULL);
+  QuarkTensor *w, *s;
+  int block[2];
+
+  if (qc == NULL || !read_block_size (qc, block, error))
+    return FALSE;
+  if ((w = quark_model_get_tensor (checkpoint, wname)) == NULL || quark_tensor_get_dtype (w) != QUARK_DTYPE_F8_E4M3)
+    return TRUE;
+  if (g_strcmp0 (json_object_get_string_member_with_default (qc, "activation_scheme", "dynamic"), "static") == 0)
+    {
+      if ((s = quark_model_get_tensor (checkpoint, sname)) == NULL || quark_tensor_get_n_elements (s) != 1)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE,
+                       "layer %s: activation_scheme is static, but %s is missing or not one value", layer, sname);
+          return FALSE;
+        }
+      *spec = quark_tensor_spec_new (QUARK_DTYPE_F8_E4M3, QUARK_QSCHEME_PER_TENSOR);
+      *scale = g_object_ref (s);
+      return TRUE;
+    }
+  *spec = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_F8_E4M3,
+                        "qscheme", block[0] > 0 ? QUARK_QSCHEME_PER_GROUP : QUARK_QSCHEME_PER_TENSOR,
+                        "ch-axis", -1, "group-size", block[0] > 0 ? block[1] : 0, "is-dynamic", TRUE, NULL);
+  return TRUE;
+}
+
+static QuarkModel *
+fp8_dequantize_model (QuarkCheckpointFormat *self, QuarkModel *checkpoint, GError **error)
+{
+  g_autoptr(QuarkModel) out = quark_model_new ();
+  JsonObject *qc = _quark_format_quantization_config (checkpoint, error);
+  int block[2];
+
+  if (qc == NULL || !read_block_size (qc, block, error))
+    return NULL;
   for (guint i = 0; i < quark_model_get_n_tensors (checkpoint); i++)
     {
       QuarkTensor *t = quark_model_get_tensor_at (checkpoint, i);
@@ -280,6 +328,8 @@ _quark_format_fp8_class_init (QuarkFormatFp8Class *klass)
   format_class->build_quantization_config = fp8_build_quantization_config;
   format_class->quant_method = "fp8";
   format_class->dequantize_model = fp8_dequantize_model;
+  format_class->read_activation = fp8_read_activation;
+  format_class->fake_quantize_activation = _quark_format_fake_quantize_input;
 }
 
 static void
