@@ -34,25 +34,44 @@ _quark_format_renamed (QuarkTensor *t, const char *name, GError **error)
   return quark_tensor_new (name, quark_tensor_get_dtype (t), shape, n_dims, quark_tensor_get_data (t), error);
 }
 
+typedef guint8 FormatBytes16 __attribute__ ((vector_size (16)));
+
+/* A 16 x 16 tile of bytes transposed in registers: four rounds that
+ * interleave row i with row i + 8 (bytes 0-7 of both into row 2i, bytes
+ * 8-15 into row 2i + 1) leave row c holding column c */
+static inline void
+transpose_tile (const gint8 *src, gsize src_stride, gint8 *dst, gsize dst_stride)
+{
+  const FormatBytes16 lo = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 };
+  const FormatBytes16 hi = { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
+  FormatBytes16 v[16], w[16];
+
+  for (guint r = 0; r < 16; r++)
+    memcpy (&v[r], src + r * src_stride, 16);
+  for (guint round = 0; round < 4; round++)
+    {
+      for (guint i = 0; i < 8; i++)
+        {
+          w[2 * i] = __builtin_shuffle (v[i], v[i + 8], lo);
+          w[2 * i + 1] = __builtin_shuffle (v[i], v[i + 8], hi);
+        }
+      memcpy (v, w, sizeof v);
+    }
+  for (guint c = 0; c < 16; c++)
+    memcpy (dst + c * dst_stride, &v[c], 16);
+}
+
 gint8 *
 _quark_format_transpose_codes (const gint8 *codes, gsize rows, gsize cols)
 {
   gint8 *t = g_malloc (MAX (rows * cols, 1));
   gsize r0 = 0, c0;
 
-  /* in tiles of 16 x 16 with constant bounds (unrolled, kept in cache),
-   * then the edges */
+  /* in tiles of 16 x 16, then the edges */
   for (; r0 + 16 <= rows; r0 += 16)
     {
       for (c0 = 0; c0 + 16 <= cols; c0 += 16)
-        {
-          gint8 tile[16][16];
-          for (gsize r = 0; r < 16; r++)
-            memcpy (tile[r], codes + (r0 + r) * cols + c0, 16);
-          for (gsize c = 0; c < 16; c++)
-            for (gsize r = 0; r < 16; r++)
-              t[(c0 + c) * rows + r0 + r] = tile[r][c];
-        }
+        transpose_tile (codes + r0 * cols + c0, cols, t + c0 * rows + r0, rows);
       for (gsize r = r0; r < r0 + 16; r++)
         for (gsize c = c0; c < cols; c++)
           t[c * rows + r] = codes[r * cols + c];

@@ -162,14 +162,17 @@ f16_round (double x)
   return quark_kernel_f16_to_f32 (_quark_ggml_f32_to_f16 ((float) x));
 }
 
-/* One weight's logical tensors: codes [O, I], scales and zero points
- * [O, I/32] (zero points NULL: symmetric). */
+/* One weight's logical tensors: codes [O, I] (one byte each, read in
+ * place from @logical, or widened to int32 for wider integer types),
+ * scales and zero points [O, I/32] (zero points NULL: symmetric). */
 typedef struct {
   QuarkModel *logical;
+  const guint8 *bytes;        /* one-byte codes, signed when @bytes_signed */
+  gboolean bytes_signed;
   gint32 *codes, *zero;
   float *scale;
   gsize rows, cols, groups;   /* groups per row */
-  gint32 qmin;
+  gint32 qmin, qmax;          /* the codes' integer type's range */
 } Weight;
 
 static void
@@ -220,6 +223,7 @@ read_weight (QuarkGgufBridge *b, Source *s, Weight *w, char **why, GError **erro
   w->cols = (gsize) quark_tensor_get_dim (codes, 1);
   w->groups = w->cols / 32;
   w->qmin = dtype_min (dtype);
+  w->qmax = w->qmin + (gint32) ((1u << quark_dtype_get_bits (dtype)) - 1);
   if (w->cols % 32 != 0 || (gsize) quark_tensor_get_n_elements (scale) != w->rows * w->groups ||
       (zero && (gsize) quark_tensor_get_n_elements (zero) != w->rows * w->groups))
     {
@@ -228,11 +232,29 @@ read_weight (QuarkGgufBridge *b, Source *s, Weight *w, char **why, GError **erro
                    s->name, w->rows, w->cols, quark_tensor_get_n_elements (scale));
       return FALSE;
     }
-  if ((w->codes = as_int32 (codes, s->name, error)) == NULL ||
-      (zero && (w->zero = as_int32 (zero, zp_name, error)) == NULL) ||
+  if (quark_dtype_get_element_size (quark_tensor_get_dtype (codes)) == 1)
+    {
+      w->bytes = quark_tensor_peek_data (codes, NULL);
+      w->bytes_signed = quark_dtype_is_signed (quark_tensor_get_dtype (codes));
+    }
+  else if ((w->codes = as_int32 (codes, s->name, error)) == NULL)
+    return FALSE;
+  if ((zero && (w->zero = as_int32 (zero, zp_name, error)) == NULL) ||
       (w->scale = quark_tensor_to_floats (scale, &n, error)) == NULL)
     return FALSE;
   return TRUE;
+}
+
+/* whether every code the checkpoint's integer type can hold lands in the
+ * block's range in group @g, so that its codes need no reading to check */
+static gboolean
+group_always_fits (const Target *t, const Weight *w, gsize g)
+{
+  gint32 z = w->zero ? w->zero[g] : 0;
+  gint32 lo = t->bits == 8 ? -128 : 0, hi = t->bits == 8 ? 127 : (1 << t->bits) - 1;
+  gint32 shift = t->with_min ? -w->qmin : t->offset - z;
+
+  return w->qmin + shift >= lo && w->qmax + shift <= hi;
 }
 
 /* the 32 codes of group @g (row-major over [rows, groups]) as the block
@@ -241,16 +263,22 @@ static gboolean
 group_codes (const Target *t, const Weight *w, gsize g, gint32 *n)
 {
   gint32 z = w->zero ? w->zero[g] : 0;
-  const gint32 *q = w->codes + (g / w->groups) * w->cols + (g % w->groups) * 32;
+  gsize at = (g / w->groups) * w->cols + (g % w->groups) * 32;
   gint32 lo = t->bits == 8 ? -128 : 0, hi = t->bits == 8 ? 127 : (1 << t->bits) - 1;
   gint32 shift = t->with_min ? -w->qmin : t->offset - z, out = 0;
 
   /* branch-free: the range check collects the codes outside [lo, hi] */
+  if (w->bytes && w->bytes_signed)
+    for (guint j = 0; j < 32; j++)
+      n[j] = (gint32) (gint8) w->bytes[at + j] + shift;
+  else if (w->bytes)
+    for (guint j = 0; j < 32; j++)
+      n[j] = (gint32) w->bytes[at + j] + shift;
+  else
+    for (guint j = 0; j < 32; j++)
+      n[j] = w->codes[at + j] + shift;
   for (guint j = 0; j < 32; j++)
-    {
-      n[j] = q[j] + shift;
-      out |= (n[j] - lo) | (hi - n[j]);
-    }
+    out |= (n[j] - lo) | (hi - n[j]);
   return out >= 0;
 }
 
@@ -291,7 +319,7 @@ check_weight (QuarkGgufBridge *b, Source *s, char **why, gboolean *fixable, GErr
       double d, m;
       gint32 n[32];
       group_params (t, &w, g, &d, &m);
-      if (!group_codes (t, &w, g, n))
+      if (!group_always_fits (t, &w, g) && !group_codes (t, &w, g, n))
         range++;
       else if (!f16_exact (d) || !f16_exact (m))
         {
