@@ -265,8 +265,9 @@ _quark_format_fake_quantize_input (QuarkCheckpointFormat *self, QuarkTensorSpec 
 
   if (!quark_tensor_spec_get_is_dynamic (spec))
     return quark_tensor_spec_fake_quantize (spec, x, scale, zero_point, error);
+  n = (gsize) quark_tensor_get_n_elements (x);
   if (quark_tensor_get_dtype (x) == QUARK_DTYPE_F32)
-    in = quark_tensor_peek_data (x, &n), n /= sizeof (float);
+    in = quark_tensor_peek_data (x, NULL);
   else if ((in = owned = quark_tensor_to_floats (x, &n, error)) == NULL)
     return NULL;
   rows = cols ? n / cols : 0;

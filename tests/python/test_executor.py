@@ -698,6 +698,35 @@ def test_nvfp4_inputs_match_torch(tmp_path):
     check_inputs_as_torch(executor, config, weights, nvfp4_inputs)
 
 
+def test_compressed_tensors_mxfp4_inputs_match_torch(tmp_path):
+    # the mxfp4 preset in compressed-tensors' layout: each input quantized
+    # per block of 32 by the OCP rule (X = 2^(floor(log2 amax) - 2), E2M1
+    # elements nearest to x / X, ties to even, saturating at 6); torch does
+    # the same with numpy on the same weights
+    from test_export_formats import round_to_table
+    d = wide_model(tmp_path)
+    out = tmp_path / 'mx'
+    run('quantize', d, '-o', out, '--preset', 'mxfp4', '--export-format', 'compressed-tensors')
+    executor = Quark.Executor.new_from_path(str(out))
+    inputs = executor.get_quantized_inputs()
+    assert len(inputs) == 14
+    with open(os.path.join(d, 'config.json')) as f:
+        config = json.load(f)
+    e2m1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], np.float32)
+
+    def mxfp4(name, x):
+        if name not in inputs:
+            return x
+        v = x.numpy().astype(np.float32).reshape(-1, 32)
+        amax = np.abs(v).max(axis=-1, keepdims=True)
+        e = np.floor(np.log2(np.where(amax > 0, amax, 1))).astype(np.int32) - 2
+        scale = np.ldexp(np.float32(1), e).astype(np.float32)
+        t = np.clip((v / scale).astype(np.float32), -6, 6)
+        q = e2m1[round_to_table(np.abs(t), e2m1)] * np.where(np.signbit(t), -1, 1)
+        return torch.from_numpy((q * scale).astype(np.float32).reshape(x.shape))
+    check_inputs_as_torch(executor, config, dequantized_weights(Quark.Model.load(str(out), None)), mxfp4)
+
+
 def test_compressed_tensors_inputs_not_run_are_refused(tmp_path):
     # input_activations the executor does not run are an error naming the
     # layer, not inputs silently left in float
