@@ -55,6 +55,45 @@ nearest_int_v (qk_vf f)
   return ((qk_vi) val & 0x007fffff) - 0x00400000;
 }
 
+/* The 16 sub-blocks of @n values at x + j·n transposed: lane j of out[i]
+ * is x[j·n + i]. For n of 16 and 32, each 16 × 16 square in registers:
+ * four rounds that interleave row r with row r + 8 (lanes 0-7 of both into
+ * row 2r, lanes 8-15 into row 2r + 1) leave row i holding column i; other
+ * n element by element. */
+QK_INLINE void
+transpose_x16 (const float *x, int n, qk_vf *out)
+{
+  if (n == 16 || n == 32)
+    {
+      const qk_vi lo = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 };
+      const qk_vi hi = { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
+      for (int h = 0; h < n; h += 16)
+        {
+          qk_vf v[16], w[16];
+          for (int j = 0; j < 16; j++)
+            memcpy (&v[j], x + j * n + h, sizeof v[j]);
+          for (int round = 0; round < 4; round++)
+            {
+              for (int r = 0; r < 8; r++)
+                {
+                  w[2 * r] = __builtin_shuffle (v[r], v[r + 8], lo);
+                  w[2 * r + 1] = __builtin_shuffle (v[r], v[r + 8], hi);
+                }
+              memcpy (v, w, sizeof v);
+            }
+          memcpy (out + h, v, sizeof v);
+        }
+      return;
+    }
+  for (int i = 0; i < n; i++)
+    {
+      float c[QK_LANES];
+      for (int j = 0; j < QK_LANES; j++)
+        c[j] = x[j * n + i];
+      memcpy (&out[i], c, sizeof c);
+    }
+}
+
 QK_INLINE qk_vf
 error_of (qk_vf diff, int use_mad)
 {
@@ -89,17 +128,8 @@ qkx2_x16 (const int n, int nmax, const float *x, const float *weights, guint8 *L
   if (n < 1 || n > 32)
     return;
   /* the sub-blocks transposed: lane j of xt[i] is element i of sub-block j */
-  for (int i = 0; i < n; i++)
-    {
-      float cx[QK_LANES], cw[QK_LANES];
-      for (int j = 0; j < QK_LANES; j++)
-        {
-          cx[j] = x[j * n + i];
-          cw[j] = weights[j * n + i];
-        }
-      memcpy (&xt[i], cx, sizeof cx);
-      memcpy (&wt[i], cw, sizeof cw);
-    }
+  transpose_x16 (x, n, xt);
+  transpose_x16 (weights, n, wt);
   min = max = xt[0];
   sum_w = wt[0];
   sum_x = sum_w * xt[0];
@@ -209,17 +239,12 @@ qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt
   const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1);
   qk_vf amax = zero, max = zero, iscale;
 
-  for (int i = 0; i < n; i++)
-    {
-      float cx[QK_LANES], cw[QK_LANES];
-      for (int j = 0; j < QK_LANES; j++)
-        {
-          cx[j] = x[j * n + i];
-          cw[j] = qw ? qw[j * n + i] : cx[j] * cx[j];
-        }
-      memcpy (&xt[i], cx, sizeof cx);
-      memcpy (&wt[i], cw, sizeof cw);
-    }
+  transpose_x16 (x, n, xt);
+  if (qw)
+    transpose_x16 (qw, n, wt);
+  else
+    for (int i = 0; i < n; i++)
+      wt[i] = xt[i] * xt[i];
   for (int i = 0; i < n; i++)
     {
       qk_vf ax = (qk_vf) ((qk_vi) xt[i] & 0x7fffffff);
