@@ -277,18 +277,18 @@ _quark_format_fake_quantize_input (QuarkCheckpointFormat *self, QuarkTensorSpec 
       QuarkMxParams mx = { dtype, quark_tensor_spec_get_scale_calculation_mode (spec),
                            (size_t) quark_tensor_spec_get_group_size (spec), false };
       g_autofree guint8 *codes = g_malloc (MAX (n, 1)), *scales = g_malloc (MAX (n / mx.block_size + 1, 1));
-      float *out = g_new (float, MAX (n, 1));
+      g_autofree float *out = g_new (float, MAX (n, 1));
+      g_autoptr(GBytes) bytes = NULL;
       if (cols % mx.block_size != 0 ||
           !quark_kernel_mx_quantize_f32 (&mx, in, rows, cols, codes, scales) ||
           !quark_kernel_mx_dequantize_f32 (&mx, codes, scales, rows, cols, out))
         {
-          g_free (out);
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                        "tensor %s: its rows are not whole MX blocks of %zu", name, mx.block_size);
           return NULL;
         }
-      return quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, g_bytes_new_take (out, n * sizeof (float)),
-                               error);
+      bytes = g_bytes_new_take (g_steal_pointer (&out), n * sizeof (float));
+      return quark_tensor_new (name, QUARK_DTYPE_F32, shape, n_dims, bytes, error);
     }
 
   /* the same spec with float scales computed here */
@@ -336,17 +336,20 @@ _quark_format_fake_quantize_input (QuarkCheckpointFormat *self, QuarkTensorSpec 
     }
   pshape[0] = (gint64) rows;
   pshape[1] = (gint64) (l.n_params / MAX (rows, 1));
-  p = quark_tensor_new (name, QUARK_DTYPE_F32, pshape,
-                        quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR ? 0
-                        : quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 1 : 2,
-                        g_bytes_new_take (g_steal_pointer (&params), l.n_params * sizeof (float)), error);
+  {
+    g_autoptr(GBytes) pbytes = g_bytes_new_take (g_steal_pointer (&params), l.n_params * sizeof (float));
+    p = quark_tensor_new (name, QUARK_DTYPE_F32, pshape,
+                          quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR ? 0
+                          : quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 1 : 2,
+                          pbytes, error);
+  }
   if (p == NULL)
     return NULL;
   {
     /* in the [rows, cols] view the layout was made for */
     gint64 view[2] = { (gint64) rows, (gint64) cols };
-    g_autoptr(QuarkTensor) flat = quark_tensor_new (name, QUARK_DTYPE_F32, view, 2,
-                                                    g_bytes_new_static (in, n * sizeof (float)), error);
+    g_autoptr(GBytes) in_bytes = g_bytes_new_static (in, n * sizeof (float));
+    g_autoptr(QuarkTensor) flat = quark_tensor_new (name, QUARK_DTYPE_F32, view, 2, in_bytes, error);
     g_autoptr(QuarkTensor) out = flat ? quark_tensor_spec_fake_quantize (fixed, flat, p, NULL, error) : NULL;
     g_autoptr(QuarkTensor) shaped = NULL;
     if (out == NULL)
