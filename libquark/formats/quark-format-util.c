@@ -6,7 +6,7 @@
 #include "quark-topology.h"
 
 #include "quark-format-private.h"
-#include "kernels/quark-kernels.h"
+#include "kernels/quark-kernel-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -52,8 +52,8 @@ transpose_tile (const gint8 *src, gsize src_stride, gint8 *dst, gsize dst_stride
     {
       for (guint i = 0; i < 8; i++)
         {
-          w[2 * i] = __builtin_shuffle (v[i], v[i + 8], lo);
-          w[2 * i + 1] = __builtin_shuffle (v[i], v[i + 8], hi);
+          w[2 * i] = QK_SHUFFLE2 (v[i], v[i + 8], lo);
+          w[2 * i + 1] = QK_SHUFFLE2 (v[i], v[i + 8], hi);
         }
       memcpy (v, w, sizeof v);
     }

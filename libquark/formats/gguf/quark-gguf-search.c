@@ -76,8 +76,8 @@ transpose_x16 (const float *x, int n, qk_vf *out)
             {
               for (int r = 0; r < 8; r++)
                 {
-                  w[2 * r] = __builtin_shuffle (v[r], v[r + 8], lo);
-                  w[2 * r + 1] = __builtin_shuffle (v[r], v[r + 8], hi);
+                  w[2 * r] = QK_SHUFFLE2 (v[r], v[r + 8], lo);
+                  w[2 * r + 1] = QK_SHUFFLE2 (v[r], v[r + 8], hi);
                 }
               memcpy (v, w, sizeof v);
             }
