@@ -814,19 +814,37 @@ q2_k_finish (const float *x, guint8 *y, guint8 *L)
 
 static void q3_k_finish (const float *x, guint8 *y, gint8 *L);
 
-/* block_q3_K: hmask[32], qs[64], scales[12], d */
+static void q3_k_from (const float *x, guint8 *y, gint8 *L, const float *sc);
+
+/* Q3_K for @nb (1 or 2) super-blocks: the sub-blocks' searches (the
+ * vector form runs two super-blocks' together), then each super-block's
+ * scales and codes */
 static void
-q3_k (const float *x, guint8 *y)
+q3_k (const float *x, guint8 *y, int nb)
 {
-  gint8 L[QK_K];
-  float sc[QK_K / 16], max_scale = 0, amax = 0;
-  guint8 *scales = y + 96;
+  gint8 L[2 * QK_K];
+  float sc[2 * QK_K / 16];
 
   if (use_scalar ())
-    for (int j = 0; j < QK_K / 16; ++j)
+    for (int j = 0; j < nb * QK_K / 16; ++j)
       sc[j] = make_q3_quants (16, 4, x + 16 * j, L + 16 * j);
+  else if (nb == 2)
+    _quark_gguf_q3_x32 (16, 4, x, L, sc);
   else
     _quark_gguf_q3_x16 (16, 4, x, L, sc);
+  for (int b = 0; b < nb; b++)
+    q3_k_from (x + QK_K * b, y + _quark_ggml_row_size (QUARK_GGML_Q3_K, QK_K) * b, L + QK_K * b,
+               sc + QK_K / 16 * b);
+}
+
+/* block_q3_K: hmask[32], qs[64], scales[12], d. One super-block from its
+ * sub-blocks' searches: L (changed to the final codes) and the scales sc */
+static void
+q3_k_from (const float *x, guint8 *y, gint8 *L, const float *sc)
+{
+  float max_scale = 0, amax = 0;
+  guint8 *scales = y + 96;
+
   for (int j = 0; j < QK_K / 16; ++j)
     {
       float scale;
@@ -1456,6 +1474,12 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
           switch (type)
             {
             case QUARK_GGML_Q3_K:
+              if (wb == NULL)
+                {
+                  q3_k (xb, yb, (int) MIN ((gsize) 2, n / QK_K - b));
+                  break;
+                }
+              /* fall through */
             case QUARK_GGML_Q6_K:
               for (gsize k = 0; k < 2 && b + k < n / QK_K; k++)
                 {
@@ -1463,10 +1487,8 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
                   guint8 *yk = yb + _quark_ggml_row_size (type, QK_K) * k;
                   if (type == QUARK_GGML_Q6_K)
                     q6_k (xk, yk, wk);
-                  else if (wk)
-                    q3_k_weighted (xk, yk, wk);
                   else
-                    q3_k (xk, yk);
+                    q3_k_weighted (xk, yk, wk);
                 }
               break;
             default:

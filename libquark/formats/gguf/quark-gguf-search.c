@@ -310,49 +310,80 @@ _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, 
  * @n values at x + j·n: codes (offset by nmax) into L, scales into
  * scales[j]; @n at most 32. A lane whose round changed no code stops, as
  * the scalar loop breaks. */
-QK_MULTIVERSION QK_PRIVATE void
-_quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
+/* the search on @G groups of 16 sub-blocks (group g at x + 16·n·g,
+ * codes at L + 16·n·g, scales at scales + 16·g), inlined per G. Each
+ * element's update waits for the division by the previous one's sums: with
+ * G = 2 the two groups' chains interleave. */
+QK_INLINE void
+q3_xg (const int G, int n, int nmax, const float *x, gint8 *L, float *scales)
 {
-  qk_vf xt[32], wt[32];
-  qk_vi lt[32];
-  qk_vf amax, max, sumlx, suml2, scale;
-  qk_vi active = qk_splat_i (-1);
+  qk_vf xt[2][32], wt[2][32];
+  qk_vi lt[2][32];
+  qk_vf amax[2], max[2], sumlx[2], suml2[2], scale;
+  qk_vi active[2];
   const qk_vf zero = { 0 };
   const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1), zero_i = { 0 }, one = qk_splat_i (1);
 
-  if (n < 1 || n > 32)
+  if (n < 1 || n > 32 || G < 1 || G > 2)
     return;
-  qx_start (n, nmax, x, NULL, xt, wt, lt, &amax, &max, &sumlx, &suml2);
+  for (int g = 0; g < G; g++)
+    {
+      qx_start (n, nmax, x + 16 * n * g, NULL, xt[g], wt[g], lt[g], &amax[g], &max[g], &sumlx[g], &suml2[g]);
+      active[g] = qk_splat_i (-1);
+    }
   for (int itry = 0; itry < 5; ++itry)
     {
-      qk_vi changed = zero_i;
+      qk_vi changed[2] = { zero_i, zero_i };
       for (int i = 0; i < n; i++)
-        {
-          qk_vf lf = __builtin_convertvector (lt[i], qk_vf), slx, sl2, nf, nslx, rhs;
-          qk_vi new_l, take;
-          slx = sumlx - wt[i] * xt[i] * lf;
-          sl2 = suml2 - wt[i] * lf * lf;
-          new_l = nearest_int_v (xt[i] * sl2 / slx);
-          new_l = gg_max_i (gg_min_i (new_l, hi), lo);
-          nf = __builtin_convertvector (new_l, qk_vf);
-          /* where slx > 0, the code changes, and then sl2 > 0 and the fit
-           * improves: slx'² · suml2 > sumlx² · sl2'. (Masks from signs:
-           * GCC 12 makes these comparisons lane-by-lane code here.) */
-          nslx = slx + wt[i] * xt[i] * nf;
-          sl2 += wt[i] * nf * nf;
-          take = gg_positive (slx) & gg_positive ((nf - lf) * (nf - lf)) & gg_positive (sl2) & active;
-          slx = nslx;
-          rhs = sumlx * sumlx * sl2;
-          take &= gg_positive (nslx * nslx * suml2 - rhs);
-          lt[i] = qk_select_i (take, new_l, lt[i]);
-          changed += take & one;
-          sumlx = qk_select (take, slx, sumlx);
-          suml2 = qk_select (take, sl2, suml2);
-        }
-      active &= -gg_min_i (changed, one);   /* changed >= 0: 0 stops the lane */
+        for (int g = 0; g < G; g++)
+          {
+            qk_vf lf = __builtin_convertvector (lt[g][i], qk_vf), slx, sl2, nf, nslx, rhs;
+            qk_vi new_l, take;
+            slx = sumlx[g] - wt[g][i] * xt[g][i] * lf;
+            sl2 = suml2[g] - wt[g][i] * lf * lf;
+            new_l = nearest_int_v (xt[g][i] * sl2 / slx);
+            new_l = gg_max_i (gg_min_i (new_l, hi), lo);
+            nf = __builtin_convertvector (new_l, qk_vf);
+            /* where slx > 0, the code changes, and then sl2 > 0 and the fit
+             * improves: slx'² · suml2 > sumlx² · sl2'. (Masks from signs:
+             * GCC 12 makes these comparisons lane-by-lane code here.) */
+            nslx = slx + wt[g][i] * xt[g][i] * nf;
+            sl2 += wt[g][i] * nf * nf;
+            take = gg_positive (slx) & gg_positive ((nf - lf) * (nf - lf)) & gg_positive (sl2) & active[g];
+            slx = nslx;
+            rhs = sumlx[g] * sumlx[g] * sl2;
+            take &= gg_positive (nslx * nslx * suml2[g] - rhs);
+            lt[g][i] = qk_select_i (take, new_l, lt[g][i]);
+            changed[g] += take & one;
+            sumlx[g] = qk_select (take, slx, sumlx[g]);
+            suml2[g] = qk_select (take, sl2, suml2[g]);
+          }
+      for (int g = 0; g < G; g++)
+        active[g] &= -gg_min_i (changed[g], one);   /* changed >= 0: 0 stops the lane */
     }
-  scale = qk_select (suml2 > zero, sumlx / suml2, zero);
-  qx_store (n, nmax, lt, amax, scale, L, scales);
+  for (int g = 0; g < G; g++)
+    {
+      scale = qk_select (suml2[g] > zero, sumlx[g] / suml2[g], zero);
+      qx_store (n, nmax, lt[g], amax[g], scale, L + 16 * n * g, scales + 16 * g);
+    }
+}
+
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
+{
+  if (n == 16)
+    q3_xg (1, 16, nmax, x, L, scales);
+  else
+    q3_xg (1, n, nmax, x, L, scales);
+}
+
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_q3_x32 (int n, int nmax, const float *x, gint8 *L, float *scales)
+{
+  if (n == 16)
+    q3_xg (2, 16, nmax, x, L, scales);
+  else
+    q3_xg (2, n, nmax, x, L, scales);
 }
 
 /* The codes again from a stored scale d (and minimum m, added first when
