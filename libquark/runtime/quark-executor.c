@@ -558,6 +558,20 @@ setup (QuarkExecutor *self, GError **error)
 
 /* The input (or output) spec of @layer in @config, and its stored
  * parameters */
+/* A new input (or output) quantization of @layer with @spec, owned by
+ * self->inputs */
+static InputQuant *
+input_quant_add (QuarkExecutor *self, const char *layer, QuarkRole role, QuarkTensorSpec *spec)
+{
+  InputQuant *a = g_new0 (InputQuant, 1);
+
+  a->layer = g_strdup (layer);
+  a->role = role;
+  a->spec = g_object_ref (spec);
+  g_ptr_array_add (self->inputs, a);
+  return a;
+}
+
 static gboolean
 read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkModel *checkpoint, const char *layer,
                   QuarkRole role, InputQuant **out, GError **error)
@@ -570,12 +584,7 @@ read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkMod
   *out = NULL;
   if (spec == NULL)
     return TRUE;
-  a = g_new0 (InputQuant, 1);
-  a->layer = g_strdup (layer);
-  a->role = role;
-  a->spec = g_object_ref (spec);
-  g_ptr_array_add (self->inputs, a);
-  *out = a;
+  *out = a = input_quant_add (self, layer, role, spec);
   if (quark_tensor_spec_get_is_dynamic (spec))
     {
       /* quantized by the backend from each input itself */
@@ -637,14 +646,10 @@ read_format_input_quant (QuarkExecutor *self, QuarkCheckpointFormat *format, Qua
     return FALSE;
   if (spec == NULL)
     return TRUE;
-  a = g_new0 (InputQuant, 1);
-  a->layer = g_strdup (layer);
-  a->role = QUARK_ROLE_INPUT;
-  a->spec = g_steal_pointer (&spec);
+  a = input_quant_add (self, layer, QUARK_ROLE_INPUT, spec);
   a->scale = g_steal_pointer (&scale);
   a->zero_point = g_steal_pointer (&zero_point);
   a->format = g_object_ref (format);
-  g_ptr_array_add (self->inputs, a);
   *out = a;
   return TRUE;
 }

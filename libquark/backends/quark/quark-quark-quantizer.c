@@ -665,6 +665,15 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   return TRUE;
 }
 
+/* The name of a layer's stored activation scale: LAYER.PREFIX_scale, or
+ * for a dynamic NVFP4 spec its static global scale LAYER.PREFIX_global_scale */
+static char *
+activation_scale_name (QuarkTensorSpec *spec, const char *layer, const char *prefix)
+{
+  return g_strdup_printf (quark_tensor_spec_get_is_dynamic (spec) ? "%s.%s_global_scale" : "%s.%s_scale", layer,
+                          prefix);
+}
+
 static gboolean
 no_calibration_error (GError **error, const char *layer, const char *role)
 {
@@ -733,7 +742,7 @@ add_activation_params (QuarkTensorSpec   *spec,
       /* NVFP4 (dynamic group scales): the static global scale
        * 448 · 6 / amax from the calibrated range (compressed-tensors'
        * static_minmax observer: the extremes over all batches) */
-      g_autofree char *global_name = g_strdup_printf ("%s.%s_global_scale", layer, prefix);
+      g_autofree char *global_name = activation_scale_name (spec, layer, prefix);
       float lo = 0, hi = 0, *g = g_new (float, 1);
       gint64 one = 1;
 
@@ -797,7 +806,7 @@ add_activation_params (QuarkTensorSpec   *spec,
       if (quark_dtype_is_integer (dtype))
         quark_quark_store_zero_point (dtype, zps, c, zp);
     }
-  scale_name = g_strdup_printf ("%s.%s_scale", layer, prefix);
+  scale_name = activation_scale_name (spec, layer, prefix);
   zp_name = g_strdup_printf ("%s.%s_zero_point", layer, prefix);
   if (!add_new_tensor (out, scale_name, QUARK_DTYPE_F32, shape, n_dims, g_steal_pointer (&scales),
                        n * sizeof (float), error))
@@ -841,9 +850,7 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
         continue;
       if (needs_calibration == NULL)
         needs_calibration = roles[role];
-      g_ptr_array_add (names, g_strdup_printf (quark_tensor_spec_get_is_dynamic (act) ? "%s.%s_global_scale"
-                                                                                        : "%s.%s_scale",
-                                               layer, roles[role]));
+      g_ptr_array_add (names, activation_scale_name (act, layer, roles[role]));
       if (quark_dtype_is_integer (quark_tensor_spec_get_dtype (act)))
         g_ptr_array_add (names, g_strdup_printf ("%s.%s_zero_point", layer, roles[role]));
     }
@@ -1145,8 +1152,7 @@ process_tensor (QuarkQuarkQuantizer    *self,
       if (act == NULL || !quark_tensor_spec_has_static_scale (act))
         continue;   /* dynamic: computed at run time, nothing stored */
       /* (a dynamic NVFP4 spec's static part: its global scale) */
-      scale_name = g_strdup_printf (quark_tensor_spec_get_is_dynamic (act) ? "%s.%s_global_scale" : "%s.%s_scale",
-                                    layer, prefix);
+      scale_name = activation_scale_name (act, layer, prefix);
       /* a static input scaled by AWQ or SmoothQuant: its range after them */
       scaled = role == QUARK_ROLE_INPUT && quark_quark_scaling_plan_input_abs_max (plan, layer, calibration,
                                                                                   &scaled_max);
@@ -1468,8 +1474,7 @@ quark_quark_quantizer_activation_params (QuarkModelQuantizer *quantizer, QuarkTe
       !add_activation_params (spec, layer_name ? layer_name : "activation", role, calibration, NULL, 0.0f, params,
                               error))
     return FALSE;
-  scale_name = g_strdup_printf (quark_tensor_spec_get_is_dynamic (spec) ? "%s.%s_global_scale" : "%s.%s_scale",
-                                layer_name ? layer_name : "activation", prefix);
+  scale_name = activation_scale_name (spec, layer_name ? layer_name : "activation", prefix);
   zp_name = g_strdup_printf ("%s.%s_zero_point", layer_name ? layer_name : "activation", prefix);
   *scale = g_object_ref (quark_model_get_tensor (params, scale_name));
   t = quark_model_get_tensor (params, zp_name);
