@@ -1467,14 +1467,15 @@ quark_calibration_get_second_moments (QuarkCalibration *self, const char *layer_
   return gram;
 }
 
-typedef enum { SUM_SQUARES, MEAN_ABS, MEAN } MomentsVector;
+typedef enum { SUM_SQUARES, MEAN_ABS, MEAN, ABS_MAX } MomentsVector;
 
-/* Σx², Σ|x| / tokens or Σx / tokens of a layer input's second moments */
+/* Σx², Σ|x| / tokens, Σx / tokens or max |x| (float32) of a layer
+ * input's second moments */
 static QuarkTensor *
 moments_vector (QuarkCalibration *self, const char *layer_name, MomentsVector which, guint64 *n_tokens,
                 GError **error)
 {
-  static const char * const names[] = { "sum_squares", "mean_abs", "mean" };
+  static const char * const names[] = { "sum_squares", "mean_abs", "mean", "abs_max" };
   QuarkTensor *result;
   g_autofree double *m = NULL;
   Entry *e;
@@ -1491,6 +1492,12 @@ moments_vector (QuarkCalibration *self, const char *layer_name, MomentsVector wh
       return NULL;
     }
   n = e->moments->n_features;
+  if (which == ABS_MAX)
+    {
+      result = vector_tensor (names[which], QUARK_DTYPE_F32, e->moments->abs_max, n, sizeof (float));
+      g_mutex_unlock (&self->lock);
+      return result;
+    }
   m = g_new (double, n);
   for (gsize c = 0; c < n; c++)
     m[c] = which == SUM_SQUARES ? e->moments->sum_sq[c]
@@ -1520,6 +1527,27 @@ QuarkTensor *
 quark_calibration_get_input_mean_abs (QuarkCalibration *self, const char *layer_name, GError **error)
 {
   return moments_vector (self, layer_name, MEAN_ABS, NULL, error);
+}
+
+/**
+ * quark_calibration_get_input_abs_max:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer whose input is asked for
+ * @error: return location for a #GError
+ *
+ * The largest magnitude each feature of a layer's input reached, max |x|
+ * over every token observed, learned with the second moments (with or
+ * without the Gram matrix): SmoothQuant's and activation equalization's
+ * statistic.
+ *
+ * Returns: (transfer full): a float32 tensor [features], or %NULL with
+ *   %QUARK_ERROR_INVALID_ARGUMENT when the session has no second moments
+ *   for @layer_name
+ */
+QuarkTensor *
+quark_calibration_get_input_abs_max (QuarkCalibration *self, const char *layer_name, GError **error)
+{
+  return moments_vector (self, layer_name, ABS_MAX, NULL, error);
 }
 
 /**

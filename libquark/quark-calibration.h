@@ -136,6 +136,10 @@ QuarkTensor *      quark_calibration_get_input_mean     (QuarkCalibration  *self
                                                          const char        *layer_name,
                                                          GError           **error);
 QUARK_AVAILABLE_IN_1_0
+QuarkTensor *      quark_calibration_get_input_abs_max  (QuarkCalibration  *self,
+                                                         const char        *layer_name,
+                                                         GError           **error);
+QUARK_AVAILABLE_IN_1_0
 QuarkTensor *      quark_calibration_get_input_sum_squares (QuarkCalibration  *self,
                                                             const char        *layer_name,
                                                             guint64           *n_tokens,

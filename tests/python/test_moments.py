@@ -214,6 +214,14 @@ def test_without_gram_matrix(tmp_path):
     mean = f64(lite.get_input_mean('fc'))
     assert np.allclose(mean, rows.mean(0), rtol=1e-12, atol=1e-15)
     assert mean.tobytes() == f64(full.get_input_mean('fc')).tobytes() == f64(full.get_second_moments('fc')[2]).tobytes()
+    # max |x|: float32, exactly the batches' own, as get_second_moments() gives it
+    amax = lite.get_input_abs_max('fc')
+    assert amax.get_dtype() == Quark.DType.FLOAT32
+    got = np.frombuffer(amax.get_data().get_data(), dtype=np.float32)
+    assert got.tobytes() == np.abs(rows).max(0).astype(np.float32).tobytes()
+    assert got.tobytes() == full.get_second_moments('fc')[4].get_data().get_data()
+    with pytest.raises(GLib.Error):
+        lite.get_input_abs_max('nothing')
     with pytest.raises(GLib.Error) as e:
         lite.get_second_moments('fc')
     assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'Gram' in e.value.message

@@ -127,8 +127,13 @@ static gboolean
 moments_of (QuarkQuarkScalingPlan *plan, QuarkCalibration *calibration, const char *layer, QuarkTensor **gram,
             QuarkTensor **mean_abs, QuarkTensor **abs_max, GError **error)
 {
-  g_autoptr(QuarkTensor) h = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, abs_max,
-                                                                   NULL);
+  /* (without the Gram matrix, the vectors alone: no copy of H) */
+  g_autoptr(QuarkTensor) h = gram ? quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, abs_max,
+                                                                          NULL)
+                                  : abs_max ? quark_calibration_get_input_abs_max (calibration, layer, NULL)
+                                            : quark_calibration_get_input_mean (calibration, layer, NULL);
+  if (h != NULL && gram == NULL && abs_max)
+    *abs_max = g_object_ref (h);
   if (h == NULL || (mean_abs && (*mean_abs = quark_calibration_get_input_mean_abs (calibration, layer, NULL)) == NULL))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
