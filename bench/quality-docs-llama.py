@@ -52,15 +52,19 @@ SCHEMES = {
 # W4A4 NVFP4 (compressed-tensors' NVFP4 preset): NVFP4 weights and inputs
 SCHEMES['nvfp4_w4a4'] = SCHEMES['nvfp4']
 # the brevitas backend's weight quantizers (its methods: gptq, gptq-ao with
-# act_order, bias_correction, as its algo_config names them)
+# act_order, bias_correction, as its algo_config names them, and ae, ae@A:
+# activation equalization with alpha A, from its pre_quant_opt_config)
 BREVITAS = {
     'bv_int4_channel': {'preset': 'Int8WeightPerChannelFloat', 'bit_width': 4},
     'bv_int4_g128': {'preset': 'IntWeightSymmetricGroupQuant', 'group_size': 128},
+    # W8A8: int8 weights per channel, static int8 inputs per tensor
+    'bv_w8a8': {'preset': 'Int8WeightPerChannelFloat'},
 }
 SCHEMES.update(BREVITAS)
 # schemes whose inputs are quantized too, and their input specs (static
 # int8; NVFP4's group scales dynamic under a calibrated global scale)
-WITH_INPUTS = {'w8a8_int8': SCHEMES['w8a8_int8'], 'nvfp4_w4a4': dict(SCHEMES['nvfp4'], is_dynamic=True)}
+WITH_INPUTS = {'w8a8_int8': SCHEMES['w8a8_int8'], 'nvfp4_w4a4': dict(SCHEMES['nvfp4'], is_dynamic=True),
+               'bv_w8a8': {'preset': 'Int8ActPerTensorFloat'}}
 
 
 def algo_config(method):
@@ -70,6 +74,8 @@ def algo_config(method):
     # is written in compressed-tensors' layout (weight_g_idx)
     out = []
     for token in method.split('+'):
+        if token.partition('@')[0] == 'ae':
+            continue
         name, _, value = token.partition('@')
         entry = {'name': 'gptq', 'static_groups': False} if name == 'gptq-act' else \
             {'name': 'gptq', 'act_order': True} if name == 'gptq-ao' else {'name': name}
@@ -115,8 +121,13 @@ for scheme in args.schemes.split(','):
         config = {'global_quant_config': layer, 'exclude': ['lm_head']}
         if scheme in BREVITAS:
             config['backend'] = 'brevitas'
-        if method != 'rtn':
+        if method != 'rtn' and algo_config(method):
             config['algo_config'] = algo_config(method)
+        for token in method.split('+'):
+            name, _, value = token.partition('@')
+            if name == 'ae':
+                config['pre_quant_opt_config'] = [dict({'name': 'activation_equalization'},
+                                                       **({'alpha': float(value)} if value else {}))]
         cfg = os.path.join(tmp, '%s-%s.json' % (scheme, method))
         with open(cfg, 'w') as f:
             json.dump(config, f)

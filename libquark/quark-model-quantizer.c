@@ -99,6 +99,22 @@ quark_model_quantizer_real_prepare_model (QuarkModelQuantizer  *self,
 }
 
 static gboolean
+quark_model_quantizer_real_prepare_needs_calibration (QuarkModelQuantizer *self)
+{
+  return FALSE;
+}
+
+static QuarkModel *
+quark_model_quantizer_real_prepare_model_with_calibration (QuarkModelQuantizer  *self,
+                                                           QuarkModel           *model,
+                                                           QuarkCalibration     *calibration,
+                                                           GCancellable         *cancellable,
+                                                           GError              **error)
+{
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->prepare_model (self, model, cancellable, error);
+}
+
+static gboolean
 quark_model_quantizer_real_activation_params (QuarkModelQuantizer  *self,
                                               QuarkTensorSpec      *spec,
                                               QuarkCalibration     *calibration,
@@ -151,6 +167,8 @@ quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
   iface->activation_params = quark_model_quantizer_real_activation_params;
   iface->quantize_activation = quark_model_quantizer_real_quantize_activation;
   iface->prepare_model = quark_model_quantizer_real_prepare_model;
+  iface->prepare_needs_calibration = quark_model_quantizer_real_prepare_needs_calibration;
+  iface->prepare_model_with_calibration = quark_model_quantizer_real_prepare_model_with_calibration;
   iface->quantize_model_to_writer = quark_model_quantizer_real_quantize_model_to_writer;
   iface->dequantize_model = quark_model_quantizer_real_dequantize_model;
   iface->quantize_model = quark_model_quantizer_real_quantize_model;
@@ -319,7 +337,10 @@ quark_model_quantizer_quantize_model (QuarkModelQuantizer  *self,
  * stream (`docs/algorithms.md`). Calibrate the result (its activations
  * are the ones the quantized model will see) and quantize the result.
  * Backends without such transformations, and configs that ask for none,
- * give @model itself.
+ * give @model itself. Configs whose transformations learn from the
+ * model's activations (quark_model_quantizer_prepare_needs_calibration())
+ * report %QUARK_ERROR_NEEDS_CALIBRATION here: use
+ * quark_model_quantizer_prepare_model_with_calibration().
  *
  * Returns: (transfer full): the model to calibrate and quantize, or %NULL
  *   with @error set
@@ -340,6 +361,73 @@ quark_model_quantizer_prepare_model (QuarkModelQuantizer  *self,
   if (!check_model_to_quantize (model, cancellable, error))
     return NULL;
   result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->prepare_model (self, model, cancellable, error);
+  g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
+  return result;
+}
+
+/**
+ * quark_model_quantizer_prepare_needs_calibration:
+ * @self: a #QuarkModelQuantizer
+ *
+ * Whether the config transforms the float model with what it learns from
+ * the model's own activations before calibration (activation
+ * equalization, `docs/brevitas.md`). Such a model is prepared in two
+ * passes: calibrate the float model with second moments (a session with
+ * [property@Quark.Calibration:second-moments] set; the Gram matrices are
+ * not needed), give that session to
+ * quark_model_quantizer_prepare_model_with_calibration(), then calibrate
+ * and quantize the model it returns.
+ *
+ * Returns: %TRUE when quark_model_quantizer_prepare_model_with_calibration()
+ *   needs a calibration session, %FALSE when quark_model_quantizer_prepare_model()
+ *   is enough
+ */
+gboolean
+quark_model_quantizer_prepare_needs_calibration (QuarkModelQuantizer *self)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), FALSE);
+
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->prepare_needs_calibration (self);
+}
+
+/**
+ * quark_model_quantizer_prepare_model_with_calibration:
+ * @self: a #QuarkModelQuantizer
+ * @model: a float model
+ * @calibration: (nullable): the second moments of @model's layer inputs,
+ *   or %NULL when quark_model_quantizer_prepare_needs_calibration() says
+ *   none are needed
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * quark_model_quantizer_prepare_model() for configs whose transformations
+ * learn from the float model's activations. @calibration describes @model
+ * itself, not the model this returns: calibrate the result again before
+ * quantizing it.
+ *
+ * Returns: (transfer full): the model to calibrate and quantize, or %NULL
+ *   with @error set (%QUARK_ERROR_NEEDS_CALIBRATION when @calibration is
+ *   missing or lacks a layer's statistics)
+ */
+QuarkModel *
+quark_model_quantizer_prepare_model_with_calibration (QuarkModelQuantizer  *self,
+                                                      QuarkModel           *model,
+                                                      QuarkCalibration     *calibration,
+                                                      GCancellable         *cancellable,
+                                                      GError              **error)
+{
+  QuarkModel *result;
+
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), NULL);
+  g_return_val_if_fail (QUARK_IS_MODEL (model), NULL);
+  g_return_val_if_fail (calibration == NULL || QUARK_IS_CALIBRATION (calibration), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!check_model_to_quantize (model, cancellable, error))
+    return NULL;
+  result = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->prepare_model_with_calibration (self, model, calibration,
+                                                                                   cancellable, error);
   g_return_val_if_fail (result == NULL || QUARK_IS_MODEL (result), NULL);
   return result;
 }

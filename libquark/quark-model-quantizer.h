@@ -96,6 +96,12 @@ struct _QuarkModelQuantizerInterface
                                              QuarkTensor          *scale,
                                              QuarkTensor          *zero_point,
                                              GError              **error);
+  gboolean     (*prepare_needs_calibration) (QuarkModelQuantizer *self);
+  QuarkModel * (*prepare_model_with_calibration) (QuarkModelQuantizer  *self,
+                                                  QuarkModel           *model,
+                                                  QuarkCalibration     *calibration,
+                                                  GCancellable         *cancellable,
+                                                  GError              **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -109,6 +115,14 @@ QuarkModel *              quark_model_quantizer_quantize_model       (QuarkModel
 QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_model_quantizer_prepare_model        (QuarkModelQuantizer  *self,
                                                                       QuarkModel           *model,
+                                                                      GCancellable         *cancellable,
+                                                                      GError              **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean                  quark_model_quantizer_prepare_needs_calibration (QuarkModelQuantizer *self);
+QUARK_AVAILABLE_IN_1_0
+QuarkModel *              quark_model_quantizer_prepare_model_with_calibration (QuarkModelQuantizer  *self,
+                                                                      QuarkModel           *model,
+                                                                      QuarkCalibration     *calibration,
                                                                       GCancellable         *cancellable,
                                                                       GError              **error);
 QUARK_AVAILABLE_IN_1_0

@@ -37,6 +37,7 @@
 #include "algorithms/gpfq/quark-gpfq.h"
 #include "algorithms/awq/quark-awq.h"
 #include "algorithms/smoothquant/quark-smoothquant.h"
+#include "algorithms/equalization/quark-equalization.h"
 #include "algorithms/rotation/quark-rotation.h"
 #include "formats/gguf/quark-importance-matrix.h"
 

@@ -824,15 +824,23 @@ load_config (const char *config_file, const char *preset, const char *backend_na
     json_array_add_string_element (exclude, excludes[i]);
   if (algorithms)
     {
+      /* (activation_equalization, a step before quantization in AMD
+       * Quark's Brevitas extension, goes to its pre_quant_opt_config) */
       g_auto(GStrv) names = g_strsplit (algorithms, ",", -1);
-      JsonArray *list = json_array_new ();
+      JsonArray *list = json_array_new (), *pre = json_array_new ();
       for (guint i = 0; names[i]; i++)
         {
           JsonObject *algo = json_object_new ();
-          json_object_set_string_member (algo, "name", g_strstrip (names[i]));
-          json_array_add_object_element (list, algo);
+          const char *name = g_strstrip (names[i]);
+          json_object_set_string_member (algo, "name", name);
+          json_array_add_object_element (g_ascii_strcasecmp (name, "activation_equalization") == 0 ? pre : list,
+                                         algo);
         }
       json_object_set_array_member (object, "algo_config", list);
+      if (json_array_get_length (pre) > 0)
+        json_object_set_array_member (object, "pre_quant_opt_config", pre);
+      else
+        json_array_unref (pre);
     }
   return quark_registry_config_from_json (registry, root, algorithms ? "--algorithm" : "--exclude", error);
 }
@@ -1094,8 +1102,32 @@ quantize_job_steps (QuantizeJob *job, GError **error)
   {
     /* the config's transformations of the float model (rotation) come
      * before calibration: the model calibrated and quantized is this one */
-    g_autoptr(QuarkModel) prepared = quark_model_quantizer_prepare_model (quantizer, job->model, job->cancellable,
-                                                                          error);
+    g_autoptr(QuarkModel) prepared = NULL;
+
+    if (quark_model_quantizer_prepare_needs_calibration (quantizer))
+      {
+        /* (activation equalization) a first pass over the float model
+         * for the statistics the transformation learns from */
+        g_autoptr(QuarkCalibration) first = NULL;
+
+        if (job->calibration_text == NULL)
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION, "the config transforms the model with "
+                         "statistics of its activations before calibration (pre_quant_opt_config), and the model is "
+                         "calibrated again after that: use --calibration-text%s",
+                         job->stats_file ? " (a --calibration file describes one model only)" : "");
+            return FALSE;
+          }
+        if ((first = tool_calibrate_from_text (job->model, job->model_path, NULL, NULL, job->calibration_text,
+                                               (guint) job->calibration_tokens,
+                                               job->threads > 0 ? (guint) job->threads : 0, job->progress->tty,
+                                               NULL, job->cancellable, error)) == NULL)
+          return FALSE;
+        prepared = quark_model_quantizer_prepare_model_with_calibration (quantizer, job->model, first,
+                                                                         job->cancellable, error);
+      }
+    else
+      prepared = quark_model_quantizer_prepare_model (quantizer, job->model, job->cancellable, error);
     if (prepared == NULL)
       return FALSE;
     if (prepared != job->model && job->stats_file)
@@ -1180,7 +1212,7 @@ cmd_quantize (int argc, char **argv)
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
     { "calibration", 0, 0, G_OPTION_ARG_FILENAME, &stats_file, "Static activation scales from this statistics file (saved by a calibration session)", "FILE" },
-    { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &algorithms, "Improve on round-to-nearest with these algorithms, comma-separated (rotation, awq or smooth, gptq; they run in that order); all but rotation need second moments: --calibration-text, or --calibration with a file that has them", "NAMES" },
+    { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &algorithms, "Improve on round-to-nearest with these algorithms, comma-separated (rotation, awq or smooth, gptq; they run in that order; the brevitas backend's: activation_equalization, gptq or gpfq, bias_correction); all but rotation need second moments: --calibration-text, or --calibration with a file that has them (activation_equalization: --calibration-text only)", "NAMES" },
     { "calibration-text", 0, 0, G_OPTION_ARG_FILENAME, &calibration_text, "Calibrate static activation scales by running MODEL (Llama family) natively on this text", "FILE" },
     { "calibration-tokens", 0, 0, G_OPTION_ARG_INT, &calibration_tokens, "Run at most this many tokens of --calibration-text, in windows of 512 (default 16384)", "N" },
     { "exclude", 'x', 0, G_OPTION_ARG_STRING_ARRAY, &excludes, "Leave layers matching PATTERN in float (repeatable)", "PATTERN" },

@@ -5,12 +5,51 @@
 #include "config.h"
 
 #include "quark-smoothquant.h"
+#include "quark-smoothquant-private.h"
 #include "quark-error.h"
 
 #include <math.h>
 
 /* AMD Quark's floor under a weight column's maximum */
 #define MIN_WEIGHT_MAX 1e-5f
+
+/* Per column, the largest |w| over @weights (each [rows, columns], the
+ * same columns), as float32 [columns]; errors name @algorithm */
+float *
+_quark_smoothquant_column_abs_max (QuarkTensor **weights, guint n_weights, const char *algorithm, gsize *n_columns,
+                                   GError **error)
+{
+  g_autofree float *wmax = NULL;
+  gsize cols = 0;
+
+  for (guint i = 0; i < n_weights; i++)
+    {
+      g_autofree float *w = NULL;
+      gsize rows, count;
+
+      g_return_val_if_fail (QUARK_IS_TENSOR (weights[i]), NULL);
+      if (quark_tensor_get_n_dims (weights[i]) != 2 ||
+          (i > 0 && (gsize) quark_tensor_get_dim (weights[i], 1) != cols))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %s takes weights of two dimensions "
+                       "with the same columns", quark_tensor_get_name (weights[i]), algorithm);
+          return NULL;
+        }
+      rows = (gsize) quark_tensor_get_dim (weights[i], 0);
+      if (i == 0)
+        {
+          cols = (gsize) quark_tensor_get_dim (weights[i], 1);
+          wmax = g_new0 (float, MAX (cols, 1));
+        }
+      if ((w = quark_tensor_to_floats (weights[i], &count, error)) == NULL)
+        return NULL;
+      for (gsize r = 0; r < rows; r++)
+        for (gsize j = 0; j < cols; j++)
+          wmax[j] = fmaxf (wmax[j], fabsf (w[r * cols + j]));
+    }
+  *n_columns = cols;
+  return g_steal_pointer (&wmax);
+}
 
 /**
  * quark_smoothquant_scale:
@@ -55,31 +94,8 @@ quark_smoothquant_scale (QuarkTensor **weights, guint n_weights, QuarkTensor *ab
                    "smallest scale %g is not positive", alpha, clamp_min);
       return NULL;
     }
-  for (guint i = 0; i < n_weights; i++)
-    {
-      g_autofree float *w = NULL;
-      gsize rows, c, count;
-
-      if (quark_tensor_get_n_dims (weights[i]) != 2 ||
-          (i > 0 && (gsize) quark_tensor_get_dim (weights[i], 1) != cols))
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: SmoothQuant takes weights of two "
-                       "dimensions with the same columns", quark_tensor_get_name (weights[i]));
-          return NULL;
-        }
-      rows = (gsize) quark_tensor_get_dim (weights[i], 0);
-      c = (gsize) quark_tensor_get_dim (weights[i], 1);
-      if ((w = quark_tensor_to_floats (weights[i], &count, error)) == NULL)
-        return NULL;
-      if (i == 0)
-        {
-          cols = c;
-          wmax = g_new0 (float, cols);
-        }
-      for (gsize r = 0; r < rows; r++)
-        for (gsize j = 0; j < cols; j++)
-          wmax[j] = fmaxf (wmax[j], fabsf (w[r * cols + j]));
-    }
+  if ((wmax = _quark_smoothquant_column_abs_max (weights, n_weights, "SmoothQuant", &cols, error)) == NULL)
+    return NULL;
   if ((a = quark_tensor_to_floats (abs_max, &n, error)) == NULL)
     return NULL;
   if (n != cols)

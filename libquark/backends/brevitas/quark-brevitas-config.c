@@ -13,7 +13,9 @@
  *   "exclude": [ "PATTERN", ... ],
  *   "algo_config": [ { "name": "gptq", "act_order": false, "num_blocks": 100,
  *                      "damp_percent": 0.01 } (or { "name": "gpfq", "act_order": false }),
- *                    { "name": "bias_correction" } ]
+ *                    { "name": "bias_correction" } ],
+ *   "pre_quant_opt_config": [ { "name": "activation_equalization", "alpha": 0.5,
+ *                               "is_layerwise": false } ]
  * }
  * LAYER = { "weight": SPEC|null, "input_tensors": SPEC|null,
  *           "output_tensors": SPEC|null, "bias": BIAS|null }
@@ -25,7 +27,8 @@
  */
 
 static const char * const config_keys[] = {
-  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude", "algo_config", NULL
+  "global_quant_config", "layer_type_quant_config", "layer_quant_config", "exclude", "algo_config",
+  "pre_quant_opt_config", NULL
 };
 static const char * const layer_keys[] = { "weight", "input_tensors", "output_tensors", "bias", NULL };
 static const QuarkRole layer_roles[] = { QUARK_ROLE_WEIGHT, QUARK_ROLE_INPUT, QUARK_ROLE_OUTPUT, QUARK_ROLE_BIAS };
@@ -98,7 +101,7 @@ quark_brevitas_config_init (QuarkBrevitasConfig *self)
   self->by_type = g_ptr_array_new_with_free_func (named_free);
   self->by_name = g_ptr_array_new_with_free_func (named_free);
   self->exclude = g_new0 (char *, 1);
-  self->algorithms = (BvAlgorithms) { FALSE, FALSE, FALSE, 100, 0.01, FALSE, FALSE };
+  self->algorithms = (BvAlgorithms) BV_ALGORITHMS_INIT;
 }
 
 static gboolean
@@ -193,6 +196,106 @@ read_number (JsonObject *o, const char *path, const char *key, double min, doubl
   return TRUE;
 }
 
+/* An optional boolean member @key of @o into @out (left as it is when absent) */
+static gboolean
+read_boolean (JsonObject *o, const char *path, const char *key, gboolean *out, GError **error)
+{
+  JsonNode *node = json_object_get_member (o, key);
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s.%s: expected true or false",
+                   path, key);
+      return FALSE;
+    }
+  *out = json_node_get_boolean (node);
+  return TRUE;
+}
+
+static gboolean
+is_equalization (const char *name)
+{
+  return g_ascii_strcasecmp (name, "activation_equalization") == 0 || g_str_equal (name, "ActivationEqualization") ||
+         g_str_equal (name, "Activation Equalization");
+}
+
+/* pre_quant_opt_config: AMD Quark's Brevitas extension's list of what
+ * changes the float model before quantization. "activation_equalization"
+ * (its ActivationEqualization: alpha, and is_layerwise, which must be
+ * false: Brevitas's layerwise mode multiplies each layer's input by a
+ * scale of its own, an operation no checkpoint format carries, while
+ * layers that read one input share one scale that folds into the layer
+ * before them). Its Preprocess (batch-norm merging and weight equalization
+ * of convolutional networks) is refused. */
+static gboolean
+load_pre_quant_opt_config (JsonObject *object, BvAlgorithms *algos, GError **error)
+{
+  static const char * const keys[] = { "name", "alpha", "is_layerwise", NULL };
+  JsonNode *node = json_object_get_member (object, "pre_quant_opt_config");
+  JsonArray *list;
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "pre_quant_opt_config: expected a list of pre-quantization steps");
+      return FALSE;
+    }
+  list = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      g_autofree char *path = quark_json_path_index ("pre_quant_opt_config", i);
+      JsonNode *item = json_array_get_element (list, i);
+      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
+      JsonNode *name_node = o ? json_object_get_member (o, "name") : NULL;
+      const char *name = name_node && JSON_NODE_HOLDS_VALUE (name_node) &&
+                         json_node_get_value_type (name_node) == G_TYPE_STRING ? json_node_get_string (name_node) : NULL;
+      gboolean layerwise = FALSE;
+
+      if (name == NULL)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
+                       "%s: expected an object with a \"name\"", path);
+          return FALSE;
+        }
+      if (!is_equalization (name))
+        {
+          gboolean known = g_ascii_strcasecmp (name, "preprocess") == 0 || g_str_equal (name, "Pre-Processing");
+          g_set_error (error, known ? QUARK_ERROR : QUARK_CONFIG_ERROR,
+                       known ? QUARK_ERROR_UNSUPPORTED_SCHEME : QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s.name: %s%s%s (the brevitas backend implements activation_equalization)", path,
+                       known ? "" : "unknown pre-quantization step \"", name,
+                       known ? " (batch-norm merging and weight equalization of convolutional networks) is not "
+                               "implemented" : "\"");
+          return FALSE;
+        }
+      if (algos->equalize)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE, "%s.name: %s is listed twice",
+                       path, name);
+          return FALSE;
+        }
+      if (!quark_json_check_members (o, path, keys, error) ||
+          !read_number (o, path, "alpha", 0, 1, &algos->equalize_alpha, error))
+        return FALSE;
+      if (!read_boolean (o, path, "is_layerwise", &layerwise, error))
+        return FALSE;
+      if (layerwise)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                       "%s.is_layerwise: true gives each layer a multiplication of its input of its own, which no "
+                       "checkpoint format can carry; use false (one scale per input, folded into the layer before "
+                       "it)", path);
+          return FALSE;
+        }
+      algos->equalize = TRUE;
+    }
+  return TRUE;
+}
+
 static gboolean
 load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
 {
@@ -202,7 +305,7 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
   JsonNode *node = json_object_get_member (object, "algo_config");
   JsonArray *list;
 
-  *algos = (BvAlgorithms) { FALSE, FALSE, FALSE, 100, 0.01, FALSE, FALSE };
+  *algos = (BvAlgorithms) BV_ALGORITHMS_INIT;
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
     return TRUE;
   if (!JSON_NODE_HOLDS_ARRAY (node))
@@ -230,7 +333,6 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
       if (g_ascii_strcasecmp (name, "gptq") == 0 || g_ascii_strcasecmp (name, "gpfq") == 0)
         {
           gboolean gpfq = g_ascii_strcasecmp (name, "gpfq") == 0;
-          JsonNode *ao = json_object_get_member (o, "act_order");
           double blocks = 100, share = 1.0;
 
           if (gpfq ? algos->gpfq : algos->gptq)
@@ -253,14 +355,10 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
                                "%s.percentage_of_processed_inputs: only 1.0 (every input) is implemented", path);
                   return FALSE;
                 }
-              if (ao && (!JSON_NODE_HOLDS_VALUE (ao) || json_node_get_value_type (ao) != G_TYPE_BOOLEAN))
-                {
-                  g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                               "%s.act_order: expected true or false", path);
-                  return FALSE;
-                }
+              algos->act_order = FALSE;
+              if (!read_boolean (o, path, "act_order", &algos->act_order, error))
+                return FALSE;
               algos->gpfq = TRUE;
-              algos->act_order = ao ? json_node_get_boolean (ao) : FALSE;
               continue;
             }
           if (!quark_json_check_members (o, path, gptq_keys, error) ||
@@ -273,14 +371,10 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
                            "%s.num_blocks: expected a whole number", path);
               return FALSE;
             }
-          if (ao && (!JSON_NODE_HOLDS_VALUE (ao) || json_node_get_value_type (ao) != G_TYPE_BOOLEAN))
-            {
-              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                           "%s.act_order: expected true or false", path);
-              return FALSE;
-            }
+          algos->act_order = FALSE;
+          if (!read_boolean (o, path, "act_order", &algos->act_order, error))
+            return FALSE;
           algos->gptq = TRUE;
-          algos->act_order = ao ? json_node_get_boolean (ao) : FALSE;
           algos->num_blocks = (guint) blocks;
         }
       else if (g_ascii_strcasecmp (name, "bias_correction") == 0 || g_str_equal (name, "BiasCorrection") ||
@@ -295,8 +389,14 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
         }
       else
         {
-          gboolean known = g_ascii_strcasecmp (name, "gpfa2q") == 0 ||
-                           g_ascii_strcasecmp (name, "activation_equalization") == 0;
+          gboolean known = g_ascii_strcasecmp (name, "gpfa2q") == 0;
+          if (is_equalization (name))
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                           "%s.name: %s changes the float model before quantization: list it in "
+                           "pre_quant_opt_config, as AMD Quark's Brevitas extension does", path, name);
+              return FALSE;
+            }
           g_set_error (error, known ? QUARK_ERROR : QUARK_CONFIG_ERROR,
                        known ? QUARK_ERROR_UNSUPPORTED_SCHEME : QUARK_CONFIG_ERROR_INVALID_VALUE,
                        "%s.name: %s%s%s (the brevitas backend implements gptq, gpfq and bias_correction)", path,
@@ -337,7 +437,8 @@ quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *ob
       !load_map (object, "layer_type_quant_config", TRUE, by_type, error) ||
       !load_map (object, "layer_quant_config", FALSE, by_name, error) ||
       !quark_json_read_patterns (object, "exclude", &exclude, error) ||
-      !load_algo_config (object, &algorithms, error))
+      !load_algo_config (object, &algorithms, error) ||
+      !load_pre_quant_opt_config (object, &algorithms, error))
     {
       layer_clear (&global);
       return FALSE;
@@ -427,6 +528,17 @@ quark_brevitas_config_to_json (QuarkQuantizationConfig *config)
       if (bias)
         json_array_add_object_element (list, bias);
       json_object_set_array_member (o, "algo_config", list);
+    }
+  if (self->algorithms.equalize)
+    {
+      JsonArray *list = json_array_new ();
+      JsonObject *e = json_object_new ();
+
+      json_object_set_string_member (e, "name", "activation_equalization");
+      json_object_set_double_member (e, "alpha", self->algorithms.equalize_alpha);
+      json_object_set_boolean_member (e, "is_layerwise", FALSE);
+      json_array_add_object_element (list, e);
+      json_object_set_array_member (o, "pre_quant_opt_config", list);
     }
   return bv_node_take (o);
 }

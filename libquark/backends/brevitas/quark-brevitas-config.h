@@ -20,7 +20,12 @@ typedef struct {
   double damp_percent;          /* Brevitas's percdamp */
   gboolean bias_correction;
   gboolean bias_correction_first;   /* listed before gptq or gpfq: it corrects round-to-nearest's error */
+  /* pre_quant_opt_config: what changes the float model before calibration */
+  gboolean equalize;            /* activation equalization */
+  double equalize_alpha;
 } BvAlgorithms;
+
+#define BV_ALGORITHMS_INIT { .num_blocks = 100, .damp_percent = 0.01, .equalize_alpha = 0.5 }
 
 #define QUARK_TYPE_BREVITAS_CONFIG (quark_brevitas_config_get_type ())
 G_DECLARE_FINAL_TYPE (QuarkBrevitasConfig, quark_brevitas_config, QUARK, BREVITAS_CONFIG, GObject)

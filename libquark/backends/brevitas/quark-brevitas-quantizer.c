@@ -5,6 +5,7 @@
  */
 #include "quark-brevitas-quantizer.h"
 #include "quark-brevitas-config.h"
+#include "quark-brevitas-equalize.h"
 
 #include <math.h>
 #include <string.h>
@@ -885,9 +886,13 @@ quark_layout_config (QuarkBrevitasQuantizer *self, JsonObject *layers)
     /* the algorithms that ran, in Brevitas's terms (AMD Quark's top-level
      * algo_config names the quark backend's) */
     g_autoptr(JsonNode) cfg = quark_quantization_config_to_json (self->config);
-    JsonNode *algos = json_object_get_member (json_node_get_object (cfg), "algo_config");
-    if (algos)
-      json_object_set_member (brevitas, "algo_config", json_node_copy (algos));
+    static const char * const lists[] = { "pre_quant_opt_config", "algo_config" };
+    for (guint i = 0; i < G_N_ELEMENTS (lists); i++)
+      {
+        JsonNode *algos = json_object_get_member (json_node_get_object (cfg), lists[i]);
+        if (algos)
+          json_object_set_member (brevitas, lists[i], json_node_copy (algos));
+      }
   }
   json_object_set_object_member (qc, "brevitas", brevitas);
   /* the libquark config that made the checkpoint, to read it back */
@@ -956,6 +961,16 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
   JsonNode *metadata = quark_model_get_metadata (model), *qc;
   JsonNode *meta;
 
+  /* pre_quant_opt_config changed the float model before calibration */
+  if (quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->equalize &&
+      !bv_model_is_equalized (model))
+    {
+      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                           "the config equalizes the model's activations (pre_quant_opt_config), and this model was "
+                           "not equalized: calibrate and quantize the model "
+                           "quark_model_quantizer_prepare_model_with_calibration() gives");
+      return NULL;
+    }
   /* AMD Quark's layout and the integer dump are this backend's own (they
    * describe Brevitas's quantizers); every other registry format takes the
    * logical tensors */
@@ -1079,6 +1094,8 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
 
   meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? quark_json_copy (metadata)
                                                         : bv_node_take (json_object_new ());
+  if (json_object_has_member (json_node_get_object (meta), BV_PREPARED_KEY))
+    json_object_remove_member (json_node_get_object (meta), BV_PREPARED_KEY);
   {
     /* biases that bias correction added, declared where the architecture
      * can declare them (transformers' llama: attention_bias, mlp_bias) */
@@ -1590,6 +1607,45 @@ quark_brevitas_quantizer_dequantize_model (QuarkModelQuantizer *quantizer, Quark
   return g_steal_pointer (&out);
 }
 
+/* ---- pre_quant_opt_config ------------------------------------------------------ */
+
+static gboolean
+quark_brevitas_quantizer_prepare_needs_calibration (QuarkModelQuantizer *quantizer)
+{
+  QuarkBrevitasQuantizer *self = QUARK_BREVITAS_QUANTIZER (quantizer);
+  return quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->equalize;
+}
+
+static QuarkModel *
+quark_brevitas_quantizer_prepare_model_with_calibration (QuarkModelQuantizer  *quantizer,
+                                                         QuarkModel           *model,
+                                                         QuarkCalibration     *calibration,
+                                                         GCancellable         *cancellable,
+                                                         GError              **error)
+{
+  QuarkBrevitasQuantizer *self = QUARK_BREVITAS_QUANTIZER (quantizer);
+  const BvAlgorithms *a = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config));
+
+  if (!a->equalize)
+    return g_object_ref (model);
+  return bv_equalize_model (model, calibration, a->equalize_alpha, cancellable, error);
+}
+
+static QuarkModel *
+quark_brevitas_quantizer_prepare_model (QuarkModelQuantizer  *quantizer,
+                                        QuarkModel           *model,
+                                        GCancellable         *cancellable,
+                                        GError              **error)
+{
+  if (!quark_brevitas_quantizer_prepare_needs_calibration (quantizer))
+    return g_object_ref (model);
+  g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                       "activation_equalization (pre_quant_opt_config) learns from the float model's activations: "
+                       "prepare the model with quark_model_quantizer_prepare_model_with_calibration() and the "
+                       "second moments of its layer inputs");
+  return NULL;
+}
+
 static void
 quantizer_iface_init (QuarkModelQuantizerInterface *iface)
 {
@@ -1600,4 +1656,7 @@ quantizer_iface_init (QuarkModelQuantizerInterface *iface)
   iface->activation_params = quark_brevitas_quantizer_activation_params;
   iface->quantize_activation = quark_brevitas_quantizer_quantize_activation;
   iface->fake_quantize_activation = quark_brevitas_quantizer_fake_quantize_activation;
+  iface->prepare_model = quark_brevitas_quantizer_prepare_model;
+  iface->prepare_needs_calibration = quark_brevitas_quantizer_prepare_needs_calibration;
+  iface->prepare_model_with_calibration = quark_brevitas_quantizer_prepare_model_with_calibration;
 }

@@ -1,0 +1,20 @@
+/* quark-smoothquant-private.h: what SmoothQuant shares with the
+ * algorithms like it (activation equalization)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "quark-tensor.h"
+
+G_BEGIN_DECLS
+
+float * _quark_smoothquant_column_abs_max (QuarkTensor **weights,
+                                           guint         n_weights,
+                                           const char   *algorithm,
+                                           gsize        *n_columns,
+                                           GError      **error);
+
+G_END_DECLS
