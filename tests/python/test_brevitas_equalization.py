@@ -287,6 +287,13 @@ def test_cli(tmp_path):
         a = Quark.Model.load(str(tmp_path / 'eq'), None).get_tensor(name)
         b = Quark.Model.load(str(tmp_path / 'eq-cli'), None).get_tensor(name)
         assert a.get_data().get_data() == b.get_data().get_data(), name
+    # the preset: w8a8 with equalization
+    preset = REGISTRY.get_backend('brevitas').new_config_for_preset('w8a8_equalized')
+    assert REGISTRY.new_quantizer(preset).prepare_needs_calibration()
+    p = subprocess.run([QUARK, 'quantize', d, '-o', str(tmp_path / 'eq-preset'), '--backend', 'brevitas', '--preset',
+                        'w8a8_equalized', '--calibration-text', str(text), '--calibration-tokens', '200', '-j', '1'],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
     # without a text: refused before anything is written
     session = Quark.Calibration.new()
     session.props.second_moments = True

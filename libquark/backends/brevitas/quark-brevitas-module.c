@@ -22,6 +22,11 @@ static const struct { const char *name, *description, *json; } presets[] = {
     PRESET (W ("IntWeightSymmetricGroupQuant")) },
   { "w8a8", "Int8WeightPerChannelFloat weights, Int8ActPerTensorFloat inputs, Int32Bias (needs calibration)",
     PRESET (W ("Int8WeightPerChannelFloat") ", " I ("Int8ActPerTensorFloat") ", " B ("Int32Bias")) },
+  { "w8a8_equalized", "w8a8 after Brevitas's activation equalization (alpha 0.5, folded into the layers before; needs "
+    "--calibration-text, which runs twice)",
+    "{\"global_quant_config\": {" W ("Int8WeightPerChannelFloat") ", " I ("Int8ActPerTensorFloat") ", "
+    B ("Int32Bias") "}, \"exclude\": [\"lm_head\"], \"pre_quant_opt_config\": [{\"name\": "
+    "\"activation_equalization\", \"alpha\": 0.5}]}" },
   { "w8a8_fixed_point", "Int8 fixed-point weights and inputs, Int32Bias: FPGA-style power-of-two scales (needs calibration)",
     PRESET (W ("Int8WeightPerChannelFixedPoint") ", " I ("Int8ActPerTensorFixedPoint") ", " B ("Int32Bias")) },
   { "w8a8_shifted", "ShiftedUint8 weights and inputs with zero points, Int32Bias (needs calibration)",
