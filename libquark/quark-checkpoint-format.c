@@ -549,9 +549,12 @@ quark_checkpoint_format_recognizes (QuarkCheckpointFormat *self, JsonNode *quant
  * @self: a format
  * @checkpoint: a checkpoint in this format
  * @layer: a linear layer's name
+ * @role: %QUARK_ROLE_INPUT, or %QUARK_ROLE_OUTPUT for the KV cache (the
+ *   outputs of `k_proj` and `v_proj`; the keys after RoPE when
+ *   quark_checkpoint_format_get_kv_cache_after_rope() says so)
  * @spec: (out) (transfer full) (nullable): how the checkpoint says the
- *   layer's input is quantized, %NULL when it is not (or when the format
- *   describes no inputs)
+ *   layer's input (or output) is quantized, %NULL when it is not (or when
+ *   the format describes no activations)
  * @scale: (out) (transfer full) (nullable): its static scale (for a dynamic
  *   NVFP4 spec, its global scale), %NULL for a dynamic spec
  * @zero_point: (out) (transfer full) (nullable): its static zero point,
@@ -573,7 +576,7 @@ quark_checkpoint_format_recognizes (QuarkCheckpointFormat *self, JsonNode *quant
  */
 gboolean
 quark_checkpoint_format_import_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer,
-                                           QuarkTensorSpec **spec, QuarkTensor **scale, QuarkTensor **zero_point,
+                                           QuarkRole role, QuarkTensorSpec **spec, QuarkTensor **scale, QuarkTensor **zero_point,
                                            GError **error)
 {
   QuarkCheckpointFormatClass *klass;
@@ -583,6 +586,7 @@ quark_checkpoint_format_import_activation (QuarkCheckpointFormat *self, QuarkMod
   g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
   g_return_val_if_fail (QUARK_IS_MODEL (checkpoint), FALSE);
   g_return_val_if_fail (layer != NULL, FALSE);
+  g_return_val_if_fail (role == QUARK_ROLE_INPUT || role == QUARK_ROLE_OUTPUT, FALSE);
   g_return_val_if_fail (spec != NULL && scale != NULL && zero_point != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   *spec = NULL;
@@ -590,12 +594,32 @@ quark_checkpoint_format_import_activation (QuarkCheckpointFormat *self, QuarkMod
   klass = QUARK_CHECKPOINT_FORMAT_GET_CLASS (self);
   if (klass->read_activation == NULL)
     return TRUE;
-  if (!klass->read_activation (self, checkpoint, layer, &s, &sc, &z, error))
+  if (!klass->read_activation (self, checkpoint, layer, role, &s, &sc, &z, error))
     return FALSE;
   *spec = g_steal_pointer (&s);
   *scale = g_steal_pointer (&sc);
   *zero_point = g_steal_pointer (&z);
   return TRUE;
+}
+
+/**
+ * quark_checkpoint_format_get_kv_cache_after_rope:
+ * @self: a format
+ *
+ * Whether the engines that load this format quantize the cached keys after
+ * RoPE (compressed-tensors: vLLM applies `k_scale` to the keys it writes
+ * to the cache, and llm-compressor calibrates it on them), rather than as
+ * `k_proj` makes them. A runtime that evaluates such a checkpoint, and a
+ * calibration that makes one, quantize (and observe) the keys there.
+ *
+ * Returns: %TRUE for keys after RoPE
+ */
+gboolean
+quark_checkpoint_format_get_kv_cache_after_rope (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), FALSE);
+
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->kv_cache_after_rope;
 }
 
 /**

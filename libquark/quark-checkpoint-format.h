@@ -80,6 +80,14 @@ G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK,
  * @stores_column_order: whether @write_weight takes a weight's column
  *   groups (NAME_g_idx in the logical tensors: GPTQ's groups in activation
  *   order), set in `class_init`. Default: %FALSE.
+ * @read_activation: how a checkpoint of this format says a layer's input
+ *   (or output, by @role) is quantized at run time, for formats that
+ *   describe every tensor themselves. Optional.
+ * @fake_quantize_activation: quantizes an activation as the format's
+ *   engines do and dequantizes it again. Optional (with @read_activation).
+ * @kv_cache_after_rope: whether the engines of this format quantize the
+ *   keys of the KV cache after RoPE (as the cache holds them) rather than
+ *   as k_proj makes them, set in `class_init`. Default: %FALSE.
  *
  * The class of a checkpoint format.
  */
@@ -151,6 +159,7 @@ struct _QuarkCheckpointFormatClass
   gboolean     (*read_activation)    (QuarkCheckpointFormat  *self,
                                       QuarkModel             *checkpoint,
                                       const char             *layer,
+                                      QuarkRole               role,
                                       QuarkTensorSpec       **spec,
                                       QuarkTensor           **scale,
                                       QuarkTensor           **zero_point,
@@ -162,8 +171,10 @@ struct _QuarkCheckpointFormatClass
                                       QuarkTensor            *zero_point,
                                       GError                **error);
 
+  gboolean kv_cache_after_rope;
+
   /*< private >*/
-  gpointer padding[3];
+  gpointer padding[2];
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -239,10 +250,13 @@ QUARK_AVAILABLE_IN_1_0
 gboolean          quark_checkpoint_format_import_activation (QuarkCheckpointFormat  *self,
                                                              QuarkModel             *checkpoint,
                                                              const char             *layer,
+                                                             QuarkRole               role,
                                                              QuarkTensorSpec       **spec,
                                                              QuarkTensor           **scale,
                                                              QuarkTensor           **zero_point,
                                                              GError                **error);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_get_kv_cache_after_rope (QuarkCheckpointFormat *self);
 QUARK_AVAILABLE_IN_1_0
 QuarkTensor *     quark_checkpoint_format_fake_quantize_activation (QuarkCheckpointFormat  *self,
                                                                     QuarkTensorSpec        *spec,

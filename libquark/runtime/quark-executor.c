@@ -102,6 +102,7 @@ struct _QuarkExecutor
   InputQuant *head_act;
   QuarkModelQuantizer *quantizer;   /* the checkpoint's backend, for dynamic input specs */
   gboolean quantize_inputs;
+  gboolean keys_after_rope;     /* k_proj's output (the cached keys) quantized, or observed, after RoPE */
   GMainContext *progress_context;       /* during an async run: where progress is emitted */
   GPtrArray *overrides;         /* weights that replace the model's (calibrate_sequential) */
   QuarkModel *checkpoint;       /* a quantized checkpoint, read back a decoder layer at a time */
@@ -607,46 +608,40 @@ read_input_quant (QuarkExecutor *self, QuarkQuantizationConfig *config, QuarkMod
   return TRUE;
 }
 
-/* Outputs are quantized (and observed) where the linear layer makes them:
- * k_proj's before RoPE. A config that quantizes the keys after RoPE (AMD
- * Quark's kv_cache_post_rope, which its quantization_config records) is
- * refused rather than calibrated or run at the wrong place. */
+/* Outputs are quantized (and observed) where the linear layer makes them,
+ * except the keys of a config that quantizes them after RoPE (AMD Quark's
+ * kv_cache_post_rope, which its quantization_config records): those after
+ * RoPE, as the cache holds them. */
 static gboolean
-check_post_rope (QuarkQuantizationConfig *config, GError **error)
+config_keys_after_rope (QuarkQuantizationConfig *config)
 {
   g_autoptr(JsonNode) json = quark_quantization_config_to_json (config);
   JsonNode *node;
 
-  if (json && JSON_NODE_HOLDS_OBJECT (json) &&
-      (node = json_object_get_member (json_node_get_object (json), "kv_cache_post_rope")) != NULL &&
-      JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN &&
-      json_node_get_boolean (node))
-    {
-      g_set_error_literal (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                           "kv_cache_post_rope: the KV cache is quantized after RoPE, and the executor quantizes "
-                           "k_proj's output where the layer makes it, before RoPE");
-      return FALSE;
-    }
-  return TRUE;
+  return json && JSON_NODE_HOLDS_OBJECT (json) &&
+         (node = json_object_get_member (json_node_get_object (json), "kv_cache_post_rope")) != NULL &&
+         JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN &&
+         json_node_get_boolean (node);
 }
 
-/* A layer input as a format that describes every tensor itself states it
- * (quark_checkpoint_format_import_activation()), quantized at run time
- * with that format's arithmetic */
+/* A layer input (or output, the KV cache) as a format that describes
+ * every tensor itself states it (quark_checkpoint_format_import_activation()),
+ * quantized at run time with that format's arithmetic */
 static gboolean
 read_format_input_quant (QuarkExecutor *self, QuarkCheckpointFormat *format, QuarkModel *checkpoint,
-                         const char *layer, InputQuant **out, GError **error)
+                         const char *layer, QuarkRole role, InputQuant **out, GError **error)
 {
   g_autoptr(QuarkTensorSpec) spec = NULL;
   g_autoptr(QuarkTensor) scale = NULL, zero_point = NULL;
   InputQuant *a;
 
   *out = NULL;
-  if (!quark_checkpoint_format_import_activation (format, checkpoint, layer, &spec, &scale, &zero_point, error))
+  if (!quark_checkpoint_format_import_activation (format, checkpoint, layer, role, &spec, &scale, &zero_point,
+                                                  error))
     return FALSE;
   if (spec == NULL)
     return TRUE;
-  a = input_quant_add (self, layer, QUARK_ROLE_INPUT, spec);
+  a = input_quant_add (self, layer, role, spec);
   a->scale = g_steal_pointer (&scale);
   a->zero_point = g_steal_pointer (&zero_point);
   a->format = g_object_ref (format);
@@ -654,9 +649,9 @@ read_format_input_quant (QuarkExecutor *self, QuarkCheckpointFormat *format, Qua
   return TRUE;
 }
 
-/* The input specs of a checkpoint: as its backend's config says, or as a
- * format that describes every tensor itself states them (inputs only:
- * such formats' output specs, the KV cache, are not applied) */
+/* The input specs of a checkpoint, and its output specs (the KV cache):
+ * as its backend's config says, or as a format that describes every
+ * tensor itself states them */
 static gboolean
 read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
 {
@@ -671,10 +666,15 @@ read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
         for (guint j = 0; j < N_LINEAR; j++)
           {
             g_autofree char *layer = g_strdup_printf ("%s.%s", self->layers[i].prefix, linear_names[j]);
-            if (!read_format_input_quant (self, format, checkpoint, layer, &self->layers[i].act[j], error))
+            if (!read_format_input_quant (self, format, checkpoint, layer, QUARK_ROLE_INPUT,
+                                          &self->layers[i].act[j], error) ||
+                !read_format_input_quant (self, format, checkpoint, layer, QUARK_ROLE_OUTPUT,
+                                          &self->layers[i].out_act[j], error))
               return FALSE;
           }
-      return read_format_input_quant (self, format, checkpoint, "lm_head", &self->head_act, error);
+      self->keys_after_rope = quark_checkpoint_format_get_kv_cache_after_rope (format);
+      return read_format_input_quant (self, format, checkpoint, "lm_head", QUARK_ROLE_INPUT, &self->head_act,
+                                      error);
     }
   if ((config = quark_registry_config_for_checkpoint (registry, checkpoint, error)) == NULL)
     return FALSE;
@@ -686,9 +686,8 @@ read_input_quants (QuarkExecutor *self, QuarkModel *checkpoint, GError **error)
             !read_input_quant (self, config, checkpoint, layer, QUARK_ROLE_OUTPUT, &self->layers[i].out_act[j],
                                error))
           return FALSE;
-        if (self->layers[i].out_act[j] && !check_post_rope (config, error))
-          return FALSE;
       }
+  self->keys_after_rope = config_keys_after_rope (config);
   return read_input_quant (self, config, checkpoint, "lm_head", QUARK_ROLE_INPUT, &self->head_act, error);
 }
 
@@ -822,7 +821,9 @@ quark_executor_get_quantized_inputs (QuarkExecutor *self)
  * The linear layers whose outputs the checkpoint quantizes: the KV cache,
  * as the outputs of `k_proj` and `v_proj` (AMD Quark's `kv_cache_group`,
  * `LAYER.output_scale`). The executor quantizes and dequantizes them again
- * where the layer produces them (before RoPE), unless
+ * where the layer produces them, the keys after RoPE when the checkpoint says
+ * the cache holds them so (AMD Quark's `kv_cache_post_rope`,
+ * compressed-tensors' `kv_cache_scheme`), unless
  * [property@Quark.Executor:quantize-inputs] is FALSE.
  *
  * Returns: (transfer full) (array zero-terminated=1): the layer names
@@ -1272,11 +1273,16 @@ run_layers (QuarkExecutor *self, float *x, guint n_seqs, guint tokens, guint fir
         return FALSE;
       linear (self, in, rows, H, wv, kvdim, L->v_bias ? bias + qdim + kvdim : NULL, v);
       if (!layer_output (self, L, LIN_Q, q, rows, qdim, observe, observe_data, inbuf, error) ||
-          !layer_output (self, L, LIN_K, k, rows, kvdim, observe, observe_data, inbuf, error) ||
+          (!self->keys_after_rope &&
+           !layer_output (self, L, LIN_K, k, rows, kvdim, observe, observe_data, inbuf, error)) ||
           !layer_output (self, L, LIN_V, v, rows, kvdim, observe, observe_data, inbuf, error))
         return FALSE;
       rope (self, q, rows, tokens, self->n_heads);
       rope (self, k, rows, tokens, self->n_kv_heads);
+      /* (the keys as the cache holds them) */
+      if (self->keys_after_rope &&
+          !layer_output (self, L, LIN_K, k, rows, kvdim, observe, observe_data, inbuf, error))
+        return FALSE;
       _quark_parallel_run (self->pool, (gsize) n_seqs * self->n_heads, attention_range, &attention);
       observe_input_of (observe, observe_data, L->prefix, "self_attn.o_proj", NULL, NULL, att, rows, qdim);
       if ((in = layer_input (self, L->act[LIN_O], att, rows, qdim, inbuf, error)) == NULL)
@@ -1698,6 +1704,8 @@ typedef struct {
   QuarkCalibration *calibration;
   GHashTable *outputs;          /* the layers whose outputs the session's config quantizes statically */
   GError *error;
+  QuarkExecutor *executor;      /* whose keys_after_rope the session's config sets while it runs */
+  gboolean saved_keys_after_rope;
 } CalibrateData;
 
 /* What a session observes: every linear layer's input, and the outputs
@@ -1711,7 +1719,10 @@ calibrate_data_init (QuarkExecutor *self, QuarkCalibration *calibration, Calibra
   data->calibration = calibration;
   data->outputs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   data->error = NULL;
+  data->executor = self;
+  data->saved_keys_after_rope = self->keys_after_rope;
   g_object_get (calibration, "config", &config, NULL);
+  self->keys_after_rope = config != NULL && config_keys_after_rope (config);
   if (config == NULL)
     return TRUE;
   for (guint i = 0; i < self->n_layers; i++)
@@ -1725,13 +1736,15 @@ calibrate_data_init (QuarkExecutor *self, QuarkCalibration *calibration, Calibra
         else
           g_free (layer);
       }
-  return g_hash_table_size (data->outputs) == 0 || check_post_rope (config, error);
+  return TRUE;
 }
 
 static void
 calibrate_data_clear (CalibrateData *data)
 {
   g_clear_pointer (&data->outputs, g_hash_table_unref);
+  if (data->executor)
+    data->executor->keys_after_rope = data->saved_keys_after_rope;
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CalibrateData, calibrate_data_clear)
@@ -1765,9 +1778,9 @@ observe_input (const char * const *layers, QuarkRole role, const float *x, guint
  * (`model.layers.N.self_attn.q_proj` …, `lm_head`) to
  * [method@Quark.Calibration.observe_floats] as a [tokens, features] batch,
  * one batch per layer and window, and the outputs that the session's config
- * quantizes statically (the KV cache: `k_proj` and `v_proj`, before RoPE)
- * as %QUARK_ROLE_OUTPUT batches. A config that quantizes the keys after
- * RoPE (`kv_cache_post_rope`) fails with %QUARK_ERROR_UNSUPPORTED_SCHEME. [signal@Quark.Executor::progress]
+ * quantizes statically (the KV cache: `k_proj` and `v_proj`) as
+ * %QUARK_ROLE_OUTPUT batches: the keys before RoPE, or after it when the
+ * config says `kv_cache_post_rope`. [signal@Quark.Executor::progress]
  * reports the tokens run so far.
  *
  * Returns: %TRUE on success, %FALSE with @error set

@@ -552,11 +552,6 @@ def test_kv_cache_calibrated_and_evaluated(tmp_path):
     p = run('eval', q, '--text', text, '--ctx', 16, '--json')
     assert json.loads(p.stdout)['quantized_outputs'] == 4
     assert 'outputs of 4 linear layers (the KV cache)' in run('eval', q, '--text', text, '--ctx', 16).stdout
-    # the KV cache after RoPE is not what the executor does: refused
-    post = dict(KV_CONFIG, kv_cache_post_rope=True)
-    p = quantize_config(tmp_path, d, 'post', post, '--calibration-text', text, '--calibration-tokens', 24)
-    assert p.returncode == 1 and 'kv_cache_post_rope' in p.stderr
-    assert not os.path.exists(tmp_path / 'post')
 
 
 def dequantized_weights(checkpoint):
@@ -741,3 +736,109 @@ def test_compressed_tensors_inputs_not_run_are_refused(tmp_path):
         Quark.Executor.new_from_path(str(out))
     assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME)
     assert 'model.layers.0.self_attn.q_proj' in e.value.message and 'asymmetric' in e.value.message
+
+
+def test_kv_cache_after_rope(tmp_path):
+    # kv_cache_post_rope: the keys are observed and quantized as the cache
+    # holds them, after RoPE (v is the same either way). The scales are the
+    # ones a torch forward with the keys hooked after RoPE gives, the
+    # executor's logits are torch's with the keys quantized there, and
+    # compressed-tensors (whose engines apply k_scale after RoPE: vLLM's
+    # attention writes the rotated keys to the cache with it) evaluates the
+    # same, bit for bit.
+    d, text = calibration_model(tmp_path)
+    post = dict(KV_CONFIG, kv_cache_post_rope=True)
+    p = quantize_config(tmp_path, d, 'post', post, '--calibration-text', text, '--calibration-tokens', 24)
+    assert p.returncode == 0, p.stderr
+    tok = Quark.Tokenizer.new_from_file(d)
+    ids = ([0] + list(tok.encode(text.read_text(), -1, False)))[:24]
+    config, weights = load(d)
+    nkv, nh = config['num_key_value_heads'], config['num_attention_heads']
+    assert nkv != nh
+    session = Quark.Calibration.new()
+
+    def feed(name, role, x):
+        a = np.ascontiguousarray(x.reshape(x.shape[0], -1).numpy(), dtype=np.float32)
+        session.observe_floats(name, role, a.ravel().tolist(), list(a.shape))
+
+    class KeysAfterRope(LlamaTorch):
+        """calls @on_key with each layer's keys after RoPE, @on_linear with
+        each linear layer's name, input and output"""
+        def __init__(self, config, weights, on_linear, on_key, **kw):
+            super().__init__(config, weights, **kw)
+            self.on_linear, self.on_key, self.layer = on_linear, on_key, -1
+
+        def _linear(self, name, x):
+            x, y = self.on_linear(name, x, None)
+            y = super()._linear(name, x) if y is None else y
+            if name.endswith('k_proj'):
+                self.layer = int(name.split('.')[2])
+            return self.on_linear(name, None, y)[1]
+
+        def _rope(self, x, T):
+            y = super()._rope(x, T)
+            return self.on_key('model.layers.%d.self_attn.k_proj' % self.layer, y) if x.shape[1] == nkv else y
+
+    def observe(name, x, y):
+        if x is not None:
+            feed(name, Quark.Role.INPUT, x)
+        elif name.endswith('v_proj'):
+            feed(name, Quark.Role.OUTPUT, y)
+        return x, y
+
+    def observe_key(name, y):
+        feed(name, Quark.Role.OUTPUT, y)
+        return y
+    KeysAfterRope(config, weights, observe, observe_key).logits(ids)
+    session.save(str(tmp_path / 'stats.json'))
+    p = quantize_config(tmp_path, d, 'hooked', post, '--calibration', tmp_path / 'stats.json')
+    assert p.returncode == 0, p.stderr
+    a, b = Quark.Model.load(str(tmp_path / 'post'), None), Quark.Model.load(str(tmp_path / 'hooked'), None)
+    scale = {}
+    for name in a.get_tensor_names():
+        if name.endswith(('.input_scale', '.output_scale')):
+            x = np.frombuffer(a.get_tensor(name).get_data().get_data(), dtype=np.float32)
+            y = np.frombuffer(b.get_tensor(name).get_data().get_data(), dtype=np.float32)
+            assert np.allclose(x, y, rtol=1e-5, atol=0), name
+            scale[name] = x[0]
+    # before RoPE the keys' scale is another
+    p = quantize_config(tmp_path, d, 'pre', KV_CONFIG, '--calibration-text', text, '--calibration-tokens', 24)
+    assert p.returncode == 0, p.stderr
+    key = 'model.layers.0.self_attn.k_proj.output_scale'
+    pre = Quark.Model.load(str(tmp_path / 'pre'), None)
+    assert np.frombuffer(pre.get_tensor(key).get_data().get_data(), dtype=np.float32)[0] != scale[key]
+
+    def fq(x, s):
+        v = x.numpy().astype(np.float32)
+        return torch.from_numpy((fp8_e4m3((v / s).astype(np.float32)) * s).astype(np.float32))
+
+    def quantize(name, x, y):
+        if x is not None and name + '.input_scale' in scale:
+            x = fq(x, scale[name + '.input_scale'])
+        if y is not None and name.endswith('v_proj'):
+            y = fq(y, scale[name + '.output_scale'])
+        return x, y
+    ids = ids_for(30)
+    want = KeysAfterRope(config, dequantized_weights(a), quantize,
+                         lambda name, y: fq(y, scale[name + '.output_scale'])).logits(ids).numpy()
+    got = logits_of(Quark.Executor.new_from_path(str(tmp_path / 'post')), ids)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    # (the keys quantized before RoPE with the same scales would be another model)
+    before = KeysAfterRope(config, dequantized_weights(a),
+                           lambda name, x, y: quantize(name, x, fq(y, scale[name + '.output_scale'])
+                                                       if y is not None and name.endswith('k_proj') else y),
+                           lambda name, y: y).logits(ids).numpy()
+    assert np.abs(before - want).max() > 1e-3 * np.abs(want).max()
+
+    # compressed-tensors: the same scales under its names, run after RoPE
+    p = quantize_config(tmp_path, d, 'ct', post, '--calibration-text', text, '--calibration-tokens', 24,
+                        '--export-format', 'compressed-tensors')
+    assert p.returncode == 0, p.stderr
+    executor = Quark.Executor.new_from_path(str(tmp_path / 'ct'))
+    assert len(list(executor.get_quantized_outputs())) == 4
+    assert np.array_equal(logits_of(executor, ids), got)
+    # without kv_cache_post_rope the keys' scale would be the wrong one: refused
+    p = quantize_config(tmp_path, d, 'ct-pre', KV_CONFIG, '--calibration-text', text, '--calibration-tokens', 24,
+                        '--export-format', 'compressed-tensors')
+    assert p.returncode == 1 and 'kv_cache_post_rope' in p.stderr, p.stderr
+    assert not os.path.exists(tmp_path / 'ct-pre')

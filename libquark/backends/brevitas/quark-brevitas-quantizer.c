@@ -1009,6 +1009,15 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
             }
           if (ws && !quark_checkpoint_format_check_weight (format, quark_tensor_get_name (t), shape, n_dims, ws, error))
             return NULL;
+          if (ws && g_str_has_suffix (layer, "k_proj") && quark_checkpoint_format_get_kv_cache_after_rope (format) &&
+              quark_brevitas_config_get_bv_spec (config, layer, type, QUARK_ROLE_OUTPUT, NULL))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                           "layer %s: the engines of the %s format quantize the cached keys after RoPE, and the "
+                           "brevitas backend calibrates k_proj's output where the layer makes it (use the quark "
+                           "backend with kv_cache_post_rope)", layer, self->export_format);
+              return NULL;
+            }
         }
       if (w == NULL)
         continue;

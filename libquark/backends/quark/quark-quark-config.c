@@ -216,7 +216,7 @@ struct _QuarkQuarkConfig
   GStrv exclude;
   gboolean pack_reorder;  /* export.pack_method: reorder (default) or order */
   GStrv kv_cache_group;   /* export.kv_cache_group */
-  gboolean kv_cache_post_rope;  /* kept as read: the executor refuses to calibrate or run it */
+  gboolean kv_cache_post_rope;  /* the keys' output spec applies after RoPE (the executor's calibration and runs) */
   double min_kv_scale;    /* export.min_kv_scale */
   QuarkQuarkGptq gptq;    /* algo_config's "gptq" entry */
   QuarkQuarkScaling scaling;      /* algo_config's "awq" or "smooth" entry */
@@ -1340,6 +1340,12 @@ quark_quark_config_get_min_kv_scale (QuarkQuarkConfig *self,
 {
   return quark_pattern_match_any ((const char * const *) self->kv_cache_group, layer) ? (float) self->min_kv_scale
                                                                                        : 0.0f;
+}
+
+gboolean
+quark_quark_config_get_kv_cache_post_rope (QuarkQuarkConfig *self)
+{
+  return self->kv_cache_post_rope;
 }
 
 gboolean

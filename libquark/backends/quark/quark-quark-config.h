@@ -65,6 +65,7 @@ typedef struct {
 GPtrArray *quark_quark_scaling_groups_parse (JsonNode *node, const char *path, GError **error);
 
 gboolean quark_quark_config_get_pack_reorder (QuarkQuarkConfig *self);
+gboolean quark_quark_config_get_kv_cache_post_rope (QuarkQuarkConfig *self);
 const QuarkQuarkScaling *quark_quark_config_get_scaling (QuarkQuarkConfig *self);
 const QuarkQuarkRotation *quark_quark_config_get_rotation (QuarkQuarkConfig *self);
 const QuarkQuarkGptq *quark_quark_config_get_gptq (QuarkQuarkConfig *self);

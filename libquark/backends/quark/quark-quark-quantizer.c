@@ -830,6 +830,33 @@ weight_layer_name (QuarkTensor *tensor)
 
 /* Fails when a name the quantized @tensor is written under (its scale and
  * zero point, its layer's activation parameters) is also an input tensor. */
+/* A format whose engines quantize the cached keys after RoPE
+ * (compressed-tensors) needs the keys' scale calibrated there: the config
+ * must say kv_cache_post_rope */
+static gboolean
+check_kv_cache_place (QuarkQuarkQuantizer *self, QuarkCheckpointFormat *format, GError **error)
+{
+  g_auto(GStrv) layers = NULL;
+
+  if (!quark_checkpoint_format_get_kv_cache_after_rope (format) ||
+      quark_quark_config_get_kv_cache_post_rope (QUARK_QUARK_CONFIG (self->config)))
+    return TRUE;
+  layers = quark_checkpoint_format_get_layers (format);
+  for (guint i = 0; layers[i]; i++)
+    {
+      g_autoptr(QuarkTensorSpec) out = NULL;
+      if (!g_str_has_suffix (layers[i], "k_proj") ||
+          (out = quark_checkpoint_format_get_layer_spec (format, layers[i], QUARK_ROLE_OUTPUT)) == NULL)
+        continue;
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "layer %s: the engines of the %s format quantize the cached keys after RoPE (vLLM applies k_scale "
+                   "there), and this config calibrates them before it: set \"kv_cache_post_rope\": true",
+                   layers[i], quark_checkpoint_format_get_name (format));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor *tensor, const char *layer,
                        QuarkTensorSpec *spec, QuarkCalibration *calibration, GError **error)
@@ -1276,6 +1303,8 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       all_rows = all_rows && (casts || quark_quark_rows_apply (t, spec, self->allow_nonfinite, &l));
     }
   if (!quark_checkpoint_format_prepare (format, error))
+    return FALSE;
+  if (!check_kv_cache_place (self, format, error))
     return FALSE;
 
   /* rotation happened before calibration, in prepare_model() */

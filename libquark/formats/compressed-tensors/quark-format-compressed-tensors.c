@@ -57,7 +57,9 @@
  *   layers, LAYER.output_scale float32 [1] (vLLM's get_cache_scale maps
  *   them to attn.k_scale and attn.v_scale), described by `kv_cache_scheme`
  *   (type float, 8 bits, strategy tensor, symmetric: what vLLM's
- *   CompressedTensorsKVCacheMethod accepts).
+ *   CompressedTensorsKVCacheMethod accepts). vLLM applies k_scale to the
+ *   keys after RoPE (kv_cache_after_rope): the backends refuse to write a
+ *   keys' scale calibrated before it.
  */
 
 struct _QuarkFormatCompressedTensors
@@ -1489,14 +1491,61 @@ input_unsupported (GError **error, const char *layer, const char *what)
   return FALSE;
 }
 
+/* The KV cache of k_proj or v_proj @layer as kv_cache_scheme describes it
+ * (static FP8 per tensor, what vLLM's CompressedTensorsKVCacheMethod
+ * takes) with its scale: LAYER.output_scale as libquark writes it, or
+ * ATTENTION.k_scale / v_scale as llm-compressor does */
+static gboolean
+ct_read_kv_cache (QuarkModel *checkpoint, JsonObject *qc, const char *layer, QuarkTensorSpec **spec,
+                  QuarkTensor **scale, GError **error)
+{
+  gboolean keys = g_str_has_suffix (layer, ".k_proj");
+  g_autofree char *output_scale = g_strconcat (layer, ".output_scale", NULL);
+  g_autofree char *attn_scale = NULL;
+  JsonNode *node = json_object_get_member (qc, "kv_cache_scheme");
+  QuarkTensor *t;
+  CtArgs a;
+
+  if (!(keys || g_str_has_suffix (layer, ".v_proj")) || node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (!ct_args_from_json (node, "kv_cache_scheme", &a, error))
+    return FALSE;
+  if (!a.is_float || a.num_bits != 8 || a.dynamic || !a.symmetric || !g_str_equal (a.strategy, "tensor"))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "quantization_config.kv_cache_scheme: libquark runs a static FP8 per-tensor KV cache, not %s "
+                   "%u-bit %s%s", a.is_float ? "float" : "int", a.num_bits, a.strategy, a.dynamic ? " dynamic" : "");
+      return FALSE;
+    }
+  attn_scale = g_strdup_printf ("%.*s.%s", (int) (strlen (layer) - strlen (".k_proj")), layer,
+                                keys ? "k_scale" : "v_scale");
+  if ((t = quark_model_get_tensor (checkpoint, output_scale)) == NULL &&
+      (t = quark_model_get_tensor (checkpoint, attn_scale)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "kv_cache_scheme is set, but neither %s nor %s "
+                   "is in the checkpoint", output_scale, attn_scale);
+      return FALSE;
+    }
+  if (quark_tensor_get_n_elements (t) != 1 || !quark_dtype_is_quantizable (quark_tensor_get_dtype (t)))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "tensor %s: one float value expected",
+                   quark_tensor_get_name (t));
+      return FALSE;
+    }
+  *scale = g_object_ref (t);
+  *spec = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_F8_E4M3, "qscheme", QUARK_QSCHEME_PER_TENSOR,
+                        NULL);
+  return TRUE;
+}
+
 /* A layer's input_activations as a libquark spec: static per tensor
  * (LAYER.input_scale, input_zero_point), dynamic per tensor, per token
  * (per_channel along axis 0 of [tokens, features]) or per group, MXFP4
  * (the OCP rule: the shared exponent floor (log2 amax) - 2), NVFP4 with
  * LAYER.input_global_scale. */
 static gboolean
-ct_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer, QuarkTensorSpec **spec,
-                    QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
+ct_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer, QuarkRole role,
+                    QuarkTensorSpec **spec, QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
 {
   JsonObject *qc = _quark_format_quantization_config (checkpoint, error), *groups, *g;
   JsonArray *ignore = NULL;
@@ -1512,6 +1561,8 @@ ct_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const c
 
   if (qc == NULL)
     return FALSE;
+  if (role == QUARK_ROLE_OUTPUT)
+    return ct_read_kv_cache (checkpoint, qc, layer, spec, scale, error);
   if (!json_object_has_member (qc, "config_groups") ||
       !JSON_NODE_HOLDS_OBJECT (json_object_get_member (qc, "config_groups")))
     return bad_config (error, "config_groups", "expected an object");
@@ -1636,6 +1687,7 @@ _quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *
   format_class->read_activation = ct_read_activation;
   format_class->fake_quantize_activation = _quark_format_fake_quantize_input;
   format_class->stores_column_order = TRUE;
+  format_class->kv_cache_after_rope = TRUE;
 }
 
 static void

@@ -221,8 +221,8 @@ read_block_size (JsonObject *qc, int block[2], GError **error)
  * (per_token_group_quant_fp8) with weight_block_size, per tensor
  * without. Layers without FP8 weights have none. */
 static gboolean
-fp8_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer, QuarkTensorSpec **spec,
-                     QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
+fp8_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const char *layer, QuarkRole role,
+                     QuarkTensorSpec **spec, QuarkTensor **scale, QuarkTensor **zero_point, GError **error)
 {
   JsonObject *qc = _quark_format_quantization_config (checkpoint, error);
   g_autofree char *wname = g_strconcat (layer, ".weight", NULL);
@@ -232,6 +232,8 @@ fp8_read_activation (QuarkCheckpointFormat *self, QuarkModel *checkpoint, const 
 
   if (qc == NULL || !read_block_size (qc, block, error))
     return FALSE;
+  if (role != QUARK_ROLE_INPUT)
+    return TRUE;        /* (libquark writes no KV cache in this format) */
   if ((w = quark_model_get_tensor (checkpoint, wname)) == NULL || quark_tensor_get_dtype (w) != QUARK_DTYPE_F8_E4M3)
     return TRUE;
   if (g_strcmp0 (json_object_get_string_member_with_default (qc, "activation_scheme", "dynamic"), "static") == 0)
