@@ -200,7 +200,7 @@ def test_config_round_trip_and_refusals(tmp_path):
     shutil.rmtree(out)
     for algos, extra, calibration, message in [
             ([{'name': 'gptq'}], None, False, 'need the second moments of its input'),
-            ([{'name': 'GPFA2Q'}], None, True, 'GPFA2Q is not implemented in the brevitas backend'),
+            ([{'name': 'GPFA2Q'}], None, True, 'GPFA2Q is not implemented: the Brevitas the brevitas backend follows no longer has it'),
             ([{'name': 'activation_equalization'}], None, True, 'list it in pre_quant_opt_config'),
             ([{'name': 'gptq'}, {'name': 'gpfq'}], None, True, 'one of gptq and gpfq per config'),
             ([{'name': 'gpfq', 'percentage_of_processed_inputs': 0.5}], None, True, 'only 1.0'),

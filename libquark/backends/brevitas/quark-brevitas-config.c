@@ -174,8 +174,11 @@ load_map (JsonObject *config, const char *key, gboolean types, GPtrArray *out, G
  * after quantization (its algo_config list, applied in order): "gptq"
  * (GPTQ's act_order, and Brevitas's num_blocks and damping) and
  * "gpfq" (act_order; percentage_of_processed_inputs 1 only) and
- * "bias_correction". AMD Quark's class names are accepted too. GPFA2Q and
- * activation equalization are refused as not implemented. */
+ * "bias_correction". AMD Quark's class names are accepted too. GPFA2Q is
+ * refused: the Brevitas this backend follows no longer has it (its
+ * gpfq_mode takes neither use_gpfa2q nor accumulator_bit_width), so
+ * there is nothing to reproduce. Activation equalization belongs to
+ * pre_quant_opt_config. */
 static gboolean
 read_number (JsonObject *o, const char *path, const char *key, double min, double max, double *out, GError **error)
 {
@@ -401,7 +404,8 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
                        known ? QUARK_ERROR_UNSUPPORTED_SCHEME : QUARK_CONFIG_ERROR_INVALID_VALUE,
                        "%s.name: %s%s%s (the brevitas backend implements gptq, gpfq and bias_correction)", path,
                        known ? "" : "unknown algorithm \"", name,
-                       known ? " is not implemented in the brevitas backend yet" : "\"");
+                       known ? " is not implemented: the Brevitas the brevitas backend follows no longer has it "
+                               "(its gpfq_mode takes no use_gpfa2q)" : "\"");
           return FALSE;
         }
       continue;
