@@ -6,6 +6,7 @@
 
 #include "quark-topology.h"
 #include "quark-error.h"
+#include "quark-json.h"
 
 #include <string.h>
 
@@ -126,6 +127,92 @@ quark_topology_get_scaling_layers (JsonNode *model_config, char **decoder_layers
   if (decoder_layers)
     *decoder_layers = g_strdup ("model.layers");
   return json_from_string (llama_scaling_layers, NULL);
+}
+
+static const char *
+string_member (JsonObject *o, const char *key)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n)
+                                                                                        : NULL;
+}
+
+/**
+ * quark_topology_check_scaling_layers:
+ * @scaling_layers: a config's scaling groups
+ * @path: the JSON path of @scaling_layers, for messages
+ * @error: return location for a #GError
+ *
+ * Checks that @scaling_layers is a list in AMD Quark's `scaling_layers`
+ * schema, as quark_topology_get_scaling_layers() gives for known models:
+ * objects with `prev_op` (a name), `layers` (a non-empty list of names) and
+ * optionally `inp` (one of `layers`; `module2inspect`, `has_kwargs` and
+ * `help` are accepted and ignored).
+ *
+ * Returns: %TRUE when it is, %FALSE with a #QuarkConfigError naming the
+ *   member
+ */
+gboolean
+quark_topology_check_scaling_layers (JsonNode *scaling_layers, const char *path, GError **error)
+{
+  static const char * const keys[] = { "prev_op", "layers", "inp", "module2inspect", "has_kwargs", "help", NULL };
+  JsonArray *list;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (scaling_layers == NULL || !JSON_NODE_HOLDS_ARRAY (scaling_layers))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                   "%s: expected a list of scaling groups", path);
+      return FALSE;
+    }
+  list = json_node_get_array (scaling_layers);
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      g_autofree char *item_path = quark_json_path_index (path, i);
+      JsonNode *item = json_array_get_element (list, i);
+      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
+      JsonNode *layers = o ? json_object_get_member (o, "layers") : NULL;
+      const char *inp;
+      gboolean found = FALSE;
+
+      if (o == NULL)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected an object",
+                       item_path);
+          return FALSE;
+        }
+      if (!quark_json_check_members (o, item_path, keys, error))
+        return FALSE;
+      if (string_member (o, "prev_op") == NULL || layers == NULL || !JSON_NODE_HOLDS_ARRAY (layers) ||
+          json_array_get_length (json_node_get_array (layers)) == 0)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
+                       "%s: expected \"prev_op\" (a name) and \"layers\" (a list of names)", item_path);
+          return FALSE;
+        }
+      inp = string_member (o, "inp");
+      for (guint k = 0; k < json_array_get_length (json_node_get_array (layers)); k++)
+        {
+          JsonNode *n = json_array_get_element (json_node_get_array (layers), k);
+          if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                           "%s.layers[%u]: expected a layer name", item_path, k);
+              return FALSE;
+            }
+          found = found || inp == NULL || g_str_equal (inp, json_node_get_string (n));
+        }
+      if (!found)
+        {
+          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
+                       "%s.inp: \"%s\" is not one of the group's layers (its input stands for theirs)", item_path,
+                       inp);
+          return FALSE;
+        }
+    }
+  return TRUE;
 }
 
 static int

@@ -21,6 +21,11 @@ JsonNode * quark_topology_get_scaling_layers (JsonNode    *model_config,
                                               GError     **error);
 
 QUARK_AVAILABLE_IN_1_0
+gboolean   quark_topology_check_scaling_layers (JsonNode   *scaling_layers,
+                                                const char *path,
+                                                GError    **error);
+
+QUARK_AVAILABLE_IN_1_0
 JsonNode * quark_topology_get_residual_stream (JsonNode  *model_config,
                                                GError   **error);
 

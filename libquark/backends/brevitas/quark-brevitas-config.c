@@ -78,10 +78,18 @@ named_free (gpointer data)
 }
 
 static void
+algorithms_clear (BvAlgorithms *a)
+{
+  g_clear_pointer (&a->scaling_layers, json_node_unref);
+  g_clear_pointer (&a->decoder_layers, g_free);
+}
+
+static void
 quark_brevitas_config_finalize (GObject *object)
 {
   QuarkBrevitasConfig *self = QUARK_BREVITAS_CONFIG (object);
 
+  algorithms_clear (&self->algorithms);
   layer_clear (&self->global);
   g_ptr_array_unref (self->by_type);
   g_ptr_array_unref (self->by_name);
@@ -235,7 +243,9 @@ is_equalization (const char *name)
 static gboolean
 load_pre_quant_opt_config (JsonObject *object, BvAlgorithms *algos, GError **error)
 {
-  static const char * const keys[] = { "name", "alpha", "is_layerwise", NULL };
+  static const char * const keys[] = {
+    "name", "alpha", "is_layerwise", "scaling_layers", "model_decoder_layers", NULL
+  };
   JsonNode *node = json_object_get_member (object, "pre_quant_opt_config");
   JsonArray *list;
 
@@ -257,6 +267,7 @@ load_pre_quant_opt_config (JsonObject *object, BvAlgorithms *algos, GError **err
       const char *name = name_node && JSON_NODE_HOLDS_VALUE (name_node) &&
                          json_node_get_value_type (name_node) == G_TYPE_STRING ? json_node_get_string (name_node) : NULL;
       gboolean layerwise = FALSE;
+      JsonNode *member;
 
       if (name == NULL)
         {
@@ -293,6 +304,28 @@ load_pre_quant_opt_config (JsonObject *object, BvAlgorithms *algos, GError **err
                        "checkpoint format can carry; use false (one scale per input, folded into the layer before "
                        "it)", path);
           return FALSE;
+        }
+      /* the regions for models whose topology the core does not know, in
+       * AMD Quark's scaling_layers schema, as the quark backend takes them */
+      if ((member = json_object_get_member (o, "scaling_layers")) != NULL &&
+          !JSON_NODE_HOLDS_NULL (member))
+        {
+          g_autofree char *sp = g_strconcat (path, ".scaling_layers", NULL);
+          if (!quark_topology_check_scaling_layers (member, sp, error))
+            return FALSE;
+          algos->scaling_layers = json_node_copy (member);
+        }
+      if ((member = json_object_get_member (o, "model_decoder_layers")) != NULL &&
+          !JSON_NODE_HOLDS_NULL (member))
+        {
+          if (!JSON_NODE_HOLDS_VALUE (member) || json_node_get_value_type (member) != G_TYPE_STRING ||
+              *json_node_get_string (member) == '\0')
+            {
+              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
+                           "%s.model_decoder_layers: expected a name prefix such as \"model.layers\"", path);
+              return FALSE;
+            }
+          algos->decoder_layers = g_strdup (json_node_get_string (member));
         }
       algos->equalize = TRUE;
     }
@@ -425,7 +458,7 @@ quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *ob
   g_autoptr(GPtrArray) by_name = g_ptr_array_new_with_free_func (named_free);
   g_auto(GStrv) exclude = NULL;
   Layer global = { { NULL } };
-  BvAlgorithms algorithms;
+  BvAlgorithms algorithms = BV_ALGORITHMS_INIT;
   JsonNode *node;
 
   if (!quark_json_check_members (object, NULL, config_keys, error))
@@ -444,6 +477,7 @@ quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *ob
       !load_algo_config (object, &algorithms, error) ||
       !load_pre_quant_opt_config (object, &algorithms, error))
     {
+      algorithms_clear (&algorithms);
       layer_clear (&global);
       return FALSE;
     }
@@ -455,6 +489,7 @@ quark_brevitas_config_load_json (QuarkQuantizationConfig *config, JsonObject *ob
   self->by_name = g_steal_pointer (&by_name);
   g_strfreev (self->exclude);
   self->exclude = g_steal_pointer (&exclude);
+  algorithms_clear (&self->algorithms);
   self->algorithms = algorithms;
   return TRUE;
 }
@@ -541,6 +576,10 @@ quark_brevitas_config_to_json (QuarkQuantizationConfig *config)
       json_object_set_string_member (e, "name", "activation_equalization");
       json_object_set_double_member (e, "alpha", self->algorithms.equalize_alpha);
       json_object_set_boolean_member (e, "is_layerwise", FALSE);
+      if (self->algorithms.scaling_layers)
+        json_object_set_member (e, "scaling_layers", json_node_copy (self->algorithms.scaling_layers));
+      if (self->algorithms.decoder_layers)
+        json_object_set_string_member (e, "model_decoder_layers", self->algorithms.decoder_layers);
       json_array_add_object_element (list, e);
       json_object_set_array_member (o, "pre_quant_opt_config", list);
     }

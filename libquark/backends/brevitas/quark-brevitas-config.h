@@ -23,6 +23,8 @@ typedef struct {
   /* pre_quant_opt_config: what changes the float model before calibration */
   gboolean equalize;            /* activation equalization */
   double equalize_alpha;
+  JsonNode *scaling_layers;     /* its regions as given (AMD Quark's schema), owned, or NULL: the topology's */
+  char *decoder_layers;         /* the decoder layers' name prefix as given, owned, or NULL */
 } BvAlgorithms;
 
 #define BV_ALGORITHMS_INIT { .num_blocks = 100, .damp_percent = 0.01, .equalize_alpha = 0.5 }

@@ -7,7 +7,8 @@
  * read one input, and what produces that input): for the Llama family,
  * input_layernorm → q, k, v; v → o (when v has a row per column of o, not
  * with grouped-query attention); post_attention_layernorm → gate, up;
- * up → down. Brevitas's graph mode shares one scale among the layers that
+ * up → down; for other models, the config's scaling_layers. Brevitas's
+ * graph mode shares one scale among the layers that
  * read one input and multiplies the input by it; here that multiplication
  * is folded into the norm or linear layer before them.
  *
@@ -142,11 +143,12 @@ equalize_group (QuarkModel *model, QuarkCalibration *calibration, double alpha, 
 }
 
 /* Brevitas's activation equalization of @model, from @calibration's
- * statistics of @model itself: the groups in the topology's order, layer
- * by layer, each seeing the weights the groups before it left. */
+ * statistics of @model itself: the groups (@scaling_layers, or the
+ * topology's) in their order, layer by layer, each seeing the weights the
+ * groups before it left. */
 QuarkModel *
-bv_equalize_model (QuarkModel *model, QuarkCalibration *calibration, double alpha, GCancellable *cancellable,
-                   GError **error)
+bv_equalize_model (QuarkModel *model, QuarkCalibration *calibration, double alpha, JsonNode *scaling_layers,
+                   const char *decoder_layers, GCancellable *cancellable, GError **error)
 {
   JsonNode *metadata = quark_model_get_metadata (model);
   g_autoptr(JsonNode) topology = NULL, marked = NULL;
@@ -170,10 +172,17 @@ bv_equalize_model (QuarkModel *model, QuarkCalibration *calibration, double alph
                            "(a calibration session with second-moments set)");
       return NULL;
     }
-  if ((topology = quark_topology_get_scaling_layers (metadata, &prefix, error)) == NULL)
+  if (scaling_layers)
+    topology = json_node_copy (scaling_layers);
+  else if ((topology = quark_topology_get_scaling_layers (metadata, &prefix, error)) == NULL)
     {
-      g_prefix_error (error, "activation_equalization: ");
+      g_prefix_error (error, "activation_equalization (give scaling_layers in its entry for other models): ");
       return NULL;
+    }
+  if (decoder_layers)
+    {
+      g_free (prefix);
+      prefix = g_strdup (decoder_layers);
     }
   groups = json_node_get_array (topology);
   indices = quark_topology_get_layer_indices (model, prefix ? prefix : "model.layers", &n_layers);

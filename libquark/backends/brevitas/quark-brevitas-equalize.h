@@ -17,6 +17,8 @@ gboolean     bv_model_is_equalized (QuarkModel        *model);
 QuarkModel * bv_equalize_model     (QuarkModel        *model,
                                     QuarkCalibration  *calibration,
                                     double             alpha,
+                                    JsonNode          *scaling_layers,
+                                    const char        *decoder_layers,
                                     GCancellable      *cancellable,
                                     GError           **error);
 

@@ -1637,7 +1637,8 @@ quark_brevitas_quantizer_prepare_model_with_calibration (QuarkModelQuantizer  *q
 
   if (!a->equalize)
     return g_object_ref (model);
-  return bv_equalize_model (model, calibration, a->equalize_alpha, cancellable, error);
+  return bv_equalize_model (model, calibration, a->equalize_alpha, a->scaling_layers, a->decoder_layers, cancellable,
+                            error);
 }
 
 static QuarkModel *

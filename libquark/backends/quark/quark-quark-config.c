@@ -562,65 +562,26 @@ scaling_group_free (gpointer data)
 GPtrArray *
 quark_quark_scaling_groups_parse (JsonNode *node, const char *path, GError **error)
 {
-  static const char * const keys[] = { "prev_op", "layers", "inp", "module2inspect", "has_kwargs", "help", NULL };
   g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func (scaling_group_free);
   JsonArray *list;
 
-  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
-    {
-      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                   "%s: expected a list of scaling groups", path);
-      return NULL;
-    }
+  if (!quark_topology_check_scaling_layers (node, path, error))
+    return NULL;
   list = json_node_get_array (node);
   for (guint i = 0; i < json_array_get_length (list); i++)
     {
-      g_autofree char *item_path = quark_json_path_index (path, i);
-      JsonNode *item = json_array_get_element (list, i);
-      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
-      JsonNode *layers = o ? json_object_get_member (o, "layers") : NULL;
+      JsonObject *o = json_array_get_object_element (list, i);
+      JsonArray *layers = json_object_get_array_member (o, "layers");
       g_autoptr(GStrvBuilder) names = g_strv_builder_new ();
-      QuarkQuarkScalingGroup *g;
-      const char *prev = o ? string_member (o, "prev_op") : NULL, *inp;
+      QuarkQuarkScalingGroup *g = g_new0 (QuarkQuarkScalingGroup, 1);
+      const char *inp = string_member (o, "inp");
 
-      if (o == NULL || !quark_json_check_members (o, item_path, keys, error))
-        {
-          if (o == NULL)
-            g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected an object",
-                         item_path);
-          return NULL;
-        }
-      if (prev == NULL || layers == NULL || !JSON_NODE_HOLDS_ARRAY (layers) ||
-          json_array_get_length (json_node_get_array (layers)) == 0)
-        {
-          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
-                       "%s: expected \"prev_op\" (a name) and \"layers\" (a list of names)", item_path);
-          return NULL;
-        }
-      for (guint k = 0; k < json_array_get_length (json_node_get_array (layers)); k++)
-        {
-          JsonNode *n = json_array_get_element (json_node_get_array (layers), k);
-          if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
-            {
-              g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                           "%s.layers[%u]: expected a layer name", item_path, k);
-              return NULL;
-            }
-          g_strv_builder_add (names, json_node_get_string (n));
-        }
-      g = g_new0 (QuarkQuarkScalingGroup, 1);
-      g->prev_op = g_strdup (prev);
+      for (guint k = 0; k < json_array_get_length (layers); k++)
+        g_strv_builder_add (names, json_array_get_string_element (layers, k));
+      g->prev_op = g_strdup (string_member (o, "prev_op"));
       g->layers = g_strv_builder_end (names);
-      inp = string_member (o, "inp");
       g->inp = g_strdup (inp ? inp : g->layers[0]);
       g_ptr_array_add (groups, g);
-      if (!g_strv_contains ((const char * const *) g->layers, g->inp))
-        {
-          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_INVALID_VALUE,
-                       "%s.inp: \"%s\" is not one of the group's layers (its input stands for theirs)", item_path,
-                       g->inp);
-          return NULL;
-        }
     }
   return g_steal_pointer (&groups);
 }
