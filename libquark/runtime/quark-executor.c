@@ -1722,7 +1722,9 @@ calibrate_data_init (QuarkExecutor *self, QuarkCalibration *calibration, Calibra
   data->executor = self;
   data->saved_keys_after_rope = self->keys_after_rope;
   g_object_get (calibration, "config", &config, NULL);
-  self->keys_after_rope = config != NULL && config_keys_after_rope (config);
+  /* (a checkpoint whose engines quantize the keys after RoPE keeps them
+   * there) */
+  self->keys_after_rope = self->keys_after_rope || (config != NULL && config_keys_after_rope (config));
   if (config == NULL)
     return TRUE;
   for (guint i = 0; i < self->n_layers; i++)
