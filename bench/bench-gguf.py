@@ -54,27 +54,48 @@ def anon_kib(pid):
     return 0
 
 
-def timed(cmd, extra_env=None):
-    """Best wall time of RUNS runs, the peak resident memory (KiB, the
-    kernel's ru_maxrss of the child) and the peak anonymous memory (RssAnon
-    sampled every 2 ms) of the command itself."""
-    best, peak, anon = float('inf'), 0, 0
-    for _ in range(RUNS):
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=dict(env, **(extra_env or {})))
+def run_once(cmd, extra_env, sample):
+    """Wall time, rusage and (when @sample) the peak anonymous memory of one
+    run. Sampling reads /proc/PID/status every 5 ms, which costs the
+    sampled process kernel time (measured: 2 s more system time for a 9 s
+    Q3_K_M run read every 2 ms), so timed runs are not sampled."""
+    anon = 0
+    err = tempfile.TemporaryFile()     # (a pipe nobody reads would stop a chatty command)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=dict(env, **(extra_env or {})))
+    if sample:
         while True:
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
             anon = max(anon, anon_kib(p.pid))
-            time.sleep(0.002)
-        best = min(best, time.perf_counter() - t0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode != 0:
-            raise SystemExit('%s failed: %s' % (' '.join(cmd), p.stderr.read().decode()[-2000:]))
+            time.sleep(0.005)
+    else:
+        _, status, usage = os.wait4(p.pid, 0)
+    seconds = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        err.seek(0)
+        raise SystemExit('%s failed: %s' % (' '.join(cmd), err.read().decode(errors='replace')[-2000:]))
+    return seconds, usage, anon
+
+
+def timed(cmd, extra_env=None, sample=True):
+    """Best wall time of RUNS runs, the peak resident memory (KiB, the
+    kernel's ru_maxrss of the child) and the least user CPU time, unsampled;
+    then, with @sample, one more run for the peak anonymous memory (RssAnon)
+    of the command itself. (User time is the work itself: on a virtual
+    machine the kernel's time to hand out fresh pages for an output in
+    /dev/shm varies from run to run by seconds.)"""
+    best, peak, anon, user = float('inf'), 0, 0, float('inf')
+    for _ in range(RUNS):
+        seconds, usage, _ = run_once(cmd, extra_env, False)
+        best = min(best, seconds)
+        user = min(user, usage.ru_utime)
         peak = max(peak, usage.ru_maxrss)
-    return best, peak, anon
+    if sample:
+        anon = run_once(cmd, extra_env, True)[2]
+    return best, peak, anon, user
 
 
 def content(path):
@@ -93,20 +114,20 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([quark, 'quantize', model, '-o', f32, '--export-format', 'gguf', '--type', 'F32'], check=True,
                    capture_output=True, env=env)
     print('threads: %s' % (threads or 'the machine\'s'))
-    print('%-8s %9s %9s %7s %9s %7s %9s %9s %9s %9s %s' % ('type', 'quark s', 'llama s', 'ratio', 'scalar s',
-                                                            'ratio', 'quark MB', 'llama MB', 'q anon', 'l anon',
-                                                            'same bytes'))
+    print('%-8s %9s %9s %7s %9s %9s %7s %9s %7s %9s %9s %9s %9s %s' % (
+        'type', 'quark s', 'llama s', 'ratio', 'q user s', 'l user s', 'ratio', 'scalar s', 'ratio', 'quark MB',
+        'llama MB', 'q anon', 'l anon', 'same bytes'))
     jobs = ['-j', threads] if threads else []
     for name in types:
         t, pure = name.split(':')[0], name.endswith(':pure')
         ours, theirs, scalar = (os.path.join(tmp, x + '.gguf') for x in ('ours', 'theirs', 'scalar'))
         cmd = [quark, 'quantize', model, '--export-format', 'gguf', '--type', t, '--force', *jobs,
                *(['--pure'] if pure else [])]
-        qs, qm, qa = timed(cmd + ['-o', ours])
-        ss, _, _ = timed(cmd + ['-o', scalar], {'QUARK_GGUF_SCALAR': '1'})
-        ls, lm, la = timed([os.path.join(llama_bin, 'llama-quantize'), *(['--pure'] if pure else []), f32, theirs, t,
+        qs, qm, qa, qu = timed(cmd + ['-o', ours])
+        ss, _, _, _ = timed(cmd + ['-o', scalar], {'QUARK_GGUF_SCALAR': '1'}, sample=False)
+        ls, lm, la, lu = timed([os.path.join(llama_bin, 'llama-quantize'), *(['--pure'] if pure else []), f32, theirs, t,
                         *([threads] if threads else [])])
         same = content(ours) == content(theirs) == content(scalar)
-        print('%-8s %9.2f %9.2f %7.2f %9.2f %7.2f %9.0f %9.0f %9.0f %9.0f %s' % (
-            name, qs, ls, ls / qs, ss, ss / qs, qm / 1024, lm / 1024, qa / 1024, la / 1024,
+        print('%-8s %9.2f %9.2f %7.2f %9.2f %9.2f %7.2f %9.2f %7.2f %9.0f %9.0f %9.0f %9.0f %s' % (
+            name, qs, ls, ls / qs, qu, lu, lu / qu, ss, ss / qs, qm / 1024, lm / 1024, qa / 1024, la / 1024,
             'yes' if same else 'NO'))
