@@ -842,3 +842,12 @@ def test_kv_cache_after_rope(tmp_path):
                         '--export-format', 'compressed-tensors')
     assert p.returncode == 1 and 'kv_cache_post_rope' in p.stderr, p.stderr
     assert not os.path.exists(tmp_path / 'ct-pre')
+    # the brevitas backend observes k_proj's output where the layer makes it: refused too
+    fp8 = {'preset': 'Fp8e4m3OCPActPerTensorFloat'}
+    bv = {'backend': 'brevitas', 'exclude': ['lm_head'],
+          'global_quant_config': {'weight': {'preset': 'Fp8e4m3OCPWeightPerChannelFloat'}, 'input_tensors': fp8},
+          'layer_quant_config': {'*k_proj': {'output_tensors': fp8}}}
+    p = quantize_config(tmp_path, d, 'bv-ct', bv, '--calibration-text', text, '--calibration-tokens', 24,
+                        '--export-format', 'compressed-tensors')
+    assert p.returncode == 1 and 'after RoPE' in p.stderr and 'k_proj' in p.stderr, p.stderr
+    assert not os.path.exists(tmp_path / 'bv-ct')
