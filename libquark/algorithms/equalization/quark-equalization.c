@@ -51,7 +51,7 @@ QuarkTensor *
 quark_equalization_scale (QuarkTensor **sinks, guint n_sinks, QuarkTensor *abs_max, double alpha, GError **error)
 {
   g_autofree float *a = NULL, *wmax = NULL;
-  gsize cols = 0, n = 0;
+  gsize cols = 0;
   gint64 shape[1];
 
   g_return_val_if_fail (sinks != NULL && n_sinks > 0, NULL);
@@ -64,16 +64,9 @@ quark_equalization_scale (QuarkTensor **sinks, guint n_sinks, QuarkTensor *abs_m
                    "[0, 1]", alpha);
       return NULL;
     }
-  if ((wmax = _quark_smoothquant_column_abs_max (sinks, n_sinks, "activation equalization", &cols, error)) == NULL)
+  if ((wmax = _quark_smoothquant_ranges (sinks, n_sinks, abs_max, "activation equalization", &cols, &a,
+                                         error)) == NULL)
     return NULL;
-  if ((a = quark_tensor_to_floats (abs_max, &n, error)) == NULL)
-    return NULL;
-  if (n != cols)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %" G_GSIZE_FORMAT " maxima for %"
-                   G_GSIZE_FORMAT " input features", quark_tensor_get_name (abs_max), n, cols);
-      return NULL;
-    }
   for (gsize j = 0; j < cols; j++)
     {
       float w = wmax[j], x = a[j];

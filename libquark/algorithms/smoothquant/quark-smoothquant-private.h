@@ -11,10 +11,12 @@
 
 G_BEGIN_DECLS
 
-float * _quark_smoothquant_column_abs_max (QuarkTensor **weights,
-                                           guint         n_weights,
-                                           const char   *algorithm,
-                                           gsize        *n_columns,
-                                           GError      **error);
+float * _quark_smoothquant_ranges (QuarkTensor **weights,
+                                   guint         n_weights,
+                                   QuarkTensor  *abs_max,
+                                   const char   *algorithm,
+                                   gsize        *n_columns,
+                                   float       **activation,
+                                   GError      **error);
 
 G_END_DECLS

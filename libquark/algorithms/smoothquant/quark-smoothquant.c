@@ -13,14 +13,16 @@
 /* AMD Quark's floor under a weight column's maximum */
 #define MIN_WEIGHT_MAX 1e-5f
 
-/* Per column, the largest |w| over @weights (each [rows, columns], the
- * same columns), as float32 [columns]; errors name @algorithm */
+/* The two ranges a scale is made of: per column, the largest |w| over
+ * @weights (each [rows, columns], the same columns), returned, and
+ * @abs_max's values (one per column) in *@activation, both float32
+ * [columns]; errors name @algorithm */
 float *
-_quark_smoothquant_column_abs_max (QuarkTensor **weights, guint n_weights, const char *algorithm, gsize *n_columns,
-                                   GError **error)
+_quark_smoothquant_ranges (QuarkTensor **weights, guint n_weights, QuarkTensor *abs_max, const char *algorithm,
+                           gsize *n_columns, float **activation, GError **error)
 {
-  g_autofree float *wmax = NULL;
-  gsize cols = 0;
+  g_autofree float *wmax = NULL, *a = NULL;
+  gsize cols = 0, n = 0;
 
   for (guint i = 0; i < n_weights; i++)
     {
@@ -47,7 +49,16 @@ _quark_smoothquant_column_abs_max (QuarkTensor **weights, guint n_weights, const
         for (gsize j = 0; j < cols; j++)
           wmax[j] = fmaxf (wmax[j], fabsf (w[r * cols + j]));
     }
+  if ((a = quark_tensor_to_floats (abs_max, &n, error)) == NULL)
+    return NULL;
+  if (n != cols)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %" G_GSIZE_FORMAT " maxima for %"
+                   G_GSIZE_FORMAT " input features", quark_tensor_get_name (abs_max), n, cols);
+      return NULL;
+    }
   *n_columns = cols;
+  *activation = g_steal_pointer (&a);
   return g_steal_pointer (&wmax);
 }
 
@@ -81,7 +92,7 @@ quark_smoothquant_scale (QuarkTensor **weights, guint n_weights, QuarkTensor *ab
                          double clamp_min, GError **error)
 {
   g_autofree float *a = NULL, *wmax = NULL;
-  gsize cols = 0, n = 0;
+  gsize cols = 0;
   gint64 shape[1];
 
   g_return_val_if_fail (weights != NULL && n_weights > 0, NULL);
@@ -94,16 +105,8 @@ quark_smoothquant_scale (QuarkTensor **weights, guint n_weights, QuarkTensor *ab
                    "smallest scale %g is not positive", alpha, clamp_min);
       return NULL;
     }
-  if ((wmax = _quark_smoothquant_column_abs_max (weights, n_weights, "SmoothQuant", &cols, error)) == NULL)
+  if ((wmax = _quark_smoothquant_ranges (weights, n_weights, abs_max, "SmoothQuant", &cols, &a, error)) == NULL)
     return NULL;
-  if ((a = quark_tensor_to_floats (abs_max, &n, error)) == NULL)
-    return NULL;
-  if (n != cols)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: %" G_GSIZE_FORMAT " maxima for %"
-                   G_GSIZE_FORMAT " input features", quark_tensor_get_name (abs_max), n, cols);
-      return NULL;
-    }
   for (gsize j = 0; j < cols; j++)
     {
       float w = fmaxf (wmax[j], MIN_WEIGHT_MAX);
