@@ -225,6 +225,42 @@ read_boolean (JsonObject *o, const char *path, const char *key, gboolean *out, G
   return TRUE;
 }
 
+/* A list of named steps, @key of @object (pre_quant_opt_config,
+ * algo_config): *@list is NULL when it is absent or null */
+static gboolean
+read_step_list (JsonObject *object, const char *key, const char *what, JsonArray **list, GError **error)
+{
+  JsonNode *node = json_object_get_member (object, key);
+
+  *list = NULL;
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    {
+      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH, "%s: expected a list of %s", key,
+                   what);
+      return FALSE;
+    }
+  *list = json_node_get_array (node);
+  return TRUE;
+}
+
+/* Step @i of such a list: its object and its "name", or NULL with an error */
+static const char *
+step_name (JsonArray *list, guint i, const char *path, JsonObject **o, GError **error)
+{
+  JsonNode *item = json_array_get_element (list, i);
+  JsonNode *name_node;
+
+  *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
+  name_node = *o ? json_object_get_member (*o, "name") : NULL;
+  if (name_node && JSON_NODE_HOLDS_VALUE (name_node) && json_node_get_value_type (name_node) == G_TYPE_STRING)
+    return json_node_get_string (name_node);
+  g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY, "%s: expected an object with a \"name\"",
+               path);
+  return NULL;
+}
+
 static gboolean
 is_equalization (const char *name)
 {
@@ -246,35 +282,20 @@ load_pre_quant_opt_config (JsonObject *object, BvAlgorithms *algos, GError **err
   static const char * const keys[] = {
     "name", "alpha", "is_layerwise", "scaling_layers", "model_decoder_layers", NULL
   };
-  JsonNode *node = json_object_get_member (object, "pre_quant_opt_config");
   JsonArray *list;
 
-  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
-    return TRUE;
-  if (!JSON_NODE_HOLDS_ARRAY (node))
-    {
-      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                   "pre_quant_opt_config: expected a list of pre-quantization steps");
-      return FALSE;
-    }
-  list = json_node_get_array (node);
-  for (guint i = 0; i < json_array_get_length (list); i++)
+  if (!read_step_list (object, "pre_quant_opt_config", "pre-quantization steps", &list, error))
+    return FALSE;
+  for (guint i = 0; list && i < json_array_get_length (list); i++)
     {
       g_autofree char *path = quark_json_path_index ("pre_quant_opt_config", i);
-      JsonNode *item = json_array_get_element (list, i);
-      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
-      JsonNode *name_node = o ? json_object_get_member (o, "name") : NULL;
-      const char *name = name_node && JSON_NODE_HOLDS_VALUE (name_node) &&
-                         json_node_get_value_type (name_node) == G_TYPE_STRING ? json_node_get_string (name_node) : NULL;
+      JsonObject *o;
+      const char *name = step_name (list, i, path, &o, error);
       gboolean layerwise = FALSE;
       JsonNode *member;
 
       if (name == NULL)
-        {
-          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
-                       "%s: expected an object with a \"name\"", path);
-          return FALSE;
-        }
+        return FALSE;
       if (!is_equalization (name))
         {
           gboolean known = g_ascii_strcasecmp (name, "preprocess") == 0 || g_str_equal (name, "Pre-Processing");
@@ -338,34 +359,19 @@ load_algo_config (JsonObject *object, BvAlgorithms *algos, GError **error)
   static const char * const gptq_keys[] = { "name", "act_order", "num_blocks", "damp_percent", NULL };
   static const char * const bias_keys[] = { "name", NULL };
   static const char * const gpfq_keys[] = { "name", "act_order", "percentage_of_processed_inputs", NULL };
-  JsonNode *node = json_object_get_member (object, "algo_config");
   JsonArray *list;
 
   *algos = (BvAlgorithms) BV_ALGORITHMS_INIT;
-  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
-    return TRUE;
-  if (!JSON_NODE_HOLDS_ARRAY (node))
-    {
-      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_TYPE_MISMATCH,
-                   "algo_config: expected a list of algorithm configs");
-      return FALSE;
-    }
-  list = json_node_get_array (node);
-  for (guint i = 0; i < json_array_get_length (list); i++)
+  if (!read_step_list (object, "algo_config", "algorithm configs", &list, error))
+    return FALSE;
+  for (guint i = 0; list && i < json_array_get_length (list); i++)
     {
       g_autofree char *path = quark_json_path_index ("algo_config", i);
-      JsonNode *item = json_array_get_element (list, i);
-      JsonObject *o = JSON_NODE_HOLDS_OBJECT (item) ? json_node_get_object (item) : NULL;
-      JsonNode *name_node = o ? json_object_get_member (o, "name") : NULL;
-      const char *name = name_node && JSON_NODE_HOLDS_VALUE (name_node) &&
-                         json_node_get_value_type (name_node) == G_TYPE_STRING ? json_node_get_string (name_node) : NULL;
+      JsonObject *o;
+      const char *name = step_name (list, i, path, &o, error);
 
       if (name == NULL)
-        {
-          g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_MISSING_KEY,
-                       "%s: expected an object with a \"name\"", path);
-          return FALSE;
-        }
+        return FALSE;
       if (g_ascii_strcasecmp (name, "gptq") == 0 || g_ascii_strcasecmp (name, "gpfq") == 0)
         {
           gboolean gpfq = g_ascii_strcasecmp (name, "gpfq") == 0;
