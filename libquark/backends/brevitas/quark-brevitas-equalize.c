@@ -35,37 +35,25 @@ current (GHashTable *replaced, QuarkModel *model, const char *name)
   return t ? t : quark_model_get_tensor (model, name);
 }
 
-static const char *
-string_member (JsonObject *o, const char *key)
-{
-  JsonNode *n = json_object_get_member (o, key);
-  return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n)
-                                                                                        : NULL;
-}
-
-/* One group of decoder layer @base: its scale, folded into its sinks and
- * its source (and the source's bias) */
+/* One group of decoder layer @base (in AMD Quark's scaling_layers schema,
+ * as the core's topology gives it or as quark_topology_check_scaling_layers()
+ * checked it): its scale, folded into its sinks and its source (and the
+ * source's bias) */
 static gboolean
 equalize_group (QuarkModel *model, QuarkCalibration *calibration, double alpha, const char *base, JsonObject *group,
                 GHashTable *replaced, GError **error)
 {
-  JsonNode *layers_node = json_object_get_member (group, "layers");
-  JsonArray *layers = layers_node && JSON_NODE_HOLDS_ARRAY (layers_node) ? json_node_get_array (layers_node) : NULL;
-  const char *prev_op = string_member (group, "prev_op"), *inp = string_member (group, "inp");
-  guint k = layers ? json_array_get_length (layers) : 0, present = 0;
-  g_autofree QuarkTensor **sinks = g_new0 (QuarkTensor *, MAX (k, 1));
+  JsonArray *layers = json_object_get_array_member (group, "layers");
+  const char *prev_op = json_object_get_string_member (group, "prev_op");
+  const char *inp = json_object_get_string_member_with_default (group, "inp", NULL);
+  guint k = json_array_get_length (layers), present = 0;
+  g_autofree QuarkTensor **sinks = g_new0 (QuarkTensor *, k);
   g_autofree char *prev_name = NULL, *bias_name = NULL, *input = NULL;
   g_autoptr(QuarkTensor) abs_max = NULL, scale = NULL;
   g_autofree float *s = NULL;
   QuarkTensor *prev;
   gsize cols = 0, n;
 
-  if (prev_op == NULL || k == 0)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "activation_equalization: a topology group without "
-                   "prev_op or layers");
-      return FALSE;
-    }
   for (guint i = 0; i < k; i++)
     {
       g_autofree char *name = g_strdup_printf ("%s.%s.weight", base, json_array_get_string_element (layers, i));
