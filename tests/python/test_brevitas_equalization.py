@@ -309,3 +309,43 @@ def test_cli(tmp_path):
 def test_committed_results_are_brevitas():
     """The committed results, made again by real Brevitas"""
     assert generate('generate-equalization.py') == DATA
+
+
+def test_explicit_regions(tmp_path):
+    """A model whose topology the core does not know: refused, with a hint;
+    with the regions given (AMD Quark's scaling_layers schema, and the
+    decoder layers' prefix) the same folds as the known topology's."""
+    pytest.importorskip('torch')
+    from test_executor import ids_for, make_model
+    d = make_model(str(tmp_path / 'm'), 'llama', 'F32', scale=2.0)
+    other = make_model(str(tmp_path / 'o'), 'llama', 'F32', scale=2.0, model_type='llama-like')
+    model, unknown = Quark.Model.load(d, None), Quark.Model.load(other, None)
+    session = Quark.Calibration.new()
+    session.set_second_moments_enabled(True)
+    session.set_gram_matrix_enabled(False)
+    assert Quark.Executor.new(model).calibrate(session, ids_for(40), 16, None)
+    entry = {'name': 'activation_equalization'}
+    with pytest.raises(GLib.Error) as e:
+        new_quantizer(config(pre=[entry])).prepare_model_with_calibration(unknown, session, None)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME) and 'scaling_layers' in e.value.message
+    from test_awq import Json_to_string, json_node
+    groups = json.loads(Json_to_string(Quark.topology_get_scaling_layers(json_node('{"model_type": "llama"}'))[0]))
+    explicit = dict(entry, scaling_layers=groups, model_decoder_layers='model.layers')
+    got = new_quantizer(config(pre=[explicit])).prepare_model_with_calibration(unknown, session, None)
+    want = new_quantizer(config(pre=[entry])).prepare_model_with_calibration(model, session, None)
+    changed = 0
+    for name in want.get_tensor_names():
+        assert got.get_tensor(name).get_data().get_data() == want.get_tensor(name).get_data().get_data(), name
+        changed += model.get_tensor(name).get_data().get_data() != want.get_tensor(name).get_data().get_data()
+    assert changed == 2 * 8          # per decoder layer: the two norms, q, k, v, gate, up, down (not o: GQA)
+    # the config says what it was given
+    c = REGISTRY.config_from_string(json.dumps(config(pre=[explicit])), -1)
+    assert json.loads(c.to_string())['pre_quant_opt_config'][0]['scaling_layers'] == groups
+    for bad, words in (([{'prev_op': 'x'}], 'scaling_layers[0]'), ('norm', 'expected a list'),
+                       ([{'prev_op': 'n', 'layers': ['a'], 'inp': 'b'}], 'scaling_layers[0].inp')):
+        with pytest.raises(GLib.Error) as e:
+            REGISTRY.config_from_string(json.dumps(config(pre=[dict(entry, scaling_layers=bad)])), -1)
+        assert words in e.value.message, e.value.message
+    with pytest.raises(GLib.Error) as e:
+        REGISTRY.config_from_string(json.dumps(config(pre=[dict(entry, model_decoder_layers='')])), -1)
+    assert 'model_decoder_layers' in e.value.message
