@@ -30,7 +30,8 @@ ap.add_argument('--calibration-tokens', type=int, default=65536)
 ap.add_argument('--schemes', default='int4_g128,uint4_g128,int4_channel,int3_g128')
 ap.add_argument('--algorithms', default='gptq,awq,awq+gptq',
                 help='comma-separated methods; a method combines algorithms with +; smooth@A sets alpha, '
-                     'gptq@D damp_percent; gptq-act: groups in activation order')
+                     'gptq@D damp_percent; gptq-act: groups in activation order; gptq-rs: GPTQ with '
+                     'refine_scales; gptq-ec: with correct_input_error; gptq-ecrs: both')
 args = ap.parse_args()
 
 QUARK = os.path.join(os.path.abspath(args.builddir), 'tools', 'quark')
@@ -78,7 +79,11 @@ def algo_config(method):
             continue
         name, _, value = token.partition('@')
         entry = {'name': 'gptq', 'static_groups': False} if name == 'gptq-act' else \
-            {'name': 'gptq', 'act_order': True} if name == 'gptq-ao' else {'name': name}
+            {'name': 'gptq', 'act_order': True} if name == 'gptq-ao' else \
+            {'name': 'gptq', 'refine_scales': True} if name == 'gptq-rs' else \
+            {'name': 'gptq', 'correct_input_error': True} if name == 'gptq-ec' else \
+            {'name': 'gptq', 'correct_input_error': True, 'refine_scales': True} if name == 'gptq-ecrs' else \
+            {'name': name}
         key = 'damp_percent' if entry['name'] == 'gptq' else 'alpha'
         out.append(dict(entry, **({key: float(value)} if value else {})))
     return out

@@ -89,6 +89,7 @@ struct _QuarkCalibration
   GHashTable *entries;   /* "role/layer" -> Entry */
   gboolean second_moments;
   gboolean gram_matrix;  /* second moments with the Gram matrix (the default) */
+  gboolean cross_moments;
 };
 
 enum {
@@ -97,6 +98,7 @@ enum {
   PROP_MODEL,
   PROP_SECOND_MOMENTS,
   PROP_GRAM_MATRIX,
+  PROP_CROSS_MOMENTS,
   N_PROPS
 };
 
@@ -154,6 +156,7 @@ quark_calibration_get_property (GObject *object, guint prop_id, GValue *value, G
     case PROP_MODEL: g_value_set_object (value, self->model); break;
     case PROP_SECOND_MOMENTS: g_value_set_boolean (value, quark_calibration_get_second_moments_enabled (self)); break;
     case PROP_GRAM_MATRIX: g_value_set_boolean (value, quark_calibration_get_gram_matrix_enabled (self)); break;
+    case PROP_CROSS_MOMENTS: g_value_set_boolean (value, quark_calibration_get_cross_moments_enabled (self)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -169,6 +172,7 @@ quark_calibration_set_property (GObject *object, guint prop_id, const GValue *va
     case PROP_MODEL: self->model = g_value_dup_object (value); break;
     case PROP_SECOND_MOMENTS: quark_calibration_set_second_moments_enabled (self, g_value_get_boolean (value)); break;
     case PROP_GRAM_MATRIX: quark_calibration_set_gram_matrix_enabled (self, g_value_get_boolean (value)); break;
+    case PROP_CROSS_MOMENTS: quark_calibration_set_cross_moments_enabled (self, g_value_get_boolean (value)); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -227,6 +231,20 @@ quark_calibration_class_init (QuarkCalibrationClass *klass)
    */
   properties[PROP_GRAM_MATRIX] =
     g_param_spec_boolean ("gram-matrix", NULL, NULL, TRUE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * QuarkCalibration:cross-moments:
+   *
+   * Whether a runtime that runs the float model beside the partly
+   * quantized one (quark_executor_calibrate_sequential()) also gives the
+   * session, for every layer input x, the cross moments C = Σ r xᵀ of the
+   * float model's input r at the same token against x
+   * (quark_calibration_observe_cross()), which GPTQ's input error
+   * correction reads. Another n² · 8 bytes per layer input. FALSE by
+   * default.
+   */
+  properties[PROP_CROSS_MOMENTS] =
+    g_param_spec_boolean ("cross-moments", NULL, NULL, FALSE,
                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -1376,6 +1394,179 @@ quark_calibration_get_gram_matrix_enabled (QuarkCalibration *self)
   return enabled;
 }
 
+static Entry *find_moments (QuarkCalibration *self, const char *layer_name, GError **error);
+
+/**
+ * quark_calibration_set_cross_moments_enabled:
+ * @self: a #QuarkCalibration
+ * @enabled: whether runtimes should give the session cross moments
+ *
+ * Sets [property@Quark.Calibration:cross-moments].
+ */
+void
+quark_calibration_set_cross_moments_enabled (QuarkCalibration *self, gboolean enabled)
+{
+  g_return_if_fail (QUARK_IS_CALIBRATION (self));
+
+  g_mutex_lock (&self->lock);
+  enabled = !!enabled;
+  if (self->cross_moments == enabled)
+    {
+      g_mutex_unlock (&self->lock);
+      return;
+    }
+  self->cross_moments = enabled;
+  g_mutex_unlock (&self->lock);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CROSS_MOMENTS]);
+}
+
+/**
+ * quark_calibration_get_cross_moments_enabled:
+ * @self: a #QuarkCalibration
+ *
+ * Whether runtimes should give the session cross moments.
+ *
+ * Returns: [property@Quark.Calibration:cross-moments]
+ */
+gboolean
+quark_calibration_get_cross_moments_enabled (QuarkCalibration *self)
+{
+  gboolean enabled;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_mutex_lock (&self->lock);
+  enabled = self->cross_moments;
+  g_mutex_unlock (&self->lock);
+  return enabled;
+}
+
+/**
+ * quark_calibration_observe_cross:
+ * @self: a #QuarkCalibration
+ * @layer_names: (array zero-terminated=1): the layers that share the input
+ * @reference: the float model's input of the layers, float32 [tokens,
+ *   features]
+ * @input: the input the layers see in the model being quantized, the same
+ *   tokens in the same order, float32 [tokens, features]
+ * @error: return location for a #GError
+ *
+ * Adds Σ r xᵀ over the rows r of @reference and x of @input to the cross
+ * moments of each layer's input: C[i][j] accumulates r_i · x_j in float64.
+ * The layers must have second moments of @input already (observe it
+ * first with [property@Quark.Calibration:second-moments] set). Cross
+ * moments are kept in memory only: they are not saved with the statistics,
+ * and a merge keeps them only when both sessions have them.
+ *
+ * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_TENSOR when
+ *   the shapes differ from each other or from the layer's input, or are not
+ *   float32 [tokens, features]; %QUARK_ERROR_INVALID_ARGUMENT when a layer
+ *   has no second moments
+ */
+gboolean
+quark_calibration_observe_cross (QuarkCalibration *self, const char * const *layer_names, QuarkTensor *reference,
+                                 QuarkTensor *input, GError **error)
+{
+  g_autoptr(QuarkMoments) product = NULL;
+  gsize tokens, features;
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), FALSE);
+  g_return_val_if_fail (layer_names != NULL && layer_names[0] != NULL, FALSE);
+  g_return_val_if_fail (QUARK_IS_TENSOR (reference), FALSE);
+  g_return_val_if_fail (QUARK_IS_TENSOR (input), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (quark_tensor_get_dtype (reference) != QUARK_DTYPE_F32 || quark_tensor_get_dtype (input) != QUARK_DTYPE_F32 ||
+      quark_tensor_get_n_dims (reference) != 2 || quark_tensor_get_n_dims (input) != 2 ||
+      quark_tensor_get_dim (reference, 0) != quark_tensor_get_dim (input, 0) ||
+      quark_tensor_get_dim (reference, 1) != quark_tensor_get_dim (input, 1))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "layer %s: cross moments take two float32 batches of the same shape [tokens, features]",
+                   layer_names[0]);
+      return FALSE;
+    }
+  tokens = (gsize) quark_tensor_get_dim (input, 0);
+  features = (gsize) quark_tensor_get_dim (input, 1);
+  if (tokens == 0)
+    return TRUE;
+  if ((product = _quark_moments_new (features, FALSE, error)) == NULL ||
+      !_quark_moments_add_cross (product, quark_tensor_peek_data (reference, NULL),
+                                 quark_tensor_peek_data (input, NULL), tokens, error))
+    return FALSE;
+  g_mutex_lock (&self->lock);
+  for (guint i = 0; ok && layer_names[i]; i++)
+    {
+      Entry *e = find_moments (self, layer_names[i], error);
+      ok = e != NULL;
+      if (ok && e->moments->n_features != features)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                       "layer %s: the batch has %" G_GSIZE_FORMAT " features, the layer's input %" G_GSIZE_FORMAT,
+                       layer_names[i], features, e->moments->n_features);
+          ok = FALSE;
+        }
+    }
+  for (guint i = 0; ok && layer_names[i]; i++)
+    {
+      QuarkMoments *m = find_entry (self, layer_names[i], QUARK_ROLE_INPUT)->moments;
+      if (m->cross == NULL && (m->cross = g_try_malloc0 (features * features * sizeof (double))) == NULL)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "layer %s: no memory for the cross moments",
+                       layer_names[i]);
+          ok = FALSE;
+          break;
+        }
+      for (gsize k = 0; k < features * features; k++)
+        m->cross[k] += product->cross[k];
+      m->n_cross += tokens;
+    }
+  g_mutex_unlock (&self->lock);
+  return ok;
+}
+
+/**
+ * quark_calibration_get_cross_moments:
+ * @self: a #QuarkCalibration
+ * @layer_name: the layer whose input is asked for
+ * @n_tokens: (out) (optional): the number of tokens the cross moments saw
+ * @error: return location for a #GError
+ *
+ * The cross moments of a layer's input given by
+ * quark_calibration_observe_cross().
+ *
+ * Returns: (transfer full): C = Σ r xᵀ, a float64 tensor [features,
+ *   features] (C[i][j]: reference feature i against input feature j), or
+ *   %NULL with %QUARK_ERROR_INVALID_ARGUMENT when the session has none for
+ *   @layer_name
+ */
+QuarkTensor *
+quark_calibration_get_cross_moments (QuarkCalibration *self, const char *layer_name, guint64 *n_tokens,
+                                     GError **error)
+{
+  QuarkTensor *cross = NULL;
+  Entry *e;
+
+  g_return_val_if_fail (QUARK_IS_CALIBRATION (self), NULL);
+  g_return_val_if_fail (layer_name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  g_mutex_lock (&self->lock);
+  e = find_entry (self, layer_name, QUARK_ROLE_INPUT);
+  if (e == NULL || e->moments == NULL || e->moments->cross == NULL)
+    g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                 "layer %s: the session has no cross moments of its input (sequential calibration learns them "
+                 "while cross-moments is set)", layer_name);
+  else
+    {
+      cross = _quark_moments_cross (e->moments, layer_name);
+      if (n_tokens)
+        *n_tokens = e->moments->n_cross;
+    }
+  g_mutex_unlock (&self->lock);
+  return cross;
+}
+
 static QuarkTensor *
 vector_tensor (const char *name, QuarkDType dtype, gconstpointer data, gsize n, gsize element)
 {
@@ -1648,7 +1839,10 @@ quark_calibration_merge_second_moments (QuarkCalibration *self, QuarkCalibration
       if (into->moments == NULL)
         into->moments = _quark_moments_new (from->moments->n_features, from->moments->gram != NULL, NULL);
       if (into->moments)
-        _quark_moments_merge (into->moments, from->moments);
+        {
+          _quark_moments_merge_cross (into->moments, from->moments);
+          _quark_moments_merge (into->moments, from->moments);
+        }
     }
   self->second_moments = self->second_moments || other->second_moments;
   g_mutex_unlock (&other->lock);

@@ -145,6 +145,22 @@ QuarkTensor *      quark_calibration_get_input_sum_squares (QuarkCalibration  *s
                                                             guint64           *n_tokens,
                                                             GError           **error);
 QUARK_AVAILABLE_IN_1_0
+void               quark_calibration_set_cross_moments_enabled (QuarkCalibration *self,
+                                                                gboolean          enabled);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_get_cross_moments_enabled (QuarkCalibration *self);
+QUARK_AVAILABLE_IN_1_0
+gboolean           quark_calibration_observe_cross      (QuarkCalibration   *self,
+                                                         const char * const *layer_names,
+                                                         QuarkTensor        *reference,
+                                                         QuarkTensor        *input,
+                                                         GError            **error);
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor *      quark_calibration_get_cross_moments  (QuarkCalibration  *self,
+                                                         const char        *layer_name,
+                                                         guint64           *n_tokens,
+                                                         GError           **error);
+QUARK_AVAILABLE_IN_1_0
 gboolean           quark_calibration_merge_second_moments (QuarkCalibration *self,
                                                            QuarkCalibration *other,
                                                            GError          **error);

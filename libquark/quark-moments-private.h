@@ -19,6 +19,9 @@ typedef struct {
                                  * when only the per-feature sums are learned */
   double *sum, *sum_sq, *sum_abs;
   float *abs_max;
+  double *cross;                /* n_features², Σ r xᵀ of a reference r (the float model's input) against the
+                                 * input x, row i for r_i; NULL when not learned */
+  guint64 n_cross;              /* the tokens cross has seen */
 } QuarkMoments;
 
 QuarkMoments * _quark_moments_new      (gsize            n_features,
@@ -29,6 +32,21 @@ void           _quark_moments_free     (QuarkMoments    *m);
 void           _quark_moments_add      (QuarkMoments    *m,
                                         const float     *x,
                                         gsize            n_tokens);
+/* Adds @n_tokens rows of the reference @r against the input @x to the
+ * cross moments (allocated on first use) */
+gboolean       _quark_moments_add_cross (QuarkMoments   *m,
+                                        const float     *r,
+                                        const float     *x,
+                                        gsize            n_tokens,
+                                        GError         **error);
+/* The cross moments Σ r xᵀ as a float64 tensor [n, n] */
+QuarkTensor *  _quark_moments_cross    (const QuarkMoments *m,
+                                        const char      *name);
+/* Another session's cross moments into @into's, before _quark_moments_merge():
+ * kept when both have them (or @into has seen nothing yet) */
+void           _quark_moments_merge_cross (QuarkMoments *into,
+                                        const QuarkMoments *from);
+/* (the cross moments are left as they are) */
 void           _quark_moments_merge    (QuarkMoments    *into,
                                         const QuarkMoments *from);
 /* The full symmetric Gram matrix, as a float64 tensor [n, n] */

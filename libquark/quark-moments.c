@@ -46,6 +46,7 @@ _quark_moments_free (QuarkMoments *m)
   g_free (m->sum_sq);
   g_free (m->sum_abs);
   g_free (m->abs_max);
+  g_free (m->cross);
   g_free (m);
 }
 
@@ -90,10 +91,72 @@ _quark_moments_add (QuarkMoments *m, const float *x, gsize n_tokens)
   m->n_tokens += n_tokens;
 }
 
+gboolean
+_quark_moments_add_cross (QuarkMoments *m, const float *r, const float *x, gsize n_tokens, GError **error)
+{
+  gsize n = m->n_features;
+  g_autofree double *rr = NULL, *xx = NULL;
+
+  if (m->cross == NULL && (m->cross = g_try_malloc0 (n * n * sizeof (double))) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
+                   "the cross moments of %" G_GSIZE_FORMAT " features (%.1f GiB of float64) do not fit in memory",
+                   n, (double) n * n * 8 / (1 << 30));
+      return FALSE;
+    }
+  rr = g_new (double, MIN (n_tokens, (gsize) ROWS_AT_ONCE) * n);
+  xx = g_new (double, MIN (n_tokens, (gsize) ROWS_AT_ONCE) * n);
+  for (gsize t0 = 0; t0 < n_tokens; t0 += ROWS_AT_ONCE)
+    {
+      gsize k = MIN ((gsize) ROWS_AT_ONCE, n_tokens - t0);
+      for (gsize i = 0; i < k * n; i++)
+        {
+          rr[i] = r[t0 * n + i];
+          xx[i] = x[t0 * n + i];
+        }
+      /* cross += rrᵀ · xx */
+      cblas_dgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) n, (int) n, (int) k, 1.0, rr, (int) n, xx, (int) n,
+                   1.0, m->cross, (int) n);
+    }
+  m->n_cross += n_tokens;
+  return TRUE;
+}
+
+QuarkTensor *
+_quark_moments_cross (const QuarkMoments *m, const char *name)
+{
+  gsize n = m->n_features;
+  gint64 shape[2] = { (gint64) n, (gint64) n };
+  g_autoptr(GBytes) bytes = g_bytes_new (m->cross, n * n * sizeof (double));
+
+  return quark_tensor_new (name, QUARK_DTYPE_F64, shape, 2, bytes, NULL);
+}
+
+void
+_quark_moments_merge_cross (QuarkMoments *into, const QuarkMoments *from)
+{
+  gsize n = into->n_features;
+
+  if (from->cross && into->cross == NULL && into->n_tokens == 0)
+    into->cross = g_try_malloc0 (n * n * sizeof (double));
+  if (into->cross && from->cross == NULL)
+    {
+      g_clear_pointer (&into->cross, g_free);
+      into->n_cross = 0;
+    }
+  if (into->cross)
+    {
+      for (gsize i = 0; i < n * n; i++)
+        into->cross[i] += from->cross[i];
+      into->n_cross += from->n_cross;
+    }
+}
+
 void
 _quark_moments_merge (QuarkMoments *into, const QuarkMoments *from)
 {
   gsize n = into->n_features;
+
 
   /* a Gram matrix is kept only when both sides have one */
   if (into->gram && from->gram == NULL)

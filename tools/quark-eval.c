@@ -333,6 +333,16 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
         g_autoptr(QuarkModelQuantizer) quantizer = NULL;
 
         quark_calibration_set_second_moments_enabled (calibration, TRUE);
+        /* GPTQ's correct_input_error reads the cross moments of the float
+         * model's inputs against the quantized model's */
+        for (guint i = 0; i < json_array_get_length (json_node_get_array (algos)); i++)
+          {
+            JsonNode *entry = json_array_get_element (json_node_get_array (algos), i);
+            if (JSON_NODE_HOLDS_OBJECT (entry) &&
+                json_object_get_boolean_member_with_default (json_node_get_object (entry), "correct_input_error",
+                                                             FALSE))
+              quark_calibration_set_cross_moments_enabled (calibration, TRUE);
+          }
         if (final_quantizer)
           quantizer = g_object_ref (final_quantizer);
         else if ((quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)

@@ -2083,6 +2083,50 @@ quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, Q
   return TRUE;
 }
 
+/* Sequential calibration with cross moments: the float model's inputs of a
+ * window's linear layers, kept by the first layer's name until the partly
+ * quantized model's inputs of the same tokens come */
+typedef struct {
+  GHashTable *inputs;           /* first layer name -> QuarkTensor [tokens, dim] */
+  CalibrateData *data;
+} CrossData;
+
+static void
+keep_reference (const char * const *layers, QuarkRole role, const float *x, guint tokens, guint dim,
+                gpointer user_data)
+{
+  CrossData *cross = user_data;
+  gint64 shape[2] = { tokens, dim };
+  g_autoptr(GBytes) bytes = NULL;
+  QuarkTensor *t;
+
+  if (role != QUARK_ROLE_INPUT)
+    return;
+  bytes = g_bytes_new (x, (gsize) tokens * dim * sizeof (float));
+  if ((t = quark_tensor_new (layers[0], QUARK_DTYPE_F32, shape, 2, bytes, NULL)) != NULL)
+    g_hash_table_replace (cross->inputs, g_strdup (layers[0]), t);
+}
+
+static void
+observe_with_reference (const char * const *layers, QuarkRole role, const float *x, guint tokens, guint dim,
+                        gpointer user_data)
+{
+  CrossData *cross = user_data;
+  QuarkTensor *reference;
+  gint64 shape[2] = { tokens, dim };
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(QuarkTensor) input = NULL;
+
+  observe_input (layers, role, x, tokens, dim, cross->data);
+  if (role != QUARK_ROLE_INPUT || cross->data->error ||
+      (reference = g_hash_table_lookup (cross->inputs, layers[0])) == NULL)
+    return;
+  bytes = g_bytes_new_static (x, (gsize) tokens * dim * sizeof (float));
+  input = quark_tensor_new (layers[0], QUARK_DTYPE_F32, shape, 2, bytes, &cross->data->error);
+  if (input)
+    quark_calibration_observe_cross (cross->data->calibration, layers, reference, input, &cross->data->error);
+}
+
 /**
  * quark_executor_calibrate_sequential:
  * @self: a #QuarkExecutor
@@ -2113,6 +2157,13 @@ quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, Q
  * of all. Memory: the residual stream of all @n_ids tokens (n_ids × hidden
  * floats) besides one window's activations.
  *
+ * With [property@Quark.Calibration:cross-moments] set, the float model's
+ * residual stream is kept too (twice the memory) and run beside: each
+ * decoder layer sees both streams, and every linear layer's input from
+ * the partly quantized model is given to the session with the float
+ * model's input at the same tokens (quark_calibration_observe_cross()),
+ * for GPTQ's input error correction.
+ *
  * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
@@ -2121,7 +2172,9 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
                                      GError **error)
 {
   g_auto(CalibrateData) data = { NULL };
-  g_autofree float *x = NULL, *tmp = NULL;
+  g_autofree float *x = NULL, *tmp = NULL, *xf = NULL;
+  g_autoptr(GHashTable) references = NULL;
+  CrossData cross = { NULL, &data };
   gsize H;
 
   g_return_val_if_fail (QUARK_IS_EXECUTOR (self), FALSE);
@@ -2154,14 +2207,32 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
     }
   if (!embed (self, ids, (guint) n_ids, (guint) n_ids, x, error))
     return FALSE;
+  if (quark_calibration_get_cross_moments_enabled (calibration))
+    {
+      if ((xf = g_try_new (float, n_ids * H)) == NULL)
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for the float model's residual "
+                       "stream of %" G_GSIZE_FORMAT " tokens", n_ids);
+          return FALSE;
+        }
+      memcpy (xf, x, n_ids * H * sizeof (float));
+      references = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+      cross.inputs = references;
+    }
   for (guint l = 0; l < self->n_layers; l++)
     {
-      /* the float layer's inputs, observed on a copy of the stream */
+      /* the float layer's inputs, observed on a copy of the stream (and,
+       * for cross moments, the float model's own stream through the same
+       * float layer first) */
       for (gsize start = 0; start < n_ids; start += context)
         {
           guint tokens = (guint) MIN ((gsize) context, n_ids - start);
+          if (xf && !run_layers (self, xf + start * H, 1, tokens, l, l + 1, keep_reference, &cross, cancellable,
+                                 error))
+            return FALSE;
           memcpy (tmp, x + start * H, (gsize) tokens * H * sizeof (float));
-          if (!run_layers (self, tmp, 1, tokens, l, l + 1, observe_input, &data, cancellable, error))
+          if (!run_layers (self, tmp, 1, tokens, l, l + 1, xf ? observe_with_reference : observe_input,
+                           xf ? (gpointer) &cross : (gpointer) &data, cancellable, error))
             {
               g_clear_error (&data.error);
               return FALSE;

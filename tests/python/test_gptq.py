@@ -494,3 +494,229 @@ def test_cli_gptq_mxfp4(tmp_path):
     p = subprocess.run([quark, 'eval', '--compare', d, str(tmp_path / 'gptq'), '--text', str(text), '--ctx', '32',
                         '--float-inputs', '--json'], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
+
+
+# ---- refine_scales: the scales refit to fixed codes ---------------------------
+#
+# The reference solves, per output row, the G x G system A s = b of
+# quark_gptq_refine_scales()'s definition in float64 with numpy's solver,
+# rounds s to the scales' dtype (float32 here) and keeps it where that
+# lowers the row's output error sum over tokens of ((w - w_hat(s)) x)^2.
+
+def reference_refine(w, gram, codes, scale, zp, group):
+    m, n = w.shape
+    g = scale.shape[1] if scale.ndim == 2 else 1
+    scale = scale.reshape(m, g).astype(np.float64)
+    zp = np.zeros_like(scale) if zp is None else zp.reshape(m, g).astype(np.float64)
+    out = scale.copy()
+    for r in range(m):
+        d = codes[r].astype(np.float64) - np.repeat(zp[r], group)[:n]
+        v = np.zeros((n, g))
+        for i in range(g):
+            v[i * group:(i + 1) * group, i] = d[i * group:(i + 1) * group]
+        a, b = v.T @ gram @ v, v.T @ gram @ w[r].astype(np.float64)
+        keep = np.diag(a) <= 0
+        a[keep, :] = 0
+        a[:, keep] = 0
+        a[keep, keep] = 1
+        b[keep] = scale[r, keep]
+        s = np.linalg.solve(a, b).astype(np.float32).astype(np.float64)
+
+        def objective(x):
+            err = w[r] - v @ x
+            return err @ gram @ err
+        if np.all(s > 0) and objective(s) < objective(scale[r]):
+            out[r] = s
+    return out
+
+
+@pytest.mark.parametrize('name', ['int4_g32', 'uint4_g32_asym', 'int8_channel', 'int3_g16'])
+def test_refine_scales_matches_reference_and_lowers_output_error(name):
+    sp = SPECS[name]()
+    w, x = problem(5)
+    gram = (x.astype(np.float64).T @ x.astype(np.float64))
+    codes, scale, zp, new = gptq(w, sp, gram)
+    g = tensor('gram', gram, Quark.DType.FLOAT64)
+    refined = Quark.gptq_refine_scales(tensor('w', w), sp, new, scale, zp if not sp.get_symmetric() else None, g)
+    assert refined.get_dtype() == scale.get_dtype() and list(refined.get_shape()) == list(scale.get_shape())
+    group = sp.get_group_size() if sp.get_qscheme() == Quark.QScheme.PER_GROUP else w.shape[1]
+    zps = array(zp, code_dtype(sp) if zp.get_dtype() != Quark.DType.FLOAT32 else np.float32) \
+        if not sp.get_symmetric() else None
+    expected = reference_refine(w, gram, array(new, code_dtype(sp)), array(scale, np.float32), zps, group)
+    got = array(refined, np.float32).reshape(expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=2e-7)
+    assert (got != array(scale, np.float32).reshape(expected.shape)).mean() > 0.5   # most rows move
+
+    def output_error(s):
+        wq = dequant(sp, new, s, zp if not sp.get_symmetric() else None)
+        return float(np.sum(((w - wq).astype(np.float64) @ x.T.astype(np.float64)) ** 2))
+    # never worse; clearly better at 3 and 4 bits, where the codes are coarse
+    assert output_error(refined) < (0.99 if name == 'int8_channel' else 0.97) * output_error(scale)
+
+
+def test_refine_scales_identity_hessian_and_refusals():
+    """With H = I the refit is the least-squares scale of each group,
+    d.w / d.d; per-tensor specs and MX scales are refused."""
+    sp = SPECS['int4_g32']()
+    w, _ = problem(6)
+    codes, scale, zp = rtn(w, sp)
+    g = tensor('gram', np.eye(w.shape[1]), Quark.DType.FLOAT64)
+    refined = array(Quark.gptq_refine_scales(tensor('w', w), sp, codes, scale, None, g), np.float32)
+    d = array(codes, np.int8).astype(np.float64).reshape(w.shape[0], -1, 32)
+    ls = np.sum(d * w.astype(np.float64).reshape(d.shape), axis=2) / np.sum(d * d, axis=2)
+    np.testing.assert_allclose(refined.reshape(ls.shape), ls.astype(np.float32), rtol=2e-7)
+    sp_t = SPECS['int4_tensor']()
+    codes, scale, zp = rtn(w, sp_t)
+    with pytest.raises(GLib.Error, match='scale refinement takes integer specs'):
+        Quark.gptq_refine_scales(tensor('w', w), sp_t, codes, scale, None, g)
+    sp_mx = mx_fp4()
+    codes, scale, zp = rtn(w, sp_mx)
+    with pytest.raises(GLib.Error, match='scale refinement takes integer specs'):
+        Quark.gptq_refine_scales(tensor('w', w), sp_mx, codes, scale, None, g)
+
+
+# ---- correct_input_error: the float model's outputs as GPTQ's target ----------
+
+def test_correct_weight_matches_reference():
+    """W' = W + W (C - H)(H + lambda I)^-1, lambda = damp * mean diag H,
+    against numpy; C = H gives W back bit for bit; with undamped exact
+    moments W' is the least-squares weight for the float outputs."""
+    rng = np.random.default_rng(7)
+    w, x = problem(7)
+    r = x + 0.2 * rng.standard_normal(x.shape).astype(np.float32)      # the float model's inputs
+    h = x.astype(np.float64).T @ x.astype(np.float64)
+    c = r.astype(np.float64).T @ x.astype(np.float64)
+    t = lambda a: tensor('m', a, Quark.DType.FLOAT64)
+    got = array(Quark.gptq_correct_weight(tensor('w', w), t(h), t(c), 0.01), np.float32)
+    lam = 0.01 * np.mean(np.diag(h))
+    expected = w.astype(np.float64) + w.astype(np.float64) @ (c - h) @ np.linalg.inv(h + lam * np.eye(len(h)))
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-5, atol=1e-6)
+    same = array(Quark.gptq_correct_weight(tensor('w', w), t(h), t(h), 0.01), np.float32)
+    assert np.array_equal(same, w)
+    exact = array(Quark.gptq_correct_weight(tensor("w", w), t(h), t(c), 0.0), np.float32).astype(np.float64)
+    lstsq = np.linalg.lstsq(x.astype(np.float64), r.astype(np.float64) @ w.T.astype(np.float64), rcond=None)[0].T
+    np.testing.assert_allclose(exact, lstsq, rtol=1e-4, atol=1e-5)
+    with pytest.raises(GLib.Error, match='Gram matrix must be float64'):
+        Quark.gptq_correct_weight(tensor('w', w), t(h[:10, :10]), t(c), 0.01)
+
+
+def test_observe_cross_moments():
+    """C = sum r x^T per layer input, for every layer sharing the input;
+    it needs the input's second moments first; shapes are checked; a
+    merge keeps cross moments only when both sessions have them."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((50, 12)).astype(np.float32)
+    r = rng.standard_normal((50, 12)).astype(np.float32)
+    s = Quark.Calibration.new()
+    s.props.second_moments = True
+    assert not s.props.cross_moments
+    names = ['a.q_proj', 'a.k_proj']
+    with pytest.raises(GLib.Error, match='no second moments'):
+        s.observe_cross(names, tensor('r', r), tensor('x', x))
+    for n in names:
+        s.observe_floats(n, Quark.Role.INPUT, x.ravel().tolist(), [50, 12])
+    assert s.observe_cross(names, tensor('r', r[:20]), tensor('x', x[:20]))
+    assert s.observe_cross(names, tensor('r', r[20:]), tensor('x', x[20:]))
+    expected = r.astype(np.float64).T @ x.astype(np.float64)
+    for n in names:
+        c, tokens = s.get_cross_moments(n)
+        assert tokens == 50
+        np.testing.assert_allclose(array(c, np.float64), expected, rtol=1e-12)
+    with pytest.raises(GLib.Error, match='same shape'):
+        s.observe_cross(names, tensor('r', r[:5]), tensor('x', x[:6]))
+    with pytest.raises(GLib.Error, match='no cross moments'):
+        s.get_cross_moments('a.v_proj')
+    # merging: into an empty session they come along; with a session that
+    # has none for the layer they are dropped
+    empty = Quark.Calibration.new()
+    assert empty.merge_second_moments(s)
+    np.testing.assert_allclose(array(empty.get_cross_moments('a.q_proj')[0], np.float64), expected, rtol=1e-12)
+    other = Quark.Calibration.new()
+    other.props.second_moments = True
+    other.observe_floats('a.q_proj', Quark.Role.INPUT, x.ravel().tolist(), [50, 12])
+    assert s.merge_second_moments(other)
+    with pytest.raises(GLib.Error, match='no cross moments'):
+        s.get_cross_moments('a.q_proj')
+    np.testing.assert_allclose(array(s.get_cross_moments('a.k_proj')[0], np.float64), expected, rtol=1e-12)
+
+
+def test_sequential_calibration_learns_cross_moments(tmp_path):
+    """With cross-moments set, sequential calibration runs the float model
+    beside: layer 0 sees the same inputs in both (C = H), later layers do
+    not; the float stream is not changed by the quantized layers (its
+    moments equal a plain calibration's); and the CLI's correct_input_error
+    lowers the quantized model's error against the float model."""
+    import json
+    import os
+    import subprocess
+    from test_executor import calibration_model
+    quark = os.environ.get('QUARK_TOOL', 'quark')
+    d, text = calibration_model(tmp_path)
+    weight = {'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}
+    cfg = {'backend': 'quark', 'global_quant_config': {'weight': weight}, 'exclude': ['lm_head'],
+           'algo_config': [{'name': 'gptq'}]}
+    tok = Quark.Tokenizer.new_from_file(d)
+    ids = ([0] + list(tok.encode(text.read_text(), -1, False)))[:200]
+    quantizer = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(cfg), -1))
+    session = Quark.Calibration.new()
+    session.props.second_moments = True
+    session.props.cross_moments = True
+    assert Quark.Executor.new_from_path(d).calibrate_sequential(session, quantizer, ids, 64, None)
+    first, later = 'model.layers.0.self_attn.q_proj', 'model.layers.1.mlp.down_proj'
+    h0, c0 = array(session.get_second_moments(first)[0], np.float64), array(session.get_cross_moments(first)[0],
+                                                                              np.float64)
+    np.testing.assert_allclose(c0, h0, rtol=1e-9, atol=1e-9 * np.abs(h0).max())
+    h1, c1 = array(session.get_second_moments(later)[0], np.float64), array(session.get_cross_moments(later)[0],
+                                                                             np.float64)
+    assert not np.allclose(c1, h1, rtol=1e-6)
+    # C's rows come from the float model: its reference against itself is
+    # a plain calibration's Gram matrix, so C differs from it by what the
+    # quantized inputs change, and C^T's trace-like product stays close
+    plain = Quark.Calibration.new()
+    plain.props.second_moments = True
+    assert Quark.Executor.new_from_path(d).calibrate(plain, ids, 64, None)
+    hf = array(plain.get_second_moments(later)[0], np.float64)
+    # Cauchy-Schwarz on the diagonal: C_ii^2 <= Hf_ii * H_ii, equality only
+    # for identical streams
+    assert np.all(np.diag(c1) ** 2 <= np.diag(hf) * np.diag(h1) * (1 + 1e-9))
+
+    def run(*args):
+        return subprocess.run([quark] + [str(a) for a in args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+    outs = {}
+    for key, extra in (('plain', {}), ('ec', {'correct_input_error': True})):
+        c = dict(cfg, algo_config=[dict({'name': 'gptq'}, **extra)])
+        (tmp_path / (key + '.json')).write_text(json.dumps(c))
+        outs[key] = tmp_path / key
+        p = run('quantize', d, '-o', outs[key], '--config', tmp_path / (key + '.json'), '--calibration-text', text,
+                '--calibration-tokens', 200)
+        assert p.returncode == 0, p.stderr
+    with open(outs['ec'] / 'config.json') as f:
+        assert json.load(f)['quantization_config']['algo_config'][0]['correct_input_error'] is True
+    kl = {}
+    for key, out in outs.items():
+        p = run('eval', '--compare', d, out, '--text', text, '--ctx', 32, '--json')
+        assert p.returncode == 0, p.stderr
+        kl[key] = json.loads(p.stdout)['kl_divergence']
+    assert kl['ec'] < kl['plain']
+    # a statistics file has no cross moments: refused, nothing written
+    p = run('quantize', d, '-o', tmp_path / 'stats-ec', '--config', tmp_path / 'ec.json', '--calibration',
+            tmp_path / 'missing.json')
+    assert p.returncode != 0 and not os.path.exists(tmp_path / 'stats-ec')
+
+
+def test_gptq_options_in_the_config():
+    """refine_scales and correct_input_error are booleans, named in the
+    error by JSON path; written back only when set."""
+    import json
+    base = {'backend': 'quark', 'global_quant_config': {'weight': {'dtype': 'int4', 'qscheme': 'per_group',
+                                                                  'group_size': 16, 'ch_axis': -1}}}
+    for key in ('refine_scales', 'correct_input_error'):
+        bad = dict(base, algo_config=[{'name': 'gptq', key: 1}])
+        with pytest.raises(GLib.Error, match=r'algo_config\[0\]\.%s: expected true or false' % key):
+            REGISTRY.config_from_string(json.dumps(bad), -1)
+        good = REGISTRY.config_from_string(json.dumps(dict(base, algo_config=[{'name': 'gptq', key: True}])), -1)
+        assert json.loads(good.to_string())['algo_config'][0][key] is True
+    plain = REGISTRY.config_from_string(json.dumps(dict(base, algo_config=[{'name': 'gptq'}])), -1)
+    entry = json.loads(plain.to_string())['algo_config'][0]
+    assert 'refine_scales' not in entry and 'correct_input_error' not in entry

@@ -267,6 +267,34 @@ typedef struct {
   QuarkGptqRoundFunc round_func;        /* the caller rounds (quark_gptq_update_weight); NULL: codes */
 } ColumnJob;
 
+/* A 2-D weight and codes of its shape in @dtype, or an error naming @what */
+static gboolean
+check_codes (QuarkTensor *weight, QuarkTensor *codes, QuarkDType dtype, const char *what, GError **error)
+{
+  if (quark_tensor_get_n_dims (weight) != 2 || quark_tensor_get_n_dims (codes) != 2 ||
+      quark_tensor_get_dim (codes, 0) != quark_tensor_get_dim (weight, 0) ||
+      quark_tensor_get_dim (codes, 1) != quark_tensor_get_dim (weight, 1) || quark_tensor_get_dtype (codes) != dtype)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "%s: %s needs a 2-D weight and codes of the same shape in the spec's dtype",
+                   quark_tensor_get_name (weight), what);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The weight's elements as float32: float32 weights are read where they
+ * are, others widened once into *@copy */
+static const float *
+weight_floats (QuarkTensor *weight, float **copy, GError **error)
+{
+  gsize count;
+
+  if (quark_tensor_get_dtype (weight) == QUARK_DTYPE_F32)
+    return quark_tensor_peek_data (weight, NULL);
+  return *copy = quark_tensor_to_floats (weight, &count, error);
+}
+
 static double
 code_value (const guint8 *q, gsize r, gsize esize, gboolean is_signed)
 {
@@ -616,7 +644,6 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   g_autofree gsize *perm = NULL;
   g_autofree guint8 *dead = NULL;
   g_autofree guint8 *out = NULL;
-  gsize count;
   QuarkTensor *result = NULL;
 
   name = quark_tensor_get_name (weight);
@@ -632,14 +659,8 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
                    "static groups", name);
       return NULL;
     }
-  if (quark_tensor_get_n_dims (weight) != 2 || quark_tensor_get_n_dims (codes) != 2 ||
-      quark_tensor_get_dim (codes, 0) != quark_tensor_get_dim (weight, 0) ||
-      quark_tensor_get_dim (codes, 1) != quark_tensor_get_dim (weight, 1) || quark_tensor_get_dtype (codes) != dtype)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "%s: GPTQ needs a 2-D weight and codes of the same shape in the spec's dtype", name);
-      return NULL;
-    }
+  if (!check_codes (weight, codes, dtype, "GPTQ", error))
+    return NULL;
   m = (gsize) quark_tensor_get_dim (weight, 0);
   n = (gsize) quark_tensor_get_dim (weight, 1);
   if (!check_run (gram, n, damp_percent, block_size, name, error))
@@ -655,13 +676,8 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   ip.round = quark_tensor_spec_get_round_method (spec);
   esize = quark_dtype_get_element_size (dtype);
 
-  /* float32 weights are read where they are; others are widened once */
-  if (quark_tensor_get_dtype (weight) == QUARK_DTYPE_F32)
-    wsrc = quark_tensor_peek_data (weight, NULL);
-  else if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL)
+  if ((wsrc = weight_floats (weight, &wf, error)) == NULL)
     goto out;
-  else
-    wsrc = wf;
   if (!prepare (n, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &dead, &u, error))
     goto out;
 
@@ -783,4 +799,306 @@ quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
     for (gsize i = 0; i < cols; i++)
       weight[r * cols + perm[i]] = w[r * cols + i];
   return TRUE;
+}
+
+/* @v as @dtype rounds it (a scale as it is stored) */
+static double
+stored_value (double v, QuarkDType dtype)
+{
+  float f = (float) v, back = f;
+  guint8 buf[8];
+
+  if (dtype != QUARK_DTYPE_F32 && quark_kernel_convert_from_f32 (dtype, &f, buf, 1))
+    quark_kernel_convert_to_f32 (dtype, buf, &back, 1);
+  return back;
+}
+
+/* sᵀ A s − 2 bᵀ s: the layer's output error on the calibration, less a
+ * constant, for a row's scales s */
+static double
+row_objective (const double *a, const double *b, const double *s, gsize g)
+{
+  double f = 0.0;
+
+  for (gsize i = 0; i < g; i++)
+    {
+      double t = 0.0;
+      for (gsize j = 0; j < g; j++)
+        t += a[i * g + j] * s[j];
+      f += s[i] * t - 2.0 * b[i] * s[i];
+    }
+  return f;
+}
+
+/**
+ * quark_gptq_refine_scales:
+ * @weight: a float weight [out_features, in_features]
+ * @spec: its integer spec, per output channel or per group along the
+ *   input features, with float scales
+ * @codes: its codes (GPTQ's, or round-to-nearest's)
+ * @scale: their scales (the dtype and shape of the result)
+ * @zero_point: (nullable): their zero points, %NULL for 0
+ * @gram: the Gram matrix H of the layer's input, float64 [in_features,
+ *   in_features], as for quark_gptq_quantize()
+ * @error: return location for a #GError
+ *
+ * The scales that, with the codes held fixed, make the layer's output on
+ * the calibration closest to the float layer's: for each output row w,
+ * with codes q and zero points z, the scales s minimise
+ * (w − ŵ(s))ᵀ H (w − ŵ(s)), ŵ_c = s_g(c) · (q_c − z_g(c)), which is
+ * GPTQ's own objective taken over the scales instead of the codes. For a
+ * row with G groups this is the G × G system A s = b, A_gh = d_gᵀ H_gh
+ * d_h, b_g = d_gᵀ (H w)_g (d = q − z), solved by Cholesky. Each solution
+ * is rounded to the scales' dtype and kept only where, so rounded, it
+ * lowers the row's objective and every scale stays positive; elsewhere
+ * (and for groups whose codes are all zero) the scale is unchanged.
+ *
+ * Returns: (transfer full): the new scales, or %NULL with @error set
+ *   (%QUARK_ERROR_UNSUPPORTED_SCHEME for other specs, minifloat, MX and
+ *   power-of-two scales; %QUARK_ERROR_INVALID_ARGUMENT for shapes that do
+ *   not match)
+ */
+QuarkTensor *
+quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkTensor *scale,
+                          QuarkTensor *zero_point, QuarkTensor *gram, GError **error)
+{
+  const gsize chunk = 256;
+  const char *name;
+  QuarkDType dtype, sdtype;
+  Params p = { 0 };
+  gsize m, n, g, gs, esize, n_params;
+  const guint8 *q;
+  const double *h;
+  g_autofree float *wf = NULL;
+  const float *wsrc;
+  g_autofree double *d = NULL, *w = NULL, *prod = NULL, *a = NULL, *b = NULL, *s = NULL, *old = NULL;
+  g_autofree float *out = NULL;
+  QuarkTensor *result = NULL;
+
+  g_return_val_if_fail (QUARK_IS_TENSOR (weight), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR_SPEC (spec), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (codes), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (scale), NULL);
+  g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  name = quark_tensor_get_name (weight);
+  dtype = quark_tensor_spec_get_dtype (spec);
+  sdtype = quark_tensor_get_dtype (scale);
+  if (!quark_dtype_is_integer (dtype) || quark_dtype_is_integer (sdtype) || sdtype == QUARK_DTYPE_F8_E8M0 ||
+      quark_dtype_get_element_size (sdtype) < 2 || quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2 ||
+      quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
+                   "%s: scale refinement takes integer specs per channel or per group with float scales", name);
+      return NULL;
+    }
+  if (!check_codes (weight, codes, dtype, "scale refinement", error))
+    return NULL;
+  m = (gsize) quark_tensor_get_dim (weight, 0);
+  n = (gsize) quark_tensor_get_dim (weight, 1);
+  if (!_quark_gptq_check_gram (gram, n, name, error) || !read_params (weight, spec, scale, zero_point, &p, error))
+    goto out;
+  g = p.n_groups;
+  gs = p.group;
+  n_params = m * g;
+  if ((wsrc = weight_floats (weight, &wf, error)) == NULL)
+    goto out;
+  q = quark_tensor_peek_data (codes, NULL);
+  h = quark_tensor_peek_data (gram, NULL);
+  esize = quark_dtype_get_element_size (dtype);
+  out = g_new (float, MAX (n_params, 1));
+  memcpy (out, p.scales, n_params * sizeof (float));
+
+  d = g_new (double, chunk * n);
+  w = g_new (double, chunk * n);
+  prod = g_new (double, chunk * n);
+  a = g_new (double, chunk * g * g);
+  b = g_new (double, chunk * g);
+  s = g_new (double, g);
+  old = g_new (double, g);
+  for (gsize r0 = 0; r0 < m; r0 += chunk)
+    {
+      gsize rows = MIN (chunk, m - r0);
+
+      for (gsize r = 0; r < rows; r++)
+        for (gsize c = 0; c < n; c++)
+          {
+            gsize at = (r0 + r) * n + c, k = (r0 + r) * g + c / gs;
+            d[r * n + c] = code_value (q, at, esize, quark_dtype_is_signed (dtype)) -
+                           (p.zero_points ? p.zero_points[k] : 0.0);
+            w[r * n + c] = wsrc[at];
+          }
+      /* b_g = d_gᵀ (H w)_g */
+      cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n, (int) n, 1.0, w, (int) n, h,
+                   (int) n, 0.0, prod, (int) n);
+      for (gsize r = 0; r < rows; r++)
+        for (gsize i = 0; i < g; i++)
+          {
+            double t = 0.0;
+            for (gsize c = i * gs; c < MIN ((i + 1) * gs, n); c++)
+              t += d[r * n + c] * prod[r * n + c];
+            b[r * g + i] = t;
+          }
+      /* A_gh = d_gᵀ (H_{·,h} d_h)_g, one column of groups at a time */
+      for (gsize j = 0; j < g; j++)
+        {
+          gsize c0 = j * gs, width = MIN (gs, n - c0);
+          cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n, (int) width, 1.0, d + c0,
+                       (int) n, h + c0 * n, (int) n, 0.0, prod, (int) n);
+          for (gsize r = 0; r < rows; r++)
+            for (gsize i = 0; i < g; i++)
+              {
+                double t = 0.0;
+                for (gsize c = i * gs; c < MIN ((i + 1) * gs, n); c++)
+                  t += d[r * n + c] * prod[r * n + c];
+                a[(r * g + i) * g + j] = t;
+              }
+        }
+      for (gsize r = 0; r < rows; r++)
+        {
+          double *ar = a + r * g * g, *br = b + r * g;
+          g_autofree double *chol = g_memdup2 (ar, g * g * sizeof (double));
+          gboolean ok = TRUE;
+
+          for (gsize i = 0; i < g; i++)
+            {
+              old[i] = out[(r0 + r) * g + i];
+              s[i] = br[i];
+              if (ar[i * g + i] <= 0.0)
+                {
+                  /* codes all zero: the scale stays */
+                  for (gsize j = 0; j < g; j++)
+                    chol[i * g + j] = chol[j * g + i] = 0.0;
+                  chol[i * g + i] = 1.0;
+                  s[i] = old[i];
+                }
+            }
+          if (LAPACKE_dposv (LAPACK_ROW_MAJOR, 'U', (lapack_int) g, 1, chol, (lapack_int) g, s, 1) != 0)
+            continue;
+          for (gsize i = 0; i < g && ok; i++)
+            {
+              s[i] = stored_value (s[i], sdtype);
+              ok = isfinite (s[i]) && s[i] > 0.0;
+            }
+          if (ok && row_objective (ar, br, s, g) < row_objective (ar, br, old, g))
+            for (gsize i = 0; i < g; i++)
+              out[(r0 + r) * g + i] = (float) s[i];
+        }
+    }
+  result = tensor_like (scale, out, n_params, error);
+
+out:
+  g_free (p.scales);
+  g_free (p.zero_points);
+  return result;
+}
+
+/**
+ * quark_gptq_correct_weight:
+ * @weight: a float weight W [out_features, in_features]
+ * @gram: the Gram matrix H = Σ x xᵀ of the layer's input x in the model
+ *   being quantized, float64 [in_features, in_features]
+ * @cross: the cross moments C = Σ r xᵀ of the float model's input r against
+ *   x at the same tokens (quark_calibration_get_cross_moments()), float64
+ *   [in_features, in_features]
+ * @damp_percent: the damping λ as a fraction of H's mean diagonal, as GPTQ
+ *   damps
+ * @error: return location for a #GError
+ *
+ * The weight that, fed the inputs of the partly quantized model, gives
+ * the float model's outputs as closely as the calibration can tell: the
+ * minimiser of Σ ‖W r − W′ x‖² over the tokens is W′ = W C H⁻¹, computed
+ * damped as W′ = W + W (C − H)(H + λI)⁻¹, so that W′ = W exactly when the
+ * two models' inputs agree (C = H). Quantizing W′ with GPTQ on H then
+ * minimises the quantized layer's output error against the float model,
+ * not only against the float layer on the same inputs: the errors of the
+ * layers before are corrected where this layer can correct them (the
+ * asymmetric calibration of GPTAQ, and the error correction Brevitas's
+ * Qronos makes for its first column). Inputs whose H diagonal is zero
+ * count as 1 there, as GPTQ's dead inputs do.
+ *
+ * Returns: (transfer full): W′, float32, with @weight's name and shape, or
+ *   %NULL with @error set (%QUARK_ERROR_INVALID_ARGUMENT for shapes that
+ *   do not match, %QUARK_ERROR_FAILED when H + λI is not positive
+ *   definite)
+ */
+QuarkTensor *
+quark_gptq_correct_weight (QuarkTensor *weight, QuarkTensor *gram, QuarkTensor *cross, double damp_percent,
+                           GError **error)
+{
+  const char *name;
+  gsize m, n, count;
+  const double *h, *c;
+  g_autofree double *a = NULL, *x = NULL, *w = NULL;
+  g_autofree float *wf = NULL, *out = NULL;
+  double mean = 0.0, lambda;
+  lapack_int info;
+  gint64 shape[2];
+
+  g_return_val_if_fail (QUARK_IS_TENSOR (weight), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
+  g_return_val_if_fail (QUARK_IS_TENSOR (cross), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  name = quark_tensor_get_name (weight);
+  if (quark_tensor_get_n_dims (weight) != 2)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: input error correction needs a 2-D weight",
+                   name);
+      return NULL;
+    }
+  m = (gsize) quark_tensor_get_dim (weight, 0);
+  n = (gsize) quark_tensor_get_dim (weight, 1);
+  if (!_quark_gptq_check_gram (gram, n, name, error) || !_quark_gptq_check_gram (cross, n, name, error))
+    return NULL;
+  if (!(damp_percent >= 0.0 && damp_percent <= 1.0))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "%s: damping %g is not in [0, 1]", name,
+                   damp_percent);
+      return NULL;
+    }
+  if ((wf = quark_tensor_to_floats (weight, &count, error)) == NULL)
+    return NULL;
+  h = quark_tensor_peek_data (gram, NULL);
+  c = quark_tensor_peek_data (cross, NULL);
+  for (gsize i = 0; i < n; i++)
+    mean += h[i * n + i];
+  mean /= (double) MAX (n, 1);
+  lambda = damp_percent * mean;
+  /* (H + λI) X = (C − H)ᵀ, so that (C − H)(H + λI)⁻¹ = Xᵀ */
+  a = g_new (double, n * n);
+  x = g_new (double, n * n);
+  for (gsize i = 0; i < n; i++)
+    for (gsize j = 0; j < n; j++)
+      {
+        a[i * n + j] = h[i * n + j];
+        x[i * n + j] = c[j * n + i] - h[j * n + i];
+      }
+  for (gsize i = 0; i < n; i++)
+    a[i * n + i] = (h[i * n + i] == 0.0 ? 1.0 : a[i * n + i]) + lambda;
+  if ((info = LAPACKE_dposv (LAPACK_ROW_MAJOR, 'U', (lapack_int) n, (lapack_int) n, a, (lapack_int) n, x,
+                             (lapack_int) n)) != 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
+                   "%s: the damped Gram matrix is not positive definite (LAPACK info %d); more calibration "
+                   "tokens or a larger damp_percent may help", name, (int) info);
+      return NULL;
+    }
+  /* W′ = W + W Xᵀ */
+  w = g_new (double, m * n);
+  for (gsize i = 0; i < m * n; i++)
+    w[i] = wf[i];
+  out = g_steal_pointer (&wf);
+  {
+    g_autofree double *result = g_memdup2 (w, m * n * sizeof (double));
+    cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) n, (int) n, 1.0, w, (int) n, x, (int) n, 1.0,
+                 result, (int) n);
+    for (gsize i = 0; i < m * n; i++)
+      out[i] = (float) result[i];
+  }
+  shape[0] = (gint64) m;
+  shape[1] = (gint64) n;
+  return quark_tensor_new_from_floats (name, shape, 2, out, m * n, error);
 }

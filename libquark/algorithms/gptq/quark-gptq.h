@@ -112,4 +112,20 @@ gboolean      quark_gptq_update_weight (float               *weight,
                                         gpointer             user_data,
                                         GError             **error);
 
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor * quark_gptq_refine_scales (QuarkTensor         *weight,
+                                        QuarkTensorSpec     *spec,
+                                        QuarkTensor         *codes,
+                                        QuarkTensor         *scale,
+                                        QuarkTensor         *zero_point,
+                                        QuarkTensor         *gram,
+                                        GError             **error);
+
+QUARK_AVAILABLE_IN_1_0
+QuarkTensor * quark_gptq_correct_weight (QuarkTensor        *weight,
+                                         QuarkTensor        *gram,
+                                         QuarkTensor        *cross,
+                                         double              damp_percent,
+                                         GError            **error);
+
 G_END_DECLS

@@ -610,7 +610,7 @@ load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error
 {
   static const char * const gptq_keys[] = {
     "name", "damp_percent", "block_size", "desc_act", "static_groups", "true_sequential", "inside_layer_modules",
-    "model_decoder_layers", "bits", "group_size", NULL
+    "model_decoder_layers", "bits", "group_size", "refine_scales", "correct_input_error", NULL
   };
   JsonNode *v;
 
@@ -631,9 +631,10 @@ load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error
     }
   if (!read_count (o, path, "block_size", 65536, &gptq->block_size, error))
     return FALSE;
-  for (guint k = 0; k < 2; k++)
+  for (guint k = 0; k < 4; k++)
     {
-      const char *key = k ? "static_groups" : "desc_act";
+      static const char * const flags[] = { "desc_act", "static_groups", "refine_scales", "correct_input_error" };
+      const char *key = flags[k];
       if ((v = json_object_get_member (o, key)) && !JSON_NODE_HOLDS_NULL (v) &&
           (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_BOOLEAN))
         {
@@ -644,6 +645,8 @@ load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error
     }
   gptq->desc_act = json_object_get_boolean_member_with_default (o, "desc_act", TRUE);
   gptq->static_groups = json_object_get_boolean_member_with_default (o, "static_groups", TRUE);
+  gptq->refine_scales = json_object_get_boolean_member_with_default (o, "refine_scales", FALSE);
+  gptq->correct_input_error = json_object_get_boolean_member_with_default (o, "correct_input_error", FALSE);
   /* static_groups false with desc_act: groups in activation order, which
    * only formats that store each column's group carry (checked against the
    * export format before any work) */
@@ -792,7 +795,7 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
   JsonNode *node = json_object_get_member (object, "algo_config");
   g_autoptr(JsonArray) list = NULL;
 
-  *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE, TRUE };
+  *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE, TRUE, FALSE, FALSE };
   *scaling = (QuarkQuarkScaling) { FALSE, QUARK_QUARK_SCALING_AWQ, NULL, NULL, NULL, 20, TRUE, 1.0, 1e-3 };
   *rotation = (QuarkQuarkRotation) { FALSE, FALSE, 0 };
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
@@ -1269,6 +1272,12 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
           json_object_set_int_member (g, "block_size", self->gptq.block_size);
           json_object_set_boolean_member (g, "desc_act", self->gptq.desc_act);
           json_object_set_boolean_member (g, "static_groups", self->gptq.static_groups);
+          /* libquark's own options, written only when set (AMD Quark's
+           * GPTQConfig has neither) */
+          if (self->gptq.refine_scales)
+            json_object_set_boolean_member (g, "refine_scales", TRUE);
+          if (self->gptq.correct_input_error)
+            json_object_set_boolean_member (g, "correct_input_error", TRUE);
           json_array_add_object_element (algos, g);
         }
       json_object_set_array_member (object, "algo_config", algos);

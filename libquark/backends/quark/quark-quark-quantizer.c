@@ -988,6 +988,20 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
     }
   if (codes == NULL)
     return FALSE;
+  /* libquark's refit of the scales to the codes (groups of consecutive
+   * columns only: not with g_idx) */
+  if (gptq->refine_scales && g_idx == NULL && quark_dtype_is_integer (dtype) &&
+      quark_tensor_spec_get_qscheme (spec) != QUARK_QSCHEME_PER_TENSOR)
+    {
+      QuarkTensor *refined = quark_gptq_refine_scales (tensor, spec, codes,
+                                                       new_scale ? new_scale
+                                                                 : quark_model_get_tensor (*logical, scale_name),
+                                                       new_zp ? new_zp : zp, scaled_gram, error);
+      if (refined == NULL)
+        return FALSE;
+      g_clear_object (&new_scale);
+      new_scale = refined;
+    }
   replaced = quark_model_new ();
   for (guint i = 0; i < quark_model_get_n_tensors (*logical); i++)
     {
@@ -1003,6 +1017,45 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
     return FALSE;
   g_object_unref (*logical);
   *logical = g_steal_pointer (&replaced);
+  return TRUE;
+}
+
+/* GPTQ's correct_input_error (libquark's): the weight *@tensor (after
+ * AWQ's scales, when planned) replaced by the one that gives the float
+ * model's outputs from the partly quantized model's inputs, from the cross
+ * moments that sequential calibration learned (scaled like H by AWQ's
+ * scales). Nothing to do without the option, or for casts and weights
+ * that are not matrices. */
+static gboolean
+correct_input_error (QuarkQuarkQuantizer *self, const char *layer, QuarkTensorSpec *spec,
+                     QuarkCalibration *calibration, QuarkQuarkScalingPlan *plan, QuarkTensor **tensor,
+                     GError **error)
+{
+  const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
+  const char *name = quark_tensor_get_name (*tensor);
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+  g_autoptr(QuarkTensor) gram = NULL, cross = NULL, scaled_gram = NULL, scaled_cross = NULL;
+  QuarkTensor *corrected;
+
+  if (gptq == NULL || !gptq->enabled || !gptq->correct_input_error || dtype == QUARK_DTYPE_F16 ||
+      dtype == QUARK_DTYPE_BF16 || quark_tensor_get_n_dims (*tensor) != 2)
+    return TRUE;
+  if (calibration == NULL ||
+      (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL ||
+      (cross = quark_calibration_get_cross_moments (calibration, layer, NULL, NULL)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: GPTQ's correct_input_error needs the cross moments of the float model's input "
+                   "against the quantized model's (quark quantize --calibration-text, which learns them layer by "
+                   "layer)", layer);
+      return FALSE;
+    }
+  scaled_gram = quark_quark_scaling_plan_scale_gram (plan, name, gram);
+  scaled_cross = quark_quark_scaling_plan_scale_gram (plan, name, cross);
+  if ((corrected = quark_gptq_correct_weight (*tensor, scaled_gram, scaled_cross, gptq->damp_percent, error)) == NULL)
+    return FALSE;
+  g_object_unref (*tensor);
+  *tensor = corrected;
   return TRUE;
 }
 
@@ -1153,6 +1206,8 @@ process_tensor (QuarkQuarkQuantizer    *self,
     return FALSE;
   if (spec == NULL)
     return quark_model_add_tensor (chunk, tensor, error);
+  if (!correct_input_error (self, layer, spec, calibration, plan, &tensor, error))
+    return FALSE;
   {
     g_autoptr(QuarkModel) logical = quark_model_new ();
     QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
