@@ -1508,19 +1508,12 @@ quark_calibration_observe_cross (QuarkCalibration *self, const char * const *lay
         }
     }
   for (guint i = 0; ok && layer_names[i]; i++)
-    {
-      QuarkMoments *m = find_entry (self, layer_names[i], QUARK_ROLE_INPUT)->moments;
-      if (m->cross == NULL && (m->cross = g_try_malloc0 (features * features * sizeof (double))) == NULL)
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "layer %s: no memory for the cross moments",
-                       layer_names[i]);
-          ok = FALSE;
-          break;
-        }
-      for (gsize k = 0; k < features * features; k++)
-        m->cross[k] += product->cross[k];
-      m->n_cross += tokens;
-    }
+    if (!_quark_moments_add_cross_of (find_entry (self, layer_names[i], QUARK_ROLE_INPUT)->moments, product))
+      {
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "layer %s: no memory for the cross moments",
+                     layer_names[i]);
+        ok = FALSE;
+      }
   g_mutex_unlock (&self->lock);
   return ok;
 }

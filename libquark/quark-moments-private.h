@@ -42,6 +42,10 @@ gboolean       _quark_moments_add_cross (QuarkMoments   *m,
 /* The cross moments Σ r xᵀ as a float64 tensor [n, n] */
 QuarkTensor *  _quark_moments_cross    (const QuarkMoments *m,
                                         const char      *name);
+/* @from's cross moments (which it has) added to @into's, allocated on
+ * first use; FALSE when they cannot be */
+gboolean       _quark_moments_add_cross_of (QuarkMoments *into,
+                                        const QuarkMoments *from);
 /* Another session's cross moments into @into's, before _quark_moments_merge():
  * kept when both have them (or @into has seen nothing yet) */
 void           _quark_moments_merge_cross (QuarkMoments *into,

@@ -132,23 +132,28 @@ _quark_moments_cross (const QuarkMoments *m, const char *name)
   return quark_tensor_new (name, QUARK_DTYPE_F64, shape, 2, bytes, NULL);
 }
 
-void
-_quark_moments_merge_cross (QuarkMoments *into, const QuarkMoments *from)
+gboolean
+_quark_moments_add_cross_of (QuarkMoments *into, const QuarkMoments *from)
 {
   gsize n = into->n_features;
 
-  if (from->cross && into->cross == NULL && into->n_tokens == 0)
-    into->cross = g_try_malloc0 (n * n * sizeof (double));
-  if (into->cross && from->cross == NULL)
+  if (into->cross == NULL && (into->cross = g_try_malloc0 (n * n * sizeof (double))) == NULL)
+    return FALSE;
+  for (gsize i = 0; i < n * n; i++)
+    into->cross[i] += from->cross[i];
+  into->n_cross += from->n_cross;
+  return TRUE;
+}
+
+void
+_quark_moments_merge_cross (QuarkMoments *into, const QuarkMoments *from)
+{
+  if (from->cross && (into->cross || into->n_tokens == 0))
+    _quark_moments_add_cross_of (into, from);
+  else
     {
       g_clear_pointer (&into->cross, g_free);
       into->n_cross = 0;
-    }
-  if (into->cross)
-    {
-      for (gsize i = 0; i < n * n; i++)
-        into->cross[i] += from->cross[i];
-      into->n_cross += from->n_cross;
     }
 }
 
@@ -156,7 +161,6 @@ void
 _quark_moments_merge (QuarkMoments *into, const QuarkMoments *from)
 {
   gsize n = into->n_features;
-
 
   /* a Gram matrix is kept only when both sides have one */
   if (into->gram && from->gram == NULL)

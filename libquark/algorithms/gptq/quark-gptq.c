@@ -813,6 +813,18 @@ stored_value (double v, QuarkDType dtype)
   return back;
 }
 
+/* Σ u_c v_c over the columns c of group @i (of @gs columns; the last one
+ * may be shorter) of rows u and v of @n */
+static double
+group_dot (const double *u, const double *v, gsize i, gsize gs, gsize n)
+{
+  double t = 0.0;
+
+  for (gsize c = i * gs; c < MIN ((i + 1) * gs, n); c++)
+    t += u[c] * v[c];
+  return t;
+}
+
 /* sᵀ A s − 2 bᵀ s: the layer's output error on the calibration, less a
  * constant, for a row's scales s */
 static double
@@ -935,12 +947,7 @@ quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTenso
                    (int) n, 0.0, prod, (int) n);
       for (gsize r = 0; r < rows; r++)
         for (gsize i = 0; i < g; i++)
-          {
-            double t = 0.0;
-            for (gsize c = i * gs; c < MIN ((i + 1) * gs, n); c++)
-              t += d[r * n + c] * prod[r * n + c];
-            b[r * g + i] = t;
-          }
+          b[r * g + i] = group_dot (d + r * n, prod + r * n, i, gs, n);
       /* A_gh = d_gᵀ (H_{·,h} d_h)_g, one column of groups at a time */
       for (gsize j = 0; j < g; j++)
         {
@@ -949,12 +956,7 @@ quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTenso
                        (int) n, h + c0 * n, (int) n, 0.0, prod, (int) n);
           for (gsize r = 0; r < rows; r++)
             for (gsize i = 0; i < g; i++)
-              {
-                double t = 0.0;
-                for (gsize c = i * gs; c < MIN ((i + 1) * gs, n); c++)
-                  t += d[r * n + c] * prod[r * n + c];
-                a[(r * g + i) * g + j] = t;
-              }
+              a[(r * g + i) * g + j] = group_dot (d + r * n, prod + r * n, i, gs, n);
         }
       for (gsize r = 0; r < rows; r++)
         {

@@ -925,19 +925,40 @@ group_params (const float *values, gsize n, float *scale, float *zero_point, gpo
   *zero_point = p.zero_point;
 }
 
+/* H of @layer's input from the session, as the weight @name sees it: after
+ * AWQ, the layer's input is x / s */
+static QuarkTensor *
+scaled_gram_of (QuarkCalibration *calibration, QuarkQuarkScalingPlan *plan, const char *layer, const char *name,
+                GError **error)
+{
+  g_autoptr(QuarkTensor) gram = NULL;
+
+  if (calibration == NULL ||
+      (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
+                   "layer %s: GPTQ needs the second moments of its input (quark quantize --calibration-text, or a "
+                   "calibration session with second-moments set)", layer);
+      return NULL;
+    }
+  return quark_quark_scaling_plan_scale_gram (plan, name, gram);
+}
+
 /* algo_config's GPTQ: the round-to-nearest codes in *@logical replaced by
  * GPTQ's, from the second moments of the layer's input; the scales and zero
  * points stay, but for dynamic groups of integer specs, which replace them
  * too. Nothing to do without a GPTQ entry, for casts or for weights that
- * are not matrices. */
+ * are not matrices. @known_gram: the scaled H when the caller has it
+ * already (NULL: read from @calibration). */
 static gboolean
 apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, QuarkTensorSpec *spec,
-            QuarkCalibration *calibration, QuarkQuarkScalingPlan *plan, QuarkModel **logical, GError **error)
+            QuarkCalibration *calibration, QuarkQuarkScalingPlan *plan, QuarkTensor *known_gram,
+            QuarkModel **logical, GError **error)
 {
   const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
   const char *name = quark_tensor_get_name (tensor);
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL), *zp_name = g_strconcat (name, "_zero_point", NULL);
-  g_autoptr(QuarkTensor) gram = NULL, scaled_gram = NULL, codes = NULL, new_scale = NULL, new_zp = NULL, g_idx = NULL;
+  g_autoptr(QuarkTensor) scaled_gram = NULL, codes = NULL, new_scale = NULL, new_zp = NULL, g_idx = NULL;
   g_autoptr(QuarkModel) replaced = NULL;
   QuarkTensor *zp;
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
@@ -945,16 +966,10 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
   /* casts to float16/bfloat16 have nothing to compensate */
   if (gptq == NULL || dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16 || quark_tensor_get_n_dims (tensor) != 2)
     return TRUE;
-  if (calibration == NULL ||
-      (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
-                   "layer %s: GPTQ needs the second moments of its input (quark quantize --calibration-text, or a "
-                   "calibration session with second-moments set)", layer);
-      return FALSE;
-    }
-  /* after AWQ, the layer's input is x / s */
-  scaled_gram = quark_quark_scaling_plan_scale_gram (plan, name, gram);
+  if (known_gram)
+    scaled_gram = g_object_ref (known_gram);
+  else if ((scaled_gram = scaled_gram_of (calibration, plan, layer, name, error)) == NULL)
+    return FALSE;
   zp = quark_model_get_tensor (*logical, zp_name);
   if (zp && quark_tensor_spec_get_symmetric (spec))
     zp = NULL;
@@ -1024,25 +1039,24 @@ apply_gptq (QuarkQuarkQuantizer *self, QuarkTensor *tensor, const char *layer, Q
  * AWQ's scales, when planned) replaced by the one that gives the float
  * model's outputs from the partly quantized model's inputs, from the cross
  * moments that sequential calibration learned (scaled like H by AWQ's
- * scales). Nothing to do without the option, or for casts and weights
- * that are not matrices. */
+ * scales); the scaled H it read goes to *@scaled_gram for GPTQ. Nothing
+ * to do without the option, or for casts and weights that are not
+ * matrices. */
 static gboolean
 correct_input_error (QuarkQuarkQuantizer *self, const char *layer, QuarkTensorSpec *spec,
                      QuarkCalibration *calibration, QuarkQuarkScalingPlan *plan, QuarkTensor **tensor,
-                     GError **error)
+                     QuarkTensor **scaled_gram, GError **error)
 {
   const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
   const char *name = quark_tensor_get_name (*tensor);
   QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
-  g_autoptr(QuarkTensor) gram = NULL, cross = NULL, scaled_gram = NULL, scaled_cross = NULL;
+  g_autoptr(QuarkTensor) cross = NULL, scaled_cross = NULL;
   QuarkTensor *corrected;
 
   if (gptq == NULL || !gptq->enabled || !gptq->correct_input_error || dtype == QUARK_DTYPE_F16 ||
       dtype == QUARK_DTYPE_BF16 || quark_tensor_get_n_dims (*tensor) != 2)
     return TRUE;
-  if (calibration == NULL ||
-      (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL ||
-      (cross = quark_calibration_get_cross_moments (calibration, layer, NULL, NULL)) == NULL)
+  if (calibration == NULL || (cross = quark_calibration_get_cross_moments (calibration, layer, NULL, NULL)) == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_NEEDS_CALIBRATION,
                    "layer %s: GPTQ's correct_input_error needs the cross moments of the float model's input "
@@ -1050,9 +1064,10 @@ correct_input_error (QuarkQuarkQuantizer *self, const char *layer, QuarkTensorSp
                    "layer)", layer);
       return FALSE;
     }
-  scaled_gram = quark_quark_scaling_plan_scale_gram (plan, name, gram);
+  if ((*scaled_gram = scaled_gram_of (calibration, plan, layer, name, error)) == NULL)
+    return FALSE;
   scaled_cross = quark_quark_scaling_plan_scale_gram (plan, name, cross);
-  if ((corrected = quark_gptq_correct_weight (*tensor, scaled_gram, scaled_cross, gptq->damp_percent, error)) == NULL)
+  if ((corrected = quark_gptq_correct_weight (*tensor, *scaled_gram, scaled_cross, gptq->damp_percent, error)) == NULL)
     return FALSE;
   g_object_unref (*tensor);
   *tensor = corrected;
@@ -1201,12 +1216,13 @@ process_tensor (QuarkQuarkQuantizer    *self,
    * tensor: the weight is quantized from (and a norm replaced by) the
    * transformed float32 tensor */
   g_autoptr(QuarkTensor) tensor = quark_quark_scaling_plan_apply (plan, original, error);
+  g_autoptr(QuarkTensor) gram = NULL;   /* H as GPTQ sees it, when the input error correction read it */
 
   if (tensor == NULL)
     return FALSE;
   if (spec == NULL)
     return quark_model_add_tensor (chunk, tensor, error);
-  if (!correct_input_error (self, layer, spec, calibration, plan, &tensor, error))
+  if (!correct_input_error (self, layer, spec, calibration, plan, &tensor, &gram, error))
     return FALSE;
   {
     g_autoptr(QuarkModel) logical = quark_model_new ();
@@ -1214,7 +1230,7 @@ process_tensor (QuarkQuarkQuantizer    *self,
                                                                       quark_tensor_get_dtype (original));
     if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype,
                                     global_scale_of (globals, layer), workers, logical, error) ||
-        !apply_gptq (self, tensor, layer, spec, calibration, plan, &logical, error) ||
+        !apply_gptq (self, tensor, layer, spec, calibration, plan, gram, &logical, error) ||
         !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
                                                 chunk, error))
       return FALSE;
