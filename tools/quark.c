@@ -1205,6 +1205,7 @@ cmd_quantize (int argc, char **argv)
   g_auto(GStrv) excludes = NULL;
   gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
   int threads = -1;   /* not given */
+  GStatBuf output_st;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory (with --export-format gguf: this file)", "OUT" },
     { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default 1; with --export-format gguf, and for --calibration-text's model runs, one per processor)", "N" },
@@ -1313,6 +1314,13 @@ cmd_quantize (int argc, char **argv)
     }
   if (!check_output_apart (argv[1], output, &error))
     goto fail;
+  /* before any work: calibration and quantization can take hours, and the
+   * writers would refuse an existing output only when they begin or finish */
+  if (!force && g_lstat (output, &output_st) == 0)
+    {
+      g_set_error (&error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s: already exists", output);
+      goto fail;
+    }
 
   if (pure && file_type)
     pure_type = g_strconcat (file_type, ":pure", NULL);

@@ -222,6 +222,18 @@ def test_usage_and_failures(llama, tmp_path):
     r = quantize(src, out, '--preset', 'int4_wo_128')
     assert r.returncode == 1 and 'already exists' in r.stderr
     assert quantize(src, out, '--preset', 'int4_wo_128', '--force').returncode == 0
+    # an existing output is refused before any work: here before the
+    # calibration text (which is missing) is read, for a directory and for a
+    # GGUF file (whose writer used to refuse only when renaming the finished
+    # file into place, after the whole quantization)
+    existing_file = tmp_path / 'exists.gguf'
+    existing_file.write_bytes(b'keep')
+    for target, extra in ((out, ['--preset', 'int4_wo_128', '--algorithm', 'gptq']),
+                          (existing_file, ['--export-format', 'gguf', '--type', 'Q4_K_M'])):
+        r = quantize(src, target, *extra, '--calibration-text', str(tmp_path / 'missing.txt'))
+        assert r.returncode == 1 and r.stderr.strip() == \
+            'quark quantize: %s: already exists; --force replaces it' % target, r.stderr
+    assert existing_file.read_bytes() == b'keep'
     # a malformed shard: truncated
     bad = tmp_path / 'bad'
     bad.mkdir()

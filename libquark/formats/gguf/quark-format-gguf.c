@@ -1208,7 +1208,7 @@ commit (int *fd, char **tmp, const char *path, gboolean overwrite, GError **erro
     {
       saved = errno;
       if (saved == EEXIST)
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s exists (--force replaces it)", path);
+        g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s: already exists (it appeared while this ran)", path);
       else
         g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
       return FALSE;
@@ -1492,6 +1492,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   double d;
   int fd = -1;
   gboolean ok = FALSE;
+  GStatBuf st;
 
   g_array_set_clear_func (outs, out_clear);
   if (info == NULL)
@@ -1501,6 +1502,12 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND,
                    "GGUF type \"%s\" is not written here (types: %s; NAME:pure for one type everywhere)",
                    scheme, list);
+      return FALSE;
+    }
+  /* refused before the work, not only when the finished file is renamed */
+  if (!overwrite && g_lstat (path, &st) == 0)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS, "%s: already exists (overwrite it explicitly)", path);
       return FALSE;
     }
   if ((cfg = hf_config (model, error)) == NULL || !arch_for (cfg, &a, error))
