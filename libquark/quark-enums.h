@@ -174,4 +174,26 @@ typedef enum {
   QUARK_OBSERVER_KL,                   /*< nick=kl >*/
 } QuarkObserver;
 
+/**
+ * QuarkSequentialSteps:
+ * @QUARK_SEQUENTIAL_STEPS_LAYER: all linear layers of a decoder layer are
+ *   observed with the float layer and quantized together
+ * @QUARK_SEQUENTIAL_STEPS_BLOCKS: the attention block (q, k, v and o_proj,
+ *   with the norm before them), then the MLP block (gate, up and
+ *   down_proj, with theirs), whose inputs then come through the quantized
+ *   attention
+ * @QUARK_SEQUENTIAL_STEPS_LINEARS: q/k/v_proj, then o_proj, then
+ *   gate/up_proj, then down_proj, each observed through the ones quantized
+ *   before it; for quantizers that fold nothing from one into another
+ *   (AWQ's v → o and up → down groups need both of a pair in one step)
+ *
+ * How [method@Quark.Executor.calibrate_sequential] steps through a decoder
+ * layer ([property@Quark.Executor:sequential-steps]).
+ */
+typedef enum {
+  QUARK_SEQUENTIAL_STEPS_LAYER,   /*< nick=layer >*/
+  QUARK_SEQUENTIAL_STEPS_BLOCKS,  /*< nick=blocks >*/
+  QUARK_SEQUENTIAL_STEPS_LINEARS, /*< nick=linears >*/
+} QuarkSequentialSteps;
+
 G_END_DECLS

@@ -269,6 +269,49 @@ calibration_window (QuarkExecutor *executor)
   return MIN (512, quark_executor_get_max_context (executor));
 }
 
+/* GPTQ's true_sequential (AMD Quark's key) splits each decoder layer of
+ * sequential calibration into steps: four (q/k/v, o, gate/up, down) unless
+ * a scaling algorithm (AWQ, SmoothQuant) folds a scale from one linear
+ * layer into another of the same decoder layer (its default groups v -> o
+ * and up -> down do; groups given in scaling_layers whose prev_op is a
+ * norm do not), which needs both in one step: then two (attention, MLP) */
+static QuarkSequentialSteps
+sequential_steps_for (JsonArray *algos)
+{
+  gboolean split = FALSE, linear_folds = FALSE;
+
+  for (guint i = 0; i < json_array_get_length (algos); i++)
+    {
+      JsonNode *entry = json_array_get_element (algos, i);
+      JsonObject *o = JSON_NODE_HOLDS_OBJECT (entry) ? json_node_get_object (entry) : NULL;
+      const char *name = o ? json_object_get_string_member_with_default (o, "name", "") : "";
+      JsonNode *groups = o ? json_object_get_member (o, "scaling_layers") : NULL;
+
+      if (o == NULL)
+        continue;
+      if (g_str_equal (name, "gptq") && json_object_get_boolean_member_with_default (o, "true_sequential", FALSE))
+        split = TRUE;
+      if (!g_str_equal (name, "awq") && !g_str_equal (name, "smooth") && !g_str_equal (name, "smoothquant"))
+        continue;
+      if (groups == NULL || !JSON_NODE_HOLDS_ARRAY (groups))
+        {
+          linear_folds = TRUE;    /* the model's own groups */
+          continue;
+        }
+      for (guint g = 0; g < json_array_get_length (json_node_get_array (groups)); g++)
+        {
+          JsonNode *group = json_array_get_element (json_node_get_array (groups), g);
+          const char *prev = JSON_NODE_HOLDS_OBJECT (group)
+                             ? json_object_get_string_member_with_default (json_node_get_object (group), "prev_op", "")
+                             : "";
+          if (g_str_has_suffix (prev, "_proj"))
+            linear_folds = TRUE;
+        }
+    }
+  return !split ? QUARK_SEQUENTIAL_STEPS_LAYER : linear_folds ? QUARK_SEQUENTIAL_STEPS_BLOCKS
+                                                              : QUARK_SEQUENTIAL_STEPS_LINEARS;
+}
+
 /* `quark quantize --calibration-text`: a session for @config fed with
  * every linear layer's inputs while the executor runs @model (on @threads
  * threads, 0 for one per processor) on the first @max_tokens tokens of the
@@ -342,7 +385,9 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
                 json_object_get_boolean_member_with_default (json_node_get_object (entry), "correct_input_error",
                                                              FALSE))
               quark_calibration_set_cross_moments_enabled (calibration, TRUE);
+
           }
+        g_object_set (executor, "sequential-steps", sequential_steps_for (json_node_get_array (algos)), NULL);
         if (final_quantizer)
           quantizer = g_object_ref (final_quantizer);
         else if ((quantizer = quark_registry_new_quantizer (quark_registry_get_default (), config, error)) == NULL)

@@ -53,7 +53,7 @@
 enum { SIGNAL_PROGRESS, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
-enum { PROP_0, PROP_THREADS, PROP_QUANTIZE_INPUTS, N_PROPS };
+enum { PROP_0, PROP_THREADS, PROP_QUANTIZE_INPUTS, PROP_SEQUENTIAL_STEPS, N_PROPS };
 static GParamSpec *properties[N_PROPS];
 
 /* The linear layers of a decoder layer, in the order of Layer.act */
@@ -102,6 +102,7 @@ struct _QuarkExecutor
   InputQuant *head_act;
   QuarkModelQuantizer *quantizer;   /* the checkpoint's backend, for dynamic input specs */
   gboolean quantize_inputs;
+  QuarkSequentialSteps sequential_steps;   /* how calibrate_sequential steps through a decoder layer */
   gboolean keys_after_rope;     /* k_proj's output (the cached keys) quantized, or observed, after RoPE */
   GMainContext *progress_context;       /* during an async run: where progress is emitted */
   GPtrArray *overrides;         /* weights that replace the model's (calibrate_sequential) */
@@ -145,6 +146,9 @@ quark_executor_get_property (GObject *object, guint prop_id, GValue *value, GPar
     case PROP_QUANTIZE_INPUTS:
       g_value_set_boolean (value, self->quantize_inputs);
       break;
+    case PROP_SEQUENTIAL_STEPS:
+      g_value_set_enum (value, self->sequential_steps);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -164,6 +168,13 @@ quark_executor_set_property (GObject *object, guint prop_id, const GValue *value
       if (self->quantize_inputs != g_value_get_boolean (value))
         {
           self->quantize_inputs = g_value_get_boolean (value);
+          g_object_notify_by_pspec (object, pspec);
+        }
+      break;
+    case PROP_SEQUENTIAL_STEPS:
+      if (self->sequential_steps != (QuarkSequentialSteps) g_value_get_enum (value))
+        {
+          self->sequential_steps = g_value_get_enum (value);
           g_object_notify_by_pspec (object, pspec);
         }
       break;
@@ -204,6 +215,22 @@ quark_executor_class_init (QuarkExecutorClass *klass)
   properties[PROP_QUANTIZE_INPUTS] = g_param_spec_boolean ("quantize-inputs", NULL, NULL, TRUE,
                                                            G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
                                                            G_PARAM_STATIC_STRINGS);
+  /**
+   * QuarkExecutor:sequential-steps:
+   *
+   * How [method@Quark.Executor.calibrate_sequential] steps through a
+   * decoder layer: %QUARK_SEQUENTIAL_STEPS_LAYER (the default) observes all
+   * its linear layers with the float layer and quantizes them together;
+   * %QUARK_SEQUENTIAL_STEPS_BLOCKS and %QUARK_SEQUENTIAL_STEPS_LINEARS
+   * quantize it in two or four steps, each step's inputs observed through
+   * the steps quantized before it, so that GPTQ sees (and can compensate)
+   * their errors. Each step runs the decoder layer once more (and, with
+   * cross moments, the float layer once more).
+   */
+  properties[PROP_SEQUENTIAL_STEPS] = g_param_spec_enum ("sequential-steps", NULL, NULL,
+                                                         QUARK_TYPE_SEQUENTIAL_STEPS, QUARK_SEQUENTIAL_STEPS_LAYER,
+                                                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                         G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -1706,6 +1733,7 @@ typedef struct {
   GError *error;
   QuarkExecutor *executor;      /* whose keys_after_rope the session's config sets while it runs */
   gboolean saved_keys_after_rope;
+  const char * const *only;     /* when set (NULL-terminated), only the layers named by one of these ends */
 } CalibrateData;
 
 /* What a session observes: every linear layer's input, and the outputs
@@ -1751,6 +1779,19 @@ calibrate_data_clear (CalibrateData *data)
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CalibrateData, calibrate_data_clear)
 
+/* Whether a step of sequential calibration that observes the layers
+ * ending in @only (NULL: all) observes @layer */
+static gboolean
+observed_in_stage (const char * const *only, const char *layer)
+{
+  if (only == NULL)
+    return TRUE;
+  for (guint i = 0; only[i]; i++)
+    if (g_str_has_suffix (layer, only[i]))
+      return TRUE;
+  return FALSE;
+}
+
 static void
 observe_input (const char * const *layers, QuarkRole role, const float *x, guint tokens, guint dim,
                gpointer user_data)
@@ -1759,6 +1800,8 @@ observe_input (const char * const *layers, QuarkRole role, const float *x, guint
   gint64 shape[2] = { tokens, dim };
 
   if (role == QUARK_ROLE_OUTPUT && !g_hash_table_contains (data->outputs, layers[0]))
+    return;
+  if (!observed_in_stage (data->only, layers[0]))
     return;
   if (data->error == NULL)
     quark_calibration_observe_floats_shared (data->calibration, layers, role, x, (gsize) tokens * dim,
@@ -2043,8 +2086,8 @@ layer_tensor (Layer *L, guint j)
  * to float, and makes the executor run those weights (and the norms and
  * biases the quantizer gave back changed) from now on */
 static gboolean
-quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, QuarkCalibration *calibration,
-                GCancellable *cancellable, GError **error)
+quantize_layer (QuarkExecutor *self, Layer *L, guint mask, QuarkModelQuantizer *quantizer,
+                QuarkCalibration *calibration, GCancellable *cancellable, GError **error)
 {
   g_autoptr(QuarkModel) part = quark_model_new ();
   g_autoptr(QuarkModel) quantized = NULL, restored = NULL;
@@ -2053,7 +2096,7 @@ quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, Q
   /* the model's config.json, for the topology algorithms read */
   quark_model_set_metadata (part, quark_model_get_metadata (self->model));
   for (guint j = 0; (field = layer_tensor (L, j)) != NULL; j++)
-    if (*field != NULL && !quark_model_add_tensor (part, *field, error))
+    if (*field != NULL && (mask & (1u << j)) && !quark_model_add_tensor (part, *field, error))
       return FALSE;
   if ((quantized = quark_model_quantizer_quantize_model (quantizer, part, calibration, cancellable, error)) == NULL ||
       (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, error)) == NULL)
@@ -2066,7 +2109,7 @@ quantize_layer (QuarkExecutor *self, Layer *L, QuarkModelQuantizer *quantizer, Q
       QuarkTensor *t = *field ? quark_model_get_tensor (restored, quark_tensor_get_name (*field)) : NULL;
       QuarkDType dtype = t ? quark_tensor_get_dtype (t) : QUARK_DTYPE_F32;
 
-      if (*field == NULL)
+      if (*field == NULL || !(mask & (1u << j)))
         continue;
       if (t == NULL || (dtype != QUARK_DTYPE_F32 && dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16) ||
           quark_tensor_get_n_elements (t) != quark_tensor_get_n_elements (*field))
@@ -2119,12 +2162,56 @@ observe_with_reference (const char * const *layers, QuarkRole role, const float 
 
   observe_input (layers, role, x, tokens, dim, cross->data);
   if (role != QUARK_ROLE_INPUT || cross->data->error ||
+      !observed_in_stage (cross->data->only, layers[0]) ||
       (reference = g_hash_table_lookup (cross->inputs, layers[0])) == NULL)
     return;
   bytes = g_bytes_new_static (x, (gsize) tokens * dim * sizeof (float));
   input = quark_tensor_new (layers[0], QUARK_DTYPE_F32, shape, 2, bytes, &cross->data->error);
   if (input)
     quark_calibration_observe_cross (cross->data->calibration, layers, reference, input, &cross->data->error);
+}
+
+/* The fields of a decoder layer (layer_tensor()'s order) of its attention
+ * block and of its MLP block */
+#define ATTENTION_FIELDS ((1u << 0) | (1u << 1) | (1u << 2) | (1u << 3) | (1u << 7) | (1u << 9) | (1u << 10) | \
+                          (1u << 11))
+#define MLP_FIELDS ((1u << 4) | (1u << 5) | (1u << 6) | (1u << 8))
+
+/* A step of sequential calibration within a decoder layer: the fields
+ * quantized after it, and the layers it observes (NULL: all) */
+typedef struct {
+  guint mask;
+  const char * const *only;
+} Stage;
+
+static const char * const attention_linears[] = { ".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj",
+                                                  ".self_attn.o_proj", NULL };
+static const char * const mlp_linears[] = { ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj", NULL };
+static const char * const qkv_linears[] = { ".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", NULL };
+static const char * const o_linears[] = { ".self_attn.o_proj", NULL };
+static const char * const gate_up_linears[] = { ".mlp.gate_proj", ".mlp.up_proj", NULL };
+static const char * const down_linears[] = { ".mlp.down_proj", NULL };
+
+/* Decoder layer @l with its float weights @float_layer (the executor's own
+ * may be partly quantized by now) on @tokens of the float model's stream
+ * @xf: in place, or on a copy in @copy (so that the stream stays where it
+ * is) */
+static gboolean
+run_float_layer (QuarkExecutor *self, guint l, const Layer *float_layer, float *copy, float *xf, guint tokens,
+                 ObserveFunc observe, gpointer observe_data, GCancellable *cancellable, GError **error)
+{
+  Layer current = self->layers[l];
+  gboolean ok;
+
+  if (copy)
+    {
+      memcpy (copy, xf, (gsize) tokens * self->hidden * sizeof (float));
+      xf = copy;
+    }
+  self->layers[l] = *float_layer;
+  ok = run_layers (self, xf, 1, tokens, l, l + 1, observe, observe_data, cancellable, error);
+  self->layers[l] = current;
+  return ok;
 }
 
 /**
@@ -2141,14 +2228,18 @@ observe_with_reference (const char * const *layers, QuarkRole role, const float 
  *
  * Feeds @calibration decoder layer by decoder layer, each layer's inputs
  * computed with the layers before it already quantized, as GPTQ's
- * sequential mode (AMD Quark's `true_sequential`) does: the residual
+ * sequential mode does: the residual
  * stream of every window is kept; for each decoder layer the inputs of its
  * linear layers are observed, its weights are quantized with @quantizer
  * from the statistics just learned (quark_model_quantizer_quantize_model()
  * on the layer's weights, norms and biases: GPTQ and AWQ too when the
  * config's `algo_config` has them) and read back to float, with whatever
  * the quantizer changed (AWQ's scales folded into the norms), and the
- * layer is run again with them to give the next layer's input. `lm_head`'s input is observed last.
+ * layer is run again with them to give the next layer's input.
+ * [property@Quark.Executor:sequential-steps] can split a decoder layer into
+ * two steps (attention, MLP) or four (q/k/v, o, gate/up, down), each
+ * observed through the steps quantized before it.
+ * `lm_head`'s input is observed last.
  *
  * Afterwards the executor runs the dequantized weights (an evaluation of
  * the quantized model can follow at once). The session should have
@@ -2172,9 +2263,10 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
                                      GError **error)
 {
   g_auto(CalibrateData) data = { NULL };
-  g_autofree float *x = NULL, *tmp = NULL, *xf = NULL;
+  g_autofree float *x = NULL, *tmp = NULL, *xf = NULL, *tmpf = NULL;
   g_autoptr(GHashTable) references = NULL;
   CrossData cross = { NULL, &data };
+  gboolean split;
   gsize H;
 
   g_return_val_if_fail (QUARK_IS_EXECUTOR (self), FALSE);
@@ -2219,36 +2311,63 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
       references = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
       cross.inputs = references;
     }
+  split = self->sequential_steps != QUARK_SEQUENTIAL_STEPS_LAYER;
+  if (split && xf && (tmpf = g_try_new (float, (gsize) MIN ((gsize) context, n_ids) * H)) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "out of memory for a window's activations");
+      return FALSE;
+    }
   for (guint l = 0; l < self->n_layers; l++)
     {
-      /* the float layer's inputs, observed on a copy of the stream (and,
-       * for cross moments, the float model's own stream through the same
-       * float layer first) */
-      for (gsize start = 0; start < n_ids; start += context)
+      static const Stage whole[] = { { ~0u, NULL } },
+                         halves[] = { { ATTENTION_FIELDS, attention_linears }, { MLP_FIELDS, mlp_linears } },
+                         quarters[] = { { ATTENTION_FIELDS & ~(1u << 3), qkv_linears }, { 1u << 3, o_linears },
+                                        { MLP_FIELDS & ~(1u << 6), gate_up_linears }, { 1u << 6, down_linears } };
+      const Stage *stages = self->sequential_steps == QUARK_SEQUENTIAL_STEPS_LINEARS ? quarters
+                            : self->sequential_steps == QUARK_SEQUENTIAL_STEPS_BLOCKS ? halves : whole;
+      guint n_stages = self->sequential_steps == QUARK_SEQUENTIAL_STEPS_LINEARS ? G_N_ELEMENTS (quarters)
+                       : self->sequential_steps == QUARK_SEQUENTIAL_STEPS_BLOCKS ? G_N_ELEMENTS (halves)
+                       : G_N_ELEMENTS (whole);
+      Layer float_layer = self->layers[l];
+
+      for (guint st = 0; st < n_stages; st++)
         {
-          guint tokens = (guint) MIN ((gsize) context, n_ids - start);
-          if (xf && !run_layers (self, xf + start * H, 1, tokens, l, l + 1, keep_reference, &cross, cancellable,
-                                 error))
+          /* the inputs of the stage's linear layers, observed on a copy of
+           * the stream with the stages before it quantized (and, for cross
+           * moments, the float model's own stream through the float layer
+           * first) */
+          data.only = stages[st].only;
+          for (gsize start = 0; start < n_ids; start += context)
+            {
+              guint tokens = (guint) MIN ((gsize) context, n_ids - start);
+              if (xf && !run_float_layer (self, l, &float_layer, split ? tmpf : NULL, xf + start * H, tokens,
+                                          keep_reference, &cross, cancellable, error))
+                return FALSE;
+              memcpy (tmp, x + start * H, (gsize) tokens * H * sizeof (float));
+              if (!run_layers (self, tmp, 1, tokens, l, l + 1, xf ? observe_with_reference : observe_input,
+                               xf ? (gpointer) &cross : (gpointer) &data, cancellable, error))
+                {
+                  g_clear_error (&data.error);
+                  return FALSE;
+                }
+              if (data.error)
+                {
+                  g_propagate_error (error, data.error);
+                  return FALSE;
+                }
+            }
+          if (!quantize_layer (self, &self->layers[l], stages[st].mask, quantizer, calibration, cancellable, error))
             return FALSE;
-          memcpy (tmp, x + start * H, (gsize) tokens * H * sizeof (float));
-          if (!run_layers (self, tmp, 1, tokens, l, l + 1, xf ? observe_with_reference : observe_input,
-                           xf ? (gpointer) &cross : (gpointer) &data, cancellable, error))
-            {
-              g_clear_error (&data.error);
-              return FALSE;
-            }
-          if (data.error)
-            {
-              g_propagate_error (error, data.error);
-              return FALSE;
-            }
         }
-      /* then the layer quantized, and the stream through it */
-      if (!quantize_layer (self, &self->layers[l], quantizer, calibration, cancellable, error))
-        return FALSE;
+      data.only = NULL;
+      /* then the stream through the quantized layer (and the float
+       * model's, when it was not already advanced) */
       for (gsize start = 0; start < n_ids; start += context)
         {
           guint tokens = (guint) MIN ((gsize) context, n_ids - start);
+          if (xf && split &&
+              !run_float_layer (self, l, &float_layer, NULL, xf + start * H, tokens, NULL, NULL, cancellable, error))
+            return FALSE;
           if (!run_layers (self, x + start * H, 1, tokens, l, l + 1, NULL, NULL, cancellable, error))
             return FALSE;
         }

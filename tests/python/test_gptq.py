@@ -714,13 +714,117 @@ def test_sequential_calibration_learns_cross_moments(tmp_path):
     assert p.returncode != 0 and not os.path.exists(tmp_path / 'stats-ec')
 
 
+def test_sequential_steps(tmp_path):
+    """Executor:sequential-steps (GPTQ's true_sequential from the CLI):
+    a decoder layer quantized in one, two (attention, MLP) or four (q/k/v,
+    o, gate/up, down) steps, each step's inputs observed through the steps
+    quantized before it. With cross moments C = H exactly where a layer's
+    input does not yet depend on any quantized weight; the executor
+    afterwards runs what the CLI writes; the CLI takes four steps, or two
+    when AWQ folds a scale from one linear layer into another."""
+    import json
+    import os
+    import subprocess
+    from test_executor import calibration_model, ids_for, logits_of
+    quark = os.environ.get('QUARK_TOOL', 'quark')
+    d, text = calibration_model(tmp_path)
+    weight = {'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}
+    gptq = {'name': 'gptq', 'correct_input_error': True, 'true_sequential': True}
+    awq = {'name': 'awq'}
+    norm_awq = {'name': 'awq', 'model_decoder_layers': 'model.layers', 'scaling_layers': [
+        {'prev_op': 'input_layernorm', 'layers': ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'],
+         'inp': 'self_attn.q_proj'},
+        {'prev_op': 'post_attention_layernorm', 'layers': ['mlp.gate_proj', 'mlp.up_proj'], 'inp': 'mlp.gate_proj'}]}
+
+    def config(*algos):
+        return {'backend': 'quark', 'global_quant_config': {'weight': weight}, 'exclude': ['lm_head'],
+                'algo_config': list(algos)}
+    tok = Quark.Tokenizer.new_from_file(d)
+    ids = ([0] + list(tok.encode(text.read_text(), -1, False)))[:200]
+    steps = Quark.SequentialSteps
+
+    def calibrate(cfg, how):
+        quantizer = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(cfg), -1))
+        session = Quark.Calibration.new()
+        session.props.second_moments = True
+        session.props.cross_moments = True
+        executor = Quark.Executor.new_from_path(d)
+        assert executor.props.sequential_steps == steps.LAYER
+        executor.props.sequential_steps = how
+        done = []
+        executor.connect('progress', lambda e, n, total: done.append((n, total)))
+        assert executor.calibrate_sequential(session, quantizer, ids, 64, None)
+        assert done == [(1, 2), (2, 2)]
+        return session, executor
+    runs = {how: calibrate(config(gptq), how) for how in (steps.LAYER, steps.BLOCKS, steps.LINEARS)}
+    assert json.loads(REGISTRY.config_from_string(json.dumps(config(gptq)), -1).to_string())[
+        'algo_config'][0]['true_sequential'] is True
+
+    def moments(how, name):
+        session = runs[how][0]
+        layer = 'model.layers.0.' + name
+        return (array(session.get_second_moments(layer)[0], np.float64),
+                array(session.get_cross_moments(layer)[0], np.float64))
+
+    def same(a, b):
+        return np.allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(a).max())
+    # where layer 0's inputs do not yet depend on its quantized weights
+    # (C = H), and where they do
+    expect_float = {steps.LAYER: ['self_attn.q_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj'],
+                    steps.BLOCKS: ['self_attn.q_proj', 'self_attn.o_proj'],
+                    steps.LINEARS: ['self_attn.q_proj']}
+    for how, floats in expect_float.items():
+        for name in ('self_attn.q_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj'):
+            h, c = moments(how, name)
+            assert same(c, h) == (name in floats), (how, name)
+            if name not in floats:
+                # C's rows are the float model's inputs: Cauchy-Schwarz
+                # against the float model's own H
+                hf = moments(steps.LAYER, name)[0]
+                assert np.all(np.diag(c) ** 2 <= np.diag(hf) * np.diag(h) * (1 + 1e-9))
+                assert not same(h, hf)
+        assert same(moments(how, 'self_attn.q_proj')[0], moments(steps.LAYER, 'self_attn.q_proj')[0])
+
+    # the CLI: true_sequential alone (four steps), after AWQ (two), after
+    # AWQ with groups fed by norms only (four)
+    def cli(key, cfg):
+        (tmp_path / (key + '.json')).write_text(json.dumps(cfg))
+        out = tmp_path / key
+        p = subprocess.run([quark, 'quantize', d, '-o', str(out), '--config', str(tmp_path / (key + '.json')),
+                            '--calibration-text', str(text), '--calibration-tokens', '200'],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        return Quark.Executor.new_from_path(str(out))
+    probe = ids_for(30)
+    written = cli('linears', config(gptq))
+    assert np.abs(logits_of(runs[steps.LINEARS][1], probe) - logits_of(written, probe)).max() < 1e-5
+    assert np.abs(logits_of(runs[steps.LINEARS][1], probe) - logits_of(runs[steps.LAYER][1], probe)).max() > 1e-4
+    assert np.abs(logits_of(runs[steps.BLOCKS][1], probe) - logits_of(runs[steps.LAYER][1], probe)).max() > 1e-4
+    for key, cfg, how in (('awq', config(awq, gptq), steps.BLOCKS), ('norm-awq', config(norm_awq, gptq), steps.LINEARS)):
+        written = cli(key, cfg)
+        executor = calibrate(cfg, how)[1]
+        assert np.abs(logits_of(executor, probe) - logits_of(written, probe)).max() < 1e-5, key
+    with open(tmp_path / 'awq' / 'config.json') as f:
+        assert json.load(f)['quantization_config']['algo_config'][1]['true_sequential'] is True
+    # four steps with AWQ's own groups: v -> o would fold into a layer
+    # quantized a step before
+    quantizer = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(config(awq, gptq)), -1))
+    executor = Quark.Executor.new_from_path(d)
+    executor.props.sequential_steps = steps.LINEARS
+    session = Quark.Calibration.new()
+    session.props.second_moments = True
+    session.props.cross_moments = True
+    with pytest.raises(GLib.Error, match='v_proj.weight, which is not in the model'):
+        executor.calibrate_sequential(session, quantizer, ids, 64, None)
+
+
 def test_gptq_options_in_the_config():
     """refine_scales and correct_input_error are booleans, named in the
     error by JSON path; written back only when set."""
     import json
     base = {'backend': 'quark', 'global_quant_config': {'weight': {'dtype': 'int4', 'qscheme': 'per_group',
                                                                   'group_size': 16, 'ch_axis': -1}}}
-    for key in ('refine_scales', 'correct_input_error'):
+    for key in ('refine_scales', 'correct_input_error', 'true_sequential'):
         bad = dict(base, algo_config=[{'name': 'gptq', key: 1}])
         with pytest.raises(GLib.Error, match=r'algo_config\[0\]\.%s: expected true or false' % key):
             REGISTRY.config_from_string(json.dumps(bad), -1)
@@ -728,4 +832,4 @@ def test_gptq_options_in_the_config():
         assert json.loads(good.to_string())['algo_config'][0][key] is True
     plain = REGISTRY.config_from_string(json.dumps(dict(base, algo_config=[{'name': 'gptq'}])), -1)
     entry = json.loads(plain.to_string())['algo_config'][0]
-    assert 'refine_scales' not in entry and 'correct_input_error' not in entry
+    assert 'refine_scales' not in entry and 'correct_input_error' not in entry and 'true_sequential' not in entry

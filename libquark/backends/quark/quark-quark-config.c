@@ -631,9 +631,10 @@ load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error
     }
   if (!read_count (o, path, "block_size", 65536, &gptq->block_size, error))
     return FALSE;
-  for (guint k = 0; k < 4; k++)
+  for (guint k = 0; k < 5; k++)
     {
-      static const char * const flags[] = { "desc_act", "static_groups", "refine_scales", "correct_input_error" };
+      static const char * const flags[] = { "desc_act", "static_groups", "refine_scales", "correct_input_error",
+                                            "true_sequential" };
       const char *key = flags[k];
       if ((v = json_object_get_member (o, key)) && !JSON_NODE_HOLDS_NULL (v) &&
           (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_BOOLEAN))
@@ -647,6 +648,7 @@ load_gptq (JsonObject *o, const char *path, QuarkQuarkGptq *gptq, GError **error
   gptq->static_groups = json_object_get_boolean_member_with_default (o, "static_groups", TRUE);
   gptq->refine_scales = json_object_get_boolean_member_with_default (o, "refine_scales", FALSE);
   gptq->correct_input_error = json_object_get_boolean_member_with_default (o, "correct_input_error", FALSE);
+  gptq->true_sequential = json_object_get_boolean_member_with_default (o, "true_sequential", FALSE);
   /* static_groups false with desc_act: groups in activation order, which
    * only formats that store each column's group carry (checked against the
    * export format before any work) */
@@ -795,7 +797,7 @@ load_algo_config (JsonObject *object, QuarkQuarkGptq *gptq, QuarkQuarkScaling *s
   JsonNode *node = json_object_get_member (object, "algo_config");
   g_autoptr(JsonArray) list = NULL;
 
-  *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE, TRUE, FALSE, FALSE };
+  *gptq = (QuarkQuarkGptq) { FALSE, 0.01, 128, TRUE, TRUE, FALSE, FALSE, FALSE };
   *scaling = (QuarkQuarkScaling) { FALSE, QUARK_QUARK_SCALING_AWQ, NULL, NULL, NULL, 20, TRUE, 1.0, 1e-3 };
   *rotation = (QuarkQuarkRotation) { FALSE, FALSE, 0 };
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
@@ -1278,6 +1280,10 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
             json_object_set_boolean_member (g, "refine_scales", TRUE);
           if (self->gptq.correct_input_error)
             json_object_set_boolean_member (g, "correct_input_error", TRUE);
+          /* (AMD Quark's key, libquark's meaning and default: the
+           * attention block, then the MLP block; written when set) */
+          if (self->gptq.true_sequential)
+            json_object_set_boolean_member (g, "true_sequential", TRUE);
           json_array_add_object_element (algos, g);
         }
       json_object_set_array_member (object, "algo_config", algos);
