@@ -31,7 +31,9 @@ ap.add_argument('--schemes', default='int4_g128,uint4_g128,int4_channel,int3_g12
 ap.add_argument('--algorithms', default='gptq,awq,awq+gptq',
                 help='comma-separated methods; a method combines algorithms with +; smooth@A sets alpha, '
                      'gptq@D damp_percent; gptq-act: groups in activation order; gptq-rs: GPTQ with '
-                     'refine_scales; gptq-ec: with correct_input_error; gptq-ecrs: both')
+                     'refine_scales; gptq-ec: with correct_input_error; gptq-ecrs: both; gptq-ecdyn: '
+                     'correct_input_error with groups in column order (desc_act false); gptq-ts, gptq-ects: '
+                     'true_sequential (attention, then MLP), without and with correct_input_error')
 args = ap.parse_args()
 
 QUARK = os.path.join(os.path.abspath(args.builddir), 'tools', 'quark')
@@ -68,6 +70,14 @@ WITH_INPUTS = {'w8a8_int8': SCHEMES['w8a8_int8'], 'nvfp4_w4a4': dict(SCHEMES['nv
                'bv_w8a8': {'preset': 'Int8ActPerTensorFloat'}}
 
 
+# AWQ's groups fed by a norm only (no v -> o, up -> down: what a split of
+# each decoder layer into q/k/v, o, gate/up and down leaves possible)
+NORM_GROUPS = [{'prev_op': 'input_layernorm', 'layers': ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'],
+                'inp': 'self_attn.q_proj'},
+               {'prev_op': 'post_attention_layernorm', 'layers': ['mlp.gate_proj', 'mlp.up_proj'],
+                'inp': 'mlp.gate_proj'}]
+
+
 def algo_config(method):
     # 'awq+gptq' -> [{'name': 'awq'}, {'name': 'gptq'}]; 'smooth@0.5' sets
     # SmoothQuant's alpha, 'gptq@0.1' GPTQ's damp_percent; 'gptq-act' is
@@ -83,6 +93,11 @@ def algo_config(method):
             {'name': 'gptq', 'refine_scales': True} if name == 'gptq-rs' else \
             {'name': 'gptq', 'correct_input_error': True} if name == 'gptq-ec' else \
             {'name': 'gptq', 'correct_input_error': True, 'refine_scales': True} if name == 'gptq-ecrs' else \
+            {'name': 'gptq', 'correct_input_error': True, 'desc_act': False} if name == 'gptq-ecdyn' else \
+            {'name': 'gptq', 'true_sequential': True} if name == 'gptq-ts' else \
+            {'name': 'awq', 'model_decoder_layers': 'model.layers', 'scaling_layers': NORM_GROUPS} \
+            if name == 'awq-norms' else \
+            {'name': 'gptq', 'correct_input_error': True, 'true_sequential': True} if name == 'gptq-ects' else \
             {'name': name}
         key = 'damp_percent' if entry['name'] == 'gptq' else 'alpha'
         out.append(dict(entry, **({key: float(value)} if value else {})))
