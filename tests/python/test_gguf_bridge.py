@@ -240,9 +240,11 @@ def test_refusals(checkpoints, tmp_path):
     # --requantize still quantizes the dequantized model afresh
     r = quantize(ck, tmp_path / 'x.gguf', '--export-format', 'gguf', '--type', 'Q4_K_M', '--requantize')
     assert r.returncode == 0, r.stderr
-    r = quantize(checkpoints['uint4_wo_32-exact'], tmp_path / 'x.gguf', '--export-format', 'gguf', '--type', 'Q4_1',
+    # (a new output: an existing one is refused before anything else)
+    r = quantize(checkpoints['uint4_wo_32-exact'], tmp_path / 'z.gguf', '--export-format', 'gguf', '--type', 'Q4_1',
                  '--calibration-text', os.path.join(checkpoints['model'], 'config.json'))
     assert r.returncode == 1 and 'already quantized' in r.stderr and '--calibration-text' in r.stderr
+    assert not (tmp_path / 'z.gguf').exists()
     r = quantize(checkpoints['model'], tmp_path / 'y.gguf', '--export-format', 'gguf', '--type', 'Q4_1',
                  '--inexact', 'sometimes')
     assert r.returncode == 2 and '--inexact takes fail, round or dequantize' in r.stderr
