@@ -385,7 +385,6 @@ tool_calibrate_from_text (QuarkModel *model, const char *model_path, QuarkQuanti
                 json_object_get_boolean_member_with_default (json_node_get_object (entry), "correct_input_error",
                                                              FALSE))
               quark_calibration_set_cross_moments_enabled (calibration, TRUE);
-
           }
         g_object_set (executor, "sequential-steps", sequential_steps_for (json_node_get_array (algos)), NULL);
         if (final_quantizer)

@@ -1733,7 +1733,7 @@ typedef struct {
   GError *error;
   QuarkExecutor *executor;      /* whose keys_after_rope the session's config sets while it runs */
   gboolean saved_keys_after_rope;
-  const char * const *only;     /* when set (NULL-terminated), only the layers named by one of these ends */
+  guint only;                   /* 0: every layer observed; else only the linear layers of these bits (1 << LIN_*) */
 } CalibrateData;
 
 /* What a session observes: every linear layer's input, and the outputs
@@ -1779,15 +1779,15 @@ calibrate_data_clear (CalibrateData *data)
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CalibrateData, calibrate_data_clear)
 
-/* Whether a step of sequential calibration that observes the layers
- * ending in @only (NULL: all) observes @layer */
+/* Whether a step of sequential calibration that observes the linear
+ * layers @only (bits 1 << LIN_*; 0: all layers) observes @layer */
 static gboolean
-observed_in_stage (const char * const *only, const char *layer)
+observed_in_stage (guint only, const char *layer)
 {
-  if (only == NULL)
+  if (only == 0)
     return TRUE;
-  for (guint i = 0; only[i]; i++)
-    if (g_str_has_suffix (layer, only[i]))
+  for (guint j = 0; j < N_LINEAR; j++)
+    if ((only & (1u << j)) && g_str_has_suffix (layer, linear_names[j]))
       return TRUE;
   return FALSE;
 }
@@ -2171,26 +2171,15 @@ observe_with_reference (const char * const *layers, QuarkRole role, const float 
     quark_calibration_observe_cross (cross->data->calibration, layers, reference, input, &cross->data->error);
 }
 
-/* The fields of a decoder layer (layer_tensor()'s order) of its attention
- * block and of its MLP block */
-#define ATTENTION_FIELDS ((1u << 0) | (1u << 1) | (1u << 2) | (1u << 3) | (1u << 7) | (1u << 9) | (1u << 10) | \
-                          (1u << 11))
-#define MLP_FIELDS ((1u << 4) | (1u << 5) | (1u << 6) | (1u << 8))
-
-/* A step of sequential calibration within a decoder layer: the fields
- * quantized after it, and the layers it observes (NULL: all) */
-typedef struct {
-  guint mask;
-  const char * const *only;
-} Stage;
-
-static const char * const attention_linears[] = { ".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj",
-                                                  ".self_attn.o_proj", NULL };
-static const char * const mlp_linears[] = { ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj", NULL };
-static const char * const qkv_linears[] = { ".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", NULL };
-static const char * const o_linears[] = { ".self_attn.o_proj", NULL };
-static const char * const gate_up_linears[] = { ".mlp.gate_proj", ".mlp.up_proj", NULL };
-static const char * const down_linears[] = { ".mlp.down_proj", NULL };
+/* The fields of a decoder layer (bits in layer_tensor()'s order, whose
+ * first N_LINEAR are the linear layers in LIN_* order) of its attention
+ * block and of its MLP block; a step of sequential calibration observes
+ * the linear layers it quantizes */
+#define FIELD(j) (1u << (j))
+#define ATTENTION_FIELDS (FIELD (LIN_Q) | FIELD (LIN_K) | FIELD (LIN_V) | FIELD (LIN_O) | FIELD (7) | FIELD (9) | \
+                          FIELD (10) | FIELD (11))
+#define MLP_FIELDS (FIELD (LIN_GATE) | FIELD (LIN_UP) | FIELD (LIN_DOWN) | FIELD (8))
+#define LINEAR_FIELDS (FIELD (N_LINEAR) - 1)
 
 /* Decoder layer @l with its float weights @float_layer (the executor's own
  * may be partly quantized by now) on @tokens of the float model's stream
@@ -2319,24 +2308,23 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
     }
   for (guint l = 0; l < self->n_layers; l++)
     {
-      static const Stage whole[] = { { ~0u, NULL } },
-                         halves[] = { { ATTENTION_FIELDS, attention_linears }, { MLP_FIELDS, mlp_linears } },
-                         quarters[] = { { ATTENTION_FIELDS & ~(1u << 3), qkv_linears }, { 1u << 3, o_linears },
-                                        { MLP_FIELDS & ~(1u << 6), gate_up_linears }, { 1u << 6, down_linears } };
-      const Stage *stages = self->sequential_steps == QUARK_SEQUENTIAL_STEPS_LINEARS ? quarters
-                            : self->sequential_steps == QUARK_SEQUENTIAL_STEPS_BLOCKS ? halves : whole;
-      guint n_stages = self->sequential_steps == QUARK_SEQUENTIAL_STEPS_LINEARS ? G_N_ELEMENTS (quarters)
-                       : self->sequential_steps == QUARK_SEQUENTIAL_STEPS_BLOCKS ? G_N_ELEMENTS (halves)
-                       : G_N_ELEMENTS (whole);
+      /* each QuarkSequentialSteps' steps: the fields each quantizes */
+      static const guint steps[][4] = {
+        [QUARK_SEQUENTIAL_STEPS_LAYER] = { ~0u },
+        [QUARK_SEQUENTIAL_STEPS_BLOCKS] = { ATTENTION_FIELDS, MLP_FIELDS },
+        [QUARK_SEQUENTIAL_STEPS_LINEARS] = { ATTENTION_FIELDS & ~FIELD (LIN_O), FIELD (LIN_O),
+                                             MLP_FIELDS & ~FIELD (LIN_DOWN), FIELD (LIN_DOWN) },
+      };
+      const guint *stages = steps[self->sequential_steps];
       Layer float_layer = self->layers[l];
 
-      for (guint st = 0; st < n_stages; st++)
+      for (guint st = 0; st < G_N_ELEMENTS (steps[0]) && stages[st] != 0; st++)
         {
           /* the inputs of the stage's linear layers, observed on a copy of
            * the stream with the stages before it quantized (and, for cross
            * moments, the float model's own stream through the float layer
            * first) */
-          data.only = stages[st].only;
+          data.only = stages[st] & LINEAR_FIELDS;
           for (gsize start = 0; start < n_ids; start += context)
             {
               guint tokens = (guint) MIN ((gsize) context, n_ids - start);
@@ -2356,10 +2344,10 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
                   return FALSE;
                 }
             }
-          if (!quantize_layer (self, &self->layers[l], stages[st].mask, quantizer, calibration, cancellable, error))
+          if (!quantize_layer (self, &self->layers[l], stages[st], quantizer, calibration, cancellable, error))
             return FALSE;
         }
-      data.only = NULL;
+      data.only = 0;
       /* then the stream through the quantized layer (and the float
        * model's, when it was not already advanced) */
       for (gsize start = 0; start < n_ids; start += context)

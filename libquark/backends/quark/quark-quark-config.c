@@ -1280,8 +1280,8 @@ quark_quark_config_to_json (QuarkQuantizationConfig *config)
             json_object_set_boolean_member (g, "refine_scales", TRUE);
           if (self->gptq.correct_input_error)
             json_object_set_boolean_member (g, "correct_input_error", TRUE);
-          /* (AMD Quark's key, libquark's meaning and default: the
-           * attention block, then the MLP block; written when set) */
+          /* (AMD Quark's key with libquark's default, off: written
+           * when set) */
           if (self->gptq.true_sequential)
             json_object_set_boolean_member (g, "true_sequential", TRUE);
           json_array_add_object_element (algos, g);

@@ -26,7 +26,7 @@ typedef struct {
   gboolean static_groups;       /* FALSE: dynamic groups (needs desc_act FALSE) */
   gboolean refine_scales;       /* libquark's: scales refit to GPTQ's codes (quark_gptq_refine_scales()) */
   gboolean correct_input_error; /* libquark's: the float model's outputs as target (quark_gptq_correct_weight()) */
-  gboolean true_sequential;     /* sequential calibration by blocks (QuarkExecutor:sequential-blocks) */
+  gboolean true_sequential;     /* sequential calibration in steps within a decoder layer (QuarkExecutor:sequential-steps) */
 } QuarkQuarkGptq;
 
 /* algo_config's AWQ or SmoothQuant entry: per-input-channel scales folded
