@@ -13,21 +13,26 @@
 /**
  * SECTION:quark-buffer
  *
- * Tensor data of a megabyte or more, as backends and checkpoint formats make
+ * Tensor data of 64 KiB or more, as backends and checkpoint formats make
  * it tensor after tensor, comes from a pool: a buffer given back is kept
  * and handed out again for the next tensor of about its size, so that a
  * model's worth of output costs the page faults of the few buffers in use
  * at a time rather than those of every tensor. Pool buffers are mapped
  * memory of their own (so that releasing one gives it back to the system,
- * whatever the C heap's state), aligned to 2 MiB and advised for
- * transparent huge pages (where the system allows them, a fault maps 2 MiB
- * instead of 4 KiB). Smaller sizes are plain g_malloc() memory. The pool is
- * shared by all threads.
+ * whatever the C heap's state, and so that the C heap's own trimming never
+ * takes back pages the next tensor needs again). From 256 KiB up they are
+ * a multiple of 2 MiB, aligned to it and advised for transparent huge pages
+ * (where the system allows them, a fault maps 2 MiB instead of 4 KiB), and
+ * one huge page serves any size from 256 KiB to 2 MiB: the keys and values,
+ * group scales and MX exponents of a model share a few of them. Below, their
+ * capacity is the next power of two. Smaller sizes are plain g_malloc() memory. The pool is shared by
+ * all threads.
  */
 
-#define POOL_MIN   ((gsize) 1 << 20)   /* smaller buffers are g_malloc()'s */
+#define POOL_MIN   ((gsize) 64 << 10)  /* smaller buffers are g_malloc()'s */
 #define HUGE_PAGE  ((gsize) 2 << 20)
-#define MAX_IDLE   8                   /* buffers kept for reuse */
+#define HUGE_MIN   ((gsize) 256 << 10) /* from here up, huge-page buffers */
+#define MAX_IDLE   16                  /* buffers kept for reuse */
 
 typedef struct {
   gpointer data;
@@ -42,15 +47,23 @@ static GHashTable *pool_live;          /* buffer -> capacity, of pool buffers ha
 static Idle pool_idle[MAX_IDLE];
 static guint pool_n_idle;
 
-/* @capacity bytes (a multiple of HUGE_PAGE) of anonymous memory aligned to
- * HUGE_PAGE: a larger mapping with the excess cut off at both ends. */
+/* @capacity bytes of anonymous memory: below HUGE_PAGE (a power of two) a
+ * mapping of its own; else (a multiple of HUGE_PAGE) aligned to HUGE_PAGE,
+ * a larger mapping with the excess cut off at both ends. */
 static gpointer
 map_buffer (gsize capacity)
 {
-  guint8 *p = mmap (NULL, capacity + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  guint8 *aligned;
+  guint8 *p, *aligned;
   gsize head;
 
+  if (capacity < HUGE_PAGE)
+    {
+      p = mmap (NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED)
+        g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
+      return p;
+    }
+  p = mmap (NULL, capacity + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED)
     g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
   aligned = (guint8 *) (((guintptr) p + HUGE_PAGE - 1) & ~(guintptr) (HUGE_PAGE - 1));
@@ -70,7 +83,7 @@ map_buffer (gsize capacity)
  * @size: bytes
  *
  * Allocates @size bytes of uninitialised memory for tensor data: from the
- * pool for a megabyte or more, else with g_malloc(). Give it back with
+ * pool for 64 KiB or more, else with g_malloc(). Give it back with
  * quark_buffer_free(), or hand it to quark_buffer_to_bytes().
  *
  * Returns: (transfer full): the buffer (never %NULL; aborts on exhaustion
@@ -87,9 +100,11 @@ quark_buffer_alloc (gsize size)
     return g_malloc (MAX (size, 1));
 
   pthread_mutex_lock (&pool_lock);
-  /* the smallest idle buffer that holds @size without wasting half of it */
+  /* the smallest idle buffer that holds @size without wasting half of it
+   * (or a single huge page) */
   for (guint i = 0; i < pool_n_idle; i++)
-    if (pool_idle[i].capacity >= size && pool_idle[i].capacity / 2 <= size &&
+    if (pool_idle[i].capacity >= size &&
+        (pool_idle[i].capacity / 2 <= size || (size >= HUGE_MIN && pool_idle[i].capacity == HUGE_PAGE)) &&
         (best < 0 || pool_idle[i].capacity < pool_idle[best].capacity))
       best = (int) i;
   if (best >= 0)
@@ -100,7 +115,11 @@ quark_buffer_alloc (gsize size)
     }
   else
     {
-      capacity = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+      if (size < HUGE_MIN)
+        for (capacity = POOL_MIN; capacity < size; capacity *= 2)
+          ;
+      else
+        capacity = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
       data = map_buffer (capacity);
     }
   if (pool_live == NULL)
@@ -115,7 +134,7 @@ quark_buffer_alloc (gsize size)
  * @buffer: (nullable): a buffer from quark_buffer_alloc(), or any memory
  *   from g_malloc()
  *
- * Gives @buffer back: a pool buffer is kept for reuse (up to eight; beyond
+ * Gives @buffer back: a pool buffer is kept for reuse (up to sixteen; beyond
  * that the largest is released), anything else is freed with g_free().
  */
 void

@@ -323,7 +323,7 @@ test_json_strict (void)
   }
 }
 
-/* Tensor buffers: a megabyte or more comes from the pool and is handed out
+/* Tensor buffers: 64 KiB or more comes from the pool and is handed out
  * again once given back (directly or by the last reference of its GBytes);
  * less is plain g_malloc() memory; any g_malloc() memory may be given back. */
 static gpointer
@@ -368,6 +368,19 @@ test_buffer_pool (void)
   quark_buffer_free (b);
   a = quark_buffer_alloc (big / 2);              /* under half the idle ones: a new buffer */
   g_assert_true (a != b && GPOINTER_TO_SIZE (a) % (2u << 20) == 0);
+  quark_buffer_free (a);
+
+  /* below 2 MiB, powers of two: keys and values of sizes a little apart
+   * share a buffer */
+  a = quark_buffer_alloc (300u << 10);
+  memset (a, 1, 300u << 10);
+  quark_buffer_free (a);
+  b = quark_buffer_alloc (400u << 10);
+  g_assert_true (b == a);
+  memset (b, 2, 400u << 10);
+  quark_buffer_free (b);
+  a = quark_buffer_alloc (200u << 10);           /* under half of 512 KiB: another */
+  g_assert_true (a != b);
   quark_buffer_free (a);
 
   small = quark_buffer_alloc (100);

@@ -30,8 +30,10 @@ gint8 *       _quark_format_transpose_codes  (const gint8 *codes, gsize rows, gs
 /* A logical integer tensor's codes (or zero points) plus @offset, one int8
  * each (g_free() it). */
 gint8 *       _quark_format_codes_as_int8    (QuarkTensor *t, gint32 offset, gsize *n, GError **error);
-/* [rows, cols] floats to [cols, rows] */
-float *       _quark_format_transpose_floats (const float *x, gsize rows, gsize cols);
+/* The float values of a [rows, cols] tensor as [cols, rows], in a buffer of
+ * quark_buffer_alloc() (give it back with quark_buffer_free(), or hand it
+ * to _quark_format_new_tensor()) */
+float *       _quark_format_transposed_floats (QuarkTensor *t, gsize rows, gsize cols, GError **error);
 gboolean      _quark_format_need_multiple (const char *format, const char *name, gsize value, gsize multiple,
                                            const char *what, GError **error);
 

@@ -115,13 +115,25 @@ _quark_format_codes_as_int8 (QuarkTensor *t, gint32 offset, gsize *n, GError **e
 }
 
 float *
-_quark_format_transpose_floats (const float *x, gsize rows, gsize cols)
+_quark_format_transposed_floats (QuarkTensor *t, gsize rows, gsize cols, GError **error)
 {
-  float *t = g_malloc (MAX (rows * cols, 1) * sizeof (float));
+  g_autofree float *copy = NULL;
+  const float *x = quark_tensor_peek_data (t, NULL);
+  float *out;
+
+  /* float32 scales (what the backends make) are read in place */
+  if (quark_tensor_get_dtype (t) != QUARK_DTYPE_F32 || G_BYTE_ORDER != G_LITTLE_ENDIAN ||
+      (guintptr) x % G_ALIGNOF (float) != 0)
+    {
+      gsize n;
+      if ((x = copy = quark_tensor_to_floats (t, &n, error)) == NULL)
+        return NULL;
+    }
+  out = quark_buffer_alloc (MAX (rows * cols, 1) * sizeof (float));
   for (gsize r = 0; r < rows; r++)
     for (gsize c = 0; c < cols; c++)
-      t[c * rows + r] = x[r * cols + c];
-  return t;
+      out[c * rows + r] = x[r * cols + c];
+  return out;
 }
 
 gboolean

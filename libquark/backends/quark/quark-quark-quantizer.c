@@ -427,18 +427,29 @@ replace_nonfinite (float *x, gsize n)
 }
 
 /* Gives back a buffer of quark_buffer_alloc() (or g_malloc()) left in a
- * variable when it goes out of scope. */
+ * pointer variable (of any type) when it goes out of scope. */
 static void
-buffer_cleanup (guint8 **buffer)
+buffer_cleanup (void *variable)
 {
-  quark_buffer_free (*buffer);
+  quark_buffer_free (*(gpointer *) variable);
+}
+
+/* @size zeroed bytes from the tensor buffer pool: the parameters of a large
+ * tensor (a group's scales, an MX block's exponents) are reused from tensor
+ * to tensor like its codes, rather than faulted in again from the C heap */
+static gpointer
+param_buffer (gsize size)
+{
+  gpointer p = quark_buffer_alloc (MAX (size, 1));
+  memset (p, 0, MAX (size, 1));
+  return p;
 }
 
 /* @n scales, exact in @dtype, as that dtype's bytes */
 static gpointer
 narrow_scales (const float *scales, gsize n, QuarkDType dtype)
 {
-  guint16 *bits = g_new (guint16, MAX (n, 1));
+  guint16 *bits = quark_buffer_alloc (MAX (n, 1) * sizeof (guint16));
   quark_kernel_convert_from_f32 (dtype, scales, bits, n);
   return bits;
 }
@@ -465,12 +476,12 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   gboolean mx = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E8M0;
   gboolean e5m3 = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E5M3;
   gboolean nvfp4 = quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E4M3;
-  g_autofree guint8 *e5m3_codes = NULL;
+  guint8 *e5m3_codes __attribute__ ((cleanup (buffer_cleanup))) = NULL;
   g_autofree float *x = NULL;
   g_autofree char *scale_name = NULL, *zp_name = NULL;
   guint8 *codes __attribute__ ((cleanup (buffer_cleanup))) = NULL;
-  g_autofree float *scales = NULL;
-  g_autofree guint8 *zps = NULL;
+  float *scales __attribute__ ((cleanup (buffer_cleanup))) = NULL;
+  guint8 *zps __attribute__ ((cleanup (buffer_cleanup))) = NULL;
   g_autofree float *scratch = NULL;
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
@@ -525,7 +536,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
     {
       QuarkMxParams params = { dtype, quark_tensor_spec_get_scale_calculation_mode (spec),
                                (gsize) quark_tensor_spec_get_group_size (spec), TRUE };
-      g_autofree guint8 *bytes = g_malloc0 (MAX (l.n_params, 1));
+      guint8 *bytes __attribute__ ((cleanup (buffer_cleanup))) = param_buffer (l.n_params);
       float lo, hi;
 
       if (rows)
@@ -547,9 +558,9 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
                              g_steal_pointer (&bytes), l.n_params, error);
     }
 
-  scales = g_new (float, MAX (l.n_params, 1));
+  scales = param_buffer (l.n_params * sizeof (float));
   if (e5m3 || nvfp4)
-    e5m3_codes = g_malloc0 (MAX (l.n_params, 1));   /* (the E4M3 codes of NVFP4 too) */
+    e5m3_codes = param_buffer (l.n_params);   /* (the E4M3 codes of NVFP4 too) */
   if (nvfp4 && global_scale <= 0.0f)
     {
       /* the global scale from this tensor alone */
@@ -562,7 +573,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
       global_scale = quark_kernel_nvfp4_global_scale (n ? fmaxf (fabsf (lo), fabsf (hi)) : 0.0f);
     }
   if (is_int)
-    zps = g_malloc0 (MAX (l.n_params, 1) * esize);
+    zps = param_buffer (l.n_params * esize);
   if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
     scratch = g_new (float, MAX (n, 1));
 

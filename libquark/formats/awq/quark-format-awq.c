@@ -142,8 +142,7 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   const gint64 *shape = quark_tensor_get_shape (codes, NULL);
   gsize rows, cols, groups, n;
   gint32 *w, *z;
-  g_autofree float *s = NULL;
-  g_autofree float *st = NULL;
+  float *st;
   guint16 *half;
 
   if (quark_tensor_get_n_dims (codes) != 2 || scale == NULL || zp == NULL)
@@ -151,18 +150,23 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   rows = (gsize) shape[0];
   cols = (gsize) shape[1];
   groups = quark_tensor_get_n_elements (scale) / MAX (rows, 1);
-  if ((s = quark_tensor_to_floats (scale, &n, error)) == NULL)
+  n = rows * groups;
+  if ((st = _quark_format_transposed_floats (scale, rows, groups, error)) == NULL)
     return FALSE;
+  half = quark_buffer_alloc (MAX (n, 1) * sizeof (guint16));
+  quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, st, half, n);   /* exact: rounded by the backend */
+  quark_buffer_free (st);
   if ((w = pack_transposed (codes, rows, cols, offset, error)) == NULL)
-    return FALSE;
+    {
+      quark_buffer_free (half);
+      return FALSE;
+    }
   if ((z = pack_transposed (zp, rows, groups, offset, error)) == NULL)
     {
       quark_buffer_free (w);
+      quark_buffer_free (half);
       return FALSE;
     }
-  st = _quark_format_transpose_floats (s, rows, groups);
-  half = g_new (guint16, MAX (n, 1));
-  quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, st, half, n);   /* exact: rounded by the backend */
   {
     gint64 wshape[2] = { (gint64) cols, (gint64) (rows / 8) };
     gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };

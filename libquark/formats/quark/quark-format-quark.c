@@ -116,26 +116,31 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
   if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP)
     {
       /* q [O, I] -> [I, O] -> [I, O/8]; scale [O, G] -> [G, O]; zp -> [G, O/8] */
-      g_autofree float *s = NULL;
-      gsize groups = (gsize) quark_tensor_get_dim (scale, 1), n;
+      gsize groups = (gsize) quark_tensor_get_dim (scale, 1);
+      float *s;
       gint32 *words, *zwords;
       gint64 wshape[2] = { (gint64) cols, (gint64) (rows / 8) };
       gint64 sshape[2] = { (gint64) groups, (gint64) rows };
       gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };
 
-      s = quark_tensor_to_floats (scale, &n, error);
+      g_autoptr(QuarkTensor) st = NULL;
+
+      s = _quark_format_transposed_floats (scale, rows, groups, error);
       if (s == NULL)
+        return FALSE;
+      /* (the tensor owns the buffer from here, on every path) */
+      if ((st = _quark_format_new_tensor (scale_name, QUARK_DTYPE_F32, sshape, 2, s, groups * rows * sizeof (float),
+                                          error)) == NULL)
         return FALSE;
       words = quark_buffer_alloc (cols * rows / 2);
       quark_kernel_pack_int4_columns (q, rows, cols, reorder, words);
-      zwords = g_new (gint32, MAX (groups * rows / 8, 1));
+      if (!_quark_format_add_owned (out, _quark_format_new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words,
+                                                                   cols * rows / 2, error), error) ||
+          !quark_model_add_tensor (out, st, error))
+        return FALSE;
+      zwords = quark_buffer_alloc (MAX (groups * rows / 8, 1) * sizeof (gint32));
       quark_kernel_pack_int4_columns (quark_tensor_peek_data (zp, NULL), rows, groups, reorder, zwords);
-      return _quark_format_add_owned (out, _quark_format_new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words,
-                                                                     cols * rows / 2, error), error) &&
-             _quark_format_add_owned (out, _quark_format_new_tensor (scale_name, QUARK_DTYPE_F32, sshape, 2,
-                                                                     _quark_format_transpose_floats (s, rows, groups),
-                                                                     groups * rows * sizeof (float), error), error) &&
-             _quark_format_add_owned (out, _quark_format_new_tensor (zp_name, QUARK_DTYPE_I32, zshape, 2, zwords,
+      return _quark_format_add_owned (out, _quark_format_new_tensor (zp_name, QUARK_DTYPE_I32, zshape, 2, zwords,
                                                                      groups * rows / 2, error), error);
     }
   else
@@ -293,8 +298,7 @@ logical_int4 (const char *name, QuarkTensor *packed, QuarkDType dtype, gboolean 
 static QuarkTensor *
 transposed_floats (const char *name, QuarkTensor *t, GError **error)
 {
-  gsize n;
-  g_autofree float *x = NULL;
+  float *x;
   gint64 shape[2];
 
   if (quark_tensor_get_n_dims (t) != 2)
@@ -302,13 +306,12 @@ transposed_floats (const char *name, QuarkTensor *t, GError **error)
       layout_error (error, name, "the scale layout");
       return NULL;
     }
-  if ((x = quark_tensor_to_floats (t, &n, error)) == NULL)
-    return NULL;
   shape[0] = quark_tensor_get_dim (t, 1);
   shape[1] = quark_tensor_get_dim (t, 0);
-  return _quark_format_new_tensor (name, QUARK_DTYPE_F32, shape, 2,
-                                   _quark_format_transpose_floats (x, (gsize) shape[1], (gsize) shape[0]),
-                                   n * sizeof (float), error);
+  if ((x = _quark_format_transposed_floats (t, (gsize) shape[1], (gsize) shape[0], error)) == NULL)
+    return NULL;
+  return _quark_format_new_tensor (name, QUARK_DTYPE_F32, shape, 2, x,
+                                   (gsize) (shape[0] * shape[1]) * sizeof (float), error);
 }
 
 static QuarkTensor *
