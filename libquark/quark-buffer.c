@@ -24,9 +24,9 @@
  * a multiple of 2 MiB, aligned to it and advised for transparent huge pages
  * (where the system allows them, a fault maps 2 MiB instead of 4 KiB), and
  * one huge page serves any size from 256 KiB to 2 MiB: the keys and values,
- * group scales and MX exponents of a model share a few of them. Below, their
- * capacity is the next power of two. Smaller sizes are plain g_malloc() memory. The pool is shared by
- * all threads.
+ * group scales and MX exponents of a model share a few of them. From 64 to
+ * 256 KiB their capacity is the next power of two. Smaller sizes are plain
+ * g_malloc() memory. The pool is shared by all threads.
  */
 
 #define POOL_MIN   ((gsize) 64 << 10)  /* smaller buffers are g_malloc()'s */
@@ -47,9 +47,10 @@ static GHashTable *pool_live;          /* buffer -> capacity, of pool buffers ha
 static Idle pool_idle[MAX_IDLE];
 static guint pool_n_idle;
 
-/* @capacity bytes of anonymous memory: below HUGE_PAGE (a power of two) a
- * mapping of its own; else (a multiple of HUGE_PAGE) aligned to HUGE_PAGE,
- * a larger mapping with the excess cut off at both ends. */
+/* @capacity bytes of anonymous memory: below HUGE_PAGE (a power of two
+ * under HUGE_MIN) a mapping of its own; else (a multiple of HUGE_PAGE)
+ * aligned to HUGE_PAGE, a larger mapping with the excess cut off at both
+ * ends, advised for huge pages. */
 static gpointer
 map_buffer (gsize capacity)
 {

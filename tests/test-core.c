@@ -370,18 +370,24 @@ test_buffer_pool (void)
   g_assert_true (a != b && GPOINTER_TO_SIZE (a) % (2u << 20) == 0);
   quark_buffer_free (a);
 
-  /* below 2 MiB, powers of two: keys and values of sizes a little apart
-   * share a buffer */
+  /* from 256 KiB to 2 MiB one huge page serves any size: keys, values and
+   * scales of different sizes share it */
   a = quark_buffer_alloc (300u << 10);
+  g_assert_cmpuint (GPOINTER_TO_SIZE (a) % (2u << 20), ==, 0);
   memset (a, 1, 300u << 10);
   quark_buffer_free (a);
-  b = quark_buffer_alloc (400u << 10);
+  b = quark_buffer_alloc (1500u << 10);
   g_assert_true (b == a);
-  memset (b, 2, 400u << 10);
+  memset (b, 2, 1500u << 10);
   quark_buffer_free (b);
-  a = quark_buffer_alloc (200u << 10);           /* under half of 512 KiB: another */
+  /* below 256 KiB, powers of two, of their own */
+  a = quark_buffer_alloc (100u << 10);
   g_assert_true (a != b);
+  memset (a, 3, 100u << 10);
   quark_buffer_free (a);
+  small = quark_buffer_alloc (120u << 10);       /* the same 128 KiB buffer */
+  g_assert_true (small == a);
+  quark_buffer_free (small);
 
   small = quark_buffer_alloc (100);
   small[99] = 1;
