@@ -458,6 +458,29 @@ def test_refusals_leave_nothing(tmp_path):
     assert r.returncode == 1 and 'gpt2' in r.stderr and not (tmp_path / 'x.gguf').exists()
 
 
+def test_write_failures_leave_nothing(tmp_path):
+    """A write that fails anywhere in the file (RLIMIT_FSIZE, with SIGXFSZ
+    ignored so that write() returns EFBIG): while the header is written,
+    while a tensor is, or in the last padding. The run fails naming the
+    output, and no file is left behind."""
+    import resource
+    import signal
+    full = tmp_path / 'full.gguf'
+    assert quantize(TINY, full, '--export-format', 'gguf', '--type', 'Q4_0', '--threads', '2').returncode == 0
+    size = full.stat().st_size
+    full.unlink()
+    for limit in (100, size // 3, size // 2 + 7, size - 1):
+        out = tmp_path / ('cut-%d.gguf' % limit)
+
+        def limited(limit=limit):
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        r = subprocess.run([QUARK, 'quantize', str(TINY), '-o', str(out), '--export-format', 'gguf', '--type', 'Q4_0',
+                            '--threads', '2'], capture_output=True, text=True, preexec_fn=limited)
+        assert r.returncode == 1 and str(out) in r.stderr and 'too large' in r.stderr, (limit, r.stderr)
+        assert os.listdir(tmp_path) == [], (limit, os.listdir(tmp_path))
+
+
 def test_presets_list_the_types():
     r = subprocess.run([QUARK, 'presets', '--export-format', 'gguf', '--json'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
