@@ -558,7 +558,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
                              g_steal_pointer (&bytes), l.n_params, error);
     }
 
-  scales = param_buffer (l.n_params * sizeof (float));
+  scales = quark_buffer_alloc (MAX (l.n_params, 1) * sizeof (float));   /* every scale is written */
   if (e5m3 || nvfp4)
     e5m3_codes = param_buffer (l.n_params);   /* (the E4M3 codes of NVFP4 too) */
   if (nvfp4 && global_scale <= 0.0f)
