@@ -54,19 +54,16 @@ static guint pool_n_idle;
 static gpointer
 map_buffer (gsize capacity)
 {
-  guint8 *p, *aligned;
+  gboolean huge = capacity >= HUGE_PAGE;
+  guint8 *p = mmap (NULL, capacity + (huge ? HUGE_PAGE : 0), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1, 0);
+  guint8 *aligned;
   gsize head;
 
-  if (capacity < HUGE_PAGE)
-    {
-      p = mmap (NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED)
-        g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
-      return p;
-    }
-  p = mmap (NULL, capacity + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED)
     g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
+  if (!huge)
+    return p;
   aligned = (guint8 *) (((guintptr) p + HUGE_PAGE - 1) & ~(guintptr) (HUGE_PAGE - 1));
   head = (gsize) (aligned - p);
   if (head > 0)

@@ -122,7 +122,6 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
       gint64 wshape[2] = { (gint64) cols, (gint64) (rows / 8) };
       gint64 sshape[2] = { (gint64) groups, (gint64) rows };
       gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };
-
       g_autoptr(QuarkTensor) st = NULL;
 
       s = _quark_format_transposed_floats (scale, rows, groups, error);
