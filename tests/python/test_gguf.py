@@ -617,6 +617,59 @@ def test_qwen2_and_tied_embeddings(tmp_path, originals):
     assert t['blk.0.attn_q.weight'][0] == 'Q4_0'
 
 
+def test_smollm_pre_tokenizer(tmp_path):
+    """SmolLM's byte-level chain, each digit alone and then GPT-2's split (a
+    Sequence of Digits with individual_digits and ByteLevel with use_regex),
+    is llama.cpp's "smollm" pre-tokenizer (convert_hf_to_gguf.py names it so
+    from SmolLM's hash; src/llama-vocab.cpp splits \\p{N} and then GPT-2's
+    pattern). The tiny tokenizer's merges i+n and Ġ+a become 1+2 and Ġ+1, so
+    that the split shows: " 12" is Ġ 1 2 with the digits apart, Ġ 12 with
+    GPT-2's split alone. llama.cpp's tokenizer reading the file and
+    libquark's own (Quark.Tokenizer) give the ids worked out here."""
+    src = tmp_path / 'smol'
+    shutil.copytree(TINY, src)
+    tok = json.load(open(src / 'tokenizer.json', encoding='utf-8'))
+    vocab = tok['model']['vocab']
+    renamed = {'in': '12', 'Ġa': 'Ġ1'}
+    for old, new in renamed.items():
+        vocab[new] = vocab.pop(old)
+    tok['model']['merges'] = [['1', '2'] if m == ['i', 'n'] else ['Ġ', '1'] if m == ['Ġ', 'a'] else m
+                              for m in tok['model']['merges']]
+    tok['pre_tokenizer'] = {'type': 'Sequence', 'pretokenizers': [
+        {'type': 'Digits', 'individual_digits': True},
+        {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True, 'use_regex': True}]}
+    (src / 'tokenizer.json').write_text(json.dumps(tok, ensure_ascii=False), encoding='utf-8')
+    out = tmp_path / 'smol.gguf'
+    r = quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0')
+    assert r.returncode == 0, r.stderr
+    kv, _ = read_gguf(out)
+    assert (kv['tokenizer.ggml.model'], kv['tokenizer.ggml.pre']) == ('gpt2', 'smollm')
+    assert '1 2' in kv['tokenizer.ggml.merges'] and 'Ġ 1' in kv['tokenizer.ggml.merges']
+    text = 'the 12 a1234'
+    # "the ", "1", "2", " a", "1", "2", "3", "4" after Digits; GPT-2's split
+    # then gives "the" (t, he by the merge h+e) and " " alone; " a" is Ġ a
+    expected = [vocab[t] for t in ('t', 'he', 'Ġ', '1', '2', 'Ġ', 'a', '1', '2', '3', '4')]
+    try:
+        import gi
+        gi.require_version('Quark', '1.0')
+        from gi.repository import Quark
+    except (ImportError, ValueError):
+        Quark = None
+    if Quark is not None:
+        assert list(Quark.Tokenizer.new_from_file(str(src)).encode(text, -1, False)) == expected
+    if LLAMA_BIN and os.access(os.path.join(LLAMA_BIN, 'llama-tokenize'), os.X_OK):
+        r = subprocess.run([os.path.join(LLAMA_BIN, 'llama-tokenize'), '-m', str(out), '-p', text, '--ids',
+                            '--no-bos', '--log-disable'], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-1000:]
+        assert [int(x) for x in r.stdout.strip().splitlines()[-1].strip('[]').split(',') if x.strip()] == expected
+    # a chain llama.cpp has no name for is refused, naming the file
+    tok['pre_tokenizer']['pretokenizers'][0]['individual_digits'] = False
+    (src / 'tokenizer.json').write_text(json.dumps(tok, ensure_ascii=False), encoding='utf-8')
+    r = quantize(src, tmp_path / 'no.gguf', '--export-format', 'gguf', '--type', 'Q8_0')
+    assert r.returncode != 0 and 'tokenizer.json' in r.stderr and 'pre-tokenizer' in r.stderr
+    assert not (tmp_path / 'no.gguf').exists()
+
+
 @pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
 def test_llama_cpp_generates_and_scores_as_llama_quantize(tmp_path):
     """llama-cli loads libquark's GGUF of docs-llama and generates the

@@ -371,9 +371,21 @@ special_name (JsonObject *tc, const char *key)
   return NULL;
 }
 
+/* TRUE when @n is a pre-tokenizer object of type @type */
+static gboolean
+pre_tokenizer_is (JsonNode *n, const char *type)
+{
+  return n && JSON_NODE_HOLDS_OBJECT (n) &&
+         g_strcmp0 (json_object_get_string_member_with_default (json_node_get_object (n), "type", ""), type) == 0;
+}
+
 /* llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer.json: from
- * the split pattern (convert_hf_to_gguf.py identifies it by hashing the
- * tokens of a test text; the patterns below are those tokenizers'). */
+ * the structure and the split pattern (convert_hf_to_gguf.py identifies it
+ * by hashing the tokens of a test text; the patterns below are those
+ * tokenizers'). SmolLM's chain, every digit on its own and then GPT-2's
+ * ByteLevel split (a Sequence of Digits with individual_digits and
+ * ByteLevel with use_regex), is llama.cpp's "smollm": its regexes \p{N}
+ * and then GPT-2's (src/llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_SMOLLM). */
 static const char *
 pre_tokenizer_name (JsonObject *tok)
 {
@@ -391,9 +403,20 @@ pre_tokenizer_name (JsonObject *tok)
     return NULL;
   o = json_node_get_object (pre);
   /* GPT-2: ByteLevel with its own regex */
-  if (g_strcmp0 (json_object_get_string_member_with_default (o, "type", ""), "ByteLevel") == 0 &&
-      json_object_get_boolean_member_with_default (o, "use_regex", TRUE))
+  if (pre_tokenizer_is (pre, "ByteLevel") && json_object_get_boolean_member_with_default (o, "use_regex", TRUE))
     return "gpt-2";
+  /* SmolLM: Digits (each digit alone), then GPT-2's */
+  if (pre_tokenizer_is (pre, "Sequence") && json_object_has_member (o, "pretokenizers") &&
+      JSON_NODE_HOLDS_ARRAY (json_object_get_member (o, "pretokenizers")))
+    {
+      JsonArray *items = json_object_get_array_member (o, "pretokenizers");
+      JsonNode *digits = json_array_get_length (items) == 2 ? json_array_get_element (items, 0) : NULL;
+      JsonNode *bytes = json_array_get_length (items) == 2 ? json_array_get_element (items, 1) : NULL;
+      if (pre_tokenizer_is (digits, "Digits") && pre_tokenizer_is (bytes, "ByteLevel") &&
+          json_object_get_boolean_member_with_default (json_node_get_object (digits), "individual_digits", FALSE) &&
+          json_object_get_boolean_member_with_default (json_node_get_object (bytes), "use_regex", TRUE))
+        return "smollm";
+    }
   text = quark_json_to_string (pre, FALSE);
   for (guint i = 0; i < G_N_ELEMENTS (patterns); i++)
     {
@@ -900,7 +923,8 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, gboolean sentencepiec
     }
   if ((pre = pre_tokenizer_name (tok)) == NULL)
     return gguf_error (error, tok_path, "the pre-tokenizer is not one llama.cpp knows by name here "
-                                        "(GPT-2's ByteLevel regex, Llama 3's or Qwen2's split pattern)");
+                                        "(GPT-2's ByteLevel regex, Llama 3's or Qwen2's split pattern, SmolLM's digits "
+                                        "and then GPT-2's)");
   if (!json_object_has_member (modelo, "vocab") || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (modelo, "vocab")))
     return gguf_error (error, tok_path, "model.vocab: expected an object");
   vocab = json_object_get_object_member (modelo, "vocab");
