@@ -104,6 +104,12 @@ quark_model_quantizer_real_prepare_needs_calibration (QuarkModelQuantizer *self)
   return FALSE;
 }
 
+static gboolean
+quark_model_quantizer_real_check_model (QuarkModelQuantizer *self, QuarkModel *model, GError **error)
+{
+  return TRUE;
+}
+
 static QuarkModel *
 quark_model_quantizer_real_prepare_model_with_calibration (QuarkModelQuantizer  *self,
                                                            QuarkModel           *model,
@@ -168,6 +174,7 @@ quark_model_quantizer_default_init (QuarkModelQuantizerInterface *iface)
   iface->quantize_activation = quark_model_quantizer_real_quantize_activation;
   iface->prepare_model = quark_model_quantizer_real_prepare_model;
   iface->prepare_needs_calibration = quark_model_quantizer_real_prepare_needs_calibration;
+  iface->check_model = quark_model_quantizer_real_check_model;
   iface->prepare_model_with_calibration = quark_model_quantizer_real_prepare_model_with_calibration;
   iface->quantize_model_to_writer = quark_model_quantizer_real_quantize_model_to_writer;
   iface->dequantize_model = quark_model_quantizer_real_dequantize_model;
@@ -388,6 +395,39 @@ quark_model_quantizer_prepare_needs_calibration (QuarkModelQuantizer *self)
   g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), FALSE);
 
   return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->prepare_needs_calibration (self);
+}
+
+/**
+ * quark_model_quantizer_check_model:
+ * @self: a #QuarkModelQuantizer
+ * @model: the float model that would be quantized (after
+ *   quark_model_quantizer_prepare_model(), when the config transforms it)
+ * @error: return location for a #GError
+ *
+ * Checks, without quantizing or calibrating anything, that the config fits
+ * every tensor of @model it would quantize: each spec fits its tensor's
+ * shape and the export format's layout (for the quark backend: whole
+ * groups, AMD Quark's packing rules, a format that knows every layer).
+ * quark_model_quantizer_quantize_model() and
+ * quark_model_quantizer_quantize_model_to_writer() make the same checks
+ * before any work, but calibration comes before them and can take long;
+ * `quark quantize` calls this first, so that such a config fails at once.
+ * A backend without the check accepts every model here and checks while
+ * quantizing.
+ *
+ * Returns: %TRUE when every tensor fits, %FALSE with @error set
+ *   (%QUARK_ERROR_UNSUPPORTED_SCHEME for a layout that cannot be written)
+ */
+gboolean
+quark_model_quantizer_check_model (QuarkModelQuantizer *self, QuarkModel *model, GError **error)
+{
+  g_return_val_if_fail (QUARK_IS_MODEL_QUANTIZER (self), FALSE);
+  g_return_val_if_fail (QUARK_IS_MODEL (model), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!check_not_quantized (model, error))
+    return FALSE;
+  return QUARK_MODEL_QUANTIZER_GET_IFACE (self)->check_model (self, model, error);
 }
 
 /**

@@ -47,6 +47,13 @@ G_DECLARE_INTERFACE (QuarkModelQuantizer, quark_model_quantizer, QUARK, MODEL_QU
  *   again; the default fake-quantizes static specs with
  *   quark_tensor_spec_fake_quantize() and reports
  *   %QUARK_ERROR_UNSUPPORTED_SCHEME for dynamic ones.
+ * @prepare_needs_calibration: whether @prepare_model_with_calibration needs
+ *   a calibration session; the default returns %FALSE
+ * @prepare_model_with_calibration: transforms the float model with what a
+ *   calibration session learned of it; the default runs @prepare_model
+ * @check_model: checks, without quantizing anything, the layout of every
+ *   tensor the config would quantize (the spec fits the tensor's shape and
+ *   the export format's layout); the default accepts every model
  *
  * The virtual methods of #QuarkModelQuantizer.
  */
@@ -102,6 +109,9 @@ struct _QuarkModelQuantizerInterface
                                                   QuarkCalibration     *calibration,
                                                   GCancellable         *cancellable,
                                                   GError              **error);
+  gboolean     (*check_model) (QuarkModelQuantizer  *self,
+                               QuarkModel           *model,
+                               GError              **error);
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -119,6 +129,10 @@ QuarkModel *              quark_model_quantizer_prepare_model        (QuarkModel
                                                                       GError              **error);
 QUARK_AVAILABLE_IN_1_0
 gboolean                  quark_model_quantizer_prepare_needs_calibration (QuarkModelQuantizer *self);
+QUARK_AVAILABLE_IN_1_0
+gboolean                  quark_model_quantizer_check_model          (QuarkModelQuantizer  *self,
+                                                                      QuarkModel           *model,
+                                                                      GError              **error);
 QUARK_AVAILABLE_IN_1_0
 QuarkModel *              quark_model_quantizer_prepare_model_with_calibration (QuarkModelQuantizer  *self,
                                                                       QuarkModel           *model,

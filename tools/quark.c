@@ -1092,6 +1092,10 @@ quantize_job_steps (QuantizeJob *job, GError **error)
     }
   if (cancelled (job, error) || !load_model (job, error))
     return FALSE;
+  /* a config that cannot be written for this model (a group that does not
+   * divide a layer's width) fails now, not after calibration */
+  if (!quark_model_quantizer_check_model (quantizer, job->model, error))
+    return FALSE;
   for (guint i = 0; i < quark_model_get_n_tensors (job->model); i++)
     {
       QuarkTensor *t = quark_model_get_tensor_at (job->model, i);

@@ -2276,6 +2276,10 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
     }
   if (!check_window (self, context, error))
     return FALSE;
+  /* every layer will be quantized: a config that cannot be written for
+   * this model fails before the first layer's work */
+  if (!quark_model_quantizer_check_model (quantizer, self->model, error))
+    return FALSE;
   if (n_ids == 0)
     return TRUE;
   x = g_try_new (float, n_ids * H);

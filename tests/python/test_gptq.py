@@ -303,6 +303,46 @@ def test_sequential_calibration_matches_the_checkpoint(tmp_path):
     assert not np.allclose(array(a, np.float64), array(b, np.float64), rtol=1e-6)
 
 
+def test_layout_checked_before_calibration(tmp_path):
+    """A config that cannot be written for the model (groups of 32 do not
+    divide down_proj's 48 inputs) fails before any calibration:
+    quark_model_quantizer_check_model() says so without work, the
+    sequential calibration fails before its first layer (the session learns
+    nothing), and quark quantize fails before it reads the calibration text
+    (here a file that does not exist), writing nothing. The error names the
+    tensor and a group size that divides it."""
+    import json
+    import os
+    import subprocess
+    from test_executor import calibration_model
+    quark = os.environ.get('QUARK_TOOL', 'quark')
+    d, text = calibration_model(tmp_path)
+    cfg = {'backend': 'quark', 'global_quant_config': {'weight': {
+        'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 32, 'ch_axis': -1, 'symmetric': True}},
+        'exclude': ['lm_head'], 'algo_config': [{'name': 'gptq'}]}
+    model = Quark.Model.load(d, None)
+    quantizer = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(cfg), -1))
+    with pytest.raises(GLib.Error) as e:
+        quantizer.check_model(model)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME)
+    assert 'model.layers.0.mlp.down_proj.weight' in e.value.message and '(48)' in e.value.message
+    assert 'groups of 16 divide it' in e.value.message
+    session = Quark.Calibration.new()
+    session.props.second_moments = True
+    with pytest.raises(GLib.Error, match='down_proj.weight: the grouped dimension'):
+        Quark.Executor.new_from_path(d).calibrate_sequential(session, quantizer, [0] * 100, 64, None)
+    assert list(session.list_layers(Quark.Role.INPUT)) == []
+    (tmp_path / 'cfg.json').write_text(json.dumps(cfg))
+    p = subprocess.run([quark, 'quantize', d, '-o', str(tmp_path / 'q'), '--config', str(tmp_path / 'cfg.json'),
+                        '--calibration-text', str(tmp_path / 'missing.txt')],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1 and 'down_proj.weight: the grouped dimension (48)' in p.stderr, p.stderr
+    assert 'missing.txt' not in p.stderr and not (tmp_path / 'q').exists()
+    # groups of 16 fit every layer
+    cfg['global_quant_config']['weight']['group_size'] = 16
+    assert REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(cfg), -1)).check_model(model)
+
+
 def group_params(sp):
     """The code range, symmetry and group size of a per-group spec, and AMD
     Quark's min-max parameters (the quark backend's, float32) of a group's

@@ -390,9 +390,20 @@ check_export_layout (QuarkTensor *tensor, QuarkTensorSpec *spec, QuarkCheckpoint
       axis = axis < 0 ? axis + (int) n_dims : axis;
       if (axis >= 0 && axis < (int) n_dims && (gsize) shape[axis] % group != 0)
         {
+          /* the way out: the largest smaller power of two that divides it
+           * (576, SmolLM's width: 64), or the layer left in float */
+          gsize divisor = group;
+          g_autofree char *hint = NULL;
+          while (divisor > 16 && (divisor & (divisor - 1)) == 0 && (gsize) shape[axis] % divisor != 0)
+            divisor /= 2;
+          hint = divisor >= 16 && (divisor & (divisor - 1)) == 0 && (gsize) shape[axis] % divisor == 0
+                 ? g_strdup_printf ("groups of %" G_GSIZE_FORMAT " divide it (group_size in the config; presets "
+                                    "such as int4_wo_%" G_GSIZE_FORMAT " have them), or ", divisor, divisor)
+                 : g_strdup ("");
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
                        "tensor %s: the grouped dimension (%" G_GINT64_FORMAT ") must be a multiple of %"
-                       G_GSIZE_FORMAT " for a checkpoint (whole groups only)", name, shape[axis], group);
+                       G_GSIZE_FORMAT " for a checkpoint (whole groups only): %sleave such layers in float "
+                       "(exclude, --exclude)", name, shape[axis], group, hint);
           return FALSE;
         }
     }
@@ -870,7 +881,8 @@ check_kv_cache_place (QuarkQuarkQuantizer *self, QuarkCheckpointFormat *format, 
 
 static gboolean
 check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor *tensor, const char *layer,
-                       QuarkTensorSpec *spec, QuarkCalibration *calibration, GError **error)
+                       QuarkTensorSpec *spec, QuarkCalibration *calibration, gboolean need_calibration,
+                       GError **error)
 {
   static const char * const roles[] = { NULL, "input", "output" };
   const char *name = quark_tensor_get_name (tensor);
@@ -901,7 +913,7 @@ check_generated_names (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkTensor
                      (const char *) g_ptr_array_index (names, i));
         return FALSE;
       }
-  if (needs_calibration && calibration == NULL)
+  if (needs_calibration && calibration == NULL && need_calibration)
     return no_calibration_error (error, layer, needs_calibration);
   return TRUE;
 }
@@ -1308,47 +1320,26 @@ run_job (gpointer data, gpointer user_data)
   g_mutex_unlock (job->lock);
 }
 
-/* The shared loop: each input tensor becomes its output tensors in a small
- * per-tensor model, which goes to @out or to @writer at once, in model
- * order. With several threads: when every weight takes the row path, one
- * tensor is quantized at a time with its rows split between the threads
- * while the previous one is written (the output of two tensors in memory);
- * otherwise whole tensors are quantized in parallel, up to twice as many
- * in flight as there are threads. */
-static gboolean
-run_quantization (QuarkModelQuantizer    *quantizer,
-                  QuarkModel             *model,
-                  QuarkCalibration       *calibration,
-                  GCancellable           *cancellable,
-                  QuarkModel             *out,
-                  QuarkCheckpointWriter  *writer,
-                  JsonNode              **metadata_out,
-                  GError                **error)
+/* The checks made before any work, for quantizing and for
+ * quark_model_quantizer_check_model(): the checkpoint format (returned),
+ * told the backend's config; every layer known to it; every spec fitting
+ * its tensor's shape and the output layout; no generated name taken; and,
+ * when @need_calibration, a session for the static activation specs; the
+ * cached keys quantized where the format's engines quantize them.
+ * *@all_rows: whether every weight takes the row path. */
+static QuarkCheckpointFormat *
+checked_format (QuarkQuarkQuantizer *self, QuarkModel *model, QuarkCalibration *calibration,
+                gboolean need_calibration, gboolean *all_rows, GError **error)
 {
-  QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
   g_autoptr(QuarkCheckpointFormat) format = NULL;
   g_autoptr(JsonNode) backend_config = NULL;
-  JsonNode *qc;
   guint n_tensors = quark_model_get_n_tensors (model);
-  guint window = self->threads > 1 ? 2 * self->threads : 1;
-  gboolean all_rows = TRUE;
-  g_autoptr(QuarkQuarkWorkers) workers = NULL;
-  g_autoptr(QuarkQuarkScalingPlan) plan = NULL;
-  g_autoptr(GHashTable) globals = NULL;
-  const QuarkQuarkScaling *scaling;
-  guint64 total = 0, done = 0;
-  g_autofree Job *jobs = g_new0 (Job, MAX (n_tensors, 1));
-  GThreadPool *pool = NULL;
-  GMutex lock;
-  GCond cond;
-  guint submitted = 0, emitted = 0;
-  gboolean ok = TRUE;
-  JsonNode *metadata, *meta;
 
+  *all_rows = TRUE;
   /* the checkpoint format, told the backend's config in AMD Quark's schema */
   format = quark_registry_new_format (quark_registry_get_default (), self->export_format, error);
   if (format == NULL)
-    return FALSE;
+    return NULL;
   backend_config = quark_quantization_config_to_json (self->config);
   quark_checkpoint_format_set_backend_config (format, backend_config);
   {
@@ -1360,7 +1351,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
                      "order, which needs each column's group (g_idx) in the checkpoint; the %s format does not "
                      "store it (--export-format compressed-tensors does), or use static_groups true",
                      quark_checkpoint_format_get_name (format));
-        return FALSE;
+        return NULL;
       }
   }
 
@@ -1380,13 +1371,62 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       if (spec == NULL)
         continue;
       if (!check_export_layout (t, spec, format, &casts, &l, error) ||
-          !check_generated_names (self, model, t, layer, spec, calibration, error))
-        return FALSE;
-      all_rows = all_rows && (casts || quark_quark_rows_apply (t, spec, self->allow_nonfinite, &l));
+          !check_generated_names (self, model, t, layer, spec, calibration, need_calibration, error))
+        return NULL;
+      *all_rows = *all_rows && (casts || quark_quark_rows_apply (t, spec, self->allow_nonfinite, &l));
     }
-  if (!quark_checkpoint_format_prepare (format, error))
-    return FALSE;
-  if (!check_kv_cache_place (self, format, error))
+  if (!quark_checkpoint_format_prepare (format, error) || !check_kv_cache_place (self, format, error))
+    return NULL;
+  return g_steal_pointer (&format);
+}
+
+static gboolean
+quark_quark_quantizer_check_model (QuarkModelQuantizer *quantizer, QuarkModel *model, GError **error)
+{
+  gboolean all_rows;
+  g_autoptr(QuarkCheckpointFormat) format = checked_format (QUARK_QUARK_QUANTIZER (quantizer), model, NULL, FALSE,
+                                                            &all_rows, error);
+  return format != NULL;
+}
+
+/* The shared loop: each input tensor becomes its output tensors in a small
+ * per-tensor model, which goes to @out or to @writer at once, in model
+ * order. With several threads: when every weight takes the row path, one
+ * tensor is quantized at a time with its rows split between the threads
+ * while the previous one is written (the output of two tensors in memory);
+ * otherwise whole tensors are quantized in parallel, up to twice as many
+ * in flight as there are threads. */
+static gboolean
+run_quantization (QuarkModelQuantizer    *quantizer,
+                  QuarkModel             *model,
+                  QuarkCalibration       *calibration,
+                  GCancellable           *cancellable,
+                  QuarkModel             *out,
+                  QuarkCheckpointWriter  *writer,
+                  JsonNode              **metadata_out,
+                  GError                **error)
+{
+  QuarkQuarkQuantizer *self = QUARK_QUARK_QUANTIZER (quantizer);
+  g_autoptr(QuarkCheckpointFormat) format = NULL;
+  JsonNode *qc;
+  guint n_tensors = quark_model_get_n_tensors (model);
+  guint window = self->threads > 1 ? 2 * self->threads : 1;
+  gboolean all_rows = TRUE;
+  g_autoptr(QuarkQuarkWorkers) workers = NULL;
+  g_autoptr(QuarkQuarkScalingPlan) plan = NULL;
+  g_autoptr(GHashTable) globals = NULL;
+  const QuarkQuarkScaling *scaling;
+  guint64 total = 0, done = 0;
+  g_autofree Job *jobs = g_new0 (Job, MAX (n_tensors, 1));
+  GThreadPool *pool = NULL;
+  GMutex lock;
+  GCond cond;
+  guint submitted = 0, emitted = 0;
+  gboolean ok = TRUE;
+  JsonNode *metadata, *meta;
+
+  format = checked_format (self, model, calibration, TRUE, &all_rows, error);
+  if (format == NULL)
     return FALSE;
 
   /* rotation happened before calibration, in prepare_model() */
@@ -1928,6 +1968,7 @@ quantizer_iface_init (QuarkModelQuantizerInterface *iface)
   iface->prepare_model = quark_quark_quantizer_prepare_model;
   iface->dequantize_model = quark_quark_quantizer_dequantize_model;
   iface->quantize_model_to_writer = quark_quark_quantizer_quantize_model_to_writer;
+  iface->check_model = quark_quark_quantizer_check_model;
   iface->quantize_model = quark_quark_quantizer_quantize_model;
   iface->quantize_tensor = quark_quark_quantizer_quantize_tensor;
   iface->activation_params = quark_quark_quantizer_activation_params;
