@@ -481,6 +481,62 @@ def test_write_failures_leave_nothing(tmp_path):
         assert os.listdir(tmp_path) == [], (limit, os.listdir(tmp_path))
 
 
+@pytest.mark.parametrize('change', ['shrink', 'touch', 'replace'])
+def test_input_changed_while_read(tmp_path, change):
+    """The input's rows are read from the file (pread, no page of the mapping
+    touched), and the file is checked before the GGUF is renamed into
+    place: `truncate` on it while the GGUF is written, a new modification
+    time, or another file renamed over it fails the run with
+    QUARK_ERROR_IO naming the input (no SIGBUS, no file made from two
+    versions of the input), and nothing is left behind. The model is large
+    enough (120 MB of BF16 weights, Q4_K_M on one thread) for the change to
+    come while the tensors are read."""
+    import time
+    from safetensors_writer import write_safetensors
+    src = tmp_path / 'model'
+    shutil.copytree(TINY, src)
+    cfg = json.load(open(src / 'config.json'))
+    cfg.update(hidden_size=1024, intermediate_size=4096, num_attention_heads=8, num_key_value_heads=4,
+               num_hidden_layers=4)
+    (src / 'config.json').write_text(json.dumps(cfg))
+    block = (np.random.default_rng(3).standard_normal(4096 * 1024).astype(np.float32) * 0.02).view(np.uint32)
+    block = (block >> 16).astype(np.uint16)
+    shapes = {'model.embed_tokens.weight': (264, 1024), 'model.norm.weight': (1024,), 'lm_head.weight': (264, 1024)}
+    for i in range(4):
+        p = 'model.layers.%d.' % i
+        shapes.update({p + 'input_layernorm.weight': (1024,), p + 'post_attention_layernorm.weight': (1024,),
+                       p + 'self_attn.q_proj.weight': (1024, 1024), p + 'self_attn.k_proj.weight': (512, 1024),
+                       p + 'self_attn.v_proj.weight': (512, 1024), p + 'self_attn.o_proj.weight': (1024, 1024),
+                       p + 'mlp.gate_proj.weight': (4096, 1024), p + 'mlp.up_proj.weight': (4096, 1024),
+                       p + 'mlp.down_proj.weight': (1024, 4096)})
+    weights = src / 'model.safetensors'
+    write_safetensors(weights, {k: ('BF16', block[:int(np.prod(v))].reshape(v)) for k, v in shapes.items()},
+                      {'format': 'pt'})
+    if change == 'replace':
+        shutil.copy(weights, tmp_path / 'same.safetensors')    # the same bytes, another file
+    out = tmp_path / 'out.gguf'
+    p = subprocess.Popen([QUARK, 'quantize', str(src), '-o', str(out), '--export-format', 'gguf', '--type', 'Q4_K_M',
+                          '--threads', '1', '--json'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdin=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline and not any('quark-tmp' in n for n in os.listdir(tmp_path)):
+        time.sleep(0.001)
+    if change == 'shrink':
+        os.truncate(weights, 100 << 10)
+    elif change == 'touch':
+        st = os.stat(weights)
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+    else:
+        os.rename(tmp_path / 'same.safetensors', weights)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 1, stderr
+    error = json.loads(stdout)['error']
+    assert (error['domain'], error['code']) == ('quark-error', 'io'), error
+    assert str(weights) in error['message'], error
+    assert {'shrink': 'shrank', 'touch': 'modified', 'replace': 'replaced'}[change] in error['message'], error
+    assert sorted(os.listdir(tmp_path)) == ['model']
+
+
 def test_presets_list_the_types():
     r = subprocess.run([QUARK, 'presets', '--export-format', 'gguf', '--json'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -1277,16 +1277,25 @@ compare_tensor_names (gconstpointer a, gconstpointer b)
  * row is converted to float32 from the tensor's own elements (BF16, F16,
  * F32) into a buffer of one row, so no float32 copy of a whole tensor is
  * made; output row r of a rotary-permuted tensor (@heads > 0) is input row
- * permuted_row (r). */
+ * permuted_row (r). A tensor over a file mapping is read with pread()
+ * (quark_tensor_read_data()), about 1 MiB of rows at a time into a pool
+ * buffer that each thread reuses, so that no page of the mapping is
+ * touched: a 2 GB model's input then costs no page faults, and the rows
+ * are converted while they are in the cache. */
 typedef struct {
   QuarkGgmlType type;
-  const guint8 *src;
+  QuarkTensor *tensor;          /* read from its file when mapped, else NULL */
+  const guint8 *src;            /* the elements in memory when not mapped */
   QuarkDType dtype;
   gint64 heads;
   const float *qw;
   gsize first, last, rows, cols;
   guint8 *out;
+  GError *error;
 } RowRun;
+
+/* the input read at a time from a file */
+#define READ_BYTES ((gsize) 1 << 20)
 
 /* the input row of output row @r under convert_hf_to_gguf.py's permutation */
 static gsize
@@ -1308,35 +1317,63 @@ quantize_run (gpointer data)
 {
   RowRun *run = data;
   gsize row_size = _quark_ggml_row_size (run->type, run->cols), esize = quark_dtype_get_element_size (run->dtype);
+  gsize in_row = run->cols * esize, per_read = MAX (READ_BYTES / MAX (in_row, 1), 1);
+  /* a permutation moves rows within a head's block only: the input rows of
+   * per_read output rows lie within per_read + 2 blocks */
+  gsize block = run->heads > 0 ? run->rows / (gsize) run->heads : 1;
   g_autofree float *buf = run->dtype == QUARK_DTYPE_F32 ? NULL : g_new (float, MAX (run->cols, 1));
+  guint8 *chunk = run->tensor ? quark_buffer_alloc ((per_read + 2 * block) * MAX (in_row, 1)) : NULL;
 
-  for (gsize r = run->first; r < run->last; r++)
+  for (gsize r0 = run->first; r0 < run->last; r0 += per_read)
     {
-      const guint8 *row = run->src + permuted_row (r, run->rows, run->heads) * run->cols * esize;
-      const float *x = (const float *) row;
-      if (buf)
+      gsize r1 = MIN (r0 + per_read, run->last), lo = G_MAXSIZE, hi = 0;
+
+      if (chunk)
         {
-          quark_kernel_convert_to_f32 (run->dtype, row, buf, run->cols);
-          x = buf;
+          for (gsize r = r0; r < r1; r++)
+            {
+              gsize p = permuted_row (r, run->rows, run->heads);
+              lo = MIN (lo, p);
+              hi = MAX (hi, p);
+            }
+          if (!quark_tensor_read_data (run->tensor, (guint64) lo * in_row, chunk, (hi + 1 - lo) * in_row,
+                                       &run->error))
+            break;
         }
-      _quark_ggml_quantize_row (run->type, x, run->cols, run->qw, run->out + r * row_size);
+      for (gsize r = r0; r < r1; r++)
+        {
+          gsize p = permuted_row (r, run->rows, run->heads);
+          const guint8 *row = chunk ? chunk + (p - lo) * in_row : run->src + p * in_row;
+          const float *x = (const float *) row;
+          if (buf)
+            {
+              quark_kernel_convert_to_f32 (run->dtype, row, buf, run->cols);
+              x = buf;
+            }
+          _quark_ggml_quantize_row (run->type, x, run->cols, run->qw, run->out + r * row_size);
+        }
     }
+  quark_buffer_free (chunk);
   return NULL;
 }
 
-static void
-quantize_rows (QuarkGgmlType type, const guint8 *src, QuarkDType dtype, gint64 heads, const float *qw, gsize rows,
-               gsize cols, guint n_threads, guint8 *out)
+/* Quantizes the rows of @tensor (read from its file when it is mapped) or,
+ * @tensor %NULL, of @src in memory. FALSE when a read failed. */
+static gboolean
+quantize_rows (QuarkGgmlType type, QuarkTensor *tensor, const guint8 *src, QuarkDType dtype, gint64 heads,
+               const float *qw, gsize rows, gsize cols, guint n_threads, guint8 *out, GError **error)
 {
   guint n = MIN (MIN (n_threads, 64u), (guint) MAX (rows, 1));
   RowRun runs[64];
   GThread *threads[64] = { NULL };
+  gboolean ok = TRUE;
 
   if (rows * cols < (1u << 16))
     n = 1;
   for (guint i = 0; i < n; i++)
     {
-      runs[i] = (RowRun) { type, src, dtype, heads, qw, rows * i / n, rows * (i + 1) / n, rows, cols, out };
+      runs[i] = (RowRun) { type, tensor, src, dtype, heads, qw, rows * i / n, rows * (i + 1) / n, rows, cols, out,
+                           NULL };
       if (i > 0)
         threads[i] = g_thread_try_new ("quark-gguf", quantize_run, &runs[i], NULL);
       if (i > 0 && threads[i] == NULL)
@@ -1346,6 +1383,16 @@ quantize_rows (QuarkGgmlType type, const guint8 *src, QuarkDType dtype, gint64 h
   for (guint i = 1; i < n; i++)
     if (threads[i])
       g_thread_join (threads[i]);
+  for (guint i = 0; i < n; i++)
+    if (runs[i].error)
+      {
+        if (ok)
+          g_propagate_error (error, runs[i].error);
+        else
+          g_error_free (runs[i].error);
+        ok = FALSE;
+      }
+  return ok;
 }
 
 static char **
@@ -1762,8 +1809,11 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           tensor = dequantized;
           dtype = quark_tensor_get_dtype (tensor);
         }
-      if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16)
-        src = quark_tensor_peek_data (tensor, NULL);   /* rows converted as they are quantized */
+      if ((dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16) &&
+          quark_tensor_is_mapped (tensor))
+        src = NULL;     /* rows read from the file and converted as they are quantized */
+      else if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16)
+        src = quark_tensor_peek_data (tensor, NULL);
       else
         {
           /* other float types: one float32 copy */
@@ -1772,8 +1822,9 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           src = (const guint8 *) x;
           dtype = QUARK_DTYPE_F32;
         }
-      quantize_rows (o->type, src, dtype, o->heads, o->importance, rows, o->ne[0],
-                     quark_checkpoint_format_get_threads (format), bytes);
+      if (!quantize_rows (o->type, src ? NULL : tensor, src, dtype, o->heads, o->importance, rows, o->ne[0],
+                          quark_checkpoint_format_get_threads (format), bytes, error))
+        goto out;
       /* done with the input: its mapped pages leave the resident memory, so
        * that a run holds a tensor or two, not the model */
       if (tensor)
@@ -1784,6 +1835,10 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       if (!write_all (fd, bytes, o->size, path, error) || !pad (fd, &pos, path, error))
         goto out;
     }
+  /* no file computed from two versions of the input: modified, replaced or
+   * shrunk while it was read, the run fails and leaves nothing */
+  if (!quark_model_check_sources (model, error))
+    goto out;
   ok = commit (&fd, &tmp, path, overwrite, error);
 
 out:
