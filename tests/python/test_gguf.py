@@ -942,22 +942,24 @@ def test_threads_do_not_change_the_bytes(tmp_path, kquant_model, scheme):
 @pytest.mark.parametrize('scheme', ['Q2_K', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0',
                                     'IQ4_NL'])
 def test_vector_searches_equal_the_scalar_reference(tmp_path, kquant_model, scheme):
-    """The k-quants' searches run sixteen sub-blocks at once in vector lanes,
-    the legacy types' blocks in two vectors each (quark-gguf-search.c);
-    QUARK_GGUF_SCALAR=1 runs the scalar reference one sub-block at a time:
-    the same file, with and without an importance matrix, on rows of one
-    super-block (padded lanes) and of three."""
+    """The k-quants' searches run sixteen sub-blocks at once in vector lanes
+    (thirty-two, two groups interleaved, where four super-blocks are at
+    hand), the legacy types' blocks in two vectors each
+    (quark-gguf-search.c); QUARK_GGUF_SCALAR=1 runs the scalar reference
+    one sub-block at a time: the same file, with and without an importance
+    matrix, on rows of one super-block (padded lanes) and of five."""
     from gguf_fixture import imatrix_entries, gguf_imatrix_bytes
     src, originals = kquant_model
-    # rows of 768: three super-blocks, 24 sub-blocks of 32 (a full group of
-    # 16 lanes and a padded one)
+    # rows of 1280: five super-blocks; Q4_K's 40 sub-blocks of 32 are two
+    # interleaved groups of 16 lanes and a padded group, Q2_K's 80 of 16
+    # two such pairs and a full group
     wide = tmp_path / 'wide'
     shutil.copytree(src, wide)
     cfg = json.load(open(wide / 'config.json'))
     rng = np.random.default_rng(7)
     from safetensors_writer import write_safetensors
     tensors = {k: ('F32', v.astype(np.float32)) for k, v in originals.items()}
-    H, F = cfg['hidden_size'], 768
+    H, F = cfg['hidden_size'], 1280
     for k in list(tensors):
         shape = {'gate_proj': (F, H), 'up_proj': (F, H), 'down_proj': (H, F)}.get(k.split('.')[-2])
         if shape:

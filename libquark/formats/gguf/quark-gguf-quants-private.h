@@ -15,6 +15,10 @@ G_BEGIN_DECLS
 void _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                            float *mins, float rmin, float rdelta, int nstep, int use_mad)
   __attribute__ ((visibility ("hidden")));
+/* the same on 32 sub-blocks (two groups of 16, their sums interleaved) */
+void _quark_gguf_qkx2_x32 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+                           float *mins, float rmin, float rdelta, int nstep, int use_mad)
+  __attribute__ ((visibility ("hidden")));
 
 /* ggml's make_qx_quants (rmse_type 1) on 16 sub-blocks of @n (<= 32)
  * values at once, weighted by @qw (laid out as @x) or by x²: codes plus

@@ -1375,6 +1375,8 @@ qkx2_many (int count, int n, int nmax, const float *x, const float *w, guint8 *L
                                   use_mad);
       return;
     }
+  for (; j + 32 <= count; j += 32)
+    _quark_gguf_qkx2_x32 (n, nmax, x + j * n, w + j * n, L + j * n, sc + j, mins + j, rmin, rdelta, nstep, use_mad);
   for (; j + 16 <= count; j += 16)
     _quark_gguf_qkx2_x16 (n, nmax, x + j * n, w + j * n, L + j * n, sc + j, mins + j, rmin, rdelta, nstep, use_mad);
   if (j < count)
@@ -1390,7 +1392,7 @@ qkx2_many (int count, int n, int nmax, const float *x, const float *w, guint8 *L
     }
 }
 
-/* Q2_K, Q4_K and Q5_K for @nb (at most 2) super-blocks: each sub-block's
+/* Q2_K, Q4_K and Q5_K for @nb (at most 4) super-blocks: each sub-block's
  * weights as the reference (Q2_K |x|, Q4_K/Q5_K the sub-block's rms + |x|)
  * or the importance path (qw · sqrt (sigma2 + x²), sigma2 of the
  * super-block) compute them, the sub-block searches together, then each
@@ -1402,8 +1404,8 @@ kquant_blocks (QuarkGgmlType type, const float *x, int nb, const float *qw, guin
   const int nmax = type == QUARK_GGML_Q2_K ? 3 : type == QUARK_GGML_Q4_K ? 15 : 31;
   const gboolean five = type == QUARK_GGML_Q5_K;
   const gsize bytes = _quark_ggml_row_size (type, QK_K);
-  float w[2 * QK_K], sc[2 * QK_K / 16], mins[2 * QK_K / 16], sw[2 * QK_K / 16];
-  guint8 L[2 * QK_K];
+  float w[4 * QK_K], sc[4 * QK_K / 16], mins[4 * QK_K / 16], sw[4 * QK_K / 16];
+  guint8 L[4 * QK_K];
 
   for (int b = 0; b < nb; b++)
     {
@@ -1426,12 +1428,22 @@ kquant_blocks (QuarkGgmlType type, const float *x, int nb, const float *qw, guin
         for (int l = 0; l < QK_K; ++l)
           wb[l] = fabsf (xb[l]);
       else
-        for (int j = 0; j < per; ++j)
-          {
-            float av_x = sqrtf (sum_squares (xb + 32 * j, 32) / 32);
-            for (int l = 0; l < 32; ++l)
-              wb[32 * j + l] = av_x + fabsf (xb[32 * j + l]);
-          }
+        {
+          /* each sub-block's Σx², element by element as sum_squares ()
+           * adds them, the eight sums side by side (eight independent
+           * chains of additions instead of one after another) */
+          float s2[QK_K / 32] = { 0 };
+          for (int l = 0; l < 32; ++l)
+#pragma GCC unroll 8
+            for (int j = 0; j < QK_K / 32; ++j)
+              s2[j] += xb[32 * j + l] * xb[32 * j + l];
+          for (int j = 0; j < QK_K / 32; ++j)
+            {
+              float av_x = sqrtf (s2[j] / 32);
+              for (int l = 0; l < 32; ++l)
+                wb[32 * j + l] = av_x + fabsf (xb[32 * j + l]);
+            }
+        }
     }
   if (qw)   /* make_qkx3_quants */
     qkx2_many (count, sub, nmax, x, w, L, sc, mins, -0.9f, 0.05f, 36, FALSE);
@@ -1467,7 +1479,9 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       quark_kernel_convert_from_f32 (QUARK_DTYPE_BF16, x, out, n);
       return;
     case QUARK_GGML_Q2_K: case QUARK_GGML_Q3_K: case QUARK_GGML_Q4_K: case QUARK_GGML_Q5_K: case QUARK_GGML_Q6_K:
-      for (gsize b = 0; b < n / QK_K; b += 2)
+      /* Q2_K, Q4_K and Q5_K four super-blocks at a time (their searches
+       * 32 sub-blocks at once), Q3_K and Q6_K two */
+      for (gsize b = 0, step = type == QUARK_GGML_Q3_K || type == QUARK_GGML_Q6_K ? 2 : 4; b < n / QK_K; b += step)
         {
           const float *xb = x + QK_K * b, *wb = qw ? qw + QK_K * b : NULL;
           guint8 *yb = out + _quark_ggml_row_size (type, QK_K) * b;
@@ -1492,7 +1506,7 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
                 }
               break;
             default:
-              kquant_blocks (type, xb, (int) MIN ((gsize) 2, n / QK_K - b), wb, yb);
+              kquant_blocks (type, xb, (int) MIN ((gsize) 4, n / QK_K - b), wb, yb);
               break;
             }
         }

@@ -9,7 +9,11 @@
  * 16-lane vector (one AVX-512 register, two AVX2 ones) runs one
  * sub-block's whole search, the same IEEE operations in the same order as
  * the scalar code (quark-gguf-quants.c, itself ggml's), with its branches
- * as selections. The results are those of the scalar search bit for bit;
+ * as selections. A lane's sums are chains of additions that wait on the
+ * adder's latency; where 32 sub-blocks are at hand (Q2_K, Q4_K, Q5_K, four
+ * super-blocks at a time) two groups of sixteen run interleaved, each
+ * group's additions filling the other's wait. The results are those of
+ * the scalar search bit for bit;
  * the llama-quantize digests of the tests check it, and
  * QUARK_GGUF_SCALAR=1 in the environment takes the scalar path instead
  * (for comparing the two, and the benchmark's ratio).
@@ -100,96 +104,148 @@ error_of (qk_vf diff, int use_mad)
   return use_mad ? (qk_vf) ((qk_vi) diff & 0x7fffffff) : diff * diff;
 }
 
-/* make_qkx2_quants for the 16 sub-blocks of @n values at x + j·n (j < 16),
- * with weights at the same places: codes into L (the same places), the
- * scales into scales[j] and the minima (negated, as the_min) into
- * mins[j]; @n at most 32 */
 /* ggml's nearest_int and the clamp to [0, nmax], in float: for |v| < 2^22
  * (here always: the codes are at most about nmax + 1), (v + 1.5·2^23) −
  * 1.5·2^23 is v rounded to the nearest integer, ties to even, exactly
- * nearest_int's integer */
+ * nearest_int's integer. The clamp is made on v + 1.5·2^23, a positive
+ * float, whose order is its bits' order as integers: integer minimum and
+ * maximum, which do not take the floating-point adders that the search is
+ * bound by (the same codes as clamping the integer in float). */
 QK_INLINE qk_vf
 code_of (qk_vf v, qk_vf top)
 {
-  const qk_vf magic = qk_splat (QK_ROUND_MAGIC), zero = { 0 };
-  return qk_min (qk_max ((v + magic) - magic, zero), top);
+  const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
+  qk_vi r = (qk_vi) (v + magic);
+  r = gg_max_i (r, (qk_vi) magic);
+  r = gg_min_i (r, (qk_vi) (magic + top));
+  return (qk_vf) r - magic;
 }
 
-/* the search, inlined into a copy per (n, use_mad) that the callers use, so
- * that its loops have constant bounds and no test of use_mad inside */
+/* make_qkx2_quants on @G groups of 16 sub-blocks of @n values (at most
+ * 32): sub-block j of group g at x + (16·g + j)·n, with its weights at the
+ * same place, its codes into L at the same place, its scale into
+ * scales[16·g + j] and its minimum (negated, as the_min) into
+ * mins[16·g + j]. Inlined into a copy per
+ * (G, n, use_mad) that the callers use, so that its loops have constant
+ * bounds and no test of use_mad inside. Each lane's operations are those
+ * of the scalar search in its order; with G = 2 the two groups' chains of
+ * additions (the sums of a candidate, its error) interleave, so that one
+ * group's additions fill the latency of the other's. */
 QK_INLINE void
-qkx2_x16 (const int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
-          float *mins, float rmin, float rdelta, int nstep, const int use_mad)
+qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+         float *mins, float rmin, float rdelta, int nstep, const int use_mad)
 {
-  qk_vf xt[32], wt[32];
-  qk_vf min, max, sum_w, sum_x, iscale, scale, best, min0, best_iscale, best_from;
+  qk_vf xt[2][32], wt[2][32];
+  qk_vf min[2], max[2], sum_w[2], sum_x[2], iscale[2], scale[2], best[2], min0[2], best_iscale[2], best_from[2];
   const qk_vf zero = { 0 }, infinity = qk_splat (INFINITY), top = qk_splat ((float) nmax);
 
-  if (n < 1 || n > 32)
+  if (n < 1 || n > 32 || G < 1 || G > 2)
     return;
-  /* the sub-blocks transposed: lane j of xt[i] is element i of sub-block j */
-  transpose_x16 (x, n, xt);
-  transpose_x16 (weights, n, wt);
-  min = max = xt[0];
-  sum_w = wt[0];
-  sum_x = sum_w * xt[0];
-  for (int i = 1; i < n; i++)
+  #pragma GCC unroll 2
+  for (int g = 0; g < G; g++)
     {
-      min = qk_select (xt[i] < min, xt[i], min);
-      max = qk_select (xt[i] > max, xt[i], max);
-      sum_w += wt[i];
-      sum_x += wt[i] * xt[i];
+      /* the sub-blocks transposed: lane j of xt[g][i] is element i of
+       * sub-block j of group g */
+      transpose_x16 (x + 16 * n * g, n, xt[g]);
+      transpose_x16 (weights + 16 * n * g, n, wt[g]);
+      min[g] = max[g] = xt[g][0];
+      sum_w[g] = wt[g][0];
+      sum_x[g] = sum_w[g] * xt[g][0];
     }
-  min = qk_select (min > zero, zero, min);
-  min0 = min;   /* flat sub-blocks (max == min) end here in the scalar code */
-  iscale = (float) nmax / (max - min);
-  scale = 1 / iscale;
-  best = zero;
+  for (int i = 1; i < n; i++)
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; g++)
+      {
+        min[g] = qk_select (xt[g][i] < min[g], xt[g][i], min[g]);
+        max[g] = qk_select (xt[g][i] > max[g], xt[g][i], max[g]);
+        sum_w[g] += wt[g][i];
+        sum_x[g] += wt[g][i] * xt[g][i];
+      }
+  #pragma GCC unroll 2
+  for (int g = 0; g < G; g++)
+    {
+      min[g] = qk_select (min[g] > zero, zero, min[g]);
+      min0[g] = min[g];   /* flat sub-blocks (max == min) end here in the scalar code */
+      iscale[g] = (float) nmax / (max[g] - min[g]);
+      scale[g] = 1 / iscale[g];
+      best[g] = zero;
+    }
   for (int i = 0; i < n; i++)
-    best += wt[i] * error_of (scale * code_of (iscale * (xt[i] - min), top) + min - xt[i], use_mad);
+    #pragma GCC unroll 2
+    for (int g = 0; g < G; g++)
+      best[g] += wt[g][i] * error_of (scale[g] * code_of (iscale[g] * (xt[g][i] - min[g]), top) + min[g] - xt[g][i],
+                                      use_mad);
   /* the codes are those of the best candidate's scale and of the minimum it
    * was computed from: kept as that pair, the codes made again at the end */
-  best_iscale = iscale;
-  best_from = min;
+  #pragma GCC unroll 2
+  for (int g = 0; g < G; g++)
+    {
+      best_iscale[g] = iscale[g];
+      best_from[g] = min[g];
+    }
   for (int is = 0; nstep >= 1 && is <= nstep; is++)
     {
-      qk_vf sum_l = zero, sum_l2 = zero, sum_xl = zero, d, this_scale, this_min, cur = zero, l[32];
+      qk_vf sum_l[2], sum_l2[2], sum_xl[2], cur[2], l[2][32];
 
-      /* (min is the best candidate's so far, as in the scalar code) */
-      iscale = (rmin + rdelta * is + nmax) / (max - min);
+      #pragma GCC unroll 2
+
+      for (int g = 0; g < G; g++)
+        {
+          /* (min is the best candidate's so far, as in the scalar code) */
+          iscale[g] = (rmin + rdelta * is + nmax) / (max[g] - min[g]);
+          sum_l[g] = sum_l2[g] = sum_xl[g] = cur[g] = zero;
+        }
+      for (int i = 0; i < n; i++)
+        #pragma GCC unroll 2
+        for (int g = 0; g < G; g++)
+          {
+            l[g][i] = code_of (iscale[g] * (xt[g][i] - min[g]), top);
+            sum_l[g] += wt[g][i] * l[g][i];
+            sum_l2[g] += wt[g][i] * l[g][i] * l[g][i];
+            sum_xl[g] += wt[g][i] * l[g][i] * xt[g][i];
+          }
+      qk_vf d[2], this_scale[2], this_min[2];
+      #pragma GCC unroll 2
+      for (int g = 0; g < G; g++)
+        {
+          d[g] = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
+          this_scale[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / d[g];
+          this_min[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / d[g];
+          this_scale[g] = qk_select (this_min[g] > zero, sum_xl[g] / sum_l2[g], this_scale[g]);
+          this_min[g] = qk_select (this_min[g] > zero, zero, this_min[g]);
+        }
+      for (int i = 0; i < n; i++)
+        #pragma GCC unroll 2
+        for (int g = 0; g < G; g++)
+          cur[g] += wt[g][i] * error_of (this_scale[g] * l[g][i] + this_min[g] - xt[g][i], use_mad);
+      #pragma GCC unroll 2
+      for (int g = 0; g < G; g++)
+        {
+          /* the scalar code tries the candidate only where D > 0 */
+          cur[g] = qk_select (d[g] > zero, cur[g], infinity);
+          best_iscale[g] = qk_select (cur[g] < best[g], iscale[g], best_iscale[g]);
+          best_from[g] = qk_select (cur[g] < best[g], min[g], best_from[g]);
+          scale[g] = qk_select (cur[g] < best[g], this_scale[g], scale[g]);
+          min[g] = qk_select (cur[g] < best[g], this_min[g], min[g]);
+          best[g] = qk_select (cur[g] < best[g], cur[g], best[g]);
+        }
+    }
+  #pragma GCC unroll 2
+  for (int g = 0; g < G; g++)
+    {
+      guint8 *Lg = L + 16 * n * g;
       for (int i = 0; i < n; i++)
         {
-          l[i] = code_of (iscale * (xt[i] - min), top);
-          sum_l += wt[i] * l[i];
-          sum_l2 += wt[i] * l[i] * l[i];
-          sum_xl += wt[i] * l[i] * xt[i];
+          qk_vi c = __builtin_convertvector (code_of (best_iscale[g] * (xt[g][i] - best_from[g]), top), qk_vi);
+          for (int j = 0; j < QK_LANES; j++)
+            Lg[j * n + i] = max[g][j] == min0[g][j] ? 0 : (guint8) c[j];
         }
-      d = sum_w * sum_l2 - sum_l * sum_l;
-      this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
-      this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
-      this_scale = qk_select (this_min > zero, sum_xl / sum_l2, this_scale);
-      this_min = qk_select (this_min > zero, zero, this_min);
-      for (int i = 0; i < n; i++)
-        cur += wt[i] * error_of (this_scale * l[i] + this_min - xt[i], use_mad);
-      /* the scalar code tries the candidate only where D > 0 */
-      cur = qk_select (d > zero, cur, infinity);
-      best_iscale = qk_select (cur < best, iscale, best_iscale);
-      best_from = qk_select (cur < best, min, best_from);
-      scale = qk_select (cur < best, this_scale, scale);
-      min = qk_select (cur < best, this_min, min);
-      best = qk_select (cur < best, cur, best);
-    }
-  for (int i = 0; i < n; i++)
-    {
-      qk_vi c = __builtin_convertvector (code_of (best_iscale * (xt[i] - best_from), top), qk_vi);
       for (int j = 0; j < QK_LANES; j++)
-        L[j * n + i] = max[j] == min0[j] ? 0 : (guint8) c[j];
-    }
-  for (int j = 0; j < QK_LANES; j++)
-    {
-      gboolean flat = max[j] == min0[j];
-      scales[j] = flat ? 0.f : scale[j];
-      mins[j] = -(flat ? min0[j] : min[j]);
+        {
+          gboolean flat = max[g][j] == min0[g][j];
+          scales[16 * g + j] = flat ? 0.f : scale[g][j];
+          mins[16 * g + j] = -(flat ? min0[g][j] : min[g][j]);
+        }
     }
 }
 
@@ -198,13 +254,27 @@ _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, gui
                       float *mins, float rmin, float rdelta, int nstep, int use_mad)
 {
   if (n == 32 && !use_mad)        /* Q4_K, Q5_K; Q4_1, Q5_1 with importance */
-    qkx2_x16 (32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+    qkx2_xg (1, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
   else if (n == 16 && use_mad)    /* Q2_K */
-    qkx2_x16 (16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
+    qkx2_xg (1, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
   else if (n == 16)               /* Q2_K with importance */
-    qkx2_x16 (16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+    qkx2_xg (1, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
   else
-    qkx2_x16 (n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+    qkx2_xg (1, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+}
+
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_qkx2_x32 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+                      float *mins, float rmin, float rdelta, int nstep, int use_mad)
+{
+  if (n == 32 && !use_mad)
+    qkx2_xg (2, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+  else if (n == 16 && use_mad)
+    qkx2_xg (2, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
+  else if (n == 16)
+    qkx2_xg (2, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+  else
+    qkx2_xg (2, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
 /* The codes of the scale 1 / iscale, clamped to [lo, hi], and their
