@@ -32,6 +32,9 @@ void _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scale
 /* the same on 32 sub-blocks (two groups of 16, their updates interleaved) */
 void _quark_gguf_q3_x32 (int n, int nmax, const float *x, gint8 *L, float *scales)
   __attribute__ ((visibility ("hidden")));
+/* the same on 64 sub-blocks (four groups of 16, their updates interleaved) */
+void _quark_gguf_q3_x64 (int n, int nmax, const float *x, gint8 *L, float *scales)
+  __attribute__ ((visibility ("hidden")));
 
 /* L[i] = offset + clamp (nearest_int ((x[i] (+ m)) / d), lo, hi), @n a
  * multiple of 16 */
