@@ -943,23 +943,24 @@ def test_threads_do_not_change_the_bytes(tmp_path, kquant_model, scheme):
                                     'IQ4_NL'])
 def test_vector_searches_equal_the_scalar_reference(tmp_path, kquant_model, scheme):
     """The k-quants' searches run sixteen sub-blocks at once in vector lanes
-    (thirty-two, two groups interleaved, where four super-blocks are at
-    hand), the legacy types' blocks in two vectors each
-    (quark-gguf-search.c); QUARK_GGUF_SCALAR=1 runs the scalar reference
-    one sub-block at a time: the same file, with and without an importance
-    matrix, on rows of one super-block (padded lanes) and of five."""
+    (and groups of sixteen interleaved: two or four of make_qkx2_quants,
+    four of make_q3_quants, where the super-blocks are at hand), the legacy
+    types' blocks in two vectors each (quark-gguf-search.c);
+    QUARK_GGUF_SCALAR=1 runs the scalar reference one sub-block at a time:
+    the same file, with and without an importance matrix, on rows of one
+    super-block (padded lanes) and of nine."""
     from gguf_fixture import imatrix_entries, gguf_imatrix_bytes
     src, originals = kquant_model
-    # rows of 1280: five super-blocks; Q4_K's 40 sub-blocks of 32 are two
-    # interleaved groups of 16 lanes and a padded group, Q2_K's 80 of 16
-    # two such pairs and a full group
+    # rows of 2304: nine super-blocks; Q4_K's 72 sub-blocks of 32 are four
+    # interleaved groups of 16 lanes and a padded group, Q2_K's 144 of 16
+    # two such fours and a full group, Q3_K's two fours and one alone
     wide = tmp_path / 'wide'
     shutil.copytree(src, wide)
     cfg = json.load(open(wide / 'config.json'))
     rng = np.random.default_rng(7)
     from safetensors_writer import write_safetensors
     tensors = {k: ('F32', v.astype(np.float32)) for k, v in originals.items()}
-    H, F = cfg['hidden_size'], 1280
+    H, F = cfg['hidden_size'], 2304
     for k in list(tensors):
         shape = {'gate_proj': (F, H), 'up_proj': (F, H), 'down_proj': (H, F)}.get(k.split('.')[-2])
         if shape:

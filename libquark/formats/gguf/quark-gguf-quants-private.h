@@ -15,8 +15,12 @@ G_BEGIN_DECLS
 void _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                            float *mins, float rmin, float rdelta, int nstep, int use_mad)
   __attribute__ ((visibility ("hidden")));
-/* the same on 32 sub-blocks (two groups of 16, their sums interleaved) */
+/* the same on 32 and 64 sub-blocks (two and four groups of 16, their sums
+ * interleaved) */
 void _quark_gguf_qkx2_x32 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+                           float *mins, float rmin, float rdelta, int nstep, int use_mad)
+  __attribute__ ((visibility ("hidden")));
+void _quark_gguf_qkx2_x64 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                            float *mins, float rmin, float rdelta, int nstep, int use_mad)
   __attribute__ ((visibility ("hidden")));
 

@@ -1379,6 +1379,8 @@ qkx2_many (int count, int n, int nmax, const float *x, const float *w, guint8 *L
                                   use_mad);
       return;
     }
+  for (; j + 64 <= count; j += 64)
+    _quark_gguf_qkx2_x64 (n, nmax, x + j * n, w + j * n, L + j * n, sc + j, mins + j, rmin, rdelta, nstep, use_mad);
   for (; j + 32 <= count; j += 32)
     _quark_gguf_qkx2_x32 (n, nmax, x + j * n, w + j * n, L + j * n, sc + j, mins + j, rmin, rdelta, nstep, use_mad);
   for (; j + 16 <= count; j += 16)
@@ -1396,7 +1398,7 @@ qkx2_many (int count, int n, int nmax, const float *x, const float *w, guint8 *L
     }
 }
 
-/* Q2_K, Q4_K and Q5_K for @nb (at most 4) super-blocks: each sub-block's
+/* Q2_K, Q4_K and Q5_K for @nb (at most 8) super-blocks: each sub-block's
  * weights as the reference (Q2_K |x|, Q4_K/Q5_K the sub-block's rms + |x|)
  * or the importance path (qw · sqrt (sigma2 + x²), sigma2 of the
  * super-block) compute them, the sub-block searches together, then each
@@ -1408,8 +1410,8 @@ kquant_blocks (QuarkGgmlType type, const float *x, int nb, const float *qw, guin
   const int nmax = type == QUARK_GGML_Q2_K ? 3 : type == QUARK_GGML_Q4_K ? 15 : 31;
   const gboolean five = type == QUARK_GGML_Q5_K;
   const gsize bytes = _quark_ggml_row_size (type, QK_K);
-  float w[4 * QK_K], sc[4 * QK_K / 16], mins[4 * QK_K / 16], sw[4 * QK_K / 16];
-  guint8 L[4 * QK_K];
+  float w[8 * QK_K], sc[8 * QK_K / 16], mins[8 * QK_K / 16], sw[8 * QK_K / 16];
+  guint8 L[8 * QK_K];
 
   for (int b = 0; b < nb; b++)
     {
@@ -1483,10 +1485,11 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       quark_kernel_convert_from_f32 (QUARK_DTYPE_BF16, x, out, n);
       return;
     case QUARK_GGML_Q2_K: case QUARK_GGML_Q3_K: case QUARK_GGML_Q4_K: case QUARK_GGML_Q5_K: case QUARK_GGML_Q6_K:
-      /* Q2_K, Q4_K and Q5_K four super-blocks at a time (their searches
-       * 32 sub-blocks at once), Q3_K and Q6_K two */
-      for (gsize b = 0, step = type == QUARK_GGML_Q6_K || (type == QUARK_GGML_Q3_K && qw) ? 2 : 4; b < n / QK_K;
-           b += step)
+      /* Q2_K, Q4_K and Q5_K eight super-blocks at a time (their searches
+       * on up to four groups of 16 sub-blocks at once), Q3_K four, Q3_K
+       * with importance and Q6_K two */
+      for (gsize b = 0, step = type == QUARK_GGML_Q6_K || (type == QUARK_GGML_Q3_K && qw) ? 2
+                                : type == QUARK_GGML_Q3_K ? 4 : 8; b < n / QK_K; b += step)
         {
           const float *xb = x + QK_K * b, *wb = qw ? qw + QK_K * b : NULL;
           guint8 *yb = out + _quark_ggml_row_size (type, QK_K) * b;
@@ -1511,7 +1514,7 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
                 }
               break;
             default:
-              kquant_blocks (type, xb, (int) MIN ((gsize) 4, n / QK_K - b), wb, yb);
+              kquant_blocks (type, xb, (int) MIN ((gsize) 8, n / QK_K - b), wb, yb);
               break;
             }
         }

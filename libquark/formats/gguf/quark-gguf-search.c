@@ -10,9 +10,10 @@
  * sub-block's whole search, the same IEEE operations in the same order as
  * the scalar code (quark-gguf-quants.c, itself ggml's), with its branches
  * as selections. A lane's sums are chains of additions that wait on the
- * adder's latency; where 32 sub-blocks are at hand (Q2_K, Q4_K, Q5_K, four
- * super-blocks at a time) two groups of sixteen run interleaved, each
- * group's additions filling the other's wait. The results are those of
+ * adder's latency; where more sub-blocks are at hand (Q2_K, Q4_K, Q5_K,
+ * eight super-blocks at a time; Q3_K four) two or four groups of sixteen
+ * run interleaved, each group's additions filling the others' waits. The
+ * results are those of
  * the scalar search bit for bit;
  * the llama-quantize digests of the tests check it, and
  * QUARK_GGUF_SCALAR=1 in the environment takes the scalar path instead
@@ -128,20 +129,20 @@ code_of (qk_vf v, qk_vf top)
  * mins[16·g + j]. Inlined into a copy per
  * (G, n, use_mad) that the callers use, so that its loops have constant
  * bounds and no test of use_mad inside. Each lane's operations are those
- * of the scalar search in its order; with G = 2 the two groups' chains of
+ * of the scalar search in its order; with G = 2 or 4 the groups' chains of
  * additions (the sums of a candidate, its error) interleave, so that one
- * group's additions fill the latency of the other's. */
+ * group's additions fill the latency of the others'. */
 QK_INLINE void
 qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
          float *mins, float rmin, float rdelta, int nstep, const int use_mad)
 {
-  qk_vf xt[2][32], wt[2][32];
-  qk_vf min[2], max[2], sum_w[2], sum_x[2], iscale[2], scale[2], best[2], min0[2], best_iscale[2], best_from[2];
+  qk_vf xt[4][32], wt[4][32];
+  qk_vf min[4], max[4], sum_w[4], sum_x[4], iscale[4], scale[4], best[4], min0[4], best_iscale[4], best_from[4];
   const qk_vf zero = { 0 }, infinity = qk_splat (INFINITY), top = qk_splat ((float) nmax);
 
-  if (n < 1 || n > 32 || G < 1 || G > 2)
+  if (n < 1 || n > 32 || G < 1 || G > 4)
     return;
-  #pragma GCC unroll 2
+  #pragma GCC unroll 4
   for (int g = 0; g < G; g++)
     {
       /* the sub-blocks transposed: lane j of xt[g][i] is element i of
@@ -153,7 +154,7 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
       sum_x[g] = sum_w[g] * xt[g][0];
     }
   for (int i = 1; i < n; i++)
-    #pragma GCC unroll 2
+    #pragma GCC unroll 4
     for (int g = 0; g < G; g++)
       {
         min[g] = qk_select (xt[g][i] < min[g], xt[g][i], min[g]);
@@ -161,7 +162,7 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
         sum_w[g] += wt[g][i];
         sum_x[g] += wt[g][i] * xt[g][i];
       }
-  #pragma GCC unroll 2
+  #pragma GCC unroll 4
   for (int g = 0; g < G; g++)
     {
       min[g] = qk_select (min[g] > zero, zero, min[g]);
@@ -171,13 +172,13 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
       best[g] = zero;
     }
   for (int i = 0; i < n; i++)
-    #pragma GCC unroll 2
+    #pragma GCC unroll 4
     for (int g = 0; g < G; g++)
       best[g] += wt[g][i] * error_of (scale[g] * code_of (iscale[g] * (xt[g][i] - min[g]), top) + min[g] - xt[g][i],
                                       use_mad);
   /* the codes are those of the best candidate's scale and of the minimum it
    * was computed from: kept as that pair, the codes made again at the end */
-  #pragma GCC unroll 2
+  #pragma GCC unroll 4
   for (int g = 0; g < G; g++)
     {
       best_iscale[g] = iscale[g];
@@ -185,9 +186,9 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
     }
   for (int is = 0; nstep >= 1 && is <= nstep; is++)
     {
-      qk_vf sum_l[2], sum_l2[2], sum_xl[2], cur[2], l[2][32];
+      qk_vf sum_l[4], sum_l2[4], sum_xl[4], cur[4], l[4][32];
 
-      #pragma GCC unroll 2
+      #pragma GCC unroll 4
 
       for (int g = 0; g < G; g++)
         {
@@ -196,7 +197,7 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
           sum_l[g] = sum_l2[g] = sum_xl[g] = cur[g] = zero;
         }
       for (int i = 0; i < n; i++)
-        #pragma GCC unroll 2
+        #pragma GCC unroll 4
         for (int g = 0; g < G; g++)
           {
             l[g][i] = code_of (iscale[g] * (xt[g][i] - min[g]), top);
@@ -204,8 +205,8 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
             sum_l2[g] += wt[g][i] * l[g][i] * l[g][i];
             sum_xl[g] += wt[g][i] * l[g][i] * xt[g][i];
           }
-      qk_vf d[2], this_scale[2], this_min[2];
-      #pragma GCC unroll 2
+      qk_vf d[4], this_scale[4], this_min[4];
+      #pragma GCC unroll 4
       for (int g = 0; g < G; g++)
         {
           d[g] = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
@@ -215,10 +216,10 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
           this_min[g] = qk_select (this_min[g] > zero, zero, this_min[g]);
         }
       for (int i = 0; i < n; i++)
-        #pragma GCC unroll 2
+        #pragma GCC unroll 4
         for (int g = 0; g < G; g++)
           cur[g] += wt[g][i] * error_of (this_scale[g] * l[g][i] + this_min[g] - xt[g][i], use_mad);
-      #pragma GCC unroll 2
+      #pragma GCC unroll 4
       for (int g = 0; g < G; g++)
         {
           /* the scalar code tries the candidate only where D > 0 */
@@ -230,7 +231,7 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
           best[g] = qk_select (cur[g] < best[g], cur[g], best[g]);
         }
     }
-  #pragma GCC unroll 2
+  #pragma GCC unroll 4
   for (int g = 0; g < G; g++)
     {
       guint8 *Lg = L + 16 * n * g;
@@ -249,32 +250,41 @@ qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weight
     }
 }
 
+/* the copies of the search the callers use: Q4_K and Q5_K (and Q4_1, Q5_1
+ * with importance), Q2_K, Q2_K with importance, any other */
+QK_INLINE void
+qkx2_n (const int G, int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales, float *mins,
+        float rmin, float rdelta, int nstep, int use_mad)
+{
+  if (n == 32 && !use_mad)
+    qkx2_xg (G, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+  else if (n == 16 && use_mad)
+    qkx2_xg (G, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
+  else if (n == 16)
+    qkx2_xg (G, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
+  else
+    qkx2_xg (G, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+}
+
 QK_MULTIVERSION QK_PRIVATE void
 _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                       float *mins, float rmin, float rdelta, int nstep, int use_mad)
 {
-  if (n == 32 && !use_mad)        /* Q4_K, Q5_K; Q4_1, Q5_1 with importance */
-    qkx2_xg (1, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
-  else if (n == 16 && use_mad)    /* Q2_K */
-    qkx2_xg (1, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
-  else if (n == 16)               /* Q2_K with importance */
-    qkx2_xg (1, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
-  else
-    qkx2_xg (1, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+  qkx2_n (1, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
 QK_MULTIVERSION QK_PRIVATE void
 _quark_gguf_qkx2_x32 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                       float *mins, float rmin, float rdelta, int nstep, int use_mad)
 {
-  if (n == 32 && !use_mad)
-    qkx2_xg (2, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
-  else if (n == 16 && use_mad)
-    qkx2_xg (2, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
-  else if (n == 16)
-    qkx2_xg (2, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
-  else
-    qkx2_xg (2, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+  qkx2_n (2, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+}
+
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_qkx2_x64 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+                      float *mins, float rmin, float rdelta, int nstep, int use_mad)
+{
+  qkx2_n (4, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
 /* The codes of the scale 1 / iscale, clamped to [lo, hi], and their
