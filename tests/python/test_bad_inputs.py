@@ -725,6 +725,24 @@ def library_quantize(Quark, model_dir, out, preset='int8_per_channel_wo', before
         raise
 
 
+def change_input(path, change, replacement=None):
+    """Changes the input file @path while a run reads it: 'shrink' truncates
+    it to 1 MiB, 'touch' moves its modification time on, 'replace' renames
+    another file with the same bytes over it (@replacement when one was
+    made beforehand, else a copy made now)."""
+    if change == 'shrink':
+        os.truncate(path, 1 << 20)
+    elif change == 'touch':
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+    else:
+        if replacement is None:
+            replacement = str(path) + '.new'
+            with open(path, 'rb') as f, open(replacement, 'wb') as g:
+                g.write(f.read())
+        os.rename(replacement, path)
+
+
 @pytest.mark.parametrize('change', ['shrink', 'touch', 'replace'])
 def test_input_changed_under_library(tmp_path, change):
     """The input is mapped, then shrinks (reads past its new end would be
@@ -739,19 +757,9 @@ def test_input_changed_under_library(tmp_path, change):
     large(model, None)
     path = model / 'model.safetensors'
 
-    def act():
-        if change == 'shrink':
-            os.truncate(path, 1 << 20)
-        elif change == 'touch':
-            st = os.stat(path)
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
-        else:
-            # the same bytes, a new file renamed over the old one
-            (model / 'new').write_bytes(path.read_bytes())
-            os.rename(model / 'new', path)
-
     with pytest.raises(GLib.Error) as info:
-        library_quantize(Quark, model, tmp_path / 'out', 'int4_wo_128', before_quantize=act)
+        library_quantize(Quark, model, tmp_path / 'out', 'int4_wo_128',
+                         before_quantize=lambda: change_input(path, change))
     assert info.value.matches(*library_error(Quark, QUARK_ERROR, IO)), info.value.message
     assert str(path) in info.value.message
     assert {'shrink': 'shrank', 'touch': 'modified', 'replace': 'replaced'}[change] in info.value.message

@@ -493,6 +493,7 @@ def test_input_changed_while_read(tmp_path, change):
     come while the tensors are read."""
     import time
     from safetensors_writer import write_safetensors
+    from test_bad_inputs import change_input
     src = tmp_path / 'model'
     shutil.copytree(TINY, src)
     cfg = json.load(open(src / 'config.json'))
@@ -521,13 +522,7 @@ def test_input_changed_while_read(tmp_path, change):
     deadline = time.time() + 30
     while time.time() < deadline and not any('quark-tmp' in n for n in os.listdir(tmp_path)):
         time.sleep(0.001)
-    if change == 'shrink':
-        os.truncate(weights, 100 << 10)
-    elif change == 'touch':
-        st = os.stat(weights)
-        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
-    else:
-        os.rename(tmp_path / 'same.safetensors', weights)
+    change_input(weights, change, tmp_path / 'same.safetensors' if change == 'replace' else None)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 1, stderr
     error = json.loads(stdout)['error']

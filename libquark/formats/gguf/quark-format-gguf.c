@@ -1318,28 +1318,21 @@ quantize_run (gpointer data)
   RowRun *run = data;
   gsize row_size = _quark_ggml_row_size (run->type, run->cols), esize = quark_dtype_get_element_size (run->dtype);
   gsize in_row = run->cols * esize, per_read = MAX (READ_BYTES / MAX (in_row, 1), 1);
-  /* a permutation moves rows within a head's block only: the input rows of
-   * per_read output rows lie within per_read + 2 blocks */
-  gsize block = run->heads > 0 ? run->rows / (gsize) run->heads : 1;
+  /* a permutation moves rows within a head's block of rows only (those of
+   * permuted_row's h): the input rows of per_read output rows are the
+   * blocks around them, per_read + 2 blocks at most */
+  gsize block = run->heads > 0 ? MAX (2 * (run->rows / (gsize) run->heads / 2), 1) : 1;
   g_autofree float *buf = run->dtype == QUARK_DTYPE_F32 ? NULL : g_new (float, MAX (run->cols, 1));
   guint8 *chunk = run->tensor ? quark_buffer_alloc ((per_read + 2 * block) * MAX (in_row, 1)) : NULL;
 
   for (gsize r0 = run->first; r0 < run->last; r0 += per_read)
     {
-      gsize r1 = MIN (r0 + per_read, run->last), lo = G_MAXSIZE, hi = 0;
+      gsize r1 = MIN (r0 + per_read, run->last);
+      gsize lo = r0 / block * block, end = MIN (run->rows, (r1 - 1) / block * block + block);
 
-      if (chunk)
-        {
-          for (gsize r = r0; r < r1; r++)
-            {
-              gsize p = permuted_row (r, run->rows, run->heads);
-              lo = MIN (lo, p);
-              hi = MAX (hi, p);
-            }
-          if (!quark_tensor_read_data (run->tensor, (guint64) lo * in_row, chunk, (hi + 1 - lo) * in_row,
-                                       &run->error))
-            break;
-        }
+      if (chunk &&
+          !quark_tensor_read_data (run->tensor, (guint64) lo * in_row, chunk, (end - lo) * in_row, &run->error))
+        break;
       for (gsize r = r0; r < r1; r++)
         {
           gsize p = permuted_row (r, run->rows, run->heads);
@@ -1809,11 +1802,10 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           tensor = dequantized;
           dtype = quark_tensor_get_dtype (tensor);
         }
-      if ((dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16) &&
-          quark_tensor_is_mapped (tensor))
-        src = NULL;     /* rows read from the file and converted as they are quantized */
-      else if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16)
-        src = quark_tensor_peek_data (tensor, NULL);
+      if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_BF16 || dtype == QUARK_DTYPE_F16)
+        /* rows converted as they are quantized, read from the file when
+         * the tensor is mapped */
+        src = quark_tensor_is_mapped (tensor) ? NULL : quark_tensor_peek_data (tensor, NULL);
       else
         {
           /* other float types: one float32 copy */
@@ -1825,8 +1817,9 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
       if (!quantize_rows (o->type, src ? NULL : tensor, src, dtype, o->heads, o->importance, rows, o->ne[0],
                           quark_checkpoint_format_get_threads (format), bytes, error))
         goto out;
-      /* done with the input: its mapped pages leave the resident memory, so
-       * that a run holds a tensor or two, not the model */
+      /* done with the input: the mapped pages of one read through the
+       * mapping (the float32 copy of other float types) leave the resident
+       * memory, so that a run holds a tensor or two, not the model */
       if (tensor)
         quark_tensor_release_mapped_pages (tensor);
       if (bridge && o->source >= 0)

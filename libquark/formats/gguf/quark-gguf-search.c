@@ -13,9 +13,8 @@
  * adder's latency; where more sub-blocks are at hand (Q2_K, Q4_K, Q5_K,
  * eight super-blocks at a time; Q3_K four) two or four groups of sixteen
  * run interleaved, each group's additions filling the others' waits. The
- * results are those of
- * the scalar search bit for bit;
- * the llama-quantize digests of the tests check it, and
+ * results are those of the scalar search bit for bit; the llama-quantize
+ * digests of the tests check it, and
  * QUARK_GGUF_SCALAR=1 in the environment takes the scalar path instead
  * (for comparing the two, and the benchmark's ratio).
  */
