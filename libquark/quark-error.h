@@ -41,7 +41,9 @@ G_BEGIN_DECLS
  * @QUARK_ERROR_CANCELLED: not used since 1.0: cancelled operations fail with
  *   %G_IO_ERROR_CANCELLED, in the synchronous and the asynchronous forms
  *   alike, as GIO's do
- * @QUARK_ERROR_NOT_FOUND: an input file or directory does not exist
+ * @QUARK_ERROR_NOT_FOUND: an input file or directory does not exist, or a
+ *   library libquark loads when first needed (BLAS and LAPACKE) cannot be
+ *   loaded or lacks a routine
  * @QUARK_ERROR_EXISTS: the output exists and was not to be replaced
  *
  * Error codes of the %QUARK_ERROR domain. Codes are stable. Like

@@ -7,8 +7,8 @@
 #include "quark-moments-private.h"
 #include "quark-error.h"
 #include "quark-tensor.h"
+#include "quark-blas-private.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -17,8 +17,11 @@
 QuarkMoments *
 _quark_moments_new (gsize n_features, gboolean gram, GError **error)
 {
-  QuarkMoments *m = g_new0 (QuarkMoments, 1);
+  QuarkMoments *m;
 
+  if (gram && !_quark_blas_load (error))
+    return NULL;
+  m = g_new0 (QuarkMoments, 1);
   m->n_features = n_features;
   if (n_features == 0 || n_features > G_MAXSIZE / sizeof (double) / n_features ||
       (gram && (m->gram = g_try_malloc0 (n_features * n_features * sizeof (double))) == NULL))
@@ -86,7 +89,8 @@ _quark_moments_add (QuarkMoments *m, const float *x, gsize n_tokens)
             m->abs_max[c] = fmaxf (m->abs_max[c], fabsf ((float) v));
           }
       /* gram += rowsᵀ · rows, upper triangle */
-      cblas_dsyrk (CblasRowMajor, CblasUpper, CblasTrans, (int) n, (int) k, 1.0, rows, (int) n, 1.0, m->gram, (int) n);
+      _quark_blas ()->dsyrk (CblasRowMajor, CblasUpper, CblasTrans, (int) n, (int) k, 1.0, rows, (int) n, 1.0, m->gram,
+                             (int) n);
     }
   m->n_tokens += n_tokens;
 }
@@ -97,6 +101,8 @@ _quark_moments_add_cross (QuarkMoments *m, const float *r, const float *x, gsize
   gsize n = m->n_features;
   g_autofree double *rr = NULL, *xx = NULL;
 
+  if (!_quark_blas_load (error))
+    return FALSE;
   if (m->cross == NULL && (m->cross = g_try_malloc0 (n * n * sizeof (double))) == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
@@ -115,8 +121,8 @@ _quark_moments_add_cross (QuarkMoments *m, const float *r, const float *x, gsize
           xx[i] = x[t0 * n + i];
         }
       /* cross += rrᵀ · xx */
-      cblas_dgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) n, (int) n, (int) k, 1.0, rr, (int) n, xx, (int) n,
-                   1.0, m->cross, (int) n);
+      _quark_blas ()->dgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) n, (int) n, (int) k, 1.0, rr, (int) n, xx,
+                             (int) n, 1.0, m->cross, (int) n);
     }
   m->n_cross += n_tokens;
   return TRUE;

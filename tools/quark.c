@@ -1676,7 +1676,9 @@ usage (FILE *stream)
     fprintf (stream, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf (stream, "\nRun \"quark COMMAND --help\" for a command's options.\n"
                    "Backends are searched in QUARK_BACKEND_PATH (colon-separated), then in\n"
-                   "the installed backend directory.\n");
+                   "the installed backend directory. The algorithms, calibration from text and\n"
+                   "eval load BLAS and LAPACKE from QUARK_BLAS_LIBRARIES (default\n"
+                   "%s).\n", QUARK_DEFAULT_BLAS_LIBRARIES);
 }
 
 int

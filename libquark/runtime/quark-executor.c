@@ -12,8 +12,8 @@
 #include "quark-tensor.h"
 #include "kernels/quark-kernels.h"
 #include "quark-parallel-private.h"
+#include "quark-blas-private.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -742,6 +742,9 @@ quark_executor_new (QuarkModel *model, GError **error)
   g_return_val_if_fail (QUARK_IS_MODEL (model), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  if (!_quark_blas_load (error))
+    return NULL;
+
   self = g_object_new (QUARK_TYPE_EXECUTOR, NULL);
   if (quark_model_is_quantized (model, NULL))
     {
@@ -986,8 +989,8 @@ linear_range (gpointer data, gsize begin, gsize end, guint worker)
   LinearJob *j = data;
   gsize first = begin * FEATURE_BLOCK, last = MIN (end * FEATURE_BLOCK, (gsize) j->n);
 
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) j->tokens, (int) (last - first), (int) j->k, 1.0f, j->x,
-               (int) j->k, j->w + first * j->k, (int) j->k, 0.0f, j->out + first, (int) j->ldc);
+  _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) j->tokens, (int) (last - first), (int) j->k,
+                         1.0f, j->x, (int) j->k, j->w + first * j->k, (int) j->k, 0.0f, j->out + first, (int) j->ldc);
   if (j->bias)
     for (guint t = 0; t < j->tokens; t++)
       for (gsize i = first; i < last; i++)
@@ -1074,8 +1077,8 @@ attention_range (gpointer data, gsize begin, gsize end, guint worker)
       const float *q = j->q + seq * T * qdim, *k = j->k + seq * T * kvdim, *v = j->v + seq * T * kvdim;
       float *out = j->out + seq * T * qdim;
 
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) T, (int) hd, scale, q + h * hd, (int) qdim,
-                   k + g * hd, (int) kvdim, 0.0f, scores, (int) T);
+      _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) T, (int) hd, scale, q + h * hd,
+                             (int) qdim, k + g * hd, (int) kvdim, 0.0f, scores, (int) T);
       for (guint i = 0; i < T; i++)
         {
           float *row = scores + (gsize) i * T, max = -INFINITY, sum = 0.0f;
@@ -1090,8 +1093,8 @@ attention_range (gpointer data, gsize begin, gsize end, guint worker)
           for (guint c = first; c <= i; c++)
             row[c] /= sum;
         }
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) T, (int) hd, (int) T, 1.0f, scores, (int) T,
-                   v + g * hd, (int) kvdim, 0.0f, out + h * hd, (int) qdim);
+      _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) T, (int) hd, (int) T, 1.0f, scores,
+                             (int) T, v + g * hd, (int) kvdim, 0.0f, out + h * hd, (int) qdim);
     }
 }
 
@@ -1149,28 +1152,6 @@ observe_input_of (ObserveFunc observe, gpointer data, const char *prefix, const 
   for (guint i = 0; i < 3; i++)
     g_free (names[i]);
 }
-
-/* OpenBLAS runs single-threaded while the executor's own threads each
- * call it; its setting is restored when the scope ends */
-typedef struct {
-  int saved;
-} BlasScope;
-
-static BlasScope
-blas_scope_enter (void)
-{
-  BlasScope scope = { openblas_get_num_threads () };
-  openblas_set_num_threads (1);
-  return scope;
-}
-
-static void
-blas_scope_leave (BlasScope *scope)
-{
-  openblas_set_num_threads (scope->saved);
-}
-
-#define BLAS_SCOPE G_GNUC_UNUSED __attribute__ ((cleanup (blas_scope_leave))) BlasScope blas_scope = blas_scope_enter ()
 
 /* The input (or, for layer_output(), the output) of a linear layer: @x
  * itself, or @x quantized and dequantized again into @buffer as the
@@ -1499,7 +1480,7 @@ quark_executor_forward (QuarkExecutor *self, const guint32 *ids, gsize n_ids, GC
   g_return_val_if_fail (ids != NULL || n_ids == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  BLAS_SCOPE;
+  QUARK_BLAS_SINGLE_THREADED;
 
   if (!check_window (self, n_ids, error) ||
       (h = hidden_states (self, ids, 1, (guint) n_ids, NULL, NULL, cancellable, error)) == NULL)
@@ -1629,7 +1610,7 @@ quark_executor_evaluate (QuarkExecutor *self, QuarkExecutor *reference, const gu
   g_return_val_if_fail (perplexity != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  BLAS_SCOPE;
+  QUARK_BLAS_SINGLE_THREADED;
 
   V = self->vocab;
   if (stride == 0)
@@ -1841,7 +1822,7 @@ quark_executor_calibrate (QuarkExecutor *self, QuarkCalibration *calibration, co
   g_return_val_if_fail (ids != NULL || n_ids == 0, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  BLAS_SCOPE;
+  QUARK_BLAS_SINGLE_THREADED;
   if (!calibrate_data_init (self, calibration, &data, error))
     return FALSE;
 
@@ -2264,7 +2245,7 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
   g_return_val_if_fail (ids != NULL || n_ids == 0, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  BLAS_SCOPE;
+  QUARK_BLAS_SINGLE_THREADED;
   if (!calibrate_data_init (self, calibration, &data, error))
     return FALSE;
   H = self->hidden;

@@ -6,8 +6,8 @@
 
 #include "quark-awq.h"
 #include "quark-error.h"
+#include "quark-blas-private.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -94,8 +94,8 @@ error_of (const float *w, const float *a, gsize rows, gsize n, const float *h)
       gsize k = MIN (block, rows - r0);
       for (gsize i = 0; i < k * n; i++)
         d[i] = a[r0 * n + i] - w[r0 * n + i];
-      cblas_ssymm (CblasRowMajor, CblasRight, CblasUpper, (int) k, (int) n, 1.0f, h, (int) n, d, (int) n, 0.0f, e,
-                   (int) n);
+      _quark_blas ()->ssymm (CblasRowMajor, CblasRight, CblasUpper, (int) k, (int) n, 1.0f, h, (int) n, d, (int) n,
+                             0.0f, e, (int) n);
       for (gsize i = 0; i < k * n; i++)
         total += (double) d[i] * e[i];
     }
@@ -142,6 +142,9 @@ quark_awq_output_error (QuarkTensor *weight, QuarkTensor *approximation, QuarkTe
   g_return_val_if_fail (QUARK_IS_TENSOR (approximation), -1);
   g_return_val_if_fail (QUARK_IS_TENSOR (gram), -1);
   g_return_val_if_fail (error == NULL || *error == NULL, -1);
+
+  if (!_quark_blas_load (error))
+    return -1;
 
   if (!matrix_dims (weight, &rows, &cols, error) ||
       (w = floats_of (weight, rows * cols, "the weight", error)) == NULL ||
@@ -195,6 +198,9 @@ quark_awq_search_scale (QuarkTensor **weights, guint n_weights, QuarkTensor *gra
   g_return_val_if_fail (QUARK_IS_TENSOR (mean_abs), NULL);
   g_return_val_if_fail (round_func != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!_quark_blas_load (error))
+    return NULL;
 
   if (n_grid == 0)
     {
@@ -319,6 +325,9 @@ quark_awq_search_clip (QuarkTensor *weight, guint group_size, QuarkTensor *gram,
   g_return_val_if_fail (round_func != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  if (!_quark_blas_load (error))
+    return NULL;
+
   if (!matrix_dims (weight, &rows, &cols, error))
     return NULL;
   g = group_size ? group_size : cols;
@@ -366,8 +375,8 @@ quark_awq_search_clip (QuarkTensor *weight, guint group_size, QuarkTensor *gram,
       for (gsize k = 0; k < groups; k++)
         {
           /* e = d_k · H_kk, d_k the group's columns of every row */
-          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) g, (int) g, 1.0f, q + k * g,
-                       (int) cols, h + k * g * cols + k * g, (int) cols, 0.0f, e, (int) g);
+          _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) g, (int) g, 1.0f,
+                                 q + k * g, (int) cols, h + k * g * cols + k * g, (int) cols, 0.0f, e, (int) g);
           for (gsize r = 0; r < rows; r++)
             {
               double err = 0;

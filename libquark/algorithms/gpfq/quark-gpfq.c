@@ -7,8 +7,8 @@
 #include "quark-gpfq.h"
 #include "../gptq/quark-gptq-private.h"
 #include "quark-error.h"
+#include "quark-blas-private.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -40,8 +40,8 @@ gpfq_rows (gpointer data, gsize begin, gsize end, guint worker)
       for (gsize r = 0; r < mr; r++)
         arg[r] = j->live[t] ? j->w[(begin + r) * n + c] : 0.0f;
       if (t > 0 && j->live[t])
-        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) mr, (int) t, 1.0f, j->e + begin * n, (int) n,
-                     j->l + t * n, 1, 1.0f, arg, 1);
+        _quark_blas ()->sgemv (CblasRowMajor, CblasNoTrans, (int) mr, (int) t, 1.0f, j->e + begin * n, (int) n,
+                               j->l + t * n, 1, 1.0f, arg, 1);
       j->round_func (arg, mr, c, begin, q, j->user_data);
       for (gsize r = 0; r < mr; r++)
         {
@@ -98,6 +98,9 @@ quark_gpfq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
   g_return_val_if_fail (QUARK_IS_TENSOR (gram), FALSE);
   g_return_val_if_fail (round_func != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!_quark_blas_load (error))
+    return FALSE;
 
   if (!_quark_gptq_check_gram (gram, cols, quark_tensor_get_name (gram), error))
     return FALSE;

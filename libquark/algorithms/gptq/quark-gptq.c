@@ -9,9 +9,8 @@
 #include "quark-error.h"
 #include "kernels/quark-kernels.h"
 #include "runtime/quark-parallel-private.h"
+#include "quark-blas-private.h"
 
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <string.h>
 
@@ -124,11 +123,10 @@ void
 _quark_gptq_run_rows (gsize n_rows, QuarkRangeFunc func, gpointer data)
 {
   QuarkParallel *pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (n_rows / 64))));
-  int blas_threads = openblas_get_num_threads ();
+  QuarkBlasScope scope = _quark_blas_single_threaded_enter ();
 
-  openblas_set_num_threads (1);
   _quark_parallel_run (pool, n_rows, func, data);
-  openblas_set_num_threads (blas_threads);
+  _quark_blas_single_threaded_leave (&scope);
   _quark_parallel_free (pool);
 }
 
@@ -219,8 +217,8 @@ prepare (gsize n, const double *g, double damp_percent, gboolean desc_act, const
         out[j] = row[perm[n - 1 - j]];
       out[i] = (dead[n - 1 - i] ? 1.0 : row[perm[n - 1 - i]]) + damp;
     }
-  if ((info = LAPACKE_dpotrf (LAPACK_COL_MAJOR, 'U', (lapack_int) n, rev, (lapack_int) n)) != 0 ||
-      (info = LAPACKE_dtrtri (LAPACK_COL_MAJOR, 'U', 'N', (lapack_int) n, rev, (lapack_int) n)) != 0)
+  if ((info = _quark_blas ()->dpotrf (LAPACK_COL_MAJOR, 'U', (lapack_int) n, rev, (lapack_int) n)) != 0 ||
+      (info = _quark_blas ()->dtrtri (LAPACK_COL_MAJOR, 'U', 'N', (lapack_int) n, rev, (lapack_int) n)) != 0)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
                    "%s: the damped Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
@@ -400,8 +398,8 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
         }
       if (b1 < n)
         /* W[:, b1:] −= Err · U[b0:b1, b1:] */
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) mr, (int) (n - b1), (int) bw, -1.0f, err,
-                     (int) bw, j->u + b0 * n + b1, (int) n, 1.0f, j->w + begin * n + b1, (int) n);
+        _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) mr, (int) (n - b1), (int) bw, -1.0f,
+                               err, (int) bw, j->u + b0 * n + b1, (int) n, 1.0f, j->w + begin * n + b1, (int) n);
     }
 }
 
@@ -465,6 +463,9 @@ quark_gptq_quantize (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *co
   g_return_val_if_fail (zero_point == NULL || QUARK_IS_TENSOR (zero_point), NULL);
   g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!_quark_blas_load (error))
+    return NULL;
 
   return gptq_run (weight, spec, codes, scale, zero_point, gram, damp_percent, block_size, desc_act, NULL, NULL,
                    NULL, NULL, NULL, error);
@@ -550,6 +551,9 @@ quark_gptq_quantize_dynamic (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTe
   g_return_val_if_fail (new_scale != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  if (!_quark_blas_load (error))
+    return NULL;
+
   if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME, "%s: dynamic groups need per-group or "
@@ -613,6 +617,9 @@ quark_gptq_quantize_act_order (QuarkTensor *weight, QuarkTensorSpec *spec, Quark
   g_return_val_if_fail (new_scale != NULL, NULL);
   g_return_val_if_fail (g_idx != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!_quark_blas_load (error))
+    return NULL;
 
   if (quark_tensor_spec_get_qscheme (spec) != QUARK_QSCHEME_PER_GROUP)
     {
@@ -778,6 +785,9 @@ quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
   g_return_val_if_fail (round_func != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
+  if (!_quark_blas_load (error))
+    return FALSE;
+
   name = quark_tensor_get_name (gram);
   if (!check_run (gram, cols, damp_percent, block_size, name, error))
     return FALSE;
@@ -895,6 +905,9 @@ quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTenso
   g_return_val_if_fail (QUARK_IS_TENSOR (gram), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  if (!_quark_blas_load (error))
+    return NULL;
+
   name = quark_tensor_get_name (weight);
   dtype = quark_tensor_spec_get_dtype (spec);
   sdtype = quark_tensor_get_dtype (scale);
@@ -943,8 +956,8 @@ quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTenso
             w[r * n + c] = wsrc[at];
           }
       /* b_g = d_gᵀ (H w)_g */
-      cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n, (int) n, 1.0, w, (int) n, h,
-                   (int) n, 0.0, prod, (int) n);
+      _quark_blas ()->dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n, (int) n, 1.0, w, (int) n,
+                             h, (int) n, 0.0, prod, (int) n);
       for (gsize r = 0; r < rows; r++)
         for (gsize i = 0; i < g; i++)
           b[r * g + i] = group_dot (d + r * n, prod + r * n, i, gs, n);
@@ -952,8 +965,8 @@ quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTenso
       for (gsize j = 0; j < g; j++)
         {
           gsize c0 = j * gs, width = MIN (gs, n - c0);
-          cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n, (int) width, 1.0, d + c0,
-                       (int) n, h + c0 * n, (int) n, 0.0, prod, (int) n);
+          _quark_blas ()->dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n, (int) width, 1.0,
+                                 d + c0, (int) n, h + c0 * n, (int) n, 0.0, prod, (int) n);
           for (gsize r = 0; r < rows; r++)
             for (gsize i = 0; i < g; i++)
               a[(r * g + i) * g + j] = group_dot (d + r * n, prod + r * n, i, gs, n);
@@ -977,7 +990,7 @@ quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTenso
                   s[i] = old[i];
                 }
             }
-          if (LAPACKE_dposv (LAPACK_ROW_MAJOR, 'U', (lapack_int) g, 1, chol, (lapack_int) g, s, 1) != 0)
+          if (_quark_blas ()->dposv (LAPACK_ROW_MAJOR, 'U', (lapack_int) g, 1, chol, (lapack_int) g, s, 1) != 0)
             continue;
           for (gsize i = 0; i < g && ok; i++)
             {
@@ -1044,6 +1057,9 @@ quark_gptq_correct_weight (QuarkTensor *weight, QuarkTensor *gram, QuarkTensor *
   g_return_val_if_fail (QUARK_IS_TENSOR (cross), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  if (!_quark_blas_load (error))
+    return NULL;
+
   name = quark_tensor_get_name (weight);
   if (quark_tensor_get_n_dims (weight) != 2)
     {
@@ -1080,8 +1096,8 @@ quark_gptq_correct_weight (QuarkTensor *weight, QuarkTensor *gram, QuarkTensor *
       }
   for (gsize i = 0; i < n; i++)
     a[i * n + i] = (h[i * n + i] == 0.0 ? 1.0 : a[i * n + i]) + lambda;
-  if ((info = LAPACKE_dposv (LAPACK_ROW_MAJOR, 'U', (lapack_int) n, (lapack_int) n, a, (lapack_int) n, x,
-                             (lapack_int) n)) != 0)
+  if ((info = _quark_blas ()->dposv (LAPACK_ROW_MAJOR, 'U', (lapack_int) n, (lapack_int) n, a, (lapack_int) n, x,
+                                     (lapack_int) n)) != 0)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
                    "%s: the damped Gram matrix is not positive definite (LAPACK info %d); more calibration "
@@ -1095,8 +1111,8 @@ quark_gptq_correct_weight (QuarkTensor *weight, QuarkTensor *gram, QuarkTensor *
   out = g_steal_pointer (&wf);
   {
     g_autofree double *result = g_memdup2 (w, m * n * sizeof (double));
-    cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) n, (int) n, 1.0, w, (int) n, x, (int) n, 1.0,
-                 result, (int) n);
+    _quark_blas ()->dgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) n, (int) n, 1.0, w, (int) n, x,
+                           (int) n, 1.0, result, (int) n);
     for (gsize i = 0; i < m * n; i++)
       out[i] = (float) result[i];
   }

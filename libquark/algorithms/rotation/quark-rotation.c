@@ -7,9 +7,8 @@
 #include "quark-rotation.h"
 #include "quark-error.h"
 #include "quark-topology.h"
+#include "quark-blas-private.h"
 
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <string.h>
 
@@ -74,6 +73,9 @@ quark_rotation_matrix (guint n, gboolean random, guint64 seed, GError **error)
 
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  if (!_quark_blas_load (error))
+    return NULL;
+
   if (n == 0 || n > 65536 || (q = g_try_new (float, (gsize) n * n)) == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT, "rotation: no %u x %u matrix", n, n);
@@ -94,11 +96,11 @@ quark_rotation_matrix (guint n, gboolean random, guint64 seed, GError **error)
       g_autofree double *a = g_new (double, (gsize) n * n), *tau = g_new (double, n), *diag = g_new (double, n);
       for (gsize i = 0; i < (gsize) n * n; i++)
         a[i] = gaussian (rand);
-      if (LAPACKE_dgeqrf (LAPACK_ROW_MAJOR, (int) n, (int) n, a, (int) n, tau) != 0)
+      if (_quark_blas ()->dgeqrf (LAPACK_ROW_MAJOR, (int) n, (int) n, a, (int) n, tau) != 0)
         goto failed;
       for (guint j = 0; j < n; j++)
         diag[j] = a[(gsize) j * n + j];
-      if (LAPACKE_dorgqr (LAPACK_ROW_MAJOR, (int) n, (int) n, (int) n, a, (int) n, tau) != 0)
+      if (_quark_blas ()->dorgqr (LAPACK_ROW_MAJOR, (int) n, (int) n, (int) n, a, (int) n, tau) != 0)
         goto failed;
       for (guint i = 0; i < n; i++)
         for (guint j = 0; j < n; j++)
@@ -168,8 +170,8 @@ rotate_reader (Rotation *r, const char *name, const float *gamma, GError **error
       for (gsize j = 0; j < r->n; j++)
         w[i * r->n + j] *= gamma[j];
   out = g_new (float, rows * r->n);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) r->n, (int) r->n, 1.0f, w, (int) r->n,
-               r->q, (int) r->n, 0.0f, out, (int) r->n);
+  _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) r->n, (int) r->n, 1.0f, w,
+                         (int) r->n, r->q, (int) r->n, 0.0f, out, (int) r->n);
   replace (r, name, g_steal_pointer (&out), rows, r->n, 2);
   return TRUE;
 }
@@ -192,8 +194,8 @@ rotate_writer (Rotation *r, const char *layer, GError **error)
   if ((w = values_of (r, name, r->n, cols, error)) == NULL)
     return FALSE;
   out = g_new (float, r->n * cols);
-  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) r->n, (int) cols, (int) r->n, 1.0f, r->q, (int) r->n,
-               w, (int) cols, 0.0f, out, (int) cols);
+  _quark_blas ()->sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) r->n, (int) cols, (int) r->n, 1.0f, r->q,
+                         (int) r->n, w, (int) cols, 0.0f, out, (int) cols);
   replace (r, name, g_steal_pointer (&out), r->n, cols, 2);
   if (quark_model_get_tensor (r->model, bias_name))
     {
@@ -202,7 +204,8 @@ rotate_writer (Rotation *r, const char *layer, GError **error)
       if (b == NULL)
         return FALSE;
       rb = g_new (float, r->n);
-      cblas_sgemv (CblasRowMajor, CblasTrans, (int) r->n, (int) r->n, 1.0f, r->q, (int) r->n, b, 1, 0.0f, rb, 1);
+      _quark_blas ()->sgemv (CblasRowMajor, CblasTrans, (int) r->n, (int) r->n, 1.0f, r->q, (int) r->n, b, 1, 0.0f, rb,
+                             1);
       replace (r, bias_name, rb, r->n, 1, 1);
     }
   return TRUE;
@@ -301,6 +304,9 @@ quark_rotation_rotate_model (QuarkModel *model, JsonNode *residual_stream, Quark
   g_return_val_if_fail (QUARK_IS_TENSOR (rotation), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  if (!_quark_blas_load (error))
+    return NULL;
+
   if (residual_stream == NULL &&
       (residual_stream = own = quark_topology_get_residual_stream (quark_model_get_metadata (model), error)) == NULL)
     return NULL;
@@ -345,8 +351,8 @@ quark_rotation_rotate_model (QuarkModel *model, JsonNode *residual_stream, Quark
       return NULL;
     {
       float *rotated = g_new (float, vocab * r.n);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) vocab, (int) r.n, (int) r.n, 1.0f, e, (int) r.n,
-                   q, (int) r.n, 0.0f, rotated, (int) r.n);
+      _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) vocab, (int) r.n, (int) r.n, 1.0f, e,
+                             (int) r.n, q, (int) r.n, 0.0f, rotated, (int) r.n);
       replace (&r, embed_name, rotated, vocab, r.n, 2);
     }
     if (!fold_norm (&r, final_norm, readers, "", error))
