@@ -917,34 +917,43 @@ q3_k_weighted (const float *x, guint8 *y, const float *qw)
   q3_k_finish (x, y, L);
 }
 
+/* 32 codes at a time, for the packing of Q3_K and Q6_K */
+typedef guint8 bytes32 __attribute__ ((vector_size (32)));
+
 /* Q3_K's codes again from the stored scales, high bits and packing */
 static void
 q3_k_finish (const float *x, guint8 *y, gint8 *L)
 {
   guint8 *hmask = y, *qs = y + 32, *scales = y + 96;
+  const float d_all = get_half (y + 108);
+  bytes32 v[QK_K / 32], hm = { 0 };
 
   for (int j = 0; j < QK_K / 16; ++j)
     {
       gint8 s = (gint8) (j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4);
       float d;
       s = (gint8) ((s | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-      d = get_half (y + 108) * s;
+      d = d_all * s;
       if (!d)
         continue;
       requantize (x + 16 * j, 16, FALSE, 0.f, d, -4, 3, 4, (guint8 *) L + 16 * j);
     }
   /* codes 0..7: bit 2 of element j into bit j / 32 of hmask[j % 32] (the
    * reference's "L > 3: set, subtract 4", without its branch on every
-   * element) */
-  memset (hmask, 0, QK_K / 8);
-  for (int j = 0; j < QK_K; ++j)
+   * element); the low two bits of l, l + 32, l + 64 and l + 96 of each
+   * half into qs[l] */
+  for (int k = 0; k < QK_K / 32; k++)
     {
-      hmask[j % (QK_K / 8)] |= (guint8) (((L[j] >> 2) & 1) << (j / (QK_K / 8)));
-      L[j] &= 3;
+      memcpy (&v[k], L + 32 * k, 32);
+      hm |= ((v[k] >> 2) & 1) << k;
+      v[k] &= 3;
     }
-  for (int j = 0; j < QK_K; j += 128)
-    for (int l = 0; l < 32; ++l)
-      qs[j / 4 + l] = (guint8) (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+  memcpy (hmask, &hm, 32);
+  for (int h = 0; h < 2; h++)
+    {
+      bytes32 q = v[4 * h] | (v[4 * h + 1] << 2) | (v[4 * h + 2] << 4) | (v[4 * h + 3] << 6);
+      memcpy (qs + 32 * h, &q, 32);
+    }
 }
 
 static void q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five);
@@ -1058,7 +1067,7 @@ static void
 q6_k (const float *x, guint8 *y, const float *qw)
 {
   gint8 L[QK_K];
-  float sc[QK_K / 16], max_scale = 0, max_abs_scale = 0, iscale;
+  float sc[QK_K / 16], max_scale = 0, max_abs_scale = 0, iscale, d_all;
   guint8 *ql = y, *qh = y + 128;
   gint8 *scales = (gint8 *) (y + 192);
 
@@ -1081,26 +1090,31 @@ q6_k (const float *x, guint8 *y, const float *qw)
     }
   iscale = -128.f / max_scale;
   put_half (y + 208, 1 / iscale);
+  d_all = get_half (y + 208);
   for (int ib = 0; ib < QK_K / 16; ++ib)
     scales[ib] = (gint8) MIN (127, nearest_int (iscale * sc[ib]));
   for (int j = 0; j < QK_K / 16; ++j)
     {
-      float d = get_half (y + 208) * scales[j];
+      float d = d_all * scales[j];
       if (!d)
         continue;
       requantize (x + 16 * j, 16, FALSE, 0.f, d, -32, 31, 32, (guint8 *) L + 16 * j);
     }
+  /* the codes (0 … 63) of each half: low nibbles of l and l + 64 into ql[l],
+   * of l + 32 and l + 96 into ql[l + 32], the high two bits of all four
+   * into qh[l]; 32 bytes at a time */
   for (int j = 0; j < QK_K; j += 128)
     {
-      for (int l = 0; l < 32; ++l)
-        {
-          const guint8 q1 = L[j + l + 0] & 0xF, q2 = L[j + l + 32] & 0xF;
-          const guint8 q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-          ql[l + 0] = (guint8) (q1 | (q3 << 4));
-          ql[l + 32] = (guint8) (q2 | (q4 << 4));
-          qh[l] = (guint8) ((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                            ((L[j + l + 96] >> 4) << 6));
-        }
+      bytes32 a, b, c, e;
+      memcpy (&a, L + j, 32);
+      memcpy (&b, L + j + 32, 32);
+      memcpy (&c, L + j + 64, 32);
+      memcpy (&e, L + j + 96, 32);
+      bytes32 lo1 = (a & 0xF) | (c << 4), lo2 = (b & 0xF) | (e << 4);
+      bytes32 hi = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6);
+      memcpy (ql, &lo1, 32);
+      memcpy (ql + 32, &lo2, 32);
+      memcpy (qh, &hi, 32);
       ql += 64;
       qh += 32;
     }
