@@ -1017,46 +1017,39 @@ q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five)
 {
   const guint8 *scales = y + 4;
   const int nmax = five ? 31 : 15;
+  const float d_all = get_half (y), m_all = get_half (y + 2);
+  bytes32 v[QK_K / 32], hm = { 0 };
 
   for (int j = 0; j < QK_K / 32; ++j)
     {
       guint8 s, m;
       float d, dm;
       get_scale_min_k4 (j, scales, &s, &m);
-      d = get_half (y) * s;
+      d = d_all * s;
       if (!d)
         continue;
-      dm = get_half (y + 2) * m;
+      dm = m_all * m;
       requantize (x + 32 * j, 32, TRUE, dm, d, 0, nmax, 0, L + 32 * j);
     }
-  if (!five)
+  /* 32 codes at a time: Q4_K's low and high nibbles are sub-blocks 2k and
+   * 2k + 1; Q5_K's codes 0..31 put bit 4 of sub-block k into bit k of qh
+   * (the reference's "> 15: set, subtract 16") and the low four bits as
+   * Q4_K's */
+  for (int k = 0; k < QK_K / 32; k++)
     {
-      guint8 *q = y + 16;
-      for (int j = 0; j < QK_K; j += 64)
+      memcpy (&v[k], L + 32 * k, 32);
+      if (five)
         {
-          for (int l = 0; l < 32; ++l)
-            q[l] = (guint8) (L[j + l] | (L[j + l + 32] << 4));
-          q += 32;
+          hm |= ((v[k] >> 4) & 1) << k;
+          v[k] &= 15;
         }
     }
-  else
+  if (five)
+    memcpy (y + 16, &hm, 32);
+  for (int k = 0; k < QK_K / 64; k++)
     {
-      guint8 *qh = y + 16, *ql = y + 48, m1 = 1, m2 = 2;
-      memset (qh, 0, QK_K / 8);
-      for (int n = 0; n < QK_K; n += 64)
-        {
-          /* codes 0..31: bit 4 into qh (the reference's "> 15: set,
-           * subtract 16", without a branch per element) */
-          for (int j = 0; j < 32; ++j)
-            {
-              int l1 = L[n + j], l2 = L[n + j + 32];
-              qh[j] |= (guint8) ((m1 & -((l1 >> 4) & 1)) | (m2 & -((l2 >> 4) & 1)));
-              ql[j] = (guint8) ((l1 & 15) | ((l2 & 15) << 4));
-            }
-          m1 <<= 2;
-          m2 <<= 2;
-          ql += 32;
-        }
+      bytes32 q = v[2 * k] | (v[2 * k + 1] << 4);
+      memcpy (y + (five ? 48 : 16) + 32 * k, &q, 32);
     }
 }
 
