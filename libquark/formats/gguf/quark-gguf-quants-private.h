@@ -40,10 +40,12 @@ void _quark_gguf_q3_x32 (int n, int nmax, const float *x, gint8 *L, float *scale
 void _quark_gguf_q3_x64 (int n, int nmax, const float *x, gint8 *L, float *scales)
   __attribute__ ((visibility ("hidden")));
 
-/* L[i] = offset + clamp (nearest_int ((x[i] (+ m)) / d), lo, hi), @n a
- * multiple of 16 */
-void _quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d, int lo, int hi, int offset,
-                             guint8 *L)
+/* For @count sub-blocks of @n values (a multiple of 16), sub-block j at
+ * x + j·n with scale d[j] and, when @m is not NULL, minimum m[j]:
+ * L[i] = offset + clamp (nearest_int ((x[i] (+ m[j])) / d[j]), lo, hi);
+ * a sub-block whose d[j] is 0 keeps its codes */
+void _quark_gguf_requantize (const float *x, int count, int n, const float *m, const float *d, int lo, int hi,
+                             int offset, guint8 *L)
   __attribute__ ((visibility ("hidden")));
 
 /* @nblocks blocks of 32 as llama.cpp's reference quantizers of Q4_0, Q4_1,

@@ -666,20 +666,28 @@ qx_many (int count, int n, int nmax, const float *x, const float *qw, gint8 *L, 
     }
 }
 
-/* L[i] = offset + clamp (nearest_int ((x[i] (+ m)) / d), lo, hi) for the
- * @n values of a sub-block: the k-quants' codes from their stored scales */
+/* L[i] = offset + clamp (nearest_int ((x[i] (+ m[j])) / d[j]), lo, hi) for
+ * the values of @count sub-blocks of @n, sub-block j at x + j·n: the
+ * k-quants' codes from their stored scales; sub-blocks whose d[j] is 0
+ * keep their codes */
 static void
-requantize (const float *x, int n, gboolean with_m, float m, float d, int lo, int hi, int offset, guint8 *L)
+requantize (const float *x, int count, int n, const float *m, const float *d, int lo, int hi, int offset,
+            guint8 *L)
 {
   if (!use_scalar ())
     {
-      _quark_gguf_requantize (x, n, with_m, m, d, lo, hi, offset, L);
+      _quark_gguf_requantize (x, count, n, m, d, lo, hi, offset, L);
       return;
     }
-  for (int i = 0; i < n; ++i)
+  for (int j = 0; j < count; j++)
     {
-      int l = nearest_int (with_m ? (x[i] + m) / d : x[i] / d);
-      L[i] = (guint8) (MAX (lo, MIN (hi, l)) + offset);
+      if (!d[j])
+        continue;
+      for (int i = j * n; i < (j + 1) * n; ++i)
+        {
+          int l = nearest_int (m ? (x[i] + m[j]) / d[j] : x[i] / d[j]);
+          L[i] = (guint8) (MAX (lo, MIN (hi, l)) + offset);
+        }
     }
 }
 
@@ -798,15 +806,15 @@ q2_k_finish (const float *x, guint8 *y, guint8 *L)
   const guint8 *scales = y;
   guint8 *qs = y + 16;
 
+  const float d_all = get_half (y + 80), m_all = get_half (y + 82);
+  float d[QK_K / 16], dm[QK_K / 16];
+
   for (int j = 0; j < QK_K / 16; ++j)
     {
-      const float d = get_half (y + 80) * (scales[j] & 0xF);
-      float dm;
-      if (!d)
-        continue;
-      dm = get_half (y + 82) * (scales[j] >> 4);
-      requantize (x + 16 * j, 16, TRUE, dm, d, 0, 3, 0, L + 16 * j);
+      d[j] = d_all * (scales[j] & 0xF);
+      dm[j] = m_all * (scales[j] >> 4);
     }
+  requantize (x, QK_K / 16, 16, dm, d, 0, 3, 0, L);
   for (int j = 0; j < QK_K; j += 128)
     for (int l = 0; l < 32; ++l)
       qs[j / 4 + l] = (guint8) (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
@@ -927,17 +935,15 @@ q3_k_finish (const float *x, guint8 *y, gint8 *L)
   guint8 *hmask = y, *qs = y + 32, *scales = y + 96;
   const float d_all = get_half (y + 108);
   bytes32 v[QK_K / 32], hm = { 0 };
+  float d[QK_K / 16];
 
   for (int j = 0; j < QK_K / 16; ++j)
     {
       gint8 s = (gint8) (j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4);
-      float d;
       s = (gint8) ((s | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-      d = d_all * s;
-      if (!d)
-        continue;
-      requantize (x + 16 * j, 16, FALSE, 0.f, d, -4, 3, 4, (guint8 *) L + 16 * j);
+      d[j] = d_all * s;
     }
+  requantize (x, QK_K / 16, 16, NULL, d, -4, 3, 4, (guint8 *) L);
   /* codes 0..7: bit 2 of element j into bit j / 32 of hmask[j % 32] (the
    * reference's "L > 3: set, subtract 4", without its branch on every
    * element); the low two bits of l, l + 32, l + 64 and l + 96 of each
@@ -1019,18 +1025,16 @@ q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five)
   const int nmax = five ? 31 : 15;
   const float d_all = get_half (y), m_all = get_half (y + 2);
   bytes32 v[QK_K / 32], hm = { 0 };
+  float d[QK_K / 32], dm[QK_K / 32];
 
   for (int j = 0; j < QK_K / 32; ++j)
     {
       guint8 s, m;
-      float d, dm;
       get_scale_min_k4 (j, scales, &s, &m);
-      d = d_all * s;
-      if (!d)
-        continue;
-      dm = m_all * m;
-      requantize (x + 32 * j, 32, TRUE, dm, d, 0, nmax, 0, L + 32 * j);
+      d[j] = d_all * s;
+      dm[j] = m_all * m;
     }
+  requantize (x, QK_K / 32, 32, dm, d, 0, nmax, 0, L);
   /* 32 codes at a time: Q4_K's low and high nibbles are sub-blocks 2k and
    * 2k + 1; Q5_K's codes 0..31 put bit 4 of sub-block k into bit k of qh
    * (the reference's "> 15: set, subtract 16") and the low four bits as
@@ -1060,7 +1064,7 @@ static void
 q6_k (const float *x, guint8 *y, const float *qw)
 {
   gint8 L[QK_K];
-  float sc[QK_K / 16], max_scale = 0, max_abs_scale = 0, iscale, d_all;
+  float sc[QK_K / 16], d[QK_K / 16], max_scale = 0, max_abs_scale = 0, iscale, d_all;
   guint8 *ql = y, *qh = y + 128;
   gint8 *scales = (gint8 *) (y + 192);
 
@@ -1087,12 +1091,8 @@ q6_k (const float *x, guint8 *y, const float *qw)
   for (int ib = 0; ib < QK_K / 16; ++ib)
     scales[ib] = (gint8) MIN (127, nearest_int (iscale * sc[ib]));
   for (int j = 0; j < QK_K / 16; ++j)
-    {
-      float d = d_all * scales[j];
-      if (!d)
-        continue;
-      requantize (x + 16 * j, 16, FALSE, 0.f, d, -32, 31, 32, (guint8 *) L + 16 * j);
-    }
+    d[j] = d_all * scales[j];
+  requantize (x, QK_K / 16, 16, NULL, d, -32, 31, 32, (guint8 *) L);
   /* the codes (0 … 63) of each half: low nibbles of l and l + 64 into ql[l],
    * of l + 32 and l + 96 into ql[l + 32], the high two bits of all four
    * into qh[l]; 32 bytes at a time */

@@ -546,25 +546,35 @@ _quark_gguf_q3_x64 (int n, int nmax, const float *x, gint8 *L, float *scales)
   q3_n (4, n, nmax, x, L, scales);
 }
 
-/* The codes again from a stored scale d (and minimum m, added first when
- * @with_m): L[i] = offset + clamp (nearest_int ((x[i] + m) / d), lo, hi)
- * for @n (a multiple of 16) values, as the k-quants' last passes */
+/* The codes again from the stored scales d[j] (and minima m[j], added
+ * first): L[i] = offset + clamp (nearest_int ((x[i] + m[j]) / d[j]), lo,
+ * hi) for @count sub-blocks of @n (a multiple of 16) values, as the
+ * k-quants' last passes; sub-blocks whose scale is 0 are left as they are,
+ * as the scalar code skips them. One call for a super-block's sub-blocks:
+ * a call for each cost more than its division */
 QK_MULTIVERSION QK_PRIVATE void
-_quark_gguf_requantize (const float *x, int n, gboolean with_m, float m, float d, int lo, int hi, int offset,
-                        guint8 *L)
+_quark_gguf_requantize (const float *x, int count, int n, const float *m, const float *d, int lo, int hi,
+                        int offset, guint8 *L)
 {
-  const qk_vf vd = qk_splat (d), vm = qk_splat (m);
   const qk_vi vlo = gg_splat_i (lo), vhi = gg_splat_i (hi), voff = gg_splat_i (offset);
 
-  for (int i = 0; i + QK_LANES <= n; i += QK_LANES)
+  for (int j = 0; j < count; j++)
     {
-      qk_vf v;
-      qk_vi l;
-      memcpy (&v, x + i, sizeof v);
-      l = nearest_int_v ((with_m ? v + vm : v) / vd);
-      l = gg_max_i (gg_min_i (l, vhi), vlo) + voff;
-      for (int j = 0; j < QK_LANES; j++)
-        L[i + j] = (guint8) l[j];
+      qk_vf vd, vm;
+      if (!d[j])
+        continue;
+      vd = qk_splat (d[j]);
+      vm = qk_splat (m ? m[j] : 0.f);
+      for (int i = j * n; i + QK_LANES <= (j + 1) * n; i += QK_LANES)
+        {
+          qk_vf v;
+          qk_vi l;
+          memcpy (&v, x + i, sizeof v);
+          l = nearest_int_v ((m ? v + vm : v) / vd);
+          l = gg_max_i (gg_min_i (l, vhi), vlo) + voff;
+          for (int k = 0; k < QK_LANES; k++)
+            L[i + k] = (guint8) l[k];
+        }
     }
 }
 
