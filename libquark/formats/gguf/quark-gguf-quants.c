@@ -799,15 +799,37 @@ q2_k (const float *x, guint8 *y, guint8 *L, const float *sc, const float *mins, 
   q2_k_finish (x, y, L);
 }
 
+/* 32 codes at a time, for the k-quants' packing */
+typedef guint8 bytes32 __attribute__ ((vector_size (32)));
+
+/* a super-block's 256 codes as eight vectors of 32 */
+static void
+load_codes (const void *L, bytes32 *v)
+{
+  for (int k = 0; k < QK_K / 32; k++)
+    memcpy (&v[k], (const guint8 *) L + 32 * k, 32);
+}
+
+/* 2-bit codes (Q2_K's, Q3_K's low bits) of l, l + 32, l + 64 and l + 96
+ * of each half into bits 0-1, 2-3, 4-5 and 6-7 of qs[l] */
+static void
+pack_2bit (const bytes32 *v, guint8 *qs)
+{
+  for (int h = 0; h < 2; h++)
+    {
+      bytes32 q = v[4 * h] | (v[4 * h + 1] << 2) | (v[4 * h + 2] << 4) | (v[4 * h + 3] << 6);
+      memcpy (qs + 32 * h, &q, 32);
+    }
+}
+
 /* Q2_K's codes again from the stored scales and minima, packed */
 static void
 q2_k_finish (const float *x, guint8 *y, guint8 *L)
 {
   const guint8 *scales = y;
-  guint8 *qs = y + 16;
-
   const float d_all = get_half (y + 80), m_all = get_half (y + 82);
   float d[QK_K / 16], dm[QK_K / 16];
+  bytes32 v[QK_K / 32];
 
   for (int j = 0; j < QK_K / 16; ++j)
     {
@@ -815,9 +837,8 @@ q2_k_finish (const float *x, guint8 *y, guint8 *L)
       dm[j] = m_all * (scales[j] >> 4);
     }
   requantize (x, QK_K / 16, 16, dm, d, 0, 3, 0, L);
-  for (int j = 0; j < QK_K; j += 128)
-    for (int l = 0; l < 32; ++l)
-      qs[j / 4 + l] = (guint8) (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+  load_codes (L, v);
+  pack_2bit (v, y + 16);
 }
 
 static void q3_k_finish (const float *x, guint8 *y, gint8 *L);
@@ -925,9 +946,6 @@ q3_k_weighted (const float *x, guint8 *y, const float *qw)
   q3_k_finish (x, y, L);
 }
 
-/* 32 codes at a time, for the packing of Q3_K and Q6_K */
-typedef guint8 bytes32 __attribute__ ((vector_size (32)));
-
 /* Q3_K's codes again from the stored scales, high bits and packing */
 static void
 q3_k_finish (const float *x, guint8 *y, gint8 *L)
@@ -948,18 +966,14 @@ q3_k_finish (const float *x, guint8 *y, gint8 *L)
    * reference's "L > 3: set, subtract 4", without its branch on every
    * element); the low two bits of l, l + 32, l + 64 and l + 96 of each
    * half into qs[l] */
+  load_codes (L, v);
   for (int k = 0; k < QK_K / 32; k++)
     {
-      memcpy (&v[k], L + 32 * k, 32);
       hm |= ((v[k] >> 2) & 1) << k;
       v[k] &= 3;
     }
   memcpy (hmask, &hm, 32);
-  for (int h = 0; h < 2; h++)
-    {
-      bytes32 q = v[4 * h] | (v[4 * h + 1] << 2) | (v[4 * h + 2] << 4) | (v[4 * h + 3] << 6);
-      memcpy (qs + 32 * h, &q, 32);
-    }
+  pack_2bit (v, qs);
 }
 
 static void q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five);
@@ -1039,14 +1053,11 @@ q45_k_finish (const float *x, guint8 *y, guint8 *L, gboolean five)
    * 2k + 1; Q5_K's codes 0..31 put bit 4 of sub-block k into bit k of qh
    * (the reference's "> 15: set, subtract 16") and the low four bits as
    * Q4_K's */
-  for (int k = 0; k < QK_K / 32; k++)
+  load_codes (L, v);
+  for (int k = 0; five && k < QK_K / 32; k++)
     {
-      memcpy (&v[k], L + 32 * k, 32);
-      if (five)
-        {
-          hm |= ((v[k] >> 4) & 1) << k;
-          v[k] &= 15;
-        }
+      hm |= ((v[k] >> 4) & 1) << k;
+      v[k] &= 15;
     }
   if (five)
     memcpy (y + 16, &hm, 32);
@@ -1065,6 +1076,7 @@ q6_k (const float *x, guint8 *y, const float *qw)
 {
   gint8 L[QK_K];
   float sc[QK_K / 16], d[QK_K / 16], max_scale = 0, max_abs_scale = 0, iscale, d_all;
+  bytes32 v[QK_K / 32], high[QK_K / 32];
   guint8 *ql = y, *qh = y + 128;
   gint8 *scales = (gint8 *) (y + 192);
 
@@ -1095,21 +1107,16 @@ q6_k (const float *x, guint8 *y, const float *qw)
   requantize (x, QK_K / 16, 16, NULL, d, -32, 31, 32, (guint8 *) L);
   /* the codes (0 … 63) of each half: low nibbles of l and l + 64 into ql[l],
    * of l + 32 and l + 96 into ql[l + 32], the high two bits of all four
-   * into qh[l]; 32 bytes at a time */
-  for (int j = 0; j < QK_K; j += 128)
+   * into qh[l] (packed as Q2_K's codes); 32 bytes at a time */
+  load_codes (L, v);
+  for (int k = 0; k < QK_K / 32; k++)
+    high[k] = v[k] >> 4;
+  pack_2bit (high, qh);
+  for (int h = 0; h < 2; h++)
     {
-      bytes32 a, b, c, e;
-      memcpy (&a, L + j, 32);
-      memcpy (&b, L + j + 32, 32);
-      memcpy (&c, L + j + 64, 32);
-      memcpy (&e, L + j + 96, 32);
-      bytes32 lo1 = (a & 0xF) | (c << 4), lo2 = (b & 0xF) | (e << 4);
-      bytes32 hi = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6);
-      memcpy (ql, &lo1, 32);
-      memcpy (ql + 32, &lo2, 32);
-      memcpy (qh, &hi, 32);
-      ql += 64;
-      qh += 32;
+      bytes32 lo1 = (v[4 * h] & 0xF) | (v[4 * h + 2] << 4), lo2 = (v[4 * h + 1] & 0xF) | (v[4 * h + 3] << 4);
+      memcpy (ql + 64 * h, &lo1, 32);
+      memcpy (ql + 64 * h + 32, &lo2, 32);
     }
 }
 
