@@ -114,7 +114,8 @@ error_of (qk_vf diff, int use_mad)
   return use_mad ? (qk_vf) ((qk_vi) diff & 0x7fffffff) : diff * diff;
 }
 
-/* ggml's nearest_int and the clamp to [0, nmax], in float: for |v| < 2^22
+/* ggml's nearest_int and the clamp to [lo, hi], in float (@lo_bits and
+ * @hi_bits the bits of 1.5·2^23 + lo and + hi): for |v| < 2^22
  * (here always: the codes are at most about nmax + 1), (v + 1.5·2^23) −
  * 1.5·2^23 is v rounded to the nearest integer, ties to even, exactly
  * nearest_int's integer. The clamp is made on v + 1.5·2^23, a positive
@@ -122,13 +123,21 @@ error_of (qk_vf diff, int use_mad)
  * maximum, which do not take the floating-point adders that the search is
  * bound by (the same codes as clamping the integer in float). */
 QK_INLINE qk_vf
-code_of (qk_vf v, qk_vf top)
+code_between (qk_vf v, qk_vi lo_bits, qk_vi hi_bits)
 {
   const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
   qk_vi r = (qk_vi) (v + magic);
-  r = gg_max_i (r, (qk_vi) magic);
-  r = gg_min_i (r, (qk_vi) (magic + top));
+  r = gg_max_i (r, lo_bits);
+  r = gg_min_i (r, hi_bits);
   return (qk_vf) r - magic;
+}
+
+/* the same clamped to [0, top] */
+QK_INLINE qk_vf
+code_of (qk_vf v, qk_vf top)
+{
+  const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
+  return code_between (v, (qk_vi) magic, (qk_vi) (magic + top));
 }
 
 /* make_qkx2_quants on @G groups of 16 sub-blocks of @n values (at most
@@ -319,25 +328,22 @@ qx_codes (int n, qk_vf iscale, const qk_vf *xt, const qk_vf *wt, qk_vi lo, qk_vi
 /* qx_codes()'s sums alone, for two scales at once (a search that keeps
  * the best scale and makes its codes once at the end): with w·x
  * precomputed in @wxt (the scalar code's w·x·l is (w·x)·l) and the codes
- * made as code_of() makes them, in float (@lo_bits and @hi_bits: the bits
- * of 1.5·2^23 + lo and + hi), five operations a code instead of seven,
+ * made by code_between(), in float, five operations a code instead of seven,
  * no store of codes that the next round overwrites, and the two scales'
  * chains of additions side by side. The same codes as nearest_int_v's
  * clamped: |iscale · x| is at most about nmax + 1, since no |x| exceeds
  * the |max| that iscale divides (weights that are NaN or infinite are
- * outside, as for code_of()) */
+ * outside, as for code_between()) */
 QK_INLINE void
 qx_sums2 (int n, qk_vf iscale_a, qk_vf iscale_b, const qk_vf *wxt, const qk_vf *xt, const qk_vf *wt,
           qk_vi lo_bits, qk_vi hi_bits, qk_vf *sums)
 {
-  const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
   qk_vf sumlx_a = { 0 }, suml2_a = { 0 }, sumlx_b = { 0 }, suml2_b = { 0 };
 
   for (int i = 0; i < n; i++)
     {
-      qk_vi ra = gg_max_i (gg_min_i ((qk_vi) (iscale_a * xt[i] + magic), hi_bits), lo_bits);
-      qk_vi rb = gg_max_i (gg_min_i ((qk_vi) (iscale_b * xt[i] + magic), hi_bits), lo_bits);
-      qk_vf la = (qk_vf) ra - magic, lb = (qk_vf) rb - magic;
+      qk_vf la = code_between (iscale_a * xt[i], lo_bits, hi_bits);
+      qk_vf lb = code_between (iscale_b * xt[i], lo_bits, hi_bits);
       sumlx_a += wxt[i] * la;
       suml2_a += wt[i] * la * la;
       sumlx_b += wxt[i] * lb;
