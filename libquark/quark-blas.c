@@ -45,6 +45,15 @@ static const struct {
   { "openblas_set_num_threads", G_STRUCT_OFFSET (QuarkBlas, set_num_threads), TRUE },
 };
 
+/* the libraries opened before a failure are closed again: a set that
+ * cannot serve should not stay mapped (nor keep OpenBLAS's threads) */
+static void
+close_all (GPtrArray *handles)
+{
+  for (guint i = 0; i < handles->len; i++)
+    dlclose (handles->pdata[i]);
+}
+
 static void
 load (void)
 {
@@ -68,6 +77,7 @@ load (void)
                                     "the algorithms, second-moment calibration and the runtime need CBLAS and "
                                     "LAPACKE, from the libraries QUARK_BLAS_LIBRARIES names (default %s)", list[i],
                                     why ? why : "not found", QUARK_DEFAULT_BLAS_LIBRARIES);
+          close_all (handles);
           return;
         }
       g_ptr_array_add (handles, handle);
@@ -81,6 +91,7 @@ load (void)
         {
           load_error = g_error_new (QUARK_ERROR, QUARK_ERROR_NOT_FOUND, "%s: none of the BLAS libraries %s has it",
                                     routines[r].symbol, names);
+          close_all (handles);
           return;
         }
       memcpy ((char *) &found + routines[r].offset, &address, sizeof address);

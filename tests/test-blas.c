@@ -134,12 +134,17 @@ test_missing_library (void)
 {
   if (g_test_subprocess ())
     {
+      g_auto(GStrv) libraries = g_strsplit (QUARK_DEFAULT_BLAS_LIBRARIES, ":", -1);
+      g_autofree char *names = g_strconcat (libraries[0], ":libquark-test-no-such-blas.so.0", NULL);
       g_autoptr(GError) error = NULL, again = NULL;
 
-      g_setenv ("QUARK_BLAS_LIBRARIES", "libquark-test-no-such-blas.so.0", TRUE);
+      /* a library that loads, then one that does not */
+      g_setenv ("QUARK_BLAS_LIBRARIES", names, TRUE);
       g_assert_cmpfloat (output_error (&error), ==, -1);
       g_assert_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND);
       g_assert_nonnull (strstr (error->message, "libquark-test-no-such-blas.so.0"));
+      /* the first is closed again: an unusable set does not stay mapped */
+      g_assert_false (mapped (libraries[0]));
       /* the same error from the next function, not a crash */
       g_assert_false (gptq_update (&again));
       g_assert_error (again, QUARK_ERROR, QUARK_ERROR_NOT_FOUND);
