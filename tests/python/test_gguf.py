@@ -938,8 +938,8 @@ def test_threads_do_not_change_the_bytes(tmp_path, kquant_model, scheme):
                                     'IQ4_NL'])
 def test_vector_searches_equal_the_scalar_reference(tmp_path, kquant_model, scheme):
     """The k-quants' searches run sixteen sub-blocks at once in vector lanes
-    (and groups of sixteen interleaved: two or four of make_qkx2_quants,
-    four of make_q3_quants, where the super-blocks are at hand), the legacy
+    (and groups of sixteen interleaved: two or four of make_qkx2_quants
+    and of make_q3_quants, where the super-blocks are at hand), the legacy
     types' blocks in two vectors each (quark-gguf-search.c);
     QUARK_GGUF_SCALAR=1 runs the scalar reference one sub-block at a time:
     the same file, with and without an importance matrix, on rows of one
@@ -948,7 +948,8 @@ def test_vector_searches_equal_the_scalar_reference(tmp_path, kquant_model, sche
     src, originals = kquant_model
     # rows of 2304: nine super-blocks; Q4_K's 72 sub-blocks of 32 are four
     # interleaved groups of 16 lanes and a padded group, Q2_K's 144 of 16
-    # two such fours and a full group, Q3_K's two fours and one alone
+    # two such fours and a full group, Q3_K's the same in its first round,
+    # then those still going gathered
     wide = tmp_path / 'wide'
     shutil.copytree(src, wide)
     cfg = json.load(open(wide / 'config.json'))
@@ -978,3 +979,45 @@ def test_vector_searches_equal_the_scalar_reference(tmp_path, kquant_model, sche
                 assert r.returncode == 0, r.stderr
                 files.append(out.read_bytes())
             assert files[0] == files[1], (model, extra)
+
+
+@pytest.mark.parametrize('scheme', ['Q2_K', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M', 'Q6_K'])
+def test_vector_searches_on_long_rows_and_zero_sub_blocks(tmp_path, kquant_model, scheme):
+    """The vector searches against QUARK_GGUF_SCALAR=1 (as above) where the
+    lanes meet their edge cases: rows of 65 super-blocks (Q3_K's search takes
+    up to 64 at once and gathers the sub-blocks still going across them, so
+    such a row takes two calls), sub-blocks of zeros, of values below the
+    1e-15 that counts as zero, of one non-zero value, and rows of zeros,
+    which get codes 0 and scale 0; every tensor in the type (--pure)."""
+    from safetensors_writer import write_safetensors
+    src, originals = kquant_model
+    model = tmp_path / 'long'
+    shutil.copytree(src, model)
+    cfg = json.load(open(model / 'config.json'))
+    H, F = cfg['hidden_size'], 65 * 256
+    rng = np.random.default_rng(11)
+    tensors = {k: ('F32', v.astype(np.float32)) for k, v in originals.items()
+               if not k.startswith('model.layers.') or k.startswith('model.layers.0.')}
+    for name, shape in (('gate_proj', (F, H)), ('up_proj', (F, H)), ('down_proj', (H, F))):
+        w = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+        w[0] = 0                                   # a row of zeros
+        w[1, :16 * 40] = 1e-16                     # sub-blocks below 1e-15
+        for r in range(2, shape[0], 3):            # zero and one-value sub-blocks at varying places
+            c = 16 * ((r * 7) % (shape[1] // 16))
+            w[r, c:c + 16] = 0
+            w[r + 1 if r + 1 < shape[0] else r, c + 5] = 0.5 if name != 'up_proj' else -0.5
+        tensors['model.layers.0.mlp.%s.weight' % name] = ('F32', w)
+    write_safetensors(str(model / 'model.safetensors'), tensors, {'format': 'pt'})
+    cfg.update({'intermediate_size': F, 'num_hidden_layers': 1})
+    json.dump(cfg, open(model / 'config.json', 'w'))
+    files = []
+    for scalar in ('0', '1'):
+        out = tmp_path / ('m%s.gguf' % scalar)
+        r = subprocess.run([QUARK, 'quantize', str(model), '-o', str(out), '--export-format', 'gguf', '--type', scheme,
+                            '--pure'], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, QUARK_GGUF_SCALAR=scalar))
+        assert r.returncode == 0, r.stderr
+        files.append(out.read_bytes())
+    kv, parsed = read_gguf(tmp_path / 'm0.gguf')
+    assert parsed['blk.0.ffn_down.weight'][1] == (H, F)
+    assert files[0] == files[1]

@@ -30,14 +30,13 @@ void _quark_gguf_qkx2_x64 (int n, int nmax, const float *x, const float *weights
 void _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, float *scales)
   __attribute__ ((visibility ("hidden")));
 
-/* ggml's make_q3_quants (do_rmse) on 16 sub-blocks of @n (<= 32) values */
-void _quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
-  __attribute__ ((visibility ("hidden")));
-/* the same on 32 sub-blocks (two groups of 16, their updates interleaved) */
-void _quark_gguf_q3_x32 (int n, int nmax, const float *x, gint8 *L, float *scales)
-  __attribute__ ((visibility ("hidden")));
-/* the same on 64 sub-blocks (four groups of 16, their updates interleaved) */
-void _quark_gguf_q3_x64 (int n, int nmax, const float *x, gint8 *L, float *scales)
+/* the most sub-blocks _quark_gguf_q3_many takes at once (64 super-blocks) */
+#define QUARK_GGUF_Q3_MAX 1024
+
+/* ggml's make_q3_quants (16, @nmax, do_rmse) on @count sub-blocks of 16
+ * values (a multiple of 16, at most QUARK_GGUF_Q3_MAX), sub-block j at
+ * x + 16·j: codes plus nmax into L + 16·j, scales into scales[j] */
+void _quark_gguf_q3_many (int nmax, int count, const float *x, gint8 *L, float *scales)
   __attribute__ ((visibility ("hidden")));
 
 /* For @count sub-blocks of @n values (a multiple of 16), sub-block j at

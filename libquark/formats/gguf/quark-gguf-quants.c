@@ -845,26 +845,20 @@ static void q3_k_finish (const float *x, guint8 *y, gint8 *L);
 
 static void q3_k_from (const float *x, guint8 *y, gint8 *L, const float *sc);
 
-/* Q3_K for @nb (1 to 4) super-blocks: the sub-blocks' searches (the
- * vector form runs four super-blocks' together, or two), then each
+/* Q3_K for @nb (1 to QUARK_GGUF_Q3_MAX / 16) super-blocks: the
+ * sub-blocks' searches (the vector form takes them all at once), then each
  * super-block's scales and codes */
 static void
 q3_k (const float *x, guint8 *y, int nb)
 {
-  gint8 L[4 * QK_K];
-  float sc[4 * QK_K / 16];
+  gint8 L[QUARK_GGUF_Q3_MAX * 16];
+  float sc[QUARK_GGUF_Q3_MAX];
 
   if (use_scalar ())
     for (int j = 0; j < nb * QK_K / 16; ++j)
       sc[j] = make_q3_quants (16, 4, x + 16 * j, L + 16 * j);
-  else if (nb == 4)
-    _quark_gguf_q3_x64 (16, 4, x, L, sc);
   else
-    for (int j = 0; j < nb; j += 2)
-      if (nb - j >= 2)
-        _quark_gguf_q3_x32 (16, 4, x + QK_K * j, L + QK_K * j, sc + QK_K / 16 * j);
-      else
-        _quark_gguf_q3_x16 (16, 4, x + QK_K * j, L + QK_K * j, sc + QK_K / 16 * j);
+    _quark_gguf_q3_many (4, nb * QK_K / 16, x, L, sc);
   for (int b = 0; b < nb; b++)
     q3_k_from (x + QK_K * b, y + _quark_ggml_row_size (QUARK_GGML_Q3_K, QK_K) * b, L + QK_K * b,
                sc + QK_K / 16 * b);
@@ -1500,10 +1494,11 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
       return;
     case QUARK_GGML_Q2_K: case QUARK_GGML_Q3_K: case QUARK_GGML_Q4_K: case QUARK_GGML_Q5_K: case QUARK_GGML_Q6_K:
       /* Q2_K, Q4_K and Q5_K eight super-blocks at a time (their searches
-       * on up to four groups of 16 sub-blocks at once), Q3_K four, Q3_K
-       * with importance and Q6_K two */
+       * on up to four groups of 16 sub-blocks at once), Q3_K up to 64 (its
+       * search gathers the sub-blocks still going across them), Q3_K with
+       * importance and Q6_K two */
       for (gsize b = 0, step = type == QUARK_GGML_Q6_K || (type == QUARK_GGML_Q3_K && qw) ? 2
-                                : type == QUARK_GGML_Q3_K ? 4 : 8; b < n / QK_K; b += step)
+                                : type == QUARK_GGML_Q3_K ? QUARK_GGUF_Q3_MAX / 16 : 8; b < n / QK_K; b += step)
         {
           const float *xb = x + QK_K * b, *wb = qw ? qw + QK_K * b : NULL;
           guint8 *yb = out + _quark_ggml_row_size (type, QK_K) * b;
@@ -1512,7 +1507,7 @@ _quark_ggml_quantize_row (QuarkGgmlType type, const float *x, gsize n, const flo
             case QUARK_GGML_Q3_K:
               if (wb == NULL)
                 {
-                  q3_k (xb, yb, (int) MIN ((gsize) 4, n / QK_K - b));
+                  q3_k (xb, yb, (int) MIN ((gsize) QUARK_GGUF_Q3_MAX / 16, n / QK_K - b));
                   break;
                 }
               /* fall through */

@@ -11,7 +11,8 @@
  * the scalar code (quark-gguf-quants.c, itself ggml's), with its branches
  * as selections. A lane's sums are chains of additions that wait on the
  * adder's latency; where more sub-blocks are at hand (Q2_K, Q4_K, Q5_K,
- * eight super-blocks at a time; Q3_K four) two or four groups of sixteen
+ * eight super-blocks at a time; Q3_K up to 64, its later rounds on the
+ * sub-blocks still going) two or four groups of sixteen
  * run interleaved, each group's additions filling the others' waits. The
  * results are those of the scalar search bit for bit; the llama-quantize
  * digests of the tests check it, and
@@ -51,16 +52,6 @@ gg_positive (qk_vf v)
   return (qk_vi) (zero - v) >> 31;
 }
 
-/* whether a lane of @v is not 0 */
-QK_INLINE gboolean
-any_lane (qk_vi v)
-{
-  int32_t r = 0;
-  for (int k = 0; k < QK_LANES; k++)
-    r |= v[k];
-  return r != 0;
-}
-
 /* ggml's nearest_int, per lane: round to nearest even for |f| < 2^22 */
 QK_INLINE qk_vi
 nearest_int_v (qk_vf f)
@@ -69,36 +60,46 @@ nearest_int_v (qk_vf f)
   return ((qk_vi) val & 0x007fffff) - 0x00400000;
 }
 
+/* A 16 × 16 square in registers transposed in place (lane j of v[i]
+ * becomes lane i of v[j]): four rounds that interleave row r with row
+ * r + 8 (lanes 0-7 of both into row 2r, lanes 8-15 into row 2r + 1) leave
+ * row i holding column i. Unrolled, so that the rows stay in registers
+ * (looped, they went through the stack between rounds). */
+QK_INLINE void
+transpose16 (qk_vf *v)
+{
+  const qk_vi lo = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 };
+  const qk_vi hi = { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
+  qk_vf w[16];
+
+  #pragma GCC unroll 4
+  for (int round = 0; round < 4; round++)
+    {
+      #pragma GCC unroll 8
+      for (int r = 0; r < 8; r++)
+        {
+          w[2 * r] = QK_SHUFFLE2 (v[r], v[r + 8], lo);
+          w[2 * r + 1] = QK_SHUFFLE2 (v[r], v[r + 8], hi);
+        }
+      memcpy (v, w, sizeof w);
+    }
+}
+
 /* The 16 sub-blocks of @n values at x + j·n transposed: lane j of out[i]
- * is x[j·n + i]. For n of 16 and 32, each 16 × 16 square in registers:
- * four rounds that interleave row r with row r + 8 (lanes 0-7 of both into
- * row 2r, lanes 8-15 into row 2r + 1) leave row i holding column i; other
- * n element by element. */
+ * is x[j·n + i]. For n of 16 and 32, each 16 × 16 square in registers;
+ * other n element by element. */
 QK_INLINE void
 transpose_x16 (const float *x, int n, qk_vf *out)
 {
   if (n == 16 || n == 32)
     {
-      const qk_vi lo = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 };
-      const qk_vi hi = { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
       for (int h = 0; h < n; h += 16)
         {
-          qk_vf v[16], w[16];
+          qk_vf v[16];
           #pragma GCC unroll 16
           for (int j = 0; j < 16; j++)
             memcpy (&v[j], x + j * n + h, sizeof v[j]);
-          /* unrolled, so that the rows stay in registers */
-          #pragma GCC unroll 4
-          for (int round = 0; round < 4; round++)
-            {
-              #pragma GCC unroll 8
-              for (int r = 0; r < 8; r++)
-                {
-                  w[2 * r] = QK_SHUFFLE2 (v[r], v[r + 8], lo);
-                  w[2 * r + 1] = QK_SHUFFLE2 (v[r], v[r + 8], hi);
-                }
-              memcpy (v, w, sizeof v);
-            }
+          transpose16 (v);
           memcpy (out + h, v, sizeof v);
         }
       return;
@@ -502,107 +503,236 @@ _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, 
   qx_store (n, nmax, lt, amax, scale, L, scales);
 }
 
-/* make_q3_quants (with its refinement: do_rmse) for the 16 sub-blocks of
- * @n values at x + j·n: codes (offset by nmax) into L, scales into
- * scales[j]; @n at most 32. A lane whose round changed no code stops, as
- * the scalar loop breaks. */
-/* the search on @G groups of 16 sub-blocks (group g at x + 16·n·g,
- * codes at L + 16·n·g, scales at scales + 16·g), inlined per G. Each
- * element's update waits for the division by the previous one's sums: with
- * G = 2 or 4 the groups' chains interleave (four hide more of the wait:
- * Q3_K_M of the 2 GB model, user time 5.4 -> 5.2 s against two). */
+/* ---- make_q3_quants (with its refinement: do_rmse), Q3_K's search ---------
+ *
+ * Each sub-block of 16 runs up to five rounds over its elements; a round
+ * that changes no code ends it, as the scalar loop breaks. Most end early:
+ * on the 2 GB model's rows a fifth of the sub-blocks change a code in the
+ * first round, one in twenty in the second. So the first round runs on
+ * the row's sub-blocks in order, sixteen to a vector, and each later
+ * round only on those still going, gathered sixteen to a vector (before,
+ * a vector's stopped lanes rode along to the end of its slowest lane:
+ * two thirds of the lane-rounds run changed nothing). A sub-block's codes
+ * live in L between rounds (plus nmax, as they end), its sums in arrays. */
+
+/* sixteen sub-blocks in the search: lane j of xt[i] is element i of
+ * sub-block j (wt[i] its weight x²), lt[i] its code, sumlx and suml2 the
+ * sums Σ w·x·l and Σ w·l², active -1 while the sub-block goes on */
+typedef struct {
+  qk_vf xt[16], wt[16];
+  qk_vi lt[16];
+  qk_vf sumlx, suml2;
+  qk_vi active;
+} Q3Lanes;
+
+/* one round of the refinement on @G groups of sixteen sub-blocks. Each
+ * element's update waits for the division by the previous one's sums:
+ * with G = 2 or 4 the groups' chains interleave */
 QK_INLINE void
-q3_xg (const int G, int n, int nmax, const float *x, gint8 *L, float *scales)
+q3_round (const int G, int nmax, Q3Lanes *s)
 {
-  qk_vf xt[4][32], wt[4][32];
-  qk_vi lt[4][32];
-  qk_vf amax[4], max[4], sumlx[4], suml2[4], scale;
-  qk_vi active[4];
-  const qk_vf zero = { 0 };
+  qk_vf sumlx[4], suml2[4];
+  qk_vi changed[4];
   const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1), zero_i = { 0 }, one = qk_splat_i (1);
 
-  if (n < 1 || n > 32 || G < 1 || G > 4)
-    return;
   #pragma GCC unroll 4
   for (int g = 0; g < G; g++)
     {
-      qx_start (n, nmax, x + 16 * n * g, NULL, xt[g], wt[g], lt[g], &amax[g], &max[g], &sumlx[g], &suml2[g]);
-      active[g] = qk_splat_i (-1);
+      sumlx[g] = s[g].sumlx;
+      suml2[g] = s[g].suml2;
+      changed[g] = zero_i;
     }
-  for (int itry = 0; itry < 5; ++itry)
+  for (int i = 0; i < 16; i++)
+    #pragma GCC unroll 4
+    for (int g = 0; g < G; g++)
+      {
+        const qk_vf x = s[g].xt[i], w = s[g].wt[i];
+        qk_vf lf = __builtin_convertvector (s[g].lt[i], qk_vf), slx, sl2, nf, nslx, rhs;
+        qk_vi new_l, take;
+        slx = sumlx[g] - w * x * lf;
+        sl2 = suml2[g] - w * lf * lf;
+        new_l = nearest_int_v (x * sl2 / slx);
+        new_l = gg_max_i (gg_min_i (new_l, hi), lo);
+        nf = __builtin_convertvector (new_l, qk_vf);
+        /* where slx > 0, the code changes, and then sl2 > 0 and the fit
+         * improves: slx'² · suml2 > sumlx² · sl2'. (Masks from signs:
+         * GCC 12 makes these comparisons lane-by-lane code here.) */
+        nslx = slx + w * x * nf;
+        sl2 += w * nf * nf;
+        take = gg_positive (slx) & gg_positive ((nf - lf) * (nf - lf)) & gg_positive (sl2) & s[g].active;
+        slx = nslx;
+        rhs = sumlx[g] * sumlx[g] * sl2;
+        take &= gg_positive (nslx * nslx * suml2[g] - rhs);
+        s[g].lt[i] = qk_select_i (take, new_l, s[g].lt[i]);
+        changed[g] += take & one;
+        sumlx[g] = qk_select (take, slx, sumlx[g]);
+        suml2[g] = qk_select (take, sl2, suml2[g]);
+      }
+  #pragma GCC unroll 4
+  for (int g = 0; g < G; g++)
     {
-      qk_vi changed[4] = { zero_i, zero_i, zero_i, zero_i }, still = zero_i;
-      for (int i = 0; i < n; i++)
-        #pragma GCC unroll 4
-        for (int g = 0; g < G; g++)
-          {
-            qk_vf lf = __builtin_convertvector (lt[g][i], qk_vf), slx, sl2, nf, nslx, rhs;
-            qk_vi new_l, take;
-            slx = sumlx[g] - wt[g][i] * xt[g][i] * lf;
-            sl2 = suml2[g] - wt[g][i] * lf * lf;
-            new_l = nearest_int_v (xt[g][i] * sl2 / slx);
-            new_l = gg_max_i (gg_min_i (new_l, hi), lo);
-            nf = __builtin_convertvector (new_l, qk_vf);
-            /* where slx > 0, the code changes, and then sl2 > 0 and the fit
-             * improves: slx'² · suml2 > sumlx² · sl2'. (Masks from signs:
-             * GCC 12 makes these comparisons lane-by-lane code here.) */
-            nslx = slx + wt[g][i] * xt[g][i] * nf;
-            sl2 += wt[g][i] * nf * nf;
-            take = gg_positive (slx) & gg_positive ((nf - lf) * (nf - lf)) & gg_positive (sl2) & active[g];
-            slx = nslx;
-            rhs = sumlx[g] * sumlx[g] * sl2;
-            take &= gg_positive (nslx * nslx * suml2[g] - rhs);
-            lt[g][i] = qk_select_i (take, new_l, lt[g][i]);
-            changed[g] += take & one;
-            sumlx[g] = qk_select (take, slx, sumlx[g]);
-            suml2[g] = qk_select (take, sl2, suml2[g]);
-          }
-      #pragma GCC unroll 4
+      s[g].sumlx = sumlx[g];
+      s[g].suml2 = suml2[g];
+      s[g].active &= -gg_min_i (changed[g], one);   /* changed >= 0: 0 stops the lane */
+    }
+}
+
+/* a round on @count groups, four at a time, then two, then one */
+QK_INLINE void
+q3_rounds (int nmax, Q3Lanes *s, int count)
+{
+  int g = 0;
+
+  for (; g + 4 <= count; g += 4)
+    q3_round (4, nmax, s + g);
+  if (count - g >= 2)
+    {
+      q3_round (2, nmax, s + g);
+      g += 2;
+    }
+  if (g < count)
+    q3_round (1, nmax, s + g);
+}
+
+/* the state of group @s (sub-block j of it is sub-block idx[j] of the
+ * row) back into L (codes 0 in the lanes of @zero_lanes), sumlx and
+ * suml2, active; @lanes of its lanes are real, the others are padding */
+QK_INLINE void
+q3_put (int nmax, const Q3Lanes *s, qk_vi zero_lanes, const int *idx, int lanes, gint8 *L, float *sumlx,
+        float *suml2, int32_t *active)
+{
+  const qk_vi offset = gg_splat_i (nmax);
+  qk_vi codes[16];
+  guint8 rows[16 * 16];
+
+  for (int i = 0; i < 16; i++)
+    codes[i] = s->lt[i] + offset;
+  store_codes (16, codes, zero_lanes, rows);
+  for (int j = 0; j < lanes; j++)
+    {
+      memcpy (L + 16 * idx[j], rows + 16 * j, 16);
+      sumlx[idx[j]] = s->sumlx[j];
+      suml2[idx[j]] = s->suml2[j];
+      active[idx[j]] = s->active[j];
+    }
+}
+
+/* group @s from the sub-blocks idx[0 … lanes - 1] of the row: their
+ * elements from x, their codes from L, their sums; lanes past @lanes
+ * repeat the first sub-block, inactive. A row of L, as four 32-bit words,
+ * is lane j of store_codes()' p[0 … 3]: its transpose undone gives p, and
+ * p's bytes the codes, already one element per vector */
+QK_INLINE void
+q3_gather (int nmax, const float *x, const gint8 *L, const float *sumlx, const float *suml2, const int *idx,
+           int lanes, Q3Lanes *s)
+{
+  const qk_vi offset = gg_splat_i (nmax);
+  const qk_vi pairs_a = { 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29 };
+  const qk_vi pairs_b = { 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31 };
+  const qk_vi even = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
+  const qk_vi odd = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
+  guint8 rows[16 * 16];
+  qk_vi out[4], a01, a23, b01, b23, p[4];
+
+  for (int j = 0; j < 16; j++)
+    {
+      int k = idx[j < lanes ? j : 0];
+      memcpy (&s->xt[j], x + 16 * k, sizeof s->xt[j]);
+      memcpy (rows + 16 * j, L + 16 * k, 16);
+      s->sumlx[j] = sumlx[k];
+      s->suml2[j] = suml2[k];
+      s->active[j] = j < lanes ? -1 : 0;
+    }
+  transpose16 (s->xt);
+  memcpy (out, rows, sizeof out);
+  a01 = QK_SHUFFLE2 (out[0], out[1], pairs_a);
+  a23 = QK_SHUFFLE2 (out[0], out[1], pairs_b);
+  b01 = QK_SHUFFLE2 (out[2], out[3], pairs_a);
+  b23 = QK_SHUFFLE2 (out[2], out[3], pairs_b);
+  p[0] = QK_SHUFFLE2 (a01, b01, even);
+  p[1] = QK_SHUFFLE2 (a01, b01, odd);
+  p[2] = QK_SHUFFLE2 (a23, b23, even);
+  p[3] = QK_SHUFFLE2 (a23, b23, odd);
+  #pragma GCC unroll 16
+  for (int i = 0; i < 16; i++)
+    {
+      s->wt[i] = s->xt[i] * s->xt[i];
+      s->lt[i] = ((p[i / 4] >> (8 * (i % 4))) & 0xff) - offset;
+    }
+}
+
+/* make_q3_quants (16, @nmax) on @count sub-blocks of 16 (a multiple of
+ * 16, at most QUARK_GGUF_Q3_MAX): sub-block j at x + 16·j, its codes plus
+ * nmax into L + 16·j, its scale into scales[j] */
+QK_MULTIVERSION QK_PRIVATE void
+_quark_gguf_q3_many (int nmax, int count, const float *x, gint8 *L, float *scales)
+{
+  Q3Lanes s[4];
+  float sumlx[QUARK_GGUF_Q3_MAX], suml2[QUARK_GGUF_Q3_MAX];
+  int32_t active[QUARK_GGUF_Q3_MAX], zero_lanes[QUARK_GGUF_Q3_MAX];
+  int idx[QUARK_GGUF_Q3_MAX];
+  const qk_vf zero = { 0 };
+  const qk_vi zero_i = { 0 };
+
+  if (count < 16 || count > QUARK_GGUF_Q3_MAX || count % 16)
+    return;
+  /* the start and the first round, on the sub-blocks in order; all-zero
+   * sub-blocks (max |x| < GROUP_MAX_EPS) are never active: the scalar
+   * code returns before any search, with codes 0 and scale 0 */
+  for (int g0 = 0; g0 < count / 16; g0 += 4)
+    {
+      int G = MIN (4, count / 16 - g0);
+      qk_vi all_zero[4];
       for (int g = 0; g < G; g++)
         {
-          active[g] &= -gg_min_i (changed[g], one);   /* changed >= 0: 0 stops the lane */
-          still |= active[g];
+          qk_vf amax, max;
+          const float *xg = x + 16 * 16 * (g0 + g);
+          qx_start (16, nmax, xg, NULL, s[g].xt, s[g].wt, s[g].lt, &amax, &max, &s[g].sumlx, &s[g].suml2);
+          all_zero[g] = gg_positive (qk_splat (1e-15f) - amax);   /* amax < 1e-15 */
+          s[g].active = ~all_zero[g];
+          memcpy (zero_lanes + 16 * (g0 + g), &all_zero[g], sizeof all_zero[g]);
         }
-      /* every lane has stopped: the rounds left would change nothing (most
-       * sub-blocks stop after their third or fourth round: about 3.6 rounds
-       * of 5 for 64 of them, on the 2 GB model's rows) */
-      if (!any_lane (still))
-        break;
+      q3_rounds (nmax, s, G);
+      for (int g = 0; g < G; g++)
+        {
+          int base = 16 * (g0 + g);
+          for (int j = 0; j < 16; j++)
+            idx[j] = base + j;
+          q3_put (nmax, &s[g], all_zero[g], idx, 16, L, sumlx, suml2, active);
+        }
     }
-  #pragma GCC unroll 4
-  for (int g = 0; g < G; g++)
+  /* the other rounds on the sub-blocks still going, sixteen at a time */
+  for (int itry = 1; itry < 5; ++itry)
     {
-      scale = qk_select (suml2[g] > zero, sumlx[g] / suml2[g], zero);
-      qx_store (n, nmax, lt[g], amax[g], scale, L + 16 * n * g, scales + 16 * g);
+      int n_active = 0;
+      for (int j = 0; j < count; j++)
+        {
+          idx[n_active] = j;   /* kept when active (without a branch) */
+          n_active += active[j] != 0;
+        }
+      if (n_active == 0)
+        break;
+      for (int a = 0; a < n_active; a += 4 * 16)
+        {
+          int G = MIN (4, (n_active - a + 15) / 16);
+          for (int g = 0; g < G; g++)
+            q3_gather (nmax, x, L, sumlx, suml2, idx + a + 16 * g, MIN (16, n_active - a - 16 * g), &s[g]);
+          q3_rounds (nmax, s, G);
+          for (int g = 0; g < G; g++)
+            q3_put (nmax, &s[g], zero_i, idx + a + 16 * g, MIN (16, n_active - a - 16 * g), L, sumlx, suml2, active);
+        }
     }
-}
-
-/* a copy of the search with n = 16 (Q3_K's) and one for other n */
-QK_INLINE void
-q3_n (const int G, int n, int nmax, const float *x, gint8 *L, float *scales)
-{
-  if (n == 16)
-    q3_xg (G, 16, nmax, x, L, scales);
-  else
-    q3_xg (G, n, nmax, x, L, scales);
-}
-
-QK_MULTIVERSION QK_PRIVATE void
-_quark_gguf_q3_x16 (int n, int nmax, const float *x, gint8 *L, float *scales)
-{
-  q3_n (1, n, nmax, x, L, scales);
-}
-
-QK_MULTIVERSION QK_PRIVATE void
-_quark_gguf_q3_x32 (int n, int nmax, const float *x, gint8 *L, float *scales)
-{
-  q3_n (2, n, nmax, x, L, scales);
-}
-
-QK_MULTIVERSION QK_PRIVATE void
-_quark_gguf_q3_x64 (int n, int nmax, const float *x, gint8 *L, float *scales)
-{
-  q3_n (4, n, nmax, x, L, scales);
+  /* the scales, 0 for all-zero sub-blocks */
+  for (int j0 = 0; j0 < count; j0 += 16)
+    {
+      qk_vf slx, sl2, scale;
+      qk_vi all_zero;
+      memcpy (&slx, sumlx + j0, sizeof slx);
+      memcpy (&sl2, suml2 + j0, sizeof sl2);
+      memcpy (&all_zero, zero_lanes + j0, sizeof all_zero);
+      scale = qk_select (all_zero, zero, qk_select (sl2 > zero, slx / sl2, zero));
+      memcpy (scales + j0, &scale, sizeof scale);
+    }
 }
 
 /* The codes again from the stored scales d[j] (and minima m[j], added
