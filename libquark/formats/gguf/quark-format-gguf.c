@@ -1679,7 +1679,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   g_autoptr(QuarkTensor) rope_freqs = NULL;
   QuarkModel *importance = quark_checkpoint_format_get_importance (format);
   g_autofree char *tmp = NULL;
-  g_autofree guint8 *buffers[2] = { NULL, NULL };
+  g_autofree guint8 *buffer0 = NULL, *buffer1 = NULL;   /* (g_autofree frees one pointer, not an array) */
   Writer writer = { 0 };
   gsize largest = 0;
   g_autofree char *source = _quark_model_get_directory (model);
@@ -1903,13 +1903,13 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
    * while the other is written (Writer) */
   for (guint i = 0; i < outs->len; i++)
     largest = MAX (largest, g_array_index (outs, Out, i).size);
-  buffers[0] = g_malloc (MAX (largest, 1));
-  buffers[1] = outs->len > 1 ? g_malloc (MAX (largest, 1)) : NULL;
+  buffer0 = g_malloc (MAX (largest, 1));
+  buffer1 = outs->len > 1 ? g_malloc (MAX (largest, 1)) : NULL;
   writer_start (&writer, fd, path, pos);
   for (guint i = 0; i < outs->len; i++)
     {
       Out *o = &g_array_index (outs, Out, i);
-      guint8 *bytes = buffers[i % 2];
+      guint8 *bytes = i % 2 ? buffer1 : buffer0;
       gsize n;
       g_autofree float *x = NULL;
       gsize rows = o->n_dims == 2 ? o->ne[1] : 1;
