@@ -1197,9 +1197,17 @@ typedef struct {
   guint64 pos;               /* the file's end, for the padding */
   const guint8 *data;        /* the bytes being written, NULL when idle */
   gsize size;
-  gboolean started, stop, failed;
-  GError *error;             /* the failed write's error, until taken */
+  gboolean started, stop;
+  GError *error;             /* the first failed write's */
 } Writer;
+
+/* @size bytes at @data, then the padding to the alignment */
+static gboolean
+writer_write (Writer *w, const guint8 *data, gsize size, GError **error)
+{
+  w->pos += size;
+  return write_all (w->fd, data, size, w->path, error) && pad (w->fd, &w->pos, w->path, error);
+}
 
 static gpointer
 writer_run (gpointer data)
@@ -1212,7 +1220,6 @@ writer_run (gpointer data)
       const guint8 *bytes;
       gsize size;
       GError *error = NULL;
-      gboolean ok;
 
       while (w->data == NULL && !w->stop)
         g_cond_wait (&w->cond, &w->lock);
@@ -1221,14 +1228,10 @@ writer_run (gpointer data)
       bytes = w->data;
       size = w->size;
       g_mutex_unlock (&w->lock);
-      w->pos += size;
-      ok = write_all (w->fd, bytes, size, w->path, &error) && pad (w->fd, &w->pos, w->path, &error);
+      writer_write (w, bytes, size, &error);
       g_mutex_lock (&w->lock);
-      if (!ok && !w->failed)
-        {
-          w->failed = TRUE;
-          w->error = error;
-        }
+      if (w->error == NULL)
+        w->error = error;
       else
         g_clear_error (&error);
       w->data = NULL;
@@ -1261,25 +1264,20 @@ writer_wait (Writer *w, GError **error)
   g_mutex_lock (&w->lock);
   while (w->data != NULL)
     g_cond_wait (&w->cond, &w->lock);
-  ok = !w->failed;
-  if (w->error)
-    g_propagate_error (error, g_steal_pointer (&w->error));
-  else if (!ok)
-    g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: an earlier write failed", w->path);
+  ok = w->error == NULL;
+  if (!ok)
+    g_propagate_error (error, g_error_copy (w->error));
   g_mutex_unlock (&w->lock);
   return ok;
 }
 
-/* @size bytes at @data (which stay untouched until the next submit or
- * writer_wait()), then the padding to the alignment */
+/* writer_write() on the thread, @data untouched until the next submit or
+ * writer_wait(); in place without the thread */
 static gboolean
 writer_submit (Writer *w, const guint8 *data, gsize size, GError **error)
 {
   if (w->thread == NULL)
-    {
-      w->pos += size;
-      return write_all (w->fd, data, size, w->path, error) && pad (w->fd, &w->pos, w->path, error);
-    }
+    return writer_write (w, data, size, error);
   if (!writer_wait (w, error))
     return FALSE;
   g_mutex_lock (&w->lock);

@@ -30,6 +30,10 @@ void _quark_gguf_qkx2_x64 (int n, int nmax, const float *x, const float *weights
 void _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, float *scales)
   __attribute__ ((visibility ("hidden")));
 
+/* below this largest |x|, ggml's k-quant searches take a sub-block as all
+ * zeros: codes 0 and scale 0 (its GROUP_MAX_EPS) */
+#define GROUP_MAX_EPS 1e-15f
+
 /* the most sub-blocks _quark_gguf_q3_many takes at once (64 super-blocks) */
 #define QUARK_GGUF_Q3_MAX 1024
 

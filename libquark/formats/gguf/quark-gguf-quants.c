@@ -316,7 +316,6 @@ _quark_ggml_f32_to_f16 (float f)
 /* ---- the k-quants (super-blocks of 256) ---------------------------------- */
 
 #define QK_K 256
-#define GROUP_MAX_EPS 1e-15f
 
 /* round to nearest, ties to even, for |x| < 2^22 (ggml's nearest_int) */
 static inline int

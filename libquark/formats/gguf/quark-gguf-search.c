@@ -52,6 +52,14 @@ gg_positive (qk_vf v)
   return (qk_vi) (zero - v) >> 31;
 }
 
+/* -1 in the lanes whose largest |x| @amax is below GROUP_MAX_EPS: the
+ * all-zero sub-blocks, which the scalar code leaves before any search */
+QK_INLINE qk_vi
+all_zero_lanes (qk_vf amax)
+{
+  return gg_positive (qk_splat (GROUP_MAX_EPS) - amax);
+}
+
 /* ggml's nearest_int, per lane: round to nearest even for |f| < 2^22 */
 QK_INLINE qk_vi
 nearest_int_v (qk_vf f)
@@ -444,7 +452,7 @@ qx_store (int n, int nmax, const qk_vi *lt, qk_vf amax, qk_vf scale, gint8 *L, f
 {
   const qk_vf zero = { 0 };
   const qk_vi offset = gg_splat_i (nmax);
-  const qk_vi all_zero = gg_positive (qk_splat (1e-15f) - amax);   /* amax < 1e-15 */
+  const qk_vi all_zero = all_zero_lanes (amax);
   qk_vf s = qk_select (all_zero, zero, scale);
   qk_vi codes[32];
 
@@ -688,7 +696,7 @@ _quark_gguf_q3_many (int nmax, int count, const float *x, gint8 *L, float *scale
           qk_vf amax, max;
           const float *xg = x + 16 * 16 * (g0 + g);
           qx_start (16, nmax, xg, NULL, s[g].xt, s[g].wt, s[g].lt, &amax, &max, &s[g].sumlx, &s[g].suml2);
-          all_zero[g] = gg_positive (qk_splat (1e-15f) - amax);   /* amax < 1e-15 */
+          all_zero[g] = all_zero_lanes (amax);
           s[g].active = ~all_zero[g];
           memcpy (zero_lanes + 16 * (g0 + g), &all_zero[g], sizeof all_zero[g]);
         }
