@@ -457,7 +457,8 @@ test_e5m3_scales (void)
  * and results, infinities, NaN and normal lanes, at scales drawn over the
  * whole range (and at its ends, just beyond them, at powers of two and
  * three times powers of two, where quotients fall on ties), against the
- * scalar reference. */
+ * scalar reference. (The table is taken only where the processor has
+ * AVX512BW; elsewhere the same inputs check the lane encoder.) */
 static void
 test_bf16_table_path (void)
 {

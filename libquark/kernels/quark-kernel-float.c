@@ -371,18 +371,18 @@ encode_lanes_as (const QkFpLanes *l, qk_vf t, bool finite)
 {
   qk_vi bits = (qk_vi) t;
   qk_vi abits = bits & 0x7fffffff;
-  qk_vi nan_mask = abits > 0x7f800000;
+  qk_vi nan_mask = (0x7f800000 - abits) >> 31;      /* abits > 0x7f800000, from the sign bit */
   /* a NaN lane becomes the largest value here, and the NaN code below */
   qk_vf a = qk_min ((qk_vf) abits, l->vmax);
   qk_vi ab = (qk_vi) a;
   qk_vi normal = (ab + l->normal_add + ((ab >> l->shift) & 1)) >> l->shift;
   qk_vi sub = (qk_vi) (a + l->sub_magic) - (qk_vi) l->sub_magic;
-  qk_vi is_sub = a < l->min_normal;
+  qk_vi is_sub = (qk_vi) (a - l->min_normal) >> 31;   /* a < min_normal: a − min_normal is negative */
   qk_vi mag = (sub & is_sub) | (normal & ~is_sub);
 
   if (l->fnuz)
     {
-      qk_vi sign = (qk_vi) ((qk_vu) bits >> l->sign_shift) & l->sign_bit & (mag != 0);
+      qk_vi sign = (qk_vi) ((qk_vu) bits >> l->sign_shift) & l->sign_bit & ((-mag) >> 31);   /* mag >= 0: mag != 0 */
       if (finite)
         return mag | sign;
       return ((mag | sign) & ~nan_mask) | (l->nan_code & nan_mask);
@@ -899,7 +899,7 @@ fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, floa
     QkFpTable t;
 #define QK_TABLE_PART(X, N, CODES) \
     (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false))
-    if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t))
+    if (n >= QK_TABLE_CHUNK && qk_table_lookups_fast () && qk_fp_table_init (format, scale, &t))
       for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
         if (!QK_TABLE_PART (x + i, QK_TABLE_CHUNK, codes + i))
           /* the 32 values of the lane that needs the lane encoder (a

@@ -31,10 +31,12 @@
  * -DQK_NO_MULTIVERSION, which tools/check-targets.sh uses to test the
  * code each clone gets, one -march at a time) */
 #define QK_MULTIVERSION __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define QK_CLONES 1
 #else
 #define QK_MULTIVERSION
 #endif
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -47,6 +49,25 @@
  * compiled for the target of the clone that uses them (a vector passed
  * between functions built for different targets would change the ABI). */
 #define QK_INLINE static inline __attribute__ ((always_inline))
+
+/* Whether table lookups by a vector of 16-bit indices are fast here: one
+ * instruction with AVX512BW (vpermw, vpermi2w), none with AVX2, where GCC
+ * makes them one lane at a time. The FP8/FP6 encoder of bfloat16 takes its
+ * table of 128 quotients only then (on an AMD EPYC with AVX2 alone, its
+ * lane encoder is twice as fast as the table); both give the same codes.
+ * With the clones, the x86-64-v4 clone runs exactly when the processor has
+ * AVX512BW; without them, the target the file is compiled for decides. */
+QK_INLINE bool
+qk_table_lookups_fast (void)
+{
+#if defined(QK_CLONES)
+  return __builtin_cpu_supports ("avx512bw");
+#elif defined(__AVX512BW__) && !defined(__clang__)
+  return true;
+#else
+  return false;
+#endif
+}
 
 /* The vector width of the kernels: 16 binary32 lanes, one AVX-512 register
  * (two AVX2 registers, four SSE registers). */
