@@ -899,7 +899,7 @@ fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, floa
     QkFpTable t;
 #define QK_TABLE_PART(X, N, CODES) \
     (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false))
-    if (n >= QK_TABLE_CHUNK && qk_table_lookups_fast () && qk_fp_table_init (format, scale, &t))
+    if (n >= QK_TABLE_CHUNK && qk_wide_permutes () && qk_fp_table_init (format, scale, &t))
       for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
         if (!QK_TABLE_PART (x + i, QK_TABLE_CHUNK, codes + i))
           /* the 32 values of the lane that needs the lane encoder (a

@@ -984,22 +984,34 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *params
  * one permutation of the 32 input half-words (vpermw) does it, at the
  * start rather than on every word. */
 QK_INLINE qk_vw
-qk_int4_pair_words (const uint16_t *x, QkIntLanes l, bool reorder)
+qk_int4_pair_words (const uint16_t *x, QkIntLanes l, bool reorder, bool wide)
 {
   const qk_vh awq = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15,
                       16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31 };
   qk_vw w, even, odd;
   memcpy (&w, x, sizeof w);
-  if (reorder)
+  if (reorder && wide)
     w = (qk_vw) QK_SHUFFLE ((qk_vh) w, awq);
+  else if (reorder)
+    {
+      /* the same in each 256-bit half (the permutation stays within
+       * 128-bit lanes: one vpshufb each) */
+      const qk_vu16 awq_half = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15 };
+      qk_vu16 half[2];
+      memcpy (half, &w, sizeof half);
+      half[0] = QK_SHUFFLE (half[0], awq_half);
+      half[1] = QK_SHUFFLE (half[1], awq_half);
+      memcpy (&w, half, sizeof w);
+    }
   even = (qk_vw) qk_int_lanes_finite ((qk_vf) (w << 16), l);
   odd = (qk_vw) qk_int_lanes_finite ((qk_vf) (w & 0xffff0000u), l);
   return ((even & 0xfu) | (odd << 4)) & 0xffu;
 }
 
-/* 128 values into 16 packed words, which the interleave handles together */
+/* 128 values into 16 packed words, which the interleave handles together;
+ * @wide: qk_wide_permutes () */
 QK_INLINE void
-qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, int32_t *words)
+qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, bool wide, int32_t *words)
 {
   /* byte k of word j: the pair byte j of part k; a byte transpose in each
    * 128-bit lane makes word 4g + k the packed word g of part k, and a word
@@ -1010,10 +1022,30 @@ qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, int32_t *w
     32, 36, 40, 44, 33, 37, 41, 45, 34, 38, 42, 46, 35, 39, 43, 47,
     48, 52, 56, 60, 49, 53, 57, 61, 50, 54, 58, 62, 51, 55, 59, 63 };
   const qk_vw words_t = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15 };
-  qk_vw packed = qk_int4_pair_words (x, l, reorder)
-                 | qk_int4_pair_words (x + 32, l, reorder) << 8
-                 | qk_int4_pair_words (x + 64, l, reorder) << 16
-                 | qk_int4_pair_words (x + 96, l, reorder) << 24;
+  qk_vw packed = qk_int4_pair_words (x, l, reorder, wide)
+                 | qk_int4_pair_words (x + 32, l, reorder, wide) << 8
+                 | qk_int4_pair_words (x + 64, l, reorder, wide) << 16
+                 | qk_int4_pair_words (x + 96, l, reorder, wide) << 24;
+  if (!wide)
+    {
+      /* the same on two 256-bit halves a (words 0-7) and b (8-15): the
+       * byte transpose stays within 128-bit lanes, and the word transpose
+       * takes words 0, 4, 8, 12, 1, 5, 9, 13 from (a, b) into the first
+       * half and 2, 6, 10, 14, 3, 7, 11, 15 into the second */
+      const qk_v32u8 bytes_half = {
+         0,  4,  8, 12,  1,  5,  9, 13,  2,  6, 10, 14,  3,  7, 11, 15,
+        16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31 };
+      const qk_v8u32 first = { 0, 4, 8, 12, 1, 5, 9, 13 }, second = { 2, 6, 10, 14, 3, 7, 11, 15 };
+      qk_v32u8 half[2];
+      qk_v8u32 out[2];
+      memcpy (half, &packed, sizeof half);
+      half[0] = QK_SHUFFLE (half[0], bytes_half);
+      half[1] = QK_SHUFFLE (half[1], bytes_half);
+      out[0] = QK_SHUFFLE2 ((qk_v8u32) half[0], (qk_v8u32) half[1], first);
+      out[1] = QK_SHUFFLE2 ((qk_v8u32) half[0], (qk_v8u32) half[1], second);
+      memcpy (words, out, sizeof out);
+      return;
+    }
   packed = (qk_vw) QK_SHUFFLE ((qk_v64u8) packed, bytes_t);
   packed = QK_SHUFFLE (packed, words_t);
   memcpy (words, &packed, sizeof packed);
@@ -1021,15 +1053,15 @@ qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, int32_t *w
 
 QK_INLINE size_t
 qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes l,
-                                   bool reorder, int32_t *words)
+                                   bool reorder, bool wide, int32_t *words)
 {
   size_t i = 0;
 
   for (; i + 8 * QK_LANES <= n; i += 8 * QK_LANES)
-    qk_int4_pack128 (x + i, l, reorder, words + i / 8);
+    qk_int4_pack128 (x + i, l, reorder, wide, words + i / 8);
   for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
     {
-      qk_vu8 bytes = __builtin_convertvector (qk_int4_pair_words (x + i, l, reorder), qk_vu8);
+      qk_vu8 bytes = __builtin_convertvector (qk_int4_pair_words (x + i, l, reorder, wide), qk_vu8);
       memcpy (words + i / 8, &bytes, sizeof bytes);
     }
   return i;
@@ -1042,7 +1074,7 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes
 QK_INLINE void
 qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelIntParams *p,
                    const float *scales, const float *zero_points, const bool divide, const bool add_zp,
-                   const bool reorder, int32_t *words)
+                   const bool reorder, const bool wide, int32_t *words)
 {
   QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, {
     QkIntLanes lc = l;
@@ -1050,7 +1082,7 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
     lc.divide = divide;
     lc.add_zp = add_zp;
     for (size_t i = 0; i < len; i += 8 * QK_LANES)
-      qk_int4_pack128 (x + start + i, lc, reorder, words + (start + i) / 8);
+      qk_int4_pack128 (x + start + i, lc, reorder, wide, words + (start + i) / 8);
   });
 }
 
@@ -1060,10 +1092,12 @@ qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
                                      const float *zero_points, QuarkDType dtype, bool reorder,
                                      int32_t *words)
 {
+  const bool wide = qk_wide_permutes ();
+
   if (group % (8 * QK_LANES) == 0 && n % group == 0)
     {
       const bool zp = zero_points || p->zero_point != 0.0f;
-#define QK_INT4_ROWS(D, Z, R) qk_int4_groups128 (x, n, group, p, scales, zero_points, D, Z, R, words)
+#define QK_INT4_ROWS(D, Z, R) qk_int4_groups128 (x, n, group, p, scales, zero_points, D, Z, R, wide, words)
       if (p->divide)
         {
           if (zp)
@@ -1083,8 +1117,10 @@ qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
     }
   QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, {
     size_t i = l.add_zp
-      ? qk_quantize_bf16_int4_packed_loop (x + start, len, qk_lanes_with_zp (l, true), reorder, words + start / 8)
-      : qk_quantize_bf16_int4_packed_loop (x + start, len, qk_lanes_with_zp (l, false), reorder, words + start / 8);
+      ? qk_quantize_bf16_int4_packed_loop (x + start, len, qk_lanes_with_zp (l, true), reorder, wide,
+                                           words + start / 8)
+      : qk_quantize_bf16_int4_packed_loop (x + start, len, qk_lanes_with_zp (l, false), reorder, wide,
+                                           words + start / 8);
     /* the rest of the group (a multiple of 8): codes, then packed */
     for (size_t rest = i; rest < len; rest += 32)
       {

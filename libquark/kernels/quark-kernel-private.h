@@ -50,15 +50,18 @@
  * between functions built for different targets would change the ABI). */
 #define QK_INLINE static inline __attribute__ ((always_inline))
 
-/* Whether table lookups by a vector of 16-bit indices are fast here: one
- * instruction with AVX512BW (vpermw, vpermi2w), none with AVX2, where GCC
- * makes them one lane at a time. The FP8/FP6 encoder of bfloat16 takes its
- * table of 128 quotients only then (on an AMD EPYC with AVX2 alone, its
- * lane encoder is twice as fast as the table); both give the same codes.
- * With the clones, the x86-64-v4 clone runs exactly when the processor has
- * AVX512BW; without them, the target the file is compiled for decides. */
+/* Whether a permute of a whole 512-bit vector by 8- or 16-bit lanes is one
+ * instruction here: with AVX512BW (vpshufb zmm, vpermw, vpermi2w), not
+ * with AVX2, where GCC 12 builds such a permute of the kernels' 64-byte
+ * vectors one lane at a time. Where it is false, the kernels use other
+ * forms with the same results: the FP8/FP6 encoder of bfloat16 its lane
+ * encoder rather than its table of 128 quotients (on an AMD EPYC with AVX2
+ * alone twice as fast), MX FP4 its table as bytes, the int4 packing two
+ * 256-bit halves. With the clones, the x86-64-v4 clone runs exactly when
+ * the processor has AVX512BW; without them, the target the file is
+ * compiled for decides. */
 QK_INLINE bool
-qk_table_lookups_fast (void)
+qk_wide_permutes (void)
 {
 #if defined(QK_CLONES)
   return __builtin_cpu_supports ("avx512bw");
@@ -82,11 +85,14 @@ typedef uint8_t  qk_vu8 __attribute__ ((vector_size (QK_LANES)));
  * 2^22 to an integer, to nearest even, in the default rounding mode. */
 #define QK_ROUND_MAGIC 12582912.0f
 
+/* (0 + v in every lane, as `zero + v` gives, but from one addition and an
+ * initializer, which GCC 12 makes one broadcast for AVX2 too; `zero + v`
+ * it builds for AVX2 one lane at a time, through the stack) */
 QK_INLINE qk_vf
 qk_splat (float v)
 {
-  qk_vf zero = { 0 };
-  return zero + v;
+  const float u = 0.0f + v;
+  return (qk_vf) { u, u, u, u, u, u, u, u, u, u, u, u, u, u, u, u };
 }
 
 QK_INLINE qk_vi
@@ -108,6 +114,7 @@ typedef uint16_t qk_vh __attribute__ ((vector_size (64)));
 typedef uint32_t qk_vw __attribute__ ((vector_size (64)));
 typedef uint8_t  qk_v64u8 __attribute__ ((vector_size (64)));
 typedef uint8_t  qk_v32u8 __attribute__ ((vector_size (32)));
+typedef uint32_t qk_v8u32 __attribute__ ((vector_size (32)));
 
 /* Lane-wise maximum and minimum. GCC's C front end has no vector ?: and does
  * not turn the mask-select idiom into a max, but it does turn these lane
@@ -206,13 +213,16 @@ qk_bf16_maxima16 (const uint16_t *x, size_t block)
   return qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
 }
 
-/* (through 32-bit lanes: GCC 12 builds a 16-bit splat of a variable one
- * lane at a time) */
+/* (a loop, which GCC 12 makes one broadcast for both AVX-512 and AVX2;
+ * `zero + v` is built one lane at a time, and so is an initializer of 32-
+ * or 16-bit lanes for AVX2, through the stack) */
 QK_INLINE qk_vh
 qk_splat_h (uint16_t v)
 {
-  const uint32_t w = v * 0x10001u;
-  return (qk_vh) (qk_vw) { w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w };
+  qk_vh r;
+  for (unsigned i = 0; i < sizeof r / sizeof r[0]; i++)
+    r[i] = v;
+  return r;
 }
 
 /* MX FP4 by table (_quark_kernel_fp_table4_init()): a block of E8M0 byte
@@ -224,11 +234,17 @@ qk_splat_h (uint16_t v)
  * byte for the block (every mode takes d >= floor (log2 max |v|) − 2, so
  * t < 2^3 and the field less d is at most 129 = 124 + 5). A subnormal v
  * has v >> 5 <= 3 <= K + 3 and t < 2^−126 · 2^124, code 0, which the clamp
- * gives (that is what B >= 3 ensures). 32 elements per vpermi2w. */
+ * gives (that is what B >= 3 ensures). 32 elements per vpermi2w with
+ * AVX512BW; without it (qk_wide_permutes() false) the entries
+ * (magnitude codes of at most 7 bits) are looked up as bytes, which AVX2 permutes with vpshufb
+ * (GCC has no AVX2 form of a permute of 16-bit lanes by a vector). */
 typedef struct {
   qk_vh lo, hi;           /* the 64 entries */
+  qk_v32u8 lo8, hi8;      /* the same as bytes */
+  qk_v32u8 sign_bit8;     /* sign_bit in every byte */
   int sign_shift;         /* 15 − (ebits + mbits) */
   uint16_t sign_bit;
+  bool permw;             /* qk_wide_permutes () */
 } QkTable4;
 
 QK_INLINE QkTable4
@@ -237,8 +253,16 @@ qk_table4_load (const QuarkFpFormat *format, const uint16_t *table4)
   QkTable4 t;
   memcpy (&t.lo, table4, sizeof t.lo);
   memcpy (&t.hi, table4 + 32, sizeof t.hi);
+  for (int i = 0; i < 32; i++)
+    {
+      t.lo8[i] = (uint8_t) table4[i];
+      t.hi8[i] = (uint8_t) table4[32 + i];
+    }
   t.sign_shift = 15 - (format->ebits + format->mbits);
   t.sign_bit = (uint16_t) (1u << (format->ebits + format->mbits));
+  /* (a byte splat of a variable is built lane by lane too) */
+  memset (&t.sign_bit8, t.sign_bit, sizeof t.sign_bit8);
+  t.permw = qk_wide_permutes ();
   return t;
 }
 
@@ -253,6 +277,21 @@ qk_table4_block (const QkTable4 *t, const uint16_t *x, qk_vh k, bool pack4, uint
   memcpy (&v, x, sizeof v);
   e = qk_max_h ((v >> 5) & 0x3ff, k) - k;
   idx = (e << 1) | qk_min_h (v & 0x1f, qk_splat_h (1));
+  if (!t->permw)
+    {
+      /* the codes as bytes: element j's in byte j */
+      qk_v32u8 sign = -__builtin_convertvector (v >> 15, qk_v32u8) & t->sign_bit8;
+      qk_v32u8 codes = QK_SHUFFLE2 (t->lo8, t->hi8, __builtin_convertvector (idx, qk_v32u8)) | sign;
+      if (pack4)
+        {
+          qk_vu16 pairs = (qk_vu16) codes;   /* 2j's code in the low byte, 2j + 1's in the high */
+          qk_vu8 bytes = __builtin_convertvector ((pairs | (pairs >> 4)) & 0xffu, qk_vu8);
+          memcpy (out, &bytes, sizeof bytes);
+        }
+      else
+        memcpy (out, &codes, sizeof codes);
+      return;
+    }
   c = (qk_vw) (QK_SHUFFLE2 (t->lo, t->hi, idx) | ((v >> t->sign_shift) & t->sign_bit));
   if (pack4)
     {
