@@ -3,9 +3,9 @@
 # x86-64-v4 and x86-64-v3 clones of every multiversioned kernel, scalar
 # float arithmetic (vaddss, vmulss, vmaxss, ...) may not outnumber the
 # vector arithmetic (vaddps, vmulps, vmaxps, ...) beyond a small allowance
-# for set-up and tails. A kernel whose lane-wise helpers were compiled one lane at a time
-# (GCC 12 at -O3 did that: 5 to 10 times slower) has one scalar operation
-# per lane and fails. An inspection of the generated code, not a timing:
+# for set-up and tails. A kernel whose lane-wise helpers were compiled one
+# lane at a time (GCC 12 at -O3 did that: 5 to 10 times slower) has one
+# scalar operation per lane and fails. An inspection of the generated code, not a timing:
 # it gives the same answer on a busy machine. In the x86-64-v3 clones,
 # moreover, at most PIECES_ALLOWANCE vpinsrq: GCC 12 without
 # -mmove-max=512 moves whole 64-byte vectors there in 16-byte pieces
@@ -50,7 +50,7 @@ for name, ins in sorted(clones.items()):
     if name.endswith('.arch_x86_64_v3') and pieces > PIECES_ALLOWANCE:
         failed.append('%s: %d vpinsrq (64-byte vectors moved in 16-byte pieces)' % (name, pieces))
 if failed:
-    print('check-vector: kernels compiled lane by lane in %s:' % sys.argv[1])
+    print('check-vector: kernels that lost their vector form in %s:' % sys.argv[1])
     for f in failed:
         print('  ' + f)
     sys.exit(1)

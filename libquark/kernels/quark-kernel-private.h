@@ -235,9 +235,9 @@ qk_splat_h (uint16_t v)
  * t < 2^3 and the field less d is at most 129 = 124 + 5). A subnormal v
  * has v >> 5 <= 3 <= K + 3 and t < 2^−126 · 2^124, code 0, which the clamp
  * gives (that is what B >= 3 ensures). 32 elements per vpermi2w with
- * AVX512BW; without it (qk_wide_permutes() false) the entries
- * (magnitude codes of at most 7 bits) are looked up as bytes, which AVX2 permutes with vpshufb
- * (GCC has no AVX2 form of a permute of 16-bit lanes by a vector). */
+ * AVX512BW; without it (qk_wide_permutes() false) the entries (magnitude
+ * codes of at most 7 bits) are looked up as bytes, which AVX2 permutes
+ * with vpshufb (it has no permute of 16-bit lanes by a vector). */
 typedef struct {
   qk_vh lo, hi;           /* the 64 entries */
   qk_v32u8 lo8, hi8;      /* the same as bytes */
