@@ -175,6 +175,65 @@ qk_select_i (qk_vi mask, qk_vi a, qk_vi b)
  * block (16, 8, 4, 2, then 1) while keeping the blocks in order. */
 typedef uint64_t qk_vq __attribute__ ((vector_size (64)));
 
+/* 256-bit vectors, for qk_bf16_maxima16_256() */
+typedef uint16_t qk_v16u16 __attribute__ ((vector_size (32)));
+typedef uint64_t qk_v4u64 __attribute__ ((vector_size (32)));
+QK_DEFINE_LANEWISE (qk_max_h256, qk_v16u16, >)
+QK_DEFINE_LANEWISE (qk_max_w256, qk_v8u32, >)
+
+/* qk_bf16_maxima16() in 256-bit vectors, for processors without AVX512BW:
+ * GCC 12 builds the 64-bit-lane permutes of two 512-bit vectors there
+ * through general registers, and keeps 512-bit vectors in memory between
+ * steps. Each block folds into one vector of 16 half-words; the steps take
+ * the 128-bit halves of two blocks (vperm2i128), then their 64-bit (vpunpck)
+ * and 32-bit halves, and last the two half-words of each word, leaving the
+ * blocks in the order 0 2 4 6 1 3 5 7 in each of two vectors, which one
+ * permute of 32-bit lanes (vpermd) puts right. */
+QK_INLINE qk_vw
+qk_bf16_maxima16_256 (const uint16_t *x, size_t block)
+{
+  const qk_v4u64 lo1 = { 0, 1, 4, 5 }, hi1 = { 2, 3, 6, 7 };
+  const qk_v4u64 lo2 = { 0, 4, 2, 6 }, hi2 = { 1, 5, 3, 7 };
+  const qk_v8u32 lo3 = { 0, 2, 8, 10, 4, 6, 12, 14 }, hi3 = { 1, 3, 9, 11, 5, 7, 13, 15 };
+  const qk_v8u32 order = { 0, 4, 1, 5, 2, 6, 3, 7 };
+  qk_v16u16 v[16];
+  qk_v8u32 o[2];
+  qk_vw res;
+
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 16; k++)
+    {
+      qk_v16u16 a, b;
+      memcpy (&a, x + k * block, sizeof a);
+      memcpy (&b, x + k * block + 16, sizeof b);
+      v[k] = qk_max_h256 (a & 0x7fff, b & 0x7fff);
+      for (size_t r = 32; r < block; r += 32)
+        {
+          memcpy (&a, x + k * block + r, sizeof a);
+          memcpy (&b, x + k * block + r + 16, sizeof b);
+          v[k] = qk_max_h256 (v[k], qk_max_h256 (a & 0x7fff, b & 0x7fff));
+        }
+    }
+#define QK_HALVE(A, B, LO, HI, T) \
+  qk_max_h256 ((qk_v16u16) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_v16u16) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 8; k++)
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo1, hi1, qk_v4u64);
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 4; k++)
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_v4u64);
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 2; k++)
+    {
+      qk_v8u32 m = (qk_v8u32) QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_v8u32);
+      o[k] = QK_SHUFFLE (qk_max_w256 (m & 0xffffu, m >> 16), order);
+    }
+#undef QK_HALVE
+  memcpy (&res, o, sizeof res);
+  return res;
+}
+
+
 QK_INLINE qk_vw
 qk_bf16_maxima16 (const uint16_t *x, size_t block)
 {
@@ -185,6 +244,8 @@ qk_bf16_maxima16 (const uint16_t *x, size_t block)
   const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
   qk_vh v[16];
 
+  if (!qk_wide_permutes ())
+    return qk_bf16_maxima16_256 (x, block);
   _Pragma ("GCC unroll 16")
   for (int k = 0; k < 16; k++)
     {
