@@ -204,14 +204,14 @@ qk_hmax_w (qk_vw m)
  * integer order of the bit patterns is the numeric order, infinity sorts
  * above every finite value and NaN above infinity. UTYPE/VTYPE: the bits,
  * alone and as a vector; MASK clears the sign. */
-#define QK_DEFINE_ABS_MAX_BITS(NAME, ITYPE, UTYPE, VTYPE, MASK, VMAX, HMAX) \
+#define QK_DEFINE_ABS_MAX_BITS(NAME, ITYPE, UTYPE, VTYPE, MASK, VMAX, HMAX, HTYPE, HMAXH) \
 QK_INLINE UTYPE \
 NAME##_inline (const ITYPE *x, size_t n) \
 { \
   const size_t lanes = sizeof (VTYPE) / sizeof (UTYPE); \
   UTYPE r = 0; \
   size_t i = 0; \
-  if (n >= lanes) \
+  if (n >= lanes && qk_wide_permutes ()) \
     { \
       VTYPE m = { 0 }; \
       for (; i + lanes <= n; i += lanes) \
@@ -221,6 +221,23 @@ NAME##_inline (const ITYPE *x, size_t n) \
           m = VMAX (v & (MASK), m); \
         } \
       r = HMAX (m); \
+    } \
+  else if (n >= lanes) \
+    { \
+      /* two 256-bit maxima (without AVX-512, GCC 12 keeps a 512-bit \
+       * one in memory, a store and a load on every step) */ \
+      HTYPE m[2] = { { 0 }, { 0 } }; \
+      VTYPE w; \
+      for (; i + lanes <= n; i += lanes) \
+        { \
+          HTYPE a, b; \
+          memcpy (&a, x + i, sizeof a); \
+          memcpy (&b, x + i + lanes / 2, sizeof b); \
+          m[0] = HMAXH (a & (MASK), m[0]); \
+          m[1] = HMAXH (b & (MASK), m[1]); \
+        } \
+      memcpy (&w, m, sizeof w); \
+      r = HMAX (w); \
     } \
   for (; i < n; i++) \
     { \
@@ -284,10 +301,12 @@ qk_no_fast_blocks (const float *x, size_t n, size_t block, uint32_t *out)
 }
 
 #define FAST_BLOCKS qk_abs_max_bits_bf16_by16
-QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_bf16, uint16_t, uint16_t, qk_vh, 0x7fff, qk_max_h, qk_hmax_h)
+QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_bf16, uint16_t, uint16_t, qk_vh, 0x7fff, qk_max_h, qk_hmax_h,
+                        qk_v16u16, qk_max_h256)
 #undef FAST_BLOCKS
 #define FAST_BLOCKS qk_no_fast_blocks
-QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_f32, float, uint32_t, qk_vw, 0x7fffffffu, qk_max_w, qk_hmax_w)
+QK_DEFINE_ABS_MAX_BITS (qk_abs_max_bits_f32, float, uint32_t, qk_vw, 0x7fffffffu, qk_max_w, qk_hmax_w,
+                        qk_v8u32, qk_max_w256)
 #undef FAST_BLOCKS
 
 void
@@ -701,6 +720,57 @@ qk_int_lanes_finite (qk_vf x, QkIntLanes l)
   return qk_min_i (qk_max_i ((qk_vi) (t + QK_ROUND_MAGIC), l.lo_bits), l.hi_bits);
 }
 
+/* The same lanes in 256-bit vectors, for processors without AVX-512
+ * (qk_wide_permutes() false), where GCC 12 keeps 512-bit vectors in memory
+ * between steps: loops that use these hold everything in registers. */
+typedef float   qk_v8f __attribute__ ((vector_size (32)));
+typedef int32_t qk_v8i __attribute__ ((vector_size (32)));
+QK_DEFINE_LANEWISE (qk_max8, qk_v8f, >)
+QK_DEFINE_LANEWISE (qk_min8, qk_v8f, <)
+QK_DEFINE_LANEWISE (qk_max_i8, qk_v8i, >)
+QK_DEFINE_LANEWISE (qk_min_i8, qk_v8i, <)
+
+typedef struct {
+  qk_v8f mul, zp, lo, hi;
+  qk_v8i lo_bits, hi_bits;
+  bool divide, add_zp;
+} QkIntLanes8;
+
+/* (the low halves: every lane of @l holds the same value) */
+QK_INLINE QkIntLanes8
+qk_int_lanes8_init (const QkIntLanes *l)
+{
+  QkIntLanes8 h;
+  memcpy (&h.mul, &l->mul, sizeof h.mul);
+  memcpy (&h.zp, &l->zp, sizeof h.zp);
+  memcpy (&h.lo, &l->lo, sizeof h.lo);
+  memcpy (&h.hi, &l->hi, sizeof h.hi);
+  memcpy (&h.lo_bits, &l->lo_bits, sizeof h.lo_bits);
+  memcpy (&h.hi_bits, &l->hi_bits, sizeof h.hi_bits);
+  h.divide = l->divide;
+  h.add_zp = l->add_zp;
+  return h;
+}
+
+QK_INLINE qk_v8i
+qk_int_lanes8 (qk_v8f x, const QkIntLanes8 *l)
+{
+  qk_v8f t = l->divide ? x / l->mul : x * l->mul;
+  if (l->add_zp)
+    t = t + l->zp;
+  t = qk_min8 (qk_max8 (t, l->lo), l->hi);
+  return (qk_v8i) (t + QK_ROUND_MAGIC);
+}
+
+QK_INLINE qk_v8i
+qk_int_lanes8_finite (qk_v8f x, const QkIntLanes8 *l)
+{
+  qk_v8f t = l->divide ? x / l->mul : x * l->mul;
+  if (l->add_zp)
+    t = t + l->zp;
+  return qk_min_i8 (qk_max_i8 ((qk_v8i) (t + QK_ROUND_MAGIC), l->lo_bits), l->hi_bits);
+}
+
 /* The loops are compiled twice, with and without the zero point. */
 #define QK_DEFINE_ZP_DISPATCH(NAME, ITYPE, CTYPE) \
 QK_MULTIVERSION static void \
@@ -739,13 +809,29 @@ QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t
  * shifting and masking widens the even and the odd elements without a
  * permutation, and the two code vectors interleave back by shifting and
  * or-ing before one narrowing. */
-#define QK_DEFINE_BF16_PAIRS(NAME, CTYPE, CBITS, VTYPE) \
+#define QK_DEFINE_BF16_PAIRS(NAME, CTYPE, CBITS, VTYPE, VTYPE8) \
 QK_INLINE size_t \
 NAME##_loop (const uint16_t *x, size_t n, const QkIntLanes l, CTYPE *out) \
 { \
   const qk_vw mask = (qk_vw) { 0 } + ((1u << CBITS) - 1); \
-  size_t i; \
-  for (i = 0; i + 2 * QK_LANES <= n; i += 2 * QK_LANES) \
+  size_t i = 0; \
+  if (!qk_wide_permutes ()) \
+    { \
+      /* the same 16 values per step, in 256-bit vectors */ \
+      const QkIntLanes8 h = qk_int_lanes8_init (&l); \
+      for (; i + QK_LANES <= n; i += QK_LANES) \
+        { \
+          qk_v8u32 w, even, odd; \
+          VTYPE8 narrow; \
+          memcpy (&w, x + i, sizeof w); \
+          even = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w << 16), &h); \
+          odd = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w & 0xffff0000u), &h); \
+          narrow = __builtin_convertvector ((even & ((1u << CBITS) - 1)) | (odd << CBITS), VTYPE8); \
+          memcpy (out + i, &narrow, sizeof narrow); \
+        } \
+      return i; \
+    } \
+  for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES) \
     { \
       qk_vw w, even, odd; \
       VTYPE narrow; \
@@ -760,8 +846,9 @@ NAME##_loop (const uint16_t *x, size_t n, const QkIntLanes l, CTYPE *out) \
 QK_DEFINE_ZP_DISPATCH (NAME, uint16_t, CTYPE)
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u8, uint8_t, 8, qk_vu16)
-QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u16, uint16_t, 16, qk_vw)
+typedef uint16_t qk_v8u16 __attribute__ ((vector_size (16)));
+QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u8, uint8_t, 8, qk_vu16, qk_v8u16)
+QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u16, uint16_t, 16, qk_vw, qk_v8u32)
 #else
 QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u8, uint16_t, qk_load_bf16, uint8_t, qk_vu8, 0, 0xff)
 QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_u16, uint16_t, qk_load_bf16, uint16_t, qk_vu16, 0, 0xffff)
@@ -1008,8 +1095,44 @@ qk_int4_pair_words (const uint16_t *x, QkIntLanes l, bool reorder, bool wide)
   return ((even & 0xfu) | (odd << 4)) & 0xffu;
 }
 
+/* qk_int4_pair_words() on 16 values in 256-bit vectors: the pair bytes of
+ * elements 2k and 2k + 1 in the low byte of 8 words. */
+QK_INLINE qk_v8u32
+qk_int4_pair_words8 (const uint16_t *x, const QkIntLanes8 *l, bool reorder)
+{
+  const qk_vu16 awq_half = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15 };
+  qk_v8u32 w, even, odd;
+  memcpy (&w, x, sizeof w);
+  if (reorder)
+    w = (qk_v8u32) QK_SHUFFLE ((qk_vu16) w, awq_half);
+  even = (qk_v8u32) qk_int_lanes8_finite ((qk_v8f) (w << 16), l);
+  odd = (qk_v8u32) qk_int_lanes8_finite ((qk_v8f) (w & 0xffff0000u), l);
+  return ((even & 0xfu) | (odd << 4)) & 0xffu;
+}
+
+/* qk_int4_pack128() in 256-bit vectors, 64 values (8 words) at a time:
+ * part k of 16 values goes to byte k of every word, so word j holds the
+ * pair bytes 8k + j at byte 4j + k; a byte transpose in each 128-bit lane
+ * (vpshufb) makes dword 4m + k of lane m hold parts k's pairs 4m to 4m + 3,
+ * and a permute of dwords (vpermd) puts them in order. */
+QK_INLINE void
+qk_int4_pack64_8 (const uint16_t *x, const QkIntLanes8 *l, bool reorder, int32_t *words)
+{
+  const qk_v32u8 bytes_half = {
+     0,  4,  8, 12,  1,  5,  9, 13,  2,  6, 10, 14,  3,  7, 11, 15,
+    16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31 };
+  const qk_v8u32 order = { 0, 4, 1, 5, 2, 6, 3, 7 };
+  qk_v8u32 a = qk_int4_pair_words8 (x, l, reorder)
+               | qk_int4_pair_words8 (x + 16, l, reorder) << 8
+               | qk_int4_pair_words8 (x + 32, l, reorder) << 16
+               | qk_int4_pair_words8 (x + 48, l, reorder) << 24;
+  a = (qk_v8u32) QK_SHUFFLE ((qk_v32u8) a, bytes_half);
+  a = QK_SHUFFLE (a, order);
+  memcpy (words, &a, sizeof a);
+}
+
 /* 128 values into 16 packed words, which the interleave handles together;
- * @wide: qk_wide_permutes () */
+ * @wide: qk_wide_permutes () (without it, qk_int4_pack64_8() twice) */
 QK_INLINE void
 qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, bool wide, int32_t *words)
 {
@@ -1022,30 +1145,18 @@ qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, bool wide,
     32, 36, 40, 44, 33, 37, 41, 45, 34, 38, 42, 46, 35, 39, 43, 47,
     48, 52, 56, 60, 49, 53, 57, 61, 50, 54, 58, 62, 51, 55, 59, 63 };
   const qk_vw words_t = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15 };
-  qk_vw packed = qk_int4_pair_words (x, l, reorder, wide)
-                 | qk_int4_pair_words (x + 32, l, reorder, wide) << 8
-                 | qk_int4_pair_words (x + 64, l, reorder, wide) << 16
-                 | qk_int4_pair_words (x + 96, l, reorder, wide) << 24;
+  qk_vw packed;
   if (!wide)
     {
-      /* the same on two 256-bit halves a (words 0-7) and b (8-15): the
-       * byte transpose stays within 128-bit lanes, and the word transpose
-       * takes words 0, 4, 8, 12, 1, 5, 9, 13 from (a, b) into the first
-       * half and 2, 6, 10, 14, 3, 7, 11, 15 into the second */
-      const qk_v32u8 bytes_half = {
-         0,  4,  8, 12,  1,  5,  9, 13,  2,  6, 10, 14,  3,  7, 11, 15,
-        16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31 };
-      const qk_v8u32 first = { 0, 4, 8, 12, 1, 5, 9, 13 }, second = { 2, 6, 10, 14, 3, 7, 11, 15 };
-      qk_v32u8 half[2];
-      qk_v8u32 out[2];
-      memcpy (half, &packed, sizeof half);
-      half[0] = QK_SHUFFLE (half[0], bytes_half);
-      half[1] = QK_SHUFFLE (half[1], bytes_half);
-      out[0] = QK_SHUFFLE2 ((qk_v8u32) half[0], (qk_v8u32) half[1], first);
-      out[1] = QK_SHUFFLE2 ((qk_v8u32) half[0], (qk_v8u32) half[1], second);
-      memcpy (words, out, sizeof out);
+      const QkIntLanes8 h = qk_int_lanes8_init (&l);
+      qk_int4_pack64_8 (x, &h, reorder, words);
+      qk_int4_pack64_8 (x + 64, &h, reorder, words + 8);
       return;
     }
+  packed = qk_int4_pair_words (x, l, reorder, wide)
+           | qk_int4_pair_words (x + 32, l, reorder, wide) << 8
+           | qk_int4_pair_words (x + 64, l, reorder, wide) << 16
+           | qk_int4_pair_words (x + 96, l, reorder, wide) << 24;
   packed = (qk_vw) QK_SHUFFLE ((qk_v64u8) packed, bytes_t);
   packed = QK_SHUFFLE (packed, words_t);
   memcpy (words, &packed, sizeof packed);
@@ -1081,8 +1192,15 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
     (void) g;
     lc.divide = divide;
     lc.add_zp = add_zp;
-    for (size_t i = 0; i < len; i += 8 * QK_LANES)
-      qk_int4_pack128 (x + start + i, lc, reorder, wide, words + (start + i) / 8);
+    if (!wide)
+      {
+        const QkIntLanes8 h = qk_int_lanes8_init (&lc);
+        for (size_t i = 0; i < len; i += 64)
+          qk_int4_pack64_8 (x + start + i, &h, reorder, words + (start + i) / 8);
+      }
+    else
+      for (size_t i = 0; i < len; i += 8 * QK_LANES)
+        qk_int4_pack128 (x + start + i, lc, reorder, wide, words + (start + i) / 8);
   });
 }
 
