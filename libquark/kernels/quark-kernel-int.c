@@ -723,13 +723,6 @@ qk_int_lanes_finite (qk_vf x, QkIntLanes l)
 /* The same lanes in 256-bit vectors, for processors without AVX-512
  * (qk_wide_permutes() false), where GCC 12 keeps 512-bit vectors in memory
  * between steps: loops that use these hold everything in registers. */
-typedef float   qk_v8f __attribute__ ((vector_size (32)));
-typedef int32_t qk_v8i __attribute__ ((vector_size (32)));
-QK_DEFINE_LANEWISE (qk_max8, qk_v8f, >)
-QK_DEFINE_LANEWISE (qk_min8, qk_v8f, <)
-QK_DEFINE_LANEWISE (qk_max_i8, qk_v8i, >)
-QK_DEFINE_LANEWISE (qk_min_i8, qk_v8i, <)
-
 typedef struct {
   qk_v8f mul, zp, lo, hi;
   qk_v8i lo_bits, hi_bits;
@@ -846,7 +839,6 @@ NAME##_loop (const uint16_t *x, size_t n, const QkIntLanes l, CTYPE *out) \
 QK_DEFINE_ZP_DISPATCH (NAME, uint16_t, CTYPE)
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-typedef uint16_t qk_v8u16 __attribute__ ((vector_size (16)));
 QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u8, uint8_t, 8, qk_vu16, qk_v8u16)
 QK_DEFINE_BF16_PAIRS (qk_quantize_bf16_u16, uint16_t, 16, qk_vw, qk_v8u32)
 #else

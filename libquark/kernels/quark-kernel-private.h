@@ -175,11 +175,21 @@ qk_select_i (qk_vi mask, qk_vi a, qk_vi b)
  * block (16, 8, 4, 2, then 1) while keeping the blocks in order. */
 typedef uint64_t qk_vq __attribute__ ((vector_size (64)));
 
-/* 256-bit vectors, for qk_bf16_maxima16_256() */
+/* 256-bit vectors, for the forms of the kernels taken where the processor
+ * lacks AVX-512 (qk_wide_permutes() false): GCC 12 keeps 512-bit vectors
+ * in memory there between steps, and builds some of their permutes
+ * through general registers. */
 typedef uint16_t qk_v16u16 __attribute__ ((vector_size (32)));
 typedef uint64_t qk_v4u64 __attribute__ ((vector_size (32)));
+typedef float    qk_v8f __attribute__ ((vector_size (32)));
+typedef int32_t  qk_v8i __attribute__ ((vector_size (32)));
+typedef uint16_t qk_v8u16 __attribute__ ((vector_size (16)));
 QK_DEFINE_LANEWISE (qk_max_h256, qk_v16u16, >)
 QK_DEFINE_LANEWISE (qk_max_w256, qk_v8u32, >)
+QK_DEFINE_LANEWISE (qk_max8, qk_v8f, >)
+QK_DEFINE_LANEWISE (qk_min8, qk_v8f, <)
+QK_DEFINE_LANEWISE (qk_max_i8, qk_v8i, >)
+QK_DEFINE_LANEWISE (qk_min_i8, qk_v8i, <)
 
 /* qk_bf16_maxima16() in 256-bit vectors, for processors without AVX512BW:
  * GCC 12 builds the 64-bit-lane permutes of two 512-bit vectors there
