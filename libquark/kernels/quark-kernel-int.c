@@ -60,16 +60,90 @@ quark_kernel_min_max_f32_scalar (const float *x,
   return finite;
 }
 
-#define QK_DEFINE_MIN_MAX(NAME, ITYPE, LOAD, ELEM) \
+/* Eight binary32 lanes from binary32 or bfloat16 input, and a selection
+ * of them, for the 256-bit forms. */
+QK_INLINE qk_v8f
+qk_load8_f32 (const float *p)
+{
+  qk_v8f v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
+QK_INLINE qk_v8f
+qk_load8_bf16 (const uint16_t *p)
+{
+  qk_v8u16 h;
+  memcpy (&h, p, sizeof h);
+  return (qk_v8f) (__builtin_convertvector (h, qk_v8u32) << 16);
+}
+
+QK_INLINE qk_v8f
+qk_select8 (qk_v8i mask, qk_v8f a, qk_v8f b)
+{
+  return (qk_v8f) (((qk_v8i) a & mask) | ((qk_v8i) b & ~mask));
+}
+
+/* One vector V folded into the running minima, maxima and the lanes that
+ * saw a value that is not finite; one halving of the three (lane i takes
+ * lane M[i] as well): exact, as selections are. */
+#define QK_MIN_MAX_FOLD(VLO, VHI, BAD, V, SELECT) \
+  do { \
+    const __typeof__ (BAD) qk_ok_ = ((V) - (V)) == 0.0f;     /* -1 where finite */ \
+    BAD |= ~qk_ok_; \
+    VLO = SELECT (qk_ok_ & ((V) < VLO), V, VLO); \
+    VHI = SELECT (qk_ok_ & ((V) > VHI), V, VHI); \
+  } while (0)
+#define QK_MIN_MAX_HALVE(VLO, VHI, BAD, M, SELECT) \
+  do { \
+    __typeof__ (VLO) qk_t_ = QK_SHUFFLE (VLO, M); \
+    VLO = SELECT (qk_t_ < VLO, qk_t_, VLO); \
+    qk_t_ = QK_SHUFFLE (VHI, M); \
+    VHI = SELECT (qk_t_ > VHI, qk_t_, VHI); \
+    BAD |= QK_SHUFFLE (BAD, M); \
+  } while (0)
+
+/* Without AVX-512 (qk_wide_permutes() false) the loop runs on eight
+ * lanes, in two chains the processor overlaps: GCC 12 keeps 16-lane
+ * accumulators in memory there, and the halving of 512-bit vectors costs
+ * more than a group of 128 values. */
+#define QK_DEFINE_MIN_MAX(NAME, ITYPE, LOAD, LOAD8, ELEM) \
 QK_MULTIVERSION static bool \
 NAME (const ITYPE *x, size_t n, float *min, float *max) \
 { \
   size_t i = 0; \
   float lo = INFINITY, hi = -INFINITY; \
   bool finite = true; \
-  if (n >= QK_LANES) \
+  if (n >= 8 && !qk_wide_permutes ()) \
     { \
-      qk_vf vlo = qk_splat (INFINITY), vhi = qk_splat (-INFINITY), t; \
+      qk_v8f vlo = { INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY }; \
+      qk_v8f vhi = -vlo, vlo2 = vlo, vhi2 = vhi; \
+      qk_v8i bad = { 0 }; \
+      const qk_v8i hi4 = { 4, 5, 6, 7, 4, 5, 6, 7 }, hi2 = { 2, 3, 2, 3, 2, 3, 2, 3 }; \
+      const qk_v8i hi1 = { 1, 1, 1, 1, 1, 1, 1, 1 }; \
+      for (; i + 16 <= n; i += 16) \
+        { \
+          qk_v8f v = LOAD8 (x + i), u = LOAD8 (x + i + 8); \
+          QK_MIN_MAX_FOLD (vlo, vhi, bad, v, qk_select8); \
+          QK_MIN_MAX_FOLD (vlo2, vhi2, bad, u, qk_select8); \
+        } \
+      for (; i + 8 <= n; i += 8) \
+        { \
+          qk_v8f v = LOAD8 (x + i); \
+          QK_MIN_MAX_FOLD (vlo, vhi, bad, v, qk_select8); \
+        } \
+      vlo = qk_select8 (vlo2 < vlo, vlo2, vlo); \
+      vhi = qk_select8 (vhi2 > vhi, vhi2, vhi); \
+      QK_MIN_MAX_HALVE (vlo, vhi, bad, hi4, qk_select8); \
+      QK_MIN_MAX_HALVE (vlo, vhi, bad, hi2, qk_select8); \
+      QK_MIN_MAX_HALVE (vlo, vhi, bad, hi1, qk_select8); \
+      lo = vlo[0]; \
+      hi = vhi[0]; \
+      finite = bad[0] == 0; \
+    } \
+  else if (n >= QK_LANES) \
+    { \
+      qk_vf vlo = qk_splat (INFINITY), vhi = qk_splat (-INFINITY); \
       qk_vi bad = { 0 }; \
       const qk_vi hi8 = { 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15 }; \
       const qk_vi hi4 = { 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7 }; \
@@ -78,24 +152,12 @@ NAME (const ITYPE *x, size_t n, float *min, float *max) \
       for (; i + QK_LANES <= n; i += QK_LANES) \
         { \
           qk_vf v = LOAD (x + i); \
-          qk_vi ok = (v - v) == 0.0f;     /* -1 where finite */ \
-          bad |= ~ok; \
-          vlo = qk_select (ok & (v < vlo), v, vlo); \
-          vhi = qk_select (ok & (v > vhi), v, vhi); \
+          QK_MIN_MAX_FOLD (vlo, vhi, bad, v, qk_select); \
         } \
-      /* halve until one lane is left: exact, as selections are */ \
-      t = QK_SHUFFLE (vlo, hi8); vlo = qk_select (t < vlo, t, vlo); \
-      t = QK_SHUFFLE (vhi, hi8); vhi = qk_select (t > vhi, t, vhi); \
-      t = QK_SHUFFLE (vlo, hi4); vlo = qk_select (t < vlo, t, vlo); \
-      t = QK_SHUFFLE (vhi, hi4); vhi = qk_select (t > vhi, t, vhi); \
-      t = QK_SHUFFLE (vlo, hi2); vlo = qk_select (t < vlo, t, vlo); \
-      t = QK_SHUFFLE (vhi, hi2); vhi = qk_select (t > vhi, t, vhi); \
-      t = QK_SHUFFLE (vlo, hi1); vlo = qk_select (t < vlo, t, vlo); \
-      t = QK_SHUFFLE (vhi, hi1); vhi = qk_select (t > vhi, t, vhi); \
-      bad |= QK_SHUFFLE (bad, hi8); \
-      bad |= QK_SHUFFLE (bad, hi4); \
-      bad |= QK_SHUFFLE (bad, hi2); \
-      bad |= QK_SHUFFLE (bad, hi1); \
+      QK_MIN_MAX_HALVE (vlo, vhi, bad, hi8, qk_select); \
+      QK_MIN_MAX_HALVE (vlo, vhi, bad, hi4, qk_select); \
+      QK_MIN_MAX_HALVE (vlo, vhi, bad, hi2, qk_select); \
+      QK_MIN_MAX_HALVE (vlo, vhi, bad, hi1, qk_select); \
       lo = vlo[0]; \
       hi = vhi[0]; \
       finite = bad[0] == 0; \
@@ -116,8 +178,8 @@ NAME (const ITYPE *x, size_t n, float *min, float *max) \
   return finite; \
 }
 
-QK_DEFINE_MIN_MAX (qk_min_max_f32, float, qk_load_f32, qk_widen_f32)
-QK_DEFINE_MIN_MAX (qk_min_max_bf16, uint16_t, qk_load_bf16, qk_bf16)
+QK_DEFINE_MIN_MAX (qk_min_max_f32, float, qk_load_f32, qk_load8_f32, qk_widen_f32)
+QK_DEFINE_MIN_MAX (qk_min_max_bf16, uint16_t, qk_load_bf16, qk_load8_bf16, qk_bf16)
 
 /**
  * quark_kernel_min_max_f32: (skip)

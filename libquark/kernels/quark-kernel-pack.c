@@ -135,12 +135,115 @@ column_words (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reo
   return x;
 }
 
+/* The same tile in 256-bit vectors, for processors without AVX512BW
+ * (qk_wide_permutes() false), where GCC 12 builds the 512-bit shuffles
+ * above through general registers: eight row groups (64 rows) by sixteen
+ * columns at a time. For a row group, its nibble pairs k (rows 2k and
+ * 2k + 1) sit as bytes, pairs 0 and 2 in one vector (a 128-bit lane each),
+ * 1 and 3 in another; interleaving their bytes, then the 128-bit halves,
+ * then the 16-bit lanes gives the words of columns 0-3 and 8-11 in one
+ * vector (lo) and 4-7 and 12-15 in another (hi). Two 8 x 8 transposes of
+ * 32-bit lanes (vpunpck of 32 then 64 bits, vperm2i128) make each column's
+ * eight consecutive words one vector. */
+QK_INLINE qk_v32u8
+qk_load_2x16 (const int8_t *a, const int8_t *b)
+{
+  qk_v32u8 v;
+  memcpy (&v, a, 16);
+  memcpy ((uint8_t *) &v + 16, b, 16);
+  return v;
+}
+
+QK_INLINE void
+column_words8 (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reorder, qk_v8u32 *lo,
+               qk_v8u32 *hi)
+{
+  const qk_v32u8 bytes_lo = {  0, 32,  1, 33,  2, 34,  3, 35,  4, 36,  5, 37,  6, 38,  7, 39,
+                              16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55 };
+  const qk_v32u8 bytes_hi = {  8, 40,  9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47,
+                              24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63 };
+  const qk_v4u64 halves_lo = { 0, 1, 4, 5 }, halves_hi = { 2, 3, 6, 7 };
+  const qk_v16u16 words_lo = { 0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27 };
+  const qk_v16u16 words_hi = { 4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31 };
+  const int8_t *row[8];
+  qk_v32u8 p02, p13, l, h;
+  qk_v16u16 a, b;
+
+  for (unsigned k = 0; k < 8; k++)
+    row[k] = codes + (8 * w + (reorder ? reorder_order[k] : k)) * row_len + c0;
+  /* (the high nibbles shifted in 16-bit lanes: GCC 12 shifts bytes by
+   * adding four times) */
+  p02 = (qk_load_2x16 (row[0], row[4]) & 0x0F)
+        | (qk_v32u8) (((qk_v16u16) qk_load_2x16 (row[1], row[5]) << 4) & 0xF0F0);
+  p13 = (qk_load_2x16 (row[2], row[6]) & 0x0F)
+        | (qk_v32u8) (((qk_v16u16) qk_load_2x16 (row[3], row[7]) << 4) & 0xF0F0);
+  l = QK_SHUFFLE2 (p02, p13, bytes_lo);
+  h = QK_SHUFFLE2 (p02, p13, bytes_hi);
+  a = (qk_v16u16) QK_SHUFFLE2 ((qk_v4u64) l, (qk_v4u64) h, halves_lo);
+  b = (qk_v16u16) QK_SHUFFLE2 ((qk_v4u64) l, (qk_v4u64) h, halves_hi);
+  *lo = (qk_v8u32) QK_SHUFFLE2 (a, b, words_lo);
+  *hi = (qk_v8u32) QK_SHUFFLE2 (a, b, words_hi);
+}
+
+QK_INLINE void
+qk_transpose8 (qk_v8u32 r[8])
+{
+  const qk_v8u32 lo32 = { 0, 8, 1, 9, 4, 12, 5, 13 }, hi32 = { 2, 10, 3, 11, 6, 14, 7, 15 };
+  const qk_v4u64 lo64 = { 0, 4, 2, 6 }, hi64 = { 1, 5, 3, 7 };
+  const qk_v4u64 lo128 = { 0, 1, 4, 5 }, hi128 = { 2, 3, 6, 7 };
+  qk_v8u32 t[8];
+  qk_v4u64 u[8];
+
+  for (int i = 0; i < 4; i++)
+    {
+      t[2 * i] = QK_SHUFFLE2 (r[2 * i], r[2 * i + 1], lo32);
+      t[2 * i + 1] = QK_SHUFFLE2 (r[2 * i], r[2 * i + 1], hi32);
+    }
+  for (int q = 0; q < 2; q++)
+    for (int i = 0; i < 2; i++)
+      {
+        u[4 * q + 2 * i] = QK_SHUFFLE2 ((qk_v4u64) t[4 * q + i], (qk_v4u64) t[4 * q + i + 2], lo64);
+        u[4 * q + 2 * i + 1] = QK_SHUFFLE2 ((qk_v4u64) t[4 * q + i], (qk_v4u64) t[4 * q + i + 2], hi64);
+      }
+  for (int i = 0; i < 4; i++)
+    {
+      r[i] = (qk_v8u32) QK_SHUFFLE2 (u[i], u[i + 4], lo128);
+      r[i + 4] = (qk_v8u32) QK_SHUFFLE2 (u[i], u[i + 4], hi128);
+    }
+}
+
+QK_INLINE void
+pack_columns_tile8 (const int8_t *codes, size_t row_len, size_t n_words, size_t w0, size_t c0, bool reorder,
+                    int32_t *words)
+{
+  qk_v8u32 lo[8], hi[8];
+
+  _Pragma ("GCC unroll 8")
+  for (unsigned j = 0; j < 8; j++)
+    column_words8 (codes, row_len, w0 + j, c0, reorder, &lo[j], &hi[j]);
+  qk_transpose8 (lo);
+  qk_transpose8 (hi);
+  /* lo's lane i is column i (0-3) or i + 4 (8-11), hi's four columns on */
+  for (unsigned i = 0; i < 8; i++)
+    {
+      size_t c = c0 + (i < 4 ? i : i + 4);
+      memcpy (words + c * n_words + w0, &lo[i], sizeof lo[i]);
+      memcpy (words + (c + 4) * n_words + w0, &hi[i], sizeof hi[i]);
+    }
+}
+
 QK_MULTIVERSION static void
 pack_columns_tile (const int8_t *codes, size_t row_len, size_t n_words, size_t w0, size_t c0, bool reorder,
                    int32_t *words)
 {
   qk_vu x[16];
 
+  if (!qk_wide_permutes ())
+    {
+      pack_columns_tile8 (codes, row_len, n_words, w0, c0, reorder, words);
+      pack_columns_tile8 (codes, row_len, n_words, w0 + 8, c0, reorder, words);
+      return;
+    }
   for (unsigned j = 0; j < 16; j++)
     x[j] = column_words (codes, row_len, w0 + j, c0, reorder);
   for (unsigned r = 0; r < 4; r++)
