@@ -453,6 +453,19 @@ pack_fp4 (const uint8_t *codes, size_t n, uint8_t *bytes)
   const qk_v64u8 odd = even + 1;
   size_t i = 0;
 
+  if (!qk_wide_permutes ())
+    /* 32 codes as 16 half-words, code 2j in the low byte of half-word j:
+     * shifts make the packed byte in the low byte, and one narrowing
+     * (vpackuswb, vpermq) gathers them; GCC 12 builds the 512-bit
+     * two-operand byte shuffle below lane by lane without AVX512BW */
+    for (; i + 16 <= n / 2; i += 16)
+      {
+        qk_v16u16 w;
+        qk_vu8 out;
+        memcpy (&w, codes + 2 * i, sizeof w);
+        out = __builtin_convertvector ((w & 0xF) | ((w >> 4) & 0xF0), qk_vu8);
+        memcpy (bytes + i, &out, sizeof out);
+      }
   for (; i + 64 <= n / 2; i += 64)
     {
       qk_v64u8 a, b, lo, hi, out;
