@@ -726,6 +726,9 @@ QK_DEFINE_LANEWISE (qk_max_s16, qk_vs16, >)
 
 typedef struct {
   qk_vh t0, t1, t2, t3;      /* T[f] for f = 0..63, 64..127 */
+  int16_t step0;             /* T[0] */
+  int16_t step_at[8];        /* the f at which T[f] + (f >> (7 − m)) steps up; 127 unused */
+  bool steps;                /* at most 8 steps */
   int16_t cmax;              /* the largest finite code */
   uint16_t m0;               /* the smallest magnitude with a normal code */
   int shift, sign_shift;     /* 7 − m; 15 − (ebits + mbits) */
@@ -782,6 +785,24 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
         lo = mid + 1;
     }
   t->m0 = (uint16_t) ((e1 << 7) | lo);
+  /* full[f] = T[f] + (f >> (7 − m)) grows with f, by at most 2^m over the
+   * table: the steps form of qk_fp_steps_chunk() */
+  t->step0 = full[0];
+  t->steps = true;
+  for (int j = 0; j < 8; j++)
+    t->step_at[j] = 127;
+  for (int g = 1, j = 0; g < 128; g++)
+    {
+      if (full[g] < full[g - 1])
+        t->steps = false;
+      for (int k = full[g - 1]; k < full[g]; k++, j++)
+        {
+          if (j >= 8)
+            t->steps = false;
+          else
+            t->step_at[j] = (int16_t) (g - 1);
+        }
+    }
   memcpy (&t->t0, tab, sizeof t->t0);
   memcpy (&t->t1, tab + 32, sizeof t->t1);
   memcpy (&t->t2, tab + 64, sizeof t->t2);
@@ -833,6 +854,68 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
    * saw only zeros keeps 0xffff) or NaN */
   any = (qk_vw) ((((nz_min - (uint16_t) (t->m0 - 1)) & ~nz_min) | (0x7f80 - mag_max)) & 0x8000);
   for (int k = 0; k < QK_LANES; k++)
+    bits |= any[k];
+  return bits == 0;
+}
+
+/* qk_fp_table_chunk() for processors without AVX512BW (qk_wide_permutes()
+ * false), which have no permute of 16-bit lanes by a vector: in 256-bit
+ * vectors, with the table in its other form. T[f] + (f >> (7 − m)) is the
+ * rounded quotient, which grows with f by at most 2^m steps over the
+ * table, so code = T[0] + (E << m) + the number of steps at or below f
+ * (E the exponent field): one comparison and one subtraction per step. */
+typedef int16_t qk_v16s16 __attribute__ ((vector_size (32)));
+
+QK_DEFINE_LANEWISE (qk_min_h256, qk_v16u16, <)
+
+QK_INLINE bool
+qk_fp_steps_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *codes, const bool fnuz)
+{
+  const int m = 7 - t->shift;
+  const int16_t c = t->cmax, s0 = t->step0;
+  const qk_v16s16 cmax = { c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c };
+  const qk_v16s16 step0 = { s0, s0, s0, s0, s0, s0, s0, s0, s0, s0, s0, s0, s0, s0, s0, s0 };
+  const qk_v16s16 zero16 = { 0 };
+  qk_v16s16 at[8];
+  qk_v16u16 nz_min = (qk_v16u16) zero16 - 1, mag_max = { 0 }, any;
+  uint16_t bits = 0;
+
+  for (int j = 0; j < 8; j++)
+    {
+      const int16_t a = t->step_at[j];
+      at[j] = (qk_v16s16) { a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a };
+    }
+  for (size_t i = 0; i < n; i += 16)
+    {
+      qk_v16u16 v, mag, nz, signs;
+      qk_v16s16 f, code;
+      memcpy (&v, x + i, sizeof v);
+      mag = v & 0x7fff;
+      f = (qk_v16s16) (v & 0x7f);
+      code = step0 + (qk_v16s16) ((mag >> 7) << m);
+      /* -1 past each step, summed in pairs (shorter chains) */
+      _Pragma ("GCC unroll 4")
+      for (int j = 0; j < 8; j += 2)
+        code -= (f > at[j]) + (f > at[j + 1]);
+      {
+        const qk_v16s16 over = code > cmax;
+        code = (code & ~over) | (cmax & over);   /* clamped at cmax */
+      }
+      code &= ~(code >> 15);                      /* and at 0 */
+      nz = mag - 1;                                /* 0xffff only for a zero */
+      nz_min = qk_min_h256 (nz_min, nz);
+      mag_max = qk_max_h256 (mag_max, mag);
+      signs = (v >> t->sign_shift) & t->sign_bit;
+      if (fnuz)
+        signs &= ~(qk_v16u16) ((qk_v16s16) nz >> 15);
+      {
+        qk_vu8 out = __builtin_convertvector (((qk_v16u16) code | signs) & 0xff, qk_vu8);
+        memcpy (codes + i, &out, sizeof out);
+      }
+    }
+  /* as in qk_fp_table_chunk() */
+  any = (((nz_min - (uint16_t) (t->m0 - 1)) & ~nz_min) | (0x7f80 - mag_max)) & 0x8000;
+  for (int k = 0; k < 16; k++)
     bits |= any[k];
   return bits == 0;
 }
@@ -897,9 +980,11 @@ fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, floa
 #if QK_PAIRS
   {
     QkFpTable t;
+    const bool wide = qk_wide_permutes ();
 #define QK_TABLE_PART(X, N, CODES) \
-    (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false))
-    if (n >= QK_TABLE_CHUNK && qk_wide_permutes () && qk_fp_table_init (format, scale, &t))
+    (wide ? (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false)) \
+          : (t.fnuz ? qk_fp_steps_chunk (&t, X, N, CODES, true) : qk_fp_steps_chunk (&t, X, N, CODES, false)))
+    if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t) && (wide || t.steps))
       for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
         if (!QK_TABLE_PART (x + i, QK_TABLE_CHUNK, codes + i))
           /* the 32 values of the lane that needs the lane encoder (a
