@@ -50,16 +50,15 @@
  * between functions built for different targets would change the ABI). */
 #define QK_INLINE static inline __attribute__ ((always_inline))
 
-/* Whether a permute of a whole 512-bit vector by 8- or 16-bit lanes is one
- * instruction here: with AVX512BW (vpshufb zmm, vpermw, vpermi2w), not
- * with AVX2, where GCC 12 builds such a permute of the kernels' 64-byte
- * vectors one lane at a time. Where it is false, the kernels use other
- * forms with the same results: the FP8/FP6 encoder of bfloat16 its lane
- * encoder rather than its table of 128 quotients (on an AMD EPYC with AVX2
- * alone twice as fast), MX FP4 its table as bytes, the int4 packing two
- * 256-bit halves. With the clones, the x86-64-v4 clone runs exactly when
- * the processor has AVX512BW; without them, the target the file is
- * compiled for decides. */
+/* Whether the kernels' 512-bit vectors are registers here and a permute of
+ * one by 8- or 16-bit lanes is one instruction: with AVX512BW (vpshufb
+ * zmm, vpermw, vpermi2w), not with AVX2, where GCC 12 builds such permutes
+ * one lane at a time and keeps 512-bit values that live across loop steps
+ * in memory. Where it is false, the hot kernels take forms written on
+ * 256-bit vectors (qk_v8f and the types below), with the same results
+ * (docs/performance.md lists them). With the clones, the x86-64-v4 clone
+ * runs exactly when the processor has AVX512BW; without them, the target
+ * the file is compiled for decides. */
 QK_INLINE bool
 qk_wide_permutes (void)
 {
