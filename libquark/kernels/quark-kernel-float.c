@@ -866,8 +866,6 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
  * (E the exponent field): one comparison and one subtraction per step. */
 typedef int16_t qk_v16s16 __attribute__ ((vector_size (32)));
 
-QK_DEFINE_LANEWISE (qk_min_h256, qk_v16u16, <)
-
 QK_INLINE bool
 qk_fp_steps_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *codes, const bool fnuz)
 {

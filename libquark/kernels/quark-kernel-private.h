@@ -184,6 +184,7 @@ typedef float    qk_v8f __attribute__ ((vector_size (32)));
 typedef int32_t  qk_v8i __attribute__ ((vector_size (32)));
 typedef uint16_t qk_v8u16 __attribute__ ((vector_size (16)));
 QK_DEFINE_LANEWISE (qk_max_h256, qk_v16u16, >)
+QK_DEFINE_LANEWISE (qk_min_h256, qk_v16u16, <)
 QK_DEFINE_LANEWISE (qk_max_w256, qk_v8u32, >)
 QK_DEFINE_LANEWISE (qk_max8, qk_v8f, >)
 QK_DEFINE_LANEWISE (qk_min8, qk_v8f, <)
@@ -241,7 +242,6 @@ qk_bf16_maxima16_256 (const uint16_t *x, size_t block)
   memcpy (&res, o, sizeof res);
   return res;
 }
-
 
 QK_INLINE qk_vw
 qk_bf16_maxima16 (const uint16_t *x, size_t block)
