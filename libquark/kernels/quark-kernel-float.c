@@ -728,7 +728,8 @@ typedef struct {
   qk_vh t0, t1, t2, t3;      /* T[f] for f = 0..63, 64..127 */
   int16_t step0;             /* T[0] */
   int16_t step_at[8];        /* the f at which T[f] + (f >> (7 − m)) steps up; 127 unused */
-  bool steps;                /* at most 8 steps */
+  uint8_t base[16], thr[16]; /* the bytes form (qk_fp_bytes_chunk()) */
+  uint8_t e_base, k, cap;
   int16_t cmax;              /* the largest finite code */
   uint16_t m0;               /* the smallest magnitude with a normal code */
   int shift, sign_shift;     /* 7 − m; 15 − (ebits + mbits) */
@@ -738,8 +739,14 @@ typedef struct {
 
 #define QK_TABLE_CHUNK 256
 
+/* The three forms of the table, by what the processor does well: 16-bit
+ * lane permutes (AVX512BW), byte lookups (AVX2), or neither. */
+typedef enum { QK_FP_TABLE, QK_FP_BYTES, QK_FP_STEPS } QkFpForm;
+
+/* false if the table does not apply; *@form may fall back from
+ * QK_FP_BYTES to QK_FP_STEPS */
 QK_INLINE bool
-qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
+qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t, QkFpForm *form)
 {
   const int m = f->mbits, sh = 23 - m;
   int16_t tab[128], full[128];
@@ -785,33 +792,70 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t)
         lo = mid + 1;
     }
   t->m0 = (uint16_t) ((e1 << 7) | lo);
-  /* full[f] = T[f] + (f >> (7 − m)) grows with f, by at most 2^m over the
-   * table: the steps form of qk_fp_steps_chunk() */
-  t->step0 = full[0];
-  t->steps = true;
-  for (int j = 0; j < 8; j++)
-    t->step_at[j] = 127;
-  for (int g = 1, j = 0; g < 128; g++)
-    {
-      if (full[g] < full[g - 1])
-        t->steps = false;
-      for (int k = full[g - 1]; k < full[g]; k++, j++)
-        {
-          if (j >= 8)
-            t->steps = false;
-          else
-            t->step_at[j] = (int16_t) (g - 1);
-        }
-    }
-  memcpy (&t->t0, tab, sizeof t->t0);
-  memcpy (&t->t1, tab + 32, sizeof t->t1);
-  memcpy (&t->t2, tab + 64, sizeof t->t2);
-  memcpy (&t->t3, tab + 96, sizeof t->t3);
   t->cmax = qk_format_cache (f)->max_code;
   t->shift = 7 - m;
   t->sign_shift = 15 - (f->ebits + m);
   t->sign_bit = (uint16_t) (1u << (f->ebits + m));
   t->fnuz = f->specials == QUARK_FP_SPECIALS_FNUZ;
+  t->step0 = full[0];
+  if (*form == QK_FP_TABLE)
+    {
+      memcpy (&t->t0, tab, sizeof t->t0);
+      memcpy (&t->t1, tab + 32, sizeof t->t1);
+      memcpy (&t->t2, tab + 64, sizeof t->t2);
+      memcpy (&t->t3, tab + 96, sizeof t->t3);
+      return true;
+    }
+  /* full[f] = T[f] + (f >> (7 − m)), the rounded quotient, grows with f
+   * (rounding keeps order) by at most 2^m over the table (the quotients lie
+   * within a factor of two): the steps forms */
+  if (full[127] - full[0] > 8)
+    return false;
+  /* the bytes form (qk_fp_bytes_chunk()): the steps at or below f as
+   * base[f >> 3], plus one where f & 7 is past thr[f >> 3] (at most one
+   * step in each run of 8 f: the quotients' steps are at least 8 apart,
+   * bar rounding); the exponent field E clamped to E_b + [0, cap], and the
+   * code made as ((E − E_b) << m) + steps − K, K = −T[0] − (E_b << m),
+   * clamped at 0 and at the largest code. Below E_b every code is 0
+   * (K >= 2^m there), above E_b + cap every code is the largest. */
+  if (*form == QK_FP_BYTES)
+    {
+      const int big = 1 << m, s0 = full[0];
+      const int eb = -s0 - big > 0 ? (-s0 - big) / big : 0;
+      const int k = -s0 - (eb << m), cap = 255 / big - 1;
+      bool ok = m >= 2 && eb <= 254 && k < 2 * big && (cap << m) - k >= t->cmax;
+
+      for (int b = 0; b < 16 && ok; b++)
+        {
+          const int16_t *run = full + 8 * b;
+          int r = 0;
+          ok = run[7] - run[0] <= 1;
+          for (int j = 1; j < 8; j++)
+            r += run[j] == run[0];
+          t->base[b] = (uint8_t) (run[0] - s0);
+          t->thr[b] = (uint8_t) r;   /* 7: no step here */
+        }
+      t->e_base = (uint8_t) eb;
+      t->k = (uint8_t) k;
+      t->cap = (uint8_t) cap;
+      if (ok)
+        return true;
+      *form = QK_FP_STEPS;
+    }
+  /* the steps form (qk_fp_steps_chunk()): each step's f, the last below it */
+  for (int j = 0; j < 8; j++)
+    {
+      int lo_f = 0, hi_f = 128;   /* the smallest f with full[f] > full[0] + j */
+      while (lo_f < hi_f)
+        {
+          const int mid = (lo_f + hi_f) / 2;
+          if (full[mid] > full[0] + j)
+            hi_f = mid;
+          else
+            lo_f = mid + 1;
+        }
+      t->step_at[j] = (int16_t) (lo_f - 1);   /* 127: no such step */
+    }
   return true;
 }
 
@@ -867,7 +911,7 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
 typedef int16_t qk_v16s16 __attribute__ ((vector_size (32)));
 
 QK_INLINE bool
-qk_fp_steps_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *codes, const bool fnuz)
+qk_fp_steps_chunk (const QkFpTable *t, const uint16_t *x, size_t n, size_t row, uint8_t *codes, const bool fnuz)
 {
   const int m = 7 - t->shift;
   const int16_t c = t->cmax, s0 = t->step0;
@@ -888,6 +932,7 @@ qk_fp_steps_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
       qk_v16u16 v, mag, nz, signs;
       qk_v16s16 f, code;
       memcpy (&v, x + i, sizeof v);
+      QK_PREFETCH_NEXT_ROW (x + i + row);
       mag = v & 0x7fff;
       f = (qk_v16s16) (v & 0x7f);
       code = step0 + (qk_v16s16) ((mag >> 7) << m);
@@ -916,6 +961,81 @@ qk_fp_steps_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
   for (int k = 0; k < 16; k++)
     bits |= any[k];
   return bits == 0;
+}
+
+/* qk_fp_steps_chunk() in bytes, where the processor has byte lookups of 16
+ * entries (pshufb: AVX2, not AVX512BW), for 2 and 3 mantissa bits: a
+ * bfloat16 value is its high byte H (sign, 7 exponent bits) and low byte L
+ * (the exponent's last bit, f), E = (H << 1) | (L >> 7); the steps at or
+ * below f come from two lookups by f >> 3 (t->base, t->thr), and the code
+ * from E − E_b clamped to [0, cap] (qk_fp_table_init()), all in unsigned
+ * bytes with no carry out of one. 16 values per step, in 128-bit vectors:
+ * GCC 12 builds a byte lookup in a 256-bit vector from two lookups and
+ * permutes, while a processor that runs 256-bit operations as two 128-bit
+ * halves (AMD Zen 1) loses nothing by the narrower form. */
+typedef uint8_t qk_v16u8 __attribute__ ((vector_size (16)));
+typedef int8_t qk_v16s8 __attribute__ ((vector_size (16)));
+typedef uint64_t qk_v2u64 __attribute__ ((vector_size (16)));
+
+QK_DEFINE_LANEWISE (qk_max_b128, qk_v16u8, >)
+QK_DEFINE_LANEWISE (qk_min_b128, qk_v16u8, <)
+QK_DEFINE_LANEWISE (qk_min_h128, qk_v8u16, <)
+
+QK_INLINE qk_v16u8
+qk_splat_b128 (uint8_t v)
+{
+  return (qk_v16u8) { v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v };
+}
+
+QK_INLINE bool
+qk_fp_bytes_chunk (const QkFpTable *t, const uint16_t *x, size_t n, size_t row, uint8_t *codes, const bool fnuz)
+{
+  /* each half-word's low bytes, then its high bytes */
+  const qk_v16u8 split = { 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15 };
+  const qk_v2u64 lows = { 0, 2 }, highs = { 1, 3 };
+  const int m = 7 - t->shift, sign_down = t->sign_shift - 8;
+  const qk_v16u8 e_base = qk_splat_b128 (t->e_base), cap = qk_splat_b128 (t->cap);
+  const qk_v16u8 k = qk_splat_b128 (t->k), cmax = qk_splat_b128 ((uint8_t) t->cmax);
+  const uint16_t m2 = (uint16_t) (2 * (t->m0 - 1));
+  qk_v16u8 base, thr, e_max = { 0 };
+  qk_v8u16 nz_min = { 0 };
+
+  memcpy (&base, t->base, sizeof base);
+  memcpy (&thr, t->thr, sizeof thr);
+  nz_min -= 1;
+  for (size_t i = 0; i < n; i += 16)
+    {
+      qk_v8u16 a, b;
+      qk_v16u8 sa, sb, lo, hi, e, ec, f7, idx, steps, code, sign;
+      memcpy (&a, x + i, sizeof a);
+      memcpy (&b, x + i + 8, sizeof b);
+      QK_PREFETCH_NEXT_ROW (x + i + row);
+      sa = QK_SHUFFLE ((qk_v16u8) a, split);
+      sb = QK_SHUFFLE ((qk_v16u8) b, split);
+      lo = (qk_v16u8) QK_SHUFFLE2 ((qk_v2u64) sa, (qk_v2u64) sb, lows);
+      hi = (qk_v16u8) QK_SHUFFLE2 ((qk_v2u64) sa, (qk_v2u64) sb, highs);
+      e = (hi + hi) | (lo >> 7);
+      idx = (qk_v16u8) ((qk_v8u16) lo >> 3) & 15;
+      f7 = lo & 7;
+      steps = QK_SHUFFLE (base, idx) - (qk_v16u8) ((qk_v16s8) f7 > (qk_v16s8) QK_SHUFFLE (thr, idx));
+      ec = qk_min_b128 (qk_max_b128 (e, e_base) - e_base, cap);
+      code = (qk_v16u8) ((qk_v8u16) ec << m) + steps;
+      code = qk_min_b128 (qk_max_b128 (code, k) - k, cmax);
+      sign = (qk_v16u8) ((qk_v8u16) (hi & 0x80) >> sign_down);
+      if (fnuz)
+        sign &= (qk_v16u8) (e != 0);
+      code |= sign;
+      memcpy (codes + i, &code, sizeof code);
+      /* the checks of qk_fp_steps_chunk(), on twice the magnitudes */
+      e_max = qk_max_b128 (e_max, e);
+      nz_min = qk_min_h128 (nz_min, qk_min_h128 ((a + a) - 2, (b + b) - 2));
+    }
+  /* a nonzero magnitude below M0 (zeros give 0xfffe), or a NaN or infinity */
+  {
+    const qk_v8u16 low = (qk_v8u16) { 0 } + m2;
+    const qk_v2u64 bad = (qk_v2u64) (e_max == 0xff) | (qk_v2u64) (qk_min_h128 (nz_min, low - 1) == nz_min);
+    return (bad[0] | bad[1]) == 0;
+  }
 }
 
 /* A span of bfloat16 values through the lane encoder, @l (NULL: formats it
@@ -978,11 +1098,14 @@ fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, floa
 #if QK_PAIRS
   {
     QkFpTable t;
-    const bool wide = qk_wide_permutes ();
+    QkFpForm form = qk_wide_permutes () ? QK_FP_TABLE : qk_byte_lookups () ? QK_FP_BYTES : QK_FP_STEPS;
 #define QK_TABLE_PART(X, N, CODES) \
-    (wide ? (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false)) \
-          : (t.fnuz ? qk_fp_steps_chunk (&t, X, N, CODES, true) : qk_fp_steps_chunk (&t, X, N, CODES, false)))
-    if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t) && (wide || t.steps))
+    (form == QK_FP_TABLE \
+     ? (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false)) \
+     : form == QK_FP_BYTES \
+     ? (t.fnuz ? qk_fp_bytes_chunk (&t, X, N, n, CODES, true) : qk_fp_bytes_chunk (&t, X, N, n, CODES, false)) \
+     : (t.fnuz ? qk_fp_steps_chunk (&t, X, N, n, CODES, true) : qk_fp_steps_chunk (&t, X, N, n, CODES, false)))
+    if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t, &form))
       for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
         if (!QK_TABLE_PART (x + i, QK_TABLE_CHUNK, codes + i))
           /* the 32 values of the lane that needs the lane encoder (a
