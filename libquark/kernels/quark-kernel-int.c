@@ -879,6 +879,7 @@ NAME##_loop (const uint16_t *x, size_t n, const QkIntLanes l, CTYPE *out) \
           qk_v8u32 w, even, odd; \
           VTYPE8 narrow; \
           memcpy (&w, x + i, sizeof w); \
+          QK_PREFETCH_NEXT_ROW (x + i + n); \
           even = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w << 16), &h); \
           odd = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w & 0xffff0000u), &h); \
           narrow = __builtin_convertvector ((even & ((1u << CBITS) - 1)) | (odd << CBITS), VTYPE8); \
@@ -1250,7 +1251,11 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
       {
         const QkIntLanes8 h = qk_int_lanes8_init (&lc);
         for (size_t i = 0; i < len; i += 64)
-          qk_int4_pack64_8 (x + start + i, &h, reorder, words + (start + i) / 8);
+          {
+            QK_PREFETCH_NEXT_ROW (x + start + i + n);
+            QK_PREFETCH_NEXT_ROW (x + start + i + n + 32);
+            qk_int4_pack64_8 (x + start + i, &h, reorder, words + (start + i) / 8);
+          }
       }
     else
       for (size_t i = 0; i < len; i += 8 * QK_LANES)
