@@ -1097,14 +1097,15 @@ fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, floa
     return false;
 #if QK_PAIRS
   {
+    const size_t row = qk_prefetch_distance (n);
     QkFpTable t;
     QkFpForm form = qk_wide_permutes () ? QK_FP_TABLE : qk_byte_lookups () ? QK_FP_BYTES : QK_FP_STEPS;
 #define QK_TABLE_PART(X, N, CODES) \
     (form == QK_FP_TABLE \
      ? (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false)) \
      : form == QK_FP_BYTES \
-     ? (t.fnuz ? qk_fp_bytes_chunk (&t, X, N, n, CODES, true) : qk_fp_bytes_chunk (&t, X, N, n, CODES, false)) \
-     : (t.fnuz ? qk_fp_steps_chunk (&t, X, N, n, CODES, true) : qk_fp_steps_chunk (&t, X, N, n, CODES, false)))
+     ? (t.fnuz ? qk_fp_bytes_chunk (&t, X, N, row, CODES, true) : qk_fp_bytes_chunk (&t, X, N, row, CODES, false)) \
+     : (t.fnuz ? qk_fp_steps_chunk (&t, X, N, row, CODES, true) : qk_fp_steps_chunk (&t, X, N, row, CODES, false)))
     if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t, &form))
       for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
         if (!QK_TABLE_PART (x + i, QK_TABLE_CHUNK, codes + i))

@@ -831,17 +831,19 @@ qk_int_lanes8_finite (qk_v8f x, const QkIntLanes8 *l)
 QK_MULTIVERSION static void \
 NAME (const ITYPE *x, size_t n, const QuarkKernelIntParams *p, CTYPE *out, size_t *done) \
 { \
-  *done = p->zero_point != 0.0f ? NAME##_loop (x, n, qk_int_lanes_init (p, true), out) \
-                                : NAME##_loop (x, n, qk_int_lanes_init (p, false), out); \
+  const size_t row = qk_prefetch_distance (n); \
+  *done = p->zero_point != 0.0f ? NAME##_loop (x, n, row, qk_int_lanes_init (p, true), out) \
+                                : NAME##_loop (x, n, row, qk_int_lanes_init (p, false), out); \
 }
 
 /* MASK keeps the bits the narrowing keeps: written out, it also makes GCC
  * narrow with one instruction (vpmovdb) instead of lane by lane. */
 #define QK_DEFINE_VECTOR_QUANTIZE(NAME, ITYPE, LOAD, CTYPE, VTYPE, BIAS, MASK) \
 QK_INLINE size_t \
-NAME##_loop (const ITYPE *x, size_t n, const QkIntLanes l, CTYPE *out) \
+NAME##_loop (const ITYPE *x, size_t n, size_t row, const QkIntLanes l, CTYPE *out) \
 { \
   size_t i; \
+  (void) row; \
   for (i = 0; i + QK_LANES <= n; i += QK_LANES) \
     { \
       VTYPE narrow = __builtin_convertvector ((qk_int_lanes (LOAD (x + i), l) - (BIAS)) & (MASK), VTYPE); \
@@ -866,7 +868,7 @@ QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t
  * or-ing before one narrowing. */
 #define QK_DEFINE_BF16_PAIRS(NAME, CTYPE, CBITS, VTYPE, VTYPE8) \
 QK_INLINE size_t \
-NAME##_loop (const uint16_t *x, size_t n, const QkIntLanes l, CTYPE *out) \
+NAME##_loop (const uint16_t *x, size_t n, size_t row, const QkIntLanes l, CTYPE *out) \
 { \
   const qk_vw mask = (qk_vw) { 0 } + ((1u << CBITS) - 1); \
   size_t i = 0; \
@@ -879,7 +881,7 @@ NAME##_loop (const uint16_t *x, size_t n, const QkIntLanes l, CTYPE *out) \
           qk_v8u32 w, even, odd; \
           VTYPE8 narrow; \
           memcpy (&w, x + i, sizeof w); \
-          QK_PREFETCH_NEXT_ROW (x + i + n); \
+          QK_PREFETCH_NEXT_ROW (x + i + row); \
           even = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w << 16), &h); \
           odd = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w & 0xffff0000u), &h); \
           narrow = __builtin_convertvector ((even & ((1u << CBITS) - 1)) | (odd << CBITS), VTYPE8); \
@@ -1080,9 +1082,10 @@ QK_MULTIVERSION static void \
 NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *p, \
       const float *scales, const float *zero_points, uint8_t *out) \
 { \
+  const size_t row = qk_prefetch_distance (n); \
   QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, { \
-    size_t i = l.add_zp ? LOOP (x + start, len, qk_lanes_with_zp (l, true), out + start) \
-                        : LOOP (x + start, len, qk_lanes_with_zp (l, false), out + start); \
+    size_t i = l.add_zp ? LOOP (x + start, len, row, qk_lanes_with_zp (l, true), out + start) \
+                        : LOOP (x + start, len, row, qk_lanes_with_zp (l, false), out + start); \
     if (i < len) \
       { \
         QuarkKernelIntParams q = qk_group_params (p, scales, zero_points, g, start); \
@@ -1242,6 +1245,8 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
                    const float *scales, const float *zero_points, const bool divide, const bool add_zp,
                    const bool reorder, const bool wide, int32_t *words)
 {
+  const size_t row = qk_prefetch_distance (n);
+
   QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, {
     QkIntLanes lc = l;
     (void) g;
@@ -1252,8 +1257,8 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
         const QkIntLanes8 h = qk_int_lanes8_init (&lc);
         for (size_t i = 0; i < len; i += 64)
           {
-            QK_PREFETCH_NEXT_ROW (x + start + i + n);
-            QK_PREFETCH_NEXT_ROW (x + start + i + n + 32);
+            QK_PREFETCH_NEXT_ROW (x + start + i + row);
+            QK_PREFETCH_NEXT_ROW (x + start + i + row + 32);
             qk_int4_pack64_8 (x + start + i, &h, reorder, words + (start + i) / 8);
           }
       }

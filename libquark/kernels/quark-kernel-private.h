@@ -97,6 +97,16 @@ qk_byte_lookups (void)
  * row's (past the tensor) are harmless. */
 #define QK_PREFETCH_NEXT_ROW(p) __builtin_prefetch ((p), 0, 3)
 
+/* The distance to prefetch at for a row (or call) of @n elements: @n when
+ * a row is short enough to stay in cache between the two passes (up to
+ * 64 Ki elements), else 0 (a prefetch of the line being read, which does
+ * nothing): a call over a whole tensor would ask for what lies past it. */
+QK_INLINE size_t
+qk_prefetch_distance (size_t n)
+{
+  return n <= 65536 ? n : 0;
+}
+
 /* The vector width of the kernels: 16 binary32 lanes, one AVX-512 register
  * (two AVX2 registers, four SSE registers). */
 #define QK_LANES 16
