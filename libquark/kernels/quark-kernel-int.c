@@ -868,24 +868,41 @@ QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t
  * or-ing before one narrowing. */
 #define QK_DEFINE_BF16_PAIRS(NAME, CTYPE, CBITS, VTYPE, VTYPE8) \
 QK_INLINE size_t \
+NAME##_loop8 (const uint16_t *x, size_t n, size_t row, const QkIntLanes8 h, CTYPE *out) \
+{ \
+  size_t i = 0; \
+  for (; i + QK_LANES <= n; i += QK_LANES) \
+    { \
+      qk_v8u32 w, even, odd; \
+      VTYPE8 narrow; \
+      memcpy (&w, x + i, sizeof w); \
+      QK_PREFETCH_NEXT_ROW (x + i + row); \
+      even = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w << 16), &h); \
+      odd = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w & 0xffff0000u), &h); \
+      narrow = __builtin_convertvector ((even & ((1u << CBITS) - 1)) | (odd << CBITS), VTYPE8); \
+      memcpy (out + i, &narrow, sizeof narrow); \
+    } \
+  return i; \
+} \
+QK_INLINE size_t \
 NAME##_loop (const uint16_t *x, size_t n, size_t row, const QkIntLanes l, CTYPE *out) \
 { \
   const qk_vw mask = (qk_vw) { 0 } + ((1u << CBITS) - 1); \
   size_t i = 0; \
   if (!qk_wide_permutes ()) \
     { \
-      /* the same 16 values per step, in 256-bit vectors */ \
-      const QkIntLanes8 h = qk_int_lanes8_init (&l); \
-      for (; i + QK_LANES <= n; i += QK_LANES) \
+      /* the same 16 values per step, in 256-bit vectors; the loop once \
+       * for each of divide and multiply, so that it does not test it */ \
+      QkIntLanes8 h = qk_int_lanes8_init (&l); \
+      if (h.divide) \
         { \
-          qk_v8u32 w, even, odd; \
-          VTYPE8 narrow; \
-          memcpy (&w, x + i, sizeof w); \
-          QK_PREFETCH_NEXT_ROW (x + i + row); \
-          even = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w << 16), &h); \
-          odd = (qk_v8u32) qk_int_lanes8 ((qk_v8f) (w & 0xffff0000u), &h); \
-          narrow = __builtin_convertvector ((even & ((1u << CBITS) - 1)) | (odd << CBITS), VTYPE8); \
-          memcpy (out + i, &narrow, sizeof narrow); \
+          h.divide = true; \
+          i = NAME##_loop8 (x, n, row, h, out); \
+        } \
+      else \
+        { \
+          h.divide = false; \
+          i = NAME##_loop8 (x, n, row, h, out); \
         } \
       return i; \
     } \
