@@ -91,10 +91,11 @@ qk_byte_lookups (void)
  * kernels that read a row twice (statistics, then codes) find it in cache
  * the second time: prefetching the next row's lines from that second pass
  * keeps the memory busy while the arithmetic runs, where otherwise the two
- * took turns. Taken in the 256-bit forms (AMD Zen 1: int8 per channel went
- * from 0.45 to 0.7 of memcpy's rate). @p is @n elements past the element
- * being read, n the row's length; a prefetch never faults, so the last
- * row's (past the tensor) are harmless. */
+ * took turns. Taken in the forms for processors without AVX512BW (AMD
+ * Zen 1: int8 per channel went from 0.45 to 0.7 of memcpy's rate). @p is
+ * the element a row's length past the one being read
+ * (qk_prefetch_distance()); a prefetch never faults, so the last row's
+ * (past the tensor) are harmless. */
 #define QK_PREFETCH_NEXT_ROW(p) __builtin_prefetch ((p), 0, 3)
 
 /* The distance to prefetch at for a row (or call) of @n elements: @n when
