@@ -77,6 +77,34 @@ run_int4_group128 (Bench *b)
   return b->rows * b->cols / 2 + b->rows * groups * 4;
 }
 
+/* The same codes in AMD Quark's layout (packed along the output channels,
+ * [cols, rows / 8] words), as the quark backend makes them for that
+ * format: the codes of 128 rows into a buffer that stays in cache, then
+ * packed from it (quark_kernel_pack_int4_columns_block) */
+static gsize
+run_int4_group128_columns (Bench *b)
+{
+  gsize groups = b->cols / 128;
+  QuarkKernelIntParams p = { .qmin = -8, .qmax = 7 };
+  for (gsize r0 = 0; r0 < b->rows; r0 += 128)
+    {
+      gsize n = MIN (b->rows - r0, 128);
+      for (gsize r = r0; r < r0 + n; r++)
+        {
+          const guint16 *row = b->bf16 + r * b->cols;
+          float *scales = b->scales + r * groups;
+          quark_kernel_group_abs_max_bf16 (row, b->cols, 128, scales);
+          for (gsize g = 0; g < groups; g++)
+            scales[g] = fmaxf (scales[g] / 7.5f, 0x1p-23f);
+          quark_kernel_quantize_int_groups_bf16 (row, b->cols, 128, &p, scales, NULL, QUARK_DTYPE_INT4,
+                                                 b->out + (r - r0) * b->cols);
+        }
+      quark_kernel_pack_int4_columns_block ((const gint8 *) b->out, r0, n, b->rows, b->cols, TRUE,
+                                            (gint32 *) b->packed);
+    }
+  return b->rows * b->cols / 2 + b->rows * groups * 4;
+}
+
 static gsize
 run_mxfp4 (Bench *b)
 {
@@ -115,13 +143,14 @@ main (int argc, char **argv)
     { "bf16_to_int8_per_channel", run_int8_per_channel },
     { "bf16_to_fp8_e4m3_per_channel", run_fp8_per_channel },
     { "bf16_to_int4_per_group_128_packed", run_int4_group128 },
+    { "bf16_to_int4_per_group_128_columns", run_int4_group128_columns },
     { "bf16_to_mxfp4_packed", run_mxfp4 },
   };
   double memcpy_best = INFINITY, memcpy_rate;
 
-  if (cols % 128)
+  if (cols % 128 || rows % 8)
     {
-      fprintf (stderr, "bench-kernels: COLS must be a multiple of 128\n");
+      fprintf (stderr, "bench-kernels: COLS must be a multiple of 128, ROWS of 8\n");
       return 2;
     }
   for (gsize i = 0; i < n; i++)

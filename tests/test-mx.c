@@ -324,7 +324,10 @@ test_pack_vector_paths (void)
   /* along columns: the same words as packing the rows of the transpose,
    * on shapes with whole 128 x 64 tiles, partial ones and column tails */
   {
-    static const gsize shapes[][2] = { { 8, 1 }, { 8, 64 }, { 136, 200 }, { 256, 128 }, { 24, 77 } };
+    /* whole tiles of 128 rows (64 without AVX-512) by 16 or 64 columns,
+     * partial ones, 16-column remainders and column tails */
+    static const gsize shapes[][2] = { { 8, 1 }, { 8, 64 }, { 136, 200 }, { 256, 128 }, { 24, 77 },
+                                       { 72, 208 }, { 192, 2064 }, { 64, 48 } };
     for (guint reorder = 0; reorder < 2; reorder++)
       for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
         {
@@ -339,8 +342,23 @@ test_pack_vector_paths (void)
           g_assert_true (quark_kernel_pack_int4 (t, cols, rows, reorder, expected));
           g_assert_true (quark_kernel_pack_int4_columns (codes, rows, cols, reorder, words));
           g_assert_cmpmem (words, rows * cols / 2, expected, rows * cols / 2);
+          /* in blocks of rows (random multiples of 8, each from a buffer
+           * of its own): the same words */
+          memset (words, 0x5A, rows * cols / 2);
+          for (gsize first = 0, n; first < rows; first += n)
+            {
+              g_autofree gint8 *block = NULL;
+              gsize want = 8 * (gsize) g_rand_int_range (rand, 1, 20);
+              n = MIN (rows - first, want);
+              block = g_memdup2 (codes + first * cols, n * cols);
+              g_assert_true (quark_kernel_pack_int4_columns_block (block, first, n, rows, cols, reorder, words));
+            }
+          g_assert_cmpmem (words, rows * cols / 2, expected, rows * cols / 2);
         }
     g_assert_false (quark_kernel_pack_int4_columns (NULL, 12, 4, FALSE, NULL));
+    g_assert_false (quark_kernel_pack_int4_columns_block (NULL, 4, 8, 16, 4, FALSE, NULL));
+    g_assert_false (quark_kernel_pack_int4_columns_block (NULL, 8, 12, 24, 4, FALSE, NULL));
+    g_assert_false (quark_kernel_pack_int4_columns_block (NULL, 16, 16, 24, 4, FALSE, NULL));
   }
 
   for (gsize n = 1; n < 400; n += 37)

@@ -135,130 +135,181 @@ column_words (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reo
   return x;
 }
 
-/* The same tile in 256-bit vectors, for processors without AVX512BW
+/* The same layout in 128-bit vectors, for processors without AVX512BW
  * (qk_wide_permutes() false), where GCC 12 builds the 512-bit shuffles
- * above through general registers: eight row groups (64 rows) by sixteen
- * columns at a time. For a row group, its nibble pairs k (rows 2k and
- * 2k + 1) sit as bytes, pairs 0 and 2 in one vector (a 128-bit lane each),
- * 1 and 3 in another; interleaving their bytes, then the 128-bit halves,
- * then the 16-bit lanes gives the words of columns 0-3 and 8-11 in one
- * vector (lo) and 4-7 and 12-15 in another (hi). Two 8 x 8 transposes of
- * 32-bit lanes (vpunpck of 32 then 64 bits, vperm2i128) make each column's
- * eight consecutive words one vector. */
-QK_INLINE qk_v32u8
-qk_load_2x16 (const int8_t *a, const int8_t *b)
-{
-  qk_v32u8 v;
-  memcpy (&v, a, 16);
-  memcpy ((uint8_t *) &v + 16, b, 16);
-  return v;
-}
+ * above through general registers: tiles of eight row groups (64 rows) by
+ * 16 or 64 columns. For one row group, the nibble pairs of rows (2k,
+ * 2k + 1) are bytes of p[k]; interleaving the bytes of p[0] and p[1], and
+ * of p[2] and p[3], then their 16-bit lanes (punpck, SSE2) gives the words
+ * of columns 4j to 4j + 3 in v[j]. The four words of one column in four
+ * row groups are then one vector after a 4 x 4 transpose of 32-bit lanes
+ * (punpck of 32, then of 64 bits). Every operation stays within 128 bits,
+ * which processors with AVX2 but not AVX-512 (Zen 1 splits 256-bit
+ * operations in two) run as fast as 256-bit ones, and SSE2 as well. */
+typedef uint8_t  qk_v16u8 __attribute__ ((vector_size (16)));
+typedef uint32_t qk_v4u32 __attribute__ ((vector_size (16)));
+typedef uint64_t qk_v2u64 __attribute__ ((vector_size (16)));
 
 QK_INLINE void
-column_words8 (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reorder, qk_v8u32 *lo,
-               qk_v8u32 *hi)
+column_words16 (const int8_t *group, const size_t off[8], qk_v4u32 v[4])
 {
-  const qk_v32u8 bytes_lo = {  0, 32,  1, 33,  2, 34,  3, 35,  4, 36,  5, 37,  6, 38,  7, 39,
-                              16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55 };
-  const qk_v32u8 bytes_hi = {  8, 40,  9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47,
-                              24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63 };
-  const qk_v4u64 halves_lo = { 0, 1, 4, 5 }, halves_hi = { 2, 3, 6, 7 };
-  const qk_v16u16 words_lo = { 0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27 };
-  const qk_v16u16 words_hi = { 4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31 };
-  const int8_t *row[8];
-  qk_v32u8 p02, p13, l, h;
-  qk_v16u16 a, b;
+  const qk_v16u8 bytes_lo = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 };
+  const qk_v16u8 bytes_hi = { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
+  const qk_v8u16 halves_lo = { 0, 8, 1, 9, 2, 10, 3, 11 }, halves_hi = { 4, 12, 5, 13, 6, 14, 7, 15 };
+  qk_v16u8 p[4];
+  qk_v8u16 a_lo, a_hi, b_lo, b_hi;
 
-  for (unsigned k = 0; k < 8; k++)
-    row[k] = codes + (8 * w + (reorder ? reorder_order[k] : k)) * row_len + c0;
-  /* (the high nibbles shifted in 16-bit lanes: GCC 12 shifts bytes by
-   * adding four times) */
-  p02 = (qk_load_2x16 (row[0], row[4]) & 0x0F)
-        | (qk_v32u8) (((qk_v16u16) qk_load_2x16 (row[1], row[5]) << 4) & 0xF0F0);
-  p13 = (qk_load_2x16 (row[2], row[6]) & 0x0F)
-        | (qk_v32u8) (((qk_v16u16) qk_load_2x16 (row[3], row[7]) << 4) & 0xF0F0);
-  l = QK_SHUFFLE2 (p02, p13, bytes_lo);
-  h = QK_SHUFFLE2 (p02, p13, bytes_hi);
-  a = (qk_v16u16) QK_SHUFFLE2 ((qk_v4u64) l, (qk_v4u64) h, halves_lo);
-  b = (qk_v16u16) QK_SHUFFLE2 ((qk_v4u64) l, (qk_v4u64) h, halves_hi);
-  *lo = (qk_v8u32) QK_SHUFFLE2 (a, b, words_lo);
-  *hi = (qk_v8u32) QK_SHUFFLE2 (a, b, words_hi);
-}
-
-QK_INLINE void
-qk_transpose8 (qk_v8u32 r[8])
-{
-  const qk_v8u32 lo32 = { 0, 8, 1, 9, 4, 12, 5, 13 }, hi32 = { 2, 10, 3, 11, 6, 14, 7, 15 };
-  const qk_v4u64 lo64 = { 0, 4, 2, 6 }, hi64 = { 1, 5, 3, 7 };
-  const qk_v4u64 lo128 = { 0, 1, 4, 5 }, hi128 = { 2, 3, 6, 7 };
-  qk_v8u32 t[8];
-  qk_v4u64 u[8];
-
-  for (int i = 0; i < 4; i++)
+  _Pragma ("GCC unroll 4")
+  for (unsigned k = 0; k < 4; k++)
     {
-      t[2 * i] = QK_SHUFFLE2 (r[2 * i], r[2 * i + 1], lo32);
-      t[2 * i + 1] = QK_SHUFFLE2 (r[2 * i], r[2 * i + 1], hi32);
+      qk_v16u8 e, o;
+      memcpy (&e, group + off[2 * k], sizeof e);
+      memcpy (&o, group + off[2 * k + 1], sizeof o);
+      /* (o & 15) << 4 in 16-bit lanes: no bit crosses into the next byte */
+      p[k] = (e & 0x0F) | (qk_v16u8) ((qk_v8u16) (o & 0x0F) << 4);
     }
-  for (int q = 0; q < 2; q++)
-    for (int i = 0; i < 2; i++)
+  a_lo = (qk_v8u16) __builtin_shuffle (p[0], p[1], bytes_lo);
+  a_hi = (qk_v8u16) __builtin_shuffle (p[0], p[1], bytes_hi);
+  b_lo = (qk_v8u16) __builtin_shuffle (p[2], p[3], bytes_lo);
+  b_hi = (qk_v8u16) __builtin_shuffle (p[2], p[3], bytes_hi);
+  v[0] = (qk_v4u32) __builtin_shuffle (a_lo, b_lo, halves_lo);
+  v[1] = (qk_v4u32) __builtin_shuffle (a_lo, b_lo, halves_hi);
+  v[2] = (qk_v4u32) __builtin_shuffle (a_hi, b_hi, halves_lo);
+  v[3] = (qk_v4u32) __builtin_shuffle (a_hi, b_hi, halves_hi);
+}
+
+/* x[i] lane k becomes x[k] lane i */
+QK_INLINE void
+qk_transpose4 (qk_v4u32 x[4])
+{
+  const qk_v4u32 lo32 = { 0, 4, 1, 5 }, hi32 = { 2, 6, 3, 7 };
+  const qk_v2u64 lo64 = { 0, 2 }, hi64 = { 1, 3 };
+  qk_v2u64 t0 = (qk_v2u64) __builtin_shuffle (x[0], x[1], lo32), t1 = (qk_v2u64) __builtin_shuffle (x[0], x[1], hi32);
+  qk_v2u64 t2 = (qk_v2u64) __builtin_shuffle (x[2], x[3], lo32), t3 = (qk_v2u64) __builtin_shuffle (x[2], x[3], hi32);
+
+  x[0] = (qk_v4u32) __builtin_shuffle (t0, t2, lo64);
+  x[1] = (qk_v4u32) __builtin_shuffle (t0, t2, hi64);
+  x[2] = (qk_v4u32) __builtin_shuffle (t1, t3, lo64);
+  x[3] = (qk_v4u32) __builtin_shuffle (t1, t3, hi64);
+}
+
+/* Row groups [w0, w0 + @nw) (@nw at most 8; from @codes, which starts at
+ * row group @first) by columns [c0, c0 + 16 @nq): each column's @nw words,
+ * at most two 16-byte stores. A row's 16 @nq codes are read at once: with
+ * rows a power of two apart (2048 codes), the 64 rows of a tile share two
+ * sets of a typical L1 data cache, so that a line must be used up before
+ * the next rows' lines evict it. */
+QK_INLINE void
+pack_columns_tile16 (const int8_t *codes, size_t row_len, size_t n_words, size_t first, size_t w0, size_t c0,
+                     unsigned nw, unsigned nq, const size_t off[8], int32_t *words)
+{
+  qk_v4u32 v[8][16];
+
+  for (unsigned w = 0; w < 8; w++)
+    for (unsigned q = 0; q < nq; q++)
       {
-        u[4 * q + 2 * i] = QK_SHUFFLE2 ((qk_v4u64) t[4 * q + i], (qk_v4u64) t[4 * q + i + 2], lo64);
-        u[4 * q + 2 * i + 1] = QK_SHUFFLE2 ((qk_v4u64) t[4 * q + i], (qk_v4u64) t[4 * q + i + 2], hi64);
+        if (w < nw)
+          column_words16 (codes + 8 * (w0 - first + w) * row_len + c0 + 16 * q, off, &v[w][4 * q]);
+        else
+          for (unsigned j = 0; j < 4; j++)
+            v[w][4 * q + j] = (qk_v4u32) { 0, 0, 0, 0 };
       }
-  for (int i = 0; i < 4; i++)
-    {
-      r[i] = (qk_v8u32) QK_SHUFFLE2 (u[i], u[i + 4], lo128);
-      r[i + 4] = (qk_v8u32) QK_SHUFFLE2 (u[i], u[i + 4], hi128);
-    }
+  for (unsigned j = 0; j < 4 * nq; j++)
+    _Pragma ("GCC unroll 2")
+    for (unsigned h = 0; h < 2; h++)
+      {
+        qk_v4u32 x[4] = { v[4 * h][j], v[4 * h + 1][j], v[4 * h + 2][j], v[4 * h + 3][j] };
+        qk_transpose4 (x);
+        _Pragma ("GCC unroll 4")
+        for (unsigned i = 0; i < 4; i++)
+          {
+            int32_t *dst = words + (c0 + 4 * j + i) * n_words + w0 + 4 * h;
+            if (nw >= 4 * h + 4)
+              memcpy (dst, &x[i], sizeof x[i]);
+            else if (nw > 4 * h)
+              memcpy (dst, &x[i], (nw - 4 * h) * sizeof (int32_t));
+          }
+      }
 }
 
-QK_INLINE void
-pack_columns_tile8 (const int8_t *codes, size_t row_len, size_t n_words, size_t w0, size_t c0, bool reorder,
-                    int32_t *words)
+/* Row groups per band of the 128-bit form: 16 (128 rows, 256 KiB of codes
+ * at 2048 columns) measured best against 8 and 64 (whole layout of 5632 x
+ * 2048 codes on an AMD EPYC with AVX2: 3.7 ms against 5.2 and 4.3) */
+#define PACK_BAND 16
+
+QK_MULTIVERSION static size_t
+pack_columns_tiles (const int8_t *codes, size_t row_len, size_t n_words, size_t first, size_t n, bool reorder,
+                    int32_t *words, size_t *w_done)
 {
-  qk_v8u32 lo[8], hi[8];
+  size_t off[8], tile_w = qk_wide_permutes () ? 16 : 8, full, w0, w_end;
 
-  _Pragma ("GCC unroll 8")
-  for (unsigned j = 0; j < 8; j++)
-    column_words8 (codes, row_len, w0 + j, c0, reorder, &lo[j], &hi[j]);
-  qk_transpose8 (lo);
-  qk_transpose8 (hi);
-  /* lo's lane i is column i (0-3) or i + 4 (8-11), hi's four columns on */
-  for (unsigned i = 0; i < 8; i++)
+  *w_done = first;
+  if (n < (tile_w == 8 ? 1 : tile_w) || row_len < 16)
+    return 0;
+  full = row_len - row_len % 16;
+  for (unsigned k = 0; k < 8; k++)
+    off[k] = (reorder ? reorder_order[k] : k) * row_len;
+  w_end = first + n - n % tile_w;
+  if (tile_w == 8)
     {
-      size_t c = c0 + (i < 4 ? i : i + 4);
-      memcpy (words + c * n_words + w0, &lo[i], sizeof lo[i]);
-      memcpy (words + (c + 4) * n_words + w0, &hi[i], sizeof hi[i]);
+      /* bands of row groups, each in strips of 64 columns (a 64-byte line
+       * of each row): a line of the input is used up in one visit, and
+       * each column gets a band's words (64 bytes) as one run */
+      for (size_t b0 = first; b0 < first + n; b0 += PACK_BAND)
+        for (size_t c0 = 0; c0 < full;)
+          {
+            size_t b_end = MIN (b0 + PACK_BAND, first + n);
+            unsigned nq = c0 + 64 <= full ? 4 : 1;
+            for (w0 = b0; w0 + 8 <= b_end; w0 += 8)
+              pack_columns_tile16 (codes, row_len, n_words, first, w0, c0, 8, nq, off, words);
+            if (w0 < b_end)
+              pack_columns_tile16 (codes, row_len, n_words, first, w0, c0, (unsigned) (b_end - w0), nq, off, words);
+            c0 += 16 * nq;
+          }
+      *w_done = first + n;
+      return full;
     }
+  else
+    for (w0 = first; w0 < w_end; w0 += 16)
+      for (size_t c0 = 0; c0 < full; c0 += 16)
+        {
+          qk_vu x[16];
+          for (unsigned j = 0; j < 16; j++)
+            x[j] = column_words (codes + 8 * (w0 - first) * row_len, row_len, j, c0, reorder);
+          for (unsigned r = 0; r < 4; r++)
+            {
+              unsigned d = 1u << r;
+              for (unsigned i = 0; i < 16; i++)
+                if (!(i & d))
+                  {
+                    qk_vu a = x[i], b = x[i + d];
+                    x[i] = QK_SHUFFLE2 (a, b, qk_swap_lo[r]);
+                    x[i + d] = QK_SHUFFLE2 (a, b, qk_swap_hi[r]);
+                  }
+            }
+          for (unsigned i = 0; i < 16; i++)
+            memcpy (words + (c0 + i) * n_words + w0, &x[i], sizeof x[i]);
+        }
+  *w_done = w_end;
+  return full;
 }
 
-QK_MULTIVERSION static void
-pack_columns_tile (const int8_t *codes, size_t row_len, size_t n_words, size_t w0, size_t c0, bool reorder,
+/* Row groups [first, first + n) of the column layout, tiles then edges */
+static void
+pack_columns_rows (const int8_t *codes, size_t row_len, size_t n_words, size_t first, size_t n, bool reorder,
                    int32_t *words)
 {
-  qk_vu x[16];
+  size_t w_done, full = pack_columns_tiles (codes, row_len, n_words, first, n, reorder, words, &w_done);
 
-  if (!qk_wide_permutes ())
-    {
-      pack_columns_tile8 (codes, row_len, n_words, w0, c0, reorder, words);
-      pack_columns_tile8 (codes, row_len, n_words, w0 + 8, c0, reorder, words);
-      return;
-    }
-  for (unsigned j = 0; j < 16; j++)
-    x[j] = column_words (codes, row_len, w0 + j, c0, reorder);
-  for (unsigned r = 0; r < 4; r++)
-    {
-      unsigned d = 1u << r;
-      for (unsigned i = 0; i < 16; i++)
-        if (!(i & d))
-          {
-            qk_vu a = x[i], b = x[i + d];
-            x[i] = QK_SHUFFLE2 (a, b, qk_swap_lo[r]);
-            x[i + d] = QK_SHUFFLE2 (a, b, qk_swap_hi[r]);
-          }
-    }
-  for (unsigned i = 0; i < 16; i++)
-    memcpy (words + (c0 + i) * n_words + w0, &x[i], sizeof x[i]);
+  for (size_t c = 0; c < row_len; c++)
+    for (size_t w = c < full ? w_done : first; w < first + n; w++)
+      {
+        uint32_t word = 0;
+        for (unsigned k = 0; k < 8; k++)
+          word |= ((uint32_t) codes[(8 * (w - first) + (reorder ? reorder_order[k] : k)) * row_len + c] & 0xFu)
+                  << (4 * k);
+        words[c * n_words + w] = (int32_t) word;
+      }
 }
 
 /**
@@ -284,23 +335,46 @@ quark_kernel_pack_int4_columns (const int8_t *codes,
                                 bool          reorder,
                                 int32_t      *words)
 {
-  size_t n_words = n_rows / 8, full;
-
   if (n_rows % 8)
     return false;
-  /* whole tiles of 128 rows by 16 columns, then the edges word by word */
-  full = n_words >= 16 ? row_len - row_len % 16 : 0;
-  for (size_t w0 = 0; w0 + 16 <= n_words; w0 += 16)
-    for (size_t c0 = 0; c0 < full; c0 += 16)
-      pack_columns_tile (codes, row_len, n_words, w0, c0, reorder, words);
-  for (size_t c = 0; c < row_len; c++)
-    for (size_t w = c < full ? n_words - n_words % 16 : 0; w < n_words; w++)
-      {
-        uint32_t word = 0;
-        for (unsigned k = 0; k < 8; k++)
-          word |= ((uint32_t) codes[(8 * w + (reorder ? reorder_order[k] : k)) * row_len + c] & 0xFu) << (4 * k);
-        words[c * n_words + w] = (int32_t) word;
-      }
+  pack_columns_rows (codes, row_len, n_rows / 8, 0, n_rows / 8, reorder, words);
+  return true;
+}
+
+/**
+ * quark_kernel_pack_int4_columns_block: (skip)
+ * @codes: rows [@first_row, @first_row + @n_rows) of an [@total_rows,
+ *   @row_len] matrix of int4 or uint4 codes, one per byte
+ * @first_row: the first row @codes holds, a multiple of 8
+ * @n_rows: the number of rows @codes holds, a multiple of 8
+ * @total_rows: the rows of the whole matrix, a multiple of 8
+ * @row_len: codes per row
+ * @reorder: use the AutoAWQ interleave, as quark_kernel_pack_int4()
+ * @words: the whole [@row_len, @total_rows / 8] layout of
+ *   quark_kernel_pack_int4_columns()
+ *
+ * Writes the words of a block of rows into the layout of
+ * quark_kernel_pack_int4_columns(): words (c, w) for every column c and
+ * @first_row / 8 ≤ w < (@first_row + @n_rows) / 8, and no other. Blocks
+ * that cover the rows give the same words as one call on the whole
+ * matrix, so that codes can be packed while a block of them is still in
+ * cache, and different blocks from different threads.
+ *
+ * Returns: %false if @first_row, @n_rows or @total_rows is not a multiple
+ *   of 8 or the block does not lie within @total_rows
+ */
+bool
+quark_kernel_pack_int4_columns_block (const int8_t *codes,
+                                      size_t        first_row,
+                                      size_t        n_rows,
+                                      size_t        total_rows,
+                                      size_t        row_len,
+                                      bool          reorder,
+                                      int32_t      *words)
+{
+  if (first_row % 8 || n_rows % 8 || total_rows % 8 || first_row > total_rows || n_rows > total_rows - first_row)
+    return false;
+  pack_columns_rows (codes, row_len, total_rows / 8, first_row / 8, n_rows / 8, reorder, words);
   return true;
 }
 

@@ -470,6 +470,14 @@ bool     quark_kernel_pack_int4_columns        (const int8_t         *codes,
                                                 bool                  reorder,
                                                 int32_t              *words);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_pack_int4_columns_block  (const int8_t         *codes,
+                                                size_t                first_row,
+                                                size_t                n_rows,
+                                                size_t                total_rows,
+                                                size_t                row_len,
+                                                bool                  reorder,
+                                                int32_t              *words);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_unpack_int4              (const int32_t        *words,
                                                 size_t                n_rows,
                                                 size_t                row_len,
