@@ -117,6 +117,13 @@ default_export_activation (QuarkCheckpointFormat *self, const char *layer, Quark
   return TRUE;
 }
 
+static QuarkCodeLayout
+default_get_code_layout (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec, const gint64 *shape,
+                         guint n_dims)
+{
+  return QUARK_CODE_LAYOUT_BYTES;
+}
+
 static gboolean
 default_recognizes (QuarkCheckpointFormat *self, JsonNode *quantization_config)
 {
@@ -136,6 +143,7 @@ quark_checkpoint_format_class_init (QuarkCheckpointFormatClass *klass)
   klass->get_scale_dtype = default_get_scale_dtype;
   klass->write_activation = default_export_activation;
   klass->recognizes = default_recognizes;
+  klass->get_code_layout = default_get_code_layout;
 }
 
 static void
@@ -316,6 +324,36 @@ quark_checkpoint_format_note_config_layer (QuarkCheckpointFormat *self, QuarkQua
 }
 
 /**
+ * quark_checkpoint_format_get_code_layout:
+ * @self: a format
+ * @name: the weight's tensor name
+ * @spec: the spec it is quantized with
+ * @shape: (array length=n_dims): its shape
+ * @n_dims: its number of dimensions
+ *
+ * Gets the layout the format stores the codes of a weight in, when a
+ * backend can write them so directly. A backend may then give the codes
+ * to [method@Quark.CheckpointFormat.export_weight] in this layout instead of
+ * one per element, and save a pass over them (the `quark` backend packs
+ * int4 codes for AMD Quark's layout while a block of rows is in cache).
+ * A backend that ignores it gives one code per element, which every
+ * format takes.
+ *
+ * Returns: the layout; %QUARK_CODE_LAYOUT_BYTES when the format takes
+ *   only one code per element for this weight
+ */
+QuarkCodeLayout
+quark_checkpoint_format_get_code_layout (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec,
+                                         const gint64 *shape, guint n_dims)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), QUARK_CODE_LAYOUT_BYTES);
+  g_return_val_if_fail (name != NULL && QUARK_IS_TENSOR_SPEC (spec), QUARK_CODE_LAYOUT_BYTES);
+  g_return_val_if_fail (shape != NULL || n_dims == 0, QUARK_CODE_LAYOUT_BYTES);
+
+  return QUARK_CHECKPOINT_FORMAT_GET_CLASS (self)->get_code_layout (self, name, spec, shape, n_dims);
+}
+
+/**
  * quark_checkpoint_format_export_weight:
  * @self: a format
  * @layer: the layer the weight belongs to
@@ -323,7 +361,9 @@ quark_checkpoint_format_note_config_layer (QuarkCheckpointFormat *self, QuarkQua
  * @name: the weight's tensor name
  * @spec: the spec it was quantized with
  * @logical: NAME (codes), NAME_scale and NAME_zero_point, as
- *   [method@Quark.ModelQuantizer.quantize_tensor] returns them
+ *   [method@Quark.ModelQuantizer.quantize_tensor] returns them; the codes
+ *   one per element, or in the layout
+ *   [method@Quark.CheckpointFormat.get_code_layout] gives for the weight
  * @out: the model the format's tensors are added to
  * @error: return location for a #GError
  *

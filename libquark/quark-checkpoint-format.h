@@ -88,6 +88,13 @@ G_DECLARE_DERIVABLE_TYPE (QuarkCheckpointFormat, quark_checkpoint_format, QUARK,
  * @kv_cache_after_rope: whether the engines of this format quantize the
  *   keys of the KV cache after RoPE (as the cache holds them) rather than
  *   as k_proj makes them, set in `class_init`. Default: %FALSE.
+ * @get_code_layout: the layout @write_weight stores the codes of weight
+ *   @name (of @shape, quantized with @spec) in, when a backend may give
+ *   them so: a backend that writes the codes straight into that layout
+ *   gives NAME as that tensor (int32 for the int4 layouts) instead of one
+ *   code per byte, and @write_weight takes both. Default:
+ *   %QUARK_CODE_LAYOUT_BYTES (@write_weight always gets one code per
+ *   element).
  *
  * The class of a checkpoint format.
  */
@@ -173,8 +180,14 @@ struct _QuarkCheckpointFormatClass
 
   gboolean kv_cache_after_rope;
 
+  QuarkCodeLayout (*get_code_layout)  (QuarkCheckpointFormat  *self,
+                                      const char             *name,
+                                      QuarkTensorSpec        *spec,
+                                      const gint64           *shape,
+                                      guint                   n_dims);
+
   /*< private >*/
-  gpointer padding[2];
+  gpointer padding[1];
 };
 
 QUARK_AVAILABLE_IN_1_0
@@ -196,6 +209,12 @@ QuarkDType        quark_checkpoint_format_get_scale_dtype (QuarkCheckpointFormat
                                                            const char             *layer,
                                                            QuarkTensorSpec        *spec,
                                                            QuarkDType              weight_dtype);
+QUARK_AVAILABLE_IN_1_0
+QuarkCodeLayout   quark_checkpoint_format_get_code_layout (QuarkCheckpointFormat  *self,
+                                                           const char             *name,
+                                                           QuarkTensorSpec        *spec,
+                                                           const gint64           *shape,
+                                                           guint                   n_dims);
 QUARK_AVAILABLE_IN_1_0
 gboolean          quark_checkpoint_format_export_weight   (QuarkCheckpointFormat  *self,
                                                            const char             *layer,

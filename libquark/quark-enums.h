@@ -196,4 +196,25 @@ typedef enum {
   QUARK_SEQUENTIAL_STEPS_LINEARS, /*< nick=linears >*/
 } QuarkSequentialSteps;
 
+/**
+ * QuarkCodeLayout:
+ * @QUARK_CODE_LAYOUT_BYTES: one code per element, in the element size of
+ *   its dtype, in the weight's shape (the logical layout)
+ * @QUARK_CODE_LAYOUT_INT4_COLUMNS: int4 or uint4 codes of a 2-D weight
+ *   [out, in], eight to an int32 along the output channels: an int32
+ *   tensor [in, out / 8] whose word (c, w) holds codes (8w + k, c) in
+ *   nibble k, nibble 0 the least significant (quark_kernel_pack_int4_columns())
+ * @QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED: the same with the AutoAWQ
+ *   interleave: nibble k holds code (8w + {0, 2, 4, 6, 1, 3, 5, 7}[k], c)
+ *
+ * The layout a checkpoint format stores a weight's codes in, when a
+ * backend can write them so directly
+ * ([method@Quark.CheckpointFormat.get_code_layout]).
+ */
+typedef enum {
+  QUARK_CODE_LAYOUT_BYTES,                 /*< nick=bytes >*/
+  QUARK_CODE_LAYOUT_INT4_COLUMNS,          /*< nick=int4_columns >*/
+  QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED, /*< nick=int4_columns_reordered >*/
+} QuarkCodeLayout;
+
 G_END_DECLS

@@ -75,14 +75,14 @@ def weights(shape, seed):
     return w.astype(np.float32)
 
 
-def tensor(w, dtype):
+def tensor(w, dtype, name='w'):
     if dtype == D.FLOAT32:
         data = w.tobytes()
     elif dtype == D.FLOAT16:
         data = w.astype(np.float16).tobytes()
     else:
         data = (w.view(np.uint32) >> 16).astype(np.uint16).tobytes()
-    return Quark.Tensor.new('w', dtype, list(w.shape), GLib.Bytes.new(data))
+    return Quark.Tensor.new(name, dtype, list(w.shape), GLib.Bytes.new(data))
 
 
 def outputs(model):
@@ -115,3 +115,81 @@ def test_row_path_refuses_nonfinite_on_every_thread(in_dtype):
         for s in (SPECS[0], SPECS[1], SPECS[2], SPECS[7], SPECS[9], SPECS[14], SPECS[20], SPECS[21], SPECS[22]):
             with pytest.raises(GLib.Error, match='tensor w: holds NaN or infinity'):
                 quantizer(3, False).quantize_tensor(tensor(bad, in_dtype), s)
+
+
+@pytest.mark.parametrize('in_dtype', [D.FLOAT32, D.FLOAT16, D.BFLOAT16])
+def test_int4_packed_in_rows_equals_packed_by_format(in_dtype):
+    """int4 and uint4 per group in AMD Quark's layout (words along the output
+    channels): the row path writes the words itself, a block of rows at a
+    time, in the layout the format asks for (get_code_layout); the general
+    path gives the format one code per byte and the format packs them. The
+    same checkpoint tensors, on 1 and 3 threads, in both nibble orders, with
+    partial blocks of 128 rows and columns that are not a multiple of 16."""
+    weights_ = {(304, 512): 11, (8, 256): 12, (264, 200): 13}
+    for shape, seed in weights_.items():
+        model = Quark.Model.new()
+        model.add_tensor(tensor(weights(shape, seed), in_dtype, 'model.layers.0.mlp.up_proj.weight'))
+        for pack_method in ('reorder', 'order'):
+            groups = [g for g in (128, 64, 40, 8) if shape[1] % g == 0]   # whole groups only in a checkpoint
+            for dtype, group, symmetric in (('int4', groups[0], True), ('uint4', groups[1], False)):
+                config = REGISTRY.config_from_string(
+                    '{"backend": "quark", "export": {"pack_method": "%s"}, "global_quant_config": {"weight": '
+                    '{"dtype": "%s", "qscheme": "per_group", "ch_axis": -1, "group_size": %d, "symmetric": %s}}}'
+                    % (pack_method, dtype, group, 'true' if symmetric else 'false'), -1)
+
+                def run(threads, general):
+                    q = REGISTRY.new_quantizer(config)
+                    q.props.threads = threads
+                    q.props.allow_nonfinite = general
+                    return outputs(q.quantize_model(model, None, None))
+
+                expected = run(1, True)
+                name = 'model.layers.0.mlp.up_proj.weight'
+                assert len(expected[name]) == shape[0] * shape[1] // 2
+                for threads in (1, 3):
+                    got = run(threads, False)
+                    assert got.keys() == expected.keys()
+                    for k in expected:
+                        assert got[k] == expected[k], (shape, pack_method, dtype, group, threads, k)
+
+
+def test_code_layouts_of_formats():
+    """What the formats ask the backends for: AMD Quark's layout stores int4
+    and uint4 per group packed along columns (in its pack method's nibble
+    order); other weights, and other formats, take one code per element."""
+    L = Quark.CodeLayout
+    int4_g128 = spec(D.INT4, Q.PER_GROUP, ch_axis=-1, group_size=128)
+    quark = REGISTRY.new_format('quark')
+    assert quark.get_code_layout('w', int4_g128, [256, 512]) == L.INT4_COLUMNS_REORDERED
+    assert quark.get_code_layout('w', spec(D.UINT4, Q.PER_GROUP, ch_axis=-1, group_size=64, symmetric=False),
+                                 [8, 64]) == L.INT4_COLUMNS_REORDERED
+    assert quark.get_code_layout('w', int4_g128, [12, 512]) == L.BYTES          # rows not a multiple of 8
+    assert quark.get_code_layout('w', int4_g128, [256, 2, 256]) == L.BYTES      # not 2-D
+    assert quark.get_code_layout('w', spec(D.INT4, Q.PER_CHANNEL, ch_axis=0), [256, 512]) == L.BYTES
+    assert quark.get_code_layout('w', spec(D.INT8, Q.PER_GROUP, ch_axis=-1, group_size=128), [256, 512]) == L.BYTES
+    ordered = REGISTRY.new_format('quark')
+    ordered.set_backend_config(_node('{"export": {"pack_method": "order"}}'))
+    assert ordered.get_code_layout('w', int4_g128, [256, 512]) == L.INT4_COLUMNS
+    for name in ('compressed-tensors', 'awq', 'gptq'):
+        if name in REGISTRY.list_formats():
+            assert REGISTRY.new_format(name).get_code_layout('w', int4_g128, [256, 512]) == L.BYTES, name
+
+
+def _node(text):
+    gi.require_version('Json', '1.0')
+    from gi.repository import Json
+    return Json.from_string(text)
+
+
+def test_packed_codes_that_do_not_fit_are_refused():
+    """int32 codes handed to the quark format's export_weight must be the
+    layout it asked for: [in, out / 8] with the scales' rows."""
+    quark = REGISTRY.new_format('quark')
+    s = spec(D.INT4, Q.PER_GROUP, ch_axis=-1, group_size=64)
+    logical = Quark.Model.new()
+    # words for 64 columns of 32 rows, scales for 16 rows
+    logical.add_tensor(Quark.Tensor.new('w', D.INT32, [64, 4], GLib.Bytes.new(bytes(64 * 4 * 4))))
+    logical.add_tensor(Quark.Tensor.new_from_floats('w_scale', [16, 1], [1.0] * 16))
+    logical.add_tensor(Quark.Tensor.new('w_zero_point', D.INT4, [16, 1], GLib.Bytes.new(bytes(16))))
+    with pytest.raises(GLib.Error, match='tensor w: int32 codes of shape \\[64, 4\\] are neither'):
+        quark.export_weight('layer', 'Linear', 'w', s, logical, Quark.Model.new())

@@ -469,7 +469,10 @@ narrow_scales (const float *scales, gsize n, QuarkDType dtype)
  * integers, NAME_zero_point in @out. Float scales are rounded to
  * @scale_dtype before the codes are computed with them, and stored in it.
  * NVFP4 specs (E4M3 scales) take @global_scale (or, when it is 0, the
- * tensor's own) and write it as NAME_global_scale. */
+ * tensor's own) and write it as NAME_global_scale. With an int4 @layout
+ * (the checkpoint format's, quark_checkpoint_format_get_code_layout ()),
+ * codes that take the row path are packed into it a block of rows at a
+ * time, while the block is in cache, and NAME is that int32 tensor. */
 static gboolean
 quantize_tensor_with_spec (QuarkTensor        *tensor,
                            QuarkTensorSpec    *spec,
@@ -477,6 +480,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
                            QuarkDType          scale_dtype,
                            float               global_scale,
                            QuarkQuarkWorkers  *workers,
+                           QuarkCodeLayout     layout,
                            QuarkModel         *out,
                            GError            **error)
 {
@@ -498,7 +502,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
   QuarkKernelLayout l;
   const guint16 *xb = NULL;
-  gboolean rows;
+  gboolean rows, packed;
   gsize n;
 
   /* the common schemes take the row path (quark-quark-rows.c), straight
@@ -536,7 +540,13 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
       if (allow_nonfinite)
         replace_nonfinite (x, n);
     }
-  if (rows)
+  /* int4 per group packed along columns ([I, O/8] words) on the row path */
+  packed = rows && layout != QUARK_CODE_LAYOUT_BYTES && (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) &&
+           n_dims == 2 && quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && l.rows % 8 == 0 &&
+           l.rows > 0 && l.cols > 0;
+  if (packed)
+    codes = quark_buffer_alloc (n / 2);   /* every word is written */
+  else if (rows)
     codes = quark_buffer_alloc (n * esize);   /* every code is written */
   else
     codes = g_malloc0 (MAX (n, 1) * esize);
@@ -552,7 +562,8 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
 
       if (rows)
         {
-          if (!quark_quark_rows_quantize (tensor, spec, &l, QUARK_DTYPE_F32, workers, codes, NULL, NULL, bytes, error))
+          if (!quark_quark_rows_quantize (tensor, spec, &l, QUARK_DTYPE_F32, workers, QUARK_CODE_LAYOUT_BYTES, codes,
+                                          NULL, NULL, bytes, error))
             return FALSE;
         }
       else if (!(xb ? quark_kernel_min_max_bf16 (xb, n, &lo, &hi) : quark_kernel_min_max_f32 (x, n, &lo, &hi)))
@@ -588,7 +599,8 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
     scratch = g_new (float, MAX (n, 1));
 
-  if (rows && !quark_quark_rows_quantize (tensor, spec, &l, scale_dtype, workers, codes, scales, zps, NULL, error))
+  if (rows && !quark_quark_rows_quantize (tensor, spec, &l, scale_dtype, workers, packed ? layout : QUARK_CODE_LAYOUT_BYTES,
+                                          codes, scales, zps, NULL, error))
     return FALSE;
   for (gsize p = 0; !rows && p < l.n_params; p++)
     {
@@ -671,8 +683,15 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
                              g_steal_pointer (&e5m3_codes), l.n_params, error) &&
              add_new_tensor (out, global_name, QUARK_DTYPE_F32, &one, 1, g, sizeof (float), error);
     }
-  if (!add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error) ||
-      !(e5m3 ? add_new_tensor (out, scale_name, QUARK_DTYPE_U8, l.param_shape, l.param_n_dims,
+  if (packed)
+    {
+      gint64 wshape[2] = { shape[1], shape[0] / 8 };
+      if (!add_new_tensor (out, name, QUARK_DTYPE_I32, wshape, 2, g_steal_pointer (&codes), n / 2, error))
+        return FALSE;
+    }
+  else if (!add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error))
+    return FALSE;
+  if (!(e5m3 ? add_new_tensor (out, scale_name, QUARK_DTYPE_U8, l.param_shape, l.param_n_dims,
                                g_steal_pointer (&e5m3_codes), l.n_params, error)
              : scale_dtype != QUARK_DTYPE_F32
              ? add_new_tensor (out, scale_name, scale_dtype, l.param_shape, l.param_n_dims,
@@ -1117,7 +1136,8 @@ quark_quark_quantizer_round_weight (QuarkQuarkQuantizer *self, QuarkTensor *weig
   gsize n;
   g_autofree float *values = NULL;
 
-  if (!quantize_tensor_with_spec (weight, spec, self->allow_nonfinite, scale_dtype, 0.0f, NULL, logical, error))
+  if (!quantize_tensor_with_spec (weight, spec, self->allow_nonfinite, scale_dtype, 0.0f, NULL,
+                                  QUARK_CODE_LAYOUT_BYTES, logical, error))
     return NULL;
   codes = quark_model_get_tensor (logical, name);
   if (dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16)
@@ -1251,8 +1271,14 @@ process_tensor (QuarkQuarkQuantizer    *self,
     g_autoptr(QuarkModel) logical = quark_model_new ();
     QuarkDType scale_dtype = quark_checkpoint_format_get_scale_dtype (format, layer, spec,
                                                                       quark_tensor_get_dtype (original));
+    guint n_dims;
+    const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
+    /* codes straight into the format's layout, unless GPTQ rewrites them */
+    QuarkCodeLayout layout = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config)) != NULL
+      ? QUARK_CODE_LAYOUT_BYTES
+      : quark_checkpoint_format_get_code_layout (format, quark_tensor_get_name (tensor), spec, shape, n_dims);
     if (!quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, scale_dtype,
-                                    global_scale_of (globals, layer), workers, logical, error) ||
+                                    global_scale_of (globals, layer), workers, layout, logical, error) ||
         !apply_gptq (self, tensor, layer, spec, calibration, plan, gram, &logical, error) ||
         !quark_checkpoint_format_export_weight (format, layer, type, quark_tensor_get_name (tensor), spec, logical,
                                                 chunk, error))
@@ -1601,7 +1627,8 @@ quark_quark_quantizer_quantize_tensor (QuarkModelQuantizer  *quantizer,
   g_autoptr(QuarkQuarkWorkers) workers = self->threads > 1 ? quark_quark_workers_new (self->threads) : NULL;
 
   if (!quark_quark_check_spec (spec, QUARK_ROLE_WEIGHT, "spec", error) ||
-      !quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, QUARK_DTYPE_F32, 0.0f, workers, out, error))
+      !quantize_tensor_with_spec (tensor, spec, self->allow_nonfinite, QUARK_DTYPE_F32, 0.0f, workers,
+                                  QUARK_CODE_LAYOUT_BYTES, out, error))
     return NULL;
   return g_steal_pointer (&out);
 }
@@ -1661,8 +1688,8 @@ quantize_dynamic (QuarkQuarkQuantizer *self, QuarkTensor *tensor, QuarkTensorSpe
   g_object_set (*as_weight, "is-dynamic", FALSE, "ch-axis",
                 quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? 0 : -1, NULL);
   return view != NULL &&
-         quantize_tensor_with_spec (view, *as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, global_scale, NULL, q,
-                                    error);
+         quantize_tensor_with_spec (view, *as_weight, self->allow_nonfinite, QUARK_DTYPE_F32, global_scale, NULL,
+                                    QUARK_CODE_LAYOUT_BYTES, q, error);
 }
 
 /* A dynamic NVFP4 spec's static global scale, from @scale (one positive

@@ -217,6 +217,11 @@ typedef struct {
   QuarkKernelIntParams tensor_ip;
   float tensor_fp_scale;
   guint8 *codes;
+  /* or int4 codes packed along columns into these words ([unit_len,
+   * units / 8]), a block of rows at a time */
+  gint32 *words;
+  gboolean reorder;
+  gsize units;
   float *scales;
   gpointer zps;
   guint8 *scale_bytes;
@@ -365,17 +370,37 @@ row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float
   return TRUE;
 }
 
+static void
+buffer_free (guint8 **buffer)
+{
+  quark_buffer_free (*buffer);
+}
+
+/* Rows whose int4 codes are packed at a time: 128 rows of 2048 codes
+ * (256 KiB) stay in a second-level cache between the codes and the words */
+#define PACK_ROWS 128
+
 /* Units (rows or channels) [first, last): statistics per group, the
- * parameters, the codes. */
+ * parameters, the codes. With r->words, the codes of a block of rows go
+ * to a buffer of the thread's and are packed from it (first and last are
+ * multiples of 8 then). */
 static void
 units_func (gsize first, gsize last, gpointer data)
 {
   Rows *r = data;
   g_autofree float *lo = g_new (float, r->groups), *hi = g_new (float, r->groups);
   g_autofree float *zp = g_new (float, r->groups), *sc = g_new (float, r->groups);
-  gsize per_read = units_per_read (r, r->unit_len);
+  gsize per_read = units_per_read (r, r->unit_len), block = 0, block_first = first;
+  guint8 *block_codes __attribute__ ((cleanup (buffer_free))) = NULL;
   g_auto (Reader) rd;
 
+  if (r->words)
+    {
+      /* blocks of a multiple of 8 rows (a word's worth) */
+      per_read = MAX (per_read - per_read % 8, 8);
+      block = MIN (per_read, PACK_ROWS);
+      block_codes = quark_buffer_alloc (block * r->unit_len);
+    }
   reader_init (&rd, r, per_read * r->unit_len);
   for (gsize u0 = first; u0 < last; u0 += per_read)
     {
@@ -418,13 +443,20 @@ units_func (gsize first, gsize last, gpointer data)
             return;
           if (r->is_int)
             {
+              guint8 *dst = r->words ? block_codes + (u - block_first) * r->unit_len : r->codes + start * r->esize;
               ip.offset = start;
               if (xb)
                 quark_kernel_quantize_int_groups_bf16 (xb, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
-                                                       r->dtype, r->codes + start * r->esize);
+                                                       r->dtype, dst);
               else
                 quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
-                                                      r->dtype, r->codes + start * r->esize);
+                                                      r->dtype, dst);
+              if (r->words && (u + 1 - block_first == block || u + 1 == last))
+                {
+                  quark_kernel_pack_int4_columns_block ((const int8_t *) block_codes, block_first, u + 1 - block_first,
+                                                        r->units, r->unit_len, r->reorder, r->words);
+                  block_first = u + 1;
+                }
             }
           else
             for (gsize g = 0; g < r->groups; g++)
@@ -437,6 +469,13 @@ units_func (gsize first, gsize last, gpointer data)
               }
         }
     }
+}
+
+/* units_func () on row groups (8 rows) [first, last) */
+static void
+word_rows_func (gsize first, gsize last, gpointer data)
+{
+  units_func (8 * first, 8 * last, data);
 }
 
 /* Per tensor, first pass: the range of elements [first, last) (in blocks of
@@ -562,6 +601,7 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
                            const QuarkKernelLayout *l,
                            QuarkDType               scale_dtype,
                            QuarkQuarkWorkers       *workers,
+                           QuarkCodeLayout          layout,
                            guint8                  *codes,
                            float                   *scales,
                            gpointer                 zps,
@@ -582,7 +622,13 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
   r.symmetric = quark_tensor_spec_get_symmetric (spec);
   r.round = quark_tensor_spec_get_round_method (spec);
   r.scale_dtype = scale_dtype;
-  r.codes = codes;
+  if (layout == QUARK_CODE_LAYOUT_BYTES)
+    r.codes = codes;
+  else
+    {
+      r.words = (gint32 *) codes;
+      r.reorder = layout == QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED;
+    }
   r.scales = scales;
   r.zps = zps;
   r.scale_bytes = scale_bytes;
@@ -630,7 +676,11 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
       r.unit_len = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? l->inner : l->cols;
       r.group = quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL ? r.unit_len : l->group;
       r.groups = (r.unit_len + r.group - 1) / r.group;
-      run_ranges (workers, units, r.unit_len, units_func, &r);
+      r.units = units;
+      if (r.words)
+        run_ranges (workers, units / 8, 8 * r.unit_len, word_rows_func, &r);
+      else
+        run_ranges (workers, units, r.unit_len, units_func, &r);
     }
 
   ok = !r.nonfinite && r.error == NULL;

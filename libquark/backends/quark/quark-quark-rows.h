@@ -37,12 +37,16 @@ gboolean quark_quark_rows_apply (QuarkTensor             *tensor,
 /* Quantizes @tensor straight from its data, row by row (in parallel over
  * @workers, which may be NULL): @codes (l->n elements of the spec's dtype),
  * @scales (l->n_params, rounded to @scale_dtype) and, for integers, @zps
- * (l->n_params of the spec's dtype); for MX, @scale_bytes (E8M0). */
+ * (l->n_params of the spec's dtype); for MX, @scale_bytes (E8M0). With
+ * an int4 @layout other than QUARK_CODE_LAYOUT_BYTES (int4 or uint4 per
+ * group, l->rows a multiple of 8), @codes is instead room for the
+ * l->n / 8 words of that layout, written a block of rows at a time. */
 gboolean quark_quark_rows_quantize (QuarkTensor             *tensor,
                                     QuarkTensorSpec         *spec,
                                     const QuarkKernelLayout *l,
                                     QuarkDType               scale_dtype,
                                     QuarkQuarkWorkers       *workers,
+                                    QuarkCodeLayout          layout,
                                     guint8                  *codes,
                                     float                   *scales,
                                     gpointer                 zps,

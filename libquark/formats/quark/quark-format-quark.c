@@ -112,6 +112,23 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
   const gint64 *shape = quark_tensor_get_shape (codes, NULL);
   const gint8 *q = quark_tensor_peek_data (codes, NULL);
   gsize rows = (gsize) shape[0], cols = (gsize) shape[1];
+  /* codes the backend packed already, in the layout of
+   * quark_format_get_code_layout (): [I, O/8] words */
+  gboolean packed = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32;
+
+  if (packed && (quark_tensor_spec_get_qscheme (spec) != QUARK_QSCHEME_PER_GROUP ||
+                 quark_tensor_get_n_dims (scale) != 2 || quark_tensor_get_dim (scale, 0) != shape[1] * 8))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: int32 codes of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] are neither one "
+                   "code per element nor the packed layout %s asked for", name, shape[0], shape[1], FORMAT_NAME);
+      return FALSE;
+    }
+  if (packed)
+    {
+      rows = (gsize) shape[1] * 8;
+      cols = (gsize) shape[0];
+    }
 
   if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP)
     {
@@ -131,11 +148,20 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
       if ((st = _quark_format_new_tensor (scale_name, QUARK_DTYPE_F32, sshape, 2, s, groups * rows * sizeof (float),
                                           error)) == NULL)
         return FALSE;
-      words = quark_buffer_alloc (cols * rows / 2);
-      quark_kernel_pack_int4_columns (q, rows, cols, reorder, words);
-      if (!_quark_format_add_owned (out, _quark_format_new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words,
-                                                                   cols * rows / 2, error), error) ||
-          !quark_model_add_tensor (out, st, error))
+      if (packed)
+        {
+          if (!quark_model_add_tensor (out, codes, error))
+            return FALSE;
+        }
+      else
+        {
+          words = quark_buffer_alloc (cols * rows / 2);
+          quark_kernel_pack_int4_columns (q, rows, cols, reorder, words);
+          if (!_quark_format_add_owned (out, _quark_format_new_tensor (name, QUARK_DTYPE_I32, wshape, 2, words,
+                                                                       cols * rows / 2, error), error))
+            return FALSE;
+        }
+      if (!quark_model_add_tensor (out, st, error))
         return FALSE;
       zwords = quark_buffer_alloc (MAX (groups * rows / 8, 1) * sizeof (gint32));
       quark_kernel_pack_int4_columns (quark_tensor_peek_data (zp, NULL), rows, groups, reorder, zwords);
@@ -193,6 +219,21 @@ export_small_float (QuarkTensor *codes, QuarkTensor *scale, QuarkDType dtype, Qu
                                                                n_dims, packed, size, error), error))
     return FALSE;
   return add_scale_as_stored (out, scale, error);
+}
+
+/* Per-group int4 and uint4 weights are stored packed along columns
+ * (export_int4 ()): a backend may give their codes so. */
+static QuarkCodeLayout
+quark_format_get_code_layout (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec,
+                              const gint64 *shape, guint n_dims)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+
+  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 &&
+      quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && shape[0] > 0 && shape[0] % 8 == 0 &&
+      shape[1] > 0)
+    return pack_reorder (self) ? QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED : QUARK_CODE_LAYOUT_INT4_COLUMNS;
+  return QUARK_CODE_LAYOUT_BYTES;
 }
 
 static gboolean
@@ -425,6 +466,7 @@ _quark_format_quark_class_init (QuarkFormatQuarkClass *klass)
   format_class->build_quantization_config = quark_format_build_quantization_config;
   format_class->quant_method = "quark";
   format_class->read_weight = quark_format_import_weight;
+  format_class->get_code_layout = quark_format_get_code_layout;
 }
 
 static void
