@@ -120,16 +120,17 @@ def test_row_path_refuses_nonfinite_on_every_thread(in_dtype):
 @pytest.mark.parametrize('in_dtype', [D.FLOAT32, D.FLOAT16, D.BFLOAT16])
 def test_int4_packed_in_rows_equals_packed_by_format(in_dtype):
     """int4 and uint4 per group in AMD Quark's layout (words along the output
-    channels): the row path writes the words itself, a block of rows at a
-    time, in the layout the format asks for (get_code_layout); the general
-    path gives the format one code per byte and the format packs them. The
-    same checkpoint tensors, on 1 and 3 threads, in both nibble orders, with
-    partial blocks of 128 rows and columns that are not a multiple of 16."""
+    channels) and AutoAWQ's (the same words of unsigned codes): the row
+    path writes the words itself, a block of rows at a time, in the layout
+    the format asks for (get_code_layout); the general path gives the
+    format one code per byte and the format packs them. The same checkpoint
+    tensors, on 1 and 3 threads, in both nibble orders, with partial blocks
+    of 128 rows and columns that are not a multiple of 16."""
     weights_ = {(304, 512): 11, (8, 256): 12, (264, 200): 13}
     for shape, seed in weights_.items():
         model = Quark.Model.new()
         model.add_tensor(tensor(weights(shape, seed), in_dtype, 'model.layers.0.mlp.up_proj.weight'))
-        for pack_method in ('reorder', 'order'):
+        for fmt, pack_method in (('quark', 'reorder'), ('quark', 'order'), ('awq', 'reorder')):
             groups = [g for g in (128, 64, 40, 8) if shape[1] % g == 0]   # whole groups only in a checkpoint
             for dtype, group, symmetric in (('int4', groups[0], True), ('uint4', groups[1], False)):
                 config = REGISTRY.config_from_string(
@@ -141,22 +142,24 @@ def test_int4_packed_in_rows_equals_packed_by_format(in_dtype):
                     q = REGISTRY.new_quantizer(config)
                     q.props.threads = threads
                     q.props.allow_nonfinite = general
+                    q.props.export_format = fmt
                     return outputs(q.quantize_model(model, None, None))
 
                 expected = run(1, True)
-                name = 'model.layers.0.mlp.up_proj.weight'
+                name = 'model.layers.0.mlp.up_proj.' + ('weight' if fmt == 'quark' else 'qweight')
                 assert len(expected[name]) == shape[0] * shape[1] // 2
                 for threads in (1, 3):
                     got = run(threads, False)
                     assert got.keys() == expected.keys()
                     for k in expected:
-                        assert got[k] == expected[k], (shape, pack_method, dtype, group, threads, k)
+                        assert got[k] == expected[k], (shape, fmt, pack_method, dtype, group, threads, k)
 
 
 def test_code_layouts_of_formats():
     """What the formats ask the backends for: AMD Quark's layout stores int4
     and uint4 per group packed along columns (in its pack method's nibble
-    order); other weights, and other formats, take one code per element."""
+    order), AutoAWQ's in the interleaved order; other weights, and other
+    formats, take one code per element."""
     L = Quark.CodeLayout
     int4_g128 = spec(D.INT4, Q.PER_GROUP, ch_axis=-1, group_size=128)
     quark = REGISTRY.new_format('quark')
@@ -170,7 +173,8 @@ def test_code_layouts_of_formats():
     ordered = REGISTRY.new_format('quark')
     ordered.set_backend_config(_node('{"export": {"pack_method": "order"}}'))
     assert ordered.get_code_layout('w', int4_g128, [256, 512]) == L.INT4_COLUMNS
-    for name in ('compressed-tensors', 'awq', 'gptq'):
+    assert REGISTRY.new_format('awq').get_code_layout('w', int4_g128, [256, 512]) == L.INT4_COLUMNS_REORDERED
+    for name in ('compressed-tensors', 'gptq', 'fp8'):
         if name in REGISTRY.list_formats():
             assert REGISTRY.new_format(name).get_code_layout('w', int4_g128, [256, 512]) == L.BYTES, name
 

@@ -125,6 +125,35 @@ pack_transposed (QuarkTensor *t, gsize rows, gsize cols, gint32 offset, GError *
   return words;
 }
 
+/* AutoAWQ's qweight is AMD Quark's int4 layout in the interleaved order,
+ * of unsigned codes: a backend may give the codes so (int4 codes, whose
+ * nibbles are then flipped by 8, as well as uint4). */
+static QuarkCodeLayout
+awq_get_code_layout (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec, const gint64 *shape,
+                     guint n_dims)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+
+  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 &&
+      quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && shape[0] > 0 && shape[0] % 8 == 0 &&
+      shape[1] > 0)
+    return QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED;
+  return QUARK_CODE_LAYOUT_BYTES;
+}
+
+/* Packed int4 codes of the layout above as qweight's unsigned words: each
+ * nibble plus 8 (modulo 16: its top bit flipped) */
+static gint32 *
+flipped_words (QuarkTensor *codes, gsize n_words)
+{
+  gint32 *words = quark_buffer_alloc (MAX (n_words, 1) * sizeof (gint32));
+  const guint32 *src = quark_tensor_peek_data (codes, NULL);
+
+  for (gsize i = 0; i < n_words; i++)
+    words[i] = (gint32) (src[i] ^ 0x88888888u);
+  return words;
+}
+
 static gboolean
 awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
                   QuarkModel *out, GError **error)
@@ -141,14 +170,23 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   gint32 offset = quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_INT4 ? 8 : 0;
   const gint64 *shape = quark_tensor_get_shape (codes, NULL);
   gsize rows, cols, groups, n;
+  gboolean packed;
   gint32 *w, *z;
   float *st;
   guint16 *half;
 
   if (quark_tensor_get_n_dims (codes) != 2 || scale == NULL || zp == NULL)
     return _quark_format_unsupported (error, FORMAT_NAME, "tensor", name, "a weight that is not 2-D");
-  rows = (gsize) shape[0];
-  cols = (gsize) shape[1];
+  packed = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32;
+  rows = packed ? (gsize) shape[1] * 8 : (gsize) shape[0];
+  cols = packed ? (gsize) shape[0] : (gsize) shape[1];
+  if (packed && (quark_tensor_get_n_dims (scale) != 2 || (gsize) quark_tensor_get_dim (scale, 0) != rows))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: int32 codes of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] are neither one "
+                   "code per element nor the packed layout %s asked for", name, shape[0], shape[1], FORMAT_NAME);
+      return FALSE;
+    }
   groups = quark_tensor_get_n_elements (scale) / MAX (rows, 1);
   n = rows * groups;
   if ((st = _quark_format_transposed_floats (scale, rows, groups, error)) == NULL)
@@ -156,7 +194,20 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   half = quark_buffer_alloc (MAX (n, 1) * sizeof (guint16));
   quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, st, half, n);   /* exact: rounded by the backend */
   quark_buffer_free (st);
-  if ((w = pack_transposed (codes, rows, cols, offset, error)) == NULL)
+  if (packed && offset == 0)
+    {
+      /* uint4: the words as they are, under qweight's name */
+      g_autoptr(QuarkTensor) renamed = _quark_format_renamed (codes, qweight, error);
+      if (renamed == NULL || !quark_model_add_tensor (out, renamed, error))
+        {
+          quark_buffer_free (half);
+          return FALSE;
+        }
+      w = NULL;
+    }
+  else if (packed)
+    w = flipped_words (codes, rows * cols / 8);
+  else if ((w = pack_transposed (codes, rows, cols, offset, error)) == NULL)
     {
       quark_buffer_free (half);
       return FALSE;
@@ -171,8 +222,8 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     gint64 wshape[2] = { (gint64) cols, (gint64) (rows / 8) };
     gint64 zshape[2] = { (gint64) groups, (gint64) (rows / 8) };
     gint64 sshape[2] = { (gint64) groups, (gint64) rows };
-    return _quark_format_add_owned (out, _quark_format_new_tensor (qweight, QUARK_DTYPE_I32, wshape, 2, w,
-                                                                   rows * cols / 2, error), error) &&
+    return (w == NULL || _quark_format_add_owned (out, _quark_format_new_tensor (qweight, QUARK_DTYPE_I32, wshape, 2,
+                                                                                 w, rows * cols / 2, error), error)) &&
            _quark_format_add_owned (out, _quark_format_new_tensor (qzeros, QUARK_DTYPE_I32, zshape, 2, z,
                                                                    rows * groups / 2, error), error) &&
            _quark_format_add_owned (out, _quark_format_new_tensor (scales, QUARK_DTYPE_F16, sshape, 2, half, n * 2,
@@ -302,6 +353,7 @@ _quark_format_awq_class_init (QuarkFormatAwqClass *klass)
   format_class->check_weight = awq_check_weight;
   format_class->get_scale_dtype = awq_get_scale_dtype;
   format_class->write_weight = awq_write_weight;
+  format_class->get_code_layout = awq_get_code_layout;
   format_class->build_quantization_config = awq_build_quantization_config;
   format_class->quant_method = "awq";
   format_class->dequantize_model = awq_dequantize_model;
