@@ -168,14 +168,14 @@ column_words16 (const int8_t *group, const size_t off[8], qk_v4u32 v[4])
       /* (o & 15) << 4 in 16-bit lanes: no bit crosses into the next byte */
       p[k] = (e & 0x0F) | (qk_v16u8) ((qk_v8u16) (o & 0x0F) << 4);
     }
-  a_lo = (qk_v8u16) __builtin_shuffle (p[0], p[1], bytes_lo);
-  a_hi = (qk_v8u16) __builtin_shuffle (p[0], p[1], bytes_hi);
-  b_lo = (qk_v8u16) __builtin_shuffle (p[2], p[3], bytes_lo);
-  b_hi = (qk_v8u16) __builtin_shuffle (p[2], p[3], bytes_hi);
-  v[0] = (qk_v4u32) __builtin_shuffle (a_lo, b_lo, halves_lo);
-  v[1] = (qk_v4u32) __builtin_shuffle (a_lo, b_lo, halves_hi);
-  v[2] = (qk_v4u32) __builtin_shuffle (a_hi, b_hi, halves_lo);
-  v[3] = (qk_v4u32) __builtin_shuffle (a_hi, b_hi, halves_hi);
+  a_lo = (qk_v8u16) QK_SHUFFLE2 (p[0], p[1], bytes_lo);
+  a_hi = (qk_v8u16) QK_SHUFFLE2 (p[0], p[1], bytes_hi);
+  b_lo = (qk_v8u16) QK_SHUFFLE2 (p[2], p[3], bytes_lo);
+  b_hi = (qk_v8u16) QK_SHUFFLE2 (p[2], p[3], bytes_hi);
+  v[0] = (qk_v4u32) QK_SHUFFLE2 (a_lo, b_lo, halves_lo);
+  v[1] = (qk_v4u32) QK_SHUFFLE2 (a_lo, b_lo, halves_hi);
+  v[2] = (qk_v4u32) QK_SHUFFLE2 (a_hi, b_hi, halves_lo);
+  v[3] = (qk_v4u32) QK_SHUFFLE2 (a_hi, b_hi, halves_hi);
 }
 
 /* x[i] lane k becomes x[k] lane i */
@@ -184,13 +184,13 @@ qk_transpose4 (qk_v4u32 x[4])
 {
   const qk_v4u32 lo32 = { 0, 4, 1, 5 }, hi32 = { 2, 6, 3, 7 };
   const qk_v2u64 lo64 = { 0, 2 }, hi64 = { 1, 3 };
-  qk_v2u64 t0 = (qk_v2u64) __builtin_shuffle (x[0], x[1], lo32), t1 = (qk_v2u64) __builtin_shuffle (x[0], x[1], hi32);
-  qk_v2u64 t2 = (qk_v2u64) __builtin_shuffle (x[2], x[3], lo32), t3 = (qk_v2u64) __builtin_shuffle (x[2], x[3], hi32);
+  qk_v2u64 t0 = (qk_v2u64) QK_SHUFFLE2 (x[0], x[1], lo32), t1 = (qk_v2u64) QK_SHUFFLE2 (x[0], x[1], hi32);
+  qk_v2u64 t2 = (qk_v2u64) QK_SHUFFLE2 (x[2], x[3], lo32), t3 = (qk_v2u64) QK_SHUFFLE2 (x[2], x[3], hi32);
 
-  x[0] = (qk_v4u32) __builtin_shuffle (t0, t2, lo64);
-  x[1] = (qk_v4u32) __builtin_shuffle (t0, t2, hi64);
-  x[2] = (qk_v4u32) __builtin_shuffle (t1, t3, lo64);
-  x[3] = (qk_v4u32) __builtin_shuffle (t1, t3, hi64);
+  x[0] = (qk_v4u32) QK_SHUFFLE2 (t0, t2, lo64);
+  x[1] = (qk_v4u32) QK_SHUFFLE2 (t0, t2, hi64);
+  x[2] = (qk_v4u32) QK_SHUFFLE2 (t1, t3, lo64);
+  x[3] = (qk_v4u32) QK_SHUFFLE2 (t1, t3, hi64);
 }
 
 /* Row groups [w0, w0 + @nw) (@nw at most 8; from @codes, which starts at
