@@ -36,6 +36,17 @@ gint8 *       _quark_format_codes_as_int8    (QuarkTensor *t, gint32 offset, gsi
 float *       _quark_format_transposed_floats (QuarkTensor *t, gsize rows, gsize cols, GError **error);
 gboolean      _quark_format_need_multiple (const char *format, const char *name, gsize value, gsize multiple,
                                            const char *what, GError **error);
+/* Whether a weight of @shape quantized with @spec can be stored as int4
+ * words along its output channels (QUARK_CODE_LAYOUT_INT4_COLUMNS*): int4
+ * or uint4 per group, 2-D, output channels a multiple of 8 */
+gboolean      _quark_format_int4_columns_fit (QuarkTensorSpec *spec, const gint64 *shape, guint n_dims);
+/* The rows and columns of the 2-D int4 weight @codes handed to
+ * write_weight, and in *@packed whether it came as the words of that
+ * layout ([cols, rows / 8] int32); such words must belong to a per-group
+ * @spec whose @scale has their rows, else an error naming tensor @name. */
+gboolean      _quark_format_int4_codes_shape (const char *format, const char *name, QuarkTensor *codes,
+                                              QuarkTensor *scale, QuarkTensorSpec *spec, gboolean *packed,
+                                              gsize *rows, gsize *cols, GError **error);
 
 /* LAYER of LAYER.weight (a copy of @weight_name without the suffix) */
 char *        _quark_format_layer_of (const char *weight_name);

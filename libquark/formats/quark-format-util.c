@@ -148,6 +148,36 @@ _quark_format_need_multiple (const char *format, const char *name, gsize value, 
   return FALSE;
 }
 
+gboolean
+_quark_format_int4_columns_fit (QuarkTensorSpec *spec, const gint64 *shape, guint n_dims)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+
+  return (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 &&
+         quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && shape[0] > 0 && shape[0] % 8 == 0 &&
+         shape[1] > 0;
+}
+
+gboolean
+_quark_format_int4_codes_shape (const char *format, const char *name, QuarkTensor *codes, QuarkTensor *scale,
+                                QuarkTensorSpec *spec, gboolean *packed, gsize *rows, gsize *cols, GError **error)
+{
+  const gint64 *shape = quark_tensor_get_shape (codes, NULL);
+
+  *packed = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32;
+  *rows = *packed ? (gsize) shape[1] * 8 : (gsize) shape[0];
+  *cols = *packed ? (gsize) shape[0] : (gsize) shape[1];
+  if (*packed && (quark_tensor_spec_get_qscheme (spec) != QUARK_QSCHEME_PER_GROUP ||
+                  quark_tensor_get_n_dims (scale) != 2 || (gsize) quark_tensor_get_dim (scale, 0) != *rows))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                   "tensor %s: int32 codes of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] are neither one "
+                   "code per element nor the packed layout %s asked for", name, shape[0], shape[1], format);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 char *
 _quark_format_layer_of (const char *weight_name)
 {

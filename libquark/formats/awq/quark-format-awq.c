@@ -132,13 +132,8 @@ static QuarkCodeLayout
 awq_get_code_layout (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec, const gint64 *shape,
                      guint n_dims)
 {
-  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
-
-  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 &&
-      quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && shape[0] > 0 && shape[0] % 8 == 0 &&
-      shape[1] > 0)
-    return QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED;
-  return QUARK_CODE_LAYOUT_BYTES;
+  return _quark_format_int4_columns_fit (spec, shape, n_dims) ? QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED
+                                                               : QUARK_CODE_LAYOUT_BYTES;
 }
 
 /* Packed int4 codes of the layout above as qweight's unsigned words: each
@@ -168,7 +163,6 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   QuarkTensor *scale = quark_model_get_tensor (logical, scale_name);
   QuarkTensor *zp = quark_model_get_tensor (logical, zp_name);
   gint32 offset = quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_INT4 ? 8 : 0;
-  const gint64 *shape = quark_tensor_get_shape (codes, NULL);
   gsize rows, cols, groups, n;
   gboolean packed;
   gint32 *w, *z;
@@ -177,16 +171,8 @@ awq_write_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
 
   if (quark_tensor_get_n_dims (codes) != 2 || scale == NULL || zp == NULL)
     return _quark_format_unsupported (error, FORMAT_NAME, "tensor", name, "a weight that is not 2-D");
-  packed = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32;
-  rows = packed ? (gsize) shape[1] * 8 : (gsize) shape[0];
-  cols = packed ? (gsize) shape[0] : (gsize) shape[1];
-  if (packed && (quark_tensor_get_n_dims (scale) != 2 || (gsize) quark_tensor_get_dim (scale, 0) != rows))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "tensor %s: int32 codes of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] are neither one "
-                   "code per element nor the packed layout %s asked for", name, shape[0], shape[1], FORMAT_NAME);
-      return FALSE;
-    }
+  if (!_quark_format_int4_codes_shape (FORMAT_NAME, name, codes, scale, spec, &packed, &rows, &cols, error))
+    return FALSE;
   groups = quark_tensor_get_n_elements (scale) / MAX (rows, 1);
   n = rows * groups;
   if ((st = _quark_format_transposed_floats (scale, rows, groups, error)) == NULL)

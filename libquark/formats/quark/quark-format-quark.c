@@ -109,26 +109,12 @@ export_int4 (QuarkTensor *codes, QuarkTensor *scale, QuarkTensor *zp, QuarkTenso
 {
   const char *name = quark_tensor_get_name (codes);
   const char *scale_name = quark_tensor_get_name (scale), *zp_name = quark_tensor_get_name (zp);
-  const gint64 *shape = quark_tensor_get_shape (codes, NULL);
   const gint8 *q = quark_tensor_peek_data (codes, NULL);
-  gsize rows = (gsize) shape[0], cols = (gsize) shape[1];
-  /* codes the backend packed already, in the layout of
-   * quark_format_get_code_layout (): [I, O/8] words */
-  gboolean packed = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32;
+  gsize rows, cols;
+  gboolean packed;   /* the words of quark_format_get_code_layout (), from the backend */
 
-  if (packed && (quark_tensor_spec_get_qscheme (spec) != QUARK_QSCHEME_PER_GROUP ||
-                 quark_tensor_get_n_dims (scale) != 2 || quark_tensor_get_dim (scale, 0) != shape[1] * 8))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
-                   "tensor %s: int32 codes of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] are neither one "
-                   "code per element nor the packed layout %s asked for", name, shape[0], shape[1], FORMAT_NAME);
-      return FALSE;
-    }
-  if (packed)
-    {
-      rows = (gsize) shape[1] * 8;
-      cols = (gsize) shape[0];
-    }
+  if (!_quark_format_int4_codes_shape (FORMAT_NAME, name, codes, scale, spec, &packed, &rows, &cols, error))
+    return FALSE;
 
   if (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP)
     {
@@ -227,11 +213,7 @@ static QuarkCodeLayout
 quark_format_get_code_layout (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec,
                               const gint64 *shape, guint n_dims)
 {
-  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
-
-  if ((dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 &&
-      quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && shape[0] > 0 && shape[0] % 8 == 0 &&
-      shape[1] > 0)
+  if (_quark_format_int4_columns_fit (spec, shape, n_dims))
     return pack_reorder (self) ? QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED : QUARK_CODE_LAYOUT_INT4_COLUMNS;
   return QUARK_CODE_LAYOUT_BYTES;
 }
