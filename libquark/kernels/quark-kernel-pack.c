@@ -241,17 +241,16 @@ QK_MULTIVERSION static size_t
 pack_columns_tiles (const int8_t *codes, size_t row_len, size_t n_words, size_t first, size_t n, bool reorder,
                     int32_t *words, size_t *w_done)
 {
-  size_t off[8], tile_w = qk_wide_permutes () ? 16 : 8, full, w0, w_end;
+  size_t off[8], full, w0;
 
   *w_done = first;
-  if (n < (tile_w == 8 ? 1 : tile_w) || row_len < 16)
+  if (n == 0 || row_len < 16)
     return 0;
   full = row_len - row_len % 16;
-  for (unsigned k = 0; k < 8; k++)
-    off[k] = (reorder ? reorder_order[k] : k) * row_len;
-  w_end = first + n - n % tile_w;
-  if (tile_w == 8)
+  if (!qk_wide_permutes ())
     {
+      for (unsigned k = 0; k < 8; k++)
+        off[k] = (reorder ? reorder_order[k] : k) * row_len;
       /* bands of row groups, each in strips of 64 columns (a 64-byte line
        * of each row): a line of the input is used up in one visit, and
        * each column gets a band's words (64 bytes) as one run */
@@ -269,28 +268,28 @@ pack_columns_tiles (const int8_t *codes, size_t row_len, size_t n_words, size_t 
       *w_done = first + n;
       return full;
     }
-  else
-    for (w0 = first; w0 < w_end; w0 += 16)
-      for (size_t c0 = 0; c0 < full; c0 += 16)
-        {
-          qk_vu x[16];
-          for (unsigned j = 0; j < 16; j++)
-            x[j] = column_words (codes + 8 * (w0 - first) * row_len, row_len, j, c0, reorder);
-          for (unsigned r = 0; r < 4; r++)
-            {
-              unsigned d = 1u << r;
-              for (unsigned i = 0; i < 16; i++)
-                if (!(i & d))
-                  {
-                    qk_vu a = x[i], b = x[i + d];
-                    x[i] = QK_SHUFFLE2 (a, b, qk_swap_lo[r]);
-                    x[i + d] = QK_SHUFFLE2 (a, b, qk_swap_hi[r]);
-                  }
-            }
-          for (unsigned i = 0; i < 16; i++)
-            memcpy (words + (c0 + i) * n_words + w0, &x[i], sizeof x[i]);
-        }
-  *w_done = w_end;
+  /* AVX-512: tiles of 16 row groups by 16 columns */
+  for (w0 = first; w0 + 16 <= first + n; w0 += 16)
+    for (size_t c0 = 0; c0 < full; c0 += 16)
+      {
+        qk_vu x[16];
+        for (unsigned j = 0; j < 16; j++)
+          x[j] = column_words (codes + 8 * (w0 - first) * row_len, row_len, j, c0, reorder);
+        for (unsigned r = 0; r < 4; r++)
+          {
+            unsigned d = 1u << r;
+            for (unsigned i = 0; i < 16; i++)
+              if (!(i & d))
+                {
+                  qk_vu a = x[i], b = x[i + d];
+                  x[i] = QK_SHUFFLE2 (a, b, qk_swap_lo[r]);
+                  x[i + d] = QK_SHUFFLE2 (a, b, qk_swap_hi[r]);
+                }
+          }
+        for (unsigned i = 0; i < 16; i++)
+          memcpy (words + (c0 + i) * n_words + w0, &x[i], sizeof x[i]);
+      }
+  *w_done = w0;
   return full;
 }
 
