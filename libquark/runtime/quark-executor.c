@@ -2107,6 +2107,47 @@ quantize_layer (QuarkExecutor *self, Layer *L, guint mask, QuarkModelQuantizer *
   return TRUE;
 }
 
+/* The output head, after its input was observed: given to the quantizer
+ * as the decoder layers' weights are, so that the executor runs what will
+ * be written (quantized, or, left in float, refit by GPTQ's
+ * correct_input_error). A head tied to the embedding is left alone. */
+static gboolean
+quantize_head (QuarkExecutor *self, QuarkModelQuantizer *quantizer, QuarkCalibration *calibration,
+               GCancellable *cancellable, GError **error)
+{
+  g_autoptr(QuarkModel) part = quark_model_new ();
+  g_autoptr(QuarkModel) quantized = NULL, restored = NULL;
+  QuarkTensor *t;
+  QuarkDType dtype;
+
+  if (self->head == self->embed)
+    return TRUE;
+  quark_model_set_metadata (part, quark_model_get_metadata (self->model));
+  if (!quark_model_add_tensor (part, self->head, error))
+    return FALSE;
+  if ((quantized = quark_model_quantizer_quantize_model (quantizer, part, calibration, cancellable, error)) == NULL ||
+      (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, error)) == NULL)
+    {
+      g_prefix_error (error, "lm_head: ");
+      return FALSE;
+    }
+  t = quark_model_get_tensor (restored, quark_tensor_get_name (self->head));
+  dtype = t ? quark_tensor_get_dtype (t) : QUARK_DTYPE_F32;
+  if (t == NULL || (dtype != QUARK_DTYPE_F32 && dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16) ||
+      quark_tensor_get_n_elements (t) != quark_tensor_get_n_elements (self->head))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: the quantizer did not give it back in float",
+                   quark_tensor_get_name (self->head));
+      return FALSE;
+    }
+  if (t != self->head)
+    {
+      g_ptr_array_add (self->overrides, g_object_ref (t));
+      self->head = t;
+    }
+  return TRUE;
+}
+
 /* Sequential calibration with cross moments: the float model's inputs of a
  * window's linear layers, kept by the first layer's name until the partly
  * quantized model's inputs of the same tokens come */
@@ -2223,7 +2264,13 @@ run_float_layer (QuarkExecutor *self, guint l, const Layer *float_layer, float *
  * decoder layer sees both streams, and every linear layer's input from
  * the partly quantized model is given to the session with the float
  * model's input at the same tokens (quark_calibration_observe_cross()),
- * for GPTQ's input error correction.
+ * for GPTQ's input error correction; `lm_head`'s too (the final norm's
+ * output of both streams).
+ *
+ * `lm_head` (unless tied to the embedding) then goes to @quantizer as well,
+ * and the executor runs what it gives back: the quantized head, or, left
+ * in float, the head as written (which GPTQ's `correct_input_error` refits
+ * to the float model's outputs).
  *
  * Returns: %TRUE on success, %FALSE with @error set
  */
@@ -2346,10 +2393,17 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
         }
       emit_progress (self, l + 1, self->n_layers);
     }
+  /* lm_head's input last (with cross moments: against the float model's,
+   * which a head kept in float can be refit to) */
   for (gsize start = 0; start < n_ids; start += context)
     {
       guint tokens = (guint) MIN ((gsize) context, n_ids - start);
-      g_autofree float *h = final_norm (self, x + start * H, tokens, observe_input, &data, error);
+      g_autofree float *hf = NULL, *h = NULL;
+
+      if (xf && (hf = final_norm (self, xf + start * H, tokens, keep_reference, &cross, error)) == NULL)
+        return FALSE;
+      h = final_norm (self, x + start * H, tokens, xf ? observe_with_reference : observe_input,
+                      xf ? (gpointer) &cross : (gpointer) &data, error);
       if (h == NULL)
         return FALSE;
       if (data.error)
@@ -2358,5 +2412,5 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
           return FALSE;
         }
     }
-  return TRUE;
+  return quantize_head (self, quantizer, calibration, cancellable, error);
 }

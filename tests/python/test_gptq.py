@@ -720,6 +720,30 @@ def test_sequential_calibration_learns_cross_moments(tmp_path):
     # for identical streams
     assert np.all(np.diag(c1) ** 2 <= np.diag(hf) * np.diag(h1) * (1 + 1e-9))
 
+    # lm_head's input is learned last, against the float model's final
+    # norm output; with correct_input_error the head, which the config
+    # leaves in float, is refit to it (float32): W' = W + W (C - H)(H + lam I)^-1,
+    # lam = damp_percent * mean diag H; without the option it is left as it is
+    hh, ch = (array(session.get_second_moments('lm_head')[0], np.float64),
+              array(session.get_cross_moments('lm_head')[0], np.float64))
+    assert not np.allclose(ch, hh, rtol=1e-6)
+    model = Quark.Model.load(d, None)
+    head = model.get_tensor('lm_head.weight')
+    w = head.to_numpy().astype(np.float64)
+    lam = 0.01 * np.mean(np.diag(hh))
+    want = w + w @ np.linalg.solve(hh + lam * np.eye(len(hh)), (ch - hh).T).T
+    for extra, refit in (({}, False), ({'correct_input_error': True}, True)):
+        c = dict(cfg, algo_config=[dict({'name': 'gptq'}, **extra)])
+        out = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(c), -1)).quantize_model(model, session,
+                                                                                                     None)
+        got = out.get_tensor('lm_head.weight')
+        if refit:
+            assert got.get_dtype() == Quark.DType.FLOAT32
+            np.testing.assert_allclose(got.to_numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+            assert not np.allclose(got.to_numpy(), w, rtol=1e-3)
+        else:
+            assert got.get_dtype() == head.get_dtype() and got.to_numpy().tobytes() == head.to_numpy().tobytes()
+
     def run(*args):
         return subprocess.run([quark] + [str(a) for a in args], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
@@ -752,6 +776,39 @@ def test_sequential_calibration_learns_cross_moments(tmp_path):
     p = run('quantize', d, '-o', tmp_path / 'stats-ec', '--config', tmp_path / 'ec.json', '--calibration',
             tmp_path / 'missing.json')
     assert p.returncode != 0 and not os.path.exists(tmp_path / 'stats-ec')
+
+
+def test_float_head_refit_keeps_its_dtype(tmp_path):
+    """A BF16 model's lm_head, left in float and refit with
+    correct_input_error, stays BF16: the float32 refit rounded to nearest
+    even, so within half a BF16 step of it."""
+    import json
+    from test_executor import byte_tokenizer, make_model
+    d = make_model(str(tmp_path / 'm'), 'llama', 'BF16', scale=2.0)
+    byte_tokenizer(d)
+    weight = {'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}
+    cfg = {'backend': 'quark', 'global_quant_config': {'weight': weight}, 'exclude': ['lm_head'],
+           'algo_config': [{'name': 'gptq', 'correct_input_error': True, 'damp_percent': 0.1}]}
+    quantizer = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(cfg), -1))
+    tok = Quark.Tokenizer.new_from_file(d)
+    ids = ([0] + list(tok.encode('a bad cafe faced a big dog. ' * 8, -1, False)))[:160]
+    session = Quark.Calibration.new()
+    session.props.second_moments = True
+    session.props.cross_moments = True
+    assert Quark.Executor.new_from_path(d).calibrate_sequential(session, quantizer, ids, 64, None)
+    hh, ch = (array(session.get_second_moments('lm_head')[0], np.float64),
+              array(session.get_cross_moments('lm_head')[0], np.float64))
+    def widen(t):    # BF16 tensors come to numpy as their bits
+        return (t.to_numpy().astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    model = Quark.Model.load(d, None)
+    w = widen(model.get_tensor('lm_head.weight'))
+    want = w + w @ np.linalg.solve(hh + 0.1 * np.mean(np.diag(hh)) * np.eye(len(hh)), (ch - hh).T).T
+    got = quantizer.quantize_model(model, session, None).get_tensor('lm_head.weight')
+    assert got.get_dtype() == Quark.DType.BFLOAT16
+    g = widen(got)
+    # half a BF16 step (8 significant bits) of the value, plus float32 slack
+    np.testing.assert_array_less(np.abs(g - want), np.abs(want) * 2.0 ** -8 * 1.01 + 1e-6)
+    assert np.mean(g != w) > 0.5
 
 
 def test_sequential_steps(tmp_path):

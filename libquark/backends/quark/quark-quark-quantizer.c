@@ -13,6 +13,7 @@
 #include "quark-quark-rows.h"
 #include "quark-quark-scaling.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -1116,6 +1117,60 @@ correct_input_error (QuarkQuarkQuantizer *self, const char *layer, QuarkTensorSp
   return TRUE;
 }
 
+/* With GPTQ's correct_input_error, a linear layer the config leaves in
+ * float (lm_head, typically) is refit the same way: its weight becomes the
+ * one that gives the float model's outputs from the quantized model's
+ * inputs, W′ = W + W (C − H)(H + λI)⁻¹, written in the weight's own dtype
+ * (rounded to nearest even). Only where sequential calibration learned the
+ * layer's cross moments; anything else stays as it is. */
+static gboolean
+refit_float_layer (QuarkQuarkQuantizer *self, const char *layer, QuarkCalibration *calibration,
+                   QuarkTensor **tensor, GError **error)
+{
+  const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
+  g_autoptr(QuarkTensor) gram = NULL, cross = NULL;
+  QuarkTensor *refit;
+  QuarkDType dtype;
+
+  if (layer == NULL || gptq == NULL || !gptq->enabled || !gptq->correct_input_error || calibration == NULL ||
+      quark_tensor_get_n_dims (*tensor) != 2 ||
+      (cross = quark_calibration_get_cross_moments (calibration, layer, NULL, NULL)) == NULL ||
+      (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL)
+    return TRUE;
+  if ((refit = quark_gptq_correct_weight (*tensor, gram, cross, gptq->damp_percent, error)) == NULL)
+    return FALSE;
+  dtype = quark_tensor_get_dtype (*tensor);
+  if (dtype == QUARK_DTYPE_F16 || dtype == QUARK_DTYPE_BF16)
+    {
+      g_autoptr(QuarkTensor) wide = refit;
+      gsize n;
+      const float *x = quark_tensor_peek_data (wide, &n);
+      guint n_dims;
+      const gint64 *shape = quark_tensor_get_shape (wide, &n_dims);
+      guint16 *narrow;
+      g_autoptr(GBytes) bytes = NULL;
+
+      n /= sizeof (float);
+      for (gsize i = 0; i < n; i++)
+        if (!(fabsf (x[i]) <= (dtype == QUARK_DTYPE_F16 ? 65504.0f : 3.38e38f)))
+          {
+            g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED,
+                         "tensor %s: refit to the float model's outputs (correct_input_error), it has a value "
+                         "(%g) that %s cannot hold", quark_tensor_get_name (*tensor), (double) x[i],
+                         quark_dtype_get_name (dtype));
+            return FALSE;
+          }
+      narrow = g_new (guint16, MAX (n, 1));
+      quark_kernel_convert_from_f32 (dtype, x, narrow, n);
+      bytes = g_bytes_new_take (narrow, n * sizeof (guint16));
+      if ((refit = quark_tensor_new (quark_tensor_get_name (*tensor), dtype, shape, n_dims, bytes, error)) == NULL)
+        return FALSE;
+    }
+  g_object_unref (*tensor);
+  *tensor = refit;
+  return TRUE;
+}
+
 QuarkTensorSpec *
 quark_quark_quantizer_weight_spec (QuarkQuarkQuantizer *self, QuarkTensor *tensor)
 {
@@ -1264,7 +1319,8 @@ process_tensor (QuarkQuarkQuantizer    *self,
   if (tensor == NULL)
     return FALSE;
   if (spec == NULL)
-    return quark_model_add_tensor (chunk, tensor, error);
+    return refit_float_layer (self, layer, calibration, &tensor, error) &&
+           quark_model_add_tensor (chunk, tensor, error);
   if (!correct_input_error (self, layer, spec, calibration, plan, &tensor, &gram, error))
     return FALSE;
   {
