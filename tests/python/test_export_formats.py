@@ -883,24 +883,37 @@ QUARK_PRESET_SCHEMES = {
     'int8_per_channel_wo': None, 'int4_fp8': None,
     # the recipes with an algorithm write the scheme of the preset they add it to
     'int4_wo_128_awq': 'QuarkW4A16Int4', 'uint4_wo_128_awq': 'QuarkW4A16Int4', 'int4_wo_128_gptq': 'QuarkW4A16Int4',
-    'int8_smoothquant': 'QuarkW8A8Int8',
+    'int4_wo_128_awq_gptq': 'QuarkW4A16Int4', 'int8_smoothquant': 'QuarkW8A8Int8',
 }
 
 
 def test_every_quark_preset_names_its_vllm_scheme(tmp_path):
+    from test_executor import byte_tokenizer, make_model
     src = tmp_path / 'model'
     floats = make_llama(src, 'BF16', np.random.default_rng(3))
+    # correct_input_error's cross moments come only from sequential
+    # calibration on text: a model the executor runs, with a tokenizer
+    runnable = make_model(str(tmp_path / 'runnable'), 'llama', 'BF16', scale=2.0, hidden_size=128,
+                          intermediate_size=256, num_attention_heads=16, num_key_value_heads=8)
+    byte_tokenizer(runnable)
+    text = tmp_path / 'calib.txt'
+    text.write_text('a bad cafe faced a big dog. ' * 8)
     listed = subprocess.run([QUARK, 'presets', '--backend', 'quark', '--json'], capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     assert {p['name'] for p in json.loads(listed.stdout)} == set(QUARK_PRESET_SCHEMES)
     for preset, scheme in sorted(QUARK_PRESET_SCHEMES.items()):
-        args, config_path = config_args(['--preset', preset], tmp_path, src)
+        model, shapes = src, {k: a.shape for k, a in floats.items()}
+        args, config_path = config_args(['--preset', preset], tmp_path, model)
         cfg = json.loads(config_path.read_text())
         inputs = cfg['global_quant_config'].get('input_tensors')
-        if (inputs and not inputs.get('is_dynamic')) or cfg.get('algo_config'):
+        if any(a.get('correct_input_error') for a in cfg.get('algo_config') or []):
+            model = runnable
+            shapes = {k: a.shape for k, (_, a) in read_checkpoint(runnable).items()}
+            args = args + ['--calibration-text', str(text), '--calibration-tokens', '128']
+        elif (inputs and not inputs.get('is_dynamic')) or cfg.get('algo_config'):
             args = args + ['--calibration', str(calibration_file(src, config_path, tmp_path))]
         out = tmp_path / ('q-' + preset)
-        r = quantize(src, out, *args)
+        r = quantize(model, out, *args)
         assert r.returncode == 0, (preset, r.stderr)
         qc = json.loads((out / 'config.json').read_text())['quantization_config']
         assert qc['quant_method'] == 'quark' and qc['export']['pack_method'] in ('reorder', 'order')
@@ -908,7 +921,7 @@ def test_every_quark_preset_names_its_vllm_scheme(tmp_path):
         assert vllm_quark_scheme(qc['global_quant_config']) == scheme, preset
         t = read_checkpoint(out)
         layer = 'model.layers.0.mlp.down_proj'
-        O, I = floats[layer + '.weight'].shape
+        O, I = shapes[layer + '.weight']
         if scheme == 'QuarkW4A16Int4':
             g = qc['global_quant_config']['weight']['group_size']
             assert (t[layer + '.weight'][0], t[layer + '.weight'][1].shape) == ('I32', (I, O // 8))

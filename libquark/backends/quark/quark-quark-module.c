@@ -53,6 +53,12 @@ static const struct { const char *name, *description, *json; } presets[] = {
     PRESET_ALGO (W (UINT4_GROUP (128)), "{\"name\": \"awq\"}") },
   { "int4_wo_128_gptq", "int4_wo_128 with GPTQ (needs calibration with second moments)",
     PRESET_ALGO (W (INT4_GROUP (128)), "{\"name\": \"gptq\"}") },
+  /* libquark's own: the best int4 g128 recipe on its test model
+   * (docs/algorithms.md, "Quality on a real model") */
+  { "int4_wo_128_awq_gptq", "int4_wo_128 with AWQ, then GPTQ aimed at the float model's outputs (damp_percent 0.2, "
+    "correct_input_error; needs --calibration-text)",
+    PRESET_ALGO (W (INT4_GROUP (128)), "{\"name\": \"awq\"}, "
+                 "{\"name\": \"gptq\", \"damp_percent\": 0.2, \"correct_input_error\": true}") },
   { "int8_smoothquant", "int8 (W8A8) with SmoothQuant (needs calibration with second moments)",
     PRESET_ALGO (W ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}") ", "
                  I ("{\"dtype\": \"int8\", \"qscheme\": \"per_tensor\"}"),
