@@ -1137,6 +1137,9 @@ refit_float_layer (QuarkQuarkQuantizer *self, const char *layer, QuarkCalibratio
       (cross = quark_calibration_get_cross_moments (calibration, layer, NULL, NULL)) == NULL ||
       (gram = quark_calibration_get_second_moments (calibration, layer, NULL, NULL, NULL, NULL, NULL)) == NULL)
     return TRUE;
+  /* H and C as learned: AWQ and SmoothQuant leave a group with a float
+   * layer alone, so a float layer's input is never scaled (a float
+   * producer's rows may be, which the refit, acting on columns, keeps) */
   if ((refit = quark_gptq_correct_weight (*tensor, gram, cross, gptq->damp_percent, error)) == NULL)
     return FALSE;
   dtype = quark_tensor_get_dtype (*tensor);
