@@ -811,6 +811,37 @@ def test_float_head_refit_keeps_its_dtype(tmp_path):
     assert np.mean(g != w) > 0.5
 
 
+def test_float_head_refit_that_overflows_its_dtype_fails():
+    """A refit head whose values F16 cannot hold is refused, naming the
+    tensor, rather than written as infinities: cross moments of a reference
+    10^4 times the input make W' about 10^4 W."""
+    import json
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((64, 16)).astype(np.float32)
+    session = Quark.Calibration.new()
+    session.props.second_moments = True
+    session.observe_floats('lm_head', Quark.Role.INPUT, x.ravel().tolist(), [64, 16])
+    assert session.observe_cross(['lm_head'], tensor('r', x * 1e4), tensor('x', x))
+    w = (rng.standard_normal((8, 16)) * 20).astype(np.float16)
+    model = Quark.Model.new()
+    model.add_tensor(tensor('lm_head.weight', w, Quark.DType.FLOAT16))
+    weight = {'dtype': 'int4', 'qscheme': 'per_group', 'group_size': 16, 'ch_axis': -1, 'symmetric': True}
+    cfg = {'backend': 'quark', 'global_quant_config': {'weight': weight}, 'exclude': ['lm_head'],
+           'algo_config': [{'name': 'gptq', 'correct_input_error': True}]}
+    quantizer = REGISTRY.new_quantizer(REGISTRY.config_from_string(json.dumps(cfg), -1))
+    with pytest.raises(GLib.Error, match='lm_head.weight.*float16 cannot hold') as e:
+        quantizer.quantize_model(model, session, None)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.FAILED)
+    # scaled down 10^3 times, the same refit fits and is written in F16
+    small = Quark.Calibration.new()
+    small.props.second_moments = True
+    small.observe_floats('lm_head', Quark.Role.INPUT, x.ravel().tolist(), [64, 16])
+    assert small.observe_cross(['lm_head'], tensor('r', x * 10), tensor('x', x))
+    out = quantizer.quantize_model(model, small, None).get_tensor('lm_head.weight')
+    assert out.get_dtype() == Quark.DType.FLOAT16
+    assert np.all(np.isfinite(out.to_numpy())) and np.abs(out.to_numpy()).max() > 5 * np.abs(w).max()
+
+
 def test_sequential_steps(tmp_path):
     """Executor:sequential-steps (GPTQ's true_sequential from the CLI):
     a decoder layer quantized in one, two (attention, MLP) or four (q/k/v,
