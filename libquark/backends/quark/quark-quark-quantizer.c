@@ -13,7 +13,6 @@
 #include "quark-quark-rows.h"
 #include "quark-quark-scaling.h"
 
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
