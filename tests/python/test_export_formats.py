@@ -888,7 +888,7 @@ QUARK_PRESET_SCHEMES = {
 
 
 def test_every_quark_preset_names_its_vllm_scheme(tmp_path):
-    from test_executor import byte_tokenizer, make_model
+    from tiny_llama import byte_tokenizer, make_model      # no typelib needed: the sanitizer runs have none
     src = tmp_path / 'model'
     floats = make_llama(src, 'BF16', np.random.default_rng(3))
     # correct_input_error's cross moments come only from sequential
