@@ -2061,50 +2061,65 @@ layer_tensor (Layer *L, guint j)
   return j < G_N_ELEMENTS (fields) ? fields[j] : NULL;
 }
 
-/* Quantizes decoder layer @L's linear layers with @quantizer and
- * @calibration, as a whole model would be (so whatever the backend does,
- * algorithms included, from the statistics just learned), reads them back
- * to float, and makes the executor run those weights (and the norms and
- * biases the quantizer gave back changed) from now on */
+/* The @n weights *@fields[i] given to @quantizer (with the model's config
+ * for the topology algorithms read) and read back: each is replaced by
+ * what the quantizer gives back in float, which the executor keeps alive
+ * in its overrides. @what names the part in errors. */
 static gboolean
-quantize_layer (QuarkExecutor *self, Layer *L, guint mask, QuarkModelQuantizer *quantizer,
-                QuarkCalibration *calibration, GCancellable *cancellable, GError **error)
+quantize_fields (QuarkExecutor *self, const char *what, QuarkTensor **fields[], guint n,
+                 QuarkModelQuantizer *quantizer, QuarkCalibration *calibration, GCancellable *cancellable,
+                 GError **error)
 {
   g_autoptr(QuarkModel) part = quark_model_new ();
   g_autoptr(QuarkModel) quantized = NULL, restored = NULL;
-  QuarkTensor **field;
 
-  /* the model's config.json, for the topology algorithms read */
   quark_model_set_metadata (part, quark_model_get_metadata (self->model));
-  for (guint j = 0; (field = layer_tensor (L, j)) != NULL; j++)
-    if (*field != NULL && (mask & (1u << j)) && !quark_model_add_tensor (part, *field, error))
+  for (guint i = 0; i < n; i++)
+    if (!quark_model_add_tensor (part, *fields[i], error))
       return FALSE;
   if ((quantized = quark_model_quantizer_quantize_model (quantizer, part, calibration, cancellable, error)) == NULL ||
       (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, error)) == NULL)
     {
-      g_prefix_error (error, "%s: ", L->prefix);
+      g_prefix_error (error, "%s: ", what);
       return FALSE;
     }
-  for (guint j = 0; (field = layer_tensor (L, j)) != NULL; j++)
+  for (guint i = 0; i < n; i++)
     {
-      QuarkTensor *t = *field ? quark_model_get_tensor (restored, quark_tensor_get_name (*field)) : NULL;
+      QuarkTensor *t = quark_model_get_tensor (restored, quark_tensor_get_name (*fields[i]));
       QuarkDType dtype = t ? quark_tensor_get_dtype (t) : QUARK_DTYPE_F32;
 
-      if (*field == NULL || !(mask & (1u << j)))
-        continue;
       if (t == NULL || (dtype != QUARK_DTYPE_F32 && dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16) ||
-          quark_tensor_get_n_elements (t) != quark_tensor_get_n_elements (*field))
+          quark_tensor_get_n_elements (t) != quark_tensor_get_n_elements (*fields[i]))
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: the quantizer did not give it back in float",
-                       quark_tensor_get_name (*field));
+                       quark_tensor_get_name (*fields[i]));
           return FALSE;
         }
-      if (t == *field)
+      if (t == *fields[i])
         continue;
       g_ptr_array_add (self->overrides, g_object_ref (t));
-      *field = t;
+      *fields[i] = t;
     }
   return TRUE;
+}
+
+/* Quantizes decoder layer @L's tensors in @mask (bits in layer_tensor()'s
+ * order) with @quantizer and @calibration, as a whole model would be (so
+ * whatever the backend does, algorithms included, from the statistics just
+ * learned), reads them back to float, and makes the executor run those
+ * weights (and the norms and biases the quantizer gave back changed) from
+ * now on */
+static gboolean
+quantize_layer (QuarkExecutor *self, Layer *L, guint mask, QuarkModelQuantizer *quantizer,
+                QuarkCalibration *calibration, GCancellable *cancellable, GError **error)
+{
+  QuarkTensor **fields[32], **field;
+  guint n = 0;
+
+  for (guint j = 0; (field = layer_tensor (L, j)) != NULL; j++)
+    if (*field != NULL && (mask & (1u << j)))
+      fields[n++] = field;
+  return quantize_fields (self, L->prefix, fields, n, quantizer, calibration, cancellable, error);
 }
 
 /* The output head, after its input was observed: given to the quantizer
@@ -2115,37 +2130,10 @@ static gboolean
 quantize_head (QuarkExecutor *self, QuarkModelQuantizer *quantizer, QuarkCalibration *calibration,
                GCancellable *cancellable, GError **error)
 {
-  g_autoptr(QuarkModel) part = quark_model_new ();
-  g_autoptr(QuarkModel) quantized = NULL, restored = NULL;
-  QuarkTensor *t;
-  QuarkDType dtype;
+  QuarkTensor **fields[] = { &self->head };
 
-  if (self->head == self->embed)
-    return TRUE;
-  quark_model_set_metadata (part, quark_model_get_metadata (self->model));
-  if (!quark_model_add_tensor (part, self->head, error))
-    return FALSE;
-  if ((quantized = quark_model_quantizer_quantize_model (quantizer, part, calibration, cancellable, error)) == NULL ||
-      (restored = quark_model_quantizer_dequantize_model (quantizer, quantized, error)) == NULL)
-    {
-      g_prefix_error (error, "lm_head: ");
-      return FALSE;
-    }
-  t = quark_model_get_tensor (restored, quark_tensor_get_name (self->head));
-  dtype = t ? quark_tensor_get_dtype (t) : QUARK_DTYPE_F32;
-  if (t == NULL || (dtype != QUARK_DTYPE_F32 && dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_BF16) ||
-      quark_tensor_get_n_elements (t) != quark_tensor_get_n_elements (self->head))
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: the quantizer did not give it back in float",
-                   quark_tensor_get_name (self->head));
-      return FALSE;
-    }
-  if (t != self->head)
-    {
-      g_ptr_array_add (self->overrides, g_object_ref (t));
-      self->head = t;
-    }
-  return TRUE;
+  return self->head == self->embed ||
+         quantize_fields (self, "lm_head", fields, 1, quantizer, calibration, cancellable, error);
 }
 
 /* Sequential calibration with cross moments: the float model's inputs of a
