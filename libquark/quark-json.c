@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-json.h"
+#include "quark-json-private.h"
 #include "quark-input-file-private.h"
 #include "quark-error.h"
 #include "quark-pattern.h"
@@ -92,7 +93,7 @@ skip_ws (Scanner *s)
     s->p++;
 }
 
-static gboolean scan_value (Scanner *s);
+static gboolean scan_value (Scanner *s, JsonNode **out);
 
 static int
 hex_value (char c)
@@ -202,8 +203,10 @@ scan_string (Scanner *s, GString *out)
   return scanner_fail (s, open, QUARK_CONFIG_ERROR_PARSE, "unterminated string");
 }
 
+/* Scans a number; with @out, sets *out to a new node holding it (an int64
+ * for an integer, a double otherwise, as json-glib's parser makes them). */
 static gboolean
-scan_number (Scanner *s)
+scan_number (Scanner *s, JsonNode **out)
 {
   const char *begin = s->p;
   gboolean is_integer = TRUE;
@@ -253,10 +256,11 @@ scan_number (Scanner *s)
         char *endp;
         errno = 0;
         v = g_ascii_strtoll (text, &endp, 10);
-        (void) v;
         if (errno == ERANGE)
           return scanner_fail (s, begin, QUARK_CONFIG_ERROR_OUT_OF_RANGE,
                                "integer %s does not fit in 64 bits", text);
+        if (out)
+          *out = json_node_init_int (json_node_alloc (), v);
       }
     else
       {
@@ -264,18 +268,23 @@ scan_number (Scanner *s)
         if (!isfinite (v))
           return scanner_fail (s, begin, QUARK_CONFIG_ERROR_OUT_OF_RANGE,
                                "number %s is too large for a double", text);
+        if (out)
+          *out = json_node_init_double (json_node_alloc (), v);
       }
   }
   return TRUE;
 }
 
 static gboolean
-scan_literal (Scanner *s, const char *word)
+scan_literal (Scanner *s, const char *word, JsonNode **out)
 {
   gsize len = strlen (word);
   if ((gsize) (s->end - s->p) < len || memcmp (s->p, word, len) != 0)
     return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "unexpected character '%c'", *s->p);
   s->p += len;
+  if (out)
+    *out = word[0] == 'n' ? json_node_init_null (json_node_alloc ())
+                          : json_node_init_boolean (json_node_alloc (), word[0] == 't');
   return TRUE;
 }
 
@@ -308,10 +317,13 @@ scan_separator (Scanner    *s,
   return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "expected ',' or '%c' in %s", close, container);
 }
 
+/* With @out, the object is built as it is scanned: *out is set to a new
+ * node holding it, only if the whole object is valid. */
 static gboolean
-scan_object (Scanner *s)
+scan_object (Scanner *s, JsonNode **out)
 {
-  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GHashTable) seen = NULL;
+  g_autoptr(JsonObject) object = out ? json_object_new () : NULL;
   gsize path_len = s->path->len;
   gboolean closed;
 
@@ -320,10 +332,15 @@ scan_object (Scanner *s)
   if (s->p < s->end && *s->p == '}')
     {
       s->p++;
+      if (out)
+        *out = json_node_init_object (json_node_alloc (), object);
       return TRUE;
     }
+  if (!out)
+    seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   for (;;)
     {
+      JsonNode *value = NULL;
       g_autoptr(GString) key = g_string_new (NULL);
       g_autofree char *member_path = NULL;
       const char *key_at;
@@ -340,29 +357,38 @@ scan_object (Scanner *s)
       member_path = quark_json_path_join (s->path->str, key->str);
       g_string_assign (s->path, member_path);
 
-      if (g_hash_table_contains (seen, key->str))
+      /* (the object being built knows its members already) */
+      if (out ? json_object_has_member (object, key->str) : g_hash_table_contains (seen, key->str))
         return scanner_fail (s, key_at, QUARK_CONFIG_ERROR_DUPLICATE_KEY,
                              "duplicate key");
-      g_hash_table_add (seen, g_strdup (key->str));
+      if (!out)
+        g_hash_table_add (seen, g_strdup (key->str));
 
       skip_ws (s);
       if (s->p >= s->end || *s->p != ':')
         return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "expected ':' after a member name");
       s->p++;
-      if (!scan_value (s))
+      if (!scan_value (s, out ? &value : NULL))
         return FALSE;
+      if (out)
+        json_object_set_member (object, key->str, value);
       g_string_truncate (s->path, path_len);
 
       if (!scan_separator (s, '}', "an object", &closed))
         return FALSE;
       if (closed)
-        return TRUE;
+        {
+          if (out)
+            *out = json_node_init_object (json_node_alloc (), object);
+          return TRUE;
+        }
     }
 }
 
 static gboolean
-scan_array (Scanner *s)
+scan_array (Scanner *s, JsonNode **out)
 {
+  g_autoptr(JsonArray) array = out ? json_array_new () : NULL;
   gsize path_len = s->path->len;
   guint index = 0;
   gboolean closed;
@@ -372,24 +398,35 @@ scan_array (Scanner *s)
   if (s->p < s->end && *s->p == ']')
     {
       s->p++;
+      if (out)
+        *out = json_node_init_array (json_node_alloc (), array);
       return TRUE;
     }
   for (;;)
     {
       g_autofree char *element_path = quark_json_path_index (s->path->str, index++);
+      JsonNode *value = NULL;
       g_string_assign (s->path, element_path);
-      if (!scan_value (s))
+      if (!scan_value (s, out ? &value : NULL))
         return FALSE;
+      if (out)
+        json_array_add_element (array, value);
       g_string_truncate (s->path, path_len);
       if (!scan_separator (s, ']', "an array", &closed))
         return FALSE;
       if (closed)
-        return TRUE;
+        {
+          if (out)
+            *out = json_node_init_array (json_node_alloc (), array);
+          return TRUE;
+        }
     }
 }
 
+/* Scans one value; with @out (which must point to NULL), builds it too:
+ * *out is a new node only if the value is valid. */
 static gboolean
-scan_value (Scanner *s)
+scan_value (Scanner *s, JsonNode **out)
 {
   gboolean ok;
 
@@ -404,20 +441,28 @@ scan_value (Scanner *s)
       if (++s->depth > QUARK_JSON_MAX_DEPTH)
         return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE,
                              "nesting deeper than %d levels", QUARK_JSON_MAX_DEPTH);
-      ok = *s->p == '{' ? scan_object (s) : scan_array (s);
+      ok = *s->p == '{' ? scan_object (s, out) : scan_array (s, out);
       s->depth--;
       return ok;
     case '"':
+      if (out)
+        {
+          g_autoptr(GString) text = g_string_new (NULL);
+          if (!scan_string (s, text))
+            return FALSE;
+          *out = json_node_init_string (json_node_alloc (), text->str);
+          return TRUE;
+        }
       return scan_string (s, NULL);
     case 't':
-      return scan_literal (s, "true");
+      return scan_literal (s, "true", out);
     case 'f':
-      return scan_literal (s, "false");
+      return scan_literal (s, "false", out);
     case 'n':
-      return scan_literal (s, "null");
+      return scan_literal (s, "null", out);
     default:
       if (*s->p == '-' || g_ascii_isdigit (*s->p))
-        return scan_number (s);
+        return scan_number (s, out);
       if (*s->p == '/')
         return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "comments are not allowed in JSON");
       if (*s->p == '\'')
@@ -427,6 +472,25 @@ scan_value (Scanner *s)
       return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "unexpected byte 0x%02x",
                            (guchar) *s->p);
     }
+}
+
+/* Sets up @s on @data after the checks that come before any scanning:
+ * valid UTF-8 without NUL bytes, no byte order mark. */
+static gboolean
+scanner_start (Scanner *s, const char *data, gsize length, const char *source, GString *path, GError **error)
+{
+  const char *bad_utf8;
+
+  *s = (Scanner) { source ? source : "<data>", data, data, data + length, 0, path, error };
+  if (!g_utf8_validate_len (data, length, &bad_utf8))
+    {
+      if (memchr (data, '\0', length) == bad_utf8)
+        return scanner_fail (s, bad_utf8, QUARK_CONFIG_ERROR_PARSE, "NUL byte in the text");
+      return scanner_fail (s, bad_utf8, QUARK_CONFIG_ERROR_PARSE, "invalid UTF-8");
+    }
+  if (length >= 3 && memcmp (data, "\xef\xbb\xbf", 3) == 0)
+    return scanner_fail (s, data, QUARK_CONFIG_ERROR_PARSE, "byte order mark before the JSON text");
+  return TRUE;
 }
 
 /**
@@ -454,61 +518,91 @@ quark_json_parse (const char  *data,
                   const char  *source,
                   GError     **error)
 {
-  g_autoptr(JsonParser) parser = NULL;
   g_autoptr(GString) path = NULL;
-  g_autoptr(GError) local_error = NULL;
-  const char *bad_utf8;
+  JsonNode *root = NULL;
   Scanner s;
 
   g_return_val_if_fail (data != NULL || length == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (source == NULL)
-    source = "<data>";
   if (length < 0)
     length = strlen (data);
-
   path = g_string_new (NULL);
-  s = (Scanner) { source, data, data, data + length, 0, path, error };
-
-  if (!g_utf8_validate_len (data, length, &bad_utf8))
-    {
-      if (memchr (data, '\0', length) == bad_utf8)
-        scanner_fail (&s, bad_utf8, QUARK_CONFIG_ERROR_PARSE, "NUL byte in the text");
-      else
-        scanner_fail (&s, bad_utf8, QUARK_CONFIG_ERROR_PARSE, "invalid UTF-8");
-      return NULL;
-    }
-  if (length >= 3 && memcmp (data, "\xef\xbb\xbf", 3) == 0)
-    {
-      scanner_fail (&s, data, QUARK_CONFIG_ERROR_PARSE, "byte order mark before the JSON text");
-      return NULL;
-    }
-  if (!scan_value (&s))
+  if (!scanner_start (&s, data, length, source, path, error))
+    return NULL;
+  /* the strict scanner builds the tree as it checks the text: json-glib's
+   * own parser would take more than JSON */
+  if (!scan_value (&s, &root))
     return NULL;
   skip_ws (&s);
   if (s.p != s.end)
     {
+      json_node_unref (root);
       scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "trailing text after the JSON value");
       return NULL;
     }
+  json_node_seal (root);
+  return root;
+}
 
-  parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, data, length, &local_error))
+gboolean
+_quark_json_parse_members (const char          *data,
+                           gsize                length,
+                           const char          *source,
+                           QuarkJsonMemberFunc  func,
+                           gpointer             user_data,
+                           GError             **error)
+{
+  g_autoptr(GString) path = g_string_new (NULL);
+  Scanner s;
+  gboolean closed;
+
+  if (!scanner_start (&s, data, length, source, path, error))
+    return FALSE;
+  /* first the whole text, so that a syntax error anywhere wins over what
+   * @func says of a member before it */
+  skip_ws (&s);
+  if (s.p >= s.end || *s.p != '{')
+    return scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "expected a JSON object");
+  if (!scan_value (&s, NULL))
+    return FALSE;
+  skip_ws (&s);
+  if (s.p != s.end)
+    return scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "trailing text after the JSON value");
+
+  /* then member by member, each value built, handed over and freed */
+  s.p = s.start;
+  skip_ws (&s);
+  s.p++; /* { */
+  skip_ws (&s);
+  if (*s.p == '}')
+    return TRUE;
+  s.depth = 1;
+  for (;;)
     {
-      /* The text passed the strict check, so this is json-glib disagreeing
-       * with RFC 8259; report it rather than crash. */
-      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_PARSE,
-                   "%s: %s", source, local_error->message);
-      return NULL;
+      g_autoptr(GString) key = g_string_new (NULL);
+      g_autoptr(JsonNode) value = NULL;
+
+      skip_ws (&s);
+      if (!scan_string (&s, key))
+        return FALSE;
+      skip_ws (&s);
+      s.p++; /* : */
+      {
+        g_autofree char *member_path = quark_json_path_join (NULL, key->str);
+        g_string_assign (s.path, member_path);
+      }
+      if (!scan_value (&s, &value))
+        return FALSE;
+      g_string_truncate (s.path, 0);
+      json_node_seal (value);
+      if (!func (key->str, value, user_data, error))
+        return FALSE;
+      if (!scan_separator (&s, '}', "an object", &closed))
+        return FALSE;
+      if (closed)
+        return TRUE;
     }
-  if (json_parser_get_root (parser) == NULL)
-    {
-      g_set_error (error, QUARK_CONFIG_ERROR, QUARK_CONFIG_ERROR_PARSE,
-                   "%s: empty document", source);
-      return NULL;
-    }
-  return json_parser_steal_root (parser);
 }
 
 /* The shortest "%.Ng" form that reads back as the same double, always
@@ -536,8 +630,8 @@ append_double (GString *out, double v)
     g_string_append (out, ".0");
 }
 
-static void
-append_string (GString *out, const char *s)
+void
+_quark_json_append_string (GString *out, const char *s)
 {
   g_string_append_c (out, '"');
   for (const guchar *p = (const guchar *) s; *p; p++)
@@ -582,7 +676,7 @@ append_node (GString *out, JsonNode *node, gboolean pretty, guint depth)
         for (GList *l = members; l; l = l->next)
           {
             append_newline (out, pretty, depth + 1);
-            append_string (out, l->data);
+            _quark_json_append_string (out, l->data);
             g_string_append (out, pretty ? " : " : ":");   /* json-glib's spacing */
             append_node (out, json_object_get_member (object, l->data), pretty, depth + 1);
             if (l->next)
@@ -626,7 +720,7 @@ append_node (GString *out, JsonNode *node, gboolean pretty, guint depth)
           g_string_append (out, json_node_get_boolean (node) ? "true" : "false");
           break;
         case G_TYPE_STRING:
-          append_string (out, json_node_get_string (node));
+          _quark_json_append_string (out, json_node_get_string (node));
           break;
         default:
           g_string_append (out, "null");

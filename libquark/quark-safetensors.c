@@ -11,6 +11,7 @@
 #include "quark-input-file-private.h"
 #include "quark-error.h"
 #include "quark-json.h"
+#include "quark-json-private.h"
 #include "kernels/quark-kernels.h"
 
 #include <errno.h>
@@ -145,6 +146,42 @@ parse_entry (const char *source, const char *name, JsonNode *node, Entry *e, GEr
   return TRUE;
 }
 
+/* The header's members, one at a time (_quark_json_parse_members()): the
+ * tensors' entries into @entries, their names into @names; no tree of the
+ * whole header is built. */
+typedef struct {
+  const char *source;
+  GArray *entries;
+  GStringChunk *names;
+} HeaderReader;
+
+static gboolean
+read_header_member (const char *name, JsonNode *node, gpointer user_data, GError **error)
+{
+  HeaderReader *r = user_data;
+  Entry e = { 0 };
+
+  if (g_str_equal (name, "__metadata__"))
+    {
+      JsonObjectIter iter;
+      const char *key;
+      JsonNode *v;
+
+      if (!JSON_NODE_HOLDS_OBJECT (node))
+        return file_error (error, r->source, "__metadata__ is not an object");
+      json_object_iter_init_ordered (&iter, json_node_get_object (node));
+      while (json_object_iter_next_ordered (&iter, &key, &v))
+        if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING)
+          return file_error (error, r->source, "__metadata__.%s is not a string", key);
+      return TRUE;
+    }
+  if (!parse_entry (r->source, name, node, &e, error))
+    return FALSE;
+  e.name = g_string_chunk_insert (r->names, name);
+  g_array_append_val (r->entries, e);
+  return TRUE;
+}
+
 /* What a file that is not safetensors probably is, from its first bytes. */
 static const char *
 other_format (const guint8 *data, gsize size)
@@ -190,16 +227,16 @@ quark_model_new_from_safetensors_bytes (GBytes      *contents,
                                         GError     **error)
 {
   g_autoptr(QuarkModel) model = NULL;
-  g_autoptr(JsonNode) root = NULL;
   g_autoptr(GError) local_error = NULL;
   g_autoptr(GPtrArray) entries = NULL;
-  g_autofree Entry *storage = NULL;
-  g_autoptr(GList) members = NULL;
+  g_autoptr(GArray) storage = g_array_new (FALSE, TRUE, sizeof (Entry));
+  g_autoptr(GStringChunk) names = g_string_chunk_new (4096);
+  HeaderReader reader = { NULL, storage, names };
   const guint8 *data;
   gsize size;
   guint64 header_len, data_start, expected_end = 0;
   const char *header;
-  guint n_entries = 0, i;
+  guint i;
 
   g_return_val_if_fail (contents != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -239,50 +276,18 @@ quark_model_new_from_safetensors_bytes (GBytes      *contents,
         return NULL;
       }
   }
-  root = quark_json_parse (header, (gssize) header_len, "header", &local_error);
-  if (root == NULL)
+  reader.source = source;
+  if (!_quark_json_parse_members (header, header_len, "header", read_header_member, &reader, &local_error))
     {
-      file_error (error, source, "%s", local_error->message);
+      if (local_error->domain == QUARK_CONFIG_ERROR)
+        file_error (error, source, "%s", local_error->message);
+      else
+        g_propagate_error (error, g_steal_pointer (&local_error));
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (root))
-    {
-      file_error (error, source, "the header is not a JSON object");
-      return NULL;
-    }
-
-  members = json_object_get_members (json_node_get_object (root));
-  storage = g_new0 (Entry, MAX (g_list_length (members), 1));
-  entries = g_ptr_array_new ();
-  for (GList *l = members; l; l = l->next)
-    {
-      const char *name = l->data;
-      JsonNode *node = json_object_get_member (json_node_get_object (root), name);
-
-      if (g_str_equal (name, "__metadata__"))
-        {
-          g_autoptr(GList) keys = NULL;
-          if (!JSON_NODE_HOLDS_OBJECT (node))
-            {
-              file_error (error, source, "__metadata__ is not an object");
-              return NULL;
-            }
-          keys = json_object_get_members (json_node_get_object (node));
-          for (GList *k = keys; k; k = k->next)
-            {
-              JsonNode *v = json_object_get_member (json_node_get_object (node), k->data);
-              if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING)
-                {
-                  file_error (error, source, "__metadata__.%s is not a string", (const char *) k->data);
-                  return NULL;
-                }
-            }
-          continue;
-        }
-      if (!parse_entry (source, name, node, &storage[n_entries], error))
-        return NULL;
-      g_ptr_array_add (entries, &storage[n_entries++]);
-    }
+  entries = g_ptr_array_sized_new (storage->len);
+  for (i = 0; i < storage->len; i++)
+    g_ptr_array_add (entries, &g_array_index (storage, Entry, i));
 
   /* contiguity: sorted by offsets, from 0, no hole, no overlap */
   {

@@ -99,6 +99,12 @@ static const BadCase bad_cases[] = {
     3, QUARK_ERROR_UNSUPPORTED_DTYPE, "tensor a: reading dtype F6_E2M3 is not supported" },
   { "overflow", "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}",
     8, QUARK_ERROR_INVALID_FILE, "overflows 64 bits" },
+  /* the header is read member by member, but checked whole first: a syntax
+   * error after a bad entry is the one reported */
+  { "syntax-after-bad-entry", "{\"a\":{\"dtype\":\"I4\",\"shape\":[2],\"data_offsets\":[0,1]},\"b\":1,}",
+    1, QUARK_ERROR_INVALID_FILE, "trailing comma in an object" },
+  { "second-entry-bad", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"b\\u00e9\":{\"dtype\":\"U8\"}}",
+    1, QUARK_ERROR_INVALID_FILE, "tensor b\xc3\xa9: the header entry lacks shape" },
   { "too-many-dims", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}",
     1, QUARK_ERROR_INVALID_FILE, "at most 8" },
 };

@@ -1,0 +1,38 @@
+/* quark-json-private.h: JSON text helpers shared inside the library
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+/* Appends @s (UTF-8) to @out as a JSON string: quoted, with '"', '\\' and
+ * control characters escaped, everything else as it is. The same spelling
+ * as quark_json_to_string() gives strings. */
+void _quark_json_append_string (GString    *out,
+                                const char *s);
+
+/* Called with each member of a JSON object in turn: its name and its value
+ * (sealed, freed after the call). Returns FALSE with @error set to stop. */
+typedef gboolean (*QuarkJsonMemberFunc) (const char  *name,
+                                         JsonNode    *value,
+                                         gpointer     user_data,
+                                         GError     **error);
+
+/* quark_json_parse() of a text that must hold an object, whose members go
+ * to @func one at a time instead of into a tree: the text is checked
+ * whole first (syntax errors as quark_json_parse() reports them, and one
+ * for a value that is not an object), then each member's value is built,
+ * handed to @func and freed, so memory stays that of the largest member.
+ * Returns FALSE with a %QUARK_CONFIG_ERROR, or with what @func set. */
+gboolean _quark_json_parse_members (const char          *data,
+                                    gsize                length,
+                                    const char          *source,
+                                    QuarkJsonMemberFunc  func,
+                                    gpointer             user_data,
+                                    GError             **error);
+
+G_END_DECLS
