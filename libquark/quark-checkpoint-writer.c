@@ -7,6 +7,7 @@
 
 #include "quark-checkpoint-writer.h"
 #include "quark-checkpoint-writer-private.h"
+#include "quark-json-private.h"
 #include "quark-input-file-private.h"
 #include "quark-tensor-private.h"
 #include "quark-json.h"
@@ -583,10 +584,7 @@ append_file (QuarkCheckpointWriter *self, int to_fd, const char *to_path, int fr
 static gboolean
 close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
 {
-  g_autoptr(JsonBuilder) builder = json_builder_new ();
-  g_autoptr(JsonNode) root = NULL;
-  g_autofree char *text = NULL;
-  g_autoptr(GString) header = NULL;
+  g_autoptr(GString) header = g_string_sized_new (4096 + 160 * s->entries->len);
   guint64 class_offset[N_CLASSES], offset = s->direct_size, len_le, room;
   int fd;
   gboolean ok;
@@ -596,14 +594,13 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
       class_offset[c] = offset;
       offset += s->class_size[c];
     }
-  json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "__metadata__");
-  json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "format");
-  json_builder_add_string_value (builder, "pt");
-  json_builder_set_member_name (builder, "quantized_by");
-  json_builder_add_string_value (builder, "libquark " QUARK_VERSION_S);
-  json_builder_end_object (builder);
+  /* written as text straight away, in quark_json_to_string()'s compact
+   * spelling: a tree of JSON nodes for every entry would cost more memory
+   * (and fresh pages) than the text (names are unique: add refuses a
+   * duplicate) */
+  g_string_append (header, "{\"__metadata__\":{\"format\":\"pt\",\"quantized_by\":");
+  _quark_json_append_string (header, "libquark " QUARK_VERSION_S);
+  g_string_append_c (header, '}');
   for (guint c = 0; c <= N_CLASSES; c++)
     for (guint i = 0; i < s->entries->len; i++)
       {
@@ -611,28 +608,19 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
         guint64 start = e->klass == DIRECT ? e->offset : class_offset[e->klass];
         if (e->klass != (c == 0 ? DIRECT : c - 1))
           continue;
-        json_builder_set_member_name (builder, e->name);
-        json_builder_begin_object (builder);
-        json_builder_set_member_name (builder, "dtype");
-        json_builder_add_string_value (builder, e->dtype);
-        json_builder_set_member_name (builder, "shape");
-        json_builder_begin_array (builder);
+        g_string_append_c (header, ',');
+        _quark_json_append_string (header, e->name);
+        g_string_append (header, ":{\"dtype\":");
+        _quark_json_append_string (header, e->dtype);
+        g_string_append (header, ",\"shape\":[");
         for (guint d = 0; d < e->n_dims; d++)
-          json_builder_add_int_value (builder, e->shape[d]);
-        json_builder_end_array (builder);
-        json_builder_set_member_name (builder, "data_offsets");
-        json_builder_begin_array (builder);
-        json_builder_add_int_value (builder, (gint64) start);
-        json_builder_add_int_value (builder, (gint64) (start + e->size));
-        json_builder_end_array (builder);
-        json_builder_end_object (builder);
+          g_string_append_printf (header, d ? ",%" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, (gint64) e->shape[d]);
+        g_string_append_printf (header, "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]}", start,
+                                start + e->size);
         if (e->klass != DIRECT)
           class_offset[e->klass] += e->size;
       }
-  json_builder_end_object (builder);
-  root = json_builder_get_root (builder);
-  text = quark_json_to_string (root, FALSE);
-  header = g_string_new (text);
+  g_string_append_c (header, '}');
   while ((8 + header->len) % 8)
     g_string_append_c (header, ' ');   /* the data buffer starts 8-byte aligned */
 
@@ -652,11 +640,17 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
               return FALSE;
             }
         }
-      while (8 + header->len < room)
-        g_string_append_c (header, ' ');
-      len_le = GUINT64_TO_LE ((guint64) header->len);
+      /* the rest of the room is spaces, written from a small buffer */
+      len_le = GUINT64_TO_LE (room - 8);
       ok = write_at (self, fd, &len_le, 8, 0, s->part_path, error) &&
            write_at (self, fd, header->str, header->len, 8, s->part_path, error);
+      for (guint64 at = 8 + header->len; ok && at < room;)
+        {
+          static const char spaces[4096] = { [0 ... 4095] = ' ' };
+          gsize n = (gsize) MIN (room - at, sizeof spaces);
+          ok = write_at (self, fd, spaces, n, (gint64) at, s->part_path, error);
+          at += n;
+        }
       if (ok && lseek (fd, (off_t) (room + s->direct_size), SEEK_SET) < 0)
         ok = io_error (error, s->part_path, "seek failed", errno);
     }
