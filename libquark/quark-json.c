@@ -20,9 +20,12 @@
  * json-glib 1.6 parses more than JSON (comments, hexadecimal numbers, single
  * quotes, trailing text, silent wrap-around of large integers, infinities)
  * and its GObject mapping turns wrong content into warnings. libquark
- * therefore checks the text itself against RFC 8259 before json-glib builds
- * the tree, and maps JSON members to properties with explicit type and range
- * checks. Every error names the source and the JSON path at fault.
+ * therefore reads the text with its own scanner, which checks it against
+ * RFC 8259 and builds the json-glib tree as it goes (the same nodes
+ * json-glib's parser would make of valid JSON: integers as int64, other
+ * numbers as doubles), and maps JSON members to properties with explicit
+ * type and range checks. Every error names the source and the JSON path at
+ * fault.
  */
 
 /* ------------------------------------------------------------------------
