@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-safetensors.h"
+#include "quark-safetensors-private.h"
 #include "quark-checkpoint-writer.h"
 #include "quark-tensor-private.h"
 #include "quark-model-private.h"
@@ -201,48 +202,22 @@ other_format (const guint8 *data, gsize size)
   return NULL;
 }
 
-/**
- * quark_model_new_from_safetensors_bytes:
- * @contents: the bytes of a safetensors file (a mapped file works without
- *   copying)
- * @source: a name for the file in messages
- * @error: return location for a #GError
- *
- * Reads a safetensors file held in memory, with every rule of the format
- * reference: a header length within the limit and the file, a strict JSON
- * header whose entries have exactly `dtype`, `shape` and `data_offsets`,
- * known dtypes, sizes equal to the shape times the element size (with
- * overflow checks), tensors contiguous from offset 0 with no hole and no
- * overlap, and a file size equal to what the header describes.
- *
- * Tensors reference @contents without copying, except `F4` tensors, which
- * are unpacked to one FP4 code per byte.
- *
- * Returns: (transfer full): the model, or %NULL with %QUARK_ERROR_INVALID_FILE
- *   (or %QUARK_ERROR_UNSUPPORTED_DTYPE) naming @source and the tensor at fault
- */
-QuarkModel *
-quark_model_new_from_safetensors_bytes (GBytes      *contents,
-                                        const char  *source,
-                                        GError     **error)
+/* Everything the reader checks of a safetensors file in memory, without
+ * making a tensor: the entries (in header order, names in @names) and where
+ * the data starts. Errors as quark_model_new_from_safetensors_bytes(). */
+static GArray *
+read_layout (GBytes *contents, const char *source, GStringChunk *names, guint64 *data_start_out, GError **error)
 {
-  g_autoptr(QuarkModel) model = NULL;
   g_autoptr(GError) local_error = NULL;
-  g_autoptr(GPtrArray) entries = NULL;
+  g_autoptr(GPtrArray) sorted = NULL;
   g_autoptr(GArray) storage = g_array_new (FALSE, TRUE, sizeof (Entry));
-  g_autoptr(GStringChunk) names = g_string_chunk_new (4096);
-  HeaderReader reader = { NULL, storage, names };
+  HeaderReader reader = { source, storage, names };
   const guint8 *data;
   gsize size;
   guint64 header_len, data_start, expected_end = 0;
   const char *header;
   guint i;
 
-  g_return_val_if_fail (contents != NULL, NULL);
-  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
-
-  if (source == NULL)
-    source = "<safetensors>";
   data = g_bytes_get_data (contents, &size);
   if (size < 8)
     {
@@ -276,7 +251,6 @@ quark_model_new_from_safetensors_bytes (GBytes      *contents,
         return NULL;
       }
   }
-  reader.source = source;
   if (!_quark_json_parse_members (header, header_len, "header", read_header_member, &reader, &local_error))
     {
       if (local_error->domain == QUARK_CONFIG_ERROR)
@@ -285,32 +259,28 @@ quark_model_new_from_safetensors_bytes (GBytes      *contents,
         g_propagate_error (error, g_steal_pointer (&local_error));
       return NULL;
     }
-  entries = g_ptr_array_sized_new (storage->len);
-  for (i = 0; i < storage->len; i++)
-    g_ptr_array_add (entries, &g_array_index (storage, Entry, i));
-
   /* contiguity: sorted by offsets, from 0, no hole, no overlap */
-  {
-    g_autoptr(GPtrArray) sorted = g_ptr_array_copy (entries, NULL, NULL);
-    g_ptr_array_sort (sorted, compare_entries);
-    for (i = 0; i < sorted->len; i++)
-      {
-        Entry *e = g_ptr_array_index (sorted, i);
-        if (e->begin > expected_end)
-          {
-            file_error (error, source, "a hole of %" G_GUINT64_FORMAT " bytes precedes tensor %s "
-                        "(data_offsets must be contiguous)", e->begin - expected_end, e->name);
-            return NULL;
-          }
-        if (e->begin < expected_end)
-          {
-            Entry *prev = g_ptr_array_index (sorted, i - 1);
-            file_error (error, source, "tensors %s and %s overlap", prev->name, e->name);
-            return NULL;
-          }
-        expected_end = e->end;
-      }
-  }
+  sorted = g_ptr_array_sized_new (storage->len);
+  for (i = 0; i < storage->len; i++)
+    g_ptr_array_add (sorted, &g_array_index (storage, Entry, i));
+  g_ptr_array_sort (sorted, compare_entries);
+  for (i = 0; i < sorted->len; i++)
+    {
+      Entry *e = g_ptr_array_index (sorted, i);
+      if (e->begin > expected_end)
+        {
+          file_error (error, source, "a hole of %" G_GUINT64_FORMAT " bytes precedes tensor %s "
+                      "(data_offsets must be contiguous)", e->begin - expected_end, e->name);
+          return NULL;
+        }
+      if (e->begin < expected_end)
+        {
+          Entry *prev = g_ptr_array_index (sorted, i - 1);
+          file_error (error, source, "tensors %s and %s overlap", prev->name, e->name);
+          return NULL;
+        }
+      expected_end = e->end;
+    }
   data_start = 8 + header_len;
   if (data_start + expected_end != size)
     {
@@ -318,11 +288,69 @@ quark_model_new_from_safetensors_bytes (GBytes      *contents,
                   G_GSIZE_FORMAT, data_start + expected_end, size);
       return NULL;
     }
+  *data_start_out = data_start;
+  return g_steal_pointer (&storage);
+}
+
+gboolean
+_quark_safetensors_read_names (GBytes *contents, const char *source, GPtrArray *names, GError **error)
+{
+  g_autoptr(GStringChunk) chunk = g_string_chunk_new (4096);
+  g_autoptr(GArray) entries = NULL;
+  guint64 data_start;
+
+  entries = read_layout (contents, source, chunk, &data_start, error);
+  if (entries == NULL)
+    return FALSE;
+  for (guint i = 0; i < entries->len; i++)
+    g_ptr_array_add (names, g_strdup (g_array_index (entries, Entry, i).name));
+  return TRUE;
+}
+
+/**
+ * quark_model_new_from_safetensors_bytes:
+ * @contents: the bytes of a safetensors file (a mapped file works without
+ *   copying)
+ * @source: a name for the file in messages
+ * @error: return location for a #GError
+ *
+ * Reads a safetensors file held in memory, with every rule of the format
+ * reference: a header length within the limit and the file, a strict JSON
+ * header whose entries have exactly `dtype`, `shape` and `data_offsets`,
+ * known dtypes, sizes equal to the shape times the element size (with
+ * overflow checks), tensors contiguous from offset 0 with no hole and no
+ * overlap, and a file size equal to what the header describes.
+ *
+ * Tensors reference @contents without copying, except `F4` tensors, which
+ * are unpacked to one FP4 code per byte.
+ *
+ * Returns: (transfer full): the model, or %NULL with %QUARK_ERROR_INVALID_FILE
+ *   (or %QUARK_ERROR_UNSUPPORTED_DTYPE) naming @source and the tensor at fault
+ */
+QuarkModel *
+quark_model_new_from_safetensors_bytes (GBytes      *contents,
+                                        const char  *source,
+                                        GError     **error)
+{
+  g_autoptr(QuarkModel) model = NULL;
+  g_autoptr(GStringChunk) names = g_string_chunk_new (4096);
+  g_autoptr(GArray) entries = NULL;
+  guint64 data_start;
+  guint i;
+
+  g_return_val_if_fail (contents != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (source == NULL)
+    source = "<safetensors>";
+  entries = read_layout (contents, source, names, &data_start, error);
+  if (entries == NULL)
+    return NULL;
 
   model = quark_model_new ();
   for (i = 0; i < entries->len; i++)
     {
-      Entry *e = g_ptr_array_index (entries, i);
+      Entry *e = &g_array_index (entries, Entry, i);
       g_autoptr(GBytes) slice = g_bytes_new_from_bytes (contents, data_start + e->begin, e->end - e->begin);
       g_autoptr(QuarkTensor) tensor = NULL;
 
