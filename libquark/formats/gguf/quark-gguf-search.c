@@ -42,6 +42,24 @@ gg_splat_i (int32_t v)
   return __builtin_convertvector (qk_splat ((float) v), qk_vi);
 }
 
+/* Lane-wise a OP b ? c : d, as a loop over the lanes: each clone's
+ * vectorizer makes it a comparison and a blend per register, where a
+ * vector comparison used as a mask (qk_select (a < b, c, d), the same
+ * result) is built lane by lane, through general registers, in the v3
+ * clones (GCC 12 lowers 16-lane comparisons for the default target before
+ * it makes the clones) */
+#define GG_DEFINE_IF(NAME, OP) \
+QK_INLINE qk_vf \
+NAME (qk_vf a, qk_vf b, qk_vf c, qk_vf d) \
+{ \
+  qk_vf r; \
+  for (unsigned j = 0; j < QK_LANES; j++) \
+    r[j] = a[j] OP b[j] ? c[j] : d[j]; \
+  return r; \
+}
+GG_DEFINE_IF (gg_if_lt, <)
+GG_DEFINE_IF (gg_if_gt, >)
+
 /* -1 where v > 0, else 0, from the sign of 0 - v (+0 for v = ±0; for finite
  * a and b, a - b has the sign of the exact difference, +0 when they are
  * equal, so gg_positive (a - b) is a > b); v must not be NaN */
@@ -93,82 +111,85 @@ transpose16 (qk_vf *v)
     }
 }
 
-/* The 16 sub-blocks of @n values at x + j·n transposed: lane j of out[i]
- * is x[j·n + i]. For n of 16 and 32, each 16 × 16 square in registers;
- * other n element by element. */
-QK_INLINE void
-transpose_x16 (const float *x, int n, qk_vf *out)
-{
-  if (n == 16 || n == 32)
-    {
-      for (int h = 0; h < n; h += 16)
-        {
-          qk_vf v[16];
-          #pragma GCC unroll 16
-          for (int j = 0; j < 16; j++)
-            memcpy (&v[j], x + j * n + h, sizeof v[j]);
-          transpose16 (v);
-          memcpy (out + h, v, sizeof v);
-        }
-      return;
-    }
-  for (int i = 0; i < n; i++)
-    {
-      float c[QK_LANES];
-      for (int j = 0; j < QK_LANES; j++)
-        c[j] = x[j * n + i];
-      memcpy (&out[i], c, sizeof c);
-    }
+/* The W sub-blocks of @n values at x + j·n transposed into NAME (x, n,
+ * out): lane j of out[i] is x[j·n + i]. For n a multiple of W (here 16
+ * and 32), W × W squares transposed in registers by SQUARE; other n
+ * element by element. */
+#define GG_DEFINE_TRANSPOSE_IN(NAME, VT, W, SQUARE) \
+QK_INLINE void \
+NAME (const float *x, int n, VT *out) \
+{ \
+  if (n % (W) == 0) \
+    { \
+      for (int h = 0; h < n; h += (W)) \
+        { \
+          VT v[W]; \
+          _Pragma ("GCC unroll 16") \
+          for (int j = 0; j < (W); j++) \
+            memcpy (&v[j], x + j * n + h, sizeof v[j]); \
+          SQUARE (v); \
+          memcpy (out + h, v, sizeof v); \
+        } \
+      return; \
+    } \
+  for (int i = 0; i < n; i++) \
+    for (int j = 0; j < (W); j++) \
+      out[i][j] = x[j * n + i]; \
 }
+GG_DEFINE_TRANSPOSE_IN (transpose_x16, qk_vf, 16, transpose16)
 
-/* The codes of 16 sub-blocks of @n values, lane j of codes[i] code i of
- * sub-block j (each in [0, 255]), as bytes at L + j·n + i; the lanes of
- * @zero_lanes (-1) get codes 0. For n of 16 and 32, four codes of a lane
- * go into one 32-bit lane as bytes, and a 4 × 16 transpose of those puts
- * each sub-block's 16 bytes side by side: a byte at a time, reading lanes
- * 64 bytes apart, took a fifth of Q6_K's search and a tenth of Q5_K's */
-QK_INLINE void
-store_codes (int n, const qk_vi *codes, qk_vi zero_lanes, guint8 *L)
-{
-  const qk_vi zero_i = { 0 };
-
-  if (n == 16 || n == 32)
-    {
-      /* pairs of rows interleaved, then pairs of pairs: out[m] holds rows
-       * 4m … 4m + 3 of the 4 × 16 matrix p transposed, 4 lanes each */
-      const qk_vi lo = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 };
-      const qk_vi hi = { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
-      const qk_vi q_lo = { 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23 };
-      const qk_vi q_hi = { 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31 };
-      for (int h = 0; h < n; h += 16)
-        {
-          qk_vi p[4], a01, a23, b01, b23, out[4];
-          /* lane j of p[k]: the codes h + 4k … h + 4k + 3 of sub-block j,
-           * a byte each, in memory order */
-          #pragma GCC unroll 4
-          for (int k = 0; k < 4; k++)
-            {
-              const qk_vi *c = codes + h + 4 * k;
-              p[k] = qk_select_i (zero_lanes, zero_i, c[0] | (c[1] << 8) | (c[2] << 16) | (c[3] << 24));
-            }
-          a01 = QK_SHUFFLE2 (p[0], p[1], lo);
-          b01 = QK_SHUFFLE2 (p[0], p[1], hi);
-          a23 = QK_SHUFFLE2 (p[2], p[3], lo);
-          b23 = QK_SHUFFLE2 (p[2], p[3], hi);
-          out[0] = QK_SHUFFLE2 (a01, a23, q_lo);
-          out[1] = QK_SHUFFLE2 (a01, a23, q_hi);
-          out[2] = QK_SHUFFLE2 (b01, b23, q_lo);
-          out[3] = QK_SHUFFLE2 (b01, b23, q_hi);
-          #pragma GCC unroll 16
-          for (int j = 0; j < QK_LANES; j++)
-            memcpy (L + j * n + h, (const guint8 *) out + 16 * j, 16);
-        }
-      return;
-    }
-  for (int j = 0; j < QK_LANES; j++)
-    for (int i = 0; i < n; i++)
-      L[j * n + i] = zero_lanes[j] ? 0 : (guint8) codes[i][j];
+/* The codes of W sub-blocks of @n values, lane j of codes[i] code i of
+ * sub-block j (each in [0, 255]), as bytes at L + j·n + i, by NAME (n,
+ * codes, zero_lanes, L); the lanes of @zero_lanes (-1) get codes 0. For n
+ * of 16 and 32, four codes of a lane go into one 32-bit lane as bytes
+ * (p[k], codes h + 4k … h + 4k + 3), and a 4 × W transpose of those (two
+ * rounds of interleaves, the masks LO, HI then QLO, QHI) puts each
+ * sub-block's 16 bytes side by side, sub-block j's at byte POS (j) of
+ * out: a byte at a time, reading lanes 64 bytes apart, took a fifth of
+ * Q6_K's search and a tenth of Q5_K's. */
+#define GG_DEFINE_STORE_CODES(NAME, VI, W, LO, HI, QLO, QHI, POS) \
+QK_INLINE void \
+NAME (int n, const VI *codes, VI zero_lanes, guint8 *L) \
+{ \
+  if (n == 16 || n == 32) \
+    { \
+      const VI lo = LO, hi = HI, q_lo = QLO, q_hi = QHI; \
+      for (int h = 0; h < n; h += 16) \
+        { \
+          VI p[4], a01, a23, b01, b23, out[4]; \
+          _Pragma ("GCC unroll 4") \
+          for (int k = 0; k < 4; k++) \
+            { \
+              const VI *c = codes + h + 4 * k; \
+              p[k] = (c[0] | (c[1] << 8) | (c[2] << 16) | (c[3] << 24)) & ~zero_lanes; \
+            } \
+          a01 = QK_SHUFFLE2 (p[0], p[1], lo); \
+          b01 = QK_SHUFFLE2 (p[0], p[1], hi); \
+          a23 = QK_SHUFFLE2 (p[2], p[3], lo); \
+          b23 = QK_SHUFFLE2 (p[2], p[3], hi); \
+          out[0] = QK_SHUFFLE2 (a01, a23, q_lo); \
+          out[1] = QK_SHUFFLE2 (a01, a23, q_hi); \
+          out[2] = QK_SHUFFLE2 (b01, b23, q_lo); \
+          out[3] = QK_SHUFFLE2 (b01, b23, q_hi); \
+          _Pragma ("GCC unroll 16") \
+          for (int j = 0; j < (W); j++) \
+            memcpy (L + j * n + h, (const guint8 *) out + POS (j), 16); \
+        } \
+      return; \
+    } \
+  for (int j = 0; j < (W); j++) \
+    for (int i = 0; i < n; i++) \
+      L[j * n + i] = zero_lanes[j] ? 0 : (guint8) codes[i][j]; \
 }
+/* (16 lanes: pairs of rows interleaved, then pairs of pairs: out[m] holds
+ * rows 4m … 4m + 3 of the 4 × 16 matrix p transposed, 4 lanes each) */
+#define GG_POS16(j) (16 * (j))
+GG_DEFINE_STORE_CODES (store_codes, qk_vi, 16,
+                       ((qk_vi) { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 }),
+                       ((qk_vi) { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 }),
+                       ((qk_vi) { 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23 }),
+                       ((qk_vi) { 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31 }),
+                       GG_POS16)
 
 QK_INLINE qk_vf
 error_of (qk_vf diff, int use_mad)
@@ -202,166 +223,167 @@ code_of (qk_vf v, qk_vf top)
   return code_between (v, (qk_vi) magic, (qk_vi) (magic + top));
 }
 
-/* make_qkx2_quants on @G groups of 16 sub-blocks of @n values (at most
- * 32): sub-block j of group g at x + (16·g + j)·n, with its weights at the
- * same place, its codes into L at the same place, its scale into
- * scales[16·g + j] and its minimum (negated, as the_min) into
- * mins[16·g + j]. Inlined into a copy per
- * (G, n, use_mad) that the callers use, so that its loops have constant
- * bounds and no test of use_mad inside. Each lane's operations are those
- * of the scalar search in its order; with G = 2 or 4 the groups' chains of
- * additions (the sums of a candidate, its error) interleave, so that one
- * group's additions fill the latency of the others'. */
-QK_INLINE void
-qkx2_xg (const int G, const int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
-         float *mins, float rmin, float rdelta, int nstep, const int use_mad)
+#define GG_W 16
+#define GG_VF qk_vf
+#define GG_VI qk_vi
+#define GG_SPLAT qk_splat
+#define GG_TRANSPOSE transpose_x16
+#define GG_CODE_OF code_of
+#define GG_ERROR_OF error_of
+#define GG_IF_LT gg_if_lt
+#define GG_IF_GT gg_if_gt
+#define GG_STORE_CODES store_codes
+#define GG_XG qkx2_xg
+#define GG_N qkx2_n
+#include "quark-gguf-qkx2.h"
+
+/* The same search on eight lanes (256-bit vectors), for processors without
+ * AVX-512: GCC 12 keeps 16-lane vectors that live from one step of a loop
+ * to the next (the search's sums) in memory there, storing and reloading
+ * them at every step, and builds their two-operand permutes (the
+ * transposes) lane by lane; 256-bit vectors stay in registers and their
+ * permutes are single instructions. */
+
+QK_INLINE qk_v8f
+g8_splat (float v)
 {
-  qk_vf xt[4][32], wt[4][32];
-  qk_vf min[4], max[4], sum_w[4], sum_x[4], iscale[4], scale[4], best[4], min0[4], best_iscale[4], best_from[4];
-  const qk_vf zero = { 0 }, infinity = qk_splat (INFINITY), top = qk_splat ((float) nmax);
+  qk_v8f r;
+  for (unsigned j = 0; j < 8; j++)
+    r[j] = v;
+  return r;
+}
 
-  if (n < 1 || n > 32 || G < 1 || G > 4)
-    return;
-  #pragma GCC unroll 4
-  for (int g = 0; g < G; g++)
-    {
-      /* the sub-blocks transposed: lane j of xt[g][i] is element i of
-       * sub-block j of group g */
-      transpose_x16 (x + 16 * n * g, n, xt[g]);
-      transpose_x16 (weights + 16 * n * g, n, wt[g]);
-      min[g] = max[g] = xt[g][0];
-      sum_w[g] = wt[g][0];
-      sum_x[g] = sum_w[g] * xt[g][0];
-    }
-  for (int i = 1; i < n; i++)
-    #pragma GCC unroll 4
-    for (int g = 0; g < G; g++)
-      {
-        min[g] = qk_select (xt[g][i] < min[g], xt[g][i], min[g]);
-        max[g] = qk_select (xt[g][i] > max[g], xt[g][i], max[g]);
-        sum_w[g] += wt[g][i];
-        sum_x[g] += wt[g][i] * xt[g][i];
-      }
-  #pragma GCC unroll 4
-  for (int g = 0; g < G; g++)
-    {
-      min[g] = qk_select (min[g] > zero, zero, min[g]);
-      min0[g] = min[g];   /* flat sub-blocks (max == min) end here in the scalar code */
-      iscale[g] = (float) nmax / (max[g] - min[g]);
-      scale[g] = 1 / iscale[g];
-      best[g] = zero;
-    }
-  for (int i = 0; i < n; i++)
-    #pragma GCC unroll 4
-    for (int g = 0; g < G; g++)
-      best[g] += wt[g][i] * error_of (scale[g] * code_of (iscale[g] * (xt[g][i] - min[g]), top) + min[g] - xt[g][i],
-                                      use_mad);
-  /* the codes are those of the best candidate's scale and of the minimum it
-   * was computed from: kept as that pair, the codes made again at the end */
-  #pragma GCC unroll 4
-  for (int g = 0; g < G; g++)
-    {
-      best_iscale[g] = iscale[g];
-      best_from[g] = min[g];
-    }
-  for (int is = 0; nstep >= 1 && is <= nstep; is++)
-    {
-      qk_vf sum_l[4], sum_l2[4], sum_xl[4], cur[4], l[4][32];
+#define G8_DEFINE_IF(NAME, OP) \
+QK_INLINE qk_v8f \
+NAME (qk_v8f a, qk_v8f b, qk_v8f c, qk_v8f d) \
+{ \
+  qk_v8f r; \
+  for (unsigned j = 0; j < 8; j++) \
+    r[j] = a[j] OP b[j] ? c[j] : d[j]; \
+  return r; \
+}
+G8_DEFINE_IF (g8_if_lt, <)
+G8_DEFINE_IF (g8_if_gt, >)
 
-      #pragma GCC unroll 4
+/* code_of() on eight lanes */
+QK_INLINE qk_v8f
+g8_code_of (qk_v8f v, qk_v8f top)
+{
+  const qk_v8f magic = g8_splat (QK_ROUND_MAGIC);
+  qk_v8i r = (qk_v8i) (v + magic);
+  r = qk_max_i8 (r, (qk_v8i) magic);
+  r = qk_min_i8 (r, (qk_v8i) (magic + top));
+  return (qk_v8f) r - magic;
+}
 
-      for (int g = 0; g < G; g++)
-        {
-          /* (min is the best candidate's so far, as in the scalar code) */
-          iscale[g] = (rmin + rdelta * is + nmax) / (max[g] - min[g]);
-          sum_l[g] = sum_l2[g] = sum_xl[g] = cur[g] = zero;
-        }
-      for (int i = 0; i < n; i++)
-        #pragma GCC unroll 4
-        for (int g = 0; g < G; g++)
-          {
-            l[g][i] = code_of (iscale[g] * (xt[g][i] - min[g]), top);
-            sum_l[g] += wt[g][i] * l[g][i];
-            sum_l2[g] += wt[g][i] * l[g][i] * l[g][i];
-            sum_xl[g] += wt[g][i] * l[g][i] * xt[g][i];
-          }
-      qk_vf d[4], this_scale[4], this_min[4];
-      #pragma GCC unroll 4
-      for (int g = 0; g < G; g++)
-        {
-          d[g] = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
-          this_scale[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / d[g];
-          this_min[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / d[g];
-          this_scale[g] = qk_select (this_min[g] > zero, sum_xl[g] / sum_l2[g], this_scale[g]);
-          this_min[g] = qk_select (this_min[g] > zero, zero, this_min[g]);
-        }
-      for (int i = 0; i < n; i++)
-        #pragma GCC unroll 4
-        for (int g = 0; g < G; g++)
-          cur[g] += wt[g][i] * error_of (this_scale[g] * l[g][i] + this_min[g] - xt[g][i], use_mad);
-      #pragma GCC unroll 4
-      for (int g = 0; g < G; g++)
-        {
-          /* the scalar code tries the candidate only where D > 0 */
-          cur[g] = qk_select (d[g] > zero, cur[g], infinity);
-          best_iscale[g] = qk_select (cur[g] < best[g], iscale[g], best_iscale[g]);
-          best_from[g] = qk_select (cur[g] < best[g], min[g], best_from[g]);
-          scale[g] = qk_select (cur[g] < best[g], this_scale[g], scale[g]);
-          min[g] = qk_select (cur[g] < best[g], this_min[g], min[g]);
-          best[g] = qk_select (cur[g] < best[g], cur[g], best[g]);
-        }
-    }
-  #pragma GCC unroll 4
-  for (int g = 0; g < G; g++)
+QK_INLINE qk_v8f
+g8_error_of (qk_v8f diff, int use_mad)
+{
+  return use_mad ? (qk_v8f) ((qk_v8i) diff & 0x7fffffff) : diff * diff;
+}
+
+/* An 8 × 8 square transposed (lane j of v[i] becomes lane i of v[j]):
+ * 32-bit interleaves, 64-bit interleaves, then the 128-bit halves
+ * exchanged (vunpcklps/vunpckhps, vshufps, vperm2f128) */
+QK_INLINE void
+transpose8 (qk_v8f *v)
+{
+  const qk_v8i lo32 = { 0, 8, 1, 9, 4, 12, 5, 13 }, hi32 = { 2, 10, 3, 11, 6, 14, 7, 15 };
+  const qk_v8i lo64 = { 0, 1, 8, 9, 4, 5, 12, 13 }, hi64 = { 2, 3, 10, 11, 6, 7, 14, 15 };
+  const qk_v8i lo128 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi128 = { 4, 5, 6, 7, 12, 13, 14, 15 };
+  qk_v8f t[8], u[8];
+
+  for (int k = 0; k < 4; k++)
     {
-      qk_vi c[32];
-      for (int i = 0; i < n; i++)
-        c[i] = __builtin_convertvector (code_of (best_iscale[g] * (xt[g][i] - best_from[g]), top), qk_vi);
-      store_codes (n, c, max[g] == min0[g], L + 16 * n * g);
-      for (int j = 0; j < QK_LANES; j++)
-        {
-          gboolean flat = max[g][j] == min0[g][j];
-          scales[16 * g + j] = flat ? 0.f : scale[g][j];
-          mins[16 * g + j] = -(flat ? min0[g][j] : min[g][j]);
-        }
+      t[2 * k] = QK_SHUFFLE2 (v[2 * k], v[2 * k + 1], lo32);
+      t[2 * k + 1] = QK_SHUFFLE2 (v[2 * k], v[2 * k + 1], hi32);
+    }
+  for (int k = 0; k < 2; k++)
+    {
+      u[4 * k] = QK_SHUFFLE2 (t[4 * k], t[4 * k + 2], lo64);
+      u[4 * k + 1] = QK_SHUFFLE2 (t[4 * k], t[4 * k + 2], hi64);
+      u[4 * k + 2] = QK_SHUFFLE2 (t[4 * k + 1], t[4 * k + 3], lo64);
+      u[4 * k + 3] = QK_SHUFFLE2 (t[4 * k + 1], t[4 * k + 3], hi64);
+    }
+  for (int k = 0; k < 4; k++)
+    {
+      v[k] = QK_SHUFFLE2 (u[k], u[k + 4], lo128);
+      v[k + 4] = QK_SHUFFLE2 (u[k], u[k + 4], hi128);
     }
 }
 
-/* the copies of the search the callers use: Q4_K and Q5_K (and Q4_1, Q5_1
- * with importance), Q2_K, Q2_K with importance, any other */
+GG_DEFINE_TRANSPOSE_IN (transpose_x8, qk_v8f, 8, transpose8)
+
+/* store_codes() for 8 sub-blocks: 32- and then 64-bit interleaves within
+ * the 128-bit halves (vpunpck) give sub-blocks m and m + 4 their 16 bytes
+ * in the two halves of out[m] */
+#define GG_POS8(j) (32 * ((j) % 4) + 16 * ((j) / 4))
+GG_DEFINE_STORE_CODES (g8_store_codes, qk_v8i, 8,
+                       ((qk_v8i) { 0, 8, 1, 9, 4, 12, 5, 13 }), ((qk_v8i) { 2, 10, 3, 11, 6, 14, 7, 15 }),
+                       ((qk_v8i) { 0, 1, 8, 9, 4, 5, 12, 13 }), ((qk_v8i) { 2, 3, 10, 11, 6, 7, 14, 15 }),
+                       GG_POS8)
+
+#define GG_W 8
+#define GG_VF qk_v8f
+#define GG_VI qk_v8i
+#define GG_SPLAT g8_splat
+#define GG_TRANSPOSE transpose_x8
+#define GG_CODE_OF g8_code_of
+#define GG_ERROR_OF g8_error_of
+#define GG_IF_LT g8_if_lt
+#define GG_IF_GT g8_if_gt
+#define GG_STORE_CODES g8_store_codes
+#define GG_XG qkx2_xg8
+#define GG_N qkx2_n8
+#include "quark-gguf-qkx2.h"
+
+/* @G16 groups of 16 sub-blocks (the callers' unit): 16 lanes with
+ * AVX-512, else as groups of 8, at most four at once */
 QK_INLINE void
-qkx2_n (const int G, int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales, float *mins,
-        float rmin, float rdelta, int nstep, int use_mad)
+qkx2_groups (int G16, int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
+             float *mins, float rmin, float rdelta, int nstep, int use_mad)
 {
-  if (n == 32 && !use_mad)
-    qkx2_xg (G, 32, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
-  else if (n == 16 && use_mad)
-    qkx2_xg (G, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, TRUE);
-  else if (n == 16)
-    qkx2_xg (G, 16, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, FALSE);
-  else
-    qkx2_xg (G, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+  if (qk_wide_permutes ())
+    {
+      if (G16 == 1)
+        qkx2_n (1, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+      else if (G16 == 2)
+        qkx2_n (2, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+      else
+        qkx2_n (4, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+      return;
+    }
+  for (int h = 0; h < 2 * G16; h += 4)
+    {
+      const size_t at = (size_t) (8 * h) * (size_t) n;
+      if (2 * G16 - h >= 4)
+        qkx2_n8 (4, n, nmax, x + at, weights + at, L + at, scales + 8 * h, mins + 8 * h, rmin, rdelta, nstep,
+                 use_mad);
+      else
+        qkx2_n8 (2, n, nmax, x + at, weights + at, L + at, scales + 8 * h, mins + 8 * h, rmin, rdelta, nstep,
+                 use_mad);
+    }
 }
 
 QK_MULTIVERSION QK_PRIVATE void
 _quark_gguf_qkx2_x16 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                       float *mins, float rmin, float rdelta, int nstep, int use_mad)
 {
-  qkx2_n (1, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+  qkx2_groups (1, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
 QK_MULTIVERSION QK_PRIVATE void
 _quark_gguf_qkx2_x32 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                       float *mins, float rmin, float rdelta, int nstep, int use_mad)
 {
-  qkx2_n (2, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+  qkx2_groups (2, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
 QK_MULTIVERSION QK_PRIVATE void
 _quark_gguf_qkx2_x64 (int n, int nmax, const float *x, const float *weights, guint8 *L, float *scales,
                       float *mins, float rmin, float rdelta, int nstep, int use_mad)
 {
-  qkx2_n (4, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
+  qkx2_groups (4, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
 /* The codes of the scale 1 / iscale, clamped to [lo, hi], and their
@@ -435,8 +457,8 @@ qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt
   for (int i = 0; i < n; i++)
     {
       qk_vf ax = (qk_vf) ((qk_vi) xt[i] & 0x7fffffff);
-      max = qk_select (amax < ax, xt[i], max);
-      amax = qk_select (amax < ax, ax, amax);
+      max = gg_if_lt (amax, ax, xt[i], max);
+      amax = gg_if_lt (amax, ax, ax, amax);
     }
   iscale = (float) -nmax / max;
   qx_codes (n, iscale, xt, wt, lo, hi, lt, sumlx_out, suml2_out);
@@ -499,10 +521,10 @@ _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, 
         {
           qk_vf lhs, slx = sums[2 * h], sl2 = sums[2 * h + 1];
           /* Σ w·l² > 0 && (Σ w·x·l)² > best · Σ w·l² */
-          lhs = qk_select (sl2 > zero, slx * slx, minus_infinity);
-          best_iscale = qk_select (lhs > best * sl2, iscales[h], best_iscale);
-          scale = qk_select (lhs > best * sl2, slx / sl2, scale);
-          best = qk_select (lhs > best * sl2, scale * slx, best);
+          lhs = gg_if_gt (sl2, zero, slx * slx, minus_infinity);
+          best_iscale = gg_if_gt (lhs, best * sl2, iscales[h], best_iscale);
+          scale = gg_if_gt (lhs, best * sl2, slx / sl2, scale);
+          best = gg_if_gt (lhs, best * sl2, scale * slx, best);
         }
     }
   /* the codes of the scale that won, as the scalar code makes them when it
