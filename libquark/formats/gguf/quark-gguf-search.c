@@ -59,6 +59,7 @@ NAME (qk_vf a, qk_vf b, qk_vf c, qk_vf d) \
 }
 GG_DEFINE_IF (gg_if_lt, <)
 GG_DEFINE_IF (gg_if_gt, >)
+GG_DEFINE_IF (gg_if_ne, !=)
 
 /* -1 where v > 0, else 0, from the sign of 0 - v (+0 for v = ±0; for finite
  * a and b, a - b has the sign of the exact difference, +0 when they are
@@ -265,15 +266,22 @@ NAME (qk_v8f a, qk_v8f b, qk_v8f c, qk_v8f d) \
 G8_DEFINE_IF (g8_if_lt, <)
 G8_DEFINE_IF (g8_if_gt, >)
 
-/* code_of() on eight lanes */
+/* code_between() and code_of() on eight lanes */
+QK_INLINE qk_v8f
+g8_code_between (qk_v8f v, qk_v8i lo_bits, qk_v8i hi_bits)
+{
+  const qk_v8f magic = g8_splat (QK_ROUND_MAGIC);
+  qk_v8i r = (qk_v8i) (v + magic);
+  r = qk_max_i8 (r, lo_bits);
+  r = qk_min_i8 (r, hi_bits);
+  return (qk_v8f) r - magic;
+}
+
 QK_INLINE qk_v8f
 g8_code_of (qk_v8f v, qk_v8f top)
 {
   const qk_v8f magic = g8_splat (QK_ROUND_MAGIC);
-  qk_v8i r = (qk_v8i) (v + magic);
-  r = qk_max_i8 (r, (qk_v8i) magic);
-  r = qk_min_i8 (r, (qk_v8i) (magic + top));
-  return (qk_v8f) r - magic;
+  return g8_code_between (v, (qk_v8i) magic, (qk_v8i) (magic + top));
 }
 
 QK_INLINE qk_v8f
@@ -386,151 +394,96 @@ _quark_gguf_qkx2_x64 (int n, int nmax, const float *x, const float *weights, gui
   qkx2_groups (4, n, nmax, x, weights, L, scales, mins, rmin, rdelta, nstep, use_mad);
 }
 
-/* The codes of the scale 1 / iscale, clamped to [lo, hi], and their
- * weighted sums Σ w·x·l and Σ w·l², per lane */
-QK_INLINE void
-qx_codes (int n, qk_vf iscale, const qk_vf *xt, const qk_vf *wt, qk_vi lo, qk_vi hi, qk_vi *l_out,
-          qk_vf *sumlx_out, qk_vf *suml2_out)
-{
-  qk_vf sumlx = { 0 }, suml2 = { 0 };
+#define GG_W 16
+#define GG_VF qk_vf
+#define GG_VI qk_vi
+#define GG_SPLAT qk_splat
+#define GG_TRANSPOSE transpose_x16
+#define GG_IF_LT gg_if_lt
+#define GG_IF_GT gg_if_gt
+#define GG_STORE_CODES store_codes
+#define GG_SPLAT_I gg_splat_i
+#define GG_MAX_I gg_max_i
+#define GG_MIN_I gg_min_i
+#define GG_NEAREST_INT nearest_int_v
+#define GG_CODE_BETWEEN code_between
+#define GG_ALL_ZERO all_zero_lanes
+#define GG_SELECT qk_select
+#define GG_IF_NE gg_if_ne
+#define GG_QX_CODES qx_codes
+#define GG_QX_SUMS2 qx_sums2
+#define GG_QX_START qx_start
+#define GG_QX_STORE qx_store
+#define GG_QX qx_16
+#include "quark-gguf-qx.h"
 
-  for (int i = 0; i < n; i++)
-    {
-      qk_vi l = gg_max_i (gg_min_i (nearest_int_v (iscale * xt[i]), hi), lo);
-      qk_vf lf = __builtin_convertvector (l, qk_vf);
-      l_out[i] = l;
-      sumlx += wt[i] * xt[i] * lf;
-      suml2 += wt[i] * lf * lf;
-    }
-  *sumlx_out = sumlx;
-  *suml2_out = suml2;
+/* The 8-lane forms of the helpers make_qx_quants adds */
+QK_INLINE qk_v8i
+g8_splat_i (int32_t v)
+{
+  return __builtin_convertvector (g8_splat ((float) v), qk_v8i);
 }
 
-/* qx_codes()'s sums alone, for two scales at once (a search that keeps
- * the best scale and makes its codes once at the end): with w·x
- * precomputed in @wxt (the scalar code's w·x·l is (w·x)·l) and the codes
- * made by code_between(), in float, five operations a code instead of seven,
- * no store of codes that the next round overwrites, and the two scales'
- * chains of additions side by side. The same codes as nearest_int_v's
- * clamped: |iscale · x| is at most about nmax + 1, since no |x| exceeds
- * the |max| that iscale divides (weights that are NaN or infinite are
- * outside, as for code_between()) */
-QK_INLINE void
-qx_sums2 (int n, qk_vf iscale_a, qk_vf iscale_b, const qk_vf *wxt, const qk_vf *xt, const qk_vf *wt,
-          qk_vi lo_bits, qk_vi hi_bits, qk_vf *sums)
+QK_INLINE qk_v8i
+g8_nearest_int (qk_v8f f)
 {
-  qk_vf sumlx_a = { 0 }, suml2_a = { 0 }, sumlx_b = { 0 }, suml2_b = { 0 };
-
-  for (int i = 0; i < n; i++)
-    {
-      qk_vf la = code_between (iscale_a * xt[i], lo_bits, hi_bits);
-      qk_vf lb = code_between (iscale_b * xt[i], lo_bits, hi_bits);
-      sumlx_a += wxt[i] * la;
-      suml2_a += wt[i] * la * la;
-      sumlx_b += wxt[i] * lb;
-      suml2_b += wt[i] * lb * lb;
-    }
-  sums[0] = sumlx_a;
-  sums[1] = suml2_a;
-  sums[2] = sumlx_b;
-  sums[3] = suml2_b;
+  qk_v8f val = f + g8_splat (QK_ROUND_MAGIC);
+  return ((qk_v8i) val & 0x007fffff) - 0x00400000;
 }
 
-/* The start that make_qx_quants and make_q3_quants share, per lane: the
- * sub-blocks transposed (weights qw, or x²), the element of largest
- * magnitude (the first of equals), the codes of the scale -nmax / max
- * clamped to [-nmax, nmax) and their weighted sums Σ w·x·l and Σ w·l² */
-QK_INLINE void
-qx_start (int n, int nmax, const float *x, const float *qw, qk_vf *xt, qk_vf *wt, qk_vi *lt, qk_vf *amax_out,
-          qk_vf *max_out, qk_vf *sumlx_out, qk_vf *suml2_out)
+QK_INLINE qk_v8i
+g8_all_zero (qk_v8f amax)
 {
-  const qk_vf zero = { 0 };
-  const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1);
-  qk_vf amax = zero, max = zero, iscale;
-
-  transpose_x16 (x, n, xt);
-  if (qw)
-    transpose_x16 (qw, n, wt);
-  else
-    for (int i = 0; i < n; i++)
-      wt[i] = xt[i] * xt[i];
-  for (int i = 0; i < n; i++)
-    {
-      qk_vf ax = (qk_vf) ((qk_vi) xt[i] & 0x7fffffff);
-      max = gg_if_lt (amax, ax, xt[i], max);
-      amax = gg_if_lt (amax, ax, ax, amax);
-    }
-  iscale = (float) -nmax / max;
-  qx_codes (n, iscale, xt, wt, lo, hi, lt, sumlx_out, suml2_out);
-  *amax_out = amax;
-  *max_out = max;
+  const qk_v8f zero = { 0 };
+  return (qk_v8i) (zero - (g8_splat (GROUP_MAX_EPS) - amax)) >> 31;
 }
 
-/* codes plus nmax into L, scales into scales; all-zero sub-blocks
- * (max |x| < GROUP_MAX_EPS) get codes 0 and scale 0, as the scalar code
- * returns before any search */
-QK_INLINE void
-qx_store (int n, int nmax, const qk_vi *lt, qk_vf amax, qk_vf scale, gint8 *L, float *scales)
+QK_INLINE qk_v8f
+g8_select (qk_v8i mask, qk_v8f a, qk_v8f b)
 {
-  const qk_vf zero = { 0 };
-  const qk_vi offset = gg_splat_i (nmax);
-  const qk_vi all_zero = all_zero_lanes (amax);
-  qk_vf s = qk_select (all_zero, zero, scale);
-  qk_vi codes[32];
-
-  memcpy (scales, &s, sizeof s);
-  for (int i = 0; i < n; i++)
-    codes[i] = lt[i] + offset;
-  store_codes (n, codes, all_zero, (guint8 *) L);
+  return (qk_v8f) (((qk_v8i) a & mask) | ((qk_v8i) b & ~mask));
 }
+
+G8_DEFINE_IF (g8_if_ne, !=)
+
+#define GG_W 8
+#define GG_VF qk_v8f
+#define GG_VI qk_v8i
+#define GG_SPLAT g8_splat
+#define GG_TRANSPOSE transpose_x8
+#define GG_IF_LT g8_if_lt
+#define GG_IF_GT g8_if_gt
+#define GG_STORE_CODES g8_store_codes
+#define GG_SPLAT_I g8_splat_i
+#define GG_MAX_I qk_max_i8
+#define GG_MIN_I qk_min_i8
+#define GG_NEAREST_INT g8_nearest_int
+#define GG_CODE_BETWEEN g8_code_between
+#define GG_ALL_ZERO g8_all_zero
+#define GG_SELECT g8_select
+#define GG_IF_NE g8_if_ne
+#define GG_QX_CODES qx8_codes
+#define GG_QX_SUMS2 qx8_sums2
+#define GG_QX_START qx8_start
+#define GG_QX_STORE qx8_store
+#define GG_QX qx_8
+#include "quark-gguf-qx.h"
 
 /* make_qx_quants (rmse_type 1) for the 16 sub-blocks of @n values at
  * x + j·n (j < 16), weighted by qw at the same places or, without, by x²:
- * codes (offset by nmax) into L, the scales into scales[j]; @n at most 32 */
+ * codes (offset by nmax) into L, the scales into scales[j]; @n at most 32.
+ * Eight lanes at a time where the processor lacks AVX-512 (as the qkx2
+ * search) */
 QK_MULTIVERSION QK_PRIVATE void
 _quark_gguf_qx_x16 (int n, int nmax, const float *x, const float *qw, gint8 *L, float *scales)
 {
-  qk_vf xt[32], wt[32], wxt[32];
-  qk_vi lt[32];
-  qk_vf amax, max, best_iscale, sumlx, suml2, scale, best;
-  const qk_vf zero = { 0 }, minus_infinity = qk_splat (-INFINITY), magic = qk_splat (QK_ROUND_MAGIC);
-  const qk_vi lo = gg_splat_i (-nmax), hi = gg_splat_i (nmax - 1);
-  const qk_vi lo_bits = (qk_vi) (magic - qk_splat ((float) nmax));
-  const qk_vi hi_bits = (qk_vi) (magic + qk_splat ((float) (nmax - 1)));
-
-  if (n < 1 || n > 32)
-    return;
-  qx_start (n, nmax, x, qw, xt, wt, lt, &amax, &max, &sumlx, &suml2);
-  best_iscale = (float) -nmax / max;   /* qx_start's */
-  for (int i = 0; i < n; i++)
-    wxt[i] = wt[i] * xt[i];
-  scale = qk_select (suml2 != zero, sumlx / suml2, zero);
-  best = scale * sumlx;
-  /* is = -9 … 9 without 0, two at a time, each pair's outcomes taken in
-   * order */
-  for (int k = 0; k < 18; k += 2)
+  if (qk_wide_permutes ())
     {
-      qk_vf iscales[2], sums[4];
-      for (int h = 0; h < 2; h++)
-        {
-          int is = k + h < 9 ? k + h - 9 : k + h - 8;
-          iscales[h] = -(nmax + 0.1f * is) / max;
-        }
-      qx_sums2 (n, iscales[0], iscales[1], wxt, xt, wt, lo_bits, hi_bits, sums);
-      for (int h = 0; h < 2; h++)
-        {
-          qk_vf lhs, slx = sums[2 * h], sl2 = sums[2 * h + 1];
-          /* Σ w·l² > 0 && (Σ w·x·l)² > best · Σ w·l² */
-          lhs = gg_if_gt (sl2, zero, slx * slx, minus_infinity);
-          best_iscale = gg_if_gt (lhs, best * sl2, iscales[h], best_iscale);
-          scale = gg_if_gt (lhs, best * sl2, slx / sl2, scale);
-          best = gg_if_gt (lhs, best * sl2, scale * slx, best);
-        }
+      qx_16 (n, nmax, x, qw, L, scales);
+      return;
     }
-  /* the codes of the scale that won, as the scalar code makes them when it
-   * wins */
-  qx_codes (n, best_iscale, xt, wt, lo, hi, lt, &sumlx, &suml2);
-  qx_store (n, nmax, lt, amax, scale, L, scales);
+  for (int h = 0; h < 16; h += 8)
+    qx_8 (n, nmax, x + h * n, qw ? qw + h * n : NULL, L + h * n, scales + h);
 }
 
 /* ---- make_q3_quants (with its refinement: do_rmse), Q3_K's search ---------
