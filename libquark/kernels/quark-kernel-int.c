@@ -1285,6 +1285,37 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
   });
 }
 
+/* qk_int4_groups128() where qk_wide_permutes(): the lanes are built once
+ * and only the multiplier and zero point change from group to group, in
+ * registers (a QkIntLanes copied per group goes through the stack, half
+ * of it stored as 256-bit and reloaded as 512-bit vectors, which the
+ * processor cannot forward). */
+QK_INLINE void
+qk_int4_groups128_wide (const uint16_t *x, size_t n, size_t group, const QuarkKernelIntParams *p,
+                        const float *scales, const float *zero_points, const bool divide,
+                        const bool add_zp, const bool reorder, int32_t *words)
+{
+  const size_t groups = n / group;
+  QkIntLanes l = qk_int_lanes_init (p, add_zp);
+  float mul[QK_GROUP_CHUNK];
+
+  l.divide = divide;
+  for (size_t g0 = 0; g0 < groups; g0 += QK_GROUP_CHUNK)
+    {
+      const size_t ng = groups - g0 < QK_GROUP_CHUNK ? groups - g0 : QK_GROUP_CHUNK;
+      qk_group_multipliers (scales + g0, ng, divide, mul);
+      for (size_t k = 0; k < ng; k++)
+        {
+          const size_t start = (g0 + k) * group;
+          l.mul = qk_splat (mul[k]);
+          if (add_zp)
+            l.zp = qk_splat (zero_points ? zero_points[g0 + k] : p->zero_point);
+          for (size_t i = 0; i < group; i += 8 * QK_LANES)
+            qk_int4_pack128 (x + start + i, l, reorder, true, words + (start + i) / 8);
+        }
+    }
+}
+
 QK_MULTIVERSION static void
 qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
                                      const QuarkKernelIntParams *p, const float *scales,
@@ -1296,7 +1327,9 @@ qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
   if (group % (8 * QK_LANES) == 0 && n % group == 0)
     {
       const bool zp = zero_points || p->zero_point != 0.0f;
-#define QK_INT4_ROWS(D, Z, R) qk_int4_groups128 (x, n, group, p, scales, zero_points, D, Z, R, wide, words)
+#define QK_INT4_ROWS(D, Z, R) \
+  (wide ? qk_int4_groups128_wide (x, n, group, p, scales, zero_points, D, Z, R, words) \
+        : qk_int4_groups128 (x, n, group, p, scales, zero_points, D, Z, R, false, words))
       if (p->divide)
         {
           if (zp)
