@@ -115,20 +115,53 @@ static const qk_v64u8 qk_gather_pairs = {
 /* The words of row group w (eight rows) for columns [c0, c0 + 16): the
  * even rows' low nibbles and the odd rows' high nibbles side by side as
  * four 16-byte pairs, then gathered into words. */
+typedef uint8_t qk_v16u8 __attribute__ ((vector_size (16)));
+
+/* Four 16-byte runs as one 64-byte vector. Joined in registers
+ * (vinserti128, vinserti64x4): copied into a 64-byte buffer on the stack
+ * and loaded from there, the four 16-byte stores cannot be forwarded to
+ * the 64-byte load, which then waits for them to reach the cache. */
+QK_INLINE qk_v64u8
+qk_join4x16 (const int8_t *a, const int8_t *b, const int8_t *c, const int8_t *d)
+{
+#if defined(__has_builtin) && __has_builtin(__builtin_shufflevector)
+  qk_v16u8 v[4];
+  qk_v32u8 lo, hi;
+  memcpy (&v[0], a, 16);
+  memcpy (&v[1], b, 16);
+  memcpy (&v[2], c, 16);
+  memcpy (&v[3], d, 16);
+  lo = __builtin_shufflevector (v[0], v[1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+  hi = __builtin_shufflevector (v[2], v[3], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+  return __builtin_shufflevector (lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                  16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+                                  32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
+                                  48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63);
+#else
+  uint8_t buf[64];
+  qk_v64u8 r;
+  memcpy (buf, a, 16);
+  memcpy (buf + 16, b, 16);
+  memcpy (buf + 32, c, 16);
+  memcpy (buf + 48, d, 16);
+  memcpy (&r, buf, sizeof r);
+  return r;
+#endif
+}
+
 QK_INLINE qk_vu
 column_words (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reorder)
 {
-  uint8_t even[64], odd[64];
+  const int8_t *rows[8];
   qk_v64u8 e, o, pairs;
   qk_vu x;
 
-  for (unsigned k = 0; k < 4; k++)
-    {
-      memcpy (even + 16 * k, codes + (8 * w + (reorder ? reorder_order[2 * k] : 2 * k)) * row_len + c0, 16);
-      memcpy (odd + 16 * k, codes + (8 * w + (reorder ? reorder_order[2 * k + 1] : 2 * k + 1)) * row_len + c0, 16);
-    }
-  memcpy (&e, even, sizeof e);
-  memcpy (&o, odd, sizeof o);
+  for (unsigned k = 0; k < 8; k++)
+    rows[k] = codes + (8 * w + (reorder ? reorder_order[k] : k)) * row_len + c0;
+  e = qk_join4x16 (rows[0], rows[2], rows[4], rows[6]);
+  o = qk_join4x16 (rows[1], rows[3], rows[5], rows[7]);
   pairs = (e & 0x0F) | (qk_v64u8) (o << 4);
   pairs = QK_SHUFFLE (pairs, qk_gather_pairs);
   memcpy (&x, &pairs, sizeof x);
@@ -146,7 +179,6 @@ column_words (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reo
  * (punpck of 32, then of 64 bits). Every operation stays within 128 bits,
  * which processors with AVX2 but not AVX-512 (Zen 1 splits 256-bit
  * operations in two) run as fast as 256-bit ones, and SSE2 as well. */
-typedef uint8_t  qk_v16u8 __attribute__ ((vector_size (16)));
 typedef uint32_t qk_v4u32 __attribute__ ((vector_size (16)));
 typedef uint64_t qk_v2u64 __attribute__ ((vector_size (16)));
 
