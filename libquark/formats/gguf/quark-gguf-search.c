@@ -48,18 +48,18 @@ gg_splat_i (int32_t v)
  * result) is built lane by lane, through general registers, in the v3
  * clones (GCC 12 lowers 16-lane comparisons for the default target before
  * it makes the clones) */
-#define GG_DEFINE_IF(NAME, OP) \
-QK_INLINE qk_vf \
-NAME (qk_vf a, qk_vf b, qk_vf c, qk_vf d) \
+#define GG_DEFINE_IF(NAME, VF, OP) \
+QK_INLINE VF \
+NAME (VF a, VF b, VF c, VF d) \
 { \
-  qk_vf r; \
-  for (unsigned j = 0; j < QK_LANES; j++) \
+  VF r; \
+  for (unsigned j = 0; j < sizeof (VF) / sizeof (float); j++) \
     r[j] = a[j] OP b[j] ? c[j] : d[j]; \
   return r; \
 }
-GG_DEFINE_IF (gg_if_lt, <)
-GG_DEFINE_IF (gg_if_gt, >)
-GG_DEFINE_IF (gg_if_ne, !=)
+GG_DEFINE_IF (gg_if_lt, qk_vf, <)
+GG_DEFINE_IF (gg_if_gt, qk_vf, >)
+GG_DEFINE_IF (gg_if_ne, qk_vf, !=)
 
 /* -1 where v > 0, else 0, from the sign of 0 - v (+0 for v = ±0; for finite
  * a and b, a - b has the sign of the exact difference, +0 when they are
@@ -192,12 +192,6 @@ GG_DEFINE_STORE_CODES (store_codes, qk_vi, 16,
                        ((qk_vi) { 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31 }),
                        GG_POS16)
 
-QK_INLINE qk_vf
-error_of (qk_vf diff, int use_mad)
-{
-  return use_mad ? (qk_vf) ((qk_vi) diff & 0x7fffffff) : diff * diff;
-}
-
 /* ggml's nearest_int and the clamp to [lo, hi], in float (@lo_bits and
  * @hi_bits the bits of 1.5·2^23 + lo and + hi): for |v| < 2^22
  * (here always: the codes are at most about nmax + 1), (v + 1.5·2^23) −
@@ -206,23 +200,30 @@ error_of (qk_vf diff, int use_mad)
  * float, whose order is its bits' order as integers: integer minimum and
  * maximum, which do not take the floating-point adders that the search is
  * bound by (the same codes as clamping the integer in float). */
-QK_INLINE qk_vf
-code_between (qk_vf v, qk_vi lo_bits, qk_vi hi_bits)
-{
-  const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
-  qk_vi r = (qk_vi) (v + magic);
-  r = gg_max_i (r, lo_bits);
-  r = gg_min_i (r, hi_bits);
-  return (qk_vf) r - magic;
+#define GG_DEFINE_CODES(BETWEEN, OF, ERROR_OF, VF, VI, SPLAT, MAX_I, MIN_I) \
+QK_INLINE VF \
+BETWEEN (VF v, VI lo_bits, VI hi_bits) \
+{ \
+  const VF magic = SPLAT (QK_ROUND_MAGIC); \
+  VI r = (VI) (v + magic); \
+  r = MAX_I (r, lo_bits); \
+  r = MIN_I (r, hi_bits); \
+  return (VF) r - magic; \
+} \
+/* the same clamped to [0, top] */ \
+QK_INLINE VF \
+OF (VF v, VF top) \
+{ \
+  const VF magic = SPLAT (QK_ROUND_MAGIC); \
+  return BETWEEN (v, (VI) magic, (VI) (magic + top)); \
+} \
+/* the error of a difference: its magnitude (use_mad) or its square */ \
+QK_INLINE VF \
+ERROR_OF (VF diff, int use_mad) \
+{ \
+  return use_mad ? (VF) ((VI) diff & 0x7fffffff) : diff * diff; \
 }
-
-/* the same clamped to [0, top] */
-QK_INLINE qk_vf
-code_of (qk_vf v, qk_vf top)
-{
-  const qk_vf magic = qk_splat (QK_ROUND_MAGIC);
-  return code_between (v, (qk_vi) magic, (qk_vi) (magic + top));
-}
+GG_DEFINE_CODES (code_between, code_of, error_of, qk_vf, qk_vi, qk_splat, gg_max_i, gg_min_i)
 
 #define GG_W 16
 #define GG_VF qk_vf
@@ -254,41 +255,11 @@ g8_splat (float v)
   return r;
 }
 
-#define G8_DEFINE_IF(NAME, OP) \
-QK_INLINE qk_v8f \
-NAME (qk_v8f a, qk_v8f b, qk_v8f c, qk_v8f d) \
-{ \
-  qk_v8f r; \
-  for (unsigned j = 0; j < 8; j++) \
-    r[j] = a[j] OP b[j] ? c[j] : d[j]; \
-  return r; \
-}
-G8_DEFINE_IF (g8_if_lt, <)
-G8_DEFINE_IF (g8_if_gt, >)
+GG_DEFINE_IF (g8_if_lt, qk_v8f, <)
+GG_DEFINE_IF (g8_if_gt, qk_v8f, >)
 
-/* code_between() and code_of() on eight lanes */
-QK_INLINE qk_v8f
-g8_code_between (qk_v8f v, qk_v8i lo_bits, qk_v8i hi_bits)
-{
-  const qk_v8f magic = g8_splat (QK_ROUND_MAGIC);
-  qk_v8i r = (qk_v8i) (v + magic);
-  r = qk_max_i8 (r, lo_bits);
-  r = qk_min_i8 (r, hi_bits);
-  return (qk_v8f) r - magic;
-}
-
-QK_INLINE qk_v8f
-g8_code_of (qk_v8f v, qk_v8f top)
-{
-  const qk_v8f magic = g8_splat (QK_ROUND_MAGIC);
-  return g8_code_between (v, (qk_v8i) magic, (qk_v8i) (magic + top));
-}
-
-QK_INLINE qk_v8f
-g8_error_of (qk_v8f diff, int use_mad)
-{
-  return use_mad ? (qk_v8f) ((qk_v8i) diff & 0x7fffffff) : diff * diff;
-}
+/* code_between(), code_of() and error_of() on eight lanes */
+GG_DEFINE_CODES (g8_code_between, g8_code_of, g8_error_of, qk_v8f, qk_v8i, g8_splat, qk_max_i8, qk_min_i8)
 
 /* An 8 × 8 square transposed (lane j of v[i] becomes lane i of v[j]):
  * 32-bit interleaves, 64-bit interleaves, then the 128-bit halves
@@ -444,7 +415,7 @@ g8_select (qk_v8i mask, qk_v8f a, qk_v8f b)
   return (qk_v8f) (((qk_v8i) a & mask) | ((qk_v8i) b & ~mask));
 }
 
-G8_DEFINE_IF (g8_if_ne, !=)
+GG_DEFINE_IF (g8_if_ne, qk_v8f, !=)
 
 #define GG_W 8
 #define GG_VF qk_v8f
