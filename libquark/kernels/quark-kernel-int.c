@@ -1253,39 +1253,35 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes
   return i;
 }
 
-/* Rows of whole groups of a multiple of 128 values: the group loop
- * compiled for each choice (divide or multiply, zero points or not,
- * AutoAWQ order or not) so that none is tested inside it; a zero point of
- * 0 added is harmless (it only turns −0 into +0). */
+/* Rows of whole groups of a multiple of 128 values on 256-bit vectors
+ * (processors without AVX-512; qk_int4_groups128_wide() below for the
+ * others): the group loop compiled for each choice (divide or multiply,
+ * zero points or not, AutoAWQ order or not) so that none is tested inside
+ * it; a zero point of 0 added is harmless (it only turns −0 into +0). */
 QK_INLINE void
 qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelIntParams *p,
                    const float *scales, const float *zero_points, const bool divide, const bool add_zp,
-                   const bool reorder, const bool wide, int32_t *words)
+                   const bool reorder, int32_t *words)
 {
   const size_t row = qk_prefetch_distance (n);
 
   QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, {
     QkIntLanes lc = l;
+    QkIntLanes8 h;
     (void) g;
     lc.divide = divide;
     lc.add_zp = add_zp;
-    if (!wide)
+    h = qk_int_lanes8_init (&lc);
+    for (size_t i = 0; i < len; i += 64)
       {
-        const QkIntLanes8 h = qk_int_lanes8_init (&lc);
-        for (size_t i = 0; i < len; i += 64)
-          {
-            QK_PREFETCH_NEXT_ROW (x + start + i + row);
-            QK_PREFETCH_NEXT_ROW (x + start + i + row + 32);
-            qk_int4_pack64_8 (x + start + i, &h, reorder, words + (start + i) / 8);
-          }
+        QK_PREFETCH_NEXT_ROW (x + start + i + row);
+        QK_PREFETCH_NEXT_ROW (x + start + i + row + 32);
+        qk_int4_pack64_8 (x + start + i, &h, reorder, words + (start + i) / 8);
       }
-    else
-      for (size_t i = 0; i < len; i += 8 * QK_LANES)
-        qk_int4_pack128 (x + start + i, lc, reorder, wide, words + (start + i) / 8);
   });
 }
 
-/* qk_int4_groups128() where qk_wide_permutes(): the lanes are built once
+/* The same where qk_wide_permutes(): the lanes are built once
  * and only the multiplier and zero point change from group to group, in
  * registers (a QkIntLanes copied per group goes through the stack, half
  * of it stored as 256-bit and reloaded as 512-bit vectors, which the
@@ -1329,7 +1325,7 @@ qk_quantize_groups_bf16_int4_packed (const uint16_t *x, size_t n, size_t group,
       const bool zp = zero_points || p->zero_point != 0.0f;
 #define QK_INT4_ROWS(D, Z, R) \
   (wide ? qk_int4_groups128_wide (x, n, group, p, scales, zero_points, D, Z, R, words) \
-        : qk_int4_groups128 (x, n, group, p, scales, zero_points, D, Z, R, false, words))
+        : qk_int4_groups128 (x, n, group, p, scales, zero_points, D, Z, R, words))
       if (p->divide)
         {
           if (zp)

@@ -112,9 +112,6 @@ static const qk_v64u8 qk_gather_pairs = {
    8, 24, 40, 56,  9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
   12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63 };
 
-/* The words of row group w (eight rows) for columns [c0, c0 + 16): the
- * even rows' low nibbles and the odd rows' high nibbles side by side as
- * four 16-byte pairs, then gathered into words. */
 typedef uint8_t qk_v16u8 __attribute__ ((vector_size (16)));
 
 /* Four 16-byte runs as one 64-byte vector. Joined in registers
@@ -151,6 +148,9 @@ qk_join4x16 (const int8_t *a, const int8_t *b, const int8_t *c, const int8_t *d)
 #endif
 }
 
+/* The words of row group w (eight rows) for columns [c0, c0 + 16): the
+ * even rows' low nibbles and the odd rows' high nibbles side by side as
+ * four 16-byte pairs, then gathered into words. */
 QK_INLINE qk_vu
 column_words (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reorder)
 {
