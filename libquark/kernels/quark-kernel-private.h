@@ -121,14 +121,17 @@ typedef uint8_t  qk_vu8 __attribute__ ((vector_size (QK_LANES)));
  * 2^22 to an integer, to nearest even, in the default rounding mode. */
 #define QK_ROUND_MAGIC 12582912.0f
 
-/* (0 + v in every lane, as `zero + v` gives, but from one addition and an
- * initializer, which GCC 12 makes one broadcast for AVX2 too; `zero + v`
- * it builds for AVX2 one lane at a time, through the stack) */
+/* 0 + v in every lane (as `zero + v` gives: -0 becomes +0), by a
+ * shuffle of lane 0: GCC 12 makes it one broadcast in every clone. (An
+ * initializer { u, u, ... } it builds one lane at a time, sixteen masked
+ * broadcasts, in the x86-64-v4 clones of the kernels; `zero + v`, lane by
+ * lane through the stack for AVX2.) */
+#define QK_ZEROS16 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 QK_INLINE qk_vf
 qk_splat (float v)
 {
-  const float u = 0.0f + v;
-  return (qk_vf) { u, u, u, u, u, u, u, u, u, u, u, u, u, u, u, u };
+  const qk_vf u = { 0.0f + v };
+  return __builtin_shufflevector (u, u, QK_ZEROS16);
 }
 
 QK_INLINE qk_vi
