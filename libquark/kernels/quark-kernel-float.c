@@ -863,7 +863,7 @@ qk_fp_table_init (const QuarkFpFormat *f, float scale, QkFpTable *t, QkFpForm *f
  * (the codes written are then to be redone). @fnuz is a constant at each
  * call, so that each loop is compiled without the test. */
 QK_INLINE bool
-qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *codes, const bool fnuz)
+qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, size_t row, uint8_t *codes, const bool fnuz)
 {
   const qk_vs16 cmax = (qk_vs16) qk_splat_h ((uint16_t) t->cmax), zero16 = { 0 };
   qk_vh nz_min = qk_splat_h (0xffff), mag_max = { 0 };
@@ -875,6 +875,7 @@ qk_fp_table_chunk (const QkFpTable *t, const uint16_t *x, size_t n, uint8_t *cod
       qk_vh v, lo, hi, signs, mag, nz;
       qk_vs16 code;
       memcpy (&v, x + i, sizeof v);
+      QK_PREFETCH_NEXT_ROW (x + i + row);
       lo = QK_SHUFFLE2 (t->t0, t->t1, v);          /* indices taken modulo 64 */
       hi = QK_SHUFFLE2 (t->t2, t->t3, v);
       mag = v & 0x7fff;
@@ -1102,7 +1103,7 @@ fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, floa
     QkFpForm form = qk_wide_permutes () ? QK_FP_TABLE : qk_byte_lookups () ? QK_FP_BYTES : QK_FP_STEPS;
 #define QK_TABLE_PART(X, N, CODES) \
     (form == QK_FP_TABLE \
-     ? (t.fnuz ? qk_fp_table_chunk (&t, X, N, CODES, true) : qk_fp_table_chunk (&t, X, N, CODES, false)) \
+     ? (t.fnuz ? qk_fp_table_chunk (&t, X, N, row, CODES, true) : qk_fp_table_chunk (&t, X, N, row, CODES, false)) \
      : form == QK_FP_BYTES \
      ? (t.fnuz ? qk_fp_bytes_chunk (&t, X, N, row, CODES, true) : qk_fp_bytes_chunk (&t, X, N, row, CODES, false)) \
      : (t.fnuz ? qk_fp_steps_chunk (&t, X, N, row, CODES, true) : qk_fp_steps_chunk (&t, X, N, row, CODES, false)))
