@@ -999,8 +999,10 @@ test_group_kernels (void)
             if (!all_finite)
               continue;
           }
+          /* v: 0 multiply, 1 divide with zero points, 2 stochastic,
+           * 3 divide without zero points (signed types) */
           for (guint d = 0; d < G_N_ELEMENTS (dts); d++)
-            for (guint v = 0; v < 3; v++)
+            for (guint v = 0; v < 4; v++)
               {
                 gsize es = quark_dtype_get_element_size (dts[d]);
                 g_autofree guint8 *a = g_malloc0 ((n + 1) * es);
@@ -1013,7 +1015,7 @@ test_group_kernels (void)
                 quark_dtype_get_integer_range (dts[d], FALSE, &lo, &hi);
                 p.qmin = (int32_t) lo;
                 p.qmax = (int32_t) hi;
-                p.divide = v == 1;
+                p.divide = v == 1 || v == 3;
                 p.round = v == 2 ? QUARK_ROUND_STOCHASTIC : QUARK_ROUND_HALF_EVEN;
                 p.seed = 7;
                 p.offset = 1000;

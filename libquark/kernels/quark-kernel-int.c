@@ -750,21 +750,29 @@ qk_int_lanes_init (const QuarkKernelIntParams *p, bool add_zp)
   return l;
 }
 
+/* qk_int_lanes() with the multiplier and zero point given apart
+ * (QK_FOR_EACH_GROUP_WIDE keeps them out of the lanes) */
+QK_INLINE qk_vi
+qk_int_lanes_mz (qk_vf x, QkIntLanes l, qk_vf mul, qk_vf zp)
+{
+  qk_vf t = l.divide ? x / mul : x * mul;
+  /* t + 0 would only turn -0 into +0, which rounds the same */
+  if (l.add_zp)
+    t = t + zp;
+  t = qk_min (qk_max (t, l.lo), l.hi);
+  return (qk_vi) (t + QK_ROUND_MAGIC);
+}
+
 QK_INLINE qk_vi
 qk_int_lanes (qk_vf x, QkIntLanes l)
 {
-  qk_vf t = l.divide ? x / l.mul : x * l.mul;
-  /* t + 0 would only turn -0 into +0, which rounds the same */
-  if (l.add_zp)
-    t = t + l.zp;
-  t = qk_min (qk_max (t, l.lo), l.hi);
-  return (qk_vi) (t + QK_ROUND_MAGIC);
+  return qk_int_lanes_mz (x, l, l.mul, l.zp);
 }
 
 QK_DEFINE_LANEWISE (qk_max_i, qk_vi, >)
 QK_DEFINE_LANEWISE (qk_min_i, qk_vi, <)
 
-/* qk_int_lanes() for finite x (the row-of-groups kernels), the clamps on
+/* qk_int_lanes_mz() for finite x (the row-of-groups kernels), the clamps on
  * the bits after the addition, as integer operations: the bits of
  * t + 1.5 * 2^23 grow with t while the sum stays positive (as signed
  * integers, and from there on the bits of negative sums are negative), the
@@ -774,11 +782,11 @@ QK_DEFINE_LANEWISE (qk_min_i, qk_vi, <)
  * (AMD Zen 4 runs 512-bit float operations on half as many pipes as
  * integer ones.) */
 QK_INLINE qk_vi
-qk_int_lanes_finite (qk_vf x, QkIntLanes l)
+qk_int_lanes_finite (qk_vf x, QkIntLanes l, qk_vf mul, qk_vf zp)
 {
-  qk_vf t = l.divide ? x / l.mul : x * l.mul;
+  qk_vf t = l.divide ? x / mul : x * mul;
   if (l.add_zp)
-    t = t + l.zp;
+    t = t + zp;
   return qk_min_i (qk_max_i ((qk_vi) (t + QK_ROUND_MAGIC), l.lo_bits), l.hi_bits);
 }
 
@@ -884,6 +892,19 @@ NAME##_loop8 (const uint16_t *x, size_t n, size_t row, const QkIntLanes8 h, CTYP
     } \
   return i; \
 } \
+QK_INLINE void \
+NAME##_step (const uint16_t *x, size_t row, const QkIntLanes l, const qk_vf mul, const qk_vf zp, \
+             const qk_vw mask, CTYPE *out) \
+{ \
+  qk_vw w, even, odd; \
+  VTYPE narrow; \
+  memcpy (&w, x, sizeof w); \
+  QK_PREFETCH_NEXT_ROW (x + row); \
+  even = (qk_vw) qk_int_lanes_mz ((qk_vf) (w << 16), l, mul, zp); \
+  odd = (qk_vw) qk_int_lanes_mz ((qk_vf) (w & 0xffff0000u), l, mul, zp); \
+  narrow = __builtin_convertvector ((even & mask) | (odd << CBITS), VTYPE); \
+  memcpy (out, &narrow, sizeof narrow); \
+} \
 QK_INLINE size_t \
 NAME##_loop (const uint16_t *x, size_t n, size_t row, const QkIntLanes l, CTYPE *out) \
 { \
@@ -907,15 +928,7 @@ NAME##_loop (const uint16_t *x, size_t n, size_t row, const QkIntLanes l, CTYPE 
       return i; \
     } \
   for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES) \
-    { \
-      qk_vw w, even, odd; \
-      VTYPE narrow; \
-      memcpy (&w, x + i, sizeof w); \
-      even = (qk_vw) qk_int_lanes ((qk_vf) (w << 16), l); \
-      odd = (qk_vw) qk_int_lanes ((qk_vf) (w & 0xffff0000u), l); \
-      narrow = __builtin_convertvector ((even & mask) | (odd << CBITS), VTYPE); \
-      memcpy (out + i, &narrow, sizeof narrow); \
-    } \
+    NAME##_step (x + i, row, l, l.mul, l.zp, mask, out + i); \
   return i; \
 } \
 QK_DEFINE_ZP_DISPATCH (NAME, uint16_t, CTYPE)
@@ -1092,14 +1105,87 @@ qk_lanes_with_zp (QkIntLanes l, bool add_zp)
       } \
   } while (0)
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Runs BODY for each group of a row of whole groups with START, its first
+ * element, and M and Z, its multiplier and zero point as vectors; L, the
+ * lanes, are built once (DIVIDE and ADD_ZP set, constants at each use, so
+ * that each loop is compiled without the tests). M and Z stay out of L:
+ * GCC 12 builds a splat assigned to a member of a QkIntLanes in a loop one
+ * lane at a time (sixteen masked broadcasts in the x86-64-v4 clones), and
+ * a QkIntLanes copied per group goes through the stack, half of it stored
+ * as 256-bit and reloaded as 512-bit vectors, which the processor cannot
+ * forward; either cost a group of 128 about a third of its time. */
+#define QK_FOR_EACH_GROUP_WIDE(X_N, GROUP, P, SCALES, ZPS, DIVIDE, ADD_ZP, L, START, M, Z, BODY) \
+  do { \
+    const size_t qk_groups_ = (X_N) / (GROUP); \
+    QkIntLanes L = qk_int_lanes_init ((P), (ADD_ZP)); \
+    float qk_mul_[QK_GROUP_CHUNK]; \
+    L.divide = (DIVIDE); \
+    for (size_t qk_g0_ = 0; qk_g0_ < qk_groups_; qk_g0_ += QK_GROUP_CHUNK) \
+      { \
+        const size_t qk_ng_ = qk_groups_ - qk_g0_ < QK_GROUP_CHUNK ? qk_groups_ - qk_g0_ : QK_GROUP_CHUNK; \
+        qk_group_multipliers ((SCALES) + qk_g0_, qk_ng_, (DIVIDE), qk_mul_); \
+        for (size_t qk_k_ = 0; qk_k_ < qk_ng_; qk_k_++) \
+          { \
+            const size_t START = (qk_g0_ + qk_k_) * (GROUP); \
+            const qk_vf M = qk_splat (qk_mul_[qk_k_]); \
+            const qk_vf Z = (ADD_ZP) ? qk_splat ((ZPS) ? (ZPS)[qk_g0_ + qk_k_] : (P)->zero_point) : L.zp; \
+            BODY \
+          } \
+      } \
+  } while (0)
+
+/* One-byte codes of bfloat16 groups of a multiple of 32 elements filling
+ * the row, where qk_wide_permutes(), the lanes built once
+ * (QK_FOR_EACH_GROUP_WIDE; the general loop below sets them up per group).
+ * @divide and @add_zp are constants at each call. */
+QK_INLINE void
+qk_bf16_u8_groups_wide (const uint16_t *x, size_t n, size_t group, size_t row, const QuarkKernelIntParams *p,
+                        const float *scales, const float *zero_points, const bool divide, const bool add_zp,
+                        uint8_t *out)
+{
+  const qk_vw mask = (qk_vw) { 0 } + 0xffu;
+
+  QK_FOR_EACH_GROUP_WIDE (n, group, p, scales, zero_points, divide, add_zp, l, start, m, z, {
+    for (size_t i = start; i < start + group; i += 2 * QK_LANES)
+      qk_quantize_bf16_u8_step (x + i, row, l, m, z, mask, out + i);
+  });
+}
+
+/* Whether qk_bf16_u8_groups_wide() took the row. */
+QK_INLINE bool
+qk_bf16_u8_groups_fast (const uint16_t *x, size_t n, size_t group, size_t row, const QuarkKernelIntParams *p,
+                        const float *scales, const float *zero_points, uint8_t *out)
+{
+  const bool zp = zero_points || p->zero_point != 0.0f;
+
+  if (!qk_wide_permutes () || group % (2 * QK_LANES) || n % group)
+    return false;
+  if (p->divide)
+    zp ? qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, true, true, out)
+       : qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, true, false, out);
+  else
+    zp ? qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, false, true, out)
+       : qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, false, false, out);
+  return true;
+}
+#else
+#define qk_bf16_u8_groups_fast(x, n, group, row, p, scales, zero_points, out) false
+#endif
+#define qk_f32_u8_groups_fast(x, n, group, row, p, scales, zero_points, out) false
+
 /* One-byte codes of a whole row of groups in one call (int8 and the
- * sub-byte types): the loops inline here, so a group of 128 costs no call. */
-#define QK_DEFINE_GROUPS_U8(NAME, ITYPE, LOOP, WIDEN) \
+ * sub-byte types): the loops inline here, so a group of 128 costs no call.
+ * FAST (x, n, group, row, p, scales, zero_points, out) may take the row
+ * first. */
+#define QK_DEFINE_GROUPS_U8(NAME, ITYPE, LOOP, WIDEN, FAST) \
 QK_MULTIVERSION static void \
 NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *p, \
       const float *scales, const float *zero_points, uint8_t *out) \
 { \
   const size_t row = qk_prefetch_distance (n); \
+  if (FAST (x, n, group, row, p, scales, zero_points, out)) \
+    return; \
   QK_FOR_EACH_GROUP (n, group, p, scales, zero_points, g, start, len, l, { \
     size_t i = l.add_zp ? LOOP (x + start, len, row, qk_lanes_with_zp (l, true), out + start) \
                         : LOOP (x + start, len, row, qk_lanes_with_zp (l, false), out + start); \
@@ -1112,8 +1198,8 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *p, \
   }); \
 }
 
-QK_DEFINE_GROUPS_U8 (qk_quantize_groups_u8, float, qk_quantize_vec_u8_loop, qk_widen_f32)
-QK_DEFINE_GROUPS_U8 (qk_quantize_groups_bf16_u8, uint16_t, qk_quantize_bf16_u8_loop, qk_bf16)
+QK_DEFINE_GROUPS_U8 (qk_quantize_groups_u8, float, qk_quantize_vec_u8_loop, qk_widen_f32, qk_f32_u8_groups_fast)
+QK_DEFINE_GROUPS_U8 (qk_quantize_groups_bf16_u8, uint16_t, qk_quantize_bf16_u8_loop, qk_bf16, qk_bf16_u8_groups_fast)
 
 #define QK_DEFINE_QUANTIZE_GROUPS(NAME, ITYPE, U8_GROUPS, PER_CALL) \
 bool \
@@ -1146,7 +1232,7 @@ NAME (const ITYPE *x, size_t n, size_t group, const QuarkKernelIntParams *params
  * one permutation of the 32 input half-words (vpermw) does it, at the
  * start rather than on every word. */
 QK_INLINE qk_vw
-qk_int4_pair_words (const uint16_t *x, QkIntLanes l, bool reorder, bool wide)
+qk_int4_pair_words (const uint16_t *x, QkIntLanes l, qk_vf mul, qk_vf zp, bool reorder, bool wide)
 {
   const qk_vh awq = { 0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15,
                       16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31 };
@@ -1165,8 +1251,8 @@ qk_int4_pair_words (const uint16_t *x, QkIntLanes l, bool reorder, bool wide)
       half[1] = QK_SHUFFLE (half[1], awq_half);
       memcpy (&w, half, sizeof w);
     }
-  even = (qk_vw) qk_int_lanes_finite ((qk_vf) (w << 16), l);
-  odd = (qk_vw) qk_int_lanes_finite ((qk_vf) (w & 0xffff0000u), l);
+  even = (qk_vw) qk_int_lanes_finite ((qk_vf) (w << 16), l, mul, zp);
+  odd = (qk_vw) qk_int_lanes_finite ((qk_vf) (w & 0xffff0000u), l, mul, zp);
   return ((even & 0xfu) | (odd << 4)) & 0xffu;
 }
 
@@ -1209,7 +1295,8 @@ qk_int4_pack64_8 (const uint16_t *x, const QkIntLanes8 *l, bool reorder, int32_t
 /* 128 values into 16 packed words, which the interleave handles together;
  * @wide: qk_wide_permutes () (without it, qk_int4_pack64_8() twice) */
 QK_INLINE void
-qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, bool wide, int32_t *words)
+qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, qk_vf mul, qk_vf zp, bool reorder, bool wide,
+                 int32_t *words)
 {
   /* byte k of word j: the pair byte j of part k; a byte transpose in each
    * 128-bit lane makes word 4g + k the packed word g of part k, and a word
@@ -1223,15 +1310,17 @@ qk_int4_pack128 (const uint16_t *x, const QkIntLanes l, bool reorder, bool wide,
   qk_vw packed;
   if (!wide)
     {
-      const QkIntLanes8 h = qk_int_lanes8_init (&l);
+      QkIntLanes8 h = qk_int_lanes8_init (&l);
+      memcpy (&h.mul, &mul, sizeof h.mul);
+      memcpy (&h.zp, &zp, sizeof h.zp);
       qk_int4_pack64_8 (x, &h, reorder, words);
       qk_int4_pack64_8 (x + 64, &h, reorder, words + 8);
       return;
     }
-  packed = qk_int4_pair_words (x, l, reorder, wide)
-           | qk_int4_pair_words (x + 32, l, reorder, wide) << 8
-           | qk_int4_pair_words (x + 64, l, reorder, wide) << 16
-           | qk_int4_pair_words (x + 96, l, reorder, wide) << 24;
+  packed = qk_int4_pair_words (x, l, mul, zp, reorder, wide)
+           | qk_int4_pair_words (x + 32, l, mul, zp, reorder, wide) << 8
+           | qk_int4_pair_words (x + 64, l, mul, zp, reorder, wide) << 16
+           | qk_int4_pair_words (x + 96, l, mul, zp, reorder, wide) << 24;
   packed = (qk_vw) QK_SHUFFLE ((qk_v64u8) packed, bytes_t);
   packed = QK_SHUFFLE (packed, words_t);
   memcpy (words, &packed, sizeof packed);
@@ -1244,10 +1333,10 @@ qk_quantize_bf16_int4_packed_loop (const uint16_t *x, size_t n, const QkIntLanes
   size_t i = 0;
 
   for (; i + 8 * QK_LANES <= n; i += 8 * QK_LANES)
-    qk_int4_pack128 (x + i, l, reorder, wide, words + i / 8);
+    qk_int4_pack128 (x + i, l, l.mul, l.zp, reorder, wide, words + i / 8);
   for (; i + 2 * QK_LANES <= n; i += 2 * QK_LANES)
     {
-      qk_vu8 bytes = __builtin_convertvector (qk_int4_pair_words (x + i, l, reorder, wide), qk_vu8);
+      qk_vu8 bytes = __builtin_convertvector (qk_int4_pair_words (x + i, l, l.mul, l.zp, reorder, wide), qk_vu8);
       memcpy (words + i / 8, &bytes, sizeof bytes);
     }
   return i;
@@ -1281,35 +1370,17 @@ qk_int4_groups128 (const uint16_t *x, size_t n, size_t group, const QuarkKernelI
   });
 }
 
-/* The same where qk_wide_permutes(): the lanes are built once
- * and only the multiplier and zero point change from group to group, in
- * registers (a QkIntLanes copied per group goes through the stack, half
- * of it stored as 256-bit and reloaded as 512-bit vectors, which the
- * processor cannot forward). */
+/* The same where qk_wide_permutes(), the lanes built once
+ * (QK_FOR_EACH_GROUP_WIDE). */
 QK_INLINE void
 qk_int4_groups128_wide (const uint16_t *x, size_t n, size_t group, const QuarkKernelIntParams *p,
                         const float *scales, const float *zero_points, const bool divide,
                         const bool add_zp, const bool reorder, int32_t *words)
 {
-  const size_t groups = n / group;
-  QkIntLanes l = qk_int_lanes_init (p, add_zp);
-  float mul[QK_GROUP_CHUNK];
-
-  l.divide = divide;
-  for (size_t g0 = 0; g0 < groups; g0 += QK_GROUP_CHUNK)
-    {
-      const size_t ng = groups - g0 < QK_GROUP_CHUNK ? groups - g0 : QK_GROUP_CHUNK;
-      qk_group_multipliers (scales + g0, ng, divide, mul);
-      for (size_t k = 0; k < ng; k++)
-        {
-          const size_t start = (g0 + k) * group;
-          l.mul = qk_splat (mul[k]);
-          if (add_zp)
-            l.zp = qk_splat (zero_points ? zero_points[g0 + k] : p->zero_point);
-          for (size_t i = 0; i < group; i += 8 * QK_LANES)
-            qk_int4_pack128 (x + start + i, l, reorder, true, words + (start + i) / 8);
-        }
-    }
+  QK_FOR_EACH_GROUP_WIDE (n, group, p, scales, zero_points, divide, add_zp, l, start, m, z, {
+    for (size_t i = 0; i < group; i += 8 * QK_LANES)
+      qk_int4_pack128 (x + start + i, l, m, z, reorder, true, words + (start + i) / 8);
+  });
 }
 
 QK_MULTIVERSION static void
