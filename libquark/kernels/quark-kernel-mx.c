@@ -432,6 +432,8 @@ mx_table4_chunk_bytes (const MxRule *rule, int32_t zero_byte, const uint16_t *x,
  * pass: their maxima, E8M0 bytes and codes. Stops before the first chunk
  * holding a block the table does not take (a byte below 3, NaN or
  * infinity); returns the number of chunks done. */
+#define MX_AHEAD 8
+
 QK_MULTIVERSION static size_t
 mx_table4_chunks (const MxRule *rule, const QuarkFpFormat *fmt, const uint16_t *table4, const uint16_t *x,
                   size_t n_chunks, bool pack4, uint8_t *out, uint8_t *bytes)
@@ -453,7 +455,12 @@ mx_table4_chunks (const MxRule *rule, const QuarkFpFormat *fmt, const uint16_t *
       const uint16_t *xc = x + 512 * c;
       memcpy (bytes + 16 * c, &b[c & 1], sizeof b[0]);
       for (int j = 0; j < QK_LANES; j++)
-        qk_table4_block (&t, xc + 32 * j, qk_splat_h (k[c & 1][j]), pack4, out + (pack4 ? 16 : 32) * (16 * c + j));
+        {
+          /* a line MX_AHEAD chunks on per block: the maxima of the next
+           * chunk alone start too late to hide the memory's latency */
+          QK_PREFETCH_NEXT_ROW (xc + 512 * MX_AHEAD + 32 * j);
+          qk_table4_block (&t, xc + 32 * j, qk_splat_h (k[c & 1][j]), pack4, out + (pack4 ? 16 : 32) * (16 * c + j));
+        }
       if (!next)
         return c + 1;
     }
