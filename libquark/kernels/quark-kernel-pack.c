@@ -158,6 +158,7 @@ column_words (const int8_t *codes, size_t row_len, size_t w, size_t c0, bool reo
   qk_v64u8 e, o, pairs;
   qk_vu x;
 
+  _Pragma ("GCC unroll 8")
   for (unsigned k = 0; k < 8; k++)
     rows[k] = codes + (8 * w + (reorder ? reorder_order[k] : k)) * row_len + c0;
   e = qk_join4x16 (rows[0], rows[2], rows[4], rows[6]);
@@ -273,11 +274,14 @@ pack_tile_wide (const int8_t *codes, size_t stride, size_t c, unsigned nw, bool 
 {
   qk_vu x[16];
 
+  _Pragma ("GCC unroll 16")
   for (unsigned j = 0; j < 16; j++)
     x[j] = j < nw ? column_words (codes, stride, j, c, reorder) : (qk_vu) { 0 };
+  _Pragma ("GCC unroll 4")
   for (unsigned r = 0; r < 4; r++)
     {
       unsigned d = 1u << r;
+      _Pragma ("GCC unroll 16")
       for (unsigned i = 0; i < 16; i++)
         if (!(i & d))
           {
@@ -287,8 +291,11 @@ pack_tile_wide (const int8_t *codes, size_t stride, size_t c, unsigned nw, bool 
           }
     }
   if (nw == 16)
-    for (unsigned i = 0; i < 16; i++)
-      memcpy (words + i * n_words, &x[i], sizeof x[i]);
+    {
+      _Pragma ("GCC unroll 16")
+      for (unsigned i = 0; i < 16; i++)
+        memcpy (words + i * n_words, &x[i], sizeof x[i]);
+    }
   else
     for (unsigned i = 0; i < 16; i++)
       memcpy (words + i * n_words, &x[i], nw * sizeof (int32_t));
