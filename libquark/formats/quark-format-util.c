@@ -130,9 +130,16 @@ _quark_format_transposed_floats (QuarkTensor *t, gsize rows, gsize cols, GError 
         return NULL;
     }
   out = quark_buffer_alloc (MAX (rows * cols, 1) * sizeof (float));
-  for (gsize r = 0; r < rows; r++)
-    for (gsize c = 0; c < cols; c++)
-      out[c * rows + r] = x[r * cols + c];
+  /* 16 rows at a time, so that each output line (16 floats) is written
+   * whole while the 16 input rows stay in cache; one row at a time wrote
+   * a float to each of cols lines per row */
+  for (gsize r0 = 0; r0 < rows; r0 += 16)
+    {
+      gsize r1 = MIN (r0 + 16, rows);
+      for (gsize c = 0; c < cols; c++)
+        for (gsize r = r0; r < r1; r++)
+          out[c * rows + r] = x[r * cols + c];
+    }
   return out;
 }
 

@@ -350,7 +350,12 @@ row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float
       quark_quark_int_params (0.0f, 0.0f, TRUE, r->qmin, r->qmax, ip);
       ip->round = r->round;
       for (gsize g = 0; g < r->groups; g++)
-        sc[g] = fmaxf (hi[g] / r->half_span, QUARK_EPS);
+        {
+          /* fmaxf (s, eps) (the same for NaN, which is not here), which
+           * GCC calls in libm rather than inline */
+          const float s = hi[g] / r->half_span;
+          sc[g] = s > QUARK_EPS ? s : QUARK_EPS;
+        }
       memcpy (r->scales + p0, sc, r->groups * sizeof (float));
       memset ((guint8 *) r->zps + p0 * r->esize, 0, r->groups * r->esize);
       return TRUE;
