@@ -1105,7 +1105,6 @@ qk_lanes_with_zp (QkIntLanes l, bool add_zp)
       } \
   } while (0)
 
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 /* Runs BODY for each group of a row of whole groups with START, its first
  * element, and M and Z, its multiplier and zero point as vectors; L, the
  * lanes, are built once (DIVIDE and ADD_ZP set, constants at each use, so
@@ -1135,44 +1134,60 @@ qk_lanes_with_zp (QkIntLanes l, bool add_zp)
       } \
   } while (0)
 
-/* One-byte codes of bfloat16 groups of a multiple of 32 elements filling
- * the row, where qk_wide_permutes(), the lanes built once
- * (QK_FOR_EACH_GROUP_WIDE; the general loop below sets them up per group).
- * @divide and @add_zp are constants at each call. */
+/* One-byte codes of groups of a multiple of STRIDE elements (one STEP)
+ * filling the row, where qk_wide_permutes(), the lanes built once
+ * (QK_FOR_EACH_GROUP_WIDE; the general loop below sets them up per group):
+ * NAME (x, n, group, row, p, scales, zero_points, out) is whether it took
+ * the row. */
+#define QK_DEFINE_U8_GROUPS_FAST(NAME, ITYPE, STEP, STRIDE) \
+QK_INLINE void \
+NAME##_wide (const ITYPE *x, size_t n, size_t group, size_t row, const QuarkKernelIntParams *p, \
+             const float *scales, const float *zero_points, const bool divide, const bool add_zp, uint8_t *out) \
+{ \
+  QK_FOR_EACH_GROUP_WIDE (n, group, p, scales, zero_points, divide, add_zp, l, start, m, z, { \
+    for (size_t i = start; i < start + group; i += (STRIDE)) \
+      STEP (x + i, row, l, m, z, out + i); \
+  }); \
+} \
+QK_INLINE bool \
+NAME (const ITYPE *x, size_t n, size_t group, size_t row, const QuarkKernelIntParams *p, \
+      const float *scales, const float *zero_points, uint8_t *out) \
+{ \
+  const bool zp = zero_points || p->zero_point != 0.0f; \
+  if (!qk_wide_permutes () || group % (STRIDE) || n % group) \
+    return false; \
+  if (p->divide) \
+    zp ? NAME##_wide (x, n, group, row, p, scales, zero_points, true, true, out) \
+       : NAME##_wide (x, n, group, row, p, scales, zero_points, true, false, out); \
+  else \
+    zp ? NAME##_wide (x, n, group, row, p, scales, zero_points, false, true, out) \
+       : NAME##_wide (x, n, group, row, p, scales, zero_points, false, false, out); \
+  return true; \
+}
+
+/* 16 floats to one-byte codes, asking for the next row's line */
 QK_INLINE void
-qk_bf16_u8_groups_wide (const uint16_t *x, size_t n, size_t group, size_t row, const QuarkKernelIntParams *p,
-                        const float *scales, const float *zero_points, const bool divide, const bool add_zp,
-                        uint8_t *out)
+qk_f32_u8_step (const float *x, size_t row, const QkIntLanes l, const qk_vf mul, const qk_vf zp, uint8_t *out)
 {
-  const qk_vw mask = (qk_vw) { 0 } + 0xffu;
-
-  QK_FOR_EACH_GROUP_WIDE (n, group, p, scales, zero_points, divide, add_zp, l, start, m, z, {
-    for (size_t i = start; i < start + group; i += 2 * QK_LANES)
-      qk_quantize_bf16_u8_step (x + i, row, l, m, z, mask, out + i);
-  });
+  qk_vu8 narrow = __builtin_convertvector (qk_int_lanes_mz (qk_load_f32 (x), l, mul, zp) & 0xff, qk_vu8);
+  QK_PREFETCH_NEXT_ROW (x + row);
+  memcpy (out, &narrow, sizeof narrow);
 }
 
-/* Whether qk_bf16_u8_groups_wide() took the row. */
-QK_INLINE bool
-qk_bf16_u8_groups_fast (const uint16_t *x, size_t n, size_t group, size_t row, const QuarkKernelIntParams *p,
-                        const float *scales, const float *zero_points, uint8_t *out)
-{
-  const bool zp = zero_points || p->zero_point != 0.0f;
+QK_DEFINE_U8_GROUPS_FAST (qk_f32_u8_groups_fast, float, qk_f32_u8_step, QK_LANES)
 
-  if (!qk_wide_permutes () || group % (2 * QK_LANES) || n % group)
-    return false;
-  if (p->divide)
-    zp ? qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, true, true, out)
-       : qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, true, false, out);
-  else
-    zp ? qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, false, true, out)
-       : qk_bf16_u8_groups_wide (x, n, group, row, p, scales, zero_points, false, false, out);
-  return true;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* 32 bfloat16 values to one-byte codes (the pairs step) */
+QK_INLINE void
+qk_bf16_u8_step (const uint16_t *x, size_t row, const QkIntLanes l, const qk_vf mul, const qk_vf zp, uint8_t *out)
+{
+  qk_quantize_bf16_u8_step (x, row, l, mul, zp, (qk_vw) { 0 } + 0xffu, out);
 }
+
+QK_DEFINE_U8_GROUPS_FAST (qk_bf16_u8_groups_fast, uint16_t, qk_bf16_u8_step, 2 * QK_LANES)
 #else
 #define qk_bf16_u8_groups_fast(x, n, group, row, p, scales, zero_points, out) false
 #endif
-#define qk_f32_u8_groups_fast(x, n, group, row, p, scales, zero_points, out) false
 
 /* One-byte codes of a whole row of groups in one call (int8 and the
  * sub-byte types): the loops inline here, so a group of 128 costs no call.
