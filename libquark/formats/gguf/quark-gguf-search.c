@@ -33,15 +33,6 @@
 QK_DEFINE_LANEWISE (gg_min_i, qk_vi, <)
 QK_DEFINE_LANEWISE (gg_max_i, qk_vi, >)
 
-/* A splat of a variable small integer (|v| < 2^24), through a float splat
- * and a conversion: GCC 12 builds an integer splat of a variable lane by
- * lane in the clones (a masked broadcast per lane) */
-QK_INLINE qk_vi
-gg_splat_i (int32_t v)
-{
-  return __builtin_convertvector (qk_splat ((float) v), qk_vi);
-}
-
 /* Lane-wise a OP b ? c : d, as a loop over the lanes: each clone's
  * vectorizer makes it a comparison and a blend per register, where a
  * vector comparison used as a mask (qk_select (a < b, c, d), the same
@@ -71,21 +62,33 @@ gg_positive (qk_vf v)
   return (qk_vi) (zero - v) >> 31;
 }
 
-/* -1 in the lanes whose largest |x| @amax is below GROUP_MAX_EPS: the
- * all-zero sub-blocks, which the scalar code leaves before any search */
-QK_INLINE qk_vi
-all_zero_lanes (qk_vf amax)
-{
-  return gg_positive (qk_splat (GROUP_MAX_EPS) - amax);
+/* Helpers at one width (VF, VI, SPLAT), made for 16 and 8 lanes:
+ * SPLAT_I, a splat of a variable small integer (|v| < 2^24) through a
+ * float splat and a conversion (GCC 12 builds an integer splat of a
+ * variable lane by lane in the clones, a masked broadcast per lane);
+ * NEAREST_INT, ggml's nearest_int per lane (round to nearest even for
+ * |f| < 2^22); ALL_ZERO, -1 in the lanes whose largest |x| @amax is below
+ * GROUP_MAX_EPS: the all-zero sub-blocks, which the scalar code leaves
+ * before any search (gg_positive (eps - amax)). */
+#define GG_DEFINE_LANE_HELPERS(SPLAT_I, NEAREST_INT, ALL_ZERO, VF, VI, SPLAT) \
+QK_INLINE VI \
+SPLAT_I (int32_t v) \
+{ \
+  return __builtin_convertvector (SPLAT ((float) v), VI); \
+} \
+QK_INLINE VI \
+NEAREST_INT (VF f) \
+{ \
+  VF val = f + SPLAT (QK_ROUND_MAGIC); \
+  return ((VI) val & 0x007fffff) - 0x00400000; \
+} \
+QK_INLINE VI \
+ALL_ZERO (VF amax) \
+{ \
+  const VF zero = { 0 }; \
+  return (VI) (zero - (SPLAT (GROUP_MAX_EPS) - amax)) >> 31; \
 }
-
-/* ggml's nearest_int, per lane: round to nearest even for |f| < 2^22 */
-QK_INLINE qk_vi
-nearest_int_v (qk_vf f)
-{
-  qk_vf val = f + QK_ROUND_MAGIC;
-  return ((qk_vi) val & 0x007fffff) - 0x00400000;
-}
+GG_DEFINE_LANE_HELPERS (gg_splat_i, nearest_int_v, all_zero_lanes, qk_vf, qk_vi, qk_splat)
 
 /* A 16 × 16 square in registers transposed in place (lane j of v[i]
  * becomes lane i of v[j]): four rounds that interleave row r with row
@@ -389,25 +392,7 @@ _quark_gguf_qkx2_x64 (int n, int nmax, const float *x, const float *weights, gui
 #include "quark-gguf-qx.h"
 
 /* The 8-lane forms of the helpers make_qx_quants adds */
-QK_INLINE qk_v8i
-g8_splat_i (int32_t v)
-{
-  return __builtin_convertvector (g8_splat ((float) v), qk_v8i);
-}
-
-QK_INLINE qk_v8i
-g8_nearest_int (qk_v8f f)
-{
-  qk_v8f val = f + g8_splat (QK_ROUND_MAGIC);
-  return ((qk_v8i) val & 0x007fffff) - 0x00400000;
-}
-
-QK_INLINE qk_v8i
-g8_all_zero (qk_v8f amax)
-{
-  const qk_v8f zero = { 0 };
-  return (qk_v8i) (zero - (g8_splat (GROUP_MAX_EPS) - amax)) >> 31;
-}
+GG_DEFINE_LANE_HELPERS (g8_splat_i, g8_nearest_int, g8_all_zero, qk_v8f, qk_v8i, g8_splat)
 
 QK_INLINE qk_v8f
 g8_select (qk_v8i mask, qk_v8f a, qk_v8f b)
