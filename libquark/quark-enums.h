@@ -206,6 +206,10 @@ typedef enum {
  *   nibble k, nibble 0 the least significant (quark_kernel_pack_int4_columns())
  * @QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED: the same with the AutoAWQ
  *   interleave: nibble k holds code (8w + {0, 2, 4, 6, 1, 3, 5, 7}[k], c)
+ * @QUARK_CODE_LAYOUT_INT4_ROWS: int4 or uint4 codes of a 2-D weight
+ *   [out, in], eight to an int32 along each row: an int32 tensor
+ *   [out, in / 8] whose word (r, w) holds code (r, 8w + k) in nibble k,
+ *   nibble 0 the least significant (quark_kernel_pack_int4())
  *
  * The layout a checkpoint format stores a weight's codes in, when a
  * backend can write them so directly
@@ -215,6 +219,7 @@ typedef enum {
   QUARK_CODE_LAYOUT_BYTES,                 /*< nick=bytes >*/
   QUARK_CODE_LAYOUT_INT4_COLUMNS,          /*< nick=int4_columns >*/
   QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED, /*< nick=int4_columns_reordered >*/
+  QUARK_CODE_LAYOUT_INT4_ROWS,             /*< nick=int4_rows >*/
 } QuarkCodeLayout;
 
 G_END_DECLS

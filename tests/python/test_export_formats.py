@@ -1068,3 +1068,45 @@ def test_fused_layers_share_a_scheme(model, tmp_path, fmt):
     assert not (tmp_path / 'out').exists()
     r = quantize(src, tmp_path / 'quark', '--config', str(path))
     assert r.returncode == 0, r.stderr
+
+
+def test_compressed_tensors_int4_rows_layout():
+    """compressed-tensors asks for int4 and uint4 pack-quantized codes packed
+    along rows (QUARK_CODE_LAYOUT_INT4_ROWS), stores int4's nibbles as
+    q + 8 and uint4's as they are, and refuses int32 codes of any other
+    shape, naming the tensor."""
+    Quark = quark_gi()
+    from gi.repository import GLib
+    registry = Quark.Registry.get_default()
+    rows, cols = 4, 64
+    rng = np.random.default_rng(3)
+    for dtype, lo, hi, flip in ((Quark.DType.INT4, -8, 8, 0x88888888), (Quark.DType.UINT4, 0, 16, 0)):
+        spec = Quark.TensorSpec(dtype=dtype, qscheme=Quark.QScheme.PER_GROUP, ch_axis=-1, group_size=32,
+                                symmetric=dtype == Quark.DType.INT4)
+        fmt = registry.new_format('compressed-tensors')
+        fmt.note_layer('l', 'Linear', Quark.Role.WEIGHT, spec)
+        assert fmt.prepare()
+        assert fmt.get_code_layout('l.weight', spec, [rows, cols]) == Quark.CodeLayout.INT4_ROWS
+        assert fmt.get_code_layout('l.weight', spec, [rows, cols + 4]) == Quark.CodeLayout.BYTES
+        codes = rng.integers(lo, hi, (rows, cols))
+        nibbles = (codes & 15).astype(np.uint32).reshape(rows, cols // 8, 8)
+        words = np.bitwise_or.reduce(nibbles << (4 * np.arange(8, dtype=np.uint32)), axis=2).astype(np.uint32)
+
+        def logical(w):
+            m = Quark.Model.new()
+            m.add_tensor(Quark.Tensor.new('l.weight', Quark.DType.INT32, list(w.shape),
+                                          GLib.Bytes.new(np.ascontiguousarray(w).tobytes())))
+            m.add_tensor(Quark.Tensor.new('l.weight_scale', Quark.DType.FLOAT32, [rows, cols // 32],
+                                          GLib.Bytes.new(np.full((rows, cols // 32), 0.5, np.float32).tobytes())))
+            if dtype == Quark.DType.UINT4:
+                m.add_tensor(Quark.Tensor.new('l.weight_zero_point', Quark.DType.UINT4, [rows, cols // 32],
+                                              GLib.Bytes.new(np.full((rows, cols // 32), 8, np.uint8).tobytes())))
+            return m
+
+        out = Quark.Model.new()
+        assert fmt.export_weight('l', 'Linear', 'l.weight', spec, logical(words), out)
+        got = np.asarray(out.get_tensor('l.weight_packed').to_numpy()).view(np.uint32)
+        assert np.array_equal(got, words ^ np.uint32(flip))
+        with pytest.raises(GLib.Error) as e:
+            fmt.export_weight('l', 'Linear', 'l.weight', spec, logical(words[:, :-4]), Quark.Model.new())
+        assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'l.weight' in e.value.message

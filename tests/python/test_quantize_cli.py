@@ -380,6 +380,41 @@ def test_threads_give_identical_checkpoints(llama, tmp_path):
     assert quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--threads', '0').returncode == 2
 
 
+@pytest.mark.parametrize('preset', ['int4_wo_128', 'uint4_wo_32', 'int4_per_channel'])
+def test_compressed_tensors_int4_packed_as_quantized(llama, tmp_path, preset):
+    """compressed-tensors' pack-quantized int4 takes the codes packed along
+    rows as the quark backend quantizes them (QUARK_CODE_LAYOUT_INT4_ROWS);
+    --allow-nonfinite sends the same finite weights through the general
+    path, one code per byte packed by the format: the same files. Also for
+    float32 weights (codes packed after each row)."""
+    src, originals = llama
+    args = ['--export-format', 'compressed-tensors', '--threads', '2']
+    if preset == 'int4_per_channel':
+        cfg = tmp_path / 'cfg.json'
+        cfg.write_text(json.dumps({'backend': 'quark', 'global_quant_config': {'weight': {
+            'dtype': 'int4', 'qscheme': 'per_channel', 'ch_axis': 0, 'symmetric': True}}}))
+        args += ['--config', str(cfg)]
+    else:
+        args += ['--preset', preset]
+    f32 = tmp_path / 'f32'
+    f32.mkdir()
+    write_safetensors(f32 / 'model.safetensors', {k: ('F32', v.astype(np.float32)) for k, v in originals.items()}, PT)
+    for name in ('config.json', 'tokenizer.json', 'generation_config.json'):
+        (f32 / name).write_bytes((src / name).read_bytes())
+    for model, tag in ((src, 'bf16'), (f32, 'f32')):
+        rows, general = tmp_path / (tag + '-rows'), tmp_path / (tag + '-general')
+        r = quantize(model, rows, *args)
+        assert r.returncode == 0, r.stderr
+        r = quantize(model, general, *args, '--allow-nonfinite')
+        assert r.returncode == 0, r.stderr
+        a, b = read_checkpoint(rows), read_checkpoint(general)
+        assert a.keys() == b.keys()
+        packed = [k for k in a if k.endswith('.weight_packed')]
+        assert len(packed) >= len(LINEAR) * L   # (lm_head too without an exclude)
+        for k in a:
+            assert a[k][0] == b[k][0] and np.array_equal(a[k][1], b[k][1]), (tag, k)
+
+
 def test_killed_run_leaves_no_complete_output(tmp_path):
     import signal
     import time

@@ -540,10 +540,18 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
       if (allow_nonfinite)
         replace_nonfinite (x, n);
     }
-  /* int4 per group packed along columns ([I, O/8] words) on the row path */
-  packed = rows && layout != QUARK_CODE_LAYOUT_BYTES && (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) &&
-           n_dims == 2 && quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && l.rows % 8 == 0 &&
-           l.rows > 0 && l.cols > 0;
+  /* int4 on the row path packed as it is quantized: per group along
+   * columns ([I, O/8] words), per group or output channel along rows
+   * ([O, I/8]) */
+  packed = rows && (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 && shape[0] > 0 &&
+           shape[1] > 0 &&
+           (layout == QUARK_CODE_LAYOUT_INT4_ROWS
+            ? shape[1] % 8 == 0 &&
+              (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP ||
+               (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL &&
+                quark_tensor_spec_get_ch_axis (spec) == 0))
+            : layout != QUARK_CODE_LAYOUT_BYTES && quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP &&
+              l.rows % 8 == 0);
   if (packed)
     codes = quark_buffer_alloc (n / 2);   /* every word is written */
   else if (rows)
@@ -686,6 +694,11 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   if (packed)
     {
       gint64 wshape[2] = { shape[1], shape[0] / 8 };
+      if (layout == QUARK_CODE_LAYOUT_INT4_ROWS)
+        {
+          wshape[0] = shape[0];
+          wshape[1] = shape[1] / 8;
+        }
       if (!add_new_tensor (out, name, QUARK_DTYPE_I32, wshape, 2, g_steal_pointer (&codes), n / 2, error))
         return FALSE;
     }

@@ -221,6 +221,9 @@ typedef struct {
    * units / 8]), a block of rows at a time */
   gint32 *words;
   gboolean reorder;
+  /* or packed along rows into these ([units, unit_len / 8]) as they are
+   * quantized */
+  gint32 *row_words;
   gsize units;
   float *scales;
   gpointer zps;
@@ -397,6 +400,8 @@ units_func (gsize first, gsize last, gpointer data)
   g_autofree float *zp = g_new (float, r->groups), *sc = g_new (float, r->groups);
   gsize per_read = units_per_read (r, r->unit_len), block = 0, block_first = first;
   guint8 *block_codes __attribute__ ((cleanup (buffer_free))) = NULL;
+  /* a row's codes before packing along it, for float32 rows */
+  g_autofree guint8 *row_codes = r->row_words && r->in != QUARK_DTYPE_BF16 ? g_malloc (r->unit_len) : NULL;
   g_auto (Reader) rd;
 
   if (r->words)
@@ -448,9 +453,21 @@ units_func (gsize first, gsize last, gpointer data)
             return;
           if (r->is_int)
             {
-              guint8 *dst = r->words ? block_codes + (u - block_first) * r->unit_len : r->codes + start * r->esize;
+              guint8 *dst = r->words ? block_codes + (u - block_first) * r->unit_len
+                                     : r->codes ? r->codes + start * r->esize : NULL;
               ip.offset = start;
-              if (xb)
+              if (r->row_words && xb)
+                /* quantized and packed in one pass */
+                quark_kernel_quantize_pack_int4_groups_bf16 (xb, r->unit_len, r->group, &ip, sc,
+                                                             r->symmetric ? NULL : zp, r->dtype, FALSE,
+                                                             r->row_words + start / 8);
+              else if (r->row_words)
+                {
+                  quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
+                                                        r->dtype, row_codes);
+                  quark_kernel_pack_int4 ((const int8_t *) row_codes, 1, r->unit_len, FALSE, r->row_words + start / 8);
+                }
+              else if (xb)
                 quark_kernel_quantize_int_groups_bf16 (xb, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
                                                        r->dtype, dst);
               else
@@ -629,6 +646,8 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
   r.scale_dtype = scale_dtype;
   if (layout == QUARK_CODE_LAYOUT_BYTES)
     r.codes = codes;
+  else if (layout == QUARK_CODE_LAYOUT_INT4_ROWS)
+    r.row_words = (gint32 *) codes;
   else
     {
       r.words = (gint32 *) codes;

@@ -460,6 +460,24 @@ pack_rows (const gint8 *codes, gsize rows, gsize n, guint bits, gint32 offset, g
   return words;
 }
 
+/* The words of int4 codes a backend packed along rows (natural nibbles,
+ * [@rows, @cols / 8]) as pack_rows () stores them: q + 8 is an int4
+ * code's nibble with its top bit flipped; a uint4 code's nibble is
+ * already u - 8 + 8 (@offset -8) */
+static guint32 *
+flip_packed_rows (QuarkTensor *codes, gsize rows, gsize cols, gint32 offset, gsize *words_per_row)
+{
+  gsize n = rows * cols / 8;
+  guint32 *words = quark_buffer_alloc (MAX (n, 1) * sizeof (guint32));
+  const guint32 flip = offset == 0 ? 0x88888888u : 0;
+
+  memcpy (words, quark_tensor_peek_data (codes, NULL), n * sizeof (guint32));
+  for (gsize i = 0; i < n; i++)
+    words[i] ^= flip;
+  *words_per_row = cols / 8;
+  return words;
+}
+
 /* The logical scales as stored: in @dtype, with @shape. */
 static gboolean
 add_scales (QuarkModel *out, const char *name, QuarkTensor *scale, QuarkDType dtype, const gint64 *shape,
@@ -528,6 +546,25 @@ write_g_idx (QuarkFormatCompressedTensors *self, const char *layer, QuarkTensor 
                                                          quark_tensor_get_data (g_idx), error), error);
 }
 
+/* pack-quantized int4 and uint4 weights in groups or per output channel
+ * are stored packed along rows (pack_rows ()): a backend may give their
+ * codes so (QUARK_CODE_LAYOUT_INT4_ROWS, natural nibbles; the export then
+ * only moves int4's to q + 8) */
+static QuarkCodeLayout
+ct_get_code_layout (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, const gint64 *shape,
+                    guint n_dims)
+{
+  QuarkFormatCompressedTensors *self = (QuarkFormatCompressedTensors *) format;
+  CtArgs a;
+
+  if (self->format == NULL || !g_str_equal (self->format, PACK_QUANTIZED) || n_dims != 2 || shape[0] <= 0 ||
+      shape[1] <= 0 || shape[1] % 8 != 0 || !ct_args_from_spec (spec, QUARK_ROLE_WEIGHT, "tensor", name, &a, NULL) ||
+      a.is_float || a.mx || a.nv || a.num_bits != 4 ||
+      !(g_str_equal (a.strategy, "group") || g_str_equal (a.strategy, "channel")))
+    return QUARK_CODE_LAYOUT_BYTES;
+  return QUARK_CODE_LAYOUT_INT4_ROWS;
+}
+
 static gboolean
 ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
                   QuarkModel *out, GError **error)
@@ -549,6 +586,7 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   gint64 sshape[2];
   guint s_dims;
   QuarkDType scale_dtype;
+  gboolean in_words;
   CtArgs a;
 
   if (!ct_args_from_spec (spec, QUARK_ROLE_WEIGHT, "tensor", name, &a, error))
@@ -566,6 +604,22 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     }
   rows = (gsize) shape[0];
   cols = (gsize) shape[1];
+  /* int4 codes packed along rows (ct_get_code_layout ()): int32 [O, I/8] */
+  in_words = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32 && !a.is_float && a.num_bits == 4;
+  if (in_words)
+    {
+      gint64 logical_shape[2] = { shape[0], shape[1] * 8 };
+      cols *= 8;
+      if (ct_get_code_layout (format, name, spec, logical_shape, 2) != QUARK_CODE_LAYOUT_INT4_ROWS ||
+          n_params != rows * (a.group_size > 0 ? (cols + (gsize) a.group_size - 1) / (gsize) a.group_size : 1))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
+                       "tensor %s: int32 codes of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] are neither "
+                       "one code per element nor the packed layout %s asked for", name, shape[0], shape[1],
+                       FORMAT_NAME);
+          return FALSE;
+        }
+    }
   /* pack-quantized keeps the scales in the dtype the backend rounded them
    * to (get_scale_dtype), the others in float32 */
   scale_dtype = quark_tensor_get_dtype (scale);
@@ -656,11 +710,11 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     }
   else
     {
-      gsize n, nz = 0;
-      g_autofree gint8 *q = signed_codes (codes, &a, &n, error);
+      gsize n = 0, nz = 0;
+      g_autofree gint8 *q = in_words ? NULL : signed_codes (codes, &a, &n, error);
       g_autofree gint8 *z = NULL;
 
-      if (q == NULL)
+      if (q == NULL && !in_words)
         return FALSE;
       if (zp && (z = signed_codes (zp, &a, &nz, error)) == NULL)
         return FALSE;
@@ -677,7 +731,8 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
       if (g_str_equal (self->format, PACK_QUANTIZED))
         {
           gsize wpr;
-          guint32 *words = pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
+          guint32 *words = in_words ? flip_packed_rows (codes, rows, cols, a.code_offset, &wpr)
+                                  : pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
           gint64 wshape[2] = { (gint64) rows, (gint64) wpr };
           gint64 *dims = g_new (gint64, 2);
           gint64 dshape[1] = { 2 };
@@ -1679,6 +1734,7 @@ _quark_format_compressed_tensors_class_init (QuarkFormatCompressedTensorsClass *
   format_class->prepare = ct_prepare;
   format_class->check_weight = ct_check_weight;
   format_class->get_scale_dtype = ct_get_scale_dtype;
+  format_class->get_code_layout = ct_get_code_layout;
   format_class->write_weight = ct_export_weight;
   format_class->write_activation = ct_export_activation;
   format_class->build_quantization_config = ct_build_quantization_config;
