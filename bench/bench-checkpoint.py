@@ -2,7 +2,8 @@
 # What users run, against a copy: `quark quantize` of a generated Llama-shaped
 # checkpoint of BF16 weights (TinyLlama's shapes: hidden 2048, MLP 5632, four
 # KV heads of 64; as many layers as make --gib, 2 by default) to int8 per
-# channel, FP8 per channel, MXFP4 and int4 per group of 128, timed against
+# channel, FP8 per channel, MXFP4 and int4 per group of 128 (AMD Quark's
+# layout, and compressed-tensors' as "int4 g128 ct"), timed against
 # `cp -r` of the same directory and, where a llama.cpp build is given,
 # against `llama-quantize` from a BF16 GGUF of the same weights (Q8_0, Q4_0,
 # MXFP4), all on the same threads, in the same run, with the page cache warm.
@@ -143,10 +144,11 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
     out = os.path.join(tmp, 'out')
     j = str(args.threads)
     commands = [('cp -r', ['cp', '-r', src, out], out)]
-    for preset, what in (('int8_per_channel_wo', 'int8'), ('ptpc_fp8', 'fp8'), ('mxfp4', 'mxfp4'),
-                         ('int4_wo_128', 'int4 g128')):
-        commands.append(('quark ' + what, [quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', j],
-                         out))
+    for preset, what, extra in (('int8_per_channel_wo', 'int8', []), ('ptpc_fp8', 'fp8', []),
+                                ('mxfp4', 'mxfp4', []), ('int4_wo_128', 'int4 g128', []),
+                                ('int4_wo_128', 'int4 g128 ct', ['--export-format', 'compressed-tensors'])):
+        commands.append(('quark ' + what, [quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', j]
+                         + extra, out))
     llama_quantize = os.path.join(args.llama_bin, 'llama-quantize') if args.llama_bin else ''
     have_llama = llama_quantize and os.access(llama_quantize, os.X_OK) and \
         os.path.exists(os.path.join(src, 'tokenizer.json'))
