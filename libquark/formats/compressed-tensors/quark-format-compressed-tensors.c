@@ -483,13 +483,18 @@ static gboolean
 add_scales (QuarkModel *out, const char *name, QuarkTensor *scale, QuarkDType dtype, const gint64 *shape,
             guint n_dims, GError **error)
 {
-  gsize n;
-  g_autofree float *s = quark_tensor_to_floats (scale, &n, error);
-  gsize size = n * quark_dtype_get_element_size (dtype);
+  gsize n, size;
+  g_autofree float *s = NULL;
   gpointer data;
 
-  if (s == NULL)
+  /* already in that dtype (what the backend rounded them to): the bytes
+   * as they are, without two copies through float32 */
+  if (quark_tensor_get_dtype (scale) == dtype)
+    return _quark_format_add_owned (out, quark_tensor_new (name, dtype, shape, n_dims, quark_tensor_get_data (scale),
+                                                           error), error);
+  if ((s = quark_tensor_to_floats (scale, &n, error)) == NULL)
     return FALSE;
+  size = n * quark_dtype_get_element_size (dtype);
   data = g_malloc (MAX (size, 1));
   if (dtype == QUARK_DTYPE_F32)
     memcpy (data, s, size);
