@@ -864,6 +864,19 @@ QK_DEFINE_ZP_DISPATCH (NAME, ITYPE, CTYPE)
 /* Codes are clamped to the range of the storage type, so the narrowing
  * conversions keep them exactly (two's complement for signed types); the
  * 8- and 16-bit ones take the low bits of the magic-number sum directly. */
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, float, qk_load_f32, uint16_t, qk_vu16, 0, 0xffff)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, float, qk_load_f32, int32_t, qk_vi, QK_MAGIC_BITS, -1)
+QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t, qk_vi, QK_MAGIC_BITS, -1)
+
+/* 16 floats to one-byte codes, asking for the next row's line */
+QK_INLINE void
+qk_f32_u8_step (const float *x, size_t row, const QkIntLanes l, const qk_vf mul, const qk_vf zp, uint8_t *out)
+{
+  qk_vu8 narrow = __builtin_convertvector (qk_int_lanes_mz (qk_load_f32 (x), l, mul, zp) & 0xff, qk_vu8);
+  QK_PREFETCH_NEXT_ROW (x + row);
+  memcpy (out, &narrow, sizeof narrow);
+}
+
 /* float32 to one-byte codes: where the processor lacks AVX-512 (GCC 12
  * keeps 512-bit vectors in memory there between steps), 16 values per
  * step as two 256-bit halves, the loop once for each of divide and
@@ -909,16 +922,10 @@ qk_quantize_vec_u8_loop (const float *x, size_t n, size_t row, const QkIntLanes 
       return qk_quantize_vec_u8_loop8 (x, n, row, h, out);
     }
   for (; i + QK_LANES <= n; i += QK_LANES)
-    {
-      qk_vu8 narrow = __builtin_convertvector (qk_int_lanes (qk_load_f32 (x + i), l) & 0xff, qk_vu8);
-      memcpy (out + i, &narrow, sizeof narrow);
-    }
+    qk_f32_u8_step (x + i, row, l, l.mul, l.zp, out + i);
   return i;
 }
 QK_DEFINE_ZP_DISPATCH (qk_quantize_vec_u8, float, uint8_t)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_u16, float, qk_load_f32, uint16_t, qk_vu16, 0, 0xffff)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_vec_i32, float, qk_load_f32, int32_t, qk_vi, QK_MAGIC_BITS, -1)
-QK_DEFINE_VECTOR_QUANTIZE (qk_quantize_bf16_i32, uint16_t, qk_load_bf16, int32_t, qk_vi, QK_MAGIC_BITS, -1)
 
 /* bfloat16 to 8- and 16-bit codes, 32 values per step: a 512-bit load holds
  * them as 16 words, element 2k in the low half of word k (little endian), so
@@ -1214,15 +1221,6 @@ NAME (const ITYPE *x, size_t n, size_t group, size_t row, const QuarkKernelIntPa
     zp ? NAME##_wide (x, n, group, row, p, scales, zero_points, false, true, out) \
        : NAME##_wide (x, n, group, row, p, scales, zero_points, false, false, out); \
   return true; \
-}
-
-/* 16 floats to one-byte codes, asking for the next row's line */
-QK_INLINE void
-qk_f32_u8_step (const float *x, size_t row, const QkIntLanes l, const qk_vf mul, const qk_vf zp, uint8_t *out)
-{
-  qk_vu8 narrow = __builtin_convertvector (qk_int_lanes_mz (qk_load_f32 (x), l, mul, zp) & 0xff, qk_vu8);
-  QK_PREFETCH_NEXT_ROW (x + row);
-  memcpy (out, &narrow, sizeof narrow);
 }
 
 QK_DEFINE_U8_GROUPS_FAST (qk_f32_u8_groups_fast, float, qk_f32_u8_step, QK_LANES)
