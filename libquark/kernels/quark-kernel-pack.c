@@ -308,11 +308,10 @@ pack_tile_wide (const int8_t *codes, size_t stride, size_t c, unsigned nw, bool 
 
 QK_MULTIVERSION static size_t
 pack_columns_tiles (const int8_t *codes, size_t row_len, size_t n_words, size_t first, size_t n, bool reorder,
-                    int32_t *words, size_t *w_done)
+                    int32_t *words)
 {
   size_t off[8], full, w0;
 
-  *w_done = first;
   if (n == 0 || row_len < 16)
     return 0;
   full = row_len - row_len % 16;
@@ -334,7 +333,6 @@ pack_columns_tiles (const int8_t *codes, size_t row_len, size_t n_words, size_t 
               pack_columns_tile16 (codes, row_len, n_words, first, w0, c0, (unsigned) (b_end - w0), nq, off, words);
             c0 += 16 * nq;
           }
-      *w_done = first + n;
       return full;
     }
   /* AVX-512: tiles of 16 row groups by 16 columns; the last tile may hold
@@ -355,33 +353,32 @@ pack_columns_tiles (const int8_t *codes, size_t row_len, size_t n_words, size_t 
 
       for (size_t c0 = 0; c0 < full; c0 += 16)
         {
-          const int8_t *src = band;
-          size_t stride = row_len, c = c0;
-          if (c0 % 64 == 0 && c0 + 64 <= full)
+          /* the strip c0 is in, when whole (the last 16-column tiles of a
+           * row read the codes in place) */
+          const bool in_strip = c0 - c0 % 64 + 64 <= full;
+          if (in_strip && c0 % 64 == 0)
             for (unsigned r = 0; r < 8 * nw; r++)
               memcpy (strip + 64 * r, band + r * row_len + c0, 64);
-          if (c0 - c0 % 64 + 64 <= full)
-            {
-              src = (const int8_t *) strip;
-              stride = 64;
-              c = c0 % 64;
-            }
-          pack_tile_wide (src, stride, c, nw, reorder, words + c0 * n_words + w0, n_words);
+          if (in_strip)
+            pack_tile_wide ((const int8_t *) strip, 64, c0 % 64, nw, reorder, words + c0 * n_words + w0, n_words);
+          else
+            pack_tile_wide (band, row_len, c0, nw, reorder, words + c0 * n_words + w0, n_words);
         }
     }
-  *w_done = first + n;
   return full;
 }
 
-/* Row groups [first, first + n) of the column layout, tiles then edges */
+/* Row groups [first, first + n) of the column layout: the tiles take
+ * every row group of the first columns (pack_columns_tiles () returns how
+ * many), the rest of the columns one code at a time */
 static void
 pack_columns_rows (const int8_t *codes, size_t row_len, size_t n_words, size_t first, size_t n, bool reorder,
                    int32_t *words)
 {
-  size_t w_done, full = pack_columns_tiles (codes, row_len, n_words, first, n, reorder, words, &w_done);
+  const size_t full = pack_columns_tiles (codes, row_len, n_words, first, n, reorder, words);
 
-  for (size_t c = 0; c < row_len; c++)
-    for (size_t w = c < full ? w_done : first; w < first + n; w++)
+  for (size_t c = full; c < row_len; c++)
+    for (size_t w = first; w < first + n; w++)
       {
         uint32_t word = 0;
         for (unsigned k = 0; k < 8; k++)
