@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "quark-buffer.h"
+#include "quark-buffer-private.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -50,7 +51,7 @@ static guint pool_n_idle;
 /* @capacity bytes of anonymous memory: below HUGE_PAGE (a power of two
  * under HUGE_MIN) a mapping of its own; else (a multiple of HUGE_PAGE)
  * aligned to HUGE_PAGE, a larger mapping with the excess cut off at both
- * ends, advised for huge pages. */
+ * ends, advised for huge pages. %NULL when the system refuses it. */
 static gpointer
 map_buffer (gsize capacity)
 {
@@ -61,7 +62,7 @@ map_buffer (gsize capacity)
   gsize head;
 
   if (p == MAP_FAILED)
-    g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, capacity);
+    return NULL;
   if (!huge)
     return p;
   aligned = (guint8 *) (((guintptr) p + HUGE_PAGE - 1) & ~(guintptr) (HUGE_PAGE - 1));
@@ -76,26 +77,17 @@ map_buffer (gsize capacity)
   return aligned;
 }
 
-/**
- * quark_buffer_alloc: (skip)
- * @size: bytes
- *
- * Allocates @size bytes of uninitialised memory for tensor data: from the
- * pool for 64 KiB or more, else with g_malloc(). Give it back with
- * quark_buffer_free(), or hand it to quark_buffer_to_bytes().
- *
- * Returns: (transfer full): the buffer (never %NULL; aborts on exhaustion
- *   as g_malloc() does)
- */
+/* quark_buffer_alloc(), or %NULL (without aborting) when the memory
+ * cannot be had */
 gpointer
-quark_buffer_alloc (gsize size)
+_quark_buffer_try_alloc (gsize size)
 {
   gpointer data = NULL;
   gsize capacity;
   int best = -1;
 
   if (size < POOL_MIN)
-    return g_malloc (MAX (size, 1));
+    return g_try_malloc (MAX (size, 1));
 
   pthread_mutex_lock (&pool_lock);
   /* the smallest idle buffer that holds @size without wasting half of it
@@ -116,14 +108,41 @@ quark_buffer_alloc (gsize size)
       if (size < HUGE_MIN)
         for (capacity = POOL_MIN; capacity < size; capacity *= 2)
           ;
+      else if (size > G_MAXSIZE - HUGE_PAGE * 2)
+        capacity = 0;
       else
         capacity = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-      data = map_buffer (capacity);
+      if (capacity == 0 || (data = map_buffer (capacity)) == NULL)
+        {
+          pthread_mutex_unlock (&pool_lock);
+          return NULL;
+        }
     }
   if (pool_live == NULL)
     pool_live = g_hash_table_new (NULL, NULL);
   g_hash_table_insert (pool_live, data, GSIZE_TO_POINTER (capacity));
   pthread_mutex_unlock (&pool_lock);
+  return data;
+}
+
+/**
+ * quark_buffer_alloc: (skip)
+ * @size: bytes
+ *
+ * Allocates @size bytes of uninitialised memory for tensor data: from the
+ * pool for 64 KiB or more, else with g_malloc(). Give it back with
+ * quark_buffer_free(), or hand it to quark_buffer_to_bytes().
+ *
+ * Returns: (transfer full): the buffer (never %NULL; aborts on exhaustion
+ *   as g_malloc() does)
+ */
+gpointer
+quark_buffer_alloc (gsize size)
+{
+  gpointer data = _quark_buffer_try_alloc (size);
+
+  if (data == NULL)
+    g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes", G_STRLOC, size);
   return data;
 }
 
