@@ -23,5 +23,11 @@ gboolean _quark_gptq_check_gram   (QuarkTensor  *gram,
 void     _quark_gptq_run_rows     (gsize          n_rows,
                                    QuarkRangeFunc func,
                                    gpointer       data);
+void     _quark_gptq_sub_outer    (float         *w,
+                                   gsize          stride,
+                                   gsize          rows,
+                                   const float   *e,
+                                   const float   *u,
+                                   gsize          n);
 
 G_END_DECLS

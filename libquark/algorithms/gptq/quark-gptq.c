@@ -10,6 +10,8 @@
 #include "kernels/quark-kernels.h"
 #include "runtime/quark-parallel-private.h"
 #include "quark-blas-private.h"
+#include "quark-buffer.h"
+#include "quark-buffer-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -168,6 +170,78 @@ _quark_gptq_column_order (const double *g, gsize n, gboolean desc, gsize *perm)
   return TRUE;
 }
 
+typedef struct _Prepare Prepare;
+struct _Prepare {
+  void (*row) (const Prepare *p, gsize i);      /* what paired_rows() does to row i */
+  const double *g;              /* H0, n × n */
+  const gsize *perm;
+  const guint8 *dead;
+  double damp;
+  double *rev;                  /* LAPACK's buffer, n × n */
+  float *u;                     /* U, n × n */
+  gsize n;
+};
+
+/* rev[i][j] (j ≤ i) = H[n−1−i][n−1−j], H[a][b] = H0[perm[a]][perm[b]] */
+static void
+fill_row (const Prepare *p, gsize i)
+{
+  gsize n = p->n;
+  const double *row = p->g + p->perm[n - 1 - i] * n;
+  double *out = p->rev + i * n;
+
+  for (gsize j = 0; j < i; j++)
+    out[j] = row[p->perm[n - 1 - j]];
+  out[i] = (p->dead[n - 1 - i] ? 1.0 : row[p->perm[n - 1 - i]]) + p->damp;
+}
+
+/* rev's row-major lower triangle is L⁻¹; U[i][j] = L⁻¹[n−1−i][n−1−j] */
+static void
+convert_row (const Prepare *p, gsize i)
+{
+  gsize n = p->n;
+  const double *from = p->rev + (n - 1 - i) * n;
+  float *to = p->u + i * n;
+
+  for (gsize j = i; j < n; j++)
+    to[j] = (float) from[n - 1 - j];
+}
+
+/* Rows in pairs, i and n − 1 − i, so that every item has about n of a
+ * triangle's elements and the threads' shares are even */
+static void
+paired_rows (gpointer data, gsize begin, gsize end, guint worker)
+{
+  const Prepare *p = data;
+
+  for (gsize k = begin; k < end; k++)
+    {
+      p->row (p, k);
+      if (p->n - 1 - k != k)
+        p->row (p, p->n - 1 - k);
+    }
+}
+
+/* Memory from the buffer pool (mapped in huge pages where the system
+ * allows them): the factors and the working weight are large, and layers
+ * of a model share a few shapes, so that the next layer's GPTQ takes them
+ * again instead of faulting in fresh pages */
+typedef double PoolDoubles;
+typedef float PoolFloats;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (PoolDoubles, quark_buffer_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (PoolFloats, quark_buffer_free)
+
+/* @rows × @cols elements of @size bytes from the pool, or %NULL */
+static gpointer
+pool_try_new (gsize rows, gsize cols, gsize size)
+{
+  gsize count, bytes;
+
+  if (!g_size_checked_mul (&count, MAX (rows, 1), MAX (cols, 1)) || !g_size_checked_mul (&bytes, count, size))
+    return NULL;
+  return _quark_buffer_try_alloc (bytes);
+}
+
 /* GPTQ's set-up, shared by every variant: the column order (descending
  * diagonal of H with @desc_act, else the columns' own), the input
  * features that were never non-zero (H[i][i] = 0: their weights become 0
@@ -178,18 +252,21 @@ _quark_gptq_column_order (const double *g, gsize n, gboolean desc, gsize *perm)
  * One Cholesky factorization and one triangular inverse (⅔ n³ operations)
  * with LAPACK in float64; the permuted, reversed, damped H is written
  * straight into LAPACK's buffer (column-major upper = row-major lower), and
- * U goes out in float32. The weight itself is permuted by the column loop's
- * threads, each for its rows. */
+ * U goes out in float32, both by the processors' threads (LAPACK runs on
+ * BLAS's own). The weight itself is permuted by the column loop's threads,
+ * each for its rows. */
 static gboolean
 prepare (gsize n, const double *g, double damp_percent, gboolean desc_act, const char *name, gsize **perm_out,
          guint8 **dead_out, float **u_out, GError **error)
 {
-  g_autofree double *rev = g_try_new (double, MAX (n * n, 1));
+  g_autoptr(PoolDoubles) rev = pool_try_new (n, n, sizeof (double));
   g_autofree gsize *perm = g_new (gsize, MAX (n, 1));
   g_autofree guint8 *dead = g_new0 (guint8, MAX (n, 1));
-  g_autofree float *u = NULL;
+  g_autoptr(PoolFloats) u = NULL;
   double damp = 0.0;
   lapack_int info;
+  QuarkParallel *pool;
+  Prepare job;
 
   if (rev == NULL)
     {
@@ -208,37 +285,28 @@ prepare (gsize n, const double *g, double damp_percent, gboolean desc_act, const
       damp += dead[i] ? 1.0 : d;
     }
   damp = damp_percent * damp / (double) n;
-  /* rev[i][j] (j ≤ i) = H[n−1−i][n−1−j], H[a][b] = H0[perm[a]][perm[b]] */
-  for (gsize i = 0; i < n; i++)
-    {
-      const double *row = g + perm[n - 1 - i] * n;
-      double *out = rev + i * n;
-      for (gsize j = 0; j < i; j++)
-        out[j] = row[perm[n - 1 - j]];
-      out[i] = (dead[n - 1 - i] ? 1.0 : row[perm[n - 1 - i]]) + damp;
-    }
+  job = (Prepare) { fill_row, g, perm, dead, damp, rev, NULL, n };
+  pool = _quark_parallel_new (MIN (g_get_num_processors (), MAX (1, (guint) (n / 256))));
+  _quark_parallel_run (pool, (n + 1) / 2, paired_rows, &job);
   if ((info = _quark_blas ()->dpotrf (LAPACK_COL_MAJOR, 'U', (lapack_int) n, rev, (lapack_int) n)) != 0 ||
       (info = _quark_blas ()->dtrtri (LAPACK_COL_MAJOR, 'U', 'N', (lapack_int) n, rev, (lapack_int) n)) != 0)
     {
+      _quark_parallel_free (pool);
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
                    "%s: the damped Hessian is not positive definite (LAPACK info %d); a larger damp_percent helps",
                    name, (int) info);
       return FALSE;
     }
-  u = g_try_new (float, MAX (n * n, 1));
-  if (u == NULL)
+  if ((u = pool_try_new (n, n, sizeof (float))) == NULL)
     {
+      _quark_parallel_free (pool);
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
       return FALSE;
     }
-  /* rev's row-major lower triangle is L⁻¹; U[i][j] = L⁻¹[n−1−i][n−1−j] */
-  for (gsize i = 0; i < n; i++)
-    {
-      const double *from = rev + (n - 1 - i) * n;
-      float *to = u + i * n;
-      for (gsize j = i; j < n; j++)
-        to[j] = (float) from[n - 1 - j];
-    }
+  job.u = u;
+  job.row = convert_row;
+  _quark_parallel_run (pool, (n + 1) / 2, paired_rows, &job);
+  _quark_parallel_free (pool);
   *perm_out = g_steal_pointer (&perm);
   *dead_out = g_steal_pointer (&dead);
   *u_out = g_steal_pointer (&u);
@@ -304,15 +372,8 @@ code_value (const guint8 *q, gsize r, gsize esize, gboolean is_signed)
     }
 }
 
-/* Column c's error e (already over U's diagonal) kept for the block's
- * product, and spread over the row's later columns of the block */
-static inline void
-spread_error (float *wr, float *err_slot, float e, const float *urow, gsize c, gsize b1)
-{
-  *err_slot = e;
-  for (gsize k = c + 1; k < b1; k++)
-    wr[k] -= e * urow[k];
-}
+/* rows of a thread's share that take a block's columns together */
+#define GPTQ_TILE 32
 
 static void
 column_rows (gpointer data, gsize begin, gsize end, guint worker)
@@ -324,6 +385,7 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
   g_autofree float *col = g_new (float, mr), *sc = g_new (float, mr), *zp = g_new (float, mr);
   g_autofree float *err = g_new (float, mr * j->block);
   g_autofree guint8 *q = g_malloc (mr * esize);
+  float e[GPTQ_TILE];
 
   /* this share's rows of the permuted weight: W[:, i] = W0[:, perm[i]] */
   for (gsize r = begin; r < end; r++)
@@ -337,63 +399,79 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
     {
       gsize b1 = MIN (n, b0 + j->block), bw = b1 - b0;
 
-      for (gsize c = b0; c < b1; c++)
+      /* The block's columns, GPTQ_TILE rows at a time: a row depends only
+       * on itself and U, so taking the rows in tiles changes no bit, and
+       * the tile's part of the block (GPTQ_TILE × 128 floats) stays in the
+       * first-level cache from one column to the next instead of coming
+       * back from memory for every column. */
+      for (gsize t0 = 0; t0 < mr; t0 += GPTQ_TILE)
         {
-          gsize orig = j->perm[c], at_col = j->act_order_groups ? c : orig, grp = at_col / p->group;
-          float d = j->u[c * n + c];
-          const float *urow = j->u + c * n;
+          gsize t1 = MIN (mr, t0 + GPTQ_TILE), tn = t1 - t0;
 
-          /* dynamic groups: each group's parameters from its columns as
-           * updated so far, when its first column comes; the groups are
-           * consecutive columns in their own order, or in the permuted
-           * (activation) order, which then needs g_idx */
-          if (j->params_func && at_col % p->group == 0)
-            for (gsize r = 0; r < mr; r++)
-              {
-                gsize at = (begin + r) * p->n_groups + grp;
-                float zero = 0.0f;
-                j->params_func (j->w + (begin + r) * n + c, MIN (p->group, n - c), &p->scales[at], &zero,
-                                j->user_data);
-                if (p->zero_points)
-                  p->zero_points[at] = zero;
-              }
-
-          if (j->round_func)
+          for (gsize c = b0; c < b1; c++)
             {
-              /* the caller's quantizer: the column becomes its rounded
-               * values, and the error goes on as below */
-              for (gsize r = 0; r < mr; r++)
+              gsize orig = j->perm[c], at_col = j->act_order_groups ? c : orig, grp = at_col / p->group;
+              float d = j->u[c * n + c];
+
+              /* dynamic groups: each group's parameters from its columns
+               * as updated so far, when its first column comes; the groups
+               * are consecutive columns in their own order, or in the
+               * permuted (activation) order, which then needs g_idx */
+              if (j->params_func && at_col % p->group == 0)
+                for (gsize r = t0; r < t1; r++)
+                  {
+                    gsize at = (begin + r) * p->n_groups + grp;
+                    float zero = 0.0f;
+                    j->params_func (j->w + (begin + r) * n + c, MIN (p->group, n - c), &p->scales[at], &zero,
+                                    j->user_data);
+                    if (p->zero_points)
+                      p->zero_points[at] = zero;
+                  }
+
+              for (gsize r = t0; r < t1; r++)
                 col[r] = j->w[(begin + r) * n + c];
-              j->round_func (col, mr, orig, begin, sc, j->user_data);
-              for (gsize r = 0; r < mr; r++)
+              if (j->round_func)
                 {
-                  float *wr = j->w + (begin + r) * n;
-                  wr[c] = sc[r];
-                  spread_error (wr, err + r * bw + (c - b0), (col[r] - sc[r]) / d, urow, c, b1);
+                  /* the caller's quantizer: the column becomes its
+                   * rounded values, and the error goes on as below */
+                  j->round_func (col + t0, tn, orig, begin + t0, sc + t0, j->user_data);
+                  for (gsize r = t0; r < t1; r++)
+                    {
+                      j->w[(begin + r) * n + c] = sc[r];
+                      e[r - t0] = (col[r] - sc[r]) / d;
+                    }
                 }
-              continue;
-            }
-          for (gsize r = 0; r < mr; r++)
-            {
-              gsize at = (p->per_row ? (begin + r) * p->n_groups : 0) + grp;
-              col[r] = j->w[(begin + r) * n + c];
-              sc[r] = p->scales[at];
-              zp[r] = p->zero_points ? p->zero_points[at] : 0.0f;
-            }
-          if (j->fmt)
-            /* minifloats as the backend rounds them: x / s, saturated */
-            for (gsize r = 0; r < mr; r++)
-              quark_kernel_fp_quantize_f32_scalar (j->fmt, &col[r], 1, sc[r], q + r);
-          else
-            quark_kernel_quantize_int_groups_f32 (col, mr, 1, j->ip, sc, p->zero_points ? zp : NULL, j->dtype, q);
-          for (gsize r = 0; r < mr; r++)
-            {
-              /* dequantized as the backend does: (q − z) · s, or decode (q) · s */
-              float deq = j->fmt ? (float) quark_kernel_fp_decode (j->fmt, q[r]) * sc[r]
-                                 : ((float) code_value (q, r, esize, is_signed) - zp[r]) * sc[r];
+              else
+                {
+                  for (gsize r = t0; r < t1; r++)
+                    {
+                      gsize at = (p->per_row ? (begin + r) * p->n_groups : 0) + grp;
+                      sc[r] = p->scales[at];
+                      zp[r] = p->zero_points ? p->zero_points[at] : 0.0f;
+                    }
+                  if (j->fmt)
+                    /* minifloats as the backend rounds them: x / s, saturated */
+                    for (gsize r = t0; r < t1; r++)
+                      quark_kernel_fp_quantize_f32_scalar (j->fmt, &col[r], 1, sc[r], q + r);
+                  else
+                    quark_kernel_quantize_int_groups_f32 (col + t0, tn, 1, j->ip, sc + t0,
+                                                          p->zero_points ? zp + t0 : NULL, j->dtype, q + t0 * esize);
+                  for (gsize r = t0; r < t1; r++)
+                    {
+                      /* dequantized as the backend does: (q − z) · s, or decode (q) · s */
+                      float deq = j->fmt ? (float) quark_kernel_fp_decode (j->fmt, q[r]) * sc[r]
+                                         : ((float) code_value (q, r, esize, is_signed) - zp[r]) * sc[r];
 
-              memcpy (j->out + ((begin + r) * n + orig) * esize, q + r * esize, esize);
-              spread_error (j->w + (begin + r) * n, err + r * bw + (c - b0), (col[r] - deq) / d, urow, c, b1);
+                      memcpy (j->out + ((begin + r) * n + orig) * esize, q + r * esize, esize);
+                      e[r - t0] = (col[r] - deq) / d;
+                    }
+                }
+              /* each row's error e, kept for the block's product, and
+               * spread over the row's later columns of the block:
+               * w[k] −= e · U[c][k] */
+              for (gsize r = t0; r < t1; r++)
+                err[r * bw + (c - b0)] = e[r - t0];
+              _quark_gptq_sub_outer (j->w + (begin + t0) * n + c + 1, n, tn, e, j->u + c * n + c + 1, b1 - c - 1);
             }
         }
       if (b1 < n)
@@ -646,11 +724,11 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   QuarkKernelIntParams ip = { 0 };
   g_autofree float *wf = NULL;
   const float *wsrc;
-  g_autofree float *w = NULL;
-  g_autofree float *u = NULL;
+  g_autoptr(PoolFloats) w = NULL;
+  g_autoptr(PoolFloats) u = NULL;
   g_autofree gsize *perm = NULL;
   g_autofree guint8 *dead = NULL;
-  g_autofree guint8 *out = NULL;
+  guint8 *out = NULL;
   QuarkTensor *result = NULL;
 
   name = quark_tensor_get_name (weight);
@@ -688,8 +766,8 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   if (!prepare (n, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &dead, &u, error))
     goto out;
 
-  out = g_malloc (m * n * esize);
-  w = g_new (float, MAX (m * n, 1));
+  out = quark_buffer_alloc (MAX (m * n, 1) * esize);
+  w = quark_buffer_alloc (MAX (m * n, 1) * sizeof (float));
   {
     ColumnJob job = { &p, perm, u, wsrc, dead, w, out, m, n, block_size, esize, dtype, &ip, fmt, params_func,
                       user_data, params_func != NULL && desc_act, NULL };
@@ -697,7 +775,7 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   }
   {
     gint64 shape[2] = { (gint64) m, (gint64) n };
-    g_autoptr(GBytes) bytes = g_bytes_new_take (g_steal_pointer (&out), m * n * esize);
+    g_autoptr(GBytes) bytes = quark_buffer_to_bytes (g_steal_pointer (&out), m * n * esize);
     gsize n_params = (p.per_row ? m : 1) * p.n_groups;
     result = quark_tensor_new (quark_tensor_get_name (codes), dtype, shape, 2, bytes, error);
     if (result && params_func)
@@ -775,7 +853,8 @@ quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
 {
   g_autofree gsize *perm = NULL;
   g_autofree guint8 *dead = NULL;
-  g_autofree float *w = NULL, *u = NULL;
+  g_autoptr(PoolFloats) w = NULL;
+  g_autoptr(PoolFloats) u = NULL;
   Params p = { 0 };
   QuarkKernelIntParams ip = { 0 };
   const char *name;
@@ -795,7 +874,7 @@ quark_gptq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
     return TRUE;
   if (!prepare (cols, quark_tensor_peek_data (gram, NULL), damp_percent, desc_act, name, &perm, &dead, &u, error))
     return FALSE;
-  w = g_new (float, rows * cols);
+  w = quark_buffer_alloc (rows * cols * sizeof (float));
   p.rows = rows;
   p.cols = cols;
   p.group = cols;
