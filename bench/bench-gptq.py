@@ -7,10 +7,12 @@
 # Both start from the Gram matrix and round-to-nearest's scales; the times
 # cover the Cholesky factorizations and the column loop. torch runs in
 # float32, as the GPTQ reference does; libquark factors in float64 and
-# updates the weights in float32.
+# updates the weights in float32. Then libquark alone on one processor
+# against --threads (the speedup of the threads; the codes must not change).
 #
 # Usage: /usr/bin/python3 bench/bench-gptq.py [BUILDDIR] [--size 4096] [--threads 2]
 import argparse
+import ctypes
 import os
 import subprocess
 import sys
@@ -63,10 +65,43 @@ wt = tensor('w', w, Quark.DType.FLOAT32)
 logical = quantizer.quantize_tensor(wt, spec)
 codes, scale = logical.get_tensor('w'), logical.get_tensor('w_scale')
 gt = tensor('gram', gram, Quark.DType.FLOAT64)
-t0 = time.perf_counter()
-new = Quark.gptq_quantize(wt, spec, codes, scale, None, gt, 0.01, 128, True)
-quark_s = time.perf_counter() - t0
-ours = np.frombuffer(new.get_data().get_data(), dtype=np.int8).reshape(n, n)
+
+
+def run_quark():
+    t0 = time.perf_counter()
+    result = Quark.gptq_quantize(wt, spec, codes, scale, None, gt, 0.01, 128, True)
+    return time.perf_counter() - t0, np.frombuffer(result.get_data().get_data(), dtype=np.int8).reshape(n, n)
+
+
+# libquark's column loop takes one thread per processor the calling thread
+# may run on (g_get_num_processors follows its affinity mask), and LAPACK
+# runs on OpenBLAS's threads (started with the process, so their own masks
+# stay: they are set to one thread instead). The same call on one processor
+# and on --threads, alternating, best of 3 each.
+cpus = sorted(os.sched_getaffinity(0))
+try:
+    openblas = ctypes.CDLL(os.environ.get('QUARK_BLAS_LIBRARIES', 'libopenblas.so.0').split(':')[0])
+    openblas.openblas_set_num_threads
+except (OSError, AttributeError):
+    openblas = None
+
+
+def on_processors(k):
+    os.sched_setaffinity(0, cpus[:k])
+    if openblas is not None:
+        openblas.openblas_set_num_threads(k)
+
+
+one_s, many_s = [], []
+for _ in range(3):
+    on_processors(1)
+    t, ours_one = run_quark()
+    one_s.append(t)
+    on_processors(args.threads)
+    t, ours = run_quark()
+    many_s.append(t)
+os.sched_setaffinity(0, cpus)
+quark_s = min(many_s)
 
 scales = torch.from_numpy(np.frombuffer(scale.get_data().get_data(), dtype=np.float32).reshape(n, -1).copy())
 
@@ -117,3 +152,7 @@ print('GPTQ, int4 groups of %d, %d x %d weight, %d x %d Hessian, %d threads (tor
       (args.group, n, n, n, n, args.threads, torch.__version__))
 print('libquark: %.2f s   torch: %.2f s   ratio %.2fx   codes equal: %.2f %%' %
       (quark_s, torch_s, torch_s / quark_s, 100 * agree))
+print('libquark on one processor: %.2f s; on %d: %.2f s, %.2fx one (the same codes: %s)%s' %
+      (min(one_s), min(args.threads, len(cpus)), quark_s, min(one_s) / quark_s,
+       'yes' if np.array_equal(ours_one, ours) else 'NO',
+       '' if openblas else ' (LAPACK on all of its threads both times: no OpenBLAS to set)'))
