@@ -337,6 +337,39 @@ make_params (Rows *r, gsize p, float lo, float hi, QuarkKernelIntParams *ip, flo
   return TRUE;
 }
 
+/* quark_quark_round_scale() on the @n scales at @sc (bfloat16 or float16
+ * scale tensors), 64 at a time through the conversion kernels; FALSE after
+ * a scale that does not fit (recorded, with quark_quark_round_scale()'s
+ * error) */
+static gboolean
+round_scales (Rows *r, float *sc, gsize n)
+{
+  for (gsize g0 = 0; g0 < n; g0 += 64)
+    {
+      gsize k = MIN (64, n - g0);
+      guint16 bits[64];
+      float back[64];
+
+      quark_kernel_convert_from_f32 (r->scale_dtype, sc + g0, bits, k);
+      quark_kernel_convert_to_f32 (r->scale_dtype, bits, back, k);
+      for (gsize i = 0; i < k; i++)
+        {
+          if (!isfinite (back[i]) || back[i] <= 0.0f)
+            {
+              GError *error = NULL;
+              float s = sc[g0 + i];
+              if (!quark_quark_round_scale (&s, r->scale_dtype, r->name, &error))
+                {
+                  fail (r, error, FALSE);
+                  return FALSE;
+                }
+            }
+          sc[g0 + i] = back[i];
+        }
+    }
+  return TRUE;
+}
+
 /* The parameters of the groups of unit @u from their ranges @lo, @hi:
  * scales into @sc and the scale tensor, zero points into @zp and the zero
  * point tensor, the code range and rounding into *@ip. FALSE after a
@@ -346,10 +379,12 @@ row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float
 {
   gsize p0 = u * r->groups;
 
-  if (r->is_int && r->symmetric && r->scale_dtype == QUARK_DTYPE_F32)
+  if (r->is_int && r->symmetric)
     {
       /* quark_quark_int_params() of a symmetric range, for a whole row of
-       * groups in one loop: s = max (amax / half span, eps), zero points 0 */
+       * groups in one loop: s = max (amax / half span, eps), zero points 0;
+       * then, for a bfloat16 or float16 scale tensor, quark_quark_round_scale()
+       * for the row's scales at once */
       quark_quark_int_params (0.0f, 0.0f, TRUE, r->qmin, r->qmax, ip);
       ip->round = r->round;
       for (gsize g = 0; g < r->groups; g++)
@@ -359,6 +394,9 @@ row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float
           const float s = hi[g] / r->half_span;
           sc[g] = s > QUARK_EPS ? s : QUARK_EPS;
         }
+      if ((r->scale_dtype == QUARK_DTYPE_BF16 || r->scale_dtype == QUARK_DTYPE_F16) &&
+          !round_scales (r, sc, r->groups))
+        return FALSE;
       memcpy (r->scales + p0, sc, r->groups * sizeof (float));
       memset ((guint8 *) r->zps + p0 * r->esize, 0, r->groups * r->esize);
       return TRUE;
