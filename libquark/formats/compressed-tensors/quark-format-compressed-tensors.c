@@ -460,6 +460,50 @@ pack_rows (const gint8 *codes, gsize rows, gsize n, guint bits, gint32 offset, g
   return words;
 }
 
+/* Bytewise x + y, modulo 256 in each byte */
+static inline guint64
+add_bytes (guint64 x, guint64 y)
+{
+  const guint64 high = G_GUINT64_CONSTANT (0x8080808080808080);
+
+  return ((x & ~high) + (y & ~high)) ^ ((x ^ y) & high);
+}
+
+/* pack_rows () of 8-bit codes, straight from a tensor of one-byte integer
+ * codes (little-endian hosts): byte j of a word is element 4w + j as
+ * q + 128 with q the code plus @offset, all modulo 256, which is the
+ * code's byte plus offset + 128; eight bytes at a time, without the
+ * one-byte-per-code copy pack_rows () starts from */
+static guint32 *
+pack_byte_rows (QuarkTensor *codes, gsize rows, gsize n, gint32 offset, gsize *words_per_row)
+{
+  gsize wpr = (n + 3) / 4;
+  guint32 *words = quark_buffer_alloc (MAX (rows * wpr, 1) * sizeof (guint32));
+  const guint8 *b = quark_tensor_peek_data (codes, NULL);
+  const guint8 add = (guint8) (offset + 128);
+  const guint64 add8 = add * G_GUINT64_CONSTANT (0x0101010101010101);
+
+  for (gsize r = 0; r < rows; r++)
+    {
+      const guint8 *in = b + r * n;
+      guint8 *out = (guint8 *) (words + r * wpr);
+      gsize k = 0;
+
+      for (; k + 8 <= n; k += 8)
+        {
+          guint64 x;
+          memcpy (&x, in + k, 8);
+          x = add_bytes (x, add8);
+          memcpy (out + k, &x, 8);
+        }
+      for (; k < n; k++)
+        out[k] = (guint8) (in[k] + add);
+      memset (out + n, 0, wpr * 4 - n);
+    }
+  *words_per_row = wpr;
+  return words;
+}
+
 /* The words of int4 codes a backend packed along rows (natural nibbles,
  * [@rows, @cols / 8]) as pack_rows () stores them: q + 8 is an int4
  * code's nibble with its top bit flipped; a uint4 code's nibble is
@@ -716,10 +760,16 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
   else
     {
       gsize n = 0, nz = 0;
-      g_autofree gint8 *q = in_words ? NULL : signed_codes (codes, &a, &n, error);
+      /* pack-quantized 8-bit codes of one byte each are packed straight
+       * from the tensor (pack_byte_rows ()) */
+      gboolean byte_rows = !in_words && G_BYTE_ORDER == G_LITTLE_ENDIAN && a.num_bits == 8 &&
+                           g_str_equal (self->format, PACK_QUANTIZED) &&
+                           quark_dtype_is_integer (quark_tensor_get_dtype (codes)) &&
+                           quark_dtype_get_element_size (quark_tensor_get_dtype (codes)) == 1;
+      g_autofree gint8 *q = in_words || byte_rows ? NULL : signed_codes (codes, &a, &n, error);
       g_autofree gint8 *z = NULL;
 
-      if (q == NULL && !in_words)
+      if (q == NULL && !in_words && !byte_rows)
         return FALSE;
       if (zp && (z = signed_codes (zp, &a, &nz, error)) == NULL)
         return FALSE;
@@ -737,7 +787,8 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
         {
           gsize wpr;
           guint32 *words = in_words ? flip_packed_rows (codes, rows, cols, a.code_offset, &wpr)
-                                  : pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
+                           : byte_rows ? pack_byte_rows (codes, rows, cols, a.code_offset, &wpr)
+                           : pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
           gint64 wshape[2] = { (gint64) rows, (gint64) wpr };
           gint64 *dims = g_new (gint64, 2);
           gint64 dshape[1] = { 2 };
