@@ -3,7 +3,8 @@
 # checkpoint of BF16 weights (TinyLlama's shapes: hidden 2048, MLP 5632, four
 # KV heads of 64; as many layers as make --gib, 2 by default) to int8 per
 # channel, FP8 per channel, MXFP4 and int4 per group of 128 (AMD Quark's
-# layout, and compressed-tensors' as "int4 g128 ct"), timed against
+# layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
+# words, as "int4 g128 ct" and "int8 ct"), timed against
 # `cp -r` of the same directory and, where a llama.cpp build is given,
 # against `llama-quantize` from a BF16 GGUF of the same weights (Q8_0, Q4_0,
 # MXFP4), all on the same threads, in the same run, with the page cache warm.
@@ -146,7 +147,8 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
     commands = [('cp -r', ['cp', '-r', src, out], out)]
     for preset, what, extra in (('int8_per_channel_wo', 'int8', []), ('ptpc_fp8', 'fp8', []),
                                 ('mxfp4', 'mxfp4', []), ('int4_wo_128', 'int4 g128', []),
-                                ('int4_wo_128', 'int4 g128 ct', ['--export-format', 'compressed-tensors'])):
+                                ('int4_wo_128', 'int4 g128 ct', ['--export-format', 'compressed-tensors']),
+                                ('int8_per_channel_wo', 'int8 ct', ['--export-format', 'compressed-tensors'])):
         commands.append(('quark ' + what, [quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', j]
                          + extra, out))
     llama_quantize = os.path.join(args.llama_bin, 'llama-quantize') if args.llama_bin else ''

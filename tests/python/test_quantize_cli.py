@@ -380,13 +380,14 @@ def test_threads_give_identical_checkpoints(llama, tmp_path):
     assert quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--threads', '0').returncode == 2
 
 
-@pytest.mark.parametrize('preset', ['int4_wo_128', 'uint4_wo_32', 'int4_per_channel'])
-def test_compressed_tensors_int4_packed_as_quantized(llama, tmp_path, preset):
+@pytest.mark.parametrize('preset', ['int4_wo_128', 'uint4_wo_32', 'int4_per_channel', 'int8_per_channel_wo'])
+def test_compressed_tensors_packed_as_quantized(llama, tmp_path, preset):
     """compressed-tensors' pack-quantized int4 takes the codes packed along
     rows as the quark backend quantizes them (QUARK_CODE_LAYOUT_INT4_ROWS);
     --allow-nonfinite sends the same finite weights through the general
     path, one code per byte packed by the format: the same files. Also for
-    float32 weights (codes packed after each row)."""
+    float32 weights (codes packed after each row) and float16 ones (float16
+    scales, rounded a row of groups at a time on the row path)."""
     src, originals = llama
     args = ['--export-format', 'compressed-tensors', '--threads', '2']
     if preset == 'int4_per_channel':
@@ -396,12 +397,17 @@ def test_compressed_tensors_int4_packed_as_quantized(llama, tmp_path, preset):
         args += ['--config', str(cfg)]
     else:
         args += ['--preset', preset]
-    f32 = tmp_path / 'f32'
-    f32.mkdir()
-    write_safetensors(f32 / 'model.safetensors', {k: ('F32', v.astype(np.float32)) for k, v in originals.items()}, PT)
-    for name in ('config.json', 'tokenizer.json', 'generation_config.json'):
-        (f32 / name).write_bytes((src / name).read_bytes())
-    for model, tag in ((src, 'bf16'), (f32, 'f32')):
+    models = [(src, 'bf16')]
+    for dtype, tag in (('F32', 'f32'), ('F16', 'f16')):
+        d = tmp_path / tag
+        d.mkdir()
+        write_safetensors(d / 'model.safetensors',
+                          {k: (dtype, v.astype(np.float32 if dtype == 'F32' else np.float16))
+                           for k, v in originals.items()}, PT)
+        for name in ('config.json', 'tokenizer.json', 'generation_config.json'):
+            (d / name).write_bytes((src / name).read_bytes())
+        models.append((d, tag))
+    for model, tag in models:
         rows, general = tmp_path / (tag + '-rows'), tmp_path / (tag + '-general')
         r = quantize(model, rows, *args)
         assert r.returncode == 0, r.stderr
