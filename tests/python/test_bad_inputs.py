@@ -10,15 +10,16 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
-import time
 
 import pytest
 
 np = pytest.importorskip('numpy')
 
+from early_stop import run_caught_early  # noqa: E402
 from safetensors_writer import write_safetensors  # noqa: E402
 
 QUARK = os.environ['QUARK_TOOL']
@@ -144,6 +145,10 @@ def output_inside_input(m, out):
 def disk_full(m, out):
     write_safetensors(m / 'model.safetensors', {W: ('BF16', weights(256, 1024))}, PT)
     return {'env': {'QUARK_DEBUG_WRITE_LIMIT': '100000'}}
+
+
+# the int4 codes that large()'s 16 tensors of 2048 x 2048 become
+LARGE_INT4_BYTES = 16 * 2048 * 2048 // 2
 
 
 def large(m, out):
@@ -536,13 +541,10 @@ def run_cli(model, out, preset, args, env, interrupt, out_arg=None):
         # nothing may block: a FIFO anywhere is refused, not waited on
         r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, stdin=subprocess.DEVNULL, timeout=60)
         return r.returncode, r.stdout, r.stderr
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
-    deadline = time.time() + 30
-    while time.time() < deadline and not any(n.startswith('.quark-tmp') for n in os.listdir(out.parent)):
-        time.sleep(0.001)
-    p.send_signal(signal.SIGINT)
-    stdout, stderr = p.communicate(timeout=60)
-    return p.returncode, stdout, stderr
+    # interrupted with less than a quarter of the output written; the rows
+    # that interrupt write no output before the run
+    return run_caught_early(cmd, out.parent, LARGE_INT4_BYTES // 4, lambda p: p.send_signal(signal.SIGINT),
+                            lambda: shutil.rmtree(out), env=full_env)
 
 
 def prepare(tmp_path, build):
@@ -768,22 +770,21 @@ def test_input_changed_under_library(tmp_path, change):
 
 def test_input_shrinks_during_cli_run(tmp_path):
     """`truncate -s` on the input while quark quantize reads it: exit 1 with
-    QUARK_ERROR_IO naming the file, no crash, nothing left."""
+    QUARK_ERROR_IO naming the file, no crash, nothing left. The truncation
+    lands while less than a quarter of the output is written, so most
+    tensors are still unread and the final check of the inputs is ahead."""
     model = tmp_path / 'model'
     model.mkdir()
     large(model, None)
+    source = model / 'model.safetensors'
     out = tmp_path / 'out'
-    p = subprocess.Popen([QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int4_wo_128', '--json'],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline and not any(n.startswith('.quark-tmp') for n in os.listdir(tmp_path)):
-        time.sleep(0.001)
-    os.truncate(model / 'model.safetensors', 100 << 10)
-    stdout, stderr = p.communicate(timeout=60)
-    assert p.returncode == 1, stderr
+    status, stdout, stderr = run_caught_early(
+        [QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int4_wo_128', '--json'], tmp_path,
+        LARGE_INT4_BYTES // 4, lambda p: os.truncate(source, 100 << 10), lambda: shutil.rmtree(out))
+    assert status == 1, stderr
     error = json.loads(stdout)['error']
     assert (error['domain'], error['code']) == (QUARK_ERROR, IO)
-    assert str(model / 'model.safetensors') in error['message']
+    assert str(source) in error['message']
     assert sorted(os.listdir(tmp_path)) == ['model']
 
 
@@ -801,13 +802,11 @@ def test_killed_runs_leave_nothing_the_next_run_keeps(tmp_path):
 
     for _ in range(3):
         before = temporaries()
-        p = subprocess.Popen([QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int4_wo_128'],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while time.time() < deadline and not (temporaries() - before):
-            time.sleep(0.001)
-        p.kill()
-        p.wait()
+        # killed with less than a quarter of its output written (the
+        # temporary the run before left is a directory of a lock file only)
+        run_caught_early([QUARK, 'quantize', str(model), '-o', str(out), '--preset', 'int4_wo_128'], tmp_path,
+                         LARGE_INT4_BYTES // 4, lambda p: p.kill(), lambda: shutil.rmtree(out),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # each run removed the one the run before it left
         assert len(temporaries()) == 1 and temporaries() != before
     # another output's stale temporary, and a directory that only looks like one

@@ -491,7 +491,7 @@ def test_input_changed_while_read(tmp_path, change):
     versions of the input), and nothing is left behind. The model is large
     enough (120 MB of BF16 weights, Q4_K_M on one thread) for the change to
     come while the tensors are read."""
-    import time
+    from early_stop import run_caught_early
     from safetensors_writer import write_safetensors
     from test_bad_inputs import change_input
     src = tmp_path / 'model'
@@ -516,18 +516,16 @@ def test_input_changed_while_read(tmp_path, change):
     if change == 'replace':
         shutil.copy(weights, tmp_path / 'same.safetensors')    # the same bytes, another file
     out = tmp_path / 'out.gguf'
-    p = subprocess.Popen([QUARK, 'quantize', str(src), '-o', str(out), '--export-format', 'gguf', '--type', 'Q4_K_M',
-                          '--threads', '1', '--json'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         stdin=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline and not any('quark-tmp' in n for n in os.listdir(tmp_path)):
-        time.sleep(0.001)
-    change_input(weights, change, tmp_path / 'same.safetensors' if change == 'replace' else None)
-    # a modification or replacement is found when the run ends, after every
-    # tensor: 34-40 s under AddressSanitizer (-O0) on a machine where the
-    # main suite takes 8 min, past a minute where it takes 19
-    stdout, stderr = p.communicate(timeout=600)
-    assert p.returncode == 1, stderr
+    # the change lands while less than a quarter of the GGUF (about 36 MB)
+    # is written. A modification or replacement is found when the run ends,
+    # after every tensor: 34-40 s under AddressSanitizer (-O0) on a machine
+    # where the main suite takes 8 min, past a minute where it takes 19
+    status, stdout, stderr = run_caught_early(
+        [QUARK, 'quantize', str(src), '-o', str(out), '--export-format', 'gguf', '--type', 'Q4_K_M',
+         '--threads', '1', '--json'], tmp_path, 8 << 20,
+        lambda p: change_input(weights, change, tmp_path / 'same.safetensors' if change == 'replace' else None),
+        lambda: out.unlink(), marker='quark-tmp', timeout=600)
+    assert status == 1, stderr
     error = json.loads(stdout)['error']
     assert (error['domain'], error['code']) == ('quark-error', 'io'), error
     assert str(weights) in error['message'], error
