@@ -1368,6 +1368,86 @@ test_gpfq_update_weight (void)
   }
 }
 
+static void
+round_nearest (const float *values, gsize n, gsize column, gsize first_row, float *rounded, gpointer data)
+{
+  for (gsize i = 0; i < n; i++)
+    rounded[i] = rintf (values[i]);
+}
+
+/* GPFQ on a layer wide enough for several blocks of columns and tall
+ * enough for two threads of several row tiles each, against the formula
+ * taken one column at a time. The values are chosen so that every sum is
+ * exact whatever its order (weights in eighths, L in powers of two, few
+ * terms per column), so the codes must be equal, not close: a block's
+ * product, the order within it, the tiles and the threads may regroup the
+ * terms but lose none. Some features are dead (H[t][t] = 0), and with
+ * act_order the diagonal (1, 2 or 4) sets the order, ties by index. */
+static void
+test_gpfq_blocks (void)
+{
+  enum { ROWS = 150, COLS = 300 };
+  g_autofree double *h = g_new0 (double, COLS * COLS);
+  g_autofree float *w0 = g_new (float, ROWS * COLS), *w = g_new (float, ROWS * COLS);
+  g_autofree double *e = g_new (double, ROWS * COLS), *want = g_new (double, ROWS * COLS);
+  GRand *rand = g_rand_new_with_seed (16);
+
+  for (gsize i = 0; i < COLS; i++)
+    h[i * COLS + i] = i % 37 == 5 ? 0.0 : (double) (1u << g_rand_int_range (rand, 0, 3));
+  for (gsize i = 0; i < COLS; i++)
+    for (int k = 0; k < 3; k++)
+      {
+        gsize j = (gsize) g_rand_int_range (rand, 0, COLS);
+        /* H[i][j] / H[i][i] and H[j][i] / H[j][j] both powers of two of
+         * at most 1/8, so that each column's terms sum to at most 3/8 of
+         * the errors: they stay small */
+        double v = (g_rand_boolean (rand) ? 1.0 : -1.0) / 8.0;
+        if (j == i || h[i * COLS + i] == 0.0 || h[j * COLS + j] == 0.0)
+          continue;
+        h[i * COLS + j] = h[j * COLS + i] = v * MIN (h[i * COLS + i], h[j * COLS + j]) / 4.0;
+      }
+  for (gsize i = 0; i < ROWS * COLS; i++)
+    w0[i] = (float) g_rand_int_range (rand, -32, 33) / 8.0f;
+
+  for (int act_order = 0; act_order < 2; act_order++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(QuarkTensor) gram = gram_of (h, COLS);
+      gsize perm[COLS];
+
+      /* the order: descending diagonal (ties by index), or the columns' own */
+      for (gsize i = 0; i < COLS; i++)
+        perm[i] = i;
+      for (gsize i = 0; act_order && i < COLS; i++)
+        for (gsize k = i + 1; k < COLS; k++)
+          if (h[perm[k] * COLS + perm[k]] > h[perm[i] * COLS + perm[i]] ||
+              (h[perm[k] * COLS + perm[k]] == h[perm[i] * COLS + perm[i]] && perm[k] < perm[i]))
+            {
+              gsize x = perm[i];
+              perm[i] = perm[k];
+              perm[k] = x;
+            }
+      for (gsize r = 0; r < ROWS; r++)
+        for (gsize t = 0; t < COLS; t++)
+          {
+            gsize c = perm[t];
+            double d = h[c * COLS + c], arg = d == 0.0 ? 0.0 : w0[r * COLS + c];
+            for (gsize s = 0; d != 0.0 && s < t; s++)
+              arg += h[c * COLS + perm[s]] / d * e[r * COLS + s];
+            want[r * COLS + c] = rint (arg);
+            e[r * COLS + t] = w0[r * COLS + c] - want[r * COLS + c];
+          }
+
+      memcpy (w, w0, sizeof (float) * ROWS * COLS);
+      g_assert_true (quark_gpfq_update_weight (w, ROWS, COLS, gram, act_order, round_nearest, NULL, &error));
+      g_assert_no_error (error);
+      for (gsize i = 0; i < ROWS * COLS; i++)
+        if (w[i] != (float) want[i])
+          g_error ("act_order %d, row %zu, column %zu: %g, not %g", act_order, i / COLS, i % COLS, w[i], want[i]);
+    }
+  g_rand_free (rand);
+}
+
 /* NVFP4's two-level scales, by hand: global g = 2688 / amax (1 for zeros),
  * group code E4M3 (g · amax / 6) clamped to 448 and rounded to nearest
  * even, 0 replaced by 0.125, effective scale E4M3 value / g */
@@ -1428,6 +1508,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);
   g_test_add_func ("/algorithms/gptq-update-weight", test_gptq_update_weight);
+  g_test_add_func ("/algorithms/gpfq-blocks", test_gpfq_blocks);
   g_test_add_func ("/kernels/nvfp4-scales", test_nvfp4_scales);
   g_test_add_func ("/algorithms/gpfq-update-weight", test_gpfq_update_weight);
 

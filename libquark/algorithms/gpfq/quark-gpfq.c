@@ -14,40 +14,94 @@
 
 /* The column loop for rows [begin, end): the rows are independent */
 typedef struct {
-  const float *w;               /* the weight, rows × cols, its own column order */
+  float *w;                     /* the weight, rows × cols, its own column order: each block's
+                                 * columns are read once, then replaced by their rounded values */
   const gsize *perm;            /* the order the columns are taken in */
   const float *l;               /* L[t][s] = H[t][s] / H[t][t] (s < t), permuted, row-major */
   const guint8 *live;           /* H[t][t] ≠ 0, permuted */
   float *e;                     /* w − q of the columns taken, rows × cols, permuted */
-  float *out;                   /* the rounded weight, rows × cols, its own order */
   gsize cols;
   QuarkGptqRoundFunc round_func;
   gpointer user_data;
 } GpfqJob;
 
+/* columns taken together (the earlier blocks' part of each argument is
+ * one matrix product), and rows of a thread's share that take a block's
+ * columns together */
+#define GPFQ_BLOCK 128
+#define GPFQ_TILE 32
+
+/* Column t's argument is w_t + Σ_{s<t} L[t][s] e_s (e = w − q). Taken one
+ * column at a time that sum is a matrix-vector product over all earlier
+ * columns, which reads the thread's whole error matrix for every column
+ * (memory-bound: gigabytes per layer). Here the columns go in blocks of
+ * GPFQ_BLOCK: the earlier blocks' part of a block's arguments is one matrix
+ * product, E[:, :b0] · L[b0:b1, :b0]ᵀ, and the block's own part is added
+ * column by column as each is rounded, GPFQ_TILE rows at a time (that
+ * tile's part of the block stays in the first-level cache). The sums are
+ * the same terms in another order. The block's weights, arguments, errors
+ * and rounded values live in two small row-major buffers (mr × the block's
+ * width) and go to the rows of E and of the weight once per tile, rather
+ * than a row (a page) apart for every column. A block's columns of the
+ * weight are read before any of them is written, and no later block reads
+ * them, so the rounded values go straight into the weight. */
 static void
 gpfq_rows (gpointer data, gsize begin, gsize end, guint worker)
 {
   GpfqJob *j = data;
   gsize mr = end - begin, n = j->cols;
-  g_autofree float *arg = g_new (float, MAX (mr, 1)), *q = g_new (float, MAX (mr, 1));
+  /* wb: the block's weights, each replaced by its error once rounded;
+   * a: its arguments, each replaced by its rounded value */
+  g_autofree float *wb = g_new (float, mr * MIN (n, GPFQ_BLOCK)), *a = g_new (float, mr * MIN (n, GPFQ_BLOCK));
+  g_autofree float *neg = g_new (float, GPFQ_BLOCK * GPFQ_BLOCK);       /* −L of the block, transposed */
+  float arg[GPFQ_TILE], q[GPFQ_TILE], e[GPFQ_TILE];
 
-  for (gsize t = 0; t < n; t++)
+  if (mr == 0)
+    return;
+  for (gsize b0 = 0; b0 < n; b0 += GPFQ_BLOCK)
     {
-      gsize c = j->perm[t];
+      gsize b1 = MIN (n, b0 + GPFQ_BLOCK), bw = b1 - b0;
 
-      /* arg = w_t + Σ_{s<t} L[t][s] (w_s − q_s); a dead column is 0 */
       for (gsize r = 0; r < mr; r++)
-        arg[r] = j->live[t] ? j->w[(begin + r) * n + c] : 0.0f;
-      if (t > 0 && j->live[t])
-        _quark_blas ()->sgemv (CblasRowMajor, CblasNoTrans, (int) mr, (int) t, 1.0f, j->e + begin * n, (int) n,
-                               j->l + t * n, 1, 1.0f, arg, 1);
-      j->round_func (arg, mr, c, begin, q, j->user_data);
-      for (gsize r = 0; r < mr; r++)
+        for (gsize k = 0; k < bw; k++)
+          wb[r * bw + k] = j->w[(begin + r) * n + j->perm[b0 + k]];
+      memcpy (a, wb, mr * bw * sizeof (float));
+      if (b0 > 0)
+        _quark_blas ()->sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) mr, (int) bw, (int) b0, 1.0f,
+                               j->e + begin * n, (int) n, j->l + b0 * n, (int) n, 1.0f, a, (int) bw);
+      /* neg[t][u] = −L[b0 + u][b0 + t] for u > t: row t spreads column
+       * t's error over the block's later columns (a − e · (−L) adds
+       * e · L with the same rounding) */
+      for (gsize t = 0; t < bw; t++)
+        for (gsize u = t + 1; u < bw; u++)
+          neg[t * bw + u] = -j->l[(b0 + u) * n + b0 + t];
+
+      for (gsize r0 = 0; r0 < mr; r0 += GPFQ_TILE)
         {
-          gsize row = begin + r;
-          j->e[row * n + t] = j->w[row * n + c] - q[r];
-          j->out[row * n + c] = q[r];
+          gsize r1 = MIN (mr, r0 + GPFQ_TILE), tn = r1 - r0;
+
+          for (gsize t = 0; t < bw; t++)
+            {
+              /* a column never non-zero is 0 */
+              for (gsize r = r0; r < r1; r++)
+                arg[r - r0] = j->live[b0 + t] ? a[r * bw + t] : 0.0f;
+              j->round_func (arg, tn, j->perm[b0 + t], begin + r0, q, j->user_data);
+              for (gsize r = r0; r < r1; r++)
+                {
+                  e[r - r0] = wb[r * bw + t] - q[r - r0];
+                  wb[r * bw + t] = e[r - r0];
+                  a[r * bw + t] = q[r - r0];
+                }
+              if (t + 1 < bw)
+                _quark_gptq_sub_outer (a + r0 * bw + t + 1, bw, tn, e, neg + t * bw + t + 1, bw - t - 1);
+            }
+          for (gsize r = r0; r < r1; r++)
+            {
+              gsize row = begin + r;
+              memcpy (j->e + row * n + b0, wb + r * bw, bw * sizeof (float));
+              for (gsize k = 0; k < bw; k++)
+                j->w[row * n + j->perm[b0 + k]] = a[r * bw + k];
+            }
         }
     }
 }
@@ -90,7 +144,8 @@ quark_gpfq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
                           QuarkGptqRoundFunc round_func, gpointer user_data, GError **error)
 {
   g_autofree gsize *perm = NULL;
-  g_autofree float *l = NULL, *e = NULL, *out = NULL;
+  g_autoptr(PoolFloats) l = NULL;
+  g_autoptr(PoolFloats) e = NULL;
   g_autofree guint8 *live = NULL;
   const double *g;
 
@@ -115,22 +170,28 @@ quark_gpfq_update_weight (float *weight, gsize rows, gsize cols, QuarkTensor *gr
                    quark_tensor_get_name (gram));
       return FALSE;
     }
-  /* L[t][s] = H[t][s] / H[t][t] for s < t, in the order */
-  l = g_new0 (float, cols * cols);
+  /* the lower triangle of L and the errors, from the buffer pool (the
+   * upper triangle is never read) */
+  if ((l = _quark_gptq_pool_try_new (cols, cols, sizeof (float))) == NULL ||
+      (e = _quark_gptq_pool_try_new (rows, cols, sizeof (float))) == NULL)
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for GPFQ's %zu × %zu factors",
+                   quark_tensor_get_name (gram), rows, cols);
+      return FALSE;
+    }
+  /* L[t][s] = H[t][s] / H[t][t] for s < t, in the order; a dead column's
+   * row is 0 */
   live = g_new (guint8, cols);
   for (gsize t = 0; t < cols; t++)
     {
       double d = g[perm[t] * cols + perm[t]];
       live[t] = d != 0.0;
-      for (gsize s = 0; live[t] && s < t; s++)
-        l[t * cols + s] = (float) (g[perm[t] * cols + perm[s]] / d);
+      for (gsize s = 0; s < t; s++)
+        l[t * cols + s] = live[t] ? (float) (g[perm[t] * cols + perm[s]] / d) : 0.0f;
     }
-  e = g_new (float, rows * cols);
-  out = g_new (float, rows * cols);
   {
-    GpfqJob job = { weight, perm, l, live, e, out, cols, round_func, user_data };
+    GpfqJob job = { weight, perm, l, live, e, cols, round_func, user_data };
     _quark_gptq_run_rows (rows, gpfq_rows, &job);
   }
-  memcpy (weight, out, rows * cols * sizeof (float));
   return TRUE;
 }

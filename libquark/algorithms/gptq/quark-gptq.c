@@ -222,18 +222,8 @@ paired_rows (gpointer data, gsize begin, gsize end, guint worker)
     }
 }
 
-/* Memory from the buffer pool (mapped in huge pages where the system
- * allows them): the factors and the working weight are large, and layers
- * of a model share a few shapes, so that the next layer's GPTQ takes them
- * again instead of faulting in fresh pages */
-typedef double PoolDoubles;
-typedef float PoolFloats;
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (PoolDoubles, quark_buffer_free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (PoolFloats, quark_buffer_free)
-
-/* @rows × @cols elements of @size bytes from the pool, or %NULL */
-static gpointer
-pool_try_new (gsize rows, gsize cols, gsize size)
+gpointer
+_quark_gptq_pool_try_new (gsize rows, gsize cols, gsize size)
 {
   gsize count, bytes;
 
@@ -259,7 +249,7 @@ static gboolean
 prepare (gsize n, const double *g, double damp_percent, gboolean desc_act, const char *name, gsize **perm_out,
          guint8 **dead_out, float **u_out, GError **error)
 {
-  g_autoptr(PoolDoubles) rev = pool_try_new (n, n, sizeof (double));
+  g_autoptr(PoolDoubles) rev = _quark_gptq_pool_try_new (n, n, sizeof (double));
   g_autofree gsize *perm = g_new (gsize, MAX (n, 1));
   g_autofree guint8 *dead = g_new0 (guint8, MAX (n, 1));
   g_autoptr(PoolFloats) u = NULL;
@@ -297,7 +287,7 @@ prepare (gsize n, const double *g, double damp_percent, gboolean desc_act, const
                    name, (int) info);
       return FALSE;
     }
-  if ((u = pool_try_new (n, n, sizeof (float))) == NULL)
+  if ((u = _quark_gptq_pool_try_new (n, n, sizeof (float))) == NULL)
     {
       _quark_parallel_free (pool);
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_FAILED, "%s: out of memory for the Hessian", name);
