@@ -13,7 +13,9 @@
 # median as a ratio to cp's, minor page faults and peak resident memory (of
 # the command itself, by GNU time: /usr/bin/time, Debian's time package). Then the speedup of 2 threads
 # over 1 on int4 g128 and on compute-bound work (GGUF Q4_K_M), in at most 3
-# rounds.
+# rounds, over -j1 and over -j1 held to one processor (taskset), with each
+# run's processor time over its wall time: how much of a run overlaps (the
+# writer thread beside the quantizing ones) and how much is serial.
 #
 # The checkpoint lives in --dir: by default /dev/shm when it has room (a
 # copy then costs memory bandwidth only, the quantity compared), else
@@ -99,8 +101,9 @@ def write_checkpoint(path):
 
 
 def run(cmd, out):
-    """Wall seconds, minor page faults and peak RSS (bytes) of one run. The
-    faults and the peak are GNU time's (%R, %M), measured from a small
+    """Wall seconds, minor page faults, peak RSS (bytes) and processor
+    seconds (user + system) of one run. The faults, the peak and the
+    processor time are GNU time's (%R, %M, %U + %S), measured from a small
     process: a child of this Python would count Python's own resident
     memory in its peak (exec folds the parent's into it)."""
     if os.path.isdir(out):
@@ -108,13 +111,13 @@ def run(cmd, out):
     elif os.path.exists(out):
         os.unlink(out)
     t0 = time.perf_counter()
-    r = subprocess.run(['/usr/bin/time', '-f', 'QUARK-BENCH %R %M'] + cmd, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(['/usr/bin/time', '-f', 'QUARK-BENCH %R %M %U %S'] + cmd, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - t0
     if r.returncode != 0:
         sys.exit('%s failed: %s' % (' '.join(cmd), r.stderr[-2000:]))
-    faults, peak_kib = [x for x in r.stderr.splitlines() if x.startswith('QUARK-BENCH ')][-1].split()[1:]
-    return elapsed, int(faults), int(peak_kib) * 1024
+    faults, peak_kib, user, system = [x for x in r.stderr.splitlines() if x.startswith('QUARK-BENCH ')][-1].split()[1:]
+    return elapsed, int(faults), int(peak_kib) * 1024, float(user) + float(system)
 
 
 def rounds(commands, n):
@@ -183,23 +186,31 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
                  '' if not label.startswith('quark') else
                  ('  (<= 2 x largest + 64 MiB)' if rss <= rss_target else '  (> 2 x largest + 64 MiB)')))
 
-    # threads: 1 against --threads on compute-bound work
-    scaling = [('int4 g128 -j1', [quark, 'quantize', src, '-o', out, '--preset', 'int4_wo_128', '--threads', '1'],
-                out),
-               ('int4 g128 -j%s' % j, [quark, 'quantize', src, '-o', out, '--preset', 'int4_wo_128', '--threads', j],
-                out)]
-    if os.path.exists(os.path.join(src, 'tokenizer.json')):
-        outg = os.path.join(tmp, 'scale.gguf')
-        for n in ('1', j):
-            scaling.append(('gguf Q4_K_M -j%s' % n, [quark, 'quantize', src, '-o', outg, '--export-format', 'gguf',
-                                                      '--type', 'Q4_K_M', '--threads', n], outg))
+    # threads: 1 against --threads on compute-bound work. -j1 is one
+    # quantizing thread with the writer thread beside it; "1 cpu" is -j1
+    # held to one processor (taskset), the time without any overlap; the
+    # processors column is the run's processor time over its wall time.
+    first_cpu = str(min(os.sched_getaffinity(0)))
+    scaling = []
+    for work, extra, o in (('int4 g128', ['--preset', 'int4_wo_128'], out),
+                           ('gguf Q4_K_M', ['--export-format', 'gguf', '--type', 'Q4_K_M'],
+                            os.path.join(tmp, 'scale.gguf'))):
+        if work.startswith('gguf') and not os.path.exists(os.path.join(src, 'tokenizer.json')):
+            continue
+        cmd = [quark, 'quantize', src, '-o', o] + extra
+        scaling += [(work + ' -j1 1 cpu', ['taskset', '-c', first_cpu] + cmd + ['--threads', '1'], o),
+                    (work + ' -j1', cmd + ['--threads', '1'], o),
+                    ('%s -j%s' % (work, j), cmd + ['--threads', j], o)]
     results = rounds(scaling, min(args.runs, 3))   # GGUF Q4_K_M is long
-    print('%-26s %8s %15s' % ('threads', 'median s', 'range'))
+    print('%-26s %8s %15s %10s' % ('threads', 'median s', 'range', 'processors'))
     medians = {}
     for label, rs in results.items():
         t = [r[0] for r in rs]
         medians[label] = statistics.median(t)
-        print('%-26s %8.2f %7.2f-%-7.2f' % (label, medians[label], min(t), max(t)))
+        print('%-26s %8.2f %7.2f-%-7.2f %10.2f' % (label, medians[label], min(t), max(t),
+                                                  statistics.median(r[3] / r[0] for r in rs)))
     for work in ('int4 g128', 'gguf Q4_K_M'):
         if work + ' -j1' in medians:
-            print('%s: -j%s is %.2fx -j1' % (work, j, medians[work + ' -j1'] / medians['%s -j%s' % (work, j)]))
+            many = medians['%s -j%s' % (work, j)]
+            print('%s: -j%s is %.2fx -j1 and %.2fx -j1 on one processor' %
+                  (work, j, medians[work + ' -j1'] / many, medians[work + ' -j1 1 cpu'] / many))
