@@ -149,6 +149,14 @@ def test_dead_inputs_and_errors():
                             tensor('s', np.ones(1, np.float32)), None,
                             tensor('gram', np.eye(64), Quark.DType.FLOAT64), 0.01, 32, False)
     assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME)
+    # 64-bit integer codes: refused (the column loop keeps codes of at most
+    # 4 bytes; before it refused them it wrote garbage)
+    i64 = spec(Quark.DType.INT64, Quark.QScheme.PER_TENSOR)
+    with pytest.raises(GLib.Error) as e:
+        Quark.gptq_quantize(tensor('w', w), i64, tensor('c', np.ones(w.shape, np.int64), Quark.DType.INT64),
+                            tensor('s', np.ones(1, np.float32)), None,
+                            tensor('gram', np.eye(64), Quark.DType.FLOAT64), 0.01, 32, False)
+    assert e.value.matches(Quark.error_quark(), Quark.Error.UNSUPPORTED_SCHEME) and '32 bits' in e.value.message
 
 
 def test_cli_algorithm_gptq(tmp_path):
@@ -596,7 +604,7 @@ def test_refine_scales_matches_reference_and_lowers_output_error(name):
 
 def test_refine_scales_identity_hessian_and_refusals():
     """With H = I the refit is the least-squares scale of each group,
-    d.w / d.d; per-tensor specs and MX scales are refused."""
+    d.w / d.d; per-tensor specs, MX scales and 64-bit codes are refused."""
     sp = SPECS['int4_g32']()
     w, _ = problem(6)
     codes, scale, zp = rtn(w, sp)
@@ -613,6 +621,11 @@ def test_refine_scales_identity_hessian_and_refusals():
     codes, scale, zp = rtn(w, sp_mx)
     with pytest.raises(GLib.Error, match='scale refinement takes integer specs'):
         Quark.gptq_refine_scales(tensor('w', w), sp_mx, codes, scale, None, g)
+    # 64-bit codes: refused (read as 32-bit ones before)
+    sp64 = spec(Quark.DType.INT64, Quark.QScheme.PER_GROUP, group_size=32, ch_axis=-1)
+    with pytest.raises(GLib.Error, match='at most 32 bits'):
+        Quark.gptq_refine_scales(tensor('w', w), sp64, tensor('c', np.ones(w.shape, np.int64), Quark.DType.INT64),
+                                 tensor('s', np.ones((w.shape[0], w.shape[1] // 32), np.float32)), None, g)
 
 
 # ---- correct_input_error: the float model's outputs as GPTQ's target ----------

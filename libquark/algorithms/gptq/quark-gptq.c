@@ -372,10 +372,11 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
   const Params *p = j->p;
   gsize mr = end - begin, n = j->n, esize = j->esize;
   gboolean is_signed = quark_dtype_is_signed (j->dtype);
-  g_autofree float *col = g_new (float, mr), *sc = g_new (float, mr), *zp = g_new (float, mr);
   g_autofree float *err = g_new (float, mr * j->block);
-  g_autofree guint8 *q = g_malloc (mr * esize);
-  float e[GPTQ_TILE];
+  /* a tile's column, scales, zero points, codes (at most 4 bytes each)
+   * and errors; row r of the share is entry r − t0 */
+  float col[GPTQ_TILE], sc[GPTQ_TILE], zp[GPTQ_TILE], e[GPTQ_TILE];
+  guint8 q[GPTQ_TILE * 4];
 
   /* this share's rows of the permuted weight: W[:, i] = W0[:, perm[i]] */
   for (gsize r = begin; r < end; r++)
@@ -419,16 +420,16 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
                   }
 
               for (gsize r = t0; r < t1; r++)
-                col[r] = j->w[(begin + r) * n + c];
+                col[r - t0] = j->w[(begin + r) * n + c];
               if (j->round_func)
                 {
                   /* the caller's quantizer: the column becomes its
                    * rounded values, and the error goes on as below */
-                  j->round_func (col + t0, tn, orig, begin + t0, sc + t0, j->user_data);
+                  j->round_func (col, tn, orig, begin + t0, sc, j->user_data);
                   for (gsize r = t0; r < t1; r++)
                     {
-                      j->w[(begin + r) * n + c] = sc[r];
-                      e[r - t0] = (col[r] - sc[r]) / d;
+                      j->w[(begin + r) * n + c] = sc[r - t0];
+                      e[r - t0] = (col[r - t0] - sc[r - t0]) / d;
                     }
                 }
               else
@@ -436,24 +437,25 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
                   for (gsize r = t0; r < t1; r++)
                     {
                       gsize at = (p->per_row ? (begin + r) * p->n_groups : 0) + grp;
-                      sc[r] = p->scales[at];
-                      zp[r] = p->zero_points ? p->zero_points[at] : 0.0f;
+                      sc[r - t0] = p->scales[at];
+                      zp[r - t0] = p->zero_points ? p->zero_points[at] : 0.0f;
                     }
                   if (j->fmt)
                     /* minifloats as the backend rounds them: x / s, saturated */
                     for (gsize r = t0; r < t1; r++)
-                      quark_kernel_fp_quantize_f32_scalar (j->fmt, &col[r], 1, sc[r], q + r);
+                      quark_kernel_fp_quantize_f32_scalar (j->fmt, &col[r - t0], 1, sc[r - t0], q + (r - t0));
                   else
-                    quark_kernel_quantize_int_groups_f32 (col + t0, tn, 1, j->ip, sc + t0,
-                                                          p->zero_points ? zp + t0 : NULL, j->dtype, q + t0 * esize);
+                    quark_kernel_quantize_int_groups_f32 (col, tn, 1, j->ip, sc, p->zero_points ? zp : NULL, j->dtype,
+                                                          q);
                   for (gsize r = t0; r < t1; r++)
                     {
                       /* dequantized as the backend does: (q − z) · s, or decode (q) · s */
-                      float deq = j->fmt ? (float) quark_kernel_fp_decode (j->fmt, q[r]) * sc[r]
-                                         : ((float) code_value (q, r, esize, is_signed) - zp[r]) * sc[r];
+                      gsize k = r - t0;
+                      float deq = j->fmt ? (float) quark_kernel_fp_decode (j->fmt, q[k]) * sc[k]
+                                         : ((float) code_value (q, k, esize, is_signed) - zp[k]) * sc[k];
 
-                      memcpy (j->out + ((begin + r) * n + orig) * esize, q + r * esize, esize);
-                      e[r - t0] = (col[r] - deq) / d;
+                      memcpy (j->out + ((begin + r) * n + orig) * esize, q + k * esize, esize);
+                      e[k] = (col[k] - deq) / d;
                     }
                 }
               /* each row's error e, kept for the block's product, and
@@ -474,8 +476,8 @@ column_rows (gpointer data, gsize begin, gsize end, guint worker)
 /**
  * quark_gptq_quantize:
  * @weight: a float weight [out_features, in_features]
- * @spec: its integer spec (per tensor, per channel along axis 0, or per
- *   group along the input features)
+ * @spec: its integer spec of at most 32 bits (per tensor, per channel
+ *   along axis 0, or per group along the input features)
  * @codes: the codes round-to-nearest gave @weight with @scale and
  *   @zero_point (their dtype is kept)
  * @scale: the scales (any float dtype), computed from @weight as it is
@@ -726,12 +728,13 @@ gptq_run (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTensor *codes, QuarkT
   fmt = quark_dtype_is_integer (dtype) ? NULL : quark_fp_format_for_dtype (dtype);
   if ((!quark_dtype_is_integer (dtype) && (fmt == NULL || quark_dtype_get_element_size (dtype) != 1 ||
                                            params_func != NULL)) ||
+      quark_dtype_get_element_size (dtype) > 4 ||
       quark_tensor_spec_get_round_method (spec) == QUARK_ROUND_STOCHASTIC ||
       quark_tensor_spec_get_scale_format (spec) == QUARK_SCALE_FORMAT_E5M3)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s: GPTQ takes integer specs with deterministic rounding, and FP8, FP6, FP4 and MX specs with "
-                   "static groups", name);
+                   "%s: GPTQ takes integer specs of at most 32 bits with deterministic rounding, and FP8, FP6, FP4 "
+                   "and MX specs with static groups", name);
       return NULL;
     }
   if (!check_codes (weight, codes, dtype, "GPTQ", error))
@@ -945,8 +948,8 @@ row_objective (const double *a, const double *b, const double *s, gsize g)
  * (and for groups whose codes are all zero) the scale is unchanged.
  *
  * Returns: (transfer full): the new scales, or %NULL with @error set
- *   (%QUARK_ERROR_UNSUPPORTED_SCHEME for other specs, minifloat, MX and
- *   power-of-two scales; %QUARK_ERROR_INVALID_ARGUMENT for shapes that do
+ *   (%QUARK_ERROR_UNSUPPORTED_SCHEME for other specs, integers wider than
+ *   32 bits, minifloat, MX and power-of-two scales; %QUARK_ERROR_INVALID_ARGUMENT for shapes that do
  *   not match)
  */
 QuarkTensor *
@@ -980,12 +983,14 @@ quark_gptq_refine_scales (QuarkTensor *weight, QuarkTensorSpec *spec, QuarkTenso
   name = quark_tensor_get_name (weight);
   dtype = quark_tensor_spec_get_dtype (spec);
   sdtype = quark_tensor_get_dtype (scale);
-  if (!quark_dtype_is_integer (dtype) || quark_dtype_is_integer (sdtype) || sdtype == QUARK_DTYPE_F8_E8M0 ||
+  if (!quark_dtype_is_integer (dtype) || quark_dtype_get_element_size (dtype) > 4 ||
+      quark_dtype_is_integer (sdtype) || sdtype == QUARK_DTYPE_F8_E8M0 ||
       quark_dtype_get_element_size (sdtype) < 2 || quark_tensor_spec_get_scale_type (spec) == QUARK_SCALE_POW2 ||
       quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_TENSOR)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME,
-                   "%s: scale refinement takes integer specs per channel or per group with float scales", name);
+                   "%s: scale refinement takes integer specs of at most 32 bits per channel or per group with "
+                   "float scales", name);
       return NULL;
     }
   if (!check_codes (weight, codes, dtype, "scale refinement", error))
