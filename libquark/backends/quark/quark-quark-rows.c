@@ -114,6 +114,19 @@ run_ranges (QuarkQuarkWorkers *w, gsize n_units, gsize unit_len, RangeFunc func,
 
 /* ---- shared with the general path ------------------------------------------ */
 
+/* Whether @r, the scale @s rounded to @dtype, is a usable scale: finite
+ * and positive; else the error naming @s */
+static gboolean
+rounded_scale_fits (float s, float r, QuarkDType dtype, const char *name, GError **error)
+{
+  if (isfinite (r) && r > 0.0f)
+    return TRUE;
+  g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+               "tensor %s: the scale %g does not fit the checkpoint format's scale dtype %s", name, (double) s,
+               quark_dtype_get_name (dtype));
+  return FALSE;
+}
+
 gboolean
 quark_quark_round_scale (float *s, QuarkDType dtype, const char *name, GError **error)
 {
@@ -124,13 +137,8 @@ quark_quark_round_scale (float *s, QuarkDType dtype, const char *name, GError **
     return TRUE;
   quark_kernel_convert_from_f32 (dtype, s, &bits, 1);
   r = dtype == QUARK_DTYPE_BF16 ? quark_kernel_bf16_to_f32 (bits) : quark_kernel_f16_to_f32 (bits);
-  if (!isfinite (r) || r <= 0.0f)
-    {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                   "tensor %s: the scale %g does not fit the checkpoint format's scale dtype %s", name, (double) *s,
-                   quark_dtype_get_name (dtype));
-      return FALSE;
-    }
+  if (!rounded_scale_fits (*s, r, dtype, name, error))
+    return FALSE;
   *s = r;
   return TRUE;
 }
@@ -339,8 +347,7 @@ make_params (Rows *r, gsize p, float lo, float hi, QuarkKernelIntParams *ip, flo
 
 /* quark_quark_round_scale() on the @n scales at @sc (bfloat16 or float16
  * scale tensors), 64 at a time through the conversion kernels; FALSE after
- * a scale that does not fit (recorded, with quark_quark_round_scale()'s
- * error) */
+ * a scale that does not fit (recorded, with the same error) */
 static gboolean
 round_scales (Rows *r, float *sc, gsize n)
 {
@@ -354,15 +361,11 @@ round_scales (Rows *r, float *sc, gsize n)
       quark_kernel_convert_to_f32 (r->scale_dtype, bits, back, k);
       for (gsize i = 0; i < k; i++)
         {
-          if (!isfinite (back[i]) || back[i] <= 0.0f)
+          GError *error = NULL;
+          if (!rounded_scale_fits (sc[g0 + i], back[i], r->scale_dtype, r->name, &error))
             {
-              GError *error = NULL;
-              float s = sc[g0 + i];
-              if (!quark_quark_round_scale (&s, r->scale_dtype, r->name, &error))
-                {
-                  fail (r, error, FALSE);
-                  return FALSE;
-                }
+              fail (r, error, FALSE);
+              return FALSE;
             }
           sc[g0 + i] = back[i];
         }
