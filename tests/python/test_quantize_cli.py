@@ -377,6 +377,13 @@ def test_threads_give_identical_checkpoints(llama, tmp_path):
     for k in a:
         assert a[k][0] == b[k][0] and np.array_equal(a[k][1], b[k][1]), k
     assert (two / 'model.safetensors.index.json').exists()      # sharded at 300 KB
+    # unsharded, the files themselves: the window of tensors in flight
+    # (counted in elements, the embedding counting nothing) never changes
+    # the order they are written in
+    three = tmp_path / 'three'
+    r = quantize(src, three, '--preset', 'int4_wo_128', '--threads', '3')
+    assert r.returncode == 0, r.stderr
+    assert (three / 'model.safetensors').read_bytes() == (one / 'model.safetensors').read_bytes()
     assert quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--threads', '0').returncode == 2
 
 

@@ -1486,12 +1486,32 @@ quark_quark_quantizer_check_model (QuarkModelQuantizer *quantizer, QuarkModel *m
   return format != NULL;
 }
 
+/* The elements of @tensor's weight that the row path's window counts: 0
+ * for a tensor that goes to the output as it is (no spec, nothing that
+ * rewrites it), whose output is the input tensor itself and holds no
+ * memory of its own; else its elements */
+static guint64
+window_cost (QuarkQuarkQuantizer *self, QuarkTensor *tensor, QuarkCalibration *calibration,
+             QuarkQuarkScalingPlan *plan)
+{
+  const QuarkQuarkGptq *gptq = quark_quark_config_get_gptq (QUARK_QUARK_CONFIG (self->config));
+  g_autoptr(QuarkTensorSpec) spec = quark_quark_quantizer_weight_spec (self, tensor);
+
+  if (spec == NULL && plan == NULL && (gptq == NULL || !gptq->correct_input_error || calibration == NULL))
+    return 0;
+  return quark_tensor_get_n_elements (tensor);
+}
+
 /* The shared loop: each input tensor becomes its output tensors in a small
  * per-tensor model, which goes to @out or to @writer at once, in model
- * order. With several threads: when every weight takes the row path, one
- * tensor is quantized at a time with its rows split between the threads
- * while the previous one is written (the output of two tensors in memory);
- * otherwise whole tensors are quantized in parallel, up to twice as many
+ * order. With several threads: when every weight takes the row path, the
+ * tensors are quantized with their rows split between the threads while
+ * the ones before them are written. The window of tensors in flight is
+ * counted in elements: at most N + 1 times the largest tensor's, so that
+ * small tensors keep the threads busy while the writer copies a large one
+ * (an embedding, which goes out as it is and counts nothing), and the
+ * output in memory stays under that of the N + 1 largest tensors.
+ * Otherwise whole tensors are quantized in parallel, up to twice as many
  * in flight as there are threads. */
 static gboolean
 run_quantization (QuarkModelQuantizer    *quantizer,
@@ -1519,6 +1539,10 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   GMutex lock;
   GCond cond;
   guint submitted = 0, emitted = 0;
+  /* the row path's window: each tensor's cost, their budget and the cost
+   * of the tensors in flight */
+  g_autofree guint64 *cost = NULL;
+  guint64 budget = 0, in_flight = 0;
   gboolean ok = TRUE;
   JsonNode *metadata, *meta;
 
@@ -1551,8 +1575,17 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   g_cond_init (&cond);
   if (self->threads > 1 && all_rows)
     {
+      guint64 largest = 0;
+
       workers = quark_quark_workers_new (self->threads);
-      window = self->threads + 1;
+      window = n_tensors;
+      cost = g_new (guint64, MAX (n_tensors, 1));
+      for (guint i = 0; i < n_tensors; i++)
+        {
+          cost[i] = window_cost (self, quark_model_get_tensor_at (model, i), calibration, plan);
+          largest = MAX (largest, cost[i]);
+        }
+      budget = (guint64) (self->threads + 1) * largest;
       pool = g_thread_pool_new (run_job, NULL, (int) self->threads, FALSE, NULL);
     }
   else if (self->threads > 1)
@@ -1567,9 +1600,12 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       Job *job;
 
       /* keep the window full */
-      while (submitted < n_tensors && submitted < emitted + window)
+      while (submitted < n_tensors && submitted < emitted + window &&
+             (cost == NULL || in_flight == 0 || in_flight + cost[submitted] <= budget))
         {
           Job *j = &jobs[submitted++];
+          if (cost)
+            in_flight += cost[submitted - 1];
           j->self = self;
           j->tensor = quark_model_get_tensor_at (model, submitted - 1);
           j->calibration = calibration;
@@ -1614,6 +1650,8 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       g_clear_object (&job->chunk);
       if (!ok)
         break;
+      if (cost)
+        in_flight -= cost[emitted];
       emitted++;
       done += quark_tensor_get_n_elements (job->tensor);
       quark_model_quantizer_report_progress (quantizer, done, total, quark_tensor_get_name (job->tensor));
