@@ -72,7 +72,7 @@
  * straight into the shard file; the room kept for its header is the
  * expected header size (_quark_checkpoint_writer_expect_tensors()) or
  * DEFAULT_HEADER_ROOM, rounded up to pages. */
-#define DIRECT_MIN_SIZE     (1u << 20)
+#define DIRECT_MIN_SIZE     (64u << 10)
 #define DEFAULT_HEADER_ROOM (128u * 1024)
 #define PAGE_ROUND(n)       (((n) + 4095) & ~(guint64) 4095)
 

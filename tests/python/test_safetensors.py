@@ -135,7 +135,7 @@ def save(model_arrays, out, max_shard=0):
 
 
 def test_large_tensors_are_written_once_behind_the_header(tmp_path):
-    # tensors of 1 MiB or more whose size is a multiple of 8 go straight into
+    # tensors of 64 KiB or more whose size is a multiple of 8 go straight into
     # the shard behind room kept for the header, which is padded with spaces
     # (the safetensors format allows it) so that their data starts on a page;
     # the others follow, grouped by element size
@@ -147,6 +147,8 @@ def test_large_tensors_are_written_once_behind_the_header(tmp_path):
         'small.f32': rng.standard_normal(5).astype(np.float32),
         'big.f16': rng.standard_normal((1024, 513)).astype(np.float16),
         'tail.u8': rng.integers(0, 255, 7).astype(np.uint8),
+        'just.f32': rng.standard_normal(16384).astype(np.float32),     # 64 KiB: straight in
+        'under.f32': rng.standard_normal(16382).astype(np.float32),    # 8 bytes less: a side file
     }
     save(arrays, tmp_path / 'out')
     path = tmp_path / 'out' / 'model.safetensors'
@@ -158,8 +160,10 @@ def test_large_tensors_are_written_once_behind_the_header(tmp_path):
     assert json.loads(text.rstrip(' ')) == header
     assert sorted(names) == sorted(arrays)
     # the large ones first, in the order they came
-    first = sorted(names, key=lambda k: header[k]['data_offsets'][0])[:3]
-    assert first == ['big.f32', 'big.i8', 'big.f16']
+    by_offset = sorted(names, key=lambda k: header[k]['data_offsets'][0])
+    assert by_offset[:4] == ['big.f32', 'big.i8', 'big.f16', 'just.f32']
+    # then the side files, the 4-byte class first, each in arrival order
+    assert by_offset[4:6] == ['small.f32', 'under.f32']
 
 
 def test_a_header_larger_than_its_room_moves_the_data(tmp_path):
