@@ -248,8 +248,10 @@ float_round (float v, const BvSpec *s, float max)
 void
 bv_result_clear (BvResult *r)
 {
-  g_clear_pointer (&r->codes, g_free);
-  g_clear_pointer (&r->dequantized, g_free);
+  /* codes and values may be pool buffers (result_alloc()) or g_malloc()'s:
+   * quark_buffer_free() takes both */
+  g_clear_pointer (&r->codes, quark_buffer_free);
+  g_clear_pointer (&r->dequantized, quark_buffer_free);
   g_clear_pointer (&r->scales, g_free);
   g_clear_pointer (&r->zero_points, g_free);
   memset (r, 0, sizeof *r);
@@ -349,17 +351,39 @@ bv_check_layout (const BvSpec *spec, const gint64 *shape, guint n_dims, const ch
   return init_layout (spec, shape, n_dims, name, &l, error);
 }
 
+/* Room for @n codes (and values) in @l's layout: the codes and values from
+ * the buffer pool (a model's weights reuse a few buffers instead of
+ * faulting in fresh pages for each), not cleared, as every parameter set
+ * writes all of its elements */
 static void
 result_alloc (BvResult *r, gsize n, const QuarkKernelLayout *l)
 {
   r->n = n;
-  r->codes = g_new0 (gint32, MAX (n, 1));
-  r->dequantized = r->want_values ? g_new0 (float, MAX (n, 1)) : NULL;
+  r->codes = quark_buffer_alloc (MAX (n, 1) * sizeof (gint32));
+  r->dequantized = r->want_values ? quark_buffer_alloc (MAX (n, 1) * sizeof (float)) : NULL;
   r->n_params = l->n_params;
   r->scales = g_new0 (float, MAX (l->n_params, 1));
   r->zero_points = g_new0 (gint32, MAX (l->n_params, 1));
   memcpy (r->param_shape, l->param_shape, sizeof r->param_shape);
   r->param_n_dims = l->param_n_dims;
+}
+
+/* The elements of @l's largest parameter set */
+static gsize
+largest_set (const QuarkKernelLayout *l)
+{
+  switch (l->qscheme)
+    {
+    case QUARK_QSCHEME_PER_CHANNEL:
+      return l->outer * l->inner;
+    case QUARK_QSCHEME_PER_GROUP:
+      return l->group;
+    case QUARK_QSCHEME_PER_BLOCK:
+      return l->block_rows * l->group;
+    case QUARK_QSCHEME_PER_TENSOR:
+    default:
+      return l->n;
+    }
 }
 
 /* ascending, NaN last (torch's sort order) */
@@ -462,6 +486,13 @@ weight_stat (const BvSpec *spec, BvStatsOp op, const float *v, gsize n, float *w
 
   if (n == 0)
     return 0.0f;
+  if ((op == BV_STATS_MAX || op == BV_STATS_DEFAULT || op == BV_STATS_MIN_MAX) &&
+      quark_kernel_min_max_f32 (v, n, &mn, &mx))
+    /* all finite: the kernel's selections give the loop's values (the
+     * sign of a zero aside, which neither statistic keeps) */
+    return op == BV_STATS_MIN_MAX ? fabsf (mx - fminf (mn, 0.0f)) : fmaxf (fabsf (mn), fabsf (mx));
+  mn = INFINITY;
+  mx = -INFINITY;
   for (gsize i = 0; i < n; i++)
     {
       if (isnan (v[i]) && op != BV_STATS_PERCENTILE && op != BV_STATS_PERCENTILE_INTERVAL)
@@ -565,10 +596,15 @@ weight_params (const BvSpec *spec, const float *v, gsize n, float threshold, flo
 {
   gboolean shifted = spec->kind == BV_INT || spec->kind == BV_MX_INT ? !spec->symmetric : FALSE;
   BvStatsOp op = bv_spec_stats_op (spec);
-  float neg = 0.0f, best;
+  float neg = 0.0f, best, lo, hi;
 
-  for (gsize i = 0; i < n; i++)
-    neg = fminf (neg, v[i]);   /* NegativeMinOrZero */
+  if (!shifted)
+    ;   /* no zero point: the minimum is not needed */
+  else if (quark_kernel_min_max_f32 (v, n, &lo, &hi))
+    neg = fminf (lo, 0.0f);   /* NegativeMinOrZero */
+  else
+    for (gsize i = 0; i < n; i++)
+      neg = fminf (neg, v[i]);
   *zero_point = 0;
   if (!spec->mse)
     {
@@ -715,7 +751,7 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
                     BvResult *r, GError **error)
 {
   QuarkKernelLayout l;
-  g_autofree float *buf = NULL, *work = NULL;
+  g_autoptr(BvBuffer) buf = NULL, work = NULL;
   float threshold = bv_threshold (spec);
   gsize n = 1, room;
 
@@ -724,9 +760,11 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
   if (!init_layout (spec, shape, n_dims, name, &l, error))
     return FALSE;
   result_alloc (r, n, &l);
-  room = MAX (n, 1) + (spec->qscheme == QUARK_QSCHEME_PER_GROUP ? (gsize) spec->group_size : 0);
-  buf = g_new (float, room);
-  work = g_new (float, room);
+  /* a parameter set's values (and the statistics' scratch): the largest
+   * set, not the tensor */
+  room = MAX (largest_set (&l), 1) + (spec->qscheme == QUARK_QSCHEME_PER_GROUP ? (gsize) spec->group_size : 0);
+  buf = quark_buffer_alloc (room * sizeof (float));
+  work = quark_buffer_alloc (room * sizeof (float));
   for (gsize p = 0; p < l.n_params; p++)
     {
       gsize n_p = quark_kernel_layout_gather_f32 (&l, p, x, buf);

@@ -133,21 +133,91 @@ int_storage (int bits, gboolean is_signed)
   return QUARK_DTYPE_I32;
 }
 
+/* The low bytes of @n codes (what a cast to guint8 keeps), sixteen at a
+ * time in vectors: the backend is built at -O2, where GCC 12 leaves the
+ * plain loop scalar */
+static void
+narrow_to_bytes (const gint32 *v, gsize n, guint8 *out)
+{
+  typedef gint32 V16i __attribute__ ((vector_size (64)));
+  typedef guint8 V16b __attribute__ ((vector_size (16)));
+  gsize i = 0;
+
+  for (; i + 16 <= n; i += 16)
+    {
+      V16i a;
+      V16b b;
+      memcpy (&a, v + i, sizeof a);
+      b = __builtin_convertvector (a, V16b);
+      memcpy (out + i, &b, sizeof b);
+    }
+  for (; i < n; i++)
+    out[i] = (guint8) v[i];
+}
+
 static gboolean
 add_ints (QuarkModel *out, const char *name, QuarkDType dtype, const gint32 *v, gsize n, const gint64 *shape,
           guint n_dims, GError **error)
 {
   gsize esize = quark_dtype_get_element_size (dtype);
-  guint8 *data = g_malloc0 (MAX (n, 1) * esize);
+  /* from the buffer pool: a model's codes reuse a few buffers */
+  gpointer data = quark_buffer_alloc (MAX (n, 1) * esize);
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(QuarkTensor) t = NULL;
 
-  for (gsize i = 0; i < n; i++)
-    switch (esize)
-      {
-      case 1: data[i] = (guint8) v[i]; break;
-      case 2: ((guint16 *) data)[i] = (guint16) v[i]; break;
-      default: ((gint32 *) data)[i] = v[i]; break;
-      }
-  return add_bytes (out, name, dtype, shape, n_dims, data, n * esize, error);
+  if (esize == 1)
+    narrow_to_bytes (v, n, data);
+  else if (esize == 2)
+    for (gsize i = 0; i < n; i++)
+      ((guint16 *) data)[i] = (guint16) v[i];
+  else
+    memcpy (data, v, n * sizeof (gint32));
+  bytes = quark_buffer_to_bytes (data, n * esize);
+  t = quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
+  return t != NULL && quark_model_add_tensor (out, t, error);
+}
+
+/* A weight's values in float32, in a pool buffer: bfloat16, float16 and
+ * float32 read a block at a time from the file (quark_tensor_read_data():
+ * no page of the input's mapping is touched) and widened; other dtypes
+ * through quark_tensor_to_floats() */
+static float *
+weight_floats (QuarkTensor *t, gsize *n, GError **error)
+{
+  QuarkDType dtype = quark_tensor_get_dtype (t);
+  gsize count = quark_tensor_get_n_elements (t);
+  gsize esize = quark_dtype_get_element_size (dtype);
+  gsize block = ((gsize) 1 << 20) / esize;   /* elements per read: 1 MiB */
+  g_autofree guint8 *chunk = NULL;
+  float *x;
+
+  if ((dtype != QUARK_DTYPE_BF16 && dtype != QUARK_DTYPE_F16 && dtype != QUARK_DTYPE_F32) ||
+      count > G_MAXSIZE / sizeof (float))
+    return quark_tensor_to_floats (t, n, error);
+  x = quark_buffer_alloc (MAX (count, 1) * sizeof (float));
+  if (dtype == QUARK_DTYPE_F32)
+    {
+      if (!quark_tensor_read_data (t, 0, x, count * sizeof (float), error))
+        {
+          quark_buffer_free (x);
+          return NULL;
+        }
+      *n = count;
+      return x;
+    }
+  chunk = g_malloc (MIN (block, MAX (count, 1)) * esize);
+  for (gsize i = 0; i < count; i += block)
+    {
+      gsize m = MIN (block, count - i);
+      if (!quark_tensor_read_data (t, (guint64) i * esize, chunk, m * esize, error))
+        {
+          quark_buffer_free (x);
+          return NULL;
+        }
+      quark_kernel_convert_to_f32 (dtype, chunk, x + i, m);
+    }
+  *n = count;
+  return x;
 }
 
 /* Weight codes in the export's layout. Returns the storage name. */
@@ -701,23 +771,23 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   const char *name = quark_tensor_get_name (L->weight);
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
-  g_autofree float *x = NULL;
+  g_autoptr(BvBuffer) x = NULL;
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (L->weight, &n_dims);
   gboolean write_zp;
   const char *storage = NULL;
   gsize n;
+  float lo, hi;
 
-  x = quark_tensor_to_floats (L->weight, &n, error);
+  x = weight_floats (L->weight, &n, error);
   if (x == NULL)
     return FALSE;
-  for (gsize i = 0; i < n; i++)
-    if (!isfinite (x[i]))
-      {
-        g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                     "tensor %s: holds NaN or infinity, which cannot be quantized", name);
-        return FALSE;
-      }
+  if (!quark_kernel_min_max_f32 (x, n, &lo, &hi))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+      return FALSE;
+    }
   L->rw.want_values = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->bias_correction;
   if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error) ||
       (has_algorithms (self) && !apply_algorithms (self, L, calibration, x, error)) ||
@@ -947,9 +1017,23 @@ layer_clear (Layer *L)
   g_clear_pointer (&L->correction, g_free);
 }
 
+/* The tensors one input tensor became, to @writer in their order */
+static gboolean
+write_chunk (QuarkCheckpointWriter *writer, QuarkModel *chunk, const char *origin, GError **error)
+{
+  for (guint k = 0; k < quark_model_get_n_tensors (chunk); k++)
+    if (!quark_checkpoint_writer_add_with_origin (writer, quark_model_get_tensor_at (chunk, k), origin, error))
+      return FALSE;
+  return TRUE;
+}
+
+/* The model through the config: into the returned model, or, with
+ * @writer, each input tensor's output to @writer as soon as it is made
+ * (the returned model then holds no tensor, only the metadata), so that
+ * the output of one layer at a time is in memory. */
 static QuarkModel *
 run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibration, GCancellable *cancellable,
-     JsonNode **sidecar, GError **error)
+     QuarkCheckpointWriter *writer, JsonNode **sidecar, GError **error)
 {
   g_autoptr(QuarkModel) out = quark_model_new ();
   g_autoptr(GHashTable) quantized_biases = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -1068,6 +1152,8 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
       g_autofree char *layer = NULL;
       const char *type = quantizable_weight_layer (t, &layer);
+      /* where this tensor's output goes first */
+      g_autoptr(QuarkModel) chunk = writer ? quark_model_new () : g_object_ref (out);
       Layer L = { 0 };
       gboolean ok;
 
@@ -1081,7 +1167,8 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
                                                  QUARK_ROLE_WEIGHT, NULL);
       if (L.w == NULL)
         {
-          if (!quark_model_add_tensor (out, t, error))
+          if (!quark_model_add_tensor (chunk, t, error) ||
+              (writer && !write_chunk (writer, chunk, quark_tensor_get_name (t), error)))
             return NULL;
           continue;
         }
@@ -1090,7 +1177,8 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       L.weight = t;
       L.format = format;
       L.info = json_object_new ();
-      ok = quantize_layer (self, &L, model, calibration, out, dump, error);
+      ok = quantize_layer (self, &L, model, calibration, chunk, dump, error) &&
+           (writer == NULL || write_chunk (writer, chunk, quark_tensor_get_name (t), error));
       if (ok)
         json_object_set_object_member (layers, layer, json_object_ref (L.info));
       if (ok && L.correction)
@@ -1099,6 +1187,8 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       layer_clear (&L);
       if (!ok)
         return NULL;
+      /* the weight is done with: let the kernel drop its mapped pages */
+      quark_tensor_release_mapped_pages (t);
     }
 
   meta = metadata && JSON_NODE_HOLDS_OBJECT (metadata) ? quark_json_copy (metadata)
@@ -1138,7 +1228,7 @@ static QuarkModel *
 quark_brevitas_quantizer_quantize_model (QuarkModelQuantizer *quantizer, QuarkModel *model,
                                          QuarkCalibration *calibration, GCancellable *cancellable, GError **error)
 {
-  return run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable, NULL, error);
+  return run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable, NULL, NULL, error);
 }
 
 static gboolean
@@ -1147,11 +1237,13 @@ quark_brevitas_quantizer_quantize_model_to_writer (QuarkModelQuantizer *quantize
                                                    GCancellable *cancellable, GError **error)
 {
   g_autoptr(JsonNode) sidecar = NULL;
-  g_autoptr(QuarkModel) out = run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable,
+  g_autoptr(QuarkModel) out = run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable, writer,
                                    &sidecar, error);
 
-  if (out == NULL || !quark_checkpoint_writer_add_model (writer, out, error))
+  if (out == NULL)
     return FALSE;
+  /* the tensors went to @writer as they were made; the metadata now */
+  quark_checkpoint_writer_set_metadata (writer, quark_model_get_metadata (out));
   if (sidecar)
     {
       g_autofree char *text = quark_json_to_string (sidecar, TRUE);

@@ -5,9 +5,15 @@
  */
 #pragma once
 
+#include <quark/quark.h>
 #include <quark/quark-kernels.h>
 
 G_BEGIN_DECLS
+
+/* float32 scratch from the buffer pool (quark_buffer_alloc()), given back
+ * when it goes out of scope */
+typedef float BvBuffer;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BvBuffer, quark_buffer_free)
 
 typedef enum {
   BV_INT,         /* IntQuant / RescalingIntQuant */
