@@ -1078,6 +1078,11 @@ quantize_job_steps (QuantizeJob *job, GError **error)
         return FALSE;
       g_object_set (quantizer, "threads", (guint) job->threads, NULL);
     }
+  else if (job->threads == -1 &&
+           g_object_class_find_property (G_OBJECT_GET_CLASS (quantizer), "threads") != NULL)
+    /* not given: one per processor (at most 8), as GGUF's writer has it,
+     * where the backend runs threads; the bytes do not depend on it */
+    g_object_set (quantizer, "threads", MIN (MAX ((guint) g_get_num_processors (), 1u), 8u), NULL);
   if (job->export_format)
     {
       if (!backend_has_option (quantizer, "export-format", "--export-format", error))
@@ -1212,7 +1217,7 @@ cmd_quantize (int argc, char **argv)
   GStatBuf output_st;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory (with --export-format gguf: this file)", "OUT" },
-    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default 1; with --export-format gguf, and for --calibration-text's model runs, one per processor)", "N" },
+    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default: one per processor, at most 8; the brevitas backend quantizes on one; the output does not depend on it)", "N" },
     { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },

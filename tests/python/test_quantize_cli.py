@@ -369,7 +369,7 @@ def test_output_inside_or_around_the_input_is_refused(llama, tmp_path):
 def test_threads_give_identical_checkpoints(llama, tmp_path):
     src, _ = llama
     one, two = tmp_path / 'one', tmp_path / 'two'
-    assert quantize(src, one, '--preset', 'int4_wo_128').returncode == 0
+    assert quantize(src, one, '--preset', 'int4_wo_128', '--threads', '1').returncode == 0
     r = quantize(src, two, '--preset', 'int4_wo_128', '--threads', '2', '--max-shard-size', '300KB')
     assert r.returncode == 0, r.stderr
     a, b = read_checkpoint(one), read_checkpoint(two)
@@ -384,6 +384,15 @@ def test_threads_give_identical_checkpoints(llama, tmp_path):
     r = quantize(src, three, '--preset', 'int4_wo_128', '--threads', '3')
     assert r.returncode == 0, r.stderr
     assert (three / 'model.safetensors').read_bytes() == (one / 'model.safetensors').read_bytes()
+    # without --threads: one per processor (at most 8), the same file
+    default = tmp_path / 'default'
+    assert quantize(src, default, '--preset', 'int4_wo_128').returncode == 0
+    assert (default / 'model.safetensors').read_bytes() == (one / 'model.safetensors').read_bytes()
+    # the brevitas backend, which has no threads, is not given any
+    r = quantize(src, tmp_path / 'bv', '--backend', 'brevitas', '--preset', 'int8_weight_per_channel')
+    assert r.returncode == 0, r.stderr
+    r = quantize(src, tmp_path / 'bv2', '--backend', 'brevitas', '--preset', 'int8_weight_per_channel', '-j', '2')
+    assert r.returncode == 1 and 'backend brevitas does not support --threads' in r.stderr
     assert quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--threads', '0').returncode == 2
 
 
