@@ -4,7 +4,8 @@
 # KV heads of 64; as many layers as make --gib, 2 by default) to int8 per
 # channel, FP8 per channel, MXFP4 and int4 per group of 128 (AMD Quark's
 # layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
-# words, as "int4 g128 ct" and "int8 ct"), timed against
+# words, as "int4 g128 ct" and "int8 ct"; with the brevitas backend its
+# Int8WeightPerChannelFloat preset, on its one thread), timed against
 # `cp -r` of the same directory and, where a llama.cpp build is given,
 # against `llama-quantize` from a BF16 GGUF of the same weights (Q8_0, Q4_0,
 # MXFP4), all on the same threads, in the same run, with the page cache warm.
@@ -50,7 +51,8 @@ args = ap.parse_args()
 
 here = os.path.dirname(os.path.abspath(__file__))
 quark = os.path.join(args.builddir, 'tools', 'quark')
-env = dict(os.environ, QUARK_BACKEND_PATH=os.path.join(args.builddir, 'libquark', 'backends', 'quark'),
+env = dict(os.environ, QUARK_BACKEND_PATH=os.pathsep.join(os.path.join(args.builddir, 'libquark', 'backends', b)
+                                                          for b in ('quark', 'brevitas')),
            QUARK_BACKEND_SYSTEM_PATH='')
 tokenizer_dir = os.path.join(here, '..', '..', 'shared', 'models', 'docs-llama')
 
@@ -154,6 +156,9 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
                                 ('int8_per_channel_wo', 'int8 ct', ['--export-format', 'compressed-tensors'])):
         commands.append(('quark ' + what, [quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', j]
                          + extra, out))
+    # the brevitas backend: one thread (it has no threads option)
+    commands.append(('quark brevitas int8 -j1', [quark, 'quantize', src, '-o', out, '--backend', 'brevitas',
+                                                 '--preset', 'int8_weight_per_channel'], out))
     llama_quantize = os.path.join(args.llama_bin, 'llama-quantize') if args.llama_bin else ''
     have_llama = llama_quantize and os.access(llama_quantize, os.X_OK) and \
         os.path.exists(os.path.join(src, 'tokenizer.json'))
