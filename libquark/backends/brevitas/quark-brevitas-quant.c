@@ -751,35 +751,59 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
                     BvResult *r, GError **error)
 {
   QuarkKernelLayout l;
-  g_autoptr(BvBuffer) buf = NULL, work = NULL;
+  g_autoptr(BvBuffer) buf = NULL, work = NULL, amax = NULL;
   float threshold = bv_threshold (spec);
-  gsize n = 1, room;
+  gboolean shifted = (spec->kind == BV_INT || spec->kind == BV_MX_INT) && !spec->symmetric;
+  gboolean row_maxima, finite_row = FALSE;
+  gsize n = 1, room, per_row = 1;
+  Apply a;
 
   for (guint d = 0; d < n_dims; d++)
     n *= (gsize) shape[d];
   if (!init_layout (spec, shape, n_dims, name, &l, error))
     return FALSE;
+  row_maxima = l.qscheme == QUARK_QSCHEME_PER_GROUP && l.cols > 0 && !spec->mse && !shifted &&
+               bv_spec_stats_op (spec) == BV_STATS_MAX;
+  if (row_maxima)
+    per_row = (l.cols + l.group - 1) / l.group;
   result_alloc (r, n, &l);
   /* a parameter set's values (and the statistics' scratch): the largest
    * set, not the tensor */
   room = MAX (largest_set (&l), 1) + (spec->qscheme == QUARK_QSCHEME_PER_GROUP ? (gsize) spec->group_size : 0);
   buf = quark_buffer_alloc (room * sizeof (float));
   work = quark_buffer_alloc (room * sizeof (float));
+  apply_init (&a, spec, x, r);
+  if (row_maxima)
+    amax = quark_buffer_alloc (MAX (per_row, 1) * sizeof (float));
   for (gsize p = 0; p < l.n_params; p++)
     {
-      gsize n_p = quark_kernel_layout_gather_f32 (&l, p, x, buf);
       float scale;
-      gint32 zero_point;
+      gint32 zero_point = 0;
 
-      /* a ragged last group is zero-padded, and the padding is part of its
-       * statistics (numerics.md B6) */
-      if (spec->qscheme == QUARK_QSCHEME_PER_GROUP && n_p < (gsize) spec->group_size)
+      /* groups with the abs max statistic: a row's maxima in one kernel
+       * call, when the row is finite (the zero padding of a ragged last
+       * group changes no maximum) */
+      if (row_maxima && p % per_row == 0)
+        finite_row = quark_kernel_group_abs_max_f32 (x + p / per_row * l.cols, l.cols, l.group, amax);
+      if (row_maxima && finite_row)
+        scale = bv_scale_from_stat (spec, amax[p % per_row], threshold);
+      else
         {
-          memset (buf + n_p, 0, ((gsize) spec->group_size - n_p) * sizeof (float));
-          n_p = (gsize) spec->group_size;
+          gsize n_p = quark_kernel_layout_gather_f32 (&l, p, x, buf);
+
+          /* a ragged last group is zero-padded, and the padding is part of
+           * its statistics (numerics.md B6) */
+          if (spec->qscheme == QUARK_QSCHEME_PER_GROUP && n_p < (gsize) spec->group_size)
+            {
+              memset (buf + n_p, 0, ((gsize) spec->group_size - n_p) * sizeof (float));
+              n_p = (gsize) spec->group_size;
+            }
+          weight_params (spec, buf, n_p, threshold, work, &scale, &zero_point);
         }
-      weight_params (spec, buf, n_p, threshold, work, &scale, &zero_point);
-      apply_params (spec, x, &l, p, scale, zero_point, r);
+      apply_set (&a, scale, zero_point);
+      r->scales[p] = scale;
+      r->zero_points[p] = zero_point;
+      quark_kernel_layout_foreach_chunk (&l, p, apply_chunk, &a);
     }
   return TRUE;
 }
