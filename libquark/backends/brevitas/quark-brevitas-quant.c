@@ -477,6 +477,29 @@ torch_sum (const float *x, gsize n)
   return total;
 }
 
+/* Whether @s is a shifted (asymmetric) integer quantizer, with a zero point */
+static gboolean
+is_shifted (const BvSpec *s)
+{
+  return (s->kind == BV_INT || s->kind == BV_MX_INT) && !s->symmetric;
+}
+
+/* Whether @op is a statistic of the values' range alone (abs max, min-max) */
+static gboolean
+is_range_stat (BvStatsOp op)
+{
+  return op == BV_STATS_MAX || op == BV_STATS_DEFAULT || op == BV_STATS_MIN_MAX;
+}
+
+/* is_range_stat()'s statistic of finite values whose smallest is @lo and
+ * largest @hi (from the min/max kernel, whose selections give the scalar
+ * loop's values, the sign of a zero aside, which neither statistic keeps) */
+static float
+range_stat (BvStatsOp op, float lo, float hi)
+{
+  return op == BV_STATS_MIN_MAX ? fabsf (hi - fminf (lo, 0.0f)) : fmaxf (fabsf (lo), fabsf (hi));
+}
+
 /* The statistic of one parameter set (numerics.md B4): @v holds its @n values, a
  * ragged last group already padded with zeros; @work has room for @n. */
 static float
@@ -486,11 +509,8 @@ weight_stat (const BvSpec *spec, BvStatsOp op, const float *v, gsize n, float *w
 
   if (n == 0)
     return 0.0f;
-  if ((op == BV_STATS_MAX || op == BV_STATS_DEFAULT || op == BV_STATS_MIN_MAX) &&
-      quark_kernel_min_max_f32 (v, n, &mn, &mx))
-    /* all finite: the kernel's selections give the loop's values (the
-     * sign of a zero aside, which neither statistic keeps) */
-    return op == BV_STATS_MIN_MAX ? fabsf (mx - fminf (mn, 0.0f)) : fmaxf (fabsf (mn), fabsf (mx));
+  if (is_range_stat (op) && quark_kernel_min_max_f32 (v, n, &mn, &mx))
+    return range_stat (op, mn, mx);
   mn = INFINITY;
   mx = -INFINITY;
   for (gsize i = 0; i < n; i++)
@@ -594,21 +614,27 @@ static void
 weight_params (const BvSpec *spec, const float *v, gsize n, float threshold, float *work,
                float *scale, gint32 *zero_point)
 {
-  gboolean shifted = spec->kind == BV_INT || spec->kind == BV_MX_INT ? !spec->symmetric : FALSE;
+  gboolean shifted = is_shifted (spec);
   BvStatsOp op = bv_spec_stats_op (spec);
-  float neg = 0.0f, best, lo, hi;
+  float neg = 0.0f, best, lo, hi, stat;
 
-  if (!shifted)
-    ;   /* no zero point: the minimum is not needed */
-  else if (quark_kernel_min_max_f32 (v, n, &lo, &hi))
-    neg = fminf (lo, 0.0f);   /* NegativeMinOrZero */
-  else
-    for (gsize i = 0; i < n; i++)
-      neg = fminf (neg, v[i]);
   *zero_point = 0;
   if (!spec->mse)
     {
-      *scale = bv_scale_from_stat (spec, weight_stat (spec, op, v, n, work), threshold);
+      if (n > 0 && is_range_stat (op) && quark_kernel_min_max_f32 (v, n, &lo, &hi))
+        {
+          /* finite: one pass gives the statistic and the zero point's
+           * NegativeMinOrZero */
+          stat = range_stat (op, lo, hi);
+          neg = fminf (lo, 0.0f);
+        }
+      else
+        {
+          stat = weight_stat (spec, op, v, n, work);
+          for (gsize i = 0; shifted && i < n; i++)
+            neg = fminf (neg, v[i]);   /* NegativeMinOrZero */
+        }
+      *scale = bv_scale_from_stat (spec, stat, threshold);
       if (shifted)
         *zero_point = bv_shifted_zero_point (spec, neg, *scale);
       return;
@@ -634,7 +660,7 @@ void
 bv_mse_search (const BvSpec *spec, const float *v, gsize n, float threshold, float *work, float scale_search_neg,
                float *stat, float *neg)
 {
-  gboolean shifted = (spec->kind == BV_INT || spec->kind == BV_MX_INT) && !spec->symmetric;
+  gboolean shifted = is_shifted (spec);
   float fmax = spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT ? bv_fp_max (spec) : 0.0f;
   float init, base, best, best_neg, scale, low = 0.0f;
   double best_loss = INFINITY;
@@ -682,7 +708,7 @@ BvStatsOp
 bv_spec_stats_op (const BvSpec *spec)
 {
   gboolean act = spec->role == QUARK_ROLE_INPUT || spec->role == QUARK_ROLE_OUTPUT;
-  gboolean shifted = (spec->kind == BV_INT || spec->kind == BV_MX_INT) && !spec->symmetric;
+  gboolean shifted = is_shifted (spec);
 
   if (spec->stats_op != BV_STATS_DEFAULT)
     return spec->stats_op;
@@ -753,7 +779,7 @@ bv_quantize_weight (const BvSpec *spec, const float *x, const gint64 *shape, gui
   QuarkKernelLayout l;
   g_autoptr(BvBuffer) buf = NULL, work = NULL, amax = NULL;
   float threshold = bv_threshold (spec);
-  gboolean shifted = (spec->kind == BV_INT || spec->kind == BV_MX_INT) && !spec->symmetric;
+  gboolean shifted = is_shifted (spec);
   gboolean row_maxima, finite_row = FALSE;
   gsize n = 1, room, per_row = 1;
   Apply a;
