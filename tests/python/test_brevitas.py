@@ -13,7 +13,9 @@ import pytest
 
 np = pytest.importorskip('numpy')
 
-from test_quantize_cli import llama, read_checkpoint, quantize, unpack_int4, LINEAR, L  # noqa: E402,F401
+from test_quantize_cli import (llama, read_checkpoint, quantize, unpack_int4, LINEAR, L, llama_shapes,  # noqa: E402,F401
+                               to_bf16, from_bf16, PT)
+from safetensors_writer import write_safetensors  # noqa: E402
 
 QUARK = os.environ['QUARK_TOOL']
 
@@ -240,3 +242,98 @@ def test_written_as_each_layer_is_made(llama, tmp_path, preset):
     assert list(a) == list(b)
     for k in a:
         assert a[k][0] == b[k][0] and np.array_equal(a[k][1], b[k][1]), k
+
+
+@pytest.fixture(scope='module')
+def wide_llama(tmp_path_factory):
+    """One Llama layer whose MLP weights hold more than the 512 Ki elements
+    the bfloat16 row path reads at a time (F = 2304: gate and up in two
+    blocks of rows, down_proj's 2304-element rows 227 to a block), as
+    bfloat16 and as its float32 widening (exact)."""
+    rng = np.random.default_rng(7)
+    shapes = llama_shapes(256, 2304, 320, 1)
+    bf = {k: to_bf16(rng.standard_normal(s) * 0.02 * rng.uniform(0.5, 2, (s[0],) + (1,) * (len(s) - 1)))
+          for k, s in shapes.items()}
+    dirs = {}
+    for dtype in ('BF16', 'F32'):
+        d = tmp_path_factory.mktemp('wide_' + dtype.lower())
+        write_safetensors(d / 'model.safetensors',
+                          {k: (dtype, a if dtype == 'BF16' else from_bf16(a)) for k, a in bf.items()}, PT)
+        (d / 'config.json').write_text(json.dumps({
+            'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_size': 256,
+            'intermediate_size': 2304, 'vocab_size': 320, 'num_hidden_layers': 1}))
+        dirs[dtype] = d
+    return dirs
+
+
+def weight_config(tmp_path, weight):
+    cfg = tmp_path / 'config.json'
+    cfg.write_text(json.dumps({'backend': 'brevitas', 'exclude': ['lm_head'],
+                               'global_quant_config': {'weight': weight}}))
+    return ['--config', str(cfg)]
+
+
+# Integer weights of up to 8 bits with a range statistic: per tensor,
+# channel and group, symmetric and shifted, power-of-two scales, other
+# roundings, a group that does not divide the rows, 4-bit codes in AMD
+# Quark's packing, the integer dump.
+ROW_CASES = [
+    (['--preset', 'int8_weight_per_tensor'], None),
+    (['--preset', 'int8_weight_per_channel'], None),
+    (['--preset', 'int8_fixed_point'], None),
+    (['--preset', 'int4_weight_g128'], None),
+    (['--preset', 'int4_weight_g128', '--export-format', 'integers'], None),
+    ([], {'preset': 'ShiftedUint8WeightPerTensorFloat'}),
+    ([], {'preset': 'ShiftedUint8WeightPerChannelFloat'}),
+    ([], {'preset': 'ShiftedUint8WeightGroupQuantFloat'}),
+    ([], {'preset': 'ShiftedUint8WeightGroupQuantFloat', 'bit_width': 4}),
+    ([], {'preset': 'ShiftedUint8WeightGroupQuantFloat', 'group_size': 96}),
+    ([], {'preset': 'Int8WeightPerChannelFloat', 'rounding': 'floor'}),
+    ([], {'preset': 'ShiftedUint8WeightPerChannelFloat', 'bit_width': 6, 'rounding': 'ceil'}),
+    ([], {'preset': 'Int8WeightPerTensorFloat', 'bit_width': 5, 'rounding': 'round_to_zero'}),
+]
+
+
+@pytest.mark.parametrize('args,weight', ROW_CASES, ids=[' '.join(a) or json.dumps(w) for a, w in ROW_CASES])
+def test_bfloat16_rows_equal_the_float32_path(wide_llama, tmp_path, args, weight):
+    """A bfloat16 weight goes from its rows straight to its codes
+    (bv_quantize_weight_bf16(): no float32 copy, codes written in their
+    storage type); its float32 widening goes through the float32 path
+    (bv_quantize_weight()). Widening is exact, so every quantized tensor and
+    its parameters must come out the same, byte for byte."""
+    if weight is not None:
+        args = args + weight_config(tmp_path, weight)
+    outs = {}
+    for dtype, src in wide_llama.items():
+        outs[dtype] = tmp_path / dtype
+        r = quantize(src, outs[dtype], '--backend', 'brevitas', *args)
+        assert r.returncode == 0, r.stderr
+    a, b = read_checkpoint(outs['BF16']), read_checkpoint(outs['F32'])
+    assert a.keys() == b.keys()
+    quantized = [k for k in a if a[k][0] != 'BF16']
+    assert len(quantized) >= 2 * len(LINEAR), quantized    # codes and scales at least
+    for k in quantized:
+        assert a[k][0] == b[k][0] and a[k][1].tobytes() == b[k][1].tobytes(), k
+    ia, ib = outs['BF16'] / 'integers.json', outs['F32'] / 'integers.json'
+    assert ia.exists() == ib.exists() and (not ia.exists() or ia.read_bytes() == ib.read_bytes())
+
+
+@pytest.mark.parametrize('preset', ['int8_weight_per_tensor', 'int8_weight_per_channel', 'int4_weight_g128'])
+def test_bfloat16_rows_refuse_nan(tmp_path, preset):
+    """A NaN in the second block of a bfloat16 weight's rows: an error
+    naming the tensor, and no output directory."""
+    rng = np.random.default_rng(3)
+    shapes = llama_shapes(256, 2304, 320, 1)
+    bf = {k: to_bf16(rng.standard_normal(s) * 0.02) for k, s in shapes.items()}
+    bad = 'model.layers.0.mlp.up_proj.weight'
+    bf[bad][2200, 17] = 0x7fc0                                 # a bfloat16 NaN, row 2200 of 2304
+    src = tmp_path / 'src'
+    src.mkdir()
+    write_safetensors(src / 'model.safetensors', {k: ('BF16', a) for k, a in bf.items()}, PT)
+    (src / 'config.json').write_text(json.dumps({'architectures': ['LlamaForCausalLM'], 'model_type': 'llama'}))
+    before = (src / 'model.safetensors').read_bytes()
+    r = quantize(src, tmp_path / 'out', '--backend', 'brevitas', '--preset', preset)
+    assert r.returncode != 0
+    assert 'tensor %s: holds NaN or infinity' % bad in r.stderr, r.stderr
+    assert not (tmp_path / 'out').exists()
+    assert (src / 'model.safetensors').read_bytes() == before

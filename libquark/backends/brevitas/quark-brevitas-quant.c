@@ -741,14 +741,21 @@ apply_init (Apply *a, const BvSpec *spec, const float *x, BvResult *r)
     }
 }
 
+/* An integer quantizer's scale and zero point, in the kernel's form */
+static void
+int_params_set (QuarkKernelIntParams *ip, float scale, gint32 zero_point)
+{
+  ip->scale = scale;
+  ip->inv_scale = 1.0f / scale;
+  ip->zero_point = (float) zero_point;
+}
+
 static void
 apply_set (Apply *a, float scale, gint32 zero_point)
 {
   a->scale = scale;
   a->zero_point = zero_point;
-  a->ip.scale = scale;
-  a->ip.inv_scale = 1.0f / scale;
-  a->ip.zero_point = (float) zero_point;
+  int_params_set (&a->ip, scale, zero_point);
 }
 
 static void
@@ -973,5 +980,221 @@ bv_quantize_activation (const BvSpec *spec, const float *x, const gint64 *shape,
                    "tensor %s: %" G_GSIZE_FORMAT " scales do not fit it", name, n_scales);
       return FALSE;
     }
+  return TRUE;
+}
+
+/* ---- bfloat16 weights a block of rows at a time ------------------------- */
+
+/**
+ * bv_weight_rows_fit:
+ *
+ * Whether bv_quantize_weight_bf16() takes a weight of @spec: integer
+ * quantizers of up to 8 bits whose statistic is the range (abs max or
+ * min-max, no MSE grid), per tensor, per output channel or per group;
+ * bfloat16 weights with at least one element.
+ */
+gboolean
+bv_weight_rows_fit (const BvSpec *spec, QuarkTensor *t)
+{
+  return spec->kind == BV_INT && spec->bits <= 8 && !spec->mse && is_range_stat (bv_spec_stats_op (spec)) &&
+         spec->rounding != QUARK_ROUND_STOCHASTIC && quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16 &&
+         quark_tensor_get_n_elements (t) > 0 && G_BYTE_ORDER == G_LITTLE_ENDIAN;
+}
+
+typedef struct {
+  const BvSpec *spec;
+  QuarkKernelLayout l;
+  BvStatsOp op;
+  gboolean shifted;
+  float threshold;
+  QuarkKernelIntParams ip;
+  QuarkDType dtype;
+  BvResult *r;
+  guint8 *codes;
+  float *amax, *zps;     /* per group: a row's maxima, its zero points as floats */
+  float lo, hi;          /* per tensor: the range so far */
+} Rows;
+
+/* A parameter set's scale and zero point from the smallest and largest of
+ * its (finite) values, as weight_params() has them */
+static void
+rows_params (Rows *b, gsize p, float lo, float hi)
+{
+  float scale = bv_scale_from_stat (b->spec, range_stat (b->op, lo, hi), b->threshold);
+
+  b->r->scales[p] = scale;
+  b->r->zero_points[p] = b->shifted ? bv_shifted_zero_point (b->spec, fminf (lo, 0.0f), scale) : 0;
+}
+
+/* Rows [@first, @first + @n_rows) of @len elements, at @x: per channel and
+ * per group, their parameters and codes; per tensor with @stats, the
+ * range only (the codes come in a second pass). FALSE if a value is not
+ * finite. */
+static gboolean
+rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gboolean stats)
+{
+  const QuarkKernelLayout *l = &b->l;
+  BvResult *r = b->r;
+
+  if (l->qscheme == QUARK_QSCHEME_PER_TENSOR)
+    {
+      float lo, hi;
+      if (stats)
+        {
+          if (!quark_kernel_min_max_bf16 (x, n_rows * len, &lo, &hi))
+            return FALSE;
+          b->lo = fminf (b->lo, lo);
+          b->hi = fmaxf (b->hi, hi);
+          return TRUE;
+        }
+      b->ip.offset = first * len;
+      quark_kernel_quantize_int_bf16 (x, n_rows * len, &b->ip, b->dtype, b->codes + first * len);
+      return TRUE;
+    }
+  for (gsize i = 0; i < n_rows; i++)
+    {
+      const guint16 *row = x + i * len;
+      gsize at = (first + i) * len;
+
+      b->ip.offset = at;
+      if (l->qscheme == QUARK_QSCHEME_PER_CHANNEL)
+        {
+          float lo, hi;
+          if (!quark_kernel_min_max_bf16 (row, len, &lo, &hi))
+            return FALSE;
+          rows_params (b, first + i, lo, hi);
+          int_params_set (&b->ip, r->scales[first + i], r->zero_points[first + i]);
+          quark_kernel_quantize_int_bf16 (row, len, &b->ip, b->dtype, b->codes + at);
+          continue;
+        }
+      {
+        /* per group: the row's groups, the last one maybe shorter (its
+         * statistics count the zero padding of numerics.md B6) */
+        gsize per_row = (len + l->group - 1) / l->group, p0 = (first + i) * per_row;
+        gboolean max_only = b->op != BV_STATS_MIN_MAX && !b->shifted;
+
+        if (max_only)
+          {
+            /* the padding changes no abs max */
+            if (!quark_kernel_group_abs_max_bf16 (row, len, l->group, b->amax))
+              return FALSE;
+            for (gsize g = 0; g < per_row; g++)
+              rows_params (b, p0 + g, -b->amax[g], b->amax[g]);
+          }
+        else
+          for (gsize g = 0; g < per_row; g++)
+            {
+              gsize start = g * l->group, m = MIN (l->group, len - start);
+              float lo, hi;
+              if (!quark_kernel_min_max_bf16 (row + start, m, &lo, &hi))
+                return FALSE;
+              if (m < l->group)
+                lo = fminf (lo, 0.0f), hi = fmaxf (hi, 0.0f);
+              rows_params (b, p0 + g, lo, hi);
+            }
+        for (gsize g = 0; b->shifted && g < per_row; g++)
+          b->zps[g] = (float) r->zero_points[p0 + g];
+        quark_kernel_quantize_int_groups_bf16 (row, len, l->group, &b->ip, r->scales + p0, b->shifted ? b->zps : NULL,
+                                               b->dtype, b->codes + at);
+      }
+    }
+  return TRUE;
+}
+
+/**
+ * bv_quantize_weight_bf16:
+ *
+ * bv_quantize_weight() for a weight bv_weight_rows_fit() takes, from its
+ * bfloat16 values (widened in registers, so the same statistics, scales
+ * and codes): the weight is read a block of rows at a time into a buffer
+ * (quark_tensor_read_data(): no float32 copy of the tensor, no page of
+ * the input's mapping touched); each row's statistics and parameters,
+ * then its codes straight into @dtype (an 8-bit storage type). Per tensor
+ * the range comes from a first pass over the blocks. @r gets the
+ * parameters, not the codes; *@codes the codes, a pool buffer.
+ */
+gboolean
+bv_quantize_weight_bf16 (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, BvResult *r, guint8 **codes,
+                         GError **error)
+{
+  const char *name = quark_tensor_get_name (t);
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+  gsize n = quark_tensor_get_n_elements (t), len, n_rows, block;
+  g_autoptr(BvBuffer) amax = NULL, zps = NULL;
+  guint16 *x;
+  Rows b = { 0 };
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (bv_weight_rows_fit (spec, t), FALSE);
+  if (!init_layout (spec, shape, n_dims, name, &b.l, error))
+    return FALSE;
+  b.spec = spec;
+  b.op = bv_spec_stats_op (spec);
+  b.shifted = is_shifted (spec);
+  b.threshold = bv_threshold (spec);
+  b.dtype = dtype;
+  b.r = r;
+  b.lo = INFINITY;
+  b.hi = -INFINITY;
+  bv_int_range (spec, &b.ip.qmin, &b.ip.qmax);
+  b.ip.round = spec->rounding;
+  b.ip.divide = TRUE;
+  switch (b.l.qscheme)
+    {
+    case QUARK_QSCHEME_PER_CHANNEL:
+      len = b.l.inner;      /* axis 0: outer is 1, a channel is a row */
+      break;
+    case QUARK_QSCHEME_PER_GROUP:
+      len = b.l.cols;
+      amax = quark_buffer_alloc (((len + b.l.group - 1) / b.l.group) * sizeof (float));
+      zps = quark_buffer_alloc (((len + b.l.group - 1) / b.l.group) * sizeof (float));
+      b.amax = amax;
+      b.zps = zps;
+      break;
+    case QUARK_QSCHEME_PER_TENSOR:
+    default:
+      len = 1;              /* any run of elements will do */
+      break;
+    }
+  n_rows = n / len;
+  /* about 512 Ki elements (1 MiB) per read, whole rows */
+  block = MAX ((gsize) 1, ((gsize) 1 << 19) / len);
+  block = MIN (block, n_rows);
+  x = quark_buffer_alloc (block * len * sizeof (guint16));
+  r->n = n;
+  r->n_params = b.l.n_params;
+  r->scales = g_new0 (float, MAX (b.l.n_params, 1));
+  r->zero_points = g_new0 (gint32, MAX (b.l.n_params, 1));
+  memcpy (r->param_shape, b.l.param_shape, sizeof r->param_shape);
+  r->param_n_dims = b.l.param_n_dims;
+  b.codes = quark_buffer_alloc (n);
+  for (int pass = b.l.qscheme == QUARK_QSCHEME_PER_TENSOR ? 0 : 1; ok && pass < 2; pass++)
+    {
+      if (pass == 1 && b.l.qscheme == QUARK_QSCHEME_PER_TENSOR)
+        {
+          rows_params (&b, 0, b.lo, b.hi);
+          int_params_set (&b.ip, r->scales[0], r->zero_points[0]);
+        }
+      for (gsize first = 0; ok && first < n_rows; first += block)
+        {
+          gsize m = MIN (block, n_rows - first);
+          ok = quark_tensor_read_data (t, (guint64) first * len * sizeof (guint16), x, m * len * sizeof (guint16),
+                                       error);
+          if (ok && !rows_block (&b, x, first, m, len, pass == 0))
+            {
+              g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                           "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+              ok = FALSE;
+            }
+        }
+    }
+  quark_buffer_free (x);
+  if (!ok)
+    {
+      g_clear_pointer (&b.codes, quark_buffer_free);
+      return FALSE;
+    }
+  *codes = b.codes;
   return TRUE;
 }

@@ -109,7 +109,8 @@ static gboolean
 add_bytes (QuarkModel *out, const char *name, QuarkDType dtype, const gint64 *shape, guint n_dims,
            gpointer data, gsize size, GError **error)
 {
-  g_autoptr(GBytes) bytes = g_bytes_new_take (data, size);
+  /* @data: from g_malloc() or the buffer pool */
+  g_autoptr(GBytes) bytes = quark_buffer_to_bytes (data, size);
   g_autoptr(QuarkTensor) t = quark_tensor_new (name, dtype, shape, n_dims, bytes, error);
   return t != NULL && quark_model_add_tensor (out, t, error);
 }
@@ -273,8 +274,8 @@ add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *
  * Returns TRUE with *handled unset when the shape has no packed form (the
  * caller then stores one code per byte). */
 static gboolean
-add_int4_quark (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, const gint64 *shape,
-                gboolean *handled, GError **error)
+add_int4_quark (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, guint8 **codes,
+                const gint64 *shape, gboolean *handled, GError **error)
 {
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
@@ -286,7 +287,7 @@ add_int4_quark (QuarkModel *out, const char *name, const BvSpec *bv, const BvRes
   g_autoptr(QuarkCheckpointFormat) format = NULL;
   g_autoptr(QuarkTensorSpec) spec = NULL;
   g_autoptr(QuarkModel) logical = quark_model_new ();
-  gint8 *q, *z;
+  gint8 *z;
 
   *handled = FALSE;
   if (group ? rows % 8 || cols % (gsize) bv->group_size : cols % 8 || (bv->qscheme == QUARK_QSCHEME_PER_CHANNEL && rows % 8))
@@ -295,19 +296,13 @@ add_int4_quark (QuarkModel *out, const char *name, const BvSpec *bv, const BvRes
   format = quark_registry_new_format (quark_registry_get_default (), "quark", error);
   if (format == NULL)
     return FALSE;
-  q = g_new (gint8, MAX (r->n, 1));
   z = g_new (gint8, MAX (r->n_params, 1));
-  for (gsize i = 0; i < r->n; i++)
-    q[i] = (gint8) r->codes[i];
   for (gsize i = 0; i < r->n_params; i++)
     z[i] = (gint8) r->zero_points[i];
   spec = quark_tensor_spec_new (dtype, bv->qscheme);
   if (!add_bytes (logical, zp_name, dtype, r->param_shape, r->param_n_dims, z, r->n_params, error))
-    {
-      g_free (q);
-      return FALSE;
-    }
-  return add_bytes (logical, name, dtype, shape, 2, q, r->n, error) &&
+    return FALSE;
+  return add_bytes (logical, name, dtype, shape, 2, g_steal_pointer (codes), r->n, error) &&
          add_floats (logical, scale_name, r->scales, r->n_params, r->param_shape, r->param_n_dims, error) &&
          quark_checkpoint_format_export_weight (format, layer, "Linear", name, spec, logical, out, error);
 }
@@ -772,6 +767,7 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
   g_autoptr(BvBuffer) x = NULL;
+  g_autoptr(BvCodes) codes = NULL;   /* integer codes of up to 8 bits, one per byte */
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (L->weight, &n_dims);
   gboolean write_zp;
@@ -779,27 +775,44 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   gsize n;
   float lo, hi;
 
-  x = weight_floats (L->weight, &n, error);
-  if (x == NULL)
-    return FALSE;
-  if (!quark_kernel_min_max_f32 (x, n, &lo, &hi))
+  /* integer weights straight from their bfloat16 rows to the codes'
+   * storage type, when nothing else needs their float values; the others
+   * through a float32 copy */
+  if (!has_algorithms (self) && L->format == NULL && bv_weight_rows_fit (L->w, L->weight))
     {
-      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                   "tensor %s: holds NaN or infinity, which cannot be quantized", name);
-      return FALSE;
+      if (!bv_quantize_weight_bf16 (L->w, L->weight, int_storage (L->w->bits, L->w->is_signed), &L->rw, &codes,
+                                    error))
+        return FALSE;
     }
-  L->rw.want_values = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->bias_correction;
-  if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error) ||
-      (has_algorithms (self) && !apply_algorithms (self, L, calibration, x, error)) ||
-      (L->correction && !add_corrected_bias (L, model, out, error)))
-    return FALSE;
-  if (L->format)
-    return export_layer (self, L, calibration, out, error);
+  else
+    {
+      x = weight_floats (L->weight, &n, error);
+      if (x == NULL)
+        return FALSE;
+      if (!quark_kernel_min_max_f32 (x, n, &lo, &hi))
+        {
+          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                       "tensor %s: holds NaN or infinity, which cannot be quantized", name);
+          return FALSE;
+        }
+      L->rw.want_values = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->bias_correction;
+      if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error) ||
+          (has_algorithms (self) && !apply_algorithms (self, L, calibration, x, error)) ||
+          (L->correction && !add_corrected_bias (L, model, out, error)))
+        return FALSE;
+      if (L->format)
+        return export_layer (self, L, calibration, out, error);
+    }
   write_zp = dump ? L->w->kind == BV_INT : !L->w->symmetric;
   if (!dump && L->w->kind == BV_INT && L->w->bits == 4 && n_dims == 2)
     {
       gboolean handled;
-      if (!add_int4_quark (out, name, L->w, &L->rw, shape, &handled, error))
+      if (codes == NULL)
+        {
+          codes = quark_buffer_alloc (MAX (L->rw.n, 1));
+          narrow_to_bytes (L->rw.codes, L->rw.n, codes);
+        }
+      if (!add_int4_quark (out, name, L->w, &L->rw, &codes, shape, &handled, error))
         return FALSE;
       if (handled)
         {
@@ -811,8 +824,16 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
           goto activations;
         }
     }
-  if (!add_codes (out, name, L->w, &L->rw, shape, n_dims, !dump, &storage, error) ||
-      !add_floats (out, scale_name, L->rw.scales, L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error) ||
+  if (codes)
+    {
+      QuarkDType dtype = int_storage (L->w->bits, L->w->is_signed);
+      storage = quark_dtype_get_name (dtype);
+      if (!add_bytes (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), L->rw.n, error))
+        return FALSE;
+    }
+  else if (!add_codes (out, name, L->w, &L->rw, shape, n_dims, !dump, &storage, error))
+    return FALSE;
+  if (!add_floats (out, scale_name, L->rw.scales, L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error) ||
       (write_zp && !add_ints (out, zp_name, int_storage (L->w->bits, L->w->is_signed), L->rw.zero_points,
                               L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error)))
     return FALSE;

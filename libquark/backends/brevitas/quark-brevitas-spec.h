@@ -14,6 +14,9 @@ G_BEGIN_DECLS
  * when it goes out of scope */
 typedef float BvBuffer;
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BvBuffer, quark_buffer_free)
+/* integer codes of up to 8 bits, likewise */
+typedef guint8 BvCodes;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BvCodes, quark_buffer_free)
 
 typedef enum {
   BV_INT,         /* IntQuant / RescalingIntQuant */
@@ -152,6 +155,14 @@ gboolean         bv_quantize_weight     (const BvSpec *spec,
                                          guint         n_dims,
                                          const char   *name,
                                          BvResult     *r,
+                                         GError      **error);
+gboolean         bv_weight_rows_fit     (const BvSpec *spec,
+                                         QuarkTensor  *t);
+gboolean         bv_quantize_weight_bf16 (const BvSpec *spec,
+                                         QuarkTensor  *t,
+                                         QuarkDType    dtype,
+                                         BvResult     *r,
+                                         guint8      **codes,
                                          GError      **error);
 gboolean         bv_quantize_activation (const BvSpec *spec,
                                          const float  *x,
