@@ -273,10 +273,12 @@ def weight_config(tmp_path, weight):
     return ['--config', str(cfg)]
 
 
-# Integer weights of up to 8 bits with a range statistic: per tensor,
-# channel and group, symmetric and shifted, power-of-two scales, other
-# roundings, a group that does not divide the rows, 4-bit codes in AMD
-# Quark's packing, the integer dump.
+# Weights the row path takes: integers of up to 8 bits with a range
+# statistic per tensor, channel and group, symmetric and shifted,
+# power-of-two scales, other roundings, a group that does not divide the
+# rows, 4-bit codes in AMD Quark's packing, the integer dump; MX blocks
+# (FP4, FP6 and FP8 elements, MXInt8, shifted MXUInt8); FP8 per channel and
+# per tensor, OCP and FNUZ.
 ROW_CASES = [
     (['--preset', 'int8_weight_per_tensor'], None),
     (['--preset', 'int8_weight_per_channel'], None),
@@ -291,14 +293,24 @@ ROW_CASES = [
     ([], {'preset': 'Int8WeightPerChannelFloat', 'rounding': 'floor'}),
     ([], {'preset': 'ShiftedUint8WeightPerChannelFloat', 'bit_width': 6, 'rounding': 'ceil'}),
     ([], {'preset': 'Int8WeightPerTensorFloat', 'bit_width': 5, 'rounding': 'round_to_zero'}),
+    (['--preset', 'mxfp4'], None),
+    (['--preset', 'mxfp4', '--export-format', 'integers'], None),
+    (['--preset', 'mxfp8'], None),
+    (['--preset', 'mxint8'], None),
+    ([], {'preset': 'ShiftedMXUInt8Weight'}),
+    ([], {'preset': 'MXFloat4e2m1Weight', 'exponent_bit_width': 2, 'mantissa_bit_width': 3, 'bit_width': 6}),
+    ([], {'preset': 'MXFloat4e2m1Weight', 'group_size': 96}),
+    ([], {'preset': 'Fp8e4m3OCPWeightPerChannelFloat'}),
+    ([], {'preset': 'Fp8e5m2OCPWeightPerTensorFloat'}),
+    ([], {'preset': 'Fp8e4m3FNUZWeightPerChannelFloat'}),
 ]
 
 
 @pytest.mark.parametrize('args,weight', ROW_CASES, ids=[' '.join(a) or json.dumps(w) for a, w in ROW_CASES])
 def test_bfloat16_rows_equal_the_float32_path(wide_llama, tmp_path, args, weight):
     """A bfloat16 weight goes from its rows straight to its codes
-    (bv_quantize_weight_bf16(): no float32 copy, codes written in their
-    storage type); its float32 widening goes through the float32 path
+    (bv_quantize_weight_bf16(): no float32 copy, codes written one per
+    byte); its float32 widening goes through the float32 path
     (bv_quantize_weight()). Widening is exact, so every quantized tensor and
     its parameters must come out the same, byte for byte."""
     if weight is not None:

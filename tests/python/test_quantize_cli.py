@@ -33,7 +33,7 @@ def read_safetensors(path):
     n = struct.unpack('<Q', raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     kinds = {'BF16': np.uint16, 'F32': np.float32, 'I8': np.int8, 'U8': np.uint8, 'I32': np.int32,
-             'F8_E4M3': np.uint8, 'F16': np.float16, 'I64': np.int64}
+             'F8_E4M3': np.uint8, 'F8_E5M2': np.uint8, 'F16': np.float16, 'I64': np.int64}
     out = {}
     for k, v in header.items():
         if k == '__metadata__':

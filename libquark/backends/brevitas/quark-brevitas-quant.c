@@ -67,6 +67,21 @@ round_log2 (float v, QuarkPow2Rounding r)
     }
 }
 
+/* 2^@e, ldexpf (1, e) without its call: the bits of a normal float made
+ * directly (MX weights take two per block) */
+static inline float
+pow2f (int e)
+{
+  guint32 bits;
+  float f;
+
+  if (e < -126 || e > 127)
+    return ldexpf (1.0f, e);
+  bits = (guint32) (e + 127) << 23;
+  memcpy (&f, &bits, sizeof f);
+  return f;
+}
+
 /* numerics.md B3: FP s = max (stat, 1e-10) / T; POWER_OF_TWO
  * s = max (2^R(log2 max (stat, 1e-10)), 1e-10) / 2^R(log2 T). */
 float
@@ -86,8 +101,8 @@ bv_scale_from_stat (const BvSpec *s, float stat, float threshold)
     }
   if (!s->pof2)
     return v / threshold;
-  v = fmaxf (ldexpf (1.0f, (int) round_log2 (v, s->pof2_rounding)), SCALING_MIN_VAL);
-  return v / ldexpf (1.0f, (int) round_log2 (threshold, s->pof2_rounding));
+  v = fmaxf (pow2f ((int) round_log2 (v, s->pof2_rounding)), SCALING_MIN_VAL);
+  return v / pow2f ((int) round_log2 (threshold, s->pof2_rounding));
 }
 
 /**
@@ -989,14 +1004,19 @@ bv_quantize_activation (const BvSpec *spec, const float *x, const gint64 *shape,
  * bv_weight_rows_fit:
  *
  * Whether bv_quantize_weight_bf16() takes a weight of @spec: integer
- * quantizers of up to 8 bits whose statistic is the range (abs max or
- * min-max, no MSE grid), per tensor, per output channel or per group;
- * bfloat16 weights with at least one element.
+ * quantizers of up to 8 bits (MXInt8 included) and saturating minifloats
+ * of the kernels' formats (MX elements included), whose statistic is the
+ * range (abs max or min-max, no MSE grid), per tensor, per output channel
+ * or per group; bfloat16 weights with at least one element.
  */
 gboolean
 bv_weight_rows_fit (const BvSpec *spec, QuarkTensor *t)
 {
-  return spec->kind == BV_INT && spec->bits <= 8 && !spec->mse && is_range_stat (bv_spec_stats_op (spec)) &&
+  gboolean integer = (spec->kind == BV_INT && spec->bits <= 8) || spec->kind == BV_MX_INT;
+  gboolean minifloat = (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT) && spec->saturating &&
+                       !bv_spec_is_custom_float (spec) && 1 + spec->ebits + spec->mbits <= 8;
+
+  return (integer || minifloat) && !spec->mse && is_range_stat (bv_spec_stats_op (spec)) &&
          spec->rounding != QUARK_ROUND_STOCHASTIC && quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16 &&
          quark_tensor_get_n_elements (t) > 0 && G_BYTE_ORDER == G_LITTLE_ENDIAN;
 }
@@ -1009,6 +1029,8 @@ typedef struct {
   float threshold;
   QuarkKernelIntParams ip;
   QuarkDType dtype;
+  gboolean fp;           /* minifloat codes (QuarkFpFormat), else integers */
+  QuarkFpFormat fmt;
   BvResult *r;
   guint8 *codes;
   float *amax, *zps;     /* per group: a row's maxima, its zero points as floats */
@@ -1024,6 +1046,21 @@ rows_params (Rows *b, gsize p, float lo, float hi)
 
   b->r->scales[p] = scale;
   b->r->zero_points[p] = b->shifted ? bv_shifted_zero_point (b->spec, fminf (lo, 0.0f), scale) : 0;
+}
+
+/* The codes of @len elements at @x, element @at of the tensor on, with
+ * parameter set @p's scale and zero point */
+static void
+rows_encode (Rows *b, const guint16 *x, gsize len, gsize at, gsize p)
+{
+  if (b->fp)
+    {
+      quark_kernel_fp_quantize_bf16 (&b->fmt, x, len, b->r->scales[p], b->codes + at);
+      return;
+    }
+  int_params_set (&b->ip, b->r->scales[p], b->r->zero_points[p]);
+  b->ip.offset = at;
+  quark_kernel_quantize_int_bf16 (x, len, &b->ip, b->dtype, b->codes + at);
 }
 
 /* Rows [@first, @first + @n_rows) of @len elements, at @x: per channel and
@@ -1047,8 +1084,7 @@ rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gbo
           b->hi = fmaxf (b->hi, hi);
           return TRUE;
         }
-      b->ip.offset = first * len;
-      quark_kernel_quantize_int_bf16 (x, n_rows * len, &b->ip, b->dtype, b->codes + first * len);
+      rows_encode (b, x, n_rows * len, first * len, 0);
       return TRUE;
     }
   for (gsize i = 0; i < n_rows; i++)
@@ -1056,15 +1092,13 @@ rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gbo
       const guint16 *row = x + i * len;
       gsize at = (first + i) * len;
 
-      b->ip.offset = at;
       if (l->qscheme == QUARK_QSCHEME_PER_CHANNEL)
         {
           float lo, hi;
           if (!quark_kernel_min_max_bf16 (row, len, &lo, &hi))
             return FALSE;
           rows_params (b, first + i, lo, hi);
-          int_params_set (&b->ip, r->scales[first + i], r->zero_points[first + i]);
-          quark_kernel_quantize_int_bf16 (row, len, &b->ip, b->dtype, b->codes + at);
+          rows_encode (b, row, len, at, first + i);
           continue;
         }
       {
@@ -1092,10 +1126,17 @@ rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gbo
                 lo = fminf (lo, 0.0f), hi = fmaxf (hi, 0.0f);
               rows_params (b, p0 + g, lo, hi);
             }
-        for (gsize g = 0; b->shifted && g < per_row; g++)
-          b->zps[g] = (float) r->zero_points[p0 + g];
-        quark_kernel_quantize_int_groups_bf16 (row, len, l->group, &b->ip, r->scales + p0, b->shifted ? b->zps : NULL,
-                                               b->dtype, b->codes + at);
+        if (b->fp)
+          for (gsize g = 0; g < per_row; g++)
+            rows_encode (b, row + g * l->group, MIN (l->group, len - g * l->group), at + g * l->group, p0 + g);
+        else
+          {
+            for (gsize g = 0; b->shifted && g < per_row; g++)
+              b->zps[g] = (float) r->zero_points[p0 + g];
+            b->ip.offset = at;
+            quark_kernel_quantize_int_groups_bf16 (row, len, l->group, &b->ip, r->scales + p0,
+                                                   b->shifted ? b->zps : NULL, b->dtype, b->codes + at);
+          }
       }
     }
   return TRUE;
@@ -1109,7 +1150,8 @@ rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gbo
  * and codes): the weight is read a block of rows at a time into a buffer
  * (quark_tensor_read_data(): no float32 copy of the tensor, no page of
  * the input's mapping touched); each row's statistics and parameters,
- * then its codes straight into @dtype (an 8-bit storage type). Per tensor
+ * then its codes straight into one byte each: integers in @dtype (I8 or
+ * U8), minifloats as their format's codes. Per tensor
  * the range comes from a first pass over the blocks. @r gets the
  * parameters, not the codes; *@codes the codes, a pool buffer.
  */
@@ -1134,6 +1176,8 @@ bv_quantize_weight_bf16 (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   b.shifted = is_shifted (spec);
   b.threshold = bv_threshold (spec);
   b.dtype = dtype;
+  b.fp = spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT;
+  b.fmt = bv_fp_format (spec);
   b.r = r;
   b.lo = INFINITY;
   b.hi = -INFINITY;
@@ -1172,10 +1216,7 @@ bv_quantize_weight_bf16 (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   for (int pass = b.l.qscheme == QUARK_QSCHEME_PER_TENSOR ? 0 : 1; ok && pass < 2; pass++)
     {
       if (pass == 1 && b.l.qscheme == QUARK_QSCHEME_PER_TENSOR)
-        {
-          rows_params (&b, 0, b.lo, b.hi);
-          int_params_set (&b.ip, r->scales[0], r->zero_points[0]);
-        }
+        rows_params (&b, 0, b.lo, b.hi);
       for (gsize first = 0; ok && first < n_rows; first += block)
         {
           gsize m = MIN (block, n_rows - first);

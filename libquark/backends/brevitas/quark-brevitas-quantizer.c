@@ -134,6 +134,13 @@ int_storage (int bits, gboolean is_signed)
   return QUARK_DTYPE_I32;
 }
 
+/* The storage type of an integer quantizer's codes */
+static QuarkDType
+code_storage (const BvSpec *bv)
+{
+  return int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed);
+}
+
 /* The low bytes of @n codes (what a cast to guint8 keeps), sixteen at a
  * time in vectors: the backend is built at -O2, where GCC 12 leaves the
  * plain loop scalar */
@@ -223,29 +230,37 @@ weight_floats (QuarkTensor *t, gsize *n, GError **error)
 
 /* Weight codes in the export's layout. Returns the storage name. */
 static gboolean
-add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, const gint64 *shape,
-           guint n_dims, gboolean pack, const char **storage, GError **error)
+add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, guint8 **codes,
+           const gint64 *shape, guint n_dims, gboolean pack, const char **storage, GError **error)
 {
   gboolean fp = bv->kind == BV_FLOAT || bv->kind == BV_MX_FLOAT;
   gint64 packed_shape[QUARK_TENSOR_MAX_DIMS];
   gsize last = n_dims ? (gsize) shape[n_dims - 1] : 1;
-  QuarkDType dtype;
+  QuarkDType dtype = fp ? QUARK_DTYPE_U8 : code_storage (bv);
 
-  if (!fp)
+  if (quark_dtype_get_element_size (dtype) > 1)
     {
-      dtype = int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed);
       *storage = quark_dtype_get_name (dtype);
       return add_ints (out, name, dtype, r->codes, r->n, shape, n_dims, error);
+    }
+  /* codes of up to 8 bits: one per byte (a float32 path's 32-bit codes
+   * narrowed first) */
+  if (*codes == NULL)
+    {
+      *codes = quark_buffer_alloc (MAX (r->n, 1));
+      narrow_to_bytes (r->codes, r->n, *codes);
+    }
+  if (!fp)
+    {
+      *storage = quark_dtype_get_name (dtype);
+      return add_bytes (out, name, dtype, shape, n_dims, g_steal_pointer (codes), r->n, error);
     }
   memcpy (packed_shape, shape, n_dims * sizeof (gint64));
   if (pack && bv->bits == 4 && n_dims && last % 2 == 0)
     {
       /* FP4: two codes per byte, the even element in the low nibble */
-      g_autofree guint8 *codes = g_new (guint8, MAX (r->n, 1));
-      guint8 *bytes = g_malloc0 (MAX (r->n / 2, 1));
-      for (gsize i = 0; i < r->n; i++)
-        codes[i] = (guint8) r->codes[i];
-      quark_kernel_pack_fp4 (codes, r->n, bytes);
+      guint8 *bytes = quark_buffer_alloc (MAX (r->n / 2, 1));
+      quark_kernel_pack_fp4 (*codes, r->n, bytes);
       packed_shape[n_dims - 1] = (gint64) last / 2;
       *storage = "fp4 packed two per byte";
       return add_bytes (out, name, QUARK_DTYPE_U8, packed_shape, n_dims, bytes, r->n / 2, error);
@@ -253,11 +268,8 @@ add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *
   if (pack && bv->bits == 6 && n_dims && last % 4 == 0)
     {
       /* FP6: four codes per three bytes */
-      g_autofree guint8 *codes = g_new (guint8, MAX (r->n, 1));
-      guint8 *bytes = g_malloc0 (MAX (r->n / 4 * 3, 1));
-      for (gsize i = 0; i < r->n; i++)
-        codes[i] = (guint8) r->codes[i];
-      quark_kernel_pack_fp6 (codes, r->n, bytes);
+      guint8 *bytes = quark_buffer_alloc (MAX (r->n / 4 * 3, 1));
+      quark_kernel_pack_fp6 (*codes, r->n, bytes);
       packed_shape[n_dims - 1] = (gint64) last / 4 * 3;
       *storage = "fp6 packed four per three bytes";
       return add_bytes (out, name, QUARK_DTYPE_U8, packed_shape, n_dims, bytes, r->n / 4 * 3, error);
@@ -265,7 +277,7 @@ add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *
   dtype = bv->family == BV_FP_OCP && bv->ebits == 4 && bv->mbits == 3 ? QUARK_DTYPE_F8_E4M3
         : bv->family == BV_FP_OCP && bv->ebits == 5 && bv->mbits == 2 ? QUARK_DTYPE_F8_E5M2 : QUARK_DTYPE_U8;
   *storage = dtype == QUARK_DTYPE_U8 ? "one format code per byte" : quark_dtype_get_name (dtype);
-  return add_ints (out, name, dtype, r->codes, r->n, shape, n_dims, error);
+  return add_bytes (out, name, dtype, shape, n_dims, g_steal_pointer (codes), r->n, error);
 }
 
 /* AMD Quark's int4 layout, written by the registry's quark checkpoint
@@ -780,8 +792,7 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
    * through a float32 copy */
   if (!has_algorithms (self) && L->format == NULL && bv_weight_rows_fit (L->w, L->weight))
     {
-      if (!bv_quantize_weight_bf16 (L->w, L->weight, int_storage (L->w->bits, L->w->is_signed), &L->rw, &codes,
-                                    error))
+      if (!bv_quantize_weight_bf16 (L->w, L->weight, code_storage (L->w), &L->rw, &codes, error))
         return FALSE;
     }
   else
@@ -824,14 +835,7 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
           goto activations;
         }
     }
-  if (codes)
-    {
-      QuarkDType dtype = int_storage (L->w->bits, L->w->is_signed);
-      storage = quark_dtype_get_name (dtype);
-      if (!add_bytes (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), L->rw.n, error))
-        return FALSE;
-    }
-  else if (!add_codes (out, name, L->w, &L->rw, shape, n_dims, !dump, &storage, error))
+  if (!add_codes (out, name, L->w, &L->rw, &codes, shape, n_dims, !dump, &storage, error))
     return FALSE;
   if (!add_floats (out, scale_name, L->rw.scales, L->rw.n_params, L->rw.param_shape, L->rw.param_n_dims, error) ||
       (write_zp && !add_ints (out, zp_name, int_storage (L->w->bits, L->w->is_signed), L->rw.zero_points,
@@ -1283,13 +1287,14 @@ add_result (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult 
 {
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
+  g_autoptr(BvCodes) codes = NULL;
   const char *storage;
 
-  return add_codes (out, name, bv, r, shape, n_dims, FALSE, &storage, error) &&
+  return add_codes (out, name, bv, r, &codes, shape, n_dims, FALSE, &storage, error) &&
          add_floats (out, scale_name, r->scales, r->n_params, r->param_shape, r->param_n_dims, error) &&
          ((bv->kind != BV_INT && bv->kind != BV_MX_INT) ||
-          add_ints (out, zp_name, int_storage (bv->kind == BV_MX_INT ? 8 : bv->bits, bv->is_signed),
-                    r->zero_points, r->n_params, r->param_shape, r->param_n_dims, error));
+          add_ints (out, zp_name, code_storage (bv), r->zero_points, r->n_params, r->param_shape, r->param_n_dims,
+                    error));
 }
 
 /* One weight-like tensor through the quantizer a spec from this backend's
