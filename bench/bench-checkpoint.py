@@ -181,13 +181,13 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
     cp_time = statistics.median(r[0] for r in results['cp -r'])
     cp_faults = statistics.median(r[1] for r in results['cp -r'])
     rss_target = 2 * largest + 64 * 2 ** 20
-    print('%-26s %8s %15s %8s %12s %9s %10s' % ('command', 'median s', 'range', 'x cp', 'page faults', 'x cp',
+    print('%-30s %8s %15s %8s %12s %9s %10s' % ('command', 'median s', 'range', 'x cp', 'page faults', 'x cp',
                                                   'peak MiB'))
     for label, rs in results.items():
         t = [r[0] for r in rs]
         faults = statistics.median(r[1] for r in rs)
         rss = max(r[2] for r in rs)
-        print('%-26s %8.2f %7.2f-%-7.2f %8.2f %12.0f %9.1f %10.0f%s'
+        print('%-30s %8.2f %7.2f-%-7.2f %8.2f %12.0f %9.1f %10.0f%s'
               % (label, statistics.median(t), min(t), max(t), statistics.median(t) / cp_time, faults,
                  faults / max(cp_faults, 1), rss / 2 ** 20,
                  '' if not label.startswith('quark') else
@@ -209,12 +209,12 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
                     (work + ' -j1', cmd + ['--threads', '1'], o),
                     ('%s -j%s' % (work, j), cmd + ['--threads', j], o)]
     results = rounds(scaling, min(args.runs, 3))   # GGUF Q4_K_M is long
-    print('%-26s %8s %15s %10s' % ('threads', 'median s', 'range', 'processors'))
+    print('%-30s %8s %15s %10s' % ('threads', 'median s', 'range', 'processors'))
     medians = {}
     for label, rs in results.items():
         t = [r[0] for r in rs]
         medians[label] = statistics.median(t)
-        print('%-26s %8.2f %7.2f-%-7.2f %10.2f' % (label, medians[label], min(t), max(t),
+        print('%-30s %8.2f %7.2f-%-7.2f %10.2f' % (label, medians[label], min(t), max(t),
                                                   statistics.median(r[3] / r[0] for r in rs)))
     for work in ('int4 g128', 'gguf Q4_K_M'):
         if work + ' -j1' in medians:
