@@ -299,6 +299,28 @@ minifloat_format (guint d)
                                              : &generic_formats[d - G_N_ELEMENTS (minifloat_dtypes)];
 }
 
+/* Fisher-Yates over @n values */
+static void
+shuffle_u16 (guint16 *h, gsize n, GRand *rand)
+{
+  for (gsize i = n ? n - 1 : 0; i > 0; i--)
+    {
+      gsize j = (gsize) g_rand_int_range (rand, 0, (gint32) i + 1);
+      guint16 t = h[i];
+      h[i] = h[j];
+      h[j] = t;
+    }
+}
+
+/* Every bfloat16 pattern in @h (room for 65536) and, in @w, its value */
+static void
+bf16_patterns (guint16 *h, float *w)
+{
+  for (guint i = 0; i < 65536; i++)
+    h[i] = (guint16) i;
+  g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, 65536));
+}
+
 /* Vector path against scalar path for every format of at most 8 bits. */
 static void
 test_vector_matches_scalar (void)
@@ -318,9 +340,7 @@ test_vector_matches_scalar (void)
         g_autofree float *w = g_new (float, 65536);
         g_autofree guint8 *a = g_new0 (guint8, 65536);
         g_autofree guint8 *b = g_new0 (guint8, 65536);
-        for (guint i = 0; i < 65536; i++)
-          h[i] = (guint16) i;
-        g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, 65536));
+        bf16_patterns (h, w);
         for (guint k = 0; k < 2; k++)
           {
             float scale = k ? 0.3f : 1.0f;
@@ -472,9 +492,7 @@ test_bf16_table_path (void)
   g_autofree guint8 *ref = g_new (guint8, 65536);
   guint8 c[1000];
 
-  for (guint i = 0; i < 65536; i++)
-    all[i] = (guint16) i;
-  g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, all, w, 65536));
+  bf16_patterns (all, w);
   for (guint d = 0; d < N_MINIFLOATS; d++)
     {
       const QuarkFpFormat *fmt = minifloat_format (d);
@@ -497,13 +515,8 @@ test_bf16_table_path (void)
                     (isfinite (w[i]) && fabsf (w[i]) >= 0x1p-126f &&
                      fabsf (w[i]) / scale >= 1.001 * ldexp (1, 1 - fmt->bias)))
                   h[n++] = (guint16) i;
-              for (gsize i = order ? n - 1 : 0; i > 0; i--)   /* Fisher-Yates */
-                {
-                  gsize j = (gsize) g_rand_int_range (rand, 0, (gint32) i + 1);
-                  guint16 t = h[i];
-                  h[i] = h[j];
-                  h[j] = t;
-                }
+              if (order)
+                shuffle_u16 (h, n, rand);
               /* whole, and from an odd offset (a tail after the chunks) */
               g_assert_true (quark_kernel_fp_quantize_bf16 (fmt, h, n, scale, a));
               for (gsize i = 0; i < n; i++)
@@ -515,6 +528,59 @@ test_bf16_table_path (void)
             }
         }
     }
+}
+
+/* quark_kernel_fp_quantize_blocks_bf16(): every bfloat16 pattern,
+ * shuffled, in blocks of 32, 96 and 7 (not a whole vector) with a ragged
+ * last block, each block's scale a power of two (from 2^-126 to 2^127,
+ * the ends of the exact inverses, in runs longer than the kernel's 64) or
+ * not (3 · 2^k, a random value, 2^-127 and 2^128's neighbour below, whose
+ * inverses are not exact), against the scalar reference block by block. */
+static void
+test_fp_blocks_bf16 (void)
+{
+  const gsize blocks[] = { 32, 96, 7 };
+  const gsize n = 65536 - 17;
+  g_autoptr(GRand) rand = g_rand_new_with_seed (1618);
+  g_autofree guint16 *h = g_new (guint16, 65536);
+  g_autofree float *w = g_new (float, 2 * 65536);
+  g_autofree guint8 *a = g_new (guint8, 2 * 65536);
+  float *scales = w + 65536;     /* one per block */
+  guint8 *ref = a + 65536;       /* the scalar reference's codes */
+
+  bf16_patterns (h, w);
+  shuffle_u16 (h, 65536, rand);
+  g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, h, w, 65536));
+  for (guint d = 0; d < N_MINIFLOATS; d++)
+    {
+      const QuarkFpFormat *fmt = minifloat_format (d);
+      for (guint k = 0; k < G_N_ELEMENTS (blocks); k++)
+        {
+          gsize block = blocks[k], n_blocks = (n + block - 1) / block;
+          for (gsize b = 0; b < n_blocks; b++)
+            {
+              /* runs of 100 powers of two, then 20 blocks of anything */
+              guint kind = b % 120 < 100 ? 0 : (guint) g_rand_int_range (rand, 0, 6);
+              scales[b] = kind == 0 ? ldexpf (1.0f, g_rand_int_range (rand, -126, 128))
+                        : kind == 1 ? 3.0f * ldexpf (1.0f, g_rand_int_range (rand, -40, 40))
+                        : kind == 2 ? (float) g_rand_double_range (rand, 1e-6, 1e3)
+                        : kind == 3 ? 0x1p-127f
+                        : kind == 4 ? 0x1.fffffep127f
+                        : b % 2 ? 0x1p-126f : 0x1p127f;
+            }
+          for (gsize b = 0; b < n_blocks; b++)
+            {
+              gsize start = b * block, len = MIN (block, n - start);
+              g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, w + start, len, scales[b], ref + start));
+            }
+          g_assert_true (quark_kernel_fp_quantize_blocks_bf16 (fmt, h, n, block, scales, a));
+          for (gsize i = 0; i < n; i++)
+            if (a[i] != ref[i])
+              g_error ("e%dm%d bias %d, blocks of %" G_GSIZE_FORMAT ": bf16 0x%04x, scale %a: 0x%02x, scalar 0x%02x",
+                       fmt->ebits, fmt->mbits, fmt->bias, block, h[i], scales[i / block], a[i], ref[i]);
+        }
+    }
+  g_assert_false (quark_kernel_fp_quantize_blocks_bf16 (minifloat_format (0), h, 64, 0, scales, a));
 }
 
 int
@@ -532,6 +598,7 @@ main (int argc, char **argv)
   g_test_add_func ("/float/conversions-from-f32", test_conversions_from_f32);
   g_test_add_func ("/float/vector-matches-scalar", test_vector_matches_scalar);
   g_test_add_func ("/float/bf16-table-path", test_bf16_table_path);
+  g_test_add_func ("/float/fp-blocks-bf16", test_fp_blocks_bf16);
   g_test_add_func ("/float/generic-formats", test_generic_formats);
   g_test_add_func ("/float/e5m3-scales", test_e5m3_scales);
 

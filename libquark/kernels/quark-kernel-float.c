@@ -1133,6 +1133,71 @@ quark_kernel_fp_quantize_bf16 (const QuarkFpFormat *format,
   return fp_quantize_bf16 (format, x, n, scale, codes);
 }
 
+/* Whether 1 / @s is exact: @s a power of two whose inverse is a float
+ * (2^−126 to 2^127) */
+static bool
+exact_inverse (float s)
+{
+  uint32_t bits;
+  memcpy (&bits, &s, sizeof bits);
+  return (bits & 0x807fffffu) == 0 && (bits >> 23) >= 1 && (bits >> 23) <= 254;
+}
+
+/**
+ * quark_kernel_fp_quantize_blocks_bf16: (skip)
+ * @format: a format of at most 8 bits
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @block: elements per block (the last block may be shorter)
+ * @scales: ⌈@n / @block⌉ scales, one per block
+ * @codes: room for @n codes
+ *
+ * quark_kernel_fp_quantize_bf16() of each block with its own scale, in one
+ * call: the same codes. Runs of blocks whose scales are powers of two (MX
+ * scales, Brevitas's MX quantizers) take the vector encoder with each
+ * block multiplied by its scale's exact inverse (x · 2^−k and x / 2^k are
+ * one rounding of the same quotient), without a call per block; other
+ * blocks are quantized one call each.
+ *
+ * Returns: %false if @format is wider than 8 bits or @block is 0
+ */
+bool
+quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
+                                      const uint16_t      *x,
+                                      size_t               n,
+                                      size_t               block,
+                                      const float         *scales,
+                                      uint8_t             *codes)
+{
+  float inv[64];
+  size_t n_blocks;
+
+  if (1 + format->ebits + format->mbits > 8 || block == 0)
+    return false;
+  n_blocks = (n + block - 1) / block;
+  for (size_t b0 = 0; b0 < n_blocks;)
+    {
+      size_t run = 0, start = b0 * block, end;
+
+      /* the longest run (up to 64 blocks) of powers of two from b0 */
+      while (run < sizeof inv / sizeof inv[0] && b0 + run < n_blocks && exact_inverse (scales[b0 + run]))
+        {
+          inv[run] = 1.0f / scales[b0 + run];
+          run++;
+        }
+      if (run == 0)
+        {
+          fp_quantize_bf16 (format, x + start, n - start < block ? n - start : block, scales[b0], codes + start);
+          b0++;
+          continue;
+        }
+      end = (b0 + run) * block < n ? (b0 + run) * block : n;
+      _quark_kernel_fp_quantize_blocks_bf16 (format, x + start, end - start, block, scales + b0, inv, codes + start);
+      b0 += run;
+    }
+  return true;
+}
+
 /**
  * quark_kernel_fp_dequantize_f32: (skip)
  * @format: a format of at most 8 bits

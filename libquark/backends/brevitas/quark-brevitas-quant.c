@@ -1127,8 +1127,9 @@ rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gbo
               rows_params (b, p0 + g, lo, hi);
             }
         if (b->fp)
-          for (gsize g = 0; g < per_row; g++)
-            rows_encode (b, row + g * l->group, MIN (l->group, len - g * l->group), at + g * l->group, p0 + g);
+          /* one call for the row: MX scales are powers of two, which the
+           * kernel multiplies by their exact inverses */
+          quark_kernel_fp_quantize_blocks_bf16 (&b->fmt, row, len, l->group, r->scales + p0, b->codes + at);
         else
           {
             for (gsize g = 0; b->shifted && g < per_row; g++)
