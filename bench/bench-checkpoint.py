@@ -5,8 +5,7 @@
 # channel, FP8 per channel, MXFP4 and int4 per group of 128 (AMD Quark's
 # layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
 # words, as "int4 g128 ct" and "int8 ct"; with the brevitas backend its
-# int8_weight_per_channel, int4_weight_g128 and mxfp4 presets, on its one
-# thread), timed against
+# int8_weight_per_channel, int4_weight_g128 and mxfp4 presets), timed against
 # `cp -r` of the same directory and, where a llama.cpp build is given,
 # against `llama-quantize` from a BF16 GGUF of the same weights (Q8_0, Q4_0,
 # MXFP4), all on the same threads, in the same run, with the page cache warm.
@@ -157,10 +156,10 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
                                 ('int8_per_channel_wo', 'int8 ct', ['--export-format', 'compressed-tensors'])):
         commands.append(('quark ' + what, [quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', j]
                          + extra, out))
-    # the brevitas backend: one thread (it has no threads option)
+    # the brevitas backend (its workers quantize the row path's weights)
     for preset, what in (('int8_weight_per_channel', 'int8'), ('int4_weight_g128', 'int4 g128'), ('mxfp4', 'mxfp4')):
-        commands.append(('quark brevitas %s -j1' % what, [quark, 'quantize', src, '-o', out, '--backend', 'brevitas',
-                                                          '--preset', preset], out))
+        commands.append(('quark brevitas ' + what, [quark, 'quantize', src, '-o', out, '--backend', 'brevitas',
+                                                    '--preset', preset, '--threads', j], out))
     llama_quantize = os.path.join(args.llama_bin, 'llama-quantize') if args.llama_bin else ''
     have_llama = llama_quantize and os.access(llama_quantize, os.X_OK) and \
         os.path.exists(os.path.join(src, 'tokenizer.json'))

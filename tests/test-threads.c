@@ -169,10 +169,110 @@ test_concurrent_use (void)
   g_object_unref (s.model);
 }
 
+/* A bfloat16 model of @n_layers layers of four 96 × 160 weights */
+static QuarkModel *
+make_bf16_model (guint n_layers)
+{
+  static const char * const kinds[] = { "self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj" };
+  QuarkModel *model = quark_model_new ();
+  guint32 state = 777u;
+
+  for (guint l = 0; l < n_layers; l++)
+    for (guint k = 0; k < G_N_ELEMENTS (kinds); k++)
+      {
+        gint64 shape[2] = { 96, 160 };
+        guint16 *h = g_new (guint16, 96 * 160);
+        g_autofree char *name = g_strdup_printf ("model.layers.%u.%s.weight", l, kinds[k]);
+        g_autoptr(GBytes) bytes = NULL;
+        g_autoptr(QuarkTensor) tensor = NULL;
+        for (guint i = 0; i < 96 * 160; i++)
+          {
+            float v;
+            guint32 bits;
+            state = state * 1664525u + 1013904223u;
+            v = ((float) (state >> 8) / 16777216.0f - 0.5f) * 0.1f * (float) (1 + i / 160 % 7);
+            memcpy (&bits, &v, sizeof bits);
+            h[i] = (guint16) (bits >> 16);
+          }
+        bytes = g_bytes_new_take (h, 96 * 160 * sizeof (guint16));
+        tensor = quark_tensor_new (name, QUARK_DTYPE_BF16, shape, 2, bytes, NULL);
+        g_assert_nonnull (tensor);
+        g_assert_true (quark_model_add_tensor (model, tensor, NULL));
+      }
+  return model;
+}
+
+/* The brevitas backend's workers (weights of the row path quantized ahead
+ * of the layer being written, at most threads + 1 in hand): on 1, 2 and 4
+ * threads, several rounds, the same tensors byte for byte; and a quantizer
+ * with workers used by two threads at once. */
+static gpointer
+brevitas_round (gpointer data)
+{
+  QuarkModelQuantizer *quantizer = ((gpointer *) data)[0];
+  QuarkModel *model = ((gpointer *) data)[1];
+  return quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, NULL);
+}
+
+static void
+test_brevitas_workers (void)
+{
+  QuarkRegistry *registry = quark_registry_get_default ();
+  QuarkBackend *backend = quark_registry_lookup_backend (registry, "brevitas");
+  g_autoptr(QuarkModel) model = make_bf16_model (6);
+  g_autoptr(GBytes) expected = NULL;
+
+  if (backend == NULL)
+    {
+      g_test_skip ("no brevitas backend");
+      return;
+    }
+  for (guint p = 0; p < 2; p++)
+    {
+      const char *preset = p ? "mxfp4" : "int8_weight_per_channel";
+      g_autoptr(GError) error = NULL;
+      g_autoptr(QuarkQuantizationConfig) config = quark_backend_new_config_for_preset (backend, preset, &error);
+      g_assert_no_error (error);
+      g_clear_pointer (&expected, g_bytes_unref);
+      for (guint threads = 1; threads <= 4; threads *= 2)
+        for (guint round = 0; round < 3; round++)
+          {
+            g_autoptr(QuarkModelQuantizer) quantizer = quark_registry_new_quantizer (registry, config, &error);
+            g_autoptr(QuarkModel) out = NULL;
+            g_autoptr(GBytes) bytes = NULL;
+            g_assert_no_error (error);
+            g_object_set (quantizer, "threads", threads, NULL);
+            out = quark_model_quantizer_quantize_model (quantizer, model, NULL, NULL, &error);
+            g_assert_no_error (error);
+            bytes = flatten (out);
+            if (expected == NULL)
+              expected = g_bytes_ref (bytes);
+            g_assert_true (g_bytes_equal (bytes, expected));
+          }
+      {
+        g_autoptr(QuarkModelQuantizer) shared = quark_registry_new_quantizer (registry, config, &error);
+        gpointer data[2] = { shared, model };
+        GThread *other;
+        g_autoptr(QuarkModel) mine = NULL, theirs = NULL;
+        g_autoptr(GBytes) a = NULL, b = NULL;
+        g_object_set (shared, "threads", 3, NULL);
+        other = g_thread_new ("quark-test", brevitas_round, data);
+        mine = brevitas_round (data);
+        theirs = g_thread_join (other);
+        g_assert_nonnull (mine);
+        g_assert_nonnull (theirs);
+        a = flatten (mine);
+        b = flatten (theirs);
+        g_assert_true (g_bytes_equal (a, expected) && g_bytes_equal (b, expected));
+      }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/threads/concurrent-use", test_concurrent_use);
+  g_test_add_func ("/threads/brevitas-workers", test_brevitas_workers);
   return g_test_run ();
 }

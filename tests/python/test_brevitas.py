@@ -349,3 +349,72 @@ def test_bfloat16_rows_refuse_nan(tmp_path, preset):
     assert 'tensor %s: holds NaN or infinity' % bad in r.stderr, r.stderr
     assert not (tmp_path / 'out').exists()
     assert (src / 'model.safetensors').read_bytes() == before
+
+
+# the row path and the float32 path in one model: MSE weights (the float32
+# path, on the run's thread) between the row path's (on workers)
+MIXED = {'backend': 'brevitas', 'exclude': ['lm_head'],
+         'global_quant_config': {'weight': {'preset': 'Int8WeightPerChannelFloat'}},
+         'layer_quant_config': {'*.mlp.up_proj': {'weight': {'preset': 'Int8WeightPerChannelFloatMSE'}},
+                                '*.self_attn.k_proj': {'weight': {'preset': 'MXFloat4e2m1Weight'}}}}
+
+
+@pytest.mark.parametrize('args', [['--preset', 'int8_weight_per_channel'], ['--preset', 'mxfp4'],
+                                  ['--preset', 'int4_weight_g128', '--export-format', 'integers'], 'mixed'])
+def test_threads_give_the_same_files(llama, tmp_path, args):
+    """Weights of the row path are quantized on worker threads ahead of the
+    layer being written; the files do not depend on the number of
+    threads (the run takes the results back in model order)."""
+    src, _ = llama
+    if args == 'mixed':
+        cfg = tmp_path / 'mixed.json'
+        cfg.write_text(json.dumps(MIXED))
+        args = ['--config', str(cfg)]
+    outs = []
+    for j in ('1', '2', '5'):
+        outs.append(tmp_path / ('j' + j))
+        r = quantize(src, outs[-1], '--backend', 'brevitas', '-j', j, *args)
+        assert r.returncode == 0, r.stderr
+    for out in outs[1:]:
+        names = sorted(p.name for p in outs[0].iterdir())
+        assert names == sorted(p.name for p in out.iterdir())
+        for name in names:
+            assert (out / name).read_bytes() == (outs[0] / name).read_bytes(), (out, name)
+
+
+def test_threads_stop_at_an_error_or_a_cancel(llama, tmp_path):
+    """A NaN in a weight that a worker quantizes: the run's error names the
+    tensor and no output is left; a run cancelled from its progress
+    signal while workers hold later weights stops with
+    G_IO_ERROR_CANCELLED (the workers' results are dropped)."""
+    src, originals = llama
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    arrays = {k: to_bf16(v) for k, v in originals.items()}
+    name = 'model.layers.1.mlp.gate_proj.weight'
+    arrays[name][3, 5] = 0x7f80                                  # +infinity
+    write_safetensors(bad / 'model.safetensors', {k: ('BF16', a) for k, a in arrays.items()}, PT)
+    (bad / 'config.json').write_text(json.dumps({'architectures': ['LlamaForCausalLM'], 'model_type': 'llama'}))
+    r = quantize(bad, tmp_path / 'out', '--backend', 'brevitas', '--preset', 'int8_weight_per_channel', '-j', '3')
+    assert r.returncode == 1
+    assert 'tensor %s: holds NaN or infinity' % name in r.stderr, r.stderr
+    assert not (tmp_path / 'out').exists()
+
+    Quark = quark_module()
+    from gi.repository import Gio, GLib
+    registry = Quark.Registry.get_default()
+    model = Quark.Model.load(str(src), None)
+    quantizer = registry.new_quantizer(registry.get_backend('brevitas').new_config_for_preset('int8_weight_per_channel'))
+    quantizer.set_property('threads', 3)
+    cancellable = Gio.Cancellable()
+    seen = []
+
+    def progress(q, done, total, item):
+        seen.append(done)
+        if done == 5:
+            cancellable.cancel()
+    quantizer.connect('progress', progress)
+    with pytest.raises(GLib.Error) as e:
+        quantizer.quantize_model(model, None, cancellable)
+    assert e.value.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED)
+    assert max(seen) == 5

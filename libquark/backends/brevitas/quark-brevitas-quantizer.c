@@ -8,6 +8,7 @@
 #include "quark-brevitas-equalize.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 /**
@@ -32,12 +33,14 @@ struct _QuarkBrevitasQuantizer
   GObject parent_instance;
   QuarkQuantizationConfig *config;
   char *export_format;
+  guint threads;
 };
 
 enum {
   PROP_0,
   PROP_CONFIG,
   PROP_EXPORT_FORMAT,
+  PROP_THREADS,
 };
 
 static void quantizer_iface_init (QuarkModelQuantizerInterface *iface);
@@ -63,6 +66,8 @@ quark_brevitas_quantizer_get_property (GObject *object, guint prop_id, GValue *v
     g_value_set_object (value, self->config);
   else if (prop_id == PROP_EXPORT_FORMAT)
     g_value_set_string (value, self->export_format);
+  else if (prop_id == PROP_THREADS)
+    g_value_set_uint (value, self->threads);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -79,6 +84,8 @@ quark_brevitas_quantizer_set_property (GObject *object, guint prop_id, const GVa
       g_free (self->export_format);
       self->export_format = g_value_dup_string (value);
     }
+  else if (prop_id == PROP_THREADS)
+    self->threads = g_value_get_uint (value);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -96,6 +103,11 @@ quark_brevitas_quantizer_class_init (QuarkBrevitasQuantizerClass *klass)
     g_param_spec_string ("export-format", "Export format",
                          "\"quark\" (AMD Quark's checkpoint layout) or \"integers\" (an integer dump)", "quark",
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (object_class, PROP_THREADS,
+    g_param_spec_uint ("threads", "Threads",
+                       "Worker threads quantizing the weights of the layers ahead (those of the bfloat16 row path) "
+                       "while the run writes the layers before them; 1: everything on the calling thread",
+                       1, 256, 1, G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS));
 }
 
 static void
@@ -771,9 +783,195 @@ export_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibrat
   return TRUE;
 }
 
+/* ---- weights quantized ahead, on worker threads ------------------------------ */
+
+static const char *quantizable_weight_layer (QuarkTensor *t, char **layer);
+
+/* Whether a layer's weight goes the bfloat16 row path: nothing after its
+ * quantization (an algorithm, a registry format) needs its float values */
+static gboolean
+takes_rows (QuarkBrevitasQuantizer *self, QuarkCheckpointFormat *format, const BvSpec *w, QuarkTensor *t)
+{
+  return !has_algorithms (self) && format == NULL && bv_weight_rows_fit (w, t);
+}
+
+/* One such weight, quantized by a worker while the run goes on with the
+ * layers before it. The worker reads only the tensor (quark_tensor_read_data())
+ * and its spec, and writes only the job. */
+typedef struct {
+  const BvSpec *spec;
+  QuarkTensor *tensor;
+  QuarkDType dtype;
+  BvResult r;
+  guint8 *codes;
+  GError *error;
+  gboolean ok, done;
+} WeightJob;
+
+static void
+weight_job_free (WeightJob *job)
+{
+  bv_result_clear (&job->r);
+  g_clear_pointer (&job->codes, quark_buffer_free);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WeightJob, weight_job_free)
+
+/* The jobs of a run: at most @limit handed out and not yet taken back,
+ * for the row-path weights from the tensor the run is at on, in order.
+ * The workers are pthreads under a pthread lock rather than a GThreadPool:
+ * ThreadSanitizer sees pthread locks (GLib's futexes, and so the pool's
+ * queue, it does not). */
+typedef struct {
+  pthread_t *threads;
+  guint n_threads;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;  /* a job queued or done, or the run ending */
+  gboolean stop;        /* the run ends: workers leave, queued jobs are dropped */
+  WeightJob **queue;    /* handed out, not started: [head, tail) */
+  guint head, tail;
+  WeightJob **jobs;     /* by tensor index, until taken back */
+  guint n, next, in_flight, limit;
+  gboolean ready;       /* ahead_init() was called */
+} Ahead;
+
+static void *
+ahead_worker (void *data)
+{
+  Ahead *a = data;
+
+  pthread_mutex_lock (&a->lock);
+  for (;;)
+    {
+      WeightJob *job;
+      BvResult r = { 0 };
+      guint8 *codes = NULL;
+      GError *error = NULL;
+      gboolean ok;
+
+      while (!a->stop && a->head == a->tail)
+        pthread_cond_wait (&a->cond, &a->lock);
+      if (a->stop)
+        break;
+      job = a->queue[a->head++];
+      pthread_mutex_unlock (&a->lock);
+      ok = bv_quantize_weight_bf16 (job->spec, job->tensor, job->dtype, &r, &codes, &error);
+      pthread_mutex_lock (&a->lock);
+      job->ok = ok;
+      job->r = r;
+      job->codes = codes;
+      job->error = error;
+      job->done = TRUE;
+      pthread_cond_broadcast (&a->cond);
+    }
+  pthread_mutex_unlock (&a->lock);
+  return NULL;
+}
+
+static void
+ahead_clear (Ahead *a)
+{
+  if (!a->ready)
+    return;
+  pthread_mutex_lock (&a->lock);
+  a->stop = TRUE;
+  pthread_cond_broadcast (&a->cond);
+  pthread_mutex_unlock (&a->lock);
+  for (guint i = 0; i < a->n_threads; i++)
+    pthread_join (a->threads[i], NULL);
+  for (guint i = 0; a->jobs && i < a->n; i++)
+    if (a->jobs[i])
+      weight_job_free (a->jobs[i]);
+  g_free (a->jobs);
+  g_free (a->queue);
+  g_free (a->threads);
+  pthread_mutex_destroy (&a->lock);
+  pthread_cond_destroy (&a->cond);
+  memset (a, 0, sizeof *a);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Ahead, ahead_clear)
+
+/* @threads workers when @threads > 1 (none otherwise, or when none can be
+ * started: the run then quantizes every weight itself) */
+static void
+ahead_init (Ahead *a, guint threads, guint n)
+{
+  memset (a, 0, sizeof *a);
+  pthread_mutex_init (&a->lock, NULL);
+  pthread_cond_init (&a->cond, NULL);
+  a->ready = TRUE;
+  a->n = n;
+  if (threads < 2 || n == 0)
+    return;
+  a->jobs = g_new0 (WeightJob *, n);
+  a->queue = g_new0 (WeightJob *, n);
+  a->limit = threads + 1;
+  a->threads = g_new0 (pthread_t, threads);
+  while (a->n_threads < threads && pthread_create (&a->threads[a->n_threads], NULL, ahead_worker, a) == 0)
+    a->n_threads++;
+}
+
+/* Hands out the jobs of the row-path weights from tensor @at on, up to the
+ * limit (the specs are looked up here, on the run's thread) */
+static void
+ahead_fill (Ahead *a, QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCheckpointFormat *format,
+            GHashTable *quantized_biases, guint at)
+{
+  if (a->n_threads == 0)
+    return;
+  a->next = MAX (a->next, at);
+  while (a->next < a->n && a->in_flight < a->limit)
+    {
+      guint j = a->next++;
+      QuarkTensor *t = quark_model_get_tensor_at (model, j);
+      g_autofree char *layer = NULL;
+      const char *type = quantizable_weight_layer (t, &layer);
+      const BvSpec *w;
+      WeightJob *job;
+
+      if (type == NULL || g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
+        continue;
+      w = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_WEIGHT,
+                                             NULL);
+      if (w == NULL || !takes_rows (self, format, w, t))
+        continue;
+      job = g_new0 (WeightJob, 1);
+      job->spec = w;
+      job->tensor = t;
+      job->dtype = code_storage (w);
+      a->jobs[j] = job;
+      a->in_flight++;
+      pthread_mutex_lock (&a->lock);
+      a->queue[a->tail++] = job;
+      pthread_cond_broadcast (&a->cond);
+      pthread_mutex_unlock (&a->lock);
+    }
+}
+
+/* Tensor @i's job, once done (the caller owns it), or %NULL */
+static WeightJob *
+ahead_take (Ahead *a, guint i)
+{
+  WeightJob *job = a->jobs && i < a->n ? a->jobs[i] : NULL;
+
+  if (job == NULL)
+    return NULL;
+  pthread_mutex_lock (&a->lock);
+  while (!job->done)
+    pthread_cond_wait (&a->cond, &a->lock);
+  pthread_mutex_unlock (&a->lock);
+  a->jobs[i] = NULL;
+  a->in_flight--;
+  return job;
+}
+
+/* ---- layers ------------------------------------------------------------------------ */
+
+/* @job: the weight's codes and parameters from a worker, or %NULL */
 static gboolean
 quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, QuarkCalibration *calibration,
-                QuarkModel *out, gboolean dump, GError **error)
+                WeightJob *job, QuarkModel *out, gboolean dump, GError **error)
 {
   const char *name = quark_tensor_get_name (L->weight);
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
@@ -787,10 +985,21 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   gsize n;
   float lo, hi;
 
-  /* integer weights straight from their bfloat16 rows to the codes'
-   * storage type, when nothing else needs their float values; the others
-   * through a float32 copy */
-  if (!has_algorithms (self) && L->format == NULL && bv_weight_rows_fit (L->w, L->weight))
+  /* bfloat16 weights straight from their rows to one-byte codes, when
+   * nothing else needs their float values (on a worker, or here); the
+   * others through a float32 copy */
+  if (job)
+    {
+      if (!job->ok)
+        {
+          g_propagate_error (error, g_steal_pointer (&job->error));
+          return FALSE;
+        }
+      L->rw = job->r;
+      memset (&job->r, 0, sizeof job->r);
+      codes = g_steal_pointer (&job->codes);
+    }
+  else if (takes_rows (self, L->format, L->w, L->weight))
     {
       if (!bv_quantize_weight_bf16 (L->w, L->weight, code_storage (L->w), &L->rw, &codes, error))
         return FALSE;
@@ -1069,6 +1278,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
   guint n = quark_model_get_n_tensors (model);
   JsonNode *metadata = quark_model_get_metadata (model), *qc;
   JsonNode *meta;
+  g_auto(Ahead) ahead = { 0 };
 
   /* pre_quant_opt_config changed the float model before calibration */
   if (quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->equalize &&
@@ -1172,6 +1382,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
                    layer, self->export_format, quark_dtype_get_name (sd));
       return NULL;
     }
+  ahead_init (&ahead, self->threads, n);
   for (guint i = 0; i < n; i++)
     {
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
@@ -1180,7 +1391,11 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       /* where this tensor's output goes first */
       g_autoptr(QuarkModel) chunk = writer ? quark_model_new () : g_object_ref (out);
       Layer L = { 0 };
+      g_autoptr(WeightJob) job = NULL;
       gboolean ok;
+
+      ahead_fill (&ahead, self, model, format, quantized_biases, i);
+      job = ahead_take (&ahead, i);
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         return NULL;
@@ -1202,7 +1417,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       L.weight = t;
       L.format = format;
       L.info = json_object_new ();
-      ok = quantize_layer (self, &L, model, calibration, chunk, dump, error) &&
+      ok = quantize_layer (self, &L, model, calibration, job, chunk, dump, error) &&
            (writer == NULL || write_chunk (writer, chunk, quark_tensor_get_name (t), error));
       if (ok)
         json_object_set_object_member (layers, layer, json_object_ref (L.info));
