@@ -1217,7 +1217,7 @@ cmd_quantize (int argc, char **argv)
   GStatBuf output_st;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Write the checkpoint to this directory (with --export-format gguf: this file)", "OUT" },
-    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default: one per processor, at most 8; the brevitas backend quantizes on one; the output does not depend on it)", "N" },
+    { "threads", 'j', 0, G_OPTION_ARG_INT, &threads, "Quantize with this many threads (default: one per processor, at most 8; the output does not depend on it)", "N" },
     { "preset", 'p', 0, G_OPTION_ARG_STRING, &preset, "Use a named config (see \"quark presets\")", "NAME" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Use a JSON config file", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend_name, "The backend of --preset, or of a config without \"backend\" (default: quark)", "NAME" },
