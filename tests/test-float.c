@@ -530,7 +530,25 @@ test_bf16_table_path (void)
     }
 }
 
-/* quark_kernel_fp_quantize_blocks_bf16(): every bfloat16 pattern,
+/* The scalar reference's codes of @x (@n values in blocks of @block, with
+ * their @scales) into @ref, the blocks kernel's (on @h, the bfloat16
+ * patterns of @x, or on @x) into @a, and the two compared */
+static void
+check_fp_blocks (const QuarkFpFormat *fmt, const float *x, const guint16 *h, gsize n, gsize block,
+                 const float *scales, guint8 *a, guint8 *ref)
+{
+  for (gsize start = 0; start < n; start += block)
+    g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, x + start, MIN (block, n - start), scales[start / block],
+                                                        ref + start));
+  g_assert_true (h ? quark_kernel_fp_quantize_blocks_bf16 (fmt, h, n, block, scales, a)
+                   : quark_kernel_fp_quantize_blocks_f32 (fmt, x, n, block, scales, a));
+  for (gsize i = 0; i < n; i++)
+    if (a[i] != ref[i])
+      g_error ("e%dm%d bias %d, %s blocks of %" G_GSIZE_FORMAT ": %a, scale %a: 0x%02x, scalar 0x%02x", fmt->ebits,
+               fmt->mbits, fmt->bias, h ? "bfloat16" : "float32", block, x[i], scales[i / block], a[i], ref[i]);
+}
+
+/* quark_kernel_fp_quantize_blocks_bf16() and _f32(): every bfloat16 pattern,
  * shuffled, in blocks of 32, 96 and 7 (not a whole vector) with a ragged
  * last block, each block's scale a power of two (from 2^-126 to 2^127,
  * the ends of the exact inverses, in runs longer than the kernel's 64) or
@@ -545,6 +563,7 @@ test_fp_blocks_bf16 (void)
   g_autofree guint16 *h = g_new (guint16, 65536);
   g_autofree float *w = g_new (float, 2 * 65536);
   g_autofree guint8 *a = g_new (guint8, 2 * 65536);
+  g_autofree float *wide = g_new (float, 65536);
   float *scales = w + 65536;     /* one per block */
   guint8 *ref = a + 65536;       /* the scalar reference's codes */
 
@@ -568,16 +587,11 @@ test_fp_blocks_bf16 (void)
                         : kind == 4 ? 0x1.fffffep127f
                         : b % 2 ? 0x1p-126f : 0x1p127f;
             }
-          for (gsize b = 0; b < n_blocks; b++)
-            {
-              gsize start = b * block, len = MIN (block, n - start);
-              g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, w + start, len, scales[b], ref + start));
-            }
-          g_assert_true (quark_kernel_fp_quantize_blocks_bf16 (fmt, h, n, block, scales, a));
+          check_fp_blocks (fmt, w, h, n, block, scales, a, ref);
+          /* float32 input, the widened values with low mantissa bits set */
           for (gsize i = 0; i < n; i++)
-            if (a[i] != ref[i])
-              g_error ("e%dm%d bias %d, blocks of %" G_GSIZE_FORMAT ": bf16 0x%04x, scale %a: 0x%02x, scalar 0x%02x",
-                       fmt->ebits, fmt->mbits, fmt->bias, block, h[i], scales[i / block], a[i], ref[i]);
+            wide[i] = isfinite (w[i]) ? w[i] * (1.0f + (float) (i % 7) * 0x1p-20f) : w[i];
+          check_fp_blocks (fmt, wide, NULL, n, block, scales, a, ref);
         }
     }
   g_assert_false (quark_kernel_fp_quantize_blocks_bf16 (minifloat_format (0), h, 64, 0, scales, a));

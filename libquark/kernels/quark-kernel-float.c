@@ -1143,6 +1143,50 @@ exact_inverse (float s)
   return (bits & 0x807fffffu) == 0 && (bits >> 23) >= 1 && (bits >> 23) <= 254;
 }
 
+/* quark_kernel_fp_quantize_blocks_bf16() and _f32(): @bf16 picks the
+ * input type */
+static bool
+fp_quantize_blocks (const QuarkFpFormat *format, const void *x, bool bf16, size_t n, size_t block,
+                    const float *scales, uint8_t *codes)
+{
+  float inv[64];
+  size_t n_blocks;
+
+  if (1 + format->ebits + format->mbits > 8 || block == 0)
+    return false;
+  n_blocks = (n + block - 1) / block;
+  for (size_t b0 = 0; b0 < n_blocks;)
+    {
+      size_t run = 0, start = b0 * block, end;
+
+      /* the longest run (up to 64 blocks) of powers of two from b0 */
+      while (run < sizeof inv / sizeof inv[0] && b0 + run < n_blocks && exact_inverse (scales[b0 + run]))
+        {
+          inv[run] = 1.0f / scales[b0 + run];
+          run++;
+        }
+      if (run == 0)
+        {
+          size_t len = n - start < block ? n - start : block;
+          if (bf16)
+            fp_quantize_bf16 (format, (const uint16_t *) x + start, len, scales[b0], codes + start);
+          else
+            fp_quantize_f32 (format, (const float *) x + start, len, scales[b0], codes + start);
+          b0++;
+          continue;
+        }
+      end = (b0 + run) * block < n ? (b0 + run) * block : n;
+      if (bf16)
+        _quark_kernel_fp_quantize_blocks_bf16 (format, (const uint16_t *) x + start, end - start, block, scales + b0,
+                                               inv, codes + start);
+      else
+        _quark_kernel_fp_quantize_blocks (format, (const float *) x + start, end - start, block, scales + b0, inv,
+                                          codes + start);
+      b0 += run;
+    }
+  return true;
+}
+
 /**
  * quark_kernel_fp_quantize_blocks_bf16: (skip)
  * @format: a format of at most 8 bits
@@ -1169,33 +1213,32 @@ quark_kernel_fp_quantize_blocks_bf16 (const QuarkFpFormat *format,
                                       const float         *scales,
                                       uint8_t             *codes)
 {
-  float inv[64];
-  size_t n_blocks;
+  return fp_quantize_blocks (format, x, true, n, block, scales, codes);
+}
 
-  if (1 + format->ebits + format->mbits > 8 || block == 0)
-    return false;
-  n_blocks = (n + block - 1) / block;
-  for (size_t b0 = 0; b0 < n_blocks;)
-    {
-      size_t run = 0, start = b0 * block, end;
-
-      /* the longest run (up to 64 blocks) of powers of two from b0 */
-      while (run < sizeof inv / sizeof inv[0] && b0 + run < n_blocks && exact_inverse (scales[b0 + run]))
-        {
-          inv[run] = 1.0f / scales[b0 + run];
-          run++;
-        }
-      if (run == 0)
-        {
-          fp_quantize_bf16 (format, x + start, n - start < block ? n - start : block, scales[b0], codes + start);
-          b0++;
-          continue;
-        }
-      end = (b0 + run) * block < n ? (b0 + run) * block : n;
-      _quark_kernel_fp_quantize_blocks_bf16 (format, x + start, end - start, block, scales + b0, inv, codes + start);
-      b0 += run;
-    }
-  return true;
+/**
+ * quark_kernel_fp_quantize_blocks_f32: (skip)
+ * @format: a format of at most 8 bits
+ * @x: @n floats
+ * @n: the number of elements
+ * @block: elements per block (the last block may be shorter)
+ * @scales: ⌈@n / @block⌉ scales, one per block
+ * @codes: room for @n codes
+ *
+ * quark_kernel_fp_quantize_blocks_bf16() on float32 input: the codes of
+ * quark_kernel_fp_quantize_f32() on each block with its own scale.
+ *
+ * Returns: %false if @format is wider than 8 bits or @block is 0
+ */
+bool
+quark_kernel_fp_quantize_blocks_f32 (const QuarkFpFormat *format,
+                                     const float         *x,
+                                     size_t               n,
+                                     size_t               block,
+                                     const float         *scales,
+                                     uint8_t             *codes)
+{
+  return fp_quantize_blocks (format, x, false, n, block, scales, codes);
 }
 
 /**

@@ -372,6 +372,13 @@ bool     quark_kernel_fp_quantize_blocks_bf16   (const QuarkFpFormat  *format,
                                                  const float          *scales,
                                                  uint8_t              *codes);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_fp_quantize_blocks_f32    (const QuarkFpFormat  *format,
+                                                 const float          *x,
+                                                 size_t                n,
+                                                 size_t                block,
+                                                 const float          *scales,
+                                                 uint8_t              *codes);
+QUARK_AVAILABLE_IN_1_0
 void     quark_kernel_fp_dequantize_f32         (const QuarkFpFormat  *format,
                                                  const uint8_t        *codes,
                                                  size_t                n,

@@ -247,18 +247,23 @@ def test_written_as_each_layer_is_made(llama, tmp_path, preset):
 @pytest.fixture(scope='module')
 def wide_llama(tmp_path_factory):
     """One Llama layer whose MLP weights hold more than the 512 Ki elements
-    the bfloat16 row path reads at a time (F = 2304: gate and up in two
-    blocks of rows, down_proj's 2304-element rows 227 to a block), as
-    bfloat16 and as its float32 widening (exact)."""
+    the row path reads at a time (F = 2304: gate and up in two blocks of
+    rows, down_proj's 2304-element rows 227 to a block): in bfloat16
+    ('BF16'), its float32 widening (exact, 'F32'), and other values in
+    float16 ('F16') and in float32 with every mantissa bit ('F32full')."""
     rng = np.random.default_rng(7)
     shapes = llama_shapes(256, 2304, 320, 1)
-    bf = {k: to_bf16(rng.standard_normal(s) * 0.02 * rng.uniform(0.5, 2, (s[0],) + (1,) * (len(s) - 1)))
-          for k, s in shapes.items()}
+    full = {k: (rng.standard_normal(s) * 0.02 * rng.uniform(0.5, 2, (s[0],) + (1,) * (len(s) - 1))).astype(np.float32)
+            for k, s in shapes.items()}
+    bf = {k: to_bf16(a) for k, a in full.items()}
+    contents = {'BF16': {k: ('BF16', a) for k, a in bf.items()},
+                'F32': {k: ('F32', from_bf16(a)) for k, a in bf.items()},
+                'F16': {k: ('F16', (a * 1.37).astype(np.float16)) for k, a in full.items()},
+                'F32full': {k: ('F32', a * np.float32(1.37)) for k, a in full.items()}}
     dirs = {}
-    for dtype in ('BF16', 'F32'):
+    for dtype, tensors in contents.items():
         d = tmp_path_factory.mktemp('wide_' + dtype.lower())
-        write_safetensors(d / 'model.safetensors',
-                          {k: (dtype, a if dtype == 'BF16' else from_bf16(a)) for k, a in bf.items()}, PT)
+        write_safetensors(d / 'model.safetensors', tensors, PT)
         (d / 'config.json').write_text(json.dumps({
             'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_size': 256,
             'intermediate_size': 2304, 'vocab_size': 320, 'num_hidden_layers': 1}))
@@ -307,16 +312,16 @@ ROW_CASES = [
 
 
 @pytest.mark.parametrize('args,weight', ROW_CASES, ids=[' '.join(a) or json.dumps(w) for a, w in ROW_CASES])
-def test_bfloat16_rows_equal_the_float32_path(wide_llama, tmp_path, args, weight):
-    """A bfloat16 weight goes from its rows straight to its codes
-    (bv_quantize_weight_bf16(): no float32 copy, codes written one per
-    byte); its float32 widening goes through the float32 path
-    (bv_quantize_weight()). Widening is exact, so every quantized tensor and
-    its parameters must come out the same, byte for byte."""
+def test_bfloat16_rows_equal_float32_rows(wide_llama, tmp_path, args, weight):
+    """A bfloat16 weight and its float32 widening (exact) go through the
+    row path with the bfloat16 and the float32 kernels: every quantized
+    tensor and its parameters, packed as the export packs them, must come
+    out the same, byte for byte."""
     if weight is not None:
         args = args + weight_config(tmp_path, weight)
     outs = {}
-    for dtype, src in wide_llama.items():
+    for dtype in ('BF16', 'F32'):
+        src = wide_llama[dtype]
         outs[dtype] = tmp_path / dtype
         r = quantize(src, outs[dtype], '--backend', 'brevitas', *args)
         assert r.returncode == 0, r.stderr
@@ -328,6 +333,43 @@ def test_bfloat16_rows_equal_the_float32_path(wide_llama, tmp_path, args, weight
         assert a[k][0] == b[k][0] and a[k][1].tobytes() == b[k][1].tobytes(), k
     ia, ib = outs['BF16'] / 'integers.json', outs['F32'] / 'integers.json'
     assert ia.exists() == ib.exists() and (not ia.exists() or ia.read_bytes() == ib.read_bytes())
+
+
+@pytest.mark.parametrize('dtype', ['BF16', 'F16', 'F32full'])
+@pytest.mark.parametrize('args,weight', ROW_CASES, ids=[' '.join(a) or json.dumps(w) for a, w in ROW_CASES])
+def test_rows_equal_the_float32_path(wide_llama, tmp_path, dtype, args, weight):
+    """The row path (bv_quantize_weight_rows(): blocks of rows read into a
+    buffer, codes written one per byte) against the float32 path
+    (bv_quantize_weight(), which quantize_tensor() runs on the tensor's
+    float32 values): every weight's codes, scales and zero points of the
+    integer dump, byte for byte, for bfloat16, float16 and float32 weights."""
+    Quark = quark_module()
+    registry = Quark.Registry.get_default()
+    src = wide_llama[dtype]
+    args = [a for a in args if a not in ('--export-format', 'integers')]
+    if weight is not None:
+        args = args + weight_config(tmp_path, weight)
+        config = registry.config_from_string((tmp_path / 'config.json').read_text())
+    else:
+        config = registry.get_backend('brevitas').new_config_for_preset(args[1])
+    out = tmp_path / 'out'
+    r = quantize(src, out, '--backend', 'brevitas', '--export-format', 'integers', *args)
+    assert r.returncode == 0, r.stderr
+    got = read_checkpoint(out)
+    quantizer = registry.new_quantizer(config)
+    model = Quark.Model.load(str(src), None)
+    checked = 0
+    for name in [k for k in got if k.endswith('_proj.weight')]:
+        layer = name[:-len('.weight')]
+        ref = quantizer.quantize_tensor(model.get_tensor(name),
+                                        config.get_tensor_spec(layer, 'Linear', Quark.Role.WEIGHT))
+        for suffix in ('', '_scale', '_zero_point'):
+            if name + suffix in got:
+                want = ref.get_tensor(name + suffix)
+                assert want is not None, name + suffix
+                assert got[name + suffix][1].tobytes() == want.to_numpy().tobytes(), (name + suffix)
+                checked += 1
+    assert checked >= 2 * len(LINEAR), checked
 
 
 @pytest.mark.parametrize('preset', ['int8_weight_per_tensor', 'int8_weight_per_channel', 'int4_weight_g128'])

@@ -998,16 +998,17 @@ bv_quantize_activation (const BvSpec *spec, const float *x, const gint64 *shape,
   return TRUE;
 }
 
-/* ---- bfloat16 weights a block of rows at a time ------------------------- */
+/* ---- weights a block of rows at a time ---------------------------------- */
 
 /**
  * bv_weight_rows_fit:
  *
- * Whether bv_quantize_weight_bf16() takes a weight of @spec: integer
+ * Whether bv_quantize_weight_rows() takes a weight of @spec: integer
  * quantizers of up to 8 bits (MXInt8 included) and saturating minifloats
  * of the kernels' formats (MX elements included), whose statistic is the
  * range (abs max or min-max, no MSE grid), per tensor, per output channel
- * or per group; bfloat16 weights with at least one element.
+ * or per group; bfloat16, float16 and float32 weights with at least one
+ * element.
  */
 gboolean
 bv_weight_rows_fit (const BvSpec *spec, QuarkTensor *t)
@@ -1017,7 +1018,9 @@ bv_weight_rows_fit (const BvSpec *spec, QuarkTensor *t)
                        !bv_spec_is_custom_float (spec) && 1 + spec->ebits + spec->mbits <= 8;
 
   return (integer || minifloat) && !spec->mse && is_range_stat (bv_spec_stats_op (spec)) &&
-         spec->rounding != QUARK_ROUND_STOCHASTIC && quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16 &&
+         spec->rounding != QUARK_ROUND_STOCHASTIC &&
+         (quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16 || quark_tensor_get_dtype (t) == QUARK_DTYPE_F16 ||
+          quark_tensor_get_dtype (t) == QUARK_DTYPE_F32) &&
          quark_tensor_get_n_elements (t) > 0 && G_BYTE_ORDER == G_LITTLE_ENDIAN;
 }
 
@@ -1035,7 +1038,27 @@ typedef struct {
   guint8 *codes;
   float *amax, *zps;     /* per group: a row's maxima, its zero points as floats */
   float lo, hi;          /* per tensor: the range so far */
+  gboolean wide;         /* the rows are float32 (float32 or widened float16), else bfloat16 */
 } Rows;
+
+/* The kernels on a run of the rows' elements: bfloat16 ones, or float32
+ * ones (@x is the block's first element; @at, @n count elements from it) */
+#define ROWS_X(b, x, at) ((b)->wide ? (const void *) ((const float *) (x) + (at)) \
+                                    : (const void *) ((const guint16 *) (x) + (at)))
+
+static gboolean
+rows_min_max (const Rows *b, const void *x, gsize at, gsize n, float *lo, float *hi)
+{
+  return b->wide ? quark_kernel_min_max_f32 (ROWS_X (b, x, at), n, lo, hi)
+                 : quark_kernel_min_max_bf16 (ROWS_X (b, x, at), n, lo, hi);
+}
+
+static gboolean
+rows_group_abs_max (const Rows *b, const void *x, gsize at, gsize n, gsize group, float *amax)
+{
+  return b->wide ? quark_kernel_group_abs_max_f32 (ROWS_X (b, x, at), n, group, amax)
+                 : quark_kernel_group_abs_max_bf16 (ROWS_X (b, x, at), n, group, amax);
+}
 
 /* A parameter set's scale and zero point from the smallest and largest of
  * its (finite) values, as weight_params() has them */
@@ -1048,19 +1071,55 @@ rows_params (Rows *b, gsize p, float lo, float hi)
   b->r->zero_points[p] = b->shifted ? bv_shifted_zero_point (b->spec, fminf (lo, 0.0f), scale) : 0;
 }
 
-/* The codes of @len elements at @x, element @at of the tensor on, with
- * parameter set @p's scale and zero point */
+/* The codes of @len elements of the block @x from its element @i, element
+ * @at of the tensor on, with parameter set @p's scale and zero point */
 static void
-rows_encode (Rows *b, const guint16 *x, gsize len, gsize at, gsize p)
+rows_encode (Rows *b, const void *x, gsize i, gsize len, gsize at, gsize p)
 {
   if (b->fp)
     {
-      quark_kernel_fp_quantize_bf16 (&b->fmt, x, len, b->r->scales[p], b->codes + at);
+      if (b->wide)
+        quark_kernel_fp_quantize_f32 (&b->fmt, ROWS_X (b, x, i), len, b->r->scales[p], b->codes + at);
+      else
+        quark_kernel_fp_quantize_bf16 (&b->fmt, ROWS_X (b, x, i), len, b->r->scales[p], b->codes + at);
       return;
     }
   int_params_set (&b->ip, b->r->scales[p], b->r->zero_points[p]);
   b->ip.offset = at;
-  quark_kernel_quantize_int_bf16 (x, len, &b->ip, b->dtype, b->codes + at);
+  if (b->wide)
+    quark_kernel_quantize_int_f32 (ROWS_X (b, x, i), len, &b->ip, b->dtype, b->codes + at);
+  else
+    quark_kernel_quantize_int_bf16 (ROWS_X (b, x, i), len, &b->ip, b->dtype, b->codes + at);
+}
+
+/* A row's groups (@len elements of the block @x from its element @i,
+ * element @at of the tensor on, parameter sets from @p0) */
+static void
+rows_encode_groups (Rows *b, const void *x, gsize i, gsize len, gsize at, gsize p0, gsize per_row)
+{
+  const BvResult *r = b->r;
+
+  if (b->fp)
+    {
+      /* one call for the row: MX scales are powers of two, which the
+       * kernel multiplies by their exact inverses */
+      if (b->wide)
+        quark_kernel_fp_quantize_blocks_f32 (&b->fmt, ROWS_X (b, x, i), len, b->l.group, r->scales + p0,
+                                             b->codes + at);
+      else
+        quark_kernel_fp_quantize_blocks_bf16 (&b->fmt, ROWS_X (b, x, i), len, b->l.group, r->scales + p0,
+                                              b->codes + at);
+      return;
+    }
+  for (gsize g = 0; b->shifted && g < per_row; g++)
+    b->zps[g] = (float) r->zero_points[p0 + g];
+  b->ip.offset = at;
+  if (b->wide)
+    quark_kernel_quantize_int_groups_f32 (ROWS_X (b, x, i), len, b->l.group, &b->ip, r->scales + p0,
+                                          b->shifted ? b->zps : NULL, b->dtype, b->codes + at);
+  else
+    quark_kernel_quantize_int_groups_bf16 (ROWS_X (b, x, i), len, b->l.group, &b->ip, r->scales + p0,
+                                           b->shifted ? b->zps : NULL, b->dtype, b->codes + at);
 }
 
 /* Rows [@first, @first + @n_rows) of @len elements, at @x: per channel and
@@ -1068,37 +1127,35 @@ rows_encode (Rows *b, const guint16 *x, gsize len, gsize at, gsize p)
  * range only (the codes come in a second pass). FALSE if a value is not
  * finite. */
 static gboolean
-rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gboolean stats)
+rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboolean stats)
 {
   const QuarkKernelLayout *l = &b->l;
-  BvResult *r = b->r;
 
   if (l->qscheme == QUARK_QSCHEME_PER_TENSOR)
     {
       float lo, hi;
       if (stats)
         {
-          if (!quark_kernel_min_max_bf16 (x, n_rows * len, &lo, &hi))
+          if (!rows_min_max (b, x, 0, n_rows * len, &lo, &hi))
             return FALSE;
           b->lo = fminf (b->lo, lo);
           b->hi = fmaxf (b->hi, hi);
           return TRUE;
         }
-      rows_encode (b, x, n_rows * len, first * len, 0);
+      rows_encode (b, x, 0, n_rows * len, first * len, 0);
       return TRUE;
     }
   for (gsize i = 0; i < n_rows; i++)
     {
-      const guint16 *row = x + i * len;
-      gsize at = (first + i) * len;
+      gsize row = i * len, at = (first + i) * len;
 
       if (l->qscheme == QUARK_QSCHEME_PER_CHANNEL)
         {
           float lo, hi;
-          if (!quark_kernel_min_max_bf16 (row, len, &lo, &hi))
+          if (!rows_min_max (b, x, row, len, &lo, &hi))
             return FALSE;
           rows_params (b, first + i, lo, hi);
-          rows_encode (b, row, len, at, first + i);
+          rows_encode (b, x, row, len, at, first + i);
           continue;
         }
       {
@@ -1110,7 +1167,7 @@ rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gbo
         if (max_only)
           {
             /* the padding changes no abs max */
-            if (!quark_kernel_group_abs_max_bf16 (row, len, l->group, b->amax))
+            if (!rows_group_abs_max (b, x, row, len, l->group, b->amax))
               return FALSE;
             for (gsize g = 0; g < per_row; g++)
               rows_params (b, p0 + g, -b->amax[g], b->amax[g]);
@@ -1120,52 +1177,45 @@ rows_block (Rows *b, const guint16 *x, gsize first, gsize n_rows, gsize len, gbo
             {
               gsize start = g * l->group, m = MIN (l->group, len - start);
               float lo, hi;
-              if (!quark_kernel_min_max_bf16 (row + start, m, &lo, &hi))
+              if (!rows_min_max (b, x, row + start, m, &lo, &hi))
                 return FALSE;
               if (m < l->group)
                 lo = fminf (lo, 0.0f), hi = fmaxf (hi, 0.0f);
               rows_params (b, p0 + g, lo, hi);
             }
-        if (b->fp)
-          /* one call for the row: MX scales are powers of two, which the
-           * kernel multiplies by their exact inverses */
-          quark_kernel_fp_quantize_blocks_bf16 (&b->fmt, row, len, l->group, r->scales + p0, b->codes + at);
-        else
-          {
-            for (gsize g = 0; b->shifted && g < per_row; g++)
-              b->zps[g] = (float) r->zero_points[p0 + g];
-            b->ip.offset = at;
-            quark_kernel_quantize_int_groups_bf16 (row, len, l->group, &b->ip, r->scales + p0,
-                                                   b->shifted ? b->zps : NULL, b->dtype, b->codes + at);
-          }
+        rows_encode_groups (b, x, row, len, at, p0, per_row);
       }
     }
   return TRUE;
 }
 
 /**
- * bv_quantize_weight_bf16:
+ * bv_quantize_weight_rows:
  *
- * bv_quantize_weight() for a weight bv_weight_rows_fit() takes, from its
- * bfloat16 values (widened in registers, so the same statistics, scales
- * and codes): the weight is read a block of rows at a time into a buffer
- * (quark_tensor_read_data(): no float32 copy of the tensor, no page of
- * the input's mapping touched); each row's statistics and parameters,
+ * bv_quantize_weight() for a weight bv_weight_rows_fit() takes, with the
+ * same statistics, scales and codes: the weight is read a block of rows at
+ * a time into a buffer (quark_tensor_read_data(): no float32 copy of the
+ * tensor, no page of the input's mapping touched), bfloat16 and float32
+ * blocks going to the kernels as they are (bfloat16 widened in registers,
+ * exactly), float16 blocks widened into a second buffer; each row's
+ * statistics and parameters,
  * then its codes straight into one byte each: integers in @dtype (I8 or
  * U8), minifloats as their format's codes. Per tensor
  * the range comes from a first pass over the blocks. @r gets the
  * parameters, not the codes; *@codes the codes, a pool buffer.
  */
 gboolean
-bv_quantize_weight_bf16 (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, BvResult *r, guint8 **codes,
+bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, BvResult *r, guint8 **codes,
                          GError **error)
 {
   const char *name = quark_tensor_get_name (t);
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
   gsize n = quark_tensor_get_n_elements (t), len, n_rows, block;
-  g_autoptr(BvBuffer) amax = NULL, zps = NULL;
-  guint16 *x;
+  g_autoptr(BvBuffer) amax = NULL, zps = NULL, widened = NULL;
+  QuarkDType in = quark_tensor_get_dtype (t);
+  gsize esize = quark_dtype_get_element_size (in);
+  guint8 *x;
   Rows b = { 0 };
   gboolean ok = TRUE;
 
@@ -1180,6 +1230,7 @@ bv_quantize_weight_bf16 (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   b.fp = spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT;
   b.fmt = bv_fp_format (spec);
   b.r = r;
+  b.wide = in != QUARK_DTYPE_BF16;
   b.lo = INFINITY;
   b.hi = -INFINITY;
   bv_int_range (spec, &b.ip.qmin, &b.ip.qmax);
@@ -1206,7 +1257,9 @@ bv_quantize_weight_bf16 (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   /* about 512 Ki elements (1 MiB) per read, whole rows */
   block = MAX ((gsize) 1, ((gsize) 1 << 19) / len);
   block = MIN (block, n_rows);
-  x = quark_buffer_alloc (block * len * sizeof (guint16));
+  x = quark_buffer_alloc (block * len * esize);
+  if (in == QUARK_DTYPE_F16)
+    widened = quark_buffer_alloc (block * len * sizeof (float));
   r->n = n;
   r->n_params = b.l.n_params;
   r->scales = g_new0 (float, MAX (b.l.n_params, 1));
@@ -1221,9 +1274,10 @@ bv_quantize_weight_bf16 (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
       for (gsize first = 0; ok && first < n_rows; first += block)
         {
           gsize m = MIN (block, n_rows - first);
-          ok = quark_tensor_read_data (t, (guint64) first * len * sizeof (guint16), x, m * len * sizeof (guint16),
-                                       error);
-          if (ok && !rows_block (&b, x, first, m, len, pass == 0))
+          ok = quark_tensor_read_data (t, (guint64) first * len * esize, x, m * len * esize, error);
+          if (ok && widened)
+            quark_kernel_convert_to_f32 (QUARK_DTYPE_F16, x, widened, m * len);
+          if (ok && !rows_block (&b, widened ? (const void *) widened : x, first, m, len, pass == 0))
             {
               g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
                            "tensor %s: holds NaN or infinity, which cannot be quantized", name);

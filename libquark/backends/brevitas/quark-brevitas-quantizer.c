@@ -856,7 +856,7 @@ ahead_worker (void *data)
         break;
       job = a->queue[a->head++];
       pthread_mutex_unlock (&a->lock);
-      ok = bv_quantize_weight_bf16 (job->spec, job->tensor, job->dtype, &r, &codes, &error);
+      ok = bv_quantize_weight_rows (job->spec, job->tensor, job->dtype, &r, &codes, &error);
       pthread_mutex_lock (&a->lock);
       job->ok = ok;
       job->r = r;
@@ -1001,7 +1001,7 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
     }
   else if (takes_rows (self, L->format, L->w, L->weight))
     {
-      if (!bv_quantize_weight_bf16 (L->w, L->weight, code_storage (L->w), &L->rw, &codes, error))
+      if (!bv_quantize_weight_rows (L->w, L->weight, code_storage (L->w), &L->rw, &codes, error))
         return FALSE;
     }
   else

@@ -158,7 +158,7 @@ gboolean         bv_quantize_weight     (const BvSpec *spec,
                                          GError      **error);
 gboolean         bv_weight_rows_fit     (const BvSpec *spec,
                                          QuarkTensor  *t);
-gboolean         bv_quantize_weight_bf16 (const BvSpec *spec,
+gboolean         bv_quantize_weight_rows (const BvSpec *spec,
                                          QuarkTensor  *t,
                                          QuarkDType    dtype,
                                          BvResult     *r,
