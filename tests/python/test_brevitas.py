@@ -298,6 +298,8 @@ ROW_CASES = [
     ([], {'preset': 'Int8WeightPerChannelFloat', 'rounding': 'floor'}),
     ([], {'preset': 'ShiftedUint8WeightPerChannelFloat', 'bit_width': 6, 'rounding': 'ceil'}),
     ([], {'preset': 'Int8WeightPerTensorFloat', 'bit_width': 5, 'rounding': 'round_to_zero'}),
+    ([], {'preset': 'Int8WeightPerChannelFixedPoint', 'pof2_rounding': 'round'}),
+    ([], {'preset': 'Int8WeightPerTensorFixedPoint', 'pof2_rounding': 'floor'}),
     (['--preset', 'mxfp4'], None),
     (['--preset', 'mxfp4', '--export-format', 'integers'], None),
     (['--preset', 'mxfp8'], None),

@@ -1039,6 +1039,7 @@ typedef struct {
   float *amax, *zps;     /* per group: a row's maxima, its zero points as floats */
   float lo, hi;          /* per tensor: the range so far */
   gboolean wide;         /* the rows are float32 (float32 or widened float16), else bfloat16 */
+  float pow2_divisor;    /* power-of-two scales: 2^R(log2 T), else 0 */
 } Rows;
 
 /* The kernels on a run of the rows' elements: bfloat16 ones, or float32
@@ -1060,12 +1061,57 @@ rows_group_abs_max (const Rows *b, const void *x, gsize at, gsize n, gsize group
                  : quark_kernel_group_abs_max_bf16 (ROWS_X (b, x, at), n, group, amax);
 }
 
+/* round_log2 (@v) for a normal positive @v, without log2f where its
+ * result cannot be in doubt: v = m · 2^e with m in [1.01, 1.98] has
+ * log2 v in [e + 0.014, e + 0.986], so that floor and ceil of log2f (v)
+ * (whose error is far below 0.014) are e and e + 1, and rint is e below
+ * m = 1.4003 (log2 0.4875) and e + 1 from m = 1.42 (log2 0.506). Elsewhere
+ * (m near 1, 2 or √2) log2f decides, as in bv_scale_from_stat(). */
+static int
+log2_rounded (float v, QuarkPow2Rounding r)
+{
+  guint32 bits, mant;
+  int e;
+
+  memcpy (&bits, &v, sizeof bits);
+  mant = bits & 0x7fffffu;
+  e = (int) (bits >> 23) - 127;
+  if (bits >> 31 == 0 && (bits >> 23) != 0 && (bits >> 23) != 255 && mant >= 0x0147aeu && mant <= 0x7d70a3u)
+    switch (r)
+      {
+      case QUARK_POW2_FLOOR:
+        return e;
+      case QUARK_POW2_CEIL:
+        return e + 1;
+      case QUARK_POW2_ROUND:
+      default:
+        if (mant <= 0x3374bcu)
+          return e;
+        if (mant >= 0x35c28fu)
+          return e + 1;
+        break;
+      }
+  return (int) round_log2 (v, r);
+}
+
 /* A parameter set's scale and zero point from the smallest and largest of
- * its (finite) values, as weight_params() has them */
+ * its (finite) values, as weight_params() has them: power-of-two scales
+ * (MX blocks, fixed point) as bv_scale_from_stat() makes them, with the
+ * threshold's power of two found once and log2f called only where the
+ * exponent leaves the rounded log2 in doubt */
 static void
 rows_params (Rows *b, gsize p, float lo, float hi)
 {
-  float scale = bv_scale_from_stat (b->spec, range_stat (b->op, lo, hi), b->threshold);
+  float stat = range_stat (b->op, lo, hi), scale;
+
+  if (b->pow2_divisor > 0.0f)
+    {
+      float v = fabsf (stat) > SCALING_MIN_VAL ? fabsf (stat) : SCALING_MIN_VAL;
+      float num = pow2f (log2_rounded (v, b->spec->pof2_rounding));
+      scale = (num > SCALING_MIN_VAL ? num : SCALING_MIN_VAL) / b->pow2_divisor;
+    }
+  else
+    scale = bv_scale_from_stat (b->spec, stat, b->threshold);
 
   b->r->scales[p] = scale;
   b->r->zero_points[p] = b->shifted ? bv_shifted_zero_point (b->spec, fminf (lo, 0.0f), scale) : 0;
@@ -1231,6 +1277,8 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   b.fmt = bv_fp_format (spec);
   b.r = r;
   b.wide = in != QUARK_DTYPE_BF16;
+  if (spec->pof2 && spec->restrict_type != BV_RESTRICT_LOG_FP && spec->restrict_type != BV_RESTRICT_UNSCALED)
+    b.pow2_divisor = pow2f ((int) round_log2 (b.threshold, spec->pof2_rounding));
   b.lo = INFINITY;
   b.hi = -INFINITY;
   bv_int_range (spec, &b.ip.qmin, &b.ip.qmax);
