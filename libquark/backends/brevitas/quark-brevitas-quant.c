@@ -263,12 +263,12 @@ float_round (float v, const BvSpec *s, float max)
 void
 bv_result_clear (BvResult *r)
 {
-  /* codes and values may be pool buffers (result_alloc()) or g_malloc()'s:
-   * quark_buffer_free() takes both */
+  /* codes, values and parameters may be pool buffers (result_alloc(),
+   * params_alloc()) or g_malloc()'s: quark_buffer_free() takes both */
   g_clear_pointer (&r->codes, quark_buffer_free);
   g_clear_pointer (&r->dequantized, quark_buffer_free);
-  g_clear_pointer (&r->scales, g_free);
-  g_clear_pointer (&r->zero_points, g_free);
+  g_clear_pointer (&r->scales, quark_buffer_free);
+  g_clear_pointer (&r->zero_points, quark_buffer_free);
   memset (r, 0, sizeof *r);
 }
 
@@ -366,6 +366,22 @@ bv_check_layout (const BvSpec *spec, const gint64 *shape, guint n_dims, const ch
   return init_layout (spec, shape, n_dims, name, &l, error);
 }
 
+/* Room for @l's parameters (zero), from the buffer pool: MX weights have
+ * one per block of 32, which fresh memory would fault in for every weight */
+static void
+params_alloc (BvResult *r, const QuarkKernelLayout *l)
+{
+  gsize n = MAX (l->n_params, 1);
+
+  r->n_params = l->n_params;
+  r->scales = quark_buffer_alloc (n * sizeof (float));
+  r->zero_points = quark_buffer_alloc (n * sizeof (gint32));
+  memset (r->scales, 0, n * sizeof (float));
+  memset (r->zero_points, 0, n * sizeof (gint32));
+  memcpy (r->param_shape, l->param_shape, sizeof r->param_shape);
+  r->param_n_dims = l->param_n_dims;
+}
+
 /* Room for @n codes (and values) in @l's layout: the codes and values from
  * the buffer pool (a model's weights reuse a few buffers instead of
  * faulting in fresh pages for each), not cleared, as every parameter set
@@ -376,11 +392,7 @@ result_alloc (BvResult *r, gsize n, const QuarkKernelLayout *l)
   r->n = n;
   r->codes = quark_buffer_alloc (MAX (n, 1) * sizeof (gint32));
   r->dequantized = r->want_values ? quark_buffer_alloc (MAX (n, 1) * sizeof (float)) : NULL;
-  r->n_params = l->n_params;
-  r->scales = g_new0 (float, MAX (l->n_params, 1));
-  r->zero_points = g_new0 (gint32, MAX (l->n_params, 1));
-  memcpy (r->param_shape, l->param_shape, sizeof r->param_shape);
-  r->param_n_dims = l->param_n_dims;
+  params_alloc (r, l);
 }
 
 /* The elements of @l's largest parameter set */
@@ -1309,11 +1321,7 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   if (in == QUARK_DTYPE_F16)
     widened = quark_buffer_alloc (block * len * sizeof (float));
   r->n = n;
-  r->n_params = b.l.n_params;
-  r->scales = g_new0 (float, MAX (b.l.n_params, 1));
-  r->zero_points = g_new0 (gint32, MAX (b.l.n_params, 1));
-  memcpy (r->param_shape, b.l.param_shape, sizeof r->param_shape);
-  r->param_n_dims = b.l.param_n_dims;
+  params_alloc (r, &b.l);
   b.codes = quark_buffer_alloc (n);
   for (int pass = b.l.qscheme == QUARK_QSCHEME_PER_TENSOR ? 0 : 1; ok && pass < 2; pass++)
     {

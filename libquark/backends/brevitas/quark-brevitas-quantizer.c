@@ -131,8 +131,11 @@ static gboolean
 add_floats (QuarkModel *out, const char *name, const float *v, gsize n, const gint64 *shape, guint n_dims,
             GError **error)
 {
-  return add_bytes (out, name, QUARK_DTYPE_F32, shape, n_dims, g_memdup2 (v, MAX (n, 1) * sizeof (float)),
-                    n * sizeof (float), error);
+  /* from the buffer pool: a model's scales reuse a few buffers */
+  float *copy = quark_buffer_alloc (MAX (n, 1) * sizeof (float));
+
+  memcpy (copy, v, n * sizeof (float));
+  return add_bytes (out, name, QUARK_DTYPE_F32, shape, n_dims, copy, n * sizeof (float), error);
 }
 
 /* The element type integer codes are stored in. */
