@@ -26,6 +26,12 @@
  * `quantization_config`) or "integers" (every code unpacked, every zero
  * point written, and an `integers.json` that documents each layer's
  * arithmetic for C and FPGA implementations).
+ *
+ * #QuarkBrevitasQuantizer:threads starts that many worker threads, which
+ * quantize the weights of the row path (bv_quantize_weight_rows()) for
+ * the layers ahead while the run writes the layers before them; the
+ * results are taken back in model order, so the output does not depend on
+ * the number.
  */
 
 struct _QuarkBrevitasQuantizer
@@ -105,8 +111,9 @@ quark_brevitas_quantizer_class_init (QuarkBrevitasQuantizerClass *klass)
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS));
   g_object_class_install_property (object_class, PROP_THREADS,
     g_param_spec_uint ("threads", "Threads",
-                       "Worker threads quantizing the weights of the layers ahead (those of the bfloat16 row path) "
-                       "while the run writes the layers before them; 1: everything on the calling thread",
+                       "Worker threads quantizing the weights of the layers ahead (those of the row path: integer, "
+                       "FP8 and MX quantizers with a range statistic) while the run writes the layers before them "
+                       "(the output does not depend on it); 1: everything on the calling thread",
                        1, 256, 1, G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS));
 }
 
@@ -790,8 +797,9 @@ export_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibrat
 
 static const char *quantizable_weight_layer (QuarkTensor *t, char **layer);
 
-/* Whether a layer's weight goes the bfloat16 row path: nothing after its
- * quantization (an algorithm, a registry format) needs its float values */
+/* Whether a layer's weight goes the row path (bv_quantize_weight_rows()):
+ * nothing after its quantization (an algorithm, a registry format) needs
+ * its float values */
 static gboolean
 takes_rows (QuarkBrevitasQuantizer *self, QuarkCheckpointFormat *format, const BvSpec *w, QuarkTensor *t)
 {
@@ -988,9 +996,9 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   gsize n;
   float lo, hi;
 
-  /* bfloat16 weights straight from their rows to one-byte codes, when
-   * nothing else needs their float values (on a worker, or here); the
-   * others through a float32 copy */
+  /* weights straight from their rows to one-byte codes, when nothing
+   * else needs their float values (on a worker, or here); the others
+   * through a float32 copy */
   if (job)
     {
       if (!job->ok)
