@@ -51,10 +51,34 @@ bv_int_range (const BvSpec *s, gint32 *qmin, gint32 *qmax)
     }
 }
 
+/* R (log2 v) with log2f in float32, as torch.log2. For a normal positive
+ * v = m · 2^e with m in [1.01, 1.98], log2 v lies in [e + 0.014,
+ * e + 0.986], so floor and ceil of log2f (v) (whose error is far below
+ * 0.014) are e and e + 1, and rint is e up to m = 1.4003 (log2 0.4875)
+ * and e + 1 from m = 1.42 (log2 0.506): those come from the exponent
+ * without the call (MX weights take one per block). Checked against
+ * log2f over every positive normal float and the three roundings. */
 static float
 round_log2 (float v, QuarkPow2Rounding r)
 {
-  float l = log2f (v);   /* float32, as torch.log2 */
+  guint32 bits, mant;
+  float l;
+
+  memcpy (&bits, &v, sizeof bits);
+  mant = bits & 0x7fffffu;
+  if (bits >> 31 == 0 && (bits >> 23) != 0 && (bits >> 23) != 255 && mant >= 0x0147aeu && mant <= 0x7d70a3u)
+    {
+      float e = (float) ((int) (bits >> 23) - 127);
+      if (r == QUARK_POW2_FLOOR)
+        return e;
+      if (r == QUARK_POW2_CEIL)
+        return e + 1.0f;
+      if (mant <= 0x3374bcu)
+        return e;
+      if (mant >= 0x35c28fu)
+        return e + 1.0f;
+    }
+  l = log2f (v);
   switch (r)
     {
     case QUARK_POW2_CEIL:
@@ -87,12 +111,15 @@ pow2f (int e)
 float
 bv_scale_from_stat (const BvSpec *s, float stat, float threshold)
 {
-  float v = fmaxf (fabsf (stat), SCALING_MIN_VAL);
+  float v, p;
 
   if (s->restrict_type == BV_RESTRICT_UNSCALED)
     return 1.0f;
   if (!isfinite (stat))
     return fabsf (stat) / threshold;   /* NaN and Inf propagate, as through torch's clamp and log2 */
+  /* max (|stat|, 1e-10): both finite, so a comparison is fmaxf (an MX
+   * weight takes one per block, and fmaxf is a call) */
+  v = fabsf (stat) > SCALING_MIN_VAL ? fabsf (stat) : SCALING_MIN_VAL;
   if (s->restrict_type == BV_RESTRICT_LOG_FP)
     {
       /* stored in log2, applied as 2^v, in float32 as torch.log2 / exp2 */
@@ -101,8 +128,8 @@ bv_scale_from_stat (const BvSpec *s, float stat, float threshold)
     }
   if (!s->pof2)
     return v / threshold;
-  v = fmaxf (pow2f ((int) round_log2 (v, s->pof2_rounding)), SCALING_MIN_VAL);
-  return v / pow2f ((int) round_log2 (threshold, s->pof2_rounding));
+  p = pow2f ((int) round_log2 (v, s->pof2_rounding));
+  return (p > SCALING_MIN_VAL ? p : SCALING_MIN_VAL) / pow2f ((int) round_log2 (threshold, s->pof2_rounding));
 }
 
 /**
@@ -1073,44 +1100,12 @@ rows_group_abs_max (const Rows *b, const void *x, gsize at, gsize n, gsize group
                  : quark_kernel_group_abs_max_bf16 (ROWS_X (b, x, at), n, group, amax);
 }
 
-/* round_log2 (@v) for a normal positive @v, without log2f where its
- * result cannot be in doubt: v = m · 2^e with m in [1.01, 1.98] has
- * log2 v in [e + 0.014, e + 0.986], so that floor and ceil of log2f (v)
- * (whose error is far below 0.014) are e and e + 1, and rint is e below
- * m = 1.4003 (log2 0.4875) and e + 1 from m = 1.42 (log2 0.506). Elsewhere
- * (m near 1, 2 or √2) log2f decides, as in bv_scale_from_stat(). */
-static int
-log2_rounded (float v, QuarkPow2Rounding r)
-{
-  guint32 bits, mant;
-  int e;
-
-  memcpy (&bits, &v, sizeof bits);
-  mant = bits & 0x7fffffu;
-  e = (int) (bits >> 23) - 127;
-  if (bits >> 31 == 0 && (bits >> 23) != 0 && (bits >> 23) != 255 && mant >= 0x0147aeu && mant <= 0x7d70a3u)
-    switch (r)
-      {
-      case QUARK_POW2_FLOOR:
-        return e;
-      case QUARK_POW2_CEIL:
-        return e + 1;
-      case QUARK_POW2_ROUND:
-      default:
-        if (mant <= 0x3374bcu)
-          return e;
-        if (mant >= 0x35c28fu)
-          return e + 1;
-        break;
-      }
-  return (int) round_log2 (v, r);
-}
-
 /* A parameter set's scale and zero point from the smallest and largest of
- * its (finite) values, as weight_params() has them: power-of-two scales
- * (MX blocks, fixed point) as bv_scale_from_stat() makes them, with the
- * threshold's power of two found once and log2f called only where the
- * exponent leaves the rounded log2 in doubt */
+ * its (finite) values, as weight_params() has them. Power-of-two scales
+ * (MX blocks, fixed point) are bv_scale_from_stat()'s last two lines with
+ * the threshold's power of two found once per weight: the function's
+ * checks and the threshold's rounding cost an MX weight a third of its
+ * time. */
 static void
 rows_params (Rows *b, gsize p, float lo, float hi)
 {
@@ -1119,7 +1114,7 @@ rows_params (Rows *b, gsize p, float lo, float hi)
   if (b->pow2_divisor > 0.0f)
     {
       float v = fabsf (stat) > SCALING_MIN_VAL ? fabsf (stat) : SCALING_MIN_VAL;
-      float num = pow2f (log2_rounded (v, b->spec->pof2_rounding));
+      float num = pow2f ((int) round_log2 (v, b->spec->pof2_rounding));
       scale = (num > SCALING_MIN_VAL ? num : SCALING_MIN_VAL) / b->pow2_divisor;
     }
   else

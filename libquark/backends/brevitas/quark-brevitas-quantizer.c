@@ -250,6 +250,17 @@ weight_floats (QuarkTensor *t, gsize *n, GError **error)
   return x;
 }
 
+/* Codes of up to 8 bits, one per byte, in *@codes: the row path's as they
+ * are, the general path's 32-bit codes narrowed into a pool buffer */
+static void
+byte_codes (const BvResult *r, guint8 **codes)
+{
+  if (*codes != NULL)
+    return;
+  *codes = quark_buffer_alloc (MAX (r->n, 1));
+  narrow_to_bytes (r->codes, r->n, *codes);
+}
+
 /* Weight codes in the export's layout. Returns the storage name. */
 static gboolean
 add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *r, guint8 **codes,
@@ -265,13 +276,7 @@ add_codes (QuarkModel *out, const char *name, const BvSpec *bv, const BvResult *
       *storage = quark_dtype_get_name (dtype);
       return add_ints (out, name, dtype, r->codes, r->n, shape, n_dims, error);
     }
-  /* codes of up to 8 bits: one per byte (a float32 path's 32-bit codes
-   * narrowed first) */
-  if (*codes == NULL)
-    {
-      *codes = quark_buffer_alloc (MAX (r->n, 1));
-      narrow_to_bytes (r->codes, r->n, *codes);
-    }
+  byte_codes (r, codes);
   if (!fp)
     {
       *storage = quark_dtype_get_name (dtype);
@@ -923,6 +928,17 @@ ahead_init (Ahead *a, guint threads, guint n)
     a->n_threads++;
 }
 
+/* Tensor @t's weight quantizer (@layer and @type set to its layer), or
+ * %NULL when it is not a weight this config quantizes */
+static const BvSpec *
+layer_weight_spec (QuarkBrevitasQuantizer *self, QuarkTensor *t, char **layer, const char **type)
+{
+  *type = quantizable_weight_layer (t, layer);
+  return *type ? quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), *layer, *type,
+                                                    QUARK_ROLE_WEIGHT, NULL)
+               : NULL;
+}
+
 /* Hands out the jobs of the row-path weights from tensor @at on, up to the
  * limit (the specs are looked up here, on the run's thread) */
 static void
@@ -937,14 +953,13 @@ ahead_fill (Ahead *a, QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkChec
       guint j = a->next++;
       QuarkTensor *t = quark_model_get_tensor_at (model, j);
       g_autofree char *layer = NULL;
-      const char *type = quantizable_weight_layer (t, &layer);
+      const char *type;
       const BvSpec *w;
       WeightJob *job;
 
-      if (type == NULL || g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
+      if (g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
         continue;
-      w = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type, QUARK_ROLE_WEIGHT,
-                                             NULL);
+      w = layer_weight_spec (self, t, &layer, &type);
       if (w == NULL || !takes_rows (self, format, w, t))
         continue;
       job = g_new0 (WeightJob, 1);
@@ -1038,11 +1053,7 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   if (!dump && L->w->kind == BV_INT && L->w->bits == 4 && n_dims == 2)
     {
       gboolean handled;
-      if (codes == NULL)
-        {
-          codes = quark_buffer_alloc (MAX (L->rw.n, 1));
-          narrow_to_bytes (L->rw.codes, L->rw.n, codes);
-        }
+      byte_codes (&L->rw, &codes);
       if (!add_int4_quark (out, name, L->w, &L->rw, &codes, shape, &handled, error))
         return FALSE;
       if (handled)
@@ -1398,7 +1409,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
     {
       QuarkTensor *t = quark_model_get_tensor_at (model, i);
       g_autofree char *layer = NULL;
-      const char *type = quantizable_weight_layer (t, &layer);
+      const char *type = NULL;
       /* where this tensor's output goes first */
       g_autoptr(QuarkModel) chunk = writer ? quark_model_new () : g_object_ref (out);
       Layer L = { 0 };
@@ -1413,9 +1424,7 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
       quark_model_quantizer_report_progress (QUARK_MODEL_QUANTIZER (self), i + 1, n, quark_tensor_get_name (t));
       if (g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
         continue;
-      if (type)
-        L.w = quark_brevitas_config_get_bv_spec (QUARK_BREVITAS_CONFIG (self->config), layer, type,
-                                                 QUARK_ROLE_WEIGHT, NULL);
+      L.w = layer_weight_spec (self, t, &layer, &type);
       if (L.w == NULL)
         {
           if (!quark_model_add_tensor (chunk, t, error) ||
