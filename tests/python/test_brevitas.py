@@ -250,11 +250,27 @@ def wide_llama(tmp_path_factory):
     the row path reads at a time (F = 2304: gate and up in two blocks of
     rows, down_proj's 2304-element rows 227 to a block): in bfloat16
     ('BF16'), its float32 widening (exact, 'F32'), and other values in
-    float16 ('F16') and in float32 with every mantissa bit ('F32full')."""
+    float16 ('F16') and in float32 with every mantissa bit ('F32full').
+    Two weights hold rows of zeros and tiny values."""
     rng = np.random.default_rng(7)
     shapes = llama_shapes(256, 2304, 320, 1)
     full = {k: (rng.standard_normal(s) * 0.02 * rng.uniform(0.5, 2, (s[0],) + (1,) * (len(s) - 1))).astype(np.float32)
             for k, s in shapes.items()}
+    for k in ('model.layers.0.self_attn.q_proj.weight', 'model.layers.0.mlp.down_proj.weight'):
+        # blocks of 32 where an MX scale's floor at 1e-10 (2^-34 to 2^-33)
+        # matters or not: all zeros, a zero row, maxima below 2^-34, in
+        # [2^-34, 1e-10), just above 1e-10, 2^-33 and a little above, and
+        # a normal maximum among values far below the smallest element
+        w = full[k]
+        w[3, 0:32] = 0
+        w[4] = 0
+        w[5, 32:64] = rng.standard_normal(32) * 1e-12
+        w[6, 64:96] = rng.uniform(-6.5e-11, 6.5e-11, 32)
+        w[6, 96:128] = rng.uniform(-1.05e-10, 1.05e-10, 32)
+        w[6, 160:192] = rng.uniform(-1.3e-10, 1.3e-10, 32)
+        w[6, 170] = 2.0 ** -33
+        w[7, 128:160] = rng.standard_normal(32) * 1e-30
+        w[7, 130] = 0.05
     bf = {k: to_bf16(a) for k, a in full.items()}
     contents = {'BF16': {k: ('BF16', a) for k, a in bf.items()},
                 'F32': {k: ('F32', from_bf16(a)) for k, a in bf.items()},

@@ -1079,6 +1079,11 @@ typedef struct {
   float lo, hi;          /* per tensor: the range so far */
   gboolean wide;         /* the rows are float32 (float32 or widened float16), else bfloat16 */
   float pow2_divisor;    /* power-of-two scales: 2^R(log2 T), else 0 */
+  gboolean mx;           /* MX blocks through quark_kernel_mx_quantize_*() (rows_mx()) */
+  QuarkMxParams mx_params;
+  guint8 *mx_bytes;      /* a block of rows' E8M0 bytes */
+  int mx_byte_min;       /* the smallest byte whose scale is Brevitas's */
+  gboolean *redo;        /* its rows that rows_mx() leaves to the general form */
 } Rows;
 
 /* The kernels on a run of the rows' elements: bfloat16 ones, or float32
@@ -1175,6 +1180,81 @@ rows_encode_groups (Rows *b, const void *x, gsize i, gsize len, gsize at, gsize 
                                            b->shifted ? b->zps : NULL, b->dtype, b->codes + at);
 }
 
+/* Brevitas's MX scale is max (2^floor (log2 max (amax, 1e-10)), 1e-10) /
+ * 2^emax: the kernels' 2^(floor (log2 amax) − emax) when 2^floor (log2
+ * amax) >= 1e-10, that is for a block maximum of at least 2^−33 (1e-10 lies
+ * in (2^−34, 2^−33)), whose E8M0 byte is at least 127 − 33 − emax. Below, the
+ * scale is 1e-10 / 2^emax, not a power of two. */
+#define MX_LOG2_MIN (-33)
+
+/* Whether rows_mx() may take @spec's MX weights: an OCP element format,
+ * the abs max of each block, scales 2^floor (log2 amax) / 2^emax (the
+ * floor power of two of the threshold being the element's 2^emax), and
+ * bfloat16 or float16 values: floor (log2f (v)) in float32, as Brevitas
+ * takes it, is the exponent of v when v has at most 10 mantissa bits (for
+ * a float32 v just below a power of two log2f rounds up to it). */
+static gboolean
+rows_mx_fit (const Rows *b, QuarkDType in, QuarkMxParams *params, int *byte_min)
+{
+  static const QuarkDType elements[] = { QUARK_DTYPE_FP4_E2M1, QUARK_DTYPE_FP6_E2M3, QUARK_DTYPE_FP6_E3M2,
+                                         QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2 };
+  const BvSpec *s = b->spec;
+
+  if (s->kind != BV_MX_FLOAT || b->shifted || b->op == BV_STATS_MIN_MAX || b->pow2_divisor <= 0.0f ||
+      s->pof2_rounding != QUARK_POW2_FLOOR || (in != QUARK_DTYPE_BF16 && in != QUARK_DTYPE_F16))
+    return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (elements); i++)
+    {
+      const QuarkFpFormat *f = quark_fp_format_for_dtype (elements[i]);
+      int emax, mbits;
+      if (f && f->ebits == b->fmt.ebits && f->mbits == b->fmt.mbits && f->bias == b->fmt.bias &&
+          f->specials == b->fmt.specials && quark_kernel_mx_element_info (elements[i], &emax, &mbits) &&
+          b->pow2_divisor == pow2f (emax))
+        {
+          *params = (QuarkMxParams) { elements[i], QUARK_MX_SCALE_FLOOR, b->l.group, FALSE };
+          *byte_min = 127 + MX_LOG2_MIN - emax;
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+/* MX rows (rows_mx_fit()) in one kernel call for the block: codes, E8M0
+ * bytes, and from them the scales, which are Brevitas's for every block
+ * whose byte is at least mx_byte_min. A row with a block below (all zeros,
+ * or tiny values) is marked in @redo for rows_block()'s general form.
+ * FALSE if a value is not finite. */
+static gboolean
+rows_mx (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboolean *redo)
+{
+  gsize per_row = (len + b->l.group - 1) / b->l.group;
+  guint8 *codes = b->codes + first * len, *bytes = b->mx_bytes;
+
+  if (!(b->wide ? quark_kernel_mx_quantize_f32 (&b->mx_params, x, n_rows, len, codes, bytes)
+                : quark_kernel_mx_quantize_bf16 (&b->mx_params, x, n_rows, len, codes, bytes)))
+    {
+      /* parameters the kernel refuses (rows_mx_fit() admits none) */
+      for (gsize i = 0; i < n_rows; i++)
+        redo[i] = TRUE;
+      return TRUE;
+    }
+  for (gsize i = 0; i < n_rows; i++)
+    {
+      gsize p0 = (first + i) * per_row;
+      redo[i] = FALSE;
+      for (gsize g = 0; g < per_row; g++)
+        {
+          guint8 byte = bytes[i * per_row + g];
+          if (byte == 0xFF)
+            return FALSE;
+          redo[i] |= byte < b->mx_byte_min;
+          b->r->scales[p0 + g] = pow2f ((int) byte - 127);
+          b->r->zero_points[p0 + g] = 0;
+        }
+    }
+  return TRUE;
+}
+
 /* Rows [@first, @first + @n_rows) of @len elements, at @x: per channel and
  * per group, their parameters and codes; per tensor with @stats, the
  * range only (the codes come in a second pass). FALSE if a value is not
@@ -1198,10 +1278,14 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
       rows_encode (b, x, 0, n_rows * len, first * len, 0);
       return TRUE;
     }
+  if (b->mx && !rows_mx (b, x, first, n_rows, len, b->redo))
+    return FALSE;
   for (gsize i = 0; i < n_rows; i++)
     {
       gsize row = i * len, at = (first + i) * len;
 
+      if (b->mx && !b->redo[i])
+        continue;
       if (l->qscheme == QUARK_QSCHEME_PER_CHANNEL)
         {
           float lo, hi;
@@ -1265,7 +1349,7 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   guint n_dims;
   const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
   gsize n = quark_tensor_get_n_elements (t), len, n_rows, block;
-  g_autoptr(BvBuffer) amax = NULL, zps = NULL, widened = NULL;
+  g_autoptr(BvBuffer) amax = NULL, zps = NULL, widened = NULL, mx_bytes = NULL, redo = NULL;
   QuarkDType in = quark_tensor_get_dtype (t);
   gsize esize = quark_dtype_get_element_size (in);
   guint8 *x;
@@ -1312,6 +1396,14 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   /* about 512 Ki elements (1 MiB) per read, whole rows */
   block = MAX ((gsize) 1, ((gsize) 1 << 19) / len);
   block = MIN (block, n_rows);
+  if (b.l.qscheme == QUARK_QSCHEME_PER_GROUP && rows_mx_fit (&b, in, &b.mx_params, &b.mx_byte_min))
+    {
+      b.mx = TRUE;
+      mx_bytes = quark_buffer_alloc (block * ((len + b.l.group - 1) / b.l.group));
+      redo = quark_buffer_alloc (block * sizeof (gboolean));
+      b.mx_bytes = (guint8 *) mx_bytes;
+      b.redo = (gboolean *) redo;
+    }
   x = quark_buffer_alloc (block * len * esize);
   if (in == QUARK_DTYPE_F16)
     widened = quark_buffer_alloc (block * len * sizeof (float));
