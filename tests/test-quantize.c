@@ -402,6 +402,64 @@ test_vector_matches_scalar_quantize (void)
         }
 }
 
+/* quark_kernel_int_sq_error_f32(): the vector path gives the scalar
+ * path's bits; each term is (x − (q − z) · s)² in binary32 with q the
+ * quantize kernel's code, summed in sixteen binary64 partial sums (checked
+ * here term by term from the codes, in that order, and against a long
+ * double sum in element order) */
+static void
+test_vector_matches_scalar_sq_error (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261206);
+  const QuarkDType dtypes[] = { QUARK_DTYPE_I8, QUARK_DTYPE_U8, QUARK_DTYPE_INT4, QUARK_DTYPE_I16, QUARK_DTYPE_I32 };
+
+  for (guint d = 0; d < G_N_ELEMENTS (dtypes); d++)
+    for (guint s = 0; s < G_N_ELEMENTS (awkward_sizes); s++)
+      for (guint rep = 0; rep < 6; rep++)
+        {
+          gsize n = awkward_sizes[s];
+          g_autofree float *x = g_new (float, n + 1);
+          g_autofree gint32 *q = g_new (gint32, n + 1);
+          QuarkKernelIntParams p = { 0 };
+          double lanes[16] = { 0 }, expected = 0.0, vec, ref;
+          long double plain = 0.0L;
+          gint64 lo, hi;
+          float step = (float) g_rand_double_range (rand, 1e-4, 2.0);
+
+          quark_dtype_get_integer_range (dtypes[d], FALSE, &lo, &hi);   /* I32: the scalar path */
+          p.scale = step;
+          p.inv_scale = 1.0f / step;
+          p.zero_point = quark_dtype_is_signed (dtypes[d]) ? (float) (rep % 3) - 1.0f : (float) ((lo + hi) / 2);
+          p.qmin = (int32_t) lo;
+          p.qmax = (int32_t) hi;
+          p.divide = rep % 2 == 1;
+          p.round = rep == 4 ? QUARK_ROUND_FLOOR : QUARK_ROUND_HALF_EVEN;   /* floor: the scalar path */
+          fill_random (rand, x, n, step);
+          vec = quark_kernel_int_sq_error_f32 (x, n, &p);
+          ref = quark_kernel_int_sq_error_f32_scalar (x, n, &p);
+          g_assert_cmpmem (&vec, sizeof vec, &ref, sizeof ref);
+
+          g_assert_true (quark_kernel_quantize_int_f32_scalar (x, n, &p, QUARK_DTYPE_I32, q));
+          for (gsize i = 0; i < n; i++)
+            {
+              float e = x[i] - ((float) q[i] - p.zero_point) * p.scale;
+              lanes[i % 16] += (double) (e * e);
+              plain += (long double) (e * e);
+            }
+          for (int k = 0; k < 16; k++)
+            expected += lanes[k];
+          g_assert_cmpmem (&ref, sizeof ref, &expected, sizeof expected);
+          g_assert_cmpfloat_with_epsilon (ref, (double) plain, 1e-12 * (double) plain + 1e-300);
+          if (n > 0 && n <= 16)   /* one term per partial sum: the plain sum's order */
+            {
+              double seq = 0.0;
+              for (gsize i = 0; i < n; i++)
+                seq += lanes[i];
+              g_assert_cmpmem (&ref, sizeof ref, &seq, sizeof seq);
+            }
+        }
+}
+
 static void
 test_vector_matches_scalar_min_max (void)
 {
@@ -1502,6 +1560,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/pow2-scales", test_pow2_scales);
   g_test_add_func ("/kernels/vector-matches-scalar/quantize", test_vector_matches_scalar_quantize);
   g_test_add_func ("/kernels/vector-matches-scalar/min-max", test_vector_matches_scalar_min_max);
+  g_test_add_func ("/kernels/vector-matches-scalar/sq-error", test_vector_matches_scalar_sq_error);
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/kernels/groups", test_group_kernels);
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);

@@ -1049,6 +1049,108 @@ quark_kernel_quantize_int_f32 (const float                *x,
   return true;
 }
 
+/* ---- squared error of a quantization ---------------------------------------- */
+
+/* The squared error of one element: (x − (q − z) · s)² in binary32, q its
+ * code (the scale @params->scale whatever @params->divide) */
+static inline float
+qk_sq_error_one (float x, const QuarkKernelIntParams *p, size_t i)
+{
+  float q = (float) qk_quantize_one (x, p, i);
+  float d = x - (q - p->zero_point) * p->scale;
+  return d * d;
+}
+
+/* the error's sum in binary64: element i in partial sum i mod QK_LANES
+ * (@lanes holds the sums of the elements before @from), the partial sums
+ * then added in order */
+static double
+qk_sq_error_total (const float *x, size_t from, size_t n, const QuarkKernelIntParams *p, double *lanes)
+{
+  double total = 0.0;
+
+  for (size_t i = from; i < n; i++)
+    lanes[i % QK_LANES] += (double) qk_sq_error_one (x[i], p, i);
+  for (int k = 0; k < QK_LANES; k++)
+    total += lanes[k];
+  return total;
+}
+
+/**
+ * quark_kernel_int_sq_error_f32_scalar: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @params: scale, zero point and code range
+ *
+ * Scalar reference of quark_kernel_int_sq_error_f32().
+ *
+ * Returns: the sum of the squared errors
+ */
+double
+quark_kernel_int_sq_error_f32_scalar (const float                *x,
+                                      size_t                      n,
+                                      const QuarkKernelIntParams *params)
+{
+  double lanes[QK_LANES] = { 0 };
+
+  return qk_sq_error_total (x, 0, n, params, lanes);
+}
+
+typedef double qk_vd8 __attribute__ ((vector_size (8 * sizeof (double))));
+
+/* the vector loop: the elements up to the last whole vector, into @lanes */
+QK_MULTIVERSION static size_t
+qk_sq_error_vec (const float *x, size_t n, const QuarkKernelIntParams *p, double *lanes)
+{
+  const QkIntLanes l = qk_int_lanes_init (p, true);
+  const qk_vf s = qk_splat (p->scale), z = qk_splat (p->zero_point);
+  qk_vd8 lo = { 0 }, hi = { 0 };
+  size_t i = 0;
+
+  for (; i + QK_LANES <= n; i += QK_LANES)
+    {
+      qk_vf v = qk_load_f32 (x + i);
+      qk_vf q = (qk_vf) qk_int_lanes (v, l) - QK_ROUND_MAGIC;
+      qk_vf d = v - (q - z) * s;
+      qk_vf e = d * d;
+      lo += __builtin_convertvector (__builtin_shufflevector (e, e, 0, 1, 2, 3, 4, 5, 6, 7), qk_vd8);
+      hi += __builtin_convertvector (__builtin_shufflevector (e, e, 8, 9, 10, 11, 12, 13, 14, 15), qk_vd8);
+    }
+  memcpy (lanes, &lo, sizeof lo);
+  memcpy (lanes + 8, &hi, sizeof hi);
+  return i;
+}
+
+/**
+ * quark_kernel_int_sq_error_f32: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @params: scale, zero point and code range
+ *
+ * The squared error of quantizing @x with @params and dequantizing:
+ * Σ (x − (q − z) · s)², q the code of quark_kernel_quantize_int_f32(), each
+ * term in binary32 (as torch's `mse_loss` computes its terms) and summed
+ * in binary64 in a fixed order: element i into partial sum i mod 16, the
+ * sixteen partial sums then added in order (so the vector path, which
+ * keeps the sixteen sums in its lanes, gives the same bits as the scalar
+ * one). The dequantization multiplies by @params->scale. The MSE searches
+ * of Brevitas's quantizers call this once per candidate scale.
+ *
+ * Returns: the sum of the squared errors
+ */
+double
+quark_kernel_int_sq_error_f32 (const float                *x,
+                               size_t                      n,
+                               const QuarkKernelIntParams *params)
+{
+  double lanes[QK_LANES] = { 0 };
+  size_t i = 0;
+
+  if (params->round == QUARK_ROUND_HALF_EVEN && qk_vector_range (params))
+    i = qk_sq_error_vec (x, n, params, lanes);
+  return qk_sq_error_total (x, i, n, params, lanes);
+}
+
 /**
  * quark_kernel_quantize_int_bf16: (skip)
  * @x: @n bfloat16 values, all finite

@@ -227,6 +227,14 @@ bool     quark_kernel_quantize_int_f32_scalar   (const float                *x,
                                                  QuarkDType                  out_dtype,
                                                  void                       *out);
 QUARK_AVAILABLE_IN_1_0
+double   quark_kernel_int_sq_error_f32          (const float                *x,
+                                                 size_t                      n,
+                                                 const QuarkKernelIntParams *params);
+QUARK_AVAILABLE_IN_1_0
+double   quark_kernel_int_sq_error_f32_scalar   (const float                *x,
+                                                 size_t                      n,
+                                                 const QuarkKernelIntParams *params);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_quantize_int_bf16         (const uint16_t             *x,
                                                  size_t                      n,
                                                  const QuarkKernelIntParams *params,

@@ -634,11 +634,13 @@ bv_shifted_zero_point (const BvSpec *spec, float neg, float scale)
 }
 
 /* Σ (x − x̂)² of one parameter set quantized with @scale and @zero_point,
- * each term in binary32 as torch's mse_loss, summed in binary64. */
+ * each term in binary32 as torch's mse_loss, summed in binary64 (integers:
+ * quark_kernel_int_sq_error_f32(), in its order of sixteen partial sums;
+ * minifloats in element order). */
 static double
 set_loss (const BvSpec *spec, const float *v, gsize n, float scale, gint32 zero_point, float fmax)
 {
-  gint32 qmin = 0, qmax = 0;
+  QuarkKernelIntParams p = { 0 };
   double loss = 0;
 
   if (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT)
@@ -650,14 +652,13 @@ set_loss (const BvSpec *spec, const float *v, gsize n, float scale, gint32 zero_
         }
       return loss;
     }
-  bv_int_range (spec, &qmin, &qmax);
-  for (gsize i = 0; i < n; i++)
-    {
-      float q = fminf (fmaxf (rintf (v[i] / scale + (float) zero_point), (float) qmin), (float) qmax);
-      float d = v[i] - (q - (float) zero_point) * scale;
-      loss += (double) (d * d);
-    }
-  return loss;
+  /* q = clamp (rint (fl (x / s) + z)), whatever the quantizer's rounding */
+  bv_int_range (spec, &p.qmin, &p.qmax);
+  p.scale = scale;
+  p.zero_point = (float) zero_point;
+  p.round = QUARK_ROUND_HALF_EVEN;
+  p.divide = TRUE;
+  return quark_kernel_int_sq_error_f32 (v, n, &p);
 }
 
 /* The scale and zero point of one parameter set of a weight (numerics.md
