@@ -202,8 +202,9 @@ make_bf16_model (guint n_layers)
   return model;
 }
 
-/* The brevitas backend's workers (weights of the row path quantized ahead
- * of the layer being written, at most threads + 1 in hand): on 1, 2 and 4
+/* The brevitas backend's workers (weights quantized ahead of the layer
+ * being written, at most threads + 1 in hand; the row path's presets, and
+ * MSE grids and a 12-bit quantizer on the general path): on 1, 2 and 4
  * threads, several rounds, the same tensors byte for byte; and a quantizer
  * with workers used by two threads at once. */
 static gpointer
@@ -227,11 +228,18 @@ test_brevitas_workers (void)
       g_test_skip ("no brevitas backend");
       return;
     }
-  for (guint p = 0; p < 2; p++)
+  for (guint p = 0; p < 3; p++)
     {
-      const char *preset = p ? "mxfp4" : "int8_weight_per_channel";
+      const char *preset = p == 1 ? "mxfp4" : "int8_weight_per_channel";
       g_autoptr(GError) error = NULL;
-      g_autoptr(QuarkQuantizationConfig) config = quark_backend_new_config_for_preset (backend, preset, &error);
+      g_autoptr(QuarkQuantizationConfig) config =
+        p < 2 ? quark_backend_new_config_for_preset (backend, preset, &error)
+              : quark_registry_config_from_string (registry,
+                  "{\"backend\": \"brevitas\", \"global_quant_config\": {\"weight\": "
+                  "{\"preset\": \"Int8WeightPerChannelFloatMSE\"}}, \"layer_quant_config\": {"
+                  "\"*.1.*\": {\"weight\": {\"preset\": \"ShiftedUint8WeightPerChannelFloatMSE\"}}, "
+                  "\"*.2.*\": {\"weight\": {\"preset\": \"Int8WeightPerChannelFloat\", \"bit_width\": 12}}}}",
+                  -1, &error);
       g_assert_no_error (error);
       g_clear_pointer (&expected, g_bytes_unref);
       for (guint threads = 1; threads <= 4; threads *= 2)

@@ -411,20 +411,26 @@ def test_bfloat16_rows_refuse_nan(tmp_path, preset):
     assert (src / 'model.safetensors').read_bytes() == before
 
 
-# the row path and the float32 path in one model: MSE weights (the float32
-# path, on the run's thread) between the row path's (on workers)
+# the row path and the float32 path in one model, both on workers: MSE
+# weights (integer, shifted and FP8 grids), 12-bit weights (32-bit codes
+# kept) and fixed-point MSE between the row path's
 MIXED = {'backend': 'brevitas', 'exclude': ['lm_head'],
          'global_quant_config': {'weight': {'preset': 'Int8WeightPerChannelFloat'}},
          'layer_quant_config': {'*.mlp.up_proj': {'weight': {'preset': 'Int8WeightPerChannelFloatMSE'}},
+                                '*.mlp.gate_proj': {'weight': {'preset': 'ShiftedUint8WeightPerChannelFloatMSE'}},
+                                '*.self_attn.q_proj': {'weight': {'preset': 'Int8WeightPerChannelFloat',
+                                                                  'bit_width': 12}},
+                                '*.self_attn.v_proj': {'weight': {'preset': 'Fp8e4m3OCPWeightPerChannelFloatMSE'}},
+                                '*.self_attn.o_proj': {'weight': {'preset': 'Int8WeightPerTensorFixedPointMSE'}},
                                 '*.self_attn.k_proj': {'weight': {'preset': 'MXFloat4e2m1Weight'}}}}
 
 
 @pytest.mark.parametrize('args', [['--preset', 'int8_weight_per_channel'], ['--preset', 'mxfp4'],
                                   ['--preset', 'int4_weight_g128', '--export-format', 'integers'], 'mixed'])
 def test_threads_give_the_same_files(llama, tmp_path, args):
-    """Weights of the row path are quantized on worker threads ahead of the
-    layer being written; the files do not depend on the number of
-    threads (the run takes the results back in model order)."""
+    """Weights are quantized on worker threads ahead of the layer being
+    written; the files do not depend on the number of threads (the run
+    takes the results back in model order)."""
     src, _ = llama
     if args == 'mixed':
         cfg = tmp_path / 'mixed.json'
@@ -455,10 +461,14 @@ def test_threads_stop_at_an_error_or_a_cancel(llama, tmp_path):
     arrays[name][3, 5] = 0x7f80                                  # +infinity
     write_safetensors(bad / 'model.safetensors', {k: ('BF16', a) for k, a in arrays.items()}, PT)
     (bad / 'config.json').write_text(json.dumps({'architectures': ['LlamaForCausalLM'], 'model_type': 'llama'}))
-    r = quantize(bad, tmp_path / 'out', '--backend', 'brevitas', '--preset', 'int8_weight_per_channel', '-j', '3')
-    assert r.returncode == 1
-    assert 'tensor %s: holds NaN or infinity' % name in r.stderr, r.stderr
-    assert not (tmp_path / 'out').exists()
+    cfg = tmp_path / 'mixed.json'
+    cfg.write_text(json.dumps(MIXED))
+    # the row path's int8 per channel, then the MSE grid of the float32 path
+    for args in (['--preset', 'int8_weight_per_channel'], ['--config', str(cfg)]):
+        r = quantize(bad, tmp_path / 'out', '--backend', 'brevitas', '-j', '3', *args)
+        assert r.returncode == 1
+        assert 'tensor %s: holds NaN or infinity' % name in r.stderr, r.stderr
+        assert not (tmp_path / 'out').exists()
 
     Quark = quark_module()
     from gi.repository import Gio, GLib

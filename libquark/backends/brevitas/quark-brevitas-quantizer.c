@@ -28,10 +28,10 @@
  * arithmetic for C and FPGA implementations).
  *
  * #QuarkBrevitasQuantizer:threads starts that many worker threads, which
- * quantize the weights of the row path (bv_quantize_weight_rows()) for
- * the layers ahead while the run writes the layers before them; the
- * results are taken back in model order, so the output does not depend on
- * the number.
+ * quantize the weights of the layers ahead while the run writes the layers
+ * before them, when no algorithm and no registry format needs a weight's
+ * float values; the results are taken back in model order, so the output
+ * does not depend on the number.
  */
 
 struct _QuarkBrevitasQuantizer
@@ -111,9 +111,9 @@ quark_brevitas_quantizer_class_init (QuarkBrevitasQuantizerClass *klass)
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS));
   g_object_class_install_property (object_class, PROP_THREADS,
     g_param_spec_uint ("threads", "Threads",
-                       "Worker threads quantizing the weights of the layers ahead (those of the row path: integer, "
-                       "FP8 and MX quantizers with a range statistic) while the run writes the layers before them "
-                       "(the output does not depend on it); 1: everything on the calling thread",
+                       "Worker threads quantizing the weights of the layers ahead while the run writes the layers "
+                       "before them, when no algorithm and no registry format needs their float values (the output "
+                       "does not depend on it); 1: everything on the calling thread",
                        1, 256, 1, G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS));
 }
 
@@ -212,7 +212,7 @@ add_ints (QuarkModel *out, const char *name, QuarkDType dtype, const gint32 *v, 
  * no page of the input's mapping is touched) and widened; other dtypes
  * through quark_tensor_to_floats() */
 static float *
-weight_floats (QuarkTensor *t, gsize *n, GError **error)
+read_weight_floats (QuarkTensor *t, gsize *n, GError **error)
 {
   QuarkDType dtype = quark_tensor_get_dtype (t);
   gsize count = quark_tensor_get_n_elements (t);
@@ -247,6 +247,23 @@ weight_floats (QuarkTensor *t, gsize *n, GError **error)
       quark_kernel_convert_to_f32 (dtype, chunk, x + i, m);
     }
   *n = count;
+  return x;
+}
+
+/* read_weight_floats() of a weight to quantize: %NULL and an error naming
+ * the tensor when a value is NaN or infinite */
+static float *
+weight_floats (QuarkTensor *t, gsize *n, GError **error)
+{
+  float *x = read_weight_floats (t, n, error);
+  float lo, hi;
+
+  if (x != NULL && !quark_kernel_min_max_f32 (x, *n, &lo, &hi))
+    {
+      g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
+                   "tensor %s: holds NaN or infinity, which cannot be quantized", quark_tensor_get_name (t));
+      g_clear_pointer (&x, quark_buffer_free);
+    }
   return x;
 }
 
@@ -802,13 +819,41 @@ export_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibrat
 
 static const char *quantizable_weight_layer (QuarkTensor *t, char **layer);
 
-/* Whether a layer's weight goes the row path (bv_quantize_weight_rows()):
- * nothing after its quantization (an algorithm, a registry format) needs
- * its float values */
+/* Whether a layer's weight is quantized on its own (bv_weight_codes(), on
+ * a worker or on the run's thread): nothing after its quantization (an
+ * algorithm, a registry format) needs its float values */
 static gboolean
-takes_rows (QuarkBrevitasQuantizer *self, QuarkCheckpointFormat *format, const BvSpec *w, QuarkTensor *t)
+takes_alone (QuarkBrevitasQuantizer *self, QuarkCheckpointFormat *format)
 {
-  return !has_algorithms (self) && format == NULL && bv_weight_rows_fit (w, t);
+  return !has_algorithms (self) && format == NULL;
+}
+
+/* Such a weight's codes and parameters: the row path
+ * (bv_quantize_weight_rows()) for the weights it takes, else the general
+ * path on the weight's float32 values, its codes narrowed to one byte
+ * each where they are stored so (the 32-bit ones then dropped). Reads
+ * only @t and @spec: workers call it. */
+static gboolean
+weight_codes (const BvSpec *spec, QuarkTensor *t, BvResult *r, guint8 **codes, GError **error)
+{
+  const char *name = quark_tensor_get_name (t);
+  guint n_dims;
+  const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
+  g_autoptr(BvBuffer) x = NULL;
+  gsize n;
+
+  if (bv_weight_rows_fit (spec, t))
+    return bv_quantize_weight_rows (spec, t, code_storage (spec), r, codes, error);
+  x = weight_floats (t, &n, error);
+  if (x == NULL || !bv_quantize_weight (spec, x, shape, n_dims, name, r, error))
+    return FALSE;
+  if (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT ||
+      quark_dtype_get_element_size (code_storage (spec)) == 1)
+    {
+      byte_codes (r, codes);
+      g_clear_pointer (&r->codes, quark_buffer_free);
+    }
+  return TRUE;
 }
 
 /* One such weight, quantized by a worker while the run goes on with the
@@ -817,7 +862,6 @@ takes_rows (QuarkBrevitasQuantizer *self, QuarkCheckpointFormat *format, const B
 typedef struct {
   const BvSpec *spec;
   QuarkTensor *tensor;
-  QuarkDType dtype;
   BvResult r;
   guint8 *codes;
   GError *error;
@@ -835,7 +879,7 @@ weight_job_free (WeightJob *job)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WeightJob, weight_job_free)
 
 /* The jobs of a run: at most @limit handed out and not yet taken back,
- * for the row-path weights from the tensor the run is at on, in order.
+ * for the weights quantized alone from the tensor the run is at on, in order.
  * The workers are pthreads under a pthread lock rather than a GThreadPool:
  * ThreadSanitizer sees pthread locks (GLib's futexes, and so the pool's
  * queue, it does not). */
@@ -872,7 +916,7 @@ ahead_worker (void *data)
         break;
       job = a->queue[a->head++];
       pthread_mutex_unlock (&a->lock);
-      ok = bv_quantize_weight_rows (job->spec, job->tensor, job->dtype, &r, &codes, &error);
+      ok = weight_codes (job->spec, job->tensor, &r, &codes, &error);
       pthread_mutex_lock (&a->lock);
       job->ok = ok;
       job->r = r;
@@ -939,7 +983,7 @@ layer_weight_spec (QuarkBrevitasQuantizer *self, QuarkTensor *t, char **layer, c
                : NULL;
 }
 
-/* Hands out the jobs of the row-path weights from tensor @at on, up to the
+/* Hands out the jobs of the weights quantized alone from tensor @at on, up to the
  * limit (the specs are looked up here, on the run's thread) */
 static void
 ahead_fill (Ahead *a, QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCheckpointFormat *format,
@@ -960,12 +1004,11 @@ ahead_fill (Ahead *a, QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkChec
       if (g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
         continue;
       w = layer_weight_spec (self, t, &layer, &type);
-      if (w == NULL || !takes_rows (self, format, w, t))
+      if (w == NULL || !takes_alone (self, format))
         continue;
       job = g_new0 (WeightJob, 1);
       job->spec = w;
       job->tensor = t;
-      job->dtype = code_storage (w);
       a->jobs[j] = job;
       a->in_flight++;
       pthread_mutex_lock (&a->lock);
@@ -1009,7 +1052,6 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   gboolean write_zp;
   const char *storage = NULL;
   gsize n;
-  float lo, hi;
 
   /* weights straight from their rows to one-byte codes, when nothing
    * else needs their float values (on a worker, or here); the others
@@ -1025,9 +1067,9 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
       memset (&job->r, 0, sizeof job->r);
       codes = g_steal_pointer (&job->codes);
     }
-  else if (takes_rows (self, L->format, L->w, L->weight))
+  else if (takes_alone (self, L->format))
     {
-      if (!bv_quantize_weight_rows (L->w, L->weight, code_storage (L->w), &L->rw, &codes, error))
+      if (!weight_codes (L->w, L->weight, &L->rw, &codes, error))
         return FALSE;
     }
   else
@@ -1035,12 +1077,6 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
       x = weight_floats (L->weight, &n, error);
       if (x == NULL)
         return FALSE;
-      if (!quark_kernel_min_max_f32 (x, n, &lo, &hi))
-        {
-          g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_TENSOR,
-                       "tensor %s: holds NaN or infinity, which cannot be quantized", name);
-          return FALSE;
-        }
       L->rw.want_values = quark_brevitas_config_get_algorithms (QUARK_BREVITAS_CONFIG (self->config))->bias_correction;
       if (!bv_quantize_weight (L->w, x, shape, n_dims, name, &L->rw, error) ||
           (has_algorithms (self) && !apply_algorithms (self, L, calibration, x, error)) ||
