@@ -633,16 +633,51 @@ bv_shifted_zero_point (const BvSpec *spec, float neg, float scale)
   return (gint32) fminf (fmaxf (quark_kernel_round (y, spec->rounding, 0, 0), (float) qmin), (float) qmax);
 }
 
+/* The values of a minifloat's codes, for set_loss(): TRUE when @spec is
+ * a saturating minifloat of the kernels' formats (quark_kernel_fp_quantize_f32()
+ * rounds as float_round() does, bv_weight_rows_fit()) */
+static gboolean
+loss_fp_table (const BvSpec *spec, float table[256])
+{
+  QuarkFpFormat f = bv_fp_format (spec);
+
+  if ((spec->kind != BV_FLOAT && spec->kind != BV_MX_FLOAT) || !spec->saturating ||
+      bv_spec_is_custom_float (spec) || 1 + spec->ebits + spec->mbits > 8)
+    return FALSE;
+  for (unsigned c = 0; c < 256; c++)
+    table[c] = (float) quark_kernel_fp_decode (&f, (uint16_t) (c & ((1u << (1 + f.ebits + f.mbits)) - 1)));
+  return TRUE;
+}
+
 /* Σ (x − x̂)² of one parameter set quantized with @scale and @zero_point,
  * each term in binary32 as torch's mse_loss, summed in binary64 (integers:
  * quark_kernel_int_sq_error_f32(), in its order of sixteen partial sums;
- * minifloats in element order). */
+ * minifloats in element order, their codes from the vector kernel and
+ * their values from @fp_table when loss_fp_table() made one). */
 static double
-set_loss (const BvSpec *spec, const float *v, gsize n, float scale, gint32 zero_point, float fmax)
+set_loss (const BvSpec *spec, const float *v, gsize n, float scale, gint32 zero_point, float fmax,
+          const float *fp_table)
 {
   QuarkKernelIntParams p = { 0 };
   double loss = 0;
 
+  if (fp_table)
+    {
+      QuarkFpFormat f = bv_fp_format (spec);
+      guint8 codes[256];
+
+      for (gsize i = 0; i < n; i += sizeof codes)
+        {
+          gsize m = MIN (sizeof codes, n - i);
+          quark_kernel_fp_quantize_f32 (&f, v + i, m, scale, codes);
+          for (gsize j = 0; j < m; j++)
+            {
+              float d = v[i + j] - fp_table[codes[j]] * scale;
+              loss += (double) (d * d);
+            }
+        }
+      return loss;
+    }
   if (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT)
     {
       for (gsize i = 0; i < n; i++)
@@ -717,7 +752,8 @@ bv_mse_search (const BvSpec *spec, const float *v, gsize n, float threshold, flo
 {
   gboolean shifted = is_shifted (spec);
   float fmax = spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT ? bv_fp_max (spec) : 0.0f;
-  float init, base, best, best_neg, scale, low = 0.0f;
+  float init, base, best, best_neg, scale, low = 0.0f, table[256];
+  const float *fp_table = loss_fp_table (spec, table) ? table : NULL;
   double best_loss = INFINITY;
 
   for (gsize i = 0; i < n; i++)
@@ -731,7 +767,8 @@ bv_mse_search (const BvSpec *spec, const float *v, gsize n, float threshold, flo
     {
       float c = base * (float) i;
       float sc = bv_scale_from_stat (spec, c, threshold);
-      double loss = set_loss (spec, v, n, sc, shifted ? bv_shifted_zero_point (spec, scale_search_neg, sc) : 0, fmax);
+      double loss = set_loss (spec, v, n, sc, shifted ? bv_shifted_zero_point (spec, scale_search_neg, sc) : 0, fmax,
+                              fp_table);
       if (loss < best_loss)
         {
           best_loss = loss;
@@ -749,7 +786,7 @@ bv_mse_search (const BvSpec *spec, const float *v, gsize n, float threshold, flo
   for (int i = 2; i <= 20; i++)
     {
       float c = base * (float) i;
-      double loss = set_loss (spec, v, n, scale, bv_shifted_zero_point (spec, c, scale), fmax);
+      double loss = set_loss (spec, v, n, scale, bv_shifted_zero_point (spec, c, scale), fmax, fp_table);
       if (loss < best_loss)
         {
           best_loss = loss;
