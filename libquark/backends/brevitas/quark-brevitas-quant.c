@@ -1260,11 +1260,12 @@ rows_mx_fit (const Rows *b, QuarkDType in, QuarkMxParams *params, int *byte_min)
 /* MX rows (rows_mx_fit()) in one kernel call for the block: codes, E8M0
  * bytes, and from them the scales, which are Brevitas's for every block
  * whose byte is at least mx_byte_min. A row with a block below (all zeros,
- * or tiny values) is marked in @redo for rows_block()'s general form.
+ * or tiny values) is marked in b->redo for rows_block()'s general form.
  * FALSE if a value is not finite. */
 static gboolean
-rows_mx (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboolean *redo)
+rows_mx (Rows *b, const void *x, gsize first, gsize n_rows, gsize len)
 {
+  gboolean *redo = b->redo;
   gsize per_row = (len + b->l.group - 1) / b->l.group;
   guint8 *codes = b->codes + first * len, *bytes = b->mx_bytes;
 
@@ -1316,7 +1317,7 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
       rows_encode (b, x, 0, n_rows * len, first * len, 0);
       return TRUE;
     }
-  if (b->mx && !rows_mx (b, x, first, n_rows, len, b->redo))
+  if (b->mx && !rows_mx (b, x, first, n_rows, len))
     return FALSE;
   for (gsize i = 0; i < n_rows; i++)
     {

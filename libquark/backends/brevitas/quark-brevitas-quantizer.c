@@ -819,7 +819,7 @@ export_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkCalibration *calibrat
 
 static const char *quantizable_weight_layer (QuarkTensor *t, char **layer);
 
-/* Whether a layer's weight is quantized on its own (bv_weight_codes(), on
+/* Whether a layer's weight is quantized on its own (weight_codes(), on
  * a worker or on the run's thread): nothing after its quantization (an
  * algorithm, a registry format) needs its float values */
 static gboolean
@@ -1053,9 +1053,9 @@ quantize_layer (QuarkBrevitasQuantizer *self, Layer *L, QuarkModel *model, Quark
   const char *storage = NULL;
   gsize n;
 
-  /* weights straight from their rows to one-byte codes, when nothing
-   * else needs their float values (on a worker, or here); the others
-   * through a float32 copy */
+  /* weights whose float values nothing else needs: quantized alone (on a
+   * worker, or here); the others through a float32 copy that the
+   * algorithms and the registry format take after */
   if (job)
     {
       if (!job->ok)
