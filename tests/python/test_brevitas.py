@@ -299,7 +299,8 @@ def weight_config(tmp_path, weight):
 # power-of-two scales, other roundings, a group that does not divide the
 # rows, 4-bit codes in AMD Quark's packing, the integer dump; MX blocks
 # (FP4, FP6 and FP8 elements, MXInt8, shifted MXUInt8); FP8 per channel and
-# per tensor, OCP and FNUZ.
+# per tensor, OCP and FNUZ; MSE grids per channel and per group (integer,
+# shifted, fixed point, a group that does not divide the rows, FP8, MXInt8).
 ROW_CASES = [
     (['--preset', 'int8_weight_per_tensor'], None),
     (['--preset', 'int8_weight_per_channel'], None),
@@ -326,6 +327,12 @@ ROW_CASES = [
     ([], {'preset': 'Fp8e4m3OCPWeightPerChannelFloat'}),
     ([], {'preset': 'Fp8e5m2OCPWeightPerTensorFloat'}),
     ([], {'preset': 'Fp8e4m3FNUZWeightPerChannelFloat'}),
+    ([], {'preset': 'Int8WeightPerChannelFloatMSE'}),
+    ([], {'preset': 'ShiftedUint8WeightPerChannelFloatMSE'}),
+    ([], {'preset': 'Int8WeightPerChannelFixedPointMSE'}),
+    ([], {'preset': 'IntWeightSymmetricGroupQuant', 'group_size': 96, 'param_type': 'mse'}),
+    ([], {'preset': 'Fp8e4m3OCPWeightPerChannelFloatMSE'}),
+    ([], {'preset': 'MXInt8WeightMSE'}),
 ]
 
 

@@ -1083,9 +1083,9 @@ bv_quantize_activation (const BvSpec *spec, const float *x, const gint64 *shape,
  * Whether bv_quantize_weight_rows() takes a weight of @spec: integer
  * quantizers of up to 8 bits (MXInt8 included) and saturating minifloats
  * of the kernels' formats (MX elements included), whose statistic is the
- * range (abs max or min-max, no MSE grid), per tensor, per output channel
- * or per group; bfloat16, float16 and float32 weights with at least one
- * element.
+ * range (abs max or min-max), per tensor, per output channel or per group,
+ * or the MSE grid per output channel or per group; bfloat16, float16 and
+ * float32 weights with at least one element.
  */
 gboolean
 bv_weight_rows_fit (const BvSpec *spec, QuarkTensor *t)
@@ -1094,7 +1094,8 @@ bv_weight_rows_fit (const BvSpec *spec, QuarkTensor *t)
   gboolean minifloat = (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT) && spec->saturating &&
                        !bv_spec_is_custom_float (spec) && 1 + spec->ebits + spec->mbits <= 8;
 
-  return (integer || minifloat) && !spec->mse && is_range_stat (bv_spec_stats_op (spec)) &&
+  return (integer || minifloat) && (!spec->mse || spec->qscheme != QUARK_QSCHEME_PER_TENSOR) &&
+         is_range_stat (bv_spec_stats_op (spec)) &&
          spec->rounding != QUARK_ROUND_STOCHASTIC &&
          (quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16 || quark_tensor_get_dtype (t) == QUARK_DTYPE_F16 ||
           quark_tensor_get_dtype (t) == QUARK_DTYPE_F32) &&
@@ -1122,6 +1123,7 @@ typedef struct {
   guint8 *mx_bytes;      /* a block of rows' E8M0 bytes */
   int mx_byte_min;       /* the smallest byte whose scale is Brevitas's */
   gboolean *redo;        /* its rows that rows_mx() leaves to the general form */
+  float *vals, *set, *work;  /* MSE grids: a row in float32, a zero-padded group, scratch */
 } Rows;
 
 /* The kernels on a run of the rows' elements: bfloat16 ones, or float32
@@ -1238,7 +1240,7 @@ rows_mx_fit (const Rows *b, QuarkDType in, QuarkMxParams *params, int *byte_min)
                                          QUARK_DTYPE_F8_E4M3, QUARK_DTYPE_F8_E5M2 };
   const BvSpec *s = b->spec;
 
-  if (s->kind != BV_MX_FLOAT || b->shifted || b->op == BV_STATS_MIN_MAX || b->pow2_divisor <= 0.0f ||
+  if (s->kind != BV_MX_FLOAT || s->mse || b->shifted || b->op == BV_STATS_MIN_MAX || b->pow2_divisor <= 0.0f ||
       s->pof2_rounding != QUARK_POW2_FLOOR || (in != QUARK_DTYPE_BF16 && in != QUARK_DTYPE_F16))
     return FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (elements); i++)
@@ -1294,6 +1296,40 @@ rows_mx (Rows *b, const void *x, gsize first, gsize n_rows, gsize len)
   return TRUE;
 }
 
+/* The MSE grid (numerics.md B7) for each parameter set of a row (@len
+ * elements of the block @x from its element @row; its sets from @p0):
+ * weight_params() on the row's values in float32 (bfloat16 widened into
+ * b->vals), a ragged last group zero-padded, as bv_quantize_weight() has
+ * them. FALSE if a value is not finite. */
+static gboolean
+rows_mse_params (Rows *b, const void *x, gsize row, gsize len, gsize p0)
+{
+  const QuarkKernelLayout *l = &b->l;
+  const float *v = b->vals;
+  gsize group = l->qscheme == QUARK_QSCHEME_PER_GROUP ? l->group : len;
+  float lo, hi;
+
+  if (!rows_min_max (b, x, row, len, &lo, &hi))
+    return FALSE;
+  if (b->wide)
+    v = (const float *) x + row;
+  else
+    quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, (const guint16 *) x + row, b->vals, len);
+  for (gsize start = 0, p = p0; start < len; start += group, p++)
+    {
+      gsize m = MIN (group, len - start);
+      const float *set = v + start;
+      if (m < group)
+        {
+          memcpy (b->set, set, m * sizeof (float));
+          memset (b->set + m, 0, (group - m) * sizeof (float));
+          set = b->set;
+        }
+      weight_params (b->spec, set, group, b->threshold, b->work, &b->r->scales[p], &b->r->zero_points[p]);
+    }
+  return TRUE;
+}
+
 /* Rows [@first, @first + @n_rows) of @len elements, at @x: per channel and
  * per group, their parameters and codes; per tensor with @stats, the
  * range only (the codes come in a second pass). FALSE if a value is not
@@ -1328,9 +1364,10 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
       if (l->qscheme == QUARK_QSCHEME_PER_CHANNEL)
         {
           float lo, hi;
-          if (!rows_min_max (b, x, row, len, &lo, &hi))
+          if (b->spec->mse ? !rows_mse_params (b, x, row, len, first + i) : !rows_min_max (b, x, row, len, &lo, &hi))
             return FALSE;
-          rows_params (b, first + i, lo, hi);
+          if (!b->spec->mse)
+            rows_params (b, first + i, lo, hi);
           rows_encode (b, x, row, len, at, first + i);
           continue;
         }
@@ -1340,7 +1377,12 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
         gsize per_row = (len + l->group - 1) / l->group, p0 = (first + i) * per_row;
         gboolean max_only = b->op != BV_STATS_MIN_MAX && !b->shifted;
 
-        if (max_only)
+        if (b->spec->mse)
+          {
+            if (!rows_mse_params (b, x, row, len, p0))
+              return FALSE;
+          }
+        else if (max_only)
           {
             /* the padding changes no abs max */
             if (!rows_group_abs_max (b, x, row, len, l->group, b->amax))
@@ -1389,6 +1431,7 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   const gint64 *shape = quark_tensor_get_shape (t, &n_dims);
   gsize n = quark_tensor_get_n_elements (t), len, n_rows, block;
   g_autoptr(BvBuffer) amax = NULL, zps = NULL, widened = NULL, mx_bytes = NULL, redo = NULL;
+  g_autoptr(BvBuffer) vals = NULL, set = NULL, work = NULL;
   QuarkDType in = quark_tensor_get_dtype (t);
   gsize esize = quark_dtype_get_element_size (in);
   guint8 *x;
@@ -1442,6 +1485,17 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
       redo = quark_buffer_alloc (block * sizeof (gboolean));
       b.mx_bytes = (guint8 *) mx_bytes;
       b.redo = (gboolean *) redo;
+    }
+  if (spec->mse)
+    {
+      /* per channel or per group (bv_weight_rows_fit()) */
+      gsize room = MAX (len, b.l.qscheme == QUARK_QSCHEME_PER_GROUP ? b.l.group : 1);
+      vals = quark_buffer_alloc (len * sizeof (float));
+      set = quark_buffer_alloc (room * sizeof (float));
+      work = quark_buffer_alloc (room * sizeof (float));
+      b.vals = vals;
+      b.set = set;
+      b.work = work;
     }
   x = quark_buffer_alloc (block * len * esize);
   if (in == QUARK_DTYPE_F16)
