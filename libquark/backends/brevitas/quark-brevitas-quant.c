@@ -633,16 +633,24 @@ bv_shifted_zero_point (const BvSpec *spec, float neg, float scale)
   return (gint32) fminf (fmaxf (quark_kernel_round (y, spec->rounding, 0, 0), (float) qmin), (float) qmax);
 }
 
+/* Whether @spec is a saturating minifloat of the kernels' formats (FP8
+ * OCP and FNUZ, MX elements), which quark_kernel_fp_quantize_f32() and its
+ * kin round as float_round() does */
+static gboolean
+kernel_minifloat (const BvSpec *spec)
+{
+  return (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT) && spec->saturating &&
+         !bv_spec_is_custom_float (spec) && 1 + spec->ebits + spec->mbits <= 8;
+}
+
 /* The values of a minifloat's codes, for set_loss(): TRUE when @spec is
- * a saturating minifloat of the kernels' formats (quark_kernel_fp_quantize_f32()
- * rounds as float_round() does, bv_weight_rows_fit()) */
+ * a kernel_minifloat() */
 static gboolean
 loss_fp_table (const BvSpec *spec, float table[256])
 {
   QuarkFpFormat f = bv_fp_format (spec);
 
-  if ((spec->kind != BV_FLOAT && spec->kind != BV_MX_FLOAT) || !spec->saturating ||
-      bv_spec_is_custom_float (spec) || 1 + spec->ebits + spec->mbits > 8)
+  if (!kernel_minifloat (spec))
     return FALSE;
   for (unsigned c = 0; c < 256; c++)
     table[c] = (float) quark_kernel_fp_decode (&f, (uint16_t) (c & ((1u << (1 + f.ebits + f.mbits)) - 1)));
@@ -1091,10 +1099,8 @@ gboolean
 bv_weight_rows_fit (const BvSpec *spec, QuarkTensor *t)
 {
   gboolean integer = (spec->kind == BV_INT && spec->bits <= 8) || spec->kind == BV_MX_INT;
-  gboolean minifloat = (spec->kind == BV_FLOAT || spec->kind == BV_MX_FLOAT) && spec->saturating &&
-                       !bv_spec_is_custom_float (spec) && 1 + spec->ebits + spec->mbits <= 8;
 
-  return (integer || minifloat) && (!spec->mse || spec->qscheme != QUARK_QSCHEME_PER_TENSOR) &&
+  return (integer || kernel_minifloat (spec)) && (!spec->mse || spec->qscheme != QUARK_QSCHEME_PER_TENSOR) &&
          is_range_stat (bv_spec_stats_op (spec)) &&
          spec->rounding != QUARK_ROUND_STOCHASTIC &&
          (quark_tensor_get_dtype (t) == QUARK_DTYPE_BF16 || quark_tensor_get_dtype (t) == QUARK_DTYPE_F16 ||
@@ -1299,7 +1305,7 @@ rows_mx (Rows *b, const void *x, gsize first, gsize n_rows, gsize len)
 /* The MSE grid (numerics.md B7) for each parameter set of a row (@len
  * elements of the block @x from its element @row; its sets from @p0):
  * weight_params() on the row's values in float32 (bfloat16 widened into
- * b->vals), a ragged last group zero-padded, as bv_quantize_weight() has
+ * b->vals; float32 rows as they are), a ragged last group zero-padded, as bv_quantize_weight() has
  * them. FALSE if a value is not finite. */
 static gboolean
 rows_mse_params (Rows *b, const void *x, gsize row, gsize len, gsize p0)
@@ -1364,10 +1370,17 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
       if (l->qscheme == QUARK_QSCHEME_PER_CHANNEL)
         {
           float lo, hi;
-          if (b->spec->mse ? !rows_mse_params (b, x, row, len, first + i) : !rows_min_max (b, x, row, len, &lo, &hi))
-            return FALSE;
-          if (!b->spec->mse)
-            rows_params (b, first + i, lo, hi);
+          if (b->spec->mse)
+            {
+              if (!rows_mse_params (b, x, row, len, first + i))
+                return FALSE;
+            }
+          else
+            {
+              if (!rows_min_max (b, x, row, len, &lo, &hi))
+                return FALSE;
+              rows_params (b, first + i, lo, hi);
+            }
           rows_encode (b, x, row, len, at, first + i);
           continue;
         }
@@ -1490,7 +1503,8 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
     {
       /* per channel or per group (bv_weight_rows_fit()) */
       gsize room = MAX (len, b.l.qscheme == QUARK_QSCHEME_PER_GROUP ? b.l.group : 1);
-      vals = quark_buffer_alloc (len * sizeof (float));
+      if (!b.wide)
+        vals = quark_buffer_alloc (len * sizeof (float));
       set = quark_buffer_alloc (room * sizeof (float));
       work = quark_buffer_alloc (room * sizeof (float));
       b.vals = vals;

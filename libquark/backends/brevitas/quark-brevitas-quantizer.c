@@ -984,12 +984,13 @@ layer_weight_spec (QuarkBrevitasQuantizer *self, QuarkTensor *t, char **layer, c
 }
 
 /* Hands out the jobs of the weights quantized alone from tensor @at on, up to the
- * limit (the specs are looked up here, on the run's thread) */
+ * limit (the specs are looked up here, on the run's thread); none when an
+ * algorithm or a registry format takes the weights (takes_alone()) */
 static void
 ahead_fill (Ahead *a, QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCheckpointFormat *format,
             GHashTable *quantized_biases, guint at)
 {
-  if (a->n_threads == 0)
+  if (a->n_threads == 0 || !takes_alone (self, format))
     return;
   a->next = MAX (a->next, at);
   while (a->next < a->n && a->in_flight < a->limit)
@@ -1004,7 +1005,7 @@ ahead_fill (Ahead *a, QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkChec
       if (g_hash_table_contains (quantized_biases, quark_tensor_get_name (t)))
         continue;
       w = layer_weight_spec (self, t, &layer, &type);
-      if (w == NULL || !takes_alone (self, format))
+      if (w == NULL)
         continue;
       job = g_new0 (WeightJob, 1);
       job->spec = w;
