@@ -954,7 +954,11 @@ quark_checkpoint_writer_add_file (QuarkCheckpointWriter  *self,
  * @self: a #QuarkCheckpointWriter
  * @metadata: (nullable): the content of `config.json`
  *
- * Sets what `config.json` holds (nothing is written for %NULL).
+ * Sets what `config.json` holds (nothing is written for %NULL). The writer
+ * keeps a copy of @metadata, or, when @metadata is sealed
+ * (json_node_seal(), so that nobody can change it), a reference: a
+ * backend that hands over a large description it will not touch again
+ * seals it first and saves the copy.
  */
 void
 quark_checkpoint_writer_set_metadata (QuarkCheckpointWriter *self,
@@ -963,7 +967,7 @@ quark_checkpoint_writer_set_metadata (QuarkCheckpointWriter *self,
   g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
   g_clear_pointer (&self->metadata, json_node_unref);
   if (metadata)
-    self->metadata = quark_json_copy (metadata);
+    self->metadata = json_node_is_immutable (metadata) ? json_node_ref (metadata) : quark_json_copy (metadata);
 }
 
 gboolean
@@ -1118,21 +1122,36 @@ copy_extra_files (QuarkCheckpointWriter *self, GError **error)
   return TRUE;
 }
 
+typedef struct
+{
+  QuarkCheckpointWriter *self;
+  int fd;
+  const char *path;
+  GError **error;
+} JsonFile;
+
+static gboolean
+json_file_write (const char *text, gsize len, gpointer user_data)
+{
+  JsonFile *f = user_data;
+
+  return write_all (f->self, f->fd, text, len, f->path, f->error);
+}
+
+/* @node as indented JSON and a newline, written a piece at a time */
 static gboolean
 write_json_file (QuarkCheckpointWriter *self, const char *path, JsonNode *node, GError **error)
 {
-  g_autofree char *text = quark_json_to_string (node, TRUE);
-  g_autofree char *contents = g_strconcat (text, "\n", NULL);
-  int fd;
+  JsonFile f = { self, -1, path, error };
   gboolean ok;
 
-  fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0)
+  f.fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (f.fd < 0)
     return io_error (error, path, "cannot create", errno);
-  ok = write_all (self, fd, contents, strlen (contents), path, error);
-  if (ok && fsync (fd) != 0)
+  ok = _quark_json_write (node, TRUE, json_file_write, &f) && write_all (self, f.fd, "\n", 1, path, error);
+  if (ok && fsync (f.fd) != 0)
     ok = io_error (error, path, "fsync failed", errno);
-  if (close (fd) != 0 && ok)
+  if (close (f.fd) != 0 && ok)
     ok = io_error (error, path, "close failed", errno);
   return ok;
 }

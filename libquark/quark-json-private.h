@@ -15,6 +15,20 @@ G_BEGIN_DECLS
 void _quark_json_append_string (GString    *out,
                                 const char *s);
 
+/* Takes the next @len bytes of a JSON text; FALSE to stop. */
+typedef gboolean (*QuarkJsonWriteFunc) (const char *text,
+                                        gsize       len,
+                                        gpointer    user_data);
+
+/* quark_json_to_string()'s text of @node, handed to @func in pieces of
+ * about 64 KiB instead of being held whole (a large config.json is then
+ * written without a copy of its text in memory). FALSE when @func
+ * stopped it. */
+gboolean _quark_json_write (JsonNode           *node,
+                            gboolean            pretty,
+                            QuarkJsonWriteFunc  func,
+                            gpointer            user_data);
+
 /* Called with each member of a JSON object in turn: its name and its value
  * (sealed, freed after the call). Returns FALSE with @error set to stop. */
 typedef gboolean (*QuarkJsonMemberFunc) (const char  *name,

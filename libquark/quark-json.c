@@ -666,9 +666,34 @@ append_newline (GString *out, gboolean pretty, guint depth)
     g_string_append (out, "  ");
 }
 
-static void
-append_node (GString *out, JsonNode *node, gboolean pretty, guint depth)
+/* Where append_node() writes: @out, handed to @func in pieces of about
+ * SINK_PIECE bytes when there is a @func (and nothing more once it has
+ * failed), else kept whole */
+typedef struct
 {
+  GString *out;
+  QuarkJsonWriteFunc func;
+  gpointer user_data;
+  gboolean failed;
+} Sink;
+
+#define SINK_PIECE (64 * 1024)
+
+static void
+sink_pass (Sink *sink, gsize at_least)
+{
+  if (sink->func == NULL || sink->out->len < at_least)
+    return;
+  if (!sink->failed && !sink->func (sink->out->str, sink->out->len, sink->user_data))
+    sink->failed = TRUE;
+  g_string_truncate (sink->out, 0);
+}
+
+static void
+append_node (Sink *sink, JsonNode *node, gboolean pretty, guint depth)
+{
+  GString *out = sink->out;
+
   switch (JSON_NODE_TYPE (node))
     {
     case JSON_NODE_OBJECT:
@@ -681,9 +706,10 @@ append_node (GString *out, JsonNode *node, gboolean pretty, guint depth)
             append_newline (out, pretty, depth + 1);
             _quark_json_append_string (out, l->data);
             g_string_append (out, pretty ? " : " : ":");   /* json-glib's spacing */
-            append_node (out, json_object_get_member (object, l->data), pretty, depth + 1);
+            append_node (sink, json_object_get_member (object, l->data), pretty, depth + 1);
             if (l->next)
               g_string_append_c (out, ',');
+            sink_pass (sink, SINK_PIECE);
           }
         if (members)
           append_newline (out, pretty, depth);
@@ -698,9 +724,10 @@ append_node (GString *out, JsonNode *node, gboolean pretty, guint depth)
         for (guint i = 0; i < n; i++)
           {
             append_newline (out, pretty, depth + 1);
-            append_node (out, json_array_get_element (array, i), pretty, depth + 1);
+            append_node (sink, json_array_get_element (array, i), pretty, depth + 1);
             if (i + 1 < n)
               g_string_append_c (out, ',');
+            sink_pass (sink, SINK_PIECE);
           }
         if (n)
           append_newline (out, pretty, depth);
@@ -752,12 +779,26 @@ char *
 quark_json_to_string (JsonNode *node,
                       gboolean  pretty)
 {
-  GString *out = g_string_new (NULL);
+  Sink sink = { g_string_new (NULL), NULL, NULL, FALSE };
 
   g_return_val_if_fail (node != NULL, NULL);
 
-  append_node (out, node, pretty, 0);
-  return g_string_free (out, FALSE);
+  append_node (&sink, node, pretty, 0);
+  return g_string_free (sink.out, FALSE);
+}
+
+gboolean
+_quark_json_write (JsonNode           *node,
+                   gboolean            pretty,
+                   QuarkJsonWriteFunc  func,
+                   gpointer            user_data)
+{
+  Sink sink = { g_string_sized_new (SINK_PIECE + 4096), func, user_data, FALSE };
+
+  append_node (&sink, node, pretty, 0);
+  sink_pass (&sink, 1);
+  g_string_free (sink.out, TRUE);
+  return !sink.failed;
 }
 
 /**

@@ -745,6 +745,7 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
   if (!_quark_checkpoint_writer_has_metadata (writer))
     {
       g_autoptr(JsonNode) metadata = default_metadata (self, model);
+      json_node_seal (metadata);   /* kept without a copy */
       quark_checkpoint_writer_set_metadata (writer, metadata);
     }
   return TRUE;

@@ -205,3 +205,72 @@ def test_tensors_of_a_loaded_file_are_copied_from_it(tmp_path):
     assert all(model.get_tensor(k).is_mapped() for k in arrays)
     model.save(str(tmp_path / 'b'), 0, False, None, None)
     check_file(tmp_path / 'b' / 'model.safetensors', arrays)
+
+
+def big_metadata():
+    # about 700 KB of JSON: ten pieces of the writer's 64 KiB at a time,
+    # with escapes, non-ASCII text, doubles, nesting and empty containers
+    layers = {}
+    for i in range(1500):
+        layers['model.layers.%d.mlp.up_proj' % i] = {
+            'weight': {'dtype': 'fp4', 'group_size': 32, 'scale': 2.0 ** -(i % 40), 'max': 6.0,
+                       'note': 'tab\there "quoted" \\ back\u00e9\u4e2d\n', 'flags': [True, False, None],
+                       'shape': [i, 2048], 'empty': {}, 'none': []}}
+    return {'model_type': 'llama', 'hidden_size': 2048, 'quantization_config': {'layers': layers}}
+
+
+@pytest.mark.parametrize('sealed', [False, True])
+def test_large_config_json_is_written_in_pieces(tmp_path, sealed):
+    """config.json goes out a piece at a time: the same text as
+    quark_json_to_string() with a newline, read back equal. The writer
+    copies metadata it is given, so a change after set_metadata() does not
+    reach the file; a sealed node it keeps as it is."""
+    meta = big_metadata()
+    text = json.dumps(meta)
+    node = Quark.json_parse(text, len(text.encode()), 'metadata')   # sealed, as parsed nodes are
+    if not sealed:
+        node = Quark.json_copy(node)
+    assert node.is_immutable() == sealed
+    expected = Quark.json_to_string(node, True) + '\n'
+    assert len(expected) > 10 * 65536
+    writer = Quark.CheckpointWriter.new(str(tmp_path / 'out'), 0, False)
+    writer.add(Quark.Tensor.new('t', Quark.DType.FLOAT32, [2], GLib.Bytes.new(b'\0' * 8)))
+    writer.set_metadata(node)
+    if not sealed:
+        node.get_object().set_int_member('hidden_size', 1)
+    writer.finish(None)
+    written = (tmp_path / 'out' / 'config.json').read_text()
+    assert written == expected
+    assert json.loads(written) == meta
+
+
+def test_a_failed_config_json_write_leaves_nothing(tmp_path, monkeypatch):
+    """The writer's write limit (QUARK_DEBUG_WRITE_LIMIT, a full disk) hit
+    inside config.json's pieces: an I/O error naming the output, and no
+    output directory."""
+    meta = big_metadata()
+    text = json.dumps(meta)
+    node = Quark.json_parse(text, len(text.encode()), 'metadata')
+
+    def attempt(out):
+        writer = Quark.CheckpointWriter.new(str(out), 0, False)
+        writer.add(Quark.Tensor.new('t', Quark.DType.FLOAT32, [2], GLib.Bytes.new(b'\0' * 8)))
+        writer.set_metadata(node)
+        try:
+            writer.finish(None)
+        except GLib.Error:
+            writer.abort()
+            raise
+
+    attempt(tmp_path / 'reference')
+    tensors = (tmp_path / 'reference' / 'model.safetensors').stat().st_size
+    size = (tmp_path / 'reference' / 'config.json').stat().st_size
+    assert size > 10 * 65536
+    for limit in (tensors + 100, tensors + 65536 + 7, tensors + size // 2, tensors + size - 1):
+        out = tmp_path / ('out-%d' % limit)
+        monkeypatch.setenv('QUARK_DEBUG_WRITE_LIMIT', str(limit))
+        with pytest.raises(GLib.Error) as info:
+            attempt(out)
+        assert info.value.matches(Quark.error_quark(), Quark.Error.IO), info.value.message
+        assert 'No space left on device' in info.value.message and str(out) in info.value.message
+        assert not out.exists()

@@ -1321,9 +1321,10 @@ write_chunk (QuarkCheckpointWriter *writer, QuarkModel *chunk, const char *origi
 }
 
 /* The model through the config: into the returned model, or, with
- * @writer, each input tensor's output to @writer as soon as it is made
- * (the returned model then holds no tensor, only the metadata), so that
- * the output of one layer at a time is in memory. */
+ * @writer, each input tensor's output and at the end the metadata to
+ * @writer as soon as they are made (the returned model, empty, then only
+ * says that the run succeeded), so that the output of one layer at a time
+ * is in memory. */
 static QuarkModel *
 run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibration, GCancellable *cancellable,
      QuarkCheckpointWriter *writer, JsonNode **sidecar, GError **error)
@@ -1516,7 +1517,15 @@ run (QuarkBrevitasQuantizer *self, QuarkModel *model, QuarkCalibration *calibrat
   if (sidecar)
     *sidecar = dump ? json_node_copy (qc) : NULL;
   json_object_set_member (json_node_get_object (meta), "quantization_config", qc);
-  quark_model_set_metadata (out, meta);
+  if (writer)
+    {
+      /* sealed, the writer keeps it without a copy (a few MB of nodes for
+       * a large model's layer descriptions); @out is dropped unseen */
+      json_node_seal (meta);
+      quark_checkpoint_writer_set_metadata (writer, meta);
+    }
+  else
+    quark_model_set_metadata (out, meta);
   json_node_unref (meta);
   return g_steal_pointer (&out);
 }
@@ -1537,10 +1546,9 @@ quark_brevitas_quantizer_quantize_model_to_writer (QuarkModelQuantizer *quantize
   g_autoptr(QuarkModel) out = run (QUARK_BREVITAS_QUANTIZER (quantizer), model, calibration, cancellable, writer,
                                    &sidecar, error);
 
+  /* the tensors and the metadata went to @writer as they were made */
   if (out == NULL)
     return FALSE;
-  /* the tensors went to @writer as they were made; the metadata now */
-  quark_checkpoint_writer_set_metadata (writer, quark_model_get_metadata (out));
   if (sidecar)
     {
       g_autofree char *text = quark_json_to_string (sidecar, TRUE);
