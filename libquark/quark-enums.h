@@ -210,6 +210,12 @@ typedef enum {
  *   [out, in], eight to an int32 along each row: an int32 tensor
  *   [out, in / 8] whose word (r, w) holds code (r, 8w + k) in nibble k,
  *   nibble 0 the least significant (quark_kernel_pack_int4())
+ * @QUARK_CODE_LAYOUT_UINT8_ROWS: int8 or uint8 codes of a 2-D weight
+ *   [out, in], in a multiple of 4, as unsigned bytes four to an int32
+ *   along each row: an int32 tensor [out, in / 4] whose word (r, w) holds
+ *   in byte k, byte 0 the least significant, code (r, 4w + k) plus 128
+ *   for int8 codes (their top bit flipped) and as it is for uint8 codes
+ *   (compressed-tensors' 8-bit `pack-quantized` words)
  *
  * The layout a checkpoint format stores a weight's codes in, when a
  * backend can write them so directly
@@ -220,6 +226,7 @@ typedef enum {
   QUARK_CODE_LAYOUT_INT4_COLUMNS,          /*< nick=int4_columns >*/
   QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED, /*< nick=int4_columns_reordered >*/
   QUARK_CODE_LAYOUT_INT4_ROWS,             /*< nick=int4_rows >*/
+  QUARK_CODE_LAYOUT_UINT8_ROWS,            /*< nick=uint8_rows >*/
 } QuarkCodeLayout;
 
 G_END_DECLS

@@ -1070,6 +1070,67 @@ def test_fused_layers_share_a_scheme(model, tmp_path, fmt):
     assert r.returncode == 0, r.stderr
 
 
+def ct_group32_format(Quark, dtype, symmetric, shape, layout, other_cols):
+    """A prepared compressed-tensors format for one per-group-of-32 layer
+    'l', which asks for @layout on @shape and for one code per element
+    with @other_cols columns; returns the format and the spec."""
+    spec = Quark.TensorSpec(dtype=dtype, qscheme=Quark.QScheme.PER_GROUP, ch_axis=-1, group_size=32,
+                            symmetric=symmetric)
+    fmt = Quark.Registry.get_default().new_format('compressed-tensors')
+    fmt.note_layer('l', 'Linear', Quark.Role.WEIGHT, spec)
+    assert fmt.prepare()
+    assert fmt.get_code_layout('l.weight', spec, shape) == layout
+    assert fmt.get_code_layout('l.weight', spec, [shape[0], other_cols]) == Quark.CodeLayout.BYTES
+    return fmt, spec
+
+
+def test_compressed_tensors_uint8_rows_layout():
+    """compressed-tensors asks for 8-bit pack-quantized codes as its stored
+    words (QUARK_CODE_LAYOUT_UINT8_ROWS: four unsigned bytes to an int32
+    along each row, int8's as q + 128) when rows are a multiple of 4, keeps
+    such words as they are (the same bytes as it packs from one code per
+    element), and refuses words whose scales do not fit, naming the
+    tensor."""
+    Quark = quark_gi()
+    from gi.repository import GLib
+    rows, cols = 4, 64
+    rng = np.random.default_rng(5)
+    for dtype, lo, hi in ((Quark.DType.INT8, -128, 128), (Quark.DType.UINT8, 0, 256)):
+        signed = dtype == Quark.DType.INT8
+        fmt, spec = ct_group32_format(Quark, dtype, signed, [rows, cols], Quark.CodeLayout.UINT8_ROWS, cols + 2)
+        codes = rng.integers(lo, hi, (rows, cols))
+        stored = (codes + (128 if signed else 0)).astype(np.uint8)     # the bytes of the stored words
+        words = stored.view(np.uint32)                                  # little-endian: byte k of word w
+
+        def logical(codes_tensor, n_cols):
+            m = Quark.Model.new()
+            m.add_tensor(codes_tensor)
+            m.add_tensor(Quark.Tensor.new('l.weight_scale', Quark.DType.FLOAT32, [rows, n_cols // 32],
+                                          GLib.Bytes.new(np.full((rows, n_cols // 32), 0.5, np.float32).tobytes())))
+            if not signed:
+                m.add_tensor(Quark.Tensor.new('l.weight_zero_point', Quark.DType.UINT8, [rows, n_cols // 32],
+                                              GLib.Bytes.new(np.full((rows, n_cols // 32), 128, np.uint8).tobytes())))
+            return m
+
+        as_words = Quark.Tensor.new('l.weight', Quark.DType.INT32, [rows, cols // 4], GLib.Bytes.new(words.tobytes()))
+        one_each = Quark.Tensor.new('l.weight', dtype, [rows, cols],
+                                    GLib.Bytes.new(codes.astype(np.int8 if signed else np.uint8).tobytes()))
+        got = []
+        for t in (as_words, one_each):
+            out = Quark.Model.new()
+            assert fmt.export_weight('l', 'Linear', 'l.weight', spec, logical(t, cols), out)
+            packed = out.get_tensor('l.weight_packed')
+            assert packed.get_dtype() == Quark.DType.INT32 and list(packed.get_shape()) == [rows, cols // 4]
+            assert list(np.asarray(out.get_tensor('l.weight_shape').to_numpy())) == [rows, cols]
+            got.append(np.asarray(packed.to_numpy()).view(np.uint32))
+        assert np.array_equal(got[0], words) and np.array_equal(got[1], words)
+        short = Quark.Tensor.new('l.weight', Quark.DType.INT32, [rows, cols // 4 - 8],
+                                 GLib.Bytes.new(np.ascontiguousarray(words[:, :-8]).tobytes()))
+        with pytest.raises(GLib.Error) as e:
+            fmt.export_weight('l', 'Linear', 'l.weight', spec, logical(short, cols), Quark.Model.new())
+        assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'l.weight' in e.value.message
+
+
 def test_compressed_tensors_int4_rows_layout():
     """compressed-tensors asks for int4 and uint4 pack-quantized codes packed
     along rows (QUARK_CODE_LAYOUT_INT4_ROWS), stores int4's nibbles as
@@ -1077,17 +1138,11 @@ def test_compressed_tensors_int4_rows_layout():
     shape, naming the tensor."""
     Quark = quark_gi()
     from gi.repository import GLib
-    registry = Quark.Registry.get_default()
     rows, cols = 4, 64
     rng = np.random.default_rng(3)
     for dtype, lo, hi, flip in ((Quark.DType.INT4, -8, 8, 0x88888888), (Quark.DType.UINT4, 0, 16, 0)):
-        spec = Quark.TensorSpec(dtype=dtype, qscheme=Quark.QScheme.PER_GROUP, ch_axis=-1, group_size=32,
-                                symmetric=dtype == Quark.DType.INT4)
-        fmt = registry.new_format('compressed-tensors')
-        fmt.note_layer('l', 'Linear', Quark.Role.WEIGHT, spec)
-        assert fmt.prepare()
-        assert fmt.get_code_layout('l.weight', spec, [rows, cols]) == Quark.CodeLayout.INT4_ROWS
-        assert fmt.get_code_layout('l.weight', spec, [rows, cols + 4]) == Quark.CodeLayout.BYTES
+        fmt, spec = ct_group32_format(Quark, dtype, dtype == Quark.DType.INT4, [rows, cols],
+                                      Quark.CodeLayout.INT4_ROWS, cols + 4)
         codes = rng.integers(lo, hi, (rows, cols))
         nibbles = (codes & 15).astype(np.uint32).reshape(rows, cols // 8, 8)
         words = np.bitwise_or.reduce(nibbles << (4 * np.arange(8, dtype=np.uint32)), axis=2).astype(np.uint32)

@@ -397,20 +397,29 @@ def test_threads_give_identical_checkpoints(llama, tmp_path):
     assert quantize(src, tmp_path / 'x', '--preset', 'int4_wo_128', '--threads', '0').returncode == 2
 
 
-@pytest.mark.parametrize('preset', ['int4_wo_128', 'uint4_wo_32', 'int4_per_channel', 'int8_per_channel_wo'])
+CUSTOM_WEIGHTS = {'int4_per_channel': {'dtype': 'int4', 'qscheme': 'per_channel', 'ch_axis': 0, 'symmetric': True},
+                  'uint8_g64': {'dtype': 'uint8', 'qscheme': 'per_group', 'ch_axis': -1, 'group_size': 64,
+                                'symmetric': False},
+                  'int8_per_tensor': {'dtype': 'int8', 'qscheme': 'per_tensor', 'symmetric': True}}
+
+
+@pytest.mark.parametrize('preset', ['int4_wo_128', 'uint4_wo_32', 'int4_per_channel', 'int8_per_channel_wo',
+                                    'uint8_g64', 'int8_per_tensor'])
 def test_compressed_tensors_packed_as_quantized(llama, tmp_path, preset):
     """compressed-tensors' pack-quantized int4 takes the codes packed along
-    rows as the quark backend quantizes them (QUARK_CODE_LAYOUT_INT4_ROWS);
-    --allow-nonfinite sends the same finite weights through the general
-    path, one code per byte packed by the format: the same files. Also for
-    float32 weights (codes packed after each row) and float16 ones (float16
-    scales, rounded a row of groups at a time on the row path)."""
+    rows as the quark backend quantizes them (QUARK_CODE_LAYOUT_INT4_ROWS),
+    and its 8-bit words as the bytes the row path writes, int8's top bits
+    flipped (QUARK_CODE_LAYOUT_UINT8_ROWS; per tensor the backend gives one
+    code per element instead); --allow-nonfinite sends the same finite
+    weights through the general path, one code per byte packed by the
+    format: the same files. Also for float32 weights (codes packed after
+    each row) and float16 ones (float16 scales, rounded a row of groups at
+    a time on the row path)."""
     src, originals = llama
     args = ['--export-format', 'compressed-tensors', '--threads', '2']
-    if preset == 'int4_per_channel':
+    if preset in CUSTOM_WEIGHTS:
         cfg = tmp_path / 'cfg.json'
-        cfg.write_text(json.dumps({'backend': 'quark', 'global_quant_config': {'weight': {
-            'dtype': 'int4', 'qscheme': 'per_channel', 'ch_axis': 0, 'symmetric': True}}}))
+        cfg.write_text(json.dumps({'backend': 'quark', 'global_quant_config': {'weight': CUSTOM_WEIGHTS[preset]}}))
         args += ['--config', str(cfg)]
     else:
         args += ['--preset', preset]

@@ -502,7 +502,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
   QuarkKernelLayout l;
   const guint16 *xb = NULL;
-  gboolean rows, packed;
+  gboolean rows, packed, byte_rows;
   gsize n;
 
   /* the common schemes take the row path (quark-quark-rows.c), straight
@@ -552,6 +552,15 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
                 quark_tensor_spec_get_ch_axis (spec) == 0))
             : layout != QUARK_CODE_LAYOUT_BYTES && quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP &&
               l.rows % 8 == 0);
+  /* 8-bit codes on the row path as the unsigned bytes of int32 words
+   * along rows (UINT8_ROWS), in whole rows: per group, or per output
+   * channel */
+  byte_rows = rows && layout == QUARK_CODE_LAYOUT_UINT8_ROWS && G_BYTE_ORDER == G_LITTLE_ENDIAN &&
+              (dtype == QUARK_DTYPE_I8 || dtype == QUARK_DTYPE_U8) && n_dims == 2 && shape[0] > 0 && shape[1] > 0 &&
+              shape[1] % 4 == 0 &&
+              (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP ||
+               (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL &&
+                quark_tensor_spec_get_ch_axis (spec) == 0));
   if (packed)
     codes = quark_buffer_alloc (n / 2);   /* every word is written */
   else if (rows)
@@ -607,8 +616,9 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   if (quark_tensor_spec_get_observer (spec) != QUARK_OBSERVER_MIN_MAX)
     scratch = g_new (float, MAX (n, 1));
 
-  if (rows && !quark_quark_rows_quantize (tensor, spec, &l, scale_dtype, workers, packed ? layout : QUARK_CODE_LAYOUT_BYTES,
-                                          codes, scales, zps, NULL, error))
+  if (rows && !quark_quark_rows_quantize (tensor, spec, &l, scale_dtype, workers,
+                                          packed || byte_rows ? layout : QUARK_CODE_LAYOUT_BYTES, codes, scales, zps,
+                                          NULL, error))
     return FALSE;
   for (gsize p = 0; !rows && p < l.n_params; p++)
     {
@@ -700,6 +710,12 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
           wshape[1] = shape[1] / 8;
         }
       if (!add_new_tensor (out, name, QUARK_DTYPE_I32, wshape, 2, g_steal_pointer (&codes), n / 2, error))
+        return FALSE;
+    }
+  else if (byte_rows)
+    {
+      gint64 wshape[2] = { shape[0], shape[1] / 4 };
+      if (!add_new_tensor (out, name, QUARK_DTYPE_I32, wshape, 2, g_steal_pointer (&codes), n, error))
         return FALSE;
     }
   else if (!add_new_tensor (out, name, dtype, shape, n_dims, g_steal_pointer (&codes), n * esize, error))

@@ -225,6 +225,9 @@ typedef struct {
   QuarkKernelIntParams tensor_ip;
   float tensor_fp_scale;
   guint8 *codes;
+  /* int8 codes as unsigned bytes (QUARK_CODE_LAYOUT_UINT8_ROWS): each
+   * unit's top bits flipped while it is in cache */
+  gboolean flip_bytes;
   /* or int4 codes packed along columns into these words ([unit_len,
    * units / 8]), a block of rows at a time */
   gint32 *words;
@@ -425,6 +428,23 @@ buffer_free (guint8 **buffer)
   quark_buffer_free (*buffer);
 }
 
+/* @n int8 codes to their unsigned offset form, q + 128 */
+static void
+flip_top_bits (guint8 *codes, gsize n)
+{
+  gsize i = 0;
+
+  for (; i + 8 <= n; i += 8)
+    {
+      guint64 w;
+      memcpy (&w, codes + i, 8);
+      w ^= G_GUINT64_CONSTANT (0x8080808080808080);
+      memcpy (codes + i, &w, 8);
+    }
+  for (; i < n; i++)
+    codes[i] ^= 0x80;
+}
+
 /* Rows whose int4 codes are packed at a time: 128 rows of 2048 codes
  * (256 KiB) stay in a second-level cache between the codes and the words */
 #define PACK_ROWS 128
@@ -514,6 +534,8 @@ units_func (gsize first, gsize last, gpointer data)
               else
                 quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
                                                       r->dtype, dst);
+              if (r->flip_bytes)
+                flip_top_bits (dst, r->unit_len);
               if (r->words && (u + 1 - block_first == block || u + 1 == last))
                 {
                   quark_kernel_pack_int4_columns_block ((const int8_t *) block_codes, block_first, u + 1 - block_first,
@@ -685,8 +707,13 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
   r.symmetric = quark_tensor_spec_get_symmetric (spec);
   r.round = quark_tensor_spec_get_round_method (spec);
   r.scale_dtype = scale_dtype;
-  if (layout == QUARK_CODE_LAYOUT_BYTES)
-    r.codes = codes;
+  if (layout == QUARK_CODE_LAYOUT_BYTES || layout == QUARK_CODE_LAYOUT_UINT8_ROWS)
+    {
+      /* (UINT8_ROWS: the caller checked that the units are whole rows of
+       * a multiple of 4, so the words are the bytes as they lie) */
+      r.codes = codes;
+      r.flip_bytes = layout == QUARK_CODE_LAYOUT_UINT8_ROWS && quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_I8;
+    }
   else if (layout == QUARK_CODE_LAYOUT_INT4_ROWS)
     r.row_words = (gint32 *) codes;
   else

@@ -598,7 +598,9 @@ write_g_idx (QuarkFormatCompressedTensors *self, const char *layer, QuarkTensor 
 /* pack-quantized int4 and uint4 weights in groups or per output channel
  * are stored packed along rows (pack_rows ()): a backend may give their
  * codes so (QUARK_CODE_LAYOUT_INT4_ROWS, natural nibbles; the export then
- * only moves int4's to q + 8) */
+ * only moves int4's to q + 8); 8-bit ones (rows of a multiple of 4) as the
+ * stored words themselves (QUARK_CODE_LAYOUT_UINT8_ROWS: int8's already
+ * q + 128), which the export keeps without a copy */
 static QuarkCodeLayout
 ct_get_code_layout (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, const gint64 *shape,
                     guint n_dims)
@@ -607,8 +609,12 @@ ct_get_code_layout (QuarkCheckpointFormat *format, const char *name, QuarkTensor
   CtArgs a;
 
   if (self->format == NULL || !g_str_equal (self->format, PACK_QUANTIZED) || n_dims != 2 || shape[0] <= 0 ||
-      shape[1] <= 0 || shape[1] % 8 != 0 || !ct_args_from_spec (spec, QUARK_ROLE_WEIGHT, "tensor", name, &a, NULL) ||
-      a.is_float || a.mx || a.nv || a.num_bits != 4 ||
+      shape[1] <= 0 || !ct_args_from_spec (spec, QUARK_ROLE_WEIGHT, "tensor", name, &a, NULL) ||
+      a.is_float || a.mx || a.nv)
+    return QUARK_CODE_LAYOUT_BYTES;
+  if (a.num_bits == 8 && shape[1] % 4 == 0)
+    return QUARK_CODE_LAYOUT_UINT8_ROWS;
+  if (a.num_bits != 4 || shape[1] % 8 != 0 ||
       !(g_str_equal (a.strategy, "group") || g_str_equal (a.strategy, "channel")))
     return QUARK_CODE_LAYOUT_BYTES;
   return QUARK_CODE_LAYOUT_INT4_ROWS;
@@ -653,14 +659,22 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     }
   rows = (gsize) shape[0];
   cols = (gsize) shape[1];
-  /* int4 codes packed along rows (ct_get_code_layout ()): int32 [O, I/8] */
-  in_words = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32 && !a.is_float && a.num_bits == 4;
+  /* int4 codes packed along rows (ct_get_code_layout ()): int32 [O, I/8];
+   * 8-bit codes as the stored words: int32 [O, I/4] */
+  in_words = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32 && !a.is_float && (a.num_bits == 4 || a.num_bits == 8);
   if (in_words)
     {
-      gint64 logical_shape[2] = { shape[0], shape[1] * 8 };
-      cols *= 8;
-      if (ct_get_code_layout (format, name, spec, logical_shape, 2) != QUARK_CODE_LAYOUT_INT4_ROWS ||
-          n_params != rows * (a.group_size > 0 ? (cols + (gsize) a.group_size - 1) / (gsize) a.group_size : 1))
+      guint per_word = a.num_bits == 4 ? 8 : 4;
+      gint64 logical_shape[2] = { shape[0], shape[1] * per_word };
+      cols *= per_word;
+      /* the scales of as many rows and columns as the words hold (per
+       * block the shapes are checked below) */
+      gboolean per_row = g_str_equal (a.strategy, "group") || g_str_equal (a.strategy, "channel");
+      gsize expected = per_row ? rows * (a.group_size > 0 ? (cols + (gsize) a.group_size - 1) / (gsize) a.group_size : 1)
+                               : g_str_equal (a.strategy, "tensor") ? 1 : n_params;
+      if (ct_get_code_layout (format, name, spec, logical_shape, 2) !=
+            (a.num_bits == 4 ? QUARK_CODE_LAYOUT_INT4_ROWS : QUARK_CODE_LAYOUT_UINT8_ROWS) ||
+          n_params != expected)
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
                        "tensor %s: int32 codes of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] are neither "
@@ -785,8 +799,12 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
 
       if (g_str_equal (self->format, PACK_QUANTIZED))
         {
-          gsize wpr;
-          guint32 *words = in_words ? flip_packed_rows (codes, rows, cols, a.code_offset, &wpr)
+          /* 8-bit words from the backend are the stored words: kept as
+           * they are, without a copy */
+          gboolean as_given = in_words && a.num_bits == 8;
+          gsize wpr = cols / 4;
+          guint32 *words = as_given ? NULL
+                           : in_words ? flip_packed_rows (codes, rows, cols, a.code_offset, &wpr)
                            : byte_rows ? pack_byte_rows (codes, rows, cols, a.code_offset, &wpr)
                            : pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
           gint64 wshape[2] = { (gint64) rows, (gint64) wpr };
@@ -797,8 +815,10 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
 
           dims[0] = (gint64) rows;
           dims[1] = (gint64) cols;
-          if (!_quark_format_add_owned (out, _quark_format_new_tensor (packed_name, QUARK_DTYPE_I32, wshape, 2, words,
-                                                                       rows * wpr * 4, error), error) ||
+          if (!_quark_format_add_owned (out, as_given ? _quark_format_renamed (codes, packed_name, error)
+                                                      : _quark_format_new_tensor (packed_name, QUARK_DTYPE_I32, wshape,
+                                                                                  2, words, rows * wpr * 4, error),
+                                        error) ||
               !_quark_format_add_owned (out, _quark_format_new_tensor (shape_name, QUARK_DTYPE_I64, dshape, 1, dims,
                                                                        2 * sizeof (gint64), error), error) ||
               !add_scales (out, out_scale, scale, scale_dtype, sshape, s_dims, error))
