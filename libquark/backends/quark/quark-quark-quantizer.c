@@ -465,6 +465,20 @@ narrow_scales (const float *scales, gsize n, QuarkDType dtype)
   return bits;
 }
 
+/* Whether the row path's units of a 2-D weight of @shape under @spec are
+ * its whole rows (per group, or per output channel), each a multiple of
+ * @per_word codes long: the codes can then be packed into words along
+ * rows as each row is quantized */
+static gboolean
+codes_along_rows (QuarkTensorSpec *spec, const gint64 *shape, gint64 per_word)
+{
+  QuarkQScheme qs = quark_tensor_spec_get_qscheme (spec);
+
+  return shape[1] % per_word == 0 &&
+         (qs == QUARK_QSCHEME_PER_GROUP ||
+          (qs == QUARK_QSCHEME_PER_CHANNEL && quark_tensor_spec_get_ch_axis (spec) == 0));
+}
+
 /* Quantizes @tensor with @spec into NAME (codes), NAME_scale and, for
  * integers, NAME_zero_point in @out. Float scales are rounded to
  * @scale_dtype before the codes are computed with them, and stored in it.
@@ -472,7 +486,9 @@ narrow_scales (const float *scales, gsize n, QuarkDType dtype)
  * tensor's own) and write it as NAME_global_scale. With an int4 @layout
  * (the checkpoint format's, quark_checkpoint_format_get_code_layout ()),
  * codes that take the row path are packed into it a block of rows at a
- * time, while the block is in cache, and NAME is that int32 tensor. */
+ * time, while the block is in cache, and NAME is that int32 tensor; with
+ * QUARK_CODE_LAYOUT_UINT8_ROWS so are 8-bit codes (int8's top bits
+ * flipped a row at a time). */
 static gboolean
 quantize_tensor_with_spec (QuarkTensor        *tensor,
                            QuarkTensorSpec    *spec,
@@ -546,21 +562,14 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   packed = rows && (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 && shape[0] > 0 &&
            shape[1] > 0 &&
            (layout == QUARK_CODE_LAYOUT_INT4_ROWS
-            ? shape[1] % 8 == 0 &&
-              (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP ||
-               (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL &&
-                quark_tensor_spec_get_ch_axis (spec) == 0))
+            ? codes_along_rows (spec, shape, 8)
             : layout != QUARK_CODE_LAYOUT_BYTES && quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP &&
               l.rows % 8 == 0);
   /* 8-bit codes on the row path as the unsigned bytes of int32 words
-   * along rows (UINT8_ROWS), in whole rows: per group, or per output
-   * channel */
+   * along rows (UINT8_ROWS) */
   byte_rows = rows && layout == QUARK_CODE_LAYOUT_UINT8_ROWS && G_BYTE_ORDER == G_LITTLE_ENDIAN &&
               (dtype == QUARK_DTYPE_I8 || dtype == QUARK_DTYPE_U8) && n_dims == 2 && shape[0] > 0 && shape[1] > 0 &&
-              shape[1] % 4 == 0 &&
-              (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP ||
-               (quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_CHANNEL &&
-                quark_tensor_spec_get_ch_axis (spec) == 0));
+              codes_along_rows (spec, shape, 4);
   if (packed)
     codes = quark_buffer_alloc (n / 2);   /* every word is written */
   else if (rows)
