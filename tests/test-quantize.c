@@ -838,6 +838,66 @@ test_backend_rejects_bad_spec (void)
   g_assert_error (error, QUARK_ERROR, QUARK_ERROR_UNSUPPORTED_SCHEME);
 }
 
+/* The absolute maxima read long rows in steps aligned to the cache line,
+ * between one unaligned vector at each end (qk_line_head()): at every
+ * start within two lines and every length around the vector widths, a
+ * largest magnitude (a finite value, infinity or NaN) planted at any
+ * element is found, by the whole-row, per-group (one group) and binary32
+ * kernels alike. */
+static void
+test_abs_max_every_alignment (void)
+{
+  const gsize lengths[] = { 0, 1, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 66, 95, 96, 97, 127, 128, 129, 200, 257, 1000 };
+  const guint16 planted_bf16[] = { 0x4000, 0x7f80, 0x7fc1 };   /* 2, +inf, NaN */
+  const gsize room = 1000 + 128;
+  g_autofree guint16 *hb = g_new (guint16, room + 64);
+  g_autofree float *fb = g_new (float, room + 64);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261206);
+  /* line-aligned bases inside the buffers */
+  guint16 *h0 = (guint16 *) (((guintptr) hb + 63) & ~(guintptr) 63);
+  float *f0 = (float *) (((guintptr) fb + 63) & ~(guintptr) 63);
+
+  for (gsize start = 0; start < 64; start++)
+    for (guint l = 0; l < G_N_ELEMENTS (lengths); l++)
+      {
+        gsize n = lengths[l];
+        guint16 *h = h0 + start;
+        float *f = f0 + start;
+
+        for (gsize i = 0; i < n; i++)
+          {
+            float v = (float) g_rand_double_range (rand, -1.0, 1.0);
+            guint32 bits;
+            memcpy (&bits, &v, 4);
+            h[i] = (guint16) (bits >> 16);
+            memcpy (&f[i], &(guint32) { bits & 0xffff0000u }, 4);
+          }
+        for (gsize at = 0; at < n; at++)
+          {
+            guint kind = (guint) (at + start) % G_N_ELEMENTS (planted_bf16);
+            guint16 keep_h = h[at];
+            float keep_f = f[at], am_h, am_f, am_g;
+            guint32 want = (guint32) planted_bf16[kind] << 16;
+            gboolean ok_h, ok_f, ok_g;
+
+            /* negative on odd elements: the sign is ignored */
+            h[at] = planted_bf16[kind] | (at % 2 ? 0x8000 : 0);
+            memcpy (&f[at], &(guint32) { (guint32) h[at] << 16 }, 4);
+            ok_h = quark_kernel_abs_max_bf16 (h, n, &am_h);
+            ok_f = quark_kernel_abs_max_f32 (f, n, &am_f);
+            ok_g = quark_kernel_group_abs_max_bf16 (h, n, n, &am_g);
+            g_assert_cmpint (ok_h, ==, kind == 0);
+            g_assert_cmpint (ok_f, ==, kind == 0);
+            g_assert_cmpint (ok_g, ==, kind == 0);
+            g_assert_cmphex (f32_bits (am_h), ==, want);
+            g_assert_cmphex (f32_bits (am_f), ==, want);
+            g_assert_cmphex (f32_bits (am_g), ==, want);
+            h[at] = keep_h;
+            f[at] = keep_f;
+          }
+      }
+}
+
 /* The bfloat16 kernels equal widening first and running the binary32
  * scalar references. */
 static void
@@ -1561,6 +1621,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/vector-matches-scalar/quantize", test_vector_matches_scalar_quantize);
   g_test_add_func ("/kernels/vector-matches-scalar/min-max", test_vector_matches_scalar_min_max);
   g_test_add_func ("/kernels/vector-matches-scalar/sq-error", test_vector_matches_scalar_sq_error);
+  g_test_add_func ("/kernels/abs-max-every-alignment", test_abs_max_every_alignment);
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/kernels/groups", test_group_kernels);
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);

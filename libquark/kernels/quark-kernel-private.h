@@ -98,6 +98,9 @@ qk_byte_lookups (void)
  * (past the tensor) are harmless. */
 #define QK_PREFETCH_NEXT_ROW(p) __builtin_prefetch ((p), 0, 3)
 
+/* The cache line, in bytes (x86-64, AArch64's common cores) */
+#define QK_LINE 64
+
 /* The distance to prefetch at for a row (or call) of @n elements: @n when
  * a row is short enough to stay in cache between the two passes (up to
  * 64 Ki elements), else 0 (a prefetch of the line being read, which does
