@@ -216,6 +216,11 @@ typedef enum {
  *   in byte k, byte 0 the least significant, code (r, 4w + k) plus 128
  *   for int8 codes (their top bit flipped) and as it is for uint8 codes
  *   (compressed-tensors' 8-bit `pack-quantized` words)
+ * @QUARK_CODE_LAYOUT_UINT4_ROWS: int4 or uint4 codes of a 2-D weight
+ *   [out, in] as unsigned nibbles eight to an int32 along each row: the
+ *   words of %QUARK_CODE_LAYOUT_INT4_ROWS with each int4 code's nibble
+ *   holding q + 8 (its top bit flipped) and each uint4 code's as it is
+ *   (compressed-tensors' 4-bit `pack-quantized` words)
  *
  * The layout a checkpoint format stores a weight's codes in, when a
  * backend can write them so directly
@@ -227,6 +232,7 @@ typedef enum {
   QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED, /*< nick=int4_columns_reordered >*/
   QUARK_CODE_LAYOUT_INT4_ROWS,             /*< nick=int4_rows >*/
   QUARK_CODE_LAYOUT_UINT8_ROWS,            /*< nick=uint8_rows >*/
+  QUARK_CODE_LAYOUT_UINT4_ROWS,            /*< nick=uint4_rows >*/
 } QuarkCodeLayout;
 
 G_END_DECLS

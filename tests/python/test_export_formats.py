@@ -1131,26 +1131,37 @@ def test_compressed_tensors_uint8_rows_layout():
         assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'l.weight' in e.value.message
 
 
-def test_compressed_tensors_int4_rows_layout():
-    """compressed-tensors asks for int4 and uint4 pack-quantized codes packed
-    along rows (QUARK_CODE_LAYOUT_INT4_ROWS), stores int4's nibbles as
-    q + 8 and uint4's as they are, and refuses int32 codes of any other
-    shape, naming the tensor."""
+def test_compressed_tensors_uint4_rows_layout():
+    """compressed-tensors asks for int4 and uint4 pack-quantized codes as its
+    stored words (QUARK_CODE_LAYOUT_UINT4_ROWS: eight unsigned nibbles to an
+    int32 along each row, int4's as q + 8, uint4's as they are), keeps such
+    words as they are (the same words as it packs from one code per
+    element), and refuses int32 codes of any other shape, naming the
+    tensor."""
     Quark = quark_gi()
     from gi.repository import GLib
     rows, cols = 4, 64
     rng = np.random.default_rng(3)
     for dtype, lo, hi, flip in ((Quark.DType.INT4, -8, 8, 0x88888888), (Quark.DType.UINT4, 0, 16, 0)):
         fmt, spec = ct_group32_format(Quark, dtype, dtype == Quark.DType.INT4, [rows, cols],
-                                      Quark.CodeLayout.INT4_ROWS, cols + 4)
+                                      Quark.CodeLayout.UINT4_ROWS, cols + 4)
         codes = rng.integers(lo, hi, (rows, cols))
-        nibbles = (codes & 15).astype(np.uint32).reshape(rows, cols // 8, 8)
+        # the stored nibbles: q + 8 for int4 (compressed-tensors' pack_quantized.py
+        # adds 2^(bits-1) to signed codes), element k of a word at bits 4k
+        nibbles = ((codes + (8 if flip else 0)) & 15).astype(np.uint32).reshape(rows, cols // 8, 8)
         words = np.bitwise_or.reduce(nibbles << (4 * np.arange(8, dtype=np.uint32)), axis=2).astype(np.uint32)
+        assert np.array_equal(words ^ np.uint32(flip),
+                              np.bitwise_or.reduce(((codes & 15).astype(np.uint32).reshape(rows, cols // 8, 8))
+                                                   << (4 * np.arange(8, dtype=np.uint32)), axis=2))
 
-        def logical(w):
+        def logical(w, one_each=False):
             m = Quark.Model.new()
-            m.add_tensor(Quark.Tensor.new('l.weight', Quark.DType.INT32, list(w.shape),
-                                          GLib.Bytes.new(np.ascontiguousarray(w).tobytes())))
+            if one_each:
+                m.add_tensor(Quark.Tensor.new('l.weight', dtype, [rows, cols],
+                                              GLib.Bytes.new(codes.astype(np.int8 if flip else np.uint8).tobytes())))
+            else:
+                m.add_tensor(Quark.Tensor.new('l.weight', Quark.DType.INT32, list(w.shape),
+                                              GLib.Bytes.new(np.ascontiguousarray(w).tobytes())))
             m.add_tensor(Quark.Tensor.new('l.weight_scale', Quark.DType.FLOAT32, [rows, cols // 32],
                                           GLib.Bytes.new(np.full((rows, cols // 32), 0.5, np.float32).tobytes())))
             if dtype == Quark.DType.UINT4:
@@ -1158,10 +1169,13 @@ def test_compressed_tensors_int4_rows_layout():
                                               GLib.Bytes.new(np.full((rows, cols // 32), 8, np.uint8).tobytes())))
             return m
 
-        out = Quark.Model.new()
-        assert fmt.export_weight('l', 'Linear', 'l.weight', spec, logical(words), out)
-        got = np.asarray(out.get_tensor('l.weight_packed').to_numpy()).view(np.uint32)
-        assert np.array_equal(got, words ^ np.uint32(flip))
+        for one_each in (False, True):
+            out = Quark.Model.new()
+            assert fmt.export_weight('l', 'Linear', 'l.weight', spec, logical(words, one_each), out)
+            packed = out.get_tensor('l.weight_packed')
+            assert packed.get_dtype() == Quark.DType.INT32 and list(packed.get_shape()) == [rows, cols // 8]
+            assert list(np.asarray(out.get_tensor('l.weight_shape').to_numpy())) == [rows, cols]
+            assert np.array_equal(np.asarray(packed.to_numpy()).view(np.uint32), words), (dtype, one_each)
         with pytest.raises(GLib.Error) as e:
             fmt.export_weight('l', 'Linear', 'l.weight', spec, logical(words[:, :-4]), Quark.Model.new())
         assert e.value.matches(Quark.error_quark(), Quark.Error.INVALID_ARGUMENT) and 'l.weight' in e.value.message

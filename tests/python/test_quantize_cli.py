@@ -406,10 +406,11 @@ CUSTOM_WEIGHTS = {'int4_per_channel': {'dtype': 'int4', 'qscheme': 'per_channel'
 @pytest.mark.parametrize('preset', ['int4_wo_128', 'uint4_wo_32', 'int4_per_channel', 'int8_per_channel_wo',
                                     'uint8_g64', 'int8_per_tensor'])
 def test_compressed_tensors_packed_as_quantized(llama, tmp_path, preset):
-    """compressed-tensors' pack-quantized int4 takes the codes packed along
-    rows as the quark backend quantizes them (QUARK_CODE_LAYOUT_INT4_ROWS),
-    and its 8-bit words as the bytes the row path writes, int8's top bits
-    flipped (QUARK_CODE_LAYOUT_UINT8_ROWS; per tensor the backend gives one
+    """compressed-tensors' pack-quantized int4 takes the words packed along
+    rows as the quark backend quantizes them, int4's top bits flipped
+    (QUARK_CODE_LAYOUT_UINT4_ROWS), and its 8-bit words as the bytes the row
+    path writes, int8's top bits flipped (QUARK_CODE_LAYOUT_UINT8_ROWS; per
+    tensor the backend gives one
     code per element instead); --allow-nonfinite sends the same finite
     weights through the general path, one code per byte packed by the
     format: the same files. Also for float32 weights (codes packed after

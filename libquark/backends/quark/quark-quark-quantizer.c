@@ -486,9 +486,10 @@ codes_along_rows (QuarkTensorSpec *spec, const gint64 *shape, gint64 per_word)
  * tensor's own) and write it as NAME_global_scale. With an int4 @layout
  * (the checkpoint format's, quark_checkpoint_format_get_code_layout ()),
  * codes that take the row path are packed into it a block of rows at a
- * time, while the block is in cache, and NAME is that int32 tensor; with
- * QUARK_CODE_LAYOUT_UINT8_ROWS so are 8-bit codes (int8's top bits
- * flipped a row at a time). */
+ * time, while the block is in cache, or a row at a time along rows
+ * (QUARK_CODE_LAYOUT_UINT4_ROWS: int4's top bits flipped a row at a
+ * time), and NAME is that int32 tensor; with QUARK_CODE_LAYOUT_UINT8_ROWS
+ * so are 8-bit codes (int8's top bits flipped a row at a time). */
 static gboolean
 quantize_tensor_with_spec (QuarkTensor        *tensor,
                            QuarkTensorSpec    *spec,
@@ -518,7 +519,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   const gint64 *shape = quark_tensor_get_shape (tensor, &n_dims);
   QuarkKernelLayout l;
   const guint16 *xb = NULL;
-  gboolean rows, packed, byte_rows;
+  gboolean rows, packed, byte_rows, along_rows;
   gsize n;
 
   /* the common schemes take the row path (quark-quark-rows.c), straight
@@ -558,13 +559,13 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
     }
   /* int4 on the row path packed as it is quantized: per group along
    * columns ([I, O/8] words), per group or output channel along rows
-   * ([O, I/8]) */
+   * ([O, I/8]; UINT4_ROWS: int4's nibbles flipped a row at a time) */
+  along_rows = layout == QUARK_CODE_LAYOUT_INT4_ROWS || layout == QUARK_CODE_LAYOUT_UINT4_ROWS;
   packed = rows && (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 && shape[0] > 0 &&
            shape[1] > 0 &&
-           (layout == QUARK_CODE_LAYOUT_INT4_ROWS
-            ? codes_along_rows (spec, shape, 8)
-            : layout != QUARK_CODE_LAYOUT_BYTES && quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP &&
-              l.rows % 8 == 0);
+           (along_rows ? codes_along_rows (spec, shape, 8)
+            : (layout == QUARK_CODE_LAYOUT_INT4_COLUMNS || layout == QUARK_CODE_LAYOUT_INT4_COLUMNS_REORDERED) &&
+              quark_tensor_spec_get_qscheme (spec) == QUARK_QSCHEME_PER_GROUP && l.rows % 8 == 0);
   /* 8-bit codes on the row path as the unsigned bytes of int32 words
    * along rows (UINT8_ROWS) */
   byte_rows = rows && layout == QUARK_CODE_LAYOUT_UINT8_ROWS && G_BYTE_ORDER == G_LITTLE_ENDIAN &&
@@ -713,7 +714,7 @@ quantize_tensor_with_spec (QuarkTensor        *tensor,
   if (packed)
     {
       gint64 wshape[2] = { shape[1], shape[0] / 8 };
-      if (layout == QUARK_CODE_LAYOUT_INT4_ROWS)
+      if (along_rows)
         {
           wshape[0] = shape[0];
           wshape[1] = shape[1] / 8;

@@ -228,6 +228,9 @@ typedef struct {
   /* int8 codes as unsigned bytes (QUARK_CODE_LAYOUT_UINT8_ROWS): each
    * unit's top bits flipped while it is in cache */
   gboolean flip_bytes;
+  /* int4 codes as unsigned nibbles (QUARK_CODE_LAYOUT_UINT4_ROWS): each
+   * unit's words likewise */
+  gboolean flip_nibbles;
   /* or int4 codes packed along columns into these words ([unit_len,
    * units / 8]), a block of rows at a time */
   gint32 *words;
@@ -428,21 +431,23 @@ buffer_free (guint8 **buffer)
   quark_buffer_free (*buffer);
 }
 
-/* @n int8 codes to their unsigned offset form, q + 128 */
+/* @n bytes of codes to their unsigned offset form: @mask 0x80 turns int8
+ * codes into q + 128, 0x88 both int4 nibbles of a byte into q + 8 */
 static void
-flip_top_bits (guint8 *codes, gsize n)
+flip_top_bits (guint8 *codes, gsize n, guint8 mask)
 {
+  const guint64 wide = G_GUINT64_CONSTANT (0x0101010101010101) * mask;
   gsize i = 0;
 
   for (; i + 8 <= n; i += 8)
     {
       guint64 w;
       memcpy (&w, codes + i, 8);
-      w ^= G_GUINT64_CONSTANT (0x8080808080808080);
+      w ^= wide;
       memcpy (codes + i, &w, 8);
     }
   for (; i < n; i++)
-    codes[i] ^= 0x80;
+    codes[i] ^= mask;
 }
 
 /* Rows whose int4 codes are packed at a time: 128 rows of 2048 codes
@@ -535,7 +540,9 @@ units_func (gsize first, gsize last, gpointer data)
                 quark_kernel_quantize_int_groups_f32 (x, r->unit_len, r->group, &ip, sc, r->symmetric ? NULL : zp,
                                                       r->dtype, dst);
               if (r->flip_bytes)
-                flip_top_bits (dst, r->unit_len);
+                flip_top_bits (dst, r->unit_len, 0x80);
+              else if (r->flip_nibbles)
+                flip_top_bits ((guint8 *) (r->row_words + start / 8), r->unit_len / 2, 0x88);
               if (r->words && (u + 1 - block_first == block || u + 1 == last))
                 {
                   quark_kernel_pack_int4_columns_block ((const int8_t *) block_codes, block_first, u + 1 - block_first,
@@ -714,8 +721,11 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
       r.codes = codes;
       r.flip_bytes = layout == QUARK_CODE_LAYOUT_UINT8_ROWS && quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_I8;
     }
-  else if (layout == QUARK_CODE_LAYOUT_INT4_ROWS)
-    r.row_words = (gint32 *) codes;
+  else if (layout == QUARK_CODE_LAYOUT_INT4_ROWS || layout == QUARK_CODE_LAYOUT_UINT4_ROWS)
+    {
+      r.row_words = (gint32 *) codes;
+      r.flip_nibbles = layout == QUARK_CODE_LAYOUT_UINT4_ROWS && quark_tensor_spec_get_dtype (spec) == QUARK_DTYPE_INT4;
+    }
   else
     {
       r.words = (gint32 *) codes;

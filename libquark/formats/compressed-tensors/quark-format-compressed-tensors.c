@@ -504,24 +504,6 @@ pack_byte_rows (QuarkTensor *codes, gsize rows, gsize n, gint32 offset, gsize *w
   return words;
 }
 
-/* The words of int4 codes a backend packed along rows (natural nibbles,
- * [@rows, @cols / 8]) as pack_rows () stores them: q + 8 is an int4
- * code's nibble with its top bit flipped; a uint4 code's nibble is
- * already u - 8 + 8 (@offset -8) */
-static guint32 *
-flip_packed_rows (QuarkTensor *codes, gsize rows, gsize cols, gint32 offset, gsize *words_per_row)
-{
-  gsize n = rows * cols / 8;
-  guint32 *words = quark_buffer_alloc (MAX (n, 1) * sizeof (guint32));
-  const guint32 flip = offset == 0 ? 0x88888888u : 0;
-
-  memcpy (words, quark_tensor_peek_data (codes, NULL), n * sizeof (guint32));
-  for (gsize i = 0; i < n; i++)
-    words[i] ^= flip;
-  *words_per_row = cols / 8;
-  return words;
-}
-
 /* The logical scales as stored: in @dtype, with @shape. */
 static gboolean
 add_scales (QuarkModel *out, const char *name, QuarkTensor *scale, QuarkDType dtype, const gint64 *shape,
@@ -596,11 +578,11 @@ write_g_idx (QuarkFormatCompressedTensors *self, const char *layer, QuarkTensor 
 }
 
 /* pack-quantized int4 and uint4 weights in groups or per output channel
- * are stored packed along rows (pack_rows ()): a backend may give their
- * codes so (QUARK_CODE_LAYOUT_INT4_ROWS, natural nibbles; the export then
- * only moves int4's to q + 8); 8-bit ones (rows of a multiple of 4) as the
- * stored words themselves (QUARK_CODE_LAYOUT_UINT8_ROWS: int8's already
- * q + 128), which the export keeps without a copy */
+ * are stored packed along rows (pack_rows ()), and 8-bit ones whose rows
+ * are a multiple of 4 long: a backend may give their codes as the stored
+ * words themselves (QUARK_CODE_LAYOUT_UINT4_ROWS, int4's nibbles already
+ * q + 8; QUARK_CODE_LAYOUT_UINT8_ROWS, int8's bytes already q + 128), which
+ * the export keeps without a copy */
 static QuarkCodeLayout
 ct_get_code_layout (QuarkCheckpointFormat *format, const char *name, QuarkTensorSpec *spec, const gint64 *shape,
                     guint n_dims)
@@ -617,7 +599,7 @@ ct_get_code_layout (QuarkCheckpointFormat *format, const char *name, QuarkTensor
   if (a.num_bits != 4 || shape[1] % 8 != 0 ||
       !(g_str_equal (a.strategy, "group") || g_str_equal (a.strategy, "channel")))
     return QUARK_CODE_LAYOUT_BYTES;
-  return QUARK_CODE_LAYOUT_INT4_ROWS;
+  return QUARK_CODE_LAYOUT_UINT4_ROWS;
 }
 
 static gboolean
@@ -659,8 +641,8 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
     }
   rows = (gsize) shape[0];
   cols = (gsize) shape[1];
-  /* int4 codes packed along rows (ct_get_code_layout ()): int32 [O, I/8];
-   * 8-bit codes as the stored words: int32 [O, I/4] */
+  /* codes as the stored words (ct_get_code_layout ()): int4 int32 [O, I/8],
+   * 8-bit int32 [O, I/4] */
   in_words = quark_tensor_get_dtype (codes) == QUARK_DTYPE_I32 && !a.is_float && (a.num_bits == 4 || a.num_bits == 8);
   if (in_words)
     {
@@ -673,7 +655,7 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
       gsize expected = per_row ? rows * (a.group_size > 0 ? (cols + (gsize) a.group_size - 1) / (gsize) a.group_size : 1)
                                : g_str_equal (a.strategy, "tensor") ? 1 : n_params;
       if (ct_get_code_layout (format, name, spec, logical_shape, 2) !=
-            (a.num_bits == 4 ? QUARK_CODE_LAYOUT_INT4_ROWS : QUARK_CODE_LAYOUT_UINT8_ROWS) ||
+            (a.num_bits == 4 ? QUARK_CODE_LAYOUT_UINT4_ROWS : QUARK_CODE_LAYOUT_UINT8_ROWS) ||
           n_params != expected)
         {
           g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
@@ -799,12 +781,11 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
 
       if (g_str_equal (self->format, PACK_QUANTIZED))
         {
-          /* 8-bit words from the backend are the stored words: kept as
-           * they are, without a copy */
-          gboolean as_given = in_words && a.num_bits == 8;
-          gsize wpr = cols / 4;
+          /* words from the backend are the stored words: kept as they
+           * are, without a copy */
+          gboolean as_given = in_words;
+          gsize wpr = 0;
           guint32 *words = as_given ? NULL
-                           : in_words ? flip_packed_rows (codes, rows, cols, a.code_offset, &wpr)
                            : byte_rows ? pack_byte_rows (codes, rows, cols, a.code_offset, &wpr)
                            : pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
           gint64 wshape[2] = { (gint64) rows, (gint64) wpr };
