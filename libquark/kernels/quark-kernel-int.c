@@ -1586,9 +1586,15 @@ qk_int4_groups128_wide (const uint16_t *x, size_t n, size_t group, const QuarkKe
                         const float *scales, const float *zero_points, const bool divide,
                         const bool add_zp, const bool reorder, int32_t *words)
 {
+  const size_t row = qk_prefetch_distance (n);
+
   QK_FOR_EACH_GROUP_WIDE (n, group, p, scales, zero_points, divide, add_zp, l, start, m, z, {
     for (size_t i = 0; i < group; i += 8 * QK_LANES)
-      qk_int4_pack128 (x + start + i, l, m, z, reorder, true, words + (start + i) / 8);
+      {
+        for (size_t k = 0; k < 8 * QK_LANES; k += QK_LINE / 2)
+          QK_PREFETCH_NEXT_ROW (x + start + i + k + row);
+        qk_int4_pack128 (x + start + i, l, m, z, reorder, true, words + (start + i) / 8);
+      }
   });
 }
 
