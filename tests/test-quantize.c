@@ -718,6 +718,161 @@ test_backend_pow2 (void)
     }
 }
 
+/* A checkpoint format that asks for int4 and uint4 codes packed along rows
+ * in their natural nibbles (QUARK_CODE_LAYOUT_INT4_ROWS: no built-in
+ * format asks for it, compressed-tensors takes its stored words,
+ * QUARK_CODE_LAYOUT_UINT4_ROWS) and writes the logical tensors as the
+ * backend gives them. */
+typedef struct { QuarkCheckpointFormat parent; } TestRowsFormat;
+typedef struct { QuarkCheckpointFormatClass parent_class; } TestRowsFormatClass;
+static GType test_rows_format_get_type (void);
+G_DEFINE_TYPE (TestRowsFormat, test_rows_format, QUARK_TYPE_CHECKPOINT_FORMAT)
+
+static QuarkCodeLayout
+test_rows_get_code_layout (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec,
+                           const gint64 *shape, guint n_dims)
+{
+  QuarkDType dtype = quark_tensor_spec_get_dtype (spec);
+
+  (void) self, (void) name;
+  return (dtype == QUARK_DTYPE_INT4 || dtype == QUARK_DTYPE_UINT4) && n_dims == 2 && shape[1] % 8 == 0
+         ? QUARK_CODE_LAYOUT_INT4_ROWS : QUARK_CODE_LAYOUT_BYTES;
+}
+
+static gboolean
+test_rows_write_weight (QuarkCheckpointFormat *self, const char *name, QuarkTensorSpec *spec, QuarkModel *logical,
+                        QuarkModel *out, GError **error)
+{
+  (void) self, (void) name, (void) spec;
+  for (guint i = 0; i < quark_model_get_n_tensors (logical); i++)
+    if (!quark_model_add_tensor (out, quark_model_get_tensor_at (logical, i), error))
+      return FALSE;
+  return TRUE;
+}
+
+static JsonNode *
+test_rows_build_quantization_config (QuarkCheckpointFormat *self, GError **error)
+{
+  JsonObject *o = json_object_new ();
+  JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+
+  (void) self, (void) error;
+  json_object_set_string_member (o, "quant_method", "test-int4-rows");
+  json_node_take_object (node, o);
+  return node;
+}
+
+static void
+test_rows_format_class_init (TestRowsFormatClass *klass)
+{
+  QuarkCheckpointFormatClass *format_class = QUARK_CHECKPOINT_FORMAT_CLASS (klass);
+
+  format_class->name = "test-int4-rows";
+  format_class->description = "int4 codes packed along rows (test)";
+  format_class->quant_method = "test-int4-rows";
+  format_class->get_code_layout = test_rows_get_code_layout;
+  format_class->write_weight = test_rows_write_weight;
+  format_class->build_quantization_config = test_rows_build_quantization_config;
+}
+
+static void
+test_rows_format_init (TestRowsFormat *self)
+{
+  (void) self;
+}
+
+/* The quark backend's row path writes int4 and uint4 codes (per group and
+ * per output channel, bfloat16 and float32 weights, one and two threads)
+ * straight into QUARK_CODE_LAYOUT_INT4_ROWS words when a format asks for
+ * them: the words of quark_kernel_pack_int4() on the codes the general
+ * path (allow-nonfinite) gives one per element, int4's nibbles as two's
+ * complement (not flipped, as QUARK_CODE_LAYOUT_UINT4_ROWS has them). */
+static void
+test_backend_int4_rows_layout (void)
+{
+  static const char * const specs[] = {
+    "{\"dtype\": \"int4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32}",
+    "{\"dtype\": \"uint4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 64, "
+    "\"symmetric\": false}",
+    "{\"dtype\": \"int4\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}",
+  };
+  const gsize rows = 24, cols = 128, n = rows * cols;
+  const gint64 shape[2] = { (gint64) rows, (gint64) cols };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261206);
+  g_autofree float *w = g_new (float, n);
+  g_autofree guint16 *wb = g_new (guint16, n);
+  QuarkRegistry *registry = quark_registry_get_default ();
+
+  if (!quark_registry_add_format (registry, test_rows_format_get_type (), &error))
+    {
+      /* registered by an earlier run in this process */
+      g_assert_error (error, QUARK_ERROR, QUARK_ERROR_EXISTS);
+      g_clear_error (&error);
+    }
+  for (gsize i = 0; i < n; i++)
+    {
+      float v = (float) g_rand_double_range (rand, -1.0, 1.0) * (float) (1 + i % 7);
+      guint32 bits;
+      memcpy (&bits, &v, 4);
+      wb[i] = (guint16) (bits >> 16);
+      w[i] = f32_from_bits (bits & 0xffff0000u);   /* the same values in both dtypes */
+    }
+  for (guint s = 0; s < G_N_ELEMENTS (specs); s++)
+    for (guint bf16 = 0; bf16 < 2; bf16++)
+      for (guint threads = 1; threads <= 2; threads++)
+        {
+          g_autoptr(QuarkQuantizationConfig) config = config_for (specs[s]);
+          g_autoptr(QuarkModel) model = quark_model_new ();
+          g_autoptr(QuarkTensor) tensor = NULL;
+          g_autoptr(QuarkModel) rows_out = NULL, general_out = NULL;
+          g_autofree gint32 *expected = g_new (gint32, n / 8);
+          QuarkTensor *words, *codes;
+          gsize size;
+
+          g_autoptr(GBytes) bytes = g_bytes_new_static (wb, n * 2);
+
+          tensor = bf16 ? quark_tensor_new ("fc.weight", QUARK_DTYPE_BF16, shape, 2, bytes, &error)
+                        : quark_tensor_new_from_floats ("fc.weight", shape, 2, w, n, &error);
+          g_assert_no_error (error);
+          g_assert_true (quark_model_add_tensor (model, tensor, &error));
+          for (guint general = 0; general < 2; general++)
+            {
+              g_autoptr(QuarkModelQuantizer) q = quark_registry_new_quantizer (registry, config, &error);
+              QuarkModel *out;
+              g_assert_no_error (error);
+              g_object_set (q, "export-format", "test-int4-rows", "threads", threads, "allow-nonfinite",
+                            (gboolean) general, NULL);
+              out = quark_model_quantizer_quantize_model (q, model, NULL, NULL, &error);
+              g_assert_no_error (error);
+              if (general)
+                general_out = out;
+              else
+                rows_out = out;
+            }
+          words = quark_model_get_tensor (rows_out, "fc.weight");
+          codes = quark_model_get_tensor (general_out, "fc.weight");
+          g_assert_nonnull (words);
+          g_assert_nonnull (codes);
+          g_assert_cmpint (quark_tensor_get_dtype (words), ==, QUARK_DTYPE_I32);
+          g_assert_cmpint (quark_tensor_get_shape (words, NULL)[0], ==, (gint64) rows);
+          g_assert_cmpint (quark_tensor_get_shape (words, NULL)[1], ==, (gint64) cols / 8);
+          g_assert_cmpint (quark_dtype_get_element_size (quark_tensor_get_dtype (codes)), ==, 1);
+          g_assert_true (quark_kernel_pack_int4 (quark_tensor_peek_data (codes, &size), rows, cols, FALSE, expected));
+          g_assert_cmpuint (size, ==, n);
+          g_assert_cmpmem (quark_tensor_peek_data (words, &size), n / 2, expected, n / 2);
+          g_assert_cmpuint (size, ==, n / 2);
+          /* and the scales alike */
+          {
+            QuarkTensor *a = quark_model_get_tensor (rows_out, "fc.weight_scale");
+            QuarkTensor *b = quark_model_get_tensor (general_out, "fc.weight_scale");
+            gsize sa, sb;
+            const void *da = quark_tensor_peek_data (a, &sa), *db = quark_tensor_peek_data (b, &sb);
+            g_assert_cmpmem (da, sa, db, sb);
+          }
+        }
+}
+
 /* Per group along the last axis, with a ragged last group: each group's
  * parameters are those of the group alone (Q3's numbers in the second group). */
 static void
@@ -1607,6 +1762,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/all-zero-and-empty", test_all_zero_and_empty);
   g_test_add_func ("/quantize/passthrough-and-exclude", test_passthrough_and_exclude);
   g_test_add_func ("/quantize/static-activation", test_static_activation);
+  g_test_add_func ("/backend/int4-rows-layout", test_backend_int4_rows_layout);
   g_test_add_func ("/backend/fp8-q5", test_backend_fp8_q5);
   g_test_add_func ("/backend/mx-block-a", test_backend_mx_block_a);
   g_test_add_func ("/backend/fp4-e5m3", test_backend_fp4_e5m3);
