@@ -781,11 +781,10 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
 
       if (g_str_equal (self->format, PACK_QUANTIZED))
         {
-          /* words from the backend are the stored words: kept as they
-           * are, without a copy */
-          gboolean as_given = in_words;
+          /* words from the backend (in_words) are the stored words: kept
+           * as they are, without a copy */
           gsize wpr = 0;
-          guint32 *words = as_given ? NULL
+          guint32 *words = in_words ? NULL
                            : byte_rows ? pack_byte_rows (codes, rows, cols, a.code_offset, &wpr)
                            : pack_rows (q, rows, cols, a.num_bits, 0, &wpr);
           gint64 wshape[2] = { (gint64) rows, (gint64) wpr };
@@ -796,7 +795,7 @@ ct_export_weight (QuarkCheckpointFormat *format, const char *name, QuarkTensorSp
 
           dims[0] = (gint64) rows;
           dims[1] = (gint64) cols;
-          if (!_quark_format_add_owned (out, as_given ? _quark_format_renamed (codes, packed_name, error)
+          if (!_quark_format_add_owned (out, in_words ? _quark_format_renamed (codes, packed_name, error)
                                                       : _quark_format_new_tensor (packed_name, QUARK_DTYPE_I32, wshape,
                                                                                   2, words, rows * wpr * 4, error),
                                         error) ||
