@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <glib/gstdio.h>
 
@@ -117,6 +118,7 @@ struct _QuarkCheckpointWriter
   guint64 total_size;
   guint64 space_left;         /* QUARK_DEBUG_WRITE_LIMIT, else G_MAXUINT64 */
   guint64 header_hint;        /* expected header bytes of one shard, or 0 */
+  gboolean no_copy_range;     /* copy_file_range refused: sendfile first */
   gboolean done;
 };
 
@@ -511,16 +513,20 @@ move_up (QuarkCheckpointWriter *self, int fd, guint64 from, guint64 to, guint64 
 }
 
 /* Copies @size bytes of @in_fd from @in_off to @out_fd (at @out_off, or
- * at its position when -1) in the kernel (copy_file_range), not under a
- * write limit (whose accounting is write_at()'s). Returns the bytes copied:
- * all, or fewer when the kernel cannot copy between these files (*@fallback
- * set: the caller copies the rest through memory) or @in_fd ended
- * (*@fallback unset); -1 with @error, naming @path, on a failure. */
+ * at its position when -1) in the kernel, not under a write limit (whose
+ * accounting is write_at()'s): copy_file_range, or sendfile where that is
+ * refused (another file system, as a model on tmpfs written to ext4), so
+ * that no page of a mapping of @in_fd is touched and no buffer is filled.
+ * Returns the bytes copied: all, or fewer when the kernel cannot copy
+ * between these files (*@fallback set: the caller copies the rest through
+ * memory) or @in_fd ended (*@fallback unset); -1 with @error, naming
+ * @path, on a failure. */
 static gssize
 kernel_copy (QuarkCheckpointWriter *self, int in_fd, guint64 in_off, int out_fd, gint64 out_off, guint64 size,
              const char *path, gboolean *fallback, GError **error)
 {
-  loff_t in = (loff_t) in_off, out = (loff_t) out_off;
+  off_t in = (off_t) in_off, out = (off_t) out_off;
+  gboolean seeked = FALSE;
   guint64 done = 0;
 
   *fallback = TRUE;
@@ -528,23 +534,40 @@ kernel_copy (QuarkCheckpointWriter *self, int in_fd, guint64 in_off, int out_fd,
     return 0;
   while (done < size)
     {
-      gssize n = copy_file_range (in_fd, &in, out_fd, out_off >= 0 ? &out : NULL,
-                                  (size_t) MIN (size - done, (guint64) 1 << 30), 0);
-      if (n > 0)
+      size_t len = (size_t) MIN (size - done, (guint64) 1 << 30);
+      gssize n;
+
+      if (!self->no_copy_range)
+        n = copy_file_range (in_fd, &in, out_fd, out_off >= 0 ? &out : NULL, len, 0);
+      else
         {
-          done += (guint64) n;
-          continue;
+          /* sendfile writes at the file position */
+          if (out_off >= 0 && !seeked && lseek (out_fd, out, SEEK_SET) < 0)
+            {
+              io_error (error, path, "seek failed", errno);
+              return -1;
+            }
+          seeked = TRUE;
+          n = sendfile (out_fd, in_fd, &in, len);
         }
-      if (n < 0 && errno == EINTR)
+      if (n > 0)
+        done += (guint64) n;
+      else if (n < 0 && errno == EINTR)
         continue;
-      if (n == 0)
-        *fallback = FALSE;
+      else if (n == 0)
+        {
+          *fallback = FALSE;
+          break;
+        }
       else if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
         {
           io_error (error, path, "copy failed", errno);
           return -1;
         }
-      break;
+      else if (!self->no_copy_range)
+        self->no_copy_range = TRUE;   /* from here on: sendfile */
+      else
+        break;
     }
   return (gssize) done;
 }

@@ -446,6 +446,111 @@ test_read_data (void)
   g_rmdir (tmp);
 }
 
+/* Pages of @data's mapping that are in the process's page tables (read
+ * from /proc/self/pagemap: bit 63 of each page's entry), counting only the
+ * pages wholly inside [@data, @data + @size). -1 when pagemap cannot be
+ * read. */
+static gint64
+present_pages (gconstpointer data, gsize size)
+{
+  const gsize page = (gsize) sysconf (_SC_PAGESIZE);
+  guintptr first = ((guintptr) data + page - 1) / page, end = ((guintptr) data + size) / page;
+  gint64 present = 0;
+  FILE *f = fopen ("/proc/self/pagemap", "rb");
+
+  if (f == NULL)
+    return -1;
+  if (fseeko (f, (off_t) (first * 8), SEEK_SET) != 0)
+    present = -1;
+  for (guintptr p = first; present >= 0 && p < end; p++)
+    {
+      guint64 entry;
+      if (fread (&entry, 8, 1, f) != 1)
+        present = -1;
+      else if (entry >> 63)
+        present++;
+    }
+  fclose (f);
+  return present;
+}
+
+/* A loaded tensor is copied into an output by the kernel, also when the
+ * output is on another file system than the model (copy_file_range
+ * refuses that; sendfile does it): none of the mapping's pages is brought
+ * into the process, so a model on tmpfs written to a disk costs no page
+ * faults for its copied tensors. The model is put on /dev/shm when there
+ * is one, the output in the temporary directory. */
+static void
+test_copy_across_file_systems (void)
+{
+  gboolean shm = g_file_test ("/dev/shm", G_FILE_TEST_IS_DIR) && access ("/dev/shm", W_OK) == 0;
+  g_autofree char *in_tmp = shm ? g_mkdtemp (g_strdup ("/dev/shm/quark-st-XXXXXX"))
+                                : g_dir_make_tmp ("quark-st-XXXXXX", NULL);
+  g_autofree char *out_tmp = g_dir_make_tmp ("quark-st-XXXXXX", NULL);
+  g_autofree char *in_dir = g_build_filename (in_tmp, "m", NULL);
+  g_autofree char *out_dir = g_build_filename (out_tmp, "copy", NULL);
+  g_autofree char *in_file = g_build_filename (in_dir, "model.safetensors", NULL);
+  g_autofree char *out_file = g_build_filename (out_dir, "model.safetensors", NULL);
+  g_autoptr(QuarkModel) model = quark_model_new ();
+  g_autoptr(QuarkModel) loaded = NULL, back = NULL;
+  g_autoptr(GError) error = NULL;
+  const gsize n = 2u << 20;   /* 8 MiB of float32 */
+  g_autofree float *w = g_new (float, n);
+  const gint64 shape[] = { 2048, 1024 }, small_shape[] = { 3 };
+  const float three[] = { 1, 2, 3 };
+  g_autoptr(QuarkTensor) t = NULL, u = NULL;
+  gconstpointer mapped;
+  gsize size, got_size;
+  gint64 present;
+  g_autofree char *in_bytes = NULL, *out_bytes = NULL;
+
+  g_assert_nonnull (in_tmp);
+  g_assert_nonnull (out_tmp);
+  for (gsize i = 0; i < n; i++)
+    w[i] = (float) (i % 1000) - 500.25f;
+  t = quark_tensor_new_from_floats ("w", shape, 2, w, n, NULL);
+  u = quark_tensor_new_from_floats ("a.first", small_shape, 1, three, 3, NULL);
+  quark_model_add_tensor (model, u, NULL);
+  quark_model_add_tensor (model, t, NULL);
+  g_assert_true (quark_model_save (model, in_dir, 0, FALSE, NULL, NULL, &error));
+  g_assert_no_error (error);
+  loaded = quark_model_load (in_dir, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (quark_tensor_is_mapped (quark_model_get_tensor (loaded, "w")));
+  mapped = quark_tensor_peek_data (quark_model_get_tensor (loaded, "w"), &size);
+  g_assert_cmpuint (size, ==, n * sizeof (float));
+  /* reading the header may have mapped the first pages around it */
+  present = present_pages (mapped, size);
+  g_assert_cmpint (present, <, 64);
+
+  g_assert_true (quark_model_save (loaded, out_dir, 0, FALSE, NULL, NULL, &error));
+  g_assert_no_error (error);
+  if (present < 0)
+    g_test_skip ("/proc/self/pagemap cannot be read");
+  else
+    g_assert_cmpint (present_pages (mapped, size), ==, present);
+
+  g_assert_true (g_file_get_contents (in_file, &in_bytes, &size, NULL));
+  g_assert_true (g_file_get_contents (out_file, &out_bytes, &got_size, NULL));
+  g_assert_cmpmem (out_bytes, got_size, in_bytes, size);
+  back = quark_model_load (out_dir, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (quark_tensor_peek_data (quark_model_get_tensor (back, "w"), &size), size, w, n * sizeof (float));
+
+  g_clear_object (&loaded);
+  g_clear_object (&back);
+  g_unlink (in_file);
+  g_unlink (out_file);
+  {
+    g_autofree char *cfg = g_build_filename (out_dir, "config.json", NULL);
+    g_unlink (cfg);
+  }
+  g_rmdir (in_dir);
+  g_rmdir (out_dir);
+  g_rmdir (in_tmp);
+  g_rmdir (out_tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -464,6 +569,7 @@ main (int argc, char **argv)
   g_test_add_func ("/safetensors/large-file", test_large_file);
   g_test_add_func ("/safetensors/shrinking-file", test_shrinking_file);
   g_test_add_func ("/safetensors/read-data", test_read_data);
+  g_test_add_func ("/safetensors/copy-across-file-systems", test_copy_across_file_systems);
 
   return g_test_run ();
 }
