@@ -43,6 +43,7 @@ typedef struct {
   GHashTable *layers;   /* layer name -> LayerRecord */
   JsonNode *backend_config;
   guint threads;
+  gboolean not_durable;       /* set_durable (FALSE) */
   QuarkModel *importance;     /* per-column importance of weights' inputs, or NULL */
 } QuarkCheckpointFormatPrivate;
 
@@ -470,6 +471,43 @@ quark_checkpoint_format_set_threads (QuarkCheckpointFormat *self,
 {
   g_return_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self));
   ((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->threads = n_threads;
+}
+
+/**
+ * quark_checkpoint_format_set_durable:
+ * @self: a format
+ * @durable: whether a whole-model output is on the disk before it gets its
+ *   name
+ *
+ * Sets whether a format that writes whole models itself (GGUF,
+ * quark_checkpoint_format_write_model()) flushes its file to the disk
+ * (`fsync`) before renaming it into place, as
+ * quark_checkpoint_writer_set_durable() does for the checkpoint writer (see
+ * there for what either choice promises). Durable is the default. Formats
+ * whose output goes through a #QuarkCheckpointWriter follow the writer's
+ * setting instead.
+ */
+void
+quark_checkpoint_format_set_durable (QuarkCheckpointFormat *self,
+                                     gboolean               durable)
+{
+  g_return_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self));
+  ((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->not_durable = !durable;
+}
+
+/**
+ * quark_checkpoint_format_get_durable:
+ * @self: a format
+ *
+ * Gets the setting of quark_checkpoint_format_set_durable().
+ *
+ * Returns: %TRUE when durable (the default)
+ */
+gboolean
+quark_checkpoint_format_get_durable (QuarkCheckpointFormat *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_FORMAT (self), TRUE);
+  return !((QuarkCheckpointFormatPrivate *) quark_checkpoint_format_get_instance_private (self))->not_durable;
 }
 
 /**

@@ -255,6 +255,11 @@ void              quark_checkpoint_format_set_threads (QuarkCheckpointFormat *se
 QUARK_AVAILABLE_IN_1_0
 guint             quark_checkpoint_format_get_threads (QuarkCheckpointFormat *self);
 QUARK_AVAILABLE_IN_1_0
+void              quark_checkpoint_format_set_durable (QuarkCheckpointFormat *self,
+                                                     gboolean               durable);
+QUARK_AVAILABLE_IN_1_0
+gboolean          quark_checkpoint_format_get_durable (QuarkCheckpointFormat *self);
+QUARK_AVAILABLE_IN_1_0
 void              quark_checkpoint_format_set_importance (QuarkCheckpointFormat *self,
                                                         QuarkModel            *importance);
 QUARK_AVAILABLE_IN_1_0

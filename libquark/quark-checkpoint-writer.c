@@ -119,6 +119,7 @@ struct _QuarkCheckpointWriter
   guint64 space_left;         /* QUARK_DEBUG_WRITE_LIMIT, else G_MAXUINT64 */
   guint64 header_hint;        /* expected header bytes of one shard, or 0 */
   gboolean no_copy_range;     /* copy_file_range refused: sendfile first */
+  gboolean durable;           /* fsync before the rename (the default) */
   gboolean done;
 };
 
@@ -315,6 +316,7 @@ quark_checkpoint_writer_init (QuarkCheckpointWriter *self)
   self->names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->skipped = g_ptr_array_new_with_free_func (g_free);
   self->lock_fd = -1;
+  self->durable = TRUE;
   /* A testing hook: the disk is full after this many bytes. */
   self->space_left = limit && *limit ? g_ascii_strtoull (limit, NULL, 10) : G_MAXUINT64;
 }
@@ -324,6 +326,15 @@ io_error (GError **error, const char *path, const char *what, int saved)
 {
   g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s: %s", path, what, g_strerror (saved));
   return FALSE;
+}
+
+/* A finished file's bytes onto the disk, when the output is durable */
+static gboolean
+flush_file (QuarkCheckpointWriter *self, int fd, const char *path, GError **error)
+{
+  if (self->durable && fsync (fd) != 0)
+    return io_error (error, path, "fsync failed", errno);
+  return TRUE;
 }
 
 /**
@@ -696,8 +707,7 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
         s->fd[c] = -1;
         g_unlink (s->data_path[c]);
       }
-  if (ok && fsync (fd) != 0)
-    ok = io_error (error, s->part_path, "fsync failed", errno);
+  ok = ok && flush_file (self, fd, s->part_path, error);
   if (close (fd) != 0 && ok)
     ok = io_error (error, s->part_path, "close failed", errno);
   return ok;
@@ -775,7 +785,8 @@ write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, QuarkTensor *tens
    * while later tensors are quantized, so that the fsync before the
    * rename has only the last ones to wait for. Advice: a failure here
    * shows in that fsync. */
-  sync_file_range (s->main_fd, (off_t) (s->room + e->offset), (off_t) e->size, SYNC_FILE_RANGE_WRITE);
+  if (self->durable)
+    sync_file_range (s->main_fd, (off_t) (s->room + e->offset), (off_t) e->size, SYNC_FILE_RANGE_WRITE);
   s->direct_size += e->size;
   return TRUE;
 }
@@ -970,8 +981,7 @@ quark_checkpoint_writer_add_file (QuarkCheckpointWriter  *self,
     }
   data = g_bytes_get_data (contents, &size);
   ok = write_all (self, fd, data, size, path, error);
-  if (ok && fsync (fd) != 0)
-    ok = io_error (error, path, "fsync failed", errno);
+  ok = ok && flush_file (self, fd, path, error);
   if (close (fd) != 0 && ok)
     ok = io_error (error, path, "close failed", errno);
   return ok || name_output (self, error);
@@ -1030,6 +1040,49 @@ quark_checkpoint_writer_set_copy_from (QuarkCheckpointWriter *self,
   g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
   g_free (self->copy_from);
   self->copy_from = g_strdup (model_directory);
+}
+
+/**
+ * quark_checkpoint_writer_set_durable:
+ * @self: a #QuarkCheckpointWriter
+ * @durable: whether the output is on the disk before it gets its name
+ *
+ * Sets whether quark_checkpoint_writer_finish() flushes every file it wrote
+ * to the disk (`fsync`) before renaming the output into place, and the
+ * directory holding the name after it. Durable, the default, a crash of the
+ * system or a power failure after finish() returned leaves the complete
+ * checkpoint or none; the write-back of each tensor starts as soon as it is
+ * written, but on a disk finish() still waits until the disk has taken the
+ * output, which can take longer than the quantization (a copy with `cp`
+ * does not wait). Not durable, the output is complete or absent as long as
+ * the system keeps running (a failed, cancelled or killed run still leaves
+ * nothing at the output's name), and the disk takes it later; after a crash
+ * of the system its files may be shorter than their headers say, which the
+ * safetensors reader refuses. For outputs that are easily made again.
+ * Set it before adding tensors.
+ */
+void
+quark_checkpoint_writer_set_durable (QuarkCheckpointWriter *self,
+                                     gboolean               durable)
+{
+  g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
+  self->durable = !!durable;
+}
+
+/**
+ * quark_checkpoint_writer_get_durable:
+ * @self: a #QuarkCheckpointWriter
+ *
+ * Gets whether the output is flushed to the disk before it is renamed into
+ * place (quark_checkpoint_writer_set_durable()).
+ *
+ * Returns: %TRUE when durable (the default)
+ */
+gboolean
+quark_checkpoint_writer_get_durable (QuarkCheckpointWriter *self)
+{
+  g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), TRUE);
+  return self->durable;
 }
 
 /**
@@ -1093,7 +1146,8 @@ copy_file (QuarkCheckpointWriter *self, const char *from_path, const char *to_pa
       close (from_fd);
       return io_error (error, to_path, "cannot create", saved);
     }
-  ok = append_file (self, to_fd, to_path, from_fd, from_path, (guint64) st.st_size, error);
+  ok = append_file (self, to_fd, to_path, from_fd, from_path, (guint64) st.st_size, error) &&
+       flush_file (self, to_fd, to_path, error);
   close (from_fd);
   if (close (to_fd) != 0 && ok)
     ok = io_error (error, to_path, "close failed", errno);
@@ -1177,8 +1231,7 @@ write_json_file (QuarkCheckpointWriter *self, const char *path, JsonNode *node, 
   if (f.fd < 0)
     return io_error (error, path, "cannot create", errno);
   ok = _quark_json_write (node, TRUE, json_file_write, &f) && write_all (self, f.fd, "\n", 1, path, error);
-  if (ok && fsync (f.fd) != 0)
-    ok = io_error (error, path, "fsync failed", errno);
+  ok = ok && flush_file (self, f.fd, path, error);
   if (close (f.fd) != 0 && ok)
     ok = io_error (error, path, "close failed", errno);
   return ok;
@@ -1370,7 +1423,7 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
     }
 
   /* into place, only when complete */
-  if (ok && (ok = commit (self, error)))
+  if (ok && (ok = commit (self, error)) && self->durable)
     {
       int fd = open (self->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (fd >= 0)

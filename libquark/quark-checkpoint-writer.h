@@ -53,6 +53,11 @@ void                    quark_checkpoint_writer_set_copy_from (QuarkCheckpointWr
 QUARK_AVAILABLE_IN_1_0
 char **                 quark_checkpoint_writer_get_skipped_files (QuarkCheckpointWriter *self);
 QUARK_AVAILABLE_IN_1_0
+void                    quark_checkpoint_writer_set_durable  (QuarkCheckpointWriter  *self,
+                                                              gboolean                durable);
+QUARK_AVAILABLE_IN_1_0
+gboolean                quark_checkpoint_writer_get_durable  (QuarkCheckpointWriter  *self);
+QUARK_AVAILABLE_IN_1_0
 guint64                 quark_checkpoint_writer_get_bytes_written (QuarkCheckpointWriter *self);
 QUARK_AVAILABLE_IN_1_0
 gboolean                quark_checkpoint_writer_finish       (QuarkCheckpointWriter  *self,

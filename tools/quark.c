@@ -918,7 +918,7 @@ typedef struct {
   QuarkCheckpointFormat *file_format;   /* --export-format, when it writes single files; or NULL */
   char **excludes;
   guint64 max_shard;
-  gboolean force, allow_nonfinite, requantize;
+  gboolean force, allow_nonfinite, requantize, no_sync;
   int threads;
   /* state */
   GCancellable *cancellable;
@@ -1013,6 +1013,7 @@ quantize_to_file (QuantizeJob *job, GError **error)
     return FALSE;
   if (job->threads > 0)
     quark_checkpoint_format_set_threads (job->file_format, (guint) job->threads);
+  quark_checkpoint_format_set_durable (job->file_format, !job->no_sync);
   if ((job->imatrix_file || job->calibration_text) && quark_model_is_quantized (job->model, NULL))
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_ARGUMENT,
@@ -1163,6 +1164,7 @@ quantize_job_steps (QuantizeJob *job, GError **error)
   job->writer = quark_checkpoint_writer_new (job->output, job->max_shard, job->force, error);
   if (job->writer == NULL)
     return FALSE;
+  quark_checkpoint_writer_set_durable (job->writer, !job->no_sync);
   job->progress->n_tensors = quark_model_get_n_tensors (job->model);
   g_signal_connect (quantizer, "progress", G_CALLBACK (on_progress), job->progress);
   if (!quark_model_quantizer_quantize_model_to_writer (quantizer, job->model, calibration, job->writer,
@@ -1212,7 +1214,7 @@ cmd_quantize (int argc, char **argv)
   g_autofree char *calibration_text = NULL, *algorithms = NULL, *imatrix_file = NULL, *inexact = NULL;
   int calibration_tokens = 16384;
   g_auto(GStrv) excludes = NULL;
-  gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE;
+  gboolean force = FALSE, json = FALSE, allow_nonfinite = FALSE, requantize = FALSE, pure = FALSE, no_sync = FALSE;
   int threads = -1;   /* not given */
   GStatBuf output_st;
   GOptionEntry entries[] = {
@@ -1235,6 +1237,7 @@ cmd_quantize (int argc, char **argv)
     { "pure", 0, 0, G_OPTION_ARG_NONE, &pure, "With --export-format gguf: every 2-D weight in --type, without llama-quantize's per-tensor choices (llama-quantize --pure)", NULL },
     { "inexact", 0, 0, G_OPTION_ARG_STRING, &inexact, "With --export-format gguf and an already quantized MODEL (its codes carried into --type Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0): what to do with weights whose scales or minima are not exact in FP16: fail (default), round (as AMD Quark's export; reported), dequantize (those weights in F32)", "MODE" },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
+    { "no-sync", 0, 0, G_OPTION_ARG_NONE, &no_sync, "Do not wait for the disk: OUT gets its name before its files are flushed to the disk (by default they are, so that a power failure never leaves a damaged OUT; without, a run to a disk ends as soon as a copy would)", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
   };
@@ -1345,7 +1348,7 @@ cmd_quantize (int argc, char **argv)
     .imatrix_file = imatrix_file, .inexact = inexact,
     .export_format = export_format, .file_type = pure_type,
     .file_format = file_format, .excludes = excludes, .max_shard = max_shard, .force = force,
-    .allow_nonfinite = allow_nonfinite, .requantize = requantize, .threads = threads,
+    .allow_nonfinite = allow_nonfinite, .requantize = requantize, .no_sync = no_sync, .threads = threads,
     .cancellable = cancellable, .loop = loop, .progress = &progress, .non_float = non_float,
   };
   {

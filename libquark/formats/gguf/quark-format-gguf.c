@@ -1198,6 +1198,7 @@ typedef struct {
   const guint8 *data;        /* the bytes being written, NULL when idle */
   gsize size;
   gboolean started, stop;
+  gboolean durable;          /* start each write's write-back */
   GError *error;             /* the first failed write's */
 } Writer;
 
@@ -1213,7 +1214,8 @@ writer_write (Writer *w, const guint8 *data, gsize size, GError **error)
   /* start writing these bytes to the disk while the next tensors are
    * quantized: the fsync before the rename then waits for the last ones
    * only (advice: a failure shows in that fsync) */
-  sync_file_range (w->fd, (off_t) at, (off_t) size, SYNC_FILE_RANGE_WRITE);
+  if (w->durable)
+    sync_file_range (w->fd, (off_t) at, (off_t) size, SYNC_FILE_RANGE_WRITE);
   return pad (w->fd, &w->pos, w->path, error);
 }
 
@@ -1251,7 +1253,7 @@ writer_run (gpointer data)
 
 /* starts the writer on @fd, whose first @pos bytes are written */
 static void
-writer_start (Writer *w, int fd, const char *path, guint64 pos)
+writer_start (Writer *w, int fd, const char *path, guint64 pos, gboolean durable)
 {
   memset (w, 0, sizeof *w);
   g_mutex_init (&w->lock);
@@ -1259,6 +1261,7 @@ writer_start (Writer *w, int fd, const char *path, guint64 pos)
   w->fd = fd;
   w->path = path;
   w->pos = pos;
+  w->durable = durable;
   w->started = TRUE;
   w->thread = g_thread_try_new ("quark-gguf-write", writer_run, w, NULL);
 }
@@ -1345,14 +1348,14 @@ open_beside (const char *path, char **tmp, GError **error)
   return fd;
 }
 
-/* Syncs and closes *fd, then renames *tmp to @path (without replacing it
- * unless @overwrite); *fd is -1 and *tmp NULL after a success */
+/* Syncs (when @durable) and closes *fd, then renames *tmp to @path (without
+ * replacing it unless @overwrite); *fd is -1 and *tmp NULL after a success */
 static gboolean
-commit (int *fd, char **tmp, const char *path, gboolean overwrite, GError **error)
+commit (int *fd, char **tmp, const char *path, gboolean overwrite, gboolean durable, GError **error)
 {
   int saved;
 
-  if (fsync (*fd) != 0)
+  if (durable && fsync (*fd) != 0)
     {
       saved = errno;
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_IO, "%s: %s", path, g_strerror (saved));
@@ -1375,6 +1378,17 @@ commit (int *fd, char **tmp, const char *path, gboolean overwrite, GError **erro
       return FALSE;
     }
   g_clear_pointer (tmp, g_free);
+  if (durable)
+    {
+      /* the rename itself, durable */
+      g_autofree char *parent = g_path_get_dirname (path);
+      int dir_fd = open (parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dir_fd >= 0)
+        {
+          fsync (dir_fd);
+          close (dir_fd);
+        }
+    }
   return TRUE;
 }
 
@@ -1911,7 +1925,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
     largest = MAX (largest, g_array_index (outs, Out, i).size);
   buffer0 = g_malloc (MAX (largest, 1));
   buffer1 = outs->len > 1 ? g_malloc (MAX (largest, 1)) : NULL;
-  writer_start (&writer, fd, path, pos);
+  writer_start (&writer, fd, path, pos, quark_checkpoint_format_get_durable (format));
   for (guint i = 0; i < outs->len; i++)
     {
       Out *o = &g_array_index (outs, Out, i);
@@ -1975,7 +1989,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   if (!quark_model_check_sources (model, error))
     goto out;
   writer_stop (&writer);
-  ok = commit (&fd, &tmp, path, overwrite, error);
+  ok = commit (&fd, &tmp, path, overwrite, quark_checkpoint_format_get_durable (format), error);
 
 out:
   writer_stop (&writer);
@@ -2457,7 +2471,7 @@ _quark_gguf_write_imatrix (const char *path, QuarkModel *tensors, const char * c
       if (!write_all (fd, le, size, path, error) || !pad (fd, &pos, path, error))
         goto out;
     }
-  ok = commit (&fd, &tmp, path, overwrite, error);
+  ok = commit (&fd, &tmp, path, overwrite, TRUE, error);
 
 out:
   discard_beside (fd, tmp);
