@@ -51,7 +51,9 @@
  * quark_checkpoint_writer_finish() checks (every shard reads back, every
  * name once) and renames into place when complete: a failed, aborted or
  * killed run never leaves an output that looks complete, and an existing
- * output is replaced only when asked.
+ * output is replaced only when asked. Before the rename every file is
+ * flushed to the disk, so that a crash of the system does not leave a
+ * damaged output either (quark_checkpoint_writer_set_durable()).
  *
  * The temporary directory, `.quark-tmp-PID-XXXXXX` beside the output, holds
  * a `lock` file naming the output, locked (flock) for as long as the writer
