@@ -1237,7 +1237,7 @@ cmd_quantize (int argc, char **argv)
     { "pure", 0, 0, G_OPTION_ARG_NONE, &pure, "With --export-format gguf: every 2-D weight in --type, without llama-quantize's per-tensor choices (llama-quantize --pure)", NULL },
     { "inexact", 0, 0, G_OPTION_ARG_STRING, &inexact, "With --export-format gguf and an already quantized MODEL (its codes carried into --type Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0): what to do with weights whose scales or minima are not exact in FP16: fail (default), round (as AMD Quark's export; reported), dequantize (those weights in F32)", "MODE" },
     { "allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &allow_nonfinite, "Quantize NaN as 0 and infinities as the tensor's largest finite magnitude instead of failing", NULL },
-    { "no-sync", 0, 0, G_OPTION_ARG_NONE, &no_sync, "Do not wait for the disk: OUT gets its name before its files are flushed to the disk (by default they are, so that a power failure never leaves a damaged OUT; without, a run to a disk ends as soon as a copy would)", NULL },
+    { "no-sync", 0, 0, G_OPTION_ARG_NONE, &no_sync, "Do not wait for the disk: give OUT its name without flushing its files to the disk first (by default they are flushed, so that a power failure never leaves a damaged OUT); a run to a disk then ends as soon as a copy would", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print a JSON summary for scripts", NULL },
     G_OPTION_ENTRY_NULL
   };
