@@ -17,4 +17,14 @@ void _quark_checkpoint_writer_expect_tensors (QuarkCheckpointWriter *self,
                                               guint                  n_tensors,
                                               gsize                  name_bytes);
 
+/* Durable outputs, shared with the formats that write whole files (GGUF).
+ * Starts writing @size bytes of @fd at @offset to the disk without waiting
+ * (sync_file_range), so that the fsync before the rename waits for the
+ * last bytes only; advice: a failure shows in that fsync. */
+void _quark_output_start_writeback (int fd, guint64 offset, guint64 size);
+
+/* Flushes the directory @directory, so that a rename in it is on the disk;
+ * best effort, after the rename succeeded. */
+void _quark_output_sync_directory (const char *directory);
+
 G_END_DECLS

@@ -330,6 +330,24 @@ io_error (GError **error, const char *path, const char *what, int saved)
   return FALSE;
 }
 
+void
+_quark_output_start_writeback (int fd, guint64 offset, guint64 size)
+{
+  sync_file_range (fd, (off_t) offset, (off_t) size, SYNC_FILE_RANGE_WRITE);
+}
+
+void
+_quark_output_sync_directory (const char *directory)
+{
+  int fd = open (directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd >= 0)
+    {
+      fsync (fd);
+      close (fd);
+    }
+}
+
 /* A finished file's bytes onto the disk, when the output is durable */
 static gboolean
 flush_file (QuarkCheckpointWriter *self, int fd, const char *path, GError **error)
@@ -783,12 +801,10 @@ write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, QuarkTensor *tens
   e->offset = s->direct_size;
   if (!write_tensor (self, s->main_fd, tensor, data, e->size, (gint64) (s->room + e->offset), s->part_path, error))
     return FALSE;
-  /* These bytes stay where they are: start writing them to the disk now,
-   * while later tensors are quantized, so that the fsync before the
-   * rename has only the last ones to wait for. Advice: a failure here
-   * shows in that fsync. */
+  /* these bytes stay where they are: to the disk while later tensors are
+   * quantized */
   if (self->durable)
-    sync_file_range (s->main_fd, (off_t) (s->room + e->offset), (off_t) e->size, SYNC_FILE_RANGE_WRITE);
+    _quark_output_start_writeback (s->main_fd, s->room + e->offset, e->size);
   s->direct_size += e->size;
   return TRUE;
 }
@@ -1426,14 +1442,7 @@ quark_checkpoint_writer_finish (QuarkCheckpointWriter  *self,
 
   /* into place, only when complete */
   if (ok && (ok = commit (self, error)) && self->durable)
-    {
-      int fd = open (self->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (fd >= 0)
-        {
-          fsync (fd);   /* the rename itself, durable */
-          close (fd);
-        }
-    }
+    _quark_output_sync_directory (self->parent);   /* the rename itself, durable */
   self->done = TRUE;
   if (!ok)
     name_output (self, error);

@@ -2,7 +2,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#define _GNU_SOURCE 1   /* renameat2, sync_file_range */
+#define _GNU_SOURCE 1   /* renameat2 */
 #include "config.h"
 
 #include "../quark-format-private.h"
@@ -13,6 +13,7 @@
 #include "kernels/quark-kernels.h"
 #include "quark-json.h"
 #include "quark-model-private.h"
+#include "quark-checkpoint-writer-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1211,11 +1212,9 @@ writer_write (Writer *w, const guint8 *data, gsize size, GError **error)
   w->pos += size;
   if (!write_all (w->fd, data, size, w->path, error))
     return FALSE;
-  /* start writing these bytes to the disk while the next tensors are
-   * quantized: the fsync before the rename then waits for the last ones
-   * only (advice: a failure shows in that fsync) */
+  /* to the disk while the next tensors are quantized */
   if (w->durable)
-    sync_file_range (w->fd, (off_t) at, (off_t) size, SYNC_FILE_RANGE_WRITE);
+    _quark_output_start_writeback (w->fd, at, size);
   return pad (w->fd, &w->pos, w->path, error);
 }
 
@@ -1380,14 +1379,8 @@ commit (int *fd, char **tmp, const char *path, gboolean overwrite, gboolean dura
   g_clear_pointer (tmp, g_free);
   if (durable)
     {
-      /* the rename itself, durable */
       g_autofree char *parent = g_path_get_dirname (path);
-      int dir_fd = open (parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dir_fd >= 0)
-        {
-          fsync (dir_fd);
-          close (dir_fd);
-        }
+      _quark_output_sync_directory (parent);   /* the rename itself, durable */
     }
   return TRUE;
 }
