@@ -94,6 +94,53 @@ test_half_decoders_agree (void)
     }
 }
 
+/* quark_kernel_convert_to_f32() on float16 (the vector path, 16 lanes at a
+ * time, with a scalar tail) gives the bits of quark_kernel_f16_to_f32() for
+ * every pattern, whatever the start and length (so that each pattern goes
+ * through the vector body and the tail), and a value equal to the generic
+ * decoder's; NaNs keep sign and payload (the binary16 payload shifted into
+ * the top of binary32's). */
+static void
+test_f16_widening (void)
+{
+  const QuarkFpFormat *f16 = quark_fp_format_for_dtype (QUARK_DTYPE_F16);
+  g_autofree guint16 *h = g_new (guint16, 65536 + 32);
+  g_autofree guint32 *w = g_new (guint32, 65536 + 33);
+
+  for (guint i = 0; i < 65536 + 32; i++)
+    h[i] = (guint16) i;
+  for (gsize start = 0; start < 17; start++)
+    for (gsize trim = 0; trim < 17; trim += 5)
+      {
+        gsize n = 65536 + 16 - trim;
+        memset (w, 0xAB, (65536 + 33) * sizeof (guint32));
+        g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_F16, h + start, (float *) w + start, n));
+        for (gsize i = start; i < start + n; i++)
+          {
+            float want = quark_kernel_f16_to_f32 (h[i]);
+            guint32 bits;
+            memcpy (&bits, &want, 4);
+            if (w[i] != bits)
+              g_error ("float16 0x%04x (start %zu, length %zu): 0x%08x, the scalar form 0x%08x", h[i], start, n,
+                       w[i], bits);
+          }
+        if (w[start + n] != 0xABABABABu)
+          g_error ("start %zu length %zu: 0x%08x written past the end", start, n, w[start + n]);
+      }
+  /* the last round (start 16, length 65 537) holds every pattern */
+  for (gsize i = 16; i < 16 + 65537; i++)
+    {
+      guint32 code = h[i];
+      float f;
+      double ref = quark_kernel_fp_decode (f16, (guint16) code);
+      memcpy (&f, &w[i], 4);
+      if (isnan (ref))
+        g_assert_cmphex (w[i], ==, ((code & 0x8000u) << 16) | 0x7f800000u | ((code & 0x3ffu) << 13));
+      else
+        g_assert_true (f == ref && !signbit (f) == !signbit (ref));
+    }
+}
+
 static guint8
 e4m3 (double x)
 {
@@ -604,6 +651,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/float/exhaustive-roundtrip", test_exhaustive_roundtrip);
   g_test_add_func ("/float/half-decoders-agree", test_half_decoders_agree);
+  g_test_add_func ("/float/f16-widening", test_f16_widening);
   g_test_add_func ("/float/torch-cast-vectors", test_torch_cast_vectors);
   g_test_add_func ("/float/v18-minifloat", test_v18_minifloat);
   g_test_add_func ("/float/q5-fp8-per-tensor", test_q5_fp8_per_tensor);
