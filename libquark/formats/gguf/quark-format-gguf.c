@@ -14,6 +14,7 @@
 #include "quark-json.h"
 #include "quark-model-private.h"
 #include "quark-checkpoint-writer-private.h"
+#include "runtime/quark-parallel-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1444,6 +1445,12 @@ free_pool_buffer (guint8 **buffer)
   quark_buffer_free (*buffer);
 }
 
+static void
+free_parallel (QuarkParallel **pool)
+{
+  _quark_parallel_free (*pool);
+}
+
 /* the input read at a time from a file */
 #define READ_BYTES ((gsize) 1 << 20)
 
@@ -1500,32 +1507,36 @@ quantize_run (gpointer data)
   return NULL;
 }
 
-/* Quantizes the rows of @tensor (read from its file when it is mapped) or,
- * @tensor %NULL, of @src in memory. FALSE when a read failed. */
-static gboolean
-quantize_rows (QuarkGgmlType type, QuarkTensor *tensor, const guint8 *src, QuarkDType dtype, gint64 heads,
-               const float *qw, gsize rows, gsize cols, guint n_threads, guint8 *out, GError **error)
+/* The rows [begin, end) of one thread's share (QuarkRangeFunc) */
+static void
+quantize_share (gpointer data, gsize begin, gsize end, guint worker)
 {
-  guint n = MIN (MIN (n_threads, 64u), (guint) MAX (rows, 1));
-  RowRun runs[64];
-  GThread *threads[64] = { NULL };
+  RowRun *run = (RowRun *) data + worker;
+
+  run->first = begin;
+  run->last = end;
+  quantize_run (run);
+}
+
+/* Quantizes the rows of @tensor (read from its file when it is mapped) or,
+ * @tensor %NULL, of @src in memory, on the threads of @pool (started once
+ * for the whole file: a thread started per tensor faulted its stack in
+ * again each time, 900 page faults for a 2 GB model). FALSE when a read
+ * failed. */
+static gboolean
+quantize_rows (QuarkParallel *pool, QuarkGgmlType type, QuarkTensor *tensor, const guint8 *src, QuarkDType dtype,
+               gint64 heads, const float *qw, gsize rows, gsize cols, guint8 *out, GError **error)
+{
+  guint n = _quark_parallel_get_threads (pool);
+  g_autofree RowRun *runs = g_new (RowRun, n);
   gboolean ok = TRUE;
 
-  if (rows * cols < (1u << 16))
-    n = 1;
   for (guint i = 0; i < n; i++)
-    {
-      runs[i] = (RowRun) { type, tensor, src, dtype, heads, qw, rows * i / n, rows * (i + 1) / n, rows, cols, out,
-                           NULL };
-      if (i > 0)
-        threads[i] = g_thread_try_new ("quark-gguf", quantize_run, &runs[i], NULL);
-      if (i > 0 && threads[i] == NULL)
-        quantize_run (&runs[i]);   /* no thread: this one does the run */
-    }
-  quantize_run (&runs[0]);
-  for (guint i = 1; i < n; i++)
-    if (threads[i])
-      g_thread_join (threads[i]);
+    runs[i] = (RowRun) { type, tensor, src, dtype, heads, qw, 0, 0, rows, cols, out, NULL };
+  if (rows * cols < (1u << 16))
+    quantize_share (runs, 0, rows, 0);
+  else
+    _quark_parallel_run (pool, rows, quantize_share, runs);
   for (guint i = 0; i < n; i++)
     if (runs[i].error)
       {
@@ -1700,6 +1711,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   g_autofree char *tmp = NULL;
   guint8 *buffer0 __attribute__ ((cleanup (free_pool_buffer))) = NULL;
   guint8 *buffer1 __attribute__ ((cleanup (free_pool_buffer))) = NULL;
+  QuarkParallel *pool __attribute__ ((cleanup (free_parallel))) = NULL;
   Writer writer = { 0 };
   gsize largest = 0;
   g_autofree char *source = _quark_model_get_directory (model);
@@ -1927,6 +1939,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
     largest = MAX (largest, g_array_index (outs, Out, i).size);
   buffer0 = quark_buffer_alloc (MAX (largest, 1));
   buffer1 = outs->len > 1 ? quark_buffer_alloc (MAX (largest, 1)) : NULL;
+  pool = _quark_parallel_new (quark_checkpoint_format_get_threads (format));
   writer_start (&writer, fd, path, pos, quark_checkpoint_format_get_durable (format));
   for (guint i = 0; i < outs->len; i++)
     {
@@ -1971,8 +1984,8 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
           src = (const guint8 *) x;
           dtype = QUARK_DTYPE_F32;
         }
-      if (!quantize_rows (o->type, src ? NULL : tensor, src, dtype, o->heads, o->importance, rows, o->ne[0],
-                          quark_checkpoint_format_get_threads (format), bytes, error))
+      if (!quantize_rows (pool, o->type, src ? NULL : tensor, src, dtype, o->heads, o->importance, rows, o->ne[0],
+                          bytes, error))
         goto out;
       /* done with the input: the mapped pages of one read through the
        * mapping (the float32 copy of other float types) leave the resident
