@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # What users run, against a copy: `quark quantize` of a generated Llama-shaped
-# checkpoint of BF16 weights (TinyLlama's shapes: hidden 2048, MLP 5632, four
-# KV heads of 64; as many layers as make --gib, 2 by default) to int8 per
+# checkpoint of BF16 weights (--dtype F16 or F32 for others; TinyLlama's
+# shapes: hidden 2048, MLP 5632, four KV heads of 64; as many layers as make
+# --gib, 2 by default; one file, or --shards files with an index as
+# transformers writes them) to int8 per
 # channel, FP8 per channel, MXFP4 and int4 per group of 128 (AMD Quark's
 # layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
 # words, as "int4 g128 ct" and "int8 ct"; with the brevitas backend its
 # int8_weight_per_channel, int4_weight_g128 and mxfp4 presets), timed against
 # `cp -r` of the same directory and, where a llama.cpp build is given,
-# against `llama-quantize` from a BF16 GGUF of the same weights (Q8_0, Q4_0,
+# against `llama-quantize` from a GGUF of the same weights and type (Q8_0, Q4_0,
 # MXFP4), all on the same threads, in the same run, with the page cache warm.
 # The commands run in rounds, each round alternating all of them (a shared
 # machine's load drifts), and the table gives medians with the range, the
@@ -39,6 +41,7 @@
 #
 # Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--gib G] [--runs N]
 #            [--threads T] [--dir DIR] [--out-dir DIR] [--llama-bin DIR]
+#            [--dtype BF16|F16|F32] [--shards N]
 import argparse
 import json
 import os
@@ -60,6 +63,8 @@ ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--dir', default=None)
 ap.add_argument('--out-dir', default=None)
 ap.add_argument('--llama-bin', default=os.environ.get('QUARK_LLAMA_CPP_BIN', ''))
+ap.add_argument('--dtype', choices=('BF16', 'F16', 'F32'), default='BF16')
+ap.add_argument('--shards', type=int, default=1)
 args = ap.parse_args()
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -70,8 +75,9 @@ env = dict(os.environ, QUARK_BACKEND_PATH=os.pathsep.join(os.path.join(args.buil
 tokenizer_dir = os.path.join(here, '..', '..', 'shared', 'models', 'docs-llama')
 
 H, F, KV, VOCAB = 2048, 5632, 256, 8192
+ESIZE = 4 if args.dtype == 'F32' else 2
 per_layer = 2 * H * H + 2 * KV * H + 3 * H * F
-layers = max(1, int((args.gib * 2 ** 30 / 2 - 2 * VOCAB * H) / per_layer))
+layers = max(1, int((args.gib * 2 ** 30 / ESIZE - 2 * VOCAB * H) / per_layer))
 
 
 def write_checkpoint(path):
@@ -84,35 +90,55 @@ def write_checkpoint(path):
                     (p + 'mlp.gate_proj.weight', (F, H)), (p + 'mlp.up_proj.weight', (F, H)),
                     (p + 'mlp.down_proj.weight', (H, F))]
     tensors += [('model.norm.weight', (H,)), ('lm_head.weight', (VOCAB, H))]
-    header, offset = {'__metadata__': {'format': 'pt'}}, 0
-    for name, shape in tensors:
-        size = int(np.prod(shape)) * 2
-        header[name] = {'dtype': 'BF16', 'shape': list(shape), 'data_offsets': [offset, offset + size]}
-        offset += size
-    text = json.dumps(header).encode()
-    text += b' ' * (-len(text) % 8)
     rng = np.random.default_rng(0)
-    block = ((rng.standard_normal(1 << 22).astype(np.float32) * 0.02).view(np.uint32) >> 16).astype(np.uint16)
+    block = rng.standard_normal(1 << 22).astype(np.float32) * 0.02
+    if args.dtype == 'BF16':
+        block = (block.view(np.uint32) >> 16).astype(np.uint16)
+    elif args.dtype == 'F16':
+        block = block.astype(np.float16)
     block = block.tobytes()
-    with open(os.path.join(path, 'model.safetensors'), 'wb') as f:
-        f.write(struct.pack('<Q', len(text)) + text)
-        for name, shape in tensors:
-            left = int(np.prod(shape)) * 2
-            while left:
-                chunk = block[:min(left, len(block))]
-                f.write(chunk)
-                left -= len(chunk)
+    # the shards: consecutive runs of tensors of about equal bytes
+    files, weight_map = [], {}
+    total = sum(int(np.prod(shape)) for _, shape in tensors) * ESIZE
+    for name, shape in tensors:
+        k = min(args.shards - 1, sum(int(np.prod(s)) for _, s in sum(files, [])) * ESIZE * args.shards // total)
+        while len(files) <= k:
+            files.append([])
+        files[k].append((name, shape))
+    for k, part in enumerate(files):
+        fname = ('model.safetensors' if args.shards == 1 else
+                 'model-%05d-of-%05d.safetensors' % (k + 1, len(files)))
+        header, offset = {'__metadata__': {'format': 'pt'}}, 0
+        for name, shape in part:
+            size = int(np.prod(shape)) * ESIZE
+            header[name] = {'dtype': args.dtype, 'shape': list(shape), 'data_offsets': [offset, offset + size]}
+            offset += size
+            weight_map[name] = fname
+        text = json.dumps(header).encode()
+        text += b' ' * (-len(text) % 8)
+        with open(os.path.join(path, fname), 'wb') as f:
+            f.write(struct.pack('<Q', len(text)) + text)
+            for name, shape in part:
+                left = int(np.prod(shape)) * ESIZE
+                while left:
+                    chunk = block[:min(left, len(block))]
+                    f.write(chunk)
+                    left -= len(chunk)
+    if args.shards > 1:
+        with open(os.path.join(path, 'model.safetensors.index.json'), 'w') as f:
+            json.dump({'metadata': {'total_size': total}, 'weight_map': weight_map}, f)
     config = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_size': H,
               'intermediate_size': F, 'num_attention_heads': H // 64, 'num_key_value_heads': KV // 64,
               'num_hidden_layers': layers, 'vocab_size': VOCAB, 'max_position_embeddings': 2048,
               'rms_norm_eps': 1e-5, 'rope_theta': 10000.0, 'tie_word_embeddings': False,
-              'hidden_act': 'silu', 'torch_dtype': 'bfloat16', 'bos_token_id': 0, 'eos_token_id': 1}
+              'hidden_act': 'silu', 'torch_dtype': {'BF16': 'bfloat16', 'F16': 'float16', 'F32': 'float32'}[args.dtype],
+              'bos_token_id': 0, 'eos_token_id': 1}
     with open(os.path.join(path, 'config.json'), 'w') as f:
         json.dump(config, f)
     for name in ('tokenizer.json', 'tokenizer_config.json'):   # for the GGUF conversion only
         if os.path.exists(os.path.join(tokenizer_dir, name)):
             shutil.copy(os.path.join(tokenizer_dir, name), path)
-    return max(int(np.prod(s)) * 2 for _, s in tensors)
+    return max(int(np.prod(s)) * ESIZE for _, s in tensors)
 
 
 def run(cmd, out):
@@ -158,8 +184,9 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
     src = os.path.join(tmp, 'model')
     os.mkdir(src)
     largest = write_checkpoint(src)
-    size = os.path.getsize(os.path.join(src, 'model.safetensors'))
-    subprocess.run(['cat', os.path.join(src, 'model.safetensors')], stdout=subprocess.DEVNULL, check=True)
+    shards = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith('.safetensors'))
+    size = sum(os.path.getsize(f) for f in shards)
+    subprocess.run(['cat'] + shards, stdout=subprocess.DEVNULL, check=True)
     out_tmp = tempfile.TemporaryDirectory(dir=args.out_dir) if args.out_dir else None
     out = os.path.join(out_tmp.name if out_tmp else tmp, 'out')
     j = str(args.threads)
@@ -183,16 +210,17 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
     have_llama = llama_quantize and os.access(llama_quantize, os.X_OK) and \
         os.path.exists(os.path.join(src, 'tokenizer.json'))
     if have_llama:
-        bf16 = os.path.join(tmp, 'bf16.gguf')
-        subprocess.run([quark, 'quantize', src, '-o', bf16, '--export-format', 'gguf', '--type', 'BF16'], env=env,
+        source = os.path.join(tmp, 'source.gguf')   # the checkpoint's type
+        subprocess.run([quark, 'quantize', src, '-o', source, '--export-format', 'gguf', '--type', args.dtype], env=env,
                        check=True, capture_output=True)
         outg = os.path.join(os.path.dirname(out), 'out.gguf')
         for t in ('Q8_0', 'Q4_0', 'MXFP4_MOE'):
-            commands.append(('llama-quantize ' + t, [llama_quantize, bf16, outg, t, j], outg))
+            commands.append(('llama-quantize ' + t, [llama_quantize, source, outg, t, j], outg))
 
-    print('checkpoint: %.2f GiB of BF16 weights in %s (%d layers of TinyLlama shapes), largest tensor %.0f MiB; '
-          'outputs in %s; %d threads, %d rounds' % (size / 2 ** 30, where, layers, largest / 2 ** 20,
-                                                    os.path.dirname(out), args.threads, args.runs))
+    print('checkpoint: %.2f GiB of %s weights in %d file(s) in %s (%d layers of TinyLlama shapes), largest tensor '
+          '%.0f MiB; outputs in %s; %d threads, %d rounds'
+          % (size / 2 ** 30, args.dtype, len(shards), where, layers, largest / 2 ** 20, os.path.dirname(out),
+             args.threads, args.runs))
     if not have_llama:
         print('llama-quantize: not compared (give --llama-bin DIR of a llama.cpp build, and ../shared for the '
               'tokenizer its GGUF needs)')
