@@ -1223,6 +1223,82 @@ test_bf16_weights_as_f32 (void)
     }
 }
 
+/* quark_kernel_group_min_max_bf16() (sixteen groups at a time by integer
+ * keys when a group is a multiple of 32 up to 512, else a call per group)
+ * against quark_kernel_min_max_bf16() on each group: equal minima and
+ * maxima (a zero may differ in sign only) and the same finiteness, on
+ * every finite bfloat16 pattern shuffled, on random values, on groups of
+ * negative values only and of signed zeros only, and with each kind of
+ * non-finite value placed once; group sizes on and off the fast path, row
+ * lengths that end in a short group and cross the kernel's 256-group
+ * stride. */
+static void
+test_group_min_max_bf16 (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261206);
+  const gsize group_sizes[] = { 32, 64, 96, 128, 256, 512, 8, 100, 544, 1024 };
+  const guint16 bad_values[] = { 0x7f80, 0xff80, 0x7fc0, 0xffc1 };
+  const gsize n_max = 70000;
+  g_autofree guint16 *h = g_new (guint16, n_max);
+  g_autofree float *lo = g_new (float, n_max), *hi = g_new (float, n_max);
+
+  for (guint data = 0; data < 4 + G_N_ELEMENTS (bad_values); data++)
+    {
+      gsize n = 0;
+
+      if (data == 0)
+        {
+          /* every finite pattern */
+          for (guint32 b = 0; b < 0x10000; b++)
+            if ((b & 0x7f80) != 0x7f80)
+              h[n++] = (guint16) b;
+          for (gsize i = n - 1; i > 0; i--)
+            {
+              gsize j = (gsize) g_rand_int_range (rand, 0, (gint32) i + 1);
+              guint16 t = h[i];
+              h[i] = h[j];
+              h[j] = t;
+            }
+        }
+      else
+        {
+          n = 69999;
+          for (gsize i = 0; i < n; i++)
+            {
+              float v = (float) g_rand_double_range (rand, -3.0, 3.0);
+              guint32 bits;
+              memcpy (&bits, &v, 4);
+              h[i] = (guint16) (bits >> 16);
+              if (data == 2)
+                h[i] |= 0x8000;                                   /* negative only */
+              else if (data == 3)
+                h[i] = g_rand_boolean (rand) ? 0x8000 : 0x0000;   /* signed zeros */
+            }
+          if (data >= 4)
+            h[g_rand_int_range (rand, 0, (gint32) n - 3000)] = bad_values[data - 4];   /* in every length below */
+        }
+      for (guint gs = 0; gs < G_N_ELEMENTS (group_sizes); gs++)
+        for (gsize len = n; len + 3000 > n && len > 0; len = len > 2999 ? len - 2999 : 0)
+          {
+            gsize group = group_sizes[gs], groups = (len + group - 1) / group;
+            gboolean ok = quark_kernel_group_min_max_bf16 (h, len, group, lo, hi), all_finite = TRUE;
+
+            for (gsize g = 0; g < groups; g++)
+              {
+                float rlo, rhi;
+                gsize m = MIN (group, len - g * group);
+                gboolean finite = quark_kernel_min_max_bf16 (h + g * group, m, &rlo, &rhi);
+                all_finite &= finite;
+                if (finite && (lo[g] != rlo || hi[g] != rhi))
+                  g_error ("data %u, group %zu, length %zu, group %zu: [%a, %a], one call per group [%a, %a]", data,
+                           group, len, g, lo[g], hi[g], rlo, rhi);
+              }
+            g_assert_cmpint (ok, ==, all_finite);
+            g_assert_cmpint (all_finite, ==, data < 4);
+          }
+    }
+}
+
 /* Row-of-groups kernels against one call per group on the scalar path. */
 static void
 test_group_kernels (void)
@@ -1780,6 +1856,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/abs-max-every-alignment", test_abs_max_every_alignment);
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/kernels/groups", test_group_kernels);
+  g_test_add_func ("/kernels/group-min-max-bf16", test_group_min_max_bf16);
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);

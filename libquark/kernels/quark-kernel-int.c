@@ -493,6 +493,91 @@ QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_f32, float, uint32_t, qk_abs
 QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_bf16, uint16_t, uint16_t, qk_abs_max_bits_bf16_blocks,
                          0x7f80u, qk_f32_from_bf16_bits)
 
+/* Group statistics as bits, 16 groups of @block (a multiple of 32, at
+ * most 512) at a time: the keys of their maxima and minima
+ * (qk_bf16_maxima16_as(); a group holds infinity or NaN exactly when one
+ * of its keys is at least 0xFF80, the key of +infinity and the reverse key
+ * of -infinity); returns how many groups it took. */
+QK_INLINE size_t
+qk_group_min_max_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *hi, uint16_t *lo)
+{
+  size_t b = 0;
+
+  if (block % 32 || block > 512)
+    return 0;
+  for (; (b + 16) * block <= n; b += 16)
+    {
+      const uint16_t *xb = x + b * block;
+      qk_vu16 h = __builtin_convertvector (qk_bf16_maxima16_as (xb, block, QK_KEY_ORDER), qk_vu16);
+      qk_vu16 l = __builtin_convertvector (qk_bf16_maxima16_as (xb, block, QK_KEY_REVERSE), qk_vu16);
+      memcpy (hi + b, &h, sizeof h);
+      memcpy (lo + b, &l, sizeof l);
+    }
+  return b;
+}
+
+/* (the common group sizes known to the compiler, which unrolls the folds) */
+QK_MULTIVERSION static size_t
+qk_group_min_max_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *hi, uint16_t *lo)
+{
+  switch (block)
+    {
+    case 32: return qk_group_min_max_bf16_by16_as (x, n, 32, hi, lo);
+    case 64: return qk_group_min_max_bf16_by16_as (x, n, 64, hi, lo);
+    case 128: return qk_group_min_max_bf16_by16_as (x, n, 128, hi, lo);
+    default: return qk_group_min_max_bf16_by16_as (x, n, block, hi, lo);
+    }
+}
+
+/**
+ * quark_kernel_group_min_max_bf16: (skip)
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @group: elements per group (the last group may be shorter)
+ * @min: (out caller-allocates): ⌈@n / @group⌉ minima
+ * @max: (out caller-allocates): ⌈@n / @group⌉ maxima
+ *
+ * quark_kernel_min_max_bf16() of each group of a row, in one call (the
+ * statistic of asymmetric per-group schemes): sixteen groups at a time by
+ * integer maxima over keys of the bit patterns that sort as the values do,
+ * when @group is a multiple of 32 up to 512. The minima and maxima are
+ * meaningful only when the result is %true; where a group's extreme is a
+ * zero, its sign may differ from quark_kernel_min_max_bf16()'s (which
+ * reports whichever zero comes first), which quantizes identically.
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_group_min_max_bf16 (const uint16_t *x,
+                                 size_t          n,
+                                 size_t          group,
+                                 float          *min,
+                                 float          *max)
+{
+  uint16_t hi[256], lo[256];
+  bool finite = true;
+
+  if (group == 0)
+    return n == 0;
+  for (size_t start = 0; start < n; start += 256 * group, min += 256, max += 256)
+    {
+      size_t len = n - start < 256 * group ? n - start : 256 * group;
+      size_t fast = qk_group_min_max_bf16_by16 (x + start, len, group, hi, lo);
+      for (size_t g = 0; g < fast; g++)
+        {
+          finite &= hi[g] < 0xff80u && lo[g] < 0xff80u;
+          min[g] = qk_f32_from_bf16_bits (qk_bf16_from_key (lo[g], QK_KEY_REVERSE));
+          max[g] = qk_f32_from_bf16_bits (qk_bf16_from_key (hi[g], QK_KEY_ORDER));
+        }
+      for (size_t g = fast; g < (len + group - 1) / group; g++)
+        {
+          size_t m = len - g * group < group ? len - g * group : group;
+          finite &= qk_min_max_bf16 (x + start + g * group, m, &min[g], &max[g]);
+        }
+    }
+  return finite;
+}
+
 /**
  * quark_kernel_abs_max_f32: (skip)
  * @x: @n floats

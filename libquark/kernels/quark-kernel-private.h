@@ -234,6 +234,37 @@ QK_DEFINE_LANEWISE (qk_min8, qk_v8f, <)
 QK_DEFINE_LANEWISE (qk_max_i8, qk_v8i, >)
 QK_DEFINE_LANEWISE (qk_min_i8, qk_v8i, <)
 
+/* The maxima of 16 blocks of bfloat16 bits (qk_bf16_maxima16_as()) are
+ * taken over one of three keys, all orders of 16-bit unsigned integers:
+ * QK_KEY_ABS the magnitude bits (|x|'s order; infinity above every finite
+ * value, NaN above infinity), QK_KEY_ORDER x's own order (the sign bit
+ * flipped for x >= +0, every bit for x <= -0: -0 sorts just below +0,
+ * negative NaNs at the bottom, positive ones at the top) and QK_KEY_REVERSE
+ * its reverse (the complement of QK_KEY_ORDER), whose maximum is the key of
+ * the minimum. qk_bf16_from_key() takes a key of either order back to the
+ * bits. */
+enum { QK_KEY_ABS, QK_KEY_ORDER, QK_KEY_REVERSE };
+#define QK_DEFINE_BF16_KEY(NAME, VTYPE) \
+QK_INLINE VTYPE \
+NAME (VTYPE v, int key) \
+{ \
+  if (key == QK_KEY_ABS) \
+    return v & 0x7fff; \
+  if (key == QK_KEY_ORDER) \
+    return v ^ ((0 - (v >> 15)) | 0x8000); \
+  return v ^ (((v >> 15) - 1) & 0x7fff); \
+}
+QK_DEFINE_BF16_KEY (qk_bf16_key, qk_vh)
+QK_DEFINE_BF16_KEY (qk_bf16_key256, qk_v16u16)
+
+static inline uint16_t
+qk_bf16_from_key (uint16_t k, int key)
+{
+  if (key == QK_KEY_REVERSE)
+    k = (uint16_t) ~k;
+  return (uint16_t) (k & 0x8000 ? k ^ 0x8000 : ~k);
+}
+
 /* qk_bf16_maxima16() in 256-bit vectors, for processors without AVX512BW:
  * GCC 12 builds the 64-bit-lane permutes of two 512-bit vectors there
  * through general registers, and keeps 512-bit vectors in memory between
@@ -243,7 +274,7 @@ QK_DEFINE_LANEWISE (qk_min_i8, qk_v8i, <)
  * blocks in the order 0 2 4 6 1 3 5 7 in each of two vectors, which one
  * permute of 32-bit lanes (vpermd) puts right. */
 QK_INLINE qk_vw
-qk_bf16_maxima16_256 (const uint16_t *x, size_t block)
+qk_bf16_maxima16_256 (const uint16_t *x, size_t block, int key)
 {
   const qk_v4u64 lo1 = { 0, 1, 4, 5 }, hi1 = { 2, 3, 6, 7 };
   const qk_v4u64 lo2 = { 0, 4, 2, 6 }, hi2 = { 1, 5, 3, 7 };
@@ -259,12 +290,12 @@ qk_bf16_maxima16_256 (const uint16_t *x, size_t block)
       qk_v16u16 a, b;
       memcpy (&a, x + k * block, sizeof a);
       memcpy (&b, x + k * block + 16, sizeof b);
-      v[k] = qk_max_h256 (a & 0x7fff, b & 0x7fff);
+      v[k] = qk_max_h256 (qk_bf16_key256 (a, key), qk_bf16_key256 (b, key));
       for (size_t r = 32; r < block; r += 32)
         {
           memcpy (&a, x + k * block + r, sizeof a);
           memcpy (&b, x + k * block + r + 16, sizeof b);
-          v[k] = qk_max_h256 (v[k], qk_max_h256 (a & 0x7fff, b & 0x7fff));
+          v[k] = qk_max_h256 (v[k], qk_max_h256 (qk_bf16_key256 (a, key), qk_bf16_key256 (b, key)));
         }
     }
 #define QK_HALVE(A, B, LO, HI, T) \
@@ -286,8 +317,11 @@ qk_bf16_maxima16_256 (const uint16_t *x, size_t block)
   return res;
 }
 
+/* The maxima of the keys (QK_KEY_ABS, _ORDER or _REVERSE) of 16
+ * consecutive blocks of @block elements (a multiple of 32, at most 512),
+ * one per word, in order */
 QK_INLINE qk_vw
-qk_bf16_maxima16 (const uint16_t *x, size_t block)
+qk_bf16_maxima16_as (const uint16_t *x, size_t block, int key)
 {
   const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
   const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
@@ -297,17 +331,17 @@ qk_bf16_maxima16 (const uint16_t *x, size_t block)
   qk_vh v[16];
 
   if (!qk_wide_permutes ())
-    return qk_bf16_maxima16_256 (x, block);
+    return qk_bf16_maxima16_256 (x, block, key);
   _Pragma ("GCC unroll 16")
   for (int k = 0; k < 16; k++)
     {
       memcpy (&v[k], x + k * block, sizeof v[k]);
-      v[k] &= 0x7fff;
+      v[k] = qk_bf16_key (v[k], key);
       for (size_t r = 32; r < block; r += 32)
         {
           qk_vh u;
           memcpy (&u, x + k * block + r, sizeof u);
-          v[k] = qk_max_h (v[k], u & 0x7fff);
+          v[k] = qk_max_h (v[k], qk_bf16_key (u, key));
         }
     }
 #define QK_HALVE(A, B, LO, HI, T) \
@@ -324,6 +358,13 @@ qk_bf16_maxima16 (const uint16_t *x, size_t block)
   v[0] = QK_HALVE (v[0], v[1], lo4, hi4, qk_vw);
 #undef QK_HALVE
   return qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
+}
+
+/* The absolute maxima (as bits) of 16 consecutive blocks */
+QK_INLINE qk_vw
+qk_bf16_maxima16 (const uint16_t *x, size_t block)
+{
+  return qk_bf16_maxima16_as (x, block, QK_KEY_ABS);
 }
 
 /* (a loop, which GCC 12 makes one broadcast for both AVX-512 and AVX2;

@@ -75,6 +75,12 @@ bool     quark_kernel_group_abs_max_bf16        (const uint16_t *x,
                                                  size_t          group,
                                                  float          *amax);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_group_min_max_bf16        (const uint16_t *x,
+                                                 size_t          n,
+                                                 size_t          group,
+                                                 float          *min,
+                                                 float          *max);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_channel_min_max_f32       (const float  *x,
                                                  size_t        outer,
                                                  size_t        channels,
