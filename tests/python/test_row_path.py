@@ -65,13 +65,17 @@ SPECS = [
 
 def weights(shape, seed):
     """Gaussian rows of very different magnitudes, with a zero row, a row of
-    exact halves of the int8 step, tiny and huge values."""
+    exact halves of the int8 step, tiny and huge values, a row of negative
+    values only and one of zeros of both signs (the extremes that integer
+    keys of the bits and a float comparison may report differently)."""
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(shape) * np.exp(rng.uniform(-12, 6, (shape[0], 1)))
     w[1] = 0.0
     w[2] = np.arange(shape[1]) % 17 - 8.0
     w[3, ::7] = 1e-30
     w[4, 5] = 3e4
+    w[5] = -np.abs(w[5])
+    w[6] = np.where(np.arange(shape[1]) % 3 == 1, -0.0, 0.0)
     return w.astype(np.float32)
 
 
@@ -90,7 +94,7 @@ def outputs(model):
             for i in range(model.get_n_tensors())}
 
 
-@pytest.mark.parametrize('shape', [(300, 512), (9, 96)])
+@pytest.mark.parametrize('shape', [(300, 512), (9, 96), (24, 2144)])
 @pytest.mark.parametrize('in_dtype', [D.FLOAT32, D.FLOAT16, D.BFLOAT16])
 def test_row_path_equals_general_path(shape, in_dtype):
     w = weights(shape, sum(shape))

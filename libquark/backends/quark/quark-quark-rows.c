@@ -412,6 +412,38 @@ row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float
       memset ((guint8 *) r->zps + p0 * r->esize, 0, r->groups * r->esize);
       return TRUE;
     }
+  if (r->is_int && r->scale_dtype == QUARK_DTYPE_F32)
+    {
+      /* quark_quark_int_params() of an asymmetric range, for a whole row of
+       * groups in one loop (a call per group was a fifth of a uint4 g128
+       * run): lo = min (min, 0), hi = max (max, 0), s = max ((hi - lo) /
+       * (qmax - qmin), eps), z = clamp (qmin - rint (lo / s)). The clamps
+       * to 0 may give the other zero's sign than fminf()/fmaxf(), which
+       * changes neither s nor z; the values are finite, so the selections
+       * are fmaxf()/fminf() (GCC calls those in libm). ip ends with the
+       * last group's parameters, as from the loop below. */
+      const float span_q = (float) ((gint64) r->qmax - r->qmin), qmin = (float) r->qmin, qmax = (float) r->qmax;
+
+      for (gsize g = 0; g < r->groups; g++)
+        {
+          const float l = lo[g] < 0.0f ? lo[g] : 0.0f, h = hi[g] > 0.0f ? hi[g] : 0.0f;
+          const float s0 = (h - l) / span_q, s = s0 > QUARK_EPS ? s0 : QUARK_EPS;
+          const float z = qmin - rintf (l / s);
+          sc[g] = s;
+          zp[g] = z < qmin ? qmin : z > qmax ? qmax : z;
+          r->scales[p0 + g] = s;
+          quark_quark_store_zero_point (r->dtype, r->zps, p0 + g, (int32_t) zp[g]);
+        }
+      quark_quark_int_params (0.0f, 0.0f, FALSE, r->qmin, r->qmax, ip);
+      ip->round = r->round;
+      if (r->groups > 0)
+        {
+          ip->scale = sc[r->groups - 1];
+          ip->inv_scale = 1.0f / ip->scale;
+          ip->zero_point = zp[r->groups - 1];
+        }
+      return TRUE;
+    }
   for (gsize g = 0; g < r->groups; g++)
     {
       GError *error = NULL;
@@ -504,12 +536,13 @@ units_func (gsize first, gsize last, gpointer data)
               for (gsize g = 0; g < r->groups; g++)
                 lo[g] = -hi[g];
             }
+          else if (xb)
+            finite = quark_kernel_group_min_max_bf16 (xb, r->unit_len, r->group, lo, hi);
           else
             for (gsize g = 0; g < r->groups && finite; g++)
               {
                 gsize len = MIN (r->group, r->unit_len - g * r->group);
-                finite = xb ? quark_kernel_min_max_bf16 (xb + g * r->group, len, &lo[g], &hi[g])
-                            : quark_kernel_min_max_f32 (x + g * r->group, len, &lo[g], &hi[g]);
+                finite = quark_kernel_min_max_f32 (x + g * r->group, len, &lo[g], &hi[g]);
               }
           if (!finite)
             {
