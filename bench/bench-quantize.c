@@ -42,6 +42,9 @@ spec_for (const char *scheme)
   if (g_str_equal (scheme, "int4_per_group_128"))
     return g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_INT4, "qscheme", QUARK_QSCHEME_PER_GROUP,
                          "ch-axis", -1, "group-size", 128, NULL);
+  if (g_str_equal (scheme, "uint4_per_group_128"))   /* asymmetric: minima, maxima and zero points */
+    return g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_UINT4, "qscheme", QUARK_QSCHEME_PER_GROUP,
+                         "ch-axis", -1, "group-size", 128, "symmetric", FALSE, NULL);
   s = g_object_new (QUARK_TYPE_TENSOR_SPEC, "dtype", QUARK_DTYPE_FP4_E2M1, "qscheme", QUARK_QSCHEME_PER_GROUP,
                     "ch-axis", -1, "group-size", 32, "scale-format", QUARK_SCALE_FORMAT_E8M0, NULL);
   return s;
@@ -50,7 +53,8 @@ spec_for (const char *scheme)
 int
 main (int argc, char **argv)
 {
-  static const char * const schemes[] = { "int8_per_channel", "fp8_per_channel", "int4_per_group_128", "mxfp4" };
+  static const char * const schemes[] = { "int8_per_channel", "fp8_per_channel", "int4_per_group_128",
+                                          "uint4_per_group_128", "mxfp4" };
   gsize rows = argc > 2 ? strtoul (argv[1], NULL, 10) : 8192, cols = argc > 2 ? strtoul (argv[2], NULL, 10) : 8192;
   guint repeats = argc > 3 ? (guint) strtoul (argv[3], NULL, 10) : 7;
   gsize n = rows * cols, bytes = n * 2;
