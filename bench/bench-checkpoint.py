@@ -4,8 +4,8 @@
 # shapes: hidden 2048, MLP 5632, four KV heads of 64; as many layers as make
 # --gib, 2 by default; one file, or --shards files with an index as
 # transformers writes them) to int8 per
-# channel, FP8 per channel, MXFP4 and int4 per group of 128 (AMD Quark's
-# layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
+# channel, FP8 per channel, MXFP4, int4 per group of 128 and uint4 (asymmetric,
+# AWQ's scheme) per group of 128 (AMD Quark's layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
 # words, as "int4 g128 ct" and "int8 ct"; with the brevitas backend its
 # int8_weight_per_channel, int4_weight_g128 and mxfp4 presets), timed against
 # `cp -r` of the same directory and, where a llama.cpp build is given,
@@ -194,6 +194,7 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
                 ('cp -r + sync', ['sh', '-c', 'cp -r "$0" "$1" && sync "$1"/* "$1"', src, out], out)]
     for preset, what, extra in (('int8_per_channel_wo', 'int8', []), ('ptpc_fp8', 'fp8', []),
                                 ('mxfp4', 'mxfp4', []), ('int4_wo_128', 'int4 g128', []),
+                                ('uint4_wo_128', 'uint4 g128', []),
                                 ('int4_wo_128', 'int4 g128 ct', ['--export-format', 'compressed-tensors']),
                                 ('int8_per_channel_wo', 'int8 ct', ['--export-format', 'compressed-tensors'])):
         commands.append(('quark ' + what, [quark, 'quantize', src, '-o', out, '--preset', preset, '--threads', j]
