@@ -2009,6 +2009,12 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
 out:
   writer_stop (&writer);
   discard_beside (fd, tmp);
+  /* the output buffers (the writer is stopped) go back to the system, not
+   * to the pool's idle list, as after a quantization: an application that
+   * writes one GGUF file does not keep twice its largest tensor */
+  g_clear_pointer (&buffer0, quark_buffer_free);
+  g_clear_pointer (&buffer1, quark_buffer_free);
+  quark_buffer_trim ();
   return ok;
 }
 
