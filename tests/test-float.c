@@ -141,6 +141,74 @@ test_f16_widening (void)
     }
 }
 
+/* quark_kernel_convert_from_f32() to float16 (the vector path, 16 lanes
+ * at a time) against quark_kernel_fp_encode() one value at a time: around
+ * every binary16 value (the value, one binary32 step either side, the tie
+ * with the next value and one step either side of it; both signs), every
+ * binary32 pattern's top half with ten patterns of the low half (ties and
+ * sticky bits at each rounding position), two million random patterns,
+ * infinities and NaNs with payloads. */
+static void
+test_f16_narrowing (void)
+{
+  const QuarkFpFormat *f16 = quark_fp_format_for_dtype (QUARK_DTYPE_F16);
+  static const guint16 lows[] = { 0, 1, 0x0fff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x7fff, 0x8000, 0xffff };
+  g_autoptr(GArray) bits = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261206);
+  g_autofree guint16 *got = NULL;
+
+  for (guint32 c = 0; c < 0x7c00; c++)
+    for (guint32 s = 0; s < 2; s++)
+      {
+        const guint32 sign = s << 31;
+        float v = quark_kernel_f16_to_f32 ((guint16) c), next = quark_kernel_f16_to_f32 ((guint16) (c + 1));
+        float mid = (float) (((double) v + (double) next) / 2.0);   /* exact: binary16 has 11 bits */
+        guint32 b[2];
+        memcpy (&b[0], &v, 4);
+        memcpy (&b[1], &mid, 4);
+        for (guint k = 0; k < 2; k++)
+          for (int d = -1; d <= 1; d++)
+            {
+              guint32 x = (b[k] + (guint32) d) | sign;
+              if (b[k] == 0 && d < 0)
+                continue;
+              g_array_append_val (bits, x);
+            }
+      }
+  for (guint32 hi = 0; hi < 0x10000; hi++)
+    for (guint k = 0; k < G_N_ELEMENTS (lows); k++)
+      {
+        guint32 x = hi << 16 | lows[k];
+        g_array_append_val (bits, x);
+      }
+  for (guint k = 0; k < 2000000; k++)
+    {
+      guint32 x = g_rand_int (rand);
+      g_array_append_val (bits, x);
+    }
+  {
+    static const guint32 special[] = { 0x7f800000u, 0xff800000u, 0x7f800001u, 0xffc00000u, 0x7fffffffu,
+                                       0x80000000u, 0x477fefffu, 0x477ff000u, 0x477ff001u, 0x33000000u,
+                                       0x33000001u, 0xb3000000u };
+    for (guint k = 0; k < G_N_ELEMENTS (special); k++)
+      g_array_append_val (bits, special[k]);
+  }
+  got = g_new (guint16, bits->len + 16);
+  for (gsize start = 0; start < 3; start++)
+    {
+      const float *x = (const float *) bits->data;
+      gsize n = bits->len - start;
+      g_assert_true (quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, x + start, got, n));
+      for (gsize i = 0; i < n; i++)
+        {
+          guint16 want = (guint16) quark_kernel_fp_encode (f16, x[start + i], FALSE);
+          if (got[i] != want)
+            g_error ("binary32 0x%08x to float16: 0x%04x, one at a time 0x%04x", g_array_index (bits, guint32, start + i),
+                     got[i], want);
+        }
+    }
+}
+
 static guint8
 e4m3 (double x)
 {
@@ -652,6 +720,7 @@ main (int argc, char **argv)
   g_test_add_func ("/float/exhaustive-roundtrip", test_exhaustive_roundtrip);
   g_test_add_func ("/float/half-decoders-agree", test_half_decoders_agree);
   g_test_add_func ("/float/f16-widening", test_f16_widening);
+  g_test_add_func ("/float/f16-narrowing", test_f16_narrowing);
   g_test_add_func ("/float/torch-cast-vectors", test_torch_cast_vectors);
   g_test_add_func ("/float/v18-minifloat", test_v18_minifloat);
   g_test_add_func ("/float/q5-fp8-per-tensor", test_q5_fp8_per_tensor);

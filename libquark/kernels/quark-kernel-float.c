@@ -1298,6 +1298,44 @@ f32_to_bf16_bits (float f)
   return (uint16_t) ((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
+/* binary32 to binary16, to nearest even, QK_LANES at a time, by bits and
+ * without branches (the scalar tail and the reference are
+ * quark_kernel_fp_encode()): on the magnitude u, NaN becomes the quiet NaN
+ * 0x7e00; from 2^16 on, infinity; below 2^-14 (binary16's subnormals and
+ * zero) adding 0.5 as binary32 rounds u at 2^-24 to nearest even, and the
+ * bits of 0.5 subtracted leave the code; else the exponent is rebased
+ * (-112) and the 13 dropped bits rounded by adding 0xFFF plus the kept
+ * lowest bit (a carry out of the mantissa raises the exponent, up to
+ * infinity from 65 520 on); then the sign goes back on. test-float checks
+ * the bits against quark_kernel_fp_encode() on every binary16 rounding
+ * boundary and tie, and on random patterns. */
+QK_MULTIVERSION static void
+f32_to_f16_loop (const float *src, uint16_t *dst, size_t n, const QuarkFpFormat *format)
+{
+  const qk_vf half = qk_splat (0.5f);
+  size_t i = 0;
+
+  for (; i + QK_LANES <= n; i += QK_LANES)
+    {
+      qk_vu f, u, sign;
+      qk_vi o, small, normal;
+      qk_vu16 h;
+      memcpy (&f, src + i, sizeof f);
+      sign = (f >> 16) & 0x8000u;
+      u = f & 0x7fffffffu;
+      small = (qk_vi) ((qk_vf) u + half) - (qk_vi) half;
+      normal = (qk_vi) ((u + 0xc8000fffu + ((u >> 13) & 1u)) >> 13);
+      o = qk_select_i (u < 0x38800000u, small, normal);
+      o = qk_select_i (u >= 0x47800000u, qk_splat_i (0x7c00), o);
+      o = qk_select_i (u > 0x7f800000u, qk_splat_i (0x7e00), o);
+      o = (o & 0x7fff) | (qk_vi) sign;
+      h = __builtin_convertvector (o, qk_vu16);
+      memcpy (dst + i, &h, sizeof h);
+    }
+  for (; i < n; i++)
+    dst[i] = quark_kernel_fp_encode (format, src[i], false);
+}
+
 /**
  * quark_kernel_convert_from_f32: (skip)
  * @dst_dtype: the element type of @dst
@@ -1343,6 +1381,11 @@ quark_kernel_convert_from_f32 (QuarkDType   dst_dtype,
   format = cast_format (dst_dtype);
   if (format == NULL)
     return false;
+  if (dst_dtype == QUARK_DTYPE_F16)
+    {
+      f32_to_f16_loop (src, dst, n, format);
+      return true;
+    }
   for (size_t i = 0; i < n; i++)
     store_cast (format, dst, i, quark_kernel_fp_encode (format, src[i], false));
   return true;
