@@ -93,17 +93,18 @@ f16_to_f32_loop (const uint16_t *src, uint32_t *dst, size_t n)
 
   for (; i + QK_LANES <= n; i += QK_LANES)
     {
+      /* (unsigned lanes: the sums may pass 2^31) */
       qk_vu16 h;
-      qk_vi w, o, e, sub;
+      qk_vu w, o, e, sub;
       memcpy (&h, src + i, sizeof h);
-      w = (qk_vi) __builtin_convertvector (h, qk_vu);
-      o = (w & 0x7fff) << 13;
-      e = o & 0x0f800000;
-      o += 112 << 23;
-      o = qk_select_i (e == 0x0f800000, o + (112 << 23), o);
-      sub = (qk_vi) ((qk_vf) (o + (1 << 23)) - two_m14);
-      o = qk_select_i (e == 0, sub, o);
-      o |= (w & 0x8000) << 16;
+      w = __builtin_convertvector (h, qk_vu);
+      o = (w & 0x7fffu) << 13;
+      e = o & 0x0f800000u;
+      o += 112u << 23;
+      o = (qk_vu) qk_select_i (e == 0x0f800000u, (qk_vi) (o + (112u << 23)), (qk_vi) o);
+      sub = (qk_vu) ((qk_vf) (o + (1u << 23)) - two_m14);
+      o = (qk_vu) qk_select_i (e == 0, (qk_vi) sub, (qk_vi) o);
+      o |= (w & 0x8000u) << 16;
       memcpy (dst + i, &o, sizeof o);
     }
   for (; i < n; i++)
