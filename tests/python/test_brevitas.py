@@ -271,6 +271,11 @@ def wide_llama(tmp_path_factory):
         w[6, 170] = 2.0 ** -33
         w[7, 128:160] = rng.standard_normal(32) * 1e-30
         w[7, 130] = 0.05
+        # a last group of 96 (elements 192 to 255 of a 256-element row)
+        # of positive values only and one of negative values only: its
+        # zero padding is the minimum, then the maximum
+        w[8, 192:] = np.abs(w[8, 192:]) + 0.01
+        w[9, 192:] = -np.abs(w[9, 192:]) - 0.01
     bf = {k: to_bf16(a) for k, a in full.items()}
     contents = {'BF16': {k: ('BF16', a) for k, a in bf.items()},
                 'F32': {k: ('F32', from_bf16(a)) for k, a in bf.items()},

@@ -1403,6 +1403,19 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
             for (gsize g = 0; g < per_row; g++)
               rows_params (b, p0 + g, -b->amax[g], b->amax[g]);
           }
+        else if (!b->wide)
+          {
+            /* bfloat16: the row's minima and maxima in one call (into the
+             * zero points' and maxima's room, which rows_params() does
+             * not read) */
+            float *lo = b->zps, *hi = b->amax;
+            if (!quark_kernel_group_min_max_bf16 ((const guint16 *) x + row, len, l->group, lo, hi))
+              return FALSE;
+            if (len % l->group)
+              lo[per_row - 1] = fminf (lo[per_row - 1], 0.0f), hi[per_row - 1] = fmaxf (hi[per_row - 1], 0.0f);
+            for (gsize g = 0; g < per_row; g++)
+              rows_params (b, p0 + g, lo[g], hi[g]);
+          }
         else
           for (gsize g = 0; g < per_row; g++)
             {
