@@ -508,8 +508,10 @@ qk_group_min_max_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16
   for (; (b + 16) * block <= n; b += 16)
     {
       const uint16_t *xb = x + b * block;
-      qk_vu16 h = __builtin_convertvector (qk_bf16_maxima16_as (xb, block, QK_KEY_ORDER), qk_vu16);
-      qk_vu16 l = __builtin_convertvector (qk_bf16_maxima16_as (xb, block, QK_KEY_REVERSE), qk_vu16);
+      qk_vw hw, lw;
+      qk_bf16_order_maxima16 (xb, block, &hw, &lw);
+      qk_vu16 h = __builtin_convertvector (hw, qk_vu16);
+      qk_vu16 l = __builtin_convertvector (lw, qk_vu16);
       memcpy (hi + b, &h, sizeof h);
       memcpy (lo + b, &l, sizeof l);
     }

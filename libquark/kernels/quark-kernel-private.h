@@ -317,17 +317,47 @@ qk_bf16_maxima16_256 (const uint16_t *x, size_t block, int key)
   return res;
 }
 
+/* The maxima of 16 vectors of keys, one block's each, one per word, in
+ * order: each step takes the low and the high half of every block's lanes
+ * from two vectors and keeps their maximum (qk_bf16_fold_pair() the first
+ * step, of blocks 2k and 2k + 1, qk_bf16_fold8() the others on the eight
+ * vectors it leaves) */
+#define QK_HALVE(A, B, LO, HI, T) \
+  qk_max_h ((qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
+
+QK_INLINE qk_vh
+qk_bf16_fold_pair (qk_vh a, qk_vh b)
+{
+  const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
+
+  return QK_HALVE (a, b, lo1, hi1, qk_vq);
+}
+
+QK_INLINE qk_vw
+qk_bf16_fold8 (qk_vh *v)
+{
+  const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
+  const qk_vq lo3 = { 0, 2, 4, 6, 8, 10, 12, 14 }, hi3 = { 1, 3, 5, 7, 9, 11, 13, 15 };
+  const qk_vw lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
+  const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
+
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 4; k++)
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_vq);
+  _Pragma ("GCC unroll 16")
+  for (int k = 0; k < 2; k++)
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_vq);
+  v[0] = QK_HALVE (v[0], v[1], lo4, hi4, qk_vw);
+  return qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
+}
+#undef QK_HALVE
+
 /* The maxima of the keys (QK_KEY_ABS, _ORDER or _REVERSE) of 16
  * consecutive blocks of @block elements (a multiple of 32, at most 512),
  * one per word, in order */
 QK_INLINE qk_vw
 qk_bf16_maxima16_as (const uint16_t *x, size_t block, int key)
 {
-  const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
-  const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
-  const qk_vq lo3 = { 0, 2, 4, 6, 8, 10, 12, 14 }, hi3 = { 1, 3, 5, 7, 9, 11, 13, 15 };
-  const qk_vw lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
-  const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
   qk_vh v[16];
 
   if (!qk_wide_permutes ())
@@ -344,20 +374,51 @@ qk_bf16_maxima16_as (const uint16_t *x, size_t block, int key)
           v[k] = qk_max_h (v[k], qk_bf16_key (u, key));
         }
     }
-#define QK_HALVE(A, B, LO, HI, T) \
-  qk_max_h ((qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
   _Pragma ("GCC unroll 16")
   for (int k = 0; k < 8; k++)
-    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo1, hi1, qk_vq);
-  _Pragma ("GCC unroll 16")
-  for (int k = 0; k < 4; k++)
-    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_vq);
-  _Pragma ("GCC unroll 16")
-  for (int k = 0; k < 2; k++)
-    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_vq);
-  v[0] = QK_HALVE (v[0], v[1], lo4, hi4, qk_vw);
-#undef QK_HALVE
-  return qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
+    v[k] = qk_bf16_fold_pair (v[2 * k], v[2 * k + 1]);
+  return qk_bf16_fold8 (v);
+}
+
+/* The maxima of both orders' keys (QK_KEY_ORDER and QK_KEY_REVERSE) of 16
+ * consecutive blocks, as qk_bf16_maxima16_as() gives them, from one read
+ * of the values and one key each: the reverse key's maximum is the
+ * complement of the minimum of the order's. Two blocks at a time, folded
+ * at once, to keep the accumulators in registers. */
+QK_INLINE void
+qk_bf16_order_maxima16 (const uint16_t *x, size_t block, qk_vw *hi, qk_vw *lo)
+{
+  qk_vh v[8], w[8];
+
+  if (!qk_wide_permutes ())
+    {
+      *hi = qk_bf16_maxima16_256 (x, block, QK_KEY_ORDER);
+      *lo = qk_bf16_maxima16_256 (x, block, QK_KEY_REVERSE);
+      return;
+    }
+  _Pragma ("GCC unroll 8")
+  for (int k = 0; k < 8; k++)
+    {
+      qk_vh mx[2], mn[2];
+      for (int j = 0; j < 2; j++)
+        {
+          const uint16_t *xk = x + (2 * k + j) * block;
+          memcpy (&mx[j], xk, sizeof mx[j]);
+          mn[j] = mx[j] = qk_bf16_key (mx[j], QK_KEY_ORDER);
+          for (size_t r = 32; r < block; r += 32)
+            {
+              qk_vh u;
+              memcpy (&u, xk + r, sizeof u);
+              u = qk_bf16_key (u, QK_KEY_ORDER);
+              mx[j] = qk_max_h (mx[j], u);
+              mn[j] = qk_min_h (mn[j], u);
+            }
+        }
+      v[k] = qk_bf16_fold_pair (mx[0], mx[1]);
+      w[k] = qk_bf16_fold_pair (~mn[0], ~mn[1]);
+    }
+  *hi = qk_bf16_fold8 (v);
+  *lo = qk_bf16_fold8 (w);
 }
 
 /* The absolute maxima (as bits) of 16 consecutive blocks */
