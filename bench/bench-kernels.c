@@ -77,6 +77,31 @@ run_int4_group128 (Bench *b)
   return b->rows * b->cols / 2 + b->rows * groups * 4;
 }
 
+/* Asymmetric (AWQ's scheme): each group's minimum and maximum, a scale
+ * and a zero point, unsigned codes packed along the rows */
+static gsize
+run_uint4_group128 (Bench *b)
+{
+  gsize groups = b->cols / 128;
+  QuarkKernelIntParams p = { .qmin = 0, .qmax = 15 };
+  float *zps = b->row;
+  for (gsize r = 0; r < b->rows; r++)
+    {
+      const guint16 *row = b->bf16 + r * b->cols;
+      float *scales = b->scales + r * groups;
+      quark_kernel_group_min_max_bf16 (row, b->cols, 128, zps, scales);
+      for (gsize g = 0; g < groups; g++)
+        {
+          float lo = fminf (zps[g], 0.0f), s = fmaxf ((fmaxf (scales[g], 0.0f) - lo) / 15.0f, 0x1p-23f);
+          scales[g] = s;
+          zps[g] = fminf (fmaxf (nearbyintf (-lo / s), 0.0f), 15.0f);
+        }
+      quark_kernel_quantize_pack_int4_groups_bf16 (row, b->cols, 128, &p, scales, zps, QUARK_DTYPE_UINT4, TRUE,
+                                                   (gint32 *) (b->packed + r * b->cols / 2));
+    }
+  return b->rows * b->cols / 2 + b->rows * groups * 8;
+}
+
 /* The same codes in AMD Quark's layout (packed along the output channels,
  * [cols, rows / 8] words), as the quark backend makes them for that
  * format: the codes of 128 rows into a buffer that stays in cache, then
@@ -144,6 +169,7 @@ main (int argc, char **argv)
     { "bf16_to_fp8_e4m3_per_channel", run_fp8_per_channel },
     { "bf16_to_int4_per_group_128_packed", run_int4_group128 },
     { "bf16_to_int4_per_group_128_columns", run_int4_group128_columns },
+    { "bf16_to_uint4_per_group_128_packed", run_uint4_group128 },
     { "bf16_to_mxfp4_packed", run_mxfp4 },
   };
   double memcpy_best = INFINITY, memcpy_rate;
