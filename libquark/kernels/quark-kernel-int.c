@@ -495,7 +495,8 @@ QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_bf16, uint16_t, uint16_t, qk
 
 /* Group statistics as bits, 16 groups of @block (a multiple of 32, at
  * most 512) at a time: the keys of their maxima and minima
- * (qk_bf16_maxima16_as(); a group holds infinity or NaN exactly when one
+ * (qk_bf16_order_maxima16(): QK_KEY_ORDER and QK_KEY_REVERSE; a group
+ * holds infinity or NaN exactly when one
  * of its keys is at least 0xFF80, the key of +infinity and the reverse key
  * of -infinity); returns how many groups it took. */
 QK_INLINE size_t
@@ -541,8 +542,9 @@ qk_group_min_max_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t 
  *
  * quark_kernel_min_max_bf16() of each group of a row, in one call (the
  * statistic of asymmetric per-group schemes): sixteen groups at a time by
- * integer maxima over keys of the bit patterns that sort as the values do,
- * when @group is a multiple of 32 up to 512. The minima and maxima are
+ * integer maxima and minima over keys of the bit patterns that sort as the
+ * values do (each value read and keyed once), when @group is a multiple of
+ * 32 up to 512. The minima and maxima are
  * meaningful only when the result is %true; where a group's extreme is a
  * zero, its sign may differ from quark_kernel_min_max_bf16()'s (which
  * reports whichever zero comes first), which quantizes identically.
