@@ -1151,6 +1151,19 @@ rows_group_abs_max (const Rows *b, const void *x, gsize at, gsize n, gsize group
                  : quark_kernel_group_abs_max_bf16 (ROWS_X (b, x, at), n, group, amax);
 }
 
+/* The minima and maxima of a row's groups: bfloat16 rows in one kernel
+ * call, float32 ones a call per group */
+static gboolean
+rows_group_min_max (const Rows *b, const void *x, gsize at, gsize n, gsize group, float *lo, float *hi)
+{
+  if (!b->wide)
+    return quark_kernel_group_min_max_bf16 (ROWS_X (b, x, at), n, group, lo, hi);
+  for (gsize g = 0, start = 0; start < n; g++, start += group)
+    if (!quark_kernel_min_max_f32 (ROWS_X (b, x, at + start), MIN (group, n - start), &lo[g], &hi[g]))
+      return FALSE;
+  return TRUE;
+}
+
 /* A parameter set's scale and zero point from the smallest and largest of
  * its (finite) values, as weight_params() has them. Power-of-two scales
  * (MX blocks, fixed point) are bv_scale_from_stat()'s last two lines with
@@ -1403,30 +1416,19 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
             for (gsize g = 0; g < per_row; g++)
               rows_params (b, p0 + g, -b->amax[g], b->amax[g]);
           }
-        else if (!b->wide)
+        else
           {
-            /* bfloat16: the row's minima and maxima in one call (into the
-             * zero points' and maxima's room, which rows_params() does
-             * not read) */
+            /* the minima and maxima go into the zero points' and maxima's
+             * room, which rows_params() does not read; the padding of a
+             * short last group counts */
             float *lo = b->zps, *hi = b->amax;
-            if (!quark_kernel_group_min_max_bf16 ((const guint16 *) x + row, len, l->group, lo, hi))
+            if (!rows_group_min_max (b, x, row, len, l->group, lo, hi))
               return FALSE;
             if (len % l->group)
               lo[per_row - 1] = fminf (lo[per_row - 1], 0.0f), hi[per_row - 1] = fmaxf (hi[per_row - 1], 0.0f);
             for (gsize g = 0; g < per_row; g++)
               rows_params (b, p0 + g, lo[g], hi[g]);
           }
-        else
-          for (gsize g = 0; g < per_row; g++)
-            {
-              gsize start = g * l->group, m = MIN (l->group, len - start);
-              float lo, hi;
-              if (!rows_min_max (b, x, row + start, m, &lo, &hi))
-                return FALSE;
-              if (m < l->group)
-                lo = fminf (lo, 0.0f), hi = fmaxf (hi, 0.0f);
-              rows_params (b, p0 + g, lo, hi);
-            }
         rows_encode_groups (b, x, row, len, at, p0, per_row);
       }
     }
