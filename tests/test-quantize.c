@@ -1223,28 +1223,67 @@ test_bf16_weights_as_f32 (void)
     }
 }
 
-/* quark_kernel_group_min_max_bf16() (sixteen groups at a time by integer
- * keys when a group is a multiple of 32 up to 512, else a call per group)
- * against quark_kernel_min_max_bf16() on each group: equal minima and
- * maxima (a zero may differ in sign only) and the same finiteness, on
- * every finite bfloat16 pattern shuffled, on random values, on groups of
- * negative values only and of signed zeros only, and with each kind of
- * non-finite value placed once; group sizes on and off the fast path, row
- * lengths that end in a short group and cross the kernel's 256-group
- * stride. */
+/* One group min/max kernel (bfloat16 or float32 input) over rows of
+ * every length from @n down by 2999 while above n - 3000, in every group
+ * size, against its one-group kernel called on each group: equal minima
+ * and maxima (a zero may differ in sign only: -0 == +0), and finite
+ * exactly when each group is and when @finite says. */
 static void
-test_group_min_max_bf16 (void)
+check_group_min_max (const guint16 *h, const float *f, gsize n, const gsize *group_sizes, guint n_sizes,
+                     gboolean finite_data, const char *what)
+{
+  g_autofree float *lo = g_new (float, n + 1), *hi = g_new (float, n + 1);
+
+  for (guint gs = 0; gs < n_sizes; gs++)
+    for (gsize len = n; len + 3000 > n && len > 0; len = len > 2999 ? len - 2999 : 0)
+      {
+        gsize group = group_sizes[gs], groups = (len + group - 1) / group;
+        gboolean ok = h ? quark_kernel_group_min_max_bf16 (h, len, group, lo, hi)
+                        : quark_kernel_group_min_max_f32 (f, len, group, lo, hi);
+        gboolean all_finite = TRUE;
+
+        for (gsize g = 0; g < groups; g++)
+          {
+            float rlo, rhi;
+            gsize m = MIN (group, len - g * group);
+            gboolean finite = h ? quark_kernel_min_max_bf16 (h + g * group, m, &rlo, &rhi)
+                                : quark_kernel_min_max_f32 (f + g * group, m, &rlo, &rhi);
+            all_finite &= finite;
+            if (finite && (lo[g] != rlo || hi[g] != rhi))
+              g_error ("%s, group %zu, length %zu, group %zu: [%a, %a], one call per group [%a, %a]", what, group,
+                       len, g, lo[g], hi[g], rlo, rhi);
+          }
+        g_assert_cmpint (ok, ==, all_finite);
+        g_assert_cmpint (all_finite, ==, finite_data);
+      }
+}
+
+/* quark_kernel_group_min_max_bf16() and _f32() (sixteen groups at a time
+ * by integer keys when a group is a multiple of 32 up to 512, or of 16 for
+ * float32 with AVX-512, else a call per group) against
+ * quark_kernel_min_max_bf16() and _f32() on each group
+ * (check_group_min_max()), on every finite bfloat16 pattern shuffled (for
+ * float32 each widened with random low mantissa bits), on random values,
+ * on groups of negative values only and of signed zeros only, and with
+ * each kind of non-finite value placed once; group sizes on and off the
+ * fast paths, row lengths that end in a short group and cross the
+ * kernels' 256-group stride. */
+static void
+test_group_min_max (void)
 {
   g_autoptr(GRand) rand = g_rand_new_with_seed (20261206);
   const gsize group_sizes[] = { 32, 64, 96, 128, 256, 512, 8, 100, 544, 1024 };
+  const gsize group_sizes_f32[] = { 16, 32, 48, 64, 128, 512, 1040, 8, 100, 520 };
   const guint16 bad_values[] = { 0x7f80, 0xff80, 0x7fc0, 0xffc1 };
+  const guint32 bad_values_f32[] = { 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001 };
   const gsize n_max = 70000;
   g_autofree guint16 *h = g_new (guint16, n_max);
-  g_autofree float *lo = g_new (float, n_max), *hi = g_new (float, n_max);
+  g_autofree float *f = g_new (float, n_max);
 
-  for (guint data = 0; data < 4 + G_N_ELEMENTS (bad_values); data++)
+  for (guint data = 0; data < 4 + G_N_ELEMENTS (bad_values_f32); data++)
     {
       gsize n = 0;
+      char what[64];
 
       if (data == 0)
         {
@@ -1274,28 +1313,30 @@ test_group_min_max_bf16 (void)
               else if (data == 3)
                 h[i] = g_rand_boolean (rand) ? 0x8000 : 0x0000;   /* signed zeros */
             }
-          if (data >= 4)
-            h[g_rand_int_range (rand, 0, (gint32) n - 3000)] = bad_values[data - 4];   /* in every length below */
         }
-      for (guint gs = 0; gs < G_N_ELEMENTS (group_sizes); gs++)
-        for (gsize len = n; len + 3000 > n && len > 0; len = len > 2999 ? len - 2999 : 0)
-          {
-            gsize group = group_sizes[gs], groups = (len + group - 1) / group;
-            gboolean ok = quark_kernel_group_min_max_bf16 (h, len, group, lo, hi), all_finite = TRUE;
-
-            for (gsize g = 0; g < groups; g++)
-              {
-                float rlo, rhi;
-                gsize m = MIN (group, len - g * group);
-                gboolean finite = quark_kernel_min_max_bf16 (h + g * group, m, &rlo, &rhi);
-                all_finite &= finite;
-                if (finite && (lo[g] != rlo || hi[g] != rhi))
-                  g_error ("data %u, group %zu, length %zu, group %zu: [%a, %a], one call per group [%a, %a]", data,
-                           group, len, g, lo[g], hi[g], rlo, rhi);
-              }
-            g_assert_cmpint (ok, ==, all_finite);
-            g_assert_cmpint (all_finite, ==, data < 4);
-          }
+      /* float32: the same values with random low bits (not for zeros) */
+      for (gsize i = 0; i < n; i++)
+        {
+          guint32 bits = (guint32) h[i] << 16;
+          if (data != 3)
+            bits |= g_rand_int (rand) & 0xffff;
+          memcpy (&f[i], &bits, 4);
+        }
+      if (data >= 4)
+        {
+          /* in every length below */
+          gsize at = (gsize) g_rand_int_range (rand, 0, (gint32) n - 3000);
+          memcpy (&f[at], &bad_values_f32[data - 4], 4);
+          if (data - 4 < G_N_ELEMENTS (bad_values))
+            h[at] = bad_values[data - 4];
+        }
+      g_snprintf (what, sizeof what, "float32, data %u", data);
+      check_group_min_max (NULL, f, n, group_sizes_f32, G_N_ELEMENTS (group_sizes_f32), data < 4, what);
+      if (data < 4 + G_N_ELEMENTS (bad_values))
+        {
+          g_snprintf (what, sizeof what, "bfloat16, data %u", data);
+          check_group_min_max (h, NULL, n, group_sizes, G_N_ELEMENTS (group_sizes), data < 4, what);
+        }
     }
 }
 
@@ -1856,7 +1897,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/abs-max-every-alignment", test_abs_max_every_alignment);
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/kernels/groups", test_group_kernels);
-  g_test_add_func ("/kernels/group-min-max-bf16", test_group_min_max_bf16);
+  g_test_add_func ("/kernels/group-min-max", test_group_min_max);
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);

@@ -384,18 +384,16 @@ qk_abs_max_bits_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_
   return b;
 }
 
-/* (with the common block sizes known to the compiler, which then unrolls
- * the folds) */
+/* AS (x, n, block, ...) with the common block sizes known to the
+ * compiler, which then unrolls the folds */
+#define QK_BY_BLOCK(AS, X, N, BLOCK, ...) \
+  ((BLOCK) == 32 ? AS (X, N, 32, __VA_ARGS__) : (BLOCK) == 64 ? AS (X, N, 64, __VA_ARGS__) \
+   : (BLOCK) == 128 ? AS (X, N, 128, __VA_ARGS__) : AS (X, N, BLOCK, __VA_ARGS__))
+
 QK_INLINE size_t
 qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
 {
-  switch (block)
-    {
-    case 32: return qk_abs_max_bits_bf16_by16_as (x, n, 32, out);
-    case 64: return qk_abs_max_bits_bf16_by16_as (x, n, 64, out);
-    case 128: return qk_abs_max_bits_bf16_by16_as (x, n, 128, out);
-    default: return qk_abs_max_bits_bf16_by16_as (x, n, block, out);
-    }
+  return QK_BY_BLOCK (qk_abs_max_bits_bf16_by16_as, x, n, block, out);
 }
 
 static inline size_t
@@ -493,43 +491,97 @@ QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_f32, float, uint32_t, qk_abs
 QK_DEFINE_GROUP_ABS_MAX (quark_kernel_group_abs_max_bf16, uint16_t, uint16_t, qk_abs_max_bits_bf16_blocks,
                          0x7f80u, qk_f32_from_bf16_bits)
 
-/* Group statistics as bits, 16 groups of @block (a multiple of 32, at
- * most 512) at a time: the keys of their maxima and minima
- * (qk_bf16_order_maxima16(): QK_KEY_ORDER and QK_KEY_REVERSE; a group
- * holds infinity or NaN exactly when one
- * of its keys is at least 0xFF80, the key of +infinity and the reverse key
- * of -infinity); returns how many groups it took. */
-QK_INLINE size_t
-qk_group_min_max_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *hi, uint16_t *lo)
-{
-  size_t b = 0;
-
-  if (block % 32 || block > 512)
-    return 0;
-  for (; (b + 16) * block <= n; b += 16)
-    {
-      const uint16_t *xb = x + b * block;
-      qk_vw hw, lw;
-      qk_bf16_order_maxima16 (xb, block, &hw, &lw);
-      qk_vu16 h = __builtin_convertvector (hw, qk_vu16);
-      qk_vu16 l = __builtin_convertvector (lw, qk_vu16);
-      memcpy (hi + b, &h, sizeof h);
-      memcpy (lo + b, &l, sizeof l);
-    }
-  return b;
+/* Group statistics as bits, 16 groups of @block at a time: the keys of
+ * their maxima and minima (MAXIMA: QK_KEY_ORDER and QK_KEY_REVERSE, in the
+ * words of two vectors, narrowed to UVEC's lanes); returns how many groups
+ * it took. */
+#define QK_DEFINE_ORDER_BY16(NAME, ITYPE, UTYPE, UVEC, MAXIMA) \
+QK_INLINE size_t \
+NAME (const ITYPE *x, size_t n, size_t block, UTYPE *hi, UTYPE *lo) \
+{ \
+  size_t b = 0; \
+  for (; (b + 16) * block <= n; b += 16) \
+    { \
+      qk_vw hw, lw; \
+      MAXIMA (x + b * block, block, &hw, &lw); \
+      UVEC h = __builtin_convertvector (hw, UVEC), l = __builtin_convertvector (lw, UVEC); \
+      memcpy (hi + b, &h, sizeof h); \
+      memcpy (lo + b, &l, sizeof l); \
+    } \
+  return b; \
 }
+QK_DEFINE_ORDER_BY16 (qk_group_min_max_bf16_by16_as, uint16_t, uint16_t, qk_vu16, qk_bf16_order_maxima16)
+QK_DEFINE_ORDER_BY16 (qk_group_min_max_f32_by16_as, float, uint32_t, qk_vu, qk_f32_order_maxima16)
+#undef QK_DEFINE_ORDER_BY16
 
-/* (the common group sizes known to the compiler, which unrolls the folds) */
+/* bfloat16 groups of a multiple of 32 up to 512 (qk_bf16_order_maxima16();
+ * others a call each); a group holds infinity or NaN exactly when one of
+ * its keys is at least 0xFF80, the key of +infinity and the reverse key of
+ * -infinity. */
 QK_MULTIVERSION static size_t
 qk_group_min_max_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *hi, uint16_t *lo)
 {
-  switch (block)
-    {
-    case 32: return qk_group_min_max_bf16_by16_as (x, n, 32, hi, lo);
-    case 64: return qk_group_min_max_bf16_by16_as (x, n, 64, hi, lo);
-    case 128: return qk_group_min_max_bf16_by16_as (x, n, 128, hi, lo);
-    default: return qk_group_min_max_bf16_by16_as (x, n, block, hi, lo);
-    }
+  if (block % 32 || block > 512)
+    return 0;
+  return QK_BY_BLOCK (qk_group_min_max_bf16_by16_as, x, n, block, hi, lo);
+}
+
+/* float32 groups of a multiple of 16, with AVX-512 (qk_f32_order_maxima16();
+ * elsewhere none: a call per group); a group holds infinity or NaN exactly
+ * when one of its keys is at least 0xFF800000. */
+QK_WIDE_ONLY static size_t
+qk_group_min_max_f32_by16_wide (const float *x, size_t n, size_t block, uint32_t *hi, uint32_t *lo)
+{
+  return QK_BY_BLOCK (qk_group_min_max_f32_by16_as, x, n, block, hi, lo);
+}
+
+static size_t
+qk_group_min_max_f32_by16 (const float *x, size_t n, size_t block, uint32_t *hi, uint32_t *lo)
+{
+  if (!qk_wide_permutes () || block % 16)
+    return 0;
+  return qk_group_min_max_f32_by16_wide (x, n, block, hi, lo);
+}
+
+static inline float
+qk_bf16_value_of_key (uint16_t k, int key)
+{
+  return qk_f32_from_bf16_bits (qk_bf16_from_key (k, key));
+}
+
+static inline float
+qk_f32_value_of_key (uint32_t k, int key)
+{
+  return qk_f32_from_bits (qk_f32_from_key (k, key));
+}
+
+/* The group statistics go through buffers of 256 groups' keys on the
+ * stack; the groups the fast path (BY16) does not take, a call each. */
+#define QK_DEFINE_GROUP_MIN_MAX(NAME, ITYPE, UTYPE, BY16, INF_KEY, VALUE_OF_KEY, MIN_MAX) \
+bool \
+NAME (const ITYPE *x, size_t n, size_t group, float *min, float *max) \
+{ \
+  UTYPE hi[256], lo[256]; \
+  bool finite = true; \
+  if (group == 0) \
+    return n == 0; \
+  for (size_t start = 0; start < n; start += 256 * group, min += 256, max += 256) \
+    { \
+      size_t len = n - start < 256 * group ? n - start : 256 * group; \
+      size_t fast = BY16 (x + start, len, group, hi, lo); \
+      for (size_t g = 0; g < fast; g++) \
+        { \
+          finite &= hi[g] < (INF_KEY) && lo[g] < (INF_KEY); \
+          min[g] = VALUE_OF_KEY (lo[g], QK_KEY_REVERSE); \
+          max[g] = VALUE_OF_KEY (hi[g], QK_KEY_ORDER); \
+        } \
+      for (size_t g = fast; g < (len + group - 1) / group; g++) \
+        { \
+          size_t m = len - g * group < group ? len - g * group : group; \
+          finite &= MIN_MAX (x + start + g * group, m, &min[g], &max[g]); \
+        } \
+    } \
+  return finite; \
 }
 
 /**
@@ -551,36 +603,28 @@ qk_group_min_max_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t 
  *
  * Returns: %true if every element is finite
  */
-bool
-quark_kernel_group_min_max_bf16 (const uint16_t *x,
-                                 size_t          n,
-                                 size_t          group,
-                                 float          *min,
-                                 float          *max)
-{
-  uint16_t hi[256], lo[256];
-  bool finite = true;
+QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_bf16, uint16_t, uint16_t, qk_group_min_max_bf16_by16, 0xff80u,
+                         qk_bf16_value_of_key, qk_min_max_bf16)
 
-  if (group == 0)
-    return n == 0;
-  for (size_t start = 0; start < n; start += 256 * group, min += 256, max += 256)
-    {
-      size_t len = n - start < 256 * group ? n - start : 256 * group;
-      size_t fast = qk_group_min_max_bf16_by16 (x + start, len, group, hi, lo);
-      for (size_t g = 0; g < fast; g++)
-        {
-          finite &= hi[g] < 0xff80u && lo[g] < 0xff80u;
-          min[g] = qk_f32_from_bf16_bits (qk_bf16_from_key (lo[g], QK_KEY_REVERSE));
-          max[g] = qk_f32_from_bf16_bits (qk_bf16_from_key (hi[g], QK_KEY_ORDER));
-        }
-      for (size_t g = fast; g < (len + group - 1) / group; g++)
-        {
-          size_t m = len - g * group < group ? len - g * group : group;
-          finite &= qk_min_max_bf16 (x + start + g * group, m, &min[g], &max[g]);
-        }
-    }
-  return finite;
-}
+/**
+ * quark_kernel_group_min_max_f32: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @group: elements per group (the last group may be shorter)
+ * @min: (out caller-allocates): ⌈@n / @group⌉ minima
+ * @max: (out caller-allocates): ⌈@n / @group⌉ maxima
+ *
+ * quark_kernel_min_max_f32() of each group of a row, in one call:
+ * quark_kernel_group_min_max_bf16() on float32 (and float16 widened to
+ * it), sixteen groups at a time over 32-bit keys when @group is a multiple
+ * of 16 and the processor has AVX-512 (elsewhere a call per group). The
+ * same caveats: meaningful only when the result is %true, and a zero
+ * extreme's sign may differ from quark_kernel_min_max_f32()'s.
+ *
+ * Returns: %true if every element is finite
+ */
+QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_f32, float, uint32_t, qk_group_min_max_f32_by16, 0xff800000u,
+                         qk_f32_value_of_key, qk_min_max_f32)
 
 /**
  * quark_kernel_abs_max_f32: (skip)

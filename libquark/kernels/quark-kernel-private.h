@@ -32,8 +32,14 @@
  * code each clone gets, one -march at a time) */
 #define QK_MULTIVERSION __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define QK_CLONES 1
+/* A kernel that runs only where qk_wide_permutes() is true (its caller
+ * checks): built for x86-64-v4 alone, not cloned, so that the other clones
+ * do not carry 512-bit code they never run (the x86-64-v3 and baseline
+ * forms of such a kernel were ten times the size of the one that runs) */
+#define QK_WIDE_ONLY __attribute__ ((target ("arch=x86-64-v4")))
 #else
 #define QK_MULTIVERSION
+#define QK_WIDE_ONLY
 #endif
 
 #include <stdbool.h>
@@ -177,6 +183,7 @@ QK_DEFINE_LANEWISE (qk_min, qk_vf, <)
 QK_DEFINE_LANEWISE (qk_max_h, qk_vh, >)
 QK_DEFINE_LANEWISE (qk_min_h, qk_vh, <)
 QK_DEFINE_LANEWISE (qk_max_w, qk_vw, >)
+QK_DEFINE_LANEWISE (qk_min_w, qk_vw, <)
 
 QK_INLINE qk_vi
 qk_select_i (qk_vi mask, qk_vi a, qk_vi b)
@@ -317,40 +324,50 @@ qk_bf16_maxima16_256 (const uint16_t *x, size_t block, int key)
   return res;
 }
 
-/* The maxima of 16 vectors of keys, one block's each, one per word, in
- * order: each step takes the low and the high half of every block's lanes
- * from two vectors and keeps their maximum (qk_bf16_fold_pair() the first
- * step, of blocks 2k and 2k + 1, qk_bf16_fold8() the others on the eight
- * vectors it leaves) */
-#define QK_HALVE(A, B, LO, HI, T) \
-  qk_max_h ((qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (qk_vh) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
-
-QK_INLINE qk_vh
-qk_bf16_fold_pair (qk_vh a, qk_vh b)
-{
-  const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
-
-  return QK_HALVE (a, b, lo1, hi1, qk_vq);
+/* The maxima of 16 vectors of keys, one block's each, in order: each
+ * step takes the low and the high half of every block's lanes from two
+ * vectors and keeps their maximum (the pair step on blocks 2k and 2k + 1,
+ * then three steps on the eight vectors it leaves), halving the lanes per
+ * block while keeping the blocks in order. The shuffles move 64-bit and
+ * then 32-bit pieces, so the same steps serve 16-bit keys (bfloat16 and
+ * float16 bits: qk_bf16_fold_pair(), qk_bf16_fold8(), which end with the
+ * two half-words of each word) and 32-bit ones (float32 bits:
+ * qk_w_fold_pair(), qk_w_fold8()). */
+#define QK_HALVE(A, B, LO, HI, T, VT, MAX) \
+  MAX ((VT) QK_SHUFFLE2 ((T) (A), (T) (B), LO), (VT) QK_SHUFFLE2 ((T) (A), (T) (B), HI))
+#define QK_DEFINE_FOLDS(PAIR, FOLD8, VT, MAX) \
+QK_INLINE VT \
+PAIR (VT a, VT b) \
+{ \
+  const qk_vq lo1 = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi1 = { 4, 5, 6, 7, 12, 13, 14, 15 }; \
+  return QK_HALVE (a, b, lo1, hi1, qk_vq, VT, MAX); \
+} \
+QK_INLINE VT \
+FOLD8 (VT *v) \
+{ \
+  const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 }; \
+  const qk_vq lo3 = { 0, 2, 4, 6, 8, 10, 12, 14 }, hi3 = { 1, 3, 5, 7, 9, 11, 13, 15 }; \
+  const qk_vw lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 }; \
+  const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 }; \
+  _Pragma ("GCC unroll 16") \
+  for (int k = 0; k < 4; k++) \
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_vq, VT, MAX); \
+  _Pragma ("GCC unroll 16") \
+  for (int k = 0; k < 2; k++) \
+    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_vq, VT, MAX); \
+  return QK_HALVE (v[0], v[1], lo4, hi4, qk_vw, VT, MAX); \
 }
+QK_DEFINE_FOLDS (qk_bf16_fold_pair, qk_h_fold8, qk_vh, qk_max_h)
+QK_DEFINE_FOLDS (qk_w_fold_pair, qk_w_fold8, qk_vw, qk_max_w)
+#undef QK_DEFINE_FOLDS
+#undef QK_HALVE
 
 QK_INLINE qk_vw
 qk_bf16_fold8 (qk_vh *v)
 {
-  const qk_vq lo2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, hi2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
-  const qk_vq lo3 = { 0, 2, 4, 6, 8, 10, 12, 14 }, hi3 = { 1, 3, 5, 7, 9, 11, 13, 15 };
-  const qk_vw lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
-  const qk_vw hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
-
-  _Pragma ("GCC unroll 16")
-  for (int k = 0; k < 4; k++)
-    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo2, hi2, qk_vq);
-  _Pragma ("GCC unroll 16")
-  for (int k = 0; k < 2; k++)
-    v[k] = QK_HALVE (v[2 * k], v[2 * k + 1], lo3, hi3, qk_vq);
-  v[0] = QK_HALVE (v[0], v[1], lo4, hi4, qk_vw);
-  return qk_max_w ((qk_vw) v[0] & 0xffffu, (qk_vw) v[0] >> 16);
+  qk_vw w = (qk_vw) qk_h_fold8 (v);
+  return qk_max_w (w & 0xffffu, w >> 16);
 }
-#undef QK_HALVE
 
 /* The maxima of the keys (QK_KEY_ABS, _ORDER or _REVERSE) of 16
  * consecutive blocks of @block elements (a multiple of 32, at most 512),
@@ -381,44 +398,84 @@ qk_bf16_maxima16_as (const uint16_t *x, size_t block, int key)
 }
 
 /* The maxima of both orders' keys (QK_KEY_ORDER and QK_KEY_REVERSE) of 16
- * consecutive blocks, as qk_bf16_maxima16_as() gives them, from one read
- * of the values and one key each: the reverse key's maximum is the
- * complement of the minimum of the order's. Two blocks at a time, folded
- * at once, to keep the accumulators in registers. */
+ * consecutive blocks of @block elements (a multiple of a vector's
+ * elements), as qk_bf16_maxima16_as() gives them, from one read of the
+ * values and one key each: the reverse key's maximum is the complement of
+ * the minimum of the order's. Two blocks at a time, folded at once, to
+ * keep the accumulators in registers. Defined for 16-bit keys
+ * (qk_bf16_order_maxima16(): bfloat16 and float16 bits alike, both being
+ * sign and magnitude) and 32-bit ones (qk_f32_order_maxima16(): float32
+ * bits, whose key is the 16-bit one's widened: the sign bit flipped for
+ * x >= +0, every bit for x <= -0), the latter with AVX-512 only (its
+ * callers check qk_wide_permutes()). */
+#define QK_DEFINE_ORDER_MAXIMA16(NAME, ETYPE, VT, KEY, MAX, MIN, PAIR, FOLD8) \
+QK_INLINE void \
+NAME (const ETYPE *x, size_t block, qk_vw *hi, qk_vw *lo) \
+{ \
+  const size_t step = sizeof (VT) / sizeof (ETYPE); \
+  VT v[8], w[8]; \
+  _Pragma ("GCC unroll 8") \
+  for (int k = 0; k < 8; k++) \
+    { \
+      VT mx[2], mn[2]; \
+      for (int j = 0; j < 2; j++) \
+        { \
+          const ETYPE *xk = x + (2 * k + j) * block; \
+          memcpy (&mx[j], xk, sizeof mx[j]); \
+          mn[j] = mx[j] = KEY (mx[j]); \
+          for (size_t r = step; r < block; r += step) \
+            { \
+              VT u; \
+              memcpy (&u, xk + r, sizeof u); \
+              u = KEY (u); \
+              mx[j] = MAX (mx[j], u); \
+              mn[j] = MIN (mn[j], u); \
+            } \
+        } \
+      v[k] = PAIR (mx[0], mx[1]); \
+      w[k] = PAIR (~mn[0], ~mn[1]); \
+    } \
+  *hi = FOLD8 (v); \
+  *lo = FOLD8 (w); \
+}
+
+QK_INLINE qk_vh
+qk_bf16_order_key (qk_vh v)
+{
+  return qk_bf16_key (v, QK_KEY_ORDER);
+}
+
+QK_INLINE qk_vw
+qk_f32_order_key (qk_vw v)
+{
+  return v ^ ((0 - (v >> 31)) | 0x80000000u);
+}
+
+/* float32 bits from a key of either order (qk_bf16_from_key() widened) */
+static inline uint32_t
+qk_f32_from_key (uint32_t k, int key)
+{
+  if (key == QK_KEY_REVERSE)
+    k = ~k;
+  return k & 0x80000000u ? k ^ 0x80000000u : ~k;
+}
+
+QK_DEFINE_ORDER_MAXIMA16 (qk_bf16_order_maxima16_512, uint16_t, qk_vh, qk_bf16_order_key, qk_max_h, qk_min_h,
+                          qk_bf16_fold_pair, qk_bf16_fold8)
+QK_DEFINE_ORDER_MAXIMA16 (qk_f32_order_maxima16, float, qk_vw, qk_f32_order_key, qk_max_w, qk_min_w,
+                          qk_w_fold_pair, qk_w_fold8)
+#undef QK_DEFINE_ORDER_MAXIMA16
+
 QK_INLINE void
 qk_bf16_order_maxima16 (const uint16_t *x, size_t block, qk_vw *hi, qk_vw *lo)
 {
-  qk_vh v[8], w[8];
-
   if (!qk_wide_permutes ())
     {
       *hi = qk_bf16_maxima16_256 (x, block, QK_KEY_ORDER);
       *lo = qk_bf16_maxima16_256 (x, block, QK_KEY_REVERSE);
       return;
     }
-  _Pragma ("GCC unroll 8")
-  for (int k = 0; k < 8; k++)
-    {
-      qk_vh mx[2], mn[2];
-      for (int j = 0; j < 2; j++)
-        {
-          const uint16_t *xk = x + (2 * k + j) * block;
-          memcpy (&mx[j], xk, sizeof mx[j]);
-          mn[j] = mx[j] = qk_bf16_key (mx[j], QK_KEY_ORDER);
-          for (size_t r = 32; r < block; r += 32)
-            {
-              qk_vh u;
-              memcpy (&u, xk + r, sizeof u);
-              u = qk_bf16_key (u, QK_KEY_ORDER);
-              mx[j] = qk_max_h (mx[j], u);
-              mn[j] = qk_min_h (mn[j], u);
-            }
-        }
-      v[k] = qk_bf16_fold_pair (mx[0], mx[1]);
-      w[k] = qk_bf16_fold_pair (~mn[0], ~mn[1]);
-    }
-  *hi = qk_bf16_fold8 (v);
-  *lo = qk_bf16_fold8 (w);
+  qk_bf16_order_maxima16_512 (x, block, hi, lo);
 }
 
 /* The absolute maxima (as bits) of 16 consecutive blocks */

@@ -81,6 +81,12 @@ bool     quark_kernel_group_min_max_bf16        (const uint16_t *x,
                                                  float          *min,
                                                  float          *max);
 QUARK_AVAILABLE_IN_1_0
+bool     quark_kernel_group_min_max_f32         (const float    *x,
+                                                 size_t          n,
+                                                 size_t          group,
+                                                 float          *min,
+                                                 float          *max);
+QUARK_AVAILABLE_IN_1_0
 bool     quark_kernel_channel_min_max_f32       (const float  *x,
                                                  size_t        outer,
                                                  size_t        channels,

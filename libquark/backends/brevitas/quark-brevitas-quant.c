@@ -1151,17 +1151,11 @@ rows_group_abs_max (const Rows *b, const void *x, gsize at, gsize n, gsize group
                  : quark_kernel_group_abs_max_bf16 (ROWS_X (b, x, at), n, group, amax);
 }
 
-/* The minima and maxima of a row's groups: bfloat16 rows in one kernel
- * call, float32 ones a call per group */
 static gboolean
 rows_group_min_max (const Rows *b, const void *x, gsize at, gsize n, gsize group, float *lo, float *hi)
 {
-  if (!b->wide)
-    return quark_kernel_group_min_max_bf16 (ROWS_X (b, x, at), n, group, lo, hi);
-  for (gsize g = 0, start = 0; start < n; g++, start += group)
-    if (!quark_kernel_min_max_f32 (ROWS_X (b, x, at + start), MIN (group, n - start), &lo[g], &hi[g]))
-      return FALSE;
-  return TRUE;
+  return b->wide ? quark_kernel_group_min_max_f32 (ROWS_X (b, x, at), n, group, lo, hi)
+                 : quark_kernel_group_min_max_bf16 (ROWS_X (b, x, at), n, group, lo, hi);
 }
 
 /* A parameter set's scale and zero point from the smallest and largest of

@@ -536,14 +536,9 @@ units_func (gsize first, gsize last, gpointer data)
               for (gsize g = 0; g < r->groups; g++)
                 lo[g] = -hi[g];
             }
-          else if (xb)
-            finite = quark_kernel_group_min_max_bf16 (xb, r->unit_len, r->group, lo, hi);
           else
-            for (gsize g = 0; g < r->groups && finite; g++)
-              {
-                gsize len = MIN (r->group, r->unit_len - g * r->group);
-                finite = quark_kernel_min_max_f32 (x + g * r->group, len, &lo[g], &hi[g]);
-              }
+            finite = xb ? quark_kernel_group_min_max_bf16 (xb, r->unit_len, r->group, lo, hi)
+                        : quark_kernel_group_min_max_f32 (x, r->unit_len, r->group, lo, hi);
           if (!finite)
             {
               fail (r, NULL, TRUE);
