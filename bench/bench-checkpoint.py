@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 # What users run, against a copy: `quark quantize` of a generated Llama-shaped
 # checkpoint of BF16 weights (--dtype F16 or F32 for others; TinyLlama's
-# shapes: hidden 2048, MLP 5632, four KV heads of 64; as many layers as make
+# shapes: hidden 2048, MLP 5632, four KV heads of 64, a vocabulary of 8192
+# (--vocab 32000 for TinyLlama's own, whose embeddings and head are then the
+# largest tensors, 125 MiB each in BF16); as many layers as make
 # --gib, 2 by default; one file, or --shards files with an index as
 # transformers writes them) to int8 per
 # channel, FP8 per channel, MXFP4, int4 per group of 128 and uint4 (asymmetric,
@@ -41,7 +43,7 @@
 #
 # Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--gib G] [--runs N]
 #            [--threads T] [--dir DIR] [--out-dir DIR] [--llama-bin DIR]
-#            [--dtype BF16|F16|F32] [--shards N]
+#            [--dtype BF16|F16|F32] [--shards N] [--vocab V]
 import argparse
 import json
 import os
@@ -65,6 +67,7 @@ ap.add_argument('--out-dir', default=None)
 ap.add_argument('--llama-bin', default=os.environ.get('QUARK_LLAMA_CPP_BIN', ''))
 ap.add_argument('--dtype', choices=('BF16', 'F16', 'F32'), default='BF16')
 ap.add_argument('--shards', type=int, default=1)
+ap.add_argument('--vocab', type=int, default=8192)
 args = ap.parse_args()
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -74,7 +77,7 @@ env = dict(os.environ, QUARK_BACKEND_PATH=os.pathsep.join(os.path.join(args.buil
            QUARK_BACKEND_SYSTEM_PATH='')
 tokenizer_dir = os.path.join(here, '..', '..', 'shared', 'models', 'docs-llama')
 
-H, F, KV, VOCAB = 2048, 5632, 256, 8192
+H, F, KV, VOCAB = 2048, 5632, 256, args.vocab
 ESIZE = 4 if args.dtype == 'F32' else 2
 per_layer = 2 * H * H + 2 * KV * H + 3 * H * F
 layers = max(1, int((args.gib * 2 ** 30 / ESIZE - 2 * VOCAB * H) / per_layer))

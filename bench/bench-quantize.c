@@ -4,7 +4,8 @@
  * larger than the last-level cache, against memcpy of the same bytes in the
  * same run.
  *
- * Usage: bench-quantize [ROWS COLS [REPEATS [SCHEME]]]   (default 8192 8192 7: 128 MiB; every scheme)
+ * Usage: bench-quantize [ROWS COLS [REPEATS [SCHEME [DTYPE]]]]   (default 8192 8192 7: 128 MiB; every
+ * scheme, or SCHEME "all"; DTYPE BF16 by default, or F16 or F32: the same values, 2 or 4 bytes each)
  * Prints one JSON object per line: scheme, threads, buffers ("reused": the
  * tensor buffer pool is warm, as from the second tensor of a model on;
  * "fresh": the pool is emptied before each call, so every output page is
@@ -16,6 +17,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <quark/quark.h>
+#include <quark/quark-kernels.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,9 +59,12 @@ main (int argc, char **argv)
                                           "uint4_per_group_128", "mxfp4" };
   gsize rows = argc > 2 ? strtoul (argv[1], NULL, 10) : 8192, cols = argc > 2 ? strtoul (argv[2], NULL, 10) : 8192;
   guint repeats = argc > 3 ? (guint) strtoul (argv[3], NULL, 10) : 7;
-  gsize n = rows * cols, bytes = n * 2;
-  g_autofree guint16 *x = g_new (guint16, n);
-  g_autofree guint8 *copy = g_malloc (bytes);
+  const char *only = argc > 4 && !g_str_equal (argv[4], "all") ? argv[4] : NULL;
+  QuarkDType dtype = QUARK_DTYPE_BF16;
+  gsize n = rows * cols, bytes;
+  g_autofree guint16 *bf16 = g_new (guint16, n);
+  g_autofree guint8 *x = NULL;
+  g_autofree guint8 *copy = NULL;
   g_autoptr(GBytes) data = NULL;
   g_autoptr(QuarkTensor) tensor = NULL;
   g_autoptr(QuarkQuantizationConfig) config = NULL;
@@ -72,12 +77,34 @@ main (int argc, char **argv)
       float v = (float) (g_rand_double (rand) + g_rand_double (rand) + g_rand_double (rand) - 1.5) * 0.05f;
       guint32 bits;
       memcpy (&bits, &v, 4);
-      x[i] = (guint16) (bits >> 16);
+      bf16[i] = (guint16) (bits >> 16);
     }
   g_rand_free (rand);
+  if (argc > 5 && !quark_dtype_from_safetensors (argv[5], &dtype))
+    dtype = QUARK_DTYPE_I8;   /* refused below */
+  bytes = n * (dtype == QUARK_DTYPE_F32 ? 4 : 2);
+  x = g_malloc (bytes);
+  copy = g_malloc (bytes);
+  if (dtype == QUARK_DTYPE_BF16)
+    memcpy (x, bf16, bytes);
+  else if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_F16)
+    {
+      /* the same values (bfloat16 widens exactly, and float16 holds these) */
+      g_autofree float *wide = g_new (float, n);
+      quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, bf16, wide, n);
+      if (dtype == QUARK_DTYPE_F32)
+        memcpy (x, wide, bytes);
+      else
+        quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, wide, x, n);
+    }
+  else
+    {
+      fprintf (stderr, "bench-quantize: DTYPE is BF16, F16 or F32, not %s\n", argv[5]);
+      return 1;
+    }
   memset (copy, 1, bytes);
   data = g_bytes_new_static (x, bytes);
-  tensor = quark_tensor_new ("w", QUARK_DTYPE_BF16, shape, 2, data, &error);
+  tensor = quark_tensor_new ("w", dtype, shape, 2, data, &error);
   g_assert_no_error (error);
   config = quark_registry_config_from_string (quark_registry_get_default (),
                                               "{\"backend\": \"quark\", \"global_quant_config\": "
@@ -89,7 +116,7 @@ main (int argc, char **argv)
     }
 
   for (guint si = 0; si < G_N_ELEMENTS (schemes); si++)
-    for (guint threads = 1; threads <= 2 && (argc <= 4 || g_str_equal (argv[4], schemes[si])); threads++)
+    for (guint threads = 1; threads <= 2 && (only == NULL || g_str_equal (only, schemes[si])); threads++)
       for (guint fresh = 0; fresh < 2; fresh++)
         {
           g_autoptr(QuarkTensorSpec) spec = spec_for (schemes[si]);
