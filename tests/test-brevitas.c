@@ -690,8 +690,8 @@ test_brevitas_names (void)
     "\"input_tensors\": {\"preset\": \"Int8ActPerTensorFloatMSE\"}",
     "\"weight\": {\"preset\": \"ShiftedUint8WeightPerChannelFloat\", \"percentile\": 99.0, \"low_percentile\": 3.0}",
     "\"weight\": {\"scaling_stats_op\": \"mean_sigma_std\", \"sigma\": 2.5, \"scale_type\": \"log_fp\"}",
-    "\"weight\": {\"quant_type\": \"float\", \"float_format\": \"generic\", \"exponent_bias\": 9, "
-    "\"nan_values\": [\"111\", \"110\"], \"inf_values\": [\"101\"], \"saturating\": false}",
+    ("\"weight\": {\"quant_type\": \"float\", \"float_format\": \"generic\", \"exponent_bias\": 9, "
+     "\"nan_values\": [\"111\", \"110\"], \"inf_values\": [\"101\"], \"saturating\": false}"),
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (round_trips); i++)

@@ -792,8 +792,8 @@ test_backend_int4_rows_layout (void)
 {
   static const char * const specs[] = {
     "{\"dtype\": \"int4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 32}",
-    "{\"dtype\": \"uint4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 64, "
-    "\"symmetric\": false}",
+    ("{\"dtype\": \"uint4\", \"qscheme\": \"per_group\", \"ch_axis\": -1, \"group_size\": 64, "
+     "\"symmetric\": false}"),
     "{\"dtype\": \"int4\", \"qscheme\": \"per_channel\", \"ch_axis\": 0}",
   };
   const gsize rows = 24, cols = 128, n = rows * cols;

@@ -1815,7 +1815,7 @@ gboolean
 quark_executor_calibrate (QuarkExecutor *self, QuarkCalibration *calibration, const guint32 *ids, gsize n_ids,
                           guint context, GCancellable *cancellable, GError **error)
 {
-  g_auto(CalibrateData) data = { NULL };
+  g_auto(CalibrateData) data = { 0 };
 
   g_return_val_if_fail (QUARK_IS_EXECUTOR (self), FALSE);
   g_return_val_if_fail (QUARK_IS_CALIBRATION (calibration), FALSE);
@@ -2267,7 +2267,7 @@ quark_executor_calibrate_sequential (QuarkExecutor *self, QuarkCalibration *cali
                                      const guint32 *ids, gsize n_ids, guint context, GCancellable *cancellable,
                                      GError **error)
 {
-  g_auto(CalibrateData) data = { NULL };
+  g_auto(CalibrateData) data = { 0 };
   g_autofree float *x = NULL, *tmp = NULL, *xf = NULL, *tmpf = NULL;
   g_autoptr(GHashTable) references = NULL;
   CrossData cross = { NULL, &data };

@@ -1703,7 +1703,7 @@ gguf_write_model (QuarkCheckpointFormat *format, QuarkModel *model, const char *
   JsonObject *cfg;
   Arch a;
   Kv kv = { g_byte_array_new (), 0 };
-  g_autoptr(GByteArray) kvb = kv.bytes;
+  g_autoptr(GByteArray) kvb G_GNUC_UNUSED = kv.bytes;   /* frees kv.bytes */
   g_autoptr(GByteArray) head = g_byte_array_new ();
   g_autoptr(GArray) outs = g_array_new (FALSE, TRUE, sizeof (Out));
   g_autoptr(QuarkTensor) rope_freqs = NULL;
@@ -2439,7 +2439,7 @@ _quark_gguf_write_imatrix (const char *path, QuarkModel *tensors, const char * c
                            guint32 chunk_size, gboolean overwrite, GError **error)
 {
   Kv kv = { g_byte_array_new (), 0 };
-  g_autoptr(GByteArray) kvb = kv.bytes;
+  g_autoptr(GByteArray) kvb G_GNUC_UNUSED = kv.bytes;   /* frees kv.bytes */
   g_autoptr(GByteArray) head = g_byte_array_new ();
   g_autoptr(GPtrArray) names = g_ptr_array_new ();
   g_autofree char *tmp = NULL;

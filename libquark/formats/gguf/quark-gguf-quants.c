@@ -35,7 +35,12 @@
 #include <math.h>
 #include <string.h>
 
+/* each product rounded before it is added (no fused multiply-adds), whatever the build's flags */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#else
 #pragma GCC optimize ("fp-contract=off")
+#endif
 
 static const QuarkGgmlTypeInfo types[] = {
   { QUARK_GGML_F32, "F32", 1, 4, 0 },
