@@ -223,7 +223,7 @@ run_case (gconstpointer data)
   g_autofree char *scale_name = g_strconcat (name, "_scale", NULL);
   g_autofree char *zp_name = g_strconcat (name, "_zero_point", NULL);
   QuarkTensor *codes, *scale_t, *zp_t;
-  g_autofree float *scales = NULL, *values = NULL, *expected_scales = NULL, *expected_values = NULL;
+  g_autofree float *scales = NULL, *expected_scales = NULL, *expected_values = NULL;
   gsize n_scales, n_values, n_expected_scales, n_expected_values, rows, cols, group = 0;
   JsonArray *ints = json_object_has_member (c, "int") ? json_object_get_array_member (c, "int") : NULL;
   JsonArray *zps = json_object_get_array_member (c, "zero_point");

@@ -13,7 +13,8 @@
 # same). x86-64-v3 is tested only where the CPU has AVX2. Then the same with
 # clang, where it is installed: clang has no __builtin_shuffle with a mask
 # vector, so the kernels' shuffles are lane loops there (the libFuzzer
-# builds use clang). Then the build types other than the default
+# builds use clang), with warnings as errors (clang warns of things GCC
+# does not: -Wall -Wextra stays clean for both). Then the build types other than the default
 # (debugoptimized): release (-O3) and plain (no -O flag); in each, every
 # kernel clone must keep its vector form (tools/check-vector.py inspects the
 # generated code), and the release build runs the numerics suite. Each
@@ -53,7 +54,7 @@ done
 if command -v clang >/dev/null 2>&1; then
   dir=$prefix-clang
   if [ ! -f "$dir/build.ninja" ]; then
-    CC=clang meson setup "$dir" -Dintrospection=disabled -Dvapi=disabled -Ddocs=disabled
+    CC=clang meson setup "$dir" -Dwerror=true -Dintrospection=disabled -Dvapi=disabled -Ddocs=disabled
   fi
   meson test -C "$dir" --print-errorlogs --suite numerics --suite backends
 fi

@@ -335,7 +335,6 @@ quark_rotation_rotate_model (QuarkModel *model, JsonNode *residual_stream, Quark
   {
     g_autofree char *head_name = g_strconcat (head, ".weight", NULL);
     g_autofree char *embed_name = g_strconcat (embedding, ".weight", NULL);
-    g_autofree char *final_name = g_strconcat (final_norm, ".weight", NULL);
     const char *readers[] = { head, NULL };
     g_autofree float *e = NULL;
     QuarkTensor *et = quark_model_get_tensor (model, embed_name);
