@@ -83,14 +83,14 @@ main (int argc, char **argv)
   if (argc > 5 && !quark_dtype_from_safetensors (argv[5], &dtype))
     dtype = QUARK_DTYPE_I8;   /* refused below */
   bytes = n * (dtype == QUARK_DTYPE_F32 ? 4 : 2);
-  x = g_malloc (bytes);
   copy = g_malloc (bytes);
   if (dtype == QUARK_DTYPE_BF16)
-    memcpy (x, bf16, bytes);
+    x = (guint8 *) g_steal_pointer (&bf16);
   else if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_F16)
     {
       /* the same values (bfloat16 widens exactly, and float16 holds these) */
       g_autofree float *wide = g_new (float, n);
+      x = g_malloc (bytes);
       quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, bf16, wide, n);
       if (dtype == QUARK_DTYPE_F32)
         memcpy (x, wide, bytes);

@@ -1227,7 +1227,7 @@ test_bf16_weights_as_f32 (void)
  * every length from @n down by 2999 while above n - 3000, in every group
  * size, against its one-group kernel called on each group: equal minima
  * and maxima (a zero may differ in sign only: -0 == +0), and finite
- * exactly when each group is and when @finite says. */
+ * exactly when each group is and as @finite_data says. */
 static void
 check_group_min_max (const guint16 *h, const float *f, gsize n, const gsize *group_sizes, guint n_sizes,
                      gboolean finite_data, const char *what)

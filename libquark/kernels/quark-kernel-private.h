@@ -35,7 +35,7 @@
 /* A kernel that runs only where qk_wide_permutes() is true (its caller
  * checks): built for x86-64-v4 alone, not cloned, so that the other clones
  * do not carry 512-bit code they never run (the x86-64-v3 and baseline
- * forms of such a kernel were ten times the size of the one that runs) */
+ * forms of such a kernel were 17 times the size of the one that runs) */
 #define QK_WIDE_ONLY __attribute__ ((target ("arch=x86-64-v4")))
 #else
 #define QK_MULTIVERSION
