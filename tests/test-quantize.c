@@ -6,6 +6,7 @@
  */
 #include <quark/quark-kernels.h>
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -1340,6 +1341,151 @@ test_group_min_max (void)
     }
 }
 
+/* The min/max observer's parameters, binary32, as numerics reference 1.2
+ * gives them (fminf, fmaxf, rintf): the oracle of the group parameters */
+static void
+oracle_int_params (float min, float max, gboolean symmetric, gint32 qmin, gint32 qmax, float eps, float *scale,
+                   float *zero_point)
+{
+  const float lo = fminf (min, 0.0f), hi = fmaxf (max, 0.0f), span = (float) ((gint64) qmax - qmin);
+
+  if (symmetric)
+    {
+      *scale = fmaxf (fmaxf (-lo, hi) / (span / 2.0f), eps);
+      *zero_point = 0.0f;
+    }
+  else
+    {
+      *scale = fmaxf ((hi - lo) / span, eps);
+      *zero_point = fminf (fmaxf ((float) qmin - rintf (lo / *scale), (float) qmin), (float) qmax);
+    }
+}
+
+/* quark_kernel_int_group_params_f32() against its scalar reference, bit for
+ * bit for every input (NaN and infinities too), and against the oracle for
+ * finite ones (by value: fmaxf () may give either zero): code ranges of 1 to 32 bits (the 32-bit ones take the
+ * scalar path), every bfloat16 pattern as a minimum, exact ties of lo / s,
+ * ranges that collapse to the smallest scale or overflow, group counts
+ * that end in every tail length */
+static void
+test_int_group_params (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261207);
+  const gint32 ranges[][2] = { { 0, 15 }, { -8, 7 }, { -7, 7 }, { 0, 255 }, { -128, 127 }, { 0, 1 }, { -2, 1 },
+                               { 0, 65535 }, { -32768, 32767 }, { 0, 1 << 21 }, { G_MININT32, G_MAXINT32 },
+                               { 0, G_MAXINT32 } };
+  const float epsilons[] = { 0x1p-23f, 1e-8f, 0.0f };
+  const float specials[] = { INFINITY, -INFINITY, NAN, -NAN, FLT_MAX, -FLT_MAX, 0x1p-149f, -0.0f };
+  const gsize n_max = 0x10000 + 64;
+  g_autofree float *mn = g_new (float, n_max), *mx = g_new (float, n_max);
+  g_autofree float *s_vec = g_new (float, n_max), *z_vec = g_new (float, n_max);
+  g_autofree float *s_ref = g_new (float, n_max), *z_ref = g_new (float, n_max);
+  guint ties = 0;
+
+  for (guint data = 0; data < 6; data++)
+    {
+      gsize n = 0;
+
+      if (data == 0)
+        /* every bfloat16 pattern as the minimum, a random maximum */
+        for (guint32 b = 0; b < 0x10000; b++)
+          {
+            guint32 bits = b << 16;
+            memcpy (&mn[n], &bits, 4);
+            mx[n++] = (float) g_rand_double_range (rand, -1.0, 4.0);
+          }
+      else if (data == 1)
+        /* random ranges across the signs */
+        for (; n < 4099; n++)
+          {
+            mn[n] = (float) g_rand_double_range (rand, -3.0, 1.0);
+            mx[n] = mn[n] + (float) g_rand_double_range (rand, 0.0, 4.0);
+          }
+      else if (data == 2)
+        /* exact ties: lo = -(k + 1/2) 2^e, hi = (15 - k - 1/2) 2^e, so that
+         * with codes 0..15 s = 2^e and lo / s = -(k + 1/2) */
+        for (; n < 1024; n++)
+          {
+            gint k = g_rand_int_range (rand, 0, 15), e = g_rand_int_range (rand, -20, 20);
+            mn[n] = ldexpf (-(k + 0.5f), e);
+            mx[n] = ldexpf (15 - k - 0.5f, e);
+          }
+      else if (data == 3)
+        /* ranges too small for a scale above eps, and equal ends */
+        for (; n < 1000; n++)
+          {
+            mn[n] = ldexpf ((float) g_rand_double_range (rand, -1.0, 0.0), -g_rand_int_range (rand, 20, 140));
+            mx[n] = n % 3 == 0 ? mn[n] : ldexpf ((float) g_rand_double_range (rand, 0.0, 1.0), -g_rand_int_range (rand, 20, 140));
+          }
+      else
+        {
+          /* specials (data 4) and huge ranges whose span overflows (data 5) */
+          for (; n < 1000; n++)
+            {
+              mn[n] = (float) g_rand_double_range (rand, -2.0, 0.0);
+              mx[n] = (float) g_rand_double_range (rand, 0.0, 2.0);
+              if (data == 5)
+                {
+                  mn[n] *= 0x1p126f;
+                  mx[n] *= 0x1p126f;
+                }
+              else if (n % 7 == 0)
+                mn[n] = specials[g_rand_int_range (rand, 0, G_N_ELEMENTS (specials))];
+              else if (n % 7 == 3)
+                mx[n] = specials[g_rand_int_range (rand, 0, G_N_ELEMENTS (specials))];
+            }
+        }
+
+      for (guint r = 0; r < G_N_ELEMENTS (ranges); r++)
+        for (guint e = 0; e < G_N_ELEMENTS (epsilons); e++)
+          for (guint sym = 0; sym < 2; sym++)
+            {
+              const gint32 qmin = ranges[r][0], qmax = ranges[r][1];
+
+              if (data == 2 && !(qmin == 0 && qmax == 15))
+                continue;
+              /* the whole run, then every tail length at a shifted start */
+              for (gsize len = 0; len <= 40; len++)
+                {
+                  const gsize count = len == 40 ? n : len, at = len == 40 ? 0 : len % 5;
+                  if (at + count > n)
+                    continue;
+                  memset (s_vec, 0xa5, count * sizeof (float));
+                  quark_kernel_int_group_params_f32 (mn + at, mx + at, count, sym, qmin, qmax, epsilons[e],
+                                                     s_vec, z_vec);
+                  quark_kernel_int_group_params_f32_scalar (mn + at, mx + at, count, sym, qmin, qmax,
+                                                            epsilons[e], s_ref, z_ref);
+                  for (gsize i = 0; i < count; i++)
+                    {
+                      float so, zo;
+                      if (f32_bits (s_vec[i]) != f32_bits (s_ref[i]) || f32_bits (z_vec[i]) != f32_bits (z_ref[i]))
+                        g_error ("data %u, codes %d..%d, eps %g, %s, group %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
+                                 ": min %a max %a: vector (%a, %a), scalar (%a, %a)",
+                                 data, qmin, qmax, epsilons[e], sym ? "symmetric" : "asymmetric", i, count,
+                                 mn[at + i], mx[at + i], s_vec[i], z_vec[i], s_ref[i], z_ref[i]);
+                      if (!isfinite (mn[at + i]) || !isfinite (mx[at + i]))
+                        continue;
+                      oracle_int_params (mn[at + i], mx[at + i], sym, qmin, qmax, epsilons[e], &so, &zo);
+                      if (so != s_ref[i] || zo != z_ref[i])   /* a zero scale (eps 0) of either sign */
+                        g_error ("data %u, codes %d..%d, eps %g, %s: min %a max %a: kernel (%a, %a), oracle (%a, %a)",
+                                 data, qmin, qmax, epsilons[e], sym ? "symmetric" : "asymmetric", mn[at + i],
+                                 mx[at + i], s_ref[i], z_ref[i], so, zo);
+                      if (data == 2 && !sym && len == 40)
+                        {
+                          /* the tie went to the even code */
+                          g_assert_cmpfloat (so, ==, ldexpf (1.0f, (int) ilogbf (so)));
+                          g_assert_cmpfloat (fmodf (-mn[at + i] / so - 0.5f, 1.0f), ==, 0.0f);
+                          g_assert_cmpfloat (fmodf (zo, 2.0f), ==, 0.0f);
+                          ties++;
+                        }
+                    }
+                }
+            }
+    }
+  /* every tie met in each epsilon's run */
+  g_assert_cmpuint (ties, ==, 1024 * G_N_ELEMENTS (epsilons));
+}
+
 /* Row-of-groups kernels against one call per group on the scalar path. */
 static void
 test_group_kernels (void)
@@ -1898,6 +2044,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/kernels/groups", test_group_kernels);
   g_test_add_func ("/kernels/group-min-max", test_group_min_max);
+  g_test_add_func ("/kernels/int-group-params", test_int_group_params);
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);

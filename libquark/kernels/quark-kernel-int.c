@@ -769,6 +769,148 @@ quark_kernel_round (float          v,
     }
 }
 
+/* One group's parameters, as quark_kernel_int_group_params_f32()
+ * documents them: the scalar reference, and the vector path's fallback */
+static inline void
+qk_int_group_params_one (float min, float max, bool symmetric, float span, float qmin, float qmax, float eps,
+                         float *scale, float *zero_point)
+{
+  const float lo = min < 0.0f ? min : 0.0f, hi = max > 0.0f ? max : 0.0f;
+
+  if (symmetric)
+    {
+      const float amax = -lo > hi ? -lo : hi, s = amax / (span / 2.0f);
+      *scale = s > eps ? s : eps;
+      *zero_point = 0.0f;
+    }
+  else
+    {
+      /* the clamp as fminf (fmaxf (z, qmin), qmax): a NaN (0 / 0 with eps
+       * 0) gives qmin */
+      const float s0 = (hi - lo) / span, s = s0 > eps ? s0 : eps, z = qmin - rintf (lo / s), z1 = z >= qmin ? z : qmin;
+      *scale = s;
+      *zero_point = z1 > qmax ? qmax : z1;
+    }
+}
+
+/**
+ * quark_kernel_int_group_params_f32_scalar: (skip)
+ * @min: @n minima, one per group
+ * @max: @n maxima, one per group
+ * @n: the number of groups
+ * @symmetric: symmetric parameters (zero points 0)
+ * @qmin: the smallest code
+ * @qmax: the largest code
+ * @eps: the smallest scale
+ * @scales: (out): room for @n scales
+ * @zero_points: (out): room for @n zero points
+ *
+ * Scalar reference of quark_kernel_int_group_params_f32().
+ */
+void
+quark_kernel_int_group_params_f32_scalar (const float *min,
+                                          const float *max,
+                                          size_t       n,
+                                          bool         symmetric,
+                                          int32_t      qmin,
+                                          int32_t      qmax,
+                                          float        eps,
+                                          float       *scales,
+                                          float       *zero_points)
+{
+  const float span = (float) ((int64_t) qmax - qmin);
+
+  for (size_t g = 0; g < n; g++)
+    qk_int_group_params_one (min[g], max[g], symmetric, span, (float) qmin, (float) qmax, eps, &scales[g],
+                             &zero_points[g]);
+}
+
+/* 16 groups at a time; the rounding of lo / s by the magic number, exact
+ * since |lo / s| is at most about qmax − qmin (s is at least
+ * (hi − lo) / (qmax − qmin) ≥ −lo / (qmax − qmin)), which the caller keeps
+ * below 2^21. Returns the groups done, a multiple of 16. */
+QK_MULTIVERSION static size_t
+qk_int_group_params16 (const float *min, const float *max, size_t n, bool symmetric, float span, float qmin,
+                       float qmax, float eps, float *scales, float *zero_points)
+{
+  const qk_vf zero = { 0 }, vspan = qk_splat (span), vhalf = qk_splat (span / 2.0f), veps = qk_splat (eps);
+  const qk_vf vqmin = qk_splat (qmin), vqmax = qk_splat (qmax), magic = qk_splat (QK_ROUND_MAGIC);
+  size_t g = 0;
+
+  for (; g + QK_LANES <= n; g += QK_LANES)
+    {
+      const qk_vf mn = qk_load_f32 (min + g), mx = qk_load_f32 (max + g);
+      const qk_vf lo = qk_select (mn < zero, mn, zero), hi = qk_select (mx > zero, mx, zero);
+      qk_vf s, z;
+
+      if (symmetric)
+        {
+          const qk_vf amax = qk_select (-lo > hi, -lo, hi), s0 = amax / vhalf;
+          s = qk_select (s0 > veps, s0, veps);
+          z = zero;
+        }
+      else
+        {
+          const qk_vf s0 = (hi - lo) / vspan;
+          qk_vf r;
+          s = qk_select (s0 > veps, s0, veps);
+          r = lo / s + magic;
+          r = r - magic;
+          z = vqmin - r;
+          z = qk_select (z >= vqmin, z, vqmin);
+          z = qk_select (z > vqmax, vqmax, z);
+        }
+      memcpy (scales + g, &s, sizeof s);
+      memcpy (zero_points + g, &z, sizeof z);
+    }
+  return g;
+}
+
+/**
+ * quark_kernel_int_group_params_f32: (skip)
+ * @min: @n minima, one per group
+ * @max: @n maxima (with @symmetric, absolute maxima will do), one per group
+ * @n: the number of groups
+ * @symmetric: symmetric parameters (zero points 0)
+ * @qmin: the smallest code
+ * @qmax: the largest code, above @qmin
+ * @eps: the smallest scale
+ * @scales: (out): room for @n scales
+ * @zero_points: (out): room for @n zero points, integers held in floats
+ *
+ * The min/max parameters of integer quantization for @n groups at once.
+ * With lo = min (@min, 0), hi = max (@max, 0) and span = qmax − qmin (in
+ * binary32): symmetric, s = max (max (−lo, hi) / (span / 2), @eps) and
+ * z = 0; else s = max ((hi − lo) / span, @eps) and z = clamp (qmin −
+ * rint (lo / s), qmin, qmax), rint rounding half to even (and a NaN,
+ * from 0 / 0 when @eps is 0, clamped to qmin as fmaxf () does). These are
+ * AMD Quark's (and torch's) min/max observer parameters, binary32
+ * throughout. For every input, NaN and infinities included, the results
+ * are those of quark_kernel_int_group_params_f32_scalar(), bit for bit.
+ */
+void
+quark_kernel_int_group_params_f32 (const float *min,
+                                   const float *max,
+                                   size_t       n,
+                                   bool         symmetric,
+                                   int32_t      qmin,
+                                   int32_t      qmax,
+                                   float        eps,
+                                   float       *scales,
+                                   float       *zero_points)
+{
+  const float span = (float) ((int64_t) qmax - qmin);
+  size_t g = 0;
+
+  /* the magic-number rounding holds for spans up to 2^21 (16-bit codes
+   * and less) */
+  if ((int64_t) qmax - qmin <= (1 << 21))
+    g = qk_int_group_params16 (min, max, n, symmetric, span, (float) qmin, (float) qmax, eps, scales, zero_points);
+  for (; g < n; g++)
+    qk_int_group_params_one (min[g], max[g], symmetric, span, (float) qmin, (float) qmax, eps, &scales[g],
+                             &zero_points[g]);
+}
+
 /**
  * quark_kernel_pow2_scale: (skip)
  * @scale: a positive finite scale

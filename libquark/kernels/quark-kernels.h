@@ -304,6 +304,26 @@ typedef enum {
 } QuarkPow2Rounding;
 
 QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_int_group_params_f32      (const float          *min,
+                                                 const float          *max,
+                                                 size_t                n,
+                                                 bool                  symmetric,
+                                                 int32_t               qmin,
+                                                 int32_t               qmax,
+                                                 float                 eps,
+                                                 float                *scales,
+                                                 float                *zero_points);
+QUARK_AVAILABLE_IN_1_0
+void     quark_kernel_int_group_params_f32_scalar (const float        *min,
+                                                   const float        *max,
+                                                   size_t              n,
+                                                   bool                symmetric,
+                                                   int32_t             qmin,
+                                                   int32_t             qmax,
+                                                   float               eps,
+                                                   float              *scales,
+                                                   float              *zero_points);
+QUARK_AVAILABLE_IN_1_0
 float    quark_kernel_pow2_scale                (float                 scale,
                                                  QuarkPow2Rounding     rounding);
 QUARK_AVAILABLE_IN_1_0

@@ -162,6 +162,28 @@ quark_quark_store_zero_point (QuarkDType dtype, gpointer buffer, gsize i, int32_
     }
 }
 
+/* quark_quark_store_zero_point() of @n zero points at @i on, for codes of
+ * @esize bytes: one loop per size */
+static void
+store_zero_points (gsize esize, gpointer buffer, gsize i, const float *z, gsize n)
+{
+  switch (esize)
+    {
+    case 1:
+      for (gsize k = 0; k < n; k++)
+        ((guint8 *) buffer)[i + k] = (guint8) (int32_t) z[k];
+      break;
+    case 2:
+      for (gsize k = 0; k < n; k++)
+        ((guint16 *) buffer)[i + k] = (guint16) (int32_t) z[k];
+      break;
+    default:
+      for (gsize k = 0; k < n; k++)
+        ((gint32 *) buffer)[i + k] = (int32_t) z[k];
+      break;
+    }
+}
+
 /* ---- the row path ----------------------------------------------------------- */
 
 gboolean
@@ -212,7 +234,6 @@ typedef struct {
   gsize esize;
   gboolean is_int, symmetric;
   int32_t qmin, qmax;
-  float half_span;           /* (qmax - qmin) / 2, as quark_quark_int_params() */
   QuarkRoundMode round;
   const QuarkFpFormat *fmt;
   float fmax;
@@ -393,18 +414,12 @@ row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float
   if (r->is_int && r->symmetric)
     {
       /* quark_quark_int_params() of a symmetric range, for a whole row of
-       * groups in one loop: s = max (amax / half span, eps), zero points 0;
-       * then, for a bfloat16 or float16 scale tensor, quark_quark_round_scale()
-       * for the row's scales at once */
+       * groups in one kernel call: s = max (amax / half span, eps), zero
+       * points 0; then, for a bfloat16 or float16 scale tensor,
+       * quark_quark_round_scale() for the row's scales at once */
       quark_quark_int_params (0.0f, 0.0f, TRUE, r->qmin, r->qmax, ip);
       ip->round = r->round;
-      for (gsize g = 0; g < r->groups; g++)
-        {
-          /* fmaxf (s, eps) (the same for NaN, which is not here), which
-           * GCC calls in libm rather than inline */
-          const float s = hi[g] / r->half_span;
-          sc[g] = s > QUARK_EPS ? s : QUARK_EPS;
-        }
+      quark_kernel_int_group_params_f32 (lo, hi, r->groups, TRUE, r->qmin, r->qmax, QUARK_EPS, sc, zp);
       if ((r->scale_dtype == QUARK_DTYPE_BF16 || r->scale_dtype == QUARK_DTYPE_F16) &&
           !round_scales (r, sc, r->groups))
         return FALSE;
@@ -415,25 +430,16 @@ row_params (Rows *r, gsize u, const float *lo, const float *hi, float *sc, float
   if (r->is_int && r->scale_dtype == QUARK_DTYPE_F32)
     {
       /* quark_quark_int_params() of an asymmetric range, for a whole row of
-       * groups in one loop (a call per group was a fifth of a uint4 g128
-       * run): lo = min (min, 0), hi = max (max, 0), s = max ((hi - lo) /
-       * (qmax - qmin), eps), z = clamp (qmin - rint (lo / s)). The clamps
-       * to 0 may give the other zero's sign than fminf()/fmaxf(), which
-       * changes neither s nor z; the values are finite, so the selections
-       * are fmaxf()/fminf() (GCC calls those in libm). ip ends with the
-       * last group's parameters, as from the loop below. */
-      const float span_q = (float) ((gint64) r->qmax - r->qmin), qmin = (float) r->qmin, qmax = (float) r->qmax;
-
-      for (gsize g = 0; g < r->groups; g++)
-        {
-          const float l = lo[g] < 0.0f ? lo[g] : 0.0f, h = hi[g] > 0.0f ? hi[g] : 0.0f;
-          const float s0 = (h - l) / span_q, s = s0 > QUARK_EPS ? s0 : QUARK_EPS;
-          const float z = qmin - rintf (l / s);
-          sc[g] = s;
-          zp[g] = z < qmin ? qmin : z > qmax ? qmax : z;
-          r->scales[p0 + g] = s;
-          quark_quark_store_zero_point (r->dtype, r->zps, p0 + g, (int32_t) zp[g]);
-        }
+       * groups in one kernel call (a call per group was a fifth of a uint4
+       * g128 run, the loop that replaced it a tenth): lo = min (min, 0),
+       * hi = max (max, 0), s = max ((hi - lo) / (qmax - qmin), eps),
+       * z = clamp (qmin - rint (lo / s)). The clamps to 0 may give the
+       * other zero's sign than fminf()/fmaxf(), which changes neither s
+       * nor z. ip ends with the last group's parameters, as from the loop
+       * below. */
+      quark_kernel_int_group_params_f32 (lo, hi, r->groups, FALSE, r->qmin, r->qmax, QUARK_EPS, sc, zp);
+      memcpy (r->scales + p0, sc, r->groups * sizeof (float));
+      store_zero_points (r->esize, r->zps, p0, zp, r->groups);
       quark_quark_int_params (0.0f, 0.0f, FALSE, r->qmin, r->qmax, ip);
       ip->round = r->round;
       if (r->groups > 0)
@@ -773,7 +779,6 @@ quark_quark_rows_quantize (QuarkTensor             *tensor,
       quark_dtype_get_integer_range (r.dtype, quark_tensor_spec_get_narrow_range (spec), &min64, &max64);
       r.qmin = (int32_t) min64;
       r.qmax = (int32_t) max64;
-      r.half_span = (float) (max64 - min64) / 2.0f;
     }
   else if (quark_tensor_spec_get_scale_format (spec) != QUARK_SCALE_FORMAT_E8M0)
     {
