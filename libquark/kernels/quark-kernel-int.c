@@ -360,11 +360,14 @@ NAME (const ITYPE *x, size_t n) \
 } \
 /* Absolute maxima (as bits) of consecutive blocks of a row, in one call \
  * so that short blocks do not pay a call each; the last block may be \
- * shorter. */ \
+ * shorter. Whole blocks past the fast path's multiple of 16 go through it \
+ * as the last 16 whole blocks (those it did again come out the same). */ \
 QK_MULTIVERSION static void \
 NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
 { \
-  size_t b = FAST_BLOCKS (x, n, block, out); \
+  size_t b = FAST_BLOCKS (x, n, block, out), whole = n / block; \
+  if (b > 0 && b < whole && whole >= 16) \
+    b = whole - 16 + FAST_BLOCKS (x + (whole - 16) * block, 16 * block, block, out + whole - 16); \
   for (size_t start = b * block; start < n; start += block, b++) \
     out[b] = NAME##_inline (x + start, n - start < block ? n - start : block); \
 }
@@ -568,7 +571,12 @@ NAME (const ITYPE *x, size_t n, size_t group, float *min, float *max) \
   for (size_t start = 0; start < n; start += 256 * group, min += 256, max += 256) \
     { \
       size_t len = n - start < 256 * group ? n - start : 256 * group; \
-      size_t fast = BY16 (x + start, len, group, hi, lo); \
+      size_t fast = BY16 (x + start, len, group, hi, lo), whole = len / group; \
+      /* whole groups past the fast path's multiple of 16: through it as \
+       * the last 16 whole groups (those it did again come out the same) */ \
+      if (fast > 0 && fast < whole && whole >= 16) \
+        fast = whole - 16 + BY16 (x + start + (whole - 16) * group, 16 * group, group, hi + whole - 16, \
+                                  lo + whole - 16); \
       for (size_t g = 0; g < fast; g++) \
         { \
           finite &= hi[g] < (INF_KEY) && lo[g] < (INF_KEY); \
