@@ -1309,7 +1309,9 @@ test_group_min_max (void)
               guint32 bits;
               memcpy (&bits, &v, 4);
               h[i] = (guint16) (bits >> 16);
-              if (data == 2)
+              if (data == 1 && i < n / 2)
+                h[i] &= 0x7fff;                                   /* positive only, then mixed */
+              else if (data == 2)
                 h[i] |= 0x8000;                                   /* negative only */
               else if (data == 3)
                 h[i] = g_rand_boolean (rand) ? 0x8000 : 0x0000;   /* signed zeros */

@@ -546,21 +546,61 @@ qk_group_min_max_f32_by16 (const float *x, size_t n, size_t block, uint32_t *hi,
   return qk_group_min_max_f32_by16_wide (x, n, block, hi, lo);
 }
 
-static inline float
-qk_bf16_value_of_key (uint16_t k, int key)
-{
-  return qk_f32_from_bf16_bits (qk_bf16_from_key (k, key));
+/* The minima and maxima of @n groups (0, or 16 or more) from their keys
+ * (@lo QK_KEY_REVERSE, @hi QK_KEY_ORDER), 16 at a time: a key k of either
+ * order back to the bits (qk_bf16_from_key(): k with the sign bit flipped
+ * when it is set, else every bit; the reverse key complemented first),
+ * widened to binary32; returns whether every key is below @INF_KEY (no
+ * infinity or NaN). Past the last multiple of 16, the last 16 groups
+ * again. */
+#define QK_DEFINE_KEYS_TO_F32(NAME, UTYPE, UVEC, SIGN_SHIFT, INF_KEY, WIDEN) \
+QK_MULTIVERSION static bool \
+NAME (const UTYPE *hi, const UTYPE *lo, size_t n, float *min, float *max) \
+{ \
+  const UTYPE sign = (UTYPE) 1 << SIGN_SHIFT; \
+  UVEC bad = { 0 }; \
+  for (size_t g = 0; g < n; g += 16) \
+    { \
+      UVEC h, l; \
+      qk_vf hf, lf; \
+      if (g + 16 > n) \
+        g = n - 16; \
+      memcpy (&h, hi + g, sizeof h); \
+      memcpy (&l, lo + g, sizeof l); \
+      bad |= (UVEC) (h >= (INF_KEY)) | (UVEC) (l >= (INF_KEY)); \
+      l = ~l; \
+      h ^= ((h >> SIGN_SHIFT) - 1) | sign; \
+      l ^= ((l >> SIGN_SHIFT) - 1) | sign; \
+      hf = WIDEN (h); \
+      lf = WIDEN (l); \
+      memcpy (max + g, &hf, sizeof hf); \
+      memcpy (min + g, &lf, sizeof lf); \
+    } \
+  for (unsigned i = 0; i < 16; i++) \
+    if (bad[i]) \
+      return false; \
+  return true; \
 }
 
-static inline float
-qk_f32_value_of_key (uint32_t k, int key)
+QK_INLINE qk_vf
+qk_widen_bf16_bits16 (qk_vu16 bits)
 {
-  return qk_f32_from_bits (qk_f32_from_key (k, key));
+  return (qk_vf) (__builtin_convertvector (bits, qk_vu) << 16);
 }
+
+QK_INLINE qk_vf
+qk_f32_of_bits16 (qk_vu bits)
+{
+  return (qk_vf) bits;
+}
+
+QK_DEFINE_KEYS_TO_F32 (qk_bf16_keys_to_f32, uint16_t, qk_vu16, 15, 0xff80u, qk_widen_bf16_bits16)
+QK_DEFINE_KEYS_TO_F32 (qk_f32_keys_to_f32, uint32_t, qk_vu, 31, 0xff800000u, qk_f32_of_bits16)
+#undef QK_DEFINE_KEYS_TO_F32
 
 /* The group statistics go through buffers of 256 groups' keys on the
  * stack; the groups the fast path (BY16) does not take, a call each. */
-#define QK_DEFINE_GROUP_MIN_MAX(NAME, ITYPE, UTYPE, BY16, INF_KEY, VALUE_OF_KEY, MIN_MAX) \
+#define QK_DEFINE_GROUP_MIN_MAX(NAME, ITYPE, UTYPE, BY16, KEYS_TO_F32, MIN_MAX) \
 bool \
 NAME (const ITYPE *x, size_t n, size_t group, float *min, float *max) \
 { \
@@ -577,12 +617,7 @@ NAME (const ITYPE *x, size_t n, size_t group, float *min, float *max) \
       if (fast > 0 && fast < whole && whole >= 16) \
         fast = whole - 16 + BY16 (x + start + (whole - 16) * group, 16 * group, group, hi + whole - 16, \
                                   lo + whole - 16); \
-      for (size_t g = 0; g < fast; g++) \
-        { \
-          finite &= hi[g] < (INF_KEY) && lo[g] < (INF_KEY); \
-          min[g] = VALUE_OF_KEY (lo[g], QK_KEY_REVERSE); \
-          max[g] = VALUE_OF_KEY (hi[g], QK_KEY_ORDER); \
-        } \
+      finite &= KEYS_TO_F32 (hi, lo, fast, min, max); \
       for (size_t g = fast; g < (len + group - 1) / group; g++) \
         { \
           size_t m = len - g * group < group ? len - g * group : group; \
@@ -611,8 +646,8 @@ NAME (const ITYPE *x, size_t n, size_t group, float *min, float *max) \
  *
  * Returns: %true if every element is finite
  */
-QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_bf16, uint16_t, uint16_t, qk_group_min_max_bf16_by16, 0xff80u,
-                         qk_bf16_value_of_key, qk_min_max_bf16)
+QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_bf16, uint16_t, uint16_t, qk_group_min_max_bf16_by16,
+                         qk_bf16_keys_to_f32, qk_min_max_bf16)
 
 /**
  * quark_kernel_group_min_max_f32: (skip)
@@ -631,8 +666,8 @@ QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_bf16, uint16_t, uint16_t, qk
  *
  * Returns: %true if every element is finite
  */
-QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_f32, float, uint32_t, qk_group_min_max_f32_by16, 0xff800000u,
-                         qk_f32_value_of_key, qk_min_max_f32)
+QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_f32, float, uint32_t, qk_group_min_max_f32_by16,
+                         qk_f32_keys_to_f32, qk_min_max_f32)
 
 /**
  * quark_kernel_abs_max_f32: (skip)
