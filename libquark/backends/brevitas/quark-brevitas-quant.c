@@ -1124,6 +1124,7 @@ typedef struct {
   float lo, hi;          /* per tensor: the range so far */
   gboolean wide;         /* the rows are float32 (float32 or widened float16), else bfloat16 */
   float pow2_divisor;    /* power-of-two scales: 2^R(log2 T), else 0 */
+  gboolean fast_params;  /* rows_params_fast() takes the groups' parameters */
   gboolean mx;           /* MX blocks through quark_kernel_mx_quantize_*() (rows_mx()) */
   QuarkMxParams mx_params;
   guint8 *mx_bytes;      /* a block of rows' E8M0 bytes */
@@ -1180,6 +1181,72 @@ rows_params (Rows *b, gsize p, float lo, float hi)
 
   b->r->scales[p] = scale;
   b->r->zero_points[p] = b->shifted ? bv_shifted_zero_point (b->spec, fminf (lo, 0.0f), scale) : 0;
+}
+
+/* rows_params () of @n groups [p0, p0 + n) at once, 16 at a time in
+ * vector registers, for the common form (b->fast_params: float scales,
+ * neither of a power of two nor in log2; zero points, when shifted,
+ * rounded half to even within a code range of at most 2^21); returns the
+ * groups done, a multiple of 16, and leaves the rest to rows_params ().
+ * The same operations in the same order, so the same bits: stat as
+ * range_stat (), s = max (|stat|, min_val) / T as bv_scale_from_stat ()
+ * (an infinite stat gives |stat| / T either way), z = clamp (R (-min (lo,
+ * 0) / s + qmin)) as bv_shifted_zero_point () (fminf () and fmaxf () of
+ * finite values are selections; where min (lo, 0) is a zero of the other
+ * sign, z is the same). R is the 1.5 · 2^23 addition, exact below 2^22;
+ * y = -min (lo, 0) / s + qmin is at least qmin, so only a y past 2^22 can
+ * round otherwise, to within one of it, and that clamps to qmax all the
+ * same. */
+typedef float BvVf __attribute__ ((vector_size (64)));
+typedef gint32 BvVi __attribute__ ((vector_size (64)));
+
+static inline BvVf
+bv_select (BvVi mask, BvVf a, BvVf b)
+{
+  return (BvVf) (((BvVi) a & mask) | ((BvVi) b & ~mask));
+}
+
+static gsize
+rows_params_fast (Rows *b, gsize p0, const float *lo, const float *hi, gsize n)
+{
+  const BvVf zero = { 0 }, min_val = zero + SCALING_MIN_VAL, threshold = zero + b->threshold;
+  const BvVf qmin = zero + (float) b->ip.qmin, qmax = zero + (float) b->ip.qmax, magic = zero + 12582912.0f;
+  const gboolean range = b->op == BV_STATS_MIN_MAX;
+  gsize g = 0;
+
+  if (!b->fast_params)
+    return 0;
+  for (; g + 16 <= n; g += 16)
+    {
+      BvVf l, h, neg, stat, v, s;
+      memcpy (&l, lo + g, sizeof l);
+      memcpy (&h, hi + g, sizeof h);
+      neg = bv_select (l < zero, l, zero);
+      if (range)
+        stat = h - neg;
+      else
+        {
+          const BvVf al = bv_select (l < zero, -l, l), ah = bv_select (h < zero, -h, h);
+          stat = bv_select (al > ah, al, ah);
+        }
+      stat = bv_select (stat < zero, -stat, stat);
+      v = bv_select (stat > min_val, stat, min_val);
+      s = v / threshold;
+      memcpy (b->r->scales + p0 + g, &s, sizeof s);
+      if (b->shifted)
+        {
+          BvVf y = -neg / s + qmin;
+          BvVi z;
+          y = (y + magic) - magic;
+          y = bv_select (y >= qmin, y, qmin);
+          y = bv_select (y > qmax, qmax, y);
+          z = __builtin_convertvector (y, BvVi);
+          memcpy (b->r->zero_points + p0 + g, &z, sizeof z);
+        }
+      else
+        memset (b->r->zero_points + p0 + g, 0, 16 * sizeof (gint32));
+    }
+  return g;
 }
 
 /* The codes of @len elements of the block @x from its element @i, element
@@ -1408,6 +1475,8 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
             if (!rows_group_abs_max (b, x, row, len, l->group, b->amax))
               return FALSE;
             for (gsize g = 0; g < per_row; g++)
+              b->zps[g] = -b->amax[g];
+            for (gsize g = rows_params_fast (b, p0, b->zps, b->amax, per_row); g < per_row; g++)
               rows_params (b, p0 + g, -b->amax[g], b->amax[g]);
           }
         else
@@ -1420,7 +1489,7 @@ rows_block (Rows *b, const void *x, gsize first, gsize n_rows, gsize len, gboole
               return FALSE;
             if (len % l->group)
               lo[per_row - 1] = fminf (lo[per_row - 1], 0.0f), hi[per_row - 1] = fmaxf (hi[per_row - 1], 0.0f);
-            for (gsize g = 0; g < per_row; g++)
+            for (gsize g = rows_params_fast (b, p0, lo, hi, per_row); g < per_row; g++)
               rows_params (b, p0 + g, lo[g], hi[g]);
           }
         rows_encode_groups (b, x, row, len, at, p0, per_row);
@@ -1474,9 +1543,13 @@ bv_quantize_weight_rows (const BvSpec *spec, QuarkTensor *t, QuarkDType dtype, B
   b.wide = in != QUARK_DTYPE_BF16;
   if (spec->pof2 && spec->restrict_type != BV_RESTRICT_LOG_FP && spec->restrict_type != BV_RESTRICT_UNSCALED)
     b.pow2_divisor = pow2f ((int) round_log2 (b.threshold, spec->pof2_rounding));
+  bv_int_range (spec, &b.ip.qmin, &b.ip.qmax);
+  b.fast_params = spec->restrict_type == BV_RESTRICT_FP && !spec->pof2 && b.pow2_divisor == 0.0f &&
+                  is_range_stat (b.op) &&
+                  (!b.shifted || (spec->rounding == QUARK_ROUND_HALF_EVEN &&
+                                  (gint64) b.ip.qmax - b.ip.qmin <= (1 << 21)));
   b.lo = INFINITY;
   b.hi = -INFINITY;
-  bv_int_range (spec, &b.ip.qmin, &b.ip.qmax);
   b.ip.round = spec->rounding;
   b.ip.divide = TRUE;
   switch (b.l.qscheme)
