@@ -265,18 +265,13 @@ pack_columns_tile16 (const int8_t *codes, size_t row_len, size_t n_words, size_t
       }
 }
 
-/* One AVX-512 tile: @nw (at most 16) row groups of @codes (rows @stride
- * apart) by the 16 columns from @c, into @nw words of each of 16 columns
- * from @words (columns @n_words apart). */
+/* The words of 16 row groups (x[j]: one row group's words of 16 columns;
+ * those past @nw zero) transposed in registers, four rounds of swapping
+ * off-diagonal blocks, and each column's @nw words stored: column i at
+ * @words + i @n_words. */
 QK_INLINE void
-pack_tile_wide (const int8_t *codes, size_t stride, size_t c, unsigned nw, bool reorder, int32_t *words,
-                size_t n_words)
+transpose_store16 (qk_vu x[16], unsigned nw, int32_t *words, size_t n_words)
 {
-  qk_vu x[16];
-
-  _Pragma ("GCC unroll 16")
-  for (unsigned j = 0; j < 16; j++)
-    x[j] = j < nw ? column_words (codes, stride, j, c, reorder) : (qk_vu) { 0 };
   _Pragma ("GCC unroll 4")
   for (unsigned r = 0; r < 4; r++)
     {
@@ -299,6 +294,98 @@ pack_tile_wide (const int8_t *codes, size_t stride, size_t c, unsigned nw, bool 
   else
     for (unsigned i = 0; i < 16; i++)
       memcpy (words + i * n_words, &x[i], nw * sizeof (int32_t));
+}
+
+/* One AVX-512 tile: @nw (at most 16) row groups of @codes (rows @stride
+ * apart) by the 16 columns from @c, into @nw words of each of 16 columns
+ * from @words (columns @n_words apart). */
+QK_INLINE void
+pack_tile_wide (const int8_t *codes, size_t stride, size_t c, unsigned nw, bool reorder, int32_t *words,
+                size_t n_words)
+{
+  qk_vu x[16];
+
+  _Pragma ("GCC unroll 16")
+  for (unsigned j = 0; j < 16; j++)
+    x[j] = j < nw ? column_words (codes, stride, j, c, reorder) : (qk_vu) { 0 };
+  transpose_store16 (x, nw, words, n_words);
+}
+
+/* Byte interleaves of two 64-byte vectors: pairs of bytes i of a and b,
+ * for i < 32 (lo) and i >= 32 (hi) */
+static const qk_v64u8 qk_zip8_lo = {
+   0, 64,  1, 65,  2, 66,  3, 67,  4, 68,  5, 69,  6, 70,  7, 71,
+   8, 72,  9, 73, 10, 74, 11, 75, 12, 76, 13, 77, 14, 78, 15, 79,
+  16, 80, 17, 81, 18, 82, 19, 83, 20, 84, 21, 85, 22, 86, 23, 87,
+  24, 88, 25, 89, 26, 90, 27, 91, 28, 92, 29, 93, 30, 94, 31, 95 };
+static const qk_v64u8 qk_zip8_hi = {
+  32,  96, 33,  97, 34,  98, 35,  99, 36, 100, 37, 101, 38, 102, 39, 103,
+  40, 104, 41, 105, 42, 106, 43, 107, 44, 108, 45, 109, 46, 110, 47, 111,
+  48, 112, 49, 113, 50, 114, 51, 115, 52, 116, 53, 117, 54, 118, 55, 119,
+  56, 120, 57, 121, 58, 122, 59, 123, 60, 124, 61, 125, 62, 126, 63, 127 };
+/* The same for 16-bit lanes: pairs of lanes i of a and b, i < 16 and i >= 16 */
+static const qk_vh qk_zip16_lo = {
+   0, 32,  1, 33,  2, 34,  3, 35,  4, 36,  5, 37,  6, 38,  7, 39,
+   8, 40,  9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47 };
+static const qk_vh qk_zip16_hi = {
+  16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+  24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63 };
+
+/* The words of row group w (eight rows, @stride apart) for the 64 columns
+ * from @c: q[k] holds those of columns c + 16k to c + 16k + 15. Each row's
+ * 64 codes are one load (a whole line when @c is line-aligned); the nibble
+ * pairs of rows (2k, 2k + 1) are a byte vector p[k], and the bytes of p[0]
+ * to p[3] are interleaved into words, two byte zips then two 16-bit zips. */
+QK_INLINE void
+column_words64 (const int8_t *codes, size_t stride, size_t w, size_t c, bool reorder, qk_vu q[4])
+{
+  qk_v64u8 p[4];
+  qk_vh a[2], b[2];
+
+  _Pragma ("GCC unroll 4")
+  for (unsigned k = 0; k < 4; k++)
+    {
+      qk_v64u8 e, o;
+      memcpy (&e, codes + (8 * w + (reorder ? reorder_order[2 * k] : 2 * k)) * stride + c, sizeof e);
+      memcpy (&o, codes + (8 * w + (reorder ? reorder_order[2 * k + 1] : 2 * k + 1)) * stride + c, sizeof o);
+      p[k] = (e & 0x0F) | (qk_v64u8) (o << 4);
+    }
+  a[0] = (qk_vh) QK_SHUFFLE2 (p[0], p[1], qk_zip8_lo);
+  a[1] = (qk_vh) QK_SHUFFLE2 (p[0], p[1], qk_zip8_hi);
+  b[0] = (qk_vh) QK_SHUFFLE2 (p[2], p[3], qk_zip8_lo);
+  b[1] = (qk_vh) QK_SHUFFLE2 (p[2], p[3], qk_zip8_hi);
+  q[0] = (qk_vu) QK_SHUFFLE2 (a[0], b[0], qk_zip16_lo);
+  q[1] = (qk_vu) QK_SHUFFLE2 (a[0], b[0], qk_zip16_hi);
+  q[2] = (qk_vu) QK_SHUFFLE2 (a[1], b[1], qk_zip16_lo);
+  q[3] = (qk_vu) QK_SHUFFLE2 (a[1], b[1], qk_zip16_hi);
+}
+
+/* @nw (at most 16) row groups of @codes (rows @stride apart) by the 64
+ * columns from @c, into @nw words of each of 64 columns from @words
+ * (columns @n_words apart): the row groups' words of 64 columns
+ * (column_words64 ()) into a buffer, then per 16 columns
+ * transpose_store16 (). Every row's line is used up in one visit, so rows a
+ * power of two apart (which share cache sets) cost no second read. */
+QK_INLINE void
+pack_strip64_wide (const int8_t *codes, size_t stride, size_t c, unsigned nw, bool reorder, int32_t *words,
+                   size_t n_words)
+{
+  qk_vu buf[16][4];
+
+  for (unsigned j = 0; j < nw; j++)
+    column_words64 (codes, stride, j, c, reorder, buf[j]);
+  for (unsigned j = nw; j < 16; j++)
+    for (unsigned k = 0; k < 4; k++)
+      buf[j][k] = (qk_vu) { 0 };
+  for (unsigned k = 0; k < 4; k++)
+    {
+      qk_vu x[16];
+
+      _Pragma ("GCC unroll 16")
+      for (unsigned j = 0; j < 16; j++)
+        x[j] = buf[j][k];
+      transpose_store16 (x, nw, words + 16 * k * n_words, n_words);
+    }
 }
 
 /* Row groups per band of the 128-bit form: 16 (128 rows, 256 KiB of codes
@@ -335,35 +422,28 @@ pack_columns_tiles (const int8_t *codes, size_t row_len, size_t n_words, size_t 
           }
       return full;
     }
-  /* AVX-512: tiles of 16 row groups by 16 columns; the last tile may hold
-   * fewer row groups (a block of 88 rows of 5632 codes, as the backend
-   * packs them, has 11). A tile reads 16 bytes of each of its 128 rows;
-   * rows a power of two apart (2048, 4096 codes) share one or two sets of
-   * the L1 data cache, so the lines were evicted before the
-   * next tile's 16 bytes: each strip of 64 columns is copied once into a
-   * buffer of 64-byte rows (one line each) and its four tiles read it
-   * there. Blocks of 128 rows on huge pages, best of 25, three runs:
-   * 2048 columns 0.14-0.19 -> 0.10-0.16 ns per code, 4096 0.24-0.26 ->
-   * 0.14-0.18, 88 rows of 5632 (whose rows spread over the sets) the same */
+  /* AVX-512: bands of 16 row groups (the last may hold fewer: a block of
+   * 88 rows of 5632 codes, as the backend packs them, has 11) in strips of
+   * 64 columns, each row's 64 codes one load (pack_strip64_wide ()), then
+   * tiles of 16 columns. Rows a power of two apart (2048, 4096 codes)
+   * share one or two sets of the L1 data cache: tiles reading 16 bytes of
+   * each row lost the lines before the next tile's 16 bytes, so until
+   * 2026-12-07 each strip was first copied into a buffer of 64-byte rows
+   * and its tiles built each column's words from four 16-byte pieces.
+   * Whole tensors in blocks of 128 rows (88 for 5632), codes in cache, best
+   * of 15, old and new library alternating: 5632 x 2048 0.083-0.091 ->
+   * 0.048-0.068 ns per code, 2048 x 5632 0.054-0.073 -> 0.038-0.044 */
   for (w0 = first; w0 < first + n; w0 += 16)
     {
       const unsigned nw = first + n - w0 < 16 ? (unsigned) (first + n - w0) : 16;
       const int8_t *band = codes + 8 * (w0 - first) * row_len;
-      uint8_t strip[128 * 64] __attribute__ ((aligned (64)));
+      size_t c0 = 0;
 
-      for (size_t c0 = 0; c0 < full; c0 += 16)
-        {
-          /* the strip c0 is in, when whole (the last 16-column tiles of a
-           * row read the codes in place) */
-          const bool in_strip = c0 - c0 % 64 + 64 <= full;
-          if (in_strip && c0 % 64 == 0)
-            for (unsigned r = 0; r < 8 * nw; r++)
-              memcpy (strip + 64 * r, band + r * row_len + c0, 64);
-          if (in_strip)
-            pack_tile_wide ((const int8_t *) strip, 64, c0 % 64, nw, reorder, words + c0 * n_words + w0, n_words);
-          else
-            pack_tile_wide (band, row_len, c0, nw, reorder, words + c0 * n_words + w0, n_words);
-        }
+      /* strips of 64 columns, then the last 16-column tiles of a row */
+      for (; c0 + 64 <= full; c0 += 64)
+        pack_strip64_wide (band, row_len, c0, nw, reorder, words + c0 * n_words + w0, n_words);
+      for (; c0 < full; c0 += 16)
+        pack_tile_wide (band, row_len, c0, nw, reorder, words + c0 * n_words + w0, n_words);
     }
   return full;
 }
