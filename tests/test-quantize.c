@@ -1343,6 +1343,121 @@ test_group_min_max (void)
     }
 }
 
+/* A row's extremes @lo, @hi and finiteness @fin against the scalar
+ * reference on its float32 values @f: equal (a zero may differ in sign),
+ * finite exactly when nothing was planted (@place 0) */
+static void
+check_row_extremes (const char *what, guint data, gsize len, guint place, gboolean fin, float lo, float hi,
+                    const float *f)
+{
+  float rlo, rhi;
+  gboolean rfin = quark_kernel_min_max_f32_scalar (f, len, &rlo, &rhi);
+
+  if (fin != rfin || lo != rlo || hi != rhi)
+    g_error ("%s, data %u, length %" G_GSIZE_FORMAT ", place %u: [%a, %a] finite %d, scalar [%a, %a] finite %d",
+             what, data, len, place, lo, hi, fin, rlo, rhi, rfin);
+  g_assert_cmpint (fin, ==, place == 0);
+}
+
+/* quark_kernel_min_max_bf16() and _f32() (keys with AVX-512 for rows of
+ * 64 and 32 values or more, else and for rows with an infinity or NaN the
+ * float way) against the scalar float32 reference on the widened row (for
+ * float32, with random low bits): equal extremes (a zero may
+ * differ in sign only) and the same finiteness, on every finite bfloat16
+ * pattern shuffled in rows of every length class around the 64-value step,
+ * on positive-only, negative-only, all-zero and constant rows, and with an
+ * infinity or NaN at the start, the end, the middle and inside the last
+ * (overlapping) step. */
+static void
+test_min_max_rows (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261208);
+  const gsize lengths[] = { 1, 63, 64, 65, 95, 96, 127, 128, 129, 1000, 2048, 5632, 65000 };
+  const guint16 bad[] = { 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81 };
+  const gsize n_max = 65536;
+  g_autofree guint16 *h = g_new (guint16, n_max);
+  g_autofree float *f = g_new (float, n_max);
+  guint checked = 0;
+
+  for (guint data = 0; data < 6; data++)
+    {
+      gsize n = 0;
+
+      for (guint32 b = 0; b < 0x10000 && n < n_max; b++)
+        {
+          guint16 v;
+          if (data == 0)
+            {
+              if ((b & 0x7f80) == 0x7f80)
+                continue;
+              v = (guint16) b;   /* every finite pattern */
+            }
+          else
+            {
+              float x = (float) g_rand_double_range (rand, -3.0, 3.0);
+              guint32 bits;
+              memcpy (&bits, &x, 4);
+              v = (guint16) (bits >> 16);
+              if (data == 1)
+                v &= 0x7fff;                                  /* positive only */
+              else if (data == 2)
+                v |= 0x8000;                                  /* negative only */
+              else if (data == 3)
+                v = g_rand_boolean (rand) ? 0x8000 : 0x0000;  /* signed zeros */
+              else if (data == 4)
+                v = 0x3f80;                                   /* constant 1.0 */
+            }
+          h[n++] = v;
+        }
+      for (gsize i = n - 1; i > 0; i--)
+        {
+          gsize j = (gsize) g_rand_int_range (rand, 0, (gint32) i + 1);
+          guint16 t = h[i];
+          h[i] = h[j];
+          h[j] = t;
+        }
+      for (guint li = 0; li < G_N_ELEMENTS (lengths); li++)
+        for (guint place = 0; place < 5; place++)
+          {
+            const gsize len = MIN (lengths[li], n);
+            const gsize start = (gsize) g_rand_int_range (rand, 0, (gint32) (n - len + 1));
+            guint16 *row = h + start;
+            guint16 saved = 0;
+            gsize at = 0;
+            float lo, hi;
+            gboolean fin;
+
+            /* place 0: finite; else a non-finite value at the start, the
+             * end, the middle, or 10 from the end (the last step's window) */
+            if (place > 0)
+              {
+                at = place == 1 ? 0 : place == 2 ? len - 1 : place == 3 ? len / 2 : len > 10 ? len - 10 : 0;
+                saved = row[at];
+                row[at] = bad[g_rand_int_range (rand, 0, G_N_ELEMENTS (bad))];
+              }
+            g_assert_true (quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, row, f, len));
+            fin = quark_kernel_min_max_bf16 (row, len, &lo, &hi);
+            check_row_extremes ("bfloat16", data, len, place, fin, lo, hi, f);
+            /* float32: the same values with random low bits (not for
+             * zeros and infinities) */
+            for (gsize i = 0; i < len; i++)
+              if ((row[i] & 0x7fff) != 0 && (row[i] & 0x7fff) != 0x7f80)
+                {
+                  guint32 bits;
+                  memcpy (&bits, &f[i], 4);
+                  bits |= g_rand_int (rand) & 0xffff;
+                  memcpy (&f[i], &bits, 4);
+                }
+            fin = quark_kernel_min_max_f32 (f, len, &lo, &hi);
+            check_row_extremes ("float32", data, len, place, fin, lo, hi, f);
+            if (place > 0)
+              row[at] = saved;
+            checked++;
+          }
+    }
+  g_assert_cmpuint (checked, ==, 6 * G_N_ELEMENTS (lengths) * 5);
+}
+
 /* The min/max observer's parameters, binary32, as numerics reference 1.2
  * gives them (fminf, fmaxf, rintf): the oracle of the group parameters */
 static void
@@ -2047,6 +2162,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/groups", test_group_kernels);
   g_test_add_func ("/kernels/group-min-max", test_group_min_max);
   g_test_add_func ("/kernels/int-group-params", test_int_group_params);
+  g_test_add_func ("/kernels/min-max", test_min_max_rows);
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);
   g_test_add_func ("/quantizer/async-progress", test_async_progress);
   g_test_add_func ("/quantizer/cancel", test_cancel);

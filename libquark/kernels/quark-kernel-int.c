@@ -181,50 +181,22 @@ NAME (const ITYPE *x, size_t n, float *min, float *max) \
 QK_DEFINE_MIN_MAX (qk_min_max_f32, float, qk_load_f32, qk_load8_f32, qk_widen_f32)
 QK_DEFINE_MIN_MAX (qk_min_max_bf16, uint16_t, qk_load_bf16, qk_load8_bf16, qk_bf16)
 
-/**
- * quark_kernel_min_max_f32: (skip)
- * @x: @n floats
- * @n: the number of elements
- * @min: (out): the smallest finite element (+infinity when there is none)
- * @max: (out): the largest finite element (-infinity when there is none)
- *
- * Computes the minimum and maximum of the finite elements, and whether all
- * elements are finite. A selection is exact, so the result does not depend on
- * the order of evaluation (for -0 and +0 it reports whichever compares first;
- * both quantize identically).
- *
- * Returns: %true if every element is finite
- */
-bool
-quark_kernel_min_max_f32 (const float *x,
-                          size_t       n,
-                          float       *min,
-                          float       *max)
+
+
+
+static inline float
+qk_f32_from_bits (uint32_t bits)
 {
-  return qk_min_max_f32 (x, n, min, max);
+  float f;
+  memcpy (&f, &bits, sizeof f);
+  return f;
 }
 
-/**
- * quark_kernel_min_max_bf16: (skip)
- * @x: @n bfloat16 values
- * @n: the number of elements
- * @min: (out): the smallest finite element (+infinity when there is none)
- * @max: (out): the largest finite element (-infinity when there is none)
- *
- * quark_kernel_min_max_f32() on bfloat16 input, widened in registers (the
- * widening is exact).
- *
- * Returns: %true if every element is finite
- */
-bool
-quark_kernel_min_max_bf16 (const uint16_t *x,
-                           size_t          n,
-                           float          *min,
-                           float          *max)
+static inline float
+qk_f32_from_bf16_bits (uint16_t bits)
 {
-  return qk_min_max_bf16 (x, n, min, max);
+  return qk_f32_from_bits ((uint32_t) bits << 16);
 }
-
 
 /* Horizontal maxima of a vector: halve until one lane is left. */
 QK_INLINE uint16_t
@@ -261,6 +233,123 @@ qk_hmax_w (qk_vw m)
   m = qk_max_w (QK_SHUFFLE (m, s1), m);
   return m[0];
 }
+
+/* quark_kernel_min_max_bf16() and _f32() of a row of at least two steps'
+ * values by keys (KEY, QK_KEY_ORDER; its complement for the minimum): the
+ * lane-wise maxima in two chains of a vector each, two vectors a step,
+ * the last step's window ending at the row's end (values read twice change
+ * no maximum). Store nothing and return false when a key is that of an
+ * infinity or NaN (INF_KEY or more either way). */
+#define QK_DEFINE_MIN_MAX_KEYS(NAME, ITYPE, VT, KEY, MAX, HMAX, INF_KEY, FROM_KEY) \
+QK_WIDE_ONLY static bool \
+NAME (const ITYPE *x, size_t n, float *min, float *max) \
+{ \
+  const size_t lanes = sizeof (VT) / sizeof (ITYPE); \
+  VT hi[2] = { { 0 }, { 0 } }, lo[2] = { { 0 }, { 0 } }; \
+  __typeof__ (hi[0][0]) top, bottom; \
+  for (size_t i = 0; i < n; i += 2 * lanes) \
+    { \
+      const size_t at = i + 2 * lanes <= n ? i : n - 2 * lanes; \
+      _Pragma ("GCC unroll 2") \
+      for (unsigned k = 0; k < 2; k++) \
+        { \
+          VT v; \
+          memcpy (&v, x + at + lanes * k, sizeof v); \
+          v = KEY (v); \
+          hi[k] = MAX (hi[k], v); \
+          lo[k] = MAX (lo[k], ~v); \
+        } \
+    } \
+  top = HMAX (MAX (hi[0], hi[1])); \
+  bottom = HMAX (MAX (lo[0], lo[1])); \
+  if (top >= (INF_KEY) || bottom >= (INF_KEY)) \
+    return false; \
+  *max = FROM_KEY (top, QK_KEY_ORDER); \
+  *min = FROM_KEY (bottom, QK_KEY_REVERSE); \
+  return true; \
+}
+
+QK_INLINE qk_vh
+qk_bf16_order_key_of (qk_vh v)
+{
+  return qk_bf16_key (v, QK_KEY_ORDER);
+}
+
+static inline float
+qk_bf16_value_of_key (uint16_t k, int key)
+{
+  return qk_f32_from_bf16_bits (qk_bf16_from_key (k, key));
+}
+
+static inline float
+qk_f32_value_of_key (uint32_t k, int key)
+{
+  return qk_f32_from_bits (qk_f32_from_key (k, key));
+}
+
+QK_DEFINE_MIN_MAX_KEYS (qk_min_max_bf16_keys, uint16_t, qk_vh, qk_bf16_order_key_of, qk_max_h, qk_hmax_h, 0xff80u,
+                        qk_bf16_value_of_key)
+QK_DEFINE_MIN_MAX_KEYS (qk_min_max_f32_keys, float, qk_vw, qk_f32_order_key, qk_max_w, qk_hmax_w, 0xff800000u,
+                        qk_f32_value_of_key)
+#undef QK_DEFINE_MIN_MAX_KEYS
+
+/**
+ * quark_kernel_min_max_f32: (skip)
+ * @x: @n floats
+ * @n: the number of elements
+ * @min: (out): the smallest finite element (+infinity when there is none)
+ * @max: (out): the largest finite element (-infinity when there is none)
+ *
+ * Computes the minimum and maximum of the finite elements, and whether all
+ * elements are finite. A selection is exact, so the result does not depend on
+ * the order of evaluation (for -0 and +0 it reports whichever compares first,
+ * or with AVX-512 -0 as the smaller; both quantize identically). With
+ * AVX-512, rows of 32 values or more go first through integer keys of the
+ * bits that sort as the values do (32 values a step); a row holding an
+ * infinity or NaN then goes the float way, which finds its finite
+ * extremes.
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_min_max_f32 (const float *x,
+                          size_t       n,
+                          float       *min,
+                          float       *max)
+{
+  if (n >= 32 && qk_wide_permutes () && qk_min_max_f32_keys (x, n, min, max))
+    return true;
+  return qk_min_max_f32 (x, n, min, max);
+}
+
+/**
+ * quark_kernel_min_max_bf16: (skip)
+ * @x: @n bfloat16 values
+ * @n: the number of elements
+ * @min: (out): the smallest finite element (+infinity when there is none)
+ * @max: (out): the largest finite element (-infinity when there is none)
+ *
+ * quark_kernel_min_max_f32() on bfloat16 input, widened in registers (the
+ * widening is exact). With AVX-512, rows of 64 values or more go first
+ * through integer keys of the bits that sort as the values do (64 values
+ * a step, no widening); a row holding an infinity or NaN then goes the
+ * float way, which finds its finite extremes. Where an extreme is a zero,
+ * its sign may differ from the float way's (which keeps whichever zero it
+ * met first); both quantize identically.
+ *
+ * Returns: %true if every element is finite
+ */
+bool
+quark_kernel_min_max_bf16 (const uint16_t *x,
+                           size_t          n,
+                           float          *min,
+                           float          *max)
+{
+  if (n >= 64 && qk_wide_permutes () && qk_min_max_bf16_keys (x, n, min, max))
+    return true;
+  return qk_min_max_bf16 (x, n, min, max);
+}
+
 
 /* Where a long stream of elements starts being aligned to the cache line:
  * a vector load across two lines costs little from cache, but a pass that
@@ -450,20 +539,6 @@ NAME (const ITYPE *x, size_t n, size_t group, float *amax) \
   return finite; \
 }
 
-static inline float
-qk_f32_from_bits (uint32_t bits)
-{
-  float f;
-  memcpy (&f, &bits, sizeof f);
-  return f;
-}
-
-static inline float
-qk_f32_from_bf16_bits (uint16_t bits)
-{
-  return qk_f32_from_bits ((uint32_t) bits << 16);
-}
-
 /**
  * quark_kernel_group_abs_max_f32: (skip)
  * @x: @n floats
@@ -647,7 +722,7 @@ NAME (const ITYPE *x, size_t n, size_t group, float *min, float *max) \
  * Returns: %true if every element is finite
  */
 QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_bf16, uint16_t, uint16_t, qk_group_min_max_bf16_by16,
-                         qk_bf16_keys_to_f32, qk_min_max_bf16)
+                         qk_bf16_keys_to_f32, quark_kernel_min_max_bf16)
 
 /**
  * quark_kernel_group_min_max_f32: (skip)
@@ -667,7 +742,7 @@ QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_bf16, uint16_t, uint16_t, qk
  * Returns: %true if every element is finite
  */
 QK_DEFINE_GROUP_MIN_MAX (quark_kernel_group_min_max_f32, float, uint32_t, qk_group_min_max_f32_by16,
-                         qk_f32_keys_to_f32, qk_min_max_f32)
+                         qk_f32_keys_to_f32, quark_kernel_min_max_f32)
 
 /**
  * quark_kernel_abs_max_f32: (skip)
