@@ -1183,11 +1183,13 @@ rows_params (Rows *b, gsize p, float lo, float hi)
   b->r->zero_points[p] = b->shifted ? bv_shifted_zero_point (b->spec, fminf (lo, 0.0f), scale) : 0;
 }
 
-/* rows_params () of @n groups [p0, p0 + n) at once, 16 at a time in
- * vector registers, for the common form (b->fast_params: float scales,
+/* rows_params () of @n groups [p0, p0 + n) at once, 4 at a time in
+ * 128-bit vector registers (SSE2, which the module is built for: 64-byte
+ * generic vectors GCC splits there into a compare and a conditional move
+ * per lane), for the common form (b->fast_params: float scales,
  * neither of a power of two nor in log2; zero points, when shifted,
  * rounded half to even within a code range of at most 2^21); returns the
- * groups done, a multiple of 16, and leaves the rest to rows_params ().
+ * groups done, a multiple of 4, and leaves the rest to rows_params ().
  * The same operations in the same order, so the same bits: stat as
  * range_stat (), s = max (|stat|, min_val) / T as bv_scale_from_stat ()
  * (an infinite stat gives |stat| / T either way), z = clamp (R (-min (lo,
@@ -1197,8 +1199,9 @@ rows_params (Rows *b, gsize p, float lo, float hi)
  * y = -min (lo, 0) / s + qmin is at least qmin, so only a y past 2^22 can
  * round otherwise, to within one of it, and that clamps to qmax all the
  * same. */
-typedef float BvVf __attribute__ ((vector_size (64)));
-typedef gint32 BvVi __attribute__ ((vector_size (64)));
+typedef float BvVf __attribute__ ((vector_size (16)));
+typedef gint32 BvVi __attribute__ ((vector_size (16)));
+#define BV_LANES 4
 
 static inline BvVf
 bv_select (BvVi mask, BvVf a, BvVf b)
@@ -1216,7 +1219,7 @@ rows_params_fast (Rows *b, gsize p0, const float *lo, const float *hi, gsize n)
 
   if (!b->fast_params)
     return 0;
-  for (; g + 16 <= n; g += 16)
+  for (; g + BV_LANES <= n; g += BV_LANES)
     {
       BvVf l, h, neg, stat, v, s;
       memcpy (&l, lo + g, sizeof l);
@@ -1244,7 +1247,7 @@ rows_params_fast (Rows *b, gsize p0, const float *lo, const float *hi, gsize n)
           memcpy (b->r->zero_points + p0 + g, &z, sizeof z);
         }
       else
-        memset (b->r->zero_points + p0 + g, 0, 16 * sizeof (gint32));
+        memset (b->r->zero_points + p0 + g, 0, BV_LANES * sizeof (gint32));
     }
   return g;
 }
