@@ -476,15 +476,19 @@ buffer_free (guint8 **buffer)
 static void
 flip_top_bits (guint8 *codes, gsize n, guint8 mask)
 {
-  const guint64 wide = G_GUINT64_CONSTANT (0x0101010101010101) * mask;
+  /* 16 bytes a step in a 128-bit vector (the module is built for the
+   * baseline processor, SSE2: one pxor); 8 a step took a third of the
+   * row's time for compressed-tensors' int4 rows */
+  typedef guint8 Bytes16 __attribute__ ((vector_size (16)));
+  const Bytes16 wide = (Bytes16) { 0 } + mask;
   gsize i = 0;
 
-  for (; i + 8 <= n; i += 8)
+  for (; i + 16 <= n; i += 16)
     {
-      guint64 w;
-      memcpy (&w, codes + i, 8);
+      Bytes16 w;
+      memcpy (&w, codes + i, sizeof w);
       w ^= wide;
-      memcpy (codes + i, &w, 8);
+      memcpy (codes + i, &w, sizeof w);
     }
   for (; i < n; i++)
     codes[i] ^= mask;
