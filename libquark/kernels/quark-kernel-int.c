@@ -181,9 +181,6 @@ NAME (const ITYPE *x, size_t n, float *min, float *max) \
 QK_DEFINE_MIN_MAX (qk_min_max_f32, float, qk_load_f32, qk_load8_f32, qk_widen_f32)
 QK_DEFINE_MIN_MAX (qk_min_max_bf16, uint16_t, qk_load_bf16, qk_load8_bf16, qk_bf16)
 
-
-
-
 static inline float
 qk_f32_from_bits (uint32_t bits)
 {
