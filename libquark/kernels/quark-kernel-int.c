@@ -266,12 +266,6 @@ NAME (const ITYPE *x, size_t n, float *min, float *max) \
   return true; \
 }
 
-QK_INLINE qk_vh
-qk_bf16_order_key_of (qk_vh v)
-{
-  return qk_bf16_key (v, QK_KEY_ORDER);
-}
-
 static inline float
 qk_bf16_value_of_key (uint16_t k, int key)
 {
@@ -284,7 +278,7 @@ qk_f32_value_of_key (uint32_t k, int key)
   return qk_f32_from_bits (qk_f32_from_key (k, key));
 }
 
-QK_DEFINE_MIN_MAX_KEYS (qk_min_max_bf16_keys, uint16_t, qk_vh, qk_bf16_order_key_of, qk_max_h, qk_hmax_h, 0xff80u,
+QK_DEFINE_MIN_MAX_KEYS (qk_min_max_bf16_keys, uint16_t, qk_vh, qk_bf16_order_key, qk_max_h, qk_hmax_h, 0xff80u,
                         qk_bf16_value_of_key)
 QK_DEFINE_MIN_MAX_KEYS (qk_min_max_f32_keys, float, qk_vw, qk_f32_order_key, qk_max_w, qk_hmax_w, 0xff800000u,
                         qk_f32_value_of_key)
@@ -346,7 +340,6 @@ quark_kernel_min_max_bf16 (const uint16_t *x,
     return true;
   return qk_min_max_bf16 (x, n, min, max);
 }
-
 
 /* Where a long stream of elements starts being aligned to the cache line:
  * a vector load across two lines costs little from cache, but a pass that
@@ -885,7 +878,8 @@ quark_kernel_round (float          v,
 }
 
 /* One group's parameters, as quark_kernel_int_group_params_f32()
- * documents them: the scalar reference, and the vector path's fallback */
+ * documents them (the scalar reference's step, which the vector path's
+ * tail and wide code ranges also take) */
 static inline void
 qk_int_group_params_one (float min, float max, bool symmetric, float span, float qmin, float qmax, float eps,
                          float *scale, float *zero_point)
@@ -1021,9 +1015,8 @@ quark_kernel_int_group_params_f32 (const float *min,
    * and less) */
   if ((int64_t) qmax - qmin <= (1 << 21))
     g = qk_int_group_params16 (min, max, n, symmetric, span, (float) qmin, (float) qmax, eps, scales, zero_points);
-  for (; g < n; g++)
-    qk_int_group_params_one (min[g], max[g], symmetric, span, (float) qmin, (float) qmax, eps, &scales[g],
-                             &zero_points[g]);
+  quark_kernel_int_group_params_f32_scalar (min + g, max + g, n - g, symmetric, qmin, qmax, eps, scales + g,
+                                            zero_points + g);
 }
 
 /**
