@@ -384,6 +384,23 @@ def test_threads_give_identical_checkpoints(llama, tmp_path):
     r = quantize(src, three, '--preset', 'int4_wo_128', '--threads', '3')
     assert r.returncode == 0, r.stderr
     assert (three / 'model.safetensors').read_bytes() == (one / 'model.safetensors').read_bytes()
+    # the tensors that go out as they are come first in the file, a head
+    # that is last in the input's with the embeddings: copied while the
+    # threads quantize the layers, not after the last of them
+    weights = read_checkpoint(src)
+    names = [k for k in weights if k != 'lm_head.weight'] + ['lm_head.weight']
+    last = tmp_path / 'head-last'
+    last.mkdir()
+    write_safetensors(last / 'model.safetensors', {k: weights[k] for k in names}, PT)
+    (last / 'config.json').write_bytes((src / 'config.json').read_bytes())
+    for j in ('1', '2'):
+        r = quantize(last, tmp_path / ('head-last-j' + j), '--preset', 'int4_wo_128', '--threads', j)
+        assert r.returncode == 0, r.stderr
+    raw = (tmp_path / 'head-last-j2' / 'model.safetensors').read_bytes()
+    assert raw == (tmp_path / 'head-last-j1' / 'model.safetensors').read_bytes()
+    header = json.loads(raw[8:8 + struct.unpack('<Q', raw[:8])[0]])
+    by_offset = sorted((v['data_offsets'][0], k) for k, v in header.items() if k != '__metadata__')
+    assert [k for _, k in by_offset[:2]] == ['model.embed_tokens.weight', 'lm_head.weight']
     # without --threads: one per processor (at most 8), the same file
     default = tmp_path / 'default'
     assert quantize(src, default, '--preset', 'int4_wo_128').returncode == 0

@@ -1565,9 +1565,12 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   GMutex lock;
   GCond cond;
   guint submitted = 0, emitted = 0;
-  /* the row path's window: each tensor's cost, their budget and the cost
-   * of the tensors in flight */
-  g_autofree guint64 *cost = NULL;
+  /* each tensor's cost (window_cost()) and the order of the output; with
+   * the row path's window, their budget and the cost of the tensors in
+   * flight */
+  g_autofree guint64 *cost = g_new (guint64, MAX (n_tensors, 1));
+  g_autofree guint *order = g_new (guint, MAX (n_tensors, 1));
+  gboolean windowed = FALSE;
   guint64 budget = 0, in_flight = 0;
   gboolean ok = TRUE;
   JsonNode *metadata, *meta;
@@ -1597,6 +1600,21 @@ run_quantization (QuarkModelQuantizer    *quantizer,
   if ((globals = nvfp4_globals (self, model, scaling != NULL, error)) == NULL)
     return FALSE;
 
+  /* the order of the output: to a writer, the tensors that go out as they
+   * are (which cost nothing) first, then the others, each in model order,
+   * so that the writer copies a head that is last in the model (a Llama's)
+   * while the threads quantize the layers rather than after them; a model
+   * keeps the input's order. The same for any number of threads. */
+  {
+    guint k = 0;
+    for (guint i = 0; i < n_tensors; i++)
+      cost[i] = window_cost (self, quark_model_get_tensor_at (model, i), calibration, plan);
+    for (guint pass = writer ? 0 : 1; pass < 2; pass++)
+      for (guint i = 0; i < n_tensors; i++)
+        if (!writer || (cost[i] == 0) == (pass == 0))
+          order[k++] = i;
+  }
+
   g_mutex_init (&lock);
   g_cond_init (&cond);
   if (self->threads > 1 && all_rows)
@@ -1605,12 +1623,9 @@ run_quantization (QuarkModelQuantizer    *quantizer,
 
       workers = quark_quark_workers_new (self->threads);
       window = n_tensors;
-      cost = g_new (guint64, MAX (n_tensors, 1));
+      windowed = TRUE;
       for (guint i = 0; i < n_tensors; i++)
-        {
-          cost[i] = window_cost (self, quark_model_get_tensor_at (model, i), calibration, plan);
-          largest = MAX (largest, cost[i]);
-        }
+        largest = MAX (largest, cost[i]);
       budget = (guint64) (self->threads + 1) * largest;
       pool = g_thread_pool_new (run_job, NULL, (int) self->threads, FALSE, NULL);
     }
@@ -1627,13 +1642,13 @@ run_quantization (QuarkModelQuantizer    *quantizer,
 
       /* keep the window full */
       while (submitted < n_tensors && submitted < emitted + window &&
-             (cost == NULL || in_flight == 0 || in_flight + cost[submitted] <= budget))
+             (!windowed || in_flight == 0 || in_flight + cost[order[submitted]] <= budget))
         {
-          Job *j = &jobs[submitted++];
-          if (cost)
-            in_flight += cost[submitted - 1];
+          Job *j = &jobs[submitted];
+          if (windowed)
+            in_flight += cost[order[submitted]];
           j->self = self;
-          j->tensor = quark_model_get_tensor_at (model, submitted - 1);
+          j->tensor = quark_model_get_tensor_at (model, order[submitted++]);
           j->calibration = calibration;
           j->plan = plan;
           j->globals = globals;
@@ -1676,8 +1691,8 @@ run_quantization (QuarkModelQuantizer    *quantizer,
       g_clear_object (&job->chunk);
       if (!ok)
         break;
-      if (cost)
-        in_flight -= cost[emitted];
+      if (windowed)
+        in_flight -= cost[order[emitted]];
       emitted++;
       done += quark_tensor_get_n_elements (job->tensor);
       quark_model_quantizer_report_progress (quantizer, done, total, quark_tensor_get_name (job->tensor));
