@@ -17,6 +17,13 @@ void _quark_checkpoint_writer_expect_tensors (QuarkCheckpointWriter *self,
                                               guint                  n_tensors,
                                               gsize                  name_bytes);
 
+/* Waits for the copies still running: tensors over a file mapping are
+ * copied into the shard file on a thread of the writer's while the caller
+ * goes on. %FALSE with the error of a copy that failed (the writer is then
+ * unusable). */
+gboolean _quark_checkpoint_writer_wait (QuarkCheckpointWriter  *self,
+                                        GError                **error);
+
 /* Durable outputs, shared with the formats that write whole files (GGUF).
  * Starts writing @size bytes of @fd at @offset to the disk without waiting
  * (sync_file_range), so that the fsync before the rename waits for the

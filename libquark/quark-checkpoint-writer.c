@@ -17,6 +17,7 @@
 #include "quark-model.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -78,6 +79,8 @@
 #define DIRECT_MIN_SIZE     (64u << 10)
 #define DEFAULT_HEADER_ROOM (128u * 1024)
 #define PAGE_ROUND(n)       (((n) + 4095) & ~(guint64) 4095)
+/* the copier thread's writes into the shard file, between the caller's */
+#define COPY_CHUNK          ((gsize) 4 << 20)
 
 typedef struct {
   char *name;
@@ -118,9 +121,23 @@ struct _QuarkCheckpointWriter
   JsonNode *metadata;
   GPtrArray *shards;          /* Shard */
   guint64 total_size;
-  guint64 space_left;         /* QUARK_DEBUG_WRITE_LIMIT, else G_MAXUINT64 */
+  gboolean limited;           /* QUARK_DEBUG_WRITE_LIMIT is set */
+  guint64 space_left;         /* what it leaves, under lock */
   guint64 header_hint;        /* expected header bytes of one shard, or 0 */
-  gboolean no_copy_range;     /* copy_file_range refused: sendfile first */
+  gint no_copy_range;         /* copy_file_range refused: sendfile first (atomic) */
+  /* the copier thread: tensors over a file mapping copied into the shard
+   * file by the kernel while the caller goes on. pthread primitives, which
+   * ThreadSanitizer sees (not GLib's futexes) */
+  pthread_t copier;
+  gboolean copier_running;
+  gboolean copier_stop;       /* under lock: no more copies, end when done */
+  GQueue copies;              /* Copy, under lock */
+  pthread_mutex_t lock;       /* also space_left, copy_error */
+  pthread_cond_t copy_cond;   /* a copy queued, or copier_stop */
+  pthread_cond_t io_cond;     /* io_busy cleared */
+  gboolean io_busy;           /* under lock: a thread writes into the shard file */
+  guint io_waiting;           /* under lock: the caller's thread waits to */
+  GError *copy_error;         /* the first failed copy's, under lock */
   gboolean durable;           /* fsync before the rename (the default) */
   gboolean done;
 };
@@ -299,6 +316,10 @@ quark_checkpoint_writer_finalize (GObject *object)
   g_free (self->copy_from);
   g_clear_pointer (&self->metadata, json_node_unref);
   g_ptr_array_unref (self->shards);
+  g_clear_error (&self->copy_error);
+  pthread_cond_destroy (&self->copy_cond);
+  pthread_cond_destroy (&self->io_cond);
+  pthread_mutex_destroy (&self->lock);
 
   G_OBJECT_CLASS (quark_checkpoint_writer_parent_class)->finalize (object);
 }
@@ -319,8 +340,13 @@ quark_checkpoint_writer_init (QuarkCheckpointWriter *self)
   self->skipped = g_ptr_array_new_with_free_func (g_free);
   self->lock_fd = -1;
   self->durable = TRUE;
+  pthread_mutex_init (&self->lock, NULL);
+  pthread_cond_init (&self->copy_cond, NULL);
+  pthread_cond_init (&self->io_cond, NULL);
+  g_queue_init (&self->copies);
   /* A testing hook: the disk is full after this many bytes. */
-  self->space_left = limit && *limit ? g_ascii_strtoull (limit, NULL, 10) : G_MAXUINT64;
+  self->limited = limit && *limit;
+  self->space_left = self->limited ? g_ascii_strtoull (limit, NULL, 10) : G_MAXUINT64;
 }
 
 static gboolean
@@ -490,11 +516,13 @@ write_at (QuarkCheckpointWriter *self, int fd, const void *data, gsize size, gin
   const guint8 *p = data;
   gboolean full = FALSE;
 
-  if (self->space_left != G_MAXUINT64)
+  if (self->limited)
     {
+      pthread_mutex_lock (&self->lock);
       full = size > self->space_left;
       size = MIN (size, self->space_left);
       self->space_left -= size;
+      pthread_mutex_unlock (&self->lock);
     }
   while (size > 0)
     {
@@ -561,14 +589,14 @@ kernel_copy (QuarkCheckpointWriter *self, int in_fd, guint64 in_off, int out_fd,
   guint64 done = 0;
 
   *fallback = TRUE;
-  if (self->space_left != G_MAXUINT64)
+  if (self->limited)
     return 0;
   while (done < size)
     {
       size_t len = (size_t) MIN (size - done, (guint64) 1 << 30);
       gssize n;
 
-      if (!self->no_copy_range)
+      if (!g_atomic_int_get (&self->no_copy_range))
         n = copy_file_range (in_fd, &in, out_fd, out_off >= 0 ? &out : NULL, len, 0);
       else
         {
@@ -595,8 +623,8 @@ kernel_copy (QuarkCheckpointWriter *self, int in_fd, guint64 in_off, int out_fd,
           io_error (error, path, "copy failed", errno);
           return -1;
         }
-      else if (!self->no_copy_range)
-        self->no_copy_range = TRUE;   /* from here on: sendfile */
+      else if (!g_atomic_int_get (&self->no_copy_range))
+        g_atomic_int_set (&self->no_copy_range, TRUE);   /* from here on: sendfile */
       else
         break;
     }
@@ -633,9 +661,178 @@ append_file (QuarkCheckpointWriter *self, int to_fd, const char *to_path, int fr
   return TRUE;
 }
 
+/* @size bytes of a tensor's, from its byte @from on (its data @data), to
+ * @fd at @offset (or at the file position when -1): for a tensor over a
+ * file mapping, copied from that file by the kernel (copy_file_range: no
+ * page of the mapping is touched), else written from memory. */
+static gboolean
+write_tensor (QuarkCheckpointWriter *self, int fd, QuarkTensor *tensor, gconstpointer data, gsize from, gsize size,
+              gint64 offset, const char *path, GError **error)
+{
+  guint64 source_offset;
+  QuarkInputFile *source = _quark_tensor_get_file (tensor, &source_offset);
+  int in_fd = source ? _quark_input_file_get_fd (source) : -1;
+  gboolean fallback;
+  gssize copied = in_fd >= 0 ? kernel_copy (self, in_fd, source_offset + from, fd, offset, size, path, &fallback,
+                                            error) : 0;
+  gsize done = (gsize) MAX (copied, 0);
+
+  if (copied < 0)
+    return FALSE;
+  /* the rest (all of it, for a tensor in memory) from memory */
+  return write_at (self, fd, (const guint8 *) data + from + done, size - done,
+                   offset >= 0 ? offset + (gint64) done : -1, path, error);
+}
+
+/* The shard file takes one writer at a time: two threads writing into one
+ * file wait for each other in the kernel, spinning on its lock (a tenth
+ * of a two-thread int8 run's processor time when they did). The caller's
+ * thread goes first; the copier thread writes a chunk at a time between
+ * its writes. */
+static void
+begin_shard_write (QuarkCheckpointWriter *self, gboolean copier)
+{
+  pthread_mutex_lock (&self->lock);
+  if (copier)
+    while (self->io_busy || self->io_waiting)
+      pthread_cond_wait (&self->io_cond, &self->lock);
+  else
+    {
+      self->io_waiting++;
+      while (self->io_busy)
+        pthread_cond_wait (&self->io_cond, &self->lock);
+      self->io_waiting--;
+    }
+  self->io_busy = TRUE;
+  pthread_mutex_unlock (&self->lock);
+}
+
+static void
+end_shard_write (QuarkCheckpointWriter *self)
+{
+  pthread_mutex_lock (&self->lock);
+  self->io_busy = FALSE;
+  pthread_cond_broadcast (&self->io_cond);
+  pthread_mutex_unlock (&self->lock);
+}
+
+/* A copy into the shard file on the copier thread: a tensor over a file
+ * mapping (held by a reference) to @offset of @fd */
+typedef struct {
+  QuarkCheckpointWriter *self;
+  QuarkTensor *tensor;
+  gconstpointer data;
+  gsize size;
+  int fd;
+  gint64 offset;
+  char *path;
+} Copy;
+
+static void
+run_copy (Copy *c)
+{
+  QuarkCheckpointWriter *self = c->self;
+  GError *local_error = NULL;
+  gboolean ok = TRUE;
+
+  for (gsize done = 0; ok && done < c->size; done += COPY_CHUNK)
+    {
+      gsize n = MIN (c->size - done, COPY_CHUNK);
+      begin_shard_write (self, TRUE);
+      ok = write_tensor (self, c->fd, c->tensor, c->data, done, n, c->offset + (gint64) done, c->path, &local_error);
+      end_shard_write (self);
+    }
+  if (ok)
+    {
+      if (self->durable)
+        _quark_output_start_writeback (c->fd, (guint64) c->offset, c->size);
+    }
+  else
+    {
+      pthread_mutex_lock (&self->lock);
+      if (self->copy_error == NULL)
+        self->copy_error = g_steal_pointer (&local_error);
+      pthread_mutex_unlock (&self->lock);
+      g_clear_error (&local_error);
+    }
+  g_object_unref (c->tensor);
+  g_free (c->path);
+  g_free (c);
+}
+
+/* The copier thread: the copies in the order they came, until told to
+ * stop with none left */
+static void *
+copier_main (void *data)
+{
+  QuarkCheckpointWriter *self = data;
+
+  pthread_mutex_lock (&self->lock);
+  for (;;)
+    {
+      Copy *c = g_queue_pop_head (&self->copies);
+      if (c == NULL)
+        {
+          if (self->copier_stop)
+            break;
+          pthread_cond_wait (&self->copy_cond, &self->lock);
+          continue;
+        }
+      pthread_mutex_unlock (&self->lock);
+      run_copy (c);
+      pthread_mutex_lock (&self->lock);
+    }
+  pthread_mutex_unlock (&self->lock);
+  return NULL;
+}
+
+/* Queues a copy, starting the copier thread if it is not running; where
+ * no thread can be started, copies at once. */
+static void
+queue_copy (QuarkCheckpointWriter *self, Copy *c)
+{
+  if (!self->copier_running)
+    {
+      self->copier_stop = FALSE;
+      if (pthread_create (&self->copier, NULL, copier_main, self) != 0)
+        {
+          run_copy (c);
+          return;
+        }
+      self->copier_running = TRUE;
+    }
+  pthread_mutex_lock (&self->lock);
+  g_queue_push_tail (&self->copies, c);
+  pthread_cond_signal (&self->copy_cond);
+  pthread_mutex_unlock (&self->lock);
+}
+
+/* Waits for the copies queued; the first one that failed fails here (and
+ * at every later call). */
+static gboolean
+wait_copies (QuarkCheckpointWriter *self, GError **error)
+{
+  if (self->copier_running)
+    {
+      pthread_mutex_lock (&self->lock);
+      self->copier_stop = TRUE;
+      pthread_cond_signal (&self->copy_cond);
+      pthread_mutex_unlock (&self->lock);
+      pthread_join (self->copier, NULL);
+      self->copier_running = FALSE;
+    }
+  if (self->copy_error)
+    {
+      if (error)
+        *error = g_error_copy (self->copy_error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Writes the header into the room kept for it (or in front of the side
  * files' data, when no tensor went into the shard file directly) and
- * appends the side files. */
+ * appends the side files, once the copies into it are done. */
 static gboolean
 close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
 {
@@ -643,6 +840,9 @@ close_shard (QuarkCheckpointWriter *self, Shard *s, guint index, GError **error)
   guint64 class_offset[N_CLASSES], offset = s->direct_size, len_le, room;
   int fd;
   gboolean ok;
+
+  if (!wait_copies (self, error))
+    return FALSE;
 
   for (guint c = 0; c < N_CLASSES; c++)
     {
@@ -762,34 +962,19 @@ name_output (QuarkCheckpointWriter *self, GError **error)
   return FALSE;
 }
 
-/* A tensor's bytes to @fd at @offset (or at the file position when -1):
- * for a tensor over a file mapping, copied from that file by the kernel
- * (copy_file_range: no page of the mapping is touched), else written from
- * memory. */
-static gboolean
-write_tensor (QuarkCheckpointWriter *self, int fd, QuarkTensor *tensor, gconstpointer data, gsize size,
-              gint64 offset, const char *path, GError **error)
-{
-  guint64 source_offset;
-  QuarkInputFile *source = _quark_tensor_get_file (tensor, &source_offset);
-  int in_fd = source ? _quark_input_file_get_fd (source) : -1;
-  gboolean fallback;
-  gssize copied = in_fd >= 0 ? kernel_copy (self, in_fd, source_offset, fd, offset, size, path, &fallback, error) : 0;
-  gsize done = (gsize) MAX (copied, 0);
-
-  if (copied < 0)
-    return FALSE;
-  /* the rest (all of it, for a tensor in memory) from memory */
-  return write_at (self, fd, (const guint8 *) data + done, size - done, offset >= 0 ? offset + (gint64) done : -1,
-                   path, error);
-}
-
 /* A tensor into the shard file, behind the header room (made with the
- * first such tensor). */
+ * first such tensor). A tensor over a file mapping is copied by the kernel
+ * on the copier thread, while the caller goes on (quantizing the next
+ * tensors): its place in the file is set here, so the bytes are the same
+ * whenever the copy runs. */
 static gboolean
 write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, QuarkTensor *tensor, gconstpointer data,
               GError **error)
 {
+  guint64 source_offset;
+  QuarkInputFile *source = _quark_tensor_get_file (tensor, &source_offset);
+  gboolean ok;
+
   if (s->main_fd < 0)
     {
       s->part_path = g_strdup_printf ("%s/shard-%05u.part", self->tmp, self->shards->len);
@@ -799,7 +984,20 @@ write_direct (QuarkCheckpointWriter *self, Shard *s, Entry *e, QuarkTensor *tens
       s->room = PAGE_ROUND (self->header_hint ? self->header_hint : DEFAULT_HEADER_ROOM);
     }
   e->offset = s->direct_size;
-  if (!write_tensor (self, s->main_fd, tensor, data, e->size, (gint64) (s->room + e->offset), s->part_path, error))
+  if (source != NULL && _quark_input_file_get_fd (source) >= 0)
+    {
+      Copy *c = g_new (Copy, 1);
+
+      *c = (Copy) { self, g_object_ref (tensor), data, e->size, s->main_fd, (gint64) (s->room + e->offset),
+                    g_strdup (s->part_path) };
+      queue_copy (self, c);
+      s->direct_size += e->size;
+      return TRUE;
+    }
+  begin_shard_write (self, FALSE);
+  ok = write_tensor (self, s->main_fd, tensor, data, 0, e->size, (gint64) (s->room + e->offset), s->part_path, error);
+  end_shard_write (self);
+  if (!ok)
     return FALSE;
   /* these bytes stay where they are: to the disk while later tensors are
    * quantized */
@@ -821,7 +1019,7 @@ write_side (QuarkCheckpointWriter *self, Shard *s, Entry *e, QuarkTensor *tensor
       if (s->fd[e->klass] < 0)
         return io_error (error, s->data_path[e->klass], "cannot create", errno);
     }
-  return write_tensor (self, s->fd[e->klass], tensor, data, e->size, -1, s->data_path[e->klass], error);
+  return write_tensor (self, s->fd[e->klass], tensor, data, 0, e->size, -1, s->data_path[e->klass], error);
 }
 
 /**
@@ -852,15 +1050,21 @@ quark_checkpoint_writer_add (QuarkCheckpointWriter  *self,
  *   input tensor it quantizes, for messages
  * @error: return location for a #GError
  *
- * Writes a tensor's bytes now. Names are unique: a second tensor of a name
- * already written is refused with an error naming both origins (a backend
+ * Writes a tensor's bytes now; those of a tensor over a file mapping
+ * (quark_model_load()) that go straight into the shard file are copied by
+ * the kernel on a thread of the writer's while the caller goes on (the
+ * writer keeps a reference to @tensor until then, and
+ * quark_checkpoint_writer_finish() waits for the copies). Names are
+ * unique: a second tensor of a name already written is refused with an
+ * error naming both origins (a backend
  * whose generated names collide with its input's, such as an input that
  * already holds `W_scale` beside `W`, never writes a checkpoint with one
  * header entry and two tensors' data).
  *
  * Returns: %TRUE on success; %FALSE with %QUARK_ERROR_INVALID_ARGUMENT for
- *   a duplicate name, %QUARK_ERROR_IO or %QUARK_ERROR_UNSUPPORTED_DTYPE (the
- *   writer is then unusable: abort it)
+ *   a duplicate name, %QUARK_ERROR_IO (also for an earlier tensor's copy
+ *   that failed) or %QUARK_ERROR_UNSUPPORTED_DTYPE (the writer is then
+ *   unusable: abort it)
  */
 gboolean
 quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
@@ -874,6 +1078,7 @@ quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
   const gint64 *shape;
   gconstpointer data;
   gsize size;
+  gboolean failed;
 
   g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), FALSE);
   g_return_val_if_fail (QUARK_IS_TENSOR (tensor), FALSE);
@@ -892,6 +1097,14 @@ quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
   dtype = file_dtype (tensor, error);
   if (dtype == NULL)
     return FALSE;
+  /* a copy that failed fails the next tensor */
+  pthread_mutex_lock (&self->lock);
+  failed = self->copy_error != NULL;
+  if (failed)
+    g_propagate_error (error, g_error_copy (self->copy_error));
+  pthread_mutex_unlock (&self->lock);
+  if (failed)
+    return name_output (self, error);
   data = quark_tensor_peek_data (tensor, &size);
 
   s = current_shard (self);
@@ -1030,6 +1243,13 @@ gboolean
 _quark_checkpoint_writer_has_metadata (QuarkCheckpointWriter *self)
 {
   return self->metadata != NULL;
+}
+
+gboolean
+_quark_checkpoint_writer_wait (QuarkCheckpointWriter  *self,
+                               GError                **error)
+{
+  return wait_copies (self, error) || name_output (self, error);
 }
 
 void
@@ -1463,6 +1683,7 @@ quark_checkpoint_writer_abort (QuarkCheckpointWriter *self)
   g_return_if_fail (QUARK_IS_CHECKPOINT_WRITER (self));
 
   self->done = TRUE;
+  wait_copies (self, NULL);                 /* nothing writes into them any more */
   g_ptr_array_set_size (self->shards, 0);   /* closes the data files */
   g_clear_pointer (&self->tmp, g_free);
   if (self->work)

@@ -740,7 +740,8 @@ quark_model_quantizer_quantize_model_to_writer (QuarkModelQuantizer    *self,
   ok = QUARK_MODEL_QUANTIZER_GET_IFACE (self)->quantize_model_to_writer (self, model, calibration, writer,
                                                                          cancellable, error);
   quark_buffer_trim ();   /* every output tensor is written: the pool's buffers are idle */
-  if (!ok || !quark_model_check_sources (model, error))
+  /* the input is read until the writer's last copy is done */
+  if (!ok || !_quark_checkpoint_writer_wait (writer, error) || !quark_model_check_sources (model, error))
     return FALSE;
   if (!_quark_checkpoint_writer_has_metadata (writer))
     {

@@ -14,6 +14,7 @@
 #include <quark.h>
 
 #include <string.h>
+#include <glib/gstdio.h>
 
 #define N_THREADS 4
 #define N_ROUNDS 25
@@ -276,11 +277,118 @@ test_brevitas_workers (void)
     }
 }
 
+static void
+remove_tree (const char *path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  while (dir && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *child = g_build_filename (path, name, NULL);
+      if (g_file_test (child, G_FILE_TEST_IS_DIR))
+        remove_tree (child);
+      else
+        g_remove (child);
+    }
+  if (dir)
+    g_dir_close (dir);
+  g_rmdir (path);
+}
+
+/* The checkpoint writer's copier thread: the tensors of a loaded model
+ * that go out as they are (an embedding of 160 KiB here) are copied into
+ * the shard file on a thread of the writer's while the backend quantizes
+ * the layers (the quark backend on the calling thread, the brevitas one on
+ * two workers of its own). The files hold the input's bytes for them and
+ * the in-memory quantization's for the rest. */
+static void
+test_writer_copies (void)
+{
+  QuarkRegistry *registry = quark_registry_get_default ();
+  g_autofree char *tmp = g_dir_make_tmp ("quark-threads-XXXXXX", NULL);
+  g_autofree char *in_dir = g_build_filename (tmp, "in", NULL);
+  g_autoptr(QuarkModel) model = make_bf16_model (2);
+  g_autoptr(QuarkModel) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QuarkTensor) embed = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  gint64 shape[2] = { 512, 160 };
+  guint16 *h = g_new (guint16, 512 * 160);
+
+  g_assert_nonnull (tmp);
+  for (guint i = 0; i < 512 * 160; i++)
+    h[i] = (guint16) (0x3c00 + (i * 7919u) % 0x0400);
+  bytes = g_bytes_new_take (h, 512 * 160 * sizeof (guint16));
+  embed = quark_tensor_new ("model.embed_tokens.weight", QUARK_DTYPE_BF16, shape, 2, bytes, NULL);
+  g_assert_true (quark_model_add_tensor (model, embed, NULL));
+  {
+    g_autoptr(QuarkCheckpointWriter) writer = quark_checkpoint_writer_new (in_dir, 0, FALSE, &error);
+    g_assert_no_error (error);
+    g_assert_true (quark_checkpoint_writer_add_model (writer, model, &error));
+    g_assert_true (quark_checkpoint_writer_finish (writer, NULL, &error));
+    g_assert_no_error (error);
+  }
+  loaded = quark_model_load (in_dir, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (quark_tensor_is_mapped (quark_model_get_tensor (loaded, "model.embed_tokens.weight")));
+
+  for (guint b = 0; b < 2; b++)
+    {
+      const char *backend_name = b == 0 ? "quark" : "brevitas";
+      QuarkBackend *backend = quark_registry_lookup_backend (registry, backend_name);
+      g_autofree char *out_dir = g_build_filename (tmp, backend_name, NULL);
+      g_autoptr(QuarkQuantizationConfig) config = NULL;
+      g_autoptr(QuarkModelQuantizer) quantizer = NULL;
+      g_autoptr(QuarkModel) expected = NULL, written = NULL;
+      g_autoptr(QuarkCheckpointWriter) writer = NULL;
+
+      if (backend == NULL)
+        continue;
+      config = quark_backend_new_config_for_preset (backend, b == 0 ? "int4_wo_32" : "int8_weight_per_channel",
+                                                    &error);
+      g_assert_no_error (error);
+      quantizer = quark_registry_new_quantizer (registry, config, &error);
+      g_assert_no_error (error);
+      if (b == 1)
+        g_object_set (quantizer, "threads", 2, NULL);
+      expected = quark_model_quantizer_quantize_model (quantizer, loaded, NULL, NULL, &error);
+      g_assert_no_error (error);
+      writer = quark_checkpoint_writer_new (out_dir, 0, FALSE, &error);
+      g_assert_no_error (error);
+      g_assert_true (quark_model_quantizer_quantize_model_to_writer (quantizer, loaded, NULL, writer, NULL, &error));
+      g_assert_true (quark_checkpoint_writer_finish (writer, NULL, &error));
+      g_assert_no_error (error);
+
+      written = quark_model_load (out_dir, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (quark_model_get_n_tensors (written), ==, quark_model_get_n_tensors (expected));
+      for (guint i = 0; i < quark_model_get_n_tensors (expected); i++)
+        {
+          QuarkTensor *e = quark_model_get_tensor_at (expected, i);
+          QuarkTensor *w = quark_model_get_tensor (written, quark_tensor_get_name (e));
+          gsize ne, nw;
+          const guint8 *pe = quark_tensor_peek_data (e, &ne), *pw;
+          g_assert_nonnull (w);
+          pw = quark_tensor_peek_data (w, &nw);
+          g_assert_cmpmem (pe, ne, pw, nw);
+        }
+      {
+        gsize n1, n2;
+        const guint8 *p1 = quark_tensor_peek_data (embed, &n1);
+        const guint8 *p2 = quark_tensor_peek_data (quark_model_get_tensor (written, "model.embed_tokens.weight"), &n2);
+        g_assert_cmpmem (p1, n1, p2, n2);
+      }
+    }
+  remove_tree (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/threads/concurrent-use", test_concurrent_use);
   g_test_add_func ("/threads/brevitas-workers", test_brevitas_workers);
+  g_test_add_func ("/threads/writer-copies", test_writer_copies);
   return g_test_run ();
 }

@@ -667,16 +667,19 @@ def test_disk_full_at_every_stage(tmp_path, monkeypatch, rows):
     index, config.json or a copied file: every limit below the checkpoint's
     size fails with QUARK_ERROR_IO naming the output and leaves nothing;
     the exact size succeeds. With 1024 rows the codes are 1 MiB tensors,
-    which the writer puts straight into the shard behind its header room."""
+    which the writer puts straight into the shard behind its header room,
+    and the embeddings, which go out as they are, 2 MiB, which its copier
+    thread copies there while the layers are quantized."""
     Quark = quark_module()
     if Quark is None:
         pytest.skip('no Quark typelib (a build without introspection)')
     from gi.repository import GLib
     model_dir = tmp_path / 'model'
     model_dir.mkdir()
-    write_safetensors(model_dir / 'model.safetensors',
-                      {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', weights(rows, 1024 if rows > 16 else 128, i))
-                       for i in range(3)}, PT)
+    tensors = {'model.layers.%d.mlp.up_proj.weight' % i: ('BF16', weights(rows, 1024 if rows > 16 else 128, i))
+               for i in range(3)}
+    tensors['model.embed_tokens.weight'] = ('BF16', weights(rows, 1024 if rows > 16 else 128, 3))
+    write_safetensors(model_dir / 'model.safetensors', tensors, PT)
     (model_dir / 'config.json').write_text('{"model_type": "llama"}')
     (model_dir / 'tokenizer.json').write_text('{"version": "1.0"}')
     registry = Quark.Registry.get_default()
@@ -696,6 +699,10 @@ def test_disk_full_at_every_stage(tmp_path, monkeypatch, rows):
             raise
 
     attempt(tmp_path / 'reference', None)
+    # the embeddings went out as they are
+    embed = Quark.Model.load(str(tmp_path / 'reference'), None).get_tensor('model.embed_tokens.weight')
+    assert embed.get_dtype() == Quark.DType.BFLOAT16
+    assert embed.to_numpy().tobytes() == tensors['model.embed_tokens.weight'][1].tobytes()
     total = sum(p.stat().st_size for p in (tmp_path / 'reference').iterdir())
     assert len(list((tmp_path / 'reference').glob('model-*.safetensors'))) > 1
     limits = sorted(set(list(range(0, total, max(1, total // 97))) + [total - 1, total - 30, 8, 9]))
