@@ -20,7 +20,9 @@
 # over 1 on int4 g128 and on compute-bound work (GGUF Q4_K_M), in at most 3
 # rounds, over -j1 and over -j1 held to one processor (taskset), with each
 # run's processor time over its wall time: how much of a run overlaps (the
-# writer thread beside the quantizing ones) and how much is serial.
+# writer's thread beside the quantizing ones: GGUF's writer, the checkpoint
+# writer's copier of the tensors that go out as they are) and how much is
+# serial.
 #
 # The checkpoint lives in --dir: by default /dev/shm when it has room (a
 # copy then costs memory bandwidth only, the quantity compared), else
@@ -246,7 +248,7 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
                  ('  (<= 2 x largest + 64 MiB)' if rss <= rss_target else '  (> 2 x largest + 64 MiB)')))
 
     # threads: 1 against --threads on compute-bound work. -j1 is one
-    # quantizing thread with the writer thread beside it; "1 cpu" is -j1
+    # quantizing thread with the writer's thread beside it; "1 cpu" is -j1
     # held to one processor (taskset), the time without any overlap; the
     # processors column is the run's processor time over its wall time.
     first_cpu = str(min(os.sched_getaffinity(0)))

@@ -136,7 +136,7 @@ struct _QuarkCheckpointWriter
   pthread_cond_t copy_cond;   /* a copy queued, or copier_stop */
   pthread_cond_t io_cond;     /* io_busy cleared */
   gboolean io_busy;           /* under lock: a thread writes into the shard file */
-  guint io_waiting;           /* under lock: the caller's thread waits to */
+  guint io_waiting;           /* under lock: the caller's thread waits to write */
   GError *copy_error;         /* the first failed copy's, under lock */
   gboolean durable;           /* fsync before the rename (the default) */
   gboolean done;
