@@ -17,9 +17,9 @@
 #include "quark-model.h"
 
 #include <dirent.h>
-#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -807,6 +807,20 @@ queue_copy (QuarkCheckpointWriter *self, Copy *c)
   pthread_mutex_unlock (&self->lock);
 }
 
+/* %FALSE, with its error, once a copy failed */
+static gboolean
+check_copies (QuarkCheckpointWriter *self, GError **error)
+{
+  gboolean failed;
+
+  pthread_mutex_lock (&self->lock);
+  failed = self->copy_error != NULL;
+  if (failed)
+    g_propagate_error (error, g_error_copy (self->copy_error));
+  pthread_mutex_unlock (&self->lock);
+  return !failed;
+}
+
 /* Waits for the copies queued; the first one that failed fails here (and
  * at every later call). */
 static gboolean
@@ -821,13 +835,7 @@ wait_copies (QuarkCheckpointWriter *self, GError **error)
       pthread_join (self->copier, NULL);
       self->copier_running = FALSE;
     }
-  if (self->copy_error)
-    {
-      if (error)
-        *error = g_error_copy (self->copy_error);
-      return FALSE;
-    }
-  return TRUE;
+  return check_copies (self, error);
 }
 
 /* Writes the header into the room kept for it (or in front of the side
@@ -1078,7 +1086,6 @@ quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
   const gint64 *shape;
   gconstpointer data;
   gsize size;
-  gboolean failed;
 
   g_return_val_if_fail (QUARK_IS_CHECKPOINT_WRITER (self), FALSE);
   g_return_val_if_fail (QUARK_IS_TENSOR (tensor), FALSE);
@@ -1098,12 +1105,7 @@ quark_checkpoint_writer_add_with_origin (QuarkCheckpointWriter  *self,
   if (dtype == NULL)
     return FALSE;
   /* a copy that failed fails the next tensor */
-  pthread_mutex_lock (&self->lock);
-  failed = self->copy_error != NULL;
-  if (failed)
-    g_propagate_error (error, g_error_copy (self->copy_error));
-  pthread_mutex_unlock (&self->lock);
-  if (failed)
+  if (!check_copies (self, error))
     return name_output (self, error);
   data = quark_tensor_peek_data (tensor, &size);
 

@@ -1570,7 +1570,7 @@ run_quantization (QuarkModelQuantizer    *quantizer,
    * flight */
   g_autofree guint64 *cost = g_new (guint64, MAX (n_tensors, 1));
   g_autofree guint *order = g_new (guint, MAX (n_tensors, 1));
-  gboolean windowed = FALSE;
+  gboolean windowed;
   guint64 budget = 0, in_flight = 0;
   gboolean ok = TRUE;
   JsonNode *metadata, *meta;
@@ -1604,26 +1604,32 @@ run_quantization (QuarkModelQuantizer    *quantizer,
    * are (which cost nothing) first, then the others, each in model order,
    * so that the writer copies a head that is last in the model (a Llama's)
    * while the threads quantize the layers rather than after them; a model
-   * keeps the input's order. The same for any number of threads. */
-  {
-    guint k = 0;
-    for (guint i = 0; i < n_tensors; i++)
-      cost[i] = window_cost (self, quark_model_get_tensor_at (model, i), calibration, plan);
-    for (guint pass = writer ? 0 : 1; pass < 2; pass++)
-      for (guint i = 0; i < n_tensors; i++)
-        if (!writer || (cost[i] == 0) == (pass == 0))
-          order[k++] = i;
-  }
+   * keeps the input's order. The same for any number of threads. The
+   * costs are found where the order or the window needs them. */
+  windowed = self->threads > 1 && all_rows;
+  for (guint i = 0; i < n_tensors; i++)
+    {
+      order[i] = i;
+      if (writer || windowed)
+        cost[i] = window_cost (self, quark_model_get_tensor_at (model, i), calibration, plan);
+    }
+  if (writer)
+    {
+      guint k = 0;
+      for (guint pass = 0; pass < 2; pass++)
+        for (guint i = 0; i < n_tensors; i++)
+          if ((cost[i] == 0) == (pass == 0))
+            order[k++] = i;
+    }
 
   g_mutex_init (&lock);
   g_cond_init (&cond);
-  if (self->threads > 1 && all_rows)
+  if (windowed)
     {
       guint64 largest = 0;
 
       workers = quark_quark_workers_new (self->threads);
       window = n_tensors;
-      windowed = TRUE;
       for (guint i = 0; i < n_tensors; i++)
         largest = MAX (largest, cost[i]);
       budget = (guint64) (self->threads + 1) * largest;
