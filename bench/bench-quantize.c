@@ -4,8 +4,14 @@
  * larger than the last-level cache, against memcpy of the same bytes in the
  * same run.
  *
- * Usage: bench-quantize [ROWS COLS [REPEATS [SCHEME [DTYPE]]]]   (default 8192 8192 7: 128 MiB; every
- * scheme, or SCHEME "all"; DTYPE BF16 by default, or F16 or F32: the same values, 2 or 4 bytes each)
+ * Usage: bench-quantize [ROWS COLS [REPEATS [SCHEME [DTYPE [VALUES]]]]]   (default 8192 8192 7: 128 MiB;
+ * every scheme, or SCHEME "all"; DTYPE BF16 by default, or F16 or F32: the same values, 2 or 4 bytes
+ * each; VALUES "uniform3" by default: sums of three uniform draws, whose largest magnitude is three
+ * standard deviations, as in small trained models; "laplace", or "t3": Student's t with 3 degrees of
+ * freedom, where a few weights lie far out and most of a row is small beside its largest magnitude,
+ * as in large models' rows with outliers. FP8's work depends on them: a weight whose code is
+ * subnormal, which heavy tails make more common, takes the lane encoder instead of the table,
+ * docs/performance.md)
  * Prints one JSON object per line: scheme, threads, buffers ("reused": the
  * tensor buffer pool is warm, as from the second tensor of a model on;
  * "fresh": the pool is emptied before each call, so every output page is
@@ -19,6 +25,7 @@
 #include <quark/quark.h>
 #include <quark/quark-kernels.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +67,7 @@ main (int argc, char **argv)
   gsize rows = argc > 2 ? strtoul (argv[1], NULL, 10) : 8192, cols = argc > 2 ? strtoul (argv[2], NULL, 10) : 8192;
   guint repeats = argc > 3 ? (guint) strtoul (argv[3], NULL, 10) : 7;
   const char *only = argc > 4 && !g_str_equal (argv[4], "all") ? argv[4] : NULL;
+  const char *values = argc > 6 ? argv[6] : "uniform3";
   QuarkDType dtype = QUARK_DTYPE_BF16;
   gsize n = rows * cols, bytes;
   g_autofree guint16 *bf16 = g_new (guint16, n);
@@ -72,10 +80,28 @@ main (int argc, char **argv)
   const gint64 shape[2] = { (gint64) rows, (gint64) cols };
   GRand *rand = g_rand_new_with_seed (1);
 
+  if (!g_str_equal (values, "uniform3") && !g_str_equal (values, "laplace") && !g_str_equal (values, "t3"))
+    {
+      fprintf (stderr, "bench-quantize: VALUES is uniform3, laplace or t3, not %s\n", values);
+      return 1;
+    }
   for (gsize i = 0; i < n; i++)
     {
-      float v = (float) (g_rand_double (rand) + g_rand_double (rand) + g_rand_double (rand) - 1.5) * 0.05f;
+      float v;
       guint32 bits;
+
+      if (g_str_equal (values, "uniform3"))
+        v = (float) (g_rand_double (rand) + g_rand_double (rand) + g_rand_double (rand) - 1.5) * 0.05f;
+      else if (g_str_equal (values, "laplace"))
+        v = (float) ((g_rand_boolean (rand) ? 0.014 : -0.014) * log (1.0 - g_rand_double (rand)));
+      else
+        {
+          /* a normal draw over the root mean square of three more */
+          double z[4];
+          for (int k = 0; k < 4; k++)
+            z[k] = sqrt (-2.0 * log (1.0 - g_rand_double (rand))) * cos (2 * G_PI * g_rand_double (rand));
+          v = (float) (0.012 * z[0] / sqrt ((z[1] * z[1] + z[2] * z[2] + z[3] * z[3]) / 3.0));
+        }
       memcpy (&bits, &v, 4);
       bf16[i] = (guint16) (bits >> 16);
     }
@@ -158,9 +184,10 @@ main (int argc, char **argv)
           qsort (t_copy, repeats, sizeof (double), compare_doubles);
           call = t_call[repeats / 2];
           mem = t_copy[repeats / 2];
-          printf ("{\"scheme\": \"%s\", \"threads\": %u, \"buffers\": \"%s\", \"seconds\": %.6f, "
-                  "\"memcpy_seconds\": %.6f, \"bytes_per_second\": %.4g, \"of_memcpy_per_thread\": %.3f}\n",
-                  schemes[si], threads, fresh ? "fresh" : "reused", call, mem,
+          printf ("{\"scheme\": \"%s\", \"values\": \"%s\", \"threads\": %u, \"buffers\": \"%s\", "
+                  "\"seconds\": %.6f, \"memcpy_seconds\": %.6f, \"bytes_per_second\": %.4g, "
+                  "\"of_memcpy_per_thread\": %.3f}\n",
+                  schemes[si], values, threads, fresh ? "fresh" : "reused", call, mem,
                   (double) (bytes + out_bytes) / call,
                   ((double) (bytes + out_bytes) / call) / ((double) (2 * bytes) / mem) / threads);
           fflush (stdout);

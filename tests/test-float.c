@@ -603,6 +603,7 @@ test_bf16_table_path (void)
   g_autofree guint16 *all = g_new (guint16, 65536);
   g_autofree float *w = g_new (float, 65536);
   g_autofree guint16 *h = g_new (guint16, 65536);
+  g_autofree guint16 *others = g_new (guint16, 65536);
   g_autofree guint8 *a = g_new (guint8, 65536);
   g_autofree guint8 *ref = g_new (guint8, 65536);
   guint8 c[1000];
@@ -618,20 +619,31 @@ test_bf16_table_path (void)
                                                                   g_rand_int_range (rand, -110, 110));
           /* the reference code of every pattern, once */
           g_assert_true (quark_kernel_fp_quantize_f32_scalar (fmt, w, 65536, scale, ref));
-          for (guint order = 0; order < 3; order++)
+          for (guint order = 0; order < 4; order++)
             {
               /* 0: every pattern in order (long runs of one exponent);
                * 1: shuffled; 2: only zeros and elements whose quotient is a
                * normal of the format or beyond, shuffled (chunks the table
-               * finishes) */
-              gsize n = 0;
+               * finishes); 3: those, shuffled, with one of the others
+               * (a subnormal quotient or element, an infinity, a NaN) in
+               * every 300: chunks the table fails whose other runs of 32
+               * keep the table's codes, as on heavy-tailed weights */
+              gsize n = 0, n_other = 0;
               for (guint i = 0; i < 65536; i++)
                 if (order < 2 || (i & 0x7fff) == 0 ||
                     (isfinite (w[i]) && fabsf (w[i]) >= 0x1p-126f &&
                      fabsf (w[i]) / scale >= 1.001 * ldexp (1, 1 - fmt->bias)))
                   h[n++] = (guint16) i;
+                else if (order == 3)
+                  others[n_other++] = (guint16) i;
               if (order)
                 shuffle_u16 (h, n, rand);
+              if (order == 3 && n_other > 0)
+                {
+                  shuffle_u16 (others, n_other, rand);
+                  for (gsize i = 0, o = 0; i < n; i += 300, o++)
+                    h[i] = others[o % n_other];
+                }
               /* whole, and from an odd offset (a tail after the chunks) */
               g_assert_true (quark_kernel_fp_quantize_bf16 (fmt, h, n, scale, a));
               for (gsize i = 0; i < n; i++)

@@ -1039,6 +1039,29 @@ qk_fp_bytes_chunk (const QkFpTable *t, const uint16_t *x, size_t n, size_t row, 
   }
 }
 
+/* Whether any of 32 values at @x is one the table forms leave to the lane
+ * encoder: a nonzero magnitude below M0 (a subnormal or zero code), an
+ * infinity or a NaN (a superset of what each form's chunk reports). Only
+ * the checks, none of the codes: the values of a 256-value chunk that
+ * failed, 32 at a time. */
+QK_INLINE bool
+qk_fp_table_misses (const QkFpTable *t, const uint16_t *x)
+{
+  qk_v16u16 a, b, nz, mag, any;
+  uint16_t bits = 0;
+
+  memcpy (&a, x, sizeof a);
+  memcpy (&b, x + 16, sizeof b);
+  a &= 0x7fff;
+  b &= 0x7fff;
+  nz = qk_min_h256 (a - 1, b - 1);                 /* 0xffff only for zeros */
+  mag = qk_max_h256 (a, b);
+  any = (((nz - (uint16_t) (t->m0 - 1)) & ~nz) | (0x7f7f - mag)) & 0x8000;
+  for (int k = 0; k < 16; k++)
+    bits |= any[k];
+  return bits != 0;
+}
+
 /* A span of bfloat16 values through the lane encoder, @l (NULL: formats it
  * does not cover) set up by the caller, the rest by the scalar path. */
 QK_INLINE void
@@ -1110,10 +1133,11 @@ fp_quantize_bf16 (const QuarkFpFormat *format, const uint16_t *x, size_t n, floa
     if (n >= QK_TABLE_CHUNK && qk_fp_table_init (format, scale, &t, &form))
       for (; i + QK_TABLE_CHUNK <= n; i += QK_TABLE_CHUNK)
         if (!QK_TABLE_PART (x + i, QK_TABLE_CHUNK, codes + i))
-          /* the 32 values of the lane that needs the lane encoder (a
-           * subnormal result, mostly: about one weight in 10^4) */
+          /* each run of 32 that holds a value the table leaves to the
+           * lane encoder (a subnormal code, mostly) is made again by it;
+           * the codes are lane by lane, so the other runs' stand */
           for (size_t j = i; j < i + QK_TABLE_CHUNK; j += 32)
-            if (!QK_TABLE_PART (x + j, 32, codes + j))
+            if (qk_fp_table_misses (&t, x + j))
               qk_fp_bf16_span (format, qk_lazy_lanes (format, &lazy), x + j, 32, scale, codes + j);
 #undef QK_TABLE_PART
   }
