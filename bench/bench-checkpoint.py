@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 # What users run, against a copy: `quark quantize` of a generated Llama-shaped
-# checkpoint of BF16 weights (--dtype F16 or F32 for others; TinyLlama's
-# shapes: hidden 2048, MLP 5632, four KV heads of 64, a vocabulary of 8192
-# (--vocab 32000 for TinyLlama's own, whose embeddings and head are then the
-# largest tensors, 125 MiB each in BF16); as many layers as make
-# --gib, 2 by default; one file, or --shards files with an index as
-# transformers writes them) to int8 per
+# checkpoint of BF16 weights (--dtype F16 or F32 for others) in TinyLlama's
+# shapes (hidden 2048, MLP 5632, four KV heads of 64, a vocabulary of 32000,
+# whose embeddings and head are the largest tensors, 125 MiB each in BF16,
+# and 22 layers: 2.05 GiB; --vocab V for another vocabulary, --layers N or
+# --gib G, as many layers as make G GiB, for another size; until 2026-12-07
+# the default was a vocabulary of 8192 and 2 GiB; one file, or --shards
+# files with an index as transformers writes them) to int8 per
 # channel, FP8 per channel, MXFP4, int4 per group of 128 and uint4 (asymmetric,
 # AWQ's scheme) per group of 128 (AMD Quark's layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
 # words, as "int4 g128 ct" and "int8 ct"; with the brevitas backend its
@@ -43,7 +44,7 @@
 # column is the ratio to it. int8 and int4 g128 also run with --no-sync,
 # which does not wait for the disk, as cp -r.
 #
-# Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--gib G] [--runs N]
+# Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--layers N | --gib G] [--runs N]
 #            [--threads T] [--dir DIR] [--out-dir DIR] [--llama-bin DIR]
 #            [--dtype BF16|F16|F32] [--shards N] [--vocab V]
 import argparse
@@ -61,7 +62,8 @@ import numpy as np
 
 ap = argparse.ArgumentParser()
 ap.add_argument('builddir', nargs='?', default='build')
-ap.add_argument('--gib', type=float, default=2.0)
+ap.add_argument('--gib', type=float, default=None)
+ap.add_argument('--layers', type=int, default=None)
 ap.add_argument('--runs', type=int, default=5)
 ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--dir', default=None)
@@ -69,7 +71,7 @@ ap.add_argument('--out-dir', default=None)
 ap.add_argument('--llama-bin', default=os.environ.get('QUARK_LLAMA_CPP_BIN', ''))
 ap.add_argument('--dtype', choices=('BF16', 'F16', 'F32'), default='BF16')
 ap.add_argument('--shards', type=int, default=1)
-ap.add_argument('--vocab', type=int, default=8192)
+ap.add_argument('--vocab', type=int, default=32000)
 args = ap.parse_args()
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -82,7 +84,12 @@ tokenizer_dir = os.path.join(here, '..', '..', 'shared', 'models', 'docs-llama')
 H, F, KV, VOCAB = 2048, 5632, 256, args.vocab
 ESIZE = 4 if args.dtype == 'F32' else 2
 per_layer = 2 * H * H + 2 * KV * H + 3 * H * F
-layers = max(1, int((args.gib * 2 ** 30 / ESIZE - 2 * VOCAB * H) / per_layer))
+if args.layers:
+    layers = args.layers
+elif args.gib:
+    layers = max(1, int((args.gib * 2 ** 30 / ESIZE - 2 * VOCAB * H) / per_layer))
+else:
+    layers = 22   # TinyLlama's
 
 
 def write_checkpoint(path):
@@ -182,7 +189,7 @@ def free_space(path):
     return st.f_bavail * st.f_frsize
 
 
-size_needed = 3.5 * args.gib * 2 ** 30
+size_needed = 3.5 * (layers * per_layer + 2 * VOCAB * H) * ESIZE
 where = args.dir or ('/dev/shm' if os.path.isdir('/dev/shm') and free_space('/dev/shm') > size_needed
                      else tempfile.gettempdir())
 with tempfile.TemporaryDirectory(dir=where) as tmp:

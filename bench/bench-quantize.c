@@ -80,7 +80,10 @@ main (int argc, char **argv)
   const gint64 shape[2] = { (gint64) rows, (gint64) cols };
   GRand *rand = g_rand_new_with_seed (1);
 
-  if (!g_str_equal (values, "uniform3") && !g_str_equal (values, "laplace") && !g_str_equal (values, "t3"))
+  const int kind = g_str_equal (values, "uniform3") ? 0 : g_str_equal (values, "laplace") ? 1
+                   : g_str_equal (values, "t3") ? 2 : -1;
+
+  if (kind < 0)
     {
       fprintf (stderr, "bench-quantize: VALUES is uniform3, laplace or t3, not %s\n", values);
       return 1;
@@ -90,9 +93,9 @@ main (int argc, char **argv)
       float v;
       guint32 bits;
 
-      if (g_str_equal (values, "uniform3"))
+      if (kind == 0)
         v = (float) (g_rand_double (rand) + g_rand_double (rand) + g_rand_double (rand) - 1.5) * 0.05f;
-      else if (g_str_equal (values, "laplace"))
+      else if (kind == 1)
         v = (float) ((g_rand_boolean (rand) ? 0.014 : -0.014) * log (1.0 - g_rand_double (rand)));
       else
         {

@@ -112,7 +112,7 @@ print()
 print('%-22s %7s %7s %9s %10s %12s %9s' % ('quantize call', 'threads', 'buffers', 'ms', 'memcpy ms', 'of memcpy/thr',
                                           'vs torch'))
 for c in calls:
-    k = torch_for[c['scheme']]
+    k = torch_for.get(c['scheme'])   # uint4 (asymmetric): no torch pipeline here
     vs = '%.1fx' % (torch_seconds[k] / c['seconds']) if k in torch_seconds and c['threads'] == 1 \
         else (torch_missing.get(k) or 'n/a') if c['threads'] == 1 else ''
     name = c['scheme'] + ('' if c['values'] == 'uniform3' else ' (%s)' % c['values'])
