@@ -4,15 +4,18 @@
  * larger than the last-level cache, against memcpy of the same bytes in the
  * same run.
  *
- * Usage: bench-quantize [ROWS COLS [REPEATS [SCHEME [DTYPE [VALUES]]]]]   (default 8192 8192 7: 128 MiB;
+ * Usage: bench-quantize [ROWS COLS [REPEATS [SCHEME [DTYPE [VALUES [INPUT]]]]]]   (default 8192 8192 7: 128 MiB;
  * every scheme, or SCHEME "all"; DTYPE BF16 by default, or F16 or F32: the same values, 2 or 4 bytes
  * each; VALUES "uniform3" by default: sums of three uniform draws, whose largest magnitude is three
  * standard deviations, as in small trained models; "laplace", or "t3": Student's t with 3 degrees of
  * freedom, where a few weights lie far out and most of a row is small beside its largest magnitude,
  * as in large models' rows with outliers. FP8's work depends on them: a weight whose code is
  * subnormal, which heavy tails make more common, takes the lane encoder instead of the table,
- * docs/performance.md)
- * Prints one JSON object per line: scheme, threads, buffers ("reused": the
+ * docs/performance.md; INPUT "malloc" by default: the tensor's bytes 16 bytes past a cache line,
+ * where glibc's malloc() puts a large block (as it does the copy in a GLib.Bytes made from
+ * Python), or "aligned": at a cache line, where the CLI's reads put each row for the kernels; the
+ * per-group integer kernels are slower on rows that start between lines, docs/performance.md)
+ * Prints one JSON object per line: scheme, values, input, threads, buffers ("reused": the
  * tensor buffer pool is warm, as from the second tensor of a model on;
  * "fresh": the pool is emptied before each call, so every output page is
  * faulted in), seconds (median of REPEATS rounds, each round timing memcpy
@@ -63,11 +66,14 @@ int
 main (int argc, char **argv)
 {
   static const char * const schemes[] = { "int8_per_channel", "fp8_per_channel", "int4_per_group_128",
-                                          "uint4_per_group_128", "mxfp4" };
+                                          "uint4_per_group_128", "mxfp4", NULL };
   gsize rows = argc > 2 ? strtoul (argv[1], NULL, 10) : 8192, cols = argc > 2 ? strtoul (argv[2], NULL, 10) : 8192;
   guint repeats = argc > 3 ? (guint) strtoul (argv[3], NULL, 10) : 7;
   const char *only = argc > 4 && !g_str_equal (argv[4], "all") ? argv[4] : NULL;
   const char *values = argc > 6 ? argv[6] : "uniform3";
+  const char *input = argc > 7 ? argv[7] : "malloc";
+  const gsize offset = g_str_equal (input, "aligned") ? 0 : 16;   /* bytes past a cache line */
+  guint8 *at;
   QuarkDType dtype = QUARK_DTYPE_BF16;
   gsize n = rows * cols, bytes;
   g_autofree guint16 *bf16 = g_new (guint16, n);
@@ -86,6 +92,17 @@ main (int argc, char **argv)
   if (kind < 0)
     {
       fprintf (stderr, "bench-quantize: VALUES is uniform3, laplace or t3, not %s\n", values);
+      return 1;
+    }
+  if (!g_str_equal (input, "malloc") && !g_str_equal (input, "aligned"))
+    {
+      fprintf (stderr, "bench-quantize: INPUT is malloc or aligned, not %s\n", input);
+      return 1;
+    }
+  if (only != NULL && !g_strv_contains ((const char * const *) schemes, only))
+    {
+      g_autofree char *known = g_strjoinv (", ", (char **) schemes);
+      fprintf (stderr, "bench-quantize: SCHEME is all or one of %s, not %s\n", known, only);
       return 1;
     }
   for (gsize i = 0; i < n; i++)
@@ -113,26 +130,29 @@ main (int argc, char **argv)
     dtype = QUARK_DTYPE_I8;   /* refused below */
   bytes = n * (dtype == QUARK_DTYPE_F32 ? 4 : 2);
   copy = g_malloc (bytes);
+  /* the input at the placement INPUT asks for, whatever the allocator gives */
+  x = g_malloc (bytes + 2 * 64);
+  at = (guint8 *) (((guintptr) x + 63) & ~(guintptr) 63) + offset;
   if (dtype == QUARK_DTYPE_BF16)
-    x = (guint8 *) g_steal_pointer (&bf16);
+    memcpy (at, bf16, bytes);
   else if (dtype == QUARK_DTYPE_F32 || dtype == QUARK_DTYPE_F16)
     {
       /* the same values (bfloat16 widens exactly, and float16 holds these) */
       g_autofree float *wide = g_new (float, n);
-      x = g_malloc (bytes);
       quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, bf16, wide, n);
       if (dtype == QUARK_DTYPE_F32)
-        memcpy (x, wide, bytes);
+        memcpy (at, wide, bytes);
       else
-        quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, wide, x, n);
+        quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, wide, at, n);
     }
   else
     {
       fprintf (stderr, "bench-quantize: DTYPE is BF16, F16 or F32, not %s\n", argv[5]);
       return 1;
     }
+  g_clear_pointer (&bf16, g_free);
   memset (copy, 1, bytes);
-  data = g_bytes_new_static (x, bytes);
+  data = g_bytes_new_static (at, bytes);
   tensor = quark_tensor_new ("w", dtype, shape, 2, data, &error);
   g_assert_no_error (error);
   config = quark_registry_config_from_string (quark_registry_get_default (),
@@ -144,7 +164,7 @@ main (int argc, char **argv)
       return 1;
     }
 
-  for (guint si = 0; si < G_N_ELEMENTS (schemes); si++)
+  for (guint si = 0; schemes[si] != NULL; si++)
     for (guint threads = 1; threads <= 2 && (only == NULL || g_str_equal (only, schemes[si])); threads++)
       for (guint fresh = 0; fresh < 2; fresh++)
         {
@@ -187,10 +207,10 @@ main (int argc, char **argv)
           qsort (t_copy, repeats, sizeof (double), compare_doubles);
           call = t_call[repeats / 2];
           mem = t_copy[repeats / 2];
-          printf ("{\"scheme\": \"%s\", \"values\": \"%s\", \"threads\": %u, \"buffers\": \"%s\", "
+          printf ("{\"scheme\": \"%s\", \"values\": \"%s\", \"input\": \"%s\", \"threads\": %u, \"buffers\": \"%s\", "
                   "\"seconds\": %.6f, \"memcpy_seconds\": %.6f, \"bytes_per_second\": %.4g, "
                   "\"of_memcpy_per_thread\": %.3f}\n",
-                  schemes[si], values, threads, fresh ? "fresh" : "reused", call, mem,
+                  schemes[si], values, input, threads, fresh ? "fresh" : "reused", call, mem,
                   (double) (bytes + out_bytes) / call,
                   ((double) (bytes + out_bytes) / call) / ((double) (2 * bytes) / mem) / threads);
           fflush (stdout);

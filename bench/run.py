@@ -7,8 +7,10 @@
 # such type, and the table says so). Then the same for the backend's
 # quantize call, as the library API, the CLI and the bindings run it
 # (bench-quantize: quark_model_quantizer_quantize_tensor() on 1 and 2
-# threads, tensor buffers reused and fresh), and the call from Python
-# (gi.repository.Quark, the tensor made from the bytes) against torch.
+# threads, tensor buffers reused and fresh, the input 16 bytes past a
+# cache line as malloc() gives it and at one as the CLI reads it), and the
+# call from Python (gi.repository.Quark, the tensor made from the bytes)
+# against torch.
 # The default shape, 8192 x 8192 BF16 (128 MiB), is larger than the
 # last-level cache.
 #
@@ -106,20 +108,29 @@ calls = [json.loads(line) for line in out.splitlines()]
 out = subprocess.run([os.path.join(builddir, 'bench', 'bench-quantize'), str(rows), str(cols), '7', 'fp8_per_channel',
                       'BF16', 't3'], check=True, capture_output=True, text=True, env=env).stdout
 calls += [json.loads(line) for line in out.splitlines()]
+# Every scheme again with the tensor's bytes at a cache line, where the
+# CLI's reads put them (the runs above: 16 bytes past one, where malloc()
+# puts a large block): the per-group integer kernels read each row twice,
+# and rows that start between lines cost them more
+out = subprocess.run([os.path.join(builddir, 'bench', 'bench-quantize'), str(rows), str(cols), '7', 'all',
+                      'BF16', 'uniform3', 'aligned'], check=True, capture_output=True, text=True, env=env).stdout
+calls += [json.loads(line) for line in out.splitlines()]
 torch_for = {'int8_per_channel': 'bf16_to_int8_per_channel', 'int4_per_group_128': 'bf16_to_int4_per_group_128_packed',
              'fp8_per_channel': 'bf16_to_fp8_e4m3_per_channel', 'mxfp4': 'bf16_to_mxfp4_packed'}
 print()
-print('%-22s %7s %7s %9s %10s %12s %9s' % ('quantize call', 'threads', 'buffers', 'ms', 'memcpy ms', 'of memcpy/thr',
-                                          'vs torch'))
+print('%-22s %7s %7s %7s %9s %10s %12s %9s' % ('quantize call', 'input', 'threads', 'buffers', 'ms', 'memcpy ms',
+                                              'of memcpy/thr', 'vs torch'))
 for c in calls:
     k = torch_for.get(c['scheme'])   # uint4 (asymmetric): no torch pipeline here
     vs = '%.1fx' % (torch_seconds[k] / c['seconds']) if k in torch_seconds and c['threads'] == 1 \
         else (torch_missing.get(k) or 'n/a') if c['threads'] == 1 else ''
     name = c['scheme'] + ('' if c['values'] == 'uniform3' else ' (%s)' % c['values'])
-    print('%-22s %7d %7s %9.3f %10.3f %12.3f %9s' % (name, c['threads'], c['buffers'], c['seconds'] * 1e3,
-                                                    c['memcpy_seconds'] * 1e3, c['of_memcpy_per_thread'], vs))
+    print('%-22s %7s %7d %7s %9.3f %10.3f %12.3f %9s' % (name, c['input'], c['threads'], c['buffers'],
+                                                          c['seconds'] * 1e3, c['memcpy_seconds'] * 1e3,
+                                                          c['of_memcpy_per_thread'], vs))
 print('bytes moved (input read + codes and scales written) per second over memcpy\'s (read + written), per\n'
-      'thread; median of 7 rounds, each timing memcpy then the call; torch on 1 thread, best of 5')
+      'thread; median of 7 rounds, each timing memcpy then the call; torch on 1 thread, best of 5; input:\n'
+      'the tensor\'s bytes 16 bytes past a cache line (malloc) or at one (aligned, as the CLI reads them)')
 
 # ---- from Python -------------------------------------------------------------
 PY = r"""
