@@ -13,8 +13,8 @@
  * subnormal, which heavy tails make more common, takes the lane encoder instead of the table,
  * docs/performance.md; INPUT "malloc" by default: the tensor's bytes 16 bytes past a cache line,
  * where glibc's malloc() puts a large block (as it does the copy in a GLib.Bytes made from
- * Python), or "aligned": at a cache line, where the CLI's reads put each row for the kernels; the
- * per-group integer kernels are slower on rows that start between lines, docs/performance.md)
+ * Python), or "aligned": at a cache line, where the CLI's reads put each row for the kernels;
+ * docs/performance.md, Per-group rows between lines)
  * Prints one JSON object per line: scheme, values, input, threads, buffers ("reused": the
  * tensor buffer pool is warm, as from the second tensor of a model on;
  * "fresh": the pool is emptied before each call, so every output page is

@@ -9,6 +9,9 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
 
 static guint32
 f32_bits (float f)
@@ -1052,6 +1055,139 @@ test_abs_max_every_alignment (void)
             f[at] = keep_f;
           }
       }
+}
+
+/* A group's reference statistics: the largest magnitude's bits, the
+ * extremes and finiteness from quark_kernel_min_max_f32_scalar() on the
+ * widened values */
+typedef struct {
+  guint16 top;
+  float lo, hi;
+  gboolean finite;
+} GroupRef;
+
+static GroupRef
+group_ref (const guint16 *h, gsize m)
+{
+  GroupRef r = { 0 };
+  g_autofree float *widened = g_new (float, m);
+
+  for (gsize i = 0; i < m; i++)
+    {
+      r.top = MAX (r.top, h[i] & 0x7fff);
+      memcpy (&widened[i], &(guint32) { (guint32) h[i] << 16 }, 4);
+    }
+  r.finite = quark_kernel_min_max_f32_scalar (widened, m, &r.lo, &r.hi);
+  return r;
+}
+
+/* The per-group statistics of bfloat16 rows that start between cache
+ * lines read them in line-aligned steps, each group's first and last line
+ * split between it and its neighbour by lane masks
+ * (qk_bf16_block_keys_lines()): at every start within a line, for groups
+ * of 64, 96, 128 and 256 in rows of 16, 17 and 33 groups with and without
+ * a short last group, a value planted in the lanes the masks divide (next
+ * to each line boundary and each group boundary) of the groups that begin
+ * and end a row and a run of 16 (a finite magnitude above the rest, either
+ * sign, infinity or NaN) lands in its own group's maximum, minimum and
+ * finiteness, and in no other. The elements around the row (the rest of
+ * its first and last lines) hold larger values than any in it, which
+ * would show if a group took them, and under AddressSanitizer they are
+ * poisoned, so that reading them at all fails (the lines a row starts and
+ * ends in are parts of whole pages, so such a read never faults, but it
+ * reads outside the caller's array). */
+static void
+test_group_stats_every_alignment (void)
+{
+  const gsize group_sizes[] = { 64, 96, 128, 256 };
+  const guint16 planted_bf16[] = { 0x4000, 0xc000, 0x7f80, 0xff80, 0x7fc1 };   /* 2, -2, +inf, -inf, NaN */
+  const gsize room = 33 * 256 + 200;
+  g_autofree guint16 *hb = g_new (guint16, room + 128);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (20261207);
+  guint16 *h0 = (guint16 *) (((guintptr) hb + 63) & ~(guintptr) 63);
+  g_autofree float *amax = g_new (float, room), *lo = g_new (float, room), *hi = g_new (float, room);
+  g_autofree GroupRef *ref = g_new (GroupRef, room);
+  guint plants = 0;
+
+  for (guint gs = 0; gs < G_N_ELEMENTS (group_sizes); gs++)
+    for (guint shape = 0; shape < 4; shape++)
+      {
+        const gsize group = group_sizes[gs];
+        const gsize n = shape == 0 ? 16 * group : shape == 1 ? 16 * group + 37 : shape == 2 ? 17 * group
+                        : 33 * group - 5;
+        const gsize groups = (n + group - 1) / group;
+        const gsize chosen[] = { 0, 1, 14, 15, 16, 17, groups - 2, groups - 1 };
+
+        for (gsize start = 0; start < 32; start++)
+          {
+            guint16 *h = h0 + 32 + start;
+            const gsize head = (32 - start) % 32;   /* elements before a group's first line boundary */
+
+            /* the rest of the first and last lines: 100, -100 */
+            for (gsize i = 0; i < 32 + start; i++)
+              h0[i] = i % 2 ? 0x42c8 : 0xc2c8;
+            for (gsize i = n; i < n + 64; i++)
+              h[i] = i % 2 ? 0x42c8 : 0xc2c8;
+            for (gsize i = 0; i < n; i++)
+              {
+                float v = (float) g_rand_double_range (rand, -1.0, 1.0);
+                guint32 bits;
+                memcpy (&bits, &v, 4);
+                h[i] = (guint16) (bits >> 16);
+              }
+            for (gsize g = 0; g < groups; g++)
+              ref[g] = group_ref (h + g * group, MIN (group, n - g * group));
+#ifdef __SANITIZE_ADDRESS__
+            ASAN_POISON_MEMORY_REGION (h0, (32 + start) * sizeof *h);
+            ASAN_POISON_MEMORY_REGION (h + n, 64 * sizeof *h);
+#endif
+            for (guint c = 0; c < G_N_ELEMENTS (chosen); c++)
+              {
+                const gsize g = chosen[c], m = g < groups ? MIN (group, n - g * group) : 0;
+                const gsize offsets[] = { 0, 1, head - 1, head, head + 1, 31, 32, 33, m - 34, m - 33, m - 32,
+                                          m - start - 1, m - start, m - start + 1, m - 2, m - 1 };
+
+                if (g >= groups || (c > 0 && g == chosen[c - 1]))
+                  continue;
+                for (guint k = 0; k < G_N_ELEMENTS (offsets); k++)
+                  {
+                    const gsize at = g * group + offsets[k];
+                    const GroupRef keep_ref = ref[g];
+                    guint16 keep;
+                    guint kind;
+                    gboolean ok_a, ok_m, all_finite = TRUE;
+
+                    if (offsets[k] >= m)   /* (a short group's offsets, and head - 1 at start 0, wrap around) */
+                      continue;
+                    keep = h[at];
+                    kind = plants++ % G_N_ELEMENTS (planted_bf16);
+                    h[at] = planted_bf16[kind];
+                    ref[g] = group_ref (h + g * group, m);
+                    g_assert_cmpint (ref[g].finite, ==, kind < 2);
+                    ok_a = quark_kernel_group_abs_max_bf16 (h, n, group, amax);
+                    ok_m = quark_kernel_group_min_max_bf16 (h, n, group, lo, hi);
+                    for (gsize j = 0; j < groups; j++)
+                      {
+                        all_finite &= ref[j].finite;
+                        if (ref[j].finite && (f32_bits (amax[j]) != (guint32) ref[j].top << 16 ||
+                                              lo[j] != ref[j].lo || hi[j] != ref[j].hi))
+                          g_error ("group %zu of %zu, length %zu, start %zu, planted %04x at %zu: max |x| %a, "
+                                   "[%a, %a]; scalar max |x| bits %04x, [%a, %a]", j, group, n, start,
+                                   planted_bf16[kind], at, amax[j], lo[j], hi[j], ref[j].top, ref[j].lo, ref[j].hi);
+                      }
+                    g_assert_cmpint (ok_a, ==, all_finite);
+                    g_assert_cmpint (ok_m, ==, all_finite);
+                    h[at] = keep;
+                    ref[g] = keep_ref;
+                  }
+              }
+#ifdef __SANITIZE_ADDRESS__
+            ASAN_UNPOISON_MEMORY_REGION (h0, (32 + start) * sizeof *h);
+            ASAN_UNPOISON_MEMORY_REGION (h + n, 64 * sizeof *h);
+#endif
+          }
+      }
+  g_assert_cmpuint (plants, >, 10000);
 }
 
 /* The bfloat16 kernels equal widening first and running the binary32
@@ -2161,6 +2297,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/bf16-match-widened", test_bf16_kernels_match_widened);
   g_test_add_func ("/kernels/groups", test_group_kernels);
   g_test_add_func ("/kernels/group-min-max", test_group_min_max);
+  g_test_add_func ("/kernels/group-stats-every-alignment", test_group_stats_every_alignment);
   g_test_add_func ("/kernels/int-group-params", test_int_group_params);
   g_test_add_func ("/kernels/min-max", test_min_max_rows);
   g_test_add_func ("/quantize/bf16-weights-as-f32", test_bf16_weights_as_f32);

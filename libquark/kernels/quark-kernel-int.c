@@ -451,13 +451,45 @@ NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
     out[b] = NAME##_inline (x + start, n - start < block ? n - start : block); \
 }
 
+/* 16 groups of @block at a time (a multiple of 32 from 64 up) of a
+ * bfloat16 row that starts @o elements past a cache line, in line-aligned
+ * reads (qk_bf16_maxima16_lines()); returns how many groups it took */
+QK_INLINE size_t
+qk_abs_max_bits_bf16_lines_as (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *out)
+{
+  size_t b = 0;
+
+  for (; (b + 16) * block <= n; b += 16)
+    {
+      qk_vw m = qk_bf16_maxima16_lines (x + b * block, block, QK_KEY_ABS, o, b == 0, (b + 16) * block + 32 - o > n);
+      qk_vu16 narrow = __builtin_convertvector (m, qk_vu16);
+      memcpy (out + b, &narrow, sizeof narrow);
+    }
+  return b;
+}
+
+/* (built for AVX-512 alone, where it runs: in the other clones the 512-bit
+ * code would be dead weight, QK_WIDE_ONLY) */
+QK_WIDE_ONLY static size_t
+qk_abs_max_bits_bf16_by16_lines (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *out)
+{
+  return block == 128 ? qk_abs_max_bits_bf16_lines_as (x, n, 128, o, out)
+         : block == 64 ? qk_abs_max_bits_bf16_lines_as (x, n, 64, o, out)
+         : qk_abs_max_bits_bf16_lines_as (x, n, block, o, out);
+}
+
+/* Rows that start between lines (with AVX-512 and groups from 64 up) in
+ * line-aligned reads, others as they are */
 QK_INLINE size_t
 qk_abs_max_bits_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *out)
 {
+  const size_t o = qk_bf16_line_offset (x);
   size_t b = 0;
 
   if (block % 32 || block > 512)
     return 0;
+  if (o && block >= 64 && qk_wide_permutes ())
+    return qk_abs_max_bits_bf16_by16_lines (x, n, block, o, out);
   for (; (b + 16) * block <= n; b += 16)
     {
       qk_vu16 narrow = __builtin_convertvector (qk_bf16_maxima16 (x + b * block, block), qk_vu16);
@@ -578,9 +610,48 @@ NAME (const ITYPE *x, size_t n, size_t block, UTYPE *hi, UTYPE *lo) \
     } \
   return b; \
 }
-QK_DEFINE_ORDER_BY16 (qk_group_min_max_bf16_by16_as, uint16_t, uint16_t, qk_vu16, qk_bf16_order_maxima16)
+QK_DEFINE_ORDER_BY16 (qk_group_min_max_bf16_by16_direct, uint16_t, uint16_t, qk_vu16, qk_bf16_order_maxima16)
 QK_DEFINE_ORDER_BY16 (qk_group_min_max_f32_by16_as, float, uint32_t, qk_vu, qk_f32_order_maxima16)
 #undef QK_DEFINE_ORDER_BY16
+
+/* The same for the keys of the minima and maxima
+ * (qk_bf16_order_maxima16_lines()) */
+QK_INLINE size_t
+qk_group_min_max_bf16_lines_as (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *hi, uint16_t *lo)
+{
+  size_t b = 0;
+
+  for (; (b + 16) * block <= n; b += 16)
+    {
+      qk_vw hw, lw;
+      qk_bf16_order_maxima16_lines (x + b * block, block, o, b == 0, (b + 16) * block + 32 - o > n, &hw, &lw);
+      qk_vu16 h = __builtin_convertvector (hw, qk_vu16), l = __builtin_convertvector (lw, qk_vu16);
+      memcpy (hi + b, &h, sizeof h);
+      memcpy (lo + b, &l, sizeof l);
+    }
+  return b;
+}
+
+QK_WIDE_ONLY static size_t
+qk_group_min_max_bf16_by16_lines (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *hi,
+                                  uint16_t *lo)
+{
+  return block == 128 ? qk_group_min_max_bf16_lines_as (x, n, 128, o, hi, lo)
+         : block == 64 ? qk_group_min_max_bf16_lines_as (x, n, 64, o, hi, lo)
+         : qk_group_min_max_bf16_lines_as (x, n, block, o, hi, lo);
+}
+
+/* Rows that start between lines (with AVX-512 and groups from 64 up) in
+ * line-aligned reads, others as they are */
+QK_INLINE size_t
+qk_group_min_max_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *hi, uint16_t *lo)
+{
+  const size_t o = qk_bf16_line_offset (x);
+
+  if (o && block >= 64 && qk_wide_permutes ())
+    return qk_group_min_max_bf16_by16_lines (x, n, block, o, hi, lo);
+  return qk_group_min_max_bf16_by16_direct (x, n, block, hi, lo);
+}
 
 /* bfloat16 groups of a multiple of 32 up to 512 (qk_bf16_order_maxima16();
  * others a call each); a group holds infinity or NaN exactly when one of
