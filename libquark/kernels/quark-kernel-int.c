@@ -451,17 +451,25 @@ NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
     out[b] = NAME##_inline (x + start, n - start < block ? n - start : block); \
 }
 
+/* AS (x, n, block, ...) with the common block sizes known to the
+ * compiler, which then unrolls the folds */
+#define QK_BY_BLOCK(AS, X, N, BLOCK, ...) \
+  ((BLOCK) == 32 ? AS (X, N, 32, __VA_ARGS__) : (BLOCK) == 64 ? AS (X, N, 64, __VA_ARGS__) \
+   : (BLOCK) == 128 ? AS (X, N, 128, __VA_ARGS__) : AS (X, N, BLOCK, __VA_ARGS__))
+
 /* 16 groups of @block at a time (a multiple of 32 from 64 up) of a
  * bfloat16 row that starts @o elements past a cache line, in line-aligned
  * reads (qk_bf16_maxima16_lines()); returns how many groups it took */
 QK_INLINE size_t
 qk_abs_max_bits_bf16_lines_as (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *out)
 {
+  const qk_vh high = qk_bf16_lanes_from (o);
   size_t b = 0;
 
   for (; (b + 16) * block <= n; b += 16)
     {
-      qk_vw m = qk_bf16_maxima16_lines (x + b * block, block, QK_KEY_ABS, o, b == 0, (b + 16) * block + 32 - o > n);
+      qk_vw m = qk_bf16_maxima16_lines (x + b * block, block, QK_KEY_ABS, o, high, b == 0,
+                                        (b + 16) * block + 32 - o > n);
       qk_vu16 narrow = __builtin_convertvector (m, qk_vu16);
       memcpy (out + b, &narrow, sizeof narrow);
     }
@@ -473,9 +481,7 @@ qk_abs_max_bits_bf16_lines_as (const uint16_t *x, size_t n, size_t block, size_t
 QK_WIDE_ONLY static size_t
 qk_abs_max_bits_bf16_by16_lines (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *out)
 {
-  return block == 128 ? qk_abs_max_bits_bf16_lines_as (x, n, 128, o, out)
-         : block == 64 ? qk_abs_max_bits_bf16_lines_as (x, n, 64, o, out)
-         : qk_abs_max_bits_bf16_lines_as (x, n, block, o, out);
+  return QK_BY_BLOCK (qk_abs_max_bits_bf16_lines_as, x, n, block, o, out);
 }
 
 /* Rows that start between lines (with AVX-512 and groups from 64 up) in
@@ -497,12 +503,6 @@ qk_abs_max_bits_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_
     }
   return b;
 }
-
-/* AS (x, n, block, ...) with the common block sizes known to the
- * compiler, which then unrolls the folds */
-#define QK_BY_BLOCK(AS, X, N, BLOCK, ...) \
-  ((BLOCK) == 32 ? AS (X, N, 32, __VA_ARGS__) : (BLOCK) == 64 ? AS (X, N, 64, __VA_ARGS__) \
-   : (BLOCK) == 128 ? AS (X, N, 128, __VA_ARGS__) : AS (X, N, BLOCK, __VA_ARGS__))
 
 QK_INLINE size_t
 qk_abs_max_bits_bf16_by16 (const uint16_t *x, size_t n, size_t block, uint16_t *out)
@@ -619,12 +619,14 @@ QK_DEFINE_ORDER_BY16 (qk_group_min_max_f32_by16_as, float, uint32_t, qk_vu, qk_f
 QK_INLINE size_t
 qk_group_min_max_bf16_lines_as (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *hi, uint16_t *lo)
 {
+  const qk_vh high = qk_bf16_lanes_from (o);
   size_t b = 0;
 
   for (; (b + 16) * block <= n; b += 16)
     {
       qk_vw hw, lw;
-      qk_bf16_order_maxima16_lines (x + b * block, block, o, b == 0, (b + 16) * block + 32 - o > n, &hw, &lw);
+      qk_bf16_order_maxima16_lines (x + b * block, block, o, high, b == 0, (b + 16) * block + 32 - o > n, &hw,
+                                    &lw);
       qk_vu16 h = __builtin_convertvector (hw, qk_vu16), l = __builtin_convertvector (lw, qk_vu16);
       memcpy (hi + b, &h, sizeof h);
       memcpy (lo + b, &l, sizeof l);
@@ -636,9 +638,7 @@ QK_WIDE_ONLY static size_t
 qk_group_min_max_bf16_by16_lines (const uint16_t *x, size_t n, size_t block, size_t o, uint16_t *hi,
                                   uint16_t *lo)
 {
-  return block == 128 ? qk_group_min_max_bf16_lines_as (x, n, 128, o, hi, lo)
-         : block == 64 ? qk_group_min_max_bf16_lines_as (x, n, 64, o, hi, lo)
-         : qk_group_min_max_bf16_lines_as (x, n, block, o, hi, lo);
+  return QK_BY_BLOCK (qk_group_min_max_bf16_lines_as, x, n, block, o, hi, lo);
 }
 
 /* Rows that start between lines (with AVX-512 and groups from 64 up) in

@@ -566,13 +566,13 @@ qk_bf16_lanes_from (size_t o)
 
 /* qk_bf16_maxima16_as() (AVX-512 only) of 16 blocks of @block (a multiple
  * of 32, at least 64) that start @o elements past a line (0 < @o < 32), in
- * line-aligned reads (qk_bf16_block_keys_lines()): @first when nothing
- * before @x may be read, @last when the 16 blocks' end plus 32 - @o
- * elements lies past what may. */
+ * line-aligned reads (qk_bf16_block_keys_lines(); @high from
+ * qk_bf16_lanes_from(), made once for a row): @first when nothing before
+ * @x may be read, @last when the 16 blocks' end plus 32 - @o elements lies
+ * past what may. */
 QK_INLINE qk_vw
-qk_bf16_maxima16_lines (const uint16_t *x, size_t block, int key, size_t o, bool first, bool last)
+qk_bf16_maxima16_lines (const uint16_t *x, size_t block, int key, size_t o, qk_vh high, bool first, bool last)
 {
-  const qk_vh high = qk_bf16_lanes_from (o);
   qk_vh v[16];
 
   _Pragma ("GCC unroll 16")
@@ -591,10 +591,9 @@ qk_bf16_maxima16_lines (const uint16_t *x, size_t block, int key, size_t o, bool
 /* qk_bf16_order_maxima16() (AVX-512 only) in line-aligned reads, as
  * qk_bf16_maxima16_lines() */
 QK_INLINE void
-qk_bf16_order_maxima16_lines (const uint16_t *x, size_t block, size_t o, bool first, bool last, qk_vw *hi,
-                              qk_vw *lo)
+qk_bf16_order_maxima16_lines (const uint16_t *x, size_t block, size_t o, qk_vh high, bool first, bool last,
+                              qk_vw *hi, qk_vw *lo)
 {
-  const qk_vh high = qk_bf16_lanes_from (o);
   qk_vh v[8], w[8];
 
   _Pragma ("GCC unroll 8")
