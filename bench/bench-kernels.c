@@ -1,5 +1,6 @@
-/* bench-kernels: throughput of libquark's kernels on BF16 weights, as a
- * fraction of memcpy bandwidth measured in the same run on one thread.
+/* bench-kernels: throughput of libquark's kernels on BF16 weights (and
+ * one row on the same values in float16), as a fraction of memcpy
+ * bandwidth measured in the same run on one thread.
  *
  * Usage: bench-kernels [ROWS COLS [REPEATS]]   (default 4096 4096 15)
  * Prints one JSON object per line: kernel, seconds (best of REPEATS),
@@ -18,6 +19,7 @@
 typedef struct {
   const guint16 *bf16;
   gsize rows, cols;
+  const guint16 *f16;  /* the same values in float16 */
   float *row;          /* one row of binary32 */
   guint8 *out;         /* codes */
   guint8 *packed;
@@ -38,6 +40,25 @@ run_int8_per_channel (Bench *b)
       p.inv_scale = 1.0f / p.scale;
       b->scales[r] = p.scale;
       quark_kernel_quantize_int_bf16 (row, b->cols, &p, QUARK_DTYPE_I8, b->out + r * b->cols);
+    }
+  return b->rows * b->cols + b->rows * 4;
+}
+
+/* As the row path takes float16: each row widened to binary32 (into a
+ * buffer that stays in cache), then the binary32 kernels */
+static gsize
+run_f16_int8_per_channel (Bench *b)
+{
+  for (gsize r = 0; r < b->rows; r++)
+    {
+      float amax;
+      QuarkKernelIntParams p = { .qmin = -128, .qmax = 127 };
+      quark_kernel_convert_to_f32 (QUARK_DTYPE_F16, b->f16 + r * b->cols, b->row, b->cols);
+      quark_kernel_abs_max_f32 (b->row, b->cols, &amax);
+      p.scale = fmaxf (amax / 127.5f, 0x1p-23f);
+      p.inv_scale = 1.0f / p.scale;
+      b->scales[r] = p.scale;
+      quark_kernel_quantize_int_f32 (b->row, b->cols, &p, QUARK_DTYPE_I8, b->out + r * b->cols);
     }
   return b->rows * b->cols + b->rows * 4;
 }
@@ -160,9 +181,10 @@ main (int argc, char **argv)
   int repeats = argc > 3 ? atoi (argv[3]) : 15;
   gsize n = rows * cols, in_bytes = n * 2;
   g_autofree guint16 *bf16 = g_new (guint16, n);
+  g_autofree guint16 *f16 = g_new (guint16, n);
   g_autofree guint8 *copy = g_malloc (in_bytes);
   g_autoptr(GRand) rand = g_rand_new_with_seed (1);
-  Bench b = { bf16, rows, cols, g_new (float, cols), g_malloc (MAX (n, cols)), g_malloc (n / 2 + 16),
+  Bench b = { bf16, rows, cols, f16, g_new (float, cols), g_malloc (MAX (n, cols)), g_malloc (n / 2 + 16),
               g_new (float, rows * (cols / 32 + 1)), g_malloc (rows * (cols / 32 + 1)) };
   static const struct { const char *name; gsize (*fn) (Bench *); } kernels[] = {
     { "bf16_to_int8_per_channel", run_int8_per_channel },
@@ -171,6 +193,7 @@ main (int argc, char **argv)
     { "bf16_to_int4_per_group_128_columns", run_int4_group128_columns },
     { "bf16_to_uint4_per_group_128_packed", run_uint4_group128 },
     { "bf16_to_mxfp4_packed", run_mxfp4 },
+    { "f16_to_int8_per_channel", run_f16_int8_per_channel },
   };
   double memcpy_best = INFINITY, memcpy_rate;
 
@@ -185,6 +208,14 @@ main (int argc, char **argv)
       guint32 bits;
       memcpy (&bits, &f, 4);
       bf16[i] = (guint16) (bits >> 16);
+    }
+  /* the same values in float16 (exact but for those under 2^-14, which
+   * lose low bits as subnormals) */
+  for (gsize i = 0; i < n; i += cols)
+    {
+      for (gsize j = 0; j < cols; j++)
+        b.row[j] = quark_kernel_bf16_to_f32 (bf16[i + j]);
+      quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, b.row, f16 + i, cols);
     }
 
   /* Each kernel is timed in rounds alternating with memcpy, and compared

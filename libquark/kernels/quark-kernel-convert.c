@@ -84,7 +84,7 @@ bf16_to_f32_loop (const uint16_t *src, uint32_t *dst, size_t n)
  * moves on to 255, keeping the payload; a zero exponent (zero,
  * subnormal m * 2^-24) is made 2^-14 * (1 + m / 1024) and 2^-14 subtracted,
  * which is exact, then the sign goes back on. The same bits as the scalar
- * form for all 65 536 patterns (test-kernels checks every one). */
+ * form for all 65 536 patterns (test-float checks every one). */
 QK_MULTIVERSION static void
 f16_to_f32_loop (const uint16_t *src, uint32_t *dst, size_t n)
 {
@@ -113,6 +113,66 @@ f16_to_f32_loop (const uint16_t *src, uint32_t *dst, size_t n)
       memcpy (dst + i, &f, sizeof f);
     }
 }
+
+/* The conversion instruction of x86's F16C extension (vcvtph2ps, eight
+ * values at a time), where the processor has it: one instruction where the
+ * bit form above takes about fifteen per vector. GCC 12 turns a conversion
+ * of _Float16 vectors into one conversion per lane unless the processor
+ * has AVX512-FP16, so this calls the compiler's builtin for the
+ * instruction (GCC's and clang's name for it are the same). The
+ * instruction gives a quiet NaN for a signalling one (it sets the
+ * payload's top bit), where the scalar form keeps the pattern; the loop
+ * notes whether any NaN went through and, if one did, the NaNs are
+ * converted again by the scalar form, so the bits are the same for every
+ * pattern (test-float checks all 65 536). Built where the clones are (the
+ * x86-64-v3 and v4 processors have F16C; picked at run time) or where the
+ * target compiled for has it. */
+#if defined(__x86_64__) && (defined(QK_CLONES) || (defined(__F16C__) && defined(__AVX2__)))
+#define QK_HAVE_F16C 1
+typedef short qk_v8hi __attribute__ ((vector_size (16)));
+typedef float qk_v8sf __attribute__ ((vector_size (32)));
+typedef int32_t qk_v8si __attribute__ ((vector_size (32)));
+
+QK_INLINE bool
+qk_f16c (void)
+{
+#if defined(QK_CLONES)
+  return __builtin_cpu_supports ("f16c") && __builtin_cpu_supports ("avx2");
+#else
+  return true;
+#endif
+}
+
+__attribute__ ((target ("avx2,f16c"))) static void
+f16_to_f32_f16c (const uint16_t *src, float *dst, size_t n)
+{
+  qk_v8si nan = { 0 };
+  size_t i = 0;
+
+  for (; i + 16 <= n; i += 16)
+    {
+      qk_v8hi h0, h1;
+      qk_v8sf f0, f1;
+      memcpy (&h0, src + i, sizeof h0);
+      memcpy (&h1, src + i + 8, sizeof h1);
+      f0 = __builtin_ia32_vcvtph2ps256 (h0);
+      f1 = __builtin_ia32_vcvtph2ps256 (h1);
+      nan |= (f0 != f0) | (f1 != f1);
+      memcpy (dst + i, &f0, sizeof f0);
+      memcpy (dst + i + 8, &f1, sizeof f1);
+    }
+  for (; i < n; i++)
+    dst[i] = quark_kernel_f16_to_f32 (src[i]);
+  for (int l = 0; l < 8; l++)
+    if (nan[l])
+      {
+        for (size_t j = 0; j < n; j++)
+          if ((src[j] & 0x7fffu) > 0x7c00u)
+            dst[j] = quark_kernel_f16_to_f32 (src[j]);
+        break;
+      }
+}
+#endif
 
 /**
  * quark_kernel_convert_to_f32: (skip)
@@ -145,6 +205,13 @@ quark_kernel_convert_to_f32 (QuarkDType  src_dtype,
         dst[i] = (float) ((const double *) src)[i];
       return true;
     case QUARK_DTYPE_F16:
+#if defined(QK_HAVE_F16C)
+      if (qk_f16c ())
+        {
+          f16_to_f32_f16c (src, dst, n);
+          return true;
+        }
+#endif
       f16_to_f32_loop (src, (uint32_t *) dst, n);
       return true;
     case QUARK_DTYPE_BF16:
