@@ -21,7 +21,10 @@
  * faulted in), seconds (median of REPEATS rounds, each round timing memcpy
  * and then the call), the bytes moved (input read + codes and scales
  * written) per second, and that rate over memcpy's (bytes read + written
- * per second) per thread.
+ * per second) per thread; then the same over memcpy on as many threads at
+ * once, each copying its share (timed in each round after the call; on
+ * one thread, memcpy's): two copies at once share the memory's bandwidth
+ * and are not twice as fast as one.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -32,6 +35,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* memcpy on two threads at once, each copying half: the baseline for the
+ * call on two threads (the two share the memory's bandwidth, so two
+ * copies at once are not twice as fast as one). The helper is started
+ * and waiting before the clock starts. */
+typedef struct {
+  guint8 *dst;
+  const guint8 *src;
+  gsize n;
+  gint ready, go;
+} Half;
+
+static gpointer
+copy_half (gpointer data)
+{
+  Half *h = data;
+  g_atomic_int_set (&h->ready, 1);
+  while (!g_atomic_int_get (&h->go))
+    ;
+  memcpy (h->dst, h->src, h->n);
+  return NULL;
+}
+
+static double
+parallel_memcpy_seconds (guint8 *dst, const guint8 *src, gsize n)
+{
+  gsize half = n / 2 - n / 2 % 64;
+  Half h = { dst + half, src + half, n - half, 0, 0 };
+  GThread *helper = g_thread_new ("memcpy", copy_half, &h);
+  gint64 t0;
+
+  while (!g_atomic_int_get (&h.ready))
+    ;
+  t0 = g_get_monotonic_time ();
+  g_atomic_int_set (&h.go, 1);
+  memcpy (dst, src, half);
+  g_thread_join (helper);
+  return (double) (g_get_monotonic_time () - t0) / 1e6;
+}
 
 static int
 compare_doubles (const void *a, const void *b)
@@ -172,8 +214,9 @@ main (int argc, char **argv)
           g_autoptr(QuarkModelQuantizer) quantizer = quark_registry_new_quantizer (quark_registry_get_default (),
                                                                                    config, &error);
           g_autofree double *t_call = g_new (double, repeats), *t_copy = g_new (double, repeats);
+          g_autofree double *t_copy2 = g_new (double, repeats);
           gsize out_bytes = 0;
-          double call, mem;
+          double call, mem, mem2;
 
           g_assert_no_error (error);
           g_object_set (quantizer, "threads", threads, NULL);
@@ -202,17 +245,24 @@ main (int argc, char **argv)
                   t_copy[r - 1] = (double) (t1 - t0) / 1e6;
                   t_call[r - 1] = (double) (t2 - t1) / 1e6;
                 }
+              if (r > 0 && threads == 2)
+                t_copy2[r - 1] = parallel_memcpy_seconds (copy, x, bytes);
             }
           qsort (t_call, repeats, sizeof (double), compare_doubles);
           qsort (t_copy, repeats, sizeof (double), compare_doubles);
           call = t_call[repeats / 2];
           mem = t_copy[repeats / 2];
+          if (threads == 2)
+            qsort (t_copy2, repeats, sizeof (double), compare_doubles);
+          mem2 = threads == 2 ? t_copy2[repeats / 2] : mem;
           printf ("{\"scheme\": \"%s\", \"values\": \"%s\", \"input\": \"%s\", \"threads\": %u, \"buffers\": \"%s\", "
                   "\"seconds\": %.6f, \"memcpy_seconds\": %.6f, \"bytes_per_second\": %.4g, "
-                  "\"of_memcpy_per_thread\": %.3f}\n",
+                  "\"of_memcpy_per_thread\": %.3f, \"memcpy_same_threads_seconds\": %.6f, "
+                  "\"of_memcpy_same_threads\": %.3f}\n",
                   schemes[si], values, input, threads, fresh ? "fresh" : "reused", call, mem,
                   (double) (bytes + out_bytes) / call,
-                  ((double) (bytes + out_bytes) / call) / ((double) (2 * bytes) / mem) / threads);
+                  ((double) (bytes + out_bytes) / call) / ((double) (2 * bytes) / mem) / threads, mem2,
+                  ((double) (bytes + out_bytes) / call) / ((double) (2 * bytes) / mem2));
           fflush (stdout);
         }
   quark_buffer_trim ();

@@ -118,19 +118,23 @@ calls += [json.loads(line) for line in out.splitlines()]
 torch_for = {'int8_per_channel': 'bf16_to_int8_per_channel', 'int4_per_group_128': 'bf16_to_int4_per_group_128_packed',
              'fp8_per_channel': 'bf16_to_fp8_e4m3_per_channel', 'mxfp4': 'bf16_to_mxfp4_packed'}
 print()
-print('%-22s %7s %7s %7s %9s %10s %12s %9s' % ('quantize call', 'input', 'threads', 'buffers', 'ms', 'memcpy ms',
-                                              'of memcpy/thr', 'vs torch'))
+print('%-22s %7s %7s %7s %9s %10s %12s %12s %9s' % ('quantize call', 'input', 'threads', 'buffers', 'ms', 'memcpy ms',
+                                                   'of memcpy/thr', 'same threads', 'vs torch'))
 for c in calls:
     k = torch_for.get(c['scheme'])   # uint4 (asymmetric): no torch pipeline here
     vs = '%.1fx' % (torch_seconds[k] / c['seconds']) if k in torch_seconds and c['threads'] == 1 \
         else (torch_missing.get(k) or 'n/a') if c['threads'] == 1 else ''
     name = c['scheme'] + ('' if c['values'] == 'uniform3' else ' (%s)' % c['values'])
-    print('%-22s %7s %7d %7s %9.3f %10.3f %12.3f %9s' % (name, c['input'], c['threads'], c['buffers'],
-                                                          c['seconds'] * 1e3, c['memcpy_seconds'] * 1e3,
-                                                          c['of_memcpy_per_thread'], vs))
+    print('%-22s %7s %7d %7s %9.3f %10.3f %12.3f %12.3f %9s' % (name, c['input'], c['threads'], c['buffers'],
+                                                                c['seconds'] * 1e3, c['memcpy_seconds'] * 1e3,
+                                                                c['of_memcpy_per_thread'], c['of_memcpy_same_threads'],
+                                                                vs))
 print('bytes moved (input read + codes and scales written) per second over memcpy\'s (read + written), per\n'
-      'thread; median of 7 rounds, each timing memcpy then the call; torch on 1 thread, best of 5; input:\n'
-      'the tensor\'s bytes 16 bytes past a cache line (malloc) or at one (aligned, as the CLI reads them)')
+      'thread: "of memcpy/thr" against memcpy on one thread (memcpy ms) times the threads, "same threads"\n'
+      'against memcpy on as many threads at once, each copying its share (two copies at once share the\n'
+      'memory\'s bandwidth); median of 7 rounds, each timing memcpy, the call and (two threads) the two\n'
+      'copies; torch on 1 thread, best of 5; input: the tensor\'s bytes 16 bytes past a cache line (malloc)\n'
+      'or at one (aligned, as the CLI reads them)')
 
 # ---- from Python -------------------------------------------------------------
 PY = r"""
