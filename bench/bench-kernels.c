@@ -213,8 +213,7 @@ main (int argc, char **argv)
    * lose low bits as subnormals) */
   for (gsize i = 0; i < n; i += cols)
     {
-      for (gsize j = 0; j < cols; j++)
-        b.row[j] = quark_kernel_bf16_to_f32 (bf16[i + j]);
+      quark_kernel_convert_to_f32 (QUARK_DTYPE_BF16, bf16 + i, b.row, cols);
       quark_kernel_convert_from_f32 (QUARK_DTYPE_F16, b.row, f16 + i, cols);
     }
 
