@@ -451,6 +451,16 @@ NAME##_blocks (const ITYPE *x, size_t n, size_t block, UTYPE *out) \
     out[b] = NAME##_inline (x + start, n - start < block ? n - start : block); \
 }
 
+/* The offset into its cache line (qk_bf16_line_offset()) of a bfloat16
+ * row whose groups of @block take the line-aligned statistics: one that
+ * starts between lines, with AVX-512 and groups from 64 up; else 0 */
+QK_INLINE size_t
+qk_bf16_lines_offset (const uint16_t *x, size_t block)
+{
+  const size_t o = qk_bf16_line_offset (x);
+  return o && block >= 64 && qk_wide_permutes () ? o : 0;
+}
+
 /* AS (x, n, block, ...) with the common block sizes known to the
  * compiler, which then unrolls the folds */
 #define QK_BY_BLOCK(AS, X, N, BLOCK, ...) \
@@ -489,12 +499,12 @@ qk_abs_max_bits_bf16_by16_lines (const uint16_t *x, size_t n, size_t block, size
 QK_INLINE size_t
 qk_abs_max_bits_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *out)
 {
-  const size_t o = qk_bf16_line_offset (x);
+  const size_t o = qk_bf16_lines_offset (x, block);
   size_t b = 0;
 
   if (block % 32 || block > 512)
     return 0;
-  if (o && block >= 64 && qk_wide_permutes ())
+  if (o)
     return qk_abs_max_bits_bf16_by16_lines (x, n, block, o, out);
   for (; (b + 16) * block <= n; b += 16)
     {
@@ -646,9 +656,9 @@ qk_group_min_max_bf16_by16_lines (const uint16_t *x, size_t n, size_t block, siz
 QK_INLINE size_t
 qk_group_min_max_bf16_by16_as (const uint16_t *x, size_t n, size_t block, uint16_t *hi, uint16_t *lo)
 {
-  const size_t o = qk_bf16_line_offset (x);
+  const size_t o = qk_bf16_lines_offset (x, block);
 
-  if (o && block >= 64 && qk_wide_permutes ())
+  if (o)
     return qk_group_min_max_bf16_by16_lines (x, n, block, o, hi, lo);
   return qk_group_min_max_bf16_by16_direct (x, n, block, hi, lo);
 }
