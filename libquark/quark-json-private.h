@@ -29,8 +29,9 @@ gboolean _quark_json_write (JsonNode           *node,
                             QuarkJsonWriteFunc  func,
                             gpointer            user_data);
 
-/* Called with each member of a JSON object in turn: its name and its value
- * (sealed, freed after the call). Returns FALSE with @error set to stop. */
+/* Called with each member of a JSON object in turn, its name and its value,
+ * or each element of an array (@name %NULL): the value is sealed and freed
+ * after the call. Returns FALSE with @error set to stop. */
 typedef gboolean (*QuarkJsonMemberFunc) (const char  *name,
                                          JsonNode    *value,
                                          gpointer     user_data,
@@ -48,5 +49,38 @@ gboolean _quark_json_parse_members (const char          *data,
                                     QuarkJsonMemberFunc  func,
                                     gpointer             user_data,
                                     GError             **error);
+
+/* Where a value's text is in a JSON text: @length bytes from @offset (a
+ * @length of 0: the value was not there) */
+typedef struct {
+  gsize offset;
+  gsize length;
+} QuarkJsonSpan;
+
+/* quark_json_parse() of @data, except that the members at @pruned (a
+ * NULL-terminated list of JSON paths as quark_json_path_join() and
+ * quark_json_path_index() form them, such as "model.vocab") are checked as
+ * everything else but left out of the tree: @spans[i] gets where the i-th
+ * one's text is, for _quark_json_each(). For a large member that is read
+ * once, in order (a tokenizer's vocabulary), a tree of it with its hash
+ * tables, and its seal and free, cost several times its scan. */
+JsonNode * _quark_json_parse_pruned (const char         *data,
+                                     gsize               length,
+                                     const char         *source,
+                                     const char *const  *pruned,
+                                     QuarkJsonSpan      *spans,
+                                     GError            **error);
+
+/* The members of the object, or the elements of the array, whose text is
+ * @span of @data (from _quark_json_parse_pruned() of the same @data, so
+ * already checked, duplicate names included), one at a time: each value
+ * is built, handed to @func (with %NULL for the name of an element) and
+ * freed. TRUE for an empty @span. Returns FALSE with what @func set. */
+gboolean _quark_json_each (const char           *data,
+                           QuarkJsonSpan         span,
+                           const char           *source,
+                           QuarkJsonMemberFunc   func,
+                           gpointer              user_data,
+                           GError              **error);
 
 G_END_DECLS

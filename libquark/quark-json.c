@@ -32,15 +32,61 @@
  * Strict syntax check
  * ------------------------------------------------------------------------ */
 
+/* One step of the JSON path to the value being scanned: a member's name,
+ * or (@key NULL) an array element's index. The path is put together only
+ * for an error message (scanner_path()): forming it for every value took
+ * a fifth of the time of a large file. */
+typedef struct {
+  const char *key;
+  guint index;
+} PathStep;
+
 typedef struct {
   const char *source;
   const char *p;
   const char *start;
   const char *end;
   guint depth;
-  GString *path;
+  guint n_steps;                              /* at most depth */
+  PathStep steps[QUARK_JSON_MAX_DEPTH + 1];
+  GString *text;                              /* a string value, as it is decoded */
+  const char *const *pruned;                  /* _quark_json_parse_pruned()'s */
+  QuarkJsonSpan *spans;
+  guint pruned_steps;                         /* at least the steps of the longest */
   GError **error;
 } Scanner;
+
+/* The JSON path of the value being scanned, as quark_json_path_join() and
+ * quark_json_path_index() form it ("" at the root) */
+static char *
+scanner_path (Scanner *s)
+{
+  char *path = g_strdup ("");
+
+  for (guint i = 0; i < s->n_steps; i++)
+    {
+      char *next = s->steps[i].key ? quark_json_path_join (path, s->steps[i].key)
+                                   : quark_json_path_index (path, s->steps[i].index);
+      g_free (path);
+      path = next;
+    }
+  return path;
+}
+
+/* Which of the pruned paths the member being scanned is at, or -1 */
+static int
+pruned_at (Scanner *s)
+{
+  g_autofree char *path = NULL;
+
+  if (G_LIKELY (s->pruned == NULL) || s->n_steps > s->pruned_steps)
+    return -1;
+  path = scanner_path (s);
+  for (int i = 0; s->pruned[i]; i++)
+    if (g_str_equal (path, s->pruned[i]))
+      return i;
+  return -1;
+}
 
 static void
 scanner_position (Scanner *s,
@@ -73,6 +119,7 @@ scanner_fail (Scanner    *s,
 {
   va_list args;
   g_autofree char *msg = NULL;
+  g_autofree char *path = NULL;
   guint line, column;
 
   va_start (args, format);
@@ -80,12 +127,14 @@ scanner_fail (Scanner    *s,
   va_end (args);
 
   scanner_position (s, at, &line, &column);
-  if (code == QUARK_CONFIG_ERROR_PARSE || s->path->len == 0)
+  if (code != QUARK_CONFIG_ERROR_PARSE)
+    path = scanner_path (s);
+  if (path == NULL || *path == '\0')
     g_set_error (s->error, QUARK_CONFIG_ERROR, code, "%s:%u:%u: %s",
                  s->source, line, column, msg);
   else
     g_set_error (s->error, QUARK_CONFIG_ERROR, code, "%s:%u:%u: %s: %s",
-                 s->source, line, column, s->path->str, msg);
+                 s->source, line, column, path, msg);
   return FALSE;
 }
 
@@ -139,14 +188,21 @@ scan_string (Scanner *s, GString *out)
   while (s->p < s->end)
     {
       guchar c = (guchar) *s->p;
+      if (c >= 0x20 && c != '"' && c != '\\')
+        {
+          /* a run of characters as they are, appended at once */
+          const char *run = s->p;
+          while (s->p < s->end && (guchar) *s->p >= 0x20 && *s->p != '"' && *s->p != '\\')
+            s->p++;
+          if (out)
+            g_string_append_len (out, run, s->p - run);
+          continue;
+        }
       if (c == '"')
         {
           s->p++;
           return TRUE;
         }
-      if (c < 0x20)
-        return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE,
-                             "control character in a string (escape it)");
       if (c == '\\')
         {
           s->p++;
@@ -199,9 +255,8 @@ scan_string (Scanner *s, GString *out)
             }
           continue;
         }
-      if (out)
-        g_string_append_c (out, (char) c);
-      s->p++;
+      return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE,
+                           "control character in a string (escape it)");
     }
   return scanner_fail (s, open, QUARK_CONFIG_ERROR_PARSE, "unterminated string");
 }
@@ -251,8 +306,25 @@ scan_number (Scanner *s, JsonNode **out)
         s->p++;
     }
 
+  /* an integer of at most 18 digits fits: read as it is */
+  if (is_integer && s->p - begin - (*begin == '-') <= 18)
+    {
+      guint64 v = 0;
+      for (const char *d = begin + (*begin == '-'); d < s->p; d++)
+        v = v * 10 + (guint64) (*d - '0');
+      if (out)
+        *out = json_node_init_int (json_node_alloc (), *begin == '-' ? -(gint64) v : (gint64) v);
+      return TRUE;
+    }
   {
-    g_autofree char *text = g_strndup (begin, s->p - begin);
+    char buf[64];
+    g_autofree char *long_text = (gsize) (s->p - begin) < sizeof buf ? NULL : g_strndup (begin, s->p - begin);
+    const char *text = long_text ? long_text : buf;
+    if (long_text == NULL)
+      {
+        memcpy (buf, begin, s->p - begin);
+        buf[s->p - begin] = '\0';
+      }
     if (is_integer)
       {
         gint64 v;
@@ -327,8 +399,10 @@ scan_object (Scanner *s, JsonNode **out)
 {
   g_autoptr(GHashTable) seen = NULL;
   g_autoptr(JsonObject) object = out ? json_object_new () : NULL;
-  gsize path_len = s->path->len;
+  g_autoptr(GString) key = NULL;
+  PathStep *step = &s->steps[s->n_steps];
   gboolean closed;
+  int pruned;
 
   s->p++; /* { */
   skip_ws (s);
@@ -341,11 +415,11 @@ scan_object (Scanner *s, JsonNode **out)
     }
   if (!out)
     seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  key = g_string_sized_new (32);
+  s->n_steps++;   /* each member's name, in turn */
   for (;;)
     {
       JsonNode *value = NULL;
-      g_autoptr(GString) key = g_string_new (NULL);
-      g_autofree char *member_path = NULL;
       const char *key_at;
 
       skip_ws (s);
@@ -354,11 +428,10 @@ scan_object (Scanner *s, JsonNode **out)
                              s->p >= s->end ? "unexpected end of input, expected a member name"
                                             : "expected a member name in double quotes");
       key_at = s->p;
+      g_string_truncate (key, 0);
       if (!scan_string (s, key))
         return FALSE;
-
-      member_path = quark_json_path_join (s->path->str, key->str);
-      g_string_assign (s->path, member_path);
+      *step = (PathStep) { key->str, 0 };
 
       /* (the object being built knows its members already) */
       if (out ? json_object_has_member (object, key->str) : g_hash_table_contains (seen, key->str))
@@ -371,16 +444,28 @@ scan_object (Scanner *s, JsonNode **out)
       if (s->p >= s->end || *s->p != ':')
         return scanner_fail (s, s->p, QUARK_CONFIG_ERROR_PARSE, "expected ':' after a member name");
       s->p++;
-      if (!scan_value (s, out ? &value : NULL))
+      if (out && (pruned = pruned_at (s)) >= 0)
+        {
+          /* checked, left out of the tree, its text noted */
+          const char *at;
+          if (s->spans[pruned].length)
+            return scanner_fail (s, key_at, QUARK_CONFIG_ERROR_DUPLICATE_KEY, "duplicate key");
+          skip_ws (s);
+          at = s->p;
+          if (!scan_value (s, NULL))
+            return FALSE;
+          s->spans[pruned] = (QuarkJsonSpan) { at - s->start, s->p - at };
+        }
+      else if (!scan_value (s, out ? &value : NULL))
         return FALSE;
-      if (out)
+      else if (out)
         json_object_set_member (object, key->str, value);
-      g_string_truncate (s->path, path_len);
 
       if (!scan_separator (s, '}', "an object", &closed))
         return FALSE;
       if (closed)
         {
+          s->n_steps--;
           if (out)
             *out = json_node_init_object (json_node_alloc (), object);
           return TRUE;
@@ -392,7 +477,7 @@ static gboolean
 scan_array (Scanner *s, JsonNode **out)
 {
   g_autoptr(JsonArray) array = out ? json_array_new () : NULL;
-  gsize path_len = s->path->len;
+  PathStep *step = &s->steps[s->n_steps];
   guint index = 0;
   gboolean closed;
 
@@ -405,20 +490,20 @@ scan_array (Scanner *s, JsonNode **out)
         *out = json_node_init_array (json_node_alloc (), array);
       return TRUE;
     }
+  s->n_steps++;   /* each element's index, in turn */
   for (;;)
     {
-      g_autofree char *element_path = quark_json_path_index (s->path->str, index++);
       JsonNode *value = NULL;
-      g_string_assign (s->path, element_path);
+      *step = (PathStep) { NULL, index++ };
       if (!scan_value (s, out ? &value : NULL))
         return FALSE;
       if (out)
         json_array_add_element (array, value);
-      g_string_truncate (s->path, path_len);
       if (!scan_separator (s, ']', "an array", &closed))
         return FALSE;
       if (closed)
         {
+          s->n_steps--;
           if (out)
             *out = json_node_init_array (json_node_alloc (), array);
           return TRUE;
@@ -450,10 +535,10 @@ scan_value (Scanner *s, JsonNode **out)
     case '"':
       if (out)
         {
-          g_autoptr(GString) text = g_string_new (NULL);
-          if (!scan_string (s, text))
+          g_string_truncate (s->text, 0);
+          if (!scan_string (s, s->text))
             return FALSE;
-          *out = json_node_init_string (json_node_alloc (), text->str);
+          *out = json_node_init_string (json_node_alloc (), s->text->str);
           return TRUE;
         }
       return scan_string (s, NULL);
@@ -480,11 +565,20 @@ scan_value (Scanner *s, JsonNode **out)
 /* Sets up @s on @data after the checks that come before any scanning:
  * valid UTF-8 without NUL bytes, no byte order mark. */
 static gboolean
-scanner_start (Scanner *s, const char *data, gsize length, const char *source, GString *path, GError **error)
+scanner_start (Scanner *s, const char *data, gsize length, const char *source, GString *text, GError **error)
 {
   const char *bad_utf8;
 
-  *s = (Scanner) { source ? source : "<data>", data, data, data + length, 0, path, error };
+  s->source = source ? source : "<data>";
+  s->p = s->start = data;
+  s->end = data + length;
+  s->depth = s->n_steps = 0;
+  memset (s->steps, 0, sizeof s->steps);
+  s->text = text;
+  s->pruned = NULL;
+  s->spans = NULL;
+  s->pruned_steps = 0;
+  s->error = error;
   if (!g_utf8_validate_len (data, length, &bad_utf8))
     {
       if (memchr (data, '\0', length) == bad_utf8)
@@ -494,6 +588,49 @@ scanner_start (Scanner *s, const char *data, gsize length, const char *source, G
   if (length >= 3 && memcmp (data, "\xef\xbb\xbf", 3) == 0)
     return scanner_fail (s, data, QUARK_CONFIG_ERROR_PARSE, "byte order mark before the JSON text");
   return TRUE;
+}
+
+/* quark_json_parse(), and _quark_json_parse_pruned() with @pruned */
+static JsonNode *
+parse_pruned (const char         *data,
+              gsize               length,
+              const char         *source,
+              const char *const  *pruned,
+              QuarkJsonSpan      *spans,
+              GError            **error)
+{
+  g_autoptr(GString) text = g_string_sized_new (64);
+  JsonNode *root = NULL;
+  Scanner s;
+
+  if (!scanner_start (&s, data, length, source, text, error))
+    return NULL;
+  if (pruned)
+    {
+      s.pruned = pruned;
+      s.spans = spans;
+      for (guint i = 0; pruned[i]; i++)
+        {
+          guint steps = 1;
+          for (const char *c = pruned[i]; *c; c++)
+            steps += *c == '.' || *c == '[';
+          s.pruned_steps = MAX (s.pruned_steps, steps);
+          spans[i] = (QuarkJsonSpan) { 0, 0 };
+        }
+    }
+  /* the strict scanner builds the tree as it checks the text: json-glib's
+   * own parser would take more than JSON */
+  if (!scan_value (&s, &root))
+    return NULL;
+  skip_ws (&s);
+  if (s.p != s.end)
+    {
+      json_node_unref (root);
+      scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "trailing text after the JSON value");
+      return NULL;
+    }
+  json_node_seal (root);
+  return root;
 }
 
 /**
@@ -521,31 +658,89 @@ quark_json_parse (const char  *data,
                   const char  *source,
                   GError     **error)
 {
-  g_autoptr(GString) path = NULL;
-  JsonNode *root = NULL;
-  Scanner s;
-
   g_return_val_if_fail (data != NULL || length == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (length < 0)
     length = strlen (data);
-  path = g_string_new (NULL);
-  if (!scanner_start (&s, data, length, source, path, error))
-    return NULL;
-  /* the strict scanner builds the tree as it checks the text: json-glib's
-   * own parser would take more than JSON */
-  if (!scan_value (&s, &root))
-    return NULL;
-  skip_ws (&s);
-  if (s.p != s.end)
+  return parse_pruned (data, (gsize) length, source, NULL, NULL, error);
+}
+
+JsonNode *
+_quark_json_parse_pruned (const char         *data,
+                          gsize               length,
+                          const char         *source,
+                          const char *const  *pruned,
+                          QuarkJsonSpan      *spans,
+                          GError            **error)
+{
+  return parse_pruned (data, length, source, pruned, spans, error);
+}
+
+/* The members of the object, or the elements of the array, at s->p (text
+ * already checked), one at a time: each value built, sealed, handed to
+ * @func (with the member's name, %NULL for an element) and freed */
+static gboolean
+scan_each (Scanner *s, QuarkJsonMemberFunc func, gpointer user_data, GError **error)
+{
+  g_autoptr(GString) key = g_string_sized_new (32);
+  const char close = *s->p == '{' ? '}' : ']';
+  PathStep *step = &s->steps[s->n_steps];
+  guint index = 0;
+  gboolean closed;
+
+  s->p++;
+  skip_ws (s);
+  if (s->p < s->end && *s->p == close)
+    return TRUE;
+  s->depth++;
+  s->n_steps++;
+  for (;;)
     {
-      json_node_unref (root);
-      scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "trailing text after the JSON value");
-      return NULL;
+      g_autoptr(JsonNode) value = NULL;
+
+      skip_ws (s);
+      if (close == '}')
+        {
+          g_string_truncate (key, 0);
+          if (!scan_string (s, key))
+            return FALSE;
+          skip_ws (s);
+          s->p++; /* : */
+          *step = (PathStep) { key->str, 0 };
+        }
+      else
+        *step = (PathStep) { NULL, index++ };
+      if (!scan_value (s, &value))
+        return FALSE;
+      json_node_seal (value);
+      if (!func (close == '}' ? key->str : NULL, value, user_data, error))
+        return FALSE;
+      if (!scan_separator (s, close, close == '}' ? "an object" : "an array", &closed))
+        return FALSE;
+      if (closed)
+        return TRUE;
     }
-  json_node_seal (root);
-  return root;
+}
+
+gboolean
+_quark_json_each (const char           *data,
+                  QuarkJsonSpan         span,
+                  const char           *source,
+                  QuarkJsonMemberFunc   func,
+                  gpointer              user_data,
+                  GError              **error)
+{
+  g_autoptr(GString) text = g_string_sized_new (64);
+  Scanner s;
+
+  if (span.length == 0)
+    return TRUE;
+  if (!scanner_start (&s, data + span.offset, span.length, source, text, error))
+    return FALSE;
+  if (*s.p != '{' && *s.p != '[')
+    return scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "expected an object or an array");
+  return scan_each (&s, func, user_data, error);
 }
 
 gboolean
@@ -556,11 +751,10 @@ _quark_json_parse_members (const char          *data,
                            gpointer             user_data,
                            GError             **error)
 {
-  g_autoptr(GString) path = g_string_new (NULL);
+  g_autoptr(GString) text = g_string_sized_new (64);
   Scanner s;
-  gboolean closed;
 
-  if (!scanner_start (&s, data, length, source, path, error))
+  if (!scanner_start (&s, data, length, source, text, error))
     return FALSE;
   /* first the whole text, so that a syntax error anywhere wins over what
    * @func says of a member before it */
@@ -576,36 +770,7 @@ _quark_json_parse_members (const char          *data,
   /* then member by member, each value built, handed over and freed */
   s.p = s.start;
   skip_ws (&s);
-  s.p++; /* { */
-  skip_ws (&s);
-  if (*s.p == '}')
-    return TRUE;
-  s.depth = 1;
-  for (;;)
-    {
-      g_autoptr(GString) key = g_string_new (NULL);
-      g_autoptr(JsonNode) value = NULL;
-
-      skip_ws (&s);
-      if (!scan_string (&s, key))
-        return FALSE;
-      skip_ws (&s);
-      s.p++; /* : */
-      {
-        g_autofree char *member_path = quark_json_path_join (NULL, key->str);
-        g_string_assign (s.path, member_path);
-      }
-      if (!scan_value (&s, &value))
-        return FALSE;
-      g_string_truncate (s.path, 0);
-      json_node_seal (value);
-      if (!func (key->str, value, user_data, error))
-        return FALSE;
-      if (!scan_separator (&s, '}', "an object", &closed))
-        return FALSE;
-      if (closed)
-        return TRUE;
-    }
+  return scan_each (&s, func, user_data, error);
 }
 
 /* The shortest "%.Ng" form that reads back as the same double, always
