@@ -12,6 +12,7 @@ G_BEGIN_DECLS
 
 /* Size limits of the JSON inputs (docs/guarantees.md). */
 #define QUARK_INPUT_MAX_CONFIG_SIZE       (16u * 1024 * 1024)    /* quantization configs, config.json */
+#define QUARK_INPUT_MAX_TOKENIZER_SIZE    (64u * 1024 * 1024)    /* tokenizer.json (a large vocabulary: tens of MB) */
 #define QUARK_INPUT_MAX_INDEX_SIZE        (64u * 1024 * 1024)    /* model.safetensors.index.json */
 #define QUARK_INPUT_MAX_CALIBRATION_SIZE  (256u * 1024 * 1024)   /* calibration statistics */
 

@@ -890,6 +890,49 @@ def test_python_api(tmp_path, originals):
     assert e.value.matches(Quark.error_quark(), Quark.Error.NOT_FOUND)
 
 
+def test_tokenizer_json_errors_name_the_member(tmp_path):
+    """model.vocab and model.merges are read member by member, outside the
+    tree of the rest of tokenizer.json (a tree of a 150 000-token vocabulary
+    took most of a small model's conversion): they are still checked as the
+    rest, and their errors name the file and the member; nothing is
+    written."""
+    text = json.dumps(json.load(open(os.path.join(TINY, 'tokenizer.json'))), ensure_ascii=False)
+    assert text.count('"vocab": {') == 1 and text.count('"merges": [') == 1
+    cases = [
+        # a name twice in the vocabulary, the vocabulary twice
+        (text.replace('"vocab": {', '"vocab": {"twice": 1, "twice": 2, '), ['duplicate key', 'model.vocab.twice']),
+        (text.replace('"vocab": {', '"vocab": 7, "vocab": {'), ['duplicate key', 'model.vocab']),
+        # syntax inside them, with the line and column
+        (text.replace('"merges": [', '"merges": [["a", "b"],]  , "x": ['), ['trailing comma in an array']),
+        (text.replace('"vocab": {', '"vocab": {"big": 1e999, '), ['model.vocab.big', 'too large']),
+        # what they hold
+        (text.replace('"vocab": {', '"vocab": {"neg": -1, '), ['model.vocab: an id outside']),
+        (text.replace('"merges": [', '"merges": [["a", 3], '), ['model.merges: expected pairs of strings']),
+        (text.replace('"merges": [', '"merges": [{"a": "b"}, '), ['model.merges: expected strings or pairs']),
+        (json.dumps(dict(json.loads(text), model=dict(json.loads(text)['model'], vocab=[1, 2]))),
+         ['model.vocab: expected an object']),
+    ]
+    for k, (bad, needles) in enumerate(cases):
+        src = tmp_path / ('m%d' % k)
+        shutil.copytree(TINY, src)
+        (src / 'tokenizer.json').write_text(bad, encoding='utf-8')
+        out = tmp_path / ('o%d.gguf' % k)
+        r = quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0')
+        assert r.returncode == 1, (k, r.stderr)
+        assert 'tokenizer.json' in r.stderr and all(n in r.stderr for n in needles), (k, r.stderr)
+        assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.startswith('o')], k
+    # merges as "a b" strings, the older form, and the pairs give the same file
+    src = tmp_path / 'strings'
+    shutil.copytree(TINY, src)
+    tok = json.loads(text)
+    tok['model']['merges'] = [' '.join(m) for m in tok['model']['merges']]
+    (src / 'tokenizer.json').write_text(json.dumps(tok, ensure_ascii=False), encoding='utf-8')
+    for m, out in ((TINY, tmp_path / 'pairs.gguf'), (src, tmp_path / 'strings.gguf')):
+        assert quantize(m, out, '--export-format', 'gguf', '--type', 'Q8_0').returncode == 0
+    assert read_gguf(tmp_path / 'pairs.gguf')[0]['tokenizer.ggml.merges'] == \
+        read_gguf(tmp_path / 'strings.gguf')[0]['tokenizer.ggml.merges']
+
+
 def test_damaged_files_are_errors(tmp_path):
     """Truncated or corrupted GGUF files: quark inspect and quark verify
     fail with an error naming the file (exit 1), never crash or hang."""

@@ -12,6 +12,7 @@
 #include "quark-gguf-bridge.h"
 #include "kernels/quark-kernels.h"
 #include "quark-json.h"
+#include "quark-json-private.h"
 #include "quark-model-private.h"
 #include "quark-checkpoint-writer-private.h"
 #include "runtime/quark-parallel-private.h"
@@ -450,11 +451,65 @@ read_lenient_json (const char *path, const char *what, GError **error)
   return json_node_copy (json_parser_get_root (parser));
 }
 
+/* tokenizer.json's model.vocab, read member by member (_quark_json_each():
+ * a tree of a vocabulary of 150 000 tokens, with its seal and its free,
+ * took most of the conversion's time before the first tensor): the names
+ * in the file's order and their values (-1 for one that is not an
+ * integer). @present: model.vocab is an object. */
+typedef struct {
+  gboolean present;
+  GPtrArray *names;
+  GArray *ids;   /* gint64 */
+} Vocab;
+
+static void
+vocab_clear (Vocab *v)
+{
+  g_clear_pointer (&v->names, g_ptr_array_unref);
+  g_clear_pointer (&v->ids, g_array_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Vocab, vocab_clear)
+
+static gboolean
+vocab_member (const char *name, JsonNode *value, gpointer data, GError **error)
+{
+  Vocab *v = data;
+  gint64 id = JSON_NODE_HOLDS_VALUE (value) && json_node_get_value_type (value) == G_TYPE_INT64
+              ? json_node_get_int (value) : -1;
+
+  g_ptr_array_add (v->names, g_strdup (name));
+  g_array_append_val (v->ids, id);
+  return TRUE;
+}
+
+static gboolean
+read_vocab (const char *text, QuarkJsonSpan span, const char *path, Vocab *v, GError **error)
+{
+  v->names = g_ptr_array_new_with_free_func (g_free);
+  v->ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  v->present = span.length > 0 && text[span.offset] == '{';
+  return !v->present || _quark_json_each (text, span, path, vocab_member, v, error);
+}
+
+/* the value of @name in the vocabulary, if it is there */
+static gboolean
+vocab_lookup (const Vocab *v, const char *name, gint64 *id)
+{
+  for (guint i = 0; i < v->names->len; i++)
+    if (g_str_equal (g_ptr_array_index (v->names, i), name))
+      {
+        *id = g_array_index (v->ids, gint64, i);
+        return TRUE;
+      }
+  return FALSE;
+}
+
 /* The special token ids of tokenizer_config.json, and whether BOS and EOS
  * are added (tokenizer_config.json's add_*_token, else the post-processor's
  * template, as gguf-py's SpecialVocab reads them), and the chat template. */
 static void
-add_specials (Kv *kv, JsonObject *tok, JsonObject *tc, JsonObject *vocab, GHashTable *added)
+add_specials (Kv *kv, JsonObject *tok, JsonObject *tc, const Vocab *vocab, GHashTable *added)
 {
   static const struct { const char *config, *key; } specials[] = {
     { "bos_token", "tokenizer.ggml.bos_token_id" },
@@ -469,8 +524,9 @@ add_specials (Kv *kv, JsonObject *tok, JsonObject *tc, JsonObject *vocab, GHashT
     {
       const char *name = special_name (tc, specials[i].config);
       gpointer id = name ? g_hash_table_lookup (added, name) : NULL;
-      if (name && id == NULL && json_object_has_member (vocab, name))
-        id = GINT_TO_POINTER (json_object_get_int_member (vocab, name) + 1);
+      gint64 vid;
+      if (name && id == NULL && vocab_lookup (vocab, name, &vid))
+        id = GINT_TO_POINTER (vid + 1);
       if (id)
         kv_u32 (kv, specials[i].key, (guint32) (GPOINTER_TO_INT (id) - 1));
     }
@@ -526,10 +582,9 @@ kv_f32v (Kv *kv, const char *key, const float *v, gsize n)
  * tokens USER_DEFINED, the rest NORMAL; tokenizer.ggml.model "llama" with
  * the pre-tokenizer "default". */
 static gboolean
-add_llama_tokenizer (Kv *kv, JsonObject *tok, JsonObject *tc, const char *tok_path, gint64 vocab_size,
-                     GError **error)
+add_llama_tokenizer (Kv *kv, JsonObject *tok, JsonObject *tc, const Vocab *vocab, const char *tok_path,
+                     gint64 vocab_size, GError **error)
 {
-  JsonObject *modelo = json_object_get_object_member (tok, "model"), *vocab;
   JsonArray *added = json_object_has_member (tok, "added_tokens") &&
                      JSON_NODE_HOLDS_ARRAY (json_object_get_member (tok, "added_tokens"))
                      ? json_object_get_array_member (tok, "added_tokens") : NULL;
@@ -542,21 +597,17 @@ add_llama_tokenizer (Kv *kv, JsonObject *tok, JsonObject *tc, const char *tok_pa
   guint base;
   gint64 total;
 
-  if (!json_object_has_member (modelo, "vocab") || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (modelo, "vocab")))
+  if (!vocab->present)
     return gguf_error (error, tok_path, "model.vocab: expected an object");
-  vocab = json_object_get_object_member (modelo, "vocab");
-  base = json_object_get_size (vocab);
+  base = vocab->names->len;
   g_ptr_array_set_size (tokens, base);
   {
-    g_autoptr(GList) members = json_object_get_members (vocab);
-    for (GList *l = members; l; l = l->next)
+    for (guint i = 0; i < vocab->names->len; i++)
       {
-        JsonNode *idn = json_object_get_member (vocab, l->data);
-        gint64 id = JSON_NODE_HOLDS_VALUE (idn) && json_node_get_value_type (idn) == G_TYPE_INT64
-                    ? json_node_get_int (idn) : -1;
+        gint64 id = g_array_index (vocab->ids, gint64, i);
         if (id < 0 || id >= base || g_ptr_array_index (tokens, id) != NULL)
           return gguf_error (error, tok_path, "model.vocab: ids are not 0 to the vocabulary's size, each once");
-        tokens->pdata[id] = g_strdup (l->data);
+        tokens->pdata[id] = g_strdup (g_ptr_array_index (vocab->names, i));
       }
   }
   /* added tokens: the specials (by id), and those beyond the base vocabulary */
@@ -764,8 +815,8 @@ looks_special (const char *t)
  * score -1000. The special ids come from tokenizer.json as for its other
  * kinds. */
 static gboolean
-add_sentencepiece_tokenizer (Kv *kv, const char *dir, JsonObject *tok, JsonObject *tc, gint64 vocab_size,
-                             GError **error)
+add_sentencepiece_tokenizer (Kv *kv, const char *dir, JsonObject *tok, JsonObject *tc, const Vocab *vocab,
+                             gint64 vocab_size, GError **error)
 {
   g_autofree char *sp_path = g_build_filename (dir, "tokenizer.model", NULL);
   g_autofree char *added_path = g_build_filename (dir, "added_tokens.json", NULL);
@@ -774,14 +825,9 @@ add_sentencepiece_tokenizer (Kv *kv, const char *dir, JsonObject *tok, JsonObjec
   g_autoptr(GHashTable) special = g_hash_table_new (g_str_hash, g_str_equal);
   g_autofree gint32 *types = NULL;
   g_autofree float *scores = NULL;
-  JsonObject *modelo = json_object_get_object_member (tok, "model");
-  JsonObject *vocab = json_object_has_member (modelo, "vocab") &&
-                      JSON_NODE_HOLDS_OBJECT (json_object_get_member (modelo, "vocab"))
-                      ? json_object_get_object_member (modelo, "vocab") : NULL;
   JsonArray *added = json_object_has_member (tok, "added_tokens") &&
                      JSON_NODE_HOLDS_ARRAY (json_object_get_member (tok, "added_tokens"))
                      ? json_object_get_array_member (tok, "added_tokens") : NULL;
-  g_autoptr(JsonObject) empty = json_object_new ();
 
   if (pieces == NULL)
     return FALSE;
@@ -868,7 +914,50 @@ add_sentencepiece_tokenizer (Kv *kv, const char *dir, JsonObject *tok, JsonObjec
   kv_strv (kv, "tokenizer.ggml.tokens", tokens);
   kv_f32v (kv, "tokenizer.ggml.scores", scores, (gsize) vocab_size);
   kv_i32v (kv, "tokenizer.ggml.token_type", types, (gsize) vocab_size);
-  add_specials (kv, tok, tc, vocab ? vocab : empty, special);
+  add_specials (kv, tok, tc, vocab, special);
+  return TRUE;
+}
+
+/* model.merges, one at a time: "a b" strings (pairs of the newer
+ * tokenizer.json joined by a space, spaces inside a part written as U+0120
+ * + 256, as gguf-py does) */
+typedef struct {
+  GPtrArray *strings;
+  const char *path;
+  GString *scratch;
+} Merges;
+
+static gboolean
+merge_element (const char *name, JsonNode *n, gpointer data, GError **error)
+{
+  Merges *m = data;
+  JsonArray *pair = JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+  GString *s = m->scratch;
+
+  if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+    {
+      g_ptr_array_add (m->strings, g_strdup (json_node_get_string (n)));
+      return TRUE;
+    }
+  if (pair == NULL || json_array_get_length (pair) != 2)
+    return gguf_error (error, m->path, "model.merges: expected strings or pairs of strings");
+  g_string_truncate (s, 0);
+  for (guint k = 0; k < 2; k++)
+    {
+      JsonNode *e = json_array_get_element (pair, k);
+      const char *part = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING
+                         ? json_node_get_string (e) : NULL;
+      if (part == NULL)
+        return gguf_error (error, m->path, "model.merges: expected pairs of strings");
+      if (k)
+        g_string_append_c (s, ' ');
+      for (const char *c = part; *c; c++)
+        if (*c == ' ')
+          g_string_append_unichar (s, ' ' + 256);
+        else
+          g_string_append_c (s, *c);
+    }
+  g_ptr_array_add (m->strings, g_strndup (s->str, s->len));
   return TRUE;
 }
 
@@ -877,16 +966,24 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, gboolean sentencepiec
 {
   g_autofree char *tok_path = g_build_filename (dir, "tokenizer.json", NULL);
   g_autofree char *tc_path = g_build_filename (dir, "tokenizer_config.json", NULL);
+  static const char *const pruned[] = { "model.vocab", "model.merges", NULL };
   g_autoptr(JsonNode) tok_node = NULL, tc_node = NULL;
-  JsonObject *tok, *modelo, *vocab, *tc = NULL;
-  JsonArray *merges, *added;
+  JsonObject *tok, *modelo, *tc = NULL;
+  JsonArray *added;
   g_autoptr(GPtrArray) tokens = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GPtrArray) merge_strings = g_ptr_array_new_with_free_func (g_free);
   g_autofree gint32 *types = NULL;
   g_autoptr(GHashTable) special = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autofree char *text = NULL;
+  g_auto(Vocab) vocab = { 0 };
+  QuarkJsonSpan spans[2];
+  gsize length;
   const char *pre;
 
-  if ((tok_node = _quark_input_read_json (tok_path, 64 << 20, "tokenizer.json", error)) == NULL)
+  /* the tree without the vocabulary and the merges, read one by one below */
+  if ((text = _quark_input_read (tok_path, QUARK_INPUT_MAX_TOKENIZER_SIZE, "tokenizer.json", &length, error)) == NULL ||
+      (tok_node = _quark_json_parse_pruned (text, length, tok_path, pruned, spans, error)) == NULL ||
+      !read_vocab (text, spans[0], tok_path, &vocab, error))
     return FALSE;
   if (g_file_test (tc_path, G_FILE_TEST_EXISTS))
     {
@@ -906,7 +1003,7 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, gboolean sentencepiec
     {
       g_autofree char *sp_path = g_build_filename (dir, "tokenizer.model", NULL);
       if (g_file_test (sp_path, G_FILE_TEST_IS_REGULAR))
-        return add_sentencepiece_tokenizer (kv, dir, tok, tc, vocab_size, error);
+        return add_sentencepiece_tokenizer (kv, dir, tok, tc, &vocab, vocab_size, error);
     }
   if (g_strcmp0 (json_object_get_string_member_with_default (modelo, "type", ""), "BPE") != 0)
     return gguf_error (error, tok_path, "only BPE tokenizers are converted here (byte-level as gpt2, SentencePiece-"
@@ -921,33 +1018,27 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, gboolean sentencepiec
                      "Sequence") != 0)
         return gguf_error (error, tok_path, "a BPE tokenizer with byte fallback but no Sequence decoder is neither "
                                             "the GPT-2 nor the Llama (SentencePiece-style) kind");
-      return add_llama_tokenizer (kv, tok, tc, tok_path, vocab_size, error);
+      return add_llama_tokenizer (kv, tok, tc, &vocab, tok_path, vocab_size, error);
     }
   if ((pre = pre_tokenizer_name (tok)) == NULL)
     return gguf_error (error, tok_path, "the pre-tokenizer is not one llama.cpp knows by name here "
                                         "(GPT-2's ByteLevel regex, Llama 3's or Qwen2's split pattern, SmolLM's digits "
                                         "and then GPT-2's)");
-  if (!json_object_has_member (modelo, "vocab") || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (modelo, "vocab")))
+  if (!vocab.present)
     return gguf_error (error, tok_path, "model.vocab: expected an object");
-  vocab = json_object_get_object_member (modelo, "vocab");
 
   /* tokens by id; ids without a token are padding, as convert_hf_to_gguf.py writes them */
   g_ptr_array_set_size (tokens, (guint) vocab_size);
   types = g_new0 (gint32, MAX (vocab_size, 1));
-  {
-    g_autoptr(GList) members = json_object_get_members (vocab);
-    for (GList *l = members; l; l = l->next)
-      {
-        JsonNode *idn = json_object_get_member (vocab, l->data);
-        gint64 id = JSON_NODE_HOLDS_VALUE (idn) && json_node_get_value_type (idn) == G_TYPE_INT64
-                    ? json_node_get_int (idn) : -1;
-        if (id < 0 || id >= vocab_size)
-          return gguf_error (error, tok_path, "model.vocab: an id outside the config's vocab_size");
-        g_free (g_ptr_array_index (tokens, id));
-        tokens->pdata[id] = g_strdup (l->data);
-        types[id] = TOKEN_NORMAL;
-      }
-  }
+  for (guint i = 0; i < vocab.names->len; i++)
+    {
+      gint64 id = g_array_index (vocab.ids, gint64, i);
+      if (id < 0 || id >= vocab_size)
+        return gguf_error (error, tok_path, "model.vocab: an id outside the config's vocab_size");
+      g_free (g_ptr_array_index (tokens, id));
+      tokens->pdata[id] = g_strdup (g_ptr_array_index (vocab.names, i));
+      types[id] = TOKEN_NORMAL;
+    }
   added = json_object_has_member (tok, "added_tokens") && JSON_NODE_HOLDS_ARRAY (json_object_get_member (tok, "added_tokens"))
           ? json_object_get_array_member (tok, "added_tokens") : NULL;
   for (guint i = 0; added && i < json_array_get_length (added); i++)
@@ -978,44 +1069,20 @@ add_tokenizer (Kv *kv, const char *dir, gint64 vocab_size, gboolean sentencepiec
 
   /* merges: "a b" strings (pairs of the newer tokenizer.json joined by a
    * space, spaces inside a part written as U+0120 + 256, as gguf-py does) */
-  merges = json_object_has_member (modelo, "merges") && JSON_NODE_HOLDS_ARRAY (json_object_get_member (modelo, "merges"))
-           ? json_object_get_array_member (modelo, "merges") : NULL;
-  for (guint i = 0; merges && i < json_array_get_length (merges); i++)
-    {
-      JsonNode *n = json_array_get_element (merges, i);
-      if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
-        g_ptr_array_add (merge_strings, g_strdup (json_node_get_string (n)));
-      else if (JSON_NODE_HOLDS_ARRAY (n) && json_array_get_length (json_node_get_array (n)) == 2)
-        {
-          GString *s = g_string_new (NULL);
-          for (guint k = 0; k < 2; k++)
-            {
-              const char *part = json_array_get_string_element (json_node_get_array (n), k);
-              if (part == NULL)
-                {
-                  g_string_free (s, TRUE);
-                  return gguf_error (error, tok_path, "model.merges: expected pairs of strings");
-                }
-              if (k)
-                g_string_append_c (s, ' ');
-              for (const char *c = part; *c; c++)
-                if (*c == ' ')
-                  g_string_append_unichar (s, ' ' + 256);
-                else
-                  g_string_append_c (s, *c);
-            }
-          g_ptr_array_add (merge_strings, g_string_free (s, FALSE));
-        }
-      else
-        return gguf_error (error, tok_path, "model.merges: expected strings or pairs of strings");
-    }
+  {
+    g_autoptr(GString) scratch = g_string_sized_new (64);
+    Merges m = { merge_strings, tok_path, scratch };
+    if (spans[1].length && text[spans[1].offset] == '[' &&
+        !_quark_json_each (text, spans[1], tok_path, merge_element, &m, error))
+      return FALSE;
+  }
 
   kv_str (kv, "tokenizer.ggml.model", "gpt2");
   kv_str (kv, "tokenizer.ggml.pre", pre);
   kv_strv (kv, "tokenizer.ggml.tokens", tokens);
   kv_i32v (kv, "tokenizer.ggml.token_type", types, (gsize) vocab_size);
   kv_strv (kv, "tokenizer.ggml.merges", merge_strings);
-  add_specials (kv, tok, tc, vocab, special);
+  add_specials (kv, tok, tc, &vocab, special);
   return TRUE;
 }
 
