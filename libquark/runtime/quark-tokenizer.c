@@ -7,6 +7,8 @@
 #include "quark-tokenizer.h"
 #include "quark-error.h"
 #include "quark-json.h"
+#include "quark-json-private.h"
+#include "quark-input-file-private.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -505,9 +507,16 @@ vocab_id (QuarkTokenizer *self, const char *token)
   return value ? GPOINTER_TO_INT (value) - 1 : -1;
 }
 
+/* (@path NULL: the vocabulary's member for @token, model.vocab["token"]) */
 static gboolean
 set_token (QuarkTokenizer *self, const char *token, gint64 id, const char *file, const char *path, GError **error)
 {
+  g_autofree char *vocab_path = NULL;
+
+  if (path == NULL && ((id < 0 || id >= G_MAXINT32) ||
+                       ((guint) id < self->tokens->len && g_ptr_array_index (self->tokens, id) != NULL &&
+                        !g_str_equal (g_ptr_array_index (self->tokens, id), token))))
+    path = vocab_path = g_strdup_printf ("model.vocab[\"%s\"]", token);
   if (id < 0 || id >= G_MAXINT32)
     return fail (error, file, path, "id %" G_GINT64_FORMAT " of %s is out of range", id, token);
   if ((guint) id >= self->tokens->len)
@@ -521,15 +530,88 @@ set_token (QuarkTokenizer *self, const char *token, gint64 id, const char *file,
   return TRUE;
 }
 
+/* tokenizer.json's model.vocab and model.merges are read one member at a
+ * time from the text, outside the tree of the rest (_quark_json_each()):
+ * a tree of a vocabulary of 150 000 tokens and as many merges, with its
+ * seal and free, took several times as long as the reading */
+static const char *const pruned_members[] = { "model.vocab", "model.merges", NULL };
+
+typedef struct {
+  const char *text;
+  QuarkJsonSpan vocab, merges;
+} Pruned;
+
+typedef struct {
+  QuarkTokenizer *self;
+  const char *file;
+  guint index;
+  GArray *merges;   /* guint32 triplets: left, right and joined ids */
+} Reading;
+
 static gboolean
-read_model (QuarkTokenizer *self, JsonObject *model, const char *file, GError **error)
+vocab_entry (const char *name, JsonNode *node, gpointer data, GError **error)
+{
+  Reading *r = data;
+
+  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64)
+    {
+      g_autofree char *path = g_strdup_printf ("model.vocab[\"%s\"]", name);
+      return fail (error, r->file, path, "expected an integer id");
+    }
+  return set_token (r->self, name, json_node_get_int (node), r->file, NULL, error);
+}
+
+static gboolean
+merge_entry (const char *name, JsonNode *node, gpointer data, GError **error)
+{
+  Reading *r = data;
+  QuarkTokenizer *self = r->self;
+  g_autofree char *path = NULL, *left = NULL, *joined = NULL;
+  const char *right;
+  gint a, b, id;
+  guint32 ids[3];
+  guint i = r->index++;
+
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    {
+      const char *text = json_node_get_string (node);
+      const char *space = strchr (text, ' ');
+      if (space == NULL || space == text || strchr (space + 1, ' ') != NULL || space[1] == '\0')
+        return fail (error, r->file, (path = g_strdup_printf ("model.merges[%u]", i)), "expected \"LEFT RIGHT\"");
+      left = g_strndup (text, space - text);
+      right = space + 1;
+    }
+  else if (JSON_NODE_HOLDS_ARRAY (node) && json_array_get_length (json_node_get_array (node)) == 2 &&
+           json_node_get_value_type (json_array_get_element (json_node_get_array (node), 0)) == G_TYPE_STRING &&
+           json_node_get_value_type (json_array_get_element (json_node_get_array (node), 1)) == G_TYPE_STRING)
+    {
+      left = g_strdup (json_array_get_string_element (json_node_get_array (node), 0));
+      right = json_array_get_string_element (json_node_get_array (node), 1);
+    }
+  else
+    return fail (error, r->file, (path = g_strdup_printf ("model.merges[%u]", i)),
+                 "expected \"LEFT RIGHT\" or [LEFT, RIGHT]");
+  joined = g_strconcat (left, right, NULL);
+  if ((a = vocab_id (self, left)) < 0 || (b = vocab_id (self, right)) < 0 || (id = vocab_id (self, joined)) < 0)
+    return fail (error, r->file, (path = g_strdup_printf ("model.merges[%u]", i)),
+                 "%s, %s or %s is not in the vocabulary", left, right, joined);
+  ids[0] = (guint32) a;
+  ids[1] = (guint32) b;
+  ids[2] = (guint32) id;
+  g_array_append_vals (r->merges, ids, 3);
+  return TRUE;
+}
+
+static gboolean
+read_model (QuarkTokenizer *self, JsonObject *model, const Pruned *pruned, const char *file, GError **error)
 {
   const char *type = member_string (model, "type");
-  JsonObject *vocab = member_object (model, "vocab");
-  JsonArray *merges = member_array (model, "merges");
+  gboolean vocab = pruned->vocab.length && pruned->text[pruned->vocab.offset] == '{';
+  gboolean merges = pruned->merges.length && pruned->text[pruned->merges.offset] == '[';
   const char *unk = member_string (model, "unk_token");
   JsonNode *dropout = json_object_get_member (model, "dropout");
-  g_autoptr(GList) members = NULL;
+  g_autoptr(GArray) merge_ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  Reading r = { self, file, 0, merge_ids };
   guint n_merges;
   gsize capacity = 16;
 
@@ -537,9 +619,9 @@ read_model (QuarkTokenizer *self, JsonObject *model, const char *file, GError **
     type = "BPE";
   if (type == NULL || !g_str_equal (type, "BPE"))
     return fail (error, file, "model.type", "%s tokenizers are not supported (BPE only)", type ? type : "untyped");
-  if (vocab == NULL)
+  if (!vocab)
     return fail (error, file, "model.vocab", "expected an object of token → id");
-  if (merges == NULL)
+  if (!merges)
     return fail (error, file, "model.merges", "expected an array");
   if (!member_is_null (model, "continuing_subword_prefix") || !member_is_null (model, "end_of_word_suffix"))
     return fail (error, file, "model", "continuing_subword_prefix and end_of_word_suffix are not supported");
@@ -549,16 +631,8 @@ read_model (QuarkTokenizer *self, JsonObject *model, const char *file, GError **
   self->fuse_unk = member_bool (model, "fuse_unk", FALSE);
   self->ignore_merges = member_bool (model, "ignore_merges", FALSE);
 
-  members = json_object_get_members (vocab);
-  for (GList *l = members; l; l = l->next)
-    {
-      JsonNode *node = json_object_get_member (vocab, l->data);
-      g_autofree char *path = g_strdup_printf ("model.vocab[\"%s\"]", (const char *) l->data);
-      if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64)
-        return fail (error, file, path, "expected an integer id");
-      if (!set_token (self, l->data, json_node_get_int (node), file, path, error))
-        return FALSE;
-    }
+  if (!_quark_json_each (pruned->text, pruned->vocab, file, vocab_entry, &r, error))
+    return FALSE;
   if (unk && (self->unk_id = vocab_id (self, unk)) < 0)
     return fail (error, file, "model.unk_token", "%s is not in the vocabulary", unk);
   for (guint b = 0; b < 256; b++)
@@ -568,7 +642,10 @@ read_model (QuarkTokenizer *self, JsonObject *model, const char *file, GError **
       self->byte_ids[b] = vocab_id (self, name);
     }
 
-  n_merges = json_array_get_length (merges);
+  /* the merges' ids, then the table of as many */
+  if (!_quark_json_each (pruned->text, pruned->merges, file, merge_entry, &r, error))
+    return FALSE;
+  n_merges = merge_ids->len / 3;
   while (capacity < 2 * (gsize) n_merges + 16)
     capacity *= 2;
   self->merges.keys = g_new (guint64, capacity);
@@ -577,35 +654,8 @@ read_model (QuarkTokenizer *self, JsonObject *model, const char *file, GError **
   self->merges.mask = capacity - 1;
   for (guint i = 0; i < n_merges; i++)
     {
-      JsonNode *node = json_array_get_element (merges, i);
-      g_autofree char *path = g_strdup_printf ("model.merges[%u]", i);
-      g_autofree char *left = NULL, *joined = NULL;
-      const char *right;
-      gint a, b, id;
-
-      if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
-        {
-          const char *text = json_node_get_string (node);
-          const char *space = strchr (text, ' ');
-          if (space == NULL || space == text || strchr (space + 1, ' ') != NULL || space[1] == '\0')
-            return fail (error, file, path, "expected \"LEFT RIGHT\"");
-          left = g_strndup (text, space - text);
-          right = space + 1;
-        }
-      else if (JSON_NODE_HOLDS_ARRAY (node) && json_array_get_length (json_node_get_array (node)) == 2 &&
-               json_node_get_value_type (json_array_get_element (json_node_get_array (node), 0)) == G_TYPE_STRING &&
-               json_node_get_value_type (json_array_get_element (json_node_get_array (node), 1)) == G_TYPE_STRING)
-        {
-          left = g_strdup (json_array_get_string_element (json_node_get_array (node), 0));
-          right = json_array_get_string_element (json_node_get_array (node), 1);
-        }
-      else
-        return fail (error, file, path, "expected \"LEFT RIGHT\" or [LEFT, RIGHT]");
-      joined = g_strconcat (left, right, NULL);
-      if ((a = vocab_id (self, left)) < 0 || (b = vocab_id (self, right)) < 0 || (id = vocab_id (self, joined)) < 0)
-        return fail (error, file, path, "%s, %s or %s is not in the vocabulary",
-                     left, right, joined);
-      merge_table_insert (&self->merges, (guint32) a, (guint32) b, i, (guint32) id);
+      const guint32 *ids = &g_array_index (merge_ids, guint32, 3 * i);
+      merge_table_insert (&self->merges, ids[0], ids[1], i, ids[2]);
     }
   return TRUE;
 }
@@ -719,8 +769,8 @@ read_template (QuarkTokenizer *self, JsonObject *root)
 /* The tokenizer of a parsed tokenizer.json (@source names it in errors)
  * and, when there is one, the text of tokenizer_config.json */
 static QuarkTokenizer *
-load (JsonNode *root, const char *source, const char *config_text, gsize config_length, const char *config_source,
-      GError **error)
+load (JsonNode *root, const Pruned *pruned, const char *source, const char *config_text, gsize config_length,
+      const char *config_source, GError **error)
 {
   g_autoptr(QuarkTokenizer) self = NULL;
   JsonObject *object;
@@ -738,7 +788,7 @@ load (JsonNode *root, const char *source, const char *config_text, gsize config_
       fail (error, source, "model", "expected an object");
       return NULL;
     }
-  if (!read_model (self, member_object (object, "model"), source, error) ||
+  if (!read_model (self, member_object (object, "model"), pruned, source, error) ||
       !read_added_tokens (self, member_array (object, "added_tokens"), source, error) ||
       !read_normalizer (self, json_object_get_member (object, "normalizer"), source, "normalizer", error) ||
       !read_pre_tokenizer (self, json_object_get_member (object, "pre_tokenizer"), source, "pre_tokenizer", error))
@@ -813,9 +863,11 @@ load (JsonNode *root, const char *source, const char *config_text, gsize config_
 QuarkTokenizer *
 quark_tokenizer_new_from_file (const char *path, GError **error)
 {
-  g_autofree char *file = NULL, *config_file = NULL, *dir = NULL, *config_text = NULL;
+  g_autofree char *file = NULL, *config_file = NULL, *dir = NULL, *config_text = NULL, *text = NULL;
   g_autoptr(JsonNode) root = NULL;
-  gsize config_length = 0;
+  gsize config_length = 0, length;
+  QuarkJsonSpan spans[2];
+  Pruned pruned;
 
   g_return_val_if_fail (path != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -826,8 +878,10 @@ quark_tokenizer_new_from_file (const char *path, GError **error)
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_NOT_FOUND, "%s: no such file", file);
       return NULL;
     }
-  if ((root = quark_json_parse_file (file, error)) == NULL)
+  if ((text = _quark_input_read (file, QUARK_INPUT_MAX_TOKENIZER_SIZE, "tokenizer.json", &length, error)) == NULL ||
+      (root = _quark_json_parse_pruned (text, length, file, pruned_members, spans, error)) == NULL)
     return NULL;
+  pruned = (Pruned) { text, spans[0], spans[1] };
   dir = g_path_get_dirname (file);
   config_file = g_build_filename (dir, "tokenizer_config.json", NULL);
   if (g_file_test (config_file, G_FILE_TEST_EXISTS))
@@ -839,7 +893,7 @@ quark_tokenizer_new_from_file (const char *path, GError **error)
           return NULL;
         }
     }
-  return load (root, file, config_text, config_length, config_file, error);
+  return load (root, &pruned, file, config_text, config_length, config_file, error);
 }
 
 /**
@@ -864,6 +918,8 @@ quark_tokenizer_new_from_bytes (GBytes *tokenizer_json, GBytes *config_json, con
   const char *data;
   gsize size, config_size = 0;
   const char *config_data = NULL;
+  QuarkJsonSpan spans[2];
+  Pruned pruned;
 
   g_return_val_if_fail (tokenizer_json != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -871,7 +927,9 @@ quark_tokenizer_new_from_bytes (GBytes *tokenizer_json, GBytes *config_json, con
   if (source == NULL)
     source = "tokenizer.json";
   data = g_bytes_get_data (tokenizer_json, &size);
-  if ((root = quark_json_parse (data ? data : "", (gssize) size, source, &local_error)) == NULL)
+  if (data == NULL)
+    data = "";
+  if ((root = _quark_json_parse_pruned (data, size, source, pruned_members, spans, &local_error)) == NULL)
     {
       g_set_error (error, QUARK_ERROR, QUARK_ERROR_INVALID_FILE, "%s", local_error->message);
       return NULL;
@@ -883,7 +941,8 @@ quark_tokenizer_new_from_bytes (GBytes *tokenizer_json, GBytes *config_json, con
         config_data = "";
     }
   config_source = g_strdup_printf ("%s (tokenizer_config.json)", source);
-  return load (root, source, config_data, config_size, config_source, error);
+  pruned = (Pruned) { data, spans[0], spans[1] };
+  return load (root, &pruned, source, config_data, config_size, config_source, error);
 }
 
 /* ------------------------------------------------------------------ */

@@ -192,6 +192,54 @@ def test_missing_and_unsupported(tmp_path):
     assert 'pre_tokenizer' in e.value.message and 'Whitespace' in e.value.message
 
 
+def test_vocabulary_and_merges_errors_name_the_entry(tmp_path):
+    """model.vocab and model.merges are read entry by entry from the text,
+    outside the tree of the rest (a tree of a vocabulary of 150 000 tokens
+    took seconds): every error still names the entry, and tokenizer.json may
+    be larger than the 16 MiB of a config (large vocabularies' are tens of
+    MB)."""
+    bad = tmp_path / 't'
+    bad.mkdir()
+
+    def load(model):
+        text = json.dumps({'model': dict({'type': 'BPE'}, **model)})
+        (bad / 'tokenizer.json').write_text(text)
+        with pytest.raises(GLib.Error) as e:
+            Quark.Tokenizer.new_from_file(str(bad))
+        return e.value
+
+    e = load({'vocab': {'a': 0, 'b': 'one'}, 'merges': []})
+    assert e.matches(Quark.error_quark(), Quark.Error.INVALID_FILE)
+    assert 'model.vocab["b"]: expected an integer id' in e.message
+    e = load({'vocab': {'a': 0, 'b': 0}, 'merges': []})
+    assert 'model.vocab["b"]' in e.message and 'given to both a and b' in e.message
+    e = load({'vocab': {'a': 0, 'b': -3}, 'merges': []})
+    assert 'model.vocab["b"]' in e.message and 'out of range' in e.message
+    e = load({'vocab': {'a': 0, 'b': 1, 'ab': 2}, 'merges': ['a b', ['a', 'c']]})
+    assert 'model.merges[1]' in e.message and 'not in the vocabulary' in e.message
+    e = load({'vocab': {'a': 0, 'b': 1, 'ab': 2}, 'merges': ['a b', 'ab']})
+    assert 'model.merges[1]' in e.message and 'LEFT RIGHT' in e.message
+    e = load({'vocab': [], 'merges': []})
+    assert 'model.vocab' in e.message and 'expected an object' in e.message
+    e = load({'vocab': {'a': 0}, 'merges': {}})
+    assert 'model.merges' in e.message and 'expected an array' in e.message
+    # the text is checked as the rest: a name twice, a syntax error inside
+    (bad / 'tokenizer.json').write_text('{"model": {"type": "BPE", "vocab": {"a": 0, "a": 1}, "merges": []}}')
+    with pytest.raises(GLib.Error) as e:
+        Quark.Tokenizer.new_from_file(str(bad))
+    assert 'model.vocab.a' in e.value.message and 'duplicate key' in e.value.message
+    (bad / 'tokenizer.json').write_text('{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a",]}}')
+    with pytest.raises(GLib.Error) as e:
+        Quark.Tokenizer.new_from_file(str(bad))
+    assert 'tokenizer.json:1:' in e.value.message and 'trailing comma' in e.value.message
+    # larger than a config may be; what loads encodes
+    vocab = {'a': 0, 'b': 1, 'ab': 2}
+    (bad / 'tokenizer.json').write_text(json.dumps({'model': {'type': 'BPE', 'vocab': vocab, 'merges': ['a b']},
+                                                    'padding_text': 'x' * (17 << 20)}))
+    tok = Quark.Tokenizer.new_from_file(str(bad))
+    assert list(tok.encode('abab', -1, False)) == [2, 2]
+
+
 # ---- the real tokenizer of docs-llama, against the tokenizers library -----
 
 @pytest.mark.skipif(not os.path.isdir(DOCS_LLAMA), reason='../shared/models/docs-llama is not here')
