@@ -3,9 +3,13 @@
 # checkpoint of BF16 weights (--dtype F16 or F32 for others) in TinyLlama's
 # shapes (hidden 2048, MLP 5632, four KV heads of 64, a vocabulary of 32000,
 # whose embeddings and head are the largest tensors, 125 MiB each in BF16,
-# and 22 layers: 2.05 GiB; --vocab V for another vocabulary, --layers N or
-# --gib G, as many layers as make G GiB, for another size; until 2026-12-07
-# the default was a vocabulary of 8192 and 2 GiB; one file, or --shards
+# and 22 layers: 2.05 GiB; --shape llama-3.2-1b or qwen2.5-0.5b for the
+# shapes of those models (2.3 and 0.92 GiB, the head tied to the
+# embeddings, Qwen2's attention biases; SHAPES below); --vocab V for
+# another vocabulary, --layers N or --gib G, as many layers as make G GiB,
+# for another size; until 2026-12-07 the default was a vocabulary of 8192
+# and 2 GiB; docs-llama's tokenizer, grown to the vocabulary's size, for
+# the GGUF conversion; one file, or --shards
 # files with an index as transformers writes them) to int8 per
 # channel, FP8 per channel, MXFP4, int4 per group of 128 and uint4 (asymmetric,
 # AWQ's scheme) per group of 128 (AMD Quark's layout; int4 g128 and int8 also in compressed-tensors' pack-quantized
@@ -44,7 +48,7 @@
 # column is the ratio to it. int8 and int4 g128 also run with --no-sync,
 # which does not wait for the disk, as cp -r.
 #
-# Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--layers N | --gib G] [--runs N]
+# Usage: /usr/bin/python3 bench/bench-checkpoint.py BUILDDIR [--shape NAME] [--layers N | --gib G] [--runs N]
 #            [--threads T] [--dir DIR] [--out-dir DIR] [--llama-bin DIR]
 #            [--dtype BF16|F16|F32] [--shards N] [--vocab V]
 import argparse
@@ -60,18 +64,37 @@ import time
 
 import numpy as np
 
-ap = argparse.ArgumentParser()
-ap.add_argument('builddir', nargs='?', default='build')
-ap.add_argument('--gib', type=float, default=None)
-ap.add_argument('--layers', type=int, default=None)
-ap.add_argument('--runs', type=int, default=5)
-ap.add_argument('--threads', type=int, default=2)
-ap.add_argument('--dir', default=None)
-ap.add_argument('--out-dir', default=None)
-ap.add_argument('--llama-bin', default=os.environ.get('QUARK_LLAMA_CPP_BIN', ''))
-ap.add_argument('--dtype', choices=('BF16', 'F16', 'F32'), default='BF16')
-ap.add_argument('--shards', type=int, default=1)
-ap.add_argument('--vocab', type=int, default=32000)
+# The shapes of three small models of the Llama family, from their
+# config.json on the Hugging Face hub: hidden size, MLP size, key/value
+# heads and head size, vocabulary, layers, whether the head is the
+# embeddings (tie_word_embeddings: no lm_head tensor) and whether the q, k
+# and v projections have biases (Qwen2's attention_bias)
+SHAPES = {
+    'tinyllama': dict(model_type='llama', arch='LlamaForCausalLM', hidden=2048, mlp=5632, kv_heads=4, head=64,
+                      vocab=32000, layers=22, tied=False, qkv_bias=False),
+    'llama-3.2-1b': dict(model_type='llama', arch='LlamaForCausalLM', hidden=2048, mlp=8192, kv_heads=8, head=64,
+                         vocab=128256, layers=16, tied=True, qkv_bias=False),
+    'qwen2.5-0.5b': dict(model_type='qwen2', arch='Qwen2ForCausalLM', hidden=896, mlp=4864, kv_heads=2, head=64,
+                         vocab=151936, layers=24, tied=True, qkv_bias=True),
+}
+
+ap = argparse.ArgumentParser(
+    description='quark quantize of a generated checkpoint against cp -r of it (and llama-quantize), '
+                'alternating rounds; then 1 thread against --threads (see the comment at the top of this file)')
+ap.add_argument('builddir', nargs='?', default='build', help='the meson build directory (default: build)')
+ap.add_argument('--shape', choices=sorted(SHAPES), default='tinyllama',
+                help='the model whose tensor shapes the checkpoint has (default: tinyllama, 2.05 GiB in BF16)')
+ap.add_argument('--gib', type=float, default=None, help='as many layers as make this many GiB')
+ap.add_argument('--layers', type=int, default=None, help='this many layers (default: the model\'s)')
+ap.add_argument('--runs', type=int, default=5, help='rounds of every command (default: 5; at most 3 for threads)')
+ap.add_argument('--threads', type=int, default=2, help='threads of every command (default: 2)')
+ap.add_argument('--dir', default=None, help='where the checkpoint goes (default: /dev/shm when it has room)')
+ap.add_argument('--out-dir', default=None, help='where the outputs go (default: beside the checkpoint)')
+ap.add_argument('--llama-bin', default=os.environ.get('QUARK_LLAMA_CPP_BIN', ''),
+                help='a llama.cpp build\'s bin directory, for llama-quantize (default: $QUARK_LLAMA_CPP_BIN)')
+ap.add_argument('--dtype', choices=('BF16', 'F16', 'F32'), default='BF16', help='the weights\' type (default: BF16)')
+ap.add_argument('--shards', type=int, default=1, help='split the weights into this many files with an index')
+ap.add_argument('--vocab', type=int, default=None, help='another vocabulary size (default: the model\'s)')
 args = ap.parse_args()
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -81,15 +104,41 @@ env = dict(os.environ, QUARK_BACKEND_PATH=os.pathsep.join(os.path.join(args.buil
            QUARK_BACKEND_SYSTEM_PATH='')
 tokenizer_dir = os.path.join(here, '..', '..', 'shared', 'models', 'docs-llama')
 
-H, F, KV, VOCAB = 2048, 5632, 256, args.vocab
+MODEL = SHAPES[args.shape]
+H, F, KV = MODEL['hidden'], MODEL['mlp'], MODEL['kv_heads'] * MODEL['head']
+VOCAB = args.vocab or MODEL['vocab']
+HEADS = 1 if MODEL['tied'] else 2   # the embeddings, and the head unless tied
 ESIZE = 4 if args.dtype == 'F32' else 2
 per_layer = 2 * H * H + 2 * KV * H + 3 * H * F
 if args.layers:
     layers = args.layers
 elif args.gib:
-    layers = max(1, int((args.gib * 2 ** 30 / ESIZE - 2 * VOCAB * H) / per_layer))
+    layers = max(1, int((args.gib * 2 ** 30 / ESIZE - HEADS * VOCAB * H) / per_layer))
 else:
-    layers = 22   # TinyLlama's
+    layers = MODEL['layers']
+
+
+def grow_tokenizer(path):
+    """docs-llama's tokenizer grown to the vocabulary's size (the GGUF
+    conversion reads every token and merge: several MB of tokenizer.json
+    for a vocabulary of 150 000): tokens made of two of its tokens, each
+    with its merge."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding='utf-8') as f:
+        tok = json.load(f)
+    vocab, merges = tok['model']['vocab'], tok['model']['merges']
+    base = list(vocab)
+    next_id = 1 + max(list(vocab.values()) + [a['id'] for a in tok.get('added_tokens', [])])
+    rng = np.random.default_rng(1)
+    while next_id < VOCAB:
+        a, b = base[rng.integers(len(base))], base[rng.integers(len(base))]
+        if a + b not in vocab:
+            vocab[a + b] = next_id
+            merges.append([a, b] if merges and isinstance(merges[0], list) else a + ' ' + b)
+            next_id += 1
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(tok, f, ensure_ascii=False, indent=2)
 
 
 def write_checkpoint(path):
@@ -101,7 +150,12 @@ def write_checkpoint(path):
                     (p + 'self_attn.v_proj.weight', (KV, H)), (p + 'self_attn.o_proj.weight', (H, H)),
                     (p + 'mlp.gate_proj.weight', (F, H)), (p + 'mlp.up_proj.weight', (F, H)),
                     (p + 'mlp.down_proj.weight', (H, F))]
-    tensors += [('model.norm.weight', (H,)), ('lm_head.weight', (VOCAB, H))]
+        if MODEL['qkv_bias']:
+            tensors += [(p + 'self_attn.q_proj.bias', (H,)), (p + 'self_attn.k_proj.bias', (KV,)),
+                        (p + 'self_attn.v_proj.bias', (KV,))]
+    tensors += [('model.norm.weight', (H,))]
+    if not MODEL['tied']:
+        tensors += [('lm_head.weight', (VOCAB, H))]
     rng = np.random.default_rng(0)
     block = rng.standard_normal(1 << 22).astype(np.float32) * 0.02
     if args.dtype == 'BF16':
@@ -139,17 +193,19 @@ def write_checkpoint(path):
     if args.shards > 1:
         with open(os.path.join(path, 'model.safetensors.index.json'), 'w') as f:
             json.dump({'metadata': {'total_size': total}, 'weight_map': weight_map}, f)
-    config = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_size': H,
-              'intermediate_size': F, 'num_attention_heads': H // 64, 'num_key_value_heads': KV // 64,
+    config = {'architectures': [MODEL['arch']], 'model_type': MODEL['model_type'], 'hidden_size': H,
+              'intermediate_size': F, 'num_attention_heads': H // MODEL['head'],
+              'num_key_value_heads': MODEL['kv_heads'], 'head_dim': MODEL['head'],
               'num_hidden_layers': layers, 'vocab_size': VOCAB, 'max_position_embeddings': 2048,
-              'rms_norm_eps': 1e-5, 'rope_theta': 10000.0, 'tie_word_embeddings': False,
+              'rms_norm_eps': 1e-5, 'rope_theta': 10000.0, 'tie_word_embeddings': MODEL['tied'],
               'hidden_act': 'silu', 'torch_dtype': {'BF16': 'bfloat16', 'F16': 'float16', 'F32': 'float32'}[args.dtype],
               'bos_token_id': 0, 'eos_token_id': 1}
     with open(os.path.join(path, 'config.json'), 'w') as f:
         json.dump(config, f)
     for name in ('tokenizer.json', 'tokenizer_config.json'):   # for the GGUF conversion only
         if os.path.exists(os.path.join(tokenizer_dir, name)):
-            shutil.copy(os.path.join(tokenizer_dir, name), path)
+            shutil.copyfile(os.path.join(tokenizer_dir, name), os.path.join(path, name))
+    grow_tokenizer(os.path.join(path, 'tokenizer.json'))
     return max(int(np.prod(s)) * ESIZE for _, s in tensors)
 
 
@@ -189,7 +245,7 @@ def free_space(path):
     return st.f_bavail * st.f_frsize
 
 
-size_needed = 3.5 * (layers * per_layer + 2 * VOCAB * H) * ESIZE
+size_needed = 3.5 * (layers * per_layer + HEADS * VOCAB * H) * ESIZE
 where = args.dir or ('/dev/shm' if os.path.isdir('/dev/shm') and free_space('/dev/shm') > size_needed
                      else tempfile.gettempdir())
 with tempfile.TemporaryDirectory(dir=where) as tmp:
@@ -230,10 +286,10 @@ with tempfile.TemporaryDirectory(dir=where) as tmp:
         for t in ('Q8_0', 'Q4_0', 'MXFP4_MOE'):
             commands.append(('llama-quantize ' + t, [llama_quantize, source, outg, t, j], outg))
 
-    print('checkpoint: %.2f GiB of %s weights in %d file(s) in %s (%d layers of TinyLlama shapes), largest tensor '
-          '%.0f MiB; outputs in %s; %d threads, %d rounds'
-          % (size / 2 ** 30, args.dtype, len(shards), where, layers, largest / 2 ** 20, os.path.dirname(out),
-             args.threads, args.runs))
+    print('checkpoint: %.2f GiB of %s weights in %d file(s) in %s (%d layers of %s\'s shapes, a vocabulary of %d), '
+          'largest tensor %.0f MiB; outputs in %s; %d threads, %d rounds'
+          % (size / 2 ** 30, args.dtype, len(shards), where, layers, args.shape, VOCAB, largest / 2 ** 20,
+             os.path.dirname(out), args.threads, args.runs))
     if not have_llama:
         print('llama-quantize: not compared (give --llama-bin DIR of a llama.cpp build, and ../shared for the '
               'tokenizer its GGUF needs)')
