@@ -736,8 +736,13 @@ _quark_json_each (const char           *data,
 
   if (span.length == 0)
     return TRUE;
-  if (!scanner_start (&s, data + span.offset, span.length, source, text, error))
-    return FALSE;
+  /* (the text was checked for UTF-8 with the rest: not again) */
+  memset (&s, 0, sizeof s);
+  s.source = source ? source : "<data>";
+  s.p = s.start = data + span.offset;
+  s.end = s.p + span.length;
+  s.text = text;
+  s.error = error;
   if (*s.p != '{' && *s.p != '[')
     return scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "expected an object or an array");
   return scan_each (&s, func, user_data, error);
