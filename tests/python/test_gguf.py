@@ -920,7 +920,14 @@ def test_tokenizer_json_errors_name_the_member(tmp_path):
         r = quantize(src, out, '--export-format', 'gguf', '--type', 'Q8_0')
         assert r.returncode == 1, (k, r.stderr)
         assert 'tokenizer.json' in r.stderr and all(n in r.stderr for n in needles), (k, r.stderr)
-        assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.startswith('o')], k
+        assert not out.exists() and not [f for f in os.listdir(tmp_path) if not (tmp_path / f).is_dir()], k
+    # no tokenizer.json: the error names it, and nothing is left
+    src = tmp_path / 'none'
+    shutil.copytree(TINY, src)
+    (src / 'tokenizer.json').unlink()
+    r = quantize(src, tmp_path / 'o-none.gguf', '--export-format', 'gguf', '--type', 'Q4_K_M')
+    assert r.returncode == 1 and 'tokenizer.json' in r.stderr, r.stderr
+    assert not [f for f in os.listdir(tmp_path) if not (tmp_path / f).is_dir()]
     # merges as "a b" strings, the older form, and the pairs give the same file
     src = tmp_path / 'strings'
     shutil.copytree(TINY, src)
