@@ -562,23 +562,26 @@ scan_value (Scanner *s, JsonNode **out)
     }
 }
 
-/* Sets up @s on @data after the checks that come before any scanning:
- * valid UTF-8 without NUL bytes, no byte order mark. */
+/* Sets up @s on @length bytes at @data */
+static void
+scanner_init (Scanner *s, const char *data, gsize length, const char *source, GString *text, GError **error)
+{
+  memset (s, 0, sizeof *s);
+  s->source = source ? source : "<data>";
+  s->p = s->start = data;
+  s->end = data + length;
+  s->text = text;
+  s->error = error;
+}
+
+/* scanner_init(), then the checks that come before any scanning: valid
+ * UTF-8 without NUL bytes, no byte order mark. */
 static gboolean
 scanner_start (Scanner *s, const char *data, gsize length, const char *source, GString *text, GError **error)
 {
   const char *bad_utf8;
 
-  s->source = source ? source : "<data>";
-  s->p = s->start = data;
-  s->end = data + length;
-  s->depth = s->n_steps = 0;
-  memset (s->steps, 0, sizeof s->steps);
-  s->text = text;
-  s->pruned = NULL;
-  s->spans = NULL;
-  s->pruned_steps = 0;
-  s->error = error;
+  scanner_init (s, data, length, source, text, error);
   if (!g_utf8_validate_len (data, length, &bad_utf8))
     {
       if (memchr (data, '\0', length) == bad_utf8)
@@ -590,14 +593,13 @@ scanner_start (Scanner *s, const char *data, gsize length, const char *source, G
   return TRUE;
 }
 
-/* quark_json_parse(), and _quark_json_parse_pruned() with @pruned */
-static JsonNode *
-parse_pruned (const char         *data,
-              gsize               length,
-              const char         *source,
-              const char *const  *pruned,
-              QuarkJsonSpan      *spans,
-              GError            **error)
+JsonNode *
+_quark_json_parse_pruned (const char         *data,
+                          gsize               length,
+                          const char         *source,
+                          const char *const  *pruned,
+                          QuarkJsonSpan      *spans,
+                          GError            **error)
 {
   g_autoptr(GString) text = g_string_sized_new (64);
   JsonNode *root = NULL;
@@ -663,18 +665,7 @@ quark_json_parse (const char  *data,
 
   if (length < 0)
     length = strlen (data);
-  return parse_pruned (data, (gsize) length, source, NULL, NULL, error);
-}
-
-JsonNode *
-_quark_json_parse_pruned (const char         *data,
-                          gsize               length,
-                          const char         *source,
-                          const char *const  *pruned,
-                          QuarkJsonSpan      *spans,
-                          GError            **error)
-{
-  return parse_pruned (data, length, source, pruned, spans, error);
+  return _quark_json_parse_pruned (data, (gsize) length, source, NULL, NULL, error);
 }
 
 /* The members of the object, or the elements of the array, at s->p (text
@@ -737,12 +728,7 @@ _quark_json_each (const char           *data,
   if (span.length == 0)
     return TRUE;
   /* (the text was checked for UTF-8 with the rest: not again) */
-  memset (&s, 0, sizeof s);
-  s.source = source ? source : "<data>";
-  s.p = s.start = data + span.offset;
-  s.end = s.p + span.length;
-  s.text = text;
-  s.error = error;
+  scanner_init (&s, data + span.offset, span.length, source, text, error);
   if (*s.p != '{' && *s.p != '[')
     return scanner_fail (&s, s.p, QUARK_CONFIG_ERROR_PARSE, "expected an object or an array");
   return scan_each (&s, func, user_data, error);

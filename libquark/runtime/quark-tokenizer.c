@@ -507,22 +507,27 @@ vocab_id (QuarkTokenizer *self, const char *token)
   return value ? GPOINTER_TO_INT (value) - 1 : -1;
 }
 
-/* (@path NULL: the vocabulary's member for @token, model.vocab["token"]) */
+/* @path, or (NULL) the vocabulary's member for @token, model.vocab["token"],
+ * made for an error message only, into *@owned */
+static const char *
+token_path (const char *path, const char *token, char **owned)
+{
+  return path ? path : (*owned = g_strdup_printf ("model.vocab[\"%s\"]", token));
+}
+
 static gboolean
 set_token (QuarkTokenizer *self, const char *token, gint64 id, const char *file, const char *path, GError **error)
 {
   g_autofree char *vocab_path = NULL;
 
-  if (path == NULL && ((id < 0 || id >= G_MAXINT32) ||
-                       ((guint) id < self->tokens->len && g_ptr_array_index (self->tokens, id) != NULL &&
-                        !g_str_equal (g_ptr_array_index (self->tokens, id), token))))
-    path = vocab_path = g_strdup_printf ("model.vocab[\"%s\"]", token);
   if (id < 0 || id >= G_MAXINT32)
-    return fail (error, file, path, "id %" G_GINT64_FORMAT " of %s is out of range", id, token);
+    return fail (error, file, token_path (path, token, &vocab_path), "id %" G_GINT64_FORMAT " of %s is out of range",
+                 id, token);
   if ((guint) id >= self->tokens->len)
     g_ptr_array_set_size (self->tokens, (guint) id + 1);
   if (g_ptr_array_index (self->tokens, id) != NULL && !g_str_equal (g_ptr_array_index (self->tokens, id), token))
-    return fail (error, file, path, "id %" G_GINT64_FORMAT " is given to both %s and %s", id,
+    return fail (error, file, token_path (path, token, &vocab_path),
+                 "id %" G_GINT64_FORMAT " is given to both %s and %s", id,
                  (const char *) g_ptr_array_index (self->tokens, id), token);
   if (g_ptr_array_index (self->tokens, id) == NULL)
     g_ptr_array_index (self->tokens, id) = g_strdup (token);
